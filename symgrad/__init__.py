@@ -1,0 +1,24 @@
+"""symgrad: symbolic Jacobians and gradients, derived step by step, printed and compiled.
+
+Pipeline (imports flow one way): declare (parse, functions) → derive (calculus, network) →
+simplify → compile → train, and derive → print → handout.
+"""
+from .calculus import (Fn, chain, derive_gradient, derive_jacobian, derive_matrix_gradient,
+                       derive_vec_jacobian, gradient, jacobian, matrix_symbols, unvec, vec)
+from .derivation import Derivation, Step
+from .functions import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_grad_at_zero,
+                        sigmoid, softplus, step)
+from .parse import ParseError, parse, parse_symbols
+
+__version__ = "0.1.0"
+
+# For reading symgrad's JSON strings back: sympy.sympify(s, locals=SYMPIFY_LOCALS).
+SYMPIFY_LOCALS = {"sigmoid": sigmoid, "relu": relu, "softplus": softplus,
+                  "leaky_relu": leaky_relu, "step": step}
+
+__all__ = [
+    "parse", "parse_symbols", "ParseError", "jacobian", "gradient", "derive_jacobian",
+    "derive_gradient", "chain", "Fn", "vec", "unvec", "matrix_symbols", "derive_vec_jacobian",
+    "derive_matrix_gradient", "Derivation", "Step", "sigmoid", "relu", "softplus", "leaky_relu",
+    "step", "defderiv", "SYMPIFY_LOCALS", "set_relu_grad_at_zero", "MissingRuleError",
+]

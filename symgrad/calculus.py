@@ -1,0 +1,365 @@
+"""Jacobians, gradients, the chain rule both ways, and vec/unvectorize: the lecture made executable.
+
+Where it sits: derive, for plain vector functions (the network engine has its own, layer-aware
+derivations built on the same records). Every public function here records its steps in a
+:class:`~symgrad.derivation.Derivation` while it works; ``jacobian``/``gradient`` return just the result.
+Conventions are the notes': a Jacobian has one row per output and one column per input; vec[W] lists
+W row by row.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import sympy as sp
+
+from .derivation import Chain, Compose, Derivation, Grad, Note, Partial, Vec
+from .parse import ParseError, parse, parse_symbols
+
+# sympy.simplify is thorough but can take seconds on a large expression; past this size entries
+# get the cheap exact forms only (cancel/factor), which are still exact.
+_SIMPLIFY_LIMIT = 24
+
+
+def tidy(expr):
+    """Simplify an entry (or every entry of a matrix) to a short exact form, in bounded time."""
+    if isinstance(expr, sp.MatrixBase):
+        return expr.applyfunc(tidy)
+    expr = sp.nsimplify(expr, rational=True) if expr.has(sp.Float) else sp.sympify(expr)
+    if not expr.free_symbols:
+        return sp.nsimplify(sp.simplify(expr)) if expr.has(sp.Float) else sp.simplify(expr)
+    if expr.is_rational_function():
+        return min(sp.cancel(expr), sp.factor(expr), expr, key=sp.count_ops)
+    if sp.count_ops(expr) > _SIMPLIFY_LIMIT:
+        return min(sp.cancel(expr), expr, key=sp.count_ops)
+    return min(sp.simplify(expr), expr, key=sp.count_ops)
+
+
+def same(a, b, points: int = 4) -> bool:
+    """Whether two expressions (or matrices) are equal: exactly if SymPy can show it cheaply, else
+    by evaluating the difference at random points to 30 digits (where both are defined)."""
+    if isinstance(a, sp.MatrixBase) or isinstance(b, sp.MatrixBase):
+        a, b = sp.Matrix(a), sp.Matrix(b)
+        return a.shape == b.shape and all(same(x, y, points) for x, y in zip(a, b))
+    diff = sp.sympify(a - b)
+    if diff == 0 or sp.expand(diff) == 0:
+        return True
+    syms = sorted(diff.free_symbols, key=str)
+    rng = __import__("random").Random(0)
+    checked = 0
+    for _ in range(8 * points):
+        env = {s: sp.Rational(rng.randint(-150, 150), 64) for s in syms}
+        val = diff.xreplace(env).evalf(30)
+        if not val.is_number or val.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
+            continue  # a singular point: try another
+        if abs(complex(val)) > 1e-20 * (1 + abs(complex(a.xreplace(env).evalf(30)))):
+            return False
+        checked += 1
+        if checked >= points:
+            return True
+    return checked > 0
+
+
+# -- input normalisation --------------------------------------------------------------------------
+def as_vector(f, where: str = "f") -> sp.Matrix:
+    """Text, an expression, a sequence or a Matrix -> a column Matrix of outputs."""
+    if isinstance(f, str):
+        f = parse(f)
+    if isinstance(f, sp.MatrixBase):
+        return sp.Matrix(f).reshape(len(f), 1) if 1 in f.shape else _not_vector(f, where)
+    if isinstance(f, sp.Basic):
+        return sp.Matrix([f])
+    if isinstance(f, (list, tuple)):
+        return sp.Matrix([parse(e) if isinstance(e, str) else _expr(e, where) for e in f])
+    raise TypeError(f"{where}: expected text, a SymPy expression, a sequence or a Matrix, "
+                    f"not {type(f).__name__}")
+
+
+def _not_vector(f, where):
+    raise ValueError(f"{where}: expected a vector, got a {f.rows}×{f.cols} matrix")
+
+
+def _expr(e, where):
+    if isinstance(e, sp.Basic):
+        return e
+    if isinstance(e, (int, float)):
+        return sp.nsimplify(e, rational=True)
+    raise TypeError(f"{where}: entries must be text or SymPy expressions, not {type(e).__name__}")
+
+
+def as_symbols(wrt, f: sp.Matrix | None = None, where: str = "wrt") -> list[sp.Symbol]:
+    """Text ("x1 x2", "x1,x2"), a sequence or a Matrix of symbols -> a list of symbols.
+
+    A name is resolved against the free symbols of ``f`` first, so a SymPy expression built with
+    its own ``Symbol('x1')`` is differentiated by that very symbol, not by a namesake.
+    """
+    if isinstance(wrt, str):
+        syms = parse_symbols(wrt)
+    elif isinstance(wrt, sp.MatrixBase):
+        syms = list(wrt)
+    elif isinstance(wrt, sp.Symbol):
+        syms = [wrt]
+    elif isinstance(wrt, (list, tuple)):
+        syms = [parse_symbols(w)[0] if isinstance(w, str) else w for w in wrt]
+    else:
+        raise TypeError(f"{where}: expected names or symbols, not {type(wrt).__name__}")
+    for s in syms:
+        if not isinstance(s, sp.Symbol):
+            raise ValueError(f"{where}: {s} is not a variable name")
+    if len(set(syms)) != len(syms):
+        raise ParseError(f"{where}: a variable is listed twice", None, str(wrt))
+    by_name = {s.name: s for s in (f.free_symbols if f is not None else ())}
+    return [by_name.get(s.name, s) for s in syms]
+
+
+def _column(syms) -> sp.Matrix:
+    return sp.Matrix(syms) if syms else sp.zeros(0, 1)
+
+
+# -- Jacobians ------------------------------------------------------------------------------------
+def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = True) -> Derivation:
+    """The Jacobian ∂f/∂x with its steps: each partial derivative, then the matrix."""
+    F = as_vector(f, name)
+    xs = as_symbols(wrt, F)
+    fs, xv = sp.Symbol(name), sp.MatrixSymbol(var, len(xs), 1)
+    d = Derivation(f"Jacobian of {name} with respect to ({', '.join(map(str, xs))})")
+    d.add(fs, F, f"{name}: R^{len(xs)} → R^{F.rows}", "definition")
+    J = sp.zeros(F.rows, len(xs))
+    for i in range(F.rows):
+        for j, x in enumerate(xs):
+            J[i, j] = tidy(sp.diff(F[i], x))
+            if entries and F.rows * len(xs) <= 36:
+                fi = sp.Symbol(f"{name}_{i + 1}") if F.rows > 1 else fs
+                d.add(Partial(fi, x), J[i, j], rule="partial")
+    d.add(Partial(fs, xv), J, f"rows are the outputs of {name}, columns its inputs",
+          "jacobian", shapes=[J.shape])
+    d.result = J
+    d.meta.update(function=F, wrt=xs)
+    return d
+
+
+def jacobian(f, wrt) -> sp.Matrix:
+    """∂f/∂x: rows = outputs of f, columns = inputs, entries simplified and exact."""
+    return derive_jacobian(f, wrt, entries=False).result
+
+
+def derive_gradient(f, wrt, name: str = "f", var: str = "x") -> Derivation:
+    """∇f for scalar f: the column vector, the transpose of the 1×m Jacobian."""
+    F = as_vector(f, name)
+    if F.rows != 1:
+        raise ValueError(f"{name}: the gradient needs a scalar function, got {F.rows} outputs "
+                         "(use jacobian)")
+    d = derive_jacobian(F, wrt, name, var)
+    J = d.result
+    d.title = d.title.replace("Jacobian", "Gradient", 1)
+    d.add(Grad(sp.Symbol(name), sp.MatrixSymbol(var, J.cols, 1)), J.T,
+          "for a real-valued function the gradient is the transpose of the Jacobian",
+          "transpose", shapes=[J.T.shape])
+    d.result = J.T
+    return d
+
+
+def gradient(f, wrt) -> sp.Matrix:
+    """∇f for a scalar f: a column vector (the transpose of its 1×m Jacobian)."""
+    return derive_gradient(f, wrt).result
+
+
+# -- the chain rule -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fn:
+    """A named vector function of named inputs: ``Fn("x1 + 2*x2, x2", "x1 x2", "g")``."""
+
+    outputs: sp.Matrix
+    inputs: tuple
+    name: str
+
+    @classmethod
+    def make(cls, spec, name: str) -> "Fn":
+        if isinstance(spec, Fn):
+            return spec
+        if not isinstance(spec, (tuple, list)) or len(spec) not in (2, 3):
+            raise TypeError(f"{name}: give (expression, inputs) or (expression, inputs, name)")
+        F = as_vector(spec[0], name)
+        return cls(F, tuple(as_symbols(spec[1], F, f"inputs of {name}")),
+                   spec[2] if len(spec) == 3 else name)
+
+
+def _feeds(outer: Fn, inner: Fn, feed) -> dict:
+    """{input of ``outer``: 0-based index of the output of ``inner`` that feeds it}."""
+    if feed is None:
+        if len(outer.inputs) != inner.outputs.rows:
+            raise ValueError(f"{outer.name} takes {len(outer.inputs)} inputs but {inner.name} "
+                             f"gives {inner.outputs.rows} outputs; say which feeds which (feed=)")
+        return {v: k for k, v in enumerate(outer.inputs)}
+    names = {v.name: v for v in outer.inputs}
+    out = {}
+    for key, k in dict(feed).items():
+        key = getattr(key, "name", key)
+        if key not in names:
+            raise ValueError(f"feed: {outer.name} has no input {key!r}")
+        if not (isinstance(k, int) and 1 <= k <= inner.outputs.rows):
+            raise ValueError(f"feed: {inner.name} has no output {k!r} "
+                             f"(outputs are numbered 1..{inner.outputs.rows})")
+        out[names[key]] = k - 1
+    missing = [v.name for v in outer.inputs if v not in out]
+    if missing:
+        raise ValueError(f"feed: nothing feeds {outer.name}'s input(s) {', '.join(missing)}")
+    return out
+
+
+def _jacobian_matrix(F: sp.Matrix, xs) -> sp.Matrix:
+    return F.jacobian(_column(xs)).applyfunc(tidy) if xs else sp.zeros(F.rows, 0)
+
+
+def chain(*fns, feed: Sequence | None = None) -> Derivation:
+    """The Jacobian of f∘g(∘h…) by substitution and by the product of Jacobians; both are checked.
+
+    ``fns`` are outermost first, each an :class:`Fn` or ``(expression, inputs[, name])``. By default
+    the outputs of each function feed the inputs of the one before it in order; ``feed`` gives, per
+    junction, a mapping {input name of the outer function: 1-based output index of the inner one}.
+    """
+    if len(fns) < 2:
+        raise ValueError("chain needs at least two functions, outermost first")
+    fns = [Fn.make(f, "fghkpq"[i] if i < 6 else f"f{i}") for i, f in enumerate(fns)]
+    feed = list(feed) if feed is not None else [None] * (len(fns) - 1)
+    if len(feed) != len(fns) - 1:
+        raise ValueError(f"feed: give one mapping per junction ({len(fns) - 1}), got {len(feed)}")
+    maps = [_feeds(fns[i], fns[i + 1], feed[i]) for i in range(len(fns) - 1)]
+    xs, x = fns[-1].inputs, sp.MatrixSymbol("x", len(fns[-1].inputs), 1)
+    comp = Compose(*[sp.Symbol(f.name) for f in fns])
+    d = Derivation(f"The chain rule for {'∘'.join(f.name for f in fns)}, two ways")
+    for f in fns:
+        d.add(sp.Symbol(f.name), f.outputs, f"{f.name}: R^{len(f.inputs)} → R^{f.outputs.rows}",
+              "definition")
+
+    # Each function's output as a function of x (innermost first), by substitution.
+    values = {len(fns) - 1: fns[-1].outputs}
+    for i in range(len(fns) - 2, -1, -1):
+        values[i] = fns[i].outputs.xreplace({v: values[i + 1][k] for v, k in maps[i].items()})
+
+    # Method 1: substitute the inner functions into the outer, then differentiate.
+    shown = fns[0].outputs.xreplace({v: sp.UnevaluatedExpr(fns[1].outputs[k])
+                                     for v, k in maps[0].items()}) if len(fns) == 2 else values[0]
+    d.add(comp, shown, "method 1: substitute the inner function(s) into the outer", "substitution")
+    simplified = values[0].applyfunc(tidy)
+    if simplified != shown:
+        d.add(None, simplified, rule="simplify")
+    by_substitution = _jacobian_matrix(simplified, xs)
+    d.add(Partial(comp, x), by_substitution,
+          "differentiate the composition", "jacobian", shapes=[by_substitution.shape])
+
+    # Method 2: multiply the Jacobians, each evaluated where its inputs come from.
+    factors, partials = [], []
+    for i, f in enumerate(fns):
+        inner = fns[i + 1] if i + 1 < len(fns) else None
+        below = sp.Symbol(inner.name) if inner else x
+        Jf = _jacobian_matrix(f.outputs, f.inputs)
+        if inner:
+            cols = sp.zeros(Jf.rows, inner.outputs.rows)  # one column per output of inner
+            for j, v in enumerate(f.inputs):
+                cols[:, maps[i][v]] += Jf[:, j]
+            d.add(Partial(sp.Symbol(f.name), below), cols,
+                  f"method 2: the Jacobian of {f.name}, one column per output of {inner.name}",
+                  "jacobian", shapes=[cols.shape])
+            Jf = cols.xreplace({v: values[i + 1][k] for v, k in maps[i].items()})
+            Jf = Jf.applyfunc(tidy)
+            if Jf != cols:
+                d.add(None, Jf, f"evaluated at {inner.name}(x)", "substitution")
+        else:
+            d.add(Partial(sp.Symbol(f.name), x), Jf, f"the Jacobian of {f.name}", "jacobian",
+                  shapes=[Jf.shape])
+        factors.append(Jf)
+        partials.append(Partial(sp.Symbol(f.name), below))
+    shapes = [m.shape for m in factors]
+    d.add(Partial(comp, x), Chain(*partials), "the chain rule of multivariate calculus",
+          "chain_rule", shapes=shapes)
+    d.add(None, Chain(*[sp.ImmutableMatrix(m) for m in factors]), rule="substitution",
+          shapes=shapes)
+    product = factors[0]
+    for m in factors[1:]:
+        product = product * m
+    by_chain = product.applyfunc(tidy)
+    d.add(None, by_chain, f"multiply: {' · '.join(f'{r}×{c}' for r, c in shapes)} → "
+          f"{by_chain.rows}×{by_chain.cols}", "product", shapes=[by_chain.shape])
+
+    if not same(by_chain, by_substitution):
+        raise ArithmeticError("the two methods disagree: this is a bug in symgrad")
+    d.add(None, Note("both methods agree"), rule="agree")
+    d.result = by_chain
+    d.meta.update(substitution=by_substitution, chain_rule=by_chain, composition=simplified,
+                  factors=factors, wrt=list(xs))
+    return d
+
+
+# -- vec and unvectorize --------------------------------------------------------------------------
+def vec(W) -> sp.Matrix:
+    """vec[W]: the entries of W row by row (W11 … W1m … Wn1 … Wnm), as a column."""
+    W = sp.Matrix(W)
+    return W.reshape(W.rows * W.cols, 1)
+
+
+def unvec(v, shape) -> sp.Matrix:
+    """Undo :func:`vec`: lay the nm entries of ``v`` back out as an n×m matrix, row by row."""
+    v = sp.Matrix(v)
+    n, m = shape
+    if len(v) != n * m:
+        raise ValueError(f"unvec: {len(v)} entries cannot fill a {n}×{m} matrix")
+    return v.reshape(n, m)
+
+
+def matrix_symbols(name: str, n: int, m: int) -> sp.Matrix:
+    """An n×m matrix of real symbols W_11 … W_nm (W_{i,j} when a dimension passes 9)."""
+    sep = "," if max(n, m) > 9 else ""
+    return sp.Matrix(n, m, lambda i, j: sp.Symbol(f"{name}_{i + 1}{sep}{j + 1}", real=True))
+
+
+def derive_vec_jacobian(f, W, name: str = "f", wname: str = "W") -> Derivation:
+    """∂f/∂vec[W]: the Jacobian of f with respect to the entries of W, row by row."""
+    F, Wm = as_vector(f, name), sp.Matrix(W)
+    d = Derivation(f"Jacobian of {name} with respect to vec[{wname}]")
+    v = vec(Wm)
+    d.add(Vec(sp.Symbol(wname)), v.T, "the entries of W row by row".replace("W", wname),
+          "vectorize", shapes=[v.T.shape])
+    J = _jacobian_matrix(F, list(v))
+    d.add(Partial(sp.Symbol(name), Vec(sp.Symbol(wname))), J,
+          "rows are the outputs, columns the entries of vec[W]".replace("W", wname),
+          "jacobian", shapes=[J.shape])
+    d.result = J
+    return d
+
+
+def derive_matrix_gradient(n: int, m: int) -> Derivation:
+    """∇_W J = p xᵀ for J depending on z = W x, with W n×m, derived through vec[W] as in the notes."""
+    if not (isinstance(n, int) and isinstance(m, int) and n >= 1 and m >= 1):
+        raise ValueError(f"n and m must be positive integers, got {n!r} and {m!r}")
+    W = matrix_symbols("W", n, m)
+    xs = [sp.Symbol(f"x_{j + 1}", real=True) for j in range(m)]
+    ps = [sp.Symbol(f"p_{i + 1}", real=True) for i in range(n)]
+    x, p, J = sp.Matrix(xs), sp.Matrix(ps), sp.Symbol("J")
+    Ws, xv, pv, z = (sp.MatrixSymbol("W", n, m), sp.MatrixSymbol("x", m, 1),
+                     sp.MatrixSymbol("p", n, 1), sp.MatrixSymbol("z", n, 1))
+    d = Derivation(f"∇_W J for z = W x, W ∈ R^{n}×{m}")
+    d.add(z, sp.MatMul(Ws, xv), "J depends on W only through z", "definition")
+    d.add(Partial(J, Vec(Ws)), Chain(Partial(J, z), Partial(z, Vec(Ws))),
+          "z separates J from W, so the chain rule applies", "chain_rule",
+          shapes=[(1, n), (n, n * m)])
+    d.add(Partial(J, z), pv.T, "name the row vector ∂J/∂z = pᵀ", "definition", shapes=[(1, n)])
+    dz = _jacobian_matrix(W * x, list(vec(W)))
+    d.add(Partial(z, Vec(Ws)), dz, "z_i = Σ_j W_ij x_j depends only on row i of W",
+          "jacobian", shapes=[dz.shape])
+    blocks = sp.BlockMatrix([[xv.T if i == j else sp.ZeroMatrix(1, m) for j in range(n)]
+                             for i in range(n)])
+    d.add(None, blocks, "block i of row i is xᵀ, every other block 0ᵀ", "block")
+    row = (p.T * dz).applyfunc(sp.expand)
+    d.add(Partial(J, Vec(Ws)), Chain(pv.T, blocks), shapes=[(1, n), (n, n * m)], rule="product")
+    d.add(None, sp.BlockMatrix([[ps[i] * xv.T for i in range(n)]]), "multiply block by block",
+          "product", shapes=[(1, n * m)])
+    grad = unvec(row, (n, m))
+    if grad != p * x.T:
+        raise ArithmeticError("unvectorizing disagrees with p xᵀ: this is a bug in symgrad")
+    d.add(Grad(J, Ws), sp.BlockMatrix([[ps[i] * xv.T] for i in range(n)]),
+          "unvectorize: entry block i becomes row i", "unvectorize", shapes=[(n, m)])
+    d.add(None, sp.MatMul(pv, xv.T), "an outer product", "simplify", shapes=[(n, m)])
+    d.result = sp.MatMul(pv, xv.T)
+    d.meta.update(explicit=grad, dz_dvecW=dz, W=W, x=x, p=p)
+    return d

@@ -1,0 +1,307 @@
+"""A derivation is data: an ordered list of step records, like a jaxpr's equations.
+
+Where it sits: produced by the engines (calculus, network), consumed by the printers (text here, LaTeX
+here in its plain form and in symgrad.latex for handouts), the simplifier and the compiler. The printed
+steps and the compiled kernel read the same records, so they cannot disagree.
+
+Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Grad``, ``Vec``, ``Compose``,
+``Chain``, ``Note``) are SymPy ``Basic`` subclasses that print themselves through SymPy's printers
+(``_sympystr``/``_latex``), so any printer subclass can restyle them with ``_print_Partial`` etc.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+
+def _basic(obj) -> sp.Basic:
+    """Wrap plain names into SymPy objects so display nodes stay SymPy trees."""
+    if isinstance(obj, sp.Basic):
+        return obj
+    if isinstance(obj, str):
+        return sp.Symbol(obj)
+    if isinstance(obj, (list, tuple)):
+        return sp.ImmutableMatrix(obj)
+    return sp.sympify(obj)  # numbers only: never reached with user text
+
+
+# -- display nodes --------------------------------------------------------------------------------
+class Partial(sp.Basic):
+    """∂of/∂wrt: a Jacobian factor (or a scalar partial) as it is written before it is evaluated."""
+
+    def __new__(cls, of, wrt):
+        return sp.Basic.__new__(cls, _basic(of), _basic(wrt))
+
+    of = property(lambda self: self.args[0])
+    wrt = property(lambda self: self.args[1])
+
+    def _sympystr(self, p):
+        return f"∂{_group(p, self.of)}/∂{_group(p, self.wrt)}"
+
+    def _latex(self, p):
+        return r"\frac{\partial %s}{\partial %s}" % (p._print(self.of), p._print(self.wrt))
+
+
+class Grad(sp.Basic):
+    """∇_wrt of: the gradient, shaped like ``wrt``."""
+
+    def __new__(cls, of, wrt):
+        return sp.Basic.__new__(cls, _basic(of), _basic(wrt))
+
+    def _sympystr(self, p):
+        return f"∇_{_group(p, self.args[1])} {_group(p, self.args[0])}"
+
+    def _latex(self, p):
+        return r"\nabla_{%s} %s" % (p._print(self.args[1]), p._print(self.args[0]))
+
+
+class Vec(sp.Basic):
+    """vec[W]: the entries of W, row by row, as in the notes."""
+
+    def __new__(cls, mat):
+        return sp.Basic.__new__(cls, _basic(mat))
+
+    def _sympystr(self, p):
+        return f"vec[{p._print(self.args[0])}]"
+
+    def _latex(self, p):
+        return r"\operatorname{vec}[%s]" % p._print(self.args[0])
+
+
+class Compose(sp.Basic):
+    """f∘g∘…: a composition of named functions."""
+
+    def __new__(cls, *fns):
+        return sp.Basic.__new__(cls, *map(_basic, fns))
+
+    def _sympystr(self, p):
+        return "∘".join(p._print(a) for a in self.args)
+
+    def _latex(self, p):
+        return r" \circ ".join(p._print(a) for a in self.args)
+
+
+class Chain(sp.Basic):
+    """A product written out factor by factor (never multiplied): ∂f/∂g · ∂g/∂x."""
+
+    def __new__(cls, *factors):
+        return sp.Basic.__new__(cls, *map(_basic, factors))
+
+    def _sympystr(self, p):
+        return " · ".join(_group(p, a) for a in self.args)
+
+    def _latex(self, p):
+        return " ".join(p._print(a) for a in self.args)
+
+
+class Note(sp.Basic):
+    """A right-hand side in words ("both methods agree")."""
+
+    def __new__(cls, text: str):
+        obj = sp.Basic.__new__(cls)
+        obj._text = text
+        return obj
+
+    def _hashable_content(self):
+        return (self._text,)
+
+    def _sympystr(self, p):
+        return self._text
+
+    def _latex(self, p):
+        return r"\text{%s}" % latex_escape(self._text)
+
+
+def _group(printer, expr) -> str:
+    """Print ``expr``, parenthesised when it is a sum or product (so ∂(f∘g)/∂x reads right)."""
+    s = printer._print(expr)
+    return f"({s})" if isinstance(expr, (sp.Add, sp.Mul, Compose)) else s
+
+
+_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+# Justifications are written with a little Unicode math; in LaTeX each becomes inline math, so the
+# text compiles with plain pdflatex.
+_LATEX_UNICODE = {"→": r"\to", "∘": r"\circ", "∂": r"\partial", "ᵀ": r"^{\top}", "⊙": r"\odot",
+                  "×": r"\times", "·": r"\cdot", "σ": r"\sigma", "∇": r"\nabla", "Σ": r"\Sigma",
+                  "≤": r"\le", "≥": r"\ge", "ŷ": r"\hat{y}", "λ": r"\lambda", "Ω": r"\Omega",
+                  "θ": r"\theta", "π": r"\pi", "⊗": r"\otimes", "≐": r"\doteq", "∈": r"\in",
+                  "δ": r"\delta", "ε": r"\epsilon", "≠": r"\ne", "′": "'", "−": "-", "…": r"\dots"}
+_REAL_SPACE = __import__("re").compile(r"\bR\^(\w+)")
+
+
+def latex_escape(text: str) -> str:
+    """Text for a LaTeX \\text{...} group: specials escaped, Unicode math and R^n as inline math."""
+    out, pos = [], 0
+    for m in _REAL_SPACE.finditer(text):
+        out.append(_escape_chars(text[pos:m.start()]))
+        out.append(r"$\mathbb{R}^{%s}$" % _escape_chars(m.group(1)).replace("$", ""))
+        pos = m.end()
+    out.append(_escape_chars(text[pos:]))
+    return "".join(out)
+
+
+def _escape_chars(text: str) -> str:
+    parts = []
+    for c in text:
+        if c in _LATEX_SPECIALS:
+            parts.append(_LATEX_SPECIALS[c])
+        elif c in _LATEX_UNICODE:
+            parts.append("$%s$" % _LATEX_UNICODE[c] if c not in "′−" else _LATEX_UNICODE[c])
+        elif ord(c) < 128:
+            parts.append(c)
+        else:
+            parts.append("?")  # no glyph in plain pdflatex: never emit what would not compile
+    return "".join(parts)
+
+
+# -- step records ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Step:
+    """One line of a derivation: ``lhs = rhs``, with why it holds and the shapes of its factors.
+
+    ``lhs`` None continues the previous line's chain (``= rhs``). ``rule`` is a machine-readable key
+    (definition, jacobian, chain_rule, substitution, product, simplify, vectorize, unvectorize, ...);
+    ``why`` the justification in words; ``shapes`` the (rows, cols) of each factor in ``rhs``.
+    """
+
+    lhs: sp.Basic | None
+    rhs: sp.Basic
+    why: str = ""
+    rule: str = ""
+    shapes: tuple = ()
+
+    def shape_text(self) -> str:
+        return " · ".join(f"{r}×{c}" for r, c in self.shapes)
+
+
+@dataclass
+class Derivation:
+    """An ordered list of steps recorded while deriving, plus the result they arrive at."""
+
+    title: str = ""
+    steps: list[Step] = field(default_factory=list)
+    result: Any = None
+    meta: dict = field(default_factory=dict)
+
+    def add(self, lhs, rhs, why: str = "", rule: str = "", shapes=()):
+        """Record a step and return its right-hand side, so engines can write ``J = d.add(...)``."""
+        self.steps.append(Step(None if lhs is None else _basic(lhs), _basic(rhs), why, rule,
+                               tuple(tuple(s) for s in shapes)))
+        return rhs
+
+    def extend(self, other: "Derivation") -> None:
+        self.steps.extend(other.steps)
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def __repr__(self) -> str:
+        return f"<Derivation {self.title!r}: {len(self.steps)} steps>"
+
+    def to_text(self) -> str:
+        return TextPrinter().doprint_derivation(self)
+
+    def to_latex(self, **settings) -> str:
+        return DerivationLatexPrinter(settings).doprint_derivation(self)
+
+    def _repr_latex_(self) -> str:
+        return "$\\displaystyle " + self.to_latex() + "$"
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record of every step, with exact SymPy strings."""
+        p = SympifyPrinter()
+        return {"title": self.title,
+                "steps": [{"lhs": None if s.lhs is None else p.doprint(s.lhs),
+                           "rhs": p.doprint(s.rhs), "why": s.why, "rule": s.rule,
+                           "shapes": [list(x) for x in s.shapes]} for s in self.steps],
+                "result": p.doprint(self.result) if isinstance(self.result, sp.Basic)
+                else self.result}
+
+
+# -- printers ------------------------------------------------------------------------------------
+class TextPrinter(StrPrinter):
+    """Plain text: matrices as nested lists, one step per line, justifications in brackets."""
+
+    def _print_MatrixBase(self, m):
+        rows = ["[" + ", ".join(self._print(e) for e in m.row(i)) + "]" for i in range(m.rows)]
+        return "[" + ", ".join(rows) + "]"
+
+    _print_ImmutableDenseMatrix = _print_MutableDenseMatrix = _print_MatrixBase
+
+    def _print_MatrixSymbol(self, m):
+        return m.name
+
+    def doprint_derivation(self, d: Derivation) -> str:
+        lines, width = [], 0
+        rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
+                    for s in d.steps]
+        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
+        if d.title:
+            lines.append(d.title)
+        for lhs, rhs, s in rendered:
+            line = f"{(lhs or '').rjust(width)} = {rhs}"
+            notes = [n for n in (s.shape_text(), s.why) if n]
+            if notes:
+                line += "    [" + "; ".join(notes) + "]"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+class DerivationLatexPrinter(LatexPrinter):
+    """The plain LaTeX form: one ``aligned`` chain, justifications as \\text, shapes underneath.
+
+    The handout printer (symgrad.latex) subclasses this with the notes' full notation.
+    """
+
+    _default_settings = {**LatexPrinter._default_settings, "mat_symbol_style": "bold",
+                         "mat_delim": "[", "show_shapes": True, "show_why": True}
+
+    def _print_Step_notes(self, s: Step) -> str:
+        parts = []
+        if self._settings["show_shapes"] and s.shapes:
+            parts.append(r" \cdot ".join(f"{r} \\times {c}" for r, c in s.shapes))
+        if self._settings["show_why"] and s.why:
+            parts.append(r"\text{%s}" % latex_escape(s.why))
+        return (r" && " + r"\quad ".join(parts)) if parts else ""
+
+    def doprint_derivation(self, d: Derivation) -> str:
+        rows = []
+        for s in d.steps:
+            lhs = "" if s.lhs is None else self.doprint(s.lhs)
+            rows.append(f"{lhs} &= {self.doprint(s.rhs)}{self._print_Step_notes(s)}")
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+
+class SympifyPrinter(StrPrinter):
+    """Exact strings that ``sympy.sympify(s, locals=symgrad.SYMPIFY_LOCALS)`` reads back.
+
+    A symbol whose name SymPy's parser would read as something else (``beta``, ``E``, ``lambda``)
+    is written ``Symbol('beta')``. Symbols come back without symgrad's ``real=True`` assumption.
+    """
+
+    def _print_Symbol(self, s):
+        return f"Symbol({s.name!r})" if s.name in _sympify_reserved() else s.name
+
+
+_RESERVED: set[str] = set()
+
+
+def _sympify_reserved() -> set[str]:
+    """Names that sympify does not turn into a plain Symbol: SymPy's namespace, keywords, builtins."""
+    if not _RESERVED:
+        import builtins
+        import keyword
+        import types
+        _RESERVED.update(sp.__all__, keyword.kwlist, ("True", "False", "None"),
+                         (n for n, o in vars(builtins).items()
+                          if isinstance(o, types.BuiltinFunctionType)))
+    return _RESERVED

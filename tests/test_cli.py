@@ -1,0 +1,141 @@
+"""The command line through click's CliRunner: every format, bad input, and the README commands."""
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+
+import symgrad as sg
+from symgrad.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = "2*x1 + x2, pi*x2, -x1/x2"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def _readback(s):
+    """sympify an entry from our own JSON (never user text) and restore symgrad's real symbols."""
+    e = sp.sympify(s, locals=dict(sg.SYMPIFY_LOCALS))
+    return e.xreplace({v: sp.Symbol(v.name, real=True) for v in e.free_symbols})
+
+
+def test_jacobian_text():
+    r = run("jacobian", SEED, "--wrt", "x1,x2")
+    assert r.exit_code == 0
+    assert r.output.strip() == "[[2, 1], [0, pi], [-1/x2, x1/x2**2]]"
+
+
+def test_jacobian_json_reads_back_exactly():
+    r = run("jacobian", SEED, "--wrt", "x1,x2", "--format", "json")
+    out = json.loads(r.output)
+    assert out["shape"] == [3, 2]
+    got = sp.Matrix([[_readback(e) for e in row] for row in out["jacobian"]])
+    assert got == sg.jacobian(SEED, "x1 x2")
+
+
+def test_json_reads_back_names_sympy_would_misread():
+    r = run("jacobian", "beta*gamma + sigmoid(E*lambda)", "--wrt", "beta,E", "--format", "json")
+    out = json.loads(r.output)
+    got = sp.Matrix([[_readback(e) for e in row] for row in out["jacobian"]])
+    assert got == sg.jacobian("beta*gamma + sigmoid(E*lambda)", "beta E")
+
+
+def test_jacobian_json_with_steps():
+    out = json.loads(run("jacobian", SEED, "--wrt", "x1 x2", "--format", "json", "--steps").output)
+    rules = [s["rule"] for s in out["steps"]]
+    assert rules[0] == "definition" and rules[-1] == "jacobian"
+    assert out["steps"][-1]["shapes"] == [[3, 2]]
+
+
+def test_jacobian_latex():
+    r = run("jacobian", SEED, "--wrt", "x1,x2", "--format", "latex")
+    assert r.output.strip() == (r"\left[\begin{matrix}2 & 1\\0 & \pi\\- \frac{1}{x_{2}} & "
+                                r"\frac{x_{1}}{x_{2}^{2}}\end{matrix}\right]")
+    steps = run("jacobian", SEED, "--wrt", "x1,x2", "--format", "latex", "--steps").output
+    assert steps.startswith(r"\begin{aligned}") and r"3 \times 2" in steps
+
+
+def test_jacobian_steps_text():
+    out = run("jacobian", SEED, "--wrt", "x1,x2", "--steps").output
+    assert "∂f_3/∂x2 = x1/x2**2" in out and "rows are the outputs of f" in out
+
+
+CHAIN = ["chain", "--fn", "x1 - 2*x2 + x3/4", "--wrt", "x1,x2,x3",
+         "--fn", "x1 + 2*x2, x2, -x1 + 3", "--wrt", "x1,x2"]
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex", "json"])
+def test_chain_every_format(fmt):
+    r = run(*CHAIN, "--format", fmt, "--steps")
+    assert r.exit_code == 0
+    if fmt == "json":
+        out = json.loads(r.output)
+        assert out["jacobian"] == [["3/4", "0"]] and out["shape"] == [1, 2]
+    elif fmt == "latex":
+        assert r"\frac{3}{4}" in r.output and r"1 \times 3 \cdot 3 \times 2" in r.output
+    else:
+        assert "1×3 · 3×2" in r.output and "both methods agree" in r.output
+
+
+def test_chain_with_feed():
+    r = run("chain", "--fn", "u**2", "--wrt", "u", "--fn", "x, y", "--wrt", "x,y",
+            "--feed", "u=2", "--format", "json")
+    assert json.loads(r.output)["jacobian"] == [["0", "2*y"]]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["jacobian", "x.real", "--wrt", "x"], "column 2"),
+    (["jacobian", "__import__('os')", "--wrt", "x"], "underscore"),
+    (["jacobian", "x +", "--wrt", "x"], "end of input"),
+    (["jacobian", "x", "--wrt", "x,,y"], ""),
+    (["jacobian", "x"], "--wrt"),
+    (["jacobian", "x", "--wrt", "x", "--format", "pdf"], "pdf"),
+    (["chain", "--fn", "x", "--wrt", "x", "--fn", "y", "--wrt", "y", "--wrt", "z"], "one --wrt per"),
+    (["chain", "--fn", "u", "--wrt", "u", "--fn", "x", "--wrt", "x", "--feed", "u"], "--feed"),
+    (["chain", "--fn", "a + b", "--wrt", "a,b", "--fn", "x", "--wrt", "x"], "takes 2 inputs"),
+    (["frobnicate"], "No such command"),
+])
+def test_bad_input_is_one_line_exit_2(args, fragment):
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("symgrad: error:"), r.output
+    assert fragment in lines[0]
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("command", ["jacobian", "chain"])
+def test_help_has_an_example(command):
+    r = run(command, "--help")
+    assert r.exit_code == 0 and "Example" in r.output
+
+
+def _readme_commands():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"^\$ (symgrad .+)$", text, flags=re.M)
+
+
+def test_readme_commands_run_as_written():
+    cmds = _readme_commands()
+    assert len(cmds) >= 3
+    for cmd in cmds:
+        args = shlex.split(cmd)[1:]
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 0, f"{cmd}\n{r.output}"
+
+
+def test_cli_py_launcher_works_from_a_checkout():
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "jacobian", "x**2", "--wrt", "x"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[[2*x]]"
+    r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "jacobian", "x["],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
