@@ -305,3 +305,26 @@ def _sympify_reserved() -> set[str]:
                          (n for n, o in vars(builtins).items()
                           if isinstance(o, types.BuiltinFunctionType)))
     return _RESERVED
+
+
+def _text_methods():
+    """Readable text for the matrix nodes the network engine uses (⊙, ⊗, diag, ᵀ)."""
+    def transpose(self, e):
+        inner = self._print(e.arg)
+        return f"{inner}ᵀ" if isinstance(e.arg, sp.MatrixSymbol) else f"({inner})ᵀ"
+
+    return {
+        "_print_HadamardProduct": lambda self, e: " ⊙ ".join(
+            _group(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
+            for a in e.args),
+        "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
+        "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(self._print(a) for a in e.args),
+        "_print_DiagMatrix": lambda self, e: f"diag({self._print(e.args[0])})",
+        "_print_OneMatrix": lambda self, e: "1",
+        "_print_Identity": lambda self, e: "I",
+        "_print_Transpose": transpose,
+    }
+
+
+for _name, _fn in _text_methods().items():
+    setattr(TextPrinter, _name, _fn)

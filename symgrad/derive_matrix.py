@@ -1,0 +1,142 @@
+"""The step-by-step matrix-level derivation of one parameter's gradient, as the notes write it.
+
+Where it sits: derive → simplify, beside ``backprop`` (whose rule tables and backward pass it reads).
+The chain of Jacobians ∂ℓ/∂ŷ · ∂ŷ/∂h · ∂h/∂z · ∂z/∂vec[W] is written with shapes, each factor
+evaluated by the JACOBIANS table, then simplified to the backprop form g hᵀ with the g's of the one
+shared backward pass, and finally stated for the batch (the mean over n examples).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .derivation import Chain, Derivation, Grad, Note, Partial, Vec
+from .matexpr import Elementwise, lam
+from .network import Network
+
+
+def _paths(net: Network, start: str, goal: str) -> list[list[str]]:
+    """All node paths from ``start`` up to ``goal`` (a DAG: few for the networks people write)."""
+    if start == goal:
+        return [[start]]
+    out = []
+    for c in net.consumers(start):
+        if c in net.nodes and start in net.nodes[c].inputs:
+            out += [[start] + p for p in _paths(net, c, goal)]
+    return out
+
+
+def _size(net, p):
+    r, c = net.shapes[p]
+    return r * c
+
+
+def _loss_row(net):
+    """∂ℓ/∂ŷ as the row vector the notes write, before any simplification."""
+    yh, y = net.sym(net.output_node), net.target
+    name = net.loss.name
+    if name == "mse":
+        return (yh - y).T, "ℓ = ½‖ŷ − y‖²"
+    if name == "bce":
+        e = Elementwise(lam(lambda p, t: (p - t) / (p * (1 - p)), 2), yh, y,
+                        label="(ŷ − y)/(ŷ(1 − ŷ))", latex=r"\frac{\hat{y} - y}{\hat{y}(1 - \hat{y})}")
+        return e.T, "ℓ = −Σ y log ŷ + (1 − y) log(1 − ŷ)"
+    if name == "cross_entropy":
+        e = Elementwise(lam(lambda p, t: -t / p, 2), yh, y, label="−y/ŷ", latex=r"-\frac{y}{\hat{y}}")
+        return e.T, "ℓ = −Σ_k y_k log ŷ_k"
+    dL = net.loss.L.expr.diff(net.loss.L.variables[0])
+    return (Elementwise(sp.Lambda(net.loss.L.variables, dL), yh, y, label="∂L/∂ŷ").T,
+            "ℓ = Σ_k L(ŷ_k, y_k)")
+
+
+def derive_parameter(net: Network, p: str) -> Derivation:
+    """∇_p of the loss: the chain of Jacobians with shapes → the backprop form → the batch form."""
+    from .backprop import algorithm, gradients, local_jacobian
+
+    if p not in net.shapes:
+        raise ValueError(f"unknown parameter {p!r}; the parameters are {', '.join(net.parameters)}")
+    alg = algorithm(net)
+    bw = alg.meta["backward"]
+    ell, P = sp.Symbol("ℓ"), net.sym(p)
+    is_w = any(n.params and n.params[0] == p for n in net.nodes.values())
+    wrt = Vec(P) if is_w else P
+    d = Derivation(f"The gradient of the loss with respect to {p}")
+    users = [n.name for n in net.nodes.values() if p in n.params]
+    paths = [path for u in users for path in _paths(net, u, net.output_node)]
+
+    for k, path in enumerate(paths):
+        top = path[::-1]  # ŷ … z, outermost first
+        factors = [Partial(ell, net.sym(top[0]))]
+        factors += [Partial(net.sym(a), net.sym(b)) for a, b in zip(top, top[1:])]
+        factors.append(Partial(net.sym(path[0]), wrt))
+        dims = [net.nodes[n].dim for n in top]
+        shapes = [(1, dims[0])] + list(zip(dims, dims[1:])) + [(dims[-1], _size(net, p))]
+        between = ", ".join(top)
+        why = (f"{between} {'each separate' if len(top) > 1 else 'separates'} ℓ from {p}, "
+               "so the chain rule applies")
+        if len(paths) > 1:
+            why = f"path {k + 1} of {len(paths)}: " + why
+        d.add(Partial(ell, wrt), Chain(*factors), why, "chain_rule", shapes=shapes)
+
+        row, row_why = _loss_row(net)
+        evaluated = [row]
+        d.add(factors[0], row, row_why, "jacobian", shapes=[shapes[0]])
+        for a, b, shp in zip(top, top[1:] + [None], shapes[1:]):
+            node = net.nodes[a]
+            J, jwhy = local_jacobian(net, node, b if b is not None else p)
+            d.add(Partial(net.sym(a), net.sym(b) if b is not None else wrt), J, jwhy, "jacobian",
+                  shapes=[shp])
+            evaluated.append(J)
+        d.add(Partial(ell, wrt), Chain(*evaluated), "substitute each factor", "substitution",
+              shapes=shapes)
+
+    _backprop_steps(net, d, bw, paths, p, P, wrt, is_w)
+    batch_g = alg.result[p]
+    d.add(Grad(sp.Symbol("f"), P), batch_g,
+          "the mean over the n examples (one per row of X): every g row-stacked into G, "
+          "which carries the 1/n", "batch", shapes=[net.shapes[p]])
+    d.result = gradients(net)[p]
+    d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths)
+    return d
+
+
+def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
+    """Multiply from the left: each partial product is a named g, defined once and shared."""
+    ell = sp.Symbol("ℓ")
+    start = bw.start
+    if bw.fused:
+        d.add(None, Note(bw.start_why), rule="simplify")
+    g_start, start_def, _ = bw.g[start]
+    d.add(g_start.T, start_def.T, "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
+          "backward")
+    order = list(bw.g)
+    for name in order[1:]:
+        g, rhs, why = bw.g[name]
+        if any(name in path for path in paths):
+            d.add(g.T, rhs.T, why, "backward")
+    users = [n for n in net.nodes.values() if p in n.params]
+    terms = []
+    for u in users:
+        g = bw.g[u.name][0]
+        if is_w:
+            h = net.sym(u.inputs[0])
+            d.add(Partial(ell, wrt), Chain(g.T, sp.KroneckerProduct(sp.Identity(u.dim), h.T)),
+                  f"the chain so far is g_{u.name}ᵀ", "product",
+                  shapes=[(1, u.dim), (u.dim, _size(net, p))])
+            d.add(None, sp.BlockMatrix([[sp.MatrixSymbol(f"{g.name}[{i}]", 1, 1) * h.T
+                                         for i in range(min(u.dim, 3))]]),
+                  f"block i is g_i {h}ᵀ" + (" (first blocks shown)" if u.dim > 3 else ""),
+                  "product")
+            terms.append(g * h.T)
+        else:
+            terms.append(g)
+    grad = sp.MatAdd(*terms)
+    why = ("unvectorize: block i becomes row i, an outer product" if is_w
+           else "a bias enters z = … + b with the identity Jacobian")
+    if len(users) > 1:
+        why += f"; {p} is shared by {len(users)} layers, so their gradients add"
+    d.add(Grad(ell, P), grad, why, "unvectorize" if is_w else "simplify",
+          shapes=[net.shapes[p]])
+    if net.penalty != 0 and is_w:
+        d.add(Grad(sp.Symbol("J"), P), grad + net.penalty * P,
+              "with the penalty λΩ(θ), Ω = ½ Σ‖W‖²: ∇W λΩ = λ W", "penalty",
+              shapes=[net.shapes[p]])

@@ -1,0 +1,207 @@
+"""Matrix-expression nodes SymPy lacks, and the per-example → batch transformation.
+
+Where it sits: graph. The network engine writes forward values and gradients as SymPy matrix
+expressions (``MatMul``, ``MatAdd``, ``Transpose``, ``HadamardProduct``, ``OneMatrix``) plus the nodes
+here; the printers and the compiler read them. Every node defines ``_entry``, so ``as_explicit()``
+expands any expression entry by entry (how the engine's results are checked against ``sympy.diff``).
+
+Per example, vectors are columns (the notes' convention: z = W x + b, ∇W = g hᵀ). A batch stacks
+examples as rows (X is n×d, as numpy and torch hold data): :func:`batch` maps one to the other.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.core.symbol import Str
+from sympy.matrices.expressions import MatrixExpr
+
+
+class Elementwise(MatrixExpr):
+    """``lam`` applied entry by entry to equally shaped matrices: relu(z), σ'(z), ŷ − y …
+
+    ``label`` names the function for display (``relu``, ``σ'``); ``shown`` is how many leading
+    arguments are displayed (σ'(z) hides its second argument h = σ(z), which it reuses).
+    """
+
+    def __new__(cls, lam: sp.Lambda, *args, label: str = "", latex: str = "", shown: int = 0):
+        if args and isinstance(args[0], Str):  # rebuilt by SymPy from its own args
+            return MatrixExpr.__new__(cls, lam, *args)
+        label = label or str(lam.expr.func)
+        meta = (Str(label), Str(latex or label), sp.Integer(shown or len(args)))
+        return MatrixExpr.__new__(cls, lam, *meta, *map(sp.sympify, args))
+
+    lam = property(lambda self: self.args[0])
+    label = property(lambda self: self.args[1].name)
+    _label = label
+    _latex_name = property(lambda self: self.args[2].name)
+    _shown = property(lambda self: int(self.args[3]))
+    operands = property(lambda self: self.args[4:])
+    shape = property(lambda self: self.args[4].shape)
+
+    def _entry(self, i, j, **kwargs):
+        return self.lam(*(a[i, j] for a in self.operands))
+
+    def _eval_transpose(self):
+        return Elementwise(self.lam, *(a.T for a in self.operands), label=self._label,
+                           latex=self._latex_name, shown=self._shown)
+
+    def _sympystr(self, p):
+        return f"{self._label}({', '.join(p._print(a) for a in self.operands[:self._shown])})"
+
+    def _latex(self, p):
+        inner = ", ".join(p._print(a) for a in self.operands[:self._shown])
+        return r"%s\left(%s\right)" % (self._latex_name, inner)
+
+
+class Softmax(MatrixExpr):
+    """softmax over a column (axis 0: one example) or over each row (axis 1: a batch)."""
+
+    def __new__(cls, z, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(z), sp.Integer(axis))
+
+    shape = property(lambda self: self.args[0].shape)
+
+    def _entry(self, i, j, **kwargs):
+        z, axis = self.args
+        if axis == 0:
+            return sp.exp(z[i, j]) / sp.Add(*(sp.exp(z[k, j]) for k in range(z.shape[0])))
+        return sp.exp(z[i, j]) / sp.Add(*(sp.exp(z[i, k]) for k in range(z.shape[1])))
+
+    def _sympystr(self, p):
+        return f"softmax({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\operatorname{softmax}\left(%s\right)" % p._print(self.args[0])
+
+
+class SoftmaxVJP(MatrixExpr):
+    """(diag(ŷ) − ŷŷᵀ) g = ŷ ⊙ (g − (ŷᵀg) 1): the softmax Jacobian applied to g, never formed."""
+
+    def __new__(cls, yhat, g, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(yhat), sp.sympify(g), sp.Integer(axis))
+
+    shape = property(lambda self: self.args[0].shape)
+
+    def _entry(self, i, j, **kwargs):
+        y, g, axis = self.args
+        if axis == 0:
+            dot = sp.Add(*(y[k, j] * g[k, j] for k in range(y.shape[0])))
+        else:
+            dot = sp.Add(*(y[i, k] * g[i, k] for k in range(y.shape[1])))
+        return y[i, j] * (g[i, j] - dot)
+
+    def _sympystr(self, p):
+        y, g = (p._print(a) for a in self.args[:2])
+        return f"(diag({y}) - {y}*{y}.T)*{g}"
+
+    def _latex(self, p):
+        y, g = (p._print(a) for a in self.args[:2])
+        return r"\left(\operatorname{diag}(%s) - %s %s^{\top}\right) %s" % (y, y, y, g)
+
+
+class LogSumExp(MatrixExpr):
+    """log Σ_k exp(z_k), per example: a 1×1 for a column, an n×1 column for a batch's rows."""
+
+    def __new__(cls, z, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(z), sp.Integer(axis))
+
+    @property
+    def shape(self):
+        z, axis = self.args
+        return (1, 1) if axis == 0 else (z.shape[0], 1)
+
+    def _entry(self, i, j, **kwargs):
+        z, axis = self.args
+        if axis == 0:
+            return sp.log(sp.Add(*(sp.exp(z[k, 0]) for k in range(z.shape[0]))))
+        return sp.log(sp.Add(*(sp.exp(z[i, k]) for k in range(z.shape[1]))))
+
+    def _sympystr(self, p):
+        return f"logsumexp({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\log \sum \exp\left(%s\right)" % p._print(self.args[0])
+
+
+class SumAll(MatrixExpr):
+    """The sum of all entries, as a 1×1 matrix: Σ_i Σ_k e_ik."""
+
+    def __new__(cls, e):
+        return MatrixExpr.__new__(cls, sp.sympify(e))
+
+    shape = property(lambda self: (1, 1))
+
+    def _entry(self, i, j, **kwargs):
+        e = self.args[0]
+        return sp.Add(*(e[a, b] for a in range(e.shape[0]) for b in range(e.shape[1])))
+
+    def _sympystr(self, p):
+        return f"sum({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\sum %s" % p._print(self.args[0])
+
+
+def lam(f, arity: int = 1) -> sp.Lambda:
+    """A Lambda of fresh dummies from a Python function of SymPy scalars."""
+    ds = sp.symbols(f"_e0:{arity}", cls=sp.Dummy)
+    return sp.Lambda(ds, f(*ds))
+
+
+def hadamard(*ms):
+    return sp.HadamardProduct(*ms) if len(ms) > 1 else ms[0]
+
+
+# -- per example → batch --------------------------------------------------------------------------
+def batch(expr, rows: dict, n):
+    """Stack the per-example column expression ``expr`` into the batch, one example per row.
+
+    ``rows`` maps each per-example vector symbol (x, z1, h1, ŷ, y, g…) to its batch matrix (n×d).
+    Parameters (any other MatrixSymbol) are shared by all examples: W v becomes V Wᵀ, a bias b
+    becomes the broadcast 1 bᵀ. Outer products g hᵀ (a parameter gradient) sum over the examples:
+    Gᵀ H. A bias gradient g sums to Gᵀ 1.
+    """
+    def per_example(e) -> bool:
+        return any(s in rows for s in e.atoms(sp.MatrixSymbol))
+
+    def go(e):
+        if isinstance(e, sp.MatrixSymbol):
+            if e in rows:
+                return rows[e]
+            if e.shape[1] == 1:
+                return sp.OneMatrix(n, 1) * e.T  # a bias, broadcast over the batch
+            raise ValueError(f"cannot batch the parameter matrix {e} on its own")
+        if isinstance(e, sp.MatAdd):
+            return sp.MatAdd(*map(go, e.args))
+        if isinstance(e, sp.MatMul):
+            coeff, mats = e.as_coeff_matrices()
+            if len(mats) == 1:
+                return coeff * go(mats[0])
+            head, last = mats[:-1], mats[-1]
+            if isinstance(last, sp.Transpose) and per_example(last.arg):  # g hᵀ: sum over examples
+                return coeff * sp.MatMul(go(sp.MatMul(*head)).T, go(last.arg))
+            if per_example(last) and not any(per_example(m) for m in head):
+                return coeff * sp.MatMul(go(last), sp.MatMul(*head).T)  # (A v)ᵀ = vᵀ Aᵀ
+            raise ValueError(f"cannot batch the product {e}")
+        if isinstance(e, sp.HadamardProduct):
+            return sp.HadamardProduct(*map(go, e.args))
+        if isinstance(e, sp.HadamardPower):
+            return sp.HadamardPower(go(e.args[0]), e.args[1])
+        if isinstance(e, Elementwise):
+            return Elementwise(e.lam, *map(go, e.operands), label=e._label, latex=e._latex_name,
+                               shown=e._shown)
+        if isinstance(e, Softmax):
+            return Softmax(go(e.args[0]), 1)
+        if isinstance(e, SoftmaxVJP):
+            return SoftmaxVJP(go(e.args[0]), go(e.args[1]), 1)
+        if isinstance(e, LogSumExp):
+            return LogSumExp(go(e.args[0]), 1)
+        if isinstance(e, SumAll):
+            return SumAll(go(e.args[0]))
+        raise ValueError(f"cannot batch {type(e).__name__}: {e}")
+
+    return go(expr)
+
+
+def bias_gradient(g, rows: dict, n):
+    """Σ_i g_i over the batch: Gᵀ 1."""
+    return sp.MatMul(batch(g, rows, n).T, sp.OneMatrix(n, 1))
