@@ -276,6 +276,19 @@ class Network:
         from . import backprop
         return backprop.algorithm(self)
 
+    def compile(self, backend: str = "numpy", **kw):
+        """A kernel: ``loss, grads = kernel(params, X, Y)`` (see symgrad.compile)."""
+        from . import compile as _compile
+        return _compile.compile_network(self, backend=backend, **kw)
+
+    def init_params(self, seed: int = 0, dtype="float64") -> dict:
+        from . import compile as _compile
+        return _compile.init_params(self, seed=seed, dtype=dtype)
+
+    def predict(self, params: dict, X):
+        from . import compile as _compile
+        return _compile.predict(self, params, X)
+
 
 def _check_dim(dim, where):
     if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
