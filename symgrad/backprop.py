@@ -139,7 +139,7 @@ def backward(net: Network) -> Backward:
         if name not in contribs or node.op == "input":
             continue
         terms = contribs.pop(name)
-        gdefs[name] = (g_symbol(net, name), sp.MatAdd(*[t for t, _ in terms]),
+        gdefs[name] = (g_symbol(net, name), _sum([t for t, _ in terms]),
                        "; ".join(dict.fromkeys(w for _, w in terms)))
         for target, term, why in VJPS[node.op](net, node, g_symbol(net, name)):
             (grads if target in grads else contribs).setdefault(target, []).append((term, why))
@@ -210,7 +210,7 @@ def algorithm(net: Network) -> Derivation:
         program.append((rows[g], brhs / N if name == bw.start else brhs))
     grads = {}
     for p in net.parameters:
-        per = sp.MatAdd(*[t for t, _ in bw.grads[p]])
+        per = _sum([t for t, _ in bw.grads[p]])
         d.add(Grad(sp.Symbol("ℓ"), net.sym(p)), per, "; ".join(w for _, w in bw.grads[p]),
               "gradient", shapes=[net.shapes[p]])
         grads[p] = _batch_grad(net, p, bw, rows)
@@ -228,7 +228,11 @@ def _batch_grad(net, p, bw, rows):
                      isinstance(term, sp.MatMul) else batch(term, rows, N))
     if net.penalty != 0 and is_weight(net, p):
         terms.append(net.penalty * net.sym(p))
-    return sp.MatAdd(*terms)
+    return _sum(terms)
+
+
+def _sum(terms):
+    return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
 
 
 def gradients(net: Network) -> dict:
@@ -253,4 +257,18 @@ def expand_forward(net: Network, expr):
     return expr.xreplace(env)
 
 
-from .derive_matrix import derive_parameter  # noqa: E402  (the step-by-step view of the above)
+
+
+
+def explicit(net: Network, expr, n: int, env: dict):
+    """``expr`` (a batch expression) entry by entry for a batch of ``n`` examples, with ``env``
+    mapping the names X, Y and the parameter names to explicit SymPy matrices."""
+    e = expand_forward(net, expr).xreplace({N: n})
+    subs = {}
+    for m in e.atoms(sp.MatrixSymbol):
+        if m.name in env:
+            subs[m] = sp.ImmutableMatrix(env[m.name])
+    return sp.Matrix(e.xreplace(subs).as_explicit())
+
+
+from .derive_matrix import derive_parameter  # noqa: E402,F401  (the step-by-step view)

@@ -127,6 +127,131 @@ def chain(fns, wrts, feeds, fmt, steps):
     _emit(d, fmt, steps, "jacobian")
 
 
+@cli.command("handout")
+@click.argument("network")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+              help="out.tex, out.pdf (runs pdflatex) or out.md; default: LaTeX on stdout.")
+@click.option("--level", type=click.Choice(["matrix", "element", "both"]), default=None)
+@click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None)
+@click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
+              default=None, help="Default: markdown for .md, else article.")
+@click.option("--notation", type=click.Choice(["slides", "feature"]), default=None)
+@click.option("--exercises/--no-exercises", default=None)
+@click.option("--hidden", default="relu", show_default=True, help="For a spec: hidden units.")
+@click.option("--output-act", default="identity", show_default=True, help="For a spec.")
+@click.option("--loss", default="mse", show_default=True, help="For a spec.")
+def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
+                loss):
+    """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
+    a Network named net.
+
+    \b
+    Example:
+      symgrad handout 2-2-1 --level both -o xor.pdf
+      symgrad handout 784-256-128-10 --output-act softmax --loss cross_entropy -o mnist.tex
+      symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
+    """
+    from .handout import handout_file
+    from .handout_pdf import TeXError
+    try:
+        text = handout_file(network, out, fmt, hidden, output_act, loss, level=level,
+                            verbosity=verbosity, notation=notation, exercises=exercises)
+    except TeXError as e:
+        raise click.ClickException(str(e)) from None
+    if out is None:
+        click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("network")
+@click.option("--hidden", default="relu", show_default=True,
+              help="Hidden activation: identity relu leaky_relu sigmoid tanh softplus, or an "
+                   "expression in x.")
+@click.option("--output", default="identity", show_default=True,
+              help="Output activation: identity, sigmoid or softmax.")
+@click.option("--loss", default="mse", show_default=True,
+              help="mse, bce, cross_entropy, or an expression in yhat and y.")
+@click.option("--wrt", help="Parameter: W1, b2 (matrix level) or w1, W1_12 (element level). "
+                            "Default: every parameter (matrix level).")
+@click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
+              show_default=True)
+@click.option("--of", type=click.Choice(["loss", "output"]), default="loss", show_default=True,
+              help="Element level: differentiate the loss or the output ŷ.")
+@click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+def derive(network, hidden, output, loss, wrt, level, of, fmt):
+    """Derive the gradient of a network's loss, step by step.
+
+    NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
+    defines a symgrad Network.
+
+    \b
+    Example:
+      symgrad derive 2-2-1 --hidden relu --output identity --loss mse --wrt W1
+      symgrad derive 2-2-1 --level element --of output --wrt w1
+    """
+    from .network import load_network
+    net = load_network(network, hidden, output, loss)
+    if level == "element" and not wrt:
+        raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
+    ds = [net.derive(p, level=level, **({"of": of} if level == "element" else {}))
+          for p in ([wrt] if wrt else net.parameters)]
+    if fmt == "json":
+        click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
+    elif fmt == "latex":
+        click.echo("\n\n".join(_latex(d) for d in ds))
+    else:
+        click.echo("\n\n".join(d.to_text() for d in ds))
+
+
+def _latex(d: Derivation) -> str:
+    try:  # the notes' printer (symgrad.latex) when present, else the plain aligned chain
+        from .latex import to_latex
+    except ImportError:
+        return d.to_latex()
+    return to_latex(d)
+
+
+@cli.command("train")
+@click.argument("spec")
+@click.option("--hidden", default="relu", show_default=True, help="Hidden activation.")
+@click.option("--output", "output_act", default="identity", show_default=True,
+              help="Output activation: identity, sigmoid, softmax.")
+@click.option("--loss", default="mse", show_default=True, help="mse, bce or cross_entropy.")
+@click.option("--penalty", type=float, default=0.0, show_default=True, help="λ of ½λΣ‖W‖².")
+@click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
+@click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
+              show_default=True)
+@click.option("--lr", type=float, default=None, help="[default: 0.1 sgd, 0.01 momentum, 0.001 adam]")
+@click.option("--epochs", type=int, default=10, show_default=True)
+@click.option("--batch-size", type=int, default=32, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the parameters (.npz).")
+@click.option("--quiet", is_flag=True, help="No progress line.")
+def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, batch_size, seed,
+          out, quiet):
+    """Train the network SPEC (sizes like 64-32-10) on a data set; print its loss and accuracy.
+
+    \b
+    Example:
+      symgrad train 64-32-10 --hidden relu --output softmax --loss cross_entropy \\
+                    --data digits --epochs 50 --lr 0.003 -o params.npz
+    """
+    from .network import mlp, parse_spec
+    from .train import accuracy, fit, load_data, save_params
+    net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
+    d = load_data(data, loss, seed=seed)
+    params, history = fit(net, d["X"], d["Y"], optimizer=optimizer, lr=lr, epochs=epochs,
+                          batch_size=batch_size, seed=seed, quiet=quiet)
+    click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
+    for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
+        acc = None if X is None else accuracy(net, params, X, Y)
+        if acc is not None:
+            click.echo(f"{part} accuracy {acc:.2%} ({len(X)} examples)")
+    if out:
+        save_params(out, params)
+        click.echo(f"parameters saved to {out}")
+
+
 def main() -> None:
     cli()
 

@@ -129,7 +129,7 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
             terms.append(g * h.T)
         else:
             terms.append(g)
-    grad = sp.MatAdd(*terms)
+    grad = terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
     why = ("unvectorize: block i becomes row i, an outer product" if is_w
            else "a bias enters z = … + b with the identity Jacobian")
     if len(users) > 1:

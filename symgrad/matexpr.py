@@ -143,7 +143,7 @@ class SumAll(MatrixExpr):
 
 def lam(f, arity: int = 1) -> sp.Lambda:
     """A Lambda of fresh dummies from a Python function of SymPy scalars."""
-    ds = sp.symbols(f"_e0:{arity}", cls=sp.Dummy)
+    ds = sp.symbols(f"_e0:{arity}", cls=sp.Dummy, real=True)
     return sp.Lambda(ds, f(*ds))
 
 

@@ -39,13 +39,13 @@ class Activation:
 
 def _from_primitive(name, prim, latex) -> Activation:
     rule = rule_for(prim)
-    t, a = sp.Dummy("t"), sp.Dummy("a")
+    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
     return Activation(name, sp.Lambda(t, prim(t)), sp.Lambda((t, a), rule.deriv(a, t)), latex,
                       rule.prime_latex)
 
 
 def _builtin_activations() -> dict:
-    t, a = sp.Dummy("t"), sp.Dummy("a")
+    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
     acts = {"identity": Activation("identity", sp.Lambda(t, t), sp.Lambda((t, a), sp.Integer(1)),
                                    r"\operatorname{id}", r"\operatorname{id}'")}
     for name, prim, latex in [("relu", relu, r"\operatorname{relu}"), ("sigmoid", sigmoid, r"\sigma"),
@@ -82,7 +82,7 @@ def activation(spec, name: str | None = None) -> Activation | str:
     if not isinstance(body, sp.Expr) or not body.free_symbols <= {x}:
         raise ValueError(f"activation {spec!r}: expected a name ({', '.join(ACTIVATIONS)}, "
                          "softmax) or an expression in x alone")
-    t, a = sp.Dummy("t"), sp.Dummy("a")
+    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
     f = body.xreplace({x: t})
     label = name or "a"
     return Activation(label, sp.Lambda(t, f), sp.Lambda((t, a), sp.diff(f, t)),
@@ -116,7 +116,7 @@ class Loss:
         if not isinstance(body, sp.Expr) or not body.free_symbols <= {yh, y}:
             raise ValueError(f"loss {spec!r}: expected one of {', '.join(LOSSES)} or an "
                              "expression in yhat and y")
-        p, t = sp.Dummy("p"), sp.Dummy("t")
+        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
         return cls("custom", sp.Lambda((p, t), body.xreplace({yh: p, y: t})))
 
 
@@ -329,3 +329,20 @@ def parse_spec(spec: str) -> list[int]:
 
 __all__ = ["Network", "mlp", "activation", "Activation", "Loss", "ACTIVATIONS", "parse_spec",
            "RULES"]
+
+
+def load_network(source: str, hidden="relu", output="identity", loss="mse") -> Network:
+    """A network from a spec ('2-2-1', with the given activations and loss) or from a Python file
+    that defines one (the user's own code, run as a script; the first Network found is used)."""
+    if source.endswith(".py"):
+        import runpy
+        from pathlib import Path
+        if not Path(source).is_file():
+            raise ValueError(f"no such network file: {source}")
+        found = [v for v in runpy.run_path(source, run_name="symgrad_network").values()
+                 if isinstance(v, Network)]
+        if not found:
+            raise ValueError(f"{source} defines no Network (build one with symgrad.mlp or "
+                             "symgrad.Network)")
+        return found[0]
+    return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss)

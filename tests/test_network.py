@@ -1,0 +1,248 @@
+"""Networks: the seeds' worked results, and matrix level == element-wise sympy.diff for every
+activation × loss (the reference loss is written out here, independently of the engine)."""
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.backprop import algorithm, explicit
+from symgrad.calculus import same
+from symgrad.network import ACTIVATIONS, activation
+
+R = lambda *names: sp.symbols(names, real=True)  # noqa: E731
+
+
+# -- the XOR slides --------------------------------------------------------------------------------
+def test_xor_dyhat_dw1_is_the_slides_cases():
+    w1, w2, w5, b1, x1, x2 = R("w1", "w2", "w5", "b1", "x1", "x2")
+    d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element", of="output")
+    z = w1 * x1 + w2 * x2 + b1
+    assert d.result == sp.Piecewise((0, z <= 0), (w5 * x1, True))
+    chain = next(s for s in d.steps if s.rule == "chain_rule")
+    assert "separate" in chain.why and "chain rule applies" in chain.why
+    assert any(s.why == "only this term depends on w1" for s in d.steps)
+
+
+def test_xor_exercise_dyhat_db2():
+    w3, w4, w6, b2, x1, x2 = R("w3", "w4", "w6", "b2", "x1", "x2")
+    d = sg.mlp([2, 2, 1], hidden="relu").derive("b2", level="element", of="output")
+    assert d.result == sp.Piecewise((0, w3 * x1 + w4 * x2 + b2 <= 0), (w6, True))
+
+
+def test_xor_parameter_names_follow_the_notes():
+    S = sg.network.Network  # noqa: F841
+    from symgrad.element import scalarize
+    S = scalarize(sg.mlp([2, 2, 1]))
+    assert [str(s) for s in S.params["W1"]] == ["w1", "w2", "w3", "w4"]
+    assert [str(s) for s in S.params["W2"]] == ["w5", "w6"]
+    assert [str(s) for s in S.params["b1"]] + [str(s) for s in S.params["b2"]] == ["b1", "b2", "b3"]
+    P = scalarize(sg.mlp([2, 2, 1]), naming="position")
+    assert str(P.params["W1"][0, 1]) == "W1_12"
+
+
+def test_sigma_prime_is_sigma_times_one_minus_sigma_and_tanh():
+    d = sg.mlp([1, 1, 1], hidden="sigmoid").derive("w1", level="element", of="output")
+    z1 = sp.Symbol("z1", real=True)
+    factors = next(s for s in d.steps if s.rule == "jacobian").rhs.args
+    assert sg.sigmoid(z1) * (1 - sg.sigmoid(z1)) in factors
+    d = sg.mlp([1, 1, 1], hidden="tanh").derive("w1", level="element", of="output")
+    assert 1 - sp.tanh(z1) ** 2 in next(s for s in d.steps if s.rule == "jacobian").rhs.args
+
+
+# -- Algorithm 6.4 ----------------------------------------------------------------------------------
+def test_algorithm_6_4_for_relu_softmax_cross_entropy():
+    net = sg.mlp([4, 3, 2], hidden="relu", output="softmax", loss="cross_entropy")
+    d = algorithm(net)
+    per = {str(s.lhs): s.rhs for s in d.steps if s.rule in ("backward", "gradient")}
+    yh, y = sp.MatrixSymbol("yhat", 2, 1), sp.MatrixSymbol("y", 2, 1)
+    g2 = sp.MatrixSymbol("g_z2", 2, 1)
+    h1, x = sp.MatrixSymbol("h1", 3, 1), sp.MatrixSymbol("x", 4, 1)
+    assert per["g_z2"] == yh - y                          # softmax + CE collapse to ŷ − y
+    assert per["∇_W2 ℓ"] == g2 * h1.T                # ∇W2 = (ŷ − y) h1ᵀ
+    assert per["∇_b2 ℓ"] == g2                       # ∇b2 = ŷ − y
+    g1 = sp.MatrixSymbol("g_z1", 3, 1)
+    assert per["∇_W1 ℓ"] == g1 * x.T and per["∇_b1 ℓ"] == g1
+    gh = per["g_h1"]
+    assert gh == sp.MatrixSymbol("W2", 2, 3).T * g2       # g ← W2ᵀ g
+    assert str(per["g_z1"]) == "HadamardProduct(g_h1, relu'(z1))"  # g ⊙ relu'(z1)
+    # g is defined once and shared: each G appears once in the compiled program
+    names = [lhs.name for lhs, _ in d.meta["program"]]
+    assert len(names) == len(set(names)) and names.count("G_z1") == 1
+
+
+def test_matrix_derivation_writes_the_jacobian_chain_with_shapes():
+    net = sg.mlp([3, 4, 2], hidden="relu")
+    d = net.derive("W1")
+    chain = next(s for s in d.steps if s.rule == "chain_rule")
+    assert chain.shapes == ((1, 2), (2, 4), (4, 4), (4, 12))
+    diag = next(s for s in d.steps if "diagonal" in s.why)
+    assert isinstance(diag.rhs, sp.DiagMatrix)
+    unvec = next(s for s in d.steps if s.rule == "unvectorize")
+    assert unvec.rhs == sp.MatrixSymbol("g_z1", 4, 1) * sp.MatrixSymbol("x", 3, 1).T
+    assert d.steps[-1].rule == "batch"
+
+
+# -- the feature-discovery notes and CS 181 ---------------------------------------------------------
+def test_feature_discovery_dL_dw_ij():
+    """∂L/∂ẇ_ij = ∂L/∂o · ∂o/∂π̈ · ẅ_j a'(π̇_j) x_i (no biases, relu features, logistic output)."""
+    net = sg.Network()
+    x = net.input("x", 3)
+    pi1 = net.dense(x, 2, b=False, name="pi1")
+    h = net.act(pi1, "relu", name="xdot")
+    pi2 = net.dense(h, 1, b=False, name="pi2")
+    o = net.act(pi2, "sigmoid", name="yhat")
+    net.set_loss(o, "mse")
+    d = net.derive("W1_21", level="element", naming="position")  # ẇ from input 1 to feature 2
+    x1, w2, yh, y, z = R("x1", "W2_12", "yhat", "y", "pi1_2")
+    pi2s = sp.Symbol("pi2", real=True)
+    chain = [s for s in d.steps if s.rule == "jacobian"][0].rhs
+    dL_do, do_dpi, dpi_dx, dx_dpi, dpi_dw = chain.args
+    assert dL_do == yh - y
+    assert dpi_dx == w2 and dpi_dw == x1
+    assert dx_dpi == sg.step(z)
+    assert same(do_dpi, sg.sigmoid(pi2s) * (1 - sg.sigmoid(pi2s)))
+
+
+def test_logistic_regression_gradient_is_sum_of_sigma_minus_y_times_x():
+    net = sg.mlp([2, 1], output="sigmoid", loss="bce")
+    n = 3
+    X = sp.Matrix(n, 2, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+    Y = sp.Matrix(n, 1, lambda i, _: sp.Symbol(f"y{i}", real=True))
+    w = sp.Matrix([R("w1", "w2")])
+    w0 = sp.Symbol("w0", real=True)
+    g = explicit(net, net.gradients()["W1"], n, {"X": X, "Y": Y, "W1": w, "b1": [[w0]]})
+    h = [w[0] * X[i, 0] + w[1] * X[i, 1] + w0 for i in range(n)]
+    expected = sum(((sg.sigmoid(h[i]) - Y[i]) * X[i, :] for i in range(n)), sp.zeros(1, 2)) / n
+    assert same(g, expected)
+
+
+# -- matrix level == element-wise sympy.diff --------------------------------------------------------
+def _reference_loss(net, env, n):
+    """The mean loss written out entry by entry, independently of the engine's derivations."""
+    vals = {net.inputs[0]: sp.Matrix(env["X"])}
+    for name, node in net.nodes.items():
+        if node.op == "dense":
+            W = sp.Matrix(env[node.params[0]])
+            V = vals[node.inputs[0]] * W.T
+            if len(node.params) > 1:
+                V += sp.ones(n, 1) * sp.Matrix(env[node.params[1]]).T
+            vals[name] = V
+        elif node.op == "act":
+            vals[name] = vals[node.inputs[0]].applyfunc(
+                lambda t: node.act.f(t).rewrite(sp.Piecewise) if node.act.name != "sigmoid"
+                else 1 / (1 + sp.exp(-t)))
+        elif node.op == "softmax":
+            Z = vals[node.inputs[0]]
+            vals[name] = sp.Matrix(n, Z.cols, lambda i, j: sp.exp(Z[i, j]) /
+                                   sum(sp.exp(Z[i, k]) for k in range(Z.cols)))
+        elif node.op == "add":
+            vals[name] = vals[node.inputs[0]] + vals[node.inputs[1]]
+    P, Y = vals[net.output_node], sp.Matrix(env["Y"])
+    kind = net.loss.name
+    if kind == "mse":
+        total = sum((P[i, k] - Y[i, k]) ** 2 for i in range(n) for k in range(P.cols)) / 2
+    elif kind == "bce":
+        total = -sum(Y[i, k] * sp.log(P[i, k]) + (1 - Y[i, k]) * sp.log(1 - P[i, k])
+                     for i in range(n) for k in range(P.cols))
+    elif kind == "cross_entropy":
+        total = -sum(Y[i, k] * sp.log(P[i, k]) for i in range(n) for k in range(P.cols))
+    else:
+        total = sum(net.loss.L(P[i, k], Y[i, k]) for i in range(n) for k in range(P.cols))
+    reg = sum((sp.Matrix(env[p]).norm() ** 2 for p in net.parameters if p.startswith("W")), 0)
+    return total / n + net.penalty / 2 * reg
+
+
+def _env(net, n):
+    env = {"X": sp.Matrix(n, net.nodes["x"].dim, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))}
+    out = net.nodes[net.output_node].dim
+    env["Y"] = sp.Matrix(n, out, lambda i, j: sp.Symbol(f"y{i}{j}", real=True))
+    if net.loss.name == "cross_entropy":  # targets are distributions (one-hot): Σ_k y_ik = 1,
+        for i in range(n):                # which is what makes softmax + CE collapse to ŷ − y
+            env["Y"][i, out - 1] = 1 - sum(env["Y"][i, :out - 1])
+    for p, (r, c) in net.shapes.items():
+        env[p] = sp.Matrix(r, c, lambda i, j: sp.Symbol(f"{p}_{i}{j}", real=True))
+    return env
+
+
+def _check_against_diff(net, n=1):
+    env = _env(net, n)
+    ref = _reference_loss(net, env, n)
+    grads = net.gradients()
+    for p in net.parameters:
+        ours = explicit(net, grads[p], n, env)
+        P = sp.Matrix(env[p])
+        theirs = sp.Matrix(P.rows, P.cols, lambda i, j: sp.diff(ref, P[i, j]))
+        assert ours.shape == theirs.shape == net.shapes[p], p
+        assert same(ours, theirs, points=2), f"∇{p} differs from sympy.diff"
+
+
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "x/(1 + abs(x))"]
+HEADS = [("identity", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"), ("softmax", "mse"),
+         ("identity", "sqrt(1 + (yhat - y)^2) - 1")]  # a user loss: pseudo-Huber
+
+
+def test_huber_user_loss_equals_sympy_diff():
+    huber = "min(abs(yhat - y), 1)*(abs(yhat - y) - min(abs(yhat - y), 1)/2)"
+    _check_against_diff(sg.mlp([1, 2, 1], hidden="tanh", loss=huber))
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output,loss", HEADS)
+def test_matrix_level_equals_elementwise_sympy_diff(hidden, output, loss):
+    _check_against_diff(sg.mlp([2, 2, 2], hidden=activation(hidden), output=output, loss=loss))
+
+
+def test_deeper_net_with_penalty_equals_sympy_diff():
+    _check_against_diff(sg.mlp([2, 2, 2, 1], hidden="tanh", penalty=sp.Rational(1, 10)), n=2)
+
+
+def test_skip_connection_and_shared_weights_equal_sympy_diff():
+    net = sg.Network()
+    x = net.input("x", 2)
+    z1 = net.dense(x, 2)
+    h1 = net.act(z1, "tanh")
+    s = net.add(h1, x, name="s")                       # a skip connection
+    z2 = net.dense(s, 2, W="W1", b="b2", name="z2")    # W1 shared by two layers
+    h2 = net.act(z2, "sigmoid", name="h2")
+    out = net.dense(h2, 1, W="W3", b="b3", name="yhat")
+    net.set_loss(out, "mse")
+    assert net.parameters == ["W1", "b1", "b2", "W3", "b3"]
+    _check_against_diff(net)
+    d = net.derive("W1")
+    assert any("shared by 2 layers" in s.why for s in d.steps)
+
+
+def test_element_level_deep_net_checks_itself_against_diff():
+    net = sg.mlp([2, 2, 2, 2], hidden="sigmoid", output="softmax", loss="cross_entropy")
+    d = net.derive("w3", level="element")
+    assert same(d.result, d.meta["direct"])
+    assert any(s.rule == "backward" and "δ_" in s.why for s in d.steps)
+
+
+# -- scale and errors -------------------------------------------------------------------------------
+def test_large_and_deep_networks_derive_without_expanding():
+    big = sg.mlp([784, 256, 128, 10], output="softmax", loss="cross_entropy")
+    g = big.gradients()
+    assert g["W1"].shape == (256, 784) and g["b3"].shape == (10, 1)
+    deep = sg.mlp([8] * 17)
+    assert len(deep.gradients()) == 32
+
+
+@pytest.mark.parametrize("call,fragment", [
+    (lambda: sg.mlp([2, 2, 1]).derive("W9"), "unknown parameter 'W9'"),
+    (lambda: sg.mlp([2, 2, 1]).derive("w99", level="element"), "unknown weight 'w99'"),
+    (lambda: sg.mlp([2, 2, 1]).derive("W1", level="bogus"), "level must be"),
+    (lambda: sg.mlp([2]), "at least"),
+    (lambda: sg.mlp([2, 0, 1]), "positive integer"),
+    (lambda: sg.mlp([2, 1], output="identity", loss="bce"), "bce needs sigmoid"),
+    (lambda: sg.mlp([2, 2], loss="cross_entropy"), "cross_entropy needs softmax"),
+    (lambda: sg.mlp([2, 2, 1], hidden="frobnicate(x)"), "unknown function"),
+    (lambda: sg.mlp([2, 2, 1], hidden="x + y"), "expression in x alone"),
+    (lambda: sg.network.parse_spec("2-x-1"), "bad network spec"),
+])
+def test_bad_networks_fail_with_a_clear_message(call, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        call()
+
+
+def test_builtin_activation_table_covers_the_issue():
+    assert {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus"} <= set(ACTIVATIONS)
