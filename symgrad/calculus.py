@@ -51,7 +51,11 @@ def same(a, b, points: int = 4) -> bool:
     with np.errstate(all="ignore"):
         for _ in range(8 * points):
             pt = rng.uniform(-2, 2, len(syms))
-            va, vb = complex(fa(*pt)), complex(fb(*pt))
+            try:
+                va, vb = complex(fa(*pt)), complex(fb(*pt))
+            except (TypeError, ValueError):  # numpy cannot take it (e.g. nested Piecewise)
+                env = dict(zip(syms, map(sp.Float, pt)))
+                va, vb = (complex(sp.sympify(e).xreplace(env).evalf(20)) for e in (a, b))
             if not (np.isfinite(va) and np.isfinite(vb)):
                 continue  # a singular point: try another
             if abs(va - vb) > 1e-9 * (1 + abs(va) + abs(vb)):

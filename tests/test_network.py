@@ -180,11 +180,6 @@ HEADS = [("identity", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"), 
          ("identity", "sqrt(1 + (yhat - y)^2) - 1")]  # a user loss: pseudo-Huber
 
 
-def test_huber_user_loss_equals_sympy_diff():
-    huber = "min(abs(yhat - y), 1)*(abs(yhat - y) - min(abs(yhat - y), 1)/2)"
-    _check_against_diff(sg.mlp([1, 2, 1], hidden="tanh", loss=huber))
-
-
 @pytest.mark.parametrize("hidden", HIDDEN)
 @pytest.mark.parametrize("output,loss", HEADS)
 def test_matrix_level_equals_elementwise_sympy_diff(hidden, output, loss):
