@@ -1,0 +1,210 @@
+"""Training: the notes' minibatch loop over a compiled kernel, with sgd, momentum or adam.
+
+Where it sits: compile → **train**. :func:`train` compiles the network once (``net.compile()``),
+shuffles the examples every epoch, and on each minibatch takes the kernel's gradient of the mean
+loss and steps the parameters with the optimizer, in place on its own copies. :func:`save_params`
+and :func:`load_params` keep parameters in ``.npz`` files bit for bit.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from .compile import FLOATS, Spec
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adam": 0.001}
+
+
+class Optimizer:
+    """One update rule, stepping ``params`` in place from ``grads`` (which it may overwrite)."""
+
+    def __init__(self, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8):
+        if name not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a positive number, not {lr!r}")
+        self.name, self.lr, self.mu, self.betas, self.eps = name, float(lr), momentum, betas, eps
+        self.state, self.t = {}, 0
+
+    def step(self, params, grads):
+        self.t += 1
+        lr = self.lr
+        if self.name == "adam":  # bias-corrected moments, folded into the step size
+            b1, b2 = self.betas
+            lr = lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
+        for k, p in params.items():
+            g = grads[k]
+            if self.name == "sgd":
+                g *= lr
+                p -= g
+            elif self.name == "momentum":  # v ← μv − lr·g; θ ← θ + v
+                v = self.state.get(k)
+                if v is None:
+                    v = self.state[k] = np.zeros_like(p)
+                v *= self.mu
+                g *= lr
+                v -= g
+                p += v
+            else:  # m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − lr·m̂/(√v̂ + ε)
+                if k not in self.state:
+                    self.state[k] = (np.zeros_like(p), np.zeros_like(p))
+                m, v = self.state[k]
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                g *= g
+                g *= 1 - b2
+                v += g
+                np.sqrt(v, out=g)
+                g += self.eps * math.sqrt(1 - b2 ** self.t)
+                np.divide(m, g, out=g)
+                g *= lr
+                p -= g
+
+
+class Progress:
+    """The progress line on stderr: rewritten in place on a terminal, else at most ~10 lines."""
+
+    def __init__(self, epochs, quiet, stream=None):
+        self.epochs, self.quiet, self.out = epochs, quiet, stream or sys.stderr
+        self.tty = hasattr(self.out, "isatty") and self.out.isatty()
+        self.every, self.t0 = max(1, epochs // 10), time.perf_counter()
+
+    def update(self, epoch, loss):
+        if self.quiet:
+            return
+        last = epoch == self.epochs
+        if not (self.tty or last or epoch % self.every == 0 or epoch == 1):
+            return
+        filled = round(20 * epoch / self.epochs)
+        line = (f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs} "
+                f"[{'#' * filled}{'.' * (20 - filled)}] loss {loss:.6g} "
+                f"({time.perf_counter() - self.t0:.1f}s)")
+        self.out.write(("\r" + line + ("\n" if last else "")) if self.tty else line + "\n")
+        self.out.flush()
+
+
+def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
+          batch_size: int = 32, seed: int = 0, params: dict | None = None, quiet: bool = False,
+          dtype=None, momentum: float = 0.9, shuffle: bool = True, callback=None):
+    """Train ``net`` on the rows of X (targets Y) by minibatch gradient descent.
+
+    Starts from ``params`` (copied, never changed) or ``net.init_params(seed, dtype)``; each epoch
+    visits the examples in a fresh random order (``seed``) in batches of ``batch_size``, taking one
+    ``optimizer`` step ("sgd", "momentum" or "adam"; ``lr`` defaults to 0.1, 0.01, 0.001) per batch.
+    Prints a progress line (epoch, loss) on stderr unless ``quiet``; ``callback(epoch, params,
+    loss)`` is called after each epoch and may return True to stop. Returns ``(params, history)``:
+    ``history[e]`` is the mean loss over the minibatches of epoch e + 1 (before their steps).
+    """
+    if not (isinstance(epochs, int) and epochs >= 1):
+        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
+    kernel = net.compile()
+    if params is None:
+        x_dt = np.asarray(X).dtype
+        params = net.init_params(seed=seed, dtype=dtype or (x_dt if x_dt in FLOATS else "float64"))
+    else:
+        params = {k: np.array(v, dtype=dtype) if dtype else np.array(v) for k, v in params.items()}
+    spec = Spec(net)
+    *_, X, Y = spec.check(params, X, Y)  # validated and converted once, not per batch
+    params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
+    n = X.shape[0]
+    if n == 0:
+        raise ValueError("X has no examples")
+    rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            loss, grads = kernel(params, X[idx], Y[idx])
+            total += float(loss) * len(idx)
+            opt.step(params, grads)
+        history.append(total / n)
+        if not math.isfinite(history[-1]):
+            raise ValueError(f"training diverged in epoch {epoch} (loss {history[-1]}): "
+                             "try a smaller lr")
+        bar.update(epoch, history[-1])
+        if callback is not None and callback(epoch, params, history[-1]):
+            break
+    return params, history
+
+
+_RESERVED = ("file", "allow_pickle")
+
+
+def save_params(path, params: dict) -> None:
+    """Write params to an ``.npz`` file (numpy adds the suffix if missing), every bit kept."""
+    if not isinstance(params, dict) or not params:
+        raise ValueError("save_params: expected a non-empty dict of arrays")
+    arrays = {}
+    for k, v in params.items():
+        if not isinstance(k, str) or k in _RESERVED:
+            raise ValueError(f"save_params: cannot store a parameter named {k!r}")
+        a = np.asarray(v)
+        if a.dtype.hasobject:
+            raise ValueError(f"save_params: {k} is not a numeric array")
+        arrays[k] = a
+    np.savez(path, **arrays)
+
+
+def load_params(path) -> dict:
+    """The params stored by :func:`save_params`, in their order, dtypes and shapes."""
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# -- data sets for the command line and the examples ----------------------------------------------
+def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int = 0) -> dict:
+    """X, Y (and X_test, Y_test) of a named data set: ``xor`` (the four points), ``digits``
+    (scikit-learn's 8×8 digits, scaled to [0, 1], a stratified split), or an ``.npz`` file with
+    arrays X and Y (and optionally X_test, Y_test). Classes come as integer labels for
+    cross_entropy and as one-hot rows (a 0/1 column for two classes) for other losses."""
+    if name == "xor":
+        X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+        data = {"X": X, "Y": np.array([0, 1, 1, 0]), "classes": 2}
+    elif name == "digits":
+        try:
+            from sklearn.datasets import load_digits
+            from sklearn.model_selection import train_test_split
+        except ImportError:
+            raise ValueError("the digits data set needs scikit-learn: pip install scikit-learn") \
+                from None
+        d = load_digits()
+        X, Xt, y, yt = train_test_split(d.data / 16.0, d.target, test_size=test_size,
+                                        random_state=seed, stratify=d.target)
+        data = {"X": X, "Y": y, "X_test": Xt, "Y_test": yt, "classes": 10}
+    elif str(name).endswith(".npz"):
+        with np.load(name, allow_pickle=False) as z:
+            if "X" not in z.files or "Y" not in z.files:
+                raise ValueError(f"{name}: expected arrays named X and Y, found {', '.join(z.files)}")
+            return {k: z[k] for k in z.files}
+    else:
+        raise ValueError(f"unknown data set {name!r}: use xor, digits or a .npz file with X and Y")
+    k = data["classes"]
+    for key in ("Y", "Y_test"):
+        if key in data and loss != "cross_entropy":
+            data[key] = (data[key][:, None] if k == 2 else np.eye(k)[data[key]]).astype(np.float64)
+    return data
+
+
+def accuracy(net, params, X, Y) -> float | None:
+    """The fraction of rows classified right (argmax, or > 1/2 for one output); None for
+    targets that are not classes."""
+    P, Y = net.predict(params, X), np.asarray(Y)
+    if Y.ndim == 1 and Y.dtype.kind in "iu":
+        return float((P.argmax(axis=1) == Y).mean())
+    if not np.all((Y == 0) | (Y == 1)):
+        return None
+    if P.shape[1] == 1:
+        return float(((P[:, 0] > 0.5) == (Y.reshape(len(Y), -1)[:, 0] > 0.5)).mean())
+    return float((P.argmax(axis=1) == Y.argmax(axis=1)).mean())
+
+
+fit = train  # the name the command line uses (``symgrad.train`` is this function in the package)

@@ -1,0 +1,302 @@
+"""Compiled kernels (symgrad.compile): gradients against central differences over random
+architectures, both code paths, dtypes, stability at huge logits, validation, plain functions."""
+import itertools
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.compile import compile_network, param_shapes
+
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "x/(1 + abs(x))"]
+HUBER = "min(abs(yhat - y), 1)*(abs(yhat - y) - min(abs(yhat - y), 1)/2)"
+HEADS = [("identity", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"),
+         ("softmax", "mse"), ("identity", "log(cosh(yhat - y))"), ("identity", HUBER)]
+CASES = list(itertools.product(range(len(HIDDEN)), range(len(HEADS))))
+
+
+def random_net(i, j):
+    """Depth 1–4 by case number, small random widths."""
+    rng = np.random.default_rng(100 * i + j)
+    depth = 1 + (i + j) % 4
+    sizes = [int(d) for d in rng.integers(2, 5, depth + 1)]
+    hidden = HIDDEN[i] if "x" not in HIDDEN[i] else sg.activation(HIDDEN[i], name="softsign")
+    output, loss = HEADS[j]
+    return sg.mlp(sizes, hidden=hidden, output=output, loss=loss, penalty=0.05 * (i % 2))
+
+
+def data(net, n, rng, dtype=np.float64):
+    d0, dL = net.nodes[net.inputs[0]].dim, net.nodes[net.output_node].dim
+    X = rng.standard_normal((n, d0)).astype(dtype)
+    if net.loss.name == "cross_entropy":
+        return X, rng.integers(0, dL, n)
+    if net.loss.name == "bce":
+        return X, rng.integers(0, 2, (n, dL)).astype(dtype)
+    return X, rng.standard_normal((n, dL)).astype(dtype)
+
+
+def numeric_grads(kernel, params, X, Y, h=1e-6):
+    out = {}
+    for p, v in params.items():
+        g = np.zeros_like(v)
+        for ix in np.ndindex(v.shape):
+            old = v[ix]
+            v[ix] = old + h
+            up = kernel(params, X, Y)[0]
+            v[ix] = old - h
+            down = kernel(params, X, Y)[0]
+            v[ix] = old
+            g[ix] = (up - down) / (2 * h)
+        out[p] = g
+    return out
+
+
+def rel_err(a, b):
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-7)
+
+
+@pytest.mark.parametrize("i,j", CASES)
+def test_kernel_matches_central_differences(i, j):
+    net = random_net(i, j)
+    rng = np.random.default_rng(i + 7 * j)
+    params = {k: v + 0.2 * rng.standard_normal(v.shape) for k, v in net.init_params(seed=i).items()}
+    X, Y = data(net, 3, rng)
+    vector, scalar = net.compile(scalar=False), net.compile(scalar=True)
+    loss, grads = vector(params, X, Y)
+    loss_s, grads_s = scalar(params, X, Y)
+    assert np.isfinite(loss) and abs(loss - loss_s) < 1e-12 * max(1, abs(loss))
+    fd = numeric_grads(vector, params, X, Y)
+    for p in params:
+        assert grads[p].shape == params[p].shape and grads_s[p].shape == params[p].shape
+        assert rel_err(grads[p], fd[p]) < 1e-6, (p, grads[p], fd[p])
+        assert rel_err(grads_s[p], grads[p]) < 1e-10, p
+
+
+def skip_net():
+    net = sg.Network()
+    x = net.input("x", 3)
+    h1 = net.act(net.dense(x, 3), "tanh")
+    s = net.add(net.dense(h1, 3, name="z2"), x)   # a residual connection
+    h2 = net.act(s, "relu", name="h2")
+    return net.set_loss(net.act(net.dense(h2, 2, name="z3"), "softmax"), "cross_entropy")
+
+
+def shared_net():
+    net = sg.Network()
+    x = net.input("x", 3)
+    h1 = net.act(net.dense(x, 3), "sigmoid")
+    h2 = net.act(net.dense(h1, W="W1", b="b1", name="z2"), "softplus", name="h2")  # W1, b1 again
+    return net.set_loss(net.dense(h2, 2, name="yhat"), "mse", penalty=0.1)
+
+
+@pytest.mark.parametrize("make", [skip_net, shared_net])
+def test_graph_nets(make):
+    net = make()
+    rng = np.random.default_rng(3)
+    params = {k: v + 0.2 * rng.standard_normal(v.shape) for k, v in net.init_params().items()}
+    X, Y = data(net, 4, rng)
+    for scalar in (False, True):
+        kernel = net.compile(scalar=scalar)
+        _, grads = kernel(params, X, Y)
+        fd = numeric_grads(kernel, params, X, Y)
+        assert all(rel_err(grads[p], fd[p]) < 1e-6 for p in params)
+    assert sg.gradcheck(net) < 1e-6
+
+
+@pytest.mark.parametrize("scalar", [False, True])
+@pytest.mark.parametrize("output,loss", [("softmax", "cross_entropy"), ("sigmoid", "bce"),
+                                         ("identity", "mse")])
+def test_float32_kept(output, loss, scalar):
+    net = sg.mlp([3, 4, 2], hidden="sigmoid", output=output, loss=loss)
+    params = net.init_params(seed=1, dtype="float32")
+    X, Y = data(net, 5, np.random.default_rng(0), np.float32)
+    kernel = net.compile(scalar=scalar)
+    loss32, grads = kernel(params, X, Y)
+    assert loss32.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    loss64, g64 = kernel({k: v.astype(np.float64) for k, v in params.items()}, X, Y)
+    assert abs(loss32 - loss64) < 1e-5 and all(rel_err(grads[p], g64[p]) < 1e-4 for p in grads)
+    assert net.predict(params, X).dtype == np.float32
+    _, gx = kernel(params, X.astype(np.float64), Y)  # the parameters fix the dtype
+    assert gx["W1"].dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("scalar", [False, True])
+def test_huge_logits_stay_finite_and_right(dtype, scalar):
+    # one layer, W = I: the logits are the inputs themselves
+    ce = sg.mlp([2, 2], output="softmax", loss="cross_entropy")
+    p = {"W1": np.eye(2, dtype=dtype), "b1": np.zeros(2, dtype)}
+    X = np.array([[1000, -1000], [1000, -1000], [-1000, 1000]], dtype)
+    loss, g = ce.compile(scalar=scalar)(p, X, np.array([0, 1, 1]))
+    assert loss == pytest.approx(2000 / 3, rel=1e-6)
+    assert all(np.isfinite(v).all() for v in g.values())
+    assert g["b1"] == pytest.approx([1 / 3, -1 / 3], abs=1e-6)
+    bce = sg.mlp([1, 1], output="sigmoid", loss="bce")
+    p = {"W1": np.ones((1, 1), dtype), "b1": np.zeros(1, dtype)}
+    loss, g = bce.compile(scalar=scalar)(p, np.array([[1000], [-1000]], dtype), np.array([0., 1.]))
+    assert loss == pytest.approx(1000, rel=1e-6) and g["b1"] == pytest.approx([0], abs=1e-6)
+    soft = sg.mlp([2, 2], output="softmax", loss="mse")
+    loss, g = soft.compile(scalar=scalar)({"W1": np.eye(2, dtype=dtype), "b1": np.zeros(2, dtype)},
+                                          X, np.eye(2, dtype=dtype)[[0, 1, 1]])
+    assert np.isfinite(loss) and all(np.isfinite(v).all() for v in g.values())
+    hidden = sg.mlp([2, 2, 1], hidden="sigmoid", loss="mse")  # σ and σ' at ±1000
+    p = hidden.init_params(dtype=dtype)
+    loss, g = hidden.compile(scalar=scalar)(p, X, np.ones((3, 1), dtype))
+    assert np.isfinite(loss) and all(np.isfinite(v).all() for v in g.values())
+
+
+def test_scalar_path_chosen_for_tiny_nets_only():
+    net = sg.mlp([2, 2, 1], hidden="relu", output="sigmoid", loss="bce")
+    kernel = net.compile()
+    p = net.init_params()
+    X, Y = data(net, 4, np.random.default_rng(0))
+    assert "kernel_n4" in kernel.scalar_source(4) and "tolist" in kernel.scalar_source(4)
+    a, b = kernel(p, X, Y), net.compile(scalar=False)(p, X, Y)
+    assert a[0] == pytest.approx(b[0], rel=1e-12)
+    assert all(np.allclose(a[1][k], b[1][k], rtol=1e-12, atol=1e-15) for k in p)
+    big = sg.mlp([64, 32, 10], output="softmax", loss="cross_entropy").compile()
+    assert "_scalar(n)" not in big.source  # no batch is small enough for it
+
+
+def test_source_is_vectorized_numpy():
+    net = sg.mlp([4, 8, 8, 3], hidden="relu", output="softmax", loss="cross_entropy")
+    src = net.compile().source
+    assert src.count(" @ ") >= 8 and "for " not in src and "np.exp(" in src
+    assert "_add_at(G_z3, flat, Y, " in src  # integer labels are indexed, not one-hot
+    mse = sg.mlp([3, 2], loss="mse").compile(scalar=False).source
+    assert mse.count("- Y") + mse.count("-= Y") == 1  # ŷ − y computed once for loss and gradient
+
+
+def test_labels_and_one_hot_agree():
+    net = sg.mlp([3, 4, 3], hidden="tanh", output="softmax", loss="cross_entropy")
+    kernel, p = net.compile(scalar=False), net.init_params(seed=2)
+    X, y = data(net, 6, np.random.default_rng(1))
+    a, b = kernel(p, X, y), kernel(p, X, np.eye(3)[y])
+    assert a[0] == pytest.approx(b[0], rel=1e-13)
+    assert all(np.allclose(a[1][k], b[1][k], rtol=1e-12, atol=1e-16) for k in p)
+
+
+def test_validation_errors_are_one_line_and_precise():
+    net = sg.mlp([3, 2, 2], output="softmax", loss="cross_entropy")
+    kernel, p = net.compile(), net.init_params()
+    X, y = np.zeros((5, 3)), np.array([0, 1, 1, 0, 1])
+    cases = [({k: v for k, v in p.items() if k != "b2"}, X, y, "missing 'b2'"),
+             ({**p, "W1": np.zeros((3, 2))}, X, y, "params['W1'] has shape (3, 2); expected (2, 3)"),
+             ({**p, "b1": np.zeros((2, 1))}, X, y, "params['b1'] has shape (2, 1); expected (2,)"),
+             ({**p, "W2": p["W2"].astype(np.float32)}, X, y, "params['W2'] is float32"),
+             (p, np.zeros((5, 4)), y, "X has shape (5, 4); expected (n, 3)"),
+             (p, X, np.array([0, 1, 2, 0, 1]), "labels must lie in 0..1"),
+             (p, X, np.array([0, 1, -1, 0, 1]), "labels must lie in 0..1"),
+             (p, X, y[:4], "Y has shape (4,); expected (5, 2)"),
+             (p, X, np.array([0., 1, 1, 0, 1]), "integers")]
+    for params, XX, YY, msg in cases:
+        with pytest.raises(ValueError, match=msg.replace("(", r"\(").replace(")", r"\)")
+                           .replace("[", r"\[").replace("]", r"\]")) as e:
+            kernel(params, XX, YY)
+        assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="backend"):
+        net.compile(backend="jax")
+    loss, _ = kernel(p, [[0, 0, 0]] * 5, [0, 1, 1, 0, 1])  # lists and ints are converted
+    assert loss == pytest.approx(np.log(2))
+
+
+def test_init_params_and_predict():
+    net = sg.mlp([50, 40, 3], hidden="relu", output="softmax", loss="cross_entropy")
+    p = net.init_params(seed=5)
+    assert {k: v.shape for k, v in p.items()} == param_shapes(net) == {
+        "W1": (40, 50), "b1": (40,), "W2": (3, 40), "b2": (3,)}
+    assert not p["b1"].any() and p["W1"].std() == pytest.approx(np.sqrt(2 / 50), rel=0.1)
+    assert p["W2"].std() == pytest.approx(np.sqrt(2 / 43), rel=0.25)  # Glorot before softmax
+    assert all(np.array_equal(p[k], net.init_params(seed=5)[k]) for k in p)
+    assert net.init_params(dtype="float32")["W1"].dtype == np.float32
+    P = net.predict(p, np.random.default_rng(0).standard_normal((7, 50)))
+    assert P.shape == (7, 3) and np.allclose(P.sum(axis=1), 1)
+    with pytest.raises(ValueError, match="dtype"):
+        net.init_params(dtype="int32")
+
+
+def test_compile_function_vectorized():
+    f = sg.compile_function("x1**2*sin(x2) + sigmoid(x1)*relu(x2), x1/x2, softplus(x1 - x2)",
+                            "x1 x2")
+    P = np.random.default_rng(0).standard_normal((50, 2))
+    J = f.jacobian(P)
+    assert f(P).shape == (50, 3) and J.shape == (50, 3, 2)
+    Jsym = sg.jacobian("x1**2*sin(x2) + sigmoid(x1)*relu(x2), x1/x2, softplus(x1 - x2)", "x1 x2")
+    x1, x2 = sorted(Jsym.free_symbols, key=str)
+    for k in (0, 17, 49):
+        ref = np.array(Jsym.subs({x1: P[k, 0], x2: P[k, 1]}).evalf(), dtype=float)
+        assert np.allclose(J[k], ref, rtol=1e-12)
+    assert f.jacobian(P[0]).shape == (3, 2)  # a single point
+    assert sg.gradcheck(f) < 1e-6
+    g = sg.compile_function(sg.derive_gradient("a*b**2 + log(1 + exp(a))", "a b"))
+    assert g.kind == "scalar" and g.gradient(P).shape == (50, 2)
+    big = g.gradient(np.array([[1000.0, 1.0], [-1000.0, 2.0]]))
+    assert np.allclose(big, [[2, 2000], [4, -4000]])  # σ(±1000) without overflow
+    M = sg.compile_function(sp.Matrix([[sp.Symbol("t"), 1], [0, sp.Symbol("t") ** 2]]), "t")
+    assert M(np.arange(4.0)).shape == (4, 2, 2)
+    with pytest.raises(ValueError, match="a not among"):
+        sg.compile_function("a*x", "x")
+    with pytest.raises(ValueError, match="points have shape"):
+        f(np.zeros((3, 3)))
+
+
+def test_compile_function_keeps_float32():
+    f = sg.compile_function("tanh(x)*y", "x y")
+    assert f(np.ones((2, 2), np.float32)).dtype == np.float32
+    assert f.jacobian(np.ones((2, 2), np.float32)).dtype == np.float32
+
+
+def test_identity_activations_never_update_inputs_in_place():
+    net = sg.Network()
+    x = net.input("x", 3)
+    h = net.act(x, "identity", name="h0")          # h0 is X itself
+    z1 = net.dense(x, 3, name="z1")
+    s = net.add(h, z1)                             # z1 is used again: h0 is the dead operand
+    h2 = net.add(net.act(s, "tanh", name="h2"), z1, name="s2")
+    net.set_loss(net.dense(h2, 2, name="yhat"), "mse")
+    p, X = net.init_params(), np.random.default_rng(0).standard_normal((70, 3))
+    X0 = X.copy()
+    kernel = net.compile(scalar=False)
+    kernel(p, X, np.zeros((70, 2)))
+    assert np.array_equal(X, X0)
+    assert sg.gradcheck(net) < 1e-6
+
+
+def test_scalar_path_falls_back_on_float_overflow():
+    net = sg.mlp([1, 1], loss="mse")
+    p = {"W1": np.array([[1e200]]), "b1": np.zeros(1)}
+    with np.errstate(over="ignore"):
+        loss, g = net.compile()(p, np.array([[1e200]]), np.zeros((1, 1)))
+    assert loss == np.inf
+
+
+def test_kernel_is_cached_per_structure():
+    net = sg.mlp([2, 3, 1])
+    assert net.compile() is compile_network(net)
+    assert net.compile(scalar=False) is not net.compile()
+
+
+def test_buffers_never_leak_between_calls_or_threads():
+    import threading
+    net = sg.mlp([6, 5, 4], hidden="relu", output="softmax", loss="cross_entropy")
+    kernel, p = net.compile(scalar=False), net.init_params(seed=3)
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((40, 6)), rng.integers(0, 4, 40)) for _ in range(6)]
+    expected = [kernel(p, X, y) for X, y in batches]
+    first = net.predict(p, batches[0][0])
+    net.predict(p, batches[1][0])
+    assert np.array_equal(first, net.predict(p, batches[0][0]))  # predictions are copies
+    results = [None] * 6
+
+    def work(i):
+        for _ in range(50):
+            results[i] = kernel(p, *batches[i])
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (loss, g), (loss0, g0) in zip(results, expected):
+        assert loss == loss0 and all(np.array_equal(g[k], g0[k]) for k in g)

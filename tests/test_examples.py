@@ -1,0 +1,37 @@
+"""The examples run as they are (smoke tests, each in its own interpreter); digits for real."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(name, **env):
+    return subprocess.run([sys.executable, str(ROOT / "examples" / name)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+def test_xor_learns_all_four_points():
+    r = run("xor.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "4/4 right" in r.stdout and "WRONG" not in r.stdout
+
+
+def test_logistic_regression():
+    r = run("logistic_regression.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "dW1 = G_z1 @ X" in r.stdout
+
+
+def test_digits_reaches_97_percent_within_a_minute():
+    pytest.importorskip("sklearn")
+    r = run("digits.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    acc = float(re.search(r"test accuracy ([\d.]+)%", r.stdout).group(1))
+    seconds = float(re.search(r"epochs in ([\d.]+)s", r.stdout).group(1))
+    assert acc >= 97.0 and seconds < 60

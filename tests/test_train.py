@@ -1,0 +1,142 @@
+"""Training (symgrad.train): optimizers, the progress line, history, .npz round trips, the CLI."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import symgrad as sg
+from symgrad.cli import cli
+from symgrad.train import Optimizer, accuracy, load_data
+
+
+def regression(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 3))
+    return X, np.tanh(X @ np.array([[1.0], [-2.0], [0.5]]))
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.1), ("momentum", 0.02), ("adam", 0.01)])
+def test_optimizers_reduce_the_loss(optimizer, lr):
+    net = sg.mlp([3, 8, 1], hidden="tanh")
+    X, Y = regression()
+    start = net.init_params(seed=1)
+    params, history = sg.train(net, X, Y, optimizer=optimizer, lr=lr, epochs=40, batch_size=16,
+                               seed=1, params=start, quiet=True)
+    assert len(history) == 40 and history[-1] < 0.3 * history[0]
+    assert not np.array_equal(params["W1"], start["W1"])
+    assert np.array_equal(start["W1"], net.init_params(seed=1)["W1"])  # the caller's copy kept
+    loss, _ = net.compile()(params, X, Y)
+    assert loss < history[0]
+
+
+def test_training_is_reproducible_and_keeps_float32():
+    net = sg.mlp([3, 4, 1], hidden="relu")
+    X, Y = regression()
+    a = sg.train(net, X.astype(np.float32), Y, epochs=3, seed=4, quiet=True)
+    b = sg.train(net, X.astype(np.float32), Y, epochs=3, seed=4, quiet=True)
+    assert a[1] == b[1] and all(np.array_equal(a[0][k], b[0][k]) for k in a[0])
+    assert all(v.dtype == np.float32 for v in a[0].values())
+
+
+def test_progress_line_and_quiet(capsys):
+    net = sg.mlp([3, 2, 1])
+    X, Y = regression(16)
+    sg.train(net, X, Y, epochs=30, quiet=True)
+    assert capsys.readouterr().err == ""
+    sg.train(net, X, Y, epochs=30)
+    err = capsys.readouterr().err.splitlines()
+    assert 2 <= len(err) <= 12 and err[-1].startswith("epoch 30/30 [####")
+    assert "loss" in err[0]
+
+
+def test_callback_stops_and_bad_arguments():
+    net = sg.mlp([3, 2, 1])
+    X, Y = regression(16)
+    _, history = sg.train(net, X, Y, epochs=50, quiet=True, callback=lambda e, p, l: e == 3)
+    assert len(history) == 3
+    for kw, msg in [({"optimizer": "rmsprop"}, "optimizer must be one of"),
+                    ({"lr": -1}, "lr must be a positive"), ({"epochs": 0}, "epochs"),
+                    ({"batch_size": 0}, "batch_size")]:
+        with pytest.raises(ValueError, match=msg):
+            sg.train(net, X, Y, quiet=True, **kw)
+    with pytest.raises(ValueError, match="X has shape"):
+        sg.train(net, X[:, :2], Y, quiet=True)
+    with pytest.raises(ValueError, match="diverged"):
+        sg.train(net, X * 1e3, Y * 1e3, optimizer="sgd", lr=10.0, epochs=20, quiet=True)
+
+
+def test_minibatch_gradient_is_the_mean_over_the_batch():
+    # one sgd step over the whole batch equals θ − lr·∇(mean loss)
+    net = sg.mlp([3, 2])
+    X, Y = regression(8)
+    Y = np.hstack([Y, -Y])
+    p0 = net.init_params(seed=2)
+    params, _ = sg.train(net, X, Y, optimizer="sgd", lr=0.5, epochs=1, batch_size=8,
+                         params=p0, quiet=True)
+    _, g = net.compile()(p0, X, Y)
+    assert all(np.allclose(params[k], p0[k] - 0.5 * g[k]) for k in p0)
+
+
+def test_momentum_rule():
+    opt, p = Optimizer("momentum", 0.1, momentum=0.5), {"w": np.array([1.0])}
+    opt.step(p, {"w": np.array([1.0])})    # v = -0.1
+    opt.step(p, {"w": np.array([1.0])})    # v = -0.05 - 0.1
+    assert p["w"] == pytest.approx([1 - 0.1 - 0.15])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_save_and_load_are_exact(tmp_path, dtype):
+    net = sg.mlp([5, 4, 3], output="softmax", loss="cross_entropy")
+    rng = np.random.default_rng(0)
+    params = {k: (v + rng.standard_normal(v.shape)).astype(dtype)
+              for k, v in net.init_params().items()}
+    path = tmp_path / "p.npz"
+    sg.save_params(path, params)
+    back = sg.load_params(path)
+    assert list(back) == list(params)
+    for k in params:
+        assert back[k].dtype == params[k].dtype and back[k].tobytes() == params[k].tobytes()
+    with pytest.raises(ValueError, match="named 'file'"):
+        sg.save_params(tmp_path / "q.npz", {"file": np.zeros(2)})
+
+
+def test_load_data_and_accuracy():
+    d = load_data("xor", "bce")
+    assert d["X"].shape == (4, 2) and d["Y"].shape == (4, 1)
+    assert load_data("xor", "cross_entropy")["Y"].tolist() == [0, 1, 1, 0]
+    net = sg.mlp([2, 2], output="softmax", loss="cross_entropy")
+    p = {"W1": np.array([[-1.0, 0], [1.0, 0]]), "b1": np.zeros(2)}
+    assert accuracy(net, p, d["X"], np.array([0, 0, 1, 1])) == 1.0
+    with pytest.raises(ValueError, match="unknown data set"):
+        load_data("mnist")
+
+
+def test_cli_train(tmp_path):
+    out = tmp_path / "xor.npz"
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--hidden", "sigmoid", "--output", "sigmoid",
+                                 "--loss", "bce", "--data", "xor", "--optimizer", "momentum",
+                                 "--lr", "0.5", "--epochs", "1000", "--batch-size", "4",
+                                 "--quiet", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "train accuracy 100.00% (4 examples)" in r.output
+    params = sg.load_params(out)
+    assert set(params) == {"W1", "b1", "W2", "b2"} and params["W1"].shape == (2, 2)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["train", "2-x-1", "--data", "xor"], "bad network spec"),
+    (["train", "2-2-1", "--data", "nope"], "unknown data set"),
+    (["train", "3-2-1", "--data", "xor"], "X has shape (4, 2); expected (n, 3)"),
+    (["train", "2-2-1", "--data", "xor", "--loss", "bce"], "bce needs sigmoid outputs"),
+    (["train", "2-2-1", "--data", "xor", "--lr", "0"], "lr must be a positive number"),
+])
+def test_cli_train_bad_input_is_one_line(args, msg):
+    import subprocess
+    import sys
+    root = str(Path(__file__).resolve().parents[1])
+    r = subprocess.run([sys.executable, "-m", "symgrad.cli", *args], capture_output=True, text=True,
+                       cwd=root, env={**os.environ, "PYTHONPATH": root})
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and msg in r.stderr and r.stderr.startswith("symgrad: error:")
