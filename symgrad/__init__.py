@@ -10,6 +10,8 @@ from .functions import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_g
                         sigmoid, softplus, step)
 from .network import Network, activation, mlp
 from .parse import ParseError, parse, parse_symbols
+from .handout import handout  # noqa: E402  (derive → print → handout)
+from .latex import to_latex
 from .compile import compile_function  # noqa: E402  (derive → compile → train)
 from .check import gradcheck
 from .train import load_params, save_params, train
@@ -25,5 +27,6 @@ __all__ = [
     "derive_gradient", "chain", "Fn", "vec", "unvec", "matrix_symbols", "derive_vec_jacobian",
     "derive_matrix_gradient", "Derivation", "Step", "sigmoid", "relu", "softplus", "leaky_relu",
     "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "set_relu_grad_at_zero", "MissingRuleError",
+    "handout", "to_latex",
     "compile_function", "gradcheck", "train", "save_params", "load_params",
 ]

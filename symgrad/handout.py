@@ -1,0 +1,429 @@
+"""Handouts: a whole document a student can learn backprop from, derived for one network.
+
+Where it sits: derive → print → **handout**. :func:`handout` asks the engines for every derivation
+(``net.derive(p)`` at the matrix level, ``net.derive(w, level="element")`` unit by unit,
+``net.backprop()`` for Algorithm 6.4), prints them with ``symgrad.latex`` and lays them out as a
+document model: the network and its forward propagation, the loss, one section per parameter, the
+shared backward pass, the final algorithm, and exercises with solutions on a separate page.
+``symgrad.handout_render`` turns the model into an article, beamer slides or Markdown, and a PDF.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .derivation import Derivation, Grad, Partial
+from .latex import latex, names_in
+from .latex_names import notation as _notation
+from .network import Network, mlp, parse_spec
+
+LEVELS = ("matrix", "element", "both")
+VERBOSITY = ("brief", "normal", "full")
+ELEMENT_LIMIT = 40  # scalar parameters: beyond this the unit-by-unit view is left out
+
+
+@dataclass
+class Section:
+    """A titled list of blocks: ("text", tex) ("math", [rows]) ("derivation", Derivation)
+    ("algorithm", [(kind, tex)]) ("boxed", tex)."""
+
+    title: str
+    blocks: list = field(default_factory=list)
+
+    def text(self, tex):
+        self.blocks.append(("text", tex))
+
+    def math(self, rows):
+        self.blocks.append(("math", list(rows)))
+
+
+@dataclass
+class Doc:
+    title: str
+    subtitle: str
+    sections: list
+    exercises: list          # [(statement tex, [blocks of the solution])]
+    names: tuple             # (vectors, scalars) named in the document, for justifications
+    notation: str
+
+
+def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: str = "article",
+            exercises: bool = True, notation: str = "slides", title: str | None = None,
+            hidden: str = "relu", output: str = "identity", loss: str = "mse") -> str:
+    """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
+    output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown")."""
+    from .handout_render import render
+    net = as_network(net_or_spec, hidden, output, loss)
+    return render(build(net, level, verbosity, exercises, notation, title), fmt)
+
+
+def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Network:
+    if isinstance(net_or_spec, Network):
+        return net_or_spec
+    if isinstance(net_or_spec, str):
+        return mlp(parse_spec(net_or_spec), hidden, output, loss)
+    if isinstance(net_or_spec, (list, tuple)):
+        return mlp(list(net_or_spec), hidden, output, loss)
+    raise TypeError(f"expected a Network or a spec like '2-2-1', not {type(net_or_spec).__name__}")
+
+
+# -- the content ----------------------------------------------------------------------------------
+def build(net: Network, level="matrix", verbosity="normal", exercises=True, notation="slides",
+          title=None) -> Doc:
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
+    if verbosity not in VERBOSITY:
+        raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {verbosity!r}")
+    _notation(notation)
+    net.check()
+    alg = net.backprop()
+    naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
+    scalar = _scalarize(net, naming) if level != "matrix" else None
+    matrix = level != "element" or scalar is None
+    P = _Printer(net, alg, notation)
+    ex_param = _exercise_param(net) if exercises and matrix else None
+    sections = [_network_section(P, net, scalar, level), _loss_section(P, net)]
+    for p in net.parameters:
+        sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity, p == ex_param))
+    sections.append(_backward_section(P, net, alg))
+    sections.append(_algorithm_section(P, net, alg, verbosity))
+    ex = []
+    if ex_param:
+        d = _filtered(net.derive(ex_param), verbosity)
+        what = "bias" if not _is_weight(net, ex_param) else "weights"
+        ex.append((r"Find $%s$, the gradient of the loss with respect to the %s $%s$. Write the "
+                   r"chain of Jacobians with their shapes, then simplify."
+                   % (P.tex(Grad(sp.Symbol("ℓ"), net.sym(ex_param))), what,
+                      P.tex(net.sym(ex_param))), [("derivation", d)]))
+    if exercises and scalar is not None:
+        target = _element_exercise(net, scalar)
+        if target:
+            d = _element(net, target, scalar)
+            P.add(d)
+            ex.append((r"Find $%s$ as the notes do for $%s$: which units separate the output "
+                       r"from it, and when is it zero?"
+                       % (P.tex(Partial(d.meta["of"], d.meta["weight"])),
+                          P.tex(_first_weight(scalar))), [("derivation", d)]))
+    return Doc(title or f"Backpropagation, step by step: {_arch(net)}", _subtitle(net, level),
+               sections, ex, P.names(), notation)
+
+
+class _Printer:
+    """Prints expressions for the document with the names of every derivation in it known."""
+
+    def __init__(self, net, alg, notation):
+        self.notation = notation
+        vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
+        vectors.update(net.nodes, net.shapes, ["y"])
+        self._names = (vectors, scalars)
+
+    def add(self, d: Derivation):
+        v, s = names_in(d)
+        self._names[0].update(v)
+        self._names[1].update(s)
+
+    def names(self):
+        return tuple(sorted(self._names[0])), tuple(sorted(self._names[1]))
+
+    def tex(self, expr) -> str:
+        return latex(expr, self.notation)
+
+    def words(self, text: str) -> str:
+        from .latex_names import notation, words
+        return words(text, notation(self.notation), *self.names())
+
+
+def _g(P) -> str:
+    return r"\mathbf{g}" if _notation(P.notation).bold else "g"
+
+
+def _arch(net) -> str:
+    return "a " + "-".join(str(n.dim) for n in net.nodes.values()
+                           if n.op in ("input", "dense")) + " network"
+
+
+def _subtitle(net, level) -> str:
+    from .latex_names import text_escape
+    hidden = sorted({n.act.name for n in net.nodes.values() if n.op == "act"
+                     and n.name != net.output_node})
+    out = net.nodes[net.output_node]
+    out_act = "softmax" if out.op == "softmax" else out.act.name if out.op == "act" \
+        else "identity"
+    loss = {"mse": "squared-error", "bce": "binary cross-entropy",
+            "cross_entropy": "cross-entropy"}.get(net.loss.name, "custom")
+    levels = {"matrix": "matrix level", "element": "unit by unit",
+              "both": "matrix level and unit by unit"}[level]
+    nice = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "identity": "linear"}
+    hidden = [nice.get(h, h) for h in hidden]
+    parts = ([f"{', '.join(hidden)} hidden units"] if hidden else []) + \
+        [f"{out_act} output", f"{loss} loss"]
+    return text_escape(", ".join(parts).capitalize()[:1] + ", ".join(parts)[1:]
+                       + f"; derived at the {levels}")
+
+
+def _scalarize(net, naming=None):
+    try:
+        from .element import scalarize
+    except ImportError:
+        return None
+    if sum(r * c for r, c in net.shapes.values()) > ELEMENT_LIMIT:
+        return None
+    S = scalarize(net, naming)
+    S.naming = naming
+    return S
+
+
+def _first_weight(scalar):
+    return next(iter(scalar.params.values()))[0]
+
+
+def _filtered(d: Derivation, verbosity: str) -> Derivation:
+    """brief: the chain rule and the results; normal: all but the batch form; full: all."""
+    if verbosity == "full":
+        return d
+    keep = {"chain_rule", "unvectorize", "cases", "sum"} if verbosity == "brief" else None
+    steps = [s for s in d.steps if s.rule != "batch" and (keep is None or s.rule in keep)]
+    return Derivation(d.title, steps or d.steps[-1:], d.result, d.meta)
+
+
+def _element(net, weight, scalar):
+    of = "output" if len(scalar.units[net.output_node]) == 1 else "loss"
+    d = net.derive(weight.name, level="element", of=of, naming=getattr(scalar, "naming", None))
+    d.meta["of"] = scalar.units[net.output_node][0] if of == "output" else sp.Symbol("ℓ")
+    return _trimmed(d)
+
+
+def _trimmed(d: Derivation, limit: float = 52) -> Derivation:
+    """Leave out the written-out forms that would run off the page and cannot be broken (a huge
+    σ(…) or cases): the chain rule in the units' symbols is the result the notes keep."""
+    from .latex import tex_width
+    keep = {"chain_rule", "jacobian", "sum", "backward"}
+
+    def fits(s):
+        if isinstance(s.rhs, (sp.Add, sp.MatAdd)) or (isinstance(s.rhs, sp.Derivative)
+                                                      and isinstance(s.rhs.expr, sp.Add)):
+            return sp.count_ops(s.rhs) <= 60
+        return tex_width(latex(s.rhs)) <= limit
+
+    steps = [s for s in d.steps if s.rule in keep or fits(s)]
+    return Derivation(d.title, steps, d.result, d.meta)
+
+
+def _element_exercise(net, scalar):
+    """The notes' exercise, ∂ŷ/∂b2: the last entry of the first bias (else of the first weight)."""
+    for p in net.parameters:
+        M = scalar.params[p]
+        if M.cols == 1 and len(M) > 1:
+            return M[len(M) - 1]
+    M = scalar.params[net.parameters[0]]
+    return M[len(M) - 1] if len(M) > 1 else None
+
+
+def _exercise_param(net):
+    """∇ of the first bias (the last weight without biases): its section becomes an exercise."""
+    if len(net.parameters) < 2:
+        return None
+    biases = [p for p in net.parameters if not _is_weight(net, p)]
+    return biases[0] if biases else net.parameters[-1]
+
+
+def _is_weight(net, p):
+    return any(n.params and n.params[0] == p for n in net.nodes.values())
+
+
+# -- sections -------------------------------------------------------------------------------------
+def _network_section(P, net, scalar, level) -> Section:
+    sec = Section("The network and its forward propagation")
+    x, out = net.inputs[0], net.output_node
+    params = ", ".join(r"$%s \in \mathbb{R}^{%s}$" % (P.tex(net.sym(p)), _dims(net.shapes[p]))
+                       for p in net.parameters)
+    total = sum(r * c for r, c in net.shapes.values())
+    sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to an output $%s \in "
+             r"\mathbb{R}^{%d}$. Its parameters are %s: %d numbers in all."
+             % (P.tex(net.sym(x)), net.nodes[x].dim, P.tex(net.sym(out)), net.nodes[out].dim,
+                params, total))
+    sec.text("Forward propagation computes each value from the ones before it, for one example "
+             "(vectors are columns):")
+    rows = [r"%s &= %s && \in \mathbb{R}^{%d}" % (P.tex(net.sym(n)), P.tex(net.definition(n)),
+                                                  node.dim)
+            for n, node in net.nodes.items() if node.op != "input"]
+    sec.math(rows)
+    if scalar is None and level != "matrix":
+        sec.text(r"(The unit-by-unit view is left out: %d numbers are too many to write out one "
+                 r"by one; the matrix form below holds for any size.)" % total)
+    if scalar is not None:
+        sec.text("Unit by unit, with the weights numbered as in the notes:")
+        sec.math([r",\quad ".join(r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
+                                   for p, M in scalar.params.items())])
+        sec.math([r"%s &= %s" % (P.tex(u), P.tex(e)) for u, e in scalar.defs.items()])
+        outs = list(scalar.units[net.output_node])
+        if len(outs) == 1 and sp.count_ops(scalar.explicit(outs[0])) <= 60:
+            sec.text("so the output, written out in the weights, is")
+            sec.math([r"%s &= %s" % (P.tex(outs[0]), P.tex(scalar.explicit(outs[0])))])
+    return sec
+
+
+def _dims(shape) -> str:
+    r, c = shape
+    return str(r) if c == 1 else r"%d \times %d" % (r, c)
+
+
+def _loss_section(P, net) -> Section:
+    sec = Section("The loss")
+    out = net.output_node
+    yh, y = P.tex(net.sym(out)), P.tex(net.target)
+    nota = _notation(P.notation)
+    yk, tk = nota.entry(out, "k").tex(), nota.entry("y", "k").tex()
+    name = net.loss.name
+    if name == "mse":
+        rows = [r"\ell &= \tfrac{1}{2} \left\| %s - %s \right\|^{2} = \tfrac{1}{2} \sum_{k} "
+                r"\left(%s - %s\right)^{2}" % (yh, y, yk, tk)]
+        label, what = r"\text{MSE}", "the squared error (halved, so its gradient is ŷ − y)"
+    elif name == "bce":
+        rows = [r"\ell &= -\sum_{k} \left[%s \log %s + \left(1 - %s\right) \log\left(1 - %s"
+                r"\right)\right]" % (tk, yk, tk, yk)]
+        label, what = r"\text{BCE}", "the binary cross-entropy of the sigmoid outputs"
+    elif name == "cross_entropy":
+        rows = [r"\ell &= -\sum_{k} %s \log %s" % (tk, yk)]
+        label, what = r"\text{CE}", "the cross-entropy of the softmax outputs"
+    else:
+        p, t = net.loss.L.variables
+        yhs, ys = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
+        rows = [r"\ell &= \sum_{k} L\left(%s, %s\right)" % (yk, tk),
+                r"L\left(\hat{y}, y\right) &= %s" % P.tex(net.loss.L.expr.xreplace({p: yhs,
+                                                                                  t: ys}))]
+        label, what = "L", "a loss of each output and its target, summed"
+    rows.append(r"f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}" % label)
+    sec.text(P.words(f"For one example (x, y) the loss ℓ is {what}; over a minibatch of n "
+                     "examples the cost f is their mean:"))
+    sec.math(rows)
+    sec.text(r"The gradient of $f$ is the mean of the gradients of $\ell$, so every derivation "
+             r"below is for one example.")
+    return sec
+
+
+def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Section:
+    sym = net.sym(p)
+    sec = Section(r"The gradient with respect to $%s$" % P.tex(sym))
+    if exercise:
+        sec.text(r"This one is left as an exercise: see the exercises at the end (the solution "
+                 r"is on a separate page).")
+        return sec
+    if matrix:
+        d = net.derive(p)
+        P.add(d)
+        what = r"$\operatorname{vec}[%s]$" % P.tex(sym) if _is_weight(net, p) else "$%s$" % \
+            P.tex(sym)
+        sec.text(r"The chain rule of multivariate calculus, one Jacobian per value between the "
+                 r"loss and %s (the shape of each factor underneath):" % what)
+        sec.blocks.append(("derivation", _filtered(d, verbosity)))
+        result = next(s for s in reversed(d.steps) if s.rule in ("unvectorize", "simplify"))
+        sec.blocks.append(("boxed", r"%s = %s" % (P.tex(result.lhs), P.tex(result.rhs))))
+    if scalar is not None and p in scalar.params:
+        w = scalar.params[p][0]
+        d = _element(net, w, scalar)
+        P.add(d)
+        sec.text(r"Unit by unit, for the entry $%s$ of $%s$:" % (P.tex(w), P.tex(sym)))
+        sec.blocks.append(("derivation", _filtered(d, verbosity)))
+    return sec
+
+
+def _backward_section(P, net, alg) -> Section:
+    sec = Section("The shared backward pass")
+    bw = alg.meta["backward"]
+    sec.text(r"Every chain above begins with the same factors. Multiplied from the left, each "
+             r"partial product is a row vector $\mathbf{g}^{\top}$ that is computed once and "
+             r"reused by every parameter below it:" if _notation(P.notation).bold else
+             r"Every chain above begins with the same factors. Multiplied from the left, each "
+             r"partial product is a row vector $g^{\top}$ that is computed once and reused by "
+             r"every parameter below it:")
+    rows = []
+    for p in net.parameters:
+        d = net.derive(p)
+        chain = next(s for s in d.steps if s.rule == "chain_rule")
+        factors = list(chain.rhs.args)
+        user = d.meta["paths"][0][0]
+        g = bw.g[user][0]
+        rows.append(r"%s &= \underbrace{%s}_{%s} %s" % (
+            P.tex(chain.lhs), " ".join(P.tex(f) for f in factors[:-1]), P.tex(g.T),
+            P.tex(factors[-1])))
+    sec.math(rows)
+    sec.text("The g's, from the output down: each is the one above it times one local Jacobian, "
+             "simplified (a diagonal Jacobian becomes ⊙, a linear layer a transpose):"
+             .replace("g's", r"$\mathbf{g}$'s" if _notation(P.notation).bold else "$g$'s")
+             .replace("⊙", r"$\odot$"))
+    back = Derivation("", [s for s in alg.steps if s.rule == "backward"])
+    sec.blocks.append(("derivation", back))
+    sec.text("Then every gradient is a g times a value from the forward pass:"
+             .replace(" g ", r" $\mathbf{g}$ " if _notation(P.notation).bold else " $g$ "))
+    grads = Derivation("", [s for s in alg.steps if s.rule == "gradient"])
+    sec.blocks.append(("derivation", grads))
+    rows, where = gradient_summary(net, alg, P.notation)
+    sec.text(r"Putting it together (the notes' ``where do these come from?''), with the "
+             r"$%s$'s that no parameter reads substituted away:" % _g(P))
+    sec.math(rows + ([r"\text{where } " + w for w in where]))
+    return sec
+
+
+def gradient_summary(net, alg=None, notation="slides"):
+    """([rows "∇_p f_CE &= …"], [rows "g &= …"]): each gradient in forward values and the g's
+    that parameters read, the others substituted (∇W2 f_CE = (ŷ − y) h1ᵀ)."""
+    alg = alg or net.backprop()
+    bw = alg.meta["backward"]
+    used = {m for s in alg.steps if s.rule == "gradient" for m in s.rhs.atoms(sp.MatrixSymbol)}
+    subs, keep = {}, []
+    for name, (g, rhs, _) in bw.g.items():
+        rhs = rhs.xreplace(subs)
+        if g in used and name != bw.start:
+            keep.append((g, rhs))
+        else:
+            subs[g] = rhs
+    label = {"mse": r"\text{MSE}", "bce": r"\text{BCE}", "cross_entropy": r"\text{CE}"}.get(
+        net.loss.name, "L")
+    rows = [r"\nabla_{%s} f_{%s} &= %s" % (latex(s.lhs.args[1], notation), label,
+                                          latex(s.rhs.xreplace(subs), notation))
+            for s in alg.steps if s.rule == "gradient"]
+    return rows, [r"%s &= %s" % (latex(g, notation), latex(rhs, notation)) for g, rhs in keep]
+
+
+def _algorithm_section(P, net, alg, verbosity) -> Section:
+    sec = Section("The final algorithm")
+    sec.text(r"Algorithm 6.4 of the notes, derived for this network: forward propagation, then "
+             r"one backward pass that defines each $%s$ once and reads every gradient off "
+             r"it, then a gradient-descent update with step size $\epsilon$." % _g(P))
+    lines = [("head", "Forward propagation")]
+    for s in alg.steps:
+        if s.rule == "forward":
+            lines.append(("step", r"%s \leftarrow %s" % (P.tex(s.lhs), P.tex(s.rhs))))
+    lines.append(("head", "Backward propagation"))
+    grads = [s for s in alg.steps if s.rule == "gradient"]
+    done = set()
+    for s in alg.steps:
+        if s.rule != "backward":
+            continue
+        lines.append(("step", r"%s \leftarrow %s" % (P.tex(s.lhs), P.tex(s.rhs))))
+        done.add(s.lhs)
+        for gs in grads:
+            if gs.rhs.atoms(sp.MatrixSymbol) & done and id(gs) not in done:
+                need = {m for m in gs.rhs.atoms(sp.MatrixSymbol) if m.name.startswith("g_")}
+                if need <= done:
+                    lines.append(("step", r"%s \leftarrow %s" % (P.tex(gs.lhs), P.tex(gs.rhs))))
+                    done.add(id(gs))
+    lines.append(("head", "Update (averaged over a minibatch)"))
+    for p in net.parameters:
+        s = P.tex(net.sym(p))
+        lines.append(("step", r"%s \leftarrow %s - \epsilon \, \nabla_{%s} f" % (s, s, s)))
+    sec.blocks.append(("algorithm", ("Forward and backward propagation for this network", lines)))
+    if verbosity == "full":
+        sec.text(r"For a minibatch stacked one example per row ($\mathbf{X}$ is $n \times d$), "
+                 r"the same program, as symgrad compiles it:")
+        sec.math([r"%s &\leftarrow %s" % (P.tex(lhs), P.tex(rhs))
+                  for lhs, rhs in alg.meta["program"]])
+    return sec
+
+
+from .handout_render import handout_file, load_network_file  # noqa: E402  (the CLI's half)
+
+__all__ = ["handout", "load_network_file", "handout_file", "gradient_summary", "build",
+           "as_network", "Doc", "Section", "LEVELS", "VERBOSITY"]

@@ -1,0 +1,324 @@
+"""Handouts as documents: the content model of ``symgrad.handout`` as an article, beamer slides or
+Markdown, and the article or slides compiled to PDF by a real TeX engine.
+
+Where it sits: derive → print → handout (**render**). Only packages in Debian's texlive-latex-base,
+texlive-latex-recommended and texlive-pictures (beamer) are used, and only plain pdflatex features:
+no shell escape, no fonts to fetch. The algorithm box is drawn with rules and a tabular, not an
+algorithm package.
+"""
+from __future__ import annotations
+
+import re
+
+from .latex import NotesLatexPrinter, tex_width
+
+ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
+\usepackage[a4paper,margin=2.3cm]{geometry}
+\usepackage{amsmath,amssymb}
+\usepackage{parskip}
+\allowdisplaybreaks
+\setlength{\jot}{5pt}
+"""
+BEAMER_PREAMBLE = r"""\documentclass[11pt,aspectratio=169]{beamer}
+\usepackage{amsmath,amssymb}
+\usefonttheme[onlymath]{serif}
+\setbeamertemplate{navigation symbols}{}
+\setbeamertemplate{footline}[frame number]
+\setbeamerfont{frametitle}{size=\large}
+"""
+FORMATS = ("article", "beamer", "markdown")
+
+
+def _printer(doc, **settings) -> NotesLatexPrinter:
+    vectors, scalars = doc.names
+    return NotesLatexPrinter({"notation": doc.notation, "vectors": vectors, "scalars": scalars,
+                              **settings})
+
+
+def render(doc, fmt: str = "article") -> str:
+    if fmt == "article":
+        return _article(doc)
+    if fmt == "beamer":
+        return _beamer(doc)
+    if fmt in ("markdown", "md"):
+        return _markdown(doc)
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+
+
+# -- article --------------------------------------------------------------------------------------
+def _article(doc) -> str:
+    pr = dict(why_position="right", why_width=r"0.3\linewidth", note_width=r"0.5\linewidth",
+              max_width=46)
+    out = [ARTICLE_PREAMBLE, r"\title{%s}" % _title_tex(doc.title),
+           r"\author{%s \\[2pt] \small %s, typeset by symgrad}" % _subtitle_lines(doc),
+           r"\date{}", r"\begin{document}", r"\maketitle", ""]
+    for sec in doc.sections:
+        out.append(r"\section{%s}" % sec.title)
+        out.extend(_article_blocks(doc, sec.blocks, pr))
+    if doc.exercises:
+        out.append(r"\section{Exercises}")
+        out.append(r"\begin{enumerate}")
+        out.extend(r"\item %s" % stmt for stmt, _ in doc.exercises)
+        out.append(r"\end{enumerate}")
+        out.append(r"\clearpage")
+        out.append(r"\section*{Solutions}")
+        for k, (stmt, blocks) in enumerate(doc.exercises, 1):
+            out.append(r"\subsection*{Exercise %d}" % k)
+            out.append(stmt)
+            out.extend(_article_blocks(doc, blocks, pr))
+    out.append(r"\end{document}")
+    return "\n".join(out) + "\n"
+
+
+def _article_blocks(doc, blocks, pr) -> list[str]:
+    """Text as paragraphs; a display follows its text with no blank line (no empty paragraph)."""
+    out = []
+    for kind, body in blocks:
+        if kind == "text":
+            out.append("\n" + body)
+        elif kind == "math":
+            out.append(_align(body))
+        elif kind == "derivation":
+            rows = [r for step in _printer(doc, **pr).step_rows(body) for r in step]
+            out.append(_align(rows))
+        elif kind == "boxed":
+            out.append(r"\[ \boxed{%s} \]" % body)
+        elif kind == "algorithm":
+            out.append(_algorithm_box(*body))
+    return out
+
+
+def _align(rows) -> str:
+    return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
+
+
+def _subtitle_lines(doc) -> tuple[str, str]:
+    what, _, how = doc.subtitle.partition("; ")
+    return what, how[:1].upper() + how[1:] if how else "Derived"
+
+
+def _title_tex(title: str) -> str:
+    from .latex_names import text_escape
+    return text_escape(title)
+
+
+def _algorithm_box(title, lines, width=r"0.94\linewidth", size="") -> str:
+    rows, k = [], 0
+    for kind, tex in lines:
+        if kind == "head":
+            rows.append(r" & \textbf{%s} \\" % tex)
+        else:
+            k += 1
+            rows.append(r"{\footnotesize %d:} & \quad $%s$ \\" % (k, tex))
+    return "\n".join([
+        r"\begin{center}\begin{minipage}{%s}%s" % (width, size),
+        r"\hrule height 0.8pt\relax\vspace{3pt}",
+        r"\textbf{Algorithm 6.4} (derived): %s\par\vspace{3pt}" % title,
+        r"\hrule\relax\vspace{4pt}",
+        r"\begin{tabular}{@{}r@{\hspace{0.6em}}l@{}}",
+        *rows,
+        r"\end{tabular}\par\vspace{3pt}",
+        r"\hrule height 0.8pt\relax",
+        r"\end{minipage}\end{center}"])
+
+
+# -- beamer ---------------------------------------------------------------------------------------
+FRAME_HEIGHT = 16.0  # in lines of \small text on a 16:9 frame
+
+
+def _beamer(doc) -> str:
+    out = [BEAMER_PREAMBLE, r"\title{%s}" % _title_tex(doc.title),
+           r"\subtitle{%s}" % _subtitle_lines(doc)[0],
+           r"\author{%s, typeset by symgrad}" % _subtitle_lines(doc)[1],
+           r"\date{}", r"\begin{document}", r"\begin{frame}\titlepage\end{frame}", ""]
+    for sec in doc.sections:
+        out.append(r"\section{%s}" % sec.title)
+        out.extend(_frames(doc, sec.title, sec.blocks))
+    if doc.exercises:
+        items = "\n".join(r"\item %s" % stmt for stmt, _ in doc.exercises)
+        out.append(_frame("Exercises", r"\begin{enumerate}" + "\n" + items + "\n"
+                          r"\end{enumerate}" + "\n" + r"\vfill{\small Solutions at the end.}"))
+        for k, (stmt, blocks) in enumerate(doc.exercises, 1):
+            out.extend(_frames(doc, "Solution to exercise %d" % k, blocks))
+    out.append(r"\end{document}")
+    return "\n".join(out) + "\n"
+
+
+def _frame(title, body) -> str:
+    return "\\begin{frame}{%s}\n\\small\n%s\n\\end{frame}\n" % (title, body)
+
+
+def _frames(doc, title, blocks) -> list[str]:
+    """Pack blocks into frames; a derivation gets frames of its own, its steps one per click."""
+    frames, cur, height = [], [], 0.0
+    pr = dict(why_position="below", max_width=62, overlays=True, note_width=r"0.8\linewidth")
+
+    def flush():
+        if cur:
+            frames.append(_frame(title + (r" (cont.)" if frames else ""), "\n".join(cur)))
+        cur.clear()
+
+    for kind, body in blocks:
+        if kind == "derivation":
+            steps = _printer(doc, **pr).step_rows(body)
+            chunk, h = [], 0.0
+            for rows in steps:
+                rh = sum(_row_height(r) for r in rows)
+                if chunk and h + rh > FRAME_HEIGHT - height:
+                    cur.append(_display(chunk))
+                    flush()
+                    height, chunk, h = 0.0, [], 0.0
+                    rows = [re.sub(r"^\\pause ", "", rows[0])] + rows[1:]
+                chunk.extend(rows)
+                h += rh
+            if chunk:
+                cur.append(_display(chunk))
+                height += h
+            continue
+        if kind == "text":
+            piece, h = body, max(1.0, tex_width(body) / 95) + 0.4
+        elif kind == "math":
+            piece, h = _display(body), sum(_row_height(r) for r in body)
+        elif kind == "boxed":
+            piece, h = r"\[ \boxed{%s} \]" % body, 2.5
+        else:
+            title_, lines = body
+            piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize")
+            h = 0.75 * len(lines) + 2
+        if cur and height + h > FRAME_HEIGHT:
+            flush()
+            height = 0.0
+        cur.append(piece)
+        height += h
+    flush()
+    return frames
+
+
+def _display(rows) -> str:
+    return "\\[\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\\]"
+
+
+def _row_height(row: str) -> float:
+    h = 1.3
+    if r"\frac" in row or r"\underbrace" in row or r"\sum" in row:
+        h += 0.9
+    if r"\underbrace" in row:
+        h += 0.5
+    m = max((len(re.findall(r"\\\\", b)) for b in re.findall(r"\\begin\{(?:matrix|cases)\}(.*?)"
+                                                               r"\\end\{(?:matrix|cases)\}", row)),
+            default=0)
+    return h + 1.2 * m
+
+
+# -- markdown -------------------------------------------------------------------------------------
+def _markdown(doc) -> str:
+    pr = dict(why_position="below", max_width=70)
+    out = [f"# {_md_text(_title_tex(doc.title))}", "",
+           "*%s. %s by symgrad.*" % tuple(map(_md_text, _subtitle_lines(doc))), ""]
+    for sec in doc.sections:
+        out += [f"## {_md_text(sec.title)}", ""]
+        out += _md_blocks(doc, sec.blocks, pr)
+    if doc.exercises:
+        out += ["## Exercises", ""]
+        out += [f"{k}. {_md_text(stmt)}" for k, (stmt, _) in enumerate(doc.exercises, 1)]
+        out += ["", "---", "", "## Solutions", ""]
+        for k, (stmt, blocks) in enumerate(doc.exercises, 1):
+            out += [f"### Exercise {k}", "", _md_text(stmt), ""]
+            out += _md_blocks(doc, blocks, pr)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _md_blocks(doc, blocks, pr) -> list[str]:
+    out = []
+    for kind, body in blocks:
+        if kind == "text":
+            out += [_md_text(body), ""]
+        elif kind == "math":
+            out += ["$$", "\\begin{aligned}", " \\\\\n".join(body), "\\end{aligned}", "$$", ""]
+        elif kind == "derivation":
+            rows = [r for step in _printer(doc, **pr).step_rows(body) for r in step]
+            out += ["$$", "\\begin{aligned}", " \\\\\n".join(rows), "\\end{aligned}", "$$", ""]
+        elif kind == "boxed":
+            out += ["$$", r"\boxed{%s}" % body, "$$", ""]
+        elif kind == "algorithm":
+            title, lines = body
+            out += [f"**Algorithm 6.4** (derived): {title}", ""]
+            k = 0
+            for kind_, tex in lines:
+                if kind_ == "head":
+                    out += ["", f"*{tex}*", ""]
+                else:
+                    k += 1
+                    out.append(f"{k}. ${tex}$")
+            out.append("")
+    return out
+
+
+_MD = {r"\textbackslash{}": "\\\\", r"\textasciitilde{}": "~", r"\textasciicircum{}": "^",
+       r"\textless{}": "&lt;", r"\textgreater{}": "&gt;", r"\textbar{}": "|", "''": '"'}
+
+
+def _md_text(tex: str) -> str:
+    """LaTeX text (with $…$ math) as Markdown: math kept, text escapes made Markdown escapes."""
+    parts = re.split(r"(\$[^$]*\$)", tex)
+    for i in range(0, len(parts), 2):
+        t = parts[i]
+        for a, b in _MD.items():
+            t = t.replace(a, b)
+        t = re.sub(r"\\(?:textbf|emph)\{([^{}]*)\}", r"**\1**", t)
+        t = t.replace("*", r"\*") if "**" not in t else t
+        parts[i] = t
+    return "".join(parts)
+
+
+# -- files: what `symgrad handout` does ---------------------------------------------------------
+def handout_file(target: str, out: str | None = None, fmt: str | None = None,
+                 hidden="relu", output="identity", loss="mse", **options) -> str:
+    """What ``symgrad handout`` does: TARGET is a spec ("2-2-1") or a Python file defining a
+    Network ``net`` (and optionally a dict ``handout_options``); write ``out`` (.tex, .pdf, .md)
+    or return the document. Options left None come from the file, then the defaults."""
+    if target.endswith(".py"):
+        net, file_opts = load_network_file(target)
+    else:
+        from .handout import as_network
+        net, file_opts = as_network(target, hidden, output, loss), {}
+    opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
+                                              if v is not None}}.items()
+            if k in ("level", "verbosity", "exercises", "notation", "title")}
+    suffix = str(out).rsplit(".", 1)[-1].lower() if out and "." in str(out) else ""
+    if suffix not in ("", "tex", "pdf", "md"):
+        raise ValueError(f"-o {out}: the output must end in .tex, .pdf or .md")
+    fmt = fmt or ("markdown" if suffix == "md" else "article")
+    if (suffix == "md") != (fmt == "markdown") and suffix:
+        raise ValueError(f"-o {out}: .md is for the markdown format, .tex and .pdf for "
+                         "article and beamer")
+    from .handout import handout
+    text = handout(net, fmt=fmt, **opts)
+    if suffix == "pdf":
+        from .handout_pdf import compile_pdf
+        compile_pdf(text, out)
+    elif out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    return text
+
+
+def load_network_file(path: str):
+    """Run the user's own Python file and take its Network ``net`` (or its only Network)."""
+    import runpy
+    try:
+        ns = runpy.run_path(path, run_name="__symgrad_handout__")
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"{path}: {type(e).__name__}: {e}") from None
+    except Exception as e:  # the user's code failed: say where, in one line
+        raise ValueError(f"{path} failed: {type(e).__name__}: {e}") from None
+    net = ns.get("net")
+    from .network import Network
+    if not isinstance(net, Network):
+        nets = [v for v in ns.values() if isinstance(v, Network)]
+        if len(nets) != 1:
+            raise ValueError(f"{path} defines no Network named net (e.g. net = symgrad.mlp("
+                             "[2, 2, 1]))")
+        net = nets[0]
+    opts = ns.get("handout_options", {})
+    return net, dict(opts) if isinstance(opts, dict) else {}

@@ -1,0 +1,451 @@
+"""The LaTeX printer of the lecture notes: derivations as ``aligned`` chains in the notes' notation.
+
+Where it sits: derive → **print** → handout. Engines record :class:`~symgrad.derivation.Derivation`
+steps; :func:`to_latex` prints one as an ``aligned`` block: each step with its justification as
+text with inline math, the shape under each Jacobian factor (\\underbrace{∂ŷ/∂𝐡}_{1×2}), piecewise
+results as ``cases``, long sums and chains broken over rows. Names go through a notation preset
+(``symgrad.latex_names``): "slides" (CS/DS 541: 𝐖^{(k)}, 𝐳, 𝐡, ŷ) or "feature" (the
+feature-discovery notes: π, o, Ẇ, ẇ_ij). Every name and word a user chose is escaped.
+``symgrad.handout`` assembles these blocks into documents.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+
+from .derivation import Derivation, DerivationLatexPrinter, Step
+from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape, words
+from .latex_width import tex_width
+
+__all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width"]
+
+
+def _trusted_names() -> set:
+    """LaTeX names written by symgrad itself (never from user text): safe to print verbatim."""
+    from .functions import RULES
+    from .network import ACTIVATIONS
+    names = {r.prime_latex for r in RULES.values()}
+    for name, a in ACTIVATIONS.items():
+        names.update((a.latex, a.prime_latex))
+    return names | {r"\partial_{\hat{y}} L"}
+
+
+class NotesLatexPrinter(DerivationLatexPrinter):
+    """SymPy's LatexPrinter in the notes' notation, plus the derivation layout.
+
+    The display nodes and matrix nodes print themselves through ``_latex``; SymPy prefers that over
+    a printer's ``_print_<Class>``, so :meth:`_print` dispatches to the methods defined here first.
+    """
+
+    _default_settings = {
+        **DerivationLatexPrinter._default_settings,
+        "notation": "slides",        # or "feature", or a latex_names.Notation
+        "shape_style": "underbrace",  # shapes under each Jacobian factor, or "column"
+        "why_position": "right",     # justification after the step, "below" it, or "none"
+        "why_width": None,           # e.g. r"0.3\linewidth": wrap justifications in a \parbox
+        "note_width": None,          # the same for a step whose right-hand side is words
+        "max_width": 58,             # rows wider than this (estimated, in characters) are broken
+        "overlays": False,           # beamer: \pause before each step
+        "max_matrix_cols": 12,       # wider matrices show their first and last columns
+        "vectors": (), "scalars": (),  # names justifications may mention (collected if empty)
+    }
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self._nota = notation(self._settings["notation"])
+        self._trusted = _trusted_names()
+        self._chain_shapes = None
+        self._entries: dict = {}
+
+    # dispatch: our own methods before the objects' _latex
+    def _print(self, expr, **kwargs):
+        for cls in type(expr).__mro__:
+            method = _OWN.get(cls.__name__)
+            if method is not None:
+                return method(self, expr, **kwargs)
+            if cls is sp.Basic:
+                break
+        return super()._print(expr, **kwargs)
+
+    def _paren(self, expr, kinds=None) -> str:
+        kinds = kinds or (sp.Add, sp.MatAdd, sp.KroneckerProduct, sp.HadamardProduct)
+        s = self._print(expr)
+        if isinstance(expr, sp.MatAdd) and _all_transposed(expr):
+            return s  # already (ŷ − y)ᵀ
+        return r"\left(%s\right)" % s if isinstance(expr, kinds) or _negative(expr) else s
+
+    def _call(self, name: str, *args) -> str:
+        """name(args): plain parentheses unless an argument is tall."""
+        inner = ", ".join(a if isinstance(a, str) else self._print(a) for a in args)
+        if re.search(r"\\frac|\\begin|\\sum|\\underbrace", inner):
+            return r"%s\left(%s\right)" % (name, inner)
+        return r"%s(%s)" % (name, inner)
+
+    # names
+    def _print_Symbol(self, expr, style="plain"):
+        if expr in self._entries:
+            return self._entries[expr]
+        if SAFE_SCALAR.fullmatch(expr.name) or expr.name in ("ℓ",) or expr.name.startswith("δ_"):
+            name = self._nota.scalar(expr.name)
+            return name.tex() if name else super()._print_Symbol(expr)
+        return r"\text{%s}" % self._words(expr.name)  # any other name: escaped words
+
+    def _print_MatrixSymbol(self, expr):
+        return self._nota.vector(expr.name).tex()
+
+    def _print_MatrixElement(self, expr):  # g[i, 0]: a scalar entry, 1-based as in the notes
+        parent, i, j = expr.args
+        idx = str(i + 1) if parent.shape[1] == 1 else "%s%s" % (i + 1, j + 1)
+        if isinstance(parent, sp.MatrixSymbol):
+            return self._nota.entry(parent.name, idx).tex()
+        return r"\left(%s\right)_{%s}" % (self._print(parent), idx)
+
+    def _print_Transpose(self, expr):
+        arg = expr.arg
+        if isinstance(arg, sp.MatrixSymbol):
+            return self._nota.vector(arg.name).tex(r"\top")
+        if isinstance(arg, (sp.Identity, sp.OneMatrix, sp.ZeroMatrix)):
+            return self._print(arg) + r"^{\top}"
+        return r"\left(%s\right)^{\top}" % self._print(arg)
+
+    def _print_Identity(self, expr):
+        return r"\mathbf{I}" if self._nota.bold else "I"
+
+    def _print_OneMatrix(self, expr):
+        one = r"\mathbf{1}" if self._nota.bold else "1"
+        return one + (r"^{\top}" if expr.rows == 1 and expr.cols != 1 else "")
+
+    def _print_ZeroMatrix(self, expr):
+        zero = r"\mathbf{0}" if self._nota.bold else "0"
+        return zero + (r"^{\top}" if expr.rows == 1 and expr.cols != 1 else "")
+
+    # matrix algebra
+    def _print_MatAdd(self, expr):
+        terms = _positive_first(expr.args)
+        if _all_transposed(expr):  # yᵀ − ŷᵀ → (y − ŷ)ᵀ
+            inner = sp.MatAdd(*[t.T for t in terms], evaluate=False)
+            return r"\left(%s\right)^{\top}" % self._print_MatAdd(inner)
+        return _join_terms(self, terms)
+
+    def _print_MatMul(self, expr):
+        coeff, mats = expr.as_coeff_matrices()
+        sign = ""
+        if coeff.could_extract_minus_sign():
+            sign, coeff = "-", -coeff
+        head = "" if coeff == 1 else self._paren(coeff, (sp.Add,)) + " "
+        kinds = (sp.MatAdd, sp.KroneckerProduct, sp.HadamardProduct)
+        return sign + head + " ".join(self._paren(m, kinds) for m in mats)
+
+    def _print_HadamardProduct(self, expr):
+        kinds = (sp.MatAdd, sp.MatMul, sp.HadamardProduct, sp.KroneckerProduct)
+        return r" \odot ".join(self._paren(a, kinds) for a in expr.args)
+
+    def _print_KroneckerProduct(self, expr):
+        kinds = (sp.MatAdd, sp.MatMul, sp.HadamardProduct)
+        return r" \otimes ".join(self._paren(a, kinds) for a in expr.args)
+
+    def _print_DiagMatrix(self, expr):
+        return self._call(r"\operatorname{diag}", expr.args[0])
+
+    def _print_MatrixBase(self, expr):
+        cap = self._settings["max_matrix_cols"]
+        if expr.cols <= cap:
+            return super()._print_MatrixBase(expr)
+        keep = list(range(cap - 3)) + [None] + [expr.cols - 2, expr.cols - 1]
+        rows = [" & ".join(r"\cdots" if j is None else self._print(expr[i, j]) for j in keep)
+                for i in range(expr.rows)]
+        return r"\left[\begin{matrix}%s\end{matrix}\right]" % r"\\".join(rows)
+
+    def _print_Elementwise(self, expr):
+        label, shown = expr.label, expr._shown
+        args = expr.operands[:shown]
+        if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*'*", label) or expr._latex_name in self._trusted:
+            return self._call(self._function_name(label, expr._latex_name), *args)
+        # an entrywise formula (−y/ŷ): print its body on entry k of each operand
+        ops = expr.operands
+        transposed = all(isinstance(o, sp.Transpose) for o in ops)
+        saved = dict(self._entries)
+        for var, op in zip(expr.lam.variables, ops):
+            base = op.arg if isinstance(op, sp.Transpose) else op
+            name = self._nota.entry(base.name, "k") if isinstance(base, sp.MatrixSymbol) else \
+                TeXName(r"\left(%s\right)" % self._print(base), sub="k")
+            self._entries[var] = name.tex()
+        try:
+            body = self._print(expr.lam.expr)
+        finally:
+            self._entries = saved
+        return r"\left[%s\right]_{k}%s" % (body, r"^{\top}" if transposed else "")
+
+    def _function_name(self, label, latex_name="") -> str:
+        own = self._nota.activation(label)
+        if own:
+            return own
+        if latex_name in self._trusted:
+            return latex_name
+        m = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)('*)", label)
+        if m:
+            name = m.group(1)
+            return (name if len(name) == 1 else r"\operatorname{%s}" % name) + m.group(2)
+        return escaped_name(label).tex()
+
+    # functions of scalars
+    def _print_relu(self, expr):
+        return self._call(self._function_name("relu"), expr.args[0])
+
+    def _print_sigmoid(self, expr):
+        return self._call(r"\sigma", expr.args[0])
+
+    def _print_step(self, expr):  # relu'(z) = step(z)
+        return self._call(self._function_name("relu'"), expr.args[0])
+
+    def _print_softplus(self, expr):
+        return self._call(r"\operatorname{softplus}", expr.args[0])
+
+    def _print_UnevaluatedExpr(self, expr):  # a substituted inner function, as the notes write it
+        return r"\left(%s\right)" % self._print(expr.args[0])
+
+    def _print_Add(self, expr, order=None):
+        terms = _positive_first(self._as_ordered_terms(expr, order=order))
+        return _join_terms(self, terms)
+
+    def _print_Derivative(self, expr):
+        if len(expr.variables) != 1:
+            return super()._print_Derivative(expr)
+        return r"\frac{\partial}{\partial %s}\left[%s\right]" % (
+            self._print(expr.variables[0]), self._print(expr.expr))
+
+    def _print_Piecewise(self, expr):
+        rows = []
+        pieces = list(expr.args)
+        for i, (e, c) in enumerate(pieces):
+            if c == sp.true and i == len(pieces) - 1:
+                prev = [pc for _, pc in pieces[:-1]]
+                if len(prev) == 1 and isinstance(prev[0], sp.core.relational.Relational):
+                    cond = r"\text{if } " + self._print(prev[0].negated)
+                else:
+                    cond = r"\text{otherwise}"
+            else:
+                cond = r"\text{if } " + self._print(c)
+            rows.append(r"%s & %s" % (self._print(e), cond))
+        return r"\begin{cases} %s \end{cases}" % r" \\ ".join(rows)
+
+    # the display nodes of derivation.py
+    def _print_Partial(self, expr):
+        return r"\frac{\partial %s}{\partial %s}" % (self._paren(expr.of, (sp.Add, sp.MatAdd))
+                                                     if not _is_compose(expr.of) else
+                                                     r"\left(%s\right)" % self._print(expr.of),
+                                                     self._print(expr.wrt))
+
+    def _print_Grad(self, expr):
+        return r"\nabla_{%s} %s" % (self._print(expr.args[1]), self._print(expr.args[0]))
+
+    def _print_Vec(self, expr):
+        arg = expr.args[0]
+        inner = self._nota.vector(arg.name).tex() if isinstance(arg, sp.Symbol) else \
+            self._print(arg)
+        return r"\operatorname{vec}[%s]" % inner
+
+    def _print_Chain(self, expr, sep=" "):
+        shapes = self._chain_shapes
+        self._chain_shapes = None
+        parts = [self._paren(a) for a in expr.args]
+        if shapes and len(shapes) == len(parts) and self._settings["show_shapes"] \
+                and self._settings["shape_style"] == "underbrace":
+            parts = [r"\underbrace{%s}_{%d \times %d}" % (p, r, c)
+                     for p, (r, c) in zip(parts, shapes)]
+            sep = r" \, " if sep == " " else sep  # room between the shapes underneath
+        return sep.join(parts)
+
+    def _print__Product(self, expr):  # element.py's factors side by side
+        return self._print_Chain(expr, r" \cdot ")
+
+    def _print_Note(self, expr):
+        return r"\text{%s}" % self._words(expr._text)
+
+    def _words(self, text: str) -> str:
+        return words(text, self._nota, self._settings["vectors"], self._settings["scalars"])
+
+    # the derivation layout
+    def doprint_derivation(self, d: Derivation) -> str:
+        rows = [line for step in self.step_rows(d) for line in step]
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def step_rows(self, d: Derivation) -> list[list[str]]:
+        """Each step's rows (a long step takes several), for an aligned or align* body."""
+        own_vectors, own_scalars = names_in(d)
+        if not (self._settings["vectors"] or self._settings["scalars"]):
+            self._settings["vectors"], self._settings["scalars"] = own_vectors, own_scalars
+        else:  # a name this derivation uses as a scalar (yhat) is a scalar in its words too
+            self._settings["vectors"] = tuple(v for v in self._settings["vectors"]
+                                              if v not in own_scalars or v in own_vectors)
+            self._settings["scalars"] = tuple(set(self._settings["scalars"]) | set(own_scalars))
+        out = []
+        for i, s in enumerate(d.steps):
+            lines = self._step_lines(s)
+            if self._settings["overlays"] and i:
+                lines[0] = r"\pause " + lines[0]
+            out.append(lines)
+        return out
+
+    def _step_lines(self, s: Step) -> list[str]:
+        lhs = "" if s.lhs is None else self.doprint(s.lhs)
+        budget = max(self._settings["max_width"] - tex_width(lhs) - 2, 16)
+        chunks = self._broken(s, budget)
+        notes = self._notes(s)
+        lines = [f"{lhs} &= {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
+        pos = self._settings["why_position"]
+        if notes and pos == "right":
+            lines[0] += r" && " + notes
+        elif notes and pos == "below":
+            lines.append(r"& \qquad %s" % notes)
+        return lines
+
+    def _notes(self, s: Step) -> str:
+        parts = []
+        if self._settings["show_shapes"] and s.shapes and not (
+                self._settings["shape_style"] == "underbrace" and _factors(s.rhs) == len(s.shapes)
+                and len(s.shapes) > 1):
+            parts.append(r"\scriptstyle " + r" \cdot ".join(f"{r} \\times {c}"
+                                                            for r, c in s.shapes))
+        if self._settings["show_why"] and s.why and self._settings["why_position"] != "none":
+            text = self._words(s.why)
+            width = self._settings["why_width"]
+            parts.append(r"\parbox[t]{%s}{\raggedright\footnotesize %s}" % (width, text) if width
+                         else r"\text{%s}" % text)
+        if len(parts) == 2 and self._settings["why_width"]:
+            return r"\begin{array}[t]{@{}l@{}}%s \\[-2pt] %s\end{array}" % (
+                "{" + parts[0] + "}", parts[1])
+        return r"\quad ".join("{%s}" % p if p.startswith(r"\scriptstyle") else p for p in parts)
+
+    def _broken(self, s: Step, budget: float) -> list[str]:
+        """The right-hand side as one or more rows of at most ``budget`` (estimated) width."""
+        rhs = s.rhs
+        if type(rhs).__name__ == "Note" and self._settings["note_width"]:
+            return [r"\parbox[t]{%s}{\raggedright %s}" % (self._settings["note_width"],
+                                                          self._words(rhs._text))]
+        if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or _factors(rhs) > 1:
+            self._chain_shapes = s.shapes
+            whole = self._print(rhs)
+            if tex_width(whole) <= budget:
+                return [whole]
+            return self._split(rhs, budget, s.shapes) or [whole]
+        self._chain_shapes = None
+        return [self._print(rhs)]
+
+    def _split(self, rhs, budget, shapes):
+        open_, close = "", ""
+        if isinstance(rhs, sp.Derivative) and isinstance(rhs.expr, sp.Add) \
+                and len(rhs.variables) == 1:
+            open_ = r"\frac{\partial}{\partial %s}\Bigl[" % self._print(rhs.variables[0])
+            close, rhs = r"\Bigr]", rhs.expr
+        if isinstance(rhs, (sp.Add, sp.MatAdd)):
+            terms = _positive_first(self._as_ordered_terms(rhs) if isinstance(rhs, sp.Add)
+                                    else rhs.args)
+            pieces = [_term(self, t, i == 0) for i, t in enumerate(terms)]
+        elif _factors(rhs) > 1:
+            self._chain_shapes = shapes
+            sep = r" \cdot " if type(rhs).__name__ == "_Product" else " "
+            pieces = self._print(rhs).split(sep) if not shapes else None
+            if pieces is None:  # print factor by factor, keeping each underbrace
+                parts = [self._paren(a) for a in rhs.args]
+                if len(shapes) == len(parts) and self._settings["show_shapes"] \
+                        and self._settings["shape_style"] == "underbrace":
+                    parts = [r"\underbrace{%s}_{%d \times %d}" % (p, r, c)
+                             for p, (r, c) in zip(parts, shapes)]
+                pieces = [p if i == 0 else sep.strip() + " " + p if sep != " " else p
+                          for i, p in enumerate(parts)]
+        else:
+            return None
+        lines, cur = [], open_
+        for p in pieces:
+            if cur.strip() and tex_width(cur + p) > budget:
+                lines.append(cur + (r"\Bigr." if open_ and not lines else ""))
+                cur = (r"\Bigl." if open_ else "") + p
+            else:
+                cur = (cur + " " + p) if cur.strip() else cur + p
+        lines.append(cur + close)
+        return lines
+
+
+_OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()
+        if name.startswith("_print_")}
+
+
+def _is_compose(e) -> bool:
+    return type(e).__name__ == "Compose"
+
+
+def _factors(e) -> int:
+    return len(e.args) if type(e).__name__ in ("Chain", "_Product") else 1
+
+
+def _negative(e) -> bool:
+    if isinstance(e, sp.MatMul):
+        return e.as_coeff_matrices()[0].could_extract_minus_sign()
+    return isinstance(e, sp.Number) and e < 0
+
+
+def _all_transposed(e) -> bool:
+    return all(isinstance(_unsigned(t), sp.Transpose) for t in e.args)
+
+
+def _unsigned(t):
+    if isinstance(t, sp.MatMul):
+        coeff, mats = t.as_coeff_matrices()
+        if coeff == -1 and len(mats) == 1:
+            return mats[0]
+    return t
+
+
+def _minus(t) -> bool:
+    if isinstance(t, sp.MatMul):
+        return t.as_coeff_matrices()[0].could_extract_minus_sign()
+    return t.could_extract_minus_sign() if isinstance(t, sp.Expr) else False
+
+
+def _positive_first(terms) -> list:
+    terms = list(terms)
+    if terms and _minus(terms[0]):
+        return [t for t in terms if not _minus(t)] + [t for t in terms if _minus(t)]
+    return terms
+
+
+def _term(p, t, first: bool) -> str:
+    if _minus(t):
+        return ("-" if first else "- ") + p._paren(-t, (sp.Add, sp.MatAdd))
+    return p._print(t) if first else "+ " + p._print(t)
+
+
+def _join_terms(p, terms) -> str:
+    return " ".join(_term(p, t, i == 0) for i, t in enumerate(terms))
+
+
+def names_in(d: Derivation) -> tuple[tuple, tuple]:
+    """(MatrixSymbol names, Symbol names) that appear in a derivation's steps."""
+    vectors, scalars = set(), set()
+    for s in d.steps:
+        for e in (s.lhs, s.rhs):
+            if isinstance(e, sp.Basic):
+                vectors.update(m.name for m in e.atoms(sp.MatrixSymbol))
+                scalars.update(x.name for x in e.atoms(sp.Symbol) if not isinstance(x, sp.Dummy))
+    return tuple(sorted(vectors)), tuple(sorted(scalars))
+
+
+def to_latex(derivation: Derivation, notation="slides", **settings) -> str:
+    """A derivation as an ``aligned`` block (math mode, no delimiters) in the notes' notation."""
+    return NotesLatexPrinter({"notation": notation, **settings}).doprint_derivation(derivation)
+
+
+def latex(expr, notation="slides", **settings) -> str:
+    """One expression (or display node) in the notes' notation."""
+    return NotesLatexPrinter({"notation": notation, **settings}).doprint(expr)
+
+
+def words_latex(text: str, notation="slides", vectors=(), scalars=()) -> str:
+    """A sentence with a little Unicode math, as LaTeX text with inline math."""
+    from .latex_names import notation as _nota
+    return words(text, _nota(notation), vectors, scalars)
+
+
+__all__ += ["words_latex", "names_in", "text_escape"]

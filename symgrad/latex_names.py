@@ -1,0 +1,395 @@
+"""Names and words in the notes' notation: how symbol names and justifications become LaTeX.
+
+Where it sits: derive → print (→ handout). The LaTeX printer (``symgrad.latex``) asks a
+:class:`Notation` how to write every name it meets (W1 → 𝐖^{(1)} in the CS/DS 541 slides, Ẇ in the
+feature-discovery notes), and :func:`words` turns a step's justification, written in words with a
+little Unicode math ("g ← W2ᵀ g"), into text with inline math in the same notation. A name that is not
+recognised is escaped character by character, so no user-chosen name can inject TeX.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+
+# -- escaping -------------------------------------------------------------------------------------
+_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+             "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+             "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
+             "|": r"\textbar{}", '"': "''"}
+# Unicode the engines write in justifications, as math.
+UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\partial", "ᵀ": r"^{\top}",
+                "⊙": r"\odot", "×": r"\times", "·": r"\cdot", "σ": r"\sigma", "∇": r"\nabla",
+                "Σ": r"\sum", "≤": r"\le", "≥": r"\ge", "ŷ": r"\hat{y}", "λ": r"\lambda",
+                "Ω": r"\Omega", "θ": r"\theta", "π": r"\pi", "⊗": r"\otimes", "≐": r"\doteq",
+                "∈": r"\in", "δ": r"\delta", "ε": r"\epsilon", "≠": r"\ne", "′": "'", "−": "-",
+                "…": r"\dots", "ℓ": r"\ell", "½": r"\tfrac{1}{2}", "‖": r"\|", "²": "^{2}",
+                "⊘": r"\oslash", "∑": r"\sum", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma",
+                "η": r"\eta", "μ": r"\mu", "ρ": r"\rho", "τ": r"\tau", "φ": r"\phi", "ψ": r"\psi",
+                "ω": r"\omega", "Π": r"\Pi", "Δ": r"\Delta", "∞": r"\infty", "≈": r"\approx",
+                "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}"}
+
+
+def text_escape(text: str) -> str:
+    """Plain text safe for a LaTeX text group: specials escaped, no control characters, and
+    non-ASCII reduced to ASCII (accents dropped) or '?', so plain pdflatex always compiles it."""
+    out = []
+    for c in str(text):
+        if c in _SPECIALS:
+            out.append(_SPECIALS[c])
+        elif c in "\n\r\t\f\v":
+            out.append(" ")
+        elif ord(c) < 32 or ord(c) == 127:
+            out.append("?")
+        elif ord(c) < 128:
+            out.append(c)
+        else:
+            plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
+            out.append(text_escape(plain) if plain else "?")
+    return re.sub(r" {2,}", " ", "".join(out))
+
+
+# -- names ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TeXName:
+    """A name as base, superscript and subscript, so a transpose joins the superscript (𝐡^{(1)⊤})
+    instead of stacking a second one (a TeX error)."""
+
+    base: str
+    sup: str = ""
+    sub: str = ""
+
+    def tex(self, extra_sup: str = "") -> str:
+        s = self.base
+        if self.sub:
+            s += "_{%s}" % self.sub
+        sup = self.sup + extra_sup
+        return s + ("^{%s}" % sup if sup else "")
+
+    def with_sub(self, sub: str) -> "TeXName":
+        if self.sub:
+            return TeXName("{%s}" % self.tex(), sub=sub)
+        return replace(self, sub=sub)
+
+
+SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+SAFE_SCALAR = re.compile(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9,]+)*")
+_LAYERED = re.compile(r"([A-Za-z]+?)(\d+)")            # W1, z12, h3, s5
+_ENTRY = re.compile(r"([A-Za-z]+?)(\d+)_(\d+)")        # z1_2 (unit 2 of z1), W1_12 (entry 1,2)
+_ACCENTS = {1: r"\dot", 2: r"\ddot", 3: r"\dddot", 4: r"\ddddot"}
+
+
+def escaped_name(name: str, bold: bool = False) -> TeXName:
+    """Any name at all, as text: the last resort, and the guard against injection."""
+    return TeXName(r"\text{%s{%s}}" % (r"\textbf" if bold else r"\textit", text_escape(name)))
+
+
+@dataclass(frozen=True)
+class Notation:
+    """How vectors, matrices and their entries are named.
+
+    ``layer`` is "superscript" (𝐖^{(k)}, the slides) or "accent" (Ẇ, Ẅ for layers 1, 2: the
+    feature-discovery notes); ``letters`` renames node letters (z → π, h → x, yhat → o);
+    ``activations`` renames activations (relu → a); ``bold`` sets vectors and matrices in bold.
+    """
+
+    name: str
+    layer: str = "superscript"
+    bold: bool = True
+    letters: tuple = ()
+    activations: tuple = ()
+    entry_letters: tuple = ()
+
+    # helpers
+    def _letter(self, letter: str) -> str:
+        letter = dict(self.letters).get(letter, letter)
+        if letter.startswith("\\"):
+            return letter
+        return text_escape(letter) if len(letter) == 1 else r"\mathrm{%s}" % text_escape(letter)
+
+    def _bold(self, tex: str, bold: bool) -> str:
+        if not bold or not self.bold:
+            return tex
+        return r"\boldsymbol{%s}" % tex if tex.startswith("\\") else r"\mathbf{%s}" % tex
+
+    def _layered(self, base: str, k: int) -> TeXName:
+        if self.layer == "accent" and k in _ACCENTS:
+            return TeXName(r"%s{%s}" % (_ACCENTS[k], base))
+        return TeXName(base, sup="(%d)" % k)
+
+    def _hat(self, letter: str, bold: bool) -> TeXName | None:
+        if letter not in ("yhat", "Yhat"):
+            return None
+        renamed = dict(self.letters).get(letter)
+        if renamed:
+            return TeXName(self._bold(self._letter(letter), bold))
+        return TeXName(r"\hat{%s}" % self._bold(letter[0], bold))
+
+    # the three kinds of name
+    def vector(self, name: str) -> TeXName:
+        """A MatrixSymbol: a node value (z1, h1, yhat, x, y), a parameter (W1, b1), a gradient
+        (g_z1) or a batch matrix (Z1, G_z1)."""
+        return self._vector(name, True)
+
+    def _vector(self, name: str, bold: bool) -> TeXName:
+        hat = self._hat(name, bold)
+        if hat:
+            return hat
+        m = re.fullmatch(r"(.+)\[(\d+)\]", name)  # one entry of a vector, 0-based
+        if m:
+            return TeXName(r"\left(%s\right)" % self.vector(m.group(1)).tex(),
+                           sub=str(int(m.group(2)) + 1))
+        m = re.fullmatch(r"([gG])_(.+)", name)
+        if m:
+            return TeXName(self._bold(m.group(1), bold), sub=self.vector(m.group(2)).tex())
+        if SAFE_NAME.fullmatch(name):
+            m = _LAYERED.fullmatch(name)
+            if m:
+                return self._layered(self._bold(self._letter(m.group(1)), bold), int(m.group(2)))
+            return TeXName(self._bold(self._letter(name), bold))
+        return escaped_name(name, bold and self.bold)
+
+    def entry(self, name: str, index: str) -> TeXName:
+        """Entry ``index`` of the vector or matrix ``name``, a scalar: z^{(1)}_2, ẇ_{12}."""
+        m = _LAYERED.fullmatch(name)
+        if m and SAFE_NAME.fullmatch(name):
+            letter = dict(self.entry_letters).get(m.group(1), m.group(1))
+            base = self._layered(self._letter(letter), int(m.group(2)))
+        else:
+            base = self._vector(name, False)
+        return base.with_sub(text_escape(index))
+
+    def scalar(self, name: str) -> TeXName | None:
+        """A Symbol. None means "an ordinary safe name: print it as SymPy does" (x1 → x_1)."""
+        if name == "ℓ":
+            return TeXName(r"\ell")
+        if name in ("yhat", "Yhat"):
+            return self._hat(name, False)
+        m = re.fullmatch(r"δ_(.+)", name)
+        if m:
+            return TeXName(r"\delta", sub=(self.scalar(m.group(1)) or TeXName(
+                text_escape(m.group(1)))).tex())
+        m = _ENTRY.fullmatch(name)
+        if m:
+            return self.entry(m.group(1) + m.group(2), m.group(3))
+        m = _LAYERED.fullmatch(name)
+        if m and m.group(1) in ("z", "h"):  # the one unit of a layer: z2 → z^{(2)}, π̈
+            return self._layered(self._letter(m.group(1)), int(m.group(2)))
+        m = re.fullmatch(r"(yhat|Yhat)_(\d+)", name)
+        if m:
+            return self._hat(m.group(1), False).with_sub(m.group(2))
+        if SAFE_SCALAR.fullmatch(name):
+            return None
+        if len(name) == 1 and name in UNICODE_MATH:
+            return TeXName(UNICODE_MATH[name])
+        return escaped_name(name)
+
+    def activation(self, label: str) -> str | None:
+        """The notation's own name for an activation (relu → a in the feature notes), or None."""
+        return dict(self.activations).get(label)
+
+
+NOTATIONS = {
+    "slides": Notation("slides"),
+    "feature": Notation("feature", layer="accent", bold=False,
+                        letters=(("z", r"\pi"), ("Z", r"\Pi"), ("h", "x"), ("H", "X"),
+                                 ("yhat", "o"), ("Yhat", "O")),
+                        activations=(("relu", "a"), ("relu'", "a'")),
+                        entry_letters=(("W", "w"), ("z", "z"), ("h", "h"))),
+}
+NOTATIONS["feature"] = replace(NOTATIONS["feature"],
+                               entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")))
+
+
+def notation(spec) -> Notation:
+    if isinstance(spec, Notation):
+        return spec
+    try:
+        return NOTATIONS[spec]
+    except KeyError:
+        raise ValueError(f"notation must be one of {', '.join(NOTATIONS)}, not {spec!r}") from None
+
+
+# -- words: a justification as text with inline math -----------------------------------------------
+_STOP = {"a", "A", "I", "is", "of", "in", "on", "to", "so", "by", "at", "be", "as", "or", "it",
+         "and", "the", "if", "for", "each", "its", "an", "no", "not", "one", "row", "rows", "per",
+         "all", "only", "then", "there", "first", "block", "blocks", "sum", "name", "path"}
+_FUNCS = {"relu": r"\operatorname{relu}", "sigmoid": r"\sigma", "tanh": r"\tanh",
+          "softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
+          "vec": r"\operatorname{vec}", "log": r"\log", "exp": r"\exp", "max": r"\max",
+          "min": r"\min", "softplus": r"\operatorname{softplus}", "id": r"\operatorname{id}"}
+_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|\d+|.", re.S)
+_WEAK = set("=+-*/()[]'|") | {"′", "−"}
+
+
+def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
+    """Text for a LaTeX text group with the math in it as inline math ($…$) in ``nota``.
+
+    ``vectors``/``scalars`` are the names of the MatrixSymbols/Symbols of the derivation: those
+    words (and single letters, Unicode math, relu'(…), R^n, x_i, Wᵀ) become math; the rest is text.
+    """
+    vectors = sorted(set(vectors), key=len, reverse=True)
+    scalars = set(scalars)
+    long_scalars = sorted((s for s in scalars if "_" in s and SAFE_SCALAR.fullmatch(s)),
+                          key=len, reverse=True)
+    toks, pos = [], 0  # (kind, payload): 'math' TeXName-or-str, 'weak' str, 'text' str, 'space'
+    while pos < len(text):
+        name = next((v for v in vectors if text.startswith(v, pos) and _bounded(text, pos, v)),
+                    None)
+        if name:
+            toks.append(["vec", nota.vector(name), name])
+            pos += len(name)
+            continue
+        m = re.match(r"vec\[([A-Za-z][A-Za-z0-9_]*)\]", text[pos:])
+        if m:  # vec[W]: W is a matrix whatever its symbol
+            toks.append(["math", r"\operatorname{vec}[%s]" % nota.vector(m.group(1)).tex(),
+                         m.group(0)])
+            pos += len(m.group(0))
+            continue
+        name = next((v for v in long_scalars if text.startswith(v, pos)
+                     and _bounded(text, pos, v)), None)
+        if name:
+            toks.append(["math", nota.scalar(name) or TeXName(_scalar_default(name)), name])
+            pos += len(name)
+            continue
+        if re.match(r"[A-Za-z]\)", text[pos:]) and pos >= 2 and text[pos - 1] == "(" \
+                and text[pos - 2].isalpha():  # "function(s)": a plural, not math
+            toks.append(["text", text[pos], text[pos]])
+            pos += 1
+            continue
+        tok = _TOKEN.match(text, pos).group(0)
+        pos += len(tok)
+        if tok == "ŷ" and "yhat" in vectors:
+            toks.append(["vec", nota.vector("yhat"), "yhat"])
+            continue
+        toks.append(_classify(tok, nota, scalars, toks))
+    return _join(_attach(toks, nota))
+
+
+def _bounded(text, pos, name) -> bool:
+    before = text[pos - 1] if pos else " "
+    after = text[pos + len(name)] if pos + len(name) < len(text) else " "
+    return not ((before.isascii() and (before.isalnum() or before == "_"))
+                or (after.isascii() and after.isalnum()))
+
+
+def _classify(tok, nota, scalars, toks):
+    if tok.isspace():
+        return ["space", " ", tok]
+    if tok.startswith("R^"):
+        return ["math", r"\mathbb{R}^{%s}" % text_escape(tok[2:].strip("{}")), tok]
+    if tok in UNICODE_MATH:
+        return ["math", UNICODE_MATH[tok], tok]
+    if tok in _WEAK or tok.isdigit():
+        return ["weak", {"−": "-", "′": "'", "|": r"\mid"}.get(tok, tok), tok]
+    if tok == "_":
+        return ["sub", "_", tok]
+    if SAFE_NAME.fullmatch(tok):
+        act = nota.activation(tok)
+        if tok in _FUNCS or act:
+            return ["math", act or _FUNCS[tok], tok]
+        if tok in scalars and tok not in _STOP:
+            return ["math", nota.scalar(tok) or TeXName(_scalar_default(tok)), tok]
+        if tok in ("g", "G"):
+            return ["vec", nota.vector(tok), tok]
+        if len(tok) == 1 and tok not in _STOP:
+            return ["math", TeXName(tok), tok]
+    return ["text", text_escape(tok), tok]
+
+
+def _scalar_default(name: str) -> str:
+    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", name)
+    if m:
+        return "%s_{%s}" % m.groups()
+    base, _, sub = name.partition("_")
+    return "%s_{%s}" % (base, sub.replace("_", ",")) if sub else name
+
+
+def _attach(toks, nota):
+    """Join subscripts (x_i, z1_j, δ_ij) and ᵀ/² to the atom before them."""
+    out, i = [], 0
+    while i < len(toks):
+        kind, val, raw = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if kind == "sub" and out and out[-1][0] in ("math", "vec") and nxt \
+                and nxt[2].isalnum():
+            prev = out[-1]
+            if prev[0] == "vec":
+                prev[1] = nota.entry(prev[2], nxt[2])
+            elif isinstance(prev[1], TeXName):
+                prev[1] = prev[1].with_sub(text_escape(nxt[2]))
+            else:
+                prev[1] = TeXName(prev[1], sub=text_escape(nxt[2]))
+            prev[0] = "math"
+            i += 2
+            continue
+        if kind == "sub":
+            kind, val = "text", r"\_"
+        if kind in ("math", "vec") and out and out[-1][2] == "∇" and toks[i - 1][2] == "∇":
+            out[-1][1] = r"\nabla_{%s}" % (val.tex() if isinstance(val, TeXName) else val)
+            i += 1
+            continue
+        if raw in ("ᵀ", "²") and out and isinstance(out[-1][1], TeXName):
+            last = out[-1][1]
+            out[-1][1] = TeXName(last.base, last.sup + val[2:-1], last.sub)
+            i += 1
+            continue
+        out.append([kind, val, raw])
+        i += 1
+    return out
+
+
+def _join(toks) -> str:
+    """Weak tokens (operators, digits, parentheses) are math when math is next to them."""
+    kinds = ["math" if t[0] == "vec" else t[0] for t in toks]
+    n = len(toks)
+    stack, fixed = [], set()
+    for i, t in enumerate(toks):  # a (…) group is math only if all inside is math: f(a, b)
+        if t[2] == "(":
+            stack.append(i)
+        elif t[2] == ")" and stack:
+            j = stack.pop()
+            inner = [kinds[k] for k in range(j + 1, i)]
+            mathy = "math" in inner and all(k in ("math", "weak", "space") or toks[k_][2] == ","
+                                             for k_, k in zip(range(j + 1, i), inner))
+            for k in (j, i):
+                kinds[k] = "math" if mathy else "text"
+                toks[k][0] = kinds[k]
+            if mathy:
+                for k in range(j + 1, i):
+                    if toks[k][2] == ",":
+                        kinds[k] = "math"
+                        toks[k][1] = ","
+            fixed.update((j, i))
+    for i, k in enumerate(kinds):
+        if k != "weak" or i in fixed:
+            continue
+        left = next((kinds[j] for j in range(i - 1, -1, -1) if kinds[j] not in ("space", "weak")),
+                    None)
+        right = next((kinds[j] for j in range(i + 1, n) if kinds[j] not in ("space", "weak")),
+                     None)
+        binary = toks[i][2] in "+-=*/−" and toks[i][2] != ""
+        if (left == right == "math") if binary else "math" in (left, right):
+            kinds[i] = "math"
+    out, run = [], []
+
+    def flush():
+        stripped = bool(run) and run[-1] == " "
+        while run and run[-1] == " ":
+            run.pop()
+        if run:
+            out.append("$%s$" % " ".join(p for p in run if p != " "))
+        if stripped:
+            out.append(" ")
+        run.clear()
+
+    for kind, (_, val, raw) in zip(kinds, toks):
+        if kind == "math":
+            run.append(val.tex() if isinstance(val, TeXName) else val)
+        elif kind == "space":
+            (run if run else out).append(" ")
+        else:
+            flush()
+            out.append(text_escape(raw) if kind == "weak" or raw in "()" else val)
+    flush()
+    return "".join(out)

@@ -1,0 +1,182 @@
+"""Handouts: every example compiles with pdflatex in article and beamer form, the PDFs contain the
+sections, the XOR handout's first page is rendered to PNG, and the CLI and its errors."""
+import runpy
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import symgrad as sg
+from symgrad import handout_pdf
+from symgrad.cli import cli
+from symgrad.handout import build, handout
+from symgrad.handout_pdf import TeXError, compile_pdf
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ["xor", "mnist", "logistic", "feature", "hostile"]
+ARTIFACTS = ROOT / "test-artifacts"
+SECTIONS = ["The network and its forward propagation", "The loss", "The gradient with respect to",
+            "The shared backward pass", "The final algorithm", "Exercises"]
+needs_tex = pytest.mark.skipif(
+    shutil.which("pdflatex") is None or shutil.which("pdftotext") is None,
+    reason="pdflatex/pdftotext not installed (.ci/run installs texlive-latex-base, "
+           "texlive-latex-recommended, texlive-pictures and poppler-utils)")
+
+
+def example(name):
+    ns = runpy.run_path(str(ROOT / "examples" / "handouts" / f"{name}.py"))
+    return ns["net"], ns.get("handout_options", {})
+
+
+@pytest.fixture(scope="module")
+def pdfs(tmp_path_factory):
+    """Every example handout, article and beamer, compiled once: {(name, fmt): (pdf, text)}."""
+    out = {}
+    tmp = tmp_path_factory.mktemp("handouts")
+    for name in EXAMPLES:
+        net, opts = example(name)
+        for fmt in ("article", "beamer"):
+            tex = handout(net, fmt=fmt, **opts)
+            pdf = compile_pdf(tex, tmp / f"{name}-{fmt}.pdf", engine="pdflatex",
+                              keep_failed=False)
+            text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                                  text=True, check=True).stdout
+            out[name, fmt] = (pdf, text)
+    return out
+
+
+@needs_tex
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_handout_compiles_with_its_sections(pdfs, name, fmt):
+    pdf, text = pdfs[name, fmt]
+    assert pdf.stat().st_size > 10_000
+    for title in SECTIONS:
+        assert title in text, (name, fmt, title)
+    if fmt == "article":
+        assert "Solutions" in text and "Algorithm 6.4" in text
+
+
+@needs_tex
+def test_hostile_names_print_as_text(pdfs):
+    _, text = pdfs["hostile", "article"]
+    assert r"\input{/etc/passwd}" in text and "x &%#" in text  # \_ has no glyph to extract
+
+
+@needs_tex
+def test_xor_first_page_rendered_to_png(pdfs):
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm not installed (poppler-utils)")
+    pdf, text = pdfs["xor", "article"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    subprocess.run(["pdftoppm", "-png", "-r", "110", "-f", "1", "-l", "1", "-singlefile", str(pdf),
+                    str(ARTIFACTS / "xor-handout-page1")], check=True)
+    png = ARTIFACTS / "xor-handout-page1.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    shutil.copyfile(pdf, ARTIFACTS / "xor-handout.pdf")
+    assert "w5 relu(b1 + w1 x1 + w2 x2)" in " ".join(text.split()).replace("w 5", "w5") or \
+        "relu" in text
+
+
+def test_markdown_variant():
+    net, opts = example("xor")
+    md = handout(net, fmt="markdown", **opts)
+    assert md.startswith("# Backpropagation, step by step: a 2-2-1 network")
+    for title in SECTIONS + ["Solutions"]:
+        assert f"## {title}" in md
+    assert md.count("$$") % 2 == 0 and r"\begin{aligned}" in md
+    assert r"\parbox" not in md and r"\pause" not in md and r"\section" not in md
+
+
+def test_beamer_steps_appear_one_at_a_time():
+    tex = handout("2-2-1", fmt="beamer")
+    assert tex.startswith(r"\documentclass") and "beamer" in tex.splitlines()[0]
+    assert tex.count(r"\pause") > 20 and tex.count(r"\begin{frame}") > 10
+
+
+def test_levels_verbosity_and_exercises():
+    net = sg.mlp([2, 2, 1], "relu", "identity", "mse")
+    brief, normal, full = (handout(net, verbosity=v) for v in ("brief", "normal", "full"))
+    assert len(brief) < len(normal) < len(full)
+    matrix, element = handout(net, level="matrix"), handout(net, level="element")
+    assert r"\operatorname{vec}[\mathbf{W}^{(1)}]" in matrix and "w_{5}" not in matrix
+    assert r"\begin{cases}" in element and r"\underbrace" not in element.split("shared")[0]
+    assert r"\section{Exercises}" in normal and r"\clearpage" in normal
+    assert "Exercises" not in handout(net, exercises=False)
+    doc = build(net, level="both")
+    assert [s.title for s in doc.sections][:2] == ["The network and its forward propagation",
+                                                   "The loss"]
+    assert len(doc.exercises) == 2  # ∇_{b1} ℓ, and the notes' ∂ŷ/∂b2
+
+
+def test_big_network_leaves_out_the_unit_by_unit_view():
+    tex = handout("784-256-128-10", level="both", hidden="relu", output="softmax",
+                  loss="cross_entropy")
+    assert "too many to write out" in tex and r"\mathbb{R}^{256 \times 784}" in tex
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="level"):
+        handout("2-2-1", level="atoms")
+    with pytest.raises(ValueError, match="format"):
+        handout("2-2-1", fmt="docx")
+    with pytest.raises(ValueError, match="notation"):
+        handout("2-2-1", notation="tensor")
+
+
+# -- PDFs: TeX's own errors, and no TeX at all ----------------------------------------------------
+@needs_tex
+def test_tex_error_is_reported_with_its_line(tmp_path):
+    bad = "\\documentclass{article}\n\\begin{document}\nfine\n\\undefinedmacro\n\\end{document}\n"
+    with pytest.raises(TeXError) as e:
+        compile_pdf(bad, tmp_path / "bad.pdf", engine="pdflatex")
+    assert e.value.line == 4 and "Undefined control sequence" in str(e.value)
+    assert "line 4" in str(e.value) and (tmp_path / "bad.failed.log").exists()
+
+
+def test_missing_tex_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(handout_pdf.shutil, "which", lambda name: None)
+    r = CliRunner().invoke(cli, ["handout", "2-2-1", "-o", str(tmp_path / "x.pdf")])
+    assert r.exit_code == 2
+    assert "pdflatex not found" in r.output and "texlive-latex-base" in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+# -- the command line -----------------------------------------------------------------------------
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_cli_writes_tex_and_markdown(tmp_path):
+    r = run("handout", "2-2-1", "--level", "both", "-o", str(tmp_path / "x.tex"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "x.tex").read_text().startswith(r"\documentclass[11pt]{article}")
+    r = run("handout", str(ROOT / "examples/handouts/feature.py"), "-o", str(tmp_path / "f.md"))
+    assert r.exit_code == 0, r.output
+    assert r"\dot{\pi}" in (tmp_path / "f.md").read_text()  # the file's own notation
+    r = run("handout", "3-2", "--output-act", "sigmoid", "--loss", "bce", "--format", "beamer")
+    assert r.exit_code == 0 and "beamer" in r.output.splitlines()[0]
+
+
+@needs_tex
+def test_cli_writes_pdf(tmp_path):
+    r = run("handout", "2-1", "--output-act", "sigmoid", "--loss", "bce", "-o",
+            str(tmp_path / "logistic.pdf"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "logistic.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_cli_one_line_errors(tmp_path):
+    (tmp_path / "empty.py").write_text("x = 1\n")
+    (tmp_path / "broken.py").write_text("raise RuntimeError('oops')\n")
+    for args, msg in [(["handout", str(tmp_path / "empty.py")], "defines no Network named net"),
+                      (["handout", str(tmp_path / "broken.py")], "RuntimeError: oops"),
+                      (["handout", "2-x-1"], "bad network spec"),
+                      (["handout", "2-2-1", "-o", str(tmp_path / "x.docx")], ".tex, .pdf or .md"),
+                      (["handout", "2-2-1", "-o", str(tmp_path / "x.md"), "--format", "beamer"],
+                       ".md is for the markdown format")]:
+        r = run(*args)
+        assert r.exit_code == 2 and msg in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1

@@ -1,0 +1,227 @@
+"""The notes' LaTeX printer: golden strings for the seed examples, notation presets, justifications
+as text with inline math, line breaking, and names that must not inject TeX."""
+import re
+
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import symgrad as sg
+from symgrad.derivation import Derivation, Note, Partial
+from symgrad.handout import gradient_summary
+from symgrad.latex import NotesLatexPrinter, latex, to_latex, words_latex
+
+SEED = "2*x1 + x2, pi*x2, -x1/x2"
+F = ("x1 - 2*x2 + x3/4", "x1 x2 x3", "f")
+G = ("x1 + 2*x2, x2, -x1 + 3", "x1 x2", "g")
+
+
+def rows(tex):
+    return [r.rstrip(" \\") for r in tex.splitlines()[1:-1]]
+
+
+# -- golden strings for the seed examples --------------------------------------------------------
+def test_jacobian_3x2_golden():
+    d = sg.derive_jacobian(SEED, "x1 x2")
+    assert latex(d.result) == (r"\left[\begin{matrix}2 & 1\\0 & \pi\\- \frac{1}{x_{2}} & "
+                               r"\frac{x_{1}}{x_{2}^{2}}\end{matrix}\right]")
+    assert rows(to_latex(d))[-1] == (
+        r"\frac{\partial f}{\partial \mathbf{x}} &= \left[\begin{matrix}2 & 1\\0 & \pi\\- "
+        r"\frac{1}{x_{2}} & \frac{x_{1}}{x_{2}^{2}}\end{matrix}\right] && {\scriptstyle 3 \times "
+        r"2}\quad \text{rows are the outputs of $f$, columns its inputs}")
+    assert rows(to_latex(d))[1] == r"\frac{\partial f_{1}}{\partial x_{1}} &= 2"
+
+
+def test_chain_rule_both_ways_golden():
+    r = rows(to_latex(sg.chain(F, G)))
+    assert r[2] == (r"f \circ g &= \left[\begin{matrix}\frac{\left(3 - x_{1}\right)}{4} + "
+                    r"\left(x_{1} + 2 x_{2}\right) - 2 \left(x_{2}\right)\end{matrix}\right] && "
+                    r"\text{method 1: substitute the inner function(s) into the outer}")
+    assert r[4] == (r"\frac{\partial \left(f \circ g\right)}{\partial \mathbf{x}} &= \left[\begin"
+                    r"{matrix}\frac{3}{4} & 0\end{matrix}\right] && {\scriptstyle 1 \times 2}"
+                    r"\quad \text{differentiate the composition}")
+    assert r[7] == (r"\frac{\partial \left(f \circ g\right)}{\partial \mathbf{x}} &= \underbrace{"
+                    r"\frac{\partial f}{\partial g}}_{1 \times 3} \, \underbrace{\frac{\partial g}"
+                    r"{\partial \mathbf{x}}}_{3 \times 2} && \text{the chain rule of multivariate "
+                    r"calculus}")
+    assert r[8] == (r" &= \underbrace{\left[\begin{matrix}1 & -2 & \frac{1}{4}\end{matrix}\right]}"
+                    r"_{1 \times 3} \, \underbrace{\left[\begin{matrix}1 & 2\\0 & 1\\-1 & 0\end{matrix}"
+                    r"\right]}_{3 \times 2}")
+    assert r[9].endswith(r"\text{multiply: $1 \times 3 \cdot 3 \times 2 \to 1 \times 2$}")
+    assert r[10] == r" &= \text{both methods agree}"
+
+
+def test_vec_example_golden():
+    W = sp.Matrix(2, 2, sp.symbols("w1:5", real=True))
+    d = sg.derive_vec_jacobian("w1*x1 + w2*x2, w3*x1 + w4*x2", W)
+    assert rows(to_latex(d))[1] == (
+        r"\frac{\partial f}{\partial \operatorname{vec}[\mathbf{W}]} &= \left[\begin{matrix}x_{1}"
+        r" & x_{2} & 0 & 0\\0 & 0 & x_{1} & x_{2}\end{matrix}\right] && {\scriptstyle 2 \times 4}"
+        r"\quad \text{rows are the outputs, columns the entries of $\operatorname{vec}"
+        r"[\mathbf{W}]$}")
+
+
+def test_matrix_gradient_is_p_x_transpose():
+    r = rows(to_latex(sg.derive_matrix_gradient(2, 3)))
+    assert r[-1] == (r" &= \mathbf{p} \mathbf{x}^{\top} && {\scriptstyle 2 \times 3}\quad "
+                     r"\text{an outer product}")
+    assert r"\mathbf{0}^{\top}" in r[4] and r"\mathbf{x}^{\top}" in r[4]
+
+
+def test_cross_entropy_gradient_golden():
+    net = sg.mlp([4, 3, 2], "relu", "softmax", "cross_entropy")
+    summary, where = gradient_summary(net)
+    assert summary[2] == (r"\nabla_{\mathbf{W}^{(2)}} f_{\text{CE}} &= \left(\hat{\mathbf{y}} - "
+                          r"\mathbf{y}\right) \mathbf{h}^{(1)\top}")
+    assert summary[3] == r"\nabla_{\mathbf{b}^{(2)}} f_{\text{CE}} &= \hat{\mathbf{y}} - \mathbf{y}"
+    assert summary[0] == (r"\nabla_{\mathbf{W}^{(1)}} f_{\text{CE}} &= \mathbf{g}_{\mathbf{z}^{(1)}} "
+                          r"\mathbf{x}^{\top}")
+    assert where == [r"\mathbf{g}_{\mathbf{z}^{(1)}} &= \left(\mathbf{W}^{(2)\top} \left("
+                     r"\hat{\mathbf{y}} - \mathbf{y}\right)\right) \odot \operatorname{relu}'"
+                     r"(\mathbf{z}^{(1)})"]
+
+
+def test_matrix_level_chain_has_shapes_under_each_factor():
+    net = sg.mlp([2, 2, 1], "relu", "identity", "mse")
+    r = rows(to_latex(net.derive("W1"), max_width=200))
+    assert r[0] == (
+        r"\frac{\partial \ell}{\partial \operatorname{vec}[\mathbf{W}^{(1)}]} &= \underbrace{"
+        r"\frac{\partial \ell}{\partial \hat{\mathbf{y}}}}_{1 \times 1} \, \underbrace{\frac{\partial "
+        r"\hat{\mathbf{y}}}{\partial \mathbf{h}^{(1)}}}_{1 \times 2} \, \underbrace{\frac{\partial "
+        r"\mathbf{h}^{(1)}}{\partial \mathbf{z}^{(1)}}}_{2 \times 2} \, \underbrace{\frac{\partial "
+        r"\mathbf{z}^{(1)}}{\partial \operatorname{vec}[\mathbf{W}^{(1)}]}}_{2 \times 4} && \text{"
+        r"$\hat{\mathbf{y}}$, $\mathbf{h}^{(1)}$, $\mathbf{z}^{(1)}$ each separate $\ell$ from "
+        r"$\mathbf{W}^{(1)}$, so the chain rule applies}")
+    tex = "\n".join(r)
+    assert r"\operatorname{diag}(\operatorname{relu}'(\mathbf{z}^{(1)}))" in tex
+    assert r"\mathbf{g}_{\mathbf{z}^{(1)}}^{\top} &= \mathbf{g}_{\mathbf{h}^{(1)}}^{\top} \odot" in tex
+    assert r"\nabla_{\mathbf{W}^{(1)}} \ell &= \mathbf{g}_{\mathbf{z}^{(1)}} \mathbf{x}^{\top}" in tex
+
+
+def test_xor_element_level_as_cases():
+    net = sg.mlp([2, 2, 1], "relu", "identity", "mse")
+    d = net.derive("w1", level="element", of="output")
+    assert latex(d.result) == (r"\begin{cases} 0 & \text{if } b_{1} + w_{1} x_{1} + w_{2} x_{2} "
+                               r"\leq 0 \\ w_{5} x_{1} & \text{if } b_{1} + w_{1} x_{1} + w_{2} "
+                               r"x_{2} > 0 \end{cases}")
+    r = rows(to_latex(d))
+    assert r[1].startswith(r"\frac{\partial \hat{y}}{\partial w_{1}} &= \frac{\partial}"
+                           r"{\partial w_{1}}")
+    assert any(row.startswith(r" &= w_{5} \cdot \operatorname{relu}'(z_{1}^{(1)}) \cdot x_{1}")
+               for row in r)
+
+
+def test_piecewise_otherwise_and_several_conditions():
+    x, y = sp.symbols("x y", real=True)
+    pw = sp.Piecewise((0, x < 0), (x, y > 0), (1, True))
+    assert latex(pw) == (r"\begin{cases} 0 & \text{if } x < 0 \\ x & \text{if } y > 0 \\ 1 & "
+                         r"\text{otherwise} \end{cases}")
+
+
+# -- notation presets -----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, slides, feature", [
+    ("W1", r"\mathbf{W}^{(1)}", r"\dot{W}"), ("W2", r"\mathbf{W}^{(2)}", r"\ddot{W}"),
+    ("z1", r"\mathbf{z}^{(1)}", r"\dot{\pi}"), ("z2", r"\mathbf{z}^{(2)}", r"\ddot{\pi}"),
+    ("h1", r"\mathbf{h}^{(1)}", r"\dot{x}"), ("yhat", r"\hat{\mathbf{y}}", "o"),
+    ("x", r"\mathbf{x}", "x"), ("g_z1", r"\mathbf{g}_{\mathbf{z}^{(1)}}", r"g_{\dot{\pi}}"),
+    ("W7", r"\mathbf{W}^{(7)}", r"W^{(7)}"),
+])
+def test_notation_presets_for_vectors(name, slides, feature):
+    M = sp.MatrixSymbol(name, 2, 2)
+    assert latex(M) == slides
+    assert latex(M, "feature") == feature
+
+
+def test_notation_presets_for_entries_and_transposes():
+    assert latex(sp.Symbol("W1_12"), "feature") == r"\dot{w}_{12}"
+    assert latex(sp.Symbol("z1_2")) == r"z_{2}^{(1)}"
+    assert latex(sp.Symbol("z2_1"), "feature") == r"\ddot{\pi}_{1}"
+    assert latex(sp.MatrixSymbol("h1", 2, 1).T) == r"\mathbf{h}^{(1)\top}"
+    assert latex(sp.MatrixSymbol("g_z1", 2, 1).T) == r"\mathbf{g}_{\mathbf{z}^{(1)}}^{\top}"
+    assert latex(sp.Symbol("yhat")) == r"\hat{y}"
+    assert latex(sp.MatrixSymbol("g_z1", 3, 1)[1, 0]) == r"{g_{\mathbf{z}^{(1)}}}_{2}"  # a scalar
+    assert latex(sp.MatrixSymbol("W1", 3, 2)[0, 1]) == r"W_{12}^{(1)}"
+
+
+def test_feature_notation_derivation():
+    net = sg.Network()
+    x = net.input("x", 3)
+    h = net.act(net.dense(x, 3, b=False), "relu")
+    net.set_loss(net.act(net.dense(h, 1, b=False), "sigmoid", name="yhat"), "bce")
+    tex = to_latex(net.derive("W1"), "feature")
+    assert r"\frac{\partial \dot{x}}{\partial \dot{\pi}} &= \operatorname{diag}(a'(\dot{\pi}))" in tex
+    assert r"\nabla_{\dot{W}} \ell &= g_{\dot{\pi}} x^{\top}" in tex
+
+
+# -- justifications -------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, tex", [
+    ("g ← W2ᵀ g", r"$\mathbf{g} \leftarrow \mathbf{W}^{(2)\top} \mathbf{g}$"),
+    ("ℓ = ½‖ŷ − y‖²", r"$\ell = \tfrac{1}{2} \| \hat{\mathbf{y}} - \mathbf{y} \| ^{2}$"),
+    ("h1_i depends only on z1_i", r"$h_{i}^{(1)}$ depends only on $z_{i}^{(1)}$"),
+    ("f: R^2 → R^3", r"$f$: $\mathbb{R}^{2} \to \mathbb{R}^{3}$"),
+    ("σ + binary cross-entropy: the", r"$\sigma$ + binary cross-entropy: the"),
+    ("(one per row of X)", r"(one per row of $\mathbf{X}$)"),
+    ("∇W1 = g xᵀ", r"$\nabla_{\mathbf{W}^{(1)}} = \mathbf{g} \mathbf{x}^{\top}$"),
+    ("100% of x_&#{}", r"100\% of $\mathbf{x}$\_\&\#\{\}"),
+])
+def test_justifications_become_text_with_inline_math(text, tex):
+    vectors = ["W2", "y", "yhat", "X", "W1", "x", "h1", "z1"]
+    assert words_latex(text, vectors=vectors, scalars=["f"]) == tex
+
+
+def test_long_sums_break_over_rows():
+    xs = sp.symbols("x1:13", real=True)
+    d = Derivation("", [])
+    d.add(sp.Symbol("s"), sp.Add(*[sp.sin(x) * x for x in xs]), "a long sum", "definition")
+    r = rows(to_latex(d, max_width=40))
+    assert len(r) > 2 and all(row.startswith(r"&\quad + ") for row in r[1:])
+    assert r[0].endswith(r"\text{a long sum}")
+
+
+def test_overlays_pause_before_each_step():
+    tex = to_latex(sg.derive_jacobian(SEED, "x1 x2"), overlays=True)
+    assert tex.count(r"\pause") == 7
+
+
+def test_display_nodes_dispatch_to_the_printer():
+    """SymPy prefers an object's _latex; the printer's own methods must win."""
+    x = sp.MatrixSymbol("x", 2, 1)
+    assert latex(Partial(sp.Symbol("f"), x)) == r"\frac{\partial f}{\partial \mathbf{x}}"
+    assert latex(Note("a & b")) == r"\text{a \& $b$}"  # "a" is a word, b a symbol
+    assert NotesLatexPrinter({"notation": "feature"}).doprint(sp.MatrixSymbol("z1", 1, 1)) \
+        == r"\dot{\pi}"
+
+
+# -- hostile names --------------------------------------------------------------------------------
+_DANGER = re.compile(r"\\(input|include|write|def|catcode|csname|immediate|openout|read|end\{"
+                     r"document)")
+
+
+def _safe(tex: str) -> bool:
+    unescaped = re.sub(r"\\[\\&%$#_{}]|\\text[a-z]+\{\}", "", tex)
+    depth = 0
+    for c in unescaped:
+        depth += {"{": 1, "}": -1}.get(c, 0)
+        if depth < 0:
+            return False
+    return (depth == 0 and not _DANGER.search(tex) and "%" not in unescaped
+            and "#" not in unescaped and unescaped.count("$") % 2 == 0
+            and "^^" not in unescaped)
+
+
+@pytest.mark.parametrize("name", ["x_&%#", r"\input{/etc/passwd}", "b$^~{", "h_\\end{document}",
+                                  "a}{", "^^M", "50%", "\n\n", "café"])
+def test_hostile_names_are_escaped(name):
+    for e in (sp.Symbol(name), sp.MatrixSymbol(name, 2, 1), sp.MatrixSymbol(name, 2, 1).T,
+              sp.Symbol(name + "_1")):
+        assert _safe(latex(e)), latex(e)
+    assert _safe(words_latex(f"{name} separates ℓ from {name}", vectors=[name]))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.text(min_size=1, max_size=12))
+def test_any_name_is_escaped(name):
+    for e in (sp.Symbol(name), sp.MatrixSymbol(name, 2, 1).T):
+        assert _safe(latex(e)), (name, latex(e))
+    assert _safe(words_latex(name, vectors=[name], scalars=[name]))
