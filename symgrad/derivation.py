@@ -1,7 +1,7 @@
 """A derivation is data: an ordered list of step records, like a jaxpr's equations.
 
 Where it sits: produced by the engines (calculus, network), consumed by the printers (text here, LaTeX
-here in its plain form and in symgrad.latex for handouts), the simplifier and the compiler. The printed
+in symgrad.latex: ``to_latex``/``_repr_latex_`` delegate there), the simplifier and the compiler. The printed
 steps and the compiled kernel read the same records, so they cannot disagree.
 
 Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Grad``, ``Vec``, ``Compose``,
@@ -112,52 +112,15 @@ class Note(sp.Basic):
     def _sympystr(self, p):
         return self._text
 
-    def _latex(self, p):
-        return r"\text{%s}" % latex_escape(self._text)
+    def _latex(self, p):  # a plain LatexPrinter; symgrad.latex prints it in the notes' notation
+        from .latex_names import text_escape
+        return r"\text{%s}" % text_escape(self._text)
 
 
 def _group(printer, expr) -> str:
     """Print ``expr``, parenthesised when it is a sum or product (so ∂(f∘g)/∂x reads right)."""
     s = printer._print(expr)
     return f"({s})" if isinstance(expr, (sp.Add, sp.Mul, Compose)) else s
-
-
-_LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                   "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
-# Justifications are written with a little Unicode math; in LaTeX each becomes inline math, so the
-# text compiles with plain pdflatex.
-_LATEX_UNICODE = {"→": r"\to", "∘": r"\circ", "∂": r"\partial", "ᵀ": r"^{\top}", "⊙": r"\odot",
-                  "×": r"\times", "·": r"\cdot", "σ": r"\sigma", "∇": r"\nabla", "Σ": r"\Sigma",
-                  "≤": r"\le", "≥": r"\ge", "ŷ": r"\hat{y}", "λ": r"\lambda", "Ω": r"\Omega",
-                  "θ": r"\theta", "π": r"\pi", "⊗": r"\otimes", "≐": r"\doteq", "∈": r"\in",
-                  "δ": r"\delta", "ε": r"\epsilon", "≠": r"\ne", "′": "'", "−": "-", "…": r"\dots"}
-_REAL_SPACE = __import__("re").compile(r"\bR\^(\w+)")
-
-
-def latex_escape(text: str) -> str:
-    """Text for a LaTeX \\text{...} group: specials escaped, Unicode math and R^n as inline math."""
-    out, pos = [], 0
-    for m in _REAL_SPACE.finditer(text):
-        out.append(_escape_chars(text[pos:m.start()]))
-        out.append(r"$\mathbb{R}^{%s}$" % _escape_chars(m.group(1)).replace("$", ""))
-        pos = m.end()
-    out.append(_escape_chars(text[pos:]))
-    return "".join(out)
-
-
-def _escape_chars(text: str) -> str:
-    parts = []
-    for c in text:
-        if c in _LATEX_SPECIALS:
-            parts.append(_LATEX_SPECIALS[c])
-        elif c in _LATEX_UNICODE:
-            parts.append("$%s$" % _LATEX_UNICODE[c] if c not in "′−" else _LATEX_UNICODE[c])
-        elif ord(c) < 128:
-            parts.append(c)
-        else:
-            parts.append("?")  # no glyph in plain pdflatex: never emit what would not compile
-    return "".join(parts)
 
 
 # -- step records ---------------------------------------------------------------------------------
@@ -210,8 +173,10 @@ class Derivation:
     def to_text(self) -> str:
         return TextPrinter().doprint_derivation(self)
 
-    def to_latex(self, **settings) -> str:
-        return DerivationLatexPrinter(settings).doprint_derivation(self)
+    def to_latex(self, notation="slides", **settings) -> str:
+        """The notes' LaTeX (an ``aligned`` block): see :func:`symgrad.latex.to_latex`."""
+        from .latex import to_latex  # print sits above derive: imported when asked for
+        return to_latex(self, notation, **settings)
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.to_latex() + "$"
@@ -257,28 +222,11 @@ class TextPrinter(StrPrinter):
 
 
 class DerivationLatexPrinter(LatexPrinter):
-    """The plain LaTeX form: one ``aligned`` chain, justifications as \\text, shapes underneath.
-
-    The handout printer (symgrad.latex) subclasses this with the notes' full notation.
-    """
+    """SymPy's LatexPrinter with bold matrices and square brackets: the base of the notes' printer
+    (:class:`symgrad.latex.NotesLatexPrinter`), which lays out derivations and escapes names."""
 
     _default_settings = {**LatexPrinter._default_settings, "mat_symbol_style": "bold",
                          "mat_delim": "[", "show_shapes": True, "show_why": True}
-
-    def _print_Step_notes(self, s: Step) -> str:
-        parts = []
-        if self._settings["show_shapes"] and s.shapes:
-            parts.append(r" \cdot ".join(f"{r} \\times {c}" for r, c in s.shapes))
-        if self._settings["show_why"] and s.why:
-            parts.append(r"\text{%s}" % latex_escape(s.why))
-        return (r" && " + r"\quad ".join(parts)) if parts else ""
-
-    def doprint_derivation(self, d: Derivation) -> str:
-        rows = []
-        for s in d.steps:
-            lhs = "" if s.lhs is None else self.doprint(s.lhs)
-            rows.append(f"{lhs} &= {self.doprint(s.rhs)}{self._print_Step_notes(s)}")
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
 class SympifyPrinter(StrPrinter):

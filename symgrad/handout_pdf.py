@@ -29,9 +29,10 @@ def tex_available() -> bool:
 
 
 def compile_pdf(tex: str, out: str | Path, timeout: float = 120, keep_failed: bool = True,
-                engine: str = "auto") -> Path:
+                engine: str = "auto", keep_log: bool = False) -> Path:
     """Compile the LaTeX source ``tex`` to the PDF ``out``; return its path. ``engine``: "auto"
-    (latexmk, which reruns as needed, else pdflatex) or "pdflatex" (one run: fast, for tests)."""
+    (latexmk, which reruns as needed, else pdflatex) or "pdflatex" (one run: fast, for tests).
+    ``keep_log`` writes TeX's log beside the PDF (``out.log``), e.g. to look for overfull boxes."""
     out = Path(out)
     if not tex_available():
         raise TeXError("pdflatex not found: " + INSTALL_HINT)
@@ -62,15 +63,30 @@ def compile_pdf(tex: str, out: str | Path, timeout: float = 120, keep_failed: bo
                 raise _error(log, tex, out if keep_failed else None)
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(pdf, out)
+        if keep_log:
+            out.with_suffix(".log").write_text(log, encoding="utf-8")
     return out
 
 
 def _error(log: str, tex: str, out: Path | None) -> TeXError:
-    """TeX's first error, with the line of the .tex source it is about."""
-    m = re.search(r"^[^\n:]*handout\.tex:(\d+): (.*)$", log, re.M)
-    line = int(m.group(1)) if m else None
-    msg = m.group(2).strip() if m else next(
-        (ln[2:].strip() for ln in log.splitlines() if ln.startswith("! ")), "pdflatex failed")
+    """TeX's first error ("! ..." in the log, e.g. a missing .sty), with the line of the .tex
+    source it is about (the file:line of -file-line-error, else "l.N")."""
+    lines = log.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.startswith("! ")
+                  or re.match(r"^[^\n:]*\.(tex|sty|cls):\d+: ", ln)), None)
+    msg, line = "pdflatex failed", None
+    if first is not None:
+        m = re.match(r"^[^\n:]*\.(?:tex|sty|cls):\d+: (.*)$", lines[first])
+        msg = (m.group(1) if m else lines[first][2:]).strip()
+        m = re.match(r"^[^\n:]*handout\.tex:(\d+): ", lines[first])
+        if m:
+            line = int(m.group(1))
+        else:  # the l.N line after the message gives where in handout.tex TeX stopped
+            for ln in lines[first:first + 40]:
+                m = re.match(r"^l\.(\d+)", ln) or re.match(r"^[^\n:]*handout\.tex:(\d+): ", ln)
+                if m:
+                    line = int(m.group(1))
+                    break
     src = tex.splitlines()[line - 1].strip() if line and line <= len(tex.splitlines()) else ""
     where = f" at line {line}" if line else ""
     text = f"TeX error{where}: {msg}"
