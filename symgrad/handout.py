@@ -90,7 +90,7 @@ def build(net: Network, level="matrix", verbosity="normal", exercises=True, nota
     sections.append(_algorithm_section(P, net, alg, verbosity))
     ex = []
     if ex_param:
-        d = _filtered(net.derive(ex_param), verbosity)
+        d = _filtered(P.derive(ex_param), verbosity)
         what = "bias" if not _is_weight(net, ex_param) else "weights"
         ex.append((r"Find $%s$, the gradient of the loss with respect to the %s $%s$. Write the "
                    r"chain of Jacobians with their shapes, then simplify."
@@ -114,9 +114,17 @@ class _Printer:
 
     def __init__(self, net, alg, notation):
         self.notation = notation
+        self._net, self._derived = net, {}
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
         vectors.update(net.nodes, net.shapes, ["y"])
         self._names = (vectors, scalars)
+
+    def derive(self, p) -> Derivation:
+        """net.derive(p), once per parameter (sections and the backward pass both read it)."""
+        if p not in self._derived:
+            self._derived[p] = self._net.derive(p)
+            self.add(self._derived[p])
+        return self._derived[p]
 
     def add(self, d: Derivation):
         v, s = names_in(d)
@@ -163,10 +171,7 @@ def _subtitle(net, level) -> str:
 
 
 def _scalarize(net, naming=None):
-    try:
-        from .element import scalarize
-    except ImportError:
-        return None
+    from .element import scalarize
     if sum(r * c for r, c in net.shapes.values()) > ELEMENT_LIMIT:
         return None
     S = scalarize(net, naming)
@@ -260,7 +265,9 @@ def _network_section(P, net, scalar, level) -> Section:
         outs = list(scalar.units[net.output_node])
         if len(outs) == 1 and sp.count_ops(scalar.explicit(outs[0])) <= 60:
             sec.text("so the output, written out in the weights, is")
-            sec.math([r"%s &= %s" % (P.tex(outs[0]), P.tex(scalar.explicit(outs[0])))])
+            written = Derivation()  # a derivation block, so the printer breaks it to fit
+            written.add(outs[0], scalar.explicit(outs[0]), rule="definition")
+            sec.blocks.append(("derivation", written))
     return sec
 
 
@@ -311,8 +318,7 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
                  r"is on a separate page).")
         return sec
     if matrix:
-        d = net.derive(p)
-        P.add(d)
+        d = P.derive(p)
         what = r"$\operatorname{vec}[%s]$" % P.tex(sym) if _is_weight(net, p) else "$%s$" % \
             P.tex(sym)
         sec.text(r"The chain rule of multivariate calculus, one Jacobian per value between the "
@@ -332,31 +338,26 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
 def _backward_section(P, net, alg) -> Section:
     sec = Section("The shared backward pass")
     bw = alg.meta["backward"]
+    g = _g(P)
     sec.text(r"Every chain above begins with the same factors. Multiplied from the left, each "
-             r"partial product is a row vector $\mathbf{g}^{\top}$ that is computed once and "
-             r"reused by every parameter below it:" if _notation(P.notation).bold else
-             r"Every chain above begins with the same factors. Multiplied from the left, each "
-             r"partial product is a row vector $g^{\top}$ that is computed once and reused by "
-             r"every parameter below it:")
+             r"partial product is a row vector $%s^{\top}$ that is computed once and reused by "
+             r"every parameter below it:" % g)
     rows = []
     for p in net.parameters:
-        d = net.derive(p)
+        d = P.derive(p)
         chain = next(s for s in d.steps if s.rule == "chain_rule")
         factors = list(chain.rhs.args)
         user = d.meta["paths"][0][0]
-        g = bw.g[user][0]
         rows.append(r"%s &= \underbrace{%s}_{%s} %s" % (
-            P.tex(chain.lhs), " ".join(P.tex(f) for f in factors[:-1]), P.tex(g.T),
+            P.tex(chain.lhs), " ".join(P.tex(f) for f in factors[:-1]), P.tex(bw.g[user][0].T),
             P.tex(factors[-1])))
     sec.math(rows)
-    sec.text("The g's, from the output down: each is the one above it times one local Jacobian, "
-             "simplified (a diagonal Jacobian becomes ⊙, a linear layer a transpose):"
-             .replace("g's", r"$\mathbf{g}$'s" if _notation(P.notation).bold else "$g$'s")
-             .replace("⊙", r"$\odot$"))
+    sec.text(r"The $%s$'s, from the output down: each is the one above it times one local "
+             r"Jacobian, simplified (a diagonal Jacobian becomes $\odot$, a linear layer a "
+             r"transpose):" % g)
     back = Derivation("", [s for s in alg.steps if s.rule == "backward"])
     sec.blocks.append(("derivation", back))
-    sec.text("Then every gradient is a g times a value from the forward pass:"
-             .replace(" g ", r" $\mathbf{g}$ " if _notation(P.notation).bold else " $g$ "))
+    sec.text(r"Then every gradient is a $%s$ times a value from the forward pass:" % g)
     grads = Derivation("", [s for s in alg.steps if s.rule == "gradient"])
     sec.blocks.append(("derivation", grads))
     rows, where = gradient_summary(net, alg, P.notation)

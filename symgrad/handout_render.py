@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .latex import NotesLatexPrinter, tex_width
+from .latex import FIT_MACRO, NotesLatexPrinter, tex_width
 
 ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
@@ -18,14 +18,16 @@ ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage{parskip}
 \allowdisplaybreaks
 \setlength{\jot}{5pt}
-"""
+\setlength{\emergencystretch}{3em}
+""" + FIT_MACRO
 BEAMER_PREAMBLE = r"""\documentclass[11pt,aspectratio=169]{beamer}
 \usepackage{amsmath,amssymb}
 \usefonttheme[onlymath]{serif}
 \setbeamertemplate{navigation symbols}{}
 \setbeamertemplate{footline}[frame number]
 \setbeamerfont{frametitle}{size=\large}
-"""
+\setlength{\emergencystretch}{3em}
+""" + FIT_MACRO
 FORMATS = ("article", "beamer", "markdown")
 
 
@@ -48,7 +50,7 @@ def render(doc, fmt: str = "article") -> str:
 # -- article --------------------------------------------------------------------------------------
 def _article(doc) -> str:
     pr = dict(why_position="right", why_width=r"0.3\linewidth", note_width=r"0.5\linewidth",
-              max_width=46)
+              max_width=46, fit=(r"0.2\linewidth", r"0.44\linewidth"))
     out = [ARTICLE_PREAMBLE, r"\title{%s}" % _title_tex(doc.title),
            r"\author{%s \\[2pt] \small %s, typeset by symgrad}" % _subtitle_lines(doc),
            r"\date{}", r"\begin{document}", r"\maketitle", ""]
@@ -77,7 +79,7 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
         if kind == "text":
             out.append("\n" + body)
         elif kind == "math":
-            out.append(_align(body))
+            out.append(_align(_fitted(body, r"0.25\linewidth", r"0.6\linewidth")))
         elif kind == "derivation":
             rows = [r for step in _printer(doc, **pr).step_rows(body) for r in step]
             out.append(_align(rows))
@@ -90,6 +92,21 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
 
 def _align(rows) -> str:
     return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
+
+
+def _fitted(rows, lhs_cap, rhs_cap) -> list[str]:
+    """Rows written by the handout itself ("lhs &= rhs && note") with each side in an \\sgfit,
+    as the printer does for derivations: nothing runs off the page."""
+    out = []
+    for row in rows:
+        main, bar, note = row.partition(" && ")
+        m = re.match(r"^(.*?)(?<!\\)&(\s*(?:=|\\leftarrow).*)$", main, re.S)
+        if not m or not m.group(1).strip():
+            out.append(row)
+            continue
+        lhs, rhs = m.group(1).strip(), m.group(2)
+        out.append(r"\sgfit{%s}{%s} &\sgfit{%s}{{}%s}" % (lhs_cap, lhs, rhs_cap, rhs) + bar + note)
+    return out
 
 
 def _subtitle_lines(doc) -> tuple[str, str]:
@@ -151,7 +168,8 @@ def _frame(title, body) -> str:
 def _frames(doc, title, blocks) -> list[str]:
     """Pack blocks into frames; a derivation gets frames of its own, its steps one per click."""
     frames, cur, height = [], [], 0.0
-    pr = dict(why_position="below", max_width=62, overlays=True, note_width=r"0.8\linewidth")
+    pr = dict(why_position="below", max_width=62, overlays=True, note_width=r"0.6\linewidth",
+              why_width=r"0.6\linewidth", fit=(r"0.28\linewidth", r"0.66\linewidth"))
 
     def flush():
         if cur:
@@ -178,7 +196,8 @@ def _frames(doc, title, blocks) -> list[str]:
         if kind == "text":
             piece, h = body, max(1.0, tex_width(body) / 95) + 0.4
         elif kind == "math":
-            piece, h = _display(body), sum(_row_height(r) for r in body)
+            piece = _display(_fitted(body, r"0.3\linewidth", r"0.66\linewidth"))
+            h = sum(_row_height(r) for r in body)
         elif kind == "boxed":
             piece, h = r"\[ \boxed{%s} \]" % body, 2.5
         else:

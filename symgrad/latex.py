@@ -16,6 +16,8 @@ import sympy as sp
 
 from .derivation import Derivation, DerivationLatexPrinter, Step
 from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape, words
+from .latex_terms import (_all_transposed, _factors, _is_compose, _join_terms, _negative,
+                          _positive_first, _term, names_in, notes_order, weights_first)
 from .latex_width import tex_width
 
 __all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width"]
@@ -47,6 +49,7 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         "note_width": None,          # the same for a step whose right-hand side is words
         "max_width": 58,             # rows wider than this (estimated, in characters) are broken
         "overlays": False,           # beamer: \pause before each step
+        "fit": None,                 # (lhs, rhs) widths: \sgfit (FIT_MACRO) caps each cell
         "max_matrix_cols": 12,       # wider matrices show their first and last columns
         "vectors": (), "scalars": (),  # names justifications may mention (collected if empty)
     }
@@ -57,6 +60,7 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         self._trusted = _trusted_names()
         self._chain_shapes = None
         self._entries: dict = {}
+        self._names = None  # (vectors, scalars) of the derivation being printed
 
     # dispatch: our own methods before the objects' _latex
     def _print(self, expr, **kwargs):
@@ -206,8 +210,16 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         return r"\left(%s\right)" % self._print(expr.args[0])
 
     def _print_Add(self, expr, order=None):
-        terms = _positive_first(self._as_ordered_terms(expr, order=order))
+        terms = _positive_first(notes_order(self._as_ordered_terms(expr, order=order)))
         return _join_terms(self, terms)
+
+    def _print_Mul(self, expr):  # w5 h1, as the notes write it, not SymPy's h1 w5
+        factors = weights_first(expr)
+        if factors is None:
+            return super()._print_Mul(expr)
+        sign, coeff, rest = factors
+        head = "" if coeff == 1 else self._print(coeff) + " "
+        return sign + head + " ".join(self._paren(f, (sp.Add,)) for f in rest)
 
     def _print_Derivative(self, expr):
         if len(expr.variables) != 1:
@@ -249,13 +261,18 @@ class NotesLatexPrinter(DerivationLatexPrinter):
     def _print_Chain(self, expr, sep=" "):
         shapes = self._chain_shapes
         self._chain_shapes = None
-        parts = [self._paren(a) for a in expr.args]
+        parts = self._underbraced([self._paren(a) for a in expr.args], shapes)
+        if shapes and parts[0].startswith(r"\underbrace") and sep == " ":
+            sep = r" \, "  # room between the shapes underneath
+        return sep.join(parts)
+
+    def _underbraced(self, parts, shapes):
+        """Each factor with its shape underneath, when there is one shape per factor."""
         if shapes and len(shapes) == len(parts) and self._settings["show_shapes"] \
                 and self._settings["shape_style"] == "underbrace":
-            parts = [r"\underbrace{%s}_{%d \times %d}" % (p, r, c)
-                     for p, (r, c) in zip(parts, shapes)]
-            sep = r" \, " if sep == " " else sep  # room between the shapes underneath
-        return sep.join(parts)
+            return [r"\underbrace{%s}_{%d \times %d}" % (p, r, c)
+                    for p, (r, c) in zip(parts, shapes)]
+        return parts
 
     def _print__Product(self, expr):  # element.py's factors side by side
         return self._print_Chain(expr, r" \cdot ")
@@ -264,7 +281,9 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         return r"\text{%s}" % self._words(expr._text)
 
     def _words(self, text: str) -> str:
-        return words(text, self._nota, self._settings["vectors"], self._settings["scalars"])
+        """Words with the names of the derivation being printed (else the settings') as math."""
+        names = self._names or (self._settings["vectors"], self._settings["scalars"])
+        return words(text, self._nota, *names)
 
     # the derivation layout
     def doprint_derivation(self, d: Derivation) -> str:
@@ -274,12 +293,12 @@ class NotesLatexPrinter(DerivationLatexPrinter):
     def step_rows(self, d: Derivation) -> list[list[str]]:
         """Each step's rows (a long step takes several), for an aligned or align* body."""
         own_vectors, own_scalars = names_in(d)
-        if not (self._settings["vectors"] or self._settings["scalars"]):
-            self._settings["vectors"], self._settings["scalars"] = own_vectors, own_scalars
+        vectors, scalars = self._settings["vectors"], self._settings["scalars"]
+        if not (vectors or scalars):
+            self._names = own_vectors, own_scalars
         else:  # a name this derivation uses as a scalar (yhat) is a scalar in its words too
-            self._settings["vectors"] = tuple(v for v in self._settings["vectors"]
-                                              if v not in own_scalars or v in own_vectors)
-            self._settings["scalars"] = tuple(set(self._settings["scalars"]) | set(own_scalars))
+            self._names = (tuple(v for v in vectors if v not in own_scalars or v in own_vectors),
+                           tuple(set(scalars) | set(own_scalars)))
         out = []
         for i, s in enumerate(d.steps):
             lines = self._step_lines(s)
@@ -293,6 +312,10 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         budget = max(self._settings["max_width"] - tex_width(lhs) - 2, 16)
         chunks = self._broken(s, budget)
         notes = self._notes(s)
+        caps = self._settings["fit"]
+        if caps:  # TeX scales a cell down only if it is still wider than its share of the line
+            lhs = lhs and r"\sgfit{%s}{%s}" % (caps[0], lhs)
+            chunks = [r"\sgfit{%s}{%s}" % (caps[1], c) for c in chunks]
         lines = [f"{lhs} &= {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
         pos = self._settings["why_position"]
         if notes and pos == "right":
@@ -324,7 +347,8 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         if type(rhs).__name__ == "Note" and self._settings["note_width"]:
             return [r"\parbox[t]{%s}{\raggedright %s}" % (self._settings["note_width"],
                                                           self._words(rhs._text))]
-        if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or _factors(rhs) > 1:
+        if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or _factors(rhs) > 1 \
+                or _call_of_sum(rhs):
             self._chain_shapes = s.shapes
             whole = self._print(rhs)
             if tex_width(whole) <= budget:
@@ -339,20 +363,21 @@ class NotesLatexPrinter(DerivationLatexPrinter):
                 and len(rhs.variables) == 1:
             open_ = r"\frac{\partial}{\partial %s}\Bigl[" % self._print(rhs.variables[0])
             close, rhs = r"\Bigr]", rhs.expr
+        elif _call_of_sum(rhs):  # σ(a long sum): break the sum inside σ\Bigl( … \Bigr)
+            hole = sp.Symbol("SYMGRADHOLE")
+            head = self._print(rhs.func(hole)).partition("SYMGRADHOLE")[0]
+            open_ = re.sub(r"(\\left)?\($", "", head) + r"\Bigl("
+            close, rhs = r"\Bigr)", rhs.args[0]
         if isinstance(rhs, (sp.Add, sp.MatAdd)):
-            terms = _positive_first(self._as_ordered_terms(rhs) if isinstance(rhs, sp.Add)
-                                    else rhs.args)
+            terms = _positive_first(notes_order(self._as_ordered_terms(rhs))
+                                    if isinstance(rhs, sp.Add) else rhs.args)
             pieces = [_term(self, t, i == 0) for i, t in enumerate(terms)]
         elif _factors(rhs) > 1:
             self._chain_shapes = shapes
             sep = r" \cdot " if type(rhs).__name__ == "_Product" else " "
             pieces = self._print(rhs).split(sep) if not shapes else None
             if pieces is None:  # print factor by factor, keeping each underbrace
-                parts = [self._paren(a) for a in rhs.args]
-                if len(shapes) == len(parts) and self._settings["show_shapes"] \
-                        and self._settings["shape_style"] == "underbrace":
-                    parts = [r"\underbrace{%s}_{%d \times %d}" % (p, r, c)
-                             for p, (r, c) in zip(parts, shapes)]
+                parts = self._underbraced([self._paren(a) for a in rhs.args], shapes)
                 pieces = [p if i == 0 else sep.strip() + " " + p if sep != " " else p
                           for i, p in enumerate(parts)]
         else:
@@ -368,68 +393,22 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         return lines
 
 
+# A cell that the breaker could not make narrow enough (one huge factor, a long user name) is
+# scaled down by TeX, which alone knows its real width; cells that fit are left alone.
+FIT_MACRO = r"""\usepackage{graphicx}
+\newsavebox{\sgbox}
+\newcommand{\sgfit}[2]{\savebox{\sgbox}{$\displaystyle #2$}%
+  \ifdim\wd\sgbox>#1\resizebox{#1}{!}{\usebox{\sgbox}}\else\usebox{\sgbox}\fi}
+"""
+
+
+def _call_of_sum(e) -> bool:
+    return isinstance(e, sp.Function) and len(e.args) == 1 and isinstance(e.args[0], sp.Add) \
+        and not isinstance(e, sp.Piecewise)
+
+
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()
         if name.startswith("_print_")}
-
-
-def _is_compose(e) -> bool:
-    return type(e).__name__ == "Compose"
-
-
-def _factors(e) -> int:
-    return len(e.args) if type(e).__name__ in ("Chain", "_Product") else 1
-
-
-def _negative(e) -> bool:
-    if isinstance(e, sp.MatMul):
-        return e.as_coeff_matrices()[0].could_extract_minus_sign()
-    return isinstance(e, sp.Number) and e < 0
-
-
-def _all_transposed(e) -> bool:
-    return all(isinstance(_unsigned(t), sp.Transpose) for t in e.args)
-
-
-def _unsigned(t):
-    if isinstance(t, sp.MatMul):
-        coeff, mats = t.as_coeff_matrices()
-        if coeff == -1 and len(mats) == 1:
-            return mats[0]
-    return t
-
-
-def _minus(t) -> bool:
-    if isinstance(t, sp.MatMul):
-        return t.as_coeff_matrices()[0].could_extract_minus_sign()
-    return t.could_extract_minus_sign() if isinstance(t, sp.Expr) else False
-
-
-def _positive_first(terms) -> list:
-    terms = list(terms)
-    if terms and _minus(terms[0]):
-        return [t for t in terms if not _minus(t)] + [t for t in terms if _minus(t)]
-    return terms
-
-
-def _term(p, t, first: bool) -> str:
-    if _minus(t):
-        return ("-" if first else "- ") + p._paren(-t, (sp.Add, sp.MatAdd))
-    return p._print(t) if first else "+ " + p._print(t)
-
-
-def _join_terms(p, terms) -> str:
-    return " ".join(_term(p, t, i == 0) for i, t in enumerate(terms))
-
-
-def names_in(d: Derivation) -> tuple[tuple, tuple]:
-    """(MatrixSymbol names, Symbol names) that appear in a derivation's steps."""
-    vectors, scalars = set(), set()
-    for s in d.steps:
-        for e in (s.lhs, s.rhs):
-            if isinstance(e, sp.Basic):
-                vectors.update(m.name for m in e.atoms(sp.MatrixSymbol))
-                scalars.update(x.name for x in e.atoms(sp.Symbol) if not isinstance(x, sp.Dummy))
-    return tuple(sorted(vectors)), tuple(sorted(scalars))
 
 
 def to_latex(derivation: Derivation, notation="slides", **settings) -> str:

@@ -1,5 +1,6 @@
 """Handouts: every example compiles with pdflatex in article and beamer form, the PDFs contain the
 sections, the XOR handout's first page is rendered to PNG, and the CLI and its errors."""
+import re
 import runpy
 import shutil
 import subprocess
@@ -30,9 +31,10 @@ def example(name):
     return ns["net"], ns.get("handout_options", {})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pdfs(tmp_path_factory):
-    """Every example handout, article and beamer, compiled once: {(name, fmt): (pdf, text)}."""
+    """Every example handout, article and beamer, compiled once: {(name, fmt): (pdf, text)}; the
+    TeX log is beside each PDF (pdf.with_suffix(".log"))."""
     out = {}
     tmp = tmp_path_factory.mktemp("handouts")
     for name in EXAMPLES:
@@ -40,7 +42,7 @@ def pdfs(tmp_path_factory):
         for fmt in ("article", "beamer"):
             tex = handout(net, fmt=fmt, **opts)
             pdf = compile_pdf(tex, tmp / f"{name}-{fmt}.pdf", engine="pdflatex",
-                              keep_failed=False)
+                              keep_failed=False, keep_log=True)
             text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
                                   text=True, check=True).stdout
             out[name, fmt] = (pdf, text)
@@ -60,6 +62,17 @@ def test_example_handout_compiles_with_its_sections(pdfs, name, fmt):
 
 
 @needs_tex
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_nothing_runs_off_the_page(pdfs, name, fmt):
+    """No line of math or text wider than the page: TeX's own "Overfull \\hbox" over 2pt."""
+    log = pdfs[name, fmt][0].with_suffix(".log").read_text(encoding="utf-8", errors="replace")
+    over = [(float(m.group(1)), m.group(0)) for m in
+            re.finditer(r"Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\)[^\n]*", log)]
+    assert [o for o in over if o[0] > 2.0] == [], (name, fmt)
+
+
+@needs_tex
 def test_hostile_names_print_as_text(pdfs):
     _, text = pdfs["hostile", "article"]
     assert r"\input{/etc/passwd}" in text and "x &%#" in text  # \_ has no glyph to extract
@@ -76,8 +89,12 @@ def test_xor_first_page_rendered_to_png(pdfs):
     png = ARTIFACTS / "xor-handout-page1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     shutil.copyfile(pdf, ARTIFACTS / "xor-handout.pdf")
-    assert "w5 relu(b1 + w1 x1 + w2 x2)" in " ".join(text.split()).replace("w 5", "w5") or \
-        "relu" in text
+    page1 = subprocess.run(["pdftotext", "-f", "1", "-l", "1", str(pdf), "-"], capture_output=True,
+                           text=True, check=True).stdout
+    assert "The network and its forward propagation" in page1
+    # the output written out in the weights, in the notes' order (weights times inputs, bias last)
+    flat = re.sub(r"\s+", "", page1)
+    assert "relu(w1x1+w2x2+b1)" in flat and "w5relu(" in flat, flat
 
 
 def test_markdown_variant():
@@ -134,6 +151,16 @@ def test_tex_error_is_reported_with_its_line(tmp_path):
         compile_pdf(bad, tmp_path / "bad.pdf", engine="pdflatex")
     assert e.value.line == 4 and "Undefined control sequence" in str(e.value)
     assert "line 4" in str(e.value) and (tmp_path / "bad.failed.log").exists()
+
+
+@needs_tex
+def test_missing_package_reports_latex_own_message(tmp_path):
+    bad = "\\documentclass{article}\n\\usepackage{nosuchpackagezz}\n\\begin{document}\nx\n" \
+          "\\end{document}\n"
+    with pytest.raises(TeXError) as e:
+        compile_pdf(bad, tmp_path / "bad.pdf", engine="pdflatex", keep_failed=False)
+    assert "File `nosuchpackagezz.sty' not found" in str(e.value), str(e.value)
+    assert "Emergency stop" not in str(e.value) and e.value.line in (2, 3)
 
 
 def test_missing_tex_says_what_to_install(monkeypatch, tmp_path):

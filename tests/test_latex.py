@@ -102,9 +102,10 @@ def test_matrix_level_chain_has_shapes_under_each_factor():
 def test_xor_element_level_as_cases():
     net = sg.mlp([2, 2, 1], "relu", "identity", "mse")
     d = net.derive("w1", level="element", of="output")
-    assert latex(d.result) == (r"\begin{cases} 0 & \text{if } b_{1} + w_{1} x_{1} + w_{2} x_{2} "
-                               r"\leq 0 \\ w_{5} x_{1} & \text{if } b_{1} + w_{1} x_{1} + w_{2} "
-                               r"x_{2} > 0 \end{cases}")
+    # the notes' order: weights times inputs, then the bias
+    assert latex(d.result) == (r"\begin{cases} 0 & \text{if } w_{1} x_{1} + w_{2} x_{2} + b_{1} "
+                               r"\leq 0 \\ w_{5} x_{1} & \text{if } w_{1} x_{1} + w_{2} x_{2} + "
+                               r"b_{1} > 0 \end{cases}")
     r = rows(to_latex(d))
     assert r[1].startswith(r"\frac{\partial \hat{y}}{\partial w_{1}} &= \frac{\partial}"
                            r"{\partial w_{1}}")

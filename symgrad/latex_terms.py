@@ -1,0 +1,112 @@
+"""Terms and factors in the order the notes write them, and the helpers that join them.
+
+Where it sits: print. ``symgrad.latex`` prints a sum as the notes do, weights times inputs first and
+the bias last (w₁x₁ + w₂x₂ + b₁, ŷ = w₅h₁ + w₆h₂ + b₃), and a product with its weight first (w₅h₁).
+Which symbol is a weight or a bias is read off its name (the engines' naming: w5, W1_12, b3).
+"""
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.matrices.expressions.matexpr import MatrixElement
+
+# the roles of scalar parameters, by name: the element engine's numbering and position naming
+WEIGHT = re.compile(r"[wW]\d+(_\d+)?")
+BIAS = re.compile(r"b\d+(_\d+)?")
+
+
+def _is(pattern, e) -> bool:
+    if isinstance(e, sp.Symbol):
+        return bool(pattern.fullmatch(e.name))
+    if isinstance(e, MatrixElement):
+        return isinstance(e.parent, sp.MatrixSymbol) and bool(pattern.fullmatch(e.parent.name))
+    return False
+
+
+def notes_order(terms) -> list:
+    """Terms with a weight in them first, a lone bias last; the rest keep SymPy's order."""
+    terms = list(terms)
+    if not any(_is(BIAS, t) or _has_weight(t) for t in terms):
+        return terms
+    return sorted(terms, key=lambda t: 0 if _has_weight(t) else 2 if _is(BIAS, t) else 1)
+
+
+def _has_weight(t) -> bool:
+    return isinstance(t, sp.Mul) and any(_is(WEIGHT, f) for f in t.args)
+
+
+def weights_first(expr):
+    """(sign, coefficient, factors) of a product of a weight and other plain factors, weight
+    first; None when SymPy's own order should stand."""
+    coeff, factors = expr.as_coeff_mul()
+    if len(factors) < 2 or not any(_is(WEIGHT, f) for f in factors) \
+            or _is(WEIGHT, factors[0]) or any(isinstance(f, sp.Add) for f in factors):
+        return None
+    sign = ""
+    if coeff < 0:
+        sign, coeff = "-", -coeff
+    ordered = [f for f in factors if _is(WEIGHT, f)] + [f for f in factors if not _is(WEIGHT, f)]
+    return sign, coeff, ordered
+
+
+def _is_compose(e) -> bool:
+    return type(e).__name__ == "Compose"
+
+
+def _factors(e) -> int:
+    return len(e.args) if type(e).__name__ in ("Chain", "_Product") else 1
+
+
+def _negative(e) -> bool:
+    if isinstance(e, sp.MatMul):
+        return e.as_coeff_matrices()[0].could_extract_minus_sign()
+    return isinstance(e, sp.Number) and e < 0
+
+
+def _all_transposed(e) -> bool:
+    return all(isinstance(_unsigned(t), sp.Transpose) for t in e.args)
+
+
+def _unsigned(t):
+    if isinstance(t, sp.MatMul):
+        coeff, mats = t.as_coeff_matrices()
+        if coeff == -1 and len(mats) == 1:
+            return mats[0]
+    return t
+
+
+def _minus(t) -> bool:
+    if isinstance(t, sp.MatMul):
+        return t.as_coeff_matrices()[0].could_extract_minus_sign()
+    return t.could_extract_minus_sign() if isinstance(t, sp.Expr) else False
+
+
+def _positive_first(terms) -> list:
+    terms = list(terms)
+    if terms and _minus(terms[0]):
+        return [t for t in terms if not _minus(t)] + [t for t in terms if _minus(t)]
+    return terms
+
+
+def _term(p, t, first: bool) -> str:
+    if _minus(t):
+        return ("-" if first else "- ") + p._paren(-t, (sp.Add, sp.MatAdd))
+    return p._print(t) if first else "+ " + p._print(t)
+
+
+def _join_terms(p, terms) -> str:
+    return " ".join(_term(p, t, i == 0) for i, t in enumerate(terms))
+
+
+def names_in(d: Derivation) -> tuple[tuple, tuple]:
+    """(MatrixSymbol names, Symbol names) that appear in a derivation's steps."""
+    vectors, scalars = set(), set()
+    for s in d.steps:
+        for e in (s.lhs, s.rhs):
+            if isinstance(e, sp.Basic):
+                vectors.update(m.name for m in e.atoms(sp.MatrixSymbol))
+                scalars.update(x.name for x in e.atoms(sp.Symbol) if not isinstance(x, sp.Dummy))
+    return tuple(sorted(vectors)), tuple(sorted(scalars))
+
+
