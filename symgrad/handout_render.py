@@ -140,7 +140,7 @@ def _algorithm_box(title, lines, width=r"0.94\linewidth", size="") -> str:
 
 
 # -- beamer ---------------------------------------------------------------------------------------
-FRAME_HEIGHT = 16.0  # in lines of \small text on a 16:9 frame
+FRAME_HEIGHT = 18.5  # in lines of \small text on a 16:9 frame
 
 
 def _beamer(doc) -> str:
@@ -156,7 +156,7 @@ def _beamer(doc) -> str:
         out.append(_frame("Exercises", r"\begin{enumerate}" + "\n" + items + "\n"
                           r"\end{enumerate}" + "\n" + r"\vfill{\small Solutions at the end.}"))
         for k, (stmt, blocks) in enumerate(doc.exercises, 1):
-            out.extend(_frames(doc, "Solution to exercise %d" % k, blocks))
+            out.extend(_frames(doc, "Solution to exercise %d" % k, [("text", stmt), *blocks]))
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
@@ -180,9 +180,10 @@ def _frames(doc, title, blocks) -> list[str]:
         if kind == "derivation":
             steps = _printer(doc, **pr).step_rows(body)
             chunk, h = [], 0.0
-            for rows in steps:
+            for step, rows in zip(body.steps, steps):
                 rh = sum(_row_height(r) for r in rows)
-                if chunk and h + rh > FRAME_HEIGHT - height:
+                # a new frame only where a new chain starts (a step with its own left-hand side)
+                if chunk and h + rh > FRAME_HEIGHT - height and step.lhs is not None:
                     cur.append(_display(chunk))
                     flush()
                     height, chunk, h = 0.0, [], 0.0
