@@ -253,13 +253,13 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
     for kind, body in blocks:
         if kind == "text":
             out += [_md_text(body), ""]
-        elif kind == "math":
-            out += ["$$", "\\begin{aligned}", " \\\\\n".join(body), "\\end{aligned}", "$$", ""]
-        elif kind == "derivation":
-            rows = [r for step in _printer(doc, **pr).step_rows(body) for r in step]
-            out += ["$$", "\\begin{aligned}", " \\\\\n".join(rows), "\\end{aligned}", "$$", ""]
+        elif kind in ("math", "derivation"):
+            rows = body if kind == "math" else \
+                [r for step in _printer(doc, **pr).step_rows(body) for r in step]
+            out += ["$$", "\\begin{aligned}", _md_math(" \\\\\n".join(rows)), "\\end{aligned}",
+                    "$$", ""]
         elif kind == "boxed":
-            out += ["$$", r"\boxed{%s}" % body, "$$", ""]
+            out += ["$$", _md_math(r"\boxed{%s}" % body), "$$", ""]
         elif kind == "algorithm":
             title, lines = body
             out += [f"**Algorithm 6.4** (derived): {title}", ""]
@@ -269,7 +269,7 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
                     out += ["", f"*{tex}*", ""]
                 else:
                     k += 1
-                    out.append(f"{k}. ${tex}$")
+                    out.append(f"{k}. ${_md_math(tex)}$")
             out.append("")
     return out
 
@@ -278,9 +278,26 @@ _MD = {r"\textbackslash{}": "\\\\", r"\textasciitilde{}": "~", r"\textasciicircu
        r"\textless{}": "&lt;", r"\textgreater{}": "&gt;", r"\textbar{}": "|", "''": '"'}
 
 
+# Inside math, MathJax and KaTeX without extensions know neither text-mode escapes nor \textbf in
+# \text, and a "\$" would end inline math in a Markdown renderer: user names' special characters
+# become look-alike full-width characters, and \text{\textbf{…}} becomes \textbf{…}.
+_MD_MATH = [(r"\textbackslash{}", "＼"), (r"\textasciicircum{}", "＾"), (r"\textasciitilde{}", "～"),
+            (r"\textless{}", "＜"), (r"\textgreater{}", "＞"), (r"\textbar{}", "｜"), (r"\$", "＄"),
+            (r"\&", "＆"), (r"\%", "％"), (r"\#", "＃"), (r"\_", "＿"), (r"\{", "｛"),
+            (r"\}", "｝")]
+
+
+def _md_math(tex: str) -> str:
+    for a, b in _MD_MATH:
+        tex = tex.replace(a, b)
+    return re.sub(r"\\text\{\\(textbf|textit)\{([^{}]*)\}\}", r"\\\1{\2}", tex)
+
+
 def _md_text(tex: str) -> str:
     """LaTeX text (with $…$ math) as Markdown: math kept, text escapes made Markdown escapes."""
-    parts = re.split(r"(\$[^$]*\$)", tex)
+    parts = re.split(r"((?<!\\)\$(?:[^$\\]|\\.)*\$)", tex)
+    for i in range(1, len(parts), 2):
+        parts[i] = _md_math(parts[i])
     for i in range(0, len(parts), 2):
         t = parts[i]
         for a, b in _MD.items():

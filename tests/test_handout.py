@@ -107,6 +107,20 @@ def test_markdown_variant():
     assert r"\parbox" not in md and r"\pause" not in md and r"\section" not in md
 
 
+def test_markdown_math_is_plain_mathjax_and_katex():
+    """No text-mode escapes (they need MathJax's textmacros), no \\$ that would end inline math."""
+    net, opts = example("hostile")
+    md = handout(net, fmt="markdown", **opts)
+    math = re.findall(r"\$\$.*?\$\$|(?<!\\)\$(?:[^$\\]|\\.)*\$", md, re.S)
+    assert math and "passwd" in "".join(math)
+    for m in math:
+        assert not re.search(r"\\text(asciicircum|asciitilde|backslash|less|greater|bar)|"
+                             r"\\text\{\\textbf|\\[$&%#_{}]\w", m.replace(r"\\", "")), m
+    for line in md.splitlines():
+        if not line.startswith("$$"):
+            assert line.replace(r"\$", "").count("$") % 2 == 0, line
+
+
 def test_beamer_steps_appear_one_at_a_time():
     tex = handout("2-2-1", fmt="beamer")
     assert tex.startswith(r"\documentclass") and "beamer" in tex.splitlines()[0]
