@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .derivation import Chain, Derivation, Grad, Note, Partial, Vec
-from .matexpr import (Elementwise, LogSumExp, SoftmaxVJP, SumAll, batch, bias_gradient, hadamard,
-                      lam)
+from .derivation import Derivation, Grad
+from .matexpr import SoftmaxVJP, SumAll, batch, bias_gradient, hadamard
 from .network import Network
 
 N = sp.Symbol("n", integer=True, positive=True)  # the batch size
@@ -65,9 +64,9 @@ def _add_jacobian(net, node, wrt):
 def _dense_vjp(net, node, g):
     W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
     out = [(node.inputs[0], W.T * g, f"g ← {W}ᵀ g"),
-           (node.params[0], g * h.T, f"∇{W} = g {h}ᵀ")]
+           (node.params[0], g * h.T, f"∇_{W} ℓ = g {h}ᵀ")]
     if len(node.params) > 1:
-        out.append((node.params[1], g, f"∇{node.params[1]} = g"))
+        out.append((node.params[1], g, f"∇_{node.params[1]} ℓ = g"))
     return out
 
 
@@ -113,22 +112,20 @@ def g_symbol(net, name):
 
 
 def loss_gradient(net):
-    """(node, ∇ of the per-example loss at that node, why, fused)."""
+    """(node, ∇ of the per-example loss at that node, why, fused): fused losses start at the
+    logits (the input of the output activation), the others at ŷ."""
     out = net.nodes[net.output_node]
-    yh, y = net.sym(out.name), net.target
-    name = net.loss.name
-    if name in ("bce", "cross_entropy"):
-        which = "σ + binary cross-entropy" if name == "bce" else "softmax + cross-entropy"
-        return (out.inputs[0], yh - y,
-                f"{which}: the loss gradient times the output Jacobian collapses to ŷ − y", True)
-    if name == "mse":
-        return out.name, yh - y, "ℓ = ½‖ŷ − y‖², so ∇ŷ ℓ = ŷ − y", False
-    dL = net.loss.L.expr.diff(net.loss.L.variables[0])
-    return (out.name, Elementwise(sp.Lambda(net.loss.L.variables, dL), yh, y, label="∂L/∂ŷ",
-                                  latex=r"\partial_{\hat{y}} L"), "differentiate L entrywise", False)
+    g0, why = net.loss.start(net.sym(out.name), net.target)
+    fused = net.loss.fused
+    return (out.inputs[0] if fused else out.name), g0, why, fused
 
 
 def backward(net: Network) -> Backward:
+    """The one backward pass (cached on the network until it changes)."""
+    return net.cached("backward", lambda: _backward(net))
+
+
+def _backward(net: Network) -> Backward:
     net.check()
     start, g0, why0, fused = loss_gradient(net)
     contribs = {start: [(g0, why0)]}
@@ -150,7 +147,8 @@ def backward(net: Network) -> Backward:
 
 
 def is_weight(net, p) -> bool:
-    return any(n.params and n.params[0] == p for n in net.nodes.values())
+    """Kept for callers of the old helper: see :meth:`Network.is_weight`."""
+    return net.is_weight(p)
 
 
 def batch_rows(net):
@@ -168,18 +166,9 @@ def _upper(name):
 
 
 def per_example_loss(net):
-    yh, y = net.sym(net.output_node), net.target
-    name = net.loss.name
-    if name == "mse":
-        return sp.Rational(1, 2) * SumAll(hadamard(yh - y, yh - y))
-    if name == "bce":
-        z = net.sym(net.nodes[net.output_node].inputs[0])
-        return SumAll(Elementwise(lam(lambda a, t: sp.log(1 + sp.exp(a)) - t * a, 2), z, y,
-                                  label="bce"))
-    if name == "cross_entropy":  # −Σ y log softmax(z) = Σ y (logsumexp(z) − z)
-        z = net.sym(net.nodes[net.output_node].inputs[0])
-        return SumAll(hadamard(y, sp.OneMatrix(z.rows, 1) * LogSumExp(z) - z))
-    return SumAll(Elementwise(net.loss.L, yh, y, label="L"))
+    out = net.nodes[net.output_node]
+    z = net.sym(out.inputs[0]) if out.inputs else None
+    return net.loss.scalar(net.sym(out.name), net.target, z)
 
 
 def batch_loss(net):
@@ -188,13 +177,19 @@ def batch_loss(net):
     total = batch(per_example_loss(net), batch_rows(net), N) / N
     if net.penalty != 0:
         total += net.penalty / 2 * sp.MatAdd(*[SumAll(hadamard(net.sym(p), net.sym(p)))
-                                               for p in net.parameters if is_weight(net, p)])
+                                               for p in net.weights])
     return total
 
 
 def algorithm(net: Network) -> Derivation:
     """Algorithm 6.4 derived for this network: forward values, then each g once, then every
-    gradient. ``meta['program']`` is the same list of assignments in batch form (what compiles)."""
+    gradient (with λW when there is a penalty). ``meta['program']`` is the same list of
+    assignments in batch form (what compiles). Cached on the network until it changes: the
+    Derivation returned is shared, read it without modifying it."""
+    return net.cached("algorithm", lambda: _algorithm(net))
+
+
+def _algorithm(net: Network) -> Derivation:
     bw = backward(net)
     d = Derivation("Forward and backward propagation (Algorithm 6.4) for this network")
     rows, program = batch_rows(net), []
@@ -213,6 +208,10 @@ def algorithm(net: Network) -> Derivation:
         per = _sum([t for t, _ in bw.grads[p]])
         d.add(Grad(sp.Symbol("ℓ"), net.sym(p)), per, "; ".join(w for _, w in bw.grads[p]),
               "gradient", shapes=[net.shapes[p]])
+        if net.penalty != 0 and net.is_weight(p):
+            d.add(Grad(sp.Symbol("J"), net.sym(p)), per + net.penalty * net.sym(p),
+                  "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", "penalty",
+                  shapes=[net.shapes[p]])
         grads[p] = _batch_grad(net, p, bw, rows)
         program.append((sp.MatrixSymbol("d" + p, *net.shapes[p]), grads[p]))
     d.result = grads
@@ -226,7 +225,7 @@ def _batch_grad(net, p, bw, rows):
     for term, _ in bw.grads[p]:
         terms.append(bias_gradient(term, rows, N) if term.shape[1] == 1 and not
                      isinstance(term, sp.MatMul) else batch(term, rows, N))
-    if net.penalty != 0 and is_weight(net, p):
+    if net.penalty != 0 and net.is_weight(p):
         terms.append(net.penalty * net.sym(p))
     return _sum(terms)
 
@@ -238,37 +237,53 @@ def _sum(terms):
 def gradients(net: Network) -> dict:
     """Parameter name → the gradient of the mean loss as a matrix expression in the batch's
     forward values (X, Z1, H1, …, Yhat, Y) and the parameters, the g's substituted in."""
-    d = algorithm(net)
-    gsubs = {}
-    for lhs, rhs in d.meta["program"]:
-        if lhs.name.startswith("G_"):
-            gsubs[lhs] = rhs.xreplace(gsubs)
-    return {p: g.xreplace(gsubs) for p, g in d.result.items()}
+    def build():
+        gsubs = {}
+        for lhs, rhs in algorithm(net).meta["program"]:
+            if lhs.name.startswith("G_"):
+                gsubs[lhs] = rhs.xreplace(gsubs)
+        return {p: g.xreplace(gsubs) for p, g in algorithm(net).result.items()}
+    return dict(net.cached("gradients", build))
 
 
 def expand_forward(net: Network, expr):
     """Substitute the batch forward definitions into ``expr`` (innermost last), leaving X, Y and
     the parameters: the closed form as a function of the data."""
-    d = algorithm(net)
     env = {}
-    for lhs, rhs in d.meta["program"]:
+    for lhs, rhs in algorithm(net).meta["program"]:
         if not lhs.name.startswith(("G_", "d")):
             env[lhs] = rhs.xreplace(env)
     return expr.xreplace(env)
 
 
-
+def evaluate(net: Network, n: int, env: dict) -> dict:
+    """Run the batch program on explicit SymPy matrices: one statement at a time, each left-hand
+    side computed once and stored as an explicit matrix (no expression is ever re-expanded).
+    ``env`` maps X, Y and the parameter names to matrices; returns every value by name (Z1, H1,
+    G_z1, dW1 …). An independent route when compared with ``sympy.diff`` of a loss written out
+    by hand (the tests do)."""
+    vals = {}
+    program = [(lhs, rhs.xreplace({N: n})) for lhs, rhs in algorithm(net).meta["program"]]
+    free = set().union(*(rhs.atoms(sp.MatrixSymbol) for _, rhs in program))
+    for m in free:
+        if m.name in env:
+            vals[m] = sp.ImmutableMatrix(env[m.name])
+    out = {}
+    for lhs, rhs in program:
+        value = sp.ImmutableMatrix(rhs.xreplace(vals).as_explicit())
+        vals[lhs.xreplace({N: n})] = value
+        out[lhs.name] = value
+    return out
 
 
 def explicit(net: Network, expr, n: int, env: dict):
     """``expr`` (a batch expression) entry by entry for a batch of ``n`` examples, with ``env``
-    mapping the names X, Y and the parameter names to explicit SymPy matrices."""
+    mapping the names X, Y and the parameter names to explicit SymPy matrices. A gradient of
+    :func:`gradients` is read off the evaluated program (fast); anything else is expanded."""
+    grads = gradients(net)
+    for p, g in grads.items():
+        if g == expr:
+            return sp.Matrix(evaluate(net, n, env)["d" + p])
     e = expand_forward(net, expr).xreplace({N: n})
-    subs = {}
-    for m in e.atoms(sp.MatrixSymbol):
-        if m.name in env:
-            subs[m] = sp.ImmutableMatrix(env[m.name])
+    subs = {m: sp.ImmutableMatrix(env[m.name]) for m in e.atoms(sp.MatrixSymbol) if m.name in env}
     return sp.Matrix(e.xreplace(subs).as_explicit())
-
-
-from .derive_matrix import derive_parameter  # noqa: E402,F401  (the step-by-step view)

@@ -9,10 +9,9 @@ import json
 import sys
 
 import click
-import sympy as sp
 
 from . import calculus
-from .derivation import Derivation, DerivationLatexPrinter, SympifyPrinter, TextPrinter
+from .derivation import Derivation, SympifyPrinter, TextPrinter
 from .functions import MissingRuleError
 from .parse import ParseError
 
@@ -63,7 +62,8 @@ def _emit(d: Derivation, fmt: str, steps: bool, key: str) -> None:
             out["steps"] = d.to_dict()["steps"]
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
     elif fmt == "latex":
-        click.echo(d.to_latex() if steps else DerivationLatexPrinter().doprint(M))
+        from .latex import latex  # the notes' printer (print sits above derive)
+        click.echo(d.to_latex() if steps else latex(M))
     else:
         click.echo(d.to_text() if steps else TextPrinter().doprint(M))
 
@@ -177,8 +177,11 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
               show_default=True)
 @click.option("--of", type=click.Choice(["loss", "output"]), default="loss", show_default=True,
               help="Element level: differentiate the loss or the output ŷ.")
+@click.option("--naming", type=click.Choice(["notes", "position"]), default=None,
+              help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
+                   "(W1_12 = row 1, column 2 of W1). Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def derive(network, hidden, output, loss, wrt, level, of, fmt):
+def derive(network, hidden, output, loss, wrt, level, of, naming, fmt):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -188,13 +191,17 @@ def derive(network, hidden, output, loss, wrt, level, of, fmt):
     Example:
       symgrad derive 2-2-1 --hidden relu --output identity --loss mse --wrt W1
       symgrad derive 2-2-1 --level element --of output --wrt w1
+      symgrad derive 2-2-1 --level element --naming position --wrt W1_12
     """
     from .network import load_network
-    net = load_network(network, hidden, output, loss)
     if level == "element" and not wrt:
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
-    ds = [net.derive(p, level=level, **({"of": of} if level == "element" else {}))
-          for p in ([wrt] if wrt else net.parameters)]
+    if naming and level != "element":
+        raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
+    net = load_network(network, hidden, output, loss)
+    net.check()
+    opts = {"of": of, "naming": naming} if level == "element" else {}
+    ds = [net.derive(p, level=level, **opts) for p in ([wrt] if wrt else net.parameters)]
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":
@@ -238,6 +245,8 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
     """
     from .network import mlp, parse_spec
     from .train import accuracy, fit, load_data, save_params
+    if out:
+        _check_writable(out)
     net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
     d = load_data(data, loss, seed=seed)
     params, history = fit(net, d["X"], d["Y"], optimizer=optimizer, lr=lr, epochs=epochs,
@@ -250,6 +259,18 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
     if out:
         save_params(out, params)
         click.echo(f"parameters saved to {out}")
+
+
+def _check_writable(path: str) -> None:
+    """Fail before training, not after: the directory must exist and be writable."""
+    import os
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.BadParameter(f"{path}: no such directory {folder}", param_hint="-o")
+    if not os.access(folder, os.W_OK):
+        raise click.BadParameter(f"{path}: cannot write in {folder}", param_hint="-o")
+    if os.path.isdir(path):
+        raise click.BadParameter(f"{path} is a directory", param_hint="-o")
 
 
 def main() -> None:

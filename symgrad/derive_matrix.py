@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .derivation import Chain, Derivation, Grad, Note, Partial, Vec
+from .backprop import algorithm, gradients, local_jacobian
+from .derivation import Chain, Derivation, Grad, Partial, Vec
 from .matexpr import Elementwise, lam
 from .network import Network
+
+SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
 
 
 def _paths(net: Network, start: str, goal: str) -> list[list[str]]:
@@ -30,34 +33,14 @@ def _size(net, p):
     return r * c
 
 
-def _loss_row(net):
-    """∂ℓ/∂ŷ as the row vector the notes write, before any simplification."""
-    yh, y = net.sym(net.output_node), net.target
-    name = net.loss.name
-    if name == "mse":
-        return (yh - y).T, "ℓ = ½‖ŷ − y‖²"
-    if name == "bce":
-        e = Elementwise(lam(lambda p, t: (p - t) / (p * (1 - p)), 2), yh, y,
-                        label="(ŷ − y)/(ŷ(1 − ŷ))", latex=r"\frac{\hat{y} - y}{\hat{y}(1 - \hat{y})}")
-        return e.T, "ℓ = −Σ y log ŷ + (1 − y) log(1 − ŷ)"
-    if name == "cross_entropy":
-        e = Elementwise(lam(lambda p, t: -t / p, 2), yh, y, label="−y/ŷ", latex=r"-\frac{y}{\hat{y}}")
-        return e.T, "ℓ = −Σ_k y_k log ŷ_k"
-    dL = net.loss.L.expr.diff(net.loss.L.variables[0])
-    return (Elementwise(sp.Lambda(net.loss.L.variables, dL), yh, y, label="∂L/∂ŷ").T,
-            "ℓ = Σ_k L(ŷ_k, y_k)")
-
-
 def derive_parameter(net: Network, p: str) -> Derivation:
     """∇_p of the loss: the chain of Jacobians with shapes → the backprop form → the batch form."""
-    from .backprop import algorithm, gradients, local_jacobian
-
     if p not in net.shapes:
         raise ValueError(f"unknown parameter {p!r}; the parameters are {', '.join(net.parameters)}")
     alg = algorithm(net)
     bw = alg.meta["backward"]
     ell, P = sp.Symbol("ℓ"), net.sym(p)
-    is_w = any(n.params and n.params[0] == p for n in net.nodes.values())
+    is_w = net.is_weight(p)
     wrt = Vec(P) if is_w else P
     d = Derivation(f"The gradient of the loss with respect to {p}")
     users = [n.name for n in net.nodes.values() if p in n.params]
@@ -77,7 +60,7 @@ def derive_parameter(net: Network, p: str) -> Derivation:
             why = f"path {k + 1} of {len(paths)}: " + why
         d.add(Partial(ell, wrt), Chain(*factors), why, "chain_rule", shapes=shapes)
 
-        row, row_why = _loss_row(net)
+        row, row_why = net.loss.row(net.sym(top[0]), net.target)
         evaluated = [row]
         d.add(factors[0], row, row_why, "jacobian", shapes=[shapes[0]])
         for a, b, shp in zip(top, top[1:] + [None], shapes[1:]):
@@ -104,12 +87,11 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
     ell = sp.Symbol("ℓ")
     start = bw.start
     if bw.fused:
-        d.add(None, Note(bw.start_why), rule="simplify")
+        _fused_steps(net, d)
     g_start, start_def, _ = bw.g[start]
     d.add(g_start.T, start_def.T, "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
           "backward")
-    order = list(bw.g)
-    for name in order[1:]:
+    for name in list(bw.g)[1:]:
         g, rhs, why = bw.g[name]
         if any(name in path for path in paths):
             d.add(g.T, rhs.T, why, "backward")
@@ -122,10 +104,7 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
             d.add(Partial(ell, wrt), Chain(g.T, sp.KroneckerProduct(sp.Identity(u.dim), h.T)),
                   f"the chain so far is g_{u.name}ᵀ", "product",
                   shapes=[(1, u.dim), (u.dim, _size(net, p))])
-            d.add(None, sp.BlockMatrix([[sp.MatrixSymbol(f"{g.name}[{i}]", 1, 1) * h.T
-                                         for i in range(min(u.dim, 3))]]),
-                  f"block i is g_i {h}ᵀ" + (" (first blocks shown)" if u.dim > 3 else ""),
-                  "product")
+            d.add(Partial(ell, wrt), _blocks(g, h, u.dim), _blocks_why(g, h, u.dim), "product")
             terms.append(g * h.T)
         else:
             terms.append(g)
@@ -138,5 +117,50 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
           shapes=[net.shapes[p]])
     if net.penalty != 0 and is_w:
         d.add(Grad(sp.Symbol("J"), P), grad + net.penalty * P,
-              "with the penalty λΩ(θ), Ω = ½ Σ‖W‖²: ∇W λΩ = λ W", "penalty",
+              "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", "penalty",
               shapes=[net.shapes[p]])
+
+
+def _blocks(g, h, dim):
+    """[g_1 hᵀ, g_2 hᵀ, …, g_d hᵀ]: the first SHOWN_BLOCKS blocks, an explicit … , the last."""
+    def block(i):  # entry names are 0-based; the notes' printer writes them 1-based
+        return sp.MatrixSymbol(f"{g.name}[{i}]", 1, 1) * h.T
+    if dim <= SHOWN_BLOCKS + 2:
+        return sp.BlockMatrix([[block(i) for i in range(dim)]])
+    dots = sp.MatrixSymbol("…", 1, h.rows)
+    return sp.BlockMatrix([[*(block(i) for i in range(SHOWN_BLOCKS)), dots, block(dim - 1)]])
+
+
+def _blocks_why(g, h, dim):
+    why = f"I ⊗ {h}ᵀ is block diagonal, so block i of the row is g_i {h}ᵀ"
+    if dim > SHOWN_BLOCKS + 2:
+        why += f"; blocks {SHOWN_BLOCKS + 1} to {dim - 1} of {dim} are elided (…)"
+    return why
+
+
+def _fused_steps(net, d):
+    """The collapse of the loss and the output activation to ŷ − y, as algebra (the notes'
+    softmax + cross-entropy and σ + binary cross-entropy)."""
+    ell = sp.Symbol("ℓ")
+    out = net.nodes[net.output_node]
+    yh, y, z = net.sym(out.name), net.target, net.sym(out.inputs[0])
+    k = out.dim
+    row, row_why = net.loss.row(yh, y)
+    both = [(1, k), (k, k)]
+    if out.op == "softmax":
+        J = sp.DiagMatrix(yh) - yh * yh.T
+        d.add(Partial(ell, z), Chain(row, J), f"{out.name} = softmax({z}) separates ℓ from {z}: "
+              "∂ℓ/∂ŷ times the softmax Jacobian", "chain_rule", shapes=both)
+        d.add(None, sp.MatMul(-1, y.T, sp.DiagMatrix(sp.HadamardPower(yh, -1)), J),
+              "(−y/ŷ)ᵀ = −yᵀ diag(1/ŷ)", "simplify", shapes=[(1, k), (k, k), (k, k)])
+        d.add(None, sp.MatAdd(-y.T, sp.MatMul(y.T, sp.OneMatrix(k, 1), yh.T)),
+              "diag(1/ŷ) diag(ŷ) = I and diag(1/ŷ) ŷ = 1, the vector of ones", "simplify")
+        d.add(None, (yh - y).T, "yᵀ1 = Σ_k y_k = 1 (y is one-hot, or a distribution)",
+              "simplify", shapes=[(1, k)])
+        return
+    dsig = sp.DiagMatrix(sp.HadamardProduct(yh, sp.OneMatrix(k, 1) - yh))
+    d.add(Partial(ell, z), Chain(row, dsig), f"{out.name} = σ({z}) entrywise separates ℓ from "
+          f"{z}; σ′(z) = σ(z)(1 − σ(z)) = ŷ(1 − ŷ), a diagonal Jacobian", "chain_rule",
+          shapes=both)
+    d.add(None, (yh - y).T, "entry k: (ŷ_k − y_k)/(ŷ_k(1 − ŷ_k)) · ŷ_k(1 − ŷ_k) = ŷ_k − y_k",
+          "simplify", shapes=[(1, k)])

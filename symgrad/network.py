@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .functions import RULES, leaky_relu, relu, rule_for, sigmoid, softplus
-from .matexpr import Elementwise, Softmax, lam
+from .functions import leaky_relu, relu, rule_for, sigmoid, softplus
+from .matexpr import Elementwise, LogSumExp, Softmax, SumAll, hadamard, lam
 from .parse import ParseError, parse
 
 
@@ -92,13 +92,22 @@ def activation(spec, name: str | None = None) -> Activation | str:
 
 # -- losses ---------------------------------------------------------------------------------------
 LOSSES = ("mse", "bce", "cross_entropy")
+# The output each built-in loss needs, and the words for its fused backward start (ŷ − y at the logits).
+_NEEDS = {"bce": ("sigmoid", "bce needs sigmoid outputs (output='sigmoid')"),
+          "cross_entropy": ("softmax", "cross_entropy needs softmax outputs (output='softmax')")}
+_FUSED = {"bce": "σ + binary cross-entropy", "cross_entropy": "softmax + cross-entropy"}
 
 
 @dataclass(frozen=True)
 class Loss:
     """A loss summed over output components: mse, bce, cross_entropy, or a user expression
     L(yhat, y) of one component (e.g. a Huber loss ``min(abs(yhat - y), 1)*(abs(yhat - y) -
-    min(abs(yhat - y), 1)/2)``)."""
+    min(abs(yhat - y), 1)/2)``).
+
+    Everything that depends on which loss it is lives here, so engines never test the name:
+    :meth:`scalar` (ℓ of one example), :meth:`row` (∂ℓ/∂ŷ as the notes write it),
+    :meth:`start` (the g the backward pass starts from), :attr:`fused` and :meth:`check_output`.
+    """
 
     name: str
     L: sp.Lambda | None = None  # per component, for a user loss
@@ -118,6 +127,70 @@ class Loss:
                              "expression in yhat and y")
         p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
         return cls("custom", sp.Lambda((p, t), body.xreplace({yh: p, y: t})))
+
+    @property
+    def fused(self) -> bool:
+        """True when the loss and the output activation collapse together to ŷ − y at the logits."""
+        return self.name in _FUSED
+
+    @property
+    def fused_label(self) -> str:
+        return _FUSED.get(self.name, "")
+
+    def check_output(self, node) -> None:
+        """bce needs a sigmoid output node, cross_entropy a softmax one."""
+        if self.name not in _NEEDS:
+            return
+        act, msg = _NEEDS[self.name]
+        ok = node.op == "softmax" if act == "softmax" else (node.op == "act" and
+                                                             node.act.name == act)
+        if not ok:
+            raise ValueError(msg)
+
+    def dL(self) -> sp.Lambda:
+        """∂L/∂ŷ of one component of a user loss, as a Lambda of (ŷ, y)."""
+        p, t = self.L.variables
+        return sp.Lambda((p, t), self.L.expr.diff(p))
+
+    def scalar(self, yh, y, z):
+        """ℓ of one example (1×1). bce and cross-entropy are written in the logits z (softplus and
+        log-sum-exp) so that they stay finite where ŷ rounds to 0 or 1."""
+        if self.name == "mse":
+            return sp.Rational(1, 2) * SumAll(hadamard(yh - y, yh - y))
+        if self.name == "bce":
+            return SumAll(Elementwise(lam(lambda a, t: sp.log(1 + sp.exp(a)) - t * a, 2), z, y,
+                                      label="bce"))
+        if self.name == "cross_entropy":  # −Σ y log softmax(z) = Σ y (logsumexp(z) − z)
+            return SumAll(hadamard(y, sp.OneMatrix(z.rows, 1) * LogSumExp(z) - z))
+        return SumAll(Elementwise(self.L, yh, y, label="L"))
+
+    def row(self, yh, y):
+        """(∂ℓ/∂ŷ as a row vector, before any simplification, and why)."""
+        if self.name == "mse":
+            return (yh - y).T, "ℓ = ½‖ŷ − y‖², so ∂ℓ/∂ŷ = (ŷ − y)ᵀ"
+        if self.name == "bce":
+            e = Elementwise(lam(lambda p, t: (p - t) / (p * (1 - p)), 2), yh, y,
+                            label="(ŷ − y)/(ŷ(1 − ŷ))",
+                            latex=r"\frac{\hat{y} - y}{\hat{y}(1 - \hat{y})}")
+            return e.T, ("ℓ = −Σ_k [y_k log ŷ_k + (1 − y_k) log(1 − ŷ_k)], so ∂ℓ/∂ŷ_k = "
+                         "−y_k/ŷ_k + (1 − y_k)/(1 − ŷ_k) = (ŷ_k − y_k)/(ŷ_k(1 − ŷ_k))")
+        if self.name == "cross_entropy":
+            e = Elementwise(lam(lambda p, t: -t / p, 2), yh, y, label="−y/ŷ",
+                            latex=r"-\frac{y}{\hat{y}}")
+            return e.T, "ℓ = −Σ_k y_k log ŷ_k, so ∂ℓ/∂ŷ_k = −y_k/ŷ_k"
+        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ").T,
+                "ℓ = Σ_k L(ŷ_k, y_k): differentiate L entrywise")
+
+    def start(self, yh, y):
+        """(g at the output, or at the logits when fused; why). The fused collapse is derived step
+        by step in ``derive_matrix``; here is its result."""
+        if self.fused:
+            return yh - y, (f"{self.fused_label}: ∂ℓ/∂ŷ times the output Jacobian collapses "
+                            "to ŷ − y")
+        if self.name == "mse":
+            return yh - y, "ℓ = ½‖ŷ − y‖², so ∇_ŷ ℓ = ŷ − y"
+        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ", latex=r"\partial_{\hat{y}} L"),
+                "differentiate L entrywise")
 
 
 # -- the graph ------------------------------------------------------------------------------------
@@ -143,8 +216,32 @@ class Network:
     loss: Loss | None = None
     penalty: sp.Expr = sp.Integer(0)
     layers: int = 0
+    # derived results (the backward pass, Algorithm 6.4) kept until the network changes
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def cached(self, key: str, build):
+        """``build()`` once per state of the network: every parameter's derivation reads the same
+        forward and backward pass (the notes' "no redundant computation"), so deriving all
+        parameters costs one pass, not one per parameter. Any change to the network (a node, a
+        parameter, the loss or the penalty, even set directly) starts a fresh cache."""
+        state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
+                 self.loss, self.penalty)
+        if self._cache.get("_state") != state:
+            self._cache.clear()
+            self._cache["_state"] = state
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
 
     # building
+    def _fresh(self, base: str) -> str:
+        """A default name not yet used: base, else base_2, base_3 … (defaults never collide)."""
+        name, k = base, 1
+        while name in self.nodes or name in self.shapes:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
     def _add(self, node: Node) -> str:
         if node.name in self.nodes or node.name in self.shapes:
             raise ValueError(f"the name {node.name!r} is already used in this network")
@@ -160,11 +257,12 @@ class Network:
 
     def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
               name: str | None = None) -> str:
-        """z = W h + b. Reusing a parameter name shares the weights (shapes must agree)."""
-        if W is None or W not in self.shapes:
-            self.layers += 1
+        """z = W h + b. Every call is a new layer k (default names W_k, b_k, z_k). Reusing a
+        parameter name shares it (shapes must agree): ``W="W1"`` shares the weights only; the
+        layer gets its own bias unless ``b="b1"`` shares that too. ``b=False``: no bias."""
+        self.layers += 1
         k = self.layers
-        W = W or f"W{k}"
+        W = W or self._fresh(f"W{k}")
         if dim is None:
             if W not in self.shapes:
                 raise ValueError(f"dense: give the output size of {W}")
@@ -175,8 +273,9 @@ class Network:
             raise ValueError(f"dense: unknown input node {inp!r}")
         params = [self._param(W, (dim, h.dim))]
         if b:
-            params.append(self._param(b if isinstance(b, str) else f"b{k}", (dim, 1)))
-        return self._add(Node(name or f"z{k}", "dense", (inp,), tuple(params), dim))
+            params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
+                                      (dim, 1)))
+        return self._add(Node(name or self._fresh(f"z{k}"), "dense", (inp,), tuple(params), dim))
 
     def _param(self, name: str, shape) -> str:
         if name in self.nodes:
@@ -188,34 +287,44 @@ class Network:
 
     def act(self, inp: str, act, name: str | None = None) -> str:
         a = activation(act)
-        z = self.nodes[inp]
+        z = self._node(inp, "act")
         if a == "softmax":
-            return self._add(Node(name or "yhat", "softmax", (inp,), dim=z.dim))
-        return self._add(Node(name or f"h{self.layers}", "act", (inp,), dim=z.dim, act=a))
+            return self._add(Node(name or self._fresh("yhat"), "softmax", (inp,), dim=z.dim))
+        return self._add(Node(name or self._fresh(f"h{self.layers}"), "act", (inp,), dim=z.dim,
+                              act=a))
 
     def add(self, a: str, b: str, name: str | None = None) -> str:
-        if self.nodes[a].dim != self.nodes[b].dim:
-            raise ValueError(f"add: {a} has {self.nodes[a].dim} entries, {b} has "
-                             f"{self.nodes[b].dim}")
-        return self._add(Node(name or f"s{len(self.nodes)}", "add", (a, b),
-                              dim=self.nodes[a].dim))
+        da, db = self._node(a, "add").dim, self._node(b, "add").dim
+        if da != db:
+            raise ValueError(f"add: {a} has {da} entries, {b} has {db}")
+        return self._add(Node(name or self._fresh(f"s{len(self.nodes)}"), "add", (a, b), dim=da))
+
+    def _node(self, name: str, where: str) -> Node:
+        if name not in self.nodes:
+            raise ValueError(f"{where}: unknown input node {name!r}")
+        return self.nodes[name]
 
     def set_loss(self, output: str, loss="mse", penalty=0) -> "Network":
         if output not in self.nodes:
             raise ValueError(f"unknown output node {output!r}")
         self.output_node, self.loss = output, Loss.make(loss)
         self.penalty = sp.nsimplify(penalty)
-        out = self.nodes[output]
-        if self.loss.name == "bce" and not (out.op == "act" and out.act.name == "sigmoid"):
-            raise ValueError("bce needs sigmoid outputs (output='sigmoid')")
-        if self.loss.name == "cross_entropy" and out.op != "softmax":
-            raise ValueError("cross_entropy needs softmax outputs (output='softmax')")
+        self.loss.check_output(self.nodes[output])
         return self
 
     # reading
     @property
     def parameters(self) -> list[str]:
         return list(self.shapes)
+
+    def is_weight(self, p: str) -> bool:
+        """True for a weight matrix (the W of some dense layer), False for a bias. The L2 penalty
+        λΩ(θ), Ω = ½ Σ‖W‖², covers the weights only, as in Algorithm 6.4."""
+        return any(n.op == "dense" and n.params and n.params[0] == p for n in self.nodes.values())
+
+    @property
+    def weights(self) -> list[str]:
+        return [p for p in self.shapes if self.is_weight(p)]
 
     @property
     def inputs(self) -> list[str]:
@@ -250,10 +359,11 @@ class Network:
         return [n.name for n in self.nodes.values() if name in n.inputs or name in n.params]
 
     def check(self) -> None:
-        if self.output_node is None:
-            raise ValueError("the network has no output and loss: call set_loss")
+        """Raise a one-line ValueError unless the network can be derived."""
+        if self.output_node is None or self.loss is None:
+            raise ValueError("the network has no output and loss: call net.set_loss(output, loss)")
         if not self.shapes:
-            raise ValueError("the network has no parameters")
+            raise ValueError("the network has no parameters (add a layer with net.dense)")
 
     def __repr__(self):
         arch = " → ".join(f"{n.name}[{n.dim}]" for n in self.nodes.values())
@@ -261,9 +371,9 @@ class Network:
 
     # the engines (imported late: they build on this module)
     def derive(self, name: str, level: str = "matrix", **kw):
-        from . import backprop, element
+        from . import derive_matrix, element
         if level == "matrix":
-            return backprop.derive_parameter(self, name, **kw)
+            return derive_matrix.derive_parameter(self, name, **kw)
         if level == "element":
             return element.derive_element(self, name, **kw)
         raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
@@ -327,22 +437,58 @@ def parse_spec(spec: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-__all__ = ["Network", "mlp", "activation", "Activation", "Loss", "ACTIVATIONS", "parse_spec",
-           "RULES"]
-
-
 def load_network(source: str, hidden="relu", output="identity", loss="mse") -> Network:
     """A network from a spec ('2-2-1', with the given activations and loss) or from a Python file
-    that defines one (the user's own code, run as a script; the first Network found is used)."""
-    if source.endswith(".py"):
-        import runpy
-        from pathlib import Path
-        if not Path(source).is_file():
-            raise ValueError(f"no such network file: {source}")
-        found = [v for v in runpy.run_path(source, run_name="symgrad_network").values()
-                 if isinstance(v, Network)]
-        if not found:
-            raise ValueError(f"{source} defines no Network (build one with symgrad.mlp or "
-                             "symgrad.Network)")
-        return found[0]
-    return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss)
+    that declares one: its Network named ``net``, else its only Network. The one loader of network
+    files (the CLI and the handouts use it). Every failure is a one-line ValueError naming the file
+    (and the line, when the file itself fails); the network is checked to have a loss and
+    parameters."""
+    if not source.endswith(".py"):
+        return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss)
+    return run_network_file(source)[0]
+
+
+def run_network_file(path: str) -> tuple[Network, dict]:
+    """Run the user's file (their own code, as a script) → (its network, its namespace)."""
+    import runpy
+    from pathlib import Path
+    if not Path(path).is_file():
+        raise ValueError(f"no such network file: {path}")
+    try:
+        ns = runpy.run_path(path, run_name="__symgrad_network__")
+    except SyntaxError as e:
+        raise ValueError(f"{path}, line {e.lineno}: SyntaxError: {e.msg}") from None
+    except (Exception, SystemExit) as e:  # the user's code failed: what, and where in their file
+        raise ValueError(f"{path}{_user_line(e, path)}: {type(e).__name__}: "
+                         f"{_first_line(e)}") from None
+    net = ns.get("net")
+    if not isinstance(net, Network):
+        nets = {k: v for k, v in ns.items() if isinstance(v, Network) and not k.startswith("_")}
+        if len(nets) != 1:
+            which = f" ({', '.join(nets)}: name one net)" if nets else ""
+            raise ValueError(f"{path} defines no Network named net{which} (e.g. net = "
+                             "symgrad.mlp([2, 2, 1]))")
+        net = next(iter(nets.values()))
+    try:
+        net.check()
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return net, ns
+
+
+def _user_line(exc, path) -> str:
+    """', line N' of the deepest traceback frame in the user's file."""
+    import os
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(path)]
+    return f", line {frames[-1].lineno}" if frames else ""
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+__all__ = ["Network", "Node", "mlp", "activation", "Activation", "Loss", "ACTIVATIONS", "LOSSES",
+           "parse_spec", "load_network", "run_network_file"]

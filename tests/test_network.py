@@ -1,10 +1,12 @@
 """Networks: the seeds' worked results, and matrix level == element-wise sympy.diff for every
 activation × loss (the reference loss is written out here, independently of the engine)."""
+import random
+
 import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.backprop import algorithm, explicit
+from symgrad.backprop import algorithm, evaluate, explicit
 from symgrad.calculus import same
 from symgrad.network import ACTIVATIONS, activation
 
@@ -29,7 +31,6 @@ def test_xor_exercise_dyhat_db2():
 
 
 def test_xor_parameter_names_follow_the_notes():
-    S = sg.network.Network  # noqa: F841
     from symgrad.element import scalarize
     S = scalarize(sg.mlp([2, 2, 1]))
     assert [str(s) for s in S.params["W1"]] == ["w1", "w2", "w3", "w4"]
@@ -117,7 +118,8 @@ def test_logistic_regression_gradient_is_sum_of_sigma_minus_y_times_x():
 
 # -- matrix level == element-wise sympy.diff --------------------------------------------------------
 def _reference_loss(net, env, n):
-    """The mean loss written out entry by entry, independently of the engine's derivations."""
+    """The mean loss written out entry by entry, independently of the engine's derivations, and
+    every node's value (for choosing points on both sides of each kink)."""
     vals = {net.inputs[0]: sp.Matrix(env["X"])}
     for name, node in net.nodes.items():
         if node.op == "dense":
@@ -147,8 +149,9 @@ def _reference_loss(net, env, n):
         total = -sum(Y[i, k] * sp.log(P[i, k]) for i in range(n) for k in range(P.cols))
     else:
         total = sum(net.loss.L(P[i, k], Y[i, k]) for i in range(n) for k in range(P.cols))
-    reg = sum((sp.Matrix(env[p]).norm() ** 2 for p in net.parameters if p.startswith("W")), 0)
-    return total / n + net.penalty / 2 * reg
+    reg = sum((sum(w ** 2 for w in sp.Matrix(env[p])) for p in net.parameters
+               if p.startswith("W")), 0)
+    return total / n + net.penalty / 2 * reg, vals
 
 
 def _env(net, n):
@@ -163,16 +166,42 @@ def _env(net, n):
     return env
 
 
+KINKED = ("relu", "leaky_relu", "a")  # a: the user activation x/(1 + abs(x))
+
+
+def _points(net, env, vals, count=3):
+    """Random points (seeded) chosen so that every pre-activation entry of every kinked unit is
+    negative at one point and positive at another: both branches of relu'(z) are checked."""
+    syms = sorted(set().union(*(sp.Matrix(m).free_symbols for m in env.values())), key=str)
+    kinks = [e for name, node in net.nodes.items() if node.op == "act" and node.act.name in KINKED
+             for e in vals[node.inputs[0]]]
+    rng, pts, seen = random.Random(0), [], [set() for _ in kinks]
+    for _ in range(400):
+        pt = {s: sp.Float(rng.uniform(-2, 2), 30) for s in syms}
+        signs = [bool(e.xreplace(pt) > 0) for e in kinks]
+        if len(pts) < count or any(s not in seen[i] for i, s in enumerate(signs)):
+            pts.append(pt)
+            for i, s in enumerate(signs):
+                seen[i].add(s)
+        if len(pts) >= count and all(len(s) == 2 for s in seen):
+            return pts
+    raise AssertionError("no points found on both sides of every kink")
+
+
 def _check_against_diff(net, n=1):
     env = _env(net, n)
-    ref = _reference_loss(net, env, n)
-    grads = net.gradients()
+    ref, vals = _reference_loss(net, env, n)
+    ours_all = evaluate(net, n, env)  # the batch program, run on explicit symbolic matrices
+    pts = _points(net, env, vals)
     for p in net.parameters:
-        ours = explicit(net, grads[p], n, env)
+        ours = ours_all["d" + p]
         P = sp.Matrix(env[p])
         theirs = sp.Matrix(P.rows, P.cols, lambda i, j: sp.diff(ref, P[i, j]))
         assert ours.shape == theirs.shape == net.shapes[p], p
-        assert same(ours, theirs, points=2), f"∇{p} differs from sympy.diff"
+        for pt in pts:
+            a, b = (sp.Matrix(m).xreplace(pt).evalf(30) for m in (ours, theirs))
+            assert all(abs(u - v) < 1e-20 * (1 + abs(u)) for u, v in zip(a, b)), \
+                f"∇{p} differs from sympy.diff at a point"
 
 
 HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "x/(1 + abs(x))"]
