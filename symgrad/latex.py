@@ -16,8 +16,9 @@ import sympy as sp
 
 from .derivation import Derivation, DerivationLatexPrinter, Step
 from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape, words
-from .latex_terms import (_all_transposed, _factors, _is_compose, _join_terms, _negative,
-                          _positive_first, _term, names_in, notes_order, weights_first)
+from .latex_terms import (FIT_MACRO, _all_transposed, _call_of_sum, _factors, _is_compose,
+                          _join_terms, _negative, _positive_first, _term, names_in, notes_order,
+                          weights_first)
 from .latex_width import tex_width
 
 __all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width"]
@@ -207,13 +208,22 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         return self._call(r"\operatorname{softplus}", expr.args[0])
 
     def _print_UnevaluatedExpr(self, expr):  # a substituted inner function, as the notes write it
-        return r"\left(%s\right)" % self._print(expr.args[0])
+        inner = expr.args[0]
+        if isinstance(inner, (sp.Symbol, sp.Number)):
+            return self._print(inner)
+        return r"\left(%s\right)" % self._print(inner)
 
     def _print_Add(self, expr, order=None):
         terms = _positive_first(notes_order(self._as_ordered_terms(expr, order=order)))
         return _join_terms(self, terms)
 
     def _print_Mul(self, expr):  # w5 h1, as the notes write it, not SymPy's h1 w5
+        coeff, rest = expr.as_coeff_mul()
+        if len(rest) == 1 and isinstance(rest[0], sp.UnevaluatedExpr) and coeff.is_Rational \
+                and coeff.q != 1:  # (3 − x1)/4: the fraction bar groups it, no parentheses
+            num = self._print(rest[0].args[0])
+            num = num if abs(coeff.p) == 1 else r"%d \left(%s\right)" % (abs(coeff.p), num)
+            return ("- " if coeff < 0 else "") + r"\frac{%s}{%d}" % (num, coeff.q)
         factors = weights_first(expr)
         if factors is None:
             return super()._print_Mul(expr)
@@ -391,20 +401,6 @@ class NotesLatexPrinter(DerivationLatexPrinter):
                 cur = (cur + " " + p) if cur.strip() else cur + p
         lines.append(cur + close)
         return lines
-
-
-# A cell that the breaker could not make narrow enough (one huge factor, a long user name) is
-# scaled down by TeX, which alone knows its real width; cells that fit are left alone.
-FIT_MACRO = r"""\usepackage{graphicx}
-\newsavebox{\sgbox}
-\newcommand{\sgfit}[2]{\savebox{\sgbox}{$\displaystyle #2$}%
-  \ifdim\wd\sgbox>#1\resizebox{#1}{!}{\usebox{\sgbox}}\else\usebox{\sgbox}\fi}
-"""
-
-
-def _call_of_sum(e) -> bool:
-    return isinstance(e, sp.Function) and len(e.args) == 1 and isinstance(e.args[0], sp.Add) \
-        and not isinstance(e, sp.Piecewise)
 
 
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()

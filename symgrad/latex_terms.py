@@ -110,3 +110,15 @@ def names_in(d: Derivation) -> tuple[tuple, tuple]:
     return tuple(sorted(vectors)), tuple(sorted(scalars))
 
 
+def _call_of_sum(e) -> bool:
+    return isinstance(e, sp.Function) and len(e.args) == 1 and isinstance(e.args[0], sp.Add) \
+        and not isinstance(e, sp.Piecewise)
+
+
+# A cell that the breaker could not make narrow enough (one huge factor, a long user name) is
+# scaled down by TeX, which alone knows its real width; cells that fit are left alone.
+FIT_MACRO = r"""\usepackage{graphicx}
+\newsavebox{\sgbox}
+\newcommand{\sgfit}[2]{\savebox{\sgbox}{$\displaystyle #2$}%
+  \ifdim\wd\sgbox>#1\resizebox{#1}{!}{\usebox{\sgbox}}\else\usebox{\sgbox}\fi}
+"""

@@ -34,22 +34,30 @@ def test_jacobian_3x2_golden():
 
 
 def test_chain_rule_both_ways_golden():
-    r = rows(to_latex(sg.chain(F, G)))
-    assert r[2] == (r"f \circ g &= \left[\begin{matrix}\frac{\left(3 - x_{1}\right)}{4} + "
-                    r"\left(x_{1} + 2 x_{2}\right) - 2 \left(x_{2}\right)\end{matrix}\right] && "
-                    r"\text{method 1: substitute the inner function(s) into the outer}")
-    assert r[4] == (r"\frac{\partial \left(f \circ g\right)}{\partial \mathbf{x}} &= \left[\begin"
-                    r"{matrix}\frac{3}{4} & 0\end{matrix}\right] && {\scriptstyle 1 \times 2}"
-                    r"\quad \text{differentiate the composition}")
-    assert r[7] == (r"\frac{\partial \left(f \circ g\right)}{\partial \mathbf{x}} &= \underbrace{"
-                    r"\frac{\partial f}{\partial g}}_{1 \times 3} \, \underbrace{\frac{\partial g}"
-                    r"{\partial \mathbf{x}}}_{3 \times 2} && \text{the chain rule of multivariate "
-                    r"calculus}")
-    assert r[8] == (r" &= \underbrace{\left[\begin{matrix}1 & -2 & \frac{1}{4}\end{matrix}\right]}"
-                    r"_{1 \times 3} \, \underbrace{\left[\begin{matrix}1 & 2\\0 & 1\\-1 & 0\end{matrix}"
-                    r"\right]}_{3 \times 2}")
-    assert r[9].endswith(r"\text{multiply: $1 \times 3 \cdot 3 \times 2 \to 1 \times 2$}")
-    assert r[10] == r" &= \text{both methods agree}"
+    assert rows(to_latex(sg.chain(F, G))) == [
+        r"f &= \left[\begin{matrix}x_{1} - 2 x_{2} + \frac{x_{3}}{4}\end{matrix}\right] && \text{$f$: "
+        r"$\mathbb{R}^{3} \to \mathbb{R}^{1}$}",
+        r"g &= \left[\begin{matrix}x_{1} + 2 x_{2}\\x_{2}\\3 - x_{1}\end{matrix}\right] && \text{$g$: "
+        r"$\mathbb{R}^{2} \to \mathbb{R}^{3}$}",
+        r"f \circ g &= \left[\begin{matrix}\frac{3 - x_{1}}{4} + \left(x_{1} + 2 x_{2}\right) - 2 "
+        r"x_{2}\end{matrix}\right] && \text{method 1: substitute the inner function(s) into the outer}",
+        r" &= \left[\begin{matrix}\frac{3 \left(x_{1} + 1\right)}{4}\end{matrix}\right]",
+        r"\frac{\partial \left(f \circ g\right)}{\partial \mathbf{x}} &= \left[\begin{matrix}"
+        r"\frac{3}{4} & 0\end{matrix}\right] && {\scriptstyle 1 \times 2}\quad \text{differentiate "
+        r"the composition}",
+        r"\frac{\partial f}{\partial g} &= \left[\begin{matrix}1 & -2 & \frac{1}{4}\end{matrix}"
+        r"\right] && {\scriptstyle 1 \times 3}\quad \text{method 2: the Jacobian of $f$, one column "
+        r"per output of $g$}",
+        r"\frac{\partial g}{\partial \mathbf{x}} &= \left[\begin{matrix}1 & 2\\0 & 1\\-1 & 0"
+        r"\end{matrix}\right] && {\scriptstyle 3 \times 2}\quad \text{the Jacobian of $g$}",
+        r"\frac{\partial \left(f \circ g\right)}{\partial \mathbf{x}} &= \underbrace{\frac{"
+        r"\partial f}{\partial g}}_{1 \times 3} \, \underbrace{\frac{\partial g}{\partial "
+        r"\mathbf{x}}}_{3 \times 2} && \text{the chain rule of multivariate calculus}",
+        r" &= \underbrace{\left[\begin{matrix}1 & -2 & \frac{1}{4}\end{matrix}\right]}_{1 \times 3} "
+        r"\, \underbrace{\left[\begin{matrix}1 & 2\\0 & 1\\-1 & 0\end{matrix}\right]}_{3 \times 2}",
+        r" &= \left[\begin{matrix}\frac{3}{4} & 0\end{matrix}\right] && {\scriptstyle 1 \times 2}"
+        r"\quad \text{multiply: $1 \times 3 \cdot 3 \times 2 \to 1 \times 2$}",
+        r" &= \text{both methods agree}"]
 
 
 def test_vec_example_golden():
@@ -106,11 +114,22 @@ def test_xor_element_level_as_cases():
     assert latex(d.result) == (r"\begin{cases} 0 & \text{if } w_{1} x_{1} + w_{2} x_{2} + b_{1} "
                                r"\leq 0 \\ w_{5} x_{1} & \text{if } w_{1} x_{1} + w_{2} x_{2} + "
                                r"b_{1} > 0 \end{cases}")
-    r = rows(to_latex(d))
-    assert r[1].startswith(r"\frac{\partial \hat{y}}{\partial w_{1}} &= \frac{\partial}"
-                           r"{\partial w_{1}}")
-    assert any(row.startswith(r" &= w_{5} \cdot \operatorname{relu}'(z_{1}^{(1)}) \cdot x_{1}")
-               for row in r)
+    r = rows(to_latex(d, why_position="none"))  # the words belong to the element engine
+    assert r == [
+        r"\hat{y} &= w_{5} \operatorname{relu}(w_{1} x_{1} + w_{2} x_{2} + b_{1}) + w_{6} "
+        r"\operatorname{relu}(w_{3} x_{1} + w_{4} x_{2} + b_{2}) + b_{3}",
+        r"\frac{\partial \hat{y}}{\partial w_{1}} &= \frac{\partial}{\partial w_{1}}\left[w_{5} "
+        r"\operatorname{relu}(w_{1} x_{1} + w_{2} x_{2} + b_{1}) + w_{6} \operatorname{relu}(w_{3} "
+        r"x_{1} + w_{4} x_{2} + b_{2}) + b_{3}\right]",
+        r" &= \frac{\partial}{\partial w_{1}}\left[w_{5} \operatorname{relu}(w_{1} x_{1} + w_{2} "
+        r"x_{2} + b_{1})\right]",
+        r"\frac{\partial \hat{y}}{\partial w_{1}} &= \frac{\partial \hat{y}}{\partial h_{1}^{(1)}}"
+        r" \cdot \frac{\partial h_{1}^{(1)}}{\partial z_{1}^{(1)}} \cdot \frac{\partial z_{1}^{(1)}}"
+        r"{\partial w_{1}}",
+        r" &= w_{5} \cdot \operatorname{relu}'(z_{1}^{(1)}) \cdot x_{1}",
+        r"\frac{\partial \hat{y}}{\partial w_{1}} &= w_{5} x_{1} \operatorname{relu}'(w_{1} x_{1} + "
+        r"w_{2} x_{2} + b_{1})",
+        r" &= " + latex(d.result)]
 
 
 def test_piecewise_otherwise_and_several_conditions():
