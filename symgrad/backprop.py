@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from .derivation import Derivation, Grad
-from .matexpr import SoftmaxVJP, SumAll, batch, bias_gradient, hadamard
+from .matexpr import SoftmaxVJP, SumAll, batch, bias_gradient, hadamard, to_explicit
 from .network import Network
 
 N = sp.Symbol("n", integer=True, positive=True)  # the batch size
@@ -270,7 +270,7 @@ def evaluate(net: Network, n: int, env: dict) -> dict:
             vals[m] = sp.ImmutableMatrix(env[m.name])
     out = {}
     for lhs, rhs in program:
-        value = sp.ImmutableMatrix(rhs.xreplace(vals).as_explicit())
+        value = to_explicit(rhs.xreplace(vals))
         vals[lhs.xreplace({N: n})] = value
         out[lhs.name] = value
     return out
@@ -286,4 +286,4 @@ def explicit(net: Network, expr, n: int, env: dict):
             return sp.Matrix(evaluate(net, n, env)["d" + p])
     e = expand_forward(net, expr).xreplace({N: n})
     subs = {m: sp.ImmutableMatrix(env[m.name]) for m in e.atoms(sp.MatrixSymbol) if m.name in env}
-    return sp.Matrix(e.xreplace(subs).as_explicit())
+    return sp.Matrix(to_explicit(e.xreplace(subs)))

@@ -6,6 +6,7 @@ never a traceback.
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
@@ -200,6 +201,8 @@ def derive(network, hidden, output, loss, wrt, level, of, naming, fmt):
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
     net = load_network(network, hidden, output, loss)
     net.check()
+    if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+", wrt):
+        naming = "position"  # W1_12 can only be a position name
     opts = {"of": of, "naming": naming} if level == "element" else {}
     ds = [net.derive(p, level=level, **opts) for p in ([wrt] if wrt else net.parameters)]
     if fmt == "json":

@@ -205,3 +205,35 @@ def batch(expr, rows: dict, n):
 def bias_gradient(g, rows: dict, n):
     """Σ_i g_i over the batch: Gᵀ 1."""
     return sp.MatMul(batch(g, rows, n).T, sp.OneMatrix(n, 1))
+
+
+# -- entry by entry -------------------------------------------------------------------------------
+def to_explicit(e) -> sp.ImmutableMatrix:
+    """``e`` as an explicit matrix, when every MatrixSymbol in it has been replaced by one.
+
+    Products are multiplied entry by entry here: SymPy's own route (``as_explicit`` of a MatMul
+    builds a Sum per entry, or converts to a polynomial domain) took seconds on a 2×2 product of
+    entries with square roots. The nodes of this module expand through their ``_entry``.
+    """
+    if isinstance(e, sp.MatrixBase):
+        return sp.ImmutableMatrix(e)
+    if isinstance(e, sp.MatMul):
+        coeff, mats = e.as_coeff_matrices()
+        out = to_explicit(mats[0])
+        for m in mats[1:]:
+            out = _times(out, to_explicit(m))
+        return out if coeff == 1 else out.applyfunc(lambda v: coeff * v)
+    if isinstance(e, sp.MatAdd):
+        terms = [to_explicit(a) if isinstance(a, MatrixExpr) else a for a in e.args]
+        return sp.ImmutableMatrix(*terms[0].shape, lambda i, j: sp.Add(*(t[i, j] for t in terms)))
+    if isinstance(e, sp.Transpose):
+        return to_explicit(e.arg).T
+    if isinstance(e, (sp.OneMatrix, sp.ZeroMatrix, sp.Identity)):
+        return sp.ImmutableMatrix(e.as_explicit())
+    args = [to_explicit(a) if isinstance(a, MatrixExpr) else a for a in e.args]
+    return sp.ImmutableMatrix(e.func(*args).as_explicit())
+
+
+def _times(A, B):
+    return sp.ImmutableMatrix(A.rows, B.cols, lambda i, j: sp.Add(*(A[i, k] * B[k, j]
+                                                                    for k in range(A.cols))))

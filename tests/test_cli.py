@@ -139,3 +139,58 @@ def test_cli_py_launcher_works_from_a_checkout():
     r = subprocess.run([sys.executable, str(ROOT / "cli.py"), "jacobian", "x["],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+# -- symgrad derive: networks from specs and files ---------------------------------------------------
+def _write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_derive_element_by_position_name(tmp_path):
+    for extra in ([], ["--naming", "position"]):
+        r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_12", *extra)
+        assert r.exit_code == 0 and "W1_12" in r.output
+    r = run("derive", "2-2-1", "--level", "element", "--naming", "notes", "--wrt", "w2")
+    assert r.exit_code == 0 and "w2" in r.output
+
+
+def test_derive_reads_a_network_file(tmp_path):
+    path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.mlp([2, 3, 1])\n")
+    r = run("derive", path, "--wrt", "W2", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.output)[0]["title"].endswith("W2")
+
+
+@pytest.mark.parametrize("args,files,fragment", [
+    (["derive", "2-2-1", "--wrt", "W9"], {}, "unknown parameter 'W9'"),
+    (["derive", "2-2-1", "--level", "element", "--wrt", "w99"], {}, "unknown weight 'w99'"),
+    (["derive", "2-x-1"], {}, "bad network spec '2-x-1'"),
+    (["derive", "2-2-1", "--naming", "position"], {}, "--naming is for --level element"),
+    (["derive", "{d}/missing.py"], {}, "no such network file"),
+    (["derive", "{d}/nonet.py"], {"nonet.py": "x = 1\n"}, "defines no Network"),
+    (["derive", "{d}/crash.py"], {"crash.py": "x = 1\nraise RuntimeError('boom')\n"},
+     "crash.py, line 2: RuntimeError: boom"),
+    (["derive", "{d}/syn.py"], {"syn.py": "x = 1\n\ndef (\n"}, "syn.py, line 3: SyntaxError"),
+    (["derive", "{d}/noloss.py"], {"noloss.py": "import symgrad as sg\nnet = sg.Network()\n"
+                                                "net.dense(net.input('x', 2), 1)\n"},
+     "has no output and loss"),
+    (["derive", "{d}/noparams.py"], {"noparams.py": "import symgrad as sg\nnet = sg.Network()\n"
+                                                    "net.set_loss(net.act(net.input('x', 2), "
+                                                    "'tanh'), 'mse')\n"}, "no parameters"),
+])
+def test_derive_errors_are_one_line_exit_2(tmp_path, args, files, fragment):
+    for name, text in files.items():
+        _write(tmp_path, name, text)
+    r = CliRunner().invoke(cli, [a.format(d=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("symgrad: error:"), r.output
+    assert fragment in lines[0] and "Traceback" not in r.output
+
+
+def test_train_checks_the_output_path_before_training(tmp_path):
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--epochs", "100000",
+                                 "-o", str(tmp_path / "no" / "such" / "x.npz")])
+    assert r.exit_code == 2 and "no such directory" in r.output
+    assert "accuracy" not in r.output  # it failed before training

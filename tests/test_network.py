@@ -235,6 +235,45 @@ def test_skip_connection_and_shared_weights_equal_sympy_diff():
     assert any("shared by 2 layers" in s.why for s in d.steps)
 
 
+def test_shared_weights_with_default_names_keep_their_own_bias():
+    net = sg.Network()
+    z1 = net.dense(net.input("x", 2), 2)
+    h1 = net.act(z1, "relu")
+    z2 = net.dense(h1, W="W1")                         # W1 shared, default names: no clash
+    h2 = net.act(z2, "tanh")
+    net.set_loss(net.dense(h2, 1), "mse")
+    assert net.parameters == ["W1", "b1", "b2", "W3", "b3"]
+    assert net.nodes[z2].params == ("W1", "b2")       # sharing W does not share b
+    net2 = sg.Network()
+    z = net2.dense(net2.input("x", 2), 2)
+    assert net2.nodes[net2.dense(net2.act(z, "tanh"), 2, W="W1", b="b1")].params == ("W1", "b1")
+    _check_against_diff(net)
+
+
+def test_fused_losses_are_derived_as_algebra_not_asserted():
+    d = sg.mlp([2, 3], output="softmax", loss="cross_entropy").derive("W1")
+    fused = [s for s in d.steps if s.lhs is None and s.rule == "simplify"]
+    assert "Σ_k y_k = 1" in fused[-1].why
+    yh, y = sp.MatrixSymbol("yhat", 3, 1), sp.MatrixSymbol("y", 3, 1)
+    assert fused[-1].rhs == (yh - y).T
+    # the step before it is −yᵀ + (yᵀ1)ŷᵀ: equal to (ŷ − y)ᵀ exactly when Σ_k y_k = 1
+    before = fused[-2].rhs.subs({y: sp.Matrix([1, 0, 0])}).as_explicit()
+    assert before == (sp.Matrix(yh) - sp.Matrix([1, 0, 0])).T
+    d = sg.mlp([2, 1], output="sigmoid", loss="bce").derive("b1")
+    assert any("(ŷ_k − y_k)/(ŷ_k(1 − ŷ_k)) · ŷ_k(1 − ŷ_k)" in s.why for s in d.steps)
+    assert not any(type(s.rhs).__name__ == "Note" for s in d.steps)
+
+
+def test_backprop_includes_the_penalty_and_long_block_rows_are_elided():
+    net = sg.mlp([3, 6, 1], penalty=sp.Rational(1, 10))
+    steps = {str(s.lhs): s.rhs for s in net.backprop().steps}
+    W1 = sp.MatrixSymbol("W1", 6, 3)
+    assert steps["∇_W1 J"] == steps["∇_W1 ℓ"] + sp.Rational(1, 10) * W1
+    assert "∇_b1 J" not in steps                         # Ω covers the weights only
+    block = next(s for s in net.derive("W1").steps if "block diagonal" in s.why)
+    assert "…" in [str(b) for b in block.rhs.blocks] and "4 to 5 of 6" in block.why
+
+
 def test_element_level_deep_net_checks_itself_against_diff():
     net = sg.mlp([2, 2, 2, 2], hidden="sigmoid", output="softmax", loss="cross_entropy")
     d = net.derive("w3", level="element")
