@@ -250,6 +250,13 @@ def _network_section(P, net, scalar, level) -> Section:
                 params, total))
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
+    if _notation(P.notation).row_weights:
+        W = next(p for p in net.parameters if _is_weight(net, p))
+        sec.text(r"As in the notes, $%s$ has one column per unit of the next layer ($%s$ joins "
+                 r"input $i$ to unit $j$) and the notes multiply row vectors from the right; in "
+                 r"column form that is the transpose $%s$ below." % (
+                     P.tex(net.sym(W).T), _notation(P.notation).entry(W, "ij").tex(),
+                     P.tex(net.sym(W))))
     rows = [r"%s &= %s && \in \mathbb{R}^{%d}" % (P.tex(net.sym(n)), P.tex(net.definition(n)),
                                                   node.dim)
             for n, node in net.nodes.items() if node.op != "input"]

@@ -109,7 +109,7 @@ class NotesLatexPrinter(DerivationLatexPrinter):
     def _print_Transpose(self, expr):
         arg = expr.arg
         if isinstance(arg, sp.MatrixSymbol):
-            return self._nota.vector(arg.name).tex(r"\top")
+            return self._nota.transposed(arg.name)
         if isinstance(arg, (sp.Identity, sp.OneMatrix, sp.ZeroMatrix)):
             return self._print(arg) + r"^{\top}"
         return r"\left(%s\right)^{\top}" % self._print(arg)

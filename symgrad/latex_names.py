@@ -76,6 +76,8 @@ SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 SAFE_SCALAR = re.compile(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9,]+)*")
 _LAYERED = re.compile(r"([A-Za-z]+?)(\d+)")            # W1, z12, h3, s5
 _ENTRY = re.compile(r"([A-Za-z]+?)(\d+)_(\d+)")        # z1_2 (unit 2 of z1), W1_12 (entry 1,2)
+_WEIGHT = re.compile(r"W\d+")                           # a layer's weight matrix
+_NODE = re.compile(r"x|y|yhat|[zh]\d+")                 # a value computed for each example
 _ACCENTS = {1: r"\dot", 2: r"\ddot", 3: r"\dddot", 4: r"\ddddot"}
 
 
@@ -99,6 +101,8 @@ class Notation:
     letters: tuple = ()
     activations: tuple = ()
     entry_letters: tuple = ()
+    row_weights: bool = False  # the notes' row vectors (π̇ = xẆ): their Ẇ is symgrad's W1ᵀ
+    example: str = ""          # a superscript on per-example values, e.g. (n): x^{(n)}, o^{(n)}
 
     # helpers
     def _letter(self, letter: str) -> str:
@@ -129,7 +133,21 @@ class Notation:
     def vector(self, name: str) -> TeXName:
         """A MatrixSymbol: a node value (z1, h1, yhat, x, y), a parameter (W1, b1), a gradient
         (g_z1) or a batch matrix (Z1, G_z1)."""
-        return self._vector(name, True)
+        return self._per_example(name, self._vector(name, True), r"\top" if self._rowed(name)
+                                 else "")
+
+    def transposed(self, name: str) -> str:
+        """The transpose of a MatrixSymbol (W1ᵀ is the notes' own Ẇ in the row convention)."""
+        if self._rowed(name):
+            return self._vector(name, True).tex()
+        return self.vector(name).tex(r"\top")
+
+    def _rowed(self, name: str) -> bool:
+        return self.row_weights and bool(_WEIGHT.fullmatch(name))
+
+    def _per_example(self, name: str, t: TeXName, extra: str = "") -> TeXName:
+        sup = (self.example if self.example and _NODE.fullmatch(name) else "") + extra
+        return replace(t, sup=t.sup + sup) if sup else t
 
     def _vector(self, name: str, bold: bool) -> TeXName:
         hat = self._hat(name, bold)
@@ -157,14 +175,16 @@ class Notation:
             base = self._layered(self._letter(letter), int(m.group(2)))
         else:
             base = self._vector(name, False)
-        return base.with_sub(text_escape(index))
+        if self._rowed(name) and re.fullmatch(r"\d\d", index):
+            index = index[::-1]  # ẇ_ij joins input i to feature j in the notes
+        return self._per_example(name, base).with_sub(text_escape(index))
 
     def scalar(self, name: str) -> TeXName | None:
         """A Symbol. None means "an ordinary safe name: print it as SymPy does" (x1 → x_1)."""
         if name == "ℓ":
             return TeXName(r"\ell")
         if name in ("yhat", "Yhat"):
-            return self._hat(name, False)
+            return self._per_example(name, self._hat(name, False))
         m = re.fullmatch(r"δ_(.+)", name)
         if m:
             return TeXName(r"\delta", sub=(self.scalar(m.group(1)) or TeXName(
@@ -174,10 +194,14 @@ class Notation:
             return self.entry(m.group(1) + m.group(2), m.group(3))
         m = _LAYERED.fullmatch(name)
         if m and m.group(1) in ("z", "h"):  # the one unit of a layer: z2 → z^{(2)}, π̈
-            return self._layered(self._letter(m.group(1)), int(m.group(2)))
+            return self._per_example(name, self._layered(self._letter(m.group(1)),
+                                                         int(m.group(2))))
         m = re.fullmatch(r"(yhat|Yhat)_(\d+)", name)
         if m:
             return self._hat(m.group(1), False).with_sub(m.group(2))
+        m = re.fullmatch(r"([xy])(\d+)", name)
+        if m and self.example:  # input i of example n
+            return TeXName(m.group(1), sup=self.example, sub=m.group(2))
         if SAFE_SCALAR.fullmatch(name):
             return None
         if len(name) == 1 and name in UNICODE_MATH:
@@ -195,10 +219,9 @@ NOTATIONS = {
                         letters=(("z", r"\pi"), ("Z", r"\Pi"), ("h", "x"), ("H", "X"),
                                  ("yhat", "o"), ("Yhat", "O")),
                         activations=(("relu", "a"), ("relu'", "a'")),
-                        entry_letters=(("W", "w"), ("z", "z"), ("h", "h"))),
+                        entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")),
+                        row_weights=True, example="(n)"),
 }
-NOTATIONS["feature"] = replace(NOTATIONS["feature"],
-                               entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")))
 
 
 def notation(spec) -> Notation:
@@ -217,9 +240,11 @@ _STOP = {"a", "A", "I", "is", "of", "in", "on", "to", "so", "by", "at", "be", "a
 _FUNCS = {"relu": r"\operatorname{relu}", "sigmoid": r"\sigma", "tanh": r"\tanh",
           "softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
           "vec": r"\operatorname{vec}", "log": r"\log", "exp": r"\exp", "max": r"\max",
-          "min": r"\min", "softplus": r"\operatorname{softplus}", "id": r"\operatorname{id}"}
-_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|\d+|.", re.S)
-_WEAK = set("=+-*/()[]'|") | {"′", "−"}
+          "min": r"\min", "softplus": r"\operatorname{softplus}", "id": r"\operatorname{id}",
+          "step": r"\operatorname{step}"}
+_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|\d+|<=|>=|.", re.S)
+_WEAK = set("=+-*/()[]'|<>") | {"′", "−", "<=", ">="}
+_WEAK_TEX = {"−": "-", "′": "'", "|": r"\mid", "<": "<", ">": ">", "<=": r"\le", ">=": r"\ge"}
 
 
 def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
@@ -252,7 +277,7 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             toks.append(["math", nota.scalar(name) or TeXName(_scalar_default(name)), name])
             pos += len(name)
             continue
-        if re.match(r"[A-Za-z]\)", text[pos:]) and pos >= 2 and text[pos - 1] == "(" \
+        if re.match(r"s\)", text[pos:]) and pos >= 2 and text[pos - 1] == "(" \
                 and text[pos - 2].isalpha():  # "function(s)": a plural, not math
             toks.append(["text", text[pos], text[pos]])
             pos += 1
@@ -281,7 +306,7 @@ def _classify(tok, nota, scalars, toks):
     if tok in UNICODE_MATH:
         return ["math", UNICODE_MATH[tok], tok]
     if tok in _WEAK or tok.isdigit():
-        return ["weak", {"−": "-", "′": "'", "|": r"\mid"}.get(tok, tok), tok]
+        return ["weak", _WEAK_TEX.get(tok, tok), tok]
     if tok == "_":
         return ["sub", "_", tok]
     if SAFE_NAME.fullmatch(tok):
@@ -331,12 +356,22 @@ def _attach(toks, nota):
             continue
         if raw in ("ᵀ", "²") and out and isinstance(out[-1][1], TeXName):
             last = out[-1][1]
-            out[-1][1] = TeXName(last.base, last.sup + val[2:-1], last.sub)
+            if raw == "ᵀ" and out[-1][0] == "vec" and nota._rowed(out[-1][2]):
+                out[-1][1] = TeXName(nota.transposed(out[-1][2]))  # (Ẇᵀ)ᵀ = Ẇ
+            else:
+                out[-1][1] = TeXName(last.base, last.sup + val[2:-1], last.sub)
             i += 1
             continue
         out.append([kind, val, raw])
         i += 1
     return out
+
+
+_OPS = {"+", "-", "=", "*", "/", "−", "<", ">", "<=", ">="}
+
+
+def _operand(kind, tok) -> str:
+    return "num" if kind == "weak" and tok[2].isdigit() else kind
 
 
 def _join(toks) -> str:
@@ -364,12 +399,17 @@ def _join(toks) -> str:
     for i, k in enumerate(kinds):
         if k != "weak" or i in fixed:
             continue
-        left = next((kinds[j] for j in range(i - 1, -1, -1) if kinds[j] not in ("space", "weak")),
-                    None)
-        right = next((kinds[j] for j in range(i + 1, n) if kinds[j] not in ("space", "weak")),
-                     None)
-        binary = toks[i][2] in "+-=*/−" and toks[i][2] != ""
-        if (left == right == "math") if binary else "math" in (left, right):
+        left = next((_operand(kinds[j], toks[j]) for j in range(i - 1, -1, -1)
+                     if kinds[j] != "space" and not (kinds[j] == "weak" and _OPS.isdisjoint(
+                         [toks[j][2]]) and not toks[j][2].isdigit())), None)
+        right = next((_operand(kinds[j], toks[j]) for j in range(i + 1, n)
+                      if kinds[j] != "space" and not (kinds[j] == "weak" and _OPS.isdisjoint(
+                          [toks[j][2]]) and not toks[j][2].isdigit())), None)
+        if toks[i][2] in _OPS:  # a binary operator: math between math (or a number) and math
+            mathy = {left, right} <= {"math", "num"} and "math" in (left, right)
+        else:
+            mathy = "math" in (left, right)
+        if mathy:
             kinds[i] = "math"
     out, run = [], []
 

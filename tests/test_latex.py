@@ -124,8 +124,9 @@ def test_xor_element_level_as_cases():
         r" &= \frac{\partial}{\partial w_{1}}\left[w_{5} \operatorname{relu}(w_{1} x_{1} + w_{2} "
         r"x_{2} + b_{1})\right]",
         r"\frac{\partial \hat{y}}{\partial w_{1}} &= \frac{\partial \hat{y}}{\partial h_{1}^{(1)}}"
-        r" \cdot \frac{\partial h_{1}^{(1)}}{\partial z_{1}^{(1)}} \cdot \frac{\partial z_{1}^{(1)}}"
-        r"{\partial w_{1}}",
+        r" \cdot \frac{\partial h_{1}^{(1)}}{\partial w_{1}}",
+        r" &= \frac{\partial \hat{y}}{\partial h_{1}^{(1)}} \cdot \frac{\partial h_{1}^{(1)}}"
+        r"{\partial z_{1}^{(1)}} \cdot \frac{\partial z_{1}^{(1)}}{\partial w_{1}}",
         r" &= w_{5} \cdot \operatorname{relu}'(z_{1}^{(1)}) \cdot x_{1}",
         r"\frac{\partial \hat{y}}{\partial w_{1}} &= w_{5} x_{1} \operatorname{relu}'(w_{1} x_{1} + "
         r"w_{2} x_{2} + b_{1})",
@@ -141,11 +142,14 @@ def test_piecewise_otherwise_and_several_conditions():
 
 # -- notation presets -----------------------------------------------------------------------------
 @pytest.mark.parametrize("name, slides, feature", [
-    ("W1", r"\mathbf{W}^{(1)}", r"\dot{W}"), ("W2", r"\mathbf{W}^{(2)}", r"\ddot{W}"),
-    ("z1", r"\mathbf{z}^{(1)}", r"\dot{\pi}"), ("z2", r"\mathbf{z}^{(2)}", r"\ddot{\pi}"),
-    ("h1", r"\mathbf{h}^{(1)}", r"\dot{x}"), ("yhat", r"\hat{\mathbf{y}}", "o"),
-    ("x", r"\mathbf{x}", "x"), ("g_z1", r"\mathbf{g}_{\mathbf{z}^{(1)}}", r"g_{\dot{\pi}}"),
-    ("W7", r"\mathbf{W}^{(7)}", r"W^{(7)}"),
+    # the feature notes write row vectors (π̇ = xẆ): symgrad's W1 (z1 = W1 x) is their Ẇᵀ, and
+    # each value of example n carries the superscript (n)
+    ("W1", r"\mathbf{W}^{(1)}", r"\dot{W}^{\top}"), ("W2", r"\mathbf{W}^{(2)}", r"\ddot{W}^{\top}"),
+    ("z1", r"\mathbf{z}^{(1)}", r"\dot{\pi}^{(n)}"), ("z2", r"\mathbf{z}^{(2)}", r"\ddot{\pi}^{(n)}"),
+    ("h1", r"\mathbf{h}^{(1)}", r"\dot{x}^{(n)}"), ("yhat", r"\hat{\mathbf{y}}", "o^{(n)}"),
+    ("x", r"\mathbf{x}", "x^{(n)}"),
+    ("g_z1", r"\mathbf{g}_{\mathbf{z}^{(1)}}", r"g_{\dot{\pi}^{(n)}}"),
+    ("W7", r"\mathbf{W}^{(7)}", r"W^{(7)\top}"),
 ])
 def test_notation_presets_for_vectors(name, slides, feature):
     M = sp.MatrixSymbol(name, 2, 2)
@@ -154,9 +158,12 @@ def test_notation_presets_for_vectors(name, slides, feature):
 
 
 def test_notation_presets_for_entries_and_transposes():
-    assert latex(sp.Symbol("W1_12"), "feature") == r"\dot{w}_{12}"
+    # symgrad's W1_12 joins input 2 to unit 1: the notes' ẇ_21 (input i to feature j)
+    assert latex(sp.Symbol("W1_12"), "feature") == r"\dot{w}_{21}"
+    assert latex(sp.MatrixSymbol("W1", 3, 3).T, "feature") == r"\dot{W}"
+    assert latex(sp.Symbol("x2"), "feature") == r"x_{2}^{(n)}"
     assert latex(sp.Symbol("z1_2")) == r"z_{2}^{(1)}"
-    assert latex(sp.Symbol("z2_1"), "feature") == r"\ddot{\pi}_{1}"
+    assert latex(sp.Symbol("z2_1"), "feature") == r"\ddot{\pi}_{1}^{(n)}"
     assert latex(sp.MatrixSymbol("h1", 2, 1).T) == r"\mathbf{h}^{(1)\top}"
     assert latex(sp.MatrixSymbol("g_z1", 2, 1).T) == r"\mathbf{g}_{\mathbf{z}^{(1)}}^{\top}"
     assert latex(sp.Symbol("yhat")) == r"\hat{y}"
@@ -170,8 +177,10 @@ def test_feature_notation_derivation():
     h = net.act(net.dense(x, 3, b=False), "relu")
     net.set_loss(net.act(net.dense(h, 1, b=False), "sigmoid", name="yhat"), "bce")
     tex = to_latex(net.derive("W1"), "feature")
-    assert r"\frac{\partial \dot{x}}{\partial \dot{\pi}} &= \operatorname{diag}(a'(\dot{\pi}))" in tex
-    assert r"\nabla_{\dot{W}} \ell &= g_{\dot{\pi}} x^{\top}" in tex
+    assert (r"\frac{\partial \dot{x}^{(n)}}{\partial \dot{\pi}^{(n)}} &= \operatorname{diag}("
+            r"a'(\dot{\pi}^{(n)}))") in tex
+    # the notes' Ẇ is W1ᵀ: the gradient of its transpose is g xᵀ
+    assert r"\nabla_{\dot{W}^{\top}} \ell &= g_{\dot{\pi}^{(n)}} x^{(n)\top}" in tex
 
 
 # -- justifications -------------------------------------------------------------------------------
@@ -210,7 +219,7 @@ def test_display_nodes_dispatch_to_the_printer():
     assert latex(Partial(sp.Symbol("f"), x)) == r"\frac{\partial f}{\partial \mathbf{x}}"
     assert latex(Note("a & b")) == r"\text{a \& $b$}"  # "a" is a word, b a symbol
     assert NotesLatexPrinter({"notation": "feature"}).doprint(sp.MatrixSymbol("z1", 1, 1)) \
-        == r"\dot{\pi}"
+        == r"\dot{\pi}^{(n)}"
 
 
 # -- hostile names --------------------------------------------------------------------------------
