@@ -88,13 +88,12 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
     start = bw.start
     if bw.fused:
         _fused_steps(net, d)
-    g_start, start_def, _ = bw.g[start]
-    d.add(g_start.T, start_def.T, "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
-          "backward")
+    rows = net.cached("g_rows", lambda: {k: (g.T, rhs.T) for k, (g, rhs, _) in bw.g.items()})
+    d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there", "backward")
+    on_path = set().union(*paths)
     for name in list(bw.g)[1:]:
-        g, rhs, why = bw.g[name]
-        if any(name in path for path in paths):
-            d.add(g.T, rhs.T, why, "backward")
+        if name in on_path:
+            d.add(*rows[name], bw.g[name][2], "backward")
     users = [n for n in net.nodes.values() if p in n.params]
     terms = []
     for u in users:

@@ -9,6 +9,7 @@ Shapes follow the notes and ``torch.nn.Linear``: W_k is d_k × d_{k−1}, b_k ha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import sympy as sp
 
@@ -333,8 +334,8 @@ class Network:
     def sym(self, name: str) -> sp.MatrixSymbol:
         """The per-example symbol of a node (a column) or of a parameter."""
         if name in self.shapes:
-            return sp.MatrixSymbol(name, *self.shapes[name])
-        return sp.MatrixSymbol(name, self.nodes[name].dim, 1)
+            return _matrix_symbol(name, *self.shapes[name])
+        return _matrix_symbol(name, self.nodes[name].dim, 1)
 
     @property
     def target(self) -> sp.MatrixSymbol:
@@ -398,6 +399,11 @@ class Network:
     def predict(self, params: dict, X):
         from . import compile as _compile
         return _compile.predict(self, params, X)
+
+
+@lru_cache(maxsize=4096)
+def _matrix_symbol(name, rows, cols):  # built tens of thousands of times for a deep net
+    return sp.MatrixSymbol(name, rows, cols)
 
 
 def _check_dim(dim, where):
