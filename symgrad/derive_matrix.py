@@ -11,7 +11,6 @@ import sympy as sp
 
 from .backprop import algorithm, gradients, local_jacobian
 from .derivation import Chain, Derivation, Grad, Partial, Vec
-from .matexpr import Elementwise, lam
 from .network import Network
 
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)

@@ -274,6 +274,16 @@ def test_backprop_includes_the_penalty_and_long_block_rows_are_elided():
     assert "…" in [str(b) for b in block.rhs.blocks] and "4 to 5 of 6" in block.why
 
 
+def test_the_shared_backward_pass_is_rebuilt_when_the_network_changes():
+    net = sg.mlp([2, 2, 1], hidden="tanh")
+    before = net.gradients()["W2"]
+    assert net.backprop() is net.backprop()              # one pass shared by every parameter
+    net.penalty = sp.Rational(1, 2)                       # even a change made directly
+    after = net.gradients()["W2"]
+    assert after == sp.MatAdd(before, sp.Rational(1, 2) * sp.MatrixSymbol("W2", 1, 2))
+    assert net.is_weight("W2") and not net.is_weight("b2") and net.weights == ["W1", "W2"]
+
+
 def test_element_level_deep_net_checks_itself_against_diff():
     net = sg.mlp([2, 2, 2, 2], hidden="sigmoid", output="softmax", loss="cross_entropy")
     d = net.derive("w3", level="element")
