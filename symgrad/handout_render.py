@@ -126,7 +126,8 @@ def _algorithm_box(title, lines, width=r"0.94\linewidth", size="") -> str:
             rows.append(r" & \textbf{%s} \\" % tex)
         else:
             k += 1
-            rows.append(r"{\footnotesize %d:} & \quad $%s$ \\" % (k, tex))
+            rows.append(r"{\footnotesize %d:} & \quad \sgfit{0.88\linewidth}{\textstyle %s} \\"
+                        % (k, tex))
     return "\n".join([
         r"\begin{center}\begin{minipage}{%s}%s" % (width, size),
         r"\hrule height 0.8pt\relax\vspace{3pt}",

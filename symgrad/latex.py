@@ -14,14 +14,15 @@ import re
 
 import sympy as sp
 
-from .derivation import Derivation, DerivationLatexPrinter, Step
-from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape, words
-from .latex_terms import (FIT_MACRO, _all_transposed, _call_of_sum, _factors, _is_compose,
-                          _join_terms, _negative, _positive_first, _term, names_in, notes_order,
-                          weights_first)
+from .derivation import Derivation, DerivationLatexPrinter
+from .latex_layout import DerivationLayout
+from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape
+from .latex_terms import (FIT_MACRO, _all_transposed, _is_compose, _join_terms, _negative,
+                          _positive_first, names_in, notes_order, weights_first)
 from .latex_width import tex_width
+from .latex_words import words
 
-__all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width"]
+__all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width", "FIT_MACRO"]
 
 
 def _trusted_names() -> set:
@@ -34,7 +35,7 @@ def _trusted_names() -> set:
     return names | {r"\partial_{\hat{y}} L"}
 
 
-class NotesLatexPrinter(DerivationLatexPrinter):
+class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     """SymPy's LatexPrinter in the notes' notation, plus the derivation layout.
 
     The display nodes and matrix nodes print themselves through ``_latex``; SymPy prefers that over
@@ -294,113 +295,6 @@ class NotesLatexPrinter(DerivationLatexPrinter):
         """Words with the names of the derivation being printed (else the settings') as math."""
         names = self._names or (self._settings["vectors"], self._settings["scalars"])
         return words(text, self._nota, *names)
-
-    # the derivation layout
-    def doprint_derivation(self, d: Derivation) -> str:
-        rows = [line for step in self.step_rows(d) for line in step]
-        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
-
-    def step_rows(self, d: Derivation) -> list[list[str]]:
-        """Each step's rows (a long step takes several), for an aligned or align* body."""
-        own_vectors, own_scalars = names_in(d)
-        vectors, scalars = self._settings["vectors"], self._settings["scalars"]
-        if not (vectors or scalars):
-            self._names = own_vectors, own_scalars
-        else:  # a name this derivation uses as a scalar (yhat) is a scalar in its words too
-            self._names = (tuple(v for v in vectors if v not in own_scalars or v in own_vectors),
-                           tuple(set(scalars) | set(own_scalars)))
-        out = []
-        for i, s in enumerate(d.steps):
-            lines = self._step_lines(s)
-            if self._settings["overlays"] and i:
-                lines[0] = r"\pause " + lines[0]
-            out.append(lines)
-        return out
-
-    def _step_lines(self, s: Step) -> list[str]:
-        lhs = "" if s.lhs is None else self.doprint(s.lhs)
-        budget = max(self._settings["max_width"] - tex_width(lhs) - 2, 16)
-        chunks = self._broken(s, budget)
-        notes = self._notes(s)
-        caps = self._settings["fit"]
-        if caps:  # TeX scales a cell down only if it is still wider than its share of the line
-            lhs = lhs and r"\sgfit{%s}{%s}" % (caps[0], lhs)
-            chunks = [r"\sgfit{%s}{%s}" % (caps[1], c) for c in chunks]
-        lines = [f"{lhs} &= {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
-        pos = self._settings["why_position"]
-        if notes and pos == "right":
-            lines[0] += r" && " + notes
-        elif notes and pos == "below":
-            lines.append(r"& \qquad %s" % notes)
-        return lines
-
-    def _notes(self, s: Step) -> str:
-        parts = []
-        if self._settings["show_shapes"] and s.shapes and not (
-                self._settings["shape_style"] == "underbrace" and _factors(s.rhs) == len(s.shapes)
-                and len(s.shapes) > 1):
-            parts.append(r"\scriptstyle " + r" \cdot ".join(f"{r} \\times {c}"
-                                                            for r, c in s.shapes))
-        if self._settings["show_why"] and s.why and self._settings["why_position"] != "none":
-            text = self._words(s.why)
-            width = self._settings["why_width"]
-            parts.append(r"\parbox[t]{%s}{\raggedright\footnotesize %s}" % (width, text) if width
-                         else r"\text{%s}" % text)
-        if len(parts) == 2 and self._settings["why_width"]:
-            return r"\begin{array}[t]{@{}l@{}}%s \\[-2pt] %s\end{array}" % (
-                "{" + parts[0] + "}", parts[1])
-        return r"\quad ".join("{%s}" % p if p.startswith(r"\scriptstyle") else p for p in parts)
-
-    def _broken(self, s: Step, budget: float) -> list[str]:
-        """The right-hand side as one or more rows of at most ``budget`` (estimated) width."""
-        rhs = s.rhs
-        if type(rhs).__name__ == "Note" and self._settings["note_width"]:
-            return [r"\parbox[t]{%s}{\raggedright %s}" % (self._settings["note_width"],
-                                                          self._words(rhs._text))]
-        if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or _factors(rhs) > 1 \
-                or _call_of_sum(rhs):
-            self._chain_shapes = s.shapes
-            whole = self._print(rhs)
-            if tex_width(whole) <= budget:
-                return [whole]
-            return self._split(rhs, budget, s.shapes) or [whole]
-        self._chain_shapes = None
-        return [self._print(rhs)]
-
-    def _split(self, rhs, budget, shapes):
-        open_, close = "", ""
-        if isinstance(rhs, sp.Derivative) and isinstance(rhs.expr, sp.Add) \
-                and len(rhs.variables) == 1:
-            open_ = r"\frac{\partial}{\partial %s}\Bigl[" % self._print(rhs.variables[0])
-            close, rhs = r"\Bigr]", rhs.expr
-        elif _call_of_sum(rhs):  # σ(a long sum): break the sum inside σ\Bigl( … \Bigr)
-            hole = sp.Symbol("SYMGRADHOLE")
-            head = self._print(rhs.func(hole)).partition("SYMGRADHOLE")[0]
-            open_ = re.sub(r"(\\left)?\($", "", head) + r"\Bigl("
-            close, rhs = r"\Bigr)", rhs.args[0]
-        if isinstance(rhs, (sp.Add, sp.MatAdd)):
-            terms = _positive_first(notes_order(self._as_ordered_terms(rhs))
-                                    if isinstance(rhs, sp.Add) else rhs.args)
-            pieces = [_term(self, t, i == 0) for i, t in enumerate(terms)]
-        elif _factors(rhs) > 1:
-            self._chain_shapes = shapes
-            sep = r" \cdot " if type(rhs).__name__ == "_Product" else " "
-            pieces = self._print(rhs).split(sep) if not shapes else None
-            if pieces is None:  # print factor by factor, keeping each underbrace
-                parts = self._underbraced([self._paren(a) for a in rhs.args], shapes)
-                pieces = [p if i == 0 else sep.strip() + " " + p if sep != " " else p
-                          for i, p in enumerate(parts)]
-        else:
-            return None
-        lines, cur = [], open_
-        for p in pieces:
-            if cur.strip() and tex_width(cur + p) > budget:
-                lines.append(cur + (r"\Bigr." if open_ and not lines else ""))
-                cur = (r"\Bigl." if open_ else "") + p
-            else:
-                cur = (cur + " " + p) if cur.strip() else cur + p
-        lines.append(cur + close)
-        return lines
 
 
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()

@@ -1,0 +1,40 @@
+"""The document model of a handout: titled sections of blocks, exercises, the names in it.
+
+Where it sits: derive → print → **handout**. ``symgrad.handout`` (and ``handout_backward``) fill it;
+``symgrad.handout_render`` turns it into an article, beamer slides or Markdown.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .latex_names import notation as _notation
+
+
+@dataclass
+class Section:
+    """A titled list of blocks: ("text", tex) ("math", [rows]) ("derivation", Derivation)
+    ("algorithm", [(kind, tex)]) ("boxed", tex)."""
+
+    title: str
+    blocks: list = field(default_factory=list)
+
+    def text(self, tex):
+        self.blocks.append(("text", tex))
+
+    def math(self, rows):
+        self.blocks.append(("math", list(rows)))
+
+
+@dataclass
+class Doc:
+    title: str
+    subtitle: str
+    sections: list
+    exercises: list          # [(statement tex, [blocks of the solution])]
+    names: tuple             # (vectors, scalars) named in the document, for justifications
+    notation: str
+
+
+def g_name(notation) -> str:
+    """The backward pass's g as the notation writes vectors."""
+    return r"\mathbf{g}" if _notation(notation).bold else "g"

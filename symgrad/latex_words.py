@@ -1,0 +1,212 @@
+"""A step's justification, written in words with a little Unicode math ("g ← W2ᵀ g"), as LaTeX
+text with the math in it as inline math in a notation's names.
+
+Where it sits: print. ``symgrad.latex`` prints every justification through :func:`words`; the names
+themselves come from ``symgrad.latex_names``. What is not recognised as math is escaped text.
+"""
+from __future__ import annotations
+
+import re
+
+from .latex_names import SAFE_NAME, SAFE_SCALAR, UNICODE_MATH, Notation, TeXName, text_escape
+
+# -- words: a justification as text with inline math -----------------------------------------------
+_STOP = {"a", "A", "I", "is", "of", "in", "on", "to", "so", "by", "at", "be", "as", "or", "it",
+         "and", "the", "if", "for", "each", "its", "an", "no", "not", "one", "row", "rows", "per",
+         "all", "only", "then", "there", "first", "block", "blocks", "sum", "name", "path"}
+_FUNCS = {"relu": r"\operatorname{relu}", "sigmoid": r"\sigma", "tanh": r"\tanh",
+          "softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
+          "vec": r"\operatorname{vec}", "log": r"\log", "exp": r"\exp", "max": r"\max",
+          "min": r"\min", "softplus": r"\operatorname{softplus}", "id": r"\operatorname{id}",
+          "step": r"\operatorname{step}"}
+_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|\d+|<=|>=|.", re.S)
+_WEAK = set("=+-*/()[]'|<>") | {"′", "−", "<=", ">="}
+_WEAK_TEX = {"−": "-", "′": "'", "|": r"\mid", "<": "<", ">": ">", "<=": r"\le", ">=": r"\ge"}
+
+
+def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
+    """Text for a LaTeX text group with the math in it as inline math ($…$) in ``nota``.
+
+    ``vectors``/``scalars`` are the names of the MatrixSymbols/Symbols of the derivation: those
+    words (and single letters, Unicode math, relu'(…), R^n, x_i, Wᵀ) become math; the rest is text.
+    """
+    vectors = sorted(set(vectors), key=len, reverse=True)
+    scalars = set(scalars)
+    long_scalars = sorted((s for s in scalars if "_" in s and SAFE_SCALAR.fullmatch(s)),
+                          key=len, reverse=True)
+    toks, pos = [], 0  # (kind, payload): 'math' TeXName-or-str, 'weak' str, 'text' str, 'space'
+    while pos < len(text):
+        name = next((v for v in vectors if text.startswith(v, pos) and _bounded(text, pos, v)),
+                    None)
+        if name:
+            toks.append(["vec", nota.vector(name), name])
+            pos += len(name)
+            continue
+        m = re.match(r"vec\[([A-Za-z][A-Za-z0-9_]*)\]", text[pos:])
+        if m:  # vec[W]: W is a matrix whatever its symbol
+            toks.append(["math", r"\operatorname{vec}[%s]" % nota.vector(m.group(1)).tex(),
+                         m.group(0)])
+            pos += len(m.group(0))
+            continue
+        name = next((v for v in long_scalars if text.startswith(v, pos)
+                     and _bounded(text, pos, v)), None)
+        if name:
+            toks.append(["math", nota.scalar(name) or TeXName(_scalar_default(name)), name])
+            pos += len(name)
+            continue
+        if re.match(r"s\)", text[pos:]) and pos >= 2 and text[pos - 1] == "(" \
+                and text[pos - 2].isalpha():  # "function(s)": a plural, not math
+            toks.append(["text", text[pos], text[pos]])
+            pos += 1
+            continue
+        tok = _TOKEN.match(text, pos).group(0)
+        pos += len(tok)
+        if tok == "ŷ" and "yhat" in vectors:
+            toks.append(["vec", nota.vector("yhat"), "yhat"])
+            continue
+        toks.append(_classify(tok, nota, scalars, toks))
+    return _join(_attach(toks, nota))
+
+
+def _bounded(text, pos, name) -> bool:
+    before = text[pos - 1] if pos else " "
+    after = text[pos + len(name)] if pos + len(name) < len(text) else " "
+    return not ((before.isascii() and (before.isalnum() or before == "_"))
+                or (after.isascii() and after.isalnum()))
+
+
+def _classify(tok, nota, scalars, toks):
+    if tok.isspace():
+        return ["space", " ", tok]
+    if tok.startswith("R^"):
+        return ["math", r"\mathbb{R}^{%s}" % text_escape(tok[2:].strip("{}")), tok]
+    if tok in UNICODE_MATH:
+        return ["math", UNICODE_MATH[tok], tok]
+    if tok in _WEAK or tok.isdigit():
+        return ["weak", _WEAK_TEX.get(tok, tok), tok]
+    if tok == "_":
+        return ["sub", "_", tok]
+    if SAFE_NAME.fullmatch(tok):
+        act = nota.activation(tok)
+        if tok in _FUNCS or act:
+            return ["math", act or _FUNCS[tok], tok]
+        if tok in scalars and tok not in _STOP:
+            return ["math", nota.scalar(tok) or TeXName(_scalar_default(tok)), tok]
+        if tok in ("g", "G"):
+            return ["vec", nota.vector(tok), tok]
+        if len(tok) == 1 and tok not in _STOP:
+            return ["math", TeXName(tok), tok]
+    return ["text", text_escape(tok), tok]
+
+
+def _scalar_default(name: str) -> str:
+    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", name)
+    if m:
+        return "%s_{%s}" % m.groups()
+    base, _, sub = name.partition("_")
+    return "%s_{%s}" % (base, sub.replace("_", ",")) if sub else name
+
+
+def _attach(toks, nota):
+    """Join subscripts (x_i, z1_j, δ_ij) and ᵀ/² to the atom before them."""
+    out, i = [], 0
+    while i < len(toks):
+        kind, val, raw = toks[i]
+        nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if kind == "sub" and out and out[-1][0] in ("math", "vec") and nxt \
+                and nxt[2].isalnum():
+            prev = out[-1]
+            if prev[0] == "vec":
+                prev[1] = nota.entry(prev[2], nxt[2])
+            elif isinstance(prev[1], TeXName):
+                prev[1] = prev[1].with_sub(text_escape(nxt[2]))
+            else:
+                prev[1] = TeXName(prev[1], sub=text_escape(nxt[2]))
+            prev[0] = "math"
+            i += 2
+            continue
+        if kind == "sub":
+            kind, val = "text", r"\_"
+        if kind in ("math", "vec") and out and out[-1][2] == "∇" and toks[i - 1][2] == "∇":
+            out[-1][1] = r"\nabla_{%s}" % (val.tex() if isinstance(val, TeXName) else val)
+            i += 1
+            continue
+        if raw in ("ᵀ", "²") and out and isinstance(out[-1][1], TeXName):
+            last = out[-1][1]
+            if raw == "ᵀ" and out[-1][0] == "vec" and nota._rowed(out[-1][2]):
+                out[-1][1] = TeXName(nota.transposed(out[-1][2]))  # (Ẇᵀ)ᵀ = Ẇ
+            else:
+                out[-1][1] = TeXName(last.base, last.sup + val[2:-1], last.sub)
+            i += 1
+            continue
+        out.append([kind, val, raw])
+        i += 1
+    return out
+
+
+_OPS = {"+", "-", "=", "*", "/", "−", "<", ">", "<=", ">="}
+
+
+def _operand(kind, tok) -> str:
+    return "num" if kind == "weak" and tok[2].isdigit() else kind
+
+
+def _join(toks) -> str:
+    """Weak tokens (operators, digits, parentheses) are math when math is next to them."""
+    kinds = ["math" if t[0] == "vec" else t[0] for t in toks]
+    n = len(toks)
+    stack, fixed = [], set()
+    for i, t in enumerate(toks):  # a (…) group is math only if all inside is math: f(a, b)
+        if t[2] == "(":
+            stack.append(i)
+        elif t[2] == ")" and stack:
+            j = stack.pop()
+            inner = [kinds[k] for k in range(j + 1, i)]
+            mathy = "math" in inner and all(k in ("math", "weak", "space") or toks[k_][2] == ","
+                                             for k_, k in zip(range(j + 1, i), inner))
+            for k in (j, i):
+                kinds[k] = "math" if mathy else "text"
+                toks[k][0] = kinds[k]
+            if mathy:
+                for k in range(j + 1, i):
+                    if toks[k][2] == ",":
+                        kinds[k] = "math"
+                        toks[k][1] = ","
+            fixed.update((j, i))
+    for i, k in enumerate(kinds):
+        if k != "weak" or i in fixed:
+            continue
+        left = next((_operand(kinds[j], toks[j]) for j in range(i - 1, -1, -1)
+                     if kinds[j] != "space" and not (kinds[j] == "weak" and _OPS.isdisjoint(
+                         [toks[j][2]]) and not toks[j][2].isdigit())), None)
+        right = next((_operand(kinds[j], toks[j]) for j in range(i + 1, n)
+                      if kinds[j] != "space" and not (kinds[j] == "weak" and _OPS.isdisjoint(
+                          [toks[j][2]]) and not toks[j][2].isdigit())), None)
+        if toks[i][2] in _OPS:  # a binary operator: math between math (or a number) and math
+            mathy = {left, right} <= {"math", "num"} and "math" in (left, right)
+        else:
+            mathy = "math" in (left, right)
+        if mathy:
+            kinds[i] = "math"
+    out, run = [], []
+
+    def flush():
+        stripped = bool(run) and run[-1] == " "
+        while run and run[-1] == " ":
+            run.pop()
+        if run:
+            out.append("$%s$" % " ".join(p for p in run if p != " "))
+        if stripped:
+            out.append(" ")
+        run.clear()
+
+    for kind, (_, val, raw) in zip(kinds, toks):
+        if kind == "math":
+            run.append(val.tex() if isinstance(val, TeXName) else val)
+        elif kind == "space":
+            (run if run else out).append(" ")
+        else:
+            flush()
+            out.append(text_escape(raw) if kind == "weak" or raw in "()" else val)
+    flush()
+    return "".join(out)
