@@ -79,10 +79,9 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
         if kind == "text":
             out.append("\n" + body)
         elif kind == "math":
-            out.append(_align(_fitted(body, r"0.25\linewidth", r"0.6\linewidth")))
+            out.append(_align([[r] for r in _fitted(body, r"0.25\linewidth", r"0.6\linewidth")]))
         elif kind == "derivation":
-            rows = [r for step in _printer(doc, **pr).step_rows(body) for r in step]
-            out.append(_align(rows))
+            out.append(_align(_printer(doc, **pr).step_rows(body)))
         elif kind == "boxed":
             out.append(r"\[ \boxed{%s} \]" % body)
         elif kind == "algorithm":
@@ -90,8 +89,16 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
     return out
 
 
-def _align(rows) -> str:
-    return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"
+def _align(steps) -> str:
+    """An align* of steps (each a list of rows): a page may break between steps, never inside one
+    (\\\\*), nor before the last step or after the first, so no row is left alone on a page."""
+    out = []
+    for i, rows in enumerate(steps):
+        if i:
+            keep = i == 1 or i == len(steps) - 1
+            out.append(" \\\\*\n" if keep else " \\\\\n")
+        out.append(" \\\\*\n".join(rows))
+    return "\\begin{align*}\n" + "".join(out) + "\n\\end{align*}"
 
 
 def _fitted(rows, lhs_cap, rhs_cap) -> list[str]:
@@ -318,8 +325,8 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
     if target.endswith(".py"):
         net, file_opts = load_network_file(target)
     else:
-        from .handout import as_network
-        net, file_opts = as_network(target, hidden, output, loss), {}
+        from .network import load_network
+        net, file_opts = load_network(target, hidden, output, loss), {}
     opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
                                               if v is not None}}.items()
             if k in ("level", "verbosity", "exercises", "notation", "title")}
@@ -342,21 +349,9 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
 
 
 def load_network_file(path: str):
-    """Run the user's own Python file and take its Network ``net`` (or its only Network)."""
-    import runpy
-    try:
-        ns = runpy.run_path(path, run_name="__symgrad_handout__")
-    except (OSError, SyntaxError) as e:
-        raise ValueError(f"{path}: {type(e).__name__}: {e}") from None
-    except Exception as e:  # the user's code failed: say where, in one line
-        raise ValueError(f"{path} failed: {type(e).__name__}: {e}") from None
-    net = ns.get("net")
-    from .network import Network
-    if not isinstance(net, Network):
-        nets = [v for v in ns.values() if isinstance(v, Network)]
-        if len(nets) != 1:
-            raise ValueError(f"{path} defines no Network named net (e.g. net = symgrad.mlp("
-                             "[2, 2, 1]))")
-        net = nets[0]
+    """The user's Python file → (its Network, its ``handout_options``), through the one loader of
+    network files (``symgrad.network``), which raises one-line ValueErrors naming the file."""
+    from .network import run_network_file
+    net, ns = run_network_file(path)
     opts = ns.get("handout_options", {})
     return net, dict(opts) if isinstance(opts, dict) else {}
