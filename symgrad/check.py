@@ -55,8 +55,8 @@ def check_network(net, params=None, X=None, Y=None, *, n=4, eps=1e-6, samples=20
     elif Y is None:
         raise ValueError("gradcheck: give Y along with X")
     kernel = net.compile()
-    loss, grads = kernel(params, np.asarray(X, dtype=np.float64), Y)
     X = np.asarray(X, dtype=np.float64)
+    loss, grads = kernel(params, X, Y)
     errors, lines = {}, [f"gradcheck of {net!r}, {len(X)} examples, loss {float(loss):.6g}"]
     for p, shape in param_shapes(net).items():
         idx = list(np.ndindex(shape))

@@ -1,0 +1,21 @@
+"""Compiling derived gradients to numpy: network kernels, and plain functions with their Jacobians.
+
+Where it sits: derive → simplify → **compile** → train. ``backprop.algorithm(net)`` gives the batch
+program; :mod:`.numpy_printer` (a SymPy ``NumPyPrinter``) prints its matrix expressions as numpy,
+:mod:`.emit` turns the program into statements (shared subexpressions once, dead temporaries
+updated in place, products on BLAS), and :mod:`.kernel` execs them into ``kernel(params, X, Y) ->
+(loss, grads)``, checked by :mod:`.spec`. Tiny networks get a second code path, :mod:`.scalar`,
+unrolled into Python floats per batch size. :mod:`.function` compiles any function of a few
+variables and its Jacobian, vectorized over points. Imports inside flow one way: common →
+numpy_printer → emit → spec, scalar → kernel; common → numpy_printer → function.
+"""
+from .common import FLOATS, N, XMAX, stable
+from .function import CompiledFunction, compile_function
+from .kernel import SCALAR_WORK, compile_network, predict, program
+from .numpy_printer import KernelPrinter
+from .scalar import ScalarPrinter
+from .spec import Spec, init_params, param_shapes
+
+__all__ = ["FLOATS", "N", "XMAX", "SCALAR_WORK", "CompiledFunction", "KernelPrinter",
+           "ScalarPrinter", "Spec", "compile_function", "compile_network", "init_params",
+           "param_shapes", "predict", "program", "stable"]

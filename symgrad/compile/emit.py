@@ -1,0 +1,166 @@
+"""The emitter: a batch program [(lhs, rhs)] as Python statements, shared subexpressions once.
+
+Where it sits: compile, after the derived batch program and beside :mod:`.numpy_printer` (which
+prints each right-hand side); :mod:`.kernel` wraps the statements into a function. Temporaries that
+are dead after a statement are updated in place (``+=``, ``*=``), products go to BLAS through ``@``.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..matexpr import Elementwise, Softmax
+from .common import N, _IDENT, _NUMBER, _broadcast
+
+
+def _nodes(e):
+    yield e
+    if isinstance(e, sp.MatrixExpr) and not isinstance(e, sp.MatrixSymbol):
+        for a in (e.operands if isinstance(e, Elementwise) else e.args):
+            yield from _nodes(a)
+
+
+def _worth(e):
+    return (isinstance(e, sp.MatrixExpr) and not isinstance(e, (sp.MatrixSymbol, sp.OneMatrix))
+            and not (isinstance(e, sp.Transpose) and isinstance(e.arg, sp.MatrixSymbol))
+            and not _broadcast(e))
+
+
+def cse(stmts):
+    """Hoist every matrix subexpression used twice into a temporary ``_c<k>`` defined once, just
+    before its first use (e.g. ŷ − y, shared by the mse loss and its gradient)."""
+    stmts, k = list(stmts), 0
+    while True:
+        counts = {}
+        for _, rhs in stmts:
+            for e in _nodes(rhs):
+                if _worth(e):
+                    counts[e] = counts.get(e, 0) + 1
+        reps = [e for e, c in counts.items() if c > 1]
+        if not reps:
+            return stmts
+        e = max(reps, key=lambda x: sum(1 for _ in _nodes(x)))
+        sym, k = sp.MatrixSymbol(f"_c{k}", *e.shape), k + 1
+        first = next(i for i, (_, r) in enumerate(stmts) if any(x == e for x in _nodes(r)))
+        stmts = [(lhs, rhs.xreplace({e: sym})) for lhs, rhs in stmts]
+        stmts.insert(first, (sym, e))
+
+
+def emit(stmts, printer, owned, outputs=()):
+    """Python statements for ``stmts`` [(lhs, rhs)]. A symbol in ``owned`` that is dead after a
+    statement (its whole alias group) may be updated in place to make that statement's value."""
+    last, alias, lines, foreign = {}, {}, [], set()
+    for i, (_, rhs) in enumerate(stmts):
+        for s in rhs.atoms(sp.MatrixSymbol):
+            last[s] = i
+    group = lambda s: [t for t in alias if alias[t] == alias.get(s, s)] + [alias.get(s, s)]
+
+    def consumable(s, i, rhs, shape):
+        if not isinstance(s, sp.MatrixSymbol) or s not in owned or s in foreign or s.shape != shape:
+            return False
+        members = set(group(s))
+        uses = sum(1 for x in _nodes(rhs) if x in members)
+        return uses == 1 and all(last.get(t, -1) <= i for t in members)
+
+    def fresh(t, shape):
+        if t.shape != shape or _broadcast(t) or isinstance(t, (sp.MatrixSymbol, sp.Transpose)):
+            return False
+        code = printer._print(t)
+        return not (_IDENT.match(code) or _NUMBER.match(code))
+
+    stmts, scale = _fold_scale(stmts)
+    printer.buffered = {s for s in owned if s.shape[0] == N} - set(outputs)
+    for i, (lhs, rhs) in enumerate(stmts):
+        L, shape = lhs.name, lhs.shape
+        printer.pre = []
+        body = []
+        if isinstance(rhs, Softmax) and rhs.args[1] == 1:
+            z = rhs.args[0]
+            printer.softmax_rows(z, L, inplace=consumable(z, i, rhs, shape),
+                                 buffered=lhs in printer.buffered)
+            body = [f"{L} *= {printer._paren(scale[lhs])}/s_{L}" if lhs in scale
+                    else f"{L} /= s_{L}"]
+        elif isinstance(rhs, sp.MatrixSymbol):
+            alias[lhs] = alias.get(rhs, rhs)
+            body = [f"{L} = {rhs.name}.copy()" if lhs in outputs else f"{L} = {rhs.name}"]
+        elif isinstance(rhs, (sp.MatAdd, sp.HadamardProduct, sp.MatMul)):
+            body = _update(printer, lhs, rhs, i, consumable, fresh, alias)
+        if not body:
+            code = printer.into(lhs, rhs)
+            body = [f"{L} = {code}"]
+            if _IDENT.match(code):  # the value of another array (an identity activation)
+                same = next((t for t in owned if t.name == code), None)
+                if same is not None:
+                    alias[lhs] = alias.get(same, same)
+                else:  # an input's or a parameter's: never to be updated in place
+                    foreign.add(lhs)
+        lines += printer.pre + body
+    return lines
+
+
+def _fold_scale(stmts):
+    """ŷ = softmax(z) whose one use is g = c·(ŷ + r) (the cross-entropy gradient, c = 1/n): scale
+    ŷ by c while normalizing it, and g = ŷ + c·r, one pass over g fewer. Returns the statements
+    and {ŷ: c}."""
+    stmts, scale = list(stmts), {}
+    for i, (lhs, rhs) in enumerate(stmts):
+        if not isinstance(rhs, Softmax):
+            continue
+        users = [j for j, (_, r) in enumerate(stmts) if lhs in r.atoms(sp.MatrixSymbol)]
+        if len(users) != 1:
+            continue
+        j = users[0]
+        target, r = stmts[j]
+        if isinstance(r, sp.MatMul):
+            c, mats = r.as_coeff_matrices()
+            if len(mats) == 1 and isinstance(mats[0], sp.MatAdd) and lhs in mats[0].args \
+                    and c != 1 and not c.has(sp.MatrixSymbol):
+                rest = [sp.MatMul(c, t).doit() for t in mats[0].args if t != lhs]
+                stmts[j] = (target, sp.MatAdd(lhs, *rest))
+                scale[lhs] = c
+    return stmts, scale
+
+
+def _update(printer, lhs, rhs, i, consumable, fresh, alias):
+    """lhs = a ∘ b ∘ … as ``lhs = a; lhs ∘= b …`` when a is a dead temporary or a fresh array."""
+    L, shape = lhs.name, lhs.shape
+    if isinstance(rhs, sp.MatMul):
+        c, mats = rhs.as_coeff_matrices()
+        if c == 1 or len(mats) != 1:
+            return None
+        inner = mats[0]
+        if isinstance(inner, (sp.MatAdd, sp.HadamardProduct)) and not consumable(inner, i, rhs, shape):
+            head = _update(printer, lhs, inner, i, consumable, fresh, alias)
+            if head:
+                return head + ([f"np.negative({L}, out={L})"] if c == -1
+                               else [f"{L} *= {printer._print(c)}"])
+        terms, op = [inner], None
+    else:
+        terms, op = list(rhs.args), ("+=" if isinstance(rhs, sp.MatAdd) else "*=")
+    pick = next((t for t in terms if consumable(t, i, rhs, shape)), None)
+    if pick is not None:
+        alias[lhs] = alias.get(pick, pick)
+        head = [f"{L} = {pick.name}"]
+    else:
+        pick = next((t for t in terms if fresh(t, shape)), None)
+        if pick is None:
+            return None
+        head = [f"{L} = {printer.into(lhs, pick)}"]
+    rest = [t for t in terms if t is not pick]
+    Y = printer.labels
+    if op == "+=" and Y is not None and pick != Y:  # c·Y added at each row's label: one entry a row
+        for t in [t for t in rest if t == Y or isinstance(t, sp.MatMul)
+                  and t.as_coeff_matrices()[1] == [Y]]:
+            rest.remove(t)
+            c_ = 1 if t == Y else t.as_coeff_matrices()[0]
+            head.append(f"_add_at({L}, flat, Y, {printer._print(c_)})")
+    if op is None:
+        return head + ([f"np.negative({L}, out={L})"] if c == -1 else [f"{L} *= {printer._print(c)}"])
+    for t in rest:
+        c_, mats = t.as_coeff_matrices() if isinstance(t, sp.MatMul) else (1, [t])
+        if op == "+=" and c_ != 1 and c_.is_number and c_ < 0:
+            head.append(f"{L} -= {printer._product(-c_, mats)}")
+        else:
+            head.append(f"{L} {op} {printer._print(t)}")
+    return head
+
+

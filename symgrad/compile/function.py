@@ -1,0 +1,114 @@
+"""Any function of a few variables, and its Jacobian, compiled to numpy and vectorized over points.
+
+Where it sits: compile (derive → **compile**): the expressions of ``symgrad.calculus`` (or a
+Derivation from derive_jacobian/derive_gradient) printed by :class:`.numpy_printer.KernelPrinter`.
+"""
+from __future__ import annotations
+
+import numpy as np
+import sympy as sp
+
+from .common import FLOATS, XMAX, _exec, stable
+from .numpy_printer import KernelPrinter
+
+
+class CompiledFunction:
+    """A function of a few variables (and its Jacobian), compiled to numpy and vectorized over
+    points: ``f(P)`` with P of shape (..., k), one point per row, the variables in ``wrt`` order."""
+
+    def __init__(self, f, wrt=None):
+        from .. import calculus
+        from ..derivation import Derivation
+        J = None
+        if isinstance(f, Derivation):
+            if "function" not in f.meta:
+                raise ValueError("compile_function: this derivation records no function")
+            meta, J = f.meta, f.result
+            f, wrt = meta["function"], wrt or meta["wrt"]
+            if J.cols == 1 and f.rows == 1 and len(meta["wrt"]) > 1:  # a gradient: ∇f = Jᵀ
+                f, J = f[0], J.T
+        if isinstance(f, str):
+            f = calculus.parse(f)
+        if isinstance(f, sp.MatrixBase) and min(f.shape) > 1:
+            self.kind, F = "matrix", sp.Matrix(f)
+        else:
+            self.kind = "scalar" if isinstance(f, sp.Expr) else "vector"
+            F = calculus.as_vector(f)
+        if wrt is None:
+            raise ValueError("compile_function: give the variables, e.g. wrt='x1 x2'")
+        self.wrt = calculus.as_symbols(wrt, F)
+        extra = F.free_symbols - set(self.wrt)
+        if extra:
+            raise ValueError(f"compile_function: {', '.join(sorted(map(str, extra)))} not among "
+                             f"the variables {', '.join(map(str, self.wrt))}")
+        self.expr, self._J, self._fns = F, J, {}
+
+    @property
+    def jacobian_matrix(self):
+        if self.kind == "matrix":
+            raise ValueError("a matrix-valued function has no Jacobian here: compile a vector")
+        if self._J is None:
+            from .. import calculus
+            self._J = calculus.jacobian(self.expr, self.wrt)
+        return self._J
+
+    def _make(self, what):
+        if what not in self._fns:
+            M = self.expr if what == "value" else self.jacobian_matrix
+            shape = (() if self.kind == "scalar" and what == "value" else
+                     (M.rows,) if what == "value" and self.kind == "vector" else M.shape)
+            cells = [(i,) if len(shape) == 1 else (i // M.cols, i % M.cols) for i in range(len(M))]
+            printer = KernelPrinter()
+            printer.env = {x: f"_v{i}" for i, x in enumerate(self.wrt)}
+            reps, exprs = sp.cse([stable(e) for e in M], symbols=sp.numbered_symbols("_t"))
+            lines = [f"def {what}(P):", f"    P = _points(P, {len(self.wrt)})", "    dt = P.dtype"]
+            lines += [f"    _v{i} = P[..., {i}]" for i in range(len(self.wrt))]
+            body = [f"    {s} = {printer.doprint(v)}" for s, v in reps]
+            body.append(f"    out = np.empty(P.shape[:-1] + {shape}, dt)")
+            body += [f"    out[..., {', '.join(map(str, c))}] = {printer.doprint(e)}"
+                     if shape else f"    out[...] = {printer.doprint(e)}" for c, e in zip(cells, exprs)]
+            if "xmax" in "".join(body):
+                lines.append("    xmax = _XMAX[dt]")
+            src = "\n".join(lines + body + ["    return out"]) + "\n"
+            self._fns[what] = _exec(src, what, dict(np=np, _points=_points, _XMAX=XMAX))
+        return self._fns[what]
+
+    def __call__(self, P):
+        return self._make("value")(P)
+
+    def jacobian(self, P):
+        """(..., outputs, k): rows are the outputs, columns the variables."""
+        return self._make("jacobian")(P)
+
+    def gradient(self, P):
+        """(..., k) for a scalar function."""
+        if self.kind != "scalar":
+            raise ValueError("gradient: the function is not scalar; use jacobian")
+        return self._make("jacobian")(P)[..., 0, :]
+
+    @property
+    def source(self):
+        self._make("value")
+        if self.kind != "matrix":
+            self._make("jacobian")
+        return "\n".join(f.source for f in self._fns.values())
+
+
+def _points(P, k):
+    P = np.asarray(P)
+    if P.dtype not in FLOATS:
+        if P.dtype.kind not in "biuf":
+            raise ValueError(f"points must be numeric, got {P.dtype}")
+        P = P.astype(np.float64)
+    if k == 1 and (P.ndim == 0 or P.shape[-1] != 1):
+        P = P[..., None]
+    if P.ndim == 0 or P.shape[-1] != k:
+        raise ValueError(f"points have shape {P.shape}; expected (..., {k}), one point per row")
+    return P
+
+
+def compile_function(f, wrt=None) -> CompiledFunction:
+    """Compile ``f`` (text, an expression, a vector or a matrix of expressions, or a Derivation from
+    derive_jacobian/derive_gradient) in the variables ``wrt``: ``fn(P)``, ``fn.jacobian(P)``,
+    ``fn.gradient(P)``, each vectorized over the points P (..., k)."""
+    return CompiledFunction(f, wrt)

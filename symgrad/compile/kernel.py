@@ -1,0 +1,193 @@
+"""Network kernels: the batch program compiled to ``kernel(params, X, Y) -> (loss, grads)``.
+
+Where it sits: compile (derive → simplify → **compile** → train). ``backprop.algorithm(net)`` gives
+the batch program (forward values, each g once, every gradient; one example per row) and the mean
+loss; :mod:`.emit` and :mod:`.numpy_printer` turn it into numpy statements, wrapped here into a
+function with fast argument checks (the slow path and its clear errors are :class:`.spec.Spec`'s)
+and exec'd. Tiny networks first try the unrolled scalar path of :mod:`.scalar`.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import sympy as sp
+
+from .. import backprop
+from ..functions import _SETTINGS
+from .common import FLOATS, N, XMAX, _exec, exp_unshifted_limit
+from .emit import cse, emit
+from .numpy_printer import KernelPrinter
+from .scalar import scalar_function
+from .spec import Spec
+
+SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
+
+
+def _consts(specs):
+    """``consts(n, dt)``: the kernel's constants for batch size n and dtype dt, made once per
+    thread: read-only ones vectors, the example numbers, exp's safe range, and the arrays that
+    batch values are computed into (``buf``: arg × n, one example a column)."""
+    local = threading.local()
+
+    def make(spec, n, dt):
+        kind, arg = spec[0], (spec[1] if len(spec) > 1 else None)
+        if kind == "xmax":
+            return XMAX[dt]
+        if kind == "xlim":
+            return exp_unshifted_limit(dt, arg)
+        if kind == "buf":
+            return np.empty((arg, n), dt)
+        if kind == "ones":
+            a = np.ones(n if arg == "n" else arg, dt)
+        else:  # rows: 0, 1, …, n − 1
+            a = np.arange(n)
+        a.flags.writeable = False
+        return a
+
+    def consts(n, dt):
+        cache = local.__dict__
+        got = cache.get((n, dt))
+        if got is None:
+            if len(cache) > 16:
+                cache.clear()
+            got = cache[n, dt] = tuple(make(spec, n, dt) for spec in specs)
+        return got
+    return consts
+
+
+def _add_at(A, flat, y, c):
+    """Example i's entry y_i of A (held transposed, a fresh array of the kernel's) += c."""
+    if A.flags.c_contiguous:
+        A.reshape(-1)[flat] += c
+    else:
+        A[y, np.arange(len(y))] += c
+
+
+def program(net):
+    """The batch program with the mean loss placed after the forward values: [(lhs, rhs)]."""
+    d = backprop.algorithm(net)
+    prog = list(d.meta["program"])
+    at = next(i for i, (lhs, _) in enumerate(prog) if lhs.name.startswith("G_"))
+    return prog[:at] + [(sp.MatrixSymbol("loss", 1, 1), d.meta["loss"])] + prog[at:]
+
+
+def _prologue(spec, with_y):
+    """Fast argument checks; anything unusual goes to Spec.check (conversion or a clear error)."""
+    names = spec.names
+    yshape = "" if not with_y else (
+        f" or Y.shape != (X.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels else
+        " or Y.shape[0] != X.shape[0] or Y.ndim == 1 and Y.dtype.kind not in 'iu'")
+    args = ", ".join(names) + ", X" + (", Y" if with_y else "")
+    shapes = "(" + "".join(f"{p}.shape, " for p in names) + ")"
+    lines = ["    try:", f"        {'; '.join(f'{p} = params[{p!r}]' for p in names)}",
+             "        dt = X.dtype",  # (dtype objects of native floats are unique)
+             f"        if (X.ndim != 2 or X.shape[1] != {spec.d_in} or dt is not _F64 and dt is not _F32 or "
+             f"{shapes} != _SHAPES or " + " or ".join(f"{p}.dtype is not dt" for p in names)
+             + yshape + "):", "            raise ValueError", "    except Exception:",
+             f"        {args}, = _spec.check(params, X{', Y' if with_y else ''})",
+             "        dt = X.dtype", "    n = X.shape[0]"]
+    return lines
+
+
+def _namespace(spec, **extra):
+    return dict(np=np, _spec=spec, _add_at=_add_at, _F64=FLOATS[1], _F32=FLOATS[0],
+                _SHAPES=tuple(spec.shapes[p] for p in spec.names), **extra)
+
+
+def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=()):
+    """Source of ``name(params, X[, Y])``: the checks, then the statements; for cross_entropy a
+    second copy of them for Y given as integer labels (indexed, never expanded to one-hot)."""
+    variants = []
+    for labels in ([True, False] if with_y and spec.labels else [False]):
+        printer = KernelPrinter(names={spec.X: "X.T", spec.Y: "Y.T"})
+        printer.labels = sp.MatrixSymbol("Y", N, spec.d_out) if labels else None
+        body = emit(stmts, printer, owned, outputs)
+        if printer.onehot:
+            body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
+        if labels:  # entry (y_i, i) of a (d, n) array; a label out of range raises here
+            body = [f"flat = np.ravel_multi_index((Y, {printer.const('rows', 'rows')}), "
+                    f"({spec.d_out}, n))"] + body
+        variants.append((printer, body
+                         + [f"return {returns}"]))
+    consts = {c: v for p, _ in variants for c, v in p.consts.items()}
+    pre = [f"    {', '.join(consts)}, = _consts(n, dt)"] if consts else []
+    lines = [f"def {name}(params, X{', Y' if with_y else ''}):"] + _prologue(spec, with_y)
+    lines += list(head) + pre
+    if len(variants) == 2:
+        lines += ["    if Y.ndim == 1:  # integer labels", "        try:",
+                  "            " + variants[0][1][0], "        except ValueError:  # say which label",
+                  "            _spec.target(Y, n, dt)"]
+        lines += ["        " + b for b in variants[0][1][1:]]
+    lines += ["    " + b for b in variants[-1][1]]
+    return "\n".join(lines) + "\n", _consts(list(consts.values()))
+
+
+def compile_network(net, backend: str = "numpy", scalar=None):
+    """``loss, grads = kernel(params, X, Y)``: the mean loss and its gradient for every parameter.
+
+    ``params`` maps names to arrays shaped as :func:`param_shapes` says; X is (n, d0), one example
+    a row; Y is (n, dL), or (n,) integer labels for cross_entropy. The kernel keeps the dtype of the
+    parameters (float32 or float64; X and Y are cast to it). ``kernel.source`` is the generated code,
+    ``kernel.predict(params, X)`` the forward pass. ``scalar``: True/False forces the unrolled path
+    for tiny nets on or off (default: on while batch size × weight entries ≤ SCALAR_WORK).
+    """
+    if backend != "numpy":
+        raise ValueError(f"backend: only 'numpy' is available, not {backend!r}")
+    net.check()
+    return _cached(net, ("kernel", scalar), lambda: _compile_network(net, scalar))
+
+
+def _compile_network(net, scalar):
+    spec, prog = Spec(net), program(net)
+    grads = [(lhs, rhs) for lhs, rhs in prog if lhs.name[1:] in spec.shapes and lhs.name[0] == "d"]
+    stmts = cse(prog)
+    owned = {lhs for lhs, _ in stmts}
+    outs = ", ".join(f"{p!r}: d{p}" for p in spec.names)
+    scalar_cache = {}
+    limit = (SCALAR_WORK if scalar is None else (1 << 62) if scalar else -1)
+
+    def scalar_kernel(n):
+        if n not in scalar_cache:
+            scalar_cache[n] = scalar_function(spec, prog, n)
+        return scalar_cache[n]
+
+    head = [f"    if n * {spec.weights} <= {limit} and n:", "        try:",
+            f"            return _scalar(n)({', '.join(spec.names)}, X, Y, dt)",
+            "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
+            "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
+    src, consts = _function("kernel", spec, stmts, owned, f"loss, {{{outs}}}", True,
+                            outputs={g for g, _ in grads}, head=head)
+    kernel = _exec(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
+    kernel.predict = _forward(net, spec, prog)
+    kernel.scalar_source = lambda n: scalar_kernel(n).source
+    return kernel
+
+
+def _forward(net, spec, prog):
+    out = sp.MatrixSymbol(backprop.batch_rows(net)[net.sym(net.output_node)].name, N, spec.d_out)
+    stmts = []
+    for lhs, rhs in prog:
+        if lhs.name == "loss":
+            break
+        stmts.append((lhs, rhs))
+    src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - {out},
+                            f"{out.name}.T.copy()", False)
+    return _exec(src, "predict", _namespace(spec, _consts=consts))
+
+
+def _cached(net, key, make):
+    """make() once per network structure (a network may still grow after a compile)."""
+    sig = (tuple(net.nodes.values()), tuple(net.shapes.items()), net.output_node, net.loss,
+           net.penalty, _SETTINGS["relu_grad_at_zero"], key)
+    cache = net.__dict__.setdefault("_compiled", {})
+    if sig not in cache:
+        cache[sig] = make()
+    return cache[sig]
+
+
+def predict(net, params, X):
+    """The network's output for the rows of X (probabilities for sigmoid and softmax outputs)."""
+    return compile_network(net).predict(params, X)
+
+

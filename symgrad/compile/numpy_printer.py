@@ -1,0 +1,247 @@
+"""The numpy printer of batch programs: matrix expressions as numpy over transposed batch arrays.
+
+Where it sits: compile, between the derived batch program (``backprop.algorithm``) and the emitter
+(:mod:`.emit`), which asks this printer for the code of each statement's right-hand side.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import sympy as sp
+from sympy.printing.numpy import NumPyPrinter
+
+from ..functions import _SETTINGS
+from .common import N, _IDENT, StablePrimitives, _atomic, _body, _broadcast, _call, _T
+
+
+class KernelPrinter(StablePrimitives, NumPyPrinter):
+    """A batch program's matrix expressions (one example a row) as numpy over arrays that hold
+    every batch value transposed, one example a column, as the notes write z = W x + b: Z1 = X Wᵀ
+    prints as ``W1 @ X.T``, so biases broadcast down columns and softmax reduces along them, both
+    contiguous. A MatrixSymbol prints as its name (X and Y as the views ``X.T``, ``Y.T``), ``n`` is
+    the batch size and ``dt`` the dtype. No broadcast is formed (1·bᵀ is ``b[:, None]``, Gᵀ·1 is
+    ``G @ one_n``). An Elementwise prints its Lambda's body with the operand arrays for its
+    variables; σ, softplus and log(1 + eᵘ) print in forms that neither overflow nor lose digits.
+    """
+
+    FORMS = {"softplus": "np.logaddexp(0, {})", "log1p": "np.log1p({})", "log": "np.log({})",
+             "heaviside": "np.heaviside({}, {})", "min": "np.minimum({}, {})",
+             "max": "np.maximum({}, {})"}
+
+    def __init__(self, settings=None, names=None):
+        super().__init__(settings or {})
+        self.env, self.consts, self.rows, self.pre, self.done = {}, {}, {}, [], set()
+        self.names = names or {}  # MatrixSymbol -> code, for the inputs
+        self.tmp = itertools.count()
+        self.labels, self.onehot = None, False  # Y held as integer labels; their one-hot needed
+        self.buffered = set()  # batch values that live in arrays of the kernel's, reused per call
+
+    def _module_format(self, fqn, register=True):
+        s = super()._module_format(fqn, register)
+        return "np." + s[6:] if s.startswith("numpy.") else s
+
+    def _paren(self, e):
+        code = self._print(e)
+        return code if _atomic(code) else f"({code})"
+
+    def const(self, name, *spec):
+        """A constant of the kernel's per (n, dtype), made once: see _consts."""
+        self.consts[name] = spec
+        return name
+
+    def into(self, lhs, e):
+        """Code for e, written into lhs's own array when lhs is buffered and e is a product of two
+        factors or one numpy ufunc call (no allocation per call)."""
+        code = self._print(e)
+        if lhs not in self.buffered:
+            return code
+        buf = self.const(f"buf_{lhs.name}", "buf", lhs.shape[1])
+        if isinstance(e, sp.MatMul) and len(e.args) == 2 and not _broadcast(e) \
+                and e.as_coeff_matrices()[0] == 1:
+            return f"np.matmul({self._trn(e.args[1])}, {self._trn(e.args[0])}, out={buf})"
+        name = _call(code)
+        if name and isinstance(getattr(np, name, None), np.ufunc):
+            return f"{code[:-1]}, out={buf})"
+        return code
+
+    def _one(self, k, row=False):  # a ones vector, or a (1, k) row
+        return self.const(f"one_{'r' if row else ''}{k}", "ones", (1, k) if row else k)
+
+    # scalars
+    def _print_Symbol(self, e):
+        return self.env[e] if e in self.env else ("n" if e == N else super()._print_Symbol(e))
+
+    _print_Dummy = _print_Symbol
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp == -1:
+            return f"(1/{self._paren(e.base)})"
+        return super()._print_Pow(e, rational)
+
+    def _print_relu(self, e):
+        return f"np.maximum({self._print(e.args[0])}, 0)"
+
+    def _print_step(self, e):  # in the kernel's dtype; step(0) = relu'(0) as configured
+        x, at0 = self._paren(e.args[0]), _SETTINGS["relu_grad_at_zero"]
+        if at0 == 0 or at0 == 1:
+            return f"({x} {'>' if at0 == 0 else '>='} 0).astype(dt)"
+        return f"np.heaviside({x}, 0.5)"
+
+    def _print_sigmoid(self, e):
+        # 1/(1 + e⁻ˣ) with e⁻ˣ clamped at XMAX: no overflow, exact to rounding for x ≥ −709 (−88 in
+        # float32); below, σ stays at its value there (≈ 1e-308, 6e-39) instead of going to 0.
+        return f"(1/(1 + np.exp(np.minimum(-{self._paren(e.args[0])}, {self.const('xmax', 'xmax')}))))"
+
+    def _print_leaky_relu(self, e):
+        x, a = self._paren(e.args[0]), e.args[1]
+        if 0 <= a <= 1:
+            return f"np.maximum({x}, {self._print(a)}*{x})"
+        return f"np.where({x} > 0, {x}, {self._print(a)}*{x})"
+
+    # matrices: code(e) holds e, or eᵀ for a batch value (n rows)
+    def _print_MatrixSymbol(self, e):
+        if e == self.labels:  # any use not printed at the labels below needs the one-hot matrix
+            self.onehot = True
+            return "Y1h"
+        return self.names.get(e, e.name)
+
+    def _nrm(self, e):
+        """Code for e itself (not transposed) as a product's factor."""
+        if isinstance(e, sp.Transpose):
+            return self._trn(e.arg)
+        return _T(self._paren(e)) if e.shape[0] == N else self._paren(e)
+
+    def _trn(self, e):
+        """Code for eᵀ as a product's factor."""
+        if isinstance(e, sp.Transpose):
+            return self._nrm(e.arg)
+        return self._paren(e) if e.shape[0] == N else _T(self._paren(e))
+
+    def _print_Transpose(self, e):
+        a = e.arg
+        return self._print(a) if a.shape[0] == N or e.shape[0] == N else _T(self._paren(a))
+
+    def at_labels(self, e):
+        """e[i, y_i] for every row i, as a 1-D array: what Σ y ⊙ e is for one-hot rows y."""
+        if isinstance(e, sp.MatrixSymbol):
+            return f"{self._print(e)}.ravel()[flat]"
+        return f"({self._print(e)}).ravel()[flat]"
+
+    def _product(self, c, mats):
+        mats = list(mats)
+        batch = sp.MatMul(*mats).shape[0] == N if len(mats) > 1 else mats[0].shape[0] == N
+        if len(mats) == 2 and isinstance(mats[0], sp.OneMatrix) and mats[0].shape[1] == 1:
+            r = mats[1]  # 1·rᵀ: a row broadcast over the batch, here down the columns
+            code = (f"{r.arg.name}[:, None]" if isinstance(r, sp.Transpose) and
+                    isinstance(r.arg, sp.MatrixSymbol) else f"{self._trn(r)}")
+        elif len(mats) == 2 and isinstance(mats[1], sp.OneMatrix) and mats[1].shape[0] == 1:
+            code = self._print(mats[0])  # v·1ᵀ: a batch column, held as a row, broadcast
+        elif isinstance(mats[-1], sp.OneMatrix) and mats[-1].shape[1] == 1:  # A·1: row sums
+            a = sp.MatMul(*mats[:-1]) if len(mats) > 2 else mats[0]
+            k = a.shape[1]
+            code = (f"{self._one(k, row=True)} @ {self._trn(a)}" if batch else
+                    f"{self._nrm(a)} @ {self._one('n' if k == N else k)}")
+        elif len(mats) == 1:
+            code = self._print(mats[0])
+        elif batch:
+            code = " @ ".join(self._trn(m) for m in reversed(mats))
+        else:
+            code = " @ ".join(self._nrm(m) for m in mats)
+        code = code if c == 1 or _atomic(code) else f"({code})"
+        return code if c == 1 else f"-{code}" if c == -1 else f"{self._paren(c)}*{code}"
+
+    def _print_MatMul(self, e):
+        return self._product(*e.as_coeff_matrices())
+
+    def _print_MatAdd(self, e):
+        out = []
+        for t in sorted(e.args, key=lambda t: isinstance(t, sp.MatMul) and t.args[0] == -1):
+            c, mats = t.as_coeff_matrices() if isinstance(t, sp.MatMul) else (1, [t])
+            neg = c.is_number and c < 0 if c != 1 else False
+            code = self._product(-c if neg else c, mats)
+            out.append(("- " if neg else "+ ") + (code if not neg or _atomic(code) else f"({code})"))
+        s = " ".join(out)
+        return s[2:] if s.startswith("+ ") else "-" + s[2:]
+
+    def _print_HadamardProduct(self, e):
+        return " * ".join(self._paren(a) for a in e.args)
+
+    def _print_HadamardPower(self, e):
+        return f"{self._paren(e.args[0])}**{self._print(e.args[1])}"
+
+    def _print_Elementwise(self, e):
+        reals, body = _body(e.lam)
+        saved = dict(self.env)
+        self.env.update({r: self._paren(a) for r, a in zip(reals, e.operands)})
+        try:
+            return self._print(body)
+        finally:
+            self.env = saved
+
+    def _print_SumAll(self, e):
+        a = e.args[0]
+        if self.labels is not None and isinstance(a, sp.HadamardProduct) and len(a.args) == 2 \
+                and self.labels in a.args:
+            other = a.args[0] if a.args[1] == self.labels else a.args[1]
+            terms = other.args if isinstance(other, sp.MatAdd) else [other]
+            out = []
+            for t in terms:  # Σᵢ (a + b)[i, yᵢ] = Σᵢ a[i, yᵢ] + Σᵢ b[i, yᵢ]; a column: Σᵢ vᵢ
+                c, mats = t.as_coeff_matrices() if isinstance(t, sp.MatMul) else (1, [t])
+                col = len(mats) == 2 and isinstance(mats[1], sp.OneMatrix)
+                code = (f"{self._paren(mats[0])}.sum()" if col else
+                        f"{self.at_labels(sp.MatMul(*mats) if len(mats) > 1 else mats[0])}.sum()")
+                out.append((c, code))
+            out.sort(key=lambda t: bool(t[0] < 0))
+            s = " ".join(("- " if c < 0 else "+ ") + (code if abs(c) == 1 else
+                                                     f"{self._print(abs(c))}*{code}")
+                         for c, code in out)
+            return s[2:] if s.startswith("+") else "-" + s[2:]
+        if isinstance(a, sp.HadamardProduct) and len(a.args) == 2 and not any(map(_broadcast, a.args)):
+            return f"np.vdot({self._print(a.args[0])}, {self._print(a.args[1])})"
+        if isinstance(a, sp.HadamardPower) and a.args[1] == 2:
+            x = self._print(a.args[0])
+            if _IDENT.match(x):  # (other squares are summed below)
+                return f"np.vdot({x}, {x})"
+        return f"{self._paren(a)}.sum()"
+
+    def softmax_rows(self, z, target, inplace=False, buffered=False):
+        """exp(z − m) for each example into ``target`` and its sums s, remembered for a
+        log-sum-exp of the same z. While every entry lies within ±xlim, exp(z) can neither
+        overflow nor underflow, even summed, and no shift is needed (m is None); else m is each
+        example's maximum."""
+        zc, k = self._paren(z), z.shape[1]
+        m, s, one = f"m_{target}", f"s_{target}", self._one(k, row=True)
+        lim = self.const(f"xlim_{k}", "xlim", k)
+        first = f"{target} = {zc}; {target} -= {m}" if inplace else f"{target} = {zc} - {m}"
+        out = zc if inplace else self.const(f"buf_{target}", "buf", k) if buffered else None
+        self.pre += [f"if np.vdot({zc}, {zc}) < {lim}**2 or -{lim} < {zc}.min() and {zc}.max() < "
+                     f"{lim}:  # exp(z) is safe unshifted",
+                     f"    {m} = None; {target} = np.exp({zc}" + (f", out={out})" if out else ")"),
+                     "else:  # shift each example by its maximum",
+                     f"    {m} = {zc}.max(axis=0, keepdims=True); {first}",
+                     f"    np.exp({target}, out={target})", f"{s} = {one} @ {target}"]
+        self.rows[z] = (m, s)
+        return target
+
+    def _print_Softmax(self, e):
+        name = self.softmax_rows(e.args[0], f"_sm{next(self.tmp)}")
+        self.pre.append(f"{name} /= s_{name}")
+        return name
+
+    def _print_LogSumExp(self, e):
+        z = e.args[0]
+        if z not in self.rows:
+            self.softmax_rows(z, f"_e{next(self.tmp)}")
+        m, s = self.rows[z]
+        name = f"lse_{s[2:]}"
+        if name not in self.done:
+            self.done.add(name)
+            self.pre.append(f"{name} = np.log({s}) if {m} is None else np.log({s}) + {m}")
+        return name
+
+    def _print_SoftmaxVJP(self, e):
+        y, g = self._paren(e.args[0]), self._paren(e.args[1])
+        return f"{y} * ({g} - {self._one(e.shape[1], row=True)} @ ({y} * {g}))"
+
+

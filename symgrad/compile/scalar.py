@@ -1,0 +1,222 @@
+"""The unrolled scalar path for tiny networks: the batch program, entry by entry, on Python floats.
+
+Where it sits: compile, a second code path beside the numpy kernel of :mod:`.kernel`, generated from
+the same program for one batch size at a time. For a 2-2-1 net numpy's per-call overhead, not
+arithmetic, is the cost; plain Python float arithmetic avoids it.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy as sp
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..functions import _SETTINGS
+from ..matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
+from .common import N, StablePrimitives, _body, _exec
+
+
+def _exp(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _log(x):
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+
+
+def _log1p(x):
+    return math.log1p(x) if x > -1 else (-math.inf if x == -1 else math.nan)
+
+
+def _sigmoid(x):
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1 + e)
+
+
+def _softplus(x):
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+def _sign(x):
+    return (x > 0) - (x < 0)
+
+
+def _heaviside(x, h0=0.5):
+    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)
+
+
+class ScalarPrinter(StablePrimitives, PythonCodePrinter):
+    """One entry at a time, on Python floats (the unrolled path): the same primitives in forms that
+    neither overflow nor raise (``_exp``, ``_log``, ``_sigmoid``, ``_softplus``)."""
+
+    FORMS = {"softplus": "_softplus({})", "log1p": "_log1p({})", "log": "_log({})",
+             "heaviside": "_heaviside({}, {})", "min": "min({}, {})", "max": "max({}, {})"}
+
+    def _print_Symbol(self, e):
+        return e.name
+
+    _print_Dummy = _print_Symbol
+
+    def _cond(self, e, then, other):
+        x = self._print(e.args[0])
+        if not isinstance(e.args[0], (sp.Symbol, sp.Number)):
+            return f"(lambda _x: {then.format(x='_x')} if _x > 0.0 else {other.format(x='_x')})({x})"
+        return f"({then.format(x=x)} if {x} > 0.0 else {other.format(x=x)})"
+
+    def _print_relu(self, e):
+        return self._cond(e, "{x}", "0.0")
+
+    def _print_step(self, e):
+        at0 = float(_SETTINGS["relu_grad_at_zero"])
+        return f"_heaviside({self._print(e.args[0])}, {at0})" if at0 else self._cond(e, "1.0", "0.0")
+
+    def _print_leaky_relu(self, e):
+        return self._cond(e, "{x}", f"{self._print(e.args[1])}*{{x}}")
+
+    def _print_sigmoid(self, e):
+        return f"_sigmoid({self._print(e.args[0])})"
+
+    def _print_exp(self, e):
+        return f"_exp({self._print(e.args[0])})"
+
+    def _print_sign(self, e):
+        return f"_sign({self._print(e.args[0])})"
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp == -1:
+            return f"1/{self.parenthesize(e.base, 60)}"
+        if e.exp == 2 and isinstance(e.base, sp.Symbol):
+            return f"{e.base.name}*{e.base.name}"
+        return super()._print_Pow(e, rational)
+
+
+class _Unroller:
+    """The batch program at a fixed n, entry by entry: one Python assignment per nonconstant
+    entry, a stable max-shifted softmax per row."""
+
+    def __init__(self, n):
+        self.n, self.env, self.lines, self.rows = n, {}, [], {}
+        self.p = ScalarPrinter({"order": "none"})  # terms as built: sorting them is slow
+
+    def define(self, name, v):
+        if v.is_Atom:
+            return v
+        self.lines.append(f"{name} = {self.p.doprint(v)}")
+        return sp.Symbol(name)
+
+    def assign(self, lhs, rhs):
+        self.env[lhs] = [[self.define(f"{lhs.name}_{i}_{j}", v) for j, v in enumerate(row)]
+                         for i, row in enumerate(self.entries(rhs))]
+
+    def row(self, z):
+        if z not in self.rows:
+            out = []
+            for i, zs in enumerate(self.entries(z)):
+                tag = f"_{z.name}_{i}"
+                m = self.define("m" + tag, sp.Max(*zs)) if len(zs) > 1 else zs[0]
+                es = [self.define(f"e{tag}_{k}", sp.exp(x - m)) for k, x in enumerate(zs)]
+                out.append((m, self.define("s" + tag, sp.Add(*es)), es))
+            self.rows[z] = out
+        return self.rows[z]
+
+    def entries(self, e):
+        if isinstance(e, sp.MatrixSymbol):
+            return self.env[e]
+        if isinstance(e, sp.OneMatrix):
+            return [[sp.S.One] * int(e.shape[1].subs(N, self.n))
+                    for _ in range(int(e.shape[0].subs(N, self.n)))]
+        if isinstance(e, sp.Transpose):
+            return [list(c) for c in zip(*self.entries(e.arg))]
+        if isinstance(e, sp.MatMul):
+            c, mats = e.as_coeff_matrices()
+            M = self.entries(mats[0])
+            for m in mats[1:]:
+                B = self.entries(m)
+                M = [[sp.Add(*[a * B[k][j] for k, a in enumerate(r)]) for j in range(len(B[0]))]
+                     for r in M]
+            c = sp.sympify(c).subs(N, self.n)
+            return [[c * x for x in r] for r in M]
+        if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
+            op = sp.Add if isinstance(e, sp.MatAdd) else sp.Mul
+            parts = [self.entries(a) for a in e.args]
+            return [[op(*[p[i][j] for p in parts]) for j in range(len(parts[0][0]))]
+                    for i in range(len(parts[0]))]
+        if isinstance(e, sp.HadamardPower):
+            return [[x ** e.args[1] for x in r] for r in self.entries(e.args[0])]
+        if isinstance(e, Elementwise):
+            reals, body = _body(e.lam)
+            ops = [self.entries(o) for o in e.operands]
+            return [[body.xreplace({r: o[i][j] for r, o in zip(reals, ops)})
+                     for j in range(len(ops[0][0]))] for i in range(len(ops[0]))]
+        if isinstance(e, Softmax):
+            return [[x / s for x in es] for _, s, es in self.row(e.args[0])]
+        if isinstance(e, LogSumExp):
+            return [[m + sp.log(s)] for m, s, _ in self.row(e.args[0])]
+        if isinstance(e, SoftmaxVJP):
+            Y, G = self.entries(e.args[0]), self.entries(e.args[1])
+            dots = [self.define(f"_dot{len(self.lines)}", sp.Add(*[a * b for a, b in zip(y, g)]))
+                    for y, g in zip(Y, G)]
+            return [[a * (b - d) for a, b in zip(y, g)] for y, g, d in zip(Y, G, dots)]
+        if isinstance(e, SumAll):
+            return [[sp.Add(*[x for r in self.entries(e.args[0]) for x in r])]]
+        raise NotImplementedError(f"the scalar path cannot unroll {type(e).__name__}")
+
+
+def scalar_function(spec, prog, n):
+    """``f(*params, X, Y, dt) -> (loss, grads)`` unrolled for batch size n (Python floats inside,
+    arrays of dtype dt out)."""
+    net, u = spec.net, _Unroller(n)
+    X, Y = spec.X, spec.Y
+    args = [f"_p{i}" for i in range(len(spec.names))]
+    head = [f"def kernel_n{n}({', '.join(args)}, _X, _Y, _dt):"]
+
+    def unpack(sym, arg, shape):
+        names = [[f"{sym.name}_{i}_{j}" for j in range(shape[1])] for i in range(shape[0])]
+        u.env[sym] = [[sp.Symbol(x) for x in r] for r in names]
+        return f"    {', '.join('(' + ', '.join(r) + ',)' for r in names)}, = {arg}.tolist()"
+
+    for p, a in zip(spec.names, args):
+        sym = net.sym(p)
+        if len(spec.shapes[p]) == 1:
+            names = [f"{p}_{i}_0" for i in range(sym.shape[0])]
+            u.env[sym] = [[sp.Symbol(x)] for x in names]
+            head.append(f"    {', '.join(names)}, = {a}.tolist()")
+        else:
+            head.append(unpack(sym, a, spec.shapes[p]))
+    head.append(unpack(X, "_X", (n, spec.d_in)))
+    if spec.labels:
+        head += ["    if _Y.ndim == 2:", "    " + unpack(Y, "_Y", (n, spec.d_out)), "    else:",
+                 "        _ls = _Y.tolist()",
+                 f"        if min(_ls) < 0 or max(_ls) >= {spec.d_out}:",
+                 f"            _spec.target(_Y, {n}, _dt)",
+                 f"        {', '.join(f'_l{i}' for i in range(n))}, = _ls"]
+        head += [f"        Y_{i}_{k} = 1.0 if _l{i} == {k} else 0.0"
+                 for i in range(n) for k in range(spec.d_out)]
+    else:
+        head.append(unpack(Y, "_Y", (n, spec.d_out)))
+    for lhs, rhs in prog:
+        u.assign(lhs, rhs)
+    flat = [v for p in spec.names for r in u.env[sp.MatrixSymbol("d" + p, *net.shapes[p])]
+            for v in r]
+    p, k, outs = u.p, 0, []
+    for name in spec.names:
+        size = math.prod(spec.shapes[name])
+        view = f"_g[{k}:{k + size}]" + (f".reshape{spec.shapes[name]}"
+                                          if len(spec.shapes[name]) == 2 else "")
+        outs.append(f"{name!r}: {view}")
+        k += size
+    body = [f"    {line}" for line in u.lines]
+    body += [f"    _g = np.array([{', '.join(p.doprint(v) for v in flat)}], _dt)",
+             f"    return _dt.type({p.doprint(u.env[sp.MatrixSymbol('loss', 1, 1)][0][0])}), "
+             f"{{{', '.join(outs)}}}"]
+    ns = dict(np=np, math=math, _exp=_exp, _log=_log, _log1p=_log1p, _sigmoid=_sigmoid, _softplus=_softplus,
+              _sign=_sign, _heaviside=_heaviside, _spec=spec)
+    return _exec("\n".join(head + body) + "\n", f"kernel_n{n}", ns)
+
+
