@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compile import CompiledFunction, compile_function, param_shapes
+from .compile.function import CompiledFunction, compile_function
+from .compile.spec import param_shapes
 
 
 class GradCheck(float):
@@ -34,8 +35,10 @@ def _relative(analytic, numeric, floor):
 
 
 def _data(net, n, rng):
-    d0, dL = net.nodes[net.inputs[0]].dim, net.nodes[net.output_node].dim
-    X = rng.standard_normal((n, d0))
+    """Random examples: X an (n, d) array, or a dict of them for several inputs; Y to suit the loss."""
+    dL = net.nodes[net.output_node].dim
+    X = {i: rng.standard_normal((n, net.nodes[i].dim)) for i in net.inputs}
+    X = X[net.inputs[0]] if len(X) == 1 else X
     if net.loss.name == "cross_entropy":
         return X, rng.integers(0, dL, n)
     if net.loss.name == "bce":
@@ -55,9 +58,11 @@ def check_network(net, params=None, X=None, Y=None, *, n=4, eps=1e-6, samples=20
     elif Y is None:
         raise ValueError("gradcheck: give Y along with X")
     kernel = net.compile()
-    X = np.asarray(X, dtype=np.float64)
+    X = ({k: np.asarray(v, dtype=np.float64) for k, v in X.items()} if isinstance(X, dict)
+         else np.asarray(X, dtype=np.float64))
     loss, grads = kernel(params, X, Y)
-    errors, lines = {}, [f"gradcheck of {net!r}, {len(X)} examples, loss {float(loss):.6g}"]
+    n = len(next(iter(X.values())) if isinstance(X, dict) else X)
+    errors, lines = {}, [f"gradcheck of {net!r}, {n} examples, loss {float(loss):.6g}"]
     for p, shape in param_shapes(net).items():
         idx = list(np.ndindex(shape))
         if len(idx) > samples:

@@ -13,7 +13,8 @@ import time
 
 import numpy as np
 
-from .compile import FLOATS, Spec
+from .compile.common import FLOATS
+from .compile.spec import Spec
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adam": 0.001}
@@ -67,12 +68,13 @@ class Optimizer:
 
 
 class Progress:
-    """The progress line on stderr: rewritten in place on a terminal, else at most ~10 lines."""
+    """The progress line on stderr: rewritten in place on a terminal, else at most 10 lines (the
+    first epoch, every ⌈epochs/8⌉th, the last)."""
 
     def __init__(self, epochs, quiet, stream=None):
         self.epochs, self.quiet, self.out = epochs, quiet, stream or sys.stderr
         self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.every, self.t0 = max(1, epochs // 10), time.perf_counter()
+        self.every, self.t0 = -(-epochs // 8), time.perf_counter()
 
     def update(self, epoch, loss):
         if self.quiet:
@@ -93,7 +95,9 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
           dtype=None, momentum: float = 0.9, shuffle: bool = True, callback=None):
     """Train ``net`` on the rows of X (targets Y) by minibatch gradient descent.
 
-    Starts from ``params`` (copied, never changed) or ``net.init_params(seed, dtype)``; each epoch
+    X is (n, d0), or a dict {input name: (n, d) array} for a net with several inputs. Starts from
+    ``params`` (copied, never changed) or ``net.init_params(seed, dtype)`` (dtype: X's if it is
+    float32 or float64, else float64; the parameters' dtype is the kernel's); each epoch
     visits the examples in a fresh random order (``seed``) in batches of ``batch_size``, taking one
     ``optimizer`` step ("sgd", "momentum" or "adam"; ``lr`` defaults to 0.1, 0.01, 0.001) per batch.
     Prints a progress line (epoch, loss) on stderr unless ``quiet``; ``callback(epoch, params,
@@ -106,24 +110,26 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
     kernel = net.compile()
-    if params is None:
-        x_dt = np.asarray(X).dtype
+    if params is None:  # float data keeps its dtype; anything else trains in float64
+        x_dt = np.asarray(next(iter(X.values())) if isinstance(X, dict) else X).dtype
         params = net.init_params(seed=seed, dtype=dtype or (x_dt if x_dt in FLOATS else "float64"))
     else:
         params = {k: np.array(v, dtype=dtype) if dtype else np.array(v) for k, v in params.items()}
     spec = Spec(net)
-    *_, X, Y = spec.check(params, X, Y)  # validated and converted once, not per batch
+    *_, Y = checked = spec.check(params, X, Y)  # validated and converted once, not per batch
+    xs = checked[len(spec.names):-1]
     params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
-    n = X.shape[0]
-    if n == 0:
-        raise ValueError("X has no examples")
+    n = xs[0].shape[0]
+
+    def rows(idx):  # the minibatch's X: an array, or a dict for several inputs
+        return xs[0][idx] if len(xs) == 1 else {k: a[idx] for k, a in zip(spec.inputs, xs)}
     rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
     for epoch in range(1, epochs + 1):
         order = rng.permutation(n) if shuffle else np.arange(n)
         total = 0.0
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            loss, grads = kernel(params, X[idx], Y[idx])
+            loss, grads = kernel(params, rows(idx), Y[idx])
             total += float(loss) * len(idx)
             opt.step(params, grads)
         history.append(total / n)
@@ -207,4 +213,4 @@ def accuracy(net, params, X, Y) -> float | None:
     return float((P.argmax(axis=1) == Y.argmax(axis=1)).mean())
 
 
-fit = train  # the name the command line uses (``symgrad.train`` is this function in the package)
+fit = train  # kept while symgrad/cli.py imports it under this name

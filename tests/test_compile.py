@@ -153,17 +153,20 @@ def test_scalar_path_chosen_for_tiny_nets_only():
     p = net.init_params()
     X, Y = data(net, 4, np.random.default_rng(0))
     assert "kernel_n4" in kernel.scalar_source(4) and "tolist" in kernel.scalar_source(4)
+    assert "kernel.scalar_source(n)" in kernel.source.split("def kernel")[0]  # says what runs
+    assert "n ≤ 33 " in kernel.source  # 33 × 6 weight entries ≤ 200
     a, b = kernel(p, X, Y), net.compile(scalar=False)(p, X, Y)
     assert a[0] == pytest.approx(b[0], rel=1e-12)
     assert all(np.allclose(a[1][k], b[1][k], rtol=1e-12, atol=1e-15) for k in p)
     big = sg.mlp([64, 32, 10], output="softmax", loss="cross_entropy").compile()
-    assert "_scalar(n)" not in big.source  # no batch is small enough for it
+    assert "_scalar(n)" not in big.source and big.source.startswith("def kernel")
 
 
 def test_source_is_vectorized_numpy():
     net = sg.mlp([4, 8, 8, 3], hidden="relu", output="softmax", loss="cross_entropy")
     src = net.compile().source
-    assert src.count(" @ ") >= 8 and "for " not in src and "np.exp(" in src
+    code = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith("#"))
+    assert src.count(" @ ") >= 8 and "for " not in code and "np.exp(" in src
     assert "_add_at(G_z3, flat, Y, " in src  # integer labels are indexed, not one-hot
     mse = sg.mlp([3, 2], loss="mse").compile(scalar=False).source
     assert mse.count("- Y") + mse.count("-= Y") == 1  # ŷ − y computed once for loss and gradient
@@ -230,6 +233,9 @@ def test_compile_function_vectorized():
         assert np.allclose(J[k], ref, rtol=1e-12)
     assert f.jacobian(P[0]).shape == (3, 2)  # a single point
     assert sg.gradcheck(f) < 1e-6
+    one = sg.compile_function("x**3", "x")  # ∇ is shaped as the points are
+    assert one.gradient(np.arange(3.0)).tolist() == [0, 3, 12]
+    assert one.gradient(np.arange(3.0)[:, None]).shape == (3, 1) and one.gradient(2.0) == 12
     g = sg.compile_function(sg.derive_gradient("a*b**2 + log(1 + exp(a))", "a b"))
     assert g.kind == "scalar" and g.gradient(P).shape == (50, 2)
     big = g.gradient(np.array([[1000.0, 1.0], [-1000.0, 2.0]]))
@@ -300,3 +306,78 @@ def test_buffers_never_leak_between_calls_or_threads():
         t.join()
     for (loss, g), (loss0, g0) in zip(results, expected):
         assert loss == loss0 and all(np.array_equal(g[k], g0[k]) for k in g)
+
+
+def two_input_net():
+    net = sg.Network()
+    a, b = net.input("a", 2), net.input("b", 3)
+    s = net.add(net.dense(a, 3, name="za"), net.dense(b, 3, name="zb"))
+    h = net.act(s, "tanh", name="h")
+    return net.set_loss(net.act(net.dense(h, 2, name="z3"), "softmax"), "cross_entropy")
+
+
+def test_several_inputs_take_a_dict_of_arrays():
+    net = two_input_net()
+    rng = np.random.default_rng(4)
+    p = {k: v + 0.2 * rng.standard_normal(v.shape) for k, v in net.init_params(seed=1).items()}
+    X, y = {"a": rng.standard_normal((5, 2)), "b": rng.standard_normal((5, 3))}, rng.integers(0, 2, 5)
+    vector, scalar = net.compile(scalar=False), net.compile(scalar=True)
+    (loss, g), (loss_s, g_s) = vector(p, X, y), scalar(p, X, y)
+    fd = numeric_grads(vector, p, X, y)
+    assert loss == pytest.approx(loss_s, rel=1e-13)
+    assert all(rel_err(g[k], fd[k]) < 1e-6 and rel_err(g_s[k], g[k]) < 1e-10 for k in p)
+    assert sg.gradcheck(net) < 1e-6 and sg.gradcheck(net, p, X, y) < 1e-6
+    P = net.predict(p, X)
+    assert P.shape == (5, 2) and np.allclose(P.sum(axis=1), 1)
+    cases = [(X["a"], "X: this network has 2 inputs; give a dict {'a': (n, 2) array, 'b': (n, 3) array}"),
+             ({"a": X["a"]}, "X: missing 'b' (the network's inputs are 'a', 'b')"),
+             ({**X, "c": X["a"]}, "X: unexpected 'c'"),
+             ({"a": X["a"], "b": X["b"][:4]}, "X['b'] has 4 rows but X['a'] has 5"),
+             ({"a": X["a"], "b": X["b"][:, :2]}, "X['b'] has shape (5, 2); expected (n, 3)")]
+    for kernel in (vector, scalar):
+        for XX, msg in cases:
+            with pytest.raises(ValueError) as e:
+                kernel(p, XX, y)
+            assert str(e.value).startswith(msg) and "\n" not in str(e.value)
+    params, history = sg.train(net, X, y, epochs=30, lr=0.05, batch_size=2, quiet=True)
+    assert history[-1] < history[0]
+
+
+@pytest.mark.parametrize("scalar", [False, True])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_edge_cases_raise_clear_errors(scalar):
+    net = sg.mlp([2, 2, 1], hidden="relu", output="sigmoid", loss="bce")
+    kernel, p = net.compile(scalar=scalar), net.init_params()
+    X, Y = np.ones((4, 2)), np.array([[0.], [1], [1], [0]])
+    with pytest.raises(ValueError, match=r"^X has no examples \(shape \(0, 2\)\)$"):
+        kernel(p, X[:0], Y[:0])
+    with pytest.raises(ValueError, match=r"^params: unexpected 'W3', 'c' \(expected W1, b1, W2, b2\)$"):
+        kernel({**p, "W3": p["W1"], "c": 1}, X, Y)
+    bad = X.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^X holds nan \(at \[2, 1\]\)$"):
+        kernel(p, bad, Y)
+    with pytest.raises(ValueError, match=r"^params\['b2'\] holds inf \(at \[0\]\)$"):
+        kernel({**p, "b2": np.array([np.inf])}, X, Y)
+    with pytest.raises(ValueError, match=r"^Y holds nan"):
+        kernel(p, X, np.where(Y == 1, np.nan, Y))
+    with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
+        sg.mlp([2, 1], output="softmax", loss="cross_entropy").compile()
+
+
+@pytest.mark.parametrize("scalar", [False, True])
+def test_dtype_follows_the_parameters(scalar):
+    net = sg.mlp([3, 4, 1], hidden="tanh")
+    kernel = net.compile(scalar=scalar)
+    X, Y = np.random.default_rng(0).standard_normal((4, 3)), np.ones((4, 1))
+    for pdt, xdt in [("float64", np.float32), ("float32", np.float64), ("float64", np.int64)]:
+        loss, g = kernel(net.init_params(dtype=pdt), X.astype(xdt), Y)
+        assert loss.dtype == pdt and all(v.dtype == pdt for v in g.values())
+        assert net.predict(net.init_params(dtype=pdt), X.astype(xdt)).dtype == pdt
+
+
+def test_sigmoid_clamps_far_below_zero():
+    f = sg.compile_function("sigmoid(x)", "x")
+    v = f(np.array([-1000.0, -700.0, 0.0, 1000.0]))
+    assert v[0] <= 1.3e-308 and v[1] == pytest.approx(np.exp(-700), rel=1e-14)
+    assert v[2] == 0.5 and v[3] == 1.0

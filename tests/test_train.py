@@ -45,10 +45,11 @@ def test_progress_line_and_quiet(capsys):
     X, Y = regression(16)
     sg.train(net, X, Y, epochs=30, quiet=True)
     assert capsys.readouterr().err == ""
-    sg.train(net, X, Y, epochs=30)
-    err = capsys.readouterr().err.splitlines()
-    assert 2 <= len(err) <= 12 and err[-1].startswith("epoch 30/30 [####")
-    assert "loss" in err[0]
+    for epochs in (3, 25, 30, 97):
+        sg.train(net, X, Y, epochs=epochs)
+        err = capsys.readouterr().err.splitlines()
+        assert min(epochs, 3) <= len(err) <= 10 and err[-1].startswith(f"epoch {epochs}/{epochs} [####")
+        assert "loss" in err[0] and err[0].startswith("epoch  1/" if epochs > 9 else "epoch 1/")
 
 
 def test_callback_stops_and_bad_arguments():

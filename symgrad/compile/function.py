@@ -81,10 +81,10 @@ class CompiledFunction:
         return self._make("jacobian")(P)
 
     def gradient(self, P):
-        """(..., k) for a scalar function."""
+        """∇f at the points P, shaped as P: (..., k), and for one variable (m,) points give (m,)."""
         if self.kind != "scalar":
             raise ValueError("gradient: the function is not scalar; use jacobian")
-        return self._make("jacobian")(P)[..., 0, :]
+        return self._make("jacobian")(P)[..., 0, :].reshape(np.shape(P))
 
     @property
     def source(self):

@@ -8,6 +8,7 @@ and exec'd. Tiny networks first try the unrolled scalar path of :mod:`.scalar`.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -73,25 +74,35 @@ def program(net):
 
 
 def _prologue(spec, with_y):
-    """Fast argument checks; anything unusual goes to Spec.check (conversion or a clear error)."""
-    names = spec.names
+    """Fast argument checks; anything unusual (a conversion, a dict of the wrong inputs, extra
+    parameters, no examples) goes to Spec.check, which converts or raises a clear error."""
+    names, xs = spec.names, spec.xvars
+    x0 = xs[0]
     yshape = "" if not with_y else (
-        f" or Y.shape != (X.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels else
-        " or Y.shape[0] != X.shape[0] or Y.ndim == 1 and Y.dtype.kind not in 'iu'")
-    args = ", ".join(names) + ", X" + (", Y" if with_y else "")
+        f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels else
+        f" or Y.shape[0] != {x0}.shape[0] or Y.ndim == 1 and Y.dtype.kind not in 'iu'")
+    args = ", ".join(names + xs) + (", Y" if with_y else "")
     shapes = "(" + "".join(f"{p}.shape, " for p in names) + ")"
-    lines = ["    try:", f"        {'; '.join(f'{p} = params[{p!r}]' for p in names)}",
-             "        dt = X.dtype",  # (dtype objects of native floats are unique)
-             f"        if (X.ndim != 2 or X.shape[1] != {spec.d_in} or dt is not _F64 and dt is not _F32 or "
-             f"{shapes} != _SHAPES or " + " or ".join(f"{p}.dtype is not dt" for p in names)
+    get = [f"{p} = params[{p!r}]" for p in names]
+    if len(xs) > 1:  # several inputs: X is a dict {input name: array}
+        get += [f"{x} = X[{k!r}]" for x, k in zip(xs, spec.inputs)]
+    rows = [f"{x}.ndim != 2 or {x}.shape != ({x0}.shape[0], {d}) or {x}.dtype is not dt"
+            for x, d in zip(xs[1:], spec.d_ins[1:])]
+    lines = ["    try:", f"        {'; '.join(get)}",
+             f"        dt = {x0}.dtype",  # (dtype objects of native floats are unique)
+             f"        if ({x0}.ndim != 2 or {x0}.shape[1] != {spec.d_in} or not {x0}.shape[0] or "
+             f"dt is not _F64 and dt is not _F32 or len(params) != {len(names)} or "
+             + (f"len(X) != {len(xs)} or " if len(xs) > 1 else "")
+             + " or ".join(rows + [f"{shapes} != _SHAPES"] + [f"{p}.dtype is not dt" for p in names])
              + yshape + "):", "            raise ValueError", "    except Exception:",
              f"        {args}, = _spec.check(params, X{', Y' if with_y else ''})",
-             "        dt = X.dtype", "    n = X.shape[0]"]
+             f"        dt = {x0}.dtype", f"    n = {x0}.shape[0]"]
     return lines
 
 
 def _namespace(spec, **extra):
     return dict(np=np, _spec=spec, _add_at=_add_at, _F64=FLOATS[1], _F32=FLOATS[0],
+                _isfinite=math.isfinite,
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **extra)
 
 
@@ -100,7 +111,8 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=()):
     second copy of them for Y given as integer labels (indexed, never expanded to one-hot)."""
     variants = []
     for labels in ([True, False] if with_y and spec.labels else [False]):
-        printer = KernelPrinter(names={spec.X: "X.T", spec.Y: "Y.T"})
+        printer = KernelPrinter(names={**{x: f"{v}.T" for x, v in zip(spec.Xs, spec.xvars)},
+                                       spec.Y: "Y.T"})
         printer.labels = sp.MatrixSymbol("Y", N, spec.d_out) if labels else None
         body = emit(stmts, printer, owned, outputs)
         if printer.onehot:
@@ -126,11 +138,15 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=()):
 def compile_network(net, backend: str = "numpy", scalar=None):
     """``loss, grads = kernel(params, X, Y)``: the mean loss and its gradient for every parameter.
 
-    ``params`` maps names to arrays shaped as :func:`param_shapes` says; X is (n, d0), one example
-    a row; Y is (n, dL), or (n,) integer labels for cross_entropy. The kernel keeps the dtype of the
-    parameters (float32 or float64; X and Y are cast to it). ``kernel.source`` is the generated code,
-    ``kernel.predict(params, X)`` the forward pass. ``scalar``: True/False forces the unrolled path
-    for tiny nets on or off (default: on while batch size × weight entries ≤ SCALAR_WORK).
+    ``params`` maps names to arrays shaped as :func:`param_shapes` says (exactly those names); X
+    is (n, d0), one example a row (n ≥ 1), or for a net with several inputs a dict {input name:
+    (n, d) array}; Y is (n, dL), or (n,) integer labels for cross_entropy. Dtype policy: the
+    parameters' dtype (float32 or float64, all alike) is the kernel's; X and Y are converted to it
+    and the loss and gradients come back in it. nan or inf in any argument raises a ValueError
+    naming it (numpy's own overflow of finite arguments returns inf). ``kernel.source`` is the
+    generated numpy code, ``kernel.scalar_source(n)`` the unrolled code that tiny nets run for
+    batch size n, ``kernel.predict(params, X)`` the forward pass. ``scalar``: True/False forces the
+    unrolled path for tiny nets on or off (default: on while n × weight entries ≤ SCALAR_WORK).
     """
     if backend != "numpy":
         raise ValueError(f"backend: only 'numpy' is available, not {backend!r}")
@@ -152,12 +168,23 @@ def _compile_network(net, scalar):
             scalar_cache[n] = scalar_function(spec, prog, n)
         return scalar_cache[n]
 
-    head = [f"    if n * {spec.weights} <= {limit} and n:", "        try:",
-            f"            return _scalar(n)({', '.join(spec.names)}, X, Y, dt)",
+    head = [f"    if n * {spec.weights} <= {limit}:", "        try:",
+            f"            _r = _scalar(n)({', '.join(spec.names + spec.xvars)}, Y, dt)",
+            "            if _r is not None:  # (None: nan or inf in the arguments)",
+            "                return _r",
             "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
-    src, consts = _function("kernel", spec, stmts, owned, f"loss, {{{outs}}}", True,
+    # numpy carries nan and inf from any argument into the loss: check it, not every argument
+    ret = f"(loss, {{{outs}}})"
+    ret = f"{ret} if _isfinite(loss) else _spec.diagnose(params, X, Y) or {ret}"
+    src, consts = _function("kernel", spec, stmts, owned, ret, True,
                             outputs={g for g, _ in grads}, head=head)
+    if head:  # say plainly which code runs for small batches: it is not in this source
+        most = limit // spec.weights
+        src = (f"# A tiny net: a call with n examples, n ≤ {most} (n × {spec.weights} weight entries ≤ "
+               f"{limit}), runs kernel_n<n>,\n# the same program unrolled over Python floats for that "
+               "n, made on first use: kernel.scalar_source(n)\n# shows it. The numpy code below "
+               "runs for larger batches, and whenever Python floats overflow.\n" + src)
     kernel = _exec(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
     kernel.predict = _forward(net, spec, prog)
     kernel.scalar_source = lambda n: scalar_kernel(n).source

@@ -169,40 +169,63 @@ class _Unroller:
 
 
 def scalar_function(spec, prog, n):
-    """``f(*params, X, Y, dt) -> (loss, grads)`` unrolled for batch size n (Python floats inside,
-    arrays of dtype dt out)."""
+    """``f(*params, *inputs, Y, dt) -> (loss, grads)`` unrolled for batch size n (Python floats
+    inside, arrays of dtype dt out), or None when an argument holds nan or inf (the caller then
+    says which)."""
     net, u = spec.net, _Unroller(n)
-    X, Y = spec.X, spec.Y
     args = [f"_p{i}" for i in range(len(spec.names))]
-    head = [f"def kernel_n{n}({', '.join(args)}, _X, _Y, _dt):"]
+    xargs = [f"_X{i}" for i in range(len(spec.Xs))]
+    head = [f"def kernel_n{n}({', '.join(args + xargs)}, _Y, _dt):"]
+    floats = []
 
-    def unpack(sym, arg, shape):
+    def unpack(sym, arg, shape, indent="    "):
         names = [[f"{sym.name}_{i}_{j}" for j in range(shape[1])] for i in range(shape[0])]
         u.env[sym] = [[sp.Symbol(x) for x in r] for r in names]
-        return f"    {', '.join('(' + ', '.join(r) + ',)' for r in names)}, = {arg}.tolist()"
+        floats.extend(x for r in names for x in r)
+        return f"{indent}{', '.join('(' + ', '.join(r) + ',)' for r in names)}, = {arg}.tolist()"
+
+    def finite(indent="    "):  # nan or inf anywhere makes the sum nan or inf (or a huge sum
+        check = f"{indent}if not _isfinite({' + '.join(floats)}):"  # overflows: numpy redoes it)
+        floats.clear()
+        return [check, f"{indent}    return None"]
 
     for p, a in zip(spec.names, args):
         sym = net.sym(p)
         if len(spec.shapes[p]) == 1:
             names = [f"{p}_{i}_0" for i in range(sym.shape[0])]
             u.env[sym] = [[sp.Symbol(x)] for x in names]
+            floats.extend(names)
             head.append(f"    {', '.join(names)}, = {a}.tolist()")
         else:
             head.append(unpack(sym, a, spec.shapes[p]))
-    head.append(unpack(X, "_X", (n, spec.d_in)))
-    if spec.labels:
-        head += ["    if _Y.ndim == 2:", "    " + unpack(Y, "_Y", (n, spec.d_out)), "    else:",
-                 "        _ls = _Y.tolist()",
-                 f"        if min(_ls) < 0 or max(_ls) >= {spec.d_out}:",
-                 f"            _spec.target(_Y, {n}, _dt)",
-                 f"        {', '.join(f'_l{i}' for i in range(n))}, = _ls"]
-        head += [f"        Y_{i}_{k} = 1.0 if _l{i} == {k} else 0.0"
-                 for i in range(n) for k in range(spec.d_out)]
-    else:
-        head.append(unpack(Y, "_Y", (n, spec.d_out)))
+    head += [unpack(X, a, (n, d)) for X, a, d in zip(spec.Xs, xargs, spec.d_ins)]
+    head += finite()
+    head += _unpack_targets(spec, n, unpack, finite)
     for lhs, rhs in prog:
         u.assign(lhs, rhs)
-    flat = [v for p in spec.names for r in u.env[sp.MatrixSymbol("d" + p, *net.shapes[p])]
+    return _exec("\n".join(head + _results(spec, u)) + "\n", f"kernel_n{n}",
+                 dict(np=np, math=math, _exp=_exp, _log=_log, _log1p=_log1p, _sigmoid=_sigmoid,
+                      _softplus=_softplus, _sign=_sign, _heaviside=_heaviside, _spec=spec,
+                      _isfinite=math.isfinite))
+
+
+def _unpack_targets(spec, n, unpack, finite):
+    """Y's entries as Python floats: from an (n, d) array, or one-hot from integer labels."""
+    Y = spec.Y
+    if not spec.labels:
+        return [unpack(Y, "_Y", (n, spec.d_out))] + finite()
+    lines = ["    if _Y.ndim == 2:", unpack(Y, "_Y", (n, spec.d_out), "        ")]
+    lines += finite("        ") + ["    else:", "        _ls = _Y.tolist()",
+                                   f"        if min(_ls) < 0 or max(_ls) >= {spec.d_out}:",
+                                   f"            _spec.target(_Y, {n}, _dt)",
+                                   f"        {', '.join(f'_l{i}' for i in range(n))}, = _ls"]
+    return lines + [f"        Y_{i}_{k} = 1.0 if _l{i} == {k} else 0.0"
+                    for i in range(n) for k in range(spec.d_out)]
+
+
+def _results(spec, u):
+    """The unrolled statements, then the loss and the gradients as views of one flat array."""
+    flat = [v for p in spec.names for r in u.env[sp.MatrixSymbol("d" + p, *spec.net.shapes[p])]
             for v in r]
     p, k, outs = u.p, 0, []
     for name in spec.names:
@@ -212,11 +235,6 @@ def scalar_function(spec, prog, n):
         outs.append(f"{name!r}: {view}")
         k += size
     body = [f"    {line}" for line in u.lines]
-    body += [f"    _g = np.array([{', '.join(p.doprint(v) for v in flat)}], _dt)",
-             f"    return _dt.type({p.doprint(u.env[sp.MatrixSymbol('loss', 1, 1)][0][0])}), "
-             f"{{{', '.join(outs)}}}"]
-    ns = dict(np=np, math=math, _exp=_exp, _log=_log, _log1p=_log1p, _sigmoid=_sigmoid, _softplus=_softplus,
-              _sign=_sign, _heaviside=_heaviside, _spec=spec)
-    return _exec("\n".join(head + body) + "\n", f"kernel_n{n}", ns)
-
-
+    return body + [f"    _g = np.array([{', '.join(p.doprint(v) for v in flat)}], _dt)",
+                   f"    return _dt.type({p.doprint(u.env[sp.MatrixSymbol('loss', 1, 1)][0][0])}), "
+                   f"{{{', '.join(outs)}}}"]

@@ -20,41 +20,107 @@ def param_shapes(net) -> dict:
 
 
 class Spec:
-    """What a kernel checks its arguments against; the slow path of validation and conversion."""
+    """What a kernel checks its arguments against; the slow path of validation and conversion.
+
+    One input: X is an (n, d) array. Several inputs: X is a dict {input name: (n, d) array}, every
+    one with the same n; ``xvars`` are the kernel's local names for them. The parameters' dtype
+    (float32 or float64, all alike) is the kernel's: X and Y are converted to it."""
 
     def __init__(self, net):
         self.net, self.shapes = net, param_shapes(net)
         self.names = list(self.shapes)
-        self.d_in = net.nodes[net.inputs[0]].dim
+        self.inputs = list(net.inputs)
+        self.d_ins = [net.nodes[i].dim for i in self.inputs]
+        self.d_in = self.d_ins[0]
         self.d_out = net.nodes[net.output_node].dim
         self.labels = net.loss.name == "cross_entropy"
+        if self.labels and self.d_out == 1:
+            raise ValueError("cross_entropy needs at least 2 outputs: a softmax over 1 output is "
+                             "always 1 (for two classes use 1 sigmoid output with bce)")
         self.weights = sum(math.prod(s) for p, s in self.shapes.items() if len(s) == 2)
         rows = backprop.batch_rows(net)
-        self.X, self.Y = rows[net.sym(net.inputs[0])], rows[net.target]
+        self.Xs = [rows[net.sym(i)] for i in self.inputs]
+        self.X, self.Y = self.Xs[0], rows[net.target]
+        self.xvars = ["X"] if len(self.inputs) == 1 else [f"_x{k}" for k in range(len(self.inputs))]
 
     def check(self, params, X, Y=None):
+        """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong."""
+        out = self.params(params)
+        dt = out[0].dtype if out else np.dtype("float64")
+        xs = self.examples(X, dt)
+        out += xs
+        if Y is not None:
+            out.append(self.target(Y, xs[0].shape[0], dt))
+        self.finite(out)
+        return out
+
+    def params(self, params):
+        want = ", ".join(self.names)
         if not isinstance(params, dict):
-            raise ValueError(f"params: expected a dict of arrays named {', '.join(self.names)}")
+            raise ValueError(f"params: expected a dict of arrays named {want}")
+        extra = [repr(k) for k in params if k not in self.shapes]
+        if extra:
+            raise ValueError(f"params: unexpected {', '.join(extra)} (expected {want})")
         out, dt = [], None
         for p in self.names:
             if p not in params:
-                raise ValueError(f"params: missing {p!r} (expected {', '.join(self.names)})")
+                raise ValueError(f"params: missing {p!r} (expected {want})")
             a = np.asarray(params[p])
             if a.dtype not in FLOATS:
                 raise ValueError(f"params[{p!r}] is {a.dtype}; expected float32 or float64")
             if a.shape != self.shapes[p]:
                 raise ValueError(f"params[{p!r}] has shape {a.shape}; expected {self.shapes[p]}")
             if dt is not None and a.dtype != dt:
-                raise ValueError(f"params[{p!r}] is {a.dtype} but params[{self.names[0]!r}] is {dt}")
+                raise ValueError(f"params[{p!r}] is {a.dtype} but params[{self.names[0]!r}] is {dt}"
+                                 " (all parameters share one dtype)")
             dt = a.dtype
             out.append(a)
-        X = _numeric(X, "X", dt)
-        if X.ndim != 2 or X.shape[1] != self.d_in:
-            raise ValueError(f"X has shape {X.shape}; expected (n, {self.d_in}), one example a row")
-        out.append(X)
-        if Y is not None:
-            out.append(self.target(Y, X.shape[0], dt))
         return out
+
+    def examples(self, X, dt):
+        """The input arrays, in net.inputs order, converted to dt."""
+        names = self.inputs
+        if isinstance(X, dict):
+            extra = [repr(k) for k in X if k not in names]
+            missing = [repr(k) for k in names if k not in X]
+            if extra or missing:
+                raise ValueError(f"X: {'unexpected ' + ', '.join(extra) if extra else ''}"
+                                 f"{'; ' if extra and missing else ''}"
+                                 f"{'missing ' + ', '.join(missing) if missing else ''} (the "
+                                 f"network's inputs are {', '.join(map(repr, names))})")
+            arrays, labels = [X[k] for k in names], [f"X[{k!r}]" for k in names]
+        elif len(names) > 1:
+            raise ValueError(f"X: this network has {len(names)} inputs; give a dict "
+                             f"{{{', '.join(f'{k!r}: (n, {d}) array' for k, d in zip(names, self.d_ins))}}}")
+        else:
+            arrays, labels = [X], ["X"]
+        out = []
+        for a, what, d in zip(arrays, labels, self.d_ins):
+            a = _numeric(a, what, dt)
+            if a.ndim != 2 or a.shape[1] != d:
+                raise ValueError(f"{what} has shape {a.shape}; expected (n, {d}), one example a row")
+            if out and a.shape[0] != out[0].shape[0]:
+                raise ValueError(f"{what} has {a.shape[0]} rows but {labels[0]} has "
+                                 f"{out[0].shape[0]}: every input needs one row per example")
+            out.append(a)
+        if out[0].shape[0] == 0:
+            raise ValueError(f"{labels[0]} has no examples (shape {out[0].shape})")
+        return out
+
+    def finite(self, arrays):
+        """Raise naming the first array (parameter, input or Y) that holds nan or inf."""
+        what = self.names + (["X"] if len(self.inputs) == 1 else
+                             [f"X[{k!r}]" for k in self.inputs]) + ["Y"]
+        for name, a in zip(what, arrays):
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                bad = "nan" if np.isnan(a).any() else "inf"
+                name = f"params[{name!r}]" if name in self.shapes else name
+                raise ValueError(f"{name} holds {bad} (at {np.argwhere(~np.isfinite(a))[0].tolist()})")
+
+    def diagnose(self, params, X, Y=None):
+        """Called when a result came out nan or inf: a clear error if an argument holds nan or
+        inf, else nothing (the arithmetic itself overflowed)."""
+        self.check(params, X, Y)
 
     def target(self, Y, n, dt):
         Y = np.asarray(Y)
