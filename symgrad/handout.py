@@ -29,8 +29,29 @@ def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: 
     """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
     output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown")."""
     from .handout_render import render
+    if isinstance(net_or_spec, Derivation) or (isinstance(net_or_spec, (list, tuple)) and
+                                               net_or_spec and all(isinstance(d, Derivation)
+                                                                   for d in net_or_spec)):
+        return render(derivations_doc(net_or_spec, notation, title), fmt)
     net = as_network(net_or_spec, hidden, output, loss)
     return render(build(net, level, verbosity, exercises, notation, title), fmt)
+
+
+def derivations_doc(ds, notation="slides", title=None) -> Doc:
+    """A document of plain-function derivations (a Jacobian, f∘g both ways, vec): one section
+    each, titled by the derivation."""
+    ds = [ds] if isinstance(ds, Derivation) else list(ds)
+    vectors, scalars = set(), set()
+    for d in ds:
+        v, s = names_in(d)
+        vectors.update(v)
+        scalars.update(s)
+    from .latex_words import words
+    names = tuple(sorted(vectors)), tuple(sorted(scalars))
+    sections = [Section(words(d.title, _notation(notation), *names) or "Derivation %d" % k,
+                        [("derivation", d)]) for k, d in enumerate(ds, 1)]
+    return Doc(title or "Derivations, step by step", "Functions of vectors, one section each; "
+               "derived with every step", sections, [], names, notation)
 
 
 def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Network:

@@ -81,7 +81,9 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
         elif kind == "math":
             out.append(_align([[r] for r in _fitted(body, r"0.25\linewidth", r"0.6\linewidth")]))
         elif kind == "derivation":
-            out.append(_align(_printer(doc, **pr).step_rows(body)))
+            both = _printer(doc, **pr).side_by_side(body)
+            out.append(r"\[ \sgfit{\linewidth}{%s} \]" % both if both else
+                       _align(_printer(doc, **pr).step_rows(body)))
         elif kind == "boxed":
             out.append(r"\[ \boxed{%s} \]" % body)
         elif kind == "algorithm":
@@ -148,7 +150,8 @@ def _algorithm_box(title, lines, width=r"0.94\linewidth", size="") -> str:
 
 
 # -- beamer ---------------------------------------------------------------------------------------
-FRAME_HEIGHT = 18.5  # in lines of \small text on a 16:9 frame
+FRAME_HEIGHT = 17.0  # in lines of \small text on a 16:9 frame
+DISPLAY_SKIP = 1.0   # the space above and below a display
 
 
 def _beamer(doc) -> str:
@@ -170,7 +173,9 @@ def _beamer(doc) -> str:
 
 
 def _frame(title, body) -> str:
-    return "\\begin{frame}{%s}\n\\small\n%s\n\\end{frame}\n" % (title, body)
+    # shrink: where the estimate of heights was short (one long chain, a tall matrix), beamer
+    # scales the frame down to fit rather than letting it run off the bottom
+    return "\\begin{frame}[shrink=1]{%s}\n\\small\n%s\n\\end{frame}\n" % (title, body)
 
 
 def _frames(doc, title, blocks) -> list[str]:
@@ -185,13 +190,17 @@ def _frames(doc, title, blocks) -> list[str]:
         cur.clear()
 
     for kind, body in blocks:
+        both = _printer(doc, **pr).side_by_side(body) if kind == "derivation" else None
+        if both:
+            kind, body = "display", both
         if kind == "derivation":
             steps = _printer(doc, **pr).step_rows(body)
             chunk, h = [], 0.0
             for step, rows in zip(body.steps, steps):
                 rh = sum(_row_height(r) for r in rows)
                 # a new frame only where a new chain starts (a step with its own left-hand side)
-                if chunk and h + rh > FRAME_HEIGHT - height and step.lhs is not None:
+                if chunk and h + rh + DISPLAY_SKIP > FRAME_HEIGHT - height \
+                        and step.lhs is not None:
                     cur.append(_display(chunk))
                     flush()
                     height, chunk, h = 0.0, [], 0.0
@@ -200,15 +209,18 @@ def _frames(doc, title, blocks) -> list[str]:
                 h += rh
             if chunk:
                 cur.append(_display(chunk))
-                height += h
+                height += h + DISPLAY_SKIP
             continue
         if kind == "text":
-            piece, h = body, max(1.0, tex_width(body) / 95) + 0.4
+            piece, h = body, max(1.0, tex_width(body) / 80) + 0.4
         elif kind == "math":
             piece = _display(_fitted(body, r"0.3\linewidth", r"0.66\linewidth"))
-            h = sum(_row_height(r) for r in body)
+            h = sum(_row_height(r) for r in body) + DISPLAY_SKIP
         elif kind == "boxed":
-            piece, h = r"\[ \boxed{%s} \]" % body, 2.5
+            piece, h = r"\[ \boxed{%s} \]" % body, 2.5 + DISPLAY_SKIP
+        elif kind == "display":
+            piece = r"\[ \sgfit{\linewidth}{%s} \]" % body
+            h = sum(_row_height(r) for r in body.split(r"\\"))
         else:
             title_, lines = body
             piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize")
@@ -227,6 +239,12 @@ def _display(rows) -> str:
 
 
 def _row_height(row: str) -> float:
+    """Estimated height in lines of \\small text: fractions, shapes underneath, matrix and cases
+    rows, and a justification's wrapped lines (a 0.6-line-wide \\parbox of footnotesize)."""
+    if r"\parbox" in row:
+        text = re.sub(r"\$[^$]*\$", "xxxx", row.split(r"\footnotesize", 1)[-1])
+        shape = 0.7 if r"\scriptstyle" in row else 0.0
+        return 0.3 + shape + 0.95 * max(1, -(-len(text) // 55))
     h = 1.3
     if r"\frac" in row or r"\underbrace" in row or r"\sum" in row:
         h += 0.9
@@ -261,6 +279,8 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
     for kind, body in blocks:
         if kind == "text":
             out += [_md_text(body), ""]
+        elif kind == "derivation" and _printer(doc, **pr).side_by_side(body):
+            out += ["$$", _md_math(_printer(doc, **pr).side_by_side(body)), "$$", ""]
         elif kind in ("math", "derivation"):
             rows = body if kind == "math" else \
                 [r for step in _printer(doc, **pr).step_rows(body) for r in step]

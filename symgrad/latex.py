@@ -51,6 +51,8 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         "note_width": None,          # the same for a step whose right-hand side is words
         "max_width": 58,             # rows wider than this (estimated, in characters) are broken
         "overlays": False,           # beamer: \pause before each step
+        "two_methods": True,
+        "why_small": False,          # justifications in \scriptstyle (the two-method columns)         # a derivation done two ways: the methods side by side
         "fit": None,                 # (lhs, rhs) widths: \sgfit (FIT_MACRO) caps each cell
         "max_matrix_cols": 12,       # wider matrices show their first and last columns
         "vectors": (), "scalars": (),  # names justifications may mention (collected if empty)

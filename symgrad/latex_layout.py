@@ -9,6 +9,7 @@ TeX scales down any cell that is still too wide (``\\sgfit``).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import sympy as sp
 
@@ -17,12 +18,57 @@ from .latex_terms import _call_of_sum, _factors, _positive_first, _term, names_i
 from .latex_width import tex_width
 
 
+# a column heading for each way of deriving, by the rule its steps use (the chain rule first)
+_METHOD_HEADS = (("chain_rule", "the chain rule"), ("substitution", "substitute, then differentiate"))
+
+
 class DerivationLayout:
     """The layout half of the notes' printer (settings and _print come from the printer)."""
 
     def doprint_derivation(self, d: Derivation) -> str:
-        rows = [line for step in self.step_rows(d) for line in step]
+        if self._settings["two_methods"]:
+            both = self.side_by_side(d)
+            if both:
+                return both
+        return self._aligned(d.steps)
+
+    def _aligned(self, steps) -> str:
+        rows = [line for step in self.step_rows(Derivation("", list(steps))) for line in step]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def side_by_side(self, d: Derivation) -> str | None:
+        """A derivation done two ways (the f∘g example: steps whose justification begins "method
+        1"/"method 2", then an "agree" step): the definitions, the two methods in two columns,
+        then the agreement. None for any other derivation."""
+        first = [i for i, s in enumerate(d.steps) if s.why.startswith(("method 1", "method 2"))]
+        agree = [i for i, s in enumerate(d.steps) if s.rule == "agree"]
+        if len(first) != 2 or not agree or not first[0] < first[1] < agree[0]:
+            return None
+        (a, b), end = first, agree[0]
+        result = next((s.lhs for s in reversed(d.steps[:end]) if s.lhs is not None), None)
+        cols = []
+        for k, (lo, hi) in enumerate(((a, b), (b, end)), 1):
+            rules = {s.rule for s in d.steps[lo:hi]}
+            head = next((h for rule, h in _METHOD_HEADS if rule in rules), "")
+            steps = list(d.steps[lo:hi])  # the heading says "method k", the first step the rest
+            steps[0] = replace(steps[0], why=steps[0].why.split(":", 1)[-1].strip())
+            saved = dict(self._settings)
+            self._settings.update(why_position="below", why_small=True, why_width=None)
+            try:
+                body = self._aligned(steps).replace(r"\begin{aligned}", r"\begin{aligned}[t]", 1)
+            finally:
+                self._settings = saved
+            cols.append((r"\text{Method %d%s}" % (k, ": " + head if head else ""), body))
+        last = d.steps[end - 1].rhs
+        parts = [self._aligned(d.steps[:a])] if a else []
+        parts.append("\\begin{array}{@{}c@{\\qquad}c@{}}\n%s & %s \\\\[4pt]\n%s\n&\n%s\n\\end{array}"
+                     % (cols[0][0], cols[1][0], cols[0][1], cols[1][1]))
+        agreed = r"\text{%s: }" % self._words(d.steps[end].rhs._text if hasattr(
+            d.steps[end].rhs, "_text") else "both methods agree")
+        if result is not None:
+            agreed += r"%s = %s" % (self._print(result), self._print(last))
+        parts.append(agreed)
+        return "\\begin{gathered}\n" + " \\\\[8pt]\n".join(parts) + "\n\\end{gathered}"
 
     def step_rows(self, d: Derivation) -> list[list[str]]:
         """Each step's rows (a long step takes several), for an aligned or align* body."""
@@ -69,6 +115,7 @@ class DerivationLayout:
             text = self._words(s.why)
             width = self._settings["why_width"]
             parts.append(r"\parbox[t]{%s}{\raggedright\footnotesize %s}" % (width, text) if width
+                         else r"{\scriptstyle \text{%s}}" % text if self._settings["why_small"]
                          else r"\text{%s}" % text)
         if len(parts) == 2 and self._settings["why_width"]:
             return r"\begin{array}[t]{@{}l@{}}%s \\[-2pt] %s\end{array}" % (

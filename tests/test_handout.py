@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import sympy as sp
 from click.testing import CliRunner
 
 import symgrad as sg
@@ -65,10 +66,11 @@ def test_example_handout_compiles_with_its_sections(pdfs, name, fmt):
 @pytest.mark.parametrize("fmt", ["article", "beamer"])
 @pytest.mark.parametrize("name", EXAMPLES)
 def test_nothing_runs_off_the_page(pdfs, name, fmt):
-    """No line of math or text wider than the page: TeX's own "Overfull \\hbox" over 2pt."""
+    """No line of math or text wider than the page, no frame taller than the slide: TeX's own
+    "Overfull \\hbox" / "Overfull \\vbox" over 2pt."""
     log = pdfs[name, fmt][0].with_suffix(".log").read_text(encoding="utf-8", errors="replace")
-    over = [(float(m.group(1)), m.group(0)) for m in
-            re.finditer(r"Overfull \\hbox \((\d+(?:\.\d+)?)pt too wide\)[^\n]*", log)]
+    over = [(float(m.group(1)), m.group(0)) for m in re.finditer(
+        r"Overfull \\[hv]box \((\d+(?:\.\d+)?)pt too (?:wide|high)\)[^\n]*", log)]
     assert [o for o in over if o[0] > 2.0] == [], (name, fmt)
 
 
@@ -119,6 +121,26 @@ def test_markdown_math_is_plain_mathjax_and_katex():
     for line in md.splitlines():
         if not line.startswith("$$"):
             assert line.replace(r"\$", "").count("$") % 2 == 0, line
+
+
+def test_chain_rule_handout_shows_the_two_methods_side_by_side(tmp_path):
+    """sg.handout of plain-function derivations: the seed Jacobian, f∘g both ways, vec."""
+    W = sp.Matrix(2, 2, sp.symbols("w1:5", real=True))
+    ds = [sg.derive_jacobian("2*x1 + x2, pi*x2, -x1/x2", "x1 x2"),
+          sg.chain(("x1 - 2*x2 + x3/4", "x1 x2 x3", "f"), ("x1 + 2*x2, x2, -x1 + 3", "x1 x2", "g")),
+          sg.derive_vec_jacobian("w1*x1 + w2*x2, w3*x1 + w4*x2", W)]
+    tex = handout(ds)
+    assert tex.count(r"\section{") == 3
+    assert (r"\text{Method 1: substitute, then differentiate} & \text{Method 2: the chain rule}"
+            in tex)
+    assert r"\text{both methods agree: }\frac{\partial \left(f \circ g\right)}" in tex
+    md = handout(ds[1], fmt="markdown")
+    assert r"\begin{array}" in md and "Method 2" in md
+    if shutil.which("pdflatex"):
+        for fmt in ("article", "beamer"):
+            pdf = compile_pdf(handout(ds, fmt=fmt), tmp_path / f"fn-{fmt}.pdf",
+                              engine="pdflatex", keep_log=True)
+            assert "Overfull" not in pdf.with_suffix(".log").read_text(errors="replace")
 
 
 def test_beamer_steps_appear_one_at_a_time():

@@ -33,8 +33,25 @@ def test_jacobian_3x2_golden():
     assert rows(to_latex(d))[1] == r"\frac{\partial f_{1}}{\partial x_{1}} &= 2"
 
 
-def test_chain_rule_both_ways_golden():
-    assert rows(to_latex(sg.chain(F, G))) == [
+def test_chain_rule_two_methods_side_by_side_golden():
+    tex = to_latex(sg.chain(F, G))
+    assert tex.startswith("\\begin{gathered}\n\\begin{aligned}\nf &= ")
+    assert (r"\begin{array}{@{}c@{\qquad}c@{}}" "\n"
+            r"\text{Method 1: substitute, then differentiate} & \text{Method 2: the chain rule} "
+            r"\\[4pt]" "\n" r"\begin{aligned}[t]" "\n"
+            r"f \circ g &= \left[\begin{matrix}\frac{3 - x_{1}}{4} + \left(x_{1} + 2 x_{2}\right) - "
+            r"2 x_{2}\end{matrix}\right] \\" "\n"
+            r"& \qquad {\scriptstyle \text{substitute the inner function(s) into the outer}}") in tex
+    assert (r"& \qquad {\scriptstyle 1 \times 2}\quad {\scriptstyle \text{multiply: $1 \times 3 "
+            r"\cdot 3 \times 2 \to 1 \times 2$}}" "\n" r"\end{aligned}" "\n" r"\end{array}") in tex
+    assert "\n&\n" + r"\begin{aligned}[t]" + "\n" + r"\frac{\partial f}{\partial g} &= " in tex
+    assert tex.endswith(r"\text{both methods agree: }\frac{\partial \left(f \circ g\right)}{"
+                        r"\partial \mathbf{x}} = \left[\begin{matrix}\frac{3}{4} & 0\end{matrix}"
+                        r"\right]" "\n" r"\end{gathered}")
+
+
+def test_chain_rule_both_ways_golden():  # the same steps as one chain
+    assert rows(to_latex(sg.chain(F, G), two_methods=False)) == [
         r"f &= \left[\begin{matrix}x_{1} - 2 x_{2} + \frac{x_{3}}{4}\end{matrix}\right] && \text{$f$: "
         r"$\mathbb{R}^{3} \to \mathbb{R}^{1}$}",
         r"g &= \left[\begin{matrix}x_{1} + 2 x_{2}\\x_{2}\\3 - x_{1}\end{matrix}\right] && \text{$g$: "
