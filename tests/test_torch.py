@@ -1,6 +1,7 @@
 """Compiled kernels against PyTorch autograd (skipped without torch; CI installs the CPU build):
-random architectures, depth 1–4, every hidden activation × every output/loss pair, float64,
-relative error below 1e-9; and the adam step against torch.optim.Adam."""
+random architectures (2–4 layers, so every hidden activation really meets every output/loss pair;
+random widths, seeded), float64, relative error below 1e-9; a net with two inputs; and the adam
+step against torch.optim.Adam."""
 import itertools
 
 import numpy as np
@@ -57,7 +58,7 @@ def rel(a, b):
 def test_kernel_matches_torch_autograd(hidden, head):
     i = list(ACTS).index(hidden) * len(HEADS) + list(HEADS).index(head)
     rng = np.random.default_rng(i)
-    depth = 1 + i % 4
+    depth = int(rng.integers(2, 5))  # layers: at least one hidden layer of the activation
     sizes = [int(d) for d in rng.integers(2, 6, depth + 1)]
     penalty = 0.01 * (i % 3)
     act = sg.activation(hidden, name="softsign") if "x" in hidden else hidden
@@ -77,6 +78,28 @@ def test_kernel_matches_torch_autograd(hidden, head):
         assert abs(loss - ref_loss) <= 1e-12 * max(1.0, abs(ref_loss))
         for p in params:
             assert rel(grads[p], ref[p]) < 1e-9, (p, scalar, grads[p], ref[p])
+
+
+def test_two_inputs_match_torch():
+    net = sg.Network()
+    a, b = net.input("a", 3), net.input("b", 2)
+    s = net.add(net.dense(a, 4, name="za"), net.dense(b, 4, name="zb"))
+    h = net.act(s, "softplus", name="h")
+    net.set_loss(net.act(net.dense(h, 3, name="z3"), "softmax"), "cross_entropy", penalty=0.02)
+    rng = np.random.default_rng(7)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in net.init_params(seed=7).items()}
+    X = {"a": rng.standard_normal((6, 3)), "b": rng.standard_normal((6, 2))}
+    y = rng.integers(0, 3, 6)
+    ps = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    H = F.softplus(F.linear(torch.tensor(X["a"]), ps["W1"], ps["b1"])
+                   + F.linear(torch.tensor(X["b"]), ps["W2"], ps["b2"]))
+    ref = F.cross_entropy(F.linear(H, ps["W3"], ps["b3"]), torch.tensor(y))
+    ref = ref + 0.01 * sum((ps[w] ** 2).sum() for w in ("W1", "W2", "W3"))
+    tg = dict(zip(ps, torch.autograd.grad(ref, list(ps.values()))))
+    for scalar in (False, True):
+        loss, grads = net.compile(scalar=scalar)(params, X, y)
+        assert abs(loss - ref.item()) <= 1e-12 * ref.item()
+        assert all(rel(grads[p], tg[p].numpy()) < 1e-9 for p in params), scalar
 
 
 def test_huge_logits_match_torch():
