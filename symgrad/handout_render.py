@@ -72,20 +72,38 @@ def _article(doc) -> str:
     return "\n".join(out) + "\n"
 
 
+def _items(doc, blocks, pr, fit=None):
+    """The document's blocks printed for one format (printer settings ``pr``), as the few kinds a
+    format lays out: ("text", tex), ("steps", [[rows] per step], [may a page break before it]),
+    ("display", tex) and ("algorithm", (title, lines)). ``fit``: (lhs, rhs) caps for rows the
+    handout wrote itself, as the printer's own ``fit`` caps derivation rows."""
+    for kind, body in blocks:
+        if kind == "derivation":
+            both = _printer(doc, **pr).side_by_side(body)
+            if both:
+                yield "display", both
+            else:
+                yield ("steps", _printer(doc, **pr).step_rows(body),
+                       [s.lhs is not None for s in body.steps])
+        elif kind == "math":
+            rows = _fitted(body, *fit) if fit else body
+            yield "steps", [[r] for r in rows], [True] * len(rows)
+        elif kind == "boxed":
+            yield "display", r"\boxed{%s}" % body
+        else:
+            yield kind, body
+
+
 def _article_blocks(doc, blocks, pr) -> list[str]:
     """Text as paragraphs; a display follows its text with no blank line (no empty paragraph)."""
     out = []
-    for kind, body in blocks:
+    for kind, body, *_ in _items(doc, blocks, pr, (r"0.25\linewidth", r"0.6\linewidth")):
         if kind == "text":
             out.append("\n" + body)
-        elif kind == "math":
-            out.append(_align([[r] for r in _fitted(body, r"0.25\linewidth", r"0.6\linewidth")]))
-        elif kind == "derivation":
-            both = _printer(doc, **pr).side_by_side(body)
-            out.append(r"\[ \sgfit{\linewidth}{%s} \]" % both if both else
-                       _align(_printer(doc, **pr).step_rows(body)))
-        elif kind == "boxed":
-            out.append(r"\[ \boxed{%s} \]" % body)
+        elif kind == "steps":
+            out.append(_align(body))
+        elif kind == "display":
+            out.append(r"\[ \sgfit{\linewidth}{%s} \]" % body)
         elif kind == "algorithm":
             out.append(_algorithm_box(*body))
     return out
@@ -189,18 +207,13 @@ def _frames(doc, title, blocks) -> list[str]:
             frames.append(_frame(title + (r" (cont.)" if frames else ""), "\n".join(cur)))
         cur.clear()
 
-    for kind, body in blocks:
-        both = _printer(doc, **pr).side_by_side(body) if kind == "derivation" else None
-        if both:
-            kind, body = "display", both
-        if kind == "derivation":
-            steps = _printer(doc, **pr).step_rows(body)
+    for kind, body, *breaks in _items(doc, blocks, pr, (r"0.3\linewidth", r"0.66\linewidth")):
+        if kind == "steps":
             chunk, h = [], 0.0
-            for step, rows in zip(body.steps, steps):
+            for rows, may_break in zip(body, breaks[0]):
                 rh = sum(_row_height(r) for r in rows)
                 # a new frame only where a new chain starts (a step with its own left-hand side)
-                if chunk and h + rh + DISPLAY_SKIP > FRAME_HEIGHT - height \
-                        and step.lhs is not None:
+                if chunk and may_break and h + rh + DISPLAY_SKIP > FRAME_HEIGHT - height:
                     cur.append(_display(chunk))
                     flush()
                     height, chunk, h = 0.0, [], 0.0
@@ -213,14 +226,9 @@ def _frames(doc, title, blocks) -> list[str]:
             continue
         if kind == "text":
             piece, h = body, max(1.0, tex_width(body) / 80) + 0.4
-        elif kind == "math":
-            piece = _display(_fitted(body, r"0.3\linewidth", r"0.66\linewidth"))
-            h = sum(_row_height(r) for r in body) + DISPLAY_SKIP
-        elif kind == "boxed":
-            piece, h = r"\[ \boxed{%s} \]" % body, 2.5 + DISPLAY_SKIP
         elif kind == "display":
             piece = r"\[ \sgfit{\linewidth}{%s} \]" % body
-            h = sum(_row_height(r) for r in body.split(r"\\"))
+            h = sum(_row_height(r) for r in body.split(r"\\")) + DISPLAY_SKIP
         else:
             title_, lines = body
             piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize")
@@ -276,18 +284,15 @@ def _markdown(doc) -> str:
 
 def _md_blocks(doc, blocks, pr) -> list[str]:
     out = []
-    for kind, body in blocks:
+    for kind, body, *_ in _items(doc, blocks, pr):
         if kind == "text":
             out += [_md_text(body), ""]
-        elif kind == "derivation" and _printer(doc, **pr).side_by_side(body):
-            out += ["$$", _md_math(_printer(doc, **pr).side_by_side(body)), "$$", ""]
-        elif kind in ("math", "derivation"):
-            rows = body if kind == "math" else \
-                [r for step in _printer(doc, **pr).step_rows(body) for r in step]
+        elif kind == "steps":
+            rows = [r for step in body for r in step]
             out += ["$$", "\\begin{aligned}", _md_math(" \\\\\n".join(rows)), "\\end{aligned}",
                     "$$", ""]
-        elif kind == "boxed":
-            out += ["$$", _md_math(r"\boxed{%s}" % body), "$$", ""]
+        elif kind == "display":
+            out += ["$$", _md_math(body), "$$", ""]
         elif kind == "algorithm":
             title, lines = body
             out += [f"**Algorithm 6.4** (derived): {title}", ""]
