@@ -334,7 +334,45 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
     return sec
 
 
-from .handout_render import handout_file, load_network_file  # noqa: E402  (the CLI's half)
+# -- files: what `symgrad handout` does ---------------------------------------------------------
+def handout_file(target: str, out: str | None = None, fmt: str | None = None,
+                 hidden="relu", output="identity", loss="mse", **options) -> str:
+    """What ``symgrad handout`` does: TARGET is a spec ("2-2-1") or a Python file defining a
+    Network ``net`` (and optionally a dict ``handout_options``); write ``out`` (.tex, .pdf, .md)
+    or return the document. Options left None come from the file, then the defaults."""
+    if target.endswith(".py"):
+        net, file_opts = load_network_file(target)
+    else:
+        from .network import load_network
+        net, file_opts = load_network(target, hidden, output, loss), {}
+    opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
+                                              if v is not None}}.items()
+            if k in ("level", "verbosity", "exercises", "notation", "title")}
+    suffix = str(out).rsplit(".", 1)[-1].lower() if out and "." in str(out) else ""
+    if suffix not in ("", "tex", "pdf", "md"):
+        raise ValueError(f"-o {out}: the output must end in .tex, .pdf or .md")
+    fmt = fmt or ("markdown" if suffix == "md" else "article")
+    if (suffix == "md") != (fmt == "markdown") and suffix:
+        raise ValueError(f"-o {out}: .md is for the markdown format, .tex and .pdf for "
+                         "article and beamer")
+    text = handout(net, fmt=fmt, **opts)
+    if suffix == "pdf":
+        from .handout_pdf import compile_pdf
+        compile_pdf(text, out)
+    elif out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(text)
+    return text
+
+
+def load_network_file(path: str):
+    """The user's Python file → (its Network, its ``handout_options``), through the one loader of
+    network files (``symgrad.network``), which raises one-line ValueErrors naming the file."""
+    from .network import run_network_file
+    net, ns = run_network_file(path)
+    opts = ns.get("handout_options", {})
+    return net, dict(opts) if isinstance(opts, dict) else {}
+
 
 __all__ = ["handout", "load_network_file", "handout_file", "gradient_summary", "build",
-           "as_network", "Doc", "Section", "LEVELS", "VERBOSITY"]
+           "as_network", "derivations_doc", "Doc", "Section", "LEVELS", "VERBOSITY"]
