@@ -29,6 +29,9 @@ BEAMER_PREAMBLE = r"""\documentclass[11pt,aspectratio=169]{beamer}
 \setlength{\emergencystretch}{3em}
 """ + FIT_MACRO
 FORMATS = ("article", "beamer", "markdown")
+# steps that read the ones just before them (substitute each factor defined above, simplify it):
+# a new frame or page never starts at one of them
+KEEP_WITH_PREVIOUS = {"substitution", "simplify", "cases", "agree", "sum"}
 
 
 def _printer(doc, **settings) -> NotesLatexPrinter:
@@ -84,7 +87,8 @@ def _items(doc, blocks, pr, fit=None):
                 yield "display", both
             else:
                 yield ("steps", _printer(doc, **pr).step_rows(body),
-                       [s.lhs is not None for s in body.steps])
+                       [s.lhs is not None and s.rule not in KEEP_WITH_PREVIOUS
+                        for s in body.steps])
         elif kind == "math":
             rows = _fitted(body, *fit) if fit else body
             yield "steps", [[r] for r in rows], [True] * len(rows)
@@ -97,11 +101,11 @@ def _items(doc, blocks, pr, fit=None):
 def _article_blocks(doc, blocks, pr) -> list[str]:
     """Text as paragraphs; a display follows its text with no blank line (no empty paragraph)."""
     out = []
-    for kind, body, *_ in _items(doc, blocks, pr, (r"0.25\linewidth", r"0.6\linewidth")):
+    for kind, body, *breaks in _items(doc, blocks, pr, (r"0.25\linewidth", r"0.6\linewidth")):
         if kind == "text":
             out.append("\n" + body)
         elif kind == "steps":
-            out.append(_align(body))
+            out.append(_align(body, breaks[0]))
         elif kind == "display":
             out.append(r"\[ \sgfit{\linewidth}{%s} \]" % body)
         elif kind == "algorithm":
@@ -109,13 +113,15 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
     return out
 
 
-def _align(steps) -> str:
-    """An align* of steps (each a list of rows): a page may break between steps, never inside one
-    (\\\\*), nor before the last step or after the first, so no row is left alone on a page."""
+def _align(steps, breaks=None) -> str:
+    """An align* of steps (each a list of rows): a page may break only before a step that starts
+    something new (``breaks``), never inside a step (\\\\*), nor before the last step or after the
+    first, so no row is left alone on a page."""
+    breaks = breaks or [True] * len(steps)
     out = []
     for i, rows in enumerate(steps):
         if i:
-            keep = i == 1 or i == len(steps) - 1
+            keep = i == 1 or i == len(steps) - 1 or not breaks[i]
             out.append(" \\\\*\n" if keep else " \\\\\n")
         out.append(" \\\\*\n".join(rows))
     return "\\begin{align*}\n" + "".join(out) + "\n\\end{align*}"
@@ -232,7 +238,7 @@ def _frames(doc, title, blocks) -> list[str]:
         else:
             title_, lines = body
             piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize")
-            h = 0.75 * len(lines) + 2
+            h = 0.6 * len(lines) + 1.5
         if cur and height + h > FRAME_HEIGHT:
             flush()
             height = 0.0
