@@ -71,7 +71,7 @@ def framework_ratios(label, reps, dtypes):
             if call is None:
                 return {}
             hand = hand_numpy(sizes, loss)
-            r = reps if sizes[0] < 100 else max(50, reps // 4)
+            r = max(MIN_REPS, reps if sizes[0] < 100 else reps // 4)
             out[f"{name}|{dtype}"] = bracketed(lambda: hand(params, X, Y), call, r)
     return out
 
@@ -200,6 +200,7 @@ def data(sizes, loss, n, dtype, seed=0):
 
 
 OVERHEAD = {}  # a framework's per-call time on the 1-1 net, from its own process
+MIN_REPS = 50  # every median is over at least this many calls
 
 
 def run_workloads(reps, dtypes):
@@ -216,7 +217,7 @@ def run_workloads(reps, dtypes):
             tol = 1e-4 if dtype == "float32" else 1e-10
             err = max(np.abs(g0[p] - g1[p]).max() / (np.abs(g0[p]).max() + 1e-30) for p in g0)
             assert abs(l0 - l1) <= tol * abs(l0) and err < tol, (name, dtype, l0, l1, err)
-            r = reps if sizes[0] < 100 else max(50, reps // 4)
+            r = max(MIN_REPS, reps if sizes[0] < 100 else reps // 4)
             h = lambda: hand(params, X, Y)  # noqa: E731
             t = interleaved({"hand": h, "symgrad": lambda: kernel(params, X, Y)}, r)
             rows.append({"workload": name, "dtype": dtype, "hand": t["hand"],
@@ -230,17 +231,33 @@ def run_workloads(reps, dtypes):
     return rows
 
 
+COMPILE_ONE = """
+import sys, time
+t0 = time.perf_counter()
+import symgrad as sg
+t1 = time.perf_counter()
+net = sg.mlp({sizes}, hidden="relu", output="softmax", loss="cross_entropy")
+net.compile()
+print(t1 - t0, time.perf_counter() - t1)
+"""
+
+
 def derive_compile_times():
+    """Derivation + compile of each network in a fresh interpreter (nothing cached, SymPy's caches
+    cold), after ``import symgrad``; the import's own time is reported beside it."""
+    import subprocess
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    nets = [(f"depth {d} (784-{'128-' * (d - 1)}10)" if d <= 4 else
+             f"depth {d} (784-128×{d - 1}-10)", [784] + [128] * (d - 1) + [10]) for d in (2, 4, 8, 16)]
+    nets.append(("784-256-128-10", [784, 256, 128, 10]))
     out = []
-    for depth in (2, 4, 8, 16):
-        sizes = [784] + [128] * (depth - 1) + [10]
-        t = time.perf_counter()
-        net = sg.mlp(sizes, hidden="relu", output="softmax", loss="cross_entropy")
-        net.compile()
-        out.append((f"depth {depth} ({'-'.join(map(str, sizes[:3]))}…-10)", time.perf_counter() - t))
-    t = time.perf_counter()
-    sg.mlp([784, 256, 128, 10], hidden="relu", output="softmax", loss="cross_entropy").compile()
-    out.append(("784-256-128-10", time.perf_counter() - t))
+    for name, sizes in nets:
+        r = subprocess.run([sys.executable, "-c", COMPILE_ONE.format(sizes=sizes)], cwd=root,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+        if r.returncode != 0:
+            raise SystemExit(f"compiling {name} failed: {r.stderr.strip().splitlines()[-1]}")
+        imp, t = map(float, r.stdout.split())
+        out.append((name, t, imp))
     return out
 
 
@@ -265,14 +282,14 @@ def framework_overhead(label, reps):
 
 def gemm_fraction(rows, dtypes):
     """FLOPs of the 8 GEMMs of 784-256-128-10 b256 per step over the measured time, as a fraction
-    of the machine's large-GEMM throughput (2048³ matmul); torch's and JAX's times are their
+    of the machine's large-GEMM throughput (a 1024³ matmul); torch's and JAX's times are their
     ratios times the hand-written numpy's time in this process."""
     n, s = 256, [784, 256, 128, 10]
     flops = sum(2 * n * a * b for a, b in zip(s, s[1:])) * 3 - 2 * n * s[0] * s[1]
     out = {}
     for dtype in dtypes:
-        A = np.random.default_rng(0).standard_normal((2048, 2048)).astype(dtype)
-        peak = 2 * 2048 ** 3 / timeit(lambda: A @ A, 10, warmup=2)
+        A = np.random.default_rng(0).standard_normal((1024, 1024)).astype(dtype)
+        peak = 2 * 1024 ** 3 / timeit(lambda: A @ A, MIN_REPS, warmup=3)
         for r in rows:
             if r["workload"].startswith("784-256-128-10 b256 CE") and r["dtype"] == dtype:
                 secs = {k: r["hand"] * (1 if k == "hand" else r[k])
@@ -295,22 +312,26 @@ def main():
         print(json.dumps(out))
         return
     dtypes = ["float64"] if a.quick else ["float64", "float32"]
-    reps = 60 if a.quick else a.reps
+    reps = max(MIN_REPS, 60 if a.quick else a.reps)
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy "
           f"{np.__version__}, python {platform.python_version()}, load average "
           f"{os.getloadavg()[0]:.2f} at the start (another busy process makes 2-thread GEMMs "
           "many times slower: run on a quiet machine)")
     rows = run_workloads(reps, dtypes)
+    print(f"\nOne full gradient evaluation (loss + all gradients); medians over ≥ {MIN_REPS} calls "
+          "after warm-up; symgrad, PyTorch and JAX as ratios to the hand-written numpy backprop "
+          "(lower is faster).")
     print("\n| workload | dtype | hand numpy (µs) | symgrad | PyTorch eager | JAX jit |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         cells = [f"{r[k]:.2f}" if r.get(k) else "–" for k in ("symgrad", "torch", "jax")]
         print(f"| {r['workload']} | {r['dtype']} | {r['hand'] * 1e6:.1f} | " + " | ".join(cells) + " |")
-    print("\n| derive + compile | seconds |\n|---|---|")
-    for name, t in derive_compile_times():
-        print(f"| {name} | {t:.3f} |")
+    print("\n| derive + compile, fresh process | seconds | (import symgrad, s) |\n|---|---|---|")
+    for name, t, imp in derive_compile_times():
+        print(f"| {name} | {t:.3f} | {imp:.2f} |")
     print("\n| per-call overhead (1-1 net, batch 1) | µs |\n|---|---|")
-    for name, t in {**overhead(reps * 5), **OVERHEAD}.items():
+    labels = {"torch": "PyTorch eager (own process)", "jax": "JAX jit (own process)"}
+    for name, t in {**overhead(reps * 5), **{labels[k]: v for k, v in OVERHEAD.items()}}.items():
         print(f"| {name} | {t * 1e6:.1f} |" if t else f"| {name} | – |")
     print("\n| GEMM fraction, 784-256-128-10 b256 CE | machine GEMM GFLOP/s | hand | symgrad | "
           "torch | jax |\n|---|---|---|---|---|---|")
