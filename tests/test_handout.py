@@ -143,6 +143,20 @@ def test_chain_rule_handout_shows_the_two_methods_side_by_side(tmp_path):
             assert "Overfull" not in pdf.with_suffix(".log").read_text(errors="replace")
 
 
+def test_beamer_frames_split_between_chains_and_restate_exercises():
+    net, opts = example("xor")
+    tex = handout(net, fmt="beamer", **opts)
+    frames = re.findall(r"\\begin\{frame\}\[shrink=1\]\{(.*?)\}\n\\small\n(.*?)\\end\{frame\}", tex,
+                        re.S)
+    for title, body in frames:
+        if title.endswith("(cont.)") and body.startswith("\\[\\begin{aligned}"):
+            first_step = body.split("\\pause", 1)[0]
+            assert "substitute each factor" not in first_step, title  # its factors stay with it
+            assert not re.match(r"\\\[\\begin\{aligned\}\n *&=", body), title  # not mid-chain
+    solutions = [body for title, body in frames if title.startswith("Solution to exercise 1")]
+    assert solutions and solutions[0].startswith("Find $")
+
+
 def test_beamer_steps_appear_one_at_a_time():
     tex = handout("2-2-1", fmt="beamer")
     assert tex.startswith(r"\documentclass") and "beamer" in tex.splitlines()[0]

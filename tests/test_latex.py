@@ -265,6 +265,19 @@ def test_hostile_names_are_escaped(name):
     assert _safe(words_latex(f"{name} separates ℓ from {name}", vectors=[name]))
 
 
+def test_derivation_to_latex_and_notebook_use_the_notes_printer():
+    """Derivation.to_latex/_repr_latex_ are symgrad.latex.to_latex: notation, escaping, words."""
+    net = sg.Network()
+    x = net.input(r"\input{/etc/passwd}", 2)
+    net.set_loss(net.dense(x, 1, W="W1", name="ℓout"), "mse")
+    d = net.derive("W1")
+    tex = d.to_latex()
+    assert tex == to_latex(d) and d._repr_latex_() == "$\\displaystyle " + tex + "$"
+    assert r"\mathbf{W}^{(1)}" in tex and "?" not in tex and _safe(tex)
+    assert r"\mathbf{\input" not in tex and "ℓ" not in tex  # no raw Unicode for pdflatex
+    assert d.to_latex(notation="feature") == to_latex(d, "feature")
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.text(min_size=1, max_size=12))
 def test_any_name_is_escaped(name):
