@@ -120,8 +120,8 @@ def gradcheck(target, *args, **kw) -> GradCheck:
     """The largest relative error of compiled gradients against central differences.
 
     ``gradcheck(net, params=None, X=None, Y=None, n=4, eps=1e-6, samples=200, seed=0)``: the kernel
-    of a Network (random parameters and data unless given; at most ``samples`` entries per
-    parameter). ``gradcheck(f, points=None, wrt=None, eps=1e-6)``: the Jacobian of a
+    of a Network (random parameters and data unless given, X a dict {input name: array} for a net
+    with several inputs; at most ``samples`` entries per parameter). ``gradcheck(f, points=None, wrt=None, eps=1e-6)``: the Jacobian of a
     CompiledFunction or of anything compile_function takes (then with ``wrt``), at the rows of
     ``points`` (five random points unless given). The result is a float (the error relative to
     each gradient's scale, largest over all parts) whose str() is a per-part report.

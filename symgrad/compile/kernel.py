@@ -106,9 +106,9 @@ def _namespace(spec, **extra):
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **extra)
 
 
-def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=()):
-    """Source of ``name(params, X[, Y])``: the checks, then the statements; for cross_entropy a
-    second copy of them for Y given as integer labels (indexed, never expanded to one-hot)."""
+def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=()):
+    """Source of ``name(params, X[, Y])``: the checks, ``head``, the statements, ``tail``; for
+    cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot)."""
     variants = []
     for labels in ([True, False] if with_y and spec.labels else [False]):
         printer = KernelPrinter(names={**{x: f"{v}.T" for x, v in zip(spec.Xs, spec.xvars)},
@@ -120,8 +120,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=()):
         if labels:  # entry (y_i, i) of a (d, n) array; a label out of range raises here
             body = [f"flat = np.ravel_multi_index((Y, {printer.const('rows', 'rows')}), "
                     f"({spec.d_out}, n))"] + body
-        variants.append((printer, body
-                         + [f"return {returns}"]))
+        variants.append((printer, body + list(tail) + [f"return {returns}"]))
     consts = {c: v for p, _ in variants for c, v in p.consts.items()}
     pre = [f"    {', '.join(consts)}, = _consts(n, dt)"] if consts else []
     lines = [f"def {name}(params, X{', Y' if with_y else ''}):"] + _prologue(spec, with_y)
@@ -175,10 +174,10 @@ def _compile_network(net, scalar):
             "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
     # numpy carries nan and inf from any argument into the loss: check it, not every argument
-    ret = f"(loss, {{{outs}}})"
-    ret = f"{ret} if _isfinite(loss) else _spec.diagnose(params, X, Y) or {ret}"
-    src, consts = _function("kernel", spec, stmts, owned, ret, True,
-                            outputs={g for g, _ in grads}, head=head)
+    tail = ["if not _isfinite(loss):  # nan or inf: raise naming the argument, unless it overflowed",
+            "    _spec.diagnose(params, X, Y)"]
+    src, consts = _function("kernel", spec, stmts, owned, f"loss, {{{outs}}}", True,
+                            outputs={g for g, _ in grads}, head=head, tail=tail)
     if head:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         src = (f"# A tiny net: a call with n examples, n ≤ {most} (n × {spec.weights} weight entries ≤ "
