@@ -53,7 +53,8 @@ def render(doc, fmt: str = "article") -> str:
 # -- article --------------------------------------------------------------------------------------
 def _article(doc) -> str:
     pr = dict(why_position="right", why_width=r"0.3\linewidth", note_width=r"0.5\linewidth",
-              max_width=46, fit=(r"0.2\linewidth", r"0.44\linewidth"))
+              max_width=46, bare_width=72,
+              fit=(r"0.2\linewidth", r"0.44\linewidth", r"0.72\linewidth"))
     out = [ARTICLE_PREAMBLE, r"\title{%s}" % _title_tex(doc.title),
            r"\author{%s \\[2pt] \small %s, typeset by symgrad}" % _subtitle_lines(doc),
            r"\date{}", r"\begin{document}", r"\maketitle", ""]

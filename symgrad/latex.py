@@ -50,6 +50,7 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         "why_width": None,           # e.g. r"0.3\linewidth": wrap justifications in a \parbox
         "note_width": None,          # the same for a step whose right-hand side is words
         "max_width": 58,             # rows wider than this (estimated, in characters) are broken
+        "bare_width": None,          # the same for a block without justifications (None: as above)
         "overlays": False,           # beamer: \pause before each step
         "two_methods": True,
         "why_small": False,          # justifications in \scriptstyle (the two-method columns)         # a derivation done two ways: the methods side by side
@@ -65,6 +66,7 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         self._chain_shapes = None
         self._entries: dict = {}
         self._names = None  # (vectors, scalars) of the derivation being printed
+        self._bare = False  # it has no justifications: its rows may take the whole line
 
     # dispatch: our own methods before the objects' _latex
     def _print(self, expr, **kwargs):

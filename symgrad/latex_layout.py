@@ -79,6 +79,7 @@ class DerivationLayout:
         else:  # a name this derivation uses as a scalar (yhat) is a scalar in its words too
             self._names = (tuple(v for v in vectors if v not in own_scalars or v in own_vectors),
                            tuple(set(scalars) | set(own_scalars)))
+        self._bare = not any(self._notes(s) for s in d.steps)
         out = []
         for i, s in enumerate(d.steps):
             lines = self._step_lines(s)
@@ -89,13 +90,16 @@ class DerivationLayout:
 
     def _step_lines(self, s: Step) -> list[str]:
         lhs = "" if s.lhs is None else self.doprint(s.lhs)
-        budget = max(self._settings["max_width"] - tex_width(lhs) - 2, 16)
+        # a block with no justifications anywhere has the whole line for its right-hand sides
+        bare = self._bare and self._settings["bare_width"]
+        budget = max((bare or self._settings["max_width"]) - tex_width(lhs) - 2, 16)
         chunks = self._broken(s, budget)
         notes = self._notes(s)
         caps = self._settings["fit"]
         if caps:  # TeX scales a cell down only if it is still wider than its share of the line
             lhs = lhs and r"\sgfit{%s}{%s}" % (caps[0], lhs)
-            chunks = [r"\sgfit{%s}{%s}" % (caps[1], c) for c in chunks]
+            rhs_cap = caps[2] if bare and len(caps) > 2 else caps[1]
+            chunks = [r"\sgfit{%s}{%s}" % (rhs_cap, c) for c in chunks]
         lines = [f"{lhs} &= {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
         pos = self._settings["why_position"]
         if notes and pos == "right":
