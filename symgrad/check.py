@@ -39,9 +39,9 @@ def _data(net, n, rng):
     dL = net.nodes[net.output_node].dim
     X = {i: rng.standard_normal((n, net.nodes[i].dim)) for i in net.inputs}
     X = X[net.inputs[0]] if len(X) == 1 else X
-    if net.loss.name == "cross_entropy":
+    if net.loss.labels:
         return X, rng.integers(0, dL, n)
-    if net.loss.name == "bce":
+    if net.loss.fused:  # a classification loss (bce): 0/1 targets
         return X, rng.integers(0, 2, (n, dL)).astype(float)
     return X, rng.standard_normal((n, dL))
 

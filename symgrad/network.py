@@ -13,185 +13,9 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .functions import leaky_relu, relu, rule_for, sigmoid, softplus
-from .matexpr import Elementwise, LogSumExp, Softmax, SumAll, hadamard, lam
-from .parse import ParseError, parse
-
-
-# -- activations ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Activation:
-    """An elementwise activation: f as a Lambda, and f' as a Lambda of (z, h = f(z))."""
-
-    name: str
-    f: sp.Lambda
-    prime: sp.Lambda
-    latex: str
-    prime_latex: str
-
-    def apply(self, z):
-        return Elementwise(self.f, z, label=self.name, latex=self.latex)
-
-    def derivative(self, z, h):
-        """f'(z) entrywise; rules written in terms of h = f(z) reuse the forward value."""
-        return Elementwise(self.prime, z, h, label=f"{self.name}'", latex=self.prime_latex,
-                           shown=1)
-
-
-def _from_primitive(name, prim, latex) -> Activation:
-    rule = rule_for(prim)
-    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
-    return Activation(name, sp.Lambda(t, prim(t)), sp.Lambda((t, a), rule.deriv(a, t)), latex,
-                      rule.prime_latex)
-
-
-def _builtin_activations() -> dict:
-    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
-    acts = {"identity": Activation("identity", sp.Lambda(t, t), sp.Lambda((t, a), sp.Integer(1)),
-                                   r"\operatorname{id}", r"\operatorname{id}'")}
-    for name, prim, latex in [("relu", relu, r"\operatorname{relu}"), ("sigmoid", sigmoid, r"\sigma"),
-                              ("tanh", sp.tanh, r"\tanh"),
-                              ("softplus", softplus, r"\operatorname{softplus}")]:
-        acts[name] = _from_primitive(name, prim, latex)
-    step_rule = sp.Lambda((t, a), leaky_relu(t).diff(t))
-    acts["leaky_relu"] = Activation("leaky_relu", sp.Lambda(t, leaky_relu(t)), step_rule,
-                                    r"\operatorname{lrelu}", r"\operatorname{lrelu}'")
-    return acts
-
-
-ACTIVATIONS = _builtin_activations()
-VECTOR_ACTIVATIONS = ("softmax",)
-
-
-def activation(spec, name: str | None = None) -> Activation | str:
-    """An activation by name (relu, sigmoid, …, softmax) or a user expression in ``x``.
-
-    ``activation("x/(1 + abs(x))", name="softsign")``: its derivative is derived with sympy.diff,
-    through the rule table for any primitive it uses.
-    """
-    if isinstance(spec, Activation) or spec in VECTOR_ACTIVATIONS:
-        return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"activation: expected a name or an expression in x, got {spec!r}")
-    if spec in ACTIVATIONS:
-        return ACTIVATIONS[spec]
-    try:
-        body = parse(spec)
-    except ParseError as e:
-        raise ParseError(f"activation {spec!r}: {e}", e.column, spec) from None
-    x = sp.Symbol("x", real=True)
-    if not isinstance(body, sp.Expr) or not body.free_symbols <= {x}:
-        raise ValueError(f"activation {spec!r}: expected a name ({', '.join(ACTIVATIONS)}, "
-                         "softmax) or an expression in x alone")
-    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
-    f = body.xreplace({x: t})
-    label = name or "a"
-    return Activation(label, sp.Lambda(t, f), sp.Lambda((t, a), sp.diff(f, t)),
-                      rf"\operatorname{{{label}}}" if len(label) > 1 else label,
-                      rf"\operatorname{{{label}}}'" if len(label) > 1 else label + "'")
-
-
-# -- losses ---------------------------------------------------------------------------------------
-LOSSES = ("mse", "bce", "cross_entropy")
-# The output each built-in loss needs, and the words for its fused backward start (ŷ − y at the logits).
-_NEEDS = {"bce": ("sigmoid", "bce needs sigmoid outputs (output='sigmoid')"),
-          "cross_entropy": ("softmax", "cross_entropy needs softmax outputs (output='softmax')")}
-_FUSED = {"bce": "σ + binary cross-entropy", "cross_entropy": "softmax + cross-entropy"}
-
-
-@dataclass(frozen=True)
-class Loss:
-    """A loss summed over output components: mse, bce, cross_entropy, or a user expression
-    L(yhat, y) of one component (e.g. a Huber loss ``min(abs(yhat - y), 1)*(abs(yhat - y) -
-    min(abs(yhat - y), 1)/2)``).
-
-    Everything that depends on which loss it is lives here, so engines never test the name:
-    :meth:`scalar` (ℓ of one example), :meth:`row` (∂ℓ/∂ŷ as the notes write it),
-    :meth:`start` (the g the backward pass starts from), :attr:`fused` and :meth:`check_output`.
-    """
-
-    name: str
-    L: sp.Lambda | None = None  # per component, for a user loss
-
-    @classmethod
-    def make(cls, spec) -> "Loss":
-        if isinstance(spec, Loss):
-            return spec
-        if spec in LOSSES:
-            return cls(spec)
-        if not isinstance(spec, str):
-            raise TypeError(f"loss: expected one of {', '.join(LOSSES)} or an expression")
-        body = parse(spec)
-        yh, y = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
-        if not isinstance(body, sp.Expr) or not body.free_symbols <= {yh, y}:
-            raise ValueError(f"loss {spec!r}: expected one of {', '.join(LOSSES)} or an "
-                             "expression in yhat and y")
-        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
-        return cls("custom", sp.Lambda((p, t), body.xreplace({yh: p, y: t})))
-
-    @property
-    def fused(self) -> bool:
-        """True when the loss and the output activation collapse together to ŷ − y at the logits."""
-        return self.name in _FUSED
-
-    @property
-    def fused_label(self) -> str:
-        return _FUSED.get(self.name, "")
-
-    def check_output(self, node) -> None:
-        """bce needs a sigmoid output node, cross_entropy a softmax one."""
-        if self.name not in _NEEDS:
-            return
-        act, msg = _NEEDS[self.name]
-        ok = node.op == "softmax" if act == "softmax" else (node.op == "act" and
-                                                             node.act.name == act)
-        if not ok:
-            raise ValueError(msg)
-
-    def dL(self) -> sp.Lambda:
-        """∂L/∂ŷ of one component of a user loss, as a Lambda of (ŷ, y)."""
-        p, t = self.L.variables
-        return sp.Lambda((p, t), self.L.expr.diff(p))
-
-    def scalar(self, yh, y, z):
-        """ℓ of one example (1×1). bce and cross-entropy are written in the logits z (softplus and
-        log-sum-exp) so that they stay finite where ŷ rounds to 0 or 1."""
-        if self.name == "mse":
-            return sp.Rational(1, 2) * SumAll(hadamard(yh - y, yh - y))
-        if self.name == "bce":
-            return SumAll(Elementwise(lam(lambda a, t: sp.log(1 + sp.exp(a)) - t * a, 2), z, y,
-                                      label="bce"))
-        if self.name == "cross_entropy":  # −Σ y log softmax(z) = Σ y (logsumexp(z) − z)
-            return SumAll(hadamard(y, sp.OneMatrix(z.rows, 1) * LogSumExp(z) - z))
-        return SumAll(Elementwise(self.L, yh, y, label="L"))
-
-    def row(self, yh, y):
-        """(∂ℓ/∂ŷ as a row vector, before any simplification, and why)."""
-        if self.name == "mse":
-            return (yh - y).T, "ℓ = ½‖ŷ − y‖², so ∂ℓ/∂ŷ = (ŷ − y)ᵀ"
-        if self.name == "bce":
-            e = Elementwise(lam(lambda p, t: (p - t) / (p * (1 - p)), 2), yh, y,
-                            label="(ŷ − y)/(ŷ(1 − ŷ))",
-                            latex=r"\frac{\hat{y} - y}{\hat{y}(1 - \hat{y})}")
-            return e.T, ("ℓ = −Σ_k [y_k log ŷ_k + (1 − y_k) log(1 − ŷ_k)], so ∂ℓ/∂ŷ_k = "
-                         "−y_k/ŷ_k + (1 − y_k)/(1 − ŷ_k) = (ŷ_k − y_k)/(ŷ_k(1 − ŷ_k))")
-        if self.name == "cross_entropy":
-            e = Elementwise(lam(lambda p, t: -t / p, 2), yh, y, label="−y/ŷ",
-                            latex=r"-\frac{y}{\hat{y}}")
-            return e.T, "ℓ = −Σ_k y_k log ŷ_k, so ∂ℓ/∂ŷ_k = −y_k/ŷ_k"
-        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ").T,
-                "ℓ = Σ_k L(ŷ_k, y_k): differentiate L entrywise")
-
-    def start(self, yh, y):
-        """(g at the output, or at the logits when fused; why). The fused collapse is derived step
-        by step in ``derive_matrix``; here is its result."""
-        if self.fused:
-            return yh - y, (f"{self.fused_label}: ∂ℓ/∂ŷ times the output Jacobian collapses "
-                            "to ŷ − y")
-        if self.name == "mse":
-            return yh - y, "ℓ = ½‖ŷ − y‖², so ∇_ŷ ℓ = ŷ − y"
-        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ", latex=r"\partial_{\hat{y}} L"),
-                "differentiate L entrywise")
+from .activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
+from .losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
+from .matexpr import Softmax
 
 
 # -- the graph ------------------------------------------------------------------------------------
@@ -308,9 +132,10 @@ class Network:
     def set_loss(self, output: str, loss="mse", penalty=0) -> "Network":
         if output not in self.nodes:
             raise ValueError(f"unknown output node {output!r}")
-        self.output_node, self.loss = output, Loss.make(loss)
+        loss = Loss.make(loss)
+        loss.check_output(self.nodes[output])  # before any change: a refused loss leaves net as it was
+        self.output_node, self.loss = output, loss
         self.penalty = sp.nsimplify(penalty)
-        self.loss.check_output(self.nodes[output])
         return self
 
     # reading

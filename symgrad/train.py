@@ -15,6 +15,7 @@ import numpy as np
 
 from .compile.common import FLOATS
 from .compile.spec import Spec
+from .losses import Loss
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adam": 0.001}
@@ -195,7 +196,7 @@ def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int =
         raise ValueError(f"unknown data set {name!r}: use xor, digits or a .npz file with X and Y")
     k = data["classes"]
     for key in ("Y", "Y_test"):
-        if key in data and loss != "cross_entropy":
+        if key in data and not Loss.make(loss).labels:
             data[key] = (data[key][:, None] if k == 2 else np.eye(k)[data[key]]).astype(np.float64)
     return data
 

@@ -362,7 +362,11 @@ def test_edge_cases_raise_clear_errors(scalar):
     with pytest.raises(ValueError, match=r"^Y holds nan"):
         kernel(p, X, np.where(Y == 1, np.nan, Y))
     with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
-        sg.mlp([2, 1], output="softmax", loss="cross_entropy").compile()
+        sg.mlp([2, 1], output="softmax", loss="cross_entropy")
+    late = sg.mlp([2, 1], output="softmax")
+    late.loss = sg.network.Loss.make("cross_entropy")  # set directly: compile still refuses
+    with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
+        late.compile()
 
 
 @pytest.mark.parametrize("scalar", [False, True])

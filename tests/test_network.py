@@ -317,5 +317,15 @@ def test_bad_networks_fail_with_a_clear_message(call, fragment):
         call()
 
 
+def test_set_loss_refuses_cross_entropy_over_one_output_and_keeps_the_old_loss():
+    net = sg.mlp([2, 1], output="softmax")
+    with pytest.raises(ValueError, match="^cross_entropy needs at least 2 outputs: a softmax over 1 "
+                                         "output is always 1"):
+        net.set_loss("yhat", "cross_entropy")
+    assert net.loss.name == "mse"
+    from symgrad.network import LOSSES, Loss, Activation  # still importable where they were
+    assert Loss.make("bce").fused and Activation is type(ACTIVATIONS["relu"]) and "bce" in LOSSES
+
+
 def test_builtin_activation_table_covers_the_issue():
     assert {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus"} <= set(ACTIVATIONS)

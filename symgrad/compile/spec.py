@@ -16,7 +16,7 @@ from .common import FLOATS
 
 def param_shapes(net) -> dict:
     """Parameter name -> numpy shape: W (d_out, d_in) as in the notes, a bias 1-D (d,)."""
-    return {p: s if backprop.is_weight(net, p) else (s[0],) for p, s in net.shapes.items()}
+    return {p: s if net.is_weight(p) else (s[0],) for p, s in net.shapes.items()}
 
 
 class Spec:
@@ -33,10 +33,8 @@ class Spec:
         self.d_ins = [net.nodes[i].dim for i in self.inputs]
         self.d_in = self.d_ins[0]
         self.d_out = net.nodes[net.output_node].dim
-        self.labels = net.loss.name == "cross_entropy"
-        if self.labels and self.d_out == 1:
-            raise ValueError("cross_entropy needs at least 2 outputs: a softmax over 1 output is "
-                             "always 1 (for two classes use 1 sigmoid output with bce)")
+        self.labels = net.loss.labels
+        net.loss.check_output(net.nodes[net.output_node])  # again: net.loss may be set directly
         self.weights = sum(math.prod(s) for p, s in self.shapes.items() if len(s) == 2)
         rows = backprop.batch_rows(net)
         self.Xs = [rows[net.sym(i)] for i in self.inputs]

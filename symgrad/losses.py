@@ -1,0 +1,130 @@
+"""Losses: ℓ of one example and everything the engines need to know about it.
+
+Where it sits: declare → graph. :class:`Loss` carries each loss's behaviour (its scalar ℓ, the
+∂ℓ/∂ŷ row the notes write, the g the backward pass starts from, whether it fuses with the output
+activation, which output it needs), so the engines, printers and compiler ask the Loss instead
+of testing its name. :mod:`symgrad.network` attaches one to a graph with ``set_loss``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .matexpr import Elementwise, LogSumExp, SumAll, hadamard, lam
+from .parse import parse
+
+
+LOSSES = ("mse", "bce", "cross_entropy")
+# The output each built-in loss needs, and the words for its fused backward start (ŷ − y at the logits).
+_NEEDS = {"bce": ("sigmoid", "bce needs sigmoid outputs (output='sigmoid')"),
+          "cross_entropy": ("softmax", "cross_entropy needs softmax outputs (output='softmax')")}
+_FUSED = {"bce": "σ + binary cross-entropy", "cross_entropy": "softmax + cross-entropy"}
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A loss summed over output components: mse, bce, cross_entropy, or a user expression
+    L(yhat, y) of one component (e.g. a Huber loss ``min(abs(yhat - y), 1)*(abs(yhat - y) -
+    min(abs(yhat - y), 1)/2)``).
+
+    Everything that depends on which loss it is lives here, so engines never test the name:
+    :meth:`scalar` (ℓ of one example), :meth:`row` (∂ℓ/∂ŷ as the notes write it),
+    :meth:`start` (the g the backward pass starts from), :attr:`fused`, :attr:`labels` and
+    :meth:`check_output`.
+    """
+
+    name: str
+    L: sp.Lambda | None = None  # per component, for a user loss
+
+    @classmethod
+    def make(cls, spec) -> "Loss":
+        if isinstance(spec, Loss):
+            return spec
+        if spec in LOSSES:
+            return cls(spec)
+        if not isinstance(spec, str):
+            raise TypeError(f"loss: expected one of {', '.join(LOSSES)} or an expression")
+        body = parse(spec)
+        yh, y = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
+        if not isinstance(body, sp.Expr) or not body.free_symbols <= {yh, y}:
+            raise ValueError(f"loss {spec!r}: expected one of {', '.join(LOSSES)} or an "
+                             "expression in yhat and y")
+        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
+        return cls("custom", sp.Lambda((p, t), body.xreplace({yh: p, y: t})))
+
+    @property
+    def fused(self) -> bool:
+        """True when the loss and the output activation collapse together to ŷ − y at the logits."""
+        return self.name in _FUSED
+
+    @property
+    def fused_label(self) -> str:
+        return _FUSED.get(self.name, "")
+
+    @property
+    def labels(self) -> bool:
+        """True when targets may come as integer class labels (cross_entropy: one softmax output
+        per class), indexed rather than one-hot."""
+        return self.name == "cross_entropy"
+
+    def check_output(self, node) -> None:
+        """bce needs a sigmoid output node, cross_entropy a softmax one over ≥ 2 units."""
+        if self.labels and node.dim == 1:
+            raise ValueError("cross_entropy needs at least 2 outputs: a softmax over 1 output is "
+                             "always 1 (for two classes use 1 sigmoid output with bce)")
+        if self.name not in _NEEDS:
+            return
+        act, msg = _NEEDS[self.name]
+        ok = node.op == "softmax" if act == "softmax" else (node.op == "act" and
+                                                             node.act.name == act)
+        if not ok:
+            raise ValueError(msg)
+
+    def dL(self) -> sp.Lambda:
+        """∂L/∂ŷ of one component of a user loss, as a Lambda of (ŷ, y)."""
+        p, t = self.L.variables
+        return sp.Lambda((p, t), self.L.expr.diff(p))
+
+    def scalar(self, yh, y, z):
+        """ℓ of one example (1×1). bce and cross-entropy are written in the logits z (softplus and
+        log-sum-exp) so that they stay finite where ŷ rounds to 0 or 1."""
+        if self.name == "mse":
+            return sp.Rational(1, 2) * SumAll(hadamard(yh - y, yh - y))
+        if self.name == "bce":
+            return SumAll(Elementwise(lam(lambda a, t: sp.log(1 + sp.exp(a)) - t * a, 2), z, y,
+                                      label="bce"))
+        if self.name == "cross_entropy":  # −Σ y log softmax(z) = Σ y (logsumexp(z) − z)
+            return SumAll(hadamard(y, sp.OneMatrix(z.rows, 1) * LogSumExp(z) - z))
+        return SumAll(Elementwise(self.L, yh, y, label="L"))
+
+    def row(self, yh, y):
+        """(∂ℓ/∂ŷ as a row vector, before any simplification, and why)."""
+        if self.name == "mse":
+            return (yh - y).T, "ℓ = ½‖ŷ − y‖², so ∂ℓ/∂ŷ = (ŷ − y)ᵀ"
+        if self.name == "bce":
+            e = Elementwise(lam(lambda p, t: (p - t) / (p * (1 - p)), 2), yh, y,
+                            label="(ŷ − y)/(ŷ(1 − ŷ))",
+                            latex=r"\frac{\hat{y} - y}{\hat{y}(1 - \hat{y})}")
+            return e.T, ("ℓ = −Σ_k [y_k log ŷ_k + (1 − y_k) log(1 − ŷ_k)], so ∂ℓ/∂ŷ_k = "
+                         "−y_k/ŷ_k + (1 − y_k)/(1 − ŷ_k) = (ŷ_k − y_k)/(ŷ_k(1 − ŷ_k))")
+        if self.name == "cross_entropy":
+            e = Elementwise(lam(lambda p, t: -t / p, 2), yh, y, label="−y/ŷ",
+                            latex=r"-\frac{y}{\hat{y}}")
+            return e.T, "ℓ = −Σ_k y_k log ŷ_k, so ∂ℓ/∂ŷ_k = −y_k/ŷ_k"
+        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ").T,
+                "ℓ = Σ_k L(ŷ_k, y_k): differentiate L entrywise")
+
+    def start(self, yh, y):
+        """(g at the output, or at the logits when fused; why). The fused collapse is derived step
+        by step in ``derive_matrix``; here is its result."""
+        if self.fused:
+            return yh - y, (f"{self.fused_label}: ∂ℓ/∂ŷ times the output Jacobian collapses "
+                            "to ŷ − y")
+        if self.name == "mse":
+            return yh - y, "ℓ = ½‖ŷ − y‖², so ∇_ŷ ℓ = ŷ − y"
+        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ", latex=r"\partial_{\hat{y}} L"),
+                "differentiate L entrywise")
+
+
+__all__ = ["Loss", "LOSSES"]
