@@ -247,13 +247,13 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
                     --data digits --epochs 50 --lr 0.003 -o params.npz
     """
     from .network import mlp, parse_spec
-    from .train import accuracy, fit, load_data, save_params
+    from .train import accuracy, load_data, save_params, train as train_network
     if out:
         _check_writable(out)
     net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
     d = load_data(data, loss, seed=seed)
-    params, history = fit(net, d["X"], d["Y"], optimizer=optimizer, lr=lr, epochs=epochs,
-                          batch_size=batch_size, seed=seed, quiet=quiet)
+    params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
+                                    epochs=epochs, batch_size=batch_size, seed=seed, quiet=quiet)
     click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
     for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
         acc = None if X is None else accuracy(net, params, X, Y)

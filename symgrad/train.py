@@ -212,6 +212,3 @@ def accuracy(net, params, X, Y) -> float | None:
     if P.shape[1] == 1:
         return float(((P[:, 0] > 0.5) == (Y.reshape(len(Y), -1)[:, 0] > 0.5)).mean())
     return float((P.argmax(axis=1) == Y.argmax(axis=1)).mean())
-
-
-fit = train  # kept while symgrad/cli.py imports it under this name
