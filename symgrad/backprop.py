@@ -146,11 +146,6 @@ def _backward(net: Network) -> Backward:
     return Backward(start, why0, gdefs, grads, fused)
 
 
-def is_weight(net, p) -> bool:
-    """Kept for callers of the old helper: see :meth:`Network.is_weight`."""
-    return net.is_weight(p)
-
-
 def batch_rows(net):
     """Per-example symbols → batch matrices (n × d): x → X, z1 → Z1, g_z1 → G_z1, y → Y."""
     rows = {}

@@ -15,7 +15,7 @@ from .derivation import Derivation, Grad, Partial
 from .latex import latex, names_in
 from .latex_names import notation as _notation
 from .handout_backward import _algorithm_section, _backward_section, gradient_summary
-from .handout_model import Doc, Section
+from .handout_model import Doc, Section, loss_names
 from .network import Network, mlp, parse_spec
 
 LEVELS = ("matrix", "element", "both")
@@ -87,7 +87,7 @@ def build(net: Network, level="matrix", verbosity="normal", exercises=True, nota
     ex = []
     if ex_param:
         d = _filtered(P.derive(ex_param), verbosity)
-        what = "bias" if not _is_weight(net, ex_param) else "weights"
+        what = "bias" if not net.is_weight(ex_param) else "weights"
         ex.append((r"Find $%s$, the gradient of the loss with respect to the %s $%s$. Write the "
                    r"chain of Jacobians with their shapes, then simplify."
                    % (P.tex(Grad(sp.Symbol("ℓ"), net.sym(ex_param))), what,
@@ -150,8 +150,7 @@ def _subtitle(net, level) -> str:
     out = net.nodes[net.output_node]
     out_act = "softmax" if out.op == "softmax" else out.act.name if out.op == "act" \
         else "identity"
-    loss = {"mse": "squared-error", "bce": "binary cross-entropy",
-            "cross_entropy": "cross-entropy"}.get(net.loss.name, "custom")
+    loss = loss_names(net)[0]
     levels = {"matrix": "matrix level", "element": "unit by unit",
               "both": "matrix level and unit by unit"}[level]
     nice = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "identity": "linear"}
@@ -221,12 +220,8 @@ def _exercise_param(net):
     """∇ of the first bias (the last weight without biases): its section becomes an exercise."""
     if len(net.parameters) < 2:
         return None
-    biases = [p for p in net.parameters if not _is_weight(net, p)]
+    biases = [p for p in net.parameters if not net.is_weight(p)]
     return biases[0] if biases else net.parameters[-1]
-
-
-def _is_weight(net, p):
-    return any(n.params and n.params[0] == p for n in net.nodes.values())
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -243,7 +238,7 @@ def _network_section(P, net, scalar, level) -> Section:
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
-        W = next(p for p in net.parameters if _is_weight(net, p))
+        W = next(p for p in net.parameters if net.is_weight(p))
         sec.text(r"As in the notes, $%s$ has one column per unit of the next layer ($%s$ joins "
                  r"input $i$ to unit $j$) and the notes multiply row vectors from the right; in "
                  r"column form that is the transpose $%s$ below." % (
@@ -281,32 +276,40 @@ def _loss_section(P, net) -> Section:
     yh, y = P.tex(net.sym(out)), P.tex(net.target)
     nota = _notation(P.notation)
     yk, tk = nota.entry(out, "k").tex(), nota.entry("y", "k").tex()
-    name = net.loss.name
-    if name == "mse":
-        rows = [r"\ell &= \tfrac{1}{2} \left\| %s - %s \right\|^{2} = \tfrac{1}{2} \sum_{k} "
-                r"\left(%s - %s\right)^{2}" % (yh, y, yk, tk)]
-        label, what = r"\text{MSE}", "the squared error (halved, so its gradient is ŷ − y)"
-    elif name == "bce":
-        rows = [r"\ell &= -\sum_{k} \left[%s \log %s + \left(1 - %s\right) \log\left(1 - %s"
-                r"\right)\right]" % (tk, yk, tk, yk)]
-        label, what = r"\text{BCE}", "the binary cross-entropy of the sigmoid outputs"
-    elif name == "cross_entropy":
-        rows = [r"\ell &= -\sum_{k} %s \log %s" % (tk, yk)]
-        label, what = r"\text{CE}", "the cross-entropy of the softmax outputs"
+    _, label, what = loss_names(net)
+    formula = {"mse": r"\ell &= \tfrac{1}{2} \left\| %s - %s \right\|^{2} = \tfrac{1}{2} \sum_{k} "
+                      r"\left(%s - %s\right)^{2}" % (yh, y, yk, tk),
+               "bce": r"\ell &= -\sum_{k} \left[%s \log %s + \left(1 - %s\right) \log\left(1 - %s"
+                      r"\right)\right]" % (tk, yk, tk, yk),
+               "cross_entropy": r"\ell &= -\sum_{k} %s \log %s" % (tk, yk)}
+    if net.loss.name in formula:
+        rows = [formula[net.loss.name]]
     else:
         p, t = net.loss.L.variables
         yhs, ys = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
         rows = [r"\ell &= \sum_{k} L\left(%s, %s\right)" % (yk, tk),
                 r"L\left(\hat{y}, y\right) &= %s" % P.tex(net.loss.L.expr.xreplace({p: yhs,
                                                                                   t: ys}))]
-        label, what = "L", "a loss of each output and its target, summed"
     rows.append(r"f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}" % label)
     sec.text(P.words(f"For one example (x, y) the loss ℓ is {what}; over a minibatch of n "
                      "examples the cost f is their mean:"))
     sec.math(rows)
+    if net.penalty != 0:
+        _penalty(P, net, label, sec)
     sec.text(r"The gradient of $f$ is the mean of the gradients of $\ell$, so every derivation "
              r"below is for one example.")
     return sec
+
+
+def _penalty(P, net, label, sec) -> None:
+    """J = ℓ + λΩ(θ) with Ω over the weights only, and its mean f + λΩ (Algorithm 6.4's J)."""
+    sec.text(r"With the weight penalty the objective of one example is $J$, and the "
+             r"minibatch's is its mean (the penalty $\Omega$ covers the weights only):")
+    norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
+    sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad \Omega(\theta) = \tfrac{1}{2} "
+              r"\left(%s\right), \quad \lambda = %s" % (norms, sp.latex(net.penalty)),
+              r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= f_{%s} + \lambda \, \Omega(\theta)"
+              % label])
 
 
 def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Section:
@@ -318,7 +321,7 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         return sec
     if matrix:
         d = P.derive(p)
-        what = r"$\operatorname{vec}[%s]$" % P.tex(sym) if _is_weight(net, p) else "$%s$" % \
+        what = r"$\operatorname{vec}[%s]$" % P.tex(sym) if net.is_weight(p) else "$%s$" % \
             P.tex(sym)
         sec.text(r"The chain rule of multivariate calculus, one Jacobian per value between the "
                  r"loss and %s (the shape of each factor underneath):" % what)

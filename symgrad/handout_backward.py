@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .derivation import Derivation
-from .handout_model import Section, g_name
+from .handout_model import Section, g_name, loss_names
 from .latex import latex
 
 
@@ -35,8 +35,9 @@ def _backward_section(P, net, alg) -> Section:
              r"transpose):" % g)
     back = Derivation("", [s for s in alg.steps if s.rule == "backward"])
     sec.blocks.append(("derivation", back))
-    sec.text(r"Then every gradient is a $%s$ times a value from the forward pass:" % g)
-    grads = Derivation("", [s for s in alg.steps if s.rule == "gradient"])
+    sec.text(r"Then every gradient is a $%s$ times a value from the forward pass%s:" % (
+        g, r" (plus $\lambda$ times the weights for $J$)" if net.penalty != 0 else ""))
+    grads = Derivation("", [s for s in alg.steps if s.rule in ("gradient", "penalty")])
     sec.blocks.append(("derivation", grads))
     rows, where = gradient_summary(net, alg, P.notation)
     sec.text(r"Putting it together (the notes' ``where do these come from?''), with the "
@@ -46,8 +47,9 @@ def _backward_section(P, net, alg) -> Section:
 
 
 def gradient_summary(net, alg=None, notation="slides"):
-    """([rows "∇_p f_CE &= …"], [rows "g &= …"]): each gradient in forward values and the g's
-    that parameters read, the others substituted (∇W2 f_CE = (ŷ − y) h1ᵀ)."""
+    """([rows "∇_p ℓ &= …"], [rows "g &= …"]): each per-example gradient in forward values and the
+    g's that parameters read, the others substituted (∇W2 ℓ = (ŷ − y) h1ᵀ); with a penalty the
+    rows ∇_W J = ∇_W ℓ + λW; last, ∇f_CE (or ∇ of the mean J) as the mean over the examples."""
     alg = alg or net.backprop()
     bw = alg.meta["backward"]
     used = {m for s in alg.steps if s.rule == "gradient" for m in s.rhs.atoms(sp.MatrixSymbol)}
@@ -58,12 +60,20 @@ def gradient_summary(net, alg=None, notation="slides"):
             keep.append((g, rhs))
         else:
             subs[g] = rhs
-    label = {"mse": r"\text{MSE}", "bce": r"\text{BCE}", "cross_entropy": r"\text{CE}"}.get(
-        net.loss.name, "L")
-    rows = [r"\nabla_{%s} f_{%s} &= %s" % (latex(s.lhs.args[1], notation), label,
-                                          latex(s.rhs.xreplace(subs), notation))
-            for s in alg.steps if s.rule == "gradient"]
-    return rows, [r"%s &= %s" % (latex(g, notation), latex(rhs, notation)) for g, rhs in keep]
+    rows = []
+    for s in alg.steps:
+        p = latex(s.lhs.args[1], notation) if s.rule in ("gradient", "penalty") else None
+        if s.rule == "gradient":
+            rows.append(r"\nabla_{%s} \ell &= %s" % (p, latex(s.rhs.xreplace(subs), notation)))
+        elif s.rule == "penalty":
+            rows.append(r"\nabla_{%s} J &= \nabla_{%s} \ell + %s"
+                        % (p, p, latex(net.penalty * s.lhs.args[1], notation)))
+    label = loss_names(net)[1]
+    mean = (r"\nabla \left(f_{%s} + \lambda \, \Omega\right) &= \frac{1}{n} \sum_{i=1}^{n} "
+            r"\nabla J^{(i)}" % label if net.penalty != 0 else
+            r"\nabla f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \nabla \ell^{(i)}" % label)
+    return rows + [mean], [r"%s &= %s" % (latex(g, notation), latex(rhs, notation))
+                           for g, rhs in keep]
 
 
 def _algorithm_section(P, net, alg, verbosity) -> Section:
@@ -92,8 +102,10 @@ def _algorithm_section(P, net, alg, verbosity) -> Section:
     lines.append(("head", "Update: the mean over a minibatch of n examples, then a step"))
     for p in net.parameters:  # ∇f is the mean of the ∇ℓ computed above (the loss section)
         s = P.tex(net.sym(p))
-        lines.append(("step", r"%s \leftarrow %s - \epsilon \, \tfrac{1}{n} \textstyle\sum_{i=1}^{n} "
-                              r"\nabla_{%s} \ell^{(i)}" % (s, s, s)))
+        mean = r"\tfrac{1}{n} \textstyle\sum_{i=1}^{n} \nabla_{%s} \ell^{(i)}" % s
+        if net.penalty != 0 and net.is_weight(p):  # ∇ of the mean J: the penalty's λW once
+            mean = r"\left(%s + %s\right)" % (mean, P.tex(net.penalty * net.sym(p)))
+        lines.append(("step", r"%s \leftarrow %s - \epsilon \, %s" % (s, s, mean)))
     sec.blocks.append(("algorithm", ("Forward and backward propagation for this network", lines)))
     if verbosity == "full":
         sec.text(r"For a minibatch stacked one example per row ($\mathbf{X}$ is $n \times d$), "

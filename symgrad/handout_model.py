@@ -35,6 +35,22 @@ class Doc:
     notation: str
 
 
+# How a handout names each built-in loss: (its words in the subtitle, the subscript of the cost f,
+# what ℓ is for one example). Any other loss is a user's L summed over the outputs.
+LOSS_NAMES = {"mse": ("squared-error", r"\text{MSE}",
+                      "the squared error (halved, so its gradient is ŷ − y)"),
+              "bce": ("binary cross-entropy", r"\text{BCE}",
+                      "the binary cross-entropy of the sigmoid outputs"),
+              "cross_entropy": ("cross-entropy", r"\text{CE}",
+                                "the cross-entropy of the softmax outputs")}
+CUSTOM_LOSS = ("custom", "L", "a loss of each output and its target, summed")
+
+
+def loss_names(net) -> tuple:
+    """(subtitle words, subscript of f, what ℓ is) for the network's loss."""
+    return LOSS_NAMES.get(net.loss.name, CUSTOM_LOSS)
+
+
 def g_name(notation) -> str:
     """The backward pass's g as the notation writes vectors."""
     return r"\mathbf{g}" if _notation(notation).bold else "g"

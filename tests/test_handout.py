@@ -143,6 +143,21 @@ def test_chain_rule_handout_shows_the_two_methods_side_by_side(tmp_path):
             assert "Overfull" not in pdf.with_suffix(".log").read_text(errors="replace")
 
 
+def test_penalty_handout_defines_J_and_uses_it_everywhere(tmp_path):
+    """λΩ: the loss section defines J, the backward pass adds ∇_W J = ∇_W ℓ + λW, the summary
+    labels per-example gradients ℓ and the mean f + λΩ, and the update carries λW."""
+    net = sg.mlp([2, 2, 1], "tanh", "sigmoid", "bce", penalty=0.01)
+    md, W1 = handout(net, fmt="markdown", exercises=False), r"\mathbf{W}^{(1)}"
+    assert r"J &= \ell + \lambda \, \Omega(\theta)" in md
+    assert r"\nabla_{%s} J &= \nabla_{%s} \ell + \frac{1}{100} %s" % (W1, W1, W1) in md
+    assert r"\nabla \left(f_{\text{BCE}} + \lambda \, \Omega\right) &= " in md
+    assert r"\nabla_{\mathbf{b}^{(1)}} J" not in md              # Ω covers the weights only
+    assert r"\ell^{(i)} + \frac{1}{100} %s\right)" % W1 in md     # the update step
+    if shutil.which("pdflatex"):
+        pdf = compile_pdf(handout(net, exercises=False), tmp_path / "penalty.pdf", engine="pdflatex", keep_log=True)
+        assert "Overfull" not in pdf.with_suffix(".log").read_text(errors="replace")
+
+
 def test_beamer_frames_split_between_chains_and_restate_exercises():
     net, opts = example("xor")
     tex = handout(net, fmt="beamer", **opts)

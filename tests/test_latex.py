@@ -97,11 +97,13 @@ def test_matrix_gradient_is_p_x_transpose():
 def test_cross_entropy_gradient_golden():
     net = sg.mlp([4, 3, 2], "relu", "softmax", "cross_entropy")
     summary, where = gradient_summary(net)
-    assert summary[2] == (r"\nabla_{\mathbf{W}^{(2)}} f_{\text{CE}} &= \left(\hat{\mathbf{y}} - "
+    assert summary[2] == (r"\nabla_{\mathbf{W}^{(2)}} \ell &= \left(\hat{\mathbf{y}} - "
                           r"\mathbf{y}\right) \mathbf{h}^{(1)\top}")
-    assert summary[3] == r"\nabla_{\mathbf{b}^{(2)}} f_{\text{CE}} &= \hat{\mathbf{y}} - \mathbf{y}"
-    assert summary[0] == (r"\nabla_{\mathbf{W}^{(1)}} f_{\text{CE}} &= \mathbf{g}_{\mathbf{z}^{(1)}} "
+    assert summary[3] == r"\nabla_{\mathbf{b}^{(2)}} \ell &= \hat{\mathbf{y}} - \mathbf{y}"
+    assert summary[0] == (r"\nabla_{\mathbf{W}^{(1)}} \ell &= \mathbf{g}_{\mathbf{z}^{(1)}} "
                           r"\mathbf{x}^{\top}")
+    assert summary[4] == (r"\nabla f_{\text{CE}} &= \frac{1}{n} \sum_{i=1}^{n} \nabla "
+                          r"\ell^{(i)}")  # per example ℓ, the mean f (as the loss section defines)
     assert where == [r"\mathbf{g}_{\mathbf{z}^{(1)}} &= \left(\mathbf{W}^{(2)\top} \left("
                      r"\hat{\mathbf{y}} - \mathbf{y}\right)\right) \odot \operatorname{relu}'"
                      r"(\mathbf{z}^{(1)})"]
