@@ -182,7 +182,9 @@ class Derivation:
         return "$\\displaystyle " + self.to_latex() + "$"
 
     def to_dict(self) -> dict:
-        """A JSON-ready record of every step, with exact SymPy strings."""
+        """A JSON-ready record of every step, with exact SymPy strings (read back by sympify, so
+        matrix entries keep SymPy's 0-based ``W1[1, 0]``). A step whose ``lhs`` is None (JSON
+        null) continues the previous step: it reads "= rhs", the same left-hand side."""
         p = SympifyPrinter()
         return {"title": self.title,
                 "steps": [{"lhs": None if s.lhs is None else p.doprint(s.lhs),
@@ -204,6 +206,12 @@ class TextPrinter(StrPrinter):
 
     def _print_MatrixSymbol(self, m):
         return m.name
+
+    def _print_MatrixElement(self, e):
+        """1-based, as the notes and the LaTeX printer index: g_z1[1], W1[2, 1]."""
+        i, j = e.i + 1, e.j + 1
+        return f"{self._print(e.parent)}[{i}]" if e.parent.shape[1] == 1 else \
+            f"{self._print(e.parent)}[{i}, {j}]"
 
     def doprint_derivation(self, d: Derivation) -> str:
         lines, width = [], 0

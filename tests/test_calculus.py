@@ -185,3 +185,19 @@ def test_substitution_equals_the_jacobian_product(comp):
     ours = np.array(sp.lambdify([x, y], d.result, "numpy")(*pt), float)
     ref = np.array(sp.lambdify([x, y], direct, "numpy")(*pt), float)
     np.testing.assert_allclose(ours, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_text_indexes_entries_from_1_like_latex_and_json_marks_continuations_null():
+    import json
+
+    from symgrad.derivation import Derivation
+    from symgrad.latex import latex
+    g, W = sp.MatrixSymbol("g_z1", 2, 1), sp.MatrixSymbol("W1", 2, 2)
+    d = Derivation("t")
+    d.add(x, g[1, 0] * W[0, 1], "entries")
+    d.add(None, W[0, 1] * g[1, 0])
+    assert d.to_text().splitlines()[1:] == ["x = W1[1, 2]*g_z1[2]    [entries]",
+                                             "  = W1[1, 2]*g_z1[2]"]
+    assert latex(g[1, 0]).endswith("}_{2}") and "{12}" in latex(W[0, 1])  # the same entries
+    steps = json.loads(json.dumps(d.to_dict()))["steps"]
+    assert steps[0]["lhs"] == "x" and steps[1]["lhs"] is None   # null: "= rhs", same lhs
