@@ -10,6 +10,8 @@ Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Grad``, `
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -205,7 +207,8 @@ class TextPrinter(StrPrinter):
     _print_ImmutableDenseMatrix = _print_MutableDenseMatrix = _print_MatrixBase
 
     def _print_MatrixSymbol(self, m):
-        return m.name
+        entry = re.fullmatch(r"(.+)\[(\d+)\]", m.name)  # a vector's entry as a 1×1 block, 0-based
+        return f"{entry.group(1)}[{int(entry.group(2)) + 1}]" if entry else m.name
 
     def _print_MatrixElement(self, e):
         """1-based, as the notes and the LaTeX printer index: g_z1[1], W1[2, 1]."""

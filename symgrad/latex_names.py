@@ -150,6 +150,8 @@ class Notation:
         return replace(t, sup=t.sup + sup) if sup else t
 
     def _vector(self, name: str, bold: bool) -> TeXName:
+        if name == "…":  # the elided blocks of a long row (derive_matrix): math, not a name
+            return TeXName(r"\cdots")
         hat = self._hat(name, bold)
         if hat:
             return hat

@@ -8,6 +8,8 @@ import sympy as sp
 import symgrad as sg
 from symgrad.backprop import algorithm, evaluate, explicit
 from symgrad.calculus import same
+from symgrad.derivation import Derivation
+from symgrad.latex import to_latex
 from symgrad.network import ACTIVATIONS, activation
 
 R = lambda *names: sp.symbols(names, real=True)  # noqa: E731
@@ -272,6 +274,9 @@ def test_backprop_includes_the_penalty_and_long_block_rows_are_elided():
     assert "∇_b1 J" not in steps                         # Ω covers the weights only
     block = next(s for s in net.derive("W1").steps if "block diagonal" in s.why)
     assert "…" in [str(b) for b in block.rhs.blocks] and "4 to 5 of 6" in block.why
+    tex = to_latex(Derivation("", [block]))
+    assert r"\cdots" in tex and "..." not in tex and r"\textbf" not in tex
+    assert "g_z1[6]*xᵀ]]" in Derivation("", [block]).to_text()  # the last block, 1-based as in TeX
 
 
 def test_the_shared_backward_pass_is_rebuilt_when_the_network_changes():
