@@ -5,6 +5,8 @@ elementwise activations, softmax, sums for skip connections) over named paramete
 is a SymPy ``MatrixSymbol`` (one example, a column) with its definition as a matrix expression; the
 engines in ``backprop`` (matrix level) and ``element`` (scalar level) differentiate these graphs.
 Shapes follow the notes and ``torch.nn.Linear``: W_k is d_k × d_{k−1}, b_k has d_k entries.
+What a node applies and what the loss is come from ``activations`` and ``losses`` (imported here,
+never the other way; their public names are re-exported, e.g. ``symgrad.network.Loss``).
 """
 from __future__ import annotations
 
