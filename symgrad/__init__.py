@@ -8,7 +8,7 @@ from .calculus import (Fn, chain, derive_gradient, derive_jacobian, derive_matri
 from .derivation import Derivation, Step
 from .functions import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_grad_at_zero,
                         sigmoid, softplus, step)
-from .network import Network, activation, mlp
+from .network import Network, activation, load_network, mlp
 from .parse import ParseError, parse, parse_symbols
 from .handout import handout  # noqa: E402  (derive → print → handout)
 from .latex import to_latex
@@ -26,7 +26,7 @@ __all__ = [
     "parse", "parse_symbols", "ParseError", "jacobian", "gradient", "derive_jacobian",
     "derive_gradient", "chain", "Fn", "vec", "unvec", "matrix_symbols", "derive_vec_jacobian",
     "derive_matrix_gradient", "Derivation", "Step", "sigmoid", "relu", "softplus", "leaky_relu",
-    "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "set_relu_grad_at_zero", "MissingRuleError",
+    "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "load_network", "set_relu_grad_at_zero", "MissingRuleError",
     "handout", "to_latex",
     "compile_function", "gradcheck", "train", "save_params", "load_params",
 ]

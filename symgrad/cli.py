@@ -128,9 +128,20 @@ def chain(fns, wrts, feeds, fmt, steps):
     _emit(d, fmt, steps, "jacobian")
 
 
+def network_options(f):
+    """--hidden/--output/--loss, the same for every command that takes a network spec."""
+    f = click.option("--loss", default="mse", show_default=True,
+                     help="mse, bce, cross_entropy, or an expression in yhat and y.")(f)
+    f = click.option("--output", "output_act", default="identity", show_default=True,
+                     help="Output activation: identity, sigmoid or softmax.")(f)
+    return click.option("--hidden", default="relu", show_default=True,
+                        help="Hidden activation: identity relu leaky_relu sigmoid tanh softplus, "
+                             "or an expression in x.")(f)
+
+
 @cli.command("handout")
 @click.argument("network")
-@click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
+@click.option("-o", "--out", type=click.Path(dir_okay=False),
               help="out.tex, out.pdf (runs pdflatex) or out.md; default: LaTeX on stdout.")
 @click.option("--level", type=click.Choice(["matrix", "element", "both"]), default=None)
 @click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None)
@@ -138,9 +149,7 @@ def chain(fns, wrts, feeds, fmt, steps):
               default=None, help="Default: markdown for .md, else article.")
 @click.option("--notation", type=click.Choice(["slides", "feature"]), default=None)
 @click.option("--exercises/--no-exercises", default=None)
-@click.option("--hidden", default="relu", show_default=True, help="For a spec: hidden units.")
-@click.option("--output-act", default="identity", show_default=True, help="For a spec.")
-@click.option("--loss", default="mse", show_default=True, help="For a spec.")
+@network_options
 def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
                 loss):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
@@ -149,7 +158,7 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
     \b
     Example:
       symgrad handout 2-2-1 --level both -o xor.pdf
-      symgrad handout 784-256-128-10 --output-act softmax --loss cross_entropy -o mnist.tex
+      symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
     """
     from .handout import handout_file
@@ -165,13 +174,7 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
 
 @cli.command()
 @click.argument("network")
-@click.option("--hidden", default="relu", show_default=True,
-              help="Hidden activation: identity relu leaky_relu sigmoid tanh softplus, or an "
-                   "expression in x.")
-@click.option("--output", default="identity", show_default=True,
-              help="Output activation: identity, sigmoid or softmax.")
-@click.option("--loss", default="mse", show_default=True,
-              help="mse, bce, cross_entropy, or an expression in yhat and y.")
+@network_options
 @click.option("--wrt", help="Parameter: W1, b2 (matrix level) or w1, W1_12 (element level). "
                             "Default: every parameter (matrix level).")
 @click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
@@ -182,7 +185,7 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
               help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
                    "(W1_12 = row 1, column 2 of W1). Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def derive(network, hidden, output, loss, wrt, level, of, naming, fmt):
+def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -199,7 +202,7 @@ def derive(network, hidden, output, loss, wrt, level, of, naming, fmt):
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
-    net = load_network(network, hidden, output, loss)
+    net = load_network(network, hidden, output_act, loss)
     net.check()
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+", wrt):
         naming = "position"  # W1_12 can only be a position name
@@ -223,10 +226,7 @@ def _latex(d: Derivation) -> str:
 
 @cli.command("train")
 @click.argument("spec")
-@click.option("--hidden", default="relu", show_default=True, help="Hidden activation.")
-@click.option("--output", "output_act", default="identity", show_default=True,
-              help="Output activation: identity, sigmoid, softmax.")
-@click.option("--loss", default="mse", show_default=True, help="mse, bce or cross_entropy.")
+@network_options
 @click.option("--penalty", type=float, default=0.0, show_default=True, help="λ of ½λΣ‖W‖².")
 @click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",

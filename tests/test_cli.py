@@ -2,6 +2,7 @@
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,9 +124,11 @@ def _readme_commands():
     return re.findall(r"^\$ (symgrad .+)$", text, flags=re.M)
 
 
-def test_readme_commands_run_as_written():
+def test_readme_commands_run_as_written(tmp_path, monkeypatch):
     cmds = _readme_commands()
     assert len(cmds) >= 3
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")  # commands name example files
+    monkeypatch.chdir(tmp_path)  # and write their outputs (-o xor.pdf) here, not in the checkout
     for cmd in cmds:
         args = shlex.split(cmd)[1:]
         r = CliRunner().invoke(cli, args)

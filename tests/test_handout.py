@@ -248,13 +248,13 @@ def test_cli_writes_tex_and_markdown(tmp_path):
     r = run("handout", str(ROOT / "examples/handouts/feature.py"), "-o", str(tmp_path / "f.md"))
     assert r.exit_code == 0, r.output
     assert r"\dot{\pi}" in (tmp_path / "f.md").read_text()  # the file's own notation
-    r = run("handout", "3-2", "--output-act", "sigmoid", "--loss", "bce", "--format", "beamer")
+    r = run("handout", "3-2", "--output", "sigmoid", "--loss", "bce", "--format", "beamer")
     assert r.exit_code == 0 and "beamer" in r.output.splitlines()[0]
 
 
 @needs_tex
 def test_cli_writes_pdf(tmp_path):
-    r = run("handout", "2-1", "--output-act", "sigmoid", "--loss", "bce", "-o",
+    r = run("handout", "2-1", "--output", "sigmoid", "--loss", "bce", "-o",
             str(tmp_path / "logistic.pdf"))
     assert r.exit_code == 0, r.output
     assert (tmp_path / "logistic.pdf").read_bytes()[:4] == b"%PDF"
