@@ -3,21 +3,30 @@
 Where it sits: derive, beside ``backprop`` (matrix level). A network is scalarized: every parameter
 entry becomes a symbol (w1 … w6, b1 … b3 in the notes' numbering, or by position W1_12), every unit a
 symbol with a local definition (z1_1 = w1 x1 + w2 x2 + b1, h1_1 = relu(z1_1)). A partial derivative
-is then the product of local partials along the units that separate the output from the weight,
-as the notes reason ("x_j separates π from w_ij, so the Chain Rule applies"), summed where a unit
-feeds several others. Non-smooth activations come out as cases. The product is checked against
-``sympy.diff`` of the written-out expression before it is returned.
+is the product of local partials along the units that separate the output from the weight, as the
+notes reason ("x_j separates π from w_ij, so the Chain Rule applies"); a unit that feeds several
+others gets its δ = ∂ℓ/∂u (the notes' "error"), summed over them. The product stays in the units'
+symbols until the end: then the units whose written-out form is short are written out, the steps
+(relu') become cases, and the result is checked against ``sympy.diff`` of the written-out loss
+(exactly when cheap, else numerically at a few points) before it is returned.
+
+Cost grows with the size of the written-out loss (the number of input-to-output paths), so the
+element level is for small networks: larger ones are refused at once, pointing to level="matrix".
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .calculus import same, tidy
 from .derivation import Derivation, Partial
-from .functions import unfold_steps
+from .functions import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
 from .network import Network
+
+PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
+SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
+KINKS = (relu, leaky_relu, step, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.sign, sp.Heaviside)
+ELL = sp.Symbol("ℓ")
 
 
 @dataclass
@@ -30,12 +39,13 @@ class Scalar:
     inputs: dict        # input node -> Matrix of input symbols
     target: sp.Matrix
     loss: sp.Expr       # the per-example loss in the output units and the target
+    full: dict = field(default_factory=dict)     # unit -> written out in inputs and parameters
+    users: dict = field(default_factory=dict)    # symbol -> the units whose definitions use it
+    softmax: dict = field(default_factory=dict)  # softmax unit -> (its index, its group of units)
 
     def explicit(self, expr):
         """Substitute every unit definition: an expression in inputs and parameters alone."""
-        for u in reversed(list(self.defs)):
-            expr = expr.xreplace({u: self.defs[u]})
-        return expr
+        return sp.sympify(expr).xreplace(self.full)
 
     def scalar(self, name: str) -> sp.Symbol:
         for M in self.params.values():
@@ -55,11 +65,18 @@ def _symbols(prefix, rows, cols=1, sep=""):
     return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{prefix}{sep}{i + 1}{j + 1}", real=True))
 
 
+def _too_large(net, what: str) -> ValueError:
+    return ValueError(f"this network is too large for the element level ({what}); "
+                      "use level=\"matrix\", which derives any size")
+
+
 def scalarize(net: Network, naming: str | None = None) -> Scalar:
     """Write the network out unit by unit. ``naming``: "notes" numbers weights and biases in order
     (w1, w2, … and b1, b2, …, as the XOR slides do), "position" names them W1_12, b1_1."""
     net.check()
     total = sum(r * c for r, c in net.shapes.values())
+    if total > PARAM_LIMIT:
+        raise _too_large(net, f"{total} scalar parameters, the limit is {PARAM_LIMIT}")
     naming = naming or ("notes" if total <= 40 else "position")
     if naming not in ("notes", "position"):
         raise ValueError(f"naming must be 'notes' or 'position', not {naming!r}")
@@ -74,7 +91,7 @@ def scalarize(net: Network, naming: str | None = None) -> Scalar:
                                                                real=True))
         else:
             params[p] = _symbols(p, r, c, "_")
-    units, defs, inputs = {}, {}, {}
+    units, defs, inputs, softmax = {}, {}, {}, {}
     for name, node in net.nodes.items():
         if node.op == "input":
             inputs[name] = units[name] = _symbols(name, node.dim, sep="" if name == "x" else "_")
@@ -90,13 +107,32 @@ def scalarize(net: Network, naming: str | None = None) -> Scalar:
         elif node.op == "softmax":
             e = ins[0].applyfunc(sp.exp)
             V = e / sum(e)
+            softmax.update({u: (k, list(U), list(ins[0])) for k, u in enumerate(U)})
         else:
             V = ins[0] + ins[1]
         units[name] = U
         defs.update(zip(U, V))
     out = units[net.output_node]
     y = _symbols("y", out.rows, sep="" if out.rows == 1 else "_")
-    return Scalar(params, units, defs, inputs, y, _loss(net, out, y))
+    S = Scalar(params, units, defs, inputs, y, _loss(net, out, y), softmax=softmax)
+    _index(S, net)
+    return S
+
+
+def _index(S: Scalar, net) -> None:
+    """Who uses what, and every unit written out, in one forward sweep; refuse a net whose
+    written-out loss would be too large to differentiate and check (it grows with the paths)."""
+    size = {}
+    for u, e in S.defs.items():
+        for s in e.free_symbols:
+            S.users.setdefault(s, []).append(u)
+        size[u] = sp.count_ops(e) + 1 + sum(size.get(s, 1) - 1 for s in e.free_symbols)
+    big = sum(size.get(u, 1) for u in S.loss.free_symbols)
+    if big > SIZE_LIMIT:
+        raise _too_large(net, f"its loss written out has about {big} terms, the limit is "
+                              f"{SIZE_LIMIT}")
+    for u, e in S.defs.items():
+        S.full[u] = e.xreplace(S.full)
 
 
 def _loss(net, out, y):
@@ -110,101 +146,275 @@ def _loss(net, out, y):
     return sum(net.loss.L(a, b) for a, b in zip(out, y))
 
 
-def _consumers(S: Scalar, u) -> list:
-    return [c for c, e in S.defs.items() if e.has(u)]
-
-
+# -- the derivation --------------------------------------------------------------------------------
 def derive_element(net: Network, name: str, of: str = "loss", naming: str | None = None,
                    cases: bool = True) -> Derivation:
-    """∂ℓ/∂w (``of="loss"``) or ∂ŷ/∂w (``of="output"``) for one weight, step by step."""
+    """∂ℓ/∂w (``of="loss"``, then ∂f/∂w for the mean over a batch) or ∂ŷ/∂w (``of="output"``) for
+    one weight, step by step. ``cases=False`` leaves relu'(z) as step(z) instead of cases."""
+    if of not in ("loss", "output"):
+        raise ValueError(f"of must be 'loss' or 'output', not {of!r}")
     S = scalarize(net, naming)
     w = S.scalar(name)
     outs = list(S.units[net.output_node])
-    if of == "output":
-        if len(outs) != 1:
-            raise ValueError("of='output' needs a network with one output; use of='loss'")
-        T, Tsym = outs[0], outs[0]
-    elif of == "loss":
-        T, Tsym = S.loss, sp.Symbol("ℓ")
-    else:
-        raise ValueError(f"of must be 'loss' or 'output', not {of!r}")
+    if of == "output" and len(outs) != 1:
+        raise ValueError("of='output' needs a network with one output; use of='loss'")
+    T, Tsym = (outs[0], outs[0]) if of == "output" else (S.loss, ELL)
     d = Derivation(f"∂{Tsym}/∂{w}, unit by unit")
-    if of == "output" and sp.count_ops(S.explicit(T)) <= 80:
-        full = S.explicit(T)
-        d.add(T, full, "write ŷ out in the weights", "definition")
-        d.add(Partial(T, w), sp.Derivative(full, w, evaluate=False), rule="definition")
-        if isinstance(full, sp.Add):
-            kept = sp.Add(*[t for t in full.args if t.has(w)])
-            if kept != full:
-                d.add(None, sp.Derivative(kept, w, evaluate=False),
-                      f"only this term depends on {w}", "simplify")
-    elif of == "loss":
-        d.add(Tsym, T, "the loss of one example", "definition")
+    _opening(S, d, T, Tsym, w, of)
     value = _chain(S, d, T, Tsym, w)
-    explicit = tidy(S.explicit(value))
-    d.add(Partial(Tsym, w), explicit, "substitute the units' definitions", "substitution")
     direct = sp.diff(S.explicit(T), w)
-    if not same(explicit, direct):
-        raise ArithmeticError(f"the chain for ∂{Tsym}/∂{w} disagrees with sympy.diff: a bug")
-    result = explicit
-    if cases and _has_steps(explicit):
-        result = unfold_steps(explicit)
-        d.add(None, result, "relu'(z) = 0 if z ≤ 0, 1 otherwise", "cases")
+    result = _written_out(S, d, value, Tsym, w, outs)
+    if cases and result.has(step):
+        result = unfold_steps(result)
+        d.add(None, result, _cases_why(result), "cases")
+    how = _check(S, value, result, direct, f"∂{Tsym}/∂{w}")
     if of == "loss":
-        d.add(Partial(sp.Symbol("f"), w),
-              sp.Symbol(f"(1/n) Σ_i ∂ℓ_i/∂{w}"),
-              "the mean loss over n examples: average the per-example derivatives", "batch")
+        _batch(net, S, d, w)
     d.result = result
-    d.meta.update(scalar=S, weight=w, direct=direct)
+    d.meta.update(scalar=S, weight=w, direct=direct, explicit=S.explicit(result), checked=how,
+                  forward={u: S.defs[u] for u in result.free_symbols if u in S.defs})
     return d
 
 
-def _has_steps(e) -> bool:
-    from .functions import leaky_relu, relu, step
-    return e.has(step) or e.has(relu) or e.has(leaky_relu)
+def _opening(S, d, T, Tsym, w, of):
+    if of == "loss":
+        d.add(Tsym, T, "the loss of one example", "definition")
+        return
+    full = S.explicit(T)
+    if sp.count_ops(full) > 80:
+        return
+    d.add(T, full, f"write {T} out in the weights", "definition")
+    d.add(Partial(T, w), sp.Derivative(full, w, evaluate=False), rule="definition")
+    if isinstance(full, sp.Add):
+        kept = sp.Add(*[t for t in full.args if t.has(w)])
+        if kept != full:
+            d.add(None, sp.Derivative(kept, w, evaluate=False),
+                  f"only this term depends on {w}", "simplify")
 
 
 def _chain(S: Scalar, d: Derivation, T, Tsym, w):
-    """Record ∂T/∂w as a product along the separating units; return it in unit symbols."""
-    users, deltas = _consumers(S, w), {}
-    total = sp.Integer(0)
-    for u in users:
-        path = [u]  # climb while the unit feeds exactly one other: each one separates T from w
-        while path[-1] != T and len(_consumers(S, path[-1])) == 1:
-            path.append(_consumers(S, path[-1])[0])
-        top, down = path[-1], path[::-1]
-        syms, values = down + [w], []
-        if top != T:  # the loss (not a unit), or a unit feeding several: ∂T/∂top first
-            syms = [Tsym] + syms
-            values.append(sp.diff(T, top) if not _consumers(S, top) else
-                          _delta(S, d, T, Tsym, top, deltas))
-        values += [sp.diff(S.defs[a], b) for a, b in zip(down, down[1:] + [w])]
-        seps = ", ".join(map(str, down if top != T else down[1:])) or str(u)
-        d.add(Partial(Tsym, w), _Product(*[Partial(a, b) for a, b in zip(syms, syms[1:])]),
-              f"{seps} separate{'s' if ',' not in seps else ''} {Tsym} from {w}, "
-              "so the chain rule applies", "chain_rule")
-        d.add(None, _Product(*values), "differentiate each factor", "jacobian")
-        total += sp.Mul(*values)
-    if len(users) > 1:
-        d.add(Partial(Tsym, w), total, f"{w} is used {len(users)} times: the terms add", "sum")
-    for delta in reversed(list(deltas)):  # δ's in terms of units alone, outermost first
-        total = total.xreplace({delta: deltas[delta]})
+    """Record ∂T/∂w as products along the separating units; return it in unit symbols."""
+    users, deltas = S.users.get(w, []), {}
+    if len(users) == 1:
+        total = _along(S, d, T, Tsym, w, deltas)
+    else:  # a shared weight: the chain rule sums over its uses, each through its δ
+        total = sp.Integer(0)
+        for u in users:
+            total += _delta(S, d, T, Tsym, u, deltas) * _local(S, u, w)
+        d.add(Partial(Tsym, w), total, f"{w} is used by {_names(users)}: the chain rule sums "
+              "over its uses", "sum")
+    if deltas:
+        for delta in reversed(list(deltas)):  # outermost last: each δ in terms of units alone
+            total = total.xreplace({delta: deltas[delta]})
+        d.add(Partial(Tsym, w), total, "substitute the δ's from the backward pass",
+              "substitution")
     return total
 
 
+def _along(S, d, T, Tsym, w, deltas):
+    """The chain from T down to the weight w (one use), one application of the rule per unit."""
+    path = [S.users[w][0]]
+    while path[-1] != T and len(S.users.get(path[-1], [])) == 1:
+        path.append(S.users[path[-1]][0])
+    top, down = path[-1], path[::-1]
+    seps = down[1:] if top == T else down  # the units between T and w, from the top down
+    local = [_local(S, a, b) for a, b in zip(down, down[1:] + [w])]
+    if not seps:  # w enters T itself (∂ŷ/∂b3): nothing separates them
+        d.add(Partial(Tsym, w), local[0], f"{w} enters {Tsym} = {S.defs[T]} directly",
+              "jacobian")
+        return local[0]
+    names = [Tsym] + seps + [w]
+    for k, s in enumerate(seps):
+        chain = names[:k + 2] + [w]
+        d.add(Partial(Tsym, w) if k == 0 else None,
+              _Product(*[Partial(a, b) for a, b in zip(chain, chain[1:])]),
+              f"{s} separates {names[k]} from {w}, so the chain rule applies", "chain_rule")
+    head = []
+    if top != T:  # ∂T/∂top: the loss's own derivative, or the δ of a unit feeding several
+        mark = len(d.steps)
+        head = [_delta(S, d, T, Tsym, top, deltas) if S.users.get(top) else sp.diff(T, top)]
+        if len(d.steps) > mark:  # the backward pass came in between: restate the left side
+            d.add(Partial(Tsym, w), _Product(*[Partial(a, b) for a, b in zip(names, names[1:])]),
+                  f"the chain rule above, with δ_{top} = ∂{Tsym}/∂{top}", "chain_rule")
+    values = head + local
+    d.add(None, _Product(*values), _local_why(S, down), "jacobian")
+    return sp.Mul(*values)
+
+
 def _delta(S: Scalar, d: Derivation, T, Tsym, u, deltas: dict):
-    """δ_u = ∂T/∂u by reverse accumulation over u's consumers (the notes' "errors"), each δ
-    recorded once as a step in terms of the δ's above it; returns the symbol δ_u."""
+    """δ_u = ∂T/∂u by reverse accumulation over u's users (the notes' "errors"), each δ recorded
+    once, in terms of the δ's above it; returns the symbol δ_u."""
     delta = sp.Symbol(f"δ_{u}", real=True)
     if delta in deltas:
         return delta
-    cons = _consumers(S, u)
-    val = sum(_delta(S, d, T, Tsym, c, deltas) * sp.diff(S.defs[c], u) for c in cons) if cons \
-        else sp.diff(T, u)
+    cons = S.users.get(u, [])
+    if cons:
+        val = sum(_delta(S, d, T, Tsym, c, deltas) * _local(S, c, u) for c in cons)
+        why = (f"{u} feeds {_names(cons)}: the chain rule sums over them" if len(cons) > 1 else
+               f"{cons[0]} separates {Tsym} from {u}, so the chain rule applies")
+    else:
+        val = sp.diff(T, u)
+        why = "differentiate the loss" if T != u else f"∂{u}/∂{u} = 1"
     deltas[delta] = val
-    d.add(Partial(Tsym, u), val, f"δ_{u}: {u} feeds {', '.join(map(str, cons))}, sum over them"
-          if cons else f"δ_{u}", "backward")
+    d.add(delta, val, f"δ_{u} = ∂{Tsym}/∂{u}: {why}", "backward")
     return delta
+
+
+def _local(S: Scalar, a, b):
+    """∂a/∂b for a unit a using b directly; softmax in the notes' form ŷ_k (δ_kj − ŷ_j)."""
+    if a in S.softmax and b in S.softmax[a][2]:
+        k, outs, ins = S.softmax[a]
+        j = ins.index(b)
+        return a * ((1 if j == k else 0) - outs[j])
+    return sp.diff(S.defs[a], b)
+
+
+def _local_why(S, units) -> str:
+    said = []
+    for u in units:
+        e = S.defs.get(u)
+        if u in S.softmax:
+            said.append("softmax: ∂ŷ_k/∂z_j = ŷ_k (δ_kj − ŷ_j)")
+        elif isinstance(e, sp.Function):
+            said.append(rule_says(type(e)))
+    said = list(dict.fromkeys(s for s in said if s))
+    return "differentiate each factor" + (": " + "; ".join(said) if said else "")
+
+
+def _names(units) -> str:
+    return ", ".join(map(str, units))
+
+
+def _written_out(S, d, value, Tsym, w, outs):
+    """Factor in the units' symbols, then write out each unit whose written-out form is smooth,
+    or one kink of a smooth form (relu(w1 x1 + w2 x2 + b1)), except an output when the derivative
+    has kinks; the rest (ŷ, deeper pre-activations) stay as the values of the forward pass."""
+    # factor_terms is structural: it pulls out (ŷ − y) and the like, never expands, and leaves
+    # σ(1 − σ) and 1 − tanh² as the notes write them (simplify would turn 1 − tanh² into 1/cosh²)
+    value = sp.factor_terms(value)
+    subs, kept = {}, []
+    kinked = value.has(*KINKS)  # a kinked loss (Huber): its cases read best in ŷ
+    for u in sorted(value.free_symbols & set(S.full), key=str):
+        kinks = S.full[u].atoms(*KINKS)
+        if u in outs and kinked:
+            kept.append(u)
+        elif not kinks or (len(kinks) == 1 and u not in outs):
+            subs[u] = S.full[u]
+        else:
+            kept.append(u)
+    out = value.xreplace(subs) if subs else value
+    if out != value:
+        why = "substitute the units' definitions"
+        if kept:
+            why += f" ({_names(kept)}: the values of the forward pass)"
+        d.add(Partial(Tsym, w), out, why, "substitution")
+    return out
+
+
+def _cases_why(result) -> str:
+    zs = sorted({s.args[0] for s in result.atoms(step)}, key=str)
+    rows = step_cases(sp.Symbol("z"))
+    text = ", ".join(f"{v} if {_rel(c)}" for v, c in rows[:-1]) + f", {rows[-1][0]} otherwise"
+    why = f"relu'(z) = step(z) = {text}"
+    if zs:
+        why += f"; relu'({_names(zs)}) left as it is: more cases would not read better"
+    return why
+
+
+def _rel(c) -> str:
+    ops = {sp.LessThan: "≤", sp.StrictLessThan: "<", sp.Equality: "="}
+    return f"{c.lhs} {ops[type(c)]} {c.rhs}"
+
+
+def _batch(net, S, d, w):
+    """∂f/∂w for f = (1/n) Σ_i ℓ_i + λΩ(θ), Ω = ½ Σ w² over the weights (Algorithm 6.4)."""
+    i, n = sp.Symbol("i", integer=True, positive=True), sp.Symbol("n", integer=True, positive=True)
+    rhs = sp.Sum(sp.Derivative(sp.IndexedBase(ELL)[i], w, evaluate=False), (i, 1, n)) / n
+    why = "f = (1/n) Σ_i ℓ_i is the mean loss over the n examples: average their derivatives"
+    if net.penalty != 0:
+        weights = {s for p, M in S.params.items() if _is_weight(net, p) for s in M}
+        if w in weights:
+            rhs += net.penalty * w
+            why += f"; the penalty λΩ(θ), Ω = ½ Σ w², adds λ {w} with λ = {net.penalty}"
+        else:
+            why += f"; the penalty λΩ(θ) leaves out the biases, so {w} gets no λ term"
+    d.add(Partial(sp.Symbol("f"), w), rhs, why, "batch")
+
+
+def _is_weight(net, p) -> bool:
+    return any(n.params and n.params[0] == p for n in net.nodes.values())
+
+
+# -- the self-check ---------------------------------------------------------------------------------
+def _check(S: Scalar, value, result, direct, what: str, points: int = 3) -> str:
+    """Check the chain (and the result drawn from it) against sympy.diff of the written-out loss:
+    exactly when a cheap expansion shows it, else in floats at a few random points. Bounded in
+    time: the evaluator below visits each distinct subexpression once (no code generation)."""
+    import numpy as np
+    diff = S.explicit(value) - direct
+    if diff == 0 or (sp.count_ops(diff) < 150 and sp.expand(diff) == 0):
+        if result == value:
+            return "exact"
+    base = sorted(set().union(*[M.free_symbols for M in S.params.values()],
+                              *[M.free_symbols for M in S.inputs.values()],
+                              S.target.free_symbols), key=str)
+    rng, checked = np.random.default_rng(0), 0
+    for _ in range(4 * points):
+        env = dict(zip(base, rng.uniform(-2, 2, len(base))))
+        for u, e in S.defs.items():  # the forward pass, unit by unit
+            env[u] = evaluate(e, env)
+        vals = [evaluate(e, env) for e in (direct, value, result)]
+        if not all(np.isfinite(v) for v in vals):
+            continue
+        if any(abs(v - vals[0]) > 1e-9 * (1 + abs(v) + abs(vals[0])) for v in vals[1:]):
+            raise ArithmeticError(f"the chain for {what} disagrees with sympy.diff: a bug")
+        checked += 1
+        if checked == points:
+            return f"numeric at {points} points"
+    raise ArithmeticError(f"{what}: could not check the chain against sympy.diff at any point")
+
+
+def evaluate(expr, env: dict) -> complex:
+    """``expr`` in complex floats, with ``env`` giving each free symbol's value."""
+    memo: dict = {}
+
+    def ev(e):
+        if e in memo:
+            return memo[e]
+        if e.is_Symbol:
+            v = complex(env[e])
+        elif e.is_Number or e.is_NumberSymbol:
+            v = complex(e)
+        elif e.is_Add:
+            v = sum(ev(a) for a in e.args)
+        elif e.is_Mul:
+            v = 1
+            for a in e.args:
+                v *= ev(a)
+        elif e.is_Pow:
+            b, x = ev(e.base), ev(e.exp)
+            v = complex("inf") if b == 0 and x.real < 0 else b ** x
+        elif isinstance(e, sp.Piecewise):
+            v = next((ev(a) for a, c in e.args if c == sp.true or ev(c)), complex("nan"))
+        elif isinstance(e, sp.core.relational.Relational):
+            lhs, rhs = ev(e.lhs).real, ev(e.rhs).real
+            v = {"<=": lhs <= rhs, "<": lhs < rhs, ">=": lhs >= rhs, ">": lhs > rhs,
+                 "==": lhs == rhs, "!=": lhs != rhs}[e.rel_op]
+        elif isinstance(e, (sp.And, sp.Or, sp.Not)):
+            parts = [ev(a) for a in e.args]
+            v = all(parts) if isinstance(e, sp.And) else any(parts) if isinstance(e, sp.Or) \
+                else not parts[0]
+        else:  # a function: SymPy evaluates it at float arguments
+            args = [sp.Float(a.real) if abs(a.imag) < 1e-300 else sp.Float(a.real) + sp.I *
+                    sp.Float(a.imag) for a in map(ev, e.args)]
+            v = complex(sp.N(e.func(*args)))
+        memo[e] = v
+        return v
+
+    try:
+        return ev(sp.sympify(expr))
+    except (ZeroDivisionError, OverflowError, ValueError, TypeError):
+        return complex("nan")
 
 
 class _Product(sp.Basic):
@@ -217,5 +427,3 @@ class _Product(sp.Basic):
     def _latex(self, p):
         return r" \cdot ".join(r"\left(%s\right)" % p._print(a) if isinstance(a, sp.Add)
                                else p._print(a) for a in self.args)
-
-

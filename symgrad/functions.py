@@ -25,23 +25,31 @@ class MissingRuleError(LookupError):
 class Rule:
     """The derivative of one elementwise primitive.
 
-    ``deriv(ans, x)`` returns f'(x); ``prime`` names f' in text ("relu'"), ``prime_latex`` in LaTeX.
+    ``deriv(ans, x)`` returns f'(x); ``prime`` names f' in text ("relu'"), ``prime_latex`` in LaTeX;
+    ``says`` states the rule in words for a derivation's justification ("σ' = σ(1 − σ)").
     """
 
     deriv: Callable[[sp.Expr, sp.Expr], sp.Expr]
     prime: str
     prime_latex: str
+    says: str = ""
 
 
 RULES: dict[type, Rule] = {}
 
 
 def defderiv(prim: type, deriv: Callable, *, prime: str | None = None,
-             prime_latex: str | None = None) -> None:
+             prime_latex: str | None = None, says: str = "") -> None:
     """Register the derivative rule of the elementwise primitive ``prim``."""
     name = prim.__name__
     RULES[prim] = Rule(deriv, prime or f"{name}'",
-                       prime_latex or rf"\operatorname{{{name}}}'")
+                       prime_latex or rf"\operatorname{{{name}}}'", says)
+
+
+def rule_says(fn: type) -> str:
+    """The rule of ``fn`` in words, for a justification ("" if it has none)."""
+    rule = RULES.get(fn)
+    return rule.says if rule else _SAYS.get(fn, "")
 
 
 def rule_for(prim: type) -> Rule:
@@ -102,12 +110,8 @@ class step(sp.Function):
         return sp.Integer(0)  # zero almost everywhere; no Dirac delta in training
 
     def _eval_rewrite_as_Piecewise(self, x, **kwargs):
-        at0 = _SETTINGS["relu_grad_at_zero"]
-        if at0 == 0:
-            return sp.Piecewise((0, x <= 0), (1, True))
-        if at0 == 1:
-            return sp.Piecewise((0, x < 0), (1, True))
-        return sp.Piecewise((0, x < 0), (at0, sp.Eq(x, 0)), (1, True))
+        cases = step_cases(x)
+        return sp.Piecewise(*cases[:-1], (cases[-1][0], True))
 
     def _eval_is_nonnegative(self):
         return True
@@ -139,7 +143,8 @@ class relu(Primitive):
         return np.maximum(x, 0.0)
 
 
-defderiv(relu, lambda ans, x: step(x), prime="relu'", prime_latex=r"\operatorname{relu}'")
+defderiv(relu, lambda ans, x: step(x), prime="relu'", prime_latex=r"\operatorname{relu}'",
+         says="relu'(z) = step(z): 1 if z > 0, 0 if z < 0")
 
 
 class sigmoid(Primitive):
@@ -149,6 +154,8 @@ class sigmoid(Primitive):
     def eval(cls, x):
         if x.is_zero:
             return sp.Rational(1, 2)
+        if isinstance(x, sp.Float):  # as exp(0.5) does: numbers in, a number out
+            return 1 / (1 + sp.exp(-x))
         return None
 
     def _eval_rewrite_as_exp(self, x, **kwargs):
@@ -166,7 +173,8 @@ class sigmoid(Primitive):
         return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=float)))
 
 
-defderiv(sigmoid, lambda ans, x: ans * (1 - ans), prime="σ'", prime_latex=r"\sigma'")
+defderiv(sigmoid, lambda ans, x: ans * (1 - ans), prime="σ'", prime_latex=r"\sigma'",
+         says="σ'(z) = σ(z)(1 − σ(z))")
 
 
 class softplus(Primitive):
@@ -176,6 +184,8 @@ class softplus(Primitive):
     def eval(cls, x):
         if x.is_zero:
             return sp.log(2)
+        if isinstance(x, sp.Float):
+            return sp.log(1 + sp.exp(x))
         return None
 
     def _eval_rewrite_as_log(self, x, **kwargs):
@@ -190,7 +200,7 @@ class softplus(Primitive):
         return np.logaddexp(0.0, x)
 
 
-defderiv(softplus, lambda ans, x: sigmoid(x), prime="softplus'",
+defderiv(softplus, lambda ans, x: sigmoid(x), prime="softplus'", says="softplus'(z) = σ(z)",
          prime_latex=r"\operatorname{softplus}'")
 
 
@@ -224,9 +234,12 @@ class leaky_relu(sp.Function):
         return np.where(x > 0, x, a * x)
 
 
+_SAYS = {leaky_relu: "leaky_relu'(z, a) = a if z ≤ 0, 1 otherwise"}
+
 # Rules for SymPy's own elementwise functions, so the matrix-level engine can use them as
 # activations; sympy.diff already knows these, and the table states them in terms of ``ans``.
-defderiv(sp.tanh, lambda ans, x: 1 - ans**2, prime="tanh'", prime_latex=r"\tanh'")
+defderiv(sp.tanh, lambda ans, x: 1 - ans**2, prime="tanh'", prime_latex=r"\tanh'",
+         says="tanh'(z) = 1 − tanh²(z)")
 defderiv(sp.exp, lambda ans, x: ans, prime="exp'", prime_latex=r"\exp'")
 defderiv(sp.log, lambda ans, x: 1 / x, prime="log'", prime_latex=r"\log'")
 defderiv(sp.sin, lambda ans, x: sp.cos(x), prime="sin'", prime_latex=r"\sin'")
@@ -234,11 +247,135 @@ defderiv(sp.cos, lambda ans, x: -sp.sin(x), prime="cos'", prime_latex=r"\cos'")
 defderiv(sp.Abs, lambda ans, x: sp.sign(x), prime="abs'", prime_latex=r"\operatorname{abs}'")
 
 
-def unfold_steps(expr: sp.Expr) -> sp.Expr:
-    """Rewrite steps (relu', leaky_relu') as cases and fold them outward: c·step(z)·x → cases."""
-    expr = expr.replace(lambda e: isinstance(e, (step, relu, leaky_relu)),
-                        lambda e: e.rewrite(sp.Piecewise))
-    return sp.piecewise_fold(expr)
+# -- cases ----------------------------------------------------------------------------------------
+MAX_CASES = 4  # more cases than this read worse than relu'(z) itself: those steps stay as they are
+
+
+def unfold_steps(expr: sp.Expr, max_cases: int = MAX_CASES) -> sp.Expr:
+    """Write the steps in ``expr`` (relu'(z) = step(z), leaky_relu' = a + (1 - a) step) as cases,
+    as the notes do: c·step(z) = 0 if z ≤ 0, c otherwise.
+
+    Only ``step`` is rewritten. relu, leaky_relu and the unit values stay as they are: rewriting a
+    forward relu as cases too, then multiplying the branches out, is what made the cases exponential
+    in the number of units. The cases are built mutually exclusive (a product of steps is zero as soon
+    as one of them is), equal branches are merged, impossible ones dropped (conditions simplified as
+    boolean formulas over "z ≤ 0" atoms), and where more than ``max_cases`` would result the steps
+    of that part stay written as step(z), which is exact too.
+    """
+    if not expr.has(step):
+        return expr
+    atoms: dict = {}
+    pieces = _merge(_cases(sp.sympify(expr), max_cases, atoms))
+    if len(pieces) == 1:
+        return pieces[0][0]
+    back = {b: rel for rel, b in atoms.items()}
+    pieces.sort(key=lambda vc: vc[0] != 0)  # the notes write the zero case first
+    args, before = [], sp.false
+    for v, c in pieces[:-1]:  # read in order: a case need not repeat what the ones above exclude
+        args.append((v, _relational(_given_not(c, before), back)))
+        before = sp.Or(before, c)
+    return sp.Piecewise(*args, (pieces[-1][0], sp.true))
+
+
+def step_cases(z) -> list:
+    """step(z) as (value, condition) pairs, with the configured value at 0."""
+    at0 = _SETTINGS["relu_grad_at_zero"]
+    if at0 == 0:
+        return [(sp.Integer(0), z <= 0), (sp.Integer(1), z > 0)]
+    if at0 == 1:
+        return [(sp.Integer(0), z < 0), (sp.Integer(1), z >= 0)]
+    return [(sp.Integer(0), z < 0), (at0, sp.Eq(z, 0)), (sp.Integer(1), z > 0)]
+
+
+def _cases(e, limit, atoms) -> list:
+    """``e`` as exclusive (value, boolean) pairs over atoms standing for step conditions."""
+    if not e.has(step):
+        return [(e, sp.true)]
+    if isinstance(e, step):
+        rels = step_cases(e.args[0])
+        bools = [_atom(r, atoms) for _, r in rels[:-1]]
+        conds = [sp.And(*[sp.Not(b) for b in bools[:k]], bools[k]) for k in range(len(bools))]
+        conds.append(sp.And(*[sp.Not(b) for b in bools]))
+        return [(v, c) for (v, _), c in zip(rels, conds)]
+    parts = [_cases(a, limit, atoms) for a in e.args]
+    if isinstance(e, sp.Mul):  # a zero factor decides alone: the other factors' cases vanish there
+        zero = [c for p in parts for v, c in p if v == 0]
+        parts = [[(v, c) for v, c in p if v != 0] for p in parts]
+    else:
+        zero = []
+    out = [(sp.Integer(0), sp.Or(*zero))] if zero else []
+    combos = [([], sp.Not(sp.Or(*zero)) if zero else sp.true)]
+    for p in parts:
+        combos = [(vs + [v], sp.And(c, pc)) for vs, c in combos for v, pc in p]
+        combos = [(vs, c) for vs, c in combos if _satisfiable(c)]
+        if len(combos) + len(out) > limit:
+            return _kept(e, atoms)
+    out += [(e.func(*vs), c) for vs, c in combos]
+    return _merge(out)
+
+
+def _kept(e, atoms):
+    """Too many cases: keep ``e`` with its steps written as step(z); only the steps that multiply
+    all of ``e`` still become the one zero case (with relu'(0) = 0 or 1 a step is 0 or 1)."""
+    kills = [a for a in e.args if isinstance(a, step)] if isinstance(e, sp.Mul) else []
+    if not kills or _SETTINGS["relu_grad_at_zero"] not in (0, 1):
+        return [(e, sp.true)]
+    zero = sp.Or(*[_atom(step_cases(k.args[0])[0][1], atoms) for k in kills])
+    return [(sp.Integer(0), zero), (e.func(*[a for a in e.args if a not in kills]), sp.Not(zero))]
+
+
+def _merge(pieces) -> list:
+    """Merge branches with the same value; drop branches that cannot happen."""
+    by_value: dict = {}
+    for v, c in pieces:
+        by_value[v] = sp.Or(by_value.get(v, sp.false), c)
+    out = []
+    for v, c in by_value.items():
+        c = _simplify_bool(c)
+        if c != sp.false:
+            out.append((v, c))
+    return out
+
+
+def _given_not(c, before):
+    """Drop the literals of the conjunction ``c`` that add nothing once ``before`` is false."""
+    if not isinstance(c, sp.And) or before == sp.false:
+        return c
+    from sympy.logic.inference import satisfiable
+    lits = list(c.args)
+    for lit in list(lits):
+        shorter = sp.And(*[x for x in lits if x is not lit])
+        if not satisfiable(sp.And(sp.Not(before), sp.Xor(shorter, c))):
+            lits.remove(lit)
+    return sp.And(*lits)
+
+
+def _atom(rel, atoms):
+    if rel not in atoms:
+        atoms[rel] = sp.Dummy(f"c{len(atoms)}")
+    return atoms[rel]
+
+
+def _simplify_bool(c):
+    if len(c.free_symbols) <= 8:  # simplify_logic is exponential in the atoms
+        return sp.simplify_logic(c)
+    return c
+
+
+def _satisfiable(c) -> bool:
+    from sympy.logic.inference import satisfiable
+    return c == sp.true or bool(satisfiable(c))
+
+
+def _relational(c, back):
+    """A boolean over atoms back to relationals: ¬(z ≤ 0) is written z > 0."""
+    if c in back:
+        return back[c]
+    if isinstance(c, sp.Not) and c.args[0] in back:
+        return back[c.args[0]].negated
+    if isinstance(c, (sp.And, sp.Or)):
+        return c.func(*[_relational(a, back) for a in c.args])
+    return c
 
 
 # The names users may call in parsed text (see symgrad.parse), mapped to what they build.

