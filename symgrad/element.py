@@ -42,6 +42,7 @@ class Scalar:
     full: dict = field(default_factory=dict)     # unit -> written out in inputs and parameters
     users: dict = field(default_factory=dict)    # symbol -> the units whose definitions use it
     softmax: dict = field(default_factory=dict)  # softmax unit -> (its index, its group of units)
+    onehot: bool = False  # cross-entropy: targets are distributions, Σ_k y_k = 1
 
     def explicit(self, expr):
         """Substitute every unit definition: an expression in inputs and parameters alone."""
@@ -114,7 +115,8 @@ def scalarize(net: Network, naming: str | None = None) -> Scalar:
         defs.update(zip(U, V))
     out = units[net.output_node]
     y = _symbols("y", out.rows, sep="" if out.rows == 1 else "_")
-    S = Scalar(params, units, defs, inputs, y, _loss(net, out, y), softmax=softmax)
+    S = Scalar(params, units, defs, inputs, y, _loss(net, out, y), softmax=softmax,
+               onehot=net.loss.name == "cross_entropy")
     _index(S, net)
     return S
 
@@ -166,7 +168,7 @@ def derive_element(net: Network, name: str, of: str = "loss", naming: str | None
     result = _written_out(S, d, value, Tsym, w, outs)
     if cases and result.has(step):
         result = unfold_steps(result)
-        d.add(None, result, _cases_why(result), "cases")
+        d.add(None, result, _cases_why(S, result), "cases")
     how = _check(S, value, result, direct, f"∂{Tsym}/∂{w}")
     if of == "loss":
         _batch(net, S, d, w)
@@ -206,6 +208,7 @@ def _chain(S: Scalar, d: Derivation, T, Tsym, w):
     if deltas:
         for delta in reversed(list(deltas)):  # outermost last: each δ in terms of units alone
             total = total.xreplace({delta: deltas[delta]})
+        total = sp.factor_terms(total)
         d.add(Partial(Tsym, w), total, "substitute the δ's from the backward pass",
               "substitution")
     return total
@@ -229,15 +232,14 @@ def _along(S, d, T, Tsym, w, deltas):
         d.add(Partial(Tsym, w) if k == 0 else None,
               _Product(*[Partial(a, b) for a, b in zip(chain, chain[1:])]),
               f"{s} separates {names[k]} from {w}, so the chain rule applies", "chain_rule")
-    head = []
+    head, why = [], _local_why(S, down)
     if top != T:  # ∂T/∂top: the loss's own derivative, or the δ of a unit feeding several
         mark = len(d.steps)
         head = [_delta(S, d, T, Tsym, top, deltas) if S.users.get(top) else sp.diff(T, top)]
-        if len(d.steps) > mark:  # the backward pass came in between: restate the left side
-            d.add(Partial(Tsym, w), _Product(*[Partial(a, b) for a, b in zip(names, names[1:])]),
-                  f"the chain rule above, with δ_{top} = ∂{Tsym}/∂{top}", "chain_rule")
+        if len(d.steps) > mark:  # the backward pass came in between
+            why += f"; ∂{Tsym}/∂{top} = δ_{top} from the backward pass above"
     values = head + local
-    d.add(None, _Product(*values), _local_why(S, down), "jacobian")
+    d.add(Partial(Tsym, w) if deltas else None, _Product(*values), why, "jacobian")
     return sp.Mul(*values)
 
 
@@ -256,8 +258,25 @@ def _delta(S: Scalar, d: Derivation, T, Tsym, u, deltas: dict):
         val = sp.diff(T, u)
         why = "differentiate the loss" if T != u else f"∂{u}/∂{u} = 1"
     deltas[delta] = val
-    d.add(delta, val, f"δ_{u} = ∂{Tsym}/∂{u}: {why}", "backward")
+    d.add(delta, val, f"δ_{u} = ∂{Tsym}/∂{u}: {why}" + _onehot(S, u, val, deltas), "backward")
     return delta
+
+
+def _onehot(S, u, val, deltas) -> str:
+    """For softmax + cross-entropy: the δ of a logit is ŷ_k − y_k once Σ_k y_k = 1 (one-hot
+    targets), the collapse the matrix level uses; said in words, the δ itself stays general."""
+    group = next((g for g in S.softmax.values() if u in g[2]), None)
+    if not S.onehot or group is None:
+        return ""
+    while val.free_symbols & set(deltas):
+        val = val.xreplace(deltas)
+    k, outs, ins = group
+    y = list(S.target)
+    collapsed = val.xreplace({y[-1]: 1 - sum(y[:-1])}) - (outs[ins.index(u)] - y[ins.index(u)])
+    if sp.expand(collapsed.xreplace({outs[-1]: 1 - sum(outs[:-1])})) != 0:
+        return ""
+    return (f"; with one-hot y (Σ_k y_k = 1, and Σ_k ŷ_k = 1) it is {outs[ins.index(u)]} − "
+            f"{y[ins.index(u)]}, as at the matrix level")
 
 
 def _local(S: Scalar, a, b):
@@ -308,16 +327,22 @@ def _written_out(S, d, value, Tsym, w, outs):
         if kept:
             why += f" ({_names(kept)}: the values of the forward pass)"
         d.add(Partial(Tsym, w), out, why, "substitution")
+    elif d.steps[-1].rhs != out:  # nothing to substitute: the product itself is the result
+        d.add(None, out, "multiply the factors", "simplify")
     return out
 
 
-def _cases_why(result) -> str:
-    zs = sorted({s.args[0] for s in result.atoms(step)}, key=str)
+def _cases_why(S, result) -> str:
+    """The cases step's justification, naming the functions whose derivative is a step."""
     rows = step_cases(sp.Symbol("z"))
     text = ", ".join(f"{v} if {_rel(c)}" for v, c in rows[:-1]) + f", {rows[-1][0]} otherwise"
-    why = f"relu'(z) = step(z) = {text}"
-    if zs:
-        why += f"; relu'({_names(zs)}) left as it is: more cases would not read better"
+    used = {type(e) for e in S.defs.values()}
+    whose = [n for f, n in ((relu, "relu'(z) = step(z)"),
+                            (leaky_relu, "leaky_relu'(z) = a + (1 − a) step(z)")) if f in used]
+    why = "; ".join(whose + [f"step(z) = {text}"])
+    left = sorted({str(s.args[0]) for s in result.atoms(step)})
+    if left:
+        why += f"; step({', '.join(left)}) left as it is: more cases would not read better"
     return why
 
 

@@ -144,7 +144,7 @@ class relu(Primitive):
 
 
 defderiv(relu, lambda ans, x: step(x), prime="relu'", prime_latex=r"\operatorname{relu}'",
-         says="relu'(z) = step(z): 1 if z > 0, 0 if z < 0")
+         says="relu'(z) = step(z), 1 for z > 0 and 0 for z < 0")
 
 
 class sigmoid(Primitive):
@@ -234,7 +234,7 @@ class leaky_relu(sp.Function):
         return np.where(x > 0, x, a * x)
 
 
-_SAYS = {leaky_relu: "leaky_relu'(z, a) = a if z ≤ 0, 1 otherwise"}
+_SAYS = {leaky_relu: "leaky_relu'(z) = a + (1 − a) step(z), a for z < 0 and 1 for z > 0"}
 
 # Rules for SymPy's own elementwise functions, so the matrix-level engine can use them as
 # activations; sympy.diff already knows these, and the table states them in terms of ``ans``.

@@ -133,3 +133,142 @@ def test_element_equals_matrix_level_and_sympy_diff(hidden, output, loss):
                 assert _agree_at(ours, theirs, pts[:1]) and _is_zero(ours - theirs), \
                     f"∂ℓ/∂{w} ≠ sympy.diff"
                 assert _is_zero((ours - mat).xreplace(onehot)), f"∂ℓ/∂{w} ≠ the matrix level"
+
+
+# -- cases ------------------------------------------------------------------------------------------
+R = lambda *names: sp.symbols(names, real=True)  # noqa: E731
+
+
+def test_xor_loss_has_two_cases_in_the_forward_values():
+    w1, w2, w5, b1, x1, x2, yhat, y = R("w1", "w2", "w5", "b1", "x1", "x2", "yhat", "y")
+    d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element")
+    assert d.result == sp.Piecewise((0, w1 * x1 + w2 * x2 + b1 <= 0), (w5 * x1 * (yhat - y), True))
+
+
+def test_softmax_cross_entropy_w5_has_no_cases_and_no_relu_prime():
+    d = sg.mlp([2, 2, 2], hidden="relu", output="softmax",
+               loss="cross_entropy").derive("w5", level="element")
+    assert not d.result.has(sp.Piecewise) and not any(s.rule == "cases" for s in d.steps)
+    assert not any("relu'" in s.why for s in d.steps)
+    assert any("yhat_1 − y_1, as at the matrix level" in s.why for s in d.steps)
+
+
+def test_cases_are_exclusive_merged_and_capped():
+    a, b, c, x, w, y = R("a", "b", "c", "x", "w", "y")
+    step = sg.step
+    assert unfold_steps(w * x * step(a) * step(b)) == \
+        sp.Piecewise((0, (a <= 0) | (b <= 0)), (w * x, True))  # one zero case, not four
+    two = unfold_steps(x * step(a) * (w * step(b) + y * step(c)))
+    assert len(two.args) == MAX_CASES
+    for pt in ({a: 1, b: 1, c: -1}, {a: 1, b: -1, c: 1}, {a: -1, b: 1, c: 1}, {a: 1, b: 1, c: 1}):
+        want = (x * step(a) * (w * step(b) + y * step(c))).xreplace(pt)
+        assert two.xreplace(pt) == want
+    many = unfold_steps(x * step(a) * (w * step(b) + y * step(c) + c * step(x)))
+    assert len(many.args) == 2 and many.args[1][0].has(step)  # the rest stays as step(z)
+    assert unfold_steps(sg.relu(a) * step(b)) == sp.Piecewise((0, b <= 0), (sg.relu(a), True))
+
+
+def test_relu_prime_at_zero_is_configurable():
+    w1, w2, w5, b1, x1, x2 = R("w1", "w2", "w5", "b1", "x1", "x2")
+    z = w1 * x1 + w2 * x2 + b1
+    try:
+        set_relu_grad_at_zero(1)
+        d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element", of="output")
+        assert d.result == sp.Piecewise((0, z < 0), (w5 * x1, True))
+        set_relu_grad_at_zero(sp.Rational(1, 2))
+        d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element", of="output")
+        assert d.result.subs({x1: 1, x2: 0, b1: 0, w1: 0}) == w5 / 2
+    finally:
+        set_relu_grad_at_zero(0)
+
+
+def test_deeper_relu_nets_stay_small_and_exact():
+    net = sg.mlp([3, 3, 3, 1], hidden="relu")
+    S = scalarize(net)
+    for w in [s for M in S.params.values() for s in M]:
+        d = net.derive(w.name, level="element")
+        pw = d.result.atoms(sp.Piecewise)
+        assert all(len(p.args) <= MAX_CASES for p in pw), w
+        assert d.meta["checked"]  # the engine compared it with sympy.diff
+
+
+def test_too_large_for_the_element_level_is_refused_at_once():
+    with pytest.raises(ValueError, match=r'too large for the element level.*level="matrix"'):
+        sg.mlp([784, 256, 10]).derive("w1", level="element")
+    with pytest.raises(ValueError, match=f"the limit is {SIZE_LIMIT}"):
+        sg.mlp([4, 4, 4, 4, 4, 1]).derive("w1", level="element")
+
+
+def test_huber_loss_on_a_tanh_net():
+    net = sg.mlp([2, 2, 1], hidden="tanh", loss=HUBER)
+    d = net.derive("w1", level="element")
+    assert d.meta["checked"].startswith("numeric")
+    assert d.result.has(sp.Symbol("yhat", real=True))  # kinked ∂ℓ/∂ŷ: read in ŷ
+
+
+# -- the steps read like the notes -------------------------------------------------------------------
+XOR = [f"w{i}" for i in range(1, 7)] + ["b1", "b2", "b3"]
+
+
+@pytest.mark.parametrize("of", ["output", "loss"])
+def test_every_xor_step_is_true_and_said_once(of):
+    net = sg.mlp([2, 2, 1], hidden="relu")
+    for w in XOR:
+        d = net.derive(w, level="element", of=of)
+        text = d.to_text()
+        for s in d.steps:
+            if s.rule == "chain_rule":  # "A separates B from w": three different names
+                a, rest = s.why.split(" separates ")
+                b, c = rest.split(" from ")
+                c = c.split(",")[0]
+                assert len({a, b, c}) == 3 and c == w, s.why
+        rhs = [str(s.rhs) for s in d.steps]
+        assert all(x != y for x, y in zip(rhs, rhs[1:])), text  # no line said twice
+        assert rhs.count(str(d.result)) == 1, text  # the result is said once (∂ŷ/∂b3 = 1)
+        assert "yhat separates yhat" not in text
+
+
+def test_chain_factors_follow_the_notes():
+    d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element", of="output")
+    chains = [s for s in d.steps if s.rule == "chain_rule"]
+    assert [c.why for c in chains] == [
+        "h1_1 separates yhat from w1, so the chain rule applies",
+        "z1_1 separates h1_1 from w1, so the chain rule applies"]
+    d = sg.mlp([2, 2, 1], hidden="relu").derive("b3", level="element", of="output")
+    assert d.result == 1 and not any(s.rule == "chain_rule" for s in d.steps)
+
+
+def test_shared_weight_sums_over_its_uses():
+    net = sg.Network()
+    x = net.input("x", 1)
+    z1 = net.dense(x, 1, W="W1", b=False, name="z1")
+    h = net.act(z1, "tanh", name="h")
+    z2 = net.dense(h, 1, W="W1", b=False, name="yhat")  # the same weight twice
+    net.set_loss(z2, "mse")
+    d = net.derive("w1", level="element")
+    assert any(s.rule == "sum" and "is used by" in s.why for s in d.steps)
+    w, xs = R("w1", "x")
+    assert sp.simplify(d.meta["explicit"] - sp.diff((w * sp.tanh(w * xs) - sp.Symbol("y", real=True))
+                                                    ** 2 / 2, w)) == 0
+
+
+# -- the batch step and the penalty ------------------------------------------------------------------
+def test_batch_step_is_a_real_expression_with_the_penalty():
+    lam = sp.Rational(1, 2)
+    net = sg.mlp([2, 2, 1], hidden="relu", penalty=lam)
+    i, n = (sp.Symbol(s, integer=True, positive=True) for s in "in")
+    ell = sp.IndexedBase(sp.Symbol("ℓ"))
+    for name, extra in (("w1", lam * sp.Symbol("w1", real=True)), ("b1", 0)):
+        d = net.derive(name, level="element")
+        batch = d.steps[-1]
+        assert batch.rule == "batch" and isinstance(batch.rhs, sp.Expr)
+        w = sp.Symbol(name, real=True)
+        assert batch.rhs == sp.Sum(sp.Derivative(ell[i], w, evaluate=False), (i, 1, n)) / n + extra
+        assert "Sum" not in d.to_latex() and r"\sum" in d.to_latex()
+    # n = 1: the matrix level's gradient of f (with λΩ) is ∂ℓ/∂w1 + λ w1
+    S = scalarize(net)
+    env = {"X": S.inputs["x"].T, "Y": S.target.T, **S.params}
+    g = explicit(net, net.gradients()["W1"], 1, env)[0, 0]
+    per = net.derive("w1", level="element").meta["explicit"]
+    pt = {s: sp.Rational(k + 3, 7) for k, s in enumerate(sorted(g.free_symbols, key=str))}
+    assert (g - per - lam * sp.Symbol("w1", real=True)).xreplace(pt) == 0
