@@ -83,9 +83,8 @@ def scalarize(net: Network, naming: str | None = None) -> Scalar:
         raise ValueError(f"naming must be 'notes' or 'position', not {naming!r}")
     params, counters = {}, {"w": 0, "b": 0}
     for p, (r, c) in net.shapes.items():
-        is_w = any(n.params and n.params[0] == p for n in net.nodes.values())
         if naming == "notes":
-            k = "w" if is_w else "b"
+            k = "w" if net.is_weight(p) else "b"
             start = counters[k]
             counters[k] += r * c
             params[p] = sp.Matrix(r, c, lambda i, j: sp.Symbol(f"{k}{start + i * c + j + 1}",
@@ -197,6 +196,8 @@ def _opening(S, d, T, Tsym, w, of):
 def _chain(S: Scalar, d: Derivation, T, Tsym, w):
     """Record ∂T/∂w as products along the separating units; return it in unit symbols."""
     users, deltas = S.users.get(w, []), {}
+    if not users:  # declared but never used (e.g. a layer the output does not reach)
+        return d.add(Partial(Tsym, w), sp.Integer(0), f"{Tsym} does not depend on {w}", "jacobian")
     if len(users) == 1:
         total = _along(S, d, T, Tsym, w, deltas)
     else:  # a shared weight: the chain rule sums over its uses, each through its δ
@@ -357,17 +358,13 @@ def _batch(net, S, d, w):
     rhs = sp.Sum(sp.Derivative(sp.IndexedBase(ELL)[i], w, evaluate=False), (i, 1, n)) / n
     why = "f = (1/n) Σ_i ℓ_i is the mean loss over the n examples: average their derivatives"
     if net.penalty != 0:
-        weights = {s for p, M in S.params.items() if _is_weight(net, p) for s in M}
+        weights = {s for p, M in S.params.items() if net.is_weight(p) for s in M}
         if w in weights:
             rhs += net.penalty * w
             why += f"; the penalty λΩ(θ), Ω = ½ Σ w², adds λ {w} with λ = {net.penalty}"
         else:
             why += f"; the penalty λΩ(θ) leaves out the biases, so {w} gets no λ term"
     d.add(Partial(sp.Symbol("f"), w), rhs, why, "batch")
-
-
-def _is_weight(net, p) -> bool:
-    return any(n.params and n.params[0] == p for n in net.nodes.values())
 
 
 # -- the self-check ---------------------------------------------------------------------------------
@@ -400,46 +397,50 @@ def _check(S: Scalar, value, result, direct, what: str, points: int = 3) -> str:
 
 
 def evaluate(expr, env: dict) -> complex:
-    """``expr`` in complex floats, with ``env`` giving each free symbol's value."""
+    """``expr`` in complex floats, ``env`` giving each free symbol's value; each distinct
+    subexpression is visited once, and a function SymPy evaluates at its float arguments."""
     memo: dict = {}
 
     def ev(e):
-        if e in memo:
-            return memo[e]
-        if e.is_Symbol:
-            v = complex(env[e])
-        elif e.is_Number or e.is_NumberSymbol:
-            v = complex(e)
-        elif e.is_Add:
-            v = sum(ev(a) for a in e.args)
-        elif e.is_Mul:
-            v = 1
-            for a in e.args:
-                v *= ev(a)
-        elif e.is_Pow:
-            b, x = ev(e.base), ev(e.exp)
-            v = complex("inf") if b == 0 and x.real < 0 else b ** x
-        elif isinstance(e, sp.Piecewise):
-            v = next((ev(a) for a, c in e.args if c == sp.true or ev(c)), complex("nan"))
-        elif isinstance(e, sp.core.relational.Relational):
-            lhs, rhs = ev(e.lhs).real, ev(e.rhs).real
-            v = {"<=": lhs <= rhs, "<": lhs < rhs, ">=": lhs >= rhs, ">": lhs > rhs,
-                 "==": lhs == rhs, "!=": lhs != rhs}[e.rel_op]
-        elif isinstance(e, (sp.And, sp.Or, sp.Not)):
-            parts = [ev(a) for a in e.args]
-            v = all(parts) if isinstance(e, sp.And) else any(parts) if isinstance(e, sp.Or) \
-                else not parts[0]
-        else:  # a function: SymPy evaluates it at float arguments
-            args = [sp.Float(a.real) if abs(a.imag) < 1e-300 else sp.Float(a.real) + sp.I *
-                    sp.Float(a.imag) for a in map(ev, e.args)]
-            v = complex(sp.N(e.func(*args)))
-        memo[e] = v
-        return v
+        if e not in memo:
+            memo[e] = _node(e, ev, env)
+        return memo[e]
 
     try:
-        return ev(sp.sympify(expr))
+        return complex(ev(sp.sympify(expr)))
     except (ZeroDivisionError, OverflowError, ValueError, TypeError):
         return complex("nan")
+
+
+_REL = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b,
+        ">": lambda a, b: a > b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
+
+
+def _node(e, ev, env):
+    """One node of :func:`evaluate`, its arguments evaluated through ``ev``."""
+    a = e.args
+    if e.is_Symbol:
+        return complex(env[e])
+    if e.is_number:
+        return complex(e)
+    if e.is_Add or e.is_Mul:
+        vals = list(map(ev, a))
+        out = vals[0]
+        for v in vals[1:]:
+            out = out + v if e.is_Add else out * v
+        return out
+    if e.is_Pow:
+        return ev(a[0]) ** ev(a[1])
+    if isinstance(e, sp.Piecewise):
+        return next((ev(v) for v, c in a if c == sp.true or ev(c)), complex("nan"))
+    if e.is_Relational:
+        return _REL[e.rel_op](ev(e.lhs).real, ev(e.rhs).real)
+    if isinstance(e, (sp.And, sp.Or, sp.Not)):
+        vals = [bool(ev(x)) for x in a]
+        return all(vals) if isinstance(e, sp.And) else any(vals) if isinstance(e, sp.Or) \
+            else not vals[0]
+    args = [sp.Float(v.real) + sp.I * sp.Float(v.imag) for v in map(ev, a)]
+    return complex(sp.N(e.func(*args)))
 
 
 class _Product(sp.Basic):
