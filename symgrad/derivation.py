@@ -100,6 +100,18 @@ class Chain(sp.Basic):
         return " ".join(p._print(a) for a in self.args)
 
 
+class Factors(sp.Basic):
+    """Factors written side by side with a dot, unmultiplied: w5 · relu′(z) · x1."""
+
+    def _sympystr(self, p):
+        return " · ".join(f"({p._print(a)})" if isinstance(a, sp.Add) else p._print(a)
+                          for a in self.args)
+
+    def _latex(self, p):
+        return r" \cdot ".join(r"\left(%s\right)" % p._print(a) if isinstance(a, sp.Add)
+                               else p._print(a) for a in self.args)
+
+
 class Note(sp.Basic):
     """A right-hand side in words ("both methods agree")."""
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .derivation import Derivation, Partial
+from .derivation import Derivation, Factors, Partial
+from .evaluate import evaluate
 from .functions import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
 from .network import Network
 
@@ -231,7 +232,7 @@ def _along(S, d, T, Tsym, w, deltas):
     for k, s in enumerate(seps):
         chain = names[:k + 2] + [w]
         d.add(Partial(Tsym, w) if k == 0 else None,
-              _Product(*[Partial(a, b) for a, b in zip(chain, chain[1:])]),
+              Factors(*[Partial(a, b) for a, b in zip(chain, chain[1:])]),
               f"{s} separates {names[k]} from {w}, so the chain rule applies", "chain_rule")
     head, why = [], _local_why(S, down)
     if top != T:  # ∂T/∂top: the loss's own derivative, or the δ of a unit feeding several
@@ -240,7 +241,7 @@ def _along(S, d, T, Tsym, w, deltas):
         if len(d.steps) > mark:  # the backward pass came in between
             why += f"; ∂{Tsym}/∂{top} = δ_{top} from the backward pass above"
     values = head + local
-    d.add(Partial(Tsym, w) if deltas else None, _Product(*values), why, "jacobian")
+    d.add(Partial(Tsym, w) if deltas else None, Factors(*values), why, "jacobian")
     return sp.Mul(*values)
 
 
@@ -394,62 +395,3 @@ def _check(S: Scalar, value, result, direct, what: str, points: int = 3) -> str:
         if checked == points:
             return f"numeric at {points} points"
     raise ArithmeticError(f"{what}: could not check the chain against sympy.diff at any point")
-
-
-def evaluate(expr, env: dict) -> complex:
-    """``expr`` in complex floats, ``env`` giving each free symbol's value; each distinct
-    subexpression is visited once, and a function SymPy evaluates at its float arguments."""
-    memo: dict = {}
-
-    def ev(e):
-        if e not in memo:
-            memo[e] = _node(e, ev, env)
-        return memo[e]
-
-    try:
-        return complex(ev(sp.sympify(expr)))
-    except (ZeroDivisionError, OverflowError, ValueError, TypeError):
-        return complex("nan")
-
-
-_REL = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">=": lambda a, b: a >= b,
-        ">": lambda a, b: a > b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b}
-
-
-def _node(e, ev, env):
-    """One node of :func:`evaluate`, its arguments evaluated through ``ev``."""
-    a = e.args
-    if e.is_Symbol:
-        return complex(env[e])
-    if e.is_number:
-        return complex(e)
-    if e.is_Add or e.is_Mul:
-        vals = list(map(ev, a))
-        out = vals[0]
-        for v in vals[1:]:
-            out = out + v if e.is_Add else out * v
-        return out
-    if e.is_Pow:
-        return ev(a[0]) ** ev(a[1])
-    if isinstance(e, sp.Piecewise):
-        return next((ev(v) for v, c in a if c == sp.true or ev(c)), complex("nan"))
-    if e.is_Relational:
-        return _REL[e.rel_op](ev(e.lhs).real, ev(e.rhs).real)
-    if isinstance(e, (sp.And, sp.Or, sp.Not)):
-        vals = [bool(ev(x)) for x in a]
-        return all(vals) if isinstance(e, sp.And) else any(vals) if isinstance(e, sp.Or) \
-            else not vals[0]
-    args = [sp.Float(v.real) + sp.I * sp.Float(v.imag) for v in map(ev, a)]
-    return complex(sp.N(e.func(*args)))
-
-
-class _Product(sp.Basic):
-    """Factors written side by side, unmultiplied."""
-
-    def _sympystr(self, p):
-        return " · ".join(f"({p._print(a)})" if isinstance(a, sp.Add) else p._print(a)
-                          for a in self.args)
-
-    def _latex(self, p):
-        return r" \cdot ".join(r"\left(%s\right)" % p._print(a) if isinstance(a, sp.Add)
-                               else p._print(a) for a in self.args)

@@ -289,7 +289,7 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
                     for p, (r, c) in zip(parts, shapes)]
         return parts
 
-    def _print__Product(self, expr):  # element.py's factors side by side
+    def _print_Factors(self, expr):  # factors side by side with a dot
         return self._print_Chain(expr, r" \cdot ")
 
     def _print_Note(self, expr):

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import sympy as sp
 
-from .derivation import Derivation, Step
+from .derivation import Derivation, Factors, Step
 from .latex_terms import _call_of_sum, _factors, _positive_first, _term, names_in, notes_order
 from .latex_width import tex_width
 
@@ -159,7 +159,7 @@ class DerivationLayout:
             pieces = [_term(self, t, i == 0) for i, t in enumerate(terms)]
         elif _factors(rhs) > 1:
             self._chain_shapes = shapes
-            sep = r" \cdot " if type(rhs).__name__ == "_Product" else " "
+            sep = r" \cdot " if isinstance(rhs, Factors) else " "
             pieces = self._print(rhs).split(sep) if not shapes else None
             if pieces is None:  # print factor by factor, keeping each underbrace
                 parts = self._underbraced([self._paren(a) for a in rhs.args], shapes)

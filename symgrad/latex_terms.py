@@ -11,6 +11,8 @@ import re
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
+from .derivation import Chain, Compose, Factors
+
 # the roles of scalar parameters, by name: the element engine's numbering and position naming
 WEIGHT = re.compile(r"[wW]\d+(_\d+)?")
 BIAS = re.compile(r"b\d+(_\d+)?")
@@ -51,11 +53,11 @@ def weights_first(expr):
 
 
 def _is_compose(e) -> bool:
-    return type(e).__name__ == "Compose"
+    return isinstance(e, Compose)
 
 
 def _factors(e) -> int:
-    return len(e.args) if type(e).__name__ in ("Chain", "_Product") else 1
+    return len(e.args) if isinstance(e, (Chain, Factors)) else 1
 
 
 def _negative(e) -> bool:
