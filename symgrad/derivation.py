@@ -209,6 +209,18 @@ class Derivation:
 
 
 # -- printers ------------------------------------------------------------------------------------
+def mean_of_sum(expr):
+    """(n, the Sum, other factors) when ``expr`` is a Sum divided by a symbol n (a mean over n
+    examples), so printers write (1/n) Σ_i … as the notes do; else None."""
+    if not isinstance(expr, sp.Mul):
+        return None
+    sums = [a for a in expr.args if isinstance(a, sp.Sum)]
+    over = [a for a in expr.args if a.is_Pow and a.exp == -1 and a.base.is_Symbol]
+    if len(sums) != 1 or len(over) != 1:
+        return None
+    return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
+
+
 class TextPrinter(StrPrinter):
     """Plain text: matrices as nested lists, one step per line, justifications in brackets."""
 
@@ -227,6 +239,26 @@ class TextPrinter(StrPrinter):
         i, j = e.i + 1, e.j + 1
         return f"{self._print(e.parent)}[{i}]" if e.parent.shape[1] == 1 else \
             f"{self._print(e.parent)}[{i}, {j}]"
+
+    def _print_Mul(self, expr):
+        mean = mean_of_sum(expr)
+        if not mean:
+            return super()._print_Mul(expr)
+        n, total, rest = mean
+        return f"(1/{self._print(n)}) " + " ".join(map(self._print, [total, *rest]))
+
+    def _print_Sum(self, expr):
+        (i, lo, hi), = expr.limits
+        return f"Σ_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} " \
+               f"{self._print(expr.function)}"
+
+    def _print_Derivative(self, expr):
+        if len(expr.variables) != 1:
+            return super()._print_Derivative(expr)
+        f = expr.expr  # one example's ℓ_i (Indexed prints itself as ℓ[i], past any override)
+        f = f"{self._print(f.base.label)}_{self._print(f.indices[0])}" \
+            if isinstance(f, sp.Indexed) and len(f.indices) == 1 else self._print(f)
+        return f"∂{f}/∂{self._print(expr.variables[0])}"
 
     def doprint_derivation(self, d: Derivation) -> str:
         lines, width = [], 0

@@ -14,7 +14,7 @@ import re
 
 import sympy as sp
 
-from .derivation import Derivation, DerivationLatexPrinter
+from .derivation import Derivation, DerivationLatexPrinter, mean_of_sum
 from .latex_layout import DerivationLayout
 from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape
 from .latex_terms import (FIT_MACRO, _all_transposed, _is_compose, _join_terms, _negative,
@@ -223,6 +223,10 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return _join_terms(self, terms)
 
     def _print_Mul(self, expr):  # w5 h1, as the notes write it, not SymPy's h1 w5
+        mean = mean_of_sum(expr)
+        if mean:  # (1/n) Σ_i …, the notes' mean over the examples, not Σ_i … over n
+            n, total, rest = mean
+            return r"\frac{1}{%s} %s" % (self._print(n), " ".join(map(self._print, [total, *rest])))
         coeff, rest = expr.as_coeff_mul()
         if len(rest) == 1 and isinstance(rest[0], sp.UnevaluatedExpr) and coeff.is_Rational \
                 and coeff.q != 1:  # (3 − x1)/4: the fraction bar groups it, no parentheses
@@ -236,9 +240,17 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         head = "" if coeff == 1 else self._print(coeff) + " "
         return sign + head + " ".join(self._paren(f, (sp.Add,)) for f in rest)
 
+    def _print_Indexed(self, expr):  # one example's value: ℓ^{(i)}, as the notes write ŷ^{(i)}
+        if len(expr.indices) != 1:
+            return super()._print_Indexed(expr)
+        return r"%s^{(%s)}" % (self._print(expr.base.label), self._print(expr.indices[0]))
+
     def _print_Derivative(self, expr):
         if len(expr.variables) != 1:
             return super()._print_Derivative(expr)
+        if isinstance(expr.expr, sp.Indexed):  # ∂ℓ^{(i)}/∂w1
+            return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.expr),
+                                                         self._print(expr.variables[0]))
         return r"\frac{\partial}{\partial %s}\left[%s\right]" % (
             self._print(expr.variables[0]), self._print(expr.expr))
 

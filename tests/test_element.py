@@ -272,3 +272,10 @@ def test_batch_step_is_a_real_expression_with_the_penalty():
     per = net.derive("w1", level="element").meta["explicit"]
     pt = {s: sp.Rational(k + 3, 7) for k, s in enumerate(sorted(g.free_symbols, key=str))}
     assert (g - per - lam * sp.Symbol("w1", real=True)).xreplace(pt) == 0
+
+
+def test_batch_step_prints_as_the_mean_over_examples():
+    d = sg.mlp([2, 2, 1], hidden="relu", output="identity", loss="mse").derive("w1", level="element")
+    assert d.to_text().splitlines()[-1].startswith("∂f/∂w1 = (1/n) Σ_{i=1}^{n} ∂ℓ_i/∂w1    [")
+    assert (r"\frac{\partial f}{\partial w_{1}} &= \frac{1}{n} \sum_{i=1}^{n} "
+            r"\frac{\partial \ell^{(i)}}{\partial w_{1}} &&") in d.to_latex()
