@@ -78,7 +78,9 @@ def set_relu_grad_at_zero(value) -> None:
     value = sp.nsimplify(value)
     if value not in (0, 1, sp.Rational(1, 2)):
         raise ValueError(f"relu'(0) must be 0, 1/2 or 1, not {value}")
-    _SETTINGS["relu_grad_at_zero"] = value
+    if value != _SETTINGS["relu_grad_at_zero"]:
+        _SETTINGS["relu_grad_at_zero"] = value
+        sp.core.cache.clear_cache()  # SymPy caches step(0) as evaluated under the old setting
 
 
 # -- primitives -----------------------------------------------------------------------------------

@@ -385,3 +385,31 @@ def test_sigmoid_clamps_far_below_zero():
     v = f(np.array([-1000.0, -700.0, 0.0, 1000.0]))
     assert v[0] <= 1.3e-308 and v[1] == pytest.approx(np.exp(-700), rel=1e-14)
     assert v[2] == 0.5 and v[3] == 1.0
+
+
+def test_relu_grad_at_zero_setting_reaches_every_route_after_a_change():
+    """At z = 0 exactly, the matrix level (on explicit SymPy matrices) and the compiled kernel give
+    relu'(0) as currently set, even after step(0) was evaluated under another setting."""
+    import sympy as sp
+
+    from symgrad.backprop import evaluate
+    from symgrad.functions import step
+    net = sg.mlp([2, 2, 1], hidden="relu", output="identity", loss="mse")
+    params = {"W1": np.array([[1.0, -1.0], [2.0, 1.0]]), "b1": np.array([0.0, -3.0]),
+              "W2": np.array([[1.0, 2.0]]), "b2": np.array([0.5])}
+    X, Y = np.array([[1.0, 1.0], [0.0, 0.0]]), np.array([[1.0], [-1.0]])  # z1_1 = 0 on both rows
+    env = {"X": sp.Matrix(X), "Y": sp.Matrix(Y), **{k: sp.Matrix(v.reshape(v.shape[0], -1))
+                                                    for k, v in params.items()}}
+    env["b1"], env["b2"] = sp.Matrix(params["b1"]), sp.Matrix(params["b2"])
+    seen = {}
+    try:
+        for value in (sp.Rational(1, 2), 1, 0):
+            sg.set_relu_grad_at_zero(value)
+            assert step(0) == value
+            exact = np.array(sp.Matrix(evaluate(net, 2, env)["dW1"]), dtype=float)
+            _, grads = net.compile()(params, X, Y)
+            np.testing.assert_allclose(grads["W1"], exact, rtol=1e-12, atol=1e-15)
+            seen[value] = exact[0].tolist()
+    finally:
+        sg.set_relu_grad_at_zero(0)
+    assert len({tuple(v) for v in seen.values()}) == 3  # the setting really changed the answer
