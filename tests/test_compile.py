@@ -413,3 +413,17 @@ def test_relu_grad_at_zero_setting_reaches_every_route_after_a_change():
     finally:
         sg.set_relu_grad_at_zero(0)
     assert len({tuple(v) for v in seen.values()}) == 3  # the setting really changed the answer
+
+
+@pytest.mark.parametrize("n", [2, 64])  # the scalar path (tiny batch) and the numpy path
+def test_cross_entropy_targets_must_sum_to_one(n):
+    """ŷ − y, the fused gradient, holds only when each target row sums to 1: a distribution is
+    right (checked against central differences), a row that is not is refused, never mis-derived."""
+    net = sg.mlp([3, 4, 3], hidden="tanh", output="softmax", loss="cross_entropy")
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 3))
+    soft = rng.uniform(0.1, 1, (n, 3))
+    soft /= soft.sum(axis=1, keepdims=True)
+    assert sg.gradcheck(net, net.init_params(seed=1), X, soft) < 1e-6
+    with pytest.raises(ValueError, match=r"Y: row 0 sums to 2; cross_entropy targets"):
+        net.compile()(net.init_params(seed=1), X, 2 * soft)

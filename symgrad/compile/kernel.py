@@ -80,7 +80,9 @@ def _prologue(spec, with_y):
     x0 = xs[0]
     yshape = "" if not with_y else (
         f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels else
-        f" or Y.shape[0] != {x0}.shape[0] or Y.ndim == 1 and Y.dtype.kind not in 'iu'")
+        f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
+    # (cross_entropy: integer labels take this fast path; rows of Y go through _spec.check, which
+    # also checks that each sums to 1, as the fused gradient ŷ − y requires)
     args = ", ".join(names + xs) + (", Y" if with_y else "")
     shapes = "(" + "".join(f"{p}.shape, " for p in names) + ")"
     get = [f"{p} = params[{p!r}]" for p in names]

@@ -214,7 +214,8 @@ def _unpack_targets(spec, n, unpack, finite):
     Y = spec.Y
     if not spec.labels:
         return [unpack(Y, "_Y", (n, spec.d_out))] + finite()
-    lines = ["    if _Y.ndim == 2:", unpack(Y, "_Y", (n, spec.d_out), "        ")]
+    lines = ["    if _Y.ndim == 2:", f"        _spec.target(_Y, {n}, _dt)",  # rows must sum to 1
+             unpack(Y, "_Y", (n, spec.d_out), "        ")]
     lines += finite("        ") + ["    else:", "        _ls = _Y.tolist()",
                                    f"        if min(_ls) < 0 or max(_ls) >= {spec.d_out}:",
                                    f"            _spec.target(_Y, {n}, _dt)",

@@ -134,7 +134,15 @@ class Spec:
         if Y.shape != (n, self.d_out):
             extra = f" or ({n},) integer labels" if self.labels else ""
             raise ValueError(f"Y has shape {Y.shape}; expected ({n}, {self.d_out}){extra}")
-        return _numeric(Y, "Y", dt)
+        Y = _numeric(Y, "Y", dt)
+        if self.labels and n:  # ŷ − y, the fused softmax + cross-entropy gradient, needs Σ_k y_k = 1
+            sums = Y.sum(axis=1)
+            off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * self.d_out
+            if off.any():
+                i = int(np.argmax(off))
+                raise ValueError(f"Y: row {i} sums to {sums[i]:.6g}; cross_entropy targets are rows "
+                                 "that sum to 1 (one-hot or distributions) or (n,) integer labels")
+        return Y
 
 
 def _numeric(A, what, dt):
