@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .activations import ACTIVATIONS
 from .matexpr import Elementwise, LogSumExp, SumAll, hadamard, lam
 from .parse import parse
 
@@ -76,8 +77,9 @@ class Loss:
         if self.name not in _NEEDS:
             return
         act, msg = _NEEDS[self.name]
+        # the function itself, not its name: a user's activation may be called "sigmoid" too
         ok = node.op == "softmax" if act == "softmax" else (node.op == "act" and
-                                                             node.act.name == act)
+                                                             node.act.f == ACTIVATIONS[act].f)
         if not ok:
             raise ValueError(msg)
 

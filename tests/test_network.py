@@ -334,3 +334,10 @@ def test_set_loss_refuses_cross_entropy_over_one_output_and_keeps_the_old_loss()
 
 def test_builtin_activation_table_covers_the_issue():
     assert {"identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus"} <= set(ACTIVATIONS)
+
+
+def test_bce_needs_the_sigmoid_itself_not_an_activation_named_sigmoid():
+    fake = sg.activation("tanh(x)", name="sigmoid")  # σ(z) − y would be a wrong gradient for it
+    with pytest.raises(ValueError, match="bce needs sigmoid"):
+        sg.mlp([2, 2, 1], hidden="relu", output=fake, loss="bce")
+    assert sg.mlp([2, 2, 1], output=sg.activation("sigmoid"), loss="bce").loss.fused
