@@ -96,10 +96,8 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     def _print_Symbol(self, expr, style="plain"):
         if expr in self._entries:
             return self._entries[expr]
-        if SAFE_SCALAR.fullmatch(expr.name) or expr.name in ("ℓ",) or expr.name.startswith("δ_"):
-            name = self._nota.scalar(expr.name)
-            return name.tex() if name else super()._print_Symbol(expr)
-        return r"\text{%s}" % self._words(expr.name)  # any other name: escaped words
+        name = self._nota.scalar(expr.name)  # an unusual name ends in escaped_name, as everywhere
+        return name.tex() if name else super()._print_Symbol(expr)
 
     def _print_MatrixSymbol(self, expr):
         return self._nota.vector(expr.name).tex()

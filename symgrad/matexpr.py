@@ -10,6 +10,8 @@ examples as rows (X is n×d, as numpy and torch hold data): :func:`batch` maps o
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.core.symbol import Str
 from sympy.matrices.expressions import MatrixExpr
@@ -45,6 +47,8 @@ class Elementwise(MatrixExpr):
                            latex=self._latex_name, shown=self._shown)
 
     def _sympystr(self, p):
+        if not re.fullmatch(r"[\w']+", self._label):  # a formula over the entries: [−y/ŷ]ᵀ
+            return f"[{self._label}]" + ("ᵀ" if isinstance(self.operands[0], sp.Transpose) else "")
         return f"{self._label}({', '.join(p._print(a) for a in self.operands[:self._shown])})"
 
     def _latex(self, p):
