@@ -8,6 +8,7 @@ and :func:`load_params` keep parameters in ``.npz`` files bit for bit.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -188,6 +189,8 @@ def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int =
                                         random_state=seed, stratify=d.target)
         data = {"X": X, "Y": y, "X_test": Xt, "Y_test": yt, "classes": 10}
     elif str(name).endswith(".npz"):
+        if not os.path.isfile(name):
+            raise ValueError(f"no such data file: {name}")
         with np.load(name, allow_pickle=False) as z:
             if "X" not in z.files or "Y" not in z.files:
                 raise ValueError(f"{name}: expected arrays named X and Y, found {', '.join(z.files)}")

@@ -129,6 +129,7 @@ def test_cli_train(tmp_path):
 @pytest.mark.parametrize("args,msg", [
     (["train", "2-x-1", "--data", "xor"], "bad network spec"),
     (["train", "2-2-1", "--data", "nope"], "unknown data set"),
+    (["train", "2-2-1", "--data", "/no/such/file.npz"], "no such data file: /no/such/file.npz"),
     (["train", "3-2-1", "--data", "xor"], "X has shape (4, 2); expected (n, 3)"),
     (["train", "2-2-1", "--data", "xor", "--loss", "bce"], "bce needs sigmoid outputs"),
     (["train", "2-2-1", "--data", "xor", "--lr", "0"], "lr must be a positive number"),
