@@ -65,7 +65,16 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             toks.append(["vec", nota.vector("yhat"), "yhat"])
             continue
         toks.append(_classify(tok, nota, scalars, toks))
+    _identity_before_kron(toks, nota)
     return _join(_attach(toks, nota))
+
+
+def _identity_before_kron(toks, nota) -> None:
+    """"I ⊗ xᵀ": the identity matrix, not the English word I (which stays text elsewhere)."""
+    solid = [t for t in toks if t[0] != "space"]
+    for t, nxt in zip(solid, solid[1:]):
+        if t[2] == "I" and nxt[2] == "⊗":
+            t[:] = ["vec", nota.vector("I"), "I"]
 
 
 def _bounded(text, pos, name) -> bool:

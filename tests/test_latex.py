@@ -286,3 +286,12 @@ def test_any_name_is_escaped(name):
     for e in (sp.Symbol(name), sp.MatrixSymbol(name, 2, 1).T):
         assert _safe(latex(e)), (name, latex(e))
     assert _safe(words_latex(name, vectors=[name], scalars=[name]))
+
+
+def test_identity_before_kron_is_the_matrix_not_the_word():
+    from symgrad.latex_names import notation
+    from symgrad.latex_words import words
+    nota = notation("slides")
+    assert words("I ⊗ xᵀ is block diagonal", nota, vectors=["x"]) == \
+        r"$\mathbf{I} \otimes \mathbf{x}^{\top}$ is block diagonal"
+    assert words("I think so", nota) == "I think so"
