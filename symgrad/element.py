@@ -115,8 +115,8 @@ def scalarize(net: Network, naming: str | None = None) -> Scalar:
         defs.update(zip(U, V))
     out = units[net.output_node]
     y = _symbols("y", out.rows, sep="" if out.rows == 1 else "_")
-    S = Scalar(params, units, defs, inputs, y, _loss(net, out, y), softmax=softmax,
-               onehot=net.loss.name == "cross_entropy")
+    S = Scalar(params, units, defs, inputs, y, net.loss.written_out(out, y), softmax=softmax,
+               onehot=net.loss.labels)
     _index(S, net)
     return S
 
@@ -135,17 +135,6 @@ def _index(S: Scalar, net) -> None:
                               f"{SIZE_LIMIT}")
     for u, e in S.defs.items():
         S.full[u] = e.xreplace(S.full)
-
-
-def _loss(net, out, y):
-    name = net.loss.name
-    if name == "mse":
-        return sp.Rational(1, 2) * sum((a - b) ** 2 for a, b in zip(out, y))
-    if name == "bce":
-        return -sum(b * sp.log(a) + (1 - b) * sp.log(1 - a) for a, b in zip(out, y))
-    if name == "cross_entropy":
-        return -sum(b * sp.log(a) for a, b in zip(out, y))
-    return sum(net.loss.L(a, b) for a, b in zip(out, y))
 
 
 # -- the derivation --------------------------------------------------------------------------------

@@ -100,6 +100,17 @@ class Loss:
             return SumAll(hadamard(y, sp.OneMatrix(z.rows, 1) * LogSumExp(z) - z))
         return SumAll(Elementwise(self.L, yh, y, label="L"))
 
+    def written_out(self, out, y):
+        """ℓ of one example over scalar entries (ŷ_k, y_k): the element level's loss, as the notes
+        write it (in ŷ, not in the logits)."""
+        if self.name == "mse":
+            return sp.Rational(1, 2) * sum((a - b) ** 2 for a, b in zip(out, y))
+        if self.name == "bce":
+            return -sum(b * sp.log(a) + (1 - b) * sp.log(1 - a) for a, b in zip(out, y))
+        if self.name == "cross_entropy":
+            return -sum(b * sp.log(a) for a, b in zip(out, y))
+        return sum(self.L(a, b) for a, b in zip(out, y))
+
     def row(self, yh, y):
         """(∂ℓ/∂ŷ as a row vector, before any simplification, and why)."""
         if self.name == "mse":
