@@ -46,7 +46,7 @@ class Network:
     # derived results (the backward pass, Algorithm 6.4) kept until the network changes
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
-    def cached(self, key: str, build):
+    def cached(self, key, build):
         """``build()`` once per state of the network: every parameter's derivation reads the same
         forward and backward pass (the notes' "no redundant computation"), so deriving all
         parameters costs one pass, not one per parameter. Any change to the network (a node, a

@@ -427,3 +427,17 @@ def test_cross_entropy_targets_must_sum_to_one(n):
     assert sg.gradcheck(net, net.init_params(seed=1), X, soft) < 1e-6
     with pytest.raises(ValueError, match=r"Y: row 0 sums to 2; cross_entropy targets"):
         net.compile()(net.init_params(seed=1), X, 2 * soft)
+
+
+def test_kernel_is_reused_until_the_network_or_relu_setting_changes():
+    net = sg.mlp([2, 3, 1])
+    k = net.compile()
+    assert net.compile() is k
+    sg.set_relu_grad_at_zero(1)
+    try:
+        assert net.compile() is not k
+    finally:
+        sg.set_relu_grad_at_zero(0)
+    assert net.compile() is k
+    net.penalty = 0.5
+    assert net.compile() is not k

@@ -205,13 +205,9 @@ def _forward(net, spec, prog):
 
 
 def _cached(net, key, make):
-    """make() once per network structure (a network may still grow after a compile)."""
-    sig = (tuple(net.nodes.values()), tuple(net.shapes.items()), net.output_node, net.loss,
-           net.penalty, _SETTINGS["relu_grad_at_zero"], key)
-    cache = net.__dict__.setdefault("_compiled", {})
-    if sig not in cache:
-        cache[sig] = make()
-    return cache[sig]
+    """make() once per state of the network (it may still grow after a compile) and relu'(0)
+    setting, in the network's own cache, which a change to the network empties."""
+    return net.cached(("compiled", key, _SETTINGS["relu_grad_at_zero"]), make)
 
 
 def predict(net, params, X):
