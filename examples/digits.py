@@ -5,7 +5,7 @@ import os
 import time
 
 import symgrad as sg
-from symgrad.train import accuracy, load_data
+from symgrad.run.train import accuracy, load_data
 
 data = load_data("digits", "cross_entropy")  # X scaled to [0, 1]; a stratified 75/25 split
 net = sg.mlp([64, 32, 10], hidden="relu", output="softmax", loss="cross_entropy")

@@ -3,18 +3,18 @@
 Pipeline (imports flow one way): declare (parse, functions) → derive (calculus, network) →
 simplify → compile → train, and derive → print → handout.
 """
-from .calculus import (Fn, chain, derive_gradient, derive_jacobian, derive_matrix_gradient,
+from symgrad.derive.calculus import (Fn, chain, derive_gradient, derive_jacobian, derive_matrix_gradient,
                        derive_vec_jacobian, gradient, jacobian, matrix_symbols, unvec, vec)
-from .derivation import Derivation, Step
-from .functions import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_grad_at_zero,
+from symgrad.core.derivation import Derivation, Step
+from symgrad.core.primitives import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_grad_at_zero,
                         sigmoid, softplus, step)
-from .network import Network, activation, load_network, mlp
-from .parse import ParseError, parse, parse_symbols
-from .handout import handout  # noqa: E402  (derive → print → handout)
-from .latex import to_latex
-from .compile import compile_function  # noqa: E402  (derive → compile → train)
-from .check import gradcheck
-from .train import load_params, save_params, train
+from symgrad.network import Network, activation, load_network, mlp
+from symgrad.core.parse import ParseError, parse, parse_symbols
+from symgrad.handouts.build import handout  # noqa: E402  (derive → print → handout)
+from symgrad.printing.latex import to_latex
+from symgrad.compile import compile_function  # noqa: E402  (derive → compile → train)
+from symgrad.run.check import gradcheck
+from symgrad.run.train import load_params, save_params, train
 
 __version__ = "0.1.0"
 

@@ -11,10 +11,18 @@ import sys
 
 import click
 
-from . import calculus
-from .derivation import Derivation, SympifyPrinter, TextPrinter
-from .functions import MissingRuleError
-from .parse import ParseError
+from symgrad.derive import calculus
+from symgrad.core.derivation import Derivation
+from symgrad.printing.text import SympifyPrinter, TextPrinter
+from symgrad.core.primitives import MissingRuleError
+from symgrad.core.parse import ParseError
+from symgrad.printing.latex import latex
+from symgrad.handouts.build import handout_file
+from symgrad.handouts.pdf import TeXError
+from symgrad.network import load_network
+from symgrad.printing.latex import to_latex
+from symgrad.network import mlp, parse_spec
+from symgrad.run.train import accuracy, load_data, save_params, train as train_network
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -63,7 +71,6 @@ def _emit(d: Derivation, fmt: str, steps: bool, key: str) -> None:
             out["steps"] = d.to_dict()["steps"]
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
     elif fmt == "latex":
-        from .latex import latex  # the notes' printer (print sits above derive)
         click.echo(d.to_latex() if steps else latex(M))
     else:
         click.echo(d.to_text() if steps else TextPrinter().doprint(M))
@@ -161,8 +168,6 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
       symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
     """
-    from .handout import handout_file
-    from .handout_pdf import TeXError
     try:
         text = handout_file(network, out, fmt, hidden, output_act, loss, level=level,
                             verbosity=verbosity, notation=notation, exercises=exercises)
@@ -197,7 +202,6 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
       symgrad derive 2-2-1 --level element --of output --wrt w1
       symgrad derive 2-2-1 --level element --naming position --wrt W1_12
     """
-    from .network import load_network
     if level == "element" and not wrt:
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
@@ -217,10 +221,6 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
 
 
 def _latex(d: Derivation) -> str:
-    try:  # the notes' printer (symgrad.latex) when present, else the plain aligned chain
-        from .latex import to_latex
-    except ImportError:
-        return d.to_latex()
     return to_latex(d)
 
 
@@ -246,8 +246,6 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
       symgrad train 64-32-10 --hidden relu --output softmax --loss cross_entropy \\
                     --data digits --epochs 50 --lr 0.003 -o params.npz
     """
-    from .network import mlp, parse_spec
-    from .train import accuracy, load_data, save_params, train as train_network
     if out:
         _check_writable(out)
     net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)

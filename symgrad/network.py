@@ -1,327 +1,67 @@
-"""Declaring networks: layers, activations and losses composed into a graph of SymPy expressions.
+"""The facade: ``symgrad.Network``, a network graph with the engines as methods.
 
-Where it sits: declare → graph. A :class:`Network` is an ordered DAG of nodes (inputs, dense layers,
-elementwise activations, softmax, sums for skip connections) over named parameters. Each node's value
-is a SymPy ``MatrixSymbol`` (one example, a column) with its definition as a matrix expression; the
-engines in ``backprop`` (matrix level) and ``element`` (scalar level) differentiate these graphs.
-Shapes follow the notes and ``torch.nn.Linear``: W_k is d_k × d_{k−1}, b_k has d_k entries.
-What a node applies and what the loss is come from ``activations`` and ``losses`` (imported here,
-never the other way; their public names are re-exported, e.g. ``symgrad.network.Loss``).
+Where it sits: the top, beside ``symgrad/__init__`` and the CLI. :class:`Network` is the plain-data
+:class:`~symgrad.graph.network.Graph` (nodes, parameters, loss) plus one-line methods that hand it
+to the layers below: ``derive`` (symgrad.derive), ``compile``/``init_params``/``predict``
+(symgrad.compile). Nothing below imports this module; every engine takes any ``Graph``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import lru_cache
-
-import sympy as sp
-
-from .activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
-from .losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
-from .matexpr import Softmax
-
-
-# -- the graph ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Node:
-    """One value in the graph: op is input, dense, act, softmax or add."""
-
-    name: str
-    op: str
-    inputs: tuple = ()
-    params: tuple = ()
-    dim: int = 0
-    act: Activation | None = None
+from symgrad.compile.kernel import compile_network, predict
+from symgrad.compile.spec import init_params
+from symgrad.derive import backprop, element, matrix
+from symgrad.graph import files
+from symgrad.graph import network as _graph
+from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation
+from symgrad.graph.losses import LOSSES, Loss
+from symgrad.graph.network import Graph, Node
 
 
-@dataclass
-class Network:
-    """A network as a DAG of named nodes over named parameters; see :func:`mlp` for the shortcut."""
+class Network(Graph):
+    """A network as a DAG of named nodes over named parameters; see :func:`mlp` for the shortcut.
 
-    nodes: dict = field(default_factory=dict)
-    shapes: dict = field(default_factory=dict)  # parameter name -> (rows, cols)
-    output_node: str | None = None
-    loss: Loss | None = None
-    penalty: sp.Expr = sp.Integer(0)
-    layers: int = 0
-    # derived results (the backward pass, Algorithm 6.4) kept until the network changes
-    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    Build it with ``input``, ``dense``, ``act``, ``add`` and ``set_loss`` (the Graph's); derive,
+    compile and run it with the methods below."""
 
-    def cached(self, key, build):
-        """``build()`` once per state of the network: every parameter's derivation reads the same
-        forward and backward pass (the notes' "no redundant computation"), so deriving all
-        parameters costs one pass, not one per parameter. Any change to the network (a node, a
-        parameter, the loss or the penalty, even set directly) starts a fresh cache."""
-        state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
-                 self.loss, self.penalty)
-        if self._cache.get("_state") != state:
-            self._cache.clear()
-            self._cache["_state"] = state
-        if key not in self._cache:
-            self._cache[key] = build()
-        return self._cache[key]
-
-    # building
-    def _fresh(self, base: str) -> str:
-        """A default name not yet used: base, else base_2, base_3 … (defaults never collide)."""
-        name, k = base, 1
-        while name in self.nodes or name in self.shapes:
-            k += 1
-            name = f"{base}_{k}"
-        return name
-
-    def _add(self, node: Node) -> str:
-        if node.name in self.nodes or node.name in self.shapes:
-            raise ValueError(f"the name {node.name!r} is already used in this network")
-        for i in node.inputs:
-            if i not in self.nodes:
-                raise ValueError(f"{node.name}: unknown input node {i!r}")
-        self.nodes[node.name] = node
-        return node.name
-
-    def input(self, name: str = "x", dim: int = 1) -> str:
-        _check_dim(dim, name)
-        return self._add(Node(name, "input", dim=dim))
-
-    def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
-              name: str | None = None) -> str:
-        """z = W h + b. Every call is a new layer k (default names W_k, b_k, z_k). Reusing a
-        parameter name shares it (shapes must agree): ``W="W1"`` shares the weights only; the
-        layer gets its own bias unless ``b="b1"`` shares that too. ``b=False``: no bias."""
-        self.layers += 1
-        k = self.layers
-        W = W or self._fresh(f"W{k}")
-        if dim is None:
-            if W not in self.shapes:
-                raise ValueError(f"dense: give the output size of {W}")
-            dim = self.shapes[W][0]
-        _check_dim(dim, W)
-        h = self.nodes[inp] if inp in self.nodes else None
-        if h is None:
-            raise ValueError(f"dense: unknown input node {inp!r}")
-        params = [self._param(W, (dim, h.dim))]
-        if b:
-            params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
-                                      (dim, 1)))
-        return self._add(Node(name or self._fresh(f"z{k}"), "dense", (inp,), tuple(params), dim))
-
-    def _param(self, name: str, shape) -> str:
-        if name in self.nodes:
-            raise ValueError(f"the name {name!r} is already used for a node")
-        if self.shapes.setdefault(name, shape) != shape:
-            raise ValueError(f"parameter {name} is shared with shape {self.shapes[name]}, "
-                             f"but here it needs {shape}")
-        return name
-
-    def act(self, inp: str, act, name: str | None = None) -> str:
-        a = activation(act)
-        z = self._node(inp, "act")
-        if a == "softmax":
-            return self._add(Node(name or self._fresh("yhat"), "softmax", (inp,), dim=z.dim))
-        return self._add(Node(name or self._fresh(f"h{self.layers}"), "act", (inp,), dim=z.dim,
-                              act=a))
-
-    def add(self, a: str, b: str, name: str | None = None) -> str:
-        da, db = self._node(a, "add").dim, self._node(b, "add").dim
-        if da != db:
-            raise ValueError(f"add: {a} has {da} entries, {b} has {db}")
-        return self._add(Node(name or self._fresh(f"s{len(self.nodes)}"), "add", (a, b), dim=da))
-
-    def _node(self, name: str, where: str) -> Node:
-        if name not in self.nodes:
-            raise ValueError(f"{where}: unknown input node {name!r}")
-        return self.nodes[name]
-
-    def set_loss(self, output: str, loss="mse", penalty=0) -> "Network":
-        if output not in self.nodes:
-            raise ValueError(f"unknown output node {output!r}")
-        loss = Loss.make(loss)
-        loss.check_output(self.nodes[output])  # before any change: a refused loss leaves net as it was
-        self.output_node, self.loss = output, loss
-        self.penalty = sp.nsimplify(penalty)
-        return self
-
-    # reading
-    @property
-    def parameters(self) -> list[str]:
-        return list(self.shapes)
-
-    def is_weight(self, p: str) -> bool:
-        """True for a weight matrix (the W of some dense layer), False for a bias. The L2 penalty
-        λΩ(θ), Ω = ½ Σ‖W‖², covers the weights only, as in Algorithm 6.4."""
-        return any(n.op == "dense" and n.params and n.params[0] == p for n in self.nodes.values())
-
-    @property
-    def weights(self) -> list[str]:
-        return [p for p in self.shapes if self.is_weight(p)]
-
-    @property
-    def inputs(self) -> list[str]:
-        return [n.name for n in self.nodes.values() if n.op == "input"]
-
-    def sym(self, name: str) -> sp.MatrixSymbol:
-        """The per-example symbol of a node (a column) or of a parameter."""
-        if name in self.shapes:
-            return _matrix_symbol(name, *self.shapes[name])
-        return _matrix_symbol(name, self.nodes[name].dim, 1)
-
-    @property
-    def target(self) -> sp.MatrixSymbol:
-        return sp.MatrixSymbol("y", self.nodes[self.output_node].dim, 1)
-
-    def definition(self, name: str):
-        """A node's value in terms of its inputs' symbols and its parameters (one example)."""
-        n = self.nodes[name]
-        ins = [self.sym(i) for i in n.inputs]
-        if n.op == "dense":
-            z = sp.MatMul(self.sym(n.params[0]), ins[0])
-            return sp.MatAdd(z, self.sym(n.params[1])) if len(n.params) > 1 else z
-        if n.op == "act":
-            return n.act.apply(ins[0])
-        if n.op == "softmax":
-            return Softmax(ins[0])
-        if n.op == "add":
-            return sp.MatAdd(*ins)
-        raise ValueError(f"{name} is an input: it has no definition")
-
-    def consumers(self, name: str) -> list[str]:
-        return [n.name for n in self.nodes.values() if name in n.inputs or name in n.params]
-
-    def check(self) -> None:
-        """Raise a one-line ValueError unless the network can be derived."""
-        if self.output_node is None or self.loss is None:
-            raise ValueError("the network has no output and loss: call net.set_loss(output, loss)")
-        if not self.shapes:
-            raise ValueError("the network has no parameters (add a layer with net.dense)")
-
-    def __repr__(self):
-        arch = " → ".join(f"{n.name}[{n.dim}]" for n in self.nodes.values())
-        return f"<Network {arch}; loss {self.loss.name if self.loss else None}>"
-
-    # the engines (imported late: they build on this module)
     def derive(self, name: str, level: str = "matrix", **kw):
-        from . import derive_matrix, element
+        """The derivation of ∂f/∂``name``: ``level`` "matrix" (a chain of Jacobians simplified to
+        the backprop form) or "element" (unit by unit, for a scalar weight such as w1)."""
         if level == "matrix":
-            return derive_matrix.derive_parameter(self, name, **kw)
+            return matrix.derive_parameter(self, name, **kw)
         if level == "element":
             return element.derive_element(self, name, **kw)
         raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
 
     def gradients(self) -> dict:
-        from . import backprop
         return backprop.gradients(self)
 
     def backprop(self):
-        from . import backprop
+        """Algorithm 6.4 derived for this network."""
         return backprop.algorithm(self)
 
     def compile(self, backend: str = "numpy", **kw):
         """A kernel: ``loss, grads = kernel(params, X, Y)`` (see symgrad.compile)."""
-        from . import compile as _compile
-        return _compile.compile_network(self, backend=backend, **kw)
+        return compile_network(self, backend=backend, **kw)
 
     def init_params(self, seed: int = 0, dtype="float64") -> dict:
-        from . import compile as _compile
-        return _compile.init_params(self, seed=seed, dtype=dtype)
+        return init_params(self, seed=seed, dtype=dtype)
 
     def predict(self, params: dict, X):
-        from . import compile as _compile
-        return _compile.predict(self, params, X)
-
-
-@lru_cache(maxsize=4096)
-def _matrix_symbol(name, rows, cols):  # built tens of thousands of times for a deep net
-    return sp.MatrixSymbol(name, rows, cols)
-
-
-def _check_dim(dim, where):
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-        raise ValueError(f"{where}: a layer size must be a positive integer, got {dim!r}")
+        return predict(self, params, X)
 
 
 def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0) -> Network:
-    """A fully connected network d0-d1-…-dL: x → z1 → h1 → … → zL → ŷ.
-
-    ``hidden`` names the hidden activation (or an expression in x), ``output`` the output one
-    (identity, sigmoid, softmax, …). With an identity output ŷ is the last dense layer itself.
-    """
-    sizes = list(sizes)
-    if len(sizes) < 2:
-        raise ValueError(f"mlp: give at least the input and output sizes, got {sizes}")
-    net = Network()
-    h = net.input("x", sizes[0])
-    for k, d in enumerate(sizes[1:], start=1):
-        last = k == len(sizes) - 1
-        out_act = activation(output) if last else None
-        z = net.dense(h, d, name="yhat" if last and out_act is ACTIVATIONS["identity"] else None)
-        if not last:
-            h = net.act(z, hidden, name=f"h{k}")
-        elif out_act is ACTIVATIONS["identity"]:
-            h = z
-        else:
-            h = net.act(z, output, name="yhat")
-    return net.set_loss(h, loss, penalty)
+    """A fully connected network d0-d1-…-dL: x → z1 → h1 → … → zL → ŷ (see graph.network.mlp)."""
+    return _graph.mlp(sizes, hidden, output, loss, penalty, cls=Network)
 
 
-def parse_spec(spec: str) -> list[int]:
-    """'784-256-128-10' -> [784, 256, 128, 10], with a one-line error naming a bad part."""
-    parts = spec.split("-")
-    if len(parts) < 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"bad network spec {spec!r}: expected sizes like 2-2-1")
-    return [int(p) for p in parts]
+def load_network(source: str, hidden="relu", output="identity", loss="mse") -> Graph:
+    """A network from a spec ('2-2-1') or a Python file defining one (see graph.files)."""
+    return files.load_network(source, hidden, output, loss, cls=Network)
 
 
-def load_network(source: str, hidden="relu", output="identity", loss="mse") -> Network:
-    """A network from a spec ('2-2-1', with the given activations and loss) or from a Python file
-    that declares one: its Network named ``net``, else its only Network. The one loader of network
-    files (the CLI and the handouts use it). Every failure is a one-line ValueError naming the file
-    (and the line, when the file itself fails); the network is checked to have a loss and
-    parameters."""
-    if not source.endswith(".py"):
-        return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss)
-    return run_network_file(source)[0]
+parse_spec = files.parse_spec
+run_network_file = files.run_network_file
 
-
-def run_network_file(path: str) -> tuple[Network, dict]:
-    """Run the user's file (their own code, as a script) → (its network, its namespace)."""
-    import runpy
-    from pathlib import Path
-    if not Path(path).is_file():
-        raise ValueError(f"no such network file: {path}")
-    try:
-        ns = runpy.run_path(path, run_name="__symgrad_network__")
-    except SyntaxError as e:
-        raise ValueError(f"{path}, line {e.lineno}: SyntaxError: {e.msg}") from None
-    except (Exception, SystemExit) as e:  # the user's code failed: what, and where in their file
-        raise ValueError(f"{path}{_user_line(e, path)}: {type(e).__name__}: "
-                         f"{_first_line(e)}") from None
-    net = ns.get("net")
-    if not isinstance(net, Network):
-        nets = {k: v for k, v in ns.items() if isinstance(v, Network) and not k.startswith("_")}
-        if len(nets) != 1:
-            which = f" ({', '.join(nets)}: name one net)" if nets else ""
-            raise ValueError(f"{path} defines no Network named net{which} (e.g. net = "
-                             "symgrad.mlp([2, 2, 1]))")
-        net = next(iter(nets.values()))
-    try:
-        net.check()
-    except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
-    return net, ns
-
-
-def _user_line(exc, path) -> str:
-    """', line N' of the deepest traceback frame in the user's file."""
-    import os
-    import traceback
-    frames = [f for f in traceback.extract_tb(exc.__traceback__)
-              if os.path.abspath(f.filename) == os.path.abspath(path)]
-    return f", line {frames[-1].lineno}" if frames else ""
-
-
-def _first_line(exc) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "(no message)"
-
-
-__all__ = ["Network", "Node", "mlp", "activation", "Activation", "Loss", "ACTIVATIONS", "LOSSES",
-           "parse_spec", "load_network", "run_network_file"]
+__all__ = ["Network", "Node", "Graph", "mlp", "activation", "Activation", "Loss", "ACTIVATIONS",
+           "VECTOR_ACTIVATIONS", "LOSSES", "parse_spec", "load_network", "run_network_file"]

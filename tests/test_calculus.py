@@ -190,8 +190,8 @@ def test_substitution_equals_the_jacobian_product(comp):
 def test_text_indexes_entries_from_1_like_latex_and_json_marks_continuations_null():
     import json
 
-    from symgrad.derivation import Derivation
-    from symgrad.latex import latex
+    from symgrad.core.derivation import Derivation
+    from symgrad.printing.latex import latex
     g, W = sp.MatrixSymbol("g_z1", 2, 1), sp.MatrixSymbol("W1", 2, 2)
     d = Derivation("t")
     d.add(x, g[1, 0] * W[0, 1], "entries")

@@ -392,8 +392,8 @@ def test_relu_grad_at_zero_setting_reaches_every_route_after_a_change():
     relu'(0) as currently set, even after step(0) was evaluated under another setting."""
     import sympy as sp
 
-    from symgrad.backprop import evaluate
-    from symgrad.functions import step
+    from symgrad.derive.backprop import evaluate
+    from symgrad.core.primitives import step
     net = sg.mlp([2, 2, 1], hidden="relu", output="identity", loss="mse")
     params = {"W1": np.array([[1.0, -1.0], [2.0, 1.0]]), "b1": np.array([0.0, -3.0]),
               "W2": np.array([[1.0, 2.0]]), "b2": np.array([0.5])}

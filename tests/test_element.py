@@ -9,9 +9,9 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.backprop import explicit
-from symgrad.element import SIZE_LIMIT, scalarize
-from symgrad.functions import MAX_CASES, set_relu_grad_at_zero, unfold_steps
+from symgrad.derive.backprop import explicit
+from symgrad.derive.element import SIZE_LIMIT, scalarize
+from symgrad.core.primitives import MAX_CASES, set_relu_grad_at_zero, unfold_steps
 from symgrad.network import activation
 
 HUBER = "min(abs(yhat - y), 1)*(abs(yhat - y) - min(abs(yhat - y), 1)/2)"

@@ -11,10 +11,10 @@ import sympy as sp
 from click.testing import CliRunner
 
 import symgrad as sg
-from symgrad import handout_pdf
+from symgrad.handouts import pdf as handout_pdf
 from symgrad.cli import cli
-from symgrad.handout import build, handout
-from symgrad.handout_pdf import TeXError, compile_pdf
+from symgrad.handouts.build import build, handout
+from symgrad.handouts.pdf import TeXError, compile_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ["xor", "mnist", "logistic", "feature", "hostile"]

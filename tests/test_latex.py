@@ -8,9 +8,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import symgrad as sg
-from symgrad.derivation import Derivation, Note, Partial
-from symgrad.handout import gradient_summary
-from symgrad.latex import NotesLatexPrinter, latex, to_latex, words_latex
+from symgrad.core.derivation import Derivation, Note, Partial
+from symgrad.handouts.build import gradient_summary
+from symgrad.printing.latex import NotesLatexPrinter, latex, to_latex, words_latex
 
 SEED = "2*x1 + x2, pi*x2, -x1/x2"
 F = ("x1 - 2*x2 + x3/4", "x1 x2 x3", "f")
@@ -289,8 +289,8 @@ def test_any_name_is_escaped(name):
 
 
 def test_identity_before_kron_is_the_matrix_not_the_word():
-    from symgrad.latex_names import notation
-    from symgrad.latex_words import words
+    from symgrad.printing.names import notation
+    from symgrad.printing.words import words
     nota = notation("slides")
     assert words("I ⊗ xᵀ is block diagonal", nota, vectors=["x"]) == \
         r"$\mathbf{I} \otimes \mathbf{x}^{\top}$ is block diagonal"

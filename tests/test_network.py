@@ -6,10 +6,10 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.backprop import algorithm, evaluate, explicit
-from symgrad.calculus import same
-from symgrad.derivation import Derivation
-from symgrad.latex import to_latex
+from symgrad.derive.backprop import algorithm, evaluate, explicit
+from symgrad.derive.calculus import same
+from symgrad.core.derivation import Derivation
+from symgrad.printing.latex import to_latex
 from symgrad.network import ACTIVATIONS, activation
 
 R = lambda *names: sp.symbols(names, real=True)  # noqa: E731
@@ -33,7 +33,7 @@ def test_xor_exercise_dyhat_db2():
 
 
 def test_xor_parameter_names_follow_the_notes():
-    from symgrad.element import scalarize
+    from symgrad.derive.element import scalarize
     S = scalarize(sg.mlp([2, 2, 1]))
     assert [str(s) for s in S.params["W1"]] == ["w1", "w2", "w3", "w4"]
     assert [str(s) for s in S.params["W2"]] == ["w5", "w6"]

@@ -3,8 +3,8 @@ import sympy as sp
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
-from symgrad.functions import leaky_relu, relu, sigmoid
-from symgrad.parse import MAX_DEPTH, MAX_LENGTH, MAX_TOKENS, ParseError, parse, parse_symbols
+from symgrad.core.primitives import leaky_relu, relu, sigmoid
+from symgrad.core.parse import MAX_DEPTH, MAX_LENGTH, MAX_TOKENS, ParseError, parse, parse_symbols
 
 x, y, z, x1, x2 = (sp.Symbol(n, real=True) for n in ("x", "y", "z", "x1", "x2"))
 

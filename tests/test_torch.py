@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from symgrad.train import Optimizer
+from symgrad.run.train import Optimizer
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

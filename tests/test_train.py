@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import symgrad as sg
 from symgrad.cli import cli
-from symgrad.train import Optimizer, accuracy, load_data
+from symgrad.run.train import Optimizer, accuracy, load_data
 
 
 def regression(n=64, seed=0):

@@ -10,12 +10,12 @@ variables and its Jacobian, vectorized over points. Imports inside flow one way:
 imported by all and imports none of them; numpy_printer, emit, spec and scalar by kernel;
 numpy_printer by function; nothing imports kernel or function but this file.
 """
-from .common import FLOATS, N, XMAX, stable
-from .function import CompiledFunction, compile_function
-from .kernel import SCALAR_WORK, compile_network, predict, program
-from .numpy_printer import KernelPrinter
-from .scalar import ScalarPrinter
-from .spec import Spec, init_params, param_shapes
+from symgrad.compile.common import FLOATS, N, XMAX, stable
+from symgrad.compile.function import CompiledFunction, compile_function
+from symgrad.compile.kernel import SCALAR_WORK, compile_network, predict, program
+from symgrad.compile.numpy_printer import KernelPrinter
+from symgrad.compile.scalar import ScalarPrinter
+from symgrad.compile.spec import Spec, init_params, param_shapes
 
 __all__ = ["FLOATS", "N", "XMAX", "SCALAR_WORK", "CompiledFunction", "KernelPrinter",
            "ScalarPrinter", "Spec", "compile_function", "compile_network", "init_params",

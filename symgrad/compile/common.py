@@ -16,11 +16,9 @@ import re
 import numpy as np
 import sympy as sp
 
-from .. import backprop
-from ..functions import sigmoid
-from ..matexpr import Elementwise, SumAll
+from symgrad.core.primitives import sigmoid
+from symgrad.core.matexpr import N, Elementwise, SumAll  # noqa: F401  (N: re-exported to the package)
 
-N = backprop.N
 FLOATS = (np.dtype("float32"), np.dtype("float64"))
 _IDENT = re.compile(r"[A-Za-z_]\w*(\.T)?$")
 _NUMBER = re.compile(r"[-+(]*[\d.]+(/[\d.]+)?\)*$")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..matexpr import Elementwise, Softmax
-from .common import N, _IDENT, _NUMBER, _broadcast
+from symgrad.core.matexpr import Elementwise, Softmax
+from symgrad.compile.common import N, _IDENT, _NUMBER, _broadcast
 
 
 def _nodes(e):

@@ -8,8 +8,10 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
-from .common import FLOATS, XMAX, _exec, stable
-from .numpy_printer import KernelPrinter
+from symgrad.compile.common import FLOATS, XMAX, _exec, stable
+from symgrad.compile.numpy_printer import KernelPrinter
+from symgrad.derive import calculus
+from symgrad.core.derivation import Derivation
 
 
 class CompiledFunction:
@@ -17,8 +19,6 @@ class CompiledFunction:
     points: ``f(P)`` with P of shape (..., k), one point per row, the variables in ``wrt`` order."""
 
     def __init__(self, f, wrt=None):
-        from .. import calculus
-        from ..derivation import Derivation
         J = None
         if isinstance(f, Derivation):
             if "function" not in f.meta:
@@ -48,7 +48,6 @@ class CompiledFunction:
         if self.kind == "matrix":
             raise ValueError("a matrix-valued function has no Jacobian here: compile a vector")
         if self._J is None:
-            from .. import calculus
             self._J = calculus.jacobian(self.expr, self.wrt)
         return self._J
 

@@ -14,13 +14,13 @@ import threading
 import numpy as np
 import sympy as sp
 
-from .. import backprop
-from ..functions import _SETTINGS
-from .common import FLOATS, N, XMAX, _exec, exp_unshifted_limit
-from .emit import cse, emit
-from .numpy_printer import KernelPrinter
-from .scalar import scalar_function
-from .spec import Spec
+from symgrad.derive import backprop
+from symgrad.core.primitives import _SETTINGS
+from symgrad.compile.common import FLOATS, N, XMAX, _exec, exp_unshifted_limit
+from symgrad.compile.emit import cse, emit
+from symgrad.compile.numpy_printer import KernelPrinter
+from symgrad.compile.scalar import scalar_function
+from symgrad.compile.spec import Spec
 
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
 

@@ -11,8 +11,8 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from ..functions import _SETTINGS
-from .common import N, _IDENT, StablePrimitives, _atomic, _body, _broadcast, _call, _T
+from symgrad.core.primitives import _SETTINGS
+from symgrad.compile.common import N, _IDENT, StablePrimitives, _atomic, _body, _broadcast, _call, _T
 
 
 class KernelPrinter(StablePrimitives, NumPyPrinter):

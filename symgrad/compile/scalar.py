@@ -12,9 +12,9 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from ..functions import _SETTINGS
-from ..matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
-from .common import N, StablePrimitives, _body, _exec
+from symgrad.core.primitives import _SETTINGS
+from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
+from symgrad.compile.common import N, StablePrimitives, _body, _exec
 
 
 def _exp(x):

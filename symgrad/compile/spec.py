@@ -10,8 +10,8 @@ import math
 
 import numpy as np
 
-from .. import backprop
-from .common import FLOATS
+from symgrad.derive import backprop
+from symgrad.compile.common import FLOATS
 
 
 def param_shapes(net) -> dict:

@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .derivation import Derivation, Factors, Partial
-from .evaluate import evaluate
-from .functions import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
-from .network import Network
+from symgrad.core.derivation import Derivation, Factors, Partial
+from symgrad.core.evaluate import evaluate
+from symgrad.core.primitives import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
+from symgrad.graph.network import Graph
 
 PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
 SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
@@ -72,7 +72,7 @@ def _too_large(net, what: str) -> ValueError:
                       "use level=\"matrix\", which derives any size")
 
 
-def scalarize(net: Network, naming: str | None = None) -> Scalar:
+def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     """Write the network out unit by unit. ``naming``: "notes" numbers weights and biases in order
     (w1, w2, … and b1, b2, …, as the XOR slides do), "position" names them W1_12, b1_1."""
     net.check()
@@ -138,7 +138,7 @@ def _index(S: Scalar, net) -> None:
 
 
 # -- the derivation --------------------------------------------------------------------------------
-def derive_element(net: Network, name: str, of: str = "loss", naming: str | None = None,
+def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None = None,
                    cases: bool = True) -> Derivation:
     """∂ℓ/∂w (``of="loss"``, then ∂f/∂w for the mean over a batch) or ∂ŷ/∂w (``of="output"``) for
     one weight, step by step. ``cases=False`` leaves relu'(z) as step(z) instead of cases."""

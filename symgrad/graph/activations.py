@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .functions import leaky_relu, relu, rule_for, sigmoid, softplus
-from .matexpr import Elementwise
-from .parse import ParseError, parse
+from symgrad.core.primitives import leaky_relu, relu, rule_for, sigmoid, softplus
+from symgrad.core.matexpr import Elementwise
+from symgrad.core.parse import ParseError, parse
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .activations import ACTIVATIONS
-from .matexpr import Elementwise, LogSumExp, SumAll, hadamard, lam
-from .parse import parse
+from symgrad.graph.activations import ACTIVATIONS
+from symgrad.core.matexpr import Elementwise, LogSumExp, SumAll, hadamard, lam
+from symgrad.core.parse import parse
 
 
 LOSSES = ("mse", "bce", "cross_entropy")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from .latex_names import SAFE_NAME, SAFE_SCALAR, UNICODE_MATH, Notation, TeXName, text_escape
+from symgrad.printing.names import SAFE_NAME, SAFE_SCALAR, UNICODE_MATH, Notation, TeXName, text_escape
 
 # -- words: a justification as text with inline math -----------------------------------------------
 _STOP = {"a", "A", "I", "is", "of", "in", "on", "to", "so", "by", "at", "be", "as", "or", "it",

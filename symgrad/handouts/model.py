@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .latex_names import notation as _notation
+from symgrad.printing.names import notation as _notation
 
 
 @dataclass

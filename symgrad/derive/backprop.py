@@ -13,11 +13,10 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .derivation import Derivation, Grad
-from .matexpr import SoftmaxVJP, SumAll, batch, bias_gradient, hadamard, to_explicit
-from .network import Network
+from symgrad.core.derivation import Derivation, Grad
+from symgrad.core.matexpr import N, SoftmaxVJP, SumAll, batch, bias_gradient, hadamard, to_explicit
+from symgrad.graph.network import Graph
 
-N = sp.Symbol("n", integer=True, positive=True)  # the batch size
 JACOBIANS: dict = {}
 VJPS: dict = {}
 
@@ -120,12 +119,12 @@ def loss_gradient(net):
     return (out.inputs[0] if fused else out.name), g0, why, fused
 
 
-def backward(net: Network) -> Backward:
+def backward(net: Graph) -> Backward:
     """The one backward pass (cached on the network until it changes)."""
     return net.cached("backward", lambda: _backward(net))
 
 
-def _backward(net: Network) -> Backward:
+def _backward(net: Graph) -> Backward:
     net.check()
     start, g0, why0, fused = loss_gradient(net)
     contribs = {start: [(g0, why0)]}
@@ -176,7 +175,7 @@ def batch_loss(net):
     return total
 
 
-def algorithm(net: Network) -> Derivation:
+def algorithm(net: Graph) -> Derivation:
     """Algorithm 6.4 derived for this network: forward values, then each g once, then every
     gradient (with λW when there is a penalty). ``meta['program']`` is the same list of
     assignments in batch form (what compiles). Cached on the network until it changes: the
@@ -184,7 +183,7 @@ def algorithm(net: Network) -> Derivation:
     return net.cached("algorithm", lambda: _algorithm(net))
 
 
-def _algorithm(net: Network) -> Derivation:
+def _algorithm(net: Graph) -> Derivation:
     bw = backward(net)
     d = Derivation("Forward and backward propagation (Algorithm 6.4) for this network")
     rows, program = batch_rows(net), []
@@ -229,7 +228,7 @@ def _sum(terms):
     return terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
 
 
-def gradients(net: Network) -> dict:
+def gradients(net: Graph) -> dict:
     """Parameter name → the gradient of the mean loss as a matrix expression in the batch's
     forward values (X, Z1, H1, …, Yhat, Y) and the parameters, the g's substituted in."""
     def build():
@@ -241,7 +240,7 @@ def gradients(net: Network) -> dict:
     return dict(net.cached("gradients", build))
 
 
-def expand_forward(net: Network, expr):
+def expand_forward(net: Graph, expr):
     """Substitute the batch forward definitions into ``expr`` (innermost last), leaving X, Y and
     the parameters: the closed form as a function of the data."""
     env = {}
@@ -251,7 +250,7 @@ def expand_forward(net: Network, expr):
     return expr.xreplace(env)
 
 
-def evaluate(net: Network, n: int, env: dict) -> dict:
+def evaluate(net: Graph, n: int, env: dict) -> dict:
     """Run the batch program on explicit SymPy matrices: one statement at a time, each left-hand
     side computed once and stored as an explicit matrix (no expression is ever re-expanded).
     ``env`` maps X, Y and the parameter names to matrices; returns every value by name (Z1, H1,
@@ -271,7 +270,7 @@ def evaluate(net: Network, n: int, env: dict) -> dict:
     return out
 
 
-def explicit(net: Network, expr, n: int, env: dict):
+def explicit(net: Graph, expr, n: int, env: dict):
     """``expr`` (a batch expression) entry by entry for a batch of ``n`` examples, with ``env``
     mapping the names X, Y and the parameter names to explicit SymPy matrices. A gradient of
     :func:`gradients` is read off the evaluated program (fast); anything else is expanded."""

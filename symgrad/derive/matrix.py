@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .backprop import algorithm, gradients, local_jacobian
-from .derivation import Chain, Derivation, Grad, Partial, Vec
-from .network import Network
+from symgrad.derive.backprop import algorithm, gradients, local_jacobian
+from symgrad.core.derivation import Chain, Derivation, Grad, Partial, Vec
+from symgrad.graph.network import Graph
 
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
 
 
-def _paths(net: Network, start: str, goal: str) -> list[list[str]]:
+def _paths(net: Graph, start: str, goal: str) -> list[list[str]]:
     """All node paths from ``start`` up to ``goal`` (a DAG: few for the networks people write)."""
     if start == goal:
         return [[start]]
@@ -32,7 +32,7 @@ def _size(net, p):
     return r * c
 
 
-def derive_parameter(net: Network, p: str) -> Derivation:
+def derive_parameter(net: Graph, p: str) -> Derivation:
     """∇_p of the loss: the chain of Jacobians with shapes → the backprop form → the batch form."""
     if p not in net.shapes:
         raise ValueError(f"unknown parameter {p!r}; the parameters are {', '.join(net.parameters)}")

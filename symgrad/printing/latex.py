@@ -14,21 +14,23 @@ import re
 
 import sympy as sp
 
-from .derivation import Derivation, DerivationLatexPrinter, mean_of_sum
-from .latex_layout import DerivationLayout
-from .latex_names import SAFE_SCALAR, TeXName, escaped_name, notation, text_escape
-from .latex_terms import (FIT_MACRO, _all_transposed, _is_compose, _join_terms, _negative,
+from symgrad.core.derivation import Derivation
+from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
+from symgrad.printing.layout import DerivationLayout
+from symgrad.printing import names
+from symgrad.printing.names import TeXName, escaped_name, notation, text_escape
+from symgrad.printing.terms import (FIT_MACRO, _all_transposed, _is_compose, _join_terms, _negative,
                           _positive_first, names_in, notes_order, weights_first)
-from .latex_width import tex_width
-from .latex_words import words
+from symgrad.printing.width import tex_width
+from symgrad.printing.words import words
+from symgrad.core.primitives import RULES
+from symgrad.graph.activations import ACTIVATIONS
 
 __all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width", "FIT_MACRO"]
 
 
 def _trusted_names() -> set:
     """LaTeX names written by symgrad itself (never from user text): safe to print verbatim."""
-    from .functions import RULES
-    from .network import ACTIVATIONS
     names = {r.prime_latex for r in RULES.values()}
     for name, a in ACTIVATIONS.items():
         names.update((a.latex, a.prime_latex))
@@ -327,8 +329,7 @@ def latex(expr, notation="slides", **settings) -> str:
 
 def words_latex(text: str, notation="slides", vectors=(), scalars=()) -> str:
     """A sentence with a little Unicode math, as LaTeX text with inline math."""
-    from .latex_names import notation as _nota
-    return words(text, _nota(notation), vectors, scalars)
+    return words(text, names.notation(notation), vectors, scalars)
 
 
 __all__ += ["words_latex", "names_in", "text_escape"]

@@ -10,14 +10,10 @@ Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Grad``, `
 """
 from __future__ import annotations
 
-import re
-
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
-from sympy.printing.str import StrPrinter
 
 
 def _basic(obj) -> sp.Basic:
@@ -126,9 +122,8 @@ class Note(sp.Basic):
     def _sympystr(self, p):
         return self._text
 
-    def _latex(self, p):  # a plain LatexPrinter; symgrad.latex prints it in the notes' notation
-        from .latex_names import text_escape
-        return r"\text{%s}" % text_escape(self._text)
+    def _latex(self, p):  # a plain LatexPrinter; symgrad.printing prints it in the notes' notation
+        return r"\text{%s}" % _printing().text_escape(self._text)
 
 
 def _group(printer, expr) -> str:
@@ -184,13 +179,14 @@ class Derivation:
     def __repr__(self) -> str:
         return f"<Derivation {self.title!r}: {len(self.steps)} steps>"
 
+    # Printing reaches up to symgrad.printing through _printing(), the one hook (as SymPy's core
+    # reaches its printers from Basic.__str__): records never import their printers at load time.
     def to_text(self) -> str:
-        return TextPrinter().doprint_derivation(self)
+        return _printing().to_text(self)
 
     def to_latex(self, notation="slides", **settings) -> str:
-        """The notes' LaTeX (an ``aligned`` block): see :func:`symgrad.latex.to_latex`."""
-        from .latex import to_latex  # print sits above derive: imported when asked for
-        return to_latex(self, notation, **settings)
+        """The notes' LaTeX (an ``aligned`` block): see :func:`symgrad.printing.latex.to_latex`."""
+        return _printing().to_latex(self, notation, **settings)
 
     def _repr_latex_(self) -> str:
         return "$\\displaystyle " + self.to_latex() + "$"
@@ -199,135 +195,13 @@ class Derivation:
         """A JSON-ready record of every step, with exact SymPy strings (read back by sympify, so
         matrix entries keep SymPy's 0-based ``W1[1, 0]``). A step whose ``lhs`` is None (JSON
         null) continues the previous step: it reads "= rhs", the same left-hand side."""
-        p = SympifyPrinter()
-        return {"title": self.title,
-                "steps": [{"lhs": None if s.lhs is None else p.doprint(s.lhs),
-                           "rhs": p.doprint(s.rhs), "why": s.why, "rule": s.rule,
-                           "shapes": [list(x) for x in s.shapes]} for s in self.steps],
-                "result": p.doprint(self.result) if isinstance(self.result, sp.Basic)
-                else self.result}
+        return _printing().to_dict(self)
 
 
-# -- printers ------------------------------------------------------------------------------------
-def mean_of_sum(expr):
-    """(n, the Sum, other factors) when ``expr`` is a Sum divided by a symbol n (a mean over n
-    examples), so printers write (1/n) Σ_i … as the notes do; else None."""
-    if not isinstance(expr, sp.Mul):
-        return None
-    sums = [a for a in expr.args if isinstance(a, sp.Sum)]
-    over = [a for a in expr.args if a.is_Pow and a.exp == -1 and a.base.is_Symbol]
-    if len(sums) != 1 or len(over) != 1:
-        return None
-    return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
+def _printing():
+    """The printing layer, imported when a record is first printed: the one function-level import
+    from core upward (documented in the import-graph test)."""
+    import symgrad.printing
+    return symgrad.printing
 
 
-class TextPrinter(StrPrinter):
-    """Plain text: matrices as nested lists, one step per line, justifications in brackets."""
-
-    def _print_MatrixBase(self, m):
-        rows = ["[" + ", ".join(self._print(e) for e in m.row(i)) + "]" for i in range(m.rows)]
-        return "[" + ", ".join(rows) + "]"
-
-    _print_ImmutableDenseMatrix = _print_MutableDenseMatrix = _print_MatrixBase
-
-    def _print_MatrixSymbol(self, m):
-        entry = re.fullmatch(r"(.+)\[(\d+)\]", m.name)  # a vector's entry as a 1×1 block, 0-based
-        return f"{entry.group(1)}[{int(entry.group(2)) + 1}]" if entry else m.name
-
-    def _print_MatrixElement(self, e):
-        """1-based, as the notes and the LaTeX printer index: g_z1[1], W1[2, 1]."""
-        i, j = e.i + 1, e.j + 1
-        return f"{self._print(e.parent)}[{i}]" if e.parent.shape[1] == 1 else \
-            f"{self._print(e.parent)}[{i}, {j}]"
-
-    def _print_Mul(self, expr):
-        mean = mean_of_sum(expr)
-        if not mean:
-            return super()._print_Mul(expr)
-        n, total, rest = mean
-        return f"(1/{self._print(n)}) " + " ".join(map(self._print, [total, *rest]))
-
-    def _print_Sum(self, expr):
-        (i, lo, hi), = expr.limits
-        return f"Σ_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} " \
-               f"{self._print(expr.function)}"
-
-    def _print_Derivative(self, expr):
-        if len(expr.variables) != 1:
-            return super()._print_Derivative(expr)
-        f = expr.expr  # one example's ℓ_i (Indexed prints itself as ℓ[i], past any override)
-        f = f"{self._print(f.base.label)}_{self._print(f.indices[0])}" \
-            if isinstance(f, sp.Indexed) and len(f.indices) == 1 else self._print(f)
-        return f"∂{f}/∂{self._print(expr.variables[0])}"
-
-    def doprint_derivation(self, d: Derivation) -> str:
-        lines, width = [], 0
-        rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
-                    for s in d.steps]
-        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
-        if d.title:
-            lines.append(d.title)
-        for lhs, rhs, s in rendered:
-            line = f"{(lhs or '').rjust(width)} = {rhs}"
-            notes = [n for n in (s.shape_text(), s.why) if n]
-            if notes:
-                line += "    [" + "; ".join(notes) + "]"
-            lines.append(line)
-        return "\n".join(lines)
-
-
-class DerivationLatexPrinter(LatexPrinter):
-    """SymPy's LatexPrinter with bold matrices and square brackets: the base of the notes' printer
-    (:class:`symgrad.latex.NotesLatexPrinter`), which lays out derivations and escapes names."""
-
-    _default_settings = {**LatexPrinter._default_settings, "mat_symbol_style": "bold",
-                         "mat_delim": "[", "show_shapes": True, "show_why": True}
-
-
-class SympifyPrinter(StrPrinter):
-    """Exact strings that ``sympy.sympify(s, locals=symgrad.SYMPIFY_LOCALS)`` reads back.
-
-    A symbol whose name SymPy's parser would read as something else (``beta``, ``E``, ``lambda``)
-    is written ``Symbol('beta')``. Symbols come back without symgrad's ``real=True`` assumption.
-    """
-
-    def _print_Symbol(self, s):
-        return f"Symbol({s.name!r})" if s.name in _sympify_reserved() else s.name
-
-
-_RESERVED: set[str] = set()
-
-
-def _sympify_reserved() -> set[str]:
-    """Names that sympify does not turn into a plain Symbol: SymPy's namespace, keywords, builtins."""
-    if not _RESERVED:
-        import builtins
-        import keyword
-        import types
-        _RESERVED.update(sp.__all__, keyword.kwlist, ("True", "False", "None"),
-                         (n for n, o in vars(builtins).items()
-                          if isinstance(o, types.BuiltinFunctionType)))
-    return _RESERVED
-
-
-def _text_methods():
-    """Readable text for the matrix nodes the network engine uses (⊙, ⊗, diag, ᵀ)."""
-    def transpose(self, e):
-        inner = self._print(e.arg)
-        return f"{inner}ᵀ" if isinstance(e.arg, sp.MatrixSymbol) else f"({inner})ᵀ"
-
-    return {
-        "_print_HadamardProduct": lambda self, e: " ⊙ ".join(
-            _group(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
-            for a in e.args),
-        "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
-        "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(self._print(a) for a in e.args),
-        "_print_DiagMatrix": lambda self, e: f"diag({self._print(e.args[0])})",
-        "_print_OneMatrix": lambda self, e: "1",
-        "_print_Identity": lambda self, e: "I",
-        "_print_Transpose": transpose,
-    }
-
-
-for _name, _fn in _text_methods().items():
-    setattr(TextPrinter, _name, _fn)

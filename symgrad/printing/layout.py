@@ -13,9 +13,9 @@ from dataclasses import replace
 
 import sympy as sp
 
-from .derivation import Derivation, Factors, Step
-from .latex_terms import _call_of_sum, _factors, _positive_first, _term, names_in, notes_order
-from .latex_width import tex_width
+from symgrad.core.derivation import Derivation, Factors, Step
+from symgrad.printing.terms import _call_of_sum, _factors, _positive_first, _term, names_in, notes_order
+from symgrad.printing.width import tex_width
 
 
 # a column heading for each way of deriving, by the rule its steps use (the chain rule first)

@@ -13,8 +13,8 @@ from typing import Sequence
 
 import sympy as sp
 
-from .derivation import Chain, Compose, Derivation, Grad, Note, Partial, Vec
-from .parse import ParseError, parse, parse_symbols
+from symgrad.core.derivation import Chain, Compose, Derivation, Grad, Note, Partial, Vec
+from symgrad.core.parse import ParseError, parse, parse_symbols
 
 # sympy.simplify is thorough but can take seconds on a large expression; past this size entries
 # get the cheap exact forms only (cancel/factor), which are still exact.

@@ -1,6 +1,6 @@
 """Matrix-expression nodes SymPy lacks, and the per-example → batch transformation.
 
-Where it sits: graph. The network engine writes forward values and gradients as SymPy matrix
+Where it sits: core. The network engine writes forward values and gradients as SymPy matrix
 expressions (``MatMul``, ``MatAdd``, ``Transpose``, ``HadamardProduct``, ``OneMatrix``) plus the nodes
 here; the printers and the compiler read them. Every node defines ``_entry``, so ``as_explicit()``
 expands any expression entry by entry (how the engine's results are checked against ``sympy.diff``).
@@ -15,6 +15,8 @@ import re
 import sympy as sp
 from sympy.core.symbol import Str
 from sympy.matrices.expressions import MatrixExpr
+
+N = sp.Symbol("n", integer=True, positive=True)  # the batch size: rows of every batch value
 
 
 class Elementwise(MatrixExpr):

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .derivation import Derivation, Grad, Partial
-from .latex import latex, names_in
-from .latex_names import notation as _notation
-from .handout_backward import _algorithm_section, _backward_section, gradient_summary
-from .handout_model import Doc, Section, loss_names
-from .network import Network, mlp, parse_spec
+from symgrad.core.derivation import Derivation, Grad, Partial
+from symgrad.printing.latex import latex, names_in
+from symgrad.printing.names import notation as _notation
+from symgrad.handouts.backward import _algorithm_section, _backward_section, gradient_summary
+from symgrad.handouts.model import Doc, Section, loss_names
+from symgrad.derive import backprop, element, matrix
+from symgrad.graph.files import load_network, parse_spec
+from symgrad.graph.network import Graph, mlp
+from symgrad.handouts.render import render
+from symgrad.printing.words import words
+from symgrad.printing.names import text_escape
+from symgrad.printing.latex import tex_width
+from symgrad.handouts.pdf import compile_pdf
+from symgrad.graph.files import run_network_file
 
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
@@ -28,7 +36,6 @@ def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: 
             hidden: str = "relu", output: str = "identity", loss: str = "mse") -> str:
     """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
     output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown")."""
-    from .handout_render import render
     if isinstance(net_or_spec, Derivation) or (isinstance(net_or_spec, (list, tuple)) and
                                                net_or_spec and all(isinstance(d, Derivation)
                                                                    for d in net_or_spec)):
@@ -46,7 +53,6 @@ def derivations_doc(ds, notation="slides", title=None) -> Doc:
         v, s = names_in(d)
         vectors.update(v)
         scalars.update(s)
-    from .latex_words import words
     names = tuple(sorted(vectors)), tuple(sorted(scalars))
     sections = [Section(words(d.title, _notation(notation), *names) or "Derivation %d" % k,
                         [("derivation", d)]) for k, d in enumerate(ds, 1)]
@@ -54,8 +60,8 @@ def derivations_doc(ds, notation="slides", title=None) -> Doc:
                "derived with every step", sections, [], names, notation)
 
 
-def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Network:
-    if isinstance(net_or_spec, Network):
+def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Graph:
+    if isinstance(net_or_spec, Graph):
         return net_or_spec
     if isinstance(net_or_spec, str):
         return mlp(parse_spec(net_or_spec), hidden, output, loss)
@@ -65,7 +71,7 @@ def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Net
 
 
 # -- the content ----------------------------------------------------------------------------------
-def build(net: Network, level="matrix", verbosity="normal", exercises=True, notation="slides",
+def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notation="slides",
           title=None) -> Doc:
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
@@ -73,7 +79,7 @@ def build(net: Network, level="matrix", verbosity="normal", exercises=True, nota
         raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {verbosity!r}")
     _notation(notation)
     net.check()
-    alg = net.backprop()
+    alg = backprop.algorithm(net)
     naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
     scalar = _scalarize(net, naming) if level != "matrix" else None
     matrix = level != "element" or scalar is None
@@ -118,7 +124,7 @@ class _Printer:
     def derive(self, p) -> Derivation:
         """net.derive(p), once per parameter (sections and the backward pass both read it)."""
         if p not in self._derived:
-            self._derived[p] = self._net.derive(p)
+            self._derived[p] = matrix.derive_parameter(self._net, p)
             self.add(self._derived[p])
         return self._derived[p]
 
@@ -134,7 +140,6 @@ class _Printer:
         return latex(expr, self.notation)
 
     def words(self, text: str) -> str:
-        from .latex_words import words
         return words(text, _notation(self.notation), *self.names())
 
 
@@ -144,7 +149,6 @@ def _arch(net) -> str:
 
 
 def _subtitle(net, level) -> str:
-    from .latex_names import text_escape
     hidden = sorted({n.act.name for n in net.nodes.values() if n.op == "act"
                      and n.name != net.output_node})
     out = net.nodes[net.output_node]
@@ -162,10 +166,9 @@ def _subtitle(net, level) -> str:
 
 
 def _scalarize(net, naming=None):
-    from .element import scalarize
     if sum(r * c for r, c in net.shapes.values()) > ELEMENT_LIMIT:
         return None
-    S = scalarize(net, naming)
+    S = element.scalarize(net, naming)
     S.naming = naming
     return S
 
@@ -185,7 +188,7 @@ def _filtered(d: Derivation, verbosity: str) -> Derivation:
 
 def _element(net, weight, scalar):
     of = "output" if len(scalar.units[net.output_node]) == 1 else "loss"
-    d = net.derive(weight.name, level="element", of=of, naming=getattr(scalar, "naming", None))
+    d = element.derive_element(net, weight.name, of=of, naming=getattr(scalar, "naming", None))
     d.meta["of"] = scalar.units[net.output_node][0] if of == "output" else sp.Symbol("ℓ")
     return _trimmed(d)
 
@@ -193,7 +196,6 @@ def _element(net, weight, scalar):
 def _trimmed(d: Derivation, limit: float = 52) -> Derivation:
     """Leave out the written-out forms that would run off the page and cannot be broken (a huge
     σ(…) or cases): the chain rule in the units' symbols is the result the notes keep."""
-    from .latex import tex_width
     keep = {"chain_rule", "jacobian", "sum", "backward"}
 
     def fits(s):
@@ -346,7 +348,7 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
     if target.endswith(".py"):
         net, file_opts = load_network_file(target)
     else:
-        from .network import load_network
+
         net, file_opts = load_network(target, hidden, output, loss), {}
     opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
                                               if v is not None}}.items()
@@ -360,7 +362,6 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
                          "article and beamer")
     text = handout(net, fmt=fmt, **opts)
     if suffix == "pdf":
-        from .handout_pdf import compile_pdf
         compile_pdf(text, out)
     elif out:
         with open(out, "w", encoding="utf-8") as f:
@@ -371,7 +372,6 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
 def load_network_file(path: str):
     """The user's Python file → (its Network, its ``handout_options``), through the one loader of
     network files (``symgrad.network``), which raises one-line ValueErrors naming the file."""
-    from .network import run_network_file
     net, ns = run_network_file(path)
     opts = ns.get("handout_options", {})
     return net, dict(opts) if isinstance(opts, dict) else {}

@@ -14,9 +14,10 @@ import time
 
 import numpy as np
 
-from .compile.common import FLOATS
-from .compile.spec import Spec
-from .losses import Loss
+from symgrad.compile.common import FLOATS
+from symgrad.compile.kernel import compile_network, predict
+from symgrad.compile.spec import Spec, init_params
+from symgrad.graph.losses import Loss
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adam": 0.001}
@@ -111,10 +112,10 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
-    kernel = net.compile()
+    kernel = compile_network(net)
     if params is None:  # float data keeps its dtype; anything else trains in float64
         x_dt = np.asarray(next(iter(X.values())) if isinstance(X, dict) else X).dtype
-        params = net.init_params(seed=seed, dtype=dtype or (x_dt if x_dt in FLOATS else "float64"))
+        params = init_params(net, seed=seed, dtype=dtype or (x_dt if x_dt in FLOATS else "float64"))
     else:
         params = {k: np.array(v, dtype=dtype) if dtype else np.array(v) for k, v in params.items()}
     spec = Spec(net)
@@ -207,7 +208,7 @@ def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int =
 def accuracy(net, params, X, Y) -> float | None:
     """The fraction of rows classified right (argmax, or > 1/2 for one output); None for
     targets that are not classes."""
-    P, Y = net.predict(params, X), np.asarray(Y)
+    P, Y = predict(net, params, X), np.asarray(Y)
     if Y.ndim == 1 and Y.dtype.kind in "iu":
         return float((P.argmax(axis=1) == Y).mean())
     if not np.all((Y == 0) | (Y == 1)):

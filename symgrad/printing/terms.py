@@ -11,7 +11,7 @@ import re
 import sympy as sp
 from sympy.matrices.expressions.matexpr import MatrixElement
 
-from .derivation import Chain, Compose, Factors
+from symgrad.core.derivation import Chain, Compose, Derivation, Factors
 
 # the roles of scalar parameters, by name: the element engine's numbering and position naming
 WEIGHT = re.compile(r"[wW]\d+(_\d+)?")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-from .latex import FIT_MACRO, NotesLatexPrinter, tex_width
+from symgrad.printing.latex import FIT_MACRO, NotesLatexPrinter, tex_width
+from symgrad.printing.names import text_escape
 
 ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
@@ -149,7 +150,6 @@ def _subtitle_lines(doc) -> tuple[str, str]:
 
 
 def _title_tex(title: str) -> str:
-    from .latex_names import text_escape
     return text_escape(title)
 
 

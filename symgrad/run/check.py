@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .compile.function import CompiledFunction, compile_function
-from .compile.spec import param_shapes
+from symgrad.compile.function import CompiledFunction, compile_function
+from symgrad.compile.kernel import compile_network
+from symgrad.compile.spec import init_params, param_shapes
+from symgrad.graph.network import Graph
 
 
 class GradCheck(float):
@@ -51,13 +53,13 @@ def check_network(net, params=None, X=None, Y=None, *, n=4, eps=1e-6, samples=20
     rng = np.random.default_rng(seed)
     if params is None:  # random weights and nonzero biases, so every term is exercised
         params = {k: v + 0.1 * rng.standard_normal(v.shape)
-                  for k, v in net.init_params(seed=seed).items()}
+                  for k, v in init_params(net, seed=seed).items()}
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
     if X is None:
         X, Y = _data(net, n, rng)
     elif Y is None:
         raise ValueError("gradcheck: give Y along with X")
-    kernel = net.compile()
+    kernel = compile_network(net)
     X = ({k: np.asarray(v, dtype=np.float64) for k, v in X.items()} if isinstance(X, dict)
          else np.asarray(X, dtype=np.float64))
     loss, grads = kernel(params, X, Y)
@@ -126,7 +128,6 @@ def gradcheck(target, *args, **kw) -> GradCheck:
     ``points`` (five random points unless given). The result is a float (the error relative to
     each gradient's scale, largest over all parts) whose str() is a per-part report.
     """
-    from .network import Network
-    if isinstance(target, Network):
+    if isinstance(target, Graph):
         return check_network(target, *args, **kw)
     return check_function(target, *args, **kw)

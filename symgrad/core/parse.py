@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from .functions import CONSTANTS, FUNCTIONS
+from symgrad.core.primitives import CONSTANTS, FUNCTIONS
 
 __all__ = ["ParseError", "parse", "parse_symbols", "MAX_LENGTH", "MAX_DEPTH", "MAX_TOKENS"]
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .derivation import Derivation
-from .handout_model import Section, g_name, loss_names
-from .latex import latex
+from symgrad.core.derivation import Derivation
+from symgrad.derive import backprop
+from symgrad.handouts.model import Section, g_name, loss_names
+from symgrad.printing.latex import latex
 
 
 def _backward_section(P, net, alg) -> Section:
@@ -50,7 +51,7 @@ def gradient_summary(net, alg=None, notation="slides"):
     """([rows "∇_p ℓ &= …"], [rows "g &= …"]): each per-example gradient in forward values and the
     g's that parameters read, the others substituted (∇W2 ℓ = (ŷ − y) h1ᵀ); with a penalty the
     rows ∇_W J = ∇_W ℓ + λW; last, ∇f_CE (or ∇ of the mean J) as the mean over the examples."""
-    alg = alg or net.backprop()
+    alg = alg or backprop.algorithm(net)
     bw = alg.meta["backward"]
     used = {m for s in alg.steps if s.rule == "gradient" for m in s.rhs.atoms(sp.MatrixSymbol)}
     subs, keep = {}, []

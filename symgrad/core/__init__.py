@@ -1,0 +1,12 @@
+"""core: the bottom layer. Nothing here imports another symgrad layer.
+
+- :mod:`.parse`: the safe parser (its own tokenizer and recursive descent; never eval/sympify);
+- :mod:`.primitives`: the elementwise primitives (relu, sigmoid, …) and their one rule table;
+- :mod:`.matexpr`: matrix-expression nodes SymPy lacks, and the per-example → batch map;
+- :mod:`.derivation`: derivation records (``Step``, ``Derivation``) and display nodes;
+- :mod:`.evaluate`: a float evaluator for the element level's bounded self-check.
+
+Layers (imports flow one way, checked by tests/test_layers.py): core ← graph ← derive ←
+{compile, printing} ← {handouts, run} ← the facade (``symgrad.network``, ``symgrad/__init__``,
+``symgrad.cli``). The one upward reach is documented where it is: ``derivation._printing``.
+"""

@@ -1,0 +1,73 @@
+"""Network files: the one loader of a user's network (a spec like '2-2-1' or a Python file).
+
+Where it sits: graph. A file is the user's own code, run as a script (their program, not text we
+evaluate); what it must leave behind is a :class:`~symgrad.graph.network.Graph` (in practice a
+``symgrad.Network``). The CLI, the handouts and ``symgrad.load_network`` all come here.
+"""
+from __future__ import annotations
+
+from symgrad.graph.network import Graph, mlp
+
+
+def parse_spec(spec: str) -> list[int]:
+    """'784-256-128-10' -> [784, 256, 128, 10], with a one-line error naming a bad part."""
+    parts = spec.split("-")
+    if len(parts) < 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"bad network spec {spec!r}: expected sizes like 2-2-1")
+    return [int(p) for p in parts]
+
+
+def load_network(source: str, hidden="relu", output="identity", loss="mse", cls=None) -> Graph:
+    """A network from a spec ('2-2-1', with the given activations and loss) or from a Python file
+    that declares one: its Network named ``net``, else its only Network. The one loader of network
+    files (the CLI and the handouts use it). Every failure is a one-line ValueError naming the file
+    (and the line, when the file itself fails); the network is checked to have a loss and
+    parameters."""
+    if not source.endswith(".py"):
+        return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss, cls=cls)
+    return run_network_file(source)[0]
+
+
+def run_network_file(path: str) -> tuple[Graph, dict]:
+    """Run the user's file (their own code, as a script) → (its network, its namespace)."""
+    import runpy
+    from pathlib import Path
+    if not Path(path).is_file():
+        raise ValueError(f"no such network file: {path}")
+    try:
+        ns = runpy.run_path(path, run_name="__symgrad_network__")
+    except SyntaxError as e:
+        raise ValueError(f"{path}, line {e.lineno}: SyntaxError: {e.msg}") from None
+    except (Exception, SystemExit) as e:  # the user's code failed: what, and where in their file
+        raise ValueError(f"{path}{_user_line(e, path)}: {type(e).__name__}: "
+                         f"{_first_line(e)}") from None
+    net = ns.get("net")
+    if not isinstance(net, Graph):
+        nets = {k: v for k, v in ns.items() if isinstance(v, Graph) and not k.startswith("_")}
+        if len(nets) != 1:
+            which = f" ({', '.join(nets)}: name one net)" if nets else ""
+            raise ValueError(f"{path} defines no Network named net{which} (e.g. net = "
+                             "symgrad.mlp([2, 2, 1]))")
+        net = next(iter(nets.values()))
+    try:
+        net.check()
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return net, ns
+
+
+def _user_line(exc, path) -> str:
+    """', line N' of the deepest traceback frame in the user's file."""
+    import os
+    import traceback
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if os.path.abspath(f.filename) == os.path.abspath(path)]
+    return f", line {frames[-1].lineno}" if frames else ""
+
+
+def _first_line(exc) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "(no message)"
+
+
+__all__ = ["parse_spec", "load_network", "run_network_file"]

@@ -1,0 +1,239 @@
+"""Declaring networks: layers, activations and losses composed into a graph of SymPy expressions.
+
+Where it sits: graph (above core). A :class:`Graph` is an ordered DAG of nodes (inputs, dense layers,
+elementwise activations, softmax, sums for skip connections) over named parameters. Each node's value
+is a SymPy ``MatrixSymbol`` (one example, a column) with its definition as a matrix expression; the
+engines in ``backprop`` (matrix level) and ``element`` (scalar level) differentiate these graphs.
+Shapes follow the notes and ``torch.nn.Linear``: W_k is d_k × d_{k−1}, b_k has d_k entries.
+What a node applies and what the loss is come from ``activations`` and ``losses`` (imported here,
+never the other way; their public names are re-exported, e.g. ``symgrad.network.Loss``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import sympy as sp
+
+from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
+from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
+from symgrad.core.matexpr import Softmax
+
+
+# -- the graph ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Node:
+    """One value in the graph: op is input, dense, act, softmax or add."""
+
+    name: str
+    op: str
+    inputs: tuple = ()
+    params: tuple = ()
+    dim: int = 0
+    act: Activation | None = None
+
+
+@dataclass
+class Graph:
+    """A network as plain data: a DAG of named nodes over named parameters (see :func:`mlp`).
+
+    The engines read it; they never call back into it. :class:`symgrad.Network` is this class with
+    the engines as methods (the facade)."""
+
+    nodes: dict = field(default_factory=dict)
+    shapes: dict = field(default_factory=dict)  # parameter name -> (rows, cols)
+    output_node: str | None = None
+    loss: Loss | None = None
+    penalty: sp.Expr = sp.Integer(0)
+    layers: int = 0
+    # derived results (the backward pass, Algorithm 6.4) kept until the network changes
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def cached(self, key, build):
+        """``build()`` once per state of the network: every parameter's derivation reads the same
+        forward and backward pass (the notes' "no redundant computation"), so deriving all
+        parameters costs one pass, not one per parameter. Any change to the network (a node, a
+        parameter, the loss or the penalty, even set directly) starts a fresh cache."""
+        state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
+                 self.loss, self.penalty)
+        if self._cache.get("_state") != state:
+            self._cache.clear()
+            self._cache["_state"] = state
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    # building
+    def _fresh(self, base: str) -> str:
+        """A default name not yet used: base, else base_2, base_3 … (defaults never collide)."""
+        name, k = base, 1
+        while name in self.nodes or name in self.shapes:
+            k += 1
+            name = f"{base}_{k}"
+        return name
+
+    def _add(self, node: Node) -> str:
+        if node.name in self.nodes or node.name in self.shapes:
+            raise ValueError(f"the name {node.name!r} is already used in this network")
+        for i in node.inputs:
+            if i not in self.nodes:
+                raise ValueError(f"{node.name}: unknown input node {i!r}")
+        self.nodes[node.name] = node
+        return node.name
+
+    def input(self, name: str = "x", dim: int = 1) -> str:
+        _check_dim(dim, name)
+        return self._add(Node(name, "input", dim=dim))
+
+    def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
+              name: str | None = None) -> str:
+        """z = W h + b. Every call is a new layer k (default names W_k, b_k, z_k). Reusing a
+        parameter name shares it (shapes must agree): ``W="W1"`` shares the weights only; the
+        layer gets its own bias unless ``b="b1"`` shares that too. ``b=False``: no bias."""
+        self.layers += 1
+        k = self.layers
+        W = W or self._fresh(f"W{k}")
+        if dim is None:
+            if W not in self.shapes:
+                raise ValueError(f"dense: give the output size of {W}")
+            dim = self.shapes[W][0]
+        _check_dim(dim, W)
+        h = self.nodes[inp] if inp in self.nodes else None
+        if h is None:
+            raise ValueError(f"dense: unknown input node {inp!r}")
+        params = [self._param(W, (dim, h.dim))]
+        if b:
+            params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
+                                      (dim, 1)))
+        return self._add(Node(name or self._fresh(f"z{k}"), "dense", (inp,), tuple(params), dim))
+
+    def _param(self, name: str, shape) -> str:
+        if name in self.nodes:
+            raise ValueError(f"the name {name!r} is already used for a node")
+        if self.shapes.setdefault(name, shape) != shape:
+            raise ValueError(f"parameter {name} is shared with shape {self.shapes[name]}, "
+                             f"but here it needs {shape}")
+        return name
+
+    def act(self, inp: str, act, name: str | None = None) -> str:
+        a = activation(act)
+        z = self._node(inp, "act")
+        if a == "softmax":
+            return self._add(Node(name or self._fresh("yhat"), "softmax", (inp,), dim=z.dim))
+        return self._add(Node(name or self._fresh(f"h{self.layers}"), "act", (inp,), dim=z.dim,
+                              act=a))
+
+    def add(self, a: str, b: str, name: str | None = None) -> str:
+        da, db = self._node(a, "add").dim, self._node(b, "add").dim
+        if da != db:
+            raise ValueError(f"add: {a} has {da} entries, {b} has {db}")
+        return self._add(Node(name or self._fresh(f"s{len(self.nodes)}"), "add", (a, b), dim=da))
+
+    def _node(self, name: str, where: str) -> Node:
+        if name not in self.nodes:
+            raise ValueError(f"{where}: unknown input node {name!r}")
+        return self.nodes[name]
+
+    def set_loss(self, output: str, loss="mse", penalty=0) -> "Graph":
+        if output not in self.nodes:
+            raise ValueError(f"unknown output node {output!r}")
+        loss = Loss.make(loss)
+        loss.check_output(self.nodes[output])  # before any change: a refused loss leaves net as it was
+        self.output_node, self.loss = output, loss
+        self.penalty = sp.nsimplify(penalty)
+        return self
+
+    # reading
+    @property
+    def parameters(self) -> list[str]:
+        return list(self.shapes)
+
+    def is_weight(self, p: str) -> bool:
+        """True for a weight matrix (the W of some dense layer), False for a bias. The L2 penalty
+        λΩ(θ), Ω = ½ Σ‖W‖², covers the weights only, as in Algorithm 6.4."""
+        return any(n.op == "dense" and n.params and n.params[0] == p for n in self.nodes.values())
+
+    @property
+    def weights(self) -> list[str]:
+        return [p for p in self.shapes if self.is_weight(p)]
+
+    @property
+    def inputs(self) -> list[str]:
+        return [n.name for n in self.nodes.values() if n.op == "input"]
+
+    def sym(self, name: str) -> sp.MatrixSymbol:
+        """The per-example symbol of a node (a column) or of a parameter."""
+        if name in self.shapes:
+            return _matrix_symbol(name, *self.shapes[name])
+        return _matrix_symbol(name, self.nodes[name].dim, 1)
+
+    @property
+    def target(self) -> sp.MatrixSymbol:
+        return sp.MatrixSymbol("y", self.nodes[self.output_node].dim, 1)
+
+    def definition(self, name: str):
+        """A node's value in terms of its inputs' symbols and its parameters (one example)."""
+        n = self.nodes[name]
+        ins = [self.sym(i) for i in n.inputs]
+        if n.op == "dense":
+            z = sp.MatMul(self.sym(n.params[0]), ins[0])
+            return sp.MatAdd(z, self.sym(n.params[1])) if len(n.params) > 1 else z
+        if n.op == "act":
+            return n.act.apply(ins[0])
+        if n.op == "softmax":
+            return Softmax(ins[0])
+        if n.op == "add":
+            return sp.MatAdd(*ins)
+        raise ValueError(f"{name} is an input: it has no definition")
+
+    def consumers(self, name: str) -> list[str]:
+        return [n.name for n in self.nodes.values() if name in n.inputs or name in n.params]
+
+    def check(self) -> None:
+        """Raise a one-line ValueError unless the network can be derived."""
+        if self.output_node is None or self.loss is None:
+            raise ValueError("the network has no output and loss: call net.set_loss(output, loss)")
+        if not self.shapes:
+            raise ValueError("the network has no parameters (add a layer with net.dense)")
+
+    def __repr__(self):
+        arch = " → ".join(f"{n.name}[{n.dim}]" for n in self.nodes.values())
+        return f"<Network {arch}; loss {self.loss.name if self.loss else None}>"
+
+
+@lru_cache(maxsize=4096)
+def _matrix_symbol(name, rows, cols):  # built tens of thousands of times for a deep net
+    return sp.MatrixSymbol(name, rows, cols)
+
+
+def _check_dim(dim, where):
+    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+        raise ValueError(f"{where}: a layer size must be a positive integer, got {dim!r}")
+
+
+def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0, cls=None) -> Graph:
+    """A fully connected network d0-d1-…-dL: x → z1 → h1 → … → zL → ŷ.
+
+    ``hidden`` names the hidden activation (or an expression in x), ``output`` the output one
+    (identity, sigmoid, softmax, …). With an identity output ŷ is the last dense layer itself.
+    ``cls`` is the class built (a Graph; ``symgrad.mlp`` builds the ``symgrad.Network`` facade).
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"mlp: give at least the input and output sizes, got {sizes}")
+    net = (cls or Graph)()
+    h = net.input("x", sizes[0])
+    for k, d in enumerate(sizes[1:], start=1):
+        last = k == len(sizes) - 1
+        out_act = activation(output) if last else None
+        z = net.dense(h, d, name="yhat" if last and out_act is ACTIVATIONS["identity"] else None)
+        if not last:
+            h = net.act(z, hidden, name=f"h{k}")
+        elif out_act is ACTIVATIONS["identity"]:
+            h = z
+        else:
+            h = net.act(z, output, name="yhat")
+    return net.set_loss(h, loss, penalty)
+
+
+__all__ = ["Graph", "Node", "mlp", "activation", "Activation", "Loss", "ACTIVATIONS", "LOSSES"]

@@ -1,0 +1,16 @@
+"""printing: derivations as text, JSON-ready records, and LaTeX in the notes' notation.
+
+Where it sits: above derive, beside compile (core → graph → derive → printing). :mod:`.text` holds
+the plain-text and sympify printers; :mod:`.latex` the notes' printer (SymPy's LatexPrinter with
+``_print_<Class>`` methods), laid out by :mod:`.layout` (rows broken to a width measured by
+:mod:`.width`), naming symbols through :mod:`.names` (the notation presets and the one escaping
+table), writing justifications through :mod:`.words`, sums in the notes' order through
+:mod:`.terms`. ``Derivation.to_text/to_latex/to_dict`` reach this package through core's one
+printing hook, ``symgrad.core.derivation._printing``.
+"""
+from symgrad.printing.latex import latex, to_latex, words_latex
+from symgrad.printing.names import text_escape
+from symgrad.printing.text import SympifyPrinter, TextPrinter, to_dict, to_text
+
+__all__ = ["latex", "to_latex", "words_latex", "text_escape", "SympifyPrinter", "TextPrinter",
+           "to_dict", "to_text"]

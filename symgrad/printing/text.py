@@ -1,0 +1,152 @@
+"""Plain-text and sympify-able printers of derivations, and the base of the LaTeX printer.
+
+Where it sits: printing (above derive). ``Derivation.to_text``/``to_dict`` reach these through
+core's one printing hook; ``symgrad.printing.latex`` builds the notes' printer on
+:class:`DerivationLatexPrinter`.
+"""
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from symgrad.core.derivation import Derivation, _group
+
+
+def mean_of_sum(expr):
+    """(n, the Sum, other factors) when ``expr`` is a Sum divided by a symbol n (a mean over n
+    examples), so printers write (1/n) Σ_i … as the notes do; else None."""
+    if not isinstance(expr, sp.Mul):
+        return None
+    sums = [a for a in expr.args if isinstance(a, sp.Sum)]
+    over = [a for a in expr.args if a.is_Pow and a.exp == -1 and a.base.is_Symbol]
+    if len(sums) != 1 or len(over) != 1:
+        return None
+    return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
+
+
+class TextPrinter(StrPrinter):
+    """Plain text: matrices as nested lists, one step per line, justifications in brackets."""
+
+    def _print_MatrixBase(self, m):
+        rows = ["[" + ", ".join(self._print(e) for e in m.row(i)) + "]" for i in range(m.rows)]
+        return "[" + ", ".join(rows) + "]"
+
+    _print_ImmutableDenseMatrix = _print_MutableDenseMatrix = _print_MatrixBase
+
+    def _print_MatrixSymbol(self, m):
+        entry = re.fullmatch(r"(.+)\[(\d+)\]", m.name)  # a vector's entry as a 1×1 block, 0-based
+        return f"{entry.group(1)}[{int(entry.group(2)) + 1}]" if entry else m.name
+
+    def _print_MatrixElement(self, e):
+        """1-based, as the notes and the LaTeX printer index: g_z1[1], W1[2, 1]."""
+        i, j = e.i + 1, e.j + 1
+        return f"{self._print(e.parent)}[{i}]" if e.parent.shape[1] == 1 else \
+            f"{self._print(e.parent)}[{i}, {j}]"
+
+    def _print_Mul(self, expr):
+        mean = mean_of_sum(expr)
+        if not mean:
+            return super()._print_Mul(expr)
+        n, total, rest = mean
+        return f"(1/{self._print(n)}) " + " ".join(map(self._print, [total, *rest]))
+
+    def _print_Sum(self, expr):
+        (i, lo, hi), = expr.limits
+        return f"Σ_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} " \
+               f"{self._print(expr.function)}"
+
+    def _print_Derivative(self, expr):
+        if len(expr.variables) != 1:
+            return super()._print_Derivative(expr)
+        f = expr.expr  # one example's ℓ_i (Indexed prints itself as ℓ[i], past any override)
+        f = f"{self._print(f.base.label)}_{self._print(f.indices[0])}" \
+            if isinstance(f, sp.Indexed) and len(f.indices) == 1 else self._print(f)
+        return f"∂{f}/∂{self._print(expr.variables[0])}"
+
+    def doprint_derivation(self, d: Derivation) -> str:
+        lines, width = [], 0
+        rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
+                    for s in d.steps]
+        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
+        if d.title:
+            lines.append(d.title)
+        for lhs, rhs, s in rendered:
+            line = f"{(lhs or '').rjust(width)} = {rhs}"
+            notes = [n for n in (s.shape_text(), s.why) if n]
+            if notes:
+                line += "    [" + "; ".join(notes) + "]"
+            lines.append(line)
+        return "\n".join(lines)
+
+
+class DerivationLatexPrinter(LatexPrinter):
+    """SymPy's LatexPrinter with bold matrices and square brackets: the base of the notes' printer
+    (:class:`symgrad.latex.NotesLatexPrinter`), which lays out derivations and escapes names."""
+
+    _default_settings = {**LatexPrinter._default_settings, "mat_symbol_style": "bold",
+                         "mat_delim": "[", "show_shapes": True, "show_why": True}
+
+
+class SympifyPrinter(StrPrinter):
+    """Exact strings that ``sympy.sympify(s, locals=symgrad.SYMPIFY_LOCALS)`` reads back.
+
+    A symbol whose name SymPy's parser would read as something else (``beta``, ``E``, ``lambda``)
+    is written ``Symbol('beta')``. Symbols come back without symgrad's ``real=True`` assumption.
+    """
+
+    def _print_Symbol(self, s):
+        return f"Symbol({s.name!r})" if s.name in _sympify_reserved() else s.name
+
+
+_RESERVED: set[str] = set()
+
+
+def _sympify_reserved() -> set[str]:
+    """Names that sympify does not turn into a plain Symbol: SymPy's namespace, keywords, builtins."""
+    if not _RESERVED:
+        import builtins
+        import keyword
+        import types
+        _RESERVED.update(sp.__all__, keyword.kwlist, ("True", "False", "None"),
+                         (n for n, o in vars(builtins).items()
+                          if isinstance(o, types.BuiltinFunctionType)))
+    return _RESERVED
+
+
+def _text_methods():
+    """Readable text for the matrix nodes the network engine uses (⊙, ⊗, diag, ᵀ)."""
+    def transpose(self, e):
+        inner = self._print(e.arg)
+        return f"{inner}ᵀ" if isinstance(e.arg, sp.MatrixSymbol) else f"({inner})ᵀ"
+
+    return {
+        "_print_HadamardProduct": lambda self, e: " ⊙ ".join(
+            _group(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
+            for a in e.args),
+        "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
+        "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(self._print(a) for a in e.args),
+        "_print_DiagMatrix": lambda self, e: f"diag({self._print(e.args[0])})",
+        "_print_OneMatrix": lambda self, e: "1",
+        "_print_Identity": lambda self, e: "I",
+        "_print_Transpose": transpose,
+    }
+
+
+for _name, _fn in _text_methods().items():
+    setattr(TextPrinter, _name, _fn)
+
+
+def to_text(d: Derivation) -> str:
+    return TextPrinter().doprint_derivation(d)
+
+
+def to_dict(d: Derivation) -> dict:
+    p = SympifyPrinter()
+    return {"title": d.title,
+            "steps": [{"lhs": None if s.lhs is None else p.doprint(s.lhs),
+                       "rhs": p.doprint(s.rhs), "why": s.why, "rule": s.rule,
+                       "shapes": [list(x) for x in s.shapes]} for s in d.steps],
+            "result": p.doprint(d.result) if isinstance(d.result, sp.Basic) else d.result}
