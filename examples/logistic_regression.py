@@ -12,7 +12,9 @@ Y = np.repeat([0.0, 1.0], n)
 
 net = sg.mlp([2, 1], output="sigmoid", loss="bce")
 kernel = net.compile()
-print(kernel.source.split("_consts(n, dt)\n")[1])  # the generated numpy (examples held as columns)
+legend = "".join(line + "\n" for line in kernel.source.splitlines() if " = " in line and
+                 line.startswith("# "))  # which value each generated name holds
+print(legend + kernel.source.split("_consts(n, dt)\n")[1])  # the numpy (examples as columns)
 params, history = sg.train(net, X, Y, optimizer="sgd", lr=0.5, epochs=200, batch_size=len(X),
                            seed=0, quiet=True)
 w, b = params["W1"][0], params["b1"][0]

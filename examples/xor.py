@@ -19,9 +19,11 @@ X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 Y = np.array([0, 1, 1, 0], dtype=float)
 
 net = sg.mlp([2, 2, 1], hidden="relu", output="identity", loss="mse")
-unrolled = net.compile().scalar_source(4)  # the code that runs for a batch of 4
-print(next(line for line in unrolled.splitlines() if "Z1_0_0 =" in line).strip(), " …  (of",
-      len(unrolled.splitlines()), "lines unrolled for 4 examples)")
+kernel = net.compile()
+unrolled = kernel.scalar_source(4)  # the code that runs for a batch of 4
+z1 = next(k for k, (_, label) in kernel.legend.items() if label == "Z1")  # its generated name
+print(next(line for line in unrolled.splitlines() if f"{z1}_0_0 =" in line).strip(), " …  (of",
+      len(unrolled.splitlines()), f"lines unrolled for 4 examples; {z1} is Z1)")
 first = int(os.environ.get("SYMGRAD_SEED", 0))
 for seed in range(first, first + 10):
     start = net.init_params(seed=seed)  # He-normal weights

@@ -6,6 +6,7 @@ import sympy as sp
 from hypothesis import example, given, settings, strategies as st
 
 import symgrad as sg
+from symgrad.core.derivation import StepKind
 
 x1, x2, x3, a, b, x, y = sp.symbols("x1 x2 x3 a b x y", real=True)
 
@@ -18,10 +19,10 @@ def test_the_3x2_jacobian_of_the_slides():
 
 def test_jacobian_derivation_lists_every_partial_then_the_matrix():
     d = sg.derive_jacobian("2*x1 + x2, pi*x2, -x1/x2", "x1 x2")
-    partials = [s for s in d.steps if s.rule == "partial"]
+    partials = [s for s in d.steps if s.rule is StepKind.PARTIAL]
     assert [s.rhs for s in partials] == [2, 1, 0, sp.pi, -1 / x2, x1 / x2**2]
     last = d.steps[-1]
-    assert last.rule == "jacobian" and last.shapes == ((3, 2),)
+    assert last.rule is StepKind.JACOBIAN and last.shapes == ((3, 2),)
     assert "rows are the outputs" in last.why
     assert "∂f_3/∂x2 = x1/x2**2" in d.to_text()
     assert r"\frac{\partial f}{\partial \mathbf{x}}" in d.to_latex()
@@ -36,10 +37,10 @@ def test_chain_rule_example_both_ways():
     df_dg, dg_dx = d.meta["factors"]
     assert df_dg == sp.Matrix([[1, -2, sp.Rational(1, 4)]]) and df_dg.shape == (1, 3)
     assert dg_dx == sp.Matrix([[1, 2], [0, 1], [-1, 0]]) and dg_dx.shape == (3, 2)
-    chain_step = next(s for s in d.steps if s.rule == "chain_rule")
+    chain_step = next(s for s in d.steps if s.rule is StepKind.CHAIN_RULE)
     assert chain_step.shapes == ((1, 3), (3, 2))
     assert "1×3 · 3×2" in d.to_text()
-    assert d.steps[-1].rule == "agree"
+    assert d.steps[-1].rule is StepKind.AGREE
 
 
 def test_chain_rule_nonlinear_outer_is_evaluated_at_the_inner_function():
@@ -54,7 +55,8 @@ def test_chain_rule_three_deep_and_explicit_feed():
                  feed=[{"u": 2, "w": 1}, None])
     comp = (sp.exp(y) * (x + 1)) ** 2 + (x + 1)
     assert (d.result - sp.Matrix([comp]).jacobian([x, y])).applyfunc(sp.simplify) == sp.zeros(1, 2)
-    assert next(s for s in d.steps if s.rule == "chain_rule").shapes == ((1, 2), (2, 2), (2, 2))
+    assert next(s for s in d.steps
+                if s.rule is StepKind.CHAIN_RULE).shapes == ((1, 2), (2, 2), (2, 2))
 
 
 def test_chain_feed_errors_name_the_problem():
@@ -119,8 +121,8 @@ def test_grad_W_J_is_p_x_transpose(n, m):
 def test_steps_are_recorded_with_shapes_for_the_vec_derivation():
     d = sg.derive_matrix_gradient(2, 3)
     rules = [s.rule for s in d.steps]
-    assert rules.index("chain_rule") < rules.index("unvectorize")
-    assert next(s for s in d.steps if s.rule == "chain_rule").shapes == ((1, 2), (2, 6))
+    assert rules.index(StepKind.CHAIN_RULE) < rules.index(StepKind.UNVECTORIZE)
+    assert next(s for s in d.steps if s.rule is StepKind.CHAIN_RULE).shapes == ((1, 2), (2, 6))
     assert "separates" in d.to_text()
 
 

@@ -159,7 +159,7 @@ def test_scalar_path_chosen_for_tiny_nets_only():
     assert a[0] == pytest.approx(b[0], rel=1e-12)
     assert all(np.allclose(a[1][k], b[1][k], rtol=1e-12, atol=1e-15) for k in p)
     big = sg.mlp([64, 32, 10], output="softmax", loss="cross_entropy").compile()
-    assert "_scalar(n)" not in big.source and big.source.startswith("def kernel")
+    assert "_scalar(n)" not in big.source and "# A tiny net" not in big.source
 
 
 def test_source_is_vectorized_numpy():
@@ -167,7 +167,8 @@ def test_source_is_vectorized_numpy():
     src = net.compile().source
     code = "\n".join(line for line in src.splitlines() if not line.lstrip().startswith("#"))
     assert src.count(" @ ") >= 8 and "for " not in code and "np.exp(" in src
-    assert "_add_at(G_z3, flat, Y, " in src  # integer labels are indexed, not one-hot
+    g = next(k for k, (_, label) in net.compile().legend.items() if label == "G_z3")
+    assert f"_add_at({g}, flat, Y, " in src  # integer labels are indexed, not one-hot
     mse = sg.mlp([3, 2], loss="mse").compile(scalar=False).source
     assert mse.count("- Y") + mse.count("-= Y") == 1  # ŷ − y computed once for loss and gradient
 
@@ -387,9 +388,9 @@ def test_sigmoid_clamps_far_below_zero():
     assert v[2] == 0.5 and v[3] == 1.0
 
 
-def test_relu_grad_at_zero_setting_reaches_every_route_after_a_change():
+def test_relu_grad_at_zero_setting_reaches_every_route():
     """At z = 0 exactly, the matrix level (on explicit SymPy matrices) and the compiled kernel give
-    relu'(0) as currently set, even after step(0) was evaluated under another setting."""
+    relu'(0) as the network sets it; step(0) itself stays undecided (no global decides it)."""
     import sympy as sp
 
     from symgrad.derive.backprop import evaluate
@@ -402,17 +403,56 @@ def test_relu_grad_at_zero_setting_reaches_every_route_after_a_change():
                                                     for k, v in params.items()}}
     env["b1"], env["b2"] = sp.Matrix(params["b1"]), sp.Matrix(params["b2"])
     seen = {}
-    try:
-        for value in (sp.Rational(1, 2), 1, 0):
-            sg.set_relu_grad_at_zero(value)
-            assert step(0) == value
-            exact = np.array(sp.Matrix(evaluate(net, 2, env)["dW1"]), dtype=float)
-            _, grads = net.compile()(params, X, Y)
+    for value in (sp.Rational(1, 2), 1, 0):
+        net.relu_grad_at_zero = value
+        assert isinstance(step(0), step)
+        exact = np.array(sp.Matrix(evaluate(net, 2, env)["dW1"]), dtype=float)
+        kernel = net.compile()
+        assert kernel.relu_grad_at_zero == value
+        for scalar in (True, False):  # both code paths
+            _, grads = net.compile(scalar=scalar)(params, X, Y)
             np.testing.assert_allclose(grads["W1"], exact, rtol=1e-12, atol=1e-15)
-            seen[value] = exact[0].tolist()
+        seen[value] = exact[0].tolist()
+    assert len({tuple(v) for v in seen.values()}) == 3  # the setting really changed the answer
+
+
+def _relu_kernel_at_zero(kernel, n):
+    """relu'(0) as the kernel computes it, read off ∂f/∂b1 with every pre-activation exactly 0."""
+    params = {"W1": np.zeros((1, 1)), "b1": np.zeros(1), "W2": np.ones((1, 1)), "b2": np.zeros(1)}
+    X, Y = np.zeros((n, 1)), -np.ones((n, 1))  # ŷ − y = 1 on every row: ∂f/∂b1 = relu'(0)
+    return float(kernel(params, X, Y)[1]["b1"][0])
+
+
+def test_a_built_kernel_keeps_the_relu_grad_it_reports_at_every_batch_size():
+    """Before, relu'(0) was a process global: a kernel built before a change gave 0 at batch sizes
+    4 and 40 but 1 at 8 (its unrolled code cache was not keyed by it)."""
+    before = sg.mlp([1, 1, 1]).compile()
+    kernels = [before]
+    try:
+        sg.set_relu_grad_at_zero(1)
+        after = sg.mlp([1, 1, 1]).compile()
+        half = sg.mlp([1, 1, 1]).compile(relu_grad_at_zero=0.5)
+        kernels += [after, half]
+        sg.set_relu_grad_at_zero(0)
+        for k in kernels:
+            for n in (1, 4, 8, 40, 400):
+                assert _relu_kernel_at_zero(k, n) == pytest.approx(float(k.relu_grad_at_zero),
+                                                                  rel=1e-12, abs=1e-12), n
+        assert [float(k.relu_grad_at_zero) for k in kernels] == [0, 1, 0.5]
     finally:
         sg.set_relu_grad_at_zero(0)
-    assert len({tuple(v) for v in seen.values()}) == 3  # the setting really changed the answer
+
+
+def test_compiled_functions_fix_their_relu_grad_when_made():
+    f = sg.compile_function("relu(x)", "x")
+    g = sg.compile_function("relu(x)", "x", relu_grad_at_zero=1)
+    try:
+        sg.set_relu_grad_at_zero(0.5)
+        h = sg.compile_function("relu(x)", "x")
+        assert [fn.gradient(np.array([0.0]))[0] for fn in (f, g, h)] == [0.0, 1.0, 0.5]
+        assert [float(fn.relu_grad_at_zero) for fn in (f, g, h)] == [0, 1, 0.5]
+    finally:
+        sg.set_relu_grad_at_zero(0)
 
 
 @pytest.mark.parametrize("n", [2, 64])  # the scalar path (tiny batch) and the numpy path
@@ -435,9 +475,13 @@ def test_kernel_is_reused_until_the_network_or_relu_setting_changes():
     assert net.compile() is k
     sg.set_relu_grad_at_zero(1)
     try:
-        assert net.compile() is not k
+        assert net.compile() is k  # the package default is not the network's setting
     finally:
         sg.set_relu_grad_at_zero(0)
-    assert net.compile() is k
+    net.relu_grad_at_zero = 1
+    assert net.compile() is not k and net.compile().relu_grad_at_zero == 1
+    net.relu_grad_at_zero = 0  # a change to the network: a fresh cache, as for any change
+    k = net.compile()
+    assert net.compile() is k and k.relu_grad_at_zero == 0
     net.penalty = 0.5
     assert net.compile() is not k

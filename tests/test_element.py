@@ -156,28 +156,34 @@ def test_softmax_cross_entropy_w5_has_no_cases_and_no_relu_prime():
 def test_cases_are_exclusive_merged_and_capped():
     a, b, c, x, w, y = R("a", "b", "c", "x", "w", "y")
     step = sg.step
-    assert unfold_steps(w * x * step(a) * step(b)) == \
+    assert unfold_steps(w * x * step(a) * step(b), 0) == \
         sp.Piecewise((0, (a <= 0) | (b <= 0)), (w * x, True))  # one zero case, not four
-    two = unfold_steps(x * step(a) * (w * step(b) + y * step(c)))
+    two = unfold_steps(x * step(a) * (w * step(b) + y * step(c)), 0)
     assert len(two.args) == MAX_CASES
     for pt in ({a: 1, b: 1, c: -1}, {a: 1, b: -1, c: 1}, {a: -1, b: 1, c: 1}, {a: 1, b: 1, c: 1}):
         want = (x * step(a) * (w * step(b) + y * step(c))).xreplace(pt)
         assert two.xreplace(pt) == want
-    many = unfold_steps(x * step(a) * (w * step(b) + y * step(c) + c * step(x)))
+    many = unfold_steps(x * step(a) * (w * step(b) + y * step(c) + c * step(x)), 0)
     assert len(many.args) == 2 and many.args[1][0].has(step)  # the rest stays as step(z)
-    assert unfold_steps(sg.relu(a) * step(b)) == sp.Piecewise((0, b <= 0), (sg.relu(a), True))
+    assert unfold_steps(sg.relu(a) * step(b), 0) == sp.Piecewise((0, b <= 0), (sg.relu(a), True))
 
 
 def test_relu_prime_at_zero_is_configurable():
     w1, w2, w5, b1, x1, x2 = R("w1", "w2", "w5", "b1", "x1", "x2")
     z = w1 * x1 + w2 * x2 + b1
-    try:
+    net = sg.mlp([2, 2, 1], hidden="relu")
+    net.relu_grad_at_zero = 1  # a setting of the network, not of the process
+    d = net.derive("w1", level="element", of="output")
+    assert d.result == sp.Piecewise((0, z < 0), (w5 * x1, True))
+    net.relu_grad_at_zero = sp.Rational(1, 2)
+    d = net.derive("w1", level="element", of="output")
+    assert d.result.subs({x1: 1, x2: 0, b1: 0, w1: 0}) == w5 / 2
+    try:  # the package default seeds new networks only
         set_relu_grad_at_zero(1)
         d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element", of="output")
         assert d.result == sp.Piecewise((0, z < 0), (w5 * x1, True))
-        set_relu_grad_at_zero(sp.Rational(1, 2))
-        d = sg.mlp([2, 2, 1], hidden="relu").derive("w1", level="element", of="output")
-        assert d.result.subs({x1: 1, x2: 0, b1: 0, w1: 0}) == w5 / 2
+        assert net.derive("w1", level="element", of="output").result.subs(
+            {x1: 1, x2: 0, b1: 0, w1: 0}) == w5 / 2
     finally:
         set_relu_grad_at_zero(0)
 

@@ -6,6 +6,8 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
+from symgrad.core.matexpr import Cotangent, Target
+from symgrad.core.program import Kind
 from symgrad.derive.backprop import algorithm, evaluate, explicit
 from symgrad.derive.calculus import same
 from symgrad.core.derivation import Derivation
@@ -56,20 +58,22 @@ def test_algorithm_6_4_for_relu_softmax_cross_entropy():
     net = sg.mlp([4, 3, 2], hidden="relu", output="softmax", loss="cross_entropy")
     d = algorithm(net)
     per = {str(s.lhs): s.rhs for s in d.steps if s.rule in ("backward", "gradient")}
-    yh, y = sp.MatrixSymbol("yhat", 2, 1), sp.MatrixSymbol("y", 2, 1)
-    g2 = sp.MatrixSymbol("g_z2", 2, 1)
+    yh, y = sp.MatrixSymbol("yhat", 2, 1), Target("y", 2, 1)
+    g2 = Cotangent("g_z2", 2, 1)
     h1, x = sp.MatrixSymbol("h1", 3, 1), sp.MatrixSymbol("x", 4, 1)
     assert per["g_z2"] == yh - y                          # softmax + CE collapse to ŷ − y
     assert per["∇_W2 ℓ"] == g2 * h1.T                # ∇W2 = (ŷ − y) h1ᵀ
     assert per["∇_b2 ℓ"] == g2                       # ∇b2 = ŷ − y
-    g1 = sp.MatrixSymbol("g_z1", 3, 1)
+    g1 = Cotangent("g_z1", 3, 1)
     assert per["∇_W1 ℓ"] == g1 * x.T and per["∇_b1 ℓ"] == g1
     gh = per["g_h1"]
     assert gh == sp.MatrixSymbol("W2", 2, 3).T * g2       # g ← W2ᵀ g
     assert str(per["g_z1"]) == "HadamardProduct(g_h1, relu'(z1))"  # g ⊙ relu'(z1)
     # g is defined once and shared: each G appears once in the compiled program
-    names = [lhs.name for lhs, _ in d.meta["program"]]
-    assert len(names) == len(set(names)) and names.count("G_z1") == 1
+    prog = d.meta["program"]
+    names = [e.out.sym.name for e in prog.eqns]
+    shown = [str(e.out.label) for e in prog.of_kind(Kind.BACKWARD)]
+    assert len(names) == len(set(names)) and shown.count("G_z1") == 1
 
 
 def test_matrix_derivation_writes_the_jacobian_chain_with_shapes():
@@ -80,7 +84,7 @@ def test_matrix_derivation_writes_the_jacobian_chain_with_shapes():
     diag = next(s for s in d.steps if "diagonal" in s.why)
     assert isinstance(diag.rhs, sp.DiagMatrix)
     unvec = next(s for s in d.steps if s.rule == "unvectorize")
-    assert unvec.rhs == sp.MatrixSymbol("g_z1", 4, 1) * sp.MatrixSymbol("x", 3, 1).T
+    assert unvec.rhs == Cotangent("g_z1", 4, 1) * sp.MatrixSymbol("x", 3, 1).T
     assert d.steps[-1].rule == "batch"
 
 
@@ -256,7 +260,7 @@ def test_fused_losses_are_derived_as_algebra_not_asserted():
     d = sg.mlp([2, 3], output="softmax", loss="cross_entropy").derive("W1")
     fused = [s for s in d.steps if s.lhs is None and s.rule == "simplify"]
     assert "Σ_k y_k = 1" in fused[-1].why
-    yh, y = sp.MatrixSymbol("yhat", 3, 1), sp.MatrixSymbol("y", 3, 1)
+    yh, y = sp.MatrixSymbol("yhat", 3, 1), Target("y", 3, 1)
     assert fused[-1].rhs == (yh - y).T
     # the step before it is −yᵀ + (yᵀ1)ŷᵀ: equal to (ŷ − y)ᵀ exactly when Σ_k y_k = 1
     before = fused[-2].rhs.subs({y: sp.Matrix([1, 0, 0])}).as_explicit()

@@ -142,6 +142,17 @@ def _exec(src, name, ns):
 _COUNTER = itertools.count()
 
 
+def legend(typed) -> str:
+    """Comment lines saying which value each generated name holds (v4 = G_z1), for a reader. A
+    label is printed only when it is a plain identifier (so no user text can end the comment or
+    mean anything to Python); any other is "(a user name)"; ``kernel.legend`` has them all."""
+    def shown(label):
+        text = str(label)
+        return text if text.isidentifier() and text.isascii() else "(a user name)"
+    items = [f"{v.sym.name} = {shown(v.label)}" for v in typed.variables]
+    return "".join(f"# {', '.join(items[i:i + 8])}\n" for i in range(0, len(items), 8))
+
+
 class StablePrimitives:
     """The primitives both printers write alike, in forms that neither overflow nor lose digits:
     log(1 + eᵘ) as softplus, log(1 + a) as log1p, min/max folded pairwise, Heaviside. Each printer

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import sympy as sp
 
+from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 from symgrad.compile.common import FLOATS, XMAX, _exec, stable
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.derive import calculus
@@ -18,7 +19,10 @@ class CompiledFunction:
     """A function of a few variables (and its Jacobian), compiled to numpy and vectorized over
     points: ``f(P)`` with P of shape (..., k), one point per row, the variables in ``wrt`` order."""
 
-    def __init__(self, f, wrt=None):
+    def __init__(self, f, wrt=None, relu_grad_at_zero=None):
+        # relu'(0) in this function: fixed when it is made (the package default unless given)
+        self.relu_grad_at_zero = relu_grad_at_zero_default() if relu_grad_at_zero is None else \
+            check_relu_grad_at_zero(relu_grad_at_zero)
         J = None
         if isinstance(f, Derivation):
             if "function" not in f.meta:
@@ -57,7 +61,7 @@ class CompiledFunction:
             shape = (() if self.kind == "scalar" and what == "value" else
                      (M.rows,) if what == "value" and self.kind == "vector" else M.shape)
             cells = [(i,) if len(shape) == 1 else (i // M.cols, i % M.cols) for i in range(len(M))]
-            printer = KernelPrinter()
+            printer = KernelPrinter({"relu_grad_at_zero": self.relu_grad_at_zero})
             printer.env = {x: f"_v{i}" for i, x in enumerate(self.wrt)}
             reps, exprs = sp.cse([stable(e) for e in M], symbols=sp.numbered_symbols("_t"))
             lines = [f"def {what}(P):", f"    P = _points(P, {len(self.wrt)})", "    dt = P.dtype"]
@@ -106,8 +110,9 @@ def _points(P, k):
     return P
 
 
-def compile_function(f, wrt=None) -> CompiledFunction:
+def compile_function(f, wrt=None, relu_grad_at_zero=None) -> CompiledFunction:
     """Compile ``f`` (text, an expression, a vector or a matrix of expressions, or a Derivation from
     derive_jacobian/derive_gradient) in the variables ``wrt``: ``fn(P)``, ``fn.jacobian(P)``,
-    ``fn.gradient(P)``, each vectorized over the points P (..., k)."""
-    return CompiledFunction(f, wrt)
+    ``fn.gradient(P)``, each vectorized over the points P (..., k). ``relu_grad_at_zero``: relu'(0)
+    in this function (default: the package default when it is made; ``fn.relu_grad_at_zero``)."""
+    return CompiledFunction(f, wrt, relu_grad_at_zero)

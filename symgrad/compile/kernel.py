@@ -14,9 +14,10 @@ import threading
 import numpy as np
 import sympy as sp
 
+from symgrad.core.program import Kind, Program
 from symgrad.derive import backprop
-from symgrad.core.primitives import _SETTINGS
-from symgrad.compile.common import FLOATS, N, XMAX, _exec, exp_unshifted_limit
+from symgrad.core.primitives import check_relu_grad_at_zero
+from symgrad.compile.common import FLOATS, N, XMAX, _exec, exp_unshifted_limit, legend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function
@@ -65,29 +66,29 @@ def _add_at(A, flat, y, c):
         A[y, np.arange(len(y))] += c
 
 
-def program(net):
-    """The batch program with the mean loss placed after the forward values: [(lhs, rhs)]."""
-    d = backprop.algorithm(net)
-    prog = list(d.meta["program"])
-    at = next(i for i, (lhs, _) in enumerate(prog) if lhs.name.startswith("G_"))
-    return prog[:at] + [(sp.MatrixSymbol("loss", 1, 1), d.meta["loss"])] + prog[at:]
+def program(net) -> Program:
+    """The typed batch program the kernels are printed from (forward values, the mean loss, each
+    backward value once, every gradient): see :func:`symgrad.derive.backprop.program`."""
+    return backprop.program(net)
 
 
 def _prologue(spec, with_y):
     """Fast argument checks; anything unusual (a conversion, a dict of the wrong inputs, extra
     parameters, no examples) goes to Spec.check, which converts or raises a clear error."""
-    names, xs = spec.names, spec.xvars
+    names, xs = spec.pvars, spec.xvars
     x0 = xs[0]
     yshape = "" if not with_y else (
         f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels else
         f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
     # (cross_entropy: integer labels take this fast path; rows of Y go through _spec.check, which
     # also checks that each sums to 1, as the fused gradient ŷ − y requires)
+    # Locals are the program's generated names; the user's names are dict keys held in the
+    # namespace (_k0, _i0 …), never written into the source.
     args = ", ".join(names + xs) + (", Y" if with_y else "")
     shapes = "(" + "".join(f"{p}.shape, " for p in names) + ")"
-    get = [f"{p} = params[{p!r}]" for p in names]
+    get = [f"{p} = params[_k{i}]" for i, p in enumerate(names)]
     if len(xs) > 1:  # several inputs: X is a dict {input name: array}
-        get += [f"{x} = X[{k!r}]" for x, k in zip(xs, spec.inputs)]
+        get += [f"{x} = X[_i{i}]" for i, x in enumerate(xs)]
     rows = [f"{x}.ndim != 2 or {x}.shape != ({x0}.shape[0], {d}) or {x}.dtype is not dt"
             for x, d in zip(xs[1:], spec.d_ins[1:])]
     lines = ["    try:", f"        {'; '.join(get)}",
@@ -103,9 +104,11 @@ def _prologue(spec, with_y):
 
 
 def _namespace(spec, **extra):
+    keys = {f"_k{i}": p for i, p in enumerate(spec.names)}  # the user's names: data, not code
+    keys.update({f"_i{i}": x for i, x in enumerate(spec.inputs)})
     return dict(np=np, _spec=spec, _add_at=_add_at, _F64=FLOATS[1], _F32=FLOATS[0],
                 _isfinite=math.isfinite,
-                _SHAPES=tuple(spec.shapes[p] for p in spec.names), **extra)
+                _SHAPES=tuple(spec.shapes[p] for p in spec.names), **keys, **extra)
 
 
 def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=()):
@@ -113,9 +116,10 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot)."""
     variants = []
     for labels in ([True, False] if with_y and spec.labels else [False]):
-        printer = KernelPrinter(names={**{x: f"{v}.T" for x, v in zip(spec.Xs, spec.xvars)},
+        printer = KernelPrinter({"relu_grad_at_zero": spec.relu_grad_at_zero},
+                                names={**{x: f"{v}.T" for x, v in zip(spec.Xs, spec.xvars)},
                                        spec.Y: "Y.T"})
-        printer.labels = sp.MatrixSymbol("Y", N, spec.d_out) if labels else None
+        printer.labels = spec.Y if labels else None
         body = emit(stmts, printer, owned, outputs)
         if printer.onehot:
             body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
@@ -136,7 +140,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     return "\n".join(lines) + "\n", _consts(list(consts.values()))
 
 
-def compile_network(net, backend: str = "numpy", scalar=None):
+def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=None):
     """``loss, grads = kernel(params, X, Y)``: the mean loss and its gradient for every parameter.
 
     ``params`` maps names to arrays shaped as :func:`param_shapes` says (exactly those names); X
@@ -148,66 +152,69 @@ def compile_network(net, backend: str = "numpy", scalar=None):
     generated numpy code, ``kernel.scalar_source(n)`` the unrolled code that tiny nets run for
     batch size n, ``kernel.predict(params, X)`` the forward pass. ``scalar``: True/False forces the
     unrolled path for tiny nets on or off (default: on while n × weight entries ≤ SCALAR_WORK).
+    ``relu_grad_at_zero``: relu'(0) in this kernel (default: the network's own setting,
+    ``net.relu_grad_at_zero``); a built kernel is fixed and reports it as
+    ``kernel.relu_grad_at_zero``, whatever changes later.
     """
     if backend != "numpy":
         raise ValueError(f"backend: only 'numpy' is available, not {backend!r}")
     net.check()
-    return _cached(net, ("kernel", scalar), lambda: _compile_network(net, scalar))
+    at0 = net.relu_grad_at_zero if relu_grad_at_zero is None else \
+        check_relu_grad_at_zero(relu_grad_at_zero)
+    return net.cached(("compiled", "kernel", scalar, at0),
+                      lambda: _compile_network(net, scalar, at0))
 
 
-def _compile_network(net, scalar):
-    spec, prog = Spec(net), program(net)
-    grads = [(lhs, rhs) for lhs, rhs in prog if lhs.name[1:] in spec.shapes and lhs.name[0] == "d"]
+def _compile_network(net, scalar, at0):
+    typed = program(net)
+    spec = Spec(net, typed, at0)
+    prog = [(e.out.sym, e.rhs) for e in typed.eqns]
+    grads = typed.gradients  # parameter name → its gradient's variable, in parameter order
     stmts = cse(prog)
     owned = {lhs for lhs, _ in stmts}
-    outs = ", ".join(f"{p!r}: d{p}" for p in spec.names)
+    loss = typed.loss.sym.name
+    outs = ", ".join(f"_k{i}: {grads[p].sym.name}" for i, p in enumerate(spec.names))
     scalar_cache = {}
     limit = (SCALAR_WORK if scalar is None else (1 << 62) if scalar else -1)
 
     def scalar_kernel(n):
         if n not in scalar_cache:
-            scalar_cache[n] = scalar_function(spec, prog, n)
+            scalar_cache[n] = scalar_function(spec, typed, n)
         return scalar_cache[n]
 
     head = [f"    if n * {spec.weights} <= {limit}:", "        try:",
-            f"            _r = _scalar(n)({', '.join(spec.names + spec.xvars)}, Y, dt)",
+            f"            _r = _scalar(n)({', '.join(spec.pvars + spec.xvars)}, Y, dt)",
             "            if _r is not None:  # (None: nan or inf in the arguments)",
             "                return _r",
             "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
     # numpy carries nan and inf from any argument into the loss: check it, not every argument
-    tail = ["if not _isfinite(loss):  # nan or inf: raise naming the argument, unless it overflowed",
-            "    _spec.diagnose(params, X, Y)"]
-    src, consts = _function("kernel", spec, stmts, owned, f"loss, {{{outs}}}", True,
-                            outputs={g for g, _ in grads}, head=head, tail=tail)
+    tail = [f"if not _isfinite({loss}):  # nan or inf: raise naming the argument, unless it "
+            "overflowed", "    _spec.diagnose(params, X, Y)"]
+    src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
+                            outputs={v.sym for v in grads.values()}, head=head, tail=tail)
     if head:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         src = (f"# A tiny net: a call with n examples, n ≤ {most} (n × {spec.weights} weight entries ≤ "
                f"{limit}), runs kernel_n<n>,\n# the same program unrolled over Python floats for that "
                "n, made on first use: kernel.scalar_source(n)\n# shows it. The numpy code below "
                "runs for larger batches, and whenever Python floats overflow.\n" + src)
+    src = legend(typed) + src
     kernel = _exec(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
-    kernel.predict = _forward(net, spec, prog)
+    kernel.predict = _forward(net, spec, typed)
+    # which generated name is which value (the source holds none of the user's names)
+    kernel.relu_grad_at_zero = at0
+    kernel.legend = {v.sym.name: (v.kind.value, str(v.label)) for v in typed.variables}
     kernel.scalar_source = lambda n: scalar_kernel(n).source
     return kernel
 
 
-def _forward(net, spec, prog):
-    out = sp.MatrixSymbol(backprop.batch_rows(net)[net.sym(net.output_node)].name, N, spec.d_out)
-    stmts = []
-    for lhs, rhs in prog:
-        if lhs.name == "loss":
-            break
-        stmts.append((lhs, rhs))
+def _forward(net, spec, typed):
+    out = typed.forward_of(net.output_node).sym
+    stmts = [(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)]
     src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - {out},
                             f"{out.name}.T.copy()", False)
     return _exec(src, "predict", _namespace(spec, _consts=consts))
-
-
-def _cached(net, key, make):
-    """make() once per state of the network (it may still grow after a compile) and relu'(0)
-    setting, in the network's own cache, which a change to the network empties."""
-    return net.cached(("compiled", key, _SETTINGS["relu_grad_at_zero"]), make)
 
 
 def predict(net, params, X):

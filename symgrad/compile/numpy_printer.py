@@ -11,7 +11,6 @@ import numpy as np
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
-from symgrad.core.primitives import _SETTINGS
 from symgrad.compile.common import N, _IDENT, StablePrimitives, _atomic, _body, _broadcast, _call, _T
 
 
@@ -24,6 +23,9 @@ class KernelPrinter(StablePrimitives, NumPyPrinter):
     ``G @ one_n``). An Elementwise prints its Lambda's body with the operand arrays for its
     variables; σ, softplus and log(1 + eᵘ) print in forms that neither overflow nor lose digits.
     """
+
+    # relu'(0), the value of step(0): a setting of the kernel being printed, never a global
+    _default_settings = {**NumPyPrinter._default_settings, "relu_grad_at_zero": 0}
 
     FORMS = {"softplus": "np.logaddexp(0, {})", "log1p": "np.log1p({})", "log": "np.log({})",
              "heaviside": "np.heaviside({}, {})", "min": "np.minimum({}, {})",
@@ -82,8 +84,8 @@ class KernelPrinter(StablePrimitives, NumPyPrinter):
     def _print_relu(self, e):
         return f"np.maximum({self._print(e.args[0])}, 0)"
 
-    def _print_step(self, e):  # in the kernel's dtype; step(0) = relu'(0) as configured
-        x, at0 = self._paren(e.args[0]), _SETTINGS["relu_grad_at_zero"]
+    def _print_step(self, e):  # in the kernel's dtype; step(0) = relu'(0) as this kernel sets it
+        x, at0 = self._paren(e.args[0]), self._settings["relu_grad_at_zero"]
         if at0 == 0 or at0 == 1:
             return f"({x} {'>' if at0 == 0 else '>='} 0).astype(dt)"
         return f"np.heaviside({x}, 0.5)"

@@ -12,9 +12,8 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from symgrad.core.primitives import _SETTINGS
 from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
-from symgrad.compile.common import N, StablePrimitives, _body, _exec
+from symgrad.compile.common import N, StablePrimitives, _body, _exec, legend
 
 
 def _exp(x):
@@ -55,6 +54,8 @@ class ScalarPrinter(StablePrimitives, PythonCodePrinter):
     """One entry at a time, on Python floats (the unrolled path): the same primitives in forms that
     neither overflow nor raise (``_exp``, ``_log``, ``_sigmoid``, ``_softplus``)."""
 
+    _default_settings = {**PythonCodePrinter._default_settings, "relu_grad_at_zero": 0}
+
     FORMS = {"softplus": "_softplus({})", "log1p": "_log1p({})", "log": "_log({})",
              "heaviside": "_heaviside({}, {})", "min": "min({}, {})", "max": "max({}, {})"}
 
@@ -73,7 +74,7 @@ class ScalarPrinter(StablePrimitives, PythonCodePrinter):
         return self._cond(e, "{x}", "0.0")
 
     def _print_step(self, e):
-        at0 = float(_SETTINGS["relu_grad_at_zero"])
+        at0 = float(self._settings["relu_grad_at_zero"])
         return f"_heaviside({self._print(e.args[0])}, {at0})" if at0 else self._cond(e, "1.0", "0.0")
 
     def _print_leaky_relu(self, e):
@@ -100,9 +101,10 @@ class _Unroller:
     """The batch program at a fixed n, entry by entry: one Python assignment per nonconstant
     entry, a stable max-shifted softmax per row."""
 
-    def __init__(self, n):
+    def __init__(self, n, at0=0):
         self.n, self.env, self.lines, self.rows = n, {}, [], {}
-        self.p = ScalarPrinter({"order": "none"})  # terms as built: sorting them is slow
+        self.p = ScalarPrinter({"order": "none",  # terms as built: sorting them is slow
+                                "relu_grad_at_zero": at0})
 
     def define(self, name, v):
         if v.is_Atom:
@@ -168,11 +170,11 @@ class _Unroller:
         raise NotImplementedError(f"the scalar path cannot unroll {type(e).__name__}")
 
 
-def scalar_function(spec, prog, n):
+def scalar_function(spec, typed, n):
     """``f(*params, *inputs, Y, dt) -> (loss, grads)`` unrolled for batch size n (Python floats
     inside, arrays of dtype dt out), or None when an argument holds nan or inf (the caller then
     says which)."""
-    net, u = spec.net, _Unroller(n)
+    net, u = spec.net, _Unroller(n, spec.relu_grad_at_zero)
     args = [f"_p{i}" for i in range(len(spec.names))]
     xargs = [f"_X{i}" for i in range(len(spec.Xs))]
     head = [f"def kernel_n{n}({', '.join(args + xargs)}, _Y, _dt):"]
@@ -189,10 +191,10 @@ def scalar_function(spec, prog, n):
         floats.clear()
         return [check, f"{indent}    return None"]
 
-    for p, a in zip(spec.names, args):
-        sym = net.sym(p)
+    for v, p, a in zip(typed.params, spec.names, args):
+        sym = v.sym  # a generated name (p0, p1 …): the user's name p is never code
         if len(spec.shapes[p]) == 1:
-            names = [f"{p}_{i}_0" for i in range(sym.shape[0])]
+            names = [f"{sym.name}_{i}_0" for i in range(sym.shape[0])]
             u.env[sym] = [[sp.Symbol(x)] for x in names]
             floats.extend(names)
             head.append(f"    {', '.join(names)}, = {a}.tolist()")
@@ -201,12 +203,12 @@ def scalar_function(spec, prog, n):
     head += [unpack(X, a, (n, d)) for X, a, d in zip(spec.Xs, xargs, spec.d_ins)]
     head += finite()
     head += _unpack_targets(spec, n, unpack, finite)
-    for lhs, rhs in prog:
-        u.assign(lhs, rhs)
-    return _exec("\n".join(head + _results(spec, u)) + "\n", f"kernel_n{n}",
+    for e in typed.eqns:
+        u.assign(e.out.sym, e.rhs)
+    return _exec(legend(typed) + "\n".join(head + _results(spec, typed, u)) + "\n", f"kernel_n{n}",
                  dict(np=np, math=math, _exp=_exp, _log=_log, _log1p=_log1p, _sigmoid=_sigmoid,
                       _softplus=_softplus, _sign=_sign, _heaviside=_heaviside, _spec=spec,
-                      _isfinite=math.isfinite))
+                      _isfinite=math.isfinite, **{f"_k{i}": p for i, p in enumerate(spec.names)}))
 
 
 def _unpack_targets(spec, n, unpack, finite):
@@ -220,22 +222,22 @@ def _unpack_targets(spec, n, unpack, finite):
                                    f"        if min(_ls) < 0 or max(_ls) >= {spec.d_out}:",
                                    f"            _spec.target(_Y, {n}, _dt)",
                                    f"        {', '.join(f'_l{i}' for i in range(n))}, = _ls"]
-    return lines + [f"        Y_{i}_{k} = 1.0 if _l{i} == {k} else 0.0"
+    return lines + [f"        {Y.name}_{i}_{k} = 1.0 if _l{i} == {k} else 0.0"
                     for i in range(n) for k in range(spec.d_out)]
 
 
-def _results(spec, u):
+def _results(spec, typed, u):
     """The unrolled statements, then the loss and the gradients as views of one flat array."""
-    flat = [v for p in spec.names for r in u.env[sp.MatrixSymbol("d" + p, *spec.net.shapes[p])]
-            for v in r]
+    grads = typed.gradients
+    flat = [v for p in spec.names for r in u.env[grads[p].sym] for v in r]
     p, k, outs = u.p, 0, []
-    for name in spec.names:
+    for i, name in enumerate(spec.names):
         size = math.prod(spec.shapes[name])
         view = f"_g[{k}:{k + size}]" + (f".reshape{spec.shapes[name]}"
                                           if len(spec.shapes[name]) == 2 else "")
-        outs.append(f"{name!r}: {view}")
+        outs.append(f"_k{i}: {view}")  # _k<i>: the user's parameter name, from the namespace
         k += size
     body = [f"    {line}" for line in u.lines]
     return body + [f"    _g = np.array([{', '.join(p.doprint(v) for v in flat)}], _dt)",
-                   f"    return _dt.type({p.doprint(u.env[sp.MatrixSymbol('loss', 1, 1)][0][0])}), "
+                   f"    return _dt.type({p.doprint(u.env[typed.loss.sym][0][0])}), "
                    f"{{{', '.join(outs)}}}"]

@@ -26,9 +26,13 @@ class Spec:
     one with the same n; ``xvars`` are the kernel's local names for them. The parameters' dtype
     (float32 or float64, all alike) is the kernel's: X and Y are converted to it."""
 
-    def __init__(self, net):
+    def __init__(self, net, program=None, relu_grad_at_zero=None):
+        program = program or backprop.program(net)
+        self.relu_grad_at_zero = (net.relu_grad_at_zero if relu_grad_at_zero is None
+                                  else relu_grad_at_zero)
         self.net, self.shapes = net, param_shapes(net)
-        self.names = list(self.shapes)
+        self.names = list(self.shapes)  # the user's names: keys of params, never code
+        self.pvars = [v.sym.name for v in program.params]  # the kernel's locals (generated)
         self.inputs = list(net.inputs)
         self.d_ins = [net.nodes[i].dim for i in self.inputs]
         self.d_in = self.d_ins[0]
@@ -36,9 +40,8 @@ class Spec:
         self.labels = net.loss.labels
         net.loss.check_output(net.nodes[net.output_node])  # again: net.loss may be set directly
         self.weights = sum(math.prod(s) for p, s in self.shapes.items() if len(s) == 2)
-        rows = backprop.batch_rows(net)
-        self.Xs = [rows[net.sym(i)] for i in self.inputs]
-        self.X, self.Y = self.Xs[0], rows[net.target]
+        self.Xs = [v.sym for v in program.inputs]
+        self.X, self.Y = self.Xs[0], program.target.sym
         self.xvars = ["X"] if len(self.inputs) == 1 else [f"_x{k}" for k in range(len(self.inputs))]
 
     def check(self, params, X, Y=None):

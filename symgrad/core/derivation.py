@@ -10,6 +10,7 @@ Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Grad``, `
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -24,7 +25,9 @@ def _basic(obj) -> sp.Basic:
         return sp.Symbol(obj)
     if isinstance(obj, (list, tuple)):
         return sp.ImmutableMatrix(obj)
-    return sp.sympify(obj)  # numbers only: never reached with user text
+    # numbers (and SymPy's own mutable matrices) only: strict refuses text, so no user string can
+    # be parsed here even if one slips past the branch above
+    return sp.sympify(obj, strict=True)
 
 
 # -- display nodes --------------------------------------------------------------------------------
@@ -133,20 +136,79 @@ def _group(printer, expr) -> str:
 
 
 # -- step records ---------------------------------------------------------------------------------
+class StepKind(str, enum.Enum):
+    """What a step does: the key printers, handouts and layouts select steps by, never by words.
+
+    A ``str`` enum whose values are the names steps have always had, so JSON (``to_dict``) and code
+    comparing ``step.rule == "chain_rule"`` read the same as before; new code compares members
+    (``s.rule is StepKind.CHAIN_RULE``). The names say what the step's right-hand side is.
+    """
+
+    PLAIN = ""                  # an equality of no particular kind (a step recorded without one)
+    DEFINITION = "definition"   # names a value: f = …, z = W x, ∂J/∂z = pᵀ, T written out
+    PARTIAL = "partial"         # one scalar entry ∂f_i/∂x_j of a Jacobian
+    JACOBIAN = "jacobian"       # a Jacobian (or a local factor of a chain) evaluated
+    TRANSPOSE = "transpose"     # a gradient as the transpose of a 1×m Jacobian
+    CHAIN_RULE = "chain_rule"   # the chain rule written out factor by factor, not yet multiplied
+    SUM = "sum"                 # the multivariate chain rule summing over a value's several uses
+    SUBSTITUTION = "substitution"  # factors or inner functions substituted in (composition, δ's)
+    PRODUCT = "product"         # factors multiplied out (Jacobians, blocks, ∂ℓ/∂vec[W] = gᵀ(I⊗hᵀ))
+    BLOCK = "block"             # a matrix written as blocks (∂z/∂vec[W] block by block)
+    SIMPLIFY = "simplify"       # the same value in a simpler form
+    CASES = "cases"             # a value split into cases where a ReLU kinks
+    AGREE = "agree"             # a derivation done several ways: the ways give the same result
+    VECTORIZE = "vectorize"     # vec[W]: the entries of W row by row
+    UNVECTORIZE = "unvectorize"  # ∂/∂vec[W] laid back out as ∇_W, shaped like W
+    BATCH = "batch"             # one example's gradient turned into the mean over the batch
+    FORWARD = "forward"         # Algorithm 6.4: a forward value (Z1 = X W1ᵀ, H1 = relu(Z1), …)
+    LOSS = "loss"               # Algorithm 6.4: the mean loss over the n examples
+    BACKWARD = "backward"       # a backward value: g (or δ) = ∂ℓ/∂ of a unit, from the one above
+    GRADIENT = "gradient"       # Algorithm 6.4: ∇_p ℓ of one parameter, read off a g
+    PENALTY = "penalty"         # ∇_W J = ∇_W ℓ + λW, the weight penalty added
+
+    # str() and f-strings give the old string, as a plain str key would have printed
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def of(cls, kind) -> "StepKind":
+        """``kind`` as a member: a member itself, or the string of one (engines written before the
+        enum pass "forward"); anything else fails, naming it and the kinds there are."""
+        if isinstance(kind, cls):
+            return kind
+        try:
+            return cls(kind)
+        except ValueError:
+            raise ValueError(f"unknown step kind {kind!r}; the kinds are "
+                             f"{', '.join(repr(k.value) for k in cls)}") from None
+
+
 @dataclass(frozen=True)
 class Step:
     """One line of a derivation: ``lhs = rhs``, with why it holds and the shapes of its factors.
 
-    ``lhs`` None continues the previous line's chain (``= rhs``). ``rule`` is a machine-readable key
-    (definition, jacobian, chain_rule, substitution, product, simplify, vectorize, unvectorize, ...);
-    ``why`` the justification in words; ``shapes`` the (rows, cols) of each factor in ``rhs``.
+    ``lhs`` None continues the previous line's chain (``= rhs``). ``rule`` is what the step does, a
+    :class:`StepKind` (a string naming one is converted); ``why`` the justification in words, for
+    readers only; ``shapes`` the (rows, cols) of each factor in ``rhs``. ``method`` is the structure
+    of a derivation done several ways (the f∘g example): k ≥ 1 for a step of the k-th way, 0 for a
+    step shared by all of them; layouts find the ways by it, never by the words of ``why``.
     """
 
     lhs: sp.Basic | None
     rhs: sp.Basic
     why: str = ""
-    rule: str = ""
+    rule: StepKind = StepKind.PLAIN
     shapes: tuple = ()
+    method: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "rule", StepKind.of(self.rule))
+        if not (isinstance(self.method, int) and self.method >= 0):
+            raise ValueError(f"a step's method is the number of its way (1, 2, …) or 0, "
+                             f"got {self.method!r}")
 
     def shape_text(self) -> str:
         return " · ".join(f"{r}×{c}" for r, c in self.shapes)
@@ -161,10 +223,15 @@ class Derivation:
     result: Any = None
     meta: dict = field(default_factory=dict)
 
-    def add(self, lhs, rhs, why: str = "", rule: str = "", shapes=()):
-        """Record a step and return its right-hand side, so engines can write ``J = d.add(...)``."""
-        self.steps.append(Step(None if lhs is None else _basic(lhs), _basic(rhs), why, rule,
-                               tuple(tuple(s) for s in shapes)))
+    def add(self, lhs, rhs, why: str = "", rule: StepKind | str = StepKind.PLAIN, shapes=(),
+            method: int = 0):
+        """Record a step and return its right-hand side, so engines can write ``J = d.add(...)``.
+
+        ``rule`` is a :class:`StepKind`; a string naming one is accepted (an unknown one raises
+        ``ValueError``); ``method`` numbers the way of deriving the step belongs to (see ``Step``).
+        """
+        self.steps.append(Step(None if lhs is None else _basic(lhs), _basic(rhs), why,
+                               StepKind.of(rule), tuple(tuple(s) for s in shapes), method))
         return rhs
 
     def extend(self, other: "Derivation") -> None:

@@ -21,8 +21,10 @@ def evaluate(expr, env: dict) -> complex:
             memo[e] = _node(e, ev, env)
         return memo[e]
 
+    # outside the try: strict sympify refuses text with a ValueError, which must not read as nan
+    expr = sp.sympify(expr, strict=True)
     try:
-        return complex(ev(sp.sympify(expr)))
+        return complex(ev(expr))
     except (ZeroDivisionError, OverflowError, ValueError, TypeError):
         return complex("nan")
 

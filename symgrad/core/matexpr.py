@@ -19,6 +19,16 @@ from sympy.matrices.expressions import MatrixExpr
 N = sp.Symbol("n", integer=True, positive=True)  # the batch size: rows of every batch value
 
 
+class Cotangent(sp.MatrixSymbol):
+    """g of a node, ∂ℓ/∂(its value): printed as its name (g_z1) but never equal to a node's own
+    symbol, so a user's node named "g_z1" cannot be mistaken for the g of z1 (a MatrixSymbol is
+    equal to any other of the same name and shape; a subclass is not)."""
+
+
+class Target(sp.MatrixSymbol):
+    """The target y of one example: distinct from any node a user names "y"."""
+
+
 class Elementwise(MatrixExpr):
     """``lam`` applied entry by entry to equally shaped matrices: relu(z), σ'(z), ŷ − y …
 
@@ -31,7 +41,7 @@ class Elementwise(MatrixExpr):
             return MatrixExpr.__new__(cls, lam, *args)
         label = label or str(lam.expr.func)
         meta = (Str(label), Str(latex or label), sp.Integer(shown or len(args)))
-        return MatrixExpr.__new__(cls, lam, *meta, *map(sp.sympify, args))
+        return MatrixExpr.__new__(cls, lam, *meta, *(sp.sympify(a, strict=True) for a in args))
 
     lam = property(lambda self: self.args[0])
     label = property(lambda self: self.args[1].name)
@@ -62,7 +72,7 @@ class Softmax(MatrixExpr):
     """softmax over a column (axis 0: one example) or over each row (axis 1: a batch)."""
 
     def __new__(cls, z, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(z), sp.Integer(axis))
+        return MatrixExpr.__new__(cls, sp.sympify(z, strict=True), sp.Integer(axis))
 
     shape = property(lambda self: self.args[0].shape)
 
@@ -83,7 +93,8 @@ class SoftmaxVJP(MatrixExpr):
     """(diag(ŷ) − ŷŷᵀ) g = ŷ ⊙ (g − (ŷᵀg) 1): the softmax Jacobian applied to g, never formed."""
 
     def __new__(cls, yhat, g, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(yhat), sp.sympify(g), sp.Integer(axis))
+        return MatrixExpr.__new__(cls, sp.sympify(yhat, strict=True), sp.sympify(g, strict=True),
+                                  sp.Integer(axis))
 
     shape = property(lambda self: self.args[0].shape)
 
@@ -108,7 +119,7 @@ class LogSumExp(MatrixExpr):
     """log Σ_k exp(z_k), per example: a 1×1 for a column, an n×1 column for a batch's rows."""
 
     def __new__(cls, z, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(z), sp.Integer(axis))
+        return MatrixExpr.__new__(cls, sp.sympify(z, strict=True), sp.Integer(axis))
 
     @property
     def shape(self):
@@ -132,7 +143,7 @@ class SumAll(MatrixExpr):
     """The sum of all entries, as a 1×1 matrix: Σ_i Σ_k e_ik."""
 
     def __new__(cls, e):
-        return MatrixExpr.__new__(cls, sp.sympify(e))
+        return MatrixExpr.__new__(cls, sp.sympify(e, strict=True))
 
     shape = property(lambda self: (1, 1))
 

@@ -69,18 +69,44 @@ def derivative(prim: type, x: sp.Expr, ans: sp.Expr | None = None) -> sp.Expr:
 
 
 # -- settings -------------------------------------------------------------------------------------
-# relu'(0): the notes define it as 0 (σ'(z) = 0 if z ≤ 0). Change with set_relu_grad_at_zero.
-_SETTINGS = {"relu_grad_at_zero": sp.Integer(0)}
+# relu'(0) is a setting of the object that needs a value there (a network, a kernel, a compiled
+# function), fixed when that object is made; the package default below only seeds new objects.
+# Symbolically step(0) stays step(0): nothing global decides it, so no result depends on what else
+# the process did (a global, with SymPy's cache holding step(0) evaluated under an old value, made
+# a kernel give relu'(0) = 0 at batch size 4 and 1 at batch size 8).
+_DEFAULT = {"relu_grad_at_zero": sp.Integer(0)}  # the notes': σ'(z) = 0 if z ≤ 0
+
+
+def check_relu_grad_at_zero(value) -> sp.Rational:
+    """relu'(0) as an exact 0, 1/2 or 1, given as a number (an int, a float, a Fraction or a SymPy
+    number). Text is refused, never read: nsimplify would sympify it (eval), and this module sits
+    below the safe parser."""
+    refused = ValueError(f"relu'(0): expected a number 0, 1/2 or 1, got {value!r} "
+                         f"(a {type(value).__name__})")
+    if isinstance(value, (bool, str)):  # True is an int to Python, but here a slip, never 1
+        raise refused
+    try:
+        number = sp.sympify(value, strict=True)  # numbers only: strict refuses text
+    except sp.SympifyError:
+        raise refused from None
+    if not (isinstance(number, sp.Expr) and number.is_number and number.is_extended_real):
+        raise refused
+    value = sp.nsimplify(number)
+    if value not in (0, 1, sp.Rational(1, 2)):
+        raise ValueError(f"relu'(0) must be 0, 1/2 or 1, not {value}")
+    return value
+
+
+def relu_grad_at_zero_default() -> sp.Rational:
+    """The relu'(0) that new networks and compiled functions start with."""
+    return _DEFAULT["relu_grad_at_zero"]
 
 
 def set_relu_grad_at_zero(value) -> None:
-    """Choose relu'(0) (and the step at 0): 0 as in the notes, 1, or 1/2."""
-    value = sp.nsimplify(value)
-    if value not in (0, 1, sp.Rational(1, 2)):
-        raise ValueError(f"relu'(0) must be 0, 1/2 or 1, not {value}")
-    if value != _SETTINGS["relu_grad_at_zero"]:
-        _SETTINGS["relu_grad_at_zero"] = value
-        sp.core.cache.clear_cache()  # SymPy caches step(0) as evaluated under the old setting
+    """Choose the package default of relu'(0) for networks and functions made from now on: 0 as
+    in the notes, 1, or 1/2. Objects made before keep theirs (``net.relu_grad_at_zero``,
+    ``kernel.relu_grad_at_zero``); SymPy's cache is never touched."""
+    _DEFAULT["relu_grad_at_zero"] = check_relu_grad_at_zero(value)
 
 
 # -- primitives -----------------------------------------------------------------------------------
@@ -96,32 +122,34 @@ class Primitive(sp.Function):
 
 
 class step(sp.Function):
-    """The unit step with step(0) = relu'(0): relu'(z) = step(z). Unfolds to cases."""
+    """The unit step, relu'(z) = step(z): 1 for z > 0, 0 for z < 0. step(0) is not decided here:
+    it is relu'(0), a setting of whatever evaluates it (``step_cases(z, at0)``, a kernel, a
+    network's ``relu_grad_at_zero``), so step(0) stays unevaluated. Unfolds to cases."""
 
     nargs = 1
 
     @classmethod
     def eval(cls, x):
-        if x.is_number and x.is_extended_real:
-            if x.is_zero:
-                return _SETTINGS["relu_grad_at_zero"]
+        if x.is_number and x.is_extended_real and not x.is_zero:
             return sp.Integer(1) if x.is_positive else sp.Integer(0)
         return None
 
     def fdiff(self, argindex=1):
         return sp.Integer(0)  # zero almost everywhere; no Dirac delta in training
 
-    def _eval_rewrite_as_Piecewise(self, x, **kwargs):
-        cases = step_cases(x)
-        return sp.Piecewise(*cases[:-1], (cases[-1][0], True))
-
     def _eval_is_nonnegative(self):
         return True
 
     @staticmethod
-    def _imp_(x):  # what lambdify calls: numeric step with the configured value at 0
+    def _imp_(x):  # what lambdify calls: it knows no relu'(0), so at exactly 0 it says nan
         import numpy as np
-        return np.where(x > 0, 1.0, np.where(x < 0, 0.0, float(_SETTINGS["relu_grad_at_zero"])))
+        return np.where(x > 0, 1.0, np.where(x < 0, 0.0, np.nan))
+
+
+def at_zero(expr, at0):
+    """``expr`` with every step(0) replaced by relu'(0) = ``at0`` (a network's or a kernel's)."""
+    return expr.replace(lambda e: isinstance(e, step) and e.args[0].is_zero, lambda e: at0) \
+        if expr.has(step) else expr
 
 
 class relu(Primitive):
@@ -253,9 +281,9 @@ defderiv(sp.Abs, lambda ans, x: sp.sign(x), prime="abs'", prime_latex=r"\operato
 MAX_CASES = 4  # more cases than this read worse than relu'(z) itself: those steps stay as they are
 
 
-def unfold_steps(expr: sp.Expr, max_cases: int = MAX_CASES) -> sp.Expr:
+def unfold_steps(expr: sp.Expr, at0, max_cases: int = MAX_CASES) -> sp.Expr:
     """Write the steps in ``expr`` (relu'(z) = step(z), leaky_relu' = a + (1 - a) step) as cases,
-    as the notes do: c·step(z) = 0 if z ≤ 0, c otherwise.
+    as the notes do: c·step(z) = 0 if z ≤ 0, c otherwise; ``at0`` is relu'(0), the value at 0.
 
     Only ``step`` is rewritten. relu, leaky_relu and the unit values stay as they are: rewriting a
     forward relu as cases too, then multiplying the branches out, is what made the cases exponential
@@ -267,7 +295,7 @@ def unfold_steps(expr: sp.Expr, max_cases: int = MAX_CASES) -> sp.Expr:
     if not expr.has(step):
         return expr
     atoms: dict = {}
-    pieces = _merge(_cases(sp.sympify(expr), max_cases, atoms))
+    pieces = _merge(_cases(sp.sympify(expr), max_cases, atoms, at0))
     if len(pieces) == 1:
         return pieces[0][0]
     back = {b: rel for rel, b in atoms.items()}
@@ -279,9 +307,9 @@ def unfold_steps(expr: sp.Expr, max_cases: int = MAX_CASES) -> sp.Expr:
     return sp.Piecewise(*args, (pieces[-1][0], sp.true))
 
 
-def step_cases(z) -> list:
-    """step(z) as (value, condition) pairs, with the configured value at 0."""
-    at0 = _SETTINGS["relu_grad_at_zero"]
+def step_cases(z, at0) -> list:
+    """step(z) as (value, condition) pairs, with relu'(0) = ``at0`` at 0."""
+    at0 = check_relu_grad_at_zero(at0)
     if at0 == 0:
         return [(sp.Integer(0), z <= 0), (sp.Integer(1), z > 0)]
     if at0 == 1:
@@ -289,17 +317,17 @@ def step_cases(z) -> list:
     return [(sp.Integer(0), z < 0), (at0, sp.Eq(z, 0)), (sp.Integer(1), z > 0)]
 
 
-def _cases(e, limit, atoms) -> list:
+def _cases(e, limit, atoms, at0) -> list:
     """``e`` as exclusive (value, boolean) pairs over atoms standing for step conditions."""
     if not e.has(step):
         return [(e, sp.true)]
     if isinstance(e, step):
-        rels = step_cases(e.args[0])
+        rels = step_cases(e.args[0], at0)
         bools = [_atom(r, atoms) for _, r in rels[:-1]]
         conds = [sp.And(*[sp.Not(b) for b in bools[:k]], bools[k]) for k in range(len(bools))]
         conds.append(sp.And(*[sp.Not(b) for b in bools]))
         return [(v, c) for (v, _), c in zip(rels, conds)]
-    parts = [_cases(a, limit, atoms) for a in e.args]
+    parts = [_cases(a, limit, atoms, at0) for a in e.args]
     if isinstance(e, sp.Mul):  # a zero factor decides alone: the other factors' cases vanish there
         zero = [c for p in parts for v, c in p if v == 0]
         parts = [[(v, c) for v, c in p if v != 0] for p in parts]
@@ -311,18 +339,18 @@ def _cases(e, limit, atoms) -> list:
         combos = [(vs + [v], sp.And(c, pc)) for vs, c in combos for v, pc in p]
         combos = [(vs, c) for vs, c in combos if _satisfiable(c)]
         if len(combos) + len(out) > limit:
-            return _kept(e, atoms)
+            return _kept(e, atoms, at0)
     out += [(e.func(*vs), c) for vs, c in combos]
     return _merge(out)
 
 
-def _kept(e, atoms):
+def _kept(e, atoms, at0):
     """Too many cases: keep ``e`` with its steps written as step(z); only the steps that multiply
     all of ``e`` still become the one zero case (with relu'(0) = 0 or 1 a step is 0 or 1)."""
     kills = [a for a in e.args if isinstance(a, step)] if isinstance(e, sp.Mul) else []
-    if not kills or _SETTINGS["relu_grad_at_zero"] not in (0, 1):
+    if not kills or at0 not in (0, 1):
         return [(e, sp.true)]
-    zero = sp.Or(*[_atom(step_cases(k.args[0])[0][1], atoms) for k in kills])
+    zero = sp.Or(*[_atom(step_cases(k.args[0], at0)[0][1], atoms) for k in kills])
     return [(sp.Integer(0), zero), (e.func(*[a for a in e.args if a not in kills]), sp.Not(zero))]
 
 

@@ -109,10 +109,12 @@ class Program:
         return [*self.inputs, *([self.target] if self.target else []), *self.params,
                 *(e.out for e in self.eqns)]
 
-    def display(self) -> list[tuple]:
-        """[(lhs, rhs)] written in the notes' names (X, Z1, G_z1, W1): for printing only."""
+    def display(self, *kinds) -> list[tuple]:
+        """[(lhs, rhs)] written in the notes' names (X, Z1, G_z1, W1), for printing only; the
+        equations of ``kinds`` (all if none given)."""
         names = {v.sym: v.label for v in self.variables}
-        return [(e.out.label, e.rhs.xreplace(names)) for e in self.eqns]
+        return [(e.out.label, e.rhs.xreplace(names)) for e in self.eqns
+                if not kinds or e.out.kind in kinds]
 
     def __repr__(self):
         return (f"<Program: {len(self.inputs)} inputs, {len(self.params)} parameters, "

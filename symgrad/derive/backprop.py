@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Grad
-from symgrad.core.matexpr import N, SoftmaxVJP, SumAll, batch, bias_gradient, hadamard, to_explicit
+from symgrad.core.primitives import at_zero
+from symgrad.core.program import Kind, Program
+from symgrad.core.matexpr import N, Cotangent, SoftmaxVJP, SumAll, batch, bias_gradient, hadamard, to_explicit
 from symgrad.graph.network import Graph
 
 JACOBIANS: dict = {}
@@ -107,7 +109,7 @@ class Backward:
 
 
 def g_symbol(net, name):
-    return sp.MatrixSymbol(f"g_{name}", net.nodes[name].dim, 1)
+    return Cotangent(f"g_{name}", net.nodes[name].dim, 1)
 
 
 def loss_gradient(net):
@@ -146,7 +148,8 @@ def _backward(net: Graph) -> Backward:
 
 
 def batch_rows(net):
-    """Per-example symbols → batch matrices (n × d): x → X, z1 → Z1, g_z1 → G_z1, y → Y."""
+    """Per-example symbols → the batch matrices (n × d) of the notes' display: x → X, z1 → Z1,
+    g_z1 → G_z1, y → Y. Display names only: the program's own symbols are generated (Program)."""
     rows = {}
     for name, node in net.nodes.items():
         rows[net.sym(name)] = sp.MatrixSymbol(_upper(name), N, node.dim)
@@ -165,39 +168,56 @@ def per_example_loss(net):
     return net.loss.scalar(net.sym(out.name), net.target, z)
 
 
-def batch_loss(net):
+def batch_loss(net, rows=None, params=None):
     """The mean loss over the batch plus λΩ(θ), Ω = ½ Σ‖W‖² over the weight matrices (stable forms:
-    bce and cross-entropy are written in the logits, with softplus and log-sum-exp)."""
-    total = batch(per_example_loss(net), batch_rows(net), N) / N
+    bce and cross-entropy are written in the logits, with softplus and log-sum-exp). ``rows`` and
+    ``params`` map per-example and parameter symbols to the batch's (the display's by default)."""
+    params = params or {}
+    total = batch(per_example_loss(net), rows or batch_rows(net), N) / N
     if net.penalty != 0:
-        total += net.penalty / 2 * sp.MatAdd(*[SumAll(hadamard(net.sym(p), net.sym(p)))
-                                               for p in net.weights])
-    return total
+        Ws = [params.get(net.sym(p), net.sym(p)) for p in net.weights]
+        total += net.penalty / 2 * sp.MatAdd(*[SumAll(hadamard(W, W)) for W in Ws])
+    return total.xreplace(params) if params else total
 
 
 def algorithm(net: Graph) -> Derivation:
     """Algorithm 6.4 derived for this network: forward values, then each g once, then every
-    gradient (with λW when there is a penalty). ``meta['program']`` is the same list of
-    assignments in batch form (what compiles). Cached on the network until it changes: the
-    Derivation returned is shared, read it without modifying it."""
+    gradient (with λW when there is a penalty). ``meta['program']`` is the same computation in
+    batch form as a typed :class:`~symgrad.core.program.Program` (what compiles). Cached on the
+    network until it changes: the Derivation returned is shared, read it without modifying it."""
     return net.cached("algorithm", lambda: _algorithm(net))
+
+
+def program(net: Graph) -> Program:
+    """The batch program of Algorithm 6.4 (one example a row, the mean loss), typed: every
+    variable knows its kind and what it stands for, its symbol is generated."""
+    return algorithm(net).meta["program"]
 
 
 def _algorithm(net: Graph) -> Derivation:
     bw = backward(net)
     d = Derivation("Forward and backward propagation (Algorithm 6.4) for this network")
-    rows, program = batch_rows(net), []
+    shown = batch_rows(net)
+    prog, rows = Program(), {}  # rows: per-example symbol → the program's batch symbol
+    for name, node in net.nodes.items():
+        if node.op == "input":
+            rows[net.sym(name)] = prog.new(Kind.INPUT, (N, node.dim), name, shown[net.sym(name)]).sym
+    rows[net.target] = prog.new(Kind.TARGET, (N, net.target.rows), None, shown[net.target]).sym
+    params = {net.sym(p): prog.new(Kind.PARAM, net.shapes[p], p, net.sym(p)).sym
+              for p in net.parameters}
     for name, node in net.nodes.items():
         if node.op != "input":
             rhs = net.definition(name)
             d.add(net.sym(name), rhs, "forward propagation", "forward")
-            program.append((rows[net.sym(name)], batch(rhs, rows, N)))
+            rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, N).xreplace(params),
+                                              (N, node.dim), name, shown[net.sym(name)]).sym
     d.add(sp.Symbol("f"), batch_loss(net), "the mean loss over the n examples", "loss")
+    prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
     for i, (name, (g, rhs, why)) in enumerate(bw.g.items()):
         d.add(g, rhs, why if i else bw.start_why, "backward")
-        brhs = batch(rhs, rows, N)
-        program.append((rows[g], brhs / N if name == bw.start else brhs))
-    grads = {}
+        brhs = batch(rhs, rows, N).xreplace(params)
+        rows[g] = prog.define(Kind.BACKWARD, brhs / N if name == bw.start else brhs,
+                              (N, net.nodes[name].dim), name, shown[g]).sym
     for p in net.parameters:
         per = _sum([t for t, _ in bw.grads[p]])
         d.add(Grad(sp.Symbol("ℓ"), net.sym(p)), per, "; ".join(w for _, w in bw.grads[p]),
@@ -206,11 +226,25 @@ def _algorithm(net: Graph) -> Derivation:
             d.add(Grad(sp.Symbol("J"), net.sym(p)), per + net.penalty * net.sym(p),
                   "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", "penalty",
                   shapes=[net.shapes[p]])
-        grads[p] = _batch_grad(net, p, bw, rows)
-        program.append((sp.MatrixSymbol("d" + p, *net.shapes[p]), grads[p]))
-    d.result = grads
-    d.meta.update(program=program, loss=batch_loss(net), rows=rows, backward=bw, n=N)
+        prog.define(Kind.GRADIENT, _batch_grad(net, p, bw, rows).xreplace(params), net.shapes[p],
+                    p, sp.MatrixSymbol("d" + p, *net.shapes[p]))
+    _check_closed(prog)
+    shown_of = {v.sym: v.label for v in prog.variables}
+    d.result = {e.out.of: e.rhs.xreplace(shown_of) for e in prog.of_kind(Kind.GRADIENT)}
+    d.meta.update(program=prog, loss=batch_loss(net), backward=bw, n=N)
     return d
+
+
+def _check_closed(prog: Program) -> None:
+    """Every symbol an equation reads is a variable defined before it: no user-named symbol is
+    left in the program (it would reach generated code), none is read before it is set."""
+    known = {v.sym for v in [*prog.inputs, prog.target, *prog.params]}
+    for e in prog.eqns:
+        stray = e.rhs.atoms(sp.MatrixSymbol) - known
+        if stray:
+            raise AssertionError(f"program: {e.out.label} reads {sorted(map(str, stray))} before "
+                                 "they are defined")
+        known.add(e.out.sym)
 
 
 def _batch_grad(net, p, bw, rows):
@@ -232,41 +266,45 @@ def gradients(net: Graph) -> dict:
     """Parameter name → the gradient of the mean loss as a matrix expression in the batch's
     forward values (X, Z1, H1, …, Yhat, Y) and the parameters, the g's substituted in."""
     def build():
+        prog = program(net)
         gsubs = {}
-        for lhs, rhs in algorithm(net).meta["program"]:
-            if lhs.name.startswith("G_"):
-                gsubs[lhs] = rhs.xreplace(gsubs)
-        return {p: g.xreplace(gsubs) for p, g in algorithm(net).result.items()}
+        for e in prog.of_kind(Kind.BACKWARD):
+            gsubs[e.out.sym] = e.rhs.xreplace(gsubs)
+        shown = {v.sym: v.label for v in prog.variables}
+        return {e.out.of: e.rhs.xreplace(gsubs).xreplace(shown)
+                for e in prog.of_kind(Kind.GRADIENT)}
     return dict(net.cached("gradients", build))
 
 
 def expand_forward(net: Graph, expr):
-    """Substitute the batch forward definitions into ``expr`` (innermost last), leaving X, Y and
-    the parameters: the closed form as a function of the data."""
+    """Substitute the batch forward definitions into ``expr`` (written in the display's names,
+    X, Z1, W1 …), leaving X, Y and the parameters: the closed form as a function of the data."""
     env = {}
-    for lhs, rhs in algorithm(net).meta["program"]:
-        if not lhs.name.startswith(("G_", "d")):
-            env[lhs] = rhs.xreplace(env)
+    for lhs, rhs in program(net).display(Kind.FORWARD):
+        env[lhs] = rhs.xreplace(env)
     return expr.xreplace(env)
 
 
 def evaluate(net: Graph, n: int, env: dict) -> dict:
     """Run the batch program on explicit SymPy matrices: one statement at a time, each left-hand
     side computed once and stored as an explicit matrix (no expression is ever re-expanded).
-    ``env`` maps X, Y and the parameter names to matrices; returns every value by name (Z1, H1,
-    G_z1, dW1 …). An independent route when compared with ``sympy.diff`` of a loss written out
-    by hand (the tests do)."""
+    ``env`` maps X (each input's display name), Y and the parameter names to matrices; returns
+    every value by its display name (Z1, H1, G_z1, dW1 …), with relu'(0) the network's
+    ``relu_grad_at_zero`` wherever a pre-activation is exactly 0. An independent route when compared with
+    ``sympy.diff`` of a loss written out by hand (the tests do)."""
+    prog = program(net)
     vals = {}
-    program = [(lhs, rhs.xreplace({N: n})) for lhs, rhs in algorithm(net).meta["program"]]
-    free = set().union(*(rhs.atoms(sp.MatrixSymbol) for _, rhs in program))
-    for m in free:
-        if m.name in env:
-            vals[m] = sp.ImmutableMatrix(env[m.name])
+    for v in [*prog.inputs, prog.target]:
+        if v.label.name in env:
+            vals[v.sym] = sp.ImmutableMatrix(env[v.label.name])
+    for v in prog.params:
+        if v.of in env:
+            vals[v.sym] = sp.ImmutableMatrix(env[v.of])
     out = {}
-    for lhs, rhs in program:
-        value = to_explicit(rhs.xreplace(vals))
-        vals[lhs.xreplace({N: n})] = value
-        out[lhs.name] = value
+    for e in prog.eqns:
+        value = at_zero(to_explicit(e.rhs.xreplace(vals).xreplace({N: n})), net.relu_grad_at_zero)
+        vals[e.out.sym] = value
+        out[e.out.label.name] = value
     return out
 
 

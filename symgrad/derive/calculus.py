@@ -13,7 +13,7 @@ from typing import Sequence
 
 import sympy as sp
 
-from symgrad.core.derivation import Chain, Compose, Derivation, Grad, Note, Partial, Vec
+from symgrad.core.derivation import Chain, Compose, Derivation, Grad, Note, Partial, StepKind, Vec
 from symgrad.core.parse import ParseError, parse, parse_symbols
 
 # sympy.simplify is thorough but can take seconds on a large expression; past this size entries
@@ -142,16 +142,16 @@ def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = Tru
     xs = as_symbols(wrt, F)
     fs, xv = sp.Symbol(name), sp.MatrixSymbol(var, len(xs), 1)
     d = Derivation(f"Jacobian of {name} with respect to ({', '.join(map(str, xs))})")
-    d.add(fs, F, f"{name}: R^{len(xs)} → R^{F.rows}", "definition")
+    d.add(fs, F, f"{name}: R^{len(xs)} → R^{F.rows}", StepKind.DEFINITION)
     J = sp.zeros(F.rows, len(xs))
     for i in range(F.rows):
         for j, x in enumerate(xs):
             J[i, j] = tidy(sp.diff(F[i], x))
             if entries and F.rows * len(xs) <= 36:
                 fi = sp.Symbol(f"{name}_{i + 1}") if F.rows > 1 else fs
-                d.add(Partial(fi, x), J[i, j], rule="partial")
+                d.add(Partial(fi, x), J[i, j], rule=StepKind.PARTIAL)
     d.add(Partial(fs, xv), J, f"rows are the outputs of {name}, columns its inputs",
-          "jacobian", shapes=[J.shape])
+          StepKind.JACOBIAN, shapes=[J.shape])
     d.result = J
     d.meta.update(function=F, wrt=xs)
     return d
@@ -173,7 +173,7 @@ def derive_gradient(f, wrt, name: str = "f", var: str = "x") -> Derivation:
     d.title = d.title.replace("Jacobian", "Gradient", 1)
     d.add(Grad(sp.Symbol(name), sp.MatrixSymbol(var, J.cols, 1)), J.T,
           "for a real-valued function the gradient is the transpose of the Jacobian",
-          "transpose", shapes=[J.T.shape])
+          StepKind.TRANSPOSE, shapes=[J.T.shape])
     d.result = J.T
     return d
 
@@ -249,23 +249,25 @@ def chain(*fns, feed: Sequence | None = None) -> Derivation:
     d = Derivation(f"The chain rule for {'∘'.join(f.name for f in fns)}, two ways")
     for f in fns:
         d.add(sp.Symbol(f.name), f.outputs, f"{f.name}: R^{len(f.inputs)} → R^{f.outputs.rows}",
-              "definition")
+              StepKind.DEFINITION)
 
     # Each function's output as a function of x (innermost first), by substitution.
     values = {len(fns) - 1: fns[-1].outputs}
     for i in range(len(fns) - 2, -1, -1):
         values[i] = fns[i].outputs.xreplace({v: values[i + 1][k] for v, k in maps[i].items()})
 
-    # Method 1: substitute the inner functions into the outer, then differentiate.
+    # Method 1: substitute the inner functions into the outer, then differentiate. Each step says
+    # which way it belongs to (method=), the structure the side-by-side layout reads.
     shown = fns[0].outputs.xreplace({v: sp.UnevaluatedExpr(fns[1].outputs[k])
                                      for v, k in maps[0].items()}) if len(fns) == 2 else values[0]
-    d.add(comp, shown, "method 1: substitute the inner function(s) into the outer", "substitution")
+    d.add(comp, shown, "method 1: substitute the inner function(s) into the outer",
+          StepKind.SUBSTITUTION, method=1)
     simplified = values[0].applyfunc(tidy)
     if simplified != shown:
-        d.add(None, simplified, rule="simplify")
+        d.add(None, simplified, rule=StepKind.SIMPLIFY, method=1)
     by_substitution = _jacobian_matrix(simplified, xs)
-    d.add(Partial(comp, x), by_substitution,
-          "differentiate the composition", "jacobian", shapes=[by_substitution.shape])
+    d.add(Partial(comp, x), by_substitution, "differentiate the composition", StepKind.JACOBIAN,
+          shapes=[by_substitution.shape], method=1)
 
     # Method 2: multiply the Jacobians, each evaluated where its inputs come from.
     factors, partials = [], []
@@ -279,31 +281,31 @@ def chain(*fns, feed: Sequence | None = None) -> Derivation:
                 cols[:, maps[i][v]] += Jf[:, j]
             d.add(Partial(sp.Symbol(f.name), below), cols,
                   f"method 2: the Jacobian of {f.name}, one column per output of {inner.name}",
-                  "jacobian", shapes=[cols.shape])
+                  StepKind.JACOBIAN, shapes=[cols.shape], method=2)
             Jf = cols.xreplace({v: values[i + 1][k] for v, k in maps[i].items()})
             Jf = Jf.applyfunc(tidy)
             if Jf != cols:
-                d.add(None, Jf, f"evaluated at {inner.name}(x)", "substitution")
+                d.add(None, Jf, f"evaluated at {inner.name}(x)", StepKind.SUBSTITUTION, method=2)
         else:
-            d.add(Partial(sp.Symbol(f.name), x), Jf, f"the Jacobian of {f.name}", "jacobian",
-                  shapes=[Jf.shape])
+            d.add(Partial(sp.Symbol(f.name), x), Jf, f"the Jacobian of {f.name}",
+                  StepKind.JACOBIAN, shapes=[Jf.shape], method=2)
         factors.append(Jf)
         partials.append(Partial(sp.Symbol(f.name), below))
     shapes = [m.shape for m in factors]
     d.add(Partial(comp, x), Chain(*partials), "the chain rule of multivariate calculus",
-          "chain_rule", shapes=shapes)
-    d.add(None, Chain(*[sp.ImmutableMatrix(m) for m in factors]), rule="substitution",
-          shapes=shapes)
+          StepKind.CHAIN_RULE, shapes=shapes, method=2)
+    d.add(None, Chain(*[sp.ImmutableMatrix(m) for m in factors]), rule=StepKind.SUBSTITUTION,
+          shapes=shapes, method=2)
     product = factors[0]
     for m in factors[1:]:
         product = product * m
     by_chain = product.applyfunc(tidy)
     d.add(None, by_chain, f"multiply: {' · '.join(f'{r}×{c}' for r, c in shapes)} → "
-          f"{by_chain.rows}×{by_chain.cols}", "product", shapes=[by_chain.shape])
+          f"{by_chain.rows}×{by_chain.cols}", StepKind.PRODUCT, shapes=[by_chain.shape], method=2)
 
     if not same(by_chain, by_substitution):
         raise ArithmeticError("the two methods disagree: this is a bug in symgrad")
-    d.add(None, Note("both methods agree"), rule="agree")
+    d.add(None, Note("both methods agree"), rule=StepKind.AGREE)
     d.result = by_chain
     d.meta.update(substitution=by_substitution, chain_rule=by_chain, composition=simplified,
                   factors=factors, wrt=list(xs))
@@ -338,11 +340,11 @@ def derive_vec_jacobian(f, W, name: str = "f", wname: str = "W") -> Derivation:
     d = Derivation(f"Jacobian of {name} with respect to vec[{wname}]")
     v = vec(Wm)
     d.add(Vec(sp.Symbol(wname)), v.T, "the entries of W row by row".replace("W", wname),
-          "vectorize", shapes=[v.T.shape])
+          StepKind.VECTORIZE, shapes=[v.T.shape])
     J = _jacobian_matrix(F, list(v))
     d.add(Partial(sp.Symbol(name), Vec(sp.Symbol(wname))), J,
           "rows are the outputs, columns the entries of vec[W]".replace("W", wname),
-          "jacobian", shapes=[J.shape])
+          StepKind.JACOBIAN, shapes=[J.shape])
     d.result = J
     return d
 
@@ -358,27 +360,29 @@ def derive_matrix_gradient(n: int, m: int) -> Derivation:
     Ws, xv, pv, z = (sp.MatrixSymbol("W", n, m), sp.MatrixSymbol("x", m, 1),
                      sp.MatrixSymbol("p", n, 1), sp.MatrixSymbol("z", n, 1))
     d = Derivation(f"∇_W J for z = W x, W ∈ R^{n}×{m}")
-    d.add(z, sp.MatMul(Ws, xv), "J depends on W only through z", "definition")
+    d.add(z, sp.MatMul(Ws, xv), "J depends on W only through z", StepKind.DEFINITION)
     d.add(Partial(J, Vec(Ws)), Chain(Partial(J, z), Partial(z, Vec(Ws))),
-          "z separates J from W, so the chain rule applies", "chain_rule",
+          "z separates J from W, so the chain rule applies", StepKind.CHAIN_RULE,
           shapes=[(1, n), (n, n * m)])
-    d.add(Partial(J, z), pv.T, "name the row vector ∂J/∂z = pᵀ", "definition", shapes=[(1, n)])
+    d.add(Partial(J, z), pv.T, "name the row vector ∂J/∂z = pᵀ", StepKind.DEFINITION,
+          shapes=[(1, n)])
     dz = _jacobian_matrix(W * x, list(vec(W)))
     d.add(Partial(z, Vec(Ws)), dz, "z_i = Σ_j W_ij x_j depends only on row i of W",
-          "jacobian", shapes=[dz.shape])
+          StepKind.JACOBIAN, shapes=[dz.shape])
     blocks = sp.BlockMatrix([[xv.T if i == j else sp.ZeroMatrix(1, m) for j in range(n)]
                              for i in range(n)])
-    d.add(None, blocks, "block i of row i is xᵀ, every other block 0ᵀ", "block")
+    d.add(None, blocks, "block i of row i is xᵀ, every other block 0ᵀ", StepKind.BLOCK)
     row = (p.T * dz).applyfunc(sp.expand)
-    d.add(Partial(J, Vec(Ws)), Chain(pv.T, blocks), shapes=[(1, n), (n, n * m)], rule="product")
+    d.add(Partial(J, Vec(Ws)), Chain(pv.T, blocks), shapes=[(1, n), (n, n * m)],
+          rule=StepKind.PRODUCT)
     d.add(None, sp.BlockMatrix([[ps[i] * xv.T for i in range(n)]]), "multiply block by block",
-          "product", shapes=[(1, n * m)])
+          StepKind.PRODUCT, shapes=[(1, n * m)])
     grad = unvec(row, (n, m))
     if grad != p * x.T:
         raise ArithmeticError("unvectorizing disagrees with p xᵀ: this is a bug in symgrad")
     d.add(Grad(J, Ws), sp.BlockMatrix([[ps[i] * xv.T] for i in range(n)]),
-          "unvectorize: entry block i becomes row i", "unvectorize", shapes=[(n, m)])
-    d.add(None, sp.MatMul(pv, xv.T), "an outer product", "simplify", shapes=[(n, m)])
+          "unvectorize: entry block i becomes row i", StepKind.UNVECTORIZE, shapes=[(n, m)])
+    d.add(None, sp.MatMul(pv, xv.T), "an outer product", StepKind.SIMPLIFY, shapes=[(n, m)])
     d.result = sp.MatMul(pv, xv.T)
     d.meta.update(explicit=grad, dz_dvecW=dz, W=W, x=x, p=p)
     return d

@@ -27,6 +27,10 @@ from symgrad.graph.network import Graph
 PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
 SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
 KINKS = (relu, leaky_relu, step, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.sign, sp.Heaviside)
+# The node ops scalarize writes out unit by unit; any other is refused by name. Read as a sum, as
+# it once was, a mul node got a wrong gradient (0.695 where the kernel gave 0.0517) that passed the
+# self-check, since sympy.diff there differentiates the same wrong unit definitions.
+OPS = ("input", "dense", "act", "softmax", "add")
 ELL = sp.Symbol("ℓ")
 
 
@@ -47,7 +51,7 @@ class Scalar:
 
     def explicit(self, expr):
         """Substitute every unit definition: an expression in inputs and parameters alone."""
-        return sp.sympify(expr).xreplace(self.full)
+        return sp.sympify(expr, strict=True).xreplace(self.full)
 
     def scalar(self, name: str) -> sp.Symbol:
         for M in self.params.values():
@@ -72,10 +76,18 @@ def _too_large(net, what: str) -> ValueError:
                       "use level=\"matrix\", which derives any size")
 
 
+def _no_rule(node) -> NotImplementedError:
+    return NotImplementedError(f"element level: no scalar rule for the node op {node.op!r} "
+                               f"(node {node.name!r})")
+
+
 def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     """Write the network out unit by unit. ``naming``: "notes" numbers weights and biases in order
     (w1, w2, … and b1, b2, …, as the XOR slides do), "position" names them W1_12, b1_1."""
     net.check()
+    for node in net.nodes.values():  # before any work, and before the size limits' advice
+        if node.op not in OPS:
+            raise _no_rule(node)
     total = sum(r * c for r, c in net.shapes.values())
     if total > PARAM_LIMIT:
         raise _too_large(net, f"{total} scalar parameters, the limit is {PARAM_LIMIT}")
@@ -109,8 +121,10 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
             e = ins[0].applyfunc(sp.exp)
             V = e / sum(e)
             softmax.update({u: (k, list(U), list(ins[0])) for k, u in enumerate(U)})
-        else:
-            V = ins[0] + ins[1]
+        elif node.op == "add":
+            V = sum(ins[1:], ins[0])
+        else:  # listed in OPS but given no branch here: still never a guess
+            raise _no_rule(node)
         units[name] = U
         defs.update(zip(U, V))
     out = units[net.output_node]
@@ -156,8 +170,8 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
     direct = sp.diff(S.explicit(T), w)
     result = _written_out(S, d, value, Tsym, w, outs)
     if cases and result.has(step):
-        result = unfold_steps(result)
-        d.add(None, result, _cases_why(S, result), "cases")
+        result = unfold_steps(result, net.relu_grad_at_zero)
+        d.add(None, result, _cases_why(S, result, net.relu_grad_at_zero), "cases")
     how = _check(S, value, result, direct, f"∂{Tsym}/∂{w}")
     if of == "loss":
         _batch(net, S, d, w)
@@ -323,9 +337,9 @@ def _written_out(S, d, value, Tsym, w, outs):
     return out
 
 
-def _cases_why(S, result) -> str:
+def _cases_why(S, result, at0) -> str:
     """The cases step's justification, naming the functions whose derivative is a step."""
-    rows = step_cases(sp.Symbol("z"))
+    rows = step_cases(sp.Symbol("z"), at0)
     text = ", ".join(f"{v} if {_rel(c)}" for v, c in rows[:-1]) + f", {rows[-1][0]} otherwise"
     used = {type(e) for e in S.defs.values()}
     whose = [n for f, n in ((relu, "relu'(z) = step(z)"),

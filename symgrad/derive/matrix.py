@@ -10,7 +10,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.derive.backprop import algorithm, gradients, local_jacobian
-from symgrad.core.derivation import Chain, Derivation, Grad, Partial, Vec
+from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
 from symgrad.graph.network import Graph
 
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
@@ -57,25 +57,25 @@ def derive_parameter(net: Graph, p: str) -> Derivation:
                "so the chain rule applies")
         if len(paths) > 1:
             why = f"path {k + 1} of {len(paths)}: " + why
-        d.add(Partial(ell, wrt), Chain(*factors), why, "chain_rule", shapes=shapes)
+        d.add(Partial(ell, wrt), Chain(*factors), why, StepKind.CHAIN_RULE, shapes=shapes)
 
         row, row_why = net.loss.row(net.sym(top[0]), net.target)
         evaluated = [row]
-        d.add(factors[0], row, row_why, "jacobian", shapes=[shapes[0]])
+        d.add(factors[0], row, row_why, StepKind.JACOBIAN, shapes=[shapes[0]])
         for a, b, shp in zip(top, top[1:] + [None], shapes[1:]):
             node = net.nodes[a]
             J, jwhy = local_jacobian(net, node, b if b is not None else p)
-            d.add(Partial(net.sym(a), net.sym(b) if b is not None else wrt), J, jwhy, "jacobian",
-                  shapes=[shp])
+            d.add(Partial(net.sym(a), net.sym(b) if b is not None else wrt), J, jwhy,
+                  StepKind.JACOBIAN, shapes=[shp])
             evaluated.append(J)
-        d.add(Partial(ell, wrt), Chain(*evaluated), "substitute each factor", "substitution",
+        d.add(Partial(ell, wrt), Chain(*evaluated), "substitute each factor", StepKind.SUBSTITUTION,
               shapes=shapes)
 
     _backprop_steps(net, d, bw, paths, p, P, wrt, is_w)
     batch_g = alg.result[p]
     d.add(Grad(sp.Symbol("f"), P), batch_g,
           "the mean over the n examples (one per row of X): every g row-stacked into G, "
-          "which carries the 1/n", "batch", shapes=[net.shapes[p]])
+          "which carries the 1/n", StepKind.BATCH, shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths)
     return d
@@ -88,11 +88,12 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
     if bw.fused:
         _fused_steps(net, d)
     rows = net.cached("g_rows", lambda: {k: (g.T, rhs.T) for k, (g, rhs, _) in bw.g.items()})
-    d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there", "backward")
+    d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
+          StepKind.BACKWARD)
     on_path = set().union(*paths)
     for name in list(bw.g)[1:]:
         if name in on_path:
-            d.add(*rows[name], bw.g[name][2], "backward")
+            d.add(*rows[name], bw.g[name][2], StepKind.BACKWARD)
     users = [n for n in net.nodes.values() if p in n.params]
     terms = []
     for u in users:
@@ -100,9 +101,10 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
         if is_w:
             h = net.sym(u.inputs[0])
             d.add(Partial(ell, wrt), Chain(g.T, sp.KroneckerProduct(sp.Identity(u.dim), h.T)),
-                  f"the chain so far is g_{u.name}ᵀ", "product",
+                  f"the chain so far is g_{u.name}ᵀ", StepKind.PRODUCT,
                   shapes=[(1, u.dim), (u.dim, _size(net, p))])
-            d.add(Partial(ell, wrt), _blocks(g, h, u.dim), _blocks_why(g, h, u.dim), "product")
+            d.add(Partial(ell, wrt), _blocks(g, h, u.dim), _blocks_why(g, h, u.dim),
+                  StepKind.PRODUCT)
             terms.append(g * h.T)
         else:
             terms.append(g)
@@ -111,11 +113,11 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
            else "a bias enters z = … + b with the identity Jacobian")
     if len(users) > 1:
         why += f"; {p} is shared by {len(users)} layers, so their gradients add"
-    d.add(Grad(ell, P), grad, why, "unvectorize" if is_w else "simplify",
+    d.add(Grad(ell, P), grad, why, StepKind.UNVECTORIZE if is_w else StepKind.SIMPLIFY,
           shapes=[net.shapes[p]])
     if net.penalty != 0 and is_w:
         d.add(Grad(sp.Symbol("J"), P), grad + net.penalty * P,
-              "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", "penalty",
+              "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", StepKind.PENALTY,
               shapes=[net.shapes[p]])
 
 
@@ -148,17 +150,17 @@ def _fused_steps(net, d):
     if out.op == "softmax":
         J = sp.DiagMatrix(yh) - yh * yh.T
         d.add(Partial(ell, z), Chain(row, J), f"{out.name} = softmax({z}) separates ℓ from {z}: "
-              "∂ℓ/∂ŷ times the softmax Jacobian", "chain_rule", shapes=both)
+              "∂ℓ/∂ŷ times the softmax Jacobian", StepKind.CHAIN_RULE, shapes=both)
         d.add(None, sp.MatMul(-1, y.T, sp.DiagMatrix(sp.HadamardPower(yh, -1)), J),
-              "(−y/ŷ)ᵀ = −yᵀ diag(1/ŷ)", "simplify", shapes=[(1, k), (k, k), (k, k)])
+              "(−y/ŷ)ᵀ = −yᵀ diag(1/ŷ)", StepKind.SIMPLIFY, shapes=[(1, k), (k, k), (k, k)])
         d.add(None, sp.MatAdd(-y.T, sp.MatMul(y.T, sp.OneMatrix(k, 1), yh.T)),
-              "diag(1/ŷ) diag(ŷ) = I and diag(1/ŷ) ŷ = 1, the vector of ones", "simplify")
+              "diag(1/ŷ) diag(ŷ) = I and diag(1/ŷ) ŷ = 1, the vector of ones", StepKind.SIMPLIFY)
         d.add(None, (yh - y).T, "yᵀ1 = Σ_k y_k = 1 (y is one-hot, or a distribution)",
-              "simplify", shapes=[(1, k)])
+              StepKind.SIMPLIFY, shapes=[(1, k)])
         return
     dsig = sp.DiagMatrix(sp.HadamardProduct(yh, sp.OneMatrix(k, 1) - yh))
     d.add(Partial(ell, z), Chain(row, dsig), f"{out.name} = σ({z}) entrywise separates ℓ from "
-          f"{z}; σ′(z) = σ(z)(1 − σ(z)) = ŷ(1 − ŷ), a diagonal Jacobian", "chain_rule",
+          f"{z}; σ′(z) = σ(z)(1 − σ(z)) = ŷ(1 − ŷ), a diagonal Jacobian", StepKind.CHAIN_RULE,
           shapes=both)
     d.add(None, (yh - y).T, "entry k: (ŷ_k − y_k)/(ŷ_k(1 − ŷ_k)) · ŷ_k(1 − ŷ_k) = ŷ_k − y_k",
-          "simplify", shapes=[(1, k)])
+          StepKind.SIMPLIFY, shapes=[(1, k)])

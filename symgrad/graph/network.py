@@ -10,6 +10,8 @@ never the other way; their public names are re-exported, e.g. ``symgrad.network.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -17,7 +19,9 @@ import sympy as sp
 
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
 from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
-from symgrad.core.matexpr import Softmax
+from symgrad.core.matexpr import Softmax, Target
+from symgrad.core.parse import ParseError, parse
+from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
 
 # -- the graph ------------------------------------------------------------------------------------
@@ -46,8 +50,21 @@ class Graph:
     loss: Loss | None = None
     penalty: sp.Expr = sp.Integer(0)
     layers: int = 0
+    # relu'(0) for this network's derivations and kernels: fixed at creation from the package
+    # default (symgrad.set_relu_grad_at_zero), changed only here (net.relu_grad_at_zero = 1)
+    relu_grad_at_zero: sp.Rational = field(default_factory=relu_grad_at_zero_default)
     # derived results (the backward pass, Algorithm 6.4) kept until the network changes
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __setattr__(self, name, value):
+        # every way a penalty comes in (set_loss, mlp, Graph(penalty=…), net.penalty = … set
+        # directly) is checked here: text only through the safe parser, and a λ the kernel cannot
+        # use is refused at once rather than failing at compile
+        if name == "penalty":
+            value = penalty_value(value)
+        elif name == "relu_grad_at_zero":
+            value = check_relu_grad_at_zero(value)
+        super().__setattr__(name, value)
 
     def cached(self, key, build):
         """``build()`` once per state of the network: every parameter's derivation reads the same
@@ -55,7 +72,7 @@ class Graph:
         parameters costs one pass, not one per parameter. Any change to the network (a node, a
         parameter, the loss or the penalty, even set directly) starts a fresh cache."""
         state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
-                 self.loss, self.penalty)
+                 self.loss, self.penalty, self.relu_grad_at_zero)
         if self._cache.get("_state") != state:
             self._cache.clear()
             self._cache["_state"] = state
@@ -139,8 +156,8 @@ class Graph:
             raise ValueError(f"unknown output node {output!r}")
         loss = Loss.make(loss)
         loss.check_output(self.nodes[output])  # before any change: a refused loss leaves net as it was
-        self.output_node, self.loss = output, loss
-        self.penalty = sp.nsimplify(penalty)
+        penalty = penalty_value(penalty)          # likewise a refused penalty
+        self.output_node, self.loss, self.penalty = output, loss, penalty
         return self
 
     # reading
@@ -169,7 +186,7 @@ class Graph:
 
     @property
     def target(self) -> sp.MatrixSymbol:
-        return sp.MatrixSymbol("y", self.nodes[self.output_node].dim, 1)
+        return Target("y", self.nodes[self.output_node].dim, 1)
 
     def definition(self, name: str):
         """A node's value in terms of its inputs' symbols and its parameters (one example)."""
@@ -184,7 +201,9 @@ class Graph:
             return Softmax(ins[0])
         if n.op == "add":
             return sp.MatAdd(*ins)
-        raise ValueError(f"{name} is an input: it has no definition")
+        if n.op == "input":
+            raise ValueError(f"{name} is an input: it has no definition")
+        raise NotImplementedError(f"no definition for the node op {n.op!r} (node {name!r})")
 
     def consumers(self, name: str) -> list[str]:
         return [n.name for n in self.nodes.values() if name in n.inputs or name in n.params]
@@ -204,6 +223,58 @@ class Graph:
 @lru_cache(maxsize=4096)
 def _matrix_symbol(name, rows, cols):  # built tens of thousands of times for a deep net
     return sp.MatrixSymbol(name, rows, cols)
+
+
+def penalty_value(penalty) -> sp.Expr:
+    """λ of the L2 penalty λΩ(θ) as an exact SymPy number ≥ 0: from an int, a float (kept as the
+    rational it stands for: 0.01 → 1/100), a Fraction, a SymPy number, or text read by the safe
+    parser only ("0.01", "1/100"). Anything else is a one-line ValueError saying what is wrong."""
+    def refuse(why):
+        return ValueError(f"penalty: expected a number λ ≥ 0, got {penalty!r} ({why})")
+
+    if isinstance(penalty, bool):  # an int to Python, but True as a penalty is a slip, never λ = 1
+        raise refuse("a bool")
+    if isinstance(penalty, str):
+        try:
+            value = parse(penalty)
+        except ParseError as e:
+            raise refuse(str(e)) from None
+    elif isinstance(penalty, sp.Basic):  # before numbers: SymPy registers its numbers there too
+        value = penalty
+    elif isinstance(penalty, numbers.Rational):  # int, Fraction, numpy integers: exact as given
+        value = sp.Rational(int(penalty.numerator), int(penalty.denominator))
+    elif isinstance(penalty, numbers.Real):      # float, numpy floats
+        if not math.isfinite(penalty):
+            raise refuse("not finite")
+        value = _rational(float(penalty))
+    else:                                        # complex, Decimal, a list …
+        raise refuse(f"a {type(penalty).__name__}")
+    if isinstance(value, sp.MatrixBase) or not isinstance(value, sp.Expr):
+        raise refuse("a vector" if isinstance(value, sp.MatrixBase) else
+                     f"a {type(value).__name__}, not a number")
+    if value.free_symbols:
+        names = sorted(map(str, value.free_symbols))
+        if set(names) <= {"nan", "inf", "infinity", "oo", "zoo"}:  # the parser reads them as names
+            raise refuse("not finite")
+        raise refuse(f"it names {', '.join(names)}")
+    if value.has(sp.Float):  # a SymPy Float: the rational it stands for, as for a Python float
+        value = _rational(value)
+    if value.has(sp.nan) or value.is_finite is not True:
+        raise refuse("not finite")
+    if value.is_extended_real is not True:
+        raise refuse("not real")
+    if value.is_nonnegative is not True:
+        raise refuse("negative" if value.is_negative else "not known to be ≥ 0")
+    return value
+
+
+def _rational(x) -> sp.Expr:
+    """The rational a float stands for (0.01 → 1/100) by nsimplify, only ever given a number
+    (strict sympify refuses text). nsimplify rounds a tiny float such as 1e-300 to 0: there the
+    float's exact binary value is kept instead."""
+    number = sp.sympify(x, strict=True)
+    value = sp.nsimplify(number)
+    return value if value != 0 or number == 0 else sp.nsimplify(number, rational=True)
 
 
 def _check_dim(dim, where):

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation
+from symgrad.core.derivation import Derivation, StepKind
+from symgrad.core.matexpr import Cotangent
+from symgrad.core.program import Kind
 from symgrad.derive import backprop
 from symgrad.handouts.model import Section, g_name, loss_names
 from symgrad.printing.latex import latex
+
+# the steps that give a parameter's gradient: ∇_p ℓ, and ∇_W J where a penalty adds λW
+_GRADIENTS = (StepKind.GRADIENT, StepKind.PENALTY)
 
 
 def _backward_section(P, net, alg) -> Section:
@@ -24,7 +29,7 @@ def _backward_section(P, net, alg) -> Section:
     rows = []
     for p in net.parameters:
         d = P.derive(p)
-        chain = next(s for s in d.steps if s.rule == "chain_rule")
+        chain = next(s for s in d.steps if s.rule is StepKind.CHAIN_RULE)
         factors = list(chain.rhs.args)
         user = d.meta["paths"][0][0]
         rows.append(r"%s &= \underbrace{%s}_{%s} %s" % (
@@ -34,11 +39,11 @@ def _backward_section(P, net, alg) -> Section:
     sec.text(r"The $%s$'s, from the output down: each is the one above it times one local "
              r"Jacobian, simplified (a diagonal Jacobian becomes $\odot$, a linear layer a "
              r"transpose):" % g)
-    back = Derivation("", [s for s in alg.steps if s.rule == "backward"])
+    back = Derivation("", [s for s in alg.steps if s.rule is StepKind.BACKWARD])
     sec.blocks.append(("derivation", back))
     sec.text(r"Then every gradient is a $%s$ times a value from the forward pass%s:" % (
         g, r" (plus $\lambda$ times the weights for $J$)" if net.penalty != 0 else ""))
-    grads = Derivation("", [s for s in alg.steps if s.rule in ("gradient", "penalty")])
+    grads = Derivation("", [s for s in alg.steps if s.rule in _GRADIENTS])
     sec.blocks.append(("derivation", grads))
     rows, where = gradient_summary(net, alg, P.notation)
     sec.text(r"Putting it together (the notes' ``where do these come from?''), with the "
@@ -53,7 +58,8 @@ def gradient_summary(net, alg=None, notation="slides"):
     rows ∇_W J = ∇_W ℓ + λW; last, ∇f_CE (or ∇ of the mean J) as the mean over the examples."""
     alg = alg or backprop.algorithm(net)
     bw = alg.meta["backward"]
-    used = {m for s in alg.steps if s.rule == "gradient" for m in s.rhs.atoms(sp.MatrixSymbol)}
+    used = {m for s in alg.steps if s.rule is StepKind.GRADIENT
+            for m in s.rhs.atoms(sp.MatrixSymbol)}
     subs, keep = {}, []
     for name, (g, rhs, _) in bw.g.items():
         rhs = rhs.xreplace(subs)
@@ -63,10 +69,10 @@ def gradient_summary(net, alg=None, notation="slides"):
             subs[g] = rhs
     rows = []
     for s in alg.steps:
-        p = latex(s.lhs.args[1], notation) if s.rule in ("gradient", "penalty") else None
-        if s.rule == "gradient":
+        p = latex(s.lhs.args[1], notation) if s.rule in _GRADIENTS else None
+        if s.rule is StepKind.GRADIENT:
             rows.append(r"\nabla_{%s} \ell &= %s" % (p, latex(s.rhs.xreplace(subs), notation)))
-        elif s.rule == "penalty":
+        elif s.rule is StepKind.PENALTY:
             rows.append(r"\nabla_{%s} J &= \nabla_{%s} \ell + %s"
                         % (p, p, latex(net.penalty * s.lhs.args[1], notation)))
     label = loss_names(net)[1]
@@ -84,19 +90,19 @@ def _algorithm_section(P, net, alg, verbosity) -> Section:
              r"it, then a gradient-descent update with step size $\epsilon$." % g_name(P.notation))
     lines = [("head", "Forward propagation")]
     for s in alg.steps:
-        if s.rule == "forward":
+        if s.rule is StepKind.FORWARD:
             lines.append(("step", r"%s \leftarrow %s" % (P.tex(s.lhs), P.tex(s.rhs))))
     lines.append(("head", "Backward propagation"))
-    grads = [s for s in alg.steps if s.rule == "gradient"]
+    grads = [s for s in alg.steps if s.rule is StepKind.GRADIENT]
     done = set()
     for s in alg.steps:
-        if s.rule != "backward":
+        if s.rule is not StepKind.BACKWARD:
             continue
         lines.append(("step", r"%s \leftarrow %s" % (P.tex(s.lhs), P.tex(s.rhs))))
         done.add(s.lhs)
         for gs in grads:
             if gs.rhs.atoms(sp.MatrixSymbol) & done and id(gs) not in done:
-                need = {m for m in gs.rhs.atoms(sp.MatrixSymbol) if m.name.startswith("g_")}
+                need = {m for m in gs.rhs.atoms(Cotangent)}
                 if need <= done:
                     lines.append(("step", r"%s \leftarrow %s" % (P.tex(gs.lhs), P.tex(gs.rhs))))
                     done.add(id(gs))
@@ -112,5 +118,6 @@ def _algorithm_section(P, net, alg, verbosity) -> Section:
         sec.text(r"For a minibatch stacked one example per row ($\mathbf{X}$ is $n \times d$), "
                  r"the same program, as symgrad compiles it:")
         sec.math([r"%s &\leftarrow %s" % (P.tex(lhs), P.tex(rhs))
-                  for lhs, rhs in alg.meta["program"]])
+                  for lhs, rhs in alg.meta["program"].display(Kind.FORWARD, Kind.BACKWARD,
+                                                              Kind.GRADIENT)])
     return sec

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Grad, Partial
+from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
 from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
 from symgrad.handouts.backward import _algorithm_section, _backward_section, gradient_summary
@@ -181,8 +181,10 @@ def _filtered(d: Derivation, verbosity: str) -> Derivation:
     """brief: the chain rule and the results; normal: all but the batch form; full: all."""
     if verbosity == "full":
         return d
-    keep = {"chain_rule", "unvectorize", "cases", "sum"} if verbosity == "brief" else None
-    steps = [s for s in d.steps if s.rule != "batch" and (keep is None or s.rule in keep)]
+    keep = {StepKind.CHAIN_RULE, StepKind.UNVECTORIZE, StepKind.CASES, StepKind.SUM} \
+        if verbosity == "brief" else None
+    steps = [s for s in d.steps if s.rule is not StepKind.BATCH
+             and (keep is None or s.rule in keep)]
     return Derivation(d.title, steps or d.steps[-1:], d.result, d.meta)
 
 
@@ -196,7 +198,7 @@ def _element(net, weight, scalar):
 def _trimmed(d: Derivation, limit: float = 52) -> Derivation:
     """Leave out the written-out forms that would run off the page and cannot be broken (a huge
     σ(…) or cases): the chain rule in the units' symbols is the result the notes keep."""
-    keep = {"chain_rule", "jacobian", "sum", "backward"}
+    keep = {StepKind.CHAIN_RULE, StepKind.JACOBIAN, StepKind.SUM, StepKind.BACKWARD}
 
     def fits(s):
         if isinstance(s.rhs, (sp.Add, sp.MatAdd)) or (isinstance(s.rhs, sp.Derivative)
@@ -262,7 +264,7 @@ def _network_section(P, net, scalar, level) -> Section:
         if len(outs) == 1 and sp.count_ops(scalar.explicit(outs[0])) <= 60:
             sec.text("so the output, written out in the weights, is")
             written = Derivation()  # a derivation block, so the printer breaks it to fit
-            written.add(outs[0], scalar.explicit(outs[0]), rule="definition")
+            written.add(outs[0], scalar.explicit(outs[0]), rule=StepKind.DEFINITION)
             sec.blocks.append(("derivation", written))
     return sec
 
@@ -328,7 +330,8 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         sec.text(r"The chain rule of multivariate calculus, one Jacobian per value between the "
                  r"loss and %s (the shape of each factor underneath):" % what)
         sec.blocks.append(("derivation", _filtered(d, verbosity)))
-        result = next(s for s in reversed(d.steps) if s.rule in ("unvectorize", "simplify"))
+        result = next(s for s in reversed(d.steps)
+                      if s.rule in (StepKind.UNVECTORIZE, StepKind.SIMPLIFY))
         sec.blocks.append(("boxed", r"%s = %s" % (P.tex(result.lhs), P.tex(result.rhs))))
     if scalar is not None and p in scalar.params:
         w = scalar.params[p][0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from symgrad.core.derivation import StepKind
 from symgrad.printing.latex import FIT_MACRO, NotesLatexPrinter, tex_width
 from symgrad.printing.names import text_escape
 
@@ -32,7 +33,8 @@ BEAMER_PREAMBLE = r"""\documentclass[11pt,aspectratio=169]{beamer}
 FORMATS = ("article", "beamer", "markdown")
 # steps that read the ones just before them (substitute each factor defined above, simplify it):
 # a new frame or page never starts at one of them
-KEEP_WITH_PREVIOUS = {"substitution", "simplify", "cases", "agree", "sum"}
+KEEP_WITH_PREVIOUS = {StepKind.SUBSTITUTION, StepKind.SIMPLIFY, StepKind.CASES, StepKind.AGREE,
+                      StepKind.SUM}
 
 
 def _printer(doc, **settings) -> NotesLatexPrinter:

@@ -13,13 +13,14 @@ from dataclasses import replace
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Factors, Step
+from symgrad.core.derivation import Derivation, Factors, Note, Step, StepKind
 from symgrad.printing.terms import _call_of_sum, _factors, _positive_first, _term, names_in, notes_order
 from symgrad.printing.width import tex_width
 
 
-# a column heading for each way of deriving, by the rule its steps use (the chain rule first)
-_METHOD_HEADS = (("chain_rule", "the chain rule"), ("substitution", "substitute, then differentiate"))
+# a column heading for each way of deriving, by the kind of step it uses (the chain rule first)
+_METHOD_HEADS = ((StepKind.CHAIN_RULE, "the chain rule"),
+                 (StepKind.SUBSTITUTION, "substitute, then differentiate"))
 
 
 class DerivationLayout:
@@ -37,21 +38,30 @@ class DerivationLayout:
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def side_by_side(self, d: Derivation) -> str | None:
-        """A derivation done two ways (the f∘g example: steps whose justification begins "method
-        1"/"method 2", then an "agree" step): the definitions, the two methods in two columns,
-        then the agreement. None for any other derivation."""
-        first = [i for i, s in enumerate(d.steps) if s.why.startswith(("method 1", "method 2"))]
-        agree = [i for i, s in enumerate(d.steps) if s.rule == "agree"]
-        if len(first) != 2 or not agree or not first[0] < first[1] < agree[0]:
+        """A derivation done several ways (the f∘g example: one run of steps marked ``method`` 1,
+        then 2, …, then an ``AGREE`` step): the shared steps before it, the ways in columns, then
+        the agreement. None for any other derivation. The ways are found by the steps' types,
+        never by the words of their justifications."""
+        marked = [i for i, s in enumerate(d.steps) if s.method]
+        if not marked:
             return None
-        (a, b), end = first, agree[0]
+        a, end = marked[0], marked[-1] + 1
+        ways = [s.method for s in d.steps[a:end]]
+        if (len(marked) != end - a or ways != sorted(ways) or ways[-1] < 2
+                or set(ways) != set(range(1, ways[-1] + 1))
+                or end == len(d.steps) or d.steps[end].rule is not StepKind.AGREE):
+            return None
+        bounds = [a + ways.index(k) for k in range(1, ways[-1] + 1)] + [end]
         result = next((s.lhs for s in reversed(d.steps[:end]) if s.lhs is not None), None)
         cols = []
-        for k, (lo, hi) in enumerate(((a, b), (b, end)), 1):
+        for k, (lo, hi) in enumerate(zip(bounds, bounds[1:]), 1):
             rules = {s.rule for s in d.steps[lo:hi]}
             head = next((h for rule, h in _METHOD_HEADS if rule in rules), "")
-            steps = list(d.steps[lo:hi])  # the heading says "method k", the first step the rest
-            steps[0] = replace(steps[0], why=steps[0].why.split(":", 1)[-1].strip())
+            # the heading says "Method k": a justification that opens with those words (as the
+            # linear printouts need it to) does not say them again under it
+            lead = f"method {k}:"
+            steps = [replace(s, why=s.why[len(lead):].strip())
+                     if s.why[:len(lead)].lower() == lead else s for s in d.steps[lo:hi]]
             saved = dict(self._settings)
             self._settings.update(why_position="below", why_small=True, why_width=None)
             try:
@@ -61,10 +71,12 @@ class DerivationLayout:
             cols.append((r"\text{Method %d%s}" % (k, ": " + head if head else ""), body))
         last = d.steps[end - 1].rhs
         parts = [self._aligned(d.steps[:a])] if a else []
-        parts.append("\\begin{array}{@{}c@{\\qquad}c@{}}\n%s & %s \\\\[4pt]\n%s\n&\n%s\n\\end{array}"
-                     % (cols[0][0], cols[1][0], cols[0][1], cols[1][1]))
-        agreed = r"\text{%s: }" % self._words(d.steps[end].rhs._text if hasattr(
-            d.steps[end].rhs, "_text") else "both methods agree")
+        parts.append("\\begin{array}{@{}%s@{}}\n%s \\\\[4pt]\n%s\n\\end{array}"
+                     % ("@{\\qquad}".join("c" * len(cols)), " & ".join(h for h, _ in cols),
+                        "\n&\n".join(b for _, b in cols)))
+        note = d.steps[end].rhs
+        agreed = r"\text{%s: }" % self._words(note._text if isinstance(note, Note)
+                                              else "both methods agree")
         if result is not None:
             agreed += r"%s = %s" % (self._print(result), self._print(last))
         parts.append(agreed)

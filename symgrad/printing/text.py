@@ -147,6 +147,6 @@ def to_dict(d: Derivation) -> dict:
     p = SympifyPrinter()
     return {"title": d.title,
             "steps": [{"lhs": None if s.lhs is None else p.doprint(s.lhs),
-                       "rhs": p.doprint(s.rhs), "why": s.why, "rule": s.rule,
+                       "rhs": p.doprint(s.rhs), "why": s.why, "rule": s.rule.value,
                        "shapes": [list(x) for x in s.shapes]} for s in d.steps],
             "result": p.doprint(d.result) if isinstance(d.result, sp.Basic) else d.result}
