@@ -12,12 +12,11 @@ import math
 import threading
 
 import numpy as np
-import sympy as sp
 
 from symgrad.core.program import Kind, Program
 from symgrad.derive import backprop
 from symgrad.core.primitives import check_relu_grad_at_zero
-from symgrad.compile.common import FLOATS, N, XMAX, _exec, exp_unshifted_limit, legend
+from symgrad.compile.common import FLOATS, XMAX, _exec, exp_unshifted_limit, legend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function

@@ -142,7 +142,7 @@ class _Unroller:
                 B = self.entries(m)
                 M = [[sp.Add(*[a * B[k][j] for k, a in enumerate(r)]) for j in range(len(B[0]))]
                      for r in M]
-            c = sp.sympify(c).subs(N, self.n)
+            c = sp.sympify(c, strict=True).subs(N, self.n)
             return [[c * x for x in r] for r in M]
         if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
             op = sp.Add if isinstance(e, sp.MatAdd) else sp.Mul
@@ -174,7 +174,7 @@ def scalar_function(spec, typed, n):
     """``f(*params, *inputs, Y, dt) -> (loss, grads)`` unrolled for batch size n (Python floats
     inside, arrays of dtype dt out), or None when an argument holds nan or inf (the caller then
     says which)."""
-    net, u = spec.net, _Unroller(n, spec.relu_grad_at_zero)
+    u = _Unroller(n, spec.relu_grad_at_zero)
     args = [f"_p{i}" for i in range(len(spec.names))]
     xargs = [f"_X{i}" for i in range(len(spec.Xs))]
     head = [f"def kernel_n{n}({', '.join(args + xargs)}, _Y, _dt):"]

@@ -295,7 +295,7 @@ def unfold_steps(expr: sp.Expr, at0, max_cases: int = MAX_CASES) -> sp.Expr:
     if not expr.has(step):
         return expr
     atoms: dict = {}
-    pieces = _merge(_cases(sp.sympify(expr), max_cases, atoms, at0))
+    pieces = _merge(_cases(sp.sympify(expr, strict=True), max_cases, atoms, at0))
     if len(pieces) == 1:
         return pieces[0][0]
     back = {b: rel for rel, b in atoms.items()}

@@ -1,14 +1,16 @@
 """The matrix-level engine: Jacobian chains simplified to the backprop form, and Algorithm 6.4.
 
-Where it sits: derive → simplify. Two tables keyed by node op, each rule registered right under its
-key: ``JACOBIANS`` gives the local Jacobian of a node (how the notes write a chain: ∂ŷ/∂h = W,
-∂h/∂z = diag(f'(z)), ∂z/∂vec[W] = I ⊗ hᵀ) and ``VJPS`` gives the same Jacobian applied to a
-gradient g (the simplified backprop form: g ⊙ f'(z), Wᵀ g, g hᵀ). One backward pass over the graph
+Where it sits: derive (above graph). Two tables keyed by node op, views of the op registry
+(symgrad.graph.ops, where each op's rules are registered together): ``JACOBIANS`` gives the local
+Jacobian of a node (how the notes write a chain: ∂ŷ/∂h = W, ∂h/∂z = diag(f'(z)), ∂z/∂vec[W] =
+I ⊗ hᵀ) and ``VJPS`` gives the same Jacobian applied to a gradient g (the simplified backprop form:
+g ⊙ f'(z), Wᵀ g, g hᵀ). One backward pass over the graph
 defines each g once, so forward and backward values are shared by every parameter. The batch form
 (one example per row, the mean loss) is derived from the same records by :func:`matexpr.batch`.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import sympy as sp
@@ -16,84 +18,35 @@ import sympy as sp
 from symgrad.core.derivation import Derivation, Grad
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
-from symgrad.core.matexpr import N, Cotangent, SoftmaxVJP, SumAll, batch, bias_gradient, hadamard, to_explicit
+from symgrad.core.matexpr import N, Cotangent, SumAll, batch, bias_gradient, hadamard, to_explicit
 from symgrad.graph.network import Graph
+from symgrad.graph.ops import OPS, op_of
 
-JACOBIANS: dict = {}
-VJPS: dict = {}
+class _RuleTable(Mapping):
+    """One interpretation of every registered op, keyed by op: JACOBIANS["dense"] is the dense
+    op's local Jacobian rule, VJPS["dense"] its vector-Jacobian product. A view of
+    symgrad.graph.ops.OPS, where each op is registered once with all its rules."""
 
+    def __init__(self, rule: str):
+        self.rule = rule
 
-def _rule(table, op):
-    def register(fn):
-        table[op] = fn
-        return fn
-    return register
+    def __getitem__(self, op):
+        return getattr(OPS[op], self.rule)
 
+    def __iter__(self):
+        return iter(OPS)
 
-# -- local Jacobians: (matrix, why) of node `node` with respect to `wrt` (an input or a parameter)
-@_rule(JACOBIANS, "dense")
-def _dense_jacobian(net, node, wrt):
-    W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
-    if wrt == node.inputs[0]:
-        return W, f"{node.name} = {W} {h} + … is linear in {h}"
-    if wrt == node.params[0]:
-        return (sp.KroneckerProduct(sp.Identity(node.dim), h.T),
-                f"row i of {node.name} depends only on row i of {W}: blocks of {h}ᵀ on the diagonal")
-    return sp.Identity(node.dim), f"{node.name} = … + {wrt}"
+    def __len__(self):
+        return len(OPS)
 
 
-@_rule(JACOBIANS, "act")
-def _act_jacobian(net, node, wrt):
-    z, h = net.sym(node.inputs[0]), net.sym(node.name)
-    return (sp.DiagMatrix(node.act.derivative(z, h)),
-            f"{node.name}_i depends only on {z}_i, so the Jacobian is diagonal")
-
-
-@_rule(JACOBIANS, "softmax")
-def _softmax_jacobian(net, node, wrt):
-    y = net.sym(node.name)
-    return (sp.DiagMatrix(y) - y * y.T, "∂ŷ_i/∂z_j = ŷ_i(δ_ij − ŷ_j) for softmax")
-
-
-@_rule(JACOBIANS, "add")
-def _add_jacobian(net, node, wrt):
-    return sp.Identity(node.dim), f"{node.name} is a sum: the skip connection passes g through"
-
-
-# -- vector-Jacobian products: [(target, g-contribution, why)] for a node with gradient g --------
-@_rule(VJPS, "dense")
-def _dense_vjp(net, node, g):
-    W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
-    out = [(node.inputs[0], W.T * g, f"g ← {W}ᵀ g"),
-           (node.params[0], g * h.T, f"∇_{W} ℓ = g {h}ᵀ")]
-    if len(node.params) > 1:
-        out.append((node.params[1], g, f"∇_{node.params[1]} ℓ = g"))
-    return out
-
-
-@_rule(VJPS, "act")
-def _act_vjp(net, node, g):
-    z, h = net.sym(node.inputs[0]), net.sym(node.name)
-    return [(node.inputs[0], hadamard(g, node.act.derivative(z, h)),
-             f"g ← g ⊙ {node.act.name}'({z}): a row vector times a diagonal matrix")]
-
-
-@_rule(VJPS, "softmax")
-def _softmax_vjp(net, node, g):
-    return [(node.inputs[0], SoftmaxVJP(net.sym(node.name), g),
-             "g ← (diag(ŷ) − ŷŷᵀ) g, the softmax Jacobian is symmetric")]
-
-
-@_rule(VJPS, "add")
-def _add_vjp(net, node, g):
-    return [(i, g, f"a sum passes g to {i} unchanged") for i in node.inputs]
+JACOBIANS = _RuleTable("jacobian")
+VJPS = _RuleTable("vjp")
 
 
 def local_jacobian(net, node, wrt):
-    try:
-        return JACOBIANS[node.op](net, node, wrt)
-    except KeyError:
-        raise NotImplementedError(f"no Jacobian rule for the node op {node.op!r}") from None
+    """(∂node/∂wrt, why), by the node's op's registered rule."""
+    return op_of(node, "the matrix level").jacobian(net, node, wrt)
 
 
 # -- the backward pass ----------------------------------------------------------------------------
@@ -139,7 +92,8 @@ def _backward(net: Graph) -> Backward:
         terms = contribs.pop(name)
         gdefs[name] = (g_symbol(net, name), _sum([t for t, _ in terms]),
                        "; ".join(dict.fromkeys(w for _, w in terms)))
-        for target, term, why in VJPS[node.op](net, node, g_symbol(net, name)):
+        for target, term, why in op_of(node, "the backward pass").vjp(net, node,
+                                                                      g_symbol(net, name)):
             (grads if target in grads else contribs).setdefault(target, []).append((term, why))
     for p in net.parameters:
         if not grads[p]:

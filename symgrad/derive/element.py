@@ -23,14 +23,15 @@ from symgrad.core.derivation import Derivation, Factors, Partial
 from symgrad.core.evaluate import evaluate
 from symgrad.core.primitives import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
 from symgrad.graph.network import Graph
+from symgrad.graph.ops import op_of
 
 PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
 SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
 KINKS = (relu, leaky_relu, step, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.sign, sp.Heaviside)
-# The node ops scalarize writes out unit by unit; any other is refused by name. Read as a sum, as
-# it once was, a mul node got a wrong gradient (0.695 where the kernel gave 0.0517) that passed the
-# self-check, since sympy.diff there differentiates the same wrong unit definitions.
-OPS = ("input", "dense", "act", "softmax", "add")
+# A node is written out by its op's registered ``scalar`` rule (symgrad.graph.ops); an op without
+# one is refused by name. Read as a sum, as it once was, a mul node got a wrong gradient (0.695
+# where the kernel gave 0.0517) that passed the self-check, since sympy.diff there differentiates
+# the same wrong unit definitions.
 ELL = sp.Symbol("ℓ")
 
 
@@ -76,18 +77,13 @@ def _too_large(net, what: str) -> ValueError:
                       "use level=\"matrix\", which derives any size")
 
 
-def _no_rule(node) -> NotImplementedError:
-    return NotImplementedError(f"element level: no scalar rule for the node op {node.op!r} "
-                               f"(node {node.name!r})")
-
-
 def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     """Write the network out unit by unit. ``naming``: "notes" numbers weights and biases in order
     (w1, w2, … and b1, b2, …, as the XOR slides do), "position" names them W1_12, b1_1."""
     net.check()
     for node in net.nodes.values():  # before any work, and before the size limits' advice
-        if node.op not in OPS:
-            raise _no_rule(node)
+        if node.op != "input":
+            op_of(node, "element level")
     total = sum(r * c for r, c in net.shapes.values())
     if total > PARAM_LIMIT:
         raise _too_large(net, f"{total} scalar parameters, the limit is {PARAM_LIMIT}")
@@ -111,20 +107,10 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
             continue
         U = _symbols(name, node.dim, sep="_" if node.dim > 1 else "")
         ins = [units[i] for i in node.inputs]
-        if node.op == "dense":
-            V = params[node.params[0]] * ins[0]
-            if len(node.params) > 1:
-                V = V + params[node.params[1]]
-        elif node.op == "act":
-            V = ins[0].applyfunc(node.act.f)
-        elif node.op == "softmax":
-            e = ins[0].applyfunc(sp.exp)
-            V = e / sum(e)
+        op = op_of(node, "element level")
+        V = op.scalar(net, node, ins, [params[p] for p in node.params])
+        if op.softmax:  # the notes write these partials as ŷ_k (δ_kj − ŷ_j)
             softmax.update({u: (k, list(U), list(ins[0])) for k, u in enumerate(U)})
-        elif node.op == "add":
-            V = sum(ins[1:], ins[0])
-        else:  # listed in OPS but given no branch here: still never a guess
-            raise _no_rule(node)
         units[name] = U
         defs.update(zip(U, V))
     out = units[net.output_node]

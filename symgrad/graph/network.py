@@ -19,7 +19,8 @@ import sympy as sp
 
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
 from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
-from symgrad.core.matexpr import Softmax, Target
+from symgrad.core.matexpr import Target
+from symgrad.graph.ops import op_of
 from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
@@ -146,6 +147,16 @@ class Graph:
             raise ValueError(f"add: {a} has {da} entries, {b} has {db}")
         return self._add(Node(name or self._fresh(f"s{len(self.nodes)}"), "add", (a, b), dim=da))
 
+    def apply(self, op: str, *inputs: str, name: str | None = None) -> str:
+        """A node applying the registered op ``op`` (symgrad.graph.ops) to ``inputs``, with no
+        parameters of its own: ``net.apply("add", a, b)``; its size is the op's ``dim`` rule's."""
+        rule = op_of(Node(name or op, op), "apply")
+        for i in inputs:
+            self._node(i, op)
+        dim = rule.dim(self, inputs)
+        return self._add(Node(name or self._fresh(f"{op}{len(self.nodes)}"), op, tuple(inputs),
+                              dim=dim))
+
     def _node(self, name: str, where: str) -> Node:
         if name not in self.nodes:
             raise ValueError(f"{where}: unknown input node {name!r}")
@@ -191,19 +202,9 @@ class Graph:
     def definition(self, name: str):
         """A node's value in terms of its inputs' symbols and its parameters (one example)."""
         n = self.nodes[name]
-        ins = [self.sym(i) for i in n.inputs]
-        if n.op == "dense":
-            z = sp.MatMul(self.sym(n.params[0]), ins[0])
-            return sp.MatAdd(z, self.sym(n.params[1])) if len(n.params) > 1 else z
-        if n.op == "act":
-            return n.act.apply(ins[0])
-        if n.op == "softmax":
-            return Softmax(ins[0])
-        if n.op == "add":
-            return sp.MatAdd(*ins)
         if n.op == "input":
             raise ValueError(f"{name} is an input: it has no definition")
-        raise NotImplementedError(f"no definition for the node op {n.op!r} (node {name!r})")
+        return op_of(n, "definition").define(self, n)
 
     def consumers(self, name: str) -> list[str]:
         return [n.name for n in self.nodes.values() if name in n.inputs or name in n.params]

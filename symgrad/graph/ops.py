@@ -1,0 +1,204 @@
+"""Graph ops: one registration per op, carrying everything every engine needs to know about it.
+
+Where it sits: graph (above core). A node's ``op`` is a key of :data:`OPS`; the :class:`Op`
+registered there says what the node computes (``define``, one example, a column), its local
+Jacobian as the notes write a chain (``jacobian``), the same Jacobian applied to a gradient, the
+backprop form (``vjp``), and the node written out unit by unit (``scalar``, for the element level),
+with the words that justify each. The matrix level, the backward pass, the batch program (and so
+every backend), the printers and the element level read these; none of them has a branch per op.
+:func:`register_op` refuses a registration with a piece missing, naming it, and an engine asked
+about an op nobody registered fails naming the op and the node, never falling back to a guess.
+
+Each rule is a plain function of (net, node, …) returning SymPy expressions over ``net.sym(...)``,
+the per-example symbols: here nothing is differentiated or compiled, only stated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import sympy as sp
+
+from symgrad.core.matexpr import Softmax, SoftmaxVJP, hadamard
+
+
+@dataclass(frozen=True)
+class Op:
+    """Everything about one graph op.
+
+    - ``define(net, node)``: the node's value for one example (a column) in its inputs' and
+      parameters' symbols;
+    - ``jacobian(net, node, wrt)``: (∂node/∂wrt, why) for ``wrt`` an input node or a parameter, as
+      the printed chain writes it (∂h/∂z = diag(f′(z)), ∂z/∂vec[W] = I ⊗ hᵀ);
+    - ``vjp(net, node, g)``: [(input or parameter, its share of the gradient, why)] for the
+      node's gradient ``g`` (a column): the simplified backprop form (Wᵀ g, g hᵀ, g ⊙ f′(z));
+    - ``scalar(net, node, ins, params)``: the node's units written out, a column Matrix, from its
+      inputs' unit Matrices and its parameters' entry Matrices (the element level);
+    - ``dim(net, inputs)``: the node's size from its input nodes' names, or a one-line
+      ValueError when they do not fit (what ``Graph.apply`` builds with);
+    - ``words``: what the node does, in a few words ("a dense layer, z = W h + b");
+    - ``softmax``: True when the units are a softmax of the inputs' (the element level writes
+      their partials in the notes' form ŷ_k(δ_kj − ŷ_j)).
+    """
+
+    name: str
+    define: Callable
+    jacobian: Callable
+    vjp: Callable
+    scalar: Callable
+    dim: Callable
+    words: str
+    softmax: bool = False
+
+
+OPS: dict[str, Op] = {}
+REQUIRED = tuple(f.name for f in fields(Op) if f.name != "softmax")
+
+
+def register_op(op: Op) -> Op:
+    """Add ``op`` to the table; every piece is required (an op that could not be derived, printed
+    or written out would fail later, far from here)."""
+    missing = [k for k in REQUIRED if getattr(op, k) in (None, "")]
+    if missing:
+        raise TypeError(f"register_op: the op {op.name!r} lacks {', '.join(missing)}")
+    if not all(callable(getattr(op, k)) for k in ("define", "jacobian", "vjp", "scalar", "dim")):
+        raise TypeError(f"register_op: define, jacobian, vjp, scalar and dim of {op.name!r} must "
+                        "be functions")
+    OPS[op.name] = op
+    return op
+
+
+class MissingOpError(NotImplementedError):
+    """A node whose op has no registration."""
+
+
+def op_of(node, where: str = "") -> Op:
+    """The registration of ``node``'s op; a node no one registered fails by name."""
+    try:
+        return OPS[node.op]
+    except KeyError:
+        raise MissingOpError(f"{where + ': ' if where else ''}no registered op {node.op!r} (node "
+                             f"{node.name!r}); register one with symgrad.graph.ops.register_op"
+                             ) from None
+
+
+# -- dense: z = W h + b --------------------------------------------------------------------------
+def _dense_define(net, node):
+    z = sp.MatMul(net.sym(node.params[0]), net.sym(node.inputs[0]))
+    return sp.MatAdd(z, net.sym(node.params[1])) if len(node.params) > 1 else z
+
+
+def _dense_jacobian(net, node, wrt):
+    W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
+    if wrt == node.inputs[0]:
+        return W, f"{node.name} = {W} {h} + … is linear in {h}"
+    if wrt == node.params[0]:
+        return (sp.KroneckerProduct(sp.Identity(node.dim), h.T),
+                f"row i of {node.name} depends only on row i of {W}: blocks of {h}ᵀ on the diagonal")
+    return sp.Identity(node.dim), f"{node.name} = … + {wrt}"
+
+
+def _dense_vjp(net, node, g):
+    W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
+    out = [(node.inputs[0], W.T * g, f"g ← {W}ᵀ g"),
+           (node.params[0], g * h.T, f"∇_{W} ℓ = g {h}ᵀ")]
+    if len(node.params) > 1:
+        out.append((node.params[1], g, f"∇_{node.params[1]} ℓ = g"))
+    return out
+
+
+def _dense_scalar(net, node, ins, params):
+    return params[0] * ins[0] + params[1] if len(params) > 1 else params[0] * ins[0]
+
+
+def _dense_dim(net, inputs):
+    raise ValueError("dense: build it with net.dense(h, dim), which makes its parameters")
+
+
+register_op(Op("dense", _dense_define, _dense_jacobian, _dense_vjp, _dense_scalar, _dense_dim,
+               "a dense layer, z = W h + b"))
+
+
+def same_dims(what):
+    """A ``dim`` rule: every input the same size, which is the node's."""
+    def dim(net, inputs):
+        dims = [net.nodes[i].dim for i in inputs]
+        if len(set(dims)) != 1:
+            raise ValueError(f"{what}: the inputs have sizes {', '.join(map(str, dims))}; "
+                             "they must be equal")
+        return dims[0]
+    return dim
+
+
+# -- act: h = f(z) entrywise ---------------------------------------------------------------------
+def _act_define(net, node):
+    return node.act.apply(net.sym(node.inputs[0]))
+
+
+def _act_jacobian(net, node, wrt):
+    z, h = net.sym(node.inputs[0]), net.sym(node.name)
+    return (sp.DiagMatrix(node.act.derivative(z, h)),
+            f"{node.name}_i depends only on {z}_i, so the Jacobian is diagonal")
+
+
+def _act_vjp(net, node, g):
+    z, h = net.sym(node.inputs[0]), net.sym(node.name)
+    return [(node.inputs[0], hadamard(g, node.act.derivative(z, h)),
+             f"g ← g ⊙ {node.act.name}'({z}): a row vector times a diagonal matrix")]
+
+
+def _act_scalar(net, node, ins, params):
+    return ins[0].applyfunc(node.act.f)
+
+
+register_op(Op("act", _act_define, _act_jacobian, _act_vjp, _act_scalar, same_dims("act"),
+               "an activation applied entry by entry"))
+
+
+# -- softmax: ŷ = exp(z) / Σ exp(z) ----------------------------------------------------------------
+def _softmax_define(net, node):
+    return Softmax(net.sym(node.inputs[0]))
+
+
+def _softmax_jacobian(net, node, wrt):
+    y = net.sym(node.name)
+    return sp.DiagMatrix(y) - y * y.T, "∂ŷ_i/∂z_j = ŷ_i(δ_ij − ŷ_j) for softmax"
+
+
+def _softmax_vjp(net, node, g):
+    return [(node.inputs[0], SoftmaxVJP(net.sym(node.name), g),
+             "g ← (diag(ŷ) − ŷŷᵀ) g, the softmax Jacobian is symmetric")]
+
+
+def _softmax_scalar(net, node, ins, params):
+    e = ins[0].applyfunc(sp.exp)
+    return e / sum(e)
+
+
+register_op(Op("softmax", _softmax_define, _softmax_jacobian, _softmax_vjp, _softmax_scalar,
+               same_dims("softmax"),
+               "a softmax over the units", softmax=True))
+
+
+# -- add: s = a + b (a skip connection) -----------------------------------------------------------
+def _add_define(net, node):
+    return sp.MatAdd(*[net.sym(i) for i in node.inputs])
+
+
+def _add_jacobian(net, node, wrt):
+    return sp.Identity(node.dim), f"{node.name} is a sum: the skip connection passes g through"
+
+
+def _add_vjp(net, node, g):
+    return [(i, g, f"a sum passes g to {i} unchanged") for i in node.inputs]
+
+
+def _add_scalar(net, node, ins, params):
+    return sum(ins[1:], ins[0])
+
+
+register_op(Op("add", _add_define, _add_jacobian, _add_vjp, _add_scalar, same_dims("add"),
+               "a sum of equally sized values"))
+
+
+__all__ = ["Op", "OPS", "register_op", "op_of", "same_dims", "MissingOpError"]

@@ -1,0 +1,112 @@
+"""Graph ops are one registration each (symgrad.graph.ops): a toy op registered in one place gets
+its derivation (matrix level, backward pass, element level), its kernel (both code paths) and its
+printing, with no other file touched; a registration missing a piece, or a node of an op nobody
+registered, fails naming it."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.derive.backprop import JACOBIANS, VJPS
+from symgrad.graph.network import Node
+from symgrad.core.matexpr import hadamard
+from symgrad.graph.ops import OPS, Op, register_op, same_dims
+
+
+def _gate_define(net, node):
+    a, b = (net.sym(i) for i in node.inputs)
+    return hadamard(a, b)
+
+
+def _gate_jacobian(net, node, wrt):
+    a, b = node.inputs
+    other = net.sym(b if wrt == a else a)
+    return sp.DiagMatrix(other), f"{node.name} = {a} ⊙ {b}: entry i reads entry i of each"
+
+
+def _gate_vjp(net, node, g):
+    a, b = node.inputs
+    return [(a, hadamard(g, net.sym(b)), f"g ← g ⊙ {b}"), (b, hadamard(g, net.sym(a)), f"g ← g ⊙ {a}")]
+
+
+def _gate_scalar(net, node, ins, params):
+    return ins[0].multiply_elementwise(ins[1])
+
+
+@pytest.fixture
+def gate():
+    """The toy op: an elementwise product of two values (a gate, as in GLU), registered once."""
+    op = register_op(Op("toy_gate", _gate_define, _gate_jacobian, _gate_vjp, _gate_scalar,
+                        same_dims("toy_gate"), "an elementwise product (a gate)"))
+    yield op
+    del OPS["toy_gate"]
+
+
+def gated_net():
+    net = sg.Network()
+    x = net.input("x", 2)
+    a = net.act(net.dense(x, 2), "tanh", name="a")
+    b = net.act(net.dense(x, 2), "sigmoid", name="b")
+    g = net.apply("toy_gate", a, b, name="g")
+    return net.set_loss(net.dense(g, 1, name="yhat"), "mse")
+
+
+def test_a_registered_op_is_derived_compiled_and_printed(gate):
+    net = gated_net()
+    assert JACOBIANS["toy_gate"] is _gate_jacobian and VJPS["toy_gate"] is _gate_vjp
+    # the kernel, on both code paths, against central differences
+    rng = np.random.default_rng(0)
+    for n, scalar in ((3, True), (50, False)):
+        X, Y = rng.normal(size=(n, 2)), rng.normal(size=(n, 1))
+        params = net.init_params(seed=n)
+        assert sg.gradcheck(net, params, X, Y) < 1e-7
+        k = net.compile(scalar=scalar)
+        loss, grads = k(params, X, Y)
+        assert np.isfinite(loss) and set(grads) == set(net.parameters)
+    # the matrix level: the chain through the gate, simplified, equals the backward pass's gradient
+    d = net.derive("W1")
+    text = d.to_text()
+    assert "∂g/∂a" in text and "diag(b)" in text
+    assert "\\operatorname{diag}" in sg.to_latex(d)
+    # the element level: unit by unit, checked by the engine against sympy.diff of the written-out
+    # loss, and equal to the matrix level's entry at a point
+    e = net.derive("w1", level="element")
+    assert e.meta["checked"]
+    X, Y = rng.normal(size=(1, 2)), rng.normal(size=(1, 1))
+    params = net.init_params(seed=7)
+    _, grads = net.compile()(params, X, Y)
+    S = e.meta["scalar"]
+    point = {s: float(v) for M, name in ((S.inputs["x"], None),) for s, v in zip(M, X[0])}
+    point.update({S.target[0]: float(Y[0, 0])})
+    for p, M in S.params.items():
+        point.update({s: float(v) for s, v in zip(M, np.asarray(params[p]).reshape(-1))})
+    assert float(e.meta["explicit"].xreplace(point)) == pytest.approx(grads["W1"][0, 0], rel=1e-10)
+
+
+def test_a_registration_missing_a_piece_fails_naming_it():
+    with pytest.raises(TypeError, match="the op 'half' lacks vjp, scalar"):
+        register_op(Op("half", _gate_define, _gate_jacobian, None, None, same_dims("half"),
+                       "half an op"))
+    assert "half" not in OPS
+
+
+def test_every_engine_refuses_an_unregistered_op_by_name():
+    net = sg.Network()
+    x = net.input("x", 2)
+    h = net.act(net.dense(x, 2), "tanh", name="h")
+    net.nodes["m"] = Node("m", "nobody", (h, h), dim=2)  # past the builder
+    net.set_loss(net.dense("m", 1, name="yhat"), "mse")
+    for call in (net.backprop, net.compile, lambda: net.derive("W1"),
+                 lambda: net.derive("w1", level="element")):
+        with pytest.raises(NotImplementedError, match="no registered op 'nobody' \\(node 'm'\\)"):
+            call()
+    with pytest.raises(NotImplementedError, match="apply: no registered op 'nobody'"):
+        net.apply("nobody", h)
+
+
+def test_apply_checks_sizes_with_the_ops_own_rule(gate):
+    net = sg.Network()
+    x = net.input("x", 2)
+    a, b = net.dense(x, 2), net.dense(x, 3)
+    with pytest.raises(ValueError, match="toy_gate: the inputs have sizes 2, 3"):
+        net.apply("toy_gate", a, b)
