@@ -15,6 +15,10 @@ from symgrad.printing.latex import to_latex
 from symgrad.compile import compile_function  # noqa: E402  (derive → compile → train)
 from symgrad.run.check import gradcheck
 from symgrad.run.train import load_params, save_params, train
+# one registration per kind of extension: a graph op, a backend, a notation preset
+from symgrad.graph.ops import Op, register_op
+from symgrad.compile.backends import Backend, register_backend
+from symgrad.printing.names import Notation, register_notation
 
 __version__ = "0.1.0"
 
@@ -29,4 +33,5 @@ __all__ = [
     "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "load_network", "set_relu_grad_at_zero", "MissingRuleError",
     "handout", "to_latex",
     "compile_function", "gradcheck", "train", "save_params", "load_params",
+    "Op", "register_op", "Backend", "register_backend", "Notation", "register_notation",
 ]

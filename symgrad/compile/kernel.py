@@ -17,6 +17,7 @@ from symgrad.core.program import Kind, Program
 from symgrad.derive import backprop
 from symgrad.core.primitives import check_relu_grad_at_zero
 from symgrad.compile.common import FLOATS, XMAX, _exec, exp_unshifted_limit, legend
+from symgrad.compile.backends import Backend, backend_named, register_backend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function
@@ -155,13 +156,12 @@ def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=
     ``net.relu_grad_at_zero``); a built kernel is fixed and reports it as
     ``kernel.relu_grad_at_zero``, whatever changes later.
     """
-    if backend != "numpy":
-        raise ValueError(f"backend: only 'numpy' is available, not {backend!r}")
+    chosen = backend_named(backend)
     net.check()
     at0 = net.relu_grad_at_zero if relu_grad_at_zero is None else \
         check_relu_grad_at_zero(relu_grad_at_zero)
-    return net.cached(("compiled", "kernel", scalar, at0),
-                      lambda: _compile_network(net, scalar, at0))
+    return net.cached(("compiled", chosen.name, scalar, at0),
+                      lambda: chosen.network(net, scalar, at0))
 
 
 def _compile_network(net, scalar, at0):
@@ -214,6 +214,47 @@ def _forward(net, spec, typed):
     src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - {out},
                             f"{out.name}.T.copy()", False)
     return _exec(src, "predict", _namespace(spec, _consts=consts))
+
+
+register_backend(Backend("numpy", _compile_network, "numpy over whole batches (BLAS products), and "
+                          "for tiny nets the program unrolled over Python floats"))
+
+
+PYTHON_WORK = 20000  # batch size × weight entries the python backend unrolls (code grows with it)
+
+
+def _compile_python(net, scalar, at0):
+    """The python backend: the same typed program unrolled over Python floats for each batch size
+    (the numpy kernel's tiny-net path, for any n up to PYTHON_WORK / weight entries). No numpy
+    arithmetic: a reference that shares no printer with the numpy backend."""
+    typed = program(net)
+    spec = Spec(net, typed, at0)
+    made = {}
+
+    def kernel(params, X, Y):
+        *args, Yc = spec.check(params, X, Y)
+        n = args[len(spec.names)].shape[0]
+        if n * spec.weights > PYTHON_WORK:
+            raise ValueError(f"backend 'python': {n} examples × {spec.weights} weight entries is "
+                             f"over {PYTHON_WORK}; use backend='numpy'")
+        if n not in made:
+            made[n] = scalar_function(spec, typed, n)
+        out = made[n](*args, Yc, args[0].dtype)
+        if out is None:  # nan or inf in an argument: say which
+            spec.diagnose(params, X, Y)
+        return out
+
+    kernel.source = legend(typed) + "# backend 'python': kernel.scalar_source(n) is the code for n"
+    kernel.scalar_source = lambda n: made[n].source if n in made else \
+        made.setdefault(n, scalar_function(spec, typed, n)).source
+    kernel.relu_grad_at_zero = at0
+    kernel.legend = {v.sym.name: (v.kind.value, str(v.label)) for v in typed.variables}
+    kernel.predict = _forward(net, spec, typed)
+    return kernel
+
+
+register_backend(Backend("python", _compile_python, "the program unrolled over Python floats, per "
+                         "batch size (small nets; a reference sharing no printer with numpy)"))
 
 
 def predict(net, params, X):

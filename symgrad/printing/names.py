@@ -215,15 +215,25 @@ class Notation:
         return dict(self.activations).get(label)
 
 
-NOTATIONS = {
-    "slides": Notation("slides"),
-    "feature": Notation("feature", layer="accent", bold=False,
-                        letters=(("z", r"\pi"), ("Z", r"\Pi"), ("h", "x"), ("H", "X"),
-                                 ("yhat", "o"), ("Yhat", "O")),
-                        activations=(("relu", "a"), ("relu'", "a'")),
-                        entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")),
-                        row_weights=True, example="(n)"),
-}
+NOTATIONS: dict[str, Notation] = {}  # the presets by name: to_latex, handouts and the CLI read it
+
+
+def register_notation(preset: Notation) -> Notation:
+    """Add a notation preset, usable by name everywhere a notation is chosen (``to_latex(d,
+    notation=...)``, ``handout(..., notation=...)``, ``symgrad handout --notation``)."""
+    if not isinstance(preset, Notation) or not preset.name:
+        raise TypeError("register_notation: give a named Notation, e.g. Notation('mine', ...)")
+    NOTATIONS[preset.name] = preset
+    return preset
+
+
+register_notation(Notation("slides"))  # CS/DS 541: 𝐖^{(k)}, 𝐳, 𝐡, ŷ
+register_notation(Notation("feature", layer="accent", bold=False,  # the feature-discovery notes
+                           letters=(("z", r"\pi"), ("Z", r"\Pi"), ("h", "x"), ("H", "X"),
+                                    ("yhat", "o"), ("Yhat", "O")),
+                           activations=(("relu", "a"), ("relu'", "a'")),
+                           entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")),
+                           row_weights=True, example="(n)"))
 
 
 def notation(spec) -> Notation:
