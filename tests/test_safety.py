@@ -34,15 +34,7 @@ ALLOWED = {
 # (file, function, kind) -> the fix. Sites in files outside the change that added this test; each
 # holds an expression already (never text), but the scan cannot see that: apply the fix, then
 # delete the entry (an entry whose site is gone fails test_allowances_are_not_stale).
-PENDING = {
-    ("symgrad/derive/calculus.py", "tidy", "sympify"): "sp.sympify(expr, strict=True)",
-    ("symgrad/derive/calculus.py", "tidy", "nsimplify"):
-        "sp.nsimplify(sp.sympify(expr, strict=True), rational=True), and the same for "
-        "sp.nsimplify(sp.simplify(expr))",
-    ("symgrad/derive/calculus.py", "same", "sympify"): "sp.sympify(…, strict=True) at each call",
-    ("symgrad/derive/calculus.py", "_expr", "nsimplify"):
-        "sp.nsimplify(sp.sympify(e, strict=True), rational=True)",
-}
+PENDING: dict = {}
 
 
 # -- the scan ---------------------------------------------------------------------------------------

@@ -25,9 +25,12 @@ def tidy(expr):
     """Simplify an entry (or every entry of a matrix) to a short exact form, in bounded time."""
     if isinstance(expr, sp.MatrixBase):
         return expr.applyfunc(tidy)
-    expr = sp.nsimplify(expr, rational=True) if expr.has(sp.Float) else sp.sympify(expr)
+    expr = sp.sympify(expr, strict=True)  # an expression already: strict refuses any text
+    if expr.has(sp.Float):
+        expr = sp.nsimplify(sp.sympify(expr, strict=True), rational=True)
     if not expr.free_symbols:
-        return sp.nsimplify(sp.simplify(expr)) if expr.has(sp.Float) else sp.simplify(expr)
+        return sp.nsimplify(sp.sympify(sp.simplify(expr), strict=True)) if expr.has(sp.Float) \
+            else sp.simplify(expr)
     if expr.is_rational_function():
         return min(sp.cancel(expr), sp.factor(expr), expr, key=sp.count_ops)
     if sp.count_ops(expr) > _SIMPLIFY_LIMIT:
@@ -54,10 +57,11 @@ def same(a, b, points: int = 4) -> bool:
     if isinstance(a, sp.MatrixBase) or isinstance(b, sp.MatrixBase):
         a, b = sp.Matrix(a), sp.Matrix(b)
         return a.shape == b.shape and all(same(x, y, points) for x, y in zip(a, b))
-    diff = sp.sympify(a - b)
+    diff = sp.sympify(a - b, strict=True)
     if diff == 0 or (sp.count_ops(diff) < 150 and sp.expand(diff) == 0):
         return True  # cheap exact proof; expanding a large difference can take minutes
-    syms = sorted(sp.sympify(a).free_symbols | sp.sympify(b).free_symbols, key=str)
+    syms = sorted(sp.sympify(a, strict=True).free_symbols | sp.sympify(b, strict=True).free_symbols,
+                  key=str)
     import numpy as np
     fa, fb = (sp.lambdify(syms, e, "numpy") for e in (a, b))
     rng, checked = np.random.default_rng(0), 0
@@ -68,7 +72,8 @@ def same(a, b, points: int = 4) -> bool:
                 va, vb = complex(fa(*pt)), complex(fb(*pt))
             except (TypeError, ValueError):  # numpy cannot take it (e.g. nested Piecewise)
                 env = dict(zip(syms, map(sp.Float, pt)))
-                va, vb = (complex(sp.sympify(e).xreplace(env).evalf(20)) for e in (a, b))
+                va, vb = (complex(sp.sympify(e, strict=True).xreplace(env).evalf(20))
+                          for e in (a, b))
             if not (np.isfinite(va) and np.isfinite(vb)):
                 continue  # a singular point: try another
             if abs(va - vb) > 1e-9 * (1 + abs(va) + abs(vb)):
@@ -102,7 +107,7 @@ def _expr(e, where):
     if isinstance(e, sp.Basic):
         return e
     if isinstance(e, (int, float)):
-        return sp.nsimplify(e, rational=True)
+        return sp.nsimplify(sp.sympify(e, strict=True), rational=True)
     raise TypeError(f"{where}: entries must be text or SymPy expressions, not {type(e).__name__}")
 
 
