@@ -5,7 +5,7 @@ simplify → compile → train, and derive → print → handout.
 """
 from symgrad.derive.calculus import (Fn, chain, derive_gradient, derive_jacobian, derive_matrix_gradient,
                        derive_vec_jacobian, gradient, jacobian, matrix_symbols, unvec, vec)
-from symgrad.core.derivation import Derivation, Step
+from symgrad.core.derivation import Derivation, Step, StepKind
 from symgrad.core.primitives import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_grad_at_zero,
                         sigmoid, softplus, step)
 from symgrad.network import Network, activation, load_network, mlp
@@ -19,19 +19,22 @@ from symgrad.run.train import load_params, save_params, train
 from symgrad.graph.ops import Op, register_op
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.printing.names import Notation, register_notation
+from symgrad.core.primitives import MissingCodeError, PrimitiveSpec, register_primitive
+from symgrad.graph.activations import register_activation
 
 __version__ = "0.1.0"
 
-# For reading symgrad's JSON strings back: sympy.sympify(s, locals=SYMPIFY_LOCALS).
-SYMPIFY_LOCALS = {"sigmoid": sigmoid, "relu": relu, "softplus": softplus,
-                  "leaky_relu": leaky_relu, "step": step}
+# For reading symgrad's JSON strings back: sympy.sympify(s, locals=SYMPIFY_LOCALS): symgrad's own
+# primitive classes by name (sigmoid, relu, softplus, leaky_relu, step), kept by register_primitive
+from symgrad.core.primitives import SYMPIFY_LOCALS  # noqa: E402
 
 __all__ = [
     "parse", "parse_symbols", "ParseError", "jacobian", "gradient", "derive_jacobian",
     "derive_gradient", "chain", "Fn", "vec", "unvec", "matrix_symbols", "derive_vec_jacobian",
-    "derive_matrix_gradient", "Derivation", "Step", "sigmoid", "relu", "softplus", "leaky_relu",
+    "derive_matrix_gradient", "Derivation", "Step", "StepKind", "sigmoid", "relu", "softplus", "leaky_relu",
     "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "load_network", "set_relu_grad_at_zero", "MissingRuleError",
     "handout", "to_latex",
     "compile_function", "gradcheck", "train", "save_params", "load_params",
     "Op", "register_op", "Backend", "register_backend", "Notation", "register_notation",
+    "PrimitiveSpec", "register_primitive", "MissingCodeError", "register_activation",
 ]

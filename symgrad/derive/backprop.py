@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Grad
+from symgrad.core.derivation import Derivation, Grad, StepKind
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
 from symgrad.core.matexpr import N, Cotangent, SumAll, batch, bias_gradient, hadamard, to_explicit
@@ -162,23 +162,23 @@ def _algorithm(net: Graph) -> Derivation:
     for name, node in net.nodes.items():
         if node.op != "input":
             rhs = net.definition(name)
-            d.add(net.sym(name), rhs, "forward propagation", "forward")
+            d.add(net.sym(name), rhs, "forward propagation", StepKind.FORWARD)
             rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, N).xreplace(params),
                                               (N, node.dim), name, shown[net.sym(name)]).sym
-    d.add(sp.Symbol("f"), batch_loss(net), "the mean loss over the n examples", "loss")
+    d.add(sp.Symbol("f"), batch_loss(net), "the mean loss over the n examples", StepKind.LOSS)
     prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
     for i, (name, (g, rhs, why)) in enumerate(bw.g.items()):
-        d.add(g, rhs, why if i else bw.start_why, "backward")
+        d.add(g, rhs, why if i else bw.start_why, StepKind.BACKWARD)
         brhs = batch(rhs, rows, N).xreplace(params)
         rows[g] = prog.define(Kind.BACKWARD, brhs / N if name == bw.start else brhs,
                               (N, net.nodes[name].dim), name, shown[g]).sym
     for p in net.parameters:
         per = _sum([t for t, _ in bw.grads[p]])
         d.add(Grad(sp.Symbol("ℓ"), net.sym(p)), per, "; ".join(w for _, w in bw.grads[p]),
-              "gradient", shapes=[net.shapes[p]])
+              StepKind.GRADIENT, shapes=[net.shapes[p]])
         if net.penalty != 0 and net.is_weight(p):
             d.add(Grad(sp.Symbol("J"), net.sym(p)), per + net.penalty * net.sym(p),
-                  "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", "penalty",
+                  "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", StepKind.PENALTY,
                   shapes=[net.shapes[p]])
         prog.define(Kind.GRADIENT, _batch_grad(net, p, bw, rows).xreplace(params), net.shapes[p],
                     p, sp.MatrixSymbol("d" + p, *net.shapes[p]))

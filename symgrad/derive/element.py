@@ -19,15 +19,18 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Factors, Partial
+from symgrad.core.derivation import Derivation, Factors, Partial, StepKind
 from symgrad.core.evaluate import evaluate
-from symgrad.core.primitives import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
+from symgrad.core.primitives import (PRIMITIVES, kinked, rule_says, step, step_cases, step_says,
+                                     unfold_steps)
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import op_of
 
 PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
 SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
-KINKS = (relu, leaky_relu, step, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.sign, sp.Heaviside)
+# the registered primitives marked kinked (relu, abs, max, …; read when used, so one registered
+# later counts), and a user's Piecewise, kinked wherever it switches
+KINKS = kinked(sp.Piecewise)
 # A node is written out by its op's registered ``scalar`` rule (symgrad.graph.ops); an op without
 # one is refused by name. Read as a sum, as it once was, a mul node got a wrong gradient (0.695
 # where the kernel gave 0.0517) that passed the self-check, since sympy.diff there differentiates
@@ -157,7 +160,7 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
     result = _written_out(S, d, value, Tsym, w, outs)
     if cases and result.has(step):
         result = unfold_steps(result, net.relu_grad_at_zero)
-        d.add(None, result, _cases_why(S, result, net.relu_grad_at_zero), "cases")
+        d.add(None, result, _cases_why(S, result, net.relu_grad_at_zero), StepKind.CASES)
     how = _check(S, value, result, direct, f"∂{Tsym}/∂{w}")
     if of == "loss":
         _batch(net, S, d, w)
@@ -169,25 +172,25 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
 
 def _opening(S, d, T, Tsym, w, of):
     if of == "loss":
-        d.add(Tsym, T, "the loss of one example", "definition")
+        d.add(Tsym, T, "the loss of one example", StepKind.DEFINITION)
         return
     full = S.explicit(T)
     if sp.count_ops(full) > 80:
         return
-    d.add(T, full, f"write {T} out in the weights", "definition")
-    d.add(Partial(T, w), sp.Derivative(full, w, evaluate=False), rule="definition")
+    d.add(T, full, f"write {T} out in the weights", StepKind.DEFINITION)
+    d.add(Partial(T, w), sp.Derivative(full, w, evaluate=False), rule=StepKind.DEFINITION)
     if isinstance(full, sp.Add):
         kept = sp.Add(*[t for t in full.args if t.has(w)])
         if kept != full:
             d.add(None, sp.Derivative(kept, w, evaluate=False),
-                  f"only this term depends on {w}", "simplify")
+                  f"only this term depends on {w}", StepKind.SIMPLIFY)
 
 
 def _chain(S: Scalar, d: Derivation, T, Tsym, w):
     """Record ∂T/∂w as products along the separating units; return it in unit symbols."""
     users, deltas = S.users.get(w, []), {}
     if not users:  # declared but never used (e.g. a layer the output does not reach)
-        return d.add(Partial(Tsym, w), sp.Integer(0), f"{Tsym} does not depend on {w}", "jacobian")
+        return d.add(Partial(Tsym, w), sp.Integer(0), f"{Tsym} does not depend on {w}", StepKind.JACOBIAN)
     if len(users) == 1:
         total = _along(S, d, T, Tsym, w, deltas)
     else:  # a shared weight: the chain rule sums over its uses, each through its δ
@@ -195,13 +198,13 @@ def _chain(S: Scalar, d: Derivation, T, Tsym, w):
         for u in users:
             total += _delta(S, d, T, Tsym, u, deltas) * _local(S, u, w)
         d.add(Partial(Tsym, w), total, f"{w} is used by {_names(users)}: the chain rule sums "
-              "over its uses", "sum")
+              "over its uses", StepKind.SUM)
     if deltas:
         for delta in reversed(list(deltas)):  # outermost last: each δ in terms of units alone
             total = total.xreplace({delta: deltas[delta]})
         total = sp.factor_terms(total)
         d.add(Partial(Tsym, w), total, "substitute the δ's from the backward pass",
-              "substitution")
+              StepKind.SUBSTITUTION)
     return total
 
 
@@ -215,14 +218,14 @@ def _along(S, d, T, Tsym, w, deltas):
     local = [_local(S, a, b) for a, b in zip(down, down[1:] + [w])]
     if not seps:  # w enters T itself (∂ŷ/∂b3): nothing separates them
         d.add(Partial(Tsym, w), local[0], f"{w} enters {Tsym} = {S.defs[T]} directly",
-              "jacobian")
+              StepKind.JACOBIAN)
         return local[0]
     names = [Tsym] + seps + [w]
     for k, s in enumerate(seps):
         chain = names[:k + 2] + [w]
         d.add(Partial(Tsym, w) if k == 0 else None,
               Factors(*[Partial(a, b) for a, b in zip(chain, chain[1:])]),
-              f"{s} separates {names[k]} from {w}, so the chain rule applies", "chain_rule")
+              f"{s} separates {names[k]} from {w}, so the chain rule applies", StepKind.CHAIN_RULE)
     head, why = [], _local_why(S, down)
     if top != T:  # ∂T/∂top: the loss's own derivative, or the δ of a unit feeding several
         mark = len(d.steps)
@@ -230,7 +233,7 @@ def _along(S, d, T, Tsym, w, deltas):
         if len(d.steps) > mark:  # the backward pass came in between
             why += f"; ∂{Tsym}/∂{top} = δ_{top} from the backward pass above"
     values = head + local
-    d.add(Partial(Tsym, w) if deltas else None, Factors(*values), why, "jacobian")
+    d.add(Partial(Tsym, w) if deltas else None, Factors(*values), why, StepKind.JACOBIAN)
     return sp.Mul(*values)
 
 
@@ -249,7 +252,7 @@ def _delta(S: Scalar, d: Derivation, T, Tsym, u, deltas: dict):
         val = sp.diff(T, u)
         why = "differentiate the loss" if T != u else f"∂{u}/∂{u} = 1"
     deltas[delta] = val
-    d.add(delta, val, f"δ_{u} = ∂{Tsym}/∂{u}: {why}" + _onehot(S, u, val, deltas), "backward")
+    d.add(delta, val, f"δ_{u} = ∂{Tsym}/∂{u}: {why}" + _onehot(S, u, val, deltas), StepKind.BACKWARD)
     return delta
 
 
@@ -317,9 +320,9 @@ def _written_out(S, d, value, Tsym, w, outs):
         why = "substitute the units' definitions"
         if kept:
             why += f" ({_names(kept)}: the values of the forward pass)"
-        d.add(Partial(Tsym, w), out, why, "substitution")
+        d.add(Partial(Tsym, w), out, why, StepKind.SUBSTITUTION)
     elif d.steps[-1].rhs != out:  # nothing to substitute: the product itself is the result
-        d.add(None, out, "multiply the factors", "simplify")
+        d.add(None, out, "multiply the factors", StepKind.SIMPLIFY)
     return out
 
 
@@ -328,8 +331,7 @@ def _cases_why(S, result, at0) -> str:
     rows = step_cases(sp.Symbol("z"), at0)
     text = ", ".join(f"{v} if {_rel(c)}" for v, c in rows[:-1]) + f", {rows[-1][0]} otherwise"
     used = {type(e) for e in S.defs.values()}
-    whose = [n for f, n in ((relu, "relu'(z) = step(z)"),
-                            (leaky_relu, "leaky_relu'(z) = a + (1 − a) step(z)")) if f in used]
+    whose = [step_says(p.cls) for p in PRIMITIVES.values() if p.cls in used and step_says(p.cls)]
     why = "; ".join(whose + [f"step(z) = {text}"])
     left = sorted({str(s.args[0]) for s in result.atoms(step)})
     if left:
@@ -354,7 +356,7 @@ def _batch(net, S, d, w):
             why += f"; the penalty λΩ(θ), Ω = ½ Σ w², adds λ {w} with λ = {net.penalty}"
         else:
             why += f"; the penalty λΩ(θ) leaves out the biases, so {w} gets no λ term"
-    d.add(Partial(sp.Symbol("f"), w), rhs, why, "batch")
+    d.add(Partial(sp.Symbol("f"), w), rhs, why, StepKind.BATCH)
 
 
 # -- the self-check ---------------------------------------------------------------------------------
