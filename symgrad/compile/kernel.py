@@ -160,7 +160,7 @@ def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=
     net.check()
     at0 = net.relu_grad_at_zero if relu_grad_at_zero is None else \
         check_relu_grad_at_zero(relu_grad_at_zero)
-    return net.cached(("compiled", chosen.name, scalar, at0),
+    return net.cached((compile_network, chosen.name, scalar, at0),
                       lambda: chosen.network(net, scalar, at0))
 
 

@@ -41,7 +41,7 @@ class Partial(sp.Basic):
     wrt = property(lambda self: self.args[1])
 
     def _sympystr(self, p):
-        return f"∂{_group(p, self.of)}/∂{_group(p, self.wrt)}"
+        return f"∂{grouped(p, self.of)}/∂{grouped(p, self.wrt)}"
 
     def _latex(self, p):
         return r"\frac{\partial %s}{\partial %s}" % (p._print(self.of), p._print(self.wrt))
@@ -54,7 +54,7 @@ class Grad(sp.Basic):
         return sp.Basic.__new__(cls, _basic(of), _basic(wrt))
 
     def _sympystr(self, p):
-        return f"∇_{_group(p, self.args[1])} {_group(p, self.args[0])}"
+        return f"∇_{grouped(p, self.args[1])} {grouped(p, self.args[0])}"
 
     def _latex(self, p):
         return r"\nabla_{%s} %s" % (p._print(self.args[1]), p._print(self.args[0]))
@@ -93,7 +93,7 @@ class Chain(sp.Basic):
         return sp.Basic.__new__(cls, *map(_basic, factors))
 
     def _sympystr(self, p):
-        return " · ".join(_group(p, a) for a in self.args)
+        return " · ".join(grouped(p, a) for a in self.args)
 
     def _latex(self, p):
         return " ".join(p._print(a) for a in self.args)
@@ -129,7 +129,7 @@ class Note(sp.Basic):
         return r"\text{%s}" % _printing().text_escape(self._text)
 
 
-def _group(printer, expr) -> str:
+def grouped(printer, expr) -> str:
     """Print ``expr``, parenthesised when it is a sum or product (so ∂(f∘g)/∂x reads right)."""
     s = printer._print(expr)
     return f"({s})" if isinstance(expr, (sp.Add, sp.Mul, Compose)) else s

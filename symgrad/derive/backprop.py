@@ -76,7 +76,7 @@ def loss_gradient(net):
 
 def backward(net: Graph) -> Backward:
     """The one backward pass (cached on the network until it changes)."""
-    return net.cached("backward", lambda: _backward(net))
+    return net.cached(backward, lambda: _backward(net))
 
 
 def _backward(net: Graph) -> Backward:
@@ -139,7 +139,7 @@ def algorithm(net: Graph) -> Derivation:
     gradient (with λW when there is a penalty). ``meta['program']`` is the same computation in
     batch form as a typed :class:`~symgrad.core.program.Program` (what compiles). Cached on the
     network until it changes: the Derivation returned is shared, read it without modifying it."""
-    return net.cached("algorithm", lambda: _algorithm(net))
+    return net.cached(algorithm, lambda: _algorithm(net))
 
 
 def program(net: Graph) -> Program:
@@ -227,7 +227,7 @@ def gradients(net: Graph) -> dict:
         shown = {v.sym: v.label for v in prog.variables}
         return {e.out.of: e.rhs.xreplace(gsubs).xreplace(shown)
                 for e in prog.of_kind(Kind.GRADIENT)}
-    return dict(net.cached("gradients", build))
+    return dict(net.cached(gradients, build))
 
 
 def expand_forward(net: Graph, expr):

@@ -87,7 +87,8 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
     start = bw.start
     if bw.fused:
         _fused_steps(net, d)
-    rows = net.cached("g_rows", lambda: {k: (g.T, rhs.T) for k, (g, rhs, _) in bw.g.items()})
+    rows = net.cached(_backprop_steps, lambda: {k: (g.T, rhs.T)  # the g rows, once per net
+                                                for k, (g, rhs, _) in bw.g.items()})
     d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
           StepKind.BACKWARD)
     on_path = set().union(*paths)

@@ -71,7 +71,9 @@ class Graph:
         """``build()`` once per state of the network: every parameter's derivation reads the same
         forward and backward pass (the notes' "no redundant computation"), so deriving all
         parameters costs one pass, not one per parameter. Any change to the network (a node, a
-        parameter, the loss or the penalty, even set directly) starts a fresh cache."""
+        parameter, the loss or the penalty, even set directly) starts a fresh cache. ``key`` is
+        the function that owns the value (``backprop.algorithm``, or a tuple starting with it),
+        so no two modules can claim the same key by spelling it alike."""
         state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
                  self.loss, self.penalty, self.relu_grad_at_zero)
         if self._cache.get("_state") != state:

@@ -19,7 +19,7 @@ from symgrad.printing.latex import latex
 _GRADIENTS = (StepKind.GRADIENT, StepKind.PENALTY)
 
 
-def _backward_section(P, net, alg) -> Section:
+def backward_section(P, net, alg) -> Section:
     sec = Section("The shared backward pass")
     bw = alg.meta["backward"]
     g = g_name(P.notation)
@@ -83,7 +83,7 @@ def gradient_summary(net, alg=None, notation="slides"):
                            for g, rhs in keep]
 
 
-def _algorithm_section(P, net, alg, verbosity) -> Section:
+def algorithm_section(P, net, alg, verbosity) -> Section:
     sec = Section("The final algorithm")
     sec.text(r"Algorithm 6.4 of the notes, derived for this network: forward propagation, then "
              r"one backward pass that defines each $%s$ once and reads every gradient off "

@@ -14,7 +14,7 @@ import sympy as sp
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
 from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
-from symgrad.handouts.backward import _algorithm_section, _backward_section, gradient_summary
+from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
 from symgrad.handouts.model import Doc, Section, loss_names
 from symgrad.derive import backprop, element, matrix
 from symgrad.graph.files import load_network, parse_spec
@@ -88,8 +88,8 @@ def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notati
     sections = [_network_section(P, net, scalar, level), _loss_section(P, net)]
     for p in net.parameters:
         sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity, p == ex_param))
-    sections.append(_backward_section(P, net, alg))
-    sections.append(_algorithm_section(P, net, alg, verbosity))
+    sections.append(backward_section(P, net, alg))
+    sections.append(algorithm_section(P, net, alg, verbosity))
     ex = []
     if ex_param:
         d = _filtered(P.derive(ex_param), verbosity)

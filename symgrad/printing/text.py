@@ -12,7 +12,7 @@ import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
-from symgrad.core.derivation import Derivation, _group
+from symgrad.core.derivation import Derivation, grouped
 
 
 def mean_of_sum(expr):
@@ -124,7 +124,7 @@ def _text_methods():
 
     return {
         "_print_HadamardProduct": lambda self, e: " ⊙ ".join(
-            _group(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
+            grouped(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
             for a in e.args),
         "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
         "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(self._print(a) for a in e.args),
