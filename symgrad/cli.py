@@ -17,7 +17,6 @@ from symgrad.printing.text import SympifyPrinter, TextPrinter
 from symgrad.core.primitives import MissingRuleError
 from symgrad.core.parse import ParseError
 from symgrad.printing.latex import latex
-from symgrad.printing.names import NOTATIONS
 from symgrad.handouts.build import handout_file
 from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
@@ -28,23 +27,6 @@ from symgrad.run.train import accuracy, load_data, save_params, train as train_n
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
 INPUT_ERRORS = (ParseError, ValueError, TypeError, MissingRuleError, KeyError, OSError)
-
-
-class _Registered(click.Choice):
-    """A choice among a registry's names as they are when the command runs (a preset registered
-    after import is offered too); click copies a plain Choice's list when it is made."""
-
-    def __init__(self, registry: dict):
-        self.registry = registry
-        super().__init__(list(registry))
-
-    @property
-    def choices(self):
-        return tuple(self.registry)
-
-    @choices.setter
-    def choices(self, value):  # click sets it in __init__: the registry is the truth
-        pass
 
 
 class OneLineErrors(click.Group):
@@ -172,8 +154,9 @@ def network_options(f):
 @click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None)
 @click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
               default=None, help="Default: markdown for .md, else article.")
-@click.option("--notation", type=_Registered(NOTATIONS), default=None,
-              help="A notation preset (symgrad.register_notation adds one).")
+@click.option("--notation", default=None, metavar="PRESET",
+              help="slides, feature, or a preset added with symgrad.register_notation (a network "
+                   "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
 @network_options
 def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,

@@ -58,3 +58,22 @@ def test_a_notation_preset_is_one_registration(tmp_path):
         del NOTATIONS["plain"]
     with pytest.raises(ValueError, match="notation must be one of slides, feature, not 'plain'"):
         sg.to_latex(net.derive("W1"), notation="plain")
+    r = CliRunner().invoke(cli, ["handout", "2-2-1", "--notation", "plain"])
+    assert r.exit_code == 2 and "notation must be one of slides, feature, not 'plain'" in r.output
+
+
+def test_a_network_file_may_register_the_preset_it_names(tmp_path):
+    from click.testing import CliRunner
+
+    from symgrad.cli import cli
+    from symgrad.printing.names import NOTATIONS
+    f = tmp_path / "net.py"
+    f.write_text("import symgrad as sg\nsg.register_notation(sg.Notation('mine', bold=False))\n"
+                 "net = sg.mlp([2, 2, 1])\n")
+    try:
+        r = CliRunner().invoke(cli, ["handout", str(f), "--notation", "mine", "-o",
+                                     str(tmp_path / "h.md")])
+        assert r.exit_code == 0, r.output
+        assert r"\mathbf" not in (tmp_path / "h.md").read_text()
+    finally:
+        NOTATIONS.pop("mine", None)

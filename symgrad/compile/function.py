@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import Application
 
-from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
-from symgrad.compile.common import FLOATS, XMAX, _exec, stable
+from symgrad.core.primitives import RULES, check_relu_grad_at_zero, relu_grad_at_zero_default
+from symgrad.compile.common import FLOATS, XMAX, _exec, require_code, stable
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.derive import calculus
 from symgrad.core.derivation import Derivation
@@ -46,6 +47,12 @@ class CompiledFunction:
             raise ValueError(f"compile_function: {', '.join(sorted(map(str, extra)))} not among "
                              f"the variables {', '.join(map(str, self.wrt))}")
         self.expr, self._J, self._fns = F, J, {}
+        # printed on first call: any function it cannot print fails here, naming it, instead
+        require_code([F] + ([J] if J is not None else []), ("numpy",), derivatives=True)
+        probe = KernelPrinter({"relu_grad_at_zero": self.relu_grad_at_zero})
+        for app in F.atoms(Application):  # a SymPy function nobody registered: SymPy's printer
+            if type(app) not in RULES:
+                probe.doprint(app)
 
     @property
     def jacobian_matrix(self):

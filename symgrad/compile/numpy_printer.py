@@ -6,30 +6,30 @@ Where it sits: compile, between the derived batch program (``backprop.algorithm`
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import Application
 from sympy.printing.numpy import NumPyPrinter
 
-from symgrad.compile.common import N, _IDENT, StablePrimitives, _atomic, _body, _broadcast, _call, _T
+from symgrad.compile.common import N, _IDENT, PrimitivePrinting, _atomic, _body, _broadcast, _call, _T
 
 
-class KernelPrinter(StablePrimitives, NumPyPrinter):
+class KernelPrinter(PrimitivePrinting, NumPyPrinter):
     """A batch program's matrix expressions (one example a row) as numpy over arrays that hold
     every batch value transposed, one example a column, as the notes write z = W x + b: Z1 = X Wᵀ
     prints as ``W1 @ X.T``, so biases broadcast down columns and softmax reduces along them, both
     contiguous. A MatrixSymbol prints as its name (X and Y as the views ``X.T``, ``Y.T``), ``n`` is
     the batch size and ``dt`` the dtype. No broadcast is formed (1·bᵀ is ``b[:, None]``, Gᵀ·1 is
     ``G @ one_n``). An Elementwise prints its Lambda's body with the operand arrays for its
-    variables; σ, softplus and log(1 + eᵘ) print in forms that neither overflow nor lose digits.
+    variables; every primitive prints by its registered "numpy" code (σ, softplus and log(1 + eᵘ)
+    in forms that neither overflow nor lose digits).
     """
 
     # relu'(0), the value of step(0): a setting of the kernel being printed, never a global
     _default_settings = {**NumPyPrinter._default_settings, "relu_grad_at_zero": 0}
-
-    FORMS = {"softplus": "np.logaddexp(0, {})", "log1p": "np.log1p({})", "log": "np.log({})",
-             "heaviside": "np.heaviside({}, {})", "min": "np.minimum({}, {})",
-             "max": "np.maximum({}, {})"}
+    backend, modules = "numpy", ("numpy.",)
 
     def __init__(self, settings=None, names=None):
         super().__init__(settings or {})
@@ -71,6 +71,19 @@ class KernelPrinter(StablePrimitives, NumPyPrinter):
         return self.const(f"one_{'r' if row else ''}{k}", "ones", (1, k) if row else k)
 
     # scalars
+    def _print(self, expr, **kwargs):
+        # A constant such as √2 or log 2 as a Python float: np.sqrt(2) is a float64 scalar, which
+        # makes a float32 array it multiplies float64 (NEP 50: Python floats are weak, numpy
+        # scalars are not); exact GELU's 1/√2 gave a float32 kernel a float64 ∇W2.
+        if isinstance(expr, (sp.Pow, Application)) and expr.is_number and expr.is_extended_real:
+            try:
+                v = float(expr)
+            except (TypeError, ValueError):
+                v = None
+            if v is not None and math.isfinite(v):
+                return repr(v) if v >= 0 else f"({v!r})"
+        return super()._print(expr, **kwargs)
+
     def _print_Symbol(self, e):
         return self.env[e] if e in self.env else ("n" if e == N else super()._print_Symbol(e))
 
@@ -80,26 +93,6 @@ class KernelPrinter(StablePrimitives, NumPyPrinter):
         if e.exp == -1:
             return f"(1/{self._paren(e.base)})"
         return super()._print_Pow(e, rational)
-
-    def _print_relu(self, e):
-        return f"np.maximum({self._print(e.args[0])}, 0)"
-
-    def _print_step(self, e):  # in the kernel's dtype; step(0) = relu'(0) as this kernel sets it
-        x, at0 = self._paren(e.args[0]), self._settings["relu_grad_at_zero"]
-        if at0 == 0 or at0 == 1:
-            return f"({x} {'>' if at0 == 0 else '>='} 0).astype(dt)"
-        return f"np.heaviside({x}, 0.5)"
-
-    def _print_sigmoid(self, e):
-        # 1/(1 + e⁻ˣ) with e⁻ˣ clamped at XMAX: no overflow, exact to rounding for x ≥ −709 (−88 in
-        # float32); below, σ stays at its value there (≈ 1e-308, 6e-39) instead of going to 0.
-        return f"(1/(1 + np.exp(np.minimum(-{self._paren(e.args[0])}, {self.const('xmax', 'xmax')}))))"
-
-    def _print_leaky_relu(self, e):
-        x, a = self._paren(e.args[0]), e.args[1]
-        if 0 <= a <= 1:
-            return f"np.maximum({x}, {self._print(a)}*{x})"
-        return f"np.where({x} > 0, {x}, {self._print(a)}*{x})"
 
     # matrices: code(e) holds e, or eᵀ for a batch value (n rows)
     def _print_MatrixSymbol(self, e):

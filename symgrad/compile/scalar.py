@@ -13,81 +13,21 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
-from symgrad.compile.common import N, StablePrimitives, _body, _exec, legend
+from symgrad.compile.common import N, PrimitivePrinting, _body, _exec, legend
 
 
-def _exp(x):
-    try:
-        return math.exp(x)
-    except OverflowError:
-        return math.inf
-
-
-def _log(x):
-    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
-
-
-def _log1p(x):
-    return math.log1p(x) if x > -1 else (-math.inf if x == -1 else math.nan)
-
-
-def _sigmoid(x):
-    if x >= 0:
-        return 1 / (1 + math.exp(-x))
-    e = math.exp(x)
-    return e / (1 + e)
-
-
-def _softplus(x):
-    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
-
-
-def _sign(x):
-    return (x > 0) - (x < 0)
-
-
-def _heaviside(x, h0=0.5):
-    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)
-
-
-class ScalarPrinter(StablePrimitives, PythonCodePrinter):
-    """One entry at a time, on Python floats (the unrolled path): the same primitives in forms that
-    neither overflow nor raise (``_exp``, ``_log``, ``_sigmoid``, ``_softplus``)."""
+class ScalarPrinter(PrimitivePrinting, PythonCodePrinter):
+    """One entry at a time, on Python floats (the unrolled path): every primitive by its
+    registered "python" code, in forms that neither overflow nor raise (``_exp``, ``_log``,
+    ``_sigmoid``, ``_softplus``: symgrad.core.primitives)."""
 
     _default_settings = {**PythonCodePrinter._default_settings, "relu_grad_at_zero": 0}
-
-    FORMS = {"softplus": "_softplus({})", "log1p": "_log1p({})", "log": "_log({})",
-             "heaviside": "_heaviside({}, {})", "min": "min({}, {})", "max": "max({}, {})"}
+    backend, modules = "python", ("math.",)
 
     def _print_Symbol(self, e):
         return e.name
 
     _print_Dummy = _print_Symbol
-
-    def _cond(self, e, then, other):
-        x = self._print(e.args[0])
-        if not isinstance(e.args[0], (sp.Symbol, sp.Number)):
-            return f"(lambda _x: {then.format(x='_x')} if _x > 0.0 else {other.format(x='_x')})({x})"
-        return f"({then.format(x=x)} if {x} > 0.0 else {other.format(x=x)})"
-
-    def _print_relu(self, e):
-        return self._cond(e, "{x}", "0.0")
-
-    def _print_step(self, e):
-        at0 = float(self._settings["relu_grad_at_zero"])
-        return f"_heaviside({self._print(e.args[0])}, {at0})" if at0 else self._cond(e, "1.0", "0.0")
-
-    def _print_leaky_relu(self, e):
-        return self._cond(e, "{x}", f"{self._print(e.args[1])}*{{x}}")
-
-    def _print_sigmoid(self, e):
-        return f"_sigmoid({self._print(e.args[0])})"
-
-    def _print_exp(self, e):
-        return f"_exp({self._print(e.args[0])})"
-
-    def _print_sign(self, e):
-        return f"_sign({self._print(e.args[0])})"
 
     def _print_Pow(self, e, rational=False):
         if e.exp == -1:
@@ -206,9 +146,7 @@ def scalar_function(spec, typed, n):
     for e in typed.eqns:
         u.assign(e.out.sym, e.rhs)
     return _exec(legend(typed) + "\n".join(head + _results(spec, typed, u)) + "\n", f"kernel_n{n}",
-                 dict(np=np, math=math, _exp=_exp, _log=_log, _log1p=_log1p, _sigmoid=_sigmoid,
-                      _softplus=_softplus, _sign=_sign, _heaviside=_heaviside, _spec=spec,
-                      _isfinite=math.isfinite, **{f"_k{i}": p for i, p in enumerate(spec.names)}))
+                 dict(np=np, math=math, _spec=spec, _isfinite=math.isfinite, **{f"_k{i}": p for i, p in enumerate(spec.names)}))
 
 
 def _unpack_targets(spec, n, unpack, finite):

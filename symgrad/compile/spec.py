@@ -11,7 +11,12 @@ import math
 import numpy as np
 
 from symgrad.derive import backprop
-from symgrad.compile.common import FLOATS
+from symgrad.compile.common import FLOATS, require_code
+
+# A network kernel prints numpy (whole batches, predict) and, for tiny nets, the program unrolled
+# over Python floats (kernel.py's scalar path, and the "python" backend): a primitive without code
+# for either fails while compiling, not at the first call of a small batch.
+BACKENDS = ("numpy", "python")
 
 
 def param_shapes(net) -> dict:
@@ -28,6 +33,7 @@ class Spec:
 
     def __init__(self, net, program=None, relu_grad_at_zero=None):
         program = program or backprop.program(net)
+        require_code([e.rhs for e in program.eqns], BACKENDS)
         self.relu_grad_at_zero = (net.relu_grad_at_zero if relu_grad_at_zero is None
                                   else relu_grad_at_zero)
         self.net, self.shapes = net, param_shapes(net)
@@ -156,8 +162,9 @@ def _numeric(A, what, dt):
 
 
 def init_params(net, seed: int = 0, dtype="float64") -> dict:
-    """Random weights (He normal, √(2/fan_in), before relu-like units; Glorot normal otherwise) and
-    zero biases, shaped as :func:`param_shapes` says, from ``numpy.random.default_rng(seed)``."""
+    """Random weights (He normal, √(2/fan_in), before units whose activation asks for it, as relu
+    and leaky_relu do; Glorot normal otherwise) and zero biases, shaped as :func:`param_shapes`
+    says, from ``numpy.random.default_rng(seed)``."""
     dt = np.dtype(dtype)
     if dt not in FLOATS:
         raise ValueError(f"dtype must be float32 or float64, not {dtype}")
@@ -169,7 +176,7 @@ def init_params(net, seed: int = 0, dtype="float64") -> dict:
         fan_out, fan_in = shape
         acts = [net.nodes[c].act for n in net.nodes.values() if n.params and n.params[0] == p
                 for c in net.consumers(n.name) if net.nodes[c].op == "act"]
-        he = any(a.name in ("relu", "leaky_relu") for a in acts)
+        he = any(a.init == "he" for a in acts)  # the activation's registered init hint
         std = math.sqrt(2 / fan_in) if he else math.sqrt(2 / (fan_in + fan_out))
         out[p] = (rng.standard_normal(shape) * std).astype(dt)
     return out

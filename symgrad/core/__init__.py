@@ -1,7 +1,7 @@
 """core: the bottom layer. Nothing here imports another symgrad layer.
 
 - :mod:`.parse`: the safe parser (its own tokenizer and recursive descent; never eval/sympify);
-- :mod:`.primitives`: the elementwise primitives (relu, sigmoid, …) and their one rule table;
+- :mod:`.primitives`: the elementwise primitives (relu, sigmoid, erf, …), one registration each;
 - :mod:`.matexpr`: matrix-expression nodes SymPy lacks, and the per-example → batch map;
 - :mod:`.derivation`: derivation records (``Step``, ``Derivation``) and display nodes;
 - :mod:`.evaluate`: a float evaluator for the element level's bounded self-check.

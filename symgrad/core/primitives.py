@@ -1,18 +1,27 @@
-"""Primitive functions and the one table of derivative rules.
+"""Primitive functions: one registration each, carrying everything every engine knows about it.
 
-Where it sits: the bottom of the pipeline (declare). Every route that differentiates reads ``RULES``:
-``sympy.diff`` through the ``fdiff`` of the primitives below, the element-level engine through it, and
-the matrix-level engine through :func:`derivative`. A new activation touches this file only:
-subclass :class:`Primitive`, then ``defderiv(cls, lambda ans, x: ...)`` right under it.
+Where it sits: core, the bottom. A primitive (relu, σ, erf, SymPy's tanh, …) is one
+:func:`register_primitive` call right under its class. The record (:class:`PrimitiveSpec`) holds
+its derivative rule (and second derivative where it exists), its names in text and LaTeX and its
+rule in words, its code for each backend (the stable forms included) with the helpers that code
+calls, whether it is kinked, the weight init it wants as an activation, and whether the parser may
+call it. Everything else reads the registry and has no branch per primitive: sympy.diff through the
+``fdiff`` of the primitives below, the matrix level through :func:`derivative`, the element level's
+kinks and cases, the parser's whitelist (:data:`FUNCTIONS`), the named activations, the LaTeX and
+code printers, the weight init. :func:`register_primitive` refuses a record with a piece missing,
+naming the primitive and the piece; a printer asked for a backend a primitive has no code for fails
+while compiling, naming both (never a NameError when the kernel is called).
 
-A rule reads like autograd's ``defvjp``: ``ans`` is the primitive's output f(x), ``x`` its input, and the
-rule returns f'(x), preferably in terms of ``ans`` (σ' = σ(1 - σ), tanh' = 1 - tanh²) so the value of
-the forward pass is reused.
+A rule reads like autograd's ``defvjp``: ``ans`` is the primitive's output f(x), ``x`` its input
+(then its other arguments, leaky_relu's a), and the rule returns f'(x), preferably in terms of
+``ans`` (σ' = σ(1 - σ), tanh' = 1 - tanh²) so the value of the forward pass is reused.
+``defderiv(cls, lambda ans, x: ...)`` is the short form: it registers (or replaces) only the rule.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+import math
+from dataclasses import dataclass, field, fields
+from typing import Callable, Mapping
 
 import sympy as sp
 
@@ -21,51 +30,263 @@ class MissingRuleError(LookupError):
     """Raised when an expression uses a primitive that has no derivative rule."""
 
 
-@dataclass(frozen=True)
-class Rule:
-    """The derivative of one elementwise primitive.
+class MissingCodeError(MissingRuleError):
+    """A primitive (or SymPy function) with no code for the backend being printed: a missing
+    piece of its registration, found while compiling, as a missing rule is while deriving."""
 
-    ``deriv(ans, x)`` returns f'(x); ``prime`` names f' in text ("relu'"), ``prime_latex`` in LaTeX;
-    ``says`` states the rule in words for a derivation's justification ("σ' = σ(1 − σ)").
+
+@dataclass(frozen=True)
+class PrimitiveSpec:
+    """Everything about one elementwise primitive.
+
+    - ``cls``: the SymPy class (symgrad's own relu, σ, … or SymPy's tanh, exp, erf, …);
+    - ``name``: its name in text, in words and for the parser ("relu", "abs" for Abs);
+    - ``deriv(ans, x, *rest)``: f'(x), with ``ans`` standing for f(x) (``rest``: its other
+      arguments, leaky_relu's a); ``deriv2`` the same for f''(x), where it exists;
+    - ``prime``: f' in text ("σ'"); ``latex``, ``prime_latex``: f and f' in LaTeX (\\sigma, \\sigma');
+    - ``says``: the rule in words, for a derivation's justification ("σ'(z) = σ(z)(1 − σ(z))");
+    - ``code``: backend name → how that backend writes f(args): a format string over the printed
+      arguments ("np.maximum({0}, 0)"; they arrive as printed, so use them inside a call's
+      parentheses), or a function ``(p, *args)`` of the printer and the argument expressions,
+      which prints with ``p.code(e)``, ``p.paren(e)`` (parenthesized unless atomic), reads
+      ``p.setting(key)`` (relu'(0)) and, for numpy, ``p.const(name, kind)``. Stable forms live
+      here (σ clamped, log(1 + eᵘ) as softplus). A backend missing from it cannot print f;
+    - ``helpers``: names the code calls (``_sigmoid``, ``_np_erf``) → the objects, put into the
+      namespace of every generated kernel;
+    - ``kinked``: f' jumps somewhere (relu, abs, max): the element level writes its cases, and
+      substitutes a unit using it only where that reads well;
+    - ``init``: "he" or "glorot", the weight init before it as a named activation (``hidden=name``);
+      None: not a named activation (still usable in an expression in x);
+    - ``parse``: the names the safe parser may call it by ("log", "ln"), with ``nargs`` its
+      arity (min, max) or (n,), max None for any number; ``defaults``: the trailing arguments'
+      values when left out (shown in LaTeX only when they differ);
+    - ``shown_as``: the name formulas show it by when not its own (step(z) is relu'(z) in the notes);
+    - ``sympy_latex``: SymPy's LaTeX printer writes it (e^{x}, |x|, \\tanh), as the notes do.
     """
 
-    deriv: Callable[[sp.Expr, sp.Expr], sp.Expr]
-    prime: str
-    prime_latex: str
-    says: str = ""
+    cls: type = None
+    name: str = None
+    deriv: Callable = None
+    prime: str = None
+    latex: str = None
+    prime_latex: str = None
+    says: str = None
+    code: Mapping = None
+    kinked: bool = None
+    deriv2: Callable | None = None
+    init: str | None = None
+    parse: tuple = ()
+    nargs: tuple = (1,)
+    defaults: tuple = ()
+    helpers: Mapping = field(default_factory=dict)
+    shown_as: str = ""
+    sympy_latex: bool = False
 
 
-RULES: dict[type, Rule] = {}
+Rule = PrimitiveSpec  # the record a rule lives in (deriv, prime, prime_latex, says)
+REQUIRED = ("cls", "name", "deriv", "prime", "latex", "prime_latex", "says", "code", "kinked")
+INITS = ("he", "glorot")
+
+PRIMITIVES: dict[str, PrimitiveSpec] = {}   # by name, in registration order
+RULES: dict[type, PrimitiveSpec] = {}       # by class: what every route looks up
+# The names users may call in parsed text (see symgrad.core.parse) → (what they build, arity);
+# the registered primitives' ``parse`` names, plus sqrt, which is no primitive: it builds the
+# power x**(1/2), which every rule and printer already knows.
+FUNCTIONS: dict[str, tuple[Callable, tuple]] = {"sqrt": (sp.sqrt, (1,))}
+CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "e": sp.E}
+HELPERS: dict[str, object] = {}             # every registered helper, for generated code
+SYMPIFY_LOCALS: dict[str, type] = {}        # symgrad's own classes, for reading its strings back
+
+
+def register_primitive(cls, **pieces) -> PrimitiveSpec:
+    """Register the primitive ``cls`` with its pieces (the fields of :class:`PrimitiveSpec`), or
+    replace its registration. A required piece missing, an unknown piece or one of the wrong kind
+    is a TypeError naming the primitive and the piece: a primitive that could not be derived,
+    printed or compiled would fail later, far from here."""
+    name = pieces.get("name") or getattr(cls, "__name__", repr(cls))
+    known = {f.name for f in fields(PrimitiveSpec)} - {"cls"}
+    unknown = sorted(set(pieces) - known)
+    if unknown:
+        raise TypeError(f"register_primitive: the primitive {name!r} has no piece "
+                        f"{', '.join(unknown)} (the pieces: {', '.join(sorted(known))})")
+    spec = PrimitiveSpec(cls=cls, **pieces)
+    missing = [k for k in REQUIRED if getattr(spec, k) is None or getattr(spec, k) == ""]
+    if missing:
+        raise TypeError(f"register_primitive: the primitive {name!r} lacks {', '.join(missing)}")
+    _check(spec)
+    old = RULES.get(cls)
+    clash = PRIMITIVES.get(spec.name)
+    if clash is not None and clash.cls is not cls:
+        raise TypeError(f"register_primitive: the name {spec.name!r} is {clash.cls.__name__}'s")
+    for p in spec.parse:
+        if p in CONSTANTS or p in FUNCTIONS and FUNCTIONS[p][0] is not cls:
+            raise TypeError(f"register_primitive: the primitive {name!r}: the parser name {p!r} "
+                            "is taken")
+    for h, obj in spec.helpers.items():  # one object per name in every kernel's namespace
+        if HELPERS.get(h, obj) is not obj and not (old and h in old.helpers):
+            raise TypeError(f"register_primitive: the primitive {name!r}: the helper name {h!r} "
+                            "is taken")
+    if old is not None:  # a replacement (in place, keeping the order): drop the old's entries
+        if old.name != spec.name:
+            PRIMITIVES.pop(old.name, None)
+        for p in old.parse:
+            FUNCTIONS.pop(p, None)
+    PRIMITIVES[spec.name] = RULES[cls] = spec
+    FUNCTIONS.update({p: (cls, spec.nargs) for p in spec.parse})
+    HELPERS.update(spec.helpers)
+    if not cls.__module__.startswith("sympy"):
+        SYMPIFY_LOCALS[cls.__name__] = cls
+    return spec
+
+
+def _check(spec: PrimitiveSpec) -> None:
+    """The pieces' kinds: a registration that is complete but cannot work fails here too."""
+    def bad(piece, what):
+        raise TypeError(f"register_primitive: the primitive {spec.name!r}: {piece} must be {what}")
+    if not (isinstance(spec.cls, type) and issubclass(spec.cls, sp.Basic)):
+        bad("cls", "a SymPy function class")
+    for piece in ("deriv", "deriv2"):
+        if getattr(spec, piece) is not None and not callable(getattr(spec, piece)):
+            bad(piece, "a function (ans, x) -> f'(x)")
+    for piece in ("name", "prime", "latex", "prime_latex", "says", "shown_as"):
+        if not isinstance(getattr(spec, piece), str):
+            bad(piece, "text")
+    if not spec.name.isidentifier():
+        bad("name", "an identifier")
+    if not isinstance(spec.kinked, bool) or not isinstance(spec.sympy_latex, bool):
+        bad("kinked and sympy_latex", "True or False")
+    if spec.init is not None and spec.init not in INITS:
+        bad("init", f"one of {', '.join(INITS)} (or None)")
+    if isinstance(spec.parse, str) or not all(isinstance(p, str) and p.isidentifier()
+                                              for p in spec.parse):
+        bad("parse", "a tuple of identifiers")
+    if not (isinstance(spec.nargs, tuple) and len(spec.nargs) in (1, 2)):
+        bad("nargs", "(n,) or (min, max), max None for any number")
+    lo, hi = spec.nargs * 2 if len(spec.nargs) == 1 else spec.nargs
+    if not (isinstance(lo, int) and lo >= 1 and (hi is None or isinstance(hi, int) and hi >= lo)):
+        bad("nargs", "(n,) or (min, max), max None for any number")
+    if not isinstance(spec.code, Mapping):
+        bad("code", "a mapping backend -> format string or function")
+    for backend, code in spec.code.items():
+        if isinstance(code, str):
+            try:
+                code.format(*["x"] * (hi or lo + 1))
+            except (IndexError, KeyError, ValueError):
+                bad(f"code[{backend!r}]", f"a format string over at most {hi or lo} arguments")
+        elif not callable(code):
+            bad(f"code[{backend!r}]", "a format string or a function (printer, *args)")
+    if not isinstance(spec.helpers, Mapping) or not all(
+            isinstance(h, str) and h.startswith("_") and h.isidentifier() for h in spec.helpers):
+        bad("helpers", "a mapping from names beginning with _ to objects")
 
 
 def defderiv(prim: type, deriv: Callable, *, prime: str | None = None,
-             prime_latex: str | None = None, says: str = "") -> None:
-    """Register the derivative rule of the elementwise primitive ``prim``."""
+             prime_latex: str | None = None, says: str = "") -> PrimitiveSpec:
+    """Register (or replace) the derivative rule of the elementwise primitive ``prim``; a class
+    registered only so has no code yet, and a kernel using it fails naming the backend."""
+    old = RULES.get(prim)
+    if old is not None:
+        return register_primitive(prim, **{**_pieces(old), "deriv": deriv,
+                                           "prime": prime or old.prime,
+                                           "prime_latex": prime_latex or old.prime_latex,
+                                           "says": says or old.says})
     name = prim.__name__
-    RULES[prim] = Rule(deriv, prime or f"{name}'",
-                       prime_latex or rf"\operatorname{{{name}}}'", says)
+    prime = prime or f"{name}'"
+    if not says:
+        z = sp.Symbol("z", real=True)
+        says = f"{prime}(z) = {sp.sstr(deriv(prim(z), z))}"
+    return register_primitive(prim, name=name, deriv=deriv, prime=prime,
+                              latex=rf"\operatorname{{{name}}}",
+                              prime_latex=prime_latex or rf"\operatorname{{{name}}}'",
+                              says=says, code={}, kinked=False)
+
+
+def _pieces(spec: PrimitiveSpec) -> dict:
+    return {f.name: getattr(spec, f.name) for f in fields(spec) if f.name != "cls"}
 
 
 def rule_says(fn: type) -> str:
     """The rule of ``fn`` in words, for a justification ("" if it has none)."""
     rule = RULES.get(fn)
-    return rule.says if rule else _SAYS.get(fn, "")
+    return rule.says if rule else ""
 
 
-def rule_for(prim: type) -> Rule:
-    """The rule for ``prim``; a primitive without one fails loudly, by name."""
+def rule_for(prim: type) -> PrimitiveSpec:
+    """The registration of ``prim``; a primitive without one fails loudly, by name."""
     try:
         return RULES[prim]
-    except KeyError:
+    except (KeyError, TypeError):
         raise MissingRuleError(
             f"no derivative rule for the primitive {getattr(prim, '__name__', prim)!r}; "
-            "register one with symgrad.functions.defderiv") from None
+            "register one with symgrad.register_primitive (or symgrad.defderiv)") from None
 
 
-def derivative(prim: type, x: sp.Expr, ans: sp.Expr | None = None) -> sp.Expr:
-    """f'(x) for the elementwise primitive ``prim``, with ``ans`` standing for f(x) if given."""
+def derivative(prim: type, x: sp.Expr, ans: sp.Expr | None = None, rest=()) -> sp.Expr:
+    """f'(x) for the elementwise primitive ``prim``, with ``ans`` standing for f(x) if given
+    (``rest``: its other arguments)."""
     rule = rule_for(prim)
-    return rule.deriv(prim(x) if ans is None else ans, x)
+    return rule.deriv(prim(x, *rest) if ans is None else ans, x, *rest)
+
+
+def second_derivative(prim: type, x: sp.Expr, ans: sp.Expr | None = None, rest=()) -> sp.Expr:
+    """f''(x), from the registered ``deriv2``; a primitive registered without one fails by name."""
+    rule = rule_for(prim)
+    if rule.deriv2 is None:
+        raise MissingRuleError(f"no second derivative registered for the primitive {rule.name!r}")
+    return rule.deriv2(prim(x, *rest) if ans is None else ans, x, *rest)
+
+
+def step_says(prim: type) -> str:
+    """f'(z) in words when f' is written with step(z) ("relu'(z) = step(z)"), what the element
+    level's cases unfold; "" for any other primitive. Read off the rule itself."""
+    rule = RULES.get(prim)
+    if rule is None or not rule.kinked:
+        return ""
+    z = sp.Symbol("z", real=True)
+    lo, hi = rule.nargs * 2 if len(rule.nargs) == 1 else rule.nargs
+    rest = sp.symbols("a b c d")[:(hi or lo) - 1]
+    try:
+        d = rule.deriv(prim(z, *rest), z, *rest)
+    except (TypeError, ValueError):
+        return ""
+    if not d.has(step):
+        return ""
+    return f"{rule.prime}(z) = " + sp.sstr(d).replace("*", " ").replace("-", "−")
+
+
+class _Kinked:
+    """The classes of the kinked primitives, read whenever iterated (so a primitive registered
+    later counts), then ``extra``: ``expr.has(*kinked())``."""
+
+    def __init__(self, extra):
+        self.extra = tuple(extra)
+
+    def __iter__(self):
+        return iter([s.cls for s in PRIMITIVES.values() if s.kinked] + list(self.extra))
+
+
+def kinked(*extra) -> _Kinked:
+    return _Kinked(extra)
+
+
+def shown_args(expr, spec: PrimitiveSpec) -> list:
+    """The arguments of ``expr`` a display shows: trailing ones equal to their defaults left out."""
+    args = list(expr.args)
+    for default in reversed(spec.defaults):
+        if len(args) > 1 and args[-1] == default:
+            args.pop()
+        else:
+            break
+    return args
+
+
+def call_args(expr, spec: PrimitiveSpec) -> list:
+    """The arguments of ``expr`` with left-out trailing ones filled from the defaults."""
+    args = list(expr.args)
+    lo, hi = spec.nargs * 2 if len(spec.nargs) == 1 else spec.nargs
+    if hi is not None and len(args) < hi and spec.defaults:
+        args += list(spec.defaults[len(spec.defaults) - (hi - len(args)):])
+    return args
 
 
 # -- settings -------------------------------------------------------------------------------------
@@ -109,9 +330,131 @@ def set_relu_grad_at_zero(value) -> None:
     _DEFAULT["relu_grad_at_zero"] = check_relu_grad_at_zero(value)
 
 
+# -- code: the pieces the backends print -----------------------------------------------------------
+# Python floats (the "python" backend, the unrolled path of tiny nets): forms that neither overflow
+# nor raise; the kernel falls back to numpy only when one does.
+def _exp(x):
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def _log(x):
+    return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+
+
+def _log1p(x):
+    return math.log1p(x) if x > -1 else (-math.inf if x == -1 else math.nan)
+
+
+def _sigmoid(x):
+    if x >= 0:
+        return 1 / (1 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1 + e)
+
+
+def _softplus(x):
+    return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
+
+
+def _sign(x):
+    return (x > 0) - (x < 0)
+
+
+def _heaviside(x, h0=0.5):
+    return 1.0 if x > 0 else (h0 if x == 0 else 0.0)
+
+
+def _np_erf(x):
+    """erf entrywise in x's dtype: scipy's ufunc when scipy is importable, else math.erf per entry
+    (numpy has no erf). Looked up per call: an import of a loaded module is a dict lookup."""
+    try:
+        from scipy.special import erf
+    except ImportError:
+        import numpy as np
+        x = np.asarray(x)
+        dt = x.dtype if x.dtype.kind == "f" else np.dtype("float64")
+        return np.frompyfunc(math.erf, 1, 1)(x).astype(dt)
+    return erf(x)
+
+
+def _py_cond(p, x, then, other):
+    """``then if x > 0.0 else other`` on Python floats, ``{x}`` standing for x, evaluated once."""
+    code = p.code(x)
+    if not isinstance(x, (sp.Symbol, sp.Number)):
+        return f"(lambda _x: {then.format(x='_x')} if _x > 0.0 else {other.format(x='_x')})({code})"
+    return f"({then.format(x=code)} if {code} > 0.0 else {other.format(x=code)})"
+
+
+def softplus_arg(a):
+    """u if a is 1 + exp(u) (so log(a) is softplus(u)), else None."""
+    if isinstance(a, sp.Add) and len(a.args) == 2 and sp.S.One in a.args:
+        other = a.args[0] if a.args[1] == 1 else a.args[1]
+        if isinstance(other, sp.exp):
+            return other.args[0]
+    return None
+
+
+def _log_code(softplus_form, log1p_form, log_form):
+    """log in its stable forms: log(1 + eᵘ) as softplus(u), log(1 + a) as log1p(a)."""
+    def code(p, a):
+        u = softplus_arg(a)
+        if u is not None:
+            return softplus_form.format(p.code(u))
+        if isinstance(a, sp.Add) and sp.S.One in a.args:
+            return log1p_form.format(p.code(a - 1))
+        return log_form.format(p.code(a))
+    return code
+
+
+def _fold(form):
+    """max/min of any number of arguments, folded pairwise with a two-argument ``form``."""
+    def code(p, *args):
+        out = p.code(args[0])
+        for a in args[1:]:
+            out = form.format(out, p.code(a))
+        return out
+    return code
+
+
+def _np_step(p, x):  # in the kernel's dtype; step(0) = relu'(0) as this kernel sets it
+    xc, at0 = p.paren(x), p.setting("relu_grad_at_zero")
+    if at0 == 0 or at0 == 1:
+        return f"({xc} {'>' if at0 == 0 else '>='} 0).astype(dt)"
+    return f"np.heaviside({xc}, 0.5)"
+
+
+def _py_step(p, x):
+    at0 = float(p.setting("relu_grad_at_zero"))
+    return f"_heaviside({p.code(x)}, {at0})" if at0 else _py_cond(p, x, "1.0", "0.0")
+
+
+def _np_sigmoid(p, x):
+    # 1/(1 + e⁻ˣ) with e⁻ˣ clamped at XMAX: no overflow, exact to rounding for x ≥ −709 (−88 in
+    # float32); below, σ stays at its value there (≈ 1e-308, 6e-39) instead of going to 0.
+    return f"(1/(1 + np.exp(np.minimum(-{p.paren(x)}, {p.const('xmax', 'xmax')}))))"
+
+
+def _np_leaky_relu(p, x, a):
+    xc = p.paren(x)
+    if 0 <= a <= 1:
+        return f"np.maximum({xc}, {p.code(a)}*{xc})"
+    return f"np.where({xc} > 0, {xc}, {p.code(a)}*{xc})"
+
+
+def _both(np_name, math_name=None):
+    """Code for a function numpy and math both have by name."""
+    return {"numpy": f"np.{np_name}({{0}})", "python": f"math.{math_name or np_name}({{0}})"}
+
+
+_PY_FLOATS = {"_exp": _exp, "_log": _log, "_log1p": _log1p, "_softplus": _softplus}
+
+
 # -- primitives -----------------------------------------------------------------------------------
 class Primitive(sp.Function):
-    """An elementwise function whose derivative comes from ``RULES`` (never hard-wired here)."""
+    """An elementwise function whose derivative comes from its registration (never hard-wired)."""
 
     nargs = 1
 
@@ -146,6 +489,12 @@ class step(sp.Function):
         return np.where(x > 0, 1.0, np.where(x < 0, 0.0, np.nan))
 
 
+register_primitive(step, name="step", deriv=lambda ans, x: sp.Integer(0), deriv2=lambda ans, x: 0,
+                   prime="step'", latex=r"\operatorname{step}", prime_latex=r"\operatorname{step}'",
+                   says="step'(z) = 0 for z ≠ 0", shown_as="relu'", kinked=True,
+                   code={"numpy": _np_step, "python": _py_step}, helpers={"_heaviside": _heaviside})
+
+
 def at_zero(expr, at0):
     """``expr`` with every step(0) replaced by relu'(0) = ``at0`` (a network's or a kernel's)."""
     return expr.replace(lambda e: isinstance(e, step) and e.args[0].is_zero, lambda e: at0) \
@@ -173,8 +522,12 @@ class relu(Primitive):
         return np.maximum(x, 0.0)
 
 
-defderiv(relu, lambda ans, x: step(x), prime="relu'", prime_latex=r"\operatorname{relu}'",
-         says="relu'(z) = step(z), 1 for z > 0 and 0 for z < 0")
+register_primitive(relu, name="relu", deriv=lambda ans, x: step(x), deriv2=lambda ans, x: 0,
+                   prime="relu'", latex=r"\operatorname{relu}", prime_latex=r"\operatorname{relu}'",
+                   says="relu'(z) = step(z), 1 for z > 0 and 0 for z < 0", kinked=True, init="he",
+                   code={"numpy": "np.maximum({0}, 0)",
+                         "python": lambda p, x: _py_cond(p, x, "{x}", "0.0")},
+                   parse=("relu",))
 
 
 class sigmoid(Primitive):
@@ -203,8 +556,12 @@ class sigmoid(Primitive):
         return np.exp(-np.logaddexp(0.0, -np.asarray(x, dtype=float)))
 
 
-defderiv(sigmoid, lambda ans, x: ans * (1 - ans), prime="σ'", prime_latex=r"\sigma'",
-         says="σ'(z) = σ(z)(1 − σ(z))")
+register_primitive(sigmoid, name="sigmoid", deriv=lambda ans, x: ans * (1 - ans),
+                   deriv2=lambda ans, x: ans * (1 - ans) * (1 - 2 * ans),
+                   prime="σ'", latex=r"\sigma", prime_latex=r"\sigma'",
+                   says="σ'(z) = σ(z)(1 − σ(z))", kinked=False, init="glorot",
+                   code={"numpy": _np_sigmoid, "python": "_sigmoid({0})"},
+                   helpers={"_sigmoid": _sigmoid}, parse=("sigmoid",))
 
 
 class softplus(Primitive):
@@ -230,8 +587,13 @@ class softplus(Primitive):
         return np.logaddexp(0.0, x)
 
 
-defderiv(softplus, lambda ans, x: sigmoid(x), prime="softplus'", says="softplus'(z) = σ(z)",
-         prime_latex=r"\operatorname{softplus}'")
+register_primitive(softplus, name="softplus", deriv=lambda ans, x: sigmoid(x),
+                   deriv2=lambda ans, x: sigmoid(x) * (1 - sigmoid(x)),
+                   prime="softplus'", latex=r"\operatorname{softplus}",
+                   prime_latex=r"\operatorname{softplus}'", says="softplus'(z) = σ(z)",
+                   kinked=False, init="glorot",
+                   code={"numpy": "np.logaddexp(0, {0})", "python": "_softplus({0})"},
+                   helpers=_PY_FLOATS, parse=("softplus",))
 
 
 class leaky_relu(sp.Function):
@@ -250,7 +612,7 @@ class leaky_relu(sp.Function):
     def fdiff(self, argindex=1):
         x, a = self.args
         if argindex == 1:
-            return a + (1 - a) * step(x)
+            return derivative(leaky_relu, x, self, (a,))
         if argindex == 2:
             return x * (1 - step(x))
         raise sp.ArgumentIndexError(self, argindex)
@@ -264,17 +626,96 @@ class leaky_relu(sp.Function):
         return np.where(x > 0, x, a * x)
 
 
-_SAYS = {leaky_relu: "leaky_relu'(z) = a + (1 − a) step(z), a for z < 0 and 1 for z > 0"}
+register_primitive(leaky_relu, name="leaky_relu", deriv=lambda ans, x, a: a + (1 - a) * step(x),
+                   deriv2=lambda ans, x, a: 0, prime="leaky_relu'", latex=r"\operatorname{lrelu}",
+                   prime_latex=r"\operatorname{lrelu}'",
+                   says="leaky_relu'(z) = a + (1 − a) step(z), a for z < 0 and 1 for z > 0",
+                   kinked=True, init="he", nargs=(1, 2), defaults=(sp.Rational(1, 100),),
+                   code={"numpy": _np_leaky_relu,
+                         "python": lambda p, x, a: _py_cond(p, x, "{x}", f"{p.code(a)}*{{x}}")},
+                   parse=("leaky_relu",))
 
-# Rules for SymPy's own elementwise functions, so the matrix-level engine can use them as
-# activations; sympy.diff already knows these, and the table states them in terms of ``ans``.
-defderiv(sp.tanh, lambda ans, x: 1 - ans**2, prime="tanh'", prime_latex=r"\tanh'",
-         says="tanh'(z) = 1 − tanh²(z)")
-defderiv(sp.exp, lambda ans, x: ans, prime="exp'", prime_latex=r"\exp'")
-defderiv(sp.log, lambda ans, x: 1 / x, prime="log'", prime_latex=r"\log'")
-defderiv(sp.sin, lambda ans, x: sp.cos(x), prime="sin'", prime_latex=r"\sin'")
-defderiv(sp.cos, lambda ans, x: -sp.sin(x), prime="cos'", prime_latex=r"\cos'")
-defderiv(sp.Abs, lambda ans, x: sp.sign(x), prime="abs'", prime_latex=r"\operatorname{abs}'")
+
+# SymPy's own elementwise functions: sympy.diff already knows them; the registrations state the
+# rules in terms of ``ans`` for the matrix level, and everything else the engines need.
+register_primitive(sp.tanh, name="tanh", deriv=lambda ans, x: 1 - ans**2,
+                   deriv2=lambda ans, x: -2 * ans * (1 - ans**2), prime="tanh'", latex=r"\tanh",
+                   prime_latex=r"\tanh'", says="tanh'(z) = 1 − tanh²(z)", kinked=False,
+                   init="glorot", code=_both("tanh"), parse=("tanh",), sympy_latex=True)
+register_primitive(sp.exp, name="exp", deriv=lambda ans, x: ans, deriv2=lambda ans, x: ans,
+                   prime="exp'", latex=r"\exp", prime_latex=r"\exp'", says="exp'(z) = exp(z)",
+                   kinked=False, code={"numpy": "np.exp({0})", "python": "_exp({0})"},
+                   helpers=_PY_FLOATS, parse=("exp",), sympy_latex=True)
+register_primitive(sp.log, name="log", deriv=lambda ans, x: 1 / x, deriv2=lambda ans, x: -1 / x**2,
+                   prime="log'", latex=r"\log", prime_latex=r"\log'", says="log'(z) = 1/z",
+                   kinked=False, code={"numpy": _log_code("np.logaddexp(0, {0})", "np.log1p({0})",
+                                                          "np.log({0})"),
+                                       "python": _log_code("_softplus({0})", "_log1p({0})",
+                                                           "_log({0})")},
+                   helpers=_PY_FLOATS, parse=("log", "ln"), sympy_latex=True)
+register_primitive(sp.sin, name="sin", deriv=lambda ans, x: sp.cos(x), deriv2=lambda ans, x: -ans,
+                   prime="sin'", latex=r"\sin", prime_latex=r"\sin'", says="sin'(z) = cos(z)",
+                   kinked=False, code=_both("sin"), parse=("sin",), sympy_latex=True)
+register_primitive(sp.cos, name="cos", deriv=lambda ans, x: -sp.sin(x), deriv2=lambda ans, x: -ans,
+                   prime="cos'", latex=r"\cos", prime_latex=r"\cos'", says="cos'(z) = −sin(z)",
+                   kinked=False, code=_both("cos"), parse=("cos",), sympy_latex=True)
+register_primitive(sp.tan, name="tan", deriv=lambda ans, x: 1 + ans**2,
+                   deriv2=lambda ans, x: 2 * ans * (1 + ans**2), prime="tan'", latex=r"\tan",
+                   prime_latex=r"\tan'", says="tan'(z) = 1 + tan²(z)", kinked=False,
+                   code=_both("tan"), parse=("tan",), sympy_latex=True)
+register_primitive(sp.asin, name="asin", deriv=lambda ans, x: 1 / sp.sqrt(1 - x**2),
+                   deriv2=lambda ans, x: x / (1 - x**2)**sp.Rational(3, 2), prime="asin'",
+                   latex=r"\arcsin", prime_latex=r"\arcsin'", says="asin'(z) = 1/√(1 − z²)",
+                   kinked=False, code=_both("arcsin", "asin"), parse=("asin",), sympy_latex=True)
+register_primitive(sp.acos, name="acos", deriv=lambda ans, x: -1 / sp.sqrt(1 - x**2),
+                   deriv2=lambda ans, x: -x / (1 - x**2)**sp.Rational(3, 2), prime="acos'",
+                   latex=r"\arccos", prime_latex=r"\arccos'", says="acos'(z) = −1/√(1 − z²)",
+                   kinked=False, code=_both("arccos", "acos"), parse=("acos",), sympy_latex=True)
+register_primitive(sp.atan, name="atan", deriv=lambda ans, x: 1 / (1 + x**2),
+                   deriv2=lambda ans, x: -2 * x / (1 + x**2)**2, prime="atan'", latex=r"\arctan",
+                   prime_latex=r"\arctan'", says="atan'(z) = 1/(1 + z²)", kinked=False,
+                   code=_both("arctan", "atan"), parse=("atan",), sympy_latex=True)
+register_primitive(sp.sinh, name="sinh", deriv=lambda ans, x: sp.cosh(x), deriv2=lambda ans, x: ans,
+                   prime="sinh'", latex=r"\sinh", prime_latex=r"\sinh'", says="sinh'(z) = cosh(z)",
+                   kinked=False, code=_both("sinh"), parse=("sinh",), sympy_latex=True)
+register_primitive(sp.cosh, name="cosh", deriv=lambda ans, x: sp.sinh(x), deriv2=lambda ans, x: ans,
+                   prime="cosh'", latex=r"\cosh", prime_latex=r"\cosh'", says="cosh'(z) = sinh(z)",
+                   kinked=False, code=_both("cosh"), parse=("cosh",), sympy_latex=True)
+register_primitive(sp.erf, name="erf", deriv=lambda ans, x: 2 / sp.sqrt(sp.pi) * sp.exp(-x**2),
+                   deriv2=lambda ans, x: -4 * x / sp.sqrt(sp.pi) * sp.exp(-x**2),
+                   prime="erf'", latex=r"\operatorname{erf}", prime_latex=r"\operatorname{erf}'",
+                   says="erf'(z) = (2/√π) exp(−z²)", kinked=False,
+                   code={"numpy": "_np_erf({0})", "python": "math.erf({0})"},
+                   helpers={"_np_erf": _np_erf}, parse=("erf",), sympy_latex=True)
+# the kinked ones: f' jumps at 0 (abs, sign, Heaviside) or where two arguments meet (max, min)
+register_primitive(sp.Abs, name="abs", deriv=lambda ans, x: sp.sign(x), deriv2=lambda ans, x: 0,
+                   prime="abs'", latex=r"\operatorname{abs}", prime_latex=r"\operatorname{abs}'",
+                   says="abs'(z) = sign(z)", kinked=True,
+                   code={"numpy": "np.abs({0})", "python": "abs({0})"}, parse=("abs",),
+                   sympy_latex=True)
+register_primitive(sp.sign, name="sign", deriv=lambda ans, x: sp.Integer(0),
+                   deriv2=lambda ans, x: 0, prime="sign'", latex=r"\operatorname{sign}",
+                   prime_latex=r"\operatorname{sign}'", says="sign'(z) = 0 for z ≠ 0", kinked=True,
+                   code={"numpy": "np.sign({0})", "python": "_sign({0})"},
+                   helpers={"_sign": _sign}, sympy_latex=True)
+register_primitive(sp.Heaviside, name="Heaviside", deriv=lambda ans, x, h0: sp.Integer(0),
+                   deriv2=lambda ans, x, h0: 0, prime="Heaviside'", latex=r"\theta",
+                   prime_latex=r"\theta'", says="θ'(z) = 0 for z ≠ 0", kinked=True,
+                   nargs=(1, 2), defaults=(sp.S.Half,),
+                   code={"numpy": "np.heaviside({0}, {1})", "python": "_heaviside({0}, {1})"},
+                   helpers={"_heaviside": _heaviside}, sympy_latex=True)
+register_primitive(sp.Max, name="max", deriv=lambda ans, x, *rest: sp.Heaviside(x - sp.Max(*rest)),
+                   prime="max'", latex=r"\max", prime_latex=r"\max'",
+                   says="∂max(z, …)/∂z = 1 where z is the largest, else 0", kinked=True,
+                   nargs=(2, None), code={"numpy": _fold("np.maximum({0}, {1})"),
+                                          "python": _fold("max({0}, {1})")},
+                   parse=("max",), sympy_latex=True)
+register_primitive(sp.Min, name="min", deriv=lambda ans, x, *rest: sp.Heaviside(sp.Min(*rest) - x),
+                   prime="min'", latex=r"\min", prime_latex=r"\min'",
+                   says="∂min(z, …)/∂z = 1 where z is the smallest, else 0", kinked=True,
+                   nargs=(2, None), code={"numpy": _fold("np.minimum({0}, {1})"),
+                                          "python": _fold("min({0}, {1})")},
+                   parse=("min",), sympy_latex=True)
 
 
 # -- cases ----------------------------------------------------------------------------------------
@@ -406,17 +847,3 @@ def _relational(c, back):
     if isinstance(c, (sp.And, sp.Or)):
         return c.func(*[_relational(a, back) for a in c.args])
     return c
-
-
-# The names users may call in parsed text (see symgrad.parse), mapped to what they build.
-FUNCTIONS: dict[str, tuple[Callable, tuple[int, ...]]] = {
-    "sin": (sp.sin, (1,)), "cos": (sp.cos, (1,)), "tan": (sp.tan, (1,)),
-    "asin": (sp.asin, (1,)), "acos": (sp.acos, (1,)), "atan": (sp.atan, (1,)),
-    "sinh": (sp.sinh, (1,)), "cosh": (sp.cosh, (1,)), "tanh": (sp.tanh, (1,)),
-    "exp": (sp.exp, (1,)), "log": (sp.log, (1,)), "ln": (sp.log, (1,)),
-    "sqrt": (sp.sqrt, (1,)), "abs": (sp.Abs, (1,)),
-    "sigmoid": (sigmoid, (1,)), "relu": (relu, (1,)), "softplus": (softplus, (1,)),
-    "leaky_relu": (leaky_relu, (1, 2)),
-    "max": (sp.Max, (2, None)), "min": (sp.Min, (2, None)),
-}
-CONSTANTS: dict[str, sp.Expr] = {"pi": sp.pi, "e": sp.E}

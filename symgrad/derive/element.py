@@ -21,13 +21,16 @@ import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Partial, StepKind
 from symgrad.core.evaluate import evaluate
-from symgrad.core.primitives import leaky_relu, relu, rule_says, step, step_cases, unfold_steps
+from symgrad.core.primitives import (PRIMITIVES, kinked, rule_says, step, step_cases, step_says,
+                                     unfold_steps)
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import op_of
 
 PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
 SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
-KINKS = (relu, leaky_relu, step, sp.Abs, sp.Max, sp.Min, sp.Piecewise, sp.sign, sp.Heaviside)
+# the registered primitives marked kinked (relu, abs, max, …; read when used, so one registered
+# later counts), and a user's Piecewise, kinked wherever it switches
+KINKS = kinked(sp.Piecewise)
 # A node is written out by its op's registered ``scalar`` rule (symgrad.graph.ops); an op without
 # one is refused by name. Read as a sum, as it once was, a mul node got a wrong gradient (0.695
 # where the kernel gave 0.0517) that passed the self-check, since sympy.diff there differentiates
@@ -328,8 +331,7 @@ def _cases_why(S, result, at0) -> str:
     rows = step_cases(sp.Symbol("z"), at0)
     text = ", ".join(f"{v} if {_rel(c)}" for v, c in rows[:-1]) + f", {rows[-1][0]} otherwise"
     used = {type(e) for e in S.defs.values()}
-    whose = [n for f, n in ((relu, "relu'(z) = step(z)"),
-                            (leaky_relu, "leaky_relu'(z) = a + (1 − a) step(z)")) if f in used]
+    whose = [step_says(p.cls) for p in PRIMITIVES.values() if p.cls in used and step_says(p.cls)]
     why = "; ".join(whose + [f"step(z) = {text}"])
     left = sorted({str(s.args[0]) for s in result.atoms(step)})
     if left:

@@ -1,30 +1,35 @@
 """Activations: the elementwise functions a layer applies, each with its derivative as data.
 
-Where it sits: declare → graph. The declaring layer of :mod:`symgrad.network`: an
-:class:`Activation` holds f and f' as SymPy Lambdas (f' may read the forward value h = f(z));
-built-ins come from the rule table in :mod:`symgrad.functions`, a user expression in x is
-differentiated with sympy.diff. Nothing here knows about graphs or losses.
+Where it sits: graph (above core). An :class:`Activation` holds f and f' as SymPy Lambdas (f' may
+read the forward value h = f(z)) and the weight init it wants before it. The named ones are every
+registered primitive with an init hint (relu, sigmoid, tanh, … from symgrad.core.primitives, f'
+from its rule), identity, and those added by :func:`register_activation`, an expression in x
+differentiated with sympy.diff through the primitives' rules. Nothing here knows about graphs or
+losses.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
-from symgrad.core.primitives import leaky_relu, relu, rule_for, sigmoid, softplus
+from symgrad.core.primitives import INITS, PRIMITIVES, PrimitiveSpec
 from symgrad.core.matexpr import Elementwise
 from symgrad.core.parse import ParseError, parse
 
 
 @dataclass(frozen=True)
 class Activation:
-    """An elementwise activation: f as a Lambda, and f' as a Lambda of (z, h = f(z))."""
+    """An elementwise activation: f as a Lambda, f' as a Lambda of (z, h = f(z)), their LaTeX
+    names, and ``init``, the weight init before it ("he" or "glorot")."""
 
     name: str
     f: sp.Lambda
     prime: sp.Lambda
     latex: str
     prime_latex: str
+    init: str = "glorot"
 
     def apply(self, z):
         return Elementwise(self.f, z, label=self.name, latex=self.latex)
@@ -35,33 +40,38 @@ class Activation:
                            shown=1)
 
 
-def _from_primitive(name, prim, latex) -> Activation:
-    rule = rule_for(prim)
+def _from_primitive(spec: PrimitiveSpec) -> Activation:
     t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
-    return Activation(name, sp.Lambda(t, prim(t)), sp.Lambda((t, a), rule.deriv(a, t)), latex,
-                      rule.prime_latex)
+    rest = spec.defaults  # leaky_relu's a = 1/100
+    return Activation(spec.name, sp.Lambda(t, spec.cls(t, *rest)),
+                      sp.Lambda((t, a), spec.deriv(a, t, *rest)), spec.latex, spec.prime_latex,
+                      spec.init)
 
 
-def _builtin_activations() -> dict:
+def _identity() -> Activation:
     t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
-    acts = {"identity": Activation("identity", sp.Lambda(t, t), sp.Lambda((t, a), sp.Integer(1)),
-                                   r"\operatorname{id}", r"\operatorname{id}'")}
-    for name, prim, latex in [("relu", relu, r"\operatorname{relu}"), ("sigmoid", sigmoid, r"\sigma"),
-                              ("tanh", sp.tanh, r"\tanh"),
-                              ("softplus", softplus, r"\operatorname{softplus}")]:
-        acts[name] = _from_primitive(name, prim, latex)
-    step_rule = sp.Lambda((t, a), leaky_relu(t).diff(t))
-    acts["leaky_relu"] = Activation("leaky_relu", sp.Lambda(t, leaky_relu(t)), step_rule,
-                                    r"\operatorname{lrelu}", r"\operatorname{lrelu}'")
-    return acts
+    return Activation("identity", sp.Lambda(t, t), sp.Lambda((t, a), sp.Integer(1)),
+                      r"\operatorname{id}", r"\operatorname{id}'")
 
 
-ACTIVATIONS = _builtin_activations()
+ACTIVATIONS = {"identity": _identity(),
+               **{s.name: _from_primitive(s) for s in PRIMITIVES.values() if s.init}}
 VECTOR_ACTIVATIONS = ("softmax",)
+_REGISTERED: dict[str, str] = {}  # name → its text, for those added by register_activation
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _named(spec) -> Activation | None:
+    """The named activation ``spec``: built in, registered, or a primitive registered (after this
+    module was loaded) with an init hint."""
+    if spec not in ACTIVATIONS and spec in PRIMITIVES and PRIMITIVES[spec].init:
+        ACTIVATIONS[spec] = _from_primitive(PRIMITIVES[spec])
+    return ACTIVATIONS.get(spec)
 
 
 def activation(spec, name: str | None = None) -> Activation | str:
-    """An activation by name (relu, sigmoid, …, softmax) or a user expression in ``x``.
+    """An activation by name (relu, sigmoid, …, softmax, or one registered) or a user expression
+    in ``x``.
 
     ``activation("x/(1 + abs(x))", name="softsign")``: its derivative is derived with sympy.diff,
     through the rule table for any primitive it uses.
@@ -70,8 +80,9 @@ def activation(spec, name: str | None = None) -> Activation | str:
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"activation: expected a name or an expression in x, got {spec!r}")
-    if spec in ACTIVATIONS:
-        return ACTIVATIONS[spec]
+    named = _named(spec)
+    if named is not None:
+        return named
     try:
         body = parse(spec)
     except ParseError as e:
@@ -88,4 +99,37 @@ def activation(spec, name: str | None = None) -> Activation | str:
                       rf"\operatorname{{{label}}}'" if len(label) > 1 else label + "'")
 
 
-__all__ = ["Activation", "ACTIVATIONS", "VECTOR_ACTIVATIONS", "activation"]
+def register_activation(name: str, text: str, *, init: str = "glorot") -> Activation:
+    """Add the named activation ``name``, f(x) given by ``text`` (read by the safe parser; a
+    composition of registered primitives, e.g. ``register_activation("swish", "x*sigmoid(x)")``):
+    one call, after which ``mlp(..., hidden=name)`` and ``net.act(z, name)`` use it in every
+    engine. Its derivative comes from sympy.diff through the primitives' rules, its LaTeX name is
+    \\operatorname{name}, ``init`` ("he" or "glorot") the weight init before it. Registering a name
+    again replaces it; a built-in name or a primitive's is refused."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"register_activation: the name must be a letter then letters, digits "
+                         f"or _, not {name!r}")
+    if name in VECTOR_ACTIVATIONS or name in PRIMITIVES or (name in ACTIVATIONS and
+                                                             name not in _REGISTERED):
+        raise ValueError(f"register_activation: {name!r} is built in; choose another name")
+    if init not in INITS:
+        raise ValueError(f"register_activation: init must be one of {', '.join(INITS)}, "
+                         f"not {init!r}")
+    if not isinstance(text, str):
+        raise TypeError(f"register_activation: {name!r} is given as text in x (read by the safe "
+                        f"parser), not {type(text).__name__}")
+    tex = r"\operatorname{%s}" % name.replace("_", r"\_")
+    act = replace(activation(text, name=name), name=name, latex=tex, prime_latex=tex + "'",
+                  init=init)
+    ACTIVATIONS[name] = act
+    _REGISTERED[name] = text
+    return act
+
+
+def registered_activations() -> list[Activation]:
+    """The activations added by :func:`register_activation`, in order."""
+    return [ACTIVATIONS[n] for n in _REGISTERED]
+
+
+__all__ = ["Activation", "ACTIVATIONS", "VECTOR_ACTIVATIONS", "activation", "register_activation",
+           "registered_activations"]

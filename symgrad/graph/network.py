@@ -20,7 +20,7 @@ import sympy as sp
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
 from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
 from symgrad.core.matexpr import Target
-from symgrad.graph.ops import op_of
+from symgrad.graph.ops import OPS, MissingOpError, op_of
 from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
@@ -152,7 +152,10 @@ class Graph:
     def apply(self, op: str, *inputs: str, name: str | None = None) -> str:
         """A node applying the registered op ``op`` (symgrad.graph.ops) to ``inputs``, with no
         parameters of its own: ``net.apply("add", a, b)``; its size is the op's ``dim`` rule's."""
-        rule = op_of(Node(name or op, op), "apply")
+        if op not in OPS:
+            raise MissingOpError(f"apply: no registered op {op!r}; register one with "
+                                 "symgrad.graph.ops.register_op")
+        rule = OPS[op]
         for i in inputs:
             self._node(i, op)
         dim = rule.dim(self, inputs)

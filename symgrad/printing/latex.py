@@ -23,15 +23,17 @@ from symgrad.printing.terms import (FIT_MACRO, _all_transposed, _is_compose, _jo
                           _positive_first, names_in, notes_order, weights_first)
 from symgrad.printing.width import tex_width
 from symgrad.printing.words import words
-from symgrad.core.primitives import RULES
+from symgrad.core.primitives import RULES, shown_args
 from symgrad.graph.activations import ACTIVATIONS
 
 __all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width", "FIT_MACRO"]
 
 
 def _trusted_names() -> set:
-    """LaTeX names written by symgrad itself (never from user text): safe to print verbatim."""
-    names = {r.prime_latex for r in RULES.values()}
+    """LaTeX names written by symgrad itself (never from user text): safe to print verbatim. The
+    registered primitives' (a registration is code, as a defderiv is) and activations' (whose
+    names register_activation checks are plain identifiers) are among them."""
+    names = {n for r in RULES.values() for n in (r.latex, r.prime_latex)}
     for name, a in ACTIVATIONS.items():
         names.update((a.latex, a.prime_latex))
     return names | {r"\partial_{\hat{y}} L"}
@@ -70,8 +72,12 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         self._names = None  # (vectors, scalars) of the derivation being printed
         self._bare = False  # it has no justifications: its rows may take the whole line
 
-    # dispatch: our own methods before the objects' _latex
+    # dispatch: a registered primitive by its registration, then our own methods before the
+    # objects' _latex
     def _print(self, expr, **kwargs):
+        spec = RULES.get(type(expr))
+        if spec is not None and not spec.sympy_latex:
+            return self._primitive(expr, spec)
         for cls in type(expr).__mro__:
             method = _OWN.get(cls.__name__)
             if method is not None:
@@ -200,17 +206,13 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return escaped_name(label).tex()
 
     # functions of scalars
-    def _print_relu(self, expr):
-        return self._call(self._function_name("relu"), expr.args[0])
-
-    def _print_sigmoid(self, expr):
-        return self._call(r"\sigma", expr.args[0])
-
-    def _print_step(self, expr):  # relu'(z) = step(z)
-        return self._call(self._function_name("relu'"), expr.args[0])
-
-    def _print_softplus(self, expr):
-        return self._call(r"\operatorname{softplus}", expr.args[0])
+    def _primitive(self, expr, spec):
+        """A registered primitive as the notes write it: by its registered LaTeX name (or a
+        notation's own, relu → a in the feature notes; step(z) shown as relu'(z)), with the
+        arguments that differ from their defaults (leaky_relu's a = 1/100 is not shown)."""
+        name = (self._function_name(spec.shown_as) if spec.shown_as else
+                self._function_name(spec.name, spec.latex))
+        return self._call(name, *shown_args(expr, spec))
 
     def _print_UnevaluatedExpr(self, expr):  # a substituted inner function, as the notes write it
         inner = expr.args[0]

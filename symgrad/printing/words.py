@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import re
 
+from symgrad.core.primitives import PRIMITIVES
+from symgrad.graph.activations import registered_activations
 from symgrad.printing.names import SAFE_NAME, SAFE_SCALAR, UNICODE_MATH, Notation, TeXName, text_escape
 
 # -- words: a justification as text with inline math -----------------------------------------------
 _STOP = {"a", "A", "I", "is", "of", "in", "on", "to", "so", "by", "at", "be", "as", "or", "it",
          "and", "the", "if", "for", "each", "its", "an", "no", "not", "one", "row", "rows", "per",
          "all", "only", "then", "there", "first", "block", "blocks", "sum", "name", "path"}
-_FUNCS = {"relu": r"\operatorname{relu}", "sigmoid": r"\sigma", "tanh": r"\tanh",
-          "softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
-          "vec": r"\operatorname{vec}", "log": r"\log", "exp": r"\exp", "max": r"\max",
-          "min": r"\min", "softplus": r"\operatorname{softplus}", "id": r"\operatorname{id}",
-          "step": r"\operatorname{step}"}
+# function names written as math: these, every registered primitive's (relu, sigmoid → σ, erf …)
+# and every registered activation's (swish), read when a sentence is printed
+_FUNCS = {"softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
+          "vec": r"\operatorname{vec}", "id": r"\operatorname{id}"}
+
+
+def _functions() -> dict:
+    return {**{s.name: s.latex for s in PRIMITIVES.values()},
+            **{a.name: a.latex for a in registered_activations()}, **_FUNCS}
 _TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|\d+|<=|>=|.", re.S)
 _WEAK = set("=+-*/()[]'|<>") | {"′", "−", "<=", ">="}
 _WEAK_TEX = {"−": "-", "′": "'", "|": r"\mid", "<": "<", ">": ">", "<=": r"\le", ">=": r"\ge"}
@@ -34,6 +40,7 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
     scalars = set(scalars)
     long_scalars = sorted((s for s in scalars if "_" in s and SAFE_SCALAR.fullmatch(s)),
                           key=len, reverse=True)
+    funcs = _functions()
     toks, pos = [], 0  # (kind, payload): 'math' TeXName-or-str, 'weak' str, 'text' str, 'space'
     while pos < len(text):
         name = next((v for v in vectors if text.startswith(v, pos) and _bounded(text, pos, v)),
@@ -64,7 +71,7 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
         if tok == "ŷ" and "yhat" in vectors:
             toks.append(["vec", nota.vector("yhat"), "yhat"])
             continue
-        toks.append(_classify(tok, nota, scalars, toks))
+        toks.append(_classify(tok, nota, scalars, toks, funcs))
     _identity_before_kron(toks, nota)
     return _join(_attach(toks, nota))
 
@@ -84,7 +91,7 @@ def _bounded(text, pos, name) -> bool:
                 or (after.isascii() and after.isalnum()))
 
 
-def _classify(tok, nota, scalars, toks):
+def _classify(tok, nota, scalars, toks, funcs):
     if tok.isspace():
         return ["space", " ", tok]
     if tok.startswith("R^"):
@@ -97,8 +104,8 @@ def _classify(tok, nota, scalars, toks):
         return ["sub", "_", tok]
     if SAFE_NAME.fullmatch(tok):
         act = nota.activation(tok)
-        if tok in _FUNCS or act:
-            return ["math", act or _FUNCS[tok], tok]
+        if tok in funcs or act:
+            return ["math", act or funcs[tok], tok]
         if tok in scalars and tok not in _STOP:
             return ["math", nota.scalar(tok) or TeXName(_scalar_default(tok)), tok]
         if tok in ("g", "G"):
