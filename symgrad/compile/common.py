@@ -25,8 +25,8 @@ from symgrad.core.primitives import HELPERS, RULES, MissingCodeError, call_args,
 from symgrad.core.matexpr import N, Elementwise, SumAll  # noqa: F401  (N: re-exported to the package)
 
 FLOATS = (np.dtype("float32"), np.dtype("float64"))
-_IDENT = re.compile(r"[A-Za-z_]\w*(\.T)?$")
-_NUMBER = re.compile(r"[-+(]*[\d.]+(/[\d.]+)?\)*$")
+IDENT = re.compile(r"[A-Za-z_]\w*(\.T)?$")
+NUMBER = re.compile(r"[-+(]*[\d.]+(/[\d.]+)?\)*$")
 # exp(x) is finite for x up to log(max float): 709.78 in float64, 88.72 in float32; σ(x) clamps
 # e⁻ˣ just below, at 709 and 88.
 XMAX = {dt: math.floor(math.log(float(np.finfo(dt).max))) for dt in FLOATS}
@@ -39,7 +39,7 @@ def exp_unshifted_limit(dt, k: int) -> float:
     return min(math.log(float(fi.max) / k), -math.log(float(fi.tiny))) - 2
 
 
-def _atomic(code: str) -> bool:
+def atomic(code: str) -> bool:
     """Whether code needs no parentheses as an operand: no operator outside brackets."""
     depth = 0
     for ch in code:
@@ -49,7 +49,7 @@ def _atomic(code: str) -> bool:
     return True
 
 
-def _call(code: str):
+def one_call(code: str):
     """f if code is one call np.f(…) as a whole, else None."""
     m = re.match(r"np\.(\w+)\(", code)
     if not m:
@@ -62,13 +62,13 @@ def _call(code: str):
     return None
 
 
-def _T(code: str) -> str:
+def transposed(code: str) -> str:
     """The transpose of an atomic piece of code, undoing a trailing .T."""
-    return code[:-2] if code.endswith(".T") and _atomic(code[:-2]) else f"{code}.T"
+    return code[:-2] if code.endswith(".T") and atomic(code[:-2]) else f"{code}.T"
 
 
 @functools.lru_cache(maxsize=4096)  # the printers ask for it again and again
-def _body(lam: sp.Lambda):
+def lambda_body(lam: sp.Lambda):
     """A Lambda's body over real variables. (A derivative taken over complex dummies carries
     re/im terms, e.g. d|t|/dt; over reals they fold away.)"""
     reals = [sp.Dummy(f"r{i}", real=True) for i in range(len(lam.variables))]
@@ -110,22 +110,22 @@ def _sigmoid_pair(mul, f):
     return None
 
 
-def _broadcast(e) -> bool:
+def broadcasts(e) -> bool:
     """Whether e prints as less than its full shape (a bias row, a column, a reduction)."""
     if isinstance(e, sp.MatMul):
         return any(isinstance(m, sp.OneMatrix) for m in e.args)
     if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
-        return all(_broadcast(a) for a in e.args)
+        return all(broadcasts(a) for a in e.args)
     if isinstance(e, (sp.HadamardPower, sp.Transpose)):
-        return _broadcast(e.args[0])
+        return broadcasts(e.args[0])
     if isinstance(e, Elementwise):
-        reals, body = _body(e.lam)
+        reals, body = lambda_body(e.lam)
         used = [op for r, op in zip(reals, e.operands) if body.has(r)]
-        return not used or all(_broadcast(op) for op in used)
+        return not used or all(broadcasts(op) for op in used)
     return isinstance(e, (SumAll, sp.OneMatrix))
 
 
-def _exec(src, name, ns):
+def exec_generated(src, name, ns):
     ns = {**HELPERS, **ns}  # what registered primitives' code calls (_sigmoid, _np_erf, …)
     filename = f"<symgrad {name} {next(_COUNTER)}>"
     linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
@@ -208,7 +208,7 @@ class PrimitivePrinting:
     def paren(self, e) -> str:
         """The code for e, parenthesized unless atomic."""
         code = self._print(e)
-        return code if _atomic(code) else f"({code})"
+        return code if atomic(code) else f"({code})"
 
     def setting(self, key):
         """A setting of this printer (``relu_grad_at_zero``), for a primitive's code function."""

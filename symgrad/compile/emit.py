@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.core.matexpr import Elementwise, Softmax
-from symgrad.compile.common import N, _IDENT, _NUMBER, _broadcast
+from symgrad.compile.common import N, IDENT, NUMBER, broadcasts
 
 
 def _nodes(e):
@@ -22,7 +22,7 @@ def _nodes(e):
 def _worth(e):
     return (isinstance(e, sp.MatrixExpr) and not isinstance(e, (sp.MatrixSymbol, sp.OneMatrix))
             and not (isinstance(e, sp.Transpose) and isinstance(e.arg, sp.MatrixSymbol))
-            and not _broadcast(e))
+            and not broadcasts(e))
 
 
 def cse(stmts):
@@ -62,10 +62,10 @@ def emit(stmts, printer, owned, outputs=()):
         return uses == 1 and all(last.get(t, -1) <= i for t in members)
 
     def fresh(t, shape):
-        if t.shape != shape or _broadcast(t) or isinstance(t, (sp.MatrixSymbol, sp.Transpose)):
+        if t.shape != shape or broadcasts(t) or isinstance(t, (sp.MatrixSymbol, sp.Transpose)):
             return False
         code = printer._print(t)
-        return not (_IDENT.match(code) or _NUMBER.match(code))
+        return not (IDENT.match(code) or NUMBER.match(code))
 
     stmts, scale = _fold_scale(stmts)
     printer.buffered = {s for s in owned if s.shape[0] == N} - set(outputs)
@@ -87,7 +87,7 @@ def emit(stmts, printer, owned, outputs=()):
         if not body:
             code = printer.into(lhs, rhs)
             body = [f"{L} = {code}"]
-            if _IDENT.match(code):  # the value of another array (an identity activation)
+            if IDENT.match(code):  # the value of another array (an identity activation)
                 same = next((t for t in owned if t.name == code), None)
                 if same is not None:
                     alias[lhs] = alias.get(same, same)

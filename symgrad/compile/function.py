@@ -10,7 +10,7 @@ import sympy as sp
 from sympy.core.function import Application
 
 from symgrad.core.primitives import RULES, check_relu_grad_at_zero, relu_grad_at_zero_default
-from symgrad.compile.common import FLOATS, XMAX, _exec, require_code, stable
+from symgrad.compile.common import FLOATS, XMAX, exec_generated, require_code, stable
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.derive import calculus
 from symgrad.core.derivation import Derivation
@@ -80,7 +80,7 @@ class CompiledFunction:
             if "xmax" in "".join(body):
                 lines.append("    xmax = _XMAX[dt]")
             src = "\n".join(lines + body + ["    return out"]) + "\n"
-            self._fns[what] = _exec(src, what, dict(np=np, _points=_points, _XMAX=XMAX))
+            self._fns[what] = exec_generated(src, what, dict(np=np, _points=_points, _XMAX=XMAX))
         return self._fns[what]
 
     def __call__(self, P):

@@ -16,7 +16,7 @@ import numpy as np
 from symgrad.core.program import Kind, Program
 from symgrad.derive import backprop
 from symgrad.core.primitives import check_relu_grad_at_zero
-from symgrad.compile.common import FLOATS, XMAX, _exec, exp_unshifted_limit, legend
+from symgrad.compile.common import FLOATS, XMAX, exec_generated, exp_unshifted_limit, legend
 from symgrad.compile.backends import Backend, backend_named, register_backend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
@@ -199,7 +199,7 @@ def _compile_network(net, scalar, at0):
                "n, made on first use: kernel.scalar_source(n)\n# shows it. The numpy code below "
                "runs for larger batches, and whenever Python floats overflow.\n" + src)
     src = legend(typed) + src
-    kernel = _exec(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
+    kernel = exec_generated(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
     kernel.predict = _forward(net, spec, typed)
     # which generated name is which value (the source holds none of the user's names)
     kernel.relu_grad_at_zero = at0
@@ -213,7 +213,7 @@ def _forward(net, spec, typed):
     stmts = [(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)]
     src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - {out},
                             f"{out.name}.T.copy()", False)
-    return _exec(src, "predict", _namespace(spec, _consts=consts))
+    return exec_generated(src, "predict", _namespace(spec, _consts=consts))
 
 
 register_backend(Backend("numpy", _compile_network, "numpy over whole batches (BLAS products), and "

@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.core.function import Application
 from sympy.printing.numpy import NumPyPrinter
 
-from symgrad.compile.common import N, _IDENT, PrimitivePrinting, _atomic, _body, _broadcast, _call, _T
+from symgrad.compile.common import N, IDENT, PrimitivePrinting, atomic, lambda_body, broadcasts, one_call, transposed
 
 
 class KernelPrinter(PrimitivePrinting, NumPyPrinter):
@@ -45,7 +45,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
 
     def _paren(self, e):
         code = self._print(e)
-        return code if _atomic(code) else f"({code})"
+        return code if atomic(code) else f"({code})"
 
     def const(self, name, *spec):
         """A constant of the kernel's per (n, dtype), made once: see _consts."""
@@ -59,10 +59,10 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         if lhs not in self.buffered:
             return code
         buf = self.const(f"buf_{lhs.name}", "buf", lhs.shape[1])
-        if isinstance(e, sp.MatMul) and len(e.args) == 2 and not _broadcast(e) \
+        if isinstance(e, sp.MatMul) and len(e.args) == 2 and not broadcasts(e) \
                 and e.as_coeff_matrices()[0] == 1:
             return f"np.matmul({self._trn(e.args[1])}, {self._trn(e.args[0])}, out={buf})"
-        name = _call(code)
+        name = one_call(code)
         if name and isinstance(getattr(np, name, None), np.ufunc):
             return f"{code[:-1]}, out={buf})"
         return code
@@ -105,17 +105,17 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         """Code for e itself (not transposed) as a product's factor."""
         if isinstance(e, sp.Transpose):
             return self._trn(e.arg)
-        return _T(self._paren(e)) if e.shape[0] == N else self._paren(e)
+        return transposed(self._paren(e)) if e.shape[0] == N else self._paren(e)
 
     def _trn(self, e):
         """Code for eᵀ as a product's factor."""
         if isinstance(e, sp.Transpose):
             return self._nrm(e.arg)
-        return self._paren(e) if e.shape[0] == N else _T(self._paren(e))
+        return self._paren(e) if e.shape[0] == N else transposed(self._paren(e))
 
     def _print_Transpose(self, e):
         a = e.arg
-        return self._print(a) if a.shape[0] == N or e.shape[0] == N else _T(self._paren(a))
+        return self._print(a) if a.shape[0] == N or e.shape[0] == N else transposed(self._paren(a))
 
     def at_labels(self, e):
         """e[i, y_i] for every row i, as a 1-D array: what Σ y ⊙ e is for one-hot rows y."""
@@ -143,7 +143,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             code = " @ ".join(self._trn(m) for m in reversed(mats))
         else:
             code = " @ ".join(self._nrm(m) for m in mats)
-        code = code if c == 1 or _atomic(code) else f"({code})"
+        code = code if c == 1 or atomic(code) else f"({code})"
         return code if c == 1 else f"-{code}" if c == -1 else f"{self._paren(c)}*{code}"
 
     def _print_MatMul(self, e):
@@ -155,7 +155,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             c, mats = t.as_coeff_matrices() if isinstance(t, sp.MatMul) else (1, [t])
             neg = c.is_number and c < 0 if c != 1 else False
             code = self._product(-c if neg else c, mats)
-            out.append(("- " if neg else "+ ") + (code if not neg or _atomic(code) else f"({code})"))
+            out.append(("- " if neg else "+ ") + (code if not neg or atomic(code) else f"({code})"))
         s = " ".join(out)
         return s[2:] if s.startswith("+ ") else "-" + s[2:]
 
@@ -166,7 +166,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         return f"{self._paren(e.args[0])}**{self._print(e.args[1])}"
 
     def _print_Elementwise(self, e):
-        reals, body = _body(e.lam)
+        reals, body = lambda_body(e.lam)
         saved = dict(self.env)
         self.env.update({r: self._paren(a) for r, a in zip(reals, e.operands)})
         try:
@@ -192,11 +192,11 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
                                                      f"{self._print(abs(c))}*{code}")
                          for c, code in out)
             return s[2:] if s.startswith("+") else "-" + s[2:]
-        if isinstance(a, sp.HadamardProduct) and len(a.args) == 2 and not any(map(_broadcast, a.args)):
+        if isinstance(a, sp.HadamardProduct) and len(a.args) == 2 and not any(map(broadcasts, a.args)):
             return f"np.vdot({self._print(a.args[0])}, {self._print(a.args[1])})"
         if isinstance(a, sp.HadamardPower) and a.args[1] == 2:
             x = self._print(a.args[0])
-            if _IDENT.match(x):  # (other squares are summed below)
+            if IDENT.match(x):  # (other squares are summed below)
                 return f"np.vdot({x}, {x})"
         return f"{self._paren(a)}.sum()"
 

@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
 from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
-from symgrad.compile.common import N, PrimitivePrinting, _body, _exec, legend
+from symgrad.compile.common import N, PrimitivePrinting, lambda_body, exec_generated, legend
 
 
 class ScalarPrinter(PrimitivePrinting, PythonCodePrinter):
@@ -92,7 +92,7 @@ class _Unroller:
         if isinstance(e, sp.HadamardPower):
             return [[x ** e.args[1] for x in r] for r in self.entries(e.args[0])]
         if isinstance(e, Elementwise):
-            reals, body = _body(e.lam)
+            reals, body = lambda_body(e.lam)
             ops = [self.entries(o) for o in e.operands]
             return [[body.xreplace({r: o[i][j] for r, o in zip(reals, ops)})
                      for j in range(len(ops[0][0]))] for i in range(len(ops[0]))]
@@ -145,7 +145,7 @@ def scalar_function(spec, typed, n):
     head += _unpack_targets(spec, n, unpack, finite)
     for e in typed.eqns:
         u.assign(e.out.sym, e.rhs)
-    return _exec(legend(typed) + "\n".join(head + _results(spec, typed, u)) + "\n", f"kernel_n{n}",
+    return exec_generated(legend(typed) + "\n".join(head + _results(spec, typed, u)) + "\n", f"kernel_n{n}",
                  dict(np=np, math=math, _spec=spec, _isfinite=math.isfinite, **{f"_k{i}": p for i, p in enumerate(spec.names)}))
 
 

@@ -19,8 +19,8 @@ from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
 from symgrad.printing import names
 from symgrad.printing.names import TeXName, escaped_name, notation, text_escape
-from symgrad.printing.terms import (FIT_MACRO, _all_transposed, _is_compose, _join_terms, _negative,
-                          _positive_first, names_in, notes_order, weights_first)
+from symgrad.printing.terms import (FIT_MACRO, all_transposed, is_compose, join_terms, negative,
+                          positive_first, names_in, notes_order, weights_first)
 from symgrad.printing.width import tex_width
 from symgrad.printing.words import words
 from symgrad.core.primitives import RULES, shown_args
@@ -89,9 +89,9 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     def _paren(self, expr, kinds=None) -> str:
         kinds = kinds or (sp.Add, sp.MatAdd, sp.KroneckerProduct, sp.HadamardProduct)
         s = self._print(expr)
-        if isinstance(expr, sp.MatAdd) and _all_transposed(expr):
+        if isinstance(expr, sp.MatAdd) and all_transposed(expr):
             return s  # already (ŷ − y)ᵀ
-        return r"\left(%s\right)" % s if isinstance(expr, kinds) or _negative(expr) else s
+        return r"\left(%s\right)" % s if isinstance(expr, kinds) or negative(expr) else s
 
     def _call(self, name: str, *args) -> str:
         """name(args): plain parentheses unless an argument is tall."""
@@ -138,11 +138,11 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
 
     # matrix algebra
     def _print_MatAdd(self, expr):
-        terms = _positive_first(expr.args)
-        if _all_transposed(expr):  # yᵀ − ŷᵀ → (y − ŷ)ᵀ
+        terms = positive_first(expr.args)
+        if all_transposed(expr):  # yᵀ − ŷᵀ → (y − ŷ)ᵀ
             inner = sp.MatAdd(*[t.T for t in terms], evaluate=False)
             return r"\left(%s\right)^{\top}" % self._print_MatAdd(inner)
-        return _join_terms(self, terms)
+        return join_terms(self, terms)
 
     def _print_MatMul(self, expr):
         coeff, mats = expr.as_coeff_matrices()
@@ -221,8 +221,8 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return r"\left(%s\right)" % self._print(inner)
 
     def _print_Add(self, expr, order=None):
-        terms = _positive_first(notes_order(self._as_ordered_terms(expr, order=order)))
-        return _join_terms(self, terms)
+        terms = positive_first(notes_order(self._as_ordered_terms(expr, order=order)))
+        return join_terms(self, terms)
 
     def _print_Mul(self, expr):  # w5 h1, as the notes write it, not SymPy's h1 w5
         mean = mean_of_sum(expr)
@@ -274,7 +274,7 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     # the display nodes of derivation.py
     def _print_Partial(self, expr):
         return r"\frac{\partial %s}{\partial %s}" % (self._paren(expr.of, (sp.Add, sp.MatAdd))
-                                                     if not _is_compose(expr.of) else
+                                                     if not is_compose(expr.of) else
                                                      r"\left(%s\right)" % self._print(expr.of),
                                                      self._print(expr.wrt))
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Note, Step, StepKind
-from symgrad.printing.terms import _call_of_sum, _factors, _positive_first, _term, names_in, notes_order
+from symgrad.printing.terms import call_of_sum, factor_count, positive_first, term, names_in, notes_order
 from symgrad.printing.width import tex_width
 
 
@@ -123,7 +123,7 @@ class DerivationLayout:
     def _notes(self, s: Step) -> str:
         parts = []
         if self._settings["show_shapes"] and s.shapes and not (
-                self._settings["shape_style"] == "underbrace" and _factors(s.rhs) == len(s.shapes)
+                self._settings["shape_style"] == "underbrace" and factor_count(s.rhs) == len(s.shapes)
                 and len(s.shapes) > 1):
             parts.append(r"\scriptstyle " + r" \cdot ".join(f"{r} \\times {c}"
                                                             for r, c in s.shapes))
@@ -144,8 +144,8 @@ class DerivationLayout:
         if type(rhs).__name__ == "Note" and self._settings["note_width"]:
             return [r"\parbox[t]{%s}{\raggedright %s}" % (self._settings["note_width"],
                                                           self._words(rhs._text))]
-        if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or _factors(rhs) > 1 \
-                or _call_of_sum(rhs):
+        if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or factor_count(rhs) > 1 \
+                or call_of_sum(rhs):
             self._chain_shapes = s.shapes
             whole = self._print(rhs)
             if tex_width(whole) <= budget:
@@ -160,16 +160,16 @@ class DerivationLayout:
                 and len(rhs.variables) == 1:
             open_ = r"\frac{\partial}{\partial %s}\Bigl[" % self._print(rhs.variables[0])
             close, rhs = r"\Bigr]", rhs.expr
-        elif _call_of_sum(rhs):  # σ(a long sum): break the sum inside σ\Bigl( … \Bigr)
+        elif call_of_sum(rhs):  # σ(a long sum): break the sum inside σ\Bigl( … \Bigr)
             hole = sp.Symbol("SYMGRADHOLE")
             head = self._print(rhs.func(hole)).partition("SYMGRADHOLE")[0]
             open_ = re.sub(r"(\\left)?\($", "", head) + r"\Bigl("
             close, rhs = r"\Bigr)", rhs.args[0]
         if isinstance(rhs, (sp.Add, sp.MatAdd)):
-            terms = _positive_first(notes_order(self._as_ordered_terms(rhs))
+            terms = positive_first(notes_order(self._as_ordered_terms(rhs))
                                     if isinstance(rhs, sp.Add) else rhs.args)
-            pieces = [_term(self, t, i == 0) for i, t in enumerate(terms)]
-        elif _factors(rhs) > 1:
+            pieces = [term(self, t, i == 0) for i, t in enumerate(terms)]
+        elif factor_count(rhs) > 1:
             self._chain_shapes = shapes
             sep = r" \cdot " if isinstance(rhs, Factors) else " "
             pieces = self._print(rhs).split(sep) if not shapes else None

@@ -52,21 +52,21 @@ def weights_first(expr):
     return sign, coeff, ordered
 
 
-def _is_compose(e) -> bool:
+def is_compose(e) -> bool:
     return isinstance(e, Compose)
 
 
-def _factors(e) -> int:
+def factor_count(e) -> int:
     return len(e.args) if isinstance(e, (Chain, Factors)) else 1
 
 
-def _negative(e) -> bool:
+def negative(e) -> bool:
     if isinstance(e, sp.MatMul):
         return e.as_coeff_matrices()[0].could_extract_minus_sign()
     return isinstance(e, sp.Number) and e < 0
 
 
-def _all_transposed(e) -> bool:
+def all_transposed(e) -> bool:
     return all(isinstance(_unsigned(t), sp.Transpose) for t in e.args)
 
 
@@ -84,21 +84,21 @@ def _minus(t) -> bool:
     return t.could_extract_minus_sign() if isinstance(t, sp.Expr) else False
 
 
-def _positive_first(terms) -> list:
+def positive_first(terms) -> list:
     terms = list(terms)
     if terms and _minus(terms[0]):
         return [t for t in terms if not _minus(t)] + [t for t in terms if _minus(t)]
     return terms
 
 
-def _term(p, t, first: bool) -> str:
+def term(p, t, first: bool) -> str:
     if _minus(t):
         return ("-" if first else "- ") + p._paren(-t, (sp.Add, sp.MatAdd))
     return p._print(t) if first else "+ " + p._print(t)
 
 
-def _join_terms(p, terms) -> str:
-    return " ".join(_term(p, t, i == 0) for i, t in enumerate(terms))
+def join_terms(p, terms) -> str:
+    return " ".join(term(p, t, i == 0) for i, t in enumerate(terms))
 
 
 def names_in(d: Derivation) -> tuple[tuple, tuple]:
@@ -112,7 +112,7 @@ def names_in(d: Derivation) -> tuple[tuple, tuple]:
     return tuple(sorted(vectors)), tuple(sorted(scalars))
 
 
-def _call_of_sum(e) -> bool:
+def call_of_sum(e) -> bool:
     return isinstance(e, sp.Function) and len(e.args) == 1 and isinstance(e.args[0], sp.Add) \
         and not isinstance(e, sp.Piecewise)
 
