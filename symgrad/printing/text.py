@@ -91,7 +91,7 @@ class DerivationLatexPrinter(LatexPrinter):
 
 
 class SympifyPrinter(StrPrinter):
-    """Exact strings that ``sympy.sympify(s, locals=symgrad.SYMPIFY_LOCALS)`` reads back.
+    """Exact strings that SymPy reads back (its sympify, given locals=symgrad.SYMPIFY_LOCALS).
 
     A symbol whose name SymPy's parser would read as something else (``beta``, ``E``, ``lambda``)
     is written ``Symbol('beta')``. Symbols come back without symgrad's ``real=True`` assumption.
