@@ -122,3 +122,18 @@ def test_the_hostile_handout_example_compiles_and_checks():
     """examples/handouts/hostile.py (names hostile to LaTeX) failed to compile with a SyntaxError."""
     net = sg.load_network("examples/handouts/hostile.py")
     assert sg.gradcheck(net) < 1e-6
+
+
+def test_a_node_named_like_a_gradient_prints_as_its_own_name():
+    """The LaTeX printer knows a gradient by its type (Cotangent), not its name: a node named g_z1
+    is set as the name it is, and the g of z1 and the g of g_z1 as gradients, all three distinct
+    (before, the node and ∂ℓ/∂z1 were both 𝐠_{𝐳⁽¹⁾})."""
+    net = sg.Network()
+    x = net.input("x", 2)
+    h = net.act(net.dense(x, 2, name="z1"), "relu", name="g_z1")
+    net.set_loss(net.dense(h, 1, name="yhat"), "mse")
+    tex = sg.to_latex(net.backprop())
+    node = r"\text{\textbf{g\_z1}}"
+    assert node + r" &= \operatorname{relu}(\mathbf{z}^{(1)})" in tex
+    assert r"\mathbf{g}_{\mathbf{z}^{(1)}} &= \mathbf{g}_{\text{\textit{g\_z1}}} \odot" in tex
+    assert r"\nabla_{\mathbf{W}^{(2)}} \ell &= \mathbf{g}_{\hat{\mathbf{y}}} " + node + r"^{\top}" in tex

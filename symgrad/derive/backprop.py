@@ -107,7 +107,7 @@ def batch_rows(net):
     rows = {}
     for name, node in net.nodes.items():
         rows[net.sym(name)] = sp.MatrixSymbol(_upper(name), N, node.dim)
-        rows[g_symbol(net, name)] = sp.MatrixSymbol("G_" + name, N, node.dim)
+        rows[g_symbol(net, name)] = Cotangent("G_" + name, N, node.dim)  # a gradient by type
     rows[net.target] = sp.MatrixSymbol("Y", N, net.target.rows)
     return rows
 

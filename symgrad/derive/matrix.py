@@ -125,7 +125,7 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
 def _blocks(g, h, dim):
     """[g_1 hᵀ, g_2 hᵀ, …, g_d hᵀ]: the first SHOWN_BLOCKS blocks, an explicit … , the last."""
     def block(i):  # entry names are 0-based; the notes' printer writes them 1-based
-        return sp.MatrixSymbol(f"{g.name}[{i}]", 1, 1) * h.T
+        return type(g)(f"{g.name}[{i}]", 1, 1) * h.T  # entry i of g, a gradient still
     if dim <= SHOWN_BLOCKS + 2:
         return sp.BlockMatrix([[block(i) for i in range(dim)]])
     dots = sp.MatrixSymbol("…", 1, h.rows)

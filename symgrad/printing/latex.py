@@ -15,6 +15,7 @@ import re
 import sympy as sp
 
 from symgrad.core.derivation import Derivation
+from symgrad.core.matexpr import Cotangent
 from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
 from symgrad.printing import names
@@ -108,17 +109,31 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return name.tex() if name else super()._print_Symbol(expr)
 
     def _print_MatrixSymbol(self, expr):
+        if _named_like_a_gradient(expr):
+            return escaped_name(expr.name, self._nota.bold).tex()
         return self._nota.vector(expr.name).tex()
+
+    def _print_Cotangent(self, expr):
+        """g of a node: 𝐠 with the node as subscript; a node itself named g_… is subscripted as
+        its plain name, so the g of a node "g_z1" never reads as the g of the g of z1."""
+        node = expr.name[2:]
+        if node[:2] not in ("g_", "G_"):
+            return self._nota.vector(expr.name).tex()
+        return self._nota.vector(expr.name[0]).with_sub(escaped_name(node).tex()).tex()
 
     def _print_MatrixElement(self, expr):  # g[i, 0]: a scalar entry, 1-based as in the notes
         parent, i, j = expr.args
         idx = str(i + 1) if parent.shape[1] == 1 else "%s%s" % (i + 1, j + 1)
+        if _named_like_a_gradient(parent):
+            return r"\left(%s\right)_{%s}" % (escaped_name(parent.name).tex(), idx)
         if isinstance(parent, sp.MatrixSymbol):
             return self._nota.entry(parent.name, idx).tex()
         return r"\left(%s\right)_{%s}" % (self._print(parent), idx)
 
     def _print_Transpose(self, expr):
         arg = expr.arg
+        if _named_like_a_gradient(arg):
+            return escaped_name(arg.name, self._nota.bold).tex(r"\top")
         if isinstance(arg, sp.MatrixSymbol):
             return self._nota.transposed(arg.name)
         if isinstance(arg, (sp.Identity, sp.OneMatrix, sp.ZeroMatrix)):
@@ -317,6 +332,14 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
 
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()
         if name.startswith("_print_")}
+
+
+def _named_like_a_gradient(e) -> bool:
+    """A user's value named g_… or G_… that is no gradient: the notation would set it as the g of
+    something (𝐠 with a subscript), so it is written as the plain name it is. Gradients are
+    known by their type (Cotangent), never by their name."""
+    return isinstance(e, sp.MatrixSymbol) and not isinstance(e, Cotangent) and \
+        e.name[:2] in ("g_", "G_")
 
 
 def to_latex(derivation: Derivation, notation="slides", **settings) -> str:
