@@ -110,3 +110,50 @@ def test_apply_checks_sizes_with_the_ops_own_rule(gate):
     a, b = net.dense(x, 2), net.dense(x, 3)
     with pytest.raises(ValueError, match="toy_gate: the inputs have sizes 2, 3"):
         net.apply("toy_gate", a, b)
+
+
+def test_a_registered_name_is_not_replaced_silently(gate):
+    """Re-registering "add" as a − b once replaced it for every network without a word."""
+    from symgrad.compile.backends import BACKENDS, register_backend
+    with pytest.raises(TypeError, match="the op 'add' is already registered"):
+        register_op(OPS["add"])
+    with pytest.raises(TypeError, match="'numpy' is already registered"):
+        register_backend(BACKENDS["numpy"])
+    with pytest.raises(TypeError, match="'slides' is already registered"):
+        sg.register_notation(sg.Notation("slides"))
+    assert register_op(OPS["add"], replace=True) is OPS["add"]
+
+
+def test_element_level_refuses_a_node_named_like_one_of_its_scalars():
+    """Units are named after nodes: a node named b2 or y made its units the very symbols of a bias
+    or the target, and the result was wrong with the self-check passing."""
+    for name in ("b2", "y"):
+        net = sg.Network()
+        x = net.input("x", 1)
+        h = net.act(net.dense(x, 1), "tanh", name=name)
+        net.set_loss(net.dense(h, 1), "mse")
+        with pytest.raises(ValueError, match=f"the scalar {name} would stand for both"):
+            net.derive("w1", level="element")
+        assert net.derive("W1").result is not None  # the matrix level names no scalars: it works
+
+
+def test_display_names_never_merge_two_values():
+    """An output node named y and the target were both Y: ∇W1 showed (−Y + Y) = 0."""
+    net = sg.Network()
+    x = net.input("x", 2)
+    h = net.act(net.dense(x, 2, name="z1"), "tanh", name="Z1")
+    net.set_loss(net.dense(h, 1, name="y"), "mse")
+    g = str(net.gradients()["W1"])
+    assert "Y′ - Y" in g and "tanh'(Z1)" in g
+    assert sg.gradcheck(net) < 1e-6
+
+
+def test_a_free_symbol_in_a_hand_built_activation_never_reaches_code():
+    from symgrad.graph.activations import Activation
+    evil = sp.Symbol("__import__('os').system('echo INJECTED')")
+    t, a = sp.Dummy("t", real=True), sp.Dummy("a", real=True)
+    act = Activation("evil", sp.Lambda(t, t * evil), sp.Lambda((t, a), evil), "e", "e'")
+    net = sg.Network()
+    net.set_loss(net.dense(net.act(net.dense(net.input("x", 1), 1), act), 1), "mse")
+    with pytest.raises(ValueError, match="holds the free symbol"):
+        net.compile()

@@ -411,3 +411,10 @@ def test_a_graph_definition_of_an_unknown_op_is_not_called_an_input():
         net.definition("g")
     with pytest.raises(ValueError, match="is an input"):
         net.definition("x")
+
+
+@pytest.mark.parametrize("big", ["1e400", "2**1100", "exp(1000)"])
+def test_a_penalty_no_float_holds_is_refused_at_declaration(big):
+    """Exact, finite and positive, but the kernel then failed with OverflowError or returned inf."""
+    with pytest.raises(ValueError, match="too large for a float"):
+        sg.mlp([2, 2, 1], penalty=big)

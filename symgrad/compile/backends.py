@@ -26,7 +26,10 @@ class Backend:
 BACKENDS: dict[str, Backend] = {}
 
 
-def register_backend(backend: Backend) -> Backend:
+def register_backend(backend: Backend, replace: bool = False) -> Backend:
+    if backend.name in BACKENDS and not replace:
+        raise TypeError(f"register_backend: {backend.name!r} is already registered (replace=True "
+                        "replaces it)")
     if not (backend.name and callable(backend.network) and backend.words):
         raise TypeError(f"register_backend: {backend.name!r} needs a name, a network compiler "
                         "and words saying what runs")

@@ -18,7 +18,7 @@ import sympy as sp
 from symgrad.core.derivation import Derivation, Grad, StepKind
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
-from symgrad.core.matexpr import N, Cotangent, SumAll, batch, bias_gradient, hadamard, to_explicit
+from symgrad.core.matexpr import N, Cotangent, SumAll, Target, batch, bias_gradient, hadamard, to_explicit
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import OPS, op_of
 
@@ -104,11 +104,15 @@ def _backward(net: Graph) -> Backward:
 def batch_rows(net):
     """Per-example symbols → the batch matrices (n × d) of the notes' display: x → X, z1 → Z1,
     g_z1 → G_z1, y → Y. Display names only: the program's own symbols are generated (Program)."""
-    rows = {}
+    rows, taken = {}, {"Y"}
     for name, node in net.nodes.items():
-        rows[net.sym(name)] = sp.MatrixSymbol(_upper(name), N, node.dim)
+        label = _upper(name)
+        while label in taken:  # nodes z1 and Z1, or y: each batch value keeps its own symbol
+            label += "′"
+        taken.add(label)
+        rows[net.sym(name)] = sp.MatrixSymbol(label, N, node.dim)
         rows[g_symbol(net, name)] = Cotangent("G_" + name, N, node.dim)  # a gradient by type
-    rows[net.target] = sp.MatrixSymbol("Y", N, net.target.rows)
+    rows[net.target] = Target("Y", N, net.target.rows)
     return rows
 
 
@@ -191,13 +195,21 @@ def _algorithm(net: Graph) -> Derivation:
 
 def _check_closed(prog: Program) -> None:
     """Every symbol an equation reads is a variable defined before it: no user-named symbol is
-    left in the program (it would reach generated code), none is read before it is set."""
+    left in the program (it would reach generated code), none is read before it is set. A free
+    scalar symbol other than the batch size n can only come from an Activation or Loss built by
+    hand around one (a printer would write its name into the code, or bind it to a local there)."""
     known = {v.sym for v in [*prog.inputs, prog.target, *prog.params]}
     for e in prog.eqns:
         stray = e.rhs.atoms(sp.MatrixSymbol) - known
         if stray:
             raise AssertionError(f"program: {e.out.label} reads {sorted(map(str, stray))} before "
                                  "they are defined")
+        free = sorted(str(s) for s in e.rhs.free_symbols
+                      if not isinstance(s, sp.MatrixSymbol) and s != N)
+        if free:
+            raise ValueError(f"{e.out.label}: the expression holds the free symbol(s) "
+                             f"{', '.join(map(repr, free))}, which is no value of the network "
+                             "(an Activation or Loss built around a symbol?)")
         known.add(e.out.sym)
 
 

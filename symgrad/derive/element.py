@@ -118,10 +118,27 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
         defs.update(zip(U, V))
     out = units[net.output_node]
     y = _symbols("y", out.rows, sep="" if out.rows == 1 else "_")
+    _distinct(params, units, y)
     S = Scalar(params, units, defs, inputs, y, net.loss.written_out(out, y), softmax=softmax,
                onehot=net.loss.labels)
     _index(S, net)
     return S
+
+
+def _distinct(params, units, y) -> None:
+    """Every scalar written out (a weight w3, a unit h1_2 named after its node, an input, a target
+    y) is a distinct symbol. Units are named after the user's nodes, so a node named "w3" or "y"
+    made its units the very symbols of a weight or the target: the result was wrong (or the
+    recursion endless) while the self-check, reading the same symbols, passed."""
+    owner = {}
+    for what, mats in (("parameter", params), ("node", units), ("target", {"y": y})):
+        for name, M in mats.items():
+            for s in M:
+                was = owner.setdefault(s, (what, name))
+                if was != (what, name):
+                    raise ValueError(f"element level: the scalar {s} would stand for both "
+                                     f"{was[0]} {was[1]!r} and {what} {name!r}; rename the node "
+                                     "(or use level='matrix', which never names scalars)")
 
 
 def _index(S: Scalar, net) -> None:

@@ -271,6 +271,8 @@ def penalty_value(penalty) -> sp.Expr:
         raise refuse("not real")
     if value.is_nonnegative is not True:
         raise refuse("negative" if value.is_negative else "not known to be ≥ 0")
+    if not math.isfinite(float(value)):  # 1e400, exp(1000): exact, but no float holds them
+        raise refuse("too large for a float")
     return value
 
 

@@ -55,9 +55,13 @@ OPS: dict[str, Op] = {}
 REQUIRED = tuple(f.name for f in fields(Op) if f.name != "softmax")
 
 
-def register_op(op: Op) -> Op:
+def register_op(op: Op, replace: bool = False) -> Op:
     """Add ``op`` to the table; every piece is required (an op that could not be derived, printed
-    or written out would fail later, far from here)."""
+    or written out would fail later, far from here). A name already registered is refused unless
+    ``replace``: a network already derived keeps what it derived with the old rules."""
+    if op.name in OPS and not replace:
+        raise TypeError(f"register_op: the op {op.name!r} is already registered (replace=True "
+                        "replaces it)")
     missing = [k for k in REQUIRED if getattr(op, k) in (None, "")]
     if missing:
         raise TypeError(f"register_op: the op {op.name!r} lacks {', '.join(missing)}")

@@ -218,11 +218,15 @@ class Notation:
 NOTATIONS: dict[str, Notation] = {}  # the presets by name: to_latex, handouts and the CLI read it
 
 
-def register_notation(preset: Notation) -> Notation:
+def register_notation(preset: Notation, replace: bool = False) -> Notation:
     """Add a notation preset, usable by name everywhere a notation is chosen (``to_latex(d,
-    notation=...)``, ``handout(..., notation=...)``, ``symgrad handout --notation``)."""
+    notation=...)``, ``handout(..., notation=...)``, ``symgrad handout --notation``); a name
+    already registered is refused unless ``replace``."""
     if not isinstance(preset, Notation) or not preset.name:
         raise TypeError("register_notation: give a named Notation, e.g. Notation('mine', ...)")
+    if preset.name in NOTATIONS and not replace:
+        raise TypeError(f"register_notation: {preset.name!r} is already registered (replace=True "
+                        "replaces it)")
     NOTATIONS[preset.name] = preset
     return preset
 
