@@ -261,3 +261,27 @@ def test_erf_numpy_code_without_scipy(monkeypatch):
     assert without.dtype == np.float32 and with_scipy.dtype == np.float32
     assert np.allclose(without, [math.erf(v) for v in x.tolist()], rtol=1e-6)
     assert np.allclose(with_scipy, without, rtol=1e-6)
+
+
+def test_a_named_activation_follows_a_rule_replaced_later():
+    """After defderiv replaced softplus' rule, hidden="softplus" kept the old one (dW1 0.960) while
+    "softplus(x)" used the new (1.920)."""
+    from dataclasses import fields
+
+    from symgrad.core.primitives import RULES
+    old = RULES[sg.softplus]
+    X, Y = np.ones((3, 1)), np.zeros((3, 1))
+
+    def dW1(hidden):
+        net = sg.mlp([1, 1, 1], hidden=hidden)
+        return net.compile()(net.init_params(seed=0), X, Y)[1]["W1"][0, 0]
+
+    before = dW1("softplus")
+    try:
+        sg.defderiv(sg.softplus, lambda ans, x: 2 * sg.sigmoid(x))
+        assert dW1("softplus") == pytest.approx(dW1("softplus(x)"), rel=1e-12)
+        assert dW1("softplus") != pytest.approx(before)
+    finally:
+        sg.register_primitive(sg.softplus, **{f.name: getattr(old, f.name) for f in fields(old)
+                                               if f.name != "cls"})
+    assert dW1("softplus") == pytest.approx(before, rel=1e-12)

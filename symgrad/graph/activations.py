@@ -61,11 +61,17 @@ _REGISTERED: dict[str, str] = {}  # name → its text, for those added by regist
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
+_BUILT_FROM = {name: PRIMITIVES[name] for name in ACTIVATIONS if name in PRIMITIVES}
+
+
 def _named(spec) -> Activation | None:
     """The named activation ``spec``: built in, registered, or a primitive registered (after this
-    module was loaded) with an init hint."""
-    if spec not in ACTIVATIONS and spec in PRIMITIVES and PRIMITIVES[spec].init:
-        ACTIVATIONS[spec] = _from_primitive(PRIMITIVES[spec])
+    module was loaded) with an init hint. One built from a primitive follows its registration: a
+    rule replaced later (defderiv) is the rule hidden=name uses, as sympy.diff does (before, the
+    named activation kept the rule it was built with and disagreed with "softplus(x)")."""
+    prim = PRIMITIVES.get(spec)
+    if prim is not None and prim.init and _BUILT_FROM.get(spec) is not prim:
+        ACTIVATIONS[spec], _BUILT_FROM[spec] = _from_primitive(prim), prim
     return ACTIVATIONS.get(spec)
 
 
