@@ -157,3 +157,12 @@ def test_a_free_symbol_in_a_hand_built_activation_never_reaches_code():
     net.set_loss(net.dense(net.act(net.dense(net.input("x", 1), 1), act), 1), "mse")
     with pytest.raises(ValueError, match="holds the free symbol"):
         net.compile()
+
+
+def test_a_sum_of_a_value_with_itself_counts_it_twice_in_the_printed_chain():
+    """add(h, h): the chain showed ∂s/∂h = I and lost the factor 2 (the kernel was right)."""
+    net = sg.Network()
+    h = net.act(net.dense(net.input("x", 2), 2), "tanh", name="h1")
+    net.set_loss(net.dense(net.add(h, h, name="s"), 1), "mse")
+    assert "∂s/∂h1 = 2*I" in net.derive("W1").to_text()
+    assert sg.gradcheck(net) < 1e-6

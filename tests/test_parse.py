@@ -268,3 +268,12 @@ def test_parse_symbols_invalid(text, fragment):
     with pytest.raises(ParseError) as info:
         parse_symbols(text)
     assert fragment in str(info.value)
+
+
+def test_a_number_running_into_an_underscore_gets_advice_that_parses():
+    """'1_000' was told to write 1*_000, which the parser refuses too."""
+    with pytest.raises(ParseError, match="digit separators are not supported: write 1000"):
+        parse("1_000")
+    with pytest.raises(ParseError, match="names start with a letter, products need"):
+        parse("3_a")
+    assert parse("1000") == 1000

@@ -97,6 +97,12 @@ class _Parser:
                 if text.startswith(".", m.end()):
                     self.bad_char(m.end(), 0, "a number has at most one decimal point")
                 if name := _NAME.match(text, m.end()):
+                    if set(name.group()) <= set("_0123456789"):  # 1_000 ("1*_000" is no name)
+                        self.fail(f"digit separators are not supported: write "
+                                  f"{m.group()}{name.group().replace('_', '')} (column {col})", col)
+                    if name.group().startswith("_"):
+                        self.fail(f"a number runs into {name.group()!r} at column {col}: names "
+                                  "start with a letter, products need *", col)
                     self.fail(f"implicit multiplication is not supported: write "
                               f"{m.group()}*{name.group()} (column {col})", col)
                 if len(m.group()) > MAX_DIGITS:

@@ -190,6 +190,9 @@ def _add_define(net, node):
 
 
 def _add_jacobian(net, node, wrt):
+    k = node.inputs.count(wrt)  # add(h, h) = 2h: the path through it counts each use
+    if k > 1:
+        return k * sp.Identity(node.dim), f"{node.name} adds {wrt} {k} times"
     return sp.Identity(node.dim), f"{node.name} is a sum: the skip connection passes g through"
 
 
