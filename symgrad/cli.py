@@ -260,8 +260,7 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
         if acc is not None:
             click.echo(f"{part} accuracy {acc:.2%} ({len(X)} examples)")
     if out:
-        save_params(out, params)
-        click.echo(f"parameters saved to {out}")
+        click.echo(f"parameters saved to {save_params(out, params)}")
 
 
 def _check_writable(path: str) -> None:

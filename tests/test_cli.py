@@ -197,3 +197,9 @@ def test_train_checks_the_output_path_before_training(tmp_path):
                                  "-o", str(tmp_path / "no" / "such" / "x.npz")])
     assert r.exit_code == 2 and "no such directory" in r.output
     assert "accuracy" not in r.output  # it failed before training
+
+
+def test_a_spec_is_ascii_digits_only():
+    """symgrad derive ٢-٢-١ (Arabic-Indic digits) was accepted as 2-2-1."""
+    r = CliRunner().invoke(cli, ["derive", "٢-٢-١"])
+    assert r.exit_code == 2 and "bad network spec" in r.output and "Traceback" not in r.output

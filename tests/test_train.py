@@ -142,3 +142,28 @@ def test_cli_train_bad_input_is_one_line(args, msg):
                        cwd=root, env={**os.environ, "PYTHONPATH": root})
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and msg in r.stderr and r.stderr.startswith("symgrad: error:")
+
+
+def test_checkpoints_are_symmetric_and_bad_files_are_one_value_error(tmp_path):
+    """save_params("p") wrote p.npz but load_params("p") failed; a truncated, empty or foreign
+    file raised BadZipFile, EOFError or a pickle message instead of a ValueError naming it."""
+    import numpy as np
+
+    import symgrad as sg
+    params = {"W1": np.arange(6.0).reshape(2, 3), "b1": np.zeros(2, np.float32)}
+    written = sg.save_params(tmp_path / "p", params)
+    assert written == str(tmp_path / "p.npz")
+    back = sg.load_params(tmp_path / "p")
+    assert list(back) == ["W1", "b1"] and back["b1"].dtype == np.float32
+    assert np.array_equal(back["W1"], params["W1"])
+    good = (tmp_path / "p.npz").read_bytes()
+    bad = {"trunc.npz": good[:40], "empty.npz": b"", "text.npz": b"hello, world\n"}
+    for name, data in bad.items():
+        (tmp_path / name).write_bytes(data)
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    for name in [*bad, "one.npz"]:
+        with pytest.raises(ValueError, match=f"load_params: .*{name} is not a symgrad checkpoint"):
+            sg.load_params(tmp_path / name)
+    with pytest.raises(ValueError, match="load_params: no such file"):
+        sg.load_params(tmp_path / "missing")

@@ -12,7 +12,9 @@ from symgrad.graph.network import Graph, mlp
 def parse_spec(spec: str) -> list[int]:
     """'784-256-128-10' -> [784, 256, 128, 10], with a one-line error naming a bad part."""
     parts = spec.split("-")
-    if len(parts) < 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+    # ASCII digits only: str.isdigit() also takes ٢ (Arabic-Indic two), and int() reads it as 2
+    if len(parts) < 2 or not all(p.strip().isascii() and p.strip().isdigit() and int(p) > 0
+                                 for p in parts):
         raise ValueError(f"bad network spec {spec!r}: expected sizes like 2-2-1")
     return [int(p) for p in parts]
 

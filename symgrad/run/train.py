@@ -11,6 +11,7 @@ import math
 import os
 import sys
 import time
+import zipfile
 
 import numpy as np
 
@@ -148,8 +149,17 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
 _RESERVED = ("file", "allow_pickle")
 
 
-def save_params(path, params: dict) -> None:
-    """Write params to an ``.npz`` file (numpy adds the suffix if missing), every bit kept."""
+def params_path(path) -> str:
+    """The file save_params writes and load_params reads for ``path``: as given when it ends in
+    .npz, else with .npz added (numpy's rule for savez, applied on both sides, so a checkpoint
+    saved as "p" loads as "p")."""
+    path = os.fspath(path)
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def save_params(path, params: dict) -> str:
+    """Write params to an ``.npz`` file, every bit kept; returns the file written (``path`` with
+    .npz added unless it ends so)."""
     if not isinstance(params, dict) or not params:
         raise ValueError("save_params: expected a non-empty dict of arrays")
     arrays = {}
@@ -160,13 +170,29 @@ def save_params(path, params: dict) -> None:
         if a.dtype.hasobject:
             raise ValueError(f"save_params: {k} is not a numeric array")
         arrays[k] = a
-    np.savez(path, **arrays)
+    out = params_path(path)
+    np.savez(out, **arrays)
+    return out
 
 
 def load_params(path) -> dict:
-    """The params stored by :func:`save_params`, in their order, dtypes and shapes."""
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The params stored by :func:`save_params`, in their order, dtypes and shapes. A missing,
+    truncated or foreign file is one ValueError naming the file and what is wrong with it."""
+    path = params_path(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"load_params: no such file {path}")
+    try:
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):  # a plain .npy array, not a checkpoint
+            raise ValueError("it holds one array, not named parameters")
+        with z:
+            return {k: z[k] for k in z.files}
+    except ValueError as e:
+        why = "it holds pickled objects" if "pickle" in str(e) else str(e)
+        raise ValueError(f"load_params: {path} is not a symgrad checkpoint ({why})") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"load_params: {path} is not a symgrad checkpoint (not a readable .npz: "
+                         f"{type(e).__name__})") from None
 
 
 # -- data sets for the command line and the examples ----------------------------------------------
