@@ -33,6 +33,10 @@ class OneLineErrors(click.Group):
     """A click group whose every error, click's own included, is one line on stderr and exit 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not (sys.argv[1:] if args is None else args):  # bare `symgrad`: its help, not an error
+            with self.make_context(prog_name or "symgrad", ["--help"], resilient_parsing=True) as ctx:
+                click.echo(self.get_help(ctx))
+            sys.exit(0)
         try:
             rv = super().main(args, prog_name or "symgrad", complete_var, standalone_mode=False,
                               **extra)
@@ -76,7 +80,7 @@ def _emit(d: Derivation, fmt: str, steps: bool, key: str) -> None:
         click.echo(d.to_text() if steps else TextPrinter().doprint(M))
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # "-x" is an expression
 @click.argument("expression")
 @click.option("--wrt", required=True, help="Variables, comma- or space-separated: x1,x2")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)

@@ -203,3 +203,14 @@ def test_a_spec_is_ascii_digits_only():
     """symgrad derive ٢-٢-١ (Arabic-Indic digits) was accepted as 2-2-1."""
     r = CliRunner().invoke(cli, ["derive", "٢-٢-١"])
     assert r.exit_code == 2 and "bad network spec" in r.output and "Traceback" not in r.output
+
+
+def test_an_expression_may_begin_with_a_minus_and_bare_symgrad_prints_its_help():
+    """'symgrad jacobian "-x"' was refused as an unknown option; bare 'symgrad' printed the whole
+    help as an error."""
+    r = CliRunner().invoke(cli, ["jacobian", "-x", "--wrt", "x"])
+    assert r.exit_code == 0 and r.output.strip() == "[[-1]]"
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "symgrad.cli"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: symgrad") and not done.stderr
