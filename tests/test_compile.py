@@ -485,3 +485,13 @@ def test_kernel_is_reused_until_the_network_or_relu_setting_changes():
     assert net.compile() is k and k.relu_grad_at_zero == 0
     net.penalty = 0.5
     assert net.compile() is not k
+
+
+@pytest.mark.parametrize("backend", ["numpy", "python"])
+def test_a_kernel_called_without_targets_says_so(backend):
+    """kernel(params, X, None) said "not enough values to unpack"."""
+    net = sg.mlp([2, 2, 3], output="softmax", loss="cross_entropy")
+    k = net.compile(backend=backend)
+    with pytest.raises(ValueError, match=r"Y: the kernel needs the targets, \(n, 3\) one row per "
+                                         r"example or \(n,\) integer labels; got None"):
+        k(net.init_params(), np.zeros((4, 2)), None)

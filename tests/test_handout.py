@@ -274,3 +274,19 @@ def test_cli_one_line_errors(tmp_path):
         r = run(*args)
         assert r.exit_code == 2 and msg in r.output, (args, r.output)
         assert len(r.output.strip().splitlines()) == 1
+
+
+def test_markdown_link_syntax_in_names_forms_no_link(tmp_path):
+    """A node named [a](javascript:alert(3)) became 390 javascript: links once the Markdown
+    handout was rendered; brackets and backticks are escaped as TeX specials are."""
+    net = sg.Network()
+    x = net.input("x", 2)
+    h = net.act(net.dense(x, 2, W="`W`"), "tanh", name="[a](javascript:alert(3))")
+    net.set_loss(net.dense(h, 1), "mse")
+    md = handout(net, fmt="markdown")
+    assert "](javascript" not in md and "[a]" not in md and "`W`" not in md
+    if shutil.which("pdflatex"):  # the same escapes still compile, and read as the names
+        compile_pdf(handout(net, fmt="article"), tmp_path / "h.pdf")
+        text = subprocess.run(["pdftotext", str(tmp_path / "h.pdf"), "-"], capture_output=True,
+                              text=True).stdout
+        assert "[a](javascript:alert(3))" in text.replace(" ", "").replace("\n", "")

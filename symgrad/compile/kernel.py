@@ -98,7 +98,7 @@ def _prologue(spec, with_y):
              + (f"len(X) != {len(xs)} or " if len(xs) > 1 else "")
              + " or ".join(rows + [f"{shapes} != _SHAPES"] + [f"{p}.dtype is not dt" for p in names])
              + yshape + "):", "            raise ValueError", "    except Exception:",
-             f"        {args}, = _spec.check(params, X{', Y' if with_y else ''})",
+             f"        {args}, = _spec.check(params, X{', Y, True' if with_y else ''})",
              f"        dt = {x0}.dtype", f"    n = {x0}.shape[0]"]
     return lines
 
@@ -232,7 +232,7 @@ def _compile_python(net, scalar, at0):
     made = {}
 
     def kernel(params, X, Y):
-        *args, Yc = spec.check(params, X, Y)
+        *args, Yc = spec.check(params, X, Y, True)
         n = args[len(spec.names)].shape[0]
         if n * spec.weights > PYTHON_WORK:
             raise ValueError(f"backend 'python': {n} examples × {spec.weights} weight entries is "

@@ -50,8 +50,13 @@ class Spec:
         self.X, self.Y = self.Xs[0], program.target.sym
         self.xvars = ["X"] if len(self.inputs) == 1 else [f"_x{k}" for k in range(len(self.inputs))]
 
-    def check(self, params, X, Y=None):
-        """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong."""
+    def check(self, params, X, Y=None, targets=False):
+        """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong;
+        ``targets``: Y is required (a kernel's loss needs it)."""
+        if targets and Y is None:
+            raise ValueError(f"Y: the kernel needs the targets, (n, {self.d_out}) one row per "
+                             "example" + (" or (n,) integer labels" if self.labels else "")
+                             + "; got None (net.predict(params, X) needs none)")
         out = self.params(params)
         dt = out[0].dtype if out else np.dtype("float64")
         xs = self.examples(X, dt)

@@ -16,7 +16,10 @@ from dataclasses import dataclass, replace
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
              "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
              "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}",
-             "|": r"\textbar{}", '"': "''"}
+             "|": r"\textbar{}", '"': "''",
+             # the same glyphs in TeX, but no Markdown link can form: a node named
+             # [a](javascript:alert(3)) became 390 javascript: links in a rendered handout
+             "[": "{[}", "]": "{]}", "`": r"\textasciigrave{}"}
 # Unicode the engines write in justifications, as math.
 UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\partial", "ᵀ": r"^{\top}",
                 "⊙": r"\odot", "×": r"\times", "·": r"\cdot", "σ": r"\sigma", "∇": r"\nabla",
