@@ -214,3 +214,13 @@ def test_an_expression_may_begin_with_a_minus_and_bare_symgrad_prints_its_help()
     import sys
     done = subprocess.run([sys.executable, "-m", "symgrad.cli"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.startswith("Usage: symgrad") and not done.stderr
+
+
+def test_json_reads_back_a_variable_named_like_a_symgrad_function():
+    """A variable named step read back as symgrad's function step."""
+    import sympy as sp
+    r = CliRunner().invoke(cli, ["jacobian", "step**2*x", "--wrt", "step,x", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    row = [sp.sympify(e, locals=sg.SYMPIFY_LOCALS) for e in json.loads(r.output)["jacobian"][0]]
+    step, x = sp.Symbol("step"), sp.Symbol("x")
+    assert row == [2 * step * x, step ** 2]

@@ -13,6 +13,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from symgrad.core.derivation import Derivation, grouped
+from symgrad.core.primitives import SYMPIFY_LOCALS
 
 
 def mean_of_sum(expr):
@@ -98,7 +99,10 @@ class SympifyPrinter(StrPrinter):
     """
 
     def _print_Symbol(self, s):
-        return f"Symbol({s.name!r})" if s.name in _sympify_reserved() else s.name
+        # symgrad's own function names too: with locals=SYMPIFY_LOCALS a variable named step
+        # read back as the function step
+        reserved = s.name in _sympify_reserved() or s.name in SYMPIFY_LOCALS
+        return f"Symbol({s.name!r})" if reserved else s.name
 
 
 _RESERVED: set[str] = set()
