@@ -173,13 +173,8 @@ def _compile_network(net, scalar, at0):
     owned = {lhs for lhs, _ in stmts}
     loss = typed.loss.sym.name
     outs = ", ".join(f"_k{i}: {grads[p].sym.name}" for i, p in enumerate(spec.names))
-    scalar_cache = {}
     limit = (SCALAR_WORK if scalar is None else (1 << 62) if scalar else -1)
-
-    def scalar_kernel(n):
-        if n not in scalar_cache:
-            scalar_cache[n] = scalar_function(spec, typed, n)
-        return scalar_cache[n]
+    scalar_kernel = _unrolled(spec, typed)
 
     head = [f"    if n * {spec.weights} <= {limit}:", "        try:",
             f"            _r = _scalar(n)({', '.join(spec.pvars + spec.xvars)}, Y, dt)",
@@ -200,11 +195,28 @@ def _compile_network(net, scalar, at0):
                "runs for larger batches, and whenever Python floats overflow.\n" + src)
     src = legend(typed) + src
     kernel = exec_generated(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
+    return _reporting(kernel, net, spec, typed, at0, scalar_kernel)
+
+
+def _unrolled(spec, typed):
+    """``unrolled(n)``: the program unrolled over Python floats for batch size n, made once."""
+    made = {}
+
+    def unrolled(n):
+        if n not in made:
+            made[n] = scalar_function(spec, typed, n)
+        return made[n]
+    return unrolled
+
+
+def _reporting(kernel, net, spec, typed, at0, unrolled):
+    """What every backend's kernel reports: its forward pass, the unrolled code for a batch size,
+    its relu'(0), and which generated name holds which value."""
     kernel.predict = _forward(net, spec, typed)
-    # which generated name is which value (the source holds none of the user's names)
+    kernel.scalar_source = lambda n: unrolled(n).source
     kernel.relu_grad_at_zero = at0
+    # which generated name is which value (the source holds none of the user's names)
     kernel.legend = {v.sym.name: (v.kind.value, str(v.label)) for v in typed.variables}
-    kernel.scalar_source = lambda n: scalar_kernel(n).source
     return kernel
 
 
@@ -225,32 +237,23 @@ PYTHON_WORK = 20000  # batch size × weight entries the python backend unrolls (
 
 def _compile_python(net, scalar, at0):
     """The python backend: the same typed program unrolled over Python floats for each batch size
-    (the numpy kernel's tiny-net path, for any n up to PYTHON_WORK / weight entries). No numpy
-    arithmetic: a reference that shares no printer with the numpy backend."""
+    (the numpy kernel's tiny-net path, for any n up to PYTHON_WORK / weight entries). Its loss and
+    gradients share no printer with the numpy kernel: a reference for it (``kernel.predict`` is
+    the numpy forward pass all the same)."""
     typed = program(net)
     spec = Spec(net, typed, at0)
-    made = {}
+    unrolled = _unrolled(spec, typed)
 
     def kernel(params, X, Y):
-        *args, Yc = spec.check(params, X, Y, True)
+        *args, Yc = spec.check(params, X, Y, True)  # converted, and checked finite
         n = args[len(spec.names)].shape[0]
         if n * spec.weights > PYTHON_WORK:
             raise ValueError(f"backend 'python': {n} examples × {spec.weights} weight entries is "
                              f"over {PYTHON_WORK}; use backend='numpy'")
-        if n not in made:
-            made[n] = scalar_function(spec, typed, n)
-        out = made[n](*args, Yc, args[0].dtype)
-        if out is None:  # nan or inf in an argument: say which
-            spec.diagnose(params, X, Y)
-        return out
+        return unrolled(n)(*args, Yc, args[0].dtype)
 
     kernel.source = legend(typed) + "# backend 'python': kernel.scalar_source(n) is the code for n"
-    kernel.scalar_source = lambda n: made[n].source if n in made else \
-        made.setdefault(n, scalar_function(spec, typed, n)).source
-    kernel.relu_grad_at_zero = at0
-    kernel.legend = {v.sym.name: (v.kind.value, str(v.label)) for v in typed.variables}
-    kernel.predict = _forward(net, spec, typed)
-    return kernel
+    return _reporting(kernel, net, spec, typed, at0, unrolled)
 
 
 register_backend(Backend("python", _compile_python, "the program unrolled over Python floats, per "
