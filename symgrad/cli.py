@@ -194,7 +194,8 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
               help="Element level: differentiate the loss or the output ŷ.")
 @click.option("--naming", type=click.Choice(["notes", "position"]), default=None,
               help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
-                   "(W1_12 = row 1, column 2 of W1). Default: notes for up to 40 scalars.")
+                   "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
+                   "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
     """Derive the gradient of a network's loss, step by step.
@@ -214,7 +215,7 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
     net = load_network(network, hidden, output_act, loss)
     net.check()
-    if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+", wrt):
+    if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
     opts = {"of": of, "naming": naming} if level == "element" else {}
     ds = [net.derive(p, level=level, **opts) for p in ([wrt] if wrt else net.parameters)]

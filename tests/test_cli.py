@@ -157,6 +157,10 @@ def test_derive_element_by_position_name(tmp_path):
         assert r.exit_code == 0 and "W1_12" in r.output
     r = run("derive", "2-2-1", "--level", "element", "--naming", "notes", "--wrt", "w2")
     assert r.exit_code == 0 and "w2" in r.output
+    r = run("derive", "12-11-1", "--level", "element", "--wrt", "W1_11,1")
+    assert r.exit_code == 0 and "∂ℓ/∂W1_11,1 =" in r.output
+    r = run("derive", "12-11-1", "--level", "element", "--wrt", "W1_111")
+    assert r.exit_code == 2 and "unknown weight 'W1_111'" in r.output
 
 
 def test_derive_reads_a_network_file(tmp_path):

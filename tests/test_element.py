@@ -287,3 +287,27 @@ def test_batch_step_prints_as_the_mean_over_examples():
     assert d.to_text().splitlines()[-1].startswith("∂f/∂w1 = (1/n) Σ_{i=1}^{n} ∂ℓ_i/∂w1    [")
     assert (r"\frac{\partial f}{\partial w_{1}} &= \frac{1}{n} \sum_{i=1}^{n} "
             r"\frac{\partial \ell^{(i)}}{\partial w_{1}} &&") in d.to_latex()
+
+
+def test_position_names_are_unambiguous_past_nine():
+    """W1 of a 12-11-1 net is 11×12: row 1 column 11 and row 11 column 1 were both W1_111, one
+    symbol, so its gradient was the sum of two. Each entry's gradient must be the kernel's."""
+    import numpy as np
+    net = sg.mlp([12, 11, 1], hidden="tanh")
+    S = scalarize(net)
+    names = [s.name for M in S.params.values() for s in M]
+    assert len(set(names)) == len(names) == 11 * 12 + 11 + 11 + 1
+    assert "W1_1,11" in names and "W1_11,1" in names and "W1_111" not in names
+    rng = np.random.default_rng(0)
+    p = net.init_params(seed=3)
+    X, Y = rng.normal(size=(1, 12)), rng.normal(size=(1, 1))
+    _, g = net.compile(scalar=False)(p, X, Y)
+    env = {s: p[k][np.unravel_index(i, p[k].shape)] if p[k].ndim == 2 else p[k][i]
+           for k, M in S.params.items() for i, s in enumerate(M)}
+    env.update({s: X[0, i] for i, s in enumerate(S.inputs["x"])})
+    env.update({S.target[0]: Y[0, 0]})
+    for name, (r, c) in [("W1_1,11", (0, 10)), ("W1_11,1", (10, 0)), ("W1_11,12", (10, 11))]:
+        e = net.derive(name, level="element").meta["explicit"]
+        assert float(e.xreplace(env)) == pytest.approx(g["W1"][r, c], rel=1e-10), name
+    tex = sg.to_latex(net.derive("W1_11,1", level="element"))
+    assert r"W_{11,1}^{(1)}" in tex and "W1" not in tex

@@ -78,7 +78,7 @@ class TeXName:
 SAFE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 SAFE_SCALAR = re.compile(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9,]+)*")
 _LAYERED = re.compile(r"([A-Za-z]+?)(\d+)")            # W1, z12, h3, s5
-_ENTRY = re.compile(r"([A-Za-z]+?)(\d+)_(\d+)")        # z1_2 (unit 2 of z1), W1_12 (entry 1,2)
+_ENTRY = re.compile(r"([A-Za-z]+?)(\d+)_(\d+(?:,\d+)?)")  # z1_2 (unit 2), W1_12 (entry 1,2), W1_1,11
 _WEIGHT = re.compile(r"W\d+")                           # a layer's weight matrix
 _NODE = re.compile(r"x|y|yhat|[zh]\d+")                 # a value computed for each example
 _ACCENTS = {1: r"\dot", 2: r"\ddot", 3: r"\dddot", 4: r"\ddddot"}
@@ -180,8 +180,9 @@ class Notation:
             base = self._layered(self._letter(letter), int(m.group(2)))
         else:
             base = self._vector(name, False)
-        if self._rowed(name) and re.fullmatch(r"\d\d", index):
-            index = index[::-1]  # ẇ_ij joins input i to feature j in the notes
+        if self._rowed(name) and re.fullmatch(r"\d\d|\d+,\d+", index):
+            # ẇ_ij joins input i to feature j in the notes
+            index = ",".join(index.split(",")[::-1]) if "," in index else index[::-1]
         return self._per_example(name, base).with_sub(text_escape(index))
 
     def scalar(self, name: str) -> TeXName | None:

@@ -1,0 +1,125 @@
+"""Resource bombs: tiny inputs that once took exponential time or unbounded memory, each run as a
+user runs it (the CLI in a fresh process), with its wall time, peak memory and outcome.
+
+Where it sits: outside the pipeline, beside bench.py. Not a test (timings are noisy): it reports,
+and the contract it checks by eye is the issue's — each bomb completes in ≤ 2 s or is refused in
+≤ 1 s, with peak memory ≤ 500 MiB. A process's start-up (importing SymPy, ~0.5 s) is included, as
+the user waits for it too; the ``start-up`` row measures it alone.
+
+Run: ``python bench/bombs.py [--timeout 30] [--only NAME]``; results go to BENCHMARKS.md by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def nested(fn: str, depth: int) -> str:
+    return f"{fn}(" * depth + "x" + ")" * depth
+
+
+def product(k: int) -> tuple[str, str]:
+    return "*".join(f"(x{i}+{i})" for i in range(1, k + 1)), ",".join(f"x{i}" for i in
+                                                                        range(1, k + 1))
+
+
+def maximum(k: int) -> tuple[str, str]:
+    return f"max({', '.join(f'x{i}' for i in range(1, k + 1))})", ",".join(
+        f"x{i}" for i in range(1, k + 1))
+
+
+def deep_spec(layers: int) -> str:
+    return "-".join(["2"] * (layers + 1))
+
+
+# name, argv after `symgrad` (the CLI), or None for a Python snippet given as the third item
+BOMBS = [
+    ("start-up", ["--version"]),
+    ("tanh nested 12", ["jacobian", nested("tanh", 12), "--wrt", "x"]),
+    ("tanh nested 14", ["jacobian", nested("tanh", 14), "--wrt", "x"]),
+    ("tanh nested 32", ["jacobian", nested("tanh", 32), "--wrt", "x"]),
+    ("sigmoid nested 16", ["jacobian", nested("sigmoid", 16), "--wrt", "x"]),
+    ("product of 12", ["jacobian", *product(12)[:1], "--wrt", product(12)[1]]),
+    ("product of 20", ["jacobian", *product(20)[:1], "--wrt", product(20)[1]]),
+    ("max of 24", ["jacobian", *maximum(24)[:1], "--wrt", maximum(24)[1]]),
+    ("max of 32", ["jacobian", *maximum(32)[:1], "--wrt", maximum(32)[1]]),
+    ("(x+y^1000000)*x", ["jacobian", "(x+y^1000000)*x", "--wrt", "x"]),
+    ("(x+y^(10^100))^2", ["jacobian", "(x + y^(10^100))^2", "--wrt", "x"]),
+    ("(x+1)^5000", ["jacobian", "(x+1)^5000", "--wrt", "x"]),
+    ("x^(10^100) steps", ["jacobian", "x^(10^100)", "--wrt", "x", "--steps"]),
+    ("1e5000*x", ["jacobian", "1e5000*x", "--wrt", "x"]),
+    ("10^(10^6)*x", ["jacobian", "10^(10^6)*x", "--wrt", "x"]),
+    ("exp chain 24", ["jacobian", "*".join(f"exp(x{i}*x{i + 1})" for i in range(24)),
+                      "--wrt", ",".join(f"x{i}" for i in range(25))]),
+    ("chain of 4 tanh", ["chain", "--fn", "tanh(tanh(u))", "--wrt", "u", "--fn", "tanh(tanh(v))",
+                         "--wrt", "v", "--fn", "tanh(tanh(w))", "--wrt", "w", "--fn",
+                         "tanh(tanh(x))", "--wrt", "x"]),
+    ("derive 200 layers", ["derive", deep_spec(200), "--wrt", "W1"]),
+    ("derive 12-11-1 element", ["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"]),
+    ("handout 64 layers", ["handout", deep_spec(64), "-o", "{tmp}/h.tex"]),
+    ("handout 200 layers", ["handout", deep_spec(200), "-o", "{tmp}/h.tex"]),
+    ("train 99999999999-1", ["train", "99999999999-1", "--data", "xor", "--epochs", "1"]),
+]
+
+
+def peak_rss_kib(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run(argv: list[str], timeout: float) -> tuple[float, float, str]:
+    """(seconds, peak MiB, outcome) of ``symgrad argv`` in a fresh process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [a.replace("{tmp}", tmp) for a in argv]
+        code = "import sys; from symgrad.cli import cli; sys.argv = ['symgrad'] + sys.argv[1:]; cli()"
+        t0 = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, cwd=tmp,
+                             env={**os.environ, "PYTHONPATH": os.path.join(HERE, "..")})
+        peak, out, err = 0, b"", b""
+        while True:
+            peak = max(peak, peak_rss_kib(p.pid))
+            try:
+                out, err = p.communicate(timeout=0.05)
+                break
+            except subprocess.TimeoutExpired:
+                if time.perf_counter() - t0 > timeout:
+                    p.kill()
+                    p.communicate()
+                    return time.perf_counter() - t0, peak / 1024, f"killed after {timeout:g} s"
+        dt = time.perf_counter() - t0
+        last = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
+        if p.returncode == 0:
+            outcome = f"ok, {len(out)} bytes out"
+        else:
+            outcome = f"exit {p.returncode}: {last[:110]}"
+        return dt, peak / 1024, outcome
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--timeout", type=float, default=30.0)
+    ap.add_argument("--only", default=None, help="run only bombs whose name contains this")
+    args = ap.parse_args()
+    print(f"| bomb | time (s) | peak (MiB) | outcome |\n|---|---|---|---|")
+    for name, argv in BOMBS:
+        if args.only and args.only not in name:
+            continue
+        dt, peak, outcome = run(argv, args.timeout)
+        print(f"| {name} | {dt:.2f} | {peak:.0f} | {outcome.replace('|', '/')} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
