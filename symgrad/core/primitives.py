@@ -704,6 +704,45 @@ register_primitive(sp.Heaviside, name="Heaviside", deriv=lambda ans, x, h0: sp.I
                    nargs=(1, 2), defaults=(sp.S.Half,),
                    code={"numpy": "np.heaviside({0}, {1})", "python": "_heaviside({0}, {1})"},
                    helpers={"_heaviside": _heaviside}, sympy_latex=True)
+class _Lattice:
+    """max/min whose derivative does not rebuild the others' max. SymPy's ∂max(x1…xn)/∂xi is
+    θ(xi − max(the rest)), and building that max compares every pair of its arguments (with
+    factor_terms on each difference): 1.2 s per entry at 32 arguments, 38 s for the Jacobian.
+    The rest are a subset of arguments SymPy already found pairwise incomparable, so their max
+    is the same object built unevaluated, at once. Used only while differentiating (see
+    :func:`differentiate`): results hold SymPy's own Max and Min, equal to a user's."""
+
+    def fdiff(self, argindex=1):
+        n = len(self.args)
+        if n > 2 and 0 < argindex <= n:
+            x, rest = self.args[argindex - 1], self.args[:argindex - 1] + self.args[argindex:]
+            others = type(self)(*rest, evaluate=False)
+            return sp.Heaviside(x - others) if isinstance(self, sp.Max) \
+                else sp.Heaviside(others - x)
+        return super().fdiff(argindex)
+
+
+class _Max(_Lattice, sp.Max):
+    pass
+
+
+class _Min(_Lattice, sp.Min):
+    pass
+
+
+_FAST, _PLAIN = {sp.Max: _Max, sp.Min: _Min}, {_Max: sp.Max, _Min: sp.Min}
+
+
+def differentiate(expr, x):
+    """sp.diff(expr, x), with max/min of many arguments differentiated in linear time."""
+    if not expr.has(sp.Max, sp.Min):
+        return sp.diff(expr, x)
+    fast = expr.replace(lambda e: type(e) in _FAST and len(e.args) > 2,
+                        lambda e: _FAST[type(e)](*e.args, evaluate=False))
+    return sp.diff(fast, x).replace(lambda e: type(e) in _PLAIN,
+                                    lambda e: _PLAIN[type(e)](*e.args, evaluate=False))
+
+
 register_primitive(sp.Max, name="max", deriv=lambda ans, x, *rest: sp.Heaviside(x - sp.Max(*rest)),
                    prime="max'", latex=r"\max", prime_latex=r"\max'",
                    says="∂max(z, …)/∂z = 1 where z is the largest, else 0", kinked=True,
