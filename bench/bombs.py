@@ -113,7 +113,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--only", default=None, help="run only bombs whose name contains this")
     args = ap.parse_args()
-    print(f"| bomb | time (s) | peak (MiB) | outcome |\n|---|---|---|---|")
+    print("| bomb | time (s) | peak (MiB) | outcome |\n|---|---|---|---|")
     for name, argv in BOMBS:
         if args.only and args.only not in name:
             continue

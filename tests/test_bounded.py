@@ -9,7 +9,7 @@ import pytest
 import sympy as sp
 
 import symgrad as sg
-from symgrad.core.parse import parse
+from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import differentiate
 from symgrad.derive import calculus
 from symgrad.derive.calculus import TERM_BUDGET, Tidy, _terms, over_budget, same
@@ -109,3 +109,18 @@ def test_chain_of_nested_functions_is_bounded():
     x = d.meta["wrt"][0]
     comp = sp.tanh(sp.tanh(sp.tanh(sp.tanh(sp.tanh(sp.tanh(x))))))
     assert same(d.result[0], sp.diff(comp, x))
+
+
+@pytest.mark.parametrize("text", ["1e5000*x", "(3*x)^10000", "2^13000*2^13000*x"])
+def test_numbers_past_what_python_prints_are_refused_by_the_parser(text):
+    with pytest.raises(ParseError, match=r"has \d+ digits; symgrad prints exact numbers of up to"):
+        parse(text)
+
+
+def test_a_derived_number_past_what_python_prints_is_one_clear_error():
+    first = sg.jacobian("x^(2^13000)", "x")[0]  # 3914 digits: prints
+    assert len(sg.derive_jacobian("x^(2^13000)", "x").to_text()) > 3914
+    second = sg.derive_jacobian(first, "x")  # 2^13000·(2^13000 − 1): 7827 digits
+    for out in (second.to_text, second.to_latex, lambda: second.to_dict()):
+        with pytest.raises(ValueError, match="a number in the result has 7827 digits"):
+            out()

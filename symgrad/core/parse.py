@@ -26,7 +26,8 @@ import sympy as sp
 
 from symgrad.core.primitives import CONSTANTS, FUNCTIONS
 
-__all__ = ["ParseError", "parse", "parse_symbols", "MAX_LENGTH", "MAX_DEPTH", "MAX_TOKENS"]
+__all__ = ["ParseError", "parse", "parse_symbols", "MAX_LENGTH", "MAX_DEPTH", "MAX_TOKENS",
+           "PRINT_DIGITS", "digits_of"]
 
 MAX_LENGTH = 10_000  # characters, checked before any work so a huge string costs nothing
 MAX_DEPTH = 100      # nesting of parentheses, calls, signs and powers (Python's stack is ~1000)
@@ -34,6 +35,9 @@ MAX_TOKENS = 5_000   # SymPy's work grows faster than linearly with the size of 
 MAX_DIGITS = 1_000   # per number literal: int() refuses strings of over 4300 digits anyway
 MAX_BITS = 100_000   # for all exact numbers together: 9**9**9 would otherwise run for hours
 MAX_ROOT_BITS = 3_400  # SymPy factors a number to take its root: 0.2 s at this size, 7 s at 10_000
+# Python prints an int of at most 4300 digits (sys.get_int_max_str_digits); a number past that
+# (1e5000*x) parsed, then every printer failed with Python's own advice to raise the limit.
+PRINT_DIGITS = 4_300
 MAX_MINMAX_ARGS = 32  # Max/Min compare every pair of symbolic arguments: 40 already take ~1 s
 
 # Names that can only be an attempt at running code, never a variable in a formula.
@@ -313,7 +317,19 @@ def parse(text: str) -> sp.Expr | sp.Matrix:
         parts = parser.vector()
     except RecursionError:  # a safety net only: MAX_DEPTH keeps the parser well inside the stack
         raise ParseError("expression is nested too deeply for SymPy", None, text) from None
+    for part in parts:
+        for r in part.atoms(sp.Rational):
+            digits = digits_of(r)
+            if digits > PRINT_DIGITS:
+                raise ParseError(f"a number in the expression has {digits} digits; symgrad prints "
+                                 f"exact numbers of up to {PRINT_DIGITS} digits", None, text)
     return parts[0] if len(parts) == 1 else sp.Matrix(parts)
+
+
+def digits_of(r: sp.Rational) -> int:
+    """The decimal digits of the larger of a rational's numerator and denominator, without
+    converting it (that is what fails past Python's limit): an upper bound, exact to one."""
+    return int(max(abs(r.p), r.q).bit_length() * 0.30103) + 1
 
 
 def parse_symbols(text: str) -> list[sp.Symbol]:

@@ -13,6 +13,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from symgrad.core.derivation import Derivation, grouped
+from symgrad.core.parse import PRINT_DIGITS, digits_of
 from symgrad.core.primitives import SYMPIFY_LOCALS
 
 
@@ -28,7 +29,29 @@ def mean_of_sum(expr):
     return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
 
 
-class TextPrinter(StrPrinter):
+class BoundedNumbers:
+    """Printers' exact numbers, refused in one line past what Python prints. The parser keeps
+    its numbers printable, but derivatives multiply them (the second derivative of x^(2^13000)
+    has a 7800-digit coefficient), and Python's own error advises raising a process-wide limit."""
+
+    def _print_Integer(self, expr):
+        _printable(expr)
+        up = super()
+        return up._print_Integer(expr) if hasattr(up, "_print_Integer") else up._print_Rational(expr)
+
+    def _print_Rational(self, expr):
+        _printable(expr)
+        return super()._print_Rational(expr)
+
+
+def _printable(r) -> None:
+    digits = digits_of(r)
+    if digits > PRINT_DIGITS:
+        raise ValueError(f"a number in the result has {digits} digits; symgrad prints exact "
+                         f"numbers of up to {PRINT_DIGITS} digits")
+
+
+class TextPrinter(BoundedNumbers, StrPrinter):
     """Plain text: matrices as nested lists, one step per line, justifications in brackets."""
 
     def _print_MatrixBase(self, m):
@@ -83,7 +106,7 @@ class TextPrinter(StrPrinter):
         return "\n".join(lines)
 
 
-class DerivationLatexPrinter(LatexPrinter):
+class DerivationLatexPrinter(BoundedNumbers, LatexPrinter):
     """SymPy's LatexPrinter with bold matrices and square brackets: the base of the notes' printer
     (:class:`symgrad.latex.NotesLatexPrinter`), which lays out derivations and escapes names."""
 
@@ -91,7 +114,7 @@ class DerivationLatexPrinter(LatexPrinter):
                          "mat_delim": "[", "show_shapes": True, "show_why": True}
 
 
-class SympifyPrinter(StrPrinter):
+class SympifyPrinter(BoundedNumbers, StrPrinter):
     """Exact strings that SymPy reads back (its sympify, given locals=symgrad.SYMPIFY_LOCALS).
 
     A symbol whose name SymPy's parser would read as something else (``beta``, ``E``, ``lambda``)
