@@ -218,7 +218,7 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
     opts = {"of": of, "naming": naming} if level == "element" else {}
-    ds = [net.derive(p, level=level, **opts) for p in ([wrt] if wrt else net.parameters)]
+    ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":

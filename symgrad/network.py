@@ -32,6 +32,11 @@ class Network(Graph):
             return element.derive_element(self, name, **kw)
         raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
 
+    def derive_all(self) -> list:
+        """The matrix-level derivation of every parameter, in order; each chain starts at the
+        nearest node whose g an earlier derivation derived, so the whole is linear in depth."""
+        return matrix.derive_all(self)
+
     def gradients(self) -> dict:
         return backprop.gradients(self)
 

@@ -18,7 +18,8 @@ import sympy as sp
 from symgrad.core.derivation import Derivation, Grad, StepKind
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
-from symgrad.core.matexpr import N, Cotangent, SumAll, Target, batch, bias_gradient, hadamard, to_explicit
+from symgrad.core.matexpr import (N, Cotangent, SumAll, Target, batch, bias_gradient, hadamard,
+                                  substitute, to_explicit)
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import OPS, op_of
 
@@ -235,9 +236,9 @@ def gradients(net: Graph) -> dict:
         prog = program(net)
         gsubs = {}
         for e in prog.of_kind(Kind.BACKWARD):
-            gsubs[e.out.sym] = e.rhs.xreplace(gsubs)
-        shown = {v.sym: v.label for v in prog.variables}
-        return {e.out.of: e.rhs.xreplace(gsubs).xreplace(shown)
+            gsubs[e.out.sym] = substitute(e.rhs, gsubs)
+        shown, memo = {v.sym: v.label for v in prog.variables}, {}
+        return {e.out.of: substitute(substitute(e.rhs, gsubs), shown, memo)
                 for e in prog.of_kind(Kind.GRADIENT)}
     return dict(net.cached(gradients, build))
 

@@ -16,14 +16,15 @@ from symgrad.graph.network import Graph
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
 
 
-def _paths(net: Graph, start: str, goal: str) -> list[list[str]]:
-    """All node paths from ``start`` up to ``goal`` (a DAG: few for the networks people write)."""
-    if start == goal:
+def _paths(net: Graph, start: str, goal: str, stop=()) -> list[list[str]]:
+    """All node paths from ``start`` up to ``goal``, or up to the first node in ``stop`` (a DAG:
+    few for the networks people write)."""
+    if start == goal or start in stop:
         return [[start]]
     out = []
     for c in net.consumers(start):
         if c in net.nodes and start in net.nodes[c].inputs:
-            out += [[start] + p for p in _paths(net, c, goal)]
+            out += [[start] + p for p in _paths(net, c, goal, stop)]
     return out
 
 
@@ -32,10 +33,16 @@ def _size(net, p):
     return r * c
 
 
-def derive_parameter(net: Graph, p: str) -> Derivation:
-    """∇_p of the loss: the chain of Jacobians with shapes → the backprop form → the batch form."""
+def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivation:
+    """∇_p of the loss: the chain of Jacobians with shapes → the backprop form → the batch form.
+
+    ``known`` ({node: the parameter whose derivation derived its g}, as :func:`derive_all` keeps
+    it) starts each chain at the nearest node whose g is already derived, so deriving every
+    parameter of a deep net is linear in its depth: each chain written from ℓ repeated the whole
+    net (a 32-layer net's derivations were 490 KB of text, 200 layers 18.5 MB)."""
     if p not in net.shapes:
         raise ValueError(f"unknown parameter {p!r}; the parameters are {', '.join(net.parameters)}")
+    known = {k: v for k, v in (known or {}).items() if k != net.output_node}
     alg = algorithm(net)
     bw = alg.meta["backward"]
     ell, P = sp.Symbol("ℓ"), net.sym(p)
@@ -43,10 +50,10 @@ def derive_parameter(net: Graph, p: str) -> Derivation:
     wrt = Vec(P) if is_w else P
     d = Derivation(f"The gradient of the loss with respect to {p}")
     users = [n.name for n in net.nodes.values() if p in n.params]
-    paths = [path for u in users for path in _paths(net, u, net.output_node)]
+    paths = [path for u in users for path in _paths(net, u, net.output_node, known)]
 
     for k, path in enumerate(paths):
-        top = path[::-1]  # ŷ … z, outermost first
+        top = path[::-1]  # ŷ … z (or the nearest node whose g is known … z), outermost first
         factors = [Partial(ell, net.sym(top[0]))]
         factors += [Partial(net.sym(a), net.sym(b)) for a, b in zip(top, top[1:])]
         factors.append(Partial(net.sym(path[0]), wrt))
@@ -59,7 +66,11 @@ def derive_parameter(net: Graph, p: str) -> Derivation:
             why = f"path {k + 1} of {len(paths)}: " + why
         d.add(Partial(ell, wrt), Chain(*factors), why, StepKind.CHAIN_RULE, shapes=shapes)
 
-        row, row_why = net.loss.row(net.sym(top[0]), net.target)
+        if top[0] in known:
+            g = bw.g[top[0]][0]
+            row, row_why = g.T, f"g_{top[0]} ≐ ∇ ℓ at {top[0]}, derived for {known[top[0]]} above"
+        else:
+            row, row_why = net.loss.row(net.sym(top[0]), net.target)
         evaluated = [row]
         d.add(factors[0], row, row_why, StepKind.JACOBIAN, shapes=[shapes[0]])
         for a, b, shp in zip(top, top[1:] + [None], shapes[1:]):
@@ -71,29 +82,43 @@ def derive_parameter(net: Graph, p: str) -> Derivation:
         d.add(Partial(ell, wrt), Chain(*evaluated), "substitute each factor", StepKind.SUBSTITUTION,
               shapes=shapes)
 
-    _backprop_steps(net, d, bw, paths, p, P, wrt, is_w)
+    derived = _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known)
     batch_g = alg.result[p]
     d.add(Grad(sp.Symbol("f"), P), batch_g,
           "the mean over the n examples (one per row of X): every g row-stacked into G, "
           "which carries the 1/n", StepKind.BATCH, shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
-    d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths)
+    d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
+                  derived=derived)
     return d
 
 
-def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
-    """Multiply from the left: each partial product is a named g, defined once and shared."""
+def derive_all(net: Graph, params=None) -> list[Derivation]:
+    """The derivations of ``params`` (default: every parameter), in order, each chain starting
+    at the nearest node whose g an earlier one derived: linear in depth, not quadratic."""
+    known, out = {}, []
+    for p in (net.parameters if params is None else params):
+        d = derive_parameter(net, p, known)
+        known.update({g: p for g in d.meta["derived"] if g not in known})
+        out.append(d)
+    return out
+
+
+def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
+    """Multiply from the left: each partial product is a named g, defined once and shared.
+    Returns the nodes whose g this derivation wrote (or took as known)."""
     ell = sp.Symbol("ℓ")
     start = bw.start
-    if bw.fused:
-        _fused_steps(net, d)
+    on_path = set().union(*paths)
     rows = net.cached(_backprop_steps, lambda: {k: (g.T, rhs.T)  # the g rows, once per net
                                                 for k, (g, rhs, _) in bw.g.items()})
-    d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
-          StepKind.BACKWARD)
-    on_path = set().union(*paths)
+    if start in on_path and start not in known:
+        if bw.fused:
+            _fused_steps(net, d)
+        d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
+              StepKind.BACKWARD)
     for name in list(bw.g)[1:]:
-        if name in on_path:
+        if name in on_path and name not in known:
             d.add(*rows[name], bw.g[name][2], StepKind.BACKWARD)
     users = [n for n in net.nodes.values() if p in n.params]
     terms = []
@@ -101,9 +126,10 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
         g = bw.g[u.name][0]
         if is_w:
             h = net.sym(u.inputs[0])
-            d.add(Partial(ell, wrt), Chain(g.T, sp.KroneckerProduct(sp.Identity(u.dim), h.T)),
-                  f"the chain so far is g_{u.name}ᵀ", StepKind.PRODUCT,
-                  shapes=[(1, u.dim), (u.dim, _size(net, p))])
+            if u.name not in known:  # else the chain began at g_u: just said
+                d.add(Partial(ell, wrt), Chain(g.T, sp.KroneckerProduct(sp.Identity(u.dim), h.T)),
+                      f"the chain so far is g_{u.name}ᵀ", StepKind.PRODUCT,
+                      shapes=[(1, u.dim), (u.dim, _size(net, p))])
             d.add(Partial(ell, wrt), _blocks(g, h, u.dim), _blocks_why(g, h, u.dim),
                   StepKind.PRODUCT)
             terms.append(g * h.T)
@@ -120,6 +146,7 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w):
         d.add(Grad(sp.Symbol("J"), P), grad + net.penalty * P,
               "J = ℓ + λΩ(θ), Ω = ½ Σ‖W‖²: the penalty adds ∇_W λΩ = λ W", StepKind.PENALTY,
               shapes=[net.shapes[p]])
+    return on_path
 
 
 def _blocks(g, h, dim):

@@ -17,6 +17,7 @@ from symgrad.printing.names import notation as _notation
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
 from symgrad.handouts.model import Doc, Section, loss_names
 from symgrad.derive import backprop, element, matrix
+from symgrad.derive.matrix import derive_parameter
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.network import Graph, mlp
 from symgrad.handouts.render import render
@@ -29,6 +30,9 @@ from symgrad.graph.files import run_network_file
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
 ELEMENT_LIMIT = 40  # scalar parameters: beyond this the unit-by-unit view is left out
+# Layers with parameters: a handout grows linearly with them (~12 KB of LaTeX and ~25 ms each),
+# 64 layers are 790 KB and ~2 s, hundreds of pages no one hands out; past it, refused at once.
+LAYER_LIMIT = 64
 
 
 def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: str = "article",
@@ -79,6 +83,11 @@ def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notati
         raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {verbosity!r}")
     _notation(notation)
     net.check()
+    layers = sum(1 for n in net.nodes.values() if n.params)
+    if layers > LAYER_LIMIT:
+        raise ValueError(f"a handout covers networks of up to {LAYER_LIMIT} layers with "
+                         f"parameters; this one has {layers} (symgrad derive NETWORK --wrt W1 "
+                         "derives any one parameter)")
     alg = backprop.algorithm(net)
     naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
     scalar = _scalarize(net, naming) if level != "matrix" else None
@@ -92,7 +101,9 @@ def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notati
     sections.append(algorithm_section(P, net, alg, verbosity))
     ex = []
     if ex_param:
-        d = _filtered(P.derive(ex_param), verbosity)
+        full = derive_parameter(net, ex_param)  # the whole chain: it is the exercise
+        P.add(full)
+        d = _filtered(full, verbosity)
         what = "bias" if not net.is_weight(ex_param) else "weights"
         ex.append((r"Find $%s$, the gradient of the loss with respect to the %s $%s$. Write the "
                    r"chain of Jacobians with their shapes, then simplify."
@@ -116,16 +127,18 @@ class _Printer:
 
     def __init__(self, net, alg, notation):
         self.notation = notation
-        self._net, self._derived = net, {}
+        self._net, self._derived, self._known = net, {}, {}
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
         vectors.update(net.nodes, net.shapes, ["y"])
         self._names = (vectors, scalars)
 
     def derive(self, p) -> Derivation:
-        """net.derive(p), once per parameter (sections and the backward pass both read it)."""
+        """net.derive(p), once per parameter (sections and the backward pass both read it),
+        each chain starting where an earlier section's g is known (linear in depth)."""
         if p not in self._derived:
-            self._derived[p] = matrix.derive_parameter(self._net, p)
-            self.add(self._derived[p])
+            d = self._derived[p] = matrix.derive_parameter(self._net, p, self._known)
+            self._known.update({g: p for g in d.meta["derived"] if g not in self._known})
+            self.add(d)
         return self._derived[p]
 
     def add(self, d: Derivation):
