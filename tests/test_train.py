@@ -167,3 +167,96 @@ def test_checkpoints_are_symmetric_and_bad_files_are_one_value_error(tmp_path):
             sg.load_params(tmp_path / name)
     with pytest.raises(ValueError, match="load_params: no such file"):
         sg.load_params(tmp_path / "missing")
+
+
+# -- issue 10: bounded and honest -------------------------------------------------------------------
+XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1.0]]), np.array([[0], [1], [1], [0.0]])
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 1e3), ("momentum", 1e3), ("adam", 1e6)])
+def test_divergence_is_reported_for_every_optimizer(optimizer, lr):
+    """Adam at lr=1e6 reached losses of 1e13 and returned normally; sgd and momentum at 1e3
+    returned losses of 1e116 after 20 epochs (the old check only caught inf, at epoch 52)."""
+    with pytest.raises(ValueError) as e:
+        sg.train(sg.mlp([2, 2, 1]), *XOR, optimizer=optimizer, lr=lr, epochs=20, quiet=True)
+    msg = str(e.value)
+    assert type(e.value).__name__ == "TrainingDiverged", msg
+    assert "\n" not in msg and msg.startswith("training diverged in epoch 2 of 20 (batch 1 of 1)")
+    assert f"with {optimizer} at lr={lr:g}" in msg and "try a smaller lr" in msg
+    assert "holds" not in msg and "X" not in msg and "Y" not in msg  # never the data's fault
+    assert e.value.epoch == 2 and e.value.lr == lr
+    assert e.value.optimizer == optimizer and len(e.value.history) == 1
+
+
+def test_sgd_on_softmax_cross_entropy_diverging_is_not_blamed_on_the_data():
+    """It said "params['W1'] holds nan (at [0, 0])", the kernel's message for bad arguments."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 8)), rng.integers(0, 3, 64)
+    net = sg.mlp([8, 16, 3], output="softmax", loss="cross_entropy")
+    for lr in (1e50, 1e100, 1e200):
+        with pytest.raises(ValueError, match=r"^training diverged in epoch 1 of 3 \(batch 2 of 2\): "
+                                              r"the loss (reached|is nan).* with sgd"):
+            sg.train(net, X, y, optimizer="sgd", lr=lr, epochs=3, quiet=True)
+
+
+def test_the_last_step_is_checked_too():
+    """Adam at lr=1e308 for one epoch left parameters of ±1e308 and returned them normally (the
+    CLI then printed numpy's overflow warnings and an accuracy)."""
+    with pytest.raises(ValueError, match=r"epoch 1 of 1 \(after its last step\): the loss is inf, "
+                                         r"with adam at lr=1e\+308"):
+        sg.train(sg.mlp([2, 2, 1]), *XOR, lr=1e308, epochs=1, quiet=True)
+
+
+def test_divergence_ends_an_open_progress_line(monkeypatch):
+    import io
+    import sys
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+    err = TTY()
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.raises(ValueError, match="diverged in epoch 2 of 20"):
+        sg.train(sg.mlp([2, 2, 1]), *XOR, lr=1e6, epochs=20)
+    assert err.getvalue().startswith("\repoch  1/20 [#") and err.getvalue().endswith("\n")
+
+
+def test_bad_data_is_still_the_datas_fault_and_a_bad_start_is_not_divergence():
+    """nan in X is named before training; a loss already inf at the start (X of 1e300) said
+    'training diverged in epoch 1', though no step had been taken."""
+    net = sg.mlp([2, 2, 1])
+    X, Y = XOR
+    with pytest.raises(ValueError, match=r"^X holds nan \(at \[1, 1\]\)$"):
+        sg.train(net, np.where(X == 1, np.nan, X), Y, quiet=True)
+    with pytest.raises(ValueError, match=r"^Y holds inf"):
+        sg.train(net, X, np.where(Y == 1, np.inf, Y), quiet=True)
+    with pytest.raises(ValueError, match="the loss is inf at the starting parameters, before any "
+                                         "training step") as e:
+        sg.train(net, X * 1e300, Y, quiet=True)
+    assert "diverged" not in str(e.value)
+
+
+def test_restarting_from_a_fit_is_not_divergence():
+    """Restarting adam from parameters that fit exactly (loss ~1e-33) moves every weight by ~lr
+    at once, so the loss rises ~1e27-fold; the reference is an untrained net's loss then."""
+    net = sg.mlp([2, 1])
+    X = np.random.default_rng(0).standard_normal((32, 2))
+    fit = {"W1": np.array([[1.0, -2.0]]), "b1": np.array([0.5])}
+    Y = X @ fit["W1"].T + fit["b1"]
+    params, history = sg.train(net, X, Y, params=fit, lr=1e-3, epochs=3, batch_size=4,
+                               quiet=True)
+    assert history[0] < 1e-5 and all(np.isfinite(v).all() for v in params.values())
+
+
+def _cli(args):
+    r = CliRunner().invoke(cli, args)
+    lines = r.output.strip().splitlines()
+    return r.exit_code, lines
+
+
+def test_cli_divergence_is_one_line():
+    code, lines = _cli(["train", "2-2-1", "--data", "xor", "--lr", "1e6", "--epochs", "50",
+                        "--quiet"])
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("symgrad: error: training diverged in epoch 2 of 50")
+    assert "with adam at lr=1e+06; try a smaller lr (e.g. 100000)" in lines[0]

@@ -78,7 +78,7 @@ class Progress:
     def __init__(self, epochs, quiet, stream=None):
         self.epochs, self.quiet, self.out = epochs, quiet, stream or sys.stderr
         self.tty = hasattr(self.out, "isatty") and self.out.isatty()
-        self.every, self.t0 = -(-epochs // 8), time.perf_counter()
+        self.every, self.t0, self.open = -(-epochs // 8), time.perf_counter(), False
 
     def update(self, epoch, loss):
         if self.quiet:
@@ -92,6 +92,49 @@ class Progress:
                 f"({time.perf_counter() - self.t0:.1f}s)")
         self.out.write(("\r" + line + ("\n" if last else "")) if self.tty else line + "\n")
         self.out.flush()
+        self.open = self.tty and not last
+
+    def end(self):
+        """End a line left open on a terminal, so that an error prints on a line of its own."""
+        if self.open:
+            self.out.write("\n")
+            self.out.flush()
+            self.open = False
+
+
+# -- when training has diverged -------------------------------------------------------------------
+# Divergence: a batch's loss that is nan or inf, or above DIVERGED × the reference loss — the mean
+# loss over up to REFERENCE_ROWS evenly spaced examples at the starting parameters, or an untrained
+# net's there if larger (so a run restarted from a near-perfect fit is not measured against ~0).
+# Runs that do not diverge stay far below. Measured over 54 runs of 30 epochs (sgd, momentum and
+# adam at their default lr and two larger ones: sgd 1 and 3, momentum 0.1 and 0.5, adam 0.03 and
+# 0.3; on digits with cross_entropy and with mse, xor with bce and with mse at batch size 1, and
+# a regression with targets of 1 and of 1000): the 50 that did not diverge peaked at 19× the
+# reference (xor, bce, momentum at lr=0.5), most under 4×; the 4 that diverged (sgd at 1 and 3)
+# passed 1e6× within 3 epochs. Adam at lr=1e6 on xor reaches 1e25× in its second step.
+DIVERGED = 1e6
+REFERENCE_ROWS = 256
+
+
+class TrainingDiverged(ValueError):
+    """Training's loss became nan or inf, or grew past ``DIVERGED`` × where it started: the steps
+    were too large for this problem (try a smaller lr). The data were checked finite before the
+    first step, so this never means they are bad. ``epoch``, ``where`` ("batch 3 of 43", or
+    "after its last step"), ``optimizer``, ``lr``, ``loss`` and ``history`` (the finished epochs'
+    mean losses) say where it happened."""
+
+    def __init__(self, message, epoch, where, optimizer, lr, loss, history):
+        super().__init__(message)
+        self.epoch, self.where, self.optimizer, self.lr = epoch, where, optimizer, lr
+        self.loss, self.history = loss, history
+
+
+def _nonfinite(params) -> str | None:
+    """'params['W1'] became nan' for the first parameter holding nan or inf, else None."""
+    for k, p in params.items():
+        if not np.isfinite(p).all():
+            return f"params[{k!r}] became {'nan' if np.isnan(p).any() else 'inf'}"
+    return None
 
 
 def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
@@ -107,6 +150,11 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     Prints a progress line (epoch, loss) on stderr unless ``quiet``; ``callback(epoch, params,
     loss)`` is called after each epoch and may return True to stop. Returns ``(params, history)``:
     ``history[e]`` is the mean loss over the minibatches of epoch e + 1 (before their steps).
+
+    Everything is checked before the first step: the arguments and the data (nan or inf in X or Y
+    is a ValueError naming them). A batch whose loss is nan or inf or above ``DIVERGED`` × the
+    starting loss, or parameters that became nan or inf, stop training with
+    :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
     """
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
@@ -114,6 +162,7 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
     kernel = compile_network(net)
+    given = params is not None
     if params is None:  # float data keeps its dtype; anything else trains in float64
         x_dt = np.asarray(next(iter(X.values())) if isinstance(X, dict) else X).dtype
         params = init_params(net, seed=seed, dtype=dtype or (x_dt if x_dt in FLOATS else "float64"))
@@ -128,21 +177,62 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     def rows(idx):  # the minibatch's X: an array, or a dict for several inputs
         return xs[0][idx] if len(xs) == 1 else {k: a[idx] for k, a in zip(spec.inputs, xs)}
     rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
-    for epoch in range(1, epochs + 1):
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            loss, grads = kernel(params, rows(idx), Y[idx])
-            total += float(loss) * len(idx)
-            opt.step(params, grads)
-        history.append(total / n)
-        if not math.isfinite(history[-1]):
-            raise ValueError(f"training diverged in epoch {epoch} (loss {history[-1]}): "
-                             "try a smaller lr")
-        bar.update(epoch, history[-1])
-        if callback is not None and callback(epoch, params, history[-1]):
-            break
+    nb = -(-n // batch_size)
+
+    def diverged(epoch, where, why, loss):
+        bar.end()
+        return TrainingDiverged(
+            f"training diverged in epoch {epoch} of {epochs} ({where}): {why}, with "
+            f"{opt.name} at lr={opt.lr:g}; try a smaller lr (e.g. {opt.lr / 10:g})",
+            epoch, where, opt.name, opt.lr, loss, list(history))
+    # numpy's overflow warnings are not printed: a diverging run is caught by the checks below
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        sample = np.linspace(0, n - 1, min(n, REFERENCE_ROWS)).round().astype(np.intp)
+        ref = float(kernel(params, rows(sample), Y[sample])[0])
+        if not math.isfinite(ref):  # before any step: not divergence, nor the data's nan or inf
+            raise ValueError(
+                f"the loss is {ref} at the starting parameters, before any training step (on "
+                f"{len(sample)} of the {n} examples): X, Y or the parameters are too large for "
+                f"{checked[0].dtype.name}, or the loss is not defined there")
+        if given:  # an untrained net's loss too, in case these params fit the data already
+            fresh = init_params(net, seed=seed, dtype=checked[0].dtype)
+            untrained = float(kernel(fresh, rows(sample), Y[sample])[0])
+            del fresh
+            if math.isfinite(untrained):
+                ref = max(ref, untrained)
+        bound = DIVERGED * ref if ref > 0 else math.inf
+        epoch = 0
+
+        def loss_at(idx, where):
+            """The kernel on rows idx, or TrainingDiverged if the loss or parameters went bad."""
+            try:
+                loss, grads = kernel(params, rows(idx), Y[idx])
+            except ValueError:  # the kernel names an argument holding nan or inf: the data
+                bad = _nonfinite(params)  # were checked finite, so it is the parameters
+                if bad is None:
+                    raise
+                raise diverged(epoch, where, bad, math.nan) from None
+            loss = float(loss)
+            if not loss < bound:  # nan, inf, or orders of magnitude above the start
+                why = (f"the loss is {loss}" if not math.isfinite(loss) else
+                       f"the loss reached {loss:.3g}, over {DIVERGED:g} × its start ({ref:.3g})")
+                raise diverged(epoch, where, why, loss)
+            return loss, grads
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total = 0.0
+            for batch, start in enumerate(range(0, n, batch_size), 1):
+                idx = order[start:start + batch_size]
+                loss, grads = loss_at(idx, f"batch {batch} of {nb}")
+                total += loss * len(idx)
+                opt.step(params, grads)
+            history.append(total / n)
+            bar.update(epoch, history[-1])
+            if callback is not None and callback(epoch, params, history[-1]):
+                break
+        # the last step, which no batch's loss has seen (adam at lr=1e308 leaves finite
+        # parameters of ±1e308 whose predictions overflow): the loss on the reference rows
+        loss_at(sample, "after its last step")
     return params, history
 
 
