@@ -22,7 +22,7 @@ from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import accuracy, load_data, save_params, train as train_network
+from symgrad.run.train import accuracy, check_size, load_data, save_params, train as train_network
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -253,9 +253,11 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
       symgrad train 64-32-10 --hidden relu --output softmax --loss cross_entropy \\
                     --data digits --epochs 50 --lr 0.003 -o params.npz
     """
+    # The network's size is checked before anything is allocated, and before the data are loaded
     if out:
         _check_writable(out)
     net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
+    check_size(net, "float64", optimizer)
     d = load_data(data, loss, seed=seed)
     params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
                                     epochs=epochs, batch_size=batch_size, seed=seed, quiet=quiet)

@@ -133,6 +133,7 @@ def test_cli_train(tmp_path):
     (["train", "3-2-1", "--data", "xor"], "X has shape (4, 2); expected (n, 3)"),
     (["train", "2-2-1", "--data", "xor", "--loss", "bce"], "bce needs sigmoid outputs"),
     (["train", "2-2-1", "--data", "xor", "--lr", "0"], "lr must be a positive number"),
+    (["train", "99999999999-1", "--data", "xor"], "network too big to train: W1"),
 ])
 def test_cli_train_bad_input_is_one_line(args, msg):
     import subprocess
@@ -248,6 +249,27 @@ def test_restarting_from_a_fit_is_not_divergence():
     assert history[0] < 1e-5 and all(np.isfinite(v).all() for v in params.values())
 
 
+def test_a_network_too_big_is_refused_before_allocating():
+    """sg.mlp([99999999999, 1]) asked numpy for 745 GiB (a MemoryError, a traceback on the CLI)."""
+    with pytest.raises(ValueError, match=r"^network too big to train: W1, the weights of layer 1 "
+                                         r"\(yhat\), is 1 × 99999999999 = 99,999,999,999 numbers "
+                                         r"\(745 GiB as float64\).* over the limit of 8 GiB"):
+        sg.train(sg.mlp([99999999999, 1]), *XOR, quiet=True)
+    with pytest.raises(ValueError, match=r"W1, the weights of layer 1 \(z1\), is 99999999999 × 2"):
+        sg.train(sg.mlp([2, 99999999999, 1]), *XOR, quiet=True)
+
+
+def test_a_batch_too_big_is_refused_before_allocating(monkeypatch):
+    import symgrad.run.train as T
+    monkeypatch.setattr(T, "MAX_TRAIN_BYTES", 2**20, raising=False)  # 1 MiB, for a small test
+    X = np.zeros((1000, 2))
+    with pytest.raises(ValueError, match=r"^batch too big to train: 1,000 examples through the "
+                                         r"network's 2,003 units \(the widest, z1, has 1,000\).*"
+                                         r"use a smaller batch_size"):
+        sg.train(sg.mlp([2, 1000, 1]), X, np.zeros((1000, 1)), batch_size=1000, quiet=True)
+    sg.train(sg.mlp([2, 10, 1]), X, np.zeros((1000, 1)), batch_size=10, epochs=1, quiet=True)
+
+
 def _cli(args):
     r = CliRunner().invoke(cli, args)
     lines = r.output.strip().splitlines()
@@ -260,3 +282,13 @@ def test_cli_divergence_is_one_line():
     assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("symgrad: error: training diverged in epoch 2 of 50")
     assert "with adam at lr=1e+06; try a smaller lr (e.g. 100000)" in lines[0]
+
+
+def test_cli_a_huge_spec_is_refused_at_once():
+    """'symgrad train 99999999999-1 --data xor' printed numpy's traceback for 745 GiB."""
+    for spec, shape in [("99999999999-1", "1 × 99999999999"), ("2-99999999999-1",
+                                                              "99999999999 × 2")]:
+        code, lines = _cli(["train", spec, "--data", "xor"])
+        assert code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith(f"symgrad: error: network too big to train: W1, the weights of "
+                                   f"layer 1") and shape in lines[0]

@@ -17,7 +17,7 @@ import numpy as np
 
 from symgrad.compile.common import FLOATS
 from symgrad.compile.kernel import compile_network, predict
-from symgrad.compile.spec import Spec, init_params
+from symgrad.compile.spec import Spec, init_params, param_shapes
 from symgrad.graph.losses import Loss
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -102,7 +102,14 @@ class Progress:
             self.open = False
 
 
-# -- when training has diverged -------------------------------------------------------------------
+# -- bounds: what training may allocate, and when it has diverged ----------------------------------
+# Training holds the parameters, their gradients and the optimizer's state (momentum: v; adam: m
+# and v), and for each batch at most about two arrays of batch × units (tracemalloc over one kernel
+# call of 10-200000-1 at batch 64: a peak 0.9 × batch × units × 8 bytes above the gradients). A run
+# whose estimate exceeds MAX_TRAIN_BYTES is refused before anything is allocated (`symgrad train
+# 99999999999-1` asked numpy for 745 GiB and printed its traceback); raise it to train bigger nets.
+MAX_TRAIN_BYTES = 8 * 2**30
+SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}  # arrays of state per parameter
 # Divergence: a batch's loss that is nan or inf, or above DIVERGED × the reference loss — the mean
 # loss over up to REFERENCE_ROWS evenly spaced examples at the starting parameters, or an untrained
 # net's there if larger (so a run restarted from a near-perfect fit is not measured against ~0).
@@ -129,6 +136,48 @@ class TrainingDiverged(ValueError):
         self.loss, self.history = loss, history
 
 
+def _bytes(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} bytes" if unit == "bytes" else f"{n:.3g} {unit}"
+        n /= 1024
+
+
+def check_size(net, dtype="float64", optimizer: str = "adam", rows: int = 0,
+               extra_copies: int = 0) -> None:
+    """Refuse, before anything is allocated, to train ``net`` when the estimate of what training
+    holds (parameters, gradients, the optimizer's state, ``extra_copies`` more of the parameters,
+    and two arrays of ``rows`` × units per batch) exceeds MAX_TRAIN_BYTES: one ValueError naming
+    the largest parameter and its layer when the parameters alone are over, else the batch and
+    the widest layer."""
+    item = np.dtype(dtype).itemsize
+    shapes = param_shapes(net)
+    count = sum(math.prod(s) for s in shapes.values())
+    copies = 2 + SLOTS.get(optimizer, 2) + extra_copies
+    units = sum(node.dim for node in net.nodes.values())
+    held, batch = item * copies * count, item * 2 * rows * units
+    if held + batch <= MAX_TRAIN_BYTES:
+        return
+    limit = f"over the limit of {_bytes(MAX_TRAIN_BYTES)} (symgrad.run.train.MAX_TRAIN_BYTES)"
+    if held > MAX_TRAIN_BYTES:  # the network alone, whatever the batch
+        big = max(shapes, key=lambda p: math.prod(shapes[p]))
+        dense = [n for n in net.nodes.values() if n.op == "dense"]
+        layer = next((f"layer {i} ({n.name})" for i, n in enumerate(dense, 1) if big in n.params),
+                     "the network")
+        what = " × ".join(map(str, shapes[big]))
+        kind = "weights" if net.is_weight(big) else "biases"
+        raise ValueError(
+            f"network too big to train: {big}, the {kind} of {layer}, is {what} = "
+            f"{math.prod(shapes[big]):,} numbers ({_bytes(item * math.prod(shapes[big]))} as "
+            f"{np.dtype(dtype).name}); its {count:,} parameters with their gradients and "
+            f"{optimizer}'s state need about {_bytes(held + batch)}, {limit}")
+    wide = max((n for n in net.nodes.values()), key=lambda n: n.dim)
+    raise ValueError(
+        f"batch too big to train: {rows:,} examples through the network's {units:,} units (the "
+        f"widest, {wide.name}, has {wide.dim:,}) need about {_bytes(held + batch)} as "
+        f"{np.dtype(dtype).name}, {limit}; use a smaller batch_size")
+
+
 def _nonfinite(params) -> str | None:
     """'params['W1'] became nan' for the first parameter holding nan or inf, else None."""
     for k, p in params.items():
@@ -151,10 +200,10 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     loss)`` is called after each epoch and may return True to stop. Returns ``(params, history)``:
     ``history[e]`` is the mean loss over the minibatches of epoch e + 1 (before their steps).
 
-    Everything is checked before the first step: the arguments and the data (nan or inf in X or Y
-    is a ValueError naming them). A batch whose loss is nan or inf or above ``DIVERGED`` × the
-    starting loss, or parameters that became nan or inf, stop training with
-    :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
+    Everything is checked before the first step: the arguments, the data (nan or inf in X or Y is
+    a ValueError naming them), and the size (:func:`check_size`). A batch whose loss is nan or inf
+    or above ``DIVERGED`` × the starting loss, or parameters that became nan or inf, stop training
+    with :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
     """
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
@@ -162,13 +211,33 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
     opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
     kernel = compile_network(net)
-    given = params is not None
-    if params is None:  # float data keeps its dtype; anything else trains in float64
-        x_dt = np.asarray(next(iter(X.values())) if isinstance(X, dict) else X).dtype
-        params = init_params(net, seed=seed, dtype=dtype or (x_dt if x_dt in FLOATS else "float64"))
-    else:
-        params = {k: np.array(v, dtype=dtype) if dtype else np.array(v) for k, v in params.items()}
     spec = Spec(net)
+    first = next(iter(X.values()), None) if isinstance(X, dict) else X
+    try:
+        n_rows = len(first)
+    except TypeError:  # not a sequence: spec.check says what is wrong with it, below
+        n_rows = batch_size
+    given = params is not None
+    try:
+        if not given:  # float data keeps its dtype; anything else trains in float64
+            x_dt = np.asarray(first).dtype
+            dt = np.dtype(dtype or (x_dt if x_dt in FLOATS else "float64"))
+        else:
+            one = next(iter(params.values()), None) if isinstance(params, dict) else None
+            dt = np.dtype(dtype) if dtype else getattr(one, "dtype", np.dtype("float64"))
+    except TypeError:  # np.dtype("nonsense")
+        raise ValueError(f"dtype must be float32 or float64, not {dtype!r}") from None
+    if dt in FLOATS:  # (else init_params or spec.check refuses the dtype, below)
+        check_size(net, dt, optimizer, max(min(batch_size, n_rows), min(n_rows, REFERENCE_ROWS)),
+                   extra_copies=given)  # (given params: an untrained net's loss is measured too)
+    try:
+        if not given:
+            params = init_params(net, seed=seed, dtype=dt)
+        else:
+            params = {k: np.array(v, dtype=dtype) if dtype else np.array(v)
+                      for k, v in params.items()}
+    except MemoryError:  # under MAX_TRAIN_BYTES, but more than this machine has
+        raise ValueError("out of memory for the parameters: use a smaller network") from None
     *_, Y = checked = spec.check(params, X, Y)  # validated and converted once, not per batch
     xs = checked[len(spec.names):-1]
     params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
@@ -201,7 +270,7 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
             if math.isfinite(untrained):
                 ref = max(ref, untrained)
         bound = DIVERGED * ref if ref > 0 else math.inf
-        epoch = 0
+        epoch = batch = 0
 
         def loss_at(idx, where):
             """The kernel on rows idx, or TrainingDiverged if the loss or parameters went bad."""
@@ -218,21 +287,26 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
                        f"the loss reached {loss:.3g}, over {DIVERGED:g} × its start ({ref:.3g})")
                 raise diverged(epoch, where, why, loss)
             return loss, grads
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total = 0.0
-            for batch, start in enumerate(range(0, n, batch_size), 1):
-                idx = order[start:start + batch_size]
-                loss, grads = loss_at(idx, f"batch {batch} of {nb}")
-                total += loss * len(idx)
-                opt.step(params, grads)
-            history.append(total / n)
-            bar.update(epoch, history[-1])
-            if callback is not None and callback(epoch, params, history[-1]):
-                break
-        # the last step, which no batch's loss has seen (adam at lr=1e308 leaves finite
-        # parameters of ±1e308 whose predictions overflow): the loss on the reference rows
-        loss_at(sample, "after its last step")
+        try:
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                total = 0.0
+                for batch, start in enumerate(range(0, n, batch_size), 1):
+                    idx = order[start:start + batch_size]
+                    loss, grads = loss_at(idx, f"batch {batch} of {nb}")
+                    total += loss * len(idx)
+                    opt.step(params, grads)
+                history.append(total / n)
+                bar.update(epoch, history[-1])
+                if callback is not None and callback(epoch, params, history[-1]):
+                    break
+            # the last step, which no batch's loss has seen (adam at lr=1e308 leaves finite
+            # parameters of ±1e308 whose predictions overflow): the loss on the reference rows
+            loss_at(sample, "after its last step")
+        except MemoryError:
+            bar.end()
+            raise ValueError(f"out of memory while training (epoch {epoch}, batch {batch}): use a "
+                             "smaller batch_size or network") from None
     return params, history
 
 
