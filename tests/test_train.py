@@ -284,6 +284,69 @@ def test_cli_divergence_is_one_line():
     assert "with adam at lr=1e+06; try a smaller lr (e.g. 100000)" in lines[0]
 
 
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_cli_data_files_are_checked_before_training(tmp_path):
+    """A truncated .npz was a BadZipFile traceback, an empty one 'symgrad: aborted' (numpy's
+    EOFError, which click takes for Ctrl-D), a bad X_test was found after training, a nan in it
+    or an X_test without Y_test was not found at all."""
+    import io
+    import zipfile
+    X, Y = XOR
+    good = _npz(tmp_path / "good.npz", X=X, Y=Y)
+    raw = Path(good).read_bytes()
+    files = {"trunc.npz": raw[:100], "empty.npz": b"", "text.npz": b"x,y\n1,2\n"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    np.save(tmp_path / "one.npy", X)
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    header = io.BytesIO()  # an X.npy whose header declares 16 TB
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**12, 2)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.writestr("X.npy", header.getvalue() + bytes(64))
+    cases = [
+        ("trunc.npz", "not a readable .npz of arrays X and Y (BadZipFile)"),
+        ("empty.npz", "not a readable .npz of arrays X and Y (EOFError)"),
+        ("text.npz", "not a readable .npz of arrays X and Y"),
+        ("one.npz", "holds one array (an .npy), not arrays named X and Y"),
+        ("huge.npz", "missing Y"),
+        (_npz(tmp_path / "noY.npz", X=X), "missing Y (found X;"),
+        (_npz(tmp_path / "typo.npz", X=X, Y=Y, Xtest=X, Y_test=Y),
+         "missing X_test (Y_test is there); unexpected Xtest"),
+        (_npz(tmp_path / "half.npz", X=X, Y=Y, X_test=X), "missing Y_test (X_test is there)"),
+        (_npz(tmp_path / "obj.npz", X=np.array([1, None]), Y=Y), "X cannot be read (pickled"),
+        (_npz(tmp_path / "cols.npz", X=X[:, :1], Y=Y), "X has shape (4, 1); expected (n, 2)"),
+        (_npz(tmp_path / "rows.npz", X=X, Y=Y[:3]), "Y has shape (3, 1); expected (4, 1)"),
+        (_npz(tmp_path / "text2.npz", X=np.array([["a", "b"]] * 4), Y=Y), "X must be numeric"),
+        (_npz(tmp_path / "nan.npz", X=X * np.nan, Y=Y), "X holds nan (at [0, 0])"),
+        (_npz(tmp_path / "tcols.npz", X=X, Y=Y, X_test=X[:, :1], Y_test=Y),
+         "X_test has shape (4, 1); expected (n, 2)"),
+        (_npz(tmp_path / "trows.npz", X=X, Y=Y, X_test=X, Y_test=Y[:2]),
+         "Y_test has shape (2, 1); expected (4, 1)"),
+        (_npz(tmp_path / "tinf.npz", X=X, Y=Y, X_test=X, Y_test=np.where(Y == 1, np.inf, Y)),
+         "Y_test holds inf (at [1, 0])"),
+    ]
+    for name, fragment in cases:
+        path = str(tmp_path / name)
+        code, lines = _cli(["train", "2-2-1", "--data", path, "--epochs", "5", "--quiet"])
+        assert code == 2 and len(lines) == 1, (name, lines)
+        assert lines[0].startswith("symgrad: error:") and path in lines[0], (name, lines)
+        assert fragment in lines[0], (name, lines)
+    with zipfile.ZipFile(tmp_path / "huge2.npz", "w") as z:
+        z.writestr("X.npy", header.getvalue() + bytes(64))
+        y = io.BytesIO()
+        np.save(y, Y)
+        z.writestr("Y.npy", y.getvalue())
+    code, lines = _cli(["train", "2-2-1", "--data", str(tmp_path / "huge2.npz"), "--quiet"])
+    assert code == 2 and len(lines) == 1 and "huge2.npz: X " in lines[0], lines
+    code, lines = _cli(["train", "2-2-1", "--data", good, "--epochs", "5", "--quiet"])
+    assert code == 0 and "train accuracy" in lines[-1]
+
+
 def test_cli_a_huge_spec_is_refused_at_once():
     """'symgrad train 99999999999-1 --data xor' printed numpy's traceback for 745 GiB."""
     for spec, shape in [("99999999999-1", "1 × 99999999999"), ("2-99999999999-1",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 import time
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -363,8 +365,11 @@ def load_params(path) -> dict:
 def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int = 0) -> dict:
     """X, Y (and X_test, Y_test) of a named data set: ``xor`` (the four points), ``digits``
     (scikit-learn's 8×8 digits, scaled to [0, 1], a stratified split), or an ``.npz`` file with
-    arrays X and Y (and optionally X_test, Y_test). Classes come as integer labels for
-    cross_entropy and as one-hot rows (a 0/1 column for two classes) for other losses."""
+    arrays X and Y (and optionally X_test with Y_test; no other arrays). Classes come as integer
+    labels for cross_entropy and as one-hot rows (a 0/1 column for two classes) for other losses.
+    A file that is missing, not an .npz (truncated, empty, text, one .npy), or holds other arrays
+    or pickled objects is one ValueError naming it; :func:`check_data` checks the arrays against a
+    network."""
     if name == "xor":
         X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
         data = {"X": X, "Y": np.array([0, 1, 1, 0]), "classes": 2}
@@ -380,12 +385,7 @@ def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int =
                                         random_state=seed, stratify=d.target)
         data = {"X": X, "Y": y, "X_test": Xt, "Y_test": yt, "classes": 10}
     elif str(name).endswith(".npz"):
-        if not os.path.isfile(name):
-            raise ValueError(f"no such data file: {name}")
-        with np.load(name, allow_pickle=False) as z:
-            if "X" not in z.files or "Y" not in z.files:
-                raise ValueError(f"{name}: expected arrays named X and Y, found {', '.join(z.files)}")
-            return {k: z[k] for k in z.files}
+        return _read_npz(name)
     else:
         raise ValueError(f"unknown data set {name!r}: use xor, digits or a .npz file with X and Y")
     k = data["classes"]
@@ -393,6 +393,83 @@ def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int =
         if key in data and not Loss.make(loss).labels:
             data[key] = (data[key][:, None] if k == 2 else np.eye(k)[data[key]]).astype(np.float64)
     return data
+
+
+DATA_ARRAYS = ("X", "Y", "X_test", "Y_test")
+
+
+def _read_npz(path) -> dict:
+    """The arrays X, Y (X_test, Y_test) of an .npz file, or one ValueError naming it and what is
+    wrong: every failure numpy and zipfile raise for a bad file (BadZipFile for a truncated one,
+    EOFError for an empty one, which click takes for Ctrl-D) is caught here."""
+    if not os.path.isfile(path):
+        raise ValueError(f"no such data file: {path}")
+
+    def bad(why):
+        return ValueError(f"data file {path}: {why}")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        why = "pickled" if "pickle" in str(e) else type(e).__name__
+        raise bad(f"not a readable .npz of arrays X and Y ({why})") from None
+    if not hasattr(z, "files"):  # a plain .npy: one array, no names
+        raise bad("holds one array (an .npy), not arrays named X and Y")
+    with z:
+        extra = [k for k in z.files if k not in DATA_ARRAYS]
+        missing = [k for k in ("X", "Y") if k not in z.files]
+        if "X_test" in z.files and "Y_test" not in z.files:
+            missing.append("Y_test (X_test is there)")
+        if "Y_test" in z.files and "X_test" not in z.files:
+            missing.append("X_test (Y_test is there)")
+        if extra or missing:  # a misspelt X_test would otherwise be skipped without a word
+            found = ", ".join(z.files) or "no arrays"
+            raise bad(f"{'missing ' + ', '.join(missing) if missing else ''}"
+                      f"{'; ' if missing and extra else ''}"
+                      f"{'unexpected ' + ', '.join(extra) if extra else ''} (found {found}; "
+                      "expected X, Y and optionally X_test, Y_test)")
+        size = sum(info.file_size for info in z.zip.infolist())
+        if size > MAX_TRAIN_BYTES:  # (a small compressed file may hold a huge array)
+            raise bad(f"its arrays take {_bytes(size)} uncompressed, over the limit of "
+                      f"{_bytes(MAX_TRAIN_BYTES)} (symgrad.run.train.MAX_TRAIN_BYTES)")
+        out = {}
+        for k in z.files:
+            try:
+                a = z[k]
+            except MemoryError:  # a header declaring a shape the file does not hold
+                raise bad(f"{k} declares an array too large to load") from None
+            except (OSError, EOFError, zipfile.BadZipFile, ValueError, zlib.error) as e:
+                why = "pickled objects" if "pickle" in str(e) else f"{type(e).__name__}: {e}"
+                raise bad(f"{k} cannot be read ({why.splitlines()[0]})") from None
+            if not isinstance(a, np.ndarray):
+                raise bad(f"{k} is not a numpy array")
+            out[k] = a
+        return out
+
+
+def check_data(net, data: dict, source: str = "data") -> None:
+    """Check every array of ``data`` (X, Y, and X_test with Y_test when present) against ``net``
+    before training: shapes, dtypes, labels, nan or inf. One ValueError naming ``source`` (the
+    data set or file) and the array."""
+    spec = Spec(net)
+    for x, y in (("X", "Y"), ("X_test", "Y_test")):
+        if x not in data and y not in data:
+            continue
+        if x not in data or y not in data:
+            raise ValueError(f"{source}: {x} and {y} come together; found only "
+                             f"{x if x in data else y}")
+        dt = getattr(data[x], "dtype", None)  # checked in its own float dtype: no copy
+        dt = dt if dt in FLOATS else np.dtype("float64")
+        try:
+            xs = spec.examples(data[x], dt)
+            target = spec.target(data[y], xs[0].shape[0], dt)
+        except ValueError as e:  # Spec names them X and Y
+            raise ValueError(f"{source}: " + re.sub(r"^X\b", x, re.sub(r"^Y\b", y, str(e)))) \
+                from None
+        for what, a in ((x, xs[0]), (y, target)):
+            if a.dtype.kind == "f" and not np.isfinite(a).all():
+                bad = "nan" if np.isnan(a).any() else "inf"
+                raise ValueError(f"{source}: {what} holds {bad} (at "
+                                 f"{np.argwhere(~np.isfinite(a))[0].tolist()})")
 
 
 def accuracy(net, params, X, Y) -> float | None:
