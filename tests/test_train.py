@@ -249,6 +249,23 @@ def test_restarting_from_a_fit_is_not_divergence():
     assert history[0] < 1e-5 and all(np.isfinite(v).all() for v in params.values())
 
 
+def test_arguments_numpy_integers_and_bools():
+    """np.int64 epochs or a float32 lr were refused with 'must be a positive integer, not 3';
+    True was taken as 1; momentum was not checked; a negative seed was numpy's 'expected
+    non-negative integer'."""
+    net, (X, Y) = sg.mlp([2, 2, 1]), XOR
+    _, history = sg.train(net, X, Y, epochs=np.int64(3), batch_size=np.int32(2),
+                          lr=np.float32(0.01), seed=np.uint8(1), quiet=True)
+    assert len(history) == 3
+    for kw, msg in [({"epochs": True}, "epochs must be a positive integer, not True"),
+                    ({"lr": True}, "lr must be a positive number, not True"),
+                    ({"optimizer": "momentum", "momentum": 1.5}, r"momentum must be a number in "
+                                                                  r"\[0, 1\), not 1.5"),
+                    ({"seed": -1}, "seed must be an integer ≥ 0, not -1")]:
+        with pytest.raises(ValueError, match=msg):
+            sg.train(net, X, Y, quiet=True, **kw)
+
+
 def test_a_network_too_big_is_refused_before_allocating():
     """sg.mlp([99999999999, 1]) asked numpy for 745 GiB (a MemoryError, a traceback on the CLI)."""
     with pytest.raises(ValueError, match=r"^network too big to train: W1, the weights of layer 1 "

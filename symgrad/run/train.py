@@ -8,6 +8,7 @@ and :func:`load_params` keep parameters in ``.npz`` files bit for bit.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import sys
@@ -32,8 +33,12 @@ class Optimizer:
     def __init__(self, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8):
         if name not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and math.isfinite(lr)
+                                        and lr > 0):
             raise ValueError(f"lr must be a positive number, not {lr!r}")
+        if isinstance(momentum, bool) or not (isinstance(momentum, numbers.Real)
+                                              and 0 <= momentum < 1):
+            raise ValueError(f"momentum must be a number in [0, 1), not {momentum!r}")
         self.name, self.lr, self.mu, self.betas, self.eps = name, float(lr), momentum, betas, eps
         self.state, self.t = {}, 0
 
@@ -180,6 +185,14 @@ def check_size(net, dtype="float64", optimizer: str = "adam", rows: int = 0,
         f"{np.dtype(dtype).name}, {limit}; use a smaller batch_size")
 
 
+def _count(value, what, low=1):
+    """value as an int ≥ low (numpy integers included, bools not), else a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        kind = "a positive integer" if low == 1 else f"an integer ≥ {low}"
+        raise ValueError(f"{what} must be {kind}, not {value!r}")
+    return int(value)
+
+
 def _nonfinite(params) -> str | None:
     """'params['W1'] became nan' for the first parameter holding nan or inf, else None."""
     for k, p in params.items():
@@ -207,10 +220,10 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     or above ``DIVERGED`` × the starting loss, or parameters that became nan or inf, stop training
     with :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
     """
-    if not (isinstance(epochs, int) and epochs >= 1):
-        raise ValueError(f"epochs must be a positive integer, not {epochs!r}")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
+    epochs = _count(epochs, "epochs")
+    batch_size = _count(batch_size, "batch_size")
+    if seed is not None:  # (numpy's own words: "expected non-negative integer", naming nothing)
+        seed = _count(seed, "seed", low=0)
     opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
     kernel = compile_network(net)
     spec = Spec(net)
