@@ -328,7 +328,7 @@ def test_cli_data_files_are_checked_before_training(tmp_path):
     cases = [
         ("trunc.npz", "not a readable .npz of arrays X and Y (BadZipFile)"),
         ("empty.npz", "not a readable .npz of arrays X and Y (EOFError)"),
-        ("text.npz", "not a readable .npz of arrays X and Y"),
+        ("text.npz", "not a readable .npz of arrays X and Y (not a zip archive)"),
         ("one.npz", "holds one array (an .npy), not arrays named X and Y"),
         ("huge.npz", "missing Y"),
         (_npz(tmp_path / "noY.npz", X=X), "missing Y (found X;"),

@@ -423,7 +423,8 @@ def _read_npz(path) -> dict:
     try:
         z = np.load(path, allow_pickle=False)
     except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        why = "pickled" if "pickle" in str(e) else type(e).__name__
+        # (numpy takes any file that is neither a zip nor an .npy for a pickle, and says so)
+        why = "not a zip archive" if "pickle" in str(e) else type(e).__name__
         raise bad(f"not a readable .npz of arrays X and Y ({why})") from None
     if not hasattr(z, "files"):  # a plain .npy: one array, no names
         raise bad("holds one array (an .npy), not arrays named X and Y")
