@@ -22,7 +22,8 @@ from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import accuracy, load_data, save_params, train as train_network
+from symgrad.run.train import (accuracy, check_data, check_size, load_data, save_params,
+                               train as train_network)
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -253,10 +254,15 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
       symgrad train 64-32-10 --hidden relu --output softmax --loss cross_entropy \\
                     --data digits --epochs 50 --lr 0.003 -o params.npz
     """
+    # Everything is checked before the first step: the output path, the network's size (before
+    # anything is allocated), the data file and every array in it (X_test too), then sg.train's
+    # own arguments.
     if out:
         _check_writable(out)
     net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
+    check_size(net, "float64", optimizer)
     d = load_data(data, loss, seed=seed)
+    check_data(net, d, data)
     params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
                                     epochs=epochs, batch_size=batch_size, seed=seed, quiet=quiet)
     click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")

@@ -133,6 +133,7 @@ def test_cli_train(tmp_path):
     (["train", "3-2-1", "--data", "xor"], "X has shape (4, 2); expected (n, 3)"),
     (["train", "2-2-1", "--data", "xor", "--loss", "bce"], "bce needs sigmoid outputs"),
     (["train", "2-2-1", "--data", "xor", "--lr", "0"], "lr must be a positive number"),
+    (["train", "99999999999-1", "--data", "xor"], "network too big to train: W1"),
 ])
 def test_cli_train_bad_input_is_one_line(args, msg):
     import subprocess
@@ -167,3 +168,207 @@ def test_checkpoints_are_symmetric_and_bad_files_are_one_value_error(tmp_path):
             sg.load_params(tmp_path / name)
     with pytest.raises(ValueError, match="load_params: no such file"):
         sg.load_params(tmp_path / "missing")
+
+
+# -- issue 10: bounded and honest -------------------------------------------------------------------
+XOR = np.array([[0, 0], [0, 1], [1, 0], [1, 1.0]]), np.array([[0], [1], [1], [0.0]])
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 1e3), ("momentum", 1e3), ("adam", 1e6)])
+def test_divergence_is_reported_for_every_optimizer(optimizer, lr):
+    """Adam at lr=1e6 reached losses of 1e13 and returned normally; sgd and momentum at 1e3
+    returned losses of 1e116 after 20 epochs (the old check only caught inf, at epoch 52)."""
+    with pytest.raises(ValueError) as e:
+        sg.train(sg.mlp([2, 2, 1]), *XOR, optimizer=optimizer, lr=lr, epochs=20, quiet=True)
+    msg = str(e.value)
+    assert type(e.value).__name__ == "TrainingDiverged", msg
+    assert "\n" not in msg and msg.startswith("training diverged in epoch 2 of 20 (batch 1 of 1)")
+    assert f"with {optimizer} at lr={lr:g}" in msg and "try a smaller lr" in msg
+    assert "holds" not in msg and "X" not in msg and "Y" not in msg  # never the data's fault
+    assert e.value.epoch == 2 and e.value.lr == lr
+    assert e.value.optimizer == optimizer and len(e.value.history) == 1
+
+
+def test_sgd_on_softmax_cross_entropy_diverging_is_not_blamed_on_the_data():
+    """It said "params['W1'] holds nan (at [0, 0])", the kernel's message for bad arguments."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 8)), rng.integers(0, 3, 64)
+    net = sg.mlp([8, 16, 3], output="softmax", loss="cross_entropy")
+    for lr in (1e50, 1e100, 1e200):
+        with pytest.raises(ValueError, match=r"^training diverged in epoch 1 of 3 \(batch 2 of 2\): "
+                                              r"the loss (reached|is nan).* with sgd"):
+            sg.train(net, X, y, optimizer="sgd", lr=lr, epochs=3, quiet=True)
+
+
+def test_the_last_step_is_checked_too():
+    """Adam at lr=1e308 for one epoch left parameters of ±1e308 and returned them normally (the
+    CLI then printed numpy's overflow warnings and an accuracy)."""
+    with pytest.raises(ValueError, match=r"epoch 1 of 1 \(after its last step\): the loss is inf, "
+                                         r"with adam at lr=1e\+308"):
+        sg.train(sg.mlp([2, 2, 1]), *XOR, lr=1e308, epochs=1, quiet=True)
+
+
+def test_divergence_ends_an_open_progress_line(monkeypatch):
+    import io
+    import sys
+
+    class TTY(io.StringIO):
+        def isatty(self):
+            return True
+    err = TTY()
+    monkeypatch.setattr(sys, "stderr", err)
+    with pytest.raises(ValueError, match="diverged in epoch 2 of 20"):
+        sg.train(sg.mlp([2, 2, 1]), *XOR, lr=1e6, epochs=20)
+    assert err.getvalue().startswith("\repoch  1/20 [#") and err.getvalue().endswith("\n")
+
+
+def test_bad_data_is_still_the_datas_fault_and_a_bad_start_is_not_divergence():
+    """nan in X is named before training; a loss already inf at the start (X of 1e300) said
+    'training diverged in epoch 1', though no step had been taken."""
+    net = sg.mlp([2, 2, 1])
+    X, Y = XOR
+    with pytest.raises(ValueError, match=r"^X holds nan \(at \[1, 1\]\)$"):
+        sg.train(net, np.where(X == 1, np.nan, X), Y, quiet=True)
+    with pytest.raises(ValueError, match=r"^Y holds inf"):
+        sg.train(net, X, np.where(Y == 1, np.inf, Y), quiet=True)
+    with pytest.raises(ValueError, match="the loss is inf at the starting parameters, before any "
+                                         "training step") as e:
+        sg.train(net, X * 1e300, Y, quiet=True)
+    assert "diverged" not in str(e.value)
+
+
+def test_restarting_from_a_fit_is_not_divergence():
+    """Restarting adam from parameters that fit exactly (loss ~1e-33) moves every weight by ~lr
+    at once, so the loss rises ~1e27-fold; the reference is an untrained net's loss then."""
+    net = sg.mlp([2, 1])
+    X = np.random.default_rng(0).standard_normal((32, 2))
+    fit = {"W1": np.array([[1.0, -2.0]]), "b1": np.array([0.5])}
+    Y = X @ fit["W1"].T + fit["b1"]
+    params, history = sg.train(net, X, Y, params=fit, lr=1e-3, epochs=3, batch_size=4,
+                               quiet=True)
+    assert history[0] < 1e-5 and all(np.isfinite(v).all() for v in params.values())
+
+
+def test_arguments_numpy_integers_and_bools():
+    """np.int64 epochs or a float32 lr were refused with 'must be a positive integer, not 3';
+    True was taken as 1; momentum was not checked; a negative seed was numpy's 'expected
+    non-negative integer'."""
+    net, (X, Y) = sg.mlp([2, 2, 1]), XOR
+    _, history = sg.train(net, X, Y, epochs=np.int64(3), batch_size=np.int32(2),
+                          lr=np.float32(0.01), seed=np.uint8(1), quiet=True)
+    assert len(history) == 3
+    for kw, msg in [({"epochs": True}, "epochs must be a positive integer, not True"),
+                    ({"lr": True}, "lr must be a positive number, not True"),
+                    ({"optimizer": "momentum", "momentum": 1.5}, r"momentum must be a number in "
+                                                                  r"\[0, 1\), not 1.5"),
+                    ({"seed": -1}, "seed must be an integer ≥ 0, not -1")]:
+        with pytest.raises(ValueError, match=msg):
+            sg.train(net, X, Y, quiet=True, **kw)
+
+
+def test_a_network_too_big_is_refused_before_allocating():
+    """sg.mlp([99999999999, 1]) asked numpy for 745 GiB (a MemoryError, a traceback on the CLI)."""
+    with pytest.raises(ValueError, match=r"^network too big to train: W1, the weights of layer 1 "
+                                         r"\(yhat\), is 1 × 99999999999 = 99,999,999,999 numbers "
+                                         r"\(745 GiB as float64\).* over the limit of 8 GiB"):
+        sg.train(sg.mlp([99999999999, 1]), *XOR, quiet=True)
+    with pytest.raises(ValueError, match=r"W1, the weights of layer 1 \(z1\), is 99999999999 × 2"):
+        sg.train(sg.mlp([2, 99999999999, 1]), *XOR, quiet=True)
+
+
+def test_a_batch_too_big_is_refused_before_allocating(monkeypatch):
+    import symgrad.run.train as T
+    monkeypatch.setattr(T, "MAX_TRAIN_BYTES", 2**20, raising=False)  # 1 MiB, for a small test
+    X = np.zeros((1000, 2))
+    with pytest.raises(ValueError, match=r"^batch too big to train: 1,000 examples through the "
+                                         r"network's 2,003 units \(the widest, z1, has 1,000\).*"
+                                         r"use a smaller batch_size"):
+        sg.train(sg.mlp([2, 1000, 1]), X, np.zeros((1000, 1)), batch_size=1000, quiet=True)
+    sg.train(sg.mlp([2, 10, 1]), X, np.zeros((1000, 1)), batch_size=10, epochs=1, quiet=True)
+
+
+def _cli(args):
+    r = CliRunner().invoke(cli, args)
+    lines = r.output.strip().splitlines()
+    return r.exit_code, lines
+
+
+def test_cli_divergence_is_one_line():
+    code, lines = _cli(["train", "2-2-1", "--data", "xor", "--lr", "1e6", "--epochs", "50",
+                        "--quiet"])
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("symgrad: error: training diverged in epoch 2 of 50")
+    assert "with adam at lr=1e+06; try a smaller lr (e.g. 100000)" in lines[0]
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def test_cli_data_files_are_checked_before_training(tmp_path):
+    """A truncated .npz was a BadZipFile traceback, an empty one 'symgrad: aborted' (numpy's
+    EOFError, which click takes for Ctrl-D), a bad X_test was found after training, a nan in it
+    or an X_test without Y_test was not found at all."""
+    import io
+    import zipfile
+    X, Y = XOR
+    good = _npz(tmp_path / "good.npz", X=X, Y=Y)
+    raw = Path(good).read_bytes()
+    files = {"trunc.npz": raw[:100], "empty.npz": b"", "text.npz": b"x,y\n1,2\n"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    np.save(tmp_path / "one.npy", X)
+    (tmp_path / "one.npy").rename(tmp_path / "one.npz")
+    header = io.BytesIO()  # an X.npy whose header declares 16 TB
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False,
+                                                  "shape": (10**12, 2)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as z:
+        z.writestr("X.npy", header.getvalue() + bytes(64))
+    cases = [
+        ("trunc.npz", "not a readable .npz of arrays X and Y (BadZipFile)"),
+        ("empty.npz", "not a readable .npz of arrays X and Y (EOFError)"),
+        ("text.npz", "not a readable .npz of arrays X and Y (not a zip archive)"),
+        ("one.npz", "holds one array (an .npy), not arrays named X and Y"),
+        ("huge.npz", "missing Y"),
+        (_npz(tmp_path / "noY.npz", X=X), "missing Y (found X;"),
+        (_npz(tmp_path / "typo.npz", X=X, Y=Y, Xtest=X, Y_test=Y),
+         "missing X_test (Y_test is there); unexpected Xtest"),
+        (_npz(tmp_path / "half.npz", X=X, Y=Y, X_test=X), "missing Y_test (X_test is there)"),
+        (_npz(tmp_path / "obj.npz", X=np.array([1, None]), Y=Y), "X cannot be read (pickled"),
+        (_npz(tmp_path / "cols.npz", X=X[:, :1], Y=Y), "X has shape (4, 1); expected (n, 2)"),
+        (_npz(tmp_path / "rows.npz", X=X, Y=Y[:3]), "Y has shape (3, 1); expected (4, 1)"),
+        (_npz(tmp_path / "text2.npz", X=np.array([["a", "b"]] * 4), Y=Y), "X must be numeric"),
+        (_npz(tmp_path / "nan.npz", X=X * np.nan, Y=Y), "X holds nan (at [0, 0])"),
+        (_npz(tmp_path / "tcols.npz", X=X, Y=Y, X_test=X[:, :1], Y_test=Y),
+         "X_test has shape (4, 1); expected (n, 2)"),
+        (_npz(tmp_path / "trows.npz", X=X, Y=Y, X_test=X, Y_test=Y[:2]),
+         "Y_test has shape (2, 1); expected (4, 1)"),
+        (_npz(tmp_path / "tinf.npz", X=X, Y=Y, X_test=X, Y_test=np.where(Y == 1, np.inf, Y)),
+         "Y_test holds inf (at [1, 0])"),
+    ]
+    for name, fragment in cases:
+        path = str(tmp_path / name)
+        code, lines = _cli(["train", "2-2-1", "--data", path, "--epochs", "5", "--quiet"])
+        assert code == 2 and len(lines) == 1, (name, lines)
+        assert lines[0].startswith("symgrad: error:") and path in lines[0], (name, lines)
+        assert fragment in lines[0], (name, lines)
+    with zipfile.ZipFile(tmp_path / "huge2.npz", "w") as z:
+        z.writestr("X.npy", header.getvalue() + bytes(64))
+        y = io.BytesIO()
+        np.save(y, Y)
+        z.writestr("Y.npy", y.getvalue())
+    code, lines = _cli(["train", "2-2-1", "--data", str(tmp_path / "huge2.npz"), "--quiet"])
+    assert code == 2 and len(lines) == 1 and "huge2.npz: X " in lines[0], lines
+    code, lines = _cli(["train", "2-2-1", "--data", good, "--epochs", "5", "--quiet"])
+    assert code == 0 and "train accuracy" in lines[-1]
+
+
+def test_cli_a_huge_spec_is_refused_at_once():
+    """'symgrad train 99999999999-1 --data xor' printed numpy's traceback for 745 GiB."""
+    for spec, shape in [("99999999999-1", "1 × 99999999999"), ("2-99999999999-1",
+                                                              "99999999999 × 2")]:
+        code, lines = _cli(["train", spec, "--data", "xor"])
+        assert code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith(f"symgrad: error: network too big to train: W1, the weights of "
+                                   f"layer 1") and shape in lines[0]
