@@ -41,9 +41,23 @@ class OneLineErrors(click.Group):
         try:
             rv = super().main(args, prog_name or "symgrad", complete_var, standalone_mode=False,
                               **extra)
-        except click.exceptions.Abort:
+        except click.exceptions.Abort as e:  # click's word for Ctrl-C and Ctrl-D
+            if isinstance(e.__cause__, KeyboardInterrupt):
+                click.echo("symgrad: interrupted", err=True)
+                sys.exit(130)  # 128 + SIGINT, as shells report it
             click.echo("symgrad: aborted", err=True)
             sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("symgrad: interrupted", err=True)
+            sys.exit(130)
+        except (MemoryError, RecursionError) as e:  # a last resort: the limits should come first
+            click.echo(f"symgrad: error: the input is too large for this machine "
+                       f"({type(e).__name__})", err=True)
+            sys.exit(2)
+        except OSError as e:
+            where = f"{e.filename}: " if e.filename else ""
+            click.echo(f"symgrad: error: {where}{e.strerror or e}", err=True)
+            sys.exit(2)
         except click.ClickException as e:
             click.echo(f"symgrad: error: {e.format_message()}", err=True)
             sys.exit(2)
@@ -151,6 +165,14 @@ def network_options(f):
                              "or an expression in x.")(f)
 
 
+def file_timeout(f):
+    """--timeout for commands that run a user's network file."""
+    return click.option("--timeout", type=click.FloatRange(min=0), default=60.0,
+                        show_default=True, metavar="SECONDS",
+                        help="Stop a network file (.py) still running after this long; 0: no "
+                             "limit.")(f)
+
+
 @cli.command("handout")
 @click.argument("network")
 @click.option("-o", "--out", type=click.Path(dir_okay=False),
@@ -164,8 +186,9 @@ def network_options(f):
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
 @network_options
+@file_timeout
 def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
-                loss):
+                loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net.
 
@@ -176,8 +199,9 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
     """
     try:
-        text = handout_file(network, out, fmt, hidden, output_act, loss, level=level,
-                            verbosity=verbosity, notation=notation, exercises=exercises)
+        text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
+                            level=level, verbosity=verbosity, notation=notation,
+                            exercises=exercises)
     except TeXError as e:
         raise click.ClickException(str(e)) from None
     if out is None:
@@ -198,7 +222,8 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
                    "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
                    "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
+@file_timeout
+def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, timeout):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -214,7 +239,7 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt):
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
-    net = load_network(network, hidden, output_act, loss)
+    net = load_network(network, hidden, output_act, loss, timeout=timeout)
     net.check()
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name

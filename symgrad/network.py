@@ -60,9 +60,11 @@ def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0) -> Netwo
     return _graph.mlp(sizes, hidden, output, loss, penalty, cls=Network)
 
 
-def load_network(source: str, hidden="relu", output="identity", loss="mse") -> Graph:
-    """A network from a spec ('2-2-1') or a Python file defining one (see graph.files)."""
-    return files.load_network(source, hidden, output, loss, cls=Network)
+def load_network(source: str, hidden="relu", output="identity", loss="mse",
+                 timeout: float | None = None) -> Graph:
+    """A network from a spec ('2-2-1') or a Python file defining one (see graph.files);
+    ``timeout`` seconds stop a file still running (main thread only)."""
+    return files.load_network(source, hidden, output, loss, cls=Network, timeout=timeout)
 
 
 parse_spec = files.parse_spec

@@ -365,7 +365,9 @@ def test_edge_cases_raise_clear_errors(scalar):
     with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
         sg.mlp([2, 1], output="softmax", loss="cross_entropy")
     late = sg.mlp([2, 1], output="softmax")
-    late.loss = sg.network.Loss.make("cross_entropy")  # set directly: compile still refuses
+    with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
+        late.loss = sg.network.Loss.make("cross_entropy")  # set directly: refused as set_loss does
+    late.__dict__["loss"] = sg.network.Loss.make("cross_entropy")  # past every check: compile still refuses
     with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
         late.compile()
 

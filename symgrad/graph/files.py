@@ -6,6 +6,10 @@ evaluate); what it must leave behind is a :class:`~symgrad.graph.network.Graph` 
 """
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+
 from symgrad.graph.network import Graph, mlp
 
 
@@ -19,28 +23,67 @@ def parse_spec(spec: str) -> list[int]:
     return [int(p) for p in parts]
 
 
-def load_network(source: str, hidden="relu", output="identity", loss="mse", cls=None) -> Graph:
+def load_network(source: str, hidden="relu", output="identity", loss="mse", cls=None,
+                 timeout: float | None = None) -> Graph:
     """A network from a spec ('2-2-1', with the given activations and loss) or from a Python file
     that declares one: its Network named ``net``, else its only Network. The one loader of network
     files (the CLI and the handouts use it). Every failure is a one-line ValueError naming the file
     (and the line, when the file itself fails); the network is checked to have a loss and
-    parameters."""
+    parameters. ``timeout`` (seconds, main thread only) stops a file still running after it."""
     if not source.endswith(".py"):
         return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss, cls=cls)
-    return run_network_file(source)[0]
+    return run_network_file(source, timeout)[0]
 
 
-def run_network_file(path: str) -> tuple[Graph, dict]:
-    """Run the user's file (their own code, as a script) → (its network, its namespace)."""
+class _TimedOut(BaseException):
+    """Raised into a user's file by the alarm: a BaseException, so `except Exception` in their
+    code does not swallow it."""
+
+
+@contextlib.contextmanager
+def _deadline(timeout: float | None, path: str):
+    if not timeout:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(signal, "setitimer"):
+        raise ValueError(f"{path}: a timeout needs the main thread of a Unix process")
+
+    def stop(*_):
+        raise _TimedOut
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def run_network_file(path: str, timeout: float | None = None) -> tuple[Graph, dict]:
+    """Run the user's file (their own code, as a script) → (its network, its namespace).
+    Whatever the file raises becomes one ValueError naming the file and its line, BaseExceptions
+    (GeneratorExit, their own) included, except KeyboardInterrupt: Ctrl-C stays Ctrl-C. A file
+    still running after ``timeout`` seconds is stopped (Python code only: one long call into C
+    ends first)."""
     import runpy
     from pathlib import Path
     if not Path(path).is_file():
         raise ValueError(f"no such network file: {path}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
+        raise ValueError(f"timeout: expected seconds ≥ 0 (0: no limit), got {timeout!r}")
     try:
-        ns = runpy.run_path(path, run_name="__symgrad_network__")
+        with _deadline(timeout, path):
+            ns = runpy.run_path(path, run_name="__symgrad_network__")
     except SyntaxError as e:
         raise ValueError(f"{path}, line {e.lineno}: SyntaxError: {e.msg}") from None
-    except (Exception, SystemExit) as e:  # the user's code failed: what, and where in their file
+    except _TimedOut:
+        raise ValueError(f"{path}: still running after {timeout:g} s, so it was stopped "
+                         "(the limit is --timeout; 0 for none)") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:  # the user's code failed: what, and where in their file
         raise ValueError(f"{path}{_user_line(e, path)}: {type(e).__name__}: "
                          f"{_first_line(e)}") from None
     net = ns.get("net")

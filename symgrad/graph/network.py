@@ -65,6 +65,11 @@ class Graph:
             value = penalty_value(value)
         elif name == "relu_grad_at_zero":
             value = check_relu_grad_at_zero(value)
+        elif name == "loss" and value is not None:
+            value = Loss.make(value)  # net.loss = "mse" read as set_loss reads it, not a str
+            out = getattr(self, "output_node", None)
+            if out in getattr(self, "nodes", {}):  # and checked against the output as it does
+                value.check_output(self.nodes[out])
         super().__setattr__(name, value)
 
     def cached(self, key, build):

@@ -356,15 +356,30 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
 
 
 # -- files: what `symgrad handout` does ---------------------------------------------------------
+def check_output_path(out) -> None:
+    """Refuse at once, before any work, an output path that cannot be written: its directory
+    missing (a .pdf made it, a .tex or .md failed with the raw errno, after the work), or a
+    directory itself."""
+    from pathlib import Path
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ValueError(f"-o {out}: that is a directory; give a file name")
+    if not parent.is_dir():
+        raise ValueError(f"-o {out}: the directory {parent} does not exist")
+
+
 def handout_file(target: str, out: str | None = None, fmt: str | None = None,
-                 hidden="relu", output="identity", loss="mse", **options) -> str:
+                 hidden="relu", output="identity", loss="mse", timeout: float | None = None,
+                 **options) -> str:
     """What ``symgrad handout`` does: TARGET is a spec ("2-2-1") or a Python file defining a
     Network ``net`` (and optionally a dict ``handout_options``); write ``out`` (.tex, .pdf, .md)
     or return the document. Options left None come from the file, then the defaults."""
+    if out:
+        check_output_path(out)
     if target.endswith(".py"):
-        net, file_opts = load_network_file(target)
+        net, file_opts = load_network_file(target, timeout)
     else:
-
         net, file_opts = load_network(target, hidden, output, loss), {}
     opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
                                               if v is not None}}.items()
@@ -385,10 +400,10 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
     return text
 
 
-def load_network_file(path: str):
+def load_network_file(path: str, timeout: float | None = None):
     """The user's Python file → (its Network, its ``handout_options``), through the one loader of
     network files (``symgrad.network``), which raises one-line ValueErrors naming the file."""
-    net, ns = run_network_file(path)
+    net, ns = run_network_file(path, timeout)
     opts = ns.get("handout_options", {})
     return net, dict(opts) if isinstance(opts, dict) else {}
 

@@ -1,0 +1,141 @@
+"""Every CLI misuse of issue 10, in one table: exit code 2, one line on stderr naming what is wrong,
+no traceback. Then Ctrl-C (exit 130) and the --timeout of a network file, in real processes."""
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from symgrad.cli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FILES = {  # name → contents; written to a fresh directory for each case
+    "generatorexit.py": "raise GeneratorExit('bye')\n",
+    "base.py": "class Mine(BaseException):\n    pass\nraise Mine('mine')\n",
+    "exit.py": "import sys\nsys.exit(3)\n",
+    "loop.py": "while True:\n    pass\n",
+    "badloss.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nnet.loss = 42\n",
+    "text.npz": "X,Y\n1,2\n",
+    "empty.npz": "",
+}
+
+
+def _npz(path: Path, **arrays):
+    np.savez(path, **arrays)
+
+
+def _truncated(path: Path):
+    _npz(path, X=np.zeros((8, 2)), Y=np.zeros((8, 1)))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+DEEP = "-".join(["2"] * 66)  # 65 layers with parameters: past the handout's 64
+CASES = [  # argv, fragment of the one line
+    (["jacobian", "tanh(", "--wrt", "x"], "is never closed"),
+    (["jacobian", "1e5000*x", "--wrt", "x"], "has 5001 digits"),
+    (["jacobian", "x + y", "--wrt", "x,x"], "duplicate symbol 'x'"),
+    (["derive", "٢-٢-١"], "bad network spec"),
+    (["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"], "unknown weight 'W1_111'"),
+    (["derive", "2-2-1", "--wrt", "W9"], "unknown parameter 'W9'"),
+    (["derive", "generatorexit.py"], "generatorexit.py, line 1: GeneratorExit: bye"),
+    (["derive", "base.py"], "base.py, line 3: Mine: mine"),
+    (["derive", "exit.py"], "exit.py, line 2: SystemExit: 3"),
+    (["derive", "badloss.py"], "badloss.py, line 3: TypeError: loss"),
+    (["derive", "loop.py", "--timeout", "0.5"], "still running after 0.5 s"),
+    (["derive", "missing.py"], "no such network file: missing.py"),
+    (["train", "99999999999-1", "--data", "xor"], "too big to train"),
+    (["train", "3-2-1", "--data", "xor"], "expected (n, 3)"),
+    (["train", "2-2-1", "--data", "xor", "--penalty", "-1"], "penalty"),
+    (["train", "2-2-1", "--data", "xor", "--penalty", "inf"], "not finite"),
+    (["train", "2-2-1", "--data", "xor", "--penalty", "nan"], "not finite"),
+    (["train", "2-2-1", "--data", "truncated.npz"], "truncated.npz"),
+    (["train", "2-2-1", "--data", "empty.npz"], "empty.npz"),
+    (["train", "2-2-1", "--data", "text.npz"], "text.npz"),
+    (["train", "2-2-1", "--data", "xor", "-o", "nodir/p.npz"], "no such directory"),
+    (["handout", "2-2-1", "-o", "nodir/h.tex"], "the directory nodir does not exist"),
+    (["handout", "2-2-1", "-o", "nodir/h.md"], "the directory nodir does not exist"),
+    (["handout", "2-2-1", "-o", "nodir/h.pdf"], "the directory nodir does not exist"),
+    (["handout", "2-2-1", "-o", "h.doc"], "must end in .tex, .pdf or .md"),
+    (["handout", DEEP, "-o", "h.tex"], "up to 64 layers"),
+    (["derive", "2-2-1", "--level", "element"], "needs --wrt"),
+    (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
+    (["nonsense"], "No such command"),
+]
+
+
+@pytest.mark.parametrize("argv,fragment", CASES, ids=[" ".join(a)[:60] for a, _ in CASES])
+def test_misuse_is_one_line_and_exit_2(tmp_path, monkeypatch, argv, fragment):
+    for name, text in FILES.items():
+        (tmp_path / name).write_text(text)
+    _truncated(tmp_path / "truncated.npz")
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(cli, argv)
+    err = r.stderr if hasattr(r, "stderr") and r.stderr else r.output
+    assert r.exit_code == 2, (argv, r.output, r.exception)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("symgrad: error: "), lines
+    assert fragment in lines[0], lines[0]
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "nodir").exists()  # nothing was made on the way to the error
+
+
+def test_an_expression_may_start_with_a_minus():
+    r = CliRunner().invoke(cli, ["jacobian", "-x", "--wrt", "x"])
+    assert r.exit_code == 0 and r.output.strip() == "[[-1]]"
+
+
+def _cli(*args, cwd):
+    return subprocess.Popen([sys.executable, "-m", "symgrad.cli", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_ctrl_c_is_exit_130_in_one_line(tmp_path):
+    (tmp_path / "wait.py").write_text("print('ready', flush=True)\nwhile True:\n    pass\n")
+    p = _cli("derive", "wait.py", "--timeout", "0", cwd=tmp_path)
+    assert p.stdout.readline().strip() == "ready"  # the file is running: now press Ctrl-C
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 130 and err.strip() == "symgrad: interrupted", err
+
+
+def test_a_network_file_may_raise_keyboard_interrupt_too(tmp_path):
+    (tmp_path / "ki.py").write_text("raise KeyboardInterrupt\n")
+    p = _cli("derive", "ki.py", cwd=tmp_path)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.strip() == "symgrad: interrupted", err
+
+
+def test_a_network_file_setting_the_loss_by_name_works(tmp_path):
+    (tmp_path / "net.py").write_text("import symgrad as sg\nnet = sg.mlp([2, 2, 1], "
+                                     "output='sigmoid')\nnet.loss = 'bce'\n")
+    r = CliRunner().invoke(cli, ["derive", str(tmp_path / "net.py"), "--wrt", "b2"])
+    assert r.exit_code == 0 and "ŷ − y" in r.output  # σ + BCE collapse: the loss was read
+    from symgrad.network import load_network
+    assert load_network(str(tmp_path / "net.py")).loss.name == "bce"
+    (tmp_path / "bad.py").write_text("import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
+                                     "net.loss = 'bce'\n")
+    r = CliRunner().invoke(cli, ["derive", str(tmp_path / "bad.py")])
+    assert r.exit_code == 2 and "bce needs sigmoid outputs" in r.output
+
+
+def test_timeout_in_the_library(tmp_path):
+    from symgrad.network import load_network
+    (tmp_path / "loop.py").write_text("while True:\n    pass\n")
+    with pytest.raises(ValueError, match="still running after 0.2 s"):
+        load_network(str(tmp_path / "loop.py"), timeout=0.2)
+    with pytest.raises(ValueError, match="timeout: expected seconds"):
+        load_network(str(tmp_path / "loop.py"), timeout=-1)
+
+
+def test_the_zip_helper_really_truncates(tmp_path):  # the table's truncated.npz is a broken zip
+    _truncated(tmp_path / "t.npz")
+    with pytest.raises(zipfile.BadZipFile):
+        zipfile.ZipFile(tmp_path / "t.npz")
