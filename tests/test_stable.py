@@ -1,4 +1,4 @@
-"""compile_function in stable forms (symgrad.compile.forms).
+"""compile_function in stable forms (symgrad.compile.forms), and torch's x**y conventions at x = 0.
 
 Printed as written, log(sigmoid(x)) gave −709 at x = −1000 (exact −1000) and log(eˣ + eʸ) inf at
 x = 1000; the value and every partial derivative must now be the exact one, to rounding, wherever
@@ -206,3 +206,62 @@ def test_the_table_writes_each_form():
     assert stable_forms(sp.log(1 - sp.exp(x))) == log1mexp(x)
     assert stable_forms(sp.log(2 * sigmoid(x))) == sp.log(2) - softplus(-x)
     assert stable_forms(x**2 + sp.sin(x)) == x**2 + sp.sin(x)  # nothing to rewrite
+
+
+# -- x**y at x = 0: torch's conventions ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def torch():
+    return pytest.importorskip("torch")  # the reference, where installed
+
+
+def _torch_grads(torch, x, y):
+    X = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    Y = torch.tensor(y, dtype=torch.float64, requires_grad=True)
+    return [g.item() for g in torch.autograd.grad(X**Y, (X, Y))]
+
+
+POW_POINTS = [(0.0, y) for y in (-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0)] + \
+             [(2.0, 0.0), (0.5, -1.5), (3.0, 2.5), (-2.0, 2.0), (-2.0, 0.5)]
+
+
+def test_pow_derivatives_at_zero_are_torchs(torch):
+    """d/dy x**y = x**y·log x is 0·(−inf) = nan at x = 0 in numpy; torch's pow backward (and HIPS
+    autograd) give 0 there for y ≥ 0, and −inf for y < 0. d/dx = y·x**(y−1) is 0·inf = nan at
+    x = 0, y = 0; torch gives 0. Elsewhere at x = 0 they agree already: d/dx is inf for y = 0.5
+    (and −inf for y < 0), 1 for y = 1, 0 for y = 2; at x < 0 a non-integer y is nan in both."""
+    f = sg.compile_function("x**y", "x y")
+    P = np.array(POW_POINTS)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the infs and nans torch has too
+        ours = f.gradient(P)
+    want = np.array([_torch_grads(torch, x, y) for x, y in POW_POINTS])
+    np.testing.assert_allclose(ours, want, rtol=1e-14)  # equal_nan, and infs by sign
+    assert ours[2].tolist() == [0.0, 0.0] and ours[5].tolist() == [0.0, 0.0]  # (0, 0), (0, 2)
+    # np.where runs the branch it does not take too, at a harmless point: no 0·inf warning
+    with np.errstate(divide="raise", invalid="raise", over="raise"):
+        g = f.gradient(np.array([[0.0, 0.0], [0.0, 2.0], [0.0, 1.0], [2.0, 0.0]]))
+    assert g.tolist() == [[0.0, 0.0], [0.0, 0.0], [1.0, 0.0], [0.0, math.log(2)]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=st.sampled_from([0.0, 1.0, 0.25]) | st.floats(0, 10),
+       y=st.sampled_from([0.0, 1.0, 2.0]) | st.floats(-3, 3))
+def test_pow_in_a_composition_agrees_with_torch(torch, x, y):
+    f = sg.compile_function("x**y*sin(y) + x*(x + 1)**y", "x y")
+    with np.errstate(all="ignore"):  # the infs and nans torch has too
+        ours = f.gradient(np.array([x, y]))
+    X = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    Y = torch.tensor(y, dtype=torch.float64, requires_grad=True)
+    want = [g.item() for g in torch.autograd.grad(X**Y * torch.sin(Y) + X * (X + 1)**Y, (X, Y))]
+    np.testing.assert_allclose(ours, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("c", [0, 0.5, 1, 2])
+def test_d_dx_of_a_constant_power_at_zero_is_torchs(torch, c):
+    """x**c for c = 0, 1/2, 1, 2 at x = 0: SymPy writes 0, 1/(2√x) (inf), 1 and 2x, whose values
+    at 0 (0, inf, 1, 0) are torch's for torch.pow(x, c); no convention is needed there."""
+    f = sg.compile_function(f"x**{c}", "x")
+    with np.errstate(divide="ignore"):
+        ours = f.gradient(np.array([0.0]))[0]
+    X = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    want = torch.autograd.grad(X**c, X)[0].item()
+    assert ours == want  # inf == inf

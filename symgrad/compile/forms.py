@@ -7,8 +7,8 @@ inf at x = 1000 and its derivative eˣ/(eˣ + eʸ) is inf/inf = nan. :func:`stab
 compositions, one row of :data:`TABLE` each, into the same function in forms whose pieces print
 without overflow or cancellation (softplus as np.logaddexp(0, u), :class:`logsumexp` as
 np.logaddexp, σ clamped, expm1). :func:`stable_jacobian` differentiates the stable form (so the
-derivative is stable too: d/dx log σ(x) = σ(−x), not 1 − σ(x), which is 0 past x ≈ 37), then
-rewrites it again. The kernels of networks have their
+derivative is stable too: d/dx log σ(x) = σ(−x), not 1 − σ(x), which is 0 past x ≈ 37) with
+torch's conventions for x**y at x = 0, then rewrites it again. The kernels of networks have their
 own stable forms (softmax and its log-sum-exp in the numpy printer, σ folding in
 :func:`.common.stable`); this table is for plain functions.
 """
@@ -221,11 +221,37 @@ def stable_forms(expr):
     return walk(expr)
 
 
-# -- the derivative ------------------------------------------------------------------------------
+# -- the derivative, with torch's conventions for x**y at x = 0 ---------------------------------
+class _pow(sp.Function):
+    """x**y while differentiating, with torch's pow backward (what HIPS autograd does too):
+    ∂/∂x = 0 where y = 0 (SymPy's y·x^(y−1) is 0·inf = nan at x = 0), ∂/∂y = 0 where x = 0 and
+    y ≥ 0 (SymPy's x^y·log x is 0·(−inf) = nan there). Elsewhere SymPy's rules, unchanged: at
+    x = 0, ∂/∂x is inf for 0 < y < 1, 1 for y = 1, 0 for y > 1 and ∂/∂y is −inf for y < 0, as in
+    torch. The branch not taken is evaluated at a harmless point (y = 1, x = 1), so numpy, which
+    evaluates both, warns of no 0·inf that the result does not hold."""
+
+    nargs = 2
+
+    def fdiff(self, argindex=1):
+        x, y = self.args
+        if argindex == 1:
+            at = sp.Eq(y, 0)
+            y = sp.Piecewise((1, at), (y, True))
+            return sp.Piecewise((0, at), (y * x**(y - 1), True))
+        if argindex == 2:
+            at = sp.And(sp.Eq(x, 0), y >= 0)
+            x = sp.Piecewise((1, at), (x, True))
+            return sp.Piecewise((0, at), (x**y * sp.log(x), True))
+        raise sp.ArgumentIndexError(self, argindex)
+
+
 def stable_jacobian(F: sp.Matrix, wrt) -> sp.Matrix:
     """∂F/∂wrt of the stable form of F, rewritten stably again: rows the outputs, columns wrt.
     SymPy's derivative as it comes (no simplification: putting a sum over one denominator made
-    ∂/∂x (x + x**y) the 0/0 (x + y·x**y)/x at x = 0)."""
-    G = stable_forms(F)
+    ∂/∂x (x + x**y) the 0/0 (x + y·x**y)/x at x = 0), with torch's conventions for x**y when the
+    exponent is not a number (:class:`_pow`)."""
+    variable_exponent = (lambda e: isinstance(e, sp.Pow) and not e.exp.is_number)
+    G = stable_forms(F).applyfunc(lambda e: e.replace(variable_exponent,
+                                                      lambda p: _pow(p.base, p.exp)))
     J = G.jacobian(sp.Matrix(list(wrt))) if wrt else sp.zeros(G.rows, 0)
-    return stable_forms(J)
+    return stable_forms(J.applyfunc(lambda e: e.replace(_pow, sp.Pow)))

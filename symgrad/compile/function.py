@@ -27,7 +27,8 @@ class CompiledFunction:
 
     The code is the function in stable forms (:func:`.forms.stable_forms`: log σ(x) as
     −softplus(−x), log(eˣ + eʸ) as logsumexp, …), and the Jacobian's code is the derivative of
-    those forms (:func:`.forms.stable_jacobian`), also for a Derivation: the same function as its result, which may overflow as written (d/dx of
+    those forms (:func:`.forms.stable_jacobian`, with torch's values for x**y at x = 0), also for a
+    Derivation: the same function as its result, which may overflow as written (d/dx of
     eˣ/(1 + eˣ) simplifies to eˣ/(1 + 2eˣ + e²ˣ), nan at x = 1000). ``jacobian_matrix`` is the
     simplified Jacobian to read (a Derivation's result)."""
 
