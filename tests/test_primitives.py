@@ -233,7 +233,7 @@ def test_defderiv_is_a_thin_wrapper():
 def test_every_builtin_primitive_is_complete():
     builtin = ["step", "relu", "sigmoid", "softplus", "leaky_relu", "tanh", "exp", "log", "sin",
                "cos", "tan", "asin", "acos", "atan", "sinh", "cosh", "erf", "abs", "sign",
-               "Heaviside", "max", "min"]
+               "Heaviside", "max", "min", "logsumexp", "log1mexp"]
     for name in builtin:
         spec = PRIMITIVES[name]
         assert {"numpy", "python"} <= set(spec.code), name
@@ -285,3 +285,29 @@ def test_a_named_activation_follows_a_rule_replaced_later():
         sg.register_primitive(sg.softplus, **{f.name: getattr(old, f.name) for f in fields(old)
                                                if f.name != "cls"})
     assert dW1("softplus") == pytest.approx(before, rel=1e-12)
+
+
+def test_logsumexp_and_log1mexp_print_on_both_backends():
+    """What compile_function writes log(eˣ + eʸ) and log(1 − eˣ) as (symgrad.compile.forms):
+    np.logaddexp, and Mächler's two forms of log1mexp either side of −log 2."""
+    import mpmath
+
+    from symgrad.core.primitives import _log1mexp, _logaddexp, log1mexp, logsumexp
+    x, y, z = sp.symbols("x y z", real=True)
+    assert KernelPrinter().doprint(logsumexp(x, y, z)) == "np.logaddexp(np.logaddexp(x, y), z)"
+    assert ScalarPrinter().doprint(logsumexp(x, y)) == "_logaddexp(x, y)"
+    inf = math.inf
+    for a, b in [(1000.0, 0.0), (-1e6, 3.7), (0.0, 0.0), (-inf, -inf), (inf, 1.0), (-inf, 2.0)]:
+        assert _logaddexp(a, b) == np.logaddexp(a, b) == _logaddexp(b, a)
+    assert sp.diff(logsumexp(x, y), y) == sp.exp(y - logsumexp(x, y))
+    assert ScalarPrinter().doprint(log1mexp(x)) == "_log1mexp(x)"
+    us = [-1e6, -1000.0, -40.0, -0.7, -0.69, -1e-20]  # on both sides of the switch at −log 2
+    with mpmath.workdps(60):
+        want = [float(mpmath.log(-mpmath.expm1(u))) for u in us]
+    f = sg.compile_function(log1mexp(x), "x")
+    with np.errstate(divide="raise", invalid="raise", over="raise"):  # np.where: both forms run
+        got = f(np.array(us))
+    for u, g, w in zip(us, got, want):
+        assert _log1mexp(u) == pytest.approx(w, rel=1e-15, abs=1e-300)
+        assert g == pytest.approx(w, rel=1e-15, abs=1e-300)
+    assert _log1mexp(0.0) == -inf and math.isnan(_log1mexp(1.0))

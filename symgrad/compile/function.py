@@ -1,7 +1,8 @@
 """Any function of a few variables, and its Jacobian, compiled to numpy and vectorized over points.
 
 Where it sits: compile (derive → **compile**): the expressions of ``symgrad.calculus`` (or a
-Derivation from derive_jacobian/derive_gradient) printed by :class:`.numpy_printer.KernelPrinter`.
+Derivation from derive_jacobian/derive_gradient) in the stable forms of :mod:`.forms`, printed by
+:class:`.numpy_printer.KernelPrinter`.
 """
 from __future__ import annotations
 
@@ -10,15 +11,26 @@ import sympy as sp
 from sympy.core.function import Application
 
 from symgrad.core.primitives import RULES, check_relu_grad_at_zero, relu_grad_at_zero_default
-from symgrad.compile.common import FLOATS, XMAX, exec_generated, require_code, stable
+from symgrad.compile.common import FLOATS, XMAX, exec_generated, require_code
+from symgrad.compile.forms import stable_forms, stable_jacobian
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.derive import calculus
 from symgrad.core.derivation import Derivation
 
 
+_NO_JACOBIAN = "a matrix-valued function has no Jacobian here: compile a vector"
+
+
 class CompiledFunction:
     """A function of a few variables (and its Jacobian), compiled to numpy and vectorized over
-    points: ``f(P)`` with P of shape (..., k), one point per row, the variables in ``wrt`` order."""
+    points: ``f(P)`` with P of shape (..., k), one point per row, the variables in ``wrt`` order.
+
+    The code is the function in stable forms (:func:`.forms.stable_forms`: log σ(x) as
+    −softplus(−x), log(eˣ + eʸ) as logsumexp, …), and the Jacobian's code is the derivative of
+    those forms (:func:`.forms.stable_jacobian`, with torch's values for x**y at x = 0), also for a
+    Derivation: the same function as its result, which may overflow as written (d/dx of
+    eˣ/(1 + eˣ) simplifies to eˣ/(1 + 2eˣ + e²ˣ), nan at x = 1000). ``jacobian_matrix`` is the
+    simplified Jacobian to read (a Derivation's result)."""
 
     def __init__(self, f, wrt=None, relu_grad_at_zero=None):
         # relu'(0) in this function: fixed when it is made (the package default unless given)
@@ -57,20 +69,23 @@ class CompiledFunction:
     @property
     def jacobian_matrix(self):
         if self.kind == "matrix":
-            raise ValueError("a matrix-valued function has no Jacobian here: compile a vector")
+            raise ValueError(_NO_JACOBIAN)
         if self._J is None:
             self._J = calculus.jacobian(self.expr, self.wrt)
         return self._J
 
     def _make(self, what):
         if what not in self._fns:
-            M = self.expr if what == "value" else self.jacobian_matrix
+            if what == "jacobian" and self.kind == "matrix":
+                raise ValueError(_NO_JACOBIAN)
+            M = stable_forms(self.expr) if what == "value" else \
+                stable_jacobian(self.expr, self.wrt)
             shape = (() if self.kind == "scalar" and what == "value" else
                      (M.rows,) if what == "value" and self.kind == "vector" else M.shape)
             cells = [(i,) if len(shape) == 1 else (i // M.cols, i % M.cols) for i in range(len(M))]
             printer = KernelPrinter({"relu_grad_at_zero": self.relu_grad_at_zero})
             printer.env = {x: f"_v{i}" for i, x in enumerate(self.wrt)}
-            reps, exprs = sp.cse([stable(e) for e in M], symbols=sp.numbered_symbols("_t"))
+            reps, exprs = sp.cse(list(M), symbols=sp.numbered_symbols("_t"))
             lines = [f"def {what}(P):", f"    P = _points(P, {len(self.wrt)})", "    dt = P.dtype"]
             lines += [f"    _v{i} = P[..., {i}]" for i in range(len(self.wrt))]
             body = [f"    {s} = {printer.doprint(v)}" for s, v in reps]

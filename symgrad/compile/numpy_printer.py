@@ -94,6 +94,15 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             return f"(1/{self._paren(e.base)})"
         return super()._print_Pow(e, rational)
 
+    def _print_Piecewise(self, e):
+        """Nested np.where, the first condition outermost (NumPyPrinter writes np.select over a
+        list of conditions and a list of values: the same, harder to read)."""
+        out = None if e.args[-1].cond == sp.true else "np.nan"  # no condition holds: nan
+        for value, cond in reversed(e.args):
+            out = (self._print(value) if out is None else
+                   f"np.where({self._print(cond)}, {self._print(value)}, {out})")
+        return out
+
     # matrices: code(e) holds e, or eᵀ for a batch value (n rows)
     def _print_MatrixSymbol(self, e):
         if e == self.labels:  # any use not printed at the labels below needs the one-hot matrix

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field, fields
 from typing import Callable, Mapping
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
+from sympy.core.logic import fuzzy_and
 
 
 class MissingRuleError(LookupError):
@@ -359,6 +361,13 @@ def _softplus(x):
     return x + math.log1p(math.exp(-x)) if x > 0 else math.log1p(math.exp(x))
 
 
+def _logaddexp(a, b):
+    """log(eᵃ + eᵇ) on floats, as np.logaddexp: the larger plus log1p of the smaller's share."""
+    if a == b:  # ±inf too, where a − b is nan
+        return a + math.log(2)
+    return max(a, b) + math.log1p(math.exp(-abs(a - b)))
+
+
 def _sign(x):
     return (x > 0) - (x < 0)
 
@@ -594,6 +603,92 @@ register_primitive(softplus, name="softplus", deriv=lambda ans, x: sigmoid(x),
                    kinked=False, init="glorot",
                    code={"numpy": "np.logaddexp(0, {0})", "python": "_softplus({0})"},
                    helpers=_PY_FLOATS, parse=("softplus",))
+
+
+class logsumexp(sp.Function):
+    """logsumexp(z₁, …, zₖ) = log(e^z₁ + … + e^zₖ), k ≥ 2; ∂/∂zᵢ = exp(zᵢ − logsumexp(z)), the
+    softmax weight of zᵢ. No parser name: it is what compile_function writes log(eˣ + eʸ) as
+    (symgrad.compile.forms), printed as np.logaddexp, which neither overflows nor underflows."""
+
+    @classmethod
+    def eval(cls, *args):  # (any number of arguments is SymPy's nargs default: none set)
+        if len(args) < 2:
+            raise TypeError(f"logsumexp takes at least 2 arguments ({len(args)} given)")
+        if all(a.is_number for a in args) and any(isinstance(a, sp.Float) for a in args):
+            return sp.log(sp.Add(*map(sp.exp, args)))
+        return None
+
+    def fdiff(self, argindex=1):
+        if not 1 <= argindex <= len(self.args):
+            raise sp.ArgumentIndexError(self, argindex)
+        rest = self.args[:argindex - 1] + self.args[argindex:]
+        return derivative(logsumexp, self.args[argindex - 1], self, rest)
+
+    def _eval_is_extended_real(self):
+        return fuzzy_and(a.is_extended_real for a in self.args)
+
+    def _eval_evalf(self, prec):
+        return sp.log(sp.Add(*map(sp.exp, self.args)))._eval_evalf(prec)
+
+    @staticmethod
+    def _imp_(*xs):
+        import functools
+        import numpy as np
+        return functools.reduce(np.logaddexp, xs)
+
+
+register_primitive(logsumexp, name="logsumexp", deriv=lambda ans, x, *rest: sp.exp(x - ans),
+                   prime="logsumexp'", latex=r"\operatorname{logsumexp}",
+                   prime_latex=r"\operatorname{logsumexp}'",
+                   says="∂logsumexp(z, …)/∂z = exp(z − logsumexp(z, …)), the softmax weight of z",
+                   kinked=False, nargs=(2, None),
+                   code={"numpy": _fold("np.logaddexp({0}, {1})"),
+                         "python": _fold("_logaddexp({0}, {1})")},
+                   helpers={"_logaddexp": _logaddexp})
+
+
+class log1mexp(Primitive):
+    """log1mexp(z) = log(1 − eᶻ), z < 0, in Mächler's two forms: log(−expm1(z)) for z > −log 2,
+    log1p(−eᶻ) below (each alone loses every digit on the other side: log(−expm1(−40)) is log 1 = 0
+    for −4.2e-18, log1p(−e^−1e-20) is log1p(−1) = −inf for −46.05). No parser name: it is what
+    compile_function writes log(1 − eᶻ) as (symgrad.compile.forms)."""
+
+    def _eval_rewrite_as_log(self, x, **kwargs):
+        return sp.log(1 - sp.exp(x))
+
+    def _eval_evalf(self, prec):
+        return sp.log(1 - sp.exp(self.args[0]))._eval_evalf(prec)
+
+    @staticmethod
+    def _imp_(x):
+        import numpy as np
+        x = np.asarray(x, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(x > -_LOG2, np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+
+
+_LOG2 = math.log(2)
+
+
+def _log1mexp(x):
+    if x > -_LOG2:
+        return _log(-math.expm1(x)) if x <= 0 else math.nan
+    return math.log1p(-math.exp(x))
+
+
+def _np_log1mexp(p, x):
+    # np.where evaluates both forms: log1p's at most at −log 2, or near 0 it warns of log1p(−1)
+    xc, cut = p.paren(x), repr(-_LOG2)
+    return (f"np.where({xc} > {cut}, np.log(-np.expm1({xc})), "
+            f"np.log1p(-np.exp(np.minimum({xc}, {cut}))))")
+
+
+register_primitive(log1mexp, name="log1mexp", deriv=lambda ans, x: sp.exp(x) / expm1(x),
+                   deriv2=lambda ans, x: -sp.exp(x) / expm1(x)**2,
+                   prime="log1mexp'", latex=r"\operatorname{log1mexp}",
+                   prime_latex=r"\operatorname{log1mexp}'", says="log1mexp'(z) = eᶻ/expm1(z)",
+                   kinked=False, code={"numpy": _np_log1mexp, "python": "_log1mexp({0})"},
+                   helpers={"_log1mexp": _log1mexp, **_PY_FLOATS})
 
 
 class leaky_relu(sp.Function):
