@@ -38,7 +38,7 @@ def deep_spec(layers: int) -> str:
     return "-".join(["2"] * (layers + 1))
 
 
-# name, argv after `symgrad` (the CLI), or None for a Python snippet given as the third item
+# name, argv after `symgrad` (the CLI), or None and a Python snippet as the third item
 BOMBS = [
     ("start-up", ["--version"]),
     ("tanh nested 12", ["jacobian", nested("tanh", 12), "--wrt", "x"]),
@@ -60,11 +60,16 @@ BOMBS = [
     ("chain of 4 tanh", ["chain", "--fn", "tanh(tanh(u))", "--wrt", "u", "--fn", "tanh(tanh(v))",
                          "--wrt", "v", "--fn", "tanh(tanh(w))", "--wrt", "w", "--fn",
                          "tanh(tanh(x))", "--wrt", "x"]),
-    ("derive 200 layers", ["derive", deep_spec(200), "--wrt", "W1"]),
+    ("derive 200 layers --wrt W1", ["derive", deep_spec(200), "--wrt", "W1"]),
+    ("derive 200 layers, all", ["derive", deep_spec(200)]),
     ("derive 12-11-1 element", ["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"]),
+    ("handout 32 layers", ["handout", deep_spec(32), "-o", "{tmp}/h.tex"]),
     ("handout 64 layers", ["handout", deep_spec(64), "-o", "{tmp}/h.tex"]),
     ("handout 200 layers", ["handout", deep_spec(200), "-o", "{tmp}/h.tex"]),
     ("train 99999999999-1", ["train", "99999999999-1", "--data", "xor", "--epochs", "1"]),
+    ("train adam lr=1e6", ["train", "2-2-1", "--data", "xor", "--lr", "1e6", "--epochs", "50"]),
+    ("log(sigmoid(x)) at -1000", None, "import symgrad as sg; f = sg.compile_function("
+     "'log(sigmoid(x))', 'x'); v = f(-1000.0); print(v); assert abs(v + 1000) < 1e-9, v"),
 ]
 
 
@@ -79,11 +84,13 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-def run(argv: list[str], timeout: float) -> tuple[float, float, str]:
-    """(seconds, peak MiB, outcome) of ``symgrad argv`` in a fresh process."""
+def run(argv: list[str] | None, timeout: float, snippet: str = "") -> tuple[float, float, str]:
+    """(seconds, peak MiB, outcome) of ``symgrad argv`` (or the Python ``snippet``) in a fresh
+    process."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [a.replace("{tmp}", tmp) for a in argv]
-        code = "import sys; from symgrad.cli import cli; sys.argv = ['symgrad'] + sys.argv[1:]; cli()"
+        argv = [a.replace("{tmp}", tmp) for a in argv or []]
+        code = snippet or ("import sys; from symgrad.cli import cli; "
+                           "sys.argv = ['symgrad'] + sys.argv[1:]; cli()")
         t0 = time.perf_counter()
         p = subprocess.Popen([sys.executable, "-c", code, *argv], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, cwd=tmp,
@@ -102,7 +109,7 @@ def run(argv: list[str], timeout: float) -> tuple[float, float, str]:
         dt = time.perf_counter() - t0
         last = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
         if p.returncode == 0:
-            outcome = f"ok, {len(out)} bytes out"
+            outcome = f"ok, {len(out)} bytes out" if argv else f"ok: {out.decode().strip()[:60]}"
         else:
             outcome = f"exit {p.returncode}: {last[:110]}"
         return dt, peak / 1024, outcome
@@ -114,10 +121,10 @@ def main() -> None:
     ap.add_argument("--only", default=None, help="run only bombs whose name contains this")
     args = ap.parse_args()
     print("| bomb | time (s) | peak (MiB) | outcome |\n|---|---|---|---|")
-    for name, argv in BOMBS:
+    for name, argv, *snippet in BOMBS:
         if args.only and args.only not in name:
             continue
-        dt, peak, outcome = run(argv, args.timeout)
+        dt, peak, outcome = run(argv, args.timeout, *snippet)
         print(f"| {name} | {dt:.2f} | {peak:.0f} | {outcome.replace('|', '/')} |", flush=True)
 
 
