@@ -377,37 +377,37 @@ def test_relu_grad_at_zero_refuses_other_numbers(value):
 
 
 # -- no silent fall-through at the element level -------------------------------------------------------
-def _with_mul_node(cls=Graph):
+def _with_unknown_node(cls=Graph):
     """A net whose output reads a node of an op the element level has no rule for."""
     net = cls()
     x = net.input("x", 2)
     h = net.act(net.dense(x, 2, name="z1"), "tanh", name="h1")
-    net.nodes["g"] = Node("g", "mul", (h, h), dim=2)  # past the builder: an op it does not know
+    net.nodes["g"] = Node("g", "gate9", (h, h), dim=2)  # past the builder: an op it does not know
     net.set_loss(net.dense("g", 1, name="yhat"), "mse")
     return net
 
 
 def test_element_level_refuses_an_unknown_op_by_name():
-    net = _with_mul_node()
-    msg = ("element level: no registered op 'mul' (node 'g'); register one with "
+    net = _with_unknown_node()
+    msg = ("element level: no registered op 'gate9' (node 'g'); register one with "
            "symgrad.graph.ops.register_op")
     with pytest.raises(NotImplementedError) as e:
         scalarize(net)
     assert str(e.value) == msg
-    with pytest.raises(NotImplementedError, match="element level: no registered op 'mul'"):
-        _with_mul_node(sg.Network).derive("w1", level="element")
+    with pytest.raises(NotImplementedError, match="element level: no registered op 'gate9'"):
+        _with_unknown_node(sg.Network).derive("w1", level="element")
 
 
 def test_the_unknown_op_is_refused_before_the_size_limit():
-    net = _with_mul_node()
+    net = _with_unknown_node()
     net.shapes["W_big"] = (50, 50)  # too large for the element level, but the op is the real problem
-    with pytest.raises(NotImplementedError, match="'mul'"):
+    with pytest.raises(NotImplementedError, match="'gate9'"):
         scalarize(net)
 
 
 def test_a_graph_definition_of_an_unknown_op_is_not_called_an_input():
-    net = _with_mul_node()
-    with pytest.raises(NotImplementedError, match="definition: no registered op 'mul' \\(node 'g'\\)"):
+    net = _with_unknown_node()
+    with pytest.raises(NotImplementedError, match="definition: no registered op 'gate9' \\(node 'g'\\)"):
         net.definition("g")
     with pytest.raises(ValueError, match="is an input"):
         net.definition("x")

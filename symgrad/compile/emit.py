@@ -82,6 +82,14 @@ def emit(stmts, printer, owned, outputs=()):
         elif isinstance(rhs, sp.MatrixSymbol):
             alias[lhs] = alias.get(rhs, rhs)
             body = [f"{L} = {rhs.name}.copy()" if lhs in outputs else f"{L} = {rhs.name}"]
+        elif isinstance(rhs, sp.MatrixSlice):  # a view of its parent: updating it in place
+            code = printer.into(lhs, rhs)      # would change the parent (a concat's gradient)
+            parent = rhs.parent
+            if isinstance(parent, sp.MatrixSymbol) and parent in owned and parent not in foreign:
+                alias[lhs] = alias.get(parent, parent)
+            else:
+                foreign.add(lhs)
+            body = [f"{L} = {code}.copy()" if lhs in outputs else f"{L} = {code}"]
         elif isinstance(rhs, (sp.MatAdd, sp.HadamardProduct, sp.MatMul)):
             body = _update(printer, lhs, rhs, i, consumable, fresh, alias)
         if not body:

@@ -244,6 +244,26 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             self.pre.append(f"{name} = np.log({s}) if {m} is None else np.log({s}) + {m}")
         return name
 
+    def _print_BlockMatrix(self, e):
+        """Values side by side: a batch value's code holds its transpose, so its one row of
+        blocks is stacked down the rows; otherwise blocks in one column or one row."""
+        R, C = e.blocks.shape
+        if e.shape[0] == N and R == 1:
+            return f"np.concatenate(({', '.join(self._print(b) for b in e.blocks)}), axis=0)"
+        if C == 1 or R == 1:
+            return (f"np.concatenate(({', '.join(self._print(b) for b in e.blocks)}), "
+                    f"axis={0 if C == 1 else 1})")
+        raise NotImplementedError(f"a {R}×{C} block matrix")
+
+    def _print_MatrixSlice(self, e):
+        (r0, r1, rs), (c0, c1, cs) = e.rowslice, e.colslice
+        if rs != 1 or cs != 1:
+            raise NotImplementedError("a strided slice")
+        code = self._paren(e.parent)
+        if e.shape[0] == N:  # held transposed: the columns taken are rows of the code
+            return f"{code}[{c0}:{c1}]"
+        return f"{code}[{r0}:{r1}, {c0}:{c1}]"
+
     def _print_SoftmaxVJP(self, e):
         y, g = self._paren(e.args[0]), self._paren(e.args[1])
         return f"{y} * ({g} - {self._one(e.shape[1], row=True)} @ ({y} * {g}))"

@@ -107,6 +107,18 @@ class _Unroller:
             return [[a * (b - d) for a, b in zip(y, g)] for y, g, d in zip(Y, G, dots)]
         if isinstance(e, SumAll):
             return [[sp.Add(*[x for r in self.entries(e.args[0]) for x in r])]]
+        if isinstance(e, sp.BlockMatrix):
+            rows = []
+            for brow in e.blocks.tolist():
+                parts = [self.entries(b) for b in brow]
+                rows += [sum((p[i] for p in parts), []) for i in range(len(parts[0]))]
+            return rows
+        if isinstance(e, sp.MatrixSlice):
+            M = self.entries(e.parent)
+            (r0, r1, rs), (c0, c1, cs) = ((int(v.subs(N, self.n)) if isinstance(v, sp.Basic)
+                                           else int(v) for v in s)
+                                          for s in (e.rowslice, e.colslice))
+            return [row[c0:c1:cs] for row in M[r0:r1:rs]]
         raise NotImplementedError(f"the scalar path cannot unroll {type(e).__name__}")
 
 

@@ -246,6 +246,11 @@ def batch(expr, rows: dict, n):
             return LogSumExp(go(e.args[0]), 1)
         if isinstance(e, SumAll):
             return SumAll(go(e.args[0]))
+        if isinstance(e, sp.BlockMatrix) and e.blocks.shape[1] == 1:  # [a; b] → [A, B]
+            return sp.BlockMatrix([[go(b) for b in e.blocks]])
+        if isinstance(e, sp.MatrixSlice) and per_example(e.parent) and e.colslice == (0, 1, 1):
+            (r0, r1, step) = e.rowslice  # entries r0…r1 of each example: those columns
+            return sp.MatrixSlice(go(e.parent), (0, n, 1), (r0, r1, step))
         raise ValueError(f"cannot batch {type(e).__name__}: {e}")
 
     return go(expr)

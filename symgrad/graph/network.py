@@ -154,6 +154,16 @@ class Graph:
             raise ValueError(f"add: {a} has {da} entries, {b} has {db}")
         return self._add(Node(name or self._fresh(f"s{len(self.nodes)}"), "add", (a, b), dim=da))
 
+    def mul(self, a: str, b: str, name: str | None = None) -> str:
+        """m = a ⊙ b, the elementwise product of two equally sized values: a gate (GLU, LSTM,
+        GRU), ``torch.mul``."""
+        return self.apply("mul", a, b, name=name or self._fresh(f"m{len(self.nodes)}"))
+
+    def concat(self, *inputs: str, name: str | None = None) -> str:
+        """c = [a; b; …], the values stacked along their features, in order: ``torch.cat(…,
+        dim=-1)``."""
+        return self.apply("concat", *inputs, name=name or self._fresh(f"c{len(self.nodes)}"))
+
     def apply(self, op: str, *inputs: str, name: str | None = None) -> str:
         """A node applying the registered op ``op`` (symgrad.graph.ops) to ``inputs``, with no
         parameters of its own: ``net.apply("add", a, b)``; its size is the op's ``dim`` rule's."""

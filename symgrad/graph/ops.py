@@ -208,4 +208,71 @@ register_op(Op("add", _add_define, _add_jacobian, _add_vjp, _add_scalar, same_di
                "a sum of equally sized values"))
 
 
+# -- mul: m = a ⊙ b (a gate: GLU, LSTM, GRU) -------------------------------------------------------
+def _mul_define(net, node):
+    return hadamard(*[net.sym(i) for i in node.inputs])
+
+
+def _mul_jacobian(net, node, wrt):
+    a, b = node.inputs
+    if a == b:  # mul(a, a) = a ⊙ a: both factors move
+        return 2 * sp.DiagMatrix(net.sym(a)), f"{node.name} = {a} ⊙ {a}: entry i is {a}_i²"
+    other = net.sym(b if wrt == a else a)
+    return (sp.DiagMatrix(other),
+            f"{node.name} = {a} ⊙ {b}: entry i reads entry i of each, so the Jacobian is "
+            f"diag({other})")
+
+
+def _mul_vjp(net, node, g):
+    a, b = node.inputs
+    return [(a, hadamard(g, net.sym(b)), f"g ← g ⊙ {b}: the other factor, entry by entry"),
+            (b, hadamard(g, net.sym(a)), f"g ← g ⊙ {a}: the other factor, entry by entry")]
+
+
+def _mul_scalar(net, node, ins, params):
+    return ins[0].multiply_elementwise(ins[1])
+
+
+register_op(Op("mul", _mul_define, _mul_jacobian, _mul_vjp, _mul_scalar, same_dims("mul"),
+               "an elementwise product (a gate), m = a ⊙ b"))
+
+
+# -- concat: c = [a; b; …] stacked along the features (torch.cat(…, dim=-1)) ----------------------
+def _concat_define(net, node):
+    return sp.BlockMatrix([[net.sym(i)] for i in node.inputs])
+
+
+def _concat_jacobian(net, node, wrt):
+    d = net.nodes[wrt].dim
+    blocks = [[sp.Identity(d) if i == wrt else sp.ZeroMatrix(net.nodes[i].dim, d)]
+              for i in node.inputs]
+    return (sp.BlockMatrix(blocks),
+            f"{node.name} stacks {', '.join(node.inputs)}: the rows of {wrt} are the identity, "
+            "the others 0")
+
+
+def _concat_vjp(net, node, g):
+    out, start = [], 0
+    for i in node.inputs:
+        d = net.nodes[i].dim
+        out.append((i, g[start:start + d, :],
+                    f"g ← entries {start + 1}…{start + d} of g, the part of the stack {i} fills"))
+        start += d
+    return out
+
+
+def _concat_scalar(net, node, ins, params):
+    return sp.Matrix.vstack(*ins)
+
+
+def _concat_dim(net, inputs):
+    if len(inputs) < 2:
+        raise ValueError("concat: give two or more values to stack")
+    return sum(net.nodes[i].dim for i in inputs)
+
+
+register_op(Op("concat", _concat_define, _concat_jacobian, _concat_vjp, _concat_scalar,
+               _concat_dim, "a concatenation along the features, c = [a; b]"))
+
+
 __all__ = ["Op", "OPS", "register_op", "op_of", "same_dims", "MissingOpError"]
