@@ -38,3 +38,13 @@ def test_digits_reaches_97_percent_within_a_minute():
     acc = float(re.search(r"test accuracy ([\d.]+)%", r.stdout).group(1))
     seconds = float(re.search(r"epochs in ([\d.]+)s", r.stdout).group(1))
     assert acc >= 97.0 and seconds < 60
+
+
+def test_lstm_equals_torch_and_learns_the_sequence_task():
+    r = run("lstm.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    acc = float(re.search(r"test accuracy ([\d.]+)%", r.stdout).group(1))
+    assert acc >= 95.0
+    if "skipped" not in r.stdout:  # torch installed: the copied-weights comparison ran
+        err = float(re.search(r"torch.nn.LSTM's to ([\d.e+-]+)", r.stdout).group(1))
+        assert err < 1e-9
