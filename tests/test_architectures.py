@@ -37,6 +37,10 @@ def torch_run(net, params, X, Y):
             vals[name] = ins[0] * ins[1]
         elif node.op == "concat":
             vals[name] = torch.cat(ins, dim=1)
+        elif node.op == "normalize":
+            vals[name] = F.layer_norm(ins[0], (node.dim,), eps=float(node.attr("eps")))
+        elif node.op == "scale_shift":
+            vals[name] = ps[node.params[0]] * ins[0] + ps[node.params[1]]
         else:
             raise AssertionError(node.op)
     out, y = vals[net.output_node], torch.tensor(Y)
@@ -61,13 +65,15 @@ def random_net(rng, depth):
     values = [net.input("x", int(rng.integers(2, 5)))]
     dim = lambda v: net.nodes[v].dim
     for _ in range(depth):
-        kind = rng.choice(["dense", "gate", "concat", "skip"])
+        kind = rng.choice(["dense", "gate", "concat", "skip", "norm"])
         h = values[-1]
         if kind == "gate":  # an LSTM/GLU gate: tanh(W h) ⊙ σ(V h)
             d = int(rng.integers(2, 5))
             a = net.act(net.dense(h, d), "tanh")
             b = net.act(net.dense(h, d), "sigmoid")
             values.append(net.mul(a, b))
+        elif kind == "norm" and dim(h) > 1:  # pre-norm, as a transformer block: LN then dense
+            values.append(net.layer_norm(h, eps=float(rng.choice([1e-5, 1e-3]))))
         elif kind == "concat" and len(values) > 1:
             values.append(net.concat(*values[-2:]))
         elif kind == "skip" and len(values) > 1:
@@ -84,7 +90,7 @@ def random_net(rng, depth):
     return net.set_loss(net.dense(values[-1], k), "mse"), k
 
 
-@pytest.mark.parametrize("seed", range(16))
+@pytest.mark.parametrize("seed", range(24))
 def test_random_compositions_equal_torch(seed):
     rng = np.random.default_rng(seed)
     net, k = random_net(rng, depth=int(rng.integers(1, 5)))
@@ -125,6 +131,11 @@ def torch_run_forward(net, params, X):
                 vals[name] = ins[0] * ins[1]
             elif node.op == "concat":
                 vals[name] = t.cat(ins, dim=1)
+            elif node.op == "normalize":
+                vals[name] = F.layer_norm(ins[0], (node.dim,), eps=float(node.attr("eps")))
+            elif node.op == "scale_shift":
+                vals[name] = (t.tensor(params[node.params[0]]) * ins[0]
+                              + t.tensor(params[node.params[1]]))
         return vals[net.output_node].numpy()
 
 
@@ -195,3 +206,75 @@ def test_bad_gates_and_stacks_are_one_line():
     with pytest.raises(ValueError, match="unknown input node 'nope'"):
         net.concat(h, "nope")
     assert sp.Symbol("x") not in net.nodes  # nothing half-added
+
+
+def test_layer_norm_equals_torch_layer_norm_with_its_parameters():
+    """normalize then scale_shift is torch.nn.LayerNorm (weight = γ, bias = β), gain before shift in
+    net.parameters as in LayerNorm.parameters(); γ starts at ones and β at zeros, as torch's."""
+    net = sg.Network()
+    x = net.input("x", 5)
+    ln = net.layer_norm(x, eps=1e-5)
+    net.set_loss(net.dense(ln, 2), "mse")
+    assert net.parameters[:2] == ["gamma1", "beta1"]
+    p = net.init_params(seed=0)
+    assert (p["gamma1"] == 1).all() and (p["beta1"] == 0).all()
+    rng = np.random.default_rng(0)
+    p["gamma1"], p["beta1"] = rng.normal(size=5), rng.normal(size=5)
+    X, Y = rng.normal(size=(7, 5)) * 3 + 1, rng.normal(size=(7, 2))
+    layer = torch.nn.LayerNorm(5, eps=1e-5, dtype=torch.float64)
+    lin = torch.nn.Linear(5, 2, dtype=torch.float64)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(p["gamma1"]))
+        layer.bias.copy_(torch.tensor(p["beta1"]))
+        lin.weight.copy_(torch.tensor(p["W2"]))
+        lin.bias.copy_(torch.tensor(p["b2"]))
+    loss = 0.5 * ((lin(layer(torch.tensor(X))) - torch.tensor(Y)) ** 2).sum() / 7
+    loss.backward()
+    for scalar in (True, False):
+        ours, grads = net.compile(scalar=scalar)(p, X, Y)
+        assert ours == pytest.approx(loss.item(), rel=1e-12)
+        assert rel(grads["gamma1"], layer.weight.grad.numpy()) < 1e-10
+        assert rel(grads["beta1"], layer.bias.grad.numpy()) < 1e-10
+        assert rel(grads["W2"], lin.weight.grad.numpy()) < 1e-10
+
+
+def test_layer_norm_prints_its_jacobian_and_is_stable():
+    net = sg.Network()
+    x = net.input("x", 3)
+    ln = net.layer_norm(net.dense(x, 3), name="ln")
+    net.set_loss(net.dense(ln, 1), "mse")
+    text = net.derive("W1").to_text()
+    assert "the mean and σ move with every entry" in text and "σ_z1" in text
+    assert "(I − 𝟏𝟏ᵀ/d − xhat2 xhat2ᵀ/d)/σ" in text
+    p = net.init_params(seed=1)
+    X = np.ones((4, 3))  # every example constant: var = 0, only ε keeps 1/σ finite
+    p["W1"][:] = 0
+    loss, grads = net.compile(scalar=False)(p, X, np.zeros((4, 1)))
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+    with pytest.raises(ValueError, match="layer_norm: eps must be > 0"):
+        net.layer_norm(x, eps=0)
+    with pytest.raises(ValueError, match="layer_norm: eps expected a number"):
+        net.layer_norm(x, eps=-1)
+
+
+def test_layer_norm_element_level_equals_the_kernel():
+    net = sg.Network()
+    x = net.input("x", 3)
+    ln = net.layer_norm(x)
+    net.set_loss(net.dense(ln, 1, name="yhat"), "mse")
+    rng = np.random.default_rng(5)
+    p = net.init_params(seed=2)
+    p["gamma1"], p["beta1"] = rng.normal(size=3), rng.normal(size=3)
+    X, Y = rng.normal(size=(1, 3)), rng.normal(size=(1, 1))
+    _, grads = net.compile()(p, X, Y)
+    S = net.derive("w1", level="element").meta["scalar"]
+    env = {s: X[0, i] for i, s in enumerate(S.inputs["x"])}
+    env[S.target[0]] = Y[0, 0]
+    for q, M in S.params.items():
+        env.update({s: v for s, v in zip(M, p[q].reshape(-1))})
+    for q, M in S.params.items():
+        for i, s in enumerate(M):
+            d = net.derive(s.name, level="element")
+            assert d.meta["checked"]
+            value = float(d.meta["explicit"].xreplace(env))
+            assert value == pytest.approx(grads[q].reshape(-1)[i], rel=1e-8, abs=1e-12), s

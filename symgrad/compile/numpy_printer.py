@@ -264,6 +264,34 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             return f"{code}[{c0}:{c1}]"
         return f"{code}[{r0}:{r1}, {c0}:{c1}]"
 
+    def norm_stats(self, z, eps):
+        """z − mean and 1/√(var + ε) of each example (a column of the held code) into
+        temporaries, once per z: layer norm's forward pass and its backward pass share them."""
+        if (z, eps) not in self.rows:
+            k, zc = next(self.tmp), self._paren(z)
+            c, inv = f"_lc{k}", f"_li{k}"
+            self.pre += [f"{c} = {zc} - {zc}.mean(axis=0, keepdims=True)",
+                         f"{inv} = 1/np.sqrt((({c})*({c})).mean(axis=0, keepdims=True) + "
+                         f"{self._print(eps)})"]
+            self.rows[(z, eps)] = (c, inv)
+        return self.rows[(z, eps)]
+
+    def _print_Normalize(self, e):
+        z, eps, axis = e.args
+        if axis != 1:
+            raise NotImplementedError("normalize over one example outside a batch")
+        c, inv = self.norm_stats(z, eps)
+        return f"({c} * {inv})"
+
+    def _print_NormalizeVJP(self, e):
+        xh, z, g, eps, axis = e.args
+        if axis != 1:
+            raise NotImplementedError("normalize over one example outside a batch")
+        _, inv = self.norm_stats(z, eps)
+        xc, gc = self._paren(xh), self._paren(g)
+        return (f"{inv} * ({gc} - {gc}.mean(axis=0, keepdims=True) - "
+                f"{xc} * ({xc} * {gc}).mean(axis=0, keepdims=True))")
+
     def _print_SoftmaxVJP(self, e):
         y, g = self._paren(e.args[0]), self._paren(e.args[1])
         return f"{y} * ({g} - {self._one(e.shape[1], row=True)} @ ({y} * {g}))"

@@ -12,7 +12,8 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SoftmaxVJP, SumAll
+from symgrad.core.matexpr import (Elementwise, LogSumExp, Normalize, NormalizeVJP, Softmax,
+                                  SoftmaxVJP, SumAll)
 from symgrad.compile.common import N, PrimitivePrinting, lambda_body, exec_generated, legend
 
 
@@ -67,6 +68,33 @@ class _Unroller:
             self.rows[z] = out
         return self.rows[z]
 
+    def norm_row(self, z, eps):
+        """Each example's (entries − mean, 1/√(var + ε)) for layer norm, once per z."""
+        key = (z, eps)
+        if key not in self.rows:
+            out = []
+            for i, zs in enumerate(self.entries(z)):
+                tag = f"_n{len(self.rows)}_{i}"
+                mu = self.define("mu" + tag, sp.Add(*zs) / len(zs))
+                cs = [self.define(f"c{tag}_{k}", x - mu) for k, x in enumerate(zs)]
+                inv = self.define("inv" + tag, 1 / sp.sqrt(sp.Add(*[c ** 2 for c in cs])
+                                                           / len(cs) + eps))
+                out.append((cs, inv))
+            self.rows[key] = out
+        return self.rows[key]
+
+    def normalize(self, e):
+        if isinstance(e, Normalize):
+            return [[c * inv for c in cs] for cs, inv in self.norm_row(e.args[0], e.args[1])]
+        xh, z, g, eps = (self.entries(a) if i < 3 else a for i, a in enumerate(e.args[:4]))
+        out = []
+        for (cs, inv), x, gr in zip(self.norm_row(e.args[1], eps), xh, g):
+            d = len(gr)
+            mg = self.define(f"_mg{len(self.lines)}", sp.Add(*gr) / d)
+            mxg = self.define(f"_mxg{len(self.lines)}", sp.Add(*[a * b for a, b in zip(x, gr)]) / d)
+            out.append([inv * (b - mg - a * mxg) for a, b in zip(x, gr)])
+        return out
+
     def entries(self, e):
         if isinstance(e, sp.MatrixSymbol):
             return self.env[e]
@@ -107,6 +135,8 @@ class _Unroller:
             return [[a * (b - d) for a, b in zip(y, g)] for y, g, d in zip(Y, G, dots)]
         if isinstance(e, SumAll):
             return [[sp.Add(*[x for r in self.entries(e.args[0]) for x in r])]]
+        if isinstance(e, (Normalize, NormalizeVJP)):
+            return self.normalize(e)
         if isinstance(e, sp.BlockMatrix):
             rows = []
             for brow in e.blocks.tolist():

@@ -12,6 +12,7 @@ import numpy as np
 
 from symgrad.derive import backprop
 from symgrad.compile.common import FLOATS, require_code
+from symgrad.graph.ops import OPS
 
 # A network kernel prints numpy (whole batches, predict) and, for tiny nets, the program unrolled
 # over Python floats (kernel.py's scalar path, and the "python" backend): a primitive without code
@@ -184,6 +185,10 @@ def init_params(net, seed: int = 0, dtype="float64") -> dict:
         he = any(a.init == "he" for a in acts)  # the activation's registered init hint
         std = math.sqrt(2 / fan_in) if he else math.sqrt(2 / (fan_in + fan_out))
         out[p] = (rng.standard_normal(shape) * std).astype(dt)
+    for node in net.nodes.values():  # an op's own starting values (a gain of ones)
+        rule = OPS[node.op].init if node.op in OPS else None
+        for p, how in (rule(net, node) if rule else {}).items():
+            out[p] = np.ones(out[p].shape, dt) if how == "ones" else np.zeros(out[p].shape, dt)
     return out
 
 

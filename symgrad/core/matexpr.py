@@ -139,6 +139,70 @@ class LogSumExp(MatrixExpr):
         return r"\log \sum \exp\left(%s\right)" % p._print(self.args[0])
 
 
+def _moments(vals, eps):
+    """(mean, 1/√(var + ε)) of a list of entries: layer norm's statistics (the biased variance,
+    as torch.nn.LayerNorm)."""
+    d = len(vals)
+    mu = sp.Add(*vals) / d
+    return mu, 1 / sp.sqrt(sp.Add(*[(v - mu) ** 2 for v in vals]) / d + eps)
+
+
+class Normalize(MatrixExpr):
+    """x̂ = (z − mean z)/√(var z + ε) over a column (axis 0: one example) or over each row (axis 1:
+    a batch): layer norm before its gain and shift."""
+
+    def __new__(cls, z, eps, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(z, strict=True), sp.sympify(eps, strict=True),
+                                  sp.Integer(axis))
+
+    shape = property(lambda self: self.args[0].shape)
+
+    def _entry(self, i, j, **kwargs):
+        z, eps, axis = self.args
+        vals = ([z[k, j] for k in range(z.shape[0])] if axis == 0
+                else [z[i, k] for k in range(z.shape[1])])
+        mu, inv = _moments(vals, eps)
+        return (z[i, j] - mu) * inv
+
+    def _sympystr(self, p):
+        return f"normalize({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\operatorname{normalize}\left(%s\right)" % p._print(self.args[0])
+
+
+class NormalizeVJP(MatrixExpr):
+    """(g − mean g − x̂ mean(x̂ ⊙ g))/σ: layer norm's Jacobian (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d)/σ applied to g,
+    never formed (it is symmetric, so this is also gᵀ times it)."""
+
+    def __new__(cls, xhat, z, g, eps, axis: int = 0):
+        return MatrixExpr.__new__(cls, *(sp.sympify(a, strict=True) for a in (xhat, z, g, eps)),
+                                  sp.Integer(axis))
+
+    shape = property(lambda self: self.args[0].shape)
+
+    def _entry(self, i, j, **kwargs):
+        xh, z, g, eps, axis = self.args
+        if axis == 0:
+            idx = [(k, j) for k in range(z.shape[0])]
+        else:
+            idx = [(i, k) for k in range(z.shape[1])]
+        _, inv = _moments([z[a, b] for a, b in idx], eps)
+        d = len(idx)
+        mean_g = sp.Add(*[g[a, b] for a, b in idx]) / d
+        mean_xg = sp.Add(*[xh[a, b] * g[a, b] for a, b in idx]) / d
+        return inv * (g[i, j] - mean_g - xh[i, j] * mean_xg)
+
+    def _sympystr(self, p):
+        xh, z, g = (p._print(a) for a in self.args[:3])
+        return f"(I - 1*1.T/d - {xh}*{xh}.T/d)*{g}/σ({z})"
+
+    def _latex(self, p):
+        xh, z, g = (p._print(a) for a in self.args[:3])
+        return (r"\frac{1}{\sigma(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "
+                r"\frac{%s %s^{\top}}{d}\right) %s" % (z, xh, xh, g))
+
+
 class SumAll(MatrixExpr):
     """The sum of all entries, as a 1×1 matrix: Σ_i Σ_k e_ik."""
 
@@ -246,6 +310,10 @@ def batch(expr, rows: dict, n):
             return LogSumExp(go(e.args[0]), 1)
         if isinstance(e, SumAll):
             return SumAll(go(e.args[0]))
+        if isinstance(e, Normalize):
+            return Normalize(go(e.args[0]), e.args[1], 1)
+        if isinstance(e, NormalizeVJP):
+            return NormalizeVJP(go(e.args[0]), go(e.args[1]), go(e.args[2]), e.args[3], 1)
         if isinstance(e, sp.BlockMatrix) and e.blocks.shape[1] == 1:  # [a; b] → [A, B]
             return sp.BlockMatrix([[go(b) for b in e.blocks]])
         if isinstance(e, sp.MatrixSlice) and per_example(e.parent) and e.colslice == (0, 1, 1):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgrad.derive.backprop import algorithm, gradients, local_jacobian
+from symgrad.derive.backprop import VJPS, algorithm, gradients, local_jacobian
 from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
 from symgrad.graph.network import Graph
 
@@ -133,10 +133,13 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
             d.add(Partial(ell, wrt), _blocks(g, h, u.dim), _blocks_why(g, h, u.dim),
                   StepKind.PRODUCT)
             terms.append(g * h.T)
-        else:
-            terms.append(g)
+        else:  # the op's own rule: g for a bias, g ⊙ x̂ for a gain …
+            terms.append(next(e for who, e, _ in VJPS[u.op](net, u, g) if who == p))
     grad = terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
     why = ("unvectorize: block i becomes row i, an outer product" if is_w
+           else "; ".join(dict.fromkeys(w for u in users for who, _, w in
+                                        VJPS[u.op](net, u, bw.g[u.name][0]) if who == p))
+           if any(u.op != "dense" for u in users)
            else "a bias enters z = … + b with the identity Jacobian")
     if len(users) > 1:
         why += f"; {p} is shared by {len(users)} layers, so their gradients add"

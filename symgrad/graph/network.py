@@ -28,7 +28,9 @@ from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_d
 # -- the graph ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Node:
-    """One value in the graph: op is input, dense, act, softmax or add."""
+    """One value in the graph: ``op`` is a key of :data:`symgrad.graph.ops.OPS` (input, dense,
+    act, softmax, add, mul, concat, normalize, scale_shift …); ``attrs`` holds an op's settings
+    as (name, value) pairs, e.g. (("eps", 1/100000),) for normalize."""
 
     name: str
     op: str
@@ -36,6 +38,10 @@ class Node:
     params: tuple = ()
     dim: int = 0
     act: Activation | None = None
+    attrs: tuple = ()
+
+    def attr(self, key):
+        return dict(self.attrs)[key]
 
 
 @dataclass
@@ -158,6 +164,27 @@ class Graph:
         """m = a ⊙ b, the elementwise product of two equally sized values: a gate (GLU, LSTM,
         GRU), ``torch.mul``."""
         return self.apply("mul", a, b, name=name or self._fresh(f"m{len(self.nodes)}"))
+
+    def layer_norm(self, inp: str, eps=1e-5, name: str | None = None) -> str:
+        """y = γ ⊙ x̂ + β with x̂ = (h − mean h)/√(var h + ε) over the features of each example,
+        as ``torch.nn.LayerNorm(d, eps)``: two nodes, normalize (x̂) then scale_shift, with the
+        gain γ (ones at init) before the shift β (zeros), as torch's ``parameters()`` lists
+        them."""
+        h = self._node(inp, "layer_norm")
+        try:
+            eps = penalty_value(eps)  # an exact number ≥ 0, read as a penalty is
+        except ValueError as e:
+            raise ValueError(f"layer_norm: eps {str(e).split(': ', 1)[1]}") from None
+        if eps == 0:
+            raise ValueError("layer_norm: eps must be > 0 (it keeps 1/√(var + ε) finite)")
+        self.layers += 1
+        k = self.layers
+        xhat = self._add(Node(self._fresh(f"xhat{k}"), "normalize", (inp,), dim=h.dim,
+                              attrs=(("eps", eps),)))
+        gain = self._param(self._fresh(f"gamma{k}"), (h.dim, 1))
+        shift = self._param(self._fresh(f"beta{k}"), (h.dim, 1))
+        return self._add(Node(name or self._fresh(f"ln{k}"), "scale_shift", (xhat,),
+                              (gain, shift), dim=h.dim))
 
     def concat(self, *inputs: str, name: str | None = None) -> str:
         """c = [a; b; …], the values stacked along their features, in order: ``torch.cat(…,

@@ -19,7 +19,7 @@ from typing import Callable
 
 import sympy as sp
 
-from symgrad.core.matexpr import Softmax, SoftmaxVJP, hadamard
+from symgrad.core.matexpr import Normalize, NormalizeVJP, Softmax, SoftmaxVJP, hadamard
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,9 @@ class Op:
       ValueError when they do not fit (what ``Graph.apply`` builds with);
     - ``words``: what the node does, in a few words ("a dense layer, z = W h + b");
     - ``softmax``: True when the units are a softmax of the inputs' (the element level writes
-      their partials in the notes' form ŷ_k(δ_kj − ŷ_j)).
+      their partials in the notes' form ŷ_k(δ_kj − ŷ_j));
+    - ``init(net, node)``: optional, {parameter: its starting value as a function of the shape}
+      for parameters that do not start as weights (random) or biases (zeros) do: a gain of ones.
     """
 
     name: str
@@ -49,10 +51,11 @@ class Op:
     dim: Callable
     words: str
     softmax: bool = False
+    init: Callable | None = None
 
 
 OPS: dict[str, Op] = {}
-REQUIRED = tuple(f.name for f in fields(Op) if f.name != "softmax")
+REQUIRED = tuple(f.name for f in fields(Op) if f.name not in ("softmax", "init"))
 
 
 def register_op(op: Op, replace: bool = False) -> Op:
@@ -273,6 +276,77 @@ def _concat_dim(net, inputs):
 
 register_op(Op("concat", _concat_define, _concat_jacobian, _concat_vjp, _concat_scalar,
                _concat_dim, "a concatenation along the features, c = [a; b]"))
+
+
+# -- normalize: x̂ = (h − mean h)/σ, σ = √(var h + ε) (layer norm before its gain and shift) ---------
+def _normalize_define(net, node):
+    return Normalize(net.sym(node.inputs[0]), node.attr("eps"))
+
+
+def _normalize_jacobian(net, node, wrt):
+    d, xh = node.dim, net.sym(node.name)
+    sigma = sp.Symbol(f"σ_{node.inputs[0]}", positive=True)
+    J = sp.MatMul(1 / sigma, sp.MatAdd(sp.Identity(d), -sp.OneMatrix(d, d) / d,
+                                        -sp.MatMul(xh, xh.T) / d))
+    return J, (f"{node.name} = ({wrt} − mean)/σ_{wrt}: the mean and σ move with every entry, so "
+               f"∂{node.name}/∂{wrt} = (I − 𝟏𝟏ᵀ/d − {node.name} {node.name}ᵀ/d)/σ, d = {d}")
+
+
+def _normalize_vjp(net, node, g):
+    xh, h = net.sym(node.name), net.sym(node.inputs[0])
+    return [(node.inputs[0], NormalizeVJP(xh, h, g, node.attr("eps")),
+             f"g ← (g − mean g − {node.name} mean({node.name} ⊙ g))/σ: the Jacobian is "
+             "symmetric, applied without forming it")]
+
+
+def _normalize_scalar(net, node, ins, params):
+    vals = list(ins[0])
+    mu = sp.Add(*vals) / len(vals)
+    inv = 1 / sp.sqrt(sp.Add(*[(v - mu) ** 2 for v in vals]) / len(vals) + node.attr("eps"))
+    return sp.Matrix([(v - mu) * inv for v in vals])
+
+
+def _no_dim(op):
+    def dim(net, inputs):
+        raise ValueError(f"{op}: build it with net.layer_norm(h), which makes its parameters")
+    return dim
+
+
+register_op(Op("normalize", _normalize_define, _normalize_jacobian, _normalize_vjp,
+               _normalize_scalar, _no_dim("normalize"),
+               "a normalization over the features, x̂ = (h − mean h)/√(var h + ε)"))
+
+
+# -- scale_shift: y = γ ⊙ x̂ + β (layer norm's gain and shift) -------------------------------------
+def _scale_shift_define(net, node):
+    gain, shift = (net.sym(p) for p in node.params)
+    return sp.MatAdd(hadamard(gain, net.sym(node.inputs[0])), shift)
+
+
+def _scale_shift_jacobian(net, node, wrt):
+    x, (gain, shift) = net.sym(node.inputs[0]), node.params
+    if wrt == node.inputs[0]:
+        return sp.DiagMatrix(net.sym(gain)), f"{node.name} = {gain} ⊙ {x} + {shift}: entry by entry"
+    if wrt == gain:
+        return sp.DiagMatrix(x), f"{node.name}_i = {gain}_i {x}_i + {shift}_i"
+    return sp.Identity(node.dim), f"{node.name} = … + {shift}"
+
+
+def _scale_shift_vjp(net, node, g):
+    x, (gain, shift) = net.sym(node.inputs[0]), node.params
+    return [(node.inputs[0], hadamard(g, net.sym(gain)), f"g ← g ⊙ {gain}"),
+            (gain, hadamard(g, x), f"∇_{gain} ℓ = g ⊙ {x}"),
+            (shift, g, f"∇_{shift} ℓ = g")]
+
+
+def _scale_shift_scalar(net, node, ins, params):
+    return params[0].multiply_elementwise(ins[0]) + params[1]
+
+
+register_op(Op("scale_shift", _scale_shift_define, _scale_shift_jacobian, _scale_shift_vjp,
+               _scale_shift_scalar, _no_dim("scale_shift"),
+               "a gain and a shift entry by entry, y = γ ⊙ x̂ + β",
+               init=lambda net, node: {node.params[0]: "ones"}))  # torch's LayerNorm: γ = 1
 
 
 __all__ = ["Op", "OPS", "register_op", "op_of", "same_dims", "MissingOpError"]
