@@ -199,8 +199,9 @@ class NormalizeVJP(MatrixExpr):
 
     def _latex(self, p):
         xh, z, g = (p._print(a) for a in self.args[:3])
+        xt = p._print(sp.Transpose(self.args[0]))  # x̂ᵀ as the printer writes a transpose
         return (r"\frac{1}{\sigma(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "
-                r"\frac{%s %s^{\top}}{d}\right) %s" % (z, xh, xh, g))
+                r"\frac{%s %s}{d}\right) %s" % (z, xh, xt, g))
 
 
 class SumAll(MatrixExpr):

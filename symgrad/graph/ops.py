@@ -286,8 +286,10 @@ def _normalize_define(net, node):
 def _normalize_jacobian(net, node, wrt):
     d, xh = node.dim, net.sym(node.name)
     sigma = sp.Symbol(f"σ_{node.inputs[0]}", positive=True)
-    J = sp.MatMul(1 / sigma, sp.MatAdd(sp.Identity(d), -sp.OneMatrix(d, d) / d,
-                                        -sp.MatMul(xh, xh.T) / d))
+    ones = sp.OneMatrix(d, 1)  # built term by term: arithmetic would fold 𝟏𝟏ᵀ into one "1"
+    J = sp.MatMul(1 / sigma, sp.MatAdd(sp.Identity(d),
+                                        sp.MatMul(sp.Rational(-1, d), ones, sp.Transpose(ones)),
+                                        sp.MatMul(sp.Rational(-1, d), xh, sp.Transpose(xh))))
     return J, (f"{node.name} = ({wrt} − mean)/σ_{wrt}: the mean and σ move with every entry, so "
                f"∂{node.name}/∂{wrt} = (I − 𝟏𝟏ᵀ/d − {node.name} {node.name}ᵀ/d)/σ, d = {d}")
 

@@ -30,7 +30,7 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 "⊘": r"\oslash", "∑": r"\sum", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma",
                 "η": r"\eta", "μ": r"\mu", "ρ": r"\rho", "τ": r"\tau", "φ": r"\phi", "ψ": r"\psi",
                 "ω": r"\omega", "Π": r"\Pi", "Δ": r"\Delta", "∞": r"\infty", "≈": r"\approx",
-                "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}"}
+                "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}", "𝟏": r"\mathbf{1}"}
 
 
 def text_escape(text: str) -> str:
@@ -212,6 +212,11 @@ class Notation:
             return None
         if len(name) == 1 and name in UNICODE_MATH:
             return TeXName(UNICODE_MATH[name])
+        m = re.fullmatch(r"(.)_([A-Za-z0-9]+)", name)
+        if m and m.group(1) in UNICODE_MATH:  # σ_z1: a Greek letter with a node's name below
+            sub = self.vector(m.group(2)).tex() if SAFE_NAME.fullmatch(m.group(2)) else \
+                text_escape(m.group(2))
+            return TeXName(UNICODE_MATH[m.group(1)], sub=sub)
         return escaped_name(name)
 
     def activation(self, label: str) -> str | None:

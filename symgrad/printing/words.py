@@ -26,7 +26,8 @@ _FUNCS = {"softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
 def _functions() -> dict:
     return {**{s.name: s.latex for s in PRIMITIVES.values()},
             **{a.name: a.latex for a in registered_activations()}, **_FUNCS}
-_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|\d+|<=|>=|.", re.S)
+# ASCII digits: \d also takes 𝟏 (a bold digit one, as in 𝟏𝟏ᵀ), which then went out raw
+_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|[0-9]+|<=|>=|.", re.S)
 _WEAK = set("=+-*/()[]'|<>") | {"′", "−", "<=", ">="}
 _WEAK_TEX = {"−": "-", "′": "'", "|": r"\mid", "<": "<", ">": ">", "<=": r"\le", ">=": r"\ge"}
 
@@ -109,7 +110,7 @@ def _classify(tok, nota, scalars, toks, funcs):
         return ["math", r"\mathbb{R}^{%s}" % text_escape(tok[2:].strip("{}")), tok]
     if tok in UNICODE_MATH:
         return ["math", UNICODE_MATH[tok], tok]
-    if tok in _WEAK or tok.isdigit():
+    if tok in _WEAK or (tok.isascii() and tok.isdigit()):
         return ["weak", _WEAK_TEX.get(tok, tok), tok]
     if tok == "_":
         return ["sub", "_", tok]
