@@ -23,7 +23,7 @@ def torch_run(net, params, X, Y):
     for name, node in net.nodes.items():
         ins = [vals[i] for i in node.inputs]
         if node.op == "input":
-            vals[name] = torch.tensor(X)
+            vals[name] = torch.tensor(X[name] if isinstance(X, dict) else X)
         elif node.op == "dense":
             W = ps[node.params[0]]
             vals[name] = F.linear(ins[0], W, ps[node.params[1]] if len(node.params) > 1 else None)
@@ -45,9 +45,9 @@ def torch_run(net, params, X, Y):
             raise AssertionError(node.op)
     out, y = vals[net.output_node], torch.tensor(Y)
     if net.loss.name == "mse":
-        loss = 0.5 * ((out - y) ** 2).sum() / len(X)
+        loss = 0.5 * ((out - y) ** 2).sum() / len(Y)
     elif net.loss.name == "cross_entropy":
-        loss = -(y * torch.log(out)).sum() / len(X)
+        loss = -(y * torch.log(out)).sum() / len(Y)
     else:
         raise AssertionError(net.loss.name)
     grads = torch.autograd.grad(loss, list(ps.values()))
@@ -278,3 +278,63 @@ def test_layer_norm_element_level_equals_the_kernel():
             assert d.meta["checked"]
             value = float(d.meta["explicit"].xreplace(env))
             assert value == pytest.approx(grads[q].reshape(-1)[i], rel=1e-8, abs=1e-12), s
+
+
+def dropout_net(p=0.4):
+    net = sg.Network()
+    x = net.input("x", 3)
+    h = net.act(net.dense(x, 6), "tanh")
+    d = net.dropout(h, p, name="d")
+    return net.set_loss(net.dense(d, 2), "mse")
+
+
+def test_dropout_is_a_gate_by_a_mask_input_and_equals_torch():
+    net = dropout_net()
+    (mask,) = net.masks
+    assert net.masks == {mask: 0.4} and net.inputs == ["x", mask]
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(9, 3)), rng.normal(size=(9, 2))
+    m = (rng.random((9, 6)) >= 0.4) / 0.6  # inverted dropout: kept units scaled by 1/(1 − p)
+    params = net.init_params(seed=3)
+    t_loss, t_grads = torch_run(net, params, {"x": X, mask: m}, Y)
+    for scalar in (True, False):
+        loss, grads = net.compile(scalar=scalar)(params, {"x": X, mask: m}, Y)
+        assert loss == pytest.approx(t_loss, rel=1e-12)
+        assert all(rel(grads[q], t_grads[q]) < 1e-10 for q in net.parameters)
+    assert "∂d/∂h1 = diag(" in net.derive("W1").to_text()
+
+
+def test_predict_and_a_kernel_without_masks_run_without_dropout():
+    net = dropout_net()
+    plain = sg.Network()
+    x = plain.input("x", 3)
+    plain.set_loss(plain.dense(plain.act(plain.dense(x, 6), "tanh"), 2), "mse")
+    params = net.init_params(seed=1)
+    X, Y = np.random.default_rng(2).normal(size=(5, 3)), np.zeros((5, 2))
+    assert np.array_equal(net.predict(params, X), plain.predict(params, X))
+    a, b = net.compile()(params, X, Y), plain.compile()(params, X, Y)
+    assert a[0] == b[0] and all(np.array_equal(a[1][k], b[1][k]) for k in params)
+
+
+def test_train_draws_masks_from_its_seed():
+    net = dropout_net(0.5)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 3))
+    Y = np.c_[np.sin(X[:, 0]), X[:, 1] * X[:, 2]]
+    run = lambda seed: sg.train(net, X, Y, epochs=3, lr=0.01, seed=seed, quiet=True)
+    (p1, h1), (p2, h2), (p3, _) = run(0), run(0), run(1)
+    assert h1 == h2 and all(np.array_equal(p1[k], p2[k]) for k in p1)  # reproducible
+    assert not all(np.array_equal(p1[k], p3[k]) for k in p1)
+    # the masks are random: a step with dropout differs from the same step without it
+    from symgrad.compile.spec import Spec
+    spec = Spec(net)
+    drawn = spec.with_masks(X, draw=np.random.default_rng(5))[net.inputs[1]]
+    assert set(np.unique(drawn)) == {0.0, 2.0} and abs((drawn == 0).mean() - 0.5) < 0.05
+
+
+def test_bad_dropout_is_one_line():
+    net = sg.Network()
+    x = net.input("x", 3)
+    for p in (1, -0.1, "0.5", True):
+        with pytest.raises(ValueError, match="dropout: p is the probability"):
+            net.dropout(x, p)

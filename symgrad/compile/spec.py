@@ -60,7 +60,7 @@ class Spec:
                              + "; got None (net.predict(params, X) needs none)")
         out = self.params(params)
         dt = out[0].dtype if out else np.dtype("float64")
-        xs = self.examples(X, dt)
+        xs = self.examples(self.with_masks(X), dt)
         out += xs
         if Y is not None:
             out.append(self.target(Y, xs[0].shape[0], dt))
@@ -88,6 +88,29 @@ class Spec:
                                  " (all parameters share one dtype)")
             dt = a.dtype
             out.append(a)
+        return out
+
+    def with_masks(self, X, draw=None):
+        """X completed with every dropout mask it lacks: ones (dropout off), or, with ``draw`` a
+        numpy Generator, masks drawn as inverted dropout: 1/(1 − p) kept, 0 dropped."""
+        masks = self.net.masks
+        if not masks:
+            return X
+        data = [i for i in self.inputs if i not in masks]
+        if not isinstance(X, dict):
+            if len(data) != 1:
+                return X  # examples() says what is wrong
+            X = {data[0]: X}
+        present = next((np.asarray(X[k]) for k in data if k in X), None)
+        if present is None or present.ndim < 1:
+            return X
+        n, out = present.shape[0], dict(X)
+        for k, p in masks.items():
+            if k in out and draw is None:
+                continue
+            d = self.net.nodes[k].dim
+            out[k] = (np.ones((n, d)) if draw is None else
+                      (draw.random((n, d)) >= p) / (1 - p))
         return out
 
     def examples(self, X, dt):

@@ -186,6 +186,25 @@ class Graph:
         return self._add(Node(name or self._fresh(f"ln{k}"), "scale_shift", (xhat,),
                               (gain, shift), dim=h.dim))
 
+    def dropout(self, inp: str, p, name: str | None = None) -> str:
+        """Inverted dropout, d = h ⊙ m with m_i = 1/(1 − p) kept or 0 dropped (probability p):
+        a gate (``mul``) by a mask that is an input of the kernel, so a step is reproducible.
+        ``sg.train`` draws the masks from its seed for every minibatch; ``predict`` (and a
+        kernel given no mask) uses ones, which is dropout switched off."""
+        h = self._node(inp, "dropout")
+        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+            raise ValueError(f"dropout: p is the probability of dropping a unit, 0 ≤ p < 1; got "
+                             f"{p!r}")
+        mask = self._add(Node(self._fresh(f"mask{len(self.nodes)}"), "input", dim=h.dim,
+                              attrs=(("dropout", float(p)),)))
+        return self.mul(inp, mask, name=name or self._fresh(f"drop{len(self.nodes)}"))
+
+    @property
+    def masks(self) -> dict:
+        """{mask input: its dropout probability p}: the inputs a kernel may be given or not."""
+        return {n.name: dict(n.attrs)["dropout"] for n in self.nodes.values()
+                if n.op == "input" and "dropout" in dict(n.attrs)}
+
     def concat(self, *inputs: str, name: str | None = None) -> str:
         """c = [a; b; …], the values stacked along their features, in order: ``torch.cat(…,
         dim=-1)``."""

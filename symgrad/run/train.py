@@ -260,6 +260,18 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
 
     def rows(idx):  # the minibatch's X: an array, or a dict for several inputs
         return xs[0][idx] if len(xs) == 1 else {k: a[idx] for k, a in zip(spec.inputs, xs)}
+    masks = net.masks
+    mask_rng = np.random.default_rng([seed, 1])  # its own stream: shuffles stay as without
+
+    def train_rows(idx):  # with dropout, fresh masks for every step (ones are dropout off)
+        if not masks:
+            return rows(idx)
+        batch_x = rows(idx)
+        dt = xs[0].dtype
+        for k, p in masks.items():
+            d = net.nodes[k].dim
+            batch_x[k] = ((mask_rng.random((len(idx), d)) >= p) / (1 - p)).astype(dt)
+        return batch_x
     rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
     nb = -(-n // batch_size)
 
@@ -290,7 +302,7 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         def loss_at(idx, where):
             """The kernel on rows idx, or TrainingDiverged if the loss or parameters went bad."""
             try:
-                loss, grads = kernel(params, rows(idx), Y[idx])
+                loss, grads = kernel(params, train_rows(idx), Y[idx])
             except ValueError:  # the kernel names an argument holding nan or inf: the data
                 bad = _nonfinite(params)  # were checked finite, so it is the parameters
                 if bad is None:
