@@ -6,6 +6,7 @@ never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 
@@ -165,6 +166,18 @@ def network_options(f):
                              "or an expression in x.")(f)
 
 
+def _hard_stop(network: str, timeout: float):
+    """What --timeout does when a network file ignores the alarm (the file is the user's code:
+    signal.signal(SIGALRM, SIG_IGN) made `symgrad derive` run on for minutes): the same one
+    line, and the process ends with exit code 2."""
+    def stop():
+        sys.stderr.write(f"symgrad: error: {network}: still running after {timeout:g} s, so it "
+                         "was stopped (the limit is --timeout; 0 for none)\n")
+        sys.stderr.flush()
+        os._exit(2)
+    return stop
+
+
 def file_timeout(f):
     """--timeout for commands that run a user's network file."""
     return click.option("--timeout", type=click.FloatRange(min=0), default=60.0,
@@ -200,6 +213,7 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
     """
     try:
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
+                            on_overrun=_hard_stop(network, timeout),
                             level=level, verbosity=verbosity, notation=notation,
                             exercises=exercises)
     except TeXError as e:
@@ -239,7 +253,8 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, timeo
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
-    net = load_network(network, hidden, output_act, loss, timeout=timeout)
+    net = load_network(network, hidden, output_act, loss, timeout=timeout,
+                       on_overrun=_hard_stop(network, timeout))
     net.check()
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name

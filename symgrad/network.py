@@ -61,10 +61,11 @@ def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0) -> Netwo
 
 
 def load_network(source: str, hidden="relu", output="identity", loss="mse",
-                 timeout: float | None = None) -> Graph:
+                 timeout: float | None = None, on_overrun=None) -> Graph:
     """A network from a spec ('2-2-1') or a Python file defining one (see graph.files);
     ``timeout`` seconds stop a file still running (main thread only)."""
-    return files.load_network(source, hidden, output, loss, cls=Network, timeout=timeout)
+    return files.load_network(source, hidden, output, loss, cls=Network, timeout=timeout,
+                              on_overrun=on_overrun)
 
 
 parse_spec = files.parse_spec

@@ -139,3 +139,16 @@ def test_the_zip_helper_really_truncates(tmp_path):  # the table's truncated.npz
     _truncated(tmp_path / "t.npz")
     with pytest.raises(zipfile.BadZipFile):
         zipfile.ZipFile(tmp_path / "t.npz")
+
+
+def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
+    """The file is the user's code: it may ignore SIGALRM. A second after the alarm the CLI ends
+    with the same one line (this ran on for minutes)."""
+    (tmp_path / "deaf.py").write_text("import signal\nsignal.signal(signal.SIGALRM, "
+                                      "signal.SIG_IGN)\nwhile True:\n    pass\n")
+    for cmd in (["derive", "deaf.py"], ["handout", "deaf.py", "-o", "h.tex"]):
+        p = _cli(*cmd, "--timeout", "0.5", cwd=tmp_path)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 2, err
+        assert err.strip() == ("symgrad: error: deaf.py: still running after 0.5 s, so it was "
+                               "stopped (the limit is --timeout; 0 for none)"), err

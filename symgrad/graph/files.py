@@ -24,7 +24,7 @@ def parse_spec(spec: str) -> list[int]:
 
 
 def load_network(source: str, hidden="relu", output="identity", loss="mse", cls=None,
-                 timeout: float | None = None) -> Graph:
+                 timeout: float | None = None, on_overrun=None) -> Graph:
     """A network from a spec ('2-2-1', with the given activations and loss) or from a Python file
     that declares one: its Network named ``net``, else its only Network. The one loader of network
     files (the CLI and the handouts use it). Every failure is a one-line ValueError naming the file
@@ -32,7 +32,7 @@ def load_network(source: str, hidden="relu", output="identity", loss="mse", cls=
     parameters. ``timeout`` (seconds, main thread only) stops a file still running after it."""
     if not source.endswith(".py"):
         return mlp(parse_spec(source), hidden=hidden, output=output, loss=loss, cls=cls)
-    return run_network_file(source, timeout)[0]
+    return run_network_file(source, timeout, on_overrun)[0]
 
 
 class _TimedOut(BaseException):
@@ -41,10 +41,15 @@ class _TimedOut(BaseException):
 
 
 @contextlib.contextmanager
-def _deadline(timeout: float | None, path: str):
+def _deadline(timeout: float | None, path: str, on_overrun=None):
     if not timeout:
         yield
         return
+    watchdog = None
+    if on_overrun is not None:  # the file may ignore the alarm: a second later, this runs
+        watchdog = threading.Timer(timeout + 1, on_overrun)
+        watchdog.daemon = True
+        watchdog.start()
     if threading.current_thread() is not threading.main_thread() or \
             not hasattr(signal, "setitimer"):
         raise ValueError(f"{path}: a timeout needs the main thread of a Unix process")
@@ -59,14 +64,19 @@ def _deadline(timeout: float | None, path: str):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if watchdog is not None:
+            watchdog.cancel()
 
 
-def run_network_file(path: str, timeout: float | None = None) -> tuple[Graph, dict]:
+def run_network_file(path: str, timeout: float | None = None,
+                     on_overrun=None) -> tuple[Graph, dict]:
     """Run the user's file (their own code, as a script) → (its network, its namespace).
     Whatever the file raises becomes one ValueError naming the file and its line, BaseExceptions
     (GeneratorExit, their own) included, except KeyboardInterrupt: Ctrl-C stays Ctrl-C. A file
     still running after ``timeout`` seconds is stopped (Python code only: one long call into C
-    ends first)."""
+    ends first). A file may ignore the alarm (it is the user's code); ``on_overrun``, if given,
+    is called from a thread a second after the limit if the file is still running (the CLI
+    ends the process there)."""
     import runpy
     from pathlib import Path
     if not Path(path).is_file():
@@ -74,7 +84,7 @@ def run_network_file(path: str, timeout: float | None = None) -> tuple[Graph, di
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
         raise ValueError(f"timeout: expected seconds ≥ 0 (0: no limit), got {timeout!r}")
     try:
-        with _deadline(timeout, path):
+        with _deadline(timeout, path, on_overrun):
             ns = runpy.run_path(path, run_name="__symgrad_network__")
     except SyntaxError as e:
         raise ValueError(f"{path}, line {e.lineno}: SyntaxError: {e.msg}") from None

@@ -371,14 +371,14 @@ def check_output_path(out) -> None:
 
 def handout_file(target: str, out: str | None = None, fmt: str | None = None,
                  hidden="relu", output="identity", loss="mse", timeout: float | None = None,
-                 **options) -> str:
+                 on_overrun=None, **options) -> str:
     """What ``symgrad handout`` does: TARGET is a spec ("2-2-1") or a Python file defining a
     Network ``net`` (and optionally a dict ``handout_options``); write ``out`` (.tex, .pdf, .md)
     or return the document. Options left None come from the file, then the defaults."""
     if out:
         check_output_path(out)
     if target.endswith(".py"):
-        net, file_opts = load_network_file(target, timeout)
+        net, file_opts = load_network_file(target, timeout, on_overrun)
     else:
         net, file_opts = load_network(target, hidden, output, loss), {}
     opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
@@ -400,10 +400,10 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
     return text
 
 
-def load_network_file(path: str, timeout: float | None = None):
+def load_network_file(path: str, timeout: float | None = None, on_overrun=None):
     """The user's Python file → (its Network, its ``handout_options``), through the one loader of
     network files (``symgrad.network``), which raises one-line ValueErrors naming the file."""
-    net, ns = run_network_file(path, timeout)
+    net, ns = run_network_file(path, timeout, on_overrun)
     opts = ns.get("handout_options", {})
     return net, dict(opts) if isinstance(opts, dict) else {}
 
