@@ -17,6 +17,7 @@ from symgrad.printing.names import text_escape
 ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
 \usepackage{amsmath,amssymb}
+\usepackage{longtable}
 \usepackage{parskip}
 \allowdisplaybreaks
 \setlength{\jot}{5pt}
@@ -113,7 +114,7 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
         elif kind == "display":
             out.append(r"\[ \sgfit{\linewidth}{%s} \]" % body)
         elif kind == "algorithm":
-            out.append(_algorithm_box(*body))
+            out.append(_algorithm_box(*body, breakable=True))
     return out
 
 
@@ -155,7 +156,11 @@ def _title_tex(title: str) -> str:
     return text_escape(title)
 
 
-def _algorithm_box(title, lines, width=r"0.94\linewidth", size="") -> str:
+ALGORITHM_ROWS = 40  # an article's algorithm longer than this breaks across pages (an LSTM
+# cell's has 61 rows: in one box it stood 448 pt taller than the page)
+
+
+def _algorithm_box(title, lines, width=r"0.94\linewidth", size="", breakable=False) -> str:
     rows, k = [], 0
     for kind, tex in lines:
         if kind == "head":
@@ -164,6 +169,15 @@ def _algorithm_box(title, lines, width=r"0.94\linewidth", size="") -> str:
             k += 1
             rows.append(r"{\footnotesize %d:} & \quad \sgfit{0.88\linewidth}{\textstyle %s} \\"
                         % (k, tex))
+    if breakable and len(rows) > ALGORITHM_ROWS:
+        return "\n".join([
+            r"\par\noindent\rule{\linewidth}{0.8pt}\par\vspace{1pt}",
+            r"\noindent\textbf{Algorithm 6.4} (derived): %s\par\vspace{2pt}" % title,
+            r"\noindent\rule{\linewidth}{0.4pt}",
+            r"\begin{longtable}{@{}r@{\hspace{0.6em}}l@{}}",
+            *rows,
+            r"\end{longtable}",
+            r"\vspace{-\baselineskip}\noindent\rule{\linewidth}{0.8pt}\par"])
     return "\n".join([
         r"\begin{center}\begin{minipage}{%s}%s" % (width, size),
         r"\hrule height 0.8pt\relax\vspace{3pt}",
