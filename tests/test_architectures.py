@@ -15,10 +15,9 @@ ACTS = {"identity": lambda z: z, "relu": torch.relu, "sigmoid": torch.sigmoid,
         "tanh": torch.tanh, "softplus": F.softplus, "leaky_relu": F.leaky_relu}
 
 
-def torch_run(net, params, X, Y):
-    """The loss and gradients of ``net`` by walking its nodes in torch: one line per op, written
-    here from torch's own functions, never from symgrad's derivation."""
-    ps = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+def forward(net, ps, X):
+    """The output of ``net`` for X, walking its nodes in torch with the parameter tensors ``ps``:
+    one line per op, written here from torch's own functions, never from symgrad's derivation."""
     vals = {}
     for name, node in net.nodes.items():
         ins = [vals[i] for i in node.inputs]
@@ -43,7 +42,14 @@ def torch_run(net, params, X, Y):
             vals[name] = ps[node.params[0]] * ins[0] + ps[node.params[1]]
         else:
             raise AssertionError(node.op)
-    out, y = vals[net.output_node], torch.tensor(Y)
+    return vals[net.output_node]
+
+
+def torch_run(net, params, X, Y):
+    """The loss and gradients of ``net`` by walking its nodes in torch: one line per op, written
+    here from torch's own functions, never from symgrad's derivation."""
+    ps = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    out, y = forward(net, ps, X), torch.tensor(Y)
     if net.loss.name == "mse":
         loss = 0.5 * ((out - y) ** 2).sum() / len(Y)
     elif net.loss.name == "cross_entropy":
@@ -111,42 +117,17 @@ def test_random_compositions_equal_torch(seed):
 
 
 def torch_run_forward(net, params, X):
-    import torch as t
-    with t.no_grad():
-        vals = {}
-        for name, node in net.nodes.items():
-            ins = [vals[i] for i in node.inputs]
-            if node.op == "input":
-                vals[name] = t.tensor(X)
-            elif node.op == "dense":
-                b = t.tensor(params[node.params[1]]) if len(node.params) > 1 else None
-                vals[name] = F.linear(ins[0], t.tensor(params[node.params[0]]), b)
-            elif node.op == "act":
-                vals[name] = ACTS[node.act.name](ins[0])
-            elif node.op == "softmax":
-                vals[name] = t.softmax(ins[0], 1)
-            elif node.op == "add":
-                vals[name] = sum(ins[1:], ins[0])
-            elif node.op == "mul":
-                vals[name] = ins[0] * ins[1]
-            elif node.op == "concat":
-                vals[name] = t.cat(ins, dim=1)
-            elif node.op == "normalize":
-                vals[name] = F.layer_norm(ins[0], (node.dim,), eps=float(node.attr("eps")))
-            elif node.op == "scale_shift":
-                vals[name] = (t.tensor(params[node.params[0]]) * ins[0]
-                              + t.tensor(params[node.params[1]]))
-        return vals[net.output_node].numpy()
+    with torch.no_grad():
+        return forward(net, {k: torch.tensor(v) for k, v in params.items()}, X).numpy()
 
 
 def gate_and_stack():
+    """examples/handouts/gated.py without its layer norm: a gate, then a stack."""
     net = sg.Network()
     x = net.input("x", 2)
-    a = net.act(net.dense(x, 2), "tanh", name="a")
-    b = net.act(net.dense(x, 2), "sigmoid", name="b")
-    g = net.mul(a, b, name="g")
-    c = net.concat(g, x, name="c")
-    return net.set_loss(net.dense(c, 1, name="yhat"), "mse")
+    g = net.mul(net.act(net.dense(x, 2), "tanh", name="a"),
+                net.act(net.dense(x, 2), "sigmoid", name="b"), name="g")
+    return net.set_loss(net.dense(net.concat(g, x, name="c"), 1, name="yhat"), "mse")
 
 
 def test_the_chain_prints_each_op_with_its_jacobian():
