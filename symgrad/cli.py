@@ -180,7 +180,7 @@ def _hard_stop(network: str, timeout: float):
 
 def file_timeout(f):
     """--timeout for commands that run a user's network file."""
-    return click.option("--timeout", type=click.FloatRange(min=0), default=60.0,
+    return click.option("--timeout", type=click.FloatRange(min=0, max=1e6), default=60.0,
                         show_default=True, metavar="SECONDS",
                         help="Stop a network file (.py) still running after this long; 0: no "
                              "limit.")(f)

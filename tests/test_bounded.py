@@ -124,3 +124,12 @@ def test_a_derived_number_past_what_python_prints_is_one_clear_error():
     for out in (second.to_text, second.to_latex, lambda: second.to_dict()):
         with pytest.raises(ValueError, match="a number in the result has 7827 digits"):
             out()
+
+
+def test_a_chain_whose_composition_would_explode_is_refused_at_once():
+    f = ("x1*x2*x3, x1+x2*x3, x3*x1", "x1 x2 x3")
+    with alarm(20):
+        d = sg.chain(*[f] * 5)  # 254 nodes: derived (and checked both ways)
+    assert d.result.shape == (3, 3)
+    with alarm(5), pytest.raises(ValueError, match=r"would have about \d+ nodes per entry"):
+        sg.chain(*[f] * 10)  # ran for minutes past 700 MB

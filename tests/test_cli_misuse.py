@@ -21,6 +21,7 @@ FILES = {  # name → contents; written to a fresh directory for each case
     "exit.py": "import sys\nsys.exit(3)\n",
     "loop.py": "while True:\n    pass\n",
     "badloss.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nnet.loss = 42\n",
+    "badstr.py": "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()\n",
     "text.npz": "X,Y\n1,2\n",
     "empty.npz": "",
 }
@@ -49,6 +50,9 @@ CASES = [  # argv, fragment of the one line
     (["derive", "exit.py"], "exit.py, line 2: SystemExit: 3"),
     (["derive", "badloss.py"], "badloss.py, line 3: TypeError: loss"),
     (["derive", "loop.py", "--timeout", "0.5"], "still running after 0.5 s"),
+    (["derive", "loop.py", "--timeout", "inf"], "--timeout"),
+    (["derive", "badstr.py"], "badstr.py, line 4: E: (its message could not be printed)"),
+    (["handout", "2-2-1", "-o", ""], "the output path is empty"),
     (["derive", "missing.py"], "no such network file: missing.py"),
     (["train", "99999999999-1", "--data", "xor"], "too big to train"),
     (["train", "3-2-1", "--data", "xor"], "expected (n, 3)"),
@@ -131,7 +135,7 @@ def test_timeout_in_the_library(tmp_path):
     (tmp_path / "loop.py").write_text("while True:\n    pass\n")
     with pytest.raises(ValueError, match="still running after 0.2 s"):
         load_network(str(tmp_path / "loop.py"), timeout=0.2)
-    with pytest.raises(ValueError, match="timeout: expected seconds"):
+    with pytest.raises(ValueError, match="timeout: expected seconds from 0"):
         load_network(str(tmp_path / "loop.py"), timeout=-1)
 
 

@@ -81,8 +81,8 @@ def run_network_file(path: str, timeout: float | None = None,
     from pathlib import Path
     if not Path(path).is_file():
         raise ValueError(f"no such network file: {path}")
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout >= 0):
-        raise ValueError(f"timeout: expected seconds ≥ 0 (0: no limit), got {timeout!r}")
+    if timeout is not None and not (isinstance(timeout, (int, float)) and 0 <= timeout <= 1e6):
+        raise ValueError(f"timeout: expected seconds from 0 (no limit) to 1e6, got {timeout!r}")
     try:
         with _deadline(timeout, path, on_overrun):
             ns = runpy.run_path(path, run_name="__symgrad_network__")
@@ -121,7 +121,10 @@ def _user_line(exc, path) -> str:
 
 
 def _first_line(exc) -> str:
-    text = str(exc).strip()
+    try:
+        text = str(exc).strip()
+    except Exception:  # the user's exception cannot even print itself
+        return "(its message could not be printed)"
     return text.splitlines()[0] if text else "(no message)"
 
 

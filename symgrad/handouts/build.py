@@ -361,6 +361,8 @@ def check_output_path(out) -> None:
     missing (a .pdf made it, a .tex or .md failed with the raw errno, after the work), or a
     directory itself."""
     from pathlib import Path
+    if not str(out).strip():
+        raise ValueError("-o: the output path is empty")
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -375,7 +377,7 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
     """What ``symgrad handout`` does: TARGET is a spec ("2-2-1") or a Python file defining a
     Network ``net`` (and optionally a dict ``handout_options``); write ``out`` (.tex, .pdf, .md)
     or return the document. Options left None come from the file, then the defaults."""
-    if out:
+    if out is not None:
         check_output_path(out)
     if target.endswith(".py"):
         net, file_opts = load_network_file(target, timeout, on_overrun)
