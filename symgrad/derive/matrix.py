@@ -121,7 +121,7 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
         if name in on_path and name not in known:
             d.add(*rows[name], bw.g[name][2], StepKind.BACKWARD)
     users = [n for n in net.nodes.values() if p in n.params]
-    terms = []
+    terms, reasons = [], []
     for u in users:
         g = bw.g[u.name][0]
         if is_w:
@@ -134,12 +134,12 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
                   StepKind.PRODUCT)
             terms.append(g * h.T)
         else:  # the op's own rule: g for a bias, g ⊙ x̂ for a gain …
-            terms.append(next(e for who, e, _ in VJPS[u.op](net, u, g) if who == p))
+            e, w = next((e, w) for who, e, w in VJPS[u.op](net, u, g) if who == p)
+            terms.append(e)
+            reasons.append(w)
     grad = terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
     why = ("unvectorize: block i becomes row i, an outer product" if is_w
-           else "; ".join(dict.fromkeys(w for u in users for who, _, w in
-                                        VJPS[u.op](net, u, bw.g[u.name][0]) if who == p))
-           if any(u.op != "dense" for u in users)
+           else "; ".join(dict.fromkeys(reasons)) if any(u.op != "dense" for u in users)
            else "a bias enters z = … + b with the identity Jacobian")
     if len(users) > 1:
         why += f"; {p} is shared by {len(users)} layers, so their gradients add"

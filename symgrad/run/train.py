@@ -266,12 +266,9 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     def train_rows(idx):  # with dropout, fresh masks for every step (ones are dropout off)
         if not masks:
             return rows(idx)
-        batch_x = rows(idx)
-        dt = xs[0].dtype
-        for k, p in masks.items():
-            d = net.nodes[k].dim
-            batch_x[k] = ((mask_rng.random((len(idx), d)) >= p) / (1 - p)).astype(dt)
-        return batch_x
+        batch_x = spec.with_masks(rows(idx), draw=mask_rng)
+        return {k: batch_x[k].astype(xs[0].dtype, copy=False) if k in masks else v
+                for k, v in batch_x.items()}
     rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
     nb = -(-n // batch_size)
 
