@@ -14,7 +14,7 @@ import click
 
 from symgrad.derive import calculus
 from symgrad.core.derivation import Derivation
-from symgrad.printing.text import SympifyPrinter, TextPrinter
+from symgrad.printing.text import SympifyPrinter, TextPrinter, memo
 from symgrad.core.primitives import MissingRuleError
 from symgrad.core.parse import ParseError
 from symgrad.printing.latex import latex
@@ -84,8 +84,8 @@ def _emit(d: Derivation, fmt: str, steps: bool, key: str) -> None:
     """Print a derivation's result (or all its steps) in the chosen format."""
     M = d.result
     if fmt == "json":
-        p = SympifyPrinter()
-        out = {key: [[p.doprint(e) for e in M.row(i)] for i in range(M.rows)],
+        entry = memo(SympifyPrinter().doprint)
+        out = {key: [[entry(e) for e in row] for row in M.tolist()],
                "shape": [M.rows, M.cols]}
         if steps:
             out["steps"] = d.to_dict()["steps"]

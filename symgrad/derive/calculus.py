@@ -29,6 +29,20 @@ _SIMPLIFY_LIMIT = 24
 # (x + y^(10¹⁰⁰))² ran out of memory.
 TERM_BUDGET = 200
 DEGREE_BUDGET = 64
+# Size written out counts too, where the terms stay few: an entry of the chain of six maps
+# (tanh(a + b), tanh(a b)) has 32 terms but 11 000 nodes inside its tanh's, and cancel took
+# 0.7 s on each of them (8.7 s for the chain) to shorten it by a third.
+NODE_BUDGET = 2000
+
+
+def _nodes(expr, cap: int = NODE_BUDGET + 1) -> int:
+    """The nodes of ``expr``'s tree, counted up to ``cap`` (the walk stops there)."""
+    n = 0
+    for _ in sp.preorder_traversal(expr):
+        n += 1
+        if n >= cap:
+            break
+    return n
 
 
 def _terms(expr, cap: int = TERM_BUDGET + 1) -> int:
@@ -66,6 +80,8 @@ def over_budget(expr) -> str | None:
         return f"a power above {DEGREE_BUDGET}"
     if _terms(expr) > TERM_BUDGET:
         return f"more than {TERM_BUDGET} terms expanded"
+    if _nodes(expr) > NODE_BUDGET:
+        return f"more than {NODE_BUDGET} nodes"
     return None
 
 
@@ -80,6 +96,8 @@ class Tidy:
         if isinstance(expr, sp.MatrixBase):
             return expr.applyfunc(self)
         expr = sp.sympify(expr, strict=True)  # an expression already: strict refuses any text
+        if expr.is_Rational or expr.is_Symbol:
+            return expr  # nothing to simplify (most entries of a large Jacobian are 0 or 1)
         why = over_budget(expr)
         if why:
             if why not in self.skipped:
@@ -225,11 +243,11 @@ def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = Tru
     fs, xv = sp.Symbol(name), sp.MatrixSymbol(var, len(xs), 1)
     d = Derivation(f"Jacobian of {name} with respect to ({', '.join(map(str, xs))})")
     d.add(fs, F, f"{name}: R^{len(xs)} → R^{F.rows}", StepKind.DEFINITION)
-    J, simplify = sp.zeros(F.rows, len(xs)), Tidy()
-    for i in range(F.rows):
-        for j, x in enumerate(xs):
-            J[i, j] = simplify(differentiate(F[i], x))
-            if entries and F.rows * len(xs) <= 36:
+    simplify = Tidy()
+    J = _jacobian_matrix(F, xs, simplify)
+    if entries and F.rows * len(xs) <= 36:
+        for i in range(F.rows):
+            for j, x in enumerate(xs):
                 fi = sp.Symbol(f"{name}_{i + 1}") if F.rows > 1 else fs
                 d.add(Partial(fi, x), J[i, j], rule=StepKind.PARTIAL)
     d.add(Partial(fs, xv), J, f"rows are the outputs of {name}, columns its inputs"
@@ -308,35 +326,87 @@ def _feeds(outer: Fn, inner: Fn, feed) -> dict:
     return out
 
 
+# A Jacobian has rows × columns entries, and each once cost a SymPy diff, a simplification and a
+# matrix assignment (~30 µs) even where the input does not occur: the identity of 1200 variables
+# took 86 s. Past this many entries it is refused at once; below it only the entries whose input
+# occurs are differentiated (one set look-up for the rest), and a sum is differentiated term by
+# term over just the terms holding the input (∂/∂x_j of x1 + … + x1000 read all 1000 terms for
+# each j: 15 s).
+MAX_JACOBIAN_ENTRIES = 250_000
+
+
+def _check_entries(rows: int, cols: int, what: str = "the Jacobian") -> None:
+    if rows * cols > MAX_JACOBIAN_ENTRIES:
+        raise ValueError(f"{what} would have {rows}×{cols} = {rows * cols} entries; symgrad "
+                         f"derives up to {MAX_JACOBIAN_ENTRIES} (ask for fewer outputs or inputs)")
+
+
+def _partials(e, xs, simplify) -> list:
+    """[simplify(∂e/∂x) for x in xs], differentiating only where x occurs in ``e``."""
+    free = e.free_symbols
+    if e.is_Add and len(e.args) > 8:
+        holding: dict = {}  # input → the terms of the sum that hold it
+        for term in e.args:
+            for s in term.free_symbols:
+                holding.setdefault(s, []).append(term)
+        return [simplify(sp.Add(*[differentiate(t, x) for t in holding[x]])) if x in holding
+                else sp.S.Zero for x in xs]
+    return [simplify(differentiate(e, x)) if x in free else sp.S.Zero for x in xs]
+
+
 def _jacobian_matrix(F: sp.Matrix, xs, simplify=tidy) -> sp.Matrix:
-    return sp.Matrix(F.rows, len(xs), lambda i, j: simplify(differentiate(F[i], xs[j])))
+    _check_entries(F.rows, len(xs))
+    return sp.Matrix([_partials(e, xs, simplify) for e in F]) if F.rows and xs \
+        else sp.zeros(F.rows, len(xs))
 
 
 # The composition is written out by substitution, and its size multiplies at every junction: ten
-# maps (x1 x2 x3, x1 + x2 x3, x3 x1) composed ran for minutes past 700 MB. Its size is computed
-# first, from the functions alone, and a composition past this many nodes is refused at once.
-# The work grows faster than the size (the Jacobians multiplied and simplified): five of those
-# maps, 254 nodes, take 1.8 s; six, 665 nodes, 5.4 s; seven, 1741, 24 s.
-CHAIN_SIZE = 400
+# maps (x1 x2 x3, x1 + x2 x3, x3 x1) composed ran for minutes past 700 MB. What costs is the
+# derivative written out (differentiated, simplified, printed), and the chain rule makes it grow
+# with the nesting as well as the size: an entry of f(g(…)) is differentiated into a product along
+# every path. Both are estimated first, from the functions alone, in one pass over each tree
+# (_size_and_derivative); a chain whose derivative would pass this many nodes per entry is refused
+# at once. Measured (derive and print, in-process; the estimate in brackets): six tanh(tanh(u))
+# maps (181) 1.2 s; five maps (tanh(a + b), tanh(a b)) (1155) 2.0 s; six of them (2787) 4.7 s;
+# seven (6531) 12 s; five cubic maps (x y z, x + y z, z x) (2073) 2.2 s; six (6321) 8.3 s.
+CHAIN_SIZE = 2500
+
+
+def _size_and_derivative(e, leaves: dict, memo: dict) -> tuple[int, int]:
+    """(nodes of ``e`` written out, an estimate of the nodes of ∂e/∂x written out), where a leaf
+    in ``leaves`` stands for an inner function's output with its own pair. The estimate follows
+    the rules: a sum's derivative is the sum of its terms'; a product's is one term per factor
+    (that factor's derivative times the others); f(u)'s is f′(u)·u′, f′(u) about twice u."""
+    if e in leaves:
+        return leaves[e]
+    if e in memo:
+        return memo[e]
+    if not e.args:
+        pair = (1, 1)
+    else:
+        parts = [_size_and_derivative(a, leaves, memo) for a in e.args]
+        size = 1 + sum(s_ for s_, _ in parts)
+        if e.is_Add:
+            pair = (size, 1 + sum(d_ for _, d_ in parts))
+        elif isinstance(e, sp.Function) and len(parts) == 1:
+            pair = (size, parts[0][1] + 2 * size)
+        else:  # a product, a power and anything else: the product rule
+            pair = (size, 1 + sum(d_ + size - s_ for s_, d_ in parts))
+    memo[e] = pair
+    return pair
 
 
 def _check_composed_size(fns, maps) -> None:
-    sizes = None  # nodes of each output of the inner part composed so far, innermost first
+    pairs = None  # (size, derivative) of each output of the inner part composed so far
     for i in range(len(fns) - 1, -1, -1):
-        f, out = fns[i], []
-        for e in f.outputs:
-            nodes = list(sp.preorder_traversal(e))
-            if sizes is None:
-                out.append(len(nodes))
-            else:
-                own = sum(1 for n in nodes if n not in maps[i])
-                out.append(own + sum(sizes[maps[i][n]] for n in nodes if n in maps[i]))
-        grew = sizes is not None  # the innermost function alone is no composition
-        sizes = out
-        if grew and max(sizes) > CHAIN_SIZE:
-            raise ValueError(f"chain: written out, the composition {'∘'.join(g.name for g in fns[i:])} "
-                             f"would have about {max(sizes)} nodes per entry; symgrad composes up "
-                             f"to {CHAIN_SIZE} (compose fewer functions)")
+        leaves = {v: pairs[k] for v, k in maps[i].items()} if pairs is not None else {}
+        grew, memo = pairs is not None, {}  # the innermost function alone is no composition
+        pairs = [_size_and_derivative(e, leaves, memo) for e in fns[i].outputs]
+        worst = max((d_ for _, d_ in pairs), default=0)
+        if grew and worst > CHAIN_SIZE:
+            raise ValueError(f"chain: the derivative of {'∘'.join(g.name for g in fns[i:])}, "
+                             f"written out, would have about {worst} nodes per entry; symgrad "
+                             f"derives chains up to {CHAIN_SIZE} (compose fewer functions)")
 
 
 def chain(*fns, feed: Sequence | None = None) -> Derivation:
