@@ -265,3 +265,27 @@ def test_d_dx_of_a_constant_power_at_zero_is_torchs(torch, c):
     X = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
     want = torch.autograd.grad(X**c, X)[0].item()
     assert ours == want  # inf == inf
+
+
+@pytest.mark.parametrize("backend", ["numpy", "python"])
+def test_an_activation_in_a_network_kernel_takes_the_same_stable_forms(backend):
+    """hidden = log σ(x) printed as written was −709 at x = −1000, and the kernel's loss and
+    gradients inf; now the value is exact (−1000), and loss and gradients are what the exact
+    function gives, written out here by hand with log σ(u) = −softplus(−u), ∂/∂u = σ(−u)."""
+    net = sg.mlp([1, 1, 1], hidden=sg.activation("log(sigmoid(x))"), output="identity",
+                 loss="mse")
+    kernel = net.compile(backend=backend)
+    p = {"W1": np.array([[1.5]]), "b1": np.array([0.25]), "W2": np.array([[-0.5]]),
+         "b2": np.array([0.1])}
+    X, Y = np.array([[-1000.0], [-50.0], [3.0], [1000.0]]), np.array([[1.0], [0.0], [2.0], [0.0]])
+    z = 1.5 * X + 0.25
+    h = -np.logaddexp(0, -z)
+    r = (-0.5 * h + 0.1) - Y  # ŷ − y
+    loss, grads = kernel(p, X, Y)
+    assert np.isfinite(loss) and all(np.isfinite(g).all() for g in grads.values())
+    assert net.predict(p, X)[0, 0] == pytest.approx(-0.5 * -1499.75 + 0.1, rel=1e-12)
+    assert loss == pytest.approx((r ** 2).sum() / 8, rel=1e-12)
+    gz = r * -0.5 * np.exp(-np.logaddexp(0, z))  # ∂ log σ(z)/∂z = σ(−z) = e^(−softplus(z))
+    assert grads["W2"][0, 0] == pytest.approx((r * h).sum() / 4, rel=1e-12)
+    assert grads["W1"][0, 0] == pytest.approx((gz * X).sum() / 4, rel=1e-12)
+    assert grads["b1"][0] == pytest.approx(gz.sum() / 4, rel=1e-12)

@@ -21,6 +21,7 @@ import sympy as sp
 from sympy.core.function import Application
 from sympy.printing.codeprinter import PrintMethodNotImplementedError
 
+from symgrad.compile.forms import stable_forms
 from symgrad.core.primitives import HELPERS, RULES, MissingCodeError, call_args, sigmoid
 from symgrad.core.matexpr import N, Elementwise, SumAll  # noqa: F401  (N: re-exported to the package)
 
@@ -73,7 +74,9 @@ def lambda_body(lam: sp.Lambda):
     re/im terms, e.g. d|t|/dt; over reals they fold away.)"""
     reals = [sp.Dummy(f"r{i}", real=True) for i in range(len(lam.variables))]
     body = lam.expr.xreplace(dict(zip(lam.variables, reals)))
-    return reals, stable(body.doit() if body.has(sp.Derivative) else body)
+    # the same stable forms as compile_function's (an activation log σ(x) printed as written was
+    # −709 at x = −1000 and its loss inf), after σ is folded from its exponentials
+    return reals, stable_forms(stable(body.doit() if body.has(sp.Derivative) else body))
 
 
 def stable(expr):
