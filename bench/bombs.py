@@ -34,6 +34,17 @@ def maximum(k: int) -> tuple[str, str]:
         f"x{i}" for i in range(1, k + 1))
 
 
+def names(k: int) -> str:
+    return ",".join(f"x{i}" for i in range(k))
+
+
+def tanh_maps(k: int) -> list[str]:
+    out = []
+    for i in range(1, k + 1):
+        out += ["--fn", f"tanh(a{i}+b{i}), tanh(a{i}*b{i})", "--wrt", f"a{i},b{i}"]
+    return out
+
+
 def deep_spec(layers: int) -> str:
     return "-".join(["2"] * (layers + 1))
 
@@ -60,6 +71,12 @@ BOMBS = [
     ("chain of 4 tanh", ["chain", "--fn", "tanh(tanh(u))", "--wrt", "u", "--fn", "tanh(tanh(v))",
                          "--wrt", "v", "--fn", "tanh(tanh(w))", "--wrt", "w", "--fn",
                          "tanh(tanh(x))", "--wrt", "x"]),
+    ("chain of 5 maps (tanh(a+b), tanh(ab))", ["chain", *tanh_maps(5)]),
+    ("chain of 6 maps (tanh(a+b), tanh(ab))", ["chain", *tanh_maps(6)]),
+    ("identity of 500 variables", ["jacobian", names(500), "--wrt", names(500)]),
+    ("identity of 1200 variables", ["jacobian", names(1200), "--wrt", names(1200)]),
+    ("sum of 1000 w.r.t. each", ["jacobian", names(1000).replace(",", "+"), "--wrt",
+                                 names(1000)]),
     ("derive 200 layers --wrt W1", ["derive", deep_spec(200), "--wrt", "W1"]),
     ("derive 200 layers, all", ["derive", deep_spec(200)]),
     ("derive 12-11-1 element", ["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"]),
