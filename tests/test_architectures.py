@@ -29,13 +29,13 @@ def forward(net, ps, X):
         elif node.op == "act":
             vals[name] = ACTS[node.act.name](ins[0])
         elif node.op == "softmax":
-            vals[name] = torch.softmax(ins[0], 1)
+            vals[name] = torch.softmax(ins[0], -1)  # over the features: the last axis
         elif node.op == "add":
             vals[name] = sum(ins[1:], ins[0])
         elif node.op == "mul":
             vals[name] = ins[0] * ins[1]
         elif node.op == "concat":
-            vals[name] = torch.cat(ins, dim=1)
+            vals[name] = torch.cat(ins, dim=-1)
         elif node.op == "normalize":
             vals[name] = F.layer_norm(ins[0], (node.dim,), eps=float(node.attr("eps")))
         elif node.op == "scale_shift":
@@ -50,10 +50,11 @@ def torch_run(net, params, X, Y):
     here from torch's own functions, never from symgrad's derivation."""
     ps = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     out, y = forward(net, ps, X), torch.tensor(Y)
+    # the mean over every example, or every position of every sequence (n·T) for (n, T, k)
     if net.loss.name == "mse":
-        loss = 0.5 * ((out - y) ** 2).sum() / len(Y)
+        loss = 0.5 * ((out - y) ** 2).sum(-1).mean()
     elif net.loss.name == "cross_entropy":
-        loss = -(y * torch.log(out)).sum() / len(Y)
+        loss = -(y * torch.log(out)).sum(-1).mean()
     else:
         raise AssertionError(net.loss.name)
     grads = torch.autograd.grad(loss, list(ps.values()))
@@ -64,11 +65,13 @@ def rel(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
 
 
-def random_net(rng, depth):
+def random_net(rng, depth, T=None):
     """x → a random stack: each step a dense + activation, a gate of two branches, a
-    concatenation of the last values, or a skip connection; then a dense head."""
+    concatenation of the last values, or a skip connection; then a dense head. ``T``: x is a
+    sequence of T positions (every op then acts on each position)."""
     net = sg.Network()
-    values = [net.input("x", int(rng.integers(2, 5)))]
+    d0 = int(rng.integers(2, 5))
+    values = [net.input("x", d0) if T is None else net.input("x", shape=(T, d0))]
     dim = lambda v: net.nodes[v].dim
     for _ in range(depth):
         kind = rng.choice(["dense", "gate", "concat", "skip", "norm"])

@@ -74,12 +74,20 @@ def program(net) -> Program:
 
 def _prologue(spec, with_y):
     """Fast argument checks; anything unusual (a conversion, a dict of the wrong inputs, extra
-    parameters, no examples) goes to Spec.check, which converts or raises a clear error."""
+    parameters, no examples) goes to Spec.check, which converts or raises a clear error. For a
+    sequence network X is (n, T, d) and Y (n, T, k) or (n, T) labels: once checked they are read
+    as their n·T positions, one a row ((n·T, d), a view), and n below counts those rows."""
     names, xs = spec.pvars, spec.xvars
-    x0 = xs[0]
-    yshape = "" if not with_y else (
-        f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels else
-        f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
+    x0, T = xs[0], spec.T
+    if T is None:
+        yshape = "" if not with_y else (
+            f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels
+            else f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
+    else:
+        yshape = "" if not with_y else (
+            f" or Y.shape != ({x0}.shape[0], {T}, {spec.d_out}) or Y.dtype is not dt"
+            if not spec.labels else
+            f" or Y.shape != ({x0}.shape[0], {T}) or Y.dtype.kind not in 'iu'")
     # (cross_entropy: integer labels take this fast path; rows of Y go through _spec.check, which
     # also checks that each sums to 1, as the fused gradient ŷ − y requires)
     # Locals are the program's generated names; the user's names are dict keys held in the
@@ -89,17 +97,26 @@ def _prologue(spec, with_y):
     get = [f"{p} = params[_k{i}]" for i, p in enumerate(names)]
     if len(xs) > 1:  # several inputs: X is a dict {input name: array}
         get += [f"{x} = X[_i{i}]" for i, x in enumerate(xs)]
-    rows = [f"{x}.ndim != 2 or {x}.shape != ({x0}.shape[0], {d}) or {x}.dtype is not dt"
-            for x, d in zip(xs[1:], spec.d_ins[1:])]
+    lead = (f"{x0}.ndim != 2 or {x0}.shape[1] != {spec.d_in}" if T is None else
+            f"{x0}.ndim != 3 or {x0}.shape[1] != {T} or {x0}.shape[2] != {spec.d_in}")
+    rows = [f"{x}.shape != ({x0}.shape[0], {'' if T is None else f'{T}, '}{d}) or "
+            f"{x}.dtype is not dt" for x, d in zip(xs[1:], spec.d_ins[1:])]
     lines = ["    try:", f"        {'; '.join(get)}",
              f"        dt = {x0}.dtype",  # (dtype objects of native floats are unique)
-             f"        if ({x0}.ndim != 2 or {x0}.shape[1] != {spec.d_in} or not {x0}.shape[0] or "
+             f"        if ({lead} or not {x0}.shape[0] or "
              f"dt is not _F64 and dt is not _F32 or len(params) != {len(names)} or "
              + (f"len(X) != {len(xs)} or " if len(xs) > 1 else "")
              + " or ".join(rows + [f"{shapes} != _SHAPES"] + [f"{p}.dtype is not dt" for p in names])
              + yshape + "):", "            raise ValueError", "    except Exception:",
              f"        {args}, = _spec.check(params, X{', Y, True' if with_y else ''})",
-             f"        dt = {x0}.dtype", f"    n = {x0}.shape[0]"]
+             f"        dt = {x0}.dtype"]
+    if T is None:
+        return lines + [f"    n = {x0}.shape[0]"]
+    lines += [f"    _Xs{', _Ys' if with_y else ''} = X{', Y' if with_y else ''}  # as given, "
+              "for the error messages", f"    n = {x0}.shape[0] * {T}  # rows: every position"]
+    lines += [f"    {x} = {x}.reshape(n, {d})" for x, d in zip(xs, spec.d_ins)]
+    if with_y:
+        lines.append("    Y = Y.reshape(n, -1) if Y.ndim == 3 else Y.reshape(n)")
     return lines
 
 
@@ -134,7 +151,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     if len(variants) == 2:
         lines += ["    if Y.ndim == 1:  # integer labels", "        try:",
                   "            " + variants[0][1][0], "        except ValueError:  # say which label",
-                  "            _spec.target(Y, n, dt)"]
+                  "            _spec.rows(Y, n, dt)"]
         lines += ["        " + b for b in variants[0][1][1:]]
     lines += ["    " + b for b in variants[-1][1]]
     return "\n".join(lines) + "\n", _consts(list(consts.values()))
@@ -183,13 +200,15 @@ def _compile_network(net, scalar, at0):
             "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
     # numpy carries nan and inf from any argument into the loss: check it, not every argument
+    given = "X, Y" if spec.T is None else "_Xs, _Ys"
     tail = [f"if not _isfinite({loss}):  # nan or inf: raise naming the argument, unless it "
-            "overflowed", "    _spec.diagnose(params, X, Y)"]
+            "overflowed", f"    _spec.diagnose(params, {given})"]
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
                             outputs={v.sym for v in grads.values()}, head=head, tail=tail)
     if head:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
-        src = (f"# A tiny net: a call with n examples, n ≤ {most} (n × {spec.weights} weight entries ≤ "
+        rows = "n examples" if spec.T is None else f"n rows (sequences × {spec.T} positions)"
+        src = (f"# A tiny net: a call with {rows}, n ≤ {most} (n × {spec.weights} weight entries ≤ "
                f"{limit}), runs kernel_n<n>,\n# the same program unrolled over Python floats for that "
                "n, made on first use: kernel.scalar_source(n)\n# shows it. The numpy code below "
                "runs for larger batches, and whenever Python floats overflow.\n" + src)
@@ -223,8 +242,11 @@ def _reporting(kernel, net, spec, typed, at0, unrolled):
 def _forward(net, spec, typed):
     out = typed.forward_of(net.output_node).sym
     stmts = [(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)]
+    # (a copy: the value may be a buffer the kernel reuses; a sequence's (n·T, k) rows are given
+    # back as (n, T, k), a view of that copy)
+    back = "" if spec.T is None else f".reshape(-1, {spec.T}, {spec.d_out})"
     src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - {out},
-                            f"{out.name}.T.copy()", False)
+                            f"{out.name}.T.copy(){back}", False)
     return exec_generated(src, "predict", _namespace(spec, _consts=consts))
 
 
@@ -246,9 +268,12 @@ def _compile_python(net, scalar, at0):
 
     def kernel(params, X, Y):
         *args, Yc = spec.check(params, X, Y, True)  # converted, and checked finite
-        n = args[len(spec.names)].shape[0]
+        xs, Yc = spec.flat(args[len(spec.names):], Yc)  # a sequence's positions as rows
+        args = args[:len(spec.names)] + xs
+        n = xs[0].shape[0]
         if n * spec.weights > PYTHON_WORK:
-            raise ValueError(f"backend 'python': {n} examples × {spec.weights} weight entries is "
+            rows = "examples" if spec.T is None else f"positions ({n // spec.T} sequences × {spec.T})"
+            raise ValueError(f"backend 'python': {n} {rows} × {spec.weights} weight entries is "
                              f"over {PYTHON_WORK}; use backend='numpy'")
         return unrolled(n)(*args, Yc, args[0].dtype)
 

@@ -196,11 +196,11 @@ def _unpack_targets(spec, n, unpack, finite):
     Y = spec.Y
     if not spec.labels:
         return [unpack(Y, "_Y", (n, spec.d_out))] + finite()
-    lines = ["    if _Y.ndim == 2:", f"        _spec.target(_Y, {n}, _dt)",  # rows must sum to 1
+    lines = ["    if _Y.ndim == 2:", f"        _spec.rows(_Y, {n}, _dt)",  # rows must sum to 1
              unpack(Y, "_Y", (n, spec.d_out), "        ")]
     lines += finite("        ") + ["    else:", "        _ls = _Y.tolist()",
                                    f"        if min(_ls) < 0 or max(_ls) >= {spec.d_out}:",
-                                   f"            _spec.target(_Y, {n}, _dt)",
+                                   f"            _spec.rows(_Y, {n}, _dt)",
                                    f"        {', '.join(f'_l{i}' for i in range(n))}, = _ls"]
     return lines + [f"        {Y.name}_{i}_{k} = 1.0 if _l{i} == {k} else 0.0"
                     for i in range(n) for k in range(spec.d_out)]

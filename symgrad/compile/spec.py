@@ -30,7 +30,13 @@ class Spec:
 
     One input: X is an (n, d) array. Several inputs: X is a dict {input name: (n, d) array}, every
     one with the same n; ``xvars`` are the kernel's local names for them. The parameters' dtype
-    (float32 or float64, all alike) is the kernel's: X and Y are converted to it."""
+    (float32 or float64, all alike) is the kernel's: X and Y are converted to it.
+
+    A sequence network (``T``, its positions, not None): X is (n, T, d) and Y (n, T, k), or (n, T)
+    integer labels for cross_entropy, as torch lays them; ``check`` returns them so (train shuffles
+    whole sequences), and the kernel reads their n·T positions as the rows of the batch program
+    (a reshape: a view for the contiguous arrays ``check`` returns), ``rows`` checks targets in
+    that flat form."""
 
     def __init__(self, net, program=None, relu_grad_at_zero=None):
         program = program or backprop.program(net)
@@ -41,6 +47,7 @@ class Spec:
         self.names = list(self.shapes)  # the user's names: keys of params, never code
         self.pvars = [v.sym.name for v in program.params]  # the kernel's locals (generated)
         self.inputs = list(net.inputs)
+        self.T = net.positions  # None: vectors, one example a row
         self.d_ins = [net.nodes[i].dim for i in self.inputs]
         self.d_in = self.d_ins[0]
         self.d_out = net.nodes[net.output_node].dim
@@ -55,8 +62,9 @@ class Spec:
         """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong;
         ``targets``: Y is required (a kernel's loss needs it)."""
         if targets and Y is None:
-            raise ValueError(f"Y: the kernel needs the targets, (n, {self.d_out}) one row per "
-                             "example" + (" or (n,) integer labels" if self.labels else "")
+            raise ValueError(f"Y: the kernel needs the targets, {self.yshape('n')}"
+                             + ("" if self.T else " one row per example")
+                             + (f" or {self.lshape('n')} integer labels" if self.labels else "")
                              + "; got None (net.predict(params, X) needs none)")
         out = self.params(params)
         dt = out[0].dtype if out else np.dtype("float64")
@@ -108,10 +116,30 @@ class Spec:
         for k, p in masks.items():
             if k in out and draw is None:
                 continue
-            d = self.net.nodes[k].dim
-            out[k] = (np.ones((n, d)) if draw is None else
-                      (draw.random((n, d)) >= p) / (1 - p))
+            shape = (n, *self.net.nodes[k].shape)  # (n, T, d) for a sequence: a mask per entry
+            out[k] = (np.ones(shape) if draw is None else
+                      (draw.random(shape) >= p) / (1 - p))
         return out
+
+    def xshape(self, n, d) -> str:
+        """How an input of d features is laid out: (n, d), or (n, T, d) for a sequence."""
+        return f"({n}, {d})" if self.T is None else f"({n}, {self.T}, {d})"
+
+    def yshape(self, n) -> str:
+        return self.xshape(n, self.d_out)
+
+    def lshape(self, n) -> str:
+        """Integer labels: (n,), or (n, T) for a sequence."""
+        return f"({n},)" if self.T is None else f"({n}, {self.T})"
+
+    def flat(self, xs, Y=None):
+        """The inputs (and Y) as the batch program reads them: one position a row, (n·T, d),
+        (n·T, k) or (n·T,) labels; unchanged for vectors. Views of contiguous arrays."""
+        if self.T is None:
+            return xs, Y
+        rows = xs[0].shape[0] * self.T
+        xs = [a.reshape(rows, a.shape[-1]) for a in xs]
+        return xs, (None if Y is None else Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows))
 
     def examples(self, X, dt):
         """The input arrays, in net.inputs order, converted to dt."""
@@ -126,14 +154,19 @@ class Spec:
                                  f"network's inputs are {', '.join(map(repr, names))})")
             arrays, labels = [X[k] for k in names], [f"X[{k!r}]" for k in names]
         elif len(names) > 1:
-            raise ValueError(f"X: this network has {len(names)} inputs; give a dict "
-                             f"{{{', '.join(f'{k!r}: (n, {d}) array' for k, d in zip(names, self.d_ins))}}}")
+            each = ", ".join(f"{k!r}: {self.xshape('n', d)} array"
+                             for k, d in zip(names, self.d_ins))
+            raise ValueError(f"X: this network has {len(names)} inputs; give a dict {{{each}}}")
         else:
             arrays, labels = [X], ["X"]
         out = []
         for a, what, d in zip(arrays, labels, self.d_ins):
             a = _numeric(a, what, dt)
-            if a.ndim != 2 or a.shape[1] != d:
+            if self.T is not None:
+                if a.ndim != 3 or a.shape[1:] != (self.T, d):
+                    raise ValueError(f"{what} has shape {a.shape}; expected {self.xshape('n', d)}: "
+                                     f"n sequences of {self.T} positions of {d} features")
+            elif a.ndim != 2 or a.shape[1] != d:
                 raise ValueError(f"{what} has shape {a.shape}; expected (n, {d}), one example a row")
             if out and a.shape[0] != out[0].shape[0]:
                 raise ValueError(f"{what} has {a.shape[0]} rows but {labels[0]} has "
@@ -159,6 +192,23 @@ class Spec:
         self.check(params, X, Y)
 
     def target(self, Y, n, dt):
+        """Y for n examples, checked and converted: (n, k), or (n,) labels; for a sequence
+        (n, T, k) or (n, T) labels, returned so, checked position by position by ``rows``."""
+        if self.T is None:
+            return self.rows(Y, n, dt)
+        Y, T = np.asarray(Y), self.T
+        if self.labels and Y.ndim == 2 and Y.shape == (n, T):
+            return self.rows(Y.reshape(n * T), n * T, dt).reshape(n, T)
+        if Y.ndim == 2 and self.d_out == 1 and Y.shape == (n, T):
+            Y = Y[:, :, None]
+        if Y.shape != (n, T, self.d_out):
+            extra = f" or {self.lshape(n)} integer labels" if self.labels else ""
+            raise ValueError(f"Y has shape {Y.shape}; expected {self.yshape(n)}{extra}")
+        return self.rows(Y.reshape(n * T, self.d_out), n * T, dt).reshape(n, T, self.d_out)
+
+    def rows(self, Y, n, dt):
+        """Y for n rows of the batch program (examples, or the positions of sequences): (n, k),
+        or (n,) labels, checked and converted."""
         Y = np.asarray(Y)
         if self.labels and Y.ndim == 1 and Y.shape == (n,):
             if Y.dtype.kind not in "iu":
@@ -178,8 +228,10 @@ class Spec:
             off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * self.d_out
             if off.any():
                 i = int(np.argmax(off))
-                raise ValueError(f"Y: row {i} sums to {sums[i]:.6g}; cross_entropy targets are rows "
-                                 "that sum to 1 (one-hot or distributions) or (n,) integer labels")
+                where = f"row {i}" if self.T is None else f"Y[{i // self.T}, {i % self.T}]"
+                raise ValueError(f"Y: {where} sums to {sums[i]:.6g}; cross_entropy targets are "
+                                 "rows that sum to 1 (one-hot or distributions) or "
+                                 f"{self.lshape('n')} integer labels")
         return Y
 
 

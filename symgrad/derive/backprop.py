@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Grad, StepKind
+from symgrad.core.derivation import Derivation, Grad, Note, StepKind
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
 from symgrad.core.matexpr import (N, Cotangent, SumAll, Target, batch, bias_gradient, hadamard,
@@ -48,6 +48,38 @@ VJPS = _RuleTable("vjp")
 def local_jacobian(net, node, wrt):
     """(∂node/∂wrt, why), by the node's op's registered rule."""
     return op_of(node, "the matrix level").jacobian(net, node, wrt)
+
+
+# -- sequences: position-wise ---------------------------------------------------------------------
+def per_position(net) -> str:
+    """Words for a title: "" for a network of vectors; for one of sequences, that every value is
+    one position's. Every op is position-wise, so a sequence network is the per-example engine
+    at each position t, and its batch is every position of every sequence, one a row."""
+    T = net.positions
+    return "" if T is None else f", at one position t of a sequence of T = {T} (position-wise)"
+
+
+def rows_are(net) -> str:
+    """What the batch's n rows are: the examples, or every position of every sequence."""
+    if net.positions is None:
+        return "the n examples"
+    return (f"the n rows, every position of every sequence (n = sequences × T, T = "
+            f"{net.positions}; X is the (n, T, d) batch read as x.reshape(-1, d))")
+
+
+def sequence_convention(net, d: Derivation) -> None:
+    """For a sequence network, the first step: how a sequence value is laid out and why the
+    steps below are those of one position."""
+    T = net.positions
+    if T is None:
+        return
+    d.add(sp.Symbol("t"), Note(
+        f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "
+        "position t, written here as a column like every vector of the notes (W is d_out × d_in, "
+        "z_t = W h_t + b, as torch.nn.Linear on the last axis); a batch is (n, T, d), as torch "
+        "lays it"),
+        "position-wise: every op acts on each position alone, so each value below is that of one "
+        "position t, and the same at every position t", StepKind.DEFINITION)
 
 
 # -- the backward pass ----------------------------------------------------------------------------
@@ -155,7 +187,9 @@ def program(net: Graph) -> Program:
 
 def _algorithm(net: Graph) -> Derivation:
     bw = backward(net)
-    d = Derivation("Forward and backward propagation (Algorithm 6.4) for this network")
+    d = Derivation("Forward and backward propagation (Algorithm 6.4) for this network"
+                   + per_position(net))
+    sequence_convention(net, d)
     shown = batch_rows(net)
     prog, rows = Program(), {}  # rows: per-example symbol → the program's batch symbol
     for name, node in net.nodes.items():
@@ -170,7 +204,7 @@ def _algorithm(net: Graph) -> Derivation:
             d.add(net.sym(name), rhs, "forward propagation", StepKind.FORWARD)
             rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, N).xreplace(params),
                                               (N, node.dim), name, shown[net.sym(name)]).sym
-    d.add(sp.Symbol("f"), batch_loss(net), "the mean loss over the n examples", StepKind.LOSS)
+    d.add(sp.Symbol("f"), batch_loss(net), f"the mean loss over {rows_are(net)}", StepKind.LOSS)
     prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
     for i, (name, (g, rhs, why)) in enumerate(bw.g.items()):
         d.add(g, rhs, why if i else bw.start_why, StepKind.BACKWARD)

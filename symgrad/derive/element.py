@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Partial, StepKind
+from symgrad.derive.backprop import per_position, rows_are, sequence_convention
 from symgrad.core.evaluate import evaluate
 from symgrad.core.primitives import (PRIMITIVES, kinked, rule_says, step, step_cases, step_says,
                                      unfold_steps)
@@ -180,7 +181,8 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
     if of == "output" and len(outs) != 1:
         raise ValueError("of='output' needs a network with one output; use of='loss'")
     T, Tsym = (outs[0], outs[0]) if of == "output" else (S.loss, ELL)
-    d = Derivation(f"∂{Tsym}/∂{w}, unit by unit")
+    d = Derivation(f"∂{Tsym}/∂{w}, unit by unit" + per_position(net))
+    sequence_convention(net, d)
     _opening(S, d, T, Tsym, w, of)
     value = _chain(S, d, T, Tsym, w)
     direct = sp.diff(S.explicit(T), w)
@@ -375,7 +377,7 @@ def _batch(net, S, d, w):
     """∂f/∂w for f = (1/n) Σ_i ℓ_i + λΩ(θ), Ω = ½ Σ w² over the weights (Algorithm 6.4)."""
     i, n = sp.Symbol("i", integer=True, positive=True), sp.Symbol("n", integer=True, positive=True)
     rhs = sp.Sum(sp.Derivative(sp.IndexedBase(ELL)[i], w, evaluate=False), (i, 1, n)) / n
-    why = "f = (1/n) Σ_i ℓ_i is the mean loss over the n examples: average their derivatives"
+    why = f"f = (1/n) Σ_i ℓ_i is the mean loss over {rows_are(net)}: average their derivatives"
     if net.penalty != 0:
         weights = {s for p, M in S.params.items() if net.is_weight(p) for s in M}
         if w in weights:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgrad.derive.backprop import VJPS, algorithm, gradients, local_jacobian
+from symgrad.derive.backprop import (VJPS, algorithm, gradients, local_jacobian, per_position,
+                                     rows_are, sequence_convention)
 from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
 from symgrad.graph.network import Graph
 
@@ -48,7 +49,8 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     ell, P = sp.Symbol("ℓ"), net.sym(p)
     is_w = net.is_weight(p)
     wrt = Vec(P) if is_w else P
-    d = Derivation(f"The gradient of the loss with respect to {p}")
+    d = Derivation(f"The gradient of the loss with respect to {p}" + per_position(net))
+    sequence_convention(net, d)
     users = [n.name for n in net.nodes.values() if p in n.params]
     paths = [path for u in users for path in _paths(net, u, net.output_node, known)]
 
@@ -85,8 +87,9 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     derived = _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known)
     batch_g = alg.result[p]
     d.add(Grad(sp.Symbol("f"), P), batch_g,
-          "the mean over the n examples (one per row of X): every g row-stacked into G, "
-          "which carries the 1/n", StepKind.BATCH, shapes=[net.shapes[p]])
+          f"the mean over {rows_are(net)}" + ("" if net.positions else " (one per row of X)")
+          + ": every g row-stacked into G, which carries the 1/n", StepKind.BATCH,
+          shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
                   derived=derived)

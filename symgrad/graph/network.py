@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 import sympy as sp
@@ -30,7 +30,9 @@ from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_d
 class Node:
     """One value in the graph: ``op`` is a key of :data:`symgrad.graph.ops.OPS` (input, dense,
     act, softmax, add, mul, concat, normalize, scale_shift …); ``attrs`` holds an op's settings
-    as (name, value) pairs, e.g. (("eps", 1/100000),) for normalize."""
+    as (name, value) pairs, e.g. (("eps", 1/100000),) for normalize. ``positions`` is T for a
+    sequence value (T positions of ``dim`` features each, a (T, d) value per example, batched
+    (n, T, d) as torch lays it), None for a plain vector (a column of ``dim``)."""
 
     name: str
     op: str
@@ -39,9 +41,15 @@ class Node:
     dim: int = 0
     act: Activation | None = None
     attrs: tuple = ()
+    positions: int | None = None
 
     def attr(self, key):
         return dict(self.attrs)[key]
+
+    @property
+    def shape(self) -> tuple:
+        """The value of one example as torch holds it: (T, d) for a sequence, (d,) a vector."""
+        return (self.dim,) if self.positions is None else (self.positions, self.dim)
 
 
 @dataclass
@@ -109,12 +117,36 @@ class Graph:
         for i in node.inputs:
             if i not in self.nodes:
                 raise ValueError(f"{node.name}: unknown input node {i!r}")
+        if node.op != "input":  # every op is position-wise: a node has its inputs' positions
+            ins = [self.nodes[i] for i in node.inputs]
+            other = next((b for b in ins if b.positions != ins[0].positions), None)
+            if other is not None:
+                raise ValueError(
+                    f"{node.op} {node.name!r}: {ins[0].name!r} has shape {ins[0].shape} and "
+                    f"{other.name!r} has shape {other.shape}; a position-wise op needs values "
+                    "with the same positions (both vectors, or sequences of the same T)")
+            node = replace(node, positions=ins[0].positions if ins else None)
         self.nodes[node.name] = node
         return node.name
 
-    def input(self, name: str = "x", dim: int = 1) -> str:
-        _check_dim(dim, name)
-        return self._add(Node(name, "input", dim=dim))
+    def input(self, name: str = "x", dim: int | None = None, *, shape=None) -> str:
+        """An input: a vector of ``dim`` features (a column of the notes), or with
+        ``shape=(T, d)`` a sequence of T positions of d features each, whose batches are
+        (n, T, d) arrays as torch lays them; ``shape=(d,)`` is the vector ``dim=d``. Every op
+        after it acts on each position alone (dense on the last axis, as torch.nn.Linear)."""
+        if shape is None:
+            dim = 1 if dim is None else dim
+            _check_dim(dim, name)
+            return self._add(Node(name, "input", dim=dim))
+        if dim is not None:
+            raise ValueError(f"input {name!r}: give dim or shape, not both")
+        if not isinstance(shape, tuple) or len(shape) not in (1, 2):
+            raise ValueError(f"input {name!r}: shape is (d,) for a vector or (T, d) for a "
+                             f"sequence of T positions of d features; got {shape!r}")
+        for k in shape:
+            _check_dim(k, f"input {name!r}")
+        return self._add(Node(name, "input", dim=shape[-1],
+                              positions=shape[0] if len(shape) == 2 else None))
 
     def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
               name: str | None = None) -> str:
@@ -196,7 +228,7 @@ class Graph:
             raise ValueError(f"dropout: p is the probability of dropping a unit, 0 ≤ p < 1; got "
                              f"{p!r}")
         mask = self._add(Node(self._fresh(f"mask{len(self.nodes)}"), "input", dim=h.dim,
-                              attrs=(("dropout", float(p)),)))
+                              attrs=(("dropout", float(p)),), positions=h.positions))
         return self.mul(inp, mask, name=name or self._fresh(f"drop{len(self.nodes)}"))
 
     @property
@@ -252,6 +284,13 @@ class Graph:
         return [p for p in self.shapes if self.is_weight(p)]
 
     @property
+    def positions(self) -> int | None:
+        """T when the network's values are sequences of T positions (every value then is; the
+        ops act on each position alone), None when they are vectors."""
+        return self.nodes[self.output_node].positions if self.output_node in self.nodes else \
+            next((n.positions for n in self.nodes.values() if n.op == "input"), None)
+
+    @property
     def inputs(self) -> list[str]:
         return [n.name for n in self.nodes.values() if n.op == "input"]
 
@@ -281,9 +320,15 @@ class Graph:
             raise ValueError("the network has no output and loss: call net.set_loss(output, loss)")
         if not self.shapes:
             raise ValueError("the network has no parameters (add a layer with net.dense)")
+        out = self.nodes[self.output_node]
+        for i in self.inputs:  # an input that reaches no op could still differ from the output
+            if self.nodes[i].positions != out.positions:
+                raise ValueError(f"input {i!r} has shape {self.nodes[i].shape} but the output "
+                                 f"{out.name!r} has shape {out.shape}: a network's values are all "
+                                 "vectors or all sequences of the same T")
 
     def __repr__(self):
-        arch = " → ".join(f"{n.name}[{n.dim}]" for n in self.nodes.values())
+        arch = " → ".join(f"{n.name}[{'×'.join(map(str, n.shape))}]" for n in self.nodes.values())
         return f"<Network {arch}; loss {self.loss.name if self.loss else None}>"
 
 

@@ -157,8 +157,9 @@ class _Printer:
 
 
 def _arch(net) -> str:
+    each = "" if net.positions is None else f" at each of T = {net.positions} positions"
     return "a " + "-".join(str(n.dim) for n in net.nodes.values()
-                           if n.op in ("input", "dense")) + " network"
+                           if n.op in ("input", "dense")) + " network" + each
 
 
 def _subtitle(net, level) -> str:

@@ -37,15 +37,17 @@ def _relative(analytic, numeric, floor):
 
 
 def _data(net, n, rng):
-    """Random examples: X an (n, d) array, or a dict of them for several inputs; Y to suit the loss."""
-    dL = net.nodes[net.output_node].dim
-    X = {i: rng.standard_normal((n, net.nodes[i].dim)) for i in net.inputs}
+    """Random examples: X an (n, d) array ((n, T, d) for sequences), or a dict of them for several
+    inputs; Y to suit the loss."""
+    out = net.nodes[net.output_node]
+    lead = (n,) if out.positions is None else (n, out.positions)  # (n, T, ·) for sequences
+    X = {i: rng.standard_normal(lead + (net.nodes[i].dim,)) for i in net.inputs}
     X = X[net.inputs[0]] if len(X) == 1 else X
     if net.loss.labels:
-        return X, rng.integers(0, dL, n)
+        return X, rng.integers(0, out.dim, lead)
     if net.loss.fused:  # a classification loss (bce): 0/1 targets
-        return X, rng.integers(0, 2, (n, dL)).astype(float)
-    return X, rng.standard_normal((n, dL))
+        return X, rng.integers(0, 2, lead + (out.dim,)).astype(float)
+    return X, rng.standard_normal(lead + (out.dim,))
 
 
 def check_network(net, params=None, X=None, Y=None, *, n=4, eps=1e-6, samples=200, seed=0,

@@ -161,7 +161,7 @@ def check_size(net, dtype="float64", optimizer: str = "adam", rows: int = 0,
     shapes = param_shapes(net)
     count = sum(math.prod(s) for s in shapes.values())
     copies = 2 + SLOTS.get(optimizer, 2) + extra_copies
-    units = sum(node.dim for node in net.nodes.values())
+    units = sum(node.dim * (node.positions or 1) for node in net.nodes.values())  # per example
     held, batch = item * copies * count, item * 2 * rows * units
     if held + batch <= MAX_TRAIN_BYTES:
         return
@@ -499,6 +499,9 @@ def accuracy(net, params, X, Y) -> float | None:
     """The fraction of rows classified right (argmax, or > 1/2 for one output); None for
     targets that are not classes."""
     P, Y = predict(net, params, X), np.asarray(Y)
+    if net.positions is not None:  # sequences: every position is classified, (n, T, k) → rows
+        P = P.reshape(-1, P.shape[-1])
+        Y = Y.reshape(len(P), -1) if Y.ndim == 3 else Y.reshape(len(P))
     if Y.ndim == 1 and Y.dtype.kind in "iu":
         return float((P.argmax(axis=1) == Y).mean())
     if not np.all((Y == 0) | (Y == 1)):
