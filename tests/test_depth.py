@@ -80,3 +80,53 @@ def test_deep_json_from_the_cli():
     assert r.exit_code == 0, r.output[-300:]
     out = json.loads(r.output)
     assert len(out) == 400 and out[0]["where"][-1]["lhs"] == "G_z1"
+
+
+def _from_deep_stack(frames, f):
+    return f() if frames == 0 else _from_deep_stack(frames - 1, f)
+
+
+def test_the_deepest_supported_net_works_from_a_deep_caller():
+    """256 layers (512 nodes; the limit is 513) derive, print and compile with 300 frames of the
+    caller's own below: 250 layers were a RecursionError (hashing the gradient)."""
+    from symgrad.graph.network import MAX_DEPTH
+    net = deep(256)
+    assert net.depth == 512 <= MAX_DEPTH
+    ds = _from_deep_stack(300, net.derive_all)
+    assert ds[0].meta["where"][1][-1][0].name == "G_z1"
+    _from_deep_stack(300, lambda: [d.to_dict() for d in ds])
+    _from_deep_stack(300, lambda: [d.to_text() for d in ds[:4]])
+    grads = _from_deep_stack(300, net.gradients)
+    assert set(grads) == set(net.parameters)
+    kernel = _from_deep_stack(300, net.compile)
+    params = net.init_params(seed=0)
+    loss, g = kernel(params, [[1.0, 2.0]], [[0.5, 0.5]])
+    assert g["W1"].shape == (2, 2)
+
+
+@pytest.mark.parametrize("call", ["derive_all", "derive", "gradients", "compile", "backprop"])
+def test_past_the_supported_depth_one_value_error_at_once(call):
+    net = deep(301)
+    with pytest.raises(ValueError, match=r"^the network is 602 nodes deep \(its longest path to "
+                                         r"yhat\); symgrad derives networks of up to 513, a "
+                                         r"256-layer MLP") as e:
+        net.derive("W1") if call == "derive" else getattr(net, call)()
+    assert "\n" not in str(e.value)
+
+
+def test_past_the_supported_depth_the_cli_says_one_line():
+    r = CliRunner().invoke(cli, ["derive", "-".join(["2"] * 302), "--format", "json"])
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [
+        "symgrad: error: the network is 602 nodes deep (its longest path to yhat); symgrad derives "
+        "networks of up to 513, a 256-layer MLP (deeper ones pass Python's recursion limit in SymPy)"]
+
+
+def test_depth_counts_the_longest_path():
+    net = sg.Network()
+    h = net.input("x", 2)
+    a = net.act(net.dense(h, 2), "relu")
+    h = net.add(a, h)  # the skip is shorter: the path through the dense layer counts
+    net.set_loss(net.dense(h, 1), "mse")
+    assert net.depth == 5  # x, dense, act, add, dense
+    assert deep(3).depth == 6 and deep(3, output="sigmoid", loss="bce").depth == 7

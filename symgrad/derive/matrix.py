@@ -19,13 +19,17 @@ SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then 
 
 def _paths(net: Graph, start: str, goal: str, stop=()) -> list[list[str]]:
     """All node paths from ``start`` up to ``goal``, or up to the first node in ``stop`` (a DAG:
-    few for the networks people write)."""
-    if start == goal or start in stop:
-        return [[start]]
-    out = []
-    for c in net.consumers(start):
-        if c in net.nodes and start in net.nodes[c].inputs:
-            out += [[start] + p for p in _paths(net, c, goal, stop)]
+    few for the networks people write). Depth first, in the consumers' order, without recursion
+    (a frame per node: 500 layers passed the recursion limit here)."""
+    out, stack = [], [[start]]
+    while stack:
+        path = stack.pop()
+        if path[-1] == goal or path[-1] in stop:
+            out.append(path)
+            continue
+        at = path[-1]
+        nxt = [c for c in net.consumers(at) if c in net.nodes and at in net.nodes[c].inputs]
+        stack.extend(path + [c] for c in reversed(nxt))
     return out
 
 
