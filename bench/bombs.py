@@ -79,6 +79,10 @@ BOMBS = [
                                  names(1000)]),
     ("derive 200 layers --wrt W1", ["derive", deep_spec(200), "--wrt", "W1"]),
     ("derive 200 layers, all", ["derive", deep_spec(200)]),
+    ("derive 200 layers json", ["derive", deep_spec(200), "--format", "json"]),
+    ("derive 300 layers", ["derive", deep_spec(300)]),
+    ("derive 300 layers, library", None, "import symgrad as sg; net = sg.mlp([2] * 301)\n"
+     "try:\n    net.derive_all(); print('ok')\nexcept ValueError as e:\n    print(e)"),
     ("derive 12-11-1 element", ["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"]),
     ("handout 32 layers", ["handout", deep_spec(32), "-o", "{tmp}/h.tex"]),
     ("handout 64 layers", ["handout", deep_spec(64), "-o", "{tmp}/h.tex"]),

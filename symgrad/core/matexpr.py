@@ -251,7 +251,9 @@ def substitute(expr, mapping: dict, memo: dict | None = None):
         if all(x is y for x, y in zip(args, e.args)):
             done[e] = e
         else:
-            done[e] = sp.Basic.__new__(type(e), *args) if type(e) in _CHECKED else e.func(*args)
+            new = sp.Basic.__new__(type(e), *args) if type(e) in _CHECKED else e.func(*args)
+            hash(new)  # now, its args' hashes known: hashed first at the root it recursed the
+            done[e] = new  # whole depth (a 250-layer gradient passed the recursion limit)
     return done[sp.sympify(expr, strict=True)]
 
 

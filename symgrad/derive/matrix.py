@@ -12,6 +12,7 @@ import sympy as sp
 from symgrad.derive.backprop import (VJPS, algorithm, gradients, local_jacobian, per_position,
                                      rows_are, sequence_convention)
 from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
+from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
 
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
@@ -19,13 +20,17 @@ SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then 
 
 def _paths(net: Graph, start: str, goal: str, stop=()) -> list[list[str]]:
     """All node paths from ``start`` up to ``goal``, or up to the first node in ``stop`` (a DAG:
-    few for the networks people write)."""
-    if start == goal or start in stop:
-        return [[start]]
-    out = []
-    for c in net.consumers(start):
-        if c in net.nodes and start in net.nodes[c].inputs:
-            out += [[start] + p for p in _paths(net, c, goal, stop)]
+    few for the networks people write). Depth first, in the consumers' order, without recursion
+    (a frame per node: 500 layers passed the recursion limit here)."""
+    out, stack = [], [[start]]
+    while stack:
+        path = stack.pop()
+        if path[-1] == goal or path[-1] in stop:
+            out.append(path)
+            continue
+        at = path[-1]
+        nxt = [c for c in net.consumers(at) if c in net.nodes and at in net.nodes[c].inputs]
+        stack.extend(path + [c] for c in reversed(nxt))
     return out
 
 
@@ -92,8 +97,23 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
           shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
-                  derived=derived)
+                  derived=derived,
+                  where=(batch_g, [_batch_gs(net)[g] for g in bw.g if g in derived and
+                                   g not in known]))
     return d
+
+
+def _batch_gs(net: Graph) -> dict:
+    """Node → (G, its batch definition in the notes' names): each in the G's before it, so each
+    is as shallow as one layer. ``meta["where"]`` of a derivation is its result in G's and the G's
+    its steps derived, in order: what JSON prints, linear in depth across every parameter (the
+    result written out repeats the net below each parameter: 200 layers' results alone were
+    ~8 MB, ~4 nodes deep per layer, past the recursion limit at ~120 layers)."""
+    def build():
+        prog = algorithm(net).meta["program"]
+        names = {v.sym: v.label for v in prog.variables}
+        return {e.out.of: (e.out.label, e.rhs.xreplace(names)) for e in prog.of_kind(Kind.BACKWARD)}
+    return net.cached(_batch_gs, build)
 
 
 def derive_all(net: Graph, params=None) -> list[Derivation]:

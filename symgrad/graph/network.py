@@ -26,6 +26,15 @@ from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_d
 
 
 # -- the graph ------------------------------------------------------------------------------------
+# Nodes on a network's longest path (Graph.depth): a 256-layer MLP is 512, 513 with an output
+# activation. SymPy walks expressions recursively, each layer adds a few levels, and at 250-300
+# layers Python's recursion limit (1000 frames) was a bare RecursionError (hashing the gradient,
+# the chain's paths, printing). At 513, derive_all, gradients, compile (numpy and python) and
+# every printer were measured to work for MLP, softmax, layer-norm, residual and gated stacks
+# (gradients and compile for the last two) from a caller already 300 frames deep.
+MAX_DEPTH = 513
+
+
 @dataclass(frozen=True)
 class Node:
     """One value in the graph: ``op`` is a key of :data:`symgrad.graph.ops.OPS` (input, dense,
@@ -326,6 +335,21 @@ class Graph:
                 raise ValueError(f"input {i!r} has shape {self.nodes[i].shape} but the output "
                                  f"{out.name!r} has shape {out.shape}: a network's values are all "
                                  "vectors or all sequences of the same T")
+        depth = self.depth
+        if depth > MAX_DEPTH:
+            raise ValueError(f"the network is {depth} nodes deep (its longest path to "
+                             f"{self.output_node}); symgrad derives networks of up to {MAX_DEPTH}, "
+                             f"a 256-layer MLP (deeper ones pass Python's recursion "
+                             "limit in SymPy)")
+
+    @property
+    def depth(self) -> int:
+        """Nodes on the longest path from an input to the output: a d0-…-dL MLP is 2L deep.
+        Iterative (nodes are kept in the order they were added, inputs first)."""
+        longest = {}
+        for name, n in self.nodes.items():
+            longest[name] = 1 + max((longest.get(i, 0) for i in n.inputs), default=0)
+        return longest.get(self.output_node, max(longest.values(), default=0))
 
     def __repr__(self):
         arch = " → ".join(f"{n.name}[{'×'.join(map(str, n.shape))}]" for n in self.nodes.values())
