@@ -34,6 +34,50 @@ def _paths(net: Graph, start: str, goal: str, stop=()) -> list[list[str]]:
     return out
 
 
+# Each residual or gated block doubles the paths from a parameter to the loss: 14 blocks have
+# 8192, and deriving every parameter took 22 s (deeper stacks ran for minutes). Past this many,
+# the chain stops at the first node that feeds several others (a fork): its g is the sum over
+# its consumers, which the backward pass writes once, as the notes define δ for a unit that
+# feeds several others. Up to this many, every path is written out (a skip connection or two).
+MAX_PATHS = 8
+
+
+def _count_paths(net: Graph, start: str, goal: str, stop=()) -> int:
+    """How many paths :func:`_paths` would list, counted without listing them (one pass over
+    the nodes, newest first: a node comes after its inputs)."""
+    count = {}
+    for name in reversed(list(net.nodes)):
+        if name == goal or (name in stop and name != start):
+            count[name] = 1
+        else:
+            count[name] = sum(count.get(c, 0) for c in net.consumers(name)
+                              if c in net.nodes and name in net.nodes[c].inputs)
+        if name == start:
+            return count[name]
+    return 0
+
+
+def _forks(net: Graph) -> set:
+    """Nodes read by more than one node (or twice by one, add(h, h))."""
+    reads: dict = {}
+    for n in net.nodes.values():
+        for i in n.inputs:
+            reads[i] = reads.get(i, 0) + 1
+    return {k for k, v in reads.items() if v > 1}
+
+
+def _above(net: Graph, starts) -> set:
+    """``starts`` and every node between them and the output: the nodes whose g theirs is built
+    from."""
+    out, todo = set(), list(starts)
+    while todo:
+        at = todo.pop()
+        if at not in out:
+            out.add(at)
+            todo.extend(c for c in net.consumers(at) if c in net.nodes)
+    return out
+
+
 def _size(net, p):
     r, c = net.shapes[p]
     return r * c
@@ -57,7 +101,10 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     d = Derivation(f"The gradient of the loss with respect to {p}" + per_position(net))
     sequence_convention(net, d)
     users = [n.name for n in net.nodes.values() if p in n.params]
-    paths = [path for u in users for path in _paths(net, u, net.output_node, known)]
+    forks = set()
+    if sum(_count_paths(net, u, net.output_node, known) for u in users) > MAX_PATHS:
+        forks = _forks(net) - set(known)
+    paths = [path for u in users for path in _paths(net, u, net.output_node, {*known, *forks})]
 
     for k, path in enumerate(paths):
         top = path[::-1]  # ŷ … z (or the nearest node whose g is known … z), outermost first
@@ -76,6 +123,11 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
         if top[0] in known:
             g = bw.g[top[0]][0]
             row, row_why = g.T, f"g_{top[0]} ≐ ∇ ℓ at {top[0]}, derived for {known[top[0]]} above"
+        elif top[0] in forks and top[0] != net.output_node:
+            g = bw.g[top[0]][0]
+            row, row_why = g.T, (f"g_{top[0]} ≐ ∇ ℓ at {top[0]}, which feeds "
+                                 f"{len(net.consumers(top[0]))} nodes: the sum of what each "
+                                 "passes back, derived below (the paths are too many to list)")
         else:
             row, row_why = net.loss.row(net.sym(top[0]), net.target)
         evaluated = [row]
@@ -89,7 +141,10 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
         d.add(Partial(ell, wrt), Chain(*evaluated), "substitute each factor", StepKind.SUBSTITUTION,
               shapes=shapes)
 
-    derived = _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known)
+    # a chain stopped at a fork reads its g, built from every g above it: those are derived too
+    reached = {path[-1] for path in paths} & forks
+    derived = _backprop_steps(net, d, bw, paths + [sorted(_above(net, reached))], p, P, wrt,
+                              is_w, known)
     batch_g = alg.result[p]
     d.add(Grad(sp.Symbol("f"), P), batch_g,
           f"the mean over {rows_are(net)}" + ("" if net.positions else " (one per row of X)")
