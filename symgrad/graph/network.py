@@ -113,7 +113,7 @@ class Graph:
         return node.name
 
     def input(self, name: str = "x", dim: int = 1) -> str:
-        _check_dim(dim, name)
+        dim = _check_dim(dim, name)
         return self._add(Node(name, "input", dim=dim))
 
     def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
@@ -128,7 +128,7 @@ class Graph:
             if W not in self.shapes:
                 raise ValueError(f"dense: give the output size of {W}")
             dim = self.shapes[W][0]
-        _check_dim(dim, W)
+        dim = _check_dim(dim, W)
         h = self.nodes[inp] if inp in self.nodes else None
         if h is None:
             raise ValueError(f"dense: unknown input node {inp!r}")
@@ -346,9 +346,12 @@ def _rational(x) -> sp.Expr:
     return value if value != 0 or number == 0 else sp.nsimplify(number, rational=True)
 
 
-def _check_dim(dim, where):
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+def _check_dim(dim, where) -> int:
+    """A layer size as a Python int: any integer ≥ 1 (numpy's np.int64 included; a bool is a
+    slip, never a size of 1), else a one-line ValueError naming where it was given."""
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool) or dim < 1:
         raise ValueError(f"{where}: a layer size must be a positive integer, got {dim!r}")
+    return int(dim)
 
 
 def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0, cls=None) -> Graph:
