@@ -23,8 +23,8 @@ from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import (accuracy, check_data, check_size, load_data, save_params,
-                               train as train_network)
+from symgrad.run.train import (accuracy, check_data, check_size, load_data, output_problem,
+                               params_path, save_params, train as train_network)
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -315,15 +315,11 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
 
 
 def _check_writable(path: str) -> None:
-    """Fail before training, not after: the directory must exist and be writable."""
-    import os
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise click.BadParameter(f"{path}: no such directory {folder}", param_hint="-o")
-    if not os.access(folder, os.W_OK):
-        raise click.BadParameter(f"{path}: cannot write in {folder}", param_hint="-o")
-    if os.path.isdir(path):
-        raise click.BadParameter(f"{path} is a directory", param_hint="-o")
+    """Fail before training, not after: the file save_params will write (.npz added) must be
+    writable (the same check save_params makes)."""
+    problem = output_problem(params_path(path))
+    if problem is not None:
+        raise click.BadParameter(f"{path}: {problem}", param_hint="-o")
 
 
 def main() -> None:

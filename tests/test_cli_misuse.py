@@ -63,6 +63,7 @@ CASES = [  # argv, fragment of the one line
     (["train", "2-2-1", "--data", "empty.npz"], "empty.npz"),
     (["train", "2-2-1", "--data", "text.npz"], "text.npz"),
     (["train", "2-2-1", "--data", "xor", "-o", "nodir/p.npz"], "no such directory"),
+    (["train", "2-2-1", "--data", "xor", "-o", "dir"], "dir.npz is a directory"),
     (["handout", "2-2-1", "-o", "nodir/h.tex"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "nodir/h.md"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "nodir/h.pdf"], "the directory nodir does not exist"),
@@ -79,6 +80,7 @@ def test_misuse_is_one_line_and_exit_2(tmp_path, monkeypatch, argv, fragment):
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
     _truncated(tmp_path / "truncated.npz")
+    (tmp_path / "dir.npz").mkdir()
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(cli, argv)
     err = r.stderr if hasattr(r, "stderr") and r.stderr else r.output
@@ -156,3 +158,4 @@ def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
         assert p.returncode == 2, err
         assert err.strip() == ("symgrad: error: deaf.py: still running after 0.5 s, so it was "
                                "stopped (the limit is --timeout; 0 for none)"), err
+

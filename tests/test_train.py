@@ -329,7 +329,7 @@ def test_cli_data_files_are_checked_before_training(tmp_path):
         ("trunc.npz", "not a readable .npz of arrays X and Y (BadZipFile)"),
         ("empty.npz", "not a readable .npz of arrays X and Y (EOFError)"),
         ("text.npz", "not a readable .npz of arrays X and Y (not a zip archive)"),
-        ("one.npz", "holds one array (an .npy), not arrays named X and Y"),
+        ("one.npz", "holds one array (an .npy), not arrays X and Y"),
         ("huge.npz", "missing Y"),
         (_npz(tmp_path / "noY.npz", X=X), "missing Y (found X;"),
         (_npz(tmp_path / "typo.npz", X=X, Y=Y, Xtest=X, Y_test=Y),
@@ -372,3 +372,47 @@ def test_cli_a_huge_spec_is_refused_at_once():
         assert code == 2 and len(lines) == 1, lines
         assert lines[0].startswith(f"symgrad: error: network too big to train: W1, the weights of "
                                    f"layer 1") and shape in lines[0]
+
+
+# -- contracts: each of these was a traceback, a wrong message or silence -------------------------
+def test_training_without_targets_is_one_line():
+    """sg.train(net, X, None) was IndexError: list index out of range."""
+    X, _ = XOR
+    with pytest.raises(ValueError) as e:
+        sg.train(sg.mlp([2, 2, 1]), X, None, quiet=True)
+    assert str(e.value).startswith("Y: training needs the targets, (n, 1) one row per example")
+    assert "\n" not in str(e.value)
+
+
+def test_save_params_names_a_missing_directory_and_swapped_arguments(tmp_path):
+    """A missing directory was numpy's FileNotFoundError; save_params(params, path) said
+    "expected a non-empty dict of arrays" of a valid dict."""
+    params = {"W1": np.zeros(2)}
+    missing = tmp_path / "nodir" / "x"
+    with pytest.raises(ValueError, match=f"save_params: cannot write {missing}/p.npz: no such "
+                                         f"directory {missing}$"):
+        sg.save_params(missing / "p.npz", params)
+    with pytest.raises(ValueError, match=r"the arguments are the other way round: "
+                                         r"save_params\(path, params\)"):
+        sg.save_params(params, missing / "p.npz")
+    with pytest.raises(ValueError, match="params must be a non-empty dict of arrays, not an empty"):
+        sg.save_params(tmp_path / "p.npz", {})
+    with pytest.raises(ValueError, match=f"{tmp_path / 'd.npz'} is a directory"):
+        (tmp_path / "d.npz").mkdir()
+        sg.save_params(tmp_path / "d.npz", params)
+    assert not missing.exists()
+
+
+def test_a_text_file_is_not_an_npz_for_params_and_data_alike(tmp_path):
+    """load_params of a text file said "(it holds pickled objects)"; the data reader said "not a
+    zip archive". One check now: both say the file is not a readable .npz, not a zip archive."""
+    (tmp_path / "t.npz").write_text("hello, world\n")
+    with pytest.raises(ValueError) as e:
+        sg.load_params(tmp_path / "t.npz")
+    assert str(e.value) == (f"load_params: {tmp_path / 't.npz'} is not a symgrad checkpoint: not "
+                            "a readable .npz of named parameters (not a zip archive)")
+    with pytest.raises(ValueError, match=r"not a readable .npz of arrays X and Y \(not a zip"):
+        load_data(str(tmp_path / "t.npz"))
+    np.savez(tmp_path / "obj.npz", W1=np.array([1, None]))  # a real .npz holding a pickle
+    with pytest.raises(ValueError, match=r"checkpoint: W1 cannot be read \(pickled objects\)"):
+        sg.load_params(tmp_path / "obj.npz")

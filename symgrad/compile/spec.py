@@ -53,9 +53,11 @@ class Spec:
 
     def check(self, params, X, Y=None, targets=False):
         """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong;
-        ``targets``: Y is required (a kernel's loss needs it)."""
+        ``targets``: Y is required (a kernel's loss needs it); True says "the kernel", a string
+        names who else needs them ("training")."""
         if targets and Y is None:
-            raise ValueError(f"Y: the kernel needs the targets, (n, {self.d_out}) one row per "
+            who = targets if isinstance(targets, str) else "the kernel"
+            raise ValueError(f"Y: {who} needs the targets, (n, {self.d_out}) one row per "
                              "example" + (" or (n,) integer labels" if self.labels else "")
                              + "; got None (net.predict(params, X) needs none)")
         out = self.params(params)

@@ -253,7 +253,8 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
                       for k, v in params.items()}
     except MemoryError:  # under MAX_TRAIN_BYTES, but more than this machine has
         raise ValueError("out of memory for the parameters: use a smaller network") from None
-    *_, Y = checked = spec.check(params, X, Y)  # validated and converted once, not per batch
+    # validated and converted once, not per batch; Y=None is "training needs the targets"
+    *_, Y = checked = spec.check(params, X, Y, targets="training")
     xs = checked[len(spec.names):-1]
     params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
     n = xs[0].shape[0]
@@ -345,11 +346,31 @@ def params_path(path) -> str:
     return path if path.endswith(".npz") else path + ".npz"
 
 
+def output_problem(path) -> str | None:
+    """What stops a file being written at ``path`` (its directory missing or not writable, or
+    the path a directory), in a few words naming it, else None: checked by :func:`save_params`
+    and by ``symgrad train -o`` before its first step."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"no such directory {folder}"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write in {folder}"
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    return None
+
+
 def save_params(path, params: dict) -> str:
     """Write params to an ``.npz`` file, every bit kept; returns the file written (``path`` with
     .npz added unless it ends so)."""
+    if isinstance(path, dict) and isinstance(params, (str, os.PathLike)):
+        raise ValueError("save_params: the arguments are the other way round: "
+                         "save_params(path, params)")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"save_params: path must be a file name, not a {type(path).__name__}")
     if not isinstance(params, dict) or not params:
-        raise ValueError("save_params: expected a non-empty dict of arrays")
+        got = "an empty dict" if isinstance(params, dict) else f"a {type(params).__name__}"
+        raise ValueError(f"save_params: params must be a non-empty dict of arrays, not {got}")
     arrays = {}
     for k, v in params.items():
         if not isinstance(k, str) or k in _RESERVED:
@@ -359,8 +380,30 @@ def save_params(path, params: dict) -> str:
             raise ValueError(f"save_params: {k} is not a numeric array")
         arrays[k] = a
     out = params_path(path)
-    np.savez(out, **arrays)
+    problem = output_problem(out)
+    if problem is not None:
+        raise ValueError(f"save_params: cannot write {out}: {problem}")
+    try:
+        np.savez(out, **arrays)
+    except OSError as e:  # (a full disk, a race with the checks above)
+        raise ValueError(f"save_params: cannot write {out}: {e.strerror or e}") from None
     return out
+
+
+def open_npz(path, bad, what: str):
+    """``np.load(path)`` of an .npz archive, pickles refused; a file that is not one (empty,
+    truncated, text, a single .npy) is ``bad(why)`` raised, ``why`` naming ``what`` the archive
+    should hold. The one check of both readers of .npz files, :func:`load_params` and the data
+    sets' :func:`_read_npz`. numpy takes any file that is neither a zip nor an .npy for a pickle
+    and says so: that is "not a zip archive"."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        why = "not a zip archive" if "pickle" in str(e) else type(e).__name__
+        raise bad(f"not a readable .npz of {what} ({why})") from None
+    if not hasattr(z, "files"):  # a plain .npy: one array, no names
+        raise bad(f"holds one array (an .npy), not {what}")
+    return z
 
 
 def load_params(path) -> dict:
@@ -369,18 +412,18 @@ def load_params(path) -> dict:
     path = params_path(path)
     if not os.path.isfile(path):
         raise ValueError(f"load_params: no such file {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not hasattr(z, "files"):  # a plain .npy array, not a checkpoint
-            raise ValueError("it holds one array, not named parameters")
-        with z:
-            return {k: z[k] for k in z.files}
-    except ValueError as e:
-        why = "it holds pickled objects" if "pickle" in str(e) else str(e)
-        raise ValueError(f"load_params: {path} is not a symgrad checkpoint ({why})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"load_params: {path} is not a symgrad checkpoint (not a readable .npz: "
-                         f"{type(e).__name__})") from None
+
+    def bad(why):
+        return ValueError(f"load_params: {path} is not a symgrad checkpoint: {why}")
+    with open_npz(path, bad, "named parameters") as z:
+        out = {}
+        for k in z.files:
+            try:
+                out[k] = z[k]
+            except (OSError, EOFError, zipfile.BadZipFile, ValueError, zlib.error) as e:
+                why = "pickled objects" if "pickle" in str(e) else f"{type(e).__name__}"
+                raise bad(f"{k} cannot be read ({why})") from None
+        return out
 
 
 # -- data sets for the command line and the examples ----------------------------------------------
@@ -429,15 +472,7 @@ def _read_npz(path) -> dict:
 
     def bad(why):
         return ValueError(f"data file {path}: {why}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        # (numpy takes any file that is neither a zip nor an .npy for a pickle, and says so)
-        why = "not a zip archive" if "pickle" in str(e) else type(e).__name__
-        raise bad(f"not a readable .npz of arrays X and Y ({why})") from None
-    if not hasattr(z, "files"):  # a plain .npy: one array, no names
-        raise bad("holds one array (an .npy), not arrays named X and Y")
-    with z:
+    with open_npz(path, bad, "arrays X and Y") as z:
         extra = [k for k in z.files if k not in DATA_ARRAYS]
         missing = [k for k in ("X", "Y") if k not in z.files]
         if "X_test" in z.files and "Y_test" not in z.files:
