@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import warnings
 
 import click
 
@@ -23,8 +24,8 @@ from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import (accuracy, check_data, check_size, load_data, output_problem,
-                               params_path, save_params, train as train_network)
+from symgrad.run.train import (TrainingWarning, accuracy, check_data, check_size, load_data,
+                               output_problem, params_path, save_params, train as train_network)
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -303,8 +304,16 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
     check_size(net, "float64", optimizer)
     d = load_data(data, loss, seed=seed)
     check_data(net, d, data)
-    params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
-                                    epochs=epochs, batch_size=batch_size, seed=seed, quiet=quiet)
+    with warnings.catch_warnings(record=True) as caught:  # a run ending worse: one line, below
+        warnings.simplefilter("always", TrainingWarning)
+        params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
+                                        epochs=epochs, batch_size=batch_size, seed=seed,
+                                        quiet=quiet)
+    for w in caught:
+        if issubclass(w.category, TrainingWarning):
+            click.echo(f"symgrad: warning: {w.message}", err=True)
+        else:  # anyone else's warning, as Python would have shown it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
     for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
         acc = None if X is None else accuracy(net, params, X, Y)

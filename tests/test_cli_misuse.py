@@ -159,3 +159,17 @@ def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
         assert err.strip() == ("symgrad: error: deaf.py: still running after 0.5 s, so it was "
                                "stopped (the limit is --timeout; 0 for none)"), err
 
+
+def test_absurd_epochs_are_refused_at_once(tmp_path):
+    """--epochs 1000000000000 was accepted and ran until killed (a real process, so that a
+    regression fails at the timeout instead of hanging the suite)."""
+    p = _cli("train", "2-2-1", "--data", "xor", "--epochs", "1000000000000", cwd=tmp_path)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("symgrad: error: epochs=1,000,000,000,000 × "
+                                                   "1 batch of up to 32 examples is "
+                                                   "1,000,000,000,000 optimizer steps, over the "
+                                                   "limit of 100,000,000"), err

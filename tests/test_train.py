@@ -416,3 +416,52 @@ def test_a_text_file_is_not_an_npz_for_params_and_data_alike(tmp_path):
     np.savez(tmp_path / "obj.npz", W1=np.array([1, None]))  # a real .npz holding a pickle
     with pytest.raises(ValueError, match=r"checkpoint: W1 cannot be read \(pickled objects\)"):
         sg.load_params(tmp_path / "obj.npz")
+
+
+def test_absurd_epochs_are_refused_at_once():
+    """epochs=10**12 was accepted and ran until killed (an alarm fails a regression here
+    instead of hanging the suite)."""
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("the epochs were not refused at once")
+    X, Y = XOR
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        for epochs, steps in [(10**12, "2,000,000,000,000"), (10**8 // 2 + 1, "100,000,002")]:
+            with pytest.raises(ValueError, match=f"is {steps} optimizer steps, over the limit of "
+                                                 r"100,000,000 \(symgrad.run.train.MAX_STEPS"):
+                sg.train(sg.mlp([2, 2, 1]), X, Y, epochs=epochs, batch_size=2, quiet=True)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_run_ending_worse_than_it_started_warns():
+    """sgd at lr=30 on xor with bce ends at 11× its starting loss, below the divergence bound:
+    it returned as if all were well."""
+    import warnings
+    net = sg.mlp([2, 2, 1], output="sigmoid", loss="bce")
+    X, Y = XOR
+    with pytest.warns(sg.TrainingWarning) as caught:
+        sg.train(net, X, Y, optimizer="sgd", lr=30, epochs=30, batch_size=1, quiet=True)
+    [w] = caught
+    msg = str(w.message)
+    assert msg.startswith("training ended worse than it started: the loss is 8 after 30 epochs, "
+                          "11.4 × its start (0.702), with sgd at lr=30; try a smaller lr (e.g. 3)")
+    assert issubclass(sg.TrainingWarning, UserWarning) and w.filename == __file__
+    with warnings.catch_warnings():  # a healthy run is silent
+        warnings.simplefilter("error", sg.TrainingWarning)
+        sg.train(net, X, Y, epochs=30, batch_size=1, quiet=True)
+
+
+def test_cli_a_run_ending_worse_warns_in_one_line():
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--output", "sigmoid", "--loss", "bce",
+                                 "--data", "xor", "--optimizer", "sgd", "--lr", "30",
+                                 "--epochs", "30", "--batch-size", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    err = r.stderr.splitlines()
+    assert len(err) == 1 and err[0].startswith("symgrad: warning: training ended worse than it "
+                                               "started: the loss is 8 after 30 epochs"), err
+    assert "train accuracy" in r.stdout

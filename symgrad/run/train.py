@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+import warnings
 import zipfile
 import zlib
 
@@ -128,6 +129,28 @@ SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}  # arrays of state per parameter
 # passed 1e6× within 3 epochs. Adam at lr=1e6 on xor reaches 1e25× in its second step.
 DIVERGED = 1e6
 REFERENCE_ROWS = 256
+# A run that ends worse than it started, without diverging: after the last step the loss on the
+# reference rows is above WORSE × the reference. The end is judged, not the way there (healthy runs
+# peak at up to 19× mid-run, above). Measured end/start: every healthy run ends below its start
+# (the 55 runs of the test suite, the examples and the README's commands: at most 0.99×, adam
+# at its default lr for 3 epochs); runs at too large an lr that did not diverge ended at 1× to 380×
+# (xor with bce: sgd at lr 10 ended at 3.5×, at 30 11×, at 1000 380×; momentum at 20 8.4×). Twice
+# the start is far from any healthy run and is a run that made the loss worse, not noise. It is a
+# warning (TrainingWarning), not an error: the parameters are still returned.
+WORSE = 2
+# Epochs are bounded by the optimizer steps they make (epochs × batches per epoch): the fastest
+# step measured (xor, 2-2-1, batch size 1, the unrolled scalar path) takes about 50 µs, so
+# MAX_STEPS = 10^8 steps is over an hour even there, and days for a net of any size. A larger
+# run (`--epochs 1000000000000` ran until killed) is refused before the first step; raise it to
+# train longer.
+MAX_STEPS = 10**8
+
+
+class TrainingWarning(UserWarning):
+    """Training finished but ended worse than it started: the loss after the last step is above
+    ``WORSE`` × its start (below ``DIVERGED``, which stops training). The parameters are returned;
+    the steps were too large (try a smaller lr). ``symgrad train`` prints it as one line on
+    stderr; ``warnings.simplefilter("error", TrainingWarning)`` makes it an error."""
 
 
 class TrainingDiverged(ValueError):
@@ -258,6 +281,13 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     xs = checked[len(spec.names):-1]
     params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
     n = xs[0].shape[0]
+    nb = -(-n // batch_size)
+    if epochs * nb > MAX_STEPS:  # before the first step: such a run would not finish
+        raise ValueError(
+            f"epochs={epochs:,} × {nb:,} batch{'es' if nb > 1 else ''} of up to {batch_size:,} "
+            f"examples is {epochs * nb:,} optimizer steps, over the limit of {MAX_STEPS:,} "
+            f"(symgrad.run.train.MAX_STEPS, over an hour even for the smallest net); use fewer "
+            f"epochs")
 
     def rows(idx):  # the minibatch's X: an array, or a dict for several inputs
         return xs[0][idx] if len(xs) == 1 else {k: a[idx] for k, a in zip(spec.inputs, xs)}
@@ -271,7 +301,6 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         return {k: batch_x[k].astype(xs[0].dtype, copy=False) if k in masks else v
                 for k, v in batch_x.items()}
     rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
-    nb = -(-n // batch_size)
 
     def diverged(epoch, where, why, loss):
         bar.end()
@@ -282,7 +311,7 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     # numpy's overflow warnings are not printed: a diverging run is caught by the checks below
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sample = np.linspace(0, n - 1, min(n, REFERENCE_ROWS)).round().astype(np.intp)
-        ref = float(kernel(params, rows(sample), Y[sample])[0])
+        ref = begin = float(kernel(params, rows(sample), Y[sample])[0])
         if not math.isfinite(ref):  # before any step: not divergence, nor the data's nan or inf
             raise ValueError(
                 f"the loss is {ref} at the starting parameters, before any training step (on "
@@ -297,10 +326,11 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         bound = DIVERGED * ref if ref > 0 else math.inf
         epoch = batch = 0
 
-        def loss_at(idx, where):
-            """The kernel on rows idx, or TrainingDiverged if the loss or parameters went bad."""
+        def loss_at(idx, where, draw=True):
+            """The kernel on rows idx (with dropout masks drawn, unless not ``draw``), or
+            TrainingDiverged if the loss or parameters went bad."""
             try:
-                loss, grads = kernel(params, train_rows(idx), Y[idx])
+                loss, grads = kernel(params, train_rows(idx) if draw else rows(idx), Y[idx])
             except ValueError:  # the kernel names an argument holding nan or inf: the data
                 bad = _nonfinite(params)  # were checked finite, so it is the parameters
                 if bad is None:
@@ -326,12 +356,22 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
                 if callback is not None and callback(epoch, params, history[-1]):
                     break
             # the last step, which no batch's loss has seen (adam at lr=1e308 leaves finite
-            # parameters of ±1e308 whose predictions overflow): the loss on the reference rows
-            loss_at(sample, "after its last step")
+            # parameters of ±1e308 whose predictions overflow): the loss on the reference rows,
+            # without dropout, as at the start
+            end, _ = loss_at(sample, "after its last step", draw=False)
         except MemoryError:
             bar.end()
             raise ValueError(f"out of memory while training (epoch {epoch}, batch {batch}): use a "
                              "smaller batch_size or network") from None
+    if ref > 0 and end > WORSE * ref:  # finished, but worse than it started: say so, once
+        bar.end()
+        than = (f"its start ({begin:.3g})" if ref == begin else
+                f"an untrained net's ({ref:.3g}; it started at {begin:.3g})")
+        warnings.warn(TrainingWarning(
+            f"training ended worse than it started: the loss is {end:.3g} after {epoch} "
+            f"epoch{'s' if epoch > 1 else ''}, {end / ref:.3g} × {than}, with "
+            f"{opt.name} at lr={opt.lr:g}; try a smaller lr (e.g. {opt.lr / 10:g})"),
+            stacklevel=2)
     return params, history
 
 
