@@ -22,6 +22,11 @@ FILES = {  # name → contents; written to a fresh directory for each case
     "loop.py": "while True:\n    pass\n",
     "badloss.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nnet.loss = 42\n",
     "badstr.py": "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()\n",
+    "levle.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nhandout_options = {'levle': 'both'}\n",
+    "exercises.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
+                    "handout_options = {'exercises': 'no'}\n",
+    "optlist.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
+                  "handout_options = [('level', 'both')]\n",
     "text.npz": "X,Y\n1,2\n",
     "empty.npz": "",
 }
@@ -68,6 +73,11 @@ CASES = [  # argv, fragment of the one line
     (["handout", "2-2-1", "-o", "nodir/h.md"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "nodir/h.pdf"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "h.doc"], "must end in .tex, .pdf or .md"),
+    (["handout", "levle.py", "-o", "h.tex"], "levle.py: handout_options: unknown option 'levle' "
+                                             "(known: level, verbosity, exercises, notation, title)"),
+    (["handout", "exercises.py", "-o", "h.tex"], "exercises.py: handout_options: exercises must "
+                                                 "be True or False, not 'no'"),
+    (["handout", "optlist.py", "-o", "h.tex"], "optlist.py: handout_options must be a dict"),
     (["handout", DEEP, "-o", "h.tex"], "up to 64 layers"),
     (["derive", "2-2-1", "--level", "element"], "needs --wrt"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
@@ -173,3 +183,4 @@ def test_absurd_epochs_are_refused_at_once(tmp_path):
                                                    "1 batch of up to 32 examples is "
                                                    "1,000,000,000,000 optimizer steps, over the "
                                                    "limit of 100,000,000"), err
+
