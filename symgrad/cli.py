@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sys
+import threading
 import warnings
 
 import click
@@ -332,7 +333,35 @@ def _check_writable(path: str) -> None:
 
 
 def main() -> None:
-    cli()
+    """The console script's entry (and ``python -m symgrad.cli``): the command, then the exit.
+
+    A network file is the user's own code and may leave a thread running that is not a daemon
+    (``threading.Thread(target=serve).start()``); Python's exit waits for every such thread, so
+    ``symgrad derive net.py`` printed its derivation and then never ended. A thread cannot be made
+    a daemon once started, nor stopped from outside, so when the command is done and such a
+    thread is still alive, the process ends here without waiting for it: our streams flushed,
+    then ``os._exit`` with the command's exit code. Otherwise the exit is Python's usual one
+    (atexit handlers and all). Only this entry does it, never ``cli()`` itself, which tests and
+    other programs call in their own process."""
+    try:
+        cli()
+    except SystemExit as e:
+        code = e.code
+    else:  # (OneLineErrors.main always exits; this is for a cli() that returns)
+        code = 0
+    if not isinstance(code, int):  # sys.exit("message") or None, as Python itself reports them
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (symgrad … | head): nothing to keep
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,29 @@ def test_absurd_epochs_are_refused_at_once(tmp_path):
                                                    "1,000,000,000,000 optimizer steps, over the "
                                                    "limit of 100,000,000"), err
 
+
+def test_a_thread_left_running_by_a_network_file_does_not_keep_the_cli_alive(tmp_path):
+    """A file starting a non-daemon thread kept `symgrad derive` from exiting after it printed
+    (Python's exit waits for every such thread): the CLI's entry now ends the process when its
+    command is done, with the command's exit code."""
+    (tmp_path / "thread.py").write_text(
+        "import threading, time\nimport symgrad as sg\n"
+        "threading.Thread(target=lambda: time.sleep(1e6)).start()\nnet = sg.mlp([2, 2, 1])\n")
+    (tmp_path / "thread_fails.py").write_text(
+        "import threading, time\nthreading.Thread(target=lambda: time.sleep(1e6)).start()\n"
+        "raise RuntimeError('boom')\n")
+    for cmd, code in ((["derive", "thread.py", "--wrt", "b2"], 0),
+                      (["handout", "thread.py", "-o", "h.tex"], 0),
+                      (["derive", "thread_fails.py"], 2)):
+        p = _cli(*cmd, cwd=tmp_path)
+        try:
+            out, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+        assert p.returncode == code, (cmd, err)
+        if cmd[0] == "derive" and code == 0:
+            assert err == "" and "∇_b2" in out, (out, err)
+        elif code == 0:
+            assert err == "" and "\\end{document}" in (tmp_path / "h.tex").read_text()
+        else:
+            assert err == "symgrad: error: thread_fails.py, line 3: RuntimeError: boom\n", err
