@@ -14,7 +14,7 @@ from symgrad.handouts.build import handout  # noqa: E402  (derive → print → 
 from symgrad.printing.latex import to_latex
 from symgrad.compile import compile_function  # noqa: E402  (derive → compile → train)
 from symgrad.run.check import gradcheck
-from symgrad.run.train import load_params, save_params, train
+from symgrad.run.train import TrainingDiverged, TrainingWarning, load_params, save_params, train
 # one registration per kind of extension: a graph op, a backend, a notation preset
 from symgrad.graph.ops import Op, register_op
 from symgrad.compile.backends import Backend, register_backend
@@ -34,7 +34,8 @@ __all__ = [
     "derive_matrix_gradient", "Derivation", "Step", "StepKind", "sigmoid", "relu", "softplus", "leaky_relu",
     "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "load_network", "set_relu_grad_at_zero", "MissingRuleError",
     "handout", "to_latex",
-    "compile_function", "gradcheck", "train", "save_params", "load_params",
+    "compile_function", "gradcheck", "train", "save_params", "load_params", "TrainingWarning",
+    "TrainingDiverged",
     "Op", "register_op", "Backend", "register_backend", "Notation", "register_notation",
     "PrimitiveSpec", "register_primitive", "MissingCodeError", "register_activation",
 ]

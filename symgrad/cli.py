@@ -9,6 +9,8 @@ import json
 import os
 import re
 import sys
+import threading
+import warnings
 
 import click
 
@@ -23,8 +25,8 @@ from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import (accuracy, check_data, check_size, load_data, save_params,
-                               train as train_network)
+from symgrad.run.train import (TrainingWarning, accuracy, check_data, check_size, load_data,
+                               output_problem, params_path, save_params, train as train_network)
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -303,8 +305,16 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
     check_size(net, "float64", optimizer)
     d = load_data(data, loss, seed=seed)
     check_data(net, d, data)
-    params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
-                                    epochs=epochs, batch_size=batch_size, seed=seed, quiet=quiet)
+    with warnings.catch_warnings(record=True) as caught:  # a run ending worse: one line, below
+        warnings.simplefilter("always", TrainingWarning)
+        params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
+                                        epochs=epochs, batch_size=batch_size, seed=seed,
+                                        quiet=quiet)
+    for w in caught:
+        if issubclass(w.category, TrainingWarning):
+            click.echo(f"symgrad: warning: {w.message}", err=True)
+        else:  # anyone else's warning, as Python would have shown it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
     for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
         acc = None if X is None else accuracy(net, params, X, Y)
@@ -315,19 +325,43 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
 
 
 def _check_writable(path: str) -> None:
-    """Fail before training, not after: the directory must exist and be writable."""
-    import os
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise click.BadParameter(f"{path}: no such directory {folder}", param_hint="-o")
-    if not os.access(folder, os.W_OK):
-        raise click.BadParameter(f"{path}: cannot write in {folder}", param_hint="-o")
-    if os.path.isdir(path):
-        raise click.BadParameter(f"{path} is a directory", param_hint="-o")
+    """Fail before training, not after: the file save_params will write (.npz added) must be
+    writable (the same check save_params makes)."""
+    problem = output_problem(params_path(path))
+    if problem is not None:
+        raise click.BadParameter(f"{path}: {problem}", param_hint="-o")
 
 
 def main() -> None:
-    cli()
+    """The console script's entry (and ``python -m symgrad.cli``): the command, then the exit.
+
+    A network file is the user's own code and may leave a thread running that is not a daemon
+    (``threading.Thread(target=serve).start()``); Python's exit waits for every such thread, so
+    ``symgrad derive net.py`` printed its derivation and then never ended. A thread cannot be made
+    a daemon once started, nor stopped from outside, so when the command is done and such a
+    thread is still alive, the process ends here without waiting for it: our streams flushed,
+    then ``os._exit`` with the command's exit code. Otherwise the exit is Python's usual one
+    (atexit handlers and all). Only this entry does it, never ``cli()`` itself, which tests and
+    other programs call in their own process."""
+    try:
+        cli()
+    except SystemExit as e:
+        code = e.code
+    else:  # (OneLineErrors.main always exits; this is for a cli() that returns)
+        code = 0
+    if not isinstance(code, int):  # sys.exit("message") or None, as Python itself reports them
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe (symgrad … | head): nothing to keep
+                pass
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,11 @@ FILES = {  # name → contents; written to a fresh directory for each case
     "loop.py": "while True:\n    pass\n",
     "badloss.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nnet.loss = 42\n",
     "badstr.py": "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()\n",
+    "levle.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nhandout_options = {'levle': 'both'}\n",
+    "exercises.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
+                    "handout_options = {'exercises': 'no'}\n",
+    "optlist.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
+                  "handout_options = [('level', 'both')]\n",
     "text.npz": "X,Y\n1,2\n",
     "empty.npz": "",
 }
@@ -63,10 +68,16 @@ CASES = [  # argv, fragment of the one line
     (["train", "2-2-1", "--data", "empty.npz"], "empty.npz"),
     (["train", "2-2-1", "--data", "text.npz"], "text.npz"),
     (["train", "2-2-1", "--data", "xor", "-o", "nodir/p.npz"], "no such directory"),
+    (["train", "2-2-1", "--data", "xor", "-o", "dir"], "dir.npz is a directory"),
     (["handout", "2-2-1", "-o", "nodir/h.tex"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "nodir/h.md"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "nodir/h.pdf"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "h.doc"], "must end in .tex, .pdf or .md"),
+    (["handout", "levle.py", "-o", "h.tex"], "levle.py: handout_options: unknown option 'levle' "
+                                             "(known: level, verbosity, exercises, notation, title)"),
+    (["handout", "exercises.py", "-o", "h.tex"], "exercises.py: handout_options: exercises must "
+                                                 "be True or False, not 'no'"),
+    (["handout", "optlist.py", "-o", "h.tex"], "optlist.py: handout_options must be a dict"),
     (["handout", DEEP, "-o", "h.tex"], "up to 64 layers"),
     (["derive", "2-2-1", "--level", "element"], "needs --wrt"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
@@ -79,6 +90,7 @@ def test_misuse_is_one_line_and_exit_2(tmp_path, monkeypatch, argv, fragment):
     for name, text in FILES.items():
         (tmp_path / name).write_text(text)
     _truncated(tmp_path / "truncated.npz")
+    (tmp_path / "dir.npz").mkdir()
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(cli, argv)
     err = r.stderr if hasattr(r, "stderr") and r.stderr else r.output
@@ -156,3 +168,45 @@ def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
         assert p.returncode == 2, err
         assert err.strip() == ("symgrad: error: deaf.py: still running after 0.5 s, so it was "
                                "stopped (the limit is --timeout; 0 for none)"), err
+
+
+def test_absurd_epochs_are_refused_at_once(tmp_path):
+    """--epochs 1000000000000 was accepted and ran until killed (a real process, so that a
+    regression fails at the timeout instead of hanging the suite)."""
+    p = _cli("train", "2-2-1", "--data", "xor", "--epochs", "1000000000000", cwd=tmp_path)
+    try:
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 2 and out == "", err
+    assert err.count("\n") == 1 and err.startswith("symgrad: error: epochs=1,000,000,000,000 × "
+                                                   "1 batch of up to 32 examples is "
+                                                   "1,000,000,000,000 optimizer steps, over the "
+                                                   "limit of 100,000,000"), err
+
+
+def test_a_thread_left_running_by_a_network_file_does_not_keep_the_cli_alive(tmp_path):
+    """A file starting a non-daemon thread kept `symgrad derive` from exiting after it printed
+    (Python's exit waits for every such thread): the CLI's entry now ends the process when its
+    command is done, with the command's exit code."""
+    (tmp_path / "thread.py").write_text(
+        "import threading, time\nimport symgrad as sg\n"
+        "threading.Thread(target=lambda: time.sleep(1e6)).start()\nnet = sg.mlp([2, 2, 1])\n")
+    (tmp_path / "thread_fails.py").write_text(
+        "import threading, time\nthreading.Thread(target=lambda: time.sleep(1e6)).start()\n"
+        "raise RuntimeError('boom')\n")
+    for cmd, code in ((["derive", "thread.py", "--wrt", "b2"], 0),
+                      (["handout", "thread.py", "-o", "h.tex"], 0),
+                      (["derive", "thread_fails.py"], 2)):
+        p = _cli(*cmd, cwd=tmp_path)
+        try:
+            out, err = p.communicate(timeout=60)
+        finally:
+            p.kill()
+        assert p.returncode == code, (cmd, err)
+        if cmd[0] == "derive" and code == 0:
+            assert err == "" and "∇_b2" in out, (out, err)
+        elif code == 0:
+            assert err == "" and "\\end{document}" in (tmp_path / "h.tex").read_text()
+        else:
+            assert err == "symgrad: error: thread_fails.py, line 3: RuntimeError: boom\n", err

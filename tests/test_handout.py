@@ -290,3 +290,16 @@ def test_markdown_link_syntax_in_names_forms_no_link(tmp_path):
         text = subprocess.run(["pdftotext", str(tmp_path / "h.pdf"), "-"], capture_output=True,
                               text=True).stdout
         assert "[a](javascript:alert(3))" in text.replace(" ", "").replace("\n", "")
+
+
+@pytest.mark.parametrize("options,fragment", [
+    ({"exercises": "no"}, "exercises must be True or False, not 'no'"),
+    ({"title": 5}, "title must be text (or None), not 5"),
+    ({"level": ["matrix"]}, "level must be one of matrix, element, both, not ['matrix']"),
+    ({"notation": ["slides"]}, "notation must be a preset's name"),
+])
+def test_handout_options_of_the_wrong_kind_are_one_value_error(options, fragment):
+    """exercises="no" printed the exercises (a truthy string); a title of 5 was printed."""
+    with pytest.raises(ValueError) as e:
+        sg.handout(sg.mlp([2, 2, 1]), **options)
+    assert str(e.value) == fragment or str(e.value).startswith(fragment), str(e.value)

@@ -315,6 +315,8 @@ def test_large_and_deep_networks_derive_without_expanding():
     (lambda: sg.mlp([2, 2, 1]).derive("W1", level="bogus"), "level must be"),
     (lambda: sg.mlp([2]), "at least"),
     (lambda: sg.mlp([2, 0, 1]), "positive integer"),
+    (lambda: sg.mlp([True, 2, 1]), "x: a layer size must be a positive integer, got True"),
+    (lambda: sg.mlp([2, 2.0, 1]), "W1: a layer size must be a positive integer, got 2.0"),
     (lambda: sg.mlp([2, 1], output="identity", loss="bce"), "bce needs sigmoid"),
     (lambda: sg.mlp([2, 2], loss="cross_entropy"), "cross_entropy needs softmax"),
     (lambda: sg.mlp([2, 2, 1], hidden="frobnicate(x)"), "unknown function"),
@@ -324,6 +326,23 @@ def test_large_and_deep_networks_derive_without_expanding():
 def test_bad_networks_fail_with_a_clear_message(call, fragment):
     with pytest.raises(ValueError, match=fragment):
         call()
+
+
+def test_sizes_may_be_numpy_integers():
+    """sg.mlp([np.int64(2), 2, 1]) said "a layer size must be a positive integer, got
+    np.int64(2)" (sizes read from an array's shape or a config are numpy integers)."""
+    import numpy as np
+    net = sg.mlp([np.int64(2), np.int32(3), np.uint8(1)])
+    assert [n.dim for n in net.nodes.values()][:2] == [2, 3]
+    assert all(type(n.dim) is int for n in net.nodes.values())
+    assert net.shapes["W1"] == (3, 2) and type(net.shapes["W1"][0]) is int
+    g = sg.Network()
+    x = g.input("x", np.int64(4))
+    g.set_loss(g.dense(x, np.int16(2)), "mse")
+    assert g.shapes["W1"] == (2, 4)
+    assert sg.derive_matrix_gradient(np.int64(2), np.int64(3)).result.shape == (2, 3)
+    with pytest.raises(ValueError, match="n and m must be positive integers"):
+        sg.derive_matrix_gradient(True, 2)
 
 
 def test_set_loss_refuses_cross_entropy_over_one_output_and_keeps_the_old_loss():

@@ -329,7 +329,7 @@ def test_cli_data_files_are_checked_before_training(tmp_path):
         ("trunc.npz", "not a readable .npz of arrays X and Y (BadZipFile)"),
         ("empty.npz", "not a readable .npz of arrays X and Y (EOFError)"),
         ("text.npz", "not a readable .npz of arrays X and Y (not a zip archive)"),
-        ("one.npz", "holds one array (an .npy), not arrays named X and Y"),
+        ("one.npz", "holds one array (an .npy), not arrays X and Y"),
         ("huge.npz", "missing Y"),
         (_npz(tmp_path / "noY.npz", X=X), "missing Y (found X;"),
         (_npz(tmp_path / "typo.npz", X=X, Y=Y, Xtest=X, Y_test=Y),
@@ -372,3 +372,96 @@ def test_cli_a_huge_spec_is_refused_at_once():
         assert code == 2 and len(lines) == 1, lines
         assert lines[0].startswith(f"symgrad: error: network too big to train: W1, the weights of "
                                    f"layer 1") and shape in lines[0]
+
+
+# -- contracts: each of these was a traceback, a wrong message or silence -------------------------
+def test_training_without_targets_is_one_line():
+    """sg.train(net, X, None) was IndexError: list index out of range."""
+    X, _ = XOR
+    with pytest.raises(ValueError) as e:
+        sg.train(sg.mlp([2, 2, 1]), X, None, quiet=True)
+    assert str(e.value).startswith("Y: training needs the targets, (n, 1) one row per example")
+    assert "\n" not in str(e.value)
+
+
+def test_save_params_names_a_missing_directory_and_swapped_arguments(tmp_path):
+    """A missing directory was numpy's FileNotFoundError; save_params(params, path) said
+    "expected a non-empty dict of arrays" of a valid dict."""
+    params = {"W1": np.zeros(2)}
+    missing = tmp_path / "nodir" / "x"
+    with pytest.raises(ValueError, match=f"save_params: cannot write {missing}/p.npz: no such "
+                                         f"directory {missing}$"):
+        sg.save_params(missing / "p.npz", params)
+    with pytest.raises(ValueError, match=r"the arguments are the other way round: "
+                                         r"save_params\(path, params\)"):
+        sg.save_params(params, missing / "p.npz")
+    with pytest.raises(ValueError, match="params must be a non-empty dict of arrays, not an empty"):
+        sg.save_params(tmp_path / "p.npz", {})
+    with pytest.raises(ValueError, match=f"{tmp_path / 'd.npz'} is a directory"):
+        (tmp_path / "d.npz").mkdir()
+        sg.save_params(tmp_path / "d.npz", params)
+    assert not missing.exists()
+
+
+def test_a_text_file_is_not_an_npz_for_params_and_data_alike(tmp_path):
+    """load_params of a text file said "(it holds pickled objects)"; the data reader said "not a
+    zip archive". One check now: both say the file is not a readable .npz, not a zip archive."""
+    (tmp_path / "t.npz").write_text("hello, world\n")
+    with pytest.raises(ValueError) as e:
+        sg.load_params(tmp_path / "t.npz")
+    assert str(e.value) == (f"load_params: {tmp_path / 't.npz'} is not a symgrad checkpoint: not "
+                            "a readable .npz of named parameters (not a zip archive)")
+    with pytest.raises(ValueError, match=r"not a readable .npz of arrays X and Y \(not a zip"):
+        load_data(str(tmp_path / "t.npz"))
+    np.savez(tmp_path / "obj.npz", W1=np.array([1, None]))  # a real .npz holding a pickle
+    with pytest.raises(ValueError, match=r"checkpoint: W1 cannot be read \(pickled objects\)"):
+        sg.load_params(tmp_path / "obj.npz")
+
+
+def test_absurd_epochs_are_refused_at_once():
+    """epochs=10**12 was accepted and ran until killed (an alarm fails a regression here
+    instead of hanging the suite)."""
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("the epochs were not refused at once")
+    X, Y = XOR
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        for epochs, steps in [(10**12, "2,000,000,000,000"), (10**8 // 2 + 1, "100,000,002")]:
+            with pytest.raises(ValueError, match=f"is {steps} optimizer steps, over the limit of "
+                                                 r"100,000,000 \(symgrad.run.train.MAX_STEPS"):
+                sg.train(sg.mlp([2, 2, 1]), X, Y, epochs=epochs, batch_size=2, quiet=True)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def test_a_run_ending_worse_than_it_started_warns():
+    """sgd at lr=30 on xor with bce ends at 11× its starting loss, below the divergence bound:
+    it returned as if all were well."""
+    import warnings
+    net = sg.mlp([2, 2, 1], output="sigmoid", loss="bce")
+    X, Y = XOR
+    with pytest.warns(sg.TrainingWarning) as caught:
+        sg.train(net, X, Y, optimizer="sgd", lr=30, epochs=30, batch_size=1, quiet=True)
+    [w] = caught
+    msg = str(w.message)
+    assert msg.startswith("training ended worse than it started: the loss is 8 after 30 epochs, "
+                          "11.4 × its start (0.702), with sgd at lr=30; try a smaller lr (e.g. 3)")
+    assert issubclass(sg.TrainingWarning, UserWarning) and w.filename == __file__
+    with warnings.catch_warnings():  # a healthy run is silent
+        warnings.simplefilter("error", sg.TrainingWarning)
+        sg.train(net, X, Y, epochs=30, batch_size=1, quiet=True)
+
+
+def test_cli_a_run_ending_worse_warns_in_one_line():
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--output", "sigmoid", "--loss", "bce",
+                                 "--data", "xor", "--optimizer", "sgd", "--lr", "30",
+                                 "--epochs", "30", "--batch-size", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    err = r.stderr.splitlines()
+    assert len(err) == 1 and err[0].startswith("symgrad: warning: training ended worse than it "
+                                               "started: the loss is 8 after 30 epochs"), err
+    assert "train accuracy" in r.stdout

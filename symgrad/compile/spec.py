@@ -60,9 +60,11 @@ class Spec:
 
     def check(self, params, X, Y=None, targets=False):
         """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong;
-        ``targets``: Y is required (a kernel's loss needs it)."""
+        ``targets``: Y is required (a kernel's loss needs it); True says "the kernel", a string
+        names who else needs them ("training")."""
         if targets and Y is None:
-            raise ValueError(f"Y: the kernel needs the targets, {self.yshape('n')}"
+            who = targets if isinstance(targets, str) else "the kernel"
+            raise ValueError(f"Y: {who} needs the targets, {self.yshape('n')}"
                              + ("" if self.T else " one row per example")
                              + (f" or {self.lshape('n')} integer labels" if self.labels else "")
                              + "; got None (net.predict(params, X) needs none)")

@@ -8,6 +8,7 @@ W row by row.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -535,8 +536,10 @@ def derive_vec_jacobian(f, W, name: str = "f", wname: str = "W") -> Derivation:
 
 def derive_matrix_gradient(n: int, m: int) -> Derivation:
     """∇_W J = p xᵀ for J depending on z = W x, with W n×m, derived through vec[W] as in the notes."""
-    if not (isinstance(n, int) and isinstance(m, int) and n >= 1 and m >= 1):
+    if not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1
+               for k in (n, m)):
         raise ValueError(f"n and m must be positive integers, got {n!r} and {m!r}")
+    n, m = int(n), int(m)
     W = matrix_symbols("W", n, m)
     xs = [sp.Symbol(f"x_{j + 1}", real=True) for j in range(m)]
     ps = [sp.Symbol(f"p_{i + 1}", real=True) for i in range(n)]

@@ -144,16 +144,14 @@ class Graph:
         (n, T, d) arrays as torch lays them; ``shape=(d,)`` is the vector ``dim=d``. Every op
         after it acts on each position alone (dense on the last axis, as torch.nn.Linear)."""
         if shape is None:
-            dim = 1 if dim is None else dim
-            _check_dim(dim, name)
+            dim = _check_dim(1 if dim is None else dim, name)
             return self._add(Node(name, "input", dim=dim))
         if dim is not None:
             raise ValueError(f"input {name!r}: give dim or shape, not both")
         if not isinstance(shape, tuple) or len(shape) not in (1, 2):
             raise ValueError(f"input {name!r}: shape is (d,) for a vector or (T, d) for a "
                              f"sequence of T positions of d features; got {shape!r}")
-        for k in shape:
-            _check_dim(k, f"input {name!r}")
+        shape = tuple(_check_dim(k, f"input {name!r}") for k in shape)
         return self._add(Node(name, "input", dim=shape[-1],
                               positions=shape[0] if len(shape) == 2 else None))
 
@@ -169,7 +167,7 @@ class Graph:
             if W not in self.shapes:
                 raise ValueError(f"dense: give the output size of {W}")
             dim = self.shapes[W][0]
-        _check_dim(dim, W)
+        dim = _check_dim(dim, W)
         h = self.nodes[inp] if inp in self.nodes else None
         if h is None:
             raise ValueError(f"dense: unknown input node {inp!r}")
@@ -415,9 +413,12 @@ def _rational(x) -> sp.Expr:
     return value if value != 0 or number == 0 else sp.nsimplify(number, rational=True)
 
 
-def _check_dim(dim, where):
-    if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+def _check_dim(dim, where) -> int:
+    """A layer size as a Python int: any integer ≥ 1 (numpy's np.int64 included; a bool is a
+    slip, never a size of 1), else a one-line ValueError naming where it was given."""
+    if not isinstance(dim, numbers.Integral) or isinstance(dim, bool) or dim < 1:
         raise ValueError(f"{where}: a layer size must be a positive integer, got {dim!r}")
+    return int(dim)
 
 
 def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0, cls=None) -> Graph:

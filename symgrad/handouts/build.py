@@ -75,13 +75,36 @@ def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Gra
 
 
 # -- the content ----------------------------------------------------------------------------------
+OPTIONS = ("level", "verbosity", "exercises", "notation", "title")  # a handout's options
+
+
+def check_options(options: dict) -> None:
+    """Each of a handout's ``options`` (a subset of OPTIONS, by name) checked: one ValueError
+    naming the first that is unknown or of the wrong kind. ``exercises`` is True or False (a
+    truthy "no" printed the exercises); ``title`` text or None; ``notation`` a registered
+    preset."""
+    for key, value in options.items():
+        if key not in OPTIONS:
+            raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
+        if key == "level" and not (isinstance(value, str) and value in LEVELS):
+            raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {value!r}")
+        if key == "verbosity" and not (isinstance(value, str) and value in VERBOSITY):
+            raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {value!r}")
+        if key == "exercises" and not isinstance(value, bool):
+            raise ValueError(f"exercises must be True or False, not {value!r}")
+        if key == "title" and not (value is None or isinstance(value, str)):
+            raise ValueError(f"title must be text (or None), not {value!r}")
+        if key == "notation":
+            try:
+                _notation(value)
+            except TypeError:  # unhashable: a list or a dict
+                raise ValueError(f"notation must be a preset's name, not {value!r}") from None
+
+
 def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notation="slides",
           title=None) -> Doc:
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {level!r}")
-    if verbosity not in VERBOSITY:
-        raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {verbosity!r}")
-    _notation(notation)
+    check_options({"level": level, "verbosity": verbosity, "exercises": exercises,
+                   "notation": notation, "title": title})
     net.check()
     layers = sum(1 for n in net.nodes.values() if n.params)
     if layers > LAYER_LIMIT:
@@ -386,7 +409,7 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
         net, file_opts = load_network(target, hidden, output, loss), {}
     opts = {k: v for k, v in {**file_opts, **{k: v for k, v in options.items()
                                               if v is not None}}.items()
-            if k in ("level", "verbosity", "exercises", "notation", "title")}
+            if k in OPTIONS}
     suffix = str(out).rsplit(".", 1)[-1].lower() if out and "." in str(out) else ""
     if suffix not in ("", "tex", "pdf", "md"):
         raise ValueError(f"-o {out}: the output must end in .tex, .pdf or .md")
@@ -405,11 +428,22 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
 
 def load_network_file(path: str, timeout: float | None = None, on_overrun=None):
     """The user's Python file → (its Network, its ``handout_options``), through the one loader of
-    network files (``symgrad.network``), which raises one-line ValueErrors naming the file."""
+    network files (``symgrad.network``), which raises one-line ValueErrors naming the file. The
+    options are checked here, once the file has run (a preset it registers is known): an unknown
+    key (a misspelt "levle" was ignored without a word) or a value of the wrong kind is one
+    ValueError naming the file and the key."""
     net, ns = run_network_file(path, timeout, on_overrun)
     opts = ns.get("handout_options", {})
-    return net, dict(opts) if isinstance(opts, dict) else {}
+    if not isinstance(opts, dict):
+        raise ValueError(f"{path}: handout_options must be a dict such as {{'level': 'both'}}, "
+                         f"not a {type(opts).__name__}")
+    try:
+        check_options(opts)
+    except ValueError as e:
+        raise ValueError(f"{path}: handout_options: {e}") from None
+    return net, dict(opts)
 
 
 __all__ = ["handout", "load_network_file", "handout_file", "gradient_summary", "build",
-           "as_network", "derivations_doc", "Doc", "Section", "LEVELS", "VERBOSITY"]
+           "as_network", "derivations_doc", "Doc", "Section", "LEVELS", "VERBOSITY", "OPTIONS",
+           "check_options"]

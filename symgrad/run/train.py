@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import time
+import warnings
 import zipfile
 import zlib
 
@@ -128,6 +129,28 @@ SLOTS = {"sgd": 0, "momentum": 1, "adam": 2}  # arrays of state per parameter
 # passed 1e6× within 3 epochs. Adam at lr=1e6 on xor reaches 1e25× in its second step.
 DIVERGED = 1e6
 REFERENCE_ROWS = 256
+# A run that ends worse than it started, without diverging: after the last step the loss on the
+# reference rows is above WORSE × the reference. The end is judged, not the way there (healthy runs
+# peak at up to 19× mid-run, above). Measured end/start: every healthy run ends below its start
+# (the 55 runs of the test suite, the examples and the README's commands: at most 0.99×, adam
+# at its default lr for 3 epochs); runs at too large an lr that did not diverge ended at 1× to 380×
+# (xor with bce: sgd at lr 10 ended at 3.5×, at 30 11×, at 1000 380×; momentum at 20 8.4×). Twice
+# the start is far from any healthy run and is a run that made the loss worse, not noise. It is a
+# warning (TrainingWarning), not an error: the parameters are still returned.
+WORSE = 2
+# Epochs are bounded by the optimizer steps they make (epochs × batches per epoch): the fastest
+# step measured (xor, 2-2-1, batch size 1, the unrolled scalar path) takes about 50 µs, so
+# MAX_STEPS = 10^8 steps is over an hour even there, and days for a net of any size. A larger
+# run (`--epochs 1000000000000` ran until killed) is refused before the first step; raise it to
+# train longer.
+MAX_STEPS = 10**8
+
+
+class TrainingWarning(UserWarning):
+    """Training finished but ended worse than it started: the loss after the last step is above
+    ``WORSE`` × its start (below ``DIVERGED``, which stops training). The parameters are returned;
+    the steps were too large (try a smaller lr). ``symgrad train`` prints it as one line on
+    stderr; ``warnings.simplefilter("error", TrainingWarning)`` makes it an error."""
 
 
 class TrainingDiverged(ValueError):
@@ -253,10 +276,18 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
                       for k, v in params.items()}
     except MemoryError:  # under MAX_TRAIN_BYTES, but more than this machine has
         raise ValueError("out of memory for the parameters: use a smaller network") from None
-    *_, Y = checked = spec.check(params, X, Y)  # validated and converted once, not per batch
+    # validated and converted once, not per batch; Y=None is "training needs the targets"
+    *_, Y = checked = spec.check(params, X, Y, targets="training")
     xs = checked[len(spec.names):-1]
     params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
     n = xs[0].shape[0]
+    nb = -(-n // batch_size)
+    if epochs * nb > MAX_STEPS:  # before the first step: such a run would not finish
+        raise ValueError(
+            f"epochs={epochs:,} × {nb:,} batch{'es' if nb > 1 else ''} of up to {batch_size:,} "
+            f"examples is {epochs * nb:,} optimizer steps, over the limit of {MAX_STEPS:,} "
+            f"(symgrad.run.train.MAX_STEPS, over an hour even for the smallest net); use fewer "
+            f"epochs")
 
     def rows(idx):  # the minibatch's X: an array, or a dict for several inputs
         return xs[0][idx] if len(xs) == 1 else {k: a[idx] for k, a in zip(spec.inputs, xs)}
@@ -270,7 +301,6 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         return {k: batch_x[k].astype(xs[0].dtype, copy=False) if k in masks else v
                 for k, v in batch_x.items()}
     rng, history, bar = np.random.default_rng(seed), [], Progress(epochs, quiet)
-    nb = -(-n // batch_size)
 
     def diverged(epoch, where, why, loss):
         bar.end()
@@ -281,7 +311,7 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     # numpy's overflow warnings are not printed: a diverging run is caught by the checks below
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         sample = np.linspace(0, n - 1, min(n, REFERENCE_ROWS)).round().astype(np.intp)
-        ref = float(kernel(params, rows(sample), Y[sample])[0])
+        ref = begin = float(kernel(params, rows(sample), Y[sample])[0])
         if not math.isfinite(ref):  # before any step: not divergence, nor the data's nan or inf
             raise ValueError(
                 f"the loss is {ref} at the starting parameters, before any training step (on "
@@ -296,10 +326,11 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
         bound = DIVERGED * ref if ref > 0 else math.inf
         epoch = batch = 0
 
-        def loss_at(idx, where):
-            """The kernel on rows idx, or TrainingDiverged if the loss or parameters went bad."""
+        def loss_at(idx, where, draw=True):
+            """The kernel on rows idx (with dropout masks drawn, unless not ``draw``), or
+            TrainingDiverged if the loss or parameters went bad."""
             try:
-                loss, grads = kernel(params, train_rows(idx), Y[idx])
+                loss, grads = kernel(params, train_rows(idx) if draw else rows(idx), Y[idx])
             except ValueError:  # the kernel names an argument holding nan or inf: the data
                 bad = _nonfinite(params)  # were checked finite, so it is the parameters
                 if bad is None:
@@ -325,12 +356,22 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
                 if callback is not None and callback(epoch, params, history[-1]):
                     break
             # the last step, which no batch's loss has seen (adam at lr=1e308 leaves finite
-            # parameters of ±1e308 whose predictions overflow): the loss on the reference rows
-            loss_at(sample, "after its last step")
+            # parameters of ±1e308 whose predictions overflow): the loss on the reference rows,
+            # without dropout, as at the start
+            end, _ = loss_at(sample, "after its last step", draw=False)
         except MemoryError:
             bar.end()
             raise ValueError(f"out of memory while training (epoch {epoch}, batch {batch}): use a "
                              "smaller batch_size or network") from None
+    if ref > 0 and end > WORSE * ref:  # finished, but worse than it started: say so, once
+        bar.end()
+        than = (f"its start ({begin:.3g})" if ref == begin else
+                f"an untrained net's ({ref:.3g}; it started at {begin:.3g})")
+        warnings.warn(TrainingWarning(
+            f"training ended worse than it started: the loss is {end:.3g} after {epoch} "
+            f"epoch{'s' if epoch > 1 else ''}, {end / ref:.3g} × {than}, with "
+            f"{opt.name} at lr={opt.lr:g}; try a smaller lr (e.g. {opt.lr / 10:g})"),
+            stacklevel=2)
     return params, history
 
 
@@ -345,11 +386,31 @@ def params_path(path) -> str:
     return path if path.endswith(".npz") else path + ".npz"
 
 
+def output_problem(path) -> str | None:
+    """What stops a file being written at ``path`` (its directory missing or not writable, or
+    the path a directory), in a few words naming it, else None: checked by :func:`save_params`
+    and by ``symgrad train -o`` before its first step."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"no such directory {folder}"
+    if not os.access(folder, os.W_OK):
+        return f"cannot write in {folder}"
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    return None
+
+
 def save_params(path, params: dict) -> str:
     """Write params to an ``.npz`` file, every bit kept; returns the file written (``path`` with
     .npz added unless it ends so)."""
+    if isinstance(path, dict) and isinstance(params, (str, os.PathLike)):
+        raise ValueError("save_params: the arguments are the other way round: "
+                         "save_params(path, params)")
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"save_params: path must be a file name, not a {type(path).__name__}")
     if not isinstance(params, dict) or not params:
-        raise ValueError("save_params: expected a non-empty dict of arrays")
+        got = "an empty dict" if isinstance(params, dict) else f"a {type(params).__name__}"
+        raise ValueError(f"save_params: params must be a non-empty dict of arrays, not {got}")
     arrays = {}
     for k, v in params.items():
         if not isinstance(k, str) or k in _RESERVED:
@@ -359,8 +420,30 @@ def save_params(path, params: dict) -> str:
             raise ValueError(f"save_params: {k} is not a numeric array")
         arrays[k] = a
     out = params_path(path)
-    np.savez(out, **arrays)
+    problem = output_problem(out)
+    if problem is not None:
+        raise ValueError(f"save_params: cannot write {out}: {problem}")
+    try:
+        np.savez(out, **arrays)
+    except OSError as e:  # (a full disk, a race with the checks above)
+        raise ValueError(f"save_params: cannot write {out}: {e.strerror or e}") from None
     return out
+
+
+def open_npz(path, bad, what: str):
+    """``np.load(path)`` of an .npz archive, pickles refused; a file that is not one (empty,
+    truncated, text, a single .npy) is ``bad(why)`` raised, ``why`` naming ``what`` the archive
+    should hold. The one check of both readers of .npz files, :func:`load_params` and the data
+    sets' :func:`_read_npz`. numpy takes any file that is neither a zip nor an .npy for a pickle
+    and says so: that is "not a zip archive"."""
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        why = "not a zip archive" if "pickle" in str(e) else type(e).__name__
+        raise bad(f"not a readable .npz of {what} ({why})") from None
+    if not hasattr(z, "files"):  # a plain .npy: one array, no names
+        raise bad(f"holds one array (an .npy), not {what}")
+    return z
 
 
 def load_params(path) -> dict:
@@ -369,18 +452,18 @@ def load_params(path) -> dict:
     path = params_path(path)
     if not os.path.isfile(path):
         raise ValueError(f"load_params: no such file {path}")
-    try:
-        z = np.load(path, allow_pickle=False)
-        if not hasattr(z, "files"):  # a plain .npy array, not a checkpoint
-            raise ValueError("it holds one array, not named parameters")
-        with z:
-            return {k: z[k] for k in z.files}
-    except ValueError as e:
-        why = "it holds pickled objects" if "pickle" in str(e) else str(e)
-        raise ValueError(f"load_params: {path} is not a symgrad checkpoint ({why})") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"load_params: {path} is not a symgrad checkpoint (not a readable .npz: "
-                         f"{type(e).__name__})") from None
+
+    def bad(why):
+        return ValueError(f"load_params: {path} is not a symgrad checkpoint: {why}")
+    with open_npz(path, bad, "named parameters") as z:
+        out = {}
+        for k in z.files:
+            try:
+                out[k] = z[k]
+            except (OSError, EOFError, zipfile.BadZipFile, ValueError, zlib.error) as e:
+                why = "pickled objects" if "pickle" in str(e) else f"{type(e).__name__}"
+                raise bad(f"{k} cannot be read ({why})") from None
+        return out
 
 
 # -- data sets for the command line and the examples ----------------------------------------------
@@ -429,15 +512,7 @@ def _read_npz(path) -> dict:
 
     def bad(why):
         return ValueError(f"data file {path}: {why}")
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:
-        # (numpy takes any file that is neither a zip nor an .npy for a pickle, and says so)
-        why = "not a zip archive" if "pickle" in str(e) else type(e).__name__
-        raise bad(f"not a readable .npz of arrays X and Y ({why})") from None
-    if not hasattr(z, "files"):  # a plain .npy: one array, no names
-        raise bad("holds one array (an .npy), not arrays named X and Y")
-    with z:
+    with open_npz(path, bad, "arrays X and Y") as z:
         extra = [k for k in z.files if k not in DATA_ARRAYS]
         missing = [k for k in ("X", "Y") if k not in z.files]
         if "X_test" in z.files and "Y_test" not in z.files:
