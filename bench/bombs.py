@@ -83,6 +83,11 @@ BOMBS = [
     ("derive 300 layers", ["derive", deep_spec(300)]),
     ("derive 300 layers, library", None, "import symgrad as sg; net = sg.mlp([2] * 301)\n"
      "try:\n    net.derive_all(); print('ok')\nexcept ValueError as e:\n    print(e)"),
+    ("residual stack of 14 blocks, all", None,
+     "import symgrad as sg\nnet = sg.Network(); h = net.dense(net.input('x', 3), 3)\n"
+     "for _ in range(14):\n    h = net.add(net.act(net.dense(h, 3), 'tanh'), h)\n"
+     "net.set_loss(net.dense(h, 1), 'mse')\n"
+     "print(sum(len(d.to_text()) for d in net.derive_all()), 'characters')"),
     ("derive 12-11-1 element", ["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"]),
     ("handout 32 layers", ["handout", deep_spec(32), "-o", "{tmp}/h.tex"]),
     ("handout 64 layers", ["handout", deep_spec(64), "-o", "{tmp}/h.tex"]),
