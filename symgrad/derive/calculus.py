@@ -367,10 +367,12 @@ def _jacobian_matrix(F: sp.Matrix, xs, simplify=tidy) -> sp.Matrix:
 # with the nesting as well as the size: an entry of f(g(…)) is differentiated into a product along
 # every path. Both are estimated first, from the functions alone, in one pass over each tree
 # (_size_and_derivative); a chain whose derivative would pass this many nodes per entry is refused
-# at once. Measured (derive and print, in-process; the estimate in brackets): six tanh(tanh(u))
-# maps (181) 1.2 s; five maps (tanh(a + b), tanh(a b)) (1155) 2.0 s; six of them (2787) 4.7 s;
-# seven (6531) 12 s; five cubic maps (x y z, x + y z, z x) (2073) 2.2 s; six (6321) 8.3 s.
-CHAIN_SIZE = 2500
+# at once. Measured (derive and print, in-process, idle; the estimate in brackets): six
+# tanh(tanh(u)) maps (181) 1.2 s; four maps (tanh(a + b), tanh(a b)) (459) 1.1 s; five (1155)
+# 2.0 s; six (2787) 4.7 s; seven (6531) 12 s; four cubic maps (x y z, x + y z, z x) (661) 1.3 s;
+# five (2073) 2.2 s; six (6321) 8.3 s. The CLI adds ~0.6 s of start-up, and the promise is
+# about a second.
+CHAIN_SIZE = 1000
 
 
 def _size_and_derivative(e, leaves: dict, memo: dict) -> tuple[int, int]:
