@@ -94,9 +94,10 @@ register_op(Op("scores", _scores_define, _scores_jacobian, _scores_vjp,
 def _attn_softmax_jacobian(net, node, wrt):
     a = net.sym(node.name)
     return (sp.DiagMatrix(a) - a * a.T,
-            f"{node.name}_t = softmax({wrt}_t) over the T keys, row by row: ∂a_τ/∂s_σ = "
-            "a_τ(δ_τσ − a_σ), the row-wise softmax Jacobian diag(a) − a aᵀ (a masked key has "
-            "a_τ = 0: its row and column vanish)")
+            f"{node.name}_t = softmax({wrt}_t) over the T keys, row by row: "
+            f"∂{node.name}_τ/∂{wrt}_σ = {node.name}_τ(δ_τσ − {node.name}_σ), the row-wise softmax "
+            f"Jacobian diag({node.name}) − {node.name} {node.name}ᵀ (a masked key gets weight 0: "
+            "its row and column vanish)")
 
 
 def _attn_softmax_vjp(net, node, g):
