@@ -297,3 +297,24 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         return f"{y} * ({g} - {self._one(e.shape[1], row=True)} @ ({y} * {g}))"
 
 
+
+    # -- across positions (symgrad.core.sequence): attention's block products --------------------
+    def _blocks(self, e, transpose):
+        """A batch value (held transposed, d × n·T) as its (sequences, T, d) blocks: a view;
+        ``transpose`` swaps each block's two axes (also a view)."""
+        code = f"{self._paren(e)}.T.reshape(-1, {self._seq_T}, {e.shape[1]})"
+        return f"{code}.transpose(0, 2, 1)" if transpose else code
+
+    def _print_SeqProduct(self, e):
+        """op(X_b) op(Y_b)·c (+ M) for every sequence b in one batched np.matmul, held transposed
+        again (a view of the product). The causal mask M is −∞ above the diagonal, made in the
+        kernel's dtype (a float64 mask would make a float32 kernel's scores float64)."""
+        if e.axis != 1:
+            raise NotImplementedError("a product across positions outside a batch")
+        self._seq_T = e.positions
+        code = f"np.matmul({self._blocks(e.x, e.tx)}, {self._blocks(e.y, e.ty)})"
+        if e.scale != 1:
+            code = f"{code} * {self._print(e.scale)}"
+        if e.causal:
+            code = f"{code} + np.triu(np.full(({e.positions}, {e.positions}), -np.inf, dt), 1)"
+        return f"({code}).reshape(-1, {e.cols}).T"

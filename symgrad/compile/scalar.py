@@ -149,6 +149,8 @@ class _Unroller:
                                            else int(v) for v in s)
                                           for s in (e.rowslice, e.colslice))
             return [row[c0:c1:cs] for row in M[r0:r1:rs]]
+        if hasattr(e, "unroll"):  # a product across positions (core.sequence)
+            return e.unroll(self.entries(e.x), self.entries(e.y))
         raise NotImplementedError(f"the scalar path cannot unroll {type(e).__name__}")
 
 

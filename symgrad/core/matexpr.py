@@ -322,6 +322,8 @@ def batch(expr, rows: dict, n):
         if isinstance(e, sp.MatrixSlice) and per_example(e.parent) and e.colslice == (0, 1, 1):
             (r0, r1, step) = e.rowslice  # entries r0…r1 of each example: those columns
             return sp.MatrixSlice(go(e.parent), (0, n, 1), (r0, r1, step))
+        if hasattr(e, "batched"):  # a node that knows its own batch form (core.sequence)
+            return e.batched(go, n)
         raise ValueError(f"cannot batch {type(e).__name__}: {e}")
 
     return go(expr)

@@ -22,6 +22,7 @@ from symgrad.core.matexpr import (N, Cotangent, SumAll, Target, batch, bias_grad
                                   substitute, to_explicit)
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import OPS, op_of
+from symgrad.graph.attention import ACROSS
 
 class _RuleTable(Mapping):
     """One interpretation of every registered op, keyed by op: JACOBIANS["dense"] is the dense
@@ -56,7 +57,14 @@ def per_position(net) -> str:
     one position's. Every op is position-wise, so a sequence network is the per-example engine
     at each position t, and its batch is every position of every sequence, one a row."""
     T = net.positions
+    if T is not None and _across(net):
+        return f", at one position t of a sequence of T = {T} (attention reads every position)"
     return "" if T is None else f", at one position t of a sequence of T = {T} (position-wise)"
+
+
+def _across(net) -> list[str]:
+    """The nodes that read other positions (attention's, symgrad.graph.attention)."""
+    return [n.name for n in net.nodes.values() if n.op in ACROSS]
 
 
 def rows_are(net) -> str:
@@ -79,7 +87,12 @@ def sequence_convention(net, d: Derivation) -> None:
         "z_t = W h_t + b, as torch.nn.Linear on the last axis); a batch is (n, T, d), as torch "
         "lays it"),
         "position-wise: every op acts on each position alone, so each value below is that of one "
-        "position t, and the same at every position t", StepKind.DEFINITION)
+        "position t, and the same at every position t" if not _across(net) else
+        f"every op but attention's ({', '.join(_across(net))}) acts on each position alone; "
+        "those read the whole sequence: X[1:T] is the T × d matrix of x at every position (row "
+        "τ = x_τ), m_t the causal mask (0 up to t, −∞ after), e_t column t of I; a gradient "
+        "reaching a value at position τ from every position t is summed over t (G_K = G_Sᵀ Q/√d_k, "
+        "G_V = Aᵀ G_O)", StepKind.DEFINITION)
 
 
 # -- the backward pass ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activatio
 from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
 from symgrad.core.matexpr import Target
 from symgrad.graph.ops import OPS, MissingOpError, op_of
+from symgrad.graph import attention as _attention  # registers the ops across positions
 from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
@@ -248,6 +249,21 @@ class Graph:
         """c = [a; b; …], the values stacked along their features, in order: ``torch.cat(…,
         dim=-1)``."""
         return self.apply("concat", *inputs, name=name or self._fresh(f"c{len(self.nodes)}"))
+
+    # -- across positions (symgrad.graph.attention) --
+    def attention(self, q: str, k: str, v: str, causal: bool = False,
+                  name: str | None = None) -> str:
+        """softmax(Q Kᵀ/√d_k + M) V over sequences, as torch's
+        ``F.scaled_dot_product_attention(q, k, v, is_causal=causal)``: see
+        :func:`symgrad.graph.attention.attention`."""
+        return _attention.attention(self, q, k, v, causal, name)
+
+    def self_attention(self, h: str, heads: int, causal: bool = False,
+                       name: str | None = None) -> str:
+        """Multi-head self-attention from dense projections, as torch's
+        ``nn.MultiheadAttention(E, heads, batch_first=True)``: see
+        :func:`symgrad.graph.attention.self_attention`."""
+        return _attention.self_attention(self, h, heads, causal, name)
 
     def apply(self, op: str, *inputs: str, name: str | None = None) -> str:
         """A node applying the registered op ``op`` (symgrad.graph.ops) to ``inputs``, with no

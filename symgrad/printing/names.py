@@ -29,7 +29,7 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 "…": r"\dots", "ℓ": r"\ell", "½": r"\tfrac{1}{2}", "‖": r"\|", "²": "^{2}",
                 "⊘": r"\oslash", "∑": r"\sum", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma",
                 "η": r"\eta", "μ": r"\mu", "ρ": r"\rho", "τ": r"\tau", "φ": r"\phi", "ψ": r"\psi",
-                "ω": r"\omega", "Π": r"\Pi", "Δ": r"\Delta", "∞": r"\infty", "≈": r"\approx",
+                "ω": r"\omega", "Π": r"\Pi", "Δ": r"\Delta", "∞": r"\infty", "√": r"\surd", "≈": r"\approx",
                 "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}", "𝟏": r"\mathbf{1}"}
 
 

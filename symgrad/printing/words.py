@@ -144,12 +144,14 @@ def _attach(toks, nota):
         if kind == "sub" and out and out[-1][0] in ("math", "vec") and nxt \
                 and nxt[2].isalnum():
             prev = out[-1]
-            if prev[0] == "vec":
+            greek = UNICODE_MATH.get(nxt[2])  # k_τ (attention's key position): a Greek index
+            sub = greek or text_escape(nxt[2])
+            if prev[0] == "vec" and not greek:
                 prev[1] = nota.entry(prev[2], nxt[2])
             elif isinstance(prev[1], TeXName):
-                prev[1] = prev[1].with_sub(text_escape(nxt[2]))
+                prev[1] = prev[1].with_sub(sub)
             else:
-                prev[1] = TeXName(prev[1], sub=text_escape(nxt[2]))
+                prev[1] = TeXName(prev[1], sub=sub)
             prev[0] = "math"
             i += 2
             continue

@@ -1,0 +1,148 @@
+"""Products across the positions of a sequence: what attention is made of.
+
+Where it sits: core, beside :mod:`.matexpr`. Every other node of a network acts on each position
+alone, so one position's value is a column and the batch is one position a row (n·T rows). An
+attention layer reads every position of its sequence: per sequence it multiplies T × d blocks,
+Q Kᵀ, A V, and their transposes in the backward pass. :class:`SeqProduct` is that product, in two
+forms (as :class:`~symgrad.core.matexpr.Softmax` has two):
+
+- axis 0, one position t (a column, as the notes write every vector): row t of op(X) op(Y), X and
+  Y the T × d matrices of the sequence's positions (row τ = position τ's value), op a transpose or
+  not; printed in the notes' voice (K q/√d_k: entry τ is k_τ · q_t/√d_k);
+- axis 1, the batch (n·T rows, n sequences of T positions): the same product taken block by block,
+  one T-row block per sequence. The numpy printer reshapes to (n, T, d) (a view) and calls one
+  batched ``np.matmul``; there is no Python loop over sequences or positions.
+
+``scale`` multiplies the product (1/√d_k for the scores); ``causal`` adds the mask m_t, 0 at
+τ ≤ t and −∞ after, to the product (only the scores carry one). Every row then keeps its
+diagonal entry finite, so a softmax over it has a finite maximum and never makes a NaN.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+
+class SeqProduct(MatrixExpr):
+    """op(X) op(Y) · scale (+ causal mask), taken per sequence of T positions: see the module."""
+
+    def __new__(cls, x, y, T, tx=False, ty=False, scale=1, causal=False, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(x, strict=True), sp.sympify(y, strict=True),
+                                  sp.Integer(T), sp.true if tx else sp.false,
+                                  sp.true if ty else sp.false, sp.sympify(scale, strict=True),
+                                  sp.true if causal else sp.false, sp.Integer(axis))
+
+    x = property(lambda self: self.args[0])
+    y = property(lambda self: self.args[1])
+    positions = property(lambda self: int(self.args[2]))  # T (not .T: the transpose)
+    tx = property(lambda self: bool(self.args[3]))
+    ty = property(lambda self: bool(self.args[4]))
+    scale = property(lambda self: self.args[5])
+    causal = property(lambda self: bool(self.args[6]))
+    axis = property(lambda self: int(self.args[7]))
+
+    @property
+    def cols(self):
+        """Columns of op(Y) for one sequence: T when Y is transposed, else Y's features."""
+        return self.positions if self.ty else (self.y.shape[0] if self.axis == 0 else self.y.shape[1])
+
+    @property
+    def shape(self):
+        return (self.cols, 1) if self.axis == 0 else (self.x.shape[0], self.cols)
+
+    def with_operands(self, x, y, axis):
+        return SeqProduct(x, y, self.positions, self.tx, self.ty, self.scale, self.causal, axis)
+
+    def batched(self, go, n):
+        """The batch form (matexpr.batch's hook): the operands' batch matrices, multiplied per
+        sequence."""
+        return self.with_operands(go(self.x), go(self.y), 1)
+
+    # entry by entry (the batch form with explicit operands: an independent evaluation route)
+    def _entry(self, i, j, **kwargs):
+        if self.axis == 0:
+            raise NotImplementedError("one position of an attention reads the other positions: "
+                                      "write it out in the batch form (axis 1)")
+        T, X, Y = self.positions, self.x, self.y
+        b, t = divmod(int(i), T)
+        rows = range(b * T, b * T + T)
+        if self.tx:   # row t of X_bᵀ: column t of X_b, over the block's rows
+            left = [X[r, t] for r in rows]
+        else:         # row t of X_b
+            left = [X[b * T + t, c] for c in range(X.shape[1])]
+        if self.ty:   # column j of Y_bᵀ: row j of Y_b
+            right = [Y[b * T + int(j), c] for c in range(Y.shape[1])]
+        else:         # column j of Y_b
+            right = [Y[r, j] for r in rows]
+        value = self.scale * sp.Add(*(a * c for a, c in zip(left, right)))
+        return value + (sp.S.NegativeInfinity if self.causal and int(j) > t else 0)
+
+    def unroll(self, X, Y):
+        """The batch form over lists of entries (rows of lists, as the unrolled scalar path holds
+        a matrix): blocks of T rows multiplied; masked entries are −∞ (SymPy's), which the
+        softmax after them turns into exact zeros."""
+        T, out = self.positions, []
+        for b in range(len(X) // T):
+            Xb, Yb = X[b * T:(b + 1) * T], Y[b * T:(b + 1) * T]
+            L = [list(c) for c in zip(*Xb)] if self.tx else Xb
+            R = [list(c) for c in zip(*Yb)] if self.ty else Yb
+            for t, row in enumerate(L):
+                out.append([self.scale * sp.Add(*(a * R[k][j] for k, a in enumerate(row)))
+                            + (sp.S.NegativeInfinity if self.causal and j > t else 0)
+                            for j in range(len(R[0]))])
+        return out
+
+    # printing
+    def _parts(self, p, latex=False):
+        def seq(e):  # the T × d matrix of a per-position value
+            s = p._print(e)
+            return r"\left[%s\right]_{1:T}" % s if latex else f"{s}[1:T]"
+        T_ = r"^{\top}" if latex else "ᵀ"
+        if self.axis == 1:
+            X = p._print(self.x) + (T_ if self.tx else "")
+            Y = p._print(self.y) + (T_ if self.ty else "")
+            return rf"\operatorname{{blocks}}_{{T}}\left({X} {Y}\right)" if latex else \
+                f"blocks_T({X} {Y})"
+        if not self.tx:  # row t of X op(Y) = op(Y)ᵀ x_t
+            body = f"{seq(self.y)}{'' if self.ty else T_} {p._print(self.x)}"
+        else:            # row t of Xᵀ op(Y) = op(Y)ᵀ X e_t
+            body = f"{seq(self.y)}{'' if self.ty else T_} {seq(self.x)} e_t"
+        return body
+
+    def _coef(self, p, body, latex=False):
+        if self.scale != 1:
+            body = (r"%s \, %s" % (p._print(self.scale), body)) if latex else \
+                f"{p._print(self.scale)}·{body}"
+        if self.causal:
+            body += r" + m_{t}" if latex else " + m_t"
+        return body
+
+    def _sympystr(self, p):
+        return self._coef(p, self._parts(p))
+
+    def _latex(self, p):
+        return self._coef(p, self._parts(p, True), True)
+
+
+class AcrossJacobian(MatrixExpr):
+    """A local Jacobian of an attention node with respect to another position's value, for the
+    printed chain only (it never reaches a program): ∂s_t/∂k_τ = e_τ q_tᵀ/√d_k, ∂o_t/∂v_τ =
+    a_tτ I. ``text`` and ``latex`` are how it prints."""
+
+    def __new__(cls, text, latex, rows, cols):
+        return MatrixExpr.__new__(cls, sp.Symbol(text), sp.Symbol(latex), sp.Integer(rows),
+                                  sp.Integer(cols))
+
+    shape = property(lambda self: (self.args[2], self.args[3]))
+
+    def _entry(self, i, j, **kwargs):
+        raise NotImplementedError("a Jacobian across positions is printed, not written out")
+
+    def _sympystr(self, p):
+        return self.args[0].name
+
+    def _latex(self, p):
+        return self.args[1].name
+
+
+__all__ = ["SeqProduct", "AcrossJacobian"]
