@@ -21,8 +21,7 @@ import sympy as sp
 
 from symgrad.core.matexpr import SoftmaxVJP
 from symgrad.core.sequence import AcrossJacobian, SeqProduct
-from symgrad.graph.ops import Op, register_op
-from symgrad.graph.ops import _softmax_define, _softmax_scalar  # the softmax op's own rules
+from symgrad.graph.ops import OPS, Op, register_op
 
 WHOLE = "attention reads every position of its sequence"
 
@@ -106,7 +105,7 @@ def _attn_softmax_vjp(net, node, g):
              "each row's (diag(a) − a aᵀ) g, symmetric, never formed")]
 
 
-register_op(Op("attn_softmax", _softmax_define, _attn_softmax_jacobian, _attn_softmax_vjp,
+register_op(Op("attn_softmax", OPS["softmax"].define, _attn_softmax_jacobian, _attn_softmax_vjp,
                _refuse_element("the attention weights"), _no_dim,
                "attention weights, a_t = softmax(s_t) over the keys: row t of A", softmax=True))
 
