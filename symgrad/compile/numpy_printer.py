@@ -296,4 +296,15 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         y, g = self._paren(e.args[0]), self._paren(e.args[1])
         return f"{y} * ({g} - {self._one(e.shape[1], row=True)} @ ({y} * {g}))"
 
+    # embedding (symgrad.graph.embedding): a lookup and an index-add, never a one-hot product
+    def _print_Gather(self, e):
+        E, tok, axis = e.args
+        if axis != 1:
+            raise NotImplementedError("an embedding of one example outside a batch")
+        return f"{self._print(E)}[{self._print(tok)}].T"  # rows E[tok_i], held (d, n)
 
+    def _print_ScatterAdd(self, e):
+        g, tok, V, axis = e.args
+        if axis != 1:
+            raise NotImplementedError("an embedding's gradient of one example outside a batch")
+        return f"_scatter_add({self._print(tok)}, {self._print(g)}, {V}, dt)"
