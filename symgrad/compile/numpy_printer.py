@@ -296,6 +296,12 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         y, g = self._paren(e.args[0]), self._paren(e.args[1])
         return f"{y} * ({g} - {self._one(e.shape[1], row=True)} @ ({y} * {g}))"
 
+    # embedding (symgrad.graph.embedding): a lookup and an index-add, never a one-hot product
+    def _print_Gather(self, e):
+        E, tok, axis = e.args
+        if axis != 1:
+            raise NotImplementedError("an embedding of one example outside a batch")
+        return f"{self._print(E)}[{self._print(tok)}].T"  # rows E[tok_i], held (d, n)
 
 
     # -- across positions (symgrad.core.sequence): attention's block products --------------------
@@ -318,3 +324,8 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         if e.causal:
             code = f"{code} + np.triu(np.full(({e.positions}, {e.positions}), -np.inf, dt), 1)"
         return f"({code}).reshape(-1, {e.cols}).T"
+    def _print_ScatterAdd(self, e):
+        g, tok, V, axis = e.args
+        if axis != 1:
+            raise NotImplementedError("an embedding's gradient of one example outside a batch")
+        return f"_scatter_add({self._print(tok)}, {self._print(g)}, {V}, dt)"

@@ -12,8 +12,8 @@ import numpy as np
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
-from symgrad.core.matexpr import (Elementwise, LogSumExp, Normalize, NormalizeVJP, Softmax,
-                                  SoftmaxVJP, SumAll)
+from symgrad.core.matexpr import (Elementwise, Gather, LogSumExp, Normalize, NormalizeVJP,
+                                  ScatterAdd, Softmax, SoftmaxVJP, SumAll)
 from symgrad.compile.common import N, PrimitivePrinting, lambda_body, exec_generated, legend
 
 
@@ -151,7 +151,38 @@ class _Unroller:
             return [row[c0:c1:cs] for row in M[r0:r1:rs]]
         if hasattr(e, "unroll"):  # a product across positions (core.sequence)
             return e.unroll(self.entries(e.x), self.entries(e.y))
+        if isinstance(e, (Gather, ScatterAdd)):
+            return self.embedding(e)
         raise NotImplementedError(f"the scalar path cannot unroll {type(e).__name__}")
+
+    def embedding(self, e):
+        """An embedding's lookup or index-add: the tokens are known only when the code runs, so
+        the table is a tuple of rows indexed by each token, and the gradient rows are lists each
+        example's g is added into (never a one-hot product, here either)."""
+        k = len(self.lines)
+        if isinstance(e, Gather):
+            E, tok = self.entries(e.args[0]), self.entries(e.args[1])
+            if ("table", e.args[0]) not in self.rows:
+                rows = ", ".join("(" + "".join(f"{self.p.doprint(v)}, " for v in r) + ")"
+                                 for r in E)
+                self.lines.append(f"_t{k} = ({rows},)")
+                self.rows[("table", e.args[0])] = f"_t{k}"
+            table, out = self.rows[("table", e.args[0])], []
+            for i, (t,) in enumerate(tok):
+                names = [f"_e{k}_{i}_{j}" for j in range(len(E[0]))]
+                self.lines.append(f"{', '.join(names)}, = {table}[{self.p.doprint(t)}]")
+                out.append([sp.Symbol(x) for x in names])
+            return out
+        G, tok, V = self.entries(e.args[0]), self.entries(e.args[1]), int(e.args[2])
+        d = len(G[0])
+        self.lines.append(f"_s{k} = [[0.0] * {d} for _ in range({V})]")
+        for (t,), g in zip(tok, G):
+            self.lines.append(f"_r = _s{k}[{self.p.doprint(t)}]; " + "; ".join(
+                f"_r[{j}] += {self.p.doprint(v)}" for j, v in enumerate(g)))
+        names = [[f"_s{k}_{v}_{j}" for j in range(d)] for v in range(V)]
+        self.lines.append(f"{', '.join(x for r in names for x in r)}, = "
+                          f"[x for r in _s{k} for x in r]")
+        return [[sp.Symbol(x) for x in r] for r in names]
 
 
 def scalar_function(spec, typed, n):
@@ -184,7 +215,12 @@ def scalar_function(spec, typed, n):
             head.append(f"    {', '.join(names)}, = {a}.tolist()")
         else:
             head.append(unpack(sym, a, spec.shapes[p]))
-    head += [unpack(X, a, (n, d)) for X, a, d in zip(spec.Xs, xargs, spec.d_ins)]
+    for X, a, d, i in zip(spec.Xs, xargs, spec.d_ins, spec.inputs):
+        if i in spec.tokens:  # (n,) integers: each one a Python int, indexing a table's rows
+            u.env[X] = [[sp.Symbol(f"{X.name}_{r}_0")] for r in range(n)]
+            head.append(f"    {', '.join(f'{X.name}_{r}_0' for r in range(n))}, = {a}.tolist()")
+        else:
+            head.append(unpack(X, a, (n, d)))
     head += finite()
     head += _unpack_targets(spec, n, unpack, finite)
     for e in typed.eqns:

@@ -22,7 +22,8 @@ BACKENDS = ("numpy", "python")
 
 def param_shapes(net) -> dict:
     """Parameter name -> numpy shape: W (d_out, d_in) as in the notes, a bias 1-D (d,)."""
-    return {p: s if net.is_weight(p) else (s[0],) for p, s in net.shapes.items()}
+    return {p: s if net.is_weight(p) or net.is_table(p) else (s[0],)  # E (V, d) as torch's
+            for p, s in net.shapes.items()}
 
 
 class Spec:
@@ -50,6 +51,8 @@ class Spec:
         self.T = net.positions  # None: vectors, one example a row
         self.d_ins = [net.nodes[i].dim for i in self.inputs]
         self.d_in = self.d_ins[0]
+        # token inputs: {input: V}; their arrays are integers (n,) or (n, T), never converted
+        self.tokens = {i: net.tokens(i) for i in self.inputs if net.tokens(i) is not None}
         self.d_out = net.nodes[net.output_node].dim
         self.labels = net.loss.labels
         net.loss.check_output(net.nodes[net.output_node])  # again: net.loss may be set directly
@@ -140,7 +143,8 @@ class Spec:
         if self.T is None:
             return xs, Y
         rows = xs[0].shape[0] * self.T
-        xs = [a.reshape(rows, a.shape[-1]) for a in xs]
+        xs = [a.reshape(rows) if name in self.tokens else a.reshape(rows, a.shape[-1])
+              for a, name in zip(xs, self.inputs)]
         return xs, (None if Y is None else Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows))
 
     def examples(self, X, dt):
@@ -162,7 +166,14 @@ class Spec:
         else:
             arrays, labels = [X], ["X"]
         out = []
-        for a, what, d in zip(arrays, labels, self.d_ins):
+        for a, what, d, name in zip(arrays, labels, self.d_ins, names):
+            if name in self.tokens:
+                a = self.token_array(a, what, self.tokens[name])
+                if out and a.shape[0] != out[0].shape[0]:
+                    raise ValueError(f"{what} has {a.shape[0]} rows but {labels[0]} has "
+                                     f"{out[0].shape[0]}: every input needs one row per example")
+                out.append(a)
+                continue
             a = _numeric(a, what, dt)
             if self.T is not None:
                 if a.ndim != 3 or a.shape[1:] != (self.T, d):
@@ -177,6 +188,26 @@ class Spec:
         if out[0].shape[0] == 0:
             raise ValueError(f"{labels[0]} has no examples (shape {out[0].shape})")
         return out
+
+    def token_array(self, A, what, V):
+        """Tokens checked and returned as intp: (n,) for one token an example, (n, T) for a
+        sequence; integers only, as class labels are (a float array is refused even when its
+        values are whole), each 0 ≤ tok < V."""
+        A = np.asarray(A)
+        want = "(n,)" if self.T is None else f"(n, {self.T})"
+        if A.dtype.kind not in "iu":
+            raise ValueError(f"{what}: tokens must be integers, got {A.dtype} (an {want} array "
+                             f"of tokens below {V})")
+        if A.ndim != (1 if self.T is None else 2) or (self.T is not None and A.shape[1] != self.T):
+            raise ValueError(f"{what} has shape {A.shape}; expected {want} integer tokens below "
+                             f"{V}" + ("" if self.T is None else
+                                       f": n sequences of {self.T} tokens"))
+        bad = (A < 0) | (A >= V)
+        if bad.any():
+            at = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"{what}[{', '.join(map(str, at))}] = {A[at]} is no token: tokens "
+                             f"lie in 0..{V - 1} (V = {V})")
+        return A.astype(np.intp, copy=False)
 
     def finite(self, arrays):
         """Raise naming the first array (parameter, input or Y) that holds nan or inf."""
@@ -265,7 +296,9 @@ def init_params(net, seed: int = 0, dtype="float64") -> dict:
     for node in net.nodes.values():  # an op's own starting values (a gain of ones)
         rule = OPS[node.op].init if node.op in OPS else None
         for p, how in (rule(net, node) if rule else {}).items():
-            out[p] = np.ones(out[p].shape, dt) if how == "ones" else np.zeros(out[p].shape, dt)
+            out[p] = (np.ones(out[p].shape, dt) if how == "ones" else
+                      rng.standard_normal(out[p].shape).astype(dt) if how == "normal" else
+                      np.zeros(out[p].shape, dt))  # "normal": N(0, 1), torch's nn.Embedding
     return out
 
 

@@ -223,6 +223,91 @@ class SumAll(MatrixExpr):
         return r"\sum %s" % p._print(self.args[0])
 
 
+# -- embedding: a row lookup and its scatter-add (torch.nn.Embedding) ----------------------------
+# The notes write an embedding as a product with a one-hot vector, e = Eᵀ onehot(tok), and its
+# gradient as the outer product onehot(tok) gᵀ: that is how these nodes print, never how they are
+# computed (a kernel reads row tok of E, and adds each g into the row of its token).
+def _token(t):
+    """The token of one example (a 1×1 value) as a scalar."""
+    return t[0, 0]
+
+
+class OneHot(MatrixExpr):
+    """onehot(tok), a V × 1 column with a 1 at row tok (0-based): for display and Jacobians only."""
+
+    def __new__(cls, tok, V):
+        return MatrixExpr.__new__(cls, sp.sympify(tok, strict=True), sp.Integer(V))
+
+    shape = property(lambda self: (self.args[1], 1))
+
+    def _entry(self, i, j, **kwargs):
+        return sp.KroneckerDelta(_token(self.args[0]), i)
+
+    def _sympystr(self, p):
+        return f"onehot({p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return r"\operatorname{onehot}\left(%s\right)" % p._print(self.args[0])
+
+
+class Gather(MatrixExpr):
+    """Row tok of E: for one example (axis 0) the column Eᵀ onehot(tok), d × 1; over a batch
+    (axis 1, tokens an n × 1 column) the n × d rows E[tok_i], written onehot(tok) E."""
+
+    def __new__(cls, E, tok, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(E, strict=True), sp.sympify(tok, strict=True),
+                                  sp.Integer(axis))
+
+    @property
+    def shape(self):
+        E, tok, axis = self.args
+        return (E.shape[1], 1) if axis == 0 else (tok.shape[0], E.shape[1])
+
+    def _entry(self, i, j, **kwargs):
+        E, tok, axis = self.args
+        t, k = (tok[0, 0], i) if axis == 0 else (tok[i, 0], j)
+        return sp.Add(*(sp.KroneckerDelta(t, v) * E[v, k] for v in range(E.shape[0])))
+
+    def _sympystr(self, p):
+        E, tok, axis = (p._print(a) for a in self.args)
+        return f"{E}ᵀ onehot({tok})" if self.args[2] == 0 else f"onehot({tok}) {E}"
+
+    def _latex(self, p):
+        E, tok = (p._print(a) for a in self.args[:2])
+        oh = r"\operatorname{onehot}\left(%s\right)" % tok
+        return f"{E}^{{\\top}} {oh}" if self.args[2] == 0 else f"{oh} {E}"
+
+
+class ScatterAdd(MatrixExpr):
+    """∇E of an embedding: for one example (axis 0) the V × d outer product onehot(tok) gᵀ, g in
+    row tok and zeros elsewhere; over a batch (axis 1) onehot(tok)ᵀ G, each row of G added into
+    the row of its token (an index-add: the one-hot matrix is never formed)."""
+
+    def __new__(cls, g, tok, V, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(tok, strict=True),
+                                  sp.Integer(V), sp.Integer(axis))
+
+    @property
+    def shape(self):
+        g, _, V, axis = self.args
+        return (V, g.shape[0]) if axis == 0 else (V, g.shape[1])
+
+    def _entry(self, i, j, **kwargs):
+        g, tok, _, axis = self.args
+        if axis == 0:
+            return sp.KroneckerDelta(tok[0, 0], i) * g[j, 0]
+        return sp.Add(*(sp.KroneckerDelta(tok[r, 0], i) * g[r, j] for r in range(g.shape[0])))
+
+    def _sympystr(self, p):
+        g, tok = (p._print(a) for a in self.args[:2])
+        return f"onehot({tok}) {g}ᵀ" if self.args[3] == 0 else f"onehot({tok})ᵀ {g}"
+
+    def _latex(self, p):
+        g, tok = (p._print(a) for a in self.args[:2])
+        oh = r"\operatorname{onehot}\left(%s\right)" % tok
+        return f"{oh} {g}^{{\\top}}" if self.args[3] == 0 else f"{oh}^{{\\top}} {g}"
+
+
 _CHECKED = (sp.MatMul, sp.MatAdd, sp.HadamardProduct)
 
 
@@ -317,6 +402,10 @@ def batch(expr, rows: dict, n):
             return Normalize(go(e.args[0]), e.args[1], 1)
         if isinstance(e, NormalizeVJP):
             return NormalizeVJP(go(e.args[0]), go(e.args[1]), go(e.args[2]), e.args[3], 1)
+        if isinstance(e, Gather):  # E is a parameter, the tokens a batch column
+            return Gather(e.args[0], go(e.args[1]), 1)
+        if isinstance(e, ScatterAdd):  # onehot(tok) gᵀ summed over the rows: onehot(Tok)ᵀ G
+            return ScatterAdd(go(e.args[0]), go(e.args[1]), e.args[2], 1)
         if isinstance(e, sp.BlockMatrix) and e.blocks.shape[1] == 1:  # [a; b] → [A, B]
             return sp.BlockMatrix([[go(b) for b in e.blocks]])
         if isinstance(e, sp.MatrixSlice) and per_example(e.parent) and e.colslice == (0, 1, 1):

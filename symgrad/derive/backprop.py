@@ -18,8 +18,8 @@ import sympy as sp
 from symgrad.core.derivation import Derivation, Grad, Note, StepKind
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
-from symgrad.core.matexpr import (N, Cotangent, SumAll, Target, batch, bias_gradient, hadamard,
-                                  substitute, to_explicit)
+from symgrad.core.matexpr import (N, Cotangent, ScatterAdd, SumAll, Target, batch, bias_gradient,
+                                  hadamard, substitute, to_explicit)
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import OPS, op_of
 from symgrad.graph.attention import ACROSS
@@ -71,8 +71,11 @@ def rows_are(net) -> str:
     """What the batch's n rows are: the examples, or every position of every sequence."""
     if net.positions is None:
         return "the n examples"
+    tokens = all(net.nodes[i].op == "input" and "tokens" in dict(net.nodes[i].attrs)
+                 for i in net.inputs)  # (n, T) integer tokens, read as tok.reshape(-1)
     return (f"the n rows, every position of every sequence (n = sequences × T, T = "
-            f"{net.positions}; X is the (n, T, d) batch read as x.reshape(-1, d))")
+            f"{net.positions}; " + ("the (n, T) tokens are read as tok.reshape(-1))" if tokens
+                                    else "X is the (n, T, d) batch read as x.reshape(-1, d))"))
 
 
 def sequence_convention(net, d: Derivation) -> None:
@@ -265,6 +268,9 @@ def _batch_grad(net, p, bw, rows):
     """∇p of the mean loss: Σ over examples via Gᵀ H (weights) or Gᵀ 1 (biases), plus λ p."""
     terms = []
     for term, _ in bw.grads[p]:
+        if isinstance(term, ScatterAdd):  # an embedding table: summed over the rows by batch
+            terms.append(batch(term, rows, N))
+            continue
         terms.append(bias_gradient(term, rows, N) if term.shape[1] == 1 and not
                      isinstance(term, sp.MatMul) else batch(term, rows, N))
     if net.penalty != 0 and net.is_weight(p):

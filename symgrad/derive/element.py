@@ -53,6 +53,7 @@ class Scalar:
     users: dict = field(default_factory=dict)    # symbol -> the units whose definitions use it
     softmax: dict = field(default_factory=dict)  # softmax unit -> (its index, its group of units)
     onehot: bool = False  # cross-entropy: targets are distributions, Σ_k y_k = 1
+    tokens: dict = field(default_factory=dict)   # a token input's symbol -> V (its tokens)
 
     def explicit(self, expr):
         """Substitute every unit definition: an expression in inputs and parameters alone."""
@@ -103,7 +104,7 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
         raise ValueError(f"naming must be 'notes' or 'position', not {naming!r}")
     params, counters = {}, {"w": 0, "b": 0}
     for p, (r, c) in net.shapes.items():
-        if naming == "notes":
+        if naming == "notes" and not net.is_table(p):  # an embedding table: E1_21 by position
             k = "w" if net.is_weight(p) else "b"
             start = counters[k]
             counters[k] += r * c
@@ -114,7 +115,8 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     units, defs, inputs, softmax = {}, {}, {}, {}
     for name, node in net.nodes.items():
         if node.op == "input":
-            inputs[name] = units[name] = _symbols(name, node.dim, sep="" if name == "x" else "_")
+            one = name == "x" or net.tokens(name)  # a token input: one symbol, its name
+            inputs[name] = units[name] = _symbols(name, node.dim, sep="" if one else "_")
             continue
         U = _symbols(name, node.dim, sep="_" if node.dim > 1 else "")
         ins = [units[i] for i in node.inputs]
@@ -128,7 +130,8 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     y = _symbols("y", out.rows, sep="" if out.rows == 1 else "_")
     _distinct(params, units, y)
     S = Scalar(params, units, defs, inputs, y, net.loss.written_out(out, y), softmax=softmax,
-               onehot=net.loss.labels)
+               onehot=net.loss.labels,
+               tokens={inputs[i][0]: net.tokens(i) for i in inputs if net.tokens(i)})
     _index(S, net)
     return S
 
@@ -338,8 +341,8 @@ def _written_out(S, d, value, Tsym, w, outs):
     kinked = value.has(*KINKS)  # a kinked loss (Huber): its cases read best in ŷ
     for u in sorted(value.free_symbols & set(S.full), key=str):
         kinks = S.full[u].atoms(*KINKS)
-        if u in outs and kinked:
-            kept.append(u)
+        if u in outs and kinked or S.full[u].has(sp.KroneckerDelta):
+            kept.append(u)  # (an embedding's unit: written out it is a sum over the vocabulary)
         elif not kinks or (len(kinks) == 1 and u not in outs):
             subs[u] = S.full[u]
         else:
@@ -404,6 +407,7 @@ def _check(S: Scalar, value, result, direct, what: str, points: int = 3) -> str:
     rng, checked = np.random.default_rng(0), 0
     for _ in range(4 * points):
         env = dict(zip(base, rng.uniform(-2, 2, len(base))))
+        env.update({t: int(rng.integers(0, V)) for t, V in S.tokens.items()})  # a token: an index
         for u, e in S.defs.items():  # the forward pass, unit by unit
             env[u] = evaluate(e, env)
         vals = [evaluate(e, env) for e in (direct, value, result)]

@@ -97,7 +97,7 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     bw = alg.meta["backward"]
     ell, P = sp.Symbol("ℓ"), net.sym(p)
     is_w = net.is_weight(p)
-    wrt = Vec(P) if is_w else P
+    wrt = Vec(P) if is_w or net.is_table(p) else P  # an embedding table is a matrix too
     d = Derivation(f"The gradient of the loss with respect to {p}" + per_position(net))
     sequence_convention(net, d)
     users = [n.name for n in net.nodes.values() if p in n.params]

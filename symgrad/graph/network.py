@@ -22,6 +22,7 @@ from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgr
 from symgrad.core.matexpr import Target
 from symgrad.graph.ops import OPS, MissingOpError, op_of
 from symgrad.graph import attention as _attention  # registers the ops across positions
+from symgrad.graph import embedding as _embedding  # noqa: F401  (registers the embedding op)
 from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
@@ -136,14 +137,23 @@ class Graph:
                     f"{other.name!r} has shape {other.shape}; a position-wise op needs values "
                     "with the same positions (both vectors, or sequences of the same T)")
             node = replace(node, positions=ins[0].positions if ins else None)
+            toks = [b.name for b in ins if b.op == "input" and "tokens" in dict(b.attrs)]
+            if toks and node.op != "embedding":  # a token is an index, not a number to compute on
+                raise ValueError(f"{node.op} {node.name!r}: {toks[0]!r} holds integer tokens; "
+                                 f"embed them first, net.embedding({toks[0]!r}, dim)")
         self.nodes[node.name] = node
         return node.name
 
-    def input(self, name: str = "x", dim: int | None = None, *, shape=None) -> str:
+    def input(self, name: str = "x", dim: int | None = None, *, shape=None, tokens=None) -> str:
         """An input: a vector of ``dim`` features (a column of the notes), or with
         ``shape=(T, d)`` a sequence of T positions of d features each, whose batches are
         (n, T, d) arrays as torch lays them; ``shape=(d,)`` is the vector ``dim=d``. Every op
-        after it acts on each position alone (dense on the last axis, as torch.nn.Linear)."""
+        after it acts on each position alone (dense on the last axis, as torch.nn.Linear).
+        ``tokens=V``: integer tokens below V, read only by :meth:`embedding`; ``shape=(T,)`` a
+        sequence of T tokens (batches (n, T) integers), ``shape=()`` or none one token per
+        example (batches (n,))."""
+        if tokens is not None:
+            return self._token_input(name, dim, shape, tokens)
         if shape is None:
             dim = _check_dim(1 if dim is None else dim, name)
             return self._add(Node(name, "input", dim=dim))
@@ -155,6 +165,50 @@ class Graph:
         shape = tuple(_check_dim(k, f"input {name!r}") for k in shape)
         return self._add(Node(name, "input", dim=shape[-1],
                               positions=shape[0] if len(shape) == 2 else None))
+
+    def _token_input(self, name, dim, shape, V) -> str:
+        if dim is not None:
+            raise ValueError(f"input {name!r}: a token input has no dim (one token a position); "
+                             "give shape=(T,) or shape=()")
+        if isinstance(V, bool) or not isinstance(V, int) or V < 1:
+            raise ValueError(f"input {name!r}: tokens=V is the vocabulary size, a positive "
+                             f"integer; got {V!r}")
+        shape = () if shape is None else shape
+        if not isinstance(shape, tuple) or len(shape) > 1:
+            raise ValueError(f"input {name!r}: a token input's shape is (T,) for a sequence of T "
+                             f"tokens or () for one token; got {shape!r}")
+        for k in shape:
+            _check_dim(k, f"input {name!r}")
+        return self._add(Node(name, "input", dim=1, attrs=(("tokens", V),),
+                              positions=shape[0] if shape else None))
+
+    def tokens(self, name: str) -> int | None:
+        """V when ``name`` is a token input (integer tokens below V), else None."""
+        node = self.nodes.get(name)
+        return dict(node.attrs).get("tokens") if node is not None and node.op == "input" else None
+
+    def embedding(self, tokens: str, dim: int, *, E: str | None = None,
+                  name: str | None = None) -> str:
+        """e = row tok of E at every position, ``torch.nn.Embedding(V, dim)``: the table E is
+        V × dim (torch's ``weight``), a new parameter (default name E_k), N(0, 1) at init as
+        torch's. Written e = Eᵀ onehot(tok) in derivations; computed as a lookup."""
+        V = self.tokens(tokens)
+        if V is None:
+            raise ValueError(f"embedding: {tokens!r} is not a token input; declare one with "
+                             "net.input(name, shape=(T,), tokens=V)")
+        _check_dim(dim, "embedding")
+        self.layers += 1
+        k = self.layers
+        E = E or self._fresh(f"E{k}")
+        if E in self.shapes or E in self.nodes:
+            raise ValueError(f"embedding: the name {E!r} is already used in this network")
+        self._param(E, (V, dim))
+        # (the node emb_k, not e_k: its batch value would display as E_k, the table's name)
+        return self._add(Node(name or self._fresh(f"emb{k}"), "embedding", (tokens,), (E,), dim))
+
+    def is_table(self, p: str) -> bool:
+        """True for an embedding's table E (V × d): a matrix, but no weight of the penalty."""
+        return any(n.op == "embedding" and n.params[0] == p for n in self.nodes.values())
 
     def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
               name: str | None = None) -> str:
@@ -169,6 +223,8 @@ class Graph:
                 raise ValueError(f"dense: give the output size of {W}")
             dim = self.shapes[W][0]
         dim = _check_dim(dim, W)
+        if self.is_table(W):
+            raise ValueError(f"dense: {W!r} is an embedding table; a dense layer cannot share it")
         h = self.nodes[inp] if inp in self.nodes else None
         if h is None:
             raise ValueError(f"dense: unknown input node {inp!r}")

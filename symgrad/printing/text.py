@@ -121,6 +121,13 @@ class TextPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         return f"{self._print(e.parent)}[{i}]" if e.parent.shape[1] == 1 else \
             f"{self._print(e.parent)}[{i}, {j}]"
 
+    def _print_KroneckerDelta(self, e):
+        """[tok = 2], 1 when the token is 2 and 0 otherwise (an embedding's unit at the element
+        level): the Iverson bracket, where SymPy writes KroneckerDelta(2, tok)."""
+        a, b = e.args
+        a, b = (b, a) if a.is_number else (a, b)
+        return f"[{self._print(a)} = {self._print(b)}]"
+
     def _print_Mul(self, expr):
         mean = mean_of_sum(expr)
         if not mean:

@@ -41,7 +41,8 @@ def _data(net, n, rng):
     inputs; Y to suit the loss."""
     out = net.nodes[net.output_node]
     lead = (n,) if out.positions is None else (n, out.positions)  # (n, T, ·) for sequences
-    X = {i: rng.standard_normal(lead + (net.nodes[i].dim,)) for i in net.inputs}
+    X = {i: rng.integers(0, net.tokens(i), lead) if net.tokens(i) else  # tokens below V
+         rng.standard_normal(lead + (net.nodes[i].dim,)) for i in net.inputs}
     X = X[net.inputs[0]] if len(X) == 1 else X
     if net.loss.labels:
         return X, rng.integers(0, out.dim, lead)
@@ -62,8 +63,9 @@ def check_network(net, params=None, X=None, Y=None, *, n=4, eps=1e-6, samples=20
     elif Y is None:
         raise ValueError("gradcheck: give Y along with X")
     kernel = compile_network(net)
-    X = ({k: np.asarray(v, dtype=np.float64) for k, v in X.items()} if isinstance(X, dict)
-         else np.asarray(X, dtype=np.float64))
+    def f64(k, v):  # float64 data; tokens stay integers (the kernel refuses float tokens)
+        return np.asarray(v) if net.tokens(k) else np.asarray(v, dtype=np.float64)
+    X = ({k: f64(k, v) for k, v in X.items()} if isinstance(X, dict) else f64(net.inputs[0], X))
     loss, grads = kernel(params, X, Y)
     n = len(next(iter(X.values())) if isinstance(X, dict) else X)
     errors, lines = {}, [f"gradcheck of {net!r}, {n} examples, loss {float(loss):.6g}"]
