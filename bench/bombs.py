@@ -88,6 +88,14 @@ BOMBS = [
      "for _ in range(14):\n    h = net.add(net.act(net.dense(h, 3), 'tanh'), h)\n"
      "net.set_loss(net.dense(h, 1), 'mse')\n"
      "print(sum(len(d.to_text()) for d in net.derive_all()), 'characters')"),
+    ("handout of 31 gated residual blocks", None,
+     "import symgrad as sg\nfrom symgrad.handouts.build import handout\n"
+     "net = sg.Network(); h = net.input('x', 2)\nfor _ in range(31):\n"
+     "    a = net.act(net.dense(h, 2), 'tanh'); g = net.act(net.dense(h, 2), 'sigmoid')\n"
+     "    h = net.add(h, net.mul(a, g))\nnet.set_loss(net.dense(h, 1), 'mse')\n"
+     "print(len(handout(net)), 'characters')"),
+    ("product of 300 w.r.t. each", ["jacobian", names(300).replace(",", "*"), "--wrt",
+                                    names(300)]),
     ("derive 12-11-1 element", ["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"]),
     ("handout 32 layers", ["handout", deep_spec(32), "-o", "{tmp}/h.tex"]),
     ("handout 64 layers", ["handout", deep_spec(64), "-o", "{tmp}/h.tex"]),
