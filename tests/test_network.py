@@ -364,3 +364,11 @@ def test_bce_needs_the_sigmoid_itself_not_an_activation_named_sigmoid():
     with pytest.raises(ValueError, match="bce needs sigmoid"):
         sg.mlp([2, 2, 1], hidden="relu", output=fake, loss="bce")
     assert sg.mlp([2, 2, 1], output=sg.activation("sigmoid"), loss="bce").loss.fused
+
+
+def test_mlp_of_a_spec_text_says_what_it_takes():
+    """sg.mlp("2-2-1") read each character as a size and said "got '2'"."""
+    with pytest.raises(ValueError, match=r"mlp: sizes is a list such as \[2, 2, 1\], not the "
+                                         r"text '2-2-1' \(sg.load_network reads a spec"):
+        sg.mlp("2-2-1")
+    assert sg.load_network("2-2-1").parameters == ["W1", "b1", "W2", "b2"]

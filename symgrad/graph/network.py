@@ -500,6 +500,9 @@ def mlp(sizes, hidden="relu", output="identity", loss="mse", penalty=0, cls=None
     (identity, sigmoid, softmax, …). With an identity output ŷ is the last dense layer itself.
     ``cls`` is the class built (a Graph; ``symgrad.mlp`` builds the ``symgrad.Network`` facade).
     """
+    if isinstance(sizes, str):  # each character a size: '2' was "not a positive integer"
+        raise ValueError(f"mlp: sizes is a list such as [2, 2, 1], not the text {sizes!r} "
+                         "(sg.load_network reads a spec such as '2-2-1')")
     sizes = list(sizes)
     if len(sizes) < 2:
         raise ValueError(f"mlp: give at least the input and output sizes, got {sizes}")
