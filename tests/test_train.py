@@ -465,3 +465,13 @@ def test_cli_a_run_ending_worse_warns_in_one_line():
     assert len(err) == 1 and err[0].startswith("symgrad: warning: training ended worse than it "
                                                "started: the loss is 8 after 30 epochs"), err
     assert "train accuracy" in r.stdout
+
+
+def test_load_params_of_an_existing_file_without_npz_says_why_it_is_not_read(tmp_path):
+    """load_params("t.txt") of a file that exists said only "no such file t.txt.npz"."""
+    (tmp_path / "t.txt").write_text("hello\n")
+    with pytest.raises(ValueError, match=r"no such file .*t\.txt\.npz; .*t\.txt exists, but a "
+                                         r"checkpoint is an \.npz file"):
+        sg.load_params(tmp_path / "t.txt")
+    with pytest.raises(ValueError, match=r"no such file .*u\.npz$"):
+        sg.load_params(tmp_path / "u")

@@ -449,8 +449,11 @@ def open_npz(path, bad, what: str):
 def load_params(path) -> dict:
     """The params stored by :func:`save_params`, in their order, dtypes and shapes. A missing,
     truncated or foreign file is one ValueError naming the file and what is wrong with it."""
-    path = params_path(path)
+    given, path = os.fspath(path), params_path(path)
     if not os.path.isfile(path):
+        if given != path and os.path.exists(given):  # t.txt exists, t.txt.npz does not
+            raise ValueError(f"load_params: no such file {path}; {given} exists, but a "
+                             "checkpoint is an .npz file (save_params adds .npz to its name)")
         raise ValueError(f"load_params: no such file {path}")
 
     def bad(why):
