@@ -205,9 +205,15 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
         if is_w:
             h = net.sym(u.inputs[0])
             if u.name not in known:  # else the chain began at g_u: just said
-                d.add(Partial(ell, wrt), Chain(g.T, sp.KroneckerProduct(sp.Identity(u.dim), h.T)),
+                d.add(Partial(ell, wrt), Chain(g.T, local_jacobian(net, u, p)[0]),
                       f"the chain so far is g_{u.name}ᵀ", StepKind.PRODUCT,
                       shapes=[(1, u.dim), (u.dim, _size(net, p))])
+            if u.op == "dense_transposed":  # W used as Wᵀ: row i of W meets entry i of h
+                d.add(Partial(ell, wrt), _blocks(h, g, h.rows),
+                      f"{h}ᵀ ⊗ I puts {h}_i on the diagonal of block i, so block i of the row "
+                      f"is {h}_i gᵀ" + _elided(h.rows), StepKind.PRODUCT)
+                terms.append(h * g.T)
+                continue
             d.add(Partial(ell, wrt), _blocks(g, h, u.dim), _blocks_why(g, h, u.dim),
                   StepKind.PRODUCT)
             terms.append(g * h.T)
@@ -241,10 +247,12 @@ def _blocks(g, h, dim):
 
 
 def _blocks_why(g, h, dim):
-    why = f"I ⊗ {h}ᵀ is block diagonal, so block i of the row is g_i {h}ᵀ"
-    if dim > SHOWN_BLOCKS + 2:
-        why += f"; blocks {SHOWN_BLOCKS + 1} to {dim - 1} of {dim} are elided (…)"
-    return why
+    return f"I ⊗ {h}ᵀ is block diagonal, so block i of the row is g_i {h}ᵀ" + _elided(dim)
+
+
+def _elided(dim):
+    return (f"; blocks {SHOWN_BLOCKS + 1} to {dim - 1} of {dim} are elided (…)"
+            if dim > SHOWN_BLOCKS + 2 else "")
 
 
 def _fused_steps(net, d):

@@ -211,10 +211,15 @@ class Graph:
         return any(n.op == "embedding" and n.params[0] == p for n in self.nodes.values())
 
     def dense(self, inp: str, dim: int | None = None, *, W: str | None = None, b=True,
-              name: str | None = None) -> str:
+              name: str | None = None, transpose: bool = False) -> str:
         """z = W h + b. Every call is a new layer k (default names W_k, b_k, z_k). Reusing a
         parameter name shares it (shapes must agree): ``W="W1"`` shares the weights only; the
-        layer gets its own bias unless ``b="b1"`` shares that too. ``b=False``: no bias."""
+        layer gets its own bias unless ``b="b1"`` shares that too. ``b=False``: no bias.
+        ``transpose=True`` reads an existing W transposed, z = Wᵀ h + b (tied weights: an
+        autoencoder's decoder as the encoder's W1ᵀ); W keeps its shape, so it maps its rows'
+        size to its columns'."""
+        if transpose is not False:
+            return self._dense_transposed(inp, dim, W, b, name, transpose)
         self.layers += 1
         k = self.layers
         W = W or self._fresh(f"W{k}")
@@ -233,6 +238,28 @@ class Graph:
             params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
                                       (dim, 1)))
         return self._add(Node(name or self._fresh(f"z{k}"), "dense", (inp,), tuple(params), dim))
+
+    def _dense_transposed(self, inp, dim, W, b, name, transpose) -> str:
+        if transpose is not True:
+            raise ValueError(f"dense: transpose is True or False, got {transpose!r}")
+        if W not in self.shapes or not self.is_weight(W):
+            raise ValueError(f"dense: transpose=True reads an existing weight matrix W; "
+                             f"{W!r} is none (the weights are {', '.join(self.weights) or 'none'})")
+        h = self._node(inp, "dense")
+        rows, cols = self.shapes[W]
+        if h.dim != rows:
+            raise ValueError(f"dense: {W}ᵀ is {cols} × {rows} and takes {rows} features; "
+                             f"{inp!r} has {h.dim}")
+        if dim is not None and _check_dim(dim, W) != cols:
+            raise ValueError(f"dense: {W}ᵀ gives {cols} features, not {dim}")
+        self.layers += 1
+        k = self.layers
+        params = [W]
+        if b:
+            params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
+                                      (cols, 1)))
+        return self._add(Node(name or self._fresh(f"z{k}"), "dense_transposed", (inp,),
+                              tuple(params), cols))
 
     def _param(self, name: str, shape) -> str:
         if name in self.nodes:

@@ -126,6 +126,48 @@ register_op(Op("dense", _dense_define, _dense_jacobian, _dense_vjp, _dense_scala
                "a dense layer, z = W h + b"))
 
 
+# -- dense_transposed: z = Wᵀ h + b, a weight matrix used transposed (tied weights) ---------------
+# An autoencoder's decoder reading the encoder's W1 as W1ᵀ: W keeps the shape its first layer gave
+# it, (d_out, d_in) of that layer, and here maps d_out → d_in.
+def _dense_t_define(net, node):
+    z = sp.MatMul(sp.Transpose(net.sym(node.params[0])), net.sym(node.inputs[0]))
+    return sp.MatAdd(z, net.sym(node.params[1])) if len(node.params) > 1 else z
+
+
+def _dense_t_jacobian(net, node, wrt):
+    W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
+    if wrt == node.inputs[0]:
+        return sp.Transpose(W), f"{node.name} = {W}ᵀ {h} + … is linear in {h}"
+    if wrt == node.params[0]:
+        return (sp.KroneckerProduct(h.T, sp.Identity(node.dim)),
+                f"entry j of {node.name} is Σ_i {W}_ij {h}_i: column j of {W}, so row i of "
+                f"{W} moves every entry by {h}_i")
+    return sp.Identity(node.dim), f"{node.name} = … + {wrt}"
+
+
+def _dense_t_vjp(net, node, g):
+    W, h = net.sym(node.params[0]), net.sym(node.inputs[0])
+    out = [(node.inputs[0], W * g, f"g ← {W} g (the transpose of {W}ᵀ)"),
+           (node.params[0], h * g.T, f"∇_{W} ℓ = {h} gᵀ: {W} is used transposed")]
+    if len(node.params) > 1:
+        out.append((node.params[1], g, f"∇_{node.params[1]} ℓ = g"))
+    return out
+
+
+def _dense_t_scalar(net, node, ins, params):
+    z = params[0].T * ins[0]
+    return z + params[1] if len(params) > 1 else z
+
+
+def _dense_t_dim(net, inputs):
+    raise ValueError("dense_transposed: build it with net.dense(h, W=name, transpose=True)")
+
+
+register_op(Op("dense_transposed", _dense_t_define, _dense_t_jacobian, _dense_t_vjp,
+               _dense_t_scalar, _dense_t_dim, "a dense layer reading a weight transposed, "
+               "z = Wᵀ h + b (tied weights)"))
+
+
 def same_dims(what):
     """A ``dim`` rule: every input the same size, which is the node's."""
     def dim(net, inputs):
