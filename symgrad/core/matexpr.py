@@ -112,7 +112,8 @@ class SoftmaxVJP(MatrixExpr):
 
     def _latex(self, p):
         y, g = (p._print(a) for a in self.args[:2])
-        return r"\left(\operatorname{diag}(%s) - %s %s^{\top}\right) %s" % (y, y, y, g)
+        yt = p._print(sp.Transpose(self.args[0]))  # a^{(8)} then ^{\top}: a double superscript
+        return r"\left(\operatorname{diag}(%s) - %s %s\right) %s" % (y, y, yt, g)
 
 
 class LogSumExp(MatrixExpr):
@@ -273,9 +274,11 @@ class Gather(MatrixExpr):
         return f"{E}ᵀ onehot({tok})" if self.args[2] == 0 else f"onehot({tok}) {E}"
 
     def _latex(self, p):
-        E, tok = (p._print(a) for a in self.args[:2])
-        oh = r"\operatorname{onehot}\left(%s\right)" % tok
-        return f"{E}^{{\\top}} {oh}" if self.args[2] == 0 else f"{oh} {E}"
+        E, tok = self.args[:2]
+        oh = r"\operatorname{onehot}\left(%s\right)" % p._print(tok)
+        # Eᵀ through the printer's own transpose: E^{(1)} with ^{\top} after it is a double
+        # superscript, which pdflatex refused in every handout of an embedding
+        return f"{p._print(sp.Transpose(E))} {oh}" if self.args[2] == 0 else f"{oh} {p._print(E)}"
 
 
 class ScatterAdd(MatrixExpr):
@@ -303,9 +306,10 @@ class ScatterAdd(MatrixExpr):
         return f"onehot({tok}) {g}ᵀ" if self.args[3] == 0 else f"onehot({tok})ᵀ {g}"
 
     def _latex(self, p):
-        g, tok = (p._print(a) for a in self.args[:2])
-        oh = r"\operatorname{onehot}\left(%s\right)" % tok
-        return f"{oh} {g}^{{\\top}}" if self.args[3] == 0 else f"{oh}^{{\\top}} {g}"
+        g, tok = self.args[:2]
+        oh = r"\operatorname{onehot}\left(%s\right)" % p._print(tok)
+        return f"{oh} {p._print(sp.Transpose(g))}" if self.args[3] == 0 else \
+            f"{oh}^{{\\top}} {p._print(g)}"
 
 
 _CHECKED = (sp.MatMul, sp.MatAdd, sp.HadamardProduct)

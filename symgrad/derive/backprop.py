@@ -91,7 +91,10 @@ def sequence_convention(net, d: Derivation) -> None:
         "lays it"),
         "position-wise: every op acts on each position alone, so each value below is that of one "
         "position t, and the same at every position t" if not _across(net) else
-        f"every op but attention's ({', '.join(_across(net))}) acts on each position alone; "
+        # the nodes counted, not listed: a list of six names (two heads) set as one formula ran
+        # 61pt off the page in the handout
+        f"every op but attention's scores, weights and outputs ({len(_across(net))} nodes) acts "
+        "on each position alone; "
         "those read the whole sequence: X[1:T] is the T × d matrix of x at every position (row "
         "τ = x_τ), m_t the causal mask (0 up to t, −∞ after), e_t column t of I; a gradient "
         "reaching a value at position τ from every position t is summed over t (G_K = G_Sᵀ Q/√d_k, "
