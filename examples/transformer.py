@@ -158,8 +158,8 @@ def main():
     pred = net.predict(params, X_test).argmax(axis=-1)
     tok_acc = float((pred == Y_test).mean())
     seq_acc = float((pred == Y_test).all(axis=1).mean())
-    print(f"{len(Y)} training sequences, {epochs} epochs in {seconds:.1f}s, loss "
-          f"{history[0]:.3f} → {history[-1]:.4f}")
+    print(f"{len(Y)} training sequences, {epochs} epochs in {seconds:.1f}s; mean loss "
+          f"{history[0]:.3f} in epoch 1, {history[-1]:.4f} in epoch {len(history)}")
     print(f"test token accuracy {tok_acc:.2%}, whole sequences {seq_acc:.2%} "
           f"(on {len(Y_test)} held-out sequences)")
     for i in range(4):
