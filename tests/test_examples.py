@@ -48,3 +48,13 @@ def test_lstm_equals_torch_and_learns_the_sequence_task():
     if "skipped" not in r.stdout:  # torch installed: the copied-weights comparison ran
         err = float(re.search(r"torch.nn.LSTM's to ([\d.e+-]+)", r.stdout).group(1))
         assert err < 1e-9
+
+
+def test_transformer_sorts_sequences_and_equals_torch():
+    r = run("transformer.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    acc = float(re.search(r"test token accuracy ([\d.]+)%", r.stdout).group(1))
+    assert acc >= 99.0
+    if "skipped" not in r.stdout:  # torch installed: the copied-weights comparison ran
+        err = float(re.search(r"equal torch's .* to ([\d.e+-]+) \(relative\)", r.stdout).group(1))
+        assert err < 1e-9
