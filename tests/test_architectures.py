@@ -65,6 +65,18 @@ def rel(a, b):
     return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
 
 
+def assert_kernels_equal_torch(kernels, params, X, targets, t_loss, t_grads, where=()):
+    """Every kernel, given each form of the targets, has torch's loss (1e-10) and gradients
+    (1e-9 relative, each shaped like its parameter)."""
+    for kernel in kernels:
+        for target in targets:
+            loss, grads = kernel(params, X, target)
+            assert loss == pytest.approx(t_loss, rel=1e-10), where
+            for p in params:
+                assert grads[p].shape == params[p].shape
+                assert rel(grads[p], t_grads[p]) < 1e-9, (*where, p)
+
+
 def random_net(rng, depth, T=None):
     """x → a random stack: each step a dense + activation, a gate of two branches, a
     concatenation of the last values, or a skip connection; then a dense head. ``T``: x is a

@@ -14,12 +14,9 @@ import symgrad as sg
 from symgrad.compile.kernel import _scatter_add
 
 torch = pytest.importorskip("torch")
+from test_architectures import assert_kernels_equal_torch, rel  # noqa: E402  (after the skip)
 F = torch.nn.functional
 ACTS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda z: z}
-
-
-def rel(a, b):
-    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
 
 
 def random_embedding_net(rng):
@@ -122,13 +119,7 @@ def test_random_embedding_compositions_equal_torch(seed):
         Y = rng.normal(size=lead(n) + (k,))
         t_loss, t_grads, t_out = torch_loss(net, params, X, labels, Y)
         targets = [labels, np.eye(k)[labels]] if net.loss.name == "cross_entropy" else [Y]
-        for kernel in kernels:
-            for target in targets:
-                loss, grads = kernel(params, X, target)
-                assert loss == pytest.approx(t_loss, rel=1e-10), (seed, n)
-                for p in net.parameters:
-                    assert grads[p].shape == params[p].shape
-                    assert rel(grads[p], t_grads[p]) < 1e-9, (seed, n, p)
+        assert_kernels_equal_torch(kernels, params, X, targets, t_loss, t_grads, (seed, n))
         P = net.predict(params, X)
         assert P.shape == lead(n) + (k,)
         assert np.allclose(P, t_out, rtol=1e-10, atol=1e-14)

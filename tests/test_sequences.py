@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import symgrad as sg
-from test_architectures import forward, random_net, rel, torch_run, torch_run_forward
+from test_architectures import (assert_kernels_equal_torch, forward, random_net, rel,
+                                torch_run, torch_run_forward)
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -31,13 +32,7 @@ def test_random_position_wise_compositions_over_sequences_equal_torch(seed):
         else:
             Ys = [rng.normal(size=(n, T, k))]
         t_loss, t_grads = torch_run(net, params, X, np.eye(k)[labels] if len(Ys) == 2 else Ys[0])
-        for kernel in kernels:
-            for Y in Ys:
-                loss, grads = kernel(params, X, Y)
-                assert loss == pytest.approx(t_loss, rel=1e-10), (seed, n)
-                for p in net.parameters:
-                    assert grads[p].shape == params[p].shape
-                    assert rel(grads[p], t_grads[p]) < 1e-9, (seed, n, p)
+        assert_kernels_equal_torch(kernels, params, X, Ys, t_loss, t_grads, (seed, n))
         P = net.predict(params, X)
         assert P.shape == (n, T, k)
         assert np.allclose(P, torch_run_forward(net, params, X), rtol=1e-10, atol=1e-14)
