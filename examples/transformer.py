@@ -26,7 +26,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import symgrad as sg  # noqa: E402
-from symgrad.graph.attention import from_torch_mha  # noqa: E402
 
 T, V = 8, 10                   # positions, vocabulary
 D, HEADS, BLOCKS = 32, 2, 2    # model width, attention heads, pre-norm blocks
@@ -104,7 +103,7 @@ def torch_check(net, layers, X, Y):
             for key in ("ln1", "ln2", "fc1", "fc2"):
                 pair(names[key], getattr(block, key))
             a = block.att
-            out.update(from_torch_mha(net, names["att"], f(a.in_proj_weight), f(a.in_proj_bias),
+            out.update(sg.from_torch_mha(net, names["att"], f(a.in_proj_weight), f(a.in_proj_bias),
                                       f(a.out_proj.weight), f(a.out_proj.bias)))
         pair(layers["ln"], model.ln)
         pair(layers["head"], model.head)

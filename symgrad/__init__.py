@@ -17,6 +17,7 @@ from symgrad.run.check import gradcheck
 from symgrad.run.train import TrainingDiverged, TrainingWarning, load_params, save_params, train
 # one registration per kind of extension: a graph op, a backend, a notation preset
 from symgrad.graph.ops import Op, register_op
+from symgrad.graph.attention import from_torch_mha
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.printing.names import Notation, register_notation
 from symgrad.core.primitives import MissingCodeError, PrimitiveSpec, register_primitive
@@ -38,4 +39,5 @@ __all__ = [
     "TrainingDiverged",
     "Op", "register_op", "Backend", "register_backend", "Notation", "register_notation",
     "PrimitiveSpec", "register_primitive", "MissingCodeError", "register_activation",
+    "from_torch_mha",
 ]
