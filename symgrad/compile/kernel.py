@@ -21,6 +21,7 @@ from symgrad.compile.backends import Backend, backend_named, register_backend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function
+from symgrad.compile.images import RUNTIME
 from symgrad.compile.spec import Spec
 
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
@@ -113,12 +114,17 @@ def _prologue(spec, with_y):
     if len(xs) > 1:  # several inputs: X is a dict {input name: array}
         get += [f"{x} = X[_i{i}]" for i, x in enumerate(xs)]
     toks = [spec.tokens.get(i) for i in spec.inputs]  # V of a token input, else None
+    imgs = [spec.images.get(i) for i in spec.inputs]  # (C, H, W) of an image input, else None
     lead = (f"{x0}.ndim != 2 or {x0}.shape[1] != {spec.d_in}" if T is None else
             f"{x0}.ndim != 3 or {x0}.shape[1] != {T} or {x0}.shape[2] != {spec.d_in}")
+    if imgs[0]:
+        lead = f"{x0}.ndim != 4 or {x0}.shape[1:] != {imgs[0]}"
     if toks[0]:
         lead = f"{x0}.ndim != 1" if T is None else f"{x0}.ndim != 2 or {x0}.shape[1] != {T}"
-    rows = [f"{x}.shape != ({x0}.shape[0], {'' if T is None else f'{T}, '}{d}) or "
-            f"{x}.dtype is not dt" for x, d, V in zip(xs[1:], spec.d_ins[1:], toks[1:]) if not V]
+    rows = [f"{x}.shape != ({x0}.shape[0], "
+            f"{', '.join(map(str, im)) if im else ('' if T is None else f'{T}, ') + str(d)}) or "
+            f"{x}.dtype is not dt"
+            for x, d, V, im in zip(xs[1:], spec.d_ins[1:], toks[1:], imgs[1:]) if not V]
     rows += [f"{x}.shape != ({x0}.shape[0]{'' if T is None else f', {T}'},)"
              for x, V in zip(xs[1:], toks[1:]) if V]
     # tokens: intp, each 0 ≤ tok < V, checked on every call (a negative one would read a row
@@ -136,8 +142,10 @@ def _prologue(spec, with_y):
              + yshape + "):", "            raise ValueError", "    except Exception:",
              f"        {args}, = _spec.check(params, X{', Y, True' if with_y else ''})",
              f"        dt = {dsrc}.dtype"]
-    if T is None:
-        return lines + [f"    n = {x0}.shape[0]"]
+    if T is None:  # an image (n, C, H, W) is read as its (n, C·H·W) rows: a view
+        return lines + [f"    n = {x0}.shape[0]"] + (["    _Xs = X  # as given, for the error "
+                                                     "messages"] if any(imgs) else []) + [
+            f"    {x} = {x}.reshape(n, {d})" for x, d, im in zip(xs, spec.d_ins, imgs) if im]
     lines += [f"    _Xs{', _Ys' if with_y else ''} = X{', Y' if with_y else ''}  # as given, "
               "for the error messages", f"    n = {x0}.shape[0] * {T}  # rows: every position"]
     lines += [f"    {x} = {x}.reshape(n{'' if V else f', {d}'})"
@@ -150,7 +158,8 @@ def _prologue(spec, with_y):
 def _namespace(spec, **extra):
     keys = {f"_k{i}": p for i, p in enumerate(spec.names)}  # the user's names: data, not code
     keys.update({f"_i{i}": x for i, x in enumerate(spec.inputs)})
-    return dict(np=np, _spec=spec, _add_at=_add_at, _scatter_add=_scatter_add, _F64=FLOATS[1],
+    return dict(np=np, _spec=spec, _add_at=_add_at, _scatter_add=_scatter_add, **RUNTIME,
+                _F64=FLOATS[1],
                 _F32=FLOATS[0], _INTP=np.dtype(np.intp), _isfinite=math.isfinite,
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **keys, **extra)
 
@@ -165,6 +174,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
                                           for x, v, i in zip(spec.Xs, spec.xvars, spec.inputs)},
                                        spec.Y: "Y.T"})
         printer.labels = spec.Y if labels else None
+        printer.unbuffered = spec.image_values
         body = emit(stmts, printer, owned, outputs)
         if printer.onehot:
             body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
@@ -228,7 +238,7 @@ def _compile_network(net, scalar, at0):
             "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
     # numpy carries nan and inf from any argument into the loss: check it, not every argument
-    given = "X, Y" if spec.T is None else "_Xs, _Ys"
+    given = ("X, Y" if not spec.images else "_Xs, Y") if spec.T is None else "_Xs, _Ys"
     tail = [f"if not _isfinite({loss}):  # nan or inf: raise naming the argument, unless it "
             "overflowed", f"    _spec.diagnose(params, {given})"]
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,

@@ -58,13 +58,27 @@ def per_position(net) -> str:
     at each position t, and its batch is every position of every sequence, one a row."""
     T = net.positions
     if T is not None and _across(net):
-        return f", at one position t of a sequence of T = {T} (attention reads every position)"
+        which = sorted({"attention reads every position" if net.nodes[n].op in ACROSS else
+                        "a conv1d reads its neighbours" for n in _across(net)})
+        return f", at one position t of a sequence of T = {T} ({'; '.join(which)})"
     return "" if T is None else f", at one position t of a sequence of T = {T} (position-wise)"
 
 
 def _across(net) -> list[str]:
     """The nodes that read other positions (attention's, symgrad.graph.attention)."""
-    return [n.name for n in net.nodes.values() if n.op in ACROSS]
+    return [n.name for n in net.nodes.values()
+            if n.op in ACROSS or n.op in OPS and OPS[n.op].across]
+
+
+def _across_words(net) -> str:
+    """The nodes that read other positions, counted (a list of six names set as one formula
+    ran 61pt off the page in the handout)."""
+    att = sum(net.nodes[n].op in ACROSS for n in _across(net))
+    conv = len(_across(net)) - att
+    return " and ".join(
+        ([f"attention's scores, weights and outputs ({att} nodes)"] if att else []) +
+        ([f"conv1d ({conv} node{'s' if conv > 1 else ''}: z_t reads h at t − p … t − p + k − 1)"]
+         if conv else []))
 
 
 def rows_are(net) -> str:
@@ -83,6 +97,18 @@ def sequence_convention(net, d: Derivation) -> None:
     steps below are those of one position."""
     T = net.positions
     if T is None:
+        imgs = [n for n in net.nodes.values() if n.image is not None]
+        if imgs:
+            C, H, W = imgs[0].image
+            d.add(sp.Symbol(imgs[0].name), Note(
+                f"an image: C × H × W = {C} × {H} × {W}, written as the column of its {C * H * W} "
+                "entries in torch's row-major order (entry c·H·W + i·W + j), so every value is "
+                "a column as in the notes; a batch is (n, C, H, W), as torch lays it, read as "
+                "(n, C·H·W)"),
+                "images are vectors here: a convolution is the dense layer W (O × C·kh·kw, "
+                "torch's (O, C, kh, kw) weight read row-major) applied to every patch of its "
+                "input; mat(g) is a gradient as channels × positions, U(x) the patches (im2col), "
+                "one a row", StepKind.DEFINITION)
         return
     d.add(sp.Symbol("t"), Note(
         f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "
@@ -93,12 +119,15 @@ def sequence_convention(net, d: Derivation) -> None:
         "position t, and the same at every position t" if not _across(net) else
         # the nodes counted, not listed: a list of six names (two heads) set as one formula ran
         # 61pt off the page in the handout
-        f"every op but attention's scores, weights and outputs ({len(_across(net))} nodes) acts "
-        "on each position alone; "
-        "those read the whole sequence: X[1:T] is the T × d matrix of x at every position (row "
-        "τ = x_τ), m_t the causal mask (0 up to t, −∞ after), e_t column t of I; a gradient "
-        "reaching a value at position τ from every position t is summed over t (G_K = G_Sᵀ Q/√d_k, "
-        "G_V = Aᵀ G_O)", StepKind.DEFINITION)
+        f"every op but {_across_words(net)} acts on each position alone; " + (
+            "those read the whole sequence: X[1:T] is the T × d matrix of x at every position "
+            "(row τ = x_τ), m_t the causal mask (0 up to t, −∞ after), e_t column t of I; a "
+            "gradient reaching a value at position τ from every position t is summed over t "
+            "(G_K = G_Sᵀ Q/√d_k, G_V = Aᵀ G_O)"
+            if any(net.nodes[n].op in ACROSS for n in _across(net)) else
+            "W_u is column u of the kernel (O × C), 0 beyond the sequence's ends; a gradient "
+            "reaching h_τ from the k positions that read it is summed over them"),
+        StepKind.DEFINITION)
 
 
 # -- the backward pass ----------------------------------------------------------------------------
@@ -271,7 +300,8 @@ def _batch_grad(net, p, bw, rows):
     """∇p of the mean loss: Σ over examples via Gᵀ H (weights) or Gᵀ 1 (biases), plus λ p."""
     terms = []
     for term, _ in bw.grads[p]:
-        if isinstance(term, ScatterAdd):  # an embedding table: summed over the rows by batch
+        if isinstance(term, ScatterAdd) or getattr(term, "sums_examples", False):
+            # an embedding table, a conv weight: summed over the rows by their batch form
             terms.append(batch(term, rows, N))
             continue
         terms.append(bias_gradient(term, rows, N) if term.shape[1] == 1 and not

@@ -208,6 +208,11 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
                 d.add(Partial(ell, wrt), Chain(g.T, local_jacobian(net, u, p)[0]),
                       f"the chain so far is g_{u.name}ᵀ", StepKind.PRODUCT,
                       shapes=[(1, u.dim), (u.dim, _size(net, p))])
+            if u.op not in ("dense", "dense_transposed"):  # a conv: the op's own rule
+                e, w = next((e, w) for who, e, w in VJPS[u.op](net, u, g) if who == p)
+                terms.append(e)
+                reasons.append(w)
+                continue
             if u.op == "dense_transposed":  # W used as Wᵀ: row i of W meets entry i of h
                 d.add(Partial(ell, wrt), _blocks(h, g, h.rows),
                       f"{h}ᵀ ⊗ I puts {h}_i on the diagonal of block i, so block i of the row "
@@ -222,7 +227,8 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
             terms.append(e)
             reasons.append(w)
     grad = terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
-    why = ("unvectorize: block i becomes row i, an outer product" if is_w
+    why = ("; ".join(dict.fromkeys(reasons)) if is_w and reasons
+           else "unvectorize: block i becomes row i, an outer product" if is_w
            else "; ".join(dict.fromkeys(reasons)) if any(u.op != "dense" for u in users)
            else "a bias enters z = … + b with the identity Jacobian")
     if len(users) > 1:

@@ -23,6 +23,7 @@ from symgrad.core.matexpr import Target
 from symgrad.graph.ops import OPS, MissingOpError, op_of
 from symgrad.graph import attention as _attention  # registers the ops across positions
 from symgrad.graph import embedding as _embedding  # noqa: F401  (registers the embedding op)
+from symgrad.graph import conv as _conv  # registers the image ops
 from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
@@ -43,7 +44,9 @@ class Node:
     act, softmax, add, mul, concat, normalize, scale_shift …); ``attrs`` holds an op's settings
     as (name, value) pairs, e.g. (("eps", 1/100000),) for normalize. ``positions`` is T for a
     sequence value (T positions of ``dim`` features each, a (T, d) value per example, batched
-    (n, T, d) as torch lays it), None for a plain vector (a column of ``dim``)."""
+    (n, T, d) as torch lays it), None for a plain vector (a column of ``dim``). ``image`` is
+    (C, H, W) for an image value, held as the column of its ``dim`` = C·H·W entries in torch's
+    row-major order (batched (n, C, H, W), read as (n, C·H·W)), None otherwise."""
 
     name: str
     op: str
@@ -53,13 +56,17 @@ class Node:
     act: Activation | None = None
     attrs: tuple = ()
     positions: int | None = None
+    image: tuple | None = None
 
     def attr(self, key):
         return dict(self.attrs)[key]
 
     @property
     def shape(self) -> tuple:
-        """The value of one example as torch holds it: (T, d) for a sequence, (d,) a vector."""
+        """The value of one example as torch holds it: (T, d) for a sequence, (C, H, W) an
+        image, (d,) a vector."""
+        if self.image is not None:
+            return self.image
         return (self.dim,) if self.positions is None else (self.positions, self.dim)
 
 
@@ -137,12 +144,33 @@ class Graph:
                     f"{other.name!r} has shape {other.shape}; a position-wise op needs values "
                     "with the same positions (both vectors, or sequences of the same T)")
             node = replace(node, positions=ins[0].positions if ins else None)
+            node = self._image_rule(node, ins)
             toks = [b.name for b in ins if b.op == "input" and "tokens" in dict(b.attrs)]
             if toks and node.op != "embedding":  # a token is an index, not a number to compute on
                 raise ValueError(f"{node.op} {node.name!r}: {toks[0]!r} holds integer tokens; "
                                  f"embed them first, net.embedding({toks[0]!r}, dim)")
         self.nodes[node.name] = node
         return node.name
+
+    def _image_rule(self, node: Node, ins) -> Node:
+        """An op's node on image values: an op entry by entry keeps its inputs' (equal) image
+        shape, conv2d, max_pool2d and flatten give their own; any other op is refused in one
+        line (torch's Linear, LayerNorm and softmax on an image act on its last axis, W: what
+        is meant is almost always the flattened image)."""
+        imgs = [b for b in ins if b.image is not None]
+        if not imgs:
+            return node
+        rule = OPS[node.op].images if node.op in OPS else False
+        if not rule:
+            raise ValueError(f"{node.op} {node.name!r}: {imgs[0].name!r} is an image of shape "
+                             f"{imgs[0].shape}; flatten it first, net.flatten({imgs[0].name!r})")
+        if rule == "own":
+            return node
+        other = next((b for b in ins if b.image != imgs[0].image), None)
+        if other is not None:
+            raise ValueError(f"{node.op} {node.name!r}: {imgs[0].name!r} has shape "
+                             f"{imgs[0].shape} and {other.name!r} has shape {other.shape}")
+        return replace(node, image=imgs[0].image)
 
     def input(self, name: str = "x", dim: int | None = None, *, shape=None, tokens=None) -> str:
         """An input: a vector of ``dim`` features (a column of the notes), or with
@@ -151,7 +179,8 @@ class Graph:
         after it acts on each position alone (dense on the last axis, as torch.nn.Linear).
         ``tokens=V``: integer tokens below V, read only by :meth:`embedding`; ``shape=(T,)`` a
         sequence of T tokens (batches (n, T) integers), ``shape=()`` or none one token per
-        example (batches (n,))."""
+        example (batches (n,)). ``shape=(C, H, W)``: an image of C channels of H × W (batches
+        (n, C, H, W), as torch's Conv2d takes them), for :meth:`conv2d` and :meth:`max_pool2d`."""
         if tokens is not None:
             return self._token_input(name, dim, shape, tokens)
         if shape is None:
@@ -159,10 +188,13 @@ class Graph:
             return self._add(Node(name, "input", dim=dim))
         if dim is not None:
             raise ValueError(f"input {name!r}: give dim or shape, not both")
-        if not isinstance(shape, tuple) or len(shape) not in (1, 2):
-            raise ValueError(f"input {name!r}: shape is (d,) for a vector or (T, d) for a "
-                             f"sequence of T positions of d features; got {shape!r}")
+        if not isinstance(shape, tuple) or len(shape) not in (1, 2, 3):
+            raise ValueError(f"input {name!r}: shape is (d,) for a vector, (T, d) for a "
+                             f"sequence of T positions of d features or (C, H, W) for an image; "
+                             f"got {shape!r}")
         shape = tuple(_check_dim(k, f"input {name!r}") for k in shape)
+        if len(shape) == 3:
+            return self._add(Node(name, "input", dim=math.prod(shape), image=shape))
         return self._add(Node(name, "input", dim=shape[-1],
                               positions=shape[0] if len(shape) == 2 else None))
 
@@ -233,6 +265,9 @@ class Graph:
         h = self.nodes[inp] if inp in self.nodes else None
         if h is None:
             raise ValueError(f"dense: unknown input node {inp!r}")
+        if h.image is not None:  # before any parameter is made
+            raise ValueError(f"dense: {inp!r} is an image of shape {h.image}; flatten it first, "
+                             f"net.flatten({inp!r})")
         params = [self._param(W, (dim, h.dim))]
         if b:
             params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
@@ -319,7 +354,8 @@ class Graph:
             raise ValueError(f"dropout: p is the probability of dropping a unit, 0 ≤ p < 1; got "
                              f"{p!r}")
         mask = self._add(Node(self._fresh(f"mask{len(self.nodes)}"), "input", dim=h.dim,
-                              attrs=(("dropout", float(p)),), positions=h.positions))
+                              attrs=(("dropout", float(p)),), positions=h.positions,
+                              image=h.image))
         return self.mul(inp, mask, name=name or self._fresh(f"drop{len(self.nodes)}"))
 
     @property
@@ -332,6 +368,28 @@ class Graph:
         """c = [a; b; …], the values stacked along their features, in order: ``torch.cat(…,
         dim=-1)``."""
         return self.apply("concat", *inputs, name=name or self._fresh(f"c{len(self.nodes)}"))
+
+    # -- images (symgrad.graph.conv) --
+    def conv2d(self, x: str, out_channels: int, kernel_size, stride=1, padding=0, *,
+               W: str | None = None, b=True, name: str | None = None) -> str:
+        """z = W ⋆ x + b on an image, ``torch.nn.Conv2d``: see :func:`symgrad.graph.conv.conv2d`."""
+        return _conv.conv2d(self, x, out_channels, kernel_size, stride, padding, W=W, b=b,
+                            name=name)
+
+    def conv1d(self, h: str, out_channels: int, kernel_size: int, padding="same", *,
+               W: str | None = None, b=True, name: str | None = None) -> str:
+        """z_t = Σ_u W_u h_{t+u−p} + b over a sequence, ``torch.nn.Conv1d``: see
+        :func:`symgrad.graph.conv.conv1d`."""
+        return _conv.conv1d(self, h, out_channels, kernel_size, padding, W=W, b=b, name=name)
+
+    def max_pool2d(self, x: str, kernel_size, stride=None, name: str | None = None) -> str:
+        """Max pooling, ``torch.nn.MaxPool2d``: see :func:`symgrad.graph.conv.max_pool2d`."""
+        return _conv.max_pool2d(self, x, kernel_size, stride, name)
+
+    def flatten(self, x: str, name: str | None = None) -> str:
+        """An image's entries as a vector, ``torch.flatten(x, 1)``: see
+        :func:`symgrad.graph.conv.flatten`."""
+        return _conv.flatten(self, x, name)
 
     # -- across positions (symgrad.graph.attention) --
     def attention(self, q: str, k: str, v: str, causal: bool = False,
@@ -381,9 +439,10 @@ class Graph:
         return list(self.shapes)
 
     def is_weight(self, p: str) -> bool:
-        """True for a weight matrix (the W of some dense layer), False for a bias. The L2 penalty
+        """True for a weight matrix (the W of some dense or conv2d layer), False for a bias. The L2 penalty
         λΩ(θ), Ω = ½ Σ‖W‖², covers the weights only, as in Algorithm 6.4."""
-        return any(n.op == "dense" and n.params and n.params[0] == p for n in self.nodes.values())
+        return any(n.params and n.params[0] == p and n.op in OPS and OPS[n.op].weight
+                   for n in self.nodes.values())
 
     @property
     def weights(self) -> list[str]:

@@ -181,6 +181,12 @@ class _Printer:
 
 def _arch(net) -> str:
     each = "" if net.positions is None else f" at each of T = {net.positions} positions"
+    convs = [n for n in net.nodes.values() if n.op == "conv2d"]
+    if convs:  # images (words only: a title's text has no × or → in pdflatex's fonts)
+        C, H, W = next(n.image for n in net.nodes.values() if n.image is not None)
+        k = net.nodes[net.output_node].dim
+        return (f"a convolutional network, {C}-channel {H}-by-{W} images to {k} "
+                f"output{'s' if k > 1 else ''}")
     return "a " + "-".join(str(n.dim) for n in net.nodes.values()
                            if n.op in ("input", "dense")) + " network" + each
 
