@@ -322,3 +322,22 @@ def test_bad_conv1d_is_one_line():
             build()
         assert "\n" not in str(e.value)
     assert list(net.shapes) == []
+
+
+@pytest.mark.parametrize("k,s,p,H,W", [(1, 1, 2, 3, 4), (2, 3, 2, 5, 4), ((1, 3), 2, 1, 4, 6),
+                                       (3, 1, 2, 3, 3), (2, 2, 0, 5, 5)])
+def test_paddings_wider_than_the_kernel_and_strides_past_it_equal_torch(k, s, p, H, W):
+    """Padding ≥ the kernel (whole output rows of padding), a stride larger than the kernel
+    (entries no window reads), rectangular kernels: the patches' edges and the input gradient."""
+    net = sg.Network()
+    x = net.input("x", shape=(2, H, W))
+    h = net.conv2d(net.act(net.conv2d(x, 3, k, stride=s, padding=p), "tanh"), 2, 1)
+    net.set_loss(net.act(net.dense(net.flatten(h), 3), "softmax"), "cross_entropy")
+    params = {q: v + 0.1 for q, v in net.init_params(seed=2).items()}
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 2, H, W)), rng.integers(0, 3, 3)
+    t_loss, t_grads, _ = torch_run(net, params, X, Y)
+    for kernel in (net.compile(scalar=False), net.compile(backend="python")):
+        loss, grads = kernel(params, X, Y)
+        assert loss == pytest.approx(t_loss, rel=1e-12)
+        assert all(rel(grads[q], t_grads[q]) < 1e-9 for q in params)
