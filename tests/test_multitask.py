@@ -47,7 +47,8 @@ def bce_mse(w="1/4"):
 def torch_grads(params, loss_of):
     ps = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     loss = loss_of(ps)
-    return loss.item(), dict(zip(ps, (g.numpy() for g in torch.autograd.grad(loss, list(ps.values())))))
+    grads = torch.autograd.grad(loss, list(ps.values()))
+    return loss.item(), {k: g.numpy() for k, g in zip(ps, grads)}
 
 
 def half_mse(a, y):  # the notes' mse: ½‖ŷ − y‖² per example, the mean over the rows
@@ -276,7 +277,8 @@ def test_training_learns_both_tasks():
     net = mse_ce(w=1)
     rng = np.random.default_rng(1)
     X = rng.standard_normal((600, 3))
-    Y = {"reg": np.c_[X[:, 0] - X[:, 1], 0.5 * X[:, 2]], "cls": (X[:, 0] > 0).astype(int) + (X[:, 2] > 0)}
+    Y = {"reg": np.c_[X[:, 0] - X[:, 1], 0.5 * X[:, 2]],
+         "cls": (X[:, 0] > 0).astype(int) + (X[:, 2] > 0)}
     params, history = sg.train(net, X, Y, epochs=40, lr=0.02, quiet=True)
     assert history[-1] < 0.25 * history[0]
     P = net.predict(params, X)
@@ -344,3 +346,13 @@ def test_cli_derives_a_file_declared_two_loss_network():
     r = CliRunner().invoke(cli, ["derive", path, "--level", "element", "--of", "output",
                                  "--wrt", "w1"])
     assert r.exit_code == 2 and "needs a network with one output" in r.output
+
+
+def test_handout_has_each_term_and_the_total():
+    import runpy
+    ns = runpy.run_path(str(ROOT / "examples" / "handouts" / "multitask.py"))
+    md = sg.handout(ns["net"], fmt="markdown", **ns["handout_options"])
+    assert "The loss has 2 terms, each of one output against its own target" in md
+    assert r"\ell &= \ell_{1} + \frac{1}{2} \, \ell_{2}" in md
+    assert "a multi-task network with the outputs reg, cls" in md
+    assert "2 losses (squared-error, cross-entropy)" in md

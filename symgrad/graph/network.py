@@ -18,7 +18,7 @@ from functools import lru_cache
 import sympy as sp
 
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
-from symgrad.graph.losses import LOSSES, Loss, LossTerm  # noqa: F401  (re-exported: symgrad.network.Loss)
+from symgrad.graph.losses import LOSSES, Loss, LossTerm  # noqa: F401  (re-exported)
 from symgrad.core.matexpr import Target
 from symgrad.graph.ops import OPS, MissingOpError, op_of
 from symgrad.graph import attention as _attention  # registers the ops across positions

@@ -315,7 +315,8 @@ def _network_section(P, net, scalar, level) -> Section:
         sec.math(_param_rows(items) if net.weighted else [r",\quad ".join(items)])
         sec.math([r"%s &= %s" % (P.tex(u), P.tex(e)) for u, e in scalar.defs.items()])
         outs = list(scalar.units[net.output_node])
-        if len(outs) == 1 and not net.several_losses and sp.count_ops(scalar.explicit(outs[0])) <= 60:
+        if len(outs) == 1 and not net.several_losses and \
+                sp.count_ops(scalar.explicit(outs[0])) <= 60:
             sec.text("so the output, written out in the weights, is")
             written = Derivation()  # a derivation block, so the printer breaks it to fit
             written.add(outs[0], scalar.explicit(outs[0]), rule=StepKind.DEFINITION)
