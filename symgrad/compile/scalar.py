@@ -196,7 +196,8 @@ def scalar_function(spec, typed, n):
     u = _Unroller(n, spec.relu_grad_at_zero)
     args = [f"_p{i}" for i in range(len(spec.names))]
     xargs = [f"_X{i}" for i in range(len(spec.Xs))]
-    head = [f"def kernel_n{n}({', '.join(args + xargs)}, _Y, _dt):"]
+    yargs = [f"_Y{i}" for i in range(len(spec.Ys))] if spec.several else ["_Y"]
+    head = [f"def kernel_n{n}({', '.join(args + xargs + yargs)}, _dt):"]
     floats = []
 
     def unpack(sym, arg, shape, indent="    "):
@@ -240,6 +241,9 @@ def scalar_function(spec, typed, n):
 def _unpack_targets(spec, n, unpack, finite):
     """Y's entries as Python floats: from an (n, d) array, or one-hot from integer labels."""
     Y = spec.Y
+    if spec.several:  # one (n, k) float array per output (labels were made one-hot)
+        return [line for k, (Yk, d) in enumerate(zip(spec.Ys, spec.d_outs))
+                for line in [unpack(Yk, f"_Y{k}", (n, d))] + finite()]
     if not spec.labels:
         return [unpack(Y, "_Y", (n, spec.d_out))] + finite()
     lines = ["    if _Y.ndim == 2:", f"        _spec.rows(_Y, {n}, _dt)",  # rows must sum to 1

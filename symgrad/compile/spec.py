@@ -72,8 +72,14 @@ class Spec:
         # token inputs: {input: V}; their arrays are integers (n,) or (n, T), never converted
         self.tokens = {i: net.tokens(i) for i in self.inputs if net.tokens(i) is not None}
         self.d_out = net.nodes[net.output_node].dim
-        self.labels = net.loss.labels
         net.loss.check_output(net.nodes[net.output_node])  # again: net.loss may be set directly
+        # several losses: Y is a dict {output: its targets}, one array per term, in term order;
+        # their integer labels are made one-hot by check (the kernel reads (n, k) floats)
+        self.several = net.several_losses
+        self.outputs = net.outputs
+        self.d_outs = [net.nodes[o].dim for o in self.outputs]
+        self.labels_of = [t.loss.labels for t in net.losses]
+        self.labels = self.labels_of[0] and not self.several  # the kernel takes labels as they are
         self.weights = work(net)
         # image inputs: {input: (C, H, W)}; X is (n, C, H, W), read as (n, C·H·W) (a view)
         self.images = {i: net.nodes[i].image for i in self.inputs
@@ -87,7 +93,9 @@ class Spec:
                              and net.nodes[e.out.of].image is not None}
         self.Xs = [v.sym for v in program.inputs]
         self.X, self.Y = self.Xs[0], program.target.sym
+        self.Ys = [v.sym for v in program.targets]
         self.xvars = ["X"] if len(self.inputs) == 1 else [f"_x{k}" for k in range(len(self.inputs))]
+        self.yvars = [f"_y{k}" for k in range(len(self.Ys))] if self.several else ["Y"]
 
     def check(self, params, X, Y=None, targets=False):
         """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong;
@@ -95,6 +103,9 @@ class Spec:
         names who else needs them ("training")."""
         if targets and Y is None:
             who = targets if isinstance(targets, str) else "the kernel"
+            if self.several:
+                raise ValueError(f"Y: {who} needs the targets, {self.ydict()}; got None "
+                                 "(net.predict(params, X) needs none)")
             raise ValueError(f"Y: {who} needs the targets, {self.yshape('n')}"
                              + ("" if self.T else " one row per example")
                              + (f" or {self.lshape('n')} integer labels" if self.labels else "")
@@ -103,9 +114,41 @@ class Spec:
         dt = out[0].dtype if out else np.dtype("float64")
         xs = self.examples(self.with_masks(X), dt)
         out += xs
-        if Y is not None:
+        if Y is not None and self.several:
+            out += self.targets(Y, xs[0].shape[0], dt)
+        elif Y is not None:
             out.append(self.target(Y, xs[0].shape[0], dt))
         self.finite(out)
+        return out
+
+    def ydict(self) -> str:
+        """The targets of several losses, in words: {'reg': (n, 2) array, 'cls': (n, 3) array
+        or (n,) integer labels}."""
+        each = ", ".join(f"{o!r}: {self.xshape('n', d)} array"
+                         + (f" or {self.lshape('n')} integer labels" if lab else "")
+                         for o, d, lab in zip(self.outputs, self.d_outs, self.labels_of))
+        return f"a dict {{{each}}}"
+
+    def targets(self, Y, n, dt) -> list:
+        """Several losses: Y a dict {output node: its targets}, exactly the loss's outputs; each
+        checked as one loss's Y is, integer labels made one-hot; a list in term order."""
+        outs = self.outputs
+        if not isinstance(Y, dict):
+            raise ValueError(f"Y: this network's loss has {len(outs)} terms, one per output; give "
+                             f"{self.ydict()}")
+        extra = [repr(k) for k in Y if k not in outs]
+        missing = [repr(k) for k in outs if k not in Y]
+        if extra or missing:
+            raise ValueError(f"Y: {'unexpected ' + ', '.join(extra) if extra else ''}"
+                             f"{'; ' if extra and missing else ''}"
+                             f"{'missing ' + ', '.join(missing) if missing else ''} (the "
+                             f"outputs of the loss are {', '.join(map(repr, outs))})")
+        out = []
+        for k, o in enumerate(outs):
+            a = self.target(Y[o], n, dt, k)
+            if a.dtype.kind in "iu":  # labels: one-hot rows, as the kernel reads them
+                a = np.eye(self.d_outs[k], dtype=dt)[a]
+            out.append(a)
         return out
 
     def params(self, params):
@@ -169,14 +212,18 @@ class Spec:
         return f"({n},)" if self.T is None else f"({n}, {self.T})"
 
     def flat(self, xs, Y=None):
-        """The inputs (and Y) as the batch program reads them: one position a row, (n·T, d),
-        (n·T, k) or (n·T,) labels; unchanged for vectors. Views of contiguous arrays."""
+        """The inputs (and Y, or the list of several losses' targets) as the batch program reads
+        them: one position a row, (n·T, d), (n·T, k) or (n·T,) labels; unchanged for vectors.
+        Views of contiguous arrays."""
         if self.T is None:
             return xs, Y
         rows = xs[0].shape[0] * self.T
         xs = [a.reshape(rows) if name in self.tokens else a.reshape(rows, a.shape[-1])
               for a, name in zip(xs, self.inputs)]
-        return xs, (None if Y is None else Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows))
+
+        def one(Y):
+            return Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows)
+        return xs, (None if Y is None else [one(y) for y in Y] if isinstance(Y, list) else one(Y))
 
     def examples(self, X, dt):
         """The input arrays, in net.inputs order, converted to dt."""
@@ -249,63 +296,71 @@ class Spec:
     def finite(self, arrays):
         """Raise naming the first array (parameter, input or Y) that holds nan or inf."""
         what = self.names + (["X"] if len(self.inputs) == 1 else
-                             [f"X[{k!r}]" for k in self.inputs]) + ["Y"]
+                             [f"X[{k!r}]" for k in self.inputs]) + self.ynames
         for name, a in zip(what, arrays):
             if a.dtype.kind == "f" and not np.isfinite(a).all():
                 bad = "nan" if np.isnan(a).any() else "inf"
                 name = f"params[{name!r}]" if name in self.shapes else name
                 raise ValueError(f"{name} holds {bad} (at {np.argwhere(~np.isfinite(a))[0].tolist()})")
 
+    @property
+    def ynames(self) -> list:
+        """How messages name the targets: Y, or Y['cls'] for each output of several losses."""
+        return [f"Y[{o!r}]" for o in self.outputs] if self.several else ["Y"]
+
     def diagnose(self, params, X, Y=None):
         """Called when a result came out nan or inf: a clear error if an argument holds nan or
         inf, else nothing (the arithmetic itself overflowed)."""
         self.check(params, X, Y)
 
-    def target(self, Y, n, dt):
+    def target(self, Y, n, dt, k=0):
         """Y for n examples, checked and converted: (n, k), or (n,) labels; for a sequence
-        (n, T, k) or (n, T) labels, returned so, checked position by position by ``rows``."""
+        (n, T, k) or (n, T) labels, returned so, checked position by position by ``rows``.
+        ``k``: which term of several losses (its output's size, labels and name)."""
         if self.T is None:
-            if self.out_image is not None and np.ndim(Y) == 4:  # (n, C, H, W): as the output
+            if self.out_image is not None and not self.several and np.ndim(Y) == 4:  # as the output
                 Y = np.asarray(Y)
                 if Y.shape != (n, *self.out_image):
                     raise ValueError(f"Y has shape {Y.shape}; expected {self.yshape(n)}")
                 Y = Y.reshape(n, -1)
-            return self.rows(Y, n, dt)
+            return self.rows(Y, n, dt, k)
         Y, T = np.asarray(Y), self.T
-        if self.labels and Y.ndim == 2 and Y.shape == (n, T):
-            return self.rows(Y.reshape(n * T), n * T, dt).reshape(n, T)
-        if Y.ndim == 2 and self.d_out == 1 and Y.shape == (n, T):
+        d_out, labels, what = self.d_outs[k], self.labels_of[k], self.ynames[k]
+        if labels and Y.ndim == 2 and Y.shape == (n, T):
+            return self.rows(Y.reshape(n * T), n * T, dt, k).reshape(n, T)
+        if Y.ndim == 2 and d_out == 1 and Y.shape == (n, T):
             Y = Y[:, :, None]
-        if Y.shape != (n, T, self.d_out):
-            extra = f" or {self.lshape(n)} integer labels" if self.labels else ""
-            raise ValueError(f"Y has shape {Y.shape}; expected {self.yshape(n)}{extra}")
-        return self.rows(Y.reshape(n * T, self.d_out), n * T, dt).reshape(n, T, self.d_out)
+        if Y.shape != (n, T, d_out):
+            extra = f" or {self.lshape(n)} integer labels" if labels else ""
+            raise ValueError(f"{what} has shape {Y.shape}; expected {self.xshape(n, d_out)}{extra}")
+        return self.rows(Y.reshape(n * T, d_out), n * T, dt, k).reshape(n, T, d_out)
 
-    def rows(self, Y, n, dt):
+    def rows(self, Y, n, dt, k=0):
         """Y for n rows of the batch program (examples, or the positions of sequences): (n, k),
         or (n,) labels, checked and converted."""
         Y = np.asarray(Y)
-        if self.labels and Y.ndim == 1 and Y.shape == (n,):
+        d_out, labels, what = self.d_outs[k], self.labels_of[k], self.ynames[k]
+        if labels and Y.ndim == 1 and Y.shape == (n,):
             if Y.dtype.kind not in "iu":
-                raise ValueError(f"Y: class labels must be integers, got {Y.dtype}")
-            if n and (Y.min() < 0 or Y.max() >= self.d_out):
-                raise ValueError(f"Y: labels must lie in 0..{self.d_out - 1}, got "
+                raise ValueError(f"{what}: class labels must be integers, got {Y.dtype}")
+            if n and (Y.min() < 0 or Y.max() >= d_out):
+                raise ValueError(f"{what}: labels must lie in 0..{d_out - 1}, got "
                                  f"{Y.min() if Y.min() < 0 else Y.max()}")
             return Y
-        if Y.ndim == 1 and self.d_out == 1 and Y.shape == (n,):
+        if Y.ndim == 1 and d_out == 1 and Y.shape == (n,):
             Y = Y[:, None]
-        if Y.shape != (n, self.d_out):
-            extra = f" or ({n},) integer labels" if self.labels else ""
-            raise ValueError(f"Y has shape {Y.shape}; expected ({n}, {self.d_out}){extra}")
-        Y = _numeric(Y, "Y", dt)
-        if self.labels and n:  # ŷ − y, the fused softmax + cross-entropy gradient, needs Σ_k y_k = 1
+        if Y.shape != (n, d_out):
+            extra = f" or ({n},) integer labels" if labels else ""
+            raise ValueError(f"{what} has shape {Y.shape}; expected ({n}, {d_out}){extra}")
+        Y = _numeric(Y, what, dt)
+        if labels and n:  # ŷ − y, the fused softmax + cross-entropy gradient, needs Σ_k y_k = 1
             sums = Y.sum(axis=1)
-            off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * self.d_out
+            off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * d_out
             if off.any():
                 i = int(np.argmax(off))
-                where = f"row {i}" if self.T is None else f"Y[{i // self.T}, {i % self.T}]"
-                raise ValueError(f"Y: {where} sums to {sums[i]:.6g}; cross_entropy targets are "
-                                 "rows that sum to 1 (one-hot or distributions) or "
+                where = f"row {i}" if self.T is None else f"{what}[{i // self.T}, {i % self.T}]"
+                raise ValueError(f"{what}: {where} sums to {sums[i]:.6g}; cross_entropy targets "
+                                 "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n')} integer labels")
         return Y
 

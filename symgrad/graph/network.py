@@ -18,7 +18,7 @@ from functools import lru_cache
 import sympy as sp
 
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
-from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
+from symgrad.graph.losses import LOSSES, Loss, LossTerm  # noqa: F401  (re-exported)
 from symgrad.core.matexpr import Target
 from symgrad.graph.ops import OPS, MissingOpError, op_of
 from symgrad.graph import attention as _attention  # registers the ops across positions
@@ -82,6 +82,11 @@ class Graph:
     output_node: str | None = None
     loss: Loss | None = None
     penalty: sp.Expr = sp.Integer(0)
+    # a multi-task loss ℓ = Σ_k w_k ℓ_k (net.add_loss): the first term is output_node and loss
+    # with the weight loss_weight, the others LossTerms in more_losses; one loss of weight 1 is
+    # the network of set_loss, derived and compiled exactly as before
+    loss_weight: sp.Expr = sp.Integer(1)
+    more_losses: tuple = ()
     layers: int = 0
     # relu'(0) for this network's derivations and kernels: fixed at creation from the package
     # default (symgrad.set_relu_grad_at_zero), changed only here (net.relu_grad_at_zero = 1)
@@ -97,6 +102,8 @@ class Graph:
             value = penalty_value(value)
         elif name == "relu_grad_at_zero":
             value = check_relu_grad_at_zero(value)
+        elif name == "loss_weight":
+            value = weight_value(value)
         elif name == "loss" and value is not None:
             value = Loss.make(value)  # net.loss = "mse" read as set_loss reads it, not a str
             out = getattr(self, "output_node", None)
@@ -112,7 +119,8 @@ class Graph:
         the function that owns the value (``backprop.algorithm``, or a tuple starting with it),
         so no two modules can claim the same key by spelling it alike."""
         state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
-                 self.loss, self.penalty, self.relu_grad_at_zero)
+                 self.loss, self.penalty, self.relu_grad_at_zero, self.loss_weight,
+                 self.more_losses)
         if self._cache.get("_state") != state:
             self._cache.clear()
             self._cache["_state"] = state
@@ -425,13 +433,60 @@ class Graph:
         return self.nodes[name]
 
     def set_loss(self, output: str, loss="mse", penalty=0) -> "Graph":
+        """The network's one loss, on the node ``output`` (replacing any loss set before, every
+        term of :meth:`add_loss` included), with the weight penalty λ = ``penalty``."""
         if output not in self.nodes:
             raise ValueError(f"unknown output node {output!r}")
         loss = Loss.make(loss)
         loss.check_output(self.nodes[output])  # before any change: a refused loss leaves net as it was
         penalty = penalty_value(penalty)          # likewise a refused penalty
         self.output_node, self.loss, self.penalty = output, loss, penalty
+        self.loss_weight, self.more_losses = sp.Integer(1), ()
         return self
+
+    def add_loss(self, output: str, loss="mse", weight=1) -> "Graph":
+        """One more term of a multi-task loss ℓ = Σ_k w_k ℓ_k: ``loss`` (mse, bce, cross_entropy
+        or an expression in yhat and y) of the node ``output`` against its own target, weighted
+        by ``weight`` (a finite number > 0, kept exact: 0.5 is 1/2). The first call on a network
+        without a loss makes the first term (``set_loss`` replaces them all with one). Each term
+        reads its own output node, and no node twice; the penalty stays ``net.penalty``."""
+        if output not in self.nodes:
+            raise ValueError(f"add_loss: unknown output node {output!r}")
+        loss = Loss.make(loss)
+        loss.check_output(self.nodes[output])
+        weight = weight_value(weight)
+        if any(t.output == output for t in self.losses):
+            raise ValueError(f"add_loss: the node {output!r} already has a loss; each term of "
+                             "the loss reads its own output node")
+        if self.output_node is None or self.loss is None:
+            self.output_node, self.loss, self.loss_weight = output, loss, weight
+        else:
+            self.more_losses = self.more_losses + (LossTerm(output, loss, weight),)
+        return self
+
+    @property
+    def losses(self) -> tuple:
+        """The terms of the loss, in order: (output node, Loss, weight) LossTerms; ℓ is
+        Σ_k weight_k · ℓ_k(output_k, its target). One term for a network of ``set_loss``."""
+        if self.output_node is None or self.loss is None:
+            return ()
+        return (LossTerm(self.output_node, self.loss, self.loss_weight), *self.more_losses)
+
+    @property
+    def outputs(self) -> list[str]:
+        """The output nodes the loss reads, one per term."""
+        return [t.output for t in self.losses]
+
+    @property
+    def several_losses(self) -> bool:
+        """True when the loss has several terms: targets (and predictions) are then dicts keyed
+        by the output nodes' names."""
+        return len(self.more_losses) > 0
+
+    @property
+    def weighted(self) -> bool:
+        """True when ℓ is written as a weighted sum of terms (several, or one of weight ≠ 1)."""
+        return self.several_losses or self.loss_weight != 1
 
     # reading
     @property
@@ -467,7 +522,13 @@ class Graph:
 
     @property
     def target(self) -> sp.MatrixSymbol:
-        return Target("y", self.nodes[self.output_node].dim, 1)
+        """The target of the (first) output, y."""
+        return self.target_of(self.output_node)
+
+    def target_of(self, output: str) -> sp.MatrixSymbol:
+        """The target of one output of the loss: y with one loss, y_<output> with several."""
+        name = f"y_{output}" if self.several_losses else "y"
+        return Target(name, self.nodes[output].dim, 1)
 
     def definition(self, name: str):
         """A node's value in terms of its inputs' symbols and its parameters (one example)."""
@@ -486,6 +547,13 @@ class Graph:
         if not self.shapes:
             raise ValueError("the network has no parameters (add a layer with net.dense)")
         out = self.nodes[self.output_node]
+        for t in self.more_losses:  # every output of a multi-task loss shares the positions
+            other = self.nodes[t.output]
+            t.loss.check_output(other)  # again: a node may have changed since add_loss
+            if other.positions != out.positions:
+                raise ValueError(f"the outputs {out.name!r} and {other.name!r} of the loss have "
+                                 f"shapes {out.shape} and {other.shape}: several losses need "
+                                 "outputs that are all vectors or all sequences of the same T")
         for i in self.inputs:  # an input that reaches no op could still differ from the output
             if self.nodes[i].positions != out.positions:
                 raise ValueError(f"input {i!r} has shape {self.nodes[i].shape} but the output "
@@ -505,10 +573,16 @@ class Graph:
         longest = {}
         for name, n in self.nodes.items():
             longest[name] = 1 + max((longest.get(i, 0) for i in n.inputs), default=0)
+        if self.several_losses:
+            return max(longest.get(o, 0) for o in self.outputs)
         return longest.get(self.output_node, max(longest.values(), default=0))
 
     def __repr__(self):
         arch = " → ".join(f"{n.name}[{'×'.join(map(str, n.shape))}]" for n in self.nodes.values())
+        if self.several_losses:
+            terms = " + ".join(f"{'' if t.weight == 1 else str(t.weight) + '·'}{t.loss.name}"
+                               f"({t.output})" for t in self.losses)
+            return f"<Network {arch}; loss {terms}>"
         return f"<Network {arch}; loss {self.loss.name if self.loss else None}>"
 
 
@@ -559,6 +633,20 @@ def penalty_value(penalty) -> sp.Expr:
         raise refuse("negative" if value.is_negative else "not known to be ≥ 0")
     if not math.isfinite(float(value)):  # 1e400, exp(1000): exact, but no float holds them
         raise refuse("too large for a float")
+    return value
+
+
+def weight_value(weight) -> sp.Expr:
+    """A loss term's weight w_k: a finite number > 0, exact as a penalty is read (0.5 → 1/2,
+    text through the safe parser only), else a one-line ValueError."""
+    try:
+        value = penalty_value(weight)
+    except ValueError as e:
+        raise ValueError(f"add_loss: weight: expected a finite number > 0, got {weight!r} "
+                         f"({str(e).rsplit('(', 1)[-1]}") from None
+    if value == 0:
+        raise ValueError(f"add_loss: weight: expected a finite number > 0, got {weight!r} (zero: "
+                         "a term of weight 0 is no term; leave it out)")
     return value
 
 
