@@ -52,6 +52,9 @@ class Network(Graph):
         return init_params(self, seed=seed, dtype=dtype)
 
     def predict(self, params: dict, X):
+        """The output for X (probabilities for sigmoid and softmax outputs), shaped as torch
+        would give it: (n, k), (n, T, k) for sequences, (n, C, H, W) for an image output, a dict
+        {output: values} for several losses. X as the kernel takes it."""
         return predict(self, params, X)
 
 

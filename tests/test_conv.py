@@ -341,3 +341,26 @@ def test_paddings_wider_than_the_kernel_and_strides_past_it_equal_torch(k, s, p,
         loss, grads = kernel(params, X, Y)
         assert loss == pytest.approx(t_loss, rel=1e-12)
         assert all(rel(grads[q], t_grads[q]) < 1e-9 for q in params)
+
+
+def test_element_level_routes_a_tie_to_the_first_maximum_as_the_kernel():
+    """Two equal entries in a pool window (whole-number images tie often): the element level's
+    cases give all of g to the first, as the kernel and torch do (Max would split it in half)."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, 3, 3))
+    h = net.max_pool2d(net.act(net.conv2d(x, 1, 2), "relu"), 2)
+    net.set_loss(net.dense(net.flatten(h), 1), "mse")
+    params = {"W1": np.array([[[[1.0, 1.0], [0.0, 0.0]]]]), "b1": np.zeros(1),
+              "W2": np.array([[2.0]]), "b2": np.zeros(1)}
+    X, Y = np.array([[[[1.0, 3.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]]]), np.zeros((1, 1))
+    _, grads = net.compile()(params, X, Y)
+    t_grads = torch_run(net, params, X, Y)[1]
+    assert np.array_equal(grads["W1"], t_grads["W1"])
+    S = net.derive("w1", level="element").meta["scalar"]
+    env = {s: X.reshape(-1)[i] for i, s in enumerate(S.inputs["x"])}
+    env[S.target[0]] = 0.0
+    for p, M in S.params.items():
+        env.update({s: params[p].reshape(-1)[i] for i, s in enumerate(M)})
+    for i, s in enumerate(S.params["W1"]):
+        value = float(net.derive(s.name, level="element").meta["explicit"].xreplace(env))
+        assert value == grads["W1"].reshape(-1)[i], s

@@ -293,12 +293,14 @@ def _forward(net, spec, typed):
     stmts = [(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)]
     # (a copy: the value may be a buffer the kernel reuses; a sequence's (n·T, k) rows are given
     # back as (n, T, k), a view of that copy)
-    def back(d):
-        return "" if spec.T is None else f".reshape(-1, {spec.T}, {d})"
-    returns = (f"{outs[0].name}.T.copy(){back(spec.d_out)}" if not spec.several else
+    def back(d, out):
+        image = net.nodes[out].image  # an image output as torch holds it, (n, C, H, W)
+        return (f".reshape(-1, {', '.join(map(str, image))})" if image else
+                "" if spec.T is None else f".reshape(-1, {spec.T}, {d})")
+    returns = (f"{outs[0].name}.T.copy(){back(spec.d_out, spec.outputs[0])}" if not spec.several
                # several losses: {output name: its values}, the names held in the namespace
-               "{" + ", ".join(f"_o{i}: {o.name}.T.copy(){back(d)}"
-                               for i, (o, d) in enumerate(zip(outs, spec.d_outs))) + "}")
+               else "{" + ", ".join(f"_o{i}: {o.name}.T.copy(){back(d, name)}" for i, (o, d, name)
+                                    in enumerate(zip(outs, spec.d_outs, spec.outputs))) + "}")
     src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - set(outs),
                             returns, False)
     return exec_generated(src, "predict", _namespace(spec, _consts=consts))

@@ -323,6 +323,10 @@ class Spec:
                 if Y.shape != (n, *self.out_image):
                     raise ValueError(f"Y has shape {Y.shape}; expected {self.yshape(n)}")
                 Y = Y.reshape(n, -1)
+            elif self.out_image is not None and not self.several and np.shape(Y) != (n, self.d_out):
+                raise ValueError(f"Y has shape {np.shape(Y)}; expected {self.yshape(n)}, an image "
+                                 f"a row as the output (or its {self.d_out} entries, ({n}, "
+                                 f"{self.d_out}))")
             return self.rows(Y, n, dt, k)
         Y, T = np.asarray(Y), self.T
         d_out, labels, what = self.d_outs[k], self.labels_of[k], self.ynames[k]

@@ -114,7 +114,21 @@ def _pool_vjp(net, node, g):
 
 
 def _pool_scalar(net, node, ins, params):
-    return MaxPool(sp.ImmutableMatrix(ins[0]), geometry(node)).as_explicit()
+    """Each window's first maximum as cases, x_k where it beats the entries before it and ties
+    or beats those after (torch's choice): written as Max, its derivative at a tie would be
+    SymPy's Heaviside(0) = 1/2, half of g to each tied entry where the kernel gives all to the
+    first."""
+    g, x = geometry(node), ins[0]
+    out = []
+    for c in range(g.C):
+        for i in range(g.Ho):
+            for j in range(g.Wo):
+                vals = [x[(c * g.H + h) * g.W + w, 0]
+                        for _, _, _, h, w in g._replace(C=1).window(i, j)]
+                cases = [(v, sp.And(*[v > o for o in vals[:k]], *[v >= o for o in vals[k + 1:]]))
+                         for k, v in enumerate(vals[:-1])]
+                out.append(sp.Piecewise(*cases, (vals[-1], True)) if cases else vals[0])
+    return sp.Matrix(out)
 
 
 register_op(Op("max_pool2d", _pool_define, _pool_jacobian, _pool_vjp, _pool_scalar,
@@ -205,7 +219,7 @@ register_op(Op("conv1d", _conv1d_define, _conv1d_jacobian, _conv1d_vjp, _conv1d_
 
 
 # -- building -------------------------------------------------------------------------------------
-def conv1d(net, h, out_channels, kernel_size, padding="same", *, W=None, b=True,
+def conv1d(net, h, out_channels, kernel_size, padding="same", stride=1, *, W=None, b=True,
            name=None) -> str:
     """z_t = Σ_u W_u h_{t+u−p} + b over a sequence h (T positions of C features), as
     ``torch.nn.Conv1d(C, out_channels, kernel_size, padding=...)`` applied to h transposed to
@@ -218,6 +232,9 @@ def conv1d(net, h, out_channels, kernel_size, padding="same", *, W=None, b=True,
                          "with net.input(name, shape=(T, d))")
     O = _size(out_channels, "conv1d: out_channels")
     k = _size(kernel_size, "conv1d: kernel_size")
+    if stride != 1 or isinstance(stride, bool):
+        raise ValueError(f"conv1d: stride must be 1 (the sequence keeps its {node.positions} "
+                         f"positions: its positions are the batch's rows); got {stride!r}")
     if padding not in ("same", "causal"):
         raise ValueError(f"conv1d: padding is 'same' or 'causal' (the sequence keeps its "
                          f"{node.positions} positions: its positions are the batch's rows); got "
@@ -262,7 +279,9 @@ def conv2d(net, x, out_channels, kernel_size, stride=1, padding=0, *, W=None, b=
            name=None) -> str:
     """z = W ⋆ x + b, ``torch.nn.Conv2d(C, out_channels, kernel_size, stride, padding)``: W is
     torch's (O, C, kh, kw) weight (held O × C·kh·kw in derivations), b its (O,) bias; the output
-    an image of O channels. Reusing ``W``/``b`` names shares them, as for dense."""
+    an image of O channels. Reusing ``W``/``b`` names shares them, as for dense. A kernel may be
+    rectangular, (kh, kw); stride and padding are one number for both axes (a pair of two
+    different ones is refused in one line)."""
     node = _image(net, x, "conv2d")
     C, H, Wd = node.image
     O = _size(out_channels, "conv2d: out_channels")

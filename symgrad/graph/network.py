@@ -321,9 +321,10 @@ class Graph:
                               act=a))
 
     def add(self, a: str, b: str, name: str | None = None) -> str:
-        da, db = self._node(a, "add").dim, self._node(b, "add").dim
-        if da != db:
-            raise ValueError(f"add: {a} has {da} entries, {b} has {db}")
+        na, nb = self._node(a, "add"), self._node(b, "add")
+        if na.dim != nb.dim:
+            raise ValueError(f"add: {a!r} has shape {na.shape} and {b!r} has shape {nb.shape}")
+        da = na.dim
         return self._add(Node(name or self._fresh(f"s{len(self.nodes)}"), "add", (a, b), dim=da))
 
     def mul(self, a: str, b: str, name: str | None = None) -> str:
@@ -384,11 +385,12 @@ class Graph:
         return _conv.conv2d(self, x, out_channels, kernel_size, stride, padding, W=W, b=b,
                             name=name)
 
-    def conv1d(self, h: str, out_channels: int, kernel_size: int, padding="same", *,
+    def conv1d(self, h: str, out_channels: int, kernel_size: int, padding="same", stride=1, *,
                W: str | None = None, b=True, name: str | None = None) -> str:
-        """z_t = Σ_u W_u h_{t+u−p} + b over a sequence, ``torch.nn.Conv1d``: see
-        :func:`symgrad.graph.conv.conv1d`."""
-        return _conv.conv1d(self, h, out_channels, kernel_size, padding, W=W, b=b, name=name)
+        """z_t = Σ_u W_u h_{t+u−p} + b over a sequence, ``torch.nn.Conv1d`` (stride 1, padding
+        "same" by default or "causal"): see :func:`symgrad.graph.conv.conv1d`."""
+        return _conv.conv1d(self, h, out_channels, kernel_size, padding, stride, W=W, b=b,
+                            name=name)
 
     def max_pool2d(self, x: str, kernel_size, stride=None, name: str | None = None) -> str:
         """Max pooling, ``torch.nn.MaxPool2d``: see :func:`symgrad.graph.conv.max_pool2d`."""

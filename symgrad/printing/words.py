@@ -73,6 +73,11 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             toks.append(["math", nota.scalar(name) or TeXName(_scalar_default(name)), name])
             pos += len(name)
             continue
+        if text.startswith("'s", pos) and pos and text[pos - 1].isalpha() and \
+                not text[pos + 2:pos + 3].isalnum():  # "torch's", "window's": possessive, no prime
+            toks.append(["text", "'s", "'s"])
+            pos += 2
+            continue
         if re.match(r"s\)", text[pos:]) and pos >= 2 and text[pos - 1] == "(" \
                 and text[pos - 2].isalpha():  # "function(s)": a plural, not math
             toks.append(["text", text[pos], text[pos]])
