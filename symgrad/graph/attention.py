@@ -14,6 +14,14 @@ Their backward rules are the block products G_A = G_O Vᵀ, G_V = Aᵀ G_O, G_S 
 ``self_attention`` is multi-head self-attention from dense projections (one Wq, Wk, Wv per head,
 the heads concatenated, then an output dense layer), laid out so that torch's
 ``nn.MultiheadAttention`` weights copy in by slicing (:func:`from_torch_mha`).
+
+Unit by unit (the ``scalar`` rules, read by the element level): these ops alone are given their
+inputs at every position, T × d matrices of units (row t the d units of position t), and return
+the node's units at every position: s_tτ = q_t · k_τ/√d_k (−∞ where the causal mask hides key τ
+from position t), a_tτ = exp(s_tτ)/Σ_σ exp(s_tσ) over the keys σ position t sees (a hidden key's
+weight is the number 0, its score absent from the sum), o_t = Σ_τ a_tτ v_τ. The element level
+then writes the whole sequence out (``symgrad.derive.element``); ops in :data:`ACROSS` are the
+ones it gives whole sequences.
 """
 from __future__ import annotations
 
@@ -28,14 +36,6 @@ WHOLE = "attention reads every position of its sequence"
 
 def _scale(net, node):
     return 1 / sp.sqrt(net.nodes[node.inputs[0]].dim)
-
-
-def _refuse_element(what):
-    def scalar(net, node, ins, params):
-        raise ValueError(f"element level: {what} {node.name!r} mixes the T positions of a "
-                         "sequence, which the element level (one position t) cannot write out "
-                         "yet; use level='matrix'")
-    return scalar
 
 
 def _no_dim(net, inputs):
@@ -84,8 +84,15 @@ def _scores_vjp(net, node, g):
              "(every position's score gradient for it) times the queries")]
 
 
-register_op(Op("scores", _scores_define, _scores_jacobian, _scores_vjp,
-               _refuse_element("the attention scores"), _no_dim,
+def _scores_scalar(net, node, ins, params):
+    """S (T × T): s_tτ = q_t · k_τ/√d_k, or −∞ where the causal mask hides key τ (τ > t)."""
+    Q, K = ins
+    c, causal = _scale(net, node), node.attr("causal")
+    return sp.Matrix(Q.rows, K.rows, lambda t, tau: sp.S.NegativeInfinity if causal and tau > t
+                     else c * sp.Add(*[a * b for a, b in zip(Q.row(t), K.row(tau))]))
+
+
+register_op(Op("scores", _scores_define, _scores_jacobian, _scores_vjp, _scores_scalar, _no_dim,
                "attention scores, s_t = K q_t/√d_k (+ a causal mask m_t): row t of Q Kᵀ/√d_k"))
 
 
@@ -105,8 +112,20 @@ def _attn_softmax_vjp(net, node, g):
              "each row's (diag(a) − a aᵀ) g, symmetric, never formed")]
 
 
+def _attn_softmax_scalar(net, node, ins, params):
+    """A (T × T): row t the softmax of row t of S over the keys it sees; a hidden key (score −∞)
+    is left out of the sum and gets the weight 0."""
+    S = ins[0]
+
+    def row(t):
+        e = [None if s == sp.S.NegativeInfinity else sp.exp(s) for s in S.row(t)]
+        total = sp.Add(*[x for x in e if x is not None])
+        return [sp.Integer(0) if x is None else x / total for x in e]
+    return sp.Matrix([row(t) for t in range(S.rows)])
+
+
 register_op(Op("attn_softmax", OPS["softmax"].define, _attn_softmax_jacobian, _attn_softmax_vjp,
-               _refuse_element("the attention weights"), _no_dim,
+               _attn_softmax_scalar, _no_dim,
                "attention weights, a_t = softmax(s_t) over the keys: row t of A", softmax=True))
 
 
@@ -138,11 +157,18 @@ def _attend_vjp(net, node, g):
              f"G_{vn} = Aᵀ G_{node.name}: value τ collects a_tτ g_t from every position t")]
 
 
-register_op(Op("attend", _attend_define, _attend_jacobian, _attend_vjp,
-               _refuse_element("the attention output"), _no_dim,
+def _attend_scalar(net, node, ins, params):
+    """O (T × d_v): o_t = Σ_τ a_tτ v_τ, row t of A V (a hidden key's a_tτ = 0 drops its term)."""
+    A, V = ins
+    return A * V
+
+
+register_op(Op("attend", _attend_define, _attend_jacobian, _attend_vjp, _attend_scalar, _no_dim,
                "attention output, o_t = Σ_τ a_tτ v_τ: row t of A V"))
 
-ACROSS = frozenset({"scores", "attn_softmax", "attend"})  # ops that read other positions
+# ops that read other positions: the matrix level says so, the element level gives their scalar
+# rules whole sequences (T × d matrices of units) and writes every position out
+ACROSS = frozenset({"scores", "attn_softmax", "attend"})
 
 
 # -- building -------------------------------------------------------------------------------------

@@ -113,11 +113,11 @@ def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notati
                          "derives any one parameter)")
     alg = backprop.algorithm(net)
     naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
-    scalar = _scalarize(net, naming) if level != "matrix" else None
+    scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")
     matrix = level != "element" or scalar is None
     P = _Printer(net, alg, notation)
     ex_param = _exercise_param(net) if exercises and matrix else None
-    sections = [_network_section(P, net, scalar, level), _loss_section(P, net)]
+    sections = [_network_section(P, net, scalar, level, left_out), _loss_section(P, net)]
     for p in net.parameters:
         sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity, p == ex_param))
     sections.append(backward_section(P, net, alg))
@@ -217,11 +217,19 @@ def _subtitle(net, level) -> str:
 
 
 def _scalarize(net, naming=None):
-    if sum(r * c for r, c in net.shapes.values()) > ELEMENT_LIMIT:
-        return None
-    S = element.scalarize(net, naming)
+    """(the network unit by unit, "") or (None, why it is left out)."""
+    total = sum(r * c for r, c in net.shapes.values())
+    if total > ELEMENT_LIMIT:
+        return None, f"{total} numbers are too many to write out one by one"
+    try:
+        S = element.scalarize(net, naming)
+    except element.TooLarge:  # the element level's own size limits (attention at every position)
+        T = element.unrolled(net)
+        return None, ("written out at every one of its T = %d positions, its loss is too long "
+                      "to derive one unit at a time" % T if T else
+                      "its loss written out is too long to derive one unit at a time")
     S.naming = naming
-    return S
+    return S, ""
 
 
 def _first_weight(scalar):
@@ -281,7 +289,7 @@ def _exercise_param(net):
 
 
 # -- sections -------------------------------------------------------------------------------------
-def _network_section(P, net, scalar, level) -> Section:
+def _network_section(P, net, scalar, level, left_out="") -> Section:
     sec = Section("The network and its forward propagation")
     x, out = net.inputs[0], net.output_node
     params = ", ".join(r"$%s \in \mathbb{R}^{%s}$" % (P.tex(net.sym(p)), _dims(net.shapes[p]))
@@ -312,13 +320,16 @@ def _network_section(P, net, scalar, level) -> Section:
             for n, node in net.nodes.items() if node.op != "input"]
     sec.math(rows)
     if scalar is None and level != "matrix":
-        sec.text(r"(The unit-by-unit view is left out: %d numbers are too many to write out one "
-                 r"by one; the matrix form below holds for any size.)" % total)
+        sec.text(r"(The unit-by-unit view is left out: %s; the matrix form below holds for "
+                 r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "
+                                             "write out one by one"))
     if scalar is not None:
         sec.text("Unit by unit, with the weights numbered as in the notes:")
-        items = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
+        shown = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
                  for p, M in scalar.params.items()]
-        sec.math(_param_rows(items) if net.weighted else [r",\quad ".join(items)])
+        per = len(shown) if len(shown) <= 4 else 3  # (attention's eight in one row: 262pt over)
+        sec.math(_param_rows(shown) if net.weighted else
+                 [r",\quad ".join(shown[i:i + per]) for i in range(0, len(shown), per)])
         sec.math([r"%s &= %s" % (P.tex(u), P.tex(e)) for u, e in scalar.defs.items()])
         outs = list(scalar.units[net.output_node])
         if len(outs) == 1 and not net.several_losses and \

@@ -12,6 +12,8 @@ import re
 import unicodedata
 from dataclasses import dataclass, replace
 
+import sympy as sp
+
 # -- escaping -------------------------------------------------------------------------------------
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
              "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
@@ -193,8 +195,11 @@ class Notation:
             return self._per_example(name, self._hat(name, False))
         m = re.fullmatch(r"δ_(.+)", name)
         if m:
-            return TeXName(r"\delta", sub=(self.scalar(m.group(1)) or TeXName(
-                text_escape(m.group(1)))).tex())
+            inner = self.scalar(m.group(1))
+            if inner is None:  # a safe name as SymPy prints it: δ_q_1,1 → δ_{q_{1,1}}
+                inner = TeXName(sp.latex(sp.Symbol(m.group(1)))) if SAFE_SCALAR.fullmatch(
+                    m.group(1)) else TeXName(text_escape(m.group(1)))
+            return TeXName(r"\delta", sub=inner.tex())
         m = _ENTRY.fullmatch(name)
         if m:
             return self.entry(m.group(1) + m.group(2), m.group(3))

@@ -136,6 +136,8 @@ def names_in(d: Derivation) -> tuple[tuple, tuple]:
             if isinstance(e, sp.Basic):
                 vectors.update(m.name for m in e.atoms(sp.MatrixSymbol))
                 scalars.update(x.name for x in e.atoms(sp.Symbol) if not isinstance(x, sp.Dummy))
+    # a unit known only by its δ (δ_s6_2,1, whose unit feeds nothing else shown) is still a name
+    scalars.update([x[2:] for x in scalars if x.startswith("δ_")])
     return tuple(sorted(vectors)), tuple(sorted(scalars))
 
 

@@ -78,6 +78,11 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             toks.append(["text", "'s", "'s"])
             pos += 2
             continue
+        name = _delta(text, pos, scalars)
+        if name:  # δ_s6_2,1, a unit's δ by its whole name
+            toks.append(["math", nota.scalar(name), name])
+            pos += len(name)
+            continue
         if re.match(r"s\)", text[pos:]) and pos >= 2 and text[pos - 1] == "(" \
                 and text[pos - 2].isalpha():  # "function(s)": a plural, not math
             toks.append(["text", text[pos], text[pos]])
@@ -91,6 +96,18 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
         toks.append(_classify(tok, nota, scalars, toks, funcs))
     _identity_before_kron(toks, nota)
     return _join(_attach(toks, nota))
+
+
+def _delta(text, pos, scalars) -> str | None:
+    """The δ of a unit (δ_h1_2, δ_s6_2,1) when the derivation has that symbol: as tokens it was
+    δ, then h1 below it, then the 2 below that, and a comma ended it."""
+    m = re.match(r"δ_[A-Za-z][A-Za-z0-9]*_[0-9][0-9,]*", text[pos:])
+    if not m:
+        return None
+    name = m.group(0)
+    while name.endswith(","):  # "feeds δ_o6_2,1, δ_o6_2,2": the comma of the list
+        name = name[:-1]
+    return name if name in scalars and _bounded(text, pos, name) else None
 
 
 def _identity_before_kron(toks, nota) -> None:
@@ -146,13 +163,20 @@ def _attach(toks, nota):
     while i < len(toks):
         kind, val, raw = toks[i]
         nxt = toks[i + 1] if i + 1 < len(toks) else None
+        if kind == "sub" and out and nxt and nxt[2].isalnum() and out[-1][0] == "text" \
+                and len(out[-1][2]) == 1 and out[-1][2].isalpha():
+            out[-1][:2] = ["math", TeXName(out[-1][2])]  # a_tτ: the letter, not the article
         if kind == "sub" and out and out[-1][0] in ("math", "vec") and nxt \
                 and nxt[2].isalnum():
             prev = out[-1]
             greek = UNICODE_MATH.get(nxt[2])  # k_τ (attention's key position): a Greek index
             sub = greek or text_escape(nxt[2])
-            if prev[0] == "vec" and not greek:
-                prev[1] = nota.entry(prev[2], nxt[2])
+            more = _index_rest(toks, i + 2)  # s_tτ, h_t,i: a second index, joined
+            sub += "".join(t for t, _ in more)
+            i += len(more)
+            rest = "".join(r for _, r in more)
+            if prev[0] == "vec" and not greek and rest.isascii():
+                prev[1] = nota.entry(prev[2], nxt[2] + rest)
             elif isinstance(prev[1], TeXName):
                 prev[1] = prev[1].with_sub(sub)
             else:
@@ -176,6 +200,24 @@ def _attach(toks, nota):
             continue
         out.append([kind, val, raw])
         i += 1
+    return out
+
+
+def _index_rest(toks, i) -> list:
+    """After a subscript's first index, the rest of it written against it: a Greek letter (s_tτ)
+    or a comma and another index (h_t,i); [(TeX, raw)] per token taken."""
+    out = []
+    while i < len(toks):
+        raw = toks[i][2]
+        if len(raw) == 1 and raw in UNICODE_MATH and raw.isalpha():
+            out.append((UNICODE_MATH[raw] + " ", raw))
+            i += 1
+        elif raw == "," and i + 1 < len(toks) and toks[i + 1][2].isalnum() \
+                and toks[i + 1][2].isascii():
+            out += [(",", raw), (text_escape(toks[i + 1][2]), toks[i + 1][2])]
+            i += 2
+        else:
+            break
     return out
 
 
