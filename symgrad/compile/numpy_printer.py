@@ -58,13 +58,15 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         code = self._print(e)
         if lhs not in self.buffered:
             return code
-        buf = self.const(f"buf_{lhs.name}", "buf", lhs.shape[1])
+        buf = lambda: self.const(f"buf_{lhs.name}", "buf", lhs.shape[1])  # (made when used)
         if isinstance(e, sp.MatMul) and len(e.args) == 2 and not broadcasts(e) \
                 and e.as_coeff_matrices()[0] == 1:
-            return f"np.matmul({self._trn(e.args[1])}, {self._trn(e.args[0])}, out={buf})"
+            return f"np.matmul({self._trn(e.args[1])}, {self._trn(e.args[0])}, out={buf()})"
         name = one_call(code)
         if name and isinstance(getattr(np, name, None), np.ufunc):
-            return f"{code[:-1]}, out={buf})"
+            return f"{code[:-1]}, out={buf()})"
+        if isinstance(e, sp.BlockMatrix) and code.startswith("_stack("):
+            return f"{code[:-1]}, out={buf()})"
         return code
 
     def _one(self, k, row=False):  # a ones vector, or a (1, k) row
@@ -250,8 +252,8 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         """Values side by side: a batch value's code holds its transpose, so its one row of
         blocks is stacked down the rows; otherwise blocks in one column or one row."""
         R, C = e.blocks.shape
-        if e.shape[0] == N and R == 1:
-            return f"np.concatenate(({', '.join(self._print(b) for b in e.blocks)}), axis=0)"
+        if e.shape[0] == N and R == 1:  # (in the memory order of the first: see _stack)
+            return f"_stack({', '.join(self._print(b) for b in e.blocks)})"
         if C == 1 or R == 1:
             return (f"np.concatenate(({', '.join(self._print(b) for b in e.blocks)}), "
                     f"axis={0 if C == 1 else 1})")
