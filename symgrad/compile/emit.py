@@ -273,23 +273,8 @@ def _update(printer, lhs, rhs, i, consumable, fresh, alias):
         if op == "+=" and c_ != 1 and c_.is_number and c_ < 0:
             head.append(f"{L} -= {printer._product(-c_, mats)}")
         else:
-            code = printer._print(t)
-            mask = _bool_mask(code) if op == "*=" else None
-            head.append(f"np.multiply({L}, {mask}, out={L})" if mask else f"{L} {op} {code}")
+            head.append(f"{L} {op} {printer._print(t)}")
     return head
 
-
-def _bool_mask(code):
-    """m when code is ``(m).astype(dt)`` (relu′ as printed, a 0/1 mask in the kernel's dtype): an
-    in-place product takes the boolean m as it is, without the float copy (4 MB, 0.3–0.7 ms for
-    a 512 × 2048 mask; the product is the same, x·1 or x·0)."""
-    if not (code.startswith("(") and code.endswith(").astype(dt)")):
-        return None
-    inner, depth = code[1:-len(").astype(dt)")], 0
-    for ch in inner:  # (a > 0) * (b > 0)).astype … is no single bracket
-        depth += (ch == "(") - (ch == ")")
-        if depth < 0:
-            return None
-    return inner if depth == 0 else None
 
 
