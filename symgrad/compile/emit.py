@@ -215,10 +215,16 @@ def _fold_scale(stmts):
     ŷ by c while normalizing it, and g = ŷ + c·r, one pass over g fewer. Returns the statements
     and {ŷ: c}."""
     stmts, scale = list(stmts), {}
+    reads = None  # symbol → the statements reading it (a rewrite below reads the same symbols)
     for i, (lhs, rhs) in enumerate(stmts):
         if not isinstance(rhs, Softmax):
             continue
-        users = [j for j, (_, r) in enumerate(stmts) if lhs in r.atoms(sp.MatrixSymbol)]
+        if reads is None:
+            reads = {}
+            for j, (_, r) in enumerate(stmts):
+                for a in r.atoms(sp.MatrixSymbol):
+                    reads.setdefault(a, []).append(j)
+        users = reads.get(lhs, [])
         if len(users) != 1:
             continue
         j = users[0]
