@@ -3,7 +3,10 @@ against a hand-written numpy backprop, PyTorch eager and JAX jit(value_and_grad)
 installed, all in one run; ratios are to the hand-written numpy (lower is faster).
 
 Where it sits: outside the pipeline; it times ``net.compile()`` (compile) as ``train`` uses it.
-Run: ``python bench/bench.py [--reps 200] [--quick]``; results go to BENCHMARKS.md by hand.
+A transformer block (issue 11) is timed against torch eager alone, with one thread and with the
+default threads (``--block-only`` runs just those rows).
+Run: ``python bench/bench.py [--reps 200] [--quick] [--block-only]``; results go to BENCHMARKS.md
+by hand.
 """
 from __future__ import annotations
 
