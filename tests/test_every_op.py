@@ -66,6 +66,27 @@ def _attention(causal):
     return build
 
 
+def _cnn(stride, pad, pool):
+    def build():
+        net = sg.Network()
+        x = net.input("x", shape=(2, 4, 4))
+        h = net.act(net.conv2d(x, 2, 2, stride=stride, padding=pad), "tanh")
+        p = net.max_pool2d(h, *pool)
+        net.set_loss(net.dense(net.flatten(p), 2), "mse")
+        return net
+    return build
+
+
+def _conv1d(padding):
+    def build():
+        net = sg.Network()
+        x = net.input("x", shape=(4, 3))
+        h = net.act(net.conv1d(x, 2, 3, padding=padding), "tanh")
+        net.set_loss(net.dense(h, 2), "mse")
+        return net
+    return build
+
+
 BUILDERS = {  # op → the networks that use it
     "dense": [_mlp_with(_skip)], "act": [_mlp_with(_skip)], "add": [_mlp_with(_skip)],
     "mul": [_mlp_with(_gate)], "concat": [_mlp_with(_stack)],
@@ -74,6 +95,8 @@ BUILDERS = {  # op → the networks that use it
     "embedding": [_embedding],
     "scores": [_attention(False), _attention(True)], "attn_softmax": [_attention(True)],
     "attend": [_attention(False)],
+    "conv2d": [_cnn(1, 1, (2,)), _cnn(2, 0, (1,))], "max_pool2d": [_cnn(1, 0, (2, 1))],
+    "flatten": [_cnn(1, 1, (2,))], "conv1d": [_conv1d("same"), _conv1d("causal")],
 }
 
 

@@ -58,3 +58,12 @@ def test_transformer_sorts_sequences_and_equals_torch():
     if "skipped" not in r.stdout:  # torch installed: the copied-weights comparison ran
         err = float(re.search(r"equal torch's .* to ([\d.e+-]+) \(relative\)", r.stdout).group(1))
         assert err < 1e-9
+
+
+def test_cnn_digits_reaches_98_percent():
+    """conv → relu → pool → conv → relu → pool → dense → softmax on the 8×8 digits, for real."""
+    pytest.importorskip("sklearn")
+    r = run("cnn_digits.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    acc = float(re.search(r"test accuracy ([\d.]+)%", r.stdout).group(1))
+    assert acc >= 98.0

@@ -17,7 +17,8 @@ from symgrad.handouts.build import build, handout
 from symgrad.handouts.pdf import TeXError, compile_pdf
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ["xor", "mnist", "logistic", "feature", "hostile", "gated", "lstm", "attention"]
+EXAMPLES = ["xor", "mnist", "logistic", "feature", "hostile", "gated", "lstm", "attention",
+            "cnn", "multitask"]
 ARTIFACTS = ROOT / "test-artifacts"
 SECTIONS = ["The network and its forward propagation", "The loss", "The gradient with respect to",
             "The shared backward pass", "The final algorithm", "Exercises"]

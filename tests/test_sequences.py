@@ -194,7 +194,7 @@ def test_mixing_sequences_and_vectors_is_refused_naming_the_node_and_both_shapes
                                          r"shape \(4, 2\)"):
         net.compile()
     for bad, msg in (((4,), None), ((0, 3), "positive integer"), ([4, 3], "shape is"),
-                     ((2, 3, 4), "shape is")):
+                     ((2, 3, 4, 5), "shape is")):
         m = sg.Network()
         if msg is None:
             assert m.nodes[m.input("x", shape=bad)].shape == (4,)  # (d,) is a vector

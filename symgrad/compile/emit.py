@@ -70,7 +70,8 @@ def emit(stmts, printer, owned, outputs=()):
         return not (IDENT.match(code) or NUMBER.match(code))
 
     stmts, scale = _fold_scale(stmts)
-    printer.buffered = {s for s in owned if s.shape[0] == N} - set(outputs)
+    printer.buffered = ({s for s in owned if s.shape[0] == N} - set(outputs)
+                        - getattr(printer, "unbuffered", set()))
     for i, (lhs, rhs) in enumerate(stmts):
         L, shape = lhs.name, lhs.shape
         printer.pre = []

@@ -14,9 +14,8 @@ import threading
 import numpy as np
 import sympy as sp
 
-from symgrad.core.matexpr import Elementwise
+from symgrad.core.matexpr import Elementwise, Normalize, NormalizeVJP, Softmax, SoftmaxVJP
 from symgrad.core.program import Kind, Program
-from symgrad.core.sequence import SeqProduct
 from symgrad.derive import backprop
 from symgrad.core.primitives import check_relu_grad_at_zero
 from symgrad.compile.common import FLOATS, XMAX, exec_generated, exp_unshifted_limit, legend
@@ -24,6 +23,7 @@ from symgrad.compile.backends import Backend, backend_named, register_backend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function
+from symgrad.compile.images import RUNTIME
 from symgrad.compile.spec import Spec
 
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
@@ -114,7 +114,12 @@ def _prologue(spec, with_y):
     as their n·T positions, one a row ((n·T, d), a view), and n below counts those rows."""
     names, xs = spec.pvars, spec.xvars
     x0, T = xs[0], spec.T
-    if T is None:
+    if with_y and spec.several:  # a dict of (n, k) float arrays, one per output of the loss
+        lead = f"{x0}.shape[0], " if T is None else f"{x0}.shape[0], {T}, "
+        yshape = " or len(Y) != %d" % len(spec.yvars) + "".join(
+            f" or {y}.shape != ({lead}{d}) or {y}.dtype is not dt"
+            for y, d in zip(spec.yvars, spec.d_outs))
+    elif T is None:
         yshape = "" if not with_y else (
             f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels
             else f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
@@ -127,18 +132,25 @@ def _prologue(spec, with_y):
     # also checks that each sums to 1, as the fused gradient ŷ − y requires)
     # Locals are the program's generated names; the user's names are dict keys held in the
     # namespace (_k0, _i0 …), never written into the source.
-    args = ", ".join(names + xs) + (", Y" if with_y else "")
+    args = ", ".join(names + xs + (spec.yvars if with_y else []))
     shapes = "(" + "".join(f"{p}.shape, " for p in names) + ")"
     get = [f"{p} = params[_k{i}]" for i, p in enumerate(names)]
     if len(xs) > 1:  # several inputs: X is a dict {input name: array}
         get += [f"{x} = X[_i{i}]" for i, x in enumerate(xs)]
+    if with_y and spec.several:  # several losses: Y is a dict {output name: array}
+        get += [f"{y} = Y[_o{i}]" for i, y in enumerate(spec.yvars)]
     toks = [spec.tokens.get(i) for i in spec.inputs]  # V of a token input, else None
+    imgs = [spec.images.get(i) for i in spec.inputs]  # (C, H, W) of an image input, else None
     lead = (f"{x0}.ndim != 2 or {x0}.shape[1] != {spec.d_in}" if T is None else
             f"{x0}.ndim != 3 or {x0}.shape[1] != {T} or {x0}.shape[2] != {spec.d_in}")
+    if imgs[0]:
+        lead = f"{x0}.ndim != 4 or {x0}.shape[1:] != {imgs[0]}"
     if toks[0]:
         lead = f"{x0}.ndim != 1" if T is None else f"{x0}.ndim != 2 or {x0}.shape[1] != {T}"
-    rows = [f"{x}.shape != ({x0}.shape[0], {'' if T is None else f'{T}, '}{d}) or "
-            f"{x}.dtype is not dt" for x, d, V in zip(xs[1:], spec.d_ins[1:], toks[1:]) if not V]
+    rows = [f"{x}.shape != ({x0}.shape[0], "
+            f"{', '.join(map(str, im)) if im else ('' if T is None else f'{T}, ') + str(d)}) or "
+            f"{x}.dtype is not dt"
+            for x, d, V, im in zip(xs[1:], spec.d_ins[1:], toks[1:], imgs[1:]) if not V]
     rows += [f"{x}.shape != ({x0}.shape[0]{'' if T is None else f', {T}'},)"
              for x, V in zip(xs[1:], toks[1:]) if V]
     # tokens: intp, each 0 ≤ tok < V, checked on every call (a negative one would read a row
@@ -156,13 +168,17 @@ def _prologue(spec, with_y):
              + yshape + "):", "            raise ValueError", "    except Exception:",
              f"        {args}, = _spec.check(params, X{', Y, True' if with_y else ''})",
              f"        dt = {dsrc}.dtype"]
-    if T is None:
-        return lines + [f"    n = {x0}.shape[0]"]
+    if T is None:  # an image (n, C, H, W) is read as its (n, C·H·W) rows: a view
+        return lines + [f"    n = {x0}.shape[0]"] + (["    _Xs = X  # as given, for the error "
+                                                     "messages"] if any(imgs) else []) + [
+            f"    {x} = {x}.reshape(n, {d})" for x, d, im in zip(xs, spec.d_ins, imgs) if im]
     lines += [f"    _Xs{', _Ys' if with_y else ''} = X{', Y' if with_y else ''}  # as given, "
               "for the error messages", f"    n = {x0}.shape[0] * {T}  # rows: every position"]
     lines += [f"    {x} = {x}.reshape(n{'' if V else f', {d}'})"
               for x, d, V in zip(xs, spec.d_ins, toks)]
-    if with_y:
+    if with_y and spec.several:
+        lines += [f"    {y} = {y}.reshape(n, {d})" for y, d in zip(spec.yvars, spec.d_outs)]
+    elif with_y:
         lines.append("    Y = Y.reshape(n, -1) if Y.ndim == 3 else Y.reshape(n)")
     return lines
 
@@ -170,9 +186,10 @@ def _prologue(spec, with_y):
 def _namespace(spec, **extra):
     keys = {f"_k{i}": p for i, p in enumerate(spec.names)}  # the user's names: data, not code
     keys.update({f"_i{i}": x for i, x in enumerate(spec.inputs)})
+    if spec.several:  # the outputs of several losses: keys of Y and of predict's dict
+        keys.update({f"_o{i}": o for i, o in enumerate(spec.outputs)})
     return dict(np=np, _spec=spec, _add_at=_add_at, _scatter_add=_scatter_add, _stack=_stack,
-                _F64=FLOATS[1],
-                _F32=FLOATS[0], _INTP=np.dtype(np.intp), _isfinite=math.isfinite,
+                **RUNTIME, _F64=FLOATS[1], _F32=FLOATS[0], _INTP=np.dtype(np.intp), _isfinite=math.isfinite,
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **keys, **extra)
 
 
@@ -189,8 +206,10 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
         printer = KernelPrinter({"relu_grad_at_zero": spec.relu_grad_at_zero},
                                 names={**{x: v if i in spec.tokens else f"{v}.T"  # tokens: (n,)
                                           for x, v, i in zip(spec.Xs, spec.xvars, spec.inputs)},
-                                       **copied, spec.Y: "Y.T"})
+                                       **copied,
+                                       **{Y: f"{v}.T" for Y, v in zip(spec.Ys, spec.yvars)}})
         printer.labels = spec.Y if labels else None
+        printer.unbuffered = spec.image_values
         body = emit(stmts, printer, owned, outputs)
         if printer.onehot:
             body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
@@ -249,13 +268,13 @@ def _compile_network(net, scalar, at0):
     scalar_kernel = _unrolled(spec, typed)
 
     head = [f"    if n * {spec.weights} <= {limit}:", "        try:",
-            f"            _r = _scalar(n)({', '.join(spec.pvars + spec.xvars)}, Y, dt)",
+            f"            _r = _scalar(n)({', '.join(spec.pvars + spec.xvars + spec.yvars)}, dt)",
             "            if _r is not None:  # (None: nan or inf in the arguments)",
             "                return _r",
             "        except (ArithmeticError, ValueError):  # Python floats overflowed: use numpy's",
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
     # numpy carries nan and inf from any argument into the loss: check it, not every argument
-    given = "X, Y" if spec.T is None else "_Xs, _Ys"
+    given = ("X, Y" if not spec.images else "_Xs, Y") if spec.T is None else "_Xs, _Ys"
     tail = [f"if not _isfinite({loss}):  # nan or inf: raise naming the argument, unless it "
             "overflowed", f"    _spec.diagnose(params, {given})"]
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
@@ -273,17 +292,21 @@ def _compile_network(net, scalar, at0):
 
 
 def _read_entrywise(stmts, x):
-    """Whether the batch input x occurs in ``stmts`` other than as a factor of a product (BLAS,
-    and attention's batched products, read a transposed operand as it is)."""
-    def walk(e, factor):
-        if e == x or isinstance(e, sp.Transpose) and e.arg == x:
-            return not factor
+    """Whether the batch input x is an operand of an entrywise op or a per-example reduction in
+    ``stmts`` (a sum, a product ⊙, an activation, layer norm, softmax): the ops a transposed view
+    slows. Products (BLAS, attention's batched ones) and the image ops read it as it is."""
+    ops = (sp.MatAdd, sp.HadamardProduct, sp.HadamardPower, Elementwise, Normalize, NormalizeVJP,
+           Softmax, SoftmaxVJP)
+
+    def direct(e):
+        return e == x or isinstance(e, sp.Transpose) and e.arg == x
+
+    def walk(e):
         if not isinstance(e, sp.Basic) or not e.has(x):
             return False
-        if isinstance(e, (sp.MatMul, SeqProduct)):
-            return any(walk(a, True) for a in e.args)
-        return any(walk(a, False) for a in (e.operands if isinstance(e, Elementwise) else e.args))
-    return any(walk(rhs, False) for _, rhs in stmts)
+        args = e.operands if isinstance(e, Elementwise) else e.args
+        return (isinstance(e, ops) and any(map(direct, args))) or any(map(walk, args))
+    return any(walk(rhs) for _, rhs in stmts)
 
 
 def _live(stmts, wanted):
@@ -321,13 +344,18 @@ def _reporting(kernel, net, spec, typed, at0, unrolled):
 
 
 def _forward(net, spec, typed):
-    out = typed.forward_of(net.output_node).sym
+    outs = [typed.forward_of(o).sym for o in spec.outputs]
     stmts = [(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)]
     # (a copy: the value may be a buffer the kernel reuses; a sequence's (n·T, k) rows are given
     # back as (n, T, k), a view of that copy)
-    back = "" if spec.T is None else f".reshape(-1, {spec.T}, {spec.d_out})"
-    src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - {out},
-                            f"{out.name}.T.copy(){back}", False)
+    def back(d):
+        return "" if spec.T is None else f".reshape(-1, {spec.T}, {d})"
+    returns = (f"{outs[0].name}.T.copy(){back(spec.d_out)}" if not spec.several else
+               # several losses: {output name: its values}, the names held in the namespace
+               "{" + ", ".join(f"_o{i}: {o.name}.T.copy(){back(d)}"
+                               for i, (o, d) in enumerate(zip(outs, spec.d_outs))) + "}")
+    src, consts = _function("predict", spec, stmts, {lhs for lhs, _ in stmts} - set(outs),
+                            returns, False)
     return exec_generated(src, "predict", _namespace(spec, _consts=consts))
 
 
@@ -348,15 +376,17 @@ def _compile_python(net, scalar, at0):
     unrolled = _unrolled(spec, typed)
 
     def kernel(params, X, Y):
-        *args, Yc = spec.check(params, X, Y, True)  # converted, and checked finite
-        xs, Yc = spec.flat(args[len(spec.names):], Yc)  # a sequence's positions as rows
+        args = spec.check(params, X, Y, True)  # converted, and checked finite
+        k = len(spec.names) + len(spec.inputs)
+        args, Ys = args[:k], args[k:]  # (several losses: one target per output)
+        xs, Ys = spec.flat(args[len(spec.names):], Ys)  # a sequence's positions as rows
         args = args[:len(spec.names)] + xs
         n = xs[0].shape[0]
         if n * spec.weights > PYTHON_WORK:
             rows = "examples" if spec.T is None else f"positions ({n // spec.T} sequences × {spec.T})"
             raise ValueError(f"backend 'python': {n} {rows} × {spec.weights} weight entries is "
                              f"over {PYTHON_WORK}; use backend='numpy'")
-        return unrolled(n)(*args, Yc, args[0].dtype)
+        return unrolled(n)(*args, *Ys, args[0].dtype)
 
     kernel.source = legend(typed) + "# backend 'python': kernel.scalar_source(n) is the code for n"
     return _reporting(kernel, net, spec, typed, at0, unrolled)

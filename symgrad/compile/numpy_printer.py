@@ -337,3 +337,86 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         if axis != 1:
             raise NotImplementedError("an embedding's gradient of one example outside a batch")
         return f"_scatter_add({self._print(tok)}, {self._print(g)}, {V}, dt)"
+
+    # -- images (symgrad.core.conv): convolution as im2col GEMMs, max pooling with its argmax -----
+    # (the functions called are symgrad.compile.images'; the patches U(x) and each pool's argmax
+    # are made once, in the forward pass or at their first use, and read again after)
+    def _once(self, key, make):
+        if key not in self.rows:
+            name = f"_{key[0]}{next(self.tmp)}"
+            self.pre.append(f"{name} = {make}")
+            self.rows[key] = name
+        return self.rows[key]
+
+    def _geo(self, g, *fields):
+        return ", ".join(str(getattr(g, f)) for f in fields)
+
+    def _image_batch(self, e):
+        if e.axis != 1:
+            raise NotImplementedError(f"{type(e).__name__} of one example outside a batch")
+
+    def _patches(self, x, g):
+        return self._once(("u", x, tuple(g)), f"_im2col({self._paren(x)}, n, "
+                          f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride', 'pad')})")
+
+    def _print_Conv2d(self, e):
+        self._image_batch(e)
+        g = e.geom
+        b = "None" if e.bias == 0 else self._print(e.bias)
+        return f"_conv2d({self._patches(e.x, g)}, {self._print(e.Wm)}, {b}, n, {g.P})"
+
+    def _print_ConvInputVJP(self, e):
+        self._image_batch(e)
+        g = e.geom
+        return (f"_conv2d_xgrad({self._paren(e.grad)}, {self._print(e.Wm)}, n, "
+                f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride', 'pad', 'Ho', 'Wo')})")
+
+    def _print_ConvWeightVJP(self, e):
+        self._image_batch(e)
+        g, O = e.geom, e.shape[0]
+        return (f"_conv2d_wgrad({self._paren(e.grad)}, {self._patches(e.x, g)}, n, {g.P}, "
+                f"({O}, {self._geo(g, 'C', 'kh', 'kw')}))")
+
+    def _print_ChannelSum(self, e):
+        if e.axis != 1:
+            raise NotImplementedError("ChannelSum of one example outside a batch")
+        return f"_channel_sum({self._paren(e.grad)}, n, {e.shape[1]}, {e.P})"
+
+    def _pool(self, x, g):
+        key = ("pool", x, tuple(g))
+        if key not in self.rows:
+            k = next(self.tmp)
+            self.pre.append(f"_pm{k}, _pa{k} = _max_pool({self._paren(x)}, n, "
+                            f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride')})")
+            self.rows[key] = (f"_pm{k}", f"_pa{k}")
+        return self.rows[key]
+
+    def _print_MaxPool(self, e):
+        self._image_batch(e)
+        return self._pool(e.x, e.geom)[0]
+
+    def _print_MaxPoolVJP(self, e):
+        self._image_batch(e)
+        g = e.geom
+        return (f"_max_pool_grad({self._paren(e.grad)}, {self._pool(e.x, g)[1]}, n, "
+                f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride')})")
+
+    # conv1d over sequences (rows are positions: n·T of them)
+    def _print_SeqConv(self, e):
+        self._image_batch(e)
+        U = self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, {e.positions}, "
+                       f"{e.k}, {e.left})")
+        b = "None" if e.bias == 0 else self._print(e.bias)
+        return f"_conv1d({U}, {self._print(e.Wm)}, {b})"
+
+    def _print_SeqConvWeightVJP(self, e):
+        self._image_batch(e)
+        U = self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, {e.positions}, "
+                       f"{e.k}, {e.left})")
+        O, Ck = e.shape
+        return f"_conv1d_wgrad({self._paren(e.grad)}, {U}, ({O}, {Ck // e.k}, {e.k}))"
+
+    def _print_SeqConvInputVJP(self, e):
+        self._image_batch(e)
+        return (f"_conv1d_xgrad({self._paren(e.grad)}, {self._print(e.Wm)}, {e.positions}, {e.k}, "
+                f"{e.left})")

@@ -153,6 +153,10 @@ class _Unroller:
             return e.unroll(self.entries(e.x), self.entries(e.y))
         if isinstance(e, (Gather, ScatterAdd)):
             return self.embedding(e)
+        if hasattr(e, "batched"):  # a node of its own batch form (core.conv): by its entries
+            args = [sp.ImmutableMatrix(self.entries(a)) if isinstance(a, sp.MatrixExpr) else a
+                    for a in e.args]
+            return e.func(*args).as_explicit().tolist()
         raise NotImplementedError(f"the scalar path cannot unroll {type(e).__name__}")
 
     def embedding(self, e):
@@ -192,7 +196,8 @@ def scalar_function(spec, typed, n):
     u = _Unroller(n, spec.relu_grad_at_zero)
     args = [f"_p{i}" for i in range(len(spec.names))]
     xargs = [f"_X{i}" for i in range(len(spec.Xs))]
-    head = [f"def kernel_n{n}({', '.join(args + xargs)}, _Y, _dt):"]
+    yargs = [f"_Y{i}" for i in range(len(spec.Ys))] if spec.several else ["_Y"]
+    head = [f"def kernel_n{n}({', '.join(args + xargs + yargs)}, _dt):"]
     floats = []
 
     def unpack(sym, arg, shape, indent="    "):
@@ -213,9 +218,13 @@ def scalar_function(spec, typed, n):
             u.env[sym] = [[sp.Symbol(x)] for x in names]
             floats.extend(names)
             head.append(f"    {', '.join(names)}, = {a}.tolist()")
+        elif len(spec.shapes[p]) > 2:  # a conv weight (O, C, kh, kw): the O × C·kh·kw matrix
+            head.append(unpack(sym, f"{a}.reshape{tuple(sym.shape)}", tuple(sym.shape)))
         else:
             head.append(unpack(sym, a, spec.shapes[p]))
     for X, a, d, i in zip(spec.Xs, xargs, spec.d_ins, spec.inputs):
+        if i in spec.images:  # (n, C, H, W): its (n, C·H·W) rows
+            a = f"{a}.reshape({n}, {d})"
         if i in spec.tokens:  # (n,) integers: each one a Python int, indexing a table's rows
             u.env[X] = [[sp.Symbol(f"{X.name}_{r}_0")] for r in range(n)]
             head.append(f"    {', '.join(f'{X.name}_{r}_0' for r in range(n))}, = {a}.tolist()")
@@ -232,6 +241,9 @@ def scalar_function(spec, typed, n):
 def _unpack_targets(spec, n, unpack, finite):
     """Y's entries as Python floats: from an (n, d) array, or one-hot from integer labels."""
     Y = spec.Y
+    if spec.several:  # one (n, k) float array per output (labels were made one-hot)
+        return [line for k, (Yk, d) in enumerate(zip(spec.Ys, spec.d_outs))
+                for line in [unpack(Yk, f"_Y{k}", (n, d))] + finite()]
     if not spec.labels:
         return [unpack(Y, "_Y", (n, spec.d_out))] + finite()
     lines = ["    if _Y.ndim == 2:", f"        _spec.rows(_Y, {n}, _dt)",  # rows must sum to 1
@@ -252,7 +264,7 @@ def _results(spec, typed, u):
     for i, name in enumerate(spec.names):
         size = math.prod(spec.shapes[name])
         view = f"_g[{k}:{k + size}]" + (f".reshape{spec.shapes[name]}"
-                                          if len(spec.shapes[name]) == 2 else "")
+                                          if len(spec.shapes[name]) >= 2 else "")
         outs.append(f"_k{i}: {view}")  # _k<i>: the user's parameter name, from the namespace
         k += size
     body = [f"    {line}" for line in u.lines]

@@ -21,9 +21,27 @@ BACKENDS = ("numpy", "python")
 
 
 def param_shapes(net) -> dict:
-    """Parameter name -> numpy shape: W (d_out, d_in) as in the notes, a bias 1-D (d,)."""
-    return {p: s if net.is_weight(p) or net.is_table(p) else (s[0],)  # E (V, d) as torch's
-            for p, s in net.shapes.items()}
+    """Parameter name -> numpy shape: W (d_out, d_in) as in the notes, a bias 1-D (d,), a conv
+    weight (O, C, kh, kw) as torch's (an op's ``arrays`` rule says so)."""
+    out = {p: s if net.is_weight(p) or net.is_table(p) else (s[0],)  # E (V, d) as torch's
+           for p, s in net.shapes.items()}
+    for node in net.nodes.values():
+        rule = OPS[node.op].arrays if node.op in OPS else None
+        if rule:
+            out.update(rule(net, node))
+    return out
+
+
+def work(net) -> int:
+    """Multiply-adds of one example's forward pass through the weights: a dense W's entries, a
+    conv weight's entries times its output positions (what decides the unrolled scalar path)."""
+    total = 0
+    for node in net.nodes.values():
+        if node.params and net.is_weight(node.params[0]) or node.op == "dense_transposed":
+            r, c = net.shapes[node.params[0]]
+            per = node.dim // r if node.op == "conv2d" else 1  # positions of each channel
+            total += r * c * per
+    return total
 
 
 class Spec:
@@ -54,12 +72,30 @@ class Spec:
         # token inputs: {input: V}; their arrays are integers (n,) or (n, T), never converted
         self.tokens = {i: net.tokens(i) for i in self.inputs if net.tokens(i) is not None}
         self.d_out = net.nodes[net.output_node].dim
-        self.labels = net.loss.labels
         net.loss.check_output(net.nodes[net.output_node])  # again: net.loss may be set directly
-        self.weights = sum(math.prod(s) for p, s in self.shapes.items() if len(s) == 2)
+        # several losses: Y is a dict {output: its targets}, one array per term, in term order;
+        # their integer labels are made one-hot by check (the kernel reads (n, k) floats)
+        self.several = net.several_losses
+        self.outputs = net.outputs
+        self.d_outs = [net.nodes[o].dim for o in self.outputs]
+        self.labels_of = [t.loss.labels for t in net.losses]
+        self.labels = self.labels_of[0] and not self.several  # the kernel takes labels as they are
+        self.weights = work(net)
+        # image inputs: {input: (C, H, W)}; X is (n, C, H, W), read as (n, C·H·W) (a view)
+        self.images = {i: net.nodes[i].image for i in self.inputs
+                       if net.nodes[i].image is not None}
+        self.out_image = net.nodes[net.output_node].image
+        # the program's image values and their g's: never written into the kernel's (d, n)
+        # C-ordered buffers, whose transposes an image op would have to copy to read as
+        # (n, C, H, W) (a 3×32×32 CNN step spent 10 of 88 ms in those copies)
+        self.image_values = {e.out.sym for e in program.eqns
+                             if net.nodes.get(e.out.of) is not None
+                             and net.nodes[e.out.of].image is not None}
         self.Xs = [v.sym for v in program.inputs]
         self.X, self.Y = self.Xs[0], program.target.sym
+        self.Ys = [v.sym for v in program.targets]
         self.xvars = ["X"] if len(self.inputs) == 1 else [f"_x{k}" for k in range(len(self.inputs))]
+        self.yvars = [f"_y{k}" for k in range(len(self.Ys))] if self.several else ["Y"]
 
     def check(self, params, X, Y=None, targets=False):
         """[each parameter, each input, Y] converted, or a one-line ValueError saying what's wrong;
@@ -67,6 +103,9 @@ class Spec:
         names who else needs them ("training")."""
         if targets and Y is None:
             who = targets if isinstance(targets, str) else "the kernel"
+            if self.several:
+                raise ValueError(f"Y: {who} needs the targets, {self.ydict()}; got None "
+                                 "(net.predict(params, X) needs none)")
             raise ValueError(f"Y: {who} needs the targets, {self.yshape('n')}"
                              + ("" if self.T else " one row per example")
                              + (f" or {self.lshape('n')} integer labels" if self.labels else "")
@@ -75,9 +114,41 @@ class Spec:
         dt = out[0].dtype if out else np.dtype("float64")
         xs = self.examples(self.with_masks(X), dt)
         out += xs
-        if Y is not None:
+        if Y is not None and self.several:
+            out += self.targets(Y, xs[0].shape[0], dt)
+        elif Y is not None:
             out.append(self.target(Y, xs[0].shape[0], dt))
         self.finite(out)
+        return out
+
+    def ydict(self) -> str:
+        """The targets of several losses, in words: {'reg': (n, 2) array, 'cls': (n, 3) array
+        or (n,) integer labels}."""
+        each = ", ".join(f"{o!r}: {self.xshape('n', d)} array"
+                         + (f" or {self.lshape('n')} integer labels" if lab else "")
+                         for o, d, lab in zip(self.outputs, self.d_outs, self.labels_of))
+        return f"a dict {{{each}}}"
+
+    def targets(self, Y, n, dt) -> list:
+        """Several losses: Y a dict {output node: its targets}, exactly the loss's outputs; each
+        checked as one loss's Y is, integer labels made one-hot; a list in term order."""
+        outs = self.outputs
+        if not isinstance(Y, dict):
+            raise ValueError(f"Y: this network's loss has {len(outs)} terms, one per output; give "
+                             f"{self.ydict()}")
+        extra = [repr(k) for k in Y if k not in outs]
+        missing = [repr(k) for k in outs if k not in Y]
+        if extra or missing:
+            raise ValueError(f"Y: {'unexpected ' + ', '.join(extra) if extra else ''}"
+                             f"{'; ' if extra and missing else ''}"
+                             f"{'missing ' + ', '.join(missing) if missing else ''} (the "
+                             f"outputs of the loss are {', '.join(map(repr, outs))})")
+        out = []
+        for k, o in enumerate(outs):
+            a = self.target(Y[o], n, dt, k)
+            if a.dtype.kind in "iu":  # labels: one-hot rows, as the kernel reads them
+                a = np.eye(self.d_outs[k], dtype=dt)[a]
+            out.append(a)
         return out
 
     def params(self, params):
@@ -126,26 +197,33 @@ class Spec:
                       (draw.random(shape) >= p) / (1 - p))
         return out
 
-    def xshape(self, n, d) -> str:
-        """How an input of d features is laid out: (n, d), or (n, T, d) for a sequence."""
+    def xshape(self, n, d, image=None) -> str:
+        """How an input of d features is laid out: (n, d), (n, T, d) for a sequence, (n, C, H, W)
+        for an image."""
+        if image is not None:
+            return f"({n}, {', '.join(map(str, image))})"
         return f"({n}, {d})" if self.T is None else f"({n}, {self.T}, {d})"
 
     def yshape(self, n) -> str:
-        return self.xshape(n, self.d_out)
+        return self.xshape(n, self.d_out, self.out_image)
 
     def lshape(self, n) -> str:
         """Integer labels: (n,), or (n, T) for a sequence."""
         return f"({n},)" if self.T is None else f"({n}, {self.T})"
 
     def flat(self, xs, Y=None):
-        """The inputs (and Y) as the batch program reads them: one position a row, (n·T, d),
-        (n·T, k) or (n·T,) labels; unchanged for vectors. Views of contiguous arrays."""
+        """The inputs (and Y, or the list of several losses' targets) as the batch program reads
+        them: one position a row, (n·T, d), (n·T, k) or (n·T,) labels; unchanged for vectors.
+        Views of contiguous arrays."""
         if self.T is None:
             return xs, Y
         rows = xs[0].shape[0] * self.T
         xs = [a.reshape(rows) if name in self.tokens else a.reshape(rows, a.shape[-1])
               for a, name in zip(xs, self.inputs)]
-        return xs, (None if Y is None else Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows))
+
+        def one(Y):
+            return Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows)
+        return xs, (None if Y is None else [one(y) for y in Y] if isinstance(Y, list) else one(Y))
 
     def examples(self, X, dt):
         """The input arrays, in net.inputs order, converted to dt."""
@@ -160,7 +238,7 @@ class Spec:
                                  f"network's inputs are {', '.join(map(repr, names))})")
             arrays, labels = [X[k] for k in names], [f"X[{k!r}]" for k in names]
         elif len(names) > 1:
-            each = ", ".join(f"{k!r}: {self.xshape('n', d)} array"
+            each = ", ".join(f"{k!r}: {self.xshape('n', d, self.images.get(k))} array"
                              for k, d in zip(names, self.d_ins))
             raise ValueError(f"X: this network has {len(names)} inputs; give a dict {{{each}}}")
         else:
@@ -175,7 +253,13 @@ class Spec:
                 out.append(a)
                 continue
             a = _numeric(a, what, dt)
-            if self.T is not None:
+            if name in self.images:
+                img = self.images[name]
+                if a.shape[1:] != img or a.ndim != 4:
+                    raise ValueError(f"{what} has shape {a.shape}; expected "
+                                     f"{self.xshape('n', d, img)}: n images of {img[0]} "
+                                     f"channel{'s' if img[0] > 1 else ''} of {img[1]}×{img[2]}")
+            elif self.T is not None:
                 if a.ndim != 3 or a.shape[1:] != (self.T, d):
                     raise ValueError(f"{what} has shape {a.shape}; expected {self.xshape('n', d)}: "
                                      f"n sequences of {self.T} positions of {d} features")
@@ -212,58 +296,71 @@ class Spec:
     def finite(self, arrays):
         """Raise naming the first array (parameter, input or Y) that holds nan or inf."""
         what = self.names + (["X"] if len(self.inputs) == 1 else
-                             [f"X[{k!r}]" for k in self.inputs]) + ["Y"]
+                             [f"X[{k!r}]" for k in self.inputs]) + self.ynames
         for name, a in zip(what, arrays):
             if a.dtype.kind == "f" and not np.isfinite(a).all():
                 bad = "nan" if np.isnan(a).any() else "inf"
                 name = f"params[{name!r}]" if name in self.shapes else name
                 raise ValueError(f"{name} holds {bad} (at {np.argwhere(~np.isfinite(a))[0].tolist()})")
 
+    @property
+    def ynames(self) -> list:
+        """How messages name the targets: Y, or Y['cls'] for each output of several losses."""
+        return [f"Y[{o!r}]" for o in self.outputs] if self.several else ["Y"]
+
     def diagnose(self, params, X, Y=None):
         """Called when a result came out nan or inf: a clear error if an argument holds nan or
         inf, else nothing (the arithmetic itself overflowed)."""
         self.check(params, X, Y)
 
-    def target(self, Y, n, dt):
+    def target(self, Y, n, dt, k=0):
         """Y for n examples, checked and converted: (n, k), or (n,) labels; for a sequence
-        (n, T, k) or (n, T) labels, returned so, checked position by position by ``rows``."""
+        (n, T, k) or (n, T) labels, returned so, checked position by position by ``rows``.
+        ``k``: which term of several losses (its output's size, labels and name)."""
         if self.T is None:
-            return self.rows(Y, n, dt)
+            if self.out_image is not None and not self.several and np.ndim(Y) == 4:  # as the output
+                Y = np.asarray(Y)
+                if Y.shape != (n, *self.out_image):
+                    raise ValueError(f"Y has shape {Y.shape}; expected {self.yshape(n)}")
+                Y = Y.reshape(n, -1)
+            return self.rows(Y, n, dt, k)
         Y, T = np.asarray(Y), self.T
-        if self.labels and Y.ndim == 2 and Y.shape == (n, T):
-            return self.rows(Y.reshape(n * T), n * T, dt).reshape(n, T)
-        if Y.ndim == 2 and self.d_out == 1 and Y.shape == (n, T):
+        d_out, labels, what = self.d_outs[k], self.labels_of[k], self.ynames[k]
+        if labels and Y.ndim == 2 and Y.shape == (n, T):
+            return self.rows(Y.reshape(n * T), n * T, dt, k).reshape(n, T)
+        if Y.ndim == 2 and d_out == 1 and Y.shape == (n, T):
             Y = Y[:, :, None]
-        if Y.shape != (n, T, self.d_out):
-            extra = f" or {self.lshape(n)} integer labels" if self.labels else ""
-            raise ValueError(f"Y has shape {Y.shape}; expected {self.yshape(n)}{extra}")
-        return self.rows(Y.reshape(n * T, self.d_out), n * T, dt).reshape(n, T, self.d_out)
+        if Y.shape != (n, T, d_out):
+            extra = f" or {self.lshape(n)} integer labels" if labels else ""
+            raise ValueError(f"{what} has shape {Y.shape}; expected {self.xshape(n, d_out)}{extra}")
+        return self.rows(Y.reshape(n * T, d_out), n * T, dt, k).reshape(n, T, d_out)
 
-    def rows(self, Y, n, dt):
+    def rows(self, Y, n, dt, k=0):
         """Y for n rows of the batch program (examples, or the positions of sequences): (n, k),
         or (n,) labels, checked and converted."""
         Y = np.asarray(Y)
-        if self.labels and Y.ndim == 1 and Y.shape == (n,):
+        d_out, labels, what = self.d_outs[k], self.labels_of[k], self.ynames[k]
+        if labels and Y.ndim == 1 and Y.shape == (n,):
             if Y.dtype.kind not in "iu":
-                raise ValueError(f"Y: class labels must be integers, got {Y.dtype}")
-            if n and (Y.min() < 0 or Y.max() >= self.d_out):
-                raise ValueError(f"Y: labels must lie in 0..{self.d_out - 1}, got "
+                raise ValueError(f"{what}: class labels must be integers, got {Y.dtype}")
+            if n and (Y.min() < 0 or Y.max() >= d_out):
+                raise ValueError(f"{what}: labels must lie in 0..{d_out - 1}, got "
                                  f"{Y.min() if Y.min() < 0 else Y.max()}")
             return Y
-        if Y.ndim == 1 and self.d_out == 1 and Y.shape == (n,):
+        if Y.ndim == 1 and d_out == 1 and Y.shape == (n,):
             Y = Y[:, None]
-        if Y.shape != (n, self.d_out):
-            extra = f" or ({n},) integer labels" if self.labels else ""
-            raise ValueError(f"Y has shape {Y.shape}; expected ({n}, {self.d_out}){extra}")
-        Y = _numeric(Y, "Y", dt)
-        if self.labels and n:  # ŷ − y, the fused softmax + cross-entropy gradient, needs Σ_k y_k = 1
+        if Y.shape != (n, d_out):
+            extra = f" or ({n},) integer labels" if labels else ""
+            raise ValueError(f"{what} has shape {Y.shape}; expected ({n}, {d_out}){extra}")
+        Y = _numeric(Y, what, dt)
+        if labels and n:  # ŷ − y, the fused softmax + cross-entropy gradient, needs Σ_k y_k = 1
             sums = Y.sum(axis=1)
-            off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * self.d_out
+            off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * d_out
             if off.any():
                 i = int(np.argmax(off))
-                where = f"row {i}" if self.T is None else f"Y[{i // self.T}, {i % self.T}]"
-                raise ValueError(f"Y: {where} sums to {sums[i]:.6g}; cross_entropy targets are "
-                                 "rows that sum to 1 (one-hot or distributions) or "
+                where = f"row {i}" if self.T is None else f"{what}[{i // self.T}, {i % self.T}]"
+                raise ValueError(f"{what}: {where} sums to {sums[i]:.6g}; cross_entropy targets "
+                                 "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n')} integer labels")
         return Y
 
@@ -287,7 +384,7 @@ def init_params(net, seed: int = 0, dtype="float64") -> dict:
         if len(shape) == 1:
             out[p] = np.zeros(shape, dt)
             continue
-        fan_out, fan_in = shape
+        fan_out, fan_in = net.shapes[p]  # a conv weight's fan-in is C·kh·kw, as torch counts
         acts = [net.nodes[c].act for n in net.nodes.values() if n.params and n.params[0] == p
                 for c in net.consumers(n.name) if net.nodes[c].op == "act"]
         he = any(a.init == "he" for a in acts)  # the activation's registered init hint

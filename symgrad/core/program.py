@@ -59,7 +59,8 @@ class Program:
     """Variables (inputs, target, parameters) and equations in order of evaluation."""
 
     inputs: list[Var] = field(default_factory=list)
-    target: Var | None = None
+    target: Var | None = None  # the first target (the only one, unless the loss has several)
+    targets: list[Var] = field(default_factory=list)  # one per term of the loss, in order
     params: list[Var] = field(default_factory=list)
     eqns: list[Eqn] = field(default_factory=list)
     _count: dict = field(default_factory=dict, repr=False)
@@ -69,13 +70,14 @@ class Program:
         prefix = _PREFIX[kind]
         k = self._count.get(prefix, 0)
         self._count[prefix] = k + 1
-        name = "y" if kind is Kind.TARGET else f"{prefix}{k}"
+        name = (("y" if k == 0 else f"y{k}") if kind is Kind.TARGET else f"{prefix}{k}")
         v = Var(sp.MatrixSymbol(name, *shape), kind, of, label if label is not None else
                 sp.MatrixSymbol(name, *shape))
         if kind is Kind.INPUT:
             self.inputs.append(v)
         elif kind is Kind.TARGET:
-            self.target = v
+            self.target = self.target or v
+            self.targets.append(v)
         elif kind is Kind.PARAM:
             self.params.append(v)
         return v
@@ -106,8 +108,7 @@ class Program:
 
     @property
     def variables(self) -> list[Var]:
-        return [*self.inputs, *([self.target] if self.target else []), *self.params,
-                *(e.out for e in self.eqns)]
+        return [*self.inputs, *self.targets, *self.params, *(e.out for e in self.eqns)]
 
     def display(self, *kinds) -> list[tuple]:
         """[(lhs, rhs)] written in the notes' names (X, Z1, G_z1, W1), for printing only; the

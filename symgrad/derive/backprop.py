@@ -11,7 +11,7 @@ defines each g once, so forward and backward values are shared by every paramete
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
@@ -58,13 +58,27 @@ def per_position(net) -> str:
     at each position t, and its batch is every position of every sequence, one a row."""
     T = net.positions
     if T is not None and _across(net):
-        return f", at one position t of a sequence of T = {T} (attention reads every position)"
+        which = sorted({"attention reads every position" if net.nodes[n].op in ACROSS else
+                        "a conv1d reads its neighbours" for n in _across(net)})
+        return f", at one position t of a sequence of T = {T} ({'; '.join(which)})"
     return "" if T is None else f", at one position t of a sequence of T = {T} (position-wise)"
 
 
 def _across(net) -> list[str]:
     """The nodes that read other positions (attention's, symgrad.graph.attention)."""
-    return [n.name for n in net.nodes.values() if n.op in ACROSS]
+    return [n.name for n in net.nodes.values()
+            if n.op in ACROSS or n.op in OPS and OPS[n.op].across]
+
+
+def _across_words(net) -> str:
+    """The nodes that read other positions, counted (a list of six names set as one formula
+    ran 61pt off the page in the handout)."""
+    att = sum(net.nodes[n].op in ACROSS for n in _across(net))
+    conv = len(_across(net)) - att
+    return " and ".join(
+        ([f"attention's scores, weights and outputs ({att} nodes)"] if att else []) +
+        ([f"conv1d ({conv} node{'s' if conv > 1 else ''}: z_t reads h at t − p … t − p + k − 1)"]
+         if conv else []))
 
 
 def rows_are(net) -> str:
@@ -83,6 +97,18 @@ def sequence_convention(net, d: Derivation) -> None:
     steps below are those of one position."""
     T = net.positions
     if T is None:
+        imgs = [n for n in net.nodes.values() if n.image is not None]
+        if imgs:
+            C, H, W = imgs[0].image
+            d.add(sp.Symbol(imgs[0].name), Note(
+                f"an image: C × H × W = {C} × {H} × {W}, written as the column of its {C * H * W} "
+                "entries in torch's row-major order (entry c·H·W + i·W + j), so every value is "
+                "a column as in the notes; a batch is (n, C, H, W), as torch lays it, read as "
+                "(n, C·H·W)"),
+                "images are vectors here: a convolution is the dense layer W (O × C·kh·kw, "
+                "torch's (O, C, kh, kw) weight read row-major) applied to every patch of its "
+                "input; mat(g) is a gradient as channels × positions, U(x) the patches (im2col), "
+                "one a row", StepKind.DEFINITION)
         return
     d.add(sp.Symbol("t"), Note(
         f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "
@@ -93,12 +119,15 @@ def sequence_convention(net, d: Derivation) -> None:
         "position t, and the same at every position t" if not _across(net) else
         # the nodes counted, not listed: a list of six names (two heads) set as one formula ran
         # 61pt off the page in the handout
-        f"every op but attention's scores, weights and outputs ({len(_across(net))} nodes) acts "
-        "on each position alone; "
-        "those read the whole sequence: X[1:T] is the T × d matrix of x at every position (row "
-        "τ = x_τ), m_t the causal mask (0 up to t, −∞ after), e_t column t of I; a gradient "
-        "reaching a value at position τ from every position t is summed over t (G_K = G_Sᵀ Q/√d_k, "
-        "G_V = Aᵀ G_O)", StepKind.DEFINITION)
+        f"every op but {_across_words(net)} acts on each position alone; " + (
+            "those read the whole sequence: X[1:T] is the T × d matrix of x at every position "
+            "(row τ = x_τ), m_t the causal mask (0 up to t, −∞ after), e_t column t of I; a "
+            "gradient reaching a value at position τ from every position t is summed over t "
+            "(G_K = G_Sᵀ Q/√d_k, G_V = Aᵀ G_O)"
+            if any(net.nodes[n].op in ACROSS for n in _across(net)) else
+            "W_u is column u of the kernel (O × C), 0 beyond the sequence's ends; a gradient "
+            "reaching h_τ from the k positions that read it is summed over them"),
+        StepKind.DEFINITION)
 
 
 # -- the backward pass ----------------------------------------------------------------------------
@@ -106,11 +135,15 @@ def sequence_convention(net, d: Derivation) -> None:
 class Backward:
     """One backward pass: each g defined once (in order), each parameter's gradient."""
 
-    start: str                 # the node whose g the loss gives directly
+    start: str                 # the node whose g the loss gives directly (the first term's)
     start_why: str
     g: dict                    # node name -> (g symbol, definition, why), in definition order
     grads: dict                # parameter -> [(contribution, why)]
     fused: bool
+    # every term of the loss: node -> [(k, the term's g there, why, fused)], where term k's
+    # gradient enters the backward pass (one entry for a network of set_loss)
+    starts: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=dict)  # node -> the terms its g sums, in order
 
 
 def g_symbol(net, name):
@@ -119,11 +152,33 @@ def g_symbol(net, name):
 
 def loss_gradient(net):
     """(node, ∇ of the per-example loss at that node, why, fused): fused losses start at the
-    logits (the input of the output activation), the others at ŷ."""
-    out = net.nodes[net.output_node]
-    g0, why = net.loss.start(net.sym(out.name), net.target)
-    fused = net.loss.fused
-    return (out.inputs[0] if fused else out.name), g0, why, fused
+    logits (the input of the output activation), the others at ŷ. The first term's: see
+    :func:`loss_gradients` for every term of a multi-task loss."""
+    _, node, g0, why, fused = loss_gradients(net)[0]
+    return node, g0, why, fused
+
+
+def loss_gradients(net) -> list:
+    """[(k, node, g, why, fused)] for each term k = 1, 2, … of the loss: where its gradient
+    enters the backward pass (the logits for a fused loss, else its output) and what it is there,
+    w_k times the term's own start (ŷ_k − y_k …): ∂ℓ/∂ŷ_k = w_k ∂ℓ_k/∂ŷ_k, each term read by its
+    own output only."""
+    out = []
+    for k, t in enumerate(net.losses, 1):
+        node = net.nodes[t.output]
+        g0, why = t.loss.start(net.sym(node.name), net.target_of(t.output))
+        if net.weighted:
+            if t.weight != 1:
+                g0 = sp.MatMul(t.weight, g0)  # ½(ŷ − y), as the notes would write it
+            why = f"{term_name(net, k)}: {why}" + (f", times its weight {t.weight}"
+                                                   if t.weight != 1 else "")
+        out.append((k, node.inputs[0] if t.loss.fused else node.name, g0, why, t.loss.fused))
+    return out
+
+
+def term_name(net, k) -> str:
+    """How a derivation names term k of the loss: ℓ_k, written with its weight (½ ℓ_2)."""
+    return f"ℓ_{k}"
 
 
 def backward(net: Graph) -> Backward:
@@ -133,30 +188,38 @@ def backward(net: Graph) -> Backward:
 
 def _backward(net: Graph) -> Backward:
     net.check()
-    start, g0, why0, fused = loss_gradient(net)
-    contribs = {start: [(g0, why0)]}
+    terms = loss_gradients(net)
+    contribs, starts = {}, {}
+    for k, node, g0, why, fused in terms:
+        contribs.setdefault(node, []).append((g0, why))
+        starts.setdefault(node, []).append((k, g0, why, fused))
     grads = {p: [] for p in net.parameters}
-    gdefs = {}
+    gdefs, parts = {}, {}
     for name in reversed(list(net.nodes)):
         node = net.nodes[name]
         if name not in contribs or node.op == "input":
             continue
-        terms = contribs.pop(name)
-        gdefs[name] = (g_symbol(net, name), _sum([t for t, _ in terms]),
-                       "; ".join(dict.fromkeys(w for _, w in terms)))
+        terms_here = contribs.pop(name)
+        parts[name] = [t for t, _ in terms_here]
+        gdefs[name] = (g_symbol(net, name), _sum([t for t, _ in terms_here]),
+                       "; ".join(dict.fromkeys(w for _, w in terms_here)))
         for target, term, why in op_of(node, "the backward pass").vjp(net, node,
                                                                       g_symbol(net, name)):
             (grads if target in grads else contribs).setdefault(target, []).append((term, why))
     for p in net.parameters:
         if not grads[p]:
             raise ValueError(f"the loss does not depend on parameter {p}")
-    return Backward(start, why0, gdefs, grads, fused)
+    _, start, _, why0, fused = terms[0]
+    return Backward(start, why0, gdefs, grads, fused, starts, parts)
 
 
 def batch_rows(net):
     """Per-example symbols → the batch matrices (n × d) of the notes' display: x → X, z1 → Z1,
-    g_z1 → G_z1, y → Y. Display names only: the program's own symbols are generated (Program)."""
-    rows, taken = {}, {"Y"}
+    g_z1 → G_z1, y → Y (Y_<output> for each target of several losses). Display names only: the
+    program's own symbols are generated (Program)."""
+    targets = {net.target_of(o): Target("Y" + net.target_of(o).name[1:], N, net.nodes[o].dim)
+               for o in net.outputs}
+    rows, taken = {}, {t.name for t in targets.values()}
     for name, node in net.nodes.items():
         label = _upper(name)
         while label in taken:  # nodes z1 and Z1, or y: each batch value keeps its own symbol
@@ -164,7 +227,7 @@ def batch_rows(net):
         taken.add(label)
         rows[net.sym(name)] = sp.MatrixSymbol(label, N, node.dim)
         rows[g_symbol(net, name)] = Cotangent("G_" + name, N, node.dim)  # a gradient by type
-    rows[net.target] = Target("Y", N, net.target.rows)
+    rows.update(targets)
     return rows
 
 
@@ -173,21 +236,68 @@ def _upper(name):
 
 
 def per_example_loss(net):
-    out = net.nodes[net.output_node]
+    """ℓ of one example (1 × 1): the one loss, or Σ_k w_k ℓ_k over the terms of several."""
+    if not net.weighted:
+        return _term_loss(net, net.losses[0])
+    return sp.MatAdd(*[t.weight * _term_loss(net, t) for t in net.losses])
+
+
+def term_losses(net) -> list:
+    """[(LossTerm, ℓ_k of one example)] for each term of the loss."""
+    return [(t, _term_loss(net, t)) for t in net.losses]
+
+
+def _term_loss(net, t):
+    out = net.nodes[t.output]
     z = net.sym(out.inputs[0]) if out.inputs else None
-    return net.loss.scalar(net.sym(out.name), net.target, z)
+    return t.loss.scalar(net.sym(out.name), net.target_of(t.output), z)
 
 
 def batch_loss(net, rows=None, params=None):
     """The mean loss over the batch plus λΩ(θ), Ω = ½ Σ‖W‖² over the weight matrices (stable forms:
     bce and cross-entropy are written in the logits, with softplus and log-sum-exp). ``rows`` and
-    ``params`` map per-example and parameter symbols to the batch's (the display's by default)."""
+    ``params`` map per-example and parameter symbols to the batch's (the display's by default).
+    Several losses: Σ_k w_k (the mean of ℓ_k), each term's mean over the same rows."""
     params = params or {}
-    total = batch(per_example_loss(net), rows or batch_rows(net), N) / N
+    rows = rows or batch_rows(net)
+    if not net.weighted:
+        total = batch(per_example_loss(net), rows, N) / N
+    else:
+        total = sp.MatAdd(*[t.weight * batch(l, rows, N) / N for t, l in term_losses(net)])
     if net.penalty != 0:
         Ws = [params.get(net.sym(p), net.sym(p)) for p in net.weights]
         total += net.penalty / 2 * sp.MatAdd(*[SumAll(hadamard(W, W)) for W in Ws])
     return total.xreplace(params) if params else total
+
+
+def loss_steps(net, d: Derivation) -> None:
+    """For a multi-task loss, the steps that define it for one example: each term ℓ_k (which
+    loss, of which output, against which target) and their weighted sum ℓ. Nothing for one loss
+    (ℓ is the loss itself)."""
+    if not net.weighted:
+        return
+    for k, (t, ell) in enumerate(term_losses(net), 1):
+        d.add(sp.Symbol(term_name(net, k)), ell, term_words(net, t), StepKind.DEFINITION)
+    total = sp.Add(*[sp.Mul(t.weight, sp.Symbol(term_name(net, k)), evaluate=False)
+                     if t.weight != 1 else sp.Symbol(term_name(net, k))
+                     for k, t in enumerate(net.losses, 1)], evaluate=False)
+    d.add(sp.Symbol("ℓ"), total, loss_sum_words(net), StepKind.DEFINITION)
+
+
+def term_words(net, t) -> str:
+    """What one term of the loss is, in words: its loss, output and target."""
+    out = net.nodes[t.output]
+    y = net.target_of(t.output).name
+    where = f", written in the logits {out.inputs[0]}" if t.loss.name in ("bce", "cross_entropy") \
+        else ""
+    return f"{t.loss.words} of {t.output} against its target {y}{where}"
+
+
+def loss_sum_words(net) -> str:
+    k = len(net.losses)
+    return ((f"the loss of one example: the weighted sum of its {k} terms, each read by its own "
+             "output" if k > 1 else "the loss of one example: its one term, weighted")
+            + "; the mean of ℓ over the batch is Σ_k w_k (the mean of ℓ_k)")
 
 
 def algorithm(net: Graph) -> Derivation:
@@ -214,7 +324,10 @@ def _algorithm(net: Graph) -> Derivation:
     for name, node in net.nodes.items():
         if node.op == "input":
             rows[net.sym(name)] = prog.new(Kind.INPUT, (N, node.dim), name, shown[net.sym(name)]).sym
-    rows[net.target] = prog.new(Kind.TARGET, (N, net.target.rows), None, shown[net.target]).sym
+    for o in net.outputs:  # one target (y), or one per output of several losses
+        t = net.target_of(o)
+        rows[t] = prog.new(Kind.TARGET, (N, t.rows), o if net.several_losses else None,
+                           shown[t]).sym
     params = {net.sym(p): prog.new(Kind.PARAM, net.shapes[p], p, net.sym(p)).sym
               for p in net.parameters}
     for name, node in net.nodes.items():
@@ -223,12 +336,12 @@ def _algorithm(net: Graph) -> Derivation:
             d.add(net.sym(name), rhs, "forward propagation", StepKind.FORWARD)
             rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, N).xreplace(params),
                                               (N, node.dim), name, shown[net.sym(name)]).sym
+    loss_steps(net, d)
     d.add(sp.Symbol("f"), batch_loss(net), f"the mean loss over {rows_are(net)}", StepKind.LOSS)
     prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
-    for i, (name, (g, rhs, why)) in enumerate(bw.g.items()):
-        d.add(g, rhs, why if i else bw.start_why, StepKind.BACKWARD)
-        brhs = batch(rhs, rows, N).xreplace(params)
-        rows[g] = prog.define(Kind.BACKWARD, brhs / N if name == bw.start else brhs,
+    for name, (g, rhs, why) in bw.g.items():
+        d.add(g, rhs, why, StepKind.BACKWARD)
+        rows[g] = prog.define(Kind.BACKWARD, _batch_g(net, bw, name, rhs, rows).xreplace(params),
                               (N, net.nodes[name].dim), name, shown[g]).sym
     for p in net.parameters:
         per = _sum([t for t, _ in bw.grads[p]])
@@ -247,12 +360,28 @@ def _algorithm(net: Graph) -> Derivation:
     return d
 
 
+def _batch_g(net, bw, name, rhs, rows):
+    """G of one node for the batch: the loss's own g's there carry the mean's 1/n; a g passed
+    back from the nodes above already does (a node where a term of several losses begins may
+    also feed others)."""
+    n_own = len(bw.starts.get(name, []))
+    if not n_own:
+        return batch(rhs, rows, N)
+    if not net.weighted:  # one loss: its g alone (every network of set_loss)
+        return batch(rhs, rows, N) / N
+    own, rest = bw.parts[name][:n_own], bw.parts[name][n_own:]  # the loss's come first
+    means = [sp.MatMul(g.args[0] / N, batch(g.args[1], rows, N))  # w(ŷ − y) → (w/n)(Ŷ − Y)
+             if isinstance(g, sp.MatMul) and len(g.args) == 2 and g.args[0].is_number
+             else batch(g, rows, N) / N for g in own]
+    return _sum(means + ([batch(_sum(rest), rows, N)] if rest else []))
+
+
 def _check_closed(prog: Program) -> None:
     """Every symbol an equation reads is a variable defined before it: no user-named symbol is
     left in the program (it would reach generated code), none is read before it is set. A free
     scalar symbol other than the batch size n can only come from an Activation or Loss built by
     hand around one (a printer would write its name into the code, or bind it to a local there)."""
-    known = {v.sym for v in [*prog.inputs, prog.target, *prog.params]}
+    known = {v.sym for v in [*prog.inputs, *prog.targets, *prog.params]}
     for e in prog.eqns:
         stray = e.rhs.atoms(sp.MatrixSymbol) - known
         if stray:
@@ -271,7 +400,8 @@ def _batch_grad(net, p, bw, rows):
     """∇p of the mean loss: Σ over examples via Gᵀ H (weights) or Gᵀ 1 (biases), plus λ p."""
     terms = []
     for term, _ in bw.grads[p]:
-        if isinstance(term, ScatterAdd):  # an embedding table: summed over the rows by batch
+        if isinstance(term, ScatterAdd) or getattr(term, "sums_examples", False):
+            # an embedding table, a conv weight: summed over the rows by their batch form
             terms.append(batch(term, rows, N))
             continue
         terms.append(bias_gradient(term, rows, N) if term.shape[1] == 1 and not
@@ -317,7 +447,7 @@ def evaluate(net: Graph, n: int, env: dict) -> dict:
     ``sympy.diff`` of a loss written out by hand (the tests do)."""
     prog = program(net)
     vals = {}
-    for v in [*prog.inputs, prog.target]:
+    for v in [*prog.inputs, *prog.targets]:
         if v.label.name in env:
             vals[v.sym] = sp.ImmutableMatrix(env[v.label.name])
     for v in prog.params:

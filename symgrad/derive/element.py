@@ -54,6 +54,10 @@ class Scalar:
     softmax: dict = field(default_factory=dict)  # softmax unit -> (its index, its group of units)
     onehot: bool = False  # cross-entropy: targets are distributions, Σ_k y_k = 1
     tokens: dict = field(default_factory=dict)   # a token input's symbol -> V (its tokens)
+    # each output of the loss -> its target's symbols (several losses: y1, y2_1 …, one per term)
+    targets: dict = field(default_factory=dict)
+    labelled: set = field(default_factory=set)   # the outputs whose loss is cross-entropy
+    weights: dict = field(default_factory=dict)  # each output of the loss -> its term's weight
 
     def explicit(self, expr):
         """Substitute every unit definition: an expression in inputs and parameters alone."""
@@ -126,23 +130,34 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
             softmax.update({u: (k, list(U), list(ins[0])) for k, u in enumerate(U)})
         units[name] = U
         defs.update(zip(U, V))
-    out = units[net.output_node]
-    y = _symbols("y", out.rows, sep="" if out.rows == 1 else "_")
-    _distinct(params, units, y)
-    S = Scalar(params, units, defs, inputs, y, net.loss.written_out(out, y), softmax=softmax,
+    targets = {}
+    for k, o in enumerate(net.outputs, 1):  # y, or y1, y2 … for the terms of several losses
+        name = f"y{k}" if net.several_losses else "y"
+        targets[o] = _symbols(name, units[o].rows, sep="" if units[o].rows == 1 else "_")
+    y = targets[net.output_node] if not net.several_losses else \
+        sp.Matrix.vstack(*targets.values())
+    _distinct(params, units, targets)
+    loss = (net.loss.written_out(units[net.output_node], y) if not net.weighted else
+            sp.Add(*[t.weight * t.loss.written_out(units[t.output], targets[t.output])
+                     for t in net.losses]))
+    S = Scalar(params, units, defs, inputs, y, loss, softmax=softmax,
                onehot=net.loss.labels,
-               tokens={inputs[i][0]: net.tokens(i) for i in inputs if net.tokens(i)})
+               tokens={inputs[i][0]: net.tokens(i) for i in inputs if net.tokens(i)},
+               targets=targets, labelled={t.output for t in net.losses if t.loss.labels},
+               weights={t.output: t.weight for t in net.losses})
     _index(S, net)
     return S
 
 
-def _distinct(params, units, y) -> None:
+def _distinct(params, units, targets) -> None:
     """Every scalar written out (a weight w3, a unit h1_2 named after its node, an input, a target
     y) is a distinct symbol. Units are named after the user's nodes, so a node named "w3" or "y"
     made its units the very symbols of a weight or the target: the result was wrong (or the
     recursion endless) while the self-check, reading the same symbols, passed."""
     owner = {}
-    for what, mats in (("parameter", params), ("node", units), ("target", {"y": y})):
+    named = {("y" if len(targets) == 1 else f"y{k}"): M
+             for k, M in enumerate(targets.values(), 1)}
+    for what, mats in (("parameter", params), ("node", units), ("target", named)):
         for name, M in mats.items():
             if len(set(M)) != len(M):  # two entries of one matrix under one name
                 raise ValueError(f"element level: two entries of {what} {name!r} would have one "
@@ -178,15 +193,18 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
     one weight, step by step. ``cases=False`` leaves relu'(z) as step(z) instead of cases."""
     if of not in ("loss", "output"):
         raise ValueError(f"of must be 'loss' or 'output', not {of!r}")
+    if of == "output" and net.several_losses:
+        raise ValueError(f"of='output' needs a network with one output; this one's loss reads "
+                         f"{len(net.outputs)} ({', '.join(net.outputs)}): use of='loss'")
     S = scalarize(net, naming)
     w = S.scalar(name)
-    outs = list(S.units[net.output_node])
+    outs = [u for o in net.outputs for u in S.units[o]]
     if of == "output" and len(outs) != 1:
         raise ValueError("of='output' needs a network with one output; use of='loss'")
     T, Tsym = (outs[0], outs[0]) if of == "output" else (S.loss, ELL)
     d = Derivation(f"∂{Tsym}/∂{w}, unit by unit" + per_position(net))
     sequence_convention(net, d)
-    _opening(S, d, T, Tsym, w, of)
+    _opening(S, d, T, Tsym, w, of, net)
     value = _chain(S, d, T, Tsym, w)
     direct = sp.diff(S.explicit(T), w)
     result = _written_out(S, d, value, Tsym, w, outs)
@@ -202,9 +220,14 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
     return d
 
 
-def _opening(S, d, T, Tsym, w, of):
+def _opening(S, d, T, Tsym, w, of, net=None):
     if of == "loss":
-        d.add(Tsym, T, "the loss of one example", StepKind.DEFINITION)
+        why = "the loss of one example"
+        if net is not None and net.weighted:
+            why += ": Σ_k w_k ℓ_k over its terms, " + "; ".join(
+                f"{'' if t.weight == 1 else f'{t.weight} × '}{t.loss.words} of {t.output} "
+                f"against {_names(S.targets[t.output])}" for t in net.losses)
+        d.add(Tsym, T, why, StepKind.DEFINITION)
         return
     full = S.explicit(T)
     if sp.count_ops(full) > 80:
@@ -292,17 +315,24 @@ def _onehot(S, u, val, deltas) -> str:
     """For softmax + cross-entropy: the δ of a logit is ŷ_k − y_k once Σ_k y_k = 1 (one-hot
     targets), the collapse the matrix level uses; said in words, the δ itself stays general."""
     group = next((g for g in S.softmax.values() if u in g[2]), None)
-    if not S.onehot or group is None:
+    if group is None:
+        return ""
+    k, outs, ins = group
+    out = next((o for o, U in S.units.items() if list(U) == outs), None)
+    if out not in S.labelled or out not in S.targets:  # no cross-entropy reads this softmax
         return ""
     while val.free_symbols & set(deltas):
         val = val.xreplace(deltas)
-    k, outs, ins = group
-    y = list(S.target)
-    collapsed = val.xreplace({y[-1]: 1 - sum(y[:-1])}) - (outs[ins.index(u)] - y[ins.index(u)])
+    y = list(S.targets[out])
+    w = S.weights.get(out, 1)  # several losses: w_k (ŷ_k − y_k)
+    collapsed = val.xreplace({y[-1]: 1 - sum(y[:-1])}) - w * (outs[ins.index(u)] - y[ins.index(u)])
     if sp.expand(collapsed.xreplace({outs[-1]: 1 - sum(outs[:-1])})) != 0:
         return ""
-    return (f"; with one-hot y (Σ_k y_k = 1, and Σ_k ŷ_k = 1) it is {outs[ins.index(u)]} − "
-            f"{y[ins.index(u)]}, as at the matrix level")
+    times = "" if w == 1 else f"{w}·"
+    return (f"; with one-hot y (Σ_k y_k = 1, and Σ_k ŷ_k = 1) it is {times}({outs[ins.index(u)]}"
+            f" − {y[ins.index(u)]})" if w != 1 else
+            f"; with one-hot y (Σ_k y_k = 1, and Σ_k ŷ_k = 1) it is {outs[ins.index(u)]} − "
+            f"{y[ins.index(u)]}") + ", as at the matrix level"
 
 
 def _local(S: Scalar, a, b):

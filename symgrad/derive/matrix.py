@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgrad.derive.backprop import (VJPS, algorithm, gradients, local_jacobian, per_position,
-                                     rows_are, sequence_convention)
+from symgrad.derive.backprop import (VJPS, algorithm, gradients, local_jacobian, loss_steps,
+                                     per_position, rows_are, sequence_convention, term_name)
 from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
 from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
@@ -18,16 +18,21 @@ from symgrad.graph.network import Graph
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
 
 
-def _paths(net: Graph, start: str, goal: str, stop=()) -> list[list[str]]:
-    """All node paths from ``start`` up to ``goal``, or up to the first node in ``stop`` (a DAG:
-    few for the networks people write). Depth first, in the consumers' order, without recursion
-    (a frame per node: 500 layers passed the recursion limit here)."""
+def _paths(net: Graph, start: str, goal, stop=()) -> list[list[str]]:
+    """All node paths from ``start`` up to ``goal`` (an output, or a set of the outputs of several
+    losses: a path reaching one ends there, and goes on to any other it feeds), or up to the
+    first node in ``stop`` (a DAG: few for the networks people write). Depth first, in the
+    consumers' order, without recursion (a frame per node: 500 layers passed the recursion limit
+    here)."""
+    goals = goal if isinstance(goal, (set, frozenset)) else {goal}
     out, stack = [], [[start]]
     while stack:
         path = stack.pop()
-        if path[-1] == goal or path[-1] in stop:
+        if path[-1] in stop:
             out.append(path)
             continue
+        if path[-1] in goals:
+            out.append(path)  # (an output that feeds nothing else ends its paths here)
         at = path[-1]
         nxt = [c for c in net.consumers(at) if c in net.nodes and at in net.nodes[c].inputs]
         stack.extend(path + [c] for c in reversed(nxt))
@@ -42,16 +47,17 @@ def _paths(net: Graph, start: str, goal: str, stop=()) -> list[list[str]]:
 MAX_PATHS = 8
 
 
-def _count_paths(net: Graph, start: str, goal: str, stop=()) -> int:
+def _count_paths(net: Graph, start: str, goal, stop=()) -> int:
     """How many paths :func:`_paths` would list, counted without listing them (one pass over
     the nodes, newest first: a node comes after its inputs)."""
+    goals = goal if isinstance(goal, (set, frozenset)) else {goal}
     count = {}
     for name in reversed(list(net.nodes)):
-        if name == goal or (name in stop and name != start):
+        if name in stop and name != start:
             count[name] = 1
         else:
-            count[name] = sum(count.get(c, 0) for c in net.consumers(name)
-                              if c in net.nodes and name in net.nodes[c].inputs)
+            count[name] = (name in goals) + sum(count.get(c, 0) for c in net.consumers(name)
+                                                if c in net.nodes and name in net.nodes[c].inputs)
         if name == start:
             return count[name]
     return 0
@@ -92,7 +98,8 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     net (a 32-layer net's derivations were 490 KB of text, 200 layers 18.5 MB)."""
     if p not in net.shapes:
         raise ValueError(f"unknown parameter {p!r}; the parameters are {', '.join(net.parameters)}")
-    known = {k: v for k, v in (known or {}).items() if k != net.output_node}
+    goals = set(net.outputs) if net.several_losses else net.output_node
+    known = {k: v for k, v in (known or {}).items() if k not in net.outputs}
     alg = algorithm(net)
     bw = alg.meta["backward"]
     ell, P = sp.Symbol("ℓ"), net.sym(p)
@@ -100,11 +107,12 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     wrt = Vec(P) if is_w or net.is_table(p) else P  # an embedding table is a matrix too
     d = Derivation(f"The gradient of the loss with respect to {p}" + per_position(net))
     sequence_convention(net, d)
+    loss_steps(net, d)
     users = [n.name for n in net.nodes.values() if p in n.params]
     forks = set()
-    if sum(_count_paths(net, u, net.output_node, known) for u in users) > MAX_PATHS:
-        forks = _forks(net) - set(known)
-    paths = [path for u in users for path in _paths(net, u, net.output_node, {*known, *forks})]
+    if sum(_count_paths(net, u, goals, known) for u in users) > MAX_PATHS:
+        forks = _forks(net) - set(known) - set(net.outputs)
+    paths = [path for u in users for path in _paths(net, u, goals, {*known, *forks})]
 
     for k, path in enumerate(paths):
         top = path[::-1]  # ŷ … z (or the nearest node whose g is known … z), outermost first
@@ -129,7 +137,7 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
                                  f"{len(net.consumers(top[0]))} nodes: the sum of what each "
                                  "passes back, derived below (the paths are too many to list)")
         else:
-            row, row_why = net.loss.row(net.sym(top[0]), net.target)
+            row, row_why = loss_row(net, top[0])
         evaluated = [row]
         d.add(factors[0], row, row_why, StepKind.JACOBIAN, shapes=[shapes[0]])
         for a, b, shp in zip(top, top[1:] + [None], shapes[1:]):
@@ -190,14 +198,25 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
     on_path = set().union(*paths)
     rows = net.cached(_backprop_steps, lambda: {k: (g.T, rhs.T)  # the g rows, once per net
                                                 for k, (g, rhs, _) in bw.g.items()})
-    if start in on_path and start not in known:
-        if bw.fused:
-            _fused_steps(net, d)
-        d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
-              StepKind.BACKWARD)
-    for name in list(bw.g)[1:]:
-        if name in on_path and name not in known:
-            d.add(*rows[name], bw.g[name][2], StepKind.BACKWARD)
+    if not net.weighted:  # one loss: its g first, then the others
+        if start in on_path and start not in known:
+            if bw.fused:
+                _fused_steps(net, d)
+            d.add(*rows[start], "name the gradient reaching " + start + ": g ≐ ∇ ℓ there",
+                  StepKind.BACKWARD)
+        for name in list(bw.g)[1:]:
+            if name in on_path and name not in known:
+                d.add(*rows[name], bw.g[name][2], StepKind.BACKWARD)
+    else:  # several losses: each term's g where it begins, the others as passed back
+        for name in bw.g:
+            if name not in on_path or name in known:
+                continue
+            for k, _, _, fused in bw.starts.get(name, []):
+                if fused:
+                    _fused_steps(net, d, k)
+            only_loss = len(bw.starts.get(name, [])) == len(bw.parts[name])
+            d.add(*rows[name], f"name the gradient reaching {name}: g ≐ ∇ ℓ there ("
+                  + bw.g[name][2] + ")" if only_loss else bw.g[name][2], StepKind.BACKWARD)
     users = [n for n in net.nodes.values() if p in n.params]
     terms, reasons = [], []
     for u in users:
@@ -208,6 +227,11 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
                 d.add(Partial(ell, wrt), Chain(g.T, local_jacobian(net, u, p)[0]),
                       f"the chain so far is g_{u.name}ᵀ", StepKind.PRODUCT,
                       shapes=[(1, u.dim), (u.dim, _size(net, p))])
+            if u.op not in ("dense", "dense_transposed"):  # a conv: the op's own rule
+                e, w = next((e, w) for who, e, w in VJPS[u.op](net, u, g) if who == p)
+                terms.append(e)
+                reasons.append(w)
+                continue
             if u.op == "dense_transposed":  # W used as Wᵀ: row i of W meets entry i of h
                 d.add(Partial(ell, wrt), _blocks(h, g, h.rows),
                       f"{h}ᵀ ⊗ I puts {h}_i on the diagonal of block i, so block i of the row "
@@ -222,7 +246,8 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
             terms.append(e)
             reasons.append(w)
     grad = terms[0] if len(terms) == 1 else sp.MatAdd(*terms)
-    why = ("unvectorize: block i becomes row i, an outer product" if is_w
+    why = ("; ".join(dict.fromkeys(reasons)) if is_w and reasons
+           else "unvectorize: block i becomes row i, an outer product" if is_w
            else "; ".join(dict.fromkeys(reasons)) if any(u.op != "dense" for u in users)
            else "a bias enters z = … + b with the identity Jacobian")
     if len(users) > 1:
@@ -255,19 +280,35 @@ def _elided(dim):
             if dim > SHOWN_BLOCKS + 2 else "")
 
 
-def _fused_steps(net, d):
+def loss_row(net, output):
+    """(∂ℓ/∂output as a row, why) for an output of the loss: the loss's own row; with several
+    losses w_k times term k's (only ℓ_k reads that output)."""
+    if not net.weighted:
+        return net.loss.row(net.sym(output), net.target)
+    k, t = next((k, t) for k, t in enumerate(net.losses, 1) if t.output == output)
+    row, why = t.loss.row(net.sym(output), net.target_of(output))
+    name = term_name(net, k)
+    w = "" if t.weight == 1 else f"{t.weight} "
+    return (row if t.weight == 1 else sp.MatMul(t.weight, row),
+            f"of the terms of ℓ only {w}{name} reads {output}: {why}"
+            + (f", times its weight {t.weight}" if t.weight != 1 else ""))
+
+
+def _fused_steps(net, d, k=1):
     """The collapse of the loss and the output activation to ŷ − y, as algebra (the notes'
-    softmax + cross-entropy and σ + binary cross-entropy)."""
-    ell = sp.Symbol("ℓ")
-    out = net.nodes[net.output_node]
-    yh, y, z = net.sym(out.name), net.target, net.sym(out.inputs[0])
+    softmax + cross-entropy and σ + binary cross-entropy); for term k of several losses, of ℓ_k
+    and its output."""
+    t = net.losses[k - 1]
+    ell = sp.Symbol(term_name(net, k)) if net.weighted else sp.Symbol("ℓ")
+    out = net.nodes[t.output]
+    yh, y, z = net.sym(out.name), net.target_of(t.output), net.sym(out.inputs[0])
     k = out.dim
-    row, row_why = net.loss.row(yh, y)
+    row, row_why = t.loss.row(yh, y)
     both = [(1, k), (k, k)]
     if out.op == "softmax":
         J = sp.DiagMatrix(yh) - yh * yh.T
-        d.add(Partial(ell, z), Chain(row, J), f"{out.name} = softmax({z}) separates ℓ from {z}: "
-              "∂ℓ/∂ŷ times the softmax Jacobian", StepKind.CHAIN_RULE, shapes=both)
+        d.add(Partial(ell, z), Chain(row, J), f"{out.name} = softmax({z}) separates {ell} from "
+              f"{z}: ∂{ell}/∂ŷ times the softmax Jacobian", StepKind.CHAIN_RULE, shapes=both)
         d.add(None, sp.MatMul(-1, y.T, sp.DiagMatrix(sp.HadamardPower(yh, -1)), J),
               "(−y/ŷ)ᵀ = −yᵀ diag(1/ŷ)", StepKind.SIMPLIFY, shapes=[(1, k), (k, k), (k, k)])
         d.add(None, sp.MatAdd(-y.T, sp.MatMul(y.T, sp.OneMatrix(k, 1), yh.T)),
@@ -276,8 +317,8 @@ def _fused_steps(net, d):
               StepKind.SIMPLIFY, shapes=[(1, k)])
         return
     dsig = sp.DiagMatrix(sp.HadamardProduct(yh, sp.OneMatrix(k, 1) - yh))
-    d.add(Partial(ell, z), Chain(row, dsig), f"{out.name} = σ({z}) entrywise separates ℓ from "
-          f"{z}; σ′(z) = σ(z)(1 − σ(z)) = ŷ(1 − ŷ), a diagonal Jacobian", StepKind.CHAIN_RULE,
+    d.add(Partial(ell, z), Chain(row, dsig), f"{out.name} = σ({z}) entrywise separates {ell} "
+          f"from {z}; σ′(z) = σ(z)(1 − σ(z)) = ŷ(1 − ŷ), a diagonal Jacobian", StepKind.CHAIN_RULE,
           shapes=both)
     d.add(None, (yh - y).T, "entry k: (ŷ_k − y_k)/(ŷ_k(1 − ŷ_k)) · ŷ_k(1 − ŷ_k) = ŷ_k − y_k",
           StepKind.SIMPLIFY, shapes=[(1, k)])

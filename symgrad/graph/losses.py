@@ -55,6 +55,13 @@ class Loss:
         return cls("custom", sp.Lambda((p, t), body.xreplace({yh: p, y: t})))
 
     @property
+    def words(self) -> str:
+        """What ℓ is, in a few words (a derivation's justification of a multi-task loss term)."""
+        return {"mse": "the squared error ½‖ŷ − y‖²", "bce": "the binary cross-entropy",
+                "cross_entropy": "the cross-entropy −Σ_k y_k log ŷ_k"}.get(
+                    self.name, "Σ_k L(ŷ_k, y_k)")
+
+    @property
     def fused(self) -> bool:
         """True when the loss and the output activation collapse together to ŷ − y at the logits."""
         return self.name in _FUSED
@@ -140,4 +147,13 @@ class Loss:
                 "differentiate L entrywise")
 
 
-__all__ = ["Loss", "LOSSES"]
+@dataclass(frozen=True)
+class LossTerm:
+    """One term w · ℓ(output, its target) of a network's loss (``net.losses``)."""
+
+    output: str
+    loss: Loss
+    weight: sp.Expr = sp.Integer(1)
+
+
+__all__ = ["Loss", "LossTerm", "LOSSES"]

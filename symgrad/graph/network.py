@@ -18,11 +18,12 @@ from functools import lru_cache
 import sympy as sp
 
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation  # noqa: F401
-from symgrad.graph.losses import LOSSES, Loss  # noqa: F401  (re-exported: symgrad.network.Loss)
+from symgrad.graph.losses import LOSSES, Loss, LossTerm  # noqa: F401  (re-exported)
 from symgrad.core.matexpr import Target
 from symgrad.graph.ops import OPS, MissingOpError, op_of
 from symgrad.graph import attention as _attention  # registers the ops across positions
 from symgrad.graph import embedding as _embedding  # noqa: F401  (registers the embedding op)
+from symgrad.graph import conv as _conv  # registers the image ops
 from symgrad.core.parse import ParseError, parse
 from symgrad.core.primitives import check_relu_grad_at_zero, relu_grad_at_zero_default
 
@@ -43,7 +44,9 @@ class Node:
     act, softmax, add, mul, concat, normalize, scale_shift …); ``attrs`` holds an op's settings
     as (name, value) pairs, e.g. (("eps", 1/100000),) for normalize. ``positions`` is T for a
     sequence value (T positions of ``dim`` features each, a (T, d) value per example, batched
-    (n, T, d) as torch lays it), None for a plain vector (a column of ``dim``)."""
+    (n, T, d) as torch lays it), None for a plain vector (a column of ``dim``). ``image`` is
+    (C, H, W) for an image value, held as the column of its ``dim`` = C·H·W entries in torch's
+    row-major order (batched (n, C, H, W), read as (n, C·H·W)), None otherwise."""
 
     name: str
     op: str
@@ -53,13 +56,17 @@ class Node:
     act: Activation | None = None
     attrs: tuple = ()
     positions: int | None = None
+    image: tuple | None = None
 
     def attr(self, key):
         return dict(self.attrs)[key]
 
     @property
     def shape(self) -> tuple:
-        """The value of one example as torch holds it: (T, d) for a sequence, (d,) a vector."""
+        """The value of one example as torch holds it: (T, d) for a sequence, (C, H, W) an
+        image, (d,) a vector."""
+        if self.image is not None:
+            return self.image
         return (self.dim,) if self.positions is None else (self.positions, self.dim)
 
 
@@ -75,6 +82,11 @@ class Graph:
     output_node: str | None = None
     loss: Loss | None = None
     penalty: sp.Expr = sp.Integer(0)
+    # a multi-task loss ℓ = Σ_k w_k ℓ_k (net.add_loss): the first term is output_node and loss
+    # with the weight loss_weight, the others LossTerms in more_losses; one loss of weight 1 is
+    # the network of set_loss, derived and compiled exactly as before
+    loss_weight: sp.Expr = sp.Integer(1)
+    more_losses: tuple = ()
     layers: int = 0
     # relu'(0) for this network's derivations and kernels: fixed at creation from the package
     # default (symgrad.set_relu_grad_at_zero), changed only here (net.relu_grad_at_zero = 1)
@@ -90,6 +102,8 @@ class Graph:
             value = penalty_value(value)
         elif name == "relu_grad_at_zero":
             value = check_relu_grad_at_zero(value)
+        elif name == "loss_weight":
+            value = weight_value(value)
         elif name == "loss" and value is not None:
             value = Loss.make(value)  # net.loss = "mse" read as set_loss reads it, not a str
             out = getattr(self, "output_node", None)
@@ -105,7 +119,8 @@ class Graph:
         the function that owns the value (``backprop.algorithm``, or a tuple starting with it),
         so no two modules can claim the same key by spelling it alike."""
         state = (tuple(self.nodes.values()), tuple(self.shapes.items()), self.output_node,
-                 self.loss, self.penalty, self.relu_grad_at_zero)
+                 self.loss, self.penalty, self.relu_grad_at_zero, self.loss_weight,
+                 self.more_losses)
         if self._cache.get("_state") != state:
             self._cache.clear()
             self._cache["_state"] = state
@@ -137,12 +152,33 @@ class Graph:
                     f"{other.name!r} has shape {other.shape}; a position-wise op needs values "
                     "with the same positions (both vectors, or sequences of the same T)")
             node = replace(node, positions=ins[0].positions if ins else None)
+            node = self._image_rule(node, ins)
             toks = [b.name for b in ins if b.op == "input" and "tokens" in dict(b.attrs)]
             if toks and node.op != "embedding":  # a token is an index, not a number to compute on
                 raise ValueError(f"{node.op} {node.name!r}: {toks[0]!r} holds integer tokens; "
                                  f"embed them first, net.embedding({toks[0]!r}, dim)")
         self.nodes[node.name] = node
         return node.name
+
+    def _image_rule(self, node: Node, ins) -> Node:
+        """An op's node on image values: an op entry by entry keeps its inputs' (equal) image
+        shape, conv2d, max_pool2d and flatten give their own; any other op is refused in one
+        line (torch's Linear, LayerNorm and softmax on an image act on its last axis, W: what
+        is meant is almost always the flattened image)."""
+        imgs = [b for b in ins if b.image is not None]
+        if not imgs:
+            return node
+        rule = OPS[node.op].images if node.op in OPS else False
+        if not rule:
+            raise ValueError(f"{node.op} {node.name!r}: {imgs[0].name!r} is an image of shape "
+                             f"{imgs[0].shape}; flatten it first, net.flatten({imgs[0].name!r})")
+        if rule == "own":
+            return node
+        other = next((b for b in ins if b.image != imgs[0].image), None)
+        if other is not None:
+            raise ValueError(f"{node.op} {node.name!r}: {imgs[0].name!r} has shape "
+                             f"{imgs[0].shape} and {other.name!r} has shape {other.shape}")
+        return replace(node, image=imgs[0].image)
 
     def input(self, name: str = "x", dim: int | None = None, *, shape=None, tokens=None) -> str:
         """An input: a vector of ``dim`` features (a column of the notes), or with
@@ -151,7 +187,8 @@ class Graph:
         after it acts on each position alone (dense on the last axis, as torch.nn.Linear).
         ``tokens=V``: integer tokens below V, read only by :meth:`embedding`; ``shape=(T,)`` a
         sequence of T tokens (batches (n, T) integers), ``shape=()`` or none one token per
-        example (batches (n,))."""
+        example (batches (n,)). ``shape=(C, H, W)``: an image of C channels of H × W (batches
+        (n, C, H, W), as torch's Conv2d takes them), for :meth:`conv2d` and :meth:`max_pool2d`."""
         if tokens is not None:
             return self._token_input(name, dim, shape, tokens)
         if shape is None:
@@ -159,10 +196,13 @@ class Graph:
             return self._add(Node(name, "input", dim=dim))
         if dim is not None:
             raise ValueError(f"input {name!r}: give dim or shape, not both")
-        if not isinstance(shape, tuple) or len(shape) not in (1, 2):
-            raise ValueError(f"input {name!r}: shape is (d,) for a vector or (T, d) for a "
-                             f"sequence of T positions of d features; got {shape!r}")
+        if not isinstance(shape, tuple) or len(shape) not in (1, 2, 3):
+            raise ValueError(f"input {name!r}: shape is (d,) for a vector, (T, d) for a "
+                             f"sequence of T positions of d features or (C, H, W) for an image; "
+                             f"got {shape!r}")
         shape = tuple(_check_dim(k, f"input {name!r}") for k in shape)
+        if len(shape) == 3:
+            return self._add(Node(name, "input", dim=math.prod(shape), image=shape))
         return self._add(Node(name, "input", dim=shape[-1],
                               positions=shape[0] if len(shape) == 2 else None))
 
@@ -233,6 +273,9 @@ class Graph:
         h = self.nodes[inp] if inp in self.nodes else None
         if h is None:
             raise ValueError(f"dense: unknown input node {inp!r}")
+        if h.image is not None:  # before any parameter is made
+            raise ValueError(f"dense: {inp!r} is an image of shape {h.image}; flatten it first, "
+                             f"net.flatten({inp!r})")
         params = [self._param(W, (dim, h.dim))]
         if b:
             params.append(self._param(b if isinstance(b, str) else self._fresh(f"b{k}"),
@@ -319,7 +362,8 @@ class Graph:
             raise ValueError(f"dropout: p is the probability of dropping a unit, 0 ≤ p < 1; got "
                              f"{p!r}")
         mask = self._add(Node(self._fresh(f"mask{len(self.nodes)}"), "input", dim=h.dim,
-                              attrs=(("dropout", float(p)),), positions=h.positions))
+                              attrs=(("dropout", float(p)),), positions=h.positions,
+                              image=h.image))
         return self.mul(inp, mask, name=name or self._fresh(f"drop{len(self.nodes)}"))
 
     @property
@@ -332,6 +376,28 @@ class Graph:
         """c = [a; b; …], the values stacked along their features, in order: ``torch.cat(…,
         dim=-1)``."""
         return self.apply("concat", *inputs, name=name or self._fresh(f"c{len(self.nodes)}"))
+
+    # -- images (symgrad.graph.conv) --
+    def conv2d(self, x: str, out_channels: int, kernel_size, stride=1, padding=0, *,
+               W: str | None = None, b=True, name: str | None = None) -> str:
+        """z = W ⋆ x + b on an image, ``torch.nn.Conv2d``: see :func:`symgrad.graph.conv.conv2d`."""
+        return _conv.conv2d(self, x, out_channels, kernel_size, stride, padding, W=W, b=b,
+                            name=name)
+
+    def conv1d(self, h: str, out_channels: int, kernel_size: int, padding="same", *,
+               W: str | None = None, b=True, name: str | None = None) -> str:
+        """z_t = Σ_u W_u h_{t+u−p} + b over a sequence, ``torch.nn.Conv1d``: see
+        :func:`symgrad.graph.conv.conv1d`."""
+        return _conv.conv1d(self, h, out_channels, kernel_size, padding, W=W, b=b, name=name)
+
+    def max_pool2d(self, x: str, kernel_size, stride=None, name: str | None = None) -> str:
+        """Max pooling, ``torch.nn.MaxPool2d``: see :func:`symgrad.graph.conv.max_pool2d`."""
+        return _conv.max_pool2d(self, x, kernel_size, stride, name)
+
+    def flatten(self, x: str, name: str | None = None) -> str:
+        """An image's entries as a vector, ``torch.flatten(x, 1)``: see
+        :func:`symgrad.graph.conv.flatten`."""
+        return _conv.flatten(self, x, name)
 
     # -- across positions (symgrad.graph.attention) --
     def attention(self, q: str, k: str, v: str, causal: bool = False,
@@ -367,13 +433,60 @@ class Graph:
         return self.nodes[name]
 
     def set_loss(self, output: str, loss="mse", penalty=0) -> "Graph":
+        """The network's one loss, on the node ``output`` (replacing any loss set before, every
+        term of :meth:`add_loss` included), with the weight penalty λ = ``penalty``."""
         if output not in self.nodes:
             raise ValueError(f"unknown output node {output!r}")
         loss = Loss.make(loss)
         loss.check_output(self.nodes[output])  # before any change: a refused loss leaves net as it was
         penalty = penalty_value(penalty)          # likewise a refused penalty
         self.output_node, self.loss, self.penalty = output, loss, penalty
+        self.loss_weight, self.more_losses = sp.Integer(1), ()
         return self
+
+    def add_loss(self, output: str, loss="mse", weight=1) -> "Graph":
+        """One more term of a multi-task loss ℓ = Σ_k w_k ℓ_k: ``loss`` (mse, bce, cross_entropy
+        or an expression in yhat and y) of the node ``output`` against its own target, weighted
+        by ``weight`` (a finite number > 0, kept exact: 0.5 is 1/2). The first call on a network
+        without a loss makes the first term (``set_loss`` replaces them all with one). Each term
+        reads its own output node, and no node twice; the penalty stays ``net.penalty``."""
+        if output not in self.nodes:
+            raise ValueError(f"add_loss: unknown output node {output!r}")
+        loss = Loss.make(loss)
+        loss.check_output(self.nodes[output])
+        weight = weight_value(weight)
+        if any(t.output == output for t in self.losses):
+            raise ValueError(f"add_loss: the node {output!r} already has a loss; each term of "
+                             "the loss reads its own output node")
+        if self.output_node is None or self.loss is None:
+            self.output_node, self.loss, self.loss_weight = output, loss, weight
+        else:
+            self.more_losses = self.more_losses + (LossTerm(output, loss, weight),)
+        return self
+
+    @property
+    def losses(self) -> tuple:
+        """The terms of the loss, in order: (output node, Loss, weight) LossTerms; ℓ is
+        Σ_k weight_k · ℓ_k(output_k, its target). One term for a network of ``set_loss``."""
+        if self.output_node is None or self.loss is None:
+            return ()
+        return (LossTerm(self.output_node, self.loss, self.loss_weight), *self.more_losses)
+
+    @property
+    def outputs(self) -> list[str]:
+        """The output nodes the loss reads, one per term."""
+        return [t.output for t in self.losses]
+
+    @property
+    def several_losses(self) -> bool:
+        """True when the loss has several terms: targets (and predictions) are then dicts keyed
+        by the output nodes' names."""
+        return len(self.more_losses) > 0
+
+    @property
+    def weighted(self) -> bool:
+        """True when ℓ is written as a weighted sum of terms (several, or one of weight ≠ 1)."""
+        return self.several_losses or self.loss_weight != 1
 
     # reading
     @property
@@ -381,9 +494,10 @@ class Graph:
         return list(self.shapes)
 
     def is_weight(self, p: str) -> bool:
-        """True for a weight matrix (the W of some dense layer), False for a bias. The L2 penalty
+        """True for a weight matrix (the W of some dense or conv2d layer), False for a bias. The L2 penalty
         λΩ(θ), Ω = ½ Σ‖W‖², covers the weights only, as in Algorithm 6.4."""
-        return any(n.op == "dense" and n.params and n.params[0] == p for n in self.nodes.values())
+        return any(n.params and n.params[0] == p and n.op in OPS and OPS[n.op].weight
+                   for n in self.nodes.values())
 
     @property
     def weights(self) -> list[str]:
@@ -408,7 +522,13 @@ class Graph:
 
     @property
     def target(self) -> sp.MatrixSymbol:
-        return Target("y", self.nodes[self.output_node].dim, 1)
+        """The target of the (first) output, y."""
+        return self.target_of(self.output_node)
+
+    def target_of(self, output: str) -> sp.MatrixSymbol:
+        """The target of one output of the loss: y with one loss, y_<output> with several."""
+        name = f"y_{output}" if self.several_losses else "y"
+        return Target(name, self.nodes[output].dim, 1)
 
     def definition(self, name: str):
         """A node's value in terms of its inputs' symbols and its parameters (one example)."""
@@ -427,6 +547,13 @@ class Graph:
         if not self.shapes:
             raise ValueError("the network has no parameters (add a layer with net.dense)")
         out = self.nodes[self.output_node]
+        for t in self.more_losses:  # every output of a multi-task loss shares the positions
+            other = self.nodes[t.output]
+            t.loss.check_output(other)  # again: a node may have changed since add_loss
+            if other.positions != out.positions:
+                raise ValueError(f"the outputs {out.name!r} and {other.name!r} of the loss have "
+                                 f"shapes {out.shape} and {other.shape}: several losses need "
+                                 "outputs that are all vectors or all sequences of the same T")
         for i in self.inputs:  # an input that reaches no op could still differ from the output
             if self.nodes[i].positions != out.positions:
                 raise ValueError(f"input {i!r} has shape {self.nodes[i].shape} but the output "
@@ -446,10 +573,16 @@ class Graph:
         longest = {}
         for name, n in self.nodes.items():
             longest[name] = 1 + max((longest.get(i, 0) for i in n.inputs), default=0)
+        if self.several_losses:
+            return max(longest.get(o, 0) for o in self.outputs)
         return longest.get(self.output_node, max(longest.values(), default=0))
 
     def __repr__(self):
         arch = " → ".join(f"{n.name}[{'×'.join(map(str, n.shape))}]" for n in self.nodes.values())
+        if self.several_losses:
+            terms = " + ".join(f"{'' if t.weight == 1 else str(t.weight) + '·'}{t.loss.name}"
+                               f"({t.output})" for t in self.losses)
+            return f"<Network {arch}; loss {terms}>"
         return f"<Network {arch}; loss {self.loss.name if self.loss else None}>"
 
 
@@ -500,6 +633,20 @@ def penalty_value(penalty) -> sp.Expr:
         raise refuse("negative" if value.is_negative else "not known to be ≥ 0")
     if not math.isfinite(float(value)):  # 1e400, exp(1000): exact, but no float holds them
         raise refuse("too large for a float")
+    return value
+
+
+def weight_value(weight) -> sp.Expr:
+    """A loss term's weight w_k: a finite number > 0, exact as a penalty is read (0.5 → 1/2,
+    text through the safe parser only), else a one-line ValueError."""
+    try:
+        value = penalty_value(weight)
+    except ValueError as e:
+        raise ValueError(f"add_loss: weight: expected a finite number > 0, got {weight!r} "
+                         f"({str(e).rsplit('(', 1)[-1]}") from None
+    if value == 0:
+        raise ValueError(f"add_loss: weight: expected a finite number > 0, got {weight!r} (zero: "
+                         "a term of weight 0 is no term; leave it out)")
     return value
 
 

@@ -40,7 +40,16 @@ class Op:
     - ``softmax``: True when the units are a softmax of the inputs' (the element level writes
       their partials in the notes' form ŷ_k(δ_kj − ŷ_j));
     - ``init(net, node)``: optional, {parameter: its starting value as a function of the shape}
-      for parameters that do not start as weights (random) or biases (zeros) do: a gain of ones.
+      for parameters that do not start as weights (random) or biases (zeros) do: a gain of ones;
+    - ``images``: how the op treats an image value (C × H × W, symgrad.graph.conv): "keep" for
+      an op entry by entry (the node is an image of its inputs' shape), "own" for an op whose
+      builder gives the node its shape (conv2d, max_pool2d, flatten), False to refuse images;
+    - ``weight``: True when the node's first parameter is a weight (random at init, in the
+      penalty): dense, conv2d;
+    - ``arrays(net, node)``: optional, {parameter: its array's shape} where the array is not
+      the derivation's matrix (torch's (O, C, kh, kw) conv weight, O × C·kh·kw here);
+    - ``across``: True when the node reads other positions of its sequence (conv1d; attention's
+      are listed in symgrad.graph.attention.ACROSS).
     """
 
     name: str
@@ -52,10 +61,15 @@ class Op:
     words: str
     softmax: bool = False
     init: Callable | None = None
+    images: str | bool = False
+    weight: bool = False
+    arrays: Callable | None = None
+    across: bool = False
 
 
 OPS: dict[str, Op] = {}
-REQUIRED = tuple(f.name for f in fields(Op) if f.name not in ("softmax", "init"))
+REQUIRED = tuple(f.name for f in fields(Op)
+                 if f.name not in ("softmax", "init", "images", "weight", "arrays", "across"))
 
 
 def register_op(op: Op, replace: bool = False) -> Op:
@@ -123,7 +137,7 @@ def _dense_dim(net, inputs):
 
 
 register_op(Op("dense", _dense_define, _dense_jacobian, _dense_vjp, _dense_scalar, _dense_dim,
-               "a dense layer, z = W h + b"))
+               "a dense layer, z = W h + b", weight=True))
 
 
 # -- dense_transposed: z = Wᵀ h + b, a weight matrix used transposed (tied weights) ---------------
@@ -201,7 +215,7 @@ def _act_scalar(net, node, ins, params):
 
 
 register_op(Op("act", _act_define, _act_jacobian, _act_vjp, _act_scalar, same_dims("act"),
-               "an activation applied entry by entry"))
+               "an activation applied entry by entry", images="keep"))
 
 
 # -- softmax: ŷ = exp(z) / Σ exp(z) ----------------------------------------------------------------
@@ -250,7 +264,7 @@ def _add_scalar(net, node, ins, params):
 
 
 register_op(Op("add", _add_define, _add_jacobian, _add_vjp, _add_scalar, same_dims("add"),
-               "a sum of equally sized values"))
+               "a sum of equally sized values", images="keep"))
 
 
 # -- mul: m = a ⊙ b (a gate: GLU, LSTM, GRU) -------------------------------------------------------
@@ -279,7 +293,7 @@ def _mul_scalar(net, node, ins, params):
 
 
 register_op(Op("mul", _mul_define, _mul_jacobian, _mul_vjp, _mul_scalar, same_dims("mul"),
-               "an elementwise product (a gate), m = a ⊙ b"))
+               "an elementwise product (a gate), m = a ⊙ b", images="keep"))
 
 
 # -- concat: c = [a; b; …] stacked along the features (torch.cat(…, dim=-1)) ----------------------

@@ -63,7 +63,7 @@ def gradient_summary(net, alg=None, notation="slides"):
     subs, keep = {}, []
     for name, (g, rhs, _) in bw.g.items():
         rhs = rhs.xreplace(subs)
-        if g in used and name != bw.start:
+        if g in used and name not in bw.starts:
             keep.append((g, rhs))
         else:
             subs[g] = rhs
@@ -76,9 +76,10 @@ def gradient_summary(net, alg=None, notation="slides"):
             rows.append(r"\nabla_{%s} J &= \nabla_{%s} \ell + %s"
                         % (p, p, latex(net.penalty * s.lhs.args[1], notation)))
     label = loss_names(net)[1]
-    mean = (r"\nabla \left(f_{%s} + \lambda \, \Omega\right) &= \frac{1}{n} \sum_{i=1}^{n} "
-            r"\nabla J^{(i)}" % label if net.penalty != 0 else
-            r"\nabla f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \nabla \ell^{(i)}" % label)
+    f = "f_{%s}" % label if label else "f"
+    mean = (r"\nabla \left(%s + \lambda \, \Omega\right) &= \frac{1}{n} \sum_{i=1}^{n} "
+            r"\nabla J^{(i)}" % f if net.penalty != 0 else
+            r"\nabla %s &= \frac{1}{n} \sum_{i=1}^{n} \nabla \ell^{(i)}" % f)
     return rows + [mean], [r"%s &= %s" % (latex(g, notation), latex(rhs, notation))
                            for g, rhs in keep]
 

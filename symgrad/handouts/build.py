@@ -15,14 +15,14 @@ from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
 from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
-from symgrad.handouts.model import Doc, Section, loss_names
+from symgrad.handouts.model import Doc, Section, loss_names, term_names
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.network import Graph, mlp
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
-from symgrad.printing.names import text_escape
+from symgrad.printing.names import TeXName, text_escape
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -152,7 +152,7 @@ class _Printer:
         self.notation = notation
         self._net, self._derived, self._known = net, {}, {}
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
-        vectors.update(net.nodes, net.shapes, ["y"])
+        vectors.update(net.nodes, net.shapes, ["y"], [net.target_of(o).name for o in net.outputs])
         self._names = (vectors, scalars)
 
     def derive(self, p) -> Derivation:
@@ -181,23 +181,37 @@ class _Printer:
 
 def _arch(net) -> str:
     each = "" if net.positions is None else f" at each of T = {net.positions} positions"
+    if net.several_losses:  # the sizes in order would run the heads together (2-3-1-2)
+        return (f"a multi-task network with the outputs {', '.join(net.outputs)}" + each)
+    convs = [n for n in net.nodes.values() if n.op == "conv2d"]
+    if convs:  # images (words only: a title's text has no × or → in pdflatex's fonts)
+        C, H, W = next(n.image for n in net.nodes.values() if n.image is not None)
+        k = net.nodes[net.output_node].dim
+        return (f"a convolutional network, {C}-channel {H}-by-{W} images to {k} "
+                f"output{'s' if k > 1 else ''}")
     return "a " + "-".join(str(n.dim) for n in net.nodes.values()
                            if n.op in ("input", "dense")) + " network" + each
 
 
 def _subtitle(net, level) -> str:
     hidden = sorted({n.act.name for n in net.nodes.values() if n.op == "act"
-                     and n.name != net.output_node})
-    out = net.nodes[net.output_node]
-    out_act = "softmax" if out.op == "softmax" else out.act.name if out.op == "act" \
-        else "identity"
-    loss = loss_names(net)[0]
+                     and n.name not in net.outputs})
     levels = {"matrix": "matrix level", "element": "unit by unit",
               "both": "matrix level and unit by unit"}[level]
     nice = {"relu": "ReLU", "leaky_relu": "leaky ReLU", "identity": "linear"}
+
+    def out_act(o):
+        out = net.nodes[o]
+        return "softmax" if out.op == "softmax" else out.act.name if out.op == "act" \
+            else "identity"
     hidden = [nice.get(h, h) for h in hidden]
-    parts = ([f"{', '.join(hidden)} hidden units"] if hidden else []) + \
-        [f"{out_act} output", f"{loss} loss"]
+    if net.weighted:  # a loss per output (the loss section says which and how weighted)
+        names = list(dict.fromkeys(term_names(t.loss)[0] for t in net.losses))
+        tail = [f"{len(net.losses)} loss{'es' if len(net.losses) > 1 else ''} "
+                f"({', '.join(names)})"]
+    else:
+        tail = [f"{out_act(net.output_node)} output", f"{loss_names(net)[0]} loss"]
+    parts = ([f"{', '.join(hidden)} hidden units"] if hidden else []) + tail
     return text_escape(", ".join(parts).capitalize()[:1] + ", ".join(parts)[1:]
                        + f"; derived at the {levels}")
 
@@ -226,7 +240,8 @@ def _filtered(d: Derivation, verbosity: str) -> Derivation:
 
 
 def _element(net, weight, scalar):
-    of = "output" if len(scalar.units[net.output_node]) == 1 else "loss"
+    of = "output" if len(scalar.units[net.output_node]) == 1 and not net.several_losses \
+        else "loss"
     d = element.derive_element(net, weight.name, of=of, naming=getattr(scalar, "naming", None))
     d.meta["of"] = scalar.units[net.output_node][0] if of == "output" else sp.Symbol("ℓ")
     return _trimmed(d)
@@ -272,10 +287,17 @@ def _network_section(P, net, scalar, level) -> Section:
     params = ", ".join(r"$%s \in \mathbb{R}^{%s}$" % (P.tex(net.sym(p)), _dims(net.shapes[p]))
                        for p in net.parameters)
     total = sum(r * c for r, c in net.shapes.values())
-    sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to an output $%s \in "
-             r"\mathbb{R}^{%d}$. Its parameters are %s: %d numbers in all."
-             % (P.tex(net.sym(x)), net.nodes[x].dim, P.tex(net.sym(out)), net.nodes[out].dim,
-                params, total))
+    if net.several_losses:
+        outs = " and ".join(r"$%s \in \mathbb{R}^{%d}$" % (P.tex(net.sym(o)), net.nodes[o].dim)
+                            for o in net.outputs)
+        sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to the outputs %s, each "
+                 r"with a loss of its own. Its parameters are %s: %d numbers in all."
+                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, total))
+    else:
+        sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to an output $%s \in "
+                 r"\mathbb{R}^{%d}$. Its parameters are %s: %d numbers in all."
+                 % (P.tex(net.sym(x)), net.nodes[x].dim, P.tex(net.sym(out)),
+                    net.nodes[out].dim, params, total))
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
@@ -294,16 +316,33 @@ def _network_section(P, net, scalar, level) -> Section:
                  r"by one; the matrix form below holds for any size.)" % total)
     if scalar is not None:
         sec.text("Unit by unit, with the weights numbered as in the notes:")
-        sec.math([r",\quad ".join(r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
-                                   for p, M in scalar.params.items())])
+        items = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
+                 for p, M in scalar.params.items()]
+        sec.math(_param_rows(items) if net.weighted else [r",\quad ".join(items)])
         sec.math([r"%s &= %s" % (P.tex(u), P.tex(e)) for u, e in scalar.defs.items()])
         outs = list(scalar.units[net.output_node])
-        if len(outs) == 1 and sp.count_ops(scalar.explicit(outs[0])) <= 60:
+        if len(outs) == 1 and not net.several_losses and \
+                sp.count_ops(scalar.explicit(outs[0])) <= 60:
             sec.text("so the output, written out in the weights, is")
             written = Derivation()  # a derivation block, so the printer breaks it to fit
             written.add(outs[0], scalar.explicit(outs[0]), rule=StepKind.DEFINITION)
             sec.blocks.append(("derivation", written))
     return sec
+
+
+PARAM_ROW = 60  # tex_width of a row of parameter matrices that fits an article and a slide
+
+
+def _param_rows(items) -> list:
+    """The parameter matrices, as many a row as fit the page (a multi-task net's two heads made
+    one row 100pt too wide)."""
+    rows, row = [], []
+    for item in items:
+        if row and tex_width(r",\quad ".join(row + [item])) > PARAM_ROW:
+            rows.append(row)
+            row = []
+        row.append(item)
+    return [r",\quad ".join(r) for r in rows + [row]]
 
 
 def _dims(shape) -> str:
@@ -312,25 +351,12 @@ def _dims(shape) -> str:
 
 
 def _loss_section(P, net) -> Section:
+    if net.weighted:
+        return _losses_section(P, net)
     sec = Section("The loss")
     out = net.output_node
-    yh, y = P.tex(net.sym(out)), P.tex(net.target)
-    nota = _notation(P.notation)
-    yk, tk = nota.entry(out, "k").tex(), nota.entry("y", "k").tex()
+    rows = _loss_rows(P, net, net.loss, out, net.target, r"\ell")
     _, label, what = loss_names(net)
-    formula = {"mse": r"\ell &= \tfrac{1}{2} \left\| %s - %s \right\|^{2} = \tfrac{1}{2} \sum_{k} "
-                      r"\left(%s - %s\right)^{2}" % (yh, y, yk, tk),
-               "bce": r"\ell &= -\sum_{k} \left[%s \log %s + \left(1 - %s\right) \log\left(1 - %s"
-                      r"\right)\right]" % (tk, yk, tk, yk),
-               "cross_entropy": r"\ell &= -\sum_{k} %s \log %s" % (tk, yk)}
-    if net.loss.name in formula:
-        rows = [formula[net.loss.name]]
-    else:
-        p, t = net.loss.L.variables
-        yhs, ys = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
-        rows = [r"\ell &= \sum_{k} L\left(%s, %s\right)" % (yk, tk),
-                r"L\left(\hat{y}, y\right) &= %s" % P.tex(net.loss.L.expr.xreplace({p: yhs,
-                                                                                  t: ys}))]
     rows.append(r"f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}" % label)
     sec.text(P.words(f"For one example (x, y) the loss ℓ is {what}; over a minibatch of n "
                      "examples the cost f is their mean:"))
@@ -342,6 +368,58 @@ def _loss_section(P, net) -> Section:
     return sec
 
 
+def _losses_section(P, net) -> Section:
+    """A multi-task loss: each term ℓ_k of its own output and target, their weighted sum ℓ,
+    and the cost f, its mean."""
+    sec = Section("The loss")
+    k = len(net.losses)
+    sec.text(P.words(f"The loss has {k} term{'s' if k > 1 else ''}, each of one output against "
+                     "its own target:" if k > 1 else "The loss is one term, weighted:"))
+    rows = []
+    for i, t in enumerate(net.losses, 1):
+        rows += _loss_rows(P, net, t.loss, t.output, net.target_of(t.output), r"\ell_{%d}" % i)
+    total = " + ".join((r"\ell_{%d}" % i if t.weight == 1 else
+                        r"%s \, \ell_{%d}" % (sp.latex(t.weight), i))
+                       for i, t in enumerate(net.losses, 1))
+    rows.append(r"\ell &= %s" % total)
+    rows.append(r"f &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}")
+    sec.math(rows)
+    sec.text(P.words("For one example ℓ is the weighted sum of the terms; over a minibatch of n "
+                     "examples the cost f is its mean, the weighted sum of the mean of each term. "
+                     "An output read by one term only gets the gradient of that term, times its "
+                     "weight; a value that feeds several outputs adds what each passes back."))
+    if net.penalty != 0:
+        _penalty(P, net, "", sec)
+    sec.text(r"The gradient of $f$ is the mean of the gradients of $\ell$, so every derivation "
+             r"below is for one example.")
+    return sec
+
+
+def _loss_rows(P, net, loss, out, target, ell):
+    """The rows defining one loss of ``out`` against ``target``, as ``ell`` &= …."""
+    yh, y = P.tex(net.sym(out)), P.tex(target)
+    nota = _notation(P.notation)
+    yk = nota.entry(out, "k").tex()
+    tk = nota.entry("y", "k").tex() if target.name == "y" else \
+        TeXName("{%s}" % y, sub="k").tex()
+    formula = {"mse": r"\ell &= \tfrac{1}{2} \left\| %s - %s \right\|^{2} = \tfrac{1}{2} \sum_{k} "
+                      r"\left(%s - %s\right)^{2}" % (yh, y, yk, tk),
+               "bce": r"\ell &= -\sum_{k} \left[%s \log %s + \left(1 - %s\right) \log\left(1 - %s"
+                      r"\right)\right]" % (tk, yk, tk, yk),
+               "cross_entropy": r"\ell &= -\sum_{k} %s \log %s" % (tk, yk)}
+    if loss.name in formula:
+        rows = [formula[loss.name]]
+    else:
+        p, t = loss.L.variables
+        yhs, ys = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
+        rows = [r"\ell &= \sum_{k} L\left(%s, %s\right)" % (yk, tk),
+                r"L\left(\hat{y}, y\right) &= %s" % P.tex(loss.L.expr.xreplace({p: yhs,
+                                                                              t: ys}))]
+    if ell != r"\ell":
+        rows[0] = ell + rows[0][len(r"\ell"):]
+    return rows
+
+
 def _penalty(P, net, label, sec) -> None:
     """J = ℓ + λΩ(θ) with Ω over the weights only, and its mean f + λΩ (Algorithm 6.4's J)."""
     sec.text(r"With the weight penalty the objective of one example is $J$, and the "
@@ -349,8 +427,8 @@ def _penalty(P, net, label, sec) -> None:
     norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
     sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad \Omega(\theta) = \tfrac{1}{2} "
               r"\left(%s\right), \quad \lambda = %s" % (norms, sp.latex(net.penalty)),
-              r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= f_{%s} + \lambda \, \Omega(\theta)"
-              % label])
+              r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= %s + \lambda \, \Omega(\theta)"
+              % ("f_{%s}" % label if label else "f")])
 
 
 def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Section:

@@ -47,8 +47,16 @@ CUSTOM_LOSS = ("custom", "L", "a loss of each output and its target, summed")
 
 
 def loss_names(net) -> tuple:
-    """(subtitle words, subscript of f, what ℓ is) for the network's loss."""
+    """(subtitle words, subscript of f, what ℓ is) for the network's loss (the first term's;
+    f of several losses has no subscript: see :func:`term_names`)."""
+    if net.weighted:
+        return ("multi-task", "", "a weighted sum of losses, one per output")
     return LOSS_NAMES.get(net.loss.name, CUSTOM_LOSS)
+
+
+def term_names(loss) -> tuple:
+    """(words, subscript, what ℓ is) for one Loss, a term of several."""
+    return LOSS_NAMES.get(loss.name, CUSTOM_LOSS)
 
 
 def g_name(notation) -> str:

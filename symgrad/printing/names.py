@@ -162,7 +162,7 @@ class Notation:
         if m:
             return TeXName(r"\left(%s\right)" % self.vector(m.group(1)).tex(),
                            sub=str(int(m.group(2)) + 1))
-        m = re.fullmatch(r"([gG])_(.+)", name)
+        m = re.fullmatch(r"([gGyY])_(.+)", name)  # g_z1; y_cls, the target of the output cls
         if m:
             return TeXName(self._bold(m.group(1), bold), sub=self.vector(m.group(2)).tex())
         if SAFE_NAME.fullmatch(name):

@@ -44,11 +44,18 @@ def _data(net, n, rng):
     X = {i: rng.integers(0, net.tokens(i), lead) if net.tokens(i) else  # tokens below V
          rng.standard_normal(lead + (net.nodes[i].dim,)) for i in net.inputs}
     X = X[net.inputs[0]] if len(X) == 1 else X
-    if net.loss.labels:
-        return X, rng.integers(0, out.dim, lead)
-    if net.loss.fused:  # a classification loss (bce): 0/1 targets
-        return X, rng.integers(0, 2, lead + (out.dim,)).astype(float)
-    return X, rng.standard_normal(lead + (out.dim,))
+    if net.several_losses:  # a dict {output: its targets}, one per term of the loss
+        return X, {t.output: _targets(t.loss, net.nodes[t.output].dim, lead, rng)
+                   for t in net.losses}
+    return X, _targets(net.loss, out.dim, lead, rng)
+
+
+def _targets(loss, dim, lead, rng):
+    if loss.labels:
+        return rng.integers(0, dim, lead)
+    if loss.fused:  # a classification loss (bce): 0/1 targets
+        return rng.integers(0, 2, lead + (dim,)).astype(float)
+    return rng.standard_normal(lead + (dim,))
 
 
 def check_network(net, params=None, X=None, Y=None, *, n=4, eps=1e-6, samples=200, seed=0,

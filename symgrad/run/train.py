@@ -224,12 +224,25 @@ def _nonfinite(params) -> str | None:
     return None
 
 
+class _Targets:
+    """The targets of several losses, indexed as one array is: ``Y[idx]`` is the dict {output:
+    its rows idx}, so every target is shuffled alike with X."""
+
+    def __init__(self, outputs, arrays):
+        self.outputs, self.arrays = outputs, arrays
+
+    def __getitem__(self, idx):
+        return {o: a[idx] for o, a in zip(self.outputs, self.arrays)}
+
+
 def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
           batch_size: int = 32, seed: int = 0, params: dict | None = None, quiet: bool = False,
           dtype=None, momentum: float = 0.9, shuffle: bool = True, callback=None):
     """Train ``net`` on the rows of X (targets Y) by minibatch gradient descent.
 
-    X is (n, d0), or a dict {input name: (n, d) array} for a net with several inputs. Starts from
+    X is (n, d0), or a dict {input name: (n, d) array} for a net with several inputs; Y likewise
+    (n, dL), or for a net with several losses a dict {output name: its targets}, each shuffled
+    with X; the loss reported is the total, Σ_k w_k mean ℓ_k (+ the penalty). Starts from
     ``params`` (copied, never changed) or ``net.init_params(seed, dtype)`` (dtype: X's if it is
     float32 or float64, else float64; the parameters' dtype is the kernel's); each epoch
     visits the examples in a fresh random order (``seed``) in batches of ``batch_size``, taking one
@@ -277,8 +290,10 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     except MemoryError:  # under MAX_TRAIN_BYTES, but more than this machine has
         raise ValueError("out of memory for the parameters: use a smaller network") from None
     # validated and converted once, not per batch; Y=None is "training needs the targets"
-    *_, Y = checked = spec.check(params, X, Y, targets="training")
-    xs = checked[len(spec.names):-1]
+    checked = spec.check(params, X, Y, targets="training")
+    xs = checked[len(spec.names):len(spec.names) + len(spec.inputs)]
+    ys = checked[len(spec.names) + len(spec.inputs):]  # several losses: one per output
+    Y = _Targets(spec.outputs, ys) if spec.several else ys[0]
     params = {k: np.ascontiguousarray(params[k]) for k in spec.names}
     n = xs[0].shape[0]
     nb = -(-n // batch_size)

@@ -1,0 +1,343 @@
+"""Images (issue 11): ``net.input(name, shape=(C, H, W))``, ``conv2d``, ``max_pool2d`` and
+``flatten``, alone and in random compositions with activations, residuals and gates, against an
+independent interpreter of the same graph in PyTorch (F.conv2d, F.max_pool2d, torch.flatten;
+float64, relative error < 1e-9) on the numpy kernel's both paths and the python backend; the
+nodes written out entry by entry against numpy's own convolution; the element level against the
+kernel; max pooling's ties routed as torch routes them."""
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.compile.spec import work
+from symgrad.core.conv import Conv2d, ConvMatrix, Geometry, MaxPool, Patches
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+ACTS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+        "identity": lambda z: z}
+
+
+def torch_forward(net, ps, X):
+    """``net``'s output for X, walking its nodes in torch with the parameter tensors ``ps`` (conv
+    weights as torch's (O, C, kh, kw)): one line per op, from torch's own functions."""
+    vals = {}
+    for name, node in net.nodes.items():
+        ins = [vals[i] for i in node.inputs]
+        if node.op == "input":
+            vals[name] = torch.tensor(X)
+        elif node.op == "conv2d":
+            g = node.attr("geom")
+            vals[name] = F.conv2d(ins[0], ps[node.params[0]],
+                                  ps[node.params[1]] if len(node.params) > 1 else None,
+                                  stride=g[5], padding=g[6])
+        elif node.op == "max_pool2d":
+            g = node.attr("geom")
+            vals[name] = F.max_pool2d(ins[0], (g[3], g[4]), stride=g[5])
+        elif node.op == "flatten":
+            vals[name] = torch.flatten(ins[0], 1)
+        elif node.op == "dense":
+            vals[name] = F.linear(ins[0], ps[node.params[0]], ps[node.params[1]])
+        elif node.op == "act":
+            vals[name] = ACTS[node.act.name](ins[0])
+        elif node.op == "softmax":
+            vals[name] = torch.softmax(ins[0], -1)
+        elif node.op == "add":
+            vals[name] = ins[0] + ins[1]
+        elif node.op == "mul":
+            vals[name] = ins[0] * ins[1]
+        else:
+            raise AssertionError(node.op)
+    return vals[net.output_node]
+
+
+def torch_run(net, params, X, Y):
+    ps = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    out = torch_forward(net, ps, X)
+    if net.loss.name == "mse":  # ½‖ŷ − y‖² per example (every entry of an image), the mean
+        loss = 0.5 * ((out - torch.tensor(Y)) ** 2).reshape(len(X), -1).sum(-1).mean()
+    else:
+        loss = F.nll_loss(torch.log(out), torch.tensor(Y))
+    grads = torch.autograd.grad(loss, list(ps.values()))
+    return loss.item(), {k: g.numpy() for k, g in zip(ps, grads)}, out.detach().numpy()
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+def random_cnn(rng):
+    """An image through 1–3 random steps (a convolution + activation, a max pool, a residual
+    3×3 convolution added back, or a gate of two convolutions), then flatten → dense → softmax
+    with cross-entropy, or, one time in four, mse on the image itself."""
+    net = sg.Network()
+    C, H, W = int(rng.integers(1, 4)), int(rng.integers(3, 8)), int(rng.integers(3, 8))
+    h = net.input("x", shape=(C, H, W))
+    for _ in range(int(rng.integers(1, 4))):
+        C, H, W = net.nodes[h].image
+        kind = rng.choice(["conv", "pool", "skip", "gate"])
+        if kind == "pool" and min(H, W) >= 2:
+            k, s = [(2, None), (2, 1), (3, 2)][int(rng.integers(0, 3))]
+            if min(H, W) >= k:
+                h = net.max_pool2d(h, k, stride=s)
+                continue
+        if kind == "skip":
+            z = net.conv2d(h, C, 3, padding=1)
+            h = net.add(net.act(z, str(rng.choice(["relu", "tanh"]))), h)
+        elif kind == "gate":
+            a = net.act(net.conv2d(h, 2, 1), "tanh")
+            b = net.act(net.conv2d(h, 2, 1), "sigmoid")
+            h = net.mul(a, b)
+        else:
+            kh, kw = int(rng.integers(1, min(H, 3) + 1)), int(rng.integers(1, min(W, 3) + 1))
+            s, p = int(rng.integers(1, 3)), int(rng.integers(0, 2))
+            h = net.act(net.conv2d(h, int(rng.integers(1, 4)), (kh, kw), stride=s, padding=p),
+                        str(rng.choice(list(ACTS))))
+    if rng.random() < 0.25:
+        return net.set_loss(h, "mse"), None
+    k = int(rng.integers(2, 4))
+    return net.set_loss(net.act(net.dense(net.flatten(h), k), "softmax"), "cross_entropy"), k
+
+
+@pytest.mark.parametrize("seed", range(14))
+def test_random_cnns_equal_torch(seed):
+    rng = np.random.default_rng(700 + seed)
+    net, k = random_cnn(rng)
+    params = net.init_params(seed=seed)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in params.items()}  # biases ≠ 0
+    kernels = [net.compile(scalar=False)]
+    if work(net) <= 1500:  # the unrolled paths: code grows with the work (seconds past this)
+        kernels += [net.compile(scalar=True), net.compile(backend="python")]
+    shape = net.nodes["x"].image
+    for n in (1, 3):
+        X = rng.normal(size=(n, *shape))
+        out = net.nodes[net.output_node]
+        Y = rng.integers(0, k, size=n) if k else rng.normal(size=(n, *out.image))
+        t_loss, t_grads, t_out = torch_run(net, params, X, Y)
+        targets = [Y, np.eye(k)[Y]] if k else [Y, Y.reshape(n, -1)]
+        for kernel in kernels:
+            for target in targets:
+                loss, grads = kernel(params, X, target)
+                assert loss == pytest.approx(t_loss, rel=1e-10), (seed, n)
+                for p in params:
+                    assert grads[p].shape == params[p].shape, p
+                    assert rel(grads[p], t_grads[p]) < 1e-9, (seed, n, p)
+        P = net.predict(params, X)
+        assert np.allclose(P.reshape(t_out.shape), t_out, rtol=1e-10, atol=1e-14)
+
+
+def test_the_lenet_shape_equals_torch_in_float32_and_float64():
+    """conv 5×5 → relu → pool → conv 3×3 (stride 2, padding 1) → relu → pool → dense: each
+    dtype's kernel against torch in that dtype."""
+    net = sg.Network()
+    x = net.input("img", shape=(3, 16, 16))
+    h = net.max_pool2d(net.act(net.conv2d(x, 6, 5), "relu"), 2)
+    h = net.max_pool2d(net.act(net.conv2d(h, 8, 3, stride=2, padding=1), "relu"), 2)
+    net.set_loss(net.act(net.dense(net.flatten(h), 10), "softmax"), "cross_entropy")
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(5, 3, 16, 16)), rng.integers(0, 10, 5)
+    p64 = net.init_params(seed=1)
+    t_loss, t_grads, _ = torch_run(net, p64, X, Y)
+    for dt, tol in (("float64", 1e-9), ("float32", 2e-5)):
+        params = {k: v.astype(dt) for k, v in p64.items()}
+        loss, grads = net.compile()(params, X, Y)
+        assert loss.dtype == np.dtype(dt) and loss == pytest.approx(t_loss, rel=tol)
+        for p in params:
+            assert grads[p].dtype == np.dtype(dt) and rel(grads[p], t_grads[p]) < tol, (dt, p)
+
+
+def test_max_pool_routes_ties_to_the_first_maximum_as_torch():
+    """After a relu many windows are all 0: torch's gradient goes to each window's first
+    maximum; so does the kernel's (and the explicit entries say the same)."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, 4, 4))
+    h = net.max_pool2d(net.act(net.conv2d(x, 2, 1), "relu"), 2)
+    net.set_loss(h, "mse")
+    X = np.array([[[[1, 1, 0, 2], [1, 0, 2, 2], [-1, -1, 3, 0], [-1, -1, 0, 3]]]], float)
+    params = {"W1": np.array([1.0, -1.0]).reshape(2, 1, 1, 1), "b1": np.zeros(2)}
+    Y = np.zeros((1, 2, 2, 2))
+    t_loss, t_grads, _ = torch_run(net, params, X, Y)
+    for kernel in (net.compile(scalar=False), net.compile(backend="python")):
+        loss, grads = kernel(params, X, Y)
+        assert loss == pytest.approx(t_loss)
+        for p in params:
+            assert np.allclose(grads[p], t_grads[p], atol=1e-15), p
+
+
+def test_the_nodes_written_out_entry_by_entry_equal_numpy():
+    """Conv2d, its matrix T(W) and its patches U(x), and MaxPool, each expanded by its own
+    entries, against a convolution written here with numpy loops."""
+    rng = np.random.default_rng(5)
+    g = Geometry(2, 4, 5, 2, 3, 2, 1)
+    W, b, x = rng.normal(size=(3, g.K)), rng.normal(size=(3, 1)), rng.normal(size=(g.C * g.H * g.W, 1))
+    xp = np.pad(x.reshape(g.C, g.H, g.W), ((0, 0), (1, 1), (1, 1)))
+    ref = np.zeros((3, g.Ho, g.Wo))
+    for o in range(3):
+        for i in range(g.Ho):
+            for j in range(g.Wo):
+                patch = xp[:, 2 * i:2 * i + 2, 2 * j:2 * j + 3]
+                ref[o, i, j] = (W[o].reshape(2, 2, 3) * patch).sum() + b[o, 0]
+    M = lambda a: sp.ImmutableMatrix(a)
+    conv = np.array(Conv2d(M(W), M(b), M(x), g).as_explicit(), float).reshape(-1)
+    assert np.allclose(conv, ref.reshape(-1))
+    T = np.array(ConvMatrix(M(W), g).as_explicit(), float)
+    assert np.allclose(T @ x[:, 0] + np.repeat(b[:, 0], g.P), ref.reshape(-1))
+    U = np.array(Patches(M(x), g).as_explicit(), float)
+    assert np.allclose((W @ U.T + b).reshape(-1), ref.reshape(-1))
+    pool = Geometry(2, 4, 5, 2, 2, 2)
+    got = np.array(MaxPool(M(x), pool).as_explicit(), float).reshape(2, 2, 2)
+    assert np.allclose(got, x.reshape(2, 4, 5)[:, :4, :4].reshape(2, 2, 2, 2, 2).max(axis=(2, 4)))
+
+
+def tiny_cnn():
+    net = sg.Network()
+    x = net.input("x", shape=(1, 3, 3))
+    h = net.max_pool2d(net.act(net.conv2d(x, 2, 2), "tanh"), 2, stride=1)
+    return net.set_loss(net.dense(net.flatten(h), 1), "mse")
+
+
+def test_element_level_equals_the_kernel_for_a_small_cnn():
+    """The network written out unit by unit (a 2×2 convolution of a 3×3 image, as the notes
+    write dense layers), each weight's derivative evaluated, against the compiled kernel."""
+    net = tiny_cnn()
+    rng = np.random.default_rng(3)
+    params = net.init_params(seed=4)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in params.items()}
+    X, Y = rng.normal(size=(1, 1, 3, 3)), rng.normal(size=(1, 1))
+    _, grads = net.compile()(params, X, Y)
+    S = net.derive("w1", level="element").meta["scalar"]
+    env = {s: X.reshape(-1)[i] for i, s in enumerate(S.inputs["x"])}
+    env[S.target[0]] = Y[0, 0]
+    for p, Mx in S.params.items():
+        flat = params[p].reshape(-1)
+        env.update({s: flat[i] for i, s in enumerate(Mx)})
+    for p, Mx in S.params.items():
+        for i, s in enumerate(Mx):
+            d = net.derive(s.name, level="element")
+            value = float(d.meta["explicit"].xreplace(env))
+            assert value == pytest.approx(grads[p].reshape(-1)[i], rel=1e-9, abs=1e-12), s
+
+
+def test_the_chain_prints_the_convolution_and_pool_jacobians():
+    text = tiny_cnn().derive("W1").to_text()
+    assert "∂z1/∂vec[W1] = I ⊗ U(x)" in text and "∂p3/∂h1 = S(h1)" in text
+    assert "∇_W1 ℓ = mat(g_z1) U(x)" in text and "torch's row-major order" in text
+    assert "∂f4/∂p3 = I" in text
+    latex = sg.to_latex(tiny_cnn().derive("W1"))
+    assert r"U\left(" in latex and r"\otimes" in latex
+
+
+def test_bad_image_networks_are_one_line():
+    net = sg.Network()
+    x = net.input("x", shape=(1, 4, 4))
+    v = net.input("v", 3)
+    cases = [(lambda: net.dense(x, 2), "flatten it first"),
+             (lambda: net.layer_norm(x), "flatten it first"),
+             (lambda: net.act(x, "softmax"), "flatten it first"),
+             (lambda: net.conv2d(v, 2, 2), "not an image"),
+             (lambda: net.conv2d(x, 2, 5), "does not fit"),
+             (lambda: net.conv2d(x, 2, 0), "kernel_size"),
+             (lambda: net.conv2d(x, 2, 2, stride=(1, 2)), "same along both axes"),
+             (lambda: net.max_pool2d(x, 5), "does not fit"),
+             (lambda: net.input("bad", shape=(1, 2, 0)), "positive integer")]
+    for build, words in cases:
+        with pytest.raises(ValueError, match=words) as e:
+            build()
+        assert "\n" not in str(e.value)
+    assert list(net.shapes) == []  # nothing was half made
+    seq = net.input("s", shape=(3, 2))
+    with pytest.raises(ValueError, match="flattens images only"):
+        net.flatten(seq)
+    net2 = tiny_cnn()
+    params = net2.init_params()
+    k = net2.compile()
+    for X, words in [(np.zeros((2, 9)), r"expected \(n, 1, 3, 3\)"),
+                     (np.zeros((2, 1, 3, 4)), r"expected \(n, 1, 3, 3\)")]:
+        with pytest.raises(ValueError, match=words):
+            k(params, X, np.zeros((2, 1)))
+    bad = np.zeros((2, 1, 3, 3))
+    bad[1, 0, 2, 2] = np.nan
+    with pytest.raises(ValueError, match=r"X holds nan \(at \[1, 0, 2, 2\]\)"):
+        k(params, bad, np.zeros((2, 1)))
+
+
+def test_trains_on_images_and_shares_torch_s_parameter_layout():
+    net = tiny_cnn()
+    assert list(net.init_params()) == ["W1", "b1", "W2", "b2"]
+    assert net.init_params()["W1"].shape == (2, 1, 2, 2)  # torch.nn.Conv2d(1, 2, 2).weight
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 1, 3, 3))
+    Y = X[:, 0].max(axis=(1, 2))[:, None]
+    params, hist = sg.train(net, X, Y, epochs=60, lr=0.05, seed=0, batch_size=16)
+    assert hist[-1] < 0.2 * hist[0]
+
+
+def torch_conv1d(h, W, b, padding):
+    """torch.nn.Conv1d on a (n, T, C) sequence: transposed to (n, C, T), padded as symgrad's
+    padding says, convolved, transposed back."""
+    k = W.shape[2]
+    left = (k - 1) // 2 if padding == "same" else k - 1
+    return F.conv1d(F.pad(h.transpose(1, 2), (left, k - 1 - left)), W, b).transpose(1, 2)
+
+
+@pytest.mark.parametrize("padding", ["same", "causal"])
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_conv1d_over_sequences_equals_torch(padding, k):
+    """conv1d → tanh → conv1d (3, same) → dense → softmax per position, cross-entropy over n·T,
+    on the numpy kernel's both paths and the python backend."""
+    T, C, O = 5, 3, 4
+    net = sg.Network()
+    x = net.input("x", shape=(T, C))
+    h = net.act(net.conv1d(x, O, k, padding=padding), "tanh")
+    z = net.conv1d(h, 2, 3)
+    net.set_loss(net.act(net.dense(z, 3), "softmax"), "cross_entropy")
+    rng = np.random.default_rng(k)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in net.init_params(seed=1).items()}
+    assert params["W1"].shape == (O, C, k)  # torch.nn.Conv1d(C, O, k).weight
+    X, Y = rng.normal(size=(4, T, C)), rng.integers(0, 3, (4, T))
+    ps = {q: torch.tensor(v, requires_grad=True) for q, v in params.items()}
+    t = torch.tanh(torch_conv1d(torch.tensor(X), ps["W1"], ps["b1"], padding))
+    t = F.linear(torch_conv1d(t, ps["W2"], ps["b2"], "same"), ps["W3"], ps["b3"])
+    loss = F.cross_entropy(t.reshape(-1, 3), torch.tensor(Y).reshape(-1))
+    want = dict(zip(ps, (g.numpy() for g in torch.autograd.grad(loss, list(ps.values())))))
+    for kernel in (net.compile(scalar=False), net.compile(scalar=True),
+                   net.compile(backend="python")):
+        got, grads = kernel(params, X, Y)
+        assert got == pytest.approx(loss.item(), rel=1e-10)
+        for p in params:
+            assert grads[p].shape == params[p].shape and rel(grads[p], want[p]) < 1e-9, p
+    text = net.derive("W1").to_text()
+    assert "a conv1d reads its neighbours" in text and "I ⊗ u_tᵀ" in text
+    assert "the correlation of g with the flipped kernel" in text
+
+
+def test_bad_conv1d_is_one_line():
+    net = sg.Network()
+    s, v = net.input("s", shape=(4, 3)), net.input("v", 3)
+    for build, words in [(lambda: net.conv1d(v, 2, 3), "not a sequence"),
+                         (lambda: net.conv1d(s, 2, 3, padding=1), "'same' or 'causal'"),
+                         (lambda: net.conv1d(s, 0, 3), "positive integer")]:
+        with pytest.raises(ValueError, match=words) as e:
+            build()
+        assert "\n" not in str(e.value)
+    assert list(net.shapes) == []
+
+
+@pytest.mark.parametrize("k,s,p,H,W", [(1, 1, 2, 3, 4), (2, 3, 2, 5, 4), ((1, 3), 2, 1, 4, 6),
+                                       (3, 1, 2, 3, 3), (2, 2, 0, 5, 5)])
+def test_paddings_wider_than_the_kernel_and_strides_past_it_equal_torch(k, s, p, H, W):
+    """Padding ≥ the kernel (whole output rows of padding), a stride larger than the kernel
+    (entries no window reads), rectangular kernels: the patches' edges and the input gradient."""
+    net = sg.Network()
+    x = net.input("x", shape=(2, H, W))
+    h = net.conv2d(net.act(net.conv2d(x, 3, k, stride=s, padding=p), "tanh"), 2, 1)
+    net.set_loss(net.act(net.dense(net.flatten(h), 3), "softmax"), "cross_entropy")
+    params = {q: v + 0.1 for q, v in net.init_params(seed=2).items()}
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 2, H, W)), rng.integers(0, 3, 3)
+    t_loss, t_grads, _ = torch_run(net, params, X, Y)
+    for kernel in (net.compile(scalar=False), net.compile(backend="python")):
+        loss, grads = kernel(params, X, Y)
+        assert loss == pytest.approx(t_loss, rel=1e-12)
+        assert all(rel(grads[q], t_grads[q]) < 1e-9 for q in params)
