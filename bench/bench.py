@@ -306,8 +306,9 @@ def transformer_block(T, d, heads):
 
 def torch_block(net, layers, dtype, T, d, heads, n):
     """The same block in torch eager (nn.LayerNorm, nn.MultiheadAttention, nn.Linear), its weights
-    copied into symgrad's params; returns (params, X, Y, step, torch's gradients by symgrad's
-    names), step() one forward, loss and backward (torch.autograd.grad of every parameter)."""
+    copied into symgrad's params; returns (params, X, Y, step, torch's loss, torch's gradients by
+    symgrad's names), step() one forward, loss and backward (torch.autograd.grad of every
+    parameter)."""
     import torch
     nn = torch.nn
     torch.manual_seed(0)
