@@ -282,6 +282,3 @@ def _update(printer, lhs, rhs, i, consumable, fresh, alias):
         else:
             head.append(f"{L} {op} {printer._print(t)}")
     return head
-
-
-
