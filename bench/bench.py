@@ -3,7 +3,10 @@ against a hand-written numpy backprop, PyTorch eager and JAX jit(value_and_grad)
 installed, all in one run; ratios are to the hand-written numpy (lower is faster).
 
 Where it sits: outside the pipeline; it times ``net.compile()`` (compile) as ``train`` uses it.
-Run: ``python bench/bench.py [--reps 200] [--quick]``; results go to BENCHMARKS.md by hand.
+A transformer block (issue 11) is timed against torch eager alone, with one thread and with the
+default threads (``--block-only`` runs just those rows).
+Run: ``python bench/bench.py [--reps 200] [--quick] [--block-only]``; results go to BENCHMARKS.md
+by hand.
 """
 from __future__ import annotations
 
@@ -280,6 +283,188 @@ def framework_overhead(label, reps):
     return timeit(call, reps) if call else None
 
 
+# -- a transformer block (issue 11) ----------------------------------------------------------------
+BLOCK = dict(T=64, d=128, heads=4, n=32)  # the issue's size: T positions of d features, n sequences
+BLOCK_REPS = 30  # steps per contender and dtype (a step is 30-150 ms)
+
+
+def transformer_block(T, d, heads):
+    """A pre-norm transformer block from symgrad's ops, h + MHA(LN(h)), then + W2 relu(W1 LN(·) +
+    b1) + b2 (4·d hidden units), with the per-position mse loss 1/(2nT) Σ‖ŷ_t − y_t‖² against a
+    target sequence; returns the network and its layers' names (for copying torch's weights)."""
+    net = sg.Network()
+    h = net.input("x", shape=(T, d))
+    ln1 = net.layer_norm(h, name="ln1")
+    att = net.self_attention(ln1, heads, name="att")
+    r1 = net.add(h, att, name="r1")
+    ln2 = net.layer_norm(r1, name="ln2")
+    fc1 = net.dense(ln2, 4 * d, name="fc1")
+    fc2 = net.dense(net.act(fc1, "relu", name="relu"), d, name="fc2")
+    net.set_loss(net.add(r1, fc2, name="out"), "mse")
+    return net, dict(ln1=ln1, att=att, ln2=ln2, fc1=fc1, fc2=fc2)
+
+
+def torch_block(net, layers, dtype, T, d, heads, n):
+    """The same block in torch eager (nn.LayerNorm, nn.MultiheadAttention, nn.Linear), its weights
+    copied into symgrad's params; returns (params, X, Y, step, torch's loss, torch's gradients by
+    symgrad's names), step() one forward, loss and backward (torch.autograd.grad of every
+    parameter)."""
+    import torch
+    nn = torch.nn
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
+            self.att = nn.MultiheadAttention(d, heads, batch_first=True)
+            self.fc1, self.fc2 = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
+
+        def forward(self, h):
+            a = self.ln1(h)
+            h = h + self.att(a, a, a, need_weights=False)[0]
+            return h + self.fc2(torch.relu(self.fc1(self.ln2(h))))
+
+    model = Block().to(getattr(torch, dtype))
+    ps = list(model.parameters())
+
+    def by_name(ts):  # symgrad's parameter names → ts (tensors in model.parameters()' order)
+        t = dict(zip((id(p) for p in ps), ts))
+        f = lambda p: t[id(p)].detach().numpy().copy()  # noqa: E731
+        out = {}
+        for key in ("ln1", "ln2", "fc1", "fc2"):
+            mod = getattr(model, key)
+            out.update(zip(net.nodes[layers[key]].params, (f(mod.weight), f(mod.bias))))
+        a = model.att
+        out.update(sg.from_torch_mha(net, layers["att"], f(a.in_proj_weight), f(a.in_proj_bias),
+                                     f(a.out_proj.weight), f(a.out_proj.bias)))
+        return out
+
+    params = by_name(ps)
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, T, d)).astype(dtype)
+    Y = rng.standard_normal((n, T, d)).astype(dtype)
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+
+    def step():
+        loss = ((model(Xt) - Yt) ** 2).sum() / (2 * n * T)  # symgrad's mse over n·T positions
+        return loss, torch.autograd.grad(loss, ps)
+    loss, grads = step()
+    return params, X, Y, step, loss.item(), by_name(grads)
+
+
+def block_agreement(loss, grads, l0, g0):
+    """The largest relative difference of symgrad's loss and gradients from torch's: each
+    gradient's difference by its norm. The keys' biases get a zero gradient (softmax ignores a
+    constant added to a row): both sides hold rounding noise there (~1e-10 of the largest gradient
+    in float32), so their difference is taken by the largest gradient's norm."""
+    scale = max(np.linalg.norm(g) for g in g0.values())
+    worst = abs(loss - l0) / abs(l0)
+    for p, g in g0.items():
+        norm = np.linalg.norm(g)
+        worst = max(worst, np.linalg.norm(grads[p] - g) / (norm if norm > 1e-6 * scale else scale))
+    return float(worst)
+
+
+def block_ratios(reps, dtypes, threads):
+    """Run in a process of its own, BLAS and torch on ``threads`` threads ("1", or "default": the
+    libraries' own choice). One full gradient step of the block, symgrad's kernel and torch eager,
+    each dtype; first checks that both give the same loss and gradients (float64: 1e-9 relative,
+    float32: 1e-4). With one thread the two are called round-robin, one call each in turn; with
+    the default threads in blocks of 5 calls with a pause between (see block_timing)."""
+    import torch
+    if threads == "1":
+        torch.set_num_threads(1)
+    out = {"load": os.getloadavg()[0], "torch_threads": torch.get_num_threads()}
+    for dtype in dtypes:
+        net, layers = transformer_block(BLOCK["T"], BLOCK["d"], BLOCK["heads"])
+        kernel = net.compile()
+        params, X, Y, step, l0, g0 = torch_block(net, layers, dtype, **BLOCK)
+        loss, grads = kernel(params, X, Y)
+        err = block_agreement(loss, grads, l0, g0)
+        assert err < (1e-9 if dtype == "float64" else 1e-4), (dtype, err)
+        t = block_timing({"symgrad": lambda: kernel(params, X, Y), "torch": step}, reps,
+                         per_call=threads == "1")
+        out[dtype] = {"symgrad": t["symgrad"], "torch": t["torch"], "err": err}
+    return out
+
+
+def block_timing(calls, reps, per_call=True):
+    """Median seconds per call of each contender, over ``reps`` calls each after 3 warm-up calls.
+    ``per_call``: round-robin, one call each in turn (the order rotating). Else in blocks of 5
+    calls, a 0.3 s pause after each block and the order rotating: torch's OpenMP threads and
+    OpenBLAS's spin for a while after a call, and on 2 cores the other's next call would pay
+    for it."""
+    if per_call:
+        return interleaved(calls, reps, warmup=3)
+    names, times = list(calls), {k: [] for k in calls}
+    for f in calls.values():
+        for _ in range(3):
+            f()
+    for r in range(-(-reps // 5)):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            time.sleep(0.3)
+            for _ in range(5):
+                t = time.perf_counter()
+                calls[k]()
+                times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def block_rows(reps, dtypes):
+    """The block's rows, one process per thread setting (OpenBLAS reads its thread count when
+    numpy is imported)."""
+    import json
+    import subprocess
+    rows = []
+    for threads in ("1", "default"):
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+        if threads == "1":
+            env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        cmd = [sys.executable, __file__, "--block", threads, "--reps", str(reps),
+               "--dtypes", ",".join(dtypes)]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if r.returncode != 0:
+            print(f"transformer block, {threads} thread(s): "
+                  f"{r.stderr.strip().splitlines()[-1] if r.stderr else 'failed'}", file=sys.stderr)
+            continue
+        got = json.loads(r.stdout)
+        for dtype in dtypes:
+            rows.append({"threads": threads, "dtype": dtype, "load": got["load"],
+                         "torch_threads": got["torch_threads"], **got[dtype]})
+            print(rows[-1], file=sys.stderr)
+    return rows
+
+
+BLOCK_COMPILE = """
+import sys, time
+t0 = time.perf_counter()
+import symgrad as sg
+t1 = time.perf_counter()
+sys.path.insert(0, {here!r})
+from bench import transformer_block
+t2 = time.perf_counter()
+net, _ = transformer_block({T}, {d}, {heads})
+net.compile()
+print(t1 - t0, time.perf_counter() - t2)
+"""
+
+
+def block_compile_time():
+    """Building the block, deriving its program and compiling its kernel, in a fresh interpreter
+    (SymPy's caches cold), after ``import symgrad``; (import, derive + compile) in seconds."""
+    import subprocess
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.join(here, "..")
+    r = subprocess.run([sys.executable, "-c", BLOCK_COMPILE.format(here=here, **BLOCK)], cwd=root,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    if r.returncode != 0:
+        raise SystemExit("compiling the transformer block failed: "
+                         f"{r.stderr.strip().splitlines()[-1]}")
+    return tuple(map(float, r.stdout.split()))
+
+
 def gemm_fraction(rows, dtypes):
     """FLOPs of the 8 GEMMs of 784-256-128-10 b256 per step over the measured time, as a fraction
     of the machine's large-GEMM throughput (a 1024³ matmul); torch's and JAX's times are their
@@ -304,7 +489,14 @@ def main():
     ap.add_argument("--quick", action="store_true", help="float64 only, fewer repetitions")
     ap.add_argument("--framework", help=argparse.SUPPRESS)  # internal: one framework's ratios
     ap.add_argument("--dtypes", default="float64,float32", help=argparse.SUPPRESS)
+    ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the block's times, 1|default
+    ap.add_argument("--block-only", action="store_true",
+                    help="only the transformer block's rows and its derive + compile time")
     a = ap.parse_args()
+    if a.block:
+        import json
+        print(json.dumps(block_ratios(a.reps, a.dtypes.split(","), a.block)))
+        return
     if a.framework:
         import json
         out = framework_ratios(a.framework, a.reps, a.dtypes.split(","))
@@ -317,7 +509,11 @@ def main():
           f"{np.__version__}, python {platform.python_version()}, load average "
           f"{os.getloadavg()[0]:.2f} at the start (another busy process makes 2-thread GEMMs "
           "many times slower: run on a quiet machine)")
+    block_reps = 10 if a.quick else BLOCK_REPS
+    if a.block_only:
+        return print_block(block_rows(block_reps, dtypes))
     rows = run_workloads(reps, dtypes)
+    block = block_rows(block_reps, dtypes)
     print(f"\nOne full gradient evaluation (loss + all gradients); medians over ≥ {MIN_REPS} calls "
           "after warm-up; symgrad, PyTorch and JAX as ratios to the hand-written numpy backprop "
           "(lower is faster).")
@@ -333,11 +529,29 @@ def main():
     labels = {"torch": "PyTorch eager (own process)", "jax": "JAX jit (own process)"}
     for name, t in {**overhead(reps * 5), **{labels[k]: v for k, v in OVERHEAD.items()}}.items():
         print(f"| {name} | {t * 1e6:.1f} |" if t else f"| {name} | – |")
+    print_block(block)
     print("\n| GEMM fraction, 784-256-128-10 b256 CE | machine GEMM GFLOP/s | hand | symgrad | "
           "torch | jax |\n|---|---|---|---|---|---|")
     for dtype, (peak, fr) in gemm_fraction(rows, dtypes).items():
         print(f"| {dtype} | {peak / 1e9:.1f} | " + " | ".join(
             f"{fr[k]:.0%}" if k in fr else "–" for k in ("hand", "symgrad", "torch", "jax")) + " |")
+
+
+def print_block(rows):
+    T, d, heads, n = (BLOCK[k] for k in ("T", "d", "heads", "n"))
+    print(f"\nTransformer block (pre-norm: LN, {heads}-head self-attention, +, LN, dense {4 * d} relu, "
+          f"dense {d}, +; mse per position), T = {T}, d = {d}, batch {n}: one full gradient step, "
+          "symgrad's kernel against torch eager (forward, loss, torch.autograd.grad), in one "
+          "process per thread setting; ratio = symgrad / torch (lower is faster).")
+    print("\n| threads | dtype | load avg | symgrad (ms) | torch eager (ms) | ratio | max rel diff |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        th = "1" if r["threads"] == "1" else f"default (torch {r['torch_threads']})"
+        print(f"| {th} | {r['dtype']} | {r['load']:.2f} | {r['symgrad'] * 1e3:.1f} | "
+              f"{r['torch'] * 1e3:.1f} | {r['symgrad'] / r['torch']:.2f} | {r['err']:.0e} |")
+    imp, t = block_compile_time()
+    print(f"\n| derive + compile, transformer block, fresh process | {t:.3f} s | "
+          f"(import symgrad {imp:.2f} s) |")
 
 
 if __name__ == "__main__":

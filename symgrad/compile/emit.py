@@ -48,6 +48,8 @@ def cse(stmts):
 def emit(stmts, printer, owned, outputs=()):
     """Python statements for ``stmts`` [(lhs, rhs)]. A symbol in ``owned`` that is dead after a
     statement (its whole alias group) may be updated in place to make that statement's value."""
+    stmts, fused = _fuse_products(stmts, owned)  # (first: it inserts statements)
+    owned = set(owned) | fused
     last, alias, lines, foreign = {}, {}, [], set()
     for i, (_, rhs) in enumerate(stmts):
         for s in rhs.atoms(sp.MatrixSymbol):
@@ -106,15 +108,124 @@ def emit(stmts, printer, owned, outputs=()):
     return lines
 
 
+def _fuse_products(stmts, owned):
+    """Products of one batch value with several weight matrices as one GEMM each (the q, k, v
+    projections of every attention head read the same h: 12 products of 32 rows at 4 heads, one
+    of 384, as torch's packed in_proj). With W = [W_1; W_2; …] stacked by rows:
+
+    - forward, z_i = h W_iᵀ (+ b_i) for one h: F = h Wᵀ once, z_i = F[:, rows of W_i] (+ b_i);
+    - backward, a sum Σ_i G_i W_i (the g reaching h): [G_1 … G_k] W, the G's stacked side by side;
+    - the weights' gradients G_iᵀ h for one h: [G_1 … G_k]ᵀ h once, each gradient its rows.
+
+    Returns the statements (new temporaries before their first use) and the new symbols."""
+    batch = lambda e: isinstance(e, sp.MatrixSymbol) and e.shape[0] == N  # noqa: E731
+    defined = {lhs: i for i, (lhs, _) in enumerate(stmts)}
+    param = lambda e: (isinstance(e, sp.MatrixSymbol) and e.shape[0] != N  # noqa: E731
+                       and e not in defined and e not in owned)
+    first = {}  # where each symbol is first read: the order of the stacks
+    for i, (_, rhs) in enumerate(stmts):
+        for a in rhs.atoms(sp.MatrixSymbol):
+            first.setdefault(a, i)
+    stmts, before, made, k = list(stmts), {}, set(), iter(range(1 << 30))
+
+    def new(prefix, rows, cols, rhs, at):
+        sym = sp.MatrixSymbol(f"_{prefix}{next(k)}", rows, cols)
+        before.setdefault(at, []).append((sym, rhs))
+        made.add(sym)
+        return sym
+
+    def rows_of(mats, axis):  # (start, stop) of each block along its stacked axis
+        out, r = [], 0
+        for m in mats:
+            out.append((r, r + m.shape[axis]))
+            r += m.shape[axis]
+        return out, r
+
+    # forward: z_i = h W_iᵀ (+ rest) for one h
+    groups = {}
+    for i, (lhs, rhs) in enumerate(stmts):
+        terms = list(rhs.args) if isinstance(rhs, sp.MatAdd) else [rhs]
+        t = next((t for t in terms if isinstance(t, sp.MatMul) and len(t.args) == 2
+                  and batch(t.args[0]) and isinstance(t.args[1], sp.Transpose)
+                  and param(t.args[1].arg)), None)
+        if t is not None:
+            groups.setdefault(t.args[0], []).append((i, t.args[1].arg, t, terms))
+    stacked_w = {}  # (W_1, W_2, …) → its stack's symbol and where it is defined
+    for h, members in groups.items():
+        if len(members) < 2 or len({W for _, W, _, _ in members}) < len(members):
+            continue
+        Ws = tuple(W for _, W, _, _ in members)
+        spans, total = rows_of(Ws, 0)
+        at = members[0][0]
+        w = new("w", total, Ws[0].shape[1], sp.BlockMatrix([[W] for W in Ws]), at)
+        stacked_w[Ws] = (w, at)
+        f = new("f", N, total, sp.MatMul(h, sp.Transpose(w)), at)
+        for (i, _, t, terms), (r0, r1) in zip(members, spans):
+            part = f[:, r0:r1]
+            rest = [x for x in terms if x is not t]
+            stmts[i] = (stmts[i][0], sp.MatAdd(part, *rest) if rest else part)
+
+    # backward: Σ_i G_i W_i, and the gradients G_iᵀ h
+    stacks = {}  # frozenset of G's → (the stack's symbol, its G's in order, where defined)
+    for i, (lhs, rhs) in enumerate(stmts):
+        if not isinstance(rhs, sp.MatAdd) or len(rhs.args) < 2:
+            continue
+        pairs = [t.args for t in rhs.args if isinstance(t, sp.MatMul) and len(t.args) == 2
+                 and batch(t.args[0]) and param(t.args[1])]
+        if len(pairs) != len(rhs.args) or len({W for _, W in pairs}) < len(pairs) \
+                or len({G for G, _ in pairs}) < len(pairs):
+            continue
+        pairs.sort(key=lambda gw: first.get(gw[1], 0))
+        Gs, Ws = tuple(G for G, _ in pairs), tuple(W for _, W in pairs)
+        if Ws in stacked_w and stacked_w[Ws][1] <= i:
+            w = stacked_w[Ws][0]
+        else:
+            w = new("w", rows_of(Ws, 0)[1], Ws[0].shape[1], sp.BlockMatrix([[W] for W in Ws]), i)
+        g = new("s", N, rows_of(Gs, 1)[1], sp.BlockMatrix([list(Gs)]), i)
+        stacks[frozenset(Gs)] = (g, Gs, i)
+        stmts[i] = (lhs, sp.MatMul(g, w))
+    grads = {}
+    for i, (lhs, rhs) in enumerate(stmts):
+        if isinstance(rhs, sp.MatMul) and len(rhs.args) == 2 and isinstance(rhs.args[0], sp.Transpose) \
+                and batch(rhs.args[0].arg) and batch(rhs.args[1]):
+            grads.setdefault(rhs.args[1], []).append((i, rhs.args[0].arg))
+    for h, members in grads.items():
+        Gset = frozenset(G for _, G in members)
+        if len(members) < 2 or len(Gset) < len(members):
+            continue
+        at = members[0][0]
+        if Gset in stacks and stacks[Gset][2] <= at:
+            g, Gs, _ = stacks[Gset]
+        else:
+            Gs = tuple(G for _, G in members)
+            g = new("s", N, rows_of(Gs, 1)[1], sp.BlockMatrix([list(Gs)]), at)
+        spans, total = rows_of(Gs, 1)
+        d = new("d", total, h.shape[1], sp.MatMul(sp.Transpose(g), h), at)
+        where = dict(zip(Gs, spans))
+        for i, G in members:
+            r0, r1 = where[G]
+            stmts[i] = (stmts[i][0], d[r0:r1, :])
+    out = []
+    for i, st in enumerate(stmts):
+        out += before.get(i, []) + [st]
+    return out, made
+
+
 def _fold_scale(stmts):
     """ŷ = softmax(z) whose one use is g = c·(ŷ + r) (the cross-entropy gradient, c = 1/n): scale
     ŷ by c while normalizing it, and g = ŷ + c·r, one pass over g fewer. Returns the statements
     and {ŷ: c}."""
     stmts, scale = list(stmts), {}
+    reads = None  # symbol → the statements reading it (a rewrite below reads the same symbols)
     for i, (lhs, rhs) in enumerate(stmts):
         if not isinstance(rhs, Softmax):
             continue
-        users = [j for j, (_, r) in enumerate(stmts) if lhs in r.atoms(sp.MatrixSymbol)]
+        if reads is None:
+            reads = {}
+            for j, (_, r) in enumerate(stmts):
+                for a in r.atoms(sp.MatrixSymbol):
+                    reads.setdefault(a, []).append(j)
+        users = reads.get(lhs, [])
         if len(users) != 1:
             continue
         j = users[0]
@@ -171,5 +282,3 @@ def _update(printer, lhs, rhs, i, consumable, fresh, alias):
         else:
             head.append(f"{L} {op} {printer._print(t)}")
     return head
-
-
