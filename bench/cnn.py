@@ -23,21 +23,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import symgrad as sg  # noqa: E402
+from attention import best_of  # noqa: E402  (bench/attention.py: best of k, round-robin)
 
 WORKLOADS = [("digits 1×8×8, b32", (1, 8, 8), 32), ("3×32×32, b64", (3, 32, 32), 64)]
-
-
-def best_of(fns, k: int = 15) -> list[float]:
-    """The best time of each of ``fns`` over k rounds, called round-robin."""
-    for f in fns:
-        f()
-    times = [[] for _ in fns]
-    for _ in range(k):
-        for f, ts in zip(fns, times):
-            t0 = time.perf_counter()
-            f()
-            ts.append(time.perf_counter() - t0)
-    return [min(ts) for ts in times]
 
 
 def network(shape):

@@ -89,6 +89,29 @@ def _rows(x, axis):
     return [0] if axis == 0 else range(x.shape[0])
 
 
+def _sym(a):
+    return sp.sympify(a, strict=True)
+
+
+class _Windowed(MatrixExpr):
+    """A node over sliding windows: matrix operands, then the window's Geometry (a Tuple), then
+    the axis (0 one example, 1 the batch); a subclass's own __new__ takes them in that order, so
+    SymPy rebuilds it from its args."""
+
+    def __new__(cls, *operands, geom, axis: int = 0):
+        return MatrixExpr.__new__(cls, *map(_sym, operands),
+                                  geom if isinstance(geom, sp.Tuple) else sp.Tuple(*geom),
+                                  sp.Integer(axis))
+
+    geom = property(lambda self: Geometry.of(self.args[-2]))
+    axis = property(lambda self: int(self.args[-1]))
+
+    def _image_shape(self, rows_of):
+        g = self.geom
+        k = g.C * g.H * g.W
+        return (k, 1) if self.axis == 0 else (rows_of.shape[0], k)
+
+
 class Conv2d(MatrixExpr):
     """W ⋆ x + b: torch's conv2d of one example (a column of O·Ho·Wo) or of a batch (n rows).
     W is O × C·kh·kw, b an O × 1 bias or 0."""
@@ -137,25 +160,16 @@ class Conv2d(MatrixExpr):
         return self._parts(p, True)
 
 
-class ConvInputVJP(MatrixExpr):
+class ConvInputVJP(_Windowed):
     """T(W)ᵀ g: a convolution's gradient reaching its input, the correlation of g with the
     flipped kernel (a transposed convolution), C·H·W entries an example."""
 
     def __new__(cls, g, W, geom, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(W, strict=True),
-                                  sp.Tuple(*geom) if not isinstance(geom, sp.Tuple) else geom,
-                                  sp.Integer(axis))
+        return _Windowed.__new__(cls, g, W, geom=geom, axis=axis)
 
     grad = property(lambda self: self.args[0])
     Wm = property(lambda self: self.args[1])
-    geom = property(lambda self: Geometry.of(self.args[2]))
-    axis = property(lambda self: int(self.args[3]))
-
-    @property
-    def shape(self):
-        g = self.geom
-        n = g.C * g.H * g.W
-        return (n, 1) if self.axis == 0 else (self.grad.shape[0], n)
+    shape = property(lambda self: self._image_shape(self.grad))
 
     def batched(self, go, n):
         return ConvInputVJP(go(self.grad), self.Wm, self.args[2], 1)
@@ -385,25 +399,16 @@ class MaxPool(MatrixExpr):
                                                                            p._print(self.x))
 
 
-class MaxPoolVJP(MatrixExpr):
+class MaxPoolVJP(_Windowed):
     """S(x)ᵀ g: each window's gradient routed to the entry that was its maximum (the first, among
     ties, as torch routes it), C·H·W entries an example."""
 
     def __new__(cls, g, x, geom, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(x, strict=True),
-                                  sp.Tuple(*geom) if not isinstance(geom, sp.Tuple) else geom,
-                                  sp.Integer(axis))
+        return _Windowed.__new__(cls, g, x, geom=geom, axis=axis)
 
     grad = property(lambda self: self.args[0])
     x = property(lambda self: self.args[1])
-    geom = property(lambda self: Geometry.of(self.args[2]))
-    axis = property(lambda self: int(self.args[3]))
-
-    @property
-    def shape(self):
-        g = self.geom
-        n = g.C * g.H * g.W
-        return (n, 1) if self.axis == 0 else (self.x.shape[0], n)
+    shape = property(lambda self: self._image_shape(self.x))
 
     def batched(self, go, n):
         return MaxPoolVJP(go(self.grad), go(self.x), self.args[2], 1)
