@@ -364,3 +364,26 @@ def test_element_level_routes_a_tie_to_the_first_maximum_as_the_kernel():
     for i, s in enumerate(S.params["W1"]):
         value = float(net.derive(s.name, level="element").meta["explicit"].xreplace(env))
         assert value == grads["W1"].reshape(-1)[i], s
+
+
+def test_conv1d_element_level_equals_the_kernel():
+    """A sequence with a conv1d is written out at every position of one sequence (as one with
+    attention): each weight's derivative against the compiled kernel."""
+    net = sg.Network()
+    x = net.input("x", shape=(3, 2))
+    net.set_loss(net.dense(net.act(net.conv1d(x, 2, 2, padding="causal"), "tanh"), 1), "mse")
+    rng = np.random.default_rng(1)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in net.init_params(seed=1).items()}
+    X, Y = rng.normal(size=(1, 3, 2)), rng.normal(size=(1, 3, 1))
+    _, grads = net.compile()(params, X, Y)
+    d = net.derive("w1", level="element")
+    S = d.meta["scalar"]
+    assert S.positions == 3 and "a conv1d reads its neighbours" in d.to_text()
+    env = {s: X.reshape(-1)[i] for i, s in enumerate(S.inputs["x"])}
+    env.update({s: Y.reshape(-1)[i] for i, s in enumerate(S.target)})
+    for p, M in S.params.items():
+        env.update({s: params[p].reshape(-1)[i] for i, s in enumerate(M)})
+    for p, M in S.params.items():
+        for i, s in enumerate(M):
+            value = float(net.derive(s.name, level="element").meta["explicit"].xreplace(env))
+            assert value == pytest.approx(grads[p].reshape(-1)[i], rel=1e-9, abs=1e-12), s

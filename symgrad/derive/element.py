@@ -40,7 +40,7 @@ from symgrad.core.primitives import (PRIMITIVES, kinked, rule_says, step, step_c
                                      unfold_steps)
 from symgrad.graph.attention import ACROSS
 from symgrad.graph.network import Graph
-from symgrad.graph.ops import op_of
+from symgrad.graph.ops import op_of, OPS
 
 PARAM_LIMIT = 200    # scalar parameters: beyond this, writing the net out is pointless
 SIZE_LIMIT = 3000    # nodes of the loss written out in the parameters (≈ input-to-output paths)
@@ -127,7 +127,27 @@ def _sequence_symbols(prefix, T, d):
 def unrolled(net) -> int | None:
     """T when the element level writes every position of a sequence out: the network has a node
     that reads other positions (attention's); None when one position (or a vector) says it all."""
-    return net.positions if any(n.op in ACROSS for n in net.nodes.values()) else None
+    return net.positions if any(_across(n) for n in net.nodes.values()) else None
+
+
+def _attention(net) -> bool:
+    return any(n.op in ACROSS for n in net.nodes.values())
+
+
+def _reads_any(net) -> bool:
+    """True when some node other than attention's reads other positions (a conv1d)."""
+    return any(_across(n) and n.op not in ACROSS for n in net.nodes.values())
+
+
+def _reads(net) -> str:
+    return "; ".join((["attention reads every position"] if _attention(net) else []) +
+                     (["a conv1d reads its neighbours"] if _reads_any(net) else []))
+
+
+def _across(node) -> bool:
+    """The node reads other positions of its sequence: attention's, or an op registered so
+    (conv1d)."""
+    return node.op in ACROSS or (node.op in OPS and OPS[node.op].across)
 
 
 class TooLarge(ValueError):
@@ -227,7 +247,7 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
 def _every_position(net, node, op, ins, params, T):
     """The node's units at every position (T × d): an op across positions is given its inputs'
     whole sequences; a position-wise op is applied to each position's row alone."""
-    if node.op in ACROSS:
+    if _across(node):
         return op.scalar(net, node, ins, params)
     return sp.Matrix.vstack(*[op.scalar(net, node, [M.row(t).T for M in ins], params).T
                               for t in range(T)])
@@ -292,8 +312,7 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
         sequence_convention(net, d)
     else:
         d = Derivation(f"∂{Tsym}/∂{w}, unit by unit, over the T = {S.positions} position"
-                       f"{'s' if S.positions > 1 else ''} of one sequence (attention reads every "
-                       "position)")
+                       f"{'s' if S.positions > 1 else ''} of one sequence ({_reads(net)})")
         _every_position_convention(net, S, d)
     _opening(S, d, T, Tsym, w, of, net)
     deltas = {}
@@ -329,10 +348,14 @@ def _every_position_convention(net, S, d) -> None:
         f"positions 1 … {T} of one sequence, every one written out: a sequence value is T × d, "
         "row t the d features of position t, so h_t,i is unit i of h at position t (x_t,i input "
         "feature i, y_t,k the target there)"),
-        "attention reads every position: s_tτ = q_t · k_τ/√d_k, a_tτ = exp(s_tτ)/Σ_σ exp(s_tσ) "
-        "over the keys σ position t sees, o_t,i = Σ_τ a_tτ v_τ,i"
-        + ("; the causal mask hides key τ > t from position t: its score is left out of the "
-           "sum and a_tτ = 0, so position 1 sees key 1 alone and a_1,1 = 1" if causal else "")
+        "; ".join(
+            (["attention reads every position: s_tτ = q_t · k_τ/√d_k, a_tτ = exp(s_tτ)/Σ_σ "
+              "exp(s_tσ) over the keys σ position t sees, o_t,i = Σ_τ a_tτ v_τ,i"
+              + ("; the causal mask hides key τ > t from position t: its score is left out of "
+                 "the sum and a_tτ = 0, so position 1 sees key 1 alone and a_1,1 = 1"
+                 if causal else "")] if _attention(net) else []) +
+            (["a conv1d reads its neighbours: z_t,o = Σ_u Σ_c W_o,(c,u) h_(t+u−p),c + b_o, "
+              "0 beyond the sequence's ends"] if _reads_any(net) else []))
         + "; every other op acts on each position alone, the same rule at every t",
         StepKind.DEFINITION)
 

@@ -202,9 +202,15 @@ def _conv1d_vjp(net, node, g):
 
 
 def _conv1d_scalar(net, node, ins, params):
-    raise ValueError(f"element level: conv1d {node.name!r} mixes the T positions of a sequence, "
-                     "which the element level (one position t) cannot write out; use "
-                     "level='matrix'")
+    """Every position's units at once (the element level writes a sequence with a conv1d out at
+    every position): ins[0] is T × C, row t position t; the result T × O."""
+    k, left = _c1(node)
+    h, W = ins[0], params[0]
+    T, C = h.shape
+    b = params[1] if len(params) > 1 else None
+    return sp.Matrix(T, node.dim, lambda t, o: sp.Add(
+        *(W[o, c * k + u] * h[t + u - left, c] for u in range(k) if 0 <= t + u - left < T
+          for c in range(C))) + (b[o, 0] if b is not None else 0))
 
 
 def _conv1d_arrays(net, node):
