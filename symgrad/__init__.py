@@ -13,6 +13,9 @@ from symgrad.core.parse import ParseError, parse, parse_symbols
 from symgrad.handouts.build import handout  # noqa: E402  (derive → print → handout)
 from symgrad.printing.latex import to_latex
 from symgrad.compile import compile_function  # noqa: E402  (derive → compile → train)
+# matrix calculus from text: sg.grad("x'*A*x", "x", vectors="x", matrices="A")
+from symgrad.compile.mfunction import MatrixDerivation, derivative, grad, hessian
+from symgrad.core.mlang import parse_matrix
 from symgrad.run.check import gradcheck
 from symgrad.run.train import TrainingDiverged, TrainingWarning, load_params, save_params, train
 # one registration per kind of extension: a graph op, a backend, a notation preset
@@ -39,5 +42,5 @@ __all__ = [
     "TrainingDiverged",
     "Op", "register_op", "Backend", "register_backend", "Notation", "register_notation",
     "PrimitiveSpec", "register_primitive", "MissingCodeError", "register_activation",
-    "from_torch_mha",
+    "from_torch_mha", "grad", "derivative", "hessian", "MatrixDerivation", "parse_matrix",
 ]

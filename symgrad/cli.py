@@ -14,9 +14,10 @@ import warnings
 
 import click
 
-from symgrad.derive import calculus
+from symgrad.derive import calculus, mcalc
+from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.core.derivation import Derivation
-from symgrad.printing.text import SympifyPrinter, TextPrinter, memo
+from symgrad.printing.text import MatrixSympifyPrinter, SympifyPrinter, TextPrinter, memo
 from symgrad.core.primitives import MissingRuleError
 from symgrad.core.parse import ParseError
 from symgrad.printing.latex import latex
@@ -114,6 +115,95 @@ def jacobian(expression, wrt, fmt, steps):
       symgrad jacobian "2*a*x + b/y" --wrt a,b --format json
     """
     _emit(calculus.derive_jacobian(expression, wrt), fmt, steps, "jacobian")
+
+
+# -- matrix calculus: grad, derivative (and hessian's matrix form) ---------------------------------
+MATRIX_FORMATS = click.Choice(["text", "latex", "json", "python"])
+
+
+def _sizes(items) -> dict:
+    """--size X=100x5 / w=5 / X=n,m → {"X": (100, 5), "w": 5, …}: numbers or size names."""
+    out = {}
+    for item in items:
+        name, eq, spec = item.partition("=")
+        parts = [p.strip() for p in re.split(r"[x×,]", spec)] if eq else []
+        if not name.strip() or not parts or not all(parts) or len(parts) > 2:
+            raise click.BadParameter(f"expected NAME=SIZE or NAME=ROWSxCOLS, got {item!r}",
+                                     param_hint="--size")
+        vals = tuple(int(p) if p.isdigit() else p for p in parts)
+        out[name.strip()] = vals[0] if len(vals) == 1 else vals
+    return out
+
+
+def matrix_options(fn):
+    for option in reversed([
+            click.option("--wrt", required=True, help="The variable: x"),
+            click.option("--vector", "vectors", multiple=True, help="Vector names: --vector w,y"),
+            click.option("--matrix", "matrices", multiple=True, help="Matrix names: --matrix X"),
+            click.option("--symmetric", multiple=True, help="Symmetric matrix names"),
+            click.option("--size", "sizes", multiple=True,
+                         help="A size: --size X=100x5, --size w=n (else inferred, symbolic)"),
+            click.option("--format", "fmt", type=MATRIX_FORMATS, default="text",
+                         show_default=True),
+            click.option("--steps", is_flag=True, help="Print every step of the derivation.")]):
+        fn = option(fn)
+    return fn
+
+
+def _matrix(derive, expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps):
+    d = derive(expression, wrt, vectors=" ".join(vectors), matrices=" ".join(matrices),
+               symmetric=" ".join(symmetric), sizes=_sizes(sizes))
+    d = MatrixDerivation(d.title, d.steps, d.result, d.meta)
+    R = d.result
+    if fmt == "python":
+        click.echo(d.to_python(), nl=False)
+    elif fmt == "json":
+        problem = d.meta["problem"]
+        out = {"result": MatrixSympifyPrinter().doprint(R),
+               "shape": [str(x) for x in getattr(R, "shape", (1, 1))],
+               "latex": latex(R),
+               "symbols": {n: {"kind": problem.kinds[n],
+                               "shape": [str(x) for x in getattr(s, "shape", ())]}
+                           for n, s in problem.symbols.items()}}
+        if steps:
+            out["steps"] = d.to_dict()["steps"]
+        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
+    elif fmt == "latex":
+        click.echo(d.to_latex() if steps else latex(R))
+    else:
+        click.echo(d.to_text() if steps else TextPrinter().doprint(R))
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("expression")
+@matrix_options
+def grad(expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps):
+    """The gradient of a scalar matrix expression, in matrix form.
+
+    * is the matrix product, .* ./ .^ act entry by entry, ' transposes; functions tr det logdet
+    inv diag sum norm1 norm2 eye ones, and exp log sqrt abs sin cos tanh sigmoid relu softplus
+    logsumexp softmax. Undeclared names are scalars.
+
+    \b
+    Example:
+      symgrad grad "x'*A*x" --wrt x --vector x --matrix A
+      symgrad grad "norm2(X*w - y)^2" --wrt w --vector w,y --matrix X --steps
+    """
+    _matrix(mcalc.derive_grad, expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("expression")
+@matrix_options
+def derivative(expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps):
+    """The Jacobian of a vector (or scalar) matrix expression with respect to a vector.
+
+    \b
+    Example:
+      symgrad derivative "softmax(x)" --wrt x --vector x
+      symgrad derivative "A*x" --wrt x --vector x --matrix A --format json
+    """
+    _matrix(mcalc.derive_derivative, expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
 
 
 def _parse_feed(text: str) -> dict:

@@ -29,6 +29,41 @@ class Target(sp.MatrixSymbol):
     """The target y of one example: distinct from any node a user names "y"."""
 
 
+class Symmetric(sp.MatrixSymbol):
+    """A matrix declared symmetric (the matrix language's ``symmetric=``): its own transpose, so
+    Sᵀ never appears in an expression or a result."""
+
+    def _eval_transpose(self):
+        return self
+
+
+class Scalar(sp.Expr):
+    """A 1×1 matrix expression used as a scalar: xᵀy, xᵀAx, sum(X), logsumexp(z). The matrix
+    language treats them as scalars (they scale and broadcast), which SymPy refuses for a 1×1
+    ``MatMul`` ("Mix of Matrix and Scalar symbols"); printed as the product it wraps."""
+
+    is_commutative = True
+
+    def __new__(cls, m):
+        if m.shape != (1, 1):
+            raise ValueError(f"Scalar wraps a 1×1 matrix expression, got shape {m.shape}")
+        return sp.Expr.__new__(cls, m)
+
+    matrix = property(lambda self: self.args[0])
+
+    def _eval_is_extended_real(self):
+        return True
+
+    def _eval_transpose(self):
+        return self
+
+    def _sympystr(self, p):
+        return p._print(self.args[0])
+
+    def _latex(self, p):
+        return p._print(self.args[0])
+
+
 class Elementwise(MatrixExpr):
     """``lam`` applied entry by entry to equally shaped matrices: relu(z), σ'(z), ŷ − y …
 
@@ -457,3 +492,8 @@ def to_explicit(e) -> sp.ImmutableMatrix:
 def _times(A, B):
     return sp.ImmutableMatrix(A.rows, B.cols, lambda i, j: sp.Add(*(A[i, k] * B[k, j]
                                                                     for k in range(A.cols))))
+
+
+# read back from JSON strings: sympify(s, locals=symgrad.SYMPIFY_LOCALS)
+from symgrad.core.primitives import SYMPIFY_LOCALS as _LOCALS  # noqa: E402
+_LOCALS.update(Scalar=Scalar, Symmetric=Symmetric, Softmax=Softmax, LogSumExp=LogSumExp)

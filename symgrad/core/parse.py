@@ -74,6 +74,11 @@ class _Tok(NamedTuple):
 
 
 class _Parser:
+    """The scalar language. A subclass extends the tokens through ``NUMBER`` and
+    :meth:`extra_op` (the matrix language's ``'`` ``.*`` ``./`` ``.^``, :mod:`symgrad.core.mlang`)."""
+
+    NUMBER = _NUMBER
+
     def __init__(self, text):
         if not isinstance(text, str):
             raise ParseError(f"expected a string, got {type(text).__name__}")
@@ -97,8 +102,10 @@ class _Parser:
             if len(toks) >= MAX_TOKENS:
                 self.fail(f"expression is too long: more than {MAX_TOKENS} tokens "
                           f"(at column {col})", col)
-            if m := _NUMBER.match(text, i):
-                if text.startswith(".", m.end()):
+            if op := self.extra_op(text, i):
+                toks.append(_Tok("op", op, col))
+            elif m := self.NUMBER.match(text, i):
+                if text.startswith(".", m.end()) and not self.extra_op(text, m.end()):
                     self.bad_char(m.end(), 0, "a number has at most one decimal point")
                 if name := _NAME.match(text, m.end()):
                     if set(name.group()) <= set("_0123456789"):  # 1_000 ("1*_000" is no name)
@@ -139,6 +146,10 @@ class _Parser:
             self.fail(f"unbalanced parenthesis: '(' at column {opened[-1]} is never closed",
                       opened[-1])
         return toks + [_Tok("end", "", len(text) + 1)]
+
+    def extra_op(self, text: str, i: int) -> str | None:
+        """An operator only a subclass's language has, starting at ``text[i]``; none here."""
+        return None
 
     def bad_char(self, i: int, depth: int, why: str = ""):
         text, c, col = self.text, self.text[i], i + 1

@@ -134,6 +134,8 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         arg = expr.arg
         if _named_like_a_gradient(arg):
             return escaped_name(arg.name, self._nota.bold).tex(r"\top")
+        if type(arg).__name__ == "DiffSymbol":  # (dx)ᵀ: the d outside, as in d𝐱ᵀ
+            return r"\mathrm{d}" + self._nota.transposed(arg.name)
         if isinstance(arg, sp.MatrixSymbol):
             return self._nota.transposed(arg.name)
         if isinstance(arg, (sp.Identity, sp.OneMatrix, sp.ZeroMatrix)):
@@ -175,6 +177,33 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     def _print_KroneckerProduct(self, expr):
         kinds = (sp.MatAdd, sp.MatMul, sp.HadamardProduct)
         return r" \otimes ".join(self._paren(a, kinds) for a in expr.args)
+
+    # matrix calculus (symgrad.derive.mcalc): dX, det, X⁻ᵀ, diag(X), 1×1 scalars
+    def _print_DiffSymbol(self, expr):
+        return r"\mathrm{d}" + self._print(sp.MatrixSymbol(expr.name, *expr.shape))
+
+    def _print_DiffScalar(self, expr):
+        return r"\mathrm{d}" + self._print(sp.Symbol(expr.name, real=True))
+
+    def _print_Determinant(self, expr):
+        return r"\det %s" % self._paren(expr.arg, (sp.MatAdd, sp.MatMul, sp.HadamardProduct))
+
+    def _print_Inverse(self, expr):
+        arg = expr.arg
+        if isinstance(arg, sp.Transpose) and isinstance(arg.arg, sp.MatrixSymbol):
+            return self._print(arg.arg) + r"^{-\top}"  # X⁻ᵀ, as the Cookbook writes it
+        if isinstance(arg, sp.MatrixSymbol):
+            return self._print(arg) + "^{-1}"
+        return r"\left(%s\right)^{-1}" % self._print(arg)
+
+    def _print_Trace(self, expr):
+        return self._call(r"\operatorname{tr}", expr.arg)
+
+    def _print_DiagonalOf(self, expr):
+        return self._call(r"\operatorname{diag}", expr.args[0])
+
+    def _print_Scalar(self, expr):
+        return self._print(expr.matrix)
 
     def _print_DiagMatrix(self, expr):
         return self._call(r"\operatorname{diag}", expr.args[0])

@@ -32,7 +32,10 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 "⊘": r"\oslash", "∑": r"\sum", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma",
                 "η": r"\eta", "μ": r"\mu", "ρ": r"\rho", "τ": r"\tau", "φ": r"\phi", "ψ": r"\psi",
                 "ω": r"\omega", "Π": r"\Pi", "Δ": r"\Delta", "∞": r"\infty", "√": r"\surd", "≈": r"\approx",
-                "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}", "𝟏": r"\mathbf{1}"}
+                "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}", "𝟏": r"\mathbf{1}",
+                # matrix calculus: ⟨G, dX⟩, X⁻¹, Aᵏ, Aⁱ, aᵖ (superscripts join the atom before)
+                "⟨": r"\langle", "⟩": r"\rangle", "⁻": "^{-}", "¹": "^{1}", "ᵏ": "^{k}",
+                "ⁱ": "^{i}", "ᵖ": "^{p}"}
 
 
 def text_escape(text: str) -> str:

@@ -121,6 +121,35 @@ class TextPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         return f"{self._print(e.parent)}[{i}]" if e.parent.shape[1] == 1 else \
             f"{self._print(e.parent)}[{i}, {j}]"
 
+    # matrix calculus (symgrad.derive.mcalc): as the Cookbook writes them, not SymPy's class names
+    def _print_Trace(self, e):
+        return f"tr({self._print(e.arg)})"
+
+    def _print_Determinant(self, e):
+        return f"det({self._print(e.arg)})"
+
+    def _print_Inverse(self, e):
+        a = e.arg
+        if isinstance(a, sp.Transpose) and isinstance(a.arg, sp.MatrixSymbol):
+            return f"{self._print(a.arg)}⁻ᵀ"
+        return f"{self._print(a)}⁻¹" if isinstance(a, sp.MatrixSymbol) else \
+            f"({self._print(a)})⁻¹"
+
+    def _print_DiagMatrix(self, e):
+        return f"diag({self._print(e.args[0])})"
+
+    _print_DiagonalOf = _print_DiagMatrix
+
+    def _print_OneMatrix(self, e):
+        return "𝟏ᵀ" if e.rows == 1 and e.cols != 1 else "𝟏"
+
+    def _print_HadamardPower(self, e):
+        base, p = e.args
+        return f"{self.parenthesize(base, PRECEDENCE['Pow'])}^∘{self._print(p)}"
+
+    def _print_Scalar(self, e):
+        return self._print(e.matrix)
+
     def _print_KroneckerDelta(self, e):
         """[tok = 2], 1 when the token is 2 and 0 otherwise (an embedding's unit at the element
         level): the Iverson bracket, where SymPy writes KroneckerDelta(2, tok)."""
@@ -184,6 +213,40 @@ class SympifyPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         # read back as the function step
         reserved = s.name in _sympify_reserved() or s.name in SYMPIFY_LOCALS
         return f"Symbol({s.name!r})" if reserved else s.name
+
+
+class MatrixSympifyPrinter(SympifyPrinter):
+    """A matrix-calculus result as a string sympify reads back with symgrad.SYMPIFY_LOCALS and
+    nothing else: each matrix symbol spelled out with its shape (``MatrixSymbol('X', n, m)``)."""
+
+    def _print_MatrixSymbol(self, m):
+        cls = "Symmetric" if type(m).__name__ == "Symmetric" else "MatrixSymbol"
+        return f"{cls}({m.name!r}, {self._print(m.shape[0])}, {self._print(m.shape[1])})"
+
+    def _print_Transpose(self, e):
+        return f"Transpose({self._print(e.arg)})"
+
+    def _print_Inverse(self, e):
+        return f"Inverse({self._print(e.arg)})"
+
+    def _print_Scalar(self, e):
+        return f"Scalar({self._print(e.matrix)})"
+
+    def _print_Elementwise(self, e):
+        return (f"ElementwiseApplyFunction(Lambda(Dummy('t'), {e.label}(Dummy('t'))), "
+                f"{self._print(e.operands[0])})")
+
+    def _print_Softmax(self, e):
+        return f"Softmax({self._print(e.args[0])})"
+
+    def _print_LogSumExp(self, e):
+        return f"LogSumExp({self._print(e.args[0])})"
+
+    def _print_HadamardProduct(self, e):
+        return f"HadamardProduct({', '.join(self._print(a) for a in e.args)})"
+
+    def _print_HadamardPower(self, e):
+        return f"HadamardPower({self._print(e.args[0])}, {self._print(e.args[1])})"
 
 
 _RESERVED: set[str] = set()

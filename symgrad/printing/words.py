@@ -190,7 +190,7 @@ def _attach(toks, nota):
             out[-1][1] = r"\nabla_{%s}" % (val.tex() if isinstance(val, TeXName) else val)
             i += 1
             continue
-        if raw in ("ᵀ", "²") and out and isinstance(out[-1][1], TeXName):
+        if raw in ("ᵀ", "²", "⁻", "¹", "ᵏ", "ⁱ", "ᵖ") and out and isinstance(out[-1][1], TeXName):
             last = out[-1][1]
             if raw == "ᵀ" and out[-1][0] == "vec" and nota._rowed(out[-1][2]):
                 out[-1][1] = TeXName(nota.transposed(out[-1][2]))  # (Ẇᵀ)ᵀ = Ẇ

@@ -1,0 +1,819 @@
+"""Matrix calculus: gradients, Jacobians and Hessians of matrix-language expressions, in matrix form.
+
+Where it sits: derive, above :mod:`symgrad.core.mlang` (which parses the text). The derivation is
+the differential one a textbook shows (Magnus & Neudecker; the Matrix Cookbook):
+
+1. the differential df, by one rule per node (``DIFFERENTIALS``, keyed by the SymPy class:
+   d(AB) = dA B + A dB, d X⁻¹ = −X⁻¹ dX X⁻¹, d det X = det X tr(X⁻¹ dX), d f(X) = f'(X) ⊙ dX …);
+2. each term of df written as ⟨G, dX⟩ = tr(Gᵀ dX) by moving everything off dX (the trace trick);
+   only linear nodes can hold dX in a differential, so a small second table (``ADJOINTS``) does it;
+3. the gradient identified: df = tr(∇fᵀ dX) for every dX. A Jacobian is identified as dF = J dx,
+   and a Hessian is the Jacobian of the gradient.
+
+SymPy's own matrix derivatives are not used: in 1.14 ∂ log det X/∂X is 0 (sympy#28618) and
+∂/∂A[tr(AᵀA) + tr(BᵀB)] is 0 (sympy#27406). Every result is checked before it is returned
+(:func:`verify`): at small sizes, entry by entry against ``sympy.diff`` of the written-out function,
+at random points; a disagreement is an error, never an answer.
+"""
+from __future__ import annotations
+
+import random
+
+import sympy as sp
+from sympy.matrices.expressions import MatrixExpr
+
+from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
+from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax, Symmetric, lam
+from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, parse_matrix
+from symgrad.core.primitives import FUNCTIONS, step
+
+__all__ = ["derive_grad", "derive_derivative", "derive_hessian", "verify", "DIFFERENTIALS",
+           "ADJOINTS", "ELEMENTWISE_DERIVATIVES", "DiffSymbol", "DiffScalar"]
+
+
+class DiffSymbol(sp.MatrixSymbol):
+    """dX, the differential of a matrix or vector: distinct from any user name ("dX" included)."""
+
+    def _sympystr(self, p):
+        return "d" + self.name
+
+    def _latex(self, p):
+        return r"\mathrm{d}" + p._print(sp.MatrixSymbol(self.name, *self.shape))
+
+
+class DiffScalar(sp.Symbol):
+    """dt, the differential of a scalar."""
+
+    def __new__(cls, name):
+        return sp.Symbol.__new__(cls, name, real=True)
+
+    def _sympystr(self, p):
+        return "d" + self.name
+
+    def _latex(self, p):
+        return r"\mathrm{d}" + p._print(sp.Symbol(self.name))
+
+
+class D(sp.Basic):
+    """d(expr) for display: the differential of the gradient, d∇f."""
+
+    def __new__(cls, of):
+        return sp.Basic.__new__(cls, of)
+
+    def _sympystr(self, p):
+        return "d" + p._print(self.args[0])
+
+    def _latex(self, p):
+        return r"\mathrm{d}" + p._print(self.args[0])
+
+
+def _d_of(sym):
+    return (DiffSymbol(sym.name, *sym.shape) if isinstance(sym, sp.MatrixSymbol)
+            else DiffScalar(sym.name))
+
+
+# -- elementwise functions: f'(X) in matrix form, one rule per function --------------------------
+def _ew(name, X):
+    return Elementwise(lam(FUNCTIONS[name][0]), X, label=name)
+
+
+def _one_minus(M):
+    return sp.MatAdd(sp.OneMatrix(*M.shape), -M).doit()
+
+
+ELEMENTWISE_DERIVATIVES = {
+    "exp": lambda X, fX: fX,
+    "log": lambda X, fX: sp.HadamardPower(X, -1),
+    "sqrt": lambda X, fX: sp.MatMul(sp.Rational(1, 2), sp.HadamardPower(fX, -1)).doit(),
+    "abs": lambda X, fX: Elementwise(lam(sp.sign), X, label="sign"),
+    "sin": lambda X, fX: _ew("cos", X),
+    "cos": lambda X, fX: -_ew("sin", X),
+    "tanh": lambda X, fX: _one_minus(sp.HadamardPower(fX, 2)),
+    "sigmoid": lambda X, fX: sp.HadamardProduct(fX, _one_minus(fX)),
+    "relu": lambda X, fX: _ew_step(X),
+    "softplus": lambda X, fX: _ew("sigmoid", X),
+}
+_missing = set(ELEMENTWISE) - set(ELEMENTWISE_DERIVATIVES)
+if _missing:  # a function of the language without its rule fails at import, naming it
+    raise ImportError(f"matrix calculus: no derivative rule for {sorted(_missing)}")
+
+
+def _ew_step(X):
+    return Elementwise(lam(step), X, label="step")
+
+
+# -- 1. differentials -----------------------------------------------------------------------------
+class _Diff:
+    """The differential of an expression with respect to one variable, memoized, recording the
+    rules it used (each rule's text is printed once, as the step's justification)."""
+
+    def __init__(self, var, dvar):
+        self.var, self.dvar, self.memo, self.used = var, dvar, {}, []
+
+    def __call__(self, e):
+        """d e, or None where e does not depend on the variable."""
+        if e in self.memo:
+            return self.memo[e]
+        if not e.has(self.var):
+            out = None
+        else:
+            rule = _rule_for(e)
+            text, fn = rule
+            if text and text not in self.used:
+                self.used.append(text)
+            out = fn(self, e)
+        self.memo[e] = out
+        return out
+
+
+DIFFERENTIALS: dict[type, tuple[str, object]] = {}
+
+
+def defdiff(cls, text=""):
+    """Register the differential rule of a node class: ``fn(d, e)`` returns d e (None for 0)."""
+    def register(fn):
+        DIFFERENTIALS[cls] = (text, fn)
+        return fn
+    return register
+
+
+def _rule_for(e):
+    for cls in type(e).__mro__:
+        if cls in DIFFERENTIALS:
+            return DIFFERENTIALS[cls]
+    if isinstance(e, sp.Function) and len(e.args) == 1:
+        return _FUNCTION_RULE
+    raise ValueError(f"matrix calculus: no differential rule for {type(e).__name__} ({e})")
+
+
+def _add(terms):
+    terms = [t for t in terms if t is not None]
+    if not terms:
+        return None
+    if isinstance(terms[0], MatrixExpr):
+        return sp.MatAdd(*terms).doit() if len(terms) > 1 else terms[0]
+    return sp.Add(*terms)
+
+
+def _mul(*factors):
+    """A product of scalars and matrices; None if a factor is None (zero)."""
+    if any(f is None for f in factors):
+        return None
+    if not any(isinstance(f, MatrixExpr) for f in factors):
+        return sp.Mul(*factors)
+    out = sp.MatMul(*factors).doit()
+    return Scalar(out) if isinstance(out, MatrixExpr) and out.shape == (1, 1) and \
+        not any(isinstance(f, MatrixExpr) and f.shape == (1, 1) for f in factors) else out
+
+
+@defdiff(sp.MatrixSymbol)
+def _d_symbol(d, e):
+    return d.dvar if e == d.var else None
+
+
+@defdiff(sp.Symbol)
+def _d_scalar_symbol(d, e):
+    return d.dvar if e == d.var else None
+
+
+@defdiff(sp.MatAdd, "d(A + B) = dA + dB")
+def _d_matadd(d, e):
+    return _add([d(a) for a in e.args])
+
+
+@defdiff(sp.Add, "d(a + b) = da + db")
+def _d_add(d, e):
+    return _add([d(a) for a in e.args])
+
+
+def _product_rule(d, factors):
+    terms = []
+    for i, f in enumerate(factors):
+        df = d(f)
+        if df is not None:
+            terms.append(_mul(*factors[:i], df, *factors[i + 1:]))
+    return _add(terms)
+
+
+@defdiff(sp.MatMul, "d(AB) = dA B + A dB")
+def _d_matmul(d, e):
+    return _product_rule(d, list(e.args))
+
+
+@defdiff(sp.Mul, "d(ab) = da b + a db")
+def _d_mul(d, e):
+    return _product_rule(d, list(e.args))
+
+
+@defdiff(sp.Transpose, "d(Xᵀ) = (dX)ᵀ")
+def _d_transpose(d, e):
+    de = d(e.arg)
+    return None if de is None else de.T
+
+
+@defdiff(sp.Inverse, "d(X⁻¹) = −X⁻¹ dX X⁻¹")
+def _d_inverse(d, e):
+    de = d(e.arg)
+    return None if de is None else _mul(-1, e, de, e)
+
+
+@defdiff(sp.MatPow, "d(Aᵏ) = Σ_i Aⁱ dA Aᵏ⁻¹⁻ⁱ")
+def _d_matpow(d, e):
+    A, k = e.args
+    dA = d(A)
+    pw = lambda j: sp.Identity(A.shape[0]) if j == 0 else A if j == 1 else sp.MatPow(A, j)
+    return _add([_mul(pw(i), dA, pw(int(k) - 1 - i)) for i in range(int(k))])
+
+
+@defdiff(sp.HadamardProduct, "d(A ⊙ B) = dA ⊙ B + A ⊙ dB")
+def _d_hadamard(d, e):
+    terms = []
+    for i, a in enumerate(e.args):
+        da = d(a)
+        if da is not None:
+            terms.append(sp.HadamardProduct(*e.args[:i], da, *e.args[i + 1:]).doit())
+    return _add(terms)
+
+
+@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p−1) ⊙ dX")
+def _d_hadamard_power(d, e):
+    X, p = e.args
+    dX = d(X)
+    inner = X if p == 2 else sp.HadamardPower(X, p - 1)
+    return None if dX is None else _mul(p, sp.HadamardProduct(inner, dX).doit())
+
+
+@defdiff(Elementwise, "d f(X) = f′(X) ⊙ dX, entry by entry")
+def _d_elementwise(d, e):
+    (X,) = e.operands
+    dX = d(X)
+    return None if dX is None else sp.HadamardProduct(
+        ELEMENTWISE_DERIVATIVES[e.label](X, e), dX).doit()
+
+
+@defdiff(Softmax, "d softmax(z) = (diag(s) − s sᵀ) dz = s ⊙ dz − s (sᵀ dz)")
+def _d_softmax(d, e):
+    dz = d(e.args[0])
+    if dz is None:
+        return None
+    return _add([sp.HadamardProduct(e, dz).doit(), _mul(-1, e, Scalar(sp.MatMul(e.T, dz)))])
+
+
+@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz")
+def _d_logsumexp(d, e):
+    dz = d(e.args[0])
+    return None if dz is None else sp.MatMul(Softmax(e.args[0]).T, dz)
+
+
+@defdiff(sp.DiagMatrix, "d diag(v) = diag(dv)")
+def _d_diagmatrix(d, e):
+    dv = d(e.args[0])
+    return None if dv is None else sp.DiagMatrix(dv)
+
+
+@defdiff(sp.DiagonalOf, "d diag(X) = diag(dX)")
+def _d_diagonalof(d, e):
+    dX = d(e.args[0])
+    return None if dX is None else sp.DiagonalOf(dX)
+
+
+@defdiff(Scalar)
+def _d_scalar(d, e):
+    dm = d(e.matrix)
+    return None if dm is None else (Scalar(dm) if isinstance(dm, MatrixExpr) else dm)
+
+
+@defdiff(sp.Trace, "d tr(X) = tr(dX)")
+def _d_trace(d, e):
+    dX = d(e.arg)
+    return None if dX is None else sp.Trace(dX)
+
+
+@defdiff(sp.Determinant, "d det X = det X · tr(X⁻¹ dX)")
+def _d_det(d, e):
+    dX = d(e.arg)
+    return None if dX is None else e * sp.Trace(sp.MatMul(sp.Inverse(e.arg), dX))
+
+
+@defdiff(sp.Pow, "d(aᵖ) = p aᵖ⁻¹ da")
+def _d_pow(d, e):
+    base, p = e.args
+    if p.has(d.var):
+        raise ValueError(f"matrix calculus: the exponent of {e} depends on {d.var}; write "
+                         "exp(p*log(a))")
+    db = d(base)
+    return None if db is None else p * base**(p - 1) * db
+
+
+@defdiff(sp.exp, "d exp(a) = exp(a) da")
+def _d_exp(d, e):
+    da = d(e.args[0])
+    return None if da is None else e * da
+
+
+@defdiff(sp.log, "d log(a) = da / a")
+def _d_log(d, e):
+    da = d(e.args[0])
+    return None if da is None else da / e.args[0]
+
+
+def _d_function(d, e):
+    (a,) = e.args
+    da = d(a)
+    if da is None:
+        return None
+    t = sp.Dummy("t", real=True)
+    return sp.diff(e.func(t), t).subs(t, a) * da
+
+
+_FUNCTION_RULE = ("d f(a) = f′(a) da", _d_function)
+for _leaf in (sp.Number, sp.NumberSymbol, sp.Identity, sp.OneMatrix, sp.ZeroMatrix):
+    DIFFERENTIALS[_leaf] = ("", lambda d, e: None)
+
+
+# -- 2. identifying the gradient: ⟨G, e⟩ for e linear in dX ---------------------------------------
+ADJOINTS: dict[type, object] = {}
+
+
+def defadjoint(cls):
+    """Register how a linear node passes its adjoint to the operand holding dX: ⟨G, e⟩ =
+    ⟨G', operand⟩; ``fn(e, G, i)`` returns G' for operand i."""
+    def register(fn):
+        ADJOINTS[cls] = fn
+        return fn
+    return register
+
+
+def _inner(G, M):
+    """⟨G, M⟩ = tr(Gᵀ M) as a scalar (Gᵀ M for vectors, as the notes write it)."""
+    if not isinstance(M, MatrixExpr):
+        return G * M
+    if not isinstance(G, MatrixExpr):  # a 1×1 M with a scalar adjoint
+        return G * Scalar(M)
+    prod = sp.MatMul(G.T, M).doit()
+    return Scalar(prod) if prod.shape == (1, 1) else sp.Trace(prod)
+
+
+def _seed_times(G, L, R):
+    """Lᵀ G Rᵀ, with G possibly a scalar (the adjoint of a 1×1)."""
+    parts = [m for m in (L.T if L is not None else None, G, R.T if R is not None else None)
+             if m is not None]
+    return _mul(*parts) if len(parts) > 1 else parts[0]
+
+
+class _Adjoint:
+    def __init__(self, dvar):
+        self.dvar = dvar
+
+    def __call__(self, e, G):
+        """The contribution to the gradient of ⟨G, e⟩, for e linear in dvar."""
+        if e == self.dvar:
+            return G
+        if isinstance(e, (sp.Add, sp.MatAdd)):
+            return _add([self(a, G) for a in e.args if a.has(self.dvar)])
+        if isinstance(e, (sp.Mul, sp.MatMul)):
+            args = list(e.args)
+            holding = [i for i, a in enumerate(args) if a.has(self.dvar)]
+            if len(holding) != 1:
+                raise ValueError(f"matrix calculus: {e} is not linear in {self.dvar}")
+            i = holding[0]
+            scalars = [a for a in args if not isinstance(a, MatrixExpr)]
+            mats = [a for a in args if isinstance(a, MatrixExpr)]
+            if not isinstance(args[i], MatrixExpr):  # the scalar coefficient holds dX
+                rest = _mul(*[a for j, a in enumerate(scalars) if a is not args[i]], *mats) \
+                    if len(args) > 1 else sp.Integer(1)
+                return self(args[i], _inner(G, rest) if isinstance(rest, MatrixExpr) else G * rest)
+            k = mats.index(args[i])
+            coeff = sp.Mul(*scalars)
+            L = _mul(coeff, *mats[:k]) if k else None
+            R = _mul(*mats[k + 1:]) if k + 1 < len(mats) else None
+            if L is None and coeff != 1:
+                G = _mul(coeff, G)
+            return self(args[i], _seed_times(G, L, R))
+        if isinstance(e, Scalar):
+            return self(e.matrix, G)
+        for cls in type(e).__mro__:
+            if cls in ADJOINTS:
+                holding = [i for i, a in enumerate(e.args) if a.has(self.dvar)]
+                i = holding[0]
+                return self(e.args[i], ADJOINTS[cls](e, G, i))
+        raise ValueError(f"matrix calculus: cannot identify the gradient in {e}")
+
+
+@defadjoint(sp.Transpose)
+def _adj_transpose(e, G, i):
+    return G.T if isinstance(G, MatrixExpr) else G
+
+
+@defadjoint(sp.Trace)
+def _adj_trace(e, G, i):
+    return _mul(G, sp.Identity(e.arg.shape[0]))
+
+
+@defadjoint(sp.HadamardProduct)
+def _adj_hadamard(e, G, i):
+    return sp.HadamardProduct(G, *e.args[:i], *e.args[i + 1:]).doit()
+
+
+@defadjoint(sp.DiagMatrix)
+def _adj_diagmatrix(e, G, i):
+    return sp.DiagonalOf(G)
+
+
+@defadjoint(sp.DiagonalOf)
+def _adj_diagonalof(e, G, i):
+    return sp.DiagMatrix(G)
+
+
+# -- 3. identifying a Jacobian: dF = J dx ---------------------------------------------------------
+class _Jacobian:
+    def __init__(self, var, dvar):
+        self.var, self.dvar, self.adj = var, dvar, _Adjoint(dvar)
+
+    def row(self, s):
+        """J of a scalar s linear in dx: the row (∇s)ᵀ."""
+        g = self.adj(s, sp.Integer(1))
+        return g.T if isinstance(g, MatrixExpr) else g
+
+    def __call__(self, e):
+        dv = self.dvar
+        if e == dv:
+            return sp.Identity(dv.shape[0]) if isinstance(dv, MatrixExpr) else sp.Integer(1)
+        if not isinstance(e, MatrixExpr) or e.shape == (1, 1) and isinstance(e, Scalar):
+            return self.row(e)
+        if isinstance(e, sp.MatAdd):
+            return _add([self(a) for a in e.args if a.has(dv)])
+        if isinstance(e, sp.Transpose):
+            return self(_push_transpose(e))
+        if isinstance(e, sp.HadamardProduct):
+            i = next(i for i, a in enumerate(e.args) if a.has(dv))
+            others = sp.HadamardProduct(*e.args[:i], *e.args[i + 1:]).doit()
+            return _mul(sp.DiagMatrix(others), self(e.args[i]))
+        if isinstance(e, sp.MatMul):
+            args = list(e.args)
+            i = next(i for i, a in enumerate(args) if a.has(dv))
+            scalars = [a for a in args if not isinstance(a, MatrixExpr)]
+            mats = [a for a in args if isinstance(a, MatrixExpr)]
+            if not isinstance(args[i], MatrixExpr):  # the coefficient holds dx: v (∇c)ᵀ
+                v = _mul(*[a for a in scalars if a is not args[i]], *mats)
+                return _mul(v, self.row(args[i]))
+            k = mats.index(args[i])
+            L = _mul(sp.Mul(*scalars), *mats[:k]) if k or sp.Mul(*scalars) != 1 else None
+            R = mats[k + 1:]
+            if not R:
+                inner = self(mats[k])
+            else:
+                Rm = _mul(*R)
+                mid = _mul(mats[k], Rm)
+                if isinstance(mid, Scalar) or getattr(mid, "shape", None) == (1, 1):
+                    inner = self.row(mid if isinstance(mid, Scalar) else Scalar(mid))
+                elif isinstance(mats[k], sp.DiagMatrix) and Rm.shape[1] == 1:
+                    inner = _mul(sp.DiagMatrix(Rm), self(mats[k].args[0]))
+                else:
+                    raise ValueError(f"matrix calculus: cannot identify the Jacobian of {e}")
+            return inner if L is None else _mul(L, inner)
+        if isinstance(e, sp.DiagonalOf):
+            raise ValueError(f"matrix calculus: cannot identify the Jacobian of {e}")
+        raise ValueError(f"matrix calculus: cannot identify the Jacobian in {e}")
+
+
+def _push_transpose(e):
+    """(AB)ᵀ = BᵀAᵀ, (A + B)ᵀ = Aᵀ + Bᵀ, one level."""
+    a = e.arg
+    if isinstance(a, sp.MatMul):
+        coeff, mats = a.as_coeff_matrices()
+        return _mul(coeff, *[m.T for m in reversed(mats)])
+    if isinstance(a, sp.MatAdd):
+        return sp.MatAdd(*[t.T for t in a.args]).doit()
+    if isinstance(a, sp.HadamardProduct):
+        return sp.HadamardProduct(*[t.T for t in a.args]).doit()
+    return a.T
+
+
+# -- simplification -------------------------------------------------------------------------------
+def tidy(e):
+    """Merge diag products, collect like terms and factor a common left or right factor:
+    Ax + Aᵀx = (A + Aᵀ)x, as the textbook writes it."""
+    if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, sp.MatrixSymbol):
+        return e
+    args = [tidy(a) for a in e.args]
+    e = e.func(*args) if args != list(e.args) else e
+    if isinstance(e, sp.MatMul):
+        e = _merge_diags(e)
+    if isinstance(e, sp.MatAdd):
+        e = _factor(e)
+    return e.doit() if isinstance(e, (sp.MatMul, sp.MatAdd)) else e
+
+
+def _merge_diags(e):
+    coeff, mats = e.as_coeff_matrices()
+    out = []
+    for m in mats:
+        if out and isinstance(m, sp.DiagMatrix) and isinstance(out[-1], sp.DiagMatrix):
+            out[-1] = sp.DiagMatrix(sp.HadamardProduct(out[-1].args[0], m.args[0]).doit())
+        else:
+            out.append(m)
+    return sp.MatMul(coeff, *out).doit() if len(out) != len(mats) else e
+
+
+def _split(t):
+    if isinstance(t, sp.MatMul):
+        coeff, mats = t.as_coeff_matrices()
+        return coeff, list(mats)
+    return sp.Integer(1), [t]
+
+
+def _factor(e):
+    terms = [_split(t) for t in e.args]
+    for side in (-1, 0):
+        groups: dict = {}
+        for c, mats in terms:
+            if len(mats) > 1:
+                groups.setdefault(mats[side], []).append((c, mats))
+        key = next((k for k, g in groups.items() if len(g) > 1), None)
+        if key is None:
+            continue
+        grouped = groups[key]
+        rest = [t for t in terms if not (len(t[1]) > 1 and t[1][side] == key)]
+        inner = sp.MatAdd(*[_mul(c, *(m[:-1] if side == -1 else m[1:])) for c, m in grouped])
+        inner = _factor(inner.doit()) if isinstance(inner.doit(), sp.MatAdd) else inner.doit()
+        merged = sp.MatMul(inner, key) if side == -1 else sp.MatMul(key, inner)
+        out = sp.MatAdd(merged, *[_mul(c, *m) for c, m in rest]) if rest else merged
+        return out
+    return e
+
+
+# -- verification: entry by entry against sympy.diff ---------------------------------------------
+_TEST_SIZES = (2, 3, 4, 5, 6, 7)  # the first size 2: a 3×3 symbolic inverse took 2 s
+
+
+def _explicit(e, env):
+    """``e`` with each matrix symbol replaced by the explicit matrix in ``env``: a scalar SymPy
+    expression or an ImmutableMatrix."""
+    if isinstance(e, sp.MatrixSymbol):
+        return env[e.name]
+    if isinstance(e, sp.Symbol):
+        return env.get(e.name, e)
+    if isinstance(e, (sp.Identity, sp.OneMatrix, sp.ZeroMatrix)):
+        return sp.ImmutableMatrix(e.subs(env["__sizes__"]).as_explicit())
+    if isinstance(e, Scalar):
+        return _explicit(e.matrix, env)[0, 0]
+    if isinstance(e, sp.Trace):
+        return _explicit(e.arg, env).trace()
+    if isinstance(e, sp.Determinant):
+        return _explicit(e.arg, env).det(method="berkowitz")
+    if isinstance(e, sp.Inverse):
+        return _explicit(e.arg, env).inv(method="LU")
+    if isinstance(e, sp.MatPow):
+        return _explicit(e.args[0], env) ** int(e.args[1])
+    if isinstance(e, sp.MatMul):
+        out = None
+        for a in e.args:
+            v = _explicit(a, env)
+            out = v if out is None else out * v
+        return sp.ImmutableMatrix(out) if isinstance(out, sp.MatrixBase) else out
+    if isinstance(e, sp.MatAdd):
+        vals = [_explicit(a, env) for a in e.args]
+        out = vals[0]
+        for v in vals[1:]:
+            out = out + v
+        return sp.ImmutableMatrix(out)
+    if isinstance(e, sp.Transpose):
+        return _explicit(e.arg, env).T
+    if isinstance(e, sp.HadamardProduct):
+        vals = [_explicit(a, env) for a in e.args]
+        out = vals[0]
+        for v in vals[1:]:
+            out = out.multiply_elementwise(v)
+        return sp.ImmutableMatrix(out)
+    if isinstance(e, sp.HadamardPower):
+        return _explicit(e.args[0], env).applyfunc(lambda v: v ** e.args[1])
+    if isinstance(e, Elementwise):
+        (X,) = e.operands
+        return _explicit(X, env).applyfunc(e.lam)
+    if isinstance(e, sp.DiagMatrix):
+        v = _explicit(e.args[0], env)
+        return sp.ImmutableMatrix(sp.diag(*v))
+    if isinstance(e, sp.DiagonalOf):
+        M = _explicit(e.args[0], env)
+        return sp.ImmutableMatrix([M[i, i] for i in range(M.rows)])
+    if isinstance(e, (Softmax, LogSumExp)):
+        z = _explicit(e.args[0], env)
+        node = type(e)(z)
+        return sp.ImmutableMatrix(*node.shape, lambda i, j: node._entry(i, j))
+    if isinstance(e, MatrixExpr):
+        raise ValueError(f"matrix calculus: cannot write out {type(e).__name__}")
+    if not e.args:
+        return e
+    return e.func(*[_explicit(a, env) for a in e.args])
+
+
+def _entries(name, shape, symmetric=False):
+    r, c = shape
+    syms = {}
+    def entry(i, j):
+        key = (min(i, j), max(i, j)) if symmetric else (i, j)
+        if key not in syms:
+            syms[key] = sp.Dummy(f"{name}_{key[0]}{key[1]}", real=True)
+        return syms[key]
+    return sp.ImmutableMatrix(r, c, entry)
+
+
+def verify(problem: MatrixProblem, var, result, order: str, points: int = 3, seed: int = 0):
+    """Check ``result`` (the gradient, Jacobian or Hessian of ``problem.expr`` with respect to
+    ``var``) entry by entry against ``sympy.diff`` of the written-out expression, at small sizes
+    and random points. Returns the sizes used; raises if they disagree."""
+    sizes = {s: sp.Integer(_TEST_SIZES[i % len(_TEST_SIZES)])
+             for i, s in enumerate(problem.size_symbols.values())}
+    env = {"__sizes__": sizes}
+    for name, sym in problem.symbols.items():
+        if isinstance(sym, sp.MatrixSymbol):
+            shape = tuple(int(d.subs(sizes)) if isinstance(d, sp.Basic) else int(d) for d in sym.shape)
+            env[name] = _entries(name, shape, isinstance(sym, Symmetric))
+        else:
+            env[name] = sp.Dummy(name, real=True)
+    f = _explicit(problem.expr, env)
+    R = _explicit(result, env)
+    V = env[var.name]
+    xs = list(V) if isinstance(V, sp.MatrixBase) else [V]
+    symmetric_var = isinstance(var, Symmetric)
+    # the route of sympy.diff: every entry of the written-out function, by every entry of var
+    if order == "grad":
+        want = [sp.diff(f, x) for x in xs]
+        if symmetric_var:  # s_ij = s_ji: d/ds_ij sees G_ij + G_ji
+            Rm = R if isinstance(R, sp.MatrixBase) else sp.ImmutableMatrix([[R]])
+            got = [Rm[i, j] + (Rm[j, i] if i != j else 0) for i in range(Rm.rows)
+                   for j in range(Rm.cols) if j >= i]
+            want = [sp.diff(f, V[i, j]) for i in range(V.rows) for j in range(V.cols) if j >= i]
+        else:
+            got = list(R) if isinstance(R, sp.MatrixBase) else [R]
+    elif order == "jacobian":
+        F = f if isinstance(f, sp.MatrixBase) else sp.ImmutableMatrix([[f]])
+        want = [sp.diff(Fi, x) for Fi in F for x in xs]
+        got = list(R) if isinstance(R, sp.MatrixBase) else [R]
+    else:  # hessian
+        grads = [sp.diff(f, x) for x in xs]
+        want = [sp.diff(g, x) for g in grads for x in xs]
+        got = list(R) if isinstance(R, sp.MatrixBase) else [R]
+    if len(got) != len(want):
+        raise AssertionError(f"matrix calculus: the result has {len(got)} entries, "
+                             f"sympy.diff {len(want)}")
+    fs = list(f) if isinstance(f, sp.MatrixBase) else [f]
+    free = sorted(set().union(*[getattr(x, "free_symbols", set()) for x in want + got + fs]), key=str)
+    rng = random.Random(seed)
+    checked = tries = 0
+    while checked < points:
+        tries += 1
+        if tries > 40:
+            raise ValueError(f"matrix calculus: could not find a point where {problem.text!r} "
+                             "and its derivative are defined, to check the result")
+        at = {s: sp.Float(rng.uniform(-2, 2) if tries < 20 else rng.uniform(0.2, 2), 30)
+              for s in free}
+        fv = complex(sp.N(f.xreplace(at) if not isinstance(f, sp.MatrixBase) else
+                          f.xreplace(at)[0], 30))
+        vals_w = [complex(sp.N(w.xreplace(at), 30)) for w in want]
+        vals_g = [complex(sp.N(g.xreplace(at) if isinstance(g, sp.Basic) else g, 30)) for g in got]
+        if any(abs(v.imag) > 1e-12 or v != v or abs(v) == float("inf")
+               for v in [fv] + vals_w + vals_g):
+            continue  # outside the domain (log of a negative, a singular X): another point
+        for w, g in zip(vals_w, vals_g):
+            if abs(w - g) > 1e-9 * max(1.0, abs(w)):
+                raise AssertionError(f"matrix calculus: the derived {order} of {problem.text!r} "
+                                     f"disagrees with sympy.diff ({g.real} against {w.real}); "
+                                     "this is a bug in symgrad, please report it")
+        checked += 1
+    return {str(k): int(v) for k, v in sizes.items()}
+
+
+# -- the derivations ------------------------------------------------------------------------------
+def _problem(f, wrt, decl) -> tuple[MatrixProblem, sp.Basic]:
+    problem = f if isinstance(f, MatrixProblem) else parse_matrix(f, **decl)
+    if not isinstance(wrt, str) or not wrt.strip():
+        raise ValueError("wrt: name the variable to differentiate by, e.g. wrt=\"x\"")
+    name = wrt.strip()
+    if name not in problem.symbols:
+        raise ValueError(f"wrt: {name!r} does not appear in {problem.text!r}")
+    return problem, problem.symbols[name]
+
+
+def _shape_text(e) -> str:
+    if not isinstance(e, MatrixExpr):
+        return "a scalar"
+    r, c = e.shape
+    return f"{r} × 1" if c == 1 else f"{r} × {c}"
+
+
+def _declared(problem) -> str:
+    return "; ".join(f"{n} is {_shape_text(s)}" + (" symmetric" if isinstance(s, Symmetric)
+                                                      else "")
+                     for n, s in problem.symbols.items())
+
+
+def _differential(problem, var, d: Derivation, f_sym):
+    dvar = _d_of(var)
+    diff = _Diff(var, dvar)
+    df = diff(problem.expr)
+    if df is None:
+        raise ValueError(f"wrt: {problem.text!r} does not depend on {var.name!r}")
+    rules = "; ".join(diff.used) or "the variable's own differential"
+    d.add(DiffScalar(f_sym.name) if not isinstance(problem.expr, MatrixExpr) else
+          DiffSymbol(f_sym.name, *problem.expr.shape), df, f"the differential, by the rules {rules}",
+          StepKind.JACOBIAN)
+    return df, dvar
+
+
+def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
+    d = Derivation(title)
+    f_sym = sp.Symbol("f")
+    d.add(f_sym, problem.expr, f"the function; {_declared(problem)}", StepKind.DEFINITION)
+    for note in problem.notes:
+        d.add(None, problem.expr, note, StepKind.SIMPLIFY)
+    return d, f_sym
+
+
+def _finish(d, problem, var, result, order, lhs):
+    simpler = tidy(result)
+    d.result = simpler
+    if simpler != result:
+        d.add(None, simpler, "collecting like terms and common factors", StepKind.SIMPLIFY)
+    sizes = verify(problem, var, simpler, order)
+    at = ", ".join(f"{k} = {v}" for k, v in sizes.items()) or "the declared sizes"
+    d.meta.update(problem=problem, wrt=var, order=order, checked_at=sizes)
+    d.add(lhs, simpler, f"checked entry by entry against sympy.diff of the written-out function "
+          f"at {at} (3 random points)", StepKind.AGREE)
+    return d
+
+
+def derive_grad(f, wrt: str, **decl) -> Derivation:
+    """∇f of a scalar matrix-language expression, shaped like ``wrt``."""
+    problem, var = _problem(f, wrt, decl)
+    if not problem.is_scalar:
+        raise ValueError(f"grad: {problem.text!r} is {_shape_text(problem.expr)}, not a scalar; "
+                         "use derivative for its Jacobian")
+    d, f_sym = _start(problem, var, f"Gradient of f = {problem.text} with respect to {var.name}")
+    df, dvar = _differential(problem, var, d, f_sym)
+    G = _Adjoint(dvar)(df, sp.Integer(1))
+    form = _inner(G, dvar) if isinstance(var, MatrixExpr) else G * dvar
+    d.add(None, form, "each term moved into the form ⟨G, dX⟩ = tr(Gᵀ dX): a scalar is its own "
+          "transpose and the trace is invariant under cyclic permutations (the trace trick)",
+          StepKind.SUBSTITUTION)
+    lhs = Grad(f_sym, var)
+    d.add(lhs, G, f"identify the gradient: df = tr(∇fᵀ d{var.name}) for every d{var.name}, so "
+          f"∇f is the factor of d{var.name}, shaped like {var.name} ({_shape_text(var)})",
+          StepKind.GRADIENT, shapes=[_shape(var)])
+    return _finish(d, problem, var, G, "grad", lhs)
+
+
+def _shape(e):
+    return tuple(e.shape) if isinstance(e, MatrixExpr) else (1, 1)
+
+
+def derive_derivative(f, wrt: str, **decl) -> Derivation:
+    """The Jacobian ∂f/∂wrt of a scalar or vector expression with respect to a scalar or vector:
+    dF = J dx (rows: the entries of f; columns: the entries of wrt)."""
+    problem, var = _problem(f, wrt, decl)
+    F = problem.expr
+    for what, e in (("f", F), ("wrt", var)):
+        if isinstance(e, MatrixExpr) and e.shape[1] != 1:
+            raise ValueError(f"derivative: {what} {problem.text if what == 'f' else var.name!r} "
+                             f"is {_shape_text(e)}; Jacobians are of scalars and vectors "
+                             "with respect to scalars and vectors (use grad for a scalar "
+                             "function of a matrix)")
+    d, f_sym = _start(problem, var, f"Jacobian of f = {problem.text} with respect to {var.name}")
+    df, dvar = _differential(problem, var, d, f_sym)
+    J = _Jacobian(var, dvar)(df)
+    lhs = Partial(f_sym, var)
+    d.add(lhs, J, f"identify the Jacobian: df = J d{var.name} for every d{var.name}; J is "
+          f"{_rows(F)} × {_rows(var)}", StepKind.JACOBIAN)
+    return _finish(d, problem, var, J, "jacobian", lhs)
+
+
+def _rows(e):
+    return e.shape[0] if isinstance(e, MatrixExpr) else 1
+
+
+def derive_hessian(f, wrt: str, **decl) -> Derivation:
+    """The Hessian of a scalar expression with respect to a vector (or scalar): the Jacobian of
+    its gradient, in matrix form (A + Aᵀ, 2XᵀX, Xᵀ diag(…) X)."""
+    problem, var = _problem(f, wrt, decl)
+    if isinstance(var, MatrixExpr) and var.shape[1] != 1:
+        raise ValueError(f"hessian: {var.name!r} is {_shape_text(var)}; the Hessian is taken "
+                         "with respect to a vector or a scalar")
+    g = derive_grad(problem, wrt)
+    G = g.result
+    d = Derivation(f"Hessian of f = {problem.text} with respect to {var.name}")
+    d.steps.extend(s for s in g.steps if s.rule is not StepKind.AGREE)
+    dvar = _d_of(var)
+    diff = _Diff(var, dvar)
+    dG = diff(G)
+    if dG is None:
+        H = sp.ZeroMatrix(*((var.shape[0],) * 2)) if isinstance(var, MatrixExpr) else sp.Integer(0)
+    else:
+        d.add(D(Grad(sp.Symbol("f"), var)), dG, "the differential of the gradient, by the rules "
+              + "; ".join(diff.used), StepKind.JACOBIAN)
+        H = _Jacobian(var, dvar)(dG)
+    lhs = sp.Symbol("H")
+    d.add(lhs, H, f"identify the Hessian: d∇f = H d{var.name} for every d{var.name}; H is "
+          f"{_rows(var)} × {_rows(var)}", StepKind.JACOBIAN)
+    d.meta["gradient"] = G
+    return _finish(d, problem, var, H, "hessian", lhs)
