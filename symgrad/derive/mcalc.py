@@ -498,11 +498,32 @@ def tidy(e):
         return e
     args = [tidy(a) for a in e.args]
     e = e.func(*args) if args != list(e.args) else e
+    if isinstance(e, sp.HadamardProduct):
+        e = _hadamard_coefficients(e)
+    if isinstance(e, sp.HadamardPower) and isinstance(e.args[0], sp.MatMul):
+        c, mats = e.args[0].as_coeff_matrices()  # (−y)^∘2 = y^∘2
+        if c == -1 and e.args[1].is_Integer and e.args[1] % 2 == 0:
+            e = sp.HadamardPower(sp.MatMul(*mats).doit(), e.args[1])
     if isinstance(e, sp.MatMul):
         e = _merge_diags(e)
     if isinstance(e, sp.MatAdd):
         e = _factor(e)
     return e.doit() if isinstance(e, (sp.MatMul, sp.MatAdd)) else e
+
+
+def _hadamard_coefficients(e):
+    """(−y) ⊙ A = −(y ⊙ A): numbers out of a Hadamard product, as a textbook writes them."""
+    coeff, args = sp.Integer(1), []
+    for a in e.args:
+        if isinstance(a, sp.MatMul):
+            c, mats = a.as_coeff_matrices()
+            if c.is_Number and c != 1:
+                coeff, a = coeff * c, sp.MatMul(*mats).doit()
+        args.append(a)
+    if coeff == 1:
+        return e
+    inner = sp.HadamardProduct(*args).doit()
+    return sp.MatMul(coeff, inner).doit()
 
 
 def _merge_diags(e):

@@ -135,17 +135,8 @@ class TextPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         return f"{self._print(a)}⁻¹" if isinstance(a, sp.MatrixSymbol) else \
             f"({self._print(a)})⁻¹"
 
-    def _print_DiagMatrix(self, e):
+    def _print_DiagonalOf(self, e):
         return f"diag({self._print(e.args[0])})"
-
-    _print_DiagonalOf = _print_DiagMatrix
-
-    def _print_OneMatrix(self, e):
-        return "𝟏ᵀ" if e.rows == 1 and e.cols != 1 else "𝟏"
-
-    def _print_HadamardPower(self, e):
-        base, p = e.args
-        return f"{self.parenthesize(base, PRECEDENCE['Pow'])}^∘{self._print(p)}"
 
     def _print_Scalar(self, e):
         return self._print(e.matrix)
@@ -277,7 +268,8 @@ def _text_methods():
         "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
         "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(self._print(a) for a in e.args),
         "_print_DiagMatrix": lambda self, e: f"diag({self._print(e.args[0])})",
-        "_print_OneMatrix": lambda self, e: "1",
+        # 1ᵀ: a row of ones (the matrix language's sum(x) = 1ᵀx); a column stays 1, as in 1 bᵀ
+        "_print_OneMatrix": lambda self, e: "1ᵀ" if e.rows == 1 and e.cols != 1 else "1",
         "_print_Identity": lambda self, e: "I",
         "_print_Transpose": transpose,
     }
