@@ -67,3 +67,13 @@ def test_cnn_digits_reaches_98_percent():
     assert r.returncode == 0, r.stdout + r.stderr
     acc = float(re.search(r"test accuracy ([\d.]+)%", r.stdout).group(1))
     assert acc >= 98.0
+
+
+def test_newton_logistic_matches_sklearn_in_ten_steps():
+    """Newton's method from the derived Hessian, against scikit-learn's LogisticRegression(C=1)."""
+    pytest.importorskip("sklearn")
+    r = run("newton_logistic.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    steps = int(re.search(r"; (\d+) Newton steps", r.stdout).group(1))
+    gap = float(re.search(r"LogisticRegression: ([\d.e+-]+)", r.stdout).group(1))
+    assert steps <= 10 and gap < 1e-5
