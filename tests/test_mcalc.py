@@ -258,3 +258,47 @@ def test_cli_errors(args, msg):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 2
     assert msg in r.output and "Traceback" not in r.output
+
+
+GOLDEN = [  # the result in the notes' LaTeX: bold vectors and matrices, ⊙, X^{-⊤}, σ
+    ("grad", "x'*A*x", "x", dict(vectors="x", matrices="A"),
+     r"\left(\mathbf{A} + \mathbf{A}^{\top}\right) \mathbf{x}"),
+    ("grad", "norm2(X*w - y)^2", "w", dict(vectors="w y", matrices="X"),
+     r"2 \mathbf{X}^{\top} \left(\mathbf{X} \mathbf{w} - \mathbf{y}\right)"),
+    ("grad", "logdet(X)", "X", dict(matrices="X"), r"\mathbf{X}^{-\top}"),
+    ("grad", "tr(inv(X)*A)", "X", dict(matrices="X A"),
+     r"-\mathbf{X}^{-\top} \mathbf{A}^{\top} \mathbf{X}^{-\top}"),
+    ("grad", "det(X)", "X", dict(matrices="X"), r"\det \mathbf{X} \mathbf{X}^{-\top}"),
+    ("grad", "sum(log(1 + exp(-y .* (X*w))))", "w", dict(vectors="w y", matrices="X"),
+     r"-\mathbf{X}^{\top} \left(\sigma(-\left(\left(\mathbf{X} \mathbf{w}\right) \odot "
+     r"\mathbf{y}\right)) \odot \mathbf{y}\right)"),
+    ("hessian", "norm2(X*w - y)^2", "w", dict(vectors="w y", matrices="X"),
+     r"2 \mathbf{X}^{\top} \mathbf{X}"),
+    ("derivative", "softmax(x)", "x", dict(vectors="x"),
+     r"\operatorname{diag}(\operatorname{softmax}\left(\mathbf{x}\right)) - "
+     r"\operatorname{softmax}\left(\mathbf{x}\right) \left(\operatorname{softmax}\left("
+     r"\mathbf{x}\right)\right)^{\top}"),
+]
+
+
+@pytest.mark.parametrize("kind, f, wrt, decl, tex", GOLDEN, ids=[g[1] for g in GOLDEN])
+def test_golden_latex(kind, f, wrt, decl, tex):
+    from symgrad.printing.latex import latex
+    assert latex(getattr(sg, kind)(f, wrt, **decl).result) == tex
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="no pdflatex here")
+def test_worksheet_compiles_to_pdf(tmp_path):
+    """A matrix-calculus worksheet: sg.handout of several derivations, through real pdflatex."""
+    import subprocess
+    ds = [sg.grad("x'*A*x", "x", vectors="x", matrices="A"),
+          sg.grad("logdet(X) + tr(inv(X)*A)", "X", matrices="X A"),
+          sg.hessian("sum(log(1 + exp(-y .* (X*w))))", "w", vectors="w y", matrices="X"),
+          sg.derivative("softmax(x)", "x", vectors="x")]
+    tex = sg.handout(ds)
+    assert r"\mathrm{d}\mathbf{x}^{\top}" in tex and "?" not in tex.split(r"\begin{document}")[1]
+    (tmp_path / "w.tex").write_text(tex)
+    r = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "w.tex"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:]
+    assert "Overfull" not in r.stdout

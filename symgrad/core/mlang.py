@@ -32,10 +32,10 @@ import sympy as sp
 
 from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax, Symmetric, lam
 from symgrad.core.parse import ParseError, _Parser, parse_symbols
-from symgrad.core.primitives import FUNCTIONS
+from symgrad.core.primitives import FUNCTIONS, PRIMITIVES
 
 __all__ = ["KINDS", "MATRIX_FUNCTIONS", "ELEMENTWISE", "MatrixProblem", "parse_matrix",
-           "declare"]
+           "declare", "entrywise"]
 
 KINDS = ("scalar", "vector", "matrix", "symmetric")
 
@@ -623,7 +623,14 @@ class _Builder:
         fn = FUNCTIONS[name][0]
         if not isinstance(x, sp.MatrixExpr):
             return fn(x)
-        return Elementwise(lam(fn), x, label=name)
+        return entrywise(name, x)
+
+
+def entrywise(name, X):
+    """``name`` applied entry by entry to X, printed by the primitive's registered LaTeX (σ)."""
+    spec = PRIMITIVES.get(name)
+    return Elementwise(lam(FUNCTIONS[name][0] if name in FUNCTIONS else spec.cls), X, label=name,
+                       latex=spec.latex if spec else "")
 
 
 def _scalar(e):

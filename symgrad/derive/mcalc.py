@@ -22,9 +22,9 @@ import random
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
-from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
+from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, _printing
 from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax, Symmetric, lam
-from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, parse_matrix
+from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
 from symgrad.core.primitives import FUNCTIONS, step
 
 __all__ = ["derive_grad", "derive_derivative", "derive_hessian", "verify", "DIFFERENTIALS",
@@ -73,8 +73,7 @@ def _d_of(sym):
 
 
 # -- elementwise functions: f'(X) in matrix form, one rule per function --------------------------
-def _ew(name, X):
-    return Elementwise(lam(FUNCTIONS[name][0]), X, label=name)
+_ew = entrywise
 
 
 def _one_minus(M):
@@ -85,7 +84,7 @@ ELEMENTWISE_DERIVATIVES = {
     "exp": lambda X, fX: fX,
     "log": lambda X, fX: sp.HadamardPower(X, -1),
     "sqrt": lambda X, fX: sp.MatMul(sp.Rational(1, 2), sp.HadamardPower(fX, -1)).doit(),
-    "abs": lambda X, fX: Elementwise(lam(sp.sign), X, label="sign"),
+    "abs": lambda X, fX: Elementwise(lam(sp.sign), X, label="sign", latex=r"\operatorname{sign}"),
     "sin": lambda X, fX: _ew("cos", X),
     "cos": lambda X, fX: -_ew("sin", X),
     "tanh": lambda X, fX: _one_minus(sp.HadamardPower(fX, 2)),
@@ -99,7 +98,7 @@ if _missing:  # a function of the language without its rule fails at import, nam
 
 
 def _ew_step(X):
-    return Elementwise(lam(step), X, label="step")
+    return _ew("step", X)
 
 
 # -- 1. differentials -----------------------------------------------------------------------------
@@ -743,6 +742,11 @@ def _differential(problem, var, d: Derivation, f_sym):
     return df, dvar
 
 
+def _printing_text():
+    """The text printer, through core's printing hook (derive never imports printing)."""
+    return _printing().TextPrinter().doprint
+
+
 def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
     d = Derivation(title)
     f_sym = sp.Symbol("f")
@@ -771,7 +775,7 @@ def derive_grad(f, wrt: str, **decl) -> Derivation:
     if not problem.is_scalar:
         raise ValueError(f"grad: {problem.text!r} is {_shape_text(problem.expr)}, not a scalar; "
                          "use derivative for its Jacobian")
-    d, f_sym = _start(problem, var, f"Gradient of f = {problem.text} with respect to {var.name}")
+    d, f_sym = _start(problem, var, _title("Gradient", problem, var))
     df, dvar = _differential(problem, var, d, f_sym)
     G = _Adjoint(dvar)(df, sp.Integer(1))
     form = _inner(G, dvar) if isinstance(var, MatrixExpr) else G * dvar
@@ -779,10 +783,21 @@ def derive_grad(f, wrt: str, **decl) -> Derivation:
           "transpose and the trace is invariant under cyclic permutations (the trace trick)",
           StepKind.SUBSTITUTION)
     lhs = Grad(f_sym, var)
-    d.add(lhs, G, f"identify the gradient: df = tr(∇fᵀ d{var.name}) for every d{var.name}, so "
-          f"∇f is the factor of d{var.name}, shaped like {var.name} ({_shape_text(var)})",
+    d.add(lhs, G, f"identify the gradient: df = tr(Gᵀ d{var.name}) for every d{var.name} makes G "
+          f"the gradient, shaped like {var.name} ({_shape_text(var)})",
           StepKind.GRADIENT, shapes=[_shape(var)])
     return _finish(d, problem, var, G, "grad", lhs)
+
+
+def _title(kind, problem, var) -> str:
+    """"Gradient of f = xᵀ A x with respect to x": the parsed function in the Unicode a
+    justification uses (products as spaces), which the handout's words printer sets as math."""
+    from_text = _plain(problem.expr)
+    return f"{kind} of f = {from_text} with respect to {var.name}"
+
+
+def _plain(e) -> str:
+    return _printing_text()(e).replace("*", " ")
 
 
 def _shape(e):
@@ -800,7 +815,7 @@ def derive_derivative(f, wrt: str, **decl) -> Derivation:
                              f"is {_shape_text(e)}; Jacobians are of scalars and vectors "
                              "with respect to scalars and vectors (use grad for a scalar "
                              "function of a matrix)")
-    d, f_sym = _start(problem, var, f"Jacobian of f = {problem.text} with respect to {var.name}")
+    d, f_sym = _start(problem, var, _title("Jacobian", problem, var))
     df, dvar = _differential(problem, var, d, f_sym)
     J = _Jacobian(var, dvar)(df)
     lhs = Partial(f_sym, var)
@@ -822,7 +837,7 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
                          "with respect to a vector or a scalar")
     g = derive_grad(problem, wrt)
     G = g.result
-    d = Derivation(f"Hessian of f = {problem.text} with respect to {var.name}")
+    d = Derivation(_title("Hessian", problem, var))
     d.steps.extend(s for s in g.steps if s.rule is not StepKind.AGREE)
     dvar = _d_of(var)
     diff = _Diff(var, dvar)
