@@ -16,6 +16,7 @@ import click
 
 from symgrad.derive import calculus, mcalc
 from symgrad.compile.mfunction import MatrixDerivation
+from symgrad.core.mlang import parse_sizes
 from symgrad.core.derivation import Derivation
 from symgrad.printing.text import MatrixSympifyPrinter, SympifyPrinter, TextPrinter, memo
 from symgrad.core.primitives import MissingRuleError
@@ -122,17 +123,10 @@ MATRIX_FORMATS = click.Choice(["text", "latex", "json", "python"])
 
 
 def _sizes(items) -> dict:
-    """--size X=100x5 / w=5 / X=n,m → {"X": (100, 5), "w": 5, …}: numbers or size names."""
-    out = {}
-    for item in items:
-        name, eq, spec = item.partition("=")
-        parts = [p.strip() for p in re.split(r"[x×,]", spec)] if eq else []
-        if not name.strip() or not parts or not all(parts) or len(parts) > 2:
-            raise click.BadParameter(f"expected NAME=SIZE or NAME=ROWSxCOLS, got {item!r}",
-                                     param_hint="--size")
-        vals = tuple(int(p) if p.isdigit() else p for p in parts)
-        out[name.strip()] = vals[0] if len(vals) == 1 else vals
-    return out
+    try:
+        return parse_sizes(items)
+    except ValueError as e:
+        raise click.BadParameter(str(e).split(": ", 1)[1], param_hint="--size") from None
 
 
 def matrix_options(fn):
@@ -295,10 +289,12 @@ def file_timeout(f):
 def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
                 loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
-    a Network named net.
+    a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
+    line, written as the commands are: grad "x'*A*x" --wrt x --vector x --matrix A.
 
     \b
     Example:
+      symgrad handout problems.txt -o worksheet.pdf
       symgrad handout 2-2-1 --level both -o xor.pdf
       symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf

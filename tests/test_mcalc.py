@@ -302,3 +302,23 @@ def test_worksheet_compiles_to_pdf(tmp_path):
                        cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout[-2000:]
     assert "Overfull" not in r.stdout
+
+
+def test_worksheet_from_a_file_of_problems(tmp_path):
+    """symgrad handout problems.txt: one problem a line, written as the commands are."""
+    (tmp_path / "p.txt").write_text(
+        "# two problems\n"
+        "grad \"norm2(X*w - y)^2\" --wrt w --vector w,y --matrix X\n\n"
+        "hessian \"x'*A*x\" --wrt x --vector x --matrix A\n")
+    r = CliRunner().invoke(cli, ["handout", str(tmp_path / "p.txt"), "-o",
+                                 str(tmp_path / "w.tex")])
+    assert r.exit_code == 0, r.output
+    tex = (tmp_path / "w.tex").read_text()
+    assert r"\title{Matrix calculus, step by step}" in tex and tex.count(r"\section{") == 2
+    (tmp_path / "bad.txt").write_text("grad \"x'*A*x\" --wrt x --vector x --matrix A\n"
+                                      "grad \"x*y\" --wrt x --vector x,y\n")
+    r = CliRunner().invoke(cli, ["handout", str(tmp_path / "bad.txt")])
+    assert r.exit_code == 2 and "bad.txt, line 2: x*y: n times m" in r.output
+    (tmp_path / "bad2.txt").write_text("grad \"x'*x\" --vector x\n")
+    r = CliRunner().invoke(cli, ["handout", str(tmp_path / "bad2.txt")])
+    assert r.exit_code == 2 and "line 1: --wrt is missing" in r.output

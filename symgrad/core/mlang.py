@@ -35,7 +35,7 @@ from symgrad.core.parse import ParseError, _Parser, parse_symbols
 from symgrad.core.primitives import FUNCTIONS, PRIMITIVES
 
 __all__ = ["KINDS", "MATRIX_FUNCTIONS", "ELEMENTWISE", "MatrixProblem", "parse_matrix",
-           "declare", "entrywise"]
+           "declare", "entrywise", "parse_sizes"]
 
 KINDS = ("scalar", "vector", "matrix", "symmetric")
 
@@ -631,6 +631,19 @@ def entrywise(name, X):
     spec = PRIMITIVES.get(name)
     return Elementwise(lam(FUNCTIONS[name][0] if name in FUNCTIONS else spec.cls), X, label=name,
                        latex=spec.latex if spec else "")
+
+
+def parse_sizes(items, where="--size") -> dict:
+    """["X=100x5", "w=5", "X=n,m"] → {"X": (100, 5), "w": 5, …}: numbers or size names."""
+    out = {}
+    for item in items:
+        name, eq, spec = item.partition("=")
+        parts = [p.strip() for p in re.split(r"[x×,]", spec)] if eq else []
+        if not name.strip() or not parts or not all(parts) or len(parts) > 2:
+            raise ValueError(f"{where}: expected NAME=SIZE or NAME=ROWSxCOLS, got {item!r}")
+        vals = tuple(int(p) if p.isdigit() else p for p in parts)
+        out[name.strip()] = vals[0] if len(vals) == 1 else vals
+    return out
 
 
 def _scalar(e):

@@ -845,7 +845,7 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     if dG is None:
         H = sp.ZeroMatrix(*((var.shape[0],) * 2)) if isinstance(var, MatrixExpr) else sp.Integer(0)
     else:
-        d.add(D(Grad(sp.Symbol("f"), var)), dG, "the differential of the gradient, by the rules "
+        d.add(D(Grad(sp.Symbol("f"), var)), tidy(dG), "the differential of the gradient, by the rules "
               + "; ".join(diff.used), StepKind.JACOBIAN)
         H = _Jacobian(var, dvar)(dG)
     lhs = sp.Symbol("H")

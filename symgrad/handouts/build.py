@@ -26,6 +26,7 @@ from symgrad.printing.names import TeXName, text_escape
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
+from symgrad.handouts.worksheet import read_problems
 
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
@@ -49,6 +50,13 @@ def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: 
 
 
 def derivations_doc(ds, notation="slides", title=None) -> Doc:
+    if ds and all("problem" in getattr(d, "meta", {}) for d in
+                  ([ds] if isinstance(ds, Derivation) else ds)):
+        title = title or "Matrix calculus, step by step"
+    return _derivations_doc(ds, notation, title)
+
+
+def _derivations_doc(ds, notation="slides", title=None) -> Doc:
     """A document of plain-function derivations (a Jacobian, f∘g both ways, vec): one section
     each, titled by the derivation."""
     ds = [ds] if isinstance(ds, Derivation) else list(ds)
@@ -492,7 +500,9 @@ def handout_file(target: str, out: str | None = None, fmt: str | None = None,
     or return the document. Options left None come from the file, then the defaults."""
     if out is not None:
         check_output_path(out)
-    if target.endswith(".py"):
+    if target.endswith(".txt"):  # a matrix-calculus worksheet: one problem a line
+        net, file_opts = read_problems(target), {}
+    elif target.endswith(".py"):
         net, file_opts = load_network_file(target, timeout, on_overrun)
     else:
         net, file_opts = load_network(target, hidden, output, loss), {}
