@@ -2,6 +2,7 @@
 each derived in matrix form, checked by the engine against sympy.diff (``verify``) and here again
 against central finite differences of the compiled function."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -322,3 +323,36 @@ def test_worksheet_from_a_file_of_problems(tmp_path):
     (tmp_path / "bad2.txt").write_text("grad \"x'*x\" --vector x\n")
     r = CliRunner().invoke(cli, ["handout", str(tmp_path / "bad2.txt")])
     assert r.exit_code == 2 and "line 1: --wrt is missing" in r.output
+
+
+def test_train_newton_on_a_derived_hessian():
+    """sg.train(…, optimizer="newton") minimises a matrix-calculus model: ridge regression's
+    optimum (XᵀX + λI)⁻¹Xᵀy in one step, logistic regression's gradient to zero in a few."""
+    X, y = RNG.normal(size=(40, 5)), RNG.normal(size=40)
+    ridge = sg.hessian("norm2(X*w - y)^2 + lam*w'*w", "w", vectors="w y", matrices="X")
+    params, hist = sg.train(ridge, {"X": X, "y": y, "lam": 0.5}, None, optimizer="newton",
+                            epochs=3, quiet=True)
+    np.testing.assert_allclose(params["w"], np.linalg.solve(X.T @ X + 0.5 * np.eye(5), X.T @ y),
+                               rtol=1e-10)
+    logistic = sg.hessian("sum(log(1 + exp(-y .* (X*w)))) + 0.5*w'*w", "w", vectors="w y",
+                          matrices="X")
+    s = np.sign(X @ RNG.normal(size=5) + RNG.normal(size=40))
+    params, hist = sg.train(logistic, {"X": X, "y": s}, None, optimizer="newton", epochs=10,
+                            quiet=True)
+    _, g, _ = logistic.compile()(X=X, y=s, w=params["w"])
+    assert np.linalg.norm(g) < 1e-9 and all(a >= b for a, b in zip(hist, hist[1:]))
+
+
+@pytest.mark.parametrize("call, msg", [
+    (lambda d, data: sg.train(d, data, None, optimizer="adam"), "trains with optimizer='newton'"),
+    (lambda d, data: sg.train(sg.mlp([2, 1]), np.zeros((2, 2)), np.zeros((2, 1)),
+                              optimizer="newton"), "needs a derived Hessian"),
+    (lambda d, data: sg.train(d, {**data, "w": np.zeros(3)}, None, optimizer="newton"),
+     "'w' is what Newton's method solves for"),
+    (lambda d, data: sg.train(d, data, None, optimizer="newton", params={"v": 1}),
+     "params: a dict {'w': start}"),
+])
+def test_train_newton_errors(call, msg):
+    d = sg.hessian("norm2(X*w - y)^2", "w", vectors="w y", matrices="X")
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        call(d, {"X": RNG.normal(size=(4, 3)), "y": RNG.normal(size=4)})

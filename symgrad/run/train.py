@@ -20,11 +20,12 @@ import zlib
 import numpy as np
 
 from symgrad.compile.common import FLOATS
+from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.kernel import compile_network, predict
 from symgrad.compile.spec import Spec, init_params, param_shapes
 from symgrad.graph.losses import Loss
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+OPTIMIZERS = ("sgd", "momentum", "adam")  # and "newton", for a derived Hessian (train_newton)
 DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adam": 0.001}
 
 
@@ -235,6 +236,81 @@ class _Targets:
         return {o: a[idx] for o, a in zip(self.outputs, self.arrays)}
 
 
+def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False, callback=None,
+                 tol=1e-10):
+    """Newton's method on a matrix-calculus model: ``d`` is ``sg.hessian(f, w, …)``, ``data`` a
+    dict of every other argument of f (``{"X": X, "y": y}``); minimises f over w from ``params``
+    (``{w: start}``) or zeros, full batch, for at most ``steps`` steps or until |∇f| < tol. Each
+    step solves H s = ∇f and halves s while f does not decrease (a damped Newton step, so a
+    Hessian that is not positive definite far from the optimum cannot send w uphill). Returns
+    ``({w: value}, history)``, history[k] the value of f before step k + 1."""
+    if not isinstance(d, MatrixDerivation) or d.meta.get("order") != "hessian":
+        raise ValueError("optimizer='newton' needs a derived Hessian: "
+                         "sg.train(sg.hessian(f, \"w\", vectors=…), data, None, "
+                         "optimizer=\"newton\")")
+    if optimizer != "newton":
+        raise ValueError(f"a matrix-calculus model trains with optimizer='newton', "
+                         f"not {optimizer!r}")
+    steps = _count(steps, "epochs")
+    w = d.meta["wrt"].name
+    if not isinstance(data, dict):
+        raise ValueError(f"data: a dict of the arguments of f other than {w!r}, "
+                         f"got {type(data).__name__}")
+    if w in data:
+        raise ValueError(f"data: {w!r} is what Newton's method solves for; give its start as "
+                         f"params={{{w!r}: …}}")
+    fn = d.compile()
+    var = d.meta["wrt"]
+    if params is not None:
+        if not isinstance(params, dict) or set(params) != {w}:
+            raise ValueError(f"params: a dict {{{w!r}: start}}")
+        x = np.array(params[w], dtype=float)
+    else:
+        rows = var.shape[0] if hasattr(var, "shape") else None
+        x = np.zeros(()) if rows is None else np.zeros(int(rows)) if rows.is_Integer else \
+            _newton_start(fn, data, w)  # a symbolic size: read off the data
+    history = []
+    f, g, H = fn(**data, **{w: x})
+    for k in range(1, steps + 1):
+        history.append(f)
+        if not quiet:
+            print(f"newton step {k}: f = {f:.10g}, |grad| = {np.linalg.norm(g):.3g}",
+                  file=sys.stderr)
+        if np.linalg.norm(g) < tol:
+            break
+        try:
+            s = np.linalg.solve(np.atleast_2d(H), np.atleast_1d(g)).reshape(np.shape(x))
+        except np.linalg.LinAlgError:
+            raise TrainingDiverged(f"newton step {k}: the Hessian is singular") from None
+        t = 1.0
+        while True:
+            cand = x - t * s
+            fc, gc, Hc = fn(**data, **{w: cand})
+            if fc <= f or t < 1e-10:
+                break
+            t /= 2
+        if not np.isfinite(fc):
+            raise TrainingDiverged(f"newton step {k}: f became {fc}")
+        x, f, g, H = cand, fc, gc, Hc
+        if callback is not None and callback(k, {w: x}, f):
+            break
+    return {w: x}, history
+
+
+def _newton_start(fn, data, w):
+    """Zeros of the size the data fixes for w (the size symbol shared with another argument)."""
+    problem = fn.problem
+    size = problem.symbols[w].shape[0]
+    for name, sym in problem.symbols.items():
+        if name != w and hasattr(sym, "shape") and name in data:
+            for axis, dim in enumerate(sym.shape):
+                if dim == size:
+                    arr = np.asarray(data[name])
+                    return np.zeros(arr.shape[axis] if arr.ndim > axis else 1)
+    raise ValueError(f"params: the size of {w!r} is not fixed by the data; give its start "
+                     f"as params={{{w!r}: …}}")
+
+
 def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
           batch_size: int = 32, seed: int = 0, params: dict | None = None, quiet: bool = False,
           dtype=None, momentum: float = 0.9, shuffle: bool = True, callback=None):
@@ -256,6 +332,8 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     or above ``DIVERGED`` × the starting loss, or parameters that became nan or inf, stop training
     with :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
     """
+    if isinstance(net, MatrixDerivation) or optimizer == "newton":
+        return train_newton(net, X, optimizer, epochs, params, quiet, callback)
     epochs = _count(epochs, "epochs")
     batch_size = _count(batch_size, "batch_size")
     if seed is not None:  # (numpy's own words: "expected non-negative integer", naming nothing)
