@@ -14,6 +14,7 @@ import re
 
 import sympy as sp
 from sympy.core.symbol import Str
+from sympy.printing.precedence import PRECEDENCE
 from sympy.matrices.expressions import MatrixExpr
 
 N = sp.Symbol("n", integer=True, positive=True)  # the batch size: rows of every batch value
@@ -50,6 +51,13 @@ class Scalar(sp.Expr):
         return sp.Expr.__new__(cls, m)
 
     matrix = property(lambda self: self.args[0])
+
+    @property
+    def precedence(self):
+        """The product's or sum's (SymPy's printers read it): (xᵀx)^(3/2), not xᵀ*x**(3/2)."""
+        m = self.args[0]
+        return PRECEDENCE["Add"] if isinstance(m, sp.MatAdd) else \
+            PRECEDENCE["Mul"] if isinstance(m, sp.MatMul) else PRECEDENCE["Atom"]
 
     def _eval_is_extended_real(self):
         return True

@@ -503,6 +503,8 @@ def tidy(e):
         c, mats = e.args[0].as_coeff_matrices()  # (−y)^∘2 = y^∘2
         if c == -1 and e.args[1].is_Integer and e.args[1] % 2 == 0:
             e = sp.HadamardPower(sp.MatMul(*mats).doit(), e.args[1])
+    if isinstance(e, sp.DiagMatrix) and isinstance(e.args[0], sp.OneMatrix):
+        e = sp.Identity(e.shape[0])  # diag(1) = I
     if isinstance(e, sp.MatMul):
         e = _merge_diags(e)
     if isinstance(e, sp.MatAdd):
