@@ -353,10 +353,14 @@ def _inner(G, M):
     return Scalar(prod) if prod.shape == (1, 1) else sp.Trace(prod)
 
 
+def _t(m):
+    """mᵀ; a scalar (a 1×1 product wrapped as one) is its own transpose."""
+    return m.T if isinstance(m, MatrixExpr) else m
+
+
 def _seed_times(G, L, R):
     """Lᵀ G Rᵀ, with G possibly a scalar (the adjoint of a 1×1)."""
-    parts = [m for m in (L.T if L is not None else None, G, R.T if R is not None else None)
-             if m is not None]
+    parts = [m for m in (_t(L), G, _t(R)) if m is not None]
     return _mul(*parts) if len(parts) > 1 else parts[0]
 
 
@@ -459,17 +463,25 @@ class _Jacobian:
             k = mats.index(args[i])
             L = _mul(sp.Mul(*scalars), *mats[:k]) if k or sp.Mul(*scalars) != 1 else None
             R = mats[k + 1:]
-            if not R:
+            Rm = _mul(*R) if R else None
+            if isinstance(mats[k], sp.MatAdd):  # L (Σ Mⱼ) R = Σ L Mⱼ R
+                return _add([self(_mul(*[m for m in (L, t, Rm) if m is not None]))
+                             for t in mats[k].args if t.has(dv)])
+            if Rm is not None and not isinstance(Rm, MatrixExpr):  # R a 1×1: a scalar factor
+                L, Rm = (Rm if L is None else _mul(L, Rm)), None
+            if Rm is None:
                 inner = self(mats[k])
             else:
-                Rm = _mul(*R)
                 mid = _mul(mats[k], Rm)
                 if isinstance(mid, Scalar) or getattr(mid, "shape", None) == (1, 1):
                     inner = self.row(mid if isinstance(mid, Scalar) else Scalar(mid))
                 elif isinstance(mats[k], sp.DiagMatrix) and Rm.shape[1] == 1:
                     inner = _mul(sp.DiagMatrix(Rm), self(mats[k].args[0]))
+                elif isinstance(mats[k], sp.MatMul):  # a nested product: flatten it
+                    return self(_mul(*[m for m in (L, mats[k], Rm) if m is not None]))
                 else:
-                    raise ValueError(f"matrix calculus: cannot identify the Jacobian of {e}")
+                    raise ValueError(f"matrix calculus: cannot identify the Jacobian of {e} "
+                                     "in matrix form")
             return inner if L is None else _mul(L, inner)
         if isinstance(e, sp.DiagonalOf):
             raise ValueError(f"matrix calculus: cannot identify the Jacobian of {e}")
