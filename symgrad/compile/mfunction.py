@@ -251,6 +251,14 @@ def _e_zeros(p, e):
     return f"np.zeros(({_dim(p, e.shape[0])}, {_dim(p, e.shape[1])}))"
 
 
+@defemit(sp.KroneckerProduct)
+def _e_kron(p, e):
+    out = p(e.args[0])
+    for a in e.args[1:]:
+        out = f"np.kron({out}, {p(a)})"
+    return out
+
+
 @defemit(sp.MatPow)
 def _e_matpow(p, e):
     return f"np.linalg.matrix_power({p(e.args[0])}, {int(e.args[1])})"

@@ -22,7 +22,7 @@ import random
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
-from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, _printing
+from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, Vec, _printing
 from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax, Symmetric, lam
 from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
 from symgrad.core.primitives import FUNCTIONS, step
@@ -625,6 +625,9 @@ def _explicit(e, env):
     if isinstance(e, Elementwise):
         (X,) = e.operands
         return _explicit(X, env).applyfunc(e.lam)
+    if isinstance(e, sp.KroneckerProduct):
+        vals = [_explicit(a, env) for a in e.args]
+        return sp.ImmutableMatrix(sp.kronecker_product(*vals))
     if isinstance(e, sp.DiagMatrix):
         v = _explicit(e.args[0], env)
         return sp.ImmutableMatrix(sp.diag(*v))
@@ -819,23 +822,81 @@ def _shape(e):
 
 
 def derive_derivative(f, wrt: str, **decl) -> Derivation:
-    """The Jacobian ∂f/∂wrt of a scalar or vector expression with respect to a scalar or vector:
-    dF = J dx (rows: the entries of f; columns: the entries of wrt)."""
+    """The Jacobian ∂f/∂wrt: dF = J dx (rows: the entries of f; columns: the entries of wrt).
+    A matrix (f or wrt) enters by vec, row by row as in the notes: ∂vec[F]/∂vec[X], identified
+    from dF = L dX R as L ⊗ Rᵀ (∂(Wx)/∂vec[W] = I ⊗ xᵀ, ∂(AXB)/∂vec[X] = A ⊗ Bᵀ)."""
     problem, var = _problem(f, wrt, decl)
     F = problem.expr
-    for what, e in (("f", F), ("wrt", var)):
-        if isinstance(e, MatrixExpr) and e.shape[1] != 1:
-            raise ValueError(f"derivative: {what} {problem.text if what == 'f' else var.name!r} "
-                             f"is {_shape_text(e)}; Jacobians are of scalars and vectors "
-                             "with respect to scalars and vectors (use grad for a scalar "
-                             "function of a matrix)")
+    vec = any(isinstance(e, MatrixExpr) and e.shape[1] != 1 for e in (F, var))
     d, f_sym = _start(problem, var, _title("Jacobian", problem, var))
     df, dvar = _differential(problem, var, d, f_sym)
-    J = _Jacobian(var, dvar)(df)
-    lhs = Partial(f_sym, var)
-    d.add(lhs, J, f"identify the Jacobian: df = J d{var.name} for every d{var.name}; J is "
-          f"{_rows(F)} × {_rows(var)}", StepKind.JACOBIAN)
+    if vec:
+        J = _Kronecker(dvar)(df if isinstance(df, MatrixExpr) else _as_1x1(df))
+        lhs = Partial(Vec(f_sym) if isinstance(F, MatrixExpr) and F.shape[1] != 1 else f_sym,
+                      Vec(var) if var.shape[1] != 1 else var)
+        why = (f"identify the Jacobian: vec[d{f_sym}] = J vec[d{var.name}] for every "
+               f"d{var.name}, with vec[L dX R] = (L ⊗ Rᵀ) vec[dX] (vec row by row, as in the "
+               f"notes); J is {_size(F)} × {_size(var)}")
+    else:
+        J = _Jacobian(var, dvar)(df)
+        lhs = Partial(f_sym, var)
+        why = (f"identify the Jacobian: df = J d{var.name} for every d{var.name}; J is "
+               f"{_rows(F)} × {_rows(var)}")
+    d.add(lhs, J, why, StepKind.JACOBIAN)
     return _finish(d, problem, var, J, "jacobian", lhs)
+
+
+def _size(e):
+    if not isinstance(e, MatrixExpr):
+        return 1
+    r, c = e.shape
+    return r if c == 1 else r * c
+
+
+def _as_1x1(s):
+    return s.matrix if isinstance(s, Scalar) else sp.MatMul(s, sp.Identity(1))
+
+
+class _Kronecker:
+    """vec[dF] = J vec[dX] for dF a sum of L dX R (row-major vec: vec[L dX R] = (L ⊗ Rᵀ) vec[dX])."""
+
+    def __init__(self, dvar):
+        self.dvar = dvar
+
+    def __call__(self, e):
+        dv = self.dvar
+        r, c = dv.shape
+        if e == dv:
+            return sp.Identity(r * c)
+        if isinstance(e, sp.MatAdd):
+            return _add([self(a) for a in e.args if a.has(dv)])
+        if isinstance(e, sp.MatMul):
+            coeff, mats = e.as_coeff_matrices()
+            holding = [k for k, m in enumerate(mats) if m.has(dv)]
+            if len(holding) == 1 and not coeff.has(dv):
+                k = holding[0]
+                L = _mul(coeff, *mats[:k]) if k or coeff != 1 else sp.Identity(e.shape[0])
+                R = _mul(*mats[k + 1:]) if k + 1 < len(mats) else sp.Identity(e.shape[1])
+                if mats[k] == dv:
+                    return _kron(L, _t(R))
+                if isinstance(mats[k], sp.MatAdd):
+                    return _add([self(_mul(L, t, R)) for t in mats[k].args if t.has(dv)])
+        if isinstance(e, sp.HadamardProduct) and e.shape[1] == 1:  # a ⊙ (L dX R): diag(a) J
+            i = next(i for i, a in enumerate(e.args) if a.has(dv))
+            others = sp.HadamardProduct(*e.args[:i], *e.args[i + 1:]).doit()
+            return _mul(sp.DiagMatrix(others), self(e.args[i]))
+        raise ValueError(f"matrix calculus: the Jacobian of {e} with respect to a matrix is not "
+                         "of the form L dX R (a transposed dX or an entrywise product of it "
+                         "needs a commutation or diagonal matrix; not supported)")
+
+
+def _kron(L, Rt):
+    """L ⊗ Rᵀ, with 1 ⊗ M = M."""
+    if getattr(L, "shape", None) == (1, 1) or L == sp.Identity(1):
+        return Rt if L == sp.Identity(1) else _mul(L, Rt)
+    if Rt == sp.Identity(1):
+        return L
+    return sp.KroneckerProduct(L, Rt)
 
 
 def _rows(e):
