@@ -424,7 +424,7 @@ def test_hessians_found_by_fuzzing(f, wrt):
 @pytest.mark.parametrize("f, wrt, decl, shown, shapes", [
     ("W*x", "W", dict(vectors="x", matrices="W"), "I ⊗ xᵀ", dict(W=(3, 4), x=4)),
     ("A*X*B", "X", dict(matrices="A X B"), "A ⊗ Bᵀ", dict(A=(2, 3), X=(3, 4), B=(4, 2))),
-    ("inv(X)", "X", dict(matrices="X"), "-X⁻¹ ⊗ X⁻ᵀ", dict(X=(3, 3))),
+    ("inv(X)", "X", dict(matrices="X"), "-(X⁻¹ ⊗ X⁻ᵀ)", dict(X=(3, 3))),
     ("x*y'", "x", dict(vectors="x y"), "I ⊗ y", dict(x=3, y=2)),
     ("sigmoid(W*x)", "W", dict(vectors="x", matrices="W"), None, dict(W=(3, 4), x=4)),
 ])
@@ -446,3 +446,18 @@ def test_jacobians_through_vec(f, wrt, decl, shown, shapes):
                np.ravel(fn(**{**args, wrt: x - e})[0])) / (2 * h)
         np.testing.assert_allclose(J[:, np.ravel_multi_index(idx, x.shape)], col,
                                    rtol=1e-6, atol=1e-8)
+
+
+def test_hessian_with_respect_to_a_matrix():
+    """∂vec[∇f]/∂vec[X]: tr(XᵀAX) gives (A + Aᵀ) ⊗ I, against differences of the gradient."""
+    d = sg.hessian("tr(X'*A*X)", "X", matrices="X A")
+    assert TextPrinter().doprint(d.result) == "(A + Aᵀ) ⊗ I"
+    fn = d.compile()
+    A, X = RNG.normal(size=(3, 3)), RNG.normal(size=(3, 2))
+    _, g, H = fn(X=X, A=A)
+    assert H.shape == (6, 6)
+    for idx in np.ndindex(3, 2):
+        e = np.zeros((3, 2))
+        e[idx] = 1e-6
+        col = (fn(X=X + e, A=A)[1] - fn(X=X - e, A=A)[1]).ravel() / 2e-6
+        np.testing.assert_allclose(H[:, np.ravel_multi_index(idx, (3, 2))], col, atol=1e-7)

@@ -896,7 +896,11 @@ def _kron(L, Rt):
         return Rt if L == sp.Identity(1) else _mul(L, Rt)
     if Rt == sp.Identity(1):
         return L
-    return sp.KroneckerProduct(L, Rt)
+    c = sp.Integer(1)
+    if isinstance(L, sp.MatMul):  # −X⁻¹ ⊗ X⁻ᵀ = −(X⁻¹ ⊗ X⁻ᵀ): numbers out front
+        c, mats = L.as_coeff_matrices()
+        L = _mul(*mats)
+    return _mul(c, sp.KroneckerProduct(L, Rt)) if c != 1 else sp.KroneckerProduct(L, Rt)
 
 
 def _rows(e):
@@ -904,12 +908,10 @@ def _rows(e):
 
 
 def derive_hessian(f, wrt: str, **decl) -> Derivation:
-    """The Hessian of a scalar expression with respect to a vector (or scalar): the Jacobian of
-    its gradient, in matrix form (A + Aᵀ, 2XᵀX, Xᵀ diag(…) X)."""
+    """The Hessian of a scalar expression: the Jacobian of its gradient, in matrix form (A + Aᵀ,
+    2XᵀX, Xᵀ diag(…) X); with respect to a matrix X, ∂vec[∇f]/∂vec[X] ((A + Aᵀ) ⊗ I for
+    tr(XᵀAX)), vec row by row as in the notes."""
     problem, var = _problem(f, wrt, decl)
-    if isinstance(var, MatrixExpr) and var.shape[1] != 1:
-        raise ValueError(f"hessian: {var.name!r} is {_shape_text(var)}; the Hessian is taken "
-                         "with respect to a vector or a scalar")
     g = derive_grad(problem, wrt)
     G = g.result
     d = Derivation(_title("Hessian", problem, var))
@@ -917,14 +919,17 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     dvar = _d_of(var)
     diff = _Diff(var, dvar)
     dG = diff(G)
+    by_vec = isinstance(var, MatrixExpr) and var.shape[1] != 1
+    size = _size(var)
     if dG is None:
-        H = sp.ZeroMatrix(*((var.shape[0],) * 2)) if isinstance(var, MatrixExpr) else sp.Integer(0)
+        H = sp.ZeroMatrix(size, size) if isinstance(var, MatrixExpr) else sp.Integer(0)
     else:
-        d.add(D(Grad(sp.Symbol("f"), var)), tidy(dG), "the differential of the gradient, by the rules "
-              + "; ".join(diff.used), StepKind.JACOBIAN)
-        H = _Jacobian(var, dvar)(dG)
+        d.add(D(Grad(sp.Symbol("f"), var)), tidy(dG), "the differential of the gradient, by the "
+              "rules " + "; ".join(diff.used), StepKind.JACOBIAN)
+        H = _Kronecker(dvar)(dG) if by_vec else _Jacobian(var, dvar)(dG)
     lhs = sp.Symbol("H")
-    d.add(lhs, H, f"identify the Hessian: d∇f = H d{var.name} for every d{var.name}; H is "
-          f"{_rows(var)} × {_rows(var)}", StepKind.JACOBIAN)
+    how = (f"vec[d∇f] = H vec[d{var.name}] for every d{var.name}, with vec[L dX R] = "
+           "(L ⊗ Rᵀ) vec[dX]" if by_vec else f"d∇f = H d{var.name} for every d{var.name}")
+    d.add(lhs, H, f"identify the Hessian: {how}; H is {size} × {size}", StepKind.JACOBIAN)
     d.meta["gradient"] = G
     return _finish(d, problem, var, H, "hessian", lhs)

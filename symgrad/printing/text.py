@@ -266,7 +266,9 @@ def _text_methods():
             grouped(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
             for a in e.args),
         "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
-        "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(self._print(a) for a in e.args),
+        "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(
+            grouped(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
+            for a in e.args),
         "_print_DiagMatrix": lambda self, e: f"diag({self._print(e.args[0])})",
         # 1ᵀ: a row of ones (the matrix language's sum(x) = 1ᵀx); a column stays 1, as in 1 bᵀ
         "_print_OneMatrix": lambda self, e: "1ᵀ" if e.rows == 1 and e.cols != 1 else "1",
