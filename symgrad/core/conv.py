@@ -29,24 +29,27 @@ from sympy.matrices.expressions import MatrixExpr
 
 
 class Geometry(NamedTuple):
-    """A window sliding over C × H × W: kernel kh × kw, ``stride`` and zero ``pad`` on every side
-    (torch's Conv2d and MaxPool2d arguments; a pool pads nothing)."""
+    """A window sliding over C × H × W: kernel kh × kw, stride sh down the rows and sw along
+    them, ph rows of zeros above and below and pw columns of zeros left and right (torch's
+    Conv2d and MaxPool2d with ``stride=(sh, sw), padding=(ph, pw)``; a pool pads nothing)."""
 
     C: int
     H: int
     W: int
     kh: int
     kw: int
-    stride: int = 1
-    pad: int = 0
+    sh: int = 1
+    sw: int = 1
+    ph: int = 0
+    pw: int = 0
 
     @property
     def Ho(self):
-        return (self.H + 2 * self.pad - self.kh) // self.stride + 1
+        return (self.H + 2 * self.ph - self.kh) // self.sh + 1
 
     @property
     def Wo(self):
-        return (self.W + 2 * self.pad - self.kw) // self.stride + 1
+        return (self.W + 2 * self.pw - self.kw) // self.sw + 1
 
     @property
     def P(self):  # output positions
@@ -63,11 +66,16 @@ class Geometry(NamedTuple):
     def of(cls, t):
         return cls(*(int(v) for v in t))
 
+    def spacing(self):
+        """The words "stride s, padding p", as torch's arguments say them: one number where the
+        two axes agree, else the pair (rows, columns)."""
+        one = lambda a, b: str(a) if a == b else f"({a}, {b})"
+        return f"stride {one(self.sh, self.sw)}, padding {one(self.ph, self.pw)}"
+
     def window(self, i, j):
         """[(c, u, v, h, w)] of output position (i, j): h, w in the padded-out image (may fall
         outside it, in the zero padding)."""
-        s, p = self.stride, self.pad
-        return [(c, u, v, i * s + u - p, j * s + v - p)
+        return [(c, u, v, i * self.sh + u - self.ph, j * self.sw + v - self.pw)
                 for c in range(self.C) for u in range(self.kh) for v in range(self.kw)]
 
     def inside(self, h, w):
@@ -179,15 +187,16 @@ class ConvInputVJP(_Windowed):
         row, r = (0, int(i)) if self.axis == 0 else (int(i), int(j))
         c, q = divmod(r, geo.H * geo.W)
         h, w = divmod(q, geo.W)
-        s, p, k = geo.stride, geo.pad, geo.kh * geo.kw
+        sh, sw, k = geo.sh, geo.sw, geo.kh * geo.kw
         terms = []
         for u in range(geo.kh):
             for v in range(geo.kw):
-                a, b_ = h + p - u, w + p - v
-                if a % s or b_ % s or not (0 <= a // s < geo.Ho and 0 <= b_ // s < geo.Wo):
+                # (h, w) is read by offset (u, v) of output (a/sh, b/sw), when both divide
+                a, b_ = h + geo.ph - u, w + geo.pw - v
+                if a % sh or b_ % sw or not (0 <= a // sh < geo.Ho and 0 <= b_ // sw < geo.Wo):
                     continue
                 for o in range(W.shape[0]):
-                    at = o * geo.P + (a // s) * geo.Wo + b_ // s
+                    at = o * geo.P + (a // sh) * geo.Wo + b_ // sw
                     terms.append(W[o, c * k + u * geo.kw + v] *
                                  (G[at, 0] if self.axis == 0 else G[row, at]))
         return sp.Add(*terms)
@@ -233,7 +242,7 @@ class ConvWeightVJP(MatrixExpr):
             at = _reader(self.x, self.axis, row)
             for oi in range(geo.Ho):
                 for oj in range(geo.Wo):
-                    h, w = oi * geo.stride + u - geo.pad, oj * geo.stride + v - geo.pad
+                    h, w = oi * geo.sh + u - geo.ph, oj * geo.sw + v - geo.pw
                     if geo.inside(h, w):
                         q = o * geo.P + oi * geo.Wo + oj
                         terms.append((G[q, 0] if self.axis == 0 else G[row, q]) * at(geo, c, h, w))
@@ -304,7 +313,7 @@ class ConvMatrix(MatrixExpr):
         oi, oj = divmod(q, g.Wo)
         c, hw = divmod(int(j), g.H * g.W)
         h, w = divmod(hw, g.W)
-        u, v = h - (oi * g.stride - g.pad), w - (oj * g.stride - g.pad)
+        u, v = h - (oi * g.sh - g.ph), w - (oj * g.sw - g.pw)
         if 0 <= u < g.kh and 0 <= v < g.kw:
             return W[o, (c * g.kh + u) * g.kw + v]
         return sp.S.Zero
