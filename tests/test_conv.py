@@ -533,3 +533,21 @@ def test_bad_pairs_are_one_line():
     assert list(net.shapes) == []  # nothing was half made
     z = net.conv2d(x, 2, [2, 3], stride=[2, 1], padding=[1, 0])  # lists, as torch takes them
     assert net.nodes[z].image == (2, 3, 4)
+
+
+@pytest.mark.parametrize("k", [(12, 12), (1, 300)])
+def test_a_pool_window_of_more_than_127_entries_equals_torch(k):
+    """A global 12×12 max pool, and a 1×300 one along a row: each window's argmax offset goes
+    past what int8 holds. The numpy path only: the unrolled ones write each window's first
+    maximum as cases, quadratic in its entries."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, *k))
+    h = net.act(net.conv2d(x, 2, 1), "tanh")
+    net.set_loss(net.dense(net.flatten(net.max_pool2d(h, k)), 1), "mse")
+    params = {q: v + 0.1 for q, v in net.init_params(seed=1).items()}
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(3, 1, *k)), rng.normal(size=(3, 1))
+    t_loss, t_grads, _ = torch_run(net, params, X, Y)
+    loss, grads = net.compile(scalar=False)(params, X, Y)
+    assert loss == pytest.approx(t_loss, rel=1e-12)
+    assert all(rel(grads[q], t_grads[q]) < 1e-12 for q in params)

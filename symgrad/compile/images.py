@@ -105,14 +105,15 @@ def channel_sum(G, n, O, P):
 
 
 def max_pool(a, n, C, H, W, kh, kw, sh, sw):
-    """(the maxima held (C·Ho·Wo, n), each window's first argmax (n, C, Ho, Wo) as int8): a
-    running maximum over the kh·kw offsets, strided views of the image, no copy of the windows;
-    an offset replaces the best so far only when strictly larger, so ties keep the first, as
-    torch's."""
+    """(the maxima held (C·Ho·Wo, n), each window's first argmax (n, C, Ho, Wo) as the smallest
+    unsigned integers that hold kh·kw − 1): a running maximum over the kh·kw offsets, strided
+    views of the image, no copy of the windows; an offset replaces the best so far only when
+    strictly larger, so ties keep the first, as torch's."""
     x4 = a.T.reshape(n, C, H, W)
     Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
     best = x4[_at(0, 0, sh, sw, Ho, Wo)].copy()
-    arg = np.zeros(best.shape, np.int8)
+    # (int8 held offsets up to 127 only: a 12×12 window's offset 128 raised OverflowError)
+    arg = np.zeros(best.shape, np.min_scalar_type(kh * kw - 1))
     for k in range(1, kh * kw):
         view = x4[_at(k // kw, k % kw, sh, sw, Ho, Wo)]
         more = np.greater(view, best)
