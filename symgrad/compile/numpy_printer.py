@@ -402,17 +402,19 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
                 f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'sh', 'sw')})")
 
     # conv1d over sequences (rows are positions: n·T of them)
+    def _seq_patches(self, e):
+        """The windows of e's input e.x, made once: the forward pass and ∇W read the same."""
+        return self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, "
+                          f"{e.positions}, {e.k}, {e.left})")
+
     def _print_SeqConv(self, e):
         self._image_batch(e)
-        U = self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, {e.positions}, "
-                       f"{e.k}, {e.left})")
         b = "None" if e.bias == 0 else self._print(e.bias)
-        return f"_conv1d({U}, {self._print(e.Wm)}, {b})"
+        return f"_conv1d({self._seq_patches(e)}, {self._print(e.Wm)}, {b})"
 
     def _print_SeqConvWeightVJP(self, e):
         self._image_batch(e)
-        U = self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, {e.positions}, "
-                       f"{e.k}, {e.left})")
+        U = self._seq_patches(e)
         O, Ck = e.shape
         return f"_conv1d_wgrad({self._paren(e.grad)}, {U}, ({O}, {Ck // e.k}, {e.k}))"
 

@@ -472,22 +472,36 @@ class PoolSelect(MatrixExpr):
 # sequence value is (core.sequence). conv1d mixes neighbouring positions of the same sequence:
 # z_t = Σ_u W_u h_{t+u−p} + b, W_u (O × C) column u of torch's (O, C, k) weight, zero outside the
 # sequence. Stride 1 and T outputs (padding "same" or "causal"), so the rows stay n·T.
-class SeqConv(MatrixExpr):
+class _SeqWindowed(MatrixExpr):
+    """A node over windows of k positions of each sequence: matrix operands, then T, k, left
+    (the positions before t that the window of t reads) and the axis (0 one position, 1 every
+    position of the batch); a subclass's own __new__ takes them in that order, so SymPy rebuilds
+    it from its args."""
+
+    def __new__(cls, *operands, T, k, left, axis: int = 0):
+        return MatrixExpr.__new__(cls, *map(_sym, operands), *map(sp.Integer, (T, k, left, axis)))
+
+    positions = property(lambda self: int(self.args[-4]))  # T (not .T: the transpose)
+    k = property(lambda self: int(self.args[-3]))
+    left = property(lambda self: int(self.args[-2]))
+    axis = property(lambda self: int(self.args[-1]))
+
+    def _over_batch(self, *operands):
+        """The same node of ``operands`` at every position of the batch (axis 1)."""
+        return type(self)(*operands, self.positions, self.k, self.left, 1)
+
+
+class SeqConv(_SeqWindowed):
     """z_t = Σ_u W_u h_{t+u−left} + b at every position of every sequence (axis 1: n·T rows);
     W is O × C·k (torch's (O, C, k) read row-major), b an O × 1 bias or 0. Axis 0 (one position
     t) is for printing only: it reads the neighbouring positions."""
 
     def __new__(cls, W, b, h, T, k, left, axis: int = 0):
-        return MatrixExpr.__new__(cls, *(sp.sympify(a, strict=True) for a in (W, b, h)),
-                                  *map(sp.Integer, (T, k, left, axis)))
+        return _SeqWindowed.__new__(cls, W, b, h, T=T, k=k, left=left, axis=axis)
 
     Wm = property(lambda self: self.args[0])
     bias = property(lambda self: self.args[1])
     x = property(lambda self: self.args[2])
-    positions = property(lambda self: int(self.args[3]))  # T (not .T: the transpose)
-    k = property(lambda self: int(self.args[4]))
-    left = property(lambda self: int(self.args[5]))
-    axis = property(lambda self: int(self.args[6]))
 
     @property
     def shape(self):
@@ -495,7 +509,7 @@ class SeqConv(MatrixExpr):
         return (O, 1) if self.axis == 0 else (self.x.shape[0], O)
 
     def batched(self, go, n):
-        return SeqConv(self.Wm, self.bias, go(self.x), self.positions, self.k, self.left, 1)
+        return self._over_batch(self.Wm, self.bias, go(self.x))
 
     def _entry(self, i, j, **kwargs):
         if self.axis == 0:
@@ -523,20 +537,15 @@ class SeqConv(MatrixExpr):
         return self._parts(p, True)
 
 
-class SeqConvInputVJP(MatrixExpr):
+class SeqConvInputVJP(_SeqWindowed):
     """g at h_τ: Σ_u W_uᵀ g_{τ−u+left}, the correlation of g with the flipped kernel; C
     features a row."""
 
     def __new__(cls, g, W, T, k, left, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(W, strict=True),
-                                  *map(sp.Integer, (T, k, left, axis)))
+        return _SeqWindowed.__new__(cls, g, W, T=T, k=k, left=left, axis=axis)
 
     grad = property(lambda self: self.args[0])
     Wm = property(lambda self: self.args[1])
-    positions = property(lambda self: int(self.args[2]))  # T (not .T: the transpose)
-    k = property(lambda self: int(self.args[3]))
-    left = property(lambda self: int(self.args[4]))
-    axis = property(lambda self: int(self.args[5]))
 
     @property
     def shape(self):
@@ -544,7 +553,7 @@ class SeqConvInputVJP(MatrixExpr):
         return (C, 1) if self.axis == 0 else (self.grad.shape[0], C)
 
     def batched(self, go, n):
-        return SeqConvInputVJP(go(self.grad), self.Wm, self.positions, self.k, self.left, 1)
+        return self._over_batch(go(self.grad), self.Wm)
 
     def _entry(self, i, j, **kwargs):
         if self.axis == 0:
@@ -563,22 +572,17 @@ class SeqConvInputVJP(MatrixExpr):
                                                          self.left)
 
 
-class SeqConvWeightVJP(MatrixExpr):
+class SeqConvWeightVJP(_SeqWindowed):
     """∇W_u = Σ_t g_t h_{t+u−left}ᵀ, over every position of every sequence (O × C·k, torch's
     (O, C, k) order)."""
 
     sums_examples = True
 
     def __new__(cls, g, h, T, k, left, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(h, strict=True),
-                                  *map(sp.Integer, (T, k, left, axis)))
+        return _SeqWindowed.__new__(cls, g, h, T=T, k=k, left=left, axis=axis)
 
     grad = property(lambda self: self.args[0])
     x = property(lambda self: self.args[1])
-    positions = property(lambda self: int(self.args[2]))  # T (not .T: the transpose)
-    k = property(lambda self: int(self.args[3]))
-    left = property(lambda self: int(self.args[4]))
-    axis = property(lambda self: int(self.args[5]))
 
     @property
     def shape(self):
@@ -586,7 +590,7 @@ class SeqConvWeightVJP(MatrixExpr):
         return (self.grad.shape[i], self.x.shape[i] * self.k)
 
     def batched(self, go, n):
-        return SeqConvWeightVJP(go(self.grad), go(self.x), self.positions, self.k, self.left, 1)
+        return self._over_batch(go(self.grad), go(self.x))
 
     def _entry(self, i, j, **kwargs):
         if self.axis == 0:
