@@ -1,9 +1,10 @@
 """Images (issue 11): ``net.input(name, shape=(C, H, W))``, ``conv2d``, ``max_pool2d`` and
 ``flatten``, alone and in random compositions with activations, residuals and gates, against an
 independent interpreter of the same graph in PyTorch (F.conv2d, F.max_pool2d, torch.flatten;
-float64, relative error < 1e-9) on the numpy kernel's both paths and the python backend; the
-nodes written out entry by entry against numpy's own convolution; the element level against the
-kernel; max pooling's ties routed as torch routes them."""
+float64, relative error < 1e-9) on the numpy kernel's both paths and the python backend, with a
+stride and a padding for each axis too (< 1e-12); the nodes written out entry by entry against
+numpy's own convolution; the element level against the kernel; max pooling's ties routed as
+torch routes them."""
 import numpy as np
 import pytest
 import sympy as sp
@@ -28,13 +29,13 @@ def torch_forward(net, ps, X):
         if node.op == "input":
             vals[name] = torch.tensor(X)
         elif node.op == "conv2d":
-            g = node.attr("geom")
+            g = Geometry.of(node.attr("geom"))
             vals[name] = F.conv2d(ins[0], ps[node.params[0]],
                                   ps[node.params[1]] if len(node.params) > 1 else None,
-                                  stride=g[5], padding=g[6])
+                                  stride=(g.sh, g.sw), padding=(g.ph, g.pw))
         elif node.op == "max_pool2d":
-            g = node.attr("geom")
-            vals[name] = F.max_pool2d(ins[0], (g[3], g[4]), stride=g[5])
+            g = Geometry.of(node.attr("geom"))
+            vals[name] = F.max_pool2d(ins[0], (g.kh, g.kw), stride=(g.sh, g.sw))
         elif node.op == "flatten":
             vals[name] = torch.flatten(ins[0], 1)
         elif node.op == "dense":
@@ -165,18 +166,20 @@ def test_max_pool_routes_ties_to_the_first_maximum_as_torch():
             assert np.allclose(grads[p], t_grads[p], atol=1e-15), p
 
 
-def test_the_nodes_written_out_entry_by_entry_equal_numpy():
-    """Conv2d, its matrix T(W) and its patches U(x), and MaxPool, each expanded by its own
-    entries, against a convolution written here with numpy loops."""
+@pytest.mark.parametrize("sh,sw,ph,pw", [(2, 2, 1, 1), (2, 1, 0, 2), (1, 3, 2, 1)])
+def test_the_nodes_written_out_entry_by_entry_equal_numpy(sh, sw, ph, pw):
+    """Conv2d, its matrix T(W) and its patches U(x), each expanded by its own entries, against a
+    convolution written here with numpy loops, for each axis's stride and padding; MaxPool
+    too."""
     rng = np.random.default_rng(5)
-    g = Geometry(2, 4, 5, 2, 3, 2, 1)
+    g = Geometry(2, 4, 5, 2, 3, sh=sh, sw=sw, ph=ph, pw=pw)
     W, b, x = rng.normal(size=(3, g.K)), rng.normal(size=(3, 1)), rng.normal(size=(g.C * g.H * g.W, 1))
-    xp = np.pad(x.reshape(g.C, g.H, g.W), ((0, 0), (1, 1), (1, 1)))
+    xp = np.pad(x.reshape(g.C, g.H, g.W), ((0, 0), (ph, ph), (pw, pw)))
     ref = np.zeros((3, g.Ho, g.Wo))
     for o in range(3):
         for i in range(g.Ho):
             for j in range(g.Wo):
-                patch = xp[:, 2 * i:2 * i + 2, 2 * j:2 * j + 3]
+                patch = xp[:, sh * i:sh * i + 2, sw * j:sw * j + 3]
                 ref[o, i, j] = (W[o].reshape(2, 2, 3) * patch).sum() + b[o, 0]
     M = lambda a: sp.ImmutableMatrix(a)
     conv = np.array(Conv2d(M(W), M(b), M(x), g).as_explicit(), float).reshape(-1)
@@ -185,9 +188,27 @@ def test_the_nodes_written_out_entry_by_entry_equal_numpy():
     assert np.allclose(T @ x[:, 0] + np.repeat(b[:, 0], g.P), ref.reshape(-1))
     U = np.array(Patches(M(x), g).as_explicit(), float)
     assert np.allclose((W @ U.T + b).reshape(-1), ref.reshape(-1))
-    pool = Geometry(2, 4, 5, 2, 2, 2)
+    pool = Geometry(2, 4, 5, 2, 2, sh=2, sw=2)
     got = np.array(MaxPool(M(x), pool).as_explicit(), float).reshape(2, 2, 2)
     assert np.allclose(got, x.reshape(2, 4, 5)[:, :4, :4].reshape(2, 2, 2, 2, 2).max(axis=(2, 4)))
+    pool = Geometry(2, 4, 5, 2, 3, sh=sh, sw=sw)
+    got = np.array(MaxPool(M(x), pool).as_explicit(), float).reshape(2, pool.Ho, pool.Wo)
+    want = F.max_pool2d(torch.tensor(x.reshape(1, 2, 4, 5)), (2, 3), stride=(sh, sw))[0].numpy()
+    assert np.array_equal(got, want)
+
+
+def element_gradients(net, params, X, Y, only=None):
+    """Each parameter entry's derivative at the element level (the network written out unit by
+    unit for the one example in X), evaluated at params, X and Y: {parameter: values in its
+    shape}, for the parameters ``only`` names (default all)."""
+    S = net.derive("w1", level="element").meta["scalar"]
+    env = dict(zip(S.inputs["x"], X.reshape(-1)))
+    env.update(zip(S.target, Y.reshape(-1)))
+    for p, M in S.params.items():
+        env.update(zip(M, params[p].reshape(-1)))
+    return {p: np.array([float(net.derive(s.name, level="element").meta["explicit"].xreplace(env))
+                         for s in M]).reshape(params[p].shape)
+            for p, M in S.params.items() if only is None or p in only}
 
 
 def tiny_cnn():
@@ -206,17 +227,9 @@ def test_element_level_equals_the_kernel_for_a_small_cnn():
     params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in params.items()}
     X, Y = rng.normal(size=(1, 1, 3, 3)), rng.normal(size=(1, 1))
     _, grads = net.compile()(params, X, Y)
-    S = net.derive("w1", level="element").meta["scalar"]
-    env = {s: X.reshape(-1)[i] for i, s in enumerate(S.inputs["x"])}
-    env[S.target[0]] = Y[0, 0]
-    for p, Mx in S.params.items():
-        flat = params[p].reshape(-1)
-        env.update({s: flat[i] for i, s in enumerate(Mx)})
-    for p, Mx in S.params.items():
-        for i, s in enumerate(Mx):
-            d = net.derive(s.name, level="element")
-            value = float(d.meta["explicit"].xreplace(env))
-            assert value == pytest.approx(grads[p].reshape(-1)[i], rel=1e-9, abs=1e-12), s
+    got = element_gradients(net, params, X, Y)
+    for p in params:
+        np.testing.assert_allclose(got[p], grads[p], rtol=1e-9, atol=1e-12, err_msg=p)
 
 
 def test_the_chain_prints_the_convolution_and_pool_jacobians():
@@ -238,7 +251,6 @@ def test_bad_image_networks_are_one_line():
              (lambda: net.conv2d(v, 2, 2), "not an image"),
              (lambda: net.conv2d(x, 2, 5), "does not fit"),
              (lambda: net.conv2d(x, 2, 0), "kernel_size"),
-             (lambda: net.conv2d(x, 2, 2, stride=(1, 2)), "same along both axes"),
              (lambda: net.max_pool2d(x, 5), "does not fit"),
              (lambda: net.input("bad", shape=(1, 2, 0)), "positive integer")]
     for build, words in cases:
@@ -356,14 +368,7 @@ def test_element_level_routes_a_tie_to_the_first_maximum_as_the_kernel():
     _, grads = net.compile()(params, X, Y)
     t_grads = torch_run(net, params, X, Y)[1]
     assert np.array_equal(grads["W1"], t_grads["W1"])
-    S = net.derive("w1", level="element").meta["scalar"]
-    env = {s: X.reshape(-1)[i] for i, s in enumerate(S.inputs["x"])}
-    env[S.target[0]] = 0.0
-    for p, M in S.params.items():
-        env.update({s: params[p].reshape(-1)[i] for i, s in enumerate(M)})
-    for i, s in enumerate(S.params["W1"]):
-        value = float(net.derive(s.name, level="element").meta["explicit"].xreplace(env))
-        assert value == grads["W1"].reshape(-1)[i], s
+    assert np.array_equal(element_gradients(net, params, X, Y, only=["W1"])["W1"], grads["W1"])
 
 
 def test_conv1d_element_level_equals_the_kernel():
@@ -379,11 +384,160 @@ def test_conv1d_element_level_equals_the_kernel():
     d = net.derive("w1", level="element")
     S = d.meta["scalar"]
     assert S.positions == 3 and "a conv1d reads its neighbours" in d.to_text()
-    env = {s: X.reshape(-1)[i] for i, s in enumerate(S.inputs["x"])}
-    env.update({s: Y.reshape(-1)[i] for i, s in enumerate(S.target)})
-    for p, M in S.params.items():
-        env.update({s: params[p].reshape(-1)[i] for i, s in enumerate(M)})
-    for p, M in S.params.items():
-        for i, s in enumerate(M):
-            value = float(net.derive(s.name, level="element").meta["explicit"].xreplace(env))
-            assert value == pytest.approx(grads[p].reshape(-1)[i], rel=1e-9, abs=1e-12), s
+    got = element_gradients(net, params, X, Y)
+    for p in params:
+        np.testing.assert_allclose(got[p], grads[p], rtol=1e-9, atol=1e-12, err_msg=p)
+
+
+# -- a stride and a padding for each axis, as torch's stride=(sh, sw), padding=(ph, pw) ------------
+def random_axes_cnn(rng):
+    """An image through 1–3 convolutions or max pools, each with its own stride (and, for a
+    convolution, padding) along the rows and along the columns, drawn apart, and a rectangular
+    kernel; the first a convolution whose two strides differ. Then flatten → dense → softmax
+    with cross-entropy."""
+    net = sg.Network()
+    h = net.input("x", shape=(int(rng.integers(1, 4)), int(rng.integers(4, 10)),
+                              int(rng.integers(4, 10))))
+    for step in range(int(rng.integers(1, 4))):
+        C, H, W = net.nodes[h].image
+        kh, kw = int(rng.integers(1, min(H, 4) + 1)), int(rng.integers(1, min(W, 4) + 1))
+        sh, sw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        if step == 0:
+            sw = sh % 3 + 1
+        if step > 0 and rng.random() < 0.4:
+            h = net.max_pool2d(h, (kh, kw), stride=None if rng.random() < 0.3 else (sh, sw))
+        else:
+            pad = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+            z = net.conv2d(h, int(rng.integers(1, 2 * C + 2)), (kh, kw), stride=(sh, sw),
+                           padding=pad)
+            h = net.act(z, str(rng.choice(["relu", "tanh", "identity"])))
+    return net.set_loss(net.act(net.dense(net.flatten(h), 3), "softmax"), "cross_entropy")
+
+
+def equal_torch(net, params, X, Y, tol=1e-12):
+    """The loss and every gradient of the numpy kernel's both paths and the python backend
+    (the unrolled ones while their code stays small) against torch's, float64."""
+    t_loss, t_grads, _ = torch_run(net, params, X, Y)
+    kernels = [net.compile(scalar=False)]
+    if work(net) <= 1500:
+        kernels += [net.compile(scalar=True), net.compile(backend="python")]
+    for kernel in kernels:
+        loss, grads = kernel(params, X, Y)
+        assert loss == pytest.approx(t_loss, rel=tol)
+        for p in params:
+            assert grads[p].shape == params[p].shape and rel(grads[p], t_grads[p]) < tol, p
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_cnns_with_a_stride_and_padding_for_each_axis_equal_torch(seed):
+    rng = np.random.default_rng(900 + seed)
+    net = random_axes_cnn(rng)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in net.init_params(seed=seed).items()}
+    X, Y = rng.normal(size=(3, *net.nodes["x"].image)), rng.integers(0, 3, 3)
+    equal_torch(net, params, X, Y)
+
+
+@pytest.mark.parametrize("O,k,s,p,H,W,pool", [
+    (3, (2, 3), 1, (0, 2), 5, 4, ((2, 3), None)),  # input grad by correlation; pool tiles
+    (2, (3, 2), 1, (2, 0), 3, 5, ((3, 2), (1, 2))),  # correlation; overlapping rows
+    (5, (2, 3), 1, (1, 2), 4, 5, (2, (2, 3))),  # O > 2C: the scatter at stride 1
+    (2, 2, (1, 3), (0, 1), 5, 7, ((2, 1), None)),  # the scatter, strides apart; pool tiles
+    (2, (3, 1), (2, 1), (3, 0), 5, 4, ((1, 2), (2, 1))),  # padding past the kernel on one axis
+])
+def test_each_kernel_path_with_a_stride_and_padding_for_each_axis_equals_torch(O, k, s, p, H, W,
+                                                                              pool):
+    """A convolution whose input gradient is needed (a 1×1 convolution before it), then a max
+    pool: each case picks one of the kernel's paths (the input gradient as a correlation, which
+    needs stride 1 on both axes and each padding short of the kernel, or as a scatter; a pool
+    whose windows tile the image, or not)."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, H, W))
+    h = net.act(net.conv2d(x, 2, 1), "tanh")
+    h = net.act(net.conv2d(h, O, k, stride=s, padding=p), "tanh")
+    h = net.max_pool2d(h, pool[0], stride=pool[1])
+    net.set_loss(net.act(net.dense(net.flatten(h), 3), "softmax"), "cross_entropy")
+    params = {q: v + 0.1 for q, v in net.init_params(seed=3).items()}
+    rng = np.random.default_rng(1)
+    X, Y = rng.normal(size=(4, 1, H, W)), rng.integers(0, 3, 4)
+    equal_torch(net, params, X, Y)
+
+
+@pytest.mark.parametrize("s,p,words", [((1, 2), (1, 0), "stride (1, 2), padding (1, 0)"),
+                                        (2, (1, 1), "stride 2, padding 1")])
+def test_the_chain_says_each_axis_s_stride_and_padding(s, p, words):
+    """Where a convolution's input Jacobian is printed, its note gives torch's arguments: one
+    number where the axes agree, else the pair."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, 4, 5))
+    h = net.act(net.conv2d(net.conv2d(x, 2, 1), 2, (2, 3), stride=s, padding=p), "tanh")
+    net.set_loss(net.dense(net.flatten(h), 1), "mse")
+    assert f"2×3 window, {words})" in net.derive("W1").to_text()
+
+
+def test_element_level_of_a_conv_with_a_stride_and_padding_for_each_axis_equals_the_kernel():
+    """A 2×2 convolution of a 3×4 image at stride (1, 2), padding (1, 0), then a 2×1 pool at
+    stride (2, 1), written out unit by unit: each weight's derivative against the numpy kernel
+    (whose path reads no node's entries, as the unrolled one does) and torch."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, 3, 4))
+    h = net.act(net.conv2d(x, 2, 2, stride=(1, 2), padding=(1, 0)), "tanh")
+    net.set_loss(net.dense(net.flatten(net.max_pool2d(h, (2, 1), stride=(2, 1))), 1), "mse")
+    assert net.nodes[h].image == (2, 4, 2)
+    rng = np.random.default_rng(6)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in net.init_params(seed=2).items()}
+    X, Y = rng.normal(size=(1, 1, 3, 4)), rng.normal(size=(1, 1))
+    _, grads = net.compile(scalar=False)(params, X, Y)
+    t_grads = torch_run(net, params, X, Y)[1]
+    got = element_gradients(net, params, X, Y)
+    for p in params:
+        assert rel(grads[p], t_grads[p]) < 1e-12, p
+        np.testing.assert_allclose(got[p], grads[p], rtol=1e-12, atol=1e-14, err_msg=p)
+
+
+def test_bad_pairs_are_one_line():
+    """Each bad stride, padding or kernel pair names the argument, the op and what it got; a
+    window that does not fit names the axis."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, 4, 6))
+    cases = [(lambda: net.conv2d(x, 2, 2, stride=(1, -1)), r"conv2d: stride .* got \(1, -1\)"),
+             (lambda: net.conv2d(x, 2, 2, stride=(0, 1)), r"conv2d: stride must be an integer ≥ 1"),
+             (lambda: net.conv2d(x, 2, 2, padding=(-1, 0)),
+              r"conv2d: padding must be an integer ≥ 0 .* got \(-1, 0\)"),
+             (lambda: net.conv2d(x, 2, 2, stride=(1, 2, 1)), r"stride .* got \(1, 2, 1\)"),
+             (lambda: net.conv2d(x, 2, 2, padding=[1]), r"padding .* got \[1\]"),
+             (lambda: net.conv2d(x, 2, (2,)), r"kernel_size .* got \(2,\)"),
+             (lambda: net.conv2d(x, 2, 2, stride=(1, 2.0)), r"stride .* got \(1, 2.0\)"),
+             (lambda: net.conv2d(x, 2, 2, stride=(True, 1)), r"stride .* got \(True, 1\)"),
+             (lambda: net.conv2d(x, 2, 3, padding="same"), r"padding .* got 'same'"),
+             (lambda: net.conv2d(x, 2, (5, 2)),
+              r"conv2d: a 5×2 kernel does not fit the 4×6 image 'x': its height is 4 < 5"),
+             (lambda: net.conv2d(x, 2, (2, 9), padding=(0, 1)),
+              r"its width is 6 \+ 2·1 padding = 8 < 9"),
+             (lambda: net.max_pool2d(x, (2, 7)),
+              r"max_pool2d: a 2×7 window does not fit .* its width is 6 < 7"),
+             (lambda: net.max_pool2d(x, 2, stride=(2, 0)), r"max_pool2d: stride .* got \(2, 0\)")]
+    for build, words in cases:
+        with pytest.raises(ValueError, match=words) as e:
+            build()
+        assert "\n" not in str(e.value)
+    assert list(net.shapes) == []  # nothing was half made
+    z = net.conv2d(x, 2, [2, 3], stride=[2, 1], padding=[1, 0])  # lists, as torch takes them
+    assert net.nodes[z].image == (2, 3, 4)
+
+
+@pytest.mark.parametrize("k", [(12, 12), (1, 300)])
+def test_a_pool_window_of_more_than_127_entries_equals_torch(k):
+    """A global 12×12 max pool, and a 1×300 one along a row: each window's argmax offset goes
+    past what int8 holds. The numpy path only: the unrolled ones write each window's first
+    maximum as cases, quadratic in its entries."""
+    net = sg.Network()
+    x = net.input("x", shape=(1, *k))
+    h = net.act(net.conv2d(x, 2, 1), "tanh")
+    net.set_loss(net.dense(net.flatten(net.max_pool2d(h, k)), 1), "mse")
+    params = {q: v + 0.1 for q, v in net.init_params(seed=1).items()}
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(3, 1, *k)), rng.normal(size=(3, 1))
+    t_loss, t_grads, _ = torch_run(net, params, X, Y)
+    loss, grads = net.compile(scalar=False)(params, X, Y)
+    assert loss == pytest.approx(t_loss, rel=1e-12)
+    assert all(rel(grads[q], t_grads[q]) < 1e-12 for q in params)

@@ -19,32 +19,26 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 
-def _windows(x4, kh, kw, s):
-    """(n, C, Ho, Wo, kh, kw) view of the kh × kw windows of x4 at stride s."""
-    w = sliding_window_view(x4, (kh, kw), axis=(2, 3))
-    return w[:, :, ::s, ::s] if s > 1 else w
+def _at(u, v, sh, sw, Ho, Wo):
+    """The slice of an image's rows and columns that kernel offset (u, v) reads, at stride
+    (sh, sw)."""
+    return (slice(None), slice(None), slice(u, u + sh * (Ho - 1) + 1, sh),
+            slice(v, v + sw * (Wo - 1) + 1, sw))
 
 
-def _at(u, v, s, Ho, Wo):
-    """The slice of an image's rows and columns that kernel offset (u, v) reads, at stride s."""
-    return (slice(None), slice(None), slice(u, u + s * (Ho - 1) + 1, s),
-            slice(v, v + s * (Wo - 1) + 1, s))
-
-
-def im2col(a, n, C, H, W, kh, kw, s, p, pw=None):
+def im2col(a, n, C, H, W, kh, kw, sh, sw, ph, pw):
     """The patches of the images held (C·H·W, n), as an (n, C·kh·kw, P) C-contiguous array:
-    U(x)ᵀ of each example, row (c, u, v) in torch's weight order, column the output position.
-    ``p`` pads the rows and columns (``pw``, when given, the columns). One strided copy per kernel
+    U(x)ᵀ of each example, row (c, u, v) in torch's weight order, column the output position;
+    stride (sh, sw), ph rows and pw columns of zeros on each side. One strided copy per kernel
     offset, the padding's zeros written directly: 20–35 % faster than copying the transposed
     sliding-window view of a padded copy (64 × 16 × 16 × 16, 3×3: 1.4 ms against 2.1)."""
-    pw = p if pw is None else pw
     x4 = a.T.reshape(n, C, H, W)
-    Ho, Wo = (H + 2 * p - kh) // s + 1, (W + 2 * pw - kw) // s + 1
+    Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
     U = np.empty((n, C, kh, kw, Ho, Wo), a.dtype)
     for u in range(kh):
-        i0, i1 = _inside(u, p, s, H, Ho)
+        i0, i1 = _inside(u, ph, sh, H, Ho)
         for v in range(kw):
-            j0, j1 = _inside(v, pw, s, W, Wo)
+            j0, j1 = _inside(v, pw, sw, W, Wo)
             dst = U[:, :, u, v]
             if i0 > 0:
                 dst[:, :, :i0] = 0
@@ -55,8 +49,8 @@ def im2col(a, n, C, H, W, kh, kw, s, p, pw=None):
             if j1 < Wo:
                 dst[:, :, i0:i1, j1:] = 0
             if i0 < i1 and j0 < j1:
-                dst[:, :, i0:i1, j0:j1] = x4[:, :, i0 * s + u - p:(i1 - 1) * s + u - p + 1:s,
-                                             j0 * s + v - pw:(j1 - 1) * s + v - pw + 1:s]
+                dst[:, :, i0:i1, j0:j1] = x4[:, :, i0 * sh + u - ph:(i1 - 1) * sh + u - ph + 1:sh,
+                                             j0 * sw + v - pw:(j1 - 1) * sw + v - pw + 1:sw]
     return U.reshape(n, C * kh * kw, Ho * Wo)
 
 
@@ -81,26 +75,27 @@ def conv2d_weight_grad(G, U, n, P, shape):
     return np.matmul(G.T.reshape(n, O, P), U.transpose(0, 2, 1)).sum(axis=0).reshape(shape)
 
 
-def conv2d_input_grad(G, Wt, n, C, H, W, kh, kw, s, p, Ho, Wo):
+def conv2d_input_grad(G, Wt, n, C, H, W, kh, kw, sh, sw, ph, pw, Ho, Wo):
     """T(W)ᵀ g for every example: Wᵀ mat(g) (the patches' gradient, one GEMM an example),
     scattered back onto the (padded) image, one strided add per kernel offset; held (C·H·W, n)."""
     O = Wt.shape[0]
-    if s == 1 and p < min(kh, kw) and O <= 2 * C:
-        # the gradient of a convolution is a convolution: g padded by k − 1 − p, correlated
-        # with the flipped kernel, channels swapped; no scatter (the strided adds of col2im,
-        # inner runs of Wo entries, took 10 of 18 ms for 64 × 16 × 16 × 16 → 32, 3×3). Its
-        # patches hold O·kh·kw rows to col2im's C·kh·kw: past O = 2C the copy costs more (3 → 16
-        # channels at 32 × 32: 58 ms against 12)
+    if sh == sw == 1 and ph < kh and pw < kw and O <= 2 * C:
+        # the gradient of a convolution is a convolution: g padded by kh − 1 − ph rows and
+        # kw − 1 − pw columns (so stride 1 on both axes, and padding short of the kernel on
+        # each), correlated with the flipped kernel, channels swapped; no scatter (the strided
+        # adds of col2im, inner runs of Wo entries, took 10 of 18 ms for 64 × 16 × 16 × 16 → 32,
+        # 3×3). Its patches hold O·kh·kw rows to col2im's C·kh·kw: past O = 2C the copy costs
+        # more (3 → 16 channels at 32 × 32: 58 ms against 12)
         Wf = np.ascontiguousarray(Wt[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(C, -1)
-        Ug = im2col(G, n, O, Ho, Wo, kh, kw, 1, kh - 1 - p, kw - 1 - p)
+        Ug = im2col(G, n, O, Ho, Wo, kh, kw, 1, 1, kh - 1 - ph, kw - 1 - pw)
         return np.matmul(Wf, Ug).reshape(n, C * H * W).T
     dU = np.matmul(Wt.reshape(O, -1).T, G.T.reshape(n, O, Ho * Wo)).reshape(n, C, kh, kw, Ho, Wo)
-    dx = np.zeros((n, C, H + 2 * p, W + 2 * p), dU.dtype)
+    dx = np.zeros((n, C, H + 2 * ph, W + 2 * pw), dU.dtype)
     for u in range(kh):
         for v in range(kw):
-            dx[_at(u, v, s, Ho, Wo)] += dU[:, :, u, v]
-    if p:
-        dx = np.ascontiguousarray(dx[:, :, p:p + H, p:p + W])
+            dx[_at(u, v, sh, sw, Ho, Wo)] += dU[:, :, u, v]
+    if ph or pw:
+        dx = np.ascontiguousarray(dx[:, :, ph:ph + H, pw:pw + W])
     return dx.reshape(n, -1).T
 
 
@@ -109,38 +104,40 @@ def channel_sum(G, n, O, P):
     return G.T.reshape(n, O, P).sum(axis=2).T
 
 
-def max_pool(a, n, C, H, W, kh, kw, s):
-    """(the maxima held (C·Ho·Wo, n), each window's first argmax (n, C, Ho, Wo) as int8): a
-    running maximum over the kh·kw offsets, strided views of the image, no copy of the windows;
-    an offset replaces the best so far only when strictly larger, so ties keep the first, as
-    torch's."""
+def max_pool(a, n, C, H, W, kh, kw, sh, sw):
+    """(the maxima held (C·Ho·Wo, n), each window's first argmax (n, C, Ho, Wo) as the smallest
+    unsigned integers that hold kh·kw − 1): a running maximum over the kh·kw offsets, strided
+    views of the image, no copy of the windows; an offset replaces the best so far only when
+    strictly larger, so ties keep the first, as torch's."""
     x4 = a.T.reshape(n, C, H, W)
-    Ho, Wo = (H - kh) // s + 1, (W - kw) // s + 1
-    best = x4[_at(0, 0, s, Ho, Wo)].copy()
-    arg = np.zeros(best.shape, np.int8)
+    Ho, Wo = (H - kh) // sh + 1, (W - kw) // sw + 1
+    best = x4[_at(0, 0, sh, sw, Ho, Wo)].copy()
+    # (int8 held offsets up to 127 only: a 12×12 window's offset 128 raised OverflowError)
+    arg = np.zeros(best.shape, np.min_scalar_type(kh * kw - 1))
     for k in range(1, kh * kw):
-        view = x4[_at(k // kw, k % kw, s, Ho, Wo)]
+        view = x4[_at(k // kw, k % kw, sh, sw, Ho, Wo)]
         more = np.greater(view, best)
         np.maximum(best, view, out=best)
         np.copyto(arg, k, where=more)  # (arg[more] = k, a fancy index, took 4× as long)
     return best.reshape(n, -1).T, arg
 
 
-def max_pool_grad(G, arg, n, C, H, W, kh, kw, s):
+def max_pool_grad(G, arg, n, C, H, W, kh, kw, sh, sw):
     """S(x)ᵀ g: each window's g added at its argmax; held (C·H·W, n)."""
     Ho, Wo = arg.shape[2:]
     g4 = G.T.reshape(n, C, Ho, Wo)
-    if s == kh == kw and H == Ho * s and W == Wo * s:
-        # windows that tile the image (MaxPool2d(k) on a multiple of k): each entry is in one
-        # window, so each offset's share is written once, no zeros and no adds (half the time)
-        dx = np.empty((n, C, Ho, s, Wo, s), G.dtype)
-        for k in range(s * s):
-            np.multiply(g4, arg == k, out=dx[:, :, :, k // s, :, k % s])
+    if sh == kh and sw == kw and H == Ho * kh and W == Wo * kw:
+        # windows that tile the image (MaxPool2d(k) on a multiple of k, each axis on its own):
+        # each entry is in one window, so each offset's share is written once, no zeros and no
+        # adds (half the time)
+        dx = np.empty((n, C, Ho, kh, Wo, kw), G.dtype)
+        for k in range(kh * kw):
+            np.multiply(g4, arg == k, out=dx[:, :, :, k // kw, :, k % kw])
         return dx.reshape(n, -1).T
     dx = np.zeros((n, C, H, W), G.dtype)
     zero = G.dtype.type(0)
     for k in range(kh * kw):
-        dx[_at(k // kw, k % kw, s, Ho, Wo)] += np.where(arg == k, g4, zero)
+        dx[_at(k // kw, k % kw, sh, sw, Ho, Wo)] += np.where(arg == k, g4, zero)
     return dx.reshape(n, -1).T
 
 

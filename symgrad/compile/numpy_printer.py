@@ -357,7 +357,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
 
     def _patches(self, x, g):
         return self._once(("u", x, tuple(g)), f"_im2col({self._paren(x)}, n, "
-                          f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride', 'pad')})")
+                          f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'sh', 'sw', 'ph', 'pw')})")
 
     def _print_Conv2d(self, e):
         self._image_batch(e)
@@ -369,7 +369,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         self._image_batch(e)
         g = e.geom
         return (f"_conv2d_xgrad({self._paren(e.grad)}, {self._print(e.Wm)}, n, "
-                f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride', 'pad', 'Ho', 'Wo')})")
+                f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'sh', 'sw', 'ph', 'pw', 'Ho', 'Wo')})")
 
     def _print_ConvWeightVJP(self, e):
         self._image_batch(e)
@@ -387,7 +387,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         if key not in self.rows:
             k = next(self.tmp)
             self.pre.append(f"_pm{k}, _pa{k} = _max_pool({self._paren(x)}, n, "
-                            f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride')})")
+                            f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'sh', 'sw')})")
             self.rows[key] = (f"_pm{k}", f"_pa{k}")
         return self.rows[key]
 
@@ -399,20 +399,22 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         self._image_batch(e)
         g = e.geom
         return (f"_max_pool_grad({self._paren(e.grad)}, {self._pool(e.x, g)[1]}, n, "
-                f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'stride')})")
+                f"{self._geo(g, 'C', 'H', 'W', 'kh', 'kw', 'sh', 'sw')})")
 
     # conv1d over sequences (rows are positions: n·T of them)
+    def _seq_patches(self, e):
+        """The windows of e's input e.x, made once: the forward pass and ∇W read the same."""
+        return self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, "
+                          f"{e.positions}, {e.k}, {e.left})")
+
     def _print_SeqConv(self, e):
         self._image_batch(e)
-        U = self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, {e.positions}, "
-                       f"{e.k}, {e.left})")
         b = "None" if e.bias == 0 else self._print(e.bias)
-        return f"_conv1d({U}, {self._print(e.Wm)}, {b})"
+        return f"_conv1d({self._seq_patches(e)}, {self._print(e.Wm)}, {b})"
 
     def _print_SeqConvWeightVJP(self, e):
         self._image_batch(e)
-        U = self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, {e.positions}, "
-                       f"{e.k}, {e.left})")
+        U = self._seq_patches(e)
         O, Ck = e.shape
         return f"_conv1d_wgrad({self._paren(e.grad)}, {U}, ({O}, {Ck // e.k}, {e.k}))"
 

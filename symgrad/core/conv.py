@@ -29,24 +29,27 @@ from sympy.matrices.expressions import MatrixExpr
 
 
 class Geometry(NamedTuple):
-    """A window sliding over C × H × W: kernel kh × kw, ``stride`` and zero ``pad`` on every side
-    (torch's Conv2d and MaxPool2d arguments; a pool pads nothing)."""
+    """A window sliding over C × H × W: kernel kh × kw, stride sh down the rows and sw along
+    them, ph rows of zeros above and below and pw columns of zeros left and right (torch's
+    Conv2d and MaxPool2d with ``stride=(sh, sw), padding=(ph, pw)``; a pool pads nothing)."""
 
     C: int
     H: int
     W: int
     kh: int
     kw: int
-    stride: int = 1
-    pad: int = 0
+    sh: int = 1
+    sw: int = 1
+    ph: int = 0
+    pw: int = 0
 
     @property
     def Ho(self):
-        return (self.H + 2 * self.pad - self.kh) // self.stride + 1
+        return (self.H + 2 * self.ph - self.kh) // self.sh + 1
 
     @property
     def Wo(self):
-        return (self.W + 2 * self.pad - self.kw) // self.stride + 1
+        return (self.W + 2 * self.pw - self.kw) // self.sw + 1
 
     @property
     def P(self):  # output positions
@@ -63,11 +66,16 @@ class Geometry(NamedTuple):
     def of(cls, t):
         return cls(*(int(v) for v in t))
 
+    def spacing(self):
+        """The words "stride s, padding p", as torch's arguments say them: one number where the
+        two axes agree, else the pair (rows, columns)."""
+        one = lambda a, b: str(a) if a == b else f"({a}, {b})"
+        return f"stride {one(self.sh, self.sw)}, padding {one(self.ph, self.pw)}"
+
     def window(self, i, j):
         """[(c, u, v, h, w)] of output position (i, j): h, w in the padded-out image (may fall
         outside it, in the zero padding)."""
-        s, p = self.stride, self.pad
-        return [(c, u, v, i * s + u - p, j * s + v - p)
+        return [(c, u, v, i * self.sh + u - self.ph, j * self.sw + v - self.pw)
                 for c in range(self.C) for u in range(self.kh) for v in range(self.kw)]
 
     def inside(self, h, w):
@@ -179,15 +187,16 @@ class ConvInputVJP(_Windowed):
         row, r = (0, int(i)) if self.axis == 0 else (int(i), int(j))
         c, q = divmod(r, geo.H * geo.W)
         h, w = divmod(q, geo.W)
-        s, p, k = geo.stride, geo.pad, geo.kh * geo.kw
+        sh, sw, k = geo.sh, geo.sw, geo.kh * geo.kw
         terms = []
         for u in range(geo.kh):
             for v in range(geo.kw):
-                a, b_ = h + p - u, w + p - v
-                if a % s or b_ % s or not (0 <= a // s < geo.Ho and 0 <= b_ // s < geo.Wo):
+                # (h, w) is read by offset (u, v) of output (a/sh, b/sw), when both divide
+                a, b_ = h + geo.ph - u, w + geo.pw - v
+                if a % sh or b_ % sw or not (0 <= a // sh < geo.Ho and 0 <= b_ // sw < geo.Wo):
                     continue
                 for o in range(W.shape[0]):
-                    at = o * geo.P + (a // s) * geo.Wo + b_ // s
+                    at = o * geo.P + (a // sh) * geo.Wo + b_ // sw
                     terms.append(W[o, c * k + u * geo.kw + v] *
                                  (G[at, 0] if self.axis == 0 else G[row, at]))
         return sp.Add(*terms)
@@ -233,7 +242,7 @@ class ConvWeightVJP(MatrixExpr):
             at = _reader(self.x, self.axis, row)
             for oi in range(geo.Ho):
                 for oj in range(geo.Wo):
-                    h, w = oi * geo.stride + u - geo.pad, oj * geo.stride + v - geo.pad
+                    h, w = oi * geo.sh + u - geo.ph, oj * geo.sw + v - geo.pw
                     if geo.inside(h, w):
                         q = o * geo.P + oi * geo.Wo + oj
                         terms.append((G[q, 0] if self.axis == 0 else G[row, q]) * at(geo, c, h, w))
@@ -304,7 +313,7 @@ class ConvMatrix(MatrixExpr):
         oi, oj = divmod(q, g.Wo)
         c, hw = divmod(int(j), g.H * g.W)
         h, w = divmod(hw, g.W)
-        u, v = h - (oi * g.stride - g.pad), w - (oj * g.stride - g.pad)
+        u, v = h - (oi * g.sh - g.ph), w - (oj * g.sw - g.pw)
         if 0 <= u < g.kh and 0 <= v < g.kw:
             return W[o, (c * g.kh + u) * g.kw + v]
         return sp.S.Zero
@@ -463,22 +472,36 @@ class PoolSelect(MatrixExpr):
 # sequence value is (core.sequence). conv1d mixes neighbouring positions of the same sequence:
 # z_t = Σ_u W_u h_{t+u−p} + b, W_u (O × C) column u of torch's (O, C, k) weight, zero outside the
 # sequence. Stride 1 and T outputs (padding "same" or "causal"), so the rows stay n·T.
-class SeqConv(MatrixExpr):
+class _SeqWindowed(MatrixExpr):
+    """A node over windows of k positions of each sequence: matrix operands, then T, k, left
+    (the positions before t that the window of t reads) and the axis (0 one position, 1 every
+    position of the batch); a subclass's own __new__ takes them in that order, so SymPy rebuilds
+    it from its args."""
+
+    def __new__(cls, *operands, T, k, left, axis: int = 0):
+        return MatrixExpr.__new__(cls, *map(_sym, operands), *map(sp.Integer, (T, k, left, axis)))
+
+    positions = property(lambda self: int(self.args[-4]))  # T (not .T: the transpose)
+    k = property(lambda self: int(self.args[-3]))
+    left = property(lambda self: int(self.args[-2]))
+    axis = property(lambda self: int(self.args[-1]))
+
+    def _over_batch(self, *operands):
+        """The same node of ``operands`` at every position of the batch (axis 1)."""
+        return type(self)(*operands, self.positions, self.k, self.left, 1)
+
+
+class SeqConv(_SeqWindowed):
     """z_t = Σ_u W_u h_{t+u−left} + b at every position of every sequence (axis 1: n·T rows);
     W is O × C·k (torch's (O, C, k) read row-major), b an O × 1 bias or 0. Axis 0 (one position
     t) is for printing only: it reads the neighbouring positions."""
 
     def __new__(cls, W, b, h, T, k, left, axis: int = 0):
-        return MatrixExpr.__new__(cls, *(sp.sympify(a, strict=True) for a in (W, b, h)),
-                                  *map(sp.Integer, (T, k, left, axis)))
+        return _SeqWindowed.__new__(cls, W, b, h, T=T, k=k, left=left, axis=axis)
 
     Wm = property(lambda self: self.args[0])
     bias = property(lambda self: self.args[1])
     x = property(lambda self: self.args[2])
-    positions = property(lambda self: int(self.args[3]))  # T (not .T: the transpose)
-    k = property(lambda self: int(self.args[4]))
-    left = property(lambda self: int(self.args[5]))
-    axis = property(lambda self: int(self.args[6]))
 
     @property
     def shape(self):
@@ -486,7 +509,7 @@ class SeqConv(MatrixExpr):
         return (O, 1) if self.axis == 0 else (self.x.shape[0], O)
 
     def batched(self, go, n):
-        return SeqConv(self.Wm, self.bias, go(self.x), self.positions, self.k, self.left, 1)
+        return self._over_batch(self.Wm, self.bias, go(self.x))
 
     def _entry(self, i, j, **kwargs):
         if self.axis == 0:
@@ -514,20 +537,15 @@ class SeqConv(MatrixExpr):
         return self._parts(p, True)
 
 
-class SeqConvInputVJP(MatrixExpr):
+class SeqConvInputVJP(_SeqWindowed):
     """g at h_τ: Σ_u W_uᵀ g_{τ−u+left}, the correlation of g with the flipped kernel; C
     features a row."""
 
     def __new__(cls, g, W, T, k, left, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(W, strict=True),
-                                  *map(sp.Integer, (T, k, left, axis)))
+        return _SeqWindowed.__new__(cls, g, W, T=T, k=k, left=left, axis=axis)
 
     grad = property(lambda self: self.args[0])
     Wm = property(lambda self: self.args[1])
-    positions = property(lambda self: int(self.args[2]))  # T (not .T: the transpose)
-    k = property(lambda self: int(self.args[3]))
-    left = property(lambda self: int(self.args[4]))
-    axis = property(lambda self: int(self.args[5]))
 
     @property
     def shape(self):
@@ -535,7 +553,7 @@ class SeqConvInputVJP(MatrixExpr):
         return (C, 1) if self.axis == 0 else (self.grad.shape[0], C)
 
     def batched(self, go, n):
-        return SeqConvInputVJP(go(self.grad), self.Wm, self.positions, self.k, self.left, 1)
+        return self._over_batch(go(self.grad), self.Wm)
 
     def _entry(self, i, j, **kwargs):
         if self.axis == 0:
@@ -554,22 +572,17 @@ class SeqConvInputVJP(MatrixExpr):
                                                          self.left)
 
 
-class SeqConvWeightVJP(MatrixExpr):
+class SeqConvWeightVJP(_SeqWindowed):
     """∇W_u = Σ_t g_t h_{t+u−left}ᵀ, over every position of every sequence (O × C·k, torch's
     (O, C, k) order)."""
 
     sums_examples = True
 
     def __new__(cls, g, h, T, k, left, axis: int = 0):
-        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.sympify(h, strict=True),
-                                  *map(sp.Integer, (T, k, left, axis)))
+        return _SeqWindowed.__new__(cls, g, h, T=T, k=k, left=left, axis=axis)
 
     grad = property(lambda self: self.args[0])
     x = property(lambda self: self.args[1])
-    positions = property(lambda self: int(self.args[2]))  # T (not .T: the transpose)
-    k = property(lambda self: int(self.args[3]))
-    left = property(lambda self: int(self.args[4]))
-    axis = property(lambda self: int(self.args[5]))
 
     @property
     def shape(self):
@@ -577,7 +590,7 @@ class SeqConvWeightVJP(MatrixExpr):
         return (self.grad.shape[i], self.x.shape[i] * self.k)
 
     def batched(self, go, n):
-        return SeqConvWeightVJP(go(self.grad), go(self.x), self.positions, self.k, self.left, 1)
+        return self._over_batch(go(self.grad), go(self.x))
 
     def _entry(self, i, j, **kwargs):
         if self.axis == 0:

@@ -49,8 +49,8 @@ def _conv_jacobian(net, node, wrt):
     if wrt == x:
         return (ConvMatrix(net.sym(W), g),
                 f"{node.name} = {W} ⋆ {x} + … is linear in {x}: row (o, p) of T({W}) holds row o "
-                f"of {W} at the {g.K} entries of patch p ({g.kh}×{g.kw} window, stride "
-                f"{g.stride}, padding {g.pad})")
+                f"of {W} at the {g.K} entries of patch p ({g.kh}×{g.kw} window, "
+                f"{g.spacing()})")
     if wrt == W:
         return (sp.KroneckerProduct(sp.Identity(O), Patches(net.sym(x), g)),
                 f"channel o of {node.name} at position p is row o of {W} times patch p of {x}: a "
@@ -259,11 +259,24 @@ def conv1d(net, h, out_channels, kernel_size, padding="same", stride=1, *, W=Non
 
 # -- building images ---------------------------------------------------------------------------------
 def _pair(v, what, where, low=1):
-    vals = v if isinstance(v, tuple) else (v, v)
+    """(rows, columns) from one number for both axes or a pair of them (a tuple or list, as torch
+    takes them), else a one-line error; a string such as padding="same" is refused here."""
+    vals = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
     if len(vals) != 2 or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool)
                                  and k >= low for k in vals):
-        raise ValueError(f"{where}: {what} must be an integer ≥ {low} or a pair of them, got {v!r}")
+        raise ValueError(f"{where}: {what} must be an integer ≥ {low} or a pair of them (rows, "
+                         f"columns), got {v!r}")
     return tuple(int(k) for k in vals)
+
+
+def _fits(g, x, what, where):
+    """A one-line error unless the window fits the padded image along both axes (Ho, Wo ≥ 1)."""
+    for axis, size, k, pad, out in (("height", g.H, g.kh, g.ph, g.Ho),
+                                    ("width", g.W, g.kw, g.pw, g.Wo)):
+        if out < 1:
+            padded = f" + 2·{pad} padding = {size + 2 * pad}" if pad else ""
+            raise ValueError(f"{where}: a {g.kh}×{g.kw} {what} does not fit the {g.H}×{g.W} image "
+                             f"{x!r}: its {axis} is {size}{padded} < {k}")
 
 
 def _size(v, where) -> int:
@@ -285,22 +298,18 @@ def conv2d(net, x, out_channels, kernel_size, stride=1, padding=0, *, W=None, b=
            name=None) -> str:
     """z = W ⋆ x + b, ``torch.nn.Conv2d(C, out_channels, kernel_size, stride, padding)``: W is
     torch's (O, C, kh, kw) weight (held O × C·kh·kw in derivations), b its (O,) bias; the output
-    an image of O channels. Reusing ``W``/``b`` names shares them, as for dense. A kernel may be
-    rectangular, (kh, kw); stride and padding are one number for both axes (a pair of two
-    different ones is refused in one line)."""
+    an image of O channels. Reusing ``W``/``b`` names shares them, as for dense. Kernel size,
+    stride and padding are each one number for both axes or a pair (rows, columns), as torch
+    takes them; padding is zeros, the same on both sides of an axis (a string such as "same" is
+    refused)."""
     node = _image(net, x, "conv2d")
     C, H, Wd = node.image
     O = _size(out_channels, "conv2d: out_channels")
     kh, kw = _pair(kernel_size, "kernel_size", "conv2d")
-    s = _pair(stride, "stride", "conv2d")
-    p = _pair(padding, "padding", "conv2d", low=0)
-    if s[0] != s[1] or p[0] != p[1]:
-        raise ValueError(f"conv2d: stride {stride!r} and padding {padding!r} must be the same "
-                         "along both axes")
-    g = Geometry(C, H, Wd, kh, kw, s[0], p[0])
-    if g.Ho < 1 or g.Wo < 1:
-        raise ValueError(f"conv2d: a {kh}×{kw} kernel with padding {p[0]} does not fit the "
-                         f"{H}×{Wd} image {x!r}")
+    sh, sw = _pair(stride, "stride", "conv2d")
+    ph, pw = _pair(padding, "padding", "conv2d", low=0)
+    g = Geometry(C, H, Wd, kh, kw, sh, sw, ph, pw)
+    _fits(g, x, "kernel", "conv2d")
     net.layers += 1
     k = net.layers
     Wn = W or net._fresh(f"W{k}")
@@ -313,18 +322,15 @@ def conv2d(net, x, out_channels, kernel_size, stride=1, padding=0, *, W=None, b=
 
 
 def max_pool2d(net, x, kernel_size, stride=None, name=None) -> str:
-    """The maximum of each window, ``torch.nn.MaxPool2d(kernel_size, stride)`` (stride defaults
-    to the kernel size, as torch's; no padding; a window off the edge is dropped, as torch
-    floors)."""
+    """The maximum of each window, ``torch.nn.MaxPool2d(kernel_size, stride)``: each one number
+    for both axes or a pair (rows, columns); stride defaults to the kernel size, as torch's; no
+    padding; a window off the edge is dropped, as torch floors."""
     node = _image(net, x, "max_pool2d")
     C, H, Wd = node.image
     kh, kw = _pair(kernel_size, "kernel_size", "max_pool2d")
-    s = (kh, kw) if stride is None else _pair(stride, "stride", "max_pool2d")
-    if s[0] != s[1]:
-        raise ValueError(f"max_pool2d: stride {stride!r} must be the same along both axes")
-    g = Geometry(C, H, Wd, kh, kw, s[0], 0)
-    if g.Ho < 1 or g.Wo < 1:
-        raise ValueError(f"max_pool2d: a {kh}×{kw} window does not fit the {H}×{Wd} image {x!r}")
+    sh, sw = (kh, kw) if stride is None else _pair(stride, "stride", "max_pool2d")
+    g = Geometry(C, H, Wd, kh, kw, sh, sw)
+    _fits(g, x, "window", "max_pool2d")
     Node = type(node)
     return net._add(Node(name or net._fresh(f"p{len(net.nodes)}"), "max_pool2d", (x,),
                          dim=C * g.P, attrs=(("geom", tuple(g)),), image=(C, g.Ho, g.Wo)))
