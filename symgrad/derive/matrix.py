@@ -155,8 +155,9 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
                               is_w, known)
     batch_g = alg.result[p]
     d.add(Grad(sp.Symbol("f"), P), batch_g,
-          f"the mean over {rows_are(net)}" + ("" if net.positions else " (one per row of X)")
-          + ": every g row-stacked into G, which carries the 1/n", StepKind.BATCH,
+          f"the mean over {rows_are(net)}" + ("" if net.seq_len else " (one per row of X)")
+          + ": every g row-stacked into G, which carries the "
+          + ("T/n" if net.seq_len and net.positions is None else "1/n"), StepKind.BATCH,
           shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
