@@ -7,10 +7,13 @@ kernel's both paths and the python backend), predict against torch, training, th
 derivation, the one-line refusals; and conv1d in random compositions with the other sequence ops
 (dense, activations, layer norm, gates, residuals, attention, several conv1d of different k and
 paddings), with and without a flatten, against an interpreter of the same graph in torch."""
+import shutil
+
 import numpy as np
 import pytest
 
 import symgrad as sg
+from symgrad.handouts.pdf import compile_pdf
 from symgrad.run.train import accuracy
 
 torch = pytest.importorskip("torch")
@@ -328,3 +331,49 @@ def test_random_conv1d_compositions_equal_torch(seed):
         P = net.predict(params, X)
         assert P.shape == lead + (k,)
         assert np.allclose(P, out.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+def test_a_loss_per_position_and_a_loss_per_example_in_one_net_equal_torch():
+    """net.add_loss of a tagger (softmax per position, cross-entropy over the n·T positions) and
+    a regressor after the flatten (mse over the n sequences): ℓ = ℓ_tag + ½ ℓ_cls, each the mean
+    over its own rows; Y a dict of (n, T) labels and (n, 2) targets; predict gives both."""
+    T, d = 4, 3
+    net = sg.Network()
+    h = net.act(net.conv1d(net.input("x", shape=(T, d)), 3, 3), "tanh")
+    net.add_loss(net.act(net.dense(h, 2), "softmax", name="tag"), "cross_entropy")
+    net.add_loss(net.dense(net.flatten(h), 2, name="cls"), "mse", weight=0.5)
+    rng = np.random.default_rng(0)
+    params = {q: v + 0.1 * rng.normal(size=v.shape) for q, v in net.init_params(seed=1).items()}
+    n = 5
+    X, lab, Yc = rng.normal(size=(n, T, d)), rng.integers(0, 2, (n, T)), rng.normal(size=(n, 2))
+    ps = {q: torch.tensor(v, requires_grad=True) for q, v in params.items()}
+    t = torch.tanh(F.conv1d(F.pad(torch.tensor(X).transpose(1, 2), (1, 1)), ps["W1"],
+                            ps["b1"]).transpose(1, 2))
+    tag, cls = F.linear(t, ps["W2"], ps["b2"]), F.linear(torch.flatten(t, 1), ps["W3"], ps["b3"])
+    loss = (F.cross_entropy(tag.reshape(-1, 2), torch.tensor(lab).reshape(-1))
+            + 0.5 * 0.5 * ((cls - torch.tensor(Yc)) ** 2).sum(-1).mean())
+    want = dict(zip(ps, (g.numpy() for g in torch.autograd.grad(loss, list(ps.values())))))
+    assert_equal(net, params, X, [{"tag": lab, "cls": Yc}, {"tag": np.eye(2)[lab], "cls": Yc}],
+                 loss.item(), want)
+    P = net.predict(params, X)
+    assert P["tag"].shape == (n, T, 2) and P["cls"].shape == (n, 2)
+    assert rel(P["cls"], cls.detach().numpy()) < 1e-13
+    assert rel(P["tag"], torch.softmax(tag, -1).detach().numpy()) < 1e-13
+    text = net.derive("W1").to_text()
+    assert "for a term on the positions, and the n/T sequences for a term after the flatten" in text
+    with pytest.raises(ValueError, match=r"Y\['cls'\] has shape \(5, 4, 2\); expected \(5, 2\)"):
+        net.compile()(params, X, {"tag": lab, "cls": np.zeros((n, T, 2))})
+    _, hist = sg.train(net, X, {"tag": lab, "cls": Yc}, epochs=30, lr=0.05, seed=0, quiet=True)
+    assert hist[-1] < hist[0]
+
+
+def test_a_handout_of_a_flattened_sequence_says_so_and_compiles(tmp_path):
+    """The matrix level in full; the unit-by-unit view left out in one sentence saying why."""
+    net = sg.Network()
+    h = net.act(net.dense(net.input("x", shape=(3, 2)), 2), "tanh")
+    net.set_loss(net.act(net.dense(net.flatten(h), 2), "softmax"), "cross_entropy")
+    tex = sg.handout(net, level="both")
+    assert "on sequences of T = 3 positions, flattened" in tex
+    assert "a flatten of a sequence is derived at the matrix level only" in tex
+    if shutil.which("pdflatex"):
+        compile_pdf(tex, tmp_path / "seqflat.pdf", engine="pdflatex")

@@ -110,10 +110,22 @@ def rows_are(net) -> str:
                  for i in net.inputs if i not in net.masks)  # (n, T) tokens: tok.reshape(-1)
     read = ("the (n, T) tokens are read as tok.reshape(-1))" if tokens
             else "X is the (n, T, d) batch read as x.reshape(-1, d))")
-    if net.positions is None:  # the loss reads values after a flatten: a row per sequence
+    after = [o for o in net.outputs if net.per_example(o)] if net.outputs else []
+    if after and len(after) == len(net.outputs):  # the loss reads values after a flatten
         return (f"the n/T sequences, one row each after the flatten (n counts every position "
                 f"of every sequence, n = sequences × T, T = {T}; " + read)
+    if after:  # several losses, some per position and some per sequence
+        return (f"the n rows, every position of every sequence, for a term on the positions, "
+                f"and the n/T sequences for a term after the flatten (n = sequences × T, "
+                f"T = {T}; " + read)
     return f"the n rows, every position of every sequence (n = sequences × T, T = {T}; " + read
+
+
+def carried(net) -> str:
+    """The factor the loss's G carries: 1/n, T/n over the sequences after a flatten."""
+    after = [o for o in net.outputs if net.per_example(o)]
+    return ("1/n" if not after else "T/n" if len(after) == len(net.outputs) else
+            "1/n of its term, T/n for a term after the flatten")
 
 
 def sequence_convention(net, d: Derivation) -> None:

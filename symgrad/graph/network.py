@@ -572,13 +572,13 @@ class Graph:
         if not self.shapes:
             raise ValueError("the network has no parameters (add a layer with net.dense)")
         out = self.nodes[self.output_node]
-        for t in self.more_losses:  # every output of a multi-task loss shares the positions
-            other = self.nodes[t.output]
+        for t in self.more_losses:  # (a term per position and one per example after a
+            other = self.nodes[t.output]  # flatten may mix: each is the mean over its rows)
             t.loss.check_output(other)  # again: a node may have changed since add_loss
-            if other.positions != out.positions:
+            if other.positions not in (None, self.seq_len):
                 raise ValueError(f"the outputs {out.name!r} and {other.name!r} of the loss have "
                                  f"shapes {out.shape} and {other.shape}: several losses need "
-                                 "outputs that are all vectors or all sequences of the same T")
+                                 "outputs that are vectors or sequences of the inputs' T")
         T = self.seq_len
         ref = out if out.positions is not None else \
             next((n for n in self.nodes.values() if n.op == "input" and n.positions == T), out)
