@@ -101,6 +101,7 @@ def test_a_text_cnn_equals_torch(padding, k):
         P = net.predict(params, X)
         assert P.shape == (n, C)  # one row per example
         assert rel(P, torch.softmax(logits, -1).detach().numpy()) < 1e-13
+    assert sg.gradcheck(net) < 1e-6  # (its own data: (n, T) tokens, (n,) labels)
 
 
 def test_a_real_valued_sequence_flattened_to_an_mse_equals_torch():
@@ -363,6 +364,7 @@ def test_a_loss_per_position_and_a_loss_per_example_in_one_net_equal_torch():
     assert "for a term on the positions, and the n/T sequences for a term after the flatten" in text
     with pytest.raises(ValueError, match=r"Y\['cls'\] has shape \(5, 4, 2\); expected \(5, 2\)"):
         net.compile()(params, X, {"tag": lab, "cls": np.zeros((n, T, 2))})
+    assert sg.gradcheck(net) < 1e-6
     _, hist = sg.train(net, X, {"tag": lab, "cls": Yc}, epochs=30, lr=0.05, seed=0, quiet=True)
     assert hist[-1] < hist[0]
 
