@@ -167,7 +167,9 @@ class SeqFlatten(MatrixExpr):
     @property
     def shape(self):
         x, T = self.x, self.positions
-        return (T * x.shape[0], 1) if self.axis == 0 else (sp.sympify(x.shape[0]) / T, T * x.shape[1])
+        if self.axis == 0:
+            return (T * x.shape[0], 1)
+        return (sp.sympify(x.shape[0], strict=True) / T, T * x.shape[1])  # (an int when explicit)
 
     def batched(self, go, n):
         return SeqFlatten(go(self.x), self.positions, 1)
