@@ -87,6 +87,19 @@ def _conv1d(padding):
     return build
 
 
+def _seq_flatten(labels):
+    def build():
+        net = sg.Network()
+        x = net.input("x", shape=(4, 3))
+        f = net.flatten(net.act(net.conv1d(x, 2, 3), "tanh"))
+        if labels:
+            net.set_loss(net.act(net.dense(f, 3), "softmax"), "cross_entropy")
+        else:
+            net.set_loss(net.dense(f, 2), "mse")
+        return net
+    return build
+
+
 BUILDERS = {  # op → the networks that use it
     "dense": [_mlp_with(_skip)], "act": [_mlp_with(_skip)], "add": [_mlp_with(_skip)],
     "mul": [_mlp_with(_gate)], "concat": [_mlp_with(_stack)],
@@ -97,6 +110,7 @@ BUILDERS = {  # op → the networks that use it
     "attend": [_attention(False)],
     "conv2d": [_cnn(1, 1, (2,)), _cnn(2, 0, (1,))], "max_pool2d": [_cnn(1, 0, (2, 1))],
     "flatten": [_cnn(1, 1, (2,))], "conv1d": [_conv1d("same"), _conv1d("causal")],
+    "seq_flatten": [_seq_flatten(False), _seq_flatten(True)],
 }
 
 

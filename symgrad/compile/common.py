@@ -63,6 +63,12 @@ def one_call(code: str):
     return None
 
 
+def batch_rows(k) -> bool:
+    """Whether a row count is the batch's: n, or n/T for the values after a flatten of
+    sequences (one row per sequence where n counts positions)."""
+    return isinstance(k, sp.Basic) and k.has(N)
+
+
 def transposed(code: str) -> str:
     """The transpose of an atomic piece of code, undoing a trailing .T."""
     return code[:-2] if code.endswith(".T") and atomic(code[:-2]) else f"{code}.T"

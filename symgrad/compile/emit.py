@@ -9,7 +9,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.core.matexpr import Elementwise, Softmax
-from symgrad.compile.common import N, IDENT, NUMBER, broadcasts
+from symgrad.compile.common import N, IDENT, NUMBER, batch_rows, broadcasts
 
 
 def _nodes(e):
@@ -120,7 +120,7 @@ def _fuse_products(stmts, owned):
     Returns the statements (new temporaries before their first use) and the new symbols."""
     batch = lambda e: isinstance(e, sp.MatrixSymbol) and e.shape[0] == N  # noqa: E731
     defined = {lhs: i for i, (lhs, _) in enumerate(stmts)}
-    param = lambda e: (isinstance(e, sp.MatrixSymbol) and e.shape[0] != N  # noqa: E731
+    param = lambda e: (isinstance(e, sp.MatrixSymbol) and not batch_rows(e.shape[0])  # noqa: E731
                        and e not in defined and e not in owned)
     first = {}  # where each symbol is first read: the order of the stacks
     for i, (_, rhs) in enumerate(stmts):

@@ -174,7 +174,27 @@ def conv1d_input_grad(G, Wt, T, k, left):
     return np.ascontiguousarray(dx[:, left:left + T]).reshape(-1, C).T
 
 
-RUNTIME = {"_seq_patches": seq_patches, "_conv1d": conv1d, "_conv1d_wgrad": conv1d_weight_grad,
+# -- flatten of sequences: from the positions' (d, n·T) to the sequences' (T·d, n) ---------------
+def seq_flatten(H, T):
+    """Column b the T positions of sequence b one after the other (entry t·d + j is h_t's j),
+    always a fresh array (a reshape alone is a view when T or d is 1, which the kernel would
+    then update in place under the value it came from)."""
+    d = H.shape[0]
+    out = np.empty((T * d, H.shape[1] // T), H.dtype)
+    out.reshape(T, d, -1)[...] = H.reshape(d, -1, T).transpose(2, 0, 1)
+    return out
+
+
+def seq_unflatten(G, T):
+    """flatten's gradient laid back at the positions: (d, n·T) from (T·d, n), fresh."""
+    d = G.shape[0] // T
+    out = np.empty((d, G.shape[1] * T), G.dtype)
+    out.reshape(d, -1, T)[...] = G.reshape(T, d, -1).transpose(1, 2, 0)
+    return out
+
+
+RUNTIME = {"_seq_flatten": seq_flatten, "_seq_unflatten": seq_unflatten,
+           "_seq_patches": seq_patches, "_conv1d": conv1d, "_conv1d_wgrad": conv1d_weight_grad,
            "_conv1d_xgrad": conv1d_input_grad, "_im2col": im2col, "_conv2d": conv2d, "_conv2d_wgrad": conv2d_weight_grad,
            "_conv2d_xgrad": conv2d_input_grad, "_channel_sum": channel_sum,
            "_max_pool": max_pool, "_max_pool_grad": max_pool_grad}

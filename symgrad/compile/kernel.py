@@ -43,10 +43,12 @@ def _consts(specs):
             return exp_unshifted_limit(dt, arg)
         if kind == "buf":
             return np.empty((arg, n), dt)
+        # "n/T": the n/T sequences of n positions, the rows of a value after a flatten
+        rows = n // int(arg[2:]) if isinstance(arg, str) and arg.startswith("n/") else n
         if kind == "ones":
-            a = np.ones(n if arg == "n" else arg, dt)
+            a = np.ones(rows if isinstance(arg, str) else arg, dt)
         else:  # rows: 0, 1, …, n − 1
-            a = np.arange(n)
+            a = np.arange(rows)
         a.flags.writeable = False
         return a
 
@@ -114,12 +116,15 @@ def _prologue(spec, with_y):
     as their n·T positions, one a row ((n·T, d), a view), and n below counts those rows."""
     names, xs = spec.pvars, spec.xvars
     x0, T = xs[0], spec.T
+    # each input's and output's positions: None for one vector per example (of a network of
+    # vectors, or after a flatten of sequences: one row per sequence)
+    x_Ts = [None if i in spec.per_example else T for i in spec.inputs]
     if with_y and spec.several:  # a dict of (n, k) float arrays, one per output of the loss
-        lead = f"{x0}.shape[0], " if T is None else f"{x0}.shape[0], {T}, "
+        lead = lambda T: f"{x0}.shape[0], " if T is None else f"{x0}.shape[0], {T}, "  # noqa: E731
         yshape = " or len(Y) != %d" % len(spec.yvars) + "".join(
-            f" or {y}.shape != ({lead}{d}) or {y}.dtype is not dt"
-            for y, d in zip(spec.yvars, spec.d_outs))
-    elif T is None:
+            f" or {y}.shape != ({lead(yT)}{d}) or {y}.dtype is not dt"
+            for y, d, yT in zip(spec.yvars, spec.d_outs, spec.out_Ts))
+    elif spec.out_T is None:
         yshape = "" if not with_y else (
             f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels
             else f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
@@ -148,9 +153,10 @@ def _prologue(spec, with_y):
     if toks[0]:
         lead = f"{x0}.ndim != 1" if T is None else f"{x0}.ndim != 2 or {x0}.shape[1] != {T}"
     rows = [f"{x}.shape != ({x0}.shape[0], "
-            f"{', '.join(map(str, im)) if im else ('' if T is None else f'{T}, ') + str(d)}) or "
+            f"{', '.join(map(str, im)) if im else ('' if xT is None else f'{xT}, ') + str(d)}) or "
             f"{x}.dtype is not dt"
-            for x, d, V, im in zip(xs[1:], spec.d_ins[1:], toks[1:], imgs[1:]) if not V]
+            for x, d, V, im, xT in zip(xs[1:], spec.d_ins[1:], toks[1:], imgs[1:], x_Ts[1:])
+            if not V]
     rows += [f"{x}.shape != ({x0}.shape[0]{'' if T is None else f', {T}'},)"
              for x, V in zip(xs[1:], toks[1:]) if V]
     # tokens: intp, each 0 ≤ tok < V, checked on every call (a negative one would read a row
@@ -175,10 +181,12 @@ def _prologue(spec, with_y):
     lines += [f"    _Xs{', _Ys' if with_y else ''} = X{', Y' if with_y else ''}  # as given, "
               "for the error messages", f"    n = {x0}.shape[0] * {T}  # rows: every position"]
     lines += [f"    {x} = {x}.reshape(n{'' if V else f', {d}'})"
-              for x, d, V in zip(xs, spec.d_ins, toks)]
+              for x, d, V, xT in zip(xs, spec.d_ins, toks, x_Ts) if xT is not None]
+    # (Y of an output after a flatten keeps its row per sequence, as that output's values)
     if with_y and spec.several:
-        lines += [f"    {y} = {y}.reshape(n, {d})" for y, d in zip(spec.yvars, spec.d_outs)]
-    elif with_y:
+        lines += [f"    {y} = {y}.reshape(n, {d})"
+                  for y, d, yT in zip(spec.yvars, spec.d_outs, spec.out_Ts) if yT is not None]
+    elif with_y and spec.out_T is not None:
         lines.append("    Y = Y.reshape(n, -1) if Y.ndim == 3 else Y.reshape(n)")
     return lines
 
@@ -202,6 +210,8 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     # (10× the time of one layout: 0.75 against 0.06 ms at 128 × 2048 float32)
     copied = {x: f"{v}t" for x, v, i in zip(spec.Xs, spec.xvars, spec.inputs)
               if i not in spec.tokens and _read_entrywise(stmts, x)}
+    # the rows of Y: n, or the n/T sequences for an output after a flatten of sequences
+    ny = "n" if spec.out_T is not None or spec.T is None else f"(n // {spec.T})"
     for labels in ([True, False] if with_y and spec.labels else [False]):
         printer = KernelPrinter({"relu_grad_at_zero": spec.relu_grad_at_zero},
                                 names={**{x: v if i in spec.tokens else f"{v}.T"  # tokens: (n,)
@@ -214,8 +224,9 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
         if printer.onehot:
             body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
         if labels:  # entry (y_i, i) of a (d, n) array; a label out of range raises here
-            body = [f"flat = np.ravel_multi_index((Y, {printer.const('rows', 'rows')}), "
-                    f"({spec.d_out}, n))"] + body
+            rows = (printer.const("rows", "rows") if ny == "n" else
+                    printer.const(f"rows_n{spec.T}", "rows", f"n/{spec.T}"))
+            body = [f"flat = np.ravel_multi_index((Y, {rows}), ({spec.d_out}, {ny}))"] + body
         variants.append((printer, body + list(tail) + [f"return {returns}"]))
     consts = {c: v for p, _ in variants for c, v in p.consts.items()}
     pre = [f"    {', '.join(consts)}, = _consts(n, dt)"] if consts else []
@@ -225,7 +236,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     if len(variants) == 2:
         lines += ["    if Y.ndim == 1:  # integer labels", "        try:",
                   "            " + variants[0][1][0], "        except ValueError:  # say which label",
-                  "            _spec.rows(Y, n, dt)"]
+                  f"            _spec.rows(Y, {ny}, dt)"]
         lines += ["        " + b for b in variants[0][1][1:]]
     lines += ["    " + b for b in variants[-1][1]]
     return "\n".join(lines) + "\n", _consts(list(consts.values()))
@@ -350,8 +361,9 @@ def _forward(net, spec, typed):
     # back as (n, T, k), a view of that copy)
     def back(d, out):
         image = net.nodes[out].image  # an image output as torch holds it, (n, C, H, W)
+        T = net.nodes[out].positions  # (None after a flatten: a row per sequence already)
         return (f".reshape(-1, {', '.join(map(str, image))})" if image else
-                "" if spec.T is None else f".reshape(-1, {spec.T}, {d})")
+                "" if T is None else f".reshape(-1, {T}, {d})")
     returns = (f"{outs[0].name}.T.copy(){back(spec.d_out, spec.outputs[0])}" if not spec.several
                # several losses: {output name: its values}, the names held in the namespace
                else "{" + ", ".join(f"_o{i}: {o.name}.T.copy(){back(d, name)}" for i, (o, d, name)

@@ -13,7 +13,8 @@ import sympy as sp
 from sympy.core.function import Application
 from sympy.printing.numpy import NumPyPrinter
 
-from symgrad.compile.common import N, IDENT, PrimitivePrinting, atomic, lambda_body, broadcasts, one_call, transposed
+from symgrad.compile.common import (N, IDENT, PrimitivePrinting, atomic, batch_rows, broadcasts,
+                                   lambda_body, one_call, transposed)
 
 
 class KernelPrinter(PrimitivePrinting, NumPyPrinter):
@@ -70,6 +71,10 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         return code
 
     def _one(self, k, row=False):  # a ones vector, or a (1, k) row
+        if batch_rows(k):  # n, or n/T (the sequences, after a flatten): made from n
+            T = int(N / k)
+            return self.const("one_n" if T == 1 else f"one_n{T}", "ones",
+                              "n" if T == 1 else f"n/{T}")
         return self.const(f"one_{'r' if row else ''}{k}", "ones", (1, k) if row else k)
 
     # scalars
@@ -116,17 +121,18 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         """Code for e itself (not transposed) as a product's factor."""
         if isinstance(e, sp.Transpose):
             return self._trn(e.arg)
-        return transposed(self._paren(e)) if e.shape[0] == N else self._paren(e)
+        return transposed(self._paren(e)) if batch_rows(e.shape[0]) else self._paren(e)
 
     def _trn(self, e):
         """Code for eᵀ as a product's factor."""
         if isinstance(e, sp.Transpose):
             return self._nrm(e.arg)
-        return self._paren(e) if e.shape[0] == N else transposed(self._paren(e))
+        return self._paren(e) if batch_rows(e.shape[0]) else transposed(self._paren(e))
 
     def _print_Transpose(self, e):
         a = e.arg
-        return self._print(a) if a.shape[0] == N or e.shape[0] == N else transposed(self._paren(a))
+        return (self._print(a) if batch_rows(a.shape[0]) or batch_rows(e.shape[0]) else
+                transposed(self._paren(a)))
 
     def at_labels(self, e):
         """e[i, y_i] for every row i, as a 1-D array: what Σ y ⊙ e is for one-hot rows y."""
@@ -136,7 +142,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
 
     def _product(self, c, mats):
         mats = list(mats)
-        batch = sp.MatMul(*mats).shape[0] == N if len(mats) > 1 else mats[0].shape[0] == N
+        batch = batch_rows(sp.MatMul(*mats).shape[0] if len(mats) > 1 else mats[0].shape[0])
         if len(mats) == 2 and isinstance(mats[0], sp.OneMatrix) and mats[0].shape[1] == 1:
             r = mats[1]  # 1·rᵀ: a row broadcast over the batch, here down the columns
             code = (f"{r.arg.name}[:, None]" if isinstance(r, sp.Transpose) and
@@ -147,7 +153,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             a = sp.MatMul(*mats[:-1]) if len(mats) > 2 else mats[0]
             k = a.shape[1]
             code = (f"{self._one(k, row=True)} @ {self._trn(a)}" if batch else
-                    f"{self._nrm(a)} @ {self._one('n' if k == N else k)}")
+                    f"{self._nrm(a)} @ {self._one(k)}")
         elif len(mats) == 1:
             code = self._print(mats[0])
         elif batch:
@@ -252,7 +258,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         """Values side by side: a batch value's code holds its transpose, so its one row of
         blocks is stacked down the rows; otherwise blocks in one column or one row."""
         R, C = e.blocks.shape
-        if e.shape[0] == N and R == 1:  # (in the memory order of the first: see _stack)
+        if batch_rows(e.shape[0]) and R == 1:  # (in the memory order of the first: see _stack)
             return f"_stack({', '.join(self._print(b) for b in e.blocks)})"
         if C == 1 or R == 1:
             return (f"np.concatenate(({', '.join(self._print(b) for b in e.blocks)}), "
@@ -264,7 +270,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         if rs != 1 or cs != 1:
             raise NotImplementedError("a strided slice")
         code = self._paren(e.parent)
-        if e.shape[0] == N:  # held transposed: the columns taken are rows of the code
+        if batch_rows(e.shape[0]):  # held transposed: the columns taken are rows of the code
             return f"{code}[{c0}:{c1}]"
         return f"{code}[{r0}:{r1}, {c0}:{c1}]"
 
@@ -332,6 +338,19 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
             code = (f"{code}.__iadd__(np.triu(np.full(({e.positions}, {e.positions}), -np.inf, "
                     "dt), 1))")
         return f"{code}.reshape(-1, {e.cols}).T"
+    def _print_SeqFlatten(self, e):
+        """The n/T rows of T·d, row b the T positions of sequence b side by side, held
+        transposed: (T·d, n/T) from the (d, n) of the positions (one copy)."""
+        if e.axis != 1:
+            raise NotImplementedError("a flatten of one sequence outside a batch")
+        return f"_seq_flatten({self._print(e.x)}, {e.positions})"
+
+    def _print_SeqUnflatten(self, e):
+        """flatten's gradient laid back at the positions: (d, n) from the held (T·d, n/T)."""
+        if e.axis != 1:
+            raise NotImplementedError("flatten's gradient of one sequence outside a batch")
+        return f"_seq_unflatten({self._print(e.grad)}, {e.positions})"
+
     def _print_ScatterAdd(self, e):
         g, tok, V, axis = e.args
         if axis != 1:
@@ -342,6 +361,8 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
     # (the functions called are symgrad.compile.images'; the patches U(x) and each pool's argmax
     # are made once, in the forward pass or at their first use, and read again after)
     def _once(self, key, make):
+        # (named _u<k> and _sp<k>: emit.py's fused products are _w, _f, _s and _d<k>, numbered
+        # apart, and a sequence's patches named _s<k> were overwritten by a stack of G's)
         if key not in self.rows:
             name = f"_{key[0]}{next(self.tmp)}"
             self.pre.append(f"{name} = {make}")
@@ -404,7 +425,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
     # conv1d over sequences (rows are positions: n·T of them)
     def _seq_patches(self, e):
         """The windows of e's input e.x, made once: the forward pass and ∇W read the same."""
-        return self._once(("s", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, "
+        return self._once(("sp", e.x, e.k, e.left), f"_seq_patches({self._paren(e.x)}, "
                           f"{e.positions}, {e.k}, {e.left})")
 
     def _print_SeqConv(self, e):

@@ -228,8 +228,8 @@ def scalar_function(spec, typed, n):
         if i in spec.tokens:  # (n,) integers: each one a Python int, indexing a table's rows
             u.env[X] = [[sp.Symbol(f"{X.name}_{r}_0")] for r in range(n)]
             head.append(f"    {', '.join(f'{X.name}_{r}_0' for r in range(n))}, = {a}.tolist()")
-        else:
-            head.append(unpack(X, a, (n, d)))
+        else:  # (n/T rows for a mask after a flatten of sequences: one a sequence)
+            head.append(unpack(X, a, (int(X.shape[0].subs(N, n)), d)))
     head += finite()
     head += _unpack_targets(spec, n, unpack, finite)
     for e in typed.eqns:
@@ -241,9 +241,11 @@ def scalar_function(spec, typed, n):
 def _unpack_targets(spec, n, unpack, finite):
     """Y's entries as Python floats: from an (n, d) array, or one-hot from integer labels."""
     Y = spec.Y
+    rows = lambda Yk: int(Yk.shape[0].subs(N, n))  # noqa: E731  (n/T: an output after a flatten)
     if spec.several:  # one (n, k) float array per output (labels were made one-hot)
         return [line for k, (Yk, d) in enumerate(zip(spec.Ys, spec.d_outs))
-                for line in [unpack(Yk, f"_Y{k}", (n, d))] + finite()]
+                for line in [unpack(Yk, f"_Y{k}", (rows(Yk), d))] + finite()]
+    n = rows(Y)
     if not spec.labels:
         return [unpack(Y, "_Y", (n, spec.d_out))] + finite()
     lines = ["    if _Y.ndim == 2:", f"        _spec.rows(_Y, {n}, _dt)",  # rows must sum to 1

@@ -55,7 +55,9 @@ class Spec:
     integer labels for cross_entropy, as torch lays them; ``check`` returns them so (train shuffles
     whole sequences), and the kernel reads their n·T positions as the rows of the batch program
     (a reshape: a view for the contiguous arrays ``check`` returns), ``rows`` checks targets in
-    that flat form."""
+    that flat form. After a flatten the output is one vector per sequence (``out_T`` None): Y is
+    then (n, k) or (n,) labels, one row per sequence, and the batch program's values after the
+    flatten have those n rows (a dropout mask there too: (n, d))."""
 
     def __init__(self, net, program=None, relu_grad_at_zero=None):
         program = program or backprop.program(net)
@@ -66,7 +68,12 @@ class Spec:
         self.names = list(self.shapes)  # the user's names: keys of params, never code
         self.pvars = [v.sym.name for v in program.params]  # the kernel's locals (generated)
         self.inputs = list(net.inputs)
-        self.T = net.positions  # None: vectors, one example a row
+        self.T = net.seq_len  # None: vectors, one example a row
+        # each output's T (None: one vector per example, after a flatten or of vectors)
+        self.out_Ts = [net.nodes[o].positions for o in net.outputs]
+        self.out_T = self.out_Ts[0]
+        # inputs of one vector per sequence in a network of sequences (a mask after a flatten)
+        self.per_example = {i for i in net.inputs if net.per_example(i)}
         self.d_ins = [net.nodes[i].dim for i in self.inputs]
         self.d_in = self.d_ins[0]
         # token inputs: {input: V}; their arrays are integers (n,) or (n, T), never converted
@@ -107,7 +114,7 @@ class Spec:
                 raise ValueError(f"Y: {who} needs the targets, {self.ydict()}; got None "
                                  "(net.predict(params, X) needs none)")
             raise ValueError(f"Y: {who} needs the targets, {self.yshape('n')}"
-                             + ("" if self.T else " one row per example")
+                             + ("" if self.out_T else " one row per example")
                              + (f" or {self.lshape('n')} integer labels" if self.labels else "")
                              + "; got None (net.predict(params, X) needs none)")
         out = self.params(params)
@@ -124,9 +131,10 @@ class Spec:
     def ydict(self) -> str:
         """The targets of several losses, in words: {'reg': (n, 2) array, 'cls': (n, 3) array
         or (n,) integer labels}."""
-        each = ", ".join(f"{o!r}: {self.xshape('n', d)} array"
-                         + (f" or {self.lshape('n')} integer labels" if lab else "")
-                         for o, d, lab in zip(self.outputs, self.d_outs, self.labels_of))
+        each = ", ".join(f"{o!r}: {self.xshape('n', d, T=T)} array"
+                         + (f" or {self.lshape('n', T)} integer labels" if lab else "")
+                         for o, d, lab, T in zip(self.outputs, self.d_outs, self.labels_of,
+                                                 self.out_Ts))
         return f"a dict {{{each}}}"
 
     def targets(self, Y, n, dt) -> list:
@@ -197,19 +205,25 @@ class Spec:
                       (draw.random(shape) >= p) / (1 - p))
         return out
 
-    def xshape(self, n, d, image=None) -> str:
-        """How an input of d features is laid out: (n, d), (n, T, d) for a sequence, (n, C, H, W)
-        for an image."""
+    def xshape(self, n, d, image=None, T="inputs") -> str:
+        """How a value of d features is laid out: (n, d), (n, T, d) for a sequence, (n, C, H, W)
+        for an image; ``T`` the value's positions (by default the inputs')."""
+        T = self.T if T == "inputs" else T
         if image is not None:
             return f"({n}, {', '.join(map(str, image))})"
-        return f"({n}, {d})" if self.T is None else f"({n}, {self.T}, {d})"
+        return f"({n}, {d})" if T is None else f"({n}, {T}, {d})"
+
+    def _T(self, name) -> dict:
+        """xshape's T for an input: none for one vector per sequence (a mask after a flatten)."""
+        return {"T": None} if name in self.per_example else {}
 
     def yshape(self, n) -> str:
-        return self.xshape(n, self.d_out, self.out_image)
+        return self.xshape(n, self.d_out, self.out_image, self.out_T)
 
-    def lshape(self, n) -> str:
-        """Integer labels: (n,), or (n, T) for a sequence."""
-        return f"({n},)" if self.T is None else f"({n}, {self.T})"
+    def lshape(self, n, T="output") -> str:
+        """Integer labels: (n,), or (n, T) for a sequence (the output's T by default)."""
+        T = self.out_T if T == "output" else T
+        return f"({n},)" if T is None else f"({n}, {T})"
 
     def flat(self, xs, Y=None):
         """The inputs (and Y, or the list of several losses' targets) as the batch program reads
@@ -218,12 +232,14 @@ class Spec:
         if self.T is None:
             return xs, Y
         rows = xs[0].shape[0] * self.T
-        xs = [a.reshape(rows) if name in self.tokens else a.reshape(rows, a.shape[-1])
+        xs = [a if name in self.per_example else  # (a mask after a flatten: a row a sequence)
+              a.reshape(rows) if name in self.tokens else a.reshape(rows, a.shape[-1])
               for a, name in zip(xs, self.inputs)]
 
-        def one(Y):
-            return Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows)
-        return xs, (None if Y is None else [one(y) for y in Y] if isinstance(Y, list) else one(Y))
+        def one(Y, T):  # (an output after a flatten keeps one row per sequence)
+            return Y if T is None else Y.reshape(rows, -1) if Y.ndim == 3 else Y.reshape(rows)
+        return xs, (None if Y is None else [one(y, T) for y, T in zip(Y, self.out_Ts)]
+                    if isinstance(Y, list) else one(Y, self.out_T))
 
     def examples(self, X, dt):
         """The input arrays, in net.inputs order, converted to dt."""
@@ -238,8 +254,8 @@ class Spec:
                                  f"network's inputs are {', '.join(map(repr, names))})")
             arrays, labels = [X[k] for k in names], [f"X[{k!r}]" for k in names]
         elif len(names) > 1:
-            each = ", ".join(f"{k!r}: {self.xshape('n', d, self.images.get(k))} array"
-                             for k, d in zip(names, self.d_ins))
+            each = ", ".join(f"{k!r}: {self.xshape('n', d, self.images.get(k), **self._T(k))} "
+                             "array" for k, d in zip(names, self.d_ins))
             raise ValueError(f"X: this network has {len(names)} inputs; give a dict {{{each}}}")
         else:
             arrays, labels = [X], ["X"]
@@ -259,7 +275,7 @@ class Spec:
                     raise ValueError(f"{what} has shape {a.shape}; expected "
                                      f"{self.xshape('n', d, img)}: n images of {img[0]} "
                                      f"channel{'s' if img[0] > 1 else ''} of {img[1]}×{img[2]}")
-            elif self.T is not None:
+            elif self.T is not None and name not in self.per_example:
                 if a.ndim != 3 or a.shape[1:] != (self.T, d):
                     raise ValueError(f"{what} has shape {a.shape}; expected {self.xshape('n', d)}: "
                                      f"n sequences of {self.T} positions of {d} features")
@@ -317,7 +333,7 @@ class Spec:
         """Y for n examples, checked and converted: (n, k), or (n,) labels; for a sequence
         (n, T, k) or (n, T) labels, returned so, checked position by position by ``rows``.
         ``k``: which term of several losses (its output's size, labels and name)."""
-        if self.T is None:
+        if self.out_Ts[k] is None:
             if self.out_image is not None and not self.several and np.ndim(Y) == 4:  # as the output
                 Y = np.asarray(Y)
                 if Y.shape != (n, *self.out_image):
@@ -328,15 +344,16 @@ class Spec:
                                  f"a row as the output (or its {self.d_out} entries, ({n}, "
                                  f"{self.d_out}))")
             return self.rows(Y, n, dt, k)
-        Y, T = np.asarray(Y), self.T
+        Y, T = np.asarray(Y), self.out_Ts[k]
         d_out, labels, what = self.d_outs[k], self.labels_of[k], self.ynames[k]
         if labels and Y.ndim == 2 and Y.shape == (n, T):
             return self.rows(Y.reshape(n * T), n * T, dt, k).reshape(n, T)
         if Y.ndim == 2 and d_out == 1 and Y.shape == (n, T):
             Y = Y[:, :, None]
         if Y.shape != (n, T, d_out):
-            extra = f" or {self.lshape(n)} integer labels" if labels else ""
-            raise ValueError(f"{what} has shape {Y.shape}; expected {self.xshape(n, d_out)}{extra}")
+            extra = f" or {self.lshape(n, T)} integer labels" if labels else ""
+            raise ValueError(f"{what} has shape {Y.shape}; expected "
+                             f"{self.xshape(n, d_out, T=T)}{extra}")
         return self.rows(Y.reshape(n * T, d_out), n * T, dt, k).reshape(n, T, d_out)
 
     def rows(self, Y, n, dt, k=0):
@@ -362,10 +379,11 @@ class Spec:
             off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * d_out
             if off.any():
                 i = int(np.argmax(off))
-                where = f"row {i}" if self.T is None else f"{what}[{i // self.T}, {i % self.T}]"
+                T = self.out_Ts[k]
+                where = f"row {i}" if T is None else f"{what}[{i // T}, {i % T}]"
                 raise ValueError(f"{what}: {where} sums to {sums[i]:.6g}; cross_entropy targets "
                                  "are rows that sum to 1 (one-hot or distributions) or "
-                                 f"{self.lshape('n')} integer labels")
+                                 f"{self.lshape('n', T)} integer labels")
         return Y
 
 

@@ -145,4 +145,90 @@ class AcrossJacobian(MatrixExpr):
         return self.args[1].name
 
 
-__all__ = ["SeqProduct", "AcrossJacobian"]
+# -- flatten: from the positions of a sequence to one vector per sequence ------------------------
+# The one crossing between the two kinds of rows a sequence network's batch program holds: a
+# per-position value has n·T rows (every position of every sequence, as everywhere above), a
+# per-example value n/T rows (one per sequence), so torch's flatten(h, 1) of an (n, T, d) tensor
+# is the rows of T consecutive positions laid side by side (entry t·d + j of a sequence's vector
+# is h_t's entry j), and its VJP lays them back.
+class SeqFlatten(MatrixExpr):
+    """f = [h_1; …; h_T] (axis 0: one sequence, a column of T·d; printed vec(h[1:T]ᵀ), the rows
+    of the T × d matrix stacked), or the batch (axis 1: x has n·T rows of d, the result n/T rows
+    of T·d, row b the T rows of sequence b side by side)."""
+
+    def __new__(cls, x, T, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(x, strict=True), sp.Integer(T),
+                                  sp.Integer(axis))
+
+    x = property(lambda self: self.args[0])
+    positions = property(lambda self: int(self.args[1]))  # T (not .T: the transpose)
+    axis = property(lambda self: int(self.args[2]))
+
+    @property
+    def shape(self):
+        x, T = self.x, self.positions
+        if self.axis == 0:
+            return (T * x.shape[0], 1)
+        return (sp.sympify(x.shape[0], strict=True) / T, T * x.shape[1])  # (an int when explicit)
+
+    def batched(self, go, n):
+        return SeqFlatten(go(self.x), self.positions, 1)
+
+    def _entry(self, i, j, **kwargs):
+        if self.axis == 0:
+            raise NotImplementedError("a flatten of one sequence reads every position: write it "
+                                      "out in the batch form (axis 1)")
+        t, c = divmod(int(j), self.x.shape[1])
+        return self.x[int(i) * self.positions + t, c]
+
+    def _sympystr(self, p):
+        if self.axis == 1:
+            return f"flatten_T({p._print(self.x)})"
+        return f"vec({p._print(self.x)}[1:T]ᵀ)"
+
+    def _latex(self, p):
+        if self.axis == 1:
+            return r"\operatorname{flatten}_{T}\left(%s\right)" % p._print(self.x)
+        return r"\operatorname{vec}\left(\left[%s\right]_{1:T}^{\top}\right)" % p._print(self.x)
+
+
+class SeqUnflatten(MatrixExpr):
+    """flatten's VJP: g of a sequence's flattened vector laid back at the positions, mat(g) the
+    T × d matrix of its rows. Axis 0: row t of mat(g) (d × 1, g at position t); axis 1: the batch,
+    g's n/T rows of T·d as n·T rows of d (``d`` the per-position size)."""
+
+    def __new__(cls, g, T, d, axis: int = 0):
+        return MatrixExpr.__new__(cls, sp.sympify(g, strict=True), sp.Integer(T), sp.Integer(d),
+                                  sp.Integer(axis))
+
+    grad = property(lambda self: self.args[0])
+    positions = property(lambda self: int(self.args[1]))
+    d = property(lambda self: int(self.args[2]))
+    axis = property(lambda self: int(self.args[3]))
+
+    @property
+    def shape(self):
+        return (self.d, 1) if self.axis == 0 else (self.grad.shape[0] * self.positions, self.d)
+
+    def batched(self, go, n):
+        return SeqUnflatten(go(self.grad), self.positions, self.d, 1)
+
+    def _entry(self, i, j, **kwargs):
+        if self.axis == 0:
+            raise NotImplementedError("flatten's gradient at one position: write it out in the "
+                                      "batch form (axis 1)")
+        b, t = divmod(int(i), self.positions)
+        return self.grad[b, t * self.d + int(j)]
+
+    def _sympystr(self, p):
+        if self.axis == 1:
+            return f"unflatten_T({p._print(self.grad)})"
+        return f"mat({p._print(self.grad)})ᵀ e_t"
+
+    def _latex(self, p):
+        if self.axis == 1:
+            return r"\operatorname{unflatten}_{T}\left(%s\right)" % p._print(self.grad)
+        return r"\operatorname{mat}\left(%s\right)^{\top} e_{t}" % p._print(self.grad)
+
+
+__all__ = ["SeqProduct", "AcrossJacobian", "SeqFlatten", "SeqUnflatten"]

@@ -56,12 +56,32 @@ def per_position(net) -> str:
     """Words for a title: "" for a network of vectors; for one of sequences, that every value is
     one position's. Every op is position-wise, so a sequence network is the per-example engine
     at each position t, and its batch is every position of every sequence, one a row."""
-    T = net.positions
+    T = net.seq_len
+    flat = _flattens(net)
+    # (after a flatten, one vector per sequence: said once, after what the positions do)
+    tail = f"; one vector per sequence after {_names(flat)}" if flat else ""
     if T is not None and _across(net):
         which = sorted({"attention reads every position" if net.nodes[n].op in ACROSS else
                         "a conv1d reads its neighbours" for n in _across(net)})
-        return f", at one position t of a sequence of T = {T} ({'; '.join(which)})"
-    return "" if T is None else f", at one position t of a sequence of T = {T} (position-wise)"
+        return f", at one position t of a sequence of T = {T} ({'; '.join(which)}{tail})"
+    return "" if T is None else \
+        f", at one position t of a sequence of T = {T} (position-wise{tail})"
+
+
+def _flattens(net) -> list[str]:
+    """The nodes that flatten a sequence into one vector per example."""
+    return [n.name for n in net.nodes.values() if n.op in OPS and OPS[n.op].flattens]
+
+
+def _names(names) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def rows_of(net, name):
+    """The batch rows of a node's value (or of a target, by its output node): n, every example
+    or every position of every sequence; n/T for a value after a flatten of sequences, one row
+    per sequence (n counts positions there)."""
+    return N / net.seq_len if net.per_example(name) else N
 
 
 def _across(net) -> list[str]:
@@ -83,19 +103,35 @@ def _across_words(net) -> str:
 
 def rows_are(net) -> str:
     """What the batch's n rows are: the examples, or every position of every sequence."""
-    if net.positions is None:
+    T = net.seq_len
+    if T is None:
         return "the n examples"
     tokens = all(net.nodes[i].op == "input" and "tokens" in dict(net.nodes[i].attrs)
-                 for i in net.inputs)  # (n, T) integer tokens, read as tok.reshape(-1)
-    return (f"the n rows, every position of every sequence (n = sequences × T, T = "
-            f"{net.positions}; " + ("the (n, T) tokens are read as tok.reshape(-1))" if tokens
-                                    else "X is the (n, T, d) batch read as x.reshape(-1, d))"))
+                 for i in net.inputs if i not in net.masks)  # (n, T) tokens: tok.reshape(-1)
+    read = ("the (n, T) tokens are read as tok.reshape(-1))" if tokens
+            else "X is the (n, T, d) batch read as x.reshape(-1, d))")
+    after = [o for o in net.outputs if net.per_example(o)] if net.outputs else []
+    if after and len(after) == len(net.outputs):  # the loss reads values after a flatten
+        return (f"the n/T sequences, one row each after the flatten (n counts every position "
+                f"of every sequence, n = sequences × T, T = {T}; " + read)
+    if after:  # several losses, some per position and some per sequence
+        return (f"the n rows, every position of every sequence, for a term on the positions, "
+                f"and the n/T sequences for a term after the flatten (n = sequences × T, "
+                f"T = {T}; " + read)
+    return f"the n rows, every position of every sequence (n = sequences × T, T = {T}; " + read
+
+
+def carried(net) -> str:
+    """The factor the loss's G carries: 1/n, T/n over the sequences after a flatten."""
+    after = [o for o in net.outputs if net.per_example(o)]
+    return ("1/n" if not after else "T/n" if len(after) == len(net.outputs) else
+            "1/n of its term, T/n for a term after the flatten")
 
 
 def sequence_convention(net, d: Derivation) -> None:
     """For a sequence network, the first step: how a sequence value is laid out and why the
     steps below are those of one position."""
-    T = net.positions
+    T = net.seq_len
     if T is None:
         imgs = [n for n in net.nodes.values() if n.image is not None]
         if imgs:
@@ -126,8 +162,19 @@ def sequence_convention(net, d: Derivation) -> None:
             "(G_K = G_Sᵀ Q/√d_k, G_V = Aᵀ G_O)"
             if any(net.nodes[n].op in ACROSS for n in _across(net)) else
             "W_u is column u of the kernel (O × C), 0 beyond the sequence's ends; a gradient "
-            "reaching h_τ from the k positions that read it is summed over them"),
-        StepKind.DEFINITION)
+            "reaching h_τ from the k positions that read it is summed over them")
+        + _flatten_words(net), StepKind.DEFINITION)
+
+
+def _flatten_words(net) -> str:
+    """For a network that flattens its sequences: what the values after the flatten are."""
+    flat = _flattens(net)
+    if not flat:
+        return ""
+    return (f"; {_names(flat)} = [h_1; …; h_T] lays the T positions of a sequence one after "
+            "the other, one vector of T·d per sequence as torch.flatten(h, 1) (entry "
+            "(t−1)·d + j is h_t's j): the values after it are one per sequence, their batch n/T "
+            "rows, and their gradient passes back to position t as row t of mat(g), g as T × d")
 
 
 # -- the backward pass ----------------------------------------------------------------------------
@@ -217,7 +264,8 @@ def batch_rows(net):
     """Per-example symbols → the batch matrices (n × d) of the notes' display: x → X, z1 → Z1,
     g_z1 → G_z1, y → Y (Y_<output> for each target of several losses). Display names only: the
     program's own symbols are generated (Program)."""
-    targets = {net.target_of(o): Target("Y" + net.target_of(o).name[1:], N, net.nodes[o].dim)
+    targets = {net.target_of(o): Target("Y" + net.target_of(o).name[1:], rows_of(net, o),
+                                        net.nodes[o].dim)
                for o in net.outputs}
     rows, taken = {}, {t.name for t in targets.values()}
     for name, node in net.nodes.items():
@@ -225,8 +273,9 @@ def batch_rows(net):
         while label in taken:  # nodes z1 and Z1, or y: each batch value keeps its own symbol
             label += "′"
         taken.add(label)
-        rows[net.sym(name)] = sp.MatrixSymbol(label, N, node.dim)
-        rows[g_symbol(net, name)] = Cotangent("G_" + name, N, node.dim)  # a gradient by type
+        r = rows_of(net, name)
+        rows[net.sym(name)] = sp.MatrixSymbol(label, r, node.dim)
+        rows[g_symbol(net, name)] = Cotangent("G_" + name, r, node.dim)  # a gradient by type
     rows.update(targets)
     return rows
 
@@ -261,9 +310,11 @@ def batch_loss(net, rows=None, params=None):
     params = params or {}
     rows = rows or batch_rows(net)
     if not net.weighted:
-        total = batch(per_example_loss(net), rows, N) / N
+        n = rows_of(net, net.output_node)  # (the sequences, for an output after a flatten)
+        total = batch(per_example_loss(net), rows, n) / n
     else:
-        total = sp.MatAdd(*[t.weight * batch(l, rows, N) / N for t, l in term_losses(net)])
+        total = sp.MatAdd(*[t.weight * batch(l, rows, rows_of(net, t.output)) /
+                            rows_of(net, t.output) for t, l in term_losses(net)])
     if net.penalty != 0:
         Ws = [params.get(net.sym(p), net.sym(p)) for p in net.weights]
         total += net.penalty / 2 * sp.MatAdd(*[SumAll(hadamard(W, W)) for W in Ws])
@@ -323,26 +374,28 @@ def _algorithm(net: Graph) -> Derivation:
     prog, rows = Program(), {}  # rows: per-example symbol → the program's batch symbol
     for name, node in net.nodes.items():
         if node.op == "input":
-            rows[net.sym(name)] = prog.new(Kind.INPUT, (N, node.dim), name, shown[net.sym(name)]).sym
+            rows[net.sym(name)] = prog.new(Kind.INPUT, (rows_of(net, name), node.dim), name,
+                                           shown[net.sym(name)]).sym
     for o in net.outputs:  # one target (y), or one per output of several losses
         t = net.target_of(o)
-        rows[t] = prog.new(Kind.TARGET, (N, t.rows), o if net.several_losses else None,
-                           shown[t]).sym
+        rows[t] = prog.new(Kind.TARGET, (rows_of(net, o), t.rows),
+                           o if net.several_losses else None, shown[t]).sym
     params = {net.sym(p): prog.new(Kind.PARAM, net.shapes[p], p, net.sym(p)).sym
               for p in net.parameters}
     for name, node in net.nodes.items():
         if node.op != "input":
             rhs = net.definition(name)
             d.add(net.sym(name), rhs, "forward propagation", StepKind.FORWARD)
-            rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, N).xreplace(params),
-                                              (N, node.dim), name, shown[net.sym(name)]).sym
+            r = rows_of(net, name)
+            rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, r).xreplace(params),
+                                              (r, node.dim), name, shown[net.sym(name)]).sym
     loss_steps(net, d)
     d.add(sp.Symbol("f"), batch_loss(net), f"the mean loss over {rows_are(net)}", StepKind.LOSS)
     prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
     for name, (g, rhs, why) in bw.g.items():
         d.add(g, rhs, why, StepKind.BACKWARD)
         rows[g] = prog.define(Kind.BACKWARD, _batch_g(net, bw, name, rhs, rows).xreplace(params),
-                              (N, net.nodes[name].dim), name, shown[g]).sym
+                              (rows_of(net, name), net.nodes[name].dim), name, shown[g]).sym
     for p in net.parameters:
         per = _sum([t for t, _ in bw.grads[p]])
         d.add(Grad(sp.Symbol("ℓ"), net.sym(p)), per, "; ".join(w for _, w in bw.grads[p]),
@@ -365,15 +418,16 @@ def _batch_g(net, bw, name, rhs, rows):
     back from the nodes above already does (a node where a term of several losses begins may
     also feed others)."""
     n_own = len(bw.starts.get(name, []))
+    n = rows_of(net, name)  # (the mean over the sequences, for a node after a flatten)
     if not n_own:
-        return batch(rhs, rows, N)
+        return batch(rhs, rows, n)
     if not net.weighted:  # one loss: its g alone (every network of set_loss)
-        return batch(rhs, rows, N) / N
+        return batch(rhs, rows, n) / n
     own, rest = bw.parts[name][:n_own], bw.parts[name][n_own:]  # the loss's come first
-    means = [sp.MatMul(g.args[0] / N, batch(g.args[1], rows, N))  # w(ŷ − y) → (w/n)(Ŷ − Y)
+    means = [sp.MatMul(g.args[0] / n, batch(g.args[1], rows, n))  # w(ŷ − y) → (w/n)(Ŷ − Y)
              if isinstance(g, sp.MatMul) and len(g.args) == 2 and g.args[0].is_number
-             else batch(g, rows, N) / N for g in own]
-    return _sum(means + ([batch(_sum(rest), rows, N)] if rest else []))
+             else batch(g, rows, n) / n for g in own]
+    return _sum(means + ([batch(_sum(rest), rows, n)] if rest else []))
 
 
 def _check_closed(prog: Program) -> None:
@@ -400,15 +454,25 @@ def _batch_grad(net, p, bw, rows):
     """∇p of the mean loss: Σ over examples via Gᵀ H (weights) or Gᵀ 1 (biases), plus λ p."""
     terms = []
     for term, _ in bw.grads[p]:
+        n = _rows_read(term, rows)  # the sequences for a layer after a flatten
         if isinstance(term, ScatterAdd) or getattr(term, "sums_examples", False):
             # an embedding table, a conv weight: summed over the rows by their batch form
-            terms.append(batch(term, rows, N))
+            terms.append(batch(term, rows, n))
             continue
-        terms.append(bias_gradient(term, rows, N) if term.shape[1] == 1 and not
-                     isinstance(term, sp.MatMul) else batch(term, rows, N))
+        terms.append(bias_gradient(term, rows, n) if term.shape[1] == 1 and not
+                     isinstance(term, sp.MatMul) else batch(term, rows, n))
     if net.penalty != 0 and net.is_weight(p):
         terms.append(net.penalty * net.sym(p))
     return _sum(terms)
+
+
+def _rows_read(term, rows):
+    """The batch rows of the per-example values a gradient's term reads (n, or n/T after a
+    flatten of sequences: a layer's g and its input have the same rows)."""
+    for s in term.atoms(sp.MatrixSymbol):
+        if s in rows:
+            return rows[s].shape[0]
+    return N
 
 
 def _sum(terms):

@@ -167,6 +167,10 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     for node in net.nodes.values():  # before any work, and before the size limits' advice
         if node.op != "input":
             op_of(node, "element level")
+        if node.op in OPS and OPS[node.op].flattens:  # (its rows are sequences, the rest's
+            raise ValueError(                          # positions: not written out here yet)
+                f"the element level does not write out {node.name!r}, a flatten of a sequence "
+                "(one vector per example from every position); use level=\"matrix\"")
     total = sum(r * c for r, c in net.shapes.values())
     if total > PARAM_LIMIT:
         raise _too_large(net, f"{total} scalar parameters, the limit is {PARAM_LIMIT}")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symgrad.derive.backprop import (VJPS, algorithm, gradients, local_jacobian, loss_steps,
-                                     per_position, rows_are, sequence_convention, term_name)
+from symgrad.derive.backprop import (VJPS, algorithm, carried, gradients, local_jacobian,
+                                     loss_steps, per_position, rows_are, sequence_convention,
+                                     term_name)
 from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
 from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
@@ -155,8 +156,8 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
                               is_w, known)
     batch_g = alg.result[p]
     d.add(Grad(sp.Symbol("f"), P), batch_g,
-          f"the mean over {rows_are(net)}" + ("" if net.positions else " (one per row of X)")
-          + ": every g row-stacked into G, which carries the 1/n", StepKind.BATCH,
+          f"the mean over {rows_are(net)}" + ("" if net.seq_len else " (one per row of X)")
+          + f": every g row-stacked into G, which carries the {carried(net)}", StepKind.BATCH,
           shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,

@@ -22,7 +22,7 @@ import sympy as sp
 from symgrad.core.conv import (ChannelSum, Conv2d, ConvInputVJP, ConvMatrix, ConvWeightVJP,
                                Geometry, MaxPool, MaxPoolVJP, Patches, PoolSelect, SeqConv,
                                SeqConvInputVJP, SeqConvWeightVJP)
-from symgrad.core.sequence import AcrossJacobian
+from symgrad.core.sequence import AcrossJacobian, SeqFlatten, SeqUnflatten
 from symgrad.graph.ops import Op, register_op
 
 
@@ -224,6 +224,40 @@ register_op(Op("conv1d", _conv1d_define, _conv1d_jacobian, _conv1d_vjp, _conv1d_
                weight=True, arrays=_conv1d_arrays, across=True))
 
 
+# -- seq_flatten: a sequence's T positions as one vector, f = [h_1; …; h_T] --------------------------
+def _seq_flatten_define(net, node):
+    return SeqFlatten(net.sym(node.inputs[0]), node.attr("T"))
+
+
+def _seq_flatten_jacobian(net, node, wrt):
+    T, d = node.attr("T"), net.nodes[wrt].dim
+    return (AcrossJacobian("e_t ⊗ I", r"e_{t} \otimes I", T * d, d),
+            f"{node.name} = [{wrt}_1; …; {wrt}_T] holds {wrt}_t in its entries (t−1)·{d}+1 … "
+            f"t·{d}, torch's flatten(h, 1) order: ∂{node.name}/∂{wrt}_t = e_t ⊗ I ({T * d} × {d}), "
+            f"so ∂{node.name}/∂vec({wrt}[1:T]ᵀ) is the identity I_{T * d}, and a gradient below "
+            f"it sums over the T = {T} positions")
+
+
+def _seq_flatten_vjp(net, node, g):
+    h = node.inputs[0]
+    T, d = node.attr("T"), net.nodes[h].dim
+    return [(h, SeqUnflatten(g, T, d),
+             f"g at {h}_t ← row t of mat(g), g laid back as T × d = {T} × {d} (entries "
+             f"(t−1)·{d}+1 … t·{d}): flatten's Jacobian is the identity on vec({h}[1:T]ᵀ)")]
+
+
+def _seq_flatten_scalar(net, node, ins, params):
+    """Every position's units at once (ins[0] is T × d, row t position t): its rows one after
+    the other, the order of torch's flatten."""
+    return sp.Matrix([v for v in ins[0]])  # (a Matrix iterates row by row)
+
+
+register_op(Op("seq_flatten", _seq_flatten_define, _seq_flatten_jacobian, _seq_flatten_vjp,
+               _seq_flatten_scalar, _refuse_dim("seq_flatten", "net.flatten(h)"),
+               "a flatten of a sequence, its T positions as one vector per example "
+               "(torch.flatten(h, 1))", flattens=True))
+
+
 # -- building -------------------------------------------------------------------------------------
 def conv1d(net, h, out_channels, kernel_size, padding="same", stride=1, *, W=None, b=True,
            name=None) -> str:
@@ -338,11 +372,14 @@ def max_pool2d(net, x, kernel_size, stride=None, name=None) -> str:
 
 def flatten(net, x, name=None) -> str:
     """The C·H·W entries of an image as a vector, in torch's row-major order
-    (``torch.flatten(x, 1)``); a vector is returned as it is."""
+    (``torch.flatten(x, 1)``); a sequence's T positions of d features as one vector of T·d per
+    example, entry t·d + j position t's feature j (``torch.flatten(h, 1)`` of an (n, T, d)
+    tensor; the ops after it see one vector per example); a vector is returned as it is."""
     node = net._node(x, "flatten")
     if node.positions is not None:
-        raise ValueError(f"flatten: {x!r} is a sequence of shape {node.shape}; its positions are "
-                         "the rows of the batch, so symgrad flattens images only")
+        T = node.positions
+        return net._add(type(node)(name or net._fresh(f"f{len(net.nodes)}"), "seq_flatten", (x,),
+                                   dim=T * node.dim, attrs=(("T", T),)))
     if node.image is None:
         return x
     Node = type(node)

@@ -151,7 +151,10 @@ class Graph:
                     f"{node.op} {node.name!r}: {ins[0].name!r} has shape {ins[0].shape} and "
                     f"{other.name!r} has shape {other.shape}; a position-wise op needs values "
                     "with the same positions (both vectors, or sequences of the same T)")
-            node = replace(node, positions=ins[0].positions if ins else None)
+            # (flatten of a sequence is the one op whose node has no positions: one vector per
+            # example, made from every position of its input)
+            flat = node.op in OPS and OPS[node.op].flattens
+            node = replace(node, positions=ins[0].positions if ins and not flat else None)
             node = self._image_rule(node, ins)
             toks = [b.name for b in ins if b.op == "input" and "tokens" in dict(b.attrs)]
             if toks and node.op != "embedding":  # a token is an index, not a number to compute on
@@ -507,10 +510,30 @@ class Graph:
 
     @property
     def positions(self) -> int | None:
-        """T when the network's values are sequences of T positions (every value then is; the
-        ops act on each position alone), None when they are vectors."""
+        """T when the network's output is a sequence of T positions (every value up to it then
+        is; the ops act on each position alone), None when it is a vector (a network of
+        vectors, or one that flattens its sequences: see :attr:`seq_len`)."""
         return self.nodes[self.output_node].positions if self.output_node in self.nodes else \
             next((n.positions for n in self.nodes.values() if n.op == "input"), None)
+
+    @property
+    def seq_len(self) -> int | None:
+        """T when the network's inputs are sequences of T positions, None for vectors (or
+        images). The batch program's rows are then every position of every sequence (n·T),
+        and a value after a flatten (:meth:`per_example`) has one row per sequence."""
+        return next((n.positions for n in self.nodes.values()
+                     if n.op == "input" and n.positions is not None), None)
+
+    def per_example(self, name: str) -> bool:
+        """True for a value that is one vector per sequence in a network of sequences (after a
+        flatten, or a dropout mask there): its batch rows are the n/T sequences, where the
+        per-position values have n·T."""
+        return self.seq_len is not None and self.nodes[name].positions is None
+
+    @property
+    def flattens(self) -> bool:
+        """True when some node turns a sequence into one vector per example (a flatten)."""
+        return any(n.op in OPS and OPS[n.op].flattens for n in self.nodes.values())
 
     @property
     def inputs(self) -> list[str]:
@@ -549,18 +572,25 @@ class Graph:
         if not self.shapes:
             raise ValueError("the network has no parameters (add a layer with net.dense)")
         out = self.nodes[self.output_node]
-        for t in self.more_losses:  # every output of a multi-task loss shares the positions
-            other = self.nodes[t.output]
+        for t in self.more_losses:  # (a term per position and one per example after a
+            other = self.nodes[t.output]  # flatten may mix: each is the mean over its rows)
             t.loss.check_output(other)  # again: a node may have changed since add_loss
-            if other.positions != out.positions:
+            if other.positions not in (None, self.seq_len):
                 raise ValueError(f"the outputs {out.name!r} and {other.name!r} of the loss have "
                                  f"shapes {out.shape} and {other.shape}: several losses need "
-                                 "outputs that are all vectors or all sequences of the same T")
+                                 "outputs that are vectors or sequences of the inputs' T")
+        T = self.seq_len
+        ref = out if out.positions is not None else \
+            next((n for n in self.nodes.values() if n.op == "input" and n.positions == T), out)
         for i in self.inputs:  # an input that reaches no op could still differ from the output
-            if self.nodes[i].positions != out.positions:
-                raise ValueError(f"input {i!r} has shape {self.nodes[i].shape} but the output "
-                                 f"{out.name!r} has shape {out.shape}: a network's values are all "
-                                 "vectors or all sequences of the same T")
+            node = self.nodes[i]
+            # (a dropout mask after a flatten is one vector per example, as the value it gates)
+            if node.positions != T and not (node.positions is None and i in self.masks):
+                raise ValueError(f"input {i!r} has shape {node.shape} but "
+                                 f"{'the output' if ref is out else 'the input'} {ref.name!r} "
+                                 f"has shape {ref.shape}: a network's inputs are all vectors or "
+                                 "all sequences of the same T (net.flatten(h) makes one vector "
+                                 "per example of a sequence)")
         depth = self.depth
         if depth > MAX_DEPTH:
             raise ValueError(f"the network is {depth} nodes deep (its longest path to "

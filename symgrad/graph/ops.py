@@ -49,7 +49,11 @@ class Op:
     - ``arrays(net, node)``: optional, {parameter: its array's shape} where the array is not
       the derivation's matrix (torch's (O, C, kh, kw) conv weight, O × C·kh·kw here);
     - ``across``: True when the node reads other positions of its sequence (conv1d; attention's
-      are listed in symgrad.graph.attention.ACROSS).
+      are listed in symgrad.graph.attention.ACROSS);
+    - ``flattens``: True when the node is one vector per example made from a sequence's every
+      position (flatten of a sequence): where every other op keeps its inputs' positions, its
+      node has none, and in the batch program it crosses from the n·T rows of the positions to
+      the n/T rows of the sequences (its VJP crosses back).
     """
 
     name: str
@@ -65,11 +69,13 @@ class Op:
     weight: bool = False
     arrays: Callable | None = None
     across: bool = False
+    flattens: bool = False
 
 
 OPS: dict[str, Op] = {}
 REQUIRED = tuple(f.name for f in fields(Op)
-                 if f.name not in ("softmax", "init", "images", "weight", "arrays", "across"))
+                 if f.name not in ("softmax", "init", "images", "weight", "arrays", "across",
+                                   "flattens"))
 
 
 def register_op(op: Op, replace: bool = False) -> Op:

@@ -189,6 +189,8 @@ class _Printer:
 
 def _arch(net) -> str:
     each = "" if net.positions is None else f" at each of T = {net.positions} positions"
+    if net.flattens:  # (the output is one vector per sequence)
+        each = f" on sequences of T = {net.seq_len} positions, flattened"
     if net.several_losses:  # the sizes in order would run the heads together (2-3-1-2)
         return (f"a multi-task network with the outputs {', '.join(net.outputs)}" + each)
     convs = [n for n in net.nodes.values() if n.op == "conv2d"]
@@ -229,6 +231,8 @@ def _scalarize(net, naming=None):
     total = sum(r * c for r, c in net.shapes.values())
     if total > ELEMENT_LIMIT:
         return None, f"{total} numbers are too many to write out one by one"
+    if net.flattens:  # (element.scalarize refuses it: the matrix level derives it)
+        return None, "a flatten of a sequence is derived at the matrix level only"
     try:
         S = element.scalarize(net, naming)
     except element.TooLarge:  # the element level's own size limits (attention at every position)

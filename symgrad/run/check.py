@@ -39,15 +39,16 @@ def _relative(analytic, numeric, floor):
 def _data(net, n, rng):
     """Random examples: X an (n, d) array ((n, T, d) for sequences), or a dict of them for several
     inputs; Y to suit the loss."""
+    def lead(node):  # (n, T, ·) for sequences; (n, ·) after a flatten of them
+        return (n,) if node.positions is None else (n, node.positions)
     out = net.nodes[net.output_node]
-    lead = (n,) if out.positions is None else (n, out.positions)  # (n, T, ·) for sequences
-    X = {i: rng.integers(0, net.tokens(i), lead) if net.tokens(i) else  # tokens below V
-         rng.standard_normal(lead + (net.nodes[i].dim,)) for i in net.inputs}
+    X = {i: rng.integers(0, net.tokens(i), lead(net.nodes[i])) if net.tokens(i) else  # below V
+         rng.standard_normal((n,) + net.nodes[i].shape) for i in net.inputs}
     X = X[net.inputs[0]] if len(X) == 1 else X
     if net.several_losses:  # a dict {output: its targets}, one per term of the loss
-        return X, {t.output: _targets(t.loss, net.nodes[t.output].dim, lead, rng)
-                   for t in net.losses}
-    return X, _targets(net.loss, out.dim, lead, rng)
+        return X, {t.output: _targets(t.loss, net.nodes[t.output].dim,
+                                      lead(net.nodes[t.output]), rng) for t in net.losses}
+    return X, _targets(net.loss, out.dim, lead(out), rng)
 
 
 def _targets(loss, dim, lead, rng):
