@@ -540,3 +540,18 @@ def test_a_pool_window_of_more_than_127_entries_equals_torch(k):
     loss, grads = net.compile(scalar=False)(params, X, Y)
     assert loss == pytest.approx(t_loss, rel=1e-12)
     assert all(rel(grads[q], t_grads[q]) < 1e-12 for q in params)
+
+
+@pytest.mark.skipif(__import__("shutil").which("pdflatex") is None, reason="no pdflatex here")
+def test_a_conv1d_handout_compiles(tmp_path):
+    """embedding → conv1d → relu → dense → softmax: conv1d's ∇W and g (𝐠_z2 indexed by t, a
+    weight with a superscript indexed by u) once printed double subscripts and superscripts, and
+    the words' … as amsmath's \\dots, which fails before \\boldsymbol."""
+    from symgrad.handouts.pdf import compile_pdf
+    net = sg.Network()
+    e = net.embedding(net.input("t", shape=(6,), tokens=10), 4)
+    h = net.act(net.conv1d(e, 5, 3), "relu")
+    net.set_loss(net.act(net.dense(h, 3), "softmax"), "cross_entropy")
+    tex = sg.handout(net)
+    assert r"{\mathbf{g}_{\mathbf{z}^{(2)}}}_{t}" in tex and r"\dots" not in tex
+    compile_pdf(tex, tmp_path / "conv1d.pdf", engine="pdflatex")

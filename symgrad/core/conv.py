@@ -525,7 +525,7 @@ class SeqConv(_SeqWindowed):
     def _parts(self, p, latex):
         W, x = p._print(self.Wm), p._print(self.x)
         if latex:
-            body = r"\sum_{u} %s_{u} %s_{t+u-%d}" % (W, x, self.left)
+            body = r"\sum_{u} {%s}_{u} {%s}_{t+u-%d}" % (W, x, self.left)
         else:
             body = f"Σ_u {W}_u {x}_(t+u−{self.left})"
         return body + (f" + {p._print(self.bias)}" if self.bias != 0 else "")
@@ -568,7 +568,7 @@ class SeqConvInputVJP(_SeqWindowed):
         return f"Σ_u {p._print(self.Wm)}_uᵀ {p._print(self.grad)}_(τ−u+{self.left})"
 
     def _latex(self, p):
-        return r"\sum_{u} %s_{u}^{\top} %s_{\tau-u+%d}" % (p._print(self.Wm), p._print(self.grad),
+        return r"\sum_{u} {%s}_{u}^{\top} {%s}_{\tau-u+%d}" % (p._print(self.Wm), p._print(self.grad),
                                                          self.left)
 
 
@@ -606,7 +606,9 @@ class SeqConvWeightVJP(_SeqWindowed):
 
     def _latex(self, p):
         g, x = p._print(self.grad), p._print(self.x)
-        return r"\left[\sum_{t} %s_{t} %s_{t+u-%d}^{\top}\right]_{u}" % (g, x, self.left)
+        # each base braced: g is 𝐠_{z2} and x may carry ^{(1)}, so g_{t} would be a double
+        # subscript that pdflatex, KaTeX and MathJax all reject
+        return r"\left[\sum_{t} {%s}_{t} {%s}_{t+u-%d}^{\top}\right]_{u}" % (g, x, self.left)
 
 
 __all__ = ["Geometry", "Conv2d", "ConvInputVJP", "ConvWeightVJP", "ChannelSum", "ConvMatrix",
