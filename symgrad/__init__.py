@@ -5,6 +5,7 @@ simplify → compile → train, and derive → print → handout.
 """
 from symgrad.derive.calculus import (Fn, chain, derive_gradient, derive_jacobian, derive_matrix_gradient,
                        derive_vec_jacobian, gradient, jacobian, matrix_symbols, unvec, vec)
+from symgrad.derive.hessian import derive_hessian
 from symgrad.core.derivation import Derivation, Step, StepKind
 from symgrad.core.primitives import (MissingRuleError, defderiv, leaky_relu, relu, set_relu_grad_at_zero,
                         sigmoid, softplus, step)
@@ -25,13 +26,25 @@ from symgrad.graph.activations import register_activation
 
 __version__ = "0.1.0"
 
+
+def hessian(f, wrt, *, name: str = "f") -> Derivation:
+    """The Hessian ∇²f of a scalar f, derived step by step: a Derivation whose ``result`` is the
+    symmetric m×m matrix of second partials (entry (i, j) is ∂²f/∂x_i∂x_j) and whose steps are the
+    gradient, then each row of the Hessian as the Jacobian of one entry of the gradient.
+
+    ``f`` is text (parsed by :func:`parse`, never evaluated) or a SymPy expression; ``wrt`` the
+    variables, as text ("x y" or "x,y"), a sequence or a Matrix of symbols; ``name`` names f in
+    the steps. Only the upper triangle is derived: second partials commute."""
+    return derive_hessian(f, wrt, name=name)
+
 # For reading symgrad's JSON strings back: sympy.sympify(s, locals=SYMPIFY_LOCALS): symgrad's own
 # primitive classes by name (sigmoid, relu, softplus, leaky_relu, step), kept by register_primitive
 from symgrad.core.primitives import SYMPIFY_LOCALS  # noqa: E402
 
 __all__ = [
     "parse", "parse_symbols", "ParseError", "jacobian", "gradient", "derive_jacobian",
-    "derive_gradient", "chain", "Fn", "vec", "unvec", "matrix_symbols", "derive_vec_jacobian",
+    "derive_gradient", "hessian", "derive_hessian",
+    "chain", "Fn", "vec", "unvec", "matrix_symbols", "derive_vec_jacobian",
     "derive_matrix_gradient", "Derivation", "Step", "StepKind", "sigmoid", "relu", "softplus", "leaky_relu",
     "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "load_network", "set_relu_grad_at_zero", "MissingRuleError",
     "handout", "to_latex",

@@ -15,6 +15,8 @@ import warnings
 import click
 
 from symgrad.derive import calculus
+from symgrad.derive.hessian import derive_hessian
+from symgrad.compile.source import python_function
 from symgrad.core.derivation import Derivation
 from symgrad.printing.text import SympifyPrinter, TextPrinter, memo
 from symgrad.core.primitives import MissingRuleError
@@ -82,13 +84,16 @@ def cli():
     """
 
 
-def _emit(d: Derivation, fmt: str, steps: bool, key: str) -> None:
-    """Print a derivation's result (or all its steps) in the chosen format."""
+def _emit(d: Derivation, fmt: str, steps: bool, key: str, whole: bool = False) -> None:
+    """Print a derivation's result (or all its steps) in the chosen format; ``whole``: the JSON
+    also gives the result as one string, "result", as Derivation.to_dict does."""
     M = d.result
     if fmt == "json":
         entry = memo(SympifyPrinter().doprint)
-        out = {key: [[entry(e) for e in row] for row in M.tolist()],
-               "shape": [M.rows, M.cols]}
+        rows = [[entry(e) for e in row] for row in M.tolist()]
+        out = {key: rows, "shape": [M.rows, M.cols]}
+        if whole:  # on one line, as the entries are (the printer's Matrix spans several)
+            out["result"] = "Matrix([%s])" % ", ".join("[%s]" % ", ".join(r) for r in rows)
         if steps:
             out["steps"] = d.to_dict()["steps"]
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
@@ -114,6 +119,34 @@ def jacobian(expression, wrt, fmt, steps):
       symgrad jacobian "2*a*x + b/y" --wrt a,b --format json
     """
     _emit(calculus.derive_jacobian(expression, wrt), fmt, steps, "jacobian")
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})  # "-x**2" is an expression
+@click.argument("expression")
+@click.option("--wrt", required=True, help="Variables, comma- or space-separated: x,y")
+@click.option("--format", "fmt", type=click.Choice(["text", "latex", "json", "python"]),
+              default="text", show_default=True,
+              help="python: a function on floats that needs only Python's math module.")
+@click.option("--steps", is_flag=True, help="Print every step of the derivation.")
+def hessian(expression, wrt, fmt, steps):
+    """The Hessian of the scalar EXPRESSION: its second partial derivatives.
+
+    Entry (i, j) is the derivative by the i-th and j-th variables given with --wrt; the matrix
+    is symmetric, and only its upper triangle is derived.
+
+    \b
+    Example:
+      symgrad hessian "x**3*y + sin(x*y)" --wrt x,y
+      symgrad hessian "log(1 + exp(-(w1*a + w2*b)))" --wrt w1,w2 --format python
+    """
+    if fmt == "python" and steps:
+        raise click.UsageError("--steps is for the text, latex and json formats; --format "
+                               "python prints the function alone")
+    d = derive_hessian(expression, wrt)
+    if fmt == "python":
+        click.echo(python_function(d.result, d.meta["wrt"], "hessian"), nl=False)
+    else:
+        _emit(d, fmt, steps, "hessian", whole=True)
 
 
 def _parse_feed(text: str) -> dict:
