@@ -231,8 +231,9 @@ def test_a_logistic_loss_is_reduced_example_by_example():
     """cancel put a sum of fractions over distinct denominators 1 + eᵘ over one denominator, n·2ⁿ⁻¹
     terms for n examples, only for min() to keep the sum: the gradient of a one-weight logistic
     loss of 10 examples took 27 s, the Jacobian of the gradient of 6 examples over 40 s, of 5
-    examples and 2 weights 26 s. Now the examples' terms are reduced apart (their denominators
-    share no symbol, so nothing cancels across them), each to one fraction."""
+    examples and 2 weights 26 s (wall time, on a loaded machine; bench/hessian.py has CPU times).
+    Now the examples' terms are reduced apart (their denominators share no symbol, so nothing
+    cancels across them), each to one fraction."""
     w = sp.Symbol("w1", real=True)
     with alarm(20):
         f = parse(logistic(10, 1))

@@ -84,9 +84,9 @@ def _over_one_denominator(expr, cap: int = TERM_BUDGET + 1) -> int:
     they reduce anything. ``_terms`` counts a sum of fractions by its terms; over one denominator
     each numerator is multiplied by every other denominator, so n fractions over distinct
     denominators of two terms give n·2ⁿ⁻¹ terms: the gradient of a logistic loss of n examples
-    written log(1 + exp(·)) is such a sum, and cancel took 18 s on the gradient at 10 examples
-    and 2 weights (its Hessian, denominators squared: 26 s at 5 examples, over 40 s at 6 and one
-    weight) to build a form min() then threw away."""
+    written log(1 + exp(·)) is such a sum, and its Hessian (the Jacobian of the gradient)
+    took 27.9 s of CPU at 5 examples and 2 weights, over 120 s at 8 examples and one
+    (bench/hessian.py), nearly all of it cancel building a form min() then threw away."""
     memo: dict = {}
 
     def terms(b):
