@@ -45,6 +45,13 @@ def tanh_maps(k: int) -> list[str]:
     return out
 
 
+def logistic(n: int, m: int) -> list[str]:
+    """A logistic loss of n examples and m weights written log(1 + exp(·)), and --wrt."""
+    f = " + ".join(f"log(1 + exp(-({' + '.join(f'w{j}*x{i}_{j}' for j in range(1, m + 1))})))"
+                   for i in range(1, n + 1))
+    return [f, "--wrt", ",".join(f"w{j}" for j in range(1, m + 1))]
+
+
 def deep_spec(layers: int) -> str:
     return "-".join(["2"] * (layers + 1))
 
@@ -73,6 +80,9 @@ BOMBS = [
                          "tanh(tanh(x))", "--wrt", "x"]),
     ("chain of 5 maps (tanh(a+b), tanh(ab))", ["chain", *tanh_maps(5)]),
     ("chain of 6 maps (tanh(a+b), tanh(ab))", ["chain", *tanh_maps(6)]),
+    ("hessian, logistic 2 × 2 (issue 12)", ["hessian", *logistic(2, 2)]),
+    ("hessian, logistic 6 × 1", ["hessian", *logistic(6, 1)]),
+    ("hessian, logistic 10 × 5 --steps", ["hessian", *logistic(10, 5), "--steps"]),
     ("identity of 500 variables", ["jacobian", names(500), "--wrt", names(500)]),
     ("identity of 1200 variables", ["jacobian", names(1200), "--wrt", names(1200)]),
     ("sum of 1000 w.r.t. each", ["jacobian", names(1000).replace(",", "+"), "--wrt",

@@ -15,7 +15,9 @@ import warnings
 import click
 
 from symgrad.derive import calculus, mcalc
+from symgrad.derive.hessian import derive_hessian
 from symgrad.compile.mfunction import MatrixDerivation
+from symgrad.compile.source import python_function
 from symgrad.core.mlang import parse_sizes
 from symgrad.core.derivation import Derivation
 from symgrad.printing.text import MatrixSympifyPrinter, SympifyPrinter, TextPrinter, memo
@@ -84,13 +86,16 @@ def cli():
     """
 
 
-def _emit(d: Derivation, fmt: str, steps: bool, key: str) -> None:
-    """Print a derivation's result (or all its steps) in the chosen format."""
+def _emit(d: Derivation, fmt: str, steps: bool, key: str, whole: bool = False) -> None:
+    """Print a derivation's result (or all its steps) in the chosen format; ``whole``: the JSON
+    also gives the result as one string, "result", as Derivation.to_dict does."""
     M = d.result
     if fmt == "json":
         entry = memo(SympifyPrinter().doprint)
-        out = {key: [[entry(e) for e in row] for row in M.tolist()],
-               "shape": [M.rows, M.cols]}
+        rows = [[entry(e) for e in row] for row in M.tolist()]
+        out = {key: rows, "shape": [M.rows, M.cols]}
+        if whole:  # on one line, as the entries are (the printer's Matrix spans several)
+            out["result"] = "Matrix([%s])" % ", ".join("[%s]" % ", ".join(r) for r in rows)
         if steps:
             out["steps"] = d.to_dict()["steps"]
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
@@ -198,6 +203,44 @@ def derivative(expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
       symgrad derivative "A*x" --wrt x --vector x --matrix A --format json
     """
     _matrix(mcalc.derive_derivative, expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})  # "-x**2" is an expression
+@click.argument("expression")
+@click.option("--wrt", required=True, help="Variables, comma- or space-separated: x,y")
+@click.option("--format", "fmt", type=click.Choice(["text", "latex", "json", "python"]),
+              default="text", show_default=True,
+              help="python: a function on floats that needs only Python's math module.")
+@click.option("--steps", is_flag=True, help="Print every step of the derivation.")
+@click.option("--vector", "vectors", multiple=True, help="Matrix language: vector names")
+@click.option("--matrix", "matrices", multiple=True, help="Matrix language: matrix names")
+@click.option("--symmetric", multiple=True, help="Matrix language: symmetric matrix names")
+@click.option("--size", "sizes", multiple=True, help="Matrix language: --size X=100x5")
+def hessian(expression, wrt, fmt, steps, vectors, matrices, symmetric, sizes):
+    """The Hessian of the scalar EXPRESSION: its second partial derivatives.
+
+    Entry (i, j) is the derivative by the i-th and j-th variables given with --wrt; the matrix
+    is symmetric, and only its upper triangle is derived. With --vector/--matrix/--symmetric the
+    EXPRESSION is in the matrix language (as for grad) and the Hessian in matrix form.
+
+    \b
+    Example:
+      symgrad hessian "x**3*y + sin(x*y)" --wrt x,y
+      symgrad hessian "log(1 + exp(-(w1*a + w2*b)))" --wrt w1,w2 --format python
+      symgrad hessian "x'*A*x" --wrt x --vector x --matrix A
+    """
+    if vectors or matrices or symmetric or sizes:
+        _matrix(mcalc.derive_hessian, expression, wrt, vectors, matrices, symmetric, sizes, fmt,
+                steps)
+        return
+    if fmt == "python" and steps:
+        raise click.UsageError("--steps is for the text, latex and json formats; --format "
+                               "python prints the function alone")
+    d = derive_hessian(expression, wrt)
+    if fmt == "python":
+        click.echo(python_function(d.result, d.meta["wrt"], "hessian"), nl=False)
+    else:
+        _emit(d, fmt, steps, "hessian", whole=True)
 
 
 def _parse_feed(text: str) -> dict:

@@ -113,7 +113,7 @@ def test_bad_input_is_one_line_exit_2(args, fragment):
     assert "Traceback" not in r.output
 
 
-@pytest.mark.parametrize("command", ["jacobian", "chain"])
+@pytest.mark.parametrize("command", ["jacobian", "chain", "hessian"])
 def test_help_has_an_example(command):
     r = run(command, "--help")
     assert r.exit_code == 0 and "Example" in r.output

@@ -8,6 +8,7 @@ import sympy as sp
 
 import symgrad as sg
 from symgrad.compile import compile_network, param_shapes
+from symgrad.compile.scalar import ScalarPrinter
 
 HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus", "x/(1 + abs(x))"]
 HUBER = "min(abs(yhat - y), 1)*(abs(yhat - y) - min(abs(yhat - y), 1)/2)"
@@ -497,3 +498,20 @@ def test_a_kernel_called_without_targets_says_so(backend):
     with pytest.raises(ValueError, match=r"Y: the kernel needs the targets, \(n, 3\) one row per "
                                          r"example or \(n,\) integer labels; got None"):
         k(net.init_params(), np.zeros((4, 2)), None)
+
+
+def test_the_scalar_path_divides_by_a_square():
+    """The python path printed ŷ² as ŷ*ŷ, unparenthesized after '/': ∂(1/ŷ)/∂ŷ = −1/ŷ² ran as
+    −1/ŷ*ŷ = −1, and the gradients of a loss with 1/ŷ in it were off by up to 2·10⁴ from the
+    numpy path's."""
+    net = sg.mlp([2, 2, 1], hidden="tanh", loss="(yhat - y)**2 + 1/yhat")
+    p = net.init_params()
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((4, 2)), rng.standard_normal((4, 1))
+    kernel = net.compile()
+    assert "kernel_n4" in kernel.scalar_source(4)  # the scalar path is the one that runs
+    got, want = kernel(p, X, Y), net.compile(scalar=False)(p, X, Y)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    assert all(np.allclose(got[1][k], want[1][k], rtol=1e-9, atol=1e-12) for k in p)
+    a, x = sp.symbols("a x")
+    assert ScalarPrinter().doprint(a / x**2) == "a/(x*x)"

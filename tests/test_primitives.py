@@ -311,3 +311,15 @@ def test_logsumexp_and_log1mexp_print_on_both_backends():
         assert _log1mexp(u) == pytest.approx(w, rel=1e-15, abs=1e-300)
         assert g == pytest.approx(w, rel=1e-15, abs=1e-300)
     assert _log1mexp(0.0) == -inf and math.isnan(_log1mexp(1.0))
+
+
+def test_python_cosh_and_sinh_overflow_to_inf_not_an_exception():
+    """math.cosh and math.sinh raise OverflowError past |x| ≈ 710, where numpy gives ±inf; the
+    python code's helpers give ±inf too (a logistic Hessian's 1/cosh²(u/2) is then 0.0)."""
+    from symgrad.core.primitives import HELPERS
+    x = sp.Symbol("x", real=True)
+    assert ScalarPrinter().doprint(sp.cosh(x)) == "_cosh(x)"
+    assert ScalarPrinter().doprint(sp.sinh(x)) == "_sinh(x)"
+    assert HELPERS["_cosh"](1000.0) == math.inf and HELPERS["_cosh"](-1000.0) == math.inf
+    assert HELPERS["_sinh"](1000.0) == math.inf and HELPERS["_sinh"](-1000.0) == -math.inf
+    assert HELPERS["_cosh"](0.5) == math.cosh(0.5) and HELPERS["_sinh"](-0.5) == math.sinh(-0.5)

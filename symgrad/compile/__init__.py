@@ -7,9 +7,11 @@ updated in place, products on BLAS), and :mod:`.kernel` execs them into ``kernel
 (loss, grads)``, checked by :mod:`.spec`. Tiny networks get a second code path, :mod:`.scalar`,
 unrolled into Python floats per batch size. :mod:`.function` compiles any function of a few
 variables and its Jacobian, vectorized over points, in the stable forms of :mod:`.forms` (one
-table of rewrites: log σ(x) as −softplus(−x), log(eˣ + eʸ) as logsumexp, …). Imports inside flow
-one way: common is imported by all and imports none of them; numpy_printer, emit, spec and scalar
-by kernel; numpy_printer and forms by function; nothing imports kernel or function but this file.
+table of rewrites: log σ(x) as −softplus(−x), log(eˣ + eʸ) as logsumexp, …); :mod:`.source`
+writes a matrix of expressions (a Hessian) as the text of one Python function on floats. Imports
+inside flow one way: common is imported by all and imports none of them; numpy_printer, emit, spec
+and scalar by kernel; numpy_printer and forms by function, forms and scalar by source; nothing
+imports kernel, function or source but this file and the CLI.
 """
 from symgrad.compile.common import FLOATS, N, XMAX, stable
 from symgrad.compile.function import CompiledFunction, compile_function

@@ -34,7 +34,9 @@ class ScalarPrinter(PrimitivePrinting, PythonCodePrinter):
         if e.exp == -1:
             return f"1/{self.parenthesize(e.base, 60)}"
         if e.exp == 2 and isinstance(e.base, sp.Symbol):
-            return f"{e.base.name}*{e.base.name}"
+            # in parentheses: the printer writes a Pow after '/' unparenthesized, and a/x*x is
+            # (a/x)*x (the gradient of a loss with 1/ŷ in it was off by a factor ŷ²)
+            return f"({e.base.name}*{e.base.name})"
         return super()._print_Pow(e, rational)
 
 

@@ -4,9 +4,10 @@ Where it sits: produced by the engines (calculus, network), consumed by the prin
 in symgrad.latex: ``to_latex``/``_repr_latex_`` delegate there), the simplifier and the compiler. The printed
 steps and the compiled kernel read the same records, so they cannot disagree.
 
-Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Grad``, ``Vec``, ``Compose``,
-``Chain``, ``Note``) are SymPy ``Basic`` subclasses that print themselves through SymPy's printers
-(``_sympystr``/``_latex``), so any printer subclass can restyle them with ``_print_Partial`` etc.
+Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Partial2``, ``Grad``,
+``Hess``, ``Vec``, ``Compose``, ``Chain``, ``Note``) are SymPy ``Basic`` subclasses that print
+themselves through SymPy's printers (``_sympystr``/``_latex``), so any printer subclass can restyle
+them with ``_print_Partial`` etc.
 """
 from __future__ import annotations
 
@@ -41,9 +42,14 @@ class Partial(sp.Basic):
     wrt = property(lambda self: self.args[1])
 
     def _sympystr(self, p):
+        if isinstance(self.of, (Partial, Grad)):  # the derivative of a derivative: ∂(∂f/∂a)/∂x
+            return f"∂({p._print(self.of)})/∂{grouped(p, self.wrt)}"
         return f"∂{grouped(p, self.of)}/∂{grouped(p, self.wrt)}"
 
     def _latex(self, p):
+        if isinstance(self.of, (Partial, Grad)):
+            return r"\frac{\partial}{\partial %s} \left(%s\right)" % (p._print(self.wrt),
+                                                                    p._print(self.of))
         return r"\frac{\partial %s}{\partial %s}" % (p._print(self.of), p._print(self.wrt))
 
 
@@ -58,6 +64,39 @@ class Grad(sp.Basic):
 
     def _latex(self, p):
         return r"\nabla_{%s} %s" % (p._print(self.args[1]), p._print(self.args[0]))
+
+
+class Partial2(sp.Basic):
+    """∂²of/∂a∂b: a second partial derivative (∂²of/∂a² when a is b), one entry of a Hessian."""
+
+    def __new__(cls, of, a, b):
+        return sp.Basic.__new__(cls, _basic(of), _basic(a), _basic(b))
+
+    of = property(lambda self: self.args[0])
+
+    def _sympystr(self, p):
+        a, b = self.args[1:]
+        below = f"∂{grouped(p, a)}²" if a == b else f"∂{grouped(p, a)}∂{grouped(p, b)}"
+        return f"∂²{grouped(p, self.of)}/{below}"
+
+    def _latex(self, p):
+        a, b = (p._print(x) for x in self.args[1:])
+        below = r"\partial %s^{2}" % a if self.args[1] == self.args[2] else \
+            r"\partial %s \partial %s" % (a, b)
+        return r"\frac{\partial^{2} %s}{%s}" % (p._print(self.of), below)
+
+
+class Hess(sp.Basic):
+    """∇²_wrt of: the Hessian, the matrix of second partial derivatives of a scalar."""
+
+    def __new__(cls, of, wrt):
+        return sp.Basic.__new__(cls, _basic(of), _basic(wrt))
+
+    def _sympystr(self, p):
+        return f"∇²_{grouped(p, self.args[1])} {grouped(p, self.args[0])}"
+
+    def _latex(self, p):
+        return r"\nabla^{2}_{%s} %s" % (p._print(self.args[1]), p._print(self.args[0]))
 
 
 class Vec(sp.Basic):

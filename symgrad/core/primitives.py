@@ -342,6 +342,20 @@ def _exp(x):
         return math.inf
 
 
+def _cosh(x):  # math.cosh raises past |x| ≈ 710 (1/cosh² of a logistic Hessian is 0.0 there)
+    try:
+        return math.cosh(x)
+    except OverflowError:
+        return math.inf
+
+
+def _sinh(x):
+    try:
+        return math.sinh(x)
+    except OverflowError:
+        return math.copysign(math.inf, x)
+
+
 def _log(x):
     return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
 
@@ -772,10 +786,12 @@ register_primitive(sp.atan, name="atan", deriv=lambda ans, x: 1 / (1 + x**2),
                    code=_both("arctan", "atan"), parse=("atan",), sympy_latex=True)
 register_primitive(sp.sinh, name="sinh", deriv=lambda ans, x: sp.cosh(x), deriv2=lambda ans, x: ans,
                    prime="sinh'", latex=r"\sinh", prime_latex=r"\sinh'", says="sinh'(z) = cosh(z)",
-                   kinked=False, code=_both("sinh"), parse=("sinh",), sympy_latex=True)
+                   kinked=False, code={"numpy": "np.sinh({0})", "python": "_sinh({0})"},
+                   helpers={"_sinh": _sinh}, parse=("sinh",), sympy_latex=True)
 register_primitive(sp.cosh, name="cosh", deriv=lambda ans, x: sp.sinh(x), deriv2=lambda ans, x: ans,
                    prime="cosh'", latex=r"\cosh", prime_latex=r"\cosh'", says="cosh'(z) = sinh(z)",
-                   kinked=False, code=_both("cosh"), parse=("cosh",), sympy_latex=True)
+                   kinked=False, code={"numpy": "np.cosh({0})", "python": "_cosh({0})"},
+                   helpers={"_cosh": _cosh}, parse=("cosh",), sympy_latex=True)
 register_primitive(sp.erf, name="erf", deriv=lambda ans, x: 2 / sp.sqrt(sp.pi) * sp.exp(-x**2),
                    deriv2=lambda ans, x: -4 * x / sp.sqrt(sp.pi) * sp.exp(-x**2),
                    prime="erf'", latex=r"\operatorname{erf}", prime_latex=r"\operatorname{erf}'",

@@ -3,6 +3,7 @@
 :mod:`.backprop` (the backward pass over a Graph, Algorithm 6.4 and the batch program),
 :mod:`.matrix` (the chain of Jacobians simplified to the backprop form), :mod:`.element` (unit by
 unit, the notes' w1…w6 and δ), :mod:`.calculus` (Jacobians, gradients and the chain rule of plain
-functions). Each produces :class:`~symgrad.core.derivation.Derivation` records; nothing here prints
-or compiles.
+functions), :mod:`.hessian` (second derivatives of a scalar function, on calculus's gradient).
+Each produces :class:`~symgrad.core.derivation.Derivation` records; nothing here prints or
+compiles.
 """

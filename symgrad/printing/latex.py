@@ -14,7 +14,7 @@ import re
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation
+from symgrad.core.derivation import Derivation, Grad, Partial
 from symgrad.core.matexpr import Cotangent
 from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
@@ -317,13 +317,25 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
 
     # the display nodes of derivation.py
     def _print_Partial(self, expr):
+        if isinstance(expr.of, (Partial, Grad)):  # the derivative of a derivative
+            return r"\frac{\partial}{\partial %s} \left(%s\right)" % (self._print(expr.wrt),
+                                                                    self._print(expr.of))
         return r"\frac{\partial %s}{\partial %s}" % (self._paren(expr.of, (sp.Add, sp.MatAdd))
                                                      if not is_compose(expr.of) else
                                                      r"\left(%s\right)" % self._print(expr.of),
                                                      self._print(expr.wrt))
 
+    def _print_Partial2(self, expr):
+        a, b = expr.args[1:]
+        below = r"\partial %s^{2}" % self._paren(a) if a == b else \
+            r"\partial %s \, \partial %s" % (self._print(a), self._print(b))
+        return r"\frac{\partial^{2} %s}{%s}" % (self._paren(expr.of, (sp.Add, sp.MatAdd)), below)
+
     def _print_Grad(self, expr):
         return r"\nabla_{%s} %s" % (self._print(expr.args[1]), self._print(expr.args[0]))
+
+    def _print_Hess(self, expr):
+        return r"\nabla^{2}_{%s} %s" % (self._print(expr.args[1]), self._print(expr.args[0]))
 
     def _print_Vec(self, expr):
         arg = expr.args[0]
