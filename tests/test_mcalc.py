@@ -461,3 +461,19 @@ def test_hessian_with_respect_to_a_matrix():
         e[idx] = 1e-6
         col = (fn(X=X + e, A=A)[1] - fn(X=X - e, A=A)[1]).ravel() / 2e-6
         np.testing.assert_allclose(H[:, np.ravel_multi_index(idx, (3, 2))], col, atol=1e-7)
+
+
+def test_hessian_in_both_languages():
+    """sg.hessian and symgrad hessian: the scalar language without declarations, the matrix
+    language with them."""
+    scalar = sg.hessian("x**2*y", "x y")
+    assert scalar.result == sp.Matrix([[2 * sp.Symbol("y", real=True), 2 * sp.Symbol("x", real=True)],
+                                       [2 * sp.Symbol("x", real=True), 0]])
+    matrix = sg.hessian("x'*A*x", "x", vectors="x", matrices="A")
+    assert isinstance(matrix, sg.MatrixDerivation)
+    assert TextPrinter().doprint(matrix.result) == "A + Aᵀ"
+    r = CliRunner().invoke(cli, ["hessian", "x'*A*x", "--wrt", "x", "--vector", "x",
+                                 "--matrix", "A"])
+    assert r.exit_code == 0 and r.output.strip() == "A + Aᵀ"
+    r = CliRunner().invoke(cli, ["hessian", "x**2*y", "--wrt", "x,y"])
+    assert r.exit_code == 0 and "2*y" in r.output
