@@ -586,6 +586,8 @@ def _explicit(e, env):
     expression or an ImmutableMatrix."""
     if isinstance(e, sp.MatrixSymbol):
         return env[e.name]
+    if e in env["__sizes__"]:  # a size symbol: its test size (det(2X) = 2ⁿ det X)
+        return env["__sizes__"][e]
     if isinstance(e, sp.Symbol):
         return env.get(e.name, e)
     if isinstance(e, (sp.Identity, sp.OneMatrix, sp.ZeroMatrix)):
@@ -659,67 +661,100 @@ def _entries(name, shape, symmetric=False):
 def verify(problem: MatrixProblem, var, result, order: str, points: int = 3, seed: int = 0):
     """Check ``result`` (the gradient, Jacobian or Hessian of ``problem.expr`` with respect to
     ``var``) entry by entry against ``sympy.diff`` of the written-out expression, at small sizes
-    and random points. Returns the sizes used; raises if they disagree."""
-    sizes = {s: sp.Integer(_TEST_SIZES[i % len(_TEST_SIZES)])
-             for i, s in enumerate(problem.size_symbols.values())}
-    env = {"__sizes__": sizes}
-    for name, sym in problem.symbols.items():
-        if isinstance(sym, sp.MatrixSymbol):
-            shape = tuple(int(d.subs(sizes)) if isinstance(d, sp.Basic) else int(d) for d in sym.shape)
-            env[name] = _entries(name, shape, isinstance(sym, Symmetric))
-        else:
-            env[name] = sp.Dummy(name, real=True)
-    f = _explicit(problem.expr, env)
-    R = _explicit(result, env)
-    V = env[var.name]
-    xs = list(V) if isinstance(V, sp.MatrixBase) else [V]
-    symmetric_var = isinstance(var, Symmetric)
-    # the route of sympy.diff: every entry of the written-out function, by every entry of var
-    if order == "grad":
-        want = [sp.diff(f, x) for x in xs]
-        if symmetric_var:  # s_ij = s_ji: d/ds_ij sees G_ij + G_ji
-            Rm = R if isinstance(R, sp.MatrixBase) else sp.ImmutableMatrix([[R]])
-            got = [Rm[i, j] + (Rm[j, i] if i != j else 0) for i in range(Rm.rows)
-                   for j in range(Rm.cols) if j >= i]
-            want = [sp.diff(f, V[i, j]) for i in range(V.rows) for j in range(V.cols) if j >= i]
-        else:
-            got = list(R) if isinstance(R, sp.MatrixBase) else [R]
-    elif order == "jacobian":
-        F = f if isinstance(f, sp.MatrixBase) else sp.ImmutableMatrix([[f]])
-        want = [sp.diff(Fi, x) for Fi in F for x in xs]
-        got = list(R) if isinstance(R, sp.MatrixBase) else [R]
-    else:  # hessian
-        grads = [sp.diff(f, x) for x in xs]
-        want = [sp.diff(g, x) for g in grads for x in xs]
-        got = list(R) if isinstance(R, sp.MatrixBase) else [R]
-    if len(got) != len(want):
-        raise AssertionError(f"matrix calculus: the result has {len(got)} entries, "
-                             f"sympy.diff {len(want)}")
-    fs = list(f) if isinstance(f, sp.MatrixBase) else [f]
-    free = sorted(set().union(*[getattr(x, "free_symbols", set()) for x in want + got + fs]), key=str)
+    and random points. Returns the sizes used; raises AssertionError if they disagree.
+
+    At each point every other argument is a random numeric matrix before anything is written
+    out, and only ``var``'s entries stay symbols for ``sympy.diff``: written out with every
+    entry a symbol, tr(inv(A + XᵀBX)C) took 9 s (a symbolic 3×3 inverse), now well under one.
+    Sizes are tried in three assignments (2, 3, 4, … one per size symbol; reversed; all 3): the
+    first made XᵀX of a 2×3 X singular, so logdet(XᵀX) had no point to be checked at."""
+    symbols = list(problem.size_symbols.values())
+    k = len(symbols)
+    choices = [tuple(_TEST_SIZES[i % len(_TEST_SIZES)] for i in range(k)),
+               tuple(reversed([_TEST_SIZES[i % len(_TEST_SIZES)] for i in range(k)])),
+               (3,) * k]
+    last = None
+    for choice in dict.fromkeys(choices):
+        sizes = {sym: sp.Integer(v) for sym, v in zip(symbols, choice)}
+        try:
+            _verify_at(problem, var, result, order, sizes, points, seed)
+            return {str(kk): int(v) for kk, v in sizes.items()}
+        except _NoPoint as e:
+            last = e
+    raise ValueError(f"matrix calculus: could not find a point where {problem.text!r} and its "
+                     f"derivative are defined, to check the result ({last})")
+
+
+class _NoPoint(Exception):
+    """No random point of these sizes where the function and its derivative are defined."""
+
+
+def _verify_at(problem, var, result, order, sizes, points, seed):
     rng = random.Random(seed)
+    shape_of = {name: tuple(int(d.subs(sizes)) if isinstance(d, sp.Basic) else int(d)
+                            for d in sym.shape)
+                for name, sym in problem.symbols.items() if isinstance(sym, sp.MatrixSymbol)}
     checked = tries = 0
     while checked < points:
         tries += 1
-        if tries > 40:
-            raise ValueError(f"matrix calculus: could not find a point where {problem.text!r} "
-                             "and its derivative are defined, to check the result")
-        at = {s: sp.Float(rng.uniform(-2, 2) if tries < 20 else rng.uniform(0.2, 2), 30)
-              for s in free}
-        fv = complex(sp.N(f.xreplace(at) if not isinstance(f, sp.MatrixBase) else
-                          f.xreplace(at)[0], 30))
-        vals_w = [complex(sp.N(w.xreplace(at), 30)) for w in want]
-        vals_g = [complex(sp.N(g.xreplace(at) if isinstance(g, sp.Basic) else g, 30)) for g in got]
-        if any(abs(v.imag) > 1e-12 or v != v or abs(v) == float("inf")
-               for v in [fv] + vals_w + vals_g):
+        if tries > 30:
+            raise _NoPoint(f"sizes {', '.join(f'{k} = {v}' for k, v in sizes.items())}")
+        wide = tries < 15  # then positive values only: logs and square roots of entries
+        value = (lambda: sp.Float(rng.uniform(-2, 2) if wide else rng.uniform(0.2, 2), 30))
+        env = {"__sizes__": sizes}
+        for name, sym in problem.symbols.items():
+            if name == var.name:
+                env[name] = (_entries(name, shape_of[name], isinstance(sym, Symmetric))
+                             if name in shape_of else sp.Dummy(name, real=True))
+            elif name in shape_of:
+                r, c = shape_of[name]
+                M = sp.Matrix(r, c, lambda i, j: value())
+                if isinstance(sym, Symmetric):
+                    M = (M + M.T) / 2
+                env[name] = sp.ImmutableMatrix(M)
+            else:
+                env[name] = value()
+        V = env[var.name]
+        xs = list(V) if isinstance(V, sp.MatrixBase) else [V]
+        at = {x: value() for x in set(xs)}
+        try:
+            f = _explicit(problem.expr, env)
+            R = _explicit(result, env)
+        except (ValueError, ZeroDivisionError, sp.matrices.exceptions.NonInvertibleMatrixError):
+            continue  # a singular matrix at this point: another point
+        got = list(R) if isinstance(R, sp.MatrixBase) else [R]
+        if order == "grad":
+            if isinstance(var, Symmetric):  # s_ij = s_ji: d/ds_ij sees G_ij + G_ji
+                Rm = R if isinstance(R, sp.MatrixBase) else sp.ImmutableMatrix([[R]])
+                got = [Rm[i, j] + (Rm[j, i] if i != j else 0) for i in range(Rm.rows)
+                       for j in range(Rm.cols) if j >= i]
+                want = [sp.diff(f, V[i, j]) for i in range(V.rows) for j in range(V.cols)
+                        if j >= i]
+            else:
+                want = [sp.diff(f, x) for x in xs]
+        elif order == "jacobian":
+            F = f if isinstance(f, sp.MatrixBase) else sp.ImmutableMatrix([[f]])
+            want = [sp.diff(Fi, x) for Fi in F for x in xs]
+        else:  # hessian
+            want = [sp.diff(sp.diff(f, x), y) for x in xs for y in xs]
+        if len(got) != len(want):
+            raise AssertionError(f"matrix calculus: the result has {len(got)} entries, "
+                                 f"sympy.diff {len(want)}")
+        fs = list(f) if isinstance(f, sp.MatrixBase) else [f]
+        try:
+            vals = [complex(sp.N(v.xreplace(at) if isinstance(v, sp.Basic) else v, 30))
+                    for v in fs + want + got]
+        except (TypeError, ValueError):
+            continue
+        if any(abs(v.imag) > 1e-12 or v != v or abs(v) == float("inf") for v in vals):
             continue  # outside the domain (log of a negative, a singular X): another point
+        vals_w, vals_g = vals[len(fs):len(fs) + len(want)], vals[len(fs) + len(want):]
         for w, g in zip(vals_w, vals_g):
             if abs(w - g) > 1e-9 * max(1.0, abs(w)):
                 raise AssertionError(f"matrix calculus: the derived {order} of {problem.text!r} "
                                      f"disagrees with sympy.diff ({g.real} against {w.real}); "
                                      "this is a bug in symgrad, please report it")
         checked += 1
-    return {str(k): int(v) for k, v in sizes.items()}
 
 
 # -- the derivations ------------------------------------------------------------------------------
