@@ -79,6 +79,8 @@ CASES = [  # argv, fragment of the one line
                                                  "be True or False, not 'no'"),
     (["handout", "optlist.py", "-o", "h.tex"], "optlist.py: handout_options must be a dict"),
     (["handout", DEEP, "-o", "h.tex"], "up to 64 layers"),
+    (["train", "2-2-1", "--data", "xor", "--output", "softmax"], "over 1 unit is always 1"),
+    (["derive", "2-2-1", "--output", "softmax", "--loss", "mse"], "over 1 unit is always 1"),
     (["derive", "2-2-1", "--level", "element"], "needs --wrt"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
     (["nonsense"], "No such command"),
