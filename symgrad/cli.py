@@ -115,7 +115,22 @@ def jacobian(expression, wrt, fmt, steps):
       symgrad jacobian "2*x1 + x2, pi*x2, -x1/x2" --wrt x1,x2
       symgrad jacobian "2*a*x + b/y" --wrt a,b --format json
     """
+    _check_wrt_used(expression, wrt, "the expression", "a column of zeros in the Jacobian")
     _emit(calculus.derive_jacobian(expression, wrt), fmt, steps, "jacobian")
+
+
+def _check_wrt_used(fn: str, wrt: str, where: str, why: str) -> None:
+    """A --wrt name that its function never mentions is an error naming it (issue 13: `symgrad
+    jacobian "x**2" --wrt x,y` printed [[2*x, 0]] without a word, a misspelt name looking like a
+    real zero). The library keeps the zero column (sg.jacobian("x**2", "x y")): mathematically
+    right, and a program may want it."""
+    F = calculus.as_vector(fn, "f")
+    names = {s.name for s in F.free_symbols}
+    missing = [x.name for x in calculus.as_symbols(wrt, F) if x.name not in names]
+    if missing:
+        raise click.UsageError(f"--wrt: {', '.join(map(repr, missing))} "
+                               f"{'does' if len(missing) == 1 else 'do'} not appear in {where} "
+                               f"({why})")
 
 
 # -- matrix calculus: grad, derivative (and hessian's matrix form) ---------------------------------
@@ -236,6 +251,13 @@ def chain(fns, wrts, feeds, fmt, steps):
         raise click.UsageError(f"give one --feed per junction ({len(fns) - 1}), got {len(feeds)}")
     feed = [_parse_feed(f) for f in feeds] if feeds else None
     names = "fghkpq"
+    for i, (f, w) in enumerate(zip(fns, wrts)):
+        name = names[i] if i < 6 else f"f{i}"
+        inner = names[i + 1] if i + 1 < 6 else f"f{i + 1}"
+        _check_wrt_used(f, w, f"--fn {i + 1} ({name})",
+                        "a column of zeros in the Jacobian" if i == len(fns) - 1 else
+                        f"list only the inputs {name} uses; --feed says which output of {inner} "
+                        "feeds each")
     d = calculus.chain(*[(f, w, names[i] if i < 6 else f"f{i}")
                          for i, (f, w) in enumerate(zip(fns, wrts))], feed=feed)
     _emit(d, fmt, steps, "jacobian")

@@ -86,6 +86,17 @@ def test_chain_every_format(fmt):
         assert "1×3 · 3×2" in r.output and "both methods agree" in r.output
 
 
+def test_every_wrt_name_in_its_function_is_still_accepted():
+    """The check of issue 13 (a --wrt name absent from f is an error) takes what f does use:
+    a name that only occurs inside a function, and the chain's --feed that leaves an output
+    unused; the library keeps the zero column."""
+    assert run("jacobian", "sigmoid(a*b)", "--wrt", "b,a").exit_code == 0
+    r = run("chain", "--fn", "u**2", "--wrt", "u", "--fn", "x, x**2", "--wrt", "x",
+            "--feed", "u=2", "--format", "json")
+    assert json.loads(r.output)["jacobian"] == [["4*x**3"]]
+    assert sg.jacobian("x**2", "x y") == sp.Matrix([[2 * sp.Symbol("x", real=True), 0]])
+
+
 def test_chain_with_feed():
     r = run("chain", "--fn", "u**2", "--wrt", "u", "--fn", "x, y", "--wrt", "x,y",
             "--feed", "u=2", "--format", "json")
