@@ -407,7 +407,7 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
     # Everything is checked before the first step: the output path, the network's size (before
     # anything is allocated), the data file and every array in it (X_test too), then sg.train's
     # own arguments.
-    if out:
+    if out is not None:
         _check_writable(out)
     net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
     check_size(net, "float64", optimizer)
@@ -428,13 +428,16 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
         acc = None if X is None else accuracy(net, params, X, Y)
         if acc is not None:
             click.echo(f"{part} accuracy {acc:.2%} ({len(X)} examples)")
-    if out:
+    if out is not None:
         click.echo(f"parameters saved to {save_params(out, params)}")
 
 
 def _check_writable(path: str) -> None:
     """Fail before training, not after: the file save_params will write (.npz added) must be
-    writable (the same check save_params makes)."""
+    writable (the same check save_params makes). An empty path is refused as handout's -o is
+    (`-o ""` trained and saved nothing, exit 0)."""
+    if not path.strip():
+        raise click.UsageError("-o: the output path is empty")
     problem = output_problem(params_path(path))
     if problem is not None:
         raise click.BadParameter(f"{path}: {problem}", param_hint="-o")

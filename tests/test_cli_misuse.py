@@ -75,6 +75,8 @@ CASES = [  # argv, fragment of the one line
     (["train", "2-2-1", "--data", "truncated.npz"], "truncated.npz"),
     (["train", "2-2-1", "--data", "empty.npz"], "empty.npz"),
     (["train", "2-2-1", "--data", "text.npz"], "text.npz"),
+    (["train", "2-2-1", "--data", "xor", "-o", ""], "-o: the output path is empty"),
+    (["train", "2-2-1", "--data", "xor", "-o", " "], "-o: the output path is empty"),
     (["train", "2-2-1", "--data", "xor", "-o", "nodir/p.npz"], "no such directory"),
     (["train", "2-2-1", "--data", "xor", "-o", "dir"], "dir.npz is a directory"),
     (["handout", "2-2-1", "-o", "nodir/h.tex"], "the directory nodir does not exist"),
