@@ -339,15 +339,16 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
                             "Default: every parameter (matrix level).")
 @click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
               show_default=True)
-@click.option("--of", type=click.Choice(["loss", "output"]), default="loss", show_default=True,
-              help="Element level: differentiate the loss or the output ŷ.")
+@click.option("--of", type=click.Choice(["loss", "output"]), default=None,
+              help="Element level: differentiate the loss (the default) or the output ŷ.")
 @click.option("--naming", type=click.Choice(["notes", "position"]), default=None,
               help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
                    "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
                    "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--steps", is_flag=True, hidden=True)  # only to say why it is not needed
 @file_timeout
-def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, timeout):
+def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, steps, timeout):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -363,12 +364,18 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, timeo
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
+    if of == "output" and level != "element":  # (it was ignored: the loss's gradient printed)
+        raise click.UsageError("--of output is for --level element (the matrix level derives "
+                               "the gradient of the loss)")
+    if steps:  # README once said derive takes --steps; click's "No such option" said no more
+        raise click.UsageError("derive always prints every step; --steps is for jacobian, "
+                               "chain, grad and derivative")
     net = load_network(network, hidden, output_act, loss, timeout=timeout,
                        on_overrun=_hard_stop(network, timeout))
     net.check()
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
-    opts = {"of": of, "naming": naming} if level == "element" else {}
+    opts = {"of": of or "loss", "naming": naming} if level == "element" else {}
     ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))

@@ -174,6 +174,14 @@ def test_derive_element_by_position_name(tmp_path):
     assert r.exit_code == 2 and "unknown weight 'W1_111'" in r.output
 
 
+def test_derive_of_at_each_level():
+    """--of loss is what the matrix level derives (taken); the element level honours both."""
+    r = run("derive", "2-2-1", "--of", "loss", "--wrt", "b2")
+    assert r.exit_code == 0 and r.output == run("derive", "2-2-1", "--wrt", "b2").output
+    out = run("derive", "2-2-1", "--level", "element", "--of", "output", "--wrt", "w1").output
+    assert out.startswith("∂yhat/∂w1, unit by unit") and "∂ℓ/∂w1" not in out
+
+
 def test_derive_reads_a_network_file(tmp_path):
     path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.mlp([2, 3, 1])\n")
     r = run("derive", path, "--wrt", "W2", "--format", "json")
