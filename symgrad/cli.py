@@ -26,6 +26,7 @@ from symgrad.handouts.build import handout_file
 from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
+from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
 from symgrad.run.train import (TrainingWarning, accuracy, check_data, check_size, load_data,
                                output_problem, params_path, save_params, train as train_network)
@@ -346,9 +347,13 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
                    "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
                    "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--notation", default=None, metavar="PRESET",
+              help="With --format latex: slides (the default), feature, or a preset added with "
+                   "symgrad.register_notation (a network file may add one).")
 @click.option("--steps", is_flag=True, hidden=True)  # only to say why it is not needed
 @file_timeout
-def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, steps, timeout):
+def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
+           timeout):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -370,9 +375,13 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, steps
     if steps:  # README once said derive takes --steps; click's "No such option" said no more
         raise click.UsageError("derive always prints every step; --steps is for jacobian, "
                                "chain, grad and derivative")
+    if notation is not None and fmt != "latex":  # text and JSON have no notation to choose
+        raise click.UsageError(f"--notation is for --format latex (the {fmt} output names "
+                               "W1, z1, h1 as the engines do)")
     net = load_network(network, hidden, output_act, loss, timeout=timeout,
                        on_overrun=_hard_stop(network, timeout))
     net.check()
+    preset = notation_preset(notation or "slides")  # after the file: it may register one
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
     opts = {"of": of or "loss", "naming": naming} if level == "element" else {}
@@ -380,13 +389,9 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, steps
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":
-        click.echo("\n\n".join(_latex(d) for d in ds))
+        click.echo("\n\n".join(to_latex(d, notation=preset.name) for d in ds))
     else:
         click.echo("\n\n".join(d.to_text() for d in ds))
-
-
-def _latex(d: Derivation) -> str:
-    return to_latex(d)
 
 
 @cli.command("train")

@@ -182,6 +182,27 @@ def test_derive_of_at_each_level():
     assert out.startswith("∂yhat/∂w1, unit by unit") and "∂ℓ/∂w1" not in out
 
 
+def test_derive_takes_a_notation_as_handout_does(tmp_path):
+    """derive had no --notation (handout had): the LaTeX of each preset, the default slides, a
+    preset a network file registers, and one line for text or JSON, which have no notation."""
+    slides = run("derive", "2-2-1", "--wrt", "W1", "--format", "latex").output
+    assert run("derive", "2-2-1", "--wrt", "W1", "--format", "latex",
+               "--notation", "slides").output == slides
+    feature = run("derive", "2-2-1", "--wrt", "W1", "--format", "latex", "--notation", "feature")
+    assert feature.exit_code == 0 and r"\dot{W}" in feature.output and r"\dot{W}" not in slides
+    element = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_21", "--format", "latex",
+                  "--notation", "feature").output
+    assert r"\dot{w}_{12}" in element  # W1_21 joins input 1 to unit 2: ẇ_12, as the notes
+    from symgrad.printing.names import NOTATIONS
+    path = _write(tmp_path, "net.py", "import symgrad as sg\nsg.register_notation("
+                  "sg.Notation('mine', bold=False))\nnet = sg.mlp([2, 2, 1])\n")
+    try:
+        r = run("derive", path, "--wrt", "W1", "--format", "latex", "--notation", "mine")
+        assert r.exit_code == 0 and r"\mathbf" not in r.output and r"\mathbf" in slides
+    finally:
+        NOTATIONS.pop("mine", None)
+
+
 def test_derive_reads_a_network_file(tmp_path):
     path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.mlp([2, 3, 1])\n")
     r = run("derive", path, "--wrt", "W2", "--format", "json")
