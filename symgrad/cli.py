@@ -264,6 +264,22 @@ def chain(fns, wrts, feeds, fmt, steps):
     _emit(d, fmt, steps, "jacobian")
 
 
+SPEC_OPTIONS = {"hidden": "--hidden", "output_act": "--output", "loss": "--loss",
+                "penalty": "--penalty"}
+
+
+def _spec_only(ctx, network: str) -> None:
+    """--hidden/--output/--loss/--penalty describe a spec; a network file (or a worksheet)
+    defines its own, and those options were ignored without a word."""
+    if not network.endswith((".py", ".txt")):
+        return
+    given = [flag for name, flag in SPEC_OPTIONS.items() if name in ctx.params
+             and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a "
+                               f"spec such as 2-2-1; {network} defines its own")
+
+
 def network_options(f):
     """--hidden/--output/--loss, the same for every command that takes a network spec."""
     f = click.option("--loss", default="mse", show_default=True,
@@ -309,7 +325,8 @@ def file_timeout(f):
 @click.option("--exercises/--no-exercises", default=None)
 @network_options
 @file_timeout
-def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
+@click.pass_context
+def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
                 loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
@@ -322,6 +339,7 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
       symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
     """
+    _spec_only(ctx, network)
     try:
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
                             on_overrun=_hard_stop(network, timeout),
@@ -352,7 +370,8 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
                    "symgrad.register_notation (a network file may add one).")
 @click.option("--steps", is_flag=True, hidden=True)  # only to say why it is not needed
 @file_timeout
-def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
+@click.pass_context
+def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
            timeout):
     """Derive the gradient of a network's loss, step by step.
 
@@ -375,6 +394,7 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, notat
     if steps:  # README once said derive takes --steps; click's "No such option" said no more
         raise click.UsageError("derive always prints every step; --steps is for jacobian, "
                                "chain, grad and derivative")
+    _spec_only(ctx, network)
     if notation is not None and fmt != "latex":  # text and JSON have no notation to choose
         raise click.UsageError(f"--notation is for --format latex (the {fmt} output names "
                                "W1, z1, h1 as the engines do)")
@@ -395,9 +415,10 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, notat
 
 
 @cli.command("train")
-@click.argument("spec")
+@click.argument("network")
 @network_options
-@click.option("--penalty", type=float, default=0.0, show_default=True, help="λ of ½λΣ‖W‖².")
+@click.option("--penalty", type=float, default=0.0, show_default=True,
+              help="λ of ½λΣ‖W‖² (a spec's; a network file sets its own).")
 @click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
               show_default=True)
@@ -407,23 +428,43 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, notat
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the parameters (.npz).")
 @click.option("--quiet", is_flag=True, help="No progress line.")
-def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, batch_size, seed,
-          out, quiet):
-    """Train the network SPEC (sizes like 64-32-10) on a data set; print its loss and accuracy.
+@file_timeout
+@click.pass_context
+def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, epochs,
+          batch_size, seed, out, quiet, timeout):
+    """Train NETWORK on a data set; print its loss and accuracy. NETWORK is a spec such as
+    64-32-10 (with --hidden/--output/--loss/--penalty) or a Python file that defines a Network
+    named net (with one loss).
 
     \b
     Example:
       symgrad train 64-32-10 --hidden relu --output softmax --loss cross_entropy \\
                     --data digits --epochs 50 --lr 0.003 -o params.npz
+      symgrad train net.py --data digits --epochs 50
     """
     # Everything is checked before the first step: the output path, the network's size (before
     # anything is allocated), the data file and every array in it (X_test too), then sg.train's
     # own arguments.
     if out is not None:
         _check_writable(out)
-    net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
+    _spec_only(ctx, network)
+    if network.endswith(".py"):  # the loader of derive and handout, with its timeout
+        net = load_network(network, timeout=timeout, on_overrun=_hard_stop(network, timeout))
+        if net.several_losses:  # --data holds one Y; sg.train takes a dict of targets
+            raise click.UsageError(
+                f"{network}: symgrad train trains a network with one loss; this one has "
+                f"{len(net.losses)} (on {', '.join(map(repr, net.outputs))}): use sg.train with "
+                "a dict of targets")
+        if len(net.inputs) > 1:  # --data holds one X
+            raise click.UsageError(
+                f"{network}: symgrad train trains a network with one input; this one has "
+                f"{len(net.inputs)} ({', '.join(map(repr, net.inputs))}): use sg.train with a "
+                "dict of inputs")
+    else:
+        net = mlp(parse_spec(network), hidden=hidden, output=output_act, loss=loss,
+                  penalty=penalty)
     check_size(net, "float64", optimizer)
-    d = load_data(data, loss, seed=seed)
+    d = load_data(data, net.loss, seed=seed)
     check_data(net, d, data)
     with warnings.catch_warnings(record=True) as caught:  # a run ending worse: one line, below
         warnings.simplefilter("always", TrainingWarning)
@@ -435,7 +476,7 @@ def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, 
             click.echo(f"symgrad: warning: {w.message}", err=True)
         else:  # anyone else's warning, as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
+    click.echo(f"{network} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
     for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
         acc = None if X is None else accuracy(net, params, X, Y)
         if acc is not None:

@@ -236,6 +236,25 @@ def test_derive_errors_are_one_line_exit_2(tmp_path, args, files, fragment):
     assert fragment in lines[0] and "Traceback" not in r.output
 
 
+def test_train_reads_a_network_file_as_derive_does(tmp_path):
+    """symgrad train took only a spec: now a file defining a Network net, through the same
+    loader (its own activations, loss and penalty; the data's labels formatted for its loss)."""
+    path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.Network()\n"
+                  "h = net.act(net.dense(net.input('in', 2), 3, W='A'), 'tanh')\n"
+                  "net.set_loss(net.act(net.dense(h, 1), 'sigmoid'), 'bce', penalty='1/1000')\n")
+    out = tmp_path / "p.npz"
+    r = run("train", path, "--data", "xor", "--epochs", "300", "--lr", "0.05", "--batch-size",
+            "4", "--quiet", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert f"{path} on xor: 4 examples, 300 epochs" in r.output
+    assert "train accuracy 100.00% (4 examples)" in r.output
+    assert set(sg.load_params(out)) == {"A", "b1", "W2", "b2"}
+    labels = _write(tmp_path, "ce.py", "import symgrad as sg\n"
+                    "net = sg.mlp([2, 2], output='softmax', loss='cross_entropy')\n")
+    r = run("train", labels, "--data", "xor", "--epochs", "2", "--quiet")
+    assert r.exit_code == 0 and "train accuracy" in r.output, r.output  # labels, not one-hot
+
+
 def test_train_checks_the_output_path_before_training(tmp_path):
     r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--epochs", "100000",
                                  "-o", str(tmp_path / "no" / "such" / "x.npz")])

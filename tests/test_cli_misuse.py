@@ -20,6 +20,7 @@ FILES = {  # name → contents; written to a fresh directory for each case
     "base.py": "class Mine(BaseException):\n    pass\nraise Mine('mine')\n",
     "exit.py": "import sys\nsys.exit(3)\n",
     "loop.py": "while True:\n    pass\n",
+    "crash.py": "x = 1\nraise RuntimeError('boom')\n",
     "badloss.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nnet.loss = 42\n",
     "badstr.py": "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()\n",
     "levle.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nhandout_options = {'levle': 'both'}\n",
@@ -27,6 +28,12 @@ FILES = {  # name → contents; written to a fresh directory for each case
                     "handout_options = {'exercises': 'no'}\n",
     "optlist.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
                   "handout_options = [('level', 'both')]\n",
+    "multi.py": "import symgrad as sg\nnet = sg.Network()\nh = net.dense(net.input('x', 2), 3)\n"
+                "net.add_loss(net.dense(h, 1, name='reg'), 'mse')\n"
+                "net.add_loss(net.act(net.dense(h, 2), 'softmax', name='cls'), 'cross_entropy')\n",
+    "two.py": "import symgrad as sg\nnet = sg.Network()\n"
+              "net.set_loss(net.dense(net.concat(net.input('a', 1), net.input('b', 1)), 1), "
+              "'mse')\n",
     "text.npz": "X,Y\n1,2\n",
     "empty.npz": "",
 }
@@ -67,6 +74,16 @@ CASES = [  # argv, fragment of the one line
     (["derive", "badstr.py"], "badstr.py, line 4: E: (its message could not be printed)"),
     (["handout", "2-2-1", "-o", ""], "the output path is empty"),
     (["derive", "missing.py"], "no such network file: missing.py"),
+    (["train", "loop.py", "--data", "xor", "--timeout", "0.5"], "still running after 0.5 s"),
+    (["train", "crash.py", "--data", "xor"], "crash.py, line 2: RuntimeError: boom"),
+    (["train", "multi.py", "--data", "xor"], "multi.py: symgrad train trains a network with one "
+                                             "loss; this one has 2 (on 'reg', 'cls')"),
+    (["train", "two.py", "--data", "xor"], "two.py: symgrad train trains a network with one "
+                                           "input; this one has 2 ('a', 'b')"),
+    (["train", "levle.py", "--data", "xor", "--loss", "bce", "--penalty", "0.1"],
+     "--loss, --penalty are for a spec such as 2-2-1; levle.py defines its own"),
+    (["derive", "levle.py", "--hidden", "tanh"], "--hidden is for a spec such as 2-2-1"),
+    (["handout", "levle.py", "--output", "sigmoid"], "--output is for a spec such as 2-2-1"),
     (["train", "99999999999-1", "--data", "xor"], "too big to train"),
     (["train", "3-2-1", "--data", "xor"], "expected (n, 3)"),
     (["train", "2-2-1", "--data", "xor", "--penalty", "-1"], "penalty"),
@@ -181,7 +198,8 @@ def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
     with the same one line (this ran on for minutes)."""
     (tmp_path / "deaf.py").write_text("import signal\nsignal.signal(signal.SIGALRM, "
                                       "signal.SIG_IGN)\nwhile True:\n    pass\n")
-    for cmd in (["derive", "deaf.py"], ["handout", "deaf.py", "-o", "h.tex"]):
+    for cmd in (["derive", "deaf.py"], ["handout", "deaf.py", "-o", "h.tex"],
+                ["train", "deaf.py", "--data", "xor"]):
         p = _cli(*cmd, "--timeout", "0.5", cwd=tmp_path)
         _, err = p.communicate(timeout=60)
         assert p.returncode == 2, err
