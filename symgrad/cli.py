@@ -28,8 +28,9 @@ from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import (TrainingWarning, accuracy, check_data, check_size, load_data,
-                               output_problem, params_path, save_params, train as train_network)
+from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
+                               load_data, output_problem, params_path, save_params,
+                               train_defaults, train_starts)
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -422,16 +423,25 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
 @click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
               show_default=True)
-@click.option("--lr", type=float, default=None, help="[default: 0.1 sgd, 0.01 momentum, 0.001 adam]")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=None,
+              help="[default: 0.1 sgd, 0.01 momentum, 0.001 adam; adam 0.05 for xor]")
+@click.option("--epochs", type=int, default=None, help="[default: 1000 for xor, else 10]")
+@click.option("--batch-size", type=int, default=None, help="[default: 32]")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The seed of the first start (the data's split, the start, the shuffles).")
+@click.option("--starts", type=int, default=None,
+              help="Train from up to N starts (seeds SEED, SEED+1, …): keep the first that "
+                   "classifies every training example right, else the lowest final loss "
+                   "[default: 10 for xor, else 1].")
+@click.option("--relu-bias", type=float, default=None,
+              help="Where the biases of layers feeding ReLU units start, so that none starts "
+                   "dead [default: 1 for xor, else 0].")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the parameters (.npz).")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @file_timeout
 @click.pass_context
 def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, epochs,
-          batch_size, seed, out, quiet, timeout):
+          batch_size, seed, starts, relu_bias, out, quiet, timeout):
     """Train NETWORK on a data set; print its loss and accuracy. NETWORK is a spec such as
     64-32-10 (with --hidden/--output/--loss/--penalty) or a Python file that defines a Network
     named net (with one loss).
@@ -466,17 +476,38 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
     check_size(net, "float64", optimizer)
     d = load_data(data, net.loss, seed=seed)
     check_data(net, d, data)
+    # options left unset take the data set's defaults (xor's: symgrad.run.train.DATA_DEFAULTS),
+    # else the general ones; the line below says which came from the data set
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "starts": starts,
+             "relu_bias": relu_bias}
+    own = train_defaults(data, optimizer)
+    opts = {k: own[k] if v is None else v for k, v in given.items()}
     with warnings.catch_warnings(record=True) as caught:  # a run ending worse: one line, below
         warnings.simplefilter("always", TrainingWarning)
-        params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
-                                        epochs=epochs, batch_size=batch_size, seed=seed,
-                                        quiet=quiet)
+        params, history, info = train_starts(
+            net, d["X"], d["Y"], opts["starts"], opts["relu_bias"], seed, optimizer=optimizer,
+            lr=opts["lr"], epochs=opts["epochs"], batch_size=opts["batch_size"], quiet=quiet)
     for w in caught:
         if issubclass(w.category, TrainingWarning):
             click.echo(f"symgrad: warning: {w.message}", err=True)
         else:  # anyone else's warning, as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    click.echo(f"{network} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
+    if data in DATA_DEFAULTS and any(v is None for v in given.values()):
+        words = {"epochs": f"{opts['epochs']} epochs", "lr": f"lr {opts['lr']:g}",
+                 "batch_size": f"batch size {opts['batch_size']}",
+                 "starts": f"up to {opts['starts']} starts",
+                 "relu_bias": f"ReLU biases from {opts['relu_bias']:g}"}
+        used = [words[k] for k, v in given.items() if v is None and
+                (k in DATA_DEFAULTS[data] and (k != "lr" or optimizer in DATA_DEFAULTS[data][k]))]
+        if used:
+            click.echo(f"{data}'s defaults: {', '.join(used)} (symgrad train --help)")
+    if info["tried"] > 1 or opts["starts"] > 1:
+        why = ("the first to classify every training example right" if info["learned"] else
+               f"the lowest loss of {info['tried']}; none classified every example right")
+        click.echo(f"start {info['start']} of up to {opts['starts']} kept (seed {info['seed']}): "
+                   f"{why}")
+    click.echo(f"{network} on {data}: {len(d['X'])} examples, {opts['epochs']} epochs, "
+               f"loss {history[-1]:.6g}")
     for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
         acc = None if X is None else accuracy(net, params, X, Y)
         if acc is not None:

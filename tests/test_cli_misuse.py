@@ -84,6 +84,8 @@ CASES = [  # argv, fragment of the one line
      "--loss, --penalty are for a spec such as 2-2-1; levle.py defines its own"),
     (["derive", "levle.py", "--hidden", "tanh"], "--hidden is for a spec such as 2-2-1"),
     (["handout", "levle.py", "--output", "sigmoid"], "--output is for a spec such as 2-2-1"),
+    (["train", "2-2-1", "--data", "xor", "--starts", "0"], "starts must be a positive integer"),
+    (["train", "2-2-1", "--data", "xor", "--relu-bias", "nan"], "relu_bias must be a finite"),
     (["train", "99999999999-1", "--data", "xor"], "too big to train"),
     (["train", "3-2-1", "--data", "xor"], "expected (n, 3)"),
     (["train", "2-2-1", "--data", "xor", "--penalty", "-1"], "penalty"),
