@@ -28,6 +28,7 @@ from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
 from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
+from symgrad.run.plot import check_plot_path, plot_history
 from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
                                load_data, output_problem, params_path, save_params,
                                train_defaults, train_starts)
@@ -437,11 +438,14 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
               help="Where the biases of layers feeding ReLU units start, so that none starts "
                    "dead [default: 1 for xor, else 0].")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the parameters (.npz).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw the loss curve to this file (.png, .pdf, .svg); needs matplotlib: "
+                   "pip install 'symgrad[plot]'.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @file_timeout
 @click.pass_context
 def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, epochs,
-          batch_size, seed, starts, relu_bias, out, quiet, timeout):
+          batch_size, seed, starts, relu_bias, out, plot, quiet, timeout):
     """Train NETWORK on a data set; print its loss and accuracy. NETWORK is a spec such as
     64-32-10 (with --hidden/--output/--loss/--penalty) or a Python file that defines a Network
     named net (with one loss).
@@ -457,6 +461,8 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
     # own arguments.
     if out is not None:
         _check_writable(out)
+    if plot is not None:  # its file and matplotlib, before any work
+        check_plot_path(plot, output_problem)
     _spec_only(ctx, network)
     if network.endswith(".py"):  # the loader of derive and handout, with its timeout
         net = load_network(network, timeout=timeout, on_overrun=_hard_stop(network, timeout))
@@ -514,6 +520,8 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
             click.echo(f"{part} accuracy {acc:.2%} ({len(X)} examples)")
     if out is not None:
         click.echo(f"parameters saved to {save_params(out, params)}")
+    if plot is not None:
+        click.echo(f"loss curve saved to {plot_history(plot, history, f'{network} on {data}')}")
 
 
 def _check_writable(path: str) -> None:

@@ -177,6 +177,37 @@ def test_train_starts_keeps_the_first_start_that_learns():
         train_starts(net, d["X"], d["Y"], 1, float("nan"))
 
 
+def test_cli_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
+    """--plot is matplotlib's (an optional extra): without it, one line before any training."""
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--quiet",
+                                 "--plot", str(tmp_path / "loss.png")])
+    assert r.exit_code == 2 and r.output == (
+        "symgrad: error: --plot needs matplotlib, which is not installed: pip install "
+        "'symgrad[plot]' (or pip install matplotlib)\n"), r.output
+    assert not (tmp_path / "loss.png").exists()
+
+
+def test_cli_plot_draws_the_loss_curve(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+    path = tmp_path / "loss.png"
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--quiet", "--plot",
+                                 str(path)])
+    assert r.exit_code == 0 and r.output.endswith(f"loss curve saved to {path}\n"), r.output
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and imread(path).shape[:2] == (400, 600)
+    svg = tmp_path / "a $x$ loss.svg"  # a name with TeX in it is data, not mathtext
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--quiet", "--epochs", "5",
+                                 "--plot", str(svg)])
+    assert r.exit_code == 0 and svg.read_text().lstrip().startswith("<?xml"), r.output
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--plot",
+                                 str(tmp_path / "loss.doc")])
+    assert r.exit_code == 2 and "give a file ending in .png, .pdf, .svg" in r.output
+    assert "accuracy" not in r.output  # refused before training
+
+
 @pytest.mark.parametrize("args,msg", [
     (["train", "2-x-1", "--data", "xor"], "bad network spec"),
     (["train", "2-2-1", "--data", "nope"], "unknown data set"),
