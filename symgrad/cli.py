@@ -28,9 +28,12 @@ from symgrad.handouts.build import handout_file
 from symgrad.handouts.pdf import TeXError
 from symgrad.network import load_network
 from symgrad.printing.latex import to_latex
+from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
-from symgrad.run.train import (TrainingWarning, accuracy, check_data, check_size, load_data,
-                               output_problem, params_path, save_params, train as train_network)
+from symgrad.run.plot import check_plot_path, plot_history
+from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
+                               load_data, output_problem, params_path, save_params,
+                               train_defaults, train_starts)
 
 FORMATS = click.Choice(["text", "latex", "json"])
 # Errors that mean "the input is wrong": reported in one line, exit code 2.
@@ -120,7 +123,22 @@ def jacobian(expression, wrt, fmt, steps):
       symgrad jacobian "2*x1 + x2, pi*x2, -x1/x2" --wrt x1,x2
       symgrad jacobian "2*a*x + b/y" --wrt a,b --format json
     """
+    _check_wrt_used(expression, wrt, "the expression", "a column of zeros in the Jacobian")
     _emit(calculus.derive_jacobian(expression, wrt), fmt, steps, "jacobian")
+
+
+def _check_wrt_used(fn: str, wrt: str, where: str, why: str) -> None:
+    """A --wrt name that its function never mentions is an error naming it (issue 13: `symgrad
+    jacobian "x**2" --wrt x,y` printed [[2*x, 0]] without a word, a misspelt name looking like a
+    real zero). The library keeps the zero column (sg.jacobian("x**2", "x y")): mathematically
+    right, and a program may want it."""
+    F = calculus.as_vector(fn, "f")
+    names = {s.name for s in F.free_symbols}
+    missing = [x.name for x in calculus.as_symbols(wrt, F) if x.name not in names]
+    if missing:
+        raise click.UsageError(f"--wrt: {', '.join(map(repr, missing))} "
+                               f"{'does' if len(missing) == 1 else 'do'} not appear in {where} "
+                               f"({why})")
 
 
 # -- matrix calculus: grad, derivative (and hessian's matrix form) ---------------------------------
@@ -279,9 +297,32 @@ def chain(fns, wrts, feeds, fmt, steps):
         raise click.UsageError(f"give one --feed per junction ({len(fns) - 1}), got {len(feeds)}")
     feed = [_parse_feed(f) for f in feeds] if feeds else None
     names = "fghkpq"
+    for i, (f, w) in enumerate(zip(fns, wrts)):
+        name = names[i] if i < 6 else f"f{i}"
+        inner = names[i + 1] if i + 1 < 6 else f"f{i + 1}"
+        _check_wrt_used(f, w, f"--fn {i + 1} ({name})",
+                        "a column of zeros in the Jacobian" if i == len(fns) - 1 else
+                        f"list only the inputs {name} uses; --feed says which output of {inner} "
+                        "feeds each")
     d = calculus.chain(*[(f, w, names[i] if i < 6 else f"f{i}")
                          for i, (f, w) in enumerate(zip(fns, wrts))], feed=feed)
     _emit(d, fmt, steps, "jacobian")
+
+
+SPEC_OPTIONS = {"hidden": "--hidden", "output_act": "--output", "loss": "--loss",
+                "penalty": "--penalty"}
+
+
+def _spec_only(ctx, network: str) -> None:
+    """--hidden/--output/--loss/--penalty describe a spec; a network file (or a worksheet)
+    defines its own, and those options were ignored without a word."""
+    if not network.endswith((".py", ".txt")):
+        return
+    given = [flag for name, flag in SPEC_OPTIONS.items() if name in ctx.params
+             and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT]
+    if given:
+        raise click.UsageError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for a "
+                               f"spec such as 2-2-1; {network} defines its own")
 
 
 def network_options(f):
@@ -329,7 +370,8 @@ def file_timeout(f):
 @click.option("--exercises/--no-exercises", default=None)
 @network_options
 @file_timeout
-def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
+@click.pass_context
+def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
                 loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
@@ -342,6 +384,7 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
       symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
     """
+    _spec_only(ctx, network)
     try:
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
                             on_overrun=_hard_stop(network, timeout),
@@ -360,15 +403,21 @@ def handout_cmd(network, out, level, verbosity, fmt, notation, exercises, hidden
                             "Default: every parameter (matrix level).")
 @click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
               show_default=True)
-@click.option("--of", type=click.Choice(["loss", "output"]), default="loss", show_default=True,
-              help="Element level: differentiate the loss or the output ŷ.")
+@click.option("--of", type=click.Choice(["loss", "output"]), default=None,
+              help="Element level: differentiate the loss (the default) or the output ŷ.")
 @click.option("--naming", type=click.Choice(["notes", "position"]), default=None,
               help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
                    "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
                    "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
+@click.option("--notation", default=None, metavar="PRESET",
+              help="With --format latex: slides (the default), feature, or a preset added with "
+                   "symgrad.register_notation (a network file may add one).")
+@click.option("--steps", is_flag=True, hidden=True)  # only to say why it is not needed
 @file_timeout
-def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, timeout):
+@click.pass_context
+def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
+           timeout):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -384,78 +433,146 @@ def derive(network, hidden, output_act, loss, wrt, level, of, naming, fmt, timeo
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
+    if of == "output" and level != "element":  # (it was ignored: the loss's gradient printed)
+        raise click.UsageError("--of output is for --level element (the matrix level derives "
+                               "the gradient of the loss)")
+    if steps:  # README once said derive takes --steps; click's "No such option" said no more
+        raise click.UsageError("derive always prints every step; --steps is for jacobian, "
+                               "chain, grad and derivative")
+    _spec_only(ctx, network)
+    if notation is not None and fmt != "latex":  # text and JSON have no notation to choose
+        raise click.UsageError(f"--notation is for --format latex (the {fmt} output names "
+                               "W1, z1, h1 as the engines do)")
     net = load_network(network, hidden, output_act, loss, timeout=timeout,
                        on_overrun=_hard_stop(network, timeout))
     net.check()
+    preset = notation_preset(notation or "slides")  # after the file: it may register one
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
-    opts = {"of": of, "naming": naming} if level == "element" else {}
+    opts = {"of": of or "loss", "naming": naming} if level == "element" else {}
     ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":
-        click.echo("\n\n".join(_latex(d) for d in ds))
+        click.echo("\n\n".join(to_latex(d, notation=preset.name) for d in ds))
     else:
         click.echo("\n\n".join(d.to_text() for d in ds))
 
 
-def _latex(d: Derivation) -> str:
-    return to_latex(d)
-
-
 @cli.command("train")
-@click.argument("spec")
+@click.argument("network")
 @network_options
-@click.option("--penalty", type=float, default=0.0, show_default=True, help="λ of ½λΣ‖W‖².")
+@click.option("--penalty", type=float, default=0.0, show_default=True,
+              help="λ of ½λΣ‖W‖² (a spec's; a network file sets its own).")
 @click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
               show_default=True)
-@click.option("--lr", type=float, default=None, help="[default: 0.1 sgd, 0.01 momentum, 0.001 adam]")
-@click.option("--epochs", type=int, default=10, show_default=True)
-@click.option("--batch-size", type=int, default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--lr", type=float, default=None,
+              help="[default: 0.1 sgd, 0.01 momentum, 0.001 adam; adam 0.05 for xor]")
+@click.option("--epochs", type=int, default=None, help="[default: 1000 for xor, else 10]")
+@click.option("--batch-size", type=int, default=None, help="[default: 32]")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The seed of the first start (the data's split, the start, the shuffles).")
+@click.option("--starts", type=int, default=None,
+              help="Train from up to N starts (seeds SEED, SEED+1, …): keep the first that "
+                   "classifies every training example right, else the lowest final loss "
+                   "[default: 10 for xor, else 1].")
+@click.option("--relu-bias", type=float, default=None,
+              help="Where the biases of layers feeding ReLU units start, so that none starts "
+                   "dead [default: 1 for xor, else 0].")
 @click.option("-o", "--out", type=click.Path(dir_okay=False), help="Save the parameters (.npz).")
+@click.option("--plot", type=click.Path(dir_okay=False), default=None,
+              help="Draw the loss curve to this file (.png, .pdf, .svg); needs matplotlib: "
+                   "pip install 'symgrad[plot]'.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
-def train(spec, hidden, output_act, loss, penalty, data, optimizer, lr, epochs, batch_size, seed,
-          out, quiet):
-    """Train the network SPEC (sizes like 64-32-10) on a data set; print its loss and accuracy.
+@file_timeout
+@click.pass_context
+def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, epochs,
+          batch_size, seed, starts, relu_bias, out, plot, quiet, timeout):
+    """Train NETWORK on a data set; print its loss and accuracy. NETWORK is a spec such as
+    64-32-10 (with --hidden/--output/--loss/--penalty) or a Python file that defines a Network
+    named net (with one loss).
 
     \b
     Example:
       symgrad train 64-32-10 --hidden relu --output softmax --loss cross_entropy \\
                     --data digits --epochs 50 --lr 0.003 -o params.npz
+      symgrad train net.py --data digits --epochs 50
     """
     # Everything is checked before the first step: the output path, the network's size (before
     # anything is allocated), the data file and every array in it (X_test too), then sg.train's
     # own arguments.
-    if out:
+    if out is not None:
         _check_writable(out)
-    net = mlp(parse_spec(spec), hidden=hidden, output=output_act, loss=loss, penalty=penalty)
+    if plot is not None:  # its file and matplotlib, before any work
+        check_plot_path(plot, output_problem)
+    _spec_only(ctx, network)
+    if network.endswith(".py"):  # the loader of derive and handout, with its timeout
+        net = load_network(network, timeout=timeout, on_overrun=_hard_stop(network, timeout))
+        if net.several_losses:  # --data holds one Y; sg.train takes a dict of targets
+            raise click.UsageError(
+                f"{network}: symgrad train trains a network with one loss; this one has "
+                f"{len(net.losses)} (on {', '.join(map(repr, net.outputs))}): use sg.train with "
+                "a dict of targets")
+        if len(net.inputs) > 1:  # --data holds one X
+            raise click.UsageError(
+                f"{network}: symgrad train trains a network with one input; this one has "
+                f"{len(net.inputs)} ({', '.join(map(repr, net.inputs))}): use sg.train with a "
+                "dict of inputs")
+    else:
+        net = mlp(parse_spec(network), hidden=hidden, output=output_act, loss=loss,
+                  penalty=penalty)
     check_size(net, "float64", optimizer)
-    d = load_data(data, loss, seed=seed)
+    d = load_data(data, net.loss, seed=seed)
     check_data(net, d, data)
+    # options left unset take the data set's defaults (xor's: symgrad.run.train.DATA_DEFAULTS),
+    # else the general ones; the line below says which came from the data set
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "starts": starts,
+             "relu_bias": relu_bias}
+    own = train_defaults(data, optimizer)
+    opts = {k: own[k] if v is None else v for k, v in given.items()}
     with warnings.catch_warnings(record=True) as caught:  # a run ending worse: one line, below
         warnings.simplefilter("always", TrainingWarning)
-        params, history = train_network(net, d["X"], d["Y"], optimizer=optimizer, lr=lr,
-                                        epochs=epochs, batch_size=batch_size, seed=seed,
-                                        quiet=quiet)
+        params, history, info = train_starts(
+            net, d["X"], d["Y"], opts["starts"], opts["relu_bias"], seed, optimizer=optimizer,
+            lr=opts["lr"], epochs=opts["epochs"], batch_size=opts["batch_size"], quiet=quiet)
     for w in caught:
         if issubclass(w.category, TrainingWarning):
             click.echo(f"symgrad: warning: {w.message}", err=True)
         else:  # anyone else's warning, as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    click.echo(f"{spec} on {data}: {len(d['X'])} examples, {epochs} epochs, loss {history[-1]:.6g}")
+    if data in DATA_DEFAULTS and any(v is None for v in given.values()):
+        words = {"epochs": f"{opts['epochs']} epochs", "lr": f"lr {opts['lr']:g}",
+                 "batch_size": f"batch size {opts['batch_size']}",
+                 "starts": f"up to {opts['starts']} starts",
+                 "relu_bias": f"ReLU biases from {opts['relu_bias']:g}"}
+        used = [words[k] for k, v in given.items() if v is None and
+                (k in DATA_DEFAULTS[data] and (k != "lr" or optimizer in DATA_DEFAULTS[data][k]))]
+        if used:
+            click.echo(f"{data}'s defaults: {', '.join(used)} (symgrad train --help)")
+    if info["tried"] > 1 or opts["starts"] > 1:
+        why = ("the first to classify every training example right" if info["learned"] else
+               f"the lowest loss of {info['tried']}; none classified every example right")
+        click.echo(f"start {info['start']} of up to {opts['starts']} kept (seed {info['seed']}): "
+                   f"{why}")
+    click.echo(f"{network} on {data}: {len(d['X'])} examples, {opts['epochs']} epochs, "
+               f"loss {history[-1]:.6g}")
     for part, X, Y in (("train", d["X"], d["Y"]), ("test", d.get("X_test"), d.get("Y_test"))):
         acc = None if X is None else accuracy(net, params, X, Y)
         if acc is not None:
             click.echo(f"{part} accuracy {acc:.2%} ({len(X)} examples)")
-    if out:
+    if out is not None:
         click.echo(f"parameters saved to {save_params(out, params)}")
+    if plot is not None:
+        click.echo(f"loss curve saved to {plot_history(plot, history, f'{network} on {data}')}")
 
 
 def _check_writable(path: str) -> None:
     """Fail before training, not after: the file save_params will write (.npz added) must be
-    writable (the same check save_params makes)."""
+    writable (the same check save_params makes). An empty path is refused as handout's -o is
+    (`-o ""` trained and saved nothing, exit 0)."""
+    if not path.strip():
+        raise click.UsageError("-o: the output path is empty")
     problem = output_problem(params_path(path))
     if problem is not None:
         raise click.BadParameter(f"{path}: {problem}", param_hint="-o")

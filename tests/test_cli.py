@@ -86,6 +86,17 @@ def test_chain_every_format(fmt):
         assert "1×3 · 3×2" in r.output and "both methods agree" in r.output
 
 
+def test_every_wrt_name_in_its_function_is_still_accepted():
+    """The check of issue 13 (a --wrt name absent from f is an error) takes what f does use:
+    a name that only occurs inside a function, and the chain's --feed that leaves an output
+    unused; the library keeps the zero column."""
+    assert run("jacobian", "sigmoid(a*b)", "--wrt", "b,a").exit_code == 0
+    r = run("chain", "--fn", "u**2", "--wrt", "u", "--fn", "x, x**2", "--wrt", "x",
+            "--feed", "u=2", "--format", "json")
+    assert json.loads(r.output)["jacobian"] == [["4*x**3"]]
+    assert sg.jacobian("x**2", "x y") == sp.Matrix([[2 * sp.Symbol("x", real=True), 0]])
+
+
 def test_chain_with_feed():
     r = run("chain", "--fn", "u**2", "--wrt", "u", "--fn", "x, y", "--wrt", "x,y",
             "--feed", "u=2", "--format", "json")
@@ -163,6 +174,35 @@ def test_derive_element_by_position_name(tmp_path):
     assert r.exit_code == 2 and "unknown weight 'W1_111'" in r.output
 
 
+def test_derive_of_at_each_level():
+    """--of loss is what the matrix level derives (taken); the element level honours both."""
+    r = run("derive", "2-2-1", "--of", "loss", "--wrt", "b2")
+    assert r.exit_code == 0 and r.output == run("derive", "2-2-1", "--wrt", "b2").output
+    out = run("derive", "2-2-1", "--level", "element", "--of", "output", "--wrt", "w1").output
+    assert out.startswith("∂yhat/∂w1, unit by unit") and "∂ℓ/∂w1" not in out
+
+
+def test_derive_takes_a_notation_as_handout_does(tmp_path):
+    """derive had no --notation (handout had): the LaTeX of each preset, the default slides, a
+    preset a network file registers, and one line for text or JSON, which have no notation."""
+    slides = run("derive", "2-2-1", "--wrt", "W1", "--format", "latex").output
+    assert run("derive", "2-2-1", "--wrt", "W1", "--format", "latex",
+               "--notation", "slides").output == slides
+    feature = run("derive", "2-2-1", "--wrt", "W1", "--format", "latex", "--notation", "feature")
+    assert feature.exit_code == 0 and r"\dot{W}" in feature.output and r"\dot{W}" not in slides
+    element = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_21", "--format", "latex",
+                  "--notation", "feature").output
+    assert r"\dot{w}_{12}" in element  # W1_21 joins input 1 to unit 2: ẇ_12, as the notes
+    from symgrad.printing.names import NOTATIONS
+    path = _write(tmp_path, "net.py", "import symgrad as sg\nsg.register_notation("
+                  "sg.Notation('mine', bold=False))\nnet = sg.mlp([2, 2, 1])\n")
+    try:
+        r = run("derive", path, "--wrt", "W1", "--format", "latex", "--notation", "mine")
+        assert r.exit_code == 0 and r"\mathbf" not in r.output and r"\mathbf" in slides
+    finally:
+        NOTATIONS.pop("mine", None)
+
+
 def test_derive_reads_a_network_file(tmp_path):
     path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.mlp([2, 3, 1])\n")
     r = run("derive", path, "--wrt", "W2", "--format", "json")
@@ -194,6 +234,25 @@ def test_derive_errors_are_one_line_exit_2(tmp_path, args, files, fragment):
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("symgrad: error:"), r.output
     assert fragment in lines[0] and "Traceback" not in r.output
+
+
+def test_train_reads_a_network_file_as_derive_does(tmp_path):
+    """symgrad train took only a spec: now a file defining a Network net, through the same
+    loader (its own activations, loss and penalty; the data's labels formatted for its loss)."""
+    path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.Network()\n"
+                  "h = net.act(net.dense(net.input('in', 2), 3, W='A'), 'tanh')\n"
+                  "net.set_loss(net.act(net.dense(h, 1), 'sigmoid'), 'bce', penalty='1/1000')\n")
+    out = tmp_path / "p.npz"
+    r = run("train", path, "--data", "xor", "--epochs", "300", "--lr", "0.05", "--batch-size",
+            "4", "--quiet", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert f"{path} on xor: 4 examples, 300 epochs" in r.output
+    assert "train accuracy 100.00% (4 examples)" in r.output
+    assert set(sg.load_params(out)) == {"A", "b1", "W2", "b2"}
+    labels = _write(tmp_path, "ce.py", "import symgrad as sg\n"
+                    "net = sg.mlp([2, 2], output='softmax', loss='cross_entropy')\n")
+    r = run("train", labels, "--data", "xor", "--epochs", "2", "--quiet")
+    assert r.exit_code == 0 and "train accuracy" in r.output, r.output  # labels, not one-hot
 
 
 def test_train_checks_the_output_path_before_training(tmp_path):

@@ -20,6 +20,7 @@ FILES = {  # name → contents; written to a fresh directory for each case
     "base.py": "class Mine(BaseException):\n    pass\nraise Mine('mine')\n",
     "exit.py": "import sys\nsys.exit(3)\n",
     "loop.py": "while True:\n    pass\n",
+    "crash.py": "x = 1\nraise RuntimeError('boom')\n",
     "badloss.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nnet.loss = 42\n",
     "badstr.py": "class E(Exception):\n    def __str__(self):\n        raise RuntimeError\nraise E()\n",
     "levle.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nhandout_options = {'levle': 'both'}\n",
@@ -27,6 +28,12 @@ FILES = {  # name → contents; written to a fresh directory for each case
                     "handout_options = {'exercises': 'no'}\n",
     "optlist.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
                   "handout_options = [('level', 'both')]\n",
+    "multi.py": "import symgrad as sg\nnet = sg.Network()\nh = net.dense(net.input('x', 2), 3)\n"
+                "net.add_loss(net.dense(h, 1, name='reg'), 'mse')\n"
+                "net.add_loss(net.act(net.dense(h, 2), 'softmax', name='cls'), 'cross_entropy')\n",
+    "two.py": "import symgrad as sg\nnet = sg.Network()\n"
+              "net.set_loss(net.dense(net.concat(net.input('a', 1), net.input('b', 1)), 1), "
+              "'mse')\n",
     "text.npz": "X,Y\n1,2\n",
     "empty.npz": "",
 }
@@ -47,6 +54,14 @@ CASES = [  # argv, fragment of the one line
     (["jacobian", "tanh(", "--wrt", "x"], "is never closed"),
     (["jacobian", "1e5000*x", "--wrt", "x"], "has 5001 digits"),
     (["jacobian", "x + y", "--wrt", "x,x"], "duplicate symbol 'x'"),
+    (["jacobian", "x**2", "--wrt", "x,y"],
+     "--wrt: 'y' does not appear in the expression (a column of zeros in the Jacobian)"),
+    (["jacobian", "x**2", "--wrt", "y,x,z"], "--wrt: 'y', 'z' do not appear in the expression"),
+    (["chain", "--fn", "u**2", "--wrt", "u,v", "--fn", "x, x**2", "--wrt", "x"],
+     "--wrt: 'v' does not appear in --fn 1 (f) (list only the inputs f uses; --feed says which "
+     "output of g feeds each)"),
+    (["chain", "--fn", "u**2", "--wrt", "u", "--fn", "x, x**2", "--wrt", "x,y", "--feed", "u=1"],
+     "--wrt: 'y' does not appear in --fn 2 (g)"),
     (["derive", "٢-٢-١"], "bad network spec"),
     (["derive", "12-11-1", "--level", "element", "--wrt", "W1_111"], "unknown weight 'W1_111'"),
     (["derive", "2-2-1", "--wrt", "W9"], "unknown parameter 'W9'"),
@@ -59,6 +74,21 @@ CASES = [  # argv, fragment of the one line
     (["derive", "badstr.py"], "badstr.py, line 4: E: (its message could not be printed)"),
     (["handout", "2-2-1", "-o", ""], "the output path is empty"),
     (["derive", "missing.py"], "no such network file: missing.py"),
+    (["train", "loop.py", "--data", "xor", "--timeout", "0.5"], "still running after 0.5 s"),
+    (["train", "crash.py", "--data", "xor"], "crash.py, line 2: RuntimeError: boom"),
+    (["train", "multi.py", "--data", "xor"], "multi.py: symgrad train trains a network with one "
+                                             "loss; this one has 2 (on 'reg', 'cls')"),
+    (["train", "two.py", "--data", "xor"], "two.py: symgrad train trains a network with one "
+                                           "input; this one has 2 ('a', 'b')"),
+    (["train", "levle.py", "--data", "xor", "--loss", "bce", "--penalty", "0.1"],
+     "--loss, --penalty are for a spec such as 2-2-1; levle.py defines its own"),
+    (["derive", "levle.py", "--hidden", "tanh"], "--hidden is for a spec such as 2-2-1"),
+    (["handout", "levle.py", "--output", "sigmoid"], "--output is for a spec such as 2-2-1"),
+    (["train", "2-2-1", "--data", "xor", "--starts", "0"], "starts must be a positive integer"),
+    (["train", "2-2-1", "--data", "xor", "--relu-bias", "nan"], "relu_bias must be a finite"),
+    (["train", "2-2-1", "--data", "xor", "--plot", ""], "--plot: the output path is empty"),
+    (["train", "2-2-1", "--data", "xor", "--plot", "nodir/loss.png"],
+     "--plot nodir/loss.png: no such directory"),
     (["train", "99999999999-1", "--data", "xor"], "too big to train"),
     (["train", "3-2-1", "--data", "xor"], "expected (n, 3)"),
     (["train", "2-2-1", "--data", "xor", "--penalty", "-1"], "penalty"),
@@ -67,6 +97,8 @@ CASES = [  # argv, fragment of the one line
     (["train", "2-2-1", "--data", "truncated.npz"], "truncated.npz"),
     (["train", "2-2-1", "--data", "empty.npz"], "empty.npz"),
     (["train", "2-2-1", "--data", "text.npz"], "text.npz"),
+    (["train", "2-2-1", "--data", "xor", "-o", ""], "-o: the output path is empty"),
+    (["train", "2-2-1", "--data", "xor", "-o", " "], "-o: the output path is empty"),
     (["train", "2-2-1", "--data", "xor", "-o", "nodir/p.npz"], "no such directory"),
     (["train", "2-2-1", "--data", "xor", "-o", "dir"], "dir.npz is a directory"),
     (["handout", "2-2-1", "-o", "nodir/h.tex"], "the directory nodir does not exist"),
@@ -79,6 +111,15 @@ CASES = [  # argv, fragment of the one line
                                                  "be True or False, not 'no'"),
     (["handout", "optlist.py", "-o", "h.tex"], "optlist.py: handout_options must be a dict"),
     (["handout", DEEP, "-o", "h.tex"], "up to 64 layers"),
+    (["train", "2-2-1", "--data", "xor", "--output", "softmax"], "over 1 unit is always 1"),
+    (["derive", "2-2-1", "--output", "softmax", "--loss", "mse"], "over 1 unit is always 1"),
+    (["derive", "2-2-1", "--of", "output"], "--of output is for --level element"),
+    (["derive", "2-2-1", "--level", "matrix", "--of", "output", "--wrt", "W1"],
+     "--of output is for --level element"),
+    (["derive", "2-2-1", "--steps"], "derive always prints every step"),
+    (["derive", "2-2-1", "--notation", "feature"], "--notation is for --format latex"),
+    (["derive", "2-2-1", "--format", "latex", "--notation", "fancy"],
+     "notation must be one of slides, feature, not 'fancy'"),
     (["derive", "2-2-1", "--level", "element"], "needs --wrt"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
     (["nonsense"], "No such command"),
@@ -162,7 +203,8 @@ def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
     with the same one line (this ran on for minutes)."""
     (tmp_path / "deaf.py").write_text("import signal\nsignal.signal(signal.SIGALRM, "
                                       "signal.SIG_IGN)\nwhile True:\n    pass\n")
-    for cmd in (["derive", "deaf.py"], ["handout", "deaf.py", "-o", "h.tex"]):
+    for cmd in (["derive", "deaf.py"], ["handout", "deaf.py", "-o", "h.tex"],
+                ["train", "deaf.py", "--data", "xor"]):
         p = _cli(*cmd, "--timeout", "0.5", cwd=tmp_path)
         _, err = p.communicate(timeout=60)
         assert p.returncode == 2, err

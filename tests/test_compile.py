@@ -363,9 +363,9 @@ def test_edge_cases_raise_clear_errors(scalar):
         kernel({**p, "b2": np.array([np.inf])}, X, Y)
     with pytest.raises(ValueError, match=r"^Y holds nan"):
         kernel(p, X, np.where(Y == 1, np.nan, Y))
-    with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
+    with pytest.raises(ValueError, match="softmax 'yhat' over 1 unit is always 1"):
         sg.mlp([2, 1], output="softmax", loss="cross_entropy")
-    late = sg.mlp([2, 1], output="softmax")
+    late = sg.mlp([2, 1], output="sigmoid")  # one output: cross_entropy is refused before its head
     with pytest.raises(ValueError, match="cross_entropy needs at least 2 outputs"):
         late.loss = sg.network.Loss.make("cross_entropy")  # set directly: refused as set_loss does
     late.__dict__["loss"] = sg.network.Loss.make("cross_entropy")  # past every check: compile still refuses

@@ -345,8 +345,26 @@ def test_sizes_may_be_numpy_integers():
         sg.derive_matrix_gradient(True, 2)
 
 
+def test_a_softmax_over_one_unit_is_refused_whatever_the_loss():
+    """mlp([2, 1], output="softmax") with mse was accepted and trained: ŷ = 1 for every input,
+    every gradient 0 (issue 13)."""
+    for loss in ("mse", "cross_entropy", "(yhat - y)^2"):
+        with pytest.raises(ValueError, match=r"^softmax 'yhat' over 1 unit is always 1"):
+            sg.mlp([2, 1], output="softmax", loss=loss)
+    net = sg.Network()
+    z = net.dense(net.input("x", 3), 1)
+    with pytest.raises(ValueError, match=r"^softmax 'mine' over 1 unit"):
+        net.act(z, "softmax", name="mine")  # a hidden one too, and by apply
+    with pytest.raises(ValueError, match=r"over 1 unit is always 1"):
+        net.apply("softmax", z)
+    seq = sg.Network()
+    with pytest.raises(ValueError, match=r"over 1 unit is always 1"):
+        seq.act(seq.dense(seq.input("x", shape=(4, 3)), 1), "softmax")
+    assert "yhat" in sg.mlp([2, 2], output="softmax").nodes  # two units are a softmax
+
+
 def test_set_loss_refuses_cross_entropy_over_one_output_and_keeps_the_old_loss():
-    net = sg.mlp([2, 1], output="softmax")
+    net = sg.mlp([2, 1], output="sigmoid")
     with pytest.raises(ValueError, match="^cross_entropy needs at least 2 outputs: a softmax over 1 "
                                          "output is always 1"):
         net.set_loss("yhat", "cross_entropy")

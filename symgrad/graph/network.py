@@ -156,6 +156,11 @@ class Graph:
             flat = node.op in OPS and OPS[node.op].flattens
             node = replace(node, positions=ins[0].positions if ins and not flat else None)
             node = self._image_rule(node, ins)
+            if node.op == "softmax" and node.dim == 1:  # (mlp([2, 1], output="softmax") with
+                # mse trained without a word: ŷ = 1 whatever the input, every gradient 0)
+                raise ValueError(f"softmax {node.name!r} over 1 unit is always 1 (nothing "
+                                 "before it can learn): give it at least 2 units, or use a "
+                                 "sigmoid for one output (with bce for two classes)")
             toks = [b.name for b in ins if b.op == "input" and "tokens" in dict(b.attrs)]
             if toks and node.op != "embedding":  # a token is an index, not a number to compute on
                 raise ValueError(f"{node.op} {node.name!r}: {toks[0]!r} holds integer tokens; "
