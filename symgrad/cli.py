@@ -152,6 +152,11 @@ def _sizes(items) -> dict:
         raise click.BadParameter(str(e).split(": ", 1)[1], param_hint="--size") from None
 
 
+def _dim(d):
+    """A size for JSON: a number, or a size symbol's name."""
+    return int(d) if getattr(d, "is_Integer", False) or isinstance(d, int) else str(d)
+
+
 def matrix_options(fn):
     for option in reversed([
             click.option("--wrt", required=True, help="The variable: x"),
@@ -177,10 +182,10 @@ def _matrix(derive, expression, wrt, vectors, matrices, symmetric, sizes, fmt, s
     elif fmt == "json":
         problem = d.meta["problem"]
         out = {"result": MatrixSympifyPrinter().doprint(R),
-               "shape": [str(x) for x in getattr(R, "shape", (1, 1))],
+               "shape": [_dim(x) for x in getattr(R, "shape", (1, 1))],
                "latex": latex(R),
                "symbols": {n: {"kind": problem.kinds[n],
-                               "shape": [str(x) for x in getattr(s, "shape", ())]}
+                               "shape": [_dim(x) for x in getattr(s, "shape", ())]}
                            for n, s in problem.symbols.items()}}
         if steps:
             out["steps"] = d.to_dict()["steps"]

@@ -245,7 +245,7 @@ def test_cli_json_reads_back():
     want = 2 * X.T * (X * w - y)
     assert sp.expand(back.subs({n: 2, m: 3}).as_explicit()
                      - want.subs({n: 2, m: 3}).as_explicit()) == sp.zeros(3, 1)
-    assert out["shape"] == ["m", "1"] and "latex" in out
+    assert out["shape"] == ["m", 1] and "latex" in out
 
 
 @pytest.mark.parametrize("args, msg", [

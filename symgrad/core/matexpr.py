@@ -504,4 +504,5 @@ def _times(A, B):
 
 # read back from JSON strings: sympify(s, locals=symgrad.SYMPIFY_LOCALS)
 from symgrad.core.primitives import SYMPIFY_LOCALS as _LOCALS  # noqa: E402
-_LOCALS.update(Scalar=Scalar, Symmetric=Symmetric, Softmax=Softmax, LogSumExp=LogSumExp)
+_LOCALS.update(Scalar=Scalar, Symmetric=Symmetric, Softmax=Softmax, LogSumExp=LogSumExp,
+               Elementwise=Elementwise)

@@ -18,6 +18,7 @@ at random points; a disagreement is an error, never an answer.
 from __future__ import annotations
 
 import random
+import re
 
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
@@ -216,7 +217,7 @@ def _d_inverse(d, e):
     return None if de is None else _mul(-1, e, de, e)
 
 
-@defdiff(sp.MatPow, "d(Aᵏ) = Σ_i Aⁱ dA Aᵏ⁻¹⁻ⁱ")
+@defdiff(sp.MatPow, "d(Uᵏ) = Σ_i Uⁱ dU Uᵏ⁻¹⁻ⁱ")
 def _d_matpow(d, e):
     A, k = e.args
     dA = d(A)
@@ -234,7 +235,7 @@ def _d_hadamard(d, e):
     return _add(terms)
 
 
-@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p−1) ⊙ dX")
+@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p − 1) ⊙ dX, entry by entry")
 def _d_hadamard_power(d, e):
     X, p = e.args
     dX = d(X)
@@ -294,7 +295,7 @@ def _d_det(d, e):
     return None if dX is None else e * sp.Trace(sp.MatMul(sp.Inverse(e.arg), dX))
 
 
-@defdiff(sp.Pow, "d(aᵖ) = p aᵖ⁻¹ da")
+@defdiff(sp.Pow, "d(uᵖ) = p uᵖ⁻¹ du")
 def _d_pow(d, e):
     base, p = e.args
     if p.has(d.var):
@@ -848,12 +849,22 @@ def _title(kind, problem, var) -> str:
     return f"{kind} of f = {from_text} with respect to {var.name}"
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
 def _plain(e) -> str:
-    return _printing_text()(e).replace("*", " ")
+    """Products as spaces, integer powers as superscripts (x² y), other powers as ^(…)."""
+    text = _printing_text()(e)
+    text = re.sub(r"\*\*(-?\d+)\b", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
+    text = re.sub(r"\*\*\(?([^()*]+)\)?", r"^(\1)", text)
+    return re.sub(r"(?<!\*)\*(?!\*)", " ", text)
 
 
 def _shape(e):
-    return tuple(e.shape) if isinstance(e, MatrixExpr) else (1, 1)
+    """(rows, cols) as plain values for the step records (JSON): ints, or a size's name."""
+    if not isinstance(e, MatrixExpr):
+        return (1, 1)
+    return tuple(int(d) if getattr(d, "is_Integer", False) else str(d) for d in e.shape)
 
 
 def derive_derivative(f, wrt: str, **decl) -> Derivation:
@@ -910,7 +921,8 @@ class _Kronecker:
             holding = [k for k, m in enumerate(mats) if m.has(dv)]
             if len(holding) == 1 and not coeff.has(dv):
                 k = holding[0]
-                L = _mul(coeff, *mats[:k]) if k or coeff != 1 else sp.Identity(e.shape[0])
+                L = _mul(coeff, *mats[:k]) if k else (
+                    _mul(coeff, sp.Identity(e.shape[0])) if coeff != 1 else sp.Identity(e.shape[0]))
                 R = _mul(*mats[k + 1:]) if k + 1 < len(mats) else sp.Identity(e.shape[1])
                 if mats[k] == dv:
                     return _kron(L, _t(R))

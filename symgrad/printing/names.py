@@ -35,7 +35,8 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 "⇒": r"\Rightarrow", "⟹": r"\implies", "↦": r"\mapsto", "𝟙": r"\mathbf{1}", "𝟏": r"\mathbf{1}",
                 # matrix calculus: ⟨G, dX⟩, X⁻¹, Aᵏ, Aⁱ, aᵖ (superscripts join the atom before)
                 "⟨": r"\langle", "⟩": r"\rangle", "⁻": "^{-}", "¹": "^{1}", "ᵏ": "^{k}",
-                "ⁱ": "^{i}", "ᵖ": "^{p}"}
+                "ⁱ": "^{i}", "ᵖ": "^{p}", "⁰": "^{0}", "³": "^{3}", "⁴": "^{4}", "⁵": "^{5}",
+                "⁶": "^{6}", "⁷": "^{7}", "⁸": "^{8}", "⁹": "^{9}"}
 
 
 def text_escape(text: str) -> str:

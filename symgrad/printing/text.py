@@ -210,6 +210,34 @@ class MatrixSympifyPrinter(SympifyPrinter):
     """A matrix-calculus result as a string sympify reads back with symgrad.SYMPIFY_LOCALS and
     nothing else: each matrix symbol spelled out with its shape (``MatrixSymbol('X', n, m)``)."""
 
+    # the _print_<Class> methods below, not the nodes' own _sympystr (which SymPy's printers try
+    # first): softmax(x) read back as the scalar function softmax
+    printmethod = "_sympify_matrix_str"
+
+    def _print_OneMatrix(self, m):
+        return f"OneMatrix({self._print(m.shape[0])}, {self._print(m.shape[1])})"
+
+    def _print_Identity(self, m):
+        return f"Identity({self._print(m.shape[0])})"
+
+    def _print_ZeroMatrix(self, m):
+        return f"ZeroMatrix({self._print(m.shape[0])}, {self._print(m.shape[1])})"
+
+    def _print_DiagMatrix(self, m):
+        return f"DiagMatrix({self._print(m.args[0])})"
+
+    def _print_DiagonalOf(self, m):
+        return f"DiagonalOf({self._print(m.args[0])})"
+
+    def _print_KroneckerProduct(self, m):
+        return f"KroneckerProduct({', '.join(self._print(a) for a in m.args)})"
+
+    def _print_Trace(self, m):
+        return f"Trace({self._print(m.arg)})"
+
+    def _print_Determinant(self, m):
+        return f"Determinant({self._print(m.arg)})"
+
     def _print_MatrixSymbol(self, m):
         cls = "Symmetric" if type(m).__name__ == "Symmetric" else "MatrixSymbol"
         return f"{cls}({m.name!r}, {self._print(m.shape[0])}, {self._print(m.shape[1])})"
@@ -224,7 +252,8 @@ class MatrixSympifyPrinter(SympifyPrinter):
         return f"Scalar({self._print(e.matrix)})"
 
     def _print_Elementwise(self, e):
-        return (f"ElementwiseApplyFunction(Lambda(Dummy('t'), {e.label}(Dummy('t'))), "
+        # a Symbol, bound by the Lambda: two Dummy('t') read back as two different symbols
+        return (f"Elementwise(Lambda(Symbol('t'), {e.label}(Symbol('t'))), "
                 f"{self._print(e.operands[0])})")
 
     def _print_Softmax(self, e):

@@ -157,6 +157,9 @@ def _scalar_default(name: str) -> str:
     return "%s_{%s}" % (base, sub.replace("_", ",")) if sub else name
 
 
+_SUPERSCRIPTS = frozenset("ᵀ²⁻¹ᵏⁱᵖ⁰³⁴⁵⁶⁷⁸⁹")  # joined to the atom before: X⁻¹, uᵖ⁻¹, x³
+
+
 def _attach(toks, nota):
     """Join subscripts (x_i, z1_j, δ_ij) and ᵀ/² to the atom before them."""
     out, i = [], 0
@@ -190,7 +193,7 @@ def _attach(toks, nota):
             out[-1][1] = r"\nabla_{%s}" % (val.tex() if isinstance(val, TeXName) else val)
             i += 1
             continue
-        if raw in ("ᵀ", "²", "⁻", "¹", "ᵏ", "ⁱ", "ᵖ") and out and isinstance(out[-1][1], TeXName):
+        if raw in _SUPERSCRIPTS and out and isinstance(out[-1][1], TeXName):
             last = out[-1][1]
             if raw == "ᵀ" and out[-1][0] == "vec" and nota._rowed(out[-1][2]):
                 out[-1][1] = TeXName(nota.transposed(out[-1][2]))  # (Ẇᵀ)ᵀ = Ẇ

@@ -281,7 +281,9 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
         try:
             s = np.linalg.solve(np.atleast_2d(H), np.atleast_1d(g)).reshape(np.shape(x))
         except np.linalg.LinAlgError:
-            raise TrainingDiverged(f"newton step {k}: the Hessian is singular") from None
+            raise TrainingDiverged(f"newton step {k}: the Hessian is singular (f has no unique "
+                                   "minimum here: add a penalty such as 0.5*lam*w'*w)", k,
+                                   "the solve", "newton", 1.0, f, history) from None
         t = 1.0
         while True:
             cand = x - t * s
@@ -290,7 +292,8 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
                 break
             t /= 2
         if not np.isfinite(fc):
-            raise TrainingDiverged(f"newton step {k}: f became {fc}")
+            raise TrainingDiverged(f"newton step {k}: f became {fc}", k, "the line search",
+                                   "newton", 1.0, fc, history)
         x, f, g, H = cand, fc, gc, Hc
         if callback is not None and callback(k, {w: x}, f):
             break
