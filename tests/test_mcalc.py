@@ -477,3 +477,88 @@ def test_hessian_in_both_languages():
     assert r.exit_code == 0 and r.output.strip() == "A + Aᵀ"
     r = CliRunner().invoke(cli, ["hessian", "x**2*y", "--wrt", "x,y"])
     assert r.exit_code == 0 and "2*y" in r.output
+
+
+# -- found by a new user's trial -------------------------------------------------------------------
+def test_determinant_of_a_scaled_matrix():
+    """det(2X) = 2ⁿ det X: checked with n at its test size (a random n once reported a bug)."""
+    for f, c in (("det(2*X)", 2.0), ("det(-X)", -1.0)):
+        fn = sg.grad(f, "X", matrices="X").compile()
+        X = _spd(3)
+        v, g = fn(X=X)
+        assert v == pytest.approx(np.linalg.det(c * X))
+        np.testing.assert_allclose(g, _fd_grad(fn, dict(X=X), "X"), rtol=1e-6)
+
+
+def test_slow_and_singular_checks():
+    """logdet(XᵀX) is checked at sizes where XᵀX is invertible; tr(inv(A + XᵀBX)C) in seconds."""
+    d = sg.grad("logdet(X'*X)", "X", matrices="X")
+    assert TextPrinter().doprint(d.result) == "2*X*(Xᵀ*X)⁻¹"
+    assert d.meta["checked_at"] == {"n": 3, "m": 2}
+    fn = sg.grad("tr(inv(A + X'*B*X)*C)", "X", matrices="A X B C").compile()
+    args = dict(A=_spd(2), X=RNG.normal(size=(3, 2)), B=_spd(3), C=RNG.normal(size=(2, 2)))
+    np.testing.assert_allclose(fn(**args)[1], _fd_grad(fn, args, "X"), rtol=1e-6, atol=1e-8)
+
+
+def test_json_steps_and_read_back_of_every_node():
+    for args in (["grad", "x'*A*x", "--wrt", "x", "--vector", "x", "--matrix", "A", "--steps"],
+                 ["hessian", "sum(log(1 + exp(-y .* (X*w))))", "--wrt", "w", "--vector", "w,y",
+                  "--matrix", "X"],
+                 ["grad", "3*x'*x + c*sum(x)", "--wrt", "x", "--vector", "x"],
+                 ["grad", "sum(relu(W*x))", "--wrt", "W", "--vector", "x", "--matrix", "W"],
+                 ["derivative", "softmax(x)", "--wrt", "x", "--vector", "x"],
+                 ["derivative", "W*x", "--wrt", "W", "--vector", "x", "--matrix", "W",
+                  "--size", "W=3x4"]):
+        r = CliRunner().invoke(cli, args + ["--format", "json"])
+        assert r.exit_code == 0, r.output
+        out = json.loads(r.output)
+        back = sp.sympify(out["result"], locals=sg.SYMPIFY_LOCALS)
+        assert isinstance(back, sp.MatrixExpr) and [str(d) for d in back.shape] == \
+            [str(d) for d in out["shape"]]
+    assert out["shape"] == [3, 12]
+
+
+def test_python_module_takes_1d_vectors():
+    r = CliRunner().invoke(cli, ["derivative", "softmax(x)", "--wrt", "x", "--vector", "x",
+                                 "--format", "python"])
+    ns: dict = {}
+    exec(compile(r.output, "generated", "exec"), ns)
+    s, J = ns["f_and_derivative"](np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(J, np.diag(s) - np.outer(s, s))
+    assert "a0 = x (a vector of n)" in r.output
+
+
+def test_log_of_sigmoid_and_softmax_are_stable():
+    fn = sg.grad("sum(log(sigmoid(x)))", "x", vectors="x").compile()
+    v, g = fn(x=np.array([1000.0, -1000.0]))
+    assert v == pytest.approx(-1000.0) and np.allclose(g, [0.0, 1.0])
+    d = sg.grad("-y'*log(softmax(x))", "x", vectors="x y")
+    assert TextPrinter().doprint(d.result) == "(yᵀ*1)*softmax(x) - y"
+    v, g = d.compile()(x=np.array([1000.0, -1000.0, 0.0]), y=np.array([0.0, 1.0, 0.0]))
+    assert v == pytest.approx(2000.0) and np.allclose(g, [1.0, -1.0, 0.0])
+
+
+def test_trace_and_determinant_of_a_scalar():
+    for f, shown in (("tr(x'*x)", "2*x"), ("det(x'*x)", "2*x"), ("logdet(x'*x)", "(2/(xᵀ*x))*x")):
+        assert TextPrinter().doprint(sg.grad(f, "x", vectors="x").result) == shown
+
+
+def test_titles_keep_powers_and_worksheets_with_powers_compile(tmp_path):
+    assert sg.grad("x^2*y", "x").title == "Gradient of f = x² y with respect to x"
+    assert sg.grad("tr(X^3)", "X", matrices="X").title == "Gradient of f = tr(X³) with respect to X"
+    (tmp_path / "p.txt").write_text('hessian "x^2*y" --wrt x,y\njacobian "x*y, x + y" --wrt x,y\n'
+                                    'grad "tr(X^3)" --wrt X --matrix X\n'
+                                    'grad "x\'*inv(A)*x" --wrt A --vector x --matrix A\n')
+    out = tmp_path / ("w.pdf" if __import__("shutil").which("pdflatex") else "w.tex")
+    r = CliRunner().invoke(cli, ["handout", str(tmp_path / "p.txt"), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+
+
+def test_hessian_of_a_matrix_with_dx_first_and_newton_on_a_singular_hessian():
+    d = sg.hessian("tr(X'*X)", "X", matrices="X")
+    assert TextPrinter().doprint(d.result) == "2*I"
+    h = sg.hessian("sum(log(1 + exp(-y .* (X*w))))", "w", vectors="w y", matrices="X")
+    X = np.array([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0], [-2.0, 0.0]])
+    with pytest.raises(sg.TrainingDiverged, match="the Hessian is singular"):
+        sg.train(h, {"X": X, "y": np.array([1.0, 1.0, -1.0, -1.0])}, None, optimizer="newton",
+                 quiet=True)

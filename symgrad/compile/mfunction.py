@@ -129,6 +129,8 @@ def _e_pow(p, e):
     b, x = e.args
     if x == sp.Rational(1, 2):
         return f"np.sqrt({p(b)})"
+    if not x.is_number:  # 2ⁿ of det(2X): a size in the exponent
+        return f"float({p(b)}) ** ({p(x)})"
     return f"({p(b)}) ** {float(x)!r}"
 
 

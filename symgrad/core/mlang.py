@@ -424,6 +424,8 @@ class _Builder:
         if name == "diag":
             if s is not None and self._is_one(s[1]):
                 return (s[0], s[0])
+        if s is None and name in ("tr", "det", "logdet", "inv"):
+            return None  # of a scalar (a 1×1 such as x'*x): tr(s) = det(s) = s, inv(s) = 1/s
         if s is None or not self.dims.union(s[0], s[1]) or self._is_one(s[1]):
             self.fail(f"{what}: {name} needs a square matrix, got {self.shape_text(s)} "
                       f"(column {col})", col)
@@ -577,6 +579,8 @@ class _Builder:
             self.notes.append("log(1 + exp(u)) is softplus(u), computed stably as "
                               "logaddexp(0, u); its derivative is σ(u)")
             return self.elementwise("softplus", self.go(inner))
+        if name == "log" and arg.op == "call" and arg.text in ("sigmoid", "softmax"):
+            return self.log_of(arg)
         x = self.go(arg)
         if name in ELEMENTWISE:
             return self.elementwise(name, x)
@@ -600,6 +604,8 @@ class _Builder:
             return Softmax(x)
         if name == "diag":
             return sp.DiagMatrix(x) if x.shape[1] == 1 else sp.DiagonalOf(x)
+        if not m and name in ("tr", "det", "logdet", "inv"):  # a 1×1 is a scalar
+            return {"tr": x, "det": x, "logdet": sp.log(x), "inv": 1 / x}[name]
         if name == "tr":
             return sp.Trace(x)
         if name == "det":
@@ -609,6 +615,16 @@ class _Builder:
         if name == "inv":
             return sp.Inverse(x)
         raise AssertionError(name)
+
+    def log_of(self, arg):
+        """log σ(u) = −softplus(−u) and log softmax(z) = z − logsumexp(z) 𝟏: the forms that
+        stay finite (log σ(−1000) was −inf, log softmax at logits ±1000 nan)."""
+        u = self.go(arg.args[0])
+        if arg.text == "sigmoid":
+            self.notes.append("log σ(u) = −softplus(−u), finite for every u")
+            return -self.elementwise("softplus", -u)
+        self.notes.append("log softmax(z) = z − logsumexp(z) 𝟏, finite for every z")
+        return sp.MatAdd(u, -sp.MatMul(Scalar(LogSumExp(u)), sp.OneMatrix(*u.shape))).doit()
 
     def shape_dims(self, node):
         return (self.size_of(self.at[id(node)][0]),)

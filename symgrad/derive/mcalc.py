@@ -510,6 +510,10 @@ def tidy(e):
         return e
     args = [tidy(a) for a in e.args]
     e = e.func(*args) if args != list(e.args) else e
+    if isinstance(e, Scalar) and isinstance(e.matrix, sp.MatMul):  # (−yᵀ1) = −(yᵀ1)
+        c, mats = e.matrix.as_coeff_matrices()
+        if c.is_Number and c != 1:
+            return c * Scalar(sp.MatMul(*mats).doit())
     if isinstance(e, sp.HadamardProduct):
         e = _hadamard_coefficients(e)
     if isinstance(e, sp.HadamardPower) and isinstance(e.args[0], sp.MatMul):

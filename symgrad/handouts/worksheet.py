@@ -11,10 +11,14 @@ from __future__ import annotations
 import shlex
 
 from symgrad.core.mlang import parse_sizes
-from symgrad.derive import mcalc
+from symgrad.derive import calculus, mcalc
+from symgrad.derive.hessian import derive_hessian
 
 KINDS = {"grad": mcalc.derive_grad, "derivative": mcalc.derive_derivative,
-         "hessian": mcalc.derive_hessian}
+         "hessian": mcalc.derive_hessian, "jacobian": None}
+# with no --vector/--matrix/--symmetric/--size, these take the scalar language and several
+# variables, as the commands do: hessian "x^2*y" --wrt x,y; jacobian "x*y, x+y" --wrt x,y
+SCALAR = {"hessian": derive_hessian, "jacobian": calculus.derive_jacobian}
 _OPTIONS = {"--wrt": "wrt", "--vector": "vectors", "--matrix": "matrices",
             "--symmetric": "symmetric", "--size": "sizes"}
 MAX_PROBLEMS = 50  # each is verified against sympy.diff: 50 take about 20 s
@@ -62,6 +66,12 @@ def problem(line: str):
             opts[key].append(value)
     if opts["wrt"] is None:
         raise ValueError("--wrt is missing")
+    declared = opts["vectors"] or opts["matrices"] or opts["symmetric"] or opts["sizes"]
+    if kind in SCALAR and not declared:
+        return SCALAR[kind](expr, opts["wrt"])
+    if kind == "jacobian":
+        raise ValueError("jacobian takes the scalar language; for the matrix language write "
+                         "derivative")
     return KINDS[kind](expr, opts["wrt"], vectors=" ".join(opts["vectors"]),
                        matrices=" ".join(opts["matrices"]),
                        symmetric=" ".join(opts["symmetric"]),
