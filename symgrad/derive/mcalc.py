@@ -979,8 +979,9 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
               "rules " + "; ".join(diff.used), StepKind.JACOBIAN)
         H = _Kronecker(dvar)(dG) if by_vec else _Jacobian(var, dvar)(dG)
     lhs = sp.Symbol("H")
-    how = (f"vec[d∇f] = H vec[d{var.name}] for every d{var.name}, with vec[L dX R] = "
-           "(L ⊗ Rᵀ) vec[dX]" if by_vec else f"d∇f = H d{var.name} for every d{var.name}")
+    how = (f"the differential of the gradient is H vec[d{var.name}] for every d{var.name}, "
+           "with vec[L dX R] = (L ⊗ Rᵀ) vec[dX]" if by_vec else
+           f"the differential of the gradient is H d{var.name} for every d{var.name}")
     d.add(lhs, H, f"identify the Hessian: {how}; H is {size} × {size}", StepKind.JACOBIAN)
     d.meta["gradient"] = G
     return _finish(d, problem, var, H, "hessian", lhs)

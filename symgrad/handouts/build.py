@@ -50,10 +50,13 @@ def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: 
 
 
 def derivations_doc(ds, notation="slides", title=None) -> Doc:
-    if ds and all("problem" in getattr(d, "meta", {}) for d in
-                  ([ds] if isinstance(ds, Derivation) else ds)):
-        title = title or "Matrix calculus, step by step"
-    return _derivations_doc(ds, notation, title)
+    matrix = ds and all("problem" in getattr(d, "meta", {}) for d in
+                        ([ds] if isinstance(ds, Derivation) else ds))
+    doc = _derivations_doc(ds, notation, title or ("Matrix calculus, step by step" if matrix
+                                                   else None))
+    if matrix:
+        doc.subtitle = "Functions of vectors and matrices, one section each"
+    return doc
 
 
 def _derivations_doc(ds, notation="slides", title=None) -> Doc:

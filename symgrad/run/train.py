@@ -336,6 +336,9 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     with :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
     """
     if isinstance(net, MatrixDerivation) or optimizer == "newton":
+        if Y is not None and isinstance(net, MatrixDerivation):
+            raise ValueError("Y: a matrix-calculus model takes all its data in the dict X "
+                             "({\"X\": …, \"y\": …}); pass Y=None")
         return train_newton(net, X, optimizer, epochs, params, quiet, callback)
     epochs = _count(epochs, "epochs")
     batch_size = _count(batch_size, "batch_size")
