@@ -1,0 +1,59 @@
+"""Every math block symgrad writes for a browser renders in KaTeX and in MathJax: each `$$…$$` and
+`$…$` of every Markdown handout it can make, and every ``_repr_latex_`` (Jupyter's). Both run
+under node (tests/js/render.js, one process for the session: the ``renderers`` fixture in
+conftest.py); KaTeX with throwOnError, MathJax with its plain configuration less noundefined, so
+an unknown macro or a TeX error is an error, and text MathJax would show as typed (a macro in
+\\text{}, TeX's quotes, braces) is one too. Skipped without node or `npm ci --prefix tests/js`."""
+import re
+
+import pytest
+
+
+def markdown_math(md: str) -> list:
+    """(tex, display) for every math block of a Markdown document, as a Markdown renderer with
+    math finds them: $$…$$ displays, then $…$ inline, a \\$ being no delimiter."""
+    out = [(m.group(1), True) for m in re.finditer(r"\$\$(.*?)\$\$", md, re.S)]
+    prose = re.sub(r"\$\$.*?\$\$", "", md, flags=re.S)
+    out += [(m.group(1), False)
+            for m in re.finditer(r"(?<!\\)\$((?:[^$\\]|\\.)+)\$", prose)]
+    rest = re.sub(r"(?<!\\)\$((?:[^$\\]|\\.)+)\$", "", prose).replace(r"\$", "")
+    assert "$" not in rest, "an unpaired $: " + rest[rest.index("$") - 80:rest.index("$") + 80]
+    return out
+
+
+def repr_math(obj) -> tuple:
+    """The math of a ``_repr_latex_`` ("$…$", as Jupyter reads it) as an inline block."""
+    s = obj._repr_latex_()
+    assert s.startswith("$") and s.endswith("$") and not s.startswith("$$"), s[:80]
+    return s[1:-1], False
+
+
+def report(failures) -> str:
+    """One paragraph per refusal: where, which renderer, its message, the start of the math."""
+    return "\n\n".join(f"{where}: {name}: {msg}\n    {tex[:300]!r}"
+                       for where, tex, name, msg in failures[:20]) + \
+        (f"\n\n… and {len(failures) - 20} more" if len(failures) > 20 else "")
+
+
+# -- the harness itself: it accepts TeX and refuses what each renderer refuses --------------------
+def test_the_harness_accepts_and_refuses(renderers):
+    ok, unknown, double, text_macro, quotes, braces, array_at = renderers.check([
+        (r"\mathbf{W}^{(1)\top} \odot \frac{1}{2}", False), r"\undefinedmacro", "a^{b}^{c}",
+        r"\text{a\,b}", r"\text{``a''}", r"\text{{[}a{]}}",
+        r"\begin{array}{@{}c@{\qquad}c@{}} a & b \end{array}"])
+    assert ok == {"katex": None, "mathjax": None, "katex_warnings": []}
+    assert "Undefined control sequence" in unknown["katex"]
+    assert "Undefined control sequence" in unknown["mathjax"]  # not a red \undefinedmacro
+    assert "Double superscript" in double["katex"] and "Double exponent" in double["mathjax"]
+    # text MathJax would print as typed, which KaTeX renders
+    for r in (text_macro, quotes, braces):
+        assert r["katex"] is None and r["mathjax"].startswith("text shown as typed"), r
+    assert "Unknown column alignment" in array_at["katex"] and array_at["mathjax"] is None
+
+
+def test_markdown_math_finds_every_block():
+    md = "Text $a$ and \\$5 and $b_{1}$.\n\n$$\n\\begin{aligned}x &= 1\\end{aligned}\n$$\n"
+    assert markdown_math(md) == [("\n\\begin{aligned}x &= 1\\end{aligned}\n", True),
+                                 ("a", False), ("b_{1}", False)]
+    with pytest.raises(AssertionError, match="unpaired"):
+        markdown_math("one $a$ and $b")
