@@ -57,3 +57,19 @@ def test_markdown_math_finds_every_block():
                                  ("a", False), ("b_{1}", False)]
     with pytest.raises(AssertionError, match="unpaired"):
         markdown_math("one $a$ and $b")
+
+
+# -- each fix, with the math that failed ----------------------------------------------------------
+import symgrad as sg  # noqa: E402
+
+F = ("x1 - 2*x2 + x3/4", "x1 x2 x3", "f")
+G = ("x1 + 2*x2, x2, -x1 + 3", "x1 x2", "g")
+
+
+def test_two_methods_side_by_side_render(renderers):
+    """f∘g's two methods were an array {@{}c@{\\qquad}c@{}}: KaTeX "Unknown column alignment: @"
+    (MathJax and pdflatex took it); now {cc} with a \\quad, in the notebook and the handout."""
+    d = sg.chain(F, G)
+    blocks = [repr_math(d)] + markdown_math(sg.handout(d, fmt="markdown"))
+    assert any(r"\begin{array}{cc}" in t for t, _ in blocks)
+    assert not (f := renderers.failures(blocks, "f∘g")), report(f)
