@@ -5,8 +5,14 @@ conftest.py); KaTeX with throwOnError, MathJax with its plain configuration less
 an unknown macro or a TeX error is an error, and text MathJax would show as typed (a macro in
 \\text{}, TeX's quotes, braces) is one too. Skipped without node or `npm ci --prefix tests/js`."""
 import re
+import shutil
 
 import pytest
+
+import symgrad as sg
+from symgrad.handouts.pdf import compile_pdf
+from symgrad.handouts.render import ARTICLE_PREAMBLE
+from symgrad.printing.latex import ends_in_superscript
 
 
 def markdown_math(md: str) -> list:
@@ -60,8 +66,6 @@ def test_markdown_math_finds_every_block():
 
 
 # -- each fix, with the math that failed ----------------------------------------------------------
-import symgrad as sg  # noqa: E402
-
 F = ("x1 - 2*x2 + x3/4", "x1 x2 x3", "f")
 G = ("x1 + 2*x2, x2, -x1 + 3", "x1 x2", "g")
 
@@ -73,3 +77,38 @@ def test_two_methods_side_by_side_render(renderers):
     blocks = [repr_math(d)] + markdown_math(sg.handout(d, fmt="markdown"))
     assert any(r"\begin{array}{cc}" in t for t, _ in blocks)
     assert not (f := renderers.failures(blocks, "f∘g")), report(f)
+
+
+def pdflatex_accepts(blocks, tmp_path):
+    """The same math through real pdflatex (a TeXError names TeX's message and line), where TeX
+    is installed: a fix for the browsers must not break the PDFs."""
+    if shutil.which("pdflatex") is None:
+        return
+    body = "\n\n".join((r"\[%s\]" if display else "$%s$") % tex for tex, display in blocks)
+    compile_pdf(ARTICLE_PREAMBLE + "\\begin{document}\n" + body + "\n\\end{document}\n",
+                tmp_path / "math.pdf", engine="pdflatex", keep_failed=False)
+
+
+def test_no_double_superscripts(renderers, tmp_path):
+    """A name with a superscript raised again: the penalty's Σ W1^∘2 printed
+    \\mathbf{W}^{(1)}^{\\circ {2}}, X⁻¹ of a matrix named W1 \\mathbf{W}^{(1)}^{-1}; pdflatex,
+    KaTeX and MathJax all refuse a double superscript. Now (𝐖^{(1)})^{∘2}."""
+    net = sg.mlp([2, 2, 1], penalty=0.01)
+    blocks = [(sg.to_latex(net.backprop(), notation=n), False) for n in ("slides", "feature")]
+    assert r"\left(\mathbf{W}^{(1)}\right)^{\circ {2}}" in blocks[0][0]
+    assert r"\left(\dot{W}^{\top}\right)^{\circ {2}}" in blocks[1][0]
+    for f, decl in [("logdet(W1)", dict(matrices="W1")), ("tr(inv(W1)*A)", dict(matrices="W1 A")),
+                    ("det(W2)", dict(matrices="W2"))]:
+        blocks.append(repr_math(sg.grad(f, f[f.index("W"):][:2], **decl)))
+    assert r"\left(\mathbf{W}^{(1)}\right)^{-\top}" in blocks[2][0]
+    assert not (f := renderers.failures(blocks, "superscripts")), report(f)
+    pdflatex_accepts(blocks, tmp_path)
+
+
+@pytest.mark.parametrize("tex, ends", [
+    (r"\mathbf{W}^{(1)}", True), (r"\dot{W}^{\top}", True), ("x^2", True), (r"x^\top", True),
+    (r"a^{b}_{c}", True), (r"\mathbf{z}^{(1)}_{2}", True), (r"\hat{y}", False), ("x", False),
+    (r"\mathbf{g}_{\mathbf{h}^{(1)}}", False), (r"\left(a^{2}\right)", False), ("a_{c}", False),
+    (r"\text{a\^{}\}}", False), (r"x\^2", False), ("", False)])
+def test_ends_in_superscript(tex, ends):
+    assert ends_in_superscript(tex) is ends
