@@ -5,7 +5,9 @@ conftest.py); KaTeX with throwOnError, MathJax with its plain configuration less
 an unknown macro or a TeX error is an error, and text MathJax would show as typed (a macro in
 \\text{}, TeX's quotes, braces) is one too. Skipped without node or `npm ci --prefix tests/js`."""
 import re
+import runpy
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,8 @@ import symgrad as sg
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.handouts.render import ARTICLE_PREAMBLE
 from symgrad.printing.latex import ends_in_superscript
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def markdown_math(md: str) -> list:
@@ -125,3 +129,27 @@ def test_power_rules_in_words_are_one_superscript(renderers, tmp_path):
     blocks = [repr_math(d) for d in ds] + markdown_math(sg.handout(ds, fmt="markdown"))
     assert not (f := renderers.failures(blocks, "power rules")), report(f)
     pdflatex_accepts(blocks[:2], tmp_path)
+
+
+def hostile_nets():
+    """The hostile-names example, and names with Markdown's and TeX's quote characters."""
+    nets = [runpy.run_path(str(ROOT / "examples" / "handouts" / "hostile.py"))["net"]]
+    net = sg.Network()
+    x = net.input('say "hi"', 2)
+    h = net.act(net.dense(x, 2, W="`W`"), "tanh", name="[a](javascript:alert(3))")
+    net.set_loss(net.dense(h, 1, b="b ~ 1 | 2 < 3"), "mse")
+    return nets + [net]
+
+
+def test_notebook_latex_of_hostile_names(renderers, tmp_path):
+    """_repr_latex_ of every parameter of nets with names full of TeX specials: MathJax (Jupyter's
+    renderer) showed their escapes as typed (\\text{\\textit{a\\_b}} reads "\\textit{a\\_b}");
+    now each escape leaves the text group for its math glyph, \\text{a}{\\_}\\text{b}."""
+    blocks = []
+    for net in hostile_nets():
+        for p in net.parameters:
+            blocks.append(repr_math(net.derive(p)))
+    assert any(r"{\backslash}\textit{input}" in t or r"{\backslash}\textbf{input}" in t
+               for t, _ in blocks)
+    assert not (f := renderers.failures(blocks, "hostile _repr_latex_")), report(f)
+    pdflatex_accepts(blocks, tmp_path)

@@ -20,7 +20,8 @@ from symgrad.core.matexpr import Cotangent
 from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
 from symgrad.printing import names
-from symgrad.printing.names import TeXName, escaped_name, notation, text_escape
+from symgrad.printing.names import (TeXName, escaped_name, notation, portable_math,
+                                    text_escape)
 from symgrad.printing.terms import (FIT_MACRO, all_transposed, is_compose, join_terms, negative,
                           positive_first, names_in, notes_order, weights_first)
 from symgrad.printing.width import tex_width
@@ -28,7 +29,7 @@ from symgrad.printing.words import words
 from symgrad.core.primitives import RULES, shown_args
 from symgrad.graph.activations import ACTIVATIONS
 
-__all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width", "FIT_MACRO"]
+__all__ = ["NotesLatexPrinter", "to_latex", "notebook_latex", "latex", "tex_width", "FIT_MACRO"]
 
 
 def _trusted_names() -> set:
@@ -433,6 +434,13 @@ def _named_like_a_gradient(e) -> bool:
 def to_latex(derivation: Derivation, notation="slides", **settings) -> str:
     """A derivation as an ``aligned`` block (math mode, no delimiters) in the notes' notation."""
     return NotesLatexPrinter({"notation": notation, **settings}).doprint_derivation(derivation)
+
+
+def notebook_latex(derivation: Derivation, notation="slides", **settings) -> str:
+    """``Derivation._repr_latex_``: the block as inline display math for Jupyter, whose MathJax
+    (or KaTeX) shows text-mode escapes as typed, so its text groups are made portable
+    (:func:`~symgrad.printing.names.portable_math`; pdflatex still takes it)."""
+    return "$\\displaystyle " + portable_math(to_latex(derivation, notation, **settings)) + "$"
 
 
 def latex(expr, notation="slides", **settings) -> str:

@@ -57,6 +57,101 @@ def text_escape(text: str) -> str:
     return re.sub(r" {2,}", " ", "".join(out))
 
 
+# -- math for browsers ----------------------------------------------------------------------------
+# MathJax's \text{} knows no macros without its textmacros extension: \text{a\_b} shows "a\_b",
+# \text{\textit{x}} shows "\textit{x}", {[} shows its braces. portable_math rewrites every text
+# group of a math string so that KaTeX, MathJax and pdflatex show the same thing: each text-mode
+# escape leaves the text group for its math-mode glyph (\text{a}{\_}\text{b}), a nested \textit
+# or \textbf stands on its own (both take it in math), TeX's quotes `` and '' become ".
+_MATH_GLYPH = {r"\textbackslash": r"\backslash", r"\textasciitilde": r"\tilde{}",
+               r"\textasciicircum": r"\hat{}", r"\textless": "<", r"\textgreater": ">",
+               r"\textbar": r"\vert", r"\textasciigrave": r"\grave{}"}
+_TEXT_CMDS = {r"\text": "text", r"\textrm": "text", r"\textit": "textit", r"\emph": "textit",
+              r"\textbf": "textbf"}
+_CONTROL = re.compile(r"\\(?:[A-Za-z]+|.)", re.S)
+
+
+def _group(tex: str, i: int) -> tuple[str, int]:
+    """The inside of the {group} that opens at tex[i], and the index after it."""
+    depth, j = 0, i
+    while j < len(tex):
+        c = tex[j]
+        if c == "\\":
+            j += 2
+            continue
+        depth += (c == "{") - (c == "}")
+        j += 1
+        if depth == 0:
+            return tex[i + 1:j - 1], j
+    return tex[i + 1:], len(tex)
+
+
+def portable_math(tex: str) -> str:
+    """Math for KaTeX and MathJax as they come (and still for pdflatex): see above."""
+    out, i = [], 0
+    while i < len(tex):
+        m = _CONTROL.match(tex, i)
+        if m and m.group(0) in _TEXT_CMDS and tex[m.end():m.end() + 1] == "{":
+            inner, i = _group(tex, m.end())
+            out.append(_portable_text(_TEXT_CMDS[m.group(0)], inner))
+        elif m:
+            out.append(m.group(0))
+            i = m.end()
+        else:
+            out.append(tex[i])
+            i += 1
+    return "".join(out)
+
+
+def _portable_text(cmd: str, text: str) -> str:
+    pieces, buf, k = [], [], 0
+
+    def flush():
+        if buf:
+            pieces.append(r"\%s{%s}" % (cmd, "".join(buf)))
+            buf.clear()
+
+    while k < len(text):
+        c = text[k]
+        if c == "$":  # math inside the text: both renderers take it; its own text groups too
+            end = k + 1
+            while end < len(text) and text[end] != "$":
+                end += 2 if text[end] == "\\" else 1
+            buf.append("$%s$" % portable_math(text[k + 1:end]))
+            k = end + 1
+        elif c == "\\":
+            m = _CONTROL.match(text, k)
+            name, k = m.group(0), m.end()
+            flush()
+            if name in _TEXT_CMDS and text[k:k + 1] == "{":
+                inner, k = _group(text, k)
+                pieces.append(_portable_text(_TEXT_CMDS[name], inner))
+                continue
+            if text[k:k + 2] == "{}":
+                k += 2
+            glyph = _MATH_GLYPH.get(name, name)
+            pieces.append("{%s}" % glyph if glyph[1:].isalpha() or len(glyph) == 1 or
+                          glyph in (r"\&", r"\%", r"\$", r"\#", r"\_", r"\{", r"\}")
+                          else glyph)
+        elif c == "{":
+            inner, k = _group(text, k)
+            if inner in ("[", "]"):
+                buf.append(inner)
+            else:
+                flush()
+                pieces.append(_portable_text(cmd, inner))
+        elif text.startswith(("''", "``"), k):
+            buf.append('"')
+            k += 2
+        else:
+            buf.append(" " if c == "~" else c)
+            k += 1
+    flush()
+    if not pieces:
+        return r"\%s{}" % cmd
+    return pieces[0] if len(pieces) == 1 else "{%s}" % "".join(pieces)
+
+
 # -- names ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TeXName:
