@@ -10,11 +10,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+import sympy as sp
 
 import symgrad as sg
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.handouts.render import ARTICLE_PREAMBLE
-from symgrad.printing.latex import ends_in_superscript
+from symgrad.handouts.worksheet import problem, read_problems
+from symgrad.core.scripts import ends_in_script, ends_in_superscript
+from symgrad.printing.latex import notebook_latex
+from symgrad.printing.names import portable_math
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,13 +113,15 @@ def test_no_double_superscripts(renderers, tmp_path):
     pdflatex_accepts(blocks, tmp_path)
 
 
-@pytest.mark.parametrize("tex, ends", [
-    (r"\mathbf{W}^{(1)}", True), (r"\dot{W}^{\top}", True), ("x^2", True), (r"x^\top", True),
-    (r"a^{b}_{c}", True), (r"\mathbf{z}^{(1)}_{2}", True), (r"\hat{y}", False), ("x", False),
-    (r"\mathbf{g}_{\mathbf{h}^{(1)}}", False), (r"\left(a^{2}\right)", False), ("a_{c}", False),
-    (r"\text{a\^{}\}}", False), (r"x\^2", False), ("", False)])
-def test_ends_in_superscript(tex, ends):
-    assert ends_in_superscript(tex) is ends
+@pytest.mark.parametrize("tex, sup, sub", [
+    (r"\mathbf{W}^{(1)}", True, False), (r"\dot{W}^{\top}", True, False), ("x^2", True, False),
+    (r"x^\top", True, False), (r"a^{b}_{c}", True, True), (r"\mathbf{z}^{(1)}_{2}", True, True),
+    (r"\hat{y}", False, False), ("x", False, False), (r"\mathbf{g}_{\mathbf{h}^{(1)}}", False, True),
+    (r"\left(a^{2}\right)", False, False), ("a_{c}", False, True), (r"a_\alpha", False, True),
+    (r"\text{a\^{}\}}", False, False), (r"x\^2", False, False), ("", False, False)])
+def test_ends_in_script(tex, sup, sub):
+    assert ends_in_superscript(tex) is sup and ends_in_script(tex, "^") is sup
+    assert ends_in_script(tex, "_") is sub
 
 
 def test_power_rules_in_words_are_one_superscript(renderers, tmp_path):
@@ -153,3 +159,48 @@ def test_notebook_latex_of_hostile_names(renderers, tmp_path):
                for t, _ in blocks)
     assert not (f := renderers.failures(blocks, "hostile _repr_latex_")), report(f)
     pdflatex_accepts(blocks, tmp_path)
+
+
+def sequence_nets(names):
+    """Attention (causal, a query that is also the key) and conv1d (same and causal), every node
+    and parameter named from ``names`` (six of them)."""
+    a, b, c, d, e, f = names
+    net = sg.Network()
+    x = net.input("x", shape=(3, 2))
+    k = net.dense(x, 2, W=a, name=b)
+    v = net.dense(x, 2, name=c)
+    att = net.attention(net.dense(x, 2), k, v, causal=True)
+    self_ = net.attention(k, k, v)
+    h = net.act(net.conv1d(net.add(att, self_), 2, 3, W=d, name=e), "tanh", name=f)
+    h = net.act(net.conv1d(h, 2, 2, padding="causal"), "tanh")
+    net.set_loss(net.dense(h, 2), "mse")
+    return net
+
+
+HOSTILE_SEQ = [r"\input{/etc/passwd}", "k^^M", "v_&%#", "W}{", "z$x", "h~\\"]
+
+
+def test_sequence_nodes_print_names_escaped_and_in_notation(renderers, tmp_path):
+    """Attention's [K]_{1:T}, e_τ qᵀ, a_tτ I and conv1d's W_{τ−t+p} were LaTeX templates with the
+    nodes' names put in raw: a node named \\input{/etc/passwd} was read by pdflatex (and "k^^M"
+    is TeX's notation for a character code), and z3 printed "z3", not 𝐳^{(3)}. Conv1d's
+    Σ_u W_u h_{t+u−p} stacked a second script on a printed name: 𝐖^{(1)}_{u}^{⊤} and
+    𝐠_{𝐳^{(1)}}_{τ−u+p}, which pdflatex, KaTeX and MathJax refuse."""
+    plain, hostile = sequence_nets(["Wk", "k", "v", "K", "c", "hc"]), sequence_nets(HOSTILE_SEQ)
+    texs = {}
+    for tag, net in (("plain", plain), ("hostile", hostile)):
+        texs[tag] = [net.derive(p).to_latex() for p in net.parameters] + \
+            [net.backprop().to_latex()]
+    joined = "\n".join(texs["plain"])
+    for shown in (r"\left[\mathbf{k}\right]_{1:T}/\sqrt{2} + e_t \mathbf{k}^{\top}/\sqrt{2}",
+                  r"e_{\tau} \mathbf{z}^{(3)\top}/\sqrt{2}", r"\mathbf{a}^{(5)}_{t\tau} I",
+                  r"\mathbf{W}^{(5)}_{\tau - t + 1}"):
+        assert shown in joined, shown
+    hostile_tex = "\n".join(texs["hostile"])
+    assert r"\input{" not in hostile_tex and "^^" not in hostile_tex, \
+        re.search(r".{80}(\\input\{|\^\^).{40}", hostile_tex).group(0)
+    # to_latex is for pdflatex; a browser gets the notebook's and the Markdown handout's forms
+    blocks = [(portable_math(t), True) for tag in texs for t in texs[tag]]
+    blocks += markdown_math(sg.handout(plain, fmt="markdown", level="matrix"))
+    assert not (f := renderers.failures(blocks, "sequence nodes")), report(f)
+    pdflatex_accepts([(t, True) for tag in texs for t in texs[tag]], tmp_path)

@@ -16,6 +16,7 @@ import sympy as sp
 from sympy.printing.precedence import PRECEDENCE
 
 from symgrad.core.derivation import Derivation
+from symgrad.core.scripts import attach, ends_in_superscript
 from symgrad.core.matexpr import Cotangent
 from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
@@ -374,53 +375,9 @@ _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items(
         if name.startswith("_print_")}
 
 
-def ends_in_superscript(tex: str) -> bool:
-    """Whether ``tex`` ends in a superscript at its top level (𝐖^{(1)}, Ẇ^{\top}, x^2, a^{b}_{c}),
-    so that another ^ after it is a double superscript: an error in pdflatex, KaTeX and MathJax."""
-    tex = tex.rstrip()
-    while tex:
-        start = _last_argument(tex)
-        if start is None:
-            return False
-        head = tex[:start].rstrip()
-        if not head or head[-1] not in "^_" or _escaped(head, len(head) - 1):
-            return False
-        if head[-1] == "^":
-            return True
-        tex = head[:-1].rstrip()  # a subscript: a superscript may stand before it
-    return False
-
-
-def _last_argument(tex: str) -> int | None:
-    """Where the last argument of a script in ``tex`` starts: a {group}, a \\macro or one
-    character; None when it ends in something else (an escaped brace, a backslash)."""
-    m = re.search(r"\\[A-Za-z]+$", tex)
-    if m and not _escaped(tex, m.start()):
-        return m.start()
-    if tex[-1] != "}":
-        return len(tex) - 1 if tex[-1] not in "{\\" and not _escaped(tex, len(tex) - 1) else None
-    if _escaped(tex, len(tex) - 1):
-        return None
-    depth = 0
-    for i in range(len(tex) - 1, -1, -1):
-        if tex[i] in "{}" and not _escaped(tex, i):
-            depth += 1 if tex[i] == "}" else -1
-            if depth == 0:
-                return i
-    return None
-
-
-def _escaped(tex: str, i: int) -> bool:
-    """Whether tex[i] follows an odd run of backslashes (\\{ is a brace, \\\\{ a group)."""
-    n = 0
-    while i - n - 1 >= 0 and tex[i - n - 1] == "\\":
-        n += 1
-    return n % 2 == 1
-
-
 def raised(base: str, sup: str) -> str:
     """base^{sup}, with a base that ends in a superscript in parentheses: (𝐖^{(1)})^{-1}."""
-    return (r"\left(%s\right)" % base if ends_in_superscript(base) else base) + "^{%s}" % sup
+    return attach(base, "^", sup)
 
 
 def _named_like_a_gradient(e) -> bool:

@@ -28,7 +28,7 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 "Σ": r"\sum", "≤": r"\le", "≥": r"\ge", "ŷ": r"\hat{y}", "λ": r"\lambda",
                 "Ω": r"\Omega", "θ": r"\theta", "π": r"\pi", "⊗": r"\otimes", "≐": r"\doteq",
                 "∈": r"\in", "δ": r"\delta", "ε": r"\epsilon", "≠": r"\ne", "′": "'", "−": "-",
-                "…": r"\dots", "ℓ": r"\ell", "½": r"\tfrac{1}{2}", "‖": r"\|", "²": "^{2}",
+                "…": r"\ldots", "ℓ": r"\ell", "½": r"\tfrac{1}{2}", "‖": r"\|", "²": "^{2}",
                 "⊘": r"\oslash", "∑": r"\sum", "α": r"\alpha", "β": r"\beta", "γ": r"\gamma",
                 "η": r"\eta", "μ": r"\mu", "ρ": r"\rho", "τ": r"\tau", "φ": r"\phi", "ψ": r"\psi",
                 "ω": r"\omega", "Π": r"\Pi", "Δ": r"\Delta", "∞": r"\infty", "√": r"\surd", "≈": r"\approx",
@@ -36,6 +36,8 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 # matrix calculus: ⟨G, dX⟩, X⁻¹, Aᵏ, Aⁱ, aᵖ (superscripts join the atom before)
                 "⟨": r"\langle", "⟩": r"\rangle", "⁻": "^{-}", "¹": "^{1}", "ᵏ": "^{k}",
                 "ⁱ": "^{i}", "ᵖ": "^{p}"}
+# "…" is \ldots, not \dots: amsmath's \dots reads the token after it, and a \boldsymbol there
+# (a vector of a name of several letters, "hc") stopped pdflatex with "Missing } inserted"
 
 
 def text_escape(text: str) -> str:
