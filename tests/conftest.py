@@ -14,6 +14,7 @@ if os.environ.get("CI") == "true":
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,7 @@ class Renderers:
                                      encoding="utf-8", stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self.seen = {}
+        self.seconds, self.asked = 0.0, 0  # node's share of the time, for the summary line
 
     @staticmethod
     def items(items):
@@ -41,7 +43,9 @@ class Renderers:
     def check(self, items):
         items = self.items(items)
         new = list(dict.fromkeys(i for i in items if i not in self.seen))
+        self.asked += len(items)
         if new:
+            start = time.perf_counter()
             self.proc.stdin.write(json.dumps([{"tex": t, "display": d} for t, d in new]) + "\n")
             self.proc.stdin.flush()
             line = self.proc.stdout.readline()
@@ -51,6 +55,7 @@ class Renderers:
             if isinstance(out, dict):
                 raise RuntimeError("tests/js/render.js: " + out["error"])
             self.seen.update(zip(new, out))
+            self.seconds += time.perf_counter() - start
         return [self.seen[i] for i in items]
 
     def failures(self, items, where=""):
@@ -62,6 +67,15 @@ class Renderers:
     def close(self):
         self.proc.stdin.close()
         self.proc.wait(timeout=30)
+
+
+_RENDERED = []  # the session's Renderers, for the summary line
+
+
+def pytest_terminal_summary(terminalreporter):
+    for r in _RENDERED:
+        terminalreporter.write_line(f"KaTeX and MathJax: {len(r.seen)} distinct math strings of "
+                                    f"{r.asked} checked in {r.seconds:.1f} s of node")
 
 
 @pytest.fixture(scope="session")
@@ -76,5 +90,6 @@ def renderers():
         pytest.skip(f"npm packages {', '.join(missing)} not installed: run "
                     "`npm ci --prefix tests/js` (.ci/run does)")
     r = Renderers()
+    _RENDERED.append(r)
     yield r
     r.close()

@@ -19,6 +19,7 @@ from symgrad.handouts.worksheet import problem, read_problems
 from symgrad.core.scripts import ends_in_script, ends_in_superscript
 from symgrad.printing.latex import notebook_latex
 from symgrad.printing.names import portable_math
+from test_every_op import BUILDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,7 +201,165 @@ def test_sequence_nodes_print_names_escaped_and_in_notation(renderers, tmp_path)
     assert r"\input{" not in hostile_tex and "^^" not in hostile_tex, \
         re.search(r".{80}(\\input\{|\^\^).{40}", hostile_tex).group(0)
     # to_latex is for pdflatex; a browser gets the notebook's and the Markdown handout's forms
-    blocks = [(portable_math(t), True) for tag in texs for t in texs[tag]]
+    # (the plain net's blocks have the hostile one's structure: not rendered twice)
+    blocks = [(portable_math(t), True) for t in texs["hostile"]]
     blocks += markdown_math(sg.handout(plain, fmt="markdown", level="matrix"))
     assert not (f := renderers.failures(blocks, "sequence nodes")), report(f)
     pdflatex_accepts([(t, True) for tag in texs for t in texs[tag]], tmp_path)
+
+
+# -- every Markdown handout symgrad can make, and a sample of notebook outputs --------------------
+EXAMPLES = ["xor", "mnist", "logistic", "feature", "hostile", "gated", "lstm", "attention", "cnn",
+            "multitask"]
+# name: sg.handout's arguments; 2-2-1 and 2-3-2 at each level, with every built-in activation
+# and loss between them, a penalty, the feature notation and the full verbosity
+SPECS = {
+    "2-2-1 matrix relu mse": ("2-2-1", dict(level="matrix")),
+    "2-2-1 element sigmoid bce": ("2-2-1", dict(level="element", hidden="sigmoid",
+                                               output="sigmoid", loss="bce")),
+    "2-2-1 both tanh mse full": ("2-2-1", dict(level="both", hidden="tanh", verbosity="full")),
+    "2-2-1 element softplus": ("2-2-1", dict(level="element", hidden="softplus",
+                                            output="sigmoid", loss="mse")),
+    "2-3-2 both leaky_relu softmax cross_entropy": ("2-3-2", dict(
+        level="both", hidden="leaky_relu", output="softmax", loss="cross_entropy")),
+    "2-2-1 both feature notation": ("2-2-1", dict(level="both", notation="feature")),
+    "3-2 matrix sigmoid bce brief": ("3-2", dict(output="sigmoid", loss="bce",
+                                                verbosity="brief")),
+}
+# one line per problem, as a worksheet has them: every differential rule, the trace trick with a
+# vector and a matrix, Jacobians through vec, Hessians
+PROBLEMS = [
+    "grad \"x'*A*x\" --wrt x --vector x --matrix A",
+    "grad \"a'*X*b\" --wrt X --vector a,b --matrix X",
+    "grad \"tr(A*X*B)\" --wrt X --matrix A,X,B",
+    "grad \"det(X)\" --wrt X --matrix X",
+    "grad \"logdet(W1) + tr(inv(W1)*A)\" --wrt W1 --matrix W1,A",
+    "grad \"norm2(x) + norm1(x) + logsumexp(x)\" --wrt x --vector x",
+    "grad \"x'*S*x\" --wrt x --vector x --symmetric S",
+    "grad \"-y'*log(softmax(W*x))\" --wrt W --vector x,y --matrix W",
+    "grad \"sum(exp(x) + log(x) + sqrt(x) + abs(x))\" --wrt x --vector x",
+    "grad \"sum(sin(x) .* cos(x) + tanh(x) ./ (1 + sigmoid(x)))\" --wrt x --vector x",
+    "grad \"sum(relu(W1*x) + softplus(W1*x)) + sum(W1 .^ 2)\" --wrt W1 --vector x --matrix W1",
+    "grad \"sum(x .^ 3) + ones(3)'*x + tr(diag(x)*A)\" --wrt x --vector x --matrix A",
+    "derivative \"A*x\" --wrt x --vector x --matrix A",
+    "derivative \"x .* y\" --wrt x --vector x,y",
+    "derivative \"W*x\" --wrt W --vector x --matrix W",
+    "derivative \"A*X*B\" --wrt X --matrix A,X,B",
+    "derivative \"inv(X)\" --wrt X --matrix X",
+    "derivative \"tanh(A*x + b)\" --wrt x --vector x,b --matrix A",
+    "derivative \"softmax(x)\" --wrt x --vector x",
+    "hessian \"norm2(X*w - y)^2 + lam*w'*w\" --wrt w --vector w,y --matrix X",
+    "hessian \"sum(log(1 + exp(-y .* (X*w))))\" --wrt w --vector w,y --matrix X",
+    "hessian \"tr(X'*A*X)\" --wrt X --matrix X,A",
+    "hessian \"logsumexp(x)\" --wrt x --vector x",
+]
+
+
+# tests/test_every_op.py's small nets of the ops no example above has (or has only in a big net),
+# at both levels: the ones that take under about a second each (layer norm, pooling and the
+# 4 x 4 convolution take 3-5 s; the examples cover them)
+OPS = [("add", 0), ("mul", 0), ("concat", 0), ("dense_transposed", 0), ("softmax", 0),
+       ("embedding", 0), ("conv2d", 1), ("conv1d", 0), ("conv1d", 1), ("scores", 1)]
+
+
+def function_derivations():
+    """sg.derive_jacobian, derive_gradient, chain, derive_vec_jacobian, derive_matrix_gradient."""
+    W = sp.Matrix(2, 2, sp.symbols("w1:5", real=True))
+    return [sg.derive_jacobian("2*x1 + x2, pi*x2, -x1/x2", "x1 x2"),
+            sg.derive_gradient("2*a*x + b/y + sigmoid(a*b)", "a, b"),
+            sg.chain(F, G),
+            sg.chain(("tanh(u + v)", "u v", "f"), ("x1*x2, relu(x1)", "x1 x2", "g")),
+            sg.derive_vec_jacobian("w1*x1 + w2*x2, w3*x1 + w4*x2", W),
+            sg.derive_matrix_gradient(2, 3)]
+
+
+def problems():
+    return [problem(line) for line in PROBLEMS]
+
+
+def markdown_docs():
+    """name → a function making that Markdown handout."""
+    docs = {f"example {n}": (lambda n=n: handout_of_example(n)) for n in EXAMPLES}
+    docs.update({k: (lambda s=s, o=o: sg.handout(s, fmt="markdown", **o))
+                 for k, (s, o) in SPECS.items()})
+    docs["functions"] = lambda: sg.handout(function_derivations(), fmt="markdown")
+    docs["worksheet problems.txt"] = lambda: sg.handout(
+        read_problems(str(ROOT / "examples" / "handouts" / "problems.txt")), fmt="markdown")
+    docs["matrix calculus"] = lambda: sg.handout(problems(), fmt="markdown")
+    docs["quotes and links in names"] = lambda: sg.handout(hostile_nets()[1], fmt="markdown")
+    for op, i in OPS:
+        docs[f"op {op} {i}"] = lambda op=op, i=i: sg.handout(BUILDERS[op][i](), fmt="markdown",
+                                                              level="both")
+    return docs
+
+
+def handout_of_example(name):
+    ns = runpy.run_path(str(ROOT / "examples" / "handouts" / f"{name}.py"))
+    return sg.handout(ns["net"], fmt="markdown", **ns.get("handout_options", {}))
+
+
+MARKDOWN = markdown_docs()
+
+
+@pytest.fixture(scope="module")
+def markdown():
+    """Each handout made once for the module's tests."""
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = MARKDOWN[name]()
+        return cache[name]
+    return get
+
+
+@pytest.mark.parametrize("name", list(MARKDOWN))
+def test_markdown_handout_math_renders(renderers, markdown, name):
+    blocks = markdown_math(markdown(name))
+    assert len(blocks) > 5
+    assert not (f := renderers.failures(blocks, name)), report(f)
+
+
+@pytest.mark.parametrize("name", list(MARKDOWN))
+def test_markdown_handout_prose_has_no_tex(markdown, name):
+    """Outside the math a Markdown renderer shows TeX as typed: no macros (a backslash before a
+    letter; \\\\, \\* and the like are Markdown's own escapes) and no TeX quotes `` ''."""
+    md = markdown(name)
+    prose = re.sub(r"\$\$.*?\$\$", "", md, flags=re.S)
+    prose = re.sub(r"(?<!\\)\$((?:[^$\\]|\\.)+)\$", "", prose)
+    for line in prose.splitlines():
+        assert not re.search(r"(?<!\\)\\[A-Za-z]|``|''", line.replace("\\\\", "")), line
+
+
+def notebook_derivations():
+    """name → Derivations whose _repr_latex_ a notebook would show."""
+    out = {f"function {d.title}": [d] for d in function_derivations()}
+    for spec, level, opts in [("2-2-1", "matrix", {}), ("2-2-1", "element", {}),
+                              ("2-3-2", "matrix", dict(hidden="tanh", output="softmax",
+                                                        loss="cross_entropy")),
+                              ("2-2-1", "element", dict(hidden="sigmoid", output="sigmoid",
+                                                         loss="bce"))]:
+        net = sg.load_network(spec, **opts)
+        params = net.parameters if level == "matrix" else ["w1", "b1", "w5"]
+        out[f"{spec} {level} {opts}"] = [net.derive(p, level=level) for p in params]
+    for name in ("lstm", "attention", "cnn", "multitask"):
+        net = runpy.run_path(str(ROOT / "examples" / "handouts" / f"{name}.py"))["net"]
+        out[f"example {name}"] = [net.derive(p) for p in net.parameters[:4]]
+    out["backprop with a penalty"] = [sg.mlp([2, 2, 1], penalty=0.01).backprop()]
+    out["matrix calculus"] = problems()
+    return out
+
+
+def test_notebook_latex_renders(renderers, tmp_path):
+    """_repr_latex_ of a sample of derivations, and those of networks in the feature notation."""
+    blocks, where = [], []
+    for name, ds in notebook_derivations().items():
+        for d in ds:
+            blocks.append(repr_math(d))
+            where.append(name)
+            if not name.startswith(("function", "matrix")):  # networks: the notation matters
+                blocks.append((notebook_latex(d, "feature")[1:-1], False))
+                where.append(name + " (feature notation)")
+    fails = [f for w, b in zip(where, blocks) for f in renderers.failures([b], w)]
+    assert len(blocks) > 60 and not fails, report(fails)
+    pdflatex_accepts(blocks, tmp_path)

@@ -61,13 +61,19 @@ def text_escape(text: str) -> str:
 
 # -- math for browsers ----------------------------------------------------------------------------
 # MathJax's \text{} knows no macros without its textmacros extension: \text{a\_b} shows "a\_b",
-# \text{\textit{x}} shows "\textit{x}", {[} shows its braces. portable_math rewrites every text
-# group of a math string so that KaTeX, MathJax and pdflatex show the same thing: each text-mode
-# escape leaves the text group for its math-mode glyph (\text{a}{\_}\text{b}), a nested \textit
-# or \textbf stands on its own (both take it in math), TeX's quotes `` and '' become ".
+# \text{\textit{x}} shows "\textit{x}", {[} shows its braces; KaTeX knows no \textasciigrave.
+# portable_math rewrites every text group of a math string so that KaTeX, MathJax and pdflatex
+# show the same thing: each text-mode escape leaves the text group for its math-mode glyph
+# (\text{a}{\_}\text{b}), a nested \textit or \textbf stands on its own (both take it in math),
+# TeX's quotes `` and '' become ". For Markdown (fullwidth=True) an escape becomes a look-alike
+# full-width character inside the text instead: a \$, \_ or [ there would be read by Markdown.
 _MATH_GLYPH = {r"\textbackslash": r"\backslash", r"\textasciitilde": r"\tilde{}",
                r"\textasciicircum": r"\hat{}", r"\textless": "<", r"\textgreater": ">",
                r"\textbar": r"\vert", r"\textasciigrave": r"\grave{}"}
+FULLWIDTH = {r"\textbackslash": "＼", r"\textasciicircum": "＾", r"\textasciitilde": "～",
+             r"\textless": "＜", r"\textgreater": "＞", r"\textbar": "｜",
+             r"\textasciigrave": "｀", r"\$": "＄", r"\&": "＆", r"\%": "％", r"\#": "＃",
+             r"\_": "＿", r"\{": "｛", r"\}": "｝", "[": "［", "]": "］"}
 _TEXT_CMDS = {r"\text": "text", r"\textrm": "text", r"\textit": "textit", r"\emph": "textit",
               r"\textbf": "textbf"}
 _CONTROL = re.compile(r"\\(?:[A-Za-z]+|.)", re.S)
@@ -88,14 +94,14 @@ def _group(tex: str, i: int) -> tuple[str, int]:
     return tex[i + 1:], len(tex)
 
 
-def portable_math(tex: str) -> str:
+def portable_math(tex: str, fullwidth: bool = False) -> str:
     """Math for KaTeX and MathJax as they come (and still for pdflatex): see above."""
     out, i = [], 0
     while i < len(tex):
         m = _CONTROL.match(tex, i)
         if m and m.group(0) in _TEXT_CMDS and tex[m.end():m.end() + 1] == "{":
             inner, i = _group(tex, m.end())
-            out.append(_portable_text(_TEXT_CMDS[m.group(0)], inner))
+            out.append(_portable_text(_TEXT_CMDS[m.group(0)], inner, fullwidth))
         elif m:
             out.append(m.group(0))
             i = m.end()
@@ -105,7 +111,7 @@ def portable_math(tex: str) -> str:
     return "".join(out)
 
 
-def _portable_text(cmd: str, text: str) -> str:
+def _portable_text(cmd: str, text: str, fullwidth: bool) -> str:
     pieces, buf, k = [], [], 0
 
     def flush():
@@ -119,29 +125,32 @@ def _portable_text(cmd: str, text: str) -> str:
             end = k + 1
             while end < len(text) and text[end] != "$":
                 end += 2 if text[end] == "\\" else 1
-            buf.append("$%s$" % portable_math(text[k + 1:end]))
+            buf.append("$%s$" % portable_math(text[k + 1:end], fullwidth))
             k = end + 1
         elif c == "\\":
             m = _CONTROL.match(text, k)
             name, k = m.group(0), m.end()
-            flush()
             if name in _TEXT_CMDS and text[k:k + 1] == "{":
+                flush()
                 inner, k = _group(text, k)
-                pieces.append(_portable_text(_TEXT_CMDS[name], inner))
+                pieces.append(_portable_text(_TEXT_CMDS[name], inner, fullwidth))
                 continue
             if text[k:k + 2] == "{}":
                 k += 2
+            if fullwidth and name in FULLWIDTH:
+                buf.append(FULLWIDTH[name])
+                continue
+            flush()
             glyph = _MATH_GLYPH.get(name, name)
-            pieces.append("{%s}" % glyph if glyph[1:].isalpha() or len(glyph) == 1 or
-                          glyph in (r"\&", r"\%", r"\$", r"\#", r"\_", r"\{", r"\}")
-                          else glyph)
+            pieces.append(glyph if name not in _MATH_GLYPH and not name[1:].isalnum()
+                          and name[1:] not in "&%$#_{}" else "{%s}" % glyph)
         elif c == "{":
             inner, k = _group(text, k)
-            if inner in ("[", "]"):
-                buf.append(inner)
+            if inner in ("[", "]"):  # {[}: text_escape's bracket, no Markdown link
+                buf.append(FULLWIDTH[inner] if fullwidth else inner)
             else:
                 flush()
-                pieces.append(_portable_text(cmd, inner))
+                pieces.append(_portable_text(cmd, inner, fullwidth))
         elif text.startswith(("''", "``"), k):
             buf.append('"')
             k += 2

@@ -24,21 +24,38 @@ const { liteAdaptor } = require("mathjax-full/js/adaptors/liteAdaptor.js");
 const { RegisterHTMLHandler } = require("mathjax-full/js/handlers/html.js");
 const { STATE } = require("mathjax-full/js/core/MathItem.js");
 require("mathjax-full/js/input/tex/AllPackages.js"); // registers every package's configuration
+const { AutoloadConfiguration } = require("mathjax-full/js/input/tex/autoload/AutoloadConfiguration.js");
 
-// tex-chtml's registerTeX list, less noundefined, require and autoload (node loads no files on
-// demand), plus what autoload would load (AutoloadConfiguration's table in mathjax-full 3.2.2)
-const PACKAGES = ["base", "ams", "newcommand", "configmacros", "action", "amscd", "bbox",
-  "boldsymbol", "braket", "bussproofs", "cancel", "color", "enclose", "extpfeil", "html",
-  "mhchem", "unicode", "verb"];
+// tex-chtml's registerTeX list, less noundefined (and require and autoload, which load files in
+// a browser): base, ams, newcommand, configmacros. What autoload would load on first use of one
+// of its macros or environments (boldsymbol, cancel, color, ...: AutoloadConfiguration's table)
+// is loaded here the same way: an expression that fails on such a name is run again with that
+// package, which stays loaded. Loading all 14 up front made every expression slower (5.0 s → 8.5
+// s to parse the 928 distinct blocks of the handouts), most of them filters that walk every tree.
+const BASE = ["base", "ams", "newcommand", "configmacros"];
+const AUTOLOAD = {};
+for (const [pkg, names] of Object.entries(AutoloadConfiguration.options.autoload)) {
+  const [macros, envs] = Array.isArray(names[0]) ? names : [names, []];
+  for (const m of macros) AUTOLOAD["\\" + m] = pkg;
+  for (const e of envs || []) AUTOLOAD["env:" + e] = pkg;
+}
 
 const adaptor = liteAdaptor();
 RegisterHTMLHandler(adaptor);
-const tex = new TeX({
-  packages: PACKAGES,
-  formatError: (jax, err) => { throw err; },
-});
-const svg = new SVG({ fontCache: "none" });
-const html = mathjax.document("", { InputJax: tex, OutputJax: svg });
+const documents = {};
+
+function documentWith(extra) {
+  const key = extra.join(",");
+  if (!documents[key]) {
+    const tex = new TeX({
+      packages: BASE.concat(extra),
+      formatError: (jax, err) => { throw err; },
+    });
+    const OutputJax = new SVG({ fontCache: "none" });
+    documents[key] = { tex, html: mathjax.document("", { InputJax: tex, OutputJax }) };
+  }
+  return documents[key];
+}
 
 // Text that MathJax shows as typed where LaTeX would not: a macro inside \text{} (MathJax's text
 // mode knows no macros without the textmacros package, so \text{a\,b} shows "a\,b"), TeX's
@@ -46,27 +63,45 @@ const html = mathjax.document("", { InputJax: tex, OutputJax: svg });
 // LaTeX: \text{{[}a{]}} shows "{[}a{]}").
 const LITERAL = /\\|``|''|~|[{}]/;
 
-function mtexts(node, out) {
-  if (node.isKind("mtext")) out.push(node.getText());
-  for (const child of node.childNodes || []) if (child && child.isKind) mtexts(child, out);
-  return out;
+function walk(node, texts, errors) {
+  if (node.isKind("mtext")) texts.push(node.getText());
+  if (node.isKind("merror")) errors.push(node.attributes.get("data-mjx-error") || "merror");
+  for (const child of node.childNodes || []) if (child && child.isKind) walk(child, texts, errors);
 }
 
+function mathjaxRun(s, display, extra) {
+  const { tex, html } = documentWith(extra);
+  // html.convert(s) done in two halves, to read the MathML between them
+  const item = new html.options.MathItem(s, tex, display);
+  item.start.node = adaptor.body(html.document);
+  item.setMetrics(16, 8, 80 * 8, 1000000, 1);
+  item.convert(html, STATE.COMPILED);
+  const texts = [], errors = [];
+  walk(item.root, texts, errors);
+  // a TeX error that was not thrown would show as an <merror>
+  if (errors.length) return errors[0];
+  const literal = texts.filter((t) => LITERAL.test(t));
+  if (literal.length) return `text shown as typed: ${JSON.stringify(literal[0])}`;
+  // the SVG itself (an output error throws; about half of MathJax's time), not serialized:
+  // outerHTML of it would add 1 s to the 12 s of the handouts' 928 distinct blocks
+  item.convert(html, STATE.LAST);
+  return null;
+}
+
+const loaded = []; // the packages autoloaded so far: they stay loaded, as in a browser's page
+
 function mathjaxError(s, display) {
-  try {
-    // html.convert(s) done in two halves, to read the MathML between them
-    const item = new html.options.MathItem(s, tex, display);
-    item.start.node = adaptor.body(html.document);
-    item.setMetrics(16, 8, 80 * 8, 1000000, 1);
-    item.convert(html, STATE.COMPILED);
-    const literal = mtexts(item.root, []).filter((t) => LITERAL.test(t));
-    if (literal.length) return `text shown as typed: ${JSON.stringify(literal[0])}`;
-    item.convert(html, STATE.LAST);
-    // a TeX error that was not thrown would show as an <merror> (data-mjx-error in SVG output)
-    const m = adaptor.outerHTML(item.typesetRoot).match(/data-mjx-error="([^"]*)"/);
-    return m ? m[1] : null;
-  } catch (e) {
-    return String((e && e.message) || e);
+  for (;;) {
+    try {
+      return mathjaxRun(s, display, loaded);
+    } catch (e) {
+      const msg = String((e && e.message) || e);
+      const m = msg.match(/^Undefined control sequence (\\[A-Za-z]+)|^Unknown environment '(.*)'/);
+      const pkg = m && AUTOLOAD[m[1] || "env:" + m[2]];
+      if (!pkg || loaded.includes(pkg)) return msg;
+      loaded.push(pkg); // as autoload does: load the package, then run the expression again
+      loaded.sort();
+    }
   }
 }
 
