@@ -363,3 +363,47 @@ def test_notebook_latex_renders(renderers, tmp_path):
     fails = [f for w, b in zip(where, blocks) for f in renderers.failures([b], w)]
     assert len(blocks) > 60 and not fails, report(fails)
     pdflatex_accepts(blocks, tmp_path)
+
+
+# -- the example notebook, run by nbclient: its outputs are what Jupyter renders ------------------
+NOTEBOOK = ROOT / "examples" / "derivations.ipynb"
+
+
+@pytest.fixture(scope="module")
+def notebook():
+    """examples/derivations.ipynb executed in a fresh kernel (the `notebook` extra: nbclient,
+    nbformat, ipykernel; skipped without them)."""
+    why = "needs the notebook extra: pip install -e '.[notebook]' (.ci/run does)"
+    nbformat = pytest.importorskip("nbformat", reason=why)
+    nbclient = pytest.importorskip("nbclient", reason=why)
+    pytest.importorskip("ipykernel", reason=why)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(ROOT)}}).execute()
+    return nb
+
+
+def notebook_latex_outputs(nb) -> list:
+    return [out["data"]["text/latex"] for cell in nb.cells if cell.cell_type == "code"
+            for out in cell.get("outputs", []) if "text/latex" in out.get("data", {})]
+
+
+def test_example_notebook_runs_and_shows_each_derivation(notebook):
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[0]["ename"] + ": " + errors[0]["evalue"]
+    # every cell but the import ends in a derivation, which displays itself as LaTeX
+    latex = notebook_latex_outputs(notebook)
+    assert len(latex) == len(code) - 1 and all(t.startswith("$\\displaystyle ") for t in latex)
+    assert r"{\backslash}\textbf{input}" in latex[-1] or r"{\backslash}\textit{input}" in latex[-1]
+
+
+def test_example_notebook_math_renders(notebook, renderers):
+    """Every LaTeX output of the executed notebook, as Jupyter's MathJax (or VS Code's KaTeX) gets
+    it, and the math of its Markdown cells."""
+    blocks = [(t[1:-1], False) for t in notebook_latex_outputs(notebook)]
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            blocks += markdown_math(cell.source)
+    assert len(blocks) >= 10
+    assert not (f := renderers.failures(blocks, "examples/derivations.ipynb")), report(f)
