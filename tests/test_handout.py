@@ -134,7 +134,7 @@ def test_chain_rule_handout_shows_the_two_methods_side_by_side(tmp_path):
           sg.derive_vec_jacobian("w1*x1 + w2*x2, w3*x1 + w4*x2", W)]
     tex = handout(ds)
     assert tex.count(r"\section{") == 3
-    assert (r"\text{Method 1: substitute, then differentiate} & \text{Method 2: the chain rule}"
+    assert (r"\text{Method 1: substitute, then differentiate} \quad & \text{Method 2: the chain rule}"
             in tex)
     assert r"\text{both methods agree: }\frac{\partial \left(f \circ g\right)}" in tex
     md = handout(ds[1], fmt="markdown")

@@ -12,6 +12,7 @@ from symgrad.core.matexpr import Cotangent
 from symgrad.core.derivation import Derivation, Note, Partial
 from symgrad.handouts.build import gradient_summary
 from symgrad.printing.latex import NotesLatexPrinter, latex, to_latex, words_latex
+from symgrad.printing.names import portable_math
 
 SEED = "2*x1 + x2, pi*x2, -x1/x2"
 F = ("x1 - 2*x2 + x3/4", "x1 x2 x3", "f")
@@ -37,8 +38,9 @@ def test_jacobian_3x2_golden():
 def test_chain_rule_two_methods_side_by_side_golden():
     tex = to_latex(sg.chain(F, G))
     assert tex.startswith("\\begin{gathered}\n\\begin{aligned}\nf &= ")
-    assert (r"\begin{array}{@{}c@{\qquad}c@{}}" "\n"
-            r"\text{Method 1: substitute, then differentiate} & \text{Method 2: the chain rule} "
+    assert (r"\begin{array}{cc}" "\n"
+            r"\text{Method 1: substitute, then differentiate} \quad & \text{Method 2: the chain "
+            r"rule} "
             r"\\[4pt]" "\n" r"\begin{aligned}[t]" "\n"
             r"f \circ g &= \left[\begin{matrix}\frac{3 - x_{1}}{4} + \left(x_{1} + 2 x_{2}\right) - "
             r"2 x_{2}\end{matrix}\right] \\" "\n"
@@ -276,7 +278,9 @@ def test_derivation_to_latex_and_notebook_use_the_notes_printer():
     net.set_loss(net.dense(x, 1, W="W1", name="ℓout"), "mse")
     d = net.derive("W1")
     tex = d.to_latex()
-    assert tex == to_latex(d) and d._repr_latex_() == "$\\displaystyle " + tex + "$"
+    # the notebook's copy has its text groups made portable for MathJax (test_renderers.py)
+    assert tex == to_latex(d) and d._repr_latex_() == "$\\displaystyle " + portable_math(tex) + "$"
+    assert _safe(d._repr_latex_()) and r"{\backslash}\textbf{input}" in d._repr_latex_()
     assert r"\mathbf{W}^{(1)}" in tex and "?" not in tex and _safe(tex)
     assert r"\mathbf{\input" not in tex and "ℓ" not in tex  # no raw Unicode for pdflatex
     assert d.to_latex(notation="feature") == to_latex(d, "feature")
@@ -287,7 +291,12 @@ def test_derivation_to_latex_and_notebook_use_the_notes_printer():
 def test_any_name_is_escaped(name):
     for e in (sp.Symbol(name), sp.MatrixSymbol(name, 2, 1).T):
         assert _safe(latex(e)), (name, latex(e))
+        assert _safe(portable_math(latex(e))), (name, portable_math(latex(e)))
     assert _safe(words_latex(name, vectors=[name], scalars=[name]))
+    # as the notebook shows it: still escaped, and no text group holds a macro any more
+    tex = portable_math(r"\text{%s}" % words_latex(name, vectors=[name], scalars=[name]))
+    assert _safe(tex), (name, tex)
+    assert not re.search(r"\\text(it|bf)?\{[^{}$]*\\", tex), (name, tex)
 
 
 def test_identity_before_kron_is_the_matrix_not_the_word():

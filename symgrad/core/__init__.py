@@ -4,7 +4,8 @@
 - :mod:`.primitives`: the elementwise primitives (relu, sigmoid, erf, …), one registration each;
 - :mod:`.matexpr`: matrix-expression nodes SymPy lacks, and the per-example → batch map;
 - :mod:`.derivation`: derivation records (``Step``, ``Derivation``) and display nodes;
-- :mod:`.evaluate`: a float evaluator for the element level's bounded self-check.
+- :mod:`.evaluate`: a float evaluator for the element level's bounded self-check;
+- :mod:`.scripts`: a sub- or superscript on printed LaTeX, never a double one.
 
 Layers (imports flow one way, checked by tests/test_layers.py): core ← graph ← derive ←
 {compile, printing} ← {handouts, run} ← the facade (``symgrad.network``, ``symgrad/__init__``,

@@ -27,6 +27,8 @@ from typing import NamedTuple
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
+from symgrad.core.scripts import attach
+
 
 class Geometry(NamedTuple):
     """A window sliding over C × H × W: kernel kh × kw, stride sh down the rows and sw along
@@ -256,7 +258,9 @@ class ConvWeightVJP(MatrixExpr):
         g, x = p._print(self.grad), p._print(self.x)
         if self.axis == 0:
             return r"\operatorname{mat}\left(%s\right) U\left(%s\right)" % (g, x)
-        return (r"\sum_{n} \operatorname{mat}\left(%s_{n}\right) U\left(%s_{n}\right)" % (g, x))
+        # row n of G_z1 is (G_z1)_n: \mathbf{G}_{\mathbf{z}^{(1)}}_{n} was a double subscript
+        return r"\sum_{n} \operatorname{mat}\left(%s\right) U\left(%s\right)" % (
+            attach(g, "_", "n"), attach(x, "_", "n"))
 
 
 class ChannelSum(MatrixExpr):
@@ -525,7 +529,7 @@ class SeqConv(_SeqWindowed):
     def _parts(self, p, latex):
         W, x = p._print(self.Wm), p._print(self.x)
         if latex:
-            body = r"\sum_{u} {%s}_{u} {%s}_{t+u-%d}" % (W, x, self.left)
+            body = r"\sum_{u} %s %s" % (attach(W, "_", "u"), attach(x, "_", "t+u-%d" % self.left))
         else:
             body = f"Σ_u {W}_u {x}_(t+u−{self.left})"
         return body + (f" + {p._print(self.bias)}" if self.bias != 0 else "")
@@ -568,8 +572,9 @@ class SeqConvInputVJP(_SeqWindowed):
         return f"Σ_u {p._print(self.Wm)}_uᵀ {p._print(self.grad)}_(τ−u+{self.left})"
 
     def _latex(self, p):
-        return r"\sum_{u} {%s}_{u}^{\top} {%s}_{\tau-u+%d}" % (p._print(self.Wm), p._print(self.grad),
-                                                         self.left)
+        # 𝐖^{(1)}_{u}^{\top} was a double superscript, 𝐠_{𝐳^{(1)}}_{τ−u+p} a double subscript
+        W = attach(attach(p._print(self.Wm), "_", "u"), "^", r"\top")
+        return r"\sum_{u} %s %s" % (W, attach(p._print(self.grad), "_", r"\tau-u+%d" % self.left))
 
 
 class SeqConvWeightVJP(_SeqWindowed):
@@ -606,9 +611,8 @@ class SeqConvWeightVJP(_SeqWindowed):
 
     def _latex(self, p):
         g, x = p._print(self.grad), p._print(self.x)
-        # each base braced: g is 𝐠_{z2} and x may carry ^{(1)}, so g_{t} would be a double
-        # subscript that pdflatex, KaTeX and MathJax all reject
-        return r"\left[\sum_{t} {%s}_{t} {%s}_{t+u-%d}^{\top}\right]_{u}" % (g, x, self.left)
+        return r"\left[\sum_{t} %s %s\right]_{u}" % (
+            attach(g, "_", "t"), attach(attach(x, "_", "t+u-%d" % self.left), "^", r"\top"))
 
 
 __all__ = ["Geometry", "Conv2d", "ConvInputVJP", "ConvWeightVJP", "ChannelSum", "ConvMatrix",

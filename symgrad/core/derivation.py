@@ -295,7 +295,9 @@ class Derivation:
         return _printing().to_latex(self, notation, **settings)
 
     def _repr_latex_(self) -> str:
-        return "$\\displaystyle " + self.to_latex() + "$"
+        """For Jupyter: to_latex as display-style math that MathJax and KaTeX render as they
+        come (see :func:`symgrad.printing.latex.notebook_latex`)."""
+        return _printing().notebook_latex(self)
 
     def to_dict(self) -> dict:
         """A JSON-ready record of every step, with exact SymPy strings (read back by sympify, so

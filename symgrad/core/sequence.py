@@ -19,8 +19,12 @@ diagonal entry finite, so a softmax over it has a finite maximum and never makes
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
+
+from symgrad.core.scripts import attach
 
 
 class SeqProduct(MatrixExpr):
@@ -127,11 +131,15 @@ class SeqProduct(MatrixExpr):
 class AcrossJacobian(MatrixExpr):
     """A local Jacobian of an attention node with respect to another position's value, for the
     printed chain only (it never reaches a program): ∂s_t/∂k_τ = e_τ q_tᵀ/√d_k, ∂o_t/∂v_τ =
-    a_tτ I. ``text`` and ``latex`` are how it prints."""
+    a_tτ I. ``text`` is how it prints as text; ``latex`` is a template with one %s per entry of
+    ``names`` (the nodes' symbols), each printed by the printer at hand, in its notation and
+    escaped: the names were once put in the template raw, so a node named \\input{/etc/passwd}
+    was read by TeX, and z3 was "z3", not 𝐳^{(3)}. A %s followed by _ or ^ in the template gets
+    its script through :func:`~symgrad.core.scripts.attach` (no double subscript)."""
 
-    def __new__(cls, text, latex, rows, cols):
+    def __new__(cls, text, latex, rows, cols, names=()):
         return MatrixExpr.__new__(cls, sp.Symbol(text), sp.Symbol(latex), sp.Integer(rows),
-                                  sp.Integer(cols))
+                                  sp.Integer(cols), sp.Tuple(*names))
 
     shape = property(lambda self: (self.args[2], self.args[3]))
 
@@ -142,7 +150,18 @@ class AcrossJacobian(MatrixExpr):
         return self.args[0].name
 
     def _latex(self, p):
-        return self.args[1].name
+        parts = self.args[1].name.split("%s")
+        out = [parts[0]]
+        for name, part in zip(self.args[4], parts[1:]):
+            m = _SCRIPT.match(part)
+            if m:  # %s_{…}: the script joins the name through attach
+                out.append(attach(p._print(name), m.group(1), m.group(2)) + part[m.end():])
+            else:
+                out.append(p._print(name) + part)
+        return "".join(out)
+
+
+_SCRIPT = re.compile(r"([_^])\{([^{}]*)\}")
 
 
 # -- flatten: from the positions of a sequence to one vector per sequence ------------------------

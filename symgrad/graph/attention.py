@@ -56,17 +56,19 @@ def _scores_jacobian(net, node, wrt):
     mask = ("; the causal mask m_t (0 for τ ≤ t, −∞ after) is a constant"
             if node.attr("causal") else "")
     if wrt == qn and qn != kn:
-        return (AcrossJacobian(f"{kn}[1:T]{c}", rf"\left[{kn}\right]_{{1:T}}/\sqrt{{{d}}}", T, d),
+        return (AcrossJacobian(f"{kn}[1:T]{c}", rf"\left[%s\right]_{{1:T}}/\sqrt{{{d}}}", T, d,
+                               [net.sym(kn)]),
                 f"{node.name} = K {qn}/√d_k with K = {kn}[1:T], the T × {d} keys (row τ is "
                 f"{kn} at position τ): entry τ is {kn}_τ · {qn}_t/√{d}, linear in {qn}_t{mask}")
     if wrt == kn and qn != kn:
-        return (AcrossJacobian(f"e_τ {qn}ᵀ{c}", rf"e_{{\tau}} {qn}^{{\top}}/\sqrt{{{d}}}", T, d),
+        return (AcrossJacobian(f"e_τ {qn}ᵀ{c}", rf"e_{{\tau}} %s/\sqrt{{{d}}}", T, d,
+                               [net.sym(qn).T]),
                 f"{node.name}_t reads every key: entry τ is {kn}_τ · {qn}_t/√{d}, so "
                 f"∂{node.name}_t/∂{kn}_τ = e_τ {qn}_tᵀ/√{d}, and the gradient at {kn}_τ gathers "
                 f"it from every position t (G_K = G_Sᵀ Q/√d_k){mask}")
     return (AcrossJacobian(f"{kn}[1:T]{c} + e_t {qn}ᵀ{c}",
-                           rf"\left[{kn}\right]_{{1:T}}/\sqrt{{{d}}} + e_t {qn}^{{\top}}/\sqrt{{{d}}}",
-                           T, d),
+                           rf"\left[%s\right]_{{1:T}}/\sqrt{{{d}}} + e_t %s/\sqrt{{{d}}}",
+                           T, d, [net.sym(kn), net.sym(qn).T]),
             f"{node.name} = K {qn}/√d_k with K = {qn}[1:T] itself: {qn}_t is both the query and "
             f"key t{mask}")
 
@@ -139,10 +141,11 @@ def _attend_jacobian(net, node, wrt):
     an, vn = node.inputs
     T, dv = node.positions, node.dim
     if wrt == an:
-        return (AcrossJacobian(f"{vn}[1:T]ᵀ", rf"\left[{vn}\right]_{{1:T}}^{{\top}}", dv, T),
+        return (AcrossJacobian(f"{vn}[1:T]ᵀ", r"\left[%s\right]_{1:T}^{\top}", dv, T,
+                               [net.sym(vn)]),
                 f"{node.name}_t = Vᵀ {an}_t = Σ_τ {an}_tτ {vn}_τ with V = {vn}[1:T], the T × {dv} "
                 f"values: linear in {an}_t")
-    return (AcrossJacobian(f"{an}_tτ I", rf"{an}_{{t\tau}} I", dv, dv),
+    return (AcrossJacobian(f"{an}_tτ I", r"%s_{t\tau} I", dv, dv, [net.sym(an)]),
             f"{node.name}_t = Σ_τ {an}_tτ {vn}_τ reads every value: ∂{node.name}_t/∂{vn}_τ = "
             f"{an}_tτ I, and the gradient at {vn}_τ gathers it from every position t "
             f"(G_V = Aᵀ G_O)")

@@ -174,7 +174,8 @@ def _conv1d_jacobian(net, node, wrt):
     O, C = node.dim, net.nodes[h].dim
     span = f"{h}_(t−{left}) … {h}_(t+{k - 1 - left})"
     if wrt == h:
-        return (AcrossJacobian(f"{W}_(τ−t+{left})", r"%s_{\tau - t + %d}" % (W, left), O, C),
+        return (AcrossJacobian(f"{W}_(τ−t+{left})", r"%%s_{\tau - t + %d}" % left, O, C,
+                               [net.sym(W)]),
                 f"{node.name}_t = Σ_u {W}_u {h}_(t+u−{left}) reads the {k} positions {span} (0 "
                 f"beyond the sequence's ends): ∂{node.name}_t/∂{h}_τ = {W}_(τ−t+{left}), column "
                 f"τ − t + {left} of the kernel, and the gradient at {h}_τ gathers it from the "

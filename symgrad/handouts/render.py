@@ -12,7 +12,7 @@ import re
 
 from symgrad.core.derivation import StepKind
 from symgrad.printing.latex import FIT_MACRO, NotesLatexPrinter, tex_width
-from symgrad.printing.names import text_escape
+from symgrad.printing.names import portable_math, text_escape
 
 ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
@@ -330,13 +330,17 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
     return out
 
 
+# TeX's text escapes as Markdown's: a bracket or backquote escaped (no link, no code span forms),
+# TeX's quotes as plain ones
 _MD = {r"\textbackslash{}": "\\\\", r"\textasciitilde{}": "~", r"\textasciicircum{}": "^",
-       r"\textless{}": "&lt;", r"\textgreater{}": "&gt;", r"\textbar{}": "|", "''": '"'}
+       r"\textless{}": "&lt;", r"\textgreater{}": "&gt;", r"\textbar{}": "|", "''": '"', "``": '"',
+       "{[}": "\\[", "{]}": "\\]", r"\textasciigrave{}": "\\`"}
 
 
 # Inside math, MathJax and KaTeX without extensions know neither text-mode escapes nor \textbf in
 # \text, and a "\$" would end inline math in a Markdown renderer: user names' special characters
-# become look-alike full-width characters, and \text{\textbf{…}} becomes \textbf{…}.
+# become look-alike full-width characters (printing.names.portable_math), \text{\textbf{…}}
+# becomes \textbf{…}; the table catches an escape left outside a text group.
 _MD_MATH = [(r"\textbackslash{}", "＼"), (r"\textasciicircum{}", "＾"), (r"\textasciitilde{}", "～"),
             (r"\textless{}", "＜"), (r"\textgreater{}", "＞"), (r"\textbar{}", "｜"), (r"\$", "＄"),
             (r"\&", "＆"), (r"\%", "％"), (r"\#", "＃"), (r"\_", "＿"), (r"\{", "｛"),
@@ -344,9 +348,10 @@ _MD_MATH = [(r"\textbackslash{}", "＼"), (r"\textasciicircum{}", "＾"), (r"\te
 
 
 def _md_math(tex: str) -> str:
+    tex = portable_math(tex, fullwidth=True)
     for a, b in _MD_MATH:
         tex = tex.replace(a, b)
-    return re.sub(r"\\text\{\\(textbf|textit)\{([^{}]*)\}\}", r"\\\1{\2}", tex)
+    return tex
 
 
 def _md_text(tex: str) -> str:

@@ -8,9 +8,9 @@ table), writing justifications through :mod:`.words`, sums in the notes' order t
 :mod:`.terms`. ``Derivation.to_text/to_latex/to_dict`` reach this package through core's one
 printing hook, ``symgrad.core.derivation._printing``.
 """
-from symgrad.printing.latex import latex, to_latex, words_latex
-from symgrad.printing.names import text_escape
+from symgrad.printing.latex import latex, notebook_latex, to_latex, words_latex
+from symgrad.printing.names import portable_math, text_escape
 from symgrad.printing.text import SympifyPrinter, TextPrinter, to_dict, to_text
 
-__all__ = ["latex", "to_latex", "words_latex", "text_escape", "SympifyPrinter", "TextPrinter",
-           "to_dict", "to_text"]
+__all__ = ["latex", "to_latex", "notebook_latex", "words_latex", "portable_math", "text_escape",
+           "SympifyPrinter", "TextPrinter", "to_dict", "to_text"]

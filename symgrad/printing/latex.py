@@ -13,13 +13,16 @@ from __future__ import annotations
 import re
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 
 from symgrad.core.derivation import Derivation, Grad, Partial
+from symgrad.core.scripts import attach, ends_in_superscript
 from symgrad.core.matexpr import Cotangent
 from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
 from symgrad.printing import names
-from symgrad.printing.names import TeXName, escaped_name, notation, text_escape
+from symgrad.printing.names import (TeXName, escaped_name, notation, portable_math,
+                                    text_escape)
 from symgrad.printing.terms import (FIT_MACRO, all_transposed, is_compose, join_terms, negative,
                           positive_first, names_in, notes_order, weights_first)
 from symgrad.printing.width import tex_width
@@ -27,7 +30,7 @@ from symgrad.printing.words import words
 from symgrad.core.primitives import RULES, shown_args
 from symgrad.graph.activations import ACTIVATIONS
 
-__all__ = ["NotesLatexPrinter", "to_latex", "latex", "tex_width", "FIT_MACRO"]
+__all__ = ["NotesLatexPrinter", "to_latex", "notebook_latex", "latex", "tex_width", "FIT_MACRO"]
 
 
 def _trusted_names() -> set:
@@ -191,10 +194,19 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     def _print_Inverse(self, expr):
         arg = expr.arg
         if isinstance(arg, sp.Transpose) and isinstance(arg.arg, sp.MatrixSymbol):
-            return self._print(arg.arg) + r"^{-\top}"  # X⁻ᵀ, as the Cookbook writes it
+            return raised(self._print(arg.arg), r"-\top")  # X⁻ᵀ, as the Cookbook writes it
         if isinstance(arg, sp.MatrixSymbol):
-            return self._print(arg) + "^{-1}"
+            return raised(self._print(arg), "-1")
         return r"\left(%s\right)^{-1}" % self._print(arg)
+
+    def _helper_print_standard_power(self, expr, template: str) -> str:
+        """SymPy's, for Pow and HadamardPower, with a base that already ends in a superscript in
+        parentheses: it protects Symbols only, so W1^∘2 of the penalty was W^{(1)}^{∘2}."""
+        out = super()._helper_print_standard_power(expr, template)
+        base = template.split("%s", 1)[0] + self.parenthesize(expr.base, PRECEDENCE["Pow"])
+        if out.startswith(base) and ends_in_superscript(base):
+            out = r"\left(%s\right)" % base + out[len(base):]
+        return out
 
     def _print_Trace(self, expr):
         return self._call(r"\operatorname{tr}", expr.arg)
@@ -375,6 +387,11 @@ _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items(
         if name.startswith("_print_")}
 
 
+def raised(base: str, sup: str) -> str:
+    """base^{sup}, with a base that ends in a superscript in parentheses: (𝐖^{(1)})^{-1}."""
+    return attach(base, "^", sup)
+
+
 def _named_like_a_gradient(e) -> bool:
     """A user's value named g_… or G_… that is no gradient: the notation would set it as the g of
     something (𝐠 with a subscript), so it is written as the plain name it is. Gradients are
@@ -386,6 +403,13 @@ def _named_like_a_gradient(e) -> bool:
 def to_latex(derivation: Derivation, notation="slides", **settings) -> str:
     """A derivation as an ``aligned`` block (math mode, no delimiters) in the notes' notation."""
     return NotesLatexPrinter({"notation": notation, **settings}).doprint_derivation(derivation)
+
+
+def notebook_latex(derivation: Derivation, notation="slides", **settings) -> str:
+    """``Derivation._repr_latex_``: the block as inline display math for Jupyter, whose MathJax
+    (or KaTeX) shows text-mode escapes as typed, so its text groups are made portable
+    (:func:`~symgrad.printing.names.portable_math`; pdflatex still takes it)."""
+    return "$\\displaystyle " + portable_math(to_latex(derivation, notation, **settings)) + "$"
 
 
 def latex(expr, notation="slides", **settings) -> str:

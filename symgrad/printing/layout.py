@@ -71,9 +71,13 @@ class DerivationLayout:
             cols.append((r"\text{Method %d%s}" % (k, ": " + head if head else ""), body))
         last = d.steps[end - 1].rhs
         parts = [self._aligned(d.steps[:a])] if a else []
-        parts.append("\\begin{array}{@{}%s@{}}\n%s \\\\[4pt]\n%s\n\\end{array}"
-                     % ("@{\\qquad}".join("c" * len(cols)), " & ".join(h for h, _ in cols),
-                        "\n&\n".join(b for _, b in cols)))
+        # plain {cc}: KaTeX refuses @{...} in a column spec ("Unknown column alignment: @"), and
+        # MathJax and pdflatex take {cc} alike; a \quad after each column but the last, with the
+        # 2 x 5pt of \arraycolsep, makes the 2em gap @{\qquad} made
+        gap = r" \quad"
+        parts.append("\\begin{array}{%s}\n%s \\\\[4pt]\n%s\n\\end{array}"
+                     % ("c" * len(cols), " & ".join(h + gap for h, _ in cols[:-1]) + " & "
+                        + cols[-1][0], ("%s\n&\n" % gap).join(b for _, b in cols)))
         note = d.steps[end].rhs
         agreed = r"\text{%s: }" % self._words(note._text if isinstance(note, Note)
                                               else "both methods agree")

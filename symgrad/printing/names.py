@@ -37,6 +37,8 @@ UNICODE_MATH = {"→": r"\to", "←": r"\leftarrow", "∘": r"\circ", "∂": r"\
                 "⟨": r"\langle", "⟩": r"\rangle", "⁻": "^{-}", "¹": "^{1}", "ᵏ": "^{k}",
                 "ⁱ": "^{i}", "ᵖ": "^{p}", "⁰": "^{0}", "³": "^{3}", "⁴": "^{4}", "⁵": "^{5}",
                 "⁶": "^{6}", "⁷": "^{7}", "⁸": "^{8}", "⁹": "^{9}"}
+# "…" is \ldots, not \dots: amsmath's \dots reads the token after it, and a \boldsymbol there
+# (a vector of a name of several letters, "hc") stopped pdflatex with "Missing } inserted"
 
 
 def text_escape(text: str) -> str:
@@ -56,6 +58,110 @@ def text_escape(text: str) -> str:
             plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
             out.append(text_escape(plain) if plain else "?")
     return re.sub(r" {2,}", " ", "".join(out))
+
+
+# -- math for browsers ----------------------------------------------------------------------------
+# MathJax's \text{} knows no macros without its textmacros extension: \text{a\_b} shows "a\_b",
+# \text{\textit{x}} shows "\textit{x}", {[} shows its braces; KaTeX knows no \textasciigrave.
+# portable_math rewrites every text group of a math string so that KaTeX, MathJax and pdflatex
+# show the same thing: each text-mode escape leaves the text group for its math-mode glyph
+# (\text{a}{\_}\text{b}), a nested \textit or \textbf stands on its own (both take it in math),
+# TeX's quotes `` and '' become ". For Markdown (fullwidth=True) an escape becomes a look-alike
+# full-width character inside the text instead: a \$, \_ or [ there would be read by Markdown.
+_MATH_GLYPH = {r"\textbackslash": r"\backslash", r"\textasciitilde": r"\tilde{}",
+               r"\textasciicircum": r"\hat{}", r"\textless": "<", r"\textgreater": ">",
+               r"\textbar": r"\vert", r"\textasciigrave": r"\grave{}"}
+FULLWIDTH = {r"\textbackslash": "＼", r"\textasciicircum": "＾", r"\textasciitilde": "～",
+             r"\textless": "＜", r"\textgreater": "＞", r"\textbar": "｜",
+             r"\textasciigrave": "｀", r"\$": "＄", r"\&": "＆", r"\%": "％", r"\#": "＃",
+             r"\_": "＿", r"\{": "｛", r"\}": "｝", "[": "［", "]": "］"}
+_TEXT_CMDS = {r"\text": "text", r"\textrm": "text", r"\textit": "textit", r"\emph": "textit",
+              r"\textbf": "textbf"}
+_CONTROL = re.compile(r"\\(?:[A-Za-z]+|.)", re.S)
+
+
+def _group(tex: str, i: int) -> tuple[str, int]:
+    """The inside of the {group} that opens at tex[i], and the index after it."""
+    depth, j = 0, i
+    while j < len(tex):
+        c = tex[j]
+        if c == "\\":
+            j += 2
+            continue
+        depth += (c == "{") - (c == "}")
+        j += 1
+        if depth == 0:
+            return tex[i + 1:j - 1], j
+    return tex[i + 1:], len(tex)
+
+
+def portable_math(tex: str, fullwidth: bool = False) -> str:
+    """Math for KaTeX and MathJax as they come (and still for pdflatex): see above."""
+    out, i = [], 0
+    while i < len(tex):
+        m = _CONTROL.match(tex, i)
+        if m and m.group(0) in _TEXT_CMDS and tex[m.end():m.end() + 1] == "{":
+            inner, i = _group(tex, m.end())
+            out.append(_portable_text(_TEXT_CMDS[m.group(0)], inner, fullwidth))
+        elif m:
+            out.append(m.group(0))
+            i = m.end()
+        else:
+            out.append(tex[i])
+            i += 1
+    return "".join(out)
+
+
+def _portable_text(cmd: str, text: str, fullwidth: bool) -> str:
+    pieces, buf, k = [], [], 0
+
+    def flush():
+        if buf:
+            pieces.append(r"\%s{%s}" % (cmd, "".join(buf)))
+            buf.clear()
+
+    while k < len(text):
+        c = text[k]
+        if c == "$":  # math inside the text: both renderers take it; its own text groups too
+            end = k + 1
+            while end < len(text) and text[end] != "$":
+                end += 2 if text[end] == "\\" else 1
+            buf.append("$%s$" % portable_math(text[k + 1:end], fullwidth))
+            k = end + 1
+        elif c == "\\":
+            m = _CONTROL.match(text, k)
+            name, k = m.group(0), m.end()
+            if name in _TEXT_CMDS and text[k:k + 1] == "{":
+                flush()
+                inner, k = _group(text, k)
+                pieces.append(_portable_text(_TEXT_CMDS[name], inner, fullwidth))
+                continue
+            if text[k:k + 2] == "{}":
+                k += 2
+            if fullwidth and name in FULLWIDTH:
+                buf.append(FULLWIDTH[name])
+                continue
+            flush()
+            glyph = _MATH_GLYPH.get(name, name)
+            pieces.append(glyph if name not in _MATH_GLYPH and not name[1:].isalnum()
+                          and name[1:] not in "&%$#_{}" else "{%s}" % glyph)
+        elif c == "{":
+            inner, k = _group(text, k)
+            if inner in ("[", "]"):  # {[}: text_escape's bracket, no Markdown link
+                buf.append(FULLWIDTH[inner] if fullwidth else inner)
+            else:
+                flush()
+                pieces.append(_portable_text(cmd, inner, fullwidth))
+        elif text.startswith(("''", "``"), k):
+            buf.append('"')
+            k += 2
+        else:
+            buf.append(" " if c == "~" else c)
+            k += 1
+    flush()
+    if not pieces:
+        return r"\%s{}" % cmd
+    return pieces[0] if len(pieces) == 1 else "{%s}" % "".join(pieces)
 
 
 # -- names ----------------------------------------------------------------------------------------

@@ -88,6 +88,11 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             toks.append(["text", text[pos], text[pos]])
             pos += 1
             continue
+        m = _CARET.match(text, pos)
+        if m:
+            toks.append(["math", _caret(m), m.group(0)])
+            pos += len(m.group(0))
+            continue
         tok = _TOKEN.match(text, pos).group(0)
         pos += len(tok)
         if tok == "ŷ" and "yhat" in vectors:
@@ -157,7 +162,6 @@ def _scalar_default(name: str) -> str:
     return "%s_{%s}" % (base, sub.replace("_", ",")) if sub else name
 
 
-_SUPERSCRIPTS = frozenset("ᵀ²⁻¹ᵏⁱᵖ⁰³⁴⁵⁶⁷⁸⁹")  # joined to the atom before: X⁻¹, uᵖ⁻¹, x³
 
 
 def _attach(toks, nota):
@@ -193,7 +197,16 @@ def _attach(toks, nota):
             out[-1][1] = r"\nabla_{%s}" % (val.tex() if isinstance(val, TeXName) else val)
             i += 1
             continue
-        if raw in _SUPERSCRIPTS and out and isinstance(out[-1][1], TeXName):
+        sup = raw in _SUPERSCRIPTS or raw.startswith("^∘")
+        if sup and out and out[-1][0] == "text" and len(out[-1][2]) == 1 \
+                and out[-1][2].isalpha():
+            out[-1][:2] = ["math", TeXName(out[-1][2])]  # aᵖ: the letter, not the article
+        if sup and out and out[-1][0] == "math" and isinstance(out[-1][1], str) \
+                and _SUP_ONLY.fullmatch(out[-1][1]):
+            out[-1][1:] = ["^{%s%s}" % (out[-1][1][2:-1], val[2:-1]), out[-1][2] + raw]
+            i += 1  # (dX)ᵀ⁻¹: one superscript after a parenthesis, not ^{\top} ^{-} ^{1}
+            continue
+        if sup and out and isinstance(out[-1][1], TeXName):
             last = out[-1][1]
             if raw == "ᵀ" and out[-1][0] == "vec" and nota._rowed(out[-1][2]):
                 out[-1][1] = TeXName(nota.transposed(out[-1][2]))  # (Ẇᵀ)ᵀ = Ẇ
@@ -204,6 +217,17 @@ def _attach(toks, nota):
         out.append([kind, val, raw])
         i += 1
     return out
+
+
+_SUPERSCRIPTS = frozenset("ᵀ²⁻¹ᵏⁱᵖ⁰³⁴⁵⁶⁷⁸⁹")  # joined to the atom before: X⁻¹, uᵖ⁻¹, x³
+_SUP_ONLY = re.compile(r"\^\{[^{}]*\}")
+# X^∘p, X^∘(p−1): the entrywise power, a superscript as ᵖ is (its ^ was text, \textasciicircum{},
+# which MathJax shows as typed in \text{}); any other ^ stays text, as in a user's name
+_CARET = re.compile(r"\^∘([A-Za-z0-9]|\([A-Za-z0-9 +\-−]*\))")
+
+
+def _caret(m) -> str:
+    return r"^{\circ %s}" % " ".join(_WEAK_TEX.get(c, c) for c in m.group(1).replace(" ", ""))
 
 
 def _index_rest(toks, i) -> list:
