@@ -99,13 +99,20 @@ def _emit(d: Derivation, fmt: str, steps: bool, key: str, whole: bool = False) -
         out = {key: rows, "shape": [M.rows, M.cols]}
         if whole:  # on one line, as the entries are (the printer's Matrix spans several)
             out["result"] = "Matrix([%s])" % ", ".join("[%s]" % ", ".join(r) for r in rows)
+    _echo(d, M, fmt, steps, out if fmt == "json" else None)
+
+
+def _echo(d: Derivation, result, fmt: str, steps: bool, out: dict | None) -> None:
+    """Print ``out`` as JSON (with the steps when asked), or the result or every step as LaTeX
+    or text: the tail every derivation command shares."""
+    if fmt == "json":
         if steps:
             out["steps"] = d.to_dict()["steps"]
         click.echo(json.dumps(out, indent=2, ensure_ascii=False))
     elif fmt == "latex":
-        click.echo(d.to_latex() if steps else latex(M))
+        click.echo(d.to_latex() if steps else latex(result))
     else:
-        click.echo(d.to_text() if steps else TextPrinter().doprint(M))
+        click.echo(d.to_text() if steps else TextPrinter().doprint(result))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})  # "-x" is an expression
@@ -187,13 +194,9 @@ def _matrix(derive, expression, wrt, vectors, matrices, symmetric, sizes, fmt, s
                "symbols": {n: {"kind": problem.kinds[n],
                                "shape": [_dim(x) for x in getattr(s, "shape", ())]}
                            for n, s in problem.symbols.items()}}
-        if steps:
-            out["steps"] = d.to_dict()["steps"]
-        click.echo(json.dumps(out, indent=2, ensure_ascii=False))
-    elif fmt == "latex":
-        click.echo(d.to_latex() if steps else latex(R))
+        _echo(d, R, fmt, steps, out)
     else:
-        click.echo(d.to_text() if steps else TextPrinter().doprint(R))
+        _echo(d, R, fmt, steps, None)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
