@@ -126,12 +126,12 @@ def test_ends_in_script(tex, sup, sub):
 
 
 def test_power_rules_in_words_are_one_superscript(renderers, tmp_path):
-    """The differential rules d(aᵖ) = p aᵖ⁻¹ da and d(X^∘p) = p X^∘(p−1) ⊙ dX in a step's words
+    """The differential rules d(uᵖ) = p uᵖ⁻¹ du and d(X^∘p) = p X^∘(p − 1) ⊙ dX in a step's words
     printed a$^{p} ^{-} ^{1}$ (a double superscript: KaTeX and MathJax refuse it) and
     $X$\\textasciicircum{}$\\circ p$ (MathJax shows the macro as typed)."""
     ds = [sg.grad("norm2(x)", "x", vectors="x"), sg.grad("sum(x .^ 3)", "x", vectors="x")]
     tex = "".join(d.to_latex() for d in ds)
-    assert "$d ( a^{p} ) = p a^{p-1}$ da" in tex
+    assert "$d ( u^{p} ) = p u^{p-1}$ du" in tex
     assert r"p X^{\circ ( p - 1 )} \odot$" in tex and "textasciicircum" not in tex
     blocks = [repr_math(d) for d in ds] + markdown_math(sg.handout(ds, fmt="markdown"))
     assert not (f := renderers.failures(blocks, "power rules")), report(f)
