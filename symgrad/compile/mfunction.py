@@ -114,6 +114,15 @@ def defemit(*classes):
     return register
 
 
+# one operand, one numpy call: the code of each, over its printed operand
+UNARY = {sp.Transpose: "{0}.T", sp.Inverse: "np.linalg.inv({0})",
+         sp.Determinant: "np.linalg.det({0})", sp.Trace: "np.trace({0})",
+         Softmax: "_m_softmax({0})", LogSumExp: "_m_logsumexp({0})",
+         sp.DiagMatrix: "np.diagflat({0})"}
+for _cls, _code in UNARY.items():
+    EMIT[_cls] = lambda p, e, _code=_code: _code.format(p(e.args[0]))
+
+
 @defemit(sp.MatAdd, sp.Add)
 def _e_add(p, e):
     return " + ".join(f"({p(a)})" for a in e.args)
@@ -165,31 +174,11 @@ def _e_matmul(p, e):
     return out if coeff == 1 else f"({p(coeff)}) * {out}"
 
 
-@defemit(sp.Transpose)
-def _e_transpose(p, e):
-    return f"{p(e.arg)}.T"
-
-
-@defemit(sp.Inverse)
-def _e_inverse(p, e):
-    return f"np.linalg.inv({p(e.arg)})"
-
-
-@defemit(sp.Determinant)
-def _e_det(p, e):
-    return f"np.linalg.det({p(e.arg)})"
-
-
 @defemit(sp.log)
 def _e_log(p, e):
     if isinstance(e.args[0], sp.Determinant):
         return f"_m_logdet({p(e.args[0].arg)})"
     return f"np.log({p(e.args[0])})"
-
-
-@defemit(sp.Trace)
-def _e_trace(p, e):
-    return f"np.trace({p(e.arg)})"
 
 
 @defemit(sp.HadamardProduct)
@@ -209,24 +198,9 @@ def _e_elementwise(p, e):
     return f"{NUMPY_FUNCTIONS[e.label]}({p(e.operands[0])})"
 
 
-@defemit(Softmax)
-def _e_softmax(p, e):
-    return f"_m_softmax({p(e.args[0])})"
-
-
-@defemit(LogSumExp)
-def _e_lse(p, e):
-    return f"_m_logsumexp({p(e.args[0])})"
-
-
 @defemit(Scalar)
 def _e_scalar(p, e):
     return f"({p(e.matrix)})[0, 0]"
-
-
-@defemit(sp.DiagMatrix)
-def _e_diag(p, e):
-    return f"np.diagflat({p(e.args[0])})"
 
 
 @defemit(sp.DiagonalOf)
