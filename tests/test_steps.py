@@ -159,3 +159,14 @@ def test_the_methods_are_marked_in_one_run_closed_by_agree():
         assert StepKind.CHAIN_RULE in ways[2] and StepKind.CHAIN_RULE not in ways[1]
     # f∘g∘h lays out in columns too (the English lookup found three "method" steps and gave up)
     assert to_latex(d).startswith(r"\begin{gathered}") and r"Method 2: the chain rule" in to_latex(d)
+
+
+def test_sigmoid_derivative_of_one_output_is_not_the_identity():
+    """σ′ of a single sigmoid output: SymPy turned its 1×1 of ones into the identity, so every
+    one-output sigmoid derivation printed diag(ŷ ⊙ (I − ŷ)) (issue 13)."""
+    net = sg.mlp([2, 1], output="sigmoid", loss="bce")
+    text = "\n".join(d.to_text() for d in net.derive_all()) if hasattr(net, "derive_all") else \
+        net.derive("W1").to_text()
+    assert "(I - yhat)" not in text and "I - yhat" not in text
+    tex = sg.handout(net)
+    assert r"\mathbf{I} - \hat" not in tex and r"\mathbf{1} - \hat{\mathbf{y}}" in tex

@@ -317,7 +317,9 @@ def _fused_steps(net, d, k=1):
         d.add(None, (yh - y).T, "yᵀ1 = Σ_k y_k = 1 (y is one-hot, or a distribution)",
               StepKind.SIMPLIFY, shapes=[(1, k)])
         return
-    dsig = sp.DiagMatrix(sp.HadamardProduct(yh, sp.OneMatrix(k, 1) - yh))
+    # unevaluated: for one output SymPy turns the 1×1 of ones into the identity (diag(ŷ ⊙ (I − ŷ)))
+    dsig = sp.DiagMatrix(sp.HadamardProduct(yh, sp.MatAdd(sp.OneMatrix(k, 1), -yh,
+                                                          evaluate=False)))
     d.add(Partial(ell, z), Chain(row, dsig), f"{out.name} = σ({z}) entrywise separates {ell} "
           f"from {z}; σ′(z) = σ(z)(1 − σ(z)) = ŷ(1 − ŷ), a diagonal Jacobian", StepKind.CHAIN_RULE,
           shapes=both)
