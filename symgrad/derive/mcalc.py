@@ -354,6 +354,17 @@ def _inner(G, M):
     return Scalar(prod) if prod.shape == (1, 1) else sp.Trace(prod)
 
 
+def _factors(e, dvar):
+    """A product linear in dvar: (its factors, the index of the one holding dvar, the scalar
+    factors, the matrix factors), the split the gradient's and the Jacobian's steps both make."""
+    args = list(e.args)
+    holding = [i for i, a in enumerate(args) if a.has(dvar)]
+    if len(holding) != 1:
+        raise ValueError(f"matrix calculus: {e} is not linear in {dvar}")
+    return (args, holding[0], [a for a in args if not isinstance(a, MatrixExpr)],
+            [a for a in args if isinstance(a, MatrixExpr)])
+
+
 def _t(m):
     """mᵀ; a scalar (a 1×1 product wrapped as one) is its own transpose."""
     return m.T if isinstance(m, MatrixExpr) else m
@@ -376,13 +387,7 @@ class _Adjoint:
         if isinstance(e, (sp.Add, sp.MatAdd)):
             return _add([self(a, G) for a in e.args if a.has(self.dvar)])
         if isinstance(e, (sp.Mul, sp.MatMul)):
-            args = list(e.args)
-            holding = [i for i, a in enumerate(args) if a.has(self.dvar)]
-            if len(holding) != 1:
-                raise ValueError(f"matrix calculus: {e} is not linear in {self.dvar}")
-            i = holding[0]
-            scalars = [a for a in args if not isinstance(a, MatrixExpr)]
-            mats = [a for a in args if isinstance(a, MatrixExpr)]
+            args, i, scalars, mats = _factors(e, self.dvar)
             if not isinstance(args[i], MatrixExpr):  # the scalar coefficient holds dX
                 rest = _mul(*[a for j, a in enumerate(scalars) if a is not args[i]], *mats) \
                     if len(args) > 1 else sp.Integer(1)
@@ -454,10 +459,7 @@ class _Jacobian:
             others = sp.HadamardProduct(*e.args[:i], *e.args[i + 1:]).doit()
             return _mul(sp.DiagMatrix(others), self(e.args[i]))
         if isinstance(e, sp.MatMul):
-            args = list(e.args)
-            i = next(i for i, a in enumerate(args) if a.has(dv))
-            scalars = [a for a in args if not isinstance(a, MatrixExpr)]
-            mats = [a for a in args if isinstance(a, MatrixExpr)]
+            args, i, scalars, mats = _factors(e, dv)
             if not isinstance(args[i], MatrixExpr):  # the coefficient holds dx: v (∇c)ᵀ
                 v = _mul(*[a for a in scalars if a is not args[i]], *mats)
                 return _mul(v, self.row(args[i]))
