@@ -69,6 +69,15 @@ def test_cnn_digits_reaches_98_percent():
     assert acc >= 98.0
 
 
+def test_newton_softmax_matches_sklearn_in_ten_steps():
+    """Softmax regression on the digits: Newton from the derived 650 × 650 Hessian by vec[W],
+    against scikit-learn's LogisticRegression(C=1) (the example exits 1 on a gap > 1e-5)."""
+    pytest.importorskip("sklearn")
+    r = run("newton_softmax.py")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert float(re.search(r"LogisticRegression: ([\d.e+-]+)", r.stdout).group(1)) < 1e-5
+
+
 def test_newton_logistic_matches_sklearn_in_ten_steps():
     """Newton's method from the derived Hessian, against scikit-learn's LogisticRegression(C=1)."""
     pytest.importorskip("sklearn")

@@ -20,7 +20,8 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.compile.common import exec_generated
-from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax
+from symgrad.core.matexpr import (Elementwise, LogSumExp, Scalar, Softmax, SoftmaxJacobian,
+                                  SoftmaxVJP)
 from symgrad.core.derivation import Derivation
 from symgrad.derive import mcalc
 
@@ -51,14 +52,49 @@ def _m_step(x):
     return (np.asarray(x) > 0).astype(float)  # relu'(0) = 0, torch's choice
 
 
-def _m_softmax(z):
-    e = np.exp(z - z.max(axis=0, keepdims=True))
-    return e / e.sum(axis=0, keepdims=True)
+def _m_softmax(z, axis=0):
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
 
 
-def _m_logsumexp(z):
-    m = z.max(axis=0, keepdims=True)
-    return m + np.log(np.exp(z - m).sum(axis=0, keepdims=True))
+def _m_logsumexp(z, axis=0):
+    m = z.max(axis=axis, keepdims=True)
+    return m + np.log(np.exp(z - m).sum(axis=axis, keepdims=True))
+
+
+def _m_softmax_vjp(s, g, axis=0):
+    return s * (g - (s * g).sum(axis=axis, keepdims=True))
+
+
+def _m_softmax_jacobian(s, m):
+    """blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ) @ m, block by block: the n·k × n·k matrix is never formed
+    (for the digits, 17970² entries: 2.6 GB)."""
+    n, k = s.shape
+    b = m.reshape(n, k, -1)
+    out = s[:, :, None] * (b - np.einsum("ik,ikt->it", s, b)[:, None, :])
+    return out.reshape(n * k, -1)
+
+
+def _m_softmax_sandwich(a, s, x):
+    """(A ⊗ I) blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ) (X ⊗ I) = Σ_i (aᵢ xᵢᵀ) ⊗ (diag(sᵢ) − sᵢsᵢᵀ), aᵢ the
+    i-th column of A: one GEMM of the rows aᵢ ⊗ sᵢ against xᵢ ⊗ sᵢ (n × p·k by n × m·k) and k
+    GEMMs for the diagonal. For the digits' softmax regression (n = 1797, k = 10, 65 columns)
+    the Newton step took 233 ms applied factor by factor (passes over 17970 × 650 arrays)."""
+    p, n = a.shape
+    m, k = x.shape[1], s.shape[1]
+    b = (a.T[:, :, None] * s[:, None, :]).reshape(n, p * k)
+    c = (x[:, :, None] * s[:, None, :]).reshape(n, m * k)
+    h = -(b.T @ c).reshape(p, k, m, k)
+    # one GEMM per class (a batched matmul over a transposed view took 0.4 s, these 2 ms)
+    d = np.stack([(a * s[:, q]) @ x for q in range(k)])  # (k, p, m)
+    i = np.arange(k)
+    h[:, i, :, i] += d
+    return h.reshape(p * k, m * k)
+
+
+def _m_kron_eye(a, k, m):
+    """(A ⊗ I_k) @ m without forming A ⊗ I_k: (A ⊗ I) vec-row[M] = vec-row[A M]."""
+    return (a @ m.reshape(a.shape[1], -1)).reshape(a.shape[0] * k, -1)
 
 
 def _m_logdet(X):
@@ -69,7 +105,8 @@ def _m_logdet(X):
 
 
 _HELPERS = {f.__name__: f for f in (_m_sigmoid, _m_relu, _m_softplus, _m_step, _m_softmax,
-                                     _m_logsumexp, _m_logdet)}
+                                     _m_logsumexp, _m_logdet, _m_softmax_vjp, _m_softmax_jacobian,
+                                     _m_kron_eye, _m_softmax_sandwich)}
 
 
 class _Emitter:
@@ -117,10 +154,58 @@ def defemit(*classes):
 # one operand, one numpy call: the code of each, over its printed operand
 UNARY = {sp.Transpose: "{0}.T", sp.Inverse: "np.linalg.inv({0})",
          sp.Determinant: "np.linalg.det({0})", sp.Trace: "np.trace({0})",
-         Softmax: "_m_softmax({0})", LogSumExp: "_m_logsumexp({0})",
          sp.DiagMatrix: "np.diagflat({0})"}
 for _cls, _code in UNARY.items():
     EMIT[_cls] = lambda p, e, _code=_code: _code.format(p(e.args[0]))
+
+
+@defemit(Softmax, LogSumExp)
+def _e_softmax(p, e):
+    z, axis = e.args
+    fn = "_m_softmax" if isinstance(e, Softmax) else "_m_logsumexp"
+    return f"{fn}({p(z)}, axis={int(axis)})"
+
+
+@defemit(SoftmaxVJP)
+def _e_softmax_vjp(p, e):
+    s, g, axis = e.args
+    return f"_m_softmax_vjp({p(s)}, {p(g)}, axis={int(axis)})"
+
+
+@defemit(SoftmaxJacobian)
+def _e_softmax_jacobian(p, e):  # alone (not applied to anything): applied to I
+    n = e.shape[0]
+    return f"_m_softmax_jacobian({p(e.args[0])}, np.eye({_dim(p, n)}))"
+
+
+def _operator(m):
+    """A factor applied to what follows it rather than formed: (A ⊗ I) and the softmax
+    Jacobian's blocks."""
+    return isinstance(m, SoftmaxJacobian) or (
+        isinstance(m, sp.KroneckerProduct) and len(m.args) == 2
+        and isinstance(m.args[1], sp.Identity))
+
+
+def _matmul_applied(p, coeff, mats):
+    """A product with operators in it, applied right to left: (Xᵀ ⊗ I) Λ (X ⊗ I) for the
+    digits' softmax regression (n = 1797, k = 10, 64 features) is 7·10⁸ multiply-adds where the
+    formed matrices would take 7·10⁹ and 2.6 GB."""
+    if (len(mats) >= 3 and isinstance(mats[-2], SoftmaxJacobian) and _operator(mats[-3])
+            and isinstance(mats[-1], sp.KroneckerProduct) and _operator(mats[-1])):
+        L, S, R = mats[-3].args[0], mats[-2].args[0], mats[-1].args[0]
+        out, mats = f"_m_softmax_sandwich({p(L)}, {p(S)}, {p(R)})", mats[:-2]
+    else:
+        out = p(mats[-1])
+    for m in reversed(mats[:-1]):
+        if isinstance(m, SoftmaxJacobian):
+            out = f"_m_softmax_jacobian({p(m.args[0])}, {out})"
+        elif _operator(m):
+            out = f"_m_kron_eye({p(m.args[0])}, {_dim(p, m.args[1].shape[0])}, {out})"
+        elif isinstance(m, sp.DiagMatrix):
+            out = f"({p(m.args[0])} * {out})"
+        else:
+            out = f"({p(m)} @ {out})"
+    return out if coeff == 1 else f"({p(coeff)}) * {out}"
 
 
 @defemit(sp.MatAdd, sp.Add)
@@ -146,6 +231,8 @@ def _e_pow(p, e):
 @defemit(sp.MatMul)
 def _e_matmul(p, e):
     coeff, mats = e.as_coeff_matrices()
+    if any(_operator(m) for m in mats[:-1]):
+        return _matmul_applied(p, coeff, mats)
     # diag(d) B = d * B and A diag(d) = A * dᵀ: a diagonal is never formed
     out, i = None, 0
     while i < len(mats):

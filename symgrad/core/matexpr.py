@@ -151,10 +151,15 @@ class SoftmaxVJP(MatrixExpr):
 
     def _sympystr(self, p):
         y, g = (p._print(a) for a in self.args[:2])
+        if self.args[2] == 1:  # row by row: S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)
+            return f"({y} ⊙ ({g} - ({y} ⊙ {g})*1*1ᵀ))"  # bracketed: it prints inside products
         return f"(diag({y}) - {y}*{y}.T)*{g}"
 
     def _latex(self, p):
         y, g = (p._print(a) for a in self.args[:2])
+        if self.args[2] == 1:
+            return (r"\left(%s \odot \left(%s - \left(%s \odot %s\right) \mathbf{1} "
+                    r"\mathbf{1}^{\top}\right)\right)" % (y, g, y, g))
         yt = p._print(sp.Transpose(self.args[0]))  # a^{(8)} then ^{\top}: a double superscript
         return r"\left(\operatorname{diag}(%s) - %s %s\right) %s" % (y, y, yt, g)
 
@@ -181,6 +186,36 @@ class LogSumExp(MatrixExpr):
 
     def _latex(self, p):
         return r"\log \sum \exp\left(%s\right)" % p._print(self.args[0])
+
+
+class SoftmaxJacobian(MatrixExpr):
+    """The Jacobian of the row-by-row softmax S = softmax(Z) (n×k), vec row by row: the
+    block-diagonal matrix of the rows' Jacobians, blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ), n·k × n·k. The
+    Hessian of softmax regression is (X ⊗ I)ᵀ this (X ⊗ I), the k-class form of
+    Xᵀ diag(σ ⊙ (1 − σ)) X; it is applied block by block, never formed."""
+
+    def __new__(cls, S):
+        return MatrixExpr.__new__(cls, sp.sympify(S, strict=True))
+
+    @property
+    def shape(self):
+        r, c = self.args[0].shape
+        return (r * c, r * c)
+
+    def _entry(self, i, j, **kwargs):
+        S = self.args[0]
+        k = S.shape[1]
+        (a, p), (b, q) = divmod(i, k), divmod(j, k)
+        if a != b:
+            return sp.Integer(0)
+        return S[a, p] * ((1 if p == q else 0) - S[a, q])
+
+    def _sympystr(self, p):
+        return f"blkdiag_i(diag(s_i) - s_i*s_i.T | S = {p._print(self.args[0])})"
+
+    def _latex(self, p):
+        return (r"\operatorname{blkdiag}_i\left(\operatorname{diag}(\mathbf{s}_i) - \mathbf{s}_i "
+                r"\mathbf{s}_i^{\top}\right)_{\mathbf{S} = %s}" % p._print(self.args[0]))
 
 
 def _moments(vals, eps):
@@ -505,4 +540,4 @@ def _times(A, B):
 # read back from JSON strings: sympify(s, locals=symgrad.SYMPIFY_LOCALS)
 from symgrad.core.primitives import SYMPIFY_LOCALS as _LOCALS  # noqa: E402
 _LOCALS.update(Scalar=Scalar, Symmetric=Symmetric, Softmax=Softmax, LogSumExp=LogSumExp,
-               Elementwise=Elementwise)
+               Elementwise=Elementwise, SoftmaxVJP=SoftmaxVJP, SoftmaxJacobian=SoftmaxJacobian)

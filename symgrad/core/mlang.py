@@ -417,9 +417,11 @@ class _Builder:
         if name in ("sum", "norm1", "norm2"):
             return None
         if name in ("logsumexp", "softmax"):
-            if s is None or not self._is_one(s[1]):
-                self.fail(f"{what}: {name} takes a vector, got {self.shape_text(s)} "
+            if s is None:
+                self.fail(f"{what}: {name} takes a vector or a matrix, got a scalar "
                           f"(column {col})", col)
+            if not self._is_one(s[1]):  # a matrix: one example per row, as X*W's logits
+                return (s[0], 0) if name == "logsumexp" else s
             return None if name == "logsumexp" else s
         if name == "diag":
             if s is not None and self._is_one(s[1]):
@@ -598,10 +600,11 @@ class _Builder:
                 return sp.Abs(x)
             inner = _scalar(sp.MatMul(x.T, x).doit()) if x.shape[1] == 1 else sp.Trace(x.T * x)
             return sp.sqrt(inner)
-        if name == "logsumexp":
-            return Scalar(LogSumExp(x))
-        if name == "softmax":
-            return Softmax(x)
+        if name in ("logsumexp", "softmax"):
+            axis = 1 if self.rowwise(arg) else 0
+            if name == "softmax":
+                return Softmax(x, axis)
+            return LogSumExp(x, 1) if axis else Scalar(LogSumExp(x))
         if name == "diag":
             return sp.DiagMatrix(x) if x.shape[1] == 1 else sp.DiagonalOf(x)
         if not m and name in ("tr", "det", "logdet", "inv"):  # a 1×1 is a scalar
@@ -623,8 +626,18 @@ class _Builder:
         if arg.text == "sigmoid":
             self.notes.append("log σ(u) = −softplus(−u), finite for every u")
             return -self.elementwise("softplus", -u)
+        if self.rowwise(arg.args[0]):  # row by row: Z − logsumexp(Z) 𝟏ᵀ
+            self.notes.append("log softmax(Z) = Z − logsumexp(Z) 𝟏ᵀ row by row, finite for "
+                              "every Z")
+            return sp.MatAdd(u, -sp.MatMul(LogSumExp(u, 1), sp.OneMatrix(1, u.shape[1]))).doit()
         self.notes.append("log softmax(z) = z − logsumexp(z) 𝟏, finite for every z")
         return sp.MatAdd(u, -sp.MatMul(Scalar(LogSumExp(u)), sp.OneMatrix(*u.shape))).doit()
+
+    def rowwise(self, node):
+        """softmax and logsumexp of a matrix work row by row (one example per row, the logits
+        X*W of a batch); of a vector, over the whole vector."""
+        s = self.at[id(node)]
+        return s is not None and not self._is_one(s[1])
 
     def shape_dims(self, node):
         return (self.size_of(self.at[id(node)][0]),)

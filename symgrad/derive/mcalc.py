@@ -24,7 +24,8 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, Vec, _printing
-from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax, Symmetric, lam
+from symgrad.core.matexpr import (Elementwise, LogSumExp, Scalar, Softmax, SoftmaxJacobian, SoftmaxVJP,
+                                    Symmetric, lam)
 from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
 from symgrad.core.primitives import FUNCTIONS, step
 
@@ -251,18 +252,36 @@ def _d_elementwise(d, e):
         ELEMENTWISE_DERIVATIVES[e.label](X, e), dX).doit()
 
 
-@defdiff(Softmax, "d softmax(z) = (diag(s) − s sᵀ) dz = s ⊙ dz − s (sᵀ dz)")
+@defdiff(Softmax, "d softmax(z) = (diag(s) − s sᵀ) dz = s ⊙ dz − s (sᵀ dz), each row of a "
+                  "matrix alike")
 def _d_softmax(d, e):
     dz = d(e.args[0])
     if dz is None:
         return None
+    if e.args[1] == 1:  # row by row: one typed node, so that the Hessian sees the blocks
+        return SoftmaxVJP(e, dz, 1)
     return _add([sp.HadamardProduct(e, dz).doit(), _mul(-1, e, Scalar(sp.MatMul(e.T, dz)))])
 
 
-@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz")
+@defdiff(SoftmaxVJP, "d[S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)] by the product rule, entry by entry")
+def _d_softmax_vjp(d, e):
+    S, G, axis = e.args
+    if axis != 1:
+        return d(_add([sp.HadamardProduct(S, G).doit(), _mul(-1, S, Scalar(sp.MatMul(S.T, G)))]))
+    k = S.shape[1]
+    ones = sp.MatMul(sp.OneMatrix(k, 1), sp.OneMatrix(1, k))
+    return d(sp.HadamardProduct(S, _add([G, _mul(-1, sp.HadamardProduct(S, G), ones)])))
+
+
+@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz; of a matrix's rows, (softmax(Z) ⊙ dZ) 𝟏")
 def _d_logsumexp(d, e):
-    dz = d(e.args[0])
-    return None if dz is None else sp.MatMul(Softmax(e.args[0]).T, dz)
+    z, axis = e.args
+    dz = d(z)
+    if dz is None:
+        return None
+    if axis == 1:
+        return sp.MatMul(sp.HadamardProduct(Softmax(z, 1), dz), sp.OneMatrix(z.shape[1], 1))
+    return sp.MatMul(Softmax(z).T, dz)
 
 
 @defdiff(sp.DiagMatrix, "d diag(v) = diag(dv)")
@@ -434,6 +453,11 @@ def _adj_diagonalof(e, G, i):
     return sp.DiagMatrix(G)
 
 
+@defadjoint(SoftmaxVJP)
+def _adj_softmax_vjp(e, G, i):
+    return SoftmaxVJP(e.args[0], G, e.args[2])  # each row's diag(s) − s sᵀ is symmetric
+
+
 # -- 3. identifying a Jacobian: dF = J dx ---------------------------------------------------------
 class _Jacobian:
     def __init__(self, var, dvar):
@@ -517,6 +541,8 @@ def tidy(e):
         if c.is_Number and c != 1:
             return c * Scalar(sp.MatMul(*mats).doit())
     if isinstance(e, sp.HadamardProduct):
+        e = _ones_hadamard(e)
+    if isinstance(e, sp.HadamardProduct):
         e = _hadamard_coefficients(e)
     if isinstance(e, sp.HadamardPower) and isinstance(e.args[0], sp.MatMul):
         c, mats = e.args[0].as_coeff_matrices()  # (−y)^∘2 = y^∘2
@@ -529,6 +555,36 @@ def tidy(e):
     if isinstance(e, sp.MatAdd):
         e = _factor(e)
     return e.doit() if isinstance(e, (sp.MatMul, sp.MatAdd)) else e
+
+
+def _ones_hadamard(e):
+    """(u 𝟏ᵀ) ⊙ S = diag(u) S and (𝟏 vᵀ) ⊙ S = S diag(v): a row-wise weight as the textbook
+    writes it (the row sums Y𝟏 of log softmax's Z − logsumexp(Z) 𝟏ᵀ)."""
+    if len(e.args) != 2:
+        return e
+    for i, a in enumerate(e.args):
+        other = e.args[1 - i]
+        if not isinstance(a, sp.MatMul):
+            continue
+        c, mats = a.as_coeff_matrices()
+        last, first = mats[-1], mats[0]
+        if isinstance(last, sp.OneMatrix) and last.shape[0] == last.shape[1] and len(mats) > 1:
+            u = sp.MatMul(*mats[:-1], sp.OneMatrix(last.shape[0], 1)).doit()  # M 𝟏𝟏ᵀ = (M𝟏)𝟏ᵀ
+            return _mul(c, sp.DiagMatrix(u), other)
+        if isinstance(first, sp.OneMatrix) and first.shape[0] == first.shape[1] and len(mats) > 1:
+            v = sp.MatMul(sp.OneMatrix(1, first.shape[1]), *mats[1:]).doit().T
+            return _mul(c, other, sp.DiagMatrix(v))
+    return e
+
+
+def _signs(e):
+    """(−𝟏) ⊙ Y = −Y throughout: the signs the adjoint pass leaves inside Hadamard products,
+    taken out before the trace-trick step is printed (the rest waits for :func:`tidy`)."""
+    if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, sp.MatrixSymbol):
+        return e
+    args = [_signs(a) for a in e.args]
+    e = e.func(*args) if args != list(e.args) else e
+    return _hadamard_coefficients(e) if isinstance(e, sp.HadamardProduct) else e
 
 
 def _hadamard_coefficients(e):
@@ -643,9 +699,8 @@ def _explicit(e, env):
     if isinstance(e, sp.DiagonalOf):
         M = _explicit(e.args[0], env)
         return sp.ImmutableMatrix([M[i, i] for i in range(M.rows)])
-    if isinstance(e, (Softmax, LogSumExp)):
-        z = _explicit(e.args[0], env)
-        node = type(e)(z)
+    if isinstance(e, (Softmax, LogSumExp, SoftmaxVJP, SoftmaxJacobian)):
+        node = type(e)(*[_explicit(a, env) if isinstance(a, MatrixExpr) else a for a in e.args])
         return sp.ImmutableMatrix(*node.shape, lambda i, j: node._entry(i, j))
     if isinstance(e, MatrixExpr):
         raise ValueError(f"matrix calculus: cannot write out {type(e).__name__}")
@@ -836,7 +891,7 @@ def derive_grad(f, wrt: str, **decl) -> Derivation:
                          "use derivative for its Jacobian")
     d, f_sym = _start(problem, var, _title("Gradient", problem, var))
     df, dvar = _differential(problem, var, d, f_sym)
-    G = _Adjoint(dvar)(df, sp.Integer(1))
+    G = _signs(_Adjoint(dvar)(df, sp.Integer(1)))
     form = _inner(G, dvar) if isinstance(var, MatrixExpr) else G * dvar
     d.add(None, form, "each term moved into the form ⟨G, dX⟩ = tr(Gᵀ dX): a scalar is its own "
           "transpose and the trace is invariant under cyclic permutations (the trace trick)",
@@ -888,7 +943,7 @@ def derive_derivative(f, wrt: str, **decl) -> Derivation:
                       Vec(var) if var.shape[1] != 1 else var)
         why = (f"identify the Jacobian: vec[d{f_sym}] = J vec[d{var.name}] for every "
                f"d{var.name}, with vec[L dX R] = (L ⊗ Rᵀ) vec[dX] (vec row by row, as in the "
-               f"notes); J is {_size(F)} × {_size(var)}")
+               f"notes); J is {_size_text(F)} × {_size_text(var)}")
     else:
         J = _Jacobian(var, dvar)(df)
         lhs = Partial(f_sym, var)
@@ -903,6 +958,14 @@ def _size(e):
         return 1
     r, c = e.shape
     return r if c == 1 else r * c
+
+
+def _size_text(e):
+    """The length of vec[e] as text: 6, or m·k for an m×k of size names (not SymPy's k*m)."""
+    n = _size(e)
+    if isinstance(e, MatrixExpr) and e.shape[1] != 1 and not n.is_Integer:
+        return f"{e.shape[0]}·{e.shape[1]}"
+    return str(n)
 
 
 def _as_1x1(s):
@@ -934,6 +997,10 @@ class _Kronecker:
                     return _kron(L, _t(R))
                 if isinstance(mats[k], sp.MatAdd):
                     return _add([self(_mul(L, t, R)) for t in mats[k].args if t.has(dv)])
+                if not isinstance(mats[k], sp.MatMul):  # vec[L M R] = (L ⊗ Rᵀ) vec[M]
+                    return _mul(_kron(L, _t(R)), self(mats[k]))
+        if isinstance(e, SoftmaxVJP) and e.args[2] == 1:  # row by row: blkdiag(diag(sᵢ) − sᵢsᵢᵀ)
+            return _mul(SoftmaxJacobian(e.args[0]), self(e.args[1]))
         if isinstance(e, sp.HadamardProduct) and e.shape[1] == 1:  # a ⊙ (L dX R): diag(a) J
             i = next(i for i, a in enumerate(e.args) if a.has(dv))
             others = sp.HadamardProduct(*e.args[:i], *e.args[i + 1:]).doit()
@@ -984,6 +1051,6 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     how = (f"the differential of the gradient is H vec[d{var.name}] for every d{var.name}, "
            "with vec[L dX R] = (L ⊗ Rᵀ) vec[dX]" if by_vec else
            f"the differential of the gradient is H d{var.name} for every d{var.name}")
-    d.add(lhs, H, f"identify the Hessian: {how}; H is {size} × {size}", StepKind.JACOBIAN)
+    d.add(lhs, H, f"identify the Hessian: {how}; H is {_size_text(var)} × {_size_text(var)}", StepKind.JACOBIAN)
     d.meta["gradient"] = G
     return _finish(d, problem, var, H, "hessian", lhs)

@@ -257,10 +257,18 @@ class MatrixSympifyPrinter(SympifyPrinter):
                 f"{self._print(e.operands[0])})")
 
     def _print_Softmax(self, e):
-        return f"Softmax({self._print(e.args[0])})"
+        axis = ", 1" if e.args[1] == 1 else ""  # row by row, a matrix's
+        return f"Softmax({self._print(e.args[0])}{axis})"
 
     def _print_LogSumExp(self, e):
-        return f"LogSumExp({self._print(e.args[0])})"
+        axis = ", 1" if e.args[1] == 1 else ""
+        return f"LogSumExp({self._print(e.args[0])}{axis})"
+
+    def _print_SoftmaxVJP(self, e):
+        return f"SoftmaxVJP({self._print(e.args[0])}, {self._print(e.args[1])}, {e.args[2]})"
+
+    def _print_SoftmaxJacobian(self, e):
+        return f"SoftmaxJacobian({self._print(e.args[0])})"
 
     def _print_HadamardProduct(self, e):
         return f"HadamardProduct({', '.join(self._print(a) for a in e.args)})"

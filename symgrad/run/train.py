@@ -266,9 +266,7 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
             raise ValueError(f"params: a dict {{{w!r}: start}}")
         x = np.array(params[w], dtype=float)
     else:
-        rows = var.shape[0] if hasattr(var, "shape") else None
-        x = np.zeros(()) if rows is None else np.zeros(int(rows)) if rows.is_Integer else \
-            _newton_start(fn, data, w)  # a symbolic size: read off the data
+        x = np.zeros(_newton_shape(fn, data, w)) if hasattr(var, "shape") else np.zeros(())
     history = []
     f, g, H = fn(**data, **{w: x})
     for k in range(1, steps + 1):
@@ -279,7 +277,8 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
         if np.linalg.norm(g) < tol:
             break
         try:
-            s = np.linalg.solve(np.atleast_2d(H), np.atleast_1d(g)).reshape(np.shape(x))
+            # a matrix W: H is by vec[W] row by row, numpy's C order, so ravel/reshape match
+            s = np.linalg.solve(np.atleast_2d(H), np.ravel(g)).reshape(np.shape(x))
         except np.linalg.LinAlgError:
             raise TrainingDiverged(f"newton step {k}: the Hessian is singular (f has no unique "
                                    "minimum here: add a penalty such as 0.5*lam*w'*w)", k,
@@ -300,18 +299,25 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
     return {w: x}, history
 
 
-def _newton_start(fn, data, w):
-    """Zeros of the size the data fixes for w (the size symbol shared with another argument)."""
+def _newton_shape(fn, data, w):
+    """The shape of w: its numeric sizes, and each size symbol read off an argument in the data
+    that shares it (n of X for the w of X*w); a vector is 1-D."""
     problem = fn.problem
-    size = problem.symbols[w].shape[0]
+    shape = problem.symbols[w].shape
+    dims = shape[:1] if shape[1] == 1 else shape
+    return tuple(int(size) if size.is_Integer else _data_size(problem, data, w, size)
+                 for size in dims)
+
+
+def _data_size(problem, data, w, size):
     for name, sym in problem.symbols.items():
         if name != w and hasattr(sym, "shape") and name in data:
             for axis, dim in enumerate(sym.shape):
-                if dim == size:
-                    arr = np.asarray(data[name])
-                    return np.zeros(arr.shape[axis] if arr.ndim > axis else 1)
-    raise ValueError(f"params: the size of {w!r} is not fixed by the data; give its start "
-                     f"as params={{{w!r}: …}}")
+                arr = np.asarray(data[name])
+                if dim == size and arr.ndim > axis:
+                    return arr.shape[axis]
+    raise ValueError(f"params: the size {size} of {w!r} is not fixed by the data; give its "
+                     f"start as params={{{w!r}: …}}")
 
 
 def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
