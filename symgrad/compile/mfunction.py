@@ -20,8 +20,8 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.compile.common import exec_generated
-from symgrad.core.matexpr import (Elementwise, LogSumExp, Scalar, Softmax, SoftmaxJacobian,
-                                  SoftmaxVJP)
+from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Scalar, Softmax,
+                                  SoftmaxJacobian, SoftmaxVJP)
 from symgrad.core.derivation import Derivation
 from symgrad.derive import mcalc
 
@@ -92,6 +92,14 @@ def _m_softmax_sandwich(a, s, x):
     return h.reshape(p * k, m * k)
 
 
+def _m_commutation(r, c):
+    """K with K vec[A] = vec[Aᵀ] for an r×c A, vec row by row (numpy's C order)."""
+    k = np.zeros((r * c, r * c))
+    p = np.arange(r * c)
+    k[(p % c) * r + p // c, p] = 1.0
+    return k
+
+
 def _m_kron_eye(a, k, m):
     """(A ⊗ I_k) @ m without forming A ⊗ I_k: (A ⊗ I) vec-row[M] = vec-row[A M]."""
     return (a @ m.reshape(a.shape[1], -1)).reshape(a.shape[0] * k, -1)
@@ -106,7 +114,7 @@ def _m_logdet(X):
 
 _HELPERS = {f.__name__: f for f in (_m_sigmoid, _m_relu, _m_softplus, _m_step, _m_softmax,
                                      _m_logsumexp, _m_logdet, _m_softmax_vjp, _m_softmax_jacobian,
-                                     _m_kron_eye, _m_softmax_sandwich)}
+                                     _m_kron_eye, _m_softmax_sandwich, _m_commutation)}
 
 
 class _Emitter:
@@ -170,6 +178,16 @@ def _e_softmax(p, e):
 def _e_softmax_vjp(p, e):
     s, g, axis = e.args
     return f"_m_softmax_vjp({p(s)}, {p(g)}, axis={int(axis)})"
+
+
+@defemit(Commutation)
+def _e_commutation(p, e):
+    return f"_m_commutation({_dim(p, e.args[0])}, {_dim(p, e.args[1])})"
+
+
+@defemit(DiagVec)
+def _e_diagvec(p, e):
+    return f"np.diagflat({p(e.args[0])})"  # ravels in C order: vec row by row
 
 
 @defemit(SoftmaxJacobian)

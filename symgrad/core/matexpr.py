@@ -218,6 +218,53 @@ class SoftmaxJacobian(MatrixExpr):
                 r"\mathbf{s}_i^{\top}\right)_{\mathbf{S} = %s}" % p._print(self.args[0]))
 
 
+class Commutation(MatrixExpr):
+    """The commutation matrix K of an r×c matrix: K vec[A] = vec[Aᵀ], vec row by row as in the
+    notes; rc × rc. What vec[dXᵀ] needs in a Hessian by a matrix (log det X: −(X⁻ᵀ ⊗ X⁻¹) K)."""
+
+    def __new__(cls, r, c):
+        return MatrixExpr.__new__(cls, sp.sympify(r, strict=True), sp.sympify(c, strict=True))
+
+    @property
+    def shape(self):
+        r, c = self.args
+        return (r * c, r * c)
+
+    def _entry(self, i, j, **kwargs):
+        r, c = self.args
+        a, b = divmod(int(j), int(c))  # column j is entry (a, b) of A; row b·r + a is that of Aᵀ
+        return sp.Integer(1) if i == b * r + a else sp.Integer(0)
+
+    def _sympystr(self, p):
+        return f"K({p._print(self.args[0])}, {p._print(self.args[1])})"
+
+    def _latex(self, p):
+        return r"\mathbf{K}_{%s,%s}" % (p._print(self.args[0]), p._print(self.args[1]))
+
+
+class DiagVec(MatrixExpr):
+    """diag(vec[S]) for a matrix S: vec[S ⊙ dX] = diag(vec[S]) vec[dX], vec row by row."""
+
+    def __new__(cls, S):
+        return MatrixExpr.__new__(cls, sp.sympify(S, strict=True))
+
+    @property
+    def shape(self):
+        r, c = self.args[0].shape
+        return (r * c, r * c)
+
+    def _entry(self, i, j, **kwargs):
+        S = self.args[0]
+        a, b = divmod(int(i), int(S.shape[1]))
+        return S[a, b] if i == j else sp.Integer(0)
+
+    def _sympystr(self, p):
+        return f"diag(vec({p._print(self.args[0])}))"
+
+    def _latex(self, p):
+        return r"\operatorname{diag}(\operatorname{vec}[%s])" % p._print(self.args[0])
+
+
 def _moments(vals, eps):
     """(mean, 1/√(var + ε)) of a list of entries: layer norm's statistics (the biased variance,
     as torch.nn.LayerNorm)."""
@@ -540,4 +587,5 @@ def _times(A, B):
 # read back from JSON strings: sympify(s, locals=symgrad.SYMPIFY_LOCALS)
 from symgrad.core.primitives import SYMPIFY_LOCALS as _LOCALS  # noqa: E402
 _LOCALS.update(Scalar=Scalar, Symmetric=Symmetric, Softmax=Softmax, LogSumExp=LogSumExp,
-               Elementwise=Elementwise, SoftmaxVJP=SoftmaxVJP, SoftmaxJacobian=SoftmaxJacobian)
+               Elementwise=Elementwise, SoftmaxVJP=SoftmaxVJP, SoftmaxJacobian=SoftmaxJacobian,
+               Commutation=Commutation, DiagVec=DiagVec)

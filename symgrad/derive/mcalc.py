@@ -24,8 +24,8 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, Vec, _printing
-from symgrad.core.matexpr import (Elementwise, LogSumExp, Scalar, Softmax, SoftmaxJacobian, SoftmaxVJP,
-                                    Symmetric, lam)
+from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Scalar, Softmax,
+                                    SoftmaxJacobian, SoftmaxVJP, Symmetric, lam)
 from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
 from symgrad.core.primitives import FUNCTIONS, step
 
@@ -699,7 +699,9 @@ def _explicit(e, env):
     if isinstance(e, sp.DiagonalOf):
         M = _explicit(e.args[0], env)
         return sp.ImmutableMatrix([M[i, i] for i in range(M.rows)])
-    if isinstance(e, (Softmax, LogSumExp, SoftmaxVJP, SoftmaxJacobian)):
+    if isinstance(e, Commutation):
+        return sp.ImmutableMatrix(Commutation(*e.subs(env["__sizes__"]).args).as_explicit())
+    if isinstance(e, (Softmax, LogSumExp, SoftmaxVJP, SoftmaxJacobian, DiagVec)):
         node = type(e)(*[_explicit(a, env) if isinstance(a, MatrixExpr) else a for a in e.args])
         return sp.ImmutableMatrix(*node.shape, lambda i, j: node._entry(i, j))
     if isinstance(e, MatrixExpr):
@@ -1001,13 +1003,17 @@ class _Kronecker:
                     return _mul(_kron(L, _t(R)), self(mats[k]))
         if isinstance(e, SoftmaxVJP) and e.args[2] == 1:  # row by row: blkdiag(diag(sᵢ) − sᵢsᵢᵀ)
             return _mul(SoftmaxJacobian(e.args[0]), self(e.args[1]))
-        if isinstance(e, sp.HadamardProduct) and e.shape[1] == 1:  # a ⊙ (L dX R): diag(a) J
+        if isinstance(e, sp.HadamardProduct):  # S ⊙ (L dX R): diag(vec[S]) J
             i = next(i for i, a in enumerate(e.args) if a.has(dv))
             others = sp.HadamardProduct(*e.args[:i], *e.args[i + 1:]).doit()
-            return _mul(sp.DiagMatrix(others), self(e.args[i]))
+            diag = sp.DiagMatrix(others) if e.shape[1] == 1 else DiagVec(others)
+            return _mul(diag, self(e.args[i]))
+        if isinstance(e, sp.Transpose):  # vec[Mᵀ] = K vec[M]
+            if e.arg == dv:
+                return Commutation(*dv.shape)
+            return self(_push_transpose(e))
         raise ValueError(f"matrix calculus: the Jacobian of {e} with respect to a matrix is not "
-                         "of the form L dX R (a transposed dX or an entrywise product of it "
-                         "needs a commutation or diagonal matrix; not supported)")
+                         "a sum of products L dX R, their transposes and entrywise products")
 
 
 def _kron(L, Rt):

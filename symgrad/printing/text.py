@@ -267,6 +267,12 @@ class MatrixSympifyPrinter(SympifyPrinter):
     def _print_SoftmaxVJP(self, e):
         return f"SoftmaxVJP({self._print(e.args[0])}, {self._print(e.args[1])}, {e.args[2]})"
 
+    def _print_Commutation(self, e):
+        return f"Commutation({self._print(e.args[0])}, {self._print(e.args[1])})"
+
+    def _print_DiagVec(self, e):
+        return f"DiagVec({self._print(e.args[0])})"
+
     def _print_SoftmaxJacobian(self, e):
         return f"SoftmaxJacobian({self._print(e.args[0])})"
 
