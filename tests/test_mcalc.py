@@ -728,3 +728,15 @@ def test_commutation_latex():
     from symgrad.printing.latex import latex
     assert latex(sg.hessian("logdet(X)", "X", matrices="X").result) == (
         r"-\left(\mathbf{X}^{-\top} \otimes \mathbf{X}^{-1}\right) \mathbf{K}_{n,n}")
+
+
+def test_first_step_shows_the_function_as_written():
+    """A stable rewrite (log softmax → Z − logsumexp(Z)𝟏ᵀ) is a step of its own: the title and
+    the first step show what the user wrote, the next the rewritten form with its reason."""
+    d = sg.grad("-sum(Y .* log(softmax(X*W)))", "W", matrices="X W Y")
+    assert "log(softmax(X W))" in d.title
+    first, second = d.steps[0], d.steps[1]
+    assert first.rhs.has(sp.log) and not second.rhs.has(sp.log)
+    assert "row by row" in second.why and "finite" in second.why
+    plain = sg.grad("x'*A*x", "x", vectors="x", matrices="A")
+    assert "finite" not in plain.steps[1].why

@@ -220,6 +220,7 @@ class MatrixProblem:
     kinds: dict                    # user name → kind
     size_symbols: dict             # size name → its Symbol (sizes that stayed symbolic)
     notes: list = field(default_factory=list)  # rewrites made while building, for the steps
+    written: sp.Basic | None = None  # the expression as written, when a rewrite changed it
 
     @property
     def shape(self):
@@ -255,6 +256,7 @@ class _Builder:
         self.notes: list[str] = []
         self.placeholders: list[tuple[int, _Node]] = []  # eye/ones whose size comes from use
         self.at: dict[int, tuple | None] = {}  # id(node) → its shape, from pass 1
+        self.literal = False  # True: build the text as written, without the stable rewrites
         if not isinstance(sizes, dict):
             raise ValueError(f"sizes must be a dict of name → size, got {type(sizes).__name__}")
         for name, kind in kinds.items():
@@ -483,9 +485,14 @@ class _Builder:
             for d in self.shapes.get(name) or ():
                 self.size_of(d)
         expr = self.go(tree)
+        written = None
+        if self.notes:  # the function as the user wrote it, for the first step and the title
+            notes, self.literal = self.notes, True
+            written, self.notes, self.literal = self.go(tree), notes, False
         symbols = {n: self.used[n] for n in self.order(tree) if n in self.used}
         kinds = {n: self.kinds[n] for n in symbols}
-        return MatrixProblem(self.text, expr, symbols, kinds, self.size_symbols, self.notes)
+        return MatrixProblem(self.text, expr, symbols, kinds, self.size_symbols, self.notes,
+                             written)
 
     def order(self, node, out=None):
         out = [] if out is None else out
@@ -576,12 +583,14 @@ class _Builder:
             d = self.shape_dims(node)
             return sp.MatMul(node.args[0].value, sp.OneMatrix(d[0], 1)).doit()
         arg = node.args[0]
-        if name == "log" and self.is_one_plus_exp(arg):
+        if self.literal:
+            pass
+        elif name == "log" and self.is_one_plus_exp(arg):
             inner = next(a for a in arg.args if a.op == "call").args[0]
             self.notes.append("log(1 + exp(u)) is softplus(u), computed stably as "
                               "logaddexp(0, u); its derivative is σ(u)")
             return self.elementwise("softplus", self.go(inner))
-        if name == "log" and arg.op == "call" and arg.text in ("sigmoid", "softmax"):
+        elif name == "log" and arg.op == "call" and arg.text in ("sigmoid", "softmax"):
             return self.log_of(arg)
         x = self.go(arg)
         if name in ELEMENTWISE:

@@ -584,6 +584,8 @@ def _signs(e):
         return e
     args = [_signs(a) for a in e.args]
     e = e.func(*args) if args != list(e.args) else e
+    if isinstance(e, sp.HadamardProduct):
+        e = _ones_hadamard(e)
     return _hadamard_coefficients(e) if isinstance(e, sp.HadamardProduct) else e
 
 
@@ -866,7 +868,8 @@ def _printing_text():
 def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
     d = Derivation(title)
     f_sym = sp.Symbol("f")
-    d.add(f_sym, problem.expr, f"the function; {_declared(problem)}", StepKind.DEFINITION)
+    d.add(f_sym, problem.expr if problem.written is None else problem.written,
+          f"the function; {_declared(problem)}", StepKind.DEFINITION)
     for note in problem.notes:
         d.add(None, problem.expr, note, StepKind.SIMPLIFY)
     return d, f_sym
@@ -908,7 +911,7 @@ def derive_grad(f, wrt: str, **decl) -> Derivation:
 def _title(kind, problem, var) -> str:
     """"Gradient of f = xᵀ A x with respect to x": the parsed function in the Unicode a
     justification uses (products as spaces), which the handout's words printer sets as math."""
-    from_text = _plain(problem.expr)
+    from_text = _plain(problem.expr if problem.written is None else problem.written)
     return f"{kind} of f = {from_text} with respect to {var.name}"
 
 
