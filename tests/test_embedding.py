@@ -16,7 +16,8 @@ from symgrad.compile.kernel import _scatter_add
 torch = pytest.importorskip("torch")
 from test_architectures import assert_kernels_equal_torch, rel  # noqa: E402  (after the skip)
 F = torch.nn.functional
-ACTS = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "identity": lambda z: z}
+from torch_reference import torch_forward  # noqa: E402
+ACT_NAMES = ["tanh", "relu", "sigmoid", "identity"]
 
 
 def random_embedding_net(rng):
@@ -40,61 +41,16 @@ def random_embedding_net(rng):
         if rng.random() < 0.3:
             h = net.layer_norm(h)
         else:
-            h = net.act(net.dense(h, int(rng.integers(2, 5))), str(rng.choice(list(ACTS))))
+            h = net.act(net.dense(h, int(rng.integers(2, 5))), str(rng.choice(ACT_NAMES)))
     k = int(rng.integers(2, 4))
     if rng.random() < 0.6:
         return net.set_loss(net.act(net.dense(h, k), "softmax"), "cross_entropy"), k, T
     return net.set_loss(net.dense(h, k), "mse"), k, T
 
 
-def torch_forward(net, params, X):
-    """The output by torch modules, node by node: nn.Embedding (its weight copied in), nn.Linear,
-    nn.LayerNorm; returns (output, {parameter: the torch Parameter holding it})."""
-    vals, ps = {}, {}
-    for name, node in net.nodes.items():
-        ins = [vals[i] for i in node.inputs]
-        if node.op == "input":
-            vals[name] = torch.tensor(X[name] if isinstance(X, dict) else X)
-        elif node.op == "embedding":
-            E = params[node.params[0]]
-            emb = torch.nn.Embedding(*E.shape, dtype=torch.float64)
-            with torch.no_grad():
-                emb.weight.copy_(torch.tensor(E))
-            ps[node.params[0]] = emb.weight
-            vals[name] = emb(ins[0])
-        elif node.op == "dense":
-            W = params[node.params[0]]
-            lin = torch.nn.Linear(W.shape[1], W.shape[0], dtype=torch.float64)
-            with torch.no_grad():
-                lin.weight.copy_(torch.tensor(W))
-                lin.bias.copy_(torch.tensor(params[node.params[1]]))
-            ps[node.params[0]], ps[node.params[1]] = lin.weight, lin.bias
-            vals[name] = lin(ins[0])
-        elif node.op == "act":
-            vals[name] = ACTS[node.act.name](ins[0])
-        elif node.op == "softmax":
-            vals[name] = torch.softmax(ins[0], -1)
-        elif node.op == "add":
-            vals[name] = ins[0] + ins[1]
-        elif node.op == "concat":
-            vals[name] = torch.cat(ins, dim=-1)
-        elif node.op == "normalize":
-            vals[name] = ins[0]  # the LayerNorm module is applied at scale_shift
-        elif node.op == "scale_shift":
-            src = net.nodes[node.inputs[0]].inputs[0]
-            ln = torch.nn.LayerNorm(node.dim, eps=1e-5, dtype=torch.float64)
-            with torch.no_grad():
-                ln.weight.copy_(torch.tensor(params[node.params[0]]))
-                ln.bias.copy_(torch.tensor(params[node.params[1]]))
-            ps[node.params[0]], ps[node.params[1]] = ln.weight, ln.bias
-            vals[name] = ln(vals[src])
-        else:
-            raise AssertionError(node.op)
-    return vals[net.output_node], ps
-
-
 def torch_loss(net, params, X, labels=None, Y=None):
-    out, ps = torch_forward(net, params, X)
+    ps = {q: torch.tensor(v, requires_grad=True) for q, v in params.items()}
+    out = torch_forward(net, ps, X)
     k = out.shape[-1]
     if net.loss.name == "cross_entropy":  # per position, over the flattened positions
         logits = torch.log(out)  # (out is a softmax: log of it is log-softmax of the logits)

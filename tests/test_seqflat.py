@@ -20,8 +20,7 @@ torch = pytest.importorskip("torch")
 F = torch.nn.functional
 nn = torch.nn
 
-ACTS = {"identity": lambda z: z, "relu": torch.relu, "tanh": torch.tanh,
-        "sigmoid": torch.sigmoid}
+from torch_reference import torch_forward  # noqa: E402  (after the skip)
 
 
 def rel(a, b):
@@ -221,50 +220,6 @@ def test_bad_uses_are_one_line_naming_the_op_and_the_shapes():
 
 
 # -- conv1d in random compositions with the other sequence ops, against torch ------------------
-def torch_conv1d(h, W, b, node):
-    k, left = node.attr("k"), node.attr("left")
-    out = F.conv1d(F.pad(h.transpose(1, 2), (left, k - 1 - left)), W, b)
-    return out.transpose(1, 2)
-
-
-def torch_forward(net, ps, X):
-    """The net's output for X, each node by torch's own function (nothing of symgrad's)."""
-    vals = {}
-    for name, node in net.nodes.items():
-        ins = [vals[i] for i in node.inputs]
-        bias = ps[node.params[1]] if len(node.params) > 1 else None
-        if node.op == "input":
-            vals[name] = torch.tensor(X)
-        elif node.op == "dense":
-            vals[name] = F.linear(ins[0], ps[node.params[0]], bias)
-        elif node.op == "act":
-            vals[name] = ACTS[node.act.name](ins[0])
-        elif node.op == "softmax":
-            vals[name] = torch.softmax(ins[0], -1)
-        elif node.op == "add":
-            vals[name] = ins[0] + ins[1]
-        elif node.op == "mul":
-            vals[name] = ins[0] * ins[1]
-        elif node.op == "normalize":
-            vals[name] = F.layer_norm(ins[0], (node.dim,), eps=float(node.attr("eps")))
-        elif node.op == "scale_shift":
-            vals[name] = ps[node.params[0]] * ins[0] + ps[node.params[1]]
-        elif node.op == "conv1d":
-            vals[name] = torch_conv1d(ins[0], ps[node.params[0]], bias, node)
-        elif node.op in ("scores", "attn_softmax"):
-            vals[name] = None  # (read by attend, through torch's own attention)
-        elif node.op == "attend":
-            s = net.nodes[net.nodes[node.inputs[0]].inputs[0]]
-            q, k = (vals[i] for i in s.inputs)
-            vals[name] = F.scaled_dot_product_attention(q, k, ins[1],
-                                                        is_causal=s.attr("causal"))
-        elif node.op == "seq_flatten":
-            vals[name] = torch.flatten(ins[0], 1)
-        else:
-            raise AssertionError(node.op)
-    return vals[net.output_node]
-
-
 def random_conv_net(rng):
     """A sequence through 2–5 random steps, one conv1d at least (kernel 1–4, same or causal
     padding): a conv1d (+ activation), a dense layer per position (+ activation), layer norm, a
