@@ -188,11 +188,8 @@ class LogSumExp(MatrixExpr):
         return r"\log \sum \exp\left(%s\right)" % p._print(self.args[0])
 
 
-class SoftmaxJacobian(MatrixExpr):
-    """The Jacobian of the row-by-row softmax S = softmax(Z) (n×k), vec row by row: the
-    block-diagonal matrix of the rows' Jacobians, blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ), n·k × n·k. The
-    Hessian of softmax regression is (X ⊗ I)ᵀ this (X ⊗ I), the k-class form of
-    Xᵀ diag(σ ⊙ (1 − σ)) X; it is applied block by block, never formed."""
+class _OnVecOf(MatrixExpr):
+    """An r·c × r·c matrix acting on vec[·] of r×c matrices, built from one r×c matrix S."""
 
     def __new__(cls, S):
         return MatrixExpr.__new__(cls, sp.sympify(S, strict=True))
@@ -202,10 +199,17 @@ class SoftmaxJacobian(MatrixExpr):
         r, c = self.args[0].shape
         return (r * c, r * c)
 
+
+class SoftmaxJacobian(_OnVecOf):
+    """The Jacobian of the row-by-row softmax S = softmax(Z) (n×k), vec row by row: the
+    block-diagonal matrix of the rows' Jacobians, blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ), n·k × n·k. The
+    Hessian of softmax regression is (X ⊗ I)ᵀ this (X ⊗ I), the k-class form of
+    Xᵀ diag(σ ⊙ (1 − σ)) X; it is applied block by block, never formed."""
+
     def _entry(self, i, j, **kwargs):
         S = self.args[0]
-        k = S.shape[1]
-        (a, p), (b, q) = divmod(i, k), divmod(j, k)
+        k = int(S.shape[1])
+        (a, p), (b, q) = divmod(int(i), k), divmod(int(j), k)
         if a != b:
             return sp.Integer(0)
         return S[a, p] * ((1 if p == q else 0) - S[a, q])
@@ -242,16 +246,8 @@ class Commutation(MatrixExpr):
         return r"\mathbf{K}_{%s,%s}" % (p._print(self.args[0]), p._print(self.args[1]))
 
 
-class DiagVec(MatrixExpr):
+class DiagVec(_OnVecOf):
     """diag(vec[S]) for a matrix S: vec[S ⊙ dX] = diag(vec[S]) vec[dX], vec row by row."""
-
-    def __new__(cls, S):
-        return MatrixExpr.__new__(cls, sp.sympify(S, strict=True))
-
-    @property
-    def shape(self):
-        r, c = self.args[0].shape
-        return (r * c, r * c)
 
     def _entry(self, i, j, **kwargs):
         S = self.args[0]
