@@ -19,7 +19,8 @@ from symgrad.derive import calculus, rules
 from symgrad.derive.hessian import derive_hessian
 from symgrad.derive.rules import Pending, RuleStepError, Use
 
-from test_renderers import pdflatex_accepts, repr_math, report
+from symgrad.handouts.pdf import compile_pdf, tex_available
+from test_renderers import markdown_math, pdflatex_accepts, repr_math, report
 
 
 def sym(name):
@@ -386,8 +387,21 @@ def test_latex_of_full_steps_renders(renderers, tmp_path):
     assert r"\text{the product rule, $( f h ) ' = f ' h + f h '$}" in tex
     assert r"\frac{\partial u}{\partial w_{1}}" in ds[1].to_latex()
     blocks = [repr_math(d) for d in ds] + [(d.to_latex(notation="feature"), True) for d in ds[3:]]
+    blocks += markdown_math(sg.handout(ds, fmt="markdown"))
     assert not (f := renderers.failures(blocks, "full steps")), report(f)
     pdflatex_accepts(blocks, tmp_path)
+
+
+@pytest.mark.skipif(not tex_available(), reason="pdflatex not installed")
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+def test_handouts_of_full_steps_compile_without_overfull_boxes(fmt, tmp_path):
+    ds = [calculus.derive_jacobian("x**2*sin(x), (x**2 + 1)/(x - 1)", "x", steps="full"),
+          sg.mlp([2, 2, 1]).derive("w1", level="element", steps="full")]
+    pdf = compile_pdf(sg.handout(ds, fmt=fmt), tmp_path / "full.pdf", engine="pdflatex",
+                      keep_log=True)
+    log = pdf.with_suffix(".log").read_text(encoding="utf-8", errors="replace")
+    over = [float(m) for m in re.findall(r"Overfull \\[hv]box \((\d+(?:\.\d+)?)pt too", log)]
+    assert [o for o in over if o > 2.0] == []
 
 
 # -- the command line -------------------------------------------------------------------------------

@@ -58,8 +58,8 @@ class Pending(sp.Derivative):
         return PRECEDENCE["Mul"] if self.expr.is_Symbol else PRECEDENCE["Atom"]
 
     def _sympystr(self, p):
-        if type(p)._print_Derivative is StrPrinter._print_Derivative:  # an exact printer (JSON)
-            return p._print_Derivative(self)
+        if type(p) is StrPrinter or any(c.__name__ == "SympifyPrinter" for c in type(p).__mro__):
+            return StrPrinter._print_Derivative(p, self)  # exact (str, JSON): sympify reads it
         e, x = self.expr, self.variables[0]
         if e.is_Symbol:
             return f"∂{p._print(e)}/∂{p._print(x)}"
