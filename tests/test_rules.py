@@ -157,6 +157,15 @@ def test_more_rules(text, var, rule):
     check_all_lines(f, v, partials(d)[Partial(sp.Symbol("f"), v)])
 
 
+@pytest.mark.parametrize("f, rule", [
+    (sp.Piecewise((x**2, x > 0), (sp.sin(3 * x), True)), "differentiate each case"),
+    (sp.Max(x, x**2 + y), "∂max(z, …)/∂z"), (sp.Min(sp.exp(x), 1 - x), "∂min(z, …)/∂z")])
+def test_cases_and_lattices(f, rule):
+    lines = rules.rule_steps(f, x)
+    assert rule in " ".join(w for _, w, _ in lines)
+    assert rules.agrees(lines[-1][0], sp.diff(f, x)) is True
+
+
 def test_a_partial_that_is_zero_says_why():
     d = calculus.derive_jacobian("x**2 + a", "x y", steps="full")
     lines = partials(d)[Partial(sp.Symbol("f"), y)]
