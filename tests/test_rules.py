@@ -261,38 +261,38 @@ def test_every_class_the_engines_produce_has_a_rule():
 
 
 def test_a_class_without_a_rule_fails_naming_it():
-    class mystery(sp.Function):
+    class rules_mystery(sp.Function):
         pass
-    with pytest.raises(MissingRuleError, match="no differentiation rule for mystery"):
-        rules.rule_for(mystery)
-    with pytest.raises(MissingRuleError, match="no differentiation rule for mystery"):
-        rules.check_complete([sp.Add, mystery])
-    with pytest.raises(MissingRuleError, match="mystery"):
-        rules.rule_steps(mystery(x**2), x)
-    sg.defderiv(mystery, lambda ans, z: 2 * z)  # a rule, but sympy.diff cannot take it
+    with pytest.raises(MissingRuleError, match="no differentiation rule for rules_mystery"):
+        rules.rule_for(rules_mystery)
+    with pytest.raises(MissingRuleError, match="no differentiation rule for rules_mystery"):
+        rules.check_complete([sp.Add, rules_mystery])
+    with pytest.raises(MissingRuleError, match="rules_mystery"):
+        rules.rule_steps(rules_mystery(x**2), x)
+    sg.defderiv(rules_mystery, lambda ans, z: 2 * z)  # a rule, but sympy.diff cannot take it
     try:
         with pytest.raises(MissingRuleError, match="sympy.diff leaves"):
-            rules.rule_steps(mystery(x**2), x)
+            rules.rule_steps(rules_mystery(x**2), x)
     finally:
         from symgrad.core import primitives
-        primitives.RULES.pop(mystery, None)
-        primitives.PRIMITIVES.pop("mystery", None)
+        primitives.RULES.pop(rules_mystery, None)
+        primitives.PRIMITIVES.pop("rules_mystery", None)
 
 
 def test_a_primitive_registered_later_has_its_rule():
     from symgrad.core.primitives import Primitive
 
-    class cube(Primitive):
+    class rules_cube(Primitive):
         pass
-    sg.defderiv(cube, lambda ans, z: 3 * z**2)
+    sg.defderiv(rules_cube, lambda ans, z: 3 * z**2)
     try:
-        lines = rules.rule_steps(cube(2 * x), x)
+        lines = rules.rule_steps(rules_cube(2 * x), x)
         assert rules.agrees(lines[-1][0], 24 * x**2)
-        assert "cube'(z) = 3*z**2" in lines[1][1]
+        assert "rules_cube'(z) = 3*z**2" in lines[1][1]
     finally:
         from symgrad.core import primitives
-        primitives.RULES.pop(cube, None)
-        primitives.PRIMITIVES.pop("cube", None)
+        primitives.RULES.pop(rules_cube, None)
+        primitives.PRIMITIVES.pop("rules_cube", None)
 
 
 # -- random expression trees: the last line of every partial is sympy.diff -------------------------

@@ -23,6 +23,11 @@ it must equal ``sympy.diff(f, x)``, exactly where SymPy shows it cheaply, else a
 rule giving a wrong line raises :class:`RuleStepError` naming the rule; a class with no rule raises
 ``MissingRuleError`` naming the class (:func:`check_complete` checks every class the engines and
 the parser produce).
+
+Cost: the checks dominate (a sympy.diff per partial, then each line compared, exactly or at four
+points). Measured: the Jacobian of x² sin x and (x² + 1)/(x − 1), 12 lines, 0.31 s (0.06 s
+without the rules); ∂ℓ/∂w1 of the 2-2-1 net, 21 lines, 0.16 s (0.007 s); a 2-3-3-2 tanh/softmax
+net's ∂ℓ/∂W1_11, 64 lines, 0.12 s.
 """
 from __future__ import annotations
 
