@@ -411,7 +411,8 @@ def agrees(a, b, points: int = 4) -> bool | None:
     diff = sp.sympify(a - b, strict=True)
     if diff == 0 or (sp.count_ops(diff) < 120 and sp.expand(diff) == 0):
         return True
-    syms = sorted(sp.sympify(a).free_symbols | sp.sympify(b).free_symbols, key=str)
+    a, b = sp.sympify(a, strict=True), sp.sympify(b, strict=True)
+    syms = sorted(a.free_symbols | b.free_symbols, key=str)
     rng = random.Random(0)
     checked = 0
     for _ in range(10 * points):
