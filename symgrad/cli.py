@@ -89,6 +89,33 @@ def cli():
     """
 
 
+class StepsChoice(click.Choice):
+    """--steps alone ("normal") or --steps full; a word after it that is neither was meant as
+    the expression, and the error says where --steps goes."""
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices:
+            self.fail(f"{value!r} is not 'full' (--steps takes 'full' or nothing; give it after "
+                      "the expression)", param, ctx)
+        return value
+
+
+def steps_option(full: str = "each partial derivative rule by rule"):
+    """--steps (every step) or --steps full (and the elementary rules inside: sum, product,
+    quotient, power, the chain rule with u = …, each line checked against sympy.diff)."""
+    return click.option("--steps", type=StepsChoice(["normal", "full"]), is_flag=False,
+                        flag_value="normal", default=None, metavar="[full]",
+                        help="Print every step of the derivation; --steps full: also "
+                             f"{full} (sum, product, quotient, power, chain rule with u = …), "
+                             "each line checked against sympy.diff.")
+
+
+def _no_full(steps, what: str) -> None:
+    if steps == "full":
+        raise click.UsageError(f"--steps full is for jacobian, hessian and derive --level element "
+                               f"(scalar partials, rule by rule); {what}")
+
+
 def _emit(d: Derivation, fmt: str, steps: bool, key: str, whole: bool = False) -> None:
     """Print a derivation's result (or all its steps) in the chosen format; ``whole``: the JSON
     also gives the result as one string, "result", as Derivation.to_dict does."""
@@ -119,7 +146,7 @@ def _echo(d: Derivation, result, fmt: str, steps: bool, out: dict | None) -> Non
 @click.argument("expression")
 @click.option("--wrt", required=True, help="Variables, comma- or space-separated: x1,x2")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-@click.option("--steps", is_flag=True, help="Print every step of the derivation.")
+@steps_option()
 def jacobian(expression, wrt, fmt, steps):
     """The Jacobian of EXPRESSION (components separated by commas).
 
@@ -129,9 +156,11 @@ def jacobian(expression, wrt, fmt, steps):
     Example:
       symgrad jacobian "2*x1 + x2, pi*x2, -x1/x2" --wrt x1,x2
       symgrad jacobian "2*a*x + b/y" --wrt a,b --format json
+      symgrad jacobian "x**2*sin(x), (x**2 + 1)/(x - 1)" --wrt x --steps full
     """
     _check_wrt_used(expression, wrt, "the expression", "a column of zeros in the Jacobian")
-    _emit(calculus.derive_jacobian(expression, wrt), fmt, steps, "jacobian")
+    _emit(calculus.derive_jacobian(expression, wrt, steps=steps or "normal"), fmt, steps,
+          "jacobian")
 
 
 def _check_wrt_used(fn: str, wrt: str, where: str, why: str) -> None:
@@ -174,12 +203,14 @@ def matrix_options(fn):
                          help="A size: --size X=100x5, --size w=n (else inferred, symbolic)"),
             click.option("--format", "fmt", type=MATRIX_FORMATS, default="text",
                          show_default=True),
-            click.option("--steps", is_flag=True, help="Print every step of the derivation.")]):
+            steps_option()]):
         fn = option(fn)
     return fn
 
 
 def _matrix(derive, expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps):
+    _no_full(steps, "the matrix calculus derives by differentials (for a function of scalars, "
+             "symgrad jacobian … --steps full writes each partial rule by rule)")
     d = derive(expression, wrt, vectors=" ".join(vectors), matrices=" ".join(matrices),
                symmetric=" ".join(symmetric), sizes=_sizes(sizes))
     d = MatrixDerivation(d.title, d.steps, d.result, d.meta)
@@ -237,7 +268,7 @@ def derivative(expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "json", "python"]),
               default="text", show_default=True,
               help="python: a function on floats that needs only Python's math module.")
-@click.option("--steps", is_flag=True, help="Print every step of the derivation.")
+@steps_option("each first and second partial derivative rule by rule")
 @click.option("--vector", "vectors", multiple=True, help="Matrix language: vector names")
 @click.option("--matrix", "matrices", multiple=True, help="Matrix language: matrix names")
 @click.option("--symmetric", multiple=True, help="Matrix language: symmetric matrix names")
@@ -262,7 +293,7 @@ def hessian(expression, wrt, fmt, steps, vectors, matrices, symmetric, sizes):
     if fmt == "python" and steps:
         raise click.UsageError("--steps is for the text, latex and json formats; --format "
                                "python prints the function alone")
-    d = derive_hessian(expression, wrt)
+    d = derive_hessian(expression, wrt, steps=steps or "normal")
     if fmt == "python":
         click.echo(python_function(d.result, d.meta["wrt"], "hessian"), nl=False)
     else:
@@ -290,7 +321,7 @@ def _parse_feed(text: str) -> dict:
               help="Per junction, which output of the inner function feeds each input of the "
                    "outer one: x1=1,x2=3 (default: in order).")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
-@click.option("--steps", is_flag=True, help="Print both methods step by step.")
+@steps_option()
 def chain(fns, wrts, feeds, fmt, steps):
     """The Jacobian of f∘g(∘h…) by substitution and by the chain rule, checked to agree.
 
@@ -299,6 +330,8 @@ def chain(fns, wrts, feeds, fmt, steps):
       symgrad chain --fn "x1 - 2*x2 + x3/4" --wrt x1,x2,x3 \\
                     --fn "x1 + 2*x2, x2, -x1 + 3" --wrt x1,x2 --steps
     """
+    _no_full(steps, "chain multiplies whole Jacobians (symgrad jacobian … --steps full writes "
+             "each partial of one function rule by rule)")
     if len(fns) != len(wrts):
         raise click.UsageError(f"give one --wrt per --fn ({len(fns)} --fn, {len(wrts)} --wrt)")
     if feeds and len(feeds) != len(fns) - 1:
@@ -421,7 +454,7 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
 @click.option("--notation", default=None, metavar="PRESET",
               help="With --format latex: slides (the default), feature, or a preset added with "
                    "symgrad.register_notation (a network file may add one).")
-@click.option("--steps", is_flag=True, hidden=True)  # only to say why it is not needed
+@steps_option("each local partial derivative rule by rule (with --level element)")
 @file_timeout
 @click.pass_context
 def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
@@ -444,9 +477,13 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
     if of == "output" and level != "element":  # (it was ignored: the loss's gradient printed)
         raise click.UsageError("--of output is for --level element (the matrix level derives "
                                "the gradient of the loss)")
-    if steps:  # README once said derive takes --steps; click's "No such option" said no more
+    if steps == "full" and level != "element":
+        raise click.UsageError("--steps full is for --level element (each scalar partial rule "
+                               "by rule); the matrix level's steps are Jacobians")
+    if steps == "normal":  # README once said derive takes --steps; click's "No such option" said
         raise click.UsageError("derive always prints every step; --steps is for jacobian, "
-                               "chain, grad and derivative")
+                               "chain, grad and derivative (--steps full, with --level element, "
+                               "adds the rules inside each partial)")
     _spec_only(ctx, network)
     if notation is not None and fmt != "latex":  # text and JSON have no notation to choose
         raise click.UsageError(f"--notation is for --format latex (the {fmt} output names "
@@ -457,7 +494,8 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
     preset = notation_preset(notation or "slides")  # after the file: it may register one
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
-    opts = {"of": of or "loss", "naming": naming} if level == "element" else {}
+    opts = {"of": of or "loss", "naming": naming, "steps": steps or "normal"} \
+        if level == "element" else {}
     ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))

@@ -72,6 +72,7 @@ def _derivations():
                              ("t**2, 3*t", "t", "h"))
     yield "jacobian", sg.derive_jacobian("2*x1 + x2, pi*x2, -x1/x2", "x1 x2")
     yield "gradient", sg.derive_gradient("2*a*x + b/y", "a b")
+    yield "jacobian, full steps", sg.derive_jacobian("x**2*sin(x), exp(x*y)", "x y", steps="full")
     yield "vec", sg.derive_vec_jacobian("w1*x1 + w2*x2", sp.Matrix([[sp.Symbol("w1"),
                                                                      sp.Symbol("w2")]]))
     yield "matrix_gradient", sg.derive_matrix_gradient(2, 3)
@@ -93,6 +94,7 @@ def _derivations():
                              ("bce+penalty", nets["bce+penalty"], "w1", "loss"),
                              ("shared", shared, "w1", "loss")):
         yield f"{name} element {w} of {of}", net.derive(w, level="element", of=of)
+    yield "xor element w1, full steps", nets["xor"].derive("w1", level="element", steps="full")
 
 
 def test_every_engine_records_a_step_kind_member():

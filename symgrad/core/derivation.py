@@ -204,6 +204,7 @@ class StepKind(str, enum.Enum):
     BACKWARD = "backward"       # a backward value: g (or δ) = ∂ℓ/∂ of a unit, from the one above
     GRADIENT = "gradient"       # Algorithm 6.4: ∇_p ℓ of one parameter, read off a g
     PENALTY = "penalty"         # ∇_W J = ∇_W ℓ + λW, the weight penalty added
+    RULE = "rule"               # an elementary rule inside one partial (sum, product, chain: u = …)
 
     # str() and f-strings give the old string, as a plain str key would have printed
     def __str__(self) -> str:

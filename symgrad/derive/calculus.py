@@ -19,6 +19,7 @@ from symgrad.core.parse import ParseError, parse, parse_symbols
 from symgrad.core.evaluate import evaluate
 from symgrad.core.matexpr import substitute
 from symgrad.core.primitives import differentiate
+from symgrad.derive import rules
 
 # sympy.simplify is thorough but can take seconds on a large expression; past this size entries
 # get the cheap exact forms only (cancel/factor), which are still exact.
@@ -458,20 +459,43 @@ def _column(syms) -> sp.Matrix:
 
 
 # -- Jacobians ------------------------------------------------------------------------------------
-def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = True) -> Derivation:
-    """The Jacobian ∂f/∂x with its steps: each partial derivative, then the matrix."""
+STEPS = ("normal", "full")
+# Entries written out one by one (each ∂f_i/∂x_j on its line, and rule by rule with full steps)
+ENTRY_STEPS = 36
+
+
+def check_steps(steps: str) -> str:
+    """``steps``: "normal" (each partial's value) or "full" (each partial rule by rule)."""
+    if steps not in STEPS:
+        raise ValueError(f"steps must be 'normal' or 'full' (the rules inside each partial), "
+                         f"not {steps!r}")
+    return steps
+
+
+def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = True,
+                    steps: str = "normal") -> Derivation:
+    """The Jacobian ∂f/∂x with its steps: each partial derivative, then the matrix.
+    ``steps="full"``: each partial rule by rule (sum, product, quotient, power, the chain rule with
+    u = …), every line checked against sympy.diff (:mod:`symgrad.derive.rules`)."""
+    check_steps(steps)
     F = as_vector(f, name)
     xs = as_symbols(wrt, F)
+    if steps == "full" and F.rows * len(xs) > ENTRY_STEPS:
+        raise ValueError(f"full steps are written for Jacobians of up to {ENTRY_STEPS} entries; "
+                         f"this one has {F.rows}×{len(xs)} = {F.rows * len(xs)}")
     fs, xv = sp.Symbol(name), sp.MatrixSymbol(var, len(xs), 1)
     d = Derivation(f"Jacobian of {name} with respect to ({', '.join(map(str, xs))})")
     d.add(fs, F, f"{name}: R^{len(xs)} → R^{F.rows}", StepKind.DEFINITION)
     simplify = Tidy()
     J = _jacobian_matrix(F, xs, simplify)
-    if entries and F.rows * len(xs) <= 36:
+    if entries and F.rows * len(xs) <= ENTRY_STEPS:
         for i in range(F.rows):
             for j, x in enumerate(xs):
                 fi = sp.Symbol(f"{name}_{i + 1}") if F.rows > 1 else fs
-                d.add(Partial(fi, x), J[i, j], rule=StepKind.PARTIAL)
+                if steps == "full":
+                    rules.record(d, Partial(fi, x), F[i], x, J[i, j])
+                else:
+                    d.add(Partial(fi, x), J[i, j], rule=StepKind.PARTIAL)
     d.add(Partial(fs, xv), J, f"rows are the outputs of {name}, columns its inputs"
           + simplify.note(), StepKind.JACOBIAN, shapes=[J.shape])
     d.result = J
@@ -484,13 +508,15 @@ def jacobian(f, wrt) -> sp.Matrix:
     return derive_jacobian(f, wrt, entries=False).result
 
 
-def derive_gradient(f, wrt, name: str = "f", var: str = "x") -> Derivation:
-    """∇f for scalar f: the column vector, the transpose of the 1×m Jacobian."""
+def derive_gradient(f, wrt, name: str = "f", var: str = "x", steps: str = "normal") -> Derivation:
+    """∇f for scalar f: the column vector, the transpose of the 1×m Jacobian (``steps="full"``:
+    each partial rule by rule, as :func:`derive_jacobian`)."""
+    check_steps(steps)
     F = as_vector(f, name)
     if F.rows != 1:
         raise ValueError(f"{name}: the gradient needs a scalar function, got {F.rows} outputs "
                          "(use jacobian)")
-    d = derive_jacobian(F, wrt, name, var)
+    d = derive_jacobian(F, wrt, name, var, steps=steps)
     J = d.result
     d.title = d.title.replace("Jacobian", "Gradient", 1)
     d.add(Grad(sp.Symbol(name), sp.MatrixSymbol(var, J.cols, 1)), J.T,

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Note, Partial, StepKind
+from symgrad.derive import rules
 from symgrad.derive.backprop import per_position, rows_are, sequence_convention
 from symgrad.core.evaluate import evaluate
 from symgrad.core.primitives import (PRIMITIVES, kinked, rule_says, step, step_cases, step_says,
@@ -297,11 +298,15 @@ def _index(S: Scalar, net) -> None:
 
 # -- the derivation --------------------------------------------------------------------------------
 def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None = None,
-                   cases: bool = True) -> Derivation:
+                   cases: bool = True, steps: str = "normal") -> Derivation:
     """∂ℓ/∂w (``of="loss"``, then ∂f/∂w for the mean over a batch) or ∂ŷ/∂w (``of="output"``) for
-    one weight, step by step. ``cases=False`` leaves relu'(z) as step(z) instead of cases."""
+    one weight, step by step. ``cases=False`` leaves relu'(z) as step(z) instead of cases;
+    ``steps="full"`` derives each local partial rule by rule (:mod:`symgrad.derive.rules`)."""
     if of not in ("loss", "output"):
         raise ValueError(f"of must be 'loss' or 'output', not {of!r}")
+    if steps not in ("normal", "full"):
+        raise ValueError(f"steps must be 'normal' or 'full' (the rules inside each partial), "
+                         f"not {steps!r}")
     if of == "output" and net.several_losses:
         raise ValueError(f"of='output' needs a network with one output; this one's loss reads "
                          f"{len(net.outputs)} ({', '.join(net.outputs)}): use of='loss'")
@@ -319,6 +324,7 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
                        f"{'s' if S.positions > 1 else ''} of one sequence ({_reads(net)})")
         _every_position_convention(net, S, d)
     _opening(S, d, T, Tsym, w, of, net)
+    d.meta["rule_steps"] = steps == "full"  # read where a local partial is taken
     deltas = {}
     value = _chain(S, d, T, Tsym, w, deltas)
     direct = sp.diff(S.explicit(T), w) if S.positions is None else _forward(S, T, w)
@@ -478,8 +484,27 @@ def _along(S, d, T, Tsym, w, deltas):
         if len(d.steps) > mark:  # the backward pass came in between
             why += f"; ∂{Tsym}/∂{top} = δ_{top} from the backward pass above"
     values = head + local
-    d.add(Partial(Tsym, w) if deltas else None, Factors(*values), why, StepKind.JACOBIAN)
+    ruled = False
+    if d.meta.get("rule_steps"):  # each factor rule by rule, then the product restated
+        pairs = ([(T, top, head[0])] if head and not S.users.get(top) else []) + \
+            list(zip(down, down[1:] + [w], local))
+        for a, b, v in pairs:
+            ruled |= _rules(S, d, T, Tsym, a, b, v)
+        if ruled:
+            why += " (rule by rule above)"
+    d.add(Partial(Tsym, w) if deltas or ruled else None, Factors(*values), why,
+          StepKind.JACOBIAN)
     return sp.Mul(*values)
+
+
+def _rules(S, d, T, Tsym, a, b, value) -> bool:
+    """∂a/∂b = value rule by rule, a a unit (by its definition) or T (the loss); False for
+    softmax's factors, which the notes write in their own form ŷ_k (δ_kj − ŷ_j)."""
+    if a in S.softmax and b in S.softmax[a][2]:
+        return False
+    of, f = (a, S.defs[a]) if a in S.defs else (Tsym, T)  # a unit, or the loss itself
+    rules.record(d, Partial(of, b), f, b, value)
+    return True
 
 
 def _delta(S: Scalar, d: Derivation, T, Tsym, u, deltas: dict):
@@ -491,10 +516,15 @@ def _delta(S: Scalar, d: Derivation, T, Tsym, u, deltas: dict):
     cons = S.users.get(u, [])
     if cons:
         val = sum(_delta(S, d, T, Tsym, c, deltas) * _local(S, c, u) for c in cons)
+        if d.meta.get("rule_steps"):
+            for c in cons:
+                _rules(S, d, T, Tsym, c, u, _local(S, c, u))
         why = (f"{u} feeds {_names(cons)}: the chain rule sums over them" if len(cons) > 1 else
                f"{cons[0]} separates {Tsym} from {u}, so the chain rule applies")
     else:
         val = sp.diff(T, u)
+        if d.meta.get("rule_steps") and T.has(u) and T != u:
+            _rules(S, d, T, Tsym, T, u, val)
         why = (f"∂{u}/∂{u} = 1" if T == u else "differentiate the loss" if T.has(u) else
                f"no unit reads {u}, and {Tsym} does not depend on it")
     deltas[delta] = val

@@ -13,8 +13,9 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Grad, Hess, Partial, Partial2, StepKind
+from symgrad.derive import rules
 from symgrad.derive.calculus import (MAX_JACOBIAN_NODES, Tidy, _check_entries, _nodes, _partials,
-                                     as_symbols, as_vector, derive_gradient)
+                                     as_symbols, as_vector, check_steps, derive_gradient)
 
 # Steps written per entry and per row, as the Jacobian writes its entries up to 36: a Hessian of
 # 6 variables has 21 entries to derive (the upper triangle), of 12 variables 12 rows. Past these
@@ -23,10 +24,13 @@ ENTRY_STEPS = 6
 ROW_STEPS = 12
 
 
-def derive_hessian(f, wrt, name: str = "f", var: str = "x") -> Derivation:
+def derive_hessian(f, wrt, name: str = "f", var: str = "x", steps: str = "normal") -> Derivation:
     """The Hessian ∇²f of a scalar f with respect to the variables ``wrt``, with its steps: the
     gradient first, then each row as the Jacobian of one entry of the gradient. H is m×m and
-    symmetric: entry (i, j) is ∂²f/∂x_i∂x_j, derived for i ≤ j only and mirrored."""
+    symmetric: entry (i, j) is ∂²f/∂x_i∂x_j, derived for i ≤ j only and mirrored.
+    ``steps="full"``: each first and second partial rule by rule (:mod:`symgrad.derive.rules`),
+    for up to ENTRY_STEPS variables."""
+    check_steps(steps)
     F = as_vector(f, name)
     if F.rows != 1:
         raise ValueError(f"{name}: the Hessian needs a scalar function, got {F.rows} outputs "
@@ -41,7 +45,10 @@ def derive_hessian(f, wrt, name: str = "f", var: str = "x") -> Derivation:
                          "(its row and column of the Hessian would be 0)")
     m = len(xs)
     _check_entries(m, m, "the Hessian")
-    d = derive_gradient(F, xs, name, var)
+    if steps == "full" and m > ENTRY_STEPS:
+        raise ValueError(f"full steps are written for Hessians of up to {ENTRY_STEPS} variables; "
+                         f"this one has {m}")
+    d = derive_gradient(F, xs, name, var, steps=steps)
     g = d.result
     d.title = f"Hessian of {name} with respect to ({', '.join(map(str, xs))})"
 
@@ -60,7 +67,10 @@ def derive_hessian(f, wrt, name: str = "f", var: str = "x") -> Derivation:
     if m <= ENTRY_STEPS:
         for i in range(m):
             for j in range(i, m):
-                d.add(Partial2(fs, xs[i], xs[j]), H[i, j], rule=StepKind.PARTIAL)
+                if steps == "full":  # ∂/∂x_j of the gradient's entry i, rule by rule
+                    rules.record(d, Partial2(fs, xs[i], xs[j]), g[i], xs[j], H[i, j])
+                else:
+                    d.add(Partial2(fs, xs[i], xs[j]), H[i, j], rule=StepKind.PARTIAL)
     if 1 < m <= ROW_STEPS:
         for i in range(m):
             row = H[i, :]

@@ -306,7 +306,7 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     def _print_Derivative(self, expr):
         if len(expr.variables) != 1:
             return super()._print_Derivative(expr)
-        if isinstance(expr.expr, sp.Indexed):  # ∂ℓ^{(i)}/∂w1
+        if isinstance(expr.expr, (sp.Indexed, sp.Symbol)):  # ∂ℓ^{(i)}/∂w1, ∂u/∂w1
             return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.expr),
                                                          self._print(expr.variables[0]))
         return r"\frac{\partial}{\partial %s}\left[%s\right]" % (
