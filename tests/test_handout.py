@@ -75,6 +75,28 @@ def test_nothing_runs_off_the_page(pdfs, name, fmt):
     assert [o for o in over if o[0] > 2.0] == [], (name, fmt)
 
 
+# Rows still shrunk below 95 % (issue 13, left): a product with no top-level sum or factor
+# boundary inside one pair of parentheses (the gated net's layer-norm g), a user's name of 20
+# characters in a fraction, and the estimate of a row of blocks in a 16:9 frame.
+STILL_SHRUNK = {("hostile", "article"), ("hostile", "beamer"), ("gated", "article"),
+                ("gated", "beamer"), ("mnist", "beamer")}
+
+
+@needs_tex
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_no_row_is_shrunk_below_95_percent(pdfs, name, fmt, request):
+    """Long rows are broken (at +, between factors, a row of blocks in brackets, notes below),
+    not shrunk: every \\sgfit that scales writes "sgfit: scaled Wpt to Cpt" to the log, and no
+    cell is scaled to less than 95 % (the transformer block's were at 39 %, MNIST's at 65 %)."""
+    if (name, fmt) in STILL_SHRUNK:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="still shrunk below 95 %"))
+    log = pdfs[name, fmt][0].with_suffix(".log").read_text(encoding="utf-8", errors="replace")
+    scales = [float(c) / float(w) for w, c in re.findall(
+        r"sgfit: scaled ([\d.]+)pt to ([\d.]+)pt", log)]
+    assert min(scales, default=1.0) >= 0.95, (name, fmt, sorted(scales)[:5])
+
+
 @needs_tex
 def test_hostile_names_print_as_text(pdfs):
     _, text = pdfs["hostile", "article"]
@@ -304,3 +326,27 @@ def test_handout_options_of_the_wrong_kind_are_one_value_error(options, fragment
     with pytest.raises(ValueError) as e:
         sg.handout(sg.mlp([2, 2, 1]), **options)
     assert str(e.value) == fragment or str(e.value).startswith(fragment), str(e.value)
+
+
+def test_handout_length_is_linear_in_depth_and_brief_past_four_layers():
+    """Each g is derived once (the shared backward pass) and each parameter's section reads it:
+    the LaTeX of a 16-layer handout is at most 2.2 times an 8-layer one's, and past 4 layers
+    the default is brief (8 layers: 99 KB at "normal", 53 KB brief)."""
+    size = {L: len(handout(sg.mlp([3] * (L + 1)))) for L in (4, 8, 16, 32)}
+    assert size[16] <= 2.2 * size[8] and size[32] <= 2.2 * size[16], size
+    assert handout(sg.mlp([3] * 9)) == handout(sg.mlp([3] * 9), verbosity="brief")
+    assert handout(sg.mlp([3] * 5)) == handout(sg.mlp([3] * 5), verbosity="normal")
+
+
+@needs_tex
+def test_page_counts_of_deep_handouts_grow_linearly(tmp_path):
+    """8 layers 12 pages, 16 layers 21 (were 19 and 37 at "normal"; the issue measured 32 and
+    96 before the chains started at known g's): 16 ≤ 2.2 × 8. (Two pdflatex runs, ~3 s: the
+    project has no slow marker, and this is not slow.)"""
+    pages = {}
+    for L in (8, 16):
+        pdf = compile_pdf(handout(sg.mlp([3] * (L + 1))), tmp_path / f"d{L}.pdf",
+                          engine="pdflatex", keep_failed=False, keep_log=True)
+        log = pdf.with_suffix(".log").read_text(errors="replace")
+        pages[L] = int(re.search(r"Output written on .*?\((\d+) pages?", log).group(1))
+    assert pages[16] <= 2.2 * pages[8], pages

@@ -306,3 +306,33 @@ def test_identity_before_kron_is_the_matrix_not_the_word():
     assert words("I ⊗ xᵀ is block diagonal", nota, vectors=["x"]) == \
         r"$\mathbf{I} \otimes \mathbf{x}^{\top}$ is block diagonal"
     assert words("I think so", nota) == "I think so"
+
+
+def test_handout_rows_are_broken_to_their_column_not_shrunk():
+    """In an article handout every derivation cell's estimated width fits the budget of its
+    column's cap (the XOR output written out in the weights, a row of gᵢxᵀ blocks, a long
+    note): rows break at +, between factors or between blocks, and a justification longer
+    than two lines of its column goes on a row of its own (\\sgnotebelow)."""
+    import re
+    from symgrad.handouts.build import handout
+    from symgrad.handouts.render import ARTICLE_LINE
+    from symgrad.printing.width import tex_width
+    for net in (sg.mlp([2, 2, 1]), sg.mlp([784, 256, 128, 10])):
+        tex = handout(net, level="both" if net.shapes["W1"] == (2, 2) else "matrix")
+        cells = re.findall(r"\\sgfit\{([0-9.]+)\\linewidth\}\{(.*?)\}(?: &| \\\\|$| &&)", tex, re.M)
+        assert cells
+        over = [(c, float(f)) for f, c in cells
+                if float(f) < 0.9 and tex_width(c) > float(f) * ARTICLE_LINE + 0.5]
+        assert over == [], over[:3]
+        assert r"\sgnotebelow" in tex
+
+
+def test_split_terms_and_factors_keep_groups_whole():
+    from symgrad.printing.width import break_terms, split_factors, split_terms
+    assert split_terms(r"{}= \left(a - b\right) + c_{k-1} - \frac{1}{2}") == [
+        r"{}= \left(a - b\right)", "+ c_{k-1}", r"- \frac{1}{2}"]
+    assert split_terms(r"g \leftarrow -a + b") == [r"g \leftarrow -a", "+ b"]
+    assert split_factors(r"{}= \left(a + b\right) \odot c \left[d\right]") == [
+        r"{}= \left(a + b\right)", r"\odot c", r"\left[d\right]"]
+    assert break_terms("a + b", 50) == ["a + b"]
+    assert all(len(r) < 12 for r in break_terms(" + ".join("abcdefgh"), 8))

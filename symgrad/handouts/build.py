@@ -34,9 +34,13 @@ ELEMENT_LIMIT = 40  # scalar parameters: beyond this the unit-by-unit view is le
 # Layers with parameters: a handout grows linearly with them (~12 KB of LaTeX and ~25 ms each),
 # 64 layers are 790 KB and ~2 s, hundreds of pages no one hands out; past it, refused at once.
 LAYER_LIMIT = 64
+# Past this many layers with parameters a handout is "brief" unless asked otherwise: "normal"
+# writes each g's backward step in the deepest parameter's section as well as in the shared
+# backward pass (an 8-layer net: 19 pages of article at "normal").
+BRIEF_PAST = 4
 
 
-def handout(net_or_spec, level: str = "matrix", verbosity: str = "normal", fmt: str = "article",
+def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fmt: str = "article",
             exercises: bool = True, notation: str = "slides", title: str | None = None,
             hidden: str = "relu", output: str = "identity", loss: str = "mse") -> str:
     """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
@@ -99,7 +103,8 @@ def check_options(options: dict) -> None:
             raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
         if key == "level" and not (isinstance(value, str) and value in LEVELS):
             raise ValueError(f"level must be one of {', '.join(LEVELS)}, not {value!r}")
-        if key == "verbosity" and not (isinstance(value, str) and value in VERBOSITY):
+        if key == "verbosity" and not (value is None or isinstance(value, str)
+                                       and value in VERBOSITY):
             raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {value!r}")
         if key == "exercises" and not isinstance(value, bool):
             raise ValueError(f"exercises must be True or False, not {value!r}")
@@ -112,8 +117,11 @@ def check_options(options: dict) -> None:
                 raise ValueError(f"notation must be a preset's name, not {value!r}") from None
 
 
-def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notation="slides",
+def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="slides",
           title=None) -> Doc:
+    """The handout's content; ``verbosity`` None is "normal" up to BRIEF_PAST layers with
+    parameters and "brief" past them (each section its chain rule and result, every g in the
+    shared backward pass once)."""
     check_options({"level": level, "verbosity": verbosity, "exercises": exercises,
                    "notation": notation, "title": title})
     net.check()
@@ -122,6 +130,8 @@ def build(net: Graph, level="matrix", verbosity="normal", exercises=True, notati
         raise ValueError(f"a handout covers networks of up to {LAYER_LIMIT} layers with "
                          f"parameters; this one has {layers} (symgrad derive NETWORK --wrt W1 "
                          "derives any one parameter)")
+    if verbosity is None:
+        verbosity = "brief" if layers > BRIEF_PAST else "normal"
     alg = backprop.algorithm(net)
     naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
     scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")

@@ -63,6 +63,7 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         "two_methods": True,
         "why_small": False,          # justifications in \scriptstyle (the two-method columns)         # a derivation done two ways: the methods side by side
         "fit": None,                 # (lhs, rhs) widths: \sgfit (FIT_MACRO) caps each cell
+        "line_chars": None,          # with fit: the line's width in characters (caps' budgets)
         "max_matrix_cols": 12,       # wider matrices show their first and last columns
         "vectors": (), "scalars": (),  # names justifications may mention (collected if empty)
     }

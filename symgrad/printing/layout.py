@@ -4,7 +4,13 @@ Where it sits: print. A mixin of :class:`symgrad.latex.NotesLatexPrinter`: a ste
 ``lhs &= rhs && justification`` (or the justification on a row below); a right-hand side wider than
 ``max_width`` (estimated by ``symgrad.latex_width``) is broken between terms of a sum, between the
 factors of a chain (keeping each shape underneath), or inside σ(…) of a long sum; with ``fit`` set,
-TeX scales down any cell that is still too wide (``\\sgfit``).
+TeX scales down any cell that is still too wide (``\\sgfit``, which says so in the log).
+
+With ``fit`` and ``line_chars`` (a handout), each cell's budget is its cap's share of the line, so
+rows are broken before TeX would have to shrink them; a block with a row that cannot be broken
+narrow enough (a row of blocks gᵢxᵀ, a cases) gives its right-hand sides the width of the
+justification column and writes its justifications below the rows, as does a justification longer
+than two lines of its column (``\\sgnotebelow``).
 """
 from __future__ import annotations
 
@@ -19,6 +25,14 @@ from symgrad.printing.width import tex_width
 
 
 # a column heading for each way of deriving, by the kind of step it uses (the chain rule first)
+# rows that are a \noalign (in an align*, after a \\): a justification below its step, a left-hand
+# side above it; they end no row and take no \pause
+NOALIGN_ROWS = (r"\sgnotebelow", r"\sglhs")
+
+# A justification longer than this (estimated characters) takes more than two lines of the article's
+# 0.3-line column (about 33 characters of \footnotesize a line): it goes on a row of its own below.
+NOTE_BELOW = 66
+
 _METHOD_HEADS = ((StepKind.CHAIN_RULE, "the chain rule"),
                  (StepKind.SUBSTITUTION, "substitute, then differentiate"))
 
@@ -96,43 +110,93 @@ class DerivationLayout:
             self._names = (tuple(v for v in vectors if v not in own_scalars or v in own_vectors),
                            tuple(set(scalars) | set(own_scalars)))
         self._bare = not any(self._notes(s) for s in d.steps)
-        out = []
-        for i, s in enumerate(d.steps):
-            lines = self._step_lines(s)
-            if self._settings["overlays"] and i:
-                lines[0] = r"\pause " + lines[0]
-            out.append(lines)
+        self._too_wide = False
+        out = [self._step_lines(s) for s in d.steps]
+        if self._too_wide and self._wide_caps():  # a row the column cannot hold: notes below
+            out = [self._step_lines(s, wide=True) for s in d.steps]
+        for i, lines in enumerate(out):
+            if self._settings["overlays"] and i:  # (a row of its own, a \noalign, takes none)
+                k = next(j for j, ln in enumerate(lines) if not ln.startswith(NOALIGN_ROWS))
+                lines[k] = r"\pause " + lines[k]
         return out
 
-    def _step_lines(self, s: Step) -> list[str]:
+    def _cap_chars(self, cap: str) -> float | None:
+        """A cap such as 0.44\\linewidth as a budget in estimated characters, when the line's
+        width in characters is known (``line_chars``); else None."""
+        m = re.fullmatch(r"\s*([0-9.]+)\s*\\linewidth\s*", cap or "")
+        chars = self._settings["line_chars"]
+        return float(m.group(1)) * chars if m and chars else None
+
+    def _wide_caps(self) -> bool:
+        """May a block of this printer put its notes below to give its rows the whole line? (a
+        handout's article: notes at the right, a third cap for the whole line, the macro.)"""
+        caps = self._settings["fit"]
+        return bool(caps and len(caps) > 2 and self._settings["line_chars"]
+                    and self._settings["why_position"] == "right")
+
+    def _step_lines(self, s: Step, wide: bool = False) -> list[str]:
         lhs = "" if s.lhs is None else self.doprint(s.lhs)
         # a block with no justifications anywhere has the whole line for its right-hand sides
         bare = self._bare and self._settings["bare_width"]
-        budget = max((bare or self._settings["max_width"]) - tex_width(lhs) - 2, 16)
-        chunks = self._broken(s, budget)
-        notes = self._notes(s)
         caps = self._settings["fit"]
+        rhs_cap = caps and (caps[2] if (bare or wide) and len(caps) > 2 else caps[1])
+        budget = self._cap_chars(rhs_cap) if caps else None
+        if budget is None:
+            budget = max((bare or self._settings["max_width"]) - tex_width(lhs) - 2, 16)
+        chunks = self._broken(s, budget)
+        if caps and max(map(tex_width, chunks)) > budget:
+            self._too_wide = True
+        why = self._why(s)
+        below = wide or (why is not None and self._wide_caps() and _note_chars(why) > NOTE_BELOW)
+        notes = self._notes(s, shapes_only=below and not wide)
+        above = None  # a left-hand side wider than its column (a long user name): on its own row
+        if caps and lhs and self._settings["line_chars"] and \
+                tex_width(lhs) > self._cap_chars(caps[0]):
+            above, lhs = r"\sglhs{%s}" % lhs, ""
         if caps:  # TeX scales a cell down only if it is still wider than its share of the line
             lhs = lhs and r"\sgfit{%s}{%s}" % (caps[0], lhs)
-            rhs_cap = caps[2] if bare and len(caps) > 2 else caps[1]
             chunks = [r"\sgfit{%s}{%s}" % (rhs_cap, c) for c in chunks]
         lines = [f"{lhs} &= {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
         pos = self._settings["why_position"]
-        if notes and pos == "right":
+        if below and (why is not None or notes):  # (the shapes stay at the right unless wide)
+            if notes and not wide:
+                lines[0] += r" && " + notes
+            lines.append(self._note_below(s, wide))
+        elif notes and pos == "right":
             lines[0] += r" && " + notes
         elif notes and pos == "below":
             lines.append(r"& \qquad %s" % notes)
-        return lines
+        return [above] + lines if above else lines
 
-    def _notes(self, s: Step) -> str:
-        parts = []
+    def _why(self, s: Step) -> str | None:
+        """The justification's words as TeX text, when this printer shows them."""
+        if self._settings["show_why"] and s.why and self._settings["why_position"] != "none":
+            return self._words(s.why)
+        return None
+
+    def _note_below(self, s: Step, wide: bool) -> str:
+        """A justification on a row of its own under its step (\\sgnotebelow: right-aligned,
+        as wide as the third cap), with the step's shapes in front of it when the row is wide."""
+        shapes = self._shapes(s) if wide else None
+        text = self._why(s) or ""
+        return r"\sgnotebelow{%s}{%s%s}" % (
+            self._settings["fit"][2], r"$%s$\quad " % shapes if shapes else "", text)
+
+    def _shapes(self, s: Step) -> str | None:
+        """The step's shapes (r × c ·…) unless they are written under the chain's factors."""
         if self._settings["show_shapes"] and s.shapes and not (
                 self._settings["shape_style"] == "underbrace" and factor_count(s.rhs) == len(s.shapes)
                 and len(s.shapes) > 1):
-            parts.append(r"\scriptstyle " + r" \cdot ".join(f"{r} \\times {c}"
-                                                            for r, c in s.shapes))
-        if self._settings["show_why"] and s.why and self._settings["why_position"] != "none":
-            text = self._words(s.why)
+            return r"\scriptstyle " + r" \cdot ".join(f"{r} \\times {c}" for r, c in s.shapes)
+        return None
+
+    def _notes(self, s: Step, shapes_only: bool = False) -> str:
+        parts = []
+        shapes = self._shapes(s)
+        if shapes:
+            parts.append(shapes)
+        if not shapes_only and self._why(s) is not None:
+            text = self._why(s)
             width = self._settings["why_width"]
             parts.append(r"\parbox[t]{%s}{\raggedright\footnotesize %s}" % (width, text) if width
                          else r"{\scriptstyle \text{%s}}" % text if self._settings["why_small"]
@@ -149,7 +213,7 @@ class DerivationLayout:
             return [r"\parbox[t]{%s}{\raggedright %s}" % (self._settings["note_width"],
                                                           self._words(rhs._text))]
         if isinstance(rhs, (sp.Add, sp.MatAdd, sp.Derivative)) or factor_count(rhs) > 1 \
-                or call_of_sum(rhs):
+                or call_of_sum(rhs) or _block_row(rhs):
             self._chain_shapes = s.shapes
             whole = self._print(rhs)
             if tex_width(whole) <= budget:
@@ -169,7 +233,11 @@ class DerivationLayout:
             head = self._print(rhs.func(hole)).partition("SYMGRADHOLE")[0]
             open_ = re.sub(r"(\\left)?\($", "", head) + r"\Bigl("
             close, rhs = r"\Bigr)", rhs.args[0]
-        if isinstance(rhs, (sp.Add, sp.MatAdd)):
+        if _block_row(rhs):  # a row of blocks [g₁hᵀ g₂hᵀ … gₖhᵀ]: continued in \Bigl[ … \Bigr]
+            open_, close = r"\Bigl[", r"\Bigr]"
+            row = rhs.blocks[0, :] if isinstance(rhs, sp.BlockMatrix) else rhs[0, :]
+            pieces = [(r"\quad " if j else "") + self._print(b) for j, b in enumerate(row)]
+        elif isinstance(rhs, (sp.Add, sp.MatAdd)):
             terms = positive_first(notes_order(self._as_ordered_terms(rhs))
                                     if isinstance(rhs, sp.Add) else rhs.args)
             pieces = [term(self, t, i == 0) for i, t in enumerate(terms)]
@@ -192,3 +260,16 @@ class DerivationLayout:
                 cur = (cur + " " + p) if cur.strip() else cur + p
         lines.append(cur + close)
         return lines
+
+
+def _note_chars(text: str) -> float:
+    """A justification's length in estimated characters: its words, and its $…$ math by width."""
+    return sum(tex_width(p[1:-1]) if p.startswith("$") else len(p)
+               for p in re.split(r"(\$[^$]*\$)", text))
+
+
+def _block_row(e) -> bool:
+    """A row of blocks or entries, short enough to be shown whole (a wide one is elided)."""
+    if isinstance(e, sp.BlockMatrix):
+        return e.blocks.shape[0] == 1 and e.blocks.shape[1] > 1
+    return isinstance(e, sp.MatrixBase) and e.rows == 1 and 1 < e.cols <= 12

@@ -88,8 +88,9 @@ def _command(s: str, i: int) -> tuple[float, int]:
             return _grid(body, env.group(1)), end + len(r"\end{%s}" % env.group(1))
         return 0.0, i + (len(env.group(0)) if env else 0)
     if name in ("text", "textbf", "textit"):
+        # \text{\textbf{…}} (a user's name) counted 0.85 twice: 105 pt of a 60-pt estimate
         gw, j = _atom(s, i)
-        return gw * 0.85, j
+        return gw * {"text": 0.85, "textbf": 1.15, "textit": 1.0}[name], j
     if name == "underbrace":
         gw, j = _atom(s, i)
         while j < len(s) and s[j].isspace():
@@ -149,3 +150,75 @@ def _cells(row: str) -> list[str]:
             cur.append(c)
     out.append("".join(cur))
     return out
+
+
+def split_factors(s: str) -> list[str]:
+    """``s`` cut before each top-level ⊙, ⊗ or · and before each top-level \\left( or \\left[
+    that follows something (a product's factors): where a row with no sum at its top may break."""
+    pieces, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            m = re.match(r"\\([A-Za-z]+|.)", s[i:])
+            name = m.group(1)
+            if depth == 0 and (name in ("odot", "otimes", "cdot") or name == "left" and
+                               s[i + 5:i + 6] in "([") and s[start:i].strip() and not re.search(
+                    r"(=|\\leftarrow|\\odot|\\otimes|\\cdot|\\frac\{[^{}]*\}\{[^{}]*\}|,|&)\s*$",
+                    s[start:i]):
+                pieces.append(s[start:i].rstrip())
+                start = i
+            depth += name == "left"
+            depth -= name == "right"
+            i += len(m.group(0))
+            continue
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        i += 1
+    pieces.append(s[start:].strip())
+    return [p for p in pieces if p]
+
+
+def split_terms(s: str) -> list[str]:
+    """Math-mode LaTeX ``s`` cut before each + and − between terms at its top level (outside
+    braces, brackets and \\left…\\right), each piece after the first starting with its sign: the
+    places a row written as text (a handout's own rows, an algorithm line) may break."""
+    pieces, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\":
+            m = re.match(r"\\([A-Za-z]+|.)", s[i:])
+            name = m.group(1)
+            depth += name == "left"
+            depth -= name == "right"
+            i += len(m.group(0))
+            continue
+        if c in "{([":
+            depth += 1
+        elif c in "})]":
+            depth -= 1
+        elif c in "+-" and depth == 0 and s[start:i].strip() and not re.search(
+                r"(=|\\leftarrow|[-+(,&]|\\quad)\s*$", s[start:i]):
+            pieces.append(s[start:i].rstrip())
+            start = i
+        i += 1
+    pieces.append(s[start:].strip())
+    return [p for p in pieces if p]
+
+
+def break_terms(s: str, budget: float) -> list[str]:
+    """``s`` as rows of at most ``budget`` estimated characters, broken between top-level terms
+    (one row if it fits or has no such place)."""
+    if tex_width(s) <= budget:
+        return [s]
+    rows: list[str] = []
+    # between terms first; a term still too long, between its factors
+    pieces = [f for t in split_terms(s) for f in (split_factors(t) if tex_width(t) > budget
+                                                  else [t])]
+    for p in pieces:
+        if rows and tex_width(rows[-1] + " " + p) <= budget:
+            rows[-1] += " " + p
+        else:
+            rows.append(p)
+    return rows
