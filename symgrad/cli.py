@@ -16,6 +16,7 @@ import click
 
 from symgrad.derive import calculus, mcalc
 from symgrad.derive.hessian import derive_hessian
+from symgrad.derive.assemble import names_parameter
 from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.source import python_function
 from symgrad.core.mlang import parse_sizes
@@ -440,8 +441,9 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
 @cli.command()
 @click.argument("network")
 @network_options
-@click.option("--wrt", help="Parameter: W1, b2 (matrix level) or w1, W1_12 (element level). "
-                            "Default: every parameter (matrix level).")
+@click.option("--wrt", help="Parameter: W1, b2 (matrix level) or w1, W1_12 (element level; W1 "
+                            "there: each entry's partial, assembled into ∇W1). Default: every "
+                            "parameter.")
 @click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
               show_default=True)
 @click.option("--of", type=click.Choice(["loss", "output"]), default=None,
@@ -469,9 +471,9 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
       symgrad derive 2-2-1 --hidden relu --output identity --loss mse --wrt W1
       symgrad derive 2-2-1 --level element --of output --wrt w1
       symgrad derive 2-2-1 --level element --naming position --wrt W1_12
+      symgrad derive 2-2-1 --level element --wrt W1   (every entry, assembled into ∇W1)
+      symgrad derive 2-2-1 --level element            (all of them, then gradient descent)
     """
-    if level == "element" and not wrt:
-        raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
     if of == "output" and level != "element":  # (it was ignored: the loss's gradient printed)
@@ -492,11 +494,19 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
                        on_overrun=_hard_stop(network, timeout))
     net.check()
     preset = notation_preset(notation or "slides")  # after the file: it may register one
-    if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
+    if level == "element" and naming is None and wrt and \
+            re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
     opts = {"of": of or "loss", "naming": naming, "steps": steps or "normal"} \
         if level == "element" else {}
-    ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
+    if steps == "full" and (not wrt or names_parameter(net, wrt, naming)):
+        raise click.UsageError("--steps full is for one weight (--wrt w1): each partial's "
+                               "rules; a parameter's entries are assembled from their results")
+    if level == "element" and not wrt:  # every partial, assembled, then gradient descent
+        opts.pop("steps")
+        ds = net.derive_all(level="element", **opts)
+    else:
+        ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":

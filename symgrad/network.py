@@ -7,9 +7,10 @@ to the layers below: ``derive`` (symgrad.derive), ``compile``/``init_params``/``
 """
 from __future__ import annotations
 
+from symgrad.compile.assembled import against_kernel
 from symgrad.compile.kernel import compile_network, predict
 from symgrad.compile.spec import init_params
-from symgrad.derive import backprop, element, matrix
+from symgrad.derive import assemble, backprop, element, matrix
 from symgrad.graph import files
 from symgrad.graph import network as _graph
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation
@@ -25,16 +26,29 @@ class Network(Graph):
 
     def derive(self, name: str, level: str = "matrix", **kw):
         """The derivation of ∂f/∂``name``: ``level`` "matrix" (a chain of Jacobians simplified to
-        the backprop form) or "element" (unit by unit, for a scalar weight such as w1)."""
+        the backprop form) or "element" (unit by unit, for a scalar weight such as w1; for a
+        parameter such as W1, every entry's partial derivative assembled into its gradient; a
+        name that is both, b1 of the notes' naming, is the scalar)."""
         if level == "matrix":
             return matrix.derive_parameter(self, name, **kw)
         if level == "element":
+            if assemble.names_parameter(self, name, kw.get("naming")):
+                kw.pop("steps", None)  # (each entry's derivation is shown by its result)
+                return assemble.assembled(self, name, agree=against_kernel, **kw)
             return element.derive_element(self, name, **kw)
         raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
 
-    def derive_all(self) -> list:
-        """The matrix-level derivation of every parameter, in order; each chain starts at the
-        nearest node whose g an earlier derivation derived, so the whole is linear in depth."""
+    def derive_all(self, level: str = "matrix", **kw) -> list:
+        """Every parameter's derivation, in order. The matrix level: each chain starts at the
+        nearest node whose g an earlier derivation derived, so the whole is linear in depth. The
+        element level: every partial derivative of each parameter assembled into its gradient,
+        then gradient descent written out weight by weight (the XOR slides' last steps)."""
+        if level == "element":
+            return [assemble.assembled(self, p, agree=against_kernel, **kw)
+                    for p in self.parameters] + \
+                [assemble.descent(self, kw.get("naming"))]
+        if level != "matrix":
+            raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
         return matrix.derive_all(self)
 
     def gradients(self) -> dict:

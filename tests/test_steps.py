@@ -95,6 +95,8 @@ def _derivations():
                              ("shared", shared, "w1", "loss")):
         yield f"{name} element {w} of {of}", net.derive(w, level="element", of=of)
     yield "xor element w1, full steps", nets["xor"].derive("w1", level="element", steps="full")
+    for d in nets["xor"].derive_all(level="element"):  # every partial assembled, then descent
+        yield f"xor element {d.title}", d
 
 
 def test_every_engine_records_a_step_kind_member():

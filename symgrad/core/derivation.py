@@ -5,7 +5,7 @@ in symgrad.latex: ``to_latex``/``_repr_latex_`` delegate there), the simplifier 
 steps and the compiled kernel read the same records, so they cannot disagree.
 
 Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Partial2``, ``Grad``,
-``Hess``, ``Vec``, ``Compose``, ``Chain``, ``Note``) are SymPy ``Basic`` subclasses that print
+``Hess``, ``Descent``, ``Vec``, ``Compose``, ``Chain``, ``Note``) are SymPy ``Basic`` subclasses that print
 themselves through SymPy's printers (``_sympystr``/``_latex``), so any printer subclass can restyle
 them with ``_print_Partial`` etc.
 """
@@ -97,6 +97,26 @@ class Hess(sp.Basic):
 
     def _latex(self, p):
         return r"\nabla^{2}_{%s} %s" % (p._print(self.args[1]), p._print(self.args[0]))
+
+
+class Descent(sp.Basic):
+    """wrt − rate ∂of/∂wrt (a scalar ``wrt``) or wrt − rate ∇_wrt of (a matrix): the new value of
+    a gradient-descent step, the right-hand side of an ``UPDATE`` step (w ← w − ε ∂f/∂w)."""
+
+    def __new__(cls, wrt, of, rate):
+        return sp.Basic.__new__(cls, _basic(wrt), _basic(of), _basic(rate))
+
+    def _derivative(self):
+        wrt, of = self.args[:2]
+        return Grad(of, wrt) if getattr(wrt, "is_Matrix", False) else Partial(of, wrt)
+
+    def _sympystr(self, p):
+        wrt, _, rate = self.args
+        return f"{p._print(wrt)} − {grouped(p, rate)} {p._print(self._derivative())}"
+
+    def _latex(self, p):
+        wrt, _, rate = self.args
+        return r"%s - %s \, %s" % (p._print(wrt), p._print(rate), p._print(self._derivative()))
 
 
 class Vec(sp.Basic):
@@ -205,6 +225,7 @@ class StepKind(str, enum.Enum):
     GRADIENT = "gradient"       # Algorithm 6.4: ∇_p ℓ of one parameter, read off a g
     PENALTY = "penalty"         # ∇_W J = ∇_W ℓ + λW, the weight penalty added
     RULE = "rule"               # an elementary rule inside one partial (sum, product, chain: u = …)
+    UPDATE = "update"           # a gradient-descent update, lhs ← rhs (printed with an arrow)
 
     # str() and f-strings give the old string, as a plain str key would have printed
     def __str__(self) -> str:

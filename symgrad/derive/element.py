@@ -343,7 +343,7 @@ def derive_element(net: Graph, name: str, of: str = "loss", naming: str | None =
         for delta, val in deltas.items():
             plugged[delta] = _plug(val, plugged)
         explicit = _plug(_plug(result, plugged), S.full)
-    d.meta.update(scalar=S, weight=w, direct=direct, explicit=explicit, checked=how,
+    d.meta.update(scalar=S, weight=w, direct=direct, explicit=explicit, checked=how, value=value,
                   forward={u: S.defs[u] for u in result.free_symbols if u in S.defs},
                   deltas=deltas)
     return d

@@ -14,6 +14,7 @@ import sympy as sp
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
 from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
+from symgrad.handouts.assembled import assembled_section, fits
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
 from symgrad.handouts.model import Doc, Section, loss_names, term_names
 from symgrad.derive import backprop, element, matrix
@@ -141,6 +142,8 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     sections = [_network_section(P, net, scalar, level, left_out), _loss_section(P, net)]
     for p in net.parameters:
         sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity, p == ex_param))
+    if fits(scalar):  # the XOR slides' nine partials, assembled, and their descent loop
+        sections += [s for s in [assembled_section(P, net, scalar)] if s is not None]
     sections.append(backward_section(P, net, alg))
     sections.append(algorithm_section(P, net, alg, verbosity))
     ex = []

@@ -125,7 +125,8 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
         elif kind == "display":
             out.append(r"\[ \sgfit{\linewidth}{%s} \]" % body)
         elif kind == "algorithm":
-            out.append(_algorithm_box(*body, breakable=True, line_chars=0.94 * ARTICLE_LINE))
+            out.append(_algorithm_box(*body[:2], breakable=True, line_chars=0.94 * ARTICLE_LINE,
+                                      number=_number(body)))
     return out
 
 
@@ -191,8 +192,19 @@ ALGORITHM_ROWS = 40  # an article's algorithm longer than this breaks across pag
 # cell's has 61 rows: in one box it stood 448 pt taller than the page)
 
 
+def _number(body) -> str | None:
+    """An algorithm block is (title, lines) for the notes' Algorithm 6.4, or (title, lines,
+    number) with its own number, None for none (the weight-by-weight gradient descent)."""
+    return body[2] if len(body) > 2 else "6.4"
+
+
+def _label(title, number, bold=r"\textbf{%s}") -> str:
+    return (bold % f"Algorithm {number}") + " (derived): " + title if number else \
+        (bold % "Algorithm") + ": " + title
+
+
 def _algorithm_box(title, lines, width=r"0.94\linewidth", size="", breakable=False,
-                   line_chars=None) -> str:
+                   line_chars=None, number="6.4") -> str:
     """``line_chars``: the characters a line of the box holds (its size's), so that a long
     line is continued on unnumbered rows, broken between terms, rather than shrunk."""
     rows, k = [], 0
@@ -208,7 +220,7 @@ def _algorithm_box(title, lines, width=r"0.94\linewidth", size="", breakable=Fal
     if breakable and len(rows) > ALGORITHM_ROWS:
         return "\n".join([
             r"\par\noindent\rule{\linewidth}{0.8pt}\par\vspace{1pt}",
-            r"\noindent\textbf{Algorithm 6.4} (derived): %s\par\vspace{2pt}" % title,
+            r"\noindent %s\par\vspace{2pt}" % _label(title, number),
             r"\noindent\rule{\linewidth}{0.4pt}",
             r"\begin{longtable}{@{}r@{\hspace{0.6em}}l@{}}",
             *rows,
@@ -217,7 +229,7 @@ def _algorithm_box(title, lines, width=r"0.94\linewidth", size="", breakable=Fal
     return "\n".join([
         r"\begin{center}\begin{minipage}{%s}%s" % (width, size),
         r"\hrule height 0.8pt\relax\vspace{3pt}",
-        r"\textbf{Algorithm 6.4} (derived): %s\par\vspace{3pt}" % title,
+        r"%s\par\vspace{3pt}" % _label(title, number),
         r"\hrule\relax\vspace{4pt}",
         r"\begin{tabular}{@{}r@{\hspace{0.6em}}l@{}}",
         *rows,
@@ -290,11 +302,11 @@ def _frames(doc, title, blocks) -> list[str]:
             piece = r"\[ \sgfit{\linewidth}{%s} \]" % body
             h = sum(_row_height(r) for r in body.split(r"\\")) + DISPLAY_SKIP
         else:
-            title_, lines = body
+            title_, lines = body[:2]
             # \scriptsize is 8 pt of the frame's 10, yet a line held only ~1.1 times the
             # characters (at 10/8 a transformer's line was shrunk to 90 %)
             piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize",
-                                   line_chars=0.98 * BEAMER_LINE * 1.1)
+                                   line_chars=0.98 * BEAMER_LINE * 1.1, number=_number(body))
             h = 0.6 * len(lines) + 1.5
         if cur and height + h > FRAME_HEIGHT:
             flush()
@@ -357,8 +369,8 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
         elif kind == "display":
             out += ["$$", _md_math(body), "$$", ""]
         elif kind == "algorithm":
-            title, lines = body
-            out += [f"**Algorithm 6.4** (derived): {title}", ""]
+            title, lines = body[:2]
+            out += [_label(title, _number(body), "**%s**"), ""]
             k = 0
             for kind_, tex in lines:
                 if kind_ == "head":

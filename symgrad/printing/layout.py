@@ -156,7 +156,8 @@ class DerivationLayout:
         if caps:  # TeX scales a cell down only if it is still wider than its share of the line
             lhs = lhs and r"\sgfit{%s}{%s}" % (caps[0], lhs)
             chunks = [r"\sgfit{%s}{%s}" % (rhs_cap, c) for c in chunks]
-        lines = [f"{lhs} &= {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
+        rel = r"\leftarrow" if s.rule is StepKind.UPDATE else "="  # (w ← w − ε ∂f/∂w)
+        lines = [f"{lhs} &{rel} {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
         pos = self._settings["why_position"]
         if below and (why is not None or notes):  # (the shapes stay at the right unless wide)
             if notes and not wide:

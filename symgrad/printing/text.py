@@ -14,7 +14,7 @@ from sympy.printing.latex import LatexPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 from sympy.printing.str import StrPrinter
 
-from symgrad.core.derivation import Derivation, grouped
+from symgrad.core.derivation import Derivation, StepKind, grouped
 from symgrad.core.parse import PRINT_DIGITS, digits_of
 from symgrad.core.primitives import SYMPIFY_LOCALS
 
@@ -176,7 +176,8 @@ class TextPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         if d.title:
             lines.append(d.title)
         for lhs, rhs, s in rendered:
-            line = f"{(lhs or '').rjust(width)} = {rhs}"
+            rel = "←" if s.rule is StepKind.UPDATE else "="  # (w ← w − ε ∂f/∂w)
+            line = f"{(lhs or '').rjust(width)} {rel} {rhs}"
             notes = [n for n in (s.shape_text(), s.why) if n]
             if notes:
                 line += "    [" + "; ".join(notes) + "]"
