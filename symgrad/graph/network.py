@@ -111,6 +111,13 @@ class Graph:
                 value.check_output(self.nodes[out])
         super().__setattr__(name, value)
 
+    def __getstate__(self):
+        """Pickled without the cache: it holds compiled kernels (generated functions that do not
+        pickle), and a copy on another process (a Dask worker) derives and compiles its own."""
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
     def cached(self, key, build):
         """``build()`` once per state of the network: every parameter's derivation reads the same
         forward and backward pass (the notes' "no redundant computation"), so deriving all

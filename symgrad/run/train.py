@@ -24,61 +24,9 @@ from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.kernel import compile_network, predict
 from symgrad.compile.spec import Spec, init_params, param_shapes
 from symgrad.graph.losses import Loss
-
-OPTIMIZERS = ("sgd", "momentum", "adam")  # and "newton", for a derived Hessian (train_newton)
-DEFAULT_LR = {"sgd": 0.1, "momentum": 0.01, "adam": 0.001}
-
-
-class Optimizer:
-    """One update rule, stepping ``params`` in place from ``grads`` (which it may overwrite)."""
-
-    def __init__(self, name, lr, momentum=0.9, betas=(0.9, 0.999), eps=1e-8):
-        if name not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
-        if isinstance(lr, bool) or not (isinstance(lr, numbers.Real) and math.isfinite(lr)
-                                        and lr > 0):
-            raise ValueError(f"lr must be a positive number, not {lr!r}")
-        if isinstance(momentum, bool) or not (isinstance(momentum, numbers.Real)
-                                              and 0 <= momentum < 1):
-            raise ValueError(f"momentum must be a number in [0, 1), not {momentum!r}")
-        self.name, self.lr, self.mu, self.betas, self.eps = name, float(lr), momentum, betas, eps
-        self.state, self.t = {}, 0
-
-    def step(self, params, grads):
-        self.t += 1
-        lr = self.lr
-        if self.name == "adam":  # bias-corrected moments, folded into the step size
-            b1, b2 = self.betas
-            lr = lr * math.sqrt(1 - b2 ** self.t) / (1 - b1 ** self.t)
-        for k, p in params.items():
-            g = grads[k]
-            if self.name == "sgd":
-                g *= lr
-                p -= g
-            elif self.name == "momentum":  # v ← μv − lr·g; θ ← θ + v
-                v = self.state.get(k)
-                if v is None:
-                    v = self.state[k] = np.zeros_like(p)
-                v *= self.mu
-                g *= lr
-                v -= g
-                p += v
-            else:  # m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; θ ← θ − lr·m̂/(√v̂ + ε)
-                if k not in self.state:
-                    self.state[k] = (np.zeros_like(p), np.zeros_like(p))
-                m, v = self.state[k]
-                m *= b1
-                m += (1 - b1) * g
-                v *= b2
-                g *= g
-                g *= 1 - b2
-                v += g
-                np.sqrt(v, out=g)
-                g += self.eps * math.sqrt(1 - b2 ** self.t)
-                np.divide(m, g, out=g)
-                g *= lr
-                p -= g
-
+from symgrad.run import chunked
+from symgrad.run.chunked import is_dask
+from symgrad.run.optim import DEFAULT_LR, OPTIMIZERS, Optimizer, _count  # noqa: F401 (re-exported)
 
 class Progress:
     """The progress line on stderr: rewritten in place on a terminal, else at most 10 lines (the
@@ -209,14 +157,6 @@ def check_size(net, dtype="float64", optimizer: str = "adam", rows: int = 0,
         f"{np.dtype(dtype).name}, {limit}; use a smaller batch_size")
 
 
-def _count(value, what, low=1):
-    """value as an int ≥ low (numpy integers included, bools not), else a one-line ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        kind = "a positive integer" if low == 1 else f"an integer ≥ {low}"
-        raise ValueError(f"{what} must be {kind}, not {value!r}")
-    return int(value)
-
-
 def _nonfinite(params) -> str | None:
     """'params['W1'] became nan' for the first parameter holding nan or inf, else None."""
     for k, p in params.items():
@@ -341,6 +281,9 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     or above ``DIVERGED`` × the starting loss, or parameters that became nan or inf, stop training
     with :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
     """
+    if is_dask(X) or is_dask(Y):  # data beyond memory: chunk by chunk (symgrad.run.chunked)
+        return chunked.train(net, X, Y, optimizer, lr, epochs, batch_size, seed, params, quiet,
+                             callback, momentum)
     if isinstance(net, MatrixDerivation) or optimizer == "newton":
         if Y is not None and isinstance(net, MatrixDerivation):
             raise ValueError("Y: a matrix-calculus model takes all its data in the dict X "
