@@ -342,8 +342,9 @@ class TextPrinter(PlainPrinter):
     positive terms first (ŷ − y), ≤ and ≥, cases as ``{ 0 if … ≤ 0; w₅x₁ otherwise }``, σ for the
     sigmoid and σ′, relu′ for derivatives; no ``*``, ``**`` or SymPy call syntax. A form SymPy
     simplified away is recognised before printing and checked equal: 1/(4 cosh²(u/2)) prints as
-    σ(u)(1 − σ(u)), exp(a) exp(b) as exp(a + b). ``unicode=False`` writes the same layout in ASCII
-    (x1, yhat, sigmoid, -, <=, x^2) for terminals without Unicode. JSON keeps SymPy's own strings
+    σ(u)(1 − σ(u)), exp(a) exp(b) as exp(a + b). ``unicode=False`` writes names, minus signs,
+    relations and powers in ASCII (x1, yhat, sigmoid, -, <=, x^2) and leaves the engines' words
+    as they are; the structural glyphs (∂, ᵀ, ⊙, ·) stay. JSON keeps SymPy's own strings
     (:class:`SympifyPrinter`); the engines' words use :class:`PlainPrinter`.
     """
 
@@ -428,8 +429,8 @@ class TextPrinter(PlainPrinter):
             terms = notes_order(terms)
         return self._join_terms(terms, PRECEDENCE["Add"])
 
-    def _print_MatAdd(self, expr):
-        return self._join_terms(list(expr.args), PRECEDENCE["Add"])
+    def _print_MatAdd(self, expr):  # in SymPy's order, as str had it, positive terms first
+        return self._join_terms(self._as_ordered_terms(expr), PRECEDENCE["Add"])
 
     def _join_terms(self, terms, prec) -> str:
         neg = [_minus(t) for t in terms]
@@ -480,10 +481,32 @@ class TextPrinter(PlainPrinter):
         c, mats = expr.as_coeff_mmul()
         sign = ""
         if c.is_number and c.is_extended_real and c < 0:
-            expr, sign = _keep_coeff(-c, mats), self._minus_sign()
-        args = list(expr.args) if isinstance(expr, sp.MatMul) else [expr]
-        return sign + self._side_by_side(args, _precedence(expr) if isinstance(expr, sp.MatMul)
-                                         else PRECEDENCE["Mul"])
+            c, sign = -c, self._minus_sign()
+        args = ([c] if c != 1 else []) + list(mats.args if isinstance(mats, sp.MatMul)
+                                              else [mats])
+        prec = PRECEDENCE["Mul"]  # of the product without its sign
+        num, den = [], []  # scalars dividing the product go under it: (…)/σ, sum(…)/2
+        for a in args:
+            if a.is_Rational and a.q != 1:
+                num += [sp.Integer(a.p)] if a.p != 1 else []
+                den.append(sp.Integer(a.q))
+            elif a.is_Pow and a.is_commutative and a.exp.is_Number and a.exp < 0:
+                den.append(a.base if a.exp == -1 else sp.Pow(a.base, -a.exp))
+            else:
+                num.append(a)
+        top = self._side_by_side(num, prec)
+        if not den:
+            return sign + top
+        if not num:
+            top = "1"
+        bottom = self._side_by_side(den, PRECEDENCE["Mul"])
+        return f"{sign}{top}/({bottom})" if len(den) > 1 or precedence(den[0]) <= \
+            PRECEDENCE["Mul"] else f"{sign}{top}/{bottom}"
+
+    def _print_Transpose(self, e):
+        inner = self._print(e.arg)
+        atom = isinstance(e.arg, (sp.MatrixSymbol, sp.OneMatrix, sp.Identity))
+        return f"{inner}ᵀ" if atom else f"({inner})ᵀ"
 
     def _side_by_side(self, factors, prec) -> str:
         out, prev, prev_f = "", "", None
@@ -577,6 +600,8 @@ class TextPrinter(PlainPrinter):
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
+            text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
+                text_name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
                           r"(?:('+)(?=\()|(?![A-Za-z0-9_']))", name, text)
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
@@ -606,7 +631,8 @@ def _joiner(left, ls: str, right, rs: str) -> str:
         return "" if ends_closed or matrix else " "
     if ends_closed and _symbolic(right):
         return ""
-    if matrix and _symbolic(right) and re.match(r"[A-Za-z](?![A-Za-z])", rs):
+    if matrix and _symbolic(right) and re.match(r"[A-Za-z](?![A-Za-z])", rs) and \
+            re.fullmatch(r".*[^A-Za-z]|[A-Za-z]", ls):
         return ""  # matrices named by one letter read side by side: xᵀAx (but xᵀA dx)
     return " "
 
