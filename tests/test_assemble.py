@@ -88,7 +88,7 @@ def test_xor_w1_nine_partials_and_the_matrix_level():
     assert len(ds) == 5
     ups = [s for s in ds[-1].steps if s.rule is StepKind.UPDATE]
     assert len(ups) == 13 and sum(1 for s in ups if not s.shapes) == 9
-    assert "w1 ← w1 − epsilon ∂f/∂w1" in ds[-1].to_text()
+    assert "w₁ ← w₁ − ε ∂f/∂w₁" in ds[-1].to_text()
     assert r"w_{1} &\leftarrow w_{1} - \epsilon \, \frac{\partial f}{\partial w_{1}}" in \
         ds[-1].to_latex()
 
@@ -117,12 +117,12 @@ def test_the_notes_scalar_b1_stays_a_scalar_and_w1_a_parameter():
 def test_cli_every_partial_then_gradient_descent():
     r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "element"])
     assert r.exit_code == 0, r.output
-    for part in ("∇_W1 ℓ", "∇_b1 ℓ", "∇_W2 ℓ", "∇_b2 ℓ", "Gradient descent, weight by weight",
-                 "b3 ← b3", "W1 ← W1"):
+    for part in ("∇_W₁ ℓ", "∇_b₁ ℓ", "∇_W₂ ℓ", "∇_b₂ ℓ", "Gradient descent, weight by weight",
+                 "b₃ ← b₃", "W₁ ← W₁"):
         assert part in r.output
     r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "element", "--wrt", "W1",
                                  "--of", "output"])
-    assert r.exit_code == 0 and "∇_W1 yhat" in r.output and "the matrix level" not in r.output
+    assert r.exit_code == 0 and "∇_W₁ ŷ" in r.output and "the matrix level" not in r.output
     r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "element", "--steps", "full"])
     assert r.exit_code == 2 and r.output.count("\n") <= 3 and "--steps full is for one weight" \
         in r.output

@@ -193,13 +193,13 @@ def test_printed_derivation_text_latex_and_json():
     net = sdpa(2, True)
     d = net.derive("w1", level="element")
     text = d.to_text()
-    assert text.startswith("∂ℓ/∂w1, unit by unit, over the T = 2 positions of one sequence "
+    assert text.startswith("∂ℓ/∂w₁, unit by unit, over the T = 2 positions of one sequence "
                            "(attention reads every position)")
     for piece in ("s_tτ = q_t · k_τ/√d_k", "a_tτ = exp(s_tτ)/Σ_σ exp(s_tσ)",
                   "position 1 sees key 1 alone and a_1,1 = 1",
                   "the loss of one sequence: the mean of its T = 2 positions' losses",
                   "δ_s4_2,1 = ∂ℓ/∂s4_2,1: s4_2,1 feeds a5_2,1, a5_2,2",
-                  "w1 is used by q_1,1, q_2,1: the chain rule sums over its uses",
+                  "w₁ is used by q_1,1, q_2,1: the chain rule sums over its uses",
                   "substitute the δ's from the backward pass",
                   "the values of the forward pass",
                   "the mean loss over the n sequences"):
@@ -218,7 +218,7 @@ def test_printed_derivation_text_latex_and_json():
     assert any(s.name.startswith("δ_") for s in long.result.free_symbols)
     # ∂ŷ/∂w at a single position with a single output
     one = sdpa(1, False).derive("w13", level="element", of="output")
-    assert one.meta["checked"] and "∂z4_1/∂w13, unit by unit, over the T = 1 position of" in one.to_text()
+    assert one.meta["checked"] and "∂z₄,₁/∂w₁₃, unit by unit, over the T = 1 position of" in one.to_text()
 
 
 def test_refused_in_one_line_past_the_limit_and_at_once():

@@ -144,7 +144,7 @@ def test_misuse_is_one_line_and_exit_2(tmp_path, monkeypatch, argv, fragment):
 
 def test_an_expression_may_start_with_a_minus():
     r = CliRunner().invoke(cli, ["jacobian", "-x", "--wrt", "x"])
-    assert r.exit_code == 0 and r.output.strip() == "[[-1]]"
+    assert r.exit_code == 0 and r.output.strip() == "[[−1]]"
 
 
 def _cli(*args, cwd):
@@ -251,7 +251,7 @@ def test_a_thread_left_running_by_a_network_file_does_not_keep_the_cli_alive(tmp
             p.kill()
         assert p.returncode == code, (cmd, err)
         if cmd[0] == "derive" and code == 0:
-            assert err == "" and "∇_b2" in out, (out, err)
+            assert err == "" and "∇_b₂" in out, (out, err)
         elif code == 0:
             assert err == "" and "\\end{document}" in (tmp_path / "h.tex").read_text()
         else:

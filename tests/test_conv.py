@@ -202,9 +202,9 @@ def test_element_level_equals_the_kernel_for_a_small_cnn():
 
 def test_the_chain_prints_the_convolution_and_pool_jacobians():
     text = tiny_cnn().derive("W1").to_text()
-    assert "∂z1/∂vec[W1] = I ⊗ U(x)" in text and "∂p3/∂h1 = S(h1)" in text
-    assert "∇_W1 ℓ = mat(g_z1) U(x)" in text and "torch's row-major order" in text
-    assert "∂f4/∂p3 = I" in text
+    assert "∂z₁/∂vec[W₁] = I ⊗ U(x)" in text and "∂p₃/∂h₁ = S(h₁)" in text
+    assert "∇_W₁ ℓ = mat(g_z₁) U(x)" in text and "torch's row-major order" in text
+    assert "∂f₄/∂p₃ = I" in text
     latex = sg.to_latex(tiny_cnn().derive("W1"))
     assert r"U\left(" in latex and r"\otimes" in latex
 

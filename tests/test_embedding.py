@@ -133,12 +133,12 @@ def test_the_gradient_is_an_index_add_in_both_regimes():
 def test_the_derivation_shows_the_lookup_and_the_scatter_add():
     net = tagger()
     text = net.derive("E1").to_text()
-    assert "emb1 = E1ᵀ onehot(tok)" in text or "E1ᵀ onehot(tok)" in text
-    assert "row tok of E1 is the only one that moves emb1" in text
-    assert "∂emb1/∂vec[E1] = onehot(tok)ᵀ ⊗ I" in text
-    assert "scatter-add of g into row tok of E1" in text and "never a one-hot product" in text
-    assert "∇_E1 f = onehot(Tok)ᵀ G_emb1" in text
-    assert "E1ᵀ onehot(tok)" in net.backprop().to_text()
+    assert "emb₁ = E₁ᵀ onehot(tok)" in text or "E₁ᵀ onehot(tok)" in text
+    assert "row tok of E₁ is the only one that moves emb₁" in text
+    assert "∂emb₁/∂vec[E₁] = onehot(tok)ᵀ ⊗ I" in text
+    assert "scatter-add of g into row tok of E₁" in text and "never a one-hot product" in text
+    assert "∇_E₁ f = onehot(Tok)ᵀ G_emb₁" in text
+    assert "E₁ᵀ onehot(tok)" in net.backprop().to_text()
     assert r"\operatorname{onehot}" in net.derive("E1").to_latex()
 
 

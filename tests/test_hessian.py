@@ -345,4 +345,4 @@ def test_cli_errors_are_one_line_and_exit_2(argv, fragment):
 
 def test_an_expression_may_start_with_a_minus():
     r = run("hessian", "-x**2*y", "--wrt", "x,y")
-    assert r.exit_code == 0 and r.output.strip() == "[[-2*y, -2*x], [-2*x, 0]]"
+    assert r.exit_code == 0 and r.output.strip() == "[[−2y, −2x], [−2x, 0]]"

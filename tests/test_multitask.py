@@ -289,11 +289,11 @@ def test_training_learns_both_tasks():
 def test_derivations_print_each_term_the_total_and_fused_heads():
     net = mse_ce()
     text = net.backprop().to_text()
-    assert "ℓ_1 = (1/2)*sum((reg - y_reg)^⊙2)" in text
+    assert "ℓ_1 = sum((reg − y_reg)^⊙2)/2" in text
     assert "the cross-entropy −Σ_k y_k log ŷ_k of cls against its target y_cls" in text
     assert "ℓ = ℓ_1 + ℓ_2/2" in text and "the weighted sum of its 2 terms" in text
-    assert "g_z3 = (1/2)*(cls - y_cls)" in text  # fused: softmax + cross-entropy → ŷ − y
-    assert "g_h1 = W2ᵀ*g_reg + W3ᵀ*g_z3" in text  # the trunk sums both heads' g's
+    assert "g_z₃ = (cls − y_cls)/2" in text  # fused: softmax + cross-entropy → ŷ − y
+    assert "g_h₁ = W₂ᵀg_reg + W₃ᵀg_z₃" in text and "∇_W₂ ℓ = g_reg h₁ᵀ" in text  # the trunk sums both heads' g's
     d = net.derive("W3")
     steps = [str(s.lhs) for s in d.steps]
     assert steps[:3] == ["ℓ_1", "ℓ_2", "ℓ"]

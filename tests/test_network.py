@@ -280,7 +280,7 @@ def test_backprop_includes_the_penalty_and_long_block_rows_are_elided():
     assert "…" in [str(b) for b in block.rhs.blocks] and "4 to 5 of 6" in block.why
     tex = to_latex(Derivation("", [block]))
     assert r"\cdots" in tex and "..." not in tex and r"\textbf" not in tex
-    assert "g_z1[6]*xᵀ]]" in Derivation("", [block]).to_text()  # the last block, 1-based as in TeX
+    assert "g_z₁[6] xᵀ]]" in Derivation("", [block]).to_text()  # the last block, 1-based as in TeX
 
 
 def test_the_shared_backward_pass_is_rebuilt_when_the_network_changes():

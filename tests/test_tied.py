@@ -48,8 +48,8 @@ def test_tied_autoencoder_equals_torch(backend, penalty, hidden, n):
 def test_the_printed_chain_has_both_uses_of_the_tied_weight():
     d = autoencoder().derive("W1")
     text = d.to_text()
-    assert "∂z2/∂vec[W1] = h1ᵀ ⊗ I" in text and "h1*g_z2ᵀ" in text
-    assert "W1 is shared by 2 layers" in text
+    assert "∂z₂/∂vec[W₁] = h₁ᵀ ⊗ I" in text and "h₁g_z₂ᵀ" in text
+    assert "W₁ is shared by 2 layers" in text
     assert r"\otimes" in sg.to_latex(d)
 
 

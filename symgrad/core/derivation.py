@@ -309,8 +309,13 @@ class Derivation:
 
     # Printing reaches up to symgrad.printing through _printing(), the one hook (as SymPy's core
     # reaches its printers from Basic.__str__): records never import their printers at load time.
-    def to_text(self) -> str:
-        return _printing().to_text(self)
+    def to_text(self, **settings) -> str:
+        """The text format: Unicode math for a terminal (``unicode=False``: readable ASCII); see
+        :class:`symgrad.printing.text.TextPrinter`."""
+        return _printing().to_text(self, **settings)
+
+    def __str__(self) -> str:
+        return self.to_text()
 
     def to_latex(self, notation="slides", **settings) -> str:
         """The notes' LaTeX (an ``aligned`` block): see :func:`symgrad.printing.latex.to_latex`."""

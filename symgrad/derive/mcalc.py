@@ -862,7 +862,7 @@ def _differential(problem, var, d: Derivation, f_sym):
 
 def _printing_text():
     """The text printer, through core's printing hook (derive never imports printing)."""
-    return _printing().TextPrinter().doprint
+    return _printing().PlainPrinter().doprint
 
 
 def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:

@@ -264,7 +264,7 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 def plain(e) -> str:
     """``e`` in the Unicode a justification uses: products as spaces, integer powers raised
     (the text printer, through core's printing hook: derive never imports printing)."""
-    text = _printing().TextPrinter().doprint(e)
+    text = _printing().PlainPrinter().doprint(e)
     text = re.sub(r"\*\*(-?\d+)\b", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
     text = re.sub(r"\*\*\(?([^()*]+)\)?", r"^(\1)", text)
     return re.sub(r"(?<!\*)\*(?!\*)", " ", text).replace("-", "−")

@@ -10,7 +10,7 @@ printing hook, ``symgrad.core.derivation._printing``.
 """
 from symgrad.printing.latex import latex, notebook_latex, to_latex, words_latex
 from symgrad.printing.names import portable_math, text_escape
-from symgrad.printing.text import SympifyPrinter, TextPrinter, to_dict, to_text
+from symgrad.printing.text import PlainPrinter, SympifyPrinter, TextPrinter, to_dict, to_text
 
 __all__ = ["latex", "to_latex", "notebook_latex", "words_latex", "portable_math", "text_escape",
-           "SympifyPrinter", "TextPrinter", "to_dict", "to_text"]
+           "PlainPrinter", "SympifyPrinter", "TextPrinter", "to_dict", "to_text"]

@@ -371,3 +371,51 @@ def notation(spec) -> Notation:
         return NOTATIONS[spec]
     except KeyError:
         raise ValueError(f"notation must be one of {', '.join(NOTATIONS)}, not {spec!r}") from None
+
+
+# -- names in text --------------------------------------------------------------------------------
+# The text format (TextPrinter, symgrad.printing.text) shows names as a student writes them in a
+# terminal: yhat as ŷ, x1 as x₁, the unit z1_2 as z₁,₂, g_z2 as g_z₂. A name is data: it is only
+# ever matched against these patterns, never evaluated; one that matches none prints as it is.
+SUBSCRIPT = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+_HATS = {"yhat": "ŷ", "Yhat": "Ŷ"}
+GREEK_TEXT = {"alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "epsilon": "ε", "eta": "η",
+              "theta": "θ", "lambda": "λ", "lamda": "λ", "mu": "μ", "rho": "ρ", "sigma": "σ",
+              "tau": "τ", "phi": "φ", "psi": "ψ", "omega": "ω"}
+# functions shown by a glyph in text (the LaTeX printer has its own, from the registrations)
+FUNCTION_TEXT = {"sigmoid": "σ"}
+
+
+def text_name(name: str, unicode: bool = True) -> str:
+    """A symbol's name as the text format shows it: ``yhat`` → ŷ, ``x1`` → x₁, ``W1`` → W₁,
+    ``z1_2`` → z₁,₂ (layer 1, unit 2), ``yhat_2`` → ŷ₂, ``g_z2`` → g_z₂, ``lambda`` → λ; any other
+    name as it is. ``unicode=False``: every name as it is (x1, yhat), for ASCII-only terminals."""
+    if not unicode:
+        return name
+    if name in _HATS:
+        return _HATS[name]
+    m = re.fullmatch(r"(yhat|Yhat)_(\d+)", name)
+    if m:
+        return _HATS[m.group(1)] + m.group(2).translate(SUBSCRIPT)
+    m = re.fullmatch(r"([gG])_([A-Za-z].*)", name)  # a gradient named by its node: g_z2, G_h1
+    if m:
+        return f"{m.group(1)}_{text_name(m.group(2))}"
+    m = _ENTRY.fullmatch(name)
+    if m:
+        letters, layer, unit = m.groups()
+        return (_HATS.get(letters, letters) + layer.translate(SUBSCRIPT) + ","
+                + unit.translate(SUBSCRIPT))
+    m = _LAYERED.fullmatch(name)
+    if m:
+        return _HATS.get(m.group(1), m.group(1)) + m.group(2).translate(SUBSCRIPT)
+    return GREEK_TEXT.get(name, name)
+
+
+def function_text(label: str, unicode: bool = True) -> str:
+    """A function's name (or its derivative's, ``relu'``) in text: sigmoid → σ, sigmoid' → σ′,
+    relu' → relu′; ASCII as it is."""
+    if not unicode:
+        return label
+    base, primes = re.fullmatch(r"(.*?)('*)", label).groups()
+    return FUNCTION_TEXT.get(base, base) + "′" * len(primes)

@@ -1,0 +1,203 @@
+"""The text format (issue 13, item 5): Unicode math a student reads in a terminal.
+
+`symgrad derive`, `chain`, `grad`, `jacobian`, `hessian` print text by default, as does
+``Derivation.to_text()``: ŷ and x₁ for yhat and x1, cases as cases, σ(1 − σ), no ``*``, ``**``,
+``Piecewise(`` or ASCII minus. JSON keeps SymPy's exact strings. ``unicode=False`` is readable ASCII.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import sympy as sp
+from click.testing import CliRunner
+
+import symgrad as sg
+from symgrad.cli import cli
+from symgrad.core.derivation import Derivation, Note
+from symgrad.printing.names import function_text, text_name
+from symgrad.printing.text import TextPrinter, to_text
+
+
+def run(*args) -> str:
+    r = CliRunner().invoke(cli, list(args))
+    assert r.exit_code == 0, r.output
+    return r.output
+
+
+def lines_of(out: str) -> dict:
+    """Each printed line's left-hand side → the rest (the last line of that lhs wins)."""
+    return {l.split(" = ", 1)[0].strip(): l for l in out.splitlines() if " = " in l}
+
+
+R = lambda *names: [sp.Symbol(n, real=True) for n in names]  # noqa: E731
+
+
+# -- the matrix level: 2-2-1, sigmoid output, binary cross-entropy -----------------------------------
+@pytest.fixture(scope="module")
+def bce_w1() -> str:
+    return run("derive", "2-2-1", "--output", "sigmoid", "--loss", "bce", "--wrt", "W1")
+
+
+def test_bce_names_are_hatted_and_subscripted(bce_w1):
+    assert "yhat" not in bce_w1 and "W1" not in bce_w1
+    assert bce_w1.startswith("The gradient of the loss with respect to W₁\n")
+    assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in bce_w1
+    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷ_i depends only on z₂_i" in bce_w1
+    assert "∇_W₁ ℓ = g_z₁xᵀ" in bce_w1
+
+
+def test_bce_sigma_prime_and_minus(bce_w1):
+    assert "· diag(ŷ ⊙ (1 − ŷ))    [" in bce_w1  # was diag(yhat ⊙ (-yhat + 1))
+    assert "             = ŷᵀ − yᵀ    [1×1; entry k" in bce_w1  # was yhatᵀ - yᵀ
+    assert "g_z₂ᵀ = ŷᵀ − yᵀ" in bce_w1
+
+
+def test_bce_products_side_by_side(bce_w1):
+    assert "g_h₁ᵀ = g_z₂ᵀW₂    [g ← W₂ᵀ g]" in bce_w1  # was g_z2ᵀ*W2
+    assert "g_z₁ᵀ = g_h₁ᵀ ⊙ relu′(z₁)ᵀ    [g ← g ⊙ relu′(z₁)" in bce_w1  # was relu'(z1ᵀ)
+    assert "∂ℓ/∂vec[W₁] = [[g_z₁[1] xᵀ, g_z₁[2] xᵀ]]" in bce_w1  # was [[g_z1[1]*xᵀ, …]]
+    assert "∇_W₁ f = G_z₁ᵀX    [2×2" in bce_w1  # was G_z1ᵀ*X
+
+
+def test_json_keeps_exact_sympy_strings():
+    out = json.loads(run("derive", "2-2-1", "--output", "sigmoid", "--loss", "bce", "--wrt", "W1",
+                         "--format", "json"))[0]
+    assert out["result"] == "G_z1.T*X"
+    assert any(s["lhs"] == "∂ℓ/∂yhat" for s in out["steps"])
+    el = json.loads(run("derive", "2-2-1", "--level", "element", "--wrt", "w1", "--format", "json"))
+    assert any("Piecewise((0, b1 + w1*x1 + w2*x2 <= 0)" in s["rhs"] for s in el[0]["steps"])
+    assert json.loads(run("jacobian", "x**2", "--wrt", "x", "--format", "json"))["jacobian"] == \
+        [["2*x"]]
+
+
+# -- the element level -----------------------------------------------------------------------------
+def test_element_level_cases_as_cases_and_powers_raised():
+    out = run("derive", "2-2-1", "--level", "element", "--wrt", "w1")
+    assert "     ℓ = (ŷ − y)²/2    [the loss of one example]" in out
+    assert "= { 0 if w₁x₁ + w₂x₂ + b₁ ≤ 0; w₅x₁(ŷ − y) otherwise }    [relu′(z) = step(z)" in out
+    assert "∂ℓ/∂w₁ = w₅x₁ step(w₁x₁ + w₂x₂ + b₁)(ŷ − y)" in out
+
+
+def test_element_level_derivative_of_a_sum_is_bracketed():
+    out = run("derive", "2-2-1", "--level", "element", "--of", "output", "--wrt", "w1")
+    assert out.startswith("∂ŷ/∂w₁, unit by unit\n")
+    assert ("∂ŷ/∂w₁ = ∂(w₅ relu(w₁x₁ + w₂x₂ + b₁) + w₆ relu(w₃x₁ + w₄x₂ + b₂) + b₃)/∂w₁"
+            in out)
+    assert "= ∂(w₅ relu(w₁x₁ + w₂x₂ + b₁))/∂w₁    [only this term depends on w₁]" in out
+
+
+def test_sigmoid_hidden_units_print_sigma_one_minus_sigma():
+    out = run("derive", "2-2-1", "--hidden", "sigmoid", "--level", "element", "--wrt", "w1",
+              "--steps", "full")
+    assert "= σ(z₁,₁)(1 − σ(z₁,₁))    [σ′(z) = σ(z)(1 − σ(z))]" in out
+
+
+def test_sigmoid_derivative_is_recognised_in_its_cosh_form():
+    assert run("jacobian", "1/(1+exp(-h))", "--wrt", "h").strip() == "[[σ(h)(1 − σ(h))]]"
+    h, a = R("h", "a")
+    e = a**2 / (4 * sp.cosh(h / 2)**2)
+    assert TextPrinter().doprint(e) == "a² σ(h)(1 − σ(h))"
+    # only where it is equal: cosh to another power is left alone
+    assert TextPrinter().doprint(1 / sp.cosh(h)**3) == "1/cosh(h)³"
+
+
+def test_exponentials_are_combined():
+    w0, w1, w2, x1, x2 = R("w0", "w1", "w2", "x1", "x2")
+    e = sp.Mul(x1, sp.exp(w0), sp.exp(w1 * x1), sp.exp(w2 * x2), evaluate=False)
+    assert TextPrinter().doprint(e) == "x₁ exp(w₀ + w₁x₁ + w₂x₂)"
+    out = run("jacobian", "exp(w0 + w1*x1 + w2*x2)", "--wrt", "w1", "--steps", "full")
+    assert "= x₁ exp(w₀ + w₁x₁ + w₂x₂)    [substitute u = w₀ + w₁ x₁ + w₂ x₂ back]" in out
+
+
+def test_a_note_is_no_equation():
+    out = run("chain", "--fn", "x1 - 2*x2 + x3/4", "--wrt", "x1,x2,x3",
+              "--fn", "x1 + 2*x2, x2, -x1 + 3", "--wrt", "x1,x2", "--steps")
+    assert "= both methods agree" not in out
+    assert out.splitlines()[-1] == " " * 12 + "both methods agree"
+    assert "∂f/∂g = [[1, −2, 1/4]]" in out and "g = [[x₁ + 2x₂], [x₂], [3 − x₁]]" in out
+    d = Derivation("", [])
+    d.add("f", sp.Integer(1))
+    d.add(None, Note("a remark"))
+    assert to_text(d) == "f = 1\n    a remark"
+
+
+# -- pieces ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, shown", [
+    ("yhat", "ŷ"), ("Yhat", "Ŷ"), ("x1", "x₁"), ("W1", "W₁"), ("w10", "w₁₀"), ("z1_2", "z₁,₂"),
+    ("W1_12", "W₁,₁₂"), ("W1_1,11", "W₁,₁,₁₁"), ("yhat_2", "ŷ₂"), ("g_z2", "g_z₂"),
+    ("lambda", "λ"), ("x", "x"), ("tok", "tok"), ("__import__('os')", "__import__('os')")])
+def test_names(name, shown):
+    assert text_name(name) == shown
+    assert text_name(name, unicode=False) == name
+
+
+def test_function_names():
+    assert function_text("sigmoid") == "σ" and function_text("sigmoid'") == "σ′"
+    assert function_text("relu'") == "relu′" and function_text("relu'", unicode=False) == "relu'"
+
+
+@pytest.mark.parametrize("expr, shown", [
+    ("x**2*sin(x)", "x² sin(x)"), ("-y + yhat", "ŷ − y"), ("x1/x2**2", "x₁/x₂²"),
+    ("(x + 1)**(1/2)", "√(x + 1)"), ("x**n", "x^n"), ("2*x1*x2", "2x₁x₂"),
+    ("-2*w1", "−2w₁"), ("a*(b + c)", "a (b + c)"), ("x1*(b + c)", "x₁(b + c)"),
+    ("-1/x2", "−1/x₂"), ("pi*x", "π x"), ("(1 - y)/(1 - yhat)", "(1 − y)/(1 − ŷ)"),
+])
+def test_expressions(expr, shown):
+    assert TextPrinter().doprint(sg.parse(expr)) == shown
+
+
+def test_relations_and_cases():
+    x, y = R("x", "y")
+    e = sp.Piecewise((0, x <= 0), (x * y, sp.And(x > 1, y >= 1)), (1, True))
+    assert TextPrinter().doprint(e) == "{ 0 if x ≤ 0; x y if y ≥ 1 and x > 1; 1 otherwise }"
+
+
+def test_ascii_fallback():
+    d = sg.derive_jacobian("x1**2*sigmoid(x2) - yhat", "x1 x2")
+    text = to_text(d, unicode=False)
+    assert "∂f/∂x1 = 2x1 sigmoid(x2)" in text and "f = [[x1^2 sigmoid(x2) - yhat]]" in text
+    uni = to_text(d)
+    assert "∂f/∂x₁ = 2x₁ σ(x₂)" in uni and "f = [[x₁² σ(x₂) − ŷ]]" in uni
+    x, y = R("x", "y")
+    assert TextPrinter({"unicode": False}).doprint(sp.Piecewise((0, x <= 0), (y, True))) == \
+        "{ 0 if x <= 0; y otherwise }"
+
+
+def test_str_of_a_derivation_is_the_text_format():
+    d = sg.derive_jacobian("x1*yhat", "x1")
+    assert str(d) == d.to_text() and "∂f/∂x₁ = ŷ" in str(d)
+
+
+# -- a property of every standard derivation's text ------------------------------------------------
+def _standard_texts():
+    for hidden in ("relu", "sigmoid", "tanh"):
+        for output, loss, sizes in (("identity", "mse", [2, 2, 1]), ("sigmoid", "bce", [2, 2, 1]),
+                                    ("softmax", "cross_entropy", [2, 2, 2])):
+            net = sg.mlp(sizes, hidden=hidden, output=output, loss=loss)
+            yield f"{hidden}/{loss} matrix", "\n".join(d.to_text() for d in net.derive_all()) \
+                if hasattr(net, "derive_all") else net.derive("W1").to_text()
+            yield f"{hidden}/{loss} b2", net.derive("b2").to_text()
+            if output != "softmax":
+                yield f"{hidden}/{loss} element", net.derive("w1", level="element").to_text()
+                yield f"{hidden}/{loss} element full", net.derive(
+                    "w1", level="element", steps="full").to_text()
+    yield "chain", sg.chain(("x1 - 2*x2 + x3/4", "x1 x2 x3", "f"),
+                            ("x1 + 2*x2, x2, -x1 + 3", "x1 x2", "g")).to_text()
+    yield "chain exp", sg.chain(("exp(u)", "u", "f"), ("w0 + w1*x1 + w2*x2", "w0 w1 w2", "g")
+                                ).to_text()
+    yield "grad lsq", sg.grad("norm2(X*w - y)^2", "w", vectors="w y", matrices="X").to_text()
+    yield "grad xAx", sg.grad("x'*A*x", "x", vectors="x", matrices="A").to_text()
+    yield "hessian logistic", sg.hessian("log(1 + exp(-(w1*a1 + w2*b1)))", "w1 w2").to_text()
+    yield "jacobian", sg.derive_jacobian("x**2*sin(x), (x**2 + 1)/(x - 1)", "x",
+                                         steps="full").to_text()
+
+
+@pytest.mark.parametrize("label, text", list(_standard_texts()), ids=lambda v: v[:30])
+def test_no_sympy_syntax_in_text(label, text):
+    assert "**" not in text, label
+    assert "Piecewise(" not in text, label
+    assert "yhat" not in text, label
+    assert " - " not in text, label
+    assert not re.search(r"\w\*|\)\*|\*\w|\*\(", text), (label, re.findall(r".{20}\*.{20}", text))
