@@ -16,6 +16,8 @@ import click
 
 from symgrad.derive import calculus, mcalc
 from symgrad.derive.hessian import derive_hessian
+from symgrad.derive.cost import with_cost
+from symgrad.derive.indexed import shape_of as index_shape
 from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.source import python_function
 from symgrad.core.mlang import parse_sizes
@@ -442,23 +444,29 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
 @network_options
 @click.option("--wrt", help="Parameter: W1, b2 (matrix level) or w1, W1_12 (element level). "
                             "Default: every parameter (matrix level).")
-@click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
-              show_default=True)
+@click.option("--level", type=click.Choice(["matrix", "element", "index"]), default="matrix",
+              show_default=True, help="index: one-hidden-layer nets, the general entry (W1_ij, "
+              "ESL's alpha_ml) in symbolic indices, checked at every index of 2-2-1 and 3-2-2.")
 @click.option("--of", type=click.Choice(["loss", "output"]), default=None,
-              help="Element level: differentiate the loss (the default) or the output ŷ.")
+              help="Element and index levels: differentiate the loss (the default) or the "
+                   "output ŷ.")
+@click.option("--cost", type=click.Choice(["mean", "sum"]), default=None,
+              help="The cost over the examples: their mean or their sum. Default: as the "
+                   "notation's notes (sum for esl, else mean).")
 @click.option("--naming", type=click.Choice(["notes", "position"]), default=None,
               help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
                    "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
                    "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--notation", default=None, metavar="PRESET",
-              help="With --format latex: slides (the default), feature, or a preset added with "
-                   "symgrad.register_notation (a network file may add one).")
+              help="With --format latex: slides (the default), feature, esl, or a preset added "
+                   "with symgrad.register_notation (a network file may add one); with --level "
+                   "index also the index letters (esl the default).")
 @steps_option("each local partial derivative rule by rule (with --level element)")
 @file_timeout
 @click.pass_context
-def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
-           timeout):
+def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost, fmt, notation,
+           steps, timeout):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -469,9 +477,16 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
       symgrad derive 2-2-1 --hidden relu --output identity --loss mse --wrt W1
       symgrad derive 2-2-1 --level element --of output --wrt w1
       symgrad derive 2-2-1 --level element --naming position --wrt W1_12
+      symgrad derive 2-2-1 --level index --notation esl --format latex --wrt W1_ml
     """
     if level == "element" and not wrt:
         raise click.UsageError("--level element needs --wrt naming one weight (e.g. w1)")
+    if level == "index":
+        if naming or steps:
+            raise click.UsageError("--naming and --steps are for --level element (the index "
+                                   "level writes its steps in the notation's letters)")
+        return _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notation,
+                             timeout)
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
     if of == "output" and level != "element":  # (it was ignored: the loss's gradient printed)
@@ -496,7 +511,25 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
         naming = "position"  # W1_12 can only be a position name
     opts = {"of": of or "loss", "naming": naming, "steps": steps or "normal"} \
         if level == "element" else {}
-    ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
+    ds = [net.derive(wrt, level=level, cost=cost, **opts)] if wrt else \
+        [with_cost(net, d, cost) for d in net.derive_all()]
+    if fmt == "json":
+        click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
+    elif fmt == "latex":
+        click.echo("\n\n".join(to_latex(d, notation=preset.name) for d in ds))
+    else:
+        click.echo("\n\n".join(d.to_text() for d in ds))
+
+
+def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notation, timeout):
+    """derive --level index: each parameter's general entry (or the one --wrt names)."""
+    net = load_network(network, hidden, output_act, loss, timeout=timeout,
+                       on_overrun=_hard_stop(network, timeout))
+    net.check()
+    preset = notation_preset(notation or "esl")
+    names = [wrt] if wrt else list(index_shape(net).names.values())
+    ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")
+          for w in names]
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from symgrad.compile.kernel import compile_network, predict
 from symgrad.compile.spec import init_params
-from symgrad.derive import backprop, element, matrix
+from symgrad.derive import backprop, element, indexed, matrix
+from symgrad.derive import cost as cost_of
 from symgrad.graph import files
 from symgrad.graph import network as _graph
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation
@@ -23,14 +24,19 @@ class Network(Graph):
     Build it with ``input``, ``dense``, ``act``, ``add`` and ``set_loss`` (the Graph's); derive,
     compile and run it with the methods below."""
 
-    def derive(self, name: str, level: str = "matrix", **kw):
+    def derive(self, name: str, level: str = "matrix", cost: str | None = None, **kw):
         """The derivation of ∂f/∂``name``: ``level`` "matrix" (a chain of Jacobians simplified to
-        the backprop form) or "element" (unit by unit, for a scalar weight such as w1)."""
+        the backprop form), "element" (unit by unit, for a scalar weight such as w1) or "index"
+        (one-hidden-layer nets: the general entry, W1_ij or ESL's α_ml, in symbolic indices;
+        ``notation`` names the letters, "esl" by default). ``cost`` "mean" (the default, except
+        for the index level in ESL's notation: "sum") or "sum" over the examples."""
+        if level == "index":
+            return indexed.derive_index(self, name, cost=cost, **kw)
         if level == "matrix":
-            return matrix.derive_parameter(self, name, **kw)
+            return cost_of.with_cost(self, matrix.derive_parameter(self, name, **kw), cost)
         if level == "element":
-            return element.derive_element(self, name, **kw)
-        raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
+            return cost_of.with_cost(self, element.derive_element(self, name, **kw), cost)
+        raise ValueError(f"level must be 'matrix', 'element' or 'index', not {level!r}")
 
     def derive_all(self) -> list:
         """The matrix-level derivation of every parameter, in order; each chain starts at the

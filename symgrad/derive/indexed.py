@@ -47,8 +47,20 @@ CHECK_SIZES = ((2, 2, 1), (3, 2, 2))
 
 B = {name: sp.IndexedBase(name) for name in
      ("x", "y", "W1", "b1", "W2", "b2", "z1", "h1", "z2", "yhat", "delta", "s", "R")}
-HACT, HACTP = sp.Function("hact"), sp.Function("hact'")
-OACT, OACTP = sp.Function("oact"), sp.Function("oact'")
+ACT_KINDS = ("hact", "hact'", "oact", "oact'")
+
+
+def act_fn(kind: str, act) -> sp.FunctionClass:
+    """The undefined function standing for an activation (``hact[sigmoid]``, ``oact'[identity]``):
+    printers name it by the activation, the check replaces it by the activation's Lambda."""
+    return sp.Function(f"{kind}[{act.name}]")
+
+
+def act_kind(e):
+    """(kind, activation name) of an applied act_fn, else None."""
+    m = re.fullmatch(r"(hact'?|oact'?)\[(.+)\]", getattr(e.func, "__name__", "")) \
+        if isinstance(e, sp.Function) else None
+    return (m.group(1), m.group(2)) if m else None
 SIZES = {"N": sp.Symbol("N", integer=True, positive=True), "K": sp.Symbol("K", integer=True,
          positive=True), "M": sp.Symbol("M", integer=True, positive=True),
          "p": sp.Symbol("p", integer=True, positive=True)}
@@ -62,8 +74,13 @@ class IndexExpr(sp.Basic):
     latex_printer = None
     text_printer = None
 
-    def __new__(cls, expr):
-        return sp.Basic.__new__(cls, sp.sympify(expr))
+    def __new__(cls, expr, whole=False):
+        return sp.Basic.__new__(cls, sp.sympify(expr), sp.true if whole else sp.false)
+
+    @property
+    def whole(self) -> bool:
+        """Pre-activations written out (a forward definition), else by their unit's name."""
+        return bool(self.args[1])
 
     @property
     def expr(self):
@@ -72,7 +89,7 @@ class IndexExpr(sp.Basic):
     def _latex(self, p):
         if IndexExpr.latex_printer is None:
             return sp.latex(self.expr)
-        return IndexExpr.latex_printer(self.expr, p)
+        return IndexExpr.latex_printer(self.expr, p, self.whole)
 
     def _sympystr(self, p):
         return IndexExpr.text_printer(self.expr) if IndexExpr.text_printer else str(self.expr)
@@ -158,6 +175,7 @@ def _indices(notation: str, taken: set) -> Indices:
 
 
 WRT = re.compile(r"(W1|b1|W2|b2)(?:_([A-Za-z])([A-Za-z])?)?")
+ROW_ALIASES = {"wdot": "W1", "wddot": "W2"}  # the feature notes' ẇ_ij, ẅ_jk (row vectors)
 ALIASES = {"alpha": "W1", "alpha0": "b1", "beta": "W2", "beta0": "b2", "α": "W1", "α0": "b1",
            "β": "W2", "β0": "b2"}
 
@@ -167,13 +185,21 @@ def parse_wrt(shape: Shape, wrt: str):
     'beta_km', 'alpha0_m', 'beta0_k' → (canonical name, index letters or None)."""
     text = str(wrt).strip()
     back = {v: k for k, v in shape.names.items()}
-    m = re.fullmatch(r"([^\W_]+0?)(?:_([A-Za-z]+))?", text)
-    name, letters = (m.group(1), m.group(2)) if m else (text, None)
-    canon = back.get(name) or ALIASES.get(name)
-    if canon is None or (letters and len(letters) != (2 if canon[0] == "W" else 1)):
+    name, _, rest = text.partition("_")
+    if name not in back and text in back:  # a parameter named with an underscore
+        name, rest = text, ""
+    canon = back.get(name) or ALIASES.get(name) or ROW_ALIASES.get(name)
+    if canon and re.fullmatch(r"\d+(,\d+)?", rest):
+        raise ValueError(f"{text!r} is one concrete entry: --level element derives it (the "
+                         f"index level takes letters: {name}_ij)")
+    letters = rest or None
+    if canon is None or (letters and (not letters.isalpha() or
+                                      len(letters) != (2 if canon[0] == "W" else 1))):
         known = ", ".join(f"{shape.names[c]}_{'ij' if c[0] == 'W' else 'i'}" for c in shape.names)
         raise ValueError(f"unknown parameter {text!r} for the index level: give one of "
                          f"{', '.join(shape.names.values())}, or with index letters {known}")
+    if letters and name in ROW_ALIASES:  # the feature notes' ẇ_ij joins input i to unit j
+        letters = letters[::-1]
     if letters and len(set(letters)) != len(letters):
         raise ValueError(f"{text!r}: give a parameter's two indices different letters (W1_ij)")
     return canon, tuple(letters) if letters else None
@@ -226,11 +252,13 @@ class _Record:
         self.definitions = {}
         self.checked = []
         i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        self.HACT, self.HACTP = act_fn("hact", shape.hidden), act_fn("hact'", shape.hidden)
+        self.OACT, self.OACTP = act_fn("oact", shape.output), act_fn("oact'", shape.output)
         self.param = {"W1": B["W1"][m, l], "b1": B["b1"][m], "W2": B["W2"][k, m],
                       "b2": B["b2"][k]}[canon]
 
-    def add(self, lhs, rhs, why, kind):
-        self.d.add(None if lhs is None else IndexExpr(lhs), IndexExpr(rhs), why, kind)
+    def add(self, lhs, rhs, why, kind, whole=False):
+        self.d.add(None if lhs is None else IndexExpr(lhs), IndexExpr(rhs, whole), why, kind)
 
     # the per-component loss and its derivative
     def L(self, k, i):
@@ -251,7 +279,7 @@ class _Record:
     def gprime(self, k, i):
         if self.shape.output.name == "identity":
             return sp.Integer(1)
-        return OACTP(k, B["z2"][k, i])
+        return self.OACTP(k, _pre2(k, i, self.ix.mb))
 
     def run(self):
         ix, d = self.ix, self.d
@@ -262,17 +290,14 @@ class _Record:
         total = sp.Sum(Ri, (i, 1, N))
         if self.of == "loss":
             self.add(COST, total if self.cost == "sum" else total / N,
-                     "the cost is the sum of the examples' losses over the N examples" if
-                     self.cost == "sum" else "the cost is the mean of the examples' losses over "
-                     "the N examples", StepKind.DEFINITION)
+                     "the cost: the sum of the examples' losses" if self.cost == "sum" else
+                     "the cost: the mean of the examples' losses", StepKind.DEFINITION)
             self.add(Ri, sp.Sum(self.L(k, i), (k, 1, K)),
-                     f"R_i, the loss of example i: {self.shape.loss.words} summed over the K "
-                     "outputs", StepKind.DEFINITION)
-        self.define(B["h1"][m, i], HACT(_pre1(m, i, ix.lb)),
-                    "hidden unit m of example i (α_0m its bias: or x_i0 = 1)", StepKind.FORWARD)
-        self.define(B["z2"][k, i], _pre2(k, i, ix.mb), "output k's pre-activation (β_0k its bias: "
-                    "or z_0i = 1)", StepKind.FORWARD)
-        self.define(B["yhat"][k, i], OACT(k, B["z2"][k, i]), "the output, g_k its activation"
+                     f"the loss of example i: {self.shape.loss.words}, over the outputs", StepKind.DEFINITION)
+        self.define(B["h1"][m, i], self.HACT(_pre1(m, i, ix.lb)),
+                    "a hidden unit of one example", StepKind.FORWARD)
+        self.define(B["z2"][k, i], _pre2(k, i, ix.mb), "an output's pre-activation", StepKind.FORWARD)
+        self.define(B["yhat"][k, i], self.OACT(k, B["z2"][k, i]), "output k"
                     + (" (the identity)" if self.shape.output.name == "identity" else ""),
                     StepKind.FORWARD)
         getattr(self, "_" + ("out_" if self.of == "output" else "") + self.canon)()
@@ -281,8 +306,8 @@ class _Record:
             per = self.per_example
             tot = sp.Sum(per, (i, 1, N))
             tot = tot if self.cost == "sum" else tot / N
-            why = ("R = Σ_i R_i: add the examples' derivatives" if self.cost == "sum" else
-                   "R = (1/N) Σ_i R_i: average the examples' derivatives")
+            why = ("the cost is a sum: add the examples' derivatives" if self.cost == "sum" else
+                   "the cost is a mean: average the examples' derivatives")
             if pen != 0 and self.canon[0] == "W":
                 tot = tot + pen * self.param
                 why += f"; the penalty λΩ(θ), Ω = ½ Σ w², adds λ times the weight, λ = {pen}"
@@ -295,50 +320,49 @@ class _Record:
 
     def define(self, lhs, rhs, why, kind):
         self.definitions[lhs] = rhs
-        self.add(lhs, rhs, why, kind)
+        self.add(lhs, rhs, why, kind, whole=kind is StepKind.FORWARD)
 
     # ∂R_i/∂θ
     def _delta(self):
         ix = self.ix
         i, k = ix.i, ix.k
         dR = sp.Derivative(B["R"][i], B["yhat"][k, i])
-        self.add(dR, self.dL(k, i), "differentiate L(y_ik, f_k(x_i)): only the k-th term of R_i "
-                 "holds f_k(x_i)", StepKind.JACOBIAN)
+        self.add(dR, self.dL(k, i), "differentiate the loss: only the k-th term of R_i holds output k", StepKind.JACOBIAN)
         rhs = sp.Mul(self.dL(k, i), self.gprime(k, i), evaluate=False) \
             if self.gprime(k, i) != 1 else self.dL(k, i)
-        self.define(B["delta"][k, i], rhs, "the output error δ_ki = ∂R_i/∂T_ki: f_k(x_i) = "
-                    "g_k(T_ki) separates R_i from T_ki, so the chain rule applies",
+        self.define(B["delta"][k, i], rhs, "the output error (ESL's δ_ki), the derivative by the output's "
+                    "pre-activation: the output separates R_i from it, so the chain rule applies",
                     StepKind.BACKWARD)
 
     def _s(self):
         ix = self.ix
         i, k, m, l = ix.i, ix.k, ix.m, ix.l
-        self.define(B["s"][m, i], HACTP(_pre1(m, i, ix.lb)) * sp.Sum(B["W2"][k, m] * B["delta"][k, i],
+        self.define(B["s"][m, i], self.HACTP(_pre1(m, i, ix.lb)) * sp.Sum(B["W2"][k, m] * B["delta"][k, i],
                                                                   (k, 1, SIZES["K"])),
-                    "the hidden error s_mi = ∂R_i/∂z1_mi: the back-propagation equation, each "
-                    "output's δ_ki sent back along β_km", StepKind.BACKWARD)
+                    "the hidden error (ESL's s_mi): the back-propagation equation, each output's "
+                    "error δ sent back along its weight", StepKind.BACKWARD)
 
     def _W2(self, bias=False):
         ix = self.ix
         i, k, m, kk = ix.i, ix.k, ix.m, ix.kk
         Ri, th = B["R"][i], self.param
         z = sp.Integer(1) if bias else B["h1"][m, i]
-        self.add(sp.Derivative(Ri, th), sp.Sum(sp.Derivative(Ri, B["yhat"][kk, i]) *
-                                               sp.Derivative(B["yhat"][kk, i], th),
+        self.add(sp.Derivative(Ri, th), sp.Sum(sp.Mul(sp.Derivative(Ri, B["yhat"][kk, i]),
+                                                      sp.Derivative(B["yhat"][kk, i], th),
+                                                      evaluate=False),
                                                (kk, 1, SIZES["K"])),
-                 f"f_{kk}(x_i) separates R_i from {'β_0k' if bias else 'β_km'}, so the chain "
-                 "rule applies", StepKind.CHAIN_RULE)
+                 "the outputs separate R_i from the weight, so the chain rule applies", StepKind.CHAIN_RULE)
         g = self.gprime(kk, i)
         self.add(None, sp.Sum(sp.Derivative(Ri, B["yhat"][kk, i]) * sp.KroneckerDelta(k, kk) * g
                               * z, (kk, 1, SIZES["K"])),
-                 f"∂f_{kk}(x_i)/∂{'β_0k' if bias else 'β_km'} = 0 whenever k ≠ {kk}",
+                 f"output {kk} depends on the weight only when {kk} = k",
                  StepKind.SUM)
         self.add(None, sp.Derivative(Ri, B["yhat"][k, i]) * self.gprime(k, i) * z,
                  f"only the term {kk} = k is left", StepKind.SIMPLIFY)
         self._delta()
         self.per_example = B["delta"][k, i] * z
-        self.add(sp.Derivative(Ri, th), self.per_example, "substitute δ_ki" +
-                 ("; the bias's input is z_0i = 1" if bias else ""), StepKind.SUBSTITUTION)
+        self.add(sp.Derivative(Ri, th), self.per_example, "substitute the output error" +
+                 ("; a bias's input is 1 (ESL's z_0i = 1)" if bias else ""), StepKind.SUBSTITUTION)
 
     def _b2(self):
         self._W2(bias=True)
@@ -351,20 +375,20 @@ class _Record:
         K, M = SIZES["K"], SIZES["M"]
         self._delta()
         self.add(sp.Derivative(Ri, th), sp.Sum(sp.Derivative(Ri, B["z2"][k, i]) * sp.Sum(
-            sp.Derivative(B["z2"][k, i], B["h1"][mm, i]) * sp.Derivative(B["h1"][mm, i], th),
+            sp.Mul(sp.Derivative(B["z2"][k, i], B["h1"][mm, i]), sp.Derivative(B["h1"][mm, i], th),
+                   evaluate=False),
             (mm, 1, M)), (k, 1, K)),
-            "T_ki and z_m′i separate R_i from " + ("α_0m" if bias else "α_ml") +
-            ", so the chain rule applies, summed over every path", StepKind.CHAIN_RULE)
+            "the outputs' pre-activations and the hidden units separate R_i from the weight, "
+            "so the chain rule applies, summed over every path", StepKind.CHAIN_RULE)
         self.add(None, sp.Sum(B["delta"][k, i] * sp.Sum(
-            B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * HACTP(_pre1(mm, i, ix.lb)) * x, (mm, 1, M)),
-            (k, 1, K)), f"∂R_i/∂T_ki = δ_ki; ∂z_{mm}i/∂{'α_0m' if bias else 'α_ml'} = 0 whenever "
-            f"m ≠ {mm}", StepKind.SUM)
-        self.add(None, sp.Sum(B["delta"][k, i] * B["W2"][k, m] * HACTP(_pre1(m, i, ix.lb)) * x,
+            B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * self.HACTP(_pre1(mm, i, ix.lb)) * x, (mm, 1, M)),
+            (k, 1, K)), f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = m", StepKind.SUM)
+        self.add(None, sp.Sum(B["delta"][k, i] * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x,
                               (k, 1, K)), f"only the term {mm} = m is left", StepKind.SIMPLIFY)
         self._s()
         self.per_example = B["s"][m, i] * x
-        self.add(sp.Derivative(Ri, th), self.per_example, "substitute s_mi" +
-                 ("; the bias's input is x_i0 = 1" if bias else ""), StepKind.SUBSTITUTION)
+        self.add(sp.Derivative(Ri, th), self.per_example, "substitute the hidden error" +
+                 ("; a bias's input is 1 (ESL's x_i0 = 1)" if bias else ""), StepKind.SUBSTITUTION)
 
     def _b1(self):
         self._W1(bias=True)
@@ -374,11 +398,10 @@ class _Record:
         ix = self.ix
         i, k, m, l = ix.i, ix.k, ix.m, ix.l
         th, x = self.param, (sp.Integer(1) if bias else B["x"][i, l])
-        rhs = self.gprime(k, i) * B["W2"][k, m] * HACTP(_pre1(m, i, ix.lb)) * x
+        rhs = self.gprime(k, i) * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x
         self.add(sp.Derivative(B["yhat"][k, i], th), sp.Mul(
             sp.Derivative(B["yhat"][k, i], B["h1"][m, i]), sp.Derivative(B["h1"][m, i], th),
-            evaluate=False), "z_mi separates f_k(x_i) from " + ("α_0m" if bias else "α_ml") +
-            ", so the chain rule applies", StepKind.CHAIN_RULE)
+            evaluate=False), "the hidden unit separates the output from the weight, so the chain rule applies", StepKind.CHAIN_RULE)
         self.per_example = rhs
         self.add(None, rhs, "differentiate each factor", StepKind.SUBSTITUTION)
 
@@ -391,7 +414,7 @@ class _Record:
         z = sp.Integer(1) if bias else B["h1"][m, i]
         self.per_example = self.gprime(k, i) * z
         self.add(sp.Derivative(B["yhat"][k, i], self.param), self.per_example,
-                 "T_ki separates f_k(x_i) from " + ("β_0k" if bias else "β_km"),
+                 "the output's pre-activation separates it from the weight",
                  StepKind.CHAIN_RULE)
 
     def _out_b2(self):
@@ -407,11 +430,10 @@ class _Record:
                 break
             expr = new
         hf, hp, of, op = sh.hidden.f, sh.hidden.prime, sh.output.f, sh.output.prime
-        return expr.replace(lambda e: isinstance(e, sp.Function) and e.func in (HACT, HACTP,
-                                                                               OACT, OACTP),
-                            lambda e: {HACT: lambda a: hf(a), HACTP: lambda a: hp(a, hf(a)),
-                                       OACT: lambda k, a: of(a),
-                                       OACTP: lambda k, a: op(a, of(a))}[e.func](*e.args))
+        table = {"hact": lambda a: hf(a), "hact'": lambda a: hp(a, hf(a)),
+                 "oact": lambda k, a: of(a), "oact'": lambda k, a: op(a, of(a))}
+        return expr.replace(lambda e: act_kind(e) is not None,
+                            lambda e: table[act_kind(e)[0]](*e.args))
 
 
 def _subs_indexed(expr, defs: dict):
