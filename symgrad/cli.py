@@ -17,7 +17,7 @@ import click
 from symgrad.derive import calculus, mcalc
 from symgrad.derive.hessian import derive_hessian
 from symgrad.derive.cost import with_cost
-from symgrad.derive.indexed import shape_of as index_shape
+from symgrad.derive.indexed import DEFAULT_COST, shape_of as index_shape
 from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.source import python_function
 from symgrad.core.mlang import parse_sizes
@@ -511,6 +511,7 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost,
         naming = "position"  # W1_12 can only be a position name
     opts = {"of": of or "loss", "naming": naming, "steps": steps or "normal"} \
         if level == "element" else {}
+    cost = cost or DEFAULT_COST.get(preset.name, "mean")  # as the notation's notes: ESL sums
     ds = [net.derive(wrt, level=level, cost=cost, **opts)] if wrt else \
         [with_cost(net, d, cost) for d in net.derive_all()]
     if fmt == "json":

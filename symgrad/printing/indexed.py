@@ -34,6 +34,7 @@ class NamedNotation(Notation):
     ``names`` pairs a symgrad name with (TeX base, subscript prefix); others as ``Notation``."""
 
     names: tuple = ()
+    scalars: tuple = ()  # whole scalar names: the cost f → R, ŷ → f
 
     def _vector(self, name: str, bold: bool):
         hit = dict(self.names).get(name)
@@ -41,6 +42,12 @@ class NamedNotation(Notation):
             base, pre = hit
             return TeXName(self._bold(base, bold), sub=pre)
         return super()._vector(name, bold)
+
+    def scalar(self, name: str):
+        hit = dict(self.scalars).get(name)
+        if hit:
+            return TeXName(hit)
+        return super().scalar(name)
 
     def entry(self, name: str, index: str):
         hit = dict(self.names).get(name)
@@ -55,6 +62,7 @@ ESL = register_notation(NamedNotation(
     names=(("W1", (r"\alpha", "")), ("b1", (r"\alpha", "0")), ("W2", (r"\beta", "")),
            ("b2", (r"\beta", "0")), ("h1", ("z", "")), ("z2", ("T", "")), ("yhat", ("f", "")),
            ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", ""))),
+    scalars=(("f", "R"), ("yhat", "f")),
     activations=(("sigmoid", r"\sigma"), ("sigmoid'", r"\sigma'"))), replace=True)
 
 
