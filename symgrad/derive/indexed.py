@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Note, StepKind
+from symgrad.core.derivation import Derivation, Note, StepKind, _basic
 from symgrad.core.evaluate import evaluate
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph
@@ -75,7 +75,7 @@ class IndexExpr(sp.Basic):
     text_printer = None
 
     def __new__(cls, expr, whole=False):
-        return sp.Basic.__new__(cls, sp.sympify(expr), sp.true if whole else sp.false)
+        return sp.Basic.__new__(cls, _basic(expr), sp.true if whole else sp.false)
 
     @property
     def whole(self) -> bool:
