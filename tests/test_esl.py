@@ -258,3 +258,15 @@ def test_index_level_renders_in_katex_and_mathjax(renderers, esl_blocks):
     blocks.append((net.derive("W2", cost="sum").to_latex(notation="esl"), True))
     blocks.append((net.derive("w5", level="element").to_latex(notation="esl"), True))
     assert not (f := renderers.failures(blocks, "esl")), f
+
+
+def test_cli_feature_output_and_an_esl_handout_render(renderers):
+    r = run("derive", "2-2-1", "--level", "index", "--wrt", "wdot_ij", "--of", "output",
+            "--notation", "feature", "--format", "latex")
+    assert r.exit_code == 0, r.output
+    assert r"&= \ddot{w}_{jk} a'\left(\dot{\pi}^{(n)}_{j}\right) x^{(n)}_{i}" in r.output
+    from test_renderers import markdown_math
+    md = sg.handout(esl_net((2, 2, 1)), fmt="markdown", notation="esl")
+    blocks = [(r.output, True)] + markdown_math(md)
+    assert "\\alpha" in md
+    assert not (f := renderers.failures(blocks, "esl handout")), f
