@@ -16,7 +16,6 @@ import click
 
 from symgrad.derive import calculus, mcalc
 from symgrad.derive.hessian import derive_hessian
-from symgrad.derive.cost import with_cost
 from symgrad.derive.indexed import DEFAULT_COST, shape_of as index_shape
 from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.source import python_function
@@ -513,7 +512,7 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost,
         if level == "element" else {}
     cost = cost or DEFAULT_COST.get(preset.name, "mean")  # as the notation's notes: ESL sums
     ds = [net.derive(wrt, level=level, cost=cost, **opts)] if wrt else \
-        [with_cost(net, d, cost) for d in net.derive_all()]
+        net.derive_all(cost=cost)
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":

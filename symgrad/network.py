@@ -38,10 +38,11 @@ class Network(Graph):
             return cost_of.with_cost(self, element.derive_element(self, name, **kw), cost)
         raise ValueError(f"level must be 'matrix', 'element' or 'index', not {level!r}")
 
-    def derive_all(self) -> list:
+    def derive_all(self, cost: str | None = None) -> list:
         """The matrix-level derivation of every parameter, in order; each chain starts at the
-        nearest node whose g an earlier derivation derived, so the whole is linear in depth."""
-        return matrix.derive_all(self)
+        nearest node whose g an earlier derivation derived, so the whole is linear in depth.
+        ``cost`` "mean" (the default) or "sum" over the examples."""
+        return [cost_of.with_cost(self, d, cost) for d in matrix.derive_all(self)]
 
     def gradients(self) -> dict:
         return backprop.gradients(self)

@@ -1,4 +1,4 @@
-"""The index level: ∂R/∂α_ml, ∂R/∂β_km for ANY indices, with SymPy's Indexed, Sum and KroneckerDelta.
+"""The index level: ∂R/∂α_ml, ∂R/∂β_km at ANY indices (SymPy's Indexed, Sum, KroneckerDelta).
 
 Where it sits: derive, beside :mod:`.element` (which writes a network out weight by weight, every
 index concrete) and :mod:`.matrix` (whole matrices). It derives, for a one-hidden-layer network
@@ -133,7 +133,7 @@ def shape_of(net: Graph) -> Shape:
                  nodes[2].act, out, loss, (nodes[0].dim, d1.dim, d2.dim), net.penalty)
 
 
-# -- the network in indices -------------------------------------------------------------------------
+# -- the network in indices -----------------------------------------------------------------------
 def _pre1(m, i, lb):
     """α_0m + α_mᵀ x_i: the hidden unit's pre-activation written out."""
     return B["b1"][m] + sp.Sum(B["W1"][m, lb] * B["x"][i, lb], (lb, 1, SIZES["p"]))
@@ -205,7 +205,7 @@ def parse_wrt(shape: Shape, wrt: str):
     return canon, tuple(letters) if letters else None
 
 
-# -- the derivation ---------------------------------------------------------------------------------
+# -- the derivation -------------------------------------------------------------------------------
 def derive_index(net: Graph, wrt: str, cost: str | None = None, notation: str = "esl",
                  of: str = "loss") -> Derivation:
     """∂R/∂θ for one parameter entry θ in general indices (see the module docstring), checked at
@@ -293,10 +293,12 @@ class _Record:
                      "the cost: the sum of the examples' losses" if self.cost == "sum" else
                      "the cost: the mean of the examples' losses", StepKind.DEFINITION)
             self.add(Ri, sp.Sum(self.L(k, i), (k, 1, K)),
-                     f"the loss of example i: {self.shape.loss.words}, over the outputs", StepKind.DEFINITION)
+                     f"the loss of example i: {self.shape.loss.words}, over the outputs",
+                     StepKind.DEFINITION)
         self.define(B["h1"][m, i], self.HACT(_pre1(m, i, ix.lb)),
                     "a hidden unit of one example", StepKind.FORWARD)
-        self.define(B["z2"][k, i], _pre2(k, i, ix.mb), "an output's pre-activation", StepKind.FORWARD)
+        self.define(B["z2"][k, i], _pre2(k, i, ix.mb), "an output's pre-activation",
+                    StepKind.FORWARD)
         self.define(B["yhat"][k, i], self.OACT(k, B["z2"][k, i]), "output k"
                     + (" (the identity)" if self.shape.output.name == "identity" else ""),
                     StepKind.FORWARD)
@@ -327,18 +329,19 @@ class _Record:
         ix = self.ix
         i, k = ix.i, ix.k
         dR = sp.Derivative(B["R"][i], B["yhat"][k, i])
-        self.add(dR, self.dL(k, i), "differentiate the loss: only the k-th term of R_i holds output k", StepKind.JACOBIAN)
+        self.add(dR, self.dL(k, i), "differentiate the loss: only the k-th term of R_i holds "
+                 "output k", StepKind.JACOBIAN)
         rhs = sp.Mul(self.dL(k, i), self.gprime(k, i), evaluate=False) \
             if self.gprime(k, i) != 1 else self.dL(k, i)
-        self.define(B["delta"][k, i], rhs, "the output error (ESL's δ_ki), the derivative by the output's "
-                    "pre-activation: the output separates R_i from it, so the chain rule applies",
-                    StepKind.BACKWARD)
+        self.define(B["delta"][k, i], rhs, "the output error (ESL's δ_ki), the derivative by the "
+                    "output's pre-activation: the output separates R_i from it, so the chain "
+                    "rule applies", StepKind.BACKWARD)
 
     def _s(self):
         ix = self.ix
         i, k, m, l = ix.i, ix.k, ix.m, ix.l
-        self.define(B["s"][m, i], self.HACTP(_pre1(m, i, ix.lb)) * sp.Sum(B["W2"][k, m] * B["delta"][k, i],
-                                                                  (k, 1, SIZES["K"])),
+        back = sp.Sum(B["W2"][k, m] * B["delta"][k, i], (k, 1, SIZES["K"]))
+        self.define(B["s"][m, i], self.HACTP(_pre1(m, i, ix.lb)) * back,
                     "the hidden error (ESL's s_mi): the back-propagation equation, each output's "
                     "error δ sent back along its weight", StepKind.BACKWARD)
 
@@ -351,7 +354,8 @@ class _Record:
                                                       sp.Derivative(B["yhat"][kk, i], th),
                                                       evaluate=False),
                                                (kk, 1, SIZES["K"])),
-                 "the outputs separate R_i from the weight, so the chain rule applies", StepKind.CHAIN_RULE)
+                 "the outputs separate R_i from the weight, so the chain rule applies",
+                 StepKind.CHAIN_RULE)
         g = self.gprime(kk, i)
         self.add(None, sp.Sum(sp.Derivative(Ri, B["yhat"][kk, i]) * sp.KroneckerDelta(k, kk) * g
                               * z, (kk, 1, SIZES["K"])),
@@ -381,8 +385,10 @@ class _Record:
             "the outputs' pre-activations and the hidden units separate R_i from the weight, "
             "so the chain rule applies, summed over every path", StepKind.CHAIN_RULE)
         self.add(None, sp.Sum(B["delta"][k, i] * sp.Sum(
-            B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * self.HACTP(_pre1(mm, i, ix.lb)) * x, (mm, 1, M)),
-            (k, 1, K)), f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = m", StepKind.SUM)
+            B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * self.HACTP(_pre1(mm, i, ix.lb)) * x,
+            (mm, 1, M)), (k, 1, K)),
+            f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = m",
+            StepKind.SUM)
         self.add(None, sp.Sum(B["delta"][k, i] * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x,
                               (k, 1, K)), f"only the term {mm} = m is left", StepKind.SIMPLIFY)
         self._s()
@@ -401,7 +407,8 @@ class _Record:
         rhs = self.gprime(k, i) * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x
         self.add(sp.Derivative(B["yhat"][k, i], th), sp.Mul(
             sp.Derivative(B["yhat"][k, i], B["h1"][m, i]), sp.Derivative(B["h1"][m, i], th),
-            evaluate=False), "the hidden unit separates the output from the weight, so the chain rule applies", StepKind.CHAIN_RULE)
+            evaluate=False), "the hidden unit separates the output from the weight, so the chain "
+            "rule applies", StepKind.CHAIN_RULE)
         self.per_example = rhs
         self.add(None, rhs, "differentiate each factor", StepKind.SUBSTITUTION)
 
@@ -465,7 +472,7 @@ def _renamed(rhs, mapping):
     return rhs.xreplace(mapping)
 
 
-# -- the check ----------------------------------------------------------------------------------------
+# -- the check ------------------------------------------------------------------------------------
 def _written_out(shape: Shape, sizes, N, cost):
     """The cost R written out weight by weight for layer sizes (p, M, K) and N examples, and the
     symbol of every Indexed entry (W1[1, 2] → W1_1,2)."""

@@ -15,7 +15,7 @@ z_mi, T_ki, δ_ki, s_mi; the feature notes' ẇ_ij (input i to unit j: symgrad's
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
