@@ -222,9 +222,9 @@ def test_cli_index_level_esl():
 
 def test_cli_cost_and_formats():
     r = run("derive", "2-2-1", "--level", "index", "--wrt", "W1_ij", "--cost", "mean")
-    assert r.exit_code == 0 and "Sum(s[i, n]*x[n, j], (n, 1, N))/N" in r.output, r.output
+    assert r.exit_code == 0 and "∂R/∂W1[i, j] = (1/N) Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
     r = run("derive", "2-2-1", "--level", "index", "--wrt", "b2", "--format", "json")
-    assert r.exit_code == 0 and '"title"' in r.output
+    assert r.exit_code == 0 and '"rhs": "Sum(delta[k, i], (i, 1, N))"' in r.output, r.output
     r = run("derive", "2-2-1", "--wrt", "W1", "--cost", "sum")
     assert r.exit_code == 0 and "the sum over the n examples" in r.output, r.output
 

@@ -92,7 +92,10 @@ class IndexExpr(sp.Basic):
         return IndexExpr.latex_printer(self.expr, p, self.whole)
 
     def _sympystr(self, p):
-        return IndexExpr.text_printer(self.expr) if IndexExpr.text_printer else str(self.expr)
+        """SymPy's syntax for JSON (the sympify printer), ∂, Σ and [k = k′] for the text."""
+        if IndexExpr.text_printer is None:
+            return str(self.expr)
+        return IndexExpr.text_printer(self.expr, type(p).__name__ == "TextPrinter")
 
     def _sympyrepr(self, p):
         return self._sympystr(p)

@@ -290,6 +290,30 @@ class IndexStrPrinter(StrPrinter):
         return "%s(%s)" % (name, self._print(args[0]))
 
 
+class IndexTextPrinter(IndexStrPrinter):
+    """The text format: ∂R[i]/∂W1[m, l], Σ_{k=1}^{K} …, [k = k′] (JSON keeps SymPy's syntax)."""
+
+    def _print_Derivative(self, expr):
+        return "∂%s/∂%s" % (self._print(expr.expr), self._print(expr.variables[0]))
+
+    def _print_Sum(self, expr):
+        v, lo, hi = expr.limits[0]
+        body = self._print(expr.function)
+        if isinstance(expr.function, sp.Add):
+            body = "(%s)" % body
+        return "Σ_{%s=%s}^{%s} %s" % (self._print(v), self._print(lo), self._print(hi), body)
+
+    def _print_KroneckerDelta(self, expr):
+        return "[%s = %s]" % (self._print(expr.args[0]), self._print(expr.args[1]))
+
+    def _print_Mul(self, expr):  # (1/N) Σ_i …, the mean as the notes write it
+        inv = [a for a in expr.args if isinstance(a, sp.Pow) and a.exp == -1 and a.base.is_Symbol]
+        if len(inv) == 1 and any(isinstance(a, sp.Sum) for a in expr.args):
+            rest = sp.Mul(*[a for a in expr.args if a is not inv[0]])
+            return "(1/%s) %s" % (self._print(inv[0].base), self._print(rest))
+        return super()._print_Mul(expr)
+
+
 def index_latex(expr, printer=None, whole=False) -> str:
     nota = getattr(printer, "_nota", None) or NOTATIONS["esl"]
     return IndexLatexPrinter({"notation": nota, "whole": whole}).doprint(expr)
@@ -300,6 +324,7 @@ def _latex_hook(expr, printer, whole=False):
 
 
 IndexExpr.latex_printer = staticmethod(_latex_hook)
-IndexExpr.text_printer = staticmethod(lambda e: IndexStrPrinter().doprint(e))
+IndexExpr.text_printer = staticmethod(
+    lambda e, readable=False: (IndexTextPrinter if readable else IndexStrPrinter)().doprint(e))
 
 __all__ = ["ESL", "NamedNotation", "IndexLatexPrinter", "index_latex"]
