@@ -16,7 +16,7 @@ import click
 
 from symgrad.derive import calculus, mcalc
 from symgrad.derive.hessian import derive_hessian
-from symgrad.derive.indexed import DEFAULT_COST, shape_of as index_shape
+from symgrad.derive.indexed import DEFAULT_COST, general, shape_of as index_shape
 from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.source import python_function
 from symgrad.core.mlang import parse_sizes
@@ -505,6 +505,9 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost,
     net = load_network(network, hidden, output_act, loss, timeout=timeout,
                        on_overrun=_hard_stop(network, timeout))
     net.check()
+    if level == "element" and wrt and general(wrt, net) and not (naming or steps):
+        # W1_ij: the general entry, beside the concrete W1_12 (the index level)
+        return _derive_index(net, None, None, None, wrt, of, cost, fmt, notation, timeout)
     preset = notation_preset(notation or "slides")  # after the file: it may register one
     if level == "element" and naming is None and re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
         naming = "position"  # W1_12 can only be a position name
@@ -522,10 +525,13 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost,
 
 
 def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notation, timeout):
-    """derive --level index: each parameter's general entry (or the one --wrt names)."""
-    net = load_network(network, hidden, output_act, loss, timeout=timeout,
-                       on_overrun=_hard_stop(network, timeout))
-    net.check()
+    """derive --level index: each parameter's general entry (or the one --wrt names);
+    ``network`` a spec or file, or the network already loaded."""
+    net = network
+    if isinstance(network, str):
+        net = load_network(network, hidden, output_act, loss, timeout=timeout,
+                           on_overrun=_hard_stop(network, timeout))
+        net.check()
     preset = notation_preset(notation or "esl")
     names = [wrt] if wrt else list(index_shape(net).names.values())
     ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")

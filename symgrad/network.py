@@ -27,10 +27,13 @@ class Network(Graph):
     def derive(self, name: str, level: str = "matrix", cost: str | None = None, **kw):
         """The derivation of ∂f/∂``name``: ``level`` "matrix" (a chain of Jacobians simplified to
         the backprop form), "element" (unit by unit, for a scalar weight such as w1) or "index"
-        (one-hidden-layer nets: the general entry, W1_ij or ESL's α_ml, in symbolic indices;
+        (one-hidden-layer nets: the general entry, W1_ij or ESL's alpha_ml, in symbolic indices,
+        also what level "element" does with index letters;
         ``notation`` names the letters, "esl" by default). ``cost`` "mean" (the default, except
         for the index level in ESL's notation: "sum") or "sum" over the examples."""
-        if level == "index":
+        if level == "index" or (level == "element" and indexed.general(name, self)):
+            # W1_ij at the element level: the general entry, alongside the concrete W1_12
+            kw.pop("naming", None), kw.pop("steps", None), kw.pop("cases", None)
             return indexed.derive_index(self, name, cost=cost, **kw)
         if level == "matrix":
             return cost_of.with_cost(self, matrix.derive_parameter(self, name, **kw), cost)

@@ -270,3 +270,17 @@ def test_cli_feature_output_and_an_esl_handout_render(renderers):
     blocks = [(r.output, True)] + markdown_math(md)
     assert "\\alpha" in md
     assert not (f := renderers.failures(blocks, "esl handout")), f
+
+
+def test_element_level_takes_index_letters_beside_concrete_indices():
+    """--level element --wrt W1_ij is the general entry (the index level); W1_12 stays the
+    concrete one, written out weight by weight."""
+    net = sg.mlp([2, 2, 1])
+    general = net.derive("W1_ij", level="element", notation="esl", cost="mean")
+    assert general.meta["level"] == "index" and general.result == net.derive(
+        "W1_ij", level="index", cost="mean").result
+    assert net.derive("W1_12", level="element", naming="position").meta.get("level") != "index"
+    r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_ij")
+    assert r.exit_code == 0 and "∂R/∂W1[i, j] = Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
+    r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_12")
+    assert r.exit_code == 0 and "W1_12" in r.output

@@ -183,6 +183,16 @@ ALIASES = {"alpha": "W1", "alpha0": "b1", "beta": "W2", "beta0": "b2", "α": "W1
            "β": "W2", "β0": "b2"}
 
 
+def general(name, net: Graph) -> bool:
+    """True for an entry of one of ``net``'s parameters named with index letters (W1_ij, b2_k,
+    ESL's alpha_ml), not digits (W1_12) and not a parameter's own name."""
+    if not isinstance(name, str) or name in net.parameters:
+        return False
+    base, _, rest = name.rpartition("_")
+    return bool(re.fullmatch(r"[A-Za-z]{1,2}", rest)) and (
+        base in net.parameters or base in ALIASES or base in ROW_ALIASES)
+
+
 def parse_wrt(shape: Shape, wrt: str):
     """'W1', 'W1_ij' (row i, column j: hidden unit i, input j), 'b2_k', or ESL's 'alpha_ml',
     'beta_km', 'alpha0_m', 'beta0_k' → (canonical name, index letters or None)."""
