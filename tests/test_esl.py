@@ -284,3 +284,15 @@ def test_element_level_takes_index_letters_beside_concrete_indices():
     assert r.exit_code == 0 and "∂R/∂W1[i, j] = Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
     r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_12")
     assert r.exit_code == 0 and "W1_12" in r.output
+
+
+@pytest.mark.parametrize("hidden, output, loss, p", [
+    ("tanh", "sigmoid", "bce", "b2"), ("sigmoid", "identity", "abs(y - yhat)", "W2"),
+    ("leaky_relu", "identity", "mse", "b1")])
+def test_other_activations_and_losses_pass_their_check(hidden, output, loss, p):
+    """The loss's derivative L′ and the activations' come from their registrations (an abs loss
+    once failed: its derivative taken by complex dummies stayed unevaluated)."""
+    net = sg.mlp([2, 3, 2] if loss != "bce" else [2, 3, 1], hidden=hidden, output=output,
+                 loss=loss)
+    d = net.derive(p, level="index", notation="slides")
+    assert d.meta["checked"] and d.meta["cost"] == "mean"

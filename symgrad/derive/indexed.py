@@ -275,13 +275,13 @@ class _Record:
 
     # the per-component loss and its derivative
     def L(self, k, i):
-        p, t = sp.Dummy("p"), sp.Dummy("t")
+        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
         return self.shape.loss.written_out([p], [t]).xreplace({p: B["yhat"][k, i],
                                                                   t: B["y"][i, k]})
 
     def dL(self, k, i):
         """∂L/∂f_k(x_i), as c (y_ik − f_k(x_i)) when it is that."""
-        p, t = sp.Dummy("p"), sp.Dummy("t")
+        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
         body = sp.diff(self.shape.loss.written_out([p], [t]), p)
         c = sp.diff(body, t)
         f, y = B["yhat"][k, i], B["y"][i, k]
@@ -499,7 +499,7 @@ def _written_out(shape: Shape, sizes, N, cost):
         return sym[key]
 
     hf, of = shape.hidden.f, shape.output.f
-    q, t = sp.Dummy("q"), sp.Dummy("t")
+    q, t = sp.Dummy("q", real=True), sp.Dummy("t", real=True)
     Lc = sp.Lambda((q, t), shape.loss.written_out([q], [t]))
     total, outs = 0, {}
     for i in range(1, N + 1):
