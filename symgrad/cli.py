@@ -17,6 +17,7 @@ import click
 from symgrad.derive import calculus, mcalc
 from symgrad.derive.hessian import derive_hessian
 from symgrad.derive.assemble import names_parameter
+from symgrad.derive.indexed import DEFAULT_COST, general, shape_of as index_shape
 from symgrad.compile.mfunction import MatrixDerivation
 from symgrad.compile.source import python_function
 from symgrad.core.mlang import parse_sizes
@@ -444,23 +445,29 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
 @click.option("--wrt", help="Parameter: W1, b2 (matrix level) or w1, W1_12 (element level; W1 "
                             "there: each entry's partial, assembled into ∇W1). Default: every "
                             "parameter.")
-@click.option("--level", type=click.Choice(["matrix", "element"]), default="matrix",
-              show_default=True)
+@click.option("--level", type=click.Choice(["matrix", "element", "index"]), default="matrix",
+              show_default=True, help="index: one-hidden-layer nets, the general entry (W1_ij, "
+              "ESL's alpha_ml) in symbolic indices, checked at every index of 2-2-1 and 3-2-2.")
 @click.option("--of", type=click.Choice(["loss", "output"]), default=None,
-              help="Element level: differentiate the loss (the default) or the output ŷ.")
+              help="Element and index levels: differentiate the loss (the default) or the "
+                   "output ŷ.")
+@click.option("--cost", type=click.Choice(["mean", "sum"]), default=None,
+              help="The cost over the examples: their mean or their sum. Default: as the "
+                   "notation's notes (sum for esl, else mean).")
 @click.option("--naming", type=click.Choice(["notes", "position"]), default=None,
               help="Element level: scalar names as in the notes (w1…w6, b1…b3) or by position "
                    "(W1_12 = row 1, column 2 of W1; W1_1,11 once W1 has 10 rows or columns). "
                    "Default: notes for up to 40 scalars.")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @click.option("--notation", default=None, metavar="PRESET",
-              help="With --format latex: slides (the default), feature, or a preset added with "
-                   "symgrad.register_notation (a network file may add one).")
+              help="With --format latex: slides (the default), feature, esl, or a preset added "
+                   "with symgrad.register_notation (a network file may add one); with --level "
+                   "index also the index letters (esl the default).")
 @steps_option("each local partial derivative rule by rule (with --level element)")
 @file_timeout
 @click.pass_context
-def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, notation, steps,
-           timeout):
+def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost, fmt, notation,
+           steps, timeout):
     """Derive the gradient of a network's loss, step by step.
 
     NETWORK is a spec such as 2-2-1 (with --hidden/--output/--loss) or a Python file that
@@ -473,7 +480,14 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
       symgrad derive 2-2-1 --level element --naming position --wrt W1_12
       symgrad derive 2-2-1 --level element --wrt W1   (every entry, assembled into ∇W1)
       symgrad derive 2-2-1 --level element            (all of them, then gradient descent)
+      symgrad derive 2-2-1 --level index --notation esl --format latex --wrt W1_ml
     """
+    if level == "index":
+        if naming or steps:
+            raise click.UsageError("--naming and --steps are for --level element (the index "
+                                   "level writes its steps in the notation's letters)")
+        return _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notation,
+                             timeout)
     if naming and level != "element":
         raise click.UsageError("--naming is for --level element (matrix names are W1, b1, …)")
     if of == "output" and level != "element":  # (it was ignored: the loss's gradient printed)
@@ -493,6 +507,9 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
     net = load_network(network, hidden, output_act, loss, timeout=timeout,
                        on_overrun=_hard_stop(network, timeout))
     net.check()
+    if level == "element" and wrt and general(wrt, net) and not (naming or steps):
+        # W1_ij: the general entry, beside the concrete W1_12 (the index level)
+        return _derive_index(net, None, None, None, wrt, of, cost, fmt, notation, timeout)
     preset = notation_preset(notation or "slides")  # after the file: it may register one
     if level == "element" and naming is None and wrt and \
             re.fullmatch(r"[A-Za-z]+\d+_\d+(,\d+)?", wrt):
@@ -502,11 +519,33 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
     if steps == "full" and (not wrt or names_parameter(net, wrt, naming)):
         raise click.UsageError("--steps full is for one weight (--wrt w1): each partial's "
                                "rules; a parameter's entries are assembled from their results")
+    cost = cost or DEFAULT_COST.get(preset.name, "mean")  # as the notation's notes: ESL sums
     if level == "element" and not wrt:  # every partial, assembled, then gradient descent
         opts.pop("steps")
         ds = net.derive_all(level="element", **opts)
     else:
-        ds = [net.derive(wrt, level=level, **opts)] if wrt else net.derive_all()
+        ds = [net.derive(wrt, level=level, cost=cost, **opts)] if wrt else \
+            net.derive_all(cost=cost)
+    if fmt == "json":
+        click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
+    elif fmt == "latex":
+        click.echo("\n\n".join(to_latex(d, notation=preset.name) for d in ds))
+    else:
+        click.echo("\n\n".join(d.to_text() for d in ds))
+
+
+def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notation, timeout):
+    """derive --level index: each parameter's general entry (or the one --wrt names);
+    ``network`` a spec or file, or the network already loaded."""
+    net = network
+    if isinstance(network, str):
+        net = load_network(network, hidden, output_act, loss, timeout=timeout,
+                           on_overrun=_hard_stop(network, timeout))
+        net.check()
+    preset = notation_preset(notation or "esl")
+    names = [wrt] if wrt else list(index_shape(net).names.values())
+    ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")
+          for w in names]
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":

@@ -10,7 +10,8 @@ from __future__ import annotations
 from symgrad.compile.assembled import against_kernel
 from symgrad.compile.kernel import compile_network, predict
 from symgrad.compile.spec import init_params
-from symgrad.derive import assemble, backprop, element, matrix
+from symgrad.derive import assemble, backprop, element, indexed, matrix
+from symgrad.derive import cost as cost_of
 from symgrad.graph import files
 from symgrad.graph import network as _graph
 from symgrad.graph.activations import ACTIVATIONS, VECTOR_ACTIVATIONS, Activation, activation
@@ -24,32 +25,40 @@ class Network(Graph):
     Build it with ``input``, ``dense``, ``act``, ``add`` and ``set_loss`` (the Graph's); derive,
     compile and run it with the methods below."""
 
-    def derive(self, name: str, level: str = "matrix", **kw):
+    def derive(self, name: str, level: str = "matrix", cost: str | None = None, **kw):
         """The derivation of ∂f/∂``name``: ``level`` "matrix" (a chain of Jacobians simplified to
-        the backprop form) or "element" (unit by unit, for a scalar weight such as w1; for a
+        the backprop form), "element" (unit by unit, for a scalar weight such as w1; for a
         parameter such as W1, every entry's partial derivative assembled into its gradient; a
-        name that is both, b1 of the notes' naming, is the scalar)."""
+        name that is both, b1 of the notes' naming, is the scalar) or "index" (one-hidden-layer
+        nets: the general entry, W1_ij or ESL's alpha_ml, in symbolic indices, also what level
+        "element" does with index letters; ``notation`` names the letters, "esl" by default).
+        ``cost`` "mean" (the default, except for the index level in ESL's notation: "sum") or
+        "sum" over the examples."""
+        if level == "index" or (level == "element" and indexed.general(name, self)):
+            # W1_ij at the element level: the general entry, alongside the concrete W1_12
+            kw.pop("naming", None), kw.pop("steps", None), kw.pop("cases", None)
+            return indexed.derive_index(self, name, cost=cost, **kw)
         if level == "matrix":
-            return matrix.derive_parameter(self, name, **kw)
+            return cost_of.with_cost(self, matrix.derive_parameter(self, name, **kw), cost)
         if level == "element":
             if assemble.names_parameter(self, name, kw.get("naming")):
                 kw.pop("steps", None)  # (each entry's derivation is shown by its result)
                 return assemble.assembled(self, name, agree=against_kernel, **kw)
-            return element.derive_element(self, name, **kw)
-        raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
+            return cost_of.with_cost(self, element.derive_element(self, name, **kw), cost)
+        raise ValueError(f"level must be 'matrix', 'element' or 'index', not {level!r}")
 
-    def derive_all(self, level: str = "matrix", **kw) -> list:
+    def derive_all(self, level: str = "matrix", cost: str | None = None, **kw) -> list:
         """Every parameter's derivation, in order. The matrix level: each chain starts at the
-        nearest node whose g an earlier derivation derived, so the whole is linear in depth. The
-        element level: every partial derivative of each parameter assembled into its gradient,
+        nearest node whose g an earlier derivation derived, so the whole is linear in depth;
+        ``cost`` "mean" (the default) or "sum" over the examples. The element level: every
+        partial derivative of each parameter assembled into its gradient (one example's ℓ),
         then gradient descent written out weight by weight (the XOR slides' last steps)."""
         if level == "element":
             return [assemble.assembled(self, p, agree=against_kernel, **kw)
-                    for p in self.parameters] + \
-                [assemble.descent(self, kw.get("naming"))]
+                    for p in self.parameters] + [assemble.descent(self, kw.get("naming"))]
         if level != "matrix":
             raise ValueError(f"level must be 'matrix' or 'element', not {level!r}")
-        return matrix.derive_all(self)
+        return [cost_of.with_cost(self, d, cost) for d in matrix.derive_all(self)]
 
     def gradients(self) -> dict:
         return backprop.gradients(self)

@@ -56,10 +56,10 @@ def test_a_notation_preset_is_one_registration(tmp_path):
         assert "a^{(1)}" in (tmp_path / "h.tex").read_text()
     finally:
         del NOTATIONS["plain"]
-    with pytest.raises(ValueError, match="notation must be one of slides, feature, not 'plain'"):
+    with pytest.raises(ValueError, match="notation must be one of slides, feature, esl, not 'plain'"):
         sg.to_latex(net.derive("W1"), notation="plain")
     r = CliRunner().invoke(cli, ["handout", "2-2-1", "--notation", "plain"])
-    assert r.exit_code == 2 and "notation must be one of slides, feature, not 'plain'" in r.output
+    assert r.exit_code == 2 and "notation must be one of slides, feature, esl, not 'plain'" in r.output
 
 
 def test_a_network_file_may_register_the_preset_it_names(tmp_path):

@@ -119,7 +119,7 @@ CASES = [  # argv, fragment of the one line
     (["derive", "2-2-1", "--steps"], "derive always prints every step"),
     (["derive", "2-2-1", "--notation", "feature"], "--notation is for --format latex"),
     (["derive", "2-2-1", "--format", "latex", "--notation", "fancy"],
-     "notation must be one of slides, feature, not 'fancy'"),
+     "notation must be one of slides, feature, esl, not 'fancy'"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
     (["nonsense"], "No such command"),
 ]

@@ -8,6 +8,7 @@ table), writing justifications through :mod:`.words`, sums in the notes' order t
 :mod:`.terms`. ``Derivation.to_text/to_latex/to_dict`` reach this package through core's one
 printing hook, ``symgrad.core.derivation._printing``.
 """
+from symgrad.printing import indexed as _indexed  # registers the esl preset and the index printer
 from symgrad.printing.latex import latex, notebook_latex, to_latex, words_latex
 from symgrad.printing.names import portable_math, text_escape
 from symgrad.printing.text import PlainPrinter, SympifyPrinter, TextPrinter, to_dict, to_text

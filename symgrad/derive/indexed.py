@@ -1,0 +1,560 @@
+"""The index level: ∂R/∂α_ml, ∂R/∂β_km at ANY indices (SymPy's Indexed, Sum, KroneckerDelta).
+
+Where it sits: derive, beside :mod:`.element` (which writes a network out weight by weight, every
+index concrete) and :mod:`.matrix` (whole matrices). It derives, for a one-hidden-layer network
+x → z1 = W1 x + b1 → h1 = σ(z1) → z2 = W2 h1 + b2 → ŷ = g(z2) with a loss summed over the output
+components, the general element of each gradient in symbolic indices, as the ESL lecture (§11.4,
+back-propagation) writes it: δ_ki = ∂R_i/∂T_ki, s_mi = σ′(α_0m + α_mᵀx_i) Σ_k β_km δ_ki,
+∂R_i/∂β_km = δ_ki z_mi, ∂R_i/∂α_ml = s_mi x_il. Index i is the example, k an output, m a hidden
+unit, l an input (other letters when the user's ``wrt`` takes these, ``W1_ij``); the cost is the
+sum over the N examples (``cost="sum"``, ESL's R(θ)) or their mean (``cost="mean"``).
+
+Every general-index result is checked before it is returned: instantiated at every concrete index
+of small networks with the same activations and loss (2-2-1, 3-2-2, and the network's own sizes
+when small), with N = 2 examples, its sums written out, it must equal ``sympy.diff`` of the cost
+written out weight by weight, at random points; a mismatch raises :class:`IndexCheckError`.
+
+Expressions hold the canonical IndexedBases ``x, y, W1, b1, W2, b2, z1, h1, z2, yhat, delta, s, R``
+and the activations as the undefined functions ``hact``/``hact'`` (hidden) and ``oact``/``oact'``
+(output, whose first argument is the output index, as ESL's g_k); the steps wrap them in
+:class:`IndexExpr`, a display node the printing layer renders in each notation's letters
+(``symgrad.printing.indexed`` registers its printer: this layer never imports printing).
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+import sympy as sp
+
+from symgrad.core.derivation import Derivation, Note, StepKind, _basic
+from symgrad.core.evaluate import evaluate
+from symgrad.graph.activations import ACTIVATIONS
+from symgrad.graph.network import Graph
+
+
+class IndexCheckError(AssertionError):
+    """A general-index result that disagrees with sympy.diff of the written-out cost."""
+
+
+COSTS = ("sum", "mean")
+# index letters per notation: example, output, hidden, input (ESL: x_il, y_ik, α_ml, β_km)
+LETTERS = {"esl": ("i", "k", "m", "l"), "feature": ("n", "k", "j", "i"),
+           "slides": ("i", "k", "j", "l")}
+DEFAULT_COST = {"esl": "sum"}  # the presets whose notes sum over the examples; the rest: mean
+CHECK_SIZES = ((2, 2, 1), (3, 2, 2))
+
+B = {name: sp.IndexedBase(name) for name in
+     ("x", "y", "W1", "b1", "W2", "b2", "z1", "h1", "z2", "yhat", "delta", "s", "R")}
+ACT_KINDS = ("hact", "hact'", "oact", "oact'")
+
+
+def act_fn(kind: str, act) -> sp.FunctionClass:
+    """The undefined function standing for an activation (``hact[sigmoid]``, ``oact'[identity]``):
+    printers name it by the activation, the check replaces it by the activation's Lambda."""
+    return sp.Function(f"{kind}[{act.name}]")
+
+
+def act_kind(e):
+    """(kind, activation name) of an applied act_fn, else None."""
+    m = re.fullmatch(r"(hact'?|oact'?)\[(.+)\]", getattr(e.func, "__name__", "")) \
+        if isinstance(e, sp.Function) else None
+    return (m.group(1), m.group(2)) if m else None
+SIZES = {"N": sp.Symbol("N", integer=True, positive=True), "K": sp.Symbol("K", integer=True,
+         positive=True), "M": sp.Symbol("M", integer=True, positive=True),
+         "p": sp.Symbol("p", integer=True, positive=True)}
+COST = sp.Symbol("R")  # the cost R(θ)
+
+
+class IndexExpr(sp.Basic):
+    """A general-index expression as a step's side: printed by the printer the printing layer
+    registers (``IndexExpr.latex_printer(expr, printer)``), in the notation being printed."""
+
+    latex_printer = None
+    text_printer = None
+
+    def __new__(cls, expr, whole=False):
+        return sp.Basic.__new__(cls, _basic(expr), sp.true if whole else sp.false)
+
+    @property
+    def whole(self) -> bool:
+        """Pre-activations written out (a forward definition), else by their unit's name."""
+        return bool(self.args[1])
+
+    @property
+    def expr(self):
+        return self.args[0]
+
+    def _latex(self, p):
+        if IndexExpr.latex_printer is None:
+            return sp.latex(self.expr)
+        return IndexExpr.latex_printer(self.expr, p, self.whole)
+
+    def _sympystr(self, p):
+        """SymPy's syntax for JSON (the sympify printer), ∂, Σ and [k = k′] for the text."""
+        if IndexExpr.text_printer is None:
+            return str(self.expr)
+        return IndexExpr.text_printer(self.expr, type(p).__name__ == "TextPrinter")
+
+    def _sympyrepr(self, p):
+        return self._sympystr(p)
+
+
+@dataclass
+class Shape:
+    """The one-hidden-layer network the index level derives: its parameter names, activations and
+    per-component loss L(ŷ_k, y_k)."""
+
+    names: dict           # canonical W1 b1 W2 b2 → the network's parameter names
+    hidden: object        # Activation
+    output: object        # Activation
+    loss: object          # Loss
+    sizes: tuple          # (p, M, K)
+    penalty: sp.Expr
+
+
+def shape_of(net: Graph) -> Shape:
+    """The network as the index level needs it, or one ValueError saying what it is not."""
+    nodes = list(net.nodes.values())
+    ops = [n.op for n in nodes]
+    what = ("the index level derives one-hidden-layer networks x → dense → activation → dense "
+            "(→ activation) with one loss, such as 2-2-1")
+    if ops not in (["input", "dense", "act", "dense"], ["input", "dense", "act", "dense", "act"]):
+        raise ValueError(f"{what}; this one is {' → '.join(ops)} (use level='element' or 'matrix')")
+    if len(net.losses) != 1 or net.losses[0].weight != 1:
+        raise ValueError(f"{what}; this one has {len(net.losses)} loss terms")
+    loss = net.losses[0].loss
+    if loss.labels:
+        raise ValueError("the index level needs a loss summed over the outputs one by one "
+                         "(mse, bce or an expression in yhat and y), not cross_entropy")
+    d1, d2 = nodes[1], nodes[3]
+    if len(d1.params) != 2 or len(d2.params) != 2:
+        raise ValueError(f"{what}, each dense layer with a bias")
+    out = nodes[4].act if len(nodes) == 5 else ACTIVATIONS["identity"]
+    return Shape({"W1": d1.params[0], "b1": d1.params[1], "W2": d2.params[0], "b2": d2.params[1]},
+                 nodes[2].act, out, loss, (nodes[0].dim, d1.dim, d2.dim), net.penalty)
+
+
+# -- the network in indices -----------------------------------------------------------------------
+def _pre1(m, i, lb):
+    """α_0m + α_mᵀ x_i: the hidden unit's pre-activation written out."""
+    return B["b1"][m] + sp.Sum(B["W1"][m, lb] * B["x"][i, lb], (lb, 1, SIZES["p"]))
+
+
+def _pre2(k, i, mb):
+    return B["b2"][k] + sp.Sum(B["W2"][k, mb] * B["h1"][mb, i], (mb, 1, SIZES["M"]))
+
+
+@dataclass
+class Indices:
+    i: sp.Symbol  # example
+    k: sp.Symbol  # output
+    m: sp.Symbol  # hidden
+    l: sp.Symbol  # input
+    kk: sp.Symbol  # k′, m′: the chain rule's dummies
+    mm: sp.Symbol
+
+    @property
+    def lb(self):  # the bound index of α_mᵀx_i = Σ_l′ α_ml′ x_il′
+        return sp.Symbol(f"{self.l}'", integer=True)
+
+    @property
+    def mb(self):  # the bound index of β_kᵀz_i
+        return sp.Symbol(f"{self.m}''", integer=True)
+
+
+def _indices(notation: str, taken: set) -> Indices:
+    base = LETTERS.get(notation, LETTERS["slides"])
+    spare = [c for c in "ijklmnabcdeqrtuv" if c not in taken]
+    out = []
+    for c in base:
+        if c in taken or c in out:
+            c = next(s for s in spare if s not in out and s not in base)
+        out.append(c)
+    sym = [sp.Symbol(c, integer=True) for c in out]
+    return Indices(*sym, sp.Symbol(out[1] + "'", integer=True), sp.Symbol(out[2] + "'",
+                                                                          integer=True))
+
+
+WRT = re.compile(r"(W1|b1|W2|b2)(?:_([A-Za-z])([A-Za-z])?)?")
+ROW_ALIASES = {"wdot": "W1", "wddot": "W2"}  # the feature notes' ẇ_ij, ẅ_jk (row vectors)
+ALIASES = {"alpha": "W1", "alpha0": "b1", "beta": "W2", "beta0": "b2", "α": "W1", "α0": "b1",
+           "β": "W2", "β0": "b2"}
+
+
+def general(name, net: Graph) -> bool:
+    """True for an entry of one of ``net``'s parameters named with index letters (W1_ij, b2_k,
+    ESL's alpha_ml), not digits (W1_12) and not a parameter's own name."""
+    if not isinstance(name, str) or name in net.parameters:
+        return False
+    base, _, rest = name.rpartition("_")
+    return bool(re.fullmatch(r"[A-Za-z]{1,2}", rest)) and (
+        base in net.parameters or base in ALIASES or base in ROW_ALIASES)
+
+
+def parse_wrt(shape: Shape, wrt: str):
+    """'W1', 'W1_ij' (row i, column j: hidden unit i, input j), 'b2_k', or ESL's 'alpha_ml',
+    'beta_km', 'alpha0_m', 'beta0_k' → (canonical name, index letters or None)."""
+    text = str(wrt).strip()
+    back = {v: k for k, v in shape.names.items()}
+    name, _, rest = text.partition("_")
+    if name not in back and text in back:  # a parameter named with an underscore
+        name, rest = text, ""
+    canon = back.get(name) or ALIASES.get(name) or ROW_ALIASES.get(name)
+    if canon and re.fullmatch(r"\d+(,\d+)?", rest):
+        raise ValueError(f"{text!r} is one concrete entry: --level element derives it (the "
+                         f"index level takes letters: {name}_ij)")
+    letters = rest or None
+    if canon is None or (letters and (not letters.isalpha() or
+                                      len(letters) != (2 if canon[0] == "W" else 1))):
+        known = ", ".join(f"{shape.names[c]}_{'ij' if c[0] == 'W' else 'i'}" for c in shape.names)
+        raise ValueError(f"unknown parameter {text!r} for the index level: give one of "
+                         f"{', '.join(shape.names.values())}, or with index letters {known}")
+    if letters and name in ROW_ALIASES:  # the feature notes' ẇ_ij joins input i to unit j
+        letters = letters[::-1]
+    if letters and len(set(letters)) != len(letters):
+        raise ValueError(f"{text!r}: give a parameter's two indices different letters (W1_ij)")
+    return canon, tuple(letters) if letters else None
+
+
+# -- the derivation -------------------------------------------------------------------------------
+def derive_index(net: Graph, wrt: str, cost: str | None = None, notation: str = "esl",
+                 of: str = "loss") -> Derivation:
+    """∂R/∂θ for one parameter entry θ in general indices (see the module docstring), checked at
+    every concrete index of 2-2-1 and 3-2-2 against sympy.diff before it is returned."""
+    shape = shape_of(net)
+    notation = getattr(notation, "name", notation) or "esl"
+    cost = cost or DEFAULT_COST.get(notation, "mean")
+    if cost not in COSTS:
+        raise ValueError(f"cost must be 'sum' or 'mean', not {cost!r}")
+    if of not in ("loss", "output"):
+        raise ValueError(f"of must be 'loss' or 'output', not {of!r}")
+    canon, letters = parse_wrt(shape, wrt)
+    ix = _indices(notation, set(letters or ()))
+    if letters:  # the user's letters name the parameter's own indices
+        own = [sp.Symbol(c, integer=True) for c in letters]
+        if canon == "W1":
+            ix.m, ix.l = own
+        elif canon == "W2":
+            ix.k, ix.m = own
+        elif canon == "b1":
+            ix.m = own[0]
+        else:
+            ix.k = own[0]
+        ix.kk, ix.mm = sp.Symbol(f"{ix.k}'", integer=True), sp.Symbol(f"{ix.m}'", integer=True)
+    d = Derivation(title=f"∂{'R' if of == 'loss' else 'f'}/∂{shape.names[canon]} in general "
+                   "indices")
+    rec = _Record(d, shape, ix, canon, cost, of)
+    rec.run()
+    _verify(net, shape, rec)
+    d.result = rec.total
+    d.meta.update(level="index", cost=cost, notation=notation, wrt=canon, of=of,
+                  indices={"example": str(ix.i), "output": str(ix.k), "hidden": str(ix.m),
+                           "input": str(ix.l)},
+                  per_example=rec.per_example, definitions=rec.definitions,
+                  explicit=rec.explicit(rec.total), checked=rec.checked)
+    return d
+
+
+class _Record:
+    """The steps of one derivation, and the definitions (δ, s, z, T, f) its result names."""
+
+    def __init__(self, d, shape, ix, canon, cost, of):
+        self.d, self.shape, self.ix, self.canon, self.cost, self.of = d, shape, ix, canon, cost, of
+        self.definitions = {}
+        self.checked = []
+        i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        self.HACT, self.HACTP = act_fn("hact", shape.hidden), act_fn("hact'", shape.hidden)
+        self.OACT, self.OACTP = act_fn("oact", shape.output), act_fn("oact'", shape.output)
+        self.param = {"W1": B["W1"][m, l], "b1": B["b1"][m], "W2": B["W2"][k, m],
+                      "b2": B["b2"][k]}[canon]
+
+    def add(self, lhs, rhs, why, kind, whole=False):
+        self.d.add(None if lhs is None else IndexExpr(lhs), IndexExpr(rhs, whole), why, kind)
+
+    # the per-component loss and its derivative
+    def L(self, k, i):
+        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
+        return self.shape.loss.written_out([p], [t]).xreplace({p: B["yhat"][k, i],
+                                                                  t: B["y"][i, k]})
+
+    def dL(self, k, i):
+        """∂L/∂f_k(x_i), as c (y_ik − f_k(x_i)) when it is that."""
+        p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
+        body = sp.diff(self.shape.loss.written_out([p], [t]), p)
+        c = sp.diff(body, t)
+        f, y = B["yhat"][k, i], B["y"][i, k]
+        if c.is_number and c != 0 and sp.expand(body - c * (t - p)) == 0:
+            return sp.Mul(c, y - f, evaluate=False) if c != 1 else y - f
+        return body.xreplace({p: f, t: y})
+
+    def gprime(self, k, i):
+        if self.shape.output.name == "identity":
+            return sp.Integer(1)
+        return self.OACTP(k, _pre2(k, i, self.ix.mb))
+
+    def run(self):
+        ix, d = self.ix, self.d
+        i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        N, K = SIZES["N"], SIZES["K"]
+        Ri = B["R"][i]
+        # the model, as the notes define it
+        total = sp.Sum(Ri, (i, 1, N))
+        if self.of == "loss":
+            self.add(COST, total if self.cost == "sum" else total / N,
+                     "the cost: the sum of the examples' losses" if self.cost == "sum" else
+                     "the cost: the mean of the examples' losses", StepKind.DEFINITION)
+            self.add(Ri, sp.Sum(self.L(k, i), (k, 1, K)),
+                     f"the loss of example i: {self.shape.loss.words}, over the outputs",
+                     StepKind.DEFINITION)
+        self.define(B["h1"][m, i], self.HACT(_pre1(m, i, ix.lb)),
+                    "a hidden unit of one example", StepKind.FORWARD)
+        self.define(B["z2"][k, i], _pre2(k, i, ix.mb), "an output's pre-activation",
+                    StepKind.FORWARD)
+        self.define(B["yhat"][k, i], self.OACT(k, B["z2"][k, i]), "output k"
+                    + (" (the identity)" if self.shape.output.name == "identity" else ""),
+                    StepKind.FORWARD)
+        getattr(self, "_" + ("out_" if self.of == "output" else "") + self.canon)()
+        pen = self.shape.penalty
+        if self.of == "loss":
+            per = self.per_example
+            tot = sp.Sum(per, (i, 1, N))
+            tot = tot if self.cost == "sum" else tot / N
+            why = ("the cost is a sum: add the examples' derivatives" if self.cost == "sum" else
+                   "the cost is a mean: average the examples' derivatives")
+            if pen != 0 and self.canon[0] == "W":
+                tot = tot + pen * self.param
+                why += f"; the penalty λΩ(θ), Ω = ½ Σ w², adds λ times the weight, λ = {pen}"
+            self.add(sp.Derivative(COST, self.param), tot, why, StepKind.BATCH)
+            self.total = tot
+        else:
+            self.total = self.per_example
+        self.d.add(None, Note("checked at every index of 2-2-1 and 3-2-2 against sympy.diff"),
+                   "each index instantiated, the sums written out", StepKind.AGREE)
+
+    def define(self, lhs, rhs, why, kind):
+        self.definitions[lhs] = rhs
+        self.add(lhs, rhs, why, kind, whole=kind is StepKind.FORWARD)
+
+    # ∂R_i/∂θ
+    def _delta(self):
+        ix = self.ix
+        i, k = ix.i, ix.k
+        dR = sp.Derivative(B["R"][i], B["yhat"][k, i])
+        self.add(dR, self.dL(k, i), "differentiate the loss: only the k-th term of R_i holds "
+                 "output k", StepKind.JACOBIAN)
+        rhs = sp.Mul(self.dL(k, i), self.gprime(k, i), evaluate=False) \
+            if self.gprime(k, i) != 1 else self.dL(k, i)
+        self.define(B["delta"][k, i], rhs, "the output error (ESL's δ_ki), the derivative by the "
+                    "output's pre-activation: the output separates R_i from it, so the chain "
+                    "rule applies", StepKind.BACKWARD)
+
+    def _s(self):
+        ix = self.ix
+        i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        back = sp.Sum(B["W2"][k, m] * B["delta"][k, i], (k, 1, SIZES["K"]))
+        self.define(B["s"][m, i], self.HACTP(_pre1(m, i, ix.lb)) * back,
+                    "the hidden error (ESL's s_mi): the back-propagation equation, each output's "
+                    "error δ sent back along its weight", StepKind.BACKWARD)
+
+    def _W2(self, bias=False):
+        ix = self.ix
+        i, k, m, kk = ix.i, ix.k, ix.m, ix.kk
+        Ri, th = B["R"][i], self.param
+        z = sp.Integer(1) if bias else B["h1"][m, i]
+        self.add(sp.Derivative(Ri, th), sp.Sum(sp.Mul(sp.Derivative(Ri, B["yhat"][kk, i]),
+                                                      sp.Derivative(B["yhat"][kk, i], th),
+                                                      evaluate=False),
+                                               (kk, 1, SIZES["K"])),
+                 "the outputs separate R_i from the weight, so the chain rule applies",
+                 StepKind.CHAIN_RULE)
+        g = self.gprime(kk, i)
+        self.add(None, sp.Sum(sp.Derivative(Ri, B["yhat"][kk, i]) * sp.KroneckerDelta(k, kk) * g
+                              * z, (kk, 1, SIZES["K"])),
+                 f"output {kk} depends on the weight only when {kk} = k",
+                 StepKind.SUM)
+        self.add(None, sp.Derivative(Ri, B["yhat"][k, i]) * self.gprime(k, i) * z,
+                 f"only the term {kk} = k is left", StepKind.SIMPLIFY)
+        self._delta()
+        self.per_example = B["delta"][k, i] * z
+        self.add(sp.Derivative(Ri, th), self.per_example, "substitute the output error" +
+                 ("; a bias's input is 1 (ESL's z_0i = 1)" if bias else ""), StepKind.SUBSTITUTION)
+
+    def _b2(self):
+        self._W2(bias=True)
+
+    def _W1(self, bias=False):
+        ix = self.ix
+        i, k, m, l, mm = ix.i, ix.k, ix.m, ix.l, ix.mm
+        Ri, th = B["R"][i], self.param
+        x = sp.Integer(1) if bias else B["x"][i, l]
+        K, M = SIZES["K"], SIZES["M"]
+        self._delta()
+        self.add(sp.Derivative(Ri, th), sp.Sum(sp.Derivative(Ri, B["z2"][k, i]) * sp.Sum(
+            sp.Mul(sp.Derivative(B["z2"][k, i], B["h1"][mm, i]), sp.Derivative(B["h1"][mm, i], th),
+                   evaluate=False),
+            (mm, 1, M)), (k, 1, K)),
+            "the outputs' pre-activations and the hidden units separate R_i from the weight, "
+            "so the chain rule applies, summed over every path", StepKind.CHAIN_RULE)
+        self.add(None, sp.Sum(B["delta"][k, i] * sp.Sum(
+            B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * self.HACTP(_pre1(mm, i, ix.lb)) * x,
+            (mm, 1, M)), (k, 1, K)),
+            f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = m",
+            StepKind.SUM)
+        self.add(None, sp.Sum(B["delta"][k, i] * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x,
+                              (k, 1, K)), f"only the term {mm} = m is left", StepKind.SIMPLIFY)
+        self._s()
+        self.per_example = B["s"][m, i] * x
+        self.add(sp.Derivative(Ri, th), self.per_example, "substitute the hidden error" +
+                 ("; a bias's input is 1 (ESL's x_i0 = 1)" if bias else ""), StepKind.SUBSTITUTION)
+
+    def _b1(self):
+        self._W1(bias=True)
+
+    # ∂f_k(x_i)/∂θ: the output itself (the feature notes' ∂π/∂w)
+    def _out_W1(self, bias=False):
+        ix = self.ix
+        i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        th, x = self.param, (sp.Integer(1) if bias else B["x"][i, l])
+        rhs = self.gprime(k, i) * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x
+        self.add(sp.Derivative(B["yhat"][k, i], th), sp.Mul(
+            sp.Derivative(B["yhat"][k, i], B["h1"][m, i]), sp.Derivative(B["h1"][m, i], th),
+            evaluate=False), "the hidden unit separates the output from the weight, so the chain "
+            "rule applies", StepKind.CHAIN_RULE)
+        self.per_example = rhs
+        self.add(None, rhs, "differentiate each factor", StepKind.SUBSTITUTION)
+
+    def _out_b1(self):
+        self._out_W1(bias=True)
+
+    def _out_W2(self, bias=False):
+        ix = self.ix
+        i, k, m = ix.i, ix.k, ix.m
+        z = sp.Integer(1) if bias else B["h1"][m, i]
+        self.per_example = self.gprime(k, i) * z
+        self.add(sp.Derivative(B["yhat"][k, i], self.param), self.per_example,
+                 "the output's pre-activation separates it from the weight",
+                 StepKind.CHAIN_RULE)
+
+    def _out_b2(self):
+        self._out_W2(bias=True)
+
+    # the definitions substituted back: what the check instantiates
+    def explicit(self, expr):
+        sh = self.shape
+        defs = {**self.definitions}
+        for _ in range(8):
+            new = _subs_indexed(expr, defs)
+            if new == expr:
+                break
+            expr = new
+        hf, hp, of, op = sh.hidden.f, sh.hidden.prime, sh.output.f, sh.output.prime
+        table = {"hact": lambda a: hf(a), "hact'": lambda a: hp(a, hf(a)),
+                 "oact": lambda k, a: of(a), "oact'": lambda k, a: op(a, of(a))}
+        return expr.replace(lambda e: act_kind(e) is not None,
+                            lambda e: table[act_kind(e)[0]](*e.args))
+
+
+def _subs_indexed(expr, defs: dict):
+    """Each Indexed whose base has a definition replaced by it, the definition's indices renamed."""
+    pattern = {lhs.base: (lhs, rhs) for lhs, rhs in defs.items()}
+
+    def repl(e):
+        lhs, rhs = pattern[e.base]
+        mapping = dict(zip(lhs.indices, e.indices))
+        # the definition's summed dummies must not capture the new indices
+        return rhs.xreplace({a: b for a, b in mapping.items() if a != b}) if \
+            _safe(rhs, mapping) else _renamed(rhs, mapping)
+
+    return expr.replace(lambda e: isinstance(e, sp.Indexed) and e.base in pattern, repl)
+
+
+def _safe(rhs, mapping) -> bool:
+    bound = {v for s in rhs.atoms(sp.Sum) for v in s.variables}
+    return not (bound & set(mapping.values())) and not (bound & set(mapping))
+
+
+def _renamed(rhs, mapping):
+    """rhs with its bound dummies renamed fresh, then its free indices mapped."""
+    fresh = {}
+    for s in rhs.atoms(sp.Sum):
+        for v in s.variables:
+            fresh.setdefault(v, sp.Dummy(str(v), integer=True))
+    rhs = rhs.xreplace(fresh)
+    return rhs.xreplace(mapping)
+
+
+# -- the check ------------------------------------------------------------------------------------
+def _written_out(shape: Shape, sizes, N, cost):
+    """The cost R written out weight by weight for layer sizes (p, M, K) and N examples, and the
+    symbol of every Indexed entry (W1[1, 2] → W1_1,2)."""
+    p, M, K = sizes
+    sym = {}
+
+    def s(base, *idx):
+        key = B[base][idx]
+        if key not in sym:
+            sym[key] = sp.Symbol(f"{base}_{','.join(map(str, idx))}", real=True)
+        return sym[key]
+
+    hf, of = shape.hidden.f, shape.output.f
+    q, t = sp.Dummy("q", real=True), sp.Dummy("t", real=True)
+    Lc = sp.Lambda((q, t), shape.loss.written_out([q], [t]))
+    total, outs = 0, {}
+    for i in range(1, N + 1):
+        h = [hf(s("b1", m) + sum(s("W1", m, l) * s("x", i, l) for l in range(1, p + 1)))
+             for m in range(1, M + 1)]
+        for k in range(1, K + 1):
+            T = s("b2", k) + sum(s("W2", k, m) * h[m - 1] for m in range(1, M + 1))
+            outs[(k, i)] = of(T)
+            total += Lc(of(T), s("y", i, k))
+    R = total if cost == "sum" else total / N
+    if shape.penalty != 0:
+        R += shape.penalty / 2 * sum(v ** 2 for key, v in sym.items()
+                                     if key.base.label.name in ("W1", "W2"))
+    return R, outs, sym
+
+
+def _verify(net, shape: Shape, rec: _Record) -> None:
+    """Every concrete index of each check size: the general result instantiated vs sympy.diff."""
+    sizes = list(CHECK_SIZES)
+    if shape.sizes not in sizes and sum(a * b for a, b in zip(shape.sizes, shape.sizes[1:])) <= 12:
+        sizes.append(shape.sizes)
+    general = rec.explicit(rec.total)
+    ix, N = rec.ix, 2
+    rng = random.Random(13)
+    for size in sizes:
+        p, M, K = size
+        R, outs, sym = _written_out(shape, size, N, rec.cost)
+        ranges = {"W1": [(m, l) for m in range(1, M + 1) for l in range(1, p + 1)],
+                  "b1": [(m,) for m in range(1, M + 1)],
+                  "W2": [(k, m) for k in range(1, K + 1) for m in range(1, M + 1)],
+                  "b2": [(k,) for k in range(1, K + 1)]}[rec.canon]
+        own = {"W1": (ix.m, ix.l), "b1": (ix.m,), "W2": (ix.k, ix.m), "b2": (ix.k,)}[rec.canon]
+        size_subs = {SIZES["N"]: N, SIZES["K"]: K, SIZES["M"]: M, SIZES["p"]: p}
+        once = general.xreplace(size_subs).doit()  # the sums written out, own indices still free
+        points = [{v: rng.uniform(-1.5, 1.5) for v in sym.values()} for _ in range(2)]
+        for idx in ranges:
+            theta = B[rec.canon][idx]
+            targets = [(None, R)] if rec.of == "loss" else \
+                [((k, i), outs[(k, i)]) for k in range(1, K + 1) for i in range(1, N + 1)
+                 if rec.canon in ("W1", "b1") or k == idx[0]]
+            for where, F in targets:
+                direct = sp.diff(F, sym[theta])
+                subs = dict(zip(own, idx))
+                if where is not None:
+                    subs.update({ix.k: where[0], ix.i: where[1]})
+                inst = once.xreplace(subs).doit()
+                inst = inst.replace(lambda e: isinstance(e, sp.Indexed), lambda e: sym.get(e, e))
+                left = inst.free_symbols - set(sym.values())
+                if left:
+                    raise IndexCheckError(f"the general ∂/∂{rec.canon} at {idx} (sizes {size}) "
+                                          f"keeps {sorted(map(str, left))} after instantiation")
+                for point in points:
+                    a, b = evaluate(inst, point), evaluate(direct, point)
+                    if not abs(a - b) <= 1e-9 * (1 + abs(b)):
+                        raise IndexCheckError(
+                            f"the general ∂/∂{rec.canon} disagrees with sympy.diff at index "
+                            f"{idx} of a {'-'.join(map(str, size))} net: {a} vs {b}")
+        rec.checked.append(size)

@@ -1,0 +1,330 @@
+"""The ESL notation preset and the printer of general-index expressions (the index level).
+
+Where it sits: printing, beside :mod:`.names` (whose :class:`Notation` and ``register_notation``
+it uses) and :mod:`.latex` (whose printer meets the index level's display nodes,
+:class:`symgrad.derive.indexed.IndexExpr`, and asks them to print themselves). Importing this
+module registers two things, as a registration point and nothing more: the ``esl`` preset
+(Elements of Statistical Learning §11.4, seed 004 of the notes: α the hidden weights and α_0m
+their biases, β the output weights and β_0k theirs, z_mi the hidden units, T_ki the outputs'
+pre-activations, f_k(x_i) the outputs, R the cost), and the printers IndexExpr calls.
+
+An index expression holds canonical IndexedBases (x, y, W1, b1, W2, b2, h1, z2, yhat, delta, s,
+R); each notation writes them in its own letters and index order: ESL's x_il, y_ik, α_ml, β_km,
+z_mi, T_ki, δ_ki, s_mi; the feature notes' ẇ_ij (input i to unit j: symgrad's W1 transposed),
+π̇, ẋ, o and ⁽ⁿ⁾; the slides' W^{(1)}_{jl}, h^{(1)(i)}_j, ŷ^{(i)}_k.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.str import StrPrinter
+
+from symgrad.derive.indexed import IndexExpr, act_kind
+from symgrad.graph.activations import ACTIVATIONS
+from symgrad.printing.names import (NOTATIONS, Notation, TeXName, register_notation,
+                                    text_escape)
+
+
+# -- the preset ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NamedNotation(Notation):
+    """A notation that names whole values (W1 → α, b1 → α_0, h1 → z) rather than letters:
+    ``names`` pairs a symgrad name with (TeX base, subscript prefix); others as ``Notation``."""
+
+    names: tuple = ()
+    scalars: tuple = ()  # whole scalar names: the cost f → R, ŷ → f
+
+    def _vector(self, name: str, bold: bool):
+        hit = dict(self.names).get(name)
+        if hit:
+            base, pre = hit
+            return TeXName(self._bold(base, bold), sub=pre)
+        return super()._vector(name, bold)
+
+    def scalar(self, name: str):
+        hit = dict(self.scalars).get(name)
+        if hit:
+            return TeXName(hit)
+        return super().scalar(name)
+
+    def entry(self, name: str, index: str):
+        hit = dict(self.names).get(name)
+        if hit:
+            base, pre = hit
+            return TeXName(base, sub=pre + text_escape(index))
+        return super().entry(name, index)
+
+
+ESL = register_notation(NamedNotation(
+    "esl", bold=False,
+    names=(("W1", (r"\alpha", "")), ("b1", (r"\alpha", "0")), ("W2", (r"\beta", "")),
+           ("b2", (r"\beta", "0")), ("h1", ("z", "")), ("z2", ("T", "")), ("yhat", ("f", "")),
+           ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", ""))),
+    scalars=(("f", "R"), ("yhat", "f")),
+    activations=(("sigmoid", r"\sigma"), ("sigmoid'", r"\sigma'"))), replace=True)
+
+
+# -- general-index expressions ---------------------------------------------------------------------------
+def _j(*idx) -> str:
+    return "".join(idx)
+
+
+# per notation: label → TeX of its entry given the indices' TeX (in the canonical order: x[i, l],
+# y[i, k], W1[m, l], b1[m], W2[k, m], b2[k], h1[m, i], z1[m, i], z2[k, i], yhat[k, i],
+# delta[k, i], s[m, i], R[i])
+ENTRIES = {
+    "esl": {"x": lambda i, l: "x_{%s}" % _j(i, l), "y": lambda i, k: "y_{%s}" % _j(i, k),
+            "W1": lambda m, l: r"\alpha_{%s}" % _j(m, l), "b1": lambda m: r"\alpha_{0%s}" % m,
+            "W2": lambda k, m: r"\beta_{%s}" % _j(k, m), "b2": lambda k: r"\beta_{0%s}" % k,
+            "h1": lambda m, i: "z_{%s}" % _j(m, i), "z2": lambda k, i: "T_{%s}" % _j(k, i),
+            "yhat": lambda k, i: "f_{%s}(x_{%s})" % (k, i),
+            "delta": lambda k, i: r"\delta_{%s}" % _j(k, i),
+            "s": lambda m, i: "s_{%s}" % _j(m, i), "R": lambda i: "R_{%s}" % i},
+    "feature": {"x": lambda n, i: "x^{(%s)}_{%s}" % (n, i),
+                "y": lambda n, k: "y^{(%s)}_{%s}" % (n, k),
+                "W1": lambda j, i: r"\dot{w}_{%s}" % _j(i, j), "b1": lambda j: r"\dot{b}_{%s}" % j,
+                "W2": lambda k, j: r"\ddot{w}_{%s}" % _j(j, k), "b2": lambda k: r"\ddot{b}_{%s}" % k,
+                "h1": lambda j, n: r"\dot{x}^{(%s)}_{%s}" % (n, j),
+                "z1": lambda j, n: r"\dot{\pi}^{(%s)}_{%s}" % (n, j),
+                "z2": lambda k, n: r"\ddot{\pi}^{(%s)}_{%s}" % (n, k),
+                "yhat": lambda k, n: "o^{(%s)}_{%s}" % (n, k),
+                "delta": lambda k, n: r"\ddot{\delta}^{(%s)}_{%s}" % (n, k),
+                "s": lambda j, n: r"\dot{\delta}^{(%s)}_{%s}" % (n, j),
+                "R": lambda n: r"\ell^{(%s)}" % n},
+    "slides": {"x": lambda i, l: "x^{(%s)}_{%s}" % (i, l), "y": lambda i, k: "y^{(%s)}_{%s}" % (i, k),
+               "W1": lambda j, l: "W^{(1)}_{%s}" % _j(j, l), "b1": lambda j: "b^{(1)}_{%s}" % j,
+               "W2": lambda k, j: "W^{(2)}_{%s}" % _j(k, j), "b2": lambda k: "b^{(2)}_{%s}" % k,
+               "h1": lambda j, i: "h^{(1)(%s)}_{%s}" % (i, j),
+               "z1": lambda j, i: "z^{(1)(%s)}_{%s}" % (i, j),
+               "z2": lambda k, i: "z^{(2)(%s)}_{%s}" % (i, k),
+               "yhat": lambda k, i: r"\hat{y}^{(%s)}_{%s}" % (i, k),
+               "delta": lambda k, i: r"\delta^{(2)(%s)}_{%s}" % (i, k),
+               "s": lambda j, i: r"\delta^{(1)(%s)}_{%s}" % (i, j),
+               "R": lambda i: r"\ell^{(%s)}" % i}}
+SIZES_TEX = {"esl": {"N": "N", "K": "K", "M": "M", "p": "p", "R": "R"},
+             "other": {"N": "n", "K": "d_{2}", "M": "d_{1}", "p": "d_{0}", "R": "f"}}
+
+
+class IndexLatexPrinter(LatexPrinter):
+    """General-index expressions in one notation (``settings['notation']``, a Notation)."""
+
+    _default_settings = {**LatexPrinter._default_settings, "notation": None, "whole": False}
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        nota = self._settings["notation"]
+        self._nota = nota
+        self._key = nota.name if nota is not None and nota.name in ENTRIES else "slides"
+
+    # names
+    def _print_Symbol(self, expr, style="plain"):
+        sizes = SIZES_TEX["esl" if self._key == "esl" else "other"]
+        if expr.name in sizes:
+            return sizes[expr.name]
+        name = expr.name
+        base = name.rstrip("'")
+        if len(base) == 1 and base.isalpha():
+            return base + "'" * (len(name) - len(base))
+        return r"\text{%s}" % text_escape(name)
+
+    def _print_Indexed(self, expr):
+        label = expr.base.label.name
+        idx = [self._print(i) for i in expr.indices]
+        if label == "z1" and self._key == "esl":  # ESL has no name for it
+            return r"\left(%s\right)" % label
+        fn = ENTRIES[self._key].get(label)
+        return fn(*idx) if fn else r"\text{%s}_{%s}" % (text_escape(label), ",".join(idx))
+
+    def _print_KroneckerDelta(self, expr, exp=None):  # δ is ESL's output error: Iverson's bracket
+        return r"[%s = %s]" % (self._print(expr.args[0]), self._print(expr.args[1]))
+
+    def _act_name(self, kind, name, k=None):
+        prime = kind.endswith("'")
+        if kind.startswith("oact") and self._key == "esl":
+            return "g_{%s}%s" % (self._print(k), "'" if prime else "")
+        own = self._nota.activation(name + ("'" if prime else "")) if self._nota else None
+        if own:
+            return own
+        act = ACTIVATIONS.get(name)
+        if act is None:
+            return r"\operatorname{%s}%s" % (text_escape(name), "'" if prime else "")
+        return act.prime_latex if prime else act.latex
+
+    def _print_Function(self, expr, exp=None):
+        kind = act_kind(expr)
+        if kind is None:
+            return super()._print_Function(expr, exp)
+        k, args = (expr.args[0], expr.args[1:]) if kind[0].startswith("oact") else (None,
+                                                                                   expr.args)
+        return r"%s\left(%s\right)" % (self._act_name(*kind, k), self._print(args[0]))
+
+    def _print_Derivative(self, expr):
+        return r"\frac{\partial %s}{\partial %s}" % (self._print(expr.expr),
+                                                     self._print(expr.variables[0]))
+
+    # sums, products
+    def _print_Add(self, expr, order=None):
+        pre = self._pre_activation(expr)
+        if pre is not None:
+            return pre
+        terms = sorted(expr.args, key=lambda t: (t.could_extract_minus_sign(), str(t)))
+        out = self._print(terms[0])
+        for t in terms[1:]:
+            if t.could_extract_minus_sign():
+                out += " - " + self._term(-t)
+            else:
+                out += " + " + self._term(t)
+        return out
+
+    def _term(self, t):
+        return self._print(t)
+
+    def _pre_activation(self, expr):
+        """b + Σ W·h (a pre-activation): ESL's α_0m + α_mᵀx_i, or its unit's name elsewhere."""
+        if len(expr.args) != 2:
+            return None
+        bias = next((a for a in expr.args if isinstance(a, sp.Indexed)), None)
+        total = next((a for a in expr.args if isinstance(a, sp.Sum)), None)
+        if bias is None or total is None or bias.base.label.name not in ("b1", "b2"):
+            return None
+        unit, example = self._dot_parts(total)
+        if unit is None:
+            return None
+        if self._key != "esl" and not self._settings["whole"]:
+            name = "z1" if bias.base.label.name == "b1" else "z2"
+            return ENTRIES[self._key][name](self._print(unit), self._print(example))
+        return "%s + %s" % (self._print(bias), self._print(total))
+
+    @staticmethod
+    def _dot_parts(total):
+        """(row index, example index) of Σ_v W[r, v] u[·, v] or None."""
+        if len(total.limits) != 1 or not isinstance(total.function, sp.Mul):
+            return None, None
+        v = total.limits[0][0]
+        parts = [a for a in total.function.args if isinstance(a, sp.Indexed)]
+        if len(parts) != 2 or len(total.function.args) != 2:
+            return None, None
+        w = next((a for a in parts if a.base.label.name in ("W1", "W2")), None)
+        u = next((a for a in parts if a is not w), None)
+        if w is None or u is None or w.indices[1] != v or u.base.label.name not in ("x", "h1"):
+            return None, None
+        ex = [i for i in u.indices if i != v]
+        return (w.indices[0], ex[0]) if len(ex) == 1 else (None, None)
+
+    def _print_Sum(self, expr):
+        if self._key == "esl" and len(expr.limits) == 1:
+            unit, example = self._dot_parts(expr)
+            if unit is not None:  # ESL's α_mᵀx_i, β_kᵀz_i
+                w = next(a for a in expr.function.args if a.base.label.name in ("W1", "W2"))
+                vec = {"W1": (r"\alpha", "x"), "W2": (r"\beta", "z")}[w.base.label.name]
+                return r"%s_{%s}^{\top} %s_{%s}" % (vec[0], self._print(unit), vec[1],
+                                                     self._print(example))
+        v, lo, hi = expr.limits[0]
+        body = self._print(expr.function)
+        if isinstance(expr.function, sp.Add):
+            body = r"\left(%s\right)" % body
+        return r"\sum_{%s=%s}^{%s} %s" % (self._print(v), self._print(lo), self._print(hi), body)
+
+    def _print_Mul(self, expr):
+        factors = []
+
+        def flat(e):
+            for a in e.args:
+                (flat(a) if isinstance(a, sp.Mul) else factors.append(a))
+
+        flat(expr)
+        coeff = sp.Integer(1)
+        rest = []
+        for f in factors:
+            if f.is_number:
+                coeff *= f
+            else:
+                rest.append(f)
+        rest.sort(key=self._rank)
+        num = [f for f in rest if not (isinstance(f, sp.Pow) and f.exp.is_negative)]
+        den = [1 / f for f in rest if isinstance(f, sp.Pow) and f.exp.is_negative]
+        parts = []
+        for f in num:
+            s = self._print(f)
+            parts.append(r"\left(%s\right)" % s if isinstance(f, sp.Add) else s)
+        body = " ".join(parts) or "1"
+        sign = "- " if coeff < 0 else ""
+        coeff = abs(coeff)
+        if coeff.q != 1 or den:
+            d = " ".join([self._print(coeff.q)] * (coeff.q != 1) + [self._print(f) for f in den])
+            return sign + r"\frac{%s}{%s} %s" % (self._print(coeff.p) if coeff.p != 1 else "1",
+                                                   d, body)
+        return sign + (self._print(coeff) + " " if coeff != 1 else "") + body
+
+    _ORDER = ("Derivative", "Add", "KroneckerDelta", "oact'", "W2", "delta", "s", "hact'", "Sum", "b1",
+              "h1", "x", "yhat", "y")
+
+    def _rank(self, f):
+        if isinstance(f, sp.Derivative):
+            key = "Derivative"
+        elif isinstance(f, sp.Indexed):
+            key = f.base.label.name
+        elif act_kind(f):
+            key = act_kind(f)[0]
+        else:
+            key = type(f).__name__
+        return self._ORDER.index(key) if key in self._ORDER else len(self._ORDER)
+
+    def _print_Pow(self, expr):
+        if expr.exp == 2 and isinstance(expr.base, sp.Add):
+            return r"\left(%s\right)^{2}" % self._print(expr.base)
+        return super()._print_Pow(expr)
+
+
+class IndexStrPrinter(StrPrinter):
+    """Plain text: W1[m, l], hact'[sigmoid](…) named by the activation: sigmoid'(…)."""
+
+    def _print_Function(self, expr):
+        kind = act_kind(expr)
+        if kind is None:
+            return super()._print_Function(expr)
+        args = expr.args[1:] if kind[0].startswith("oact") else expr.args
+        name = kind[1] + ("'" if kind[0].endswith("'") else "")
+        return "%s(%s)" % (name, self._print(args[0]))
+
+
+class IndexTextPrinter(IndexStrPrinter):
+    """The text format: ∂R[i]/∂W1[m, l], Σ_{k=1}^{K} …, [k = k′] (JSON keeps SymPy's syntax)."""
+
+    def _print_Derivative(self, expr):
+        return "∂%s/∂%s" % (self._print(expr.expr), self._print(expr.variables[0]))
+
+    def _print_Sum(self, expr):
+        v, lo, hi = expr.limits[0]
+        body = self._print(expr.function)
+        if isinstance(expr.function, sp.Add):
+            body = "(%s)" % body
+        return "Σ_{%s=%s}^{%s} %s" % (self._print(v), self._print(lo), self._print(hi), body)
+
+    def _print_KroneckerDelta(self, expr):
+        return "[%s = %s]" % (self._print(expr.args[0]), self._print(expr.args[1]))
+
+    def _print_Mul(self, expr):  # (1/N) Σ_i …, the mean as the notes write it
+        inv = [a for a in expr.args if isinstance(a, sp.Pow) and a.exp == -1 and a.base.is_Symbol]
+        if len(inv) == 1 and any(isinstance(a, sp.Sum) for a in expr.args):
+            rest = sp.Mul(*[a for a in expr.args if a is not inv[0]])
+            return "(1/%s) %s" % (self._print(inv[0].base), self._print(rest))
+        return super()._print_Mul(expr)
+
+
+def index_latex(expr, printer=None, whole=False) -> str:
+    nota = getattr(printer, "_nota", None) or NOTATIONS["esl"]
+    return IndexLatexPrinter({"notation": nota, "whole": whole}).doprint(expr)
+
+
+def _latex_hook(expr, printer, whole=False):
+    return index_latex(expr, printer, whole)
+
+
+IndexExpr.latex_printer = staticmethod(_latex_hook)
+IndexExpr.text_printer = staticmethod(
+    lambda e, readable=False: (IndexTextPrinter if readable else IndexStrPrinter)().doprint(e))
+
+__all__ = ["ESL", "NamedNotation", "IndexLatexPrinter", "index_latex"]
