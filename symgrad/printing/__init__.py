@@ -1,7 +1,9 @@
 """printing: derivations as text, JSON-ready records, and LaTeX in the notes' notation.
 
 Where it sits: above derive, beside compile (core → graph → derive → printing). :mod:`.text` holds
-the plain-text and sympify printers; :mod:`.latex` the notes' printer (SymPy's LatexPrinter with
+the text format (``TextPrinter``: Unicode math for a terminal, ŷ, x₁, cases as cases; names through
+``names.text_name``), the plain printer the engines write their words with, and the sympify
+printer of JSON; :mod:`.latex` the notes' printer (SymPy's LatexPrinter with
 ``_print_<Class>`` methods), laid out by :mod:`.layout` (rows broken to a width measured by
 :mod:`.width`), naming symbols through :mod:`.names` (the notation presets and the one escaping
 table), writing justifications through :mod:`.words`, sums in the notes' order through

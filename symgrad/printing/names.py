@@ -5,6 +5,8 @@ Where it sits: derive → print (→ handout). The LaTeX printer (``symgrad.late
 feature-discovery notes), and :func:`words` turns a step's justification, written in words with a
 little Unicode math ("g ← W2ᵀ g"), into text with inline math in the same notation. A name that is not
 recognised is escaped character by character, so no user-chosen name can inject TeX.
+:func:`text_name` is the same table for the text format (yhat → ŷ, x1 → x₁): a name is only
+matched against patterns, never evaluated.
 """
 from __future__ import annotations
 

@@ -1,4 +1,11 @@
-"""Plain-text and sympify-able printers of derivations, and the base of the LaTeX printer.
+"""The text format, the plain and sympify-able printers of derivations, and the base of the LaTeX
+printer.
+
+:class:`TextPrinter` is the text format (``--format text``, ``Derivation.to_text()`` and ``str()``):
+Unicode math a student reads in a terminal, built on SymPy's StrPrinter by ``_print_<Class>``
+methods and one setting, ``unicode`` (False: ASCII names and operators). :class:`PlainPrinter` is
+SymPy's str with symgrad's nodes, which the engines write their words with; :class:`SympifyPrinter`
+the exact strings of JSON.
 
 Where it sits: printing (above derive). ``Derivation.to_text``/``to_dict`` reach these through
 core's one printing hook; ``symgrad.printing.latex`` builds the notes' printer on
