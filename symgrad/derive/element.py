@@ -29,6 +29,7 @@ are refused at once (PARAM_LIMIT, SIZE_LIMIT, UNIT_LIMIT), pointing to level="ma
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import sympy as sp
@@ -459,6 +460,34 @@ def _plug(expr, mapping: dict, memo: dict | None = None):
     return go(sp.sympify(expr, strict=True))
 
 
+_WEIGHTS, _BIASES = re.compile(r"[wW]\d+(_\d+(,\d+)?)?"), re.compile(r"b\d+(_\d+)?")
+
+
+def _written(e) -> str:
+    """A unit's definition as the notes write it, for a sentence: weights first and the bias last
+    (w5 h1_1 + w6 h1_2 + b3), products by juxtaposition, never SymPy's str (b3 + h1_1*w5)."""
+    def named(x, pattern):
+        return isinstance(x, sp.Symbol) and bool(pattern.fullmatch(x.name))
+
+    def term(t):
+        coeff, factors = t.as_coeff_mul()
+        factors = sorted(factors, key=lambda f: 0 if named(f, _WEIGHTS) else 1)
+        parts = [] if coeff == 1 else [str(coeff)]
+        parts += ["(%s)" % _written(f) if isinstance(f, sp.Add) else str(f) for f in factors]
+        return " ".join(parts) or "1"
+
+    if not isinstance(e, sp.Add):
+        return term(e) if isinstance(e, sp.Mul) else str(e)
+    terms = sorted(e.args, key=lambda t: 2 if named(t, _BIASES) else 0 if any(
+        named(f, _WEIGHTS) for f in t.as_coeff_mul()[1]) else 1)
+    out = ""
+    for k, t in enumerate(terms):
+        neg = t.could_extract_minus_sign()
+        body = term(-t if neg else t)
+        out += ("−" if neg else "") + body if k == 0 else (" − " if neg else " + ") + body
+    return out
+
+
 def _along(S, d, T, Tsym, w, deltas):
     """The chain from T down to the weight w (one use), one application of the rule per unit."""
     path = [S.users[w][0]]
@@ -468,8 +497,12 @@ def _along(S, d, T, Tsym, w, deltas):
     seps = down[1:] if top == T else down  # the units between T and w, from the top down
     local = [_local(S, a, b) for a, b in zip(down, down[1:] + [w])]
     if not seps:  # w enters T itself (∂ŷ/∂b3): nothing separates them
-        d.add(Partial(Tsym, w), local[0], f"{w} enters {Tsym} = {S.defs[T]} directly",
+        d.add(Partial(Tsym, w), local[0], f"{w} enters {Tsym} = {_written(S.defs[T])} directly",
               StepKind.JACOBIAN)
+        # the units named in that sentence are names of the derivation (printers set them as
+        # math in the notation, h1_2 → h₂⁽¹⁾), though no step's expression holds them
+        d.meta.setdefault("names", set()).update(
+            x.name for x in S.defs[T].free_symbols if isinstance(x, sp.Symbol))
         return local[0]
     names = [Tsym] + seps + [w]
     for k, s in enumerate(seps):

@@ -73,7 +73,8 @@ def _derivations_doc(ds, notation="slides", title=None) -> Doc:
         vectors.update(v)
         scalars.update(s)
     names = tuple(sorted(vectors)), tuple(sorted(scalars))
-    sections = [Section(words(d.title, _notation(notation), *names) or "Derivation %d" % k,
+    # each title in its own derivation's names: x is a vector in one and a scalar in the next
+    sections = [Section(words(d.title, _notation(notation), *names_in(d)) or "Derivation %d" % k,
                         [("derivation", d)]) for k, d in enumerate(ds, 1)]
     return Doc(title or "Derivations, step by step", "Functions of vectors, one section each; "
                "derived with every step", sections, [], names, notation)

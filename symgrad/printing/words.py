@@ -27,7 +27,7 @@ def _functions() -> dict:
     return {**{s.name: s.latex for s in PRIMITIVES.values()},
             **{a.name: a.latex for a in registered_activations()}, **_FUNCS}
 # ASCII digits: \d also takes 𝟏 (a bold digit one, as in 𝟏𝟏ᵀ), which then went out raw
-_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|[0-9]+|<=|>=|.", re.S)
+_TOKEN = re.compile(r"\s+|R\^(?:\{[^{}]*\}|\w+(?:×\w+)*)|[A-Za-z][A-Za-z0-9]*|[0-9]+|<=|>=|.", re.S)
 _WEAK = set("=+-*/()[]'|<>") | {"′", "−", "<=", ">="}
 _WEAK_TEX = {"−": "-", "′": "'", "|": r"\mid", "<": "<", ">": ">", "<=": r"\le", ">=": r"\ge"}
 
@@ -60,6 +60,12 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
         if name:
             toks.append(["vec", nota.vector(name), name])
             pos += len(name)
+            continue
+        m = _NABLA.match(text, pos)
+        nabla = m and _nabla(m.group(1), nota, vectors, scalars)
+        if nabla:  # ∇_W1 ℓ, ∇_ŷ ℓ: the name below ∇ in the notation, never as typed (W1, yhat)
+            toks.append(["math", nabla, m.group(0)])
+            pos = m.end()
             continue
         m = re.match(r"vec\[([A-Za-z][A-Za-z0-9_]*)\]", text[pos:])
         if m:  # vec[W]: W is a matrix whatever its symbol
@@ -100,7 +106,37 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             continue
         toks.append(_classify(tok, nota, scalars, toks, funcs))
     _identity_before_kron(toks, nota)
+    _listed_scalars(toks, nota, scalars)
     return _join(_attach(toks, nota))
+
+
+_NABLA = re.compile(r"∇_(ŷ|[A-Za-z][A-Za-z0-9]*(?:_[0-9][0-9,]*)?)(?![A-Za-z0-9_])")
+
+
+def _nabla(name, nota, vectors, scalars) -> str | None:
+    """\\nabla_{…} of a name the derivation knows (a vector, a scalar, ŷ), or None."""
+    if name == "ŷ":
+        name = "yhat"
+        if name not in vectors and name not in scalars:
+            return r"\nabla_{%s}" % nota.scalar(name).tex()
+    if name in vectors:
+        return r"\nabla_{%s}" % nota.vector(name).tex()
+    if name in scalars:
+        return r"\nabla_{%s}" % (nota.scalar(name) or TeXName(_scalar_default(name))).tex()
+    return None
+
+
+def _listed_scalars(toks, nota, scalars) -> None:
+    """"(a, b)", "(x, y)": a variable in a parenthesised list of names is the variable, neither
+    the article (a short English word: a, I, …) nor the vector of the same letter (𝐱)."""
+    solid = [t for t in toks if t[0] != "space"]
+    for k, t in enumerate(solid):
+        if t[0] not in ("text", "vec") or t[2] not in scalars:
+            continue
+        before = solid[k - 1][2] if k else ""
+        after = solid[k + 1][2] if k + 1 < len(solid) else ""
+        if before in ("(", ",") and after in (",", ")"):
+            t[:2] = ["math", nota.scalar(t[2]) or TeXName(_scalar_default(t[2]))]
 
 
 def _delta(text, pos, scalars) -> str | None:
@@ -133,8 +169,9 @@ def _bounded(text, pos, name) -> bool:
 def _classify(tok, nota, scalars, toks, funcs):
     if tok.isspace():
         return ["space", " ", tok]
-    if tok.startswith("R^"):
-        return ["math", r"\mathbb{R}^{%s}" % text_escape(tok[2:].strip("{}")), tok]
+    if tok.startswith("R^"):  # R^n, R^{n×m}, R^2×3: one superscript, ℝ^{2×3} (not ℝ^{2} × 3)
+        dims = tok[2:].strip("{}").split("×")
+        return ["math", r"\mathbb{R}^{%s}" % r" \times ".join(map(text_escape, dims)), tok]
     if tok in UNICODE_MATH:
         return ["math", UNICODE_MATH[tok], tok]
     if tok in _WEAK or (tok.isascii() and tok.isdigit()):
