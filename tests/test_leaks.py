@@ -9,6 +9,7 @@ from click.testing import CliRunner
 import symgrad as sg
 from symgrad.cli import cli
 from symgrad.handouts.build import build, handout
+from symgrad.printing.names import notation
 
 
 def _math(tex: str) -> list[str]:
@@ -105,3 +106,40 @@ def test_plain_function_titles():
                       r"$\nabla_{\mathbf{W}} J$ for $\mathbf{z} = \mathbf{W} \mathbf{x}$, "
                       r"$\mathbf{W} \in \mathbb{R}^{2 \times 3}$",
                       r"Jacobian of $f$ with respect to $( x , y )$"]
+
+
+# -- 5. user names: Greek letters, names with an underscore, δ's -----------------------------------
+def _greek_net(deep=False):
+    net = sg.Network()
+    x = net.input("x", 2)
+    z = net.dense(x, 2, W="alpha", b="beta", name="betaz")
+    h = net.act(z, "sigmoid", name="f_1")
+    if deep:
+        h = net.act(net.dense(h, 2, W="W2", b="b2"), "relu")
+    y = net.dense(h, 1, W="W3" if deep else "W2", b="b3" if deep else "b2", name="out")
+    net.set_loss(y, "mse")
+    return net
+
+
+def test_greek_user_names_are_greek_in_equations_and_words():
+    net = _greek_net()
+    d = net.derive("alpha_12", level="element", naming="position")
+    tex = sg.to_latex(d)
+    assert r"\frac{\partial \ell}{\partial \alpha_{12}}" in tex
+    assert r"from $\alpha_{12}$" in tex and "alpha_{12}$" not in tex.replace(r"\alpha_{12}", "")
+    tex = handout(net, level="both", exercises=False)
+    assert r"\mathrm{alpha}" not in tex and r"\mathrm{beta}}" not in tex
+    assert r"$\boldsymbol{\alpha} \in \mathbb{R}^{2 \times 2}$" in tex
+    assert r"\nabla_{\boldsymbol{\alpha}} \ell" in tex
+    assert r"\textbf{alpha}" not in tex and "**alpha**" not in handout(net, fmt="markdown")
+    assert notation("slides").vector("alpha0").tex() == r"\boldsymbol{\alpha}^{(0)}"
+    # a name that only starts like a Greek letter is the user's word
+    assert r"\mathrm{betaz}" in tex
+
+
+def test_a_name_with_an_underscore_is_one_name_in_equations_and_words():
+    tex = handout(_greek_net(deep=True), level="both", exercises=False)
+    assert r"\delta_{f_{1,1}}" in tex and r"\delta_{f\_1}" not in tex
+    assert r"{\delta_{f}}" not in tex and r"f\_1" not in tex and r"\text{\textbf{f" not in tex
+    assert r"\mathbf{f}_{1}" in tex and r"$f_{1,i}$ depends only on" in tex
+    assert r"substitute the $\delta$'s" in tex and r"\delta'" not in tex

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
+import sympy as sp
+
 from symgrad.core.primitives import PRIMITIVES
 from symgrad.graph.activations import registered_activations
 from symgrad.printing.names import SAFE_NAME, SAFE_SCALAR, UNICODE_MATH, Notation, TeXName, text_escape
@@ -57,7 +59,9 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
     while pos < len(text):
         name = next((v for v in by_first.get(text[pos], ()) if text.startswith(v, pos)
                      and _bounded(text, pos, v)), None)
-        if name:
+        longer = name and next((v for v in scalars_by_first.get(text[pos], ()) if len(v) > len(name)
+                                and text.startswith(v, pos) and _bounded(text, pos, v)), None)
+        if name and not longer:  # (unit f_1_2 of the user's vector f_1 is the scalar)
             toks.append(["vec", nota.vector(name), name])
             pos += len(name)
             continue
@@ -142,13 +146,13 @@ def _listed_scalars(toks, nota, scalars) -> None:
 def _delta(text, pos, scalars) -> str | None:
     """The δ of a unit (δ_h1_2, δ_s6_2,1) when the derivation has that symbol: as tokens it was
     δ, then h1 below it, then the 2 below that, and a comma ended it."""
-    m = re.match(r"δ_[A-Za-z][A-Za-z0-9]*_[0-9][0-9,]*", text[pos:])
-    if not m:
+    if not text.startswith("δ_", pos):
         return None
-    name = m.group(0)
-    while name.endswith(","):  # "feeds δ_o6_2,1, δ_o6_2,2": the comma of the list
-        name = name[:-1]
-    return name if name in scalars and _bounded(text, pos, name) else None
+    # the longest δ the derivation has (δ_f_1_2 of a unit of the user's f_1 too); "feeds
+    # δ_o6_2,1, δ_o6_2,2": the comma after a name is the list's
+    found = [s for s in scalars if s.startswith("δ_") and text.startswith(s, pos)
+             and _bounded(text, pos, s)]
+    return max(found, key=len) if found else None
 
 
 def _identity_before_kron(toks, nota) -> None:
@@ -192,11 +196,11 @@ def _classify(tok, nota, scalars, toks, funcs):
 
 
 def _scalar_default(name: str) -> str:
-    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", name)
-    if m:
-        return "%s_{%s}" % m.groups()
-    base, _, sub = name.partition("_")
-    return "%s_{%s}" % (base, sub.replace("_", ",")) if sub else name
+    """A scalar's name as the equations print it (SymPy's latex of the Symbol: alpha_12 →
+    \\alpha_{12}, never alpha_{12} in the words beside \\alpha_{12}); only safe names come here."""
+    if SAFE_SCALAR.fullmatch(name):
+        return sp.latex(sp.Symbol(name))
+    return text_escape(name)
 
 
 
