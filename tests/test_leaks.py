@@ -143,3 +143,67 @@ def test_a_name_with_an_underscore_is_one_name_in_equations_and_words():
     assert r"{\delta_{f}}" not in tex and r"f\_1" not in tex and r"\text{\textbf{f" not in tex
     assert r"\mathbf{f}_{1}" in tex and r"$f_{1,i}$ depends only on" in tex
     assert r"substitute the $\delta$'s" in tex and r"\delta'" not in tex
+
+
+# -- 6. the feature notation: n is the example's index, N the batch size; y is per example too ----
+def test_the_feature_notation_has_one_n():
+    net = sg.mlp([2, 2, 1])
+    tex = handout(net, level="both", notation="feature")
+    assert "x^{(n)}" in tex and r"\frac{1}{N} \sum_{i=1}^{N}" in tex
+    assert not re.search(r"\{n\}|\$n\$|/ n\b", tex), re.findall(r".{40}(?:\{n\}|\$n\$).{20}", tex)
+    assert "minibatch of N examples" in tex or "minibatch of $N$ examples" in tex
+    d = net.derive("w1", level="element")
+    el = sg.to_latex(d, notation="feature")
+    assert r"y^{(n)}" in el and r"\frac{1}{N}" in el and not re.search(r"[^\\a-z]y\b(?!\^)", el)
+    assert r"the mean over the $N$ examples" in sg.to_latex(net.derive("W1"), notation="feature")
+    # the slides keep their n
+    assert r"\frac{1}{n} \sum_{i=1}^{n}" in handout(net, level="both")
+
+
+# -- 7. a custom loss: its derivative, not a name ------------------------------------------------
+def test_a_custom_loss_shows_its_derivative_at_the_matrix_level():
+    net = sg.mlp([2, 2, 1], loss="(yhat-y)**4")
+    tex = sg.to_latex(net.backprop())
+    assert r"\mathbf{g}_{\hat{\mathbf{y}}} &= \left[4 \left(\hat{y}_{k} - y_{k}\right)^{3}" \
+        r"\right]_{k}" in tex
+    assert r"\partial_{\hat{y}} L" not in tex
+    h = handout(net, level="matrix")
+    assert r"\partial_{\hat{y}} L" not in h and r"4 \left(\hat{y}_{k} - y_{k}\right)^{3}" in h
+    text = net.derive("W2").to_text()
+    assert "∂L/∂ŷ]" not in text and "4*(-y + ŷ)**3" in text
+
+
+# -- 8. bce after σ at the element level: ŷ − y, as at the matrix level ------------------------
+def test_bce_after_sigmoid_collapses_at_the_element_level():
+    net = sg.mlp([2, 2, 1], "relu", "sigmoid", "bce")
+    d = net.derive("w5", level="element")
+    tex = sg.to_latex(d)
+    assert r" &= \left(\hat{y} - y\right) \cdot h_{1}^{(1)} && " in tex
+    assert r"\frac{\partial \ell}{\partial w_{5}} &= \left(\hat{y} - y\right) \operatorname{relu}(" \
+        in tex
+    assert "checked equal" in tex
+    # mse after an identity output: nothing to collapse, no such step
+    assert "checked equal" not in sg.to_latex(sg.mlp([2, 2, 1]).derive("w5", level="element"))
+
+
+# -- 9. Markdown: real quotes, and math KaTeX takes ---------------------------------------------
+@pytest.mark.parametrize("notation", ["slides", "feature"])
+def test_markdown_has_no_tex_quotes(notation):
+    md = handout(sg.mlp([2, 2, 1]), level="both", fmt="markdown", notation=notation)
+    assert "``" not in md and "''" not in md.replace(r"\prime", "")
+    assert '"where do these come from?"' in md
+    md = handout(sg.chain(("x1 - 2*x2 + x3/4", "x1 x2 x3", "f"),
+                          ("x1 + 2*x2, x2, -x1 + 3", "x1 x2", "g")), fmt="markdown")
+    assert "@{" not in md and r"\begin{array}{cc}" in md
+
+
+# -- 10. the exercise asks a true question ------------------------------------------------------
+@pytest.mark.parametrize("hidden, question", [
+    ("relu", "when is it zero?"),
+    ("sigmoid", r"for which input of the unit is $\sigma'$ largest, and how large is it there?"),
+    ("tanh", r"for which input of the unit is $\tanh'$ largest, and how large is it there?"),
+    ("softplus", "can it be zero?"), ("leaky_relu", "can it be zero?")])
+def test_the_element_exercise_asks_a_true_question(hidden, question):
+    tex = handout(sg.mlp([2, 2, 1], hidden), level="both")
+    asked = re.findall(r"\\item Find .*separate the output from it, and (.*)", tex)
+    assert asked == [question]

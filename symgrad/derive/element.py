@@ -527,7 +527,30 @@ def _along(S, d, T, Tsym, w, deltas):
             why += " (rule by rule above)"
     d.add(Partial(Tsym, w) if deltas or ruled else None, Factors(*values), why,
           StepKind.JACOBIAN)
-    return sp.Mul(*values)
+    return _collapsed(S, d, top, down, values) if head and not S.users.get(top) \
+        else sp.Mul(*values)
+
+
+def _collapsed(S, d, top, down, values):
+    """∂ℓ/∂ŷ · ∂ŷ/∂z where they simplify together, as the matrix level's do (bce after σ: ŷ − y):
+    the two factors in ŷ, simplified, and checked equal; else the product as it stands."""
+    if len(down) < 2 or len(values) < 2 or not isinstance(S.defs.get(top), sp.Function):
+        return sp.Mul(*values)
+    pair = values[0] * values[1]
+    if sp.count_ops(pair) > 60:  # (a bounded effort: simplify is slow on big expressions)
+        return sp.Mul(*values)
+    in_top = pair.xreplace({S.defs[top]: top})
+    if S.defs[top] in in_top.atoms(sp.Function) or down[1] in in_top.free_symbols:
+        return sp.Mul(*values)
+    simple = sp.factor(sp.cancel(in_top))
+    if sp.count_ops(simple) >= sp.count_ops(in_top) or \
+            sp.simplify((simple - in_top).xreplace({top: S.defs[top]})) != 0:
+        return sp.Mul(*values)
+    rest = values[2:]
+    d.add(None, Factors(simple, *rest) if rest else simple,
+          f"{top} = {S.defs[top].func.__name__}({down[1]}), so ∂ℓ/∂{top} · ∂{top}/∂{down[1]} "
+          "simplifies (checked equal), as at the matrix level", StepKind.SIMPLIFY)
+    return sp.Mul(simple, *rest)
 
 
 def _rules(S, d, T, Tsym, a, b, value) -> bool:

@@ -230,6 +230,7 @@ class Notation:
     entry_letters: tuple = ()
     row_weights: bool = False  # the notes' row vectors (π̇ = xẆ): their Ẇ is symgrad's W1ᵀ
     example: str = ""          # a superscript on per-example values, e.g. (n): x^{(n)}, o^{(n)}
+    batch: str = "n"           # the number of examples (N where n is the example's index)
 
     # helpers
     def _letter(self, letter: str) -> str:
@@ -346,6 +347,10 @@ class Notation:
         m = re.fullmatch(r"(yhat|Yhat)_(\d+)", name)
         if m:
             return self._hat(m.group(1), False).with_sub(m.group(2))
+        if name == "n" and self.batch != "n":  # the batch size, not the example's index
+            return TeXName(text_escape(self.batch))
+        if name in ("x", "y") and self.example:  # the one input or target of example n
+            return TeXName(name, sup=self.example)
         m = re.fullmatch(r"([xy])(\d+)", name)
         if m and self.example:  # input i of example n
             return TeXName(m.group(1), sup=self.example, sub=m.group(2))
@@ -387,7 +392,7 @@ register_notation(Notation("feature", layer="accent", bold=False,  # the feature
                                     ("yhat", "o"), ("Yhat", "O")),
                            activations=(("relu", "a"), ("relu'", "a'")),
                            entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")),
-                           row_weights=True, example="(n)"))
+                           row_weights=True, example="(n)", batch="N"))
 
 
 def notation(spec) -> Notation:

@@ -190,8 +190,8 @@ def _classify(tok, nota, scalars, toks, funcs):
             return ["math", nota.scalar(tok) or TeXName(_scalar_default(tok)), tok]
         if tok in ("g", "G"):
             return ["vec", nota.vector(tok), tok]
-        if len(tok) == 1 and tok not in _STOP:
-            return ["math", TeXName(tok), tok]
+        if len(tok) == 1 and tok not in _STOP:  # (n, the batch size: N in the feature notes)
+            return ["math", (nota.scalar(tok) if tok == "n" else None) or TeXName(tok), tok]
     return ["text", text_escape(tok), tok]
 
 
