@@ -207,3 +207,17 @@ def test_the_element_exercise_asks_a_true_question(hidden, question):
     tex = handout(sg.mlp([2, 2, 1], hidden), level="both")
     asked = re.findall(r"\\item Find .*separate the output from it, and (.*)", tex)
     assert asked == [question]
+
+
+# -- everything above renders: KaTeX and MathJax take every block of these handouts -------------
+def test_the_new_notation_renders(renderers):
+    from test_renderers import markdown_math, report
+    blocks = []
+    for net, opts in [(sg.mlp([2, 2, 1], loss="(yhat-y)**4"), {}),
+                      (sg.mlp([2, 2, 1], "sigmoid", "sigmoid", "bce"), {}),
+                      (sg.mlp([2, 2, 1]), {"notation": "feature"}),
+                      (_greek_net(deep=True), {})]:
+        blocks += markdown_math(handout(net, level="both", fmt="markdown", **opts))
+    blocks += markdown_math(handout([sg.derive_jacobian("2*a*x + b/y", "a b"),
+                                     sg.derive_matrix_gradient(2, 3)], fmt="markdown"))
+    assert not (f := renderers.failures(blocks, "leaks")), report(f)
