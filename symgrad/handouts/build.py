@@ -264,7 +264,8 @@ def _question(net, d) -> str:
     is zero on a region (ReLU's, for z ≤ 0: a case of the result is 0); else where the hidden
     activation's derivative is largest (σ′ peaks at 1/4, tanh′ at 1, both at 0), or whether it
     can be zero at all (it cannot: softplus′ = σ > 0)."""
-    if any(any(e == 0 for e, _ in pw.args) for pw in sp.sympify(d.result).atoms(sp.Piecewise)):
+    cases = d.result.atoms(sp.Piecewise) if hasattr(d.result, "atoms") else ()
+    if any(any(e == 0 for e, _ in pw.args) for pw in cases):
         return "when is it zero?"
     acts = [n.act for n in net.nodes.values() if n.op == "act" and n.name != net.output_node]
     # (by the function itself, not its name: a user's activation may be called "sigmoid")
