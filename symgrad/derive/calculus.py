@@ -9,6 +9,7 @@ W row by row.
 from __future__ import annotations
 
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -472,7 +473,27 @@ def check_steps(steps: str) -> str:
     return steps
 
 
-def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = True,
+def vector_name(xs, F=None) -> str:
+    """The name of the vector of the variables ``xs`` in ∂f/∂𝐱: their common letter (w1, w2 → 𝐰;
+    x1, x2, x3 → 𝐱), else x, or w when x is a variable of f held fixed (the notes' two
+    perspectives of 2ax + b/y: by (x, y) it is ∂f/∂𝐱, by (a, b) ∂f/∂𝐰)."""
+    names = [x.name for x in xs]
+    heads = {m.group(1) if m else None
+             for m in (re.fullmatch(r"([A-Za-z]+?)_?\d+", n) for n in names)}
+    if len(heads) == 1 and None not in heads:
+        return heads.pop()
+    fixed = set() if F is None else {x.name for x in F.free_symbols} - set(names)
+    return next((v for v in ("x", "w", "v", "u") if v not in fixed), "x")
+
+
+def _variable(xs, var, F):
+    """What ∂f/∂· is taken by: the variable itself when there is one, else a vector of them."""
+    if var is None and len(xs) == 1:
+        return xs[0]
+    return sp.MatrixSymbol(var or vector_name(xs, F), len(xs), 1)
+
+
+def derive_jacobian(f, wrt, name: str = "f", var: str | None = None, entries: bool = True,
                     steps: str = "normal") -> Derivation:
     """The Jacobian ∂f/∂x with its steps: each partial derivative, then the matrix.
     ``steps="full"``: each partial rule by rule (sum, product, quotient, power, the chain rule with
@@ -483,7 +504,7 @@ def derive_jacobian(f, wrt, name: str = "f", var: str = "x", entries: bool = Tru
     if steps == "full" and F.rows * len(xs) > ENTRY_STEPS:
         raise ValueError(f"full steps are written for Jacobians of up to {ENTRY_STEPS} entries; "
                          f"this one has {F.rows}×{len(xs)} = {F.rows * len(xs)}")
-    fs, xv = sp.Symbol(name), sp.MatrixSymbol(var, len(xs), 1)
+    fs, xv = sp.Symbol(name), _variable(xs, var, F)
     d = Derivation(f"Jacobian of {name} with respect to ({', '.join(map(str, xs))})")
     d.add(fs, F, f"{name}: R^{len(xs)} → R^{F.rows}", StepKind.DEFINITION)
     simplify = Tidy()
@@ -508,7 +529,8 @@ def jacobian(f, wrt) -> sp.Matrix:
     return derive_jacobian(f, wrt, entries=False).result
 
 
-def derive_gradient(f, wrt, name: str = "f", var: str = "x", steps: str = "normal") -> Derivation:
+def derive_gradient(f, wrt, name: str = "f", var: str | None = None,
+                    steps: str = "normal") -> Derivation:
     """∇f for scalar f: the column vector, the transpose of the 1×m Jacobian (``steps="full"``:
     each partial rule by rule, as :func:`derive_jacobian`)."""
     check_steps(steps)
@@ -519,7 +541,7 @@ def derive_gradient(f, wrt, name: str = "f", var: str = "x", steps: str = "norma
     d = derive_jacobian(F, wrt, name, var, steps=steps)
     J = d.result
     d.title = d.title.replace("Jacobian", "Gradient", 1)
-    d.add(Grad(sp.Symbol(name), sp.MatrixSymbol(var, J.cols, 1)), J.T,
+    d.add(Grad(sp.Symbol(name), _variable(as_symbols(wrt, F), var, F)), J.T,
           "for a real-valued function the gradient is the transpose of the Jacobian",
           StepKind.TRANSPOSE, shapes=[J.T.shape])
     d.result = J.T
@@ -705,7 +727,8 @@ def chain(*fns, feed: Sequence | None = None) -> Derivation:
     if len(feed) != len(fns) - 1:
         raise ValueError(f"feed: give one mapping per junction ({len(fns) - 1}), got {len(feed)}")
     maps = [_feeds(fns[i], fns[i + 1], feed[i]) for i in range(len(fns) - 1)]
-    xs, x = fns[-1].inputs, sp.MatrixSymbol("x", len(fns[-1].inputs), 1)
+    xs = fns[-1].inputs
+    x = sp.MatrixSymbol(vector_name(xs, fns[-1].outputs), len(xs), 1)
     comp = Compose(*[sp.Symbol(f.name) for f in fns])
     d = Derivation(f"The chain rule for {'∘'.join(f.name for f in fns)}, two ways")
     for f in fns:

@@ -29,6 +29,7 @@ are refused at once (PARAM_LIMIT, SIZE_LIMIT, UNIT_LIMIT), pointing to level="ma
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import sympy as sp
@@ -459,6 +460,34 @@ def _plug(expr, mapping: dict, memo: dict | None = None):
     return go(sp.sympify(expr, strict=True))
 
 
+_WEIGHTS, _BIASES = re.compile(r"[wW]\d+(_\d+(,\d+)?)?"), re.compile(r"b\d+(_\d+)?")
+
+
+def _written(e) -> str:
+    """A unit's definition as the notes write it, for a sentence: weights first and the bias last
+    (w5 h1_1 + w6 h1_2 + b3), products by juxtaposition, never SymPy's str (b3 + h1_1*w5)."""
+    def named(x, pattern):
+        return isinstance(x, sp.Symbol) and bool(pattern.fullmatch(x.name))
+
+    def term(t):
+        coeff, factors = t.as_coeff_mul()
+        factors = sorted(factors, key=lambda f: 0 if named(f, _WEIGHTS) else 1)
+        parts = [] if coeff == 1 else [str(coeff)]
+        parts += ["(%s)" % _written(f) if isinstance(f, sp.Add) else str(f) for f in factors]
+        return " ".join(parts) or "1"
+
+    if not isinstance(e, sp.Add):
+        return term(e) if isinstance(e, sp.Mul) else str(e)
+    terms = sorted(e.args, key=lambda t: 2 if named(t, _BIASES) else 0 if any(
+        named(f, _WEIGHTS) for f in t.as_coeff_mul()[1]) else 1)
+    out = ""
+    for k, t in enumerate(terms):
+        neg = t.could_extract_minus_sign()
+        body = term(-t if neg else t)
+        out += ("−" if neg else "") + body if k == 0 else (" − " if neg else " + ") + body
+    return out
+
+
 def _along(S, d, T, Tsym, w, deltas):
     """The chain from T down to the weight w (one use), one application of the rule per unit."""
     path = [S.users[w][0]]
@@ -468,8 +497,12 @@ def _along(S, d, T, Tsym, w, deltas):
     seps = down[1:] if top == T else down  # the units between T and w, from the top down
     local = [_local(S, a, b) for a, b in zip(down, down[1:] + [w])]
     if not seps:  # w enters T itself (∂ŷ/∂b3): nothing separates them
-        d.add(Partial(Tsym, w), local[0], f"{w} enters {Tsym} = {S.defs[T]} directly",
+        d.add(Partial(Tsym, w), local[0], f"{w} enters {Tsym} = {_written(S.defs[T])} directly",
               StepKind.JACOBIAN)
+        # the units named in that sentence are names of the derivation (printers set them as
+        # math in the notation, h1_2 → h₂⁽¹⁾), though no step's expression holds them
+        d.meta.setdefault("names", set()).update(
+            x.name for x in S.defs[T].free_symbols if isinstance(x, sp.Symbol))
         return local[0]
     names = [Tsym] + seps + [w]
     for k, s in enumerate(seps):
@@ -494,7 +527,30 @@ def _along(S, d, T, Tsym, w, deltas):
             why += " (rule by rule above)"
     d.add(Partial(Tsym, w) if deltas or ruled else None, Factors(*values), why,
           StepKind.JACOBIAN)
-    return sp.Mul(*values)
+    return _collapsed(S, d, top, down, values) if head and not S.users.get(top) \
+        else sp.Mul(*values)
+
+
+def _collapsed(S, d, top, down, values):
+    """∂ℓ/∂ŷ · ∂ŷ/∂z where they simplify together, as the matrix level's do (bce after σ: ŷ − y):
+    the two factors in ŷ, simplified, and checked equal; else the product as it stands."""
+    if len(down) < 2 or len(values) < 2 or not isinstance(S.defs.get(top), sp.Function):
+        return sp.Mul(*values)
+    pair = values[0] * values[1]
+    if sp.count_ops(pair) > 60:  # (a bounded effort: simplify is slow on big expressions)
+        return sp.Mul(*values)
+    in_top = pair.xreplace({S.defs[top]: top})
+    if S.defs[top] in in_top.atoms(sp.Function) or down[1] in in_top.free_symbols:
+        return sp.Mul(*values)
+    simple = sp.factor(sp.cancel(in_top))
+    if sp.count_ops(simple) >= sp.count_ops(in_top) or \
+            sp.simplify((simple - in_top).xreplace({top: S.defs[top]})) != 0:
+        return sp.Mul(*values)
+    rest = values[2:]
+    d.add(None, Factors(simple, *rest) if rest else simple,
+          f"{top} = {S.defs[top].func.__name__}({down[1]}), so ∂ℓ/∂{top} · ∂{top}/∂{down[1]} "
+          "simplifies (checked equal), as at the matrix level", StepKind.SIMPLIFY)
+    return sp.Mul(simple, *rest)
 
 
 def _rules(S, d, T, Tsym, a, b, value) -> bool:

@@ -7,6 +7,7 @@ of testing its name. :mod:`symgrad.network` attaches one to a graph with ``set_l
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -132,7 +133,7 @@ class Loss:
             e = Elementwise(lam(lambda p, t: -t / p, 2), yh, y, label="−y/ŷ",
                             latex=r"-\frac{y}{\hat{y}}")
             return e.T, "ℓ = −Σ_k y_k log ŷ_k, so ∂ℓ/∂ŷ_k = −y_k/ŷ_k"
-        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ").T,
+        return (Elementwise(self.dL(), yh, y, label=self._dL_label()).T,
                 "ℓ = Σ_k L(ŷ_k, y_k): differentiate L entrywise")
 
     def start(self, yh, y):
@@ -143,8 +144,15 @@ class Loss:
                             "to ŷ − y")
         if self.name == "mse":
             return yh - y, "ℓ = ½‖ŷ − y‖², so ∇_ŷ ℓ = ŷ − y"
-        return (Elementwise(self.dL(), yh, y, label="∂L/∂ŷ", latex=r"\partial_{\hat{y}} L"),
-                "differentiate L entrywise")
+        return (Elementwise(self.dL(), yh, y, label=self._dL_label()),
+                "ℓ = Σ_k L(ŷ_k, y_k): differentiate L entrywise")
+
+    def _dL_label(self) -> str:
+        """∂L/∂ŷ of a user loss as the formula it is (4*(ŷ - y)**3), never the bare name: a
+        formula label prints its body on each entry, [4(ŷ_k − y_k)³]_k, at every level."""
+        p, t = self.L.variables
+        text = sp.sstr(self.dL().expr.xreplace({p: sp.Symbol("ŷ"), t: sp.Symbol("y")}))
+        return text if not re.fullmatch(r"[\w']+", text) else "(%s)" % text
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
 from symgrad.handouts.assembled import assembled_section, fits
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
-from symgrad.handouts.model import Doc, Section, loss_names, term_names
+from symgrad.handouts.model import Doc, Section, batch_tex, loss_names, term_names
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
 from symgrad.graph.files import load_network, parse_spec
+from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph, mlp
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
@@ -74,7 +75,8 @@ def _derivations_doc(ds, notation="slides", title=None) -> Doc:
         vectors.update(v)
         scalars.update(s)
     names = tuple(sorted(vectors)), tuple(sorted(scalars))
-    sections = [Section(words(d.title, _notation(notation), *names) or "Derivation %d" % k,
+    # each title in its own derivation's names: x is a vector in one and a scalar in the next
+    sections = [Section(words(d.title, _notation(notation), *names_in(d)) or "Derivation %d" % k,
                         [("derivation", d)]) for k, d in enumerate(ds, 1)]
     return Doc(title or "Derivations, step by step", "Functions of vectors, one section each; "
                "derived with every step", sections, [], names, notation)
@@ -162,9 +164,9 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
             d = _element(net, target, scalar)
             P.add(d)
             ex.append((r"Find $%s$ as the notes do for $%s$: which units separate the output "
-                       r"from it, and when is it zero?"
+                       r"from it, and %s"
                        % (P.tex(Partial(d.meta["of"], d.meta["weight"])),
-                          P.tex(_first_weight(scalar))), [("derivation", d)]))
+                          P.tex(_first_weight(scalar)), _question(net, d)), [("derivation", d)]))
     return Doc(title or f"Backpropagation, step by step: {_arch(net)}", _subtitle(net, level),
                sections, ex, P.names(), notation)
 
@@ -258,6 +260,24 @@ def _scalarize(net, naming=None):
                       "its loss written out is too long to derive one unit at a time")
     S.naming = naming
     return S, ""
+
+
+def _question(net, d) -> str:
+    """The exercise's last question, a true one: "when is it zero?" where a unit's derivative
+    is zero on a region (ReLU's, for z ≤ 0: a case of the result is 0); else where the hidden
+    activation's derivative is largest (σ′ peaks at 1/4, tanh′ at 1, both at 0), or whether it
+    can be zero at all (it cannot: softplus′ = σ > 0)."""
+    cases = d.result.atoms(sp.Piecewise) if hasattr(d.result, "atoms") else ()
+    if any(any(e == 0 for e, _ in pw.args) for pw in cases):
+        return "when is it zero?"
+    acts = [n.act for n in net.nodes.values() if n.op == "act" and n.name != net.output_node]
+    # (by the function itself, not its name: a user's activation may be called "sigmoid")
+    peaked = next((tex for a in acts for name, tex in (("sigmoid", r"\sigma'"),
+                                                       ("tanh", r"\tanh'"))
+                   if a.f == ACTIVATIONS[name].f), None)
+    if peaked is not None:
+        return r"for which input of the unit is $%s$ largest, and how large is it there?" % peaked
+    return "can it be zero?"
 
 
 def _first_weight(scalar):
@@ -396,7 +416,7 @@ def _loss_section(P, net) -> Section:
     out = net.output_node
     rows = _loss_rows(P, net, net.loss, out, net.target, r"\ell")
     _, label, what = loss_names(net)
-    rows.append(r"f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}" % label)
+    rows.append(batch_tex(r"f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation) % label)
     sec.text(P.words(f"For one example (x, y) the loss ℓ is {what}; over a minibatch of n "
                      "examples the cost f is their mean:"))
     sec.math(rows)
@@ -421,7 +441,7 @@ def _losses_section(P, net) -> Section:
                         r"%s \, \ell_{%d}" % (sp.latex(t.weight), i))
                        for i, t in enumerate(net.losses, 1))
     rows.append(r"\ell &= %s" % total)
-    rows.append(r"f &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}")
+    rows.append(batch_tex(r"f &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation))
     sec.math(rows)
     sec.text(P.words("For one example ℓ is the weighted sum of the terms; over a minibatch of n "
                      "examples the cost f is its mean, the weighted sum of the mean of each term. "
@@ -466,8 +486,8 @@ def _penalty(P, net, label, sec) -> None:
     norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
     sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad \Omega(\theta) = \tfrac{1}{2} "
               r"\left(%s\right), \quad \lambda = %s" % (norms, sp.latex(net.penalty)),
-              r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= %s + \lambda \, \Omega(\theta)"
-              % ("f_{%s}" % label if label else "f")])
+              batch_tex(r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= %s + \lambda \, \Omega(\theta)",
+                        P.notation) % ("f_{%s}" % label if label else "f")])
 
 
 def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Section:

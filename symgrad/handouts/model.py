@@ -59,6 +59,12 @@ def term_names(loss) -> tuple:
     return LOSS_NAMES.get(loss.name, CUSTOM_LOSS)
 
 
+def batch_tex(tex: str, notation) -> str:
+    """A formula template's batch size {n} as the notation writes it: N where n is the example's
+    own index (the feature notes' x^{(n)}); call it before names are put in."""
+    return tex.replace("{n}", "{%s}" % _notation(notation).batch)
+
+
 def g_name(notation) -> str:
     """The backward pass's g as the notation writes vectors."""
     return r"\mathbf{g}" if _notation(notation).bold else "g"

@@ -45,10 +45,12 @@ class DerivationLayout:
             both = self.side_by_side(d)
             if both:
                 return both
-        return self._aligned(d.steps)
+        return self._aligned(d.steps, d.meta)
 
-    def _aligned(self, steps) -> str:
-        rows = [line for step in self.step_rows(Derivation("", list(steps))) for line in step]
+    def _aligned(self, steps, meta=None) -> str:
+        # (meta: the names an engine wrote only in its words, meta["names"], are names still)
+        rows = [line for step in self.step_rows(Derivation("", list(steps), meta=dict(meta or {})))
+                for line in step]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def side_by_side(self, d: Derivation) -> str | None:
@@ -79,12 +81,12 @@ class DerivationLayout:
             saved = dict(self._settings)
             self._settings.update(why_position="below", why_small=True, why_width=None)
             try:
-                body = self._aligned(steps).replace(r"\begin{aligned}", r"\begin{aligned}[t]", 1)
+                body = self._aligned(steps, d.meta).replace(r"\begin{aligned}", r"\begin{aligned}[t]", 1)
             finally:
                 self._settings = saved
             cols.append((r"\text{Method %d%s}" % (k, ": " + head if head else ""), body))
         last = d.steps[end - 1].rhs
-        parts = [self._aligned(d.steps[:a])] if a else []
+        parts = [self._aligned(d.steps[:a], d.meta)] if a else []
         # plain {cc}: KaTeX refuses @{...} in a column spec ("Unknown column alignment: @"), and
         # MathJax and pdflatex take {cc} alike; a \quad after each column but the last, with the
         # 2 x 5pt of \arraycolsep, makes the 2em gap @{\qquad} made

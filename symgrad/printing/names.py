@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass, replace
 
 import sympy as sp
+from sympy.printing.latex import greek_letters_set, translate as _sympy_translate
 
 # -- escaping -------------------------------------------------------------------------------------
 _SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
@@ -195,7 +196,18 @@ _LAYERED = re.compile(r"([A-Za-z]+?)(\d+)")            # W1, z12, h3, s5
 _ENTRY = re.compile(r"([A-Za-z]+?)(\d+)_(\d+(?:,\d+)?)")  # z1_2 (unit 2), W1_12 (entry 1,2), W1_1,11
 _WEIGHT = re.compile(r"W\d+")                           # a layer's weight matrix
 _NODE = re.compile(r"x|y|yhat|[zh]\d+")                 # a value computed for each example
+_GREEK = greek_letters_set | {"lamda"}
+_UNIT_OF_SUBSCRIPTED = re.compile(r"([A-Za-z][A-Za-z0-9]*_[A-Za-z0-9]+)_(\d+(?:,\d+)?)")  # f_1_2
 _ACCENTS = {1: r"\dot", 2: r"\ddot", 3: r"\dddot", 4: r"\ddddot"}
+
+
+def greek(name: str) -> str | None:
+    """The TeX of a Greek letter's name (alpha → \\alpha, Gamma → \\Gamma), as SymPy writes it
+    (its own fixed table: the name only chooses an entry); None for any other name."""
+    if name.lower() not in _GREEK:
+        return None
+    tex = _sympy_translate(name)
+    return tex if tex.startswith("\\") else None
 
 
 def escaped_name(name: str, bold: bool = False) -> TeXName:
@@ -220,12 +232,15 @@ class Notation:
     entry_letters: tuple = ()
     row_weights: bool = False  # the notes' row vectors (π̇ = xẆ): their Ẇ is symgrad's W1ᵀ
     example: str = ""          # a superscript on per-example values, e.g. (n): x^{(n)}, o^{(n)}
+    batch: str = "n"           # the number of examples (N where n is the example's index)
 
     # helpers
     def _letter(self, letter: str) -> str:
         letter = dict(self.letters).get(letter, letter)
         if letter.startswith("\\"):
             return letter
+        if greek(letter):  # alpha → α, as SymPy prints the scalar alpha_12 (α₁₂) beside it
+            return greek(letter)
         return text_escape(letter) if len(letter) == 1 else r"\mathrm{%s}" % text_escape(letter)
 
     def _bold(self, tex: str, bold: bool) -> str:
@@ -284,6 +299,11 @@ class Notation:
             if m:
                 return self._layered(self._bold(self._letter(m.group(1)), bold), int(m.group(2)))
             return TeXName(self._bold(self._letter(name), bold))
+        m = re.fullmatch(r"([A-Za-z][A-Za-z0-9]*)_([A-Za-z0-9]+)", name)
+        if m:  # a user's f_1: the vector f with 1 below, as SymPy writes the scalar f_1
+            base = self._vector(m.group(1), bold)
+            if not base.sub:
+                return replace(base, sub=text_escape(m.group(2)))
         return escaped_name(name, bold and self.bold)
 
     def entry(self, name: str, index: str) -> TeXName:
@@ -294,6 +314,10 @@ class Notation:
             base = self._layered(self._letter(letter), int(m.group(2)))
         else:
             base = self._vector(name, False)
+            if re.fullmatch(r"[A-Za-z0-9]+", base.sub) and not base.sup \
+                    and re.fullmatch(r"[A-Za-z0-9,]+", index):
+                # unit 2 of the user's f_1: f_{1,2}, one subscript (not {f_{1}}_{2})
+                return self._per_example(name, replace(base, sub=base.sub + "," + index))
         if self._rowed(name) and re.fullmatch(r"\d\d|\d+,\d+", index):
             # ẇ_ij joins input i to feature j in the notes
             index = ",".join(index.split(",")[::-1]) if "," in index else index[::-1]
@@ -315,6 +339,9 @@ class Notation:
         m = _ENTRY.fullmatch(name)
         if m:
             return self.entry(m.group(1) + m.group(2), m.group(3))
+        m = _UNIT_OF_SUBSCRIPTED.fullmatch(name)
+        if m:  # unit 2 of a node the user named f_1
+            return self.entry(m.group(1), m.group(2))
         m = _LAYERED.fullmatch(name)
         if m and m.group(1) in ("z", "h"):  # the one unit of a layer: z2 → z^{(2)}, π̈
             return self._per_example(name, self._layered(self._letter(m.group(1)),
@@ -322,6 +349,10 @@ class Notation:
         m = re.fullmatch(r"(yhat|Yhat)_(\d+)", name)
         if m:
             return self._hat(m.group(1), False).with_sub(m.group(2))
+        if name == "n" and self.batch != "n":  # the batch size, not the example's index
+            return TeXName(text_escape(self.batch))
+        if name in ("x", "y") and self.example:  # the one input or target of example n
+            return TeXName(name, sup=self.example)
         m = re.fullmatch(r"([xy])(\d+)", name)
         if m and self.example:  # input i of example n
             return TeXName(m.group(1), sup=self.example, sub=m.group(2))
@@ -363,7 +394,7 @@ register_notation(Notation("feature", layer="accent", bold=False,  # the feature
                                     ("yhat", "o"), ("Yhat", "O")),
                            activations=(("relu", "a"), ("relu'", "a'")),
                            entry_letters=(("W", "w"), ("z", r"\pi"), ("h", "x")),
-                           row_weights=True, example="(n)"))
+                           row_weights=True, example="(n)", batch="N"))
 
 
 def notation(spec) -> Notation:

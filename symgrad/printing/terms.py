@@ -138,6 +138,7 @@ def names_in(d: Derivation) -> tuple[tuple, tuple]:
                 scalars.update(x.name for x in e.atoms(sp.Symbol) if not isinstance(x, sp.Dummy))
     # a unit known only by its δ (δ_s6_2,1, whose unit feeds nothing else shown) is still a name
     scalars.update([x[2:] for x in scalars if x.startswith("δ_")])
+    scalars.update(d.meta.get("names", ()))  # names an engine wrote only in its words
     return tuple(sorted(vectors)), tuple(sorted(scalars))
 
 

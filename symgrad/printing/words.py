@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import re
 
+import sympy as sp
+
 from symgrad.core.primitives import PRIMITIVES
 from symgrad.graph.activations import registered_activations
 from symgrad.printing.names import SAFE_NAME, SAFE_SCALAR, UNICODE_MATH, Notation, TeXName, text_escape
@@ -27,7 +29,7 @@ def _functions() -> dict:
     return {**{s.name: s.latex for s in PRIMITIVES.values()},
             **{a.name: a.latex for a in registered_activations()}, **_FUNCS}
 # ASCII digits: \d also takes 𝟏 (a bold digit one, as in 𝟏𝟏ᵀ), which then went out raw
-_TOKEN = re.compile(r"\s+|R\^\{?\w+\}?|[A-Za-z][A-Za-z0-9]*|[0-9]+|<=|>=|.", re.S)
+_TOKEN = re.compile(r"\s+|R\^(?:\{[^{}]*\}|\w+(?:×\w+)*)|[A-Za-z][A-Za-z0-9]*|[0-9]+|<=|>=|.", re.S)
 _WEAK = set("=+-*/()[]'|<>") | {"′", "−", "<=", ">="}
 _WEAK_TEX = {"−": "-", "′": "'", "|": r"\mid", "<": "<", ">": ">", "<=": r"\le", ">=": r"\ge"}
 
@@ -57,9 +59,17 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
     while pos < len(text):
         name = next((v for v in by_first.get(text[pos], ()) if text.startswith(v, pos)
                      and _bounded(text, pos, v)), None)
-        if name:
+        longer = name and next((v for v in scalars_by_first.get(text[pos], ()) if len(v) > len(name)
+                                and text.startswith(v, pos) and _bounded(text, pos, v)), None)
+        if name and not longer:  # (unit f_1_2 of the user's vector f_1 is the scalar)
             toks.append(["vec", nota.vector(name), name])
             pos += len(name)
+            continue
+        m = _NABLA.match(text, pos)
+        nabla = m and _nabla(m.group(1), nota, vectors, scalars)
+        if nabla:  # ∇_W1 ℓ, ∇_ŷ ℓ: the name below ∇ in the notation, never as typed (W1, yhat)
+            toks.append(["math", nabla, m.group(0)])
+            pos = m.end()
             continue
         m = re.match(r"vec\[([A-Za-z][A-Za-z0-9_]*)\]", text[pos:])
         if m:  # vec[W]: W is a matrix whatever its symbol
@@ -100,19 +110,49 @@ def words(text: str, nota: Notation, vectors=(), scalars=()) -> str:
             continue
         toks.append(_classify(tok, nota, scalars, toks, funcs))
     _identity_before_kron(toks, nota)
+    _listed_scalars(toks, nota, scalars)
     return _join(_attach(toks, nota))
+
+
+_NABLA = re.compile(r"∇_(ŷ|[A-Za-z][A-Za-z0-9]*(?:_[0-9][0-9,]*)?)(?![A-Za-z0-9_])")
+
+
+def _nabla(name, nota, vectors, scalars) -> str | None:
+    """\\nabla_{…} of a name the derivation knows (a vector, a scalar, ŷ), or None."""
+    if name == "ŷ":
+        name = "yhat"
+        if name not in vectors and name not in scalars:
+            return r"\nabla_{%s}" % nota.scalar(name).tex()
+    if name in vectors:
+        return r"\nabla_{%s}" % nota.vector(name).tex()
+    if name in scalars:
+        return r"\nabla_{%s}" % (nota.scalar(name) or TeXName(_scalar_default(name))).tex()
+    return None
+
+
+def _listed_scalars(toks, nota, scalars) -> None:
+    """"(a, b)", "(x, y)": a variable in a parenthesised list of names is the variable, neither
+    the article (a short English word: a, I, …) nor the vector of the same letter (𝐱)."""
+    solid = [t for t in toks if t[0] != "space"]
+    for k, t in enumerate(solid):
+        if t[0] not in ("text", "vec") or t[2] not in scalars:
+            continue
+        before = solid[k - 1][2] if k else ""
+        after = solid[k + 1][2] if k + 1 < len(solid) else ""
+        if before in ("(", ",") and after in (",", ")"):
+            t[:2] = ["math", nota.scalar(t[2]) or TeXName(_scalar_default(t[2]))]
 
 
 def _delta(text, pos, scalars) -> str | None:
     """The δ of a unit (δ_h1_2, δ_s6_2,1) when the derivation has that symbol: as tokens it was
     δ, then h1 below it, then the 2 below that, and a comma ended it."""
-    m = re.match(r"δ_[A-Za-z][A-Za-z0-9]*_[0-9][0-9,]*", text[pos:])
-    if not m:
+    if not text.startswith("δ_", pos):
         return None
-    name = m.group(0)
-    while name.endswith(","):  # "feeds δ_o6_2,1, δ_o6_2,2": the comma of the list
-        name = name[:-1]
-    return name if name in scalars and _bounded(text, pos, name) else None
+    # the longest δ the derivation has (δ_f_1_2 of a unit of the user's f_1 too); "feeds
+    # δ_o6_2,1, δ_o6_2,2": the comma after a name is the list's
+    found = [s for s in scalars if s.startswith("δ_") and text.startswith(s, pos)
+             and _bounded(text, pos, s)]
+    return max(found, key=len) if found else None
 
 
 def _identity_before_kron(toks, nota) -> None:
@@ -133,8 +173,9 @@ def _bounded(text, pos, name) -> bool:
 def _classify(tok, nota, scalars, toks, funcs):
     if tok.isspace():
         return ["space", " ", tok]
-    if tok.startswith("R^"):
-        return ["math", r"\mathbb{R}^{%s}" % text_escape(tok[2:].strip("{}")), tok]
+    if tok.startswith("R^"):  # R^n, R^{n×m}, R^2×3: one superscript, ℝ^{2×3} (not ℝ^{2} × 3)
+        dims = tok[2:].strip("{}").split("×")
+        return ["math", r"\mathbb{R}^{%s}" % r" \times ".join(map(text_escape, dims)), tok]
     if tok in UNICODE_MATH:
         return ["math", UNICODE_MATH[tok], tok]
     if tok in _WEAK or (tok.isascii() and tok.isdigit()):
@@ -149,17 +190,17 @@ def _classify(tok, nota, scalars, toks, funcs):
             return ["math", nota.scalar(tok) or TeXName(_scalar_default(tok)), tok]
         if tok in ("g", "G"):
             return ["vec", nota.vector(tok), tok]
-        if len(tok) == 1 and tok not in _STOP:
-            return ["math", TeXName(tok), tok]
+        if len(tok) == 1 and tok not in _STOP:  # (n, the batch size: N in the feature notes)
+            return ["math", (nota.scalar(tok) if tok == "n" else None) or TeXName(tok), tok]
     return ["text", text_escape(tok), tok]
 
 
 def _scalar_default(name: str) -> str:
-    m = re.fullmatch(r"([A-Za-z]+?)(\d+)", name)
-    if m:
-        return "%s_{%s}" % m.groups()
-    base, _, sub = name.partition("_")
-    return "%s_{%s}" % (base, sub.replace("_", ",")) if sub else name
+    """A scalar's name as the equations print it (SymPy's latex of the Symbol: alpha_12 →
+    \\alpha_{12}, never alpha_{12} in the words beside \\alpha_{12}); only safe names come here."""
+    if SAFE_SCALAR.fullmatch(name):
+        return sp.latex(sp.Symbol(name))
+    return text_escape(name)
 
 
 
