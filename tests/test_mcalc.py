@@ -181,10 +181,10 @@ def test_sympy_bugs_are_not_ours():
 
 @pytest.mark.parametrize("f, decl, wrt, message", [
     ("A*x", dict(vectors="x", matrices="A", sizes={"A": (3, 3), "x": 2}), "x",
-     "A*x: 3×3 times 2"),
+     "A*x: 3×3 times 2×1"),
     ("det(A)", dict(matrices="A", sizes={"A": (2, 3)}), "A", "det needs a square matrix"),
     ("x'*A*x", dict(vectors="x", matrices="A"), "y", "'y' does not appear"),
-    ("x*y", dict(vectors="x y"), "x", "x*y: n times m"),
+    ("x*y", dict(vectors="x y"), "x", "x*y: n×1 times m×1"),
     ("x'*x", dict(vectors="x", matrices="x"), "x", "declared twice"),
     ("x'*A*x", dict(vectors="x", matrices="A", sizes={"B": 3}), "x", "not a declared"),
     ("x'*A*x)", dict(vectors="x", matrices="A"), "x", "unexpected ')'"),
@@ -250,7 +250,7 @@ def test_cli_json_reads_back():
 
 @pytest.mark.parametrize("args, msg", [
     (["grad", "A*x", "--wrt", "x", "--vector", "x", "--matrix", "A", "--size", "A=3x3",
-      "--size", "x=2"], "A*x: 3×3 times 2"),
+      "--size", "x=2"], "A*x: 3×3 times 2×1"),
     (["grad", "x'*x", "--wrt", "z", "--vector", "x"], "'z' does not appear"),
     (["grad", "x'*x", "--wrt", "x", "--vector", "x", "--size", "x"], "expected NAME=SIZE"),
     (["derivative", "diag(X)", "--wrt", "X", "--matrix", "X"], "not a sum of products L dX R"),
@@ -319,7 +319,7 @@ def test_worksheet_from_a_file_of_problems(tmp_path):
     (tmp_path / "bad.txt").write_text("grad \"x'*A*x\" --wrt x --vector x --matrix A\n"
                                       "grad \"x*y\" --wrt x --vector x,y\n")
     r = CliRunner().invoke(cli, ["handout", str(tmp_path / "bad.txt")])
-    assert r.exit_code == 2 and "bad.txt, line 2: x*y: n times m" in r.output
+    assert r.exit_code == 2 and "bad.txt, line 2: x*y: n×1 times m×1" in r.output
     (tmp_path / "bad2.txt").write_text("grad \"x'*x\" --vector x\n")
     r = CliRunner().invoke(cli, ["handout", str(tmp_path / "bad2.txt")])
     assert r.exit_code == 2 and "line 1: --wrt is missing" in r.output

@@ -26,8 +26,8 @@ import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.compile.common import exec_generated
-from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Scalar, Softmax,
-                                  SoftmaxJacobian, SoftmaxVJP)
+from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Norm2, Over,
+                                  Scalar, Softmax, SoftmaxJacobian, SoftmaxVJP)
 from symgrad.core.derivation import Derivation
 from symgrad.derive import mcalc
 
@@ -307,6 +307,16 @@ def _e_elementwise(p, e):
     if e.label not in NUMPY_FUNCTIONS:
         raise ValueError(f"compile: no numpy code for the entrywise function {e.label}")
     return f"{NUMPY_FUNCTIONS[e.label]}({p(e.operands[0])})"
+
+
+@defemit(Norm2)
+def _e_norm2(p, e):  # ‖v‖₂, or ‖X‖_F of a matrix
+    return f"np.sqrt(np.sum({p(e.arg)} ** 2))"
+
+
+@defemit(Over)
+def _e_over(p, e):
+    return f"({p(e.args[0])}) / ({p(e.args[1])})"
 
 
 @defemit(Scalar)

@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, Vec, _printing
-from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Scalar, Softmax,
+from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, HadamardPowerShown,
+                                    LogSumExp, MatAddShown, Norm2, Over, Scalar, Softmax,
                                     SoftmaxJacobian, SoftmaxVJP, Symmetric, lam)
 from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
 from symgrad.core.primitives import FUNCTIONS, step
 
 __all__ = ["derive_grad", "derive_derivative", "derive_hessian", "verify", "DIFFERENTIALS",
-           "ADJOINTS", "ELEMENTWISE_DERIVATIVES", "DiffSymbol", "DiffScalar"]
+           "ADJOINTS", "ELEMENTWISE_DERIVATIVES", "SIMPLIFICATIONS", "DISPLAY", "display",
+           "DiffSymbol", "DiffScalar"]
 
 
 class DiffSymbol(sp.MatrixSymbol):
@@ -529,6 +532,15 @@ def _push_transpose(e):
 
 
 # -- simplification -------------------------------------------------------------------------------
+# Identities tidy applies, one rule per node class as DIFFERENTIALS: (the identity in words, fn
+# returning the simpler node or the node itself). Each is checked at explicit sizes by
+# tests/test_mcalc_trial.py, and every result they touch by verify.
+SIMPLIFICATIONS: dict[type, tuple[str, object]] = {
+    Commutation: ("K(m, 1) = K(1, m) = I: transposing a vector does not reorder its entries",
+                  lambda e: sp.Identity(e.shape[0]) if 1 in e.args else e),
+}
+
+
 def tidy(e):
     """Merge diag products, collect like terms and factor a common left or right factor:
     Ax + Aᵀx = (A + Aᵀ)x, as the textbook writes it."""
@@ -536,6 +548,11 @@ def tidy(e):
         return e
     args = [tidy(a) for a in e.args]
     e = e.func(*args) if args != list(e.args) else e
+    if type(e) in SIMPLIFICATIONS:
+        e = SIMPLIFICATIONS[type(e)][1](e)
+        if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, (sp.MatrixSymbol,
+                                                                       sp.Identity)):
+            return e
     if isinstance(e, Scalar) and isinstance(e.matrix, sp.MatMul):  # (−yᵀ1) = −(yᵀ1)
         c, mats = e.matrix.as_coeff_matrices()
         if c.is_Number and c != 1:
@@ -555,6 +572,71 @@ def tidy(e):
     if isinstance(e, sp.MatAdd):
         e = _factor(e)
     return e.doit() if isinstance(e, (sp.MatMul, sp.MatAdd)) else e
+
+
+# -- display: the result as a textbook writes it ------------------------------------------------
+def _norm_of(e):
+    """v for √(vᵀv) (X for √tr(XᵀX)) wrapped as a Scalar or Trace; else None."""
+    m = e.matrix if isinstance(e, Scalar) else e.arg if isinstance(e, sp.Trace) else None
+    if isinstance(m, sp.MatMul) and len(m.args) == 2:
+        a, b = m.args
+        if (a == b.T or a == sp.Transpose(b).doit() or (isinstance(a, sp.Transpose)
+                                                         and a.arg == b)) and \
+                (b.shape[1] == 1) == isinstance(e, Scalar):
+            return b
+    return None
+
+
+def _d_pow_norm(e):
+    """(vᵀv)^(k/2) = ‖v‖₂ᵏ for odd k: a square root written as the norm (vᵀv and its integer
+    powers stay as they are)."""
+    v = _norm_of(e.base)
+    if v is not None and (2 * e.exp).is_Integer and not e.exp.is_Integer:
+        return Norm2(v) ** (2 * e.exp)
+    return e
+
+
+def _d_matmul_over(e):
+    """c/‖v‖ M = (c M)/‖v‖ (x/‖x‖₂); a product of scalars in front split into its factors
+    (2 A x, not (2 A) x)."""
+    coeff, mats = e.as_coeff_matrices()
+    num, den = sp.fraction(sp.factor_terms(coeff))
+    if den != 1 and den.has(Norm2):
+        sign = num.could_extract_minus_sign()
+        num = -num if sign else num
+        top = sp.MatMul(*num.as_ordered_factors(), *mats) if num != 1 else (
+            mats[0] if len(mats) == 1 else sp.MatMul(*mats))
+        return sp.MatMul(-1, Over(top, den)) if sign else Over(top, den)
+    factors = coeff.as_ordered_factors() if isinstance(coeff, sp.Mul) else []
+    if factors and all(f.is_Number or f.is_Symbol for f in factors):
+        return sp.MatMul(*factors, *mats)
+    return e
+
+
+# How a result is written: one rule per node class, each equal to what it replaces (verify checks
+# the written result itself). The derivation keeps working on the plain form (a Hessian is the
+# Jacobian of the plain gradient).
+DISPLAY: dict[type, object] = {
+    sp.Pow: _d_pow_norm,  # (tried before its operands are rewritten: it matches vᵀv as built)
+    sp.MatMul: _d_matmul_over,
+    sp.HadamardPower: lambda e: HadamardPowerShown(*e.args),
+    sp.MatAdd: lambda e: MatAddShown(*e.args),
+}
+
+
+def display(e):
+    """``e`` written as the notes write it: ‖x‖₂ for √(xᵀx), x/‖x‖₂, 2 A x, y^∘2, 𝟏 − σ."""
+    if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, sp.MatrixSymbol):
+        return e
+    if isinstance(e, sp.Pow):
+        shown = _d_pow_norm(e)
+        if shown is not e:
+            return shown.func(*[display(a) for a in shown.args])
+    args = [display(a) for a in e.args]
+    if args != list(e.args):
+        e = e.func(*args)
+    rule = DISPLAY.get(type(e))
+    return rule(e) if rule else e
 
 
 def _ones_hadamard(e):
@@ -659,6 +741,11 @@ def _explicit(e, env):
         return sp.ImmutableMatrix(e.subs(env["__sizes__"]).as_explicit())
     if isinstance(e, Scalar):
         return _explicit(e.matrix, env)[0, 0]
+    if isinstance(e, Norm2):
+        M = _explicit(e.arg, env)
+        return sp.sqrt(sum(v**2 for v in M))
+    if isinstance(e, Over):
+        return sp.ImmutableMatrix(_explicit(e.args[0], env) / _explicit(e.args[1], env))
     if isinstance(e, sp.Trace):
         return _explicit(e.arg, env).trace()
     if isinstance(e, sp.Determinant):
@@ -824,11 +911,14 @@ def _verify_at(problem, var, result, order, sizes, points, seed):
 
 
 # -- the derivations ------------------------------------------------------------------------------
-def _problem(f, wrt, decl) -> tuple[MatrixProblem, sp.Basic]:
+def _problem(f, wrt, decl, what="grad") -> tuple[MatrixProblem, sp.Basic]:
     problem = f if isinstance(f, MatrixProblem) else parse_matrix(f, **decl)
     if not isinstance(wrt, str) or not wrt.strip():
         raise ValueError("wrt: name the variable to differentiate by, e.g. wrt=\"x\"")
     name = wrt.strip()
+    if re.search(r"[\s,]", name):
+        raise ValueError(f"wrt: {what} takes one variable (a scalar, vector or matrix), got "
+                         f"{name!r}; derive by each in turn")
     if name not in problem.symbols:
         raise ValueError(f"wrt: {name!r} does not appear in {problem.text!r}")
     return problem, problem.symbols[name]
@@ -872,25 +962,39 @@ def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
           f"the function; {_declared(problem)}", StepKind.DEFINITION)
     for note in problem.notes:
         d.add(None, problem.expr, note, StepKind.SIMPLIFY)
+    if problem.written is not None and not problem.notes:
+        d.add(None, problem.expr, "each norm written out: ‖v‖₂ = √(vᵀv), ‖X‖_F = √tr(XᵀX)",
+              StepKind.SIMPLIFY)
     return d, f_sym
 
 
 def _finish(d, problem, var, result, order, lhs):
-    simpler = tidy(result)
+    plain = tidy(result)
+    simpler = display(plain)
     d.result = simpler
-    if simpler != result:
+    d.meta["plain_result"] = plain  # what a Hessian differentiates again
+    if plain != result:
         d.add(None, simpler, "collecting like terms and common factors", StepKind.SIMPLIFY)
+    elif simpler != plain and d.steps and d.steps[-1].rhs == result:
+        d.steps[-1] = replace(d.steps[-1], rhs=simpler)
     sizes = verify(problem, var, simpler, order)
     at = ", ".join(f"{k} = {v}" for k, v in sizes.items()) or "the declared sizes"
     d.meta.update(problem=problem, wrt=var, order=order, checked_at=sizes)
-    d.add(lhs, simpler, f"checked entry by entry against sympy.diff of the written-out function "
-          f"at {at} (3 random points)", StepKind.AGREE)
+    checked = (f"checked entry by entry against sympy.diff of the written-out function at {at} "
+               "(3 random points)")
+    last = d.steps[-1] if d.steps else None
+    merged = last is not None and last.lhs == lhs and last.rhs == simpler
+    if merged:  # the identified result is the result: one line saying both, not the line twice
+        d.steps[-1] = replace(last, why=f"{last.why}; {checked}", rule=StepKind.AGREE)
+    else:
+        d.add(lhs, simpler, checked, StepKind.AGREE)
+    d.meta["merged_check"] = merged
     return d
 
 
 def derive_grad(f, wrt: str, **decl) -> Derivation:
     """∇f of a scalar matrix-language expression, shaped like ``wrt``."""
-    problem, var = _problem(f, wrt, decl)
+    problem, var = _problem(f, wrt, decl, "grad")
     if not problem.is_scalar:
         raise ValueError(f"grad: {problem.text!r} is {_shape_text(problem.expr)}, not a scalar; "
                          "use derivative for its Jacobian")
@@ -921,6 +1025,8 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 def _plain(e) -> str:
     """Products as spaces, integer powers as superscripts (x² y), other powers as ^(…)."""
     text = _printing_text()(e)
+    text = re.sub(r"(^|[\s(\[])-(?=\S)", r"\1−", text)  # a minus sign, not a hyphen
+    text = re.sub(r" - ", " − ", text)
     text = re.sub(r"\*\*(-?\d+)\b", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
     text = re.sub(r"\*\*\(?([^()*]+)\)?", r"^(\1)", text)
     return re.sub(r"(?<!\*)\*(?!\*)", " ", text)
@@ -937,7 +1043,7 @@ def derive_derivative(f, wrt: str, **decl) -> Derivation:
     """The Jacobian ∂f/∂wrt: dF = J dx (rows: the entries of f; columns: the entries of wrt).
     A matrix (f or wrt) enters by vec, row by row as in the notes: ∂vec[F]/∂vec[X], identified
     from dF = L dX R as L ⊗ Rᵀ (∂(Wx)/∂vec[W] = I ⊗ xᵀ, ∂(AXB)/∂vec[X] = A ⊗ Bᵀ)."""
-    problem, var = _problem(f, wrt, decl)
+    problem, var = _problem(f, wrt, decl, "derivative")
     F = problem.expr
     vec = any(isinstance(e, MatrixExpr) and e.shape[1] != 1 for e in (F, var))
     d, f_sym = _start(problem, var, _title("Jacobian", problem, var))
@@ -1040,11 +1146,17 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     """The Hessian of a scalar expression: the Jacobian of its gradient, in matrix form (A + Aᵀ,
     2XᵀX, Xᵀ diag(…) X); with respect to a matrix X, ∂vec[∇f]/∂vec[X] ((A + Aᵀ) ⊗ I for
     tr(XᵀAX)), vec row by row as in the notes."""
-    problem, var = _problem(f, wrt, decl)
+    problem, var = _problem(f, wrt, decl, "hessian")
+    if not problem.is_scalar:
+        raise ValueError(f"hessian: {problem.text!r} is {_shape_text(problem.expr)}, not a "
+                         "scalar; the Hessian is of a scalar function (derivative gives the "
+                         "Jacobian of a vector)")
     g = derive_grad(problem, wrt)
-    G = g.result
+    G = g.meta["plain_result"]
     d = Derivation(_title("Hessian", problem, var))
-    d.steps.extend(s for s in g.steps if s.rule is not StepKind.AGREE)
+    # the gradient's steps; its last (identified and checked) stays, as the gradient's line
+    d.steps.extend(s if s.rule is not StepKind.AGREE else replace(s, rule=StepKind.GRADIENT)
+                   for s in g.steps if s.rule is not StepKind.AGREE or g.meta["merged_check"])
     dvar = _d_of(var)
     diff = _Diff(var, dvar)
     dG = diff(G)
