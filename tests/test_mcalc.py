@@ -269,7 +269,7 @@ GOLDEN = [  # the result in the notes' LaTeX: bold vectors and matrices, ⊙, X^
     ("grad", "logdet(X)", "X", dict(matrices="X"), r"\mathbf{X}^{-\top}"),
     ("grad", "tr(inv(X)*A)", "X", dict(matrices="X A"),
      r"-\mathbf{X}^{-\top} \mathbf{A}^{\top} \mathbf{X}^{-\top}"),
-    ("grad", "det(X)", "X", dict(matrices="X"), r"\det \mathbf{X} \mathbf{X}^{-\top}"),
+    ("grad", "det(X)", "X", dict(matrices="X"), r"\det(\mathbf{X}) \mathbf{X}^{-\top}"),
     ("grad", "sum(log(1 + exp(-y .* (X*w))))", "w", dict(vectors="w y", matrices="X"),
      r"-\mathbf{X}^{\top} \left(\sigma(-\left(\left(\mathbf{X} \mathbf{w}\right) \odot "
      r"\mathbf{y}\right)) \odot \mathbf{y}\right)"),

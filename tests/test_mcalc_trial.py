@@ -220,3 +220,29 @@ def test_logistic_hessian_prints_one_minus_sigma_and_a_hadamard_power():
     d = sg.hessian("sum(log(1+exp(-y.*(X*w))))", "w", vectors="w y", matrices="X")
     text = TextPrinter().doprint(d.result)
     assert "(1 - sigmoid(" in text and "y^∘2" in text and "+ 1)" not in text and "⊙2" not in text
+
+
+# -- I: the rules in LaTeX, one math span each -------------------------------------------------------
+def test_latex_rules_are_one_math_span():
+    r = _run("grad", "x'*A*x", "--wrt", "x", "--vector", "x", "--matrix", "A", "--format",
+             "latex", "--steps")
+    assert r.exit_code == 0, r.output
+    assert (r"$\mathrm{d}(\mathbf{A}\mathbf{B}) = \mathrm{d}\mathbf{A}\,\mathbf{B} + "
+            r"\mathbf{A}\,\mathrm{d}\mathbf{B}$") in r.output
+    assert (r"$\langle \mathbf{G}, \mathrm{d}\mathbf{X} \rangle = "
+            r"\operatorname{tr}(\mathbf{G}^{\top}\,\mathrm{d}\mathbf{X})$") in r.output
+    assert "$d$(AB)" not in r.output and r"$\langle \mathbf{G}$, dX" not in r.output
+
+
+def test_every_rule_has_a_latex_form():
+    from symgrad.derive.mcalc import DIFFERENTIALS, RULE_LATEX, _FUNCTION_RULE
+    texts = {t for t, _ in DIFFERENTIALS.values() if t} | {_FUNCTION_RULE[0]}
+    assert texts <= set(RULE_LATEX)
+    for lx in RULE_LATEX.values():
+        assert lx.count("$") % 2 == 0 and lx.startswith("$")
+
+
+def test_det_is_parenthesized_in_latex():
+    from symgrad.printing.latex import latex
+    d = sg.grad("det(X)", "X", matrices="X")
+    assert latex(d.result) == r"\det(\mathbf{X}) \mathbf{X}^{-\top}"

@@ -131,12 +131,18 @@ class _Diff:
 
 
 DIFFERENTIALS: dict[type, tuple[str, object]] = {}
+# each rule's text as LaTeX (text with its math in $…$, bold matrices as the equations set them),
+# by the rule's text: what the LaTeX layouts print for the justification, never a guess at it
+RULE_LATEX: dict[str, str] = {}
 
 
-def defdiff(cls, text=""):
-    """Register the differential rule of a node class: ``fn(d, e)`` returns d e (None for 0)."""
+def defdiff(cls, text="", latex=""):
+    """Register the differential rule of a node class: ``fn(d, e)`` returns d e (None for 0);
+    ``text`` the rule as the justification says it, ``latex`` the same as LaTeX text."""
     def register(fn):
         DIFFERENTIALS[cls] = (text, fn)
+        if text and latex:
+            RULE_LATEX[text] = latex
         return fn
     return register
 
@@ -180,12 +186,14 @@ def _d_scalar_symbol(d, e):
     return d.dvar if e == d.var else None
 
 
-@defdiff(sp.MatAdd, "d(A + B) = dA + dB")
+@defdiff(sp.MatAdd, "d(A + B) = dA + dB",
+         latex=r"$\mathrm{d}(\mathbf{A} + \mathbf{B}) = \mathrm{d}\mathbf{A} + \mathrm{d}\mathbf{B}$")
 def _d_matadd(d, e):
     return _add([d(a) for a in e.args])
 
 
-@defdiff(sp.Add, "d(a + b) = da + db")
+@defdiff(sp.Add, "d(a + b) = da + db",
+         latex=r"$\mathrm{d}(a + b) = \mathrm{d}a + \mathrm{d}b$")
 def _d_add(d, e):
     return _add([d(a) for a in e.args])
 
@@ -199,29 +207,34 @@ def _product_rule(d, factors):
     return _add(terms)
 
 
-@defdiff(sp.MatMul, "d(AB) = dA B + A dB")
+@defdiff(sp.MatMul, "d(AB) = dA B + A dB",
+         latex=r"$\mathrm{d}(\mathbf{A}\mathbf{B}) = \mathrm{d}\mathbf{A}\,\mathbf{B} + \mathbf{A}\,\mathrm{d}\mathbf{B}$")
 def _d_matmul(d, e):
     return _product_rule(d, list(e.args))
 
 
-@defdiff(sp.Mul, "d(ab) = da b + a db")
+@defdiff(sp.Mul, "d(ab) = da b + a db",
+         latex=r"$\mathrm{d}(ab) = \mathrm{d}a\,b + a\,\mathrm{d}b$")
 def _d_mul(d, e):
     return _product_rule(d, list(e.args))
 
 
-@defdiff(sp.Transpose, "d(Xᵀ) = (dX)ᵀ")
+@defdiff(sp.Transpose, "d(Xᵀ) = (dX)ᵀ",
+         latex=r"$\mathrm{d}(\mathbf{X}^{\top}) = (\mathrm{d}\mathbf{X})^{\top}$")
 def _d_transpose(d, e):
     de = d(e.arg)
     return None if de is None else de.T
 
 
-@defdiff(sp.Inverse, "d(X⁻¹) = −X⁻¹ dX X⁻¹")
+@defdiff(sp.Inverse, "d(X⁻¹) = −X⁻¹ dX X⁻¹",
+         latex=r"$\mathrm{d}(\mathbf{X}^{-1}) = -\mathbf{X}^{-1}\,\mathrm{d}\mathbf{X}\,\mathbf{X}^{-1}$")
 def _d_inverse(d, e):
     de = d(e.arg)
     return None if de is None else _mul(-1, e, de, e)
 
 
-@defdiff(sp.MatPow, "d(Uᵏ) = Σ_i Uⁱ dU Uᵏ⁻¹⁻ⁱ")
+@defdiff(sp.MatPow, "d(Uᵏ) = Σ_i Uⁱ dU Uᵏ⁻¹⁻ⁱ",
+         latex=r"$\mathrm{d}(\mathbf{U}^{k}) = \sum_{i} \mathbf{U}^{i}\,\mathrm{d}\mathbf{U}\,\mathbf{U}^{k-1-i}$")
 def _d_matpow(d, e):
     A, k = e.args
     dA = d(A)
@@ -229,7 +242,8 @@ def _d_matpow(d, e):
     return _add([_mul(pw(i), dA, pw(int(k) - 1 - i)) for i in range(int(k))])
 
 
-@defdiff(sp.HadamardProduct, "d(A ⊙ B) = dA ⊙ B + A ⊙ dB")
+@defdiff(sp.HadamardProduct, "d(A ⊙ B) = dA ⊙ B + A ⊙ dB",
+         latex=r"$\mathrm{d}(\mathbf{A} \odot \mathbf{B}) = \mathrm{d}\mathbf{A} \odot \mathbf{B} + \mathbf{A} \odot \mathrm{d}\mathbf{B}$")
 def _d_hadamard(d, e):
     terms = []
     for i, a in enumerate(e.args):
@@ -239,7 +253,8 @@ def _d_hadamard(d, e):
     return _add(terms)
 
 
-@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p − 1) ⊙ dX, entry by entry")
+@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p − 1) ⊙ dX, entry by entry",
+         latex=r"$\mathrm{d}(\mathbf{X}^{\circ p}) = p\,\mathbf{X}^{\circ (p-1)} \odot \mathrm{d}\mathbf{X}$, entry by entry")
 def _d_hadamard_power(d, e):
     X, p = e.args
     dX = d(X)
@@ -247,7 +262,8 @@ def _d_hadamard_power(d, e):
     return None if dX is None else _mul(p, sp.HadamardProduct(inner, dX).doit())
 
 
-@defdiff(Elementwise, "d f(X) = f′(X) ⊙ dX, entry by entry")
+@defdiff(Elementwise, "d f(X) = f′(X) ⊙ dX, entry by entry",
+         latex=r"$\mathrm{d}f(\mathbf{X}) = f'(\mathbf{X}) \odot \mathrm{d}\mathbf{X}$, entry by entry")
 def _d_elementwise(d, e):
     (X,) = e.operands
     dX = d(X)
@@ -256,7 +272,10 @@ def _d_elementwise(d, e):
 
 
 @defdiff(Softmax, "d softmax(z) = (diag(s) − s sᵀ) dz = s ⊙ dz − s (sᵀ dz), each row of a "
-                  "matrix alike")
+                  "matrix alike",
+         latex=r"$\mathrm{d}\operatorname{softmax}(\mathbf{z}) = (\operatorname{diag}(\mathbf{s}) - "
+               r"\mathbf{s}\mathbf{s}^{\top})\,\mathrm{d}\mathbf{z} = \mathbf{s} \odot \mathrm{d}\mathbf{z} - "
+               r"\mathbf{s}\,(\mathbf{s}^{\top}\mathrm{d}\mathbf{z})$, each row of a matrix alike")
 def _d_softmax(d, e):
     dz = d(e.args[0])
     if dz is None:
@@ -266,7 +285,9 @@ def _d_softmax(d, e):
     return _add([sp.HadamardProduct(e, dz).doit(), _mul(-1, e, Scalar(sp.MatMul(e.T, dz)))])
 
 
-@defdiff(SoftmaxVJP, "d[S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)] by the product rule, entry by entry")
+@defdiff(SoftmaxVJP, "d[S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)] by the product rule, entry by entry",
+         latex=r"$\mathrm{d}[\mathbf{S} \odot (\mathbf{G} - ((\mathbf{S} \odot \mathbf{G})\,\mathbf{1})\,"
+               r"\mathbf{1}^{\top})]$ by the product rule, entry by entry")
 def _d_softmax_vjp(d, e):
     S, G, axis = e.args
     if axis != 1:
@@ -276,7 +297,8 @@ def _d_softmax_vjp(d, e):
     return d(sp.HadamardProduct(S, _add([G, _mul(-1, sp.HadamardProduct(S, G), ones)])))
 
 
-@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz; of a matrix's rows, (softmax(Z) ⊙ dZ) 𝟏")
+@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz; of a matrix's rows, (softmax(Z) ⊙ dZ) 𝟏",
+         latex=r"$\mathrm{d}\operatorname{logsumexp}(\mathbf{z}) = \operatorname{softmax}(\mathbf{z})^{\top}\,\mathrm{d}\mathbf{z}$; of a matrix's rows, $(\operatorname{softmax}(\mathbf{Z}) \odot \mathrm{d}\mathbf{Z})\,\mathbf{1}$")
 def _d_logsumexp(d, e):
     z, axis = e.args
     dz = d(z)
@@ -287,13 +309,15 @@ def _d_logsumexp(d, e):
     return sp.MatMul(Softmax(z).T, dz)
 
 
-@defdiff(sp.DiagMatrix, "d diag(v) = diag(dv)")
+@defdiff(sp.DiagMatrix, "d diag(v) = diag(dv)",
+         latex=r"$\mathrm{d}\operatorname{diag}(\mathbf{v}) = \operatorname{diag}(\mathrm{d}\mathbf{v})$")
 def _d_diagmatrix(d, e):
     dv = d(e.args[0])
     return None if dv is None else sp.DiagMatrix(dv)
 
 
-@defdiff(sp.DiagonalOf, "d diag(X) = diag(dX)")
+@defdiff(sp.DiagonalOf, "d diag(X) = diag(dX)",
+         latex=r"$\mathrm{d}\operatorname{diag}(\mathbf{X}) = \operatorname{diag}(\mathrm{d}\mathbf{X})$")
 def _d_diagonalof(d, e):
     dX = d(e.args[0])
     return None if dX is None else sp.DiagonalOf(dX)
@@ -305,19 +329,22 @@ def _d_scalar(d, e):
     return None if dm is None else (Scalar(dm) if isinstance(dm, MatrixExpr) else dm)
 
 
-@defdiff(sp.Trace, "d tr(X) = tr(dX)")
+@defdiff(sp.Trace, "d tr(X) = tr(dX)",
+         latex=r"$\mathrm{d}\operatorname{tr}(\mathbf{X}) = \operatorname{tr}(\mathrm{d}\mathbf{X})$")
 def _d_trace(d, e):
     dX = d(e.arg)
     return None if dX is None else sp.Trace(dX)
 
 
-@defdiff(sp.Determinant, "d det X = det X · tr(X⁻¹ dX)")
+@defdiff(sp.Determinant, "d det X = det X · tr(X⁻¹ dX)",
+         latex=r"$\mathrm{d}\det(\mathbf{X}) = \det(\mathbf{X})\,\operatorname{tr}(\mathbf{X}^{-1}\,\mathrm{d}\mathbf{X})$")
 def _d_det(d, e):
     dX = d(e.arg)
     return None if dX is None else e * sp.Trace(sp.MatMul(sp.Inverse(e.arg), dX))
 
 
-@defdiff(sp.Pow, "d(uᵖ) = p uᵖ⁻¹ du")
+@defdiff(sp.Pow, "d(uᵖ) = p uᵖ⁻¹ du",
+         latex=r"$\mathrm{d}(u^{p}) = p\,u^{p-1}\,\mathrm{d}u$")
 def _d_pow(d, e):
     base, p = e.args
     if p.has(d.var):
@@ -327,13 +354,15 @@ def _d_pow(d, e):
     return None if db is None else p * base**(p - 1) * db
 
 
-@defdiff(sp.exp, "d exp(a) = exp(a) da")
+@defdiff(sp.exp, "d exp(a) = exp(a) da",
+         latex=r"$\mathrm{d}\exp(a) = \exp(a)\,\mathrm{d}a$")
 def _d_exp(d, e):
     da = d(e.args[0])
     return None if da is None else e * da
 
 
-@defdiff(sp.log, "d log(a) = da / a")
+@defdiff(sp.log, "d log(a) = da / a",
+         latex=r"$\mathrm{d}\log(a) = \mathrm{d}a / a$")
 def _d_log(d, e):
     da = d(e.args[0])
     return None if da is None else da / e.args[0]
@@ -349,6 +378,15 @@ def _d_function(d, e):
 
 
 _FUNCTION_RULE = ("d f(a) = f′(a) da", _d_function)
+RULE_LATEX[_FUNCTION_RULE[0]] = r"$\mathrm{d}f(a) = f'(a)\,\mathrm{d}a$"
+
+
+def _rules_latex(used) -> str:
+    """The rules a step used, as LaTeX text; "" when one has no LaTeX form (then the words
+    printer reads the text)."""
+    if not used or any(t not in RULE_LATEX for t in used):
+        return ""
+    return "; ".join(RULE_LATEX[t] for t in used)
 for _leaf in (sp.Number, sp.NumberSymbol, sp.Identity, sp.OneMatrix, sp.ZeroMatrix):
     DIFFERENTIALS[_leaf] = ("", lambda d, e: None)
 
@@ -944,9 +982,10 @@ def _differential(problem, var, d: Derivation, f_sym):
     if df is None:
         raise ValueError(f"wrt: {problem.text!r} does not depend on {var.name!r}")
     rules = "; ".join(diff.used) or "the variable's own differential"
+    lx = _rules_latex(diff.used)
     d.add(DiffScalar(f_sym.name) if not isinstance(problem.expr, MatrixExpr) else
           DiffSymbol(f_sym.name, *problem.expr.shape), df, f"the differential, by the rules {rules}",
-          StepKind.JACOBIAN)
+          StepKind.JACOBIAN, why_latex=f"the differential, by the rules {lx}" if lx else "")
     return df, dvar
 
 
@@ -964,7 +1003,10 @@ def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
         d.add(None, problem.expr, note, StepKind.SIMPLIFY)
     if problem.written is not None and not problem.notes:
         d.add(None, problem.expr, "each norm written out: ‖v‖₂ = √(vᵀv), ‖X‖_F = √tr(XᵀX)",
-              StepKind.SIMPLIFY)
+              StepKind.SIMPLIFY,
+              why_latex=r"each norm written out: $\|\mathbf{v}\|_{2} = \sqrt{\mathbf{v}^{\top}"
+                        r"\mathbf{v}}$, $\|\mathbf{X}\|_{F} = \sqrt{\operatorname{tr}(\mathbf{X}^{\top}"
+                        r"\mathbf{X})}$")
     return d, f_sym
 
 
@@ -985,7 +1027,12 @@ def _finish(d, problem, var, result, order, lhs):
     last = d.steps[-1] if d.steps else None
     merged = last is not None and last.lhs == lhs and last.rhs == simpler
     if merged:  # the identified result is the result: one line saying both, not the line twice
-        d.steps[-1] = replace(last, why=f"{last.why}; {checked}", rule=StepKind.AGREE)
+        at_tex = ", ".join(f"${_tex(sp.Symbol(k))} = {v}$" for k, v in sizes.items()) or \
+            "the declared sizes"
+        lx = (f"{last.why_latex}; checked entry by entry against sympy.diff of the written-out "
+              f"function at {at_tex} (3 random points)") if last.why_latex else ""
+        d.steps[-1] = replace(last, why=f"{last.why}; {checked}", rule=StepKind.AGREE,
+                              why_latex=lx)
     else:
         d.add(lhs, simpler, checked, StepKind.AGREE)
     d.meta["merged_check"] = merged
@@ -1004,12 +1051,31 @@ def derive_grad(f, wrt: str, **decl) -> Derivation:
     form = _inner(G, dvar) if isinstance(var, MatrixExpr) else G * dvar
     d.add(None, form, "each term moved into the form ⟨G, dX⟩ = tr(Gᵀ dX): a scalar is its own "
           "transpose and the trace is invariant under cyclic permutations (the trace trick)",
-          StepKind.SUBSTITUTION)
+          StepKind.SUBSTITUTION,
+          why_latex=r"each term moved into the form $\langle \mathbf{G}, \mathrm{d}\mathbf{X} "
+                    r"\rangle = \operatorname{tr}(\mathbf{G}^{\top}\,\mathrm{d}\mathbf{X})$: a scalar "
+                    "is its own transpose and the trace is invariant under cyclic permutations "
+                    "(the trace trick)")
     lhs = Grad(f_sym, var)
+    v, dv = _tex(var), r"\mathrm{d}" + _tex(var)
     d.add(lhs, G, f"identify the gradient: df = tr(Gᵀ d{var.name}) for every d{var.name} makes G "
           f"the gradient, shaped like {var.name} ({_shape_text(var)})",
-          StepKind.GRADIENT, shapes=[_shape(var)])
+          StepKind.GRADIENT, shapes=[_shape(var)],
+          why_latex=(r"identify the gradient: $\mathrm{d}f = \operatorname{tr}(\mathbf{G}^{\top}\,"
+                     f"{dv})$ for every ${dv}$ makes $\\mathbf{{G}}$ the gradient, shaped like "
+                     f"${v}$ (${_shape_tex(var)}$)"))
     return _finish(d, problem, var, G, "grad", lhs)
+
+
+def _tex(e) -> str:
+    """``e`` in the notes' LaTeX (bold matrices), for a justification's math."""
+    return _printing().latex(e)
+
+
+def _shape_tex(e) -> str:
+    if not isinstance(e, MatrixExpr):
+        return "1 \\times 1"
+    return " \\times ".join(_tex(x) for x in e.shape)
 
 
 def _title(kind, problem, var) -> str:
@@ -1165,13 +1231,25 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     if dG is None:
         H = sp.ZeroMatrix(size, size) if isinstance(var, MatrixExpr) else sp.Integer(0)
     else:
+        lx = _rules_latex(diff.used)
         d.add(D(Grad(sp.Symbol("f"), var)), tidy(dG), "the differential of the gradient, by the "
-              "rules " + "; ".join(diff.used), StepKind.JACOBIAN)
+              "rules " + "; ".join(diff.used), StepKind.JACOBIAN,
+              why_latex="the differential of the gradient, by the rules " + lx if lx else "")
         H = _Kronecker(dvar)(dG) if by_vec else _Jacobian(var, dvar)(dG)
     lhs = sp.Symbol("H")
     how = (f"the differential of the gradient is H vec[d{var.name}] for every d{var.name}, "
            "with vec[L dX R] = (L ⊗ Rᵀ) vec[dX]" if by_vec else
            f"the differential of the gradient is H d{var.name} for every d{var.name}")
-    d.add(lhs, H, f"identify the Hessian: {how}; H is {_size_text(var)} × {_size_text(var)}", StepKind.JACOBIAN)
+    v = _tex(var)
+    n_tex = _tex(sp.sympify(_size(var)))
+    how_tex = (rf"$\mathbf{{H}}\,\operatorname{{vec}}[\mathrm{{d}}{v}]$ for every "
+               rf"$\mathrm{{d}}{v}$, with $\operatorname{{vec}}[\mathbf{{L}}\,\mathrm{{d}}\mathbf{{X}}\,"
+               rf"\mathbf{{R}}] = (\mathbf{{L}} \otimes \mathbf{{R}}^{{\top}})\,\operatorname{{vec}}"
+               rf"[\mathrm{{d}}\mathbf{{X}}]$" if by_vec else
+               rf"$\mathbf{{H}}\,\mathrm{{d}}{v}$ for every $\mathrm{{d}}{v}$")
+    d.add(lhs, H, f"identify the Hessian: {how}; H is {_size_text(var)} × {_size_text(var)}",
+          StepKind.JACOBIAN,
+          why_latex=(f"identify the Hessian: the differential of the gradient is {how_tex}; "
+                     rf"$\mathbf{{H}}$ is ${n_tex} \times {n_tex}$"))
     d.meta["gradient"] = G
     return _finish(d, problem, var, H, "hessian", lhs)
