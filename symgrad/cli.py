@@ -322,7 +322,14 @@ def hessian(expression, wrt, fmt, steps, vectors, matrices, symmetric, sizes):
     if fmt == "python" and steps:
         raise click.UsageError("--steps is for the text, latex and json formats; --format "
                                "python prints the function alone")
-    d = derive_hessian(expression, wrt, steps=steps or "normal")
+    try:
+        d = derive_hessian(expression, wrt, steps=steps or "normal")
+    except ParseError as e:
+        if re.search(r"'|\.\*|\./|\.\^", expression):  # the matrix language, undeclared
+            raise click.UsageError(f"{str(e).splitlines()[0]}: ' and .* are the matrix "
+                                   "language; declare vectors with --vector, matrices with "
+                                   "--matrix") from None
+        raise
     if fmt == "python":
         click.echo(python_function(d.result, d.meta["wrt"], "hessian"), nl=False)
     else:

@@ -246,3 +246,31 @@ def test_det_is_parenthesized_in_latex():
     from symgrad.printing.latex import latex
     d = sg.grad("det(X)", "X", matrices="X")
     assert latex(d.result) == r"\det(\mathbf{X}) \mathbf{X}^{-\top}"
+
+
+def test_repeated_sigma_is_named():
+    d = sg.hessian("sum(log(1+exp(-y.*(X*w))))", "w", vectors="w y", matrices="X")
+    last = d.steps[-1]
+    assert last.why == "where s = sigmoid(-((X*w) ⊙ y))"
+    assert TextPrinter().doprint(last.rhs) == "Xᵀ*diag((1 - s) ⊙ s ⊙ y^∘2)*X"
+    assert "sigmoid" in TextPrinter().doprint(d.result)  # the result itself is unchanged
+    lines = d.to_text().splitlines()
+    assert lines[-2].rstrip().split("    [")[0].endswith("y^∘2)*X") and lines[-2] != lines[-3]
+    assert "(-sigmoid(" not in d.to_text() and "⊙2" not in d.to_text()
+
+
+def test_norm_step_is_written_out():
+    d = sg.grad("norm2(x)", "x", vectors="x")
+    assert TextPrinter().doprint(d.steps[1].rhs) == "sqrt(xᵀ*x)"
+
+
+def test_softmax_jacobian_prints_a_transpose_sign():
+    d = sg.hessian("-sum(Y .* log(softmax(X*W))) + 0.5*tr(W'*W)", "W", matrices="X W Y")
+    text = TextPrinter().doprint(d.result)
+    assert "s_i*s_iᵀ" in text and ".T" not in text
+
+
+def test_hessian_of_matrix_text_without_declarations_says_so():
+    r = _run("hessian", "x'*A*x", "--wrt", "x")
+    assert r.exit_code == 2 and "declare vectors with --vector" in r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -215,7 +215,7 @@ class SoftmaxJacobian(_OnVecOf):
         return S[a, p] * ((1 if p == q else 0) - S[a, q])
 
     def _sympystr(self, p):
-        return f"blkdiag_i(diag(s_i) - s_i*s_i.T | S = {p._print(self.args[0])})"
+        return f"blkdiag_i(diag(s_i) - s_i*s_iᵀ | S = {p._print(self.args[0])})"
 
     def _latex(self, p):
         return (r"\operatorname{blkdiag}_i\left(\operatorname{diag}(\mathbf{s}_i) - \mathbf{s}_i "

@@ -18,8 +18,11 @@ transposes; a scalar added to a matrix is added to every entry. A 1×1 product (
 
 Two passes, so a size need not be given twice: the parser builds a small tree, sizes are inferred
 over it by unification (in ``x'*A*x`` A is n×n for the n of x), then the SymPy expression is built
-with each size a number or a symbol. A shape error is one line naming the operator and both shapes
-(``A*x: 3×3 times 2``).
+with each size a number or a symbol. A shape error is one line naming the operator with its operands'
+text, both shapes (a vector n×1) and the operator's column, counting from 1 (``A*x: 3×3 times 2×1
+(the * at column 2)``; a compound operand in parentheses, ``(x'*A)*x``). Division by zero, the log
+of 0 and any other constant that is not finite are one line too, naming where. ``norm2`` is kept
+as written (``Norm2``, ‖v‖₂) in ``MatrixProblem.written``, for the first step and the title.
 """
 from __future__ import annotations
 

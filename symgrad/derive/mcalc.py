@@ -1002,6 +1002,7 @@ def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
     for note in problem.notes:
         d.add(None, problem.expr, note, StepKind.SIMPLIFY)
     if problem.written is not None and not problem.notes:
+        d.meta["shown_from"] = len(d.steps) + 1
         d.add(None, problem.expr, "each norm written out: ‖v‖₂ = √(vᵀv), ‖X‖_F = √tr(XᵀX)",
               StepKind.SIMPLIFY,
               why_latex=r"each norm written out: $\|\mathbf{v}\|_{2} = \sqrt{\mathbf{v}^{\top}"
@@ -1025,7 +1026,7 @@ def _finish(d, problem, var, result, order, lhs):
     checked = (f"checked entry by entry against sympy.diff of the written-out function at {at} "
                "(3 random points)")
     last = d.steps[-1] if d.steps else None
-    merged = last is not None and last.lhs == lhs and last.rhs == simpler
+    merged = last is not None and last.lhs in (lhs, None) and last.rhs == simpler
     if merged:  # the identified result is the result: one line saying both, not the line twice
         at_tex = ", ".join(f"${_tex(sp.Symbol(k))} = {v}$" for k, v in sizes.items()) or \
             "the declared sizes"
@@ -1036,7 +1037,38 @@ def _finish(d, problem, var, result, order, lhs):
     else:
         d.add(lhs, simpler, checked, StepKind.AGREE)
     d.meta["merged_check"] = merged
+    k = d.meta.pop("shown_from", 0)  # every line as written, after the function's own lines
+    d.steps = d.steps[:k] + [replace(st, rhs=_shown(st.rhs)) for st in d.steps[k:]]
+    _name_repeated(d, problem, simpler)
     return d
+
+
+def _shown(e):
+    try:
+        return display(e)
+    except (TypeError, ValueError, AttributeError):  # a display node that cannot rebuild: as is
+        return e
+
+
+def _name_repeated(d, problem, result) -> None:
+    """A last line naming the largest entrywise function or softmax that the result repeats, as
+    the notes write it: Xᵀ diag((𝟏 − s) ⊙ s ⊙ y^∘2) X, where s = σ(−(Xw ⊙ y)). The result
+    itself is unchanged (the line is for reading)."""
+    counts: dict = {}
+    for sub in sp.preorder_traversal(result):
+        if isinstance(sub, (Elementwise, Softmax)):
+            counts[sub] = counts.get(sub, 0) + 1
+    repeated = [e for e, k in counts.items() if k > 1]
+    if not repeated:
+        return
+    sub = max(repeated, key=sp.count_ops)
+    taken = set(problem.symbols) | {str(x) for x in problem.size_symbols}
+    name = next(n for n in ["s", "p", "q"] + [f"s{i}" for i in range(1, 100)] if n not in taken)
+    short = sp.MatrixSymbol(name, *sub.shape)
+    shown = result.xreplace({sub: short})
+    what = _printing_text()(sub)
+    d.add(None, shown, f"where {name} = {what}", StepKind.SIMPLIFY,
+          why_latex=f"where ${_tex(short)} = {_tex(sub)}$")
 
 
 def derive_grad(f, wrt: str, **decl) -> Derivation:
@@ -1223,6 +1255,7 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     # the gradient's steps; its last (identified and checked) stays, as the gradient's line
     d.steps.extend(s if s.rule is not StepKind.AGREE else replace(s, rule=StepKind.GRADIENT)
                    for s in g.steps if s.rule is not StepKind.AGREE or g.meta["merged_check"])
+    d.meta["shown_from"] = len(d.steps)  # (shown as written already)
     dvar = _d_of(var)
     diff = _Diff(var, dvar)
     dG = diff(G)
@@ -1241,7 +1274,8 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
            "with vec[L dX R] = (L ⊗ Rᵀ) vec[dX]" if by_vec else
            f"the differential of the gradient is H d{var.name} for every d{var.name}")
     v = _tex(var)
-    n_tex = _tex(sp.sympify(_size(var)))
+    n = _size(var)
+    n_tex = _tex(sp.Integer(n) if isinstance(n, int) else n)
     how_tex = (rf"$\mathbf{{H}}\,\operatorname{{vec}}[\mathrm{{d}}{v}]$ for every "
                rf"$\mathrm{{d}}{v}$, with $\operatorname{{vec}}[\mathbf{{L}}\,\mathrm{{d}}\mathbf{{X}}\,"
                rf"\mathbf{{R}}] = (\mathbf{{L}} \otimes \mathbf{{R}}^{{\top}})\,\operatorname{{vec}}"
