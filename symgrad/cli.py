@@ -102,20 +102,30 @@ class StepsChoice(click.Choice):
         return value
 
 
-def steps_option(full: str = "each partial derivative rule by rule"):
+def steps_option(full: str = "each partial derivative rule by rule", matrix: str = ""):
     """--steps (every step) or --steps full (and the elementary rules inside: sum, product,
-    quotient, power, the chain rule with u = …, each line checked against sympy.diff)."""
+    quotient, power, the chain rule with u = …, each line checked against sympy.diff).
+    ``full`` empty: the command takes --steps alone (the matrix language's grad and derivative,
+    whose steps are differentials, each naming its rule); ``matrix``: what --steps full is not
+    for, said in the help."""
+    if not full:
+        return click.option("--steps", type=StepsChoice(["normal", "full"]), is_flag=False,
+                            flag_value="normal", default=None, metavar="",
+                            help="Print every step of the derivation: the differential, the "
+                                 "trace trick and the identified result, each naming its rule "
+                                 "(there is no --steps full: that writes scalar partials, for "
+                                 "jacobian and hessian of a function of scalars).")
     return click.option("--steps", type=StepsChoice(["normal", "full"]), is_flag=False,
                         flag_value="normal", default=None, metavar="[full]",
                         help="Print every step of the derivation; --steps full: also "
                              f"{full} (sum, product, quotient, power, chain rule with u = …), "
-                             "each line checked against sympy.diff.")
+                             f"each line checked against sympy.diff{matrix}.")
 
 
 def _no_full(steps, what: str) -> None:
     if steps == "full":
-        raise click.UsageError(f"--steps full is for jacobian, hessian and derive --level element "
-                               f"(scalar partials, rule by rule); {what}")
+        raise click.UsageError(f"--steps full writes scalar partials rule by rule (jacobian, "
+                               f"hessian of a function of scalars, derive --level element); {what}")
 
 
 def _emit(d: Derivation, fmt: str, steps: bool, key: str, whole: bool = False) -> None:
@@ -205,17 +215,21 @@ def matrix_options(fn):
                          help="A size: --size X=100x5, --size w=n (else inferred, symbolic)"),
             click.option("--format", "fmt", type=MATRIX_FORMATS, default="text",
                          show_default=True),
-            steps_option()]):
+            steps_option(full="")]):
         fn = option(fn)
     return fn
 
 
 def _matrix(derive, expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps):
-    _no_full(steps, "the matrix calculus derives by differentials (for a function of scalars, "
-             "symgrad jacobian … --steps full writes each partial rule by rule)")
+    _no_full(steps, "the matrix language's grad, derivative and hessian derive by "
+             "differentials, and --steps alone prints them, each naming its rule")
+    if fmt == "python" and steps:
+        raise click.UsageError("--steps is for the text, latex and json formats; --format "
+                               "python prints the function alone")
     d = derive(expression, wrt, vectors=" ".join(vectors), matrices=" ".join(matrices),
                symmetric=" ".join(symmetric), sizes=_sizes(sizes))
     d = MatrixDerivation(d.title, d.steps, d.result, d.meta)
+    _scalars_hint(expression, d.meta["problem"])
     R = d.result
     if fmt == "python":
         click.echo(d.to_python(), nl=False)
@@ -230,6 +244,17 @@ def _matrix(derive, expression, wrt, vectors, matrices, symmetric, sizes, fmt, s
         _echo(d, R, fmt, steps, out)
     else:
         _echo(d, R, fmt, steps, None)
+
+
+def _scalars_hint(expression: str, problem) -> None:
+    """One line on stderr when the text transposes or multiplies entry by entry, but every name
+    in it is a scalar: --vector/--matrix were likely forgotten (the result stands, exit 0)."""
+    names = list(problem.kinds)
+    if names and all(k == "scalar" for k in problem.kinds.values()) and \
+            re.search(r"'|\.\*|\./|\.\^", expression):
+        listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        click.echo(f"symgrad: note: {listed} {'is a scalar' if len(names) == 1 else 'are scalars'}"
+                   " here; declare vectors with --vector, matrices with --matrix", err=True)
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})
@@ -266,11 +291,15 @@ def derivative(expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
 
 @cli.command(context_settings={"ignore_unknown_options": True})  # "-x**2" is an expression
 @click.argument("expression")
-@click.option("--wrt", required=True, help="Variables, comma- or space-separated: x,y")
+@click.option("--wrt", required=True,
+              help="Variables, comma- or space-separated: x,y; in the matrix language (with "
+                   "--vector/--matrix) one variable: w")
 @click.option("--format", "fmt", type=click.Choice(["text", "latex", "json", "python"]),
               default="text", show_default=True,
-              help="python: a function on floats that needs only Python's math module.")
-@steps_option("each first and second partial derivative rule by rule")
+              help="python: a function on floats that needs only Python's math module (in the "
+                   "matrix language, a numpy module).")
+@steps_option("each first and second partial derivative rule by rule",
+              " (a function of scalars only: the matrix language's steps are differentials)")
 @click.option("--vector", "vectors", multiple=True, help="Matrix language: vector names")
 @click.option("--matrix", "matrices", multiple=True, help="Matrix language: matrix names")
 @click.option("--symmetric", multiple=True, help="Matrix language: symmetric matrix names")
@@ -295,7 +324,14 @@ def hessian(expression, wrt, fmt, steps, vectors, matrices, symmetric, sizes):
     if fmt == "python" and steps:
         raise click.UsageError("--steps is for the text, latex and json formats; --format "
                                "python prints the function alone")
-    d = derive_hessian(expression, wrt, steps=steps or "normal")
+    try:
+        d = derive_hessian(expression, wrt, steps=steps or "normal")
+    except ParseError as e:
+        if re.search(r"'|\.\*|\./|\.\^", expression):  # the matrix language, undeclared
+            raise click.UsageError(f"{str(e).splitlines()[0]}: ' and .* are the matrix "
+                                   "language; declare vectors with --vector, matrices with "
+                                   "--matrix") from None
+        raise
     if fmt == "python":
         click.echo(python_function(d.result, d.meta["wrt"], "hessian"), nl=False)
     else:

@@ -1,9 +1,14 @@
 """A matrix-calculus result compiled to numpy: ``fn(A=..., x=...)`` → (value, derivative).
 
 Where it sits: compile, above :mod:`symgrad.derive.mcalc`. Like matrixcalculus.org's exported
-``fAndG``, with shape checks: the generated function takes positional arrays with generated names
-(``a0, a1, …``) and a Python wrapper binds the user's keyword arguments to them, checking every
-shape against the declared kinds and the sizes they share, in one line naming the argument.
+``fAndG``, with shape checks: the generated function (``f_and_gradient``, ``f_and_jacobian`` or
+``f_and_hessian``; ``f_and_derivative`` is the same function) takes the user's names as its
+parameters, sorted by name, so it is called by keyword as ``d.compile()`` is (``fn(A=..., x=...)``);
+a name that is not a plain identifier for the module (a Python keyword or builtin, ``np``, one
+starting with ``_``) is a positional ``_a<i>`` instead, ``i`` its place in that order, named in the
+docstring. User names are data: only a name that passed that check reaches the code. A Python
+wrapper binds keyword arguments to them, checking every shape against the declared kinds and the
+sizes they share, in one line naming the argument.
 
 Code is printed by one rule per node class (``EMIT``), with each repeated subexpression computed
 once. Vectors are (n, 1) columns inside and 1-D arrays at the boundary, as numpy users hold them.
@@ -14,14 +19,15 @@ softmax and logsumexp shifted by the maximum, log det by slogdet.
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.compile.common import exec_generated
-from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Scalar, Softmax,
-                                  SoftmaxJacobian, SoftmaxVJP)
+from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Norm2, Over,
+                                  Scalar, Softmax, SoftmaxJacobian, SoftmaxVJP)
 from symgrad.core.derivation import Derivation
 from symgrad.derive import mcalc
 
@@ -141,7 +147,7 @@ class _Emitter:
                 code = f"{NUMPY_FUNCTIONS[e.func.__name__]}({self(e.args[0])})"
             else:
                 raise ValueError(f"compile: no numpy code for {type(e).__name__} ({e})")
-        name = f"t{self.count}"
+        name = f"_t{self.count}"
         self.count += 1
         self.lines.append(f"    {name} = {code}")
         self.memo[e] = name
@@ -303,6 +309,16 @@ def _e_elementwise(p, e):
     return f"{NUMPY_FUNCTIONS[e.label]}({p(e.operands[0])})"
 
 
+@defemit(Norm2)
+def _e_norm2(p, e):  # ‖v‖₂, or ‖X‖_F of a matrix
+    return f"np.sqrt(np.sum({p(e.arg)} ** 2))"
+
+
+@defemit(Over)
+def _e_over(p, e):
+    return f"({p(e.args[0])}) / ({p(e.args[1])})"
+
+
 @defemit(Scalar)
 def _e_scalar(p, e):
     return f"({p(e.matrix)})[0, 0]"
@@ -362,9 +378,10 @@ class CompiledMatrixFunction:
         if self.order == "hessian":
             outputs.append(meta["gradient"])
         outputs.append(derivation.result)
-        self.names = list(self.problem.symbols)
+        self.names = parameter_order(self.problem)
         self.source = module_source(self.problem, outputs, self.order, self.wrt.name)
-        self._fn = exec_generated(self.source, "f_and_derivative", {"np": np, **_HELPERS})
+        self.function_name = FUNCTION_NAMES[self.order]
+        self._fn = exec_generated(self.source, self.function_name, {"np": np, **_HELPERS})
 
     def __call__(self, **arrays):
         args = _bind(self.problem, arrays)
@@ -375,15 +392,44 @@ class CompiledMatrixFunction:
         return f"<compiled {self.order} of {self.problem.text!r} by {self.wrt.name}>"
 
 
+FUNCTION_NAMES = {"grad": "f_and_gradient", "jacobian": "f_and_jacobian",
+                  "hessian": "f_and_hessian"}
+# what the generated module itself defines or imports: never a parameter's name
+_MODULE_NAMES = {"np", "f_and_derivative", *FUNCTION_NAMES.values()}
+
+
+def parameter_order(problem) -> list[str]:
+    """The generated function's parameters: the expression's names, sorted (a stable order that
+    does not depend on where a name first appears in the text)."""
+    return sorted(problem.symbols)
+
+
+def parameter_name(name: str, i: int) -> str:
+    """``name`` itself when it is a plain identifier for the module, else the positional
+    ``_a<i>``: no keyword, builtin, module name or leading underscore (the generated temporaries
+    are ``_t0``, ``_s0``…), so a user's name is never code but what it was checked to be."""
+    import builtins
+    import keyword
+    plain = (isinstance(name, str) and name.isidentifier() and name.isascii()
+             and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) is not None
+             and not keyword.iskeyword(name) and not keyword.issoftkeyword(name)
+             and not hasattr(builtins, name) and name not in _MODULE_NAMES
+             and not name.startswith("_m_"))
+    return name if plain else f"_a{i}"
+
+
 _RETURNS = {"grad": "f and its gradient (shaped like {w})", "jacobian": "f and its Jacobian",
             "hessian": "f, its gradient and its Hessian"}
 
 
 def module_source(problem, outputs, order="grad", wrt="") -> str:
-    """A self-contained numpy module: ``f_and_derivative(a0, a1, …)``, the arguments in the
-    order the names first appear in the text (the docstring lists them), vectors as 1-D arrays
-    or (n, 1) columns, results as Python floats, 1-D vectors and 2-D matrices."""
-    names = {sym: f"a{i}" for i, sym in enumerate(problem.symbols.values())}
+    """A self-contained numpy module: ``f_and_gradient(A, x)`` (``f_and_jacobian``,
+    ``f_and_hessian``; ``f_and_derivative`` an alias), the parameters the expression's names
+    sorted, each its own name when that is a plain identifier (:func:`parameter_name`) and
+    ``_a<i>`` otherwise (the docstring says which), vectors as 1-D arrays or (n, 1) columns,
+    results as Python floats, 1-D vectors and 2-D matrices."""
+    order_names = parameter_order(problem)
+    names = {problem.symbols[n]: parameter_name(n, i) for i, n in enumerate(order_names)}
     sizes = {}
     lines = []
     for sym, ident in names.items():  # the boundary: arrays in, each of its kind's shape
@@ -397,22 +443,25 @@ def module_source(problem, outputs, order="grad", wrt="") -> str:
         if isinstance(sym, sp.MatrixSymbol):
             for axis, dim in enumerate(sym.shape):
                 if isinstance(dim, sp.Symbol) and dim not in sizes:
-                    sizes[dim] = f"s{len(sizes)}"
+                    sizes[dim] = f"_s{len(sizes)}"
                     lines.append(f"    {sizes[dim]} = {ident}.shape[{axis}]")
     emit = _Emitter(names, sizes)
     results = [emit(o) for o in outputs]
-    legend = ", ".join(f"{ident} = {name} ({_kind_text(sym)})" for name, (sym, ident) in
-                       zip(problem.symbols, names.items()))
+    legend = ", ".join((f"{ident} ({_kind_text(sym)})" if ident == name else
+                        f"{ident} = {_quoted(name)} ({_kind_text(sym)})")
+                       for name, (sym, ident) in zip(order_names, names.items()))
     body = "\n".join(emit.lines)
     helpers = [inspect.getsource(f) for n, f in _HELPERS.items() if f"{n}(" in body]
     helpers.append(inspect.getsource(_m_out))
     returns = _RETURNS[order].format(w=wrt)
+    fname = FUNCTION_NAMES[order]
     head = ["import numpy as np", "", "", "\n\n".join(h.rstrip() for h in helpers), "", "",
-            f"def f_and_derivative({', '.join(names.values())}):",
-            f'    """Generated by symgrad from {_quoted(problem.text)}: {legend}. Returns '
-            f'{returns}."""']
+            f"def {fname}({', '.join(names.values())}):",
+            f'    """Generated by symgrad from {_quoted(problem.text)}. Parameters, by name '
+            f'(call by keyword, or in this order): {legend}. Returns {returns}."""']
     out = ", ".join(f"_m_out({r})" for r in results)
-    return "\n".join(head + lines + emit.lines + [f"    return {out}", ""])
+    tail = ["", "", f"f_and_derivative = {fname}  # the name every command's module shares", ""]
+    return "\n".join(head + lines + emit.lines + [f"    return {out}"] + tail)
 
 
 def _quoted(text: str) -> str:
@@ -445,7 +494,8 @@ def _bind(problem, arrays) -> list:
                          f"{', '.join(problem.symbols)}")
     bound: dict = {}
     out = []
-    for name, sym in problem.symbols.items():
+    for name in parameter_order(problem):
+        sym = problem.symbols[name]
         if name not in arrays:
             raise ValueError(f"missing argument {name!r} (the arguments are "
                              f"{', '.join(problem.symbols)})")

@@ -264,6 +264,7 @@ class Step:
     rule: StepKind = StepKind.PLAIN
     shapes: tuple = ()
     method: int = 0
+    why_latex: str = ""  # the justification as LaTeX text (math in $…$), when its engine wrote one
 
     def __post_init__(self):
         object.__setattr__(self, "rule", StepKind.of(self.rule))
@@ -285,14 +286,17 @@ class Derivation:
     meta: dict = field(default_factory=dict)
 
     def add(self, lhs, rhs, why: str = "", rule: StepKind | str = StepKind.PLAIN, shapes=(),
-            method: int = 0):
+            method: int = 0, why_latex: str = ""):
         """Record a step and return its right-hand side, so engines can write ``J = d.add(...)``.
 
         ``rule`` is a :class:`StepKind`; a string naming one is accepted (an unknown one raises
-        ``ValueError``); ``method`` numbers the way of deriving the step belongs to (see ``Step``).
+        ``ValueError``); ``method`` numbers the way of deriving the step belongs to (see ``Step``);
+        ``why_latex`` the justification as LaTeX text with its math in ``$…$``, printed by the
+        LaTeX layouts instead of guessing the math in ``why`` (the matrix calculus's rules).
         """
         self.steps.append(Step(None if lhs is None else _basic(lhs), _basic(rhs), why,
-                               StepKind.of(rule), tuple(tuple(s) for s in shapes), method))
+                               StepKind.of(rule), tuple(tuple(s) for s in shapes), method,
+                               why_latex))
         return rhs
 
     def extend(self, other: "Derivation") -> None:

@@ -215,7 +215,7 @@ class SoftmaxJacobian(_OnVecOf):
         return S[a, p] * ((1 if p == q else 0) - S[a, q])
 
     def _sympystr(self, p):
-        return f"blkdiag_i(diag(s_i) - s_i*s_i.T | S = {p._print(self.args[0])})"
+        return f"blkdiag_i(diag(s_i) - s_i*s_iᵀ | S = {p._print(self.args[0])})"
 
     def _latex(self, p):
         return (r"\operatorname{blkdiag}_i\left(\operatorname{diag}(\mathbf{s}_i) - \mathbf{s}_i "
@@ -580,8 +580,115 @@ def _times(A, B):
                                                                     for k in range(A.cols))))
 
 
+
+
+
+# -- display nodes: how a result is written, each equal to the form it replaces (mcalc.display) ---
+class Norm2(sp.Expr):
+    """‖v‖₂ of a vector (‖X‖_F of a matrix): √(vᵀv), √tr(XᵀX) as a textbook writes them."""
+
+    is_commutative = True
+
+    def __new__(cls, m):
+        return sp.Expr.__new__(cls, m)
+
+    arg = property(lambda self: self.args[0])
+
+    def _eval_is_extended_real(self):
+        return True
+
+    def _eval_is_extended_nonnegative(self):
+        return True
+
+    def _eval_transpose(self):
+        return self
+
+    def _eval_derivative(self, s):  # of the written-out form (never with a matrix symbol inside)
+        return self.expanded().diff(s)
+
+    def expanded(self):
+        """√(vᵀv) or √tr(XᵀX), the form it stands for."""
+        m = self.arg
+        inner = Scalar(sp.MatMul(m.T, m)) if m.shape[1] == 1 else sp.Trace(sp.MatMul(m.T, m))
+        return sp.sqrt(inner)
+
+    def _sub(self):
+        return "2" if self.arg.shape[1] == 1 else "F"
+
+    def _sympystr(self, p):
+        return f"‖{p._print(self.arg)}‖{'₂' if self._sub() == '2' else '_F'}"
+
+    def _latex(self, p):
+        return r"\left\| %s \right\|_{%s}" % (p._print(self.arg), self._sub())
+
+    def _sympify_matrix_str(self, p):
+        return f"Norm2({p._print(self.arg)})"
+
+
+class Over(MatrixExpr):
+    """M / s, a matrix over a scalar, written as such (x/‖x‖₂ rather than 1/‖x‖₂ x)."""
+
+    def __new__(cls, m, s):
+        return MatrixExpr.__new__(cls, m, sp.sympify(s, strict=True))
+
+    shape = property(lambda self: self.args[0].shape)
+
+    def _entry(self, i, j, **kwargs):
+        return self.args[0]._entry(i, j, **kwargs) / self.args[1]
+
+    def _eval_transpose(self):
+        return Over(self.args[0].T, self.args[1])
+
+    def as_product(self):
+        return sp.MatMul(1 / self.args[1], self.args[0]).doit()
+
+    def _sympystr(self, p):
+        from sympy.printing.precedence import precedence
+        m, s = self.args
+        top = p._print(m)
+        if precedence(m) < PRECEDENCE["Mul"]:
+            top = f"({top})"
+        plain = isinstance(s, (sp.Symbol, Norm2)) or s.is_Atom or (
+            isinstance(s, sp.Pow) and isinstance(s.base, (sp.Symbol, Norm2)))
+        return f"{top}/{p._print(s) if plain else '(' + p._print(s) + ')'}"
+
+    def _latex(self, p):
+        return r"\frac{%s}{%s}" % (p._print(self.args[0]), p._print(self.args[1]))
+
+    def _sympify_matrix_str(self, p):
+        return f"Over({p._print(self.args[0])}, {p._print(self.args[1])})"
+
+
+class HadamardPowerShown(sp.HadamardPower):
+    """X^∘p, the Hadamard power as the notes write it (SymPy's text is (X)^⊙p)."""
+
+    def _sympystr(self, p):
+        base, e = self.args
+        b = p._print(base)
+        if not isinstance(base, sp.MatrixSymbol):
+            b = f"({b})"
+        return f"{b}^∘{p._print(e)}"
+
+
+class MatAddShown(sp.MatAdd):
+    """A matrix sum printed with its positive terms first: 𝟏 − σ(z), not −σ(z) + 𝟏."""
+
+    def _sympystr(self, p):
+        pos, neg = [], []
+        for t in self.args:
+            c = t.as_coeff_mmul()[0] if isinstance(t, sp.MatMul) else sp.Integer(1)
+            (neg if c.is_number and c.is_negative else pos).append(t)
+        if not pos:
+            return sp.StrPrinter._print_MatAdd(p, self) if hasattr(sp.StrPrinter, "_print_MatAdd") \
+                else p._print(sp.MatAdd(*self.args))
+        out = " + ".join(p.parenthesize(t, PRECEDENCE["Add"]) for t in pos)
+        for t in neg:
+            out += " - " + p.parenthesize(sp.MatMul(-1, t).doit(), PRECEDENCE["Add"])
+        return out
+
+
 # read back from JSON strings: sympify(s, locals=symgrad.SYMPIFY_LOCALS)
 from symgrad.core.primitives import SYMPIFY_LOCALS as _LOCALS  # noqa: E402
 _LOCALS.update(Scalar=Scalar, Symmetric=Symmetric, Softmax=Softmax, LogSumExp=LogSumExp,
                Elementwise=Elementwise, SoftmaxVJP=SoftmaxVJP, SoftmaxJacobian=SoftmaxJacobian,
-               Commutation=Commutation, DiagVec=DiagVec)
+               Commutation=Commutation, DiagVec=DiagVec, Norm2=Norm2, Over=Over)

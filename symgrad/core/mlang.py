@@ -18,8 +18,11 @@ transposes; a scalar added to a matrix is added to every entry. A 1×1 product (
 
 Two passes, so a size need not be given twice: the parser builds a small tree, sizes are inferred
 over it by unification (in ``x'*A*x`` A is n×n for the n of x), then the SymPy expression is built
-with each size a number or a symbol. A shape error is one line naming the operator and both shapes
-(``A*x: 3×3 times 2``).
+with each size a number or a symbol. A shape error is one line naming the operator with its operands'
+text, both shapes (a vector n×1) and the operator's column, counting from 1 (``A*x: 3×3 times 2×1
+(the * at column 2)``; a compound operand in parentheses, ``(x'*A)*x``). Division by zero, the log
+of 0 and any other constant that is not finite are one line too, naming where. ``norm2`` is kept
+as written (``Norm2``, ‖v‖₂) in ``MatrixProblem.written``, for the first step and the title.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from typing import NamedTuple
 
 import sympy as sp
 
-from symgrad.core.matexpr import Elementwise, LogSumExp, Scalar, Softmax, Symmetric, lam
+from symgrad.core.matexpr import Elementwise, LogSumExp, Norm2, Scalar, Softmax, Symmetric, lam
 from symgrad.core.parse import ParseError, _Parser, parse_symbols
 from symgrad.core.primitives import FUNCTIONS, PRIMITIVES
 
@@ -153,15 +156,22 @@ _Tok = type(_Parser("x").toks[0])
 
 # -- declarations ---------------------------------------------------------------------------------
 def declare(vectors="", matrices="", symmetric="", scalars="") -> dict[str, str]:
-    """Names by kind, each given as text ("w y" or "w, y"): name → kind."""
+    """Names by kind, each given as text ("w y" or "w, y") or a list or tuple of names
+    (["w", "y"]): name → kind."""
     kinds: dict[str, str] = {}
     for kind, text in (("scalar", scalars), ("vector", vectors), ("matrix", matrices),
                        ("symmetric", symmetric)):
+        if isinstance(text, (list, tuple)):
+            if not all(isinstance(t, str) for t in text):
+                bad = next(t for t in text if not isinstance(t, str))
+                raise ValueError(f"{kind} names must be text, got {type(bad).__name__} "
+                                 f"{bad!r:.40} in the list")
+            text = " ".join(t.strip() for t in text) if text else None
         if text is None or (isinstance(text, str) and not text.strip()):
             continue
         if not isinstance(text, str):
-            raise ValueError(f"{kind} names must be given as text such as \"w y\", "
-                             f"got {type(text).__name__}")
+            raise ValueError(f"{kind} names must be given as text such as \"w y\" or a list "
+                             f"such as [\"w\", \"y\"], got {type(text).__name__}")
         for s in parse_symbols(text):
             if s.name in MATRIX_FUNCTIONS:
                 raise ValueError(f"{s.name!r} is a function of the matrix language, not a name")
@@ -320,14 +330,12 @@ class _Builder:
         if s is None:
             return "a scalar"
         r, c = s
-        if self.dims.find(c) == 0:
-            return self.dim_text(r)  # a vector: its length, as the issue's "3×3 times 2"
-        return f"{self.dim_text(r)}×{self.dim_text(c)}"
+        return f"{self.dim_text(r)}×{self.dim_text(c)}"  # a vector is n×1, a row 1×n
 
     def unify(self, a, b, node, what, sa, sb):
         if not self.dims.union(a, b):
             self.fail(f"{what}: {self.shape_text(sa)} {self._joint(node.op)} "
-                      f"{self.shape_text(sb)} (column {node.col})", node.col)
+                      f"{self.shape_text(sb)} (the {node.op} at column {node.col})", node.col)
 
     @staticmethod
     def _joint(op):
@@ -364,7 +372,7 @@ class _Builder:
         if op == "call":
             return self.infer_call(node)
         a, b = (self.infer(x) for x in node.args)
-        what = self.snippet(node)
+        what = self.operands(node)
         if op == "*":
             if a is None or b is None:
                 return a if b is None else b
@@ -445,6 +453,16 @@ class _Builder:
         self.fail(f"{name}(n): n is a size, a positive integer or a size name (column "
                   f"{arg.col})", arg.col)
 
+    def operands(self, node) -> str:
+        """A binary operator with its operands' text, a compound operand in parentheses, so the
+        message says which operator: ``(x'*A)*x`` for the second * of ``x'*A*x``."""
+        def side(a):
+            t = self.snippet(a)
+            bare = a.op in ("num", "name", "call", "'") or (t.startswith("(") and t.endswith(")"))
+            return t if bare else f"({t})"
+        left, right = node.args
+        return f"{side(left)}{node.op}{side(right)}"
+
     def snippet(self, node) -> str:
         """The text of ``node`` (an operator's whole operands), for error messages."""
         lo, hi = self.span(node)
@@ -462,7 +480,8 @@ class _Builder:
                 if depth == 0 and self.text[i - 1] == ")":
                     break
             return node.col, (i + 1 if node.args or self.text[end - 1:end] == "(" else end)
-        spans = [self.span(a) for a in node.args] + [(node.col, node.col + len(node.op))]
+        width = 1 if node.op == "neg" else len(node.op)
+        spans = [self.span(a) for a in node.args] + [(node.col, node.col + width)]
         lo, hi = min(s[0] for s in spans), max(s[1] for s in spans)
         while lo > 1 and self.text[lo - 2] == "(" and self.text[hi - 1:hi] == ")":
             lo, hi = lo - 1, hi + 1  # "(X*w - y)'" includes its parentheses
@@ -486,13 +505,18 @@ class _Builder:
                 self.size_of(d)
         expr = self.go(tree)
         written = None
-        if self.notes:  # the function as the user wrote it, for the first step and the title
+        if self.notes or self.has_norm(tree):  # as the user wrote it: the first step, the title
             notes, self.literal = self.notes, True
             written, self.notes, self.literal = self.go(tree), notes, False
         symbols = {n: self.used[n] for n in self.order(tree) if n in self.used}
         kinds = {n: self.kinds[n] for n in symbols}
         return MatrixProblem(self.text, expr, symbols, kinds, self.size_symbols, self.notes,
                              written)
+
+    def has_norm(self, node) -> bool:
+        """norm2 of a vector or matrix: written ‖v‖₂ in the first step and the title."""
+        return (node.op == "call" and node.text == "norm2" and self.at.get(id(node.args[0]))
+                is not None) or any(self.has_norm(a) for a in node.args)
 
     def order(self, node, out=None):
         out = [] if out is None else out
@@ -553,8 +577,11 @@ class _Builder:
             return sp.MatMul(a, b).doit() if ma or mb else a * b
         if op == ".*":
             return sp.HadamardProduct(a, b).doit()
+        if op in ("/", "./") and not mb and b.is_zero:
+            self.fail(f"{self.operands(node)}: division by zero (the {op} at column "
+                      f"{node.col})", node.col)
         if op == "/":
-            return sp.MatMul(1 / b, a).doit() if ma else a / b
+            return self.finite(node, sp.MatMul(1 / b, a).doit() if ma else a / b)
         if op == "./":
             if not mb:
                 return sp.MatMul(1 / b, a).doit() if ma else a / b
@@ -567,7 +594,7 @@ class _Builder:
             return sp.HadamardPower(a, b) if ma else a**b
         if op == "^":
             if not ma:
-                return a**b
+                return self.finite(node, a**b)
             if not (b.is_Integer and b >= 1):
                 self.fail(f"{self.snippet(node)}: a matrix power takes a positive integer "
                           f"exponent (column {node.col})", node.col)
@@ -594,7 +621,7 @@ class _Builder:
             return self.log_of(arg)
         x = self.go(arg)
         if name in ELEMENTWISE:
-            return self.elementwise(name, x)
+            return self.finite(node, self.elementwise(name, x), x)
         m = isinstance(x, sp.MatrixExpr)
         if name == "sum":
             if not m:
@@ -607,6 +634,8 @@ class _Builder:
         if name == "norm2":
             if not m:
                 return sp.Abs(x)
+            if self.literal:
+                return Norm2(x)
             inner = _scalar(sp.MatMul(x.T, x).doit()) if x.shape[1] == 1 else sp.Trace(x.T * x)
             return sp.sqrt(inner)
         if name in ("logsumexp", "softmax"):
@@ -627,6 +656,21 @@ class _Builder:
         if name == "inv":
             return sp.Inverse(x)
         raise AssertionError(name)
+
+    def finite(self, node, value, arg=None):
+        """``value``, unless it is a scalar that is not finite (log(0), 0^-1): one line naming
+        where, as division by zero is."""
+        if isinstance(value, sp.Basic) and not isinstance(value, sp.MatrixExpr) and \
+                value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+            what = self.snippet(node)
+            if node.op == "call" and node.text == "log" and arg == 0:
+                why = "the log of 0 is −∞"
+            elif node.op == "^":
+                why = "a power of 0 with a negative exponent: division by zero"
+            else:
+                why = "not a finite number"
+            self.fail(f"{what}: {why} (column {node.col})", node.col)
+        return value
 
     def log_of(self, arg):
         """log σ(u) = −softplus(−u) and log softmax(z) = z − logsumexp(z) 𝟏: the forms that

@@ -19,18 +19,21 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import replace
 
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind, Vec, _printing
-from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Scalar, Softmax,
+from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, HadamardPowerShown,
+                                    LogSumExp, MatAddShown, Norm2, Over, Scalar, Softmax,
                                     SoftmaxJacobian, SoftmaxVJP, Symmetric, lam)
 from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
 from symgrad.core.primitives import FUNCTIONS, step
 
 __all__ = ["derive_grad", "derive_derivative", "derive_hessian", "verify", "DIFFERENTIALS",
-           "ADJOINTS", "ELEMENTWISE_DERIVATIVES", "DiffSymbol", "DiffScalar"]
+           "ADJOINTS", "ELEMENTWISE_DERIVATIVES", "SIMPLIFICATIONS", "DISPLAY", "display",
+           "DiffSymbol", "DiffScalar"]
 
 
 class DiffSymbol(sp.MatrixSymbol):
@@ -128,12 +131,18 @@ class _Diff:
 
 
 DIFFERENTIALS: dict[type, tuple[str, object]] = {}
+# each rule's text as LaTeX (text with its math in $…$, bold matrices as the equations set them),
+# by the rule's text: what the LaTeX layouts print for the justification, never a guess at it
+RULE_LATEX: dict[str, str] = {}
 
 
-def defdiff(cls, text=""):
-    """Register the differential rule of a node class: ``fn(d, e)`` returns d e (None for 0)."""
+def defdiff(cls, text="", latex=""):
+    """Register the differential rule of a node class: ``fn(d, e)`` returns d e (None for 0);
+    ``text`` the rule as the justification says it, ``latex`` the same as LaTeX text."""
     def register(fn):
         DIFFERENTIALS[cls] = (text, fn)
+        if text and latex:
+            RULE_LATEX[text] = latex
         return fn
     return register
 
@@ -177,12 +186,14 @@ def _d_scalar_symbol(d, e):
     return d.dvar if e == d.var else None
 
 
-@defdiff(sp.MatAdd, "d(A + B) = dA + dB")
+@defdiff(sp.MatAdd, "d(A + B) = dA + dB",
+         latex=r"$\mathrm{d}(\mathbf{A} + \mathbf{B}) = \mathrm{d}\mathbf{A} + \mathrm{d}\mathbf{B}$")
 def _d_matadd(d, e):
     return _add([d(a) for a in e.args])
 
 
-@defdiff(sp.Add, "d(a + b) = da + db")
+@defdiff(sp.Add, "d(a + b) = da + db",
+         latex=r"$\mathrm{d}(a + b) = \mathrm{d}a + \mathrm{d}b$")
 def _d_add(d, e):
     return _add([d(a) for a in e.args])
 
@@ -196,29 +207,34 @@ def _product_rule(d, factors):
     return _add(terms)
 
 
-@defdiff(sp.MatMul, "d(AB) = dA B + A dB")
+@defdiff(sp.MatMul, "d(AB) = dA B + A dB",
+         latex=r"$\mathrm{d}(\mathbf{A}\mathbf{B}) = \mathrm{d}\mathbf{A}\,\mathbf{B} + \mathbf{A}\,\mathrm{d}\mathbf{B}$")
 def _d_matmul(d, e):
     return _product_rule(d, list(e.args))
 
 
-@defdiff(sp.Mul, "d(ab) = da b + a db")
+@defdiff(sp.Mul, "d(ab) = da b + a db",
+         latex=r"$\mathrm{d}(ab) = \mathrm{d}a\,b + a\,\mathrm{d}b$")
 def _d_mul(d, e):
     return _product_rule(d, list(e.args))
 
 
-@defdiff(sp.Transpose, "d(Xᵀ) = (dX)ᵀ")
+@defdiff(sp.Transpose, "d(Xᵀ) = (dX)ᵀ",
+         latex=r"$\mathrm{d}(\mathbf{X}^{\top}) = (\mathrm{d}\mathbf{X})^{\top}$")
 def _d_transpose(d, e):
     de = d(e.arg)
     return None if de is None else de.T
 
 
-@defdiff(sp.Inverse, "d(X⁻¹) = −X⁻¹ dX X⁻¹")
+@defdiff(sp.Inverse, "d(X⁻¹) = −X⁻¹ dX X⁻¹",
+         latex=r"$\mathrm{d}(\mathbf{X}^{-1}) = -\mathbf{X}^{-1}\,\mathrm{d}\mathbf{X}\,\mathbf{X}^{-1}$")
 def _d_inverse(d, e):
     de = d(e.arg)
     return None if de is None else _mul(-1, e, de, e)
 
 
-@defdiff(sp.MatPow, "d(Uᵏ) = Σ_i Uⁱ dU Uᵏ⁻¹⁻ⁱ")
+@defdiff(sp.MatPow, "d(Uᵏ) = Σ_i Uⁱ dU Uᵏ⁻¹⁻ⁱ",
+         latex=r"$\mathrm{d}(\mathbf{U}^{k}) = \sum_{i} \mathbf{U}^{i}\,\mathrm{d}\mathbf{U}\,\mathbf{U}^{k-1-i}$")
 def _d_matpow(d, e):
     A, k = e.args
     dA = d(A)
@@ -226,7 +242,8 @@ def _d_matpow(d, e):
     return _add([_mul(pw(i), dA, pw(int(k) - 1 - i)) for i in range(int(k))])
 
 
-@defdiff(sp.HadamardProduct, "d(A ⊙ B) = dA ⊙ B + A ⊙ dB")
+@defdiff(sp.HadamardProduct, "d(A ⊙ B) = dA ⊙ B + A ⊙ dB",
+         latex=r"$\mathrm{d}(\mathbf{A} \odot \mathbf{B}) = \mathrm{d}\mathbf{A} \odot \mathbf{B} + \mathbf{A} \odot \mathrm{d}\mathbf{B}$")
 def _d_hadamard(d, e):
     terms = []
     for i, a in enumerate(e.args):
@@ -236,7 +253,8 @@ def _d_hadamard(d, e):
     return _add(terms)
 
 
-@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p − 1) ⊙ dX, entry by entry")
+@defdiff(sp.HadamardPower, "d(X^∘p) = p X^∘(p − 1) ⊙ dX, entry by entry",
+         latex=r"$\mathrm{d}(\mathbf{X}^{\circ p}) = p\,\mathbf{X}^{\circ (p-1)} \odot \mathrm{d}\mathbf{X}$, entry by entry")
 def _d_hadamard_power(d, e):
     X, p = e.args
     dX = d(X)
@@ -244,7 +262,8 @@ def _d_hadamard_power(d, e):
     return None if dX is None else _mul(p, sp.HadamardProduct(inner, dX).doit())
 
 
-@defdiff(Elementwise, "d f(X) = f′(X) ⊙ dX, entry by entry")
+@defdiff(Elementwise, "d f(X) = f′(X) ⊙ dX, entry by entry",
+         latex=r"$\mathrm{d}f(\mathbf{X}) = f'(\mathbf{X}) \odot \mathrm{d}\mathbf{X}$, entry by entry")
 def _d_elementwise(d, e):
     (X,) = e.operands
     dX = d(X)
@@ -253,7 +272,10 @@ def _d_elementwise(d, e):
 
 
 @defdiff(Softmax, "d softmax(z) = (diag(s) − s sᵀ) dz = s ⊙ dz − s (sᵀ dz), each row of a "
-                  "matrix alike")
+                  "matrix alike",
+         latex=r"$\mathrm{d}\operatorname{softmax}(\mathbf{z}) = (\operatorname{diag}(\mathbf{s}) - "
+               r"\mathbf{s}\mathbf{s}^{\top})\,\mathrm{d}\mathbf{z} = \mathbf{s} \odot \mathrm{d}\mathbf{z} - "
+               r"\mathbf{s}\,(\mathbf{s}^{\top}\mathrm{d}\mathbf{z})$, each row of a matrix alike")
 def _d_softmax(d, e):
     dz = d(e.args[0])
     if dz is None:
@@ -263,7 +285,9 @@ def _d_softmax(d, e):
     return _add([sp.HadamardProduct(e, dz).doit(), _mul(-1, e, Scalar(sp.MatMul(e.T, dz)))])
 
 
-@defdiff(SoftmaxVJP, "d[S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)] by the product rule, entry by entry")
+@defdiff(SoftmaxVJP, "d[S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)] by the product rule, entry by entry",
+         latex=r"$\mathrm{d}[\mathbf{S} \odot (\mathbf{G} - ((\mathbf{S} \odot \mathbf{G})\,\mathbf{1})\,"
+               r"\mathbf{1}^{\top})]$ by the product rule, entry by entry")
 def _d_softmax_vjp(d, e):
     S, G, axis = e.args
     if axis != 1:
@@ -273,7 +297,8 @@ def _d_softmax_vjp(d, e):
     return d(sp.HadamardProduct(S, _add([G, _mul(-1, sp.HadamardProduct(S, G), ones)])))
 
 
-@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz; of a matrix's rows, (softmax(Z) ⊙ dZ) 𝟏")
+@defdiff(LogSumExp, "d logsumexp(z) = softmax(z)ᵀ dz; of a matrix's rows, (softmax(Z) ⊙ dZ) 𝟏",
+         latex=r"$\mathrm{d}\operatorname{logsumexp}(\mathbf{z}) = \operatorname{softmax}(\mathbf{z})^{\top}\,\mathrm{d}\mathbf{z}$; of a matrix's rows, $(\operatorname{softmax}(\mathbf{Z}) \odot \mathrm{d}\mathbf{Z})\,\mathbf{1}$")
 def _d_logsumexp(d, e):
     z, axis = e.args
     dz = d(z)
@@ -284,13 +309,15 @@ def _d_logsumexp(d, e):
     return sp.MatMul(Softmax(z).T, dz)
 
 
-@defdiff(sp.DiagMatrix, "d diag(v) = diag(dv)")
+@defdiff(sp.DiagMatrix, "d diag(v) = diag(dv)",
+         latex=r"$\mathrm{d}\operatorname{diag}(\mathbf{v}) = \operatorname{diag}(\mathrm{d}\mathbf{v})$")
 def _d_diagmatrix(d, e):
     dv = d(e.args[0])
     return None if dv is None else sp.DiagMatrix(dv)
 
 
-@defdiff(sp.DiagonalOf, "d diag(X) = diag(dX)")
+@defdiff(sp.DiagonalOf, "d diag(X) = diag(dX)",
+         latex=r"$\mathrm{d}\operatorname{diag}(\mathbf{X}) = \operatorname{diag}(\mathrm{d}\mathbf{X})$")
 def _d_diagonalof(d, e):
     dX = d(e.args[0])
     return None if dX is None else sp.DiagonalOf(dX)
@@ -302,19 +329,22 @@ def _d_scalar(d, e):
     return None if dm is None else (Scalar(dm) if isinstance(dm, MatrixExpr) else dm)
 
 
-@defdiff(sp.Trace, "d tr(X) = tr(dX)")
+@defdiff(sp.Trace, "d tr(X) = tr(dX)",
+         latex=r"$\mathrm{d}\operatorname{tr}(\mathbf{X}) = \operatorname{tr}(\mathrm{d}\mathbf{X})$")
 def _d_trace(d, e):
     dX = d(e.arg)
     return None if dX is None else sp.Trace(dX)
 
 
-@defdiff(sp.Determinant, "d det X = det X · tr(X⁻¹ dX)")
+@defdiff(sp.Determinant, "d det X = det X · tr(X⁻¹ dX)",
+         latex=r"$\mathrm{d}\det(\mathbf{X}) = \det(\mathbf{X})\,\operatorname{tr}(\mathbf{X}^{-1}\,\mathrm{d}\mathbf{X})$")
 def _d_det(d, e):
     dX = d(e.arg)
     return None if dX is None else e * sp.Trace(sp.MatMul(sp.Inverse(e.arg), dX))
 
 
-@defdiff(sp.Pow, "d(uᵖ) = p uᵖ⁻¹ du")
+@defdiff(sp.Pow, "d(uᵖ) = p uᵖ⁻¹ du",
+         latex=r"$\mathrm{d}(u^{p}) = p\,u^{p-1}\,\mathrm{d}u$")
 def _d_pow(d, e):
     base, p = e.args
     if p.has(d.var):
@@ -324,13 +354,15 @@ def _d_pow(d, e):
     return None if db is None else p * base**(p - 1) * db
 
 
-@defdiff(sp.exp, "d exp(a) = exp(a) da")
+@defdiff(sp.exp, "d exp(a) = exp(a) da",
+         latex=r"$\mathrm{d}\exp(a) = \exp(a)\,\mathrm{d}a$")
 def _d_exp(d, e):
     da = d(e.args[0])
     return None if da is None else e * da
 
 
-@defdiff(sp.log, "d log(a) = da / a")
+@defdiff(sp.log, "d log(a) = da / a",
+         latex=r"$\mathrm{d}\log(a) = \mathrm{d}a / a$")
 def _d_log(d, e):
     da = d(e.args[0])
     return None if da is None else da / e.args[0]
@@ -346,6 +378,15 @@ def _d_function(d, e):
 
 
 _FUNCTION_RULE = ("d f(a) = f′(a) da", _d_function)
+RULE_LATEX[_FUNCTION_RULE[0]] = r"$\mathrm{d}f(a) = f'(a)\,\mathrm{d}a$"
+
+
+def _rules_latex(used) -> str:
+    """The rules a step used, as LaTeX text; "" when one has no LaTeX form (then the words
+    printer reads the text)."""
+    if not used or any(t not in RULE_LATEX for t in used):
+        return ""
+    return "; ".join(RULE_LATEX[t] for t in used)
 for _leaf in (sp.Number, sp.NumberSymbol, sp.Identity, sp.OneMatrix, sp.ZeroMatrix):
     DIFFERENTIALS[_leaf] = ("", lambda d, e: None)
 
@@ -529,6 +570,15 @@ def _push_transpose(e):
 
 
 # -- simplification -------------------------------------------------------------------------------
+# Identities tidy applies, one rule per node class as DIFFERENTIALS: (the identity in words, fn
+# returning the simpler node or the node itself). Each is checked at explicit sizes by
+# tests/test_mcalc_trial.py, and every result they touch by verify.
+SIMPLIFICATIONS: dict[type, tuple[str, object]] = {
+    Commutation: ("K(m, 1) = K(1, m) = I: transposing a vector does not reorder its entries",
+                  lambda e: sp.Identity(e.shape[0]) if 1 in e.args else e),
+}
+
+
 def tidy(e):
     """Merge diag products, collect like terms and factor a common left or right factor:
     Ax + Aᵀx = (A + Aᵀ)x, as the textbook writes it."""
@@ -536,6 +586,11 @@ def tidy(e):
         return e
     args = [tidy(a) for a in e.args]
     e = e.func(*args) if args != list(e.args) else e
+    if type(e) in SIMPLIFICATIONS:
+        e = SIMPLIFICATIONS[type(e)][1](e)
+        if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, (sp.MatrixSymbol,
+                                                                       sp.Identity)):
+            return e
     if isinstance(e, Scalar) and isinstance(e.matrix, sp.MatMul):  # (−yᵀ1) = −(yᵀ1)
         c, mats = e.matrix.as_coeff_matrices()
         if c.is_Number and c != 1:
@@ -555,6 +610,71 @@ def tidy(e):
     if isinstance(e, sp.MatAdd):
         e = _factor(e)
     return e.doit() if isinstance(e, (sp.MatMul, sp.MatAdd)) else e
+
+
+# -- display: the result as a textbook writes it ------------------------------------------------
+def _norm_of(e):
+    """v for √(vᵀv) (X for √tr(XᵀX)) wrapped as a Scalar or Trace; else None."""
+    m = e.matrix if isinstance(e, Scalar) else e.arg if isinstance(e, sp.Trace) else None
+    if isinstance(m, sp.MatMul) and len(m.args) == 2:
+        a, b = m.args
+        if (a == b.T or a == sp.Transpose(b).doit() or (isinstance(a, sp.Transpose)
+                                                         and a.arg == b)) and \
+                (b.shape[1] == 1) == isinstance(e, Scalar):
+            return b
+    return None
+
+
+def _d_pow_norm(e):
+    """(vᵀv)^(k/2) = ‖v‖₂ᵏ for odd k: a square root written as the norm (vᵀv and its integer
+    powers stay as they are)."""
+    v = _norm_of(e.base)
+    if v is not None and (2 * e.exp).is_Integer and not e.exp.is_Integer:
+        return Norm2(v) ** (2 * e.exp)
+    return e
+
+
+def _d_matmul_over(e):
+    """c/‖v‖ M = (c M)/‖v‖ (x/‖x‖₂); a product of scalars in front split into its factors
+    (2 A x, not (2 A) x)."""
+    coeff, mats = e.as_coeff_matrices()
+    num, den = sp.fraction(sp.factor_terms(coeff))
+    if den != 1 and den.has(Norm2):
+        sign = num.could_extract_minus_sign()
+        num = -num if sign else num
+        top = sp.MatMul(*num.as_ordered_factors(), *mats) if num != 1 else (
+            mats[0] if len(mats) == 1 else sp.MatMul(*mats))
+        return sp.MatMul(-1, Over(top, den)) if sign else Over(top, den)
+    factors = coeff.as_ordered_factors() if isinstance(coeff, sp.Mul) else []
+    if factors and all(f.is_Number or f.is_Symbol for f in factors):
+        return sp.MatMul(*factors, *mats)
+    return e
+
+
+# How a result is written: one rule per node class, each equal to what it replaces (verify checks
+# the written result itself). The derivation keeps working on the plain form (a Hessian is the
+# Jacobian of the plain gradient).
+DISPLAY: dict[type, object] = {
+    sp.Pow: _d_pow_norm,  # (tried before its operands are rewritten: it matches vᵀv as built)
+    sp.MatMul: _d_matmul_over,
+    sp.HadamardPower: lambda e: HadamardPowerShown(*e.args),
+    sp.MatAdd: lambda e: MatAddShown(*e.args),
+}
+
+
+def display(e):
+    """``e`` written as the notes write it: ‖x‖₂ for √(xᵀx), x/‖x‖₂, 2 A x, y^∘2, 𝟏 − σ."""
+    if not isinstance(e, sp.Basic) or e.is_Atom or isinstance(e, sp.MatrixSymbol):
+        return e
+    if isinstance(e, sp.Pow):
+        shown = _d_pow_norm(e)
+        if shown is not e:
+            return shown.func(*[display(a) for a in shown.args])
+    args = [display(a) for a in e.args]
+    if args != list(e.args):
+        e = e.func(*args)
+    rule = DISPLAY.get(type(e))
+    return rule(e) if rule else e
 
 
 def _ones_hadamard(e):
@@ -659,6 +779,11 @@ def _explicit(e, env):
         return sp.ImmutableMatrix(e.subs(env["__sizes__"]).as_explicit())
     if isinstance(e, Scalar):
         return _explicit(e.matrix, env)[0, 0]
+    if isinstance(e, Norm2):
+        M = _explicit(e.arg, env)
+        return sp.sqrt(sum(v**2 for v in M))
+    if isinstance(e, Over):
+        return sp.ImmutableMatrix(_explicit(e.args[0], env) / _explicit(e.args[1], env))
     if isinstance(e, sp.Trace):
         return _explicit(e.arg, env).trace()
     if isinstance(e, sp.Determinant):
@@ -824,11 +949,14 @@ def _verify_at(problem, var, result, order, sizes, points, seed):
 
 
 # -- the derivations ------------------------------------------------------------------------------
-def _problem(f, wrt, decl) -> tuple[MatrixProblem, sp.Basic]:
+def _problem(f, wrt, decl, what="grad") -> tuple[MatrixProblem, sp.Basic]:
     problem = f if isinstance(f, MatrixProblem) else parse_matrix(f, **decl)
     if not isinstance(wrt, str) or not wrt.strip():
         raise ValueError("wrt: name the variable to differentiate by, e.g. wrt=\"x\"")
     name = wrt.strip()
+    if re.search(r"[\s,]", name):
+        raise ValueError(f"wrt: {what} takes one variable (a scalar, vector or matrix), got "
+                         f"{name!r}; derive by each in turn")
     if name not in problem.symbols:
         raise ValueError(f"wrt: {name!r} does not appear in {problem.text!r}")
     return problem, problem.symbols[name]
@@ -854,9 +982,10 @@ def _differential(problem, var, d: Derivation, f_sym):
     if df is None:
         raise ValueError(f"wrt: {problem.text!r} does not depend on {var.name!r}")
     rules = "; ".join(diff.used) or "the variable's own differential"
+    lx = _rules_latex(diff.used)
     d.add(DiffScalar(f_sym.name) if not isinstance(problem.expr, MatrixExpr) else
           DiffSymbol(f_sym.name, *problem.expr.shape), df, f"the differential, by the rules {rules}",
-          StepKind.JACOBIAN)
+          StepKind.JACOBIAN, why_latex=f"the differential, by the rules {lx}" if lx else "")
     return df, dvar
 
 
@@ -872,25 +1001,79 @@ def _start(problem, var, title) -> tuple[Derivation, sp.Symbol]:
           f"the function; {_declared(problem)}", StepKind.DEFINITION)
     for note in problem.notes:
         d.add(None, problem.expr, note, StepKind.SIMPLIFY)
+    if problem.written is not None and not problem.notes:
+        d.meta["shown_from"] = len(d.steps) + 1
+        d.add(None, problem.expr, "each norm written out: ‖v‖₂ = √(vᵀv), ‖X‖_F = √tr(XᵀX)",
+              StepKind.SIMPLIFY,
+              why_latex=r"each norm written out: $\|\mathbf{v}\|_{2} = \sqrt{\mathbf{v}^{\top}"
+                        r"\mathbf{v}}$, $\|\mathbf{X}\|_{F} = \sqrt{\operatorname{tr}(\mathbf{X}^{\top}"
+                        r"\mathbf{X})}$")
     return d, f_sym
 
 
 def _finish(d, problem, var, result, order, lhs):
-    simpler = tidy(result)
+    plain = tidy(result)
+    simpler = display(plain)
     d.result = simpler
-    if simpler != result:
+    d.meta["plain_result"] = plain  # what a Hessian differentiates again
+    if plain != result:
         d.add(None, simpler, "collecting like terms and common factors", StepKind.SIMPLIFY)
+    elif simpler != plain and d.steps and d.steps[-1].rhs == result:
+        d.steps[-1] = replace(d.steps[-1], rhs=simpler)
     sizes = verify(problem, var, simpler, order)
     at = ", ".join(f"{k} = {v}" for k, v in sizes.items()) or "the declared sizes"
     d.meta.update(problem=problem, wrt=var, order=order, checked_at=sizes)
-    d.add(lhs, simpler, f"checked entry by entry against sympy.diff of the written-out function "
-          f"at {at} (3 random points)", StepKind.AGREE)
+    checked = (f"checked entry by entry against sympy.diff of the written-out function at {at} "
+               "(3 random points)")
+    last = d.steps[-1] if d.steps else None
+    merged = last is not None and last.lhs in (lhs, None) and last.rhs == simpler
+    if merged:  # the identified result is the result: one line saying both, not the line twice
+        at_tex = ", ".join(f"${_tex(sp.Symbol(k))} = {v}$" for k, v in sizes.items()) or \
+            "the declared sizes"
+        lx = (f"{last.why_latex}; checked entry by entry against sympy.diff of the written-out "
+              f"function at {at_tex} (3 random points)") if last.why_latex else ""
+        d.steps[-1] = replace(last, why=f"{last.why}; {checked}", rule=StepKind.AGREE,
+                              why_latex=lx)
+    else:
+        d.add(lhs, simpler, checked, StepKind.AGREE)
+    d.meta["merged_check"] = merged
+    k = d.meta.pop("shown_from", 0)  # every line as written, after the function's own lines
+    d.steps = d.steps[:k] + [replace(st, rhs=_shown(st.rhs)) for st in d.steps[k:]]
+    _name_repeated(d, problem, simpler)
     return d
+
+
+def _shown(e):
+    try:
+        return display(e)
+    except (TypeError, ValueError, AttributeError):  # a display node that cannot rebuild: as is
+        return e
+
+
+def _name_repeated(d, problem, result) -> None:
+    """A last line naming the largest entrywise function or softmax that the result repeats, as
+    the notes write it: Xᵀ diag((𝟏 − s) ⊙ s ⊙ y^∘2) X, where s = σ(−(Xw ⊙ y)). The result
+    itself is unchanged (the line is for reading)."""
+    counts: dict = {}
+    for sub in sp.preorder_traversal(result):
+        if isinstance(sub, (Elementwise, Softmax)):
+            counts[sub] = counts.get(sub, 0) + 1
+    repeated = [e for e, k in counts.items() if k > 1]
+    if not repeated:
+        return
+    sub = max(repeated, key=sp.count_ops)
+    taken = set(problem.symbols) | {str(x) for x in problem.size_symbols}
+    name = next(n for n in ["s", "p", "q"] + [f"s{i}" for i in range(1, 100)] if n not in taken)
+    short = sp.MatrixSymbol(name, *sub.shape)
+    shown = result.xreplace({sub: short})
+    what = _printing_text()(sub)
+    d.add(None, shown, f"where {name} = {what}", StepKind.SIMPLIFY,
+          why_latex=f"where ${_tex(short)} = {_tex(sub)}$")
 
 
 def derive_grad(f, wrt: str, **decl) -> Derivation:
     """∇f of a scalar matrix-language expression, shaped like ``wrt``."""
-    problem, var = _problem(f, wrt, decl)
+    problem, var = _problem(f, wrt, decl, "grad")
     if not problem.is_scalar:
         raise ValueError(f"grad: {problem.text!r} is {_shape_text(problem.expr)}, not a scalar; "
                          "use derivative for its Jacobian")
@@ -900,12 +1083,31 @@ def derive_grad(f, wrt: str, **decl) -> Derivation:
     form = _inner(G, dvar) if isinstance(var, MatrixExpr) else G * dvar
     d.add(None, form, "each term moved into the form ⟨G, dX⟩ = tr(Gᵀ dX): a scalar is its own "
           "transpose and the trace is invariant under cyclic permutations (the trace trick)",
-          StepKind.SUBSTITUTION)
+          StepKind.SUBSTITUTION,
+          why_latex=r"each term moved into the form $\langle \mathbf{G}, \mathrm{d}\mathbf{X} "
+                    r"\rangle = \operatorname{tr}(\mathbf{G}^{\top}\,\mathrm{d}\mathbf{X})$: a scalar "
+                    "is its own transpose and the trace is invariant under cyclic permutations "
+                    "(the trace trick)")
     lhs = Grad(f_sym, var)
+    v, dv = _tex(var), r"\mathrm{d}" + _tex(var)
     d.add(lhs, G, f"identify the gradient: df = tr(Gᵀ d{var.name}) for every d{var.name} makes G "
           f"the gradient, shaped like {var.name} ({_shape_text(var)})",
-          StepKind.GRADIENT, shapes=[_shape(var)])
+          StepKind.GRADIENT, shapes=[_shape(var)],
+          why_latex=(r"identify the gradient: $\mathrm{d}f = \operatorname{tr}(\mathbf{G}^{\top}\,"
+                     f"{dv})$ for every ${dv}$ makes $\\mathbf{{G}}$ the gradient, shaped like "
+                     f"${v}$ (${_shape_tex(var)}$)"))
     return _finish(d, problem, var, G, "grad", lhs)
+
+
+def _tex(e) -> str:
+    """``e`` in the notes' LaTeX (bold matrices), for a justification's math."""
+    return _printing().latex(e)
+
+
+def _shape_tex(e) -> str:
+    if not isinstance(e, MatrixExpr):
+        return "1 \\times 1"
+    return " \\times ".join(_tex(x) for x in e.shape)
 
 
 def _title(kind, problem, var) -> str:
@@ -921,6 +1123,8 @@ _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 def _plain(e) -> str:
     """Products as spaces, integer powers as superscripts (x² y), other powers as ^(…)."""
     text = _printing_text()(e)
+    text = re.sub(r"(^|[\s(\[])-(?=\S)", r"\1−", text)  # a minus sign, not a hyphen
+    text = re.sub(r" - ", " − ", text)
     text = re.sub(r"\*\*(-?\d+)\b", lambda m: m.group(1).translate(_SUPERSCRIPT), text)
     text = re.sub(r"\*\*\(?([^()*]+)\)?", r"^(\1)", text)
     return re.sub(r"(?<!\*)\*(?!\*)", " ", text)
@@ -937,7 +1141,7 @@ def derive_derivative(f, wrt: str, **decl) -> Derivation:
     """The Jacobian ∂f/∂wrt: dF = J dx (rows: the entries of f; columns: the entries of wrt).
     A matrix (f or wrt) enters by vec, row by row as in the notes: ∂vec[F]/∂vec[X], identified
     from dF = L dX R as L ⊗ Rᵀ (∂(Wx)/∂vec[W] = I ⊗ xᵀ, ∂(AXB)/∂vec[X] = A ⊗ Bᵀ)."""
-    problem, var = _problem(f, wrt, decl)
+    problem, var = _problem(f, wrt, decl, "derivative")
     F = problem.expr
     vec = any(isinstance(e, MatrixExpr) and e.shape[1] != 1 for e in (F, var))
     d, f_sym = _start(problem, var, _title("Jacobian", problem, var))
@@ -1040,11 +1244,18 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     """The Hessian of a scalar expression: the Jacobian of its gradient, in matrix form (A + Aᵀ,
     2XᵀX, Xᵀ diag(…) X); with respect to a matrix X, ∂vec[∇f]/∂vec[X] ((A + Aᵀ) ⊗ I for
     tr(XᵀAX)), vec row by row as in the notes."""
-    problem, var = _problem(f, wrt, decl)
+    problem, var = _problem(f, wrt, decl, "hessian")
+    if not problem.is_scalar:
+        raise ValueError(f"hessian: {problem.text!r} is {_shape_text(problem.expr)}, not a "
+                         "scalar; the Hessian is of a scalar function (derivative gives the "
+                         "Jacobian of a vector)")
     g = derive_grad(problem, wrt)
-    G = g.result
+    G = g.meta["plain_result"]
     d = Derivation(_title("Hessian", problem, var))
-    d.steps.extend(s for s in g.steps if s.rule is not StepKind.AGREE)
+    # the gradient's steps; its last (identified and checked) stays, as the gradient's line
+    d.steps.extend(s if s.rule is not StepKind.AGREE else replace(s, rule=StepKind.GRADIENT)
+                   for s in g.steps if s.rule is not StepKind.AGREE or g.meta["merged_check"])
+    d.meta["shown_from"] = len(d.steps)  # (shown as written already)
     dvar = _d_of(var)
     diff = _Diff(var, dvar)
     dG = diff(G)
@@ -1053,13 +1264,26 @@ def derive_hessian(f, wrt: str, **decl) -> Derivation:
     if dG is None:
         H = sp.ZeroMatrix(size, size) if isinstance(var, MatrixExpr) else sp.Integer(0)
     else:
+        lx = _rules_latex(diff.used)
         d.add(D(Grad(sp.Symbol("f"), var)), tidy(dG), "the differential of the gradient, by the "
-              "rules " + "; ".join(diff.used), StepKind.JACOBIAN)
+              "rules " + "; ".join(diff.used), StepKind.JACOBIAN,
+              why_latex="the differential of the gradient, by the rules " + lx if lx else "")
         H = _Kronecker(dvar)(dG) if by_vec else _Jacobian(var, dvar)(dG)
     lhs = sp.Symbol("H")
     how = (f"the differential of the gradient is H vec[d{var.name}] for every d{var.name}, "
            "with vec[L dX R] = (L ⊗ Rᵀ) vec[dX]" if by_vec else
            f"the differential of the gradient is H d{var.name} for every d{var.name}")
-    d.add(lhs, H, f"identify the Hessian: {how}; H is {_size_text(var)} × {_size_text(var)}", StepKind.JACOBIAN)
+    v = _tex(var)
+    n = _size(var)
+    n_tex = _tex(sp.Integer(n) if isinstance(n, int) else n)
+    how_tex = (rf"$\mathbf{{H}}\,\operatorname{{vec}}[\mathrm{{d}}{v}]$ for every "
+               rf"$\mathrm{{d}}{v}$, with $\operatorname{{vec}}[\mathbf{{L}}\,\mathrm{{d}}\mathbf{{X}}\,"
+               rf"\mathbf{{R}}] = (\mathbf{{L}} \otimes \mathbf{{R}}^{{\top}})\,\operatorname{{vec}}"
+               rf"[\mathrm{{d}}\mathbf{{X}}]$" if by_vec else
+               rf"$\mathbf{{H}}\,\mathrm{{d}}{v}$ for every $\mathrm{{d}}{v}$")
+    d.add(lhs, H, f"identify the Hessian: {how}; H is {_size_text(var)} × {_size_text(var)}",
+          StepKind.JACOBIAN,
+          why_latex=(f"identify the Hessian: the differential of the gradient is {how_tex}; "
+                     rf"$\mathbf{{H}}$ is ${n_tex} \times {n_tex}$"))
     d.meta["gradient"] = G
     return _finish(d, problem, var, H, "hessian", lhs)

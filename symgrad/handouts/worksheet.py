@@ -2,8 +2,8 @@
 
 Where it sits: handout (above derive). Each line is written as the command line would be,
 ``grad "x'*A*x" --wrt x --vector x --matrix A`` (``grad``, ``derivative`` or ``hessian``, the
-expression, then the options of those commands); blank lines and lines starting with ``#`` are
-skipped. A line is split by :mod:`shlex` (quotes, no evaluation) and every error names the file
+expression, then the options of those commands); ``--steps`` is accepted and changes nothing (a
+worksheet always shows every step); blank lines and lines starting with ``#`` are skipped. A line is split by :mod:`shlex` (quotes, no evaluation) and every error names the file
 and the line.
 """
 from __future__ import annotations
@@ -56,9 +56,15 @@ def problem(line: str):
     opts: dict = {"vectors": [], "matrices": [], "symmetric": [], "sizes": [], "wrt": None}
     while rest:
         flag = rest.pop(0)
+        if flag == "--steps":  # as on the command line; a worksheet shows the steps anyway
+            if rest and rest[0] == "full":
+                raise ValueError("--steps full is not for a worksheet (it writes scalar "
+                                 "partials rule by rule); --steps alone is accepted, the "
+                                 "steps are always shown")
+            continue
         if flag not in _OPTIONS or not rest:
             raise ValueError(f"unknown option {flag!r} or a missing value (the options are "
-                             f"{', '.join(_OPTIONS)})")
+                             f"{', '.join(_OPTIONS)} and --steps)")
         key, value = _OPTIONS[flag], rest.pop(0)
         if key == "wrt":
             opts["wrt"] = value

@@ -189,8 +189,8 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
     def _print_DiffScalar(self, expr):
         return r"\mathrm{d}" + self._print(sp.Symbol(expr.name, real=True))
 
-    def _print_Determinant(self, expr):
-        return r"\det %s" % self._paren(expr.arg, (sp.MatAdd, sp.MatMul, sp.HadamardProduct))
+    def _print_Determinant(self, expr):  # det(X) X⁻ᵀ, never det XX⁻ᵀ
+        return r"\det(%s)" % self._print(expr.arg)
 
     def _print_Inverse(self, expr):
         arg = expr.arg

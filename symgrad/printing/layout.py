@@ -174,7 +174,7 @@ class DerivationLayout:
     def _why(self, s: Step) -> str | None:
         """The justification's words as TeX text, when this printer shows them."""
         if self._settings["show_why"] and s.why and self._settings["why_position"] != "none":
-            return self._words(s.why)
+            return s.why_latex or self._words(s.why)
         return None
 
     def _note_below(self, s: Step, wide: bool) -> str:

@@ -184,6 +184,11 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
     step solves H s = ∇f and halves s while f does not decrease (a damped Newton step, so a
     Hessian that is not positive definite far from the optimum cannot send w uphill). Returns
     ``({w: value}, history)``, history[k] the value of f before step k + 1."""
+    if isinstance(d, MatrixDerivation) and d.meta.get("order") != "hessian" and \
+            optimizer != "newton":
+        raise ValueError(f"a matrix-calculus model trains with optimizer='newton' from a derived "
+                         f"Hessian, not {optimizer!r}: sg.train(sg.hessian(f, \"w\", vectors=…), "
+                         "data, None, optimizer=\"newton\")")
     if not isinstance(d, MatrixDerivation) or d.meta.get("order") != "hessian":
         raise ValueError("optimizer='newton' needs a derived Hessian: "
                          "sg.train(sg.hessian(f, \"w\", vectors=…), data, None, "
@@ -199,6 +204,11 @@ def train_newton(d, data, optimizer="newton", steps=10, params=None, quiet=False
     if w in data:
         raise ValueError(f"data: {w!r} is what Newton's method solves for; give its start as "
                          f"params={{{w!r}: …}}")
+    needed = [n for n in d.meta["problem"].symbols if n != w]
+    missing = [n for n in needed if n not in data]
+    if missing:
+        raise ValueError(f"data: missing {', '.join(map(repr, missing))} (the data are "
+                         f"{', '.join(needed) or 'none'}; {w!r} is solved for)")
     fn = d.compile()
     var = d.meta["wrt"]
     if params is not None:
