@@ -28,6 +28,7 @@ from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
 from symgrad.handouts.worksheet import read_problems
+from symgrad.handouts import diagram
 
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
@@ -347,6 +348,7 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                                                   node.dim)
             for n, node in net.nodes.items() if node.op != "input"]
     sec.math(rows)
+    sec.blocks += [("picture", b) for b in [diagram.network_block(P, net, scalar)] if b]
     if scalar is None and level != "matrix":
         sec.text(r"(The unit-by-unit view is left out: %s; the matrix form below holds for "
                  r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "
