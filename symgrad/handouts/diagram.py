@@ -89,12 +89,13 @@ def _scalarize(net):
         return None
 
 
-def _scaled(body: str, size, box, note="") -> dict:
+def _scaled(body: str, size, tall=False, note="") -> dict:
     """The picture for each format, scaled down to fit its box when larger."""
     w, h = size
     out = {"markdown": "*(A diagram of the network is in the PDF version of this handout.)*"
            + note}
     for fmt, (bw, bh) in (("article", ARTICLE_BOX), ("beamer", BEAMER_BOX)):
+        bh = 13.0 if tall and fmt == "article" else bh  # a deep net's boxes: most of a page
         s = min(1.0, bw / max(w, 1e-9), bh / max(h, 1e-9))
         opts = "" if s >= 1 else "scale=%.3f, every node/.append style={scale=%.3f}, " % (s, s)
         pic = "\\begin{tikzpicture}[%s>=stealth]\n%s\n\\end{tikzpicture}" % (opts, body)
@@ -201,14 +202,14 @@ def _boxes(P, net) -> dict:
     rows = max(depth.values()) + 1
     per = {r: [k for k in depth if depth[k] == r] for r in range(rows)}
     widest = max(len(v) for v in per.values())
-    dx, dy = min(4.2, ARTICLE_BOX[0] / max(widest, 1)), 1.0
+    dx, dy = min(4.2, ARTICLE_BOX[0] / max(widest, 1)), 0.8
     lines, outs = [], []
     for r, ks in per.items():
         for i, k in enumerate(ks):
             x = (i - (len(ks) - 1) / 2) * dx
             style = "draw, rounded corners, fill=gray!8" if net.nodes[groups[k][0]].op != "input" \
                 else "draw=none"
-            lines.append(r"\node[%s, inner sep=3pt, font=\small, text width=%.2fcm, align=center]"
+            lines.append(r"\node[%s, inner sep=2pt, font=\footnotesize, text width=%.2fcm, align=center]"
                          r" (g%d) at (%.2f,%.2f) {%s};"
                          % (style, dx - 0.6, k, x, -r * dy, _box_label(P, net, groups[k])))
             for m in groups[k]:
@@ -224,7 +225,7 @@ def _boxes(P, net) -> dict:
         lines.append(r"\draw[->] (g%d) -- (o%d);" % (k, k))
     w = widest * dx
     h = rows * dy + 1.0
-    return _scaled("\n".join(lines), (w, h), None)
+    return _scaled("\n".join(lines), (w, h), tall=True)
 
 
 # -- the loss curve -----------------------------------------------------------------------------
