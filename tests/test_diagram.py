@@ -43,9 +43,11 @@ def test_xor_diagram_names_six_weights_three_biases_and_five_units():
     assert tex.count(r"\draw[->]") == 6 and "relu" in tex
 
 
-def test_xor_diagram_also_at_the_matrix_level():
-    net = sg.mlp([2, 2, 1], hidden="relu")
-    assert "{$w_{6}$}" in picture(net, level="matrix")
+def test_xor_diagram_at_the_matrix_level_names_entries():
+    """The matrix level writes no w5 (test_handout): the edges are the entries W^{(l)}_{ij}."""
+    tex = picture(sg.mlp([2, 2, 1], hidden="relu"), level="matrix")
+    assert "{$W_{12}^{(1)}$}" in tex and "{$W_{12}^{(2)}$}" in tex and "{$b_{1}^{(2)}$}" in tex
+    assert "w_{" not in tex and tex.count("circle, draw") == 5
 
 
 def test_large_net_gets_layer_boxes_with_shapes():

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 from symgrad.handouts.model import Section
-from symgrad.printing.names import text_escape
+from symgrad.derive import element
+from symgrad.printing.names import notation, text_escape
 
 UNIT_OPS = {"input", "dense", "act", "softmax"}
 MAX_UNITS, MAX_WEIGHTS = 12, 40
@@ -71,18 +72,18 @@ def small(net, scalar) -> bool:
 
 def network_block(P, net, scalar):
     """The block of the network's picture (units when small, else boxes); None if it has none."""
+    numbered = scalar is not None  # the notes' w1 … w6; at the matrix level the entries W_ij
     try:
         if scalar is None and all(n.op in UNIT_OPS for n in net.nodes.values()) and \
                 sum(r * c for r, c in net.shapes.values()) <= MAX_WEIGHTS + 12 * 4:
             scalar = _scalarize(net)
-        pic = _units(P, net, scalar) if small(net, scalar) else _boxes(P, net)
+        pic = _units(P, net, scalar, numbered) if small(net, scalar) else _boxes(P, net)
     except Exception:  # a picture is an aid: a graph it cannot draw leaves it out, never fails
         return None
     return pic
 
 
 def _scalarize(net):
-    from symgrad.derive import element
     try:
         return element.scalarize(net)
     except Exception:
@@ -106,7 +107,14 @@ def _scaled(body: str, size, tall=False, note="") -> dict:
     return out
 
 
-def _units(P, net, scalar) -> dict:
+def _entry(P, p, i, j=None) -> str:
+    """The entry of parameter p as the notation writes it: W^{(1)}_{12}, b^{(1)}_{2}."""
+    index = str(i + 1) if j is None else ("%d%d" % (i + 1, j + 1) if i < 9 and j < 9
+                                          else "%d,%d" % (i + 1, j + 1))
+    return notation(P.notation).entry(p, index).tex()
+
+
+def _units(P, net, scalar, numbered=True) -> dict:
     groups = _groups(net)
     depth = _depths(net, groups)
     ncols = max(depth.values()) + 1
@@ -147,7 +155,8 @@ def _units(P, net, scalar) -> dict:
             for j in range(W.cols):
                 edges.append(r"\draw[->] (u%d_%d) -- node[pos=0.28, sloped, above=-1pt, "
                              r"font=\scriptsize] {$%s$} (u%d_%d);"
-                             % (src, j, P.tex(W[i, j]), k, i))
+                             % (src, j, P.tex(W[i, j]) if numbered else
+                                _entry(P, dense.params[0], i, j), k, i))
         if len(dense.params) > 1:
             b = scalar.params[dense.params[1]]
             c = depth[src]
@@ -158,7 +167,8 @@ def _units(P, net, scalar) -> dict:
             for i in range(len(b)):
                 edges.append(r"\draw[->, gray] (%s) -- node[pos=0.72, sloped, above=-1pt, "
                              r"font=\scriptsize, text=black] {$%s$} (u%d_%d);"
-                             % (bias_at[c], P.tex(b[i]), k, i))
+                             % (bias_at[c], P.tex(b[i]) if numbered else
+                                _entry(P, dense.params[1], i), k, i))
     w = (ncols - 1) * dx + 1.5
     h = tall * dy + dy + 0.8
     return _scaled("\n".join(lines + edges), (w, h), None)
