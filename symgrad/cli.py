@@ -32,6 +32,7 @@ from symgrad.printing.latex import to_latex
 from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
 from symgrad.run.plot import check_plot_path, plot_history
+from symgrad.handouts.diagram import read_history
 from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
                                load_data, output_problem, params_path, save_params,
                                train_defaults, train_starts)
@@ -410,11 +411,14 @@ def file_timeout(f):
               help="slides, feature, or a preset added with symgrad.register_notation (a network "
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
+@click.option("--history", "history_file", type=click.Path(dir_okay=False), default=None,
+              help="The loss of each epoch (a .json list, or an .npz with an array 'history'): "
+                   "adds a Training section with the loss curve.")
 @network_options
 @file_timeout
 @click.pass_context
-def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
-                loss, timeout):
+def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, history_file,
+                hidden, output_act, loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
     line, written as the commands are: grad "x'*A*x" --wrt x --vector x --matrix A.
@@ -431,7 +435,8 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
                             on_overrun=_hard_stop(network, timeout),
                             level=level, verbosity=verbosity, notation=notation,
-                            exercises=exercises)
+                            exercises=exercises,
+                            history=read_history(history_file) if history_file else None)
     except TeXError as e:
         raise click.ClickException(str(e)) from None
     if out is None:

@@ -144,3 +144,21 @@ def test_trained_handout_compiles_without_overfull_boxes(tmp_path, fmt):
     log = pdf.with_suffix(".log").read_text(encoding="utf-8", errors="replace")
     over = [float(w) for w in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt", log)]
     assert [w for w in over if w > 2.0] == []
+
+
+def test_cli_history_option(tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from symgrad.cli import cli
+    (tmp_path / "h.json").write_text(json.dumps({"history": [0.3, 0.2, 0.01, 0.001]}))
+    np.savez(tmp_path / "h.npz", history=np.array([0.3, 0.2, 0.1]))
+    for f, n in (("h.json", 4), ("h.npz", 3)):
+        r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(tmp_path / f)])
+        assert r.exit_code == 0, r.output
+        assert r"\section{Training}" in r.output and f"for {n} epochs" in r.output
+    (tmp_path / "bad.json").write_text("{}")
+    r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(tmp_path / "bad.json")])
+    assert r.exit_code == 2 and "--history" in r.output and "Traceback" not in r.output

@@ -14,7 +14,10 @@ a frame, "markdown": text}): KaTeX cannot draw TikZ, so Markdown says the pictur
 """
 from __future__ import annotations
 
+import json
 import math
+
+import numpy as np
 
 from symgrad.handouts.model import Section
 from symgrad.derive import element
@@ -252,6 +255,30 @@ def check_history(history) -> list[float]:
     return h
 
 
+def read_history(path) -> list[float]:
+    """The losses of a run from a file: JSON (a list, or an object with a "history" list) or an
+    .npz holding an array "history" (pickles refused); one ValueError naming the file."""
+    path = str(path)
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                if "history" not in z.files:
+                    raise ValueError(f"--history {path}: no array 'history' in it (it has "
+                                     f"{', '.join(z.files) or 'none'})")
+                h = z["history"].ravel().tolist()
+        else:
+            with open(path, encoding="utf-8") as f:
+                h = json.load(f)
+            if isinstance(h, dict):
+                h = h.get("history")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--history {path}: cannot read it: {e}") from None
+    try:
+        return check_history(h)
+    except ValueError as e:
+        raise ValueError(f"--history {path}: {e}") from None
+
+
 def log_axis(history) -> bool:
     """A log loss axis when every loss is positive and finite and they span a decade or more."""
     finite = [v for v in history if math.isfinite(v)]
@@ -331,5 +358,5 @@ def history_section(history):
     return [sec]
 
 
-__all__ = ["network_block", "history_section", "history_block", "check_history", "log_axis",
+__all__ = ["network_block", "history_section", "history_block", "check_history", "read_history", "log_axis",
            "small"]
