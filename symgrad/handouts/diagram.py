@@ -156,9 +156,12 @@ def _units(P, net, scalar, numbered=True) -> dict:
         W = scalar.params[dense.params[0]]
         for i in range(W.rows):
             for j in range(W.cols):
-                edges.append(r"\draw[->] (u%d_%d) -- node[pos=0.28, sloped, above=-1pt, "
+                # labels staggered along the edges by their unit: those leaving one input
+                # part before they meet (w1 near x1, w3 further on, as the slide spreads them)
+                at = 0.2 + 0.45 * i / max(W.rows - 1, 1)
+                edges.append(r"\draw[->] (u%d_%d) -- node[pos=%.2f, sloped, above=-1pt, "
                              r"font=\scriptsize] {$%s$} (u%d_%d);"
-                             % (src, j, P.tex(W[i, j]) if numbered else
+                             % (src, j, at, P.tex(W[i, j]) if numbered else
                                 _entry(P, dense.params[0], i, j), k, i))
         if len(dense.params) > 1:
             b = scalar.params[dense.params[1]]
@@ -168,7 +171,7 @@ def _units(P, net, scalar, numbered=True) -> dict:
                 edges.append(r"\node[draw, rounded corners, inner sep=2pt, font=\small] (one%d)"
                              r" at (%.2f,%.2f) {$+1$};" % (c, c * dx, top + dy))
             for i in range(len(b)):
-                edges.append(r"\draw[->, gray] (%s) -- node[pos=0.72, sloped, above=-1pt, "
+                edges.append(r"\draw[->, gray] (%s) -- node[pos=0.5, sloped, above=-1pt, "
                              r"font=\scriptsize, text=black] {$%s$} (u%d_%d);"
                              % (bias_at[c], P.tex(b[i]) if numbered else
                                 _entry(P, dense.params[1], i), k, i))
