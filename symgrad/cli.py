@@ -32,7 +32,7 @@ from symgrad.printing.latex import to_latex
 from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
 from symgrad.run.plot import check_plot_path, plot_history
-from symgrad.handouts.diagram import read_history
+from symgrad.handouts.diagram import read_history, write_history
 from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
                                load_data, output_problem, params_path, save_params,
                                train_defaults, train_starts)
@@ -545,11 +545,13 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, fmt, 
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Draw the loss curve to this file (.png, .pdf, .svg); needs matplotlib: "
                    "pip install 'symgrad[plot]'.")
+@click.option("--history", "history_out", type=click.Path(dir_okay=False), default=None,
+              help="Save the loss of each epoch as JSON, for symgrad handout NET --history.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @file_timeout
 @click.pass_context
 def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, epochs,
-          batch_size, seed, starts, relu_bias, out, plot, quiet, timeout):
+          batch_size, seed, starts, relu_bias, out, plot, history_out, quiet, timeout):
     """Train NETWORK on a data set; print its loss and accuracy. NETWORK is a spec such as
     64-32-10 (with --hidden/--output/--loss/--penalty) or a Python file that defines a Network
     named net (with one loss).
@@ -567,6 +569,10 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
         _check_writable(out)
     if plot is not None:  # its file and matplotlib, before any work
         check_plot_path(plot, output_problem)
+    if history_out is not None:  # (a .json: no .npz added, as _check_writable would)
+        why = output_problem(history_out) if history_out.strip() else "the path is empty"
+        if why:
+            raise click.UsageError(f"--history {history_out}: {why}")
     _spec_only(ctx, network)
     if network.endswith(".py"):  # the loader of derive and handout, with its timeout
         net = load_network(network, timeout=timeout, on_overrun=_hard_stop(network, timeout))
@@ -626,6 +632,8 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
         click.echo(f"parameters saved to {save_params(out, params)}")
     if plot is not None:
         click.echo(f"loss curve saved to {plot_history(plot, history, f'{network} on {data}')}")
+    if history_out is not None:  # (symgrad handout NET --history FILE draws it)
+        click.echo(f"losses saved to {write_history(history_out, history)}")
 
 
 def _check_writable(path: str) -> None:

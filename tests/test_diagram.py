@@ -162,3 +162,21 @@ def test_cli_history_option(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(tmp_path / "bad.json")])
     assert r.exit_code == 2 and "--history" in r.output and "Traceback" not in r.output
+
+
+def test_train_saves_the_history_a_handout_draws(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from symgrad.cli import cli
+    h = tmp_path / "h.json"
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--epochs", "30",
+                                 "--starts", "1", "--quiet", "--history", str(h)])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(h.read_text())["history"]) == 30
+    r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(h)])
+    assert r.exit_code == 0 and "for 30 epochs" in r.output
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--history",
+                                 str(tmp_path / "no" / "h.json")])
+    assert r.exit_code == 2

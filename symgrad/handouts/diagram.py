@@ -282,6 +282,13 @@ def read_history(path) -> list[float]:
         raise ValueError(f"--history {path}: {e}") from None
 
 
+def write_history(path, history) -> str:
+    """Save a run's losses as JSON ({"history": [...]}), as :func:`read_history` reads them."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"history": [float(v) for v in history]}, f)
+    return str(path)
+
+
 def log_axis(history) -> bool:
     """A log loss axis when every loss is positive and finite and they span a decade or more."""
     finite = [v for v in history if math.isfinite(v)]
@@ -361,5 +368,5 @@ def history_section(history):
     return [sec]
 
 
-__all__ = ["network_block", "history_section", "history_block", "check_history", "read_history", "log_axis",
+__all__ = ["network_block", "history_section", "history_block", "check_history", "read_history", "write_history", "log_axis",
            "small"]
