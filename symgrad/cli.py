@@ -33,6 +33,7 @@ from symgrad.printing.latex import to_latex
 from symgrad.printing.names import notation as notation_preset
 from symgrad.network import mlp, parse_spec
 from symgrad.run.plot import check_plot_path, plot_history
+from symgrad.handouts.diagram import read_history, write_history
 from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
                                load_data, output_problem, params_path, save_params,
                                train_defaults, train_starts)
@@ -447,11 +448,14 @@ def file_timeout(f):
               help="slides, feature, or a preset added with symgrad.register_notation (a network "
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
+@click.option("--history", "history_file", type=click.Path(dir_okay=False), default=None,
+              help="The loss of each epoch (a .json list, or an .npz with an array 'history'): "
+                   "adds a Training section with the loss curve.")
 @network_options
 @file_timeout
 @click.pass_context
-def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, hidden, output_act,
-                loss, timeout):
+def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, history_file,
+                hidden, output_act, loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
     line, written as the commands are: grad "x'*A*x" --wrt x --vector x --matrix A.
@@ -468,7 +472,8 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
                             on_overrun=_hard_stop(network, timeout),
                             level=level, verbosity=verbosity, notation=notation,
-                            exercises=exercises)
+                            exercises=exercises,
+                            history=read_history(history_file) if history_file else None)
     except TeXError as e:
         raise click.ClickException(str(e)) from None
     if out is None:
@@ -615,11 +620,13 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
 @click.option("--plot", type=click.Path(dir_okay=False), default=None,
               help="Draw the loss curve to this file (.png, .pdf, .svg); needs matplotlib: "
                    "pip install 'symgrad[plot]'.")
+@click.option("--history", "history_out", type=click.Path(dir_okay=False), default=None,
+              help="Save the loss of each epoch as JSON, for symgrad handout NET --history.")
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @file_timeout
 @click.pass_context
 def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, epochs,
-          batch_size, seed, starts, relu_bias, out, plot, quiet, timeout):
+          batch_size, seed, starts, relu_bias, out, plot, history_out, quiet, timeout):
     """Train NETWORK on a data set; print its loss and accuracy. NETWORK is a spec such as
     64-32-10 (with --hidden/--output/--loss/--penalty) or a Python file that defines a Network
     named net (with one loss).
@@ -637,6 +644,10 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
         _check_writable(out)
     if plot is not None:  # its file and matplotlib, before any work
         check_plot_path(plot, output_problem)
+    if history_out is not None:  # (a .json: no .npz added, as _check_writable would)
+        why = output_problem(history_out) if history_out.strip() else "the path is empty"
+        if why:
+            raise click.UsageError(f"--history {history_out}: {why}")
     _spec_only(ctx, network)
     if network.endswith(".py"):  # the loader of derive and handout, with its timeout
         net = load_network(network, timeout=timeout, on_overrun=_hard_stop(network, timeout))
@@ -696,6 +707,8 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
         click.echo(f"parameters saved to {save_params(out, params)}")
     if plot is not None:
         click.echo(f"loss curve saved to {plot_history(plot, history, f'{network} on {data}')}")
+    if history_out is not None:  # (symgrad handout NET --history FILE draws it)
+        click.echo(f"losses saved to {write_history(history_out, history)}")
 
 
 def _check_writable(path: str) -> None:

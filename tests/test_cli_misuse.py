@@ -106,7 +106,8 @@ CASES = [  # argv, fragment of the one line
     (["handout", "2-2-1", "-o", "nodir/h.pdf"], "the directory nodir does not exist"),
     (["handout", "2-2-1", "-o", "h.doc"], "must end in .tex, .pdf or .md"),
     (["handout", "levle.py", "-o", "h.tex"], "levle.py: handout_options: unknown option 'levle' "
-                                             "(known: level, verbosity, exercises, notation, title)"),
+                                             "(known: level, verbosity, exercises, notation, "
+                                             "title, history)"),
     (["handout", "exercises.py", "-o", "h.tex"], "exercises.py: handout_options: exercises must "
                                                  "be True or False, not 'no'"),
     (["handout", "optlist.py", "-o", "h.tex"], "optlist.py: handout_options must be a dict"),

@@ -29,6 +29,7 @@ from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
 from symgrad.handouts.worksheet import read_problems
+from symgrad.handouts import diagram
 
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
@@ -44,7 +45,8 @@ BRIEF_PAST = 4
 
 def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fmt: str = "article",
             exercises: bool = True, notation: str = "slides", title: str | None = None,
-            hidden: str = "relu", output: str = "identity", loss: str = "mse") -> str:
+            hidden: str = "relu", output: str = "identity", loss: str = "mse",
+            history=None) -> str:
     """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
     output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown")."""
     if isinstance(net_or_spec, Derivation) or (isinstance(net_or_spec, (list, tuple)) and
@@ -52,7 +54,7 @@ def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fm
                                                                    for d in net_or_spec)):
         return render(derivations_doc(net_or_spec, notation, title), fmt)
     net = as_network(net_or_spec, hidden, output, loss)
-    return render(build(net, level, verbosity, exercises, notation, title), fmt)
+    return render(build(net, level, verbosity, exercises, notation, title, history), fmt)
 
 
 def derivations_doc(ds, notation="slides", title=None) -> Doc:
@@ -93,7 +95,8 @@ def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Gra
 
 
 # -- the content ----------------------------------------------------------------------------------
-OPTIONS = ("level", "verbosity", "exercises", "notation", "title")  # a handout's options
+# a handout's options
+OPTIONS = ("level", "verbosity", "exercises", "notation", "title", "history")
 
 
 def check_options(options: dict) -> None:
@@ -111,6 +114,8 @@ def check_options(options: dict) -> None:
             raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {value!r}")
         if key == "exercises" and not isinstance(value, bool):
             raise ValueError(f"exercises must be True or False, not {value!r}")
+        if key == "history":  # the loss of each epoch (symgrad.handouts.diagram)
+            diagram.check_history(value)
         if key == "title" and not (value is None or isinstance(value, str)):
             raise ValueError(f"title must be text (or None), not {value!r}")
         if key == "notation":
@@ -121,7 +126,7 @@ def check_options(options: dict) -> None:
 
 
 def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="slides",
-          title=None) -> Doc:
+          title=None, history=None) -> Doc:
     """The handout's content; ``verbosity`` None is "normal" up to BRIEF_PAST layers with
     parameters and "brief" past them (each section its chain rule and result, every g in the
     shared backward pass once)."""
@@ -148,6 +153,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
         sections += [s for s in [assembled_section(P, net, scalar)] if s is not None]
     sections.append(backward_section(P, net, alg))
     sections.append(algorithm_section(P, net, alg, verbosity))
+    sections += diagram.history_section(history)  # a "Training" section after training
     ex = []
     if ex_param:
         full = derive_parameter(net, ex_param)  # the whole chain: it is the exercise
@@ -367,6 +373,7 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                                                   node.dim)
             for n, node in net.nodes.items() if node.op != "input"]
     sec.math(rows)
+    sec.blocks += [("picture", b) for b in [diagram.network_block(P, net, scalar)] if b]
     if scalar is None and level != "matrix":
         sec.text(r"(The unit-by-unit view is left out: %s; the matrix form below holds for "
                  r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "

@@ -20,6 +20,7 @@ ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[a4paper,margin=2.3cm]{geometry}
 \usepackage{amsmath,amssymb}
 \usepackage{longtable}
+\usepackage{tikz}
 \usepackage{parskip}
 \allowdisplaybreaks
 \setlength{\jot}{5pt}
@@ -28,6 +29,7 @@ ARTICLE_PREAMBLE = r"""\documentclass[11pt]{article}
 BEAMER_PREAMBLE = r"""\documentclass[11pt,aspectratio=169]{beamer}
 \usepackage{amsmath,amssymb}
 \usefonttheme[onlymath]{serif}
+\usepackage{tikz}
 \setbeamertemplate{navigation symbols}{}
 \setbeamertemplate{footline}[frame number]
 \setbeamerfont{frametitle}{size=\large}
@@ -124,6 +126,8 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
             out.append(_align(body, breaks[0]))
         elif kind == "display":
             out.append(r"\[ \sgfit{\linewidth}{%s} \]" % body)
+        elif kind == "picture":  # (symgrad.handouts.diagram)
+            out.append(body["article"])
         elif kind == "algorithm":
             out.append(_algorithm_box(*body[:2], breakable=True, line_chars=0.94 * ARTICLE_LINE,
                                       number=_number(body)))
@@ -301,6 +305,8 @@ def _frames(doc, title, blocks) -> list[str]:
         elif kind == "display":
             piece = r"\[ \sgfit{\linewidth}{%s} \]" % body
             h = sum(_row_height(r) for r in body.split(r"\\")) + DISPLAY_SKIP
+        elif kind == "picture":  # (symgrad.handouts.diagram)
+            piece, h = body["beamer"], body["lines"]
         else:
             title_, lines = body[:2]
             # \scriptsize is 8 pt of the frame's 10, yet a line held only ~1.1 times the
@@ -368,6 +374,8 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
                     "$$", ""]
         elif kind == "display":
             out += ["$$", _md_math(body), "$$", ""]
+        elif kind == "picture":  # TikZ: KaTeX cannot draw it (symgrad.handouts.diagram)
+            out += [body["markdown"], ""]
         elif kind == "algorithm":
             title, lines = body[:2]
             out += [_label(title, _number(body), "**%s**"), ""]

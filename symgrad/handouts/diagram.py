@@ -1,0 +1,372 @@
+"""Pictures in a handout: a TikZ diagram of the network, and the training loss per epoch.
+
+Where it sits: derive → print → handout (**diagram**). :func:`network_block` draws the network for
+the first section: a small net (every layer ≤ 12 units, ≤ 40 weights, only dense layers and
+activations) as units in columns with each edge labelled by its weight and "+1" bias nodes, as
+the XOR slide does; any other as boxes in the order of the graph's edges (a DAG: a multi-task net's
+heads branch), each named by its op with its weight's shape ([𝐖⁽¹⁾ 256×784, relu]).
+:func:`history_section` draws a training run's loss per epoch in plain TikZ (no pgfplots), on a
+log axis when the loss spans a decade or more.
+
+Every name comes from the notation printer (``P.tex``) or through ``text_escape``: user names are
+data, never TeX. A block is ("picture", {"article": tex, "beamer": tex, "lines": height in lines of
+a frame, "markdown": text}): KaTeX cannot draw TikZ, so Markdown says the picture is in the PDF.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from symgrad.handouts.model import Section
+from symgrad.derive import element
+from symgrad.printing.names import notation, text_escape
+
+UNIT_OPS = {"input", "dense", "act", "softmax"}
+MAX_UNITS, MAX_WEIGHTS = 12, 40
+# the space a picture may take (cm): an article's text block, a 16:9 frame below its title
+ARTICLE_BOX, BEAMER_BOX = (15.5, 9.0), (13.0, 5.6)
+LINE_CM = 0.42  # a line of \small in a frame
+
+
+# -- the network --------------------------------------------------------------------------------
+def _consumers(net) -> dict:
+    out = {n: [] for n in net.nodes}
+    for node in net.nodes.values():
+        for i in node.inputs:
+            out[i].append(node.name)
+    return out
+
+
+def _groups(net) -> list[list[str]]:
+    """The nodes drawn as one: a dense (or conv) layer with the activation that alone reads it."""
+    cons, groups, taken = _consumers(net), [], set()
+    for name, node in net.nodes.items():
+        if name in taken:
+            continue
+        members = [name]
+        nxt = cons[name]
+        if node.params and len(nxt) == 1 and name not in net.outputs and \
+                net.nodes[nxt[0]].op in ("act", "softmax"):
+            members.append(nxt[0])
+        taken.update(members)
+        groups.append(members)
+    return groups
+
+
+def _depths(net, groups) -> dict:
+    """Each group's column: one past the deepest group it reads (inputs are 0)."""
+    owner = {m: k for k, g in enumerate(groups) for m in g}
+    depth = {}
+    for k, g in enumerate(groups):  # the nodes are in topological order
+        ins = [owner[i] for m in g for i in net.nodes[m].inputs if owner[i] != k]
+        depth[k] = 1 + max((depth[i] for i in ins), default=-1)
+    return depth
+
+
+def small(net, scalar) -> bool:
+    if scalar is None or any(n.op not in UNIT_OPS for n in net.nodes.values()):
+        return False
+    if any(n.dim > MAX_UNITS for n in net.nodes.values()):
+        return False
+    return sum(r * c for p, (r, c) in net.shapes.items() if net.is_weight(p)) <= MAX_WEIGHTS
+
+
+def network_block(P, net, scalar):
+    """The block of the network's picture (units when small, else boxes); None if it has none."""
+    numbered = scalar is not None  # the notes' w1 … w6; at the matrix level the entries W_ij
+    try:
+        if scalar is None and all(n.op in UNIT_OPS for n in net.nodes.values()) and \
+                sum(r * c for r, c in net.shapes.values()) <= MAX_WEIGHTS + 12 * 4:
+            scalar = _scalarize(net)
+        pic = _units(P, net, scalar, numbered) if small(net, scalar) else _boxes(P, net)
+    except Exception:  # a picture is an aid: a graph it cannot draw leaves it out, never fails
+        return None
+    return pic
+
+
+def _scalarize(net):
+    try:
+        return element.scalarize(net)
+    except Exception:
+        return None
+
+
+def _scaled(body: str, size, tall=False, note="") -> dict:
+    """The picture for each format, scaled down to fit its box when larger."""
+    w, h = size
+    out = {"markdown": "*(A diagram of the network is in the PDF version of this handout.)*"
+           + note}
+    for fmt, (bw, bh) in (("article", ARTICLE_BOX), ("beamer", BEAMER_BOX)):
+        bh = 13.0 if tall and fmt == "article" else bh  # a deep net's boxes: most of a page
+        s = min(1.0, bw / max(w, 1e-9), bh / max(h, 1e-9))
+        opts = "" if s >= 1 else "scale=%.3f, every node/.append style={scale=%.3f}, " % (s, s)
+        pic = "\\begin{tikzpicture}[%s>=stealth]\n%s\n\\end{tikzpicture}" % (opts, body)
+        out[fmt] = ("\\begin{center}\n%s\n\\end{center}" % pic if fmt == "article" else
+                    "\\begin{center}\n%s\n\\end{center}" % pic)
+        if fmt == "beamer":
+            out["lines"] = h * s / LINE_CM + 1.5
+    return out
+
+
+def _entry(P, p, i, j=None) -> str:
+    """The entry of parameter p as the notation writes it: W^{(1)}_{12}, b^{(1)}_{2}."""
+    index = str(i + 1) if j is None else ("%d%d" % (i + 1, j + 1) if i < 9 and j < 9
+                                          else "%d,%d" % (i + 1, j + 1))
+    return notation(P.notation).entry(p, index).tex()
+
+
+def _units(P, net, scalar, numbered=True) -> dict:
+    groups = _groups(net)
+    depth = _depths(net, groups)
+    ncols = max(depth.values()) + 1
+    cols = {c: [k for k in depth if depth[k] == c] for c in range(ncols)}
+    rep = {k: g[-1] for k, g in enumerate(groups)}
+    owner = {m: k for k, g in enumerate(groups) for m in g}
+    height = {c: sum(len(scalar.units[rep[k]]) for k in ks) + (len(ks) - 1) * 0.6
+              for c, ks in cols.items()}
+    tall = max(height.values())
+    dy, dx = 1.25, 3.4
+    pos, lines = {}, []
+    for c, ks in cols.items():
+        y = (height[c] - 1) / 2 * dy
+        for k in ks:
+            units = list(scalar.units[rep[k]])
+            for i, u in enumerate(units):
+                nid = "u%d_%d" % (k, i)
+                pos[nid] = (c * dx, y)
+                lines.append(r"\node[circle, draw, minimum size=8.5mm, inner sep=1pt] (%s) at "
+                             r"(%.2f,%.2f) {$%s$};" % (nid, c * dx, y, P.tex(u)))
+                y -= dy
+            y -= 0.6 * dy
+            act = net.nodes[rep[k]]
+            if act.op in ("act", "softmax"):
+                name = "softmax" if act.op == "softmax" else act.act.name
+                lines.append(r"\node[font=\scriptsize, below=1mm] at (u%d_%d.south) {%s};"
+                             % (k, len(units) - 1, text_escape(name)))
+    top = (tall - 1) / 2 * dy
+    edges = []
+    bias_at = {}
+    for k, g in enumerate(groups):
+        dense = net.nodes[g[0]]
+        if dense.op != "dense":
+            continue
+        src = owner[dense.inputs[0]]
+        W = scalar.params[dense.params[0]]
+        for i in range(W.rows):
+            for j in range(W.cols):
+                # labels staggered along the edges by their unit: those leaving one input
+                # part before they meet (w1 near x1, w3 further on, as the slide spreads them)
+                at = 0.2 + 0.45 * i / max(W.rows - 1, 1)
+                edges.append(r"\draw[->] (u%d_%d) -- node[pos=%.2f, sloped, above=-1pt, "
+                             r"font=\scriptsize] {$%s$} (u%d_%d);"
+                             % (src, j, at, P.tex(W[i, j]) if numbered else
+                                _entry(P, dense.params[0], i, j), k, i))
+        if len(dense.params) > 1:
+            b = scalar.params[dense.params[1]]
+            c = depth[src]
+            if c not in bias_at:
+                bias_at[c] = "one%d" % c
+                edges.append(r"\node[draw, rounded corners, inner sep=2pt, font=\small] (one%d)"
+                             r" at (%.2f,%.2f) {$+1$};" % (c, c * dx, top + dy))
+            for i in range(len(b)):
+                edges.append(r"\draw[->, gray] (%s) -- node[pos=0.5, sloped, above=-1pt, "
+                             r"font=\scriptsize, text=black] {$%s$} (u%d_%d);"
+                             % (bias_at[c], P.tex(b[i]) if numbered else
+                                _entry(P, dense.params[1], i), k, i))
+    w = (ncols - 1) * dx + 1.5
+    h = tall * dy + dy + 0.8
+    return _scaled("\n".join(lines + edges), (w, h), None)
+
+
+def _shape(node) -> str:
+    if node.image is not None:
+        return r"\times".join(str(d) for d in node.image)
+    if node.positions is not None:
+        return r"%d \times %d" % (node.positions, node.dim)
+    return str(node.dim)
+
+
+def _op_words(node) -> str:
+    if node.op == "act":
+        return text_escape(node.act.name)
+    return text_escape(node.op)
+
+
+def _box_label(P, net, g) -> str:
+    first = net.nodes[g[0]]
+    if first.op == "input":
+        return r"$%s \in \mathbb{R}^{%s}$" % (P.tex(net.sym(first.name)), _shape(first))
+    parts = [] if first.op == "dense" else [r"\textsf{%s}" % _op_words(first)]
+    shown = [p for p in first.params if net.is_weight(p)] or list(first.params[:1])
+    for p in shown:
+        r, c = net.shapes[p]
+        parts.append(r"$%s$ $%d{\times}%d$" % (P.tex(net.sym(p)), r, c))
+    for m in g[1:]:
+        parts.append(r"\textsf{%s}" % ("softmax" if net.nodes[m].op == "softmax"
+                                      else _op_words(net.nodes[m])))
+    return ", ".join(parts)
+
+
+def _boxes(P, net) -> dict:
+    """Boxes top to bottom, one row per depth, the branches of a row side by side; each output
+    value named with its shape under its box."""
+    groups = _groups(net)
+    depth = _depths(net, groups)
+    owner = {m: k for k, g in enumerate(groups) for m in g}
+    rows = max(depth.values()) + 1
+    per = {r: [k for k in depth if depth[k] == r] for r in range(rows)}
+    widest = max(len(v) for v in per.values())
+    dx, dy = min(4.2, ARTICLE_BOX[0] / max(widest, 1)), 0.8
+    lines, outs = [], []
+    for r, ks in per.items():
+        for i, k in enumerate(ks):
+            x = (i - (len(ks) - 1) / 2) * dx
+            style = "draw, rounded corners, fill=gray!8" if net.nodes[groups[k][0]].op != "input" \
+                else "draw=none"
+            lines.append(r"\node[%s, inner sep=2pt, font=\footnotesize, text width=%.2fcm, align=center]"
+                         r" (g%d) at (%.2f,%.2f) {%s};"
+                         % (style, dx - 0.6, k, x, -r * dy, _box_label(P, net, groups[k])))
+            for m in groups[k]:
+                if m in net.outputs:
+                    outs.append((k, m))
+    for k, g in enumerate(groups):
+        srcs = dict.fromkeys(owner[i] for m in g for i in net.nodes[m].inputs if owner[i] != k)
+        for s in srcs:
+            lines.append(r"\draw[->] (g%d) -- (g%d);" % (s, k))
+    for k, m in outs:
+        lines.append(r"\node[font=\small, below=4mm] (o%d) at (g%d.south) {$%s \in "
+                     r"\mathbb{R}^{%s}$};" % (k, k, P.tex(net.sym(m)), _shape(net.nodes[m])))
+        lines.append(r"\draw[->] (g%d) -- (o%d);" % (k, k))
+    w = widest * dx
+    h = rows * dy + 1.0
+    return _scaled("\n".join(lines), (w, h), tall=True)
+
+
+# -- the loss curve -----------------------------------------------------------------------------
+def check_history(history) -> list[float]:
+    """The losses of a run, one per epoch, as floats; one ValueError when it is not that."""
+    if isinstance(history, (str, bytes)) or not hasattr(history, "__iter__"):
+        raise ValueError(f"history must be a list of the loss of each epoch, not {history!r}")
+    try:
+        h = [float(v) for v in history]
+    except (TypeError, ValueError):
+        raise ValueError("history must be a list of numbers, the loss of each epoch") from None
+    if not h:
+        raise ValueError("history is empty: give the loss of each epoch")
+    return h
+
+
+def read_history(path) -> list[float]:
+    """The losses of a run from a file: JSON (a list, or an object with a "history" list) or an
+    .npz holding an array "history" (pickles refused); one ValueError naming the file."""
+    path = str(path)
+    try:
+        if path.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as z:
+                if "history" not in z.files:
+                    raise ValueError(f"--history {path}: no array 'history' in it (it has "
+                                     f"{', '.join(z.files) or 'none'})")
+                h = z["history"].ravel().tolist()
+        else:
+            with open(path, encoding="utf-8") as f:
+                h = json.load(f)
+            if isinstance(h, dict):
+                h = h.get("history")
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"--history {path}: cannot read it: {e}") from None
+    try:
+        return check_history(h)
+    except ValueError as e:
+        raise ValueError(f"--history {path}: {e}") from None
+
+
+def write_history(path, history) -> str:
+    """Save a run's losses as JSON ({"history": [...]}), as :func:`read_history` reads them."""
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"history": [float(v) for v in history]}, f)
+    return str(path)
+
+
+def log_axis(history) -> bool:
+    """A log loss axis when every loss is positive and finite and they span a decade or more."""
+    finite = [v for v in history if math.isfinite(v)]
+    return bool(finite) and len(finite) == len(history) and min(finite) > 0 and \
+        max(finite) / min(finite) >= 10
+
+
+def history_block(history) -> dict:
+    h = check_history(history)
+    log = log_axis(h)
+    ys = [math.log10(v) if log else v for v in h if math.isfinite(v)]
+    lo, hi = min(ys), max(ys)
+    if log:
+        lo, hi = math.floor(lo), math.ceil(hi)
+    if hi - lo < 1e-12:
+        lo, hi = lo - 1, hi + 1
+    W, H = 11.0, 5.0
+    n = len(h)
+
+    def X(e):
+        return (e - 1) / max(n - 1, 1) * W
+
+    def Y(v):
+        return ((math.log10(v) if log else v) - lo) / (hi - lo) * H
+
+    pts = [(X(e), Y(v)) for e, v in enumerate(h, 1) if math.isfinite(v)]
+    out = [r"\draw[gray!60] (0,0) rectangle (%.2f,%.2f);" % (W, H)]
+    # ticks: powers of ten on a log axis (at most ~6), else five even steps
+    if log:
+        step = max(1, math.ceil((hi - lo) / 6))
+        ticks = [(t, r"$10^{%d}$" % t) for t in range(int(lo), int(hi) + 1, step)]
+    else:
+        ticks = [(lo + (hi - lo) * i / 4, "$%s$" % _num(lo + (hi - lo) * i / 4)) for i in range(5)]
+    for t, lab in ticks:
+        y = (t - lo) / (hi - lo) * H
+        out.append(r"\draw[gray!30] (0,%.3f) -- (%.2f,%.3f);" % (y, W, y))
+        out.append(r"\node[left, font=\scriptsize] at (0,%.3f) {%s};" % (y, lab))
+    for e in sorted({1, n, *range(0, n + 1, max(1, _nice(n / 5)))} - {0}):
+        out.append(r"\node[below, font=\scriptsize] at (%.3f,0) {%d};" % (X(e), e))
+    out.append(r"\node[below=4mm, font=\small] at (%.2f,0) {epoch};" % (W / 2))
+    out.append(r"\node[rotate=90, above=9mm, font=\small] at (0,%.2f) {training loss%s};"
+               % (H / 2, " (log scale)" if log else ""))
+    out.append(r"\draw[thick, blue!70!black] " + " -- ".join("(%.3f,%.3f)" % p for p in pts)
+               + ";")
+    if n <= 50:
+        out += [r"\fill[blue!70!black] (%.3f,%.3f) circle (1.2pt);" % p for p in pts]
+    block = _scaled("\n".join(out), (W + 2.0, H + 1.2), None)
+    block["markdown"] = ("*(The training loss per epoch is plotted in the PDF version; it went "
+                         "from %s to %s in %d epochs.)*" % (_num(h[0]), _num(h[-1]), n))
+    block["points"], block["log"] = len(pts), log
+    return block
+
+
+def _num(v: float) -> str:
+    return "%.3g" % v if abs(v) >= 1e-3 or v == 0 else r"%.2g" % v
+
+
+def _nice(x: float) -> int:
+    if x <= 1:
+        return 1
+    p = 10 ** math.floor(math.log10(x))
+    return int(next(m * p for m in (1, 2, 5, 10) if m * p >= x))
+
+
+def history_section(history):
+    """The "Training" section of a handout built after training, or [] without a history."""
+    if history is None:
+        return []
+    h = check_history(history)
+    block = history_block(h)
+    sec = Section("Training")
+    sec.text(r"The network was trained for %d epoch%s; the mean training loss of each epoch "
+             r"(before its steps) fell from %s to %s%s:"
+             % (len(h), "s" if len(h) != 1 else "", _num(h[0]), _num(h[-1]),
+                ", drawn on a logarithmic scale" if block["log"] else ""))
+    sec.blocks.append(("picture", block))
+    return [sec]
+
+
+__all__ = ["network_block", "history_section", "history_block", "check_history", "read_history", "write_history", "log_axis",
+           "small"]

@@ -1,0 +1,182 @@
+"""Pictures in a handout (issue 13 item 6): the network as a TikZ diagram in the first section
+(units and labelled weights for a small net, layer boxes with shapes for a large one, both heads of
+a multi-task DAG), user names escaped in it, and the training loss per epoch after training."""
+import re
+import runpy
+import shutil
+from pathlib import Path
+
+import pytest
+
+import symgrad as sg
+from symgrad.handouts.build import build, handout
+from symgrad.handouts.diagram import history_block, log_axis
+from symgrad.handouts.pdf import compile_pdf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def example(name):
+    ns = runpy.run_path(str(ROOT / "examples" / "handouts" / f"{name}.py"))
+    return ns["net"], ns.get("handout_options", {})
+
+
+def picture(net, **opts):
+    """The article's TikZ picture of the network (the first section's picture block)."""
+    doc = build(net, **opts)
+    blocks = [b for kind, b in doc.sections[0].blocks if kind == "picture"]
+    assert len(blocks) == 1
+    return blocks[0]["article"]
+
+
+def test_xor_diagram_names_six_weights_three_biases_and_five_units():
+    net, opts = example("xor")
+    tex = picture(net, **opts)
+    for k in range(1, 7):
+        assert "{$w_{%d}$}" % k in tex, k
+    for k in range(1, 4):
+        assert "{$b_{%d}$}" % k in tex, k
+    units = re.findall(r"\\node\[circle[^\]]*\] \(\w+\) at [^{]*\{\$([^$]*)\$\}", tex)
+    assert len(units) == 5, units
+    assert "x_{1}" in units and "x_{2}" in units and r"\hat{y}" in units
+    assert tex.count("$+1$") == 2  # a bias node before each layer of weights
+    assert tex.count(r"\draw[->]") == 6 and "relu" in tex
+
+
+def test_xor_diagram_at_the_matrix_level_names_entries():
+    """The matrix level writes no w5 (test_handout): the edges are the entries W^{(l)}_{ij}."""
+    tex = picture(sg.mlp([2, 2, 1], hidden="relu"), level="matrix")
+    assert "{$W_{12}^{(1)}$}" in tex and "{$W_{12}^{(2)}$}" in tex and "{$b_{1}^{(2)}$}" in tex
+    assert "w_{" not in tex and tex.count("circle, draw") == 5
+
+
+def test_large_net_gets_layer_boxes_with_shapes():
+    net, opts = example("mnist")
+    tex = picture(net, **opts)
+    assert r"\circle" not in tex and "circle, draw" not in tex
+    assert r"256{\times}784" in tex and r"128{\times}256" in tex and r"10{\times}128" in tex
+    assert r"\mathbb{R}^{784}" in tex and r"\mathbb{R}^{10}" in tex
+    assert "relu" in tex and "softmax" in tex
+    assert tex.count(r"\draw[->]") == 4  # x → 3 layers → ŷ
+
+
+def test_non_mlp_ops_are_boxes_named_by_their_op():
+    for name, ops in [("cnn", ["conv2d", "max\\_pool2d", "flatten"]),
+                      ("attention", ["embedding", "normalize", "scores", "attend", "concat",
+                                     "add"])]:
+        net, opts = example(name)
+        tex = picture(net, **opts)
+        for op in ops:
+            assert r"\textsf{%s}" % op in tex, (name, op)
+
+
+def test_multitask_diagram_has_both_heads():
+    net, opts = example("multitask")
+    tex = picture(net, **opts)
+    assert "{$reg$}" in tex and "{$cls_{1}$}" in tex and "{$cls_{2}$}" in tex  # the two heads
+    assert tex.count("circle, draw") == 2 + 3 + 1 + 2
+    big = sg.Network()  # the same DAG too large for units: boxes that branch
+    h = big.act(big.dense(big.input("x", 100), 64), "relu", name="h1")
+    big.add_loss(big.dense(h, 1, name="reg"), "mse")
+    big.add_loss(big.act(big.dense(h, 5), "softmax", name="cls"), "cross_entropy")
+    tex = picture(big)
+    assert r"\mathrm{reg}" in tex and r"\mathrm{cls}" in tex
+    box = re.search(r"\((g\d+)\) at [^{]*\{\$\\mathbf\{W\}\^\{\(1\)\}", tex).group(1)
+    assert len(re.findall(r"\\draw\[->\] \(%s\) -- " % box, tex)) == 2  # the trunk branches
+
+
+def test_hostile_names_are_escaped_in_the_diagram():
+    net, opts = example("hostile")
+    for tex in (picture(net, **opts), picture(net, level="matrix")):
+        assert r"\input{" not in tex and r"\end{document}" not in tex
+        assert "soft\\textbackslash{}sign\\}" in tex  # the activation's name, as text
+    big = sg.Network()
+    x = big.input("x}\\input{/etc/passwd}", 50)
+    big.set_loss(big.act(big.dense(x, 20, W="W#\\def", name="z}{%"), "relu", name="h}\\x"),
+                 "mse")
+    tex = picture(big)
+    assert r"\input{" not in tex and "W#" not in tex.replace(r"\#", "")
+    assert r"\def" not in tex.replace(r"\textbackslash{}def", "")
+
+
+def test_markdown_says_the_diagram_is_in_the_pdf():
+    net, opts = example("xor")
+    md = handout(net, fmt="markdown", **opts)
+    assert "tikz" not in md and "diagram of the network is in the PDF" in md
+
+
+def test_history_plot_has_a_point_per_epoch_and_a_log_axis_when_it_falls_100x():
+    falling = [0.5 * 0.9 ** e for e in range(60)]  # 0.5 to 0.0009: over 100x
+    b = history_block(falling)
+    assert b["points"] == 60 and b["log"] and log_axis(falling)
+    assert b["article"].count(" -- (") == 59 + 5  # the curve's segments (and the grid's rules)
+    assert "10^{" in b["article"] and "log scale" in b["article"]
+    flat = [0.30, 0.28, 0.27, 0.265]
+    b = history_block(flat)
+    assert b["points"] == 4 and not b["log"] and "log scale" not in b["article"]
+    assert b["article"].count(r"\fill") == 4  # a dot per epoch when there are few
+
+
+def test_handout_after_training_has_a_training_section():
+    net, opts = example("xor")
+    hist = [0.25 * 0.5 ** e for e in range(30)]
+    doc = build(net, history=hist, **opts)
+    assert doc.sections[-1].title == "Training"
+    tex = handout(net, history=hist, **opts)
+    assert r"\section{Training}" in tex and "30 epochs" in tex
+    assert "Training" in handout(net, fmt="markdown", history=hist)
+    with pytest.raises(ValueError, match="history"):
+        build(net, history="loss.png")
+    with pytest.raises(ValueError, match="history"):
+        build(net, history=[])
+
+
+needs_tex = pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+
+
+@needs_tex
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+def test_trained_handout_compiles_without_overfull_boxes(tmp_path, fmt):
+    net = sg.mlp([2, 2, 1], hidden="relu")
+    hist = [0.25 * 0.7 ** e for e in range(200)]
+    pdf = compile_pdf(handout(net, fmt=fmt, history=hist, exercises=False), tmp_path / "h.pdf",
+                      engine="pdflatex", keep_failed=False, keep_log=True)
+    log = pdf.with_suffix(".log").read_text(encoding="utf-8", errors="replace")
+    over = [float(w) for w in re.findall(r"Overfull \\[hv]box \(([\d.]+)pt", log)]
+    assert [w for w in over if w > 2.0] == []
+
+
+def test_cli_history_option(tmp_path):
+    import json
+
+    import numpy as np
+    from click.testing import CliRunner
+
+    from symgrad.cli import cli
+    (tmp_path / "h.json").write_text(json.dumps({"history": [0.3, 0.2, 0.01, 0.001]}))
+    np.savez(tmp_path / "h.npz", history=np.array([0.3, 0.2, 0.1]))
+    for f, n in (("h.json", 4), ("h.npz", 3)):
+        r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(tmp_path / f)])
+        assert r.exit_code == 0, r.output
+        assert r"\section{Training}" in r.output and f"for {n} epochs" in r.output
+    (tmp_path / "bad.json").write_text("{}")
+    r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(tmp_path / "bad.json")])
+    assert r.exit_code == 2 and "--history" in r.output and "Traceback" not in r.output
+
+
+def test_train_saves_the_history_a_handout_draws(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from symgrad.cli import cli
+    h = tmp_path / "h.json"
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--epochs", "30",
+                                 "--starts", "1", "--quiet", "--history", str(h)])
+    assert r.exit_code == 0, r.output
+    assert len(json.loads(h.read_text())["history"]) == 30
+    r = CliRunner().invoke(cli, ["handout", "2-2-1", "--history", str(h)])
+    assert r.exit_code == 0 and "for 30 epochs" in r.output
+    r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--history",
+                                 str(tmp_path / "no" / "h.json")])
+    assert r.exit_code == 2
