@@ -674,6 +674,8 @@ class MatAddShown(sp.MatAdd):
     """A matrix sum printed with its positive terms first: 𝟏 − σ(z), not −σ(z) + 𝟏."""
 
     def _sympystr(self, p):
+        if hasattr(p, "_join_terms"):  # the text format: positive terms first, with its "−"
+            return p._print_MatAdd(self)
         pos, neg = [], []
         for t in self.args:
             c = t.as_coeff_mmul()[0] if isinstance(t, sp.MatMul) else sp.Integer(1)

@@ -14,6 +14,7 @@ from symgrad.compile.assembled import against_kernel
 from symgrad.core.derivation import Derivation, StepKind
 from symgrad.derive import assemble
 from symgrad.handouts.model import Section
+from symgrad.printing.names import notation as _notation
 from symgrad.printing.width import tex_width
 
 # The slides write out the XOR net's 9 partial derivatives; a page holds about two dozen.
@@ -60,7 +61,8 @@ def assembled_section(P, net, scalar) -> Section | None:
     loop = assemble.descent(net, naming)
     P.add(loop)
     eps = P.tex(loop.meta["epsilon"])
-    lines = [("head", "For each epoch, for each minibatch of $n$ examples:"),
+    lines = [("head", "For each epoch, for each minibatch of $%s$ examples:"
+              % _notation(P.notation).batch),
              ("head", r"compute the %d partial derivatives (means over the minibatch), then"
               % len(every))]
     # ∂f/∂w with a slash: a \frac in a line of the box is set in text style, too small to read

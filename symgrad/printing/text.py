@@ -28,6 +28,19 @@ from symgrad.printing.names import SUPERSCRIPT, function_text, text_name
 from symgrad.printing.terms import BIAS, _is, _minus, names_in, negated, notes_order
 
 
+def _enclosed(s: str) -> bool:
+    """Whether the whole of ``s`` is one pair of parentheses, "(a b)" but not "(a)(b)"."""
+    if not (s.startswith("(") and s.endswith(")")):
+        return False
+    depth = 0
+    for k, ch in enumerate(s):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and k < len(s) - 1:
+            return False
+    return True
+
+
 def mean_of_sum(expr):
     """(n, the Sum, other factors) when ``expr`` is a Sum divided by a symbol n (a mean over n
     examples), so printers write (1/n) Σ_i … as the notes do; else None."""
@@ -492,6 +505,8 @@ class TextPrinter(PlainPrinter):
             c, sign = -c, self._minus_sign()
         args = ([c] if c != 1 else []) + list(mats.args if isinstance(mats, sp.MatMul)
                                               else [mats])
+        # a scalar product among the factors side by side with them: 2Ax, not (2A)x
+        args = [f for a in args for f in (a.args if a.is_Mul and a.is_commutative else [a])]
         prec = PRECEDENCE["Mul"]  # of the product without its sign
         num, den = [], []  # scalars dividing the product go under it: (…)/σ, sum(…)/2
         for a in args:
@@ -508,8 +523,9 @@ class TextPrinter(PlainPrinter):
         if not num:
             top = "1"
         bottom = self._side_by_side(den, PRECEDENCE["Mul"])
-        return f"{sign}{top}/({bottom})" if len(den) > 1 or precedence(den[0]) <= \
-            PRECEDENCE["Mul"] else f"{sign}{top}/{bottom}"
+        wrapped = _enclosed(bottom)  # (xᵀx) is already in parentheses: not ((xᵀx))
+        return f"{sign}{top}/({bottom})" if not wrapped and (len(den) > 1 or precedence(
+            den[0]) <= PRECEDENCE["Mul"]) else f"{sign}{top}/{bottom}"
 
     def _print_Transpose(self, e):
         inner = self._print(e.arg)
