@@ -19,6 +19,9 @@ from symgrad.compile.kernel import SCALAR_WORK, compile_network, predict, progra
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import ScalarPrinter
 from symgrad.compile.spec import Spec, init_params, param_shapes
+# the array backends: each module ends with its register_backend line (and imports its framework
+# only when a kernel is built)
+from symgrad.compile import jax_backend, torch_backend, cupy_backend  # noqa: F401,E402
 
 __all__ = ["FLOATS", "N", "XMAX", "SCALAR_WORK", "CompiledFunction", "KernelPrinter",
            "ScalarPrinter", "Spec", "compile_function", "compile_network", "init_params",
