@@ -436,6 +436,17 @@ def _param_lines(spec, typed):
     return out
 
 
+def print_function(name, printer, spec, typed, stmts, args, returns):
+    """The source of ``name(*args)``: parameters reshaped to the program's shapes, the statements
+    (each repeated subexpression once, only what ``returns`` needs), then ``return returns``."""
+    stmts = cse(stmts)
+    lines = [f"def {name}({', '.join(args)}):", f"    n = {args[len(typed.params)]}.shape[0]",
+             f"    dt = {args[0]}.dtype", printer.prelude(args[0]).rstrip()]
+    lines += _param_lines(spec, typed)
+    lines += [f"    {printer.statement(lhs, rhs)}" for lhs, rhs in stmts]
+    return "\n".join(x for x in lines if x) + f"\n    return {returns}\n"
+
+
 def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     """``kernel(params, X, Y) -> (loss, grads)`` and ``kernel.predict(params, X)`` for an array
     backend, from the typed program. ``kernel.source`` is the generated function (generated names
@@ -447,25 +458,19 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     grads = typed.gradients
     loss = typed.loss.sym
     prog = [(e.out.sym, e.rhs) for e in typed.eqns]
-    stmts = cse(_live(prog, {loss} | {v.sym for v in grads.values()}))
     printer = printer_cls({"relu_grad_at_zero": at0})
     args = [v.sym.name for v in typed.params] + [typed.inputs[0].sym.name, typed.target.sym.name]
-    head = _param_lines(spec, typed)
-    body = [f"    {printer.statement(lhs, rhs)}" for lhs, rhs in stmts]
     outs = ", ".join(f"{grads[p].sym.name}.reshape({tuple(spec.shapes[p])})" for p in spec.names)
-    src = (legend(typed) + f"def kernel({', '.join(args)}):\n"
-           f"    n = {args[-2]}.shape[0]\n    dt = {args[0]}.dtype\n" + printer.prelude(args[0])
-           + "\n".join(head + body) + f"\n    return {loss.name}, ({outs},)\n")
-    fn = exec_generated(src, "kernel", rt.namespace())
-    run = rt.wrap(fn)
+    src = legend(typed) + print_function(
+        "kernel", printer, spec, typed, _live(prog, {loss} | {v.sym for v in grads.values()}),
+        args, f"{loss.name}, ({outs},)")
+    run = rt.wrap(exec_generated(src, "kernel", rt.namespace()))
 
     # the forward pass alone
     out_sym = typed.forward_of(spec.outputs[0]).sym
-    fstmts = cse(_live([(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)], {out_sym}))
-    fsrc = (f"def predict({', '.join(args[:-1])}):\n    n = {args[-2]}.shape[0]\n"
-            f"    dt = {args[0]}.dtype\n" + printer.prelude(args[0])
-            + "\n".join(head + [f"    {printer.statement(l, r)}" for l, r in fstmts])
-            + f"\n    return {out_sym.name}\n")
+    fsrc = print_function("predict", printer, spec, typed,
+                          _live([(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)],
+                                {out_sym}), args[:-1], out_sym.name)
     pfn = rt.wrap(exec_generated(fsrc, "predict", rt.namespace()))
     check = ArgCheck(spec, rt)
     names = spec.names
@@ -488,16 +493,16 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     kernel.legend = {v.sym.name: (v.kind.value, str(v.label)) for v in typed.variables}
     kernel.backend = backend
     kernel.scalar_source = lambda n: f"# backend {backend!r}: no unrolled code (numpy's tiny-net path)"
-    kernel.raw, kernel.check = run, check  # (for symgrad.compile.torch_module)
     return kernel
 
 
-def function_source(printer, what, M, shape, k):
+def function_source(printer, what, M, shape, wrt):
     """The source of ``what(P)`` for a compiled function on an array backend: each entry of M at
     the points P (..., k), stacked into (..., *shape) (no in-place writes: pure, for jax.jit)."""
     reps, exprs = sp.cse(list(M), symbols=sp.numbered_symbols("_t"))
-    printer.env = {}
-    lines = [f"def {what}(P):", "    dt = P.dtype", printer.prelude("P").rstrip()] + [f"    _v{i} = P[..., {i}]" for i in range(k)]
+    printer.env = {x: f"_v{i}" for i, x in enumerate(wrt)}
+    lines = [f"def {what}(P):", "    dt = P.dtype", printer.prelude("P").rstrip()]
+    lines += [f"    _v{i} = P[..., {i}]" for i in range(len(wrt))]
     lines += ["    _z = P[..., 0] * 0  # zeros, one a point (constant entries are made full)"]
     for s, v in reps:
         lines.append(f"    {s} = {printer.doprint(v)}")
@@ -507,5 +512,31 @@ def function_source(printer, what, M, shape, k):
     return "\n".join(x for x in lines if x) + "\n"
 
 
-__all__ = ["ArrayPrinting", "ArgCheck", "Runtime", "network_kernel", "function_source",
+def function_runner(rt: Runtime, printer, what, M, shape, wrt):
+    """``fn(P)`` on the framework's arrays: P (..., k) floats (numpy or a list converted once;
+    integers become float64, float32 stays), the points' dtype and device kept."""
+    src = function_source(printer, what, M, shape, wrt)
+    fn = rt.wrap(exec_generated(src, what, rt.namespace()))
+    k = len(wrt)
+
+    def run(P):
+        if not rt.is_array(P):
+            import numpy as np
+            P = np.asarray(P)
+            if P.dtype.kind not in "biuf":
+                raise ValueError(f"points must be numeric, got {P.dtype}")
+            P = rt.asarray(P.astype(np.float64) if P.dtype.kind in "biu" else P)
+        if rt.dtype_name(P) not in FLOAT_NAMES:
+            raise ValueError(f"points must be float32 or float64, got {rt.dtype_name(P)}")
+        if k == 1 and (P.ndim == 0 or P.shape[-1] != 1):
+            P = P[..., None]
+        if P.ndim == 0 or P.shape[-1] != k:
+            raise ValueError(f"points have shape {tuple(P.shape)}; expected (..., {k}), one point "
+                             "per row")
+        return fn(P)
+    run.source = src
+    return run
+
+
+__all__ = ["ArrayPrinting", "ArgCheck", "Runtime", "network_kernel", "function_source", "function_runner", "print_function",
            "check_program", "supported", "MATRIX_OPS"]

@@ -18,7 +18,7 @@ import sympy as sp
 
 from symgrad.core.primitives import (_fold, _log_code, leaky_relu, log1mexp, logsumexp, relu,
                                      sigmoid, softplus, step)
-from symgrad.compile.arrays import ArrayPrinting, Runtime, function_source, network_kernel
+from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
 
@@ -156,19 +156,10 @@ def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), CuPyRuntime())
 
 
-def _function(what, M, shape, k, at0):
-    rt = CuPyRuntime()
-    src = function_source(_printer_class()({"relu_grad_at_zero": at0}), what, M, shape, k)
-    fn = exec_generated(src, what, rt.namespace())
-
-    def run(P):
-        if not rt.is_array(P):
-            import numpy as np
-            P = np.asarray(P)
-            P = rt.asarray(P.astype(np.float64) if P.dtype.kind in "biu" else P)
-        return fn(P)
-    run.source = src
-    return run
+def _function(what, M, shape, wrt, at0):
+    """``what(P)`` at points P (…, k) of this backend's arrays."""
+    return function_runner(CuPyRuntime(), _printer_class()({"relu_grad_at_zero": at0}), what, M,
+                           shape, wrt)
 
 
 register_backend(Backend(NAME, _network, "CuPy: numpy's kernel on a CUDA GPU", function=_function))

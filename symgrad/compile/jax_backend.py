@@ -19,7 +19,7 @@ import sympy as sp
 
 from symgrad.core.primitives import (_log_code, _fold, leaky_relu, log1mexp, logsumexp, relu,
                                      sigmoid, softplus, step)
-from symgrad.compile.arrays import ArrayPrinting, Runtime, function_source, network_kernel
+from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
 
@@ -149,21 +149,10 @@ def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), JaxRuntime())
 
 
-def _function(what, M, shape, k, at0):
-    """``what(P)`` on JAX arrays (…, k), jitted."""
-    rt = JaxRuntime()
-    src = function_source(_printer_class()({"relu_grad_at_zero": at0}), what, M, shape, k)
-    fn = exec_generated(src, what, rt.namespace())
-    jitted = rt.jax.jit(fn)
-
-    def run(P):
-        if not rt.is_array(P):
-            import numpy as np
-            P = np.asarray(P)
-            P = rt.asarray(P.astype(np.float64) if P.dtype.kind in "biu" else P)
-        return jitted(P)
-    run.source = src
-    return run
+def _function(what, M, shape, wrt, at0):
+    """``what(P)`` at points P (…, k) of this backend's arrays."""
+    return function_runner(JaxRuntime(), _printer_class()({"relu_grad_at_zero": at0}), what, M,
+                           shape, wrt)
 
 
 register_backend(Backend(NAME, _network, "JAX: one pure function under jax.jit, on the arrays' "
