@@ -41,6 +41,7 @@ from symgrad.derive import backprop
 # the matrix operations this printer writes (anything else in a program is refused, named)
 MATRIX_OPS = (sp.MatrixSymbol, sp.MatAdd, sp.MatMul, sp.HadamardProduct, sp.HadamardPower,
               sp.Transpose, sp.OneMatrix, sp.ZeroMatrix, sp.BlockMatrix, sp.MatrixSlice,
+              sp.ImmutableDenseMatrix,
               Elementwise, SumAll, Softmax, LogSumExp, SoftmaxVJP, Normalize, NormalizeVJP)
 
 
@@ -253,6 +254,16 @@ class ArrayPrinting(PrimitivePrinting):
                     f"{self.axis_kw}={0 if C == 1 else 1})")
         raise MissingCodeError(f"compile: no {self.backend} code for a {R}×{C} block matrix")
 
+    def _print_ImmutableDenseMatrix(self, e):
+        """A concat: a row (side by side) or a column of matrix blocks."""
+        if not all(isinstance(b, sp.MatrixExpr) for b in e):
+            raise MissingCodeError(f"compile: no {self.backend} code for an explicit matrix")
+        if e.rows == 1 or e.cols == 1:
+            return (f"{self.concat}(({', '.join(self._print(b) for b in e)},), "
+                    f"{self.axis_kw}={1 if e.rows == 1 else 0})")
+        raise MissingCodeError(f"compile: no {self.backend} code for a {e.rows}×{e.cols} block "
+                               "matrix")
+
     def _print_MatrixSlice(self, e):
         (r0, r1, rs), (c0, c1, cs) = e.rowslice, e.colslice
         if rs != 1 or cs != 1:
@@ -338,13 +349,15 @@ class ArgCheck:
     def __init__(self, spec, rt: Runtime):
         self.spec, self.rt = spec, rt
 
-    def array(self, a, what, like=None):
+    def array(self, a, what, like=None, cast=True):
         rt = self.rt
         if not rt.is_array(a):
             import numpy as np
             arr = np.asarray(a)
             if arr.dtype.kind not in "biuf":
                 raise ValueError(f"{what} must be numeric, got {arr.dtype}")
+            if cast and like is not None and arr.dtype.kind == "f":  # converted once, to the kernel's dtype
+                arr = arr.astype(self.rt.dtype_name(like))
             a = rt.asarray(arr, like)
         return a
 
@@ -360,7 +373,7 @@ class ArgCheck:
         for p in spec.names:
             if p not in params:
                 raise ValueError(f"params: missing {p!r} (expected {want})")
-            a = self.array(params[p], f"params[{p!r}]", out[0] if out else None)
+            a = self.array(params[p], f"params[{p!r}]", out[0] if out else None, cast=False)
             name = self.rt.dtype_name(a)
             if name not in FLOAT_NAMES:
                 raise ValueError(f"params[{p!r}] is {name}; expected float32 or float64")
