@@ -30,7 +30,7 @@ from sympy.core.function import Application
 
 from symgrad.core.matexpr import (N, Elementwise, LogSumExp, Normalize, NormalizeVJP, Softmax,
                                   SoftmaxVJP, SumAll)
-from symgrad.core.primitives import RULES, MissingCodeError, call_args
+from symgrad.core.primitives import RULES, MissingCodeError, call_args, step
 from symgrad.core.program import Kind
 from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts, exec_generated,
                                     lambda_body, legend, missing_code)
@@ -132,10 +132,15 @@ class ArrayPrinting(PrimitivePrinting):
         return out
 
     # -- matrices: code(e) holds e itself (n rows for a batch value) ----------------------------
+    rows1d = frozenset()  # parameters held 1-D, read as (d, 1) columns (see _held_1d)
+
     def _print_MatrixSymbol(self, e):
-        return self.names.get(e, e.name)
+        name = self.names.get(e, e.name)
+        return f"{name}[:, None]" if e in self.rows1d else name
 
     def _print_Transpose(self, e):
+        if e.arg in self.rows1d:
+            return self.names.get(e.arg, e.arg.name)
         return f"{self.paren(e.arg)}.T"
 
     def _print_OneMatrix(self, e):
@@ -176,7 +181,26 @@ class ArrayPrinting(PrimitivePrinting):
         code = code if atomic(code) else f"({code})"
         return f"-{code}" if c == -1 else f"{self.paren(c)}*{code}"
 
+    addmm = ""  # a fused A @ B + bias (torch.addmm), where the framework has one
+
+    def _fused_bias(self, e):
+        """A B + 1 bᵀ (a dense layer) as one addmm call, or None."""
+        if not self.addmm or len(e.args) != 2:
+            return None
+        prod = next((t for t in e.args if isinstance(t, sp.MatMul) and len(t.args) == 2
+                     and not any(isinstance(m, sp.OneMatrix) for m in t.args)), None)
+        bias = next((t for t in e.args if t is not prod and isinstance(t, sp.MatMul)
+                     and len(t.args) == 2 and isinstance(t.args[0], sp.OneMatrix)
+                     and t.args[0].shape[1] == 1), None)
+        if prod is None or bias is None:
+            return None
+        return (f"{self.addmm}({self.paren(bias.args[1])}, {self.paren(prod.args[0])}, "
+                f"{self.paren(prod.args[1])})")
+
     def _print_MatAdd(self, e):
+        fused = self._fused_bias(e)
+        if fused:
+            return fused
         out = []
         for t in sorted(e.args, key=lambda t: isinstance(t, sp.MatMul) and t.args[0] == -1):
             c, mats = t.as_coeff_matrices() if isinstance(t, sp.MatMul) else (1, [t])
@@ -187,7 +211,21 @@ class ArrayPrinting(PrimitivePrinting):
         return s[2:] if s.startswith("+ ") else "-" + s[2:]
 
     def _print_HadamardProduct(self, e):
-        return " * ".join(self.paren(a) for a in e.args)
+        gated = self._gated(e)
+        return gated or " * ".join(self.paren(a) for a in e.args)
+
+    def _gated(self, e):
+        """g ⊙ step(z), relu's backward pass, as where(z > 0, g, 0): one pass, no cast."""
+        at0 = self._settings["relu_grad_at_zero"]
+        if len(e.args) != 2 or at0 not in (0, 1):
+            return None
+        for gate, other in (e.args, e.args[::-1]):
+            if isinstance(gate, Elementwise):
+                reals, body = lambda_body(gate.lam)
+                if isinstance(body, step) and body.args[0] in reals[:len(gate.operands)]:
+                    z = self.paren(gate.operands[reals.index(body.args[0])])
+                    return f"{self.where}({z} {'>' if at0 == 0 else '>='} 0, {self._print(other)}, 0.0)"
+        return None
 
     def _print_HadamardPower(self, e):
         return f"{self.paren(e.args[0])}**{self.paren(e.args[1])}"
@@ -439,25 +477,43 @@ def _live(stmts, wanted):
     return out[::-1]
 
 
-def _param_lines(spec, typed):
-    """Biases arrive 1-D (d,) and the program reads them as (d, 1) columns: reshaped (a view)."""
-    out = []
-    for v, p in zip(typed.params, spec.names):
-        r, c = v.shape
-        if tuple(spec.shapes[p]) != (r, c):
-            out.append(f"    {v.sym.name} = {v.sym.name}.reshape({r}, {c})")
-    return out
+def _held_1d(spec, typed):
+    """The bias parameters: (d,) arrays the program reads as (d, 1) columns. They are used as
+    they come: bᵀ prints as the 1-D array itself (it broadcasts as a row), b as ``b[:, None]``."""
+    return {v.sym for v, p in zip(typed.params, spec.names)
+            if len(spec.shapes[p]) == 1 and v.shape[1] == 1}
 
 
-def print_function(name, printer, spec, typed, stmts, args, returns):
-    """The source of ``name(*args)``: parameters reshaped to the program's shapes, the statements
-    (each repeated subexpression once, only what ``returns`` needs), then ``return returns``."""
+def _bias_gradient(printer, rhs):
+    """Gᵀ 1, a bias's gradient, as the 1-D ``G.sum(0)`` (no transpose, no reshape), or None."""
+    if isinstance(rhs, sp.MatMul):
+        c, mats = rhs.as_coeff_matrices()
+        if c == 1 and len(mats) == 2 and isinstance(mats[0], sp.Transpose) \
+                and isinstance(mats[1], sp.OneMatrix) and mats[1].shape[1] == 1:
+            return f"{printer.paren(mats[0].arg)}.sum(0)"
+    return None
+
+
+def print_function(name, printer, spec, typed, stmts, args, head=(), grads=()):
+    """The source of ``name(*args)``: the statements (each repeated subexpression once), then
+    ``return *head, *grads``, each gradient shaped as its parameter (``grads``: [(symbol, the
+    parameter's shape)])."""
     stmts = cse(stmts)
+    printer.rows1d = _held_1d(spec, typed)
     lines = [f"def {name}({', '.join(args)}):", f"    n = {args[len(typed.params)]}.shape[0]",
              f"    dt = {args[0]}.dtype", printer.prelude(args[0]).rstrip()]
-    lines += _param_lines(spec, typed)
-    lines += [f"    {printer.statement(lhs, rhs)}" for lhs, rhs in stmts]
-    return "\n".join(x for x in lines if x) + f"\n    return {returns}\n"
+    flat = {g for g, shape in grads if len(shape) == 1}
+    done = set()  # gradients made 1-D already
+    for lhs, rhs in stmts:
+        code = _bias_gradient(printer, rhs) if lhs in flat else None
+        if code:
+            done.add(lhs)
+            lines.append(f"    {lhs.name} = {code}")
+        else:
+            lines.append(f"    {printer.statement(lhs, rhs)}")
+    rets = list(head) + [g.name if g in done or tuple(shape) == tuple(g.shape) else
+                         f"{g.name}.reshape({tuple(shape)})" for g, shape in grads]
+    return "\n".join(x for x in lines if x) + f"\n    return {', '.join(rets)}{',' if len(rets) == 1 else ''}\n"
 
 
 def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
@@ -473,17 +529,16 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     prog = [(e.out.sym, e.rhs) for e in typed.eqns]
     printer = printer_cls({"relu_grad_at_zero": at0})
     args = [v.sym.name for v in typed.params] + [typed.inputs[0].sym.name, typed.target.sym.name]
-    outs = ", ".join(f"{grads[p].sym.name}.reshape({tuple(spec.shapes[p])})" for p in spec.names)
     src = legend(typed) + print_function(
         "kernel", printer, spec, typed, _live(prog, {loss} | {v.sym for v in grads.values()}),
-        args, f"{loss.name}, ({outs},)")
+        args, [loss.name], [(grads[p].sym, spec.shapes[p]) for p in spec.names])
     run = rt.wrap(exec_generated(src, "kernel", rt.namespace()))
 
     # the forward pass alone
     out_sym = typed.forward_of(spec.outputs[0]).sym
     fsrc = print_function("predict", printer, spec, typed,
                           _live([(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)],
-                                {out_sym}), args[:-1], out_sym.name)
+                                {out_sym}), args[:-1], [out_sym.name])
     pfn = rt.wrap(exec_generated(fsrc, "predict", rt.namespace()))
     check = ArgCheck(spec, rt)
     names = spec.names
@@ -492,12 +547,12 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
         ps = check.params(params)
         x = check.x(X, ps[0])
         y = check.y(Y, x.shape[0], ps[0])
-        value, gs = run(*ps, x, y)
+        value, *gs = run(*ps, x, y)
         return value, dict(zip(names, gs))
 
     def predict(params, X):
         ps = check.params(params)
-        return pfn(*ps, check.x(X, ps[0]))
+        return pfn(*ps, check.x(X, ps[0]))[0]
 
     kernel.source = src
     kernel.predict = predict

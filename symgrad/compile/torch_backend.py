@@ -113,6 +113,7 @@ def _printer_class():
         backend, modules, table = NAME, ("torch.",), TABLE
         sqrt, where, concat, stack = "torch.sqrt", "torch.where", "torch.cat", "torch.stack"
         axis_kw, keep_kw = "dim", "keepdim"
+        addmm = "torch.addmm"
 
         def _print_Function(self, expr):
             if type(expr) not in self.mapping:
@@ -188,7 +189,9 @@ class TorchRuntime(Runtime):
         return a.to(like.dtype)
 
     def one_hot(self, Y, k, like):
-        return self.torch.nn.functional.one_hot(Y.long(), k).to(like.dtype)
+        # (F.one_hot checks the labels' range on the host: a device sync)
+        return self.torch.zeros((Y.shape[0], k), dtype=like.dtype, device=like.device).scatter_(
+            1, Y.long().unsqueeze(1), 1.0)
 
     def check_device(self, a, like, what):
         if a.device != like.device:

@@ -78,13 +78,12 @@ class _Compiled:
         out = typed.forward_of(vnet.output_node).sym
         fsrc = print_function("forward", printer, spec, typed,
                               _live([(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)],
-                                    {out}), args, out.name)
+                                    {out}), args, [out.name])
         grads = typed.gradients
-        rets = ", ".join([gx.name] + [f"{grads[p].sym.name}.reshape({tuple(spec.shapes[p])})"
-                                      for p in spec.names])
         vsrc = legend(typed) + print_function(
             "vjp", printer, spec, typed, _live(stmts, {gx} | {v.sym for v in grads.values()}),
-            args + [typed.target.sym.name], f"{rets},")
+            args + [typed.target.sym.name], [gx.name],
+            [(grads[p].sym, spec.shapes[p]) for p in spec.names])
         self.forward = rt.wrap(exec_generated(fsrc, "forward", rt.namespace()))
         self.vjp = rt.wrap(exec_generated(vsrc, "vjp", rt.namespace()))
         self.source = fsrc + "\n" + vsrc
@@ -107,7 +106,7 @@ def to_torch(net, params=None, *, dtype=None, device=None, seed: int = 0):
         @staticmethod
         def forward(ctx, X, *ps):
             ctx.save_for_backward(X, *ps)
-            return compiled.forward(*ps, X)
+            return compiled.forward(*ps, X)[0]
 
         @staticmethod
         def backward(ctx, G):
