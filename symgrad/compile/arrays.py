@@ -380,6 +380,13 @@ class Runtime:
 FLOAT_NAMES = ("float32", "float64")
 
 
+class _Labels:
+    """Integer class labels, checked, made one-hot inside the kernel's wrapped function."""
+
+    def __init__(self, Y):
+        self.Y = Y
+
+
 class ArgCheck:
     """Arguments checked from their shapes and dtypes (never their values: no device sync), in
     the numpy kernels' words, and converted to the framework's arrays in the parameters' dtype."""
@@ -455,7 +462,7 @@ class ArgCheck:
             if not is_int:
                 raise ValueError(f"Y: class labels must be integers, got {name}")
             self.rt.check_device(Y, like, "Y")
-            return self.rt.one_hot(Y, k, like)
+            return _Labels(Y)
         if Y.ndim == 1 and k == 1 and tuple(Y.shape) == (n,):
             Y = Y.reshape(n, 1)
         if tuple(Y.shape) != (n, k):
@@ -532,7 +539,13 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     src = legend(typed) + print_function(
         "kernel", printer, spec, typed, _live(prog, {loss} | {v.sym for v in grads.values()}),
         args, [loss.name], [(grads[p].sym, spec.shapes[p]) for p in spec.names])
-    run = rt.wrap(exec_generated(src, "kernel", rt.namespace()))
+    raw = exec_generated(src, "kernel", rt.namespace())
+    run = rt.wrap(raw)
+    k = spec.d_out
+
+    def with_labels(*a):  # integer labels made one-hot inside the wrapped function (one XLA call)
+        return raw(*a[:-1], rt.one_hot(a[-1], k, a[0]))
+    run_labels = rt.wrap(with_labels)
 
     # the forward pass alone
     out_sym = typed.forward_of(spec.outputs[0]).sym
@@ -547,7 +560,7 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
         ps = check.params(params)
         x = check.x(X, ps[0])
         y = check.y(Y, x.shape[0], ps[0])
-        value, *gs = run(*ps, x, y)
+        value, *gs = (run_labels(*ps, x, y.Y) if isinstance(y, _Labels) else run(*ps, x, y))
         return value, dict(zip(names, gs))
 
     def predict(params, X):

@@ -118,7 +118,7 @@ class JaxRuntime(Runtime):
 
     def wrap(self, fn):
         jitted = self.jax.jit(fn)
-        jitted.source = fn.source
+        jitted.source = getattr(fn, "source", "")
         return jitted
 
     def is_array(self, a):

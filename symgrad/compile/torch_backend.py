@@ -173,7 +173,7 @@ class TorchRuntime(Runtime):
 
     def wrap(self, fn):
         wrapped = self.torch.no_grad()(fn)
-        wrapped.source = fn.source
+        wrapped.source = getattr(fn, "source", "")
         return wrapped
 
     def is_array(self, a):
