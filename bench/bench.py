@@ -1,6 +1,7 @@
 """Benchmark: one full gradient evaluation (loss + all gradients) per call, symgrad's compiled kernel
 against a hand-written numpy backprop, PyTorch eager and JAX jit(value_and_grad), each when
-installed, all in one run; ratios are to the hand-written numpy (lower is faster).
+installed, all in one run; ratios are to the hand-written numpy (lower is faster). symgrad's own
+torch and jax backends run beside each framework's autodiff, in its process.
 
 Where it sits: outside the pipeline; it times ``net.compile()`` (compile) as ``train`` uses it.
 A transformer block (issue 11) is timed against torch eager alone, with one thread and with the
@@ -76,7 +77,46 @@ def framework_ratios(label, reps, dtypes):
             hand = hand_numpy(sizes, loss)
             r = max(MIN_REPS, reps if sizes[0] < 100 else reps // 4)
             out[f"{name}|{dtype}"] = bracketed(lambda: hand(params, X, Y), call, r)
+            # symgrad's backend for the same framework (issue 14): its ratio to the hand-written
+            # numpy as above, and to the framework's own autodiff timed round-robin with it
+            mine = symgrad_backend(label, net, params, X, Y, call)
+            out[f"{name}|{dtype}|symgrad"] = bracketed(lambda: hand(params, X, Y), mine, r)
+            t = interleaved({"own": call, "symgrad": mine}, r)
+            out[f"{name}|{dtype}|vs"] = t["symgrad"] / t["own"]
     return out
+
+
+def symgrad_backend(label, net, params, X, Y, own):
+    """One call of ``net.compile(backend=label)`` on the framework's own arrays (made once, as a
+    training loop holds them); checked against the framework's own loss and gradients first."""
+    kernel = net.compile(backend=label)
+    if label == "torch":
+        import torch
+        ps = {k: torch.tensor(v) for k, v in params.items()}
+        Xa, Ya = torch.tensor(X), torch.tensor(Y)
+
+        def call():
+            return kernel(ps, Xa, Ya)
+    else:
+        import jax
+        import jax.numpy as jnp
+        ps = {k: jnp.asarray(v) for k, v in params.items()}
+        Xa, Ya = jnp.asarray(X), jnp.asarray(Y)
+
+        def call():
+            v, g = kernel(ps, Xa, Ya)
+            jax.block_until_ready(g)
+            return v, g
+    l0, g0 = own()
+    l1, g1 = call()
+    l0 = l0.detach() if hasattr(l0, "detach") else l0
+    g0 = [g0[p] for p in net.parameters] if isinstance(g0, dict) else list(g0)
+    tol = 1e-4 if params[net.parameters[0]].dtype == np.float32 else 1e-9
+    assert abs(float(l0) - float(l1)) <= tol * abs(float(l0)), (label, float(l0), float(l1))
+    for a, b in zip(g0, (g1[p] for p in net.parameters)):
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        assert np.abs(a - b).max() <= tol * (np.abs(a).max() + 1e-30), label
+    return call
 
 
 def in_subprocess(label, reps, dtypes):
@@ -230,7 +270,10 @@ def run_workloads(reps, dtypes):
         ratios = in_subprocess(label, reps, dtypes)
         OVERHEAD[label] = ratios.get("overhead")
         for row in rows:
-            row[label] = ratios.get(f"{row['workload']}|{row['dtype']}")
+            key = f"{row['workload']}|{row['dtype']}"
+            row[label] = ratios.get(key)
+            row[f"symgrad-{label}"] = ratios.get(f"{key}|symgrad")
+            row[f"{label}-vs"] = ratios.get(f"{key}|vs")
     return rows
 
 
@@ -522,6 +565,14 @@ def main():
     for r in rows:
         cells = [f"{r[k]:.2f}" if r.get(k) else "–" for k in ("symgrad", "torch", "jax")]
         print(f"| {r['workload']} | {r['dtype']} | {r['hand'] * 1e6:.1f} | " + " | ".join(cells) + " |")
+    print("\nsymgrad's torch and jax backends (issue 14): ratio to the hand-written numpy, and to the "
+          "same framework's own autodiff timed round-robin with it in its process (target ≤ 1).")
+    print("\n| workload | dtype | symgrad torch | ÷ torch eager | symgrad jax | ÷ JAX jit |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [f"{r[k]:.2f}" if r.get(k) else "–"
+                 for k in ("symgrad-torch", "torch-vs", "symgrad-jax", "jax-vs")]
+        print(f"| {r['workload']} | {r['dtype']} | " + " | ".join(cells) + " |")
     print("\n| derive + compile, fresh process | seconds | (import symgrad, s) |\n|---|---|---|")
     for name, t, imp in derive_compile_times():
         print(f"| {name} | {t:.3f} | {imp:.2f} |")

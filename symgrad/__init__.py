@@ -14,6 +14,8 @@ from symgrad.core.parse import ParseError, parse, parse_symbols
 from symgrad.handouts.build import handout  # noqa: E402  (derive → print → handout)
 from symgrad.printing.latex import to_latex
 from symgrad.compile import compile_function  # noqa: E402  (derive → compile → train)
+# a network as a torch.nn.Module with the derived backward (torch imported when called)
+from symgrad.compile.torch_module import to_torch
 # matrix calculus from text: sg.grad("x'*A*x", "x", vectors="x", matrices="A")
 from symgrad.compile.mfunction import MatrixDerivation, derivative, grad
 from symgrad.compile.mfunction import hessian as _matrix_hessian
@@ -62,7 +64,7 @@ __all__ = [
     "derive_matrix_gradient", "Derivation", "Step", "StepKind", "sigmoid", "relu", "softplus", "leaky_relu",
     "step", "defderiv", "SYMPIFY_LOCALS", "Network", "mlp", "activation", "load_network", "set_relu_grad_at_zero", "MissingRuleError",
     "handout", "to_latex",
-    "compile_function", "gradcheck", "train", "save_params", "load_params", "TrainingWarning",
+    "compile_function", "to_torch", "gradcheck", "train", "save_params", "load_params", "TrainingWarning",
     "TrainingDiverged",
     "Op", "register_op", "Backend", "register_backend", "Notation", "register_notation",
     "PrimitiveSpec", "register_primitive", "MissingCodeError", "register_activation",

@@ -202,7 +202,7 @@ def test_validation_errors_are_one_line_and_precise():
             kernel(params, XX, YY)
         assert "\n" not in str(e.value)
     with pytest.raises(ValueError, match="backend"):
-        net.compile(backend="jax")
+        net.compile(backend="tpu")
     loss, _ = kernel(p, [[0, 0, 0]] * 5, [0, 1, 1, 0, 1])  # lists and ints are converted
     assert loss == pytest.approx(np.log(2))
 

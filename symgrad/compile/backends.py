@@ -5,7 +5,11 @@ Where it sits: compile (above derive). A :class:`Backend` says how a network's
 ``compile_network(net, backend=...)`` looks it up here and nowhere else, and an unknown name fails
 listing the registered ones. Each backend is a module of symgrad.compile that ends with its own
 ``register_backend(...)`` line (numpy and python in :mod:`.kernel`); the program, the argument
-checks (:class:`.spec.Spec`) and the stable forms are shared, only the printing differs.
+checks (:class:`.spec.Spec`) and the stable forms are shared, only the printing differs. The
+array backends (jax, torch, cupy: :mod:`.jax_backend`, :mod:`.torch_backend`, :mod:`.cupy_backend`)
+print the same program functionally (:mod:`.arrays`), each with one table of per-primitive code,
+and give ``function`` too: ``compile_function(..., backend=...)``. They import their framework only
+when first used.
 """
 from __future__ import annotations
 
@@ -16,11 +20,15 @@ from typing import Callable
 @dataclass(frozen=True)
 class Backend:
     """``network(net, scalar, at0) -> kernel``: compile a network's program for this target
-    (``scalar`` the tiny-net option, ``at0`` relu'(0)); ``words`` says what runs."""
+    (``scalar`` the tiny-net option, ``at0`` relu'(0)); ``words`` says what runs. ``function``
+    (optional): ``function(what, M, shape, k, at0) -> fn(P)``, a matrix M of expressions in
+    ``_v0 … _v{k-1}`` (already in stable forms) evaluated at points P (…, k) into (…, *shape), for
+    ``compile_function``; None: numpy's own (the numpy backend)."""
 
     name: str
     network: Callable
     words: str
+    function: Callable | None = None
 
 
 BACKENDS: dict[str, Backend] = {}

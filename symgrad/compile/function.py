@@ -11,6 +11,7 @@ import sympy as sp
 from sympy.core.function import Application
 
 from symgrad.core.primitives import RULES, check_relu_grad_at_zero, relu_grad_at_zero_default
+from symgrad.compile.backends import backend_named
 from symgrad.compile.common import FLOATS, XMAX, exec_generated, require_code
 from symgrad.compile.forms import stable_forms, stable_jacobian
 from symgrad.compile.numpy_printer import KernelPrinter
@@ -32,7 +33,11 @@ class CompiledFunction:
     eˣ/(1 + eˣ) simplifies to eˣ/(1 + 2eˣ + e²ˣ), nan at x = 1000). ``jacobian_matrix`` is the
     simplified Jacobian to read (a Derivation's result)."""
 
-    def __init__(self, f, wrt=None, relu_grad_at_zero=None):
+    def __init__(self, f, wrt=None, relu_grad_at_zero=None, backend="numpy"):
+        chosen = backend_named(backend)
+        if chosen.name != "numpy" and chosen.function is None:
+            raise ValueError(f"compile_function: backend {chosen.name!r} compiles networks only")
+        self.backend = chosen
         # relu'(0) in this function: fixed when it is made (the package default unless given)
         self.relu_grad_at_zero = relu_grad_at_zero_default() if relu_grad_at_zero is None else \
             check_relu_grad_at_zero(relu_grad_at_zero)
@@ -59,6 +64,11 @@ class CompiledFunction:
             raise ValueError(f"compile_function: {', '.join(sorted(map(str, extra)))} not among "
                              f"the variables {', '.join(map(str, self.wrt))}")
         self.expr, self._J, self._fns = F, J, {}
+        if chosen.name != "numpy":  # printed now: what this backend cannot print fails here
+            self._make("value")
+            if self.kind != "matrix":
+                self._make("jacobian")
+            return
         # printed on first call: any function it cannot print fails here, naming it, instead
         require_code([F] + ([J] if J is not None else []), ("numpy",), derivatives=True)
         probe = KernelPrinter({"relu_grad_at_zero": self.relu_grad_at_zero})
@@ -82,6 +92,10 @@ class CompiledFunction:
                 stable_jacobian(self.expr, self.wrt)
             shape = (() if self.kind == "scalar" and what == "value" else
                      (M.rows,) if what == "value" and self.kind == "vector" else M.shape)
+            if self.backend.name != "numpy":
+                self._fns[what] = self.backend.function(what, M, shape, self.wrt,
+                                                        self.relu_grad_at_zero)
+                return self._fns[what]
             cells = [(i,) if len(shape) == 1 else (i // M.cols, i % M.cols) for i in range(len(M))]
             printer = KernelPrinter({"relu_grad_at_zero": self.relu_grad_at_zero})
             printer.env = {x: f"_v{i}" for i, x in enumerate(self.wrt)}
@@ -109,7 +123,8 @@ class CompiledFunction:
         """∇f at the points P, shaped as P: (..., k), and for one variable (m,) points give (m,)."""
         if self.kind != "scalar":
             raise ValueError("gradient: the function is not scalar; use jacobian")
-        return self._make("jacobian")(P)[..., 0, :].reshape(np.shape(P))
+        J = self._make("jacobian")(P)
+        return J[..., 0, :].reshape(tuple(P.shape) if hasattr(P, "shape") else np.shape(P))
 
     @property
     def source(self):
@@ -132,9 +147,11 @@ def _points(P, k):
     return P
 
 
-def compile_function(f, wrt=None, relu_grad_at_zero=None) -> CompiledFunction:
+def compile_function(f, wrt=None, relu_grad_at_zero=None, backend="numpy") -> CompiledFunction:
     """Compile ``f`` (text, an expression, a vector or a matrix of expressions, or a Derivation from
     derive_jacobian/derive_gradient) in the variables ``wrt``: ``fn(P)``, ``fn.jacobian(P)``,
     ``fn.gradient(P)``, each vectorized over the points P (..., k). ``relu_grad_at_zero``: relu'(0)
-    in this function (default: the package default when it is made; ``fn.relu_grad_at_zero``)."""
-    return CompiledFunction(f, wrt, relu_grad_at_zero)
+    in this function (default: the package default when it is made; ``fn.relu_grad_at_zero``).
+    ``backend``: "numpy", or an array backend ("jax", "torch", "cupy"): the same stable forms
+    printed for it, taking and returning its arrays (a primitive it cannot print fails here)."""
+    return CompiledFunction(f, wrt, relu_grad_at_zero, backend)

@@ -1,0 +1,352 @@
+"""The array backends (symgrad.compile.jax_backend, torch_backend, cupy_backend) print the same
+typed program as numpy: every available one agrees with numpy on every activation × loss, on
+random architectures and at logits of ±1000, keeps its framework's arrays (device and dtype), and
+refuses what it cannot print while compiling. ``sg.to_torch`` is an nn.Module whose backward is
+the derived one: gradcheck, and a mixed torch + symgrad model trained with Adam equals the
+all-torch one. Each framework's tests are skipped, saying so, where it is not installed (`.ci/run`
+installs JAX CPU and torch CPU); the GPU paths run only where a GPU exists."""
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sympy as sp
+
+import symgrad as sg
+from symgrad.core.primitives import PRIMITIVES, RULES, FUNCTIONS, Primitive
+
+HIDDEN = ["identity", "relu", "leaky_relu", "sigmoid", "tanh", "softplus"]
+HEADS = [("identity", "mse"), ("sigmoid", "bce"), ("softmax", "cross_entropy")]
+TOL = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _framework(name):
+    """The framework module, 64-bit JAX switched on (the float64 tests need it)."""
+    if name == "jax":
+        jax = pytest.importorskip("jax", reason="JAX not installed: pip install 'symgrad[jax]'")
+        jax.config.update("jax_enable_x64", True)
+        return jax
+    return pytest.importorskip("torch", reason="torch not installed: pip install torch==2.13.0 "
+                                              "(a CPU build; .ci/run does)")
+
+
+@pytest.fixture(params=["jax", "torch"])
+def backend(request):
+    _framework(request.param)
+    return request.param
+
+
+def _host(a):
+    """A backend's array as numpy, for the comparison only."""
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _data(net, n=17, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, net.nodes[net.inputs[0]].dim)) * scale
+    k = net.nodes[net.output_node].dim
+    if net.loss.name == "cross_entropy":
+        Y = rng.integers(0, k, n)
+    elif net.loss.name == "bce":
+        Y = rng.integers(0, 2, (n, k)).astype(float)
+    else:
+        Y = rng.normal(size=(n, k))
+    return X, Y
+
+
+def _rel(a, b):
+    a, b = _host(a).astype(np.float64), np.asarray(b, np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
+
+
+def _agree(net, backend, dtype="float64", params=None, X=None, Y=None, tol=None):
+    if X is None:
+        X, Y = _data(net)
+    params = params or net.init_params(seed=1)
+    ref_loss, ref = net.compile(backend="numpy", scalar=False)(
+        {k: v.astype(np.float64) for k, v in params.items()}, X, Y)
+    loss, grads = net.compile(backend=backend)({k: v.astype(dtype) for k, v in params.items()},
+                                               X.astype(dtype), Y)
+    tol = tol or TOL[dtype]
+    assert np.isfinite(_host(loss)) and all(np.isfinite(_host(g)).all() for g in grads.values())
+    assert _rel(loss, ref_loss) < tol, (float(_host(loss)), ref_loss)
+    for p in net.parameters:
+        assert _rel(grads[p], ref[p]) < tol, p
+        assert tuple(grads[p].shape) == ref[p].shape
+    return loss, grads
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("head", HEADS, ids=[h[1] for h in HEADS])
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_every_activation_and_loss_agrees_with_numpy(backend, hidden, head, dtype):
+    net = sg.mlp([4, 5, 3 if head[1] != "bce" else 1], hidden=hidden, output=head[0],
+                 loss=head[1])
+    loss, grads = _agree(net, backend, dtype)
+    # the parameters' dtype is the kernel's, and the results are the framework's arrays
+    assert str(loss.dtype).endswith(dtype) and all(str(g.dtype).endswith(dtype)
+                                                   for g in grads.values())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_architectures_agree_with_numpy(backend, seed):
+    rng = np.random.default_rng(seed)
+    acts = ["relu", "tanh", "sigmoid", "softplus", "leaky_relu", "x*sigmoid(x)",
+            "x*(1 + erf(x/sqrt(2)))/2", "x/(1 + abs(x))", "log(1 + exp(x)) - max(x, 0)"]
+    head = HEADS[seed % 3]
+    sizes = [int(rng.integers(1, 7))] + [int(rng.integers(1, 8)) for _ in range(rng.integers(1, 4))]
+    sizes.append(int(rng.integers(2, 5)) if head[1] == "cross_entropy" else int(rng.integers(1, 4)))
+    net = sg.mlp(sizes, hidden=str(rng.choice(acts)), output=head[0], loss=head[1],
+                 penalty=[0, sp.Rational(1, 100)][seed % 2])
+    X, Y = _data(net, n=int(rng.integers(1, 40)), seed=seed)
+    _agree(net, backend, X=X, Y=Y)
+    _agree(net, backend, "float32", X=X, Y=Y)
+
+
+def test_a_graph_with_residual_concat_and_layer_norm_agrees(backend):
+    net = sg.Network()
+    x = net.input("x", 4)
+    h = net.act(net.dense(x, 6), "tanh")
+    r = net.add(h, net.dense(h, 6))
+    c = net.concat(r, net.act(net.dense(x, 3), "relu"))
+    z = net.dense(net.layer_norm(c), 3)
+    net.set_loss(net.act(z, "softmax") if False else net.apply("softmax", z), "cross_entropy")
+    _agree(net, backend)
+
+
+@pytest.mark.parametrize("head", HEADS, ids=[h[1] for h in HEADS])
+def test_logits_of_a_thousand_stay_finite(backend, head):
+    """σ, softplus, softmax and log-sum-exp in their stable forms: logits of ±1000 give the
+    numpy kernel's finite loss and gradients."""
+    net = sg.mlp([2, 3, 2 if head[1] != "bce" else 1], hidden="tanh", output=head[0],
+                 loss=head[1])
+    params = net.init_params(seed=0)
+    params["W2"] = np.sign(params["W2"]) * 400.0  # |tanh| ≤ 1, three of them: logits near ±1000
+    params["b2"] = np.full_like(params["b2"], -100.0)
+    X, Y = _data(net, n=9, scale=50.0)
+    _agree(net, backend, params=params, X=X, Y=Y)
+    loss, _ = _agree(net, backend, "float32", params=params, X=X, Y=Y, tol=1e-5)
+    assert float(_host(loss)) > 10  # really saturated
+
+
+def test_torch_keeps_tensors_on_their_device_and_dtype():
+    torch = _framework("torch")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    net = sg.mlp([3, 4, 2], hidden="relu", output="softmax", loss="cross_entropy")
+    k = net.compile(backend="torch")
+    X, Y = _data(net)
+    for dev in devices:
+        for dt in (torch.float32, torch.float64):
+            ps = {p: torch.as_tensor(v, dtype=dt, device=dev) for p, v in net.init_params().items()}
+            loss, grads = k(ps, torch.as_tensor(X, device=dev), torch.as_tensor(Y, device=dev))
+            assert isinstance(loss, torch.Tensor) and loss.dim() == 0
+            assert {(g.device.type, g.dtype) for g in grads.values()} == {(dev, dt)}
+            assert loss.device.type == dev and loss.dtype == dt
+            out = k.predict(ps, torch.as_tensor(X, dtype=torch.float64, device=dev))
+            assert out.shape == (len(X), 2) and out.dtype == dt and out.device.type == dev
+    assert ".numpy()" not in k.source and ".cpu()" not in k.source and ".item()" not in k.source
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU here: the torch GPU path ran on the CPU only")
+
+
+def test_jax_gives_jax_arrays_from_one_pure_jitted_function():
+    jax = _framework("jax")
+    net = sg.mlp([3, 4, 1], hidden="softplus", output="sigmoid", loss="bce")
+    k = net.compile(backend="jax")
+    X, Y = _data(net)
+    for dt in ("float32", "float64"):
+        ps = {p: jax.numpy.asarray(v.astype(dt)) for p, v in net.init_params().items()}
+        loss, grads = k(ps, jax.numpy.asarray(X), Y)
+        assert isinstance(loss, jax.Array) and all(isinstance(g, jax.Array) for g in grads.values())
+        assert loss.dtype == dt and {str(g.dtype) for g in grads.values()} == {dt}
+        assert isinstance(k.predict(ps, X), jax.Array)
+    src = k.source
+    assert not any(s in src for s in ("+=", "-=", "*=", "/=", "out=", " np.")), src
+    # the whole step is one XLA computation: it traces, and jax.grad of the loss agrees
+    ps = {p: jax.numpy.asarray(v) for p, v in net.init_params().items()}
+    Xj, Yj = jax.numpy.asarray(X), jax.numpy.asarray(Y)
+
+    def f(ps):
+        return k(ps, Xj, Yj)[0]
+    auto = jax.grad(f)
+    derived = jax.jit(lambda ps: k(ps, Xj, Yj)[1])(ps)
+    for p in net.parameters:
+        assert _rel(derived[p], _host(auto(ps)[p])) < 1e-12
+
+
+def test_jax_refuses_float64_without_x64():
+    jax = _framework("jax")
+    net = sg.mlp([2, 2, 1])
+    k = net.compile(backend="jax")
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(ValueError, match=r"^backend 'jax': float64 needs 64-bit JAX"):
+            k(net.init_params(), np.zeros((3, 2)), np.zeros((3, 1)))
+        loss, _ = k(net.init_params(dtype="float32"), np.zeros((3, 2)), np.zeros((3, 1)))
+        assert loss.dtype == np.float32
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda p, X, Y: ({k: v for k, v in p.items() if k != "W1"}, X, Y),
+     r"^params: missing 'W1' \(expected W1, b1, W2, b2\)$"),
+    (lambda p, X, Y: ({**p, "W9": p["W1"]}, X, Y), r"^params: unexpected 'W9'"),
+    (lambda p, X, Y: ({**p, "W1": p["W1"][:, :2]}, X, Y),
+     r"^params\['W1'\] has shape \(4, 2\); expected \(4, 3\)$"),
+    (lambda p, X, Y: ({**p, "b1": p["b1"].astype("float32")}, X, Y),
+     r"^params\['b1'\] is float32 but params\['W1'\] is float64"),
+    (lambda p, X, Y: (p, X[:, :2], Y), r"^X has shape \(17, 2\); expected \(n, 3\), one example"),
+    (lambda p, X, Y: (p, X[:0], Y[:0]), r"^X has no examples"),
+    (lambda p, X, Y: (p, X, Y[:5]), r"^Y has shape \(5,\); expected \(17, 2\) or \(17,\) integer"),
+    (lambda p, X, Y: (p, X, Y.astype(float)), r"^Y: class labels must be integers, got float"),
+    (lambda p, X, Y: (p, X, None), r"^Y: the kernel needs the targets"),
+    (lambda p, X, Y: (p, X.astype(str), Y), r"^X must be numeric"),
+])
+def test_bad_arguments_are_one_line_errors(backend, bad, message):
+    net = sg.mlp([3, 4, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    X, Y = _data(net)
+    with pytest.raises(ValueError, match=message) as err:
+        net.compile(backend=backend)(*bad(net.init_params(), X, Y))
+    assert "\n" not in str(err.value)
+
+
+class cubic3(Primitive):
+    """x³ with numpy and python code only: no jax or torch entry."""
+
+
+def test_a_primitive_without_code_for_a_backend_fails_at_compile(backend):
+    sg.register_primitive(cubic3, name="cubic3", deriv=lambda ans, x: 3 * x**2, prime="cubic3'",
+                          latex=r"\operatorname{cubic3}", prime_latex=r"\operatorname{cubic3}'",
+                          says="cubic3'(z) = 3 z²", kinked=False, init="glorot",
+                          parse=("cubic3",), code={"numpy": "({0})**3", "python": "({0})**3"})
+    try:
+        net = sg.mlp([2, 3, 1], hidden="cubic3")
+        net.compile()  # numpy prints it
+        message = (rf"^compile: no {backend} code for the primitive 'cubic3'; register it with "
+                   r"symgrad.register_primitive$")
+        with pytest.raises(sg.MissingCodeError, match=message):
+            net.compile(backend=backend)  # at compile time, before any call
+        with pytest.raises(sg.MissingCodeError, match=message):
+            sg.compile_function("cubic3(x) + x", "x", backend=backend)
+        # an entry in the registration under the backend's name is enough
+        sg.register_primitive(cubic3, **{**{k: getattr(RULES[cubic3], k) for k in (
+            "name", "deriv", "prime", "latex", "prime_latex", "says", "kinked", "init",
+            "parse")}, "code": {**RULES[cubic3].code, backend: "({0})**3"}})
+        _agree(sg.mlp([2, 3, 1], hidden="cubic3"), backend)
+    finally:
+        PRIMITIVES.pop("cubic3", None)
+        RULES.pop(cubic3, None)
+        FUNCTIONS.pop("cubic3", None)
+
+
+def test_an_operation_the_backend_has_no_rule_for_is_refused_at_compile(backend):
+    net = sg.Network()
+    x = net.input("x", shape=(1, 6, 6))
+    net.set_loss(net.dense(net.flatten(net.conv2d(x, 2, 3)), 2))
+    with pytest.raises((ValueError, sg.MissingCodeError), match=rf"backend '{backend}'|{backend} code"):
+        net.compile(backend=backend)
+
+
+@pytest.mark.parametrize("f, wrt", [
+    ("log(1 + exp(-(w1*a + w2*b))) + sigmoid(w1)*relu(w2) + softplus(w1 - w2)", "w1 w2 a b"),
+    ("x1**2*sin(x2), 3, tanh(x1)/(1 + x2**2), leaky_relu(x1 - x2)", "x1 x2"),
+    ("log(exp(x) + exp(y)) - log(sigmoid(x))", "x y"),
+])
+def test_compile_function_on_a_backend_agrees_with_numpy(backend, f, wrt):
+    ref = sg.compile_function(f, wrt)
+    fn = sg.compile_function(f, wrt, backend=backend)
+    P = np.random.default_rng(0).normal(size=(7, len(wrt.split()))) * 3
+    P[0, :2] = [1000.0, -1000.0]
+    for got, want in ((fn(P), ref(P)), (fn.jacobian(P), ref.jacobian(P))):
+        assert got.shape == want.shape and np.isfinite(_host(got)).all()
+        assert _rel(got, want) < 1e-12
+        # entry by entry a little looser: 1 − tanh² near tanh = 1 cancels, and XLA's tanh is
+        # not numpy's to the last bit (1.5e-11 relative seen at one entry)
+        np.testing.assert_allclose(_host(got), want, rtol=1e-9, atol=1e-300)
+    if fn.kind == "scalar":
+        np.testing.assert_allclose(_host(fn.gradient(P)), ref.gradient(P), rtol=1e-12,
+                                   atol=1e-300)  # (numpy's σ stops at 1e-308, 0 here)
+
+
+def test_import_symgrad_imports_no_framework():
+    code = ("import sys, symgrad as sg; sg.mlp([2, 2, 1]).compile(); "
+            "print(sorted(m for m in ('jax', 'torch', 'cupy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_cupy_runs_where_a_gpu_is():
+    cupy = pytest.importorskip("cupy", reason="CuPy not installed (needs a CUDA GPU): the cupy "
+                                              "backend is tested only where one exists")
+    try:
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # pragma: no cover
+        pytest.skip(f"no CUDA GPU here ({e}): the cupy backend is tested only where one exists")
+    for hidden in HIDDEN:
+        for head in HEADS:
+            net = sg.mlp([4, 5, 3 if head[1] != "bce" else 1], hidden=hidden, output=head[0],
+                         loss=head[1])
+            X, Y = _data(net)
+            ref_loss, ref = net.compile()(net.init_params(), X, Y)
+            loss, grads = net.compile(backend="cupy")(net.init_params(), X, Y)
+            assert isinstance(loss, cupy.ndarray)
+            assert _rel(cupy.asnumpy(loss), ref_loss) < 1e-12
+
+
+def test_cupy_without_a_gpu_is_one_line_at_compile():
+    try:
+        import cupy  # noqa: F401
+        pytest.skip("CuPy is installed here")
+    except ImportError:
+        pass
+    with pytest.raises(ImportError, match=r"^backend 'cupy' needs CuPy and a CUDA GPU"):
+        sg.mlp([2, 2, 1]).compile(backend="cupy")
+
+
+# -- sg.to_torch ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("hidden, head", [("tanh", HEADS[0]), ("relu", HEADS[2]),
+                                          ("softplus", HEADS[1]), ("leaky_relu", HEADS[2])])
+def test_to_torch_passes_gradcheck(hidden, head):
+    torch = _framework("torch")
+    net = sg.mlp([3, 4, 2], hidden=hidden, output=head[0], loss=head[1])
+    m = sg.to_torch(net, dtype=torch.float64)
+    assert [n for n, _ in m.named_parameters()] == net.parameters
+    assert all(isinstance(p, torch.nn.Parameter) for p in m.parameters())
+    X = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda X, *ps: m(X), (X, *m.parameters()))
+    # the forward is the network's output, as the numpy kernel predicts it
+    params = {p: v.detach().numpy() for p, v in m.named_parameters()}
+    np.testing.assert_allclose(m(X).detach().numpy(), net.predict(params, X.detach().numpy()),
+                               rtol=1e-13)
+
+
+def test_to_torch_block_inside_a_torch_model_trains_as_the_all_torch_model():
+    torch = _framework("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    first = nn.Linear(5, 3).double()
+    net = sg.mlp([3, 4, 2], hidden="tanh")
+    block = sg.to_torch(net, dtype=torch.float64)
+    mixed = nn.Sequential(first, nn.ReLU(), block)
+    ref = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 4), nn.Tanh(),
+                        nn.Linear(4, 2)).double()
+    with torch.no_grad():  # the same init
+        ref[0].weight.copy_(first.weight), ref[0].bias.copy_(first.bias)
+        ref[2].weight.copy_(block.W1), ref[2].bias.copy_(block.b1)
+        ref[4].weight.copy_(block.W2), ref[4].bias.copy_(block.b2)
+    X, Y = torch.randn(32, 5, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
+    opts = [torch.optim.Adam(m.parameters(), lr=0.01) for m in (mixed, ref)]
+    for _ in range(5):
+        for m, opt in zip((mixed, ref), opts):
+            opt.zero_grad()
+            ((m(X) - Y) ** 2).mean().backward()
+            opt.step()
+    pairs = [(first.weight, ref[0].weight), (first.bias, ref[0].bias), (block.W1, ref[2].weight),
+             (block.b1, ref[2].bias), (block.W2, ref[4].weight), (block.b2, ref[4].bias)]
+    for a, b in pairs:
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+    assert not torch.equal(first.weight, nn.Linear(5, 3).double().weight)  # (it trained)
