@@ -567,6 +567,11 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost,
     else:
         ds = [net.derive(wrt, level=level, cost=cost, **opts)] if wrt else \
             net.derive_all(cost=cost)
+    _echo_derivations(ds, fmt, preset)
+
+
+def _echo_derivations(ds, fmt, preset) -> None:
+    """derive's output: JSON records, the notes' LaTeX in ``preset``, or the text format."""
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":
@@ -587,12 +592,7 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
     names = [wrt] if wrt else list(index_shape(net).names.values())
     ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")
           for w in names]
-    if fmt == "json":
-        click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
-    elif fmt == "latex":
-        click.echo("\n\n".join(to_latex(d, notation=preset.name) for d in ds))
-    else:
-        click.echo("\n\n".join(d.to_text() for d in ds))
+    _echo_derivations(ds, fmt, preset)
 
 
 @cli.command("train")

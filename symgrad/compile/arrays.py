@@ -35,6 +35,7 @@ from symgrad.core.program import Kind
 from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts, exec_generated,
                                     lambda_body, legend, missing_code)
 from symgrad.compile.emit import cse
+from symgrad.compile.kernel import _live  # the statements an output needs, as numpy's
 from symgrad.compile.spec import Spec
 from symgrad.derive import backprop
 
@@ -471,17 +472,6 @@ class ArgCheck:
             name = "int"
         self.rt.check_device(Y, like, "Y")
         return Y if name == self.rt.dtype_name(like) else self.rt.astype(Y, like)
-
-
-def _live(stmts, wanted):
-    """The statements ``wanted`` needs (as the numpy kernel's: a g leading only to an input is
-    dropped)."""
-    need, out = set(wanted), []
-    for lhs, rhs in reversed(stmts):
-        if lhs in need:
-            out.append((lhs, rhs))
-            need |= rhs.free_symbols
-    return out[::-1]
 
 
 def _held_1d(spec, typed):
