@@ -184,6 +184,7 @@ def test_a_large_entry_is_left_as_differentiated_and_said():
     assert tidy(e) == e and "nodes" in tidy.note()
 
 
+@pytest.mark.slow  # 8 s: run by .ci/run's -m slow step, keeping the default run under 10 min
 def test_a_chain_of_exponentials_is_derived_not_a_traceback():
     """Four maps (exp(a b), log(1 + a² + b²)) ended in mpmath's OverflowError (a traceback, exit 1,
     after 22 s): the numeric check evaluated exp of huge numbers at the precision of their

@@ -31,6 +31,7 @@ def test_logistic_regression():
     assert f"{held['dW1']} = {held['G_z1']} @ X" in r.stdout  # ∇W1 = G_z1ᵀ X, one GEMM
 
 
+@pytest.mark.slow  # 3–7 s: run by .ci/run's -m slow step, keeping the default run under 10 min
 def test_digits_reaches_97_percent_within_a_minute():
     pytest.importorskip("sklearn")
     r = run("digits.py")
@@ -40,6 +41,7 @@ def test_digits_reaches_97_percent_within_a_minute():
     assert acc >= 97.0 and seconds < 60
 
 
+@pytest.mark.slow  # 3–7 s: run by .ci/run's -m slow step, keeping the default run under 10 min
 def test_lstm_equals_torch_and_learns_the_sequence_task():
     r = run("lstm.py")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -50,6 +52,7 @@ def test_lstm_equals_torch_and_learns_the_sequence_task():
         assert err < 1e-9
 
 
+@pytest.mark.slow  # 3–7 s: run by .ci/run's -m slow step, keeping the default run under 10 min
 def test_transformer_sorts_sequences_and_equals_torch():
     r = run("transformer.py")
     assert r.returncode == 0, r.stdout + r.stderr
@@ -60,6 +63,7 @@ def test_transformer_sorts_sequences_and_equals_torch():
         assert err < 1e-9
 
 
+@pytest.mark.slow  # 3–7 s: run by .ci/run's -m slow step, keeping the default run under 10 min
 def test_cnn_digits_reaches_98_percent():
     """conv → relu → pool → conv → relu → pool → dense → softmax on the 8×8 digits, for real."""
     pytest.importorskip("sklearn")
@@ -69,6 +73,7 @@ def test_cnn_digits_reaches_98_percent():
     assert acc >= 98.0
 
 
+@pytest.mark.slow  # 3–7 s: run by .ci/run's -m slow step, keeping the default run under 10 min
 def test_newton_softmax_matches_sklearn_in_ten_steps():
     """Softmax regression on the digits: Newton from the derived 650 × 650 Hessian by vec[W],
     against scikit-learn's LogisticRegression(C=1) (the example exits 1 on a gap > 1e-5)."""
