@@ -33,7 +33,7 @@ from symgrad.core.matexpr import (N, Elementwise, LogSumExp, Normalize, Normaliz
 from symgrad.core.primitives import RULES, MissingCodeError, call_args, step
 from symgrad.core.program import Kind
 from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts, exec_generated,
-                                    lambda_body, legend, missing_code)
+                                    lambda_body, legend, missing_code, print_elementwise)
 from symgrad.compile.emit import cse
 from symgrad.compile.kernel import _live  # the statements an output needs, as numpy's
 from symgrad.compile.spec import Spec
@@ -232,13 +232,7 @@ class ArrayPrinting(PrimitivePrinting):
         return f"{self.paren(e.args[0])}**{self.paren(e.args[1])}"
 
     def _print_Elementwise(self, e):
-        reals, body = lambda_body(e.lam)
-        saved = dict(self.env)
-        self.env.update({r: self.paren(a) for r, a in zip(reals, e.operands)})
-        try:
-            return self._print(body)
-        finally:
-            self.env = saved
+        return print_elementwise(self, e, self.paren)
 
     def _print_SumAll(self, e):
         return f"{self.paren(e.args[0])}.sum()"

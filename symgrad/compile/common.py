@@ -85,6 +85,18 @@ def lambda_body(lam: sp.Lambda):
     return reals, stable_forms(stable(body.doit() if body.has(sp.Derivative) else body))
 
 
+def print_elementwise(printer, e, paren) -> str:
+    """An Elementwise node as its body, each variable bound to its operand's code (``paren``
+    parenthesizes it) while the body prints: the numpy and the array backends' printers both."""
+    reals, body = lambda_body(e.lam)
+    saved = dict(printer.env)
+    printer.env.update({r: paren(a) for r, a in zip(reals, e.operands)})
+    try:
+        return printer._print(body)
+    finally:
+        printer.env = saved
+
+
 def stable(expr):
     """Rewrite eᵘ/(1 + eᵘ) and 1/(1 + e⁻ᵘ) as σ(u), which prints without overflow."""
     def is_sigmoid_mul(e):

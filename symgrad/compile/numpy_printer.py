@@ -14,7 +14,7 @@ from sympy.core.function import Application
 from sympy.printing.numpy import NumPyPrinter
 
 from symgrad.compile.common import (N, IDENT, PrimitivePrinting, atomic, batch_rows, broadcasts,
-                                   lambda_body, one_call, transposed)
+                                   one_call, print_elementwise, transposed)
 
 
 class KernelPrinter(PrimitivePrinting, NumPyPrinter):
@@ -183,13 +183,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         return f"{self._paren(e.args[0])}**{self._print(e.args[1])}"
 
     def _print_Elementwise(self, e):
-        reals, body = lambda_body(e.lam)
-        saved = dict(self.env)
-        self.env.update({r: self._paren(a) for r, a in zip(reals, e.operands)})
-        try:
-            return self._print(body)
-        finally:
-            self.env = saved
+        return print_elementwise(self, e, self._paren)
 
     def _print_SumAll(self, e):
         a = e.args[0]
