@@ -515,3 +515,62 @@ def test_the_scalar_path_divides_by_a_square():
     assert all(np.allclose(got[1][k], want[1][k], rtol=1e-9, atol=1e-12) for k in p)
     a, x = sp.symbols("a x")
     assert ScalarPrinter().doprint(a / x**2) == "a/(x*x)"
+
+
+def _counting_checks(kernel, monkeypatch):
+    """The kernel's slow path (Spec.check: conversions, a scan of every array), counted."""
+    spec, calls = kernel.__globals__["_spec"], []
+    real = spec.check
+    monkeypatch.setattr(spec, "check", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_every_legal_target_form_takes_the_fast_path(dtype, monkeypatch):
+    """Integer labels and one-hot rows of the kernel's dtype are both checked in the kernel's own
+    code (issue 15: one-hot rows went through Spec.check, a third of a 64-32-10 step), and give
+    the same loss and gradients."""
+    net = sg.mlp([5, 4, 3], hidden="relu", output="softmax", loss="cross_entropy")
+    kernel, p = net.compile(), net.init_params(seed=2, dtype=dtype)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 5)).astype(dtype), rng.integers(0, 3, 64)
+    calls = _counting_checks(kernel, monkeypatch)
+    l1, g1 = kernel(p, X, y)
+    l2, g2 = kernel(p, X, np.eye(3, dtype=dtype)[y])
+    l3, g3 = kernel(p, X, np.asfortranarray(np.eye(3, dtype=dtype)[y]))
+    assert calls == []
+    tol = 1e-12 if dtype == "float64" else 1e-5
+    for loss, grads in ((l2, g2), (l3, g3)):
+        assert abs(loss - l1) <= tol * abs(l1) and loss.dtype == np.dtype(dtype)
+        for q in g1:
+            assert np.abs(grads[q] - g1[q]).max() <= tol * np.abs(g1[q]).max()
+    kernel(p, X, np.eye(3)[y])  # float64 rows for float32 parameters: converted by Spec.check
+    assert len(calls) == (1 if dtype == "float32" else 0)
+
+
+def test_one_hot_rows_are_checked_on_the_fast_path(monkeypatch):
+    """The fast path's row check bounds Σ_i (s_i − 1)², so a single row off raises with Spec's
+    message, and many rows each just inside the tolerance (the bound exceeded, no row off) are
+    accepted, as Spec.rows accepts them; nan and inf in Y are named as before."""
+    from symgrad.compile.spec import Spec
+    net = sg.mlp([3, 4, 3], hidden="tanh", output="softmax", loss="cross_entropy")
+    kernel, p = net.compile(), net.init_params(seed=1)
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((64, 3)), np.eye(3)[rng.integers(0, 3, 64)]
+    calls = _counting_checks(kernel, monkeypatch)
+    off = Y.copy()
+    off[5] *= 2
+    with pytest.raises(ValueError, match=r"^Y: row 5 sums to 2; cross_entropy targets"):
+        kernel(p, X, off)
+    tol = Spec.row_tolerance(np.dtype("float64"), 3)
+    close = Y * (1 + 0.5 * tol)  # 64 · (tol/2)² > tol²: past the bound, every row within tol
+    assert abs(kernel(p, X, close)[0] - kernel(p, X, Y)[0]) < 1e-9
+    nan = Y.copy()
+    nan[7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"^Y holds nan \(at \[7, 1\]\)$"):
+        kernel(p, X, nan)
+    inf = Y.copy()
+    inf[3, 0] = np.inf
+    with pytest.raises(ValueError, match=r"^Y: row 3 sums to inf; cross_entropy targets"):
+        kernel(p, X, inf)
+    assert calls == [1]  # (the nan: the loss came out nan, and Spec said why)

@@ -41,6 +41,8 @@ def _consts(specs):
             return XMAX[dt]
         if kind == "xlim":
             return exp_unshifted_limit(dt, arg)
+        if kind == "rowtol2":  # (Spec.rows' tolerance of a target row's sum)²
+            return Spec.row_tolerance(dt, arg) ** 2
         if kind == "buf":
             return np.empty((arg, n), dt)
         # "n/T": the n/T sequences of n positions, the rows of a value after a flatten
@@ -124,17 +126,16 @@ def _prologue(spec, with_y):
         yshape = " or len(Y) != %d" % len(spec.yvars) + "".join(
             f" or {y}.shape != ({lead(yT)}{d}) or {y}.dtype is not dt"
             for y, d, yT in zip(spec.yvars, spec.d_outs, spec.out_Ts))
-    elif spec.out_T is None:
-        yshape = "" if not with_y else (
-            f" or Y.shape != ({x0}.shape[0], {spec.d_out}) or Y.dtype is not dt" if not spec.labels
-            else f" or Y.ndim != 1 or Y.shape[0] != {x0}.shape[0] or Y.dtype.kind not in 'iu'")
+    elif with_y:
+        lead = f"{x0}.shape[0], " if spec.out_T is None else f"{x0}.shape[0], {T}, "
+        yshape = f" or Y.shape != ({lead}{spec.d_out}) or Y.dtype is not dt"
+        if spec.labels:  # (n[, T]) integer labels, or (n[, T], k) rows of the kernel's dtype
+            yshape = (f" or (Y.shape != ({lead[:-2]},) or Y.dtype.kind not in 'iu') and "
+                      f"(Y.shape != ({lead}{spec.d_out}) or Y.dtype is not dt)")
     else:
-        yshape = "" if not with_y else (
-            f" or Y.shape != ({x0}.shape[0], {T}, {spec.d_out}) or Y.dtype is not dt"
-            if not spec.labels else
-            f" or Y.shape != ({x0}.shape[0], {T}) or Y.dtype.kind not in 'iu'")
-    # (cross_entropy: integer labels take this fast path; rows of Y go through _spec.check, which
-    # also checks that each sums to 1, as the fused gradient ŷ − y requires)
+        yshape = ""
+    # (cross_entropy: integer labels and float rows both take this fast path; each row's sum of
+    # 1, which the fused gradient ŷ − y requires, is checked by the one-hot variant's own code)
     # Locals are the program's generated names; the user's names are dict keys held in the
     # namespace (_k0, _i0 …), never written into the source.
     args = ", ".join(names + xs + (spec.yvars if with_y else []))
@@ -223,6 +224,14 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
         body = emit(stmts, printer, owned, outputs)
         if printer.onehot:
             body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
+        if with_y and spec.labels and not labels:
+            # rows of Y, (ny, k): ŷ − y needs each to sum to 1. Σ_i (s_i − 1)² ≤ tol² bounds every
+            # row's |s_i − 1| by tol, in 3 calls (4 µs at 128 × 10); past it (a row off, nan, or
+            # many rows each just inside tol) Spec.rows decides, and names the row.
+            one_k = printer.const(f"one_k{spec.d_out}", "ones", spec.d_out)
+            tol = printer.const("rowtol2", "rowtol2", spec.d_out)
+            body = [f"_sy = Y @ {one_k}", "_sy -= 1",
+                    f"if not np.vdot(_sy, _sy) <= {tol}:", f"    _spec.rows(Y, {ny}, dt)"] + body
         if labels:  # entry (y_i, i) of a (d, n) array; a label out of range raises here
             rows = (printer.const("rows", "rows") if ny == "n" else
                     printer.const(f"rows_n{spec.T}", "rows", f"n/{spec.T}"))

@@ -356,6 +356,11 @@ class Spec:
                              f"{self.xshape(n, d_out, T=T)}{extra}")
         return self.rows(Y.reshape(n * T, d_out), n * T, dt, k).reshape(n, T, d_out)
 
+    @staticmethod
+    def row_tolerance(dt, d_out) -> float:
+        """How far a cross_entropy target row's sum may be from 1 (rounding of d_out entries)."""
+        return 1000 * float(np.finfo(dt).eps) * d_out
+
     def rows(self, Y, n, dt, k=0):
         """Y for n rows of the batch program (examples, or the positions of sequences): (n, k),
         or (n,) labels, checked and converted."""
@@ -376,7 +381,7 @@ class Spec:
         Y = _numeric(Y, what, dt)
         if labels and n:  # ŷ − y, the fused softmax + cross-entropy gradient, needs Σ_k y_k = 1
             sums = Y.sum(axis=1)
-            off = np.abs(sums - 1) > 1000 * np.finfo(dt).eps * d_out
+            off = np.abs(sums - 1) > self.row_tolerance(dt, d_out)
             if off.any():
                 i = int(np.argmax(off))
                 T = self.out_Ts[k]
