@@ -574,3 +574,28 @@ def test_one_hot_rows_are_checked_on_the_fast_path(monkeypatch):
     with pytest.raises(ValueError, match=r"^Y: row 3 sums to inf; cross_entropy targets"):
         kernel(p, X, inf)
     assert calls == [1]  # (the nan: the loss came out nan, and Spec said why)
+
+
+@pytest.mark.parametrize("targets", ["labels", "onehot", "mse"])
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")
+def test_an_inf_that_a_unit_hides_is_still_named(targets):
+    """−inf in b1 under relu, or in b2 at a class no label names, gave a finite loss and
+    gradients; −inf in X at a feature every unit weighs positively gave a finite loss and nan in
+    dW1. The kernel checks its float arguments after the fact (Σ‖a‖², one dot each)."""
+    loss, out = ("mse", "identity") if targets == "mse" else ("cross_entropy", "softmax")
+    net = sg.mlp([4, 3, 3], hidden="relu", output=out, loss=loss)
+    kernel, p = net.compile(scalar=False), net.init_params(seed=0)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((64, 4)), np.zeros(64, int)
+    Y = {"labels": y, "onehot": np.eye(3)[y], "mse": rng.standard_normal((64, 3))}[targets]
+    assert np.isfinite(kernel(p, X, Y)[0])
+    cases = [({**p, "b1": np.array([-np.inf, 0, 0])}, X, r"^params\['b1'\] holds inf \(at \[0\]\)$")]
+    if targets != "mse":
+        cases.append(({**p, "b2": np.array([0, 0, -np.inf])}, X,
+                      r"^params\['b2'\] holds inf \(at \[2\]\)$"))
+    bad = X.copy()
+    bad[5, 1] = -np.inf
+    cases.append(({**p, "W1": np.abs(p["W1"])}, bad, r"^X holds inf \(at \[5, 1\]\)$"))
+    for q, XX, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            kernel(q, XX, Y)
