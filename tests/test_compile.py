@@ -599,3 +599,25 @@ def test_an_inf_that_a_unit_hides_is_still_named(targets):
     for q, XX, msg in cases:
         with pytest.raises(ValueError, match=msg):
             kernel(q, XX, Y)
+
+
+def test_dict_inputs_and_sequences_take_the_fast_path(monkeypatch):
+    """A dict of inputs and (n, T, k) one-hot or (n, T) labels of a sequence network are checked
+    in the kernel's own code too, with the loss Spec.check's converted arguments give."""
+    seq = sg.Network()  # dense → tanh → dense → softmax at each of 6 positions
+    x = seq.input("tokens", shape=(6, 3))
+    seq.set_loss(seq.act(seq.dense(seq.act(seq.dense(x, 5), "tanh"), 4), "softmax"),
+                 "cross_entropy")
+    rng = np.random.default_rng(3)
+    X2, y2 = {"a": rng.standard_normal((40, 2)), "b": rng.standard_normal((40, 3))}, \
+        rng.integers(0, 2, 40)
+    X3, y3 = rng.standard_normal((8, 6, 3)), rng.integers(0, 4, (8, 6))
+    for net, X, y, k in ((two_input_net(), X2, y2, 2), (seq, X3, y3, 4)):
+        kernel, p = net.compile(scalar=False), net.init_params(seed=1)
+        for Y in (y, np.eye(k)[y]):
+            want = kernel(p, X, Y.tolist())  # (a list: converted by Spec.check)
+            calls = _counting_checks(kernel, monkeypatch)
+            got = kernel(p, X, Y)
+            assert calls == [] and got[0] == pytest.approx(want[0], rel=1e-13)
+            assert all(np.allclose(got[1][q], want[1][q], rtol=1e-12, atol=0) for q in p)
+            monkeypatch.undo()

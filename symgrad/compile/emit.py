@@ -45,9 +45,12 @@ def cse(stmts):
         stmts.insert(first, (sym, e))
 
 
-def emit(stmts, printer, owned, outputs=()):
+def emit(stmts, printer, owned, outputs=(), sums_of_squares=()):
     """Python statements for ``stmts`` [(lhs, rhs)]. A symbol in ``owned`` that is dead after a
-    statement (its whole alias group) may be updated in place to make that statement's value."""
+    statement (its whole alias group) may be updated in place to make that statement's value.
+    ``sums_of_squares``: values whose Σ entry² is taken as ``q_<name>`` right after their own
+    statement, before anything may update them in place (the kernel's after-the-fact nan/inf
+    check; a softmax of such a value reuses it for its range test)."""
     stmts, fused = _fuse_products(stmts, owned)  # (first: it inserts statements)
     owned = set(owned) | fused
     last, alias, lines, foreign = {}, {}, [], set()
@@ -105,6 +108,9 @@ def emit(stmts, printer, owned, outputs=()):
                 else:  # an input's or a parameter's: never to be updated in place
                     foreign.add(lhs)
         lines += printer.pre + body
+        if lhs in sums_of_squares:
+            printer.sumsq[L] = f"q_{L}"
+            lines.append(f"q_{L} = _sumsq({L})")
     return lines
 
 

@@ -65,6 +65,12 @@ def _consts(specs):
     return consts
 
 
+def _sumsq(a):
+    """Σ entry² of an array in one BLAS dot, read in memory order (no copy of a transpose)."""
+    r = a.ravel("K")
+    return np.vdot(r, r)
+
+
 def _add_at(A, flat, y, c):
     """Example i's entry y_i of A (held transposed, a fresh array of the kernel's) += c."""
     if A.flags.c_contiguous:
@@ -198,11 +204,11 @@ def _namespace(spec, **extra):
     if spec.several:  # the outputs of several losses: keys of Y and of predict's dict
         keys.update({f"_o{i}": o for i, o in enumerate(spec.outputs)})
     return dict(np=np, _spec=spec, _add_at=_add_at, _scatter_add=_scatter_add, _stack=_stack,
-                **RUNTIME, _F64=FLOATS[1], _F32=FLOATS[0], _INTP=np.dtype(np.intp), _isfinite=math.isfinite, _vd=np.vdot,
+                **RUNTIME, _F64=FLOATS[1], _F32=FLOATS[0], _INTP=np.dtype(np.intp), _isfinite=math.isfinite, _sumsq=_sumsq,
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **keys, **extra)
 
 
-def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=()):
+def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=(), sums=()):
     """Source of ``name(params, X[, Y])``: the checks, ``head``, the statements, ``tail``; for
     cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot)."""
     variants = []
@@ -221,7 +227,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
                                        **{Y: f"{v}.T" for Y, v in zip(spec.Ys, spec.yvars)}})
         printer.labels = spec.Y if labels else None
         printer.unbuffered = spec.image_values
-        body = emit(stmts, printer, owned, outputs)
+        body = emit(stmts, printer, owned, outputs, sums)
         if printer.onehot:
             body.insert(0, f"Y1h = np.eye({spec.d_out}, dtype=dt)[Y].T")
         if with_y and spec.labels and not labels:
@@ -295,16 +301,23 @@ def _compile_network(net, scalar, at0):
             "            pass"] if spec.weights <= limit else []  # (batch size 1 included)
     # nan and inf, after the fact: numpy carries nan from any argument into the loss, and inf
     # from Y (one-hot rows: their check), but a saturating unit hides an inf in a parameter or an
-    # input (b1 = −inf under relu gave a finite loss and gradients). Σ‖a‖² over those arrays is
-    # finite exactly when they are (or overflows: then Spec finds nothing and the result stands),
-    # one BLAS dot each (0.6 µs for a 32 × 64 weight) where a scan costs 2 calls and a temporary.
+    # input (b1 = −inf under relu gave a finite loss and gradients). Σ entry² of an array is
+    # finite exactly when its entries are (or overflows: then Spec finds nothing and the result
+    # stands), one BLAS dot; taken of the first value each float argument enters linearly (Z1 =
+    # X W1ᵀ + b1 carries all three), else of the argument itself.
     given = ("X, Y" if not spec.images else "_Xs, Y") if spec.T is None else "_Xs, _Ys"
-    floats = spec.pvars + [x for x, i in zip(spec.xvars, spec.inputs) if i not in spec.tokens]
-    tail = [f"if not _isfinite({' + '.join([loss] + [f'_vd({a}, {a})' for a in floats])}):"
+    floats = [v.sym for v in typed.params] + [x for x, i in zip(spec.Xs, spec.inputs)
+                                               if i not in spec.tokens]
+    carried = _carriers(stmts, floats, typed.loss.sym)
+    names = {x: v for x, v in zip(spec.Xs, spec.xvars)}
+    sums = [f"q_{c.name}" for c in dict.fromkeys(carried.values())] + [
+        f"_sumsq({names.get(a, a.name)})" for a in floats if a not in carried]
+    tail = [f"if not _isfinite({' + '.join([loss] + sums)}):"
             "  # nan or inf: raise naming the argument, unless it overflowed",
             f"    _spec.diagnose(params, {given})"]
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
-                            outputs={v.sym for v in grads.values()}, head=head, tail=tail)
+                            outputs={v.sym for v in grads.values()}, head=head, tail=tail,
+                            sums=set(carried.values()))
     if head:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         rows = "n examples" if spec.T is None else f"n rows (sequences × {spec.T} positions)"
@@ -315,6 +328,33 @@ def _compile_network(net, scalar, at0):
     src = legend(typed) + src
     kernel = exec_generated(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
     return _reporting(kernel, net, spec, typed, at0, scalar_kernel)
+
+
+def _carriers(stmts, args, loss):
+    """{arg: the first value of ``stmts`` that holds nan or inf whenever arg does}: a value
+    built from arg by sums, products and ⊙ alone (inf·0 is nan, inf − inf is nan, so no entry
+    of arg is lost, n ≥ 1), never one through a nonlinear unit (relu(−inf) = 0)."""
+    def leaves(e):
+        if isinstance(e, sp.MatrixSymbol):
+            return {e}
+        if isinstance(e, sp.Transpose):
+            return leaves(e.arg)
+        if isinstance(e, (sp.MatAdd, sp.HadamardProduct, sp.MatMul)):
+            out = set()
+            for a in e.args:
+                if isinstance(a, sp.MatrixExpr):
+                    out |= leaves(a)
+                elif not (a.is_number and a != 0):  # a nonzero number scales; anything else stops
+                    return set()
+            return out
+        return set()
+    found, args = {}, set(args)
+    for lhs, rhs in stmts:
+        if lhs == loss or lhs.shape == (1, 1) or not isinstance(lhs, sp.MatrixSymbol):
+            continue
+        for a in leaves(rhs) & args:
+            found.setdefault(a, lhs)
+    return found
 
 
 def _read_entrywise(stmts, x):

@@ -39,6 +39,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         self.tmp = itertools.count()
         self.labels, self.onehot = None, False  # Y held as integer labels; their one-hot needed
         self.buffered = set()  # batch values that live in arrays of the kernel's, reused per call
+        self.sumsq = {}  # a value's code → the name holding its Σ entry², once taken (emit)
 
     def _module_format(self, fqn, register=True):
         s = super()._module_format(fqn, register)
@@ -223,7 +224,8 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
         lim = self.const(f"xlim_{k}", "xlim", k)
         first = f"{target} = {zc}; {target} -= {m}" if inplace else f"{target} = {zc} - {m}"
         out = zc if inplace else self.const(f"buf_{target}", "buf", k) if buffered else None
-        self.pre += [f"if np.vdot({zc}.ravel('K'), {zc}.ravel('K')) < {lim}**2 or -{lim} < {zc}.min() and {zc}.max() < "
+        q = self.sumsq.get(zc) or f"np.vdot({zc}.ravel('K'), {zc}.ravel('K'))"
+        self.pre += [f"if {q} < {lim}**2 or -{lim} < {zc}.min() and {zc}.max() < "
                      f"{lim}:  # exp(z) is safe unshifted",
                      f"    {m} = None; {target} = np.exp({zc}" + (f", out={out})" if out else ")"),
                      "else:  # shift each example by its maximum",
