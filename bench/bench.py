@@ -430,11 +430,11 @@ def print_frameworks(label: str, threads: str, res: dict) -> None:
     warn_load(f"the {label} run", loads)
     print(f"\nRatios to the hand-written numpy in the same process, median (min–max) over the "
           f"rounds; the last column symgrad's {label} backend ÷ {name} (target ≤ 1).\n")
-    print(f"| depth | batch | dtype | hand | {name} ÷ hand | symgrad {label} ÷ hand | "
+    print(f"| depth | batch | dtype | labels | hand | {name} ÷ hand | symgrad {label} ÷ hand | "
           f"symgrad {label} ÷ {label} |")
-    print("|---:|---:|---|---:|---|---|---|")
+    print("|---:|---:|---|---|---:|---|---|---|")
     for c in res["cells"]:
-        print(f"| {c['depth']} | {c['batch']} | {c['dtype']} | {fmt_time(c['hand'])} | "
+        print(f"| {c['depth']} | {c['batch']} | {c['dtype']} | {c['labels']} | {fmt_time(c['hand'])} | "
               f"{fmt_ratio(c['own'])} | {fmt_ratio(c['symgrad'])} | {fmt_ratio(c['vs'])} |")
 
 
