@@ -79,8 +79,11 @@ def _load() -> None:
 
 
 def __getattr__(name: str):
-    """A facade name's first use loads the facade (PEP 562); anything else is missing as usual."""
-    _load()
+    """A facade name's first use loads the facade (PEP 562); anything else is missing as usual.
+    A dunder (a tool probing for __wrapped__ or __test__) is none of the facade's names: it is
+    missing at once, without loading SymPy."""
+    if not (name.startswith("__") and name.endswith("__")):
+        _load()
     try:
         return globals()[name]
     except KeyError:
