@@ -1,140 +1,142 @@
 """Benchmark: one full gradient evaluation (loss + all gradients) per call, symgrad's compiled kernel
-against a hand-written numpy backprop, PyTorch eager and JAX jit(value_and_grad), each when
-installed, all in one run; ratios are to the hand-written numpy (lower is faster). symgrad's own
-torch and jax backends run beside each framework's autodiff, in its process.
+against a hand-written numpy backprop and against the same GEMMs alone (the floor), over a grid of
+depth (2–16), batch size (1–8192), dtype (float32, float64) and labels (integer, one-hot), with 1
+BLAS thread and with the libraries' default threads; then PyTorch eager and JAX jit(value_and_grad)
+beside symgrad's torch and jax backends, and a transformer block (issue 11) against torch eager.
 
-Where it sits: outside the pipeline; it times ``net.compile()`` (compile) as ``train`` uses it.
-A transformer block (issue 11) is timed against torch eager alone, with one thread and with the
-default threads (``--block-only`` runs just those rows).
-Run: ``python bench/bench.py [--reps 200] [--quick] [--block-only]``; results go to BENCHMARKS.md
-by hand.
+Honesty (issue 15):
+- every contender runs in a worker process started with malloc pinned (MALLOC_ARENA_MAX=1,
+  MALLOC_MMAP_THRESHOLD_=32 MiB, MALLOC_TRIM_THRESHOLD_=1 GiB, MALLOC_TOP_PAD_=64 MiB), so a
+  freed array's pages stay in the heap for every contender alike: before, each call of the
+  hand-written step took ~1000 minor page faults (numpy's arrays mmapped and unmapped per call) that
+  symgrad's preallocated buffers did not, flattering symgrad. The minor faults per call are
+  reported; ``--no-pin`` runs without the pinning, to see what it changes;
+- the thread count is set by environment variables before the worker starts (OpenBLAS, OpenMP,
+  MKL, XLA), one table per setting;
+- the load average is read at the start and the end of each worker and a warning printed when it
+  is above 0.5 per core;
+- contenders are timed round robin (the order rotating each round), each round a batch of calls
+  of ≥ 5 ms; a figure is the median over the rounds of the per-round ratio to the hand-written
+  numpy, with the min–max over the rounds beside it.
+
+Run: ``python bench/bench.py [--quick] [--block-only] [--no-pin]``; results go to BENCHMARKS.md by
+hand. ``--quick`` (a smoke test, < 60 s): a small grid, no frameworks' backends, no block.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import time
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
 import symgrad as sg  # noqa: E402
 
-WORKLOADS = [  # name, sizes, hidden, output, loss, batch
-    ("2-2-1 b4 (xor)", [2, 2, 1], "relu", "sigmoid", "bce", 4),
-    ("64-32-10 b128 CE", [64, 32, 10], "relu", "softmax", "cross_entropy", 128),
-    ("784-256-128-10 b256 CE", [784, 256, 128, 10], "relu", "softmax", "cross_entropy", 256),
-    ("784-256-128-10 b256 mse", [784, 256, 128, 10], "relu", "identity", "mse", 256),
-]
+MALLOC = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+          "MALLOC_TRIM_THRESHOLD_": str(1 << 30), "MALLOC_TOP_PAD_": str(64 << 20)}
+THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+WIDTH = dict(d_in=64, hidden=64, d_out=10)  # digits-sized: depth 16 at batch 8192 is ~3 GFLOP
+FULL = dict(depths=(2, 4, 8, 16), batches=(1, 16, 256, 2048, 8192),
+            dtypes=("float64", "float32"), labels=("int", "onehot"), budget=0.4, rounds=(5, 25))
+QUICK = dict(depths=(2, 4), batches=(1, 256), dtypes=("float64", "float32"),
+             labels=("int", "onehot"), budget=0.05, rounds=(3, 5))
+FRAMEWORK_GRID = dict(depths=(2, 16), batches=(16, 256, 8192), labels=("int",))
+BATCH_MS = 0.005  # one round's batch of calls of a contender lasts at least this long
 
 
-def timeit(fn, reps, warmup=20):
-    """Median seconds per call over ``reps`` calls after ``warmup`` calls."""
-    return interleaved({"f": fn}, reps, warmup)["f"]
+def sizes_of(depth):
+    return [WIDTH["d_in"]] + [WIDTH["hidden"]] * (depth - 1) + [WIDTH["d_out"]]
 
 
-def interleaved(calls: dict, reps, warmup=20):
-    """Median seconds per call of each contender, timed round-robin (one call of each per round,
-    the order rotating) so that load from elsewhere on the machine hits all of them alike."""
-    names = list(calls)
-    for _ in range(warmup):
-        for f in calls.values():
-            f()
-    times = {k: [] for k in names}
-    for r in range(reps):
-        for k in names[r % len(names):] + names[:r % len(names)]:
-            f = calls[k]
-            t = time.perf_counter()
-            f()
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+def worker_env(threads: str, pin: bool) -> dict:
+    """The environment of a worker: the thread variables set (or unset for the default), malloc
+    pinned (or our own MALLOC_* removed), this checkout first on the path."""
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS and k not in MALLOC
+           and k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if threads == "1":
+        env.update({k: "1" for k in THREAD_VARS}, XLA_FLAGS=ONE_THREAD_XLA)
+    if pin:
+        env.update(MALLOC)
+    return env
 
 
-def bracketed(hand, other, reps):
-    """other's median over the hand baseline's, timed in blocks hand, other, (pause), hand."""
-    h1 = timeit(hand, reps)
-    t = timeit(other, reps)
-    time.sleep(0.5)  # let the framework's worker threads go idle before BLAS runs again
-    return t / ((h1 + timeit(hand, reps)) / 2)
-
-
-def framework_ratios(label, reps, dtypes):
-    """Run in a subprocess of its own: torch's or JAX's worker threads next to OpenBLAS's in one
-    process oversubscribe the 2 cores and slow every later GEMM many times over."""
-    make = {"torch": torch_eager, "jax": jax_jit}[label]
-    out = {}
-    for name, sizes, hidden, output, loss, n in WORKLOADS:
-        for dtype in dtypes:
-            net = sg.mlp(sizes, hidden=hidden, output=output, loss=loss)
-            params = net.init_params(seed=0, dtype=dtype)
-            X, Y = data(sizes, loss, n, dtype)
-            call = make(sizes, loss, params, X, Y)
-            if call is None:
-                return {}
-            hand = hand_numpy(sizes, loss)
-            r = max(MIN_REPS, reps if sizes[0] < 100 else reps // 4)
-            out[f"{name}|{dtype}"] = bracketed(lambda: hand(params, X, Y), call, r)
-            # symgrad's backend for the same framework (issue 14): its ratio to the hand-written
-            # numpy as above, and to the framework's own autodiff timed round-robin with it
-            mine = symgrad_backend(label, net, params, X, Y, call)
-            out[f"{name}|{dtype}|symgrad"] = bracketed(lambda: hand(params, X, Y), mine, r)
-            t = interleaved({"own": call, "symgrad": mine}, r)
-            out[f"{name}|{dtype}|vs"] = t["symgrad"] / t["own"]
-    return out
-
-
-def symgrad_backend(label, net, params, X, Y, own):
-    """One call of ``net.compile(backend=label)`` on the framework's own arrays (made once, as a
-    training loop holds them); checked against the framework's own loss and gradients first."""
-    kernel = net.compile(backend=label)
-    if label == "torch":
-        import torch
-        ps = {k: torch.tensor(v) for k, v in params.items()}
-        Xa, Ya = torch.tensor(X), torch.tensor(Y)
-
-        def call():
-            return kernel(ps, Xa, Ya)
-    else:
-        import jax
-        import jax.numpy as jnp
-        ps = {k: jnp.asarray(v) for k, v in params.items()}
-        Xa, Ya = jnp.asarray(X), jnp.asarray(Y)
-
-        def call():
-            v, g = kernel(ps, Xa, Ya)
-            jax.block_until_ready(g)
-            return v, g
-    l0, g0 = own()
-    l1, g1 = call()
-    l0 = l0.detach() if hasattr(l0, "detach") else l0
-    g0 = [g0[p] for p in net.parameters] if isinstance(g0, dict) else list(g0)
-    tol = 1e-4 if params[net.parameters[0]].dtype == np.float32 else 1e-9
-    assert abs(float(l0) - float(l1)) <= tol * abs(float(l0)), (label, float(l0), float(l1))
-    for a, b in zip(g0, (g1[p] for p in net.parameters)):
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        assert np.abs(a - b).max() <= tol * (np.abs(a).max() + 1e-30), label
-    return call
-
-
-def in_subprocess(label, reps, dtypes):
-    import json
-    import subprocess
-    cmd = [sys.executable, __file__, "--framework", label, "--reps", str(reps),
-           "--dtypes", ",".join(dtypes)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+def run_worker(args: list, threads: str, pin: bool, what: str):
+    """python bench.py ARGS in a fresh process; its JSON answer, or None (said on stderr)."""
+    r = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                       env=worker_env(threads, pin))
     if r.returncode != 0:
-        print(f"{label}: {r.stderr.strip().splitlines()[-1] if r.stderr else 'failed'}",
-              file=sys.stderr)
-        return {}
-    return json.loads(r.stdout)
+        last = r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed"
+        print(f"{what}, {threads} thread(s): {last}", file=sys.stderr)
+        return None
+    return json.loads(r.stdout.splitlines()[-1])
 
 
-# -- the baselines ---------------------------------------------------------------------------------
+def load_per_core() -> float:
+    return os.getloadavg()[0] / (os.cpu_count() or 1)
+
+
+# -- timing ---------------------------------------------------------------------------------------
+def minflt() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
+def rounds(calls: dict, budget: float, min_rounds: int, max_rounds: int, pause: float = 0.0):
+    """Time ``calls`` (name → function) round robin. Warm-up first, 3 calls each in turn (the heap
+    warmed alike); then each round times a batch of calls of each contender (≥ BATCH_MS, the order
+    rotating), as many rounds as fit in ``budget`` seconds, within [min_rounds, max_rounds].
+    ``pause``: seconds of sleep before each batch (a framework's spinning threads go idle).
+    Returns {name: (seconds per call of each round, minor page faults per call)}."""
+    names = list(calls)
+    est = {}
+    for k in names:  # warm-up, and an estimate of each call's time
+        calls[k]()
+    for _ in range(2):
+        for k in names:
+            t = time.perf_counter()
+            calls[k]()
+            est[k] = time.perf_counter() - t
+    reps = {k: max(1, math.ceil(BATCH_MS / max(est[k], 1e-7))) for k in names}
+    per_round = sum(reps[k] * est[k] + pause for k in names)
+    n = max(min_rounds, min(max_rounds, int(budget / max(per_round, 1e-9))))
+    times = {k: [] for k in names}
+    faults = {k: 0 for k in names}
+    for r in range(n):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            f, m = calls[k], reps[k]
+            if pause:
+                time.sleep(pause)
+            f0 = minflt()
+            t = time.perf_counter()
+            for _ in range(m):
+                f()
+            times[k].append((time.perf_counter() - t) / m)
+            faults[k] += minflt() - f0
+    return {k: (times[k], faults[k] / (n * reps[k])) for k in names}
+
+
+def ratio_stats(times: dict, name: str, base: str = "hand"):
+    """(median, min, max) over the rounds of name's time ÷ base's in the same round."""
+    rs = [a / b for a, b in zip(times[name][0], times[base][0])]
+    return statistics.median(rs), min(rs), max(rs)
+
+
+# -- the contenders -------------------------------------------------------------------------------
 def hand_numpy(sizes, loss):
-    """The backprop a person writes in numpy: a loop over layers, relu hidden units."""
+    """The backprop a person writes in numpy: a loop over layers, relu hidden units; Y integer
+    labels or one-hot rows for cross_entropy."""
     L = len(sizes) - 1
 
     def kernel(p, X, Y):
@@ -150,10 +152,14 @@ def hand_numpy(sizes, loss):
             Z = Z - Z.max(axis=1, keepdims=True)
             E = np.exp(Z)
             s = E.sum(axis=1, keepdims=True)
-            rows = np.arange(n)
-            value = np.mean(np.log(s[:, 0]) - Z[rows, Y])
             G = E / s
-            G[rows, Y] -= 1
+            if Y.ndim == 1:
+                rows = np.arange(n)
+                value = np.mean(np.log(s[:, 0]) - Z[rows, Y])
+                G[rows, Y] -= 1
+            else:
+                value = np.mean(np.log(s[:, 0]) - np.sum(Y * Z, axis=1))
+                G -= Y
             G /= n
         elif loss == "bce":
             value = np.mean(np.sum(np.logaddexp(0, Z) - Y * Z, axis=1))
@@ -172,6 +178,78 @@ def hand_numpy(sizes, loss):
     return kernel
 
 
+def gemm_floor(sizes, n, dtype):
+    """The hand-written step's GEMMs alone, into preallocated arrays: per layer k, H W_kᵀ forward,
+    Gᵀ H (∇W_k) and, below the first layer, G W_k backward: what no implementation can skip."""
+    rng = np.random.default_rng(1)
+    W = [rng.standard_normal((b, a)).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+    H = [rng.standard_normal((n, a)).astype(dtype) for a in sizes[:-1]]
+    G = [rng.standard_normal((n, b)).astype(dtype) for b in sizes[1:]]
+    Z = [np.empty((n, b), dtype) for b in sizes[1:]]
+    dW = [np.empty_like(w) for w in W]
+    dH = [np.empty((n, a), dtype) for a in sizes[:-1]]
+
+    def call():
+        for k in range(len(W)):
+            np.matmul(H[k], W[k].T, out=Z[k])
+        for k in range(len(W) - 1, -1, -1):
+            np.matmul(G[k].T, H[k], out=dW[k])
+            if k:
+                np.matmul(G[k], W[k], out=dH[k])
+    return call
+
+
+def data(sizes, loss, n, dtype, labels="int", seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    if loss == "cross_entropy":
+        Y = rng.integers(0, sizes[-1], n)
+        if labels == "onehot":
+            Y = np.eye(sizes[-1], dtype=dtype)[Y]
+    elif loss == "bce":
+        Y = rng.integers(0, 2, (n, sizes[-1])).astype(dtype)
+    else:
+        Y = rng.standard_normal((n, sizes[-1])).astype(dtype)
+    return X, Y
+
+
+def check_same(name, l0, g0, l1, g1, dtype):
+    tol = 1e-4 if dtype == "float32" else 1e-9
+    err = max(np.abs(np.asarray(g0[p], np.float64) - np.asarray(g1[p], np.float64)).max()
+              / (np.abs(np.asarray(g0[p], np.float64)).max() + 1e-30) for p in g0)
+    assert abs(float(l0) - float(l1)) <= tol * abs(float(l0)) and err < tol, (name, l0, l1, err)
+
+
+# -- the grid: hand numpy, symgrad, the GEMM floor (a worker process) -----------------------------
+def grid_worker(grid: dict) -> dict:
+    """Every cell of ``grid``, in this process (started with the threads and malloc settings)."""
+    out = {"load": [load_per_core()], "cells": []}
+    for depth in grid["depths"]:
+        sizes = sizes_of(depth)
+        net = sg.mlp(sizes, hidden="relu", output="softmax", loss="cross_entropy")
+        kernel = net.compile()
+        hand = hand_numpy(sizes, "cross_entropy")
+        for dtype in grid["dtypes"]:
+            params = net.init_params(seed=0, dtype=dtype)
+            for n in grid["batches"]:
+                floor = gemm_floor(sizes, n, dtype)
+                for labels in grid["labels"]:
+                    X, Y = data(sizes, "cross_entropy", n, dtype, labels)
+                    check_same((depth, n, dtype, labels), *hand(params, X, Y),
+                               *kernel(params, X, Y), dtype)
+                    t = rounds({"hand": lambda: hand(params, X, Y),
+                                "symgrad": lambda: kernel(params, X, Y), "floor": floor},
+                               grid["budget"], *grid["rounds"])
+                    out["cells"].append({
+                        "depth": depth, "batch": n, "dtype": dtype, "labels": labels,
+                        "hand": statistics.median(t["hand"][0]),
+                        "symgrad": ratio_stats(t, "symgrad"), "floor": ratio_stats(t, "floor"),
+                        "faults": {k: v[1] for k, v in t.items()}, "rounds": len(t["hand"][0])})
+    out["load"].append(load_per_core())
+    return out
+
+
+# -- PyTorch and JAX (a worker process each) ------------------------------------------------------
 def torch_eager(sizes, loss, params, X, Y):
     try:
         import torch
@@ -189,13 +267,13 @@ def torch_eager(sizes, loss, params, X, Y):
             H = F.linear(H, ps[2 * k], ps[2 * k + 1])
             if k < L - 1:
                 H = torch.relu(H)
-        if loss == "cross_entropy":
+        if loss == "cross_entropy":  # (integer labels, or one-hot rows as class probabilities)
             value = F.cross_entropy(H, Yt)
         elif loss == "bce":
             value = F.binary_cross_entropy_with_logits(H, Yt, reduction="sum") / Xt.shape[0]
         else:
             value = 0.5 * ((H - Yt) ** 2).sum() / Xt.shape[0]
-        return value, torch.autograd.grad(value, ps)
+        return value, dict(zip(params, torch.autograd.grad(value, ps)))
     return call
 
 
@@ -215,7 +293,9 @@ def jax_jit(sizes, loss, params, X, Y):
             if k < L:
                 H = jax.nn.relu(H)
         if loss == "cross_entropy":
-            return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(H), Y[:, None], 1))
+            if Y.ndim == 1:
+                return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(H), Y[:, None], 1))
+            return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(H), axis=1))
         if loss == "bce":
             return jnp.sum(jnp.logaddexp(0, H) - Y * H) / X.shape[0]
         return 0.5 * jnp.sum((H - Y) ** 2) / X.shape[0]
@@ -230,57 +310,139 @@ def jax_jit(sizes, loss, params, X, Y):
     return call
 
 
-def data(sizes, loss, n, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n, sizes[0])).astype(dtype)
-    if loss == "cross_entropy":
-        Y = rng.integers(0, sizes[-1], n)
-    elif loss == "bce":
-        Y = rng.integers(0, 2, (n, sizes[-1])).astype(dtype)
+def symgrad_backend(label, net, params, X, Y):
+    """One call of ``net.compile(backend=label)`` on the framework's own arrays (made once, as a
+    training loop holds them)."""
+    kernel = net.compile(backend=label)
+    if label == "torch":
+        import torch
+        ps = {k: torch.tensor(v) for k, v in params.items()}
+        Xa, Ya = torch.tensor(X), torch.tensor(Y)
+
+        def call():
+            return kernel(ps, Xa, Ya)
     else:
-        Y = rng.standard_normal((n, sizes[-1])).astype(dtype)
-    return X, Y
+        import jax
+        import jax.numpy as jnp
+        ps = {k: jnp.asarray(v) for k, v in params.items()}
+        Xa, Ya = jnp.asarray(X), jnp.asarray(Y)
+
+        def call():
+            v, g = kernel(ps, Xa, Ya)
+            jax.block_until_ready(g)
+            return v, g
+    return call
 
 
-OVERHEAD = {}  # a framework's per-call time on the 1-1 net, from its own process
-MIN_REPS = 50  # every median is over at least this many calls
-
-
-def run_workloads(reps, dtypes):
-    rows = []
-    for name, sizes, hidden, output, loss, n in WORKLOADS:
-        for dtype in dtypes:
-            net = sg.mlp(sizes, hidden=hidden, output=output, loss=loss)
-            kernel = net.compile()
+def framework_worker(label: str, grid: dict, threads: str) -> dict:
+    """The framework's autodiff and symgrad's backend for it, round robin with the hand-written
+    numpy in this process, each checked against the hand-written step first. With the default
+    threads, a 0.2 s pause before each batch: torch's OpenMP threads and OpenBLAS's spin after a
+    call, and on 2 cores the other's next call paid for it."""
+    if label == "torch":
+        try:
+            import torch
+        except ImportError:
+            return {"missing": True}
+        if threads == "1":
+            torch.set_num_threads(1)
+    out = {"load": [load_per_core()], "cells": []}
+    for depth in grid["depths"]:
+        sizes = sizes_of(depth)
+        net = sg.mlp(sizes, hidden="relu", output="softmax", loss="cross_entropy")
+        hand = hand_numpy(sizes, "cross_entropy")
+        for dtype in grid["dtypes"]:
             params = net.init_params(seed=0, dtype=dtype)
-            X, Y = data(sizes, loss, n, dtype)
-            hand = hand_numpy(sizes, loss)
-            l0, g0 = hand(params, X, Y)
-            l1, g1 = kernel(params, X, Y)
-            tol = 1e-4 if dtype == "float32" else 1e-10
-            err = max(np.abs(g0[p] - g1[p]).max() / (np.abs(g0[p]).max() + 1e-30) for p in g0)
-            assert abs(l0 - l1) <= tol * abs(l0) and err < tol, (name, dtype, l0, l1, err)
-            r = max(MIN_REPS, reps if sizes[0] < 100 else reps // 4)
-            h = lambda: hand(params, X, Y)  # noqa: E731
-            t = interleaved({"hand": h, "symgrad": lambda: kernel(params, X, Y)}, r)
-            rows.append({"workload": name, "dtype": dtype, "hand": t["hand"],
-                         "symgrad": t["symgrad"] / t["hand"]})
-            print(rows[-1], file=sys.stderr)
-    for label in ("torch", "jax"):  # each framework in a process of its own
-        ratios = in_subprocess(label, reps, dtypes)
-        OVERHEAD[label] = ratios.get("overhead")
-        for row in rows:
-            key = f"{row['workload']}|{row['dtype']}"
-            row[label] = ratios.get(key)
-            row[f"symgrad-{label}"] = ratios.get(f"{key}|symgrad")
-            row[f"{label}-vs"] = ratios.get(f"{key}|vs")
-    return rows
+            for n in grid["batches"]:
+                for labels in grid["labels"]:
+                    X, Y = data(sizes, "cross_entropy", n, dtype, labels)
+                    own = {"torch": torch_eager, "jax": jax_jit}[label](
+                        sizes, "cross_entropy", params, X, Y)
+                    if own is None:
+                        return {"missing": True}
+                    mine = symgrad_backend(label, net, params, X, Y)
+                    l0, g0 = hand(params, X, Y)
+                    for f in (own, mine):
+                        l1, g1 = f()
+                        l1 = l1.detach() if hasattr(l1, "detach") else l1
+                        check_same((label, depth, n, dtype), l0, g0, l1,
+                                   {p: np.asarray(g1[p]) for p in g0}, dtype)
+                    t = rounds({"hand": lambda: hand(params, X, Y), "own": own, "symgrad": mine},
+                               grid["budget"], *grid["rounds"],
+                               pause=0.2 if threads == "default" else 0.0)
+                    out["cells"].append({
+                        "depth": depth, "batch": n, "dtype": dtype, "labels": labels,
+                        "hand": statistics.median(t["hand"][0]), "own": ratio_stats(t, "own"),
+                        "symgrad": ratio_stats(t, "symgrad"),
+                        "vs": ratio_stats(t, "symgrad", base="own")})
+    out["load"].append(load_per_core())
+    return out
+
+
+# -- the tables -----------------------------------------------------------------------------------
+def fmt_ratio(r) -> str:
+    return f"{r[0]:.2f} ({r[1]:.2f}–{r[2]:.2f})"
+
+
+def fmt_time(s: float) -> str:
+    return f"{s * 1e6:.0f} µs" if s < 1e-3 else f"{s * 1e3:.2f} ms"
+
+
+def warn_load(what: str, loads) -> None:
+    if max(loads) > 0.5:
+        print(f"\n**Warning**: the load average reached {max(loads):.2f} per core during {what} "
+              "(above 0.5): another busy process slows multi-threaded GEMMs many times over; "
+              "these figures are not final.")
+
+
+def print_grid(threads: str, res: dict) -> None:
+    loads = res["load"]
+    print(f"\n### {'1 BLAS thread' if threads == '1' else 'default threads'}: symgrad ÷ "
+          f"hand-written numpy (load {loads[0]:.2f}–{loads[1]:.2f} per core)")
+    warn_load(f"the {threads}-thread grid", loads)
+    for dtype in dict.fromkeys(c["dtype"] for c in res["cells"]):
+        print(f"\n{dtype}, {WIDTH['d_in']}-{WIDTH['hidden']}×(depth−1)-{WIDTH['d_out']} relu, "
+              "softmax cross-entropy. Ratios: median (min–max) over the rounds; lower is faster. "
+              "GEMM floor: the same GEMMs alone (time, and ÷ hand). Faults: minor page faults "
+              "per call, hand / symgrad.\n")
+        print("| depth | batch | hand, int labels | symgrad ÷ hand, int | symgrad ÷ hand, "
+              "one-hot | GEMM floor | faults/call |")
+        print("|---:|---:|---:|---|---|---|---|")
+        cells = [c for c in res["cells"] if c["dtype"] == dtype]
+        for depth, n in dict.fromkeys((c["depth"], c["batch"]) for c in cells):
+            by = {c["labels"]: c for c in cells if (c["depth"], c["batch"]) == (depth, n)}
+            c = by.get("int") or next(iter(by.values()))
+            floor = f"{fmt_time(c['hand'] * c['floor'][0])} ({c['floor'][0]:.2f})"
+            faults = " · ".join(f"{b['faults']['hand']:.0f} / {b['faults']['symgrad']:.0f}"
+                                for b in by.values())
+            print(f"| {depth} | {n} | {fmt_time(c['hand'])} | "
+                  f"{fmt_ratio(by['int']['symgrad']) if 'int' in by else '–'} | "
+                  f"{fmt_ratio(by['onehot']['symgrad']) if 'onehot' in by else '–'} | "
+                  f"{floor} | {faults} |")
+
+
+def print_frameworks(label: str, threads: str, res: dict) -> None:
+    name = {"torch": "PyTorch eager", "jax": "JAX jit(value_and_grad)"}[label]
+    loads = res["load"]
+    print(f"\n### {name} and symgrad's {label} backend, "
+          f"{'1 thread' if threads == '1' else 'default threads'} (load {loads[0]:.2f}–"
+          f"{loads[1]:.2f} per core)")
+    warn_load(f"the {label} run", loads)
+    print(f"\nRatios to the hand-written numpy in the same process, median (min–max) over the "
+          f"rounds; the last column symgrad's {label} backend ÷ {name} (target ≤ 1).\n")
+    print(f"| depth | batch | dtype | labels | hand | {name} ÷ hand | symgrad {label} ÷ hand | "
+          f"symgrad {label} ÷ {label} |")
+    print("|---:|---:|---|---|---:|---|---|---|")
+    for c in res["cells"]:
+        print(f"| {c['depth']} | {c['batch']} | {c['dtype']} | {c['labels']} | {fmt_time(c['hand'])} | "
+              f"{fmt_ratio(c['own'])} | {fmt_ratio(c['symgrad'])} | {fmt_ratio(c['vs'])} |")
 
 
 COMPILE_ONE = """
 import sys, time
 t0 = time.perf_counter()
 import symgrad as sg
+sg.mlp  # the facade loads on first use (issue 15): the import's cost is this line's too
 t1 = time.perf_counter()
 net = sg.mlp({sizes}, hidden="relu", output="softmax", loss="cross_entropy")
 net.compile()
@@ -290,40 +452,19 @@ print(t1 - t0, time.perf_counter() - t1)
 
 def derive_compile_times():
     """Derivation + compile of each network in a fresh interpreter (nothing cached, SymPy's caches
-    cold), after ``import symgrad``; the import's own time is reported beside it."""
-    import subprocess
-    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    cold), after ``import symgrad`` and its first name; the import's own time beside it."""
     nets = [(f"depth {d} (784-{'128-' * (d - 1)}10)" if d <= 4 else
              f"depth {d} (784-128×{d - 1}-10)", [784] + [128] * (d - 1) + [10]) for d in (2, 4, 8, 16)]
     nets.append(("784-256-128-10", [784, 256, 128, 10]))
     out = []
     for name, sizes in nets:
-        r = subprocess.run([sys.executable, "-c", COMPILE_ONE.format(sizes=sizes)], cwd=root,
-                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+        r = subprocess.run([sys.executable, "-c", COMPILE_ONE.format(sizes=sizes)], cwd=ROOT,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
         if r.returncode != 0:
             raise SystemExit(f"compiling {name} failed: {r.stderr.strip().splitlines()[-1]}")
         imp, t = map(float, r.stdout.split())
         out.append((name, t, imp))
     return out
-
-
-def overhead(reps):
-    """Per-call cost with almost no arithmetic: a 1-1 net (mse), batch 1 (each framework in its
-    own block)."""
-    net = sg.mlp([1, 1], loss="mse")
-    params = net.init_params()
-    X, Y = np.ones((1, 1)), np.ones((1, 1))
-    scalar, vec, hand = net.compile(), net.compile(scalar=False), hand_numpy([1, 1], "mse")
-    return interleaved({"symgrad, scalar path": lambda: scalar(params, X, Y),
-                        "symgrad, numpy path": lambda: vec(params, X, Y),
-                        "hand numpy": lambda: hand(params, X, Y)}, reps)
-
-
-def framework_overhead(label, reps):
-    net = sg.mlp([1, 1], loss="mse")
-    call = {"torch": torch_eager, "jax": jax_jit}[label]([1, 1], "mse", net.init_params(),
-                                                          np.ones((1, 1)), np.ones((1, 1)))
-    return timeit(call, reps) if call else None
 
 
 # -- a transformer block (issue 11) ----------------------------------------------------------------
@@ -454,25 +595,15 @@ def block_timing(calls, reps, per_call=True):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def block_rows(reps, dtypes):
+def block_rows(reps, dtypes, pin=True):
     """The block's rows, one process per thread setting (OpenBLAS reads its thread count when
-    numpy is imported)."""
-    import json
-    import subprocess
+    numpy is imported), malloc pinned as the grid's."""
     rows = []
     for threads in ("1", "default"):
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-        if threads == "1":
-            env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-        cmd = [sys.executable, __file__, "--block", threads, "--reps", str(reps),
-               "--dtypes", ",".join(dtypes)]
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if r.returncode != 0:
-            print(f"transformer block, {threads} thread(s): "
-                  f"{r.stderr.strip().splitlines()[-1] if r.stderr else 'failed'}", file=sys.stderr)
+        got = run_worker(["--block", threads, "--reps", str(reps), "--dtypes", ",".join(dtypes)],
+                         threads, pin, "transformer block")
+        if got is None:
             continue
-        got = json.loads(r.stdout)
         for dtype in dtypes:
             rows.append({"threads": threads, "dtype": dtype, "load": got["load"],
                          "torch_threads": got["torch_threads"], **got[dtype]})
@@ -484,6 +615,7 @@ BLOCK_COMPILE = """
 import sys, time
 t0 = time.perf_counter()
 import symgrad as sg
+sg.mlp  # the facade loads on first use (issue 15)
 t1 = time.perf_counter()
 sys.path.insert(0, {here!r})
 from bench import transformer_block
@@ -497,95 +629,95 @@ print(t1 - t0, time.perf_counter() - t2)
 def block_compile_time():
     """Building the block, deriving its program and compiling its kernel, in a fresh interpreter
     (SymPy's caches cold), after ``import symgrad``; (import, derive + compile) in seconds."""
-    import subprocess
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.join(here, "..")
-    r = subprocess.run([sys.executable, "-c", BLOCK_COMPILE.format(here=here, **BLOCK)], cwd=root,
-                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": root})
+    r = subprocess.run([sys.executable, "-c", BLOCK_COMPILE.format(here=HERE, **BLOCK)], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
     if r.returncode != 0:
         raise SystemExit("compiling the transformer block failed: "
                          f"{r.stderr.strip().splitlines()[-1]}")
     return tuple(map(float, r.stdout.split()))
 
 
-def gemm_fraction(rows, dtypes):
-    """FLOPs of the 8 GEMMs of 784-256-128-10 b256 per step over the measured time, as a fraction
-    of the machine's large-GEMM throughput (a 1024³ matmul); torch's and JAX's times are their
-    ratios times the hand-written numpy's time in this process."""
-    n, s = 256, [784, 256, 128, 10]
-    flops = sum(2 * n * a * b for a, b in zip(s, s[1:])) * 3 - 2 * n * s[0] * s[1]
-    out = {}
-    for dtype in dtypes:
-        A = np.random.default_rng(0).standard_normal((1024, 1024)).astype(dtype)
-        peak = 2 * 1024 ** 3 / timeit(lambda: A @ A, MIN_REPS, warmup=3)
-        for r in rows:
-            if r["workload"].startswith("784-256-128-10 b256 CE") and r["dtype"] == dtype:
-                secs = {k: r["hand"] * (1 if k == "hand" else r[k])
-                        for k in ("hand", "symgrad", "torch", "jax") if r.get(k)}
-                out[dtype] = (peak, {k: flops / t / peak for k, t in secs.items()})
-    return out
+
+def interleaved(calls: dict, reps, warmup=20):
+    """Median seconds per call of each contender, one call each per round (the order rotating)."""
+    names = list(calls)
+    for _ in range(warmup):
+        for f in calls.values():
+            f()
+    times = {k: [] for k in names}
+    for r in range(reps):
+        for k in names[r % len(names):] + names[:r % len(names)]:
+            t = time.perf_counter()
+            calls[k]()
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=200)
-    ap.add_argument("--quick", action="store_true", help="float64 only, fewer repetitions")
-    ap.add_argument("--framework", help=argparse.SUPPRESS)  # internal: one framework's ratios
-    ap.add_argument("--dtypes", default="float64,float32", help=argparse.SUPPRESS)
-    ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the block's times, 1|default
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke test (< 60 s): depths 2 and 4, batches 1 and 256, no "
+                         "frameworks, no transformer block, no compile times")
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="workers without the MALLOC_* settings (to see what pinning changes)")
     ap.add_argument("--block-only", action="store_true",
                     help="only the transformer block's rows and its derive + compile time")
+    ap.add_argument("--grid", help=argparse.SUPPRESS)  # internal: a grid worker (JSON grid)
+    ap.add_argument("--framework", help=argparse.SUPPRESS)  # internal: torch|jax worker
+    ap.add_argument("--threads", default="default", help=argparse.SUPPRESS)
+    ap.add_argument("--block", help=argparse.SUPPRESS)  # internal: the block's times, 1|default
+    ap.add_argument("--reps", type=int, default=BLOCK_REPS, help=argparse.SUPPRESS)
+    ap.add_argument("--dtypes", default="float64,float32", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.block:
-        import json
-        print(json.dumps(block_ratios(a.reps, a.dtypes.split(","), a.block)))
-        return
-    if a.framework:
-        import json
-        out = framework_ratios(a.framework, a.reps, a.dtypes.split(","))
-        out["overhead"] = framework_overhead(a.framework, a.reps * 5)
-        print(json.dumps(out))
-        return
-    dtypes = ["float64"] if a.quick else ["float64", "float32"]
-    reps = max(MIN_REPS, 60 if a.quick else a.reps)
+        return print(json.dumps(block_ratios(a.reps, a.dtypes.split(","), a.block)))
+    if a.grid:
+        grid = json.loads(a.grid)
+        if a.framework:
+            return print(json.dumps(framework_worker(a.framework, grid, a.threads)))
+        return print(json.dumps(grid_worker(grid)))
+
+    t_start = time.perf_counter()
+    grid = QUICK if a.quick else FULL
+    load = load_per_core()
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numpy "
           f"{np.__version__}, python {platform.python_version()}, load average "
-          f"{os.getloadavg()[0]:.2f} at the start (another busy process makes 2-thread GEMMs "
-          "many times slower: run on a quiet machine)")
-    block_reps = 10 if a.quick else BLOCK_REPS
+          f"{load * (os.cpu_count() or 1):.2f} ({load:.2f} per core) at the start"
+          f"{' (quick mode)' if a.quick else ''}")
+    if a.pin:
+        print("\nEvery worker process starts with malloc pinned: "
+              + ", ".join(f"{k}={v}" for k, v in MALLOC.items())
+              + " (a freed array's pages stay in the heap for every contender alike).")
+    else:
+        print("\n**malloc not pinned** (--no-pin): numpy's large temporaries are mmapped and "
+              "unmapped per call, the faults column shows what it costs.")
+    print("Threads: `1` = " + ", ".join(f"{k}=1" for k in THREAD_VARS)
+          + f", XLA_FLAGS='{ONE_THREAD_XLA}', torch.set_num_threads(1); `default` = none of "
+          "them set.")
+    warn_load("the start", [load])
     if a.block_only:
-        return print_block(block_rows(block_reps, dtypes))
-    rows = run_workloads(reps, dtypes)
-    block = block_rows(block_reps, dtypes)
-    print(f"\nOne full gradient evaluation (loss + all gradients); medians over ≥ {MIN_REPS} calls "
-          "after warm-up; symgrad, PyTorch and JAX as ratios to the hand-written numpy backprop "
-          "(lower is faster).")
-    print("\n| workload | dtype | hand numpy (µs) | symgrad | PyTorch eager | JAX jit |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        cells = [f"{r[k]:.2f}" if r.get(k) else "–" for k in ("symgrad", "torch", "jax")]
-        print(f"| {r['workload']} | {r['dtype']} | {r['hand'] * 1e6:.1f} | " + " | ".join(cells) + " |")
-    print("\nsymgrad's torch and jax backends (issue 14): ratio to the hand-written numpy, and to the "
-          "same framework's own autodiff timed round-robin with it in its process (target ≤ 1).")
-    print("\n| workload | dtype | symgrad torch | ÷ torch eager | symgrad jax | ÷ JAX jit |")
-    print("|---|---|---|---|---|---|")
-    for r in rows:
-        cells = [f"{r[k]:.2f}" if r.get(k) else "–"
-                 for k in ("symgrad-torch", "torch-vs", "symgrad-jax", "jax-vs")]
-        print(f"| {r['workload']} | {r['dtype']} | " + " | ".join(cells) + " |")
-    print("\n| derive + compile, fresh process | seconds | (import symgrad, s) |\n|---|---|---|")
-    for name, t, imp in derive_compile_times():
-        print(f"| {name} | {t:.3f} | {imp:.2f} |")
-    print("\n| per-call overhead (1-1 net, batch 1) | µs |\n|---|---|")
-    labels = {"torch": "PyTorch eager (own process)", "jax": "JAX jit (own process)"}
-    for name, t in {**overhead(reps * 5), **{labels[k]: v for k, v in OVERHEAD.items()}}.items():
-        print(f"| {name} | {t * 1e6:.1f} |" if t else f"| {name} | – |")
-    print_block(block)
-    print("\n| GEMM fraction, 784-256-128-10 b256 CE | machine GEMM GFLOP/s | hand | symgrad | "
-          "torch | jax |\n|---|---|---|---|---|---|")
-    for dtype, (peak, fr) in gemm_fraction(rows, dtypes).items():
-        print(f"| {dtype} | {peak / 1e9:.1f} | " + " | ".join(
-            f"{fr[k]:.0%}" if k in fr else "–" for k in ("hand", "symgrad", "torch", "jax")) + " |")
+        return print_block(block_rows(10 if a.quick else BLOCK_REPS, list(grid["dtypes"]), a.pin))
+    for threads in ("1", "default"):
+        res = run_worker(["--grid", json.dumps(grid), "--threads", threads], threads, a.pin, "grid")
+        if res is not None:
+            print_grid(threads, res)
+    if not a.quick:
+        fw = {**grid, **FRAMEWORK_GRID}
+        for label in ("torch", "jax"):
+            for threads in ("1", "default"):
+                res = run_worker(["--grid", json.dumps(fw), "--framework", label,
+                                  "--threads", threads], threads, a.pin, label)
+                if res is None or res.get("missing"):
+                    print(f"\n{label}: not installed (or failed, see stderr): no rows")
+                    break
+                print_frameworks(label, threads, res)
+        print("\n| derive + compile, fresh process | seconds | (import symgrad + first name, s) |"
+              "\n|---|---|---|")
+        for name, t, imp in derive_compile_times():
+            print(f"| {name} | {t:.3f} | {imp:.2f} |")
+        print_block(block_rows(BLOCK_REPS, list(grid["dtypes"]), a.pin))
+    print(f"\n(bench.py{' --quick' if a.quick else ''}: {time.perf_counter() - t_start:.0f} s; "
+          f"load average {os.getloadavg()[0]:.2f} at the end)")
 
 
 def print_block(rows):
