@@ -360,15 +360,16 @@ def test_a_long_factor_is_broken_inside_its_parentheses():
     assert break_terms(mat, 6) == [mat]
     # a chain of Jacobians written side by side breaks between them; not after a sign, nor
     # after a plain coefficient
-    da, db = r"\frac{\partial \ell}{\partial \mathbf{a}}", r"\frac{\partial \mathbf{a}}{\partial \mathbf{b}}"
+    da = r"\frac{\partial \ell}{\partial \mathbf{a}}"
+    db = r"\frac{\partial \mathbf{a}}{\partial \mathbf{b}}"
     assert split_factors(r"{}= %s %s" % (da, db)) == [r"{}= " + da, db]
     assert split_factors(r"{}= \frac{1}{2} %s" % db) == [r"{}= \frac{1}{2} " + db]
     assert split_factors(r"- \frac{a}{b}") == [r"- \frac{a}{b}"]
 
 
 def test_wide_glyphs_are_estimated_wide():
-    """\\& \\% \\# (a user's name) and \\cdots (an elided row of blocks) measured in TeX at 1.7, 1.75
-    and 2.6 letters: counted as one, a row of them was estimated 10 % short and shrunk."""
+    """\\& \\% \\# (a user's name) and \\cdots (an elided row of blocks) measured in TeX at 1.7,
+    1.75 and 2.6 letters: counted as one, a row of them was estimated 10 % short and shrunk."""
     from symgrad.printing.width import tex_width
     assert tex_width(r"\text{\textit{\&\%\#}}") >= 4.0  # (2.55 before)
     assert tex_width(r"a \cdots b") >= 4.0  # (3.0 before)
@@ -377,7 +378,8 @@ def test_wide_glyphs_are_estimated_wide():
 def test_handout_row_with_a_long_left_side_sets_it_above():
     from symgrad.handouts.render import ARTICLE_LINE, _fitted
     name = r"\text{\textbf{\textbackslash{}input\{/etc/passwd\}}}"
-    row = r"\frac{\partial \ell}{\partial %s} &= \frac{\partial \ell}{\partial z} \frac{\partial z}{\partial %s}" % (name, name)
+    row = (r"\frac{\partial \ell}{\partial %s} &= \frac{\partial \ell}{\partial z}"
+           r" \frac{\partial z}{\partial %s}" % (name, name))
     [rows] = _fitted([row], r"0.25\linewidth", r"0.6\linewidth", ARTICLE_LINE)
     assert rows[0].startswith(r"\sglhs{\frac{\partial \ell}") and rows[1].startswith("&")
     assert r"0.75\linewidth" in rows[1]  # no note: the right side has both columns' width
