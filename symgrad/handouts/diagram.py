@@ -4,7 +4,8 @@ Where it sits: derive → print → handout (**diagram**). :func:`network_block`
 the first section: a small net (every layer ≤ 12 units, ≤ 40 weights, only dense layers and
 activations) as units in columns with each edge labelled by its weight and "+1" bias nodes, as
 the XOR slide does; any other as boxes in the order of the graph's edges (a DAG: a multi-task net's
-heads branch), each named by its op with its weight's shape ([𝐖⁽¹⁾ 256×784, relu]).
+heads branch), each named by its op with its weight's shape ([𝐖⁽¹⁾ 256×784, relu]); a deep graph's
+boxes wrapped into bands side by side, so that it is drawn near full size rather than shrunk.
 :func:`history_section` draws a training run's loss per epoch in plain TikZ (no pgfplots), on a
 log axis when the loss spans a decade or more.
 
