@@ -85,6 +85,42 @@ def test_multitask_diagram_has_both_heads():
     assert len(re.findall(r"\\draw\[->\] \(%s\) -- " % box, tex)) == 2  # the trunk branches
 
 
+def _block(net, **opts):
+    doc = build(net, **opts)
+    [b] = [b for kind, b in doc.sections[0].blocks if kind == "picture"]
+    return b
+
+
+def _scale(tex):
+    m = re.search(r"\\begin\{tikzpicture\}\[scale=([\d.]+)", tex)
+    return float(m.group(1)) if m else 1.0
+
+
+def test_deep_graph_is_wrapped_into_bands_not_shrunk():
+    """The attention block's 17 depths in one column were drawn at 89 % of an article's size and
+    38 % of a slide's: wrapped into bands (and its six projections onto two lines) the article
+    draws it whole and the slide at more than half; every box is drawn once and read by an
+    arrow, one of them from the foot of the first band into the next."""
+    net, opts = example("attention")
+    b = _block(net, **opts)
+    assert _scale(b["article"]) >= 0.9 and _scale(b["beamer"]) >= 0.55, (
+        _scale(b["article"]), _scale(b["beamer"]))
+    assert b["bands"]["article"] >= 2 and b["bands"]["beamer"] >= 2
+    for tex in (b["article"], b["beamer"]):
+        boxes = re.findall(r"\\node\[[^\]]*\] \((g\d+)\) at \((-?[\d.]+),(-?[\d.]+)\)", tex)
+        assert len({g for g, _, _ in boxes}) == len(boxes) > 17
+        assert len({round(float(x) / 3) for _, x, _ in boxes}) >= 2  # side by side
+        read = {re.findall(r"\(([go]\d+)(?:\.\w+)?\)", ln)[-1] for ln in tex.splitlines()
+                if ln.startswith(r"\draw") and "(g" in ln}
+        assert {g for g, _, _ in boxes} - read == {"g0"}  # all but the input are read
+        assert re.search(r"\.south\) -- \+\+\(0,-0\.25\)", tex)  # an arrow between bands
+    # a graph that fits in one column keeps it
+    net, opts = example("mnist")
+    small = _block(net, **opts)
+    assert small["bands"] == {"article": 1, "beamer": 1}
+    assert _scale(small["article"]) == 1.0
+
+
 def test_hostile_names_are_escaped_in_the_diagram():
     net, opts = example("hostile")
     for tex in (picture(net, **opts), picture(net, level="matrix")):

@@ -336,3 +336,52 @@ def test_split_terms_and_factors_keep_groups_whole():
         r"{}= \left(a + b\right)", r"\odot c", r"\left[d\right]"]
     assert break_terms("a + b", 50) == ["a + b"]
     assert all(len(r) < 12 for r in break_terms(" + ".join("abcdefgh"), 8))
+
+
+def test_a_long_factor_is_broken_inside_its_parentheses():
+    """Issue 13: a row that is one pair of parentheses (the gated net's layer-norm g) or a name
+    times a parenthesized sum was shrunk (to 91 %); it is broken inside the parentheses, each
+    row's \\left/\\right balanced, an index glued to its name kept on it."""
+    from symgrad.printing.width import break_terms, split_factors, tex_width
+    g = (r"{}= \left(\frac{1}{\sigma(\mathbf{c})}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d}"
+         r" - \frac{\mathbf{x}^{(3)} \mathbf{x}^{(3)\top}}{d}\right) \mathbf{g}_{\mathbf{ln}}"
+         r" \odot \boldsymbol{\gamma}^{(3)}\left[:2, :\right] \odot \mathbf{a}\right)")
+    rows = break_terms(g, 36)
+    assert len(rows) > 1 and all(tex_width(r) <= 36 for r in rows), rows
+    assert rows[0].startswith(r"{}= \left(") and rows[0].endswith(r"\right.")
+    assert rows[-1].startswith(r"\left.") and rows[-1].endswith(r"\right)")
+    for r in rows:
+        assert r.count(r"\left") == r.count(r"\right") and r.count("{") == r.count("}"), r
+    assert any(r"\boldsymbol{\gamma}^{(3)}\left[:2, :\right]" in r for r in rows)
+    # a fraction's numerator, a matrix's cells: not broken into (no unbalanced braces or rows)
+    frac = r"\frac{\left(a + b + c + d + e + f\right)}{2}"
+    assert break_terms(frac, 6) == [frac]
+    mat = r"\left[\begin{matrix}a + b + c & d + e + f\end{matrix}\right]"
+    assert break_terms(mat, 6) == [mat]
+    # a chain of Jacobians written side by side breaks between them; not after a sign, nor
+    # after a plain coefficient
+    da = r"\frac{\partial \ell}{\partial \mathbf{a}}"
+    db = r"\frac{\partial \mathbf{a}}{\partial \mathbf{b}}"
+    assert split_factors(r"{}= %s %s" % (da, db)) == [r"{}= " + da, db]
+    assert split_factors(r"{}= \frac{1}{2} %s" % db) == [r"{}= \frac{1}{2} " + db]
+    assert split_factors(r"- \frac{a}{b}") == [r"- \frac{a}{b}"]
+
+
+def test_wide_glyphs_are_estimated_wide():
+    """\\& \\% \\# (a user's name) and \\cdots (an elided row of blocks) measured in TeX at 1.7,
+    1.75 and 2.6 letters: counted as one, a row of them was estimated 10 % short and shrunk."""
+    from symgrad.printing.width import tex_width
+    assert tex_width(r"\text{\textit{\&\%\#}}") >= 4.0  # (2.55 before)
+    assert tex_width(r"a \cdots b") >= 4.0  # (3.0 before)
+
+
+def test_handout_row_with_a_long_left_side_sets_it_above():
+    from symgrad.handouts.render import ARTICLE_LINE, _fitted
+    name = r"\text{\textbf{\textbackslash{}input\{/etc/passwd\}}}"
+    row = (r"\frac{\partial \ell}{\partial %s} &= \frac{\partial \ell}{\partial z}"
+           r" \frac{\partial z}{\partial %s}" % (name, name))
+    [rows] = _fitted([row], r"0.25\linewidth", r"0.6\linewidth", ARTICLE_LINE)
+    assert rows[0].startswith(r"\sglhs{\frac{\partial \ell}") and rows[1].startswith("&")
+    assert r"0.75\linewidth" in rows[1]  # no note: the right side has both columns' width
+    assert _fitted([r"x &= y"], r"0.25\linewidth", r"0.6\linewidth", ARTICLE_LINE) == [
+        [r"\sgfit{0.25\linewidth}{x} &\sgfit{0.6\linewidth}{{}= y}"]]

@@ -4,7 +4,8 @@ Where it sits: derive → print → handout (**diagram**). :func:`network_block`
 the first section: a small net (every layer ≤ 12 units, ≤ 40 weights, only dense layers and
 activations) as units in columns with each edge labelled by its weight and "+1" bias nodes, as
 the XOR slide does; any other as boxes in the order of the graph's edges (a DAG: a multi-task net's
-heads branch), each named by its op with its weight's shape ([𝐖⁽¹⁾ 256×784, relu]).
+heads branch), each named by its op with its weight's shape ([𝐖⁽¹⁾ 256×784, relu]); a deep graph's
+boxes wrapped into bands side by side, so that it is drawn near full size rather than shrunk.
 :func:`history_section` draws a training run's loss per epoch in plain TikZ (no pgfplots), on a
 log axis when the loss spans a decade or more.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 
@@ -210,38 +212,141 @@ def _box_label(P, net, g) -> str:
 
 
 def _boxes(P, net) -> dict:
-    """Boxes top to bottom, one row per depth, the branches of a row side by side; each output
-    value named with its shape under its box."""
+    """Boxes top to bottom, one line per depth, the branches of a depth side by side; each output
+    value named with its shape under its box. A deep graph is wrapped into bands (columns read
+    left to right, each top to bottom, an arrow from the foot of one band up the gap into the
+    next) and a depth with many branches onto several lines, as far as it makes the picture
+    fit its box larger: the attention block's 17 depths in one column were drawn at 89 % of an
+    article's size and 38 % of a slide's."""
     groups = _groups(net)
     depth = _depths(net, groups)
     owner = {m: k for k, g in enumerate(groups) for m in g}
     rows = max(depth.values()) + 1
-    per = {r: [k for k in depth if depth[k] == r] for r in range(rows)}
-    widest = max(len(v) for v in per.values())
-    dx, dy = min(4.2, ARTICLE_BOX[0] / max(widest, 1)), 0.8
-    lines, outs = [], []
-    for r, ks in per.items():
-        for i, k in enumerate(ks):
-            x = (i - (len(ks) - 1) / 2) * dx
-            style = "draw, rounded corners, fill=gray!8" if net.nodes[groups[k][0]].op != "input" \
-                else "draw=none"
-            lines.append(r"\node[%s, inner sep=2pt, font=\footnotesize, text width=%.2fcm, align=center]"
-                         r" (g%d) at (%.2f,%.2f) {%s};"
-                         % (style, dx - 0.6, k, x, -r * dy, _box_label(P, net, groups[k])))
-            for m in groups[k]:
-                if m in net.outputs:
-                    outs.append((k, m))
+    per = [[k for k in depth if depth[k] == r] for r in range(rows)]
+    labels = {k: _box_label(P, net, groups[k]) for k in depth}
+    outs = [(k, m) for k, g in enumerate(groups) for m in g if m in net.outputs]
+    edges = []
     for k, g in enumerate(groups):
-        srcs = dict.fromkeys(owner[i] for m in g for i in net.nodes[m].inputs if owner[i] != k)
-        for s in srcs:
-            lines.append(r"\draw[->] (g%d) -- (g%d);" % (s, k))
+        edges += [(s, k) for s in dict.fromkeys(owner[i] for m in g for i in net.nodes[m].inputs
+                                                if owner[i] != k)]
+    out = {}
+    for fmt, box in (("article", (ARTICLE_BOX[0], 13.0)), ("beamer", BEAMER_BOX)):
+        # the largest picture, less 3 % for each arrow from one band to another (a band cut
+        # between a row of branches and what reads them crossed nine), with fewer bands, then
+        # branches wrapped evenly (3 + 3 rather than 5 + 1)
+        lay = max((_band_layout(per, labels, outs, box, cap, bands, edges)
+                   for cap in range(max(map(len, per)), 0, -1) for bands in range(1, 5)),
+                  key=lambda L: (round(L["scale"] - 0.03 * L["crossing"], 2), -L["bands"],
+                                 -L["lines"], -L["cap"]))
+        body = _band_tikz(P, net, groups, lay, labels, outs, edges)
+        pic = _scaled(body, lay["size"], tall=True)
+        out[fmt] = pic[fmt]
+        out["markdown"] = pic["markdown"]
+        if fmt == "beamer":
+            out["lines"] = pic["lines"]
+        out.setdefault("bands", {})[fmt] = lay["bands"]
+    return out
+
+
+BAND_GAP = 0.9   # cm between two bands (the arrow from one into the next runs in it)
+MIN_BOX = 2.6    # cm: the narrowest box (\textsf{attn\_softmax} in \footnotesize: 1.9 cm, on one line)
+OUT_H = 0.9      # cm: an output's name under its box
+
+
+def _label_lines(label: str, width: float) -> int:
+    """The lines a box's label takes at ``width`` cm (\\footnotesize: ~0.17 cm a character)."""
+    chars = len(re.sub(r"\\[A-Za-z]+|[{}$^_]|\(\d\)", "", label))
+    return max(1, math.ceil(chars * 0.17 / max(width - 0.6, 0.5)))
+
+
+def _band_layout(per, labels, outs, box, cap, bands, edges=()) -> dict:
+    """Where each box goes with at most ``cap`` boxes on a line and the lines in ``bands``
+    bands of even height (a partition of the lines in order that makes the tallest least)."""
+    lines = [ks[i:i + cap] for ks in per for i in range(0, len(ks), cap)]
+    # a depth's second line set half a box to the right, so that the arrows into it pass
+    # between the boxes of its first rather than through them (the LSTM's eight gates' weights)
+    sub = {k: ks.index(k) // cap for ks in per for k in ks}  # which line of its depth
+    shift = [0.5 if sub[ln[0]] % 2 else 0.0 for ln in lines]
+    bands = min(bands, len(lines))
+    bw, bh = box
+
+    def widths(parts):  # each band's widest line, in boxes
+        return [max(len(lines[i]) + shift[i] for i in part) for part in parts]
+
+    def split(heights):  # the partition into ``bands`` runs whose tallest is least (a DP)
+        n = len(heights)
+        pre = [0.0]
+        for h in heights:
+            pre.append(pre[-1] + h)
+        best = {(0, 0): (0.0, [])}
+        for b in range(1, bands + 1):
+            for j in range(1, n + 1):
+                cands = [(max(best[i, b - 1][0], pre[j] - pre[i]), best[i, b - 1][1] + [(i, j)])
+                         for i in range(j) if (i, b - 1) in best]
+                if cands:
+                    best[(j, b)] = min(cands, key=lambda c: c[0])
+        return [list(range(i, j)) for i, j in best[(n, bands)][1]]
+
+    has_out = [any(k == o for o, _ in outs for k in ln) for ln in lines]
+    dx = 4.2
+    for _ in range(3):  # a label's lines depend on the box width, the width on the bands
+        heights = [max(_label_lines(labels[k], dx) for k in ln) * 0.36 + 0.5
+                   + (OUT_H if out else 0.0) for ln, out in zip(lines, has_out)]
+        parts = split(heights)
+        # the boxes share the width the gaps leave, each between MIN_BOX and 4.2 cm
+        dx = min(4.2, max(MIN_BOX, (bw - (len(parts) - 1) * BAND_GAP) / sum(widths(parts))))
+    # (and beside the last band, the arrows of a residual routed past the boxes between)
+    w = sum(widths(parts)) * dx + (len(parts) - 1) * BAND_GAP + 0.6
+    h = max(sum(heights[i] for i in part) for part in parts) + 0.4
+    pos, right, x0 = {}, [], 0.0
+    for b, (part, nb) in enumerate(zip(parts, widths(parts))):
+        y = 0.0
+        for i in part:  # (each box at the middle of its line, the output's name below it)
+            for j, k in enumerate(lines[i]):
+                pos[k] = (x0 + nb * dx / 2 + (j - (len(lines[i]) - 1) / 2 + shift[i] / 2) * dx,
+                          y - (heights[i] - (OUT_H if has_out[i] else 0.0)) / 2, b, i)
+            y -= heights[i]
+        x0 += nb * dx
+        right.append(x0)
+        x0 += BAND_GAP
+    crossing = sum(pos[s][2] != pos[k][2] for s, k in edges)
+    return {"scale": min(1.0, bw / w, bh / h), "bands": len(parts), "cap": cap, "dx": dx,
+            "crossing": crossing, "lines": len(lines),
+            "pos": pos, "size": (w, h), "right": right,
+            "alone": {k for ln in lines if len(ln) == 1 for k in ln}}
+
+
+def _band_tikz(P, net, groups, lay, labels, outs, edges) -> str:
+    """The boxes where ``lay`` puts them, and an arrow for each edge: straight within a band,
+    beside the band past the boxes between (a residual), up the gap into the next band."""
+    dx, pos = lay["dx"], lay["pos"]
+    out = []
+    for k, (x, y, _, _) in sorted(pos.items()):
+        style = "draw, rounded corners, fill=gray!8" if net.nodes[groups[k][0]].op != "input" \
+            else "draw=none"
+        out.append(r"\node[%s, inner sep=2pt, font=\footnotesize, text width=%.2fcm, align=center]"
+                   r" (g%d) at (%.2f,%.2f) {%s};" % (style, dx - 0.6, k, x, y, labels[k]))
+    skips = 0
+    for s, k in edges:
+        (_, _, bs, ls), (_, yk, bk, lk) = pos[s], pos[k]
+        if bs == bk and (lk == ls + 1 or not {s, k} <= lay["alone"]):
+            out.append(r"\draw[->] (g%d) -- (g%d);" % (s, k))
+        elif bs == bk:  # past the boxes between them, at the band's right
+            skips += 1
+            out.append(r"\draw[->, rounded corners=3pt] (g%d.east) -- ++(%.2f,0) |- (g%d.east);"
+                       % (s, 0.25 + 0.15 * (skips % 3), k))
+        else:  # down from its box, up the gap after its band (over the top to a later one),
+            # into its box from the left
+            gap = lay["right"][bs] + BAND_GAP / 2
+            gap_in = lay["right"][bk - 1] + BAND_GAP / 2
+            via = "" if bk == bs + 1 else " -| (%.2f,0.35)" % gap
+            out.append(r"\draw[->, rounded corners=3pt] (g%d.south) -- ++(0,-0.25)%s -| (%.2f,%.2f)"
+                       r" -- (g%d.west);" % (s, via, gap_in, yk, k))
     for k, m in outs:
-        lines.append(r"\node[font=\small, below=4mm] (o%d) at (g%d.south) {$%s \in "
-                     r"\mathbb{R}^{%s}$};" % (k, k, P.tex(net.sym(m)), _shape(net.nodes[m])))
-        lines.append(r"\draw[->] (g%d) -- (o%d);" % (k, k))
-    w = widest * dx
-    h = rows * dy + 1.0
-    return _scaled("\n".join(lines), (w, h), tall=True)
+        out.append(r"\node[font=\small, below=4mm] (o%d) at (g%d.south) {$%s \in "
+                   r"\mathbb{R}^{%s}$};" % (k, k, P.tex(net.sym(m)), _shape(net.nodes[m])))
+        out.append(r"\draw[->] (g%d) -- (o%d);" % (k, k))
+    return "\n".join(out)
 
 
 # -- the loss curve -----------------------------------------------------------------------------

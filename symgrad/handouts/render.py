@@ -170,11 +170,24 @@ def _fitted(rows, lhs_cap, rhs_cap, line_chars=None) -> list[list[str]]:
             out.append([row])
             continue
         lhs, rhs = m.group(1).strip(), m.group(2)
-        budget = _cap_chars(rhs_cap, line_chars)
+        above, cap = [], rhs_cap
+        if line_chars and tex_width(lhs) > _cap_chars(lhs_cap, line_chars):
+            # a left-hand side wider than its column (a user's name of 20 characters in a
+            # fraction, shrunk to 79 %): on a row of its own above, and a row with no note gives
+            # its right-hand side what the two columns had
+            above, lhs = [r"\sglhs{%s}" % lhs], ""
+            if not note.strip():
+                cap = r"%.2f\linewidth" % (1 - _cap_frac(lhs_cap))
+        budget = _cap_chars(cap, line_chars)
         parts = break_terms(rhs.strip(), budget) if budget else [rhs]
-        out.append([r"\sgfit{%s}{%s} &\sgfit{%s}{{}%s}" % (lhs_cap, lhs, rhs_cap, parts[0])
-                    + bar + note] + [r"&\quad \sgfit{%s}{%s}" % (rhs_cap, p) for p in parts[1:]])
+        first = (r"\sgfit{%s}{%s} " % (lhs_cap, lhs) if lhs else "") + \
+            r"&\sgfit{%s}{{}%s}" % (cap, parts[0]) + bar + note
+        out.append(above + [first] + [r"&\quad \sgfit{%s}{%s}" % (cap, p) for p in parts[1:]])
     return out
+
+
+def _cap_frac(cap: str) -> float:
+    return float(re.fullmatch(r"\s*([0-9.]+)\s*\\linewidth\s*", cap).group(1))
 
 
 def _cap_chars(cap: str, line_chars) -> float | None:
@@ -324,7 +337,10 @@ def _frames(doc, title, blocks) -> list[str]:
 
 
 def _display(rows) -> str:
-    return "\\[\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}\\]"
+    # a row of its own (a \noalign) ends no row: a \\ after it made an empty row
+    body = "".join(r if not j else ("\n" if _is_note(rows[j - 1]) else " \\\\\n") + r
+                   for j, r in enumerate(rows))
+    return "\\[\\begin{aligned}\n" + body + "\n\\end{aligned}\\]"
 
 
 def _row_height(row: str) -> float:

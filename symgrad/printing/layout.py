@@ -21,7 +21,7 @@ import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Note, Step, StepKind
 from symgrad.printing.terms import call_of_sum, factor_count, positive_first, term, names_in, notes_order
-from symgrad.printing.width import tex_width
+from symgrad.printing.width import break_terms, tex_width
 
 
 # a column heading for each way of deriving, by the kind of step it uses (the chain rule first)
@@ -221,9 +221,18 @@ class DerivationLayout:
             whole = self._print(rhs)
             if tex_width(whole) <= budget:
                 return [whole]
-            return self._split(rhs, budget, s.shapes) or [whole]
+            return self._split(rhs, budget, s.shapes) or self._by_text(whole, budget)
         self._chain_shapes = None
-        return [self._print(rhs)]
+        return self._by_text(self._print(rhs), budget)
+
+    def _by_text(self, tex: str, budget: float) -> list[str]:
+        """A row with no break the expression's structure gives (a product of a name and a
+        parenthesized sum, ∂/∂w[a fraction]) broken in its printed text, between factors or
+        inside its parentheses, when TeX would otherwise shrink it (a handout's ``fit``): the
+        softsign net's w₅x₁(out − y)(…) was shrunk to 90 %."""
+        if not self._settings["fit"] or tex_width(tex) <= budget:
+            return [tex]
+        return break_terms(tex, budget)
 
     def _split(self, rhs, budget, shapes):
         open_, close = "", ""

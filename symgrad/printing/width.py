@@ -17,6 +17,10 @@ _SPACE = {"quad": 2.0, "qquad": 4.0, ",": 0.3, ";": 0.5, ":": 0.4, "!": -0.2, " 
 _WIDE = {"cdot", "odot", "otimes", "circ", "times", "to", "leftarrow", "le", "ge", "ne", "doteq",
          "in", "approx", "Rightarrow", "implies", "mapsto", "oslash"}
 _MATRICES = {"matrix", "bmatrix", "pmatrix", "array", "cases", "aligned"}
+# Glyphs wider than a letter, measured with \settowidth in 11-pt Computer Modern: \& 8.4 pt,
+# \% and \# 9.0 pt against an italic x's 5.1 pt (a user's name "x_&%#_1" was estimated 40 pt short
+# in a row of four of them); a \cdots between two letters adds 16.4 pt, 2.6 letters of 6.3 pt.
+_WIDE_GLYPHS = {"&": 1.7, "%": 1.75, "#": 1.75, "cdots": 2.4, "ldots": 2.4, "dots": 2.4}
 
 
 def tex_width(s: str) -> float:
@@ -110,6 +114,8 @@ def _command(s: str, i: int) -> tuple[float, int]:
         return 0.0, i
     if name in _WIDE:
         return 1.8, i
+    if name in _WIDE_GLYPHS:
+        return _WIDE_GLYPHS[name], i
     if name in ("sum", "prod"):
         return 1.6, i
     if name in ("log", "exp", "sin", "cos", "tan", "tanh", "max", "min", "det"):
@@ -153,17 +159,22 @@ def _cells(row: str) -> list[str]:
 
 
 def split_factors(s: str) -> list[str]:
-    """``s`` cut before each top-level ⊙, ⊗ or · and before each top-level \\left( or \\left[
-    that follows something (a product's factors): where a row with no sum at its top may break."""
+    """``s`` cut before each top-level ⊙, ⊗ or ·, before each top-level \\left( or \\left[ that
+    follows something (a product's factors), and before a top-level \\frac or \\underbrace set
+    after a space (a chain of Jacobians ∂ℓ/∂a ∂a/∂b): where a row with no sum at its top may
+    break. An index glued to its name (γ\\left[:2, :\\right]) is not cut off it."""
     pieces, depth, start, i = [], 0, 0, 0
     while i < len(s):
         c = s[i]
         if c == "\\":
             m = re.match(r"\\([A-Za-z]+|.)", s[i:])
             name = m.group(1)
-            if depth == 0 and (name in ("odot", "otimes", "cdot") or name == "left" and
-                               s[i + 5:i + 6] in "([") and s[start:i].strip() and not re.search(
-                    r"(=|\\leftarrow|\\odot|\\otimes|\\cdot|\\frac\{[^{}]*\}\{[^{}]*\}|,|&)\s*$",
+            cut = (name in ("odot", "otimes", "cdot")
+                   or name == "left" and s[i + 5:i + 6] in "([" and not (
+                       s[i + 5:i + 6] == "[" and i and not s[i - 1].isspace())
+                   or name in ("frac", "underbrace") and i and s[i - 1].isspace())
+            if depth == 0 and cut and s[start:i].strip() and not re.search(
+                    r"(=|\\leftarrow|\\odot|\\otimes|\\cdot|\\frac\{[^{}]*\}\{[^{}]*\}|[-+,&])\s*$",
                     s[start:i]):
                 pieces.append(s[start:i].rstrip())
                 start = i
@@ -208,17 +219,78 @@ def split_terms(s: str) -> list[str]:
 
 
 def break_terms(s: str, budget: float) -> list[str]:
-    """``s`` as rows of at most ``budget`` estimated characters, broken between top-level terms
-    (one row if it fits or has no such place)."""
+    """``s`` as rows of at most ``budget`` estimated characters, broken between top-level terms,
+    then between a long term's factors, then inside a long factor's parentheses (one row if it
+    fits or has no such place)."""
     if tex_width(s) <= budget:
         return [s]
+    pieces: list[str] = []
+    for t in split_terms(s):
+        for f in (split_factors(t) if tex_width(t) > budget else [t]):
+            pieces.extend(break_inside(f, budget) if tex_width(f) > budget else [f])
     rows: list[str] = []
-    # between terms first; a term still too long, between its factors
-    pieces = [f for t in split_terms(s) for f in (split_factors(t) if tex_width(t) > budget
-                                                  else [t])]
     for p in pieces:
         if rows and tex_width(rows[-1] + " " + p) <= budget:
             rows[-1] += " " + p
         else:
             rows.append(p)
     return rows
+
+
+_DELIM = r"\\[A-Za-z]+|\\.|."
+
+
+def break_inside(s: str, budget: float) -> list[str]:
+    """A factor too long for a row, ``prefix \\left( inner \\right) suffix`` (the gated net's
+    layer norm, a softsign's derivative in a user's long names), as rows whose inner sum or product
+    is broken between its terms or factors: ``prefix \\left( … \\right.``, ``\\left. … \\right.``,
+    ``\\left. … \\right) suffix``, each row's delimiters sized to its own content. ``[s]`` when
+    there is no outer pair or its inside has no place to break."""
+    for open_at, inner_at, opener, close_at, end, closer in sorted(
+            _outer_pairs(s), key=lambda q: -tex_width(s[q[1]:q[3]])):
+        prefix, inner, suffix = s[:open_at], s[inner_at:close_at], s[end:]
+        if re.search(r"\\begin|(?<!\\)&|\\\\", inner):  # a matrix's rows and columns stay whole
+            continue
+        rows = _inner_rows(prefix, inner, suffix, budget)
+        if len(rows) > 1:
+            out = [r"%s\left%s %s \right." % (prefix, opener, rows[0])]
+            out += [r"\left. %s \right." % r for r in rows[1:-1]]
+            out.append(r"\left. %s \right%s%s" % (rows[-1], closer, suffix))
+            return out
+    return [s]
+
+
+def _outer_pairs(s: str) -> list[tuple]:
+    """Each \\left…\\right pair of ``s`` outside every brace group and every other pair:
+    (start, inner start, opening delimiter, inner end, end, closing delimiter)."""
+    pairs, depth, braces, i, cur = [], 0, 0, 0, None
+    while i < len(s):
+        m = re.match(r"\\([A-Za-z]+|.)", s[i:]) if s[i] == "\\" else None
+        if m and m.group(1) in ("left", "right"):
+            j = i + len(m.group(0))
+            j += len(s[j:]) - len(s[j:].lstrip())
+            d = re.match(_DELIM, s[j:])
+            end = j + len(d.group(0)) if d else j
+            if m.group(1) == "left":
+                if depth == 0 and braces == 0:
+                    cur = (i, end, d.group(0) if d else ".")
+                depth += 1
+            else:
+                depth -= 1
+                if depth == 0 and braces == 0 and cur:
+                    pairs.append((*cur, i, end, d.group(0) if d else "."))
+                    cur = None
+            i = end
+            continue
+        if s[i] == "{":
+            braces += 1
+        elif s[i] == "}":
+            braces -= 1
+        i += len(m.group(0)) if m else 1
+    return pairs
+
+
+def _inner_rows(prefix: str, inner: str, suffix: str, budget: float) -> list[str]:
+    # the delimiters and what stands beside them take part of each row
+    spare = budget - max(tex_width(prefix), tex_width(suffix)) - 1.0
+    return break_terms(inner.strip(), spare) if spare > 4 else [inner]
