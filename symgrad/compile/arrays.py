@@ -371,8 +371,51 @@ class Runtime:
     def check_device(self, a, like, what):
         return None
 
+    def key(self, a):                     # what the checks read of an array (see Signatures)
+        return type(a), a.shape, a.dtype
+
+    def mode(self):                       # framework state the checks read (JAX's x64 switch)
+        return None
+
+    def traces(self) -> bool:             # may the checks run inside wrap(), at trace time?
+        return False                      # (overridden: a runtime whose wrap() traces)
+
 
 FLOAT_NAMES = ("float32", "float64")
+
+
+class Signatures:
+    """The argument signatures a kernel has checked and used as given: each array's type, shape,
+    dtype (and device: :meth:`Runtime.key`) and the runtime's mode, mapped to the wrapped function
+    they ran. A call of a known signature skips :class:`ArgCheck` and goes straight to it: every
+    check reads only what the signature holds, so it would pass again. Why: on torch the checks
+    of a 2-2-1 net cost 15–19 µs a call, the lookup 6 µs (JAX checks inside ``jax.jit`` instead,
+    at trace time, and uses this only without x64). A call that needed converting (numpy arrays,
+    another dtype, 1-D targets) is never recorded and takes the checked path each time."""
+
+    LIMIT = 64  # signatures kept (one a batch shape, say); past it, new ones take the checked path
+
+    def __init__(self, rt, names):
+        self.rt, self.names, self.known = rt, tuple(names), {}
+
+    def key(self, params, *arrays):
+        if type(params) is not dict or len(params) != len(self.names):
+            return None
+        key = self.rt.key
+        try:
+            return (self.rt.mode(), *[key(params[p]) for p in self.names],
+                    *[key(a) for a in arrays])
+        except (KeyError, AttributeError, TypeError):  # a missing name, a list: checked path
+            return None
+
+    def get(self, params, *arrays):
+        k = self.key(params, *arrays) if self.known else None
+        return None if k is None else self.known.get(k)
+
+    def add(self, fn, params, *arrays):
+        k = self.key(params, *arrays)
+        if k is not None and len(self.known) < self.LIMIT:
+            self.known[k] = fn
 
 
 class _Labels:
@@ -382,16 +425,24 @@ class _Labels:
         self.Y = Y
 
 
+class _Untraced(Exception):
+    """Raised while tracing when an argument is no array (a list, a number): the call takes the
+    checked path, which converts or names it."""
+
+
 class ArgCheck:
     """Arguments checked from their shapes and dtypes (never their values: no device sync), in
-    the numpy kernels' words, and converted to the framework's arrays in the parameters' dtype."""
+    the numpy kernels' words, and converted to the framework's arrays in the parameters' dtype.
+    ``tracing``: run on tracers inside ``jax.jit``, where a non-array raises :class:`_Untraced`."""
 
-    def __init__(self, spec, rt: Runtime):
-        self.spec, self.rt = spec, rt
+    def __init__(self, spec, rt: Runtime, tracing=False):
+        self.spec, self.rt, self.tracing = spec, rt, tracing
 
     def array(self, a, what, like=None, cast=True):
         rt = self.rt
         if not rt.is_array(a):
+            if self.tracing:
+                raise _Untraced(what)
             import numpy as np
             arr = np.asarray(a)
             if arr.dtype.kind not in "biuf":
@@ -536,20 +587,71 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     fsrc = print_function("predict", printer, spec, typed,
                           _live([(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)],
                                 {out_sym}), args[:-1], [out_sym.name])
-    pfn = rt.wrap(exec_generated(fsrc, "predict", rt.namespace()))
+    praw = exec_generated(fsrc, "predict", rt.namespace())
+    pfn = rt.wrap(praw)
     check = ArgCheck(spec, rt)
     names = spec.names
+    # JAX: the checks run inside jax.jit, on the tracers (shapes and dtypes), once a signature;
+    # a call of a traced signature is jax.jit's own dispatch, as jax.jit(value_and_grad)'s
+    traced, traced_x = None, None
+    if type(rt).traces is not Runtime.traces:
+        at_trace = ArgCheck(spec, rt, tracing=True)
+
+        def step(params, X, Y):
+            ps = at_trace.params(params)
+            x = at_trace.x(X, ps[0])
+            y = at_trace.y(Y, x.shape[0], ps[0])
+            y = rt.one_hot(y.Y, k, ps[0]) if isinstance(y, _Labels) else y
+            value, *gs = raw(*ps, x, y)
+            return value, tuple(gs)  # (jit would return a dict's keys sorted)
+
+        def forward(params, X):
+            ps = at_trace.params(params)
+            return praw(*ps, at_trace.x(X, ps[0]))[0]
+        traced, traced_x = rt.wrap(step), rt.wrap(forward)
+
+    seen = Signatures(rt, names)
 
     def kernel(params, X, Y):
+        if traced is not None and rt.traces():
+            try:
+                value, gs = traced(params, X, Y)
+                return value, dict(zip(names, gs))
+            except (_Untraced, TypeError, ValueError):
+                # an argument jit cannot take (a list, strings) or a check failed at trace time
+                # (JAX appends its traceback note to the message): the checked path says which,
+                # in one line
+                pass
+        fn = seen.get(params, X, Y)
+        if fn is not None:  # these shapes, dtypes and devices passed the checks before
+            value, *gs = fn(*[params[p] for p in names], X, Y)
+            return value, dict(zip(names, gs))
         ps = check.params(params)
         x = check.x(X, ps[0])
         y = check.y(Y, x.shape[0], ps[0])
-        value, *gs = (run_labels(*ps, x, y.Y) if isinstance(y, _Labels) else run(*ps, x, y))
+        labels = isinstance(y, _Labels)
+        fn = run_labels if labels else run
+        if x is X and (y.Y if labels else y) is Y and all(a is params[p] for a, p in zip(ps, names)):
+            seen.add(fn, params, X, Y)  # used as given: the same signature may skip the checks
+        value, *gs = fn(*ps, x, y.Y if labels else y)
         return value, dict(zip(names, gs))
 
+    seen_x = Signatures(rt, names)
+
     def predict(params, X):
+        if traced_x is not None and rt.traces():
+            try:
+                return traced_x(params, X)
+            except (_Untraced, TypeError, ValueError):  # as in kernel
+                pass
+        fn = seen_x.get(params, X)
+        if fn is not None:
+            return fn(*[params[p] for p in names], X)[0]
         ps = check.params(params)
-        return pfn(*ps, check.x(X, ps[0]))[0]
+        x = check.x(X, ps[0])
+        if x is X and all(a is params[p] for a, p in zip(ps, names)):
+            seen_x.add(pfn, params, X)
+        return pfn(*ps, x)[0]
 
     kernel.source = src
     kernel.predict = predict

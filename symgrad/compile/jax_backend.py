@@ -139,6 +139,13 @@ class JaxRuntime(Runtime):
     def one_hot(self, Y, k, like):
         return self.jax.nn.one_hot(Y, k, dtype=like.dtype)
 
+    def mode(self):
+        return self.jax.config.jax_enable_x64
+
+    def traces(self):
+        # without x64, jit makes a float64 numpy argument float32 before a check could refuse it
+        return self.jax.config.jax_enable_x64
+
     def check_dtype(self, dt):
         if dt == "float64" and not self.jax.config.jax_enable_x64:
             raise ValueError("backend 'jax': float64 needs 64-bit JAX, "

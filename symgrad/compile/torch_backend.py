@@ -197,6 +197,9 @@ class TorchRuntime(Runtime):
         if a.device != like.device:
             raise ValueError(f"{what} is on {a.device} but the parameters are on {like.device}")
 
+    def key(self, a):
+        return type(a), a.shape, a.dtype, a.device
+
 
 def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), TorchRuntime())
