@@ -373,8 +373,14 @@ def _forward(net, spec, typed):
     return exec_generated(src, "predict", _namespace(spec, _consts=consts))
 
 
+def _matrix_printer():
+    from symgrad.compile.mfunction import MatrixPrinter  # (mfunction sits above derive.mcalc)
+    return MatrixPrinter()
+
+
 register_backend(Backend("numpy", _compile_network, "numpy over whole batches (BLAS products), and "
-                          "for tiny nets the program unrolled over Python floats"))
+                          "for tiny nets the program unrolled over Python floats",
+                         matrix=_matrix_printer))
 
 
 PYTHON_WORK = 20000  # batch size × weight entries the python backend unrolls (code grows with it)
