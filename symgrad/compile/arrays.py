@@ -380,6 +380,12 @@ class Runtime:
     def traces(self) -> bool:             # may the checks run inside wrap(), at trace time?
         return False                      # (overridden: a runtime whose wrap() traces)
 
+    def cast(self, a, dtype_name):        # a as "float32" or "float64"
+        return a.astype(dtype_name)
+
+    def all_finite(self, a):              # True/False, None where values are not concrete
+        raise NotImplementedError
+
 
 FLOAT_NAMES = ("float32", "float64")
 

@@ -25,13 +25,15 @@ import numpy as np
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
+from symgrad.compile.arrays import FLOAT_NAMES
 from symgrad.compile.common import exec_generated
 from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Norm2, Over,
                                   Scalar, Softmax, SoftmaxJacobian, SoftmaxVJP)
 from symgrad.core.derivation import Derivation
 from symgrad.derive import mcalc
 
-__all__ = ["compile_matrix", "CompiledMatrixFunction", "EMIT", "NUMPY_FUNCTIONS",
+__all__ = ["compile_matrix", "CompiledMatrixFunction", "EMIT", "NUMPY_FUNCTIONS", "NUMPY_OPS",
+           "MatrixPrinter", "ArrayMatrixPrinter",
            "MatrixDerivation", "grad", "derivative", "hessian"]
 
 # elementwise and scalar functions by name (symgrad's primitives and SymPy's functions)
@@ -172,6 +174,48 @@ class MatrixPrinter:
 
     def bind(self, problem, arrays) -> list:
         return _bind(problem, arrays)
+
+
+def _np_as(table, module):
+    """numpy's code with ``np.`` as another module's name (``jnp.``, ``cp.``)."""
+    return {k: v.replace("np.", f"{module}.") for k, v in table.items()}
+
+
+def _helpers_over(module, *names):
+    """numpy's helpers ``_m_*`` by name, run over another module with numpy's API (jax.numpy,
+    cupy): the same code, its ``np`` that module."""
+    import types
+    return {n: types.FunctionType(_HELPERS[n].__code__, {**_HELPERS[n].__globals__, "np": module},
+                                  n, _HELPERS[n].__defaults__) for n in names}
+
+
+class ArrayMatrixPrinter(MatrixPrinter):
+    """An array backend's printer of matrix-calculus results: ``ops`` and ``functions`` its own
+    tables (same keys as numpy's), the helpers ``_m_*`` its namespace's, the arrays its
+    framework's. Arguments are checked as numpy's are (:func:`_bind` with the backend's
+    :class:`~symgrad.compile.arrays.Runtime`), kept on their device, in one dtype that the
+    results keep (``_dt``, and ``_dev`` where the framework places arrays by device). The
+    function is pure: no in-place update, so JAX can jit and differentiate it."""
+
+    dtype_line = "    _dt = {0}.dtype"
+
+    def __init__(self, rt):
+        self.rt = rt
+
+    def boundary(self, ident, sym) -> str:
+        if isinstance(sym, sp.MatrixSymbol) and sym.shape[1] == 1:
+            return f"    {ident} = {ident}.reshape(-1, 1)"
+        return ""
+
+    def prelude(self, first) -> list:
+        return [self.dtype_line.format(first)]
+
+    def head(self, body) -> list:
+        return [f"# {self.backend}: the helpers _m_* are symgrad.compile.{self.backend}_backend's",
+                "", ""]
+
+    def bind(self, problem, arrays) -> list:
+        return _bind(problem, arrays, self.rt)
 
 
 class _Emitter:
@@ -547,38 +591,88 @@ def _m_out(v):
     return v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v
 
 
-def _bind(problem, arrays) -> list:
+def _numbers(name, a):
+    """numpy's conversion of one argument: float64, finite."""
+    try:
+        v = np.asarray(a, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected numbers, got {type(a).__name__}") from None
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name}: contains nan or inf")
+    return v
+
+
+def _framework_arrays(names, arrays, rt) -> dict:
+    """An array backend's conversion: its arrays kept on their device, numpy arrays and lists
+    put beside them; one float dtype for all, float32 when every float array given is float32
+    (Python numbers have no say), else float64; finite (checked where the values are concrete:
+    not on JAX's tracers, so the function stays jittable)."""
+    like = next((arrays[n] for n in names if rt.is_array(arrays[n])), None)
+    given, floats = {}, set()
+    for n in names:
+        a = arrays[n]
+        if rt.is_array(a):
+            kind = rt.dtype_name(a)
+            if like is not None:
+                rt.check_device(a, like, n)
+        else:
+            try:
+                arr = np.asarray(a)
+            except (TypeError, ValueError):
+                arr = None
+            if arr is None or arr.dtype.kind not in "biuf":
+                raise ValueError(f"{n}: expected numbers, got {type(a).__name__}")
+            kind = "float64" if isinstance(a, (int, float)) else str(arr.dtype)
+            a = arr if arr.dtype.kind == "f" else arr.astype(np.float64)
+        if kind in FLOAT_NAMES and not isinstance(arrays[n], (int, float)):
+            floats.add(kind)
+        elif not kind.startswith(("int", "uint", "bool", "float")):
+            raise ValueError(f"{n}: expected float32 or float64 numbers, got {kind}")
+        given[n] = a
+    dt = "float32" if floats == {"float32"} else "float64"
+    rt.check_dtype(dt)
+    out = {}
+    for n, a in given.items():
+        if not rt.is_array(a):
+            a = rt.asarray(a.astype(dt), like)
+        elif rt.dtype_name(a) != dt:
+            a = rt.cast(a, dt)
+        if rt.all_finite(a) is False:
+            raise ValueError(f"{n}: contains nan or inf")
+        out[n] = a
+    return out
+
+
+def _bind(problem, arrays, rt=None) -> list:
     """The arrays in the generated function's order, each shape checked against its kind and
-    the sizes it shares with the others (one line naming the argument)."""
+    the sizes it shares with the others (one line naming the argument); numpy's (float64), or
+    with ``rt`` an array backend's runtime (:func:`_framework_arrays`)."""
     unknown = sorted(set(arrays) - set(problem.symbols))
     if unknown:
         raise ValueError(f"unexpected argument {unknown[0]!r}: the arguments are "
                          f"{', '.join(problem.symbols)}")
-    bound: dict = {}
-    out = []
-    for name in parameter_order(problem):
-        sym = problem.symbols[name]
+    order = parameter_order(problem)
+    for name in order:
         if name not in arrays:
             raise ValueError(f"missing argument {name!r} (the arguments are "
                              f"{', '.join(problem.symbols)})")
-        try:
-            v = np.asarray(arrays[name], dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name}: expected numbers, got {type(arrays[name]).__name__}") \
-                from None
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{name}: contains nan or inf")
+    values = ({n: _numbers(n, arrays[n]) for n in order} if rt is None else
+              _framework_arrays(order, arrays, rt))
+    bound: dict = {}
+    out = []
+    for name in order:
+        sym, v = problem.symbols[name], values[name]
         if not isinstance(sym, sp.MatrixSymbol):
             if v.ndim != 0:
-                raise ValueError(f"{name}: a scalar, got an array of shape {v.shape}")
-            out.append(float(v))
+                raise ValueError(f"{name}: a scalar, got an array of shape {tuple(v.shape)}")
+            out.append(float(v) if rt is None else v)
             continue
         vector = sym.shape[1] == 1
         if vector and v.ndim == 1:
             v = v.reshape(-1, 1)
         if v.ndim != 2 or (vector and v.shape[1] != 1):
             want = "a vector (1-D array)" if vector else "a matrix (2-D array)"
-            raise ValueError(f"{name}: {want}, got shape {v.shape}")
+            raise ValueError(f"{name}: {want}, got shape {tuple(v.shape)}")
         for axis, dim in enumerate(sym.shape):
             got = v.shape[axis]
             if dim.is_Integer and got != int(dim):
