@@ -61,7 +61,12 @@ def _host(a):
     return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
 
 
-@pytest.mark.parametrize("case", FORMS, ids=[c[0] for c in FORMS])
+# the softmax-regression Hessian takes 17 s to derive: slow (tests/test_mcalc.py derives it too)
+SLOW = {"softmax-hessian"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c[0], marks=[pytest.mark.slow] * (c[0] in SLOW))
+                                  for c in FORMS])
 def test_every_form_agrees_with_numpy_in_float64(backend, case):
     d = _derivation(case)
     args = case[5]()
@@ -170,6 +175,8 @@ def test_cupy_agrees_with_numpy_where_a_gpu_is():
     except Exception:
         pytest.skip("no CUDA GPU here: the cupy matrix printer is tested only where one is")
     for case in FORMS:
+        if case[0] in SLOW:
+            continue
         d = _derivation(case)
         args = case[5]()
         for g, w in zip(d.compile(backend="cupy")(**args), d.compile()(**args)):
