@@ -402,3 +402,34 @@ def test_a_known_signature_skips_the_python_checks_and_a_new_one_is_checked(back
                 k(ps, arr(X), arr(Y))
         finally:
             fw.config.update("jax_enable_x64", True)
+
+
+def test_a_network_of_two_inputs_agrees_with_numpy_and_checks_the_dict(backend):
+    """Several vector inputs (issue 14's lifted restriction): X a dict by input name, as numpy's
+    kernels take it, with numpy's one-line errors."""
+    net = sg.Network()
+    a, b = net.input("a", 3), net.input("b", 2)
+    h = net.concat(net.act(net.dense(a, 4), "tanh"), net.act(net.dense(b, 3), "relu"))
+    net.set_loss(net.apply("softmax", net.dense(h, 3)), "cross_entropy")
+    rng = np.random.default_rng(3)
+    X = {"a": rng.normal(size=(11, 3)), "b": rng.normal(size=(11, 2))}
+    Y = rng.integers(0, 3, 11)
+    params = net.init_params(seed=2)
+    ref_loss, ref = net.compile(backend="numpy", scalar=False)(params, X, Y)
+    k = net.compile(backend=backend)
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
+        ps = {p: v.astype(dtype) for p, v in params.items()}
+        for _ in range(2):  # the second call of a signature takes the fast path
+            loss, grads = k(ps, X, Y)
+            assert _rel(loss, ref_loss) < tol
+            assert all(_rel(grads[p], ref[p]) < tol for p in net.parameters)
+    assert _rel(k.predict(params, X), net.predict(params, X)) < 1e-12
+    for bad, message in [
+            (X["a"], r"^X: this network has 2 inputs; give a dict \{'a': \(n, 3\) array, 'b'"),
+            ({"a": X["a"]}, r"^X: missing 'b' \(the network's inputs are 'a', 'b'\)$"),
+            ({**X, "c": X["b"]}, r"^X: unexpected 'c'"),
+            ({**X, "b": X["b"][:5]}, r"^X\['b'\] has 5 rows but X\['a'\] has 11"),
+            ({**X, "b": X["a"]}, r"^X\['b'\] has shape \(11, 3\); expected \(n, 2\)")]:
+        with pytest.raises(ValueError, match=message) as err:
+            k(params, bad, Y)
+        assert "\n" not in str(err.value)

@@ -326,16 +326,16 @@ def check_program(typed, backend):
 
 
 def supported(net, backend):
-    """The networks the array backends compile: one vector input, one loss (any architecture of
-    dense, activation, add, mul, concat, layer norm and softmax nodes)."""
-    why = (f"{len(net.inputs)} inputs" if len(net.inputs) != 1 else
-           "several losses" if net.several_losses else
+    """The networks the array backends compile: vector inputs (one, or several given as a dict),
+    one loss (any architecture of dense, activation, add, mul, concat, layer norm and softmax
+    nodes)."""
+    why = ("several losses" if net.several_losses else
            "sequences" if net.seq_len is not None else
            "images" if any(net.nodes[i].image for i in net.inputs) else
            "token inputs" if any(net.tokens(i) is not None for i in net.inputs) else
            "dropout masks" if net.masks else None)
     if why:
-        raise ValueError(f"compile: backend {backend!r} compiles networks of one vector input and "
+        raise ValueError(f"compile: backend {backend!r} compiles networks of vector inputs and "
                          f"one loss; this one has {why} (backend='numpy' compiles it)")
 
 
@@ -487,16 +487,43 @@ class ArgCheck:
         self.rt.check_dtype(dt)
         return out
 
-    def x(self, X, like):
-        d = self.spec.d_in
+    def xs(self, X, like):
+        """The inputs as a list in the network's order: X itself for one input, a dict
+        {input name: (n, d) array} for several (numpy's words, :meth:`Spec.examples`)."""
+        spec = self.spec
+        names = spec.inputs
+        if len(names) == 1:
+            return [self.x(X, like)]
+        if not isinstance(X, dict):
+            each = ", ".join(f"{k!r}: (n, {d}) array" for k, d in zip(names, spec.d_ins))
+            raise ValueError(f"X: this network has {len(names)} inputs; give a dict {{{each}}}")
+        extra = [repr(k) for k in X if k not in names]
+        missing = [repr(k) for k in names if k not in X]
+        if extra or missing:
+            raise ValueError(f"X: {'unexpected ' + ', '.join(extra) if extra else ''}"
+                             f"{'; ' if extra and missing else ''}"
+                             f"{'missing ' + ', '.join(missing) if missing else ''} (the "
+                             f"network's inputs are {', '.join(map(repr, names))})")
+        out = []
+        for k, d in zip(names, spec.d_ins):
+            a = self.x(X[k], like, d, f"X[{k!r}]")
+            if out and a.shape[0] != out[0].shape[0]:
+                raise ValueError(f"X[{k!r}] has {a.shape[0]} rows but X[{names[0]!r}] has "
+                                 f"{out[0].shape[0]}: every input needs one row per example")
+            out.append(a)
+        return out
+
+    def x(self, X, like, d=None, what="X"):
+        d = self.spec.d_in if d is None else d
         if isinstance(X, dict):
             raise ValueError(f"X: this network has one input; give an (n, {d}) array")
-        X = self.array(X, "X", like)
+        X = self.array(X, what, like)
         if X.ndim != 2 or X.shape[1] != d:
-            raise ValueError(f"X has shape {tuple(X.shape)}; expected (n, {d}), one example a row")
+            raise ValueError(f"{what} has shape {tuple(X.shape)}; expected (n, {d}), one example "
+                             "a row")
         if X.shape[0] == 0:
-            raise ValueError(f"X has no examples (shape {tuple(X.shape)})")
-        self.rt.check_device(X, like, "X")
+            raise ValueError(f"{what} has no examples (shape {tuple(X.shape)})")
+        self.rt.check_device(X, like, what)
         return X if self.rt.dtype_name(X) == self.rt.dtype_name(like) else self.rt.astype(X, like)
 
     def y(self, Y, n, like):
@@ -576,7 +603,8 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     loss = typed.loss.sym
     prog = [(e.out.sym, e.rhs) for e in typed.eqns]
     printer = printer_cls({"relu_grad_at_zero": at0})
-    args = [v.sym.name for v in typed.params] + [typed.inputs[0].sym.name, typed.target.sym.name]
+    args = ([v.sym.name for v in typed.params] + [v.sym.name for v in typed.inputs]
+            + [typed.target.sym.name])
     src = legend(typed) + print_function(
         "kernel", printer, spec, typed, _live(prog, {loss} | {v.sym for v in grads.values()}),
         args, [loss.name], [(grads[p].sym, spec.shapes[p]) for p in spec.names])
@@ -605,18 +633,30 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
 
         def step(params, X, Y):
             ps = at_trace.params(params)
-            x = at_trace.x(X, ps[0])
-            y = at_trace.y(Y, x.shape[0], ps[0])
+            xs = at_trace.xs(X, ps[0])
+            y = at_trace.y(Y, xs[0].shape[0], ps[0])
             y = rt.one_hot(y.Y, k, ps[0]) if isinstance(y, _Labels) else y
-            value, *gs = raw(*ps, x, y)
+            value, *gs = raw(*ps, *xs, y)
             return value, tuple(gs)  # (jit would return a dict's keys sorted)
 
         def forward(params, X):
             ps = at_trace.params(params)
-            return praw(*ps, at_trace.x(X, ps[0]))[0]
+            return praw(*ps, *at_trace.xs(X, ps[0]))[0]
         traced, traced_x = rt.wrap(step), rt.wrap(forward)
 
     seen = Signatures(rt, names)
+    inputs = spec.inputs
+
+    def given(X):
+        """The input arrays as given, in the network's order (None: not a dict of them)."""
+        if len(inputs) == 1:
+            return (X,)
+        if type(X) is not dict or len(X) != len(inputs):
+            return None
+        try:
+            return tuple(X[i] for i in inputs)
+        except KeyError:
+            return None
 
     def kernel(params, X, Y):
         if traced is not None and rt.traces():
@@ -628,18 +668,20 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
                 # (JAX appends its traceback note to the message): the checked path says which,
                 # in one line
                 pass
-        fn = seen.get(params, X, Y)
+        xg = given(X)
+        fn = None if xg is None else seen.get(params, *xg, Y)
         if fn is not None:  # these shapes, dtypes and devices passed the checks before
-            value, *gs = fn(*[params[p] for p in names], X, Y)
+            value, *gs = fn(*[params[p] for p in names], *xg, Y)
             return value, dict(zip(names, gs))
         ps = check.params(params)
-        x = check.x(X, ps[0])
-        y = check.y(Y, x.shape[0], ps[0])
+        xs = check.xs(X, ps[0])
+        y = check.y(Y, xs[0].shape[0], ps[0])
         labels = isinstance(y, _Labels)
         fn = run_labels if labels else run
-        if x is X and (y.Y if labels else y) is Y and all(a is params[p] for a, p in zip(ps, names)):
-            seen.add(fn, params, X, Y)  # used as given: the same signature may skip the checks
-        value, *gs = fn(*ps, x, y.Y if labels else y)
+        if (xg is not None and all(a is b for a, b in zip(xs, xg)) and (y.Y if labels else y) is Y
+                and all(a is params[p] for a, p in zip(ps, names))):
+            seen.add(fn, params, *xg, Y)  # used as given: the same signature may skip the checks
+        value, *gs = fn(*ps, *xs, y.Y if labels else y)
         return value, dict(zip(names, gs))
 
     seen_x = Signatures(rt, names)
@@ -650,14 +692,16 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
                 return traced_x(params, X)
             except (_Untraced, TypeError, ValueError):  # as in kernel
                 pass
-        fn = seen_x.get(params, X)
+        xg = given(X)
+        fn = None if xg is None else seen_x.get(params, *xg)
         if fn is not None:
-            return fn(*[params[p] for p in names], X)[0]
+            return fn(*[params[p] for p in names], *xg)[0]
         ps = check.params(params)
-        x = check.x(X, ps[0])
-        if x is X and all(a is params[p] for a, p in zip(ps, names)):
-            seen_x.add(pfn, params, X)
-        return pfn(*ps, x)[0]
+        xs = check.xs(X, ps[0])
+        if xg is not None and all(a is b for a, b in zip(xs, xg)) and all(
+                a is params[p] for a, p in zip(ps, names)):
+            seen_x.add(pfn, params, *xg)
+        return pfn(*ps, *xs)[0]
 
     kernel.source = src
     kernel.predict = predict
