@@ -15,6 +15,10 @@ once. Vectors are (n, 1) columns inside and 1-D arrays at the boundary, as numpy
 A diagonal matrix is never formed: diag(d) B is ``d * B`` (Xᵀ diag(s) X at 8192 × 128 would
 otherwise build a 512 MB diagonal). The stable forms: softplus as logaddexp(0, ·), σ through it,
 softmax and logsumexp shifted by the maximum, log det by slogdet.
+
+``compile(backend="jax" | "torch" | "cupy")`` prints the same rules through that backend's
+printer (the registry's ``matrix`` field: an :class:`ArrayMatrixPrinter` whose ``ops`` table has
+numpy's keys), with the same argument checks; the arrays in and out are the framework's.
 """
 from __future__ import annotations
 
