@@ -21,6 +21,8 @@ from symgrad.core.primitives import (_fold, _log_code, leaky_relu, log1mexp, log
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
+from symgrad.compile.mfunction import (_HELPERS, NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
+                                       _helpers_over, _np_as)
 
 NAME = "cupy"
 
@@ -171,8 +173,6 @@ def _function(what, M, shape, wrt, at0):
 def _matrix():
     """The printer of matrix-calculus results as CuPy: numpy's code and helpers, ``np`` being
     cupy (its API is numpy's, in-place updates included); constants in the arguments' dtype."""
-    from symgrad.compile.mfunction import (_HELPERS, NUMPY_FUNCTIONS, NUMPY_OPS,
-                                           ArrayMatrixPrinter, _helpers_over, _np_as)
     rt = CuPyRuntime()
     cp = rt.cp
     helpers = _helpers_over(cp, *[n for n in _HELPERS if n not in ("_m_step", "_m_commutation")])

@@ -22,6 +22,8 @@ from symgrad.core.primitives import (_log_code, _fold, leaky_relu, log1mexp, log
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
+from symgrad.compile.mfunction import (NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
+                                       _helpers_over, _np_as)
 
 NAME = "jax"
 
@@ -172,8 +174,6 @@ def _matrix():
     """The printer of matrix-calculus results as jax.numpy: pure (no in-place update), so the
     compiled function can be jitted and differentiated; numpy's helpers over ``jnp`` where they
     are pure, the others here."""
-    from symgrad.compile.mfunction import (NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
-                                           _helpers_over, _np_as)
     rt = JaxRuntime()
     jax, jnp = rt.jax, rt.jnp
 

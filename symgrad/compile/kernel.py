@@ -24,6 +24,7 @@ from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function
 from symgrad.compile.images import RUNTIME
+from symgrad.compile.mfunction import MatrixPrinter
 from symgrad.compile.spec import Spec
 
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
@@ -373,14 +374,9 @@ def _forward(net, spec, typed):
     return exec_generated(src, "predict", _namespace(spec, _consts=consts))
 
 
-def _matrix_printer():
-    from symgrad.compile.mfunction import MatrixPrinter  # (mfunction sits above derive.mcalc)
-    return MatrixPrinter()
-
-
 register_backend(Backend("numpy", _compile_network, "numpy over whole batches (BLAS products), and "
                           "for tiny nets the program unrolled over Python floats",
-                         matrix=_matrix_printer))
+                         matrix=MatrixPrinter))
 
 
 PYTHON_WORK = 20000  # batch size × weight entries the python backend unrolls (code grows with it)

@@ -29,8 +29,8 @@ import numpy as np
 import sympy as sp
 from sympy.matrices.expressions import MatrixExpr
 
-from symgrad.compile.arrays import FLOAT_NAMES
-from symgrad.compile.common import exec_generated
+from symgrad.compile.backends import backend_named
+from symgrad.compile.common import FLOATS, exec_generated
 from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, LogSumExp, Norm2, Over,
                                   Scalar, Softmax, SoftmaxJacobian, SoftmaxVJP)
 from symgrad.core.derivation import Derivation
@@ -39,6 +39,8 @@ from symgrad.derive import mcalc
 __all__ = ["compile_matrix", "CompiledMatrixFunction", "EMIT", "NUMPY_FUNCTIONS", "NUMPY_OPS",
            "MatrixPrinter", "ArrayMatrixPrinter",
            "MatrixDerivation", "grad", "derivative", "hessian"]
+
+FLOAT_NAMES = tuple(map(str, FLOATS))  # "float32", "float64"
 
 # elementwise and scalar functions by name (symgrad's primitives and SymPy's functions)
 NUMPY_FUNCTIONS = {
@@ -475,7 +477,6 @@ class CompiledMatrixFunction:
     ``names`` the order of its positional arguments."""
 
     def __init__(self, derivation: Derivation, backend: str = "numpy"):
-        from symgrad.compile.backends import backend_named
         make = backend_named(backend).matrix
         if make is None:
             raise ValueError(f"compile: backend {backend!r} has no printer for matrix-calculus "

@@ -26,6 +26,7 @@ from symgrad.core.primitives import (_log_code, leaky_relu, log1mexp, logsumexp,
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated, missing_code
+from symgrad.compile.mfunction import ArrayMatrixPrinter
 
 NAME = "torch"
 
@@ -247,7 +248,6 @@ MATRIX_FUNCTIONS = {
 def _matrix():
     """The printer of matrix-calculus results as torch: tensors in and out, on the arguments'
     device and in their dtype; σ, softplus, softmax and log-sum-exp in torch's stable forms."""
-    from symgrad.compile.mfunction import ArrayMatrixPrinter
     rt = TorchRuntime()
     torch = rt.torch
 
