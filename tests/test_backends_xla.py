@@ -350,3 +350,86 @@ def test_to_torch_block_inside_a_torch_model_trains_as_the_all_torch_model():
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
     assert not torch.equal(first.weight, nn.Linear(5, 3).double().weight)  # (it trained)
+
+
+def test_a_known_signature_skips_the_python_checks_and_a_new_one_is_checked(backend, monkeypatch):
+    """The fast path (issue 14): once a (shapes, dtypes, devices) signature has passed the checks,
+    later calls of it run no Python check (JAX: they ran once, on the tracers inside jax.jit;
+    torch: the signature is looked up); every other signature is still checked, in one line."""
+    from symgrad.compile import arrays
+    fw = _framework(backend)
+    arr = (lambda a: fw.numpy.asarray(a)) if backend == "jax" else (lambda a: fw.as_tensor(a))
+    net = sg.mlp([3, 4, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    k = net.compile(backend=backend)
+    X, Y = _data(net)
+    ps = {p: arr(v) for p, v in net.init_params().items()}
+    calls = []
+    real = arrays.ArgCheck.params
+    monkeypatch.setattr(arrays.ArgCheck, "params", lambda self, p: calls.append(1) or real(self, p))
+    loss0, g0 = k(ps, arr(X), arr(Y))
+    assert calls  # the first call of a signature is checked
+    calls.clear()
+    X2 = X[::-1].copy()
+    loss1, g1 = k(ps, arr(X2), arr(Y))  # same signature, new values: no check, a fresh result
+    assert not calls
+    want, wg = net.compile()(net.init_params(), X2, Y)
+    assert _rel(loss1, want) < 1e-12 and all(_rel(g1[p], wg[p]) < 1e-12 for p in net.parameters)
+    assert list(g1) == net.parameters
+    assert not calls and k.predict(ps, arr(X)).shape == (17, 2) and calls
+    calls.clear()
+    k.predict(ps, arr(X))
+    assert not calls
+    # a new signature is checked: another shape, dtype, a missing or an extra parameter
+    for bad, message in [
+            ((ps, arr(X[:, :2]), arr(Y)), r"^X has shape \(17, 2\); expected \(n, 3\)"),
+            (({**ps, "b1": arr(net.init_params()["b1"].astype("float32"))}, arr(X), arr(Y)),
+             r"^params\['b1'\] is float32 but params\['W1'\] is float64"),
+            (({p: v for p, v in ps.items() if p != "W2"}, arr(X), arr(Y)), r"^params: missing 'W2'"),
+            (({**ps, "W9": ps["W1"]}, arr(X), arr(Y)), r"^params: unexpected 'W9'"),
+            ((ps, arr(X), arr(Y[:5])), r"^Y has shape \(5,\); expected \(17, 2\)"),
+            ((ps, arr(X), arr(Y.astype(float))), r"^Y: class labels must be integers"),
+            ((ps, [list(r) for r in X], arr(Y)), None)]:
+        if message is None:  # a list is converted on the checked path, and agrees
+            assert _rel(k(*bad)[0], loss0) < 1e-12
+            continue
+        with pytest.raises(ValueError, match=message) as err:
+            k(*bad)
+        assert "\n" not in str(err.value)
+    if backend == "jax":  # x64 switched off after a float64 call: refused, as on a first call
+        fw.config.update("jax_enable_x64", False)
+        try:
+            with pytest.raises(ValueError, match=r"^backend 'jax': float64 needs 64-bit JAX"):
+                k(ps, arr(X), arr(Y))
+        finally:
+            fw.config.update("jax_enable_x64", True)
+
+
+def test_a_network_of_two_inputs_agrees_with_numpy_and_checks_the_dict(backend):
+    """Several vector inputs (issue 14's lifted restriction): X a dict by input name, as numpy's
+    kernels take it, with numpy's one-line errors."""
+    net = sg.Network()
+    a, b = net.input("a", 3), net.input("b", 2)
+    h = net.concat(net.act(net.dense(a, 4), "tanh"), net.act(net.dense(b, 3), "relu"))
+    net.set_loss(net.apply("softmax", net.dense(h, 3)), "cross_entropy")
+    rng = np.random.default_rng(3)
+    X = {"a": rng.normal(size=(11, 3)), "b": rng.normal(size=(11, 2))}
+    Y = rng.integers(0, 3, 11)
+    params = net.init_params(seed=2)
+    ref_loss, ref = net.compile(backend="numpy", scalar=False)(params, X, Y)
+    k = net.compile(backend=backend)
+    for dtype, tol in (("float64", 1e-12), ("float32", 1e-5)):
+        ps = {p: v.astype(dtype) for p, v in params.items()}
+        for _ in range(2):  # the second call of a signature takes the fast path
+            loss, grads = k(ps, X, Y)
+            assert _rel(loss, ref_loss) < tol
+            assert all(_rel(grads[p], ref[p]) < tol for p in net.parameters)
+    assert _rel(k.predict(params, X), net.predict(params, X)) < 1e-12
+    for bad, message in [
+            (X["a"], r"^X: this network has 2 inputs; give a dict \{'a': \(n, 3\) array, 'b'"),
+            ({"a": X["a"]}, r"^X: missing 'b' \(the network's inputs are 'a', 'b'\)$"),
+            ({**X, "c": X["b"]}, r"^X: unexpected 'c'"),
+            ({**X, "b": X["b"][:5]}, r"^X\['b'\] has 5 rows but X\['a'\] has 11"),
+            ({**X, "b": X["a"]}, r"^X\['b'\] has shape \(11, 3\); expected \(n, 2\)")]:
+        with pytest.raises(ValueError, match=message) as err:
+            k(params, bad, Y)
+        assert "\n" not in str(err.value)

@@ -326,16 +326,16 @@ def check_program(typed, backend):
 
 
 def supported(net, backend):
-    """The networks the array backends compile: one vector input, one loss (any architecture of
-    dense, activation, add, mul, concat, layer norm and softmax nodes)."""
-    why = (f"{len(net.inputs)} inputs" if len(net.inputs) != 1 else
-           "several losses" if net.several_losses else
+    """The networks the array backends compile: vector inputs (one, or several given as a dict),
+    one loss (any architecture of dense, activation, add, mul, concat, layer norm and softmax
+    nodes)."""
+    why = ("several losses" if net.several_losses else
            "sequences" if net.seq_len is not None else
            "images" if any(net.nodes[i].image for i in net.inputs) else
            "token inputs" if any(net.tokens(i) is not None for i in net.inputs) else
            "dropout masks" if net.masks else None)
     if why:
-        raise ValueError(f"compile: backend {backend!r} compiles networks of one vector input and "
+        raise ValueError(f"compile: backend {backend!r} compiles networks of vector inputs and "
                          f"one loss; this one has {why} (backend='numpy' compiles it)")
 
 
@@ -371,8 +371,57 @@ class Runtime:
     def check_device(self, a, like, what):
         return None
 
+    def key(self, a):                     # what the checks read of an array (see Signatures)
+        return type(a), a.shape, a.dtype
+
+    def mode(self):                       # framework state the checks read (JAX's x64 switch)
+        return None
+
+    def traces(self) -> bool:             # may the checks run inside wrap(), at trace time?
+        return False                      # (overridden: a runtime whose wrap() traces)
+
+    def cast(self, a, dtype_name):        # a as "float32" or "float64"
+        return a.astype(dtype_name)
+
+    def all_finite(self, a):              # True/False, None where values are not concrete
+        raise NotImplementedError
+
 
 FLOAT_NAMES = ("float32", "float64")
+
+
+class Signatures:
+    """The argument signatures a kernel has checked and used as given: each array's type, shape,
+    dtype (and device: :meth:`Runtime.key`) and the runtime's mode, mapped to the wrapped function
+    they ran. A call of a known signature skips :class:`ArgCheck` and goes straight to it: every
+    check reads only what the signature holds, so it would pass again. Why: on torch the checks
+    of a 2-2-1 net cost 15–19 µs a call, the lookup 6 µs (JAX checks inside ``jax.jit`` instead,
+    at trace time, and uses this only without x64). A call that needed converting (numpy arrays,
+    another dtype, 1-D targets) is never recorded and takes the checked path each time."""
+
+    LIMIT = 64  # signatures kept (one a batch shape, say); past it, new ones take the checked path
+
+    def __init__(self, rt, names):
+        self.rt, self.names, self.known = rt, tuple(names), {}
+
+    def key(self, params, *arrays):
+        if type(params) is not dict or len(params) != len(self.names):
+            return None
+        key = self.rt.key
+        try:
+            return (self.rt.mode(), *[key(params[p]) for p in self.names],
+                    *[key(a) for a in arrays])
+        except (KeyError, AttributeError, TypeError):  # a missing name, a list: checked path
+            return None
+
+    def get(self, params, *arrays):
+        k = self.key(params, *arrays) if self.known else None
+        return None if k is None else self.known.get(k)
+
+    def add(self, fn, params, *arrays):
+        k = self.key(params, *arrays)
+        if k is not None and len(self.known) < self.LIMIT:
+            self.known[k] = fn
 
 
 class _Labels:
@@ -382,16 +431,24 @@ class _Labels:
         self.Y = Y
 
 
+class _Untraced(Exception):
+    """Raised while tracing when an argument is no array (a list, a number): the call takes the
+    checked path, which converts or names it."""
+
+
 class ArgCheck:
     """Arguments checked from their shapes and dtypes (never their values: no device sync), in
-    the numpy kernels' words, and converted to the framework's arrays in the parameters' dtype."""
+    the numpy kernels' words, and converted to the framework's arrays in the parameters' dtype.
+    ``tracing``: run on tracers inside ``jax.jit``, where a non-array raises :class:`_Untraced`."""
 
-    def __init__(self, spec, rt: Runtime):
-        self.spec, self.rt = spec, rt
+    def __init__(self, spec, rt: Runtime, tracing=False):
+        self.spec, self.rt, self.tracing = spec, rt, tracing
 
     def array(self, a, what, like=None, cast=True):
         rt = self.rt
         if not rt.is_array(a):
+            if self.tracing:
+                raise _Untraced(what)
             import numpy as np
             arr = np.asarray(a)
             if arr.dtype.kind not in "biuf":
@@ -430,16 +487,43 @@ class ArgCheck:
         self.rt.check_dtype(dt)
         return out
 
-    def x(self, X, like):
-        d = self.spec.d_in
+    def xs(self, X, like):
+        """The inputs as a list in the network's order: X itself for one input, a dict
+        {input name: (n, d) array} for several (numpy's words, :meth:`Spec.examples`)."""
+        spec = self.spec
+        names = spec.inputs
+        if len(names) == 1:
+            return [self.x(X, like)]
+        if not isinstance(X, dict):
+            each = ", ".join(f"{k!r}: (n, {d}) array" for k, d in zip(names, spec.d_ins))
+            raise ValueError(f"X: this network has {len(names)} inputs; give a dict {{{each}}}")
+        extra = [repr(k) for k in X if k not in names]
+        missing = [repr(k) for k in names if k not in X]
+        if extra or missing:
+            raise ValueError(f"X: {'unexpected ' + ', '.join(extra) if extra else ''}"
+                             f"{'; ' if extra and missing else ''}"
+                             f"{'missing ' + ', '.join(missing) if missing else ''} (the "
+                             f"network's inputs are {', '.join(map(repr, names))})")
+        out = []
+        for k, d in zip(names, spec.d_ins):
+            a = self.x(X[k], like, d, f"X[{k!r}]")
+            if out and a.shape[0] != out[0].shape[0]:
+                raise ValueError(f"X[{k!r}] has {a.shape[0]} rows but X[{names[0]!r}] has "
+                                 f"{out[0].shape[0]}: every input needs one row per example")
+            out.append(a)
+        return out
+
+    def x(self, X, like, d=None, what="X"):
+        d = self.spec.d_in if d is None else d
         if isinstance(X, dict):
             raise ValueError(f"X: this network has one input; give an (n, {d}) array")
-        X = self.array(X, "X", like)
+        X = self.array(X, what, like)
         if X.ndim != 2 or X.shape[1] != d:
-            raise ValueError(f"X has shape {tuple(X.shape)}; expected (n, {d}), one example a row")
+            raise ValueError(f"{what} has shape {tuple(X.shape)}; expected (n, {d}), one example "
+                             "a row")
         if X.shape[0] == 0:
-            raise ValueError(f"X has no examples (shape {tuple(X.shape)})")
-        self.rt.check_device(X, like, "X")
+            raise ValueError(f"{what} has no examples (shape {tuple(X.shape)})")
+        self.rt.check_device(X, like, what)
         return X if self.rt.dtype_name(X) == self.rt.dtype_name(like) else self.rt.astype(X, like)
 
     def y(self, Y, n, like):
@@ -519,7 +603,8 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     loss = typed.loss.sym
     prog = [(e.out.sym, e.rhs) for e in typed.eqns]
     printer = printer_cls({"relu_grad_at_zero": at0})
-    args = [v.sym.name for v in typed.params] + [typed.inputs[0].sym.name, typed.target.sym.name]
+    args = ([v.sym.name for v in typed.params] + [v.sym.name for v in typed.inputs]
+            + [typed.target.sym.name])
     src = legend(typed) + print_function(
         "kernel", printer, spec, typed, _live(prog, {loss} | {v.sym for v in grads.values()}),
         args, [loss.name], [(grads[p].sym, spec.shapes[p]) for p in spec.names])
@@ -536,20 +621,87 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     fsrc = print_function("predict", printer, spec, typed,
                           _live([(e.out.sym, e.rhs) for e in typed.of_kind(Kind.FORWARD)],
                                 {out_sym}), args[:-1], [out_sym.name])
-    pfn = rt.wrap(exec_generated(fsrc, "predict", rt.namespace()))
+    praw = exec_generated(fsrc, "predict", rt.namespace())
+    pfn = rt.wrap(praw)
     check = ArgCheck(spec, rt)
     names = spec.names
+    # JAX: the checks run inside jax.jit, on the tracers (shapes and dtypes), once a signature;
+    # a call of a traced signature is jax.jit's own dispatch, as jax.jit(value_and_grad)'s
+    traced, traced_x = None, None
+    if type(rt).traces is not Runtime.traces:
+        at_trace = ArgCheck(spec, rt, tracing=True)
+
+        def step(params, X, Y):
+            ps = at_trace.params(params)
+            xs = at_trace.xs(X, ps[0])
+            y = at_trace.y(Y, xs[0].shape[0], ps[0])
+            y = rt.one_hot(y.Y, k, ps[0]) if isinstance(y, _Labels) else y
+            value, *gs = raw(*ps, *xs, y)
+            return value, tuple(gs)  # (jit would return a dict's keys sorted)
+
+        def forward(params, X):
+            ps = at_trace.params(params)
+            return praw(*ps, *at_trace.xs(X, ps[0]))[0]
+        traced, traced_x = rt.wrap(step), rt.wrap(forward)
+
+    seen = Signatures(rt, names)
+    inputs = spec.inputs
+
+    def given(X):
+        """The input arrays as given, in the network's order (None: not a dict of them)."""
+        if len(inputs) == 1:
+            return (X,)
+        if type(X) is not dict or len(X) != len(inputs):
+            return None
+        try:
+            return tuple(X[i] for i in inputs)
+        except KeyError:
+            return None
 
     def kernel(params, X, Y):
+        if traced is not None and rt.traces():
+            try:
+                value, gs = traced(params, X, Y)
+                return value, dict(zip(names, gs))
+            except (_Untraced, TypeError, ValueError):
+                # an argument jit cannot take (a list, strings) or a check failed at trace time
+                # (JAX appends its traceback note to the message): the checked path says which,
+                # in one line
+                pass
+        xg = given(X)
+        fn = None if xg is None else seen.get(params, *xg, Y)
+        if fn is not None:  # these shapes, dtypes and devices passed the checks before
+            value, *gs = fn(*[params[p] for p in names], *xg, Y)
+            return value, dict(zip(names, gs))
         ps = check.params(params)
-        x = check.x(X, ps[0])
-        y = check.y(Y, x.shape[0], ps[0])
-        value, *gs = (run_labels(*ps, x, y.Y) if isinstance(y, _Labels) else run(*ps, x, y))
+        xs = check.xs(X, ps[0])
+        y = check.y(Y, xs[0].shape[0], ps[0])
+        labels = isinstance(y, _Labels)
+        fn = run_labels if labels else run
+        if (xg is not None and all(a is b for a, b in zip(xs, xg)) and (y.Y if labels else y) is Y
+                and all(a is params[p] for a, p in zip(ps, names))):
+            seen.add(fn, params, *xg, Y)  # used as given: the same signature may skip the checks
+        value, *gs = fn(*ps, *xs, y.Y if labels else y)
         return value, dict(zip(names, gs))
 
+    seen_x = Signatures(rt, names)
+
     def predict(params, X):
+        if traced_x is not None and rt.traces():
+            try:
+                return traced_x(params, X)
+            except (_Untraced, TypeError, ValueError):  # as in kernel
+                pass
+        xg = given(X)
+        fn = None if xg is None else seen_x.get(params, *xg)
+        if fn is not None:
+            return fn(*[params[p] for p in names], *xg)[0]
         ps = check.params(params)
-        return pfn(*ps, check.x(X, ps[0]))[0]
+        xs = check.xs(X, ps[0])
+        if xg is not None and all(a is b for a, b in zip(xs, xg)) and all(
+                a is params[p] for a, p in zip(ps, names)):
+            seen_x.add(pfn, params, *xg)
+        return pfn(*ps, *xs)[0]
 
     kernel.source = src
     kernel.predict = predict

@@ -23,12 +23,15 @@ class Backend:
     (``scalar`` the tiny-net option, ``at0`` relu'(0)); ``words`` says what runs. ``function``
     (optional): ``function(what, M, shape, k, at0) -> fn(P)``, a matrix M of expressions in
     ``_v0 … _v{k-1}`` (already in stable forms) evaluated at points P (…, k) into (…, *shape), for
-    ``compile_function``; None: numpy's own (the numpy backend)."""
+    ``compile_function``; None: numpy's own (the numpy backend). ``matrix`` (optional):
+    ``matrix() -> printer``, the :class:`~symgrad.compile.mfunction.MatrixPrinter` of
+    matrix-calculus results (``sg.grad(...).compile(backend=...)``) for this target."""
 
     name: str
     network: Callable
     words: str
     function: Callable | None = None
+    matrix: Callable | None = None
 
 
 BACKENDS: dict[str, Backend] = {}

@@ -21,6 +21,8 @@ from symgrad.core.primitives import (_fold, _log_code, leaky_relu, log1mexp, log
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
+from symgrad.compile.mfunction import (_HELPERS, NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
+                                       _helpers_over, _np_as)
 
 NAME = "cupy"
 
@@ -151,6 +153,12 @@ class CuPyRuntime(Runtime):
         if a.device != like.device:
             raise ValueError(f"{what} is on {a.device} but the parameters are on {like.device}")
 
+    def key(self, a):
+        return type(a), a.shape, a.dtype, a.device
+
+    def all_finite(self, a):
+        return bool(self.cp.isfinite(a).all())
+
 
 def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), CuPyRuntime())
@@ -162,4 +170,39 @@ def _function(what, M, shape, wrt, at0):
                            shape, wrt)
 
 
-register_backend(Backend(NAME, _network, "CuPy: numpy's kernel on a CUDA GPU", function=_function))
+def _matrix():
+    """The printer of matrix-calculus results as CuPy: numpy's code and helpers, ``np`` being
+    cupy (its API is numpy's, in-place updates included); constants in the arguments' dtype."""
+    rt = CuPyRuntime()
+    cp = rt.cp
+    helpers = _helpers_over(cp, *[n for n in _HELPERS if n not in ("_m_step", "_m_commutation")])
+
+    def _m_step(x):
+        return (x > 0).astype(x.dtype)
+
+    def _m_commutation(r, c, dt):
+        p = cp.arange(r * c)
+        return cp.eye(r * c, dtype=dt)[(p % c) * r + p // c].T
+
+    def _m_out(v, dt):
+        v = cp.asarray(v, dt)
+        if v.ndim == 0 or v.shape == (1, 1):
+            return v.reshape(())
+        return v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v
+    helpers.update(_m_step=_m_step, _m_commutation=_m_commutation, _m_out=_m_out)
+
+    class CuPyMatrixPrinter(ArrayMatrixPrinter):
+        backend = NAME
+        ops = {**_np_as(NUMPY_OPS, "cp"), "eye": "cp.eye({0}, dtype=_dt)",
+               "ones": "cp.ones(({0}, {1}), _dt)", "zeros": "cp.zeros(({0}, {1}), _dt)",
+               "size_pow": "{0} ** ({1})", "commutation": "_m_commutation({0}, {1}, _dt)",
+               "out": "_m_out({0}, _dt)"}
+        functions = _np_as(NUMPY_FUNCTIONS, "cp")
+
+        def namespace(self):
+            return {"cp": cp, **helpers}
+    return CuPyMatrixPrinter(rt)
+
+
+register_backend(Backend(NAME, _network, "CuPy: numpy's kernel on a CUDA GPU", function=_function,
+                         matrix=_matrix))

@@ -22,6 +22,8 @@ from symgrad.core.primitives import (_log_code, _fold, leaky_relu, log1mexp, log
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
+from symgrad.compile.mfunction import (NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
+                                       _helpers_over, _np_as)
 
 NAME = "jax"
 
@@ -139,6 +141,19 @@ class JaxRuntime(Runtime):
     def one_hot(self, Y, k, like):
         return self.jax.nn.one_hot(Y, k, dtype=like.dtype)
 
+    def mode(self):
+        return self.jax.config.jax_enable_x64
+
+    def all_finite(self, a):
+        try:
+            return bool(self.jnp.isfinite(a).all())
+        except self.jax.errors.ConcretizationTypeError:  # traced (jit, grad): no values to check
+            return None
+
+    def traces(self):
+        # without x64, jit makes a float64 numpy argument float32 before a check could refuse it
+        return self.jax.config.jax_enable_x64
+
     def check_dtype(self, dt):
         if dt == "float64" and not self.jax.config.jax_enable_x64:
             raise ValueError("backend 'jax': float64 needs 64-bit JAX, "
@@ -155,5 +170,63 @@ def _function(what, M, shape, wrt, at0):
                            shape, wrt)
 
 
+def _matrix():
+    """The printer of matrix-calculus results as jax.numpy: pure (no in-place update), so the
+    compiled function can be jitted and differentiated; numpy's helpers over ``jnp`` where they
+    are pure, the others here."""
+    rt = JaxRuntime()
+    jax, jnp = rt.jax, rt.jnp
+
+    def _m_step(x):
+        return (x > 0).astype(x.dtype)
+
+    def _m_logdet(X):
+        sign, logdet = jnp.linalg.slogdet(X)
+        try:
+            positive = bool(sign > 0)
+        except jax.errors.ConcretizationTypeError:  # traced: nan, never a wrong number
+            return jnp.where(sign > 0, logdet, jnp.nan)
+        if not positive:
+            raise ValueError("logdet: det of the matrix is not positive at the given arguments")
+        return logdet
+
+    def _m_commutation(r, c, dt):
+        p = jnp.arange(r * c)
+        return jnp.eye(r * c, dtype=dt)[(p % c) * r + p // c].T
+
+    def _m_softmax_sandwich(a, s, x):  # numpy's, its diagonal added functionally
+        p, n = a.shape
+        m, k = x.shape[1], s.shape[1]
+        b = (a.T[:, :, None] * s[:, None, :]).reshape(n, p * k)
+        c = (x[:, :, None] * s[:, None, :]).reshape(n, m * k)
+        h = -(b.T @ c).reshape(p, k, m, k)
+        d = jnp.stack([(a * s[:, q]) @ x for q in range(k)])
+        i = jnp.arange(k)
+        return h.at[:, i, :, i].add(d).reshape(p * k, m * k)
+
+    def _m_out(v, dt):
+        v = jnp.asarray(v, dt)
+        if v.ndim == 0 or v.shape == (1, 1):
+            return v.reshape(())
+        return v[:, 0] if v.ndim == 2 and v.shape[1] == 1 else v
+
+    helpers = _helpers_over(jnp, "_m_sigmoid", "_m_relu", "_m_softplus", "_m_softmax",
+                            "_m_logsumexp", "_m_softmax_vjp", "_m_softmax_jacobian", "_m_kron_eye")
+    helpers.update(_m_step=_m_step, _m_logdet=_m_logdet, _m_commutation=_m_commutation,
+                   _m_softmax_sandwich=_m_softmax_sandwich, _m_out=_m_out)
+
+    class JaxMatrixPrinter(ArrayMatrixPrinter):
+        backend = NAME
+        ops = {**_np_as(NUMPY_OPS, "jnp"), "eye": "jnp.eye({0}, dtype=_dt)",
+               "ones": "jnp.ones(({0}, {1}), _dt)", "zeros": "jnp.zeros(({0}, {1}), _dt)",
+               "size_pow": "{0} ** ({1})", "commutation": "_m_commutation({0}, {1}, _dt)",
+               "out": "_m_out({0}, _dt)"}
+        functions = _np_as(NUMPY_FUNCTIONS, "jnp")
+
+        def namespace(self):
+            return {"jax": jax, "jnp": jnp, **helpers}
+    return JaxMatrixPrinter(rt)
+
+
 register_backend(Backend(NAME, _network, "JAX: one pure function under jax.jit, on the arrays' "
-                         "device", function=_function))
+                         "device", function=_function, matrix=_matrix))

@@ -24,6 +24,7 @@ from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import scalar_function
 from symgrad.compile.images import RUNTIME
+from symgrad.compile.mfunction import MatrixPrinter
 from symgrad.compile.spec import Spec
 
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
@@ -429,7 +430,8 @@ def _forward(net, spec, typed):
 
 
 register_backend(Backend("numpy", _compile_network, "numpy over whole batches (BLAS products), and "
-                          "for tiny nets the program unrolled over Python floats"))
+                          "for tiny nets the program unrolled over Python floats",
+                         matrix=MatrixPrinter))
 
 
 PYTHON_WORK = 20000  # batch size × weight entries the python backend unrolls (code grows with it)

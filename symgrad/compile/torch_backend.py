@@ -26,6 +26,7 @@ from symgrad.core.primitives import (_log_code, leaky_relu, log1mexp, logsumexp,
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated, missing_code
+from symgrad.compile.mfunction import ArrayMatrixPrinter
 
 NAME = "torch"
 
@@ -197,6 +198,15 @@ class TorchRuntime(Runtime):
         if a.device != like.device:
             raise ValueError(f"{what} is on {a.device} but the parameters are on {like.device}")
 
+    def key(self, a):
+        return type(a), a.shape, a.dtype, a.device
+
+    def cast(self, a, dtype_name):
+        return a.to(getattr(self.torch, dtype_name))
+
+    def all_finite(self, a):
+        return bool(self.torch.isfinite(a).all())
+
 
 def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), TorchRuntime())
@@ -208,5 +218,94 @@ def _function(what, M, shape, wrt, at0):
                            shape, wrt)
 
 
+# numpy's matrix operations in torch (the keys of mfunction.NUMPY_OPS)
+MATRIX_OPS = {
+    "inv": "torch.linalg.inv({0})", "det": "torch.linalg.det({0})", "trace": "torch.trace({0})",
+    "diagflat": "torch.diagflat({0})", "diagonal": "torch.diagonal({0}).reshape(-1, 1)",
+    "colsum": "{0}.sum(0, keepdim=True)", "rowsum": "{0}.sum(1, keepdim=True)",
+    "sqrt": "torch.sqrt({0})", "log": "torch.log({0})", "norm2": "torch.sqrt(({0} ** 2).sum())",
+    "eye": "torch.eye({0}, dtype=_dt, device=_dev)",
+    "ones": "torch.ones(({0}, {1}), dtype=_dt, device=_dev)",
+    "zeros": "torch.zeros(({0}, {1}), dtype=_dt, device=_dev)",
+    # (torch 2.13's kron fails on a transposed view: "view size is not compatible")
+    "kron": "torch.kron({0}.contiguous(), {1}.contiguous())", "matpow": "torch.linalg.matrix_power({0}, {1})",
+    "size_pow": "{0} ** ({1})", "logdet": "_m_logdet({0})",
+    "softmax": "torch.softmax({0}, {1})", "logsumexp": "torch.logsumexp({0}, {1}, keepdim=True)",
+    "softmax_vjp": "_m_softmax_vjp({0}, {1}, {2})",
+    "commutation": "_m_commutation({0}, {1}, _dt, _dev)",
+    "softmax_jacobian": "_m_softmax_jacobian({0}, {1})",
+    "softmax_sandwich": "_m_softmax_sandwich({0}, {1}, {2})",
+    "kron_eye": "_m_kron_eye({0}, {1}, {2})", "out": "_m_out({0}, _dt, _dev)",
+}
+MATRIX_FUNCTIONS = {
+    "exp": "torch.exp", "log": "torch.log", "sqrt": "torch.sqrt", "abs": "torch.abs",
+    "Abs": "torch.abs", "sin": "torch.sin", "cos": "torch.cos", "tanh": "torch.tanh",
+    "sign": "torch.sign", "sigmoid": "torch.sigmoid", "relu": "torch.relu",
+    "softplus": "_softplus", "step": "_m_step",
+}
+
+
+def _matrix():
+    """The printer of matrix-calculus results as torch: tensors in and out, on the arguments'
+    device and in their dtype; σ, softplus, softmax and log-sum-exp in torch's stable forms."""
+    rt = TorchRuntime()
+    torch = rt.torch
+
+    def _m_step(x):
+        return (x > 0).to(x.dtype)
+
+    def _m_logdet(X):
+        sign, logdet = torch.linalg.slogdet(X)
+        if not sign > 0:
+            raise ValueError("logdet: det of the matrix is not positive at the given arguments")
+        return logdet
+
+    def _m_softmax_vjp(s, g, axis):
+        return s * (g - (s * g).sum(axis, keepdim=True))
+
+    def _m_softmax_jacobian(s, m):  # numpy's, block by block
+        n, k = s.shape
+        b = m.reshape(n, k, -1)
+        return (s[:, :, None] * (b - torch.einsum("ik,ikt->it", s, b)[:, None, :])).reshape(n * k, -1)
+
+    def _m_softmax_sandwich(a, s, x):  # numpy's (see mfunction._m_softmax_sandwich)
+        p, n = a.shape
+        m, k = x.shape[1], s.shape[1]
+        b = (a.T[:, :, None] * s[:, None, :]).reshape(n, p * k)
+        c = (x[:, :, None] * s[:, None, :]).reshape(n, m * k)
+        h = -(b.T @ c).reshape(p, k, m, k)
+        d = torch.stack([(a * s[:, q]) @ x for q in range(k)])
+        i = torch.arange(k, device=a.device)
+        h[:, i, :, i] += d
+        return h.reshape(p * k, m * k)
+
+    def _m_kron_eye(a, k, m):
+        return (a @ m.reshape(a.shape[1], -1)).reshape(a.shape[0] * k, -1)
+
+    def _m_commutation(r, c, dt, dev):
+        p = torch.arange(r * c, device=dev)
+        return torch.eye(r * c, dtype=dt, device=dev)[(p % c) * r + p // c].T
+
+    def _m_out(v, dt, dev):
+        v = torch.as_tensor(v, dtype=dt, device=dev)
+        if v.dim() == 0 or tuple(v.shape) == (1, 1):
+            return v.reshape(())
+        return v[:, 0] if v.dim() == 2 and v.shape[1] == 1 else v
+    helpers = dict(_m_step=_m_step, _m_logdet=_m_logdet, _m_softmax_vjp=_m_softmax_vjp,
+                   _m_softmax_jacobian=_m_softmax_jacobian,
+                   _m_softmax_sandwich=_m_softmax_sandwich, _m_kron_eye=_m_kron_eye,
+                   _m_commutation=_m_commutation, _m_out=_m_out)
+
+    class TorchMatrixPrinter(ArrayMatrixPrinter):
+        backend = NAME
+        ops, functions = MATRIX_OPS, MATRIX_FUNCTIONS
+        dtype_line = "    _dt, _dev = {0}.dtype, {0}.device"
+
+        def namespace(self):
+            return {"torch": torch, **rt.namespace(), **helpers}
+    return TorchMatrixPrinter(rt)
+
+
 register_backend(Backend(NAME, _network, "PyTorch: tensors in, tensors out, on their device and "
-                         "dtype (no autograd: the derived backward)", function=_function))
+                         "dtype (no autograd: the derived backward)", function=_function,
+                         matrix=_matrix))

@@ -69,6 +69,9 @@ class _Compiled:
 
     def __init__(self, net, at0):
         supported(net, "torch")
+        if len(net.inputs) != 1:  # (the block's backward gives one input's gradient)
+            raise ValueError(f"to_torch: a block of one vector input; this one has "
+                             f"{len(net.inputs)} inputs (net.compile(backend='torch') takes them)")
         vnet, typed, stmts, gx = vjp_program(net)
         check_program(typed, "torch")
         spec = Spec(vnet, typed, at0)
