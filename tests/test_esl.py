@@ -4,6 +4,7 @@ indices checked against finite differences of R, the sum and mean costs, the com
 KaTeX/MathJax rendering of every block."""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -222,7 +223,7 @@ def test_cli_index_level_esl():
 
 def test_cli_cost_and_formats():
     r = run("derive", "2-2-1", "--level", "index", "--wrt", "W1_ij", "--cost", "mean")
-    assert r.exit_code == 0 and "∂R/∂W1[i, j] = (1/N) Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
+    assert r.exit_code == 0 and "∂R/∂W⁽¹⁾ᵢⱼ = (1/N) Σₙ sᵢₙ xⱼₙ" in r.output, r.output
     r = run("derive", "2-2-1", "--level", "index", "--wrt", "b2", "--format", "json")
     assert r.exit_code == 0 and '"rhs": "Sum(delta[k, i], (i, 1, N))"' in r.output, r.output
     r = run("derive", "2-2-1", "--wrt", "W1", "--cost", "sum")
@@ -281,7 +282,7 @@ def test_element_level_takes_index_letters_beside_concrete_indices():
         "W1_ij", level="index", cost="mean").result
     assert net.derive("W1_12", level="element", naming="position").meta.get("level") != "index"
     r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_ij")
-    assert r.exit_code == 0 and "∂R/∂W1[i, j] = Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
+    assert r.exit_code == 0 and "∂R/∂W⁽¹⁾ᵢⱼ = Σₙ sᵢₙ xⱼₙ" in r.output, r.output
     r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_12")
     assert r.exit_code == 0 and "W₁,₁₂" in r.output  # (the text format's W1_12)
 
@@ -296,3 +297,66 @@ def test_other_activations_and_losses_pass_their_check(hidden, output, loss, p):
                  loss=loss)
     d = net.derive(p, level="index", notation="slides")
     assert d.meta["checked"] and d.meta["cost"] == "mean"
+
+
+# -- the text format (issue 13): readable Unicode, the unit's index before the example's ------------
+GOLDEN_TEXT_W1 = [  # symgrad derive 2-3-2 --level index --wrt W1: each line without its words
+    "∂R/∂W₁ in general indices",
+    "R = Σᵢ Rᵢ",
+    "Rᵢ = Σₖ ½(ŷₖᵢ − yₖᵢ)²",
+    "h⁽¹⁾ₘᵢ = relu(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ)",
+    "z⁽²⁾ₖᵢ = b⁽²⁾ₖ + Σₘ″ W⁽²⁾ₖₘ″ h⁽¹⁾ₘ″ᵢ",
+    "ŷₖᵢ = z⁽²⁾ₖᵢ",
+    "∂Rᵢ/∂ŷₖᵢ = −(yₖᵢ − ŷₖᵢ)",
+    "δₖᵢ = −(yₖᵢ − ŷₖᵢ)",
+    "∂Rᵢ/∂W⁽¹⁾ₘₗ = Σₖ ∂Rᵢ/∂z⁽²⁾ₖᵢ Σₘ′ ∂z⁽²⁾ₖᵢ/∂h⁽¹⁾ₘ′ᵢ ∂h⁽¹⁾ₘ′ᵢ/∂W⁽¹⁾ₘₗ",
+    "= Σₖ δₖᵢ Σₘ′ [m = m′] W⁽²⁾ₖₘ′ relu′(b⁽¹⁾ₘ′ + Σₗ′ W⁽¹⁾ₘ′ₗ′ xₗ′ᵢ) xₗᵢ",
+    "= Σₖ W⁽²⁾ₖₘ δₖᵢ relu′(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ) xₗᵢ",
+    "sₘᵢ = relu′(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ) Σₖ W⁽²⁾ₖₘ δₖᵢ",
+    "∂Rᵢ/∂W⁽¹⁾ₘₗ = sₘᵢ xₗᵢ",
+    "∂R/∂W⁽¹⁾ₘₗ = Σᵢ sₘᵢ xₗᵢ",
+    "checked at every index of 2-2-1 and 3-2-2 against sympy.diff"]
+
+
+def _expressions(text: str) -> list:
+    return [line.split("    [")[0].strip() for line in text.splitlines() if line.strip()]
+
+
+def test_golden_text_2_3_2():
+    r = run("derive", "2-3-2", "--level", "index", "--wrt", "W1")
+    assert r.exit_code == 0, r.output
+    assert _expressions(r.output) == GOLDEN_TEXT_W1
+
+
+def test_golden_text_esl_names():
+    """--notation esl: the lecture's α, β, z, T, f_k(x_i), g_k, and its x_il, y_ik."""
+    r = run("derive", "2-3-2", "--level", "index", "--hidden", "sigmoid", "--output", "sigmoid",
+            "--notation", "esl", "--cost", "mean")
+    assert r.exit_code == 0, r.output
+    for line in ("R = (1/N) Σᵢ Rᵢ", "Rᵢ = Σₖ ½(fₖ(xᵢ) − yᵢₖ)²", "zₘᵢ = σ(α₀ₘ + αₘᵀxᵢ)",
+                 "Tₖᵢ = β₀ₖ + βₖᵀzᵢ", "fₖ(xᵢ) = gₖ(Tₖᵢ)", "δₖᵢ = −(yᵢₖ − fₖ(xᵢ)) gₖ′(β₀ₖ + βₖᵀzᵢ)",
+                 "sₘᵢ = σ′(α₀ₘ + αₘᵀxᵢ) Σₖ βₖₘ δₖᵢ", "∂R/∂αₘₗ = (1/N) Σᵢ sₘᵢ xᵢₗ",
+                 "∂R/∂βₖₘ = (1/N) Σᵢ δₖᵢ zₘᵢ", "∂R/∂α₀ₘ = (1/N) Σᵢ sₘᵢ", "∂R/∂β₀ₖ = (1/N) Σᵢ δₖᵢ",
+                 "= Σₖ′ ∂Rᵢ/∂fₖ′(xᵢ) [k = k′] gₖ′′(β₀ₖ′ + βₖ′ᵀzᵢ) zₘᵢ"):
+        assert line in _expressions(r.output), (line, r.output)
+
+
+def test_text_has_no_sympy_syntax_and_ascii_is_ascii():
+    """Every parameter of 2-3-2 in the text format: no *, ** or SymPy's x[i, l] (y[i, k] beside
+    yhat[k, i] was one of them); with --ascii not one non-ASCII character, words included."""
+    for extra in ([], ["--hidden", "sigmoid", "--output", "sigmoid", "--loss", "bce"],
+                  ["--notation", "esl"], ["--notation", "slides", "--wrt", "W1_ij"]):
+        out = run("derive", "2-3-2", "--level", "index", *extra).output
+        assert "*" not in out and "[i, k]" not in out and "yhat" not in out, out
+        assert " - " not in out and "Σ_{" not in out, out
+        asc = run("derive", "2-3-2", "--level", "index", *extra, "--ascii").output
+        assert asc.isascii(), [c for c in asc if not c.isascii()]
+        assert "*" not in asc, asc
+        assert "sum_{k=1}^{K}" in asc and "dR" in asc, asc
+
+
+def test_json_keeps_sympy_syntax():
+    r = run("derive", "2-3-2", "--level", "index", "--wrt", "W1", "--format", "json")
+    steps = json.loads(r.output)[0]["steps"]
+    assert steps[1]["rhs"] == "Sum((-y[i, k] + yhat[k, i])**2/2, (k, 1, K))"
+    assert steps[-2]["rhs"] == "Sum(s[m, i]*x[i, l], (i, 1, N))"

@@ -74,8 +74,14 @@ class IndexExpr(sp.Basic):
     latex_printer = None
     text_printer = None
 
-    def __new__(cls, expr, whole=False):
-        return sp.Basic.__new__(cls, _basic(expr), sp.true if whole else sp.false)
+    def __new__(cls, expr, whole=False, layers=2):
+        return sp.Basic.__new__(cls, _basic(expr), sp.true if whole else sp.false,
+                                sp.Integer(layers))
+
+    @property
+    def layers(self) -> int:
+        """The network's dense layers (2: one hidden layer, ESL's α and β)."""
+        return int(self.args[2])
 
     @property
     def whole(self) -> bool:
@@ -92,10 +98,10 @@ class IndexExpr(sp.Basic):
         return IndexExpr.latex_printer(self.expr, p, self.whole)
 
     def _sympystr(self, p):
-        """SymPy's syntax for JSON (the sympify printer), ∂, Σ and [k = k′] for the text."""
+        """SymPy's syntax for JSON (the sympify printer), the text format's for a TextPrinter."""
         if IndexExpr.text_printer is None:
             return str(self.expr)
-        return IndexExpr.text_printer(self.expr, type(p).__name__ == "TextPrinter")
+        return IndexExpr.text_printer(self.expr, p, self.whole, self.layers)
 
     def _sympyrepr(self, p):
         return self._sympystr(p)
@@ -306,7 +312,7 @@ class _Record:
                      "the cost: the sum of the examples' losses" if self.cost == "sum" else
                      "the cost: the mean of the examples' losses", StepKind.DEFINITION)
             self.add(Ri, sp.Sum(self.L(k, i), (k, 1, K)),
-                     f"the loss of example i: {self.shape.loss.words}, over the outputs",
+                     f"the loss of example {i}: {self.shape.loss.words}, over the outputs",
                      StepKind.DEFINITION)
         self.define(B["h1"][m, i], self.HACT(_pre1(m, i, ix.lb)),
                     "a hidden unit of one example", StepKind.FORWARD)
@@ -342,12 +348,12 @@ class _Record:
         ix = self.ix
         i, k = ix.i, ix.k
         dR = sp.Derivative(B["R"][i], B["yhat"][k, i])
-        self.add(dR, self.dL(k, i), "differentiate the loss: only the k-th term of R_i holds "
-                 "output k", StepKind.JACOBIAN)
+        self.add(dR, self.dL(k, i), f"differentiate the loss: only the {k}-th term of R_{i} holds "
+                 f"output {k}", StepKind.JACOBIAN)
         rhs = sp.Mul(self.dL(k, i), self.gprime(k, i), evaluate=False) \
             if self.gprime(k, i) != 1 else self.dL(k, i)
         self.define(B["delta"][k, i], rhs, "the output error (ESL's δ_ki), the derivative by the "
-                    "output's pre-activation: the output separates R_i from it, so the chain "
+                    f"output's pre-activation: the output separates R_{i} from it, so the chain "
                     "rule applies", StepKind.BACKWARD)
 
     def _s(self):
@@ -367,15 +373,15 @@ class _Record:
                                                       sp.Derivative(B["yhat"][kk, i], th),
                                                       evaluate=False),
                                                (kk, 1, SIZES["K"])),
-                 "the outputs separate R_i from the weight, so the chain rule applies",
+                 f"the outputs separate R_{i} from the weight, so the chain rule applies",
                  StepKind.CHAIN_RULE)
         g = self.gprime(kk, i)
         self.add(None, sp.Sum(sp.Derivative(Ri, B["yhat"][kk, i]) * sp.KroneckerDelta(k, kk) * g
                               * z, (kk, 1, SIZES["K"])),
-                 f"output {kk} depends on the weight only when {kk} = k",
+                 f"output {kk} depends on the weight only when {kk} = {k}",
                  StepKind.SUM)
         self.add(None, sp.Derivative(Ri, B["yhat"][k, i]) * self.gprime(k, i) * z,
-                 f"only the term {kk} = k is left", StepKind.SIMPLIFY)
+                 f"only the term {kk} = {k} is left", StepKind.SIMPLIFY)
         self._delta()
         self.per_example = B["delta"][k, i] * z
         self.add(sp.Derivative(Ri, th), self.per_example, "substitute the output error" +
@@ -395,15 +401,15 @@ class _Record:
             sp.Mul(sp.Derivative(B["z2"][k, i], B["h1"][mm, i]), sp.Derivative(B["h1"][mm, i], th),
                    evaluate=False),
             (mm, 1, M)), (k, 1, K)),
-            "the outputs' pre-activations and the hidden units separate R_i from the weight, "
+            f"the outputs' pre-activations and the hidden units separate R_{i} from the weight, "
             "so the chain rule applies, summed over every path", StepKind.CHAIN_RULE)
         self.add(None, sp.Sum(B["delta"][k, i] * sp.Sum(
             B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * self.HACTP(_pre1(mm, i, ix.lb)) * x,
             (mm, 1, M)), (k, 1, K)),
-            f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = m",
+            f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = {m}",
             StepKind.SUM)
         self.add(None, sp.Sum(B["delta"][k, i] * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x,
-                              (k, 1, K)), f"only the term {mm} = m is left", StepKind.SIMPLIFY)
+                              (k, 1, K)), f"only the term {mm} = {m} is left", StepKind.SIMPLIFY)
         self._s()
         self.per_example = B["s"][m, i] * x
         self.add(sp.Derivative(Ri, th), self.per_example, "substitute the hidden error" +
