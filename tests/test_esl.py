@@ -183,8 +183,8 @@ def test_cost_on_the_matrix_and_element_levels():
 def test_a_wrong_general_formula_raises(monkeypatch):
     good = indexed._Record._s
 
-    def bad(self):
-        good(self)
+    def bad(self, layer=1):
+        good(self, layer)
         key = B["s"][self.ix.m, self.ix.i]
         self.definitions[key] = 2 * self.definitions[key]
 
@@ -198,9 +198,12 @@ def test_checked_at_both_small_nets(esl_blocks):
         assert {(2, 2, 1), (3, 2, 2)} <= set(d.meta["checked"])
 
 
-def test_not_a_one_hidden_layer_net():
-    with pytest.raises(ValueError, match="one-hidden-layer"):
-        sg.mlp([2, 3, 3, 1]).derive("W1", level="index")
+def test_not_a_dense_activation_stack():
+    net = sg.Network()  # two dense layers with no activation between them
+    x = net.input("x", 2)
+    net.add_loss(net.dense(net.dense(x, 3), 1), "mse")
+    with pytest.raises(ValueError, match="this one is input → dense → dense"):
+        net.derive("W1", level="index")
     with pytest.raises(ValueError, match="softmax"):
         sg.mlp([2, 3, 2], output="softmax", loss="cross_entropy").derive("W1", level="index")
 
@@ -360,3 +363,104 @@ def test_json_keeps_sympy_syntax():
     steps = json.loads(r.output)[0]["steps"]
     assert steps[1]["rhs"] == "Sum((-y[i, k] + yhat[k, i])**2/2, (k, 1, K))"
     assert steps[-2]["rhs"] == "Sum(s[m, i]*x[i, l], (i, 1, N))"
+
+
+# -- any depth (issue 13): the hidden error of layer ℓ from layer ℓ + 1's ---------------------------
+DEEP_TEXT = {  # symgrad derive 2-2-2-1 --level index --hidden sigmoid
+    "W1": ["s⁽²⁾ₘᵢ = σ′(b⁽²⁾ₘ + Σₗ′ W⁽²⁾ₘₗ′ h⁽¹⁾ₗ′ᵢ) Σₖ W⁽³⁾ₖₘ δₖᵢ",
+           "s⁽¹⁾ₘᵢ = σ′(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ) Σₖ W⁽²⁾ₖₘ s⁽²⁾ₖᵢ",
+           "∂Rᵢ/∂W⁽¹⁾ₘₗ = Σₖ ∂Rᵢ/∂z⁽²⁾ₖᵢ Σₘ′ ∂z⁽²⁾ₖᵢ/∂h⁽¹⁾ₘ′ᵢ ∂h⁽¹⁾ₘ′ᵢ/∂W⁽¹⁾ₘₗ",
+           "∂R/∂W⁽¹⁾ₘₗ = Σᵢ s⁽¹⁾ₘᵢ xₗᵢ",
+           "checked at every index of 2-2-2-1 and 3-2-2-2 against sympy.diff"],
+    "W2": ["∂R/∂W⁽²⁾ₘₗ = Σᵢ s⁽²⁾ₘᵢ h⁽¹⁾ₗᵢ"],
+    "b2": ["∂R/∂b⁽²⁾ₘ = Σᵢ s⁽²⁾ₘᵢ"],
+    "W3": ["∂R/∂W⁽³⁾ₖₘ = Σᵢ δₖᵢ h⁽²⁾ₘᵢ"],
+    "b3": ["∂R/∂b⁽³⁾ₖ = Σᵢ δₖᵢ"],
+}
+
+
+def test_deep_nets_text_and_check():
+    """Every parameter of a two-hidden-layer net, each checked against sympy.diff at every index
+    of 2-2-2-1 and 3-2-2-2 (sympy.diff of the cost written out weight by weight)."""
+    r = run("derive", "2-2-2-1", "--level", "index", "--hidden", "sigmoid")
+    assert r.exit_code == 0, r.output
+    blocks = {b.splitlines()[0].split("∂")[2].split()[0]: _expressions(b)
+              for b in r.output.strip().split("\n\n")}
+    names = {"W₁": "W1", "b₁": "b1", "W₂": "W2", "b₂": "b2", "W₃": "W3", "b₃": "b3"}
+    assert sorted(names[k] for k in blocks) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    for p, lines in DEEP_TEXT.items():
+        got = blocks[next(k for k, v in names.items() if v == p)]
+        for line in lines:
+            assert line in got, (p, line, got)
+
+
+@pytest.mark.parametrize("sizes, hidden, output, loss, p", [
+    ([3, 2, 2, 2], "tanh", "sigmoid", "bce", "W1"),
+    ([2, 3, 2, 2, 1], "relu", "identity", "mse", "b1"),
+    ([2, 2, 3, 1], "softplus", "sigmoid", "(y - yhat)^2", "W2"),
+])
+def test_deep_nets_pass_their_check(sizes, hidden, output, loss, p):
+    d = sg.mlp(sizes, hidden=hidden, output=output, loss=loss).derive(p, level="index")
+    L = len(sizes) - 1
+    assert d.meta["checked"][:2] == [(2,) + (2,) * (L - 1) + (1,), (3,) + (2,) * (L - 1) + (2,)]
+    assert d.result.has(B["x"] if p.endswith("1") else B[f"h{int(p[1]) - 1}"]) or p[0] == "b"
+
+
+def test_deep_general_formula_matches_finite_differences():
+    """An independent route: ∂R/∂W⁽¹⁾ of 3-4-3-2 (tanh, sigmoid outputs) instantiated at random
+    entries against central differences of R computed with numpy."""
+    sizes, N = (3, 4, 3, 2), 4
+    net = sg.mlp(list(sizes), hidden="tanh", output="sigmoid", loss=ESL_LOSS)
+    rng = np.random.default_rng(5)
+    P = {f"W{n}": rng.normal(size=(sizes[n], sizes[n - 1])) for n in (1, 2, 3)}
+    P.update({f"b{n}": rng.normal(size=sizes[n]) for n in (1, 2, 3)})
+    X, Y = rng.normal(size=(N, 3)), rng.normal(size=(N, 2))
+
+    def R(Q):
+        h = X
+        for n in (1, 2):
+            h = np.tanh(h @ Q[f"W{n}"].T + Q[f"b{n}"])
+        F = 1 / (1 + np.exp(-(h @ Q["W3"].T + Q["b3"])))
+        return ((Y - F) ** 2).sum()
+
+    sub = {SIZES["N"]: N, SIZES["p"]: 3, sp.Symbol("M1", integer=True, positive=True): 4,
+           sp.Symbol("M2", integer=True, positive=True): 3, SIZES["K"]: 2}
+    arrays = {**P, "x": X, "y": Y}
+    for p in ("W1", "b2"):
+        d = net.derive(p, level="index", cost="sum")
+        own = ("m", "l") if p[0] == "W" else ("m",)
+        for at in [tuple(rng.integers(s) for s in P[p].shape) for _ in range(3)]:
+            e = d.meta["explicit"].xreplace(sub).xreplace(
+                {sp.Symbol(c, integer=True): int(a) + 1 for c, a in zip(own, at)}).doit()
+            got = float(e.replace(lambda t: isinstance(t, sp.Indexed), lambda t: sp.Float(
+                arrays[t.base.label.name][tuple(int(i) - 1 for i in t.indices)])))
+            h, Q = 1e-6, {k: v.copy() for k, v in P.items()}
+            Q[p][at] += h
+            up = R(Q)
+            Q[p][at] -= 2 * h
+            fd = (up - R(Q)) / (2 * h)
+            assert abs(got - fd) <= 1e-6 * (1 + abs(fd)), (p, at, got, fd)
+
+
+def test_a_wrong_deep_formula_raises(monkeypatch):
+    """The check covers the deeper layers: layer 2's error doubled in a 2-2-2-1 net is caught."""
+    good = indexed._Record._s
+
+    def bad(self, layer=1):
+        good(self, layer)
+        if layer == 2:
+            key = B["s2"][self.ix.m, self.ix.i]
+            self.definitions[key] = 2 * self.definitions[key]
+
+    monkeypatch.setattr(indexed._Record, "_s", bad)
+    with pytest.raises(IndexCheckError, match="disagrees with sympy.diff at index .* of a 2-2-2-1"):
+        sg.mlp([2, 2, 2, 1]).derive("W1", level="index")
+    sg.mlp([2, 2, 2, 1]).derive("W3", level="index")  # no layer-2 error in ∂R/∂W⁽³⁾: passes
+
+
+def test_deep_latex_in_the_slides_layers():
+    d = sg.mlp([2, 2, 2, 1], hidden="sigmoid").derive("W1", level="index", notation="esl")
+    tex = d.to_latex(notation="esl")
+    assert r"\delta^{(1)(i)}_{m} &= \sigma'\left(z^{(1)(i)}_{m}\right) \sum_{k=1}^{d_{2}} " \
+        r"W^{(2)}_{km} \delta^{(2)(i)}_{k}" in tex, tex
+    assert r"\alpha" not in tex  # ESL's α, β name one hidden layer's weights

@@ -219,7 +219,7 @@ def test_heading_has_a_minus_sign():
 def test_logistic_hessian_prints_one_minus_sigma_and_a_hadamard_power():
     d = sg.hessian("sum(log(1+exp(-y.*(X*w))))", "w", vectors="w y", matrices="X")
     text = TextPrinter().doprint(d.result)
-    assert "(1 − σ(" in text and "y^∘2" in text and "+ 1)" not in text and "⊙2" not in text
+    assert "(𝟏 − σ(" in text and "y^∘2" in text and "+ 1)" not in text and "⊙2" not in text
 
 
 # -- I: the rules in LaTeX, one math span each -------------------------------------------------------
@@ -252,7 +252,7 @@ def test_repeated_sigma_is_named():
     d = sg.hessian("sum(log(1+exp(-y.*(X*w))))", "w", vectors="w y", matrices="X")
     last = d.steps[-1]
     assert last.why == "where s = sigmoid(-((X*w) ⊙ y))"
-    assert TextPrinter().doprint(last.rhs) == "Xᵀ diag((1 − s) ⊙ s ⊙ y^∘2)X"
+    assert TextPrinter().doprint(last.rhs) == "Xᵀ diag((𝟏 − s) ⊙ s ⊙ y^∘2)X"
     assert "σ(" in TextPrinter().doprint(d.result)  # the result itself is unchanged
     lines = d.to_text().splitlines()
     assert lines[-2].rstrip().split("    [")[0].endswith("y^∘2)X") and lines[-2] != lines[-3]

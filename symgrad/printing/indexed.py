@@ -112,17 +112,23 @@ SIZES_TEX = {"esl": {"N": "N", "K": "K", "M": "M", "p": "p", "R": "R"},
 class IndexLatexPrinter(LatexPrinter):
     """General-index expressions in one notation (``settings['notation']``, a Notation)."""
 
-    _default_settings = {**LatexPrinter._default_settings, "notation": None, "whole": False}
+    _default_settings = {**LatexPrinter._default_settings, "notation": None, "whole": False,
+                         "layers": 2}
 
     def __init__(self, settings=None):
         super().__init__(settings)
         nota = self._settings["notation"]
         self._nota = nota
         self._key = nota.name if nota is not None and nota.name in ENTRIES else "slides"
+        if self._settings["layers"] > 2:  # ESL's α, β and the feature notes' dots name one
+            self._key = "slides"          # hidden layer: a deeper net in the slides' W⁽ˡ⁾
 
     # names
     def _print_Symbol(self, expr, style="plain"):
         sizes = SIZES_TEX["esl" if self._key == "esl" else "other"]
+        layers = self._settings["layers"]
+        if layers > 2 and re.fullmatch(r"M\d+|K", expr.name):  # d_1 … d_L, a layer's width
+            return "d_{%s}" % (expr.name[1:] or layers)
         if expr.name in sizes:
             return sizes[expr.name]
         name = expr.name
@@ -137,6 +143,16 @@ class IndexLatexPrinter(LatexPrinter):
         if label == "z1" and self._key == "esl":  # ESL has no name for it
             return r"\left(%s\right)" % label
         fn = ENTRIES[self._key].get(label)
+        layered = _LAYER.fullmatch(label)
+        if self._key == "slides" and self._settings["layers"] > 2 and (
+                layered or label == "delta"):  # any layer's, as the slides write layers 1 and 2
+            base, n = layered.groups() if layered else ("s", str(self._settings["layers"]))
+            if base == "W":
+                return "W^{(%s)}_{%s}" % (n, _j(*idx))
+            if base == "b":
+                return "b^{(%s)}_{%s}" % (n, idx[0])
+            sym = {"h": "h", "z": "z", "s": r"\delta"}.get(base, base)
+            return "%s^{(%s)(%s)}_{%s}" % (sym, n, idx[1], idx[0])
         return fn(*idx) if fn else r"\text{%s}_{%s}" % (text_escape(label), ",".join(idx))
 
     def _print_KroneckerDelta(self, expr, exp=None):  # δ is ESL's output error: Iverson's bracket
@@ -204,8 +220,8 @@ class IndexLatexPrinter(LatexPrinter):
         if unit is None:
             return None
         if self._key != "esl" and not self._settings["whole"]:
-            name = "z1" if bias.base.label.name == "b1" else "z2"
-            return ENTRIES[self._key][name](self._print(unit), self._print(example))
+            name = "z" + bias.base.label.name[1:]
+            return self._print(sp.IndexedBase(name)[unit, example])
         return "%s + %s" % (self._print(bias), self._print(total))
 
     @staticmethod
@@ -217,9 +233,10 @@ class IndexLatexPrinter(LatexPrinter):
         parts = [a for a in total.function.args if isinstance(a, sp.Indexed)]
         if len(parts) != 2 or len(total.function.args) != 2:
             return None, None
-        w = next((a for a in parts if a.base.label.name in ("W1", "W2")), None)
+        w = next((a for a in parts if re.fullmatch(r"W\d+", a.base.label.name)), None)
         u = next((a for a in parts if a is not w), None)
-        if w is None or u is None or w.indices[1] != v or u.base.label.name not in ("x", "h1"):
+        if w is None or u is None or w.indices[1] != v or \
+                not re.fullmatch(r"x|h\d+", u.base.label.name):
             return None, None
         ex = [i for i in u.indices if i != v]
         return (w.indices[0], ex[0]) if len(ex) == 1 else (None, None)
@@ -505,13 +522,13 @@ def _rank(f):
     return _ORDER.index(key) if key in _ORDER else len(_ORDER)
 
 
-def index_latex(expr, printer=None, whole=False) -> str:
+def index_latex(expr, printer=None, whole=False, layers=2) -> str:
     nota = getattr(printer, "_nota", None) or NOTATIONS["esl"]
-    return IndexLatexPrinter({"notation": nota, "whole": whole}).doprint(expr)
+    return IndexLatexPrinter({"notation": nota, "whole": whole, "layers": layers}).doprint(expr)
 
 
-def _latex_hook(expr, printer, whole=False):
-    return index_latex(expr, printer, whole)
+def _latex_hook(expr, printer, whole=False, layers=2):
+    return index_latex(expr, printer, whole, layers)
 
 
 IndexExpr.latex_printer = staticmethod(_latex_hook)
