@@ -505,8 +505,9 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
                             "there: each entry's partial, assembled into ∇W1). Default: every "
                             "parameter.")
 @click.option("--level", type=click.Choice(["matrix", "element", "index"]), default="matrix",
-              show_default=True, help="index: one-hidden-layer nets, the general entry (W1_ij, "
-              "ESL's alpha_ml) in symbolic indices, checked at every index of 2-2-1 and 3-2-2.")
+              show_default=True, help="index: the general entry (W1_ij, ESL's "
+              "alpha_ml) in symbolic indices, any depth, checked at every index of 2-2-1 and "
+              "3-2-2 (2-2-2-1 and 3-2-2-2 …).")
 @click.option("--of", type=click.Choice(["loss", "output"]), default=None,
               help="Element and index levels: differentiate the loss (the default) or the "
                    "output ŷ.")

@@ -1,17 +1,21 @@
 """The index level: ∂R/∂α_ml, ∂R/∂β_km at ANY indices (SymPy's Indexed, Sum, KroneckerDelta).
 
 Where it sits: derive, beside :mod:`.element` (which writes a network out weight by weight, every
-index concrete) and :mod:`.matrix` (whole matrices). It derives, for a one-hidden-layer network
+index concrete) and :mod:`.matrix` (whole matrices). It derives, for a network
 x → z1 = W1 x + b1 → h1 = σ(z1) → z2 = W2 h1 + b2 → ŷ = g(z2) with a loss summed over the output
 components, the general element of each gradient in symbolic indices, as the ESL lecture (§11.4,
 back-propagation) writes it: δ_ki = ∂R_i/∂T_ki, s_mi = σ′(α_0m + α_mᵀx_i) Σ_k β_km δ_ki,
-∂R_i/∂β_km = δ_ki z_mi, ∂R_i/∂α_ml = s_mi x_il. Index i is the example, k an output, m a hidden
-unit, l an input (other letters when the user's ``wrt`` takes these, ``W1_ij``); the cost is the
-sum over the N examples (``cost="sum"``, ESL's R(θ)) or their mean (``cost="mean"``).
+∂R_i/∂β_km = δ_ki z_mi, ∂R_i/∂α_ml = s_mi x_il. A deeper net (L dense layers, each hidden one
+followed by its activation) has one error per hidden layer, s1 … s(L−1), each from the one
+above: s⁽ˡ⁾_mi = σ′(z⁽ˡ⁾_mi) Σ_k W⁽ˡ⁺¹⁾_km s⁽ˡ⁺¹⁾_ki (s⁽ᴸ⁾ = δ), ∂R_i/∂W⁽ˡ⁾_ml = s⁽ˡ⁾_mi h⁽ˡ⁻¹⁾_li.
+Index i is the example, k an output, m a hidden unit, l an input (other letters when the user's
+``wrt`` takes these, ``W1_ij``); the cost is the sum over the N examples (``cost="sum"``, ESL's
+R(θ)) or their mean (``cost="mean"``).
 
 Every general-index result is checked before it is returned: instantiated at every concrete index
-of small networks with the same activations and loss (2-2-1, 3-2-2, and the network's own sizes
-when small), with N = 2 examples, its sums written out, it must equal ``sympy.diff`` of the cost
+of small networks with the same activations and loss (2-2-1, 3-2-2 — 2-2-2-1, 3-2-2-2 for two
+hidden layers — and the network's own sizes when small), with N = 2 examples, its sums written
+out, it must equal ``sympy.diff`` of the cost
 written out weight by weight, at random points; a mismatch raises :class:`IndexCheckError`.
 
 Expressions hold the canonical IndexedBases ``x, y, W1, b1, W2, b2, z1, h1, z2, yhat, delta, s, R``
