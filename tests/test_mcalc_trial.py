@@ -73,6 +73,23 @@ def test_division_by_zero_is_one_line(f, message):
     assert len(r.output.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("f, message", [
+    ("sqrt(-1)*x'*x", "sqrt(-1) is the complex number I (column 1)"),
+    ("x'*x*(-1)^(1/2)", "(-1)^(1/2) is the complex number I (column 10)"),
+    ("log(-1)*x'*x", "log(-1) is the complex number I*pi (column 1)"),
+    ("(-4).^0.5*x'*x", "(-4).^0.5 is the complex number 2*I (column 5)"),
+])
+def test_a_complex_constant_is_one_line(f, message):
+    """sqrt(-1) was taken in, and the check then failed late: "could not find a point where
+    … are defined"; now the parser names it, where it is."""
+    r = _run("grad", f, "--wrt", "x", "--vector", "x")
+    assert r.exit_code == 2, r.output
+    assert message in r.output and "complex or imaginary constant is not supported" in r.output
+    assert "could not find a point" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+    assert _run("grad", "sqrt(4)*x'*x", "--wrt", "x", "--vector", "x").exit_code == 0
+
+
 # -- C, J: --steps -----------------------------------------------------------------------------------
 def test_grad_help_does_not_offer_steps_full():
     for cmd in ("grad", "derivative"):
