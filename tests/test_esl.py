@@ -344,18 +344,22 @@ def test_golden_text_esl_names():
         assert line in _expressions(r.output), (line, r.output)
 
 
-def test_text_has_no_sympy_syntax_and_ascii_is_ascii():
-    """Every parameter of 2-3-2 in the text format: no *, ** or SymPy's x[i, l] (y[i, k] beside
-    yhat[k, i] was one of them); with --ascii not one non-ASCII character, words included."""
-    for extra in ([], ["--hidden", "sigmoid", "--output", "sigmoid", "--loss", "bce"],
-                  ["--notation", "esl"], ["--notation", "slides", "--wrt", "W1_ij"]):
-        out = run("derive", "2-3-2", "--level", "index", *extra).output
-        assert "*" not in out and "[i, k]" not in out and "yhat" not in out, out
-        assert " - " not in out and "Σ_{" not in out, out
-        asc = run("derive", "2-3-2", "--level", "index", *extra, "--ascii").output
-        assert asc.isascii(), [c for c in asc if not c.isascii()]
-        assert "*" not in asc, asc
-        assert "sum_{k=1}^{K}" in asc and "dR" in asc, asc
+@pytest.mark.parametrize("extra", [
+    ["--wrt", "W1"],
+    pytest.param(["--hidden", "sigmoid", "--output", "sigmoid", "--loss", "bce"],
+                 marks=pytest.mark.slow),
+    pytest.param(["--notation", "esl"], marks=pytest.mark.slow),
+    pytest.param(["--notation", "slides", "--wrt", "W1_ij"], marks=pytest.mark.slow)])
+def test_text_has_no_sympy_syntax_and_ascii_is_ascii(extra):
+    """2-3-2 in the text format: no *, ** or SymPy's x[i, l] (y[i, k] beside yhat[k, i] was one
+    of them); with --ascii not one non-ASCII character, words included."""
+    out = run("derive", "2-3-2", "--level", "index", *extra).output
+    assert "*" not in out and "[i, k]" not in out and "yhat" not in out, out
+    assert " - " not in out and "Σ_{" not in out, out
+    asc = run("derive", "2-3-2", "--level", "index", *extra, "--ascii").output
+    assert asc.isascii(), [c for c in asc if not c.isascii()]
+    assert "*" not in asc, asc
+    assert "sum_{k=1}^{K}" in asc and "dR" in asc, asc
 
 
 def test_json_keeps_sympy_syntax():
@@ -406,6 +410,7 @@ def test_deep_nets_pass_their_check(sizes, hidden, output, loss, p):
     assert d.result.has(B["x"] if p.endswith("1") else B[f"h{int(p[1]) - 1}"]) or p[0] == "b"
 
 
+@pytest.mark.slow
 def test_deep_general_formula_matches_finite_differences():
     """An independent route: ∂R/∂W⁽¹⁾ of 3-4-3-2 (tanh, sigmoid outputs) instantiated at random
     entries against central differences of R computed with numpy."""

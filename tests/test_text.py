@@ -208,13 +208,28 @@ SOFTMAX_CE = "-sum(Y .* log(softmax(X*W))) + 0.5*lam*tr(W'*W)"
 
 
 def test_ones_vector_and_softmax_jacobian_read_as_the_notes():
-    """𝟏 (not the digit 1) beside Y, and the softmax Jacobian with − and side-by-side products;
-    JSON keeps SymPy's own strings (OneMatrix, SoftmaxJacobian)."""
-    out = run("hessian", SOFTMAX_CE, "--wrt", "W", "--matrix", "X,W,Y")
+    """𝟏 (not the digit 1) beside Y, and the softmax Jacobian with − and side-by-side products,
+    in the softmax regression Hessian's form; JSON keeps SymPy's own strings (OneMatrix,
+    SoftmaxJacobian)."""
+    from symgrad.core.matexpr import Softmax, SoftmaxJacobian
+    from symgrad.printing.text import MatrixSympifyPrinter
+    n, k, m = sp.symbols("n k m", integer=True, positive=True)
+    X, W, Y = sp.MatrixSymbol("X", n, k), sp.MatrixSymbol("W", k, m), sp.MatrixSymbol("Y", n, m)
+    H = sp.MatMul(sp.KroneckerProduct(X.T * sp.DiagMatrix(Y * sp.OneMatrix(m, 1)), sp.Identity(m)),
+                  SoftmaxJacobian(Softmax(X * W, 1)), sp.KroneckerProduct(X, sp.Identity(m)))
+    out = TextPrinter().doprint(H)
     assert "diag(Y𝟏)" in out and "blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ | S = softmax(XW))" in out, out
     assert "*" not in out and " - " not in out, out
-    ascii_out = run("hessian", SOFTMAX_CE, "--wrt", "W", "--matrix", "X,W,Y", "--ascii")
+    ascii_out = TextPrinter({"unicode": False}).doprint(H)
     assert "diag(Y 1)" in ascii_out and "blkdiag_i(diag(s_i) - s_i s_iᵀ" in ascii_out, ascii_out
+    js = MatrixSympifyPrinter().doprint(H)
+    assert "OneMatrix(m, 1)" in js and "SoftmaxJacobian(Softmax(" in js, js
+
+
+@pytest.mark.slow
+def test_ones_vector_on_the_command_line():
+    out = run("hessian", SOFTMAX_CE, "--wrt", "W", "--matrix", "X,W,Y")
+    assert "diag(Y𝟏)" in out and "sᵢsᵢᵀ" in out, out
     js = json.loads(run("hessian", SOFTMAX_CE, "--wrt", "W", "--matrix", "X,W,Y", "--format",
                         "json"))["result"]
     assert "OneMatrix(m, 1)" in js and "SoftmaxJacobian(Softmax(" in js, js
