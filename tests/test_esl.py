@@ -337,10 +337,10 @@ def test_golden_text_esl_names():
             "--notation", "esl", "--cost", "mean")
     assert r.exit_code == 0, r.output
     for line in ("R = (1/N) Σᵢ Rᵢ", "Rᵢ = Σₖ ½(fₖ(xᵢ) − yᵢₖ)²", "zₘᵢ = σ(α₀ₘ + αₘᵀxᵢ)",
-                 "Tₖᵢ = β₀ₖ + βₖᵀzᵢ", "fₖ(xᵢ) = gₖ(Tₖᵢ)", "δₖᵢ = −(yᵢₖ − fₖ(xᵢ)) gₖ′(β₀ₖ + βₖᵀzᵢ)",
+                 "Tₖᵢ = β₀ₖ + βₖᵀzᵢ", "fₖ(xᵢ) = gₖ(Tₖᵢ)", "δₖᵢ = −(yᵢₖ − fₖ(xᵢ)) g′ₖ(β₀ₖ + βₖᵀzᵢ)",
                  "sₘᵢ = σ′(α₀ₘ + αₘᵀxᵢ) Σₖ βₖₘ δₖᵢ", "∂R/∂αₘₗ = (1/N) Σᵢ sₘᵢ xᵢₗ",
                  "∂R/∂βₖₘ = (1/N) Σᵢ δₖᵢ zₘᵢ", "∂R/∂α₀ₘ = (1/N) Σᵢ sₘᵢ", "∂R/∂β₀ₖ = (1/N) Σᵢ δₖᵢ",
-                 "= Σₖ′ ∂Rᵢ/∂fₖ′(xᵢ) [k = k′] gₖ′′(β₀ₖ′ + βₖ′ᵀzᵢ) zₘᵢ"):
+                 "= Σₖ′ ∂Rᵢ/∂fₖ′(xᵢ) [k = k′] g′ₖ′(β₀ₖ′ + βₖ′ᵀzᵢ) zₘᵢ"):
         assert line in _expressions(r.output), (line, r.output)
 
 

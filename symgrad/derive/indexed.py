@@ -327,7 +327,7 @@ class _Record:
         self.checked = []
         self.layers = L = shape.layers  # self.L is the loss
         self.layer = int(canon[1:])
-        i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        k, m, l = ix.k, ix.m, ix.l
         self.HACT, self.HACTP = act_fn("hact", shape.hidden), act_fn("hact'", shape.hidden)
         self.OACT, self.OACTP = act_fn("oact", shape.output), act_fn("oact'", shape.output)
         # its own indices: an output layer's row is an output (k), a hidden layer's a unit (m)

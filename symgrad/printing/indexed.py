@@ -408,14 +408,14 @@ class IndexTextPrinter(TextPrinter):
             return super()._print_Function(expr)
         (which, name), prime = kind, kind[0].endswith("'")
         args = expr.args[1:] if which.startswith("oact") else expr.args
-        if which.startswith("oact") and self._esl:  # ESL's output function g_k
-            k = expr.args[0]
-            g = "g" + (self._sub([k]) if self._u else "_" + self._index(k))
-        elif name == "identity" and not prime:
+        mark = ("′" if self._u else "'") * prime
+        if which.startswith("oact") and self._esl:  # ESL's g′_k: the prime before the index,
+            k = expr.args[0]                        # not gₖ′′ for output k′
+            return "g%s%s(%s)" % (mark, self._sub([k]),
+                                  self._print(args[0]))
+        if name == "identity" and not prime:
             return self._print(args[0])
-        else:
-            g = function_text(name, self._u)
-        return "%s%s(%s)" % (g, ("′" if self._u else "'") * prime, self._print(args[0]))
+        return "%s%s(%s)" % (function_text(name, self._u), mark, self._print(args[0]))
 
     def _print_Derivative(self, expr):
         d = "∂" if self._u else "d"
