@@ -469,3 +469,9 @@ def test_deep_latex_in_the_slides_layers():
     assert r"\delta^{(1)(i)}_{m} &= \sigma'\left(z^{(1)(i)}_{m}\right) \sum_{k=1}^{d_{2}} " \
         r"W^{(2)}_{km} \delta^{(2)(i)}_{k}" in tex, tex
     assert r"\alpha" not in tex  # ESL's α, β name one hidden layer's weights
+
+
+def test_deep_output_derivative_is_refused_in_one_line():
+    r = run("derive", "2-2-2-1", "--level", "index", "--of", "output")
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "one-hidden-layer" in r.output and "2 hidden layers" in r.output
