@@ -153,6 +153,20 @@ def steps_option(full: str = "each partial derivative rule by rule", matrix: str
                              f"each line checked against sympy.diff{matrix}.")
 
 
+def ascii_option(fn):
+    """--ascii: the text format in ASCII (TextPrinter's unicode=False), kept on the click context
+    so the printing tail reads it without every command passing it along."""
+    def keep(ctx, _param, value):
+        ctx.meta["symgrad.unicode"] = not value
+    return click.option("--ascii", is_flag=True, expose_value=False, callback=keep,
+                        help="The text format in ASCII: yhat, x1, -, <= (no Unicode).")(fn)
+
+
+def _text_settings() -> dict:
+    ctx = click.get_current_context(silent=True)
+    return {"unicode": ctx.meta.get("symgrad.unicode", True) if ctx else True}
+
+
 def _no_full(steps, what: str) -> None:
     if steps == "full":
         raise click.UsageError(f"--steps full writes scalar partials rule by rule (jacobian, "
@@ -182,7 +196,8 @@ def _echo(d: Derivation, result, fmt: str, steps: bool, out: dict | None) -> Non
     elif fmt == "latex":
         click.echo(d.to_latex() if steps else latex(result))
     else:
-        click.echo(d.to_text() if steps else TextPrinter().doprint(result))
+        text = _text_settings()
+        click.echo(d.to_text(**text) if steps else TextPrinter(text).doprint(result))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})  # "-x" is an expression
@@ -190,6 +205,7 @@ def _echo(d: Derivation, result, fmt: str, steps: bool, out: dict | None) -> Non
 @click.option("--wrt", required=True, help="Variables, comma- or space-separated: x1,x2")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @steps_option()
+@ascii_option
 def jacobian(expression, wrt, fmt, steps):
     """The Jacobian of EXPRESSION (components separated by commas).
 
@@ -246,7 +262,7 @@ def matrix_options(fn):
                          help="A size: --size X=100x5, --size w=n (else inferred, symbolic)"),
             click.option("--format", "fmt", type=MATRIX_FORMATS, default="text",
                          show_default=True),
-            steps_option(full="")]):
+            steps_option(full=""), ascii_option]):
         fn = option(fn)
     return fn
 
@@ -335,6 +351,7 @@ def derivative(expression, wrt, vectors, matrices, symmetric, sizes, fmt, steps)
 @click.option("--matrix", "matrices", multiple=True, help="Matrix language: matrix names")
 @click.option("--symmetric", multiple=True, help="Matrix language: symmetric matrix names")
 @click.option("--size", "sizes", multiple=True, help="Matrix language: --size X=100x5")
+@ascii_option
 def hessian(expression, wrt, fmt, steps, vectors, matrices, symmetric, sizes):
     """The Hessian of the scalar EXPRESSION: its second partial derivatives.
 
@@ -391,6 +408,7 @@ def _parse_feed(text: str) -> dict:
                    "outer one: x1=1,x2=3 (default: in order).")
 @click.option("--format", "fmt", type=FORMATS, default="text", show_default=True)
 @steps_option()
+@ascii_option
 def chain(fns, wrts, feeds, fmt, steps):
     """The Jacobian of f∘g(∘h…) by substitution and by the chain rule, checked to agree.
 
@@ -517,8 +535,9 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
                             "there: each entry's partial, assembled into ∇W1). Default: every "
                             "parameter.")
 @click.option("--level", type=click.Choice(["matrix", "element", "index"]), default="matrix",
-              show_default=True, help="index: one-hidden-layer nets, the general entry (W1_ij, "
-              "ESL's alpha_ml) in symbolic indices, checked at every index of 2-2-1 and 3-2-2.")
+              show_default=True, help="index: the general entry (W1_ij, ESL's "
+              "alpha_ml) in symbolic indices, any depth, checked at every index of 2-2-1 and "
+              "3-2-2 (2-2-2-1 and 3-2-2-2 …).")
 @click.option("--of", type=click.Choice(["loss", "output"]), default=None,
               help="Element and index levels: differentiate the loss (the default) or the "
                    "output ŷ.")
@@ -536,6 +555,7 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
                    "index also the index letters (esl the default).")
 @steps_option("each local partial derivative rule by rule (with --level element)")
 @file_timeout
+@ascii_option
 @click.pass_context
 def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost, fmt, notation,
            steps, timeout):
@@ -600,14 +620,16 @@ def derive(ctx, network, hidden, output_act, loss, wrt, level, of, naming, cost,
     _echo_derivations(ds, fmt, preset)
 
 
-def _echo_derivations(ds, fmt, preset) -> None:
-    """derive's output: JSON records, the notes' LaTeX in ``preset``, or the text format."""
+def _echo_derivations(ds, fmt, preset, text_notation=None) -> None:
+    """derive's output: JSON records, the notes' LaTeX in ``preset``, or the text format (the
+    index level's in ``text_notation``'s names when one was given: ESL's α, β)."""
     if fmt == "json":
         click.echo(json.dumps([d.to_dict() for d in ds], indent=2, ensure_ascii=False))
     elif fmt == "latex":
         click.echo("\n\n".join(to_latex(d, notation=preset.name) for d in ds))
     else:
-        click.echo("\n\n".join(d.to_text() for d in ds))
+        click.echo("\n\n".join(d.to_text(**_text_settings(), notation=text_notation)
+                                 for d in ds))
 
 
 def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notation, timeout):
@@ -622,7 +644,7 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
     names = [wrt] if wrt else list(index_shape(net).names.values())
     ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")
           for w in names]
-    _echo_derivations(ds, fmt, preset)
+    _echo_derivations(ds, fmt, preset, preset.name if notation else None)
 
 
 @cli.command("train")

@@ -4,6 +4,7 @@ indices checked against finite differences of R, the sum and mean costs, the com
 KaTeX/MathJax rendering of every block."""
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -182,8 +183,8 @@ def test_cost_on_the_matrix_and_element_levels():
 def test_a_wrong_general_formula_raises(monkeypatch):
     good = indexed._Record._s
 
-    def bad(self):
-        good(self)
+    def bad(self, layer=1):
+        good(self, layer)
         key = B["s"][self.ix.m, self.ix.i]
         self.definitions[key] = 2 * self.definitions[key]
 
@@ -197,9 +198,12 @@ def test_checked_at_both_small_nets(esl_blocks):
         assert {(2, 2, 1), (3, 2, 2)} <= set(d.meta["checked"])
 
 
-def test_not_a_one_hidden_layer_net():
-    with pytest.raises(ValueError, match="one-hidden-layer"):
-        sg.mlp([2, 3, 3, 1]).derive("W1", level="index")
+def test_not_a_dense_activation_stack():
+    net = sg.Network()  # two dense layers with no activation between them
+    x = net.input("x", 2)
+    net.add_loss(net.dense(net.dense(x, 3), 1), "mse")
+    with pytest.raises(ValueError, match="this one is input → dense → dense"):
+        net.derive("W1", level="index")
     with pytest.raises(ValueError, match="softmax"):
         sg.mlp([2, 3, 2], output="softmax", loss="cross_entropy").derive("W1", level="index")
 
@@ -222,7 +226,7 @@ def test_cli_index_level_esl():
 
 def test_cli_cost_and_formats():
     r = run("derive", "2-2-1", "--level", "index", "--wrt", "W1_ij", "--cost", "mean")
-    assert r.exit_code == 0 and "∂R/∂W1[i, j] = (1/N) Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
+    assert r.exit_code == 0 and "∂R/∂W⁽¹⁾ᵢⱼ = (1/N) Σₙ sᵢₙ xⱼₙ" in r.output, r.output
     r = run("derive", "2-2-1", "--level", "index", "--wrt", "b2", "--format", "json")
     assert r.exit_code == 0 and '"rhs": "Sum(delta[k, i], (i, 1, N))"' in r.output, r.output
     r = run("derive", "2-2-1", "--wrt", "W1", "--cost", "sum")
@@ -281,7 +285,7 @@ def test_element_level_takes_index_letters_beside_concrete_indices():
         "W1_ij", level="index", cost="mean").result
     assert net.derive("W1_12", level="element", naming="position").meta.get("level") != "index"
     r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_ij")
-    assert r.exit_code == 0 and "∂R/∂W1[i, j] = Σ_{n=1}^{N} s[i, n]*x[n, j]" in r.output, r.output
+    assert r.exit_code == 0 and "∂R/∂W⁽¹⁾ᵢⱼ = Σₙ sᵢₙ xⱼₙ" in r.output, r.output
     r = run("derive", "2-2-1", "--level", "element", "--wrt", "W1_12")
     assert r.exit_code == 0 and "W₁,₁₂" in r.output  # (the text format's W1_12)
 
@@ -296,3 +300,178 @@ def test_other_activations_and_losses_pass_their_check(hidden, output, loss, p):
                  loss=loss)
     d = net.derive(p, level="index", notation="slides")
     assert d.meta["checked"] and d.meta["cost"] == "mean"
+
+
+# -- the text format (issue 13): readable Unicode, the unit's index before the example's ------------
+GOLDEN_TEXT_W1 = [  # symgrad derive 2-3-2 --level index --wrt W1: each line without its words
+    "∂R/∂W₁ in general indices",
+    "R = Σᵢ Rᵢ",
+    "Rᵢ = Σₖ ½(ŷₖᵢ − yₖᵢ)²",
+    "h⁽¹⁾ₘᵢ = relu(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ)",
+    "z⁽²⁾ₖᵢ = b⁽²⁾ₖ + Σₘ″ W⁽²⁾ₖₘ″ h⁽¹⁾ₘ″ᵢ",
+    "ŷₖᵢ = z⁽²⁾ₖᵢ",
+    "∂Rᵢ/∂ŷₖᵢ = −(yₖᵢ − ŷₖᵢ)",
+    "δₖᵢ = −(yₖᵢ − ŷₖᵢ)",
+    "∂Rᵢ/∂W⁽¹⁾ₘₗ = Σₖ ∂Rᵢ/∂z⁽²⁾ₖᵢ Σₘ′ ∂z⁽²⁾ₖᵢ/∂h⁽¹⁾ₘ′ᵢ ∂h⁽¹⁾ₘ′ᵢ/∂W⁽¹⁾ₘₗ",
+    "= Σₖ δₖᵢ Σₘ′ [m = m′] W⁽²⁾ₖₘ′ relu′(b⁽¹⁾ₘ′ + Σₗ′ W⁽¹⁾ₘ′ₗ′ xₗ′ᵢ) xₗᵢ",
+    "= Σₖ W⁽²⁾ₖₘ δₖᵢ relu′(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ) xₗᵢ",
+    "sₘᵢ = relu′(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ) Σₖ W⁽²⁾ₖₘ δₖᵢ",
+    "∂Rᵢ/∂W⁽¹⁾ₘₗ = sₘᵢ xₗᵢ",
+    "∂R/∂W⁽¹⁾ₘₗ = Σᵢ sₘᵢ xₗᵢ",
+    "checked at every index of 2-2-1 and 3-2-2 against sympy.diff"]
+
+
+def _expressions(text: str) -> list:
+    return [line.split("    [")[0].strip() for line in text.splitlines() if line.strip()]
+
+
+def test_golden_text_2_3_2():
+    r = run("derive", "2-3-2", "--level", "index", "--wrt", "W1")
+    assert r.exit_code == 0, r.output
+    assert _expressions(r.output) == GOLDEN_TEXT_W1
+
+
+def test_golden_text_esl_names():
+    """--notation esl: the lecture's α, β, z, T, f_k(x_i), g_k, and its x_il, y_ik."""
+    r = run("derive", "2-3-2", "--level", "index", "--hidden", "sigmoid", "--output", "sigmoid",
+            "--notation", "esl", "--cost", "mean")
+    assert r.exit_code == 0, r.output
+    for line in ("R = (1/N) Σᵢ Rᵢ", "Rᵢ = Σₖ ½(fₖ(xᵢ) − yᵢₖ)²", "zₘᵢ = σ(α₀ₘ + αₘᵀxᵢ)",
+                 "Tₖᵢ = β₀ₖ + βₖᵀzᵢ", "fₖ(xᵢ) = gₖ(Tₖᵢ)", "δₖᵢ = −(yᵢₖ − fₖ(xᵢ)) g′ₖ(β₀ₖ + βₖᵀzᵢ)",
+                 "sₘᵢ = σ′(α₀ₘ + αₘᵀxᵢ) Σₖ βₖₘ δₖᵢ", "∂R/∂αₘₗ = (1/N) Σᵢ sₘᵢ xᵢₗ",
+                 "∂R/∂βₖₘ = (1/N) Σᵢ δₖᵢ zₘᵢ", "∂R/∂α₀ₘ = (1/N) Σᵢ sₘᵢ", "∂R/∂β₀ₖ = (1/N) Σᵢ δₖᵢ",
+                 "= Σₖ′ ∂Rᵢ/∂fₖ′(xᵢ) [k = k′] g′ₖ′(β₀ₖ′ + βₖ′ᵀzᵢ) zₘᵢ"):
+        assert line in _expressions(r.output), (line, r.output)
+
+
+@pytest.mark.parametrize("extra", [
+    ["--wrt", "W1"],
+    pytest.param(["--hidden", "sigmoid", "--output", "sigmoid", "--loss", "bce"],
+                 marks=pytest.mark.slow),
+    pytest.param(["--notation", "esl"], marks=pytest.mark.slow),
+    pytest.param(["--notation", "slides", "--wrt", "W1_ij"], marks=pytest.mark.slow)])
+def test_text_has_no_sympy_syntax_and_ascii_is_ascii(extra):
+    """2-3-2 in the text format: no *, ** or SymPy's x[i, l] (y[i, k] beside yhat[k, i] was one
+    of them); with --ascii not one non-ASCII character, words included."""
+    out = run("derive", "2-3-2", "--level", "index", *extra).output
+    assert "*" not in out and "[i, k]" not in out and "yhat" not in out, out
+    assert " - " not in out and "Σ_{" not in out, out
+    asc = run("derive", "2-3-2", "--level", "index", *extra, "--ascii").output
+    assert asc.isascii(), [c for c in asc if not c.isascii()]
+    assert "*" not in asc, asc
+    assert "sum_{k=1}^{K}" in asc and "dR" in asc, asc
+
+
+def test_json_keeps_sympy_syntax():
+    r = run("derive", "2-3-2", "--level", "index", "--wrt", "W1", "--format", "json")
+    steps = json.loads(r.output)[0]["steps"]
+    assert steps[1]["rhs"] == "Sum((-y[i, k] + yhat[k, i])**2/2, (k, 1, K))"
+    assert steps[-2]["rhs"] == "Sum(s[m, i]*x[i, l], (i, 1, N))"
+
+
+# -- any depth (issue 13): the hidden error of layer ℓ from layer ℓ + 1's ---------------------------
+DEEP_TEXT = {  # symgrad derive 2-2-2-1 --level index --hidden sigmoid
+    "W1": ["s⁽²⁾ₘᵢ = σ′(b⁽²⁾ₘ + Σₗ′ W⁽²⁾ₘₗ′ h⁽¹⁾ₗ′ᵢ) Σₖ W⁽³⁾ₖₘ δₖᵢ",
+           "s⁽¹⁾ₘᵢ = σ′(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ) Σₖ W⁽²⁾ₖₘ s⁽²⁾ₖᵢ",
+           "∂Rᵢ/∂W⁽¹⁾ₘₗ = Σₖ ∂Rᵢ/∂z⁽²⁾ₖᵢ Σₘ′ ∂z⁽²⁾ₖᵢ/∂h⁽¹⁾ₘ′ᵢ ∂h⁽¹⁾ₘ′ᵢ/∂W⁽¹⁾ₘₗ",
+           "∂R/∂W⁽¹⁾ₘₗ = Σᵢ s⁽¹⁾ₘᵢ xₗᵢ",
+           "checked at every index of 2-2-2-1 and 3-2-2-2 against sympy.diff"],
+    "W2": ["∂R/∂W⁽²⁾ₘₗ = Σᵢ s⁽²⁾ₘᵢ h⁽¹⁾ₗᵢ"],
+    "b2": ["∂R/∂b⁽²⁾ₘ = Σᵢ s⁽²⁾ₘᵢ"],
+    "W3": ["∂R/∂W⁽³⁾ₖₘ = Σᵢ δₖᵢ h⁽²⁾ₘᵢ"],
+    "b3": ["∂R/∂b⁽³⁾ₖ = Σᵢ δₖᵢ"],
+}
+
+
+def test_deep_nets_text_and_check():
+    """Every parameter of a two-hidden-layer net, each checked against sympy.diff at every index
+    of 2-2-2-1 and 3-2-2-2 (sympy.diff of the cost written out weight by weight)."""
+    r = run("derive", "2-2-2-1", "--level", "index", "--hidden", "sigmoid")
+    assert r.exit_code == 0, r.output
+    blocks = {b.splitlines()[0].split("∂")[2].split()[0]: _expressions(b)
+              for b in r.output.strip().split("\n\n")}
+    names = {"W₁": "W1", "b₁": "b1", "W₂": "W2", "b₂": "b2", "W₃": "W3", "b₃": "b3"}
+    assert sorted(names[k] for k in blocks) == ["W1", "W2", "W3", "b1", "b2", "b3"]
+    for p, lines in DEEP_TEXT.items():
+        got = blocks[next(k for k, v in names.items() if v == p)]
+        for line in lines:
+            assert line in got, (p, line, got)
+
+
+@pytest.mark.parametrize("sizes, hidden, output, loss, p", [
+    ([3, 2, 2, 2], "tanh", "sigmoid", "bce", "W1"),
+    ([2, 3, 2, 2, 1], "relu", "identity", "mse", "b1"),
+    ([2, 2, 3, 1], "softplus", "sigmoid", "(y - yhat)^2", "W2"),
+])
+def test_deep_nets_pass_their_check(sizes, hidden, output, loss, p):
+    d = sg.mlp(sizes, hidden=hidden, output=output, loss=loss).derive(p, level="index")
+    L = len(sizes) - 1
+    assert d.meta["checked"][:2] == [(2,) + (2,) * (L - 1) + (1,), (3,) + (2,) * (L - 1) + (2,)]
+    assert d.result.has(B["x"] if p.endswith("1") else B[f"h{int(p[1]) - 1}"]) or p[0] == "b"
+
+
+@pytest.mark.slow
+def test_deep_general_formula_matches_finite_differences():
+    """An independent route: ∂R/∂W⁽¹⁾ of 3-4-3-2 (tanh, sigmoid outputs) instantiated at random
+    entries against central differences of R computed with numpy."""
+    sizes, N = (3, 4, 3, 2), 4
+    net = sg.mlp(list(sizes), hidden="tanh", output="sigmoid", loss=ESL_LOSS)
+    rng = np.random.default_rng(5)
+    P = {f"W{n}": rng.normal(size=(sizes[n], sizes[n - 1])) for n in (1, 2, 3)}
+    P.update({f"b{n}": rng.normal(size=sizes[n]) for n in (1, 2, 3)})
+    X, Y = rng.normal(size=(N, 3)), rng.normal(size=(N, 2))
+
+    def R(Q):
+        h = X
+        for n in (1, 2):
+            h = np.tanh(h @ Q[f"W{n}"].T + Q[f"b{n}"])
+        F = 1 / (1 + np.exp(-(h @ Q["W3"].T + Q["b3"])))
+        return ((Y - F) ** 2).sum()
+
+    sub = {SIZES["N"]: N, SIZES["p"]: 3, sp.Symbol("M1", integer=True, positive=True): 4,
+           sp.Symbol("M2", integer=True, positive=True): 3, SIZES["K"]: 2}
+    arrays = {**P, "x": X, "y": Y}
+    for p in ("W1", "b2"):
+        d = net.derive(p, level="index", cost="sum")
+        own = ("m", "l") if p[0] == "W" else ("m",)
+        for at in [tuple(rng.integers(s) for s in P[p].shape) for _ in range(3)]:
+            e = indexed._written_sums(d.meta["explicit"].xreplace(sub)).xreplace(
+                {sp.Symbol(c, integer=True): int(a) + 1 for c, a in zip(own, at)})
+            got = float(e.replace(lambda t: isinstance(t, sp.Indexed), lambda t: sp.Float(
+                arrays[t.base.label.name][tuple(int(i) - 1 for i in t.indices)])))
+            h, Q = 1e-6, {k: v.copy() for k, v in P.items()}
+            Q[p][at] += h
+            up = R(Q)
+            Q[p][at] -= 2 * h
+            fd = (up - R(Q)) / (2 * h)
+            assert abs(got - fd) <= 1e-6 * (1 + abs(fd)), (p, at, got, fd)
+
+
+def test_a_wrong_deep_formula_raises(monkeypatch):
+    """The check covers the deeper layers: layer 2's error doubled in a 2-2-2-1 net is caught."""
+    good = indexed._Record._s
+
+    def bad(self, layer=1):
+        good(self, layer)
+        if layer == 2:
+            key = B["s2"][self.ix.m, self.ix.i]
+            self.definitions[key] = 2 * self.definitions[key]
+
+    monkeypatch.setattr(indexed._Record, "_s", bad)
+    with pytest.raises(IndexCheckError, match="disagrees with sympy.diff at index .* of a 2-2-2-1"):
+        sg.mlp([2, 2, 2, 1]).derive("W1", level="index")
+    sg.mlp([2, 2, 2, 1]).derive("W3", level="index")  # no layer-2 error in ∂R/∂W⁽³⁾: passes
+
+
+def test_deep_latex_in_the_slides_layers():
+    d = sg.mlp([2, 2, 2, 1], hidden="sigmoid").derive("W1", level="index", notation="esl")
+    tex = d.to_latex(notation="esl")
+    assert r"\delta^{(1)(i)}_{m} &= \sigma'\left(z^{(1)(i)}_{m}\right) \sum_{k=1}^{d_{2}} " \
+        r"W^{(2)}_{km} \delta^{(2)(i)}_{k}" in tex, tex
+    assert r"\alpha" not in tex  # ESL's α, β name one hidden layer's weights
+
+
+def test_deep_output_derivative_is_refused_in_one_line():
+    r = run("derive", "2-2-2-1", "--level", "index", "--of", "output")
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
+    assert "one-hidden-layer" in r.output and "2 hidden layers" in r.output

@@ -533,7 +533,7 @@ def test_log_of_sigmoid_and_softmax_are_stable():
     v, g = fn(x=np.array([1000.0, -1000.0]))
     assert v == pytest.approx(-1000.0) and np.allclose(g, [0.0, 1.0])
     d = sg.grad("-y'*log(softmax(x))", "x", vectors="x y")
-    assert TextPrinter().doprint(d.result) == "(yᵀ 1) softmax(x) − y"
+    assert TextPrinter().doprint(d.result) == "(yᵀ𝟏) softmax(x) − y"
     v, g = d.compile()(x=np.array([1000.0, -1000.0, 0.0]), y=np.array([0.0, 1.0, 0.0]))
     assert v == pytest.approx(2000.0) and np.allclose(g, [1.0, -1.0, 0.0])
 

@@ -49,7 +49,7 @@ def test_bce_names_are_hatted_and_subscripted(bce_w1):
 
 
 def test_bce_sigma_prime_and_minus(bce_w1):
-    assert "· diag(ŷ ⊙ (1 − ŷ))    [" in bce_w1  # was diag(yhat ⊙ (-yhat + 1))
+    assert "· diag(ŷ ⊙ (𝟏 − ŷ))    [" in bce_w1  # was diag(yhat ⊙ (-yhat + 1)); 𝟏 the ones
     assert "             = ŷᵀ − yᵀ    [1×1; entry k" in bce_w1  # was yhatᵀ - yᵀ
     assert "g_z₂ᵀ = ŷᵀ − yᵀ" in bce_w1
 
@@ -201,3 +201,60 @@ def test_no_sympy_syntax_in_text(label, text):
     assert "yhat" not in text, label
     assert " - " not in text, label
     assert not re.search(r"\w\*|\)\*|\*\w|\*\(", text), (label, re.findall(r".{20}\*.{20}", text))
+
+
+# -- the matrix language's ones vector and softmax Jacobian; --ascii ---------------------------------
+SOFTMAX_CE = "-sum(Y .* log(softmax(X*W))) + 0.5*lam*tr(W'*W)"
+
+
+def test_ones_vector_and_softmax_jacobian_read_as_the_notes():
+    """𝟏 (not the digit 1) beside Y, and the softmax Jacobian with − and side-by-side products,
+    in the softmax regression Hessian's form; JSON keeps SymPy's own strings (OneMatrix,
+    SoftmaxJacobian)."""
+    from symgrad.core.matexpr import Softmax, SoftmaxJacobian
+    from symgrad.printing.text import MatrixSympifyPrinter
+    n, k, m = sp.symbols("n k m", integer=True, positive=True)
+    X, W, Y = sp.MatrixSymbol("X", n, k), sp.MatrixSymbol("W", k, m), sp.MatrixSymbol("Y", n, m)
+    H = sp.MatMul(sp.KroneckerProduct(X.T * sp.DiagMatrix(Y * sp.OneMatrix(m, 1)), sp.Identity(m)),
+                  SoftmaxJacobian(Softmax(X * W, 1)), sp.KroneckerProduct(X, sp.Identity(m)))
+    out = TextPrinter().doprint(H)
+    assert "diag(Y𝟏)" in out and "blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ | S = softmax(XW))" in out, out
+    assert "*" not in out and " - " not in out, out
+    ascii_out = TextPrinter({"unicode": False}).doprint(H)
+    assert "diag(Y 1)" in ascii_out and "blkdiag_i(diag(s_i) - s_i s_iᵀ" in ascii_out, ascii_out
+    js = MatrixSympifyPrinter().doprint(H)
+    assert "OneMatrix(m, 1)" in js and "SoftmaxJacobian(Softmax(" in js, js
+
+
+@pytest.mark.slow
+def test_ones_vector_on_the_command_line():
+    out = run("hessian", SOFTMAX_CE, "--wrt", "W", "--matrix", "X,W,Y")
+    assert "diag(Y𝟏)" in out and "sᵢsᵢᵀ" in out, out
+    js = json.loads(run("hessian", SOFTMAX_CE, "--wrt", "W", "--matrix", "X,W,Y", "--format",
+                        "json"))["result"]
+    assert "OneMatrix(m, 1)" in js and "SoftmaxJacobian(Softmax(" in js, js
+
+
+def test_softmax_vjp_text():
+    from symgrad.core.matexpr import SoftmaxVJP
+    y, g = sp.MatrixSymbol("yhat", 3, 1), sp.MatrixSymbol("g", 3, 1)
+    assert TextPrinter().doprint(SoftmaxVJP(y, g)) == "(diag(ŷ) − ŷ ŷᵀ)g"
+    assert TextPrinter({"unicode": False}).doprint(SoftmaxVJP(y, g)) == "(diag(yhat) - yhat yhatᵀ)g"
+    assert TextPrinter().doprint(sp.OneMatrix(1, 3) * y) == "𝟏ᵀŷ"
+
+
+@pytest.mark.parametrize("args, uni, asc", [
+    (["jacobian", "x1*yhat - x2", "--wrt", "x1,yhat"], "[[ŷ, x₁]]", "[[yhat, x1]]"),
+    (["hessian", "x1**3*x2", "--wrt", "x1,x2"], "3x₁²", "3x1^2"),
+    (["grad", "norm2(X*w - y)^2", "--wrt", "w", "--vector", "w,y", "--matrix", "X"], "Xw − y",
+     "Xw - y"),
+    (["derivative", "sigmoid(w'*x)", "--wrt", "w", "--vector", "w,x"], "σ", "sigmoid"),
+    (["chain", "--fn", "u1*u2", "--wrt", "u1,u2", "--fn", "x1 + x2, x1 - x2", "--wrt", "x1,x2"],
+     "2x₁", "2x1"),
+    (["derive", "2-2-1", "--wrt", "b2"], "ŷ − y", "yhat - y"),
+])
+def test_ascii_flag(args, uni, asc):
+    """--ascii selects the text format's ASCII mode on every command that prints text."""
+    out, ascii_out = run(*args), run(*args, "--ascii")
+    assert uni in out and asc in ascii_out, (out, ascii_out)
+    assert uni not in ascii_out

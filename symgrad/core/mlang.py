@@ -591,7 +591,7 @@ class _Builder:
             if b.free_symbols:
                 self.fail(f"{self.snippet(node)}: the exponent must be a number (column "
                           f"{node.col})", node.col)
-            return sp.HadamardPower(a, b) if ma else a**b
+            return sp.HadamardPower(a, b) if ma else self.finite(node, a**b)
         if op == "^":
             if not ma:
                 return self.finite(node, a**b)
@@ -658,8 +658,16 @@ class _Builder:
         raise AssertionError(name)
 
     def finite(self, node, value, arg=None):
-        """``value``, unless it is a scalar that is not finite (log(0), 0^-1): one line naming
-        where, as division by zero is."""
+        """``value``, unless it is a scalar that is not finite (log(0), 0^-1) or a complex
+        constant (sqrt(-1), log(-1)): one line naming where, as division by zero is. A complex
+        constant once got as far as the check, which found no real point ("could not find a
+        point where … are defined")."""
+        if isinstance(value, sp.Basic) and not isinstance(value, sp.MatrixExpr) and \
+                value.is_number and value.is_extended_real is False and \
+                not value.has(sp.zoo, sp.nan):
+            self.fail(f"{self.snippet(node)} is the complex number {sp.sstr(value)} (column "
+                      f"{node.col}): the matrix language is real, a complex or imaginary "
+                      "constant is not supported", node.col)
         if isinstance(value, sp.Basic) and not isinstance(value, sp.MatrixExpr) and \
                 value.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
             what = self.snippet(node)

@@ -1,17 +1,21 @@
 """The index level: ∂R/∂α_ml, ∂R/∂β_km at ANY indices (SymPy's Indexed, Sum, KroneckerDelta).
 
 Where it sits: derive, beside :mod:`.element` (which writes a network out weight by weight, every
-index concrete) and :mod:`.matrix` (whole matrices). It derives, for a one-hidden-layer network
+index concrete) and :mod:`.matrix` (whole matrices). It derives, for a network
 x → z1 = W1 x + b1 → h1 = σ(z1) → z2 = W2 h1 + b2 → ŷ = g(z2) with a loss summed over the output
 components, the general element of each gradient in symbolic indices, as the ESL lecture (§11.4,
 back-propagation) writes it: δ_ki = ∂R_i/∂T_ki, s_mi = σ′(α_0m + α_mᵀx_i) Σ_k β_km δ_ki,
-∂R_i/∂β_km = δ_ki z_mi, ∂R_i/∂α_ml = s_mi x_il. Index i is the example, k an output, m a hidden
-unit, l an input (other letters when the user's ``wrt`` takes these, ``W1_ij``); the cost is the
-sum over the N examples (``cost="sum"``, ESL's R(θ)) or their mean (``cost="mean"``).
+∂R_i/∂β_km = δ_ki z_mi, ∂R_i/∂α_ml = s_mi x_il. A deeper net (L dense layers, each hidden one
+followed by its activation) has one error per hidden layer, s1 … s(L−1), each from the one
+above: s⁽ˡ⁾_mi = σ′(z⁽ˡ⁾_mi) Σ_k W⁽ˡ⁺¹⁾_km s⁽ˡ⁺¹⁾_ki (s⁽ᴸ⁾ = δ), ∂R_i/∂W⁽ˡ⁾_ml = s⁽ˡ⁾_mi h⁽ˡ⁻¹⁾_li.
+Index i is the example, k an output, m a hidden unit, l an input (other letters when the user's
+``wrt`` takes these, ``W1_ij``); the cost is the sum over the N examples (``cost="sum"``, ESL's
+R(θ)) or their mean (``cost="mean"``).
 
 Every general-index result is checked before it is returned: instantiated at every concrete index
-of small networks with the same activations and loss (2-2-1, 3-2-2, and the network's own sizes
-when small), with N = 2 examples, its sums written out, it must equal ``sympy.diff`` of the cost
+of small networks with the same activations and loss (2-2-1, 3-2-2 — 2-2-2-1, 3-2-2-2 for two
+hidden layers — and the network's own sizes when small), with N = 2 examples, its sums written
+out, it must equal ``sympy.diff`` of the cost
 written out weight by weight, at random points; a mismatch raises :class:`IndexCheckError`.
 
 Expressions hold the canonical IndexedBases ``x, y, W1, b1, W2, b2, z1, h1, z2, yhat, delta, s, R``
@@ -43,10 +47,18 @@ COSTS = ("sum", "mean")
 LETTERS = {"esl": ("i", "k", "m", "l"), "feature": ("n", "k", "j", "i"),
            "slides": ("i", "k", "j", "l")}
 DEFAULT_COST = {"esl": "sum"}  # the presets whose notes sum over the examples; the rest: mean
-CHECK_SIZES = ((2, 2, 1), (3, 2, 2))
+CHECK_SIZES = ((2, 2, 1), (3, 2, 2))  # a one-hidden-layer net's (check_sizes: any depth's)
 
-B = {name: sp.IndexedBase(name) for name in
-     ("x", "y", "W1", "b1", "W2", "b2", "z1", "h1", "z2", "yhat", "delta", "s", "R")}
+class _Bases(dict):
+    """The canonical IndexedBases, any layer's made on first use (W3, h2, s1 of a deeper net)."""
+
+    def __missing__(self, name):
+        self[name] = sp.IndexedBase(name)
+        return self[name]
+
+
+B = _Bases({name: sp.IndexedBase(name) for name in
+            ("x", "y", "W1", "b1", "W2", "b2", "z1", "h1", "z2", "yhat", "delta", "s", "R")})
 ACT_KINDS = ("hact", "hact'", "oact", "oact'")
 
 
@@ -74,8 +86,14 @@ class IndexExpr(sp.Basic):
     latex_printer = None
     text_printer = None
 
-    def __new__(cls, expr, whole=False):
-        return sp.Basic.__new__(cls, _basic(expr), sp.true if whole else sp.false)
+    def __new__(cls, expr, whole=False, layers=2):
+        return sp.Basic.__new__(cls, _basic(expr), sp.true if whole else sp.false,
+                                sp.Integer(layers))
+
+    @property
+    def layers(self) -> int:
+        """The network's dense layers (2: one hidden layer, ESL's α and β)."""
+        return int(self.args[2])
 
     @property
     def whole(self) -> bool:
@@ -89,13 +107,13 @@ class IndexExpr(sp.Basic):
     def _latex(self, p):
         if IndexExpr.latex_printer is None:
             return sp.latex(self.expr)
-        return IndexExpr.latex_printer(self.expr, p, self.whole)
+        return IndexExpr.latex_printer(self.expr, p, self.whole, self.layers)
 
     def _sympystr(self, p):
-        """SymPy's syntax for JSON (the sympify printer), ∂, Σ and [k = k′] for the text."""
+        """SymPy's syntax for JSON (the sympify printer), the text format's for a TextPrinter."""
         if IndexExpr.text_printer is None:
             return str(self.expr)
-        return IndexExpr.text_printer(self.expr, type(p).__name__ == "TextPrinter")
+        return IndexExpr.text_printer(self.expr, p, self.whole, self.layers)
 
     def _sympyrepr(self, p):
         return self._sympystr(p)
@@ -103,24 +121,37 @@ class IndexExpr(sp.Basic):
 
 @dataclass
 class Shape:
-    """The one-hidden-layer network the index level derives: its parameter names, activations and
-    per-component loss L(ŷ_k, y_k)."""
+    """The network the index level derives, L dense layers (L − 1 hidden): its parameter names,
+    activations and per-component loss L(ŷ_k, y_k)."""
 
-    names: dict           # canonical W1 b1 W2 b2 → the network's parameter names
-    hidden: object        # Activation
+    names: dict           # canonical W1 b1 … WL bL → the network's parameter names
+    hiddens: tuple        # Activation of each hidden layer 1 … L − 1
     output: object        # Activation
     loss: object          # Loss
-    sizes: tuple          # (p, M, K)
+    sizes: tuple          # (p, M1, …, K)
     penalty: sp.Expr
+
+    @property
+    def layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def hidden(self):  # the one-hidden-layer net's (ESL's σ)
+        return self.hiddens[0]
+
+    def activation(self, name: str):
+        return next(a for a in (*self.hiddens, self.output) if a.name == name)
 
 
 def shape_of(net: Graph) -> Shape:
     """The network as the index level needs it, or one ValueError saying what it is not."""
     nodes = list(net.nodes.values())
     ops = [n.op for n in nodes]
-    what = ("the index level derives one-hidden-layer networks x → dense → activation → dense "
-            "(→ activation) with one loss, such as 2-2-1")
-    if ops not in (["input", "dense", "act", "dense"], ["input", "dense", "act", "dense", "act"]):
+    what = ("the index level derives networks x → dense → activation (→ dense → activation …) → "
+            "dense (→ activation) with one loss, such as 2-2-1 or 2-3-3-1")
+    body = ops[1:-1] if ops[-1:] == ["act"] else ops[1:]
+    if ops[:1] != ["input"] or len(body) < 3 or body[-1] != "dense" or \
+            body[:-1] != ["dense", "act"] * ((len(body) - 1) // 2) or len(body) % 2 != 1:
         raise ValueError(f"{what}; this one is {' → '.join(ops)} (use level='element' or 'matrix')")
     if len(net.losses) != 1 or net.losses[0].weight != 1:
         raise ValueError(f"{what}; this one has {len(net.losses)} loss terms")
@@ -128,22 +159,48 @@ def shape_of(net: Graph) -> Shape:
     if loss.labels:
         raise ValueError("the index level needs a loss summed over the outputs one by one "
                          "(mse, bce or an expression in yhat and y), not cross_entropy")
-    d1, d2 = nodes[1], nodes[3]
-    if len(d1.params) != 2 or len(d2.params) != 2:
+    dense = [n for n in nodes if n.op == "dense"]
+    if any(len(d.params) != 2 for d in dense):
         raise ValueError(f"{what}, each dense layer with a bias")
-    out = nodes[4].act if len(nodes) == 5 else ACTIVATIONS["identity"]
-    return Shape({"W1": d1.params[0], "b1": d1.params[1], "W2": d2.params[0], "b2": d2.params[1]},
-                 nodes[2].act, out, loss, (nodes[0].dim, d1.dim, d2.dim), net.penalty)
+    acts = [n.act for n in nodes[1:1 + len(body)] if n.op == "act"]
+    out = nodes[-1].act if ops[-1] == "act" else ACTIVATIONS["identity"]
+    names = {}
+    for n, d in enumerate(dense, 1):
+        names[f"W{n}"], names[f"b{n}"] = d.params
+    return Shape(names, tuple(acts), out, loss, (nodes[0].dim, *(d.dim for d in dense)),
+                 net.penalty)
 
 
 # -- the network in indices -----------------------------------------------------------------------
+def size(layer: int, layers: int):
+    """The size symbol of a layer's units: p the inputs, K the outputs, M the one hidden layer's
+    (M1, M2, … a deeper net's)."""
+    if layer == 0:
+        return SIZES["p"]
+    if layer == layers:
+        return SIZES["K"]
+    if layers == 2:
+        return SIZES["M"]
+    return sp.Symbol(f"M{layer}", integer=True, positive=True)
+
+
+def unit(layer: int, j, i):
+    """Unit j of layer ``layer`` for example i: x_il for the inputs, h⁽ℓ⁾_ji after."""
+    return B["x"][i, j] if layer == 0 else B[f"h{layer}"][j, i]
+
+
+def pre(layer: int, layers: int, j, i, bound):
+    """b⁽ℓ⁾_j + Σ_l′ W⁽ℓ⁾_jl′ h⁽ℓ⁻¹⁾_l′i (ESL's α_0m + α_mᵀx_i): a pre-activation written out."""
+    return B[f"b{layer}"][j] + sp.Sum(B[f"W{layer}"][j, bound] * unit(layer - 1, bound, i),
+                                      (bound, 1, size(layer - 1, layers)))
+
+
 def _pre1(m, i, lb):
-    """α_0m + α_mᵀ x_i: the hidden unit's pre-activation written out."""
-    return B["b1"][m] + sp.Sum(B["W1"][m, lb] * B["x"][i, lb], (lb, 1, SIZES["p"]))
+    return pre(1, 2, m, i, lb)
 
 
 def _pre2(k, i, mb):
-    return B["b2"][k] + sp.Sum(B["W2"][k, mb] * B["h1"][mb, i], (mb, 1, SIZES["M"]))
+    return pre(2, 2, k, i, mb)
 
 
 @dataclass
@@ -230,15 +287,19 @@ def derive_index(net: Graph, wrt: str, cost: str | None = None, notation: str = 
         raise ValueError(f"cost must be 'sum' or 'mean', not {cost!r}")
     if of not in ("loss", "output"):
         raise ValueError(f"of must be 'loss' or 'output', not {of!r}")
+    if of == "output" and shape.layers != 2:
+        raise ValueError("of='output' at the index level is for one-hidden-layer nets (the "
+                         f"feature notes' ∂π/∂w); this one has {shape.layers - 1} hidden layers")
     canon, letters = parse_wrt(shape, wrt)
     ix = _indices(notation, set(letters or ()))
+    last = int(canon[1:]) == shape.layers  # the output layer's: row k (an output), column m
     if letters:  # the user's letters name the parameter's own indices
         own = [sp.Symbol(c, integer=True) for c in letters]
-        if canon == "W1":
+        if canon[0] == "W" and not last:
             ix.m, ix.l = own
-        elif canon == "W2":
+        elif canon[0] == "W":
             ix.k, ix.m = own
-        elif canon == "b1":
+        elif not last:
             ix.m = own[0]
         else:
             ix.k = own[0]
@@ -264,14 +325,31 @@ class _Record:
         self.d, self.shape, self.ix, self.canon, self.cost, self.of = d, shape, ix, canon, cost, of
         self.definitions = {}
         self.checked = []
-        i, k, m, l = ix.i, ix.k, ix.m, ix.l
+        self.layers = L = shape.layers  # self.L is the loss
+        self.layer = int(canon[1:])
+        k, m, l = ix.k, ix.m, ix.l
         self.HACT, self.HACTP = act_fn("hact", shape.hidden), act_fn("hact'", shape.hidden)
         self.OACT, self.OACTP = act_fn("oact", shape.output), act_fn("oact'", shape.output)
-        self.param = {"W1": B["W1"][m, l], "b1": B["b1"][m], "W2": B["W2"][k, m],
-                      "b2": B["b2"][k]}[canon]
+        # its own indices: an output layer's row is an output (k), a hidden layer's a unit (m)
+        self.own = ((k, m) if self.layer == L else (m, l)) if canon[0] == "W" else \
+            ((k,) if self.layer == L else (m,))
+        self.param = B[canon][self.own]
+
+    def hact(self, layer):
+        return act_fn("hact", self.shape.hiddens[layer - 1])
+
+    def hactp(self, layer):
+        return act_fn("hact'", self.shape.hiddens[layer - 1])
+
+    def err(self, layer) -> str:
+        """The base of layer ``layer``'s error ∂R_i/∂z⁽ˡᵃʸᵉʳ⁾: δ the output's, ESL's s the one
+        hidden layer's, s1, s2, … a deeper net's."""
+        return "delta" if layer == self.layers else ("s" if self.layers == 2 else f"s{layer}")
 
     def add(self, lhs, rhs, why, kind, whole=False):
-        self.d.add(None if lhs is None else IndexExpr(lhs), IndexExpr(rhs, whole), why, kind)
+        L = self.layers
+        self.d.add(None if lhs is None else IndexExpr(lhs, layers=L),
+                   IndexExpr(rhs, whole, layers=L), why, kind)
 
     # the per-component loss and its derivative
     def L(self, k, i):
@@ -292,7 +370,7 @@ class _Record:
     def gprime(self, k, i):
         if self.shape.output.name == "identity":
             return sp.Integer(1)
-        return self.OACTP(k, _pre2(k, i, self.ix.mb))
+        return self.OACTP(k, pre(self.layers, self.layers, k, i, self.ix.mb))
 
     def run(self):
         ix, d = self.ix, self.d
@@ -306,16 +384,22 @@ class _Record:
                      "the cost: the sum of the examples' losses" if self.cost == "sum" else
                      "the cost: the mean of the examples' losses", StepKind.DEFINITION)
             self.add(Ri, sp.Sum(self.L(k, i), (k, 1, K)),
-                     f"the loss of example i: {self.shape.loss.words}, over the outputs",
+                     f"the loss of example {i}: {self.shape.loss.words}, over the outputs",
                      StepKind.DEFINITION)
-        self.define(B["h1"][m, i], self.HACT(_pre1(m, i, ix.lb)),
-                    "a hidden unit of one example", StepKind.FORWARD)
-        self.define(B["z2"][k, i], _pre2(k, i, ix.mb), "an output's pre-activation",
+        L = self.layers
+        for layer in range(1, L):
+            self.define(B[f"h{layer}"][m, i], self.hact(layer)(pre(layer, L, m, i, ix.lb)),
+                        "a hidden unit of one example" if L == 2 else
+                        f"a unit of hidden layer {layer} for one example", StepKind.FORWARD)
+        self.define(B[f"z{L}"][k, i], pre(L, L, k, i, ix.mb), "an output's pre-activation",
                     StepKind.FORWARD)
-        self.define(B["yhat"][k, i], self.OACT(k, B["z2"][k, i]), "output k"
+        self.define(B["yhat"][k, i], self.OACT(k, B[f"z{L}"][k, i]), f"output {k}"
                     + (" (the identity)" if self.shape.output.name == "identity" else ""),
                     StepKind.FORWARD)
-        getattr(self, "_" + ("out_" if self.of == "output" else "") + self.canon)()
+        if self.of == "output":
+            getattr(self, "_out_" + self.canon)()
+        else:
+            (self._W2 if self.layer == L else self._W1)(bias=self.canon[0] == "b")
         pen = self.shape.penalty
         if self.of == "loss":
             per = self.per_example
@@ -330,7 +414,8 @@ class _Record:
             self.total = tot
         else:
             self.total = self.per_example
-        self.d.add(None, Note("checked at every index of 2-2-1 and 3-2-2 against sympy.diff"),
+        nets = " and ".join("-".join(map(str, c)) for c in check_sizes(self.layers))
+        self.d.add(None, Note(f"checked at every index of {nets} against sympy.diff"),
                    "each index instantiated, the sums written out", StepKind.AGREE)
 
     def define(self, lhs, rhs, why, kind):
@@ -342,75 +427,85 @@ class _Record:
         ix = self.ix
         i, k = ix.i, ix.k
         dR = sp.Derivative(B["R"][i], B["yhat"][k, i])
-        self.add(dR, self.dL(k, i), "differentiate the loss: only the k-th term of R_i holds "
-                 "output k", StepKind.JACOBIAN)
+        self.add(dR, self.dL(k, i), f"differentiate the loss: only the {k}-th term of R_{i} holds "
+                 f"output {k}", StepKind.JACOBIAN)
         rhs = sp.Mul(self.dL(k, i), self.gprime(k, i), evaluate=False) \
             if self.gprime(k, i) != 1 else self.dL(k, i)
         self.define(B["delta"][k, i], rhs, "the output error (ESL's δ_ki), the derivative by the "
-                    "output's pre-activation: the output separates R_i from it, so the chain "
+                    f"output's pre-activation: the output separates R_{i} from it, so the chain "
                     "rule applies", StepKind.BACKWARD)
 
-    def _s(self):
-        ix = self.ix
-        i, k, m, l = ix.i, ix.k, ix.m, ix.l
-        back = sp.Sum(B["W2"][k, m] * B["delta"][k, i], (k, 1, SIZES["K"]))
-        self.define(B["s"][m, i], self.HACTP(_pre1(m, i, ix.lb)) * back,
-                    "the hidden error (ESL's s_mi): the back-propagation equation, each output's "
-                    "error δ sent back along its weight", StepKind.BACKWARD)
+    def _s(self, layer=1):
+        ix, L = self.ix, self.layers
+        i, k, m = ix.i, ix.k, ix.m
+        back = sp.Sum(B[f"W{layer + 1}"][k, m] * B[self.err(layer + 1)][k, i],
+                      (k, 1, size(layer + 1, L)))
+        why = ("the hidden error (ESL's s_mi): the back-propagation equation, each output's "
+               "error δ sent back along its weight") if L == 2 else (
+            f"the error of hidden layer {layer} (the derivative by its pre-activations), from "
+            f"the errors of layer {layer + 1}: the back-propagation equation, each unit's error "
+            "sent back along its weight")
+        self.define(B[self.err(layer)][m, i], self.hactp(layer)(pre(layer, L, m, i, ix.lb)) * back,
+                    why, StepKind.BACKWARD)
 
     def _W2(self, bias=False):
         ix = self.ix
         i, k, m, kk = ix.i, ix.k, ix.m, ix.kk
         Ri, th = B["R"][i], self.param
-        z = sp.Integer(1) if bias else B["h1"][m, i]
+        z = sp.Integer(1) if bias else unit(self.layers - 1, m, i)
         self.add(sp.Derivative(Ri, th), sp.Sum(sp.Mul(sp.Derivative(Ri, B["yhat"][kk, i]),
                                                       sp.Derivative(B["yhat"][kk, i], th),
                                                       evaluate=False),
                                                (kk, 1, SIZES["K"])),
-                 "the outputs separate R_i from the weight, so the chain rule applies",
+                 f"the outputs separate R_{i} from the weight, so the chain rule applies",
                  StepKind.CHAIN_RULE)
         g = self.gprime(kk, i)
         self.add(None, sp.Sum(sp.Derivative(Ri, B["yhat"][kk, i]) * sp.KroneckerDelta(k, kk) * g
                               * z, (kk, 1, SIZES["K"])),
-                 f"output {kk} depends on the weight only when {kk} = k",
+                 f"output {kk} depends on the weight only when {kk} = {k}",
                  StepKind.SUM)
         self.add(None, sp.Derivative(Ri, B["yhat"][k, i]) * self.gprime(k, i) * z,
-                 f"only the term {kk} = k is left", StepKind.SIMPLIFY)
+                 f"only the term {kk} = {k} is left", StepKind.SIMPLIFY)
         self._delta()
         self.per_example = B["delta"][k, i] * z
         self.add(sp.Derivative(Ri, th), self.per_example, "substitute the output error" +
                  ("; a bias's input is 1 (ESL's z_0i = 1)" if bias else ""), StepKind.SUBSTITUTION)
 
-    def _b2(self):
-        self._W2(bias=True)
-
     def _W1(self, bias=False):
-        ix = self.ix
+        """A hidden layer ℓ's weight: through layer ℓ + 1's pre-activations and layer ℓ's units,
+        whose errors are defined first (δ, then each hidden layer's from the one above)."""
+        ix, L, layer = self.ix, self.layers, self.layer
         i, k, m, l, mm = ix.i, ix.k, ix.m, ix.l, ix.mm
         Ri, th = B["R"][i], self.param
-        x = sp.Integer(1) if bias else B["x"][i, l]
-        K, M = SIZES["K"], SIZES["M"]
+        x = sp.Integer(1) if bias else unit(layer - 1, l, i)
+        K, M = size(layer + 1, L), size(layer, L)
+        z, h, err = B[f"z{layer + 1}"], B[f"h{layer}"], B[self.err(layer + 1)]
         self._delta()
-        self.add(sp.Derivative(Ri, th), sp.Sum(sp.Derivative(Ri, B["z2"][k, i]) * sp.Sum(
-            sp.Mul(sp.Derivative(B["z2"][k, i], B["h1"][mm, i]), sp.Derivative(B["h1"][mm, i], th),
+        for above in range(L - 1, layer, -1):
+            self._s(above)
+        hp = self.hactp(layer)
+        self.add(sp.Derivative(Ri, th), sp.Sum(sp.Derivative(Ri, z[k, i]) * sp.Sum(
+            sp.Mul(sp.Derivative(z[k, i], h[mm, i]), sp.Derivative(h[mm, i], th),
                    evaluate=False),
             (mm, 1, M)), (k, 1, K)),
-            "the outputs' pre-activations and the hidden units separate R_i from the weight, "
-            "so the chain rule applies, summed over every path", StepKind.CHAIN_RULE)
-        self.add(None, sp.Sum(B["delta"][k, i] * sp.Sum(
-            B["W2"][k, mm] * sp.KroneckerDelta(m, mm) * self.HACTP(_pre1(mm, i, ix.lb)) * x,
-            (mm, 1, M)), (k, 1, K)),
-            f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = m",
-            StepKind.SUM)
-        self.add(None, sp.Sum(B["delta"][k, i] * B["W2"][k, m] * self.HACTP(_pre1(m, i, ix.lb)) * x,
-                              (k, 1, K)), f"only the term {mm} = m is left", StepKind.SIMPLIFY)
-        self._s()
-        self.per_example = B["s"][m, i] * x
+            f"the outputs' pre-activations and the hidden units separate R_{i} from the weight, "
+            "so the chain rule applies, summed over every path" if L == 2 else
+            f"the pre-activations of layer {layer + 1} and the units of layer {layer} separate "
+            f"R_{i} from the weight, so the chain rule applies, summed over every path",
+            StepKind.CHAIN_RULE)
+        self.add(None, sp.Sum(err[k, i] * sp.Sum(
+            B[f"W{layer + 1}"][k, mm] * sp.KroneckerDelta(m, mm) * hp(pre(layer, L, mm, i, ix.lb))
+            * x, (mm, 1, M)), (k, 1, K)),
+            (f"the output error δ; hidden unit {mm} depends on the weight only when {mm} = {m}"
+             if L == 2 else f"the errors of layer {layer + 1}; unit {mm} depends on the weight "
+             f"only when {mm} = {m}"), StepKind.SUM)
+        self.add(None, sp.Sum(err[k, i] * B[f"W{layer + 1}"][k, m] * hp(pre(layer, L, m, i, ix.lb))
+                              * x, (k, 1, K)), f"only the term {mm} = {m} is left",
+                 StepKind.SIMPLIFY)
+        self._s(layer)
+        self.per_example = B[self.err(layer)][m, i] * x
         self.add(sp.Derivative(Ri, th), self.per_example, "substitute the hidden error" +
                  ("; a bias's input is 1 (ESL's x_i0 = 1)" if bias else ""), StepKind.SUBSTITUTION)
-
-    def _b1(self):
-        self._W1(bias=True)
 
     # ∂f_k(x_i)/∂θ: the output itself (the feature notes' ∂π/∂w)
     def _out_W1(self, bias=False):
@@ -444,16 +539,17 @@ class _Record:
     def explicit(self, expr):
         sh = self.shape
         defs = {**self.definitions}
-        for _ in range(8):
+        for _ in range(8 + 4 * self.layers):  # each pass substitutes one level of names
             new = _subs_indexed(expr, defs)
             if new == expr:
                 break
             expr = new
-        hf, hp, of, op = sh.hidden.f, sh.hidden.prime, sh.output.f, sh.output.prime
-        table = {"hact": lambda a: hf(a), "hact'": lambda a: hp(a, hf(a)),
-                 "oact": lambda k, a: of(a), "oact'": lambda k, a: op(a, of(a))}
-        return expr.replace(lambda e: act_kind(e) is not None,
-                            lambda e: table[act_kind(e)[0]](*e.args))
+        def value(e):  # each activation by its name: a deep net's layers may differ
+            kind, name = act_kind(e)
+            act, a = sh.activation(name), e.args[-1]
+            return act.f(a) if not kind.endswith("'") else act.prime(a, act.f(a))
+
+        return expr.replace(lambda e: act_kind(e) is not None, value)
 
 
 def _subs_indexed(expr, defs: dict):
@@ -486,10 +582,15 @@ def _renamed(rhs, mapping):
 
 
 # -- the check ------------------------------------------------------------------------------------
+def check_sizes(layers: int) -> tuple:
+    """The small nets every result is checked on: 2-2-1 and 3-2-2 (2-2-2-1 and 3-2-2-2 …)."""
+    return ((2,) + (2,) * (layers - 1) + (1,), (3,) + (2,) * (layers - 1) + (2,))
+
+
 def _written_out(shape: Shape, sizes, N, cost):
-    """The cost R written out weight by weight for layer sizes (p, M, K) and N examples, and the
-    symbol of every Indexed entry (W1[1, 2] → W1_1,2)."""
-    p, M, K = sizes
+    """The cost R written out weight by weight for layer sizes (p, M1, …, K) and N examples, and
+    the symbol of every Indexed entry (W1[1, 2] → W1_1,2)."""
+    p, K, L = sizes[0], sizes[-1], len(sizes) - 1
     sym = {}
 
     def s(base, *idx):
@@ -498,42 +599,72 @@ def _written_out(shape: Shape, sizes, N, cost):
             sym[key] = sp.Symbol(f"{base}_{','.join(map(str, idx))}", real=True)
         return sym[key]
 
-    hf, of = shape.hidden.f, shape.output.f
+    of = shape.output.f
     q, t = sp.Dummy("q", real=True), sp.Dummy("t", real=True)
     Lc = sp.Lambda((q, t), shape.loss.written_out([q], [t]))
     total, outs = 0, {}
     for i in range(1, N + 1):
-        h = [hf(s("b1", m) + sum(s("W1", m, l) * s("x", i, l) for l in range(1, p + 1)))
-             for m in range(1, M + 1)]
+        h = [s("x", i, l) for l in range(1, p + 1)]
+        for layer in range(1, L):
+            f = shape.hiddens[layer - 1].f
+            h = [f(s(f"b{layer}", m) + sum(s(f"W{layer}", m, l) * h[l - 1]
+                                           for l in range(1, len(h) + 1)))
+                 for m in range(1, sizes[layer] + 1)]
         for k in range(1, K + 1):
-            T = s("b2", k) + sum(s("W2", k, m) * h[m - 1] for m in range(1, M + 1))
+            T = s(f"b{L}", k) + sum(s(f"W{L}", k, m) * h[m - 1] for m in range(1, len(h) + 1))
             outs[(k, i)] = of(T)
             total += Lc(of(T), s("y", i, k))
     R = total if cost == "sum" else total / N
     if shape.penalty != 0:
         R += shape.penalty / 2 * sum(v ** 2 for key, v in sym.items()
-                                     if key.base.label.name in ("W1", "W2"))
+                                     if re.fullmatch(r"W\d+", key.base.label.name))
     return R, outs, sym
+
+
+def _written_sums(expr):
+    """Every Sum over a concrete range written out term by term, nothing simplified. SymPy's
+    Sum.doit, with the parameter's own indices still free, took 11.4 s of the 15 s that checking
+    ∂R/∂W1 of 2-2-2-1 took (it tries closed forms); a KroneckerDelta evaluates itself once its
+    indices are numbers, when they are substituted."""
+    done = {}
+
+    def walk(e):
+        if e in done:
+            return done[e]
+        if isinstance(e, sp.Sum):
+            body = walk(e.function)
+            for v, lo, hi in reversed(e.limits):
+                body = sp.Add(*(body.xreplace({v: sp.Integer(j)})
+                                for j in range(int(lo), int(hi) + 1)))
+            out = body
+        elif e.args and not isinstance(e, sp.Indexed):
+            out = e.func(*map(walk, e.args))
+        else:
+            out = e
+        done[e] = out
+        return out
+
+    return walk(expr)
 
 
 def _verify(net, shape: Shape, rec: _Record) -> None:
     """Every concrete index of each check size: the general result instantiated vs sympy.diff."""
-    sizes = list(CHECK_SIZES)
+    L = shape.layers
+    sizes = list(check_sizes(L))
     if shape.sizes not in sizes and sum(a * b for a, b in zip(shape.sizes, shape.sizes[1:])) <= 12:
         sizes.append(shape.sizes)
     general = rec.explicit(rec.total)
     ix, N = rec.ix, 2
     rng = random.Random(13)
-    for size in sizes:
-        p, M, K = size
-        R, outs, sym = _written_out(shape, size, N, rec.cost)
-        ranges = {"W1": [(m, l) for m in range(1, M + 1) for l in range(1, p + 1)],
-                  "b1": [(m,) for m in range(1, M + 1)],
-                  "W2": [(k, m) for k in range(1, K + 1) for m in range(1, M + 1)],
-                  "b2": [(k,) for k in range(1, K + 1)]}[rec.canon]
-        own = {"W1": (ix.m, ix.l), "b1": (ix.m,), "W2": (ix.k, ix.m), "b2": (ix.k,)}[rec.canon]
-        size_subs = {SIZES["N"]: N, SIZES["K"]: K, SIZES["M"]: M, SIZES["p"]: p}
-        once = general.xreplace(size_subs).doit()  # the sums written out, own indices still free
+    for net_sizes in sizes:
+        K, layer = net_sizes[-1], rec.layer
+        R, outs, sym = _written_out(shape, net_sizes, N, rec.cost)
+        rows, cols = net_sizes[layer], net_sizes[layer - 1]
+        ranges = [(r, c) for r in range(1, rows + 1) for c in range(1, cols + 1)] \
+            if rec.canon[0] == "W" else [(r,) for r in range(1, rows + 1)]
+        own = rec.own
+        size_subs = {SIZES["N"]: N, **{size(j, L): n for j, n in enumerate(net_sizes)}}
+        once = _written_sums(general.xreplace(size_subs))  # own indices still free
         points = [{v: rng.uniform(-1.5, 1.5) for v in sym.values()} for _ in range(2)]
         for idx in ranges:
             theta = B[rec.canon][idx]
@@ -545,16 +676,16 @@ def _verify(net, shape: Shape, rec: _Record) -> None:
                 subs = dict(zip(own, idx))
                 if where is not None:
                     subs.update({ix.k: where[0], ix.i: where[1]})
-                inst = once.xreplace(subs).doit()
+                inst = once.xreplace(subs)
                 inst = inst.replace(lambda e: isinstance(e, sp.Indexed), lambda e: sym.get(e, e))
                 left = inst.free_symbols - set(sym.values())
                 if left:
-                    raise IndexCheckError(f"the general ∂/∂{rec.canon} at {idx} (sizes {size}) "
+                    raise IndexCheckError(f"the general ∂/∂{rec.canon} at {idx} (sizes {net_sizes}) "
                                           f"keeps {sorted(map(str, left))} after instantiation")
                 for point in points:
                     a, b = evaluate(inst, point), evaluate(direct, point)
                     if not abs(a - b) <= 1e-9 * (1 + abs(b)):
                         raise IndexCheckError(
                             f"the general ∂/∂{rec.canon} disagrees with sympy.diff at index "
-                            f"{idx} of a {'-'.join(map(str, size))} net: {a} vs {b}")
-        rec.checked.append(size)
+                            f"{idx} of a {'-'.join(map(str, net_sizes))} net: {a} vs {b}")
+        rec.checked.append(net_sizes)

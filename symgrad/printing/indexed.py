@@ -15,6 +15,7 @@ z_mi, T_ki, δ_ki, s_mi; the feature notes' ẇ_ij (input i to unit j: symgrad's
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import sympy as sp
@@ -23,8 +24,9 @@ from sympy.printing.str import StrPrinter
 
 from symgrad.derive.indexed import IndexExpr, act_kind
 from symgrad.graph.activations import ACTIVATIONS
-from symgrad.printing.names import (NOTATIONS, Notation, TeXName, register_notation,
-                                    text_escape)
+from symgrad.printing.names import (NOTATIONS, Notation, TeXName, function_text,
+                                    register_notation, text_escape, text_name)
+from symgrad.printing.text import TextPrinter, _enclosed, mean_of_sum
 
 
 # -- the preset ---------------------------------------------------------------------------------------
@@ -110,17 +112,23 @@ SIZES_TEX = {"esl": {"N": "N", "K": "K", "M": "M", "p": "p", "R": "R"},
 class IndexLatexPrinter(LatexPrinter):
     """General-index expressions in one notation (``settings['notation']``, a Notation)."""
 
-    _default_settings = {**LatexPrinter._default_settings, "notation": None, "whole": False}
+    _default_settings = {**LatexPrinter._default_settings, "notation": None, "whole": False,
+                         "layers": 2}
 
     def __init__(self, settings=None):
         super().__init__(settings)
         nota = self._settings["notation"]
         self._nota = nota
         self._key = nota.name if nota is not None and nota.name in ENTRIES else "slides"
+        if self._settings["layers"] > 2:  # ESL's α, β and the feature notes' dots name one
+            self._key = "slides"          # hidden layer: a deeper net in the slides' W⁽ˡ⁾
 
     # names
     def _print_Symbol(self, expr, style="plain"):
         sizes = SIZES_TEX["esl" if self._key == "esl" else "other"]
+        layers = self._settings["layers"]
+        if layers > 2 and re.fullmatch(r"M\d+|K", expr.name):  # d_1 … d_L, a layer's width
+            return "d_{%s}" % (expr.name[1:] or layers)
         if expr.name in sizes:
             return sizes[expr.name]
         name = expr.name
@@ -135,6 +143,16 @@ class IndexLatexPrinter(LatexPrinter):
         if label == "z1" and self._key == "esl":  # ESL has no name for it
             return r"\left(%s\right)" % label
         fn = ENTRIES[self._key].get(label)
+        layered = _LAYER.fullmatch(label)
+        if self._key == "slides" and self._settings["layers"] > 2 and (
+                layered or label == "delta"):  # any layer's, as the slides write layers 1 and 2
+            base, n = layered.groups() if layered else ("s", str(self._settings["layers"]))
+            if base == "W":
+                return "W^{(%s)}_{%s}" % (n, _j(*idx))
+            if base == "b":
+                return "b^{(%s)}_{%s}" % (n, idx[0])
+            sym = {"h": "h", "z": "z", "s": r"\delta"}.get(base, base)
+            return "%s^{(%s)(%s)}_{%s}" % (sym, n, idx[1], idx[0])
         return fn(*idx) if fn else r"\text{%s}_{%s}" % (text_escape(label), ",".join(idx))
 
     def _print_KroneckerDelta(self, expr, exp=None):  # δ is ESL's output error: Iverson's bracket
@@ -181,20 +199,29 @@ class IndexLatexPrinter(LatexPrinter):
     def _term(self, t):
         return self._print(t)
 
-    def _pre_activation(self, expr):
-        """b + Σ W·h (a pre-activation): ESL's α_0m + α_mᵀx_i, or its unit's name elsewhere."""
+    @staticmethod
+    def _pre_parts(expr):
+        """(bias, Σ) of b + Σ W·h, a pre-activation, else None."""
         if len(expr.args) != 2:
             return None
         bias = next((a for a in expr.args if isinstance(a, sp.Indexed)), None)
         total = next((a for a in expr.args if isinstance(a, sp.Sum)), None)
-        if bias is None or total is None or bias.base.label.name not in ("b1", "b2"):
+        if bias is None or total is None or not re.fullmatch(r"b\d+", bias.base.label.name):
             return None
+        return bias, total
+
+    def _pre_activation(self, expr):
+        """b + Σ W·h (a pre-activation): ESL's α_0m + α_mᵀx_i, or its unit's name elsewhere."""
+        parts = self._pre_parts(expr)
+        if parts is None:
+            return None
+        bias, total = parts
         unit, example = self._dot_parts(total)
         if unit is None:
             return None
         if self._key != "esl" and not self._settings["whole"]:
-            name = "z1" if bias.base.label.name == "b1" else "z2"
-            return ENTRIES[self._key][name](self._print(unit), self._print(example))
+            name = "z" + bias.base.label.name[1:]
+            return self._print(sp.IndexedBase(name)[unit, example])
         return "%s + %s" % (self._print(bias), self._print(total))
 
     @staticmethod
@@ -206,9 +233,10 @@ class IndexLatexPrinter(LatexPrinter):
         parts = [a for a in total.function.args if isinstance(a, sp.Indexed)]
         if len(parts) != 2 or len(total.function.args) != 2:
             return None, None
-        w = next((a for a in parts if a.base.label.name in ("W1", "W2")), None)
+        w = next((a for a in parts if re.fullmatch(r"W\d+", a.base.label.name)), None)
         u = next((a for a in parts if a is not w), None)
-        if w is None or u is None or w.indices[1] != v or u.base.label.name not in ("x", "h1"):
+        if w is None or u is None or w.indices[1] != v or \
+                not re.fullmatch(r"x|h\d+", u.base.label.name):
             return None, None
         ex = [i for i in u.indices if i != v]
         return (w.indices[0], ex[0]) if len(ex) == 1 else (None, None)
@@ -290,41 +318,230 @@ class IndexStrPrinter(StrPrinter):
         return "%s(%s)" % (name, self._print(args[0]))
 
 
-class IndexTextPrinter(IndexStrPrinter):
-    """The text format: ∂R[i]/∂W1[m, l], Σ_{k=1}^{K} …, [k = k′] (JSON keeps SymPy's syntax)."""
+# Unicode's subscript letters (no b c d f g q w y z): an index with one of those, or a name with
+# no subscript form, is written _{…}
+_SUB = dict(zip("0123456789aehijklmnoprstuvx+-=()",
+                "₀₁₂₃₄₅₆₇₈₉ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ₊₋₌₍₎"))
+_SUP = dict(zip("0123456789+-()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁽⁾"))
+_PRIMES = {1: "′", 2: "″", 3: "‴"}
+_LAYER = re.compile(r"([A-Za-z]+?)(\d+)")  # W1, b3, h2, z1, s2
+# the text's glyph per canonical base (ASCII: the base as it is); an entry's indices in the order
+# of the notes: the unit, then the example, for data as for the network (yₖᵢ beside ŷₖᵢ)
+_TEXT_BASE = {"yhat": "ŷ", "delta": "δ"}
+_UNIT_FIRST = ("x", "y")  # canonical x[i, l], y[i, k]: data rows, one example a row
+# ESL's letters (one hidden layer): α_ml, α_0m, β_km, β_0k, z_mi, T_ki, f_k(x_i); x_il, y_ik
+_ESL_TEXT = {"W1": ("α", ""), "b1": ("α", "0"), "W2": ("β", ""), "b2": ("β", "0"), "h1": ("z", ""),
+             "z2": ("T", "")}
+_ESL_ASCII = {"W1": ("alpha", ""), "b1": ("alpha", "0"), "W2": ("beta", ""), "b2": ("beta", "0"),
+              "h1": ("z", ""), "z2": ("T", "")}
+
+
+class IndexTextPrinter(TextPrinter):
+    """The text format of general-index expressions: δₖᵢ, sₘᵢ, W⁽¹⁾ₘₗ, ½(ŷₖᵢ − yₖᵢ)², Σₖ,
+    [m = m′], relu′(…), products side by side; ESL's αₘₗ, βₖₘ, zₘᵢ, Tₖᵢ, fₖ(xᵢ) with
+    ``notation="esl"`` on a one-hidden-layer net. ``unicode=False``: ASCII throughout (W1[m, l],
+    sum_{k=1}^{K}, d R[i]/d W1[m, l], relu'), the engine's words included."""
+
+    _default_settings = {**TextPrinter._default_settings, "whole": False, "layers": 2}
+    _TEXT_FIRST = TextPrinter._TEXT_FIRST + ("Indexed",)  # not SymPy's own x[i, l]
+
+    @property
+    def _esl(self) -> bool:
+        return self._settings.get("notation") == "esl" and self._settings["layers"] == 2
+
+    # names
+    def _index(self, e) -> str:
+        """An index as a string: m, l′ (ASCII l'), 1."""
+        if isinstance(e, sp.Symbol):
+            base = e.name.rstrip("'")
+            primes = len(e.name) - len(base)
+            if self._u and primes:
+                return base + _PRIMES.get(primes, "′" * primes)
+            return e.name
+        return self._print(e)
+
+    def _sub(self, parts) -> str:
+        """Indices as subscripts (ₘₗ′), or _{…} where a letter has none (ASCII: [m, l'])."""
+        texts = [self._index(p) for p in parts]
+        if not self._u:
+            return "[%s]" % ", ".join(texts)
+        if all(len(t.rstrip("′″‴")) == 1 for t in texts) and all(
+                c in _SUB or c in "′″‴" for t in texts for c in t):
+            return "".join(_SUB.get(c, c) for t in texts for c in t)
+        return "_{%s}" % ",".join(texts)
+
+    def _base(self, label: str) -> str:
+        """W1 → W⁽¹⁾, yhat → ŷ, delta → δ (ASCII: as it is)."""
+        if not self._u:
+            return label
+        m = _LAYER.fullmatch(label)
+        if m and m.group(1) in ("W", "b", "h", "z", "s", "M"):
+            return m.group(1) + "".join(_SUP[c] for c in "(%s)" % m.group(2))
+        return _TEXT_BASE.get(label, text_name(label))
+
+    def _print_Indexed(self, expr):
+        label = expr.base.label.name
+        idx = list(expr.indices)
+        if self._esl:
+            if label in _ESL_TEXT:
+                base, pre = (_ESL_TEXT if self._u else _ESL_ASCII)[label]
+                if self._u:
+                    return base + _SUB[pre] * bool(pre) + self._sub(idx) if pre else \
+                        base + self._sub(idx)
+                return base + pre + self._sub(idx)
+            if label == "yhat":  # f_k(x_i)
+                k, i = idx
+                return "f%s(x%s)" % (self._sub([k]), self._sub([i]))
+            return self._base(label) + self._sub(idx)  # ESL's own x_il, y_ik, δ_ki, s_mi
+        if label in _UNIT_FIRST:
+            idx = idx[::-1]
+        return self._base(label) + self._sub(idx)
+
+    def _print_Symbol(self, expr):
+        if expr.is_integer and expr.name.rstrip("'") != expr.name:
+            return self._index(expr)
+        return super()._print_Symbol(expr)
+
+    def _print_Function(self, expr):
+        kind = act_kind(expr)
+        if kind is None:
+            return super()._print_Function(expr)
+        (which, name), prime = kind, kind[0].endswith("'")
+        args = expr.args[1:] if which.startswith("oact") else expr.args
+        mark = ("′" if self._u else "'") * prime
+        if which.startswith("oact") and self._esl:  # ESL's g′_k: the prime before the index,
+            k = expr.args[0]                        # not gₖ′′ for output k′
+            return "g%s%s(%s)" % (mark, self._sub([k]),
+                                  self._print(args[0]))
+        if name == "identity" and not prime:
+            return self._print(args[0])
+        return "%s%s(%s)" % (function_text(name, self._u), mark, self._print(args[0]))
 
     def _print_Derivative(self, expr):
-        return "∂%s/∂%s" % (self._print(expr.expr), self._print(expr.variables[0]))
+        d = "∂" if self._u else "d"
+        return "%s%s/%s%s" % (d, self._print(expr.expr), d, self._print(expr.variables[0]))
 
+    def _print_KroneckerDelta(self, expr):
+        return "[%s = %s]" % (self._index(expr.args[0]), self._index(expr.args[1]))
+
+    # sums
     def _print_Sum(self, expr):
         v, lo, hi = expr.limits[0]
+        if self._esl:
+            unit, example = IndexLatexPrinter._dot_parts(expr)
+            if unit is not None:  # ESL's α_mᵀx_i, β_kᵀz_i
+                w = next(a for a in expr.function.args if a.base.label.name in ("W1", "W2"))
+                vec = {"W1": ("α", "x", "alpha"), "W2": ("β", "z", "beta")}[w.base.label.name]
+                if self._u:
+                    return "%s%sᵀ%s%s" % (vec[0], self._sub([unit]), vec[1], self._sub([example]))
+                return "%s[%s]'%s[%s]" % (vec[2], self._index(unit), vec[1],
+                                          self._index(example))
         body = self._print(expr.function)
         if isinstance(expr.function, sp.Add):
             body = "(%s)" % body
-        return "Σ_{%s=%s}^{%s} %s" % (self._print(v), self._print(lo), self._print(hi), body)
+        if self._u:  # Σₖ: the bounds are the index's range, 1 to the layer's size
+            return "Σ%s %s" % (self._sub([v]), body)
+        return "sum_{%s=%s}^{%s} %s" % (self._index(v), self._print(lo), self._print(hi), body)
 
-    def _print_KroneckerDelta(self, expr):
-        return "[%s = %s]" % (self._print(expr.args[0]), self._print(expr.args[1]))
+    def _print_Add(self, expr, order=None):
+        parts = IndexLatexPrinter._pre_parts(expr)
+        if parts is not None:  # a pre-activation as the notes write it: the bias, then Σ
+            return "%s + %s" % (self._print(parts[0]), self._print(parts[1]))
+        return super()._print_Add(expr, order)
 
-    def _print_Mul(self, expr):  # (1/N) Σ_i …, the mean as the notes write it
-        inv = [a for a in expr.args if isinstance(a, sp.Pow) and a.exp == -1 and a.base.is_Symbol]
-        if len(inv) == 1 and any(isinstance(a, sp.Sum) for a in expr.args):
-            rest = sp.Mul(*[a for a in expr.args if a is not inv[0]])
-            return "(1/%s) %s" % (self._print(inv[0].base), self._print(rest))
-        return super()._print_Mul(expr)
+    # products: side by side, a space between indexed factors (δₖᵢ zₘᵢ), ½ and − in front
+    def _print_Mul(self, expr):
+        mean = mean_of_sum(expr)
+        if mean:
+            n, total, rest = mean
+            return "(1/%s) %s" % (self._print(n), self._print(sp.Mul(total, *rest,
+                                                                       evaluate=False)))
+        factors = []
+
+        def flat(e):
+            for a in e.args:
+                (flat(a) if isinstance(a, sp.Mul) else factors.append(a))
+
+        flat(expr)
+        coeff = sp.Mul(*[f for f in factors if f.is_number])
+        rest = sorted((f for f in factors if not f.is_number), key=_rank)
+        num = [f for f in rest if not (f.is_Pow and f.exp.is_negative)]
+        den = [1 / f for f in rest if f.is_Pow and f.exp.is_negative]
+        sign = self._minus_sign() if coeff < 0 else ""
+        coeff = abs(coeff)
+        top = self._factors(num)
+        if coeff.q != 1 and not den and self._u and coeff.p == 1 and coeff.q == 2:
+            return sign + "½" + top
+        if coeff.q != 1:
+            den = [sp.Integer(coeff.q)] + den
+        if coeff.p != 1 or not num:
+            top = self._print(sp.Integer(coeff.p)) + (" " if num and not top.startswith("(")
+                                                     else "") + top if num else \
+                self._print(sp.Integer(coeff.p))
+        if not den:
+            return sign + top
+        bottom = self._factors(den)
+        if (len(den) > 1 or isinstance(den[0], (sp.Add, sp.Mul))) and not _enclosed(bottom):
+            bottom = "(%s)" % bottom
+        if (len(num) > 1 or coeff.p != 1) and not _enclosed(top):
+            top = "(%s)" % top
+        return "%s%s/%s" % (sign, top, bottom)
+
+    def _factors(self, fs) -> str:
+        out = []
+        for n, f in enumerate(fs):
+            s = self._print(f)
+            if isinstance(f, sp.Add) or (isinstance(f, sp.Sum) and n < len(fs) - 1):
+                s = "(%s)" % s  # a Σ reaches to the end of its product: bracketed before it
+            out.append(s)
+        return " ".join(out)
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == -1:
+            b = self._print(expr.base)
+            return "1/(%s)" % b if isinstance(expr.base, (sp.Add, sp.Mul)) else "1/" + b
+        return super()._print_Pow(expr, rational)
 
 
-def index_latex(expr, printer=None, whole=False) -> str:
+_ORDER = ("Derivative", "Add", "KroneckerDelta", "oact'", "W", "delta", "s", "hact'", "Sum",
+          "b", "h", "x", "yhat", "y")
+
+
+def _rank(f):
+    """Where a factor goes in a product, as the notes write them: δₖᵢ zₘᵢ, σ′(…) Σₖ βₖₘ δₖᵢ,
+    a weight before the unit it multiplies (W⁽¹⁾ₘₗ xₗᵢ)."""
+    if isinstance(f, sp.Derivative):
+        key = "Derivative"
+    elif isinstance(f, sp.Indexed):
+        key = f.base.label.name
+        key = key.rstrip("0123456789") if key[:1] in "Wbhs" else key
+    elif act_kind(f):
+        key = act_kind(f)[0]
+    else:
+        key = type(f).__name__
+    return _ORDER.index(key) if key in _ORDER else len(_ORDER)
+
+
+def index_latex(expr, printer=None, whole=False, layers=2) -> str:
     nota = getattr(printer, "_nota", None) or NOTATIONS["esl"]
-    return IndexLatexPrinter({"notation": nota, "whole": whole}).doprint(expr)
+    return IndexLatexPrinter({"notation": nota, "whole": whole, "layers": layers}).doprint(expr)
 
 
-def _latex_hook(expr, printer, whole=False):
-    return index_latex(expr, printer, whole)
+def _latex_hook(expr, printer, whole=False, layers=2):
+    return index_latex(expr, printer, whole, layers)
 
 
 IndexExpr.latex_printer = staticmethod(_latex_hook)
-IndexExpr.text_printer = staticmethod(
-    lambda e, readable=False: (IndexTextPrinter if readable else IndexStrPrinter)().doprint(e))
+def _text_hook(expr, printer, whole=False, layers=2):
+    """The text format's printer for a TextPrinter (its unicode and notation settings), else
+    SymPy's syntax for JSON."""
+    if isinstance(printer, TextPrinter):
+        return IndexTextPrinter({"unicode": printer._settings["unicode"],
+                                 "notation": printer._settings.get("notation"), "whole": whole,
+                                 "layers": layers}).doprint(expr)
+    return IndexStrPrinter().doprint(expr)
+
+
+IndexExpr.text_printer = staticmethod(_text_hook)
 
 __all__ = ["ESL", "NamedNotation", "IndexLatexPrinter", "index_latex"]

@@ -445,6 +445,35 @@ def text_name(name: str, unicode: bool = True) -> str:
     return GREEK_TEXT.get(name, name)
 
 
+# the engines' words in ASCII (TextPrinter's unicode=False): what the words' glyphs read as
+ASCII_WORDS = {"ŷ": "yhat", "Ŷ": "Yhat", "−": "-", "½": "1/2", "‖": "||", "²": "^2", "³": "^3",
+               "ᵀ": "'", "′": "'", "″": "''", "∂": "d", "Σ": "sum", "∇": "grad", "⊙": ".*",
+               "⊗": " kron ", "·": "*", "×": "x", "≤": "<=", "≥": ">=", "≠": "!=", "←": "<-",
+               "→": "->", "≐": ":=", "…": "...", "⟨": "<", "⟩": ">", "𝟏": "1", "√": "sqrt",
+               "ℓ": "l", "⁻¹": "^-1", "∘": "o"}
+
+
+def ascii_words(text: str) -> str:
+    """``text`` in ASCII: the glyphs above, Greek letters by name (δ → delta), sub- and
+    superscript digits as digits (x₁ → x1); anything else left is a ?."""
+    import unicodedata
+    for glyph, plain in ASCII_WORDS.items():
+        text = text.replace(glyph, plain)
+    out = []
+    for ch in text:
+        if ch.isascii():
+            out.append(ch)
+            continue
+        name = unicodedata.name(ch, "")
+        if name.startswith(("GREEK SMALL LETTER ", "GREEK CAPITAL LETTER ")):
+            word = name.split(" LETTER ")[1].lower()
+            out.append(word if "SMALL" in name else word.capitalize())
+        else:
+            plain = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+            out.append(plain or "?")
+    return "".join(out)
+
+
 def function_text(label: str, unicode: bool = True) -> str:
     """A function's name (or its derivative's, ``relu'``) in text: sigmoid → σ, sigmoid' → σ′,
     relu' → relu′; ASCII as it is."""

@@ -24,7 +24,7 @@ from sympy.printing.str import StrPrinter
 from symgrad.core.derivation import Derivation, Note, StepKind, grouped
 from symgrad.core.parse import PRINT_DIGITS, digits_of
 from symgrad.core.primitives import SYMPIFY_LOCALS, sigmoid
-from symgrad.printing.names import SUPERSCRIPT, function_text, text_name
+from symgrad.printing.names import SUPERSCRIPT, ascii_words, function_text, text_name
 from symgrad.printing.terms import BIAS, _is, _minus, names_in, negated, notes_order
 
 
@@ -364,14 +364,16 @@ class TextPrinter(PlainPrinter):
     sigmoid and σ′, relu′ for derivatives; no ``*``, ``**`` or SymPy call syntax. A form SymPy
     simplified away is recognised before printing and checked equal: 1/(4 cosh²(u/2)) prints as
     σ(u)(1 − σ(u)), exp(a) exp(b) as exp(a + b). ``unicode=False`` writes names, minus signs,
-    relations and powers in ASCII (x1, yhat, sigmoid, -, <=, x^2) and leaves the engines' words
-    as they are; the structural glyphs (∂, ᵀ, ⊙, ·) stay. JSON keeps SymPy's own strings
+    relations and powers in ASCII (x1, yhat, sigmoid, -, <=, x^2), the engines' words too
+    (:func:`symgrad.printing.names.ascii_words`); the structural glyphs of matrix expressions
+    (∂, ᵀ, ⊙, ·) stay (the index level's printer writes d, sum_ and ' there). JSON keeps SymPy's own strings
     (:class:`SympifyPrinter`); the engines' words use :class:`PlainPrinter`.
     """
 
-    _default_settings = {**StrPrinter._default_settings, "unicode": True}
+    # notation: the index level's names (esl: ESL's α, β; else W⁽¹⁾, W⁽²⁾)
+    _default_settings = {**StrPrinter._default_settings, "unicode": True, "notation": None}
     # nodes that print themselves (_sympystr, shared with JSON) but read differently in text
-    _TEXT_FIRST = ("Elementwise",)
+    _TEXT_FIRST = ("Elementwise", "SoftmaxJacobian", "SoftmaxVJP")
 
     def _print(self, expr, **kwargs):
         for cls in type(expr).__mro__:
@@ -527,6 +529,24 @@ class TextPrinter(PlainPrinter):
         return f"{sign}{top}/({bottom})" if not wrapped and (len(den) > 1 or precedence(
             den[0]) <= PRECEDENCE["Mul"]) else f"{sign}{top}/{bottom}"
 
+    def _print_OneMatrix(self, e):
+        """𝟏, the vector of ones (ASCII: 1), as the notes write diag(Y𝟏); a row of ones 𝟏ᵀ."""
+        one = "𝟏" if self._u else "1"
+        return f"{one}ᵀ" if e.rows == 1 and e.cols != 1 else one
+
+    def _print_SoftmaxJacobian(self, e):  # JSON keeps the node's own string (MatrixSympifyPrinter)
+        s = "sᵢ" if self._u else "s_i"
+        return (f"blkdiag_i(diag({s}) {self._minus_sign()} {s}{'' if self._u else ' '}{s}ᵀ | "
+                f"S = {self._print(e.args[0])})")
+
+    def _print_SoftmaxVJP(self, e):
+        y, g = (self._print(a) for a in e.args[:2])
+        m = self._minus_sign()
+        if e.args[2] == 1:  # row by row: S ⊙ (G − ((S ⊙ G) 𝟏) 𝟏ᵀ)
+            one = self._print(sp.OneMatrix(2, 1))
+            return f"({y} ⊙ ({g} {m} ({y} ⊙ {g}){one}{one}ᵀ))"
+        return f"(diag({y}) {m} {y} {y}ᵀ){g}"
+
     def _print_Transpose(self, e):
         inner = self._print(e.arg)
         atom = isinstance(e.arg, (sp.MatrixSymbol, sp.OneMatrix, sp.Identity))
@@ -608,8 +628,8 @@ class TextPrinter(PlainPrinter):
     def _words(self, d: Derivation):
         """The engines' words (titles, justifications) with the derivation's names as the
         expressions show them: "ŷ separates ℓ from w₁", "g ← W₂ᵀ g", "σ′(z₂)"."""
-        if not self._u:
-            return lambda text: text
+        if not self._u:  # ASCII throughout: the words' ŷ, −, ‖·‖² as the names print (yhat, -)
+            return ascii_words
         vectors, scalars = names_in(d)
         known = set(vectors) | set(scalars) | {"yhat", "Yhat"}
 
@@ -650,6 +670,8 @@ def _joiner(left, ls: str, right, rs: str) -> str:
         return "·" if rs[:1].isdigit() else ""
     if ls.endswith("]"):  # an entry or a block: g_z₁[1] xᵀ
         return " "
+    if rs.startswith("𝟏") and not ls[-1:].isdigit():  # Y𝟏, (xᵀx)𝟏: the bold one runs into no name
+        return ""
     ends_closed = ls[-1:] in _SCRIPTS or ls[-1:] == ")"
     matrix = isinstance(left, sp.MatrixExpr) and _symbolic(left)
     if rs.startswith("(") or rs.startswith("√"):  # no name runs into a group; a matrix is no call
