@@ -1,0 +1,352 @@
+"""The fused path: the entrywise chains between a network kernel's GEMMs as single numba loops.
+
+Where it sits: compile, beside :mod:`.numpy_printer` and :mod:`.emit`. The numpy kernel does its
+entrywise work (a bias, an activation, its derivative, g ⊙ f′(a)) as separate numpy calls between
+the GEMMs; at batch 1–32 of a 64-32-10 net those calls' fixed cost, not arithmetic, dominates.
+Here each run of consecutive entrywise statements of the same typed program becomes one statement
+whose right-hand side is a :class:`Fused` node; the kernel printer prints it as one call of a loop
+function, whose source :class:`LoopPrinter` prints one entry at a time (every primitive by its
+registered "python" code, the scalar interpretation; a helper that numba cannot compile as written
+has its numba form in :data:`NUMBA_HELPERS`, a table of this interpretation's). GEMMs, reductions
+(softmax, log-sum-exp, sums) and anything with the targets Y stay numpy's.
+
+Chosen when numba is importable and ``SYMGRAD_FUSED`` is not ``0``; ``net.compile(fused=False)``
+opts out, ``fused=True`` requires it. A loop numba cannot compile fails while compiling, naming the
+primitives in it; under the default (``fused=None``) the kernel then falls back to numpy and its
+``kernel.source`` says so (a documented, tested choice), under ``fused=True`` it raises.
+"""
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import sympy as sp
+
+from symgrad.core.matexpr import Elementwise
+from symgrad.core.primitives import HELPERS, RULES, MissingCodeError
+from symgrad.compile.common import N, lambda_body, print_elementwise
+from symgrad.compile.numpy_printer import KernelPrinter
+from symgrad.compile.scalar import ScalarPrinter
+
+_LOOPS: dict = {}  # generated loop source → its compiled numba function (numba compiles in s)
+
+
+def available() -> bool:
+    """Whether the fused path can run: numba importable and not switched off by SYMGRAD_FUSED=0."""
+    if os.environ.get("SYMGRAD_FUSED", "") == "0":
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def choose(fused) -> bool:
+    """fused=None: the fused path when available; True: required (an error without numba);
+    False: numpy only."""
+    if fused is None:
+        return available()
+    if fused is not True and fused is not False:
+        raise ValueError(f"fused: expected True, False or None, got {fused!r}")
+    if fused and not available():
+        raise ValueError("fused=True: numba is not importable (pip install symgrad[fast]) or "
+                         "SYMGRAD_FUSED=0 switched it off")
+    return fused
+
+
+# numba's forms of the "python" helpers that numba cannot compile as written (they catch
+# OverflowError, which numba's math never raises: its exp overflows to inf, as numpy's)
+def _nb_exp(x):
+    return math.exp(x)
+
+
+def _nb_cosh(x):
+    return math.cosh(x)
+
+
+def _nb_sinh(x):
+    return math.sinh(x)
+
+
+NUMBA_HELPERS = {"_exp": _nb_exp, "_cosh": _nb_cosh, "_sinh": _nb_sinh}
+_JITTED: dict = {}
+
+
+def _helpers():
+    """Every registered helper as a numba function (lazily compiled: only the used ones are)."""
+    import numba
+    for name, f in HELPERS.items():
+        f = NUMBA_HELPERS.get(name, f)
+        if callable(f) and _JITTED.get(name, (None,))[0] is not f:
+            _JITTED[name] = (f, numba.njit(f))
+    return {name: j for name, (_, j) in _JITTED.items()}
+
+
+class Fused(sp.MatrixExpr):
+    """Statements [(lhs, rhs)] of entrywise matrix expressions computed in one loop: args are a
+    number (the group's index in the printer's table), the shape, and the arrays read."""
+
+    prints_statement = True  # emit: the printer writes the whole statement (the loop's call)
+
+    def __new__(cls, index, shape, *inputs):
+        obj = sp.Basic.__new__(cls, sp.Integer(index), sp.Tuple(*shape), *inputs)
+        return obj
+
+    @property
+    def shape(self):
+        return tuple(self.args[1])
+
+    @property
+    def index(self):
+        return int(self.args[0])
+
+
+class LoopPrinter(ScalarPrinter):
+    """One entry (i, j) of an entrywise matrix expression over batch values held transposed,
+    (d, n) one example a column: a batch value as ``its_array[i, j]`` (or its scalar already
+    computed in the loop), a bias broadcast 1·bᵀ as ``b[i]``; every primitive by its "python"
+    code (PrimitivePrinting)."""
+
+    def __init__(self, settings, entry):
+        super().__init__({"order": "none", **settings})
+        self.entry, self.env = entry, {}
+
+    def _print_Symbol(self, e):
+        return self.env[e] if e in self.env else ("n" if e == N else e.name)
+
+    _print_Dummy = _print_Symbol
+
+    def _print_MatrixSymbol(self, e):
+        return self.entry[e]
+
+    def _print_MatAdd(self, e):
+        return "(" + " + ".join(self.paren(a) for a in e.args) + ")"
+
+    def _print_HadamardProduct(self, e):
+        return "(" + " * ".join(self.paren(a) for a in e.args) + ")"
+
+    def _print_HadamardPower(self, e):
+        return f"({self.paren(e.args[0])}**{self.paren(e.args[1])})"
+
+    def _print_MatMul(self, e):
+        c, mats = e.as_coeff_matrices()
+        if len(mats) == 2 and isinstance(mats[0], sp.OneMatrix):  # 1·bᵀ: b's entry i
+            code = self.entry[mats[1].arg]
+        else:
+            code = self._print(mats[0])
+        return code if c == 1 else f"({self.paren(c)}*{code})"
+
+    def _print_Elementwise(self, e):
+        return print_elementwise(self, e, self.paren)
+
+
+def _bias(e):
+    """b if e is 1·bᵀ (a bias row broadcast down the batch) with b a parameter column, else None."""
+    if isinstance(e, sp.MatMul):
+        c, mats = e.as_coeff_matrices()
+        if c == 1 and len(mats) == 2 and isinstance(mats[0], sp.OneMatrix) \
+                and isinstance(mats[1], sp.Transpose) and isinstance(mats[1].arg, sp.MatrixSymbol) \
+                and mats[1].arg.shape[1] == 1:
+            return mats[1].arg
+    return None
+
+
+def entrywise(e, shape, avoid) -> bool:
+    """Whether e (of ``shape``, (n, d)) is computed entry by entry from batch values of the same
+    shape, bias rows and numbers: what one loop can do."""
+    if e.shape != shape:
+        return False
+    if isinstance(e, sp.MatrixSymbol):
+        return e not in avoid
+    if _bias(e) is not None:
+        return True
+    if isinstance(e, sp.MatMul):
+        c, mats = e.as_coeff_matrices()
+        return len(mats) == 1 and not c.has(sp.MatrixSymbol) and entrywise(mats[0], shape, avoid)
+    if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
+        return all(entrywise(a, shape, avoid) for a in e.args)
+    if isinstance(e, sp.HadamardPower):
+        return e.args[1].is_number and entrywise(e.args[0], shape, avoid)
+    if isinstance(e, Elementwise):
+        reals, body = lambda_body(e.lam)
+        return all(entrywise(a, shape, avoid) for r, a in zip(reals, e.operands) if body.has(r))
+    return False
+
+
+def _product(e) -> bool:
+    """A product of two or more matrices (a GEMM), none of them a ones vector."""
+    if not isinstance(e, sp.MatMul):
+        return False
+    c, mats = e.as_coeff_matrices()
+    return c == 1 and len(mats) >= 2 and not any(isinstance(m, sp.OneMatrix) for m in mats)
+
+
+def split_products(stmts, avoid):
+    """z = A B + rest (rest entrywise: a bias) as _gk = A B; z = _gk + rest, so the GEMM stays
+    BLAS's and the rest joins the loop after it. Returns the statements and the new symbols."""
+    out, made = [], set()
+    for lhs, rhs in stmts:
+        if isinstance(rhs, sp.MatAdd) and lhs.shape[0] == N:
+            prods = [t for t in rhs.args if _product(t)]
+            rest = [t for t in rhs.args if not _product(t)]
+            if len(prods) == 1 and rest and all(entrywise(t, lhs.shape, avoid) for t in rest):
+                g = sp.MatrixSymbol(f"_g{len(made)}", *lhs.shape)
+                made.add(g)
+                out += [(g, prods[0]), (lhs, sp.MatAdd(g, *rest))]
+                continue
+        out.append((lhs, rhs))
+    return out, made
+
+
+def group(stmts, avoid, keep):
+    """Runs of consecutive entrywise statements of one batch shape as one statement each,
+    (last lhs, Fused(k, …)); returns the statements and the groups [(members, written)], where
+    ``written`` are the members read after the run or in ``keep`` (the kernel's outputs, the
+    values whose Σ entry² is taken): the rest live in the loop's registers only."""
+    runs, cur = [], []
+    for i, (lhs, rhs) in enumerate(stmts):
+        ok = (lhs.shape[0] == N and isinstance(lhs, sp.MatrixSymbol)
+              and not isinstance(rhs, sp.MatrixSymbol) and entrywise(rhs, lhs.shape, avoid))
+        if ok and cur and stmts[cur[-1]][0].shape == lhs.shape:
+            cur.append(i)
+            continue
+        if cur:
+            runs.append(cur)
+        cur = [i] if ok else []
+    if cur:
+        runs.append(cur)
+    runs = [r for r in runs if _worth(stmts, r)]
+    groups, out, at = [], [], {r[0]: r for r in runs}
+    skip = set()
+    for i, (lhs, rhs) in enumerate(stmts):
+        if i in skip:
+            continue
+        run = at.get(i)
+        if run is None:
+            out.append((lhs, rhs))
+            continue
+        members = [stmts[j] for j in run]
+        skip.update(run)
+        defined = {m for m, _ in members}
+        later = set()
+        for _, r in stmts[run[-1] + 1:]:
+            later |= r.atoms(sp.MatrixSymbol)
+        written = [m for m, _ in members if m in later or m in keep]
+        if not written:
+            written = [members[-1][0]]
+        inputs = []
+        for _, r in members:
+            for a in sorted(r.atoms(sp.MatrixSymbol), key=lambda s: s.name):
+                if a not in defined and a not in inputs:
+                    inputs.append(a)
+        groups.append((members, written))
+        out.append((members[-1][0], Fused(len(groups) - 1, members[-1][0].shape, *inputs)))
+    return out, groups
+
+
+def _worth(stmts, run) -> bool:
+    """A run saves numpy calls unless it is one statement of one numpy call: a bias add alone,
+    a plain product by a number."""
+    if len(run) > 1:
+        return True
+    rhs = stmts[run[0]][1]
+    ops = sum(1 for e in sp.preorder_traversal(rhs)
+              if isinstance(e, (sp.MatAdd, sp.HadamardProduct, sp.HadamardPower, Elementwise)))
+    return ops > 1 or any(isinstance(e, Elementwise) for e in sp.preorder_traversal(rhs))
+
+
+def loop_source(k, members, written, inputs, sums, settings, batch_inputs):
+    """The source of loop function ``_fz<k>`` over the arrays ``inputs``: each member's entry
+    computed once into a local, the ``written`` ones stored, Σ entry² of those in ``sums``.
+    ``batch_inputs``: {input: True if its array is held transposed of the kernel's layout (an
+    input X read as X, (n, d), indexed [j, i])}."""
+    args = [f"a{m}" for m in range(len(inputs))]
+    entry = {}
+    for a, s in zip(args, inputs):
+        if s.shape[0] != N:  # a bias column, its array 1-D
+            entry[s] = f"{a}[i]"
+        else:
+            entry[s] = f"{a}[j, i]" if batch_inputs.get(s) else f"{a}[i, j]"
+    p = LoopPrinter(settings, entry)
+    first = next(m for m, s in enumerate(inputs) if s.shape[0] == N)
+    kdim = members[0][0].shape[1]
+    dims = (f"    n = a{first}.shape[0]" if batch_inputs.get(inputs[first])
+            else f"    n = a{first}.shape[1]")
+    outs = {m: f"o{t}" for t, m in enumerate(written)}
+    body, lines = [], [f"def _fz{k}({', '.join(args)}):", dims]
+    lines += [f"    {o} = np.empty(({kdim}, n), a{first}.dtype)" for o in outs.values()]
+    qs = [m for m, _ in members if m in sums]
+    lines += [f"    q_{m.name} = 0.0" for m in qs]
+    for t, (lhs, rhs) in enumerate(members):
+        code = p.doprint(rhs)
+        loc = f"t{t}"
+        body.append(f"{loc} = {code}")
+        entry[lhs] = loc
+        if lhs in outs:
+            body.append(f"{outs[lhs]}[i, j] = {loc}")
+        if lhs in sums:
+            body.append(f"q_{lhs.name} += {loc} * {loc}")
+    lines += [f"    for i in range({kdim}):", "        for j in range(n):"]
+    lines += ["            " + b for b in body]
+    rets = [outs[m] for m in written] + [f"q_{m.name}" for m in qs]
+    lines.append(f"    return {', '.join(rets)}{',' if len(rets) == 1 else ''}")
+    return "\n".join(lines) + "\n", qs
+
+
+def compile_loop(src, name, members, ndims):
+    """The numba function of ``src``, compiled now for float64 and float32 arrays of any layout
+    (``ndims``: each argument's), made once per source. A loop numba cannot compile raises a
+    one-line MissingCodeError naming the primitives in it."""
+    if src in _LOOPS:
+        return _LOOPS[src]
+    import numba
+    ns = {"np": np, "math": math, **_helpers()}
+    exec(compile(src, f"<symgrad fused {name}>", "exec"), ns)
+    sigs = []
+    for t in (numba.float64, numba.float32):
+        sigs.append(tuple(numba.types.Array(t, d, "A", readonly=False) for d in ndims))
+    try:
+        fn = numba.njit(sigs, cache=False)(ns[name])
+    except Exception as err:  # numba's TypingError and kin: many lines; one says what
+        prims = sorted({RULES[type(x)].name for _, r in members for x in sp.preorder_traversal(r)
+                        if isinstance(x, Elementwise) for y in [lambda_body(x.lam)[1]]
+                        for x in sp.preorder_traversal(y) if type(x) in RULES})
+        what = ", ".join(map(repr, prims)) or "an entrywise expression"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise MissingCodeError(f"compile: the fused (numba) path cannot compile the loop for "
+                               f"{what}: {first}") from None
+    _LOOPS[src] = fn
+    return fn
+
+
+class FusedKernelPrinter(KernelPrinter):
+    """The numpy kernel printer, printing a :class:`Fused` statement as one call of its loop
+    (made and compiled here, once per source), whose results the statement names."""
+
+    def __init__(self, settings=None, names=None, groups=(), sums=(), loops=None):
+        super().__init__(settings, names)
+        self.groups, self.sums_wanted, self.loops = groups, set(sums), loops
+
+    def _print_Fused(self, e):
+        members, written = self.groups[e.index]
+        inputs = list(e.args[2:])
+        codes, trn = [], {}
+        for s in inputs:
+            code = self._print(s)
+            if s.shape[0] == N and code.endswith(".T") and code[:-2].isidentifier():
+                code, trn[s] = code[:-2], True  # an input X: read as it is, (n, d), at [j, i]
+            codes.append(code)
+        name = f"_fz{e.index}"
+        src, qs = loop_source(e.index, members, written, inputs, self.sums_wanted,
+                              {"relu_grad_at_zero": self._settings["relu_grad_at_zero"]}, trn)
+        src = src.replace(f"def _fz{e.index}(", f"def {name}(")
+        ndims = [2 if s.shape[0] == N else 1 for s in inputs]
+        self.loops[name] = (src, compile_loop(src, name, members, ndims))
+        outs = [m.name for m in written] + [f"q_{m.name}" for m in qs]
+        for m in qs:
+            self.sumsq[m.name] = f"q_{m.name}"
+        self.pre.append(f"{', '.join(outs)}{',' if len(outs) == 1 else ''} = "
+                        f"{name}({', '.join(codes)})")
+        return ""
