@@ -10,8 +10,8 @@ registered "python" code, the scalar interpretation; a helper that numba cannot 
 has its numba form in :data:`NUMBA_HELPERS`, a table of this interpretation's). GEMMs, reductions
 (softmax, log-sum-exp, sums) and anything with the targets Y stay numpy's.
 
-Chosen when numba is importable and ``SYMGRAD_FUSED`` is not ``0``; ``net.compile(fused=False)``
-opts out, ``fused=True`` requires it. A loop numba cannot compile fails while compiling, naming the
+Chosen when numba is importable and ``SYMGRAD_FUSED`` is not ``0`` (the test suite sets it: see
+tests/conftest.py); ``net.compile(fused=False)`` opts out, ``fused=True`` requires it. A loop numba cannot compile fails while compiling, naming the
 primitives in it; under the default (``fused=None``) the kernel then falls back to numpy and its
 ``kernel.source`` says so (a documented, tested choice), under ``fused=True`` it raises.
 """
@@ -33,9 +33,7 @@ _LOOPS: dict = {}  # generated loop source → its compiled numba function (numb
 
 
 def available() -> bool:
-    """Whether the fused path can run: numba importable and not switched off by SYMGRAD_FUSED=0."""
-    if os.environ.get("SYMGRAD_FUSED", "") == "0":
-        return False
+    """Whether numba is importable."""
     try:
         import numba  # noqa: F401
     except ImportError:
@@ -44,15 +42,14 @@ def available() -> bool:
 
 
 def choose(fused) -> bool:
-    """fused=None: the fused path when available; True: required (an error without numba);
-    False: numpy only."""
+    """fused=None: the fused path when numba is importable and SYMGRAD_FUSED is not 0; True:
+    required (an error without numba, whatever SYMGRAD_FUSED says); False: numpy only."""
     if fused is None:
-        return available()
+        return os.environ.get("SYMGRAD_FUSED", "") != "0" and available()
     if fused is not True and fused is not False:
         raise ValueError(f"fused: expected True, False or None, got {fused!r}")
     if fused and not available():
-        raise ValueError("fused=True: numba is not importable (pip install symgrad[fast]) or "
-                         "SYMGRAD_FUSED=0 switched it off")
+        raise ValueError("fused=True: numba is not importable (pip install 'symgrad[fast]')")
     return fused
 
 
