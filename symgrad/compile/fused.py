@@ -23,7 +23,7 @@ import os
 import numpy as np
 import sympy as sp
 
-from symgrad.core.matexpr import Elementwise
+from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SumAll
 from symgrad.core.primitives import HELPERS, RULES, MissingCodeError
 from symgrad.compile.common import N, lambda_body, print_elementwise
 from symgrad.compile.numpy_printer import KernelPrinter
@@ -108,7 +108,7 @@ class LoopPrinter(ScalarPrinter):
 
     def __init__(self, settings, entry):
         super().__init__({"order": "none", **settings})
-        self.entry, self.env = entry, {}
+        self.entry, self.env, self.lse = entry, {}, {}
 
     def _print_Symbol(self, e):
         return self.env[e] if e in self.env else ("n" if e == N else e.name)
@@ -128,6 +128,9 @@ class LoopPrinter(ScalarPrinter):
         return f"({self.paren(e.args[0])}**{self.paren(e.args[1])})"
 
     def _print_MatMul(self, e):
+        z = _lse_row(e)
+        if z is not None:  # (a loop over examples: this example's log-sum-exp)
+            return self.lse[z]
         c, mats = e.as_coeff_matrices()
         if len(mats) == 2 and isinstance(mats[0], sp.OneMatrix):  # 1·bᵀ: b's entry i
             code = self.entry[mats[1].arg]
@@ -150,26 +153,61 @@ def _bias(e):
     return None
 
 
-def entrywise(e, shape, avoid) -> bool:
+def _lse_row(e):
+    """z if e is logsumexp(z)·1ᵀ (each example's log-sum-exp broadcast along its row), else None."""
+    if isinstance(e, sp.MatMul):
+        c, mats = e.as_coeff_matrices()
+        if c == 1 and len(mats) == 2 and isinstance(mats[1], sp.OneMatrix) \
+                and isinstance(mats[0], LogSumExp) and mats[0].args[1] == 1 \
+                and isinstance(mats[0].args[0], sp.MatrixSymbol) and mats[0].args[0].shape[0] == N:
+            return mats[0].args[0]
+    return None
+
+
+def entrywise(e, shape, avoid, columns=False) -> bool:
     """Whether e (of ``shape``, (n, d)) is computed entry by entry from batch values of the same
-    shape, bias rows and numbers: what one loop can do."""
+    shape, bias rows and numbers: what one loop can do. ``columns``: in a loop over examples,
+    where each example's log-sum-exp is a number too."""
     if e.shape != shape:
         return False
     if isinstance(e, sp.MatrixSymbol):
         return e not in avoid
-    if _bias(e) is not None:
+    if _bias(e) is not None or columns and _lse_row(e) is not None:
         return True
+    sub = lambda a: entrywise(a, shape, avoid, columns)  # noqa: E731
     if isinstance(e, sp.MatMul):
         c, mats = e.as_coeff_matrices()
-        return len(mats) == 1 and not c.has(sp.MatrixSymbol) and entrywise(mats[0], shape, avoid)
+        return len(mats) == 1 and not c.has(sp.MatrixSymbol) and sub(mats[0])
     if isinstance(e, (sp.MatAdd, sp.HadamardProduct)):
-        return all(entrywise(a, shape, avoid) for a in e.args)
+        return all(map(sub, e.args))
     if isinstance(e, sp.HadamardPower):
-        return e.args[1].is_number and entrywise(e.args[0], shape, avoid)
+        return e.args[1].is_number and sub(e.args[0])
     if isinstance(e, Elementwise):
         reals, body = lambda_body(e.lam)
-        return all(entrywise(a, shape, avoid) for r, a in zip(reals, e.operands) if body.has(r))
+        return all(sub(a) for r, a in zip(reals, e.operands) if body.has(r))
     return False
+
+
+def _summed(rhs):
+    """(c, E) if rhs is c·Σ entries of E (a mean loss), else None."""
+    c, m = 1, rhs
+    if isinstance(rhs, sp.MatMul):
+        c, mats = rhs.as_coeff_matrices()
+        if len(mats) != 1 or c.has(sp.MatrixSymbol):
+            return None
+        m = mats[0]
+    return (c, m.args[0]) if isinstance(m, SumAll) else None
+
+
+def reduction(lhs, rhs, avoid) -> bool:
+    """A per-example reduction one loop over examples does: a softmax of a batch value, or a
+    number c·Σ entries of an entrywise value (each example's log-sum-exp a number there)."""
+    if isinstance(rhs, Softmax):
+        z = rhs.args[0]
+        return rhs.args[1] == 1 and isinstance(z, sp.MatrixSymbol) and z.shape[0] == N
+    got = _summed(rhs)
+    return (got is not None and lhs.shape == (1, 1) and got[1].shape[0] == N
+            and entrywise(got[1], got[1].shape, avoid, True))
 
 
 def _product(e) -> bool:
@@ -197,40 +235,63 @@ def split_products(stmts, avoid):
     return out, made
 
 
-def group(stmts, avoid, keep):
-    """Runs of consecutive entrywise statements of one batch shape as one statement each,
-    (last lhs, Fused(k, …)); returns the statements and the groups [(members, written)], where
-    ``written`` are the members read after the run or in ``keep`` (the kernel's outputs, the
-    values whose Σ entry² is taken): the rest live in the loop's registers only."""
+def group(stmts, avoid, keep, labels=()):
+    """Runs of consecutive fusable statements as one statement each, (last lhs, Fused(k, …));
+    returns the statements and the groups [(members, written, columns)]. A run with a reduction
+    (softmax, a mean loss) is one loop over examples (``columns``), the targets Y read there;
+    any other run, split where the batch shape changes, is one loop over entries (Y left to
+    numpy). ``written``: the members read after the run or in ``keep`` (the kernel's outputs,
+    the values whose Σ entry² is taken); the rest live in the loop only."""
+    def fusable(lhs, rhs, cols):
+        if not isinstance(lhs, sp.MatrixSymbol) or isinstance(rhs, sp.MatrixSymbol):
+            return False
+        if cols and reduction(lhs, rhs, ()):
+            return True
+        return lhs.shape[0] == N and entrywise(rhs, lhs.shape, () if cols else avoid, cols)
     runs, cur = [], []
     for i, (lhs, rhs) in enumerate(stmts):
-        ok = (lhs.shape[0] == N and isinstance(lhs, sp.MatrixSymbol)
-              and not isinstance(rhs, sp.MatrixSymbol) and entrywise(rhs, lhs.shape, avoid))
-        if ok and cur and stmts[cur[-1]][0].shape == lhs.shape:
+        if fusable(lhs, rhs, True):
             cur.append(i)
             continue
         if cur:
             runs.append(cur)
-        cur = [i] if ok else []
+        cur = []
     if cur:
         runs.append(cur)
-    runs = [r for r in runs if _worth(stmts, r)]
-    groups, out, at = [], [], {r[0]: r for r in runs}
+    split = []  # (indices, columns)
+    for run in runs:
+        if any(reduction(*stmts[i], ()) for i in run):
+            # a column loop from the first statement the reduction needs (an earlier bias add)
+            split.append((run, True))
+            continue
+        sub = []
+        for i in run:
+            lhs, rhs = stmts[i]
+            if not fusable(lhs, rhs, False) or sub and stmts[sub[-1]][0].shape != lhs.shape:
+                if sub:
+                    split.append((sub, False))
+                sub = [i] if fusable(lhs, rhs, False) else []
+            else:
+                sub.append(i)
+        if sub:
+            split.append((sub, False))
+    split = [(r, c) for r, c in split if c or _worth(stmts, r)]
+    groups, out, at = [], [], {r[0]: (r, c) for r, c in split}
     skip = set()
     for i, (lhs, rhs) in enumerate(stmts):
         if i in skip:
             continue
-        run = at.get(i)
-        if run is None:
+        if i not in at:
             out.append((lhs, rhs))
             continue
+        run, cols = at[i]
         members = [stmts[j] for j in run]
         skip.update(run)
         defined = {m for m, _ in members}
         later = set()
         for _, r in stmts[run[-1] + 1:]:
             later |= r.atoms(sp.MatrixSymbol)
-        written = [m for m, _ in members if m in later or m in keep]
+        written = [m for m, _ in members if m in later or m in keep or m.shape == (1, 1)]
         if not written:
             written = [members[-1][0]]
         inputs = []
@@ -238,7 +299,7 @@ def group(stmts, avoid, keep):
             for a in sorted(r.atoms(sp.MatrixSymbol), key=lambda s: s.name):
                 if a not in defined and a not in inputs:
                     inputs.append(a)
-        groups.append((members, written))
+        groups.append((members, written, cols))
         out.append((members[-1][0], Fused(len(groups) - 1, members[-1][0].shape, *inputs)))
     return out, groups
 
@@ -254,18 +315,92 @@ def _worth(stmts, run) -> bool:
     return ops > 1 or any(isinstance(e, Elementwise) for e in sp.preorder_traversal(rhs))
 
 
+def _entries(inputs, how):
+    """Each input's entry (i, j) as loop code over its argument a<m>: a bias column b[i], a batch
+    value held (d, n) at [i, j], an input X read as given, (n, d), at [j, i], integer labels y
+    as the one-hot entry (y_j = i)."""
+    args, entry = [f"a{m}" for m in range(len(inputs))], {}
+    for a, s in zip(args, inputs):
+        kind = how.get(s)
+        entry[s] = (f"{a}[i]" if s.shape[0] != N else f"{a}[j, i]" if kind is True else
+                    f"(1.0 if {a}[j] == i else 0.0)" if kind == "labels" else f"{a}[i, j]")
+    return args, entry
+
+
+def column_source(k, members, written, inputs, sums, settings, how):
+    """The source of loop function ``_fz<k>``, one pass per example j (a column of the held
+    arrays): each member in turn over that example's entries i; a softmax shifted by the
+    example's maximum (logits of ±1000 stay finite), its log-sum-exp kept for the loss; a mean
+    loss c·Σ E accumulated. Every batch member is stored (a later member reads it back); the
+    ``written`` ones and each Σ entry² of ``sums`` are returned."""
+    args, entry = _entries(inputs, how)
+    p = LoopPrinter(settings, entry)
+    first = next(m for m, s in enumerate(inputs) if s.shape[0] == N and how.get(s) != "labels")
+    n = (f"a{first}.shape[0]" if how.get(inputs[first]) is True else f"a{first}.shape[1]")
+    lines = [f"def _fz{k}({', '.join(args)}):", f"    n = {n}"]
+    arrays, scalars, body, ret = {}, {}, [], {}
+    for t, (lhs, rhs) in enumerate(members):
+        if lhs.shape[0] == N:
+            arrays[lhs] = f"o{t}"
+            lines.append(f"    o{t} = np.empty(({lhs.shape[1]}, n), a{first}.dtype)")
+    qs = [m for m, _ in members if m in sums]
+    lines += [f"    q_{m.name} = 0.0" for m in qs]
+    for t, (lhs, rhs) in enumerate(members):
+        if isinstance(rhs, Softmax) or _lse_needed(rhs, p):
+            z = rhs.args[0] if isinstance(rhs, Softmax) else None
+            for zz in ([z] if z is not None else _lse_needed(rhs, p)):
+                if zz in p.lse:
+                    continue
+                ze = entry[zz]
+                kz, tag = zz.shape[1], f"_{len(p.lse)}"
+                p.lse[zz] = f"lse{tag}"
+                out = arrays[lhs] if z is not None and zz == z else None
+                body += [f"m{tag} = -math.inf", f"for i in range({kz}):",
+                         f"    m{tag} = max(m{tag}, {ze})",
+                         f"s{tag} = 0.0", f"for i in range({kz}):",
+                         f"    e = math.exp({ze} - m{tag})"]
+                body += [f"    {out}[i, j] = e"] if out else []
+                body += [f"    s{tag} += e", f"lse{tag} = math.log(s{tag}) + m{tag}"]
+            if z is not None:
+                o, tag = arrays[lhs], p.lse[z][3:]
+                body += [f"for i in range({z.shape[1]}):", f"    {o}[i, j] /= s{tag}"]
+                entry[lhs] = f"{o}[i, j]"
+                continue
+        got = _summed(rhs)
+        if got is not None:  # c·Σ E: accumulated over every example
+            c, E = got
+            scalars[lhs] = (f"r{t}", c)
+            lines.append(f"    r{t} = 0.0")
+            body += [f"for i in range({E.shape[1]}):", f"    r{t} += {p.doprint(E)}"]
+            continue
+        o = arrays[lhs]
+        body += [f"for i in range({lhs.shape[1]}):", f"    t = {p.doprint(rhs)}",
+                 f"    {o}[i, j] = t"]
+        if lhs in sums:
+            body.append(f"    q_{lhs.name} += t * t")
+        entry[lhs] = f"{o}[i, j]"
+    lines.append("    for j in range(n):")
+    lines += ["        " + b for b in body]
+    for m in written:
+        ret[m] = arrays[m] if m in arrays else (
+            f"{scalars[m][0]}" if scalars[m][1] == 1 else f"{p.paren(scalars[m][1])}*{scalars[m][0]}")
+    rets = [ret[m] for m in written] + [f"q_{m.name}" for m in qs]
+    lines.append(f"    return {', '.join(rets)}{',' if len(rets) == 1 else ''}")
+    return "\n".join(lines) + "\n", qs
+
+
+def _lse_needed(rhs, p):
+    """The z's whose log-sum-exp rows rhs reads and the loop has not reduced yet."""
+    got = [x.args[0] for x in sp.preorder_traversal(rhs) if isinstance(x, LogSumExp)]
+    return [z for z in dict.fromkeys(got) if z not in p.lse]
+
+
 def loop_source(k, members, written, inputs, sums, settings, batch_inputs):
     """The source of loop function ``_fz<k>`` over the arrays ``inputs``: each member's entry
     computed once into a local, the ``written`` ones stored, Σ entry² of those in ``sums``.
     ``batch_inputs``: {input: True if its array is held transposed of the kernel's layout (an
     input X read as X, (n, d), indexed [j, i])}."""
-    args = [f"a{m}" for m in range(len(inputs))]
-    entry = {}
-    for a, s in zip(args, inputs):
-        if s.shape[0] != N:  # a bias column, its array 1-D
-            entry[s] = f"{a}[i]"
-        else:
-            entry[s] = f"{a}[j, i]" if batch_inputs.get(s) else f"{a}[i, j]"
+    args, entry = _entries(inputs, batch_inputs)
     p = LoopPrinter(settings, entry)
     first = next(m for m, s in enumerate(inputs) if s.shape[0] == N)
     kdim = members[0][0].shape[1]
@@ -292,7 +427,7 @@ def loop_source(k, members, written, inputs, sums, settings, batch_inputs):
     return "\n".join(lines) + "\n", qs
 
 
-def compile_loop(src, name, members, ndims):
+def compile_loop(src, name, members, ndims, kinds=None):
     """The numba function of ``src``, compiled now for float64 and float32 arrays of any layout
     (``ndims``: each argument's), made once per source. A loop numba cannot compile raises a
     one-line MissingCodeError naming the primitives in it."""
@@ -302,8 +437,10 @@ def compile_loop(src, name, members, ndims):
     ns = {"np": np, "math": math, **_helpers()}
     exec(compile(src, f"<symgrad fused {name}>", "exec"), ns)
     sigs = []
+    kinds = kinds or [None] * len(ndims)
     for t in (numba.float64, numba.float32):
-        sigs.append(tuple(numba.types.Array(t, d, "A", readonly=False) for d in ndims))
+        sigs.append(tuple(numba.types.Array(numba.intp if k == "labels" else t, d, "A")
+                          for d, k in zip(ndims, kinds)))
     try:
         fn = numba.njit(sigs, cache=False)(ns[name])
     except Exception as err:  # numba's TypingError and kin: many lines; one says what
@@ -327,23 +464,31 @@ class FusedKernelPrinter(KernelPrinter):
         self.groups, self.sums_wanted, self.loops = groups, set(sums), loops
 
     def _print_Fused(self, e):
-        members, written = self.groups[e.index]
+        members, written, cols = self.groups[e.index]
         inputs = list(e.args[2:])
-        codes, trn = [], {}
+        codes, how = [], {}
         for s in inputs:
+            if s == self.labels:  # integer labels, (n,): as intp, the loop's one signature
+                codes.append("(Y if Y.dtype is _INTP else Y.astype(_INTP))")
+                how[s] = "labels"
+                continue
             code = self._print(s)
             if s.shape[0] == N and code.endswith(".T") and code[:-2].isidentifier():
-                code, trn[s] = code[:-2], True  # an input X: read as it is, (n, d), at [j, i]
+                code, how[s] = code[:-2], True  # an input X: read as it is, (n, d), at [j, i]
             codes.append(code)
-        name = f"_fz{e.index}"
-        src, qs = loop_source(e.index, members, written, inputs, self.sums_wanted,
-                              {"relu_grad_at_zero": self._settings["relu_grad_at_zero"]}, trn)
+        name = f"_fz{e.index}" + ("l" if self.labels is not None and self.labels in inputs else "")
+        make = column_source if cols else loop_source
+        src, qs = make(e.index, members, written, inputs, self.sums_wanted,
+                       {"relu_grad_at_zero": self._settings["relu_grad_at_zero"]}, how)
         src = src.replace(f"def _fz{e.index}(", f"def {name}(")
-        ndims = [2 if s.shape[0] == N else 1 for s in inputs]
-        self.loops[name] = (src, compile_loop(src, name, members, ndims))
+        ndims = [2 if s.shape[0] == N and how.get(s) != "labels" else 1 for s in inputs]
+        kinds = ["labels" if how.get(s) == "labels" else None for s in inputs]
+        self.loops[name] = (src, compile_loop(src, name, members, ndims, kinds))
         outs = [m.name for m in written] + [f"q_{m.name}" for m in qs]
         for m in qs:
             self.sumsq[m.name] = f"q_{m.name}"
         self.pre.append(f"{', '.join(outs)}{',' if len(outs) == 1 else ''} = "
                         f"{name}({', '.join(codes)})")
+        # a loss accumulated in float64: given back in the kernel's dtype, as numpy's
+        self.pre += [f"{m.name} = dt.type({m.name})" for m in written if m.shape == (1, 1)]
         return ""
