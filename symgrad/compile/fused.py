@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 
 import numpy as np
 import sympy as sp
+from sympy.core.function import Application
 
 from symgrad.core.matexpr import Elementwise, LogSumExp, Softmax, SumAll
 from symgrad.core.primitives import HELPERS, RULES, MissingCodeError
@@ -30,7 +32,7 @@ from symgrad.compile.common import N, lambda_body, print_elementwise
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import ScalarPrinter
 
-_LOOPS: dict = {}  # generated loop source → its compiled numba function (numba compiles in s)
+_LOOPS: dict = {}  # (loop source, its helpers) → its compiled numba function (numba takes seconds)
 
 
 def available() -> bool:
@@ -102,7 +104,11 @@ def _from_file(src, name):
     import importlib.util
     import numba
     text = _HEADER + src
-    h = hashlib.sha256(f"{numba.__version__}\n{text}".encode()).hexdigest()[:24]
+    # numba's cache does not see a change in a called helper: the helpers' code is in the key
+    used = sorted(h for h in HELPERS if re.search(rf"\b{h}\(", src))
+    code = [getattr(NUMBA_HELPERS.get(h, HELPERS[h]), "__code__", None) for h in used]
+    key = "".join(f"{h}:{c.co_code.hex()}:{c.co_consts!r}" for h, c in zip(used, code) if c)
+    h = hashlib.sha256(f"{numba.__version__}\n{key}\n{text}".encode()).hexdigest()[:24]
     d = cache_dir()
     path = os.path.join(d, f"fz_{h}.py")
     try:
@@ -159,6 +165,12 @@ class LoopPrinter(ScalarPrinter):
 
     def _print_MatrixSymbol(self, e):
         return self.entry[e]
+
+    def _print_Pow(self, e, rational=False):
+        if e.exp == 2 and isinstance(e.base, sp.Symbol):  # (the scalar printer writes its name)
+            b = self._print(e.base)
+            return f"({b}*{b})"
+        return super()._print_Pow(e, rational)
 
     def _print_MatAdd(self, e):
         return "(" + " + ".join(self.paren(a) for a in e.args) + ")"
@@ -473,8 +485,10 @@ def compile_loop(src, name, members, ndims, kinds=None):
     """The numba function of ``src``, compiled now for float64 and float32 arrays of any layout
     (``ndims``: each argument's), made once per source. A loop numba cannot compile raises a
     one-line MissingCodeError naming the primitives in it."""
-    if src in _LOOPS:
-        return _LOOPS[src]
+    used = tuple(id(NUMBA_HELPERS.get(h, HELPERS[h])) for h in HELPERS
+                 if re.search(rf"\b{h}\(", src))
+    if (src, used) in _LOOPS:
+        return _LOOPS[src, used]
     import numba
     py, cache = _from_file(src, name), True
     if py is None:  # no writable cache directory: compiled in each process
@@ -489,14 +503,18 @@ def compile_loop(src, name, members, ndims, kinds=None):
     try:
         fn = numba.njit(sigs, cache=cache)(py)
     except Exception as err:  # numba's TypingError and kin: many lines; one says what
-        prims = sorted({RULES[type(x)].name for _, r in members for x in sp.preorder_traversal(r)
-                        if isinstance(x, Elementwise) for y in [lambda_body(x.lam)[1]]
-                        for x in sp.preorder_traversal(y) if type(x) in RULES})
+        prims = sorted({RULES[type(f)].name if type(f) in RULES else type(f).__name__
+                        for _, r in members for e in sp.preorder_traversal(r)
+                        if isinstance(e, Elementwise)
+                        for f in sp.preorder_traversal(lambda_body(e.lam)[1])
+                        if isinstance(f, Application)})
         what = ", ".join(map(repr, prims)) or "an entrywise expression"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        lines = [t.strip() for t in str(err).splitlines() if t.strip()]
+        first = next((t for t in lines if re.match(r"\w+(Error|Exception)\b", t)),
+                     lines[0] if lines else type(err).__name__)
         raise MissingCodeError(f"compile: the fused (numba) path cannot compile the loop for "
                                f"{what}: {first}") from None
-    _LOOPS[src] = fn
+    _LOOPS[src, used] = fn
     return fn
 
 

@@ -328,7 +328,7 @@ def _compile_network(net, scalar, at0, fused=False, required=False):
     kernel.source = (f"# fused for batches of up to {most} examples: the kernel below; larger "
                      "ones run the numpy kernel at the end\n" + fast.source +
                      "\n# the numpy kernel, for larger batches\n" + slow.source)
-    kernel.fused, kernel.fused_rows = True, most
+    kernel.fused, kernel.fused_rows, kernel.fused_width = True, most, fast.fused_width
     for a in ("predict", "scalar_source", "relu_grad_at_zero", "legend"):
         setattr(kernel, a, getattr(slow, a))
     return kernel
