@@ -175,3 +175,21 @@ def test_random_architectures_match_numpy(seed):
     hidden = sorted(ACTIVATIONS)[int(rng.integers(len(ACTIVATIONS)))]
     net = sg.mlp(sizes, hidden=hidden, output=OUTPUT[loss], loss=loss)
     same(net, *data(sizes, loss, int(rng.integers(1, 40)), seed=seed))
+
+
+@pytest.mark.slow
+def test_every_primitive_an_activation_can_use_matches_numpy():
+    # every registered primitive the activation parser takes (the rest are reached as
+    # derivatives: step of relu, sign of abs, Heaviside of max), at an argument in its domain
+    from symgrad.core.primitives import PRIMITIVES
+    done = []
+    for name, spec in PRIMITIVES.items():
+        arg = "sigmoid(x)/4 + 1/2"  # in (1/2, 3/4): inside every domain (log, asin, acos)
+        expr = f"{name}({arg}, x)" if spec.nargs[0] == 2 else f"{name}({arg})"
+        try:
+            net = sg.mlp([4, 5, 3], hidden=expr, output="identity", loss="mse")
+        except sg.ParseError:
+            continue
+        same(net, *data([4, 5, 3], "mse", 6))
+        done.append(name)
+    assert len(done) >= 15, done
