@@ -188,8 +188,8 @@ class LoopPrinter(ScalarPrinter):
         c, mats = e.as_coeff_matrices()
         if len(mats) == 2 and isinstance(mats[0], sp.OneMatrix):  # 1·bᵀ: b's entry i
             code = self.entry[mats[1].arg]
-        else:
-            code = self._print(mats[0])
+        else:  # (parenthesized: an entrywise body prints as a sum; c·(a + b) lost its brackets)
+            code = self.paren(mats[0])
         return code if c == 1 else f"({self.paren(c)}*{code})"
 
     def _print_Elementwise(self, e):

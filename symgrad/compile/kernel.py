@@ -304,37 +304,24 @@ FUSED_WORK = 16384
 
 
 def _compile_network(net, scalar, at0, fused=False, required=False):
+    slow = _compile_numpy(net, scalar, at0, None)
     if not fused:
-        return _compile_numpy(net, scalar, at0, False)
+        return slow
     try:
-        fast = _compile_numpy(net, scalar, at0, True)
+        fast = _compile_numpy(net, scalar, at0, slow)
     except MissingCodeError as err:
         if required:
             raise
-        kernel = _compile_numpy(net, scalar, at0, False)
         # the documented fallback of fused=None: numpy throughout, and the source says why
-        kernel.source = f"# fused path off, numpy throughout: {err}\n" + kernel.source
-        return kernel
-    slow = _compile_numpy(net, scalar, at0, False)
-    if not fast.fused:  # nothing to fuse
+        slow.source = f"# fused path off, numpy throughout: {err}\n" + slow.source
         return slow
-    T = fast.spec.T or 1
-    most = max(1, FUSED_WORK // (fast.fused_width * T))  # examples (sequences) a call
-
-    def kernel(params, X, Y):
-        x = next(iter(X.values()), None) if isinstance(X, dict) else X
-        shape = getattr(x, "shape", None)
-        return (fast if shape and shape[0] <= most else slow)(params, X, Y)
-    kernel.source = (f"# fused for batches of up to {most} examples: the kernel below; larger "
-                     "ones run the numpy kernel at the end\n" + fast.source +
-                     "\n# the numpy kernel, for larger batches\n" + slow.source)
-    kernel.fused, kernel.fused_rows, kernel.fused_width = True, most, fast.fused_width
-    for a in ("predict", "scalar_source", "relu_grad_at_zero", "legend"):
-        setattr(kernel, a, getattr(slow, a))
-    return kernel
+    return fast if fast.fused else slow  # (nothing to fuse: the numpy kernel)
 
 
-def _compile_numpy(net, scalar, at0, fused):
+def _compile_numpy(net, scalar, at0, unfused):
+    """The numpy kernel; with ``unfused`` (that kernel, made first) the fused one, which calls
+    ``unfused`` for batches above its measured limit (FUSED_WORK)."""
+    fused = unfused is not None
     typed = program(net)
     spec = Spec(net, typed, at0)
     prog = [(e.out.sym, e.rhs) for e in typed.eqns]
@@ -376,6 +363,10 @@ def _compile_numpy(net, scalar, at0, fused):
         stmts, groups = fused_path.group(stmts, avoid, set(carried.values()))
         printer = functools.partial(fused_path.FusedKernelPrinter, groups=groups,
                                     sums=set(carried.values()), loops=loops)
+        width = sum(lhs.shape[1] for g in groups for lhs, _ in g[0] if lhs.shape[0] == N)
+        fused_rows = max(1, FUSED_WORK // max(1, width))  # rows a call: examples, or positions
+        head = [f"    if n > {fused_rows}:  # a large batch: the numpy kernel (see FUSED_WORK)",
+                "        return _unfused(params, X, Y)"] + head
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
                             outputs={v.sym for v in grads.values()}, head=head, tail=tail,
                             sums=set(carried.values()), printer=printer)
@@ -392,13 +383,15 @@ def _compile_numpy(net, scalar, at0, fused):
                "entrywise work\n# between two GEMMs; net.compile(fused=False) or SYMGRAD_FUSED=0 "
                "gives numpy throughout\n" + src)
     kernel = exec_generated(src, "kernel", _namespace(
-        spec, _scalar=scalar_kernel, _consts=consts, **{k: fn for k, (_, fn) in loops.items()}))
+        spec, _scalar=scalar_kernel, _consts=consts, _unfused=unfused,
+        **{k: fn for k, (_, fn) in loops.items()}))
+    kernel.fused = bool(loops)
     if loops:
-        kernel.source = src + "\n# the fused loops (numba.njit, float64 and float32)\n" + \
-            "\n".join(s for s, _ in loops.values())
-    kernel.fused, kernel.spec = bool(loops), spec
-    kernel.fused_width = sum(lhs.shape[1] for g in (groups if fused else ()) for lhs, _ in g[0]
-                             if lhs.shape[0] == N)
+        kernel.source = (src + "\n# the fused loops (numba.njit, float64 and float32)\n" +
+                         "\n".join(s for s, _ in loops.values()) +
+                         f"\n# _unfused: the numpy kernel, for batches of more than {fused_rows} "
+                         "rows\n" + unfused.source)
+        kernel.fused_rows, kernel.fused_width = fused_rows, width
     return _reporting(kernel, net, spec, typed, at0, scalar_kernel)
 
 
