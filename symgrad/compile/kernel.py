@@ -356,6 +356,7 @@ def _compile_numpy(net, scalar, at0, unfused):
             "  # nan or inf: raise naming the argument, unless it overflowed",
             f"    _spec.diagnose(params, {given})"]
     printer, loops = KernelPrinter, {}
+    tiny = bool(head)  # (the scalar path's lines, before the fused path's dispatch joins them)
     if fused:  # the entrywise runs between GEMMs as numba loops (fused.py)
         avoid = set(spec.Ys)
         stmts, made = fused_path.split_products(stmts, avoid)
@@ -370,7 +371,7 @@ def _compile_numpy(net, scalar, at0, unfused):
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
                             outputs={v.sym for v in grads.values()}, head=head, tail=tail,
                             sums=set(carried.values()), printer=printer)
-    if head:  # say plainly which code runs for small batches: it is not in this source
+    if tiny:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         rows = "n examples" if spec.T is None else f"n rows (sequences × {spec.T} positions)"
         src = (f"# A tiny net: a call with {rows}, n ≤ {most} (n × {spec.weights} weight entries ≤ "
