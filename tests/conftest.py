@@ -5,6 +5,10 @@ import os
 
 from hypothesis import settings
 
+# numpy kernels by default: numba compiles each distinct fused loop in about a second, which every
+# test compiling a network would pay; tests/test_numba_fused.py asks for fused=True itself
+os.environ.setdefault("SYMGRAD_FUSED", "0")
+
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")

@@ -79,7 +79,9 @@ def emit(stmts, printer, owned, outputs=(), sums_of_squares=()):
         L, shape = lhs.name, lhs.shape
         printer.pre = []
         body = []
-        if isinstance(rhs, Softmax) and rhs.args[1] == 1:
+        if getattr(rhs, "prints_statement", False):  # a fused loop: its call names its results
+            printer._print(rhs)
+        elif isinstance(rhs, Softmax) and rhs.args[1] == 1:
             z = rhs.args[0]
             printer.softmax_rows(z, L, inplace=consumable(z, i, rhs, shape),
                                  buffered=lhs in printer.buffered)
@@ -98,7 +100,7 @@ def emit(stmts, printer, owned, outputs=(), sums_of_squares=()):
             body = [f"{L} = {code}.copy()" if lhs in outputs else f"{L} = {code}"]
         elif isinstance(rhs, (sp.MatAdd, sp.HadamardProduct, sp.MatMul)):
             body = _update(printer, lhs, rhs, i, consumable, fresh, alias)
-        if not body:
+        if not body and not getattr(rhs, "prints_statement", False):
             code = printer.into(lhs, rhs)
             body = [f"{L} = {code}"]
             if IDENT.match(code):  # the value of another array (an identity activation)
@@ -108,7 +110,7 @@ def emit(stmts, printer, owned, outputs=(), sums_of_squares=()):
                 else:  # an input's or a parameter's: never to be updated in place
                     foreign.add(lhs)
         lines += printer.pre + body
-        if lhs in sums_of_squares:
+        if lhs in sums_of_squares and L not in printer.sumsq:
             printer.sumsq[L] = f"q_{L}"
             lines.append(f"q_{L} = _sumsq({L})")
     return lines

@@ -8,6 +8,7 @@ and exec'd. Tiny networks first try the unrolled scalar path of :mod:`.scalar`.
 """
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -18,7 +19,7 @@ from symgrad.core.matexpr import Elementwise, Normalize, NormalizeVJP, Softmax, 
 from symgrad.core.program import Kind, Program
 from symgrad.derive import backprop
 from symgrad.core.primitives import check_relu_grad_at_zero
-from symgrad.compile.common import FLOATS, XMAX, exec_generated, exp_unshifted_limit, legend
+from symgrad.compile.common import FLOATS, N, XMAX, exec_generated, exp_unshifted_limit, legend
 from symgrad.compile.backends import Backend, backend_named, register_backend
 from symgrad.compile.emit import cse, emit
 from symgrad.compile.numpy_printer import KernelPrinter
@@ -26,6 +27,8 @@ from symgrad.compile.scalar import scalar_function
 from symgrad.compile.images import RUNTIME
 from symgrad.compile.mfunction import MatrixPrinter
 from symgrad.compile.spec import Spec
+from symgrad.compile import fused as fused_path
+from symgrad.core.primitives import MissingCodeError
 
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
 
@@ -209,10 +212,11 @@ def _namespace(spec, **extra):
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **keys, **extra)
 
 
-def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=(), sums=()):
+def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=(), sums=(),
+              printer=KernelPrinter):
     """Source of ``name(params, X[, Y])``: the checks, ``head``, the statements, ``tail``; for
     cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot)."""
-    variants = []
+    variants, printer_cls = [], printer
     # an input read entrywise (layer norm, a residual) is copied once into the layout of the
     # kernel's own arrays, (d, n) C-ordered: X.T, a view, made every such op mix two layouts
     # (10× the time of one layout: 0.75 against 0.06 ms at 128 × 2048 float32)
@@ -221,7 +225,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     # the rows of Y: n, or the n/T sequences for an output after a flatten of sequences
     ny = "n" if spec.out_T is not None or spec.T is None else f"(n // {spec.T})"
     for labels in ([True, False] if with_y and spec.labels else [False]):
-        printer = KernelPrinter({"relu_grad_at_zero": spec.relu_grad_at_zero},
+        printer = printer_cls({"relu_grad_at_zero": spec.relu_grad_at_zero},
                                 names={**{x: v if i in spec.tokens else f"{v}.T"  # tokens: (n,)
                                           for x, v, i in zip(spec.Xs, spec.xvars, spec.inputs)},
                                        **copied,
@@ -258,7 +262,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     return "\n".join(lines) + "\n", _consts(list(consts.values()))
 
 
-def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=None):
+def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=None, fused=None):
     """``loss, grads = kernel(params, X, Y)``: the mean loss and its gradient for every parameter.
 
     ``params`` maps names to arrays shaped as :func:`param_shapes` says (exactly those names); X
@@ -272,17 +276,53 @@ def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=
     unrolled path for tiny nets on or off (default: on while n × weight entries ≤ SCALAR_WORK).
     ``relu_grad_at_zero``: relu'(0) in this kernel (default: the network's own setting,
     ``net.relu_grad_at_zero``); a built kernel is fixed and reports it as
-    ``kernel.relu_grad_at_zero``, whatever changes later.
+    ``kernel.relu_grad_at_zero``, whatever changes later. ``fused`` (numpy backend): the
+    entrywise work between the GEMMs as numba loops (:mod:`.fused`); None (default) when numba is
+    importable and SYMGRAD_FUSED is not 0, falling back to numpy (said in ``kernel.source``) when
+    a loop cannot be compiled; True requires it (errors name the primitive), False: numpy only.
     """
     chosen = backend_named(backend)
+    if fused is not None and chosen.name != "numpy":
+        raise ValueError(f"fused: only the numpy backend has a fused path, not {chosen.name!r}")
     net.check()
     at0 = net.relu_grad_at_zero if relu_grad_at_zero is None else \
         check_relu_grad_at_zero(relu_grad_at_zero)
-    return net.cached((compile_network, chosen.name, scalar, at0),
-                      lambda: chosen.network(net, scalar, at0))
+    if chosen.name != "numpy":
+        return net.cached((compile_network, chosen.name, scalar, at0),
+                          lambda: chosen.network(net, scalar, at0))
+    use = fused_path.choose(fused)
+    return net.cached((compile_network, chosen.name, scalar, at0, use, fused),
+                      lambda: chosen.network(net, scalar, at0, fused=use,
+                                             required=fused is True))
 
 
-def _compile_network(net, scalar, at0):
+# The fused loops pay below about this many entries of entrywise work per call (batch rows × the
+# summed widths of the fused values), measured as fused/numpy time (bench/fastpath.py's nets, 1
+# BLAS thread, float64, labels): 64-32-10 (126 a row) b1 0.66, b32 0.74, b128 0.92, b256 1.00,
+# b512 1.13, b1024 1.24; 784-256-128-10 (1260 a row) b8 0.92, b32 0.98, b256 1.17. The loops are
+# scalar (the Σ entry² they carry keeps numba from vectorizing them), numpy's ufuncs are SIMD.
+FUSED_WORK = 16384
+
+
+def _compile_network(net, scalar, at0, fused=False, required=False):
+    slow = _compile_numpy(net, scalar, at0, None)
+    if not fused:
+        return slow
+    try:
+        fast = _compile_numpy(net, scalar, at0, slow)
+    except MissingCodeError as err:
+        if required:
+            raise
+        # the documented fallback of fused=None: numpy throughout, and the source says why
+        slow.source = f"# fused path off, numpy throughout: {err}\n" + slow.source
+        return slow
+    return fast if fast.fused else slow  # (nothing to fuse: the numpy kernel)
+
+
+def _compile_numpy(net, scalar, at0, unfused):
+    """The numpy kernel; with ``unfused`` (that kernel, made first) the fused one, which calls
+    ``unfused`` for batches above its measured limit (FUSED_WORK)."""
+    fused = unfused is not None
     typed = program(net)
     spec = Spec(net, typed, at0)
     prog = [(e.out.sym, e.rhs) for e in typed.eqns]
@@ -316,10 +356,23 @@ def _compile_network(net, scalar, at0):
     tail = [f"if not _isfinite({' + '.join([loss] + sums)}):"
             "  # nan or inf: raise naming the argument, unless it overflowed",
             f"    _spec.diagnose(params, {given})"]
+    printer, loops = KernelPrinter, {}
+    tiny = bool(head)  # (the scalar path's lines, before the fused path's dispatch joins them)
+    if fused:  # the entrywise runs between GEMMs as numba loops (fused.py)
+        avoid = set(spec.Ys)
+        stmts, made = fused_path.split_products(stmts, avoid)
+        owned |= made
+        stmts, groups = fused_path.group(stmts, avoid, set(carried.values()))
+        printer = functools.partial(fused_path.FusedKernelPrinter, groups=groups,
+                                    sums=set(carried.values()), loops=loops)
+        width = sum(lhs.shape[1] for g in groups for lhs, _ in g[0] if lhs.shape[0] == N)
+        fused_rows = max(1, FUSED_WORK // max(1, width))  # rows a call: examples, or positions
+        head = [f"    if n > {fused_rows}:  # a large batch: the numpy kernel (see FUSED_WORK)",
+                "        return _unfused(params, X, Y)"] + head
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
                             outputs={v.sym for v in grads.values()}, head=head, tail=tail,
-                            sums=set(carried.values()))
-    if head:  # say plainly which code runs for small batches: it is not in this source
+                            sums=set(carried.values()), printer=printer)
+    if tiny:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         rows = "n examples" if spec.T is None else f"n rows (sequences × {spec.T} positions)"
         src = (f"# A tiny net: a call with {rows}, n ≤ {most} (n × {spec.weights} weight entries ≤ "
@@ -327,7 +380,20 @@ def _compile_network(net, scalar, at0):
                "n, made on first use: kernel.scalar_source(n)\n# shows it. The numpy code below "
                "runs for larger batches, and whenever Python floats overflow.\n" + src)
     src = legend(typed) + src
-    kernel = exec_generated(src, "kernel", _namespace(spec, _scalar=scalar_kernel, _consts=consts))
+    if loops:
+        src = ("# fused: each _fz<k>(…) is one numba loop (its source below the kernel) doing the "
+               "entrywise work\n# between two GEMMs; net.compile(fused=False) or SYMGRAD_FUSED=0 "
+               "gives numpy throughout\n" + src)
+    kernel = exec_generated(src, "kernel", _namespace(
+        spec, _scalar=scalar_kernel, _consts=consts, _unfused=unfused,
+        **{k: fn for k, (_, fn) in loops.items()}))
+    kernel.fused = bool(loops)
+    if loops:
+        kernel.source = (src + "\n# the fused loops (numba.njit, float64 and float32)\n" +
+                         "\n".join(s for s, _ in loops.values()) +
+                         f"\n# _unfused: the numpy kernel, for batches of more than {fused_rows} "
+                         "rows\n" + unfused.source)
+        kernel.fused_rows, kernel.fused_width = fused_rows, width
     return _reporting(kernel, net, spec, typed, at0, scalar_kernel)
 
 
