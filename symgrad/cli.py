@@ -489,7 +489,11 @@ def file_timeout(f):
 @click.option("-o", "--out", type=click.Path(dir_okay=False),
               help="out.tex, out.pdf (runs pdflatex) or out.md; default: LaTeX on stdout.")
 @click.option("--level", type=click.Choice(["matrix", "element", "both"]), default=None)
-@click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None)
+@click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None,
+              help="brief: each section its chain rule and result; normal: every step once; "
+                   "full: every step everywhere. Default: brief for beamer past one layer with "
+                   "parameters (slides for a lecture: XOR's went from 93 pages to 20) and for "
+                   "an article past four, else normal.")
 @click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
               default=None, help="Default: markdown for .md, else article.")
 @click.option("--notation", default=None, metavar="PRESET",

@@ -191,7 +191,7 @@ def test_beamer_frames_split_between_chains_and_restate_exercises():
 
 
 def test_beamer_steps_appear_one_at_a_time():
-    tex = handout("2-2-1", fmt="beamer")
+    tex = handout("2-2-1", fmt="beamer", verbosity="normal")
     assert tex.startswith(r"\documentclass") and "beamer" in tex.splitlines()[0]
     assert tex.count(r"\pause") > 20 and tex.count(r"\begin{frame}") > 10
 
@@ -343,3 +343,68 @@ def test_page_counts_of_deep_handouts_grow_linearly(tmp_path):
         log = pdf.with_suffix(".log").read_text(errors="replace")
         pages[L] = int(re.search(r"Output written on .*?\((\d+) pages?", log).group(1))
     assert pages[16] <= 2.2 * pages[8], pages
+
+
+def _frame_texts(pdf):
+    """{frame number: its text at its last click} from pdftotext, page by page (a page is one
+    click; the footer "k / N" names its frame)."""
+    pages = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True,
+                           check=True).stdout.split("\f")
+    frames = {}
+    for page in pages:
+        m = re.findall(r"^(\d+) / \d+$", page, re.M)
+        if m:
+            frames[int(m[-1])] = page  # the last click shows the whole frame
+    return frames
+
+
+XOR_MNIST = [("xor", dict(hidden="relu", output="identity", loss="mse", level="both"), "2-2-1"),
+             ("mnist", dict(hidden="relu", output="softmax", loss="cross_entropy"),
+              "784-256-128-10")]
+
+
+@needs_tex
+@pytest.mark.parametrize("name,opts,spec", XOR_MNIST)
+def test_no_beamer_frame_is_near_empty(tmp_path, name, opts, spec):
+    """A derivation split across frames is split into frames of nearly equal height, and a frame
+    under a third of one joins a neighbour: at "normal" the MNIST slides had two "(cont.)"
+    frames of 12 characters below their title (XOR's fewest 54); now MNIST's fewest is 62, the
+    network's diagram (XOR's 54)."""
+    tex = handout(spec, fmt="beamer", verbosity="normal", **opts)
+    pdf = compile_pdf(tex, tmp_path / f"{name}.pdf", engine="pdflatex", keep_failed=False)
+    frames = _frame_texts(pdf)
+    assert len(frames) > 10
+    body = {k: len(re.sub(r"\s", "", re.sub(r"^\d+ / \d+$", "", t.split("\n", 1)[-1], flags=re.M)))
+            for k, t in frames.items()}  # without the title (its first line) and "k / N"
+    assert min(body.values()) >= 50, sorted(body.items(), key=lambda kv: kv[1])[:3]
+
+
+@needs_tex
+@pytest.mark.parametrize("name,opts,spec,most", [(*XOR_MNIST[0], 40), (*XOR_MNIST[1], 35)])
+def test_beamer_is_brief_by_default_past_one_layer(tmp_path, name, opts, spec, most):
+    """Slides are brief past one layer with parameters: the lecture's MNIST has 30 pages (84 at
+    "normal"), XOR's at the CLI's default level (matrix) 20 (with --level both 53, was 93). "full" still
+    gives every step."""
+    opts = dict(opts, level="matrix")
+    tex = handout(spec, fmt="beamer", **opts)
+    assert tex == handout(spec, fmt="beamer", verbosity="brief", **opts)
+    full = handout(spec, fmt="beamer", verbosity="full", **opts)
+    assert full.count(r"\pause") > handout(spec, fmt="beamer", verbosity="normal",
+                                           **opts).count(r"\pause") > tex.count(r"\pause")
+    pdf = compile_pdf(tex, tmp_path / f"{name}.pdf", engine="pdflatex", keep_failed=False,
+                      keep_log=True)
+    log = pdf.with_suffix(".log").read_text(errors="replace")
+    pages = int(re.search(r"Output written on .*?\((\d+) pages?", log).group(1))
+    assert pages <= most, pages
+    assert handout(spec, fmt="article", **opts) == handout(spec, fmt="article",
+                                                           verbosity="normal", **opts)
+
+
+def test_assembled_section_says_its_checks_once():
+    """The XOR article's nine partials said "equal to sympy.diff … (numeric at 3 points)" nine
+    times and "checked against the compiled kernel" four: now once each, before the list, from
+    the checks' records (which still run: symgrad.derive.assemble)."""
+    tex = handout("2-2-1", level="both")
+    sec = tex.split(r"\section{Every partial derivative")[1].split(r"\section{")[0]
+    assert sec.count("sympy.diff") == 1 and sec.count("compiled kernel") == 1, sec[:400]
+    assert "numeric at 3 points" in sec and "unit by unit" in sec

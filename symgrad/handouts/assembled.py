@@ -10,6 +10,8 @@ kernel, each entry against ``sympy.diff``.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from symgrad.compile.assembled import against_kernel
 from symgrad.core.derivation import Derivation, StepKind
 from symgrad.derive import assemble
@@ -38,6 +40,30 @@ def _fitting(d: Derivation, P) -> Derivation:
     return Derivation(d.title, steps, d.result, d.meta)
 
 
+def _unrepeated(d: Derivation) -> Derivation:
+    """The steps without the checks' words, which the section says once above them (the XOR
+    net's nine entries each said "equal to sympy.diff … (numeric at 3 points)"); the checks ran
+    in :func:`symgrad.derive.assemble.assembled` all the same."""
+    short = {StepKind.PARTIAL: "unit by unit",
+             StepKind.AGREE: "the matrix level's result, equal entry by entry"}
+    return Derivation(d.title, [dataclasses.replace(s, why=short[s.rule]) if s.rule in short
+                                else s for s in d.steps], d.result, d.meta)
+
+
+def _checks(ds) -> str:
+    """The checks that ran, in one sentence, from the derivations' records of them."""
+    how = sorted({p.meta["checked"] for d in ds for p in d.meta["partials"]
+                  if p.meta.get("checked")})
+    kernel = sorted({d.meta["checked"] for d in ds if d.meta.get("checked")})
+    out = ""
+    if how:
+        out += (r" Every entry is equal to sympy.diff of the network written out (%s)"
+                % " or ".join(how))
+    if kernel:
+        out += (" and every" if how else " Every") + r" assembled gradient was %s" % " or ".join(kernel)
+    return out + "." if out else ""
+
+
 def assembled_section(P, net, scalar) -> Section | None:
     """The section, or None where an entry is too long for a row of its own (the multi-task
     net's sums over both heads were 67 estimated characters, shrunk to 72 %): the per-parameter
@@ -53,11 +79,12 @@ def assembled_section(P, net, scalar) -> Section | None:
              r"them out as the gradients: entry $(i, j)$ of $\nabla_{%s} \ell$ is the partial "
              r"derivative by entry $(i, j)$ of $%s$. Each entry below is derived unit by unit as "
              r"the one above was, and written in the values of the forward pass; the last line "
-             r"of each block is the matrix level's result, equal entry by entry." % (
-                 len(every), P.tex(net.sym(net.parameters[0])), P.tex(net.sym(net.parameters[0]))))
+             r"of each block is the matrix level's result, equal entry by entry.%s" % (
+                 len(every), P.tex(net.sym(net.parameters[0])), P.tex(net.sym(net.parameters[0])),
+                 _checks(ds)))
     for d in ds:
         P.add(d)
-        sec.blocks.append(("derivation", _fitting(d, P)))
+        sec.blocks.append(("derivation", _unrepeated(_fitting(d, P))))
     loop = assemble.descent(net, naming)
     P.add(loop)
     eps = P.tex(loop.meta["epsilon"])

@@ -41,6 +41,10 @@ LAYER_LIMIT = 64
 # writes each g's backward step in the deepest parameter's section as well as in the shared
 # backward pass (an 8-layer net: 19 pages of article at "normal").
 BRIEF_PAST = 4
+# Slides are "brief" past one such layer: at "normal" the XOR slides (2 layers) were 93 pages
+# (with the clicks), MNIST's (3) 84, where the lecture notes give MNIST two slides; "brief"
+# makes them 20 and 31, and the article keeps every step.
+BEAMER_BRIEF_PAST = 1
 
 
 def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fmt: str = "article",
@@ -54,7 +58,8 @@ def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fm
                                                                    for d in net_or_spec)):
         return render(derivations_doc(net_or_spec, notation, title), fmt)
     net = as_network(net_or_spec, hidden, output, loss)
-    return render(build(net, level, verbosity, exercises, notation, title, history), fmt)
+    return render(build(net, level, verbosity, exercises, notation, title, history,
+                        brief_past=BEAMER_BRIEF_PAST if fmt == "beamer" else BRIEF_PAST), fmt)
 
 
 def derivations_doc(ds, notation="slides", title=None) -> Doc:
@@ -126,10 +131,10 @@ def check_options(options: dict) -> None:
 
 
 def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="slides",
-          title=None, history=None) -> Doc:
-    """The handout's content; ``verbosity`` None is "normal" up to BRIEF_PAST layers with
+          title=None, history=None, brief_past=BRIEF_PAST) -> Doc:
+    """The handout's content; ``verbosity`` None is "normal" up to ``brief_past`` layers with
     parameters and "brief" past them (each section its chain rule and result, every g in the
-    shared backward pass once)."""
+    shared backward pass once): BRIEF_PAST for an article, BEAMER_BRIEF_PAST for slides."""
     check_options({"level": level, "verbosity": verbosity, "exercises": exercises,
                    "notation": notation, "title": title})
     net.check()
@@ -139,7 +144,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
                          f"parameters; this one has {layers} (symgrad derive NETWORK --wrt W1 "
                          "derives any one parameter)")
     if verbosity is None:
-        verbosity = "brief" if layers > BRIEF_PAST else "normal"
+        verbosity = "brief" if layers > brief_past else "normal"
     alg = backprop.algorithm(net)
     naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
     scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")

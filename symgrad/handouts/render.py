@@ -285,33 +285,26 @@ def _frame(title, body) -> str:
 
 
 def _frames(doc, title, blocks) -> list[str]:
-    """Pack blocks into frames; a derivation gets frames of its own, its steps one per click."""
-    frames, cur, height = [], [], 0.0
+    """Pack blocks into frames; a derivation gets frames of its own, its steps one per click.
+    The blocks are units (a paragraph, a display, a chain of steps: a page breaks only where a
+    step has its own left-hand side) of estimated heights, laid into the fewest frames, of
+    nearly equal height (:func:`_balanced`)."""
     pr = dict(why_position="below", max_width=62, overlays=True, note_width=r"0.6\linewidth",
               why_width=r"0.6\linewidth", fit=(r"0.28\linewidth", r"0.66\linewidth"),
               line_chars=BEAMER_LINE)
-
-    def flush():
-        if cur:
-            frames.append(_frame(title + (r" (cont.)" if frames else ""), "\n".join(cur)))
-        cur.clear()
-
-    for kind, body, *breaks in _items(doc, blocks, pr, (r"0.3\linewidth", r"0.66\linewidth")):
+    # (piece or rows of a chain, height, the steps block it is of or None, may a frame start
+    # with it: not with a block's first chain after text, which stays with what leads into it)
+    units = []
+    for n, (kind, body, *breaks) in enumerate(_items(doc, blocks, pr, (r"0.3\linewidth",
+                                                                       r"0.66\linewidth"))):
         if kind == "steps":
-            chunk, h = [], 0.0
             for rows, may_break in zip(body, breaks[0]):
-                rh = sum(_row_height(r) for r in rows)
-                # a new frame only where a new chain starts (a step with its own left-hand side)
-                if chunk and may_break and h + rh + DISPLAY_SKIP > FRAME_HEIGHT - height:
-                    cur.append(_display(chunk))
-                    flush()
-                    height, chunk, h = 0.0, [], 0.0
-                    rows = [re.sub(r"^\\pause ", "", r) for r in rows]  # (its first click)
-                chunk.extend(rows)
-                h += rh
-            if chunk:
-                cur.append(_display(chunk))
-                height += h + DISPLAY_SKIP
+                if not units or units[-1][2] != n:  # (after another block's chain it may)
+                    units.append(([], 0.0, n, bool(units) and units[-1][2] is not None))
+                elif may_break:
+                    units.append(([], 0.0, n, True))
+                chain, h, _, brk = units[-1]
+                units[-1] = (chain + rows, h + sum(_row_height(r) for r in rows), n, brk)
             continue
         if kind == "text":
             piece, h = body, max(1.0, tex_width(body) / 80) + 0.4
@@ -327,13 +320,69 @@ def _frames(doc, title, blocks) -> list[str]:
             piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize",
                                    line_chars=0.98 * BEAMER_LINE * 1.1, number=_number(body))
             h = 0.6 * len(lines) + 1.5
-        if cur and height + h > FRAME_HEIGHT:
-            flush()
-            height = 0.0
-        cur.append(piece)
-        height += h
-    flush()
+        units.append((piece, h, None, True))
+    frames = []
+    for k, (a, b) in enumerate(_balanced(units)):
+        out, chain, block = [], [], None
+        for piece, _, n, _ in units[a:b]:
+            if n is None or n != block:
+                if chain:
+                    out.append(_display(chain))
+                chain, block = [], n
+            if n is None:
+                out.append(piece)
+            else:
+                if not chain and not out:  # a frame's first click is its opening
+                    piece = [re.sub(r"^\\pause ", "", piece[0]), *piece[1:]]
+                chain += piece
+        if chain:
+            out.append(_display(chain))
+        frames.append(_frame(title + (r" (cont.)" if k else ""), "\n".join(out)))
     return frames
+
+
+TAIL = FRAME_HEIGHT / 3       # a frame holding less than this is near-empty
+MERGED = FRAME_HEIGHT * 4 / 3  # the most two frames merged may hold
+
+
+def _balanced(units) -> list[tuple[int, int]]:
+    """(start, stop) of the units on each frame: as few frames as filling each to FRAME_HEIGHT
+    takes, then the least cap that still takes no more, so the frames come out of nearly equal
+    height rather than full ones and a near-empty "(cont.)" (the MNIST slides had frames of
+    12 characters after full ones). A unit taller than a frame has one of its own (shrink=1
+    fits it); a frame under a third of one joins a neighbour where the two hold at most
+    MERGED."""
+    def fill(cap):
+        out, start, h, block = [], 0, 0.0, None
+        for i, (_, uh, n, brk) in enumerate(units):
+            add = uh + (DISPLAY_SKIP if n is not None and n != block else 0.0)
+            if i > start and brk and h + add > cap:
+                out.append((start, i, h))
+                start, h, block = i, 0.0, None
+                add = uh + (DISPLAY_SKIP if n is not None else 0.0)
+            h, block = h + add, n
+        if units:
+            out.append((start, len(units), h))
+        return out
+
+    full = fill(FRAME_HEIGHT)
+    lo, hi = 0.0, FRAME_HEIGHT
+    for _ in range(30):  # the least cap that takes no more frames than filling to the brim
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if len(fill(mid)) <= len(full) else (mid, hi)
+    frames = fill(hi)
+    # a frame still under a third (one chain between two too tall to share: XOR's ∂ℓ/∂b₂ between
+    # ∇W⁽¹⁾ and ∇b⁽¹⁾ assembled, 27 characters) joins the lower of its neighbours, where the
+    # two hold at most MERGED
+    while True:
+        joins = [(frames[i][2] + frames[j][2], min(i, j)) for i in range(len(frames))
+                 if frames[i][2] < TAIL for j in (i - 1, i + 1) if 0 <= j < len(frames)
+                 and frames[i][2] + frames[j][2] <= MERGED]
+        if not joins:
+            break
+        h, i = min(joins)
+        frames[i:i + 2] = [(frames[i][0], frames[i + 1][1], h)]
+    return [(a, b) for a, b, _ in frames]
 
 
 def _display(rows) -> str:
