@@ -493,7 +493,7 @@ def file_timeout(f):
 @click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
               default=None, help="Default: markdown for .md, else article.")
 @click.option("--notation", default=None, metavar="PRESET",
-              help="slides, feature, or a preset added with symgrad.register_notation (a network "
+              help="slides, feature, esl, or a preset added with symgrad.register_notation (a network "
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
 @click.option("--history", "history_file", type=click.Path(dir_okay=False), default=None,

@@ -475,3 +475,31 @@ def test_deep_output_derivative_is_refused_in_one_line():
     r = run("derive", "2-2-2-1", "--level", "index", "--of", "output")
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert "one-hidden-layer" in r.output and "2 hidden layers" in r.output
+
+
+# -- issue 13: the ESL handout and the index level, as a new user read them ------------------------------
+def test_esl_handout_cost_is_r_and_a_sum():
+    """ESL's f is the output f_k(x) and its cost R(θ) = Σ_i R_i is a sum: the handout must not say
+    "the cost R is their mean" above f_MSE = (1/n) Σ ℓ."""
+    tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl")
+    assert "the cost $R$ is their sum" in tex and "their mean" not in tex
+    assert r"{R} &\sgfit{0.6\linewidth}{{}= \sum_{i=1}^{n} \ell^{(i)}}" in tex
+    assert r"\text{MSE}" not in tex and r"\frac{1}{n}" not in tex and r"\tfrac{1}{n}" not in tex
+    assert "The gradient of $R$ is the sum" in tex and "Update: the sum over" in tex
+    slides = sg.handout(sg.mlp([2, 2, 1]))  # the slides keep their mean f_MSE
+    assert r"f_{\text{MSE}}" in slides and "the cost $f$ is their mean" in slides
+
+
+def test_esl_handout_pre_activation_is_not_z():
+    """ESL's z_m = σ(α_0m + α_mᵀx) is the activation: the pre-activation needs another letter."""
+    tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl")
+    assert "z^{(1)}" not in tex
+    assert r"{v} &\sgfit{0.6\linewidth}{{}= \alpha x + \alpha_{0}}" in tex
+    assert r"{z} &\sgfit{0.6\linewidth}{{}= \operatorname{relu}(v)}" in tex
+
+
+def test_handout_help_lists_esl():
+    r = run("handout", "--help")
+    assert r.exit_code == 0 and "slides, feature, esl," in " ".join(r.output.split())
+    r = run("derive", "--help")
+    assert r.exit_code == 0 and "feature, esl," in " ".join(r.output.split())

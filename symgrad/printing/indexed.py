@@ -63,7 +63,10 @@ ESL = register_notation(NamedNotation(
     "esl", bold=False,
     names=(("W1", (r"\alpha", "")), ("b1", (r"\alpha", "0")), ("W2", (r"\beta", "")),
            ("b2", (r"\beta", "0")), ("h1", ("z", "")), ("z2", ("T", "")), ("yhat", ("f", "")),
-           ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", ""))),
+           ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", "")),
+           # ESL's z_m = σ(α_0m + α_mᵀx) is the activation, and it has no letter for the
+           # pre-activation: v (not z⁽¹⁾, which read as a second z beside z = relu(z⁽¹⁾))
+           ("z1", ("v", "")), ("Z1", ("V", ""))),
     scalars=(("f", "R"), ("yhat", "f")),
     activations=(("sigmoid", r"\sigma"), ("sigmoid'", r"\sigma'"))), replace=True)
 
