@@ -641,7 +641,12 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
                            on_overrun=_hard_stop(network, timeout))
         net.check()
     preset = notation_preset(notation or "esl")
-    names = [wrt] if wrt else list(index_shape(net).names.values())
+    shape = index_shape(net)
+    if notation and preset.name == "esl" and shape.layers > 2:  # said, not silently switched
+        click.echo(f"symgrad: warning: esl's α, β name one hidden layer's weights; this net has "
+                   f"{shape.layers - 1}, written W⁽ˡ⁾, b⁽ˡ⁾, h⁽ˡ⁾ with ESL's R, δ, s and indices",
+                   err=True)
+    names = [wrt] if wrt else list(shape.names.values())
     ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")
           for w in names]
     _echo_derivations(ds, fmt, preset, preset.name if notation else None)

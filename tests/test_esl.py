@@ -465,10 +465,34 @@ def test_a_wrong_deep_formula_raises(monkeypatch):
 
 def test_deep_latex_in_the_slides_layers():
     d = sg.mlp([2, 2, 2, 1], hidden="sigmoid").derive("W1", level="index", notation="esl")
-    tex = d.to_latex(notation="esl")
+    tex = d.to_latex(notation="slides")
     assert r"\delta^{(1)(i)}_{m} &= \sigma'\left(z^{(1)(i)}_{m}\right) \sum_{k=1}^{d_{2}} " \
         r"W^{(2)}_{km} \delta^{(2)(i)}_{k}" in tex, tex
-    assert r"\alpha" not in tex  # ESL's α, β name one hidden layer's weights
+    assert r"\alpha" not in tex
+
+
+def test_deep_esl_latex_agrees_with_text_and_says_so():
+    """Issue 13: a 2-3-3-2 under esl printed f, ℓ⁽ⁱ⁾, h^{(1)(i)} in LaTeX but R, W⁽¹⁾ in text,
+    silently. Both now write R, R_i, δ_ki, s⁽ˡ⁾_mi, W⁽ˡ⁾_ml, and the CLI warns on stderr."""
+    d = sg.mlp([2, 3, 3, 2]).derive("W1", level="index", notation="esl")
+    tex, text = d.to_latex(notation="esl"), d.to_text(notation="esl")
+    for t, x in ((r"R &= \sum_{i=1}^{N} R_{i}", "R = Σᵢ Rᵢ"),
+                 (r"h^{(1)}_{mi} &= ", "h⁽¹⁾ₘᵢ = "),
+                 (r"s^{(1)}_{mi} &= ", "s⁽¹⁾ₘᵢ = "),
+                 (r"\delta_{ki} &= ", "δₖᵢ = "),
+                 (r"\frac{\partial R}{\partial W^{(1)}_{ml}} &= \sum_{i=1}^{N} x_{li} s^{(1)}_{mi}",
+                  "∂R/∂W⁽¹⁾ₘₗ = Σᵢ s⁽¹⁾ₘᵢ xₗᵢ")):
+        assert t in tex and x in text, (t, x)
+    assert r"\ell" not in tex.split("&&")[0] and "f &=" not in tex and "^{(1)(i)}" not in tex
+    assert r"\alpha" not in tex  # α, β name one hidden layer: not reused for three
+    r = CliRunner().invoke(cli, ["derive", "2-3-3-2", "--level", "index",
+                                                 "--notation", "esl", "--format", "latex",
+                                                 "--wrt", "b1"])
+    assert r.exit_code == 0 and r"\partial b^{(1)}_{m}" in r.stdout
+    assert r.stderr.count("\n") == 1 and "esl's α, β name one hidden layer" in r.stderr
+    r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "index",
+                                                 "--notation", "esl", "--wrt", "b1"])
+    assert r.exit_code == 0 and r.stderr == ""
 
 
 def test_deep_output_derivative_is_refused_in_one_line():
