@@ -304,7 +304,7 @@ def test_other_activations_and_losses_pass_their_check(hidden, output, loss, p):
 
 # -- the text format (issue 13): readable Unicode, the unit's index before the example's ------------
 GOLDEN_TEXT_W1 = [  # symgrad derive 2-3-2 --level index --wrt W1: each line without its words
-    "∂R/∂W₁ in general indices",
+    "∂R/∂W⁽¹⁾ₘₗ in general indices",  # the title in the body's names (issue 13), not ∂R/∂W₁
     "R = Σᵢ Rᵢ",
     "Rᵢ = Σₖ ½(ŷₖᵢ − yₖᵢ)²",
     "h⁽¹⁾ₘᵢ = relu(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ)",
@@ -390,7 +390,8 @@ def test_deep_nets_text_and_check():
     assert r.exit_code == 0, r.output
     blocks = {b.splitlines()[0].split("∂")[2].split()[0]: _expressions(b)
               for b in r.output.strip().split("\n\n")}
-    names = {"W₁": "W1", "b₁": "b1", "W₂": "W2", "b₂": "b2", "W₃": "W3", "b₃": "b3"}
+    names = {"W⁽¹⁾ₘₗ": "W1", "b⁽¹⁾ₘ": "b1", "W⁽²⁾ₘₗ": "W2", "b⁽²⁾ₘ": "b2", "W⁽³⁾ₖₘ": "W3",
+             "b⁽³⁾ₖ": "b3"}  # the titles in the body's names
     assert sorted(names[k] for k in blocks) == ["W1", "W2", "W3", "b1", "b2", "b3"]
     for p, lines in DEEP_TEXT.items():
         got = blocks[next(k for k, v in names.items() if v == p)]
@@ -527,3 +528,28 @@ def test_handout_help_lists_esl():
     assert r.exit_code == 0 and "slides, feature, esl," in " ".join(r.output.split())
     r = run("derive", "--help")
     assert r.exit_code == 0 and "feature, esl," in " ".join(r.output.split())
+
+
+def test_index_titles_and_words_through_the_notation():
+    """Issue 13: titles kept ∂R/∂W₁ above bodies in α, β; the words kept R_i, m', δ_ki raw."""
+    r = run("derive", "2-2-1", "--level", "index", "--notation", "esl")
+    assert r.exit_code == 0, r.output
+    titles = [line for line in r.output.splitlines() if line.endswith("in general indices")]
+    assert titles == ["∂R/∂αₘₗ in general indices", "∂R/∂α₀ₘ in general indices",
+                      "∂R/∂βₖₘ in general indices", "∂R/∂β₀ₖ in general indices"]
+    words = " ".join(line.split("    [", 1)[1] for line in r.output.splitlines() if "    [" in line)
+    for raw in ("R_i", "m'", "k'", "δ_ki", "s_mi", "z_0i", "x_i0"):
+        assert raw not in words, raw
+    for shown in ("Rᵢ", "m′ = m", "ESL's δₖᵢ", "ESL's z₀ᵢ = 1", "ESL's xᵢ₀ = 1"):
+        assert shown in words, shown
+    assert "ESL's" in words and "examples'" in words  # apostrophes are not primes
+
+
+def test_index_latex_check_is_a_sentence_and_bias_input_one_subscript():
+    r = run("derive", "2-2-1", "--level", "index", "--notation", "esl", "--format", "latex",
+            "--wrt", "b2")
+    assert r.exit_code == 0, r.output
+    assert r"&= \text{checked" not in r.output
+    assert r" &\quad \text{checked at every index of 2-2-1 and 3-2-2 against sympy.diff}" \
+        in r.output
+    assert r"$z_{0i} = 1$" in r.output and r"z_{0} i" not in r.output

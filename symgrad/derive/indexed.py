@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Note, StepKind, _basic
+from symgrad.core.derivation import Derivation, Note, Remark, StepKind, _basic
 from symgrad.core.evaluate import evaluate
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph
@@ -307,6 +307,8 @@ def derive_index(net: Graph, wrt: str, cost: str | None = None, notation: str = 
     d = Derivation(title=f"∂{'R' if of == 'loss' else 'f'}/∂{shape.names[canon]} in general "
                    "indices")
     rec = _Record(d, shape, ix, canon, cost, of)
+    if of == "loss":  # the title's ∂R/∂θ in the body's names (ESL's ∂R/∂α_ml, not ∂R/∂W1)
+        d.meta["title_expr"] = IndexExpr(sp.Derivative(COST, rec.param), layers=shape.layers)
     rec.run()
     _verify(net, shape, rec)
     d.result = rec.total
@@ -415,7 +417,7 @@ class _Record:
         else:
             self.total = self.per_example
         nets = " and ".join("-".join(map(str, c)) for c in check_sizes(self.layers))
-        self.d.add(None, Note(f"checked at every index of {nets} against sympy.diff"),
+        self.d.add(None, Remark(f"checked at every index of {nets} against sympy.diff"),
                    "each index instantiated, the sums written out", StepKind.AGREE)
 
     def define(self, lhs, rhs, why, kind):
