@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -553,3 +554,16 @@ def test_index_latex_check_is_a_sentence_and_bias_input_one_subscript():
     assert r" &\quad \text{checked at every index of 2-2-1 and 3-2-2 against sympy.diff}" \
         in r.output
     assert r"$z_{0i} = 1$" in r.output and r"z_{0} i" not in r.output
+
+def test_deep_net_defines_every_pre_activation_it_names():
+    """Issue 13: 2-3-3-2's ∂Rᵢ/∂z⁽²⁾ₖᵢ named a z⁽²⁾ no line defined. Every z⁽ˡ⁾ the steps name is
+    now defined before its unit (and the derivation still passes its sympy.diff check)."""
+    d = sg.mlp([2, 3, 3, 2]).derive("W1", level="index", notation="esl")
+    assert d.meta["checked"]
+    text = d.to_text(notation="esl")
+    defined = {line.split(" = ")[0].strip() for line in text.splitlines()[1:] if " = " in line}
+    used = set(re.findall(r"z⁽[¹²³]⁾", text))
+    assert used == {"z⁽¹⁾", "z⁽²⁾", "z⁽³⁾"}, used
+    for z in used:
+        assert any(x.startswith(z) for x in defined), (z, defined)
+    assert "h⁽²⁾ₘᵢ = relu(z⁽²⁾ₘᵢ)" in text

@@ -390,7 +390,12 @@ class _Record:
                      StepKind.DEFINITION)
         L = self.layers
         for layer in range(1, L):
-            self.define(B[f"h{layer}"][m, i], self.hact(layer)(pre(layer, L, m, i, ix.lb)),
+            act_of = pre(layer, L, m, i, ix.lb)
+            if L > 2:  # the chain rule below names z⁽ˡ⁺¹⁾ and the errors σ′(z⁽ˡ⁾): each defined
+                self.define(B[f"z{layer}"][m, i], act_of, f"the pre-activation of hidden layer "
+                            f"{layer} for one example", StepKind.FORWARD)
+                act_of = B[f"z{layer}"][m, i]
+            self.define(B[f"h{layer}"][m, i], self.hact(layer)(act_of),
                         "a hidden unit of one example" if L == 2 else
                         f"a unit of hidden layer {layer} for one example", StepKind.FORWARD)
         self.define(B[f"z{L}"][k, i], pre(L, L, k, i, ix.mb), "an output's pre-activation",
