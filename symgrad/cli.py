@@ -497,7 +497,7 @@ def file_timeout(f):
 @click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
               default=None, help="Default: markdown for .md, else article.")
 @click.option("--notation", default=None, metavar="PRESET",
-              help="slides, feature, or a preset added with symgrad.register_notation (a network "
+              help="slides, feature, esl, or a preset added with symgrad.register_notation (a network "
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
 @click.option("--history", "history_file", type=click.Path(dir_okay=False), default=None,
@@ -645,7 +645,12 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
                            on_overrun=_hard_stop(network, timeout))
         net.check()
     preset = notation_preset(notation or "esl")
-    names = [wrt] if wrt else list(index_shape(net).names.values())
+    shape = index_shape(net)
+    if notation and preset.name == "esl" and shape.layers > 2:  # said, not silently switched
+        click.echo(f"symgrad: warning: esl's α, β name one hidden layer's weights; this net has "
+                   f"{shape.layers - 1}, written W⁽ˡ⁾, b⁽ˡ⁾, h⁽ˡ⁾ with ESL's R, δ, s and indices",
+                   err=True)
+    names = [wrt] if wrt else list(shape.names.values())
     ds = [net.derive(w, level="index", cost=cost, notation=preset.name, of=of or "loss")
           for w in names]
     _echo_derivations(ds, fmt, preset, preset.name if notation else None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -304,7 +305,7 @@ def test_other_activations_and_losses_pass_their_check(hidden, output, loss, p):
 
 # -- the text format (issue 13): readable Unicode, the unit's index before the example's ------------
 GOLDEN_TEXT_W1 = [  # symgrad derive 2-3-2 --level index --wrt W1: each line without its words
-    "∂R/∂W₁ in general indices",
+    "∂R/∂W⁽¹⁾ₘₗ in general indices",  # the title in the body's names (issue 13), not ∂R/∂W₁
     "R = Σᵢ Rᵢ",
     "Rᵢ = Σₖ ½(ŷₖᵢ − yₖᵢ)²",
     "h⁽¹⁾ₘᵢ = relu(b⁽¹⁾ₘ + Σₗ′ W⁽¹⁾ₘₗ′ xₗ′ᵢ)",
@@ -390,7 +391,8 @@ def test_deep_nets_text_and_check():
     assert r.exit_code == 0, r.output
     blocks = {b.splitlines()[0].split("∂")[2].split()[0]: _expressions(b)
               for b in r.output.strip().split("\n\n")}
-    names = {"W₁": "W1", "b₁": "b1", "W₂": "W2", "b₂": "b2", "W₃": "W3", "b₃": "b3"}
+    names = {"W⁽¹⁾ₘₗ": "W1", "b⁽¹⁾ₘ": "b1", "W⁽²⁾ₘₗ": "W2", "b⁽²⁾ₘ": "b2", "W⁽³⁾ₖₘ": "W3",
+             "b⁽³⁾ₖ": "b3"}  # the titles in the body's names
     assert sorted(names[k] for k in blocks) == ["W1", "W2", "W3", "b1", "b2", "b3"]
     for p, lines in DEEP_TEXT.items():
         got = blocks[next(k for k, v in names.items() if v == p)]
@@ -465,13 +467,103 @@ def test_a_wrong_deep_formula_raises(monkeypatch):
 
 def test_deep_latex_in_the_slides_layers():
     d = sg.mlp([2, 2, 2, 1], hidden="sigmoid").derive("W1", level="index", notation="esl")
-    tex = d.to_latex(notation="esl")
+    tex = d.to_latex(notation="slides")
     assert r"\delta^{(1)(i)}_{m} &= \sigma'\left(z^{(1)(i)}_{m}\right) \sum_{k=1}^{d_{2}} " \
         r"W^{(2)}_{km} \delta^{(2)(i)}_{k}" in tex, tex
-    assert r"\alpha" not in tex  # ESL's α, β name one hidden layer's weights
+    assert r"\alpha" not in tex
+
+
+def test_deep_esl_latex_agrees_with_text_and_says_so():
+    """Issue 13: a 2-3-3-2 under esl printed f, ℓ⁽ⁱ⁾, h^{(1)(i)} in LaTeX but R, W⁽¹⁾ in text,
+    silently. Both now write R, R_i, δ_ki, s⁽ˡ⁾_mi, W⁽ˡ⁾_ml, and the CLI warns on stderr."""
+    d = sg.mlp([2, 3, 3, 2]).derive("W1", level="index", notation="esl")
+    tex, text = d.to_latex(notation="esl"), d.to_text(notation="esl")
+    for t, x in ((r"R &= \sum_{i=1}^{N} R_{i}", "R = Σᵢ Rᵢ"),
+                 (r"h^{(1)}_{mi} &= ", "h⁽¹⁾ₘᵢ = "),
+                 (r"s^{(1)}_{mi} &= ", "s⁽¹⁾ₘᵢ = "),
+                 (r"\delta_{ki} &= ", "δₖᵢ = "),
+                 (r"\frac{\partial R}{\partial W^{(1)}_{ml}} &= \sum_{i=1}^{N} x_{li} s^{(1)}_{mi}",
+                  "∂R/∂W⁽¹⁾ₘₗ = Σᵢ s⁽¹⁾ₘᵢ xₗᵢ")):
+        assert t in tex and x in text, (t, x)
+    assert r"\ell" not in tex.split("&&")[0] and "f &=" not in tex and "^{(1)(i)}" not in tex
+    assert r"\alpha" not in tex  # α, β name one hidden layer: not reused for three
+    r = CliRunner().invoke(cli, ["derive", "2-3-3-2", "--level", "index",
+                                                 "--notation", "esl", "--format", "latex",
+                                                 "--wrt", "b1"])
+    assert r.exit_code == 0 and r"\partial b^{(1)}_{m}" in r.stdout
+    assert r.stderr.count("\n") == 1 and "esl's α, β name one hidden layer" in r.stderr
+    r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "index",
+                                                 "--notation", "esl", "--wrt", "b1"])
+    assert r.exit_code == 0 and r.stderr == ""
 
 
 def test_deep_output_derivative_is_refused_in_one_line():
     r = run("derive", "2-2-2-1", "--level", "index", "--of", "output")
     assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1, r.output
     assert "one-hidden-layer" in r.output and "2 hidden layers" in r.output
+
+
+# -- issue 13: the ESL handout and the index level, as a new user read them ------------------------------
+def test_esl_handout_cost_is_r_and_a_sum():
+    """ESL's f is the output f_k(x) and its cost R(θ) = Σ_i R_i is a sum: the handout must not say
+    "the cost R is their mean" above f_MSE = (1/n) Σ ℓ."""
+    tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl")
+    assert "the cost $R$ is their sum" in tex and "their mean" not in tex
+    assert r"{R} &\sgfit{0.6\linewidth}{{}= \sum_{i=1}^{n} \ell^{(i)}}" in tex
+    assert r"\text{MSE}" not in tex and r"\frac{1}{n}" not in tex and r"\tfrac{1}{n}" not in tex
+    assert "The gradient of $R$ is the sum" in tex and "Update: the sum over" in tex
+    slides = sg.handout(sg.mlp([2, 2, 1]))  # the slides keep their mean f_MSE
+    assert r"f_{\text{MSE}}" in slides and "the cost $f$ is their mean" in slides
+
+
+def test_esl_handout_pre_activation_is_not_z():
+    """ESL's z_m = σ(α_0m + α_mᵀx) is the activation: the pre-activation needs another letter."""
+    tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl")
+    assert "z^{(1)}" not in tex
+    assert r"{v} &\sgfit{0.6\linewidth}{{}= \alpha x + \alpha_{0}}" in tex
+    assert r"{z} &\sgfit{0.6\linewidth}{{}= \operatorname{relu}(v)}" in tex
+
+
+def test_handout_help_lists_esl():
+    r = run("handout", "--help")
+    assert r.exit_code == 0 and "slides, feature, esl," in " ".join(r.output.split())
+    r = run("derive", "--help")
+    assert r.exit_code == 0 and "feature, esl," in " ".join(r.output.split())
+
+
+def test_index_titles_and_words_through_the_notation():
+    """Issue 13: titles kept ∂R/∂W₁ above bodies in α, β; the words kept R_i, m', δ_ki raw."""
+    r = run("derive", "2-2-1", "--level", "index", "--notation", "esl")
+    assert r.exit_code == 0, r.output
+    titles = [line for line in r.output.splitlines() if line.endswith("in general indices")]
+    assert titles == ["∂R/∂αₘₗ in general indices", "∂R/∂α₀ₘ in general indices",
+                      "∂R/∂βₖₘ in general indices", "∂R/∂β₀ₖ in general indices"]
+    words = " ".join(line.split("    [", 1)[1] for line in r.output.splitlines() if "    [" in line)
+    for raw in ("R_i", "m'", "k'", "δ_ki", "s_mi", "z_0i", "x_i0"):
+        assert raw not in words, raw
+    for shown in ("Rᵢ", "m′ = m", "ESL's δₖᵢ", "ESL's z₀ᵢ = 1", "ESL's xᵢ₀ = 1"):
+        assert shown in words, shown
+    assert "ESL's" in words and "examples'" in words  # apostrophes are not primes
+
+
+def test_index_latex_check_is_a_sentence_and_bias_input_one_subscript():
+    r = run("derive", "2-2-1", "--level", "index", "--notation", "esl", "--format", "latex",
+            "--wrt", "b2")
+    assert r.exit_code == 0, r.output
+    assert r"&= \text{checked" not in r.output
+    assert r" &\quad \text{checked at every index of 2-2-1 and 3-2-2 against sympy.diff}" \
+        in r.output
+    assert r"$z_{0i} = 1$" in r.output and r"z_{0} i" not in r.output
+
+def test_deep_net_defines_every_pre_activation_it_names():
+    """Issue 13: 2-3-3-2's ∂Rᵢ/∂z⁽²⁾ₖᵢ named a z⁽²⁾ no line defined. Every z⁽ˡ⁾ the steps name is
+    now defined before its unit (and the derivation still passes its sympy.diff check)."""
+    d = sg.mlp([2, 3, 3, 2]).derive("W1", level="index", notation="esl")
+    assert d.meta["checked"]
+    text = d.to_text(notation="esl")
+    defined = {line.split(" = ")[0].strip() for line in text.splitlines()[1:] if " = " in line}
+    used = set(re.findall(r"z⁽[¹²³]⁾", text))
+    assert used == {"z⁽¹⁾", "z⁽²⁾", "z⁽³⁾"}, used
+    for z in used:
+        assert any(x.startswith(z) for x in defined), (z, defined)
+    assert "h⁽²⁾ₘᵢ = relu(z⁽²⁾ₘᵢ)" in text

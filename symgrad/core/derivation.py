@@ -188,6 +188,11 @@ class Note(sp.Basic):
         return r"\text{%s}" % _printing().text_escape(self._text)
 
 
+class Remark(Note):
+    """A sentence about the lines above ("checked … against sympy.diff"), not a value: LaTeX
+    writes it with no "=" before it (the index level's check read as an equation row)."""
+
+
 def grouped(printer, expr) -> str:
     """Print ``expr``, parenthesised when it is a sum or product (so ∂(f∘g)/∂x reads right)."""
     s = printer._print(expr)

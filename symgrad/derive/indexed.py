@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Note, StepKind, _basic
+from symgrad.core.derivation import Derivation, Note, Remark, StepKind, _basic
 from symgrad.core.evaluate import evaluate
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph
@@ -307,6 +307,8 @@ def derive_index(net: Graph, wrt: str, cost: str | None = None, notation: str = 
     d = Derivation(title=f"∂{'R' if of == 'loss' else 'f'}/∂{shape.names[canon]} in general "
                    "indices")
     rec = _Record(d, shape, ix, canon, cost, of)
+    if of == "loss":  # the title's ∂R/∂θ in the body's names (ESL's ∂R/∂α_ml, not ∂R/∂W1)
+        d.meta["title_expr"] = IndexExpr(sp.Derivative(COST, rec.param), layers=shape.layers)
     rec.run()
     _verify(net, shape, rec)
     d.result = rec.total
@@ -388,7 +390,12 @@ class _Record:
                      StepKind.DEFINITION)
         L = self.layers
         for layer in range(1, L):
-            self.define(B[f"h{layer}"][m, i], self.hact(layer)(pre(layer, L, m, i, ix.lb)),
+            act_of = pre(layer, L, m, i, ix.lb)
+            if L > 2:  # the chain rule below names z⁽ˡ⁺¹⁾ and the errors σ′(z⁽ˡ⁾): each defined
+                self.define(B[f"z{layer}"][m, i], act_of, f"the pre-activation of hidden layer "
+                            f"{layer} for one example", StepKind.FORWARD)
+                act_of = B[f"z{layer}"][m, i]
+            self.define(B[f"h{layer}"][m, i], self.hact(layer)(act_of),
                         "a hidden unit of one example" if L == 2 else
                         f"a unit of hidden layer {layer} for one example", StepKind.FORWARD)
         self.define(B[f"z{L}"][k, i], pre(L, L, k, i, ix.mb), "an output's pre-activation",
@@ -415,7 +422,7 @@ class _Record:
         else:
             self.total = self.per_example
         nets = " and ".join("-".join(map(str, c)) for c in check_sizes(self.layers))
-        self.d.add(None, Note(f"checked at every index of {nets} against sympy.diff"),
+        self.d.add(None, Remark(f"checked at every index of {nets} against sympy.diff"),
                    "each index instantiated, the sums written out", StepKind.AGREE)
 
     def define(self, lhs, rhs, why, kind):

@@ -12,7 +12,8 @@ from symgrad.core.derivation import Derivation, StepKind
 from symgrad.core.matexpr import Cotangent
 from symgrad.core.program import Kind
 from symgrad.derive import backprop
-from symgrad.handouts.model import Section, batch_tex, g_name, loss_names
+from symgrad.handouts.model import (Section, batch_tex, cost_name, cost_tex, cost_word, g_name,
+                                    loss_names)
 from symgrad.printing.latex import latex
 from symgrad.printing.names import notation as _notation
 
@@ -77,10 +78,10 @@ def gradient_summary(net, alg=None, notation="slides"):
             rows.append(r"\nabla_{%s} J &= \nabla_{%s} \ell + %s"
                         % (p, p, latex(net.penalty * s.lhs.args[1], notation)))
     label = loss_names(net)[1]
-    f = "f_{%s}" % label if label else "f"
+    f = cost_name(notation, label)  # ESL's R
     mean = (batch_tex(r"\nabla \left(%s + \lambda \, \Omega\right) &= \frac{1}{n} \sum_{i=1}^{n} "
                       r"\nabla J^{(i)}", notation) % f if net.penalty != 0 else
-            batch_tex(r"\nabla %s &= \frac{1}{n} \sum_{i=1}^{n} \nabla \ell^{(i)}", notation) % f)
+            cost_tex(r"\nabla %s &= \frac{1}{n} \sum_{i=1}^{n} \nabla \ell^{(i)}", notation) % f)
     return rows + [mean], [r"%s &= %s" % (latex(g, notation), latex(rhs, notation))
                            for g, rhs in keep]
 
@@ -108,11 +109,11 @@ def algorithm_section(P, net, alg, verbosity) -> Section:
                 if need <= done:
                     lines.append(("step", r"%s \leftarrow %s" % (P.tex(gs.lhs), P.tex(gs.rhs))))
                     done.add(id(gs))
-    lines.append(("head", "Update: the mean over a minibatch of %s examples, then a step"
-                  % _notation(P.notation).batch))
+    lines.append(("head", "Update: the %s over a minibatch of %s examples, then a step"
+                  % (cost_word(P.notation), _notation(P.notation).batch)))
     for p in net.parameters:  # ∇f is the mean of the ∇ℓ computed above (the loss section)
         s = P.tex(net.sym(p))
-        mean = batch_tex(r"\tfrac{1}{n} \textstyle\sum_{i=1}^{n} \nabla_{%s} \ell^{(i)}",
+        mean = cost_tex(r"\tfrac{1}{n} \textstyle\sum_{i=1}^{n} \nabla_{%s} \ell^{(i)}",
                          P.notation) % s
         if net.penalty != 0 and net.is_weight(p):  # ∇ of the mean J: the penalty's λW once
             mean = r"\left(%s + %s\right)" % (mean, P.tex(net.penalty * net.sym(p)))

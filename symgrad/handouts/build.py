@@ -16,7 +16,8 @@ from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
 from symgrad.handouts.assembled import assembled_section, fits
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
-from symgrad.handouts.model import Doc, Section, batch_tex, loss_names, term_names
+from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_tex, cost_word,
+                                    loss_names, term_names)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
 from symgrad.graph.files import load_network, parse_spec
@@ -428,14 +429,15 @@ def _loss_section(P, net) -> Section:
     out = net.output_node
     rows = _loss_rows(P, net, net.loss, out, net.target, r"\ell")
     _, label, what = loss_names(net)
-    rows.append(batch_tex(r"f_{%s} &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation) % label)
+    rows.append(cost_tex(r"%s &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation)
+                % cost_name(P.notation, label))  # ESL: R = Σ_i ℓ^(i), a sum, no f_MSE
     sec.text(P.words(f"For one example (x, y) the loss ℓ is {what}; over a minibatch of n "
-                     "examples the cost f is their mean:"))
+                     f"examples the cost f is their {cost_word(P.notation)}:"))
     sec.math(rows)
     if net.penalty != 0:
         _penalty(P, net, label, sec)
-    sec.text(r"The gradient of $f$ is the mean of the gradients of $\ell$, so every derivation "
-             r"below is for one example.")
+    sec.text(r"The gradient of $%s$ is the %s of the gradients of $\ell$, so every derivation "
+             r"below is for one example." % (cost_name(P.notation), cost_word(P.notation)))
     return sec
 
 

@@ -65,6 +65,38 @@ def batch_tex(tex: str, notation) -> str:
     return tex.replace("{n}", "{%s}" % _notation(notation).batch)
 
 
+def cost_sums(notation) -> bool:
+    """Whether the notation's notes sum the examples' losses (ESL's R(θ) = Σ_i R_i) rather than
+    average them (the slides' f = (1/n) Σ_i ℓ_i): derive's DEFAULT_COST, the same table."""
+    from symgrad.derive.indexed import DEFAULT_COST
+    return DEFAULT_COST.get(_notation(notation).name, "mean") == "sum"
+
+
+def cost_tex(tex: str, notation) -> str:
+    """:func:`batch_tex` of a formula of the cost over a minibatch, written with the slides'
+    1/n: the 1/n dropped where the notes sum (ESL's R = Σ_i R_i)."""
+    tex = batch_tex(tex, notation)
+    if cost_sums(notation):
+        n = _notation(notation).batch
+        for frac in (r"\frac{1}{%s} " % n, r"\tfrac{1}{%s} " % n):
+            tex = tex.replace(frac, "")
+    return tex
+
+
+def cost_name(notation, label: str = "") -> str:
+    """The cost's TeX: f_{MSE} (f of the loss's subscript) in the slides; the notation's own
+    letter where it has one (ESL's R, whose f is the network's output f_k(x))."""
+    own = _notation(notation).scalar("f")
+    if own is not None and own.tex() != "f":
+        return own.tex()
+    return "f_{%s}" % label if label else "f"
+
+
+def cost_word(notation) -> str:
+    """How the cost gathers the examples' losses, in words: their mean or their sum."""
+    return "sum" if cost_sums(notation) else "mean"
+
+
 def g_name(notation) -> str:
     """The backward pass's g as the notation writes vectors."""
     return r"\mathbf{g}" if _notation(notation).bold else "g"

@@ -63,7 +63,10 @@ ESL = register_notation(NamedNotation(
     "esl", bold=False,
     names=(("W1", (r"\alpha", "")), ("b1", (r"\alpha", "0")), ("W2", (r"\beta", "")),
            ("b2", (r"\beta", "0")), ("h1", ("z", "")), ("z2", ("T", "")), ("yhat", ("f", "")),
-           ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", ""))),
+           ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", "")),
+           # ESL's z_m = σ(α_0m + α_mᵀx) is the activation, and it has no letter for the
+           # pre-activation: v (not z⁽¹⁾, which read as a second z beside z = relu(z⁽¹⁾))
+           ("z1", ("v", "")), ("Z1", ("V", ""))),
     scalars=(("f", "R"), ("yhat", "f")),
     activations=(("sigmoid", r"\sigma"), ("sigmoid'", r"\sigma'"))), replace=True)
 
@@ -120,8 +123,13 @@ class IndexLatexPrinter(LatexPrinter):
         nota = self._settings["notation"]
         self._nota = nota
         self._key = nota.name if nota is not None and nota.name in ENTRIES else "slides"
-        if self._settings["layers"] > 2:  # ESL's α, β and the feature notes' dots name one
-            self._key = "slides"          # hidden layer: a deeper net in the slides' W⁽ˡ⁾
+        # ESL's α, β name one hidden layer: a deeper net keeps ESL's R_i, δ_ki, s_mi, N and
+        # letters, its layers written W⁽ˡ⁾_ml, h⁽ˡ⁾_mi as the text format writes them (the two
+        # formats of one derivation agree; the CLI says so on stderr). The feature notes'
+        # dots name one hidden layer too: a deeper net there is in the slides' W⁽ˡ⁾.
+        self._deep_esl = self._key == "esl" and self._settings["layers"] > 2
+        if self._settings["layers"] > 2 and not self._deep_esl:
+            self._key = "slides"
 
     # names
     def _print_Symbol(self, expr, style="plain"):
@@ -140,8 +148,10 @@ class IndexLatexPrinter(LatexPrinter):
     def _print_Indexed(self, expr):
         label = expr.base.label.name
         idx = [self._print(i) for i in expr.indices]
-        if label == "z1" and self._key == "esl":  # ESL has no name for it
-            return r"\left(%s\right)" % label
+        if self._deep_esl:
+            return self._deep_esl_entry(label, idx)
+        if label == "z1" and self._key == "esl":  # ESL has no name for it: v, as the handout
+            return "v_{%s}" % _j(*idx)
         fn = ENTRIES[self._key].get(label)
         layered = _LAYER.fullmatch(label)
         if self._key == "slides" and self._settings["layers"] > 2 and (
@@ -155,12 +165,27 @@ class IndexLatexPrinter(LatexPrinter):
             return "%s^{(%s)(%s)}_{%s}" % (sym, n, idx[1], idx[0])
         return fn(*idx) if fn else r"\text{%s}_{%s}" % (text_escape(label), ",".join(idx))
 
+    def _deep_esl_entry(self, label, idx):
+        """A deeper net's entry under esl, as the text format writes it: W⁽ˡ⁾_ml, b⁽ˡ⁾_m,
+        h⁽ˡ⁾_mi, s⁽ˡ⁾_mi, ŷ_ki, and ESL's δ_ki, R_i, x_li, y_ki (the unit, then the example)."""
+        layered = _LAYER.fullmatch(label)
+        if layered and layered.group(1) in ("W", "b", "h", "z", "s"):
+            return "%s^{(%s)}_{%s}" % (layered.group(1), layered.group(2), _j(*idx))
+        if label in _UNIT_FIRST:
+            idx = idx[::-1]
+        base = {"yhat": r"\hat{y}", "delta": r"\delta"}.get(label)
+        if base is None and label in ("x", "y", "R"):
+            base = label
+        if base is None:
+            return r"\text{%s}_{%s}" % (text_escape(label), ",".join(idx))
+        return "%s_{%s}" % (base, _j(*idx))
+
     def _print_KroneckerDelta(self, expr, exp=None):  # δ is ESL's output error: Iverson's bracket
         return r"[%s = %s]" % (self._print(expr.args[0]), self._print(expr.args[1]))
 
     def _act_name(self, kind, name, k=None):
         prime = kind.endswith("'")
-        if kind.startswith("oact") and self._key == "esl":
+        if kind.startswith("oact") and self._key == "esl" and not self._deep_esl:
             return "g_{%s}%s" % (self._print(k), "'" if prime else "")
         own = self._nota.activation(name + ("'" if prime else "")) if self._nota else None
         if own:
@@ -242,7 +267,7 @@ class IndexLatexPrinter(LatexPrinter):
         return (w.indices[0], ex[0]) if len(ex) == 1 else (None, None)
 
     def _print_Sum(self, expr):
-        if self._key == "esl" and len(expr.limits) == 1:
+        if self._key == "esl" and not self._deep_esl and len(expr.limits) == 1:
             unit, example = self._dot_parts(expr)
             if unit is not None:  # ESL's α_mᵀx_i, β_kᵀz_i
                 w = next(a for a in expr.function.args if a.base.label.name in ("W1", "W2"))
@@ -545,3 +570,18 @@ def _text_hook(expr, printer, whole=False, layers=2):
 IndexExpr.text_printer = staticmethod(_text_hook)
 
 __all__ = ["ESL", "NamedNotation", "IndexLatexPrinter", "index_latex"]
+
+
+# the index level's words in the text format: the engine writes R_i, m', δ_ki, z_0i (LaTeX's
+# words make them R_{i}, m', \delta_{ki}); the text writes them as its body does, Rᵢ, m′, δₖᵢ
+_WORD_ENTRY = re.compile(r"(?<![A-Za-z0-9_])([A-Za-zα-ω])_([a-z0-9]{1,3})(?![A-Za-z0-9_])")
+_WORD_PRIME = re.compile(r"(?<![A-Za-z0-9_])([a-z])('+)(?![A-Za-z0-9_'(])")
+
+
+def index_words(text: str) -> str:
+    """A justification's single-letter entries and primed indices in Unicode (R_i → Rᵢ,
+    δ_ki → δₖᵢ, m' → m′); a subscript with a letter Unicode lacks stays as written."""
+    text = _WORD_ENTRY.sub(lambda m: m.group(1) + "".join(_SUB[c] for c in m.group(2))
+                           if all(c in _SUB for c in m.group(2)) else m.group(0), text)
+    return _WORD_PRIME.sub(lambda m: m.group(1) + _PRIMES.get(len(m.group(2)),
+                                                              "′" * len(m.group(2))), text)

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Factors, Note, Step, StepKind
+from symgrad.core.derivation import Derivation, Factors, Note, Remark, Step, StepKind
 from symgrad.printing.terms import call_of_sum, factor_count, positive_first, term, names_in, notes_order
 from symgrad.printing.width import break_terms, tex_width
 
@@ -159,6 +159,8 @@ class DerivationLayout:
             lhs = lhs and r"\sgfit{%s}{%s}" % (caps[0], lhs)
             chunks = [r"\sgfit{%s}{%s}" % (rhs_cap, c) for c in chunks]
         rel = r"\leftarrow" if s.rule is StepKind.UPDATE else "="  # (w ← w − ε ∂f/∂w)
+        if s.lhs is None and isinstance(s.rhs, Remark):  # a sentence, not "= text"
+            rel = r"\quad"
         lines = [f"{lhs} &{rel} {chunks[0]}"] + [r"&\quad %s" % c for c in chunks[1:]]
         pos = self._settings["why_position"]
         if below and (why is not None or notes):  # (the shapes stay at the right unless wide)

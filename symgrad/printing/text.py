@@ -611,8 +611,10 @@ class TextPrinter(PlainPrinter):
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
                     for s in d.steps]
         width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
-        if d.title:
-            lines.append(words(d.title))
+        if d.title:  # the index level's ∂R/∂θ printed as its body prints θ (issue 13)
+            t = d.meta.get("title_expr")
+            lines.append(words(d.title) if t is None else
+                         f"{self.doprint(t)} in general indices")
         for lhs, rhs, s in rendered:
             if lhs is None and isinstance(s.rhs, Note):  # a remark on the lines above
                 line = f"{''.rjust(width)}   {words(rhs)}"
@@ -651,6 +653,9 @@ class TextPrinter(PlainPrinter):
                           r"(?:('+)(?=\()|(?![A-Za-z0-9_']))", name, text)
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
             return text.replace(" - ", " − ").replace("(-", "(−")
+        if d.meta.get("level") == "index":  # R_i, m', δ_ki as the body writes them: Rᵢ, m′, δₖᵢ
+            from symgrad.printing.indexed import index_words  # (it imports this module)
+            return lambda text: index_words(words(text))
         return words
 
 

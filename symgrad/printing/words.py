@@ -280,6 +280,9 @@ def _index_rest(toks, i) -> list:
         if len(raw) == 1 and raw in UNICODE_MATH and raw.isalpha():
             out.append((UNICODE_MATH[raw] + " ", raw))
             i += 1
+        elif len(raw) == 1 and raw.isascii() and raw.isalpha() and toks[i - 1][2].isdigit():
+            out.append((raw, raw))  # z_0i (ESL's bias input): the tokens split it as z_{0} i
+            i += 1
         elif raw == "," and i + 1 < len(toks) and toks[i + 1][2].isalnum() \
                 and toks[i + 1][2].isascii():
             out += [(",", raw), (text_escape(toks[i + 1][2]), toks[i + 1][2])]
