@@ -352,6 +352,50 @@ def test_to_torch_block_inside_a_torch_model_trains_as_the_all_torch_model():
     assert not torch.equal(first.weight, nn.Linear(5, 3).double().weight)  # (it trained)
 
 
+def test_to_torch_refuses_a_second_derivative_instead_of_silently_dropping_it():
+    """grad(m(X).sum(), X, create_graph=True) gave a gradient with requires_grad=False: second
+    derivatives were silently missing. Now the first derivative is unchanged (and carries a graph)
+    and differentiating it again raises, in one line."""
+    torch = _framework("torch")
+    m = sg.to_torch(sg.mlp([3, 4, 2], hidden="tanh", output="identity", loss="mse"),
+                    dtype=torch.float64)
+    X = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    g, = torch.autograd.grad(m(X).sum(), X, create_graph=True)
+    g0, = torch.autograd.grad(m(X).sum(), X)
+    torch.testing.assert_close(g, g0, rtol=0, atol=0)
+    assert g.requires_grad and not g0.requires_grad
+    with pytest.raises(RuntimeError, match=r"^to_torch: a symgrad block is differentiable once") \
+            as err:
+        torch.autograd.grad(g.sum(), X)
+    assert "\n" not in str(err.value)
+    ps = list(m.parameters())  # a parameter's gradient too (a gradient penalty on the weights)
+    gw, = torch.autograd.grad(m(X).sum(), ps[0], create_graph=True)
+    with pytest.raises(RuntimeError, match=r"differentiable once"):
+        torch.autograd.grad(gw.sum(), ps[0])
+
+
+def test_to_torch_input_errors_name_what_is_wrong():
+    """A numpy X said "X has shape (2, 4); expected (n, 4) tensor"; it is the type that is wrong.
+    Another floating dtype is cast to the parameters', as net.compile(backend="torch") does."""
+    torch = _framework("torch")
+    net = sg.mlp([4, 3, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    m = sg.to_torch(net, dtype=torch.float32)
+    with pytest.raises(TypeError, match=r"^X must be a torch tensor, got numpy\.ndarray"):
+        m(np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^X has shape \(2, 5\); expected \(n, 4\), one example"):
+        m(torch.zeros(2, 5))
+    X = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    out = m(X)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, m(X.detach().float()), rtol=0, atol=0)
+    p = {k: v.detach().numpy() for k, v in m.named_parameters()}
+    kernel_loss = net.compile(backend="torch")({k: torch.as_tensor(v) for k, v in p.items()},
+                                               X.detach(), torch.tensor([0, 1, 1]))[0]
+    assert kernel_loss.dtype == torch.float32  # the kernel casts X to the parameters' dtype too
+    out.sum().backward()
+    assert X.grad.dtype == torch.float64  # the gradient flows back through the cast
+
+
 def test_a_known_signature_skips_the_python_checks_and_a_new_one_is_checked(backend, monkeypatch):
     """The fast path (issue 14): once a (shapes, dtypes, devices) signature has passed the checks,
     later calls of it run no Python check (JAX: they ran once, on the tracers inside jax.jit;
