@@ -214,6 +214,42 @@ def test_bad_arguments_are_one_line_errors(backend, bad, message):
     assert "\n" not in str(err.value)
 
 
+def test_labels_out_of_range_are_numpys_one_line_error_on_every_path(backend):
+    """JAX returned a finite, wrong loss for label 5 or −1 of a 2-class net (one_hot made the row
+    zero); torch raised scatter_'s RuntimeError. Now numpy's words, on the first (checked) call
+    and on a known signature's fast path, which reads the labels' values too."""
+    fw = _framework(backend)
+    arr = (lambda a: fw.numpy.asarray(a)) if backend == "jax" else (lambda a: fw.as_tensor(a))
+    net = sg.mlp([4, 3, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    k = net.compile(backend=backend)
+    rng = np.random.default_rng(0)
+    X, p = rng.normal(size=(5, 4)), net.init_params(seed=0)
+    ps, good = {q: arr(v) for q, v in p.items()}, np.array([0, 1, 1, 0, 1])
+    for labels, bad in (([0, 1, 5, 0, 1], 5), ([0, 1, -1, 0, 1], -1), ([2, 1, 7, -3, 0], -3)):
+        with pytest.raises(ValueError, match=rf"^Y: labels must lie in 0\.\.1, got {bad}$"):
+            k(ps, arr(X), arr(np.array(labels)))  # a fresh signature: the checked path
+        assert _rel(k(ps, arr(X), arr(good))[0], net.compile()(p, X, good)[0]) < 1e-12
+        with pytest.raises(ValueError, match=rf"^Y: labels must lie in 0\.\.1, got {bad}$"):
+            k(ps, arr(X), arr(np.array(labels)))  # the signature is known now: the fast path
+    if backend == "jax":
+        # under the caller's own jit the values are abstract: nothing can be raised, so the
+        # loss and every gradient are nan, never a finite wrong number
+        value, grads = fw.jit(k)(ps, arr(X), arr(np.array([0, 1, 5, 0, 1])))
+        assert np.isnan(float(value)) and all(np.isnan(_host(g)).all() for g in grads.values())
+        value, grads = fw.jit(k)(ps, arr(X), arr(good))
+        want, wg = net.compile()(p, X, good)
+        assert _rel(value, want) < 1e-12 and all(_rel(grads[q], wg[q]) < 1e-12 for q in wg)
+        fw.config.update("jax_enable_x64", False)  # the path without x64 (no trace-time checks)
+        try:
+            p32 = {q: arr(v.astype("float32")) for q, v in p.items()}
+            for _ in range(2):
+                with pytest.raises(ValueError, match=r"^Y: labels must lie in 0\.\.1, got 5$"):
+                    k(p32, arr(X.astype("float32")), arr(np.array([0, 1, 5, 0, 1], "int32")))
+                k(p32, arr(X.astype("float32")), arr(good.astype("int32")))
+        finally:
+            fw.config.update("jax_enable_x64", True)
+
+
 class cubic3(Primitive):
     """x³ with numpy and python code only: no jax or torch entry."""
 

@@ -369,9 +369,8 @@ class Spec:
         if labels and Y.ndim == 1 and Y.shape == (n,):
             if Y.dtype.kind not in "iu":
                 raise ValueError(f"{what}: class labels must be integers, got {Y.dtype}")
-            if n and (Y.min() < 0 or Y.max() >= d_out):
-                raise ValueError(f"{what}: labels must lie in 0..{d_out - 1}, got "
-                                 f"{Y.min() if Y.min() < 0 else Y.max()}")
+            if n:
+                check_label_range(what, d_out, Y.min(), Y.max())
             return Y
         if Y.ndim == 1 and d_out == 1 and Y.shape == (n,):
             Y = Y[:, None]
@@ -390,6 +389,12 @@ class Spec:
                                  "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n', T)} integer labels")
         return Y
+
+
+def check_label_range(what, d_out, lo, hi) -> None:
+    """Class labels, given their least and greatest, lie in 0..d_out − 1 (every backend's words)."""
+    if lo < 0 or hi >= d_out:
+        raise ValueError(f"{what}: labels must lie in 0..{d_out - 1}, got {lo if lo < 0 else hi}")
 
 
 def _numeric(A, what, dt):
