@@ -36,7 +36,7 @@ from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts
                                     lambda_body, legend, missing_code, print_elementwise)
 from symgrad.compile.emit import cse
 from symgrad.compile.kernel import _live  # the statements an output needs, as numpy's
-from symgrad.compile.spec import Spec, check_label_range
+from symgrad.compile.spec import Spec, check_label_range, is_dask, out_of_core
 from symgrad.derive import backprop
 
 # the matrix operations this printer writes (anything else in a program is refused, named)
@@ -455,6 +455,8 @@ class ArgCheck:
         if not rt.is_array(a):
             if self.tracing:
                 raise _Untraced(what)
+            if is_dask(a):  # (np.asarray would compute it all, in memory)
+                raise ValueError(out_of_core(what))
             import numpy as np
             arr = np.asarray(a)
             if arr.dtype.kind not in "biuf":

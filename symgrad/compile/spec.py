@@ -117,6 +117,10 @@ class Spec:
                              + ("" if self.out_T else " one row per example")
                              + (f" or {self.lshape('n')} integer labels" if self.labels else "")
                              + "; got None (net.predict(params, X) needs none)")
+        for what, a in (("X", X), ("Y", Y)):
+            for k, v in (a.items() if isinstance(a, dict) else [(None, a)]):
+                if is_dask(v):  # (np.asarray would compute it all, in memory)
+                    raise ValueError(out_of_core(what if k is None else f"{what}[{k!r}]"))
         out = self.params(params)
         dt = out[0].dtype if out else np.dtype("float64")
         xs = self.examples(self.with_masks(X), dt)
@@ -389,6 +393,18 @@ class Spec:
                                  "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n', T)} integer labels")
         return Y
+
+
+def is_dask(a) -> bool:
+    """Whether ``a`` is a dask array (without importing dask when it is not one)."""
+    return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "to_delayed")
+
+
+def out_of_core(what) -> str:
+    """The words for a dask array given to a kernel, which takes arrays in memory."""
+    return (f"{what} is a dask array; a kernel takes arrays in memory: for data beyond memory use "
+            "symgrad.run.chunked.gradient(net, params, X, Y) or sg.train(net, X, Y), chunk by "
+            "chunk")
 
 
 def check_label_range(what, d_out, lo, hi) -> None:
