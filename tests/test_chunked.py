@@ -156,7 +156,8 @@ def test_a_kernel_given_a_dask_array_says_where_to_go_instead_of_computing_it():
     X, Y = _data(100)
     Xd, Yd = da.from_array(X, chunks=(30, 8)), da.from_array(Y, chunks=(30, 3))
     k, p = net.compile(), net.init_params()
-    for args, what in (((Xd, Yd), "X"), ((Xd, Y), "X")):
+    for args, what in (((Xd, Yd), "X"), ((Xd, Y), "X"), ((X, Yd), "Y"),
+                       ((X, da.from_array(Y.argmax(1), chunks=30)), "Y")):
         with pytest.raises(ValueError, match=rf"^{what} is a dask array; a kernel takes arrays in "
                            r"memory: .*symgrad\.run\.chunked\.gradient.*sg\.train") as err:
             k(p, *args)

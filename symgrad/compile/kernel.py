@@ -141,6 +141,8 @@ def _prologue(spec, with_y):
                       f"(Y.shape != ({lead}{spec.d_out}) or Y.dtype is not dt)")
     else:
         yshape = ""
+    if with_y and not spec.several:  # (a dask Y, as a dask X below: not an ndarray)
+        yshape = " or not isinstance(Y, _ND)" + yshape
     # (cross_entropy: integer labels and float rows both take this fast path; each row's sum of
     # 1, which the fused gradient ŷ − y requires, is checked by the one-hot variant's own code)
     # Locals are the program's generated names; the user's names are dict keys held in the
