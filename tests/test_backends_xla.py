@@ -214,6 +214,42 @@ def test_bad_arguments_are_one_line_errors(backend, bad, message):
     assert "\n" not in str(err.value)
 
 
+def test_labels_out_of_range_are_numpys_one_line_error_on_every_path(backend):
+    """JAX returned a finite, wrong loss for label 5 or −1 of a 2-class net (one_hot made the row
+    zero); torch raised scatter_'s RuntimeError. Now numpy's words, on the first (checked) call
+    and on a known signature's fast path, which reads the labels' values too."""
+    fw = _framework(backend)
+    arr = (lambda a: fw.numpy.asarray(a)) if backend == "jax" else (lambda a: fw.as_tensor(a))
+    net = sg.mlp([4, 3, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    k = net.compile(backend=backend)
+    rng = np.random.default_rng(0)
+    X, p = rng.normal(size=(5, 4)), net.init_params(seed=0)
+    ps, good = {q: arr(v) for q, v in p.items()}, np.array([0, 1, 1, 0, 1])
+    for labels, bad in (([0, 1, 5, 0, 1], 5), ([0, 1, -1, 0, 1], -1), ([2, 1, 7, -3, 0], -3)):
+        with pytest.raises(ValueError, match=rf"^Y: labels must lie in 0\.\.1, got {bad}$"):
+            k(ps, arr(X), arr(np.array(labels)))  # a fresh signature: the checked path
+        assert _rel(k(ps, arr(X), arr(good))[0], net.compile()(p, X, good)[0]) < 1e-12
+        with pytest.raises(ValueError, match=rf"^Y: labels must lie in 0\.\.1, got {bad}$"):
+            k(ps, arr(X), arr(np.array(labels)))  # the signature is known now: the fast path
+    if backend == "jax":
+        # under the caller's own jit the values are abstract: nothing can be raised, so the
+        # loss and every gradient are nan, never a finite wrong number
+        value, grads = fw.jit(k)(ps, arr(X), arr(np.array([0, 1, 5, 0, 1])))
+        assert np.isnan(float(value)) and all(np.isnan(_host(g)).all() for g in grads.values())
+        value, grads = fw.jit(k)(ps, arr(X), arr(good))
+        want, wg = net.compile()(p, X, good)
+        assert _rel(value, want) < 1e-12 and all(_rel(grads[q], wg[q]) < 1e-12 for q in wg)
+        fw.config.update("jax_enable_x64", False)  # the path without x64 (no trace-time checks)
+        try:
+            p32 = {q: arr(v.astype("float32")) for q, v in p.items()}
+            for _ in range(2):
+                with pytest.raises(ValueError, match=r"^Y: labels must lie in 0\.\.1, got 5$"):
+                    k(p32, arr(X.astype("float32")), arr(np.array([0, 1, 5, 0, 1], "int32")))
+                k(p32, arr(X.astype("float32")), arr(good.astype("int32")))
+        finally:
+            fw.config.update("jax_enable_x64", True)
+
+
 class cubic3(Primitive):
     """x³ with numpy and python code only: no jax or torch entry."""
 
@@ -350,6 +386,50 @@ def test_to_torch_block_inside_a_torch_model_trains_as_the_all_torch_model():
     for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
     assert not torch.equal(first.weight, nn.Linear(5, 3).double().weight)  # (it trained)
+
+
+def test_to_torch_refuses_a_second_derivative_instead_of_silently_dropping_it():
+    """grad(m(X).sum(), X, create_graph=True) gave a gradient with requires_grad=False: second
+    derivatives were silently missing. Now the first derivative is unchanged (and carries a graph)
+    and differentiating it again raises, in one line."""
+    torch = _framework("torch")
+    m = sg.to_torch(sg.mlp([3, 4, 2], hidden="tanh", output="identity", loss="mse"),
+                    dtype=torch.float64)
+    X = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    g, = torch.autograd.grad(m(X).sum(), X, create_graph=True)
+    g0, = torch.autograd.grad(m(X).sum(), X)
+    torch.testing.assert_close(g, g0, rtol=0, atol=0)
+    assert g.requires_grad and not g0.requires_grad
+    with pytest.raises(RuntimeError, match=r"^to_torch: a symgrad block is differentiable once") \
+            as err:
+        torch.autograd.grad(g.sum(), X)
+    assert "\n" not in str(err.value)
+    ps = list(m.parameters())  # a parameter's gradient too (a gradient penalty on the weights)
+    gw, = torch.autograd.grad(m(X).sum(), ps[0], create_graph=True)
+    with pytest.raises(RuntimeError, match=r"differentiable once"):
+        torch.autograd.grad(gw.sum(), ps[0])
+
+
+def test_to_torch_input_errors_name_what_is_wrong():
+    """A numpy X said "X has shape (2, 4); expected (n, 4) tensor"; it is the type that is wrong.
+    Another floating dtype is cast to the parameters', as net.compile(backend="torch") does."""
+    torch = _framework("torch")
+    net = sg.mlp([4, 3, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    m = sg.to_torch(net, dtype=torch.float32)
+    with pytest.raises(TypeError, match=r"^X must be a torch tensor, got numpy\.ndarray"):
+        m(np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"^X has shape \(2, 5\); expected \(n, 4\), one example"):
+        m(torch.zeros(2, 5))
+    X = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    out = m(X)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, m(X.detach().float()), rtol=0, atol=0)
+    p = {k: v.detach().numpy() for k, v in m.named_parameters()}
+    kernel_loss = net.compile(backend="torch")({k: torch.as_tensor(v) for k, v in p.items()},
+                                               X.detach(), torch.tensor([0, 1, 1]))[0]
+    assert kernel_loss.dtype == torch.float32  # the kernel casts X to the parameters' dtype too
+    out.sum().backward()
+    assert X.grad.dtype == torch.float64  # the gradient flows back through the cast
 
 
 def test_a_known_signature_skips_the_python_checks_and_a_new_one_is_checked(backend, monkeypatch):

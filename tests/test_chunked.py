@@ -115,3 +115,51 @@ def test_two_million_rows_on_a_two_process_cluster():
         assert abs(l1 - l0) <= 1e-12 * abs(l0)
         for q in g0:
             assert np.allclose(g1[q], g0[q], rtol=1e-12, atol=1e-15), q
+
+
+def test_dask_errors_name_the_whole_array_and_a_numpy_y_is_accepted():
+    """From the issue-14 trial: a numpy Y beside a dask X raised AttributeError 'rechunk'; nan at
+    row 7777 (chunks of 1500) was reported at [277, 3]; a wrong width reported a chunk's shape;
+    unknown chunk sizes said "X has nan rows"."""
+    net = sg.mlp([8, 4, 3], hidden="tanh", output="softmax", loss="cross_entropy")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10000, 8)), rng.integers(0, 3, 10000)
+    p = net.init_params()
+    Xd, yd = da.from_array(X, chunks=(1500, 8)), da.from_array(y, chunks=1500)
+    want = chunked.gradient(net, p, Xd, yd)
+    for got in (chunked.gradient(net, p, Xd, y), chunked.gradient(net, p, X, yd)):
+        assert got[0] == pytest.approx(want[0], rel=1e-14)
+        assert all(np.allclose(got[1][q], want[1][q], rtol=1e-13, atol=0) for q in want[1])
+    bad = X.copy()
+    bad[7777, 3] = np.nan
+    cases = [
+        (lambda: chunked.gradient(net, p, da.from_array(bad, chunks=(1500, 8)), yd),
+         r"^X holds nan \(at \[7777, 3\]\)$"),
+        (lambda: sg.train(net, da.from_array(bad, chunks=(1500, 8)), yd, batch_size=64,
+                          epochs=1, quiet=True), r"^X holds nan \(at \[7777, 3\]\)$"),
+        (lambda: chunked.gradient(net, p, da.from_array(X[:, :7], chunks=(1500, 7)), yd),
+         r"^X has shape \(10000, 7\); expected \(n, 8\), one example a row$"),
+        (lambda: sg.train(net, Xd[Xd[:, 0] > 0], y[X[:, 0] > 0], batch_size=None, epochs=1,
+                          quiet=True),
+         r"^X has unknown chunk sizes \(nan rows.*call X = X\.compute_chunk_sizes\(\) first$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+
+
+def test_a_kernel_given_a_dask_array_says_where_to_go_instead_of_computing_it():
+    """net.compile()(p, X_dask, y_dask) raised "matmul() got an unexpected keyword argument
+    'out'" (the numpy fast path took the dask array); np.asarray would compute it all."""
+    net = sg.mlp([8, 4, 3], hidden="tanh", output="softmax", loss="cross_entropy")
+    X, Y = _data(100)
+    Xd, Yd = da.from_array(X, chunks=(30, 8)), da.from_array(Y, chunks=(30, 3))
+    k, p = net.compile(), net.init_params()
+    for args, what in (((Xd, Yd), "X"), ((Xd, Y), "X"), ((X, Yd), "Y"),
+                       ((X, da.from_array(Y.argmax(1), chunks=30)), "Y")):
+        with pytest.raises(ValueError, match=rf"^{what} is a dask array; a kernel takes arrays in "
+                           r"memory: .*symgrad\.run\.chunked\.gradient.*sg\.train") as err:
+            k(p, *args)
+        assert "\n" not in str(err.value)
+    assert k(p, X, Y)[0] == pytest.approx(chunked.gradient(net, p, Xd, Yd)[0], rel=1e-13)

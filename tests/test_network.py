@@ -390,3 +390,47 @@ def test_mlp_of_a_spec_text_says_what_it_takes():
                                          r"text '2-2-1' \(sg.load_network reads a spec"):
         sg.mlp("2-2-1")
     assert sg.load_network("2-2-1").parameters == ["W1", "b1", "W2", "b2"]
+
+
+def test_every_activation_and_loss_pair_compiles_after_unpickling_in_a_new_process(tmp_path):
+    """A net pickled here and unpickled in a fresh interpreter (what a Dask process cluster does)
+    compiles and gives this process's loss. check_output compared the activation's Lambda, whose
+    bound Dummy differs in a new process: sigmoid+bce raised "bce needs sigmoid outputs"."""
+    import pickle
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(5, 3))
+    cases = []
+    # the built-in activations (others registered by other tests are unknown to a new process)
+    builtin = ["identity", "relu", "sigmoid", "softplus", "leaky_relu", "tanh"]
+    assert set(builtin) <= set(ACTIVATIONS)
+    for hidden in builtin:
+        for output in [*builtin, "softmax"]:
+            for loss in ("mse", "bce", "cross_entropy"):
+                try:
+                    net = sg.mlp([3, 2, 2], hidden=hidden, output=output, loss=loss)
+                except ValueError:  # bce needs sigmoid outputs, cross_entropy softmax ones
+                    continue
+                Y = np.array([0, 1, 1, 0, 1]) if loss == "cross_entropy" else rng.random((5, 2))
+                p = net.init_params(seed=1)
+                cases.append(((hidden, output, loss), pickle.dumps(net), p, Y,
+                              float(net.compile()(p, X, Y)[0])))
+    assert {c[0][1:] for c in cases} >= {("sigmoid", "bce"), ("softmax", "cross_entropy"),
+                                         ("tanh", "mse")}
+    (tmp_path / "cases.pkl").write_bytes(pickle.dumps((X, cases)))
+    child = ("import pickle, sys\n"
+             "X, cases = pickle.load(open(sys.argv[1], 'rb'))\n"
+             "for key, blob, p, Y, _ in cases:\n"
+             "    print(*key, repr(float(pickle.loads(blob).compile()(p, X, Y)[0])))\n")
+    r = subprocess.run([sys.executable, "-c", child, str(tmp_path / "cases.pkl")],
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = [line.split() for line in r.stdout.splitlines()]
+    assert [tuple(g[:3]) for g in got] == [c[0] for c in cases]
+    for g, c in zip(got, cases):
+        assert float(g[3]) == pytest.approx(c[4], rel=1e-12), g

@@ -562,3 +562,20 @@ def test_load_params_of_an_existing_file_without_npz_says_why_it_is_not_read(tmp
         sg.load_params(tmp_path / "t.txt")
     with pytest.raises(ValueError, match=r"no such file .*u\.npz$"):
         sg.load_params(tmp_path / "u")
+
+
+def test_batch_size_none_is_full_batch_in_memory_as_on_dask():
+    """sg.train(..., batch_size=None) is full-batch descent on dask arrays; in memory it raised
+    "batch_size must be a positive integer, not None". Now it is one step an epoch over every
+    row there too: the same parameters as batch_size=n."""
+    net = sg.mlp([3, 4, 2], hidden="tanh", output="softmax", loss="cross_entropy")
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    p1, h1 = sg.train(net, X, y, batch_size=None, epochs=4, lr=0.1, optimizer="sgd", quiet=True,
+                      shuffle=False)
+    p2, h2 = sg.train(net, X, y, batch_size=40, epochs=4, lr=0.1, optimizer="sgd", quiet=True,
+                      shuffle=False)
+    assert h1 == h2 and len(h1) == 4 and h1[-1] < h1[0]
+    assert all(np.array_equal(p1[q], p2[q]) for q in p1)
+    doc = " ".join(sg.train.__doc__.split())  # documented where the signature is
+    assert "None: full-batch descent" in doc and "dask.array" in doc

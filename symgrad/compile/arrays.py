@@ -36,7 +36,7 @@ from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts
                                     lambda_body, legend, missing_code, print_elementwise)
 from symgrad.compile.emit import cse
 from symgrad.compile.kernel import _live  # the statements an output needs, as numpy's
-from symgrad.compile.spec import Spec
+from symgrad.compile.spec import Spec, check_label_range, is_dask, out_of_core
 from symgrad.derive import backprop
 
 # the matrix operations this printer writes (anything else in a program is refused, named)
@@ -386,6 +386,12 @@ class Runtime:
     def all_finite(self, a):              # True/False, None where values are not concrete
         raise NotImplementedError
 
+    def concrete_int(self, a):            # int(a), or None where a has no value (traced)
+        return int(a)
+
+    def poison(self, bad, a):             # a, or nan where the traced bool ``bad`` holds
+        raise NotImplementedError         # (only a runtime whose wrap() traces needs it)
+
 
 FLOAT_NAMES = ("float32", "float64")
 
@@ -449,6 +455,8 @@ class ArgCheck:
         if not rt.is_array(a):
             if self.tracing:
                 raise _Untraced(what)
+            if is_dask(a):  # (np.asarray would compute it all, in memory)
+                raise ValueError(out_of_core(what))
             import numpy as np
             arr = np.asarray(a)
             if arr.dtype.kind not in "biuf":
@@ -612,8 +620,42 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     run = rt.wrap(raw)
     k = spec.d_out
 
-    def with_labels(*a):  # integer labels made one-hot inside the wrapped function (one XLA call)
+    # Integer labels out of 0..k−1: one_hot made their rows zero on JAX (a silently wrong, finite
+    # loss) and failed inside torch's scatter_. The range is read from the labels' values (a device
+    # sync: see bench/labels.py). Where wrap() traces (jax.jit) the values are abstract, so the
+    # wrapped function returns the offending label (or 0) for the caller to check outside, and
+    # makes loss and gradients nan when they are out of range: under a user's own jax.jit, where
+    # nothing can be raised, a bad label gives nan rather than a wrong number.
+    jitted = type(rt).traces is not Runtime.traces
+    what_y = spec.ynames[0]
+
+    def labelled(run_one_hot, *a):
+        """(loss, *grads) of a label call (Y last in ``a``), range-checked as above."""
+        lo, hi = a[-1].min(), a[-1].max()
+        if not jitted:  # before one_hot (torch's scatter_ would raise in its own words)
+            check_label_range(what_y, k, int(lo), int(hi))
+            return run_one_hot(*a)
+        # one number back, not two: each is a device-to-host read (21 → 44 µs a 4-3-2 JAX call
+        # with lo and hi, 37 µs with this): the first offending label, else 0 (always in range)
+        off = lo * (lo < 0) + hi * (hi >= k) * (lo >= 0)
+        return (*[rt.poison(off != 0, o) for o in run_one_hot(*a)], off)
+
+    def checked(out):
+        """(loss, grads) of the wrapped function's result, its labels' range checked where it
+        came back (a jitted label call: one more output) and is concrete."""
+        if len(out) == len(spec.names) + 1:
+            return out[0], out[1:]
+        *out, off = out
+        off = rt.concrete_int(off)  # (None: traced by the caller, which gets nan instead)
+        if off:
+            check_label_range(what_y, k, off, off)
+        return out[0], out[1:]
+
+    def one_hot(*a):  # integer labels made one-hot inside the wrapped function (one XLA call)
         return raw(*a[:-1], rt.one_hot(a[-1], k, a[0]))
+
+    def with_labels(*a):
+        return labelled(one_hot, *a)
     run_labels = rt.wrap(with_labels)
 
     # the forward pass alone
@@ -635,9 +677,9 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
             ps = at_trace.params(params)
             xs = at_trace.xs(X, ps[0])
             y = at_trace.y(Y, xs[0].shape[0], ps[0])
-            y = rt.one_hot(y.Y, k, ps[0]) if isinstance(y, _Labels) else y
-            value, *gs = raw(*ps, *xs, y)
-            return value, tuple(gs)  # (jit would return a dict's keys sorted)
+            if isinstance(y, _Labels):
+                return labelled(one_hot, *ps, *xs, y.Y)
+            return tuple(raw(*ps, *xs, y))  # (a tuple: jit would sort a dict's keys)
 
         def forward(params, X):
             ps = at_trace.params(params)
@@ -661,17 +703,19 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     def kernel(params, X, Y):
         if traced is not None and rt.traces():
             try:
-                value, gs = traced(params, X, Y)
-                return value, dict(zip(names, gs))
+                out = traced(params, X, Y)
             except (_Untraced, TypeError, ValueError):
                 # an argument jit cannot take (a list, strings) or a check failed at trace time
                 # (JAX appends its traceback note to the message): the checked path says which,
                 # in one line
                 pass
+            else:
+                value, gs = checked(out)
+                return value, dict(zip(names, gs))
         xg = given(X)
         fn = None if xg is None else seen.get(params, *xg, Y)
         if fn is not None:  # these shapes, dtypes and devices passed the checks before
-            value, *gs = fn(*[params[p] for p in names], *xg, Y)
+            value, gs = checked(fn(*[params[p] for p in names], *xg, Y))
             return value, dict(zip(names, gs))
         ps = check.params(params)
         xs = check.xs(X, ps[0])
@@ -681,7 +725,7 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
         if (xg is not None and all(a is b for a, b in zip(xs, xg)) and (y.Y if labels else y) is Y
                 and all(a is params[p] for a, p in zip(ps, names))):
             seen.add(fn, params, *xg, Y)  # used as given: the same signature may skip the checks
-        value, *gs = fn(*ps, *xs, y.Y if labels else y)
+        value, gs = checked(fn(*ps, *xs, y.Y if labels else y))
         return value, dict(zip(names, gs))
 
     seen_x = Signatures(rt, names)

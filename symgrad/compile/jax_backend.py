@@ -6,7 +6,10 @@ Y) -> (loss, grads)`` whose arrays are JAX arrays on their device (numpy argumen
 default device once); nothing is updated in place, so the whole step is one XLA computation.
 ``compile_function(..., backend="jax")`` prints a function and its Jacobian the same way.
 float64 needs 64-bit JAX (``jax.config.update("jax_enable_x64", True)``): without it a float64
-parameter is an error, never silently float32. jax is imported when this backend is first used.
+parameter is an error, never silently float32. Integer class labels out of 0..k−1 raise numpy's
+one-line error (their range is read back from the device: one small read a call); under a
+caller's own ``jax.jit`` (``jax.jit(kernel)``), where labels have no values yet, the loss and every
+gradient come back nan instead. jax is imported when this backend is first used.
 
 :data:`TABLE` is this backend's code for each primitive, keyed by class: the one place to add
 one (a primitive registered with ``code={"jax": ...}`` is used too).
@@ -149,6 +152,12 @@ class JaxRuntime(Runtime):
             return bool(self.jnp.isfinite(a).all())
         except self.jax.errors.ConcretizationTypeError:  # traced (jit, grad): no values to check
             return None
+
+    def concrete_int(self, a):
+        return None if isinstance(a, self.jax.core.Tracer) else int(a)
+
+    def poison(self, bad, a):
+        return self.jnp.where(bad, self.jnp.nan, a)
 
     def traces(self):
         # without x64, jit makes a float64 numpy argument float32 before a check could refuse it

@@ -144,6 +144,8 @@ def _prologue(spec, with_y):
                       f"(Y.shape != ({lead}{spec.d_out}) or Y.dtype is not dt)")
     else:
         yshape = ""
+    if with_y and not spec.several:  # (a dask Y, as a dask X below: not an ndarray)
+        yshape = " or not isinstance(Y, _ND)" + yshape
     # (cross_entropy: integer labels and float rows both take this fast path; each row's sum of
     # 1, which the fused gradient ŷ − y requires, is checked by the one-hot variant's own code)
     # Locals are the program's generated names; the user's names are dict keys held in the
@@ -178,7 +180,9 @@ def _prologue(spec, with_y):
     lines = ["    try:", f"        {'; '.join(get)}",
              f"        dt = {dsrc}.dtype",  # (dtype objects of native floats are unique)
              f"        if ({lead} or not {x0}.shape[0] or "
-             f"dt is not _F64 and dt is not _F32 or len(params) != {len(names)} or "
+             # (a dask array passes every check above: not an ndarray, it goes to _spec.check)
+             + (f"not isinstance({x0}, _ND) or " if len(xs) == 1 else "")
+             + f"dt is not _F64 and dt is not _F32 or len(params) != {len(names)} or "
              + (f"len(X) != {len(xs)} or " if len(xs) > 1 else "")
              + " or ".join(rows + [f"{shapes} != _SHAPES"] + [f"{p}.dtype is not dt" for p in names]
                            + in_range)
@@ -208,7 +212,7 @@ def _namespace(spec, **extra):
     if spec.several:  # the outputs of several losses: keys of Y and of predict's dict
         keys.update({f"_o{i}": o for i, o in enumerate(spec.outputs)})
     return dict(np=np, _spec=spec, _add_at=_add_at, _scatter_add=_scatter_add, _stack=_stack,
-                **RUNTIME, _F64=FLOATS[1], _F32=FLOATS[0], _INTP=np.dtype(np.intp), _isfinite=math.isfinite, _sumsq=_sumsq,
+                **RUNTIME, _F64=FLOATS[1], _F32=FLOATS[0], _ND=np.ndarray, _INTP=np.dtype(np.intp), _isfinite=math.isfinite, _sumsq=_sumsq,
                 _SHAPES=tuple(spec.shapes[p] for p in spec.names), **keys, **extra)
 
 

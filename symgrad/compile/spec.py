@@ -117,6 +117,10 @@ class Spec:
                              + ("" if self.out_T else " one row per example")
                              + (f" or {self.lshape('n')} integer labels" if self.labels else "")
                              + "; got None (net.predict(params, X) needs none)")
+        for what, a in (("X", X), ("Y", Y)):
+            for k, v in (a.items() if isinstance(a, dict) else [(None, a)]):
+                if is_dask(v):  # (np.asarray would compute it all, in memory)
+                    raise ValueError(out_of_core(what if k is None else f"{what}[{k!r}]"))
         out = self.params(params)
         dt = out[0].dtype if out else np.dtype("float64")
         xs = self.examples(self.with_masks(X), dt)
@@ -369,9 +373,8 @@ class Spec:
         if labels and Y.ndim == 1 and Y.shape == (n,):
             if Y.dtype.kind not in "iu":
                 raise ValueError(f"{what}: class labels must be integers, got {Y.dtype}")
-            if n and (Y.min() < 0 or Y.max() >= d_out):
-                raise ValueError(f"{what}: labels must lie in 0..{d_out - 1}, got "
-                                 f"{Y.min() if Y.min() < 0 else Y.max()}")
+            if n:
+                check_label_range(what, d_out, Y.min(), Y.max())
             return Y
         if Y.ndim == 1 and d_out == 1 and Y.shape == (n,):
             Y = Y[:, None]
@@ -390,6 +393,24 @@ class Spec:
                                  "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n', T)} integer labels")
         return Y
+
+
+def is_dask(a) -> bool:
+    """Whether ``a`` is a dask array (without importing dask when it is not one)."""
+    return type(a).__module__.split(".")[0] == "dask" and hasattr(a, "to_delayed")
+
+
+def out_of_core(what) -> str:
+    """The words for a dask array given to a kernel, which takes arrays in memory."""
+    return (f"{what} is a dask array; a kernel takes arrays in memory: for data beyond memory use "
+            "symgrad.run.chunked.gradient(net, params, X, Y) or sg.train(net, X, Y), chunk by "
+            "chunk")
+
+
+def check_label_range(what, d_out, lo, hi) -> None:
+    """Class labels, given their least and greatest, lie in 0..d_out − 1 (every backend's words)."""
+    if lo < 0 or hi >= d_out:
+        raise ValueError(f"{what}: labels must lie in 0..{d_out - 1}, got {lo if lo < 0 else hi}")
 
 
 def _numeric(A, what, dt):

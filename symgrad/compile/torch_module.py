@@ -99,7 +99,15 @@ def to_torch(net, params=None, *, dtype=None, device=None, seed: int = 0):
     (n, d_in), differentiable by the derived backward pass (parameters and X). ``params``: the
     starting values (a dict of arrays or tensors named as ``net.parameters``; default
     ``net.init_params(seed)``), made ``nn.Parameter``s of ``dtype`` (default torch's default
-    dtype) on ``device``. ``module.source`` is the generated code."""
+    dtype) on ``device``. ``module.source`` is the generated code.
+
+    X must be a torch tensor on the parameters' device; one of another floating dtype is cast to
+    the parameters' dtype (as ``net.compile(backend="torch")`` does), so a float64 X into a
+    float32 module computes in float32. First derivatives only: the backward pass is the derived
+    VJP, which autograd does not record, so a double backward (``torch.autograd.grad(...,
+    create_graph=True)`` then differentiating again, ``gradgradcheck``, Hessian-vector products)
+    raises a RuntimeError saying so, instead of silently returning gradients without their
+    second-order terms."""
     import torch
 
     at0 = net.relu_grad_at_zero
@@ -114,8 +122,28 @@ def to_torch(net, params=None, *, dtype=None, device=None, seed: int = 0):
         @staticmethod
         def backward(ctx, G):
             X, *ps = ctx.saved_tensors
-            gx, *gs = compiled.vjp(*ps, X, G.to(X.dtype))
-            return (gx if ctx.needs_input_grad[0] else None, *gs)
+            gx, *gs = compiled.vjp(*ps, X, G.to(X.dtype))  # (runs under no_grad: not recorded)
+            outs = (gx if ctx.needs_input_grad[0] else None, *gs)
+            if torch.is_grad_enabled():  # create_graph=True: a second backward may follow
+                outs = tuple(None if o is None else _FirstOrderOnly.apply(o, G, X, *ps)
+                             for o in outs)
+            return outs
+
+    class _FirstOrderOnly(torch.autograd.Function):
+        """The derived VJP's results under create_graph=True, tied to what they depend on so that
+        differentiating them again raises. (torch's once_differentiable does not: it checks only
+        whether G requires grad, and G = ones from ``.sum()`` does not, so the gradient came back
+        with requires_grad=False and second derivatives were silently missing.)"""
+
+        @staticmethod
+        def forward(ctx, out, *deps):
+            return out.clone()
+
+        @staticmethod
+        def backward(ctx, *_):
+            raise RuntimeError("to_torch: a symgrad block is differentiable once; its backward is "
+                               "the derived VJP, which autograd does not record, so second "
+                               "derivatives (double backward, gradgradcheck) are not available")
 
     class SymgradModule(torch.nn.Module):
         """A symgrad network: forward the derived forward pass, backward the derived one."""
@@ -140,12 +168,16 @@ def to_torch(net, params=None, *, dtype=None, device=None, seed: int = 0):
 
         def forward(self, X):
             ps = [getattr(self, p) for p in compiled.names]
-            if not isinstance(X, torch.Tensor) or X.ndim != 2 or X.shape[1] != compiled.d_in:
-                shape = tuple(X.shape) if hasattr(X, "shape") else type(X).__name__
-                raise ValueError(f"X has shape {shape}; expected (n, {compiled.d_in}) tensor, "
+            if not isinstance(X, torch.Tensor):
+                raise TypeError(f"X must be a torch tensor, got {type(X).__module__}."
+                                f"{type(X).__name__} (torch.as_tensor(X) converts it)")
+            if X.ndim != 2 or X.shape[1] != compiled.d_in:
+                raise ValueError(f"X has shape {tuple(X.shape)}; expected (n, {compiled.d_in}), "
                                  "one example a row")
             if X.device != ps[0].device:
                 raise ValueError(f"X is on {X.device} but the parameters are on {ps[0].device}")
+            # X in the parameters' dtype, as net.compile(backend="torch") does (its gradient
+            # flows back through the cast in X's own dtype)
             return Derived.apply(X.to(ps[0].dtype), *ps)
 
         def extra_repr(self):

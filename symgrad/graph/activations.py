@@ -34,6 +34,14 @@ class Activation:
     def apply(self, z):
         return Elementwise(self.f, z, label=self.name, latex=self.latex)
 
+    def same_function(self, other: "Activation") -> bool:
+        """Whether f is ``other.f`` up to the name of its bound variable. Not ``f == other.f``:
+        f binds a Dummy, and an activation unpickled in a new process keeps the old process's
+        Dummy, so the Lambdas compare unequal (a pickled sigmoid+bce net refused to compile on a
+        Dask process cluster: "bce needs sigmoid outputs")."""
+        a, b = self.f.variables, other.f.variables
+        return len(a) == len(b) and self.f.expr.xreplace(dict(zip(a, b))) == other.f.expr
+
     def derivative(self, z, h):
         """f'(z) entrywise; rules written in terms of h = f(z) reuse the forward value."""
         return Elementwise(self.prime, z, h, label=f"{self.name}'", latex=self.prime_latex,

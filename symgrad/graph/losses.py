@@ -86,8 +86,8 @@ class Loss:
             return
         act, msg = _NEEDS[self.name]
         # the function itself, not its name: a user's activation may be called "sigmoid" too
-        ok = node.op == "softmax" if act == "softmax" else (node.op == "act" and
-                                                             node.act.f == ACTIVATIONS[act].f)
+        ok = node.op == "softmax" if act == "softmax" else (
+            node.op == "act" and node.act.same_function(ACTIVATIONS[act]))
         if not ok:
             raise ValueError(msg)
 

@@ -286,7 +286,7 @@ def _question(net, d) -> str:
     # (by the function itself, not its name: a user's activation may be called "sigmoid")
     peaked = next((tex for a in acts for name, tex in (("sigmoid", r"\sigma'"),
                                                        ("tanh", r"\tanh'"))
-                   if a.f == ACTIVATIONS[name].f), None)
+                   if a.same_function(ACTIVATIONS[name])), None)
     if peaked is not None:
         return r"for which input of the unit is $%s$ largest, and how large is it there?" % peaked
     return "can it be zero?"

@@ -271,9 +271,11 @@ def _data_size(problem, data, w, size):
 
 
 def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: int = 10,
-          batch_size: int = 32, seed: int = 0, params: dict | None = None, quiet: bool = False,
-          dtype=None, momentum: float = 0.9, shuffle: bool = True, callback=None):
-    """Train ``net`` on the rows of X (targets Y) by minibatch gradient descent.
+          batch_size: int | None = 32, seed: int = 0, params: dict | None = None,
+          quiet: bool = False, dtype=None, momentum: float = 0.9, shuffle: bool = True,
+          callback=None):
+    """Train ``net`` on the rows of X (targets Y) by minibatch gradient descent; ``batch_size``
+    None: full-batch descent, one step an epoch over every row.
 
     X is (n, d0), or a dict {input name: (n, d) array} for a net with several inputs; Y likewise
     (n, dL), or for a net with several losses a dict {output name: its targets}, each shuffled
@@ -290,6 +292,15 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     a ValueError naming them), and the size (:func:`check_size`). A batch whose loss is nan or inf
     or above ``DIVERGED`` × the starting loss, or parameters that became nan or inf, stop training
     with :class:`TrainingDiverged` (a ValueError) naming the epoch, optimizer and lr.
+
+    Data beyond memory: X and Y may be ``dask.array``s (one may be a numpy array, wrapped with the
+    other's row chunks), trained chunk by chunk on the active Dask scheduler (a
+    ``dask.distributed`` cluster too) by :func:`symgrad.run.chunked.train`. ``batch_size`` None
+    (or at least every row): each step is the exact full-batch gradient, summed over the chunks
+    where they live; otherwise minibatches streamed one chunk at a time to this process, the
+    chunks in a fresh random order each epoch. Only ``optimizer``, ``lr``, ``epochs``,
+    ``batch_size``, ``seed``, ``params``, ``quiet``, ``callback`` and ``momentum`` apply there;
+    the parameters take X's dtype if it is float32 or float64.
     """
     if is_dask(X) or is_dask(Y):  # data beyond memory: chunk by chunk (symgrad.run.chunked)
         return chunked.train(net, X, Y, optimizer, lr, epochs, batch_size, seed, params, quiet,
@@ -300,7 +311,9 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
                              "({\"X\": …, \"y\": …}); pass Y=None")
         return train_newton(net, X, optimizer, epochs, params, quiet, callback)
     epochs = _count(epochs, "epochs")
-    batch_size = _count(batch_size, "batch_size")
+    full = batch_size is None  # full batch: one step an epoch over every row
+    if not full:
+        batch_size = _count(batch_size, "batch_size")
     if seed is not None:  # (numpy's own words: "expected non-negative integer", naming nothing)
         seed = _count(seed, "seed", low=0)
     opt = Optimizer(optimizer, DEFAULT_LR.get(optimizer, 0.1) if lr is None else lr, momentum)
@@ -310,7 +323,9 @@ def train(net, X, Y, optimizer: str = "adam", lr: float | None = None, epochs: i
     try:
         n_rows = len(first)
     except TypeError:  # not a sequence: spec.check says what is wrong with it, below
-        n_rows = batch_size
+        n_rows = 1 if full else batch_size
+    if full:
+        batch_size = max(n_rows, 1)
     given = params is not None
     try:
         if not given:  # float data keeps its dtype; anything else trains in float64
