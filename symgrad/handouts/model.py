@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from symgrad.derive.indexed import DEFAULT_COST
 from symgrad.printing.names import notation as _notation
 
 
@@ -68,7 +69,6 @@ def batch_tex(tex: str, notation) -> str:
 def cost_sums(notation) -> bool:
     """Whether the notation's notes sum the examples' losses (ESL's R(θ) = Σ_i R_i) rather than
     average them (the slides' f = (1/n) Σ_i ℓ_i): derive's DEFAULT_COST, the same table."""
-    from symgrad.derive.indexed import DEFAULT_COST
     return DEFAULT_COST.get(_notation(notation).name, "mean") == "sum"
 
 

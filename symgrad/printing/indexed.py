@@ -24,7 +24,7 @@ from sympy.printing.str import StrPrinter
 
 from symgrad.derive.indexed import IndexExpr, act_kind
 from symgrad.graph.activations import ACTIVATIONS
-from symgrad.printing.names import (NOTATIONS, Notation, TeXName, function_text,
+from symgrad.printing.names import (_PRIMES, _SUB, NOTATIONS, Notation, TeXName, function_text,
                                     register_notation, text_escape, text_name)
 from symgrad.printing.text import TextPrinter, _enclosed, mean_of_sum
 
@@ -345,10 +345,7 @@ class IndexStrPrinter(StrPrinter):
 
 # Unicode's subscript letters (no b c d f g q w y z): an index with one of those, or a name with
 # no subscript form, is written _{…}
-_SUB = dict(zip("0123456789aehijklmnoprstuvx+-=()",
-                "₀₁₂₃₄₅₆₇₈₉ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ₊₋₌₍₎"))
 _SUP = dict(zip("0123456789+-()", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁽⁾"))
-_PRIMES = {1: "′", 2: "″", 3: "‴"}
 _LAYER = re.compile(r"([A-Za-z]+?)(\d+)")  # W1, b3, h2, z1, s2
 # the text's glyph per canonical base (ASCII: the base as it is); an entry's indices in the order
 # of the notes: the unit, then the example, for data as for the network (yₖᵢ beside ŷₖᵢ)
@@ -570,18 +567,3 @@ def _text_hook(expr, printer, whole=False, layers=2):
 IndexExpr.text_printer = staticmethod(_text_hook)
 
 __all__ = ["ESL", "NamedNotation", "IndexLatexPrinter", "index_latex"]
-
-
-# the index level's words in the text format: the engine writes R_i, m', δ_ki, z_0i (LaTeX's
-# words make them R_{i}, m', \delta_{ki}); the text writes them as its body does, Rᵢ, m′, δₖᵢ
-_WORD_ENTRY = re.compile(r"(?<![A-Za-z0-9_])([A-Za-zα-ω])_([a-z0-9]{1,3})(?![A-Za-z0-9_])")
-_WORD_PRIME = re.compile(r"(?<![A-Za-z0-9_])([a-z])('+)(?![A-Za-z0-9_'(])")
-
-
-def index_words(text: str) -> str:
-    """A justification's single-letter entries and primed indices in Unicode (R_i → Rᵢ,
-    δ_ki → δₖᵢ, m' → m′); a subscript with a letter Unicode lacks stays as written."""
-    text = _WORD_ENTRY.sub(lambda m: m.group(1) + "".join(_SUB[c] for c in m.group(2))
-                           if all(c in _SUB for c in m.group(2)) else m.group(0), text)
-    return _WORD_PRIME.sub(lambda m: m.group(1) + _PRIMES.get(len(m.group(2)),
-                                                              "′" * len(m.group(2))), text)

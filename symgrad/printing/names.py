@@ -481,3 +481,24 @@ def function_text(label: str, unicode: bool = True) -> str:
         return label
     base, primes = re.fullmatch(r"(.*?)('*)", label).groups()
     return FUNCTION_TEXT.get(base, base) + "′" * len(primes)
+
+
+# The index level's subscripts and primes: printing/indexed writes entries with them and the
+# text printer turns a justification's words into them, so they live below both.
+_SUB = dict(zip("0123456789aehijklmnoprstuvx+-=()",
+                "₀₁₂₃₄₅₆₇₈₉ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ₊₋₌₍₎"))
+_PRIMES = {1: "′", 2: "″", 3: "‴"}
+
+# the index level's words in the text format: the engine writes R_i, m', δ_ki, z_0i (LaTeX's
+# words make them R_{i}, m', \delta_{ki}); the text writes them as its body does, Rᵢ, m′, δₖᵢ
+_WORD_ENTRY = re.compile(r"(?<![A-Za-z0-9_])([A-Za-zα-ω])_([a-z0-9]{1,3})(?![A-Za-z0-9_])")
+_WORD_PRIME = re.compile(r"(?<![A-Za-z0-9_])([a-z])('+)(?![A-Za-z0-9_'(])")
+
+
+def index_words(text: str) -> str:
+    """A justification's single-letter entries and primed indices in Unicode (R_i → Rᵢ,
+    δ_ki → δₖᵢ, m' → m′); a subscript with a letter Unicode lacks stays as written."""
+    text = _WORD_ENTRY.sub(lambda m: m.group(1) + "".join(_SUB[c] for c in m.group(2))
+                           if all(c in _SUB for c in m.group(2)) else m.group(0), text)
+    return _WORD_PRIME.sub(lambda m: m.group(1) + _PRIMES.get(len(m.group(2)),
+                                                              "′" * len(m.group(2))), text)

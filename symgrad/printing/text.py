@@ -24,7 +24,7 @@ from sympy.printing.str import StrPrinter
 from symgrad.core.derivation import Derivation, Note, StepKind, grouped
 from symgrad.core.parse import PRINT_DIGITS, digits_of
 from symgrad.core.primitives import SYMPIFY_LOCALS, sigmoid
-from symgrad.printing.names import SUPERSCRIPT, ascii_words, function_text, text_name
+from symgrad.printing.names import SUPERSCRIPT, ascii_words, function_text, index_words, text_name
 from symgrad.printing.terms import BIAS, _is, _minus, names_in, negated, notes_order
 
 
@@ -654,7 +654,6 @@ class TextPrinter(PlainPrinter):
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
             return text.replace(" - ", " − ").replace("(-", "(−")
         if d.meta.get("level") == "index":  # R_i, m', δ_ki as the body writes them: Rᵢ, m′, δₖᵢ
-            from symgrad.printing.indexed import index_words  # (it imports this module)
             return lambda text: index_words(words(text))
         return words
 
