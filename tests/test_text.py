@@ -157,7 +157,7 @@ def test_relations_and_cases():
 def test_ascii_fallback():
     d = sg.derive_jacobian("x1**2*sigmoid(x2) - yhat", "x1 x2")
     text = to_text(d, unicode=False)
-    assert "∂f/∂x1 = 2x1 sigmoid(x2)" in text and "f = [[x1^2 sigmoid(x2) - yhat]]" in text
+    assert "df/dx1 = 2x1 sigmoid(x2)" in text and "f = [[x1^2 sigmoid(x2) - yhat]]" in text
     uni = to_text(d)
     assert "∂f/∂x₁ = 2x₁ σ(x₂)" in uni and "f = [[x₁² σ(x₂) − ŷ]]" in uni
     x, y = R("x", "y")
@@ -221,7 +221,7 @@ def test_ones_vector_and_softmax_jacobian_read_as_the_notes():
     assert "diag(Y𝟏)" in out and "blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ | S = softmax(XW))" in out, out
     assert "*" not in out and " - " not in out, out
     ascii_out = TextPrinter({"unicode": False}).doprint(H)
-    assert "diag(Y 1)" in ascii_out and "blkdiag_i(diag(s_i) - s_i s_iᵀ" in ascii_out, ascii_out
+    assert "diag(Y 1)" in ascii_out and "blkdiag_i(diag(s_i) - s_i s_i'" in ascii_out, ascii_out
     js = MatrixSympifyPrinter().doprint(H)
     assert "OneMatrix(m, 1)" in js and "SoftmaxJacobian(Softmax(" in js, js
 
@@ -239,7 +239,7 @@ def test_softmax_vjp_text():
     from symgrad.core.matexpr import SoftmaxVJP
     y, g = sp.MatrixSymbol("yhat", 3, 1), sp.MatrixSymbol("g", 3, 1)
     assert TextPrinter().doprint(SoftmaxVJP(y, g)) == "(diag(ŷ) − ŷ ŷᵀ)g"
-    assert TextPrinter({"unicode": False}).doprint(SoftmaxVJP(y, g)) == "(diag(yhat) - yhat yhatᵀ)g"
+    assert TextPrinter({"unicode": False}).doprint(SoftmaxVJP(y, g)) == "(diag(yhat) - yhat yhat')g"
     assert TextPrinter().doprint(sp.OneMatrix(1, 3) * y) == "𝟏ᵀŷ"
 
 
@@ -258,3 +258,36 @@ def test_ascii_flag(args, uni, asc):
     out, ascii_out = run(*args), run(*args, "--ascii")
     assert uni in out and asc in ascii_out, (out, ascii_out)
     assert uni not in ascii_out
+
+
+# issue 13: --ascii is ASCII throughout, at every level and in every command's text (∂, ℓ, ᵀ, ⊗, ·
+# and the layers' ⁽¹⁾ were left in the matrix and element levels)
+ASCII_SWEEP = [
+    ["derive", "2-2-1", "--hidden", "sigmoid", "--wrt", "W1"],
+    ["derive", "2-2-1", "--hidden", "sigmoid"],
+    ["derive", "2-2-1", "--loss", "(yhat-y)^4", "--wrt", "W1"],
+    ["derive", "2-3-2", "--output", "softmax", "--loss", "cross_entropy", "--wrt", "W1"],
+    ["derive", "2-2-1", "--level", "element"],
+    ["derive", "2-2-1", "--level", "element", "--steps", "full", "--wrt", "w1"],
+    ["derive", "2-2-1", "--level", "index"],
+    ["jacobian", "sigmoid(x1*x2) - x1^2, lambda*x2", "--wrt", "x1,x2", "--steps"],
+    ["hessian", "exp(x*y) - x^3", "--wrt", "x,y", "--steps"],
+    ["chain", "--fn", "x1 - 2*x2 + x3/4", "--wrt", "x1,x2,x3",
+     "--fn", "x1 + 2*x2, x2, -x1 + 3", "--wrt", "x1,x2", "--steps"],
+    ["grad", "norm2(X*w - y)^2", "--wrt", "w", "--vector", "w,y", "--matrix", "X"],
+    ["derivative", "softmax(x)", "--wrt", "x", "--vector", "x", "--steps"],
+]
+
+
+@pytest.mark.parametrize("args", ASCII_SWEEP, ids=lambda a: " ".join(a[:4]))
+def test_ascii_option_writes_only_ascii(args):
+    out = run(*args, "--ascii")
+    bad = sorted({c for c in out if not c.isascii()})
+    assert not bad, f"non-ASCII {bad} in: {out}"
+    assert run(*args) != out  # the Unicode text did have glyphs to replace
+
+
+def test_ascii_reads_kron_and_derivatives():
+    out = run("derive", "2-2-1", "--hidden", "sigmoid", "--wrt", "W1", "--ascii")
+    assert "dl/dvec[W1] = dl/dyhat * dyhat/dh1 * dh1/dz1 * dz1/dvec[W1]" in out
+    assert "dz1/dvec[W1] = I kron x'" in out and "  kron" not in out

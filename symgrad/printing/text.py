@@ -365,8 +365,8 @@ class TextPrinter(PlainPrinter):
     simplified away is recognised before printing and checked equal: 1/(4 cosh²(u/2)) prints as
     σ(u)(1 − σ(u)), exp(a) exp(b) as exp(a + b). ``unicode=False`` writes names, minus signs,
     relations and powers in ASCII (x1, yhat, sigmoid, -, <=, x^2), the engines' words too
-    (:func:`symgrad.printing.names.ascii_words`); the structural glyphs of matrix expressions
-    (∂, ᵀ, ⊙, ·) stay (the index level's printer writes d, sum_ and ' there). JSON keeps SymPy's own strings
+    (:func:`symgrad.printing.names.ascii_words`), and the structural glyphs too (∂ → d, ᵀ → ',
+    ⊙ → .*, ⊗ → kron, · → *, ⁽¹⁾ → ^(1)): the whole output is ASCII. JSON keeps SymPy's own strings
     (:class:`SympifyPrinter`); the engines' words use :class:`PlainPrinter`.
     """
 
@@ -386,6 +386,10 @@ class TextPrinter(PlainPrinter):
     @property
     def _u(self) -> bool:
         return bool(self._settings["unicode"])
+
+    def doprint(self, expr):
+        out = super().doprint(expr)
+        return out if self._u else _ascii(out)
 
     def _minus_sign(self) -> str:
         return "−" if self._u else "-"
@@ -623,7 +627,8 @@ class TextPrinter(PlainPrinter):
             if notes:
                 line += "    [" + "; ".join(notes) + "]"
             lines.append(line)
-        return "\n".join(lines)
+        out = "\n".join(lines)
+        return out if self._u else _ascii(out)
 
     def _words(self, d: Derivation):
         """The engines' words (titles, justifications) with the derivation's names as the
@@ -652,6 +657,21 @@ class TextPrinter(PlainPrinter):
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
             return text.replace(" - ", " − ").replace("(-", "(−")
         return words
+
+
+def _ascii(text: str) -> str:
+    """ASCII mode's last word: the structural glyphs nodes print themselves with (∂, ℓ, ᵀ, ⊗, ·,
+    W⁽¹⁾, ×) read in ASCII (d, l, ', kron, *, W^(1), x), so --ascii output is ASCII throughout
+    (issue 13: ∂ℓ/∂vec[W1] and I ⊗ xᵀ survived it)."""
+    if text.isascii():
+        return text
+    text = text.replace(" ⊗ ", " kron ")
+    text = re.sub("⁽([⁰¹²³⁴⁵⁶⁷⁸⁹]+)⁾", lambda m: "^(" + m.group(1).translate(_FROM_SUPERSCRIPT) + ")",
+                  text)
+    return re.sub(r" +kron +", " kron ", ascii_words(text))  # the words' ⊗ is spaced too
+
+
+_FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 
 
 def _symbolic(e) -> bool:
