@@ -291,3 +291,17 @@ def test_ascii_reads_kron_and_derivatives():
     out = run("derive", "2-2-1", "--hidden", "sigmoid", "--wrt", "W1", "--ascii")
     assert "dl/dvec[W1] = dl/dyhat * dyhat/dh1 * dh1/dz1 * dz1/dvec[W1]" in out
     assert "dz1/dvec[W1] = I kron x'" in out and "  kron" not in out
+
+
+def test_custom_loss_derivative_is_text_not_sympy_str():
+    """issue 13: a user loss's ∂L/∂ŷ printed its label, SymPy's str: [4*(-y + ŷ)**3]ᵀ."""
+    for level in ("matrix", "element"):
+        out = run("derive", "2-2-1", "--loss", "(yhat-y)^4", "--level", level)
+        assert "*" not in out and "-y" not in out, out
+    out = run("derive", "2-2-1", "--loss", "(yhat-y)^4", "--wrt", "W1")
+    assert "∂ℓ/∂ŷ = [4(ŷ − y)³]ᵀ" in out and "g_ŷᵀ = [4(ŷ − y)³]ᵀ" in out
+    ascii_out = run("derive", "2-2-1", "--loss", "(yhat-y)^4", "--wrt", "W1", "--ascii")
+    assert "dl/dyhat = [4(yhat - y)^3]'" in ascii_out, ascii_out
+    # the engines' own formula labels stay as written
+    out = run("derive", "2-2-1", "--output", "sigmoid", "--loss", "bce", "--wrt", "W1")
+    assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in out
