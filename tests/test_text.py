@@ -305,3 +305,33 @@ def test_custom_loss_derivative_is_text_not_sympy_str():
     # the engines' own formula labels stay as written
     out = run("derive", "2-2-1", "--output", "sigmoid", "--loss", "bce", "--wrt", "W1")
     assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in out
+
+
+F_NET = """import symgrad as sg
+net = sg.Network()
+x = net.input("x", 2)
+z = net.dense(x, 2, W="W1", b="b1", name="zeta_1")
+h = net.act(z, "sigmoid", name="t_1")
+net.set_loss(net.dense(h, 1, W="W2", b="b2", name={out!r}), "mse")
+"""
+
+
+def test_cost_letter_does_not_collide_with_a_users_name(tmp_path):
+    """issue 13: an output named f read "f = (1/n) Σ_i ℓ_i is the mean loss" beside its own f − y."""
+    from symgrad.derive.cost import cost_name
+    path = tmp_path / "fnet.py"
+    path.write_text(F_NET.format(out="f"))
+    out = run("derive", str(path), "--level", "element", "--wrt", "w1")
+    assert "J = (1/n) Σ_i ℓ_i is the mean loss" in out and "f = (1/n)" not in out, out
+    assert "∂J/∂w₁ = (1/n) Σ" in out
+    out = run("derive", str(path), "--level", "element")
+    assert "W₁ ← W₁ − ε ∇_W₁ J" in out and "∂f/∂" not in out and "∇_W₁ f" not in out
+    assert "∇_W₁ J = " in run("derive", str(path), "--wrt", "W1")
+    assert "J = Σ_i ℓ_i is the summed loss" in run("derive", str(path), "--level", "element",
+                                                   "--wrt", "w1", "--cost", "sum")
+    # no user f: the slides' f; f and J both taken: the next letter
+    assert "∇_W₁ f = " in run("derive", "2-2-1", "--wrt", "W1")
+    net = sg.Network()
+    x = net.input("J", 2)
+    net.set_loss(net.dense(x, 1, W="W1", b="b1", name="f"), "mse")
+    assert cost_name(net) == "R"

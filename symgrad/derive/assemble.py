@@ -14,6 +14,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Descent, Grad, Partial, StepKind
+from symgrad.derive.cost import cost_name
 from symgrad.derive.element import ELL, derive_element, scalarize
 from symgrad.derive.matrix import derive_parameter
 
@@ -90,7 +91,7 @@ def descent(net, naming: str | None = None) -> Derivation:
     ∂ℓᵢ/∂w over the minibatch (each derived unit by unit: :func:`assembled`); then the same loop
     with one update per parameter matrix, the form symgrad compiles."""
     S = scalarize(net, naming)
-    eps, f = sp.Symbol("epsilon"), sp.Symbol("f")
+    eps, f = sp.Symbol("epsilon"), sp.Symbol(cost_name(net))
     every = [w for p in net.parameters for w in S.params[p]]
     d = Derivation(f"Gradient descent, weight by weight: for each epoch, for each minibatch of n "
                    f"examples, compute all {len(every)} partial derivatives (each the mean over "
