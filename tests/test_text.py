@@ -44,7 +44,7 @@ def test_bce_names_are_hatted_and_subscripted(bce_w1):
     assert "yhat" not in bce_w1 and "W1" not in bce_w1
     assert bce_w1.startswith("The gradient of the loss with respect to W₁\n")
     assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in bce_w1
-    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷ_i depends only on z₂_i" in bce_w1
+    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷ_i depends only on z₂,ᵢ" in bce_w1
     assert "∇_W₁ ℓ = g_z₁xᵀ" in bce_w1
 
 
@@ -325,7 +325,7 @@ def test_cost_letter_does_not_collide_with_a_users_name(tmp_path):
     assert "J = (1/n) Σ_i ℓ_i is the mean loss" in out and "f = (1/n)" not in out, out
     assert "∂J/∂w₁ = (1/n) Σ" in out
     out = run("derive", str(path), "--level", "element")
-    assert "W₁ ← W₁ − ε ∇_W₁ J" in out and "∂f/∂" not in out and "∇_W₁ f" not in out
+    assert "W⁽¹⁾ ← W⁽¹⁾ − ε ∇_W⁽¹⁾ J" in out and "∂f/∂" not in out and "∇_W⁽¹⁾ f" not in out
     assert "∇_W₁ J = " in run("derive", str(path), "--wrt", "W1")
     assert "J = Σ_i ℓ_i is the summed loss" in run("derive", str(path), "--level", "element",
                                                    "--wrt", "w1", "--cost", "sum")
@@ -335,3 +335,33 @@ def test_cost_letter_does_not_collide_with_a_users_name(tmp_path):
     x = net.input("J", 2)
     net.set_loss(net.dense(x, 1, W="W1", b="b1", name="f"), "mse")
     assert cost_name(net) == "R"
+
+
+def test_underscored_names_print_as_subscripts(tmp_path):
+    """issue 13: h₁_i and a net file's zeta_1, t_1 kept their underscores; now ζ₁, t₁, and an
+    entry of one as z₁,₂ is: ζ₁,₁, h₁,ᵢ."""
+    path = tmp_path / "greek.py"
+    path.write_text(F_NET.format(out="yhat"))
+    out = run("derive", str(path), "--wrt", "W1")
+    assert "∂ℓ/∂vec[W₁] = ∂ℓ/∂ŷ · ∂ŷ/∂t₁ · ∂t₁/∂ζ₁ · ∂ζ₁/∂vec[W₁]" in out, out
+    assert "t₁,ᵢ depends only on ζ₁,ᵢ" in out and "g_ζ₁ᵀ" in out
+    element = run("derive", str(path), "--level", "element", "--wrt", "w1")
+    assert "σ(ζ₁,₁)(1 − σ(ζ₁,₁))" in element and "∂t₁,₁/∂ζ₁,₁" in element
+    for text in (out, element):
+        assert "zeta" not in text and "t_1" not in text and "_1" not in text
+    assert "h₁,ᵢ depends only on z₁,ᵢ" in run("derive", "2-2-1", "--wrt", "W1")
+    assert "zeta_1" in run("derive", str(path), "--wrt", "W1", "--ascii")  # ASCII: as named
+
+
+def test_element_level_writes_parameters_by_layer_and_defines_steps_units():
+    """issue 13: the bias vector b₁ collided with the unit bias b₁ (∂ℓ/∂b₁ and ∂ℓ/∂b₂ made up
+    "∇ … with respect to b₁", b₁ ← … both a scalar and a vector); step(z₁,₁) was undefined."""
+    out = run("derive", "2-2-1", "--level", "element")
+    assert "∇ of ℓ with respect to b⁽¹⁾, entry by entry" in out
+    assert "b⁽¹⁾ ← b⁽¹⁾ − ε ∇_b⁽¹⁾ f" in out and "b₁ ← b₁ − ε ∂f/∂b₁" in out
+    assert "W⁽¹⁾ ← W⁽¹⁾ − ε ∇_W⁽¹⁾ f" in out and "= g_z⁽¹⁾xᵀ" in out
+    updated = [ln.split(" ← ")[0].strip() for ln in out.splitlines() if " ← " in ln]
+    assert len(updated) == len(set(updated)) == 13  # 9 scalars and 4 parameters, no name twice
+    assert "z₁,₁ = w₁x₁ + w₂x₂ + b₁    [where" in out and "step(z₁,₁)" in out
+    ascii_out = run("derive", "2-2-1", "--level", "element", "--ascii")
+    assert "b^(1) <- b^(1) - epsilon grad_b^(1) f" in ascii_out or "b^(1) <-" in ascii_out

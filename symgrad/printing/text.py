@@ -414,13 +414,15 @@ class TextPrinter(PlainPrinter):
     def _print_Symbol(self, expr):
         if isinstance(expr, sp.Dummy):
             return super()._print_Symbol(expr)
-        return text_name(expr.name, self._u)
+        return _name(expr.name, self._u)
 
     def _print_MatrixSymbol(self, m):
         entry = re.fullmatch(r"(.+)\[(\d+)\]", m.name)  # a vector's entry as a 1×1 block, 0-based
         if entry:
-            return f"{text_name(entry.group(1), self._u)}[{int(entry.group(2)) + 1}]"
-        return text_name(m.name, self._u)
+            return f"{_name(entry.group(1), self._u)}[{int(entry.group(2)) + 1}]"
+        if getattr(self, "_layered", False):
+            return _layered(m.name, self._u)
+        return _name(m.name, self._u)
 
     def _print_Pi(self, expr):
         return "π" if self._u else "pi"
@@ -642,6 +644,8 @@ class TextPrinter(PlainPrinter):
 
     # derivations
     def doprint_derivation(self, d: Derivation) -> str:
+        # the element level's parameter matrices by layer, W⁽¹⁾ b⁽¹⁾, apart from its scalars w₁ b₁
+        self._layered = bool(d.meta.get("layered"))
         words = self._words(d)
         lines = []
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
@@ -665,30 +669,95 @@ class TextPrinter(PlainPrinter):
     def _words(self, d: Derivation):
         """The engines' words (titles, justifications) with the derivation's names as the
         expressions show them: "ŷ separates ℓ from w₁", "g ← W₂ᵀ g", "σ′(z₂)"."""
-        if not self._u:  # ASCII throughout: the words' ŷ, −, ‖·‖² as the names print (yhat, -)
-            return ascii_words
         vectors, scalars = names_in(d)
+        if not self._u:  # ASCII throughout: the words' ŷ, −, ‖·‖² as the names print (yhat, -)
+            if not getattr(self, "_layered", False):
+                return ascii_words
+            layer = re.compile(r"(?<![A-Za-z0-9_'])(%s)(?![A-Za-z0-9_'])" % "|".join(
+                re.escape(v) for v in vectors)) if vectors else None
+            return lambda text: ascii_words(
+                layer.sub(lambda m: _layered(m.group(1), False), text) if layer else text)
         known = set(vectors) | set(scalars) | {"yhat", "Yhat"}
 
         def name(m):
             word, primes = m.group(1), m.group(2)
             if primes:  # a function's derivative: relu'(z), sigmoid'(z)
                 return function_text(word, True) + "′" * len(primes)
+            if word in vectors and getattr(self, "_layered", False):
+                return _layered(word)
             if word in known:
-                return text_name(word)
-            base, under, rest = word.partition("_")  # yhat_i, z2_i: an entry by its index
+                return _name(word)
+            base, under, rest = word.rpartition("_")  # yhat_i, z2_i, t_1_i: an entry by its index
             if under and base in known and not rest[:1].isdigit():
-                return f"{text_name(base)}_{rest}"
+                shown = _name(base)
+                if shown[-1:] in _SUBSCRIPT_DIGITS and not rest.translate(_SUB_LETTERS).isascii():
+                    return f"{shown},{rest.translate(_SUB_LETTERS)}"  # h₁,ᵢ as z₁,₂ (not h₁_i)
+                return f"{shown}_{rest}"
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
-                text_name(m.group(1)) if m.group(1) in known else m.group(1)), text)
+                _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
                           r"(?:('+)(?=\()|(?![A-Za-z0-9_']))", name, text)
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
             return text.replace(" - ", " − ").replace("(-", "(−")
         return words
+
+
+_SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
+_SUB_LETTERS = str.maketrans(dict(zip("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")))
+_SUB_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _name(name: str, unicode: bool = True) -> str:
+    """A name in text: :func:`text_name`, and a name with underscores as subscripts where it
+    wrote them as they are (issue 13: zeta_1 → ζ₁, t_1 → t₁, g_zeta_1 → g_ζ₁, and a unit of one
+    zeta_1_2 → ζ₁,₂ as z1_2 → z₁,₂)."""
+    shown = text_name(name, unicode)
+    if not unicode or shown != name:
+        return shown
+    if "_" not in name:
+        return _greek(name)
+    m = re.fullmatch(r"([gG])_([A-Za-z].*)", name)  # the g of a node so named
+    if m:
+        return f"{m.group(1)}_{_name(m.group(2))}"
+    m = re.fullmatch(r"([A-Za-z]+)_(\d+)(?:_(\d+(?:,\d+)?))?", name)
+    if m:
+        letters, sub, unit = m.groups()
+        out = _greek(text_name(letters)) + sub.translate(_SUB_DIGITS)
+        return out + ("," + unit.translate(_SUB_DIGITS) if unit else "")
+    return shown
+
+
+def _greek(word: str) -> str:
+    """zeta → ζ, Omega → Ω: every Greek letter's name, as the LaTeX names have them (\\zeta);
+    text_name's table has the common ones only."""
+    import unicodedata
+    if word.lower() not in GREEK_NAMES:
+        return word
+    case = "CAPITAL" if word[0].isupper() else "SMALL"
+    try:
+        return unicodedata.lookup(f"GREEK {case} LETTER {word.upper()}")
+    except KeyError:
+        return word
+
+
+GREEK_NAMES = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+               "lamda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi",
+               "chi", "psi", "omega"}
+
+
+def _layered(name: str, unicode: bool = True) -> str:
+    """A layer's matrix or vector by its layer as a superscript, as the LaTeX writes it: W1 →
+    W⁽¹⁾, b1 → b⁽¹⁾, g_z1 → g_z⁽¹⁾ (ASCII: W^(1)); any other name as :func:`_name` has it."""
+    m = re.fullmatch(r"((?:[gG]_)?)([A-Za-z]+?)(\d+)", name)
+    if not m or m.group(2) in ("yhat", "Yhat"):
+        return _name(name, unicode)
+    prefix, letters, layer = m.groups()
+    if not unicode:
+        return f"{prefix}{letters}^({layer})"
+    return f"{prefix}{_greek(letters)}⁽{layer.translate(SUPERSCRIPT)}⁾"
 
 
 def _ascii(text: str) -> str:
