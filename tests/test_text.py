@@ -363,5 +363,7 @@ def test_element_level_writes_parameters_by_layer_and_defines_steps_units():
     updated = [ln.split(" ← ")[0].strip() for ln in out.splitlines() if " ← " in ln]
     assert len(updated) == len(set(updated)) == 13  # 9 scalars and 4 parameters, no name twice
     assert "z₁,₁ = w₁x₁ + w₂x₂ + b₁    [where" in out and "step(z₁,₁)" in out
+    records = json.loads(run("derive", "2-2-1", "--level", "element", "--format", "json"))
+    assert records[-1]["result"][:2] == ["w1", "w2"]  # the descent's list of weights (was a crash)
     ascii_out = run("derive", "2-2-1", "--level", "element", "--ascii")
     assert "b^(1) <- b^(1) - epsilon grad_b^(1) f" in ascii_out or "b^(1) <-" in ascii_out

@@ -65,7 +65,7 @@ def assembled(net, param: str, of: str = "loss", naming: str | None = None,
     # (issue 13: step(z₁,₁) was left for the reader to guess)
     read = {a for dw in ds for f in dw.meta["value"].atoms(step) for a in f.args}
     for u in sorted((u for u in read if u in S.defs), key=sp.default_sort_key):
-        d.add(u, S.defs[u], "where: the unit whose sign step(·) reads", StepKind.DEFINITION)
+        d.add(u, S.defs[u], "where: defining the unit inside step(·)", StepKind.DEFINITION)
     shape = net.shapes[param]
     P = net.sym(param)
     laid = sp.ImmutableMatrix(*shape, [sp.Derivative(T, w, evaluate=False) for w in M])

@@ -880,5 +880,6 @@ def to_dict(d: Derivation) -> dict:
         out["result"] = p.doprint(result)
         out["where"] = [{"lhs": p.doprint(lhs), "rhs": p.doprint(rhs)} for lhs, rhs in where]
     else:
-        out["result"] = p.doprint(d.result) if isinstance(d.result, sp.Basic) else d.result
+        out["result"] = p.doprint(d.result) if isinstance(d.result, sp.Basic) else \
+            [p.doprint(r) for r in d.result] if isinstance(d.result, (list, tuple)) else d.result
     return out
