@@ -117,12 +117,12 @@ def test_the_notes_scalar_b1_stays_a_scalar_and_w1_a_parameter():
 def test_cli_every_partial_then_gradient_descent():
     r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "element"])
     assert r.exit_code == 0, r.output
-    for part in ("∇_W₁ ℓ", "∇_b₁ ℓ", "∇_W₂ ℓ", "∇_b₂ ℓ", "Gradient descent, weight by weight",
-                 "b₃ ← b₃", "W₁ ← W₁"):
+    for part in ("∇_W⁽¹⁾ ℓ", "∇_b⁽¹⁾ ℓ", "∇_W⁽²⁾ ℓ", "∇_b⁽²⁾ ℓ", "Gradient descent, weight by weight",
+                 "b₃ ← b₃", "W⁽¹⁾ ← W⁽¹⁾"):
         assert part in r.output
     r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "element", "--wrt", "W1",
                                  "--of", "output"])
-    assert r.exit_code == 0 and "∇_W₁ ŷ" in r.output and "the matrix level" not in r.output
+    assert r.exit_code == 0 and "∇_W⁽¹⁾ ŷ" in r.output and "the matrix level" not in r.output
     r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "element", "--steps", "full"])
     assert r.exit_code == 2 and r.output.count("\n") <= 3 and "--steps full is for one weight" \
         in r.output

@@ -24,7 +24,7 @@ def test_jacobian_derivation_lists_every_partial_then_the_matrix():
     last = d.steps[-1]
     assert last.rule is StepKind.JACOBIAN and last.shapes == ((3, 2),)
     assert "rows are the outputs" in last.why
-    assert "∂f_3/∂x₂ = x₁/x₂²" in d.to_text()
+    assert "∂f₃/∂x₂ = x₁/x₂²" in d.to_text()
     assert r"\frac{\partial f}{\partial \mathbf{x}}" in d.to_latex()
 
 

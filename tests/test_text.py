@@ -44,7 +44,7 @@ def test_bce_names_are_hatted_and_subscripted(bce_w1):
     assert "yhat" not in bce_w1 and "W1" not in bce_w1
     assert bce_w1.startswith("The gradient of the loss with respect to W₁\n")
     assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in bce_w1
-    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷ_i depends only on z₂_i" in bce_w1
+    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷ_i depends only on z₂,ᵢ" in bce_w1
     assert "∇_W₁ ℓ = g_z₁xᵀ" in bce_w1
 
 
@@ -157,7 +157,7 @@ def test_relations_and_cases():
 def test_ascii_fallback():
     d = sg.derive_jacobian("x1**2*sigmoid(x2) - yhat", "x1 x2")
     text = to_text(d, unicode=False)
-    assert "∂f/∂x1 = 2x1 sigmoid(x2)" in text and "f = [[x1^2 sigmoid(x2) - yhat]]" in text
+    assert "df/dx1 = 2x1 sigmoid(x2)" in text and "f = [[x1^2 sigmoid(x2) - yhat]]" in text
     uni = to_text(d)
     assert "∂f/∂x₁ = 2x₁ σ(x₂)" in uni and "f = [[x₁² σ(x₂) − ŷ]]" in uni
     x, y = R("x", "y")
@@ -221,7 +221,7 @@ def test_ones_vector_and_softmax_jacobian_read_as_the_notes():
     assert "diag(Y𝟏)" in out and "blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ | S = softmax(XW))" in out, out
     assert "*" not in out and " - " not in out, out
     ascii_out = TextPrinter({"unicode": False}).doprint(H)
-    assert "diag(Y 1)" in ascii_out and "blkdiag_i(diag(s_i) - s_i s_iᵀ" in ascii_out, ascii_out
+    assert "diag(Y 1)" in ascii_out and "blkdiag_i(diag(s_i) - s_i s_i'" in ascii_out, ascii_out
     js = MatrixSympifyPrinter().doprint(H)
     assert "OneMatrix(m, 1)" in js and "SoftmaxJacobian(Softmax(" in js, js
 
@@ -239,7 +239,7 @@ def test_softmax_vjp_text():
     from symgrad.core.matexpr import SoftmaxVJP
     y, g = sp.MatrixSymbol("yhat", 3, 1), sp.MatrixSymbol("g", 3, 1)
     assert TextPrinter().doprint(SoftmaxVJP(y, g)) == "(diag(ŷ) − ŷ ŷᵀ)g"
-    assert TextPrinter({"unicode": False}).doprint(SoftmaxVJP(y, g)) == "(diag(yhat) - yhat yhatᵀ)g"
+    assert TextPrinter({"unicode": False}).doprint(SoftmaxVJP(y, g)) == "(diag(yhat) - yhat yhat')g"
     assert TextPrinter().doprint(sp.OneMatrix(1, 3) * y) == "𝟏ᵀŷ"
 
 
@@ -258,3 +258,112 @@ def test_ascii_flag(args, uni, asc):
     out, ascii_out = run(*args), run(*args, "--ascii")
     assert uni in out and asc in ascii_out, (out, ascii_out)
     assert uni not in ascii_out
+
+
+# issue 13: --ascii is ASCII throughout, at every level and in every command's text (∂, ℓ, ᵀ, ⊗, ·
+# and the layers' ⁽¹⁾ were left in the matrix and element levels)
+ASCII_SWEEP = [
+    ["derive", "2-2-1", "--hidden", "sigmoid", "--wrt", "W1"],
+    ["derive", "2-2-1", "--hidden", "sigmoid"],
+    ["derive", "2-2-1", "--loss", "(yhat-y)^4", "--wrt", "W1"],
+    ["derive", "2-3-2", "--output", "softmax", "--loss", "cross_entropy", "--wrt", "W1"],
+    ["derive", "2-2-1", "--level", "element"],
+    ["derive", "2-2-1", "--level", "element", "--steps", "full", "--wrt", "w1"],
+    ["derive", "2-2-1", "--level", "index"],
+    ["jacobian", "sigmoid(x1*x2) - x1^2, lambda*x2", "--wrt", "x1,x2", "--steps"],
+    ["hessian", "exp(x*y) - x^3", "--wrt", "x,y", "--steps"],
+    ["chain", "--fn", "x1 - 2*x2 + x3/4", "--wrt", "x1,x2,x3",
+     "--fn", "x1 + 2*x2, x2, -x1 + 3", "--wrt", "x1,x2", "--steps"],
+    ["grad", "norm2(X*w - y)^2", "--wrt", "w", "--vector", "w,y", "--matrix", "X"],
+    ["derivative", "softmax(x)", "--wrt", "x", "--vector", "x", "--steps"],
+]
+
+
+@pytest.mark.parametrize("args", ASCII_SWEEP, ids=lambda a: " ".join(a[:4]))
+def test_ascii_option_writes_only_ascii(args):
+    out = run(*args, "--ascii")
+    bad = sorted({c for c in out if not c.isascii()})
+    assert not bad, f"non-ASCII {bad} in: {out}"
+    assert run(*args) != out  # the Unicode text did have glyphs to replace
+
+
+def test_ascii_reads_kron_and_derivatives():
+    out = run("derive", "2-2-1", "--hidden", "sigmoid", "--wrt", "W1", "--ascii")
+    assert "dl/dvec[W1] = dl/dyhat * dyhat/dh1 * dh1/dz1 * dz1/dvec[W1]" in out
+    assert "dz1/dvec[W1] = I kron x'" in out and "  kron" not in out
+
+
+def test_custom_loss_derivative_is_text_not_sympy_str():
+    """issue 13: a user loss's ∂L/∂ŷ printed its label, SymPy's str: [4*(-y + ŷ)**3]ᵀ."""
+    for level in ("matrix", "element"):
+        out = run("derive", "2-2-1", "--loss", "(yhat-y)^4", "--level", level)
+        assert "*" not in out and "-y" not in out, out
+    out = run("derive", "2-2-1", "--loss", "(yhat-y)^4", "--wrt", "W1")
+    assert "∂ℓ/∂ŷ = [4(ŷ − y)³]ᵀ" in out and "g_ŷᵀ = [4(ŷ − y)³]ᵀ" in out
+    ascii_out = run("derive", "2-2-1", "--loss", "(yhat-y)^4", "--wrt", "W1", "--ascii")
+    assert "dl/dyhat = [4(yhat - y)^3]'" in ascii_out, ascii_out
+    # the engines' own formula labels stay as written
+    out = run("derive", "2-2-1", "--output", "sigmoid", "--loss", "bce", "--wrt", "W1")
+    assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in out
+
+
+F_NET = """import symgrad as sg
+net = sg.Network()
+x = net.input("x", 2)
+z = net.dense(x, 2, W="W1", b="b1", name="zeta_1")
+h = net.act(z, "sigmoid", name="t_1")
+net.set_loss(net.dense(h, 1, W="W2", b="b2", name={out!r}), "mse")
+"""
+
+
+def test_cost_letter_does_not_collide_with_a_users_name(tmp_path):
+    """issue 13: an output named f read "f = (1/n) Σ_i ℓ_i is the mean loss" beside its own f − y."""
+    from symgrad.derive.cost import cost_name
+    path = tmp_path / "fnet.py"
+    path.write_text(F_NET.format(out="f"))
+    out = run("derive", str(path), "--level", "element", "--wrt", "w1")
+    assert "J = (1/n) Σ_i ℓ_i is the mean loss" in out and "f = (1/n)" not in out, out
+    assert "∂J/∂w₁ = (1/n) Σ" in out
+    out = run("derive", str(path), "--level", "element")
+    assert "W⁽¹⁾ ← W⁽¹⁾ − ε ∇_W⁽¹⁾ J" in out and "∂f/∂" not in out and "∇_W⁽¹⁾ f" not in out
+    assert "∇_W₁ J = " in run("derive", str(path), "--wrt", "W1")
+    assert "J = Σ_i ℓ_i is the summed loss" in run("derive", str(path), "--level", "element",
+                                                   "--wrt", "w1", "--cost", "sum")
+    # no user f: the slides' f; f and J both taken: the next letter
+    assert "∇_W₁ f = " in run("derive", "2-2-1", "--wrt", "W1")
+    net = sg.Network()
+    x = net.input("J", 2)
+    net.set_loss(net.dense(x, 1, W="W1", b="b1", name="f"), "mse")
+    assert cost_name(net) == "R"
+
+
+def test_underscored_names_print_as_subscripts(tmp_path):
+    """issue 13: h₁_i and a net file's zeta_1, t_1 kept their underscores; now ζ₁, t₁, and an
+    entry of one as z₁,₂ is: ζ₁,₁, h₁,ᵢ."""
+    path = tmp_path / "greek.py"
+    path.write_text(F_NET.format(out="yhat"))
+    out = run("derive", str(path), "--wrt", "W1")
+    assert "∂ℓ/∂vec[W₁] = ∂ℓ/∂ŷ · ∂ŷ/∂t₁ · ∂t₁/∂ζ₁ · ∂ζ₁/∂vec[W₁]" in out, out
+    assert "t₁,ᵢ depends only on ζ₁,ᵢ" in out and "g_ζ₁ᵀ" in out
+    element = run("derive", str(path), "--level", "element", "--wrt", "w1")
+    assert "σ(ζ₁,₁)(1 − σ(ζ₁,₁))" in element and "∂t₁,₁/∂ζ₁,₁" in element
+    for text in (out, element):
+        assert "zeta" not in text and "t_1" not in text and "_1" not in text
+    assert "h₁,ᵢ depends only on z₁,ᵢ" in run("derive", "2-2-1", "--wrt", "W1")
+    assert "zeta_1" in run("derive", str(path), "--wrt", "W1", "--ascii")  # ASCII: as named
+
+
+def test_element_level_writes_parameters_by_layer_and_defines_steps_units():
+    """issue 13: the bias vector b₁ collided with the unit bias b₁ (∂ℓ/∂b₁ and ∂ℓ/∂b₂ made up
+    "∇ … with respect to b₁", b₁ ← … both a scalar and a vector); step(z₁,₁) was undefined."""
+    out = run("derive", "2-2-1", "--level", "element")
+    assert "∇ of ℓ with respect to b⁽¹⁾, entry by entry" in out
+    assert "b⁽¹⁾ ← b⁽¹⁾ − ε ∇_b⁽¹⁾ f" in out and "b₁ ← b₁ − ε ∂f/∂b₁" in out
+    assert "W⁽¹⁾ ← W⁽¹⁾ − ε ∇_W⁽¹⁾ f" in out and "= g_z⁽¹⁾xᵀ" in out
+    updated = [ln.split(" ← ")[0].strip() for ln in out.splitlines() if " ← " in ln]
+    assert len(updated) == len(set(updated)) == 13  # 9 scalars and 4 parameters, no name twice
+    assert "z₁,₁ = w₁x₁ + w₂x₂ + b₁    [where" in out and "step(z₁,₁)" in out
+    records = json.loads(run("derive", "2-2-1", "--level", "element", "--format", "json"))
+    assert records[-1]["result"][:2] == ["w1", "w2"]  # the descent's list of weights (was a crash)
+    ascii_out = run("derive", "2-2-1", "--level", "element", "--ascii")
+    assert "b^(1) <- b^(1) - epsilon grad_b^(1) f" in ascii_out or "b^(1) <-" in ascii_out

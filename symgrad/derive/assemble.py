@@ -14,6 +14,8 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Descent, Grad, Partial, StepKind
+from symgrad.core.primitives import step
+from symgrad.derive.cost import cost_name
 from symgrad.derive.element import ELL, derive_element, scalarize
 from symgrad.derive.matrix import derive_parameter
 
@@ -59,6 +61,11 @@ def assembled(net, param: str, of: str = "loss", naming: str | None = None,
         d.add(Partial(T, w), dw.meta["value"], f"unit by unit; equal to sympy.diff of the network "
               f"written out ({dw.meta['checked']})",
               StepKind.PARTIAL)
+    # a unit a step(·) reads (relu's derivative) is named, not defined, by the partials: define it
+    # (issue 13: step(z₁,₁) was left for the reader to guess)
+    read = {a for dw in ds for f in dw.meta["value"].atoms(step) for a in f.args}
+    for u in sorted((u for u in read if u in S.defs), key=sp.default_sort_key):
+        d.add(u, S.defs[u], "where: defining the unit inside step(·)", StepKind.DEFINITION)
     shape = net.shapes[param]
     P = net.sym(param)
     laid = sp.ImmutableMatrix(*shape, [sp.Derivative(T, w, evaluate=False) for w in M])
@@ -80,7 +87,8 @@ def assembled(net, param: str, of: str = "loss", naming: str | None = None,
                       StepKind.AGREE, shapes=[shape])
             d.meta["checked"] = how
     d.result = result
-    d.meta.update(param=param, of=T, entries=list(M), partials=ds, scalar=S)
+    # the parameters as the LaTeX has them, W⁽¹⁾ b⁽¹⁾: b₁ is the first unit's bias here
+    d.meta.update(param=param, of=T, entries=list(M), partials=ds, scalar=S, layered=True)
     return d
 
 
@@ -90,7 +98,7 @@ def descent(net, naming: str | None = None) -> Derivation:
     ∂ℓᵢ/∂w over the minibatch (each derived unit by unit: :func:`assembled`); then the same loop
     with one update per parameter matrix, the form symgrad compiles."""
     S = scalarize(net, naming)
-    eps, f = sp.Symbol("epsilon"), sp.Symbol("f")
+    eps, f = sp.Symbol("epsilon"), sp.Symbol(cost_name(net))
     every = [w for p in net.parameters for w in S.params[p]]
     d = Derivation(f"Gradient descent, weight by weight: for each epoch, for each minibatch of n "
                    f"examples, compute all {len(every)} partial derivatives (each the mean over "
@@ -105,5 +113,5 @@ def descent(net, naming: str | None = None) -> Derivation:
               f"derivatives of the entries, laid out as in {p}", StepKind.UPDATE,
               shapes=[net.shapes[p]])
     d.result = every
-    d.meta.update(scalar=S, epsilon=eps)
+    d.meta.update(scalar=S, epsilon=eps, layered=True)
     return d

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Grad, Note, StepKind
+from symgrad.derive.cost import cost_name
 from symgrad.core.primitives import at_zero
 from symgrad.core.program import Kind, Program
 from symgrad.core.matexpr import (N, Cotangent, ScatterAdd, SumAll, Target, batch, bias_gradient,
@@ -390,7 +391,7 @@ def _algorithm(net: Graph) -> Derivation:
             rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, r).xreplace(params),
                                               (r, node.dim), name, shown[net.sym(name)]).sym
     loss_steps(net, d)
-    d.add(sp.Symbol("f"), batch_loss(net), f"the mean loss over {rows_are(net)}", StepKind.LOSS)
+    d.add(sp.Symbol(cost_name(net)), batch_loss(net), f"the mean loss over {rows_are(net)}", StepKind.LOSS)
     prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
     for name, (g, rhs, why) in bw.g.items():
         d.add(g, rhs, why, StepKind.BACKWARD)

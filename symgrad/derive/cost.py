@@ -19,6 +19,18 @@ from symgrad.core.derivation import Derivation, StepKind
 COSTS = ("mean", "sum")
 
 
+# the cost's letter: the slides' f, or the next free one when the user's network names a value or
+# parameter f (issue 13: an output named f read "f = (1/n) Σ ℓ_i" next to its own f − y)
+COST_LETTERS = ("f", "J", "R", "C", "E")
+
+
+def cost_name(net) -> str:
+    """The letter the cost over the examples is written with: f unless a name of ``net`` takes it."""
+    taken = set(net.nodes) | set(net.shapes)
+    return next((c for c in COST_LETTERS if c not in taken),
+                next(f"f{k}" for k in range(len(taken) + 1) if f"f{k}" not in taken))
+
+
 def check_cost(cost) -> str:
     cost = cost or "mean"
     if cost not in COSTS:
@@ -63,7 +75,8 @@ def with_cost(net, d: Derivation, cost) -> Derivation:
     n = _n_of(step.rhs, d.result, *[rhs for _, rhs in defs])
     why = step.why
     if isinstance(step.rhs, sp.Expr) and step.rhs.has(sp.Sum):  # the element level
-        why = (why.replace("f = (1/n) Σ_i ℓ_i is the mean loss", "f = Σ_i ℓ_i is the summed loss")
+        f = cost_name(net)
+        why = (why.replace(f"{f} = (1/n) Σ_i ℓ_i is the mean loss", f"{f} = Σ_i ℓ_i is the summed loss")
                .replace("average their derivatives", "add their derivatives"))
         d.steps[k] = replace(step, rhs=_no_mean(step.rhs, n), why=why)
         return d

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Note, Partial, StepKind
+from symgrad.derive.cost import cost_name
 from symgrad.derive import rules
 from symgrad.derive.backprop import per_position, rows_are, sequence_convention
 from symgrad.core.evaluate import evaluate
@@ -710,10 +711,11 @@ def _batch(net, S, d, w):
     """∂f/∂w for f = (1/n) Σ_i ℓ_i + λΩ(θ), Ω = ½ Σ w² over the weights (Algorithm 6.4)."""
     i, n = sp.Symbol("i", integer=True, positive=True), sp.Symbol("n", integer=True, positive=True)
     rhs = sp.Sum(sp.Derivative(sp.IndexedBase(ELL)[i], w, evaluate=False), (i, 1, n)) / n
-    why = f"f = (1/n) Σ_i ℓ_i is the mean loss over {rows_are(net)}: average their derivatives"
+    f = cost_name(net)
+    why = f"{f} = (1/n) Σ_i ℓ_i is the mean loss over {rows_are(net)}: average their derivatives"
     if S.positions:
-        why = ("f = (1/n) Σ_i ℓ_i is the mean loss over the n sequences (each ℓ_i the mean over "
-               f"its T = {S.positions} positions: f is the mean over all n·T, as the kernel's): "
+        why = (f"{f} = (1/n) Σ_i ℓ_i is the mean loss over the n sequences (each ℓ_i the mean over "
+               f"its T = {S.positions} positions: {f} is the mean over all n·T, as the kernel's): "
                "average their derivatives")
     if net.penalty != 0:
         weights = {s for p, M in S.params.items() if net.is_weight(p) for s in M}
@@ -722,7 +724,7 @@ def _batch(net, S, d, w):
             why += f"; the penalty λΩ(θ), Ω = ½ Σ w², adds λ {w} with λ = {net.penalty}"
         else:
             why += f"; the penalty λΩ(θ) leaves out the biases, so {w} gets no λ term"
-    d.add(Partial(sp.Symbol("f"), w), rhs, why, StepKind.BATCH)
+    d.add(Partial(sp.Symbol(f), w), rhs, why, StepKind.BATCH)
 
 
 # -- the self-check ---------------------------------------------------------------------------------

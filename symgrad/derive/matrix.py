@@ -13,6 +13,7 @@ from symgrad.derive.backprop import (VJPS, algorithm, carried, gradients, local_
                                      loss_steps, per_position, rows_are, sequence_convention,
                                      term_name)
 from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
+from symgrad.derive.cost import cost_name
 from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
 
@@ -155,7 +156,7 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     derived = _backprop_steps(net, d, bw, paths + [sorted(_above(net, reached))], p, P, wrt,
                               is_w, known)
     batch_g = alg.result[p]
-    d.add(Grad(sp.Symbol("f"), P), batch_g,
+    d.add(Grad(sp.Symbol(cost_name(net)), P), batch_g,
           f"the mean over {rows_are(net)}" + ("" if net.seq_len else " (one per row of X)")
           + f": every g row-stacked into G, which carries the {carried(net)}", StepKind.BATCH,
           shapes=[net.shapes[p]])

@@ -185,6 +185,22 @@ class PlainPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         return f"Σ_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} " \
                f"{self._print(expr.function)}"
 
+    def _entry_formula(self, e):
+        """[4(ŷ − y)³]ᵀ: the formula an Elementwise applies, printed by this printer from its
+        Lambda in the operands' names; its label is SymPy's str (4*(-y + ŷ)**3, issue 13), kept
+        for operands that are not plain names. A label with no ASCII * or - is the engines' own
+        text (bce's (ŷ − y)/(ŷ(1 − ŷ))) and reads better as written."""
+        ops = [a.arg if isinstance(a, sp.Transpose) else a for a in e.operands]
+        lam = e.lam
+        if not re.search(r"[*-]", e._label):  # the engines' own text, (ŷ − y)/(ŷ(1 − ŷ)): as written
+            return PlainPrinter._print(self, e)
+        if len(ops) != len(lam.variables) or not all(isinstance(a, sp.MatrixSymbol) for a in ops):
+            return PlainPrinter._print(self, e)
+        body = lam.expr.xreplace({v: sp.Symbol(a.name, real=True)
+                                  for v, a in zip(lam.variables, ops)})
+        t = "ᵀ" if isinstance(e.operands[0], sp.Transpose) else ""
+        return f"[{self._print(body)}]{t}"
+
     def _print_Derivative(self, expr):
         if len(expr.variables) != 1:
             return super()._print_Derivative(expr)
@@ -365,8 +381,8 @@ class TextPrinter(PlainPrinter):
     simplified away is recognised before printing and checked equal: 1/(4 cosh²(u/2)) prints as
     σ(u)(1 − σ(u)), exp(a) exp(b) as exp(a + b). ``unicode=False`` writes names, minus signs,
     relations and powers in ASCII (x1, yhat, sigmoid, -, <=, x^2), the engines' words too
-    (:func:`symgrad.printing.names.ascii_words`); the structural glyphs of matrix expressions
-    (∂, ᵀ, ⊙, ·) stay (the index level's printer writes d, sum_ and ' there). JSON keeps SymPy's own strings
+    (:func:`symgrad.printing.names.ascii_words`), and the structural glyphs too (∂ → d, ᵀ → ',
+    ⊙ → .*, ⊗ → kron, · → *, ⁽¹⁾ → ^(1)): the whole output is ASCII. JSON keeps SymPy's own strings
     (:class:`SympifyPrinter`); the engines' words use :class:`PlainPrinter`.
     """
 
@@ -387,6 +403,10 @@ class TextPrinter(PlainPrinter):
     def _u(self) -> bool:
         return bool(self._settings["unicode"])
 
+    def doprint(self, expr):
+        out = super().doprint(expr)
+        return out if self._u else _ascii(out)
+
     def _minus_sign(self) -> str:
         return "−" if self._u else "-"
 
@@ -394,13 +414,15 @@ class TextPrinter(PlainPrinter):
     def _print_Symbol(self, expr):
         if isinstance(expr, sp.Dummy):
             return super()._print_Symbol(expr)
-        return text_name(expr.name, self._u)
+        return _name(expr.name, self._u)
 
     def _print_MatrixSymbol(self, m):
         entry = re.fullmatch(r"(.+)\[(\d+)\]", m.name)  # a vector's entry as a 1×1 block, 0-based
         if entry:
-            return f"{text_name(entry.group(1), self._u)}[{int(entry.group(2)) + 1}]"
-        return text_name(m.name, self._u)
+            return f"{_name(entry.group(1), self._u)}[{int(entry.group(2)) + 1}]"
+        if getattr(self, "_layered", False):
+            return _layered(m.name, self._u)
+        return _name(m.name, self._u)
 
     def _print_Pi(self, expr):
         return "π" if self._u else "pi"
@@ -433,12 +455,28 @@ class TextPrinter(PlainPrinter):
 
     def _print_Elementwise(self, e):
         if not re.fullmatch(r"[\w']+", e._label):  # a formula over the entries: [−y/ŷ]ᵀ
-            return PlainPrinter._print(self, e)
+            return self._entry_formula(e)
         ops = e.operands[:e._shown]
         if ops and all(isinstance(a, sp.Transpose) for a in ops):  # relu′(z₁)ᵀ, not relu′(z₁ᵀ)
             inner = ", ".join(self._print(a.arg) for a in ops)
             return f"{function_text(e._label, self._u)}({inner})" + ("ᵀ" if self._u else "'")
         return f"{function_text(e._label, self._u)}({', '.join(self._print(a) for a in ops)})"
+
+    def _entry_formula(self, e):
+        """[4(ŷ − y)³]ᵀ: the formula an Elementwise applies, printed by this printer from its
+        Lambda in the operands' names; its label is SymPy's str (4*(-y + ŷ)**3, issue 13), kept
+        for operands that are not plain names. A label with no ASCII * or - is the engines' own
+        text (bce's (ŷ − y)/(ŷ(1 − ŷ))) and reads better as written."""
+        ops = [a.arg if isinstance(a, sp.Transpose) else a for a in e.operands]
+        lam = e.lam
+        if not re.search(r"[*-]", e._label):  # the engines' own text, (ŷ − y)/(ŷ(1 − ŷ)): as written
+            return PlainPrinter._print(self, e)
+        if len(ops) != len(lam.variables) or not all(isinstance(a, sp.MatrixSymbol) for a in ops):
+            return PlainPrinter._print(self, e)
+        body = lam.expr.xreplace({v: sp.Symbol(a.name, real=True)
+                                  for v, a in zip(lam.variables, ops)})
+        t = "ᵀ" if isinstance(e.operands[0], sp.Transpose) else ""
+        return f"[{self._print(body)}]{t}"
 
     def _print_Derivative(self, expr):
         if len(expr.variables) == 1 and isinstance(expr.expr, (sp.Add, sp.Mul, sp.Pow)):
@@ -606,6 +644,8 @@ class TextPrinter(PlainPrinter):
 
     # derivations
     def doprint_derivation(self, d: Derivation) -> str:
+        # the element level's parameter matrices by layer, W⁽¹⁾ b⁽¹⁾, apart from its scalars w₁ b₁
+        self._layered = bool(d.meta.get("layered"))
         words = self._words(d)
         lines = []
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
@@ -625,30 +665,41 @@ class TextPrinter(PlainPrinter):
             if notes:
                 line += "    [" + "; ".join(notes) + "]"
             lines.append(line)
-        return "\n".join(lines)
+        out = "\n".join(lines)
+        return out if self._u else _ascii(out)
 
     def _words(self, d: Derivation):
         """The engines' words (titles, justifications) with the derivation's names as the
         expressions show them: "ŷ separates ℓ from w₁", "g ← W₂ᵀ g", "σ′(z₂)"."""
-        if not self._u:  # ASCII throughout: the words' ŷ, −, ‖·‖² as the names print (yhat, -)
-            return ascii_words
         vectors, scalars = names_in(d)
+        if not self._u:  # ASCII throughout: the words' ŷ, −, ‖·‖² as the names print (yhat, -)
+            if not getattr(self, "_layered", False):
+                return ascii_words
+            layer = re.compile(r"(?<![A-Za-z0-9_'])(%s)(?![A-Za-z0-9_'])" % "|".join(
+                re.escape(v) for v in vectors)) if vectors else None
+            return lambda text: ascii_words(
+                layer.sub(lambda m: _layered(m.group(1), False), text) if layer else text)
         known = set(vectors) | set(scalars) | {"yhat", "Yhat"}
 
         def name(m):
             word, primes = m.group(1), m.group(2)
             if primes:  # a function's derivative: relu'(z), sigmoid'(z)
                 return function_text(word, True) + "′" * len(primes)
+            if word in vectors and getattr(self, "_layered", False):
+                return _layered(word)
             if word in known:
-                return text_name(word)
-            base, under, rest = word.partition("_")  # yhat_i, z2_i: an entry by its index
+                return _name(word)
+            base, under, rest = word.rpartition("_")  # yhat_i, z2_i, t_1_i: an entry by its index
             if under and base in known and not rest[:1].isdigit():
-                return f"{text_name(base)}_{rest}"
+                shown = _name(base)
+                if shown[-1:] in _SUBSCRIPT_DIGITS and not rest.translate(_SUB_LETTERS).isascii():
+                    return f"{shown},{rest.translate(_SUB_LETTERS)}"  # h₁,ᵢ as z₁,₂ (not h₁_i)
+                return f"{shown}_{rest}"
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
-                text_name(m.group(1)) if m.group(1) in known else m.group(1)), text)
+                _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
                           r"(?:('+)(?=\()|(?![A-Za-z0-9_']))", name, text)
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
@@ -656,6 +707,76 @@ class TextPrinter(PlainPrinter):
         if d.meta.get("level") == "index":  # R_i, m', δ_ki as the body writes them: Rᵢ, m′, δₖᵢ
             return lambda text: index_words(words(text))
         return words
+
+
+_SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
+_SUB_LETTERS = str.maketrans(dict(zip("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")))
+_SUB_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+
+
+def _name(name: str, unicode: bool = True) -> str:
+    """A name in text: :func:`text_name`, and a name with underscores as subscripts where it
+    wrote them as they are (issue 13: zeta_1 → ζ₁, t_1 → t₁, g_zeta_1 → g_ζ₁, and a unit of one
+    zeta_1_2 → ζ₁,₂ as z1_2 → z₁,₂)."""
+    shown = text_name(name, unicode)
+    if not unicode or shown != name:
+        return shown
+    if "_" not in name:
+        return _greek(name)
+    m = re.fullmatch(r"([gG])_([A-Za-z].*)", name)  # the g of a node so named
+    if m:
+        return f"{m.group(1)}_{_name(m.group(2))}"
+    m = re.fullmatch(r"([A-Za-z]+)_(\d+)(?:_(\d+(?:,\d+)?))?", name)
+    if m:
+        letters, sub, unit = m.groups()
+        out = _greek(text_name(letters)) + sub.translate(_SUB_DIGITS)
+        return out + ("," + unit.translate(_SUB_DIGITS) if unit else "")
+    return shown
+
+
+def _greek(word: str) -> str:
+    """zeta → ζ, Omega → Ω: every Greek letter's name, as the LaTeX names have them (\\zeta);
+    text_name's table has the common ones only."""
+    import unicodedata
+    if word.lower() not in GREEK_NAMES:
+        return word
+    case = "CAPITAL" if word[0].isupper() else "SMALL"
+    try:
+        return unicodedata.lookup(f"GREEK {case} LETTER {word.upper()}")
+    except KeyError:
+        return word
+
+
+GREEK_NAMES = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa",
+               "lamda", "mu", "nu", "xi", "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi",
+               "chi", "psi", "omega"}
+
+
+def _layered(name: str, unicode: bool = True) -> str:
+    """A layer's matrix or vector by its layer as a superscript, as the LaTeX writes it: W1 →
+    W⁽¹⁾, b1 → b⁽¹⁾, g_z1 → g_z⁽¹⁾ (ASCII: W^(1)); any other name as :func:`_name` has it."""
+    m = re.fullmatch(r"((?:[gG]_)?)([A-Za-z]+?)(\d+)", name)
+    if not m or m.group(2) in ("yhat", "Yhat"):
+        return _name(name, unicode)
+    prefix, letters, layer = m.groups()
+    if not unicode:
+        return f"{prefix}{letters}^({layer})"
+    return f"{prefix}{_greek(letters)}⁽{layer.translate(SUPERSCRIPT)}⁾"
+
+
+def _ascii(text: str) -> str:
+    """ASCII mode's last word: the structural glyphs nodes print themselves with (∂, ℓ, ᵀ, ⊗, ·,
+    W⁽¹⁾, ×) read in ASCII (d, l, ', kron, *, W^(1), x), so --ascii output is ASCII throughout
+    (issue 13: ∂ℓ/∂vec[W1] and I ⊗ xᵀ survived it)."""
+    if text.isascii():
+        return text
+    text = text.replace(" ⊗ ", " kron ")
+    text = re.sub("⁽([⁰¹²³⁴⁵⁶⁷⁸⁹]+)⁾", lambda m: "^(" + m.group(1).translate(_FROM_SUPERSCRIPT) + ")",
+                  text)
+    return re.sub(r" +kron +", " kron ", ascii_words(text))  # the words' ⊗ is spaced too
+
+
+_FROM_SUPERSCRIPT = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
 
 
 def _symbolic(e) -> bool:
@@ -763,5 +884,6 @@ def to_dict(d: Derivation) -> dict:
         out["result"] = p.doprint(result)
         out["where"] = [{"lhs": p.doprint(lhs), "rhs": p.doprint(rhs)} for lhs, rhs in where]
     else:
-        out["result"] = p.doprint(d.result) if isinstance(d.result, sp.Basic) else d.result
+        out["result"] = p.doprint(d.result) if isinstance(d.result, sp.Basic) else \
+            [p.doprint(r) for r in d.result] if isinstance(d.result, (list, tuple)) else d.result
     return out
