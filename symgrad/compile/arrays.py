@@ -36,7 +36,7 @@ from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts
                                     lambda_body, legend, missing_code, print_elementwise)
 from symgrad.compile.emit import cse
 from symgrad.compile.kernel import _live  # the statements an output needs, as numpy's
-from symgrad.compile.spec import Spec, check_label_range, is_dask, out_of_core
+from symgrad.compile.spec import Spec, check_keys, check_label_range, is_dask, out_of_core
 from symgrad.derive import backprop
 
 # the matrix operations this printer writes (anything else in a program is refused, named)
@@ -505,13 +505,7 @@ class ArgCheck:
         if not isinstance(X, dict):
             each = ", ".join(f"{k!r}: (n, {d}) array" for k, d in zip(names, spec.d_ins))
             raise ValueError(f"X: this network has {len(names)} inputs; give a dict {{{each}}}")
-        extra = [repr(k) for k in X if k not in names]
-        missing = [repr(k) for k in names if k not in X]
-        if extra or missing:
-            raise ValueError(f"X: {'unexpected ' + ', '.join(extra) if extra else ''}"
-                             f"{'; ' if extra and missing else ''}"
-                             f"{'missing ' + ', '.join(missing) if missing else ''} (the "
-                             f"network's inputs are {', '.join(map(repr, names))})")
+        check_keys("X", X, names, "network's inputs")
         out = []
         for k, d in zip(names, spec.d_ins):
             a = self.x(X[k], like, d, f"X[{k!r}]")

@@ -148,13 +148,7 @@ class Spec:
         if not isinstance(Y, dict):
             raise ValueError(f"Y: this network's loss has {len(outs)} terms, one per output; give "
                              f"{self.ydict()}")
-        extra = [repr(k) for k in Y if k not in outs]
-        missing = [repr(k) for k in outs if k not in Y]
-        if extra or missing:
-            raise ValueError(f"Y: {'unexpected ' + ', '.join(extra) if extra else ''}"
-                             f"{'; ' if extra and missing else ''}"
-                             f"{'missing ' + ', '.join(missing) if missing else ''} (the "
-                             f"outputs of the loss are {', '.join(map(repr, outs))})")
+        check_keys("Y", Y, outs, "outputs of the loss")
         out = []
         for k, o in enumerate(outs):
             a = self.target(Y[o], n, dt, k)
@@ -249,13 +243,7 @@ class Spec:
         """The input arrays, in net.inputs order, converted to dt."""
         names = self.inputs
         if isinstance(X, dict):
-            extra = [repr(k) for k in X if k not in names]
-            missing = [repr(k) for k in names if k not in X]
-            if extra or missing:
-                raise ValueError(f"X: {'unexpected ' + ', '.join(extra) if extra else ''}"
-                                 f"{'; ' if extra and missing else ''}"
-                                 f"{'missing ' + ', '.join(missing) if missing else ''} (the "
-                                 f"network's inputs are {', '.join(map(repr, names))})")
+            check_keys("X", X, names, "network's inputs")
             arrays, labels = [X[k] for k in names], [f"X[{k!r}]" for k in names]
         elif len(names) > 1:
             each = ", ".join(f"{k!r}: {self.xshape('n', d, self.images.get(k), **self._T(k))} "
@@ -393,6 +381,18 @@ class Spec:
                                  "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n', T)} integer labels")
         return Y
+
+
+def check_keys(what: str, given, names, whose: str) -> None:
+    """A dict argument's keys exactly ``names``, else one line: "X: unexpected 'u'; missing 'x'
+    (the network's inputs are 'x', 'y')" (the kernels of every backend, inputs and outputs)."""
+    extra = [repr(k) for k in given if k not in names]
+    missing = [repr(k) for k in names if k not in given]
+    if extra or missing:
+        raise ValueError(f"{what}: {'unexpected ' + ', '.join(extra) if extra else ''}"
+                         f"{'; ' if extra and missing else ''}"
+                         f"{'missing ' + ', '.join(missing) if missing else ''} (the "
+                         f"{whose} are {', '.join(map(repr, names))})")
 
 
 def is_dask(a) -> bool:

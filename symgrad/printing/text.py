@@ -185,22 +185,6 @@ class PlainPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         return f"Σ_{{{self._print(i)}={self._print(lo)}}}^{{{self._print(hi)}}} " \
                f"{self._print(expr.function)}"
 
-    def _entry_formula(self, e):
-        """[4(ŷ − y)³]ᵀ: the formula an Elementwise applies, printed by this printer from its
-        Lambda in the operands' names; its label is SymPy's str (4*(-y + ŷ)**3, issue 13), kept
-        for operands that are not plain names. A label with no ASCII * or - is the engines' own
-        text (bce's (ŷ − y)/(ŷ(1 − ŷ))) and reads better as written."""
-        ops = [a.arg if isinstance(a, sp.Transpose) else a for a in e.operands]
-        lam = e.lam
-        if not re.search(r"[*-]", e._label):  # the engines' own text, (ŷ − y)/(ŷ(1 − ŷ)): as written
-            return PlainPrinter._print(self, e)
-        if len(ops) != len(lam.variables) or not all(isinstance(a, sp.MatrixSymbol) for a in ops):
-            return PlainPrinter._print(self, e)
-        body = lam.expr.xreplace({v: sp.Symbol(a.name, real=True)
-                                  for v, a in zip(lam.variables, ops)})
-        t = "ᵀ" if isinstance(e.operands[0], sp.Transpose) else ""
-        return f"[{self._print(body)}]{t}"
-
     def _print_Derivative(self, expr):
         if len(expr.variables) != 1:
             return super()._print_Derivative(expr)
