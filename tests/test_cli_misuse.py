@@ -203,6 +203,7 @@ def test_the_zip_helper_really_truncates(tmp_path):  # the table's truncated.npz
         zipfile.ZipFile(tmp_path / "t.npz")
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_timeout_holds_when_the_file_ignores_the_alarm(tmp_path):
     """The file is the user's code: it may ignore SIGALRM. A second after the alarm the CLI ends
     with the same one line (this ran on for minutes)."""

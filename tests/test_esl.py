@@ -118,6 +118,7 @@ def _instantiate(expr, idx: dict, P, X, Y, sizes):
     return float(e)
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 @pytest.mark.parametrize("cost", ["sum", "mean"])
 @pytest.mark.parametrize("output", ["sigmoid", "identity"])
 def test_general_formulas_match_finite_differences(cost, output):

@@ -490,6 +490,7 @@ def test_determinant_of_a_scaled_matrix():
         np.testing.assert_allclose(g, _fd_grad(fn, dict(X=X), "X"), rtol=1e-6)
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_slow_and_singular_checks():
     """logdet(XᵀX) is checked at sizes where XᵀX is invertible; tr(inv(A + XᵀBX)C) in seconds."""
     d = sg.grad("logdet(X'*X)", "X", matrices="X")
@@ -607,6 +608,7 @@ def test_softmax_regression_gradient_is_xt_s_minus_y():
         np.testing.assert_allclose(g, num, atol=1e-7)
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_softmax_regression_hessian_is_block_diagonal_sandwich():
     """H = (Xᵀ diag(Y𝟏) ⊗ I) blkdiag_i(diag(sᵢ) − sᵢsᵢᵀ) (X ⊗ I) + λI: verified against
     sympy.diff before it is returned, here against finite differences of the compiled gradient
@@ -635,6 +637,7 @@ def test_softmax_regression_hessian_is_block_diagonal_sandwich():
     np.testing.assert_allclose(H, Ht, atol=1e-12)
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_softmax_regression_compiles_without_forming_the_blocks():
     """The n·k × n·k middle is applied block by block and (Xᵀ…) ⊗ I as a reshape: the
     generated code forms neither (at the digits' size the middle would be 2.6 GB)."""
@@ -656,6 +659,7 @@ def test_rowwise_softmax_is_stable_at_large_logits():
     assert np.isfinite(f) and np.isfinite(g).all() and np.isfinite(H).all()
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_train_newton_softmax_regression():
     """sg.train(…, optimizer="newton") with a matrix of weights: the gradient to zero, f never
     increasing, W shaped like the data fixes it."""

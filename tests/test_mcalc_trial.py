@@ -228,6 +228,7 @@ def test_norm_gradient_is_x_over_its_norm():
     np.testing.assert_allclose(h.compile()(x=x)[2], np.eye(3) / n - np.outer(x, x) / n**3)
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_heading_has_a_minus_sign():
     d = sg.hessian("-sum(Y .* log(softmax(X*W))) + 0.5*tr(W'*W)", "W", matrices="X W Y")
     assert d.title.startswith("Hessian of f = −1ᵀ")
@@ -281,6 +282,7 @@ def test_norm_step_is_written_out():
     assert TextPrinter().doprint(d.steps[1].rhs) == "√(xᵀx)"
 
 
+@pytest.mark.slow  # 5-15 s in CI's default run (11.5 min with it); -m slow runs it
 def test_softmax_jacobian_prints_a_transpose_sign():
     d = sg.hessian("-sum(Y .* log(softmax(X*W))) + 0.5*tr(W'*W)", "W", matrices="X W Y")
     text = TextPrinter().doprint(d.result)
