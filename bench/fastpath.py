@@ -28,46 +28,14 @@ args = ap.parse_args()
 sys.path.insert(0, args.repo)
 import symgrad as sg  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import hand_numpy  # noqa: E402  (the same reference as bench/bench.py)
+
 
 def hand(sizes, loss, onehot=False):
-    """The backprop a person writes: relu hidden layers, identity+mse or softmax+CE output."""
-    L = len(sizes) - 1
-
-    def kernel(p, X, Y):
-        n = X.shape[0]
-        Hs, Zs, H = [X], [], X
-        for k in range(1, L + 1):
-            Z = H @ p[f"W{k}"].T + p[f"b{k}"]
-            Zs.append(Z)
-            H = np.maximum(Z, 0) if k < L else Z
-            Hs.append(H)
-        Z = Zs[-1]
-        if loss == "cross_entropy":
-            m = Z.max(axis=1, keepdims=True)
-            E = np.exp(Z - m)
-            s = E.sum(axis=1, keepdims=True)
-            lse = np.log(s) + m
-            if onehot:
-                value = np.sum((lse - Z) * Y) / n
-                G = (E / s - Y) / n
-            else:
-                rows = np.arange(n)
-                value = np.mean(lse[:, 0] - Z[rows, Y])
-                G = E / s
-                G[rows, Y] -= 1
-                G /= n
-        else:
-            D = Z - Y
-            value = 0.5 * np.sum(D * D) / n
-            G = D / n
-        grads = {}
-        for k in range(L, 0, -1):
-            grads[f"W{k}"] = G.T @ Hs[k - 1]
-            grads[f"b{k}"] = G.sum(axis=0)
-            if k > 1:
-                G = (G @ p[f"W{k}"]) * (Zs[k - 2] > 0)
-        return value, grads
-    return kernel
+    """The backprop a person writes: bench.py's hand_numpy (relu hidden layers, identity+mse or
+    softmax+CE output; Y integer labels or one-hot rows, told apart by Y.ndim)."""
+    return hand_numpy(sizes, loss)
 
 
 def fd_check(net, p, X, Y, loss, onehot):
