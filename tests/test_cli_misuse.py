@@ -258,3 +258,12 @@ def test_a_thread_left_running_by_a_network_file_does_not_keep_the_cli_alive(tmp
             assert err == "" and "\\end{document}" in (tmp_path / "h.tex").read_text()
         else:
             assert err == "symgrad: error: thread_fails.py, line 3: RuntimeError: boom\n", err
+
+
+def test_a_loss_naming_an_unknown_variable_says_which():
+    """A trial's finding (issue 13): `--loss "(yhat-z)**2"` said only "an expression in yhat and
+    y"; the error names z, on one line with exit code 2."""
+    r = CliRunner().invoke(cli, ["derive", "2-2-1", "--loss", "(yhat-z)**2 + w", "--wrt", "W1"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    line = r.output.strip()
+    assert "\n" not in line and "w, z are not variables of a loss" in line, line

@@ -49,9 +49,15 @@ class Loss:
             raise TypeError(f"loss: expected one of {', '.join(LOSSES)} or an expression")
         body = parse(spec)
         yh, y = sp.Symbol("yhat", real=True), sp.Symbol("y", real=True)
-        if not isinstance(body, sp.Expr) or not body.free_symbols <= {yh, y}:
+        if not isinstance(body, sp.Expr):
             raise ValueError(f"loss {spec!r}: expected one of {', '.join(LOSSES)} or an "
                              "expression in yhat and y")
+        unknown = sorted(s.name for s in body.free_symbols - {yh, y})
+        if unknown:  # name them: "expected an expression in yhat and y" alone left users guessing
+            raise ValueError(f"loss {spec!r}: {', '.join(unknown)} "
+                             f"{'is not a variable' if len(unknown) == 1 else 'are not variables'}"
+                             " of a loss, an expression in yhat and y (or one of "
+                             f"{', '.join(LOSSES)})")
         p, t = sp.Dummy("p", real=True), sp.Dummy("t", real=True)
         return cls("custom", sp.Lambda((p, t), body.xreplace({yh: p, y: t})))
 
