@@ -21,8 +21,8 @@ from symgrad.core.primitives import (_fold, _log_code, leaky_relu, log1mexp, log
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
-from symgrad.compile.mfunction import (_HELPERS, NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
-                                       _helpers_over, _np_as)
+from symgrad.compile.mfunction import (_HELPERS, NUMPY_FUNCTIONS, ArrayMatrixPrinter,
+                                       _helpers_over, _np_as, numpy_like_ops)
 
 NAME = "cupy"
 
@@ -193,10 +193,7 @@ def _matrix():
 
     class CuPyMatrixPrinter(ArrayMatrixPrinter):
         backend = NAME
-        ops = {**_np_as(NUMPY_OPS, "cp"), "eye": "cp.eye({0}, dtype=_dt)",
-               "ones": "cp.ones(({0}, {1}), _dt)", "zeros": "cp.zeros(({0}, {1}), _dt)",
-               "size_pow": "{0} ** ({1})", "commutation": "_m_commutation({0}, {1}, _dt)",
-               "out": "_m_out({0}, _dt)"}
+        ops = numpy_like_ops("cp")
         functions = _np_as(NUMPY_FUNCTIONS, "cp")
 
         def namespace(self):

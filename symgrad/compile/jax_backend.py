@@ -25,8 +25,8 @@ from symgrad.core.primitives import (_log_code, _fold, leaky_relu, log1mexp, log
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
 from symgrad.compile.common import atomic, exec_generated
-from symgrad.compile.mfunction import (NUMPY_FUNCTIONS, NUMPY_OPS, ArrayMatrixPrinter,
-                                       _helpers_over, _np_as)
+from symgrad.compile.mfunction import (NUMPY_FUNCTIONS, ArrayMatrixPrinter,
+                                       _helpers_over, _np_as, numpy_like_ops)
 
 NAME = "jax"
 
@@ -226,10 +226,7 @@ def _matrix():
 
     class JaxMatrixPrinter(ArrayMatrixPrinter):
         backend = NAME
-        ops = {**_np_as(NUMPY_OPS, "jnp"), "eye": "jnp.eye({0}, dtype=_dt)",
-               "ones": "jnp.ones(({0}, {1}), _dt)", "zeros": "jnp.zeros(({0}, {1}), _dt)",
-               "size_pow": "{0} ** ({1})", "commutation": "_m_commutation({0}, {1}, _dt)",
-               "out": "_m_out({0}, _dt)"}
+        ops = numpy_like_ops("jnp")
         functions = _np_as(NUMPY_FUNCTIONS, "jnp")
 
         def namespace(self):

@@ -187,6 +187,15 @@ def _np_as(table, module):
     return {k: v.replace("np.", f"{module}.") for k, v in table.items()}
 
 
+def numpy_like_ops(module):
+    """The ``ops`` of a backend whose module has numpy's API (``jnp``, ``cp``): numpy's, with
+    arrays made in the arguments' dtype ``_dt`` and the helpers that need it given it."""
+    return {**_np_as(NUMPY_OPS, module), "eye": module + ".eye({0}, dtype=_dt)",
+            "ones": module + ".ones(({0}, {1}), _dt)", "zeros": module + ".zeros(({0}, {1}), _dt)",
+            "size_pow": "{0} ** ({1})", "commutation": "_m_commutation({0}, {1}, _dt)",
+            "out": "_m_out({0}, _dt)"}
+
+
 def _helpers_over(module, *names):
     """numpy's helpers ``_m_*`` by name, run over another module with numpy's API (jax.numpy,
     cupy): the same code, its ``np`` that module."""
