@@ -32,7 +32,7 @@ from symgrad.core.matexpr import (N, Elementwise, LogSumExp, Normalize, Normaliz
                                   SoftmaxVJP, SumAll)
 from symgrad.core.primitives import RULES, MissingCodeError, call_args, step
 from symgrad.core.program import Kind
-from symgrad.compile.common import (IDENT, PrimitivePrinting, atomic, broadcasts, exec_generated,
+from symgrad.compile.common import (PrimitivePrinting, atomic, broadcasts, exec_generated,
                                     lambda_body, legend, missing_code, print_elementwise)
 from symgrad.compile.emit import cse
 from symgrad.compile.kernel import _live  # the statements an output needs, as numpy's

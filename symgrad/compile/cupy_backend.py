@@ -20,7 +20,7 @@ from symgrad.core.primitives import (_fold, _log_code, leaky_relu, log1mexp, log
                                      sigmoid, softplus, step)
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
-from symgrad.compile.common import atomic, exec_generated
+from symgrad.compile.common import atomic
 from symgrad.compile.mfunction import (_HELPERS, NUMPY_FUNCTIONS, ArrayMatrixPrinter,
                                        _helpers_over, _np_as, numpy_like_ops)
 

@@ -24,7 +24,7 @@ from symgrad.core.primitives import (_log_code, _fold, leaky_relu, log1mexp, log
                                      sigmoid, softplus, step)
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
-from symgrad.compile.common import atomic, exec_generated
+from symgrad.compile.common import atomic
 from symgrad.compile.mfunction import (NUMPY_FUNCTIONS, ArrayMatrixPrinter,
                                        _helpers_over, _np_as, numpy_like_ops)
 

@@ -27,7 +27,6 @@ import re
 
 import numpy as np
 import sympy as sp
-from sympy.matrices.expressions import MatrixExpr
 
 from symgrad.compile.backends import backend_named
 from symgrad.compile.common import FLOATS, exec_generated

@@ -25,7 +25,7 @@ from symgrad.core.primitives import (_log_code, leaky_relu, log1mexp, logsumexp,
                                      softplus, step)
 from symgrad.compile.arrays import ArrayPrinting, Runtime, function_runner, network_kernel
 from symgrad.compile.backends import Backend, register_backend
-from symgrad.compile.common import atomic, exec_generated, missing_code
+from symgrad.compile.common import atomic, missing_code
 from symgrad.compile.mfunction import ArrayMatrixPrinter
 
 NAME = "torch"

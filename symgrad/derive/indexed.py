@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symgrad.core.derivation import Derivation, Note, Remark, StepKind, _basic
+from symgrad.core.derivation import Derivation, Remark, StepKind, _basic
 from symgrad.core.evaluate import evaluate
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph

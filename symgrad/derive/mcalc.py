@@ -29,7 +29,6 @@ from symgrad.core.matexpr import (Commutation, DiagVec, Elementwise, HadamardPow
                                     LogSumExp, MatAddShown, Norm2, Over, Scalar, Softmax,
                                     SoftmaxJacobian, SoftmaxVJP, Symmetric, lam)
 from symgrad.core.mlang import ELEMENTWISE, MatrixProblem, entrywise, parse_matrix
-from symgrad.core.primitives import FUNCTIONS, step
 
 __all__ = ["derive_grad", "derive_derivative", "derive_hessian", "verify", "DIFFERENTIALS",
            "ADJOINTS", "ELEMENTWISE_DERIVATIVES", "SIMPLIFICATIONS", "DISPLAY", "display",
