@@ -113,3 +113,31 @@ def test_float32_large_batches_take_fortran_order_and_match_float64():
     for p in g64:
         assert g32[p].dtype == F32
         assert np.abs(g32[p] - g64[p]).max() <= 1e-4 * np.abs(g64[p]).max(), p
+
+
+def test_a_small_input_weight_is_copied_into_fortran_order_every_call():
+    """W1 of 64-32-10 (2048 entries) is read as W1 @ X.T from a Fortran-ordered copy made each
+    call (FORTRAN_WEIGHT); 784-256's first layer (200704 entries) is not. The copy is never
+    cached: a weight changed in place between calls gives the new gradients."""
+    small = sg.mlp([64, 32, 10], hidden="relu", output="softmax", loss="cross_entropy")
+    big = sg.mlp([784, 256, 10], hidden="relu", output="softmax", loss="cross_entropy")
+    for fused in (False, None):
+        src = small.compile(fused=fused).source.split("# the fused loops")[0]
+        assert "p0 = np.asfortranarray(p0)" in src and "p2 = np.asfortranarray" not in src
+        assert "asfortranarray" not in big.compile(fused=fused).source
+    small = sg.mlp([16, 8, 3], hidden="relu", output="softmax", loss="cross_entropy")
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(40, 16)), rng.integers(0, 3, 40)
+    p = small.init_params(3)
+    k, ref = small.compile(scalar=False), small.compile(backend="python")
+    for step in range(3):
+        (l0, g0), (l1, g1) = k(p, X, Y), ref(p, X, Y)
+        assert l0 == pytest.approx(l1, rel=1e-12)
+        for q in g1:
+            assert np.abs(g0[q] - g1[q]).max() <= 1e-12 * np.abs(g1[q]).max(), (step, q)
+        p["W1"] *= 1.5  # in place: the next call must read the new values
+        p["W1"][0, 0] = 0.7
+    # a weight given in Fortran order (no copy then) and a strided view of one
+    q = dict(p, W1=np.asfortranarray(p["W1"]))
+    assert np.abs(k(q, X, Y)[1]["W1"] - ref(p, X, Y)[1]["W1"]).max() <= 1e-12 * \
+        np.abs(ref(p, X, Y)[1]["W1"]).max()

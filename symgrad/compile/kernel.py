@@ -47,6 +47,39 @@ def buffer_order(n, dt):
     return "F" if dt == FLOATS[0] and n >= 1024 else "C"
 
 
+# A weight read only against an input's rows, W Xᵀ (printed ``np.matmul(W, X.T)``, X.T a
+# Fortran-ordered view), is copied into Fortran order on every call when it has at most this many
+# entries: dgemm/sgemm of two Fortran-ordered operands ran faster there (1 thread, µs, C-ordered
+# W / Fortran copy, the copy not included: 32×64 by X.T of 128 rows f64 14.5 / 10.7, f32 10.2 /
+# 5.9; 10×128 by 256 rows f64 31.3 / 21.9; 128×256 by 256 rows equal, 375 / 377) but slower for
+# the big first layer of 784-256-128-10 (256×784 by 256 rows f64 2536 / 3050, f32 1110 / 1202),
+# where the copy alone costs 0.1 ms. Copied every call, never cached: the caller may change the
+# weight in place between calls.
+FORTRAN_WEIGHT = 16384
+
+
+def _input_weights(stmts, params, inputs):
+    """The parameters of ``params`` read only as W in products X Wᵀ with an input X (the kernel
+    prints them W @ X.T), with at most FORTRAN_WEIGHT entries."""
+    ok, bad = set(), set()
+
+    def walk(e):
+        if isinstance(e, sp.MatMul) and len(e.args) == 2 and e.args[0] in inputs and \
+                isinstance(e.args[1], sp.Transpose) and e.args[1].arg in params:
+            ok.add(e.args[1].arg)
+            return
+        if isinstance(e, sp.MatrixSymbol):
+            if e in params:
+                bad.add(e)
+            return
+        for a in (e.operands if isinstance(e, Elementwise) else e.args):
+            if isinstance(a, sp.Basic):
+                walk(a)
+    for _, rhs in stmts:
+        walk(rhs)
+    return [p for p in params if p in ok - bad and p.shape[0] * p.shape[1] <= FORTRAN_WEIGHT]
+
+
 def _c_order(n, dt):
     return "C"
 
@@ -236,10 +269,11 @@ def _namespace(spec, **extra):
 
 
 def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=(), sums=(),
-              printer=KernelPrinter, order=buffer_order):
+              printer=KernelPrinter, order=buffer_order, fortran=()):
     """Source of ``name(params, X[, Y])``: the checks, ``head``, the statements, ``tail``; for
     cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot).
-    ``order(n, dt)``: the memory order of the batch values' buffers (:func:`buffer_order`)."""
+    ``order(n, dt)``: the memory order of the batch values' buffers (:func:`buffer_order`);
+    ``fortran``: parameters' locals copied into Fortran order each call (FORTRAN_WEIGHT)."""
     variants, printer_cls = [], printer
     # an input read entrywise (layer norm, a residual) is copied once into the layout of the
     # kernel's own arrays, (d, n) C-ordered: X.T, a view, made every such op mix two layouts
@@ -276,6 +310,7 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     pre = [f"    {', '.join(consts)}, = _consts(n, dt)"] if consts else []
     lines = [f"def {name}(params, X{', Y' if with_y else ''}):"] + _prologue(spec, with_y)
     lines += list(head) + pre
+    lines += [f"    {p} = np.asfortranarray({p})  # (see FORTRAN_WEIGHT)" for p in fortran]
     if copied:  # (in the buffers' order: X.T, a view, is already Fortran-ordered)
         lines += ["    _fo = _consts.order(n, dt) == 'F'"]
     lines += [f"    {c} = {c[:-1]}.T if _fo else np.ascontiguousarray({c[:-1]}.T)"
@@ -401,7 +436,11 @@ def _compile_numpy(net, scalar, at0, unfused):
                             sums=set(carried.values()), printer=printer,
                             # (the fused loops walk (d, n) arrays a row at a time, and run for
                             # small batches only, where C order is as fast: see buffer_order)
-                            order=_c_order if fused else buffer_order)
+                            order=_c_order if fused else buffer_order,
+                            fortran=[p.name for p in _input_weights(
+                                stmts, [v.sym for v in typed.params],
+                                {x for x, i in zip(spec.Xs, spec.inputs)
+                                 if i not in spec.tokens and i not in spec.images})])
     if tiny:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         rows = "n examples" if spec.T is None else f"n rows (sequences × {spec.T} positions)"
