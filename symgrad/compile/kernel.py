@@ -48,14 +48,16 @@ def buffer_order(n, dt):
 
 
 # A weight read only against an input's rows, W Xᵀ (printed ``np.matmul(W, X.T)``, X.T a
-# Fortran-ordered view), is copied into Fortran order on every call when it has at most this many
-# entries: dgemm/sgemm of two Fortran-ordered operands ran faster there (1 thread, µs, C-ordered
-# W / Fortran copy, the copy not included: 32×64 by X.T of 128 rows f64 14.5 / 10.7, f32 10.2 /
-# 5.9; 10×128 by 256 rows f64 31.3 / 21.9; 128×256 by 256 rows equal, 375 / 377) but slower for
-# the big first layer of 784-256-128-10 (256×784 by 256 rows f64 2536 / 3050, f32 1110 / 1202),
-# where the copy alone costs 0.1 ms. Copied every call, never cached: the caller may change the
-# weight in place between calls.
-FORTRAN_WEIGHT = 16384
+# Fortran-ordered view), is copied into Fortran order on every call for batches of FORTRAN_ROWS
+# and weights of at most FORTRAN_WEIGHT entries: dgemm/sgemm of two Fortran-ordered operands ran
+# faster there. Measured (1 thread, load ~5, W C-ordered / a Fortran copy, the copy included):
+# 32×64 f64 n = 32 1.20, 48 0.89, 128 0.81, 256 0.79; 64×64 f64 32 1.02, 48 0.92, 128 0.86,
+# 256 1.06; f32 alike (32×64 at 128 0.68); 10×128 f64 96 1.51, 128 0.83; at n ≤ 16 the copy
+# alone costs 1.4–2×. Slower for the big first layer of 784-256-128-10 (256×784 by 256 rows
+# f64 2536 / 3050 µs without the copy, which costs 0.1 ms more). Copied every call, never cached:
+# the caller may change the weight in place between calls.
+FORTRAN_WEIGHT = 4096
+FORTRAN_ROWS = (48, 160)
 
 
 def _input_weights(stmts, params, inputs):
@@ -310,7 +312,10 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     pre = [f"    {', '.join(consts)}, = _consts(n, dt)"] if consts else []
     lines = [f"def {name}(params, X{', Y' if with_y else ''}):"] + _prologue(spec, with_y)
     lines += list(head) + pre
-    lines += [f"    {p} = np.asfortranarray({p})  # (see FORTRAN_WEIGHT)" for p in fortran]
+    if fortran:
+        lo, hi = FORTRAN_ROWS
+        lines += [f"    if {lo} <= n <= {hi}:  # (see FORTRAN_WEIGHT)"]
+        lines += [f"        {p} = np.asfortranarray({p})" for p in fortran]
     if copied:  # (in the buffers' order: X.T, a view, is already Fortran-ordered)
         lines += ["    _fo = _consts.order(n, dt) == 'F'"]
     lines += [f"    {c} = {c[:-1]}.T if _fo else np.ascontiguousarray({c[:-1]}.T)"
