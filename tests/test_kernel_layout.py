@@ -117,17 +117,18 @@ def test_float32_large_batches_take_fortran_order_and_match_float64():
 
 def test_a_small_input_weight_is_copied_into_fortran_order_every_call():
     """W1 of 64-32-10 (2048 entries) is read as W1 @ X.T from a Fortran-ordered copy made each
-    call (FORTRAN_WEIGHT); 784-256's first layer (200704 entries) is not. The copy is never
+    call for batches of 48–160 (FORTRAN_WEIGHT); 784-256's first layer (200704 entries) is not. The copy is never
     cached: a weight changed in place between calls gives the new gradients."""
     small = sg.mlp([64, 32, 10], hidden="relu", output="softmax", loss="cross_entropy")
     big = sg.mlp([784, 256, 10], hidden="relu", output="softmax", loss="cross_entropy")
     for fused in (False, None):
         src = small.compile(fused=fused).source.split("# the fused loops")[0]
-        assert "p0 = np.asfortranarray(p0)" in src and "p2 = np.asfortranarray" not in src
+        assert "if 48 <= n <= 160:" in src and "p0 = np.asfortranarray(p0)" in src
+        assert "p2 = np.asfortranarray" not in src
         assert "asfortranarray" not in big.compile(fused=fused).source
     small = sg.mlp([16, 8, 3], hidden="relu", output="softmax", loss="cross_entropy")
     rng = np.random.default_rng(2)
-    X, Y = rng.normal(size=(40, 16)), rng.integers(0, 3, 40)
+    X, Y = rng.normal(size=(50, 16)), rng.integers(0, 3, 50)
     p = small.init_params(3)
     k, ref = small.compile(scalar=False), small.compile(backend="python")
     for step in range(3):
@@ -141,3 +142,26 @@ def test_a_small_input_weight_is_copied_into_fortran_order_every_call():
     q = dict(p, W1=np.asfortranarray(p["W1"]))
     assert np.abs(k(q, X, Y)[1]["W1"] - ref(p, X, Y)[1]["W1"]).max() <= 1e-12 * \
         np.abs(ref(p, X, Y)[1]["W1"]).max()
+
+
+def test_fused_loops_store_into_the_kernels_buffers():
+    """The numba loops write their (d, n) results into the kernel's per-batch-size arrays, given
+    as arguments, instead of allocating them each call; consecutive calls on other data (the
+    buffers reused, the batch size changing) still give the numpy kernel's results."""
+    pytest.importorskip("numba")
+    net = sg.mlp([12, 9, 4], hidden="relu", output="softmax", loss="cross_entropy")
+    fast, ref = net.compile(fused=True, scalar=False), net.compile(fused=False, scalar=False)
+    assert fast.fused
+    loops = fast.source.split("# the fused loops")[1].split("# _unfused")[0]
+    assert "def _fz0(" in loops and "np.empty" not in loops
+    assert "_fz0(_g0, p1, buf_" in fast.source
+    p = net.init_params(4)
+    rng = np.random.default_rng(5)
+    for n in (30, 30, 7, 30):
+        X, Y = rng.normal(size=(n, 12)), rng.integers(0, 4, n)
+        (l0, g0), (l1, g1) = fast(p, X, Y), ref(p, X, Y)
+        assert l0 == pytest.approx(l1, rel=1e-12)
+        for q in g1:
+            assert np.abs(g0[q] - g1[q]).max() <= 1e-12 * np.abs(g1[q]).max(), (n, q)
+        Y1 = np.eye(4)[Y]
+        assert fast(p, X, Y1)[0] == pytest.approx(ref(p, X, Y1)[0], rel=1e-12)
