@@ -5,16 +5,29 @@ the same net, medians of interleaved repeats, one BLAS thread: the kernel's fixe
 Where it sits: outside the pipeline; it times ``net.compile()`` (compile). The reference is
 checked against central differences and symgrad against it (1e-12 in float64) before timing.
 
-Run: python bench/fastpath.py [--reps 400] [--rounds 5] [--repo PATH]
+Run: python bench/fastpath.py [--reps 400] [--rounds 5] [--repo PATH] [--only TEXT]
+     [--base PATH]
 Each case: `rounds` rounds, each timing symgrad and the hand-written step round-robin over `reps`
-calls; the ratio of medians per round; the median ratio over rounds and its spread (min–max)."""
+calls; the ratio of medians per round; the median ratio over rounds and its spread (min–max).
+The process runs with malloc pinned as bench/bench.py's workers are (it re-executes itself with
+the MALLOC_* settings), so neither contender pays page faults for its temporaries.
+``--base PATH``: before/after. Each round runs this script once for the checkout at PATH and once
+for ``--repo`` (order alternating), each a fresh process timing its symgrad against the same
+hand-written step; the medians of the two checkouts' per-round ratios are printed side by side."""
 import os
+import sys
 
 for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[v] = "1"
+    os.environ[v] = "1"  # (read when numpy loads, below)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import MALLOC  # noqa: E402  (bench.py's malloc pinning)
+
+if any(os.environ.get(k) != v for k, v in MALLOC.items()):  # (read when the process starts)
+    os.execve(sys.executable, [sys.executable] + sys.argv, {**os.environ, **MALLOC})
 import argparse  # noqa: E402
+import json  # noqa: E402
 import statistics  # noqa: E402
-import sys  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -23,12 +36,15 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--reps", type=int, default=400)
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--repo", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-ap.add_argument("--only", default="")
+ap.add_argument("--only", default="", help="run the cases whose name contains this text")
+ap.add_argument("--base", default="", help="a checkout to compare with, round by round")
+ap.add_argument("--json", action="store_true", help=argparse.SUPPRESS)  # (--base's workers)
 args = ap.parse_args()
 sys.path.insert(0, args.repo)
+for m in [m for m in sys.modules if m == "symgrad" or m.startswith("symgrad.")]:
+    del sys.modules[m]  # (bench.py imported its own checkout's)
 import symgrad as sg  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import hand_numpy  # noqa: E402  (the same reference as bench/bench.py)
 
 
@@ -67,12 +83,48 @@ CASES = [  # name, sizes, loss, batch, dtype, targets
     ("64-32-10 b32 CE onehot f64", [64, 32, 10], "cross_entropy", 32, "float64", "onehot"),
     ("784-256-128-10 b256 CE labels f64", [784, 256, 128, 10], "cross_entropy", 256, "float64", "labels"),
     ("784-256-128-10 b256 CE onehot f64", [784, 256, 128, 10], "cross_entropy", 256, "float64", "onehot"),
+    ("784-256-128-10 b256 mse f64", [784, 256, 128, 10], "mse", 256, "float64", "dense"),
+    ("784-256x7-10 b256 CE labels f64", [784] + [256] * 7 + [10], "cross_entropy", 256, "float64",
+     "labels"),
+    ("784-256x7-10 b256 CE onehot f64", [784] + [256] * 7 + [10], "cross_entropy", 256, "float64",
+     "onehot"),
+    # bench.py's float32 large-batch rows (1.04–1.18 of the hand step on a quiet machine)
+    ("64-64x3-10 b2048 CE labels f32", [64] + [64] * 3 + [10], "cross_entropy", 2048, "float32",
+     "labels"),
+    ("64-64x7-10 b8192 CE labels f32", [64] + [64] * 7 + [10], "cross_entropy", 8192, "float32",
+     "labels"),
 ]
 net_sizes = {}
 
 
+def compare():
+    """--base: a fresh process per checkout and round, alternating; ratios side by side."""
+    me = os.path.abspath(__file__)
+    repos = {"base": os.path.abspath(args.base), "this": os.path.abspath(args.repo)}
+    got = {r: {} for r in repos}
+    print(f"base {repos['base']}, this {repos['this']}; {args.rounds} rounds of "
+          f"{args.reps} reps each, load {os.getloadavg()[0]:.2f} at the start", flush=True)
+    for rnd in range(args.rounds):
+        order = list(repos) if rnd % 2 == 0 else list(repos)[::-1]
+        for r in order:
+            out = subprocess.run([sys.executable, me, "--repo", repos[r], "--rounds", "1", "--reps",
+                                  str(args.reps), "--only", args.only, "--json"],
+                                 capture_output=True, text=True, check=True).stdout
+            for row in map(json.loads, out.splitlines()):
+                got[r].setdefault(row["name"], []).append(row["ratio"])
+    print(f"load {os.getloadavg()[0]:.2f} at the end")
+    for name in got["this"]:
+        b, t = got["base"][name], got["this"][name]
+        print(f"{name:38s} base {statistics.median(b):5.3f} ({min(b):.3f}–{max(b):.3f})  this "
+              f"{statistics.median(t):5.3f} ({min(t):.3f}–{max(t):.3f})", flush=True)
+
+
 def main():
-    print(f"symgrad from {sg.__file__}; numpy {np.__version__}; reps {args.reps} × rounds {args.rounds}")
+    if args.base:
+        return compare()
+    if not args.json:
+        print(f"symgrad from {sg.__file__}; numpy {np.__version__}; reps {args.reps} × rounds "
+              f"{args.rounds}; load {os.getloadavg()[0]:.2f}")
     for name, sizes, loss, n, dtype, targets in CASES:
         if args.only and args.only not in name:
             continue
@@ -102,7 +154,8 @@ def main():
         if dtype == "float64" and n >= 4:
             fd_check(net, p, X, Y, loss, targets == "onehot")
         calls = {"sg": lambda: k(p, X, Y), "hand": lambda: h(p, X, Y)}
-        reps = args.reps if sizes[0] < 100 else max(50, args.reps // 8)
+        work = n * sum(a * b for a, b in zip(sizes, sizes[1:]))  # (multiply-adds a GEMM pass)
+        reps = args.reps if work < 2e6 else max(30, int(args.reps * 2e6 / work / 2))
         ratios, abs_sg, abs_hand = [], [], []
         for _ in range(args.rounds):
             for _ in range(20):
@@ -119,6 +172,9 @@ def main():
             ratios.append(sgm / hm)
             abs_sg.append(sgm)
             abs_hand.append(hm)
+        if args.json:
+            print(json.dumps({"name": name, "ratio": statistics.median(ratios)}), flush=True)
+            continue
         print(f"{name:38s} ratio {statistics.median(ratios):5.3f} (rounds {min(ratios):.3f}–"
               f"{max(ratios):.3f})  symgrad {statistics.median(abs_sg) * 1e6:8.1f} µs  hand "
               f"{statistics.median(abs_hand) * 1e6:8.1f} µs", flush=True)

@@ -391,12 +391,11 @@ def column_source(k, members, written, inputs, sums, settings, how):
     p = LoopPrinter(settings, entry)
     first = next(m for m, s in enumerate(inputs) if s.shape[0] == N and how.get(s) != "labels")
     n = (f"a{first}.shape[0]" if how.get(inputs[first]) is True else f"a{first}.shape[1]")
-    lines = [f"def _fz{k}({', '.join(args)}):", f"    n = {n}"]
     arrays, scalars, body, ret = {}, {}, [], {}
     for t, (lhs, rhs) in enumerate(members):
-        if lhs.shape[0] == N:
+        if lhs.shape[0] == N:  # (stored into an array of the kernel's, given: see loop_source)
             arrays[lhs] = f"o{t}"
-            lines.append(f"    o{t} = np.empty(({lhs.shape[1]}, n), a{first}.dtype)")
+    lines = [f"def _fz{k}({', '.join(args + list(arrays.values()))}):", f"    n = {n}"]
     qs = [m for m, _ in members if m in sums]
     lines += [f"    q_{m.name} = 0.0" for m in qs]
     for t, (lhs, rhs) in enumerate(members):
@@ -440,7 +439,7 @@ def column_source(k, members, written, inputs, sums, settings, how):
             f"{scalars[m][0]}" if scalars[m][1] == 1 else f"{p.paren(scalars[m][1])}*{scalars[m][0]}")
     rets = [ret[m] for m in written] + [f"q_{m.name}" for m in qs]
     lines.append(f"    return {', '.join(rets)}{',' if len(rets) == 1 else ''}")
-    return "\n".join(lines) + "\n", qs
+    return "\n".join(lines) + "\n", qs, list(arrays)
 
 
 def _lse_needed(rhs, p):
@@ -460,9 +459,10 @@ def loop_source(k, members, written, inputs, sums, settings, batch_inputs):
     kdim = members[0][0].shape[1]
     dims = (f"    n = a{first}.shape[0]" if batch_inputs.get(inputs[first])
             else f"    n = a{first}.shape[1]")
+    # the arrays written are arguments, (kdim, n) arrays of the kernel's made once per batch size
+    # and reused: an np.empty per output and call cost more than the loop at small batches
     outs = {m: f"o{t}" for t, m in enumerate(written)}
-    body, lines = [], [f"def _fz{k}({', '.join(args)}):", dims]
-    lines += [f"    {o} = np.empty(({kdim}, n), a{first}.dtype)" for o in outs.values()]
+    body, lines = [], [f"def _fz{k}({', '.join(args + list(outs.values()))}):", dims]
     qs = [m for m, _ in members if m in sums]
     lines += [f"    q_{m.name} = 0.0" for m in qs]
     for t, (lhs, rhs) in enumerate(members):
@@ -478,7 +478,7 @@ def loop_source(k, members, written, inputs, sums, settings, batch_inputs):
     lines += ["            " + b for b in body]
     rets = [outs[m] for m in written] + [f"q_{m.name}" for m in qs]
     lines.append(f"    return {', '.join(rets)}{',' if len(rets) == 1 else ''}")
-    return "\n".join(lines) + "\n", qs
+    return "\n".join(lines) + "\n", qs, list(outs)
 
 
 def compile_loop(src, name, members, ndims, kinds=None):
@@ -541,11 +541,17 @@ class FusedKernelPrinter(KernelPrinter):
             codes.append(code)
         name = f"_fz{e.index}" + ("l" if self.labels is not None and self.labels in inputs else "")
         make = column_source if cols else loop_source
-        src, qs = make(e.index, members, written, inputs, self.sums_wanted,
-                       {"relu_grad_at_zero": self._settings["relu_grad_at_zero"]}, how)
+        src, qs, stored = make(e.index, members, written, inputs, self.sums_wanted,
+                               {"relu_grad_at_zero": self._settings["relu_grad_at_zero"]}, how)
         src = src.replace(f"def _fz{e.index}(", f"def {name}(")
+        # each array the loop stores into: the kernel's buffer of that value, unless the value
+        # must outlive the call (a kernel output: a fresh array)
+        codes += [self.const(f"buf_{m.name}", "buf", m.shape[1])
+                  if m in self.buffered or m not in written else f"np.empty(({m.shape[1]}, n), dt)"
+                  for m in stored]
         ndims = [2 if s.shape[0] == N and how.get(s) != "labels" else 1 for s in inputs]
-        kinds = ["labels" if how.get(s) == "labels" else None for s in inputs]
+        ndims += [2] * len(stored)
+        kinds = ["labels" if how.get(s) == "labels" else None for s in inputs] + [None] * len(stored)
         self.loops[name] = (src, compile_loop(src, name, members, ndims, kinds))
         outs = [m.name for m in written] + [f"q_{m.name}" for m in qs]
         for m in qs:

@@ -33,7 +33,60 @@ from symgrad.core.primitives import MissingCodeError
 SCALAR_WORK = 200  # batch size × weight entries up to which the unrolled scalar path is used
 
 
-def _consts(specs):
+def buffer_order(n, dt):
+    """The memory order of a kernel's batch values, (d, n) arrays, for batch size n and dtype dt:
+    "F" (each example's features side by side, the layout of a hand-written step's (n, d) rows)
+    for float32 batches of 1024 or more, else "C" (each feature's examples side by side).
+    OpenBLAS's sgemm runs the kernel's products faster into and out of Fortran-ordered arrays at
+    large n: 64×64 by 64×2048, 1 thread, µs C / F: W H 257 / 178, Wᵀ G 249 / 177, G Hᵀ 244 / 206;
+    the whole step of 64-64×3-10 b2048 float32 went from 1.03 to 0.89 of the hand-written one
+    (bench/fastpath.py has the rows). In float64, and at small batches, C is as fast or faster
+    (64-32-10 b128 0.70 / 0.75 f32, 0.73 / 0.80 f64; 64-64×3-10 b8192 f64 0.80 / 0.93), and
+    b512 f32 was within the noise (0.89 / 0.87). Results are the same either way (to rounding:
+    the sums of a product are taken in another order)."""
+    return "F" if dt == FLOATS[0] and n >= 1024 else "C"
+
+
+# A weight read only against an input's rows, W Xᵀ (printed ``np.matmul(W, X.T)``, X.T a
+# Fortran-ordered view), is copied into Fortran order on every call for batches of FORTRAN_ROWS
+# and weights of at most FORTRAN_WEIGHT entries: dgemm/sgemm of two Fortran-ordered operands ran
+# faster there. Measured (1 thread, load ~5, W C-ordered / a Fortran copy, the copy included):
+# 32×64 f64 n = 32 1.20, 48 0.89, 128 0.81, 256 0.79; 64×64 f64 32 1.02, 48 0.92, 128 0.86,
+# 256 1.06; f32 alike (32×64 at 128 0.68); 10×128 f64 96 1.51, 128 0.83; at n ≤ 16 the copy
+# alone costs 1.4–2×. Slower for the big first layer of 784-256-128-10 (256×784 by 256 rows
+# f64 2536 / 3050 µs without the copy, which costs 0.1 ms more). Copied every call, never cached:
+# the caller may change the weight in place between calls.
+FORTRAN_WEIGHT = 4096
+FORTRAN_ROWS = (48, 160)
+
+
+def _input_weights(stmts, params, inputs):
+    """The parameters of ``params`` read only as W in products X Wᵀ with an input X (the kernel
+    prints them W @ X.T), with at most FORTRAN_WEIGHT entries."""
+    ok, bad = set(), set()
+
+    def walk(e):
+        if isinstance(e, sp.MatMul) and len(e.args) == 2 and e.args[0] in inputs and \
+                isinstance(e.args[1], sp.Transpose) and e.args[1].arg in params:
+            ok.add(e.args[1].arg)
+            return
+        if isinstance(e, sp.MatrixSymbol):
+            if e in params:
+                bad.add(e)
+            return
+        for a in (e.operands if isinstance(e, Elementwise) else e.args):
+            if isinstance(a, sp.Basic):
+                walk(a)
+    for _, rhs in stmts:
+        walk(rhs)
+    return [p for p in params if p in ok - bad and p.shape[0] * p.shape[1] <= FORTRAN_WEIGHT]
+
+
+def _c_order(n, dt):
+    return "C"
+
+
+def _consts(specs, order=buffer_order):
     """``consts(n, dt)``: the kernel's constants for batch size n and dtype dt, made once per
     thread: read-only ones vectors, the example numbers, exp's safe range, and the arrays that
     batch values are computed into (``buf``: arg × n, one example a column)."""
@@ -48,7 +101,7 @@ def _consts(specs):
         if kind == "rowtol2":  # (Spec.rows' tolerance of a target row's sum)²
             return Spec.row_tolerance(dt, arg) ** 2
         if kind == "buf":
-            return np.empty((arg, n), dt)
+            return np.empty((arg, n), dt, order=consts.order(n, dt))
         # "n/T": the n/T sequences of n positions, the rows of a value after a flatten
         rows = n // int(arg[2:]) if isinstance(arg, str) and arg.startswith("n/") else n
         if kind == "ones":
@@ -66,6 +119,7 @@ def _consts(specs):
                 cache.clear()
             got = cache[n, dt] = tuple(make(spec, n, dt) for spec in specs)
         return got
+    consts.order = order
     return consts
 
 
@@ -217,12 +271,15 @@ def _namespace(spec, **extra):
 
 
 def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), tail=(), sums=(),
-              printer=KernelPrinter):
+              printer=KernelPrinter, order=buffer_order, fortran=()):
     """Source of ``name(params, X[, Y])``: the checks, ``head``, the statements, ``tail``; for
-    cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot)."""
+    cross_entropy a second copy of them for Y given as integer labels (indexed, never one-hot).
+    ``order(n, dt)``: the memory order of the batch values' buffers (:func:`buffer_order`);
+    ``fortran``: parameters' locals copied into Fortran order each call (FORTRAN_WEIGHT)."""
     variants, printer_cls = [], printer
     # an input read entrywise (layer norm, a residual) is copied once into the layout of the
-    # kernel's own arrays, (d, n) C-ordered: X.T, a view, made every such op mix two layouts
+    # kernel's own arrays, (d, n) in buffer_order's order (C: a copy; F: X.T itself, a view); a
+    # C-ordered kernel reading X.T, a view, made every such op mix two layouts
     # (10× the time of one layout: 0.75 against 0.06 ms at 128 × 2048 float32)
     copied = {x: f"{v}t" for x, v, i in zip(spec.Xs, spec.xvars, spec.inputs)
               if i not in spec.tokens and _read_entrywise(stmts, x)}
@@ -256,14 +313,21 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
     pre = [f"    {', '.join(consts)}, = _consts(n, dt)"] if consts else []
     lines = [f"def {name}(params, X{', Y' if with_y else ''}):"] + _prologue(spec, with_y)
     lines += list(head) + pre
-    lines += [f"    {c} = np.ascontiguousarray({c[:-1]}.T)" for c in copied.values()]
+    if fortran:
+        lo, hi = FORTRAN_ROWS
+        lines += [f"    if {lo} <= n <= {hi}:  # (see FORTRAN_WEIGHT)"]
+        lines += [f"        {p} = np.asfortranarray({p})" for p in fortran]
+    if copied:  # (in the buffers' order: X.T, a view, is already Fortran-ordered)
+        lines += ["    _fo = _consts.order(n, dt) == 'F'"]
+    lines += [f"    {c} = {c[:-1]}.T if _fo else np.ascontiguousarray({c[:-1]}.T)"
+              for c in copied.values()]
     if len(variants) == 2:
         lines += ["    if Y.ndim == 1:  # integer labels", "        try:",
                   "            " + variants[0][1][0], "        except ValueError:  # say which label",
                   f"            _spec.rows(Y, {ny}, dt)"]
         lines += ["        " + b for b in variants[0][1][1:]]
     lines += ["    " + b for b in variants[-1][1]]
-    return "\n".join(lines) + "\n", _consts(list(consts.values()))
+    return "\n".join(lines) + "\n", _consts(list(consts.values()), order)
 
 
 def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=None, fused=None):
@@ -375,7 +439,14 @@ def _compile_numpy(net, scalar, at0, unfused):
                 "        return _unfused(params, X, Y)"] + head
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
                             outputs={v.sym for v in grads.values()}, head=head, tail=tail,
-                            sums=set(carried.values()), printer=printer)
+                            sums=set(carried.values()), printer=printer,
+                            # (the fused loops walk (d, n) arrays a row at a time, and run for
+                            # small batches only, where C order is as fast: see buffer_order)
+                            order=_c_order if fused else buffer_order,
+                            fortran=[p.name for p in _input_weights(
+                                stmts, [v.sym for v in typed.params],
+                                {x for x, i in zip(spec.Xs, spec.inputs)
+                                 if i not in spec.tokens and i not in spec.images})])
     if tiny:  # say plainly which code runs for small batches: it is not in this source
         most = limit // spec.weights
         rows = "n examples" if spec.T is None else f"n rows (sequences × {spec.T} positions)"
