@@ -103,16 +103,15 @@ def test_the_title_says_what_the_graph_is_from_its_ops():
     title) and no op key (scale_shift, attn_softmax): what the graph is, from its ops."""
     doc = build(example("attention"), brief_past=1)
     assert doc.title == ("Backpropagation, step by step: a transformer block on sequences of "
-                         "T = 4 tokens")
-    for part in ["An embedding of 6 tokens", "2 layer norms", "causal self-attention of 2 heads",
-                 "2 residual connections", "ReLU hidden units", "softmax output",
-                 "cross-entropy loss"]:
+                         "T = 4 tokens: an embedding of 6 tokens, 2 layer norms, causal "
+                         "self-attention of 2 heads, 2 residual connections")
+    for part in ["ReLU hidden units", "softmax output", "cross-entropy loss"]:
         assert part in doc.subtitle, part
     assert not re.search(r"\d-\d", doc.title + doc.subtitle)
     assert "_" not in doc.subtitle and "\\_" not in doc.subtitle
     # an MLP keeps its sizes; a gated net (mul) is said to be one
     assert build(example("xor")).title.endswith("a 2-2-1 network")
-    assert build(example("lstm")).title.endswith("a gated network")
+    assert build(example("lstm")).title.endswith("a gated network: 5 sums, 3 gates")
 
 
 def test_the_token_input_is_said_once_as_token_ids(attention_md):

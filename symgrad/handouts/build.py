@@ -9,6 +9,8 @@ shared backward pass, the final algorithm, and exercises with solutions on a sep
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
@@ -20,6 +22,7 @@ from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_tex
                                     g_name, loss_names, term_names, value_space)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
+from symgrad.derive.backprop import _upper as batch_name
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph, mlp
@@ -197,9 +200,26 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
 
 def _symbols(net, notation):
     """The notation writing the network's generated names by role (symgrad.graph.symbols): s⁽¹⁾
-    the scores of head 1 where the name s7 said node 7, never two values alike."""
-    names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs)]
-    return with_symbols(_notation(notation), symbol_table(net), names)
+    the scores of head 1 where the name s7 said node 7, never two values alike. The batch
+    program's names follow (the full handout's S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾, dW11 is d𝐖⁽²⁾)."""
+    table = symbol_table(net)
+    taken = set(table.values())
+    for name, (letter, sub, k) in list(table.items()):
+        batch = (_capital(letter), sub, k) if name in net.nodes else \
+            (r"\mathrm{d}" + letter if letter.startswith("\\") else "d" + letter, sub, k)
+        if batch not in taken:  # (the batch of e would be E, the embedding's table: kept a name)
+            table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
+    names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
+             *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes)]
+    return with_symbols(_notation(notation), table, names)
+
+
+def _capital(letter: str) -> str:
+    """A registered letter's capital, for the batch matrix of a node (z → Z, x̂ → X̂); the
+    letters are code (ops' registrations), never a user's text."""
+    m = re.fullmatch(r"(\\[a-z]+)\{([a-z])\}", letter)
+    return "%s{%s}" % (m.group(1), m.group(2).upper()) if m else \
+        letter.upper() if re.fullmatch(r"[a-z]", letter) else letter
 
 
 class _Printer:
@@ -210,6 +230,7 @@ class _Printer:
         self._net, self._derived, self._known = net, {}, {}
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
         vectors.update(net.nodes, net.shapes, ["y"], [net.target_of(o).name for o in net.outputs])
+        vectors.update("G_" + n for n in net.nodes)  # (attention's words: G_K = G_Sᵀ Q/√d_k)
         self._names = (vectors, scalars)
 
     def derive(self, p) -> Derivation:
@@ -249,7 +270,8 @@ def _arch(net) -> str:
         return (f"a convolutional network, {C}-channel {H}-by-{W} images to {k} "
                 f"output{'s' if k > 1 else ''}")
     if not _is_mlp(net):  # the sizes in order were "a 1-2-2-2-…-6 network" for a transformer
-        return _graph_kind(net) + _sequence_words(net)
+        # (in the title, which wraps: the article's subtitle is one line of a tabular)
+        return _graph_kind(net) + _sequence_words(net) + ": " + ", ".join(_components(net))
     return "a " + "-".join(str(n.dim) for n in net.nodes.values()
                            if n.op in ("input", "dense")) + " network" + each
 
@@ -340,8 +362,6 @@ def _subtitle(net, level) -> str:
     else:
         tail = [f"{out_act(net.output_node)} output", f"{loss_names(net)[0]} loss"]
     parts = ([f"{', '.join(hidden)} hidden units"] if hidden else []) + tail
-    if not _is_mlp(net):
-        parts = _components(net) + parts
     return text_escape(", ".join(parts).capitalize()[:1] + ", ".join(parts)[1:]
                        + f"; derived at the {levels}")
 
