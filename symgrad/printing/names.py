@@ -10,7 +10,6 @@ matched against patterns, never evaluated.
 """
 from __future__ import annotations
 
-import functools
 import re
 import unicodedata
 from dataclasses import dataclass, replace
@@ -269,8 +268,12 @@ class Notation:
         t = self._layered(base, k) if k else TeXName(base)
         return replace(t, sub=sub) if sub else t
 
+    def __post_init__(self):  # the table as a dict once (every name printed asks it)
+        object.__setattr__(self, "_by_name", {name: (letter, sub, k)
+                                               for name, letter, sub, k in self.symbols})
+
     def _symbols(self) -> dict:
-        return _symbol_dict(self.symbols)
+        return self._by_name
 
     def _layered(self, base: str, k: int) -> TeXName:
         if self.layer == "accent" and k in _ACCENTS:
@@ -404,11 +407,6 @@ class Notation:
     def activation(self, label: str) -> str | None:
         """The notation's own name for an activation (relu → a in the feature notes), or None."""
         return dict(self.activations).get(label)
-
-
-@functools.lru_cache(maxsize=16)
-def _symbol_dict(symbols: tuple) -> dict:  # (every name printed asks: once per table)
-    return {name: (letter, sub, k) for name, letter, sub, k in symbols}
 
 
 def with_symbols(nota: Notation, table: dict, names=()) -> Notation:
