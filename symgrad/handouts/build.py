@@ -271,12 +271,14 @@ def _arch(net) -> str:
                 f"output{'s' if k > 1 else ''}")
     if not _is_mlp(net):  # the sizes in order were "a 1-2-2-2-…-6 network" for a transformer
         # (in the title, which wraps: the article's subtitle is one line of a tabular)
-        return _graph_kind(net) + _sequence_words(net) + ": " + ", ".join(_components(net))
+        return (_graph_kind(net) + (each if net.flattens else _sequence_words(net)) + ": " +
+                ", ".join(_components(net)))
     return "a " + "-".join(str(n.dim) for n in net.nodes.values()
                            if n.op in ("input", "dense")) + " network" + each
 
 
-MLP_OPS = frozenset({"input", "dense", "act", "softmax"})
+# an MLP's ops (a flatten of a sequence only reshapes: its title says "flattened")
+MLP_OPS = frozenset({"input", "dense", "act", "softmax", "seq_flatten"})
 
 
 def _is_mlp(net) -> bool:
