@@ -10,7 +10,7 @@ import symgrad as sg
 from symgrad.derive.backprop import JACOBIANS, VJPS
 from symgrad.graph.network import Node
 from symgrad.core.matexpr import hadamard
-from symgrad.graph.ops import OPS, Op, register_op, same_dims
+from symgrad.graph.ops import OPS, Op, Symbol, register_op, same_dims
 
 
 def _gate_define(net, node):
@@ -37,7 +37,8 @@ def _gate_scalar(net, node, ins, params):
 def gate():
     """The toy op: an elementwise product of two values (a gate, as in GLU), registered once."""
     op = register_op(Op("toy_gate", _gate_define, _gate_jacobian, _gate_vjp, _gate_scalar,
-                        same_dims("toy_gate"), "an elementwise product (a gate)"))
+                        same_dims("toy_gate"), "an elementwise product (a gate)",
+                        label="toy gate", symbol=Symbol("g")))
     yield op
     del OPS["toy_gate"]
 
@@ -166,3 +167,26 @@ def test_a_sum_of_a_value_with_itself_counts_it_twice_in_the_printed_chain():
     net.set_loss(net.dense(net.add(h, h, name="s"), 1), "mse")
     assert "∂s/∂h₁ = 2I" in net.derive("W1").to_text()
     assert sg.gradcheck(net) < 1e-6
+
+
+def test_every_registered_op_has_a_label_and_a_symbol_a_reader_can_read():
+    """Titles, diagrams and handouts write an op by its registration, never by its key: an op
+    without a label or symbol is refused at registration, and no label is an identifier (the
+    trial's scale_shift, attn_softmax)."""
+    import symgrad.graph.network  # noqa: F401  (registers attention, embedding, conv)
+    assert {"dense", "act", "add", "normalize", "scale_shift", "scores", "attn_softmax",
+            "attend", "embedding", "conv2d", "conv1d"} <= set(OPS)
+    for key, op in OPS.items():
+        assert op.label and "_" not in op.label, key
+        assert isinstance(op.symbol, Symbol) and op.symbol.letter, key
+        assert len(op.symbol.operands) <= 3 and all(isinstance(p, str) for p in op.symbol.params)
+
+
+def test_a_registration_without_label_or_symbol_fails_naming_them():
+    with pytest.raises(TypeError, match="the op 'plain' lacks label, symbol"):
+        register_op(Op("plain", _gate_define, _gate_jacobian, _gate_vjp, _gate_scalar,
+                       same_dims("plain"), "an op with no name for readers"))
+    with pytest.raises(TypeError, match="must be a Symbol"):
+        register_op(Op("plain", _gate_define, _gate_jacobian, _gate_vjp, _gate_scalar,
+                       same_dims("plain"), "words", label="plain", symbol="g"))
+    assert "plain" not in OPS

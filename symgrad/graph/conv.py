@@ -23,7 +23,7 @@ from symgrad.core.conv import (ChannelSum, Conv2d, ConvInputVJP, ConvMatrix, Con
                                Geometry, MaxPool, MaxPoolVJP, Patches, PoolSelect, SeqConv,
                                SeqConvInputVJP, SeqConvWeightVJP)
 from symgrad.core.sequence import AcrossJacobian, SeqFlatten, SeqUnflatten
-from symgrad.graph.ops import Op, register_op
+from symgrad.graph.ops import Op, Symbol, register_op
 
 
 def geometry(node) -> Geometry:
@@ -91,7 +91,8 @@ def _conv_arrays(net, node):
 register_op(Op("conv2d", _conv_define, _conv_jacobian, _conv_vjp, _conv_scalar,
                _refuse_dim("conv2d", "net.conv2d(x, out_channels, kernel_size)"),
                "a convolution, z = W ⋆ x + b (torch.nn.Conv2d)", images="own", weight=True,
-               arrays=_conv_arrays))
+               arrays=_conv_arrays, label="convolution",
+               symbol=Symbol("z", ("W", "b"), numbered=True)))
 
 
 # -- max_pool2d: the maximum of each window ----------------------------------------------------------
@@ -133,7 +134,8 @@ def _pool_scalar(net, node, ins, params):
 
 register_op(Op("max_pool2d", _pool_define, _pool_jacobian, _pool_vjp, _pool_scalar,
                _refuse_dim("max_pool2d", "net.max_pool2d(x, kernel_size)"),
-               "max pooling, the largest entry of each window (torch.nn.MaxPool2d)", images="own"))
+               "max pooling, the largest entry of each window (torch.nn.MaxPool2d)", images="own",
+               label="max pooling", symbol=Symbol("p")))
 
 
 # -- flatten: the same entries, the image shape forgotten -------------------------------------------
@@ -154,7 +156,8 @@ def _flatten_vjp(net, node, g):
 register_op(Op("flatten", _flatten_define, _flatten_jacobian, _flatten_vjp,
                lambda net, node, ins, params: ins[0],
                _refuse_dim("flatten", "net.flatten(x)"),
-               "a flatten, the entries of an image as one vector (torch.flatten)", images="own"))
+               "a flatten, the entries of an image as one vector (torch.flatten)", images="own",
+               label="flatten", symbol=Symbol("f")))
 
 
 # -- conv1d over a sequence: z_t = Σ_u W_u h_{t+u−left} + b ----------------------------------------
@@ -222,7 +225,8 @@ def _conv1d_arrays(net, node):
 register_op(Op("conv1d", _conv1d_define, _conv1d_jacobian, _conv1d_vjp, _conv1d_scalar,
                _refuse_dim("conv1d", "net.conv1d(h, out_channels, kernel_size)"),
                "a convolution over the positions, z_t = Σ_u W_u h_(t+u−p) + b (torch.nn.Conv1d)",
-               weight=True, arrays=_conv1d_arrays, across=True))
+               weight=True, arrays=_conv1d_arrays, across=True, label="convolution over the positions",
+               symbol=Symbol("z", ("W", "b"), numbered=True)))
 
 
 # -- seq_flatten: a sequence's T positions as one vector, f = [h_1; …; h_T] --------------------------
@@ -256,7 +260,8 @@ def _seq_flatten_scalar(net, node, ins, params):
 register_op(Op("seq_flatten", _seq_flatten_define, _seq_flatten_jacobian, _seq_flatten_vjp,
                _seq_flatten_scalar, _refuse_dim("seq_flatten", "net.flatten(h)"),
                "a flatten of a sequence, its T positions as one vector per example "
-               "(torch.flatten(h, 1))", flattens=True))
+               "(torch.flatten(h, 1))", flattens=True, label="flatten",
+               symbol=Symbol("f")))
 
 
 # -- building -------------------------------------------------------------------------------------

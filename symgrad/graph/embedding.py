@@ -16,7 +16,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symgrad.core.matexpr import Gather, OneHot, ScatterAdd
-from symgrad.graph.ops import Op, register_op
+from symgrad.graph.ops import Op, Symbol, register_op
 
 
 def vocabulary(net, node) -> int:
@@ -57,4 +57,5 @@ def _dim(net, inputs):
 
 register_op(Op("embedding", _define, _jacobian, _vjp, _scalar, _dim,
                "an embedding, e = Eᵀ onehot(tok): row tok of E (torch.nn.Embedding)",
-               init=lambda net, node: {node.params[0]: "normal"}))  # torch's N(0, 1)
+               init=lambda net, node: {node.params[0]: "normal"},  # torch's N(0, 1)
+               label="embedding", symbol=Symbol("e", ("E",))))

@@ -93,6 +93,10 @@ class Graph:
     relu_grad_at_zero: sp.Rational = field(default_factory=relu_grad_at_zero_default)
     # derived results (the backward pass, Algorithm 6.4) kept until the network changes
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
+    # the names the builders chose (every default comes from _fresh): identifiers for code and
+    # the API only; a handout writes those values by their op's registered Symbol, numbered by
+    # role (symgrad.graph.symbols), where the names s7, xhat2 carried the graph's node count
+    generated: set = field(default_factory=set, repr=False, compare=False)
 
     def __setattr__(self, name, value):
         # every way a penalty comes in (set_loss, mlp, Graph(penalty=…), net.penalty = … set
@@ -142,6 +146,7 @@ class Graph:
         while name in self.nodes or name in self.shapes:
             k += 1
             name = f"{base}_{k}"
+        self.generated.add(name)
         return name
 
     def _add(self, node: Node) -> str:

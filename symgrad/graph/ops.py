@@ -50,6 +50,12 @@ class Op:
       the derivation's matrix (torch's (O, C, kh, kw) conv weight, O × C·kh·kw here);
     - ``across``: True when the node reads other positions of its sequence (conv1d; attention's
       are listed in symgrad.graph.attention.ACROSS);
+    - ``label``: the op's name in a reader's words, for titles and diagrams ("layer norm",
+      "softmax over the keys"): the op's key (scale_shift, attn_softmax) is an identifier,
+      never shown;
+    - ``symbol``: a :class:`Symbol`, how a handout writes the node (its letter, its parameters'
+      letters, the letters it gives the nodes it reads): a generated node name (s7, xhat2) is
+      an identifier, never shown;
     - ``flattens``: True when the node is one vector per example made from a sequence's every
       position (flatten of a sequence): where every other op keeps its inputs' positions, its
       node has none, and in the batch program it crosses from the n·T rows of the positions to
@@ -70,6 +76,30 @@ class Op:
     arrays: Callable | None = None
     across: bool = False
     flattens: bool = False
+    label: str = ""
+    symbol: "Symbol | None" = None
+
+
+@dataclass(frozen=True)
+class Symbol:
+    r"""How a handout writes the nodes of one op (symgrad.graph.symbols numbers them).
+
+    - ``letter``: the TeX of the value's letter, from code, never user text: "z", r"\hat{x}"
+      (an accent wraps the letter, which a vector sets in bold inside it);
+    - ``params``: the letters of the node's parameters in order (dense: W, b; layer norm's
+      scale_shift: γ, β), numbered as the node is;
+    - ``operands``: a letter for each input position the op names (scores reads a query q and a
+      key k, attend a value v), "" for none: a dense node read there is written by that letter;
+    - ``numbered``: True for the notes' layers, z⁽¹⁾ and h⁽¹⁾ even when there is one; else a
+      superscript only when the graph has several nodes of the letter (the heads' s⁽¹⁾, s⁽²⁾);
+    - ``follows``: True when the node takes the number of its input (h⁽ᵏ⁾ = f(z⁽ᵏ⁾)).
+    """
+
+    letter: str
+    params: tuple = ()
+    operands: tuple = ()
+    numbered: bool = False
+    follows: bool = False
 
 
 OPS: dict[str, Op] = {}
@@ -91,6 +121,9 @@ def register_op(op: Op, replace: bool = False) -> Op:
     if not all(callable(getattr(op, k)) for k in ("define", "jacobian", "vjp", "scalar", "dim")):
         raise TypeError(f"register_op: define, jacobian, vjp, scalar and dim of {op.name!r} must "
                         "be functions")
+    if not isinstance(op.symbol, Symbol) or not op.symbol.letter:
+        raise TypeError(f"register_op: the symbol of {op.name!r} must be a Symbol with a letter, "
+                        "e.g. Symbol('m')")
     OPS[op.name] = op
     return op
 
@@ -143,7 +176,8 @@ def _dense_dim(net, inputs):
 
 
 register_op(Op("dense", _dense_define, _dense_jacobian, _dense_vjp, _dense_scalar, _dense_dim,
-               "a dense layer, z = W h + b", weight=True))
+               "a dense layer, z = W h + b", weight=True,
+               label="dense layer", symbol=Symbol("z", ("W", "b"), numbered=True)))
 
 
 # -- dense_transposed: z = Wᵀ h + b, a weight matrix used transposed (tied weights) ---------------
@@ -185,7 +219,8 @@ def _dense_t_dim(net, inputs):
 
 register_op(Op("dense_transposed", _dense_t_define, _dense_t_jacobian, _dense_t_vjp,
                _dense_t_scalar, _dense_t_dim, "a dense layer reading a weight transposed, "
-               "z = Wᵀ h + b (tied weights)"))
+               "z = Wᵀ h + b (tied weights)", label="dense layer with tied weights",
+               symbol=Symbol("z", ("W", "b"), numbered=True)))
 
 
 def same_dims(what):
@@ -221,7 +256,8 @@ def _act_scalar(net, node, ins, params):
 
 
 register_op(Op("act", _act_define, _act_jacobian, _act_vjp, _act_scalar, same_dims("act"),
-               "an activation applied entry by entry", images="keep"))
+               "an activation applied entry by entry", images="keep", label="activation",
+               symbol=Symbol("h", numbered=True, follows=True)))
 
 
 # -- softmax: ŷ = exp(z) / Σ exp(z) ----------------------------------------------------------------
@@ -246,7 +282,8 @@ def _softmax_scalar(net, node, ins, params):
 
 register_op(Op("softmax", _softmax_define, _softmax_jacobian, _softmax_vjp, _softmax_scalar,
                same_dims("softmax"),
-               "a softmax over the units", softmax=True))
+               "a softmax over the units", softmax=True, label="softmax",
+               symbol=Symbol(r"\hat{y}")))
 
 
 # -- add: s = a + b (a skip connection) -----------------------------------------------------------
@@ -270,7 +307,8 @@ def _add_scalar(net, node, ins, params):
 
 
 register_op(Op("add", _add_define, _add_jacobian, _add_vjp, _add_scalar, same_dims("add"),
-               "a sum of equally sized values", images="keep"))
+               "a sum of equally sized values", images="keep", label="sum",
+               symbol=Symbol("r")))
 
 
 # -- mul: m = a ⊙ b (a gate: GLU, LSTM, GRU) -------------------------------------------------------
@@ -299,7 +337,8 @@ def _mul_scalar(net, node, ins, params):
 
 
 register_op(Op("mul", _mul_define, _mul_jacobian, _mul_vjp, _mul_scalar, same_dims("mul"),
-               "an elementwise product (a gate), m = a ⊙ b", images="keep"))
+               "an elementwise product (a gate), m = a ⊙ b", images="keep",
+               label="gate", symbol=Symbol("m")))
 
 
 # -- concat: c = [a; b; …] stacked along the features (torch.cat(…, dim=-1)) ----------------------
@@ -337,7 +376,8 @@ def _concat_dim(net, inputs):
 
 
 register_op(Op("concat", _concat_define, _concat_jacobian, _concat_vjp, _concat_scalar,
-               _concat_dim, "a concatenation along the features, c = [a; b]"))
+               _concat_dim, "a concatenation along the features, c = [a; b]",
+               label="concatenation", symbol=Symbol("c")))
 
 
 # -- normalize: x̂ = (h − mean h)/σ, σ = √(var h + ε) (layer norm before its gain and shift) ---------
@@ -378,7 +418,8 @@ def _no_dim(op):
 
 register_op(Op("normalize", _normalize_define, _normalize_jacobian, _normalize_vjp,
                _normalize_scalar, _no_dim("normalize"),
-               "a normalization over the features, x̂ = (h − mean h)/√(var h + ε)"))
+               "a normalization over the features, x̂ = (h − mean h)/√(var h + ε)",
+               label="layer norm", symbol=Symbol(r"\hat{x}")))
 
 
 # -- scale_shift: y = γ ⊙ x̂ + β (layer norm's gain and shift) -------------------------------------
@@ -410,7 +451,8 @@ def _scale_shift_scalar(net, node, ins, params):
 register_op(Op("scale_shift", _scale_shift_define, _scale_shift_jacobian, _scale_shift_vjp,
                _scale_shift_scalar, _no_dim("scale_shift"),
                "a gain and a shift entry by entry, y = γ ⊙ x̂ + β",
-               init=lambda net, node: {node.params[0]: "ones"}))  # torch's LayerNorm: γ = 1
+               init=lambda net, node: {node.params[0]: "ones"},  # torch's LayerNorm: γ = 1
+               label="layer norm", symbol=Symbol(r"\tilde{x}", (r"\gamma", r"\beta"))))  # torch's LayerNorm: γ = 1
 
 
-__all__ = ["Op", "OPS", "register_op", "op_of", "same_dims", "MissingOpError"]
+__all__ = ["Op", "Symbol", "OPS", "register_op", "op_of", "same_dims", "MissingOpError"]

@@ -21,10 +21,25 @@ from symgrad.printing.names import notation as _notation
 _GRADIENTS = (StepKind.GRADIENT, StepKind.PENALTY)
 
 
-def backward_section(P, net, alg) -> Section:
+def backward_section(P, net, alg, grouped: bool = False) -> Section:
+    """The shared backward pass. ``grouped``: the parameter sections (a graph's brief handout,
+    one per layer) already showed each chain and boxed each gradient: here the g's alone, each
+    once (the transformer's slides repeated 25 chains, 25 gradients and their substituted forms
+    after them: 22 frames of 46)."""
     sec = Section("The shared backward pass")
     bw = alg.meta["backward"]
     g = g_name(P.notation)
+    if grouped:
+        sec.text(r"Every chain above begins with the same factors. Multiplied from the left, "
+                 r"each partial product is a row vector $%s^{\top}$, computed once here, from the "
+                 r"output down, and read by every gradient boxed above: each $%s$ is the one "
+                 r"above it times one local Jacobian, simplified (a diagonal Jacobian becomes "
+                 r"$\odot$, a linear layer a transpose):" % (g, g))
+        # (no clicks: a reference the sections above read, where one click a g was 19 pages)
+        back = Derivation("", [s for s in alg.steps if s.rule is StepKind.BACKWARD],
+                          meta={"overlays": False})
+        sec.blocks.append(("derivation", back))
+        return sec
     sec.text(r"Every chain above begins with the same factors. Multiplied from the left, each "
              r"partial product is a row vector $%s^{\top}$ that is computed once and reused by "
              r"every parameter below it:" % g)

@@ -9,6 +9,8 @@ shared backward pass, the final algorithm, and exercises with solutions on a sep
 """
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Grad, Partial, StepKind
@@ -17,15 +19,19 @@ from symgrad.printing.names import notation as _notation
 from symgrad.handouts.assembled import assembled_section, fits
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
 from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_tex, cost_word,
-                                    loss_names, term_names)
+                                    g_name, loss_names, term_names, value_space)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
+from symgrad.derive.backprop import _upper as batch_name
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph, mlp
+from symgrad.graph.ops import OPS
+from symgrad.graph.embedding import vocabulary
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
-from symgrad.printing.names import TeXName, text_escape
+from symgrad.printing.names import TeXName, text_escape, with_symbols
+from symgrad.graph.symbols import symbol_table
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -148,16 +154,25 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
         verbosity = "brief" if layers > brief_past else "normal"
     alg = backprop.algorithm(net)
     naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
+    notation = _symbols(net, notation)
     scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")
     matrix = level != "element" or scalar is None
     P = _Printer(net, alg, notation)
     ex_param = _exercise_param(net) if exercises and matrix else None
     sections = [_network_section(P, net, scalar, level, left_out), _loss_section(P, net)]
-    for p in net.parameters:
-        sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity, p == ex_param))
+    grouped = verbosity == "brief" and matrix and scalar is None and not _is_mlp(net)
+    if grouped:
+        # a graph's brief handout: one section per layer, its parameters' chains sharing every
+        # factor but the last (the attention slides were 25 sections, one per parameter)
+        for group in _param_groups(net):
+            sections.append(_group_section(P, net, group, verbosity, ex_param))
+    else:
+        for p in net.parameters:
+            sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity,
+                                               p == ex_param))
     if fits(scalar):  # the XOR slides' nine partials, assembled, and their descent loop
         sections += [s for s in [assembled_section(P, net, scalar)] if s is not None]
-    sections.append(backward_section(P, net, alg))
+    sections.append(backward_section(P, net, alg, grouped))
     sections.append(algorithm_section(P, net, alg, verbosity))
     sections += diagram.history_section(history)  # a "Training" section after training
     ex = []
@@ -183,6 +198,30 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
                sections, ex, P.names(), notation)
 
 
+def _symbols(net, notation):
+    """The notation writing the network's generated names by role (symgrad.graph.symbols): s⁽¹⁾
+    the scores of head 1 where the name s7 said node 7, never two values alike. The batch
+    program's names follow (the full handout's S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾, dW11 is d𝐖⁽²⁾)."""
+    table = symbol_table(net)
+    taken = set(table.values())
+    for name, (letter, sub, k) in list(table.items()):
+        batch = (_capital(letter), sub, k) if name in net.nodes else \
+            (r"\mathrm{d}" + letter if letter.startswith("\\") else "d" + letter, sub, k)
+        if batch not in taken:  # (the batch of e would be E, the embedding's table: kept a name)
+            table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
+    names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
+             *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes)]
+    return with_symbols(_notation(notation), table, names)
+
+
+def _capital(letter: str) -> str:
+    """A registered letter's capital, for the batch matrix of a node (z → Z, x̂ → X̂); the
+    letters are code (ops' registrations), never a user's text."""
+    m = re.fullmatch(r"(\\[a-z]+)\{([a-z])\}", letter)
+    return "%s{%s}" % (m.group(1), m.group(2).upper()) if m else \
+        letter.upper() if re.fullmatch(r"[a-z]", letter) else letter
+
+
 class _Printer:
     """Prints expressions for the document with the names of every derivation in it known."""
 
@@ -191,6 +230,7 @@ class _Printer:
         self._net, self._derived, self._known = net, {}, {}
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
         vectors.update(net.nodes, net.shapes, ["y"], [net.target_of(o).name for o in net.outputs])
+        vectors.update("G_" + n for n in net.nodes)  # (attention's words: G_K = G_Sᵀ Q/√d_k)
         self._names = (vectors, scalars)
 
     def derive(self, p) -> Derivation:
@@ -229,8 +269,80 @@ def _arch(net) -> str:
         k = net.nodes[net.output_node].dim
         return (f"a convolutional network, {C}-channel {H}-by-{W} images to {k} "
                 f"output{'s' if k > 1 else ''}")
+    if not _is_mlp(net):  # the sizes in order were "a 1-2-2-2-…-6 network" for a transformer
+        # (in the title, which wraps: the article's subtitle is one line of a tabular)
+        return (_graph_kind(net) + (each if net.flattens else _sequence_words(net)) + ": " +
+                ", ".join(_components(net)))
     return "a " + "-".join(str(n.dim) for n in net.nodes.values()
                            if n.op in ("input", "dense")) + " network" + each
+
+
+# an MLP's ops (a flatten of a sequence only reshapes: its title says "flattened")
+MLP_OPS = frozenset({"input", "dense", "act", "softmax", "seq_flatten"})
+
+
+def _is_mlp(net) -> bool:
+    return all(n.op in MLP_OPS for n in net.nodes.values())
+
+
+def _graph_kind(net) -> str:
+    """What a graph that is not an MLP is, from its ops (never its names)."""
+    ops = {n.op for n in net.nodes.values()}
+    if "scores" in ops:
+        return "a transformer block" if {"normalize", "add"} <= ops else "an attention network"
+    if "conv1d" in ops:
+        return "a convolutional network over sequences"
+    if "mul" in ops:
+        return "a gated network"
+    if "add" in ops:
+        return "a residual network"
+    return "a network of " + ", ".join(dict.fromkeys(OPS[n.op].label for n in net.nodes.values()
+                                                       if n.op not in MLP_OPS))
+
+
+def _sequence_words(net) -> str:
+    T = net.seq_len
+    if T is None:
+        return ""
+    tokens = any(net.tokens(i) for i in net.inputs)
+    return f" on sequences of T = {T} {'tokens' if tokens else 'positions'}"
+
+
+def _skip(net, node) -> bool:
+    """An add whose one input is computed from the other: a skip connection (a residual)."""
+    def ancestors(name, seen):
+        for i in net.nodes[name].inputs:
+            if i not in seen:
+                seen.add(i)
+                ancestors(i, seen)
+        return seen
+    a, b = node.inputs[:2]
+    return a in ancestors(b, set()) or b in ancestors(a, set())
+
+
+def _components(net) -> list:
+    """What a graph that is not an MLP is made of, in order, in each op's registered label: the
+    embedding, the attention by heads, the layer norms and residual sums by count."""
+    out, done = [], set()
+    nodes = [n for n in net.nodes.values() if n.op not in MLP_OPS and n.op != "concat"]
+    for n in nodes:
+        label = OPS[n.op].label
+        if label in done:
+            continue
+        done.add(label)
+        same = [m for m in nodes if m.op == n.op]
+        k = len(same)
+        if n.op == "embedding":
+            out.append(f"an embedding of {vocabulary(net, n)} tokens")
+        elif n.op == "scores":
+            done.update(OPS[o].label for o in ("attn_softmax", "attend"))
+            causal = "causal " if all(m.attr("causal") for m in same) else ""
+            out.append(f"{causal}self-attention of {k} head{'s' if k > 1 else ''}")
+        elif n.op == "add" and all(_skip(net, m) for m in same):
+            out.append(f"{k} residual connection{'s' if k > 1 else ''}")
+        else:
+            out.append(label if k == 1 else f"{k} {label}s")
+    return out
 
 
 def _subtitle(net, level) -> str:
@@ -362,10 +474,16 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                  r"with a loss of its own. Its parameters are %s: %d numbers in all."
                  % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, total))
     else:
-        sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to an output $%s \in "
-                 r"\mathbb{R}^{%d}$. Its parameters are %s: %d numbers in all."
-                 % (P.tex(net.sym(x)), net.nodes[x].dim, P.tex(net.sym(out)),
-                    net.nodes[out].dim, params, total))
+        where, each = "", ""
+        if net.tokens(x) is not None and net.nodes[x].positions is not None:
+            where = (" (%d tokens, each an id in a vocabulary of %d)"
+                     % (net.nodes[x].positions, net.tokens(x)))
+        if net.positions is not None:
+            each = " at each of its %d positions" % net.positions
+        sec.text(r"The network maps an input $%s \in %s$%s to an output $%s \in "
+                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %d numbers in all."
+                 % (P.tex(net.sym(x)), value_space(net, x), where, P.tex(net.sym(out)),
+                    net.nodes[out].dim, each, params, total))
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
@@ -527,6 +645,50 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         P.add(d)
         sec.text(r"Unit by unit, for the entry $%s$ of $%s$:" % (P.tex(w), P.tex(sym)))
         sec.blocks.append(("derivation", _filtered(d, verbosity)))
+    return sec
+
+
+def _param_groups(net) -> list:
+    """The parameters by the node that first reads them (W and b of one layer, γ and β of one
+    layer norm), in the order of net.parameters."""
+    owner = {}
+    for n in net.nodes.values():
+        for p in n.params:
+            owner.setdefault(p, n.name)
+    groups = {}
+    for p in net.parameters:
+        groups.setdefault(owner.get(p, p), []).append(p)
+    return list(groups.values())
+
+
+def _group_section(P, net, params, verbosity, ex_param) -> Section:
+    """One layer's parameters in one section: the first one's chain rule (brief), every one's
+    result; the g of the layer's value is the shared backward pass's, computed once."""
+    shown = [p for p in params if p != ex_param]
+    if len(params) == 1 or not shown:
+        return _parameter_section(P, net, params[0], None, True, verbosity,
+                                  params[0] == ex_param)
+    syms = [r"$%s$" % P.tex(net.sym(p)) for p in params]
+    sec = Section(r"The gradients with respect to %s" % (", ".join(syms[:-1]) + " and " +
+                                                        syms[-1]))
+    first = shown[0]
+    d = P.derive(first)
+    what = r"$\operatorname{vec}[%s]$" % P.tex(net.sym(first)) if net.is_weight(first) else \
+        "$%s$" % P.tex(net.sym(first))
+    others = [r"$%s$" % P.tex(net.sym(p)) for p in shown[1:]]
+    sec.text(r"The chain rule for %s, one Jacobian per value between the loss and it; the chain "
+             r"for %s is the same but for its last factor, and the $%s$ they share is the shared "
+             r"backward pass's, computed once:" % (what, " and ".join(others), g_name(P.notation)))
+    chain = [st for st in d.steps if st.rule is StepKind.CHAIN_RULE]  # (the results boxed below)
+    sec.blocks.append(("derivation", Derivation(d.title, chain, d.result, d.meta)))
+    for p in shown:
+        d = P.derive(p)
+        result = next(s for s in reversed(d.steps)
+                      if s.rule in (StepKind.UNVECTORIZE, StepKind.SIMPLIFY))
+        sec.blocks.append(("boxed", r"%s = %s" % (P.tex(result.lhs), P.tex(result.rhs))))
+    if ex_param in params:
+        sec.text(r"The gradient with respect to $%s$ is left as an exercise: see the exercises "
+                 r"at the end (the solution is on a separate page)." % P.tex(net.sym(ex_param)))
     return sec
 
 

@@ -100,3 +100,19 @@ def cost_word(notation) -> str:
 def g_name(notation) -> str:
     """The backward pass's g as the notation writes vectors."""
     return r"\mathbf{g}" if _notation(notation).bold else "g"
+
+
+def value_space(net, name: str) -> str:
+    """The set one example's value ``name`` lies in, as TeX, said the same everywhere: token ids
+    below V at T positions {0, …, V−1}^T (the trial's tok was ℝ¹ in one place, ℝ^{4×1} in
+    another), a sequence ℝ^{T×d}, an image ℝ^{C×H×W}, a vector ℝ^d."""
+    node = net.nodes[name]
+    V = net.tokens(name)
+    if V is not None:
+        # (\lbrace, not \{: the Markdown renderer reads \{ as text's escape, a full-width brace)
+        ids = r"\lbrace 0, \ldots, %d \rbrace" % (V - 1) if V > 2 else \
+            r"\lbrace 0, 1 \rbrace" if V == 2 else r"\lbrace 0 \rbrace"
+        return ids + ("^{%d}" % node.positions if node.positions is not None else "")
+    dims = node.image if node.image is not None else \
+        (node.dim,) if node.positions is None else (node.positions, node.dim)
+    return r"\mathbb{R}^{%s}" % r" \times ".join(map(str, dims))

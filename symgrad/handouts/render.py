@@ -100,11 +100,13 @@ def _items(doc, blocks, pr, fit=None):
     handout wrote itself, as the printer's own ``fit`` caps derivation rows."""
     for kind, body in blocks:
         if kind == "derivation":
-            both = _printer(doc, **pr).side_by_side(body)
+            # a reference, not a reveal (a graph's shared g's): no clicks
+            dpr = {**pr, "overlays": False} if body.meta.get("overlays") is False else pr
+            both = _printer(doc, **dpr).side_by_side(body)
             if both:
                 yield "display", both
             else:
-                yield ("steps", _printer(doc, **pr).step_rows(body),
+                yield ("steps", _printer(doc, **dpr).step_rows(body),
                        [s.lhs is not None and s.rule not in KEEP_WITH_PREVIOUS
                         for s in body.steps])
         elif kind == "math":

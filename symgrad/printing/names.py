@@ -233,6 +233,9 @@ class Notation:
     row_weights: bool = False  # the notes' row vectors (π̇ = xẆ): their Ẇ is symgrad's W1ᵀ
     example: str = ""          # a superscript on per-example values, e.g. (n): x^{(n)}, o^{(n)}
     batch: str = "n"           # the number of examples (N where n is the example's index)
+    # (name, letter TeX, subscript TeX, number or 0): values written by role, not by name (a
+    # handout's generated names, symgrad.graph.symbols); the letters are registered code
+    symbols: tuple = ()
 
     # helpers
     def _letter(self, letter: str) -> str:
@@ -247,6 +250,30 @@ class Notation:
         if not bold or not self.bold:
             return tex
         return r"\boldsymbol{%s}" % tex if tex.startswith("\\") else r"\mathbf{%s}" % tex
+
+    def _symbol(self, name: str, bold: bool, unit: bool = False) -> TeXName | None:
+        """A value written by its registered symbol (x̂⁽¹⁾, W_q⁽²⁾), None for one written by name;
+        ``unit``: the letter of its entries (the feature notes' ẇ_ij of Ẇ)."""
+        entry = self._symbols().get(name)
+        if entry is None:
+            return None
+        letter, sub, k = entry
+        if unit:
+            letter = dict(self.entry_letters).get(letter, letter)
+        m = re.fullmatch(r"(\\[a-z]+)\{(.+)\}", letter)  # an accent: x̂ is \hat{𝐱}, bold inside
+        if m and not greek(m.group(1)[1:]):
+            base = r"%s{%s}" % (m.group(1), self._bold(self._letter(m.group(2)), bold))
+        else:
+            base = self._bold(self._letter(letter), bold)
+        t = self._layered(base, k) if k else TeXName(base)
+        return replace(t, sub=sub) if sub else t
+
+    def __post_init__(self):  # the table as a dict once (every name printed asks it)
+        object.__setattr__(self, "_by_name", {name: (letter, sub, k)
+                                               for name, letter, sub, k in self.symbols})
+
+    def _symbols(self) -> dict:
+        return self._by_name
 
     def _layered(self, base: str, k: int) -> TeXName:
         if self.layer == "accent" and k in _ACCENTS:
@@ -284,6 +311,9 @@ class Notation:
     def _vector(self, name: str, bold: bool) -> TeXName:
         if name == "…":  # the elided blocks of a long row (derive_matrix): math, not a name
             return TeXName(r"\cdots")
+        own = self._symbol(name, bold)
+        if own:
+            return own
         hat = self._hat(name, bold)
         if hat:
             return hat
@@ -308,6 +338,10 @@ class Notation:
 
     def entry(self, name: str, index: str) -> TeXName:
         """Entry ``index`` of the vector or matrix ``name``, a scalar: z^{(1)}_2, ẇ_{12}."""
+        own = self._symbol(name, False, unit=True)
+        if own:  # z⁽²⁾₃: the unit below, beside the subscript a role has (W_q: {W_q}_{ij})
+            return self._per_example(name, own).with_sub(text_escape(self._row_index(name,
+                                                                                     index)))
         m = _LAYERED.fullmatch(name)
         if m and SAFE_NAME.fullmatch(name):
             letter = dict(self.entry_letters).get(m.group(1), m.group(1))
@@ -318,10 +352,13 @@ class Notation:
                     and re.fullmatch(r"[A-Za-z0-9,]+", index):
                 # unit 2 of the user's f_1: f_{1,2}, one subscript (not {f_{1}}_{2})
                 return self._per_example(name, replace(base, sub=base.sub + "," + index))
+        return self._per_example(name, base).with_sub(text_escape(self._row_index(name, index)))
+
+    def _row_index(self, name: str, index: str) -> str:
         if self._rowed(name) and re.fullmatch(r"\d\d|\d+,\d+", index):
             # ẇ_ij joins input i to feature j in the notes
-            index = ",".join(index.split(",")[::-1]) if "," in index else index[::-1]
-        return self._per_example(name, base).with_sub(text_escape(index))
+            return ",".join(index.split(",")[::-1]) if "," in index else index[::-1]
+        return index
 
     def scalar(self, name: str) -> TeXName | None:
         """A Symbol. None means "an ordinary safe name: print it as SymPy does" (x1 → x_1)."""
@@ -370,6 +407,26 @@ class Notation:
     def activation(self, label: str) -> str | None:
         """The notation's own name for an activation (relu → a in the feature notes), or None."""
         return dict(self.activations).get(label)
+
+
+def with_symbols(nota: Notation, table: dict, names=()) -> Notation:
+    """``nota`` writing the values of ``table`` ({name: (letter, subscript, number)},
+    symgrad.graph.symbols) by their symbols. Two values must never print alike: an entry whose
+    symbol another of ``names`` (or of the table) already prints as is left out, and that value
+    keeps its name."""
+    table = dict(table)
+    while True:
+        nota2 = replace(nota, symbols=tuple((n, *v) for n, v in table.items()))
+        seen, clash = {}, set()
+        for name in list(dict.fromkeys([*table, *names])):
+            tex = nota2.vector(name).tex()
+            if tex in seen:
+                clash.update({name, seen[tex]} & set(table))
+            seen.setdefault(tex, name)
+        if not clash:
+            return nota2
+        for name in clash:
+            del table[name]
 
 
 NOTATIONS: dict[str, Notation] = {}  # the presets by name: to_latex, handouts and the CLI read it

@@ -1,0 +1,55 @@
+"""The symbols a handout writes for a network's values: by role and block, from the op registry.
+
+Where it sits: graph (read by the handouts through symgrad.printing.names). A node whose name a
+builder chose (``Graph.generated``: s7, xhat2, ln10, the graph's node count in it) is written by its
+op's registered :class:`~symgrad.graph.ops.Symbol` instead, numbered by its place among the nodes
+of the same letter: the attention scores s⁽¹⁾, s⁽²⁾ of two heads, the residual sums r⁽¹⁾, r⁽²⁾, the
+layer norms x̂⁽¹⁾, x̃⁽¹⁾ with γ⁽¹⁾, β⁽¹⁾ by block. A letter is numbered when the graph has several
+of it, or always for the notes' layers (z⁽¹⁾, h⁽¹⁾); a dense node read where an op names its
+operand (scores' query and key, attend's value) is written by that letter, its parameters with it
+below (W_q⁽¹⁾). A name the user chose is never replaced. Nothing here reads or builds text from a
+name: the letters come from the registrations (code).
+"""
+from __future__ import annotations
+
+from symgrad.graph.ops import OPS
+
+
+def symbol_table(net) -> dict:
+    """{node or parameter name: (letter TeX, subscript TeX, number or None)} for the values whose
+    names were generated; a value missing from it is written by its name. Every node counts in
+    the numbering, a user's named ones too (mlp's h1 and yhat keep z⁽ᵏ⁾ and W⁽ᵏ⁾ in step)."""
+    gen = getattr(net, "generated", set())
+    letter, sub, rule = {}, {}, {}
+    for n in net.nodes.values():
+        op = OPS.get(n.op)
+        if n.op == "input" or op is None or op.symbol is None:
+            continue
+        letter[n.name], sub[n.name], rule[n.name] = op.symbol.letter, "", op.symbol
+    for n in net.nodes.values():  # the operands an op names: q, k and v of attention
+        op = OPS.get(n.op)
+        for i, role in zip(n.inputs, op.symbol.operands if op and op.symbol else ()):
+            if role and i in letter and net.nodes[i].op == "dense":
+                letter[i], sub[i] = role, role
+    count, number, seen = {}, {}, {}
+    for L in letter.values():
+        count[L] = count.get(L, 0) + 1
+    for name, L in letter.items():  # (nodes in the order they were added)
+        node, r = net.nodes[name], rule[name]
+        src = node.inputs[0] if node.inputs else None
+        if not (r.numbered or count[L] > 1):
+            number[name] = None
+        elif r.follows and number.get(src) is not None and not sub.get(src):
+            number[name] = number[src]  # h⁽ᵏ⁾ = f(z⁽ᵏ⁾)
+        else:
+            seen[L] = seen.get(L, 0) + 1
+            number[name] = seen[L]
+    table = {name: (L, "", number[name]) for name, L in letter.items() if name in gen}
+    for name, L in letter.items():
+        for p, pl in zip(net.nodes[name].params, rule[name].params):
+            if p in gen and p not in table:  # a shared parameter: as its first layer writes it
+                table[p] = (pl, sub[name], number[name])
+    return table
+
+
+__all__ = ["symbol_table"]
