@@ -2,6 +2,7 @@
 a wrapped (banded) diagram, no two weight labels of a small net over each other or over a unit,
 no diagram scaled below 95 %. Every check reads the rectangles, circles and segments the diagram
 was drawn from (the block's ``layout``), not the picture."""
+import math
 import runpy
 from itertools import combinations
 from pathlib import Path
@@ -66,7 +67,7 @@ def edge_box_crossings(layout):
     its source nor its target (nor the source's output name)."""
     bad = []
     for s, k, pts in layout["edges"]:
-        own = {s, k, "o%d" % s}
+        own = {s, k, "o%s" % s}
         for p, q in zip(pts, pts[1:]):
             bad += [((s, k), name, p, q) for name, r in layout["boxes"].items()
                     if name not in own and crosses(p, q, r)]
@@ -88,8 +89,6 @@ def boxed_block(kind, arg):
 @pytest.mark.parametrize("kind,arg", BOXED, ids=["%s-%s" % b for b in BOXED])
 def test_no_arrow_crosses_a_box(kind, arg):
     b = boxed_block(kind, arg)
-    if "boxes" not in b.get("layout", {}).get("article", {}):
-        pytest.skip("drawn as units (test_no_label_overlaps)")
     for fmt in ("article", "beamer"):
         lay = b["layout"][fmt]
         assert lay["boxes"] and lay["edges"]
@@ -125,3 +124,161 @@ def test_a_64_layer_net_draws_its_like_layers_as_one_box():
     lay = block(deep(63))["layout"]["beamer"]
     assert list(lay["runs"].values()) == [62]  # W2 … W63, 16×16, relu
     assert len(lay["boxes"]) == 4 + 1  # x, W1, the run, W64, ŷ's name
+
+
+# -- small nets: units and labelled weights -----------------------------------------------------
+SMALL = [(s, lv) for s in ("2-1", "2-2-1", "3-2-2", "2-3-1", "4-3-2", "3-4-2")
+         for lv in ("matrix", "element")]
+
+
+def units_layout(spec, level, fmt="beamer"):
+    b = block(sg.mlp([int(d) for d in spec.split("-")], hidden="relu"), level=level)
+    return b["layout"][fmt], b
+
+
+def label_extent(tex, x, y, pt=8):
+    """An estimate of a label's box at (x, y), independent of the diagram's: 0.55 em a letter
+    at ``pt`` points, a script's letters at 70 % (a sub- and superscript stacked: the longer),
+    1.4 em of height with scripts on both sides."""
+    import re
+    body = re.sub(r"\\(mathbf|boldsymbol|mathrm|hat)\b", "", tex)
+    scripts = re.findall(r"[_^]\{([^}]*)\}|[_^](\w)", body)
+    base = re.sub(r"[_^](\{[^}]*\}|\w)", "", body)
+    n_base = len(re.sub(r"[{}\\\s]", "", base))
+    n_script = max((len(a or b) for a, b in scripts), default=0)
+    em = pt * 0.03515
+    w = (0.55 * n_base + 0.7 * 0.55 * n_script) * em
+    h = (1.4 if len(scripts) > 1 else 1.1) * em
+    return (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+
+
+def overlaps(a, b):
+    return min(a[2], b[2]) - max(a[0], b[0]) > EPS and min(a[3], b[3]) - max(a[1], b[1]) > EPS
+
+
+def meets_circle(r, c):
+    x, y, rad = c
+    nx, ny = min(max(x, r[0]), r[2]), min(max(y, r[1]), r[3])
+    return (x - nx) ** 2 + (y - ny) ** 2 < (rad - EPS) ** 2
+
+
+def crossing_points(edges):
+    """Where two edges cross (not at a unit)."""
+    out = []
+    for (_, _, (a, b)), (_, _, (c, d)) in combinations(edges, 2):
+        den = (b[0] - a[0]) * (d[1] - c[1]) - (b[1] - a[1]) * (d[0] - c[0])
+        if den:
+            t = ((c[0] - a[0]) * (d[1] - c[1]) - (c[1] - a[1]) * (d[0] - c[0])) / den
+            u = ((c[0] - a[0]) * (b[1] - a[1]) - (c[1] - a[1]) * (b[0] - a[0])) / den
+            if 0.001 < t < 0.999 and 0.001 < u < 0.999:
+                out.append((a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])))
+    return out
+
+
+def contains(poly, pt):
+    """Whether the convex polygon (corners in order) holds pt."""
+    sides = [(x1 - x0) * (pt[1] - y0) - (y1 - y0) * (pt[0] - x0)
+             for (x0, y0), (x1, y1) in zip(poly, poly[1:] + poly[:1])]
+    return all(s > 0 for s in sides) or all(s < 0 for s in sides)
+
+
+def label_clashes(lay):
+    """Pairs of labels over each other, labels over a unit, a "+1" node or an activation's
+    name, and labels over a point where two edges cross (which edge would it name?)."""
+    labels = lay["labels"]
+    bad = [(a[4], b[4]) for a, b in combinations(labels, 2) if overlaps(a, b)]
+    bad += [(a[4], "crossing") for a in labels for pt in crossing_points(lay["edges"])
+            if contains([(a[0], a[1]), (a[2], a[1]), (a[2], a[3]), (a[0], a[3])], pt)]
+    bad += [(a[4], n) for a in labels for n, c in lay["circles"].items() if meets_circle(a, c)]
+    bad += [(a[4], n) for a in labels for n, r in lay["boxes"].items() if overlaps(a, r)]
+    return bad
+
+
+def test_label_checks_see_an_overlap():
+    assert overlaps((0, 0, 1, 1), (0.5, 0.5, 2, 2)) and not overlaps((0, 0, 1, 1), (1, 0, 2, 1))
+    assert meets_circle((0, 0, 1, 1), (1.2, 0.5, 0.3)) and not meets_circle((0, 0, 1, 1),
+                                                                            (1.5, 0.5, 0.4))
+    assert label_extent("W_{12}^{(1)}", 0, 0)[2] < label_extent("W_{12}^{(1)} W", 0, 0)[2]
+
+
+@pytest.mark.parametrize("spec,level", SMALL, ids=["%s-%s" % s for s in SMALL])
+def test_no_label_overlaps(spec, level):
+    lay, b = units_layout(spec, level)
+    assert len(lay["labels"]) == len(lay["edges"]) > 0
+    for r in lay["labels"]:  # each drawn box covers the label's text
+        est = label_extent(r[4], (r[0] + r[2]) / 2, (r[1] + r[3]) / 2)
+        assert r[0] <= est[0] and r[2] >= est[2] and r[1] <= est[1] and r[3] >= est[3], r
+    assert not (bad := label_clashes(lay)), bad[:4]
+    # each edge from its source's circle to its target's, through no other unit
+    for s, k, (p, q) in lay["edges"]:
+        for n, (x, y, rad) in lay["circles"].items():
+            if n not in (s, k):
+                assert not crosses(p, q, (x - rad * 0.7, y - rad * 0.7, x + rad * 0.7,
+                                          y + rad * 0.7)), (s, k, n)
+    for fmt in ("article", "beamer"):
+        assert b["layout"][fmt]["scale"] >= 0.95
+
+
+@pytest.mark.parametrize("name", ["xor", "feature", "hostile", "logistic", "multitask"])
+def test_no_label_overlaps_in_the_small_examples(name):
+    b = block(*example(name)[:1], **example(name)[1])
+    lay = b["layout"]["beamer"]
+    assert lay["labels"] and not label_clashes(lay)
+    for fmt in ("article", "beamer"):
+        assert b["layout"][fmt]["scale"] >= 0.95, (fmt, b["layout"][fmt]["scale"])
+    assert b["lines"] <= 17
+
+
+def corners(cx, cy, w, h, angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return [(cx + dx * c - dy * s, cy + dx * s + dy * c)
+            for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))]
+
+
+def polygons_overlap(a, b):
+    """Separating-axis test of two convex polygons (lists of corners)."""
+    for poly in (a, b):
+        for (x0, y0), (x1, y1) in zip(poly, poly[1:] + poly[:1]):
+            nx, ny = y0 - y1, x1 - x0
+            pa = [nx * x + ny * y for x, y in a]
+            pb = [nx * x + ny * y for x, y in b]
+            if max(pa) <= min(pb) + EPS or max(pb) <= min(pa) + EPS:
+                return False
+    return True
+
+
+def test_polygon_overlap_check():
+    assert polygons_overlap(corners(0, 0, 2, 1, 0.3), corners(0.5, 0.3, 1, 1, -0.2))
+    assert not polygons_overlap(corners(0, 0, 2, 1, 0), corners(3, 0, 1, 1, 0.5))
+
+
+@pytest.mark.parametrize("level", ["matrix", "element"])
+def test_main_label_places_clash_on_2_2_1(level):
+    """The check is not vacuous: 2-2-1's labels where main put them overlap (main drew b₂ over
+    w₃): main's geometry (columns 3.4 cm apart, units 1.25 cm, the "+1" node a row above), each
+    label at 0.2 + 0.45 i/(rows − 1) of its edge between the nodes' borders by its target unit i
+    (a bias's halfway), turned along the edge and set on it ("sloped, above=-1pt")."""
+    lay, _ = units_layout("2-2-1", level)
+    dx, dy = 3.4, 1.25
+    node = {"u0_0": (0, dy / 2), "u0_1": (0, -dy / 2), "u1_0": (dx, dy / 2),
+            "u1_1": (dx, -dy / 2), "u2_0": (2 * dx, 0), "one0": (0, 1.5 * dy),
+            "one1": (dx, 1.5 * dy)}
+    old = []
+    for (s, k, _), r in zip(lay["edges"], lay["labels"]):
+        (px, py), (qx, qy) = node[s], node[k]
+        L = math.hypot(qx - px, qy - py)
+        ux, uy = (qx - px) / L, (qy - py) / L
+        rs = 0.3 if s.startswith("one") else 0.425  # the nodes' borders
+        px, py, qx, qy = px + rs * ux, py + rs * uy, qx - 0.425 * ux, qy - 0.425 * uy
+        i, rows = int(k.split("_")[1]), 2 if k.startswith("u1_") else 1
+        t = 0.5 if s.startswith("one") else 0.2 + 0.45 * i / max(rows - 1, 1)
+        e = label_extent(r[4], 0, 0)
+        w, h = e[2] - e[0], e[3] - e[1]
+        cx = px + t * (qx - px) - uy * (h / 2 - 0.035)  # above the edge, by its normal
+        cy = py + t * (qy - py) + ux * (h / 2 - 0.035)
+        old.append((corners(cx, cy, w, h, math.atan2(uy, ux)), r[4]))
+    main_edges = [(s, k, (node[s], node[k])) for s, k, _ in lay["edges"]]
+    clashes = [(a[1], b[1]) for a, b in combinations(old, 2) if polygons_overlap(a[0], b[0])]
+    clashes += [(a[1], "crossing") for a in old for pt in crossing_points(main_edges)
+                if contains(a[0], pt)]
+    assert [c for c in clashes if c[0].startswith("b_{2}")], clashes  # b₂ on a crossing

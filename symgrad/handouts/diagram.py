@@ -15,6 +15,7 @@ a frame, "markdown": text}): KaTeX cannot draw TikZ, so Markdown says the pictur
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -121,7 +122,76 @@ def _entry(P, p, i, j=None) -> str:
     return notation(P.notation).entry(p, index).tex()
 
 
+R_UNIT = 0.425     # cm: a unit's circle (minimum size=8.5mm)
+LABEL_PT = 8       # \scriptsize on a slide (7 pt in the article)
+
+
+def _label_box(tex: str, x: float, y: float) -> tuple:
+    """The rectangle a weight's label takes centred at (x, y): its estimated text and 1pt of
+    inner sep round it; a sub- and a superscript make it taller."""
+    w = _text_width(tex, LABEL_PT) + 0.08
+    h = 0.3 + (0.12 if "^" in tex else 0.0) + 0.07
+    return (x - w / 2, y - h / 2, x + w / 2, y + h / 2)
+
+
+def _apart(a, b, gap=0.03) -> bool:
+    return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
+
+
+def _off_circle(rect, c, gap=0.03) -> bool:
+    """Whether ``rect`` keeps clear of the circle c = (x, y, r)."""
+    x, y, r = c
+    nx, ny = min(max(x, rect[0]), rect[2]), min(max(y, rect[1]), rect[3])
+    return math.hypot(x - nx, y - ny) >= r + gap
+
+
+def _meet(a, b, c, d):
+    """Where the segments a–b and c–d cross (not at an end), or None."""
+    den = (b[0] - a[0]) * (d[1] - c[1]) - (b[1] - a[1]) * (d[0] - c[0])
+    if abs(den) < 1e-12:
+        return None
+    t = ((c[0] - a[0]) * (d[1] - c[1]) - (c[1] - a[1]) * (d[0] - c[0])) / den
+    u = ((c[0] - a[0]) * (b[1] - a[1]) - (c[1] - a[1]) * (b[0] - a[0])) / den
+    if 1e-6 < t < 1 - 1e-6 and 1e-6 < u < 1 - 1e-6:
+        return (a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]))
+    return None
+
+
+def _place_labels(circles, boxes, edges) -> list | None:
+    """A place on each edge for its label (edges: (p, q, tex, preferred fraction)): clear of
+    every unit, "+1" node, activation name and label placed before, and of every point where
+    two edges cross (a label there names either: main's b₂ sat on the crossing of its edge and
+    x₁'s into h₂, w₃ on x₁–h₂'s with x₂–h₁), covering as few other edges as it can, then nearest
+    its preferred fraction along the edge; None when an edge has no such place."""
+    placed = []
+    segs = [(p, q) for p, q, _, _ in edges]
+    meets = [m for i, j in itertools.combinations(range(len(segs)), 2)
+             for m in [_meet(*segs[i], *segs[j])] if m is not None]
+    for n, (p, q, tex, pref) in enumerate(edges):
+        best = None
+        for m in range(4, 37):
+            t = m / 40
+            rect = _label_box(tex, p[0] + t * (q[0] - p[0]), p[1] + t * (q[1] - p[1]))
+            if not all(_off_circle(rect, c) for c in circles) or \
+                    not all(_apart(rect, b) for b in boxes) or \
+                    not all(_apart(rect, o[:4]) for o in placed) or \
+                    any(rect[0] - 0.03 < x < rect[2] + 0.03 and rect[1] - 0.03 < y < rect[3] + 0.03
+                        for x, y in meets):
+                continue
+            covered = sum(_crosses(a, b, rect, 0.0) for j, (a, b) in enumerate(segs) if j != n)
+            key = (covered, abs(t - pref))
+            if best is None or key < best[0]:
+                best = (key, rect)
+        if best is None:
+            return None
+        placed.append(best[1] + (tex,))
+    return placed
+
+
 def _units(P, net, scalar, numbered=True) -> dict:
+    """Units in columns, each edge with its weight's label placed clear of the units and of
+    every other label (2-2-1's b₂ was drawn over w₃), on a white ground over the edge; the
+    columns set further apart until every label has such a place."""
     groups = _groups(net)
     depth = _depths(net, groups)
     ncols = max(depth.values()) + 1
@@ -131,57 +201,87 @@ def _units(P, net, scalar, numbered=True) -> dict:
     height = {c: sum(len(scalar.units[rep[k]]) for k in ks) + (len(ks) - 1) * 0.6
               for c, ks in cols.items()}
     tall = max(height.values())
-    dy, dx = 1.25, 3.4
-    pos, lines = {}, []
-    for c, ks in cols.items():
-        y = (height[c] - 1) / 2 * dy
-        for k in ks:
-            units = list(scalar.units[rep[k]])
-            for i, u in enumerate(units):
-                nid = "u%d_%d" % (k, i)
-                pos[nid] = (c * dx, y)
-                lines.append(r"\node[circle, draw, minimum size=8.5mm, inner sep=1pt] (%s) at "
-                             r"(%.2f,%.2f) {$%s$};" % (nid, c * dx, y, P.tex(u)))
-                y -= dy
-            y -= 0.6 * dy
-            act = net.nodes[rep[k]]
-            if act.op in ("act", "softmax"):
-                name = "softmax" if act.op == "softmax" else act.act.name
-                lines.append(r"\node[font=\scriptsize, below=1mm] at (u%d_%d.south) {%s};"
-                             % (k, len(units) - 1, text_escape(name)))
-    top = (tall - 1) / 2 * dy
-    edges = []
-    bias_at = {}
-    for k, g in enumerate(groups):
-        dense = net.nodes[g[0]]
-        if dense.op != "dense":
-            continue
-        src = owner[dense.inputs[0]]
-        W = scalar.params[dense.params[0]]
-        for i in range(W.rows):
-            for j in range(W.cols):
-                # labels staggered along the edges by their unit: those leaving one input
-                # part before they meet (w1 near x1, w3 further on, as the slide spreads them)
-                at = 0.2 + 0.45 * i / max(W.rows - 1, 1)
-                edges.append(r"\draw[->] (u%d_%d) -- node[pos=%.2f, sloped, above=-1pt, "
-                             r"font=\scriptsize] {$%s$} (u%d_%d);"
-                             % (src, j, at, P.tex(W[i, j]) if numbered else
-                                _entry(P, dense.params[0], i, j), k, i))
-        if len(dense.params) > 1:
-            b = scalar.params[dense.params[1]]
-            c = depth[src]
-            if c not in bias_at:
-                bias_at[c] = "one%d" % c
-                edges.append(r"\node[draw, rounded corners, inner sep=2pt, font=\small] (one%d)"
-                             r" at (%.2f,%.2f) {$+1$};" % (c, c * dx, top + dy))
-            for i in range(len(b)):
-                edges.append(r"\draw[->, gray] (%s) -- node[pos=0.5, sloped, above=-1pt, "
-                             r"font=\scriptsize, text=black] {$%s$} (u%d_%d);"
-                             % (bias_at[c], P.tex(b[i]) if numbered else
-                                _entry(P, dense.params[1], i), k, i))
-    w = (ncols - 1) * dx + 1.5
-    h = tall * dy + dy + 0.8
-    return _scaled("\n".join(lines + edges), (w, h), None)
+    # (a slide's height is the scarcer: columns set apart first)
+    for dx, dy in [(dx, dy) for dy in (1.25, 1.4, 1.6)
+                   for dx in (3.0, 3.4, 3.8, 4.3, 4.8, 5.4, 6.0, 6.6)]:
+        top = (tall - 1) / 2 * dy
+        pos, units, acts = {}, [], []
+        for c, ks in cols.items():
+            y = (height[c] - 1) / 2 * dy
+            for k in ks:
+                us = list(scalar.units[rep[k]])
+                for i, u in enumerate(us):
+                    pos["u%d_%d" % (k, i)] = (c * dx, y)
+                    units.append(("u%d_%d" % (k, i), P.tex(u)))
+                    y -= dy
+                act = net.nodes[rep[k]]
+                if act.op in ("act", "softmax"):
+                    name = text_escape("softmax" if act.op == "softmax" else act.act.name)
+                    x, yl = pos["u%d_%d" % (k, len(us) - 1)]
+                    w = _text_width(r"\textsf{%s}" % name, LABEL_PT) + 0.1
+                    acts.append((x - w / 2, yl - R_UNIT - 0.42, x + w / 2, yl - R_UNIT - 0.05,
+                                 name))
+                y -= 0.6 * dy
+        edges, ones = [], {}
+        for k, g in enumerate(groups):
+            dense = net.nodes[g[0]]
+            if dense.op != "dense":
+                continue
+            src = owner[dense.inputs[0]]
+            W = scalar.params[dense.params[0]]
+            for i in range(W.rows):
+                for j in range(W.cols):
+                    # preferred: those leaving one input part before they meet (w1 near x1,
+                    # w3 further on, as the slide spreads them)
+                    tex = P.tex(W[i, j]) if numbered else _entry(P, dense.params[0], i, j)
+                    edges.append(("u%d_%d" % (src, j), "u%d_%d" % (k, i), tex,
+                                  0.25 + 0.4 * i / max(W.rows - 1, 1), False))
+            if len(dense.params) > 1:
+                b = scalar.params[dense.params[1]]
+                c = depth[src]
+                if c not in ones:
+                    ones[c] = "one%d" % c
+                    pos[ones[c]] = (c * dx, top + dy)
+                for i in range(len(b)):
+                    tex = P.tex(b[i]) if numbered else _entry(P, dense.params[1], i)
+                    edges.append((ones[c], "u%d_%d" % (k, i), tex, 0.5, True))
+        circles = [pos[n] + (R_UNIT,) for n, _ in units]
+        one_boxes = [(pos[n][0] - 0.38, pos[n][1] - 0.25, pos[n][0] + 0.38, pos[n][1] + 0.25)
+                     for n in ones.values()]
+        labels = _place_labels(circles, one_boxes + [a[:4] for a in acts],
+                               [(pos[s], pos[t], tex, pref) for s, t, tex, pref, _ in edges])
+        if labels is not None:
+            break
+    else:  # (never met: 4-3-2 placed at 3.4 cm) the widest, labels at their preferred places
+        labels = [_label_box(tex, pos[s][0] + pref * (pos[t][0] - pos[s][0]),
+                             pos[s][1] + pref * (pos[t][1] - pos[s][1])) + (tex,)
+                  for s, t, tex, pref, _ in edges]
+    lines = [r"\node[circle, draw, minimum size=8.5mm, inner sep=1pt] (%s) at (%.2f,%.2f) {$%s$};"
+             % (n, pos[n][0], pos[n][1], tex) for n, tex in units]
+    lines += [r"\node[draw, rounded corners, inner sep=2pt, font=\small] (%s) at (%.2f,%.2f) "
+              r"{$+1$};" % (n, pos[n][0], pos[n][1]) for n in ones.values()]
+    lines += [r"\node[font=\scriptsize, inner sep=1pt] at (%.3f,%.3f) {\textsf{%s}};"
+              % ((a[0] + a[2]) / 2, (a[1] + a[3]) / 2, a[4]) for a in acts]
+    lines += [r"\draw[->%s] (%s) -- (%s);" % (", gray" if bias else "", s, t)
+              for s, t, _, _, bias in edges]
+    # the labels last, on white over the edges they sit on
+    lines += [r"\node[font=\scriptsize, fill=white, inner sep=1pt] at (%.3f,%.3f) {$%s$};"
+              % ((r[0] + r[2]) / 2, (r[1] + r[3]) / 2, r[4]) for r in labels]
+    # the picture's size: its bounding box (TikZ's)
+    rects = [(x - R_UNIT, y - R_UNIT, x + R_UNIT, y + R_UNIT) for x, y, _ in circles] + \
+        one_boxes + [a[:4] for a in acts] + [r[:4] for r in labels]
+    w = max(r[2] for r in rects) - min(r[0] for r in rects) + 0.1
+    h = max(r[3] for r in rects) - min(r[1] for r in rects) + 0.1
+    pic = _scaled("\n".join(lines), (w, h), None)
+    if _scale_of(pic["beamer"]) < FIT:  # a frame of its own (the multi-task net's: 86 %)
+        pic = _scaled("\n".join(lines), (w, h), None, box=BEAMER_FRAME)
+    lay = {"circles": {n: pos[n] + (R_UNIT,) for n, _ in units},
+           "boxes": {**{n: (pos[n][0] - 0.38, pos[n][1] - 0.25, pos[n][0] + 0.38,
+                            pos[n][1] + 0.25) for n in ones.values()},
+                     **{"act%d" % i: a[:4] for i, a in enumerate(acts)}},
+           "labels": labels, "edges": [(s, t, [pos[s], pos[t]]) for s, t, _, _, _ in edges]}
+    pic["layout"] = {fmt: dict(lay, scale=_scale_of(pic[fmt])) for fmt in ("article", "beamer")}
+    return pic
 
 
 def _shape(node) -> str:
