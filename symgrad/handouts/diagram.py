@@ -275,6 +275,7 @@ def _units(P, net, scalar, numbered=True) -> dict:
     pic = _scaled("\n".join(lines), (w, h), None)
     if _scale_of(pic["beamer"]) < FIT:  # a frame of its own (the multi-task net's: 86 %)
         pic = _scaled("\n".join(lines), (w, h), None, box=BEAMER_FRAME)
+    pic["markdown"] = _fenced(_units_text(P, net, scalar, numbered, groups, depth))
     lay = {"circles": {n: pos[n] + (R_UNIT,) for n, _ in units},
            "boxes": {**{n: (pos[n][0] - 0.38, pos[n][1] - 0.25, pos[n][0] + 0.38,
                             pos[n][1] + 0.25) for n in ones.values()},
@@ -409,7 +410,8 @@ def _boxes(P, net) -> dict:
         body = _band_tikz(net, G["groups"], lay, G["labels"], G["outs"])
         pic = _scaled(body, lay["size"], tall=True, box=box)
         out[fmt] = pic[fmt]
-        out["markdown"] = pic["markdown"]
+        if fmt == "article":  # the Markdown's text: the article's boxes
+            out["markdown"] = _fenced(_boxes_text(G))
         if fmt == "beamer":
             out["lines"] = pic["lines"]
         out["bands"][fmt] = lay["bands"]
@@ -755,6 +757,150 @@ def _tex_em(tex: str, letter: float = 0.58, bold: float = 1.0) -> float:
             width += letter * bold * (1.3 if c.isupper() else 1.0)
             i += 1
     return width
+
+
+# -- the Markdown's picture: text -------------------------------------------------------------
+_SUP = str.maketrans("0123456789+-=()nTi×", "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿᵀⁱˣ")  # (ℝ⁴ˣ⁶)
+_SUBS = str.maketrans("0123456789+-=(),aehijklmnoprstuvx",
+                      "₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎,ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")
+_TEXT_CMDS = {"textbackslash": "\\", "textasciitilde": "~", "textasciicircum": "^",
+              "textless": "<", "textgreater": ">", "textbar": "|", "textasciigrave": "`",
+              "times": "×", "in": " ∈ ", "ldots": " … ", "cdot": "·", "odot": "⊙",
+              "quad": "  ", ",": " ", ";": " ", " ": " ", "!": ""}
+
+
+def _tex_text(tex: str) -> str:
+    """A label's TeX (as the picture writes it: names from the notation printer, user text
+    through text_escape) as Unicode text: W^{(1)}_{12} → W⁽¹⁾₁₂, \\hat{y} → ŷ, \\mathbb{R} → ℝ,
+    an escaped character as itself; a script Unicode lacks a glyph for as _{…} or ^{…}."""
+    import unicodedata
+    out, i = [], 0
+    while i < len(tex):
+        c = tex[i]
+        if c in "_^":
+            if tex[i + 1:i + 2] == "{":
+                inner, i = _group(tex, i + 1)
+            else:
+                inner, i = tex[i + 1:i + 2], i + 2
+            inner = _tex_text(inner)
+            table = _SUP if c == "^" else _SUBS
+            moved = inner.translate(table)
+            ok = all(ch != o or ch in ",×" for ch, o in zip(inner, moved)) and inner
+            out.append(moved if ok else "%s(%s)" % (c, inner) if len(inner) > 1 else c + inner)
+        elif c == "\\":
+            m = re.match(r"\\([A-Za-z]+|.)", tex[i:])
+            name, i = m.group(1), i + m.end()
+            if tex[i:i + 2] == "{}":  # \textbackslash{}
+                i += 2
+            if name in _TEXT_CMDS:
+                out.append(_TEXT_CMDS[name])
+                while name.isalpha() and tex[i:i + 1] == " ":  # (the space ending it)
+                    i += 1
+            elif tex[i:i + 1] == "{" and name in ("hat", "mathbb", "tilde", "bar"):
+                inner, i = _group(tex, i)
+                inner = _tex_text(inner)
+                out.append({"hat": inner + "\u0302", "tilde": inner + "\u0303",
+                            "bar": inner + "\u0304"}.get(name, "ℝ" if inner == "R" else inner))
+            elif tex[i:i + 1] == "{" and name.isalpha():  # \mathbf{…}, \textsf{…}: the text
+                inner, i = _group(tex, i)
+                out.append(_tex_text(inner))
+            elif name.isalpha():  # a Greek letter, else the command's name
+                try:
+                    out.append(unicodedata.lookup("GREEK %s LETTER %s" % (
+                        "CAPITAL" if name[0].isupper() else "SMALL", name.upper())))
+                except KeyError:
+                    out.append(name)
+                while tex[i:i + 1] == " ":  # (the space ending a command)
+                    i += 1
+            else:
+                out.append(name)  # \{ \_ \# \& \% \$: the character
+        elif c in "{}$":
+            i += 1
+        elif tex.startswith("''", i):  # text_escape's '' for a "
+            out.append('"')
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return re.sub(" {2,}", " ", unicodedata.normalize("NFC", "".join(out)))
+
+
+def _fenced(lines) -> str:
+    """A fenced code block of ``lines``: its fence longer than any run of backquotes in them."""
+    runs = [len(r) for ln in lines for r in re.findall(r"`+", ln)]
+    fence = "`" * max(3, max(runs, default=0) + 1)
+    return "\n".join([fence + "text"] + list(lines) + [fence])
+
+
+def _units_text(P, net, scalar, numbered, groups, depth) -> list[str]:
+    """Each layer of weights as text: its inputs, each unit with the weights into it and the
+    "+1" bias, the activation named (2-2-1: x₁ ── w₁ ──┐ … ──▶ h₁⁽¹⁾)."""
+    owner = {m: k for k, g in enumerate(groups) for m in g}
+    rep = {k: g[-1] for k, g in enumerate(groups)}
+    out, layer = [], 0
+    for k, g in enumerate(groups):
+        dense = net.nodes[g[0]]
+        if dense.op != "dense":
+            continue
+        layer += 1
+        src = owner[dense.inputs[0]]
+        ins = [_tex_text(P.tex(u)) for u in scalar.units[rep[src]]]
+        outs = [_tex_text(P.tex(u)) for u in scalar.units[rep[k]]]
+        act = net.nodes[rep[k]]
+        how = ("softmax" if act.op == "softmax" else act.act.name) \
+            if act.op in ("act", "softmax") else "no activation"
+        out += ["" if out else None, "Layer %d (%s): %s → %s" % (
+            layer, how, ", ".join(ins), ", ".join(outs))]
+        W = scalar.params[dense.params[0]]
+        b = scalar.params[dense.params[1]] if len(dense.params) > 1 else None
+        rows = []
+        for i in range(W.rows):
+            into = [(ins[j], _tex_text(P.tex(W[i, j]) if numbered else
+                                       _entry(P, dense.params[0], i, j)))
+                    for j in range(W.cols)]
+            if b is not None:
+                into.append(("+1", _tex_text(P.tex(b[i]) if numbered else
+                                             _entry(P, dense.params[1], i))))
+            rows.append((into, outs[i]))
+        wa = max(len(a) for into, _ in rows for a, _ in into)
+        wb = max(len(w) for into, _ in rows for _, w in into)
+        for into, unit in rows:
+            mid = (len(into) - 1) // 2  # the line the arrow into the unit leaves from
+            for n, (a, w) in enumerate(into):
+                joint = "─" if len(into) == 1 else "┬" if n == 0 == mid else "┐" if n == 0 \
+                    else "┘" if n == len(into) - 1 else "┼" if n == mid else "┤"
+                out.append("  %s ── %s ──%s%s" % (a.ljust(wa), w.ljust(wb), joint,
+                                                  "──▶ " + unit if n == mid else ""))
+    return [ln for ln in out if ln is not None]
+
+
+def _boxes_text(G) -> list[str]:
+    """The boxes in the order of the graph, each numbered and named as in the picture, a ▼
+    from a box into the next one when it reads it, "← [2], [5]" naming any other it reads, and
+    each output's name and shape under its box."""
+    groups, labels, outs = G["groups"], G["labels"], G["outs"]
+    order = sorted(labels, key=lambda k: (min(r for r, ks in enumerate(G["per"]) if k in ks), k))
+    reads = {k: [s for s, t in G["edges"] if t == k] for k in labels}
+    text = {k: "[%d] %s" % (n + 1, _tex_text(labels[k])) for n, k in enumerate(order)}
+    num = {k: n + 1 for n, k in enumerate(order)}
+    extra = {}
+    for n, k in enumerate(order):
+        other = [s for s in reads[k] if not n or s != order[n - 1]]
+        if other:
+            extra[k] = "  ← " + ", ".join("[%d]" % num[s] for s in other)
+    inner = max(len(text[k] + extra.get(k, "")) for k in order) + 2
+    out = []
+    for n, k in enumerate(order):
+        if n:
+            fed = order[n - 1] in reads[k]
+            out.append(" " * (inner // 2 + 1) + ("▼" if fed else " "))
+        out.append("┌" + "─" * inner + "┐")
+        out.append("│ " + (text[k] + extra.get(k, "")).ljust(inner - 1) + "│")
+        below = "┬" if n + 1 < len(order) and k in reads[order[n + 1]] else "─"
+        out.append("└" + "─" * (inner // 2) + below + "─" * (inner - inner // 2 - 1) + "┘")
+        if k in outs:
+            out.append(" " * (inner // 2 + 1) + "▼ " + _tex_text(outs[k]))
+    return out
 
 
 # -- the loss curve -----------------------------------------------------------------------------
