@@ -11,7 +11,10 @@ log axis when the loss spans a decade or more.
 
 Every name comes from the notation printer (``P.tex``) or through ``text_escape``: user names are
 data, never TeX. A block is ("picture", {"article": tex, "beamer": tex, "lines": height in lines of
-a frame, "markdown": text}): KaTeX cannot draw TikZ, so Markdown says the picture is in the PDF.
+a frame, "markdown": text, "layout": {format: geometry}}). KaTeX cannot draw TikZ, so the Markdown
+draws the same graph as Unicode text in a code block. The layout is what the picture was drawn
+from, in cm before scaling (boxes and labels as rectangles, units as circles, each edge's path as
+points, the scale): the tests check it for arrows through boxes and labels over each other.
 """
 from __future__ import annotations
 
