@@ -140,7 +140,7 @@ def test_hostile_names_are_escaped_in_the_diagram():
 
 def fenced(md):
     """The fenced code blocks of a Markdown document."""
-    return [m.group(2) for m in re.finditer(r"^(`{3,})text\n(.*?)^\1$", md, re.M | re.S)]
+    return [m.group(2) for m in re.finditer(r"^(~{3,})text\n(.*?)^\1$", md, re.M | re.S)]
 
 
 def test_markdown_draws_the_units_and_weights_as_text():
@@ -187,11 +187,11 @@ def test_markdown_diagram_keeps_hostile_names_as_data():
     [text] = fenced(md)
     assert "x_&%#" in text and r"h_\end{document}" in text  # as typed, in a code block
     big = sg.Network()  # a name with a fence in it cannot end the block
-    x = big.input("x```y", 50)
+    x = big.input("x~~~y", 50)
     big.set_loss(big.act(big.dense(x, 20), "relu"), "mse")
     md = handout(big, fmt="markdown")
     [text] = fenced(md)
-    assert "x```y" in text and "\n````text\n" in md
+    assert "x~~~y" in text and "\n~~~~text\n" in md
 
 
 def test_history_plot_has_a_point_per_epoch_and_a_log_axis_when_it_falls_100x():

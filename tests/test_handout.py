@@ -302,7 +302,7 @@ def test_markdown_link_syntax_in_names_forms_no_link(tmp_path):
     md = handout(net, fmt="markdown")
     # the network's text diagram shows the names as typed in a fenced code block, where no
     # Markdown renderer forms a link or a code span
-    [code] = re.findall(r"^(`{3,})text\n(.*?)^\1$", md, re.M | re.S)
+    [code] = re.findall(r"^(~{3,})text\n(.*?)^\1$", md, re.M | re.S)
     assert "[a](javascript:alert(3))" in code[1] and "`W`" in code[1]
     md = md.replace(code[1], "")
     assert "](javascript" not in md and "[a]" not in md and "`W`" not in md

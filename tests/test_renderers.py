@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # a fenced code block (the network's text diagram): shown as typed, no math in it (KaTeX's
 # auto-render and MathJax skip <pre> and <code>)
-FENCED = re.compile(r"^(`{3,})[^\n]*\n.*?^\1[ \t]*$", re.M | re.S)
+FENCED = re.compile(r"^(`{3,}|~{3,})[^\n]*\n.*?^\1[ \t]*$", re.M | re.S)
 
 
 def markdown_math(md: str) -> list:
@@ -76,6 +76,7 @@ def test_the_harness_accepts_and_refuses(renderers):
 def test_markdown_math_finds_every_block():
     md = "Text $a$ and \\$5 and $b_{1}$.\n\n$$\n\\begin{aligned}x &= 1\\end{aligned}\n$$\n"
     assert markdown_math(md + "````text\nb$^~{ ```\n````\n") == markdown_math(md)
+    assert markdown_math(md + "~~~~text\nb$^~{ ~~~\n~~~~\n") == markdown_math(md)
     assert markdown_math(md) == [("\n\\begin{aligned}x &= 1\\end{aligned}\n", True),
                                  ("a", False), ("b_{1}", False)]
     with pytest.raises(AssertionError, match="unpaired"):

@@ -829,9 +829,10 @@ def _tex_text(tex: str) -> str:
 
 
 def _fenced(lines) -> str:
-    """A fenced code block of ``lines``: its fence longer than any run of backquotes in them."""
-    runs = [len(r) for ln in lines for r in re.findall(r"`+", ln)]
-    fence = "`" * max(3, max(runs, default=0) + 1)
+    """A fenced code block of ``lines``: fenced with tildes (``` would read as TeX's opening
+    quotes ``), the fence longer than any run of tildes in them."""
+    runs = [len(r) for ln in lines for r in re.findall(r"~+", ln)]
+    fence = "~" * max(3, max(runs, default=0) + 1)
     return "\n".join([fence + "text"] + list(lines) + [fence])
 
 
