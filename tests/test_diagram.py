@@ -57,7 +57,7 @@ def test_large_net_gets_layer_boxes_with_shapes():
     assert r"256{\times}784" in tex and r"128{\times}256" in tex and r"10{\times}128" in tex
     assert r"\mathbb{R}^{784}" in tex and r"\mathbb{R}^{10}" in tex
     assert "relu" in tex and "softmax" in tex
-    assert tex.count(r"\draw[->]") == 4  # x → 3 layers → ŷ
+    assert tex.count(r"\draw[->") == 4  # x → 3 layers → ŷ
 
 
 def test_non_mlp_ops_are_boxes_named_by_their_op():
@@ -81,8 +81,9 @@ def test_multitask_diagram_has_both_heads():
     big.add_loss(big.act(big.dense(h, 5), "softmax", name="cls"), "cross_entropy")
     tex = picture(big)
     assert r"\mathrm{reg}" in tex and r"\mathrm{cls}" in tex
-    box = re.search(r"\((g\d+)\) at [^{]*\{\$\\mathbf\{W\}\^\{\(1\)\}", tex).group(1)
-    assert len(re.findall(r"\\draw\[->\] \(%s\) -- " % box, tex)) == 2  # the trunk branches
+    box = re.search(r"\(g(\d+)\) at [^{]*\{\$\\mathbf\{W\}\^\{\(1\)\}", tex).group(1)
+    edges = _block(big)["layout"]["article"]["edges"]
+    assert len([s for s, _, _ in edges if s == int(box)]) == 2  # the trunk branches
 
 
 def _block(net, **opts):
@@ -106,14 +107,16 @@ def test_deep_graph_is_wrapped_into_bands_not_shrunk():
     assert _scale(b["article"]) >= 0.9 and _scale(b["beamer"]) >= 0.55, (
         _scale(b["article"]), _scale(b["beamer"]))
     assert b["bands"]["article"] >= 2 and b["bands"]["beamer"] >= 2
-    for tex in (b["article"], b["beamer"]):
+    for fmt in ("article", "beamer"):
+        tex, lay = b[fmt], b["layout"][fmt]
         boxes = re.findall(r"\\node\[[^\]]*\] \((g\d+)\) at \((-?[\d.]+),(-?[\d.]+)\)", tex)
         assert len({g for g, _, _ in boxes}) == len(boxes) > 17
         assert len({round(float(x) / 3) for _, x, _ in boxes}) >= 2  # side by side
-        read = {re.findall(r"\(([go]\d+)(?:\.\w+)?\)", ln)[-1] for ln in tex.splitlines()
-                if ln.startswith(r"\draw") and "(g" in ln}
+        read = {"g%d" % k for _, k, _ in lay["edges"]}
         assert {g for g, _, _ in boxes} - read == {"g0"}  # all but the input are read
-        assert re.search(r"\.south\) -- \+\+\(0,-0\.25\)", tex)  # an arrow between bands
+        assert tex.count(r"\draw[->") == len(lay["edges"]) + 1  # (and one to the output)
+        r = lay["boxes"]  # an arrow from one band into the next: wholly right of its source
+        assert any(r[k][0] > r[s][2] for s, k, _ in lay["edges"])
     # a graph that fits in one column keeps it
     net, opts = example("mnist")
     small = _block(net, **opts)
@@ -135,10 +138,60 @@ def test_hostile_names_are_escaped_in_the_diagram():
     assert r"\def" not in tex.replace(r"\textbackslash{}def", "")
 
 
-def test_markdown_says_the_diagram_is_in_the_pdf():
-    net, opts = example("xor")
+def fenced(md):
+    """The fenced code blocks of a Markdown document."""
+    return [m.group(2) for m in re.finditer(r"^(~{3,})text\n(.*?)^\1$", md, re.M | re.S)]
+
+
+def test_markdown_draws_the_units_and_weights_as_text():
+    """Issue 13: the Markdown said the diagram "is in the PDF version"; it now draws the
+    network in a code block from the same graph: each unit with the weights into it."""
+    md = handout(sg.mlp([2, 2, 1], hidden="relu"), fmt="markdown", level="element")
+    assert "PDF version" not in md and "tikz" not in md
+    [text] = fenced(md)
+    lines = text.splitlines()
+    assert lines[0] == "Layer 1 (relu): x₁, x₂ → h₁⁽¹⁾, h₂⁽¹⁾"
+    assert "Layer 2 (no activation): h₁⁽¹⁾, h₂⁽¹⁾ → ŷ" in lines
+    arrows = [ln.split("──▶ ")[1] for ln in lines if "──▶" in ln]
+    assert arrows == ["h₁⁽¹⁾", "h₂⁽¹⁾", "ŷ"]  # each unit past the inputs, once
+    for k, (src_, w) in enumerate([("x₁", "w₁"), ("x₂", "w₂"), ("+1", "b₁"), ("x₁", "w₃"),
+                                   ("x₂", "w₄"), ("+1", "b₂")]):
+        assert re.match(r"  %s ── %s ──" % (re.escape(src_), w), lines[1 + k]), lines[1 + k]
+    # each weight of the unit-by-unit equations, where the picture puts it
+    for w in ("w₅", "w₆", "b₃"):
+        assert sum(w in ln for ln in lines) == 1
+    # the matrix level names the entries as its picture does
+    [text] = fenced(handout(sg.mlp([2, 2, 1], hidden="relu"), fmt="markdown"))
+    assert "x₂ ── W₁₂⁽¹⁾ ──┼──▶ h₁⁽¹⁾" in text and "+1 ── b₂⁽¹⁾  ──┘" in text
+
+
+def test_markdown_draws_large_nets_as_boxes_with_shapes():
+    net, opts = example("mnist")
+    [text] = fenced(handout(net, fmt="markdown", **opts))
+    for box in ("[1] x ∈ ℝ⁷⁸⁴", "[2] W⁽¹⁾ 256×784, relu", "[3] W⁽²⁾ 128×256, relu",
+                "[4] W⁽³⁾ 10×128, softmax"):
+        assert "│ %s " % box in text, box
+    assert text.count("▼") == 4 and text.rstrip().endswith("▼ ŷ ∈ ℝ¹⁰")
+    # a DAG: a box names the boxes it reads other than the one above it
+    net, opts = example("attention")
+    [text] = fenced(handout(net, fmt="markdown", **opts))
+    assert "[11] scores  ← [5], [6]" in text and "[19] add  ← [2]" in text
+    # a 64-layer net: its like layers one box, as its slide draws them
+    [text] = fenced(handout(sg.mlp([20] + [16] * 63 + [3], hidden="relu"), fmt="markdown"))
+    assert "[3] W⁽²⁾ … W⁽⁶³⁾ 16×16, relu, 62 layers" in text
+
+
+def test_markdown_diagram_keeps_hostile_names_as_data():
+    net, opts = example("hostile")
     md = handout(net, fmt="markdown", **opts)
-    assert "tikz" not in md and "diagram of the network is in the PDF" in md
+    [text] = fenced(md)
+    assert "x_&%#" in text and r"h_\end{document}" in text  # as typed, in a code block
+    big = sg.Network()  # a name with a fence in it cannot end the block
+    x = big.input("x~~~y", 50)
+    big.set_loss(big.act(big.dense(x, 20), "relu"), "mse")
+    md = handout(big, fmt="markdown")
+    [text] = fenced(md)
+    assert "x~~~y" in text and "\n~~~~text\n" in md
 
 
 def test_history_plot_has_a_point_per_epoch_and_a_log_axis_when_it_falls_100x():
@@ -216,3 +269,16 @@ def test_train_saves_the_history_a_handout_draws(tmp_path):
     r = CliRunner().invoke(cli, ["train", "2-2-1", "--data", "xor", "--history",
                                  str(tmp_path / "no" / "h.json")])
     assert r.exit_code == 2
+
+
+def test_text_of_a_label_round_trips_user_text():
+    """The Markdown diagram's text of a name is the name: every ASCII character through
+    text_escape and back (a name is data, shown as typed in the code block)."""
+    from symgrad.handouts.diagram import _tex_text
+    from symgrad.printing.names import text_escape
+    for s in [r"x}\input{/etc/passwd}", "b$^~{", "W#2 & 50%", "a_b[c](d) <e>|f", 'q"`r`',
+              "".join(chr(c) for c in range(33, 127))]:
+        assert _tex_text(r"\mathrm{%s}" % text_escape(s)) == s, s
+    assert _tex_text(r"\mathbf{W}^{(1)}_{12}") == "W⁽¹⁾₁₂"
+    assert _tex_text(r"\hat{\mathbf{y}} \in \mathbb{R}^{4\times 6}") == "ŷ ∈ ℝ⁴ˣ⁶"
+    assert _tex_text(r"\boldsymbol{\gamma}^{(10)}") == "γ⁽¹⁰⁾"

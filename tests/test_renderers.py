@@ -24,9 +24,16 @@ from test_every_op import BUILDERS
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# a fenced code block (the network's text diagram): shown as typed, no math in it (KaTeX's
+# auto-render and MathJax skip <pre> and <code>)
+FENCED = re.compile(r"^(`{3,}|~{3,})[^\n]*\n.*?^\1[ \t]*$", re.M | re.S)
+
+
 def markdown_math(md: str) -> list:
     """(tex, display) for every math block of a Markdown document, as a Markdown renderer with
-    math finds them: $$…$$ displays, then $…$ inline, a \\$ being no delimiter."""
+    math finds them: $$…$$ displays, then $…$ inline, a \\$ being no delimiter; none in a fenced
+    code block."""
+    md = FENCED.sub("", md)
     out = [(m.group(1), True) for m in re.finditer(r"\$\$(.*?)\$\$", md, re.S)]
     prose = re.sub(r"\$\$.*?\$\$", "", md, flags=re.S)
     out += [(m.group(1), False)
@@ -68,6 +75,8 @@ def test_the_harness_accepts_and_refuses(renderers):
 
 def test_markdown_math_finds_every_block():
     md = "Text $a$ and \\$5 and $b_{1}$.\n\n$$\n\\begin{aligned}x &= 1\\end{aligned}\n$$\n"
+    assert markdown_math(md + "````text\nb$^~{ ```\n````\n") == markdown_math(md)
+    assert markdown_math(md + "~~~~text\nb$^~{ ~~~\n~~~~\n") == markdown_math(md)
     assert markdown_math(md) == [("\n\\begin{aligned}x &= 1\\end{aligned}\n", True),
                                  ("a", False), ("b_{1}", False)]
     with pytest.raises(AssertionError, match="unpaired"):
@@ -326,7 +335,7 @@ def test_markdown_handout_math_renders(renderers, markdown, name):
 def test_markdown_handout_prose_has_no_tex(markdown, name):
     """Outside the math a Markdown renderer shows TeX as typed: no macros (a backslash before a
     letter; \\\\, \\* and the like are Markdown's own escapes) and no TeX quotes `` ''."""
-    md = markdown(name)
+    md = FENCED.sub("", markdown(name))  # (a code block is shown as typed)
     prose = re.sub(r"\$\$.*?\$\$", "", md, flags=re.S)
     prose = re.sub(r"(?<!\\)\$((?:[^$\\]|\\.)+)\$", "", prose)
     for line in prose.splitlines():
