@@ -61,13 +61,20 @@ def test_large_net_gets_layer_boxes_with_shapes():
 
 
 def test_non_mlp_ops_are_boxes_named_by_their_op():
-    for name, ops in [("cnn", ["conv2d", "max\\_pool2d", "flatten"]),
-                      ("attention", ["embedding", "normalize", "scores", "attend", "concat",
-                                     "add"])]:
+    """Each box says its op in the words registered with it (OPS[op].label), never the op's
+    internal name: the trial's attention diagram said "scale shift" and "attn softmax"."""
+    from symgrad.graph.ops import OPS
+    for name, ops in [("cnn", ["conv2d", "max_pool2d", "flatten"]),
+                      ("attention", ["embedding", "normalize", "scale_shift", "scores",
+                                     "attn_softmax", "attend", "concat", "add"])]:
         net, opts = example(name)
         tex = picture(net, **opts)
         for op in ops:
-            assert r"\textsf{%s}" % op in tex, (name, op)
+            assert r"\textsf{%s}" % OPS[op].box in tex, (name, op)
+        words = re.findall(r"\\textsf\{([^}]*)\}", tex)
+        assert not any("_" in w or w in ops and w != OPS[w].box for w in words), words
+    net, _ = example("attention")
+    assert r"\lbrace 0, \ldots, 5 \rbrace^{4}" in picture(net)  # tok: 4 ids below 6, not ℝ^{4×1}
 
 
 def test_multitask_diagram_has_both_heads():
@@ -175,7 +182,8 @@ def test_markdown_draws_large_nets_as_boxes_with_shapes():
     # a DAG: a box names the boxes it reads other than the one above it
     net, opts = example("attention")
     [text] = fenced(handout(net, fmt="markdown", **opts))
-    assert "[11] scores  ← [5], [6]" in text and "[19] add  ← [2]" in text
+    assert "[11] scores  ← [5], [6]" in text and "[19] sum  ← [2]" in text
+    assert "[1] tok ∈ {0, … , 5}⁴ " in text and text.rstrip().endswith("ŷ ∈ ℝ⁴ˣ⁶")
     # a 64-layer net: its like layers one box, as its slide draws them
     [text] = fenced(handout(sg.mlp([20] + [16] * 63 + [3], hidden="relu"), fmt="markdown"))
     assert "[3] W⁽²⁾ … W⁽⁶³⁾ 16×16, relu, 62 layers" in text

@@ -96,7 +96,7 @@ def _scores_scalar(net, node, ins, params):
 
 register_op(Op("scores", _scores_define, _scores_jacobian, _scores_vjp, _scores_scalar, _no_dim,
                "attention scores, s_t = K q_t/√d_k (+ a causal mask m_t): row t of Q Kᵀ/√d_k",
-               label="attention scores", symbol=Symbol("s", operands=("q", "k"))))
+               label="attention scores", short="scores", symbol=Symbol("s", operands=("q", "k"))))
 
 
 # -- attn_softmax: a_t = softmax(s_t) over the T keys, row t of A ----------------------------------
@@ -130,7 +130,7 @@ def _attn_softmax_scalar(net, node, ins, params):
 register_op(Op("attn_softmax", OPS["softmax"].define, _attn_softmax_jacobian, _attn_softmax_vjp,
                _attn_softmax_scalar, _no_dim,
                "attention weights, a_t = softmax(s_t) over the keys: row t of A", softmax=True,
-               label="softmax over the keys", symbol=Symbol("a")))
+               label="softmax over the keys", short="softmax", symbol=Symbol("a")))
 
 
 # -- attend: o_t = Vᵀ a_t = Σ_τ a_tτ v_τ, row t of O = A V -----------------------------------------
@@ -170,7 +170,7 @@ def _attend_scalar(net, node, ins, params):
 
 register_op(Op("attend", _attend_define, _attend_jacobian, _attend_vjp, _attend_scalar, _no_dim,
                "attention output, o_t = Σ_τ a_tτ v_τ: row t of A V",
-               label="attention output", symbol=Symbol("o", operands=("", "v"))))
+               label="attention output", short="weighted sum", symbol=Symbol("o", operands=("", "v"))))
 
 # ops that read other positions: the matrix level says so, the element level gives their scalar
 # rules whole sequences (T × d matrices of units) and writes every position out

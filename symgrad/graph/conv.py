@@ -226,6 +226,7 @@ register_op(Op("conv1d", _conv1d_define, _conv1d_jacobian, _conv1d_vjp, _conv1d_
                _refuse_dim("conv1d", "net.conv1d(h, out_channels, kernel_size)"),
                "a convolution over the positions, z_t = Σ_u W_u h_(t+u−p) + b (torch.nn.Conv1d)",
                weight=True, arrays=_conv1d_arrays, across=True, label="convolution over the positions",
+               short="1-D convolution",
                symbol=Symbol("z", ("W", "b"), numbered=True)))
 
 

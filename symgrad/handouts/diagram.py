@@ -25,8 +25,9 @@ import re
 
 import numpy as np
 
-from symgrad.handouts.model import Section
+from symgrad.handouts.model import Section, value_space
 from symgrad.derive import element
+from symgrad.graph.ops import OPS
 from symgrad.printing.names import _group, notation, text_escape
 
 UNIT_OPS = {"input", "dense", "act", "softmax"}
@@ -297,15 +298,18 @@ def _shape(node) -> str:
 
 
 def _op_words(node) -> str:
+    """A box's words for its op: the activation's name, else the op's registered words (its
+    short label; the trial's attention diagram said "scale shift" and "attn softmax", the op
+    kinds)."""
     if node.op == "act":
         return text_escape(node.act.name)
-    return text_escape(node.op)
+    return text_escape(OPS[node.op].box)
 
 
 def _box_label(P, net, g, run=1) -> str:
     first = net.nodes[g[0]]
     if first.op == "input":
-        return r"$%s \in \mathbb{R}^{%s}$" % (P.tex(net.sym(first.name)), _shape(first))
+        return r"$%s \in %s$" % (P.tex(net.sym(first.name)), value_space(net, first.name))
     parts = [] if first.op == "dense" else [r"\textsf{%s}" % _op_words(first)]
     shown = [p for p in first.params if net.is_weight(p)] or list(first.params[:1])
     last = net.nodes[g[-(len(g) // run)]]
@@ -314,8 +318,7 @@ def _box_label(P, net, g, run=1) -> str:
         name = P.tex(net.sym(p)) + (r" \ldots %s" % P.tex(net.sym(q)) if run > 1 else "")
         parts.append(r"$%s$ $%d{\times}%d$" % (name, r, c))
     for m in g[1:len(g) // run]:
-        parts.append(r"\textsf{%s}" % ("softmax" if net.nodes[m].op == "softmax"
-                                      else _op_words(net.nodes[m])))
+        parts.append(r"\textsf{%s}" % _op_words(net.nodes[m]))
     if run > 1:
         parts.append(r"%d layers" % run)
     return ", ".join(parts)
@@ -769,7 +772,8 @@ _SUBS = str.maketrans("0123456789+-=(),aehijklmnoprstuvx",
 _TEXT_CMDS = {"textbackslash": "\\", "textasciitilde": "~", "textasciicircum": "^",
               "textless": "<", "textgreater": ">", "textbar": "|", "textasciigrave": "`",
               "times": "×", "in": " ∈ ", "ldots": " … ", "cdot": "·", "odot": "⊙",
-              "quad": "  ", ",": " ", ";": " ", " ": " ", "!": ""}
+              "quad": "  ", ",": " ", ";": " ", " ": " ", "!": "", "lbrace": "{",
+              "rbrace": "}"}
 
 
 def _tex_text(tex: str) -> str:
@@ -785,7 +789,7 @@ def _tex_text(tex: str) -> str:
                 inner, i = _group(tex, i + 1)
             else:
                 inner, i = tex[i + 1:i + 2], i + 2
-            inner = _tex_text(inner)
+            inner = re.sub(r"\s*×\s*", "×", _tex_text(inner).strip())  # ℝ^{4 \times 6}: ℝ⁴ˣ⁶
             table = _SUP if c == "^" else _SUBS
             moved = inner.translate(table)
             ok = all(ch != o or ch in ",×" for ch, o in zip(inner, moved)) and inner
@@ -796,6 +800,8 @@ def _tex_text(tex: str) -> str:
             if tex[i:i + 2] == "{}":  # \textbackslash{}
                 i += 2
             if name in _TEXT_CMDS:
+                if name == "rbrace" and out:  # {0, …, 5 \rbrace: no space before the }
+                    out[-1] = out[-1].rstrip()
                 out.append(_TEXT_CMDS[name])
                 while name.isalpha() and tex[i:i + 1] == " ":  # (the space ending it)
                     i += 1
