@@ -16,8 +16,8 @@ from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
 from symgrad.handouts.assembled import assembled_section, fits
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
-from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_tex, cost_word,
-                                    loss_names, term_names)
+from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_sums, cost_tex,
+                                    cost_word, loss_names, term_names)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
 from symgrad.graph.files import load_network, parse_spec
@@ -443,7 +443,8 @@ def _loss_section(P, net) -> Section:
 
 def _losses_section(P, net) -> Section:
     """A multi-task loss: each term ℓ_k of its own output and target, their weighted sum ℓ,
-    and the cost f, its mean."""
+    and the cost over the examples as the notation's notes write it (the slides' f, its mean;
+    ESL's R, its sum: issue 13's esl multi-task handout printed f = (1/n) Σ ℓ under R's words)."""
     sec = Section("The loss")
     k = len(net.losses)
     sec.text(P.words(f"The loss has {k} term{'s' if k > 1 else ''}, each of one output against "
@@ -455,16 +456,17 @@ def _losses_section(P, net) -> Section:
                         r"%s \, \ell_{%d}" % (sp.latex(t.weight), i))
                        for i, t in enumerate(net.losses, 1))
     rows.append(r"\ell &= %s" % total)
-    rows.append(batch_tex(r"f &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation))
+    cost, word = cost_name(P.notation), cost_word(P.notation)
+    rows.append(cost_tex(r"%s &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation) % cost)
     sec.math(rows)
-    sec.text(P.words("For one example ℓ is the weighted sum of the terms; over a minibatch of n "
-                     "examples the cost f is its mean, the weighted sum of the mean of each term. "
-                     "An output read by one term only gets the gradient of that term, times its "
-                     "weight; a value that feeds several outputs adds what each passes back."))
+    sec.text(P.words(f"For one example ℓ is the weighted sum of the terms; over a minibatch of n "
+                     f"examples the cost f is its {word}, the weighted sum of each term's {word}. An output read by one term only gets the gradient of that term, "
+                     "times its weight; a value that feeds several outputs adds what each passes "
+                     "back."))
     if net.penalty != 0:
         _penalty(P, net, "", sec)
-    sec.text(r"The gradient of $f$ is the mean of the gradients of $\ell$, so every derivation "
-             r"below is for one example.")
+    sec.text(r"The gradient of $%s$ is the %s of the gradients of $\ell$, so every derivation "
+             r"below is for one example." % (cost, word))
     return sec
 
 
@@ -494,14 +496,27 @@ def _loss_rows(P, net, loss, out, target, ell):
 
 
 def _penalty(P, net, label, sec) -> None:
-    """J = ℓ + λΩ(θ) with Ω over the weights only, and its mean f + λΩ (Algorithm 6.4's J)."""
+    """The weight penalty λΩ(θ), Ω = ½ Σ‖W‖² over the weights only, as the notation's notes add
+    weight decay to their cost. A mean (the slides): J = ℓ + λΩ for one example and the
+    minibatch's objective its mean f + λΩ (Algorithm 6.4's J). A sum (ESL's R(θ) = Σ_i R_i):
+    the penalty is added once to the sum, J = R + λΩ, as derive's index level and the update
+    do (Σ_i J^(i) would count it n times, so no per-example J is written; issue 13's esl
+    handout printed the mean's (1/n) Σ J^(i) = f_MSE + λΩ under R)."""
+    norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
+    omega = (r"\Omega(\theta) = \tfrac{1}{2} \left(%s\right), \quad \lambda = %s"
+             % (norms, sp.latex(net.penalty)))
+    if cost_sums(P.notation):
+        sec.text(r"With weight decay the objective is $J$: the cost $%s$ plus $\lambda$ times a "
+                 r"penalty $\Omega$ on the weights only (not the biases), added once to the sum "
+                 r"over the examples:" % cost_name(P.notation))
+        sec.math([r"J &= %s + \lambda \, \Omega(\theta), \quad %s" % (cost_name(P.notation),
+                                                                      omega)])
+        return
     sec.text(r"With the weight penalty the objective of one example is $J$, and the "
              r"minibatch's is its mean (the penalty $\Omega$ covers the weights only):")
-    norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
-    sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad \Omega(\theta) = \tfrac{1}{2} "
-              r"\left(%s\right), \quad \lambda = %s" % (norms, sp.latex(net.penalty)),
+    sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad %s" % omega,
               batch_tex(r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= %s + \lambda \, \Omega(\theta)",
-                        P.notation) % ("f_{%s}" % label if label else "f")])
+                        P.notation) % cost_name(P.notation, label)])
 
 
 def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Section:
