@@ -156,7 +156,8 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     for p in net.parameters:
         sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity, p == ex_param))
     if fits(scalar):  # the XOR slides' nine partials, assembled, and their descent loop
-        sections += [s for s in [assembled_section(P, net, scalar)] if s is not None]
+        sections += [s for s in [assembled_section(P, net, scalar, verbosity == "brief")]
+                     if s is not None]
     sections.append(backward_section(P, net, alg))
     sections.append(algorithm_section(P, net, alg, verbosity))
     sections += diagram.history_section(history)  # a "Training" section after training
@@ -171,6 +172,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
                    % (P.tex(Grad(sp.Symbol("ℓ"), net.sym(ex_param))), what,
                       P.tex(net.sym(ex_param))), [("derivation", d)]))
     if exercises and scalar is not None:
+        unit = _unit_block(verbosity)
         target = _element_exercise(net, scalar)
         if target:
             d = _element(net, target, scalar)
@@ -178,9 +180,16 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
             ex.append((r"Find $%s$ as the notes do for $%s$: which units separate the output "
                        r"from it, and %s"
                        % (P.tex(Partial(d.meta["of"], d.meta["weight"])),
-                          P.tex(_first_weight(scalar)), _question(net, d)), [("derivation", d)]))
+                          P.tex(_first_weight(scalar)), _question(net, d)), [(unit, d)]))
     return Doc(title or f"Backpropagation, step by step: {_arch(net)}", _subtitle(net, level),
                sections, ex, P.names(), notation)
+
+
+def _unit_block(verbosity) -> str:
+    """The block kind of an element-level derivation: "brief" shows it whole, not a step a click
+    on slides (the matrix level keeps its clicks). XOR's --level both slides: 57 pages for 27
+    frames, the unit-by-unit chains 14 of the clicks."""
+    return "whole" if verbosity == "brief" else "derivation"
 
 
 class _Printer:
@@ -541,7 +550,7 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         d = _element(net, w, scalar)
         P.add(d)
         sec.text(r"Unit by unit, for the entry $%s$ of $%s$:" % (P.tex(w), P.tex(sym)))
-        sec.blocks.append(("derivation", _filtered(d, verbosity)))
+        sec.blocks.append((_unit_block(verbosity), _filtered(d, verbosity)))
     return sec
 
 

@@ -99,12 +99,15 @@ def _items(doc, blocks, pr, fit=None):
     ("display", tex) and ("algorithm", (title, lines)). ``fit``: (lhs, rhs) caps for rows the
     handout wrote itself, as the printer's own ``fit`` caps derivation rows."""
     for kind, body in blocks:
-        if kind == "derivation":
-            both = _printer(doc, **pr).side_by_side(body)
+        if kind in ("derivation", "whole"):
+            # "whole": a derivation shown at once on slides, not a step a click (a brief deck's
+            # element level: XOR's --level both slides were 57 pages for 27 frames)
+            dpr = dict(pr, overlays=False) if kind == "whole" else pr
+            both = _printer(doc, **dpr).side_by_side(body)
             if both:
                 yield "display", both
             else:
-                yield ("steps", _printer(doc, **pr).step_rows(body),
+                yield ("steps", _printer(doc, **dpr).step_rows(body),
                        [s.lhs is not None and s.rule not in KEEP_WITH_PREVIOUS
                         for s in body.steps])
         elif kind == "math":
