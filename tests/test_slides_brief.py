@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 
-import symgrad as sg
 from symgrad.handouts.build import handout
 from symgrad.handouts.pdf import compile_pdf
 

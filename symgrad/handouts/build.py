@@ -469,7 +469,8 @@ def _losses_section(P, net) -> Section:
     rows.append(cost_tex(r"%s &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation) % cost)
     sec.math(rows)
     sec.text(P.words(f"For one example ℓ is the weighted sum of the terms; over a minibatch of n "
-                     f"examples the cost f is its {word}, the weighted sum of each term's {word}. An output read by one term only gets the gradient of that term, "
+                     f"examples the cost f is its {word}, the weighted sum of each term's "
+                     f"{word}. An output read by one term only gets the gradient of that term, "
                      "times its weight; a value that feeds several outputs adds what each passes "
                      "back."))
     if net.penalty != 0:
