@@ -465,6 +465,12 @@ class TextPrinter(PlainPrinter):
     def _print_Derivative(self, expr):
         if len(expr.variables) == 1 and isinstance(expr.expr, (sp.Add, sp.Mul, sp.Pow)):
             return f"∂({self._print(expr.expr)})/∂{self._print(expr.variables[0])}"
+        f = expr.expr  # one example's ℓᵢ, as the words beside it write it (issue 13: ∂ℓ_i)
+        if self._u and len(expr.variables) == 1 and isinstance(f, sp.Indexed) and \
+                len(f.indices) == 1:
+            entry = _entry_word(self._print(f.base.label), self._print(f.indices[0]))
+            if entry:
+                return f"∂{entry}/∂{self._print(expr.variables[0])}"
         return super()._print_Derivative(expr)
 
     # sums: positive terms first (ŷ − y, not −y + ŷ), weights before biases, "−" for minus
@@ -678,10 +684,11 @@ class TextPrinter(PlainPrinter):
                 shown = _name(base)
                 if shown[-1:] in _SUBSCRIPT_DIGITS and not rest.translate(_SUB_LETTERS).isascii():
                     return f"{shown},{rest.translate(_SUB_LETTERS)}"  # h₁,ᵢ as z₁,₂ (not h₁_i)
-                return f"{shown}_{rest}"
+                return _entry_word(shown, rest) or f"{shown}_{rest}"  # ŷᵢ beside h₁,ᵢ
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
+            text = _entries(text, known)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
                 _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
@@ -694,6 +701,34 @@ class TextPrinter(PlainPrinter):
 
 
 _SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
+# a letter's entry in the engines' words: ŷ_k, y_k, ℓ_i, Σ_k, δ_ij; and, to leave the sentence as
+# written, one with an index Unicode has no subscript for (s_tτ, k_τ) or two of them (h_t,i)
+_WORD_ENTRY = re.compile(r"(?<![\w′'])([^\W\d_])_(\w+(?:,\w+)*)")
+
+
+def _entries(text: str, known) -> str:
+    """The words' entries of single letters as the maths write entries, in Unicode subscripts
+    (issue 13: "ŷ_i depends only on z₂,ᵢ", "−Σ_k y_k log ŷ_k" beside maths in ŷ₁, z₂,ᵢ). All of a
+    sentence's or none (attention's "s_tτ = q_t · k_τ/√d_k" keeps its underscores: τ has no
+    subscript); a name of the derivation (a user's x_i, a target y_reg) and the g of a node
+    (g_z) as the maths print them."""
+    found = [m for m in _WORD_ENTRY.finditer(text) if m.group(1) not in "gG"]
+    new = [_name(m.group(0)) if m.group(0) in known else _entry_word(m.group(1), m.group(2))
+           for m in found]
+    if not found or None in new:
+        new = [_name(m.group(0)) if m.group(0) in known else None for m in found]
+    for m, entry in reversed(list(zip(found, new))):
+        if entry is not None:
+            text = text[:m.start()] + entry + text[m.end():]
+    return text
+
+
+def _entry_word(base: str, index: str) -> str | None:
+    """``base`` with ``index`` in Unicode subscripts (ŷ, k → ŷₖ; ℓ, i → ℓᵢ), or None where
+    Unicode has no subscript for a letter of it (y_reg stays as written)."""
+    sub = index.translate(_SUB_LETTERS).translate(_SUB_DIGITS)
+    return None if not sub or len(sub) > 3 or any(c.isascii() or not c.isalnum() for c in sub) \
+        else base + sub
 _SUB_LETTERS = str.maketrans(dict(zip("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")))
 _SUB_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -710,7 +745,8 @@ def _name(name: str, unicode: bool = True) -> str:
     m = re.fullmatch(r"([gG])_([A-Za-z].*)", name)  # the g of a node so named
     if m:
         return f"{m.group(1)}_{_name(m.group(2))}"
-    m = re.fullmatch(r"([A-Za-z]+)_(\d+)(?:_(\d+(?:,\d+)?))?", name)
+    # (a loss term's ℓ_1 as ℓ₁: the words beside it write ℓ₁, issue 13)
+    m = re.fullmatch(r"([A-Za-z]+|[^\W\d_])_(\d+)(?:_(\d+(?:,\d+)?))?", name)
     if m:
         letters, sub, unit = m.groups()
         out = _greek(text_name(letters)) + sub.translate(_SUB_DIGITS)
