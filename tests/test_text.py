@@ -411,3 +411,17 @@ def test_entries_in_words_beside_the_maths():
     multitask = run("derive", "examples/handouts/multitask.py", "--wrt", "W1")
     assert "of its target y_reg" in multitask or "against its target y_reg" in multitask
     assert "only ℓ₁ reads reg" in multitask and "g_" in multitask  # a node's g as the maths
+
+
+def test_an_index_unicode_cannot_subscript_leaves_its_sentence_as_written():
+    """τ has no subscript: "row τ = x_τ" stayed, not xτ, and so did the sentence's m_t, e_t."""
+    from symgrad.printing.text import _entry_word
+    assert _entry_word("x", "τ") is None and _entry_word("δ", "ij") == "δᵢⱼ"
+    assert _entry_word("y", "reg") is None and _entry_word("ℓ", "1") == "ℓ₁"
+    x, y = sp.symbols("x y", real=True)
+    d = Derivation()
+    d.add(y, 2 * x, "entry τ is k_τ · q_t, as ŷ_k is")  # τ: the sentence keeps its underscores
+    d.add(y, 2 * x, "q_t and ŷ_k, δ_ij")
+    first, second = to_text(d).splitlines()
+    assert first.endswith("[entry τ is k_τ · q_t, as ŷ_k is]"), first
+    assert second.endswith("[qₜ and ŷₖ, δᵢⱼ]"), second

@@ -670,6 +670,7 @@ class TextPrinter(PlainPrinter):
             return lambda text: ascii_words(
                 layer.sub(lambda m: _layered(m.group(1), False), text) if layer else text)
         known = set(vectors) | set(scalars) | {"yhat", "Yhat"}
+        subscripts = [True]  # this sentence's entries in Unicode subscripts (see _entries)
 
         def name(m):
             word, primes = m.group(1), m.group(2)
@@ -684,11 +685,12 @@ class TextPrinter(PlainPrinter):
                 shown = _name(base)
                 if shown[-1:] in _SUBSCRIPT_DIGITS and not rest.translate(_SUB_LETTERS).isascii():
                     return f"{shown},{rest.translate(_SUB_LETTERS)}"  # h₁,ᵢ as z₁,₂ (not h₁_i)
-                return _entry_word(shown, rest) or f"{shown}_{rest}"  # ŷᵢ beside h₁,ᵢ
+                entry = _entry_word(shown, rest) if subscripts[0] else None  # ŷᵢ beside h₁,ᵢ
+                return entry or f"{shown}_{rest}"
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
-            text = _entries(text, known)
+            text, subscripts[0] = _entries(text, known)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
                 _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
@@ -706,31 +708,34 @@ _SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
 _WORD_ENTRY = re.compile(r"(?<![\w′'])([^\W\d_])_(\w+(?:,\w+)*)")
 
 
-def _entries(text: str, known) -> str:
+def _entries(text: str, known) -> tuple[str, bool]:
     """The words' entries of single letters as the maths write entries, in Unicode subscripts
     (issue 13: "ŷ_i depends only on z₂,ᵢ", "−Σ_k y_k log ŷ_k" beside maths in ŷ₁, z₂,ᵢ). All of a
     sentence's or none (attention's "s_tτ = q_t · k_τ/√d_k" keeps its underscores: τ has no
     subscript); a name of the derivation (a user's x_i, a target y_reg) and the g of a node
-    (g_z) as the maths print them."""
+    (g_z) as the maths print them. Also whether the sentence's entries are subscripts, for the
+    entries of longer names (yhat_i, q_t) the words' name pass writes."""
     found = [m for m in _WORD_ENTRY.finditer(text) if m.group(1) not in "gG"]
     new = [_name(m.group(0)) if m.group(0) in known else _entry_word(m.group(1), m.group(2))
            for m in found]
-    if not found or None in new:
+    ok = None not in new
+    if not ok:
         new = [_name(m.group(0)) if m.group(0) in known else None for m in found]
     for m, entry in reversed(list(zip(found, new))):
         if entry is not None:
             text = text[:m.start()] + entry + text[m.end():]
-    return text
+    return text, ok
 
 
 def _entry_word(base: str, index: str) -> str | None:
     """``base`` with ``index`` in Unicode subscripts (ŷ, k → ŷₖ; ℓ, i → ℓᵢ), or None where
     Unicode has no subscript for a letter of it (y_reg stays as written)."""
-    sub = index.translate(_SUB_LETTERS).translate(_SUB_DIGITS)
-    return None if not sub or len(sub) > 3 or any(c.isascii() or not c.isalnum() for c in sub) \
-        else base + sub
+    if not 0 < len(index) <= 3 or any(c not in _SUBSCRIPTABLE for c in index):
+        return None  # (τ is no subscript: x_τ stays, not xτ)
+    return base + index.translate(_SUB_LETTERS).translate(_SUB_DIGITS)
 _SUB_LETTERS = str.maketrans(dict(zip("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")))
 _SUB_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_SUBSCRIPTABLE = frozenset("aehijklmnoprstuvx0123456789")
 
 
 def _name(name: str, unicode: bool = True) -> str:
