@@ -636,10 +636,11 @@ class TextPrinter(PlainPrinter):
     def doprint_derivation(self, d: Derivation) -> str:
         # the element level's parameter matrices by layer, W⁽¹⁾ b⁽¹⁾, apart from its scalars w₁ b₁
         self._layered = bool(d.meta.get("layered"))
-        words = self._words(d)
         lines = []
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
                     for s in d.steps]
+        # (an entry the maths print with its underscore, e_t, the words print so too)
+        words = self._words(d, " ".join(f"{lhs} {rhs}" for lhs, rhs, _ in rendered))
         width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
         if d.title:  # the index level's ∂R/∂θ printed as its body prints θ (issue 13)
             t = d.meta.get("title_expr")
@@ -658,7 +659,7 @@ class TextPrinter(PlainPrinter):
         out = "\n".join(lines)
         return out if self._u else _ascii(out)
 
-    def _words(self, d: Derivation):
+    def _words(self, d: Derivation, maths: str = ""):
         """The engines' words (titles, justifications) with the derivation's names as the
         expressions show them: "ŷ separates ℓ from w₁", "g ← W₂ᵀ g", "σ′(z₂)"."""
         vectors, scalars = names_in(d)
@@ -671,6 +672,7 @@ class TextPrinter(PlainPrinter):
                 layer.sub(lambda m: _layered(m.group(1), False), text) if layer else text)
         known = set(vectors) | set(scalars) | {"yhat", "Yhat"}
         subscripts = [True]  # this sentence's entries in Unicode subscripts (see _entries)
+        printed = {m.group(0) for m in _WORD_ENTRY.finditer(maths)}
 
         def name(m):
             word, primes = m.group(1), m.group(2)
@@ -690,7 +692,7 @@ class TextPrinter(PlainPrinter):
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
-            text, subscripts[0] = _entries(text, known)
+            text, subscripts[0] = _entries(text, known, printed)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
                 _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
@@ -708,14 +710,15 @@ _SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
 _WORD_ENTRY = re.compile(r"(?<![\w′'])([^\W\d_])_(\w+(?:,\w+)*)")
 
 
-def _entries(text: str, known) -> tuple[str, bool]:
+def _entries(text: str, known, printed=frozenset()) -> tuple[str, bool]:
     """The words' entries of single letters as the maths write entries, in Unicode subscripts
     (issue 13: "ŷ_i depends only on z₂,ᵢ", "−Σ_k y_k log ŷ_k" beside maths in ŷ₁, z₂,ᵢ). All of a
     sentence's or none (attention's "s_tτ = q_t · k_τ/√d_k" keeps its underscores: τ has no
     subscript); a name of the derivation (a user's x_i, a target y_reg) and the g of a node
     (g_z) as the maths print them. Also whether the sentence's entries are subscripts, for the
     entries of longer names (yhat_i, q_t) the words' name pass writes."""
-    found = [m for m in _WORD_ENTRY.finditer(text) if m.group(1) not in "gG"]
+    found = [m for m in _WORD_ENTRY.finditer(text) if m.group(1) not in "gG"
+             and m.group(0) not in printed]  # (as the maths print it: e_t ⊗ I)
     new = [_name(m.group(0)) if m.group(0) in known else _entry_word(m.group(1), m.group(2))
            for m in found]
     ok = None not in new
