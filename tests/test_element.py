@@ -284,7 +284,7 @@ def test_batch_step_is_a_real_expression_with_the_penalty():
 
 def test_batch_step_prints_as_the_mean_over_examples():
     d = sg.mlp([2, 2, 1], hidden="relu", output="identity", loss="mse").derive("w1", level="element")
-    assert d.to_text().splitlines()[-1].startswith("∂f/∂w₁ = (1/n) Σ_{i=1}^{n} ∂ℓ_i/∂w₁    [")
+    assert d.to_text().splitlines()[-1].startswith("∂f/∂w₁ = (1/n) Σ_{i=1}^{n} ∂ℓᵢ/∂w₁    [")
     assert (r"\frac{\partial f}{\partial w_{1}} &= \frac{1}{n} \sum_{i=1}^{n} "
             r"\frac{\partial \ell^{(i)}}{\partial w_{1}} &&") in d.to_latex()
 

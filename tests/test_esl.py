@@ -568,3 +568,58 @@ def test_deep_net_defines_every_pre_activation_it_names():
     for z in used:
         assert any(x.startswith(z) for x in defined), (z, defined)
     assert "h⁽²⁾ₘᵢ = relu(z⁽²⁾ₘᵢ)" in text
+
+
+# -- issue 13: the esl preset's multi-task loss and weight penalty follow its notes ------------------
+def _loss_section(tex):
+    return tex[tex.index(r"\section{The loss}"):tex.index(r"\section{", tex.index(r"\section{The loss}") + 5)]
+
+
+def _multitask(penalty=0):
+    net = sg.Network()
+    h = net.act(net.dense(net.input("x", 2), 3), "relu", name="h1")
+    net.add_loss(net.dense(h, 1, name="reg"), "mse")
+    net.add_loss(net.act(net.dense(h, 2), "softmax", name="cls"), "cross_entropy", weight=0.5)
+    net.penalty = penalty
+    return net
+
+
+def test_esl_multitask_cost_is_r_and_a_sum():
+    """Issue 13: the multi-task handout under esl kept f = (1/n) Σ ℓ^(i) and "its mean"."""
+    sec = _loss_section(sg.handout(_multitask(), notation="esl"))
+    assert r"\sgfit{0.25\linewidth}{R} &\sgfit{0.6\linewidth}{{}= \sum_{i=1}^{n} \ell^{(i)}}" in sec
+    assert r"\frac{1}{n}" not in sec and "mean" not in sec and "{f}" not in sec
+    assert "the cost $R$ is its sum, the weighted sum of each term's sum" in sec
+    assert "The gradient of $R$ is the sum of the gradients" in sec
+    slides = _loss_section(sg.handout(_multitask()))  # the slides keep f, the mean
+    assert r"{f} &\sgfit{0.6\linewidth}{{}= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}}" in slides
+    assert "the cost $f$ is its mean" in slides and "The gradient of $f$ is the mean" in slides
+
+
+@pytest.mark.parametrize("net", [sg.mlp([2, 2, 1], penalty=0.01), _multitask(0.01)],
+                         ids=["2-2-1", "multitask"])
+def test_esl_penalty_is_weight_decay_on_the_sum(net):
+    """Issue 13: a penalty under esl printed the mean's (1/n) Σ J^(i) = f_MSE + λΩ. ESL's weight
+    decay adds λΩ once to the sum R, as the index level's ∂R/∂α = λα + Σ_i s x and the update do."""
+    tex = sg.handout(net, notation="esl")
+    sec = _loss_section(tex)
+    assert r"\sgfit{0.25\linewidth}{J} &\sgfit{0.6\linewidth}{{}= R + \lambda \, \Omega(\theta)," in sec
+    assert "added once to the sum" in sec
+    assert r"f_{\text" not in sec and "J^{(i)}" not in sec and r"\frac{1}{n}" not in sec
+    # the backward pass's summary: the sum of the examples' ∇ℓ plus λα, once
+    assert (r"{\nabla_{\alpha} J} &\sgfit{0.6\linewidth}{{}= \sum_{i=1}^{n} \nabla_{\alpha} "
+            r"\ell^{(i)} + \frac{1}{100} \alpha}") in tex
+    assert r"\nabla \left(R + \lambda" not in tex
+    slides = _loss_section(sg.handout(net))  # the slides: J per example, its mean f + λΩ
+    assert r"{J} &\sgfit{0.6\linewidth}{{}= \ell" in slides
+    assert r"{\frac{1}{n} \sum_{i=1}^{n} J^{(i)}} &\sgfit{0.6\linewidth}{{}= f" in slides
+
+
+def test_esl_penalty_matches_the_index_level_gradient():
+    """The handout's J = R + λΩ is the objective the index level derives: its ∂R/∂αₘₗ carries
+    λαₘₗ once beside Σ_i (checked against finite differences of Σ_i ℓ_i + λ/2 Σ w²)."""
+    net = sg.mlp([2, 2, 1], penalty=0.01)
+    d = net.derive("W1", level="index", notation="esl", cost="sum")
+    r = d.result
+    assert isinstance(r, sp.Add) and any(isinstance(a, sp.Sum) for a in r.args)
+    assert sum(1 for a in r.args if not isinstance(a, sp.Sum)) == 1  # λ w, once, outside Σ_i

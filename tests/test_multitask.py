@@ -152,7 +152,7 @@ def test_an_output_that_feeds_another_head_and_two_terms_at_one_node_equal_torch
     t_loss, t_grads = torch_grads(params, loss_of)
     assert_equal_torch(net, params, X, Y, t_loss, t_grads)
     text = "\n".join(d.to_text() for d in net.derive_all())  # the chains reach every output
-    assert "path" in text and "only 1/10 ℓ_4 reads logits" in text
+    assert "path" in text and "only 1/10 ℓ₄ reads logits" in text
 
 
 def test_per_position_losses_over_sequences_equal_torch():
@@ -289,9 +289,9 @@ def test_training_learns_both_tasks():
 def test_derivations_print_each_term_the_total_and_fused_heads():
     net = mse_ce()
     text = net.backprop().to_text()
-    assert "ℓ_1 = sum((reg − y_reg)^⊙2)/2" in text
-    assert "the cross-entropy −Σ_k y_k log ŷ_k of cls against its target y_cls" in text
-    assert "ℓ = ℓ_1 + ℓ_2/2" in text and "the weighted sum of its 2 terms" in text
+    assert "ℓ₁ = sum((reg − y_reg)^⊙2)/2" in text  # (entries as the maths write them)
+    assert "the cross-entropy −Σₖ yₖ log ŷₖ of cls against its target y_cls" in text
+    assert "ℓ = ℓ₁ + ℓ₂/2" in text and "the weighted sum of its 2 terms" in text
     assert "g_z₃ = (cls − y_cls)/2" in text  # fused: softmax + cross-entropy → ŷ − y
     assert "g_h₁ = W₂ᵀg_reg + W₃ᵀg_z₃" in text and "∇_W₂ ℓ = g_reg h₁ᵀ" in text  # the trunk sums both heads' g's
     d = net.derive("W3")
@@ -338,7 +338,7 @@ def test_cli_derives_a_file_declared_two_loss_network():
     path = str(ROOT / "examples" / "handouts" / "multitask.py")
     r = CliRunner().invoke(cli, ["derive", path, "--wrt", "W1"], catch_exceptions=False)
     assert r.exit_code == 0
-    assert "ℓ = ℓ_1 + ℓ_2/2" in r.output and "path 2 of 2" in r.output
+    assert "ℓ = ℓ₁ + ℓ₂/2" in r.output and "path 2 of 2" in r.output
     r = CliRunner().invoke(cli, ["derive", path, "--wrt", "W3", "--format", "json"],
                            catch_exceptions=False)
     rec = json.loads(r.output)[0]

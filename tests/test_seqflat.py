@@ -171,7 +171,7 @@ def test_the_derivation_prints_the_flatten_step():
     net = text_cnn()
     text = net.derive("W2").to_text()
     assert "one vector per sequence after f)" in text.splitlines()[0]
-    assert "∂f/∂h₂ = e_t ⊗ I" in text and "∂f/∂vec(h₂[1:T]ᵀ) is the identity I_30" in text
+    assert "∂f/∂h₂ = e_t ⊗ I" in text and "∂f/∂vec(h₂[1:T]ᵀ) is the identity I₃₀" in text
     assert "g at h₂,ₜ ← row t of mat(g), g laid back as T × d = 6 × 5" in text
     assert "the mean over the n/T sequences, one row each after the flatten" in text
     assert "which carries the T/n" in text

@@ -44,7 +44,7 @@ def test_bce_names_are_hatted_and_subscripted(bce_w1):
     assert "yhat" not in bce_w1 and "W1" not in bce_w1
     assert bce_w1.startswith("The gradient of the loss with respect to W₁\n")
     assert "∂ℓ/∂ŷ = [(ŷ − y)/(ŷ(1 − ŷ))]ᵀ" in bce_w1
-    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷ_i depends only on z₂,ᵢ" in bce_w1
+    assert "∂ŷ/∂z₂ = diag(σ′(z₂))    [1×1; ŷᵢ depends only on z₂,ᵢ" in bce_w1
     assert "∇_W₁ ℓ = g_z₁xᵀ" in bce_w1
 
 
@@ -322,12 +322,12 @@ def test_cost_letter_does_not_collide_with_a_users_name(tmp_path):
     path = tmp_path / "fnet.py"
     path.write_text(F_NET.format(out="f"))
     out = run("derive", str(path), "--level", "element", "--wrt", "w1")
-    assert "J = (1/n) Σ_i ℓ_i is the mean loss" in out and "f = (1/n)" not in out, out
+    assert "J = (1/n) Σᵢ ℓᵢ is the mean loss" in out and "f = (1/n)" not in out, out
     assert "∂J/∂w₁ = (1/n) Σ" in out
     out = run("derive", str(path), "--level", "element")
     assert "W⁽¹⁾ ← W⁽¹⁾ − ε ∇_W⁽¹⁾ J" in out and "∂f/∂" not in out and "∇_W⁽¹⁾ f" not in out
     assert "∇_W₁ J = " in run("derive", str(path), "--wrt", "W1")
-    assert "J = Σ_i ℓ_i is the summed loss" in run("derive", str(path), "--level", "element",
+    assert "J = Σᵢ ℓᵢ is the summed loss" in run("derive", str(path), "--level", "element",
                                                    "--wrt", "w1", "--cost", "sum")
     # no user f: the slides' f; f and J both taken: the next letter
     assert "∇_W₁ f = " in run("derive", "2-2-1", "--wrt", "W1")
@@ -367,3 +367,61 @@ def test_element_level_writes_parameters_by_layer_and_defines_steps_units():
     assert records[-1]["result"][:2] == ["w1", "w2"]  # the descent's list of weights (was a crash)
     ascii_out = run("derive", "2-2-1", "--level", "element", "--ascii")
     assert "b^(1) <- b^(1) - epsilon grad_b^(1) f" in ascii_out or "b^(1) <-" in ascii_out
+
+
+# issue 13: the words wrote ŷ_k, y_k, Σ_k, ℓ_i, δ_ij beside maths (and words) in Unicode subscripts
+# (h₁,ᵢ, z₂,ᵢ, ŷ₁): "ŷ_i depends only on z₂,ᵢ". An entry is written as the maths write it.
+SUBSCRIPT_SWEEP = [
+    ["derive", "2-2-2", "--output", "sigmoid", "--loss", "bce", "--wrt", "W2"],
+    ["derive", "2-3-2", "--output", "softmax", "--loss", "cross_entropy", "--wrt", "W1"],
+    ["derive", "2-2-2", "--output", "softmax", "--loss", "cross_entropy", "--level", "element",
+     "--wrt", "w1"],
+    ["derive", "2-2-1", "--level", "element", "--wrt", "w1"],
+    ["derive", "examples/handouts/multitask.py", "--wrt", "W1"],
+    ["derivative", "softmax(x)", "--wrt", "x", "--vector", "x", "--steps"],
+    ["jacobian", "sigmoid(x1*x2) - x1^2, lambda*x2", "--wrt", "x1,x2", "--steps"],
+]
+# a letter with an underscore and an index Unicode writes as a subscript (not g_z₁, the g of a
+# node, nor a target y_reg: 'g' has no subscript letter)
+UNDERSCORED_ENTRY = re.compile(r"(?<![\w′'])([A-FH-Za-fh-zα-ωΑ-Ωŷℓ∑])_([aehijklmnoprstuvx0-9]{1,3})"
+                               r"(?![\w′'])")
+
+
+@pytest.mark.parametrize("args", SUBSCRIPT_SWEEP, ids=lambda a: " ".join(a[:4]))
+def test_words_write_entries_as_the_maths_do(args):
+    out = run(*args)
+    assert out and "Error" not in out and "error:" not in out, out
+    mixed = {m.group(0) for line in out.splitlines() for m in UNDERSCORED_ENTRY.finditer(line)}
+    assert not mixed, (mixed, out)
+    ascii_out = run(*args, "--ascii")  # ASCII keeps its underscores, and is ASCII throughout
+    assert ascii_out.isascii(), sorted({c for c in ascii_out if not c.isascii()})
+
+
+def test_entries_in_words_beside_the_maths():
+    out = run("derive", "2-2-2", "--output", "sigmoid", "--loss", "bce", "--wrt", "W2")
+    assert "ŷᵢ depends only on z₂,ᵢ" in out and "ŷ_i" not in out  # was "ŷ_i depends on z₂,ᵢ"
+    assert "so ∂ℓ/∂ŷₖ = −yₖ/ŷₖ + (1 − yₖ)/(1 − ŷₖ)" in out and "ℓ = −Σₖ [yₖ log ŷₖ" in out
+    softmax = run("derive", "2-3-2", "--output", "softmax", "--loss", "cross_entropy", "--wrt",
+                  "W1")
+    assert "∂ŷᵢ/∂zⱼ = ŷᵢ(δᵢⱼ − ŷⱼ)" in softmax, softmax
+    element = run("derive", "2-2-1", "--level", "element", "--wrt", "w1")
+    assert "Σ_{i=1}^{n} ∂ℓᵢ/∂w₁    [f = (1/n) Σᵢ ℓᵢ is the mean loss" in element, element
+    assert "sum_{i=1}^{n} dl_i/dw1    [f = (1/n) sum_i l_i" in run(
+        "derive", "2-2-1", "--level", "element", "--wrt", "w1", "--ascii")
+    multitask = run("derive", "examples/handouts/multitask.py", "--wrt", "W1")
+    assert "of its target y_reg" in multitask or "against its target y_reg" in multitask
+    assert "only ℓ₁ reads reg" in multitask and "g_" in multitask  # a node's g as the maths
+
+
+def test_an_index_unicode_cannot_subscript_leaves_its_sentence_as_written():
+    """τ has no subscript: "row τ = x_τ" stayed, not xτ, and so did the sentence's m_t, e_t."""
+    from symgrad.printing.text import _entry_word
+    assert _entry_word("x", "τ") is None and _entry_word("δ", "ij") == "δᵢⱼ"
+    assert _entry_word("y", "reg") is None and _entry_word("ℓ", "1") == "ℓ₁"
+    x, y = sp.symbols("x y", real=True)
+    d = Derivation()
+    d.add(y, 2 * x, "entry τ is k_τ · q_t, as ŷ_k is")  # τ: the sentence keeps its underscores
+    d.add(y, 2 * x, "q_t and ŷ_k, δ_ij")
+    first, second = to_text(d).splitlines()
+    assert first.endswith("[entry τ is k_τ · q_t, as ŷ_k is]"), first
+    assert second.endswith("[qₜ and ŷₖ, δᵢⱼ]"), second

@@ -64,10 +64,23 @@ def _checks(ds) -> str:
     return out + "." if out else ""
 
 
-def assembled_section(P, net, scalar) -> Section | None:
+def _brief(d: Derivation) -> Derivation:
+    """The gradient laid out and its entries' matrix, without each entry on a row of its own and
+    the units they read defined again (the forward pass defines them): the same entries, once.
+    Where the matrix of results is too wide to keep (:func:`_fitting`) the entries' rows stay.
+    On the XOR slides at --level both this section was 25 of the deck's 57 pages, its 9 entries
+    each a row and a click above the matrices that hold them again."""
+    if not any(s.rule is StepKind.SUBSTITUTION for s in d.steps):
+        return d
+    steps = [s for s in d.steps if s.rule not in (StepKind.PARTIAL, StepKind.DEFINITION)]
+    return Derivation(d.title, steps, d.result, d.meta)
+
+
+def assembled_section(P, net, scalar, brief: bool = False) -> Section | None:
     """The section, or None where an entry is too long for a row of its own (the multi-task
     net's sums over both heads were 67 estimated characters, shrunk to 72 %): the per-parameter
-    sections' one entry, unit by unit, is the notes' form there."""
+    sections' one entry, unit by unit, is the notes' form there. ``brief`` (the slides past one
+    layer): each gradient's matrix of entries, not each entry again on a row (:func:`_brief`)."""
     naming = getattr(scalar, "naming", None)
     ds = [assemble.assembled(net, p, naming=naming, agree=against_kernel) for p in net.parameters]
     if any(tex_width(P.tex(s.rhs)) > ENTRY_CHARS for d in ds for s in d.steps
@@ -84,7 +97,8 @@ def assembled_section(P, net, scalar) -> Section | None:
                  _checks(ds)))
     for d in ds:
         P.add(d)
-        sec.blocks.append(("derivation", _unrepeated(_fitting(d, P))))
+        d = _unrepeated(_fitting(d, P))
+        sec.blocks.append(("whole", _brief(d)) if brief else ("derivation", d))
     loop = assemble.descent(net, naming)
     P.add(loop)
     eps = P.tex(loop.meta["epsilon"])

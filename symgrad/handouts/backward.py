@@ -12,8 +12,8 @@ from symgrad.core.derivation import Derivation, StepKind
 from symgrad.core.matexpr import Cotangent
 from symgrad.core.program import Kind
 from symgrad.derive import backprop
-from symgrad.handouts.model import (Section, batch_tex, cost_name, cost_tex, cost_word, g_name,
-                                    loss_names)
+from symgrad.handouts.model import (Section, batch_tex, cost_name, cost_sums, cost_tex, cost_word,
+                                    g_name, loss_names)
 from symgrad.printing.latex import latex
 from symgrad.printing.names import notation as _notation
 
@@ -89,13 +89,18 @@ def gradient_summary(net, alg=None, notation="slides"):
         p = latex(s.lhs.args[1], notation) if s.rule in _GRADIENTS else None
         if s.rule is StepKind.GRADIENT:
             rows.append(r"\nabla_{%s} \ell &= %s" % (p, latex(s.rhs.xreplace(subs), notation)))
+        elif s.rule is StepKind.PENALTY and cost_sums(notation):
+            # a sum (ESL's J = R + λΩ): the penalty once, on the sum, not on each example
+            rows.append(cost_tex(r"\nabla_{%s} J &= \sum_{i=1}^{n} \nabla_{%s} \ell^{(i)} + %s",
+                                 notation) % (p, p, latex(net.penalty * s.lhs.args[1], notation)))
         elif s.rule is StepKind.PENALTY:
             rows.append(r"\nabla_{%s} J &= \nabla_{%s} \ell + %s"
                         % (p, p, latex(net.penalty * s.lhs.args[1], notation)))
     label = loss_names(net)[1]
     f = cost_name(notation, label)  # ESL's R
     mean = (batch_tex(r"\nabla \left(%s + \lambda \, \Omega\right) &= \frac{1}{n} \sum_{i=1}^{n} "
-                      r"\nabla J^{(i)}", notation) % f if net.penalty != 0 else
+                      r"\nabla J^{(i)}", notation) % f
+            if net.penalty != 0 and not cost_sums(notation) else
             cost_tex(r"\nabla %s &= \frac{1}{n} \sum_{i=1}^{n} \nabla \ell^{(i)}", notation) % f)
     return rows + [mean], [r"%s &= %s" % (latex(g, notation), latex(rhs, notation))
                            for g, rhs in keep]

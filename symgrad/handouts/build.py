@@ -18,8 +18,8 @@ from symgrad.printing.latex import latex, names_in
 from symgrad.printing.names import notation as _notation
 from symgrad.handouts.assembled import assembled_section, fits
 from symgrad.handouts.backward import algorithm_section, backward_section, gradient_summary
-from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_tex, cost_word,
-                                    g_name, loss_names, term_names, value_space)
+from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_sums, cost_tex,
+                                    cost_word, g_name, loss_names, term_names, value_space)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
 from symgrad.derive.backprop import _upper as batch_name
@@ -171,7 +171,8 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
             sections.append(_parameter_section(P, net, p, scalar, matrix, verbosity,
                                                p == ex_param))
     if fits(scalar):  # the XOR slides' nine partials, assembled, and their descent loop
-        sections += [s for s in [assembled_section(P, net, scalar)] if s is not None]
+        sections += [s for s in [assembled_section(P, net, scalar, verbosity == "brief")]
+                     if s is not None]
     sections.append(backward_section(P, net, alg, grouped))
     sections.append(algorithm_section(P, net, alg, verbosity))
     sections += diagram.history_section(history)  # a "Training" section after training
@@ -186,6 +187,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
                    % (P.tex(Grad(sp.Symbol("ℓ"), net.sym(ex_param))), what,
                       P.tex(net.sym(ex_param))), [("derivation", d)]))
     if exercises and scalar is not None:
+        unit = _unit_block(verbosity)
         target = _element_exercise(net, scalar)
         if target:
             d = _element(net, target, scalar)
@@ -193,7 +195,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
             ex.append((r"Find $%s$ as the notes do for $%s$: which units separate the output "
                        r"from it, and %s"
                        % (P.tex(Partial(d.meta["of"], d.meta["weight"])),
-                          P.tex(_first_weight(scalar)), _question(net, d)), [("derivation", d)]))
+                          P.tex(_first_weight(scalar)), _question(net, d)), [(unit, d)]))
     return Doc(title or f"Backpropagation, step by step: {_arch(net)}", _subtitle(net, level),
                sections, ex, P.names(), notation)
 
@@ -220,6 +222,13 @@ def _capital(letter: str) -> str:
     m = re.fullmatch(r"(\\[a-z]+)\{([a-z])\}", letter)
     return "%s{%s}" % (m.group(1), m.group(2).upper()) if m else \
         letter.upper() if re.fullmatch(r"[a-z]", letter) else letter
+
+
+def _unit_block(verbosity) -> str:
+    """The block kind of an element-level derivation: "brief" shows it whole, not a step a click
+    on slides (the matrix level keeps its clicks). XOR's --level both slides: 57 pages for 27
+    frames, the unit-by-unit chains 14 of the clicks."""
+    return "whole" if verbosity == "brief" else "derivation"
 
 
 class _Printer:
@@ -561,7 +570,8 @@ def _loss_section(P, net) -> Section:
 
 def _losses_section(P, net) -> Section:
     """A multi-task loss: each term ℓ_k of its own output and target, their weighted sum ℓ,
-    and the cost f, its mean."""
+    and the cost over the examples as the notation's notes write it (the slides' f, its mean;
+    ESL's R, its sum: issue 13's esl multi-task handout printed f = (1/n) Σ ℓ under R's words)."""
     sec = Section("The loss")
     k = len(net.losses)
     sec.text(P.words(f"The loss has {k} term{'s' if k > 1 else ''}, each of one output against "
@@ -573,16 +583,18 @@ def _losses_section(P, net) -> Section:
                         r"%s \, \ell_{%d}" % (sp.latex(t.weight), i))
                        for i, t in enumerate(net.losses, 1))
     rows.append(r"\ell &= %s" % total)
-    rows.append(batch_tex(r"f &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation))
+    cost, word = cost_name(P.notation), cost_word(P.notation)
+    rows.append(cost_tex(r"%s &= \frac{1}{n} \sum_{i=1}^{n} \ell^{(i)}", P.notation) % cost)
     sec.math(rows)
-    sec.text(P.words("For one example ℓ is the weighted sum of the terms; over a minibatch of n "
-                     "examples the cost f is its mean, the weighted sum of the mean of each term. "
-                     "An output read by one term only gets the gradient of that term, times its "
-                     "weight; a value that feeds several outputs adds what each passes back."))
+    sec.text(P.words(f"For one example ℓ is the weighted sum of the terms; over a minibatch of n "
+                     f"examples the cost f is its {word}, the weighted sum of each term's "
+                     f"{word}. An output read by one term only gets the gradient of that term, "
+                     "times its weight; a value that feeds several outputs adds what each passes "
+                     "back."))
     if net.penalty != 0:
         _penalty(P, net, "", sec)
-    sec.text(r"The gradient of $f$ is the mean of the gradients of $\ell$, so every derivation "
-             r"below is for one example.")
+    sec.text(r"The gradient of $%s$ is the %s of the gradients of $\ell$, so every derivation "
+             r"below is for one example." % (cost, word))
     return sec
 
 
@@ -612,14 +624,27 @@ def _loss_rows(P, net, loss, out, target, ell):
 
 
 def _penalty(P, net, label, sec) -> None:
-    """J = ℓ + λΩ(θ) with Ω over the weights only, and its mean f + λΩ (Algorithm 6.4's J)."""
+    """The weight penalty λΩ(θ), Ω = ½ Σ‖W‖² over the weights only, as the notation's notes add
+    weight decay to their cost. A mean (the slides): J = ℓ + λΩ for one example and the
+    minibatch's objective its mean f + λΩ (Algorithm 6.4's J). A sum (ESL's R(θ) = Σ_i R_i):
+    the penalty is added once to the sum, J = R + λΩ, as derive's index level and the update
+    do (Σ_i J^(i) would count it n times, so no per-example J is written; issue 13's esl
+    handout printed the mean's (1/n) Σ J^(i) = f_MSE + λΩ under R)."""
+    norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
+    omega = (r"\Omega(\theta) = \tfrac{1}{2} \left(%s\right), \quad \lambda = %s"
+             % (norms, sp.latex(net.penalty)))
+    if cost_sums(P.notation):
+        sec.text(r"With weight decay the objective is $J$: the cost $%s$ plus $\lambda$ times a "
+                 r"penalty $\Omega$ on the weights only (not the biases), added once to the sum "
+                 r"over the examples:" % cost_name(P.notation))
+        sec.math([r"J &= %s + \lambda \, \Omega(\theta), \quad %s" % (cost_name(P.notation),
+                                                                      omega)])
+        return
     sec.text(r"With the weight penalty the objective of one example is $J$, and the "
              r"minibatch's is its mean (the penalty $\Omega$ covers the weights only):")
-    norms = " + ".join(r"\left\| %s \right\|^{2}" % P.tex(net.sym(W)) for W in net.weights)
-    sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad \Omega(\theta) = \tfrac{1}{2} "
-              r"\left(%s\right), \quad \lambda = %s" % (norms, sp.latex(net.penalty)),
+    sec.math([r"J &= \ell + \lambda \, \Omega(\theta), \quad %s" % omega,
               batch_tex(r"\frac{1}{n} \sum_{i=1}^{n} J^{(i)} &= %s + \lambda \, \Omega(\theta)",
-                        P.notation) % ("f_{%s}" % label if label else "f")])
+                        P.notation) % cost_name(P.notation, label)])
 
 
 def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Section:
@@ -644,7 +669,7 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         d = _element(net, w, scalar)
         P.add(d)
         sec.text(r"Unit by unit, for the entry $%s$ of $%s$:" % (P.tex(w), P.tex(sym)))
-        sec.blocks.append(("derivation", _filtered(d, verbosity)))
+        sec.blocks.append((_unit_block(verbosity), _filtered(d, verbosity)))
     return sec
 
 

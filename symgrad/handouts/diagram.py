@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 
+from symgrad.core import losscurve
 from symgrad.handouts.model import Section, value_space
 from symgrad.derive import element
 from symgrad.graph.ops import OPS
@@ -970,8 +971,11 @@ def history_block(history) -> dict:
     log = log_axis(h)
     ys = [math.log10(v) if log else v for v in h if math.isfinite(v)]
     lo, hi = min(ys), max(ys)
+    # a log axis stops at 1e-12 of the first loss (symgrad.core.losscurve: XOR's went on to
+    # 3.1e-33, 20 of its 33 decades past any use); the curve leaves the box there, clipped
+    cut = losscurve.floor(h) if log else None
     if log:
-        lo, hi = math.floor(lo), math.ceil(hi)
+        lo, hi = math.floor(lo if cut is None else math.log10(cut.value)), math.ceil(hi)
     if hi - lo < 1e-12:
         lo, hi = lo - 1, hi + 1
     W, H = 11.0, 5.0
@@ -1000,19 +1004,36 @@ def history_block(history) -> dict:
     out.append(r"\node[below=4mm, font=\small] at (%.2f,0) {epoch};" % (W / 2))
     out.append(r"\node[rotate=90, above=9mm, font=\small] at (0,%.2f) {training loss%s};"
                % (H / 2, " (log scale)" if log else ""))
-    out.append(r"\draw[thick, blue!70!black] " + " -- ".join("(%.3f,%.3f)" % p for p in pts)
-               + ";")
+    curve = [r"\draw[thick, blue!70!black] " + " -- ".join("(%.3f,%.3f)" % p for p in pts)
+             + ";"]
     if n <= 50:
-        out += [r"\fill[blue!70!black] (%.3f,%.3f) circle (1.2pt);" % p for p in pts]
+        curve += [r"\fill[blue!70!black] (%.3f,%.3f) circle (1.2pt);" % p for p in pts]
+    if cut is not None:  # the floor dashed, and the curve clipped to the box below it
+        y = Y(cut.threshold)
+        out.append(r"\draw[gray, dashed] (0,%.3f) -- (%.2f,%.3f);" % (y, W, y))
+        curve = [r"\begin{scope}", r"\clip (0,0) rectangle (%.2f,%.2f);" % (W, H), *curve,
+                 r"\end{scope}"]
+    out += curve
     block = _scaled("\n".join(out), (W + 2.0, H + 1.2), None)
     block["markdown"] = ("*(The training loss per epoch is plotted in the PDF version; it went "
-                         "from %s to %s in %d epochs.)*" % (_num(h[0]), _num(h[-1]), n))
-    block["points"], block["log"] = len(pts), log
+                         "from %s to %s in %d epochs%s.)*"
+                         % (_num(h[0]), _num(h[-1]), n, "" if cut is None else
+                            "; " + losscurve.note(cut, _num)))
+    block["points"], block["log"], block["floor"] = len(pts), log, cut
     return block
 
 
 def _num(v: float) -> str:
     return "%.3g" % v if abs(v) >= 1e-3 or v == 0 else r"%.2g" % v
+
+
+def _tex_num(v: float) -> str:
+    """A number in a sentence: 0.521, or $5.2 \times 10^{-13}$ (not 5.2e-13)."""
+    if v == 0 or 1e-3 <= abs(v) < 1e4:
+        return "%.3g" % v
+    m, e = ("%.1e" % v).split("e")
+    m = m.rstrip("0").rstrip(".")
+    return r"$10^{%d}$" % int(e) if m == "1" else r"$%s \times 10^{%d}$" % (m, int(e))
 
 
 def _nice(x: float) -> int:
@@ -1029,10 +1050,16 @@ def history_section(history):
     h = check_history(history)
     block = history_block(h)
     sec = Section("Training")
+    cut = block["floor"]
     sec.text(r"The network was trained for %d epoch%s; the mean training loss of each epoch "
              r"(before its steps) fell from %s to %s%s:"
-             % (len(h), "s" if len(h) != 1 else "", _num(h[0]), _num(h[-1]),
-                ", drawn on a logarithmic scale" if block["log"] else ""))
+             % (len(h), "s" if len(h) != 1 else "", _tex_num(h[0]), _tex_num(h[-1]),
+                "" if not block["log"] else ", drawn on a logarithmic scale" if cut is None else
+                ", drawn on a logarithmic scale down to %s (dashed), %s of the first epoch's "
+                "loss: the loss passed it at epoch %d, where the curve leaves the picture%s"
+                % (_tex_num(cut.threshold), _tex_num(losscurve.RELATIVE), cut.below_at,
+                   "" if cut.flat_from is None else ", and from epoch %d on it stayed the same "
+                   "floating-point number" % cut.flat_from)))
     sec.blocks.append(("picture", block))
     return [sec]
 

@@ -14,6 +14,7 @@ from symgrad.printing.names import notation as _notation
 @dataclass
 class Section:
     """A titled list of blocks: ("text", tex) ("math", [rows]) ("derivation", Derivation)
+    ("whole", Derivation: on slides all at once, no click per step)
     ("algorithm", [(kind, tex)]) ("boxed", tex)."""
 
     title: str

@@ -99,9 +99,12 @@ def _items(doc, blocks, pr, fit=None):
     ("display", tex) and ("algorithm", (title, lines)). ``fit``: (lhs, rhs) caps for rows the
     handout wrote itself, as the printer's own ``fit`` caps derivation rows."""
     for kind, body in blocks:
-        if kind == "derivation":
-            # a reference, not a reveal (a graph's shared g's): no clicks
-            dpr = {**pr, "overlays": False} if body.meta.get("overlays") is False else pr
+        if kind in ("derivation", "whole"):
+            # "whole": a derivation shown at once on slides, not a step a click (a brief deck's
+            # element level: XOR's --level both slides were 57 pages for 27 frames); a graph's
+            # shared g's are a reference, not a reveal: no clicks either
+            dpr = dict(pr, overlays=False) if kind == "whole" or \
+                body.meta.get("overlays") is False else pr
             both = _printer(doc, **dpr).side_by_side(body)
             if both:
                 yield "display", both

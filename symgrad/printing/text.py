@@ -465,6 +465,12 @@ class TextPrinter(PlainPrinter):
     def _print_Derivative(self, expr):
         if len(expr.variables) == 1 and isinstance(expr.expr, (sp.Add, sp.Mul, sp.Pow)):
             return f"∂({self._print(expr.expr)})/∂{self._print(expr.variables[0])}"
+        f = expr.expr  # one example's ℓᵢ, as the words beside it write it (issue 13: ∂ℓ_i)
+        if self._u and len(expr.variables) == 1 and isinstance(f, sp.Indexed) and \
+                len(f.indices) == 1:
+            entry = _entry_word(self._print(f.base.label), self._print(f.indices[0]))
+            if entry:
+                return f"∂{entry}/∂{self._print(expr.variables[0])}"
         return super()._print_Derivative(expr)
 
     # sums: positive terms first (ŷ − y, not −y + ŷ), weights before biases, "−" for minus
@@ -630,10 +636,11 @@ class TextPrinter(PlainPrinter):
     def doprint_derivation(self, d: Derivation) -> str:
         # the element level's parameter matrices by layer, W⁽¹⁾ b⁽¹⁾, apart from its scalars w₁ b₁
         self._layered = bool(d.meta.get("layered"))
-        words = self._words(d)
         lines = []
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
                     for s in d.steps]
+        # (an entry the maths print with its underscore, e_t, the words print so too)
+        words = self._words(d, " ".join(f"{lhs} {rhs}" for lhs, rhs, _ in rendered))
         width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
         if d.title:  # the index level's ∂R/∂θ printed as its body prints θ (issue 13)
             t = d.meta.get("title_expr")
@@ -652,7 +659,7 @@ class TextPrinter(PlainPrinter):
         out = "\n".join(lines)
         return out if self._u else _ascii(out)
 
-    def _words(self, d: Derivation):
+    def _words(self, d: Derivation, maths: str = ""):
         """The engines' words (titles, justifications) with the derivation's names as the
         expressions show them: "ŷ separates ℓ from w₁", "g ← W₂ᵀ g", "σ′(z₂)"."""
         vectors, scalars = names_in(d)
@@ -664,6 +671,8 @@ class TextPrinter(PlainPrinter):
             return lambda text: ascii_words(
                 layer.sub(lambda m: _layered(m.group(1), False), text) if layer else text)
         known = set(vectors) | set(scalars) | {"yhat", "Yhat"}
+        subscripts = [True]  # this sentence's entries in Unicode subscripts (see _entries)
+        printed = {m.group(0) for m in _WORD_ENTRY.finditer(maths)}
 
         def name(m):
             word, primes = m.group(1), m.group(2)
@@ -678,10 +687,12 @@ class TextPrinter(PlainPrinter):
                 shown = _name(base)
                 if shown[-1:] in _SUBSCRIPT_DIGITS and not rest.translate(_SUB_LETTERS).isascii():
                     return f"{shown},{rest.translate(_SUB_LETTERS)}"  # h₁,ᵢ as z₁,₂ (not h₁_i)
-                return f"{shown}_{rest}"
+                entry = _entry_word(shown, rest) if subscripts[0] else None  # ŷᵢ beside h₁,ᵢ
+                return entry or f"{shown}_{rest}"
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
+            text, subscripts[0] = _entries(text, known, printed)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
                 _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
@@ -694,8 +705,40 @@ class TextPrinter(PlainPrinter):
 
 
 _SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
+# a letter's entry in the engines' words: ŷ_k, y_k, ℓ_i, Σ_k, δ_ij; and, to leave the sentence as
+# written, one with an index Unicode has no subscript for (s_tτ, k_τ) or two of them (h_t,i)
+_WORD_ENTRY = re.compile(r"(?<![\w′'])([^\W\d_])_(\w+(?:,\w+)*)")
+
+
+def _entries(text: str, known, printed=frozenset()) -> tuple[str, bool]:
+    """The words' entries of single letters as the maths write entries, in Unicode subscripts
+    (issue 13: "ŷ_i depends only on z₂,ᵢ", "−Σ_k y_k log ŷ_k" beside maths in ŷ₁, z₂,ᵢ). All of a
+    sentence's or none (attention's "s_tτ = q_t · k_τ/√d_k" keeps its underscores: τ has no
+    subscript); a name of the derivation (a user's x_i, a target y_reg) and the g of a node
+    (g_z) as the maths print them. Also whether the sentence's entries are subscripts, for the
+    entries of longer names (yhat_i, q_t) the words' name pass writes."""
+    found = [m for m in _WORD_ENTRY.finditer(text) if m.group(1) not in "gG"
+             and m.group(0) not in printed]  # (as the maths print it: e_t ⊗ I)
+    new = [_name(m.group(0)) if m.group(0) in known else _entry_word(m.group(1), m.group(2))
+           for m in found]
+    ok = None not in new
+    if not ok:
+        new = [_name(m.group(0)) if m.group(0) in known else None for m in found]
+    for m, entry in reversed(list(zip(found, new))):
+        if entry is not None:
+            text = text[:m.start()] + entry + text[m.end():]
+    return text, ok
+
+
+def _entry_word(base: str, index: str) -> str | None:
+    """``base`` with ``index`` in Unicode subscripts (ŷ, k → ŷₖ; ℓ, i → ℓᵢ), or None where
+    Unicode has no subscript for a letter of it (y_reg stays as written)."""
+    if not 0 < len(index) <= 3 or any(c not in _SUBSCRIPTABLE for c in index):
+        return None  # (τ is no subscript: x_τ stays, not xτ)
+    return base + index.translate(_SUB_LETTERS).translate(_SUB_DIGITS)
 _SUB_LETTERS = str.maketrans(dict(zip("aehijklmnoprstuvx", "ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ")))
 _SUB_DIGITS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+_SUBSCRIPTABLE = frozenset("aehijklmnoprstuvx0123456789")
 
 
 def _name(name: str, unicode: bool = True) -> str:
@@ -710,7 +753,8 @@ def _name(name: str, unicode: bool = True) -> str:
     m = re.fullmatch(r"([gG])_([A-Za-z].*)", name)  # the g of a node so named
     if m:
         return f"{m.group(1)}_{_name(m.group(2))}"
-    m = re.fullmatch(r"([A-Za-z]+)_(\d+)(?:_(\d+(?:,\d+)?))?", name)
+    # (a loss term's ℓ_1 as ℓ₁: the words beside it write ℓ₁, issue 13)
+    m = re.fullmatch(r"([A-Za-z]+|[^\W\d_])_(\d+)(?:_(\d+(?:,\d+)?))?", name)
     if m:
         letters, sub, unit = m.groups()
         out = _greek(text_name(letters)) + sub.translate(_SUB_DIGITS)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import os
 
+from symgrad.core import losscurve
+
 INSTALL = "pip install 'symgrad[plot]' (or pip install matplotlib)"
 
 
@@ -41,7 +43,16 @@ def check_plot_path(path: str, problem=None) -> None:
 
 def plot_history(path: str, history, title: str = "") -> str:
     """Draw history (the mean loss of each epoch) against the epoch and save it to ``path``; a
-    logarithmic loss axis when every loss is positive (xor's falls from 0.25 to 1e-30)."""
+    logarithmic loss axis when every loss is positive, stopping at 1e-12 of the first epoch's
+    loss (:mod:`symgrad.core.losscurve`: xor's falls from 0.52 to 3.1e-33, and 20 of the 33
+    decades were a fit exact to a millionth, the last 250 epochs one float); the curve leaves
+    the picture there, a dashed line marks the floor, and a note says where and to what."""
+    history_figure(history, title).savefig(path)
+    return path
+
+
+def history_figure(history, title: str = ""):
+    """The Figure :func:`plot_history` saves."""
     Figure = _figure_class()
     fig = Figure(figsize=(6, 4), dpi=100)
     ax = fig.add_subplot()
@@ -49,14 +60,30 @@ def plot_history(path: str, history, title: str = "") -> str:
     ax.plot(epochs, history, marker="." if len(history) <= 50 else None)
     if all(h > 0 and math.isfinite(h) for h in history):
         ax.set_yscale("log")
+        cut = losscurve.floor(history)
+        if cut is not None:
+            ax.set_ylim(bottom=cut.value, top=max(history) * 2)
+            ax.axhline(cut.threshold, color="gray", linestyle="--", linewidth=0.8)
+            text = losscurve.note(cut)  # (right of the curve, above the floor: it falls fast)
+            ax.text(0.97, 0.5, "\n".join(_wrap(text[:1].upper() + text[1:] + ".")),
+                    transform=ax.transAxes, ha="right", va="center", fontsize=8, parse_math=False,
+                    bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (mean over the epoch's batches)")
     if title:  # user names are data: a $ in a file name is no mathtext
         ax.set_title(title, parse_math=False)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return fig
+
+
+def _wrap(text: str, width: int = 48) -> list[str]:
+    lines = [""]
+    for word in text.split():
+        if lines[-1] and len(lines[-1]) + 1 + len(word) > width:
+            lines.append("")
+        lines[-1] += (" " if lines[-1] else "") + word
+    return lines
 
 
 __all__ = ["check_plot_path", "plot_history", "INSTALL"]
