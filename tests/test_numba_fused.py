@@ -254,3 +254,21 @@ def test_a_loop_that_fails_only_at_its_first_call_says_so_in_one_line(monkeypatc
     k = net.compile(fused=True, scalar=False)
     with pytest.raises(MissingCodeError, match="cannot compile the loop for 'softplus'"):
         k(net.init_params(0), *data([3, 7, 7, 2], "mse", 4))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="kernel.py: the fused kernel of a sequence net hands its numpy kernel X "
+                          "already reshaped to (n·T, d) above fused_rows (bench.py's block rows)")
+def test_a_sequence_net_above_the_fused_limit_runs_the_numpy_kernel():
+    net = sg.Network()
+    h = net.input("x", shape=(4, 8))
+    a = net.self_attention(net.layer_norm(h, name="ln"), 2, name="att")
+    net.set_loss(net.add(h, a, name="out"), "mse")
+    k = net.compile(fused=True, scalar=False)
+    rng = np.random.default_rng(0)
+    n = k.fused_rows + 1
+    X, Y = rng.standard_normal((n, 4, 8)), rng.standard_normal((n, 4, 8))
+    p = net.init_params(0)
+    l0, g0 = k(p, X, Y)
+    l1, g1 = net.compile(fused=False, scalar=False)(p, X, Y)
+    assert abs(l0 - l1) <= 1e-12 * abs(l1) and all(np.allclose(g0[q], g1[q]) for q in g1)
