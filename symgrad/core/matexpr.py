@@ -509,7 +509,8 @@ def batch(expr, rows: dict, n):
             if isinstance(last, sp.Transpose) and per_example(last.arg):  # g hᵀ: sum over examples
                 return scaled(coeff, sp.MatMul(go(sp.MatMul(*head)).T, go(last.arg)))
             if per_example(last) and not any(per_example(m) for m in head):
-                return scaled(coeff, sp.MatMul(go(last), sp.MatMul(*head).T))  # (A v)ᵀ = vᵀ Aᵀ
+                At = head[0].T if len(head) == 1 else sp.MatMul(*head).T  # (a MatMul of one: A)
+                return scaled(coeff, sp.MatMul(go(last), At))  # (A v)ᵀ = vᵀ Aᵀ
             raise ValueError(f"cannot batch the product {e}")
         if isinstance(e, sp.HadamardProduct):
             return sp.HadamardProduct(*map(go, e.args))
