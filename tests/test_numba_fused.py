@@ -200,10 +200,10 @@ def _loops(kernel):
     return {k: v for k, v in kernel.__globals__.items() if k.startswith("_fz")}
 
 
-def test_loops_compile_at_their_first_call_for_its_dtype_only(monkeypatch, tmp_path):
+def test_loops_compile_at_their_first_call_for_its_dtype_only(monkeypatch):
     # a first net.compile() compiled every loop for float64 and float32 (a 64-layer net: 46 s on
     # a cold cache); now nothing is compiled until a call, and only for the dtype it has
-    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    # (the user's disk cache, as the other tests here: a signature loaded from it is as lazy)
     monkeypatch.setattr(fz, "_LOOPS", {})  # (loops made afresh, none shared with other tests)
     sizes = [5, 11, 11, 3]
     net = sg.mlp(sizes, hidden="tanh", output="softmax", loss="cross_entropy")
@@ -234,7 +234,7 @@ def test_layers_alike_but_for_names_share_one_loop(monkeypatch, tmp_path):
     monkeypatch.setattr(fz, "_LOOPS", {})
     sizes = [4] + [6] * 7 + [2]
     net = sg.mlp(sizes, hidden="relu", output="identity", loss="mse")
-    k = same(net, *data(sizes, "mse", 3))
+    k = net.compile(fused=True, scalar=False)  # (not called: nothing compiled, the files written)
     loops = _loops(k)
     assert len(loops) >= 14 and len({id(f) for f in loops.values()}) <= 5  # (15 loops: 5)
     assert len(list(tmp_path.glob("fz_*.py"))) == len({id(f) for f in loops.values()})
@@ -272,3 +272,32 @@ def test_a_sequence_net_above_the_fused_limit_runs_the_numpy_kernel():
     l0, g0 = k(p, X, Y)
     l1, g1 = net.compile(fused=False, scalar=False)(p, X, Y)
     assert abs(l0 - l1) <= 1e-12 * abs(l1) and all(np.allclose(g0[q], g1[q]) for q in g1)
+
+
+@pytest.mark.slow  # (a cold cache, so that the compiles overlap: 9 s)
+def test_first_calls_from_several_threads_compile_once(monkeypatch, tmp_path):
+    # each thread's first call switches numba's compiling on and off: under its compiler lock,
+    # none finds it switched off under it ("compilation disabled")
+    import threading
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fz, "_LOOPS", {})
+    sizes = [3, 9, 4]
+    net = sg.mlp(sizes, hidden="sigmoid", output="identity", loss="mse")
+    k = net.compile(fused=True, scalar=False)
+    X, Y = data(sizes, "mse", 5)
+    p = net.init_params(0)
+    ref = net.compile(fused=False, scalar=False)(p, X, Y)[0]
+    got, errors = [], []
+
+    def call():
+        try:
+            got.append(k(p, X, Y)[0])
+        except Exception as err:  # (collected: a thread's exception would pass silently)
+            errors.append(err)
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 4 and all(abs(g - ref) <= 1e-12 * abs(ref) for g in got)
+    assert {len(f.signatures) for f in _loops(k).values()} == {1}

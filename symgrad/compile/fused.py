@@ -545,17 +545,24 @@ def _lazy(py, cache, ndims, kinds, members):
     The dispatcher is made with compiling switched off, so numba asks its
     _search_new_conversions for an argument type it has no code for: compiled there, that
     dtype's calls then go straight to numba's own dispatch, any array layout converting to "A"
-    (a call costs what an eagerly compiled one does: 0.81 against 0.75 µs, a 2-argument loop)."""
+    (a call costs what an eagerly compiled one does: 0.81 against 0.75 µs, a 2-argument loop).
+    Compiling is switched on only under numba's compiler lock, while the signature compiles; a
+    call from another thread in that window reaches _compile_for_args, made to wait for the
+    same signature (else it compiled its arrays' exact layout, then found compiling switched
+    off: "compilation disabled")."""
     import numba
+    from numba.core.compiler_lock import global_compiler_lock
     fn = numba.njit(cache=cache)(py)
     search = fn._search_new_conversions
     floats = {np.dtype(np.float64): numba.float64, np.dtype(np.float32): numba.float32}
 
-    def compile_for(*args):
+    def float_type(args):
         first = next((a for a, k in zip(args, kinds) if k != "labels"), None)
-        t = floats.get(getattr(first, "dtype", None))
-        if t is not None:
-            sig = _signature(t, ndims, kinds)
+        return floats.get(getattr(first, "dtype", None))
+
+    def ensure(t):
+        sig = _signature(t, ndims, kinds)
+        with global_compiler_lock:  # (re-entrant: fn.compile takes it too)
             if sig not in fn.overloads:
                 fn._can_compile = True
                 try:
@@ -564,8 +571,21 @@ def _lazy(py, cache, ndims, kinds, members):
                     raise _uncompilable(err, members) from None
                 finally:
                     fn._can_compile = False
+        return fn.overloads[sig].entry_point
+
+    def search_new_conversions(*args):
+        t = float_type(args)
+        if t is not None:
+            ensure(t)
         return search(*args)
-    fn._search_new_conversions = compile_for
+
+    def compile_for_args(*args):
+        t = float_type(args)
+        if t is None:
+            raise TypeError("a fused loop takes float64 or float32 arrays")
+        return ensure(t)
+    fn._search_new_conversions = search_new_conversions
+    fn._compile_for_args = compile_for_args
     fn._can_compile = False
     return fn
 
