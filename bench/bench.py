@@ -480,7 +480,8 @@ def derive_compile_times(reps=COMPILE_REPS, depths=COMPILE_DEPTHS, repo=ROOT):
     SymPy's caches cold), after ``import symgrad`` and its first name, then its first call (batch
     1): numba off (SYMGRAD_FUSED=0), on with a cold cache (a new cache directory each process) and
     with a warm one (the directory a first process filled). Each the median of ``reps`` processes,
-    the modes interleaved so that the machine's load falls on each alike; the load average beside."""
+    the modes interleaved so that the machine's load falls on each alike; the load average
+    beside."""
     import tempfile
     nets = [(f"depth {d} (784-{'128-' * (d - 1)}10)" if d <= 4 else
              f"depth {d} (784-128×{d - 1}-10)", [784] + [128] * (d - 1) + [10]) for d in depths]
@@ -512,8 +513,8 @@ def print_compile_times(rows, reps=COMPILE_REPS):
           + " | import | load avg |")
     print("|---|" + "---|---|" * len(COMPILE_MODES) + "---|---|")
     for name, med, load in rows:
-        cells = [f"{med[m][1]:.3f} | {med[m][2]:.3f}{'' if med[m][3] or m == 'numpy' else ' (no loops)'}"
-                 for m in COMPILE_MODES]
+        cells = [f"{med[m][1]:.3f} | {med[m][2]:.3f}"
+                 + ("" if med[m][3] or m == "numpy" else " (no loops)") for m in COMPILE_MODES]
         print(f"| {name} | " + " | ".join(cells) + f" | {med['numpy'][0]:.2f} | {load:.1f} |")
 
 

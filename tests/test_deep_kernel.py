@@ -1,7 +1,7 @@
-"""The 64-layer kernel of issue 15 (784-128×63-10, relu, softmax, cross-entropy): its loss and every
-gradient against a backprop written here in numpy (shares nothing with symgrad's derivation), and a
-few entries against central differences of that loss. The derive + compile speed-ups (bench/bench.py
---compile-only) must not change a result; this is what would catch one that did."""
+"""The 64-layer kernel of issue 15 (784-128×63-10, relu, softmax, cross-entropy): its loss and
+every gradient against a backprop written here in numpy (shares nothing with symgrad's
+derivation), and a few entries against central differences of that loss. The derive + compile
+speed-ups (bench/bench.py --compile-only) must not change a result; this would catch one that did."""
 import numpy as np
 import pytest
 
