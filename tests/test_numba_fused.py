@@ -193,3 +193,111 @@ def test_every_primitive_an_activation_can_use_matches_numpy():
         same(net, *data([4, 5, 3], "mse", 6))
         done.append(name)
     assert len(done) >= 15, done
+
+
+def _loops(kernel):
+    """The numba dispatchers a fused kernel calls, by their names in its source."""
+    return {k: v for k, v in kernel.__globals__.items() if k.startswith("_fz")}
+
+
+def test_loops_compile_at_their_first_call_for_its_dtype_only(monkeypatch):
+    # a first net.compile() compiled every loop for float64 and float32 (a 64-layer net: 46 s on
+    # a cold cache); now nothing is compiled until a call, and only for the dtype it has
+    # (the user's disk cache, as the other tests here: a signature loaded from it is as lazy)
+    monkeypatch.setattr(fz, "_LOOPS", {})  # (loops made afresh, none shared with other tests)
+    sizes = [5, 11, 11, 3]
+    net = sg.mlp(sizes, hidden="tanh", output="softmax", loss="cross_entropy")
+    k = net.compile(fused=True, scalar=False)
+    loops = _loops(k)
+    assert loops and all(not f.signatures for f in loops.values())
+    X, Y = data(sizes, "cross_entropy", 6)
+    p = net.init_params(0)
+    same(net, X, Y, params=p)
+    onehot = {name for name in loops if name + "l" in loops}  # the one-hot Y variant's loop
+    assert onehot and {name for name, f in loops.items() if not f.signatures} == onehot
+    same(net, X, np.eye(3)[Y], params=p)
+    assert {len(f.signatures) for f in loops.values()} == {1}
+    assert all(f.signatures[0][0].dtype == numba.float64 for f in loops.values())
+    X32 = X.astype("float32")
+    p32 = {q: v.astype("float32") for q, v in p.items()}
+    l32, g32 = k(p32, X32, Y)
+    k(p32, X32, np.eye(3, dtype="float32")[Y])
+    assert {len(f.signatures) for f in loops.values()} == {2}
+    l64, g64 = net.compile(fused=False, scalar=False)(p, X, Y)
+    assert type(l32) is np.float32 and abs(l32 - l64) < 1e-5 * abs(l64)
+
+
+def test_layers_alike_but_for_names_share_one_loop(monkeypatch, tmp_path):
+    # the layers of a deep net print the same loop but for its name and its Σ entry²
+    # accumulator's: one compiled function serves them all (784-128×63-10: 130 loops, 5 distinct)
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fz, "_LOOPS", {})
+    sizes = [4] + [6] * 7 + [2]
+    net = sg.mlp(sizes, hidden="relu", output="identity", loss="mse")
+    k = net.compile(fused=True, scalar=False)  # (not called: nothing compiled, the files written)
+    loops = _loops(k)
+    assert len(loops) >= 14 and len({id(f) for f in loops.values()}) <= 5  # (15 loops: 5)
+    assert len(list(tmp_path.glob("fz_*.py"))) == len({id(f) for f in loops.values()})
+    assert "def _fz0(" in k.source and "def _fz5(" in k.source  # its own names, shown
+
+
+def test_a_loop_that_fails_only_at_its_first_call_says_so_in_one_line(monkeypatch, tmp_path):
+    # symgrad's own primitives are not type-checked at compile (numba's ~1 s set-up); should
+    # numba fail one, the first call raises the one-line error naming it
+    def bad(x):
+        return object() if x > 1e300 else x
+    monkeypatch.setitem(fz.NUMBA_HELPERS, "_softplus", bad)
+    monkeypatch.setattr(fz, "_own", lambda src, members: True)
+    monkeypatch.setattr(fz, "_LOOPS", {})
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    net = sg.mlp([3, 7, 7, 2], hidden="softplus", output="identity", loss="mse")
+    k = net.compile(fused=True, scalar=False)
+    with pytest.raises(MissingCodeError, match="cannot compile the loop for 'softplus'"):
+        k(net.init_params(0), *data([3, 7, 7, 2], "mse", 4))
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="kernel.py: the fused kernel of a sequence net hands its numpy kernel X "
+                          "already reshaped to (n·T, d) above fused_rows (bench.py's block rows)")
+def test_a_sequence_net_above_the_fused_limit_runs_the_numpy_kernel():
+    net = sg.Network()
+    h = net.input("x", shape=(4, 8))
+    a = net.self_attention(net.layer_norm(h, name="ln"), 2, name="att")
+    net.set_loss(net.add(h, a, name="out"), "mse")
+    k = net.compile(fused=True, scalar=False)
+    rng = np.random.default_rng(0)
+    n = k.fused_rows + 1
+    X, Y = rng.standard_normal((n, 4, 8)), rng.standard_normal((n, 4, 8))
+    p = net.init_params(0)
+    l0, g0 = k(p, X, Y)
+    l1, g1 = net.compile(fused=False, scalar=False)(p, X, Y)
+    assert abs(l0 - l1) <= 1e-12 * abs(l1) and all(np.allclose(g0[q], g1[q]) for q in g1)
+
+
+@pytest.mark.slow  # (a cold cache, so that the compiles overlap: 9 s)
+def test_first_calls_from_several_threads_compile_once(monkeypatch, tmp_path):
+    # each thread's first call switches numba's compiling on and off: under its compiler lock,
+    # none finds it switched off under it ("compilation disabled")
+    import threading
+    monkeypatch.setenv("SYMGRAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fz, "_LOOPS", {})
+    sizes = [3, 9, 4]
+    net = sg.mlp(sizes, hidden="sigmoid", output="identity", loss="mse")
+    k = net.compile(fused=True, scalar=False)
+    X, Y = data(sizes, "mse", 5)
+    p = net.init_params(0)
+    ref = net.compile(fused=False, scalar=False)(p, X, Y)[0]
+    got, errors = [], []
+
+    def call():
+        try:
+            got.append(k(p, X, Y)[0])
+        except Exception as err:  # (collected: a thread's exception would pass silently)
+            errors.append(err)
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 4 and all(abs(g - ref) <= 1e-12 * abs(ref) for g in got)
+    assert {len(f.signatures) for f in _loops(k).values()} == {1}

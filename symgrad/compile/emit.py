@@ -6,6 +6,8 @@ are dead after a statement are updated in place (``+=``, ``*=``), products go to
 """
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from symgrad.core.matexpr import Elementwise, Softmax
@@ -17,6 +19,14 @@ def _nodes(e):
     if isinstance(e, sp.MatrixExpr) and not isinstance(e, sp.MatrixSymbol):
         for a in (e.operands if isinstance(e, Elementwise) else e.args):
             yield from _nodes(a)
+
+
+@functools.lru_cache(maxsize=8192)
+def _symbols(e) -> frozenset:
+    """The MatrixSymbols e reads. Memoized: emit, _fuse_products and _fold_scale each read every
+    statement's, and a kernel's forward function reads the same statements again (SymPy's atoms
+    walks the whole tree: 9 walks of each right-hand side were 20% of a 64-layer net's compile)."""
+    return frozenset(e.atoms(sp.MatrixSymbol))
 
 
 def _worth(e):
@@ -55,9 +65,12 @@ def emit(stmts, printer, owned, outputs=(), sums_of_squares=()):
     owned = set(owned) | fused
     last, alias, lines, foreign = {}, {}, [], set()
     for i, (_, rhs) in enumerate(stmts):
-        for s in rhs.atoms(sp.MatrixSymbol):
+        for s in _symbols(rhs):
             last[s] = i
-    group = lambda s: [t for t in alias if alias[t] == alias.get(s, s)] + [alias.get(s, s)]
+
+    def group(s):  # s's alias group (the name test first: SymPy's == on every entry was slow)
+        root = alias.get(s, s)
+        return [t for t, r in alias.items() if r.name == root.name and r == root] + [root]
 
     def consumable(s, i, rhs, shape):
         if not isinstance(s, sp.MatrixSymbol) or s not in owned or s in foreign or s.shape != shape:
@@ -132,7 +145,7 @@ def _fuse_products(stmts, owned):
                        and e not in defined and e not in owned)
     first = {}  # where each symbol is first read: the order of the stacks
     for i, (_, rhs) in enumerate(stmts):
-        for a in rhs.atoms(sp.MatrixSymbol):
+        for a in _symbols(rhs):
             first.setdefault(a, i)
     stmts, before, made, k = list(stmts), {}, set(), iter(range(1 << 30))
 
@@ -231,7 +244,7 @@ def _fold_scale(stmts):
         if reads is None:
             reads = {}
             for j, (_, r) in enumerate(stmts):
-                for a in r.atoms(sp.MatrixSymbol):
+                for a in _symbols(r):
                     reads.setdefault(a, []).append(j)
         users = reads.get(lhs, [])
         if len(users) != 1:

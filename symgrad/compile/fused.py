@@ -32,7 +32,7 @@ from symgrad.compile.common import N, lambda_body, print_elementwise
 from symgrad.compile.numpy_printer import KernelPrinter
 from symgrad.compile.scalar import ScalarPrinter
 
-_LOOPS: dict = {}  # (loop source, its helpers) → its compiled numba function (numba takes seconds)
+_LOOPS: dict = {}  # (canonical loop source, its helpers, argument kinds) → its numba dispatcher
 
 
 def available() -> bool:
@@ -332,6 +332,10 @@ def group(stmts, avoid, keep, labels=()):
     split = [(r, c) for r, c in split if c or _worth(stmts, r)]
     groups, out, at = [], [], {r[0]: (r, c) for r, c in split}
     skip = set()
+    last_read = {}  # symbol → the last statement reading it (one walk of each statement: the
+    for i, (_, r) in enumerate(stmts):  # walk of every later one per run was quadratic, 5.2 s
+        for a in r.atoms(sp.MatrixSymbol):  # of a 64-layer net's 9.6 s compile, profiled)
+            last_read[a] = i
     for i, (lhs, rhs) in enumerate(stmts):
         if i in skip:
             continue
@@ -342,10 +346,8 @@ def group(stmts, avoid, keep, labels=()):
         members = [stmts[j] for j in run]
         skip.update(run)
         defined = {m for m, _ in members}
-        later = set()
-        for _, r in stmts[run[-1] + 1:]:
-            later |= r.atoms(sp.MatrixSymbol)
-        written = [m for m, _ in members if m in later or m in keep or m.shape == (1, 1)]
+        written = [m for m, _ in members if last_read.get(m, -1) > run[-1] or m in keep
+                   or m.shape == (1, 1)]
         if not written:
             written = [members[-1][0]]
         inputs = []
@@ -481,40 +483,142 @@ def loop_source(k, members, written, inputs, sums, settings, batch_inputs):
     return "\n".join(lines) + "\n", qs, list(outs)
 
 
+def _canonical(src, name):
+    """src with its function named _fz and its Σ entry² accumulators q0, q1, … in order: the
+    kernel's names for them (q_<value>) and the loop's (_fz<k>) differ from layer to layer, the
+    rest does not. So the layers of a deep net share one compiled loop (784-128×63-10: 130 loops,
+    5 distinct), in this process and in numba's cache on disk."""
+    src = src.replace(f"def {name}(", "def _fz(", 1)
+    qs = {q: f"q{k}" for k, q in enumerate(dict.fromkeys(re.findall(r"\bq_\w+", src)))}
+    return re.sub(r"\bq_\w+", lambda m: qs[m.group()], src) if qs else src
+
+
+def _signature(t, ndims, kinds):
+    """The one signature of a loop for float type t: arrays of any layout ("A"), labels intp."""
+    import numba
+    return tuple(numba.types.Array(numba.intp if k == "labels" else t, d, "A")
+                 for d, k in zip(ndims, kinds))
+
+
+def _uncompilable(err, members):
+    """numba's TypingError and kin (many lines) as one line naming the primitives in the loop."""
+    prims = sorted({RULES[type(f)].name if type(f) in RULES else type(f).__name__
+                    for _, r in members for e in sp.preorder_traversal(r)
+                    if isinstance(e, Elementwise)
+                    for f in sp.preorder_traversal(lambda_body(e.lam)[1])
+                    if isinstance(f, Application)})
+    what = ", ".join(map(repr, prims)) or "an entrywise expression"
+    lines = [t.strip() for t in str(err).splitlines() if t.strip()]
+    first = next((t for t in lines if re.match(r"\w+(Error|Exception)\b", t)),
+                 lines[0] if lines else type(err).__name__)
+    return MissingCodeError(f"compile: the fused (numba) path cannot compile the loop for "
+                            f"{what}: {first}")
+
+
+def _typed(py, sig):
+    """numba's type inference of py for sig, without generating code: what fails on a primitive
+    numba cannot compile (a helper holding a Python object). ~20 ms a loop where compiling takes
+    ~0.15 s (native lowering is 85% of it: numba's pipeline times, a 128-wide relu loop), but the
+    first in a process pays numba's target set-up, ~1 s: see :func:`_own`."""
+    from numba.core import compiler, typed_passes
+    from numba.core.registry import cpu_target
+    cpu_target.target_context.refresh()
+    cpu_target.typing_context.refresh()
+    typed_passes.type_inference_stage(cpu_target.typing_context, cpu_target.target_context,
+                                      compiler.run_frontend(py), sig, None)
+
+
+def _own(src, members) -> bool:
+    """Whether every primitive and helper the loop calls is symgrad's own (its class from symgrad
+    or SymPy, its helper from symgrad): those are compiled by numba in the test suite
+    (tests/test_numba_fused.py, every primitive an activation can use), so their loops are not
+    type-checked at ``net.compile()``, which would cost numba's ~1 s set-up there."""
+    helpers = [NUMBA_HELPERS.get(h, HELPERS[h]) for h in HELPERS if re.search(rf"\b{h}\(", src)]
+    prims = {type(f) for _, r in members for e in sp.preorder_traversal(r)
+             if isinstance(e, Elementwise)
+             for f in sp.preorder_traversal(lambda_body(e.lam)[1]) if isinstance(f, Application)}
+    return (all(getattr(h, "__module__", "").startswith("symgrad.") for h in helpers)
+            and all(c.__module__.startswith(("symgrad.", "sympy.")) for c in prims))
+
+
+def _lazy(py, cache, ndims, kinds, members):
+    """py as a numba dispatcher that compiles nothing now: a call with float64 (float32) arrays
+    compiles (or loads from numba's cache) the float64 (float32) signature, once, and only then.
+    The dispatcher is made with compiling switched off, so numba asks its
+    _search_new_conversions for an argument type it has no code for: compiled there, that
+    dtype's calls then go straight to numba's own dispatch, any array layout converting to "A"
+    (a call costs what an eagerly compiled one does: 0.81 against 0.75 µs, a 2-argument loop).
+    Compiling is switched on only under numba's compiler lock, while the signature compiles; a
+    call from another thread in that window reaches _compile_for_args, made to wait for the
+    same signature (else it compiled its arrays' exact layout, then found compiling switched
+    off: "compilation disabled")."""
+    import numba
+    from numba.core.compiler_lock import global_compiler_lock
+    fn = numba.njit(cache=cache)(py)
+    search = fn._search_new_conversions
+    floats = {np.dtype(np.float64): numba.float64, np.dtype(np.float32): numba.float32}
+
+    def float_type(args):
+        first = next((a for a, k in zip(args, kinds) if k != "labels"), None)
+        return floats.get(getattr(first, "dtype", None))
+
+    def ensure(t):
+        sig = _signature(t, ndims, kinds)
+        with global_compiler_lock:  # (re-entrant: fn.compile takes it too)
+            if sig not in fn.overloads:
+                fn._can_compile = True
+                try:
+                    fn.compile(sig)
+                except Exception as err:
+                    raise _uncompilable(err, members) from None
+                finally:
+                    fn._can_compile = False
+        return fn.overloads[sig].entry_point
+
+    def search_new_conversions(*args):
+        t = float_type(args)
+        if t is not None:
+            ensure(t)
+        return search(*args)
+
+    def compile_for_args(*args):
+        t = float_type(args)
+        if t is None:
+            raise TypeError("a fused loop takes float64 or float32 arrays")
+        return ensure(t)
+    fn._search_new_conversions = search_new_conversions
+    fn._compile_for_args = compile_for_args
+    fn._can_compile = False
+    return fn
+
+
 def compile_loop(src, name, members, ndims, kinds=None):
-    """The numba function of ``src``, compiled now for float64 and float32 arrays of any layout
-    (``ndims``: each argument's), made once per source. A loop numba cannot compile raises a
-    one-line MissingCodeError naming the primitives in it."""
+    """The numba function of ``src``, for float64 and float32 arrays of any layout (``ndims``:
+    each argument's), made once per source up to names (:func:`_canonical`) and compiled lazily,
+    each dtype at its first call (:func:`_lazy`): a first ``net.compile()`` of a 64-layer net
+    compiled 130 loops for both dtypes, 46 s on a cold cache. A loop calling code not symgrad's
+    own (:func:`_own`) has its types inferred now, so that one numba cannot compile raises a
+    one-line MissingCodeError naming the primitives in it here, at compile, where the default
+    falls back to numpy; symgrad's own raise it at the first call, should numba fail them."""
+    kinds = kinds or [None] * len(ndims)
+    canon = _canonical(src, name)
     used = tuple(id(NUMBA_HELPERS.get(h, HELPERS[h])) for h in HELPERS
                  if re.search(rf"\b{h}\(", src))
-    if (src, used) in _LOOPS:
-        return _LOOPS[src, used]
+    key = (canon, used, tuple(ndims), tuple(kinds))
+    if key in _LOOPS:
+        return _LOOPS[key]
     import numba
-    py, cache = _from_file(src, name), True
+    py, cache = _from_file(canon, "_fz"), True
     if py is None:  # no writable cache directory: compiled in each process
         ns, cache = {"np": np, "math": math, **_helpers()}, False
-        exec(compile(src, f"<symgrad fused {name}>", "exec"), ns)
-        py = ns[name]
-    sigs = []
-    kinds = kinds or [None] * len(ndims)
-    for t in (numba.float64, numba.float32):
-        sigs.append(tuple(numba.types.Array(numba.intp if k == "labels" else t, d, "A")
-                          for d, k in zip(ndims, kinds)))
-    try:
-        fn = numba.njit(sigs, cache=cache)(py)
-    except Exception as err:  # numba's TypingError and kin: many lines; one says what
-        prims = sorted({RULES[type(f)].name if type(f) in RULES else type(f).__name__
-                        for _, r in members for e in sp.preorder_traversal(r)
-                        if isinstance(e, Elementwise)
-                        for f in sp.preorder_traversal(lambda_body(e.lam)[1])
-                        if isinstance(f, Application)})
-        what = ", ".join(map(repr, prims)) or "an entrywise expression"
-        lines = [t.strip() for t in str(err).splitlines() if t.strip()]
-        first = next((t for t in lines if re.match(r"\w+(Error|Exception)\b", t)),
-                     lines[0] if lines else type(err).__name__)
-        raise MissingCodeError(f"compile: the fused (numba) path cannot compile the loop for "
-                               f"{what}: {first}") from None
-    _LOOPS[src, used] = fn
+        exec(compile(canon, f"<symgrad fused {name}>", "exec"), ns)
+        py = ns["_fz"]
+    if not _own(src, members):
+        try:
+            _typed(py, _signature(numba.float64, ndims, kinds))
+        except Exception as err:
+            raise _uncompilable(err, members) from None
+    _LOOPS[key] = fn = _lazy(py, cache, ndims, kinds, members)
     return fn
 
 

@@ -143,7 +143,7 @@ class KernelPrinter(PrimitivePrinting, NumPyPrinter):
 
     def _product(self, c, mats):
         mats = list(mats)
-        batch = batch_rows(sp.MatMul(*mats).shape[0] if len(mats) > 1 else mats[0].shape[0])
+        batch = batch_rows(mats[0].shape[0])  # (the product's rows: not a MatMul made to ask)
         if len(mats) == 2 and isinstance(mats[0], sp.OneMatrix) and mats[0].shape[1] == 1:
             r = mats[1]  # 1·rᵀ: a row broadcast over the batch, here down the columns
             code = (f"{r.arg.name}[:, None]" if isinstance(r, sp.Transpose) and

@@ -489,6 +489,9 @@ def batch(expr, rows: dict, n):
     def per_example(e) -> bool:
         return any(s in rows for s in e.atoms(sp.MatrixSymbol))
 
+    def scaled(c, m):
+        return m if c == 1 else c * m
+
     def go(e):
         if isinstance(e, sp.MatrixSymbol):
             if e in rows:
@@ -501,12 +504,13 @@ def batch(expr, rows: dict, n):
         if isinstance(e, sp.MatMul):
             coeff, mats = e.as_coeff_matrices()
             if len(mats) == 1:
-                return coeff * go(mats[0])
+                return scaled(coeff, go(mats[0]))
             head, last = mats[:-1], mats[-1]
             if isinstance(last, sp.Transpose) and per_example(last.arg):  # g hᵀ: sum over examples
-                return coeff * sp.MatMul(go(sp.MatMul(*head)).T, go(last.arg))
+                return scaled(coeff, sp.MatMul(go(sp.MatMul(*head)).T, go(last.arg)))
             if per_example(last) and not any(per_example(m) for m in head):
-                return coeff * sp.MatMul(go(last), sp.MatMul(*head).T)  # (A v)ᵀ = vᵀ Aᵀ
+                At = head[0].T if len(head) == 1 else sp.MatMul(*head).T  # (a MatMul of one: A)
+                return scaled(coeff, sp.MatMul(go(last), At))  # (A v)ᵀ = vᵀ Aᵀ
             raise ValueError(f"cannot batch the product {e}")
         if isinstance(e, sp.HadamardProduct):
             return sp.HadamardProduct(*map(go, e.args))

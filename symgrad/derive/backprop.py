@@ -391,7 +391,8 @@ def _algorithm(net: Graph) -> Derivation:
             rows[net.sym(name)] = prog.define(Kind.FORWARD, batch(rhs, rows, r).xreplace(params),
                                               (r, node.dim), name, shown[net.sym(name)]).sym
     loss_steps(net, d)
-    d.add(sp.Symbol(cost_name(net)), batch_loss(net), f"the mean loss over {rows_are(net)}", StepKind.LOSS)
+    shown_loss = batch_loss(net, shown)  # (once: it and batch_rows were made 3 times)
+    d.add(sp.Symbol(cost_name(net)), shown_loss, f"the mean loss over {rows_are(net)}", StepKind.LOSS)
     prog.define(Kind.LOSS, batch_loss(net, rows, params), (1, 1), None, sp.MatrixSymbol("f", 1, 1))
     for name, (g, rhs, why) in bw.g.items():
         d.add(g, rhs, why, StepKind.BACKWARD)
@@ -410,7 +411,7 @@ def _algorithm(net: Graph) -> Derivation:
     _check_closed(prog)
     shown_of = {v.sym: v.label for v in prog.variables}
     d.result = {e.out.of: e.rhs.xreplace(shown_of) for e in prog.of_kind(Kind.GRADIENT)}
-    d.meta.update(program=prog, loss=batch_loss(net), backward=bw, n=N)
+    d.meta.update(program=prog, loss=shown_loss, backward=bw, n=N)
     return d
 
 
