@@ -889,7 +889,7 @@ def _boxes_text(G) -> list[str]:
     """The boxes in the order of the graph, each numbered and named as in the picture, a ▼
     from a box into the next one when it reads it, "← [2], [5]" naming any other it reads, and
     each output's name and shape under its box."""
-    groups, labels, outs = G["groups"], G["labels"], G["outs"]
+    labels, outs = G["labels"], G["outs"]
     order = sorted(labels, key=lambda k: (min(r for r, ks in enumerate(G["per"]) if k in ks), k))
     reads = {k: [s for s, t in G["edges"] if t == k] for k in labels}
     text = {k: "[%d] %s" % (n + 1, _tex_text(labels[k])) for n, k in enumerate(order)}
