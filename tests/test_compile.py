@@ -470,6 +470,13 @@ def test_cross_entropy_targets_must_sum_to_one(n):
     assert sg.gradcheck(net, net.init_params(seed=1), X, soft) < 1e-6
     with pytest.raises(ValueError, match=r"Y: row 0 sums to 2; cross_entropy targets"):
         net.compile()(net.init_params(seed=1), X, 2 * soft)
+    # a row that sums to 1 with a negative entry is no distribution either (a user's trial:
+    # [0, 1.5, -0.5] gave a loss of 1.68 without a word)
+    bad = soft.copy()
+    bad[1] = [1.5, -0.5, 0.0]
+    with pytest.raises(ValueError, match=r"^Y: row 1 has the negative entry -0.5 \(column 1\); "
+                                         r"cross_entropy targets are rows of non-negative"):
+        net.compile()(net.init_params(seed=1), X, bad)
 
 
 def test_kernel_is_reused_until_the_network_or_relu_setting_changes():

@@ -299,11 +299,13 @@ def _function(name, spec, stmts, owned, returns, with_y, outputs=(), head=(), ta
         if with_y and spec.labels and not labels:
             # rows of Y, (ny, k): ŷ − y needs each to sum to 1. Σ_i (s_i − 1)² ≤ tol² bounds every
             # row's |s_i − 1| by tol, in 3 calls (4 µs at 128 × 10); past it (a row off, nan, or
-            # many rows each just inside tol) Spec.rows decides, and names the row.
+            # many rows each just inside tol) Spec.rows decides, and names the row. Y.min() < 0:
+            # a row like [0, 1.5, −0.5] sums to 1 but is no distribution (one call, ~1.5 µs).
             one_k = printer.const(f"one_k{spec.d_out}", "ones", spec.d_out)
             tol = printer.const("rowtol2", "rowtol2", spec.d_out)
             body = [f"_sy = Y @ {one_k}", "_sy -= 1",
-                    f"if not np.vdot(_sy, _sy) <= {tol}:", f"    _spec.rows(Y, {ny}, dt)"] + body
+                    f"if not np.vdot(_sy, _sy) <= {tol} or Y.min() < 0:",
+                    f"    _spec.rows(Y, {ny}, dt)"] + body
         if labels:  # entry (y_i, i) of a (d, n) array; a label out of range raises here
             rows = (printer.const("rows", "rows") if ny == "n" else
                     printer.const(f"rows_n{spec.T}", "rows", f"n/{spec.T}"))

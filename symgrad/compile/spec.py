@@ -380,6 +380,17 @@ class Spec:
                 raise ValueError(f"{what}: {where} sums to {sums[i]:.6g}; cross_entropy targets "
                                  "are rows that sum to 1 (one-hot or distributions) or "
                                  f"{self.lshape('n', T)} integer labels")
+            # a row [0, 1.5, -0.5] sums to 1 but is no distribution: its loss (1.68 in a
+            # user's trial) means nothing
+            neg = Y < 0
+            if neg.any():
+                i, j = (int(v) for v in np.argwhere(neg)[0])
+                T = self.out_Ts[k]
+                where = f"row {i}" if T is None else f"{what}[{i // T}, {i % T}]"
+                raise ValueError(f"{what}: {where} has the negative entry {Y[i, j]:.6g} (column "
+                                 f"{j}); cross_entropy targets are rows of non-negative entries "
+                                 "that sum to 1 (one-hot or distributions) or "
+                                 f"{self.lshape('n', T)} integer labels")
         return Y
 
 
