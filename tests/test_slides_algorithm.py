@@ -1,0 +1,35 @@
+"""Issue 13 (an instructor's trial of the attention handout's slides): the final algorithm's
+~100 rows went into one box on one frame, which shrink=1 scaled until unreadable. On slides the
+box splits across frames of at most BEAMER_ALGORITHM_ROWS rows each, numbered on."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from symgrad.handouts.build import handout_file
+from symgrad.handouts.render import BEAMER_ALGORITHM_ROWS
+
+ATTENTION = str(Path(__file__).parent.parent / "examples" / "handouts" / "attention.py")
+
+
+def _boxes(tex):
+    """Each algorithm box of the slides: its tabular's rows, a line each (a row's vector has
+    \\\\ of its own inside)."""
+    return [body.strip().splitlines() for body in re.findall(
+        r"\\begin\{tabular\}\{@\{\}r@\{\\hspace\{0\.6em\}\}l@\{\}\}(.*?)\\end\{tabular\}", tex,
+        re.S)]
+
+
+def test_attention_slides_algorithm_splits_across_frames():
+    tex = handout_file(ATTENTION, fmt="beamer")
+    frames = re.findall(r"\\begin\{frame\}.*?\\end\{frame\}", tex, re.S)
+    algo = [f for f in frames if r"\textbf{Algorithm 6.4}" in f]
+    boxes = _boxes(tex)
+    assert len(algo) > 1 and len(boxes) == len(algo)  # one box a frame
+    assert all(len(rows) <= BEAMER_ALGORITHM_ROWS for rows in boxes), [len(r) for r in boxes]
+    assert not any(r"\resizebox" in f or re.search(r"\\scalebox\{0\.[0-8]", f) for f in algo)
+    # numbered on from frame to frame: 1, 2, …, n with none repeated or skipped
+    numbers = [int(n) for n in re.findall(r"\{\\footnotesize (\d+):\}", "".join(algo))]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 60
+    # a box ends on no heading (a heading goes on with the lines under it)
+    assert not any(rows[-1].strip().startswith(r"& \textbf") for rows in boxes)
