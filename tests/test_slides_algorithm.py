@@ -33,3 +33,22 @@ def test_attention_slides_algorithm_splits_across_frames():
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) > 60
     # a box ends on no heading (a heading goes on with the lines under it)
     assert not any(rows[-1].strip().startswith(r"& \textbf") for rows in boxes)
+
+
+def test_concatenation_split_printed_as_mathematics():
+    """The backward split of a concatenation was Python's g_c[2 :, :] and [: 2, :]: now the
+    rows as the notes write ranges, 1-based and inclusive."""
+    tex = handout_file(ATTENTION, fmt="beamer")
+    assert r"\left[\mathbf{g}_{\mathbf{c}}\right]_{3:4}" in tex
+    assert r"\left[\mathbf{g}_{\mathbf{c}}\right]_{1:2}" in tex
+    assert not re.search(r"\\left\[\s*:?\s*\d*\s*:\s*\d*\s*,\s*:\s*\\right\]", tex)
+
+
+def test_matrix_slice_latex():
+    import sympy as sp
+    from symgrad.printing.latex import NotesLatexPrinter
+    W = sp.MatrixSymbol("W", 4, 3)
+    p = NotesLatexPrinter()
+    assert p.doprint(W[2:, :]) == r"\left[\mathbf{W}\right]_{3:4}"
+    assert p.doprint(W[1:2, :]) == r"\left[\mathbf{W}\right]_{2}"
+    assert p.doprint(W[1:3, 0:2]) == r"\left[\mathbf{W}\right]_{2:3,\,1:2}"

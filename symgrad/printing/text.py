@@ -53,6 +53,21 @@ def mean_of_sum(expr):
     return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
 
 
+def slice_ranges(e: sp.MatrixSlice, sep: str = ", ") -> str | None:
+    """A MatrixSlice's rows and columns as the notes write ranges, 1-based and inclusive: "3:4"
+    for Python's [2:4, :] (the columns left out where it keeps them all), "3" for one row. None
+    for a step other than 1, which the notes never write (the printer's own form then)."""
+    def one(sl, n):
+        start, stop, step = sl
+        if step != 1:
+            return None
+        return str(start + 1) if stop - start == 1 else "%s:%s" % (start + 1, stop)
+    rows, cols = one(e.rowslice, e.parent.shape[0]), one(e.colslice, e.parent.shape[1])
+    if rows is None or cols is None:
+        return None
+    return rows if tuple(e.colslice[:2]) == (0, e.parent.shape[1]) else rows + sep + cols
+
+
 class BoundedNumbers:
     """Printers' exact numbers, refused in one line past what Python prints. The parser keeps
     its numbers printable, but derivatives multiply them (the second derivative of x^(2^13000)
@@ -216,6 +231,14 @@ class DerivationLatexPrinter(BoundedNumbers, LatexPrinter):
 
     _default_settings = {**LatexPrinter._default_settings, "mat_symbol_style": "bold",
                          "mat_delim": "[", "show_shapes": True, "show_why": True}
+
+    def _print_MatrixSlice(self, e):
+        # the rows a concatenation's backward split hands on: mathematics, not Python's
+        # 0-based, end-exclusive g_c[2:, :] (issue 13)
+        ranges = slice_ranges(e, r",\,")
+        if ranges is None:
+            return super()._print_MatrixSlice(e)
+        return r"\left[%s\right]_{%s}" % (self._print(e.parent), ranges)
 
 
 class SympifyPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
