@@ -52,3 +52,13 @@ def test_matrix_slice_latex():
     assert p.doprint(W[2:, :]) == r"\left[\mathbf{W}\right]_{3:4}"
     assert p.doprint(W[1:2, :]) == r"\left[\mathbf{W}\right]_{2}"
     assert p.doprint(W[1:3, 0:2]) == r"\left[\mathbf{W}\right]_{2:3,\,1:2}"
+
+
+def test_matrix_slice_text():
+    """The text format the same way, as its entries g_z1[1] are 1-based."""
+    import sympy as sp
+    from symgrad.printing.text import TextPrinter
+    W = sp.MatrixSymbol("W", 4, 3)
+    assert TextPrinter().doprint(W[2:, :]) == "W[3:4]"
+    assert TextPrinter().doprint(W[1:3, 0:2]) == "W[2:3, 1:2]"
+    assert TextPrinter().doprint(W[::2, :]) == "W[::2, :]"  # a step the notes never write

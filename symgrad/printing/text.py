@@ -418,6 +418,15 @@ class TextPrinter(PlainPrinter):
         return "−" if self._u else "-"
 
     # names and numbers
+    def _print_MatrixSlice(self, e):
+        # as the LaTeX printer writes it, 1-based and inclusive like the entries g_z1[1]: Python's
+        # g_c[2:, :] read as 0-based (issue 13). Not in PlainPrinter, whose words the engines'
+        # justifications are written in
+        ranges = slice_ranges(e)
+        if ranges is None:
+            return super()._print_MatrixSlice(e)
+        return "%s[%s]" % (self.parenthesize(e.parent, PRECEDENCE["Atom"], strict=True), ranges)
+
     def _print_Symbol(self, expr):
         if isinstance(expr, sp.Dummy):
             return super()._print_Symbol(expr)
