@@ -62,3 +62,28 @@ def test_matrix_slice_text():
     assert TextPrinter().doprint(W[2:, :]) == "W[3:4]"
     assert TextPrinter().doprint(W[1:3, 0:2]) == "W[2:3, 1:2]"
     assert TextPrinter().doprint(W[::2, :]) == "W[::2, :]"  # a step the notes never write
+
+
+def test_attention_scale_one_form():
+    """1/√d_k was \\frac{\\sqrt{2}}{2} in the forward pass and a division by \\sqrt{2} in the
+    scores' Jacobians: now \\frac{1}{\\sqrt{2}} in front, everywhere."""
+    import sympy as sp
+    from symgrad.printing.latex import NotesLatexPrinter
+    tex = handout_file(ATTENTION, fmt="beamer")
+    assert r"\frac{\sqrt{2}}{2}" not in tex and r"\frac{1}{\sqrt{2}} \, \left[" in tex
+    p = NotesLatexPrinter()
+    assert p.doprint(1 / sp.sqrt(2)) == r"\frac{1}{\sqrt{2}}"
+    assert p.doprint(sp.sqrt(2)) == r"\sqrt{2}"  # other numbers their own form
+    assert p.doprint(sp.sqrt(2) / 4) != r"\frac{1}{\sqrt{2}}"
+    assert "sqrt" not in p.doprint(sp.Float(0.5) ** 0.5)
+
+
+def test_attention_jacobians_scale_in_front():
+    from symgrad.graph import attention
+    from symgrad.handouts.build import load_network_file
+    net, _ = load_network_file(ATTENTION, None, None)
+    node = next(n for n in net.nodes.values() if n.op == "scores")
+    for wrt in dict.fromkeys(node.inputs):
+        jac, _ = attention._scores_jacobian(net, node, wrt)
+        latex = str(jac.args[1])
+        assert r"/\sqrt" not in latex and latex.startswith(r"\frac{1}{\sqrt{2}} \, "), latex

@@ -282,6 +282,9 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return join_terms(self, terms)
 
     def _print_Mul(self, expr):  # w5 h1, as the notes write it, not SymPy's h1 w5
+        root = _inverse_root(expr)
+        if root:
+            return root
         mean = mean_of_sum(expr)
         if mean:  # (1/n) Σ_i …, the notes' mean over the examples, not Σ_i … over n
             n, total, rest = mean
@@ -382,6 +385,16 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         """Words with the names of the derivation being printed (else the settings') as math."""
         names = self._names or (self._settings["vectors"], self._settings["scalars"])
         return words(text, self._nota, *names)
+
+
+def _inverse_root(coeff) -> str | None:
+    r"""\frac{1}{\sqrt{n}} for the number 1/√n, which SymPy keeps as √n/n: the attention scale
+    1/√d_k as the notes write it and its Jacobians print it (issue 13: \frac{\sqrt{2}}{2} on
+    one line, a division by \sqrt{2} on another). None for any other expression."""
+    if coeff.is_Rational or not (coeff.is_number and coeff.is_positive):
+        return None
+    n = 1 / coeff**2  # exact: a float scale (n then a Float) keeps its own form
+    return r"\frac{1}{\sqrt{%s}}" % n if n.is_Integer and n > 1 else None
 
 
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()
