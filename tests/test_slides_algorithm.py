@@ -87,3 +87,16 @@ def test_attention_jacobians_scale_in_front():
         jac, _ = attention._scores_jacobian(net, node, wrt)
         latex = str(jac.args[1])
         assert r"/\sqrt" not in latex and latex.startswith(r"\frac{1}{\sqrt{2}} \, "), latex
+
+
+def test_attention_scale_text():
+    """The text format's scale as its justifications write it (Q/√2), not √2/2; parenthesized
+    before the product it scales."""
+    import sympy as sp
+    from symgrad.printing.text import TextPrinter
+    assert TextPrinter().doprint(1 / sp.sqrt(2)) == "1/√2"
+    assert TextPrinter().doprint(sp.sqrt(2)) == "√2"
+    from symgrad.core.sequence import SeqProduct
+    q, k = sp.MatrixSymbol("q", 2, 1), sp.MatrixSymbol("k", 2, 1)
+    text = TextPrinter().doprint(SeqProduct(q, k, 4, ty=True, scale=1 / sp.sqrt(2)))
+    assert text.startswith("(1/√2)·") and "√2/2" not in text, text

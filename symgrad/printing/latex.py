@@ -18,7 +18,7 @@ from sympy.printing.precedence import PRECEDENCE
 from symgrad.core.derivation import Derivation, Grad, Partial
 from symgrad.core.scripts import attach, ends_in_superscript
 from symgrad.core.matexpr import Cotangent
-from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
+from symgrad.printing.text import DerivationLatexPrinter, inverse_root, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
 from symgrad.printing import names
 from symgrad.printing.names import (TeXName, escaped_name, notation, portable_math,
@@ -387,14 +387,12 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return words(text, self._nota, *names)
 
 
-def _inverse_root(coeff) -> str | None:
+def _inverse_root(expr) -> str | None:
     r"""\frac{1}{\sqrt{n}} for the number 1/√n, which SymPy keeps as √n/n: the attention scale
     1/√d_k as the notes write it and its Jacobians print it (issue 13: \frac{\sqrt{2}}{2} on
     one line, a division by \sqrt{2} on another). None for any other expression."""
-    if coeff.is_Rational or not (coeff.is_number and coeff.is_positive):
-        return None
-    n = 1 / coeff**2  # exact: a float scale (n then a Float) keeps its own form
-    return r"\frac{1}{\sqrt{%s}}" % n if n.is_Integer and n > 1 else None
+    n = inverse_root(expr)
+    return r"\frac{1}{\sqrt{%s}}" % n if n else None
 
 
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()

@@ -53,6 +53,15 @@ def mean_of_sum(expr):
     return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
 
 
+def inverse_root(expr):
+    """n where ``expr`` is the number 1/√n (n > 1), which SymPy keeps as √n/n: the attention
+    scale 1/√d_k, printed 1/√n (issue 13). None for any other expression, a float's too."""
+    if expr.is_Rational or not (expr.is_number and expr.is_positive):
+        return None
+    n = 1 / expr**2  # exact: a float's n is a Float
+    return n if n.is_Integer and n > 1 else None
+
+
 def slice_ranges(e: sp.MatrixSlice, sep: str = ", ") -> str | None:
     """A MatrixSlice's rows and columns as the notes write ranges, 1-based and inclusive: "3:4"
     for Python's [2:4, :] (the columns left out where it keeps them all), "3" for one row. None
@@ -531,6 +540,9 @@ class TextPrinter(PlainPrinter):
 
     # products: side by side, numerator over denominator
     def _print_Mul(self, expr):
+        n = inverse_root(expr)
+        if n:  # 1/√2, as the LaTeX printer and the justifications' Q/√2 write it, not √2/2
+            return f"1/{self._print(sp.sqrt(n))}"
         if mean_of_sum(expr):
             return super()._print_Mul(expr)
         expr = readable_forms(expr)
