@@ -116,7 +116,8 @@ class SeqProduct(MatrixExpr):
     def _coef(self, p, body, latex=False):
         if self.scale != 1:
             body = (r"%s \, %s" % (p._print(self.scale), body)) if latex else \
-                f"{p._print(self.scale)}·{body}"
+                f"({p._print(self.scale)})·{body}" if "/" in p._print(self.scale) else \
+                f"{p._print(self.scale)}·{body}"  # (1/√2)·K q: not 1/(√2·K q)
         if self.causal:
             body += r" + m_{t}" if latex else " + m_t"
         return body

@@ -53,21 +53,23 @@ def _scores_jacobian(net, node, wrt):
     qn, kn = node.inputs
     T, d = node.positions, net.nodes[qn].dim
     c = f"/√{d}"
+    # the scale in front, \frac{1}{\sqrt{d}}, as the LaTeX printer writes the forward pass's
+    scale = rf"\frac{{1}}{{\sqrt{{{d}}}}} \, "
     mask = ("; the causal mask m_t (0 for τ ≤ t, −∞ after) is a constant"
             if node.attr("causal") else "")
     if wrt == qn and qn != kn:
-        return (AcrossJacobian(f"{kn}[1:T]{c}", rf"\left[%s\right]_{{1:T}}/\sqrt{{{d}}}", T, d,
+        return (AcrossJacobian(f"{kn}[1:T]{c}", scale + r"\left[%s\right]_{1:T}", T, d,
                                [net.sym(kn)]),
                 f"{node.name} = K {qn}/√d_k with K = {kn}[1:T], the T × {d} keys (row τ is "
                 f"{kn} at position τ): entry τ is {kn}_τ · {qn}_t/√{d}, linear in {qn}_t{mask}")
     if wrt == kn and qn != kn:
-        return (AcrossJacobian(f"e_τ {qn}ᵀ{c}", rf"e_{{\tau}} %s/\sqrt{{{d}}}", T, d,
+        return (AcrossJacobian(f"e_τ {qn}ᵀ{c}", scale + r"e_{\tau} %s", T, d,
                                [net.sym(qn).T]),
                 f"{node.name}_t reads every key: entry τ is {kn}_τ · {qn}_t/√{d}, so "
                 f"∂{node.name}_t/∂{kn}_τ = e_τ {qn}_tᵀ/√{d}, and the gradient at {kn}_τ gathers "
                 f"it from every position t (G_K = G_Sᵀ Q/√d_k){mask}")
     return (AcrossJacobian(f"{kn}[1:T]{c} + e_t {qn}ᵀ{c}",
-                           rf"\left[%s\right]_{{1:T}}/\sqrt{{{d}}} + e_t %s/\sqrt{{{d}}}",
+                           scale + r"\left(\left[%s\right]_{1:T} + e_t %s\right)",
                            T, d, [net.sym(kn), net.sym(qn).T]),
             f"{node.name} = K {qn}/√d_k with K = {qn}[1:T] itself: {qn}_t is both the query and "
             f"key t{mask}")

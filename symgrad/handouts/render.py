@@ -226,10 +226,11 @@ def _label(title, number, bold=r"\textbf{%s}") -> str:
 
 
 def _algorithm_box(title, lines, width=r"0.94\linewidth", size="", breakable=False,
-                   line_chars=None, number="6.4") -> str:
+                   line_chars=None, number="6.4", start=0) -> str:
     """``line_chars``: the characters a line of the box holds (its size's), so that a long
-    line is continued on unnumbered rows, broken between terms, rather than shrunk."""
-    rows, k = [], 0
+    line is continued on unnumbered rows, broken between terms, rather than shrunk. ``start``:
+    the lines numbered before this box (a slide's algorithm continued from the frame before)."""
+    rows, k = [], start
     for kind, tex in lines:
         if kind == "head":
             rows.append(r" & \textbf{%s} \\" % tex)
@@ -319,12 +320,8 @@ def _frames(doc, title, blocks) -> list[str]:
         elif kind == "picture":  # (symgrad.handouts.diagram)
             piece, h = body["beamer"], body["lines"]
         else:
-            title_, lines = body[:2]
-            # \scriptsize is 8 pt of the frame's 10, yet a line held only ~1.1 times the
-            # characters (at 10/8 a transformer's line was shrunk to 90 %)
-            piece = _algorithm_box(title_, lines, r"0.98\linewidth", r"\scriptsize",
-                                   line_chars=0.98 * BEAMER_LINE * 1.1, number=_number(body))
-            h = 0.6 * len(lines) + 1.5
+            units += _algorithm_units(body)
+            continue
         units.append((piece, h, None, True))
     frames = []
     for k, (a, b) in enumerate(_balanced(units)):
@@ -344,6 +341,42 @@ def _frames(doc, title, blocks) -> list[str]:
             out.append(_display(chain))
         frames.append(_frame(title + (r" (cont.)" if k else ""), "\n".join(out)))
     return frames
+
+
+BEAMER_ALGORITHM_ROWS = 18  # the rows of \scriptsize an algorithm's frame holds at full size
+
+
+def _algorithm_units(body) -> list:
+    """A slide's algorithm as boxes of at most BEAMER_ALGORITHM_ROWS rows, each a frame's unit,
+    numbered on from the box before: in one box the attention handout's 80 rows went on one
+    frame that shrink=1 scaled until unreadable. The boxes are of nearly equal rows (no short
+    tail to merge back into a full frame), and a box ends on no heading."""
+    title, lines = body[:2]
+    # \scriptsize is 8 pt of the frame's 10, yet a line held only ~1.1 times the characters
+    # (at 10/8 a transformer's line was shrunk to 90 %)
+    chars = 0.98 * BEAMER_LINE * 1.1
+    sizes = [1 if kind == "head" else len(break_terms(tex, 0.84 * chars)) for kind, tex in lines]
+    n = -(-sum(sizes) // BEAMER_ALGORITHM_ROWS)
+    cap = -(-sum(sizes) // n) if n else 0
+    chunks, rows = [[]], 0
+    for line, size in zip(lines, sizes):
+        if chunks[-1] and rows + size > cap:
+            # a heading moves on with the lines under it
+            moved = [chunks[-1].pop()] if chunks[-1][-1][0] == "head" else []
+            chunks.append(moved)
+            rows = len(moved)
+        chunks[-1].append(line)
+        rows += size
+    units, start = [], 0
+    for j, chunk in enumerate(chunks):
+        piece = _algorithm_box(title + (" (continued)" if j else ""), chunk, r"0.98\linewidth",
+                               r"\scriptsize", line_chars=chars, number=_number(body),
+                               start=start)
+        start += sum(kind != "head" for kind, _ in chunk)
+        # a box of a full frame's rows: no two share a frame
+        h = 0.6 * len(chunk) + 1.5 if len(chunks) == 1 else FRAME_HEIGHT * 0.75
+        units.append((piece, h, None, True))
+    return units
 
 
 TAIL = FRAME_HEIGHT / 3       # a frame holding less than this is near-empty

@@ -18,7 +18,7 @@ from sympy.printing.precedence import PRECEDENCE
 from symgrad.core.derivation import Derivation, Grad, Partial
 from symgrad.core.scripts import attach, ends_in_superscript
 from symgrad.core.matexpr import Cotangent
-from symgrad.printing.text import DerivationLatexPrinter, mean_of_sum
+from symgrad.printing.text import DerivationLatexPrinter, inverse_root, mean_of_sum
 from symgrad.printing.layout import DerivationLayout
 from symgrad.printing import names
 from symgrad.printing.names import (TeXName, escaped_name, notation, portable_math,
@@ -282,6 +282,9 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return join_terms(self, terms)
 
     def _print_Mul(self, expr):  # w5 h1, as the notes write it, not SymPy's h1 w5
+        root = _inverse_root(expr)
+        if root:
+            return root
         mean = mean_of_sum(expr)
         if mean:  # (1/n) Σ_i …, the notes' mean over the examples, not Σ_i … over n
             n, total, rest = mean
@@ -382,6 +385,14 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         """Words with the names of the derivation being printed (else the settings') as math."""
         names = self._names or (self._settings["vectors"], self._settings["scalars"])
         return words(text, self._nota, *names)
+
+
+def _inverse_root(expr) -> str | None:
+    r"""\frac{1}{\sqrt{n}} for the number 1/√n, which SymPy keeps as √n/n: the attention scale
+    1/√d_k as the notes write it and its Jacobians print it (issue 13: \frac{\sqrt{2}}{2} on
+    one line, a division by \sqrt{2} on another). None for any other expression."""
+    n = inverse_root(expr)
+    return r"\frac{1}{\sqrt{%s}}" % n if n else None
 
 
 _OWN = {name[len("_print_"):]: fn for name, fn in vars(NotesLatexPrinter).items()

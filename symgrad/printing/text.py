@@ -53,6 +53,30 @@ def mean_of_sum(expr):
     return over[0].base, sums[0], [a for a in expr.args if a is not sums[0] and a is not over[0]]
 
 
+def inverse_root(expr):
+    """n where ``expr`` is the number 1/√n (n > 1), which SymPy keeps as √n/n: the attention
+    scale 1/√d_k, printed 1/√n (issue 13). None for any other expression, a float's too."""
+    if expr.is_Rational or not (expr.is_number and expr.is_positive):
+        return None
+    n = 1 / expr**2  # exact: a float's n is a Float
+    return n if n.is_Integer and n > 1 else None
+
+
+def slice_ranges(e: sp.MatrixSlice, sep: str = ", ") -> str | None:
+    """A MatrixSlice's rows and columns as the notes write ranges, 1-based and inclusive: "3:4"
+    for Python's [2:4, :] (the columns left out where it keeps them all), "3" for one row. None
+    for a step other than 1, which the notes never write (the printer's own form then)."""
+    def one(sl, n):
+        start, stop, step = sl
+        if step != 1:
+            return None
+        return str(start + 1) if stop - start == 1 else "%s:%s" % (start + 1, stop)
+    rows, cols = one(e.rowslice, e.parent.shape[0]), one(e.colslice, e.parent.shape[1])
+    if rows is None or cols is None:
+        return None
+    return rows if tuple(e.colslice[:2]) == (0, e.parent.shape[1]) else rows + sep + cols
+
+
 class BoundedNumbers:
     """Printers' exact numbers, refused in one line past what Python prints. The parser keeps
     its numbers printable, but derivatives multiply them (the second derivative of x^(2^13000)
@@ -216,6 +240,14 @@ class DerivationLatexPrinter(BoundedNumbers, LatexPrinter):
 
     _default_settings = {**LatexPrinter._default_settings, "mat_symbol_style": "bold",
                          "mat_delim": "[", "show_shapes": True, "show_why": True}
+
+    def _print_MatrixSlice(self, e):
+        # the rows a concatenation's backward split hands on: mathematics, not Python's
+        # 0-based, end-exclusive g_c[2:, :] (issue 13)
+        ranges = slice_ranges(e, r",\,")
+        if ranges is None:
+            return super()._print_MatrixSlice(e)
+        return r"\left[%s\right]_{%s}" % (self._print(e.parent), ranges)
 
 
 class SympifyPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
@@ -395,6 +427,15 @@ class TextPrinter(PlainPrinter):
         return "−" if self._u else "-"
 
     # names and numbers
+    def _print_MatrixSlice(self, e):
+        # as the LaTeX printer writes it, 1-based and inclusive like the entries g_z1[1]: Python's
+        # g_c[2:, :] read as 0-based (issue 13). Not in PlainPrinter, whose words the engines'
+        # justifications are written in
+        ranges = slice_ranges(e)
+        if ranges is None:
+            return super()._print_MatrixSlice(e)
+        return "%s[%s]" % (self.parenthesize(e.parent, PRECEDENCE["Atom"], strict=True), ranges)
+
     def _print_Symbol(self, expr):
         if isinstance(expr, sp.Dummy):
             return super()._print_Symbol(expr)
@@ -499,6 +540,9 @@ class TextPrinter(PlainPrinter):
 
     # products: side by side, numerator over denominator
     def _print_Mul(self, expr):
+        n = inverse_root(expr)
+        if n:  # 1/√2, as the LaTeX printer and the justifications' Q/√2 write it, not √2/2
+            return f"1/{self._print(sp.sqrt(n))}"
         if mean_of_sum(expr):
             return super()._print_Mul(expr)
         expr = readable_forms(expr)
