@@ -321,3 +321,13 @@ def test_a_missing_history_file_is_one_line_naming_it(tmp_path, name):
     assert r.output.strip().splitlines() == [f"symgrad: error: --history {tmp_path / name}: "
                                              "no such file"], r.output
     assert "Errno" not in r.output and "Traceback" not in r.output
+
+
+def test_ascii_power_rule_reads_as_a_power():
+    """Issue 13: --ascii printed the power rule as "(zp)' = p zp^-1" (each superscript glyph
+    read as its letter); an exponent is now written with ^."""
+    r = run("derive", "2-2-1", "--level", "element", "--wrt", "w1", "--steps", "full", "--ascii")
+    assert r.exit_code == 0, r.output
+    assert "(z^p)' = p z^(p-1)" in r.output and "zp" not in r.output
+    from symgrad.printing.names import ascii_words
+    assert ascii_words("X⁻¹, Aᵏ, x², uᵖ⁻¹") == "X^-1, A^k, x^2, u^(p-1)"
