@@ -765,7 +765,10 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
         if acc is not None:
             click.echo(f"{part} accuracy {acc:.2%} ({len(X)} examples)")
     if out is not None:
-        click.echo(f"parameters saved to {save_params(out, params)}")
+        # the losses beside the parameters, so `symgrad handout NET --history FILE.npz` reads
+        # the file train wrote (unless a parameter has their name)
+        keep = None if "history" in params else history
+        click.echo(f"parameters saved to {save_params(out, params, history=keep)}")
     if plot is not None:
         click.echo(f"loss curve saved to {plot_history(plot, history, f'{network} on {data}')}")
     if history_out is not None:  # (symgrad handout NET --history FILE draws it)

@@ -287,3 +287,47 @@ def test_json_reads_back_a_variable_named_like_a_symgrad_function():
     row = [sp.sympify(e, locals=sg.SYMPIFY_LOCALS) for e in json.loads(r.output)["jacobian"][0]]
     step, x = sp.Symbol("step"), sp.Symbol("x")
     assert row == [2 * step * x, step ** 2]
+
+
+def test_train_checkpoint_carries_its_losses_for_the_handout(tmp_path):
+    """Issue 13: `train -o xor.npz` then `handout --history xor.npz` failed with "no array
+    'history'": the checkpoint now holds the losses, and load_params still gives the parameters."""
+    import numpy as np
+    out = tmp_path / "xor.npz"
+    r = run("train", "2-2-1", "--data", "xor", "--epochs", "20", "--quiet", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    with np.load(out) as z:
+        assert len(z["history"]) == 20
+    assert set(sg.load_params(out)) == {"W1", "b1", "W2", "b2"}
+    r = run("handout", "2-2-1", "--history", str(out), "-o", str(tmp_path / "x.tex"))
+    assert r.exit_code == 0, r.output
+    assert "Training" in (tmp_path / "x.tex").read_text()
+
+
+def test_a_parameter_named_history_is_still_a_parameter(tmp_path):
+    path = _write(tmp_path, "net.py", "import symgrad as sg\nnet = sg.Network()\n"
+                  "h = net.act(net.dense(net.input('in', 2), 2, W='history'), 'tanh')\n"
+                  "net.set_loss(net.dense(h, 1), 'mse')\n")
+    out = tmp_path / "p.npz"
+    r = run("train", path, "--data", "xor", "--epochs", "3", "--quiet", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert "history" in sg.load_params(out)
+
+
+@pytest.mark.parametrize("name", ["gone.npz", "gone.json"])
+def test_a_missing_history_file_is_one_line_naming_it(tmp_path, name):
+    r = run("handout", "2-2-1", "--history", str(tmp_path / name), "-o", str(tmp_path / "x.tex"))
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [f"symgrad: error: --history {tmp_path / name}: "
+                                             "no such file"], r.output
+    assert "Errno" not in r.output and "Traceback" not in r.output
+
+
+def test_ascii_power_rule_reads_as_a_power():
+    """Issue 13: --ascii printed the power rule as "(zp)' = p zp^-1" (each superscript glyph
+    read as its letter); an exponent is now written with ^."""
+    r = run("derive", "2-2-1", "--level", "element", "--wrt", "w1", "--steps", "full", "--ascii")
+    assert r.exit_code == 0, r.output
+    assert "(z^p)' = p z^(p-1)" in r.output and "zp" not in r.output
+    from symgrad.printing.names import ascii_words
+    assert ascii_words("X⁻¹, Aᵏ, x², uᵖ⁻¹") == "X^-1, A^k, x^2, u^(p-1)"

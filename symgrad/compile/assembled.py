@@ -40,4 +40,4 @@ def against_kernel(net, S, param, M, explicit, points: int = 3) -> str:
         if not np.allclose(mine, theirs, rtol=1e-9, atol=1e-12):
             raise ArithmeticError(f"the assembled ∇{param} disagrees with the matrix level's "
                                   f"compiled gradient: a bug")
-    return f"checked against the compiled kernel at {points} random points"
+    return f"checked against the matrix level's gradient, evaluated at {points} random points"

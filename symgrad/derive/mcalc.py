@@ -1022,14 +1022,14 @@ def _finish(d, problem, var, result, order, lhs):
     sizes = verify(problem, var, simpler, order)
     at = ", ".join(f"{k} = {v}" for k, v in sizes.items()) or "the declared sizes"
     d.meta.update(problem=problem, wrt=var, order=order, checked_at=sizes)
-    checked = (f"checked entry by entry against sympy.diff of the written-out function at {at} "
+    checked = (f"checked entry by entry against the derivative of the written-out function at {at} "
                "(3 random points)")
     last = d.steps[-1] if d.steps else None
     merged = last is not None and last.lhs in (lhs, None) and last.rhs == simpler
     if merged:  # the identified result is the result: one line saying both, not the line twice
         at_tex = ", ".join(f"${_tex(sp.Symbol(k))} = {v}$" for k, v in sizes.items()) or \
             "the declared sizes"
-        lx = (f"{last.why_latex}; checked entry by entry against sympy.diff of the written-out "
+        lx = (f"{last.why_latex}; checked entry by entry against the derivative of the written-out "
               f"function at {at_tex} (3 random points)") if last.why_latex else ""
         d.steps[-1] = replace(last, why=f"{last.why}; {checked}", rule=StepKind.AGREE,
                               why_latex=lx)

@@ -114,7 +114,7 @@ def _attn_softmax_jacobian(net, node, wrt):
 def _attn_softmax_vjp(net, node, g):
     return [(node.inputs[0], SoftmaxVJP(net.sym(node.name), g),
              f"G_{node.inputs[0]} = A ⊙ (G_{node.name} − rowsum(G_{node.name} ⊙ A)): "
-             "each row's (diag(a) − a aᵀ) g, symmetric, never formed")]
+             "each row's (diag(a) − a aᵀ) g, symmetric, applied without writing the matrix out")]
 
 
 def _attn_softmax_scalar(net, node, ins, params):

@@ -57,7 +57,8 @@ def _checks(ds) -> str:
     kernel = sorted({d.meta["checked"] for d in ds if d.meta.get("checked")})
     out = ""
     if how:
-        out += (r" Every entry is equal to sympy.diff of the network written out (%s)"
+        out += (r" Every entry was checked against the derivative of the network written out "
+                r"and differentiated directly (%s)"
                 % " or ".join(how))
     if kernel:
         out += (" and every" if how else " Every") + r" assembled gradient was %s" % " or ".join(kernel)

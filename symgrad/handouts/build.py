@@ -180,12 +180,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     if ex_param:
         full = derive_parameter(net, ex_param)  # the whole chain: it is the exercise
         P.add(full)
-        d = _filtered(full, verbosity)
-        what = "bias" if not net.is_weight(ex_param) else "weights"
-        ex.append((r"Find $%s$, the gradient of the loss with respect to the %s $%s$. Write the "
-                   r"chain of Jacobians with their shapes, then simplify."
-                   % (P.tex(Grad(sp.Symbol("ℓ"), net.sym(ex_param))), what,
-                      P.tex(net.sym(ex_param))), [("derivation", d)]))
+        ex.append(_gradient_exercise(P, net, ex_param, full, verbosity))
     if exercises and scalar is not None:
         unit = _unit_block(verbosity)
         target = _element_exercise(net, scalar)
@@ -393,6 +388,32 @@ def _scalarize(net, naming=None):
                       "its loss written out is too long to derive one unit at a time")
     S.naming = naming
     return S, ""
+
+
+def _gradient_exercise(P, net, p, full: Derivation, verbosity: str):
+    """The exercise on p's gradient. The backward pass and the algorithm print every
+    parameter's one-example gradient, so "find ∇ℓ" would be answered in the body: the exercise
+    asks for the minibatch form instead (the batch step, which the body leaves out below
+    verbosity "full"; the full algorithm prints every batch form), by way of the chain the
+    left-out section would have shown."""
+    what = "bias" if not net.is_weight(p) else "weights"
+    sym = P.tex(net.sym(p))
+    batch = next((s for s in full.steps if s.rule is StepKind.BATCH), None)
+    if batch is None:  # no batch form to ask for: the one-example gradient, as before
+        return (r"Find $%s$, the gradient of the loss with respect to the %s $%s$. Write the "
+                r"chain of Jacobians with their shapes, then simplify."
+                % (P.tex(Grad(sp.Symbol("ℓ"), net.sym(p))), what, sym),
+                [("derivation", _filtered(full, verbosity))])
+    d = _filtered(full, verbosity)
+    if batch not in d.steps:
+        d = Derivation(d.title, d.steps + [batch], batch.rhs, d.meta)
+    g = g_name(P.notation)
+    return (r"The section on the %s $%s$ was left out. Write the chain of Jacobians for $%s$ "
+            r"with their shapes and simplify it to the $%s$ of the backward pass; then find "
+            r"$%s$, the gradient of the mean loss over a minibatch of $n$ examples, with the "
+            r"examples' $%s$'s stacked as the rows of one matrix."
+            % (what, sym, P.tex(Grad(sp.Symbol("ℓ"), net.sym(p))), g, P.tex(batch.lhs), g),
+            [("derivation", d)])
 
 
 def _question(net, d) -> str:

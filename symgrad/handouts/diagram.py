@@ -944,7 +944,11 @@ def read_history(path) -> list[float]:
                 h = json.load(f)
             if isinstance(h, dict):
                 h = h.get("history")
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except FileNotFoundError:  # (the OSError's own words were "[Errno 2] No such file …")
+        raise ValueError(f"--history {path}: no such file") from None
+    except OSError as e:
+        raise ValueError(f"--history {path}: cannot read it: {e.strerror or e}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"--history {path}: cannot read it: {e}") from None
     try:
         return check_history(h)

@@ -510,10 +510,22 @@ ASCII_WORDS = {"ŷ": "yhat", "Ŷ": "Yhat", "−": "-", "½": "1/2", "‖": "||",
                "ℓ": "l", "⁻¹": "^-1", "∘": "o"}
 
 
+_SUPER_ASCII = dict(zip("ᵖᵏⁱⁿ⁻⁺⁰¹²³⁴⁵⁶⁷⁸⁹", "pkin-+0123456789"))
+_SUPER_RUN = re.compile("[%s]+" % "".join(_SUPER_ASCII))
+
+
+def _caret(m) -> str:
+    run = "".join(_SUPER_ASCII[c] for c in m.group())
+    return "^" + run if len(run) == 1 or run == "-1" else "^(%s)" % run
+
+
 def ascii_words(text: str) -> str:
     """``text`` in ASCII: the glyphs above, Greek letters by name (δ → delta), sub- and
     superscript digits as digits (x₁ → x1); anything else left is a ?."""
     import unicodedata
+    # a run of superscripts is an exponent: zᵖ⁻¹ → z^(p-1), not "zp^-1" (each glyph alone read
+    # as its letter, the power rule printed (zp)' = p zp^-1)
+    text = _SUPER_RUN.sub(_caret, text)
     for glyph, plain in ASCII_WORDS.items():
         text = text.replace(glyph, plain)
     out = []

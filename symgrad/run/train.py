@@ -508,7 +508,11 @@ def train_starts(net, X, Y, starts: int = 1, relu_bias: float = 0.0, seed: int =
     return got, history, info
 
 
-_RESERVED = ("file", "allow_pickle")
+_RESERVED = ("file", "allow_pickle", "__history__")
+# A checkpoint saved with its losses holds them as "history", which `symgrad handout --history`
+# reads; "__history__" marks such a file, so that a network's own parameter named "history" is
+# still a parameter in a checkpoint saved without losses.
+HISTORY_MARK = "__history__"
 
 
 def params_path(path) -> str:
@@ -533,9 +537,10 @@ def output_problem(path) -> str | None:
     return None
 
 
-def save_params(path, params: dict) -> str:
+def save_params(path, params: dict, history=None) -> str:
     """Write params to an ``.npz`` file, every bit kept; returns the file written (``path`` with
-    .npz added unless it ends so)."""
+    .npz added unless it ends so). ``history``, the losses of the run, is stored beside them as
+    "history" (load_params leaves it out; ``symgrad handout --history`` reads it)."""
     if isinstance(path, dict) and isinstance(params, (str, os.PathLike)):
         raise ValueError("save_params: the arguments are the other way round: "
                          "save_params(path, params)")
@@ -552,6 +557,12 @@ def save_params(path, params: dict) -> str:
         if a.dtype.hasobject:
             raise ValueError(f"save_params: {k} is not a numeric array")
         arrays[k] = a
+    if history is not None:
+        if "history" in arrays:
+            raise ValueError("save_params: a parameter is named 'history': the losses cannot "
+                             "be stored beside it (save them with symgrad train --history)")
+        arrays["history"] = np.asarray(history, dtype=float).ravel()
+        arrays[HISTORY_MARK] = np.asarray(True)
     out = params_path(path)
     problem = output_problem(out)
     if problem is not None:
@@ -599,6 +610,8 @@ def load_params(path) -> dict:
             except (OSError, EOFError, zipfile.BadZipFile, ValueError, zlib.error) as e:
                 why = "pickled objects" if "pickle" in str(e) else f"{type(e).__name__}"
                 raise bad(f"{k} cannot be read ({why})") from None
+        if out.pop(HISTORY_MARK, None) is not None:  # the run's losses, not a parameter
+            out.pop("history", None)
         return out
 
 
