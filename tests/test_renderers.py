@@ -204,8 +204,9 @@ def test_sequence_nodes_print_names_escaped_and_in_notation(renderers, tmp_path)
         texs[tag] = [net.derive(p).to_latex() for p in net.parameters] + \
             [net.backprop().to_latex()]
     joined = "\n".join(texs["plain"])
-    for shown in (r"\left[\mathbf{k}\right]_{1:T}/\sqrt{2} + e_t \mathbf{k}^{\top}/\sqrt{2}",
-                  r"e_{\tau} \mathbf{z}^{(3)\top}/\sqrt{2}", r"\mathbf{a}^{(5)}_{t\tau} I",
+    for shown in (r"\frac{1}{\sqrt{2}} \, \left(\left[\mathbf{k}\right]_{1:T} + e_t "
+                  r"\mathbf{k}^{\top}\right)",  # (the scale 1/√d_k in front, one form: issue 13)
+                  r"\frac{1}{\sqrt{2}} \, e_{\tau} \mathbf{z}^{(3)\top}", r"\mathbf{a}^{(5)}_{t\tau} I",
                   r"\mathbf{W}^{(5)}_{\tau - t + 1}"):
         assert shown in joined, shown
     hostile_tex = "\n".join(texs["hostile"])
