@@ -5,6 +5,7 @@ differences, on every kernel path (numpy, the unrolled scalar path, the python b
 derivations name each term and their sum; targets are a dict keyed by the outputs; training
 shuffles every target with X; one loss of weight 1 is the network of set_loss, code and all."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +357,24 @@ def test_handout_has_each_term_and_the_total():
     assert r"\ell &= \ell_{1} + \frac{1}{2} \, \ell_{2}" in md
     assert "a multi-task network with the outputs reg, cls" in md
     assert "2 losses (squared-error, cross-entropy)" in md
+
+
+@pytest.fixture(scope="module")
+def multitask_tex():
+    """The example's handout in LaTeX, in the slides' notation and in ESL's (issue 13's trial)."""
+    import runpy
+    net = runpy.run_path(str(ROOT / "examples" / "handouts" / "multitask.py"))["net"]
+    return {nota: sg.handout(net, fmt="article", notation=nota, level="both")
+            for nota in ("slides", "esl")}
+
+
+@pytest.mark.parametrize("nota", ["slides", "esl"])
+def test_handout_sets_multi_letter_names_upright_at_every_level(multitask_tex, nota):
+    # issue 13: the element level left reg and cls to SymPy, which sets cls_1 in italics, a
+    # product c·l·s (cls_{1}, \delta_{cls_{2}}); the matrix level already wrote \mathrm{cls}
+    tex = multitask_tex[nota]
+    assert r"\mathrm{cls}_{1}" in tex and r"\delta_{\mathrm{cls}_{2}}" in tex
+    assert r"{$\mathrm{reg}$}" in tex  # the diagram's node
+    assert not re.search(r"(?<![{\\a-z])(cls|reg)_\{", tex)
+    body = re.sub(r"\\mathrm\{(reg|cls)\}", "", tex.split(r"\begin{document}")[1])
+    assert not re.search(r"\b(reg|cls)\b", body.replace("outputs reg, cls", ""))
