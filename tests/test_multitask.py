@@ -378,3 +378,13 @@ def test_handout_sets_multi_letter_names_upright_at_every_level(multitask_tex, n
     assert not re.search(r"(?<![{\\a-z])(cls|reg)_\{", tex)
     body = re.sub(r"\\mathrm\{(reg|cls)\}", "", tex.split(r"\begin{document}")[1])
     assert not re.search(r"\b(reg|cls)\b", body.replace("outputs reg, cls", ""))
+
+
+@pytest.mark.parametrize("nota", ["slides", "esl"])
+def test_cross_entropy_in_the_logits_writes_the_ones_vector_bold(multitask_tex, nota):
+    # issue 13: ESL (not bold) printed the ones vector as the number 1, ℓ₂ = Σ y ⊙ (1 log Σ exp z
+    # − z), a stray factor; the words said ŷ/ŷ "= 1, the vector of ones" and "yᵀ1" too
+    tex = multitask_tex[nota]
+    assert r"\left(\mathbf{1} \log \sum \exp" in tex and r"(1 \log" not in tex
+    assert r"\hat{y} = \mathbf{1}$, the vector of ones" in tex
+    assert r"^{\top} \mathbf{1} = \sum_{k} y_{k} = 1" in tex
