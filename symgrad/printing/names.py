@@ -394,6 +394,9 @@ class Notation:
         m = re.fullmatch(r"([xy])(\d+)", name)
         if m and self.example:  # input i of example n
             return TeXName(m.group(1), sup=self.example, sub=m.group(2))
+        m = re.fullmatch(r"([yY])_([A-Za-z][A-Za-z0-9]*)", name)
+        if m and self._word(m.group(2)):  # y_reg, the target of the output reg (one unit):
+            return self._vector(name, False)  # as its vector y_{reg} and entries {y_{cls}}_1 are
         if SAFE_SCALAR.fullmatch(name):
             return self._word(name)
         if len(name) == 1 and name in UNICODE_MATH:
