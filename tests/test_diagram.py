@@ -80,7 +80,8 @@ def test_non_mlp_ops_are_boxes_named_by_their_op():
 def test_multitask_diagram_has_both_heads():
     net, opts = example("multitask")
     tex = picture(net, **opts)
-    assert "{$reg$}" in tex and "{$cls_{1}$}" in tex and "{$cls_{2}$}" in tex  # the two heads
+    assert r"{$\mathrm{reg}$}" in tex and r"{$\mathrm{cls}_{1}$}" in tex \
+        and r"{$\mathrm{cls}_{2}$}" in tex  # the two heads, each name upright (issue 13)
     assert tex.count("circle, draw") == 2 + 3 + 1 + 2
     big = sg.Network()  # the same DAG too large for units: boxes that branch
     h = big.act(big.dense(big.input("x", 100), 64), "relu", name="h1")

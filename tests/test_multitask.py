@@ -5,6 +5,7 @@ differences, on every kernel path (numpy, the unrolled scalar path, the python b
 derivations name each term and their sum; targets are a dict keyed by the outputs; training
 shuffles every target with X; one loss of weight 1 is the network of set_loss, code and all."""
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -312,11 +313,11 @@ def test_element_level_sums_the_weighted_terms_and_refuses_of_output():
     net.add_loss(net.dense(h, 1, name="reg"), "mse")
     net.add_loss(net.act(net.dense(h, 2), "softmax", name="cls"), "cross_entropy", weight=0.5)
     d = net.derive("w1", level="element")  # checked against sympy.diff of the written-out loss
-    assert "the squared error ½‖ŷ − y‖² of reg against y1" in d.steps[0].why
+    assert "the squared error ½‖ŷ − y‖² of reg against y_reg" in d.steps[0].why
     assert "1/2 × the cross-entropy" in d.steps[0].why
     assert d.meta["checked"]
     d7 = net.derive("w7", level="element")
-    assert any("it is 1/2·(cls_1 − y2_1), as at the matrix level" in s.why for s in d7.steps)
+    assert any("it is 1/2·(cls_1 − y_cls_1), as at the matrix level" in s.why for s in d7.steps)
     with pytest.raises(ValueError, match=r"of='output' needs a network with one output; this "
                                          r"one's loss reads 2 \(reg, cls\): use of='loss'"):
         net.derive("w1", level="element", of="output")
@@ -356,3 +357,47 @@ def test_handout_has_each_term_and_the_total():
     assert r"\ell &= \ell_{1} + \frac{1}{2} \, \ell_{2}" in md
     assert "a multi-task network with the outputs reg, cls" in md
     assert "2 losses (squared-error, cross-entropy)" in md
+
+
+@pytest.fixture(scope="module")
+def multitask_tex():
+    """The example's handout in LaTeX, in the slides' notation and in ESL's (issue 13's trial)."""
+    import runpy
+    net = runpy.run_path(str(ROOT / "examples" / "handouts" / "multitask.py"))["net"]
+    return {nota: sg.handout(net, fmt="article", notation=nota, level="both")
+            for nota in ("slides", "esl")}
+
+
+@pytest.mark.parametrize("nota", ["slides", "esl"])
+def test_handout_sets_multi_letter_names_upright_at_every_level(multitask_tex, nota):
+    # issue 13: the element level left reg and cls to SymPy, which sets cls_1 in italics, a
+    # product c·l·s (cls_{1}, \delta_{cls_{2}}); the matrix level already wrote \mathrm{cls}
+    tex = multitask_tex[nota]
+    assert r"\mathrm{cls}_{1}" in tex and r"\delta_{\mathrm{cls}_{2}}" in tex
+    assert r"{$\mathrm{reg}$}" in tex  # the diagram's node
+    assert not re.search(r"(?<![{\\a-z])(cls|reg)_\{", tex)
+    body = re.sub(r"\\mathrm\{(reg|cls)\}", "", tex.split(r"\begin{document}")[1])
+    assert not re.search(r"\b(reg|cls)\b", body.replace("outputs reg, cls", ""))
+
+
+@pytest.mark.parametrize("nota", ["slides", "esl"])
+def test_cross_entropy_in_the_logits_writes_the_ones_vector_bold(multitask_tex, nota):
+    # issue 13: ESL (not bold) printed the ones vector as the number 1, ℓ₂ = Σ y ⊙ (1 log Σ exp z
+    # − z), a stray factor; the words said ŷ/ŷ "= 1, the vector of ones" and "yᵀ1" too
+    tex = multitask_tex[nota]
+    assert r"\left(\mathbf{1} \log \sum \exp" in tex and r"(1 \log" not in tex
+    assert r"\hat{y} = \mathbf{1}$, the vector of ones" in tex
+    assert r"^{\top} \mathbf{1} = \sum_{k} y_{k} = 1" in tex
+
+
+@pytest.mark.parametrize("nota", ["slides", "esl"])
+def test_each_target_is_written_one_way_at_every_level(multitask_tex, nota):
+    # issue 13: the element level named the targets y1, y2_1, y2_2 (y_1, y_1^{(2)}) beside the
+    # matrix level's y_cls; now both name them after their output
+    tex = multitask_tex[nota]
+    cls = r"{y_{\boldsymbol{\mathrm{cls}}}}" if nota == "slides" else r"{y_{\mathrm{cls}}}"
+    reg = r"y_{\boldsymbol{\mathrm{reg}}}" if nota == "slides" else r"y_{\mathrm{reg}}"
+    assert cls + "_{1}" in tex and cls + "_{k}" in tex  # an entry, at both levels
+    assert r"\mathrm{reg} - " + reg in tex
+    assert "^{(2)}" not in tex.replace(r"\mathbf{W}^{(2)}", "").replace(r"\mathbf{b}^{(2)}", "")
+    assert not re.search(r"(?<![{\\a-z])y_\{\d\}", tex)

@@ -226,8 +226,10 @@ def scalarize(net: Graph, naming: str | None = None) -> Scalar:
     out = units[net.output_node]
     if T is None:
         targets = {}
-        for k, o in enumerate(net.outputs, 1):  # y, or y1, y2 … for the terms of several losses
-            name = f"y{k}" if net.several_losses else "y"
+        for o in net.outputs:  # y, or y_cls … for the terms of several losses
+            # named after the output as the matrix level names it (y_cls), so a handout writes
+            # one target one way; y1, y2 … was y_1^{(2)} here beside y_cls there (issue 13)
+            name = f"y_{o}" if net.several_losses else "y"
             targets[o] = _symbols(name, units[o].rows, sep="" if units[o].rows == 1 else "_")
         y = targets[net.output_node] if not net.several_losses else \
             sp.Matrix.vstack(*targets.values())
@@ -266,8 +268,7 @@ def _distinct(params, units, targets) -> None:
     made its units the very symbols of a weight or the target: the result was wrong (or the
     recursion endless) while the self-check, reading the same symbols, passed."""
     owner = {}
-    named = {("y" if len(targets) == 1 else f"y{k}"): M
-             for k, M in enumerate(targets.values(), 1)}
+    named = {("y" if len(targets) == 1 else f"y_{o}"): M for o, M in targets.items()}
     for what, mats in (("parameter", params), ("node", units), ("target", named)):
         for name, M in mats.items():
             M = [s for s in M if isinstance(s, sp.Symbol)]  # (a hidden key's weight is the 0)

@@ -314,8 +314,8 @@ def _fused_steps(net, d, k=1):
         d.add(None, sp.MatMul(-1, y.T, sp.DiagMatrix(sp.HadamardPower(yh, -1)), J),
               "(−y/ŷ)ᵀ = −yᵀ diag(1/ŷ)", StepKind.SIMPLIFY, shapes=[(1, k), (k, k), (k, k)])
         d.add(None, sp.MatAdd(-y.T, sp.MatMul(y.T, sp.OneMatrix(k, 1), yh.T)),
-              "diag(1/ŷ) diag(ŷ) = I and diag(1/ŷ) ŷ = 1, the vector of ones", StepKind.SIMPLIFY)
-        d.add(None, (yh - y).T, "yᵀ1 = Σ_k y_k = 1 (y is one-hot, or a distribution)",
+              "diag(1/ŷ) diag(ŷ) = I and diag(1/ŷ) ŷ = 𝟏, the vector of ones", StepKind.SIMPLIFY)
+        d.add(None, (yh - y).T, "yᵀ𝟏 = Σ_k y_k = 1 (y is one-hot, or a distribution)",
               StepKind.SIMPLIFY, shapes=[(1, k)])
         return
     # unevaluated: for one output SymPy turns the 1×1 of ones into the identity (diag(ŷ ⊙ (I − ŷ)))

@@ -150,7 +150,9 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return r"\mathbf{I}" if self._nota.bold else "I"
 
     def _print_OneMatrix(self, expr):
-        one = r"\mathbf{1}" if self._nota.bold else "1"
+        # bold in every notation: an upright 1 is the number, so ESL's ℓ₂ = Σ y ⊙ (1 log Σ exp z − z)
+        # read as a stray factor 1; ESL itself writes its vector of ones bold, 𝟏
+        one = r"\mathbf{1}"
         return one + (r"^{\top}" if expr.rows == 1 and expr.cols != 1 else "")
 
     def _print_ZeroMatrix(self, expr):

@@ -244,7 +244,8 @@ class DerivationLayout:
             close, rhs = r"\Bigr]", rhs.expr
         elif call_of_sum(rhs):  # σ(a long sum): break the sum inside σ\Bigl( … \Bigr)
             hole = sp.Symbol("SYMGRADHOLE")
-            head = self._print(rhs.func(hole)).partition("SYMGRADHOLE")[0]
+            # cut at the hole as printed: a name of several letters prints as \mathrm{…}
+            head = self._print(rhs.func(hole)).partition(self._print(hole))[0]
             open_ = re.sub(r"(\\left)?\($", "", head) + r"\Bigl("
             close, rhs = r"\Bigr)", rhs.args[0]
         if _block_row(rhs):  # a row of blocks [g₁hᵀ g₂hᵀ … gₖhᵀ]: continued in \Bigl[ … \Bigr]

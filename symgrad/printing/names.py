@@ -15,6 +15,7 @@ import unicodedata
 from dataclasses import dataclass, replace
 
 import sympy as sp
+from sympy.printing.conventions import split_super_sub
 from sympy.printing.latex import greek_letters_set, translate as _sympy_translate
 
 # -- escaping -------------------------------------------------------------------------------------
@@ -393,8 +394,11 @@ class Notation:
         m = re.fullmatch(r"([xy])(\d+)", name)
         if m and self.example:  # input i of example n
             return TeXName(m.group(1), sup=self.example, sub=m.group(2))
+        m = re.fullmatch(r"([yY])_([A-Za-z][A-Za-z0-9]*)", name)
+        if m and self._word(m.group(2)):  # y_reg, the target of the output reg (one unit):
+            return self._vector(name, False)  # as its vector y_{reg} and entries {y_{cls}}_1 are
         if SAFE_SCALAR.fullmatch(name):
-            return None
+            return self._word(name)
         if len(name) == 1 and name in UNICODE_MATH:
             return TeXName(UNICODE_MATH[name])
         m = re.fullmatch(r"(.)_([A-Za-z0-9]+)", name)
@@ -403,6 +407,23 @@ class Notation:
                 text_escape(m.group(2))
             return TeXName(UNICODE_MATH[m.group(1)], sub=sub)
         return escaped_name(name)
+
+    def _word(self, name: str) -> TeXName | None:
+        """A safe scalar whose letters are a word (cls, reg_1, cls_2): upright as one name,
+        \\mathrm{cls}_{2}. SymPy sets them in italics, which reads as a product c·l·s. None (SymPy
+        prints it) for one letter (x_1, w10) and for the names SymPy gives a meaning: a Greek
+        letter (alpha_1 → α₁) or an accent (xbar → x̄)."""
+        base, sups, subs = split_super_sub(name)
+        if len(base) < 2 or not base.isalpha() or _sympy_translate(base) != base:
+            return None
+        # sub- and superscripts as SymPy joins them, each part printed as a name of its own
+        parts = [" ".join(self._part(p) for p in ps) for ps in (subs, sups)]
+        return TeXName(r"\mathrm{%s}" % text_escape(base), sub=parts[0], sup=parts[1])
+
+    def _part(self, part: str) -> str:
+        word = self._word(part) if SAFE_NAME.fullmatch(part) else None
+        return word.tex() if word else sp.latex(sp.Symbol(part)) if SAFE_SCALAR.fullmatch(
+            part) else text_escape(part)
 
     def activation(self, label: str) -> str | None:
         """The notation's own name for an activation (relu → a in the feature notes), or None."""
