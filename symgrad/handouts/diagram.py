@@ -728,15 +728,19 @@ def _text_width(tex: str, pt: float) -> float:
     return _tex_em(tex) * pt * EM
 
 
+def _script(tex: str, i: int) -> tuple[str, int]:
+    """The argument of the _ or ^ at ``i`` (a {group} or one character) and where it ends."""
+    if tex[i + 1:i + 2] == "{":
+        return _group(tex, i + 1)
+    return tex[i + 1:i + 2], i + 2
+
+
 def _tex_em(tex: str, letter: float = 0.58, bold: float = 1.0) -> float:
     width, i, prev_script = 0.0, 0, None
     while i < len(tex):
         c = tex[i]
         if c in "_^":
-            if tex[i + 1:i + 2] == "{":
-                inner, i = _group(tex, i + 1)
-            else:
-                inner, i = tex[i + 1:i + 2], i + 2
+            inner, i = _script(tex, i)
             w = 0.7 * _tex_em(inner, letter, bold)
             if prev_script is not None:  # stacked on the same base: the wider one
                 width += max(0.0, w - prev_script)
@@ -786,10 +790,7 @@ def _tex_text(tex: str) -> str:
     while i < len(tex):
         c = tex[i]
         if c in "_^":
-            if tex[i + 1:i + 2] == "{":
-                inner, i = _group(tex, i + 1)
-            else:
-                inner, i = tex[i + 1:i + 2], i + 2
+            inner, i = _script(tex, i)
             inner = re.sub(r"\s*×\s*", "×", _tex_text(inner).strip())  # ℝ^{4 \times 6}: ℝ⁴ˣ⁶
             table = _SUP if c == "^" else _SUBS
             moved = inner.translate(table)
