@@ -410,9 +410,10 @@ def _gradient_exercise(P, net, p, full: Derivation, verbosity: str):
     g = g_name(P.notation)
     return (r"The section on the %s $%s$ was left out. Write the chain of Jacobians for $%s$ "
             r"with their shapes and simplify it to the $%s$ of the backward pass; then find "
-            r"$%s$, the gradient of the mean loss over a minibatch of $n$ examples, with the "
+            r"$%s$, the gradient of the mean loss over a minibatch of $%s$ examples, with the "
             r"examples' $%s$'s stacked as the rows of one matrix."
-            % (what, sym, P.tex(Grad(sp.Symbol("ℓ"), net.sym(p))), g, P.tex(batch.lhs), g),
+            % (what, sym, P.tex(Grad(sp.Symbol("ℓ"), net.sym(p))), g, P.tex(batch.lhs),
+               _notation(P.notation).batch, g),  # (the feature notes' N: their n is an index)
             [("derivation", d)])
 
 
