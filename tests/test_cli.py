@@ -135,6 +135,7 @@ def _readme_commands():
     return re.findall(r"^\$ (symgrad .+)$", text, flags=re.M)
 
 
+@pytest.mark.slow  # (13 s: every command of the README run)
 def test_readme_commands_run_as_written(tmp_path, monkeypatch):
     cmds = _readme_commands()
     assert len(cmds) >= 3

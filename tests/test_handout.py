@@ -444,6 +444,7 @@ def test_handouts_do_not_name_the_tools_internals(name, fmt):
         assert phrase not in tex, (phrase, tex[max(0, tex.find(phrase) - 200):][:300])
 
 
+@pytest.mark.slow  # (8 s: the worksheet built)
 def test_worksheet_does_not_name_the_tools_internals(tmp_path):
     from symgrad.handouts.build import handout_file
     out = tmp_path / "w.tex"

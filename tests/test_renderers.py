@@ -362,6 +362,7 @@ def notebook_derivations():
     return out
 
 
+@pytest.mark.slow  # (15 s: the notebook executed, then every output rendered)
 def test_notebook_latex_renders(renderers, tmp_path):
     """_repr_latex_ of a sample of derivations, and those of networks in the feature notation."""
     blocks, where = [], []
