@@ -148,10 +148,19 @@ def test_an_expression_may_start_with_a_minus():
     assert r.exit_code == 0 and r.output.strip() == "[[−1]]"
 
 
+def _terminal_sigint():
+    # as from a terminal: SIGINT at its default, so Python installs its KeyboardInterrupt
+    # handler. A run started in the background of a non-interactive shell (`.ci/run &`)
+    # inherits SIGINT ignored (POSIX), and Python then leaves it ignored: Ctrl-C never came
+    # and the test timed out (twice in .ci/run started with `&`, never in the foreground)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args, cwd):
     return subprocess.Popen([sys.executable, "-m", "symgrad.cli", *args], cwd=cwd,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=_terminal_sigint)
 
 
 def test_ctrl_c_is_exit_130_in_one_line(tmp_path):
