@@ -60,7 +60,7 @@ class NamedNotation(Notation):
 
 
 ESL = register_notation(NamedNotation(
-    "esl", bold=False,
+    "esl", bold=False, bold_ones=True,
     names=(("W1", (r"\alpha", "")), ("b1", (r"\alpha", "0")), ("W2", (r"\beta", "")),
            ("b2", (r"\beta", "0")), ("h1", ("z", "")), ("z2", ("T", "")), ("yhat", ("f", "")),
            ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", "")),

@@ -150,11 +150,9 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         return r"\mathbf{I}" if self._nota.bold else "I"
 
     def _print_OneMatrix(self, expr):
-        # bold in the presets (ESL's too): an upright 1 is the number, so ESL's ℓ₂ = Σ y ⊙
-        # (1 log Σ exp z − z) read as a stray factor 1; ESL itself writes its ones vector bold, 𝟏.
-        # A notation registered with bold=False (the feature notes', a user's) asked for no bold:
-        # the 1 it had
-        one = r"\mathbf{1}" if self._nota.bold or self._nota.name == "esl" else "1"
+        # bold as the notation's vectors are, unless it says otherwise (Notation.bold_ones: ESL)
+        bold = self._nota.bold if self._nota.bold_ones is None else self._nota.bold_ones
+        one = r"\mathbf{1}" if bold else "1"
         return one + (r"^{\top}" if expr.rows == 1 and expr.cols != 1 else "")
 
     def _print_ZeroMatrix(self, expr):

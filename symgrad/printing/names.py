@@ -237,6 +237,9 @@ class Notation:
     # (name, letter TeX, subscript TeX, number or 0): values written by role, not by name (a
     # handout's generated names, symgrad.graph.symbols); the letters are registered code
     symbols: tuple = ()
+    # the ones vector 𝟏 bold even where vectors are not (ESL's notes write it so; an upright 1
+    # is the number: its ℓ₂ = Σ y ⊙ (1 log Σ exp z − z) read as a stray factor); None: as ``bold``
+    bold_ones: bool | None = None
 
     # helpers
     def _letter(self, letter: str) -> str:
