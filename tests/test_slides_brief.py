@@ -49,7 +49,8 @@ def test_element_level_slides_without_clicks():
     assert "relu" in solution and r"\pause" not in solution
     # "normal" keeps its clicks: 14, each uncovering a third of a frame or more (44 when every
     # step was a click: test_slides_reveal)
-    assert handout("2-2-1", level="element", fmt="beamer", verbosity="normal").count(r"\pause") >= 10
+    normal = handout("2-2-1", level="element", fmt="beamer", verbosity="normal")
+    assert normal.count(r"\pause") >= 10
 
 
 def _fills(pdf) -> dict:

@@ -118,8 +118,8 @@ OPTIONS = ("level", "verbosity", "exercises", "notation", "title", "history", "r
 def check_options(options: dict) -> None:
     """Each of a handout's ``options`` (a subset of OPTIONS, by name) checked: one ValueError
     naming the first that is unknown or of the wrong kind. ``exercises`` and ``reveal`` are True
-    or False (a truthy "no" printed the exercises); ``title`` text or None; ``notation`` a registered
-    preset."""
+    or False (a truthy "no" printed the exercises); ``title`` text or None; ``notation`` a
+    registered preset."""
     for key, value in options.items():
         if key not in OPTIONS:
             raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
