@@ -492,7 +492,7 @@ def file_timeout(f):
 @click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None,
               help="brief: each section its chain rule and result; normal: every step once; "
                    "full: every step everywhere. Default: brief for beamer past one layer with "
-                   "parameters (slides for a lecture: XOR's are 22 pages, 52 at normal) and for "
+                   "parameters (slides for a lecture: XOR's are 19 pages, 32 at normal) and for "
                    "an article past four, else normal.")
 @click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
               default=None, help="Default: markdown for .md, else article.")
@@ -500,14 +500,17 @@ def file_timeout(f):
               help="slides, feature, esl, or a preset added with symgrad.register_notation (a network "
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
+@click.option("--reveal/--no-reveal", default=None,
+              help="Beamer: uncover each derivation in a few clicks (the default), or show "
+                   "every frame whole, one page each, to print as a paper handout.")
 @click.option("--history", "history_file", type=click.Path(dir_okay=False), default=None,
               help="The loss of each epoch (a .json list, or an .npz with an array 'history'): "
                    "adds a Training section with the loss curve.")
 @network_options
 @file_timeout
 @click.pass_context
-def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, history_file,
-                hidden, output_act, loss, timeout):
+def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, reveal,
+                history_file, hidden, output_act, loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
     line, written as the commands are: grad "x'*A*x" --wrt x --vector x --matrix A.
@@ -518,13 +521,17 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
       symgrad handout 2-2-1 --level both -o xor.pdf
       symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
+      symgrad handout 2-2-1 --format beamer --no-reveal -o xor-print.pdf
     """
     _spec_only(ctx, network)
+    if reveal is not None and fmt != "beamer":  # (an article or Markdown has no clicks)
+        raise click.UsageError(f"--{'' if reveal else 'no-'}reveal is for --format beamer: an "
+                               "article or Markdown has no clicks")
     try:
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
                             on_overrun=_hard_stop(network, timeout),
                             level=level, verbosity=verbosity, notation=notation,
-                            exercises=exercises,
+                            exercises=exercises, reveal=reveal,
                             history=read_history(history_file) if history_file else None)
     except TeXError as e:
         raise click.ClickException(str(e)) from None

@@ -57,16 +57,20 @@ BEAMER_BRIEF_PAST = 1
 def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fmt: str = "article",
             exercises: bool = True, notation: str = "slides", title: str | None = None,
             hidden: str = "relu", output: str = "identity", loss: str = "mse",
-            history=None) -> str:
+            history=None, reveal: bool = True) -> str:
     """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
-    output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown")."""
+    output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown").
+    ``reveal``: slides uncover a derivation in a few clicks (False: none, one page per frame,
+    to print); an article or Markdown has none either way."""
+    check_options({"reveal": reveal})
     if isinstance(net_or_spec, Derivation) or (isinstance(net_or_spec, (list, tuple)) and
                                                net_or_spec and all(isinstance(d, Derivation)
                                                                    for d in net_or_spec)):
-        return render(derivations_doc(net_or_spec, notation, title), fmt)
+        return render(derivations_doc(net_or_spec, notation, title), fmt, reveal)
     net = as_network(net_or_spec, hidden, output, loss)
     return render(build(net, level, verbosity, exercises, notation, title, history,
-                        brief_past=BEAMER_BRIEF_PAST if fmt == "beamer" else BRIEF_PAST), fmt)
+                        brief_past=BEAMER_BRIEF_PAST if fmt == "beamer" else BRIEF_PAST), fmt,
+                  reveal)
 
 
 def derivations_doc(ds, notation="slides", title=None) -> Doc:
@@ -108,14 +112,14 @@ def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Gra
 
 # -- the content ----------------------------------------------------------------------------------
 # a handout's options
-OPTIONS = ("level", "verbosity", "exercises", "notation", "title", "history")
+OPTIONS = ("level", "verbosity", "exercises", "notation", "title", "history", "reveal")
 
 
 def check_options(options: dict) -> None:
     """Each of a handout's ``options`` (a subset of OPTIONS, by name) checked: one ValueError
-    naming the first that is unknown or of the wrong kind. ``exercises`` is True or False (a
-    truthy "no" printed the exercises); ``title`` text or None; ``notation`` a registered
-    preset."""
+    naming the first that is unknown or of the wrong kind. ``exercises`` and ``reveal`` are True
+    or False (a truthy "no" printed the exercises); ``title`` text or None; ``notation`` a
+    registered preset."""
     for key, value in options.items():
         if key not in OPTIONS:
             raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
@@ -124,8 +128,8 @@ def check_options(options: dict) -> None:
         if key == "verbosity" and not (value is None or isinstance(value, str)
                                        and value in VERBOSITY):
             raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {value!r}")
-        if key == "exercises" and not isinstance(value, bool):
-            raise ValueError(f"exercises must be True or False, not {value!r}")
+        if key in ("exercises", "reveal") and not isinstance(value, bool):
+            raise ValueError(f"{key} must be True or False, not {value!r}")
         if key == "history":  # the loss of each epoch (symgrad.handouts.diagram)
             diagram.check_history(value)
         if key == "title" and not (value is None or isinstance(value, str)):

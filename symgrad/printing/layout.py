@@ -28,6 +28,8 @@ from symgrad.printing.width import break_terms, tex_width
 # rows that are a \noalign (in an align*, after a \\): a justification below its step, a left-hand
 # side above it; they end no row and take no \pause
 NOALIGN_ROWS = (r"\sgnotebelow", r"\sglhs")
+# what starts a step's first row on slides (``overlays``): beamer uncovers the rest on a click
+PAUSE = "\\pause "
 
 # A justification longer than this (estimated characters) takes more than two lines of the article's
 # 0.3-line column (about 33 characters of \footnotesize a line): it goes on a row of its own below.
@@ -119,7 +121,7 @@ class DerivationLayout:
         for i, lines in enumerate(out):
             if self._settings["overlays"] and i:  # (a row of its own, a \noalign, takes none)
                 k = next(j for j, ln in enumerate(lines) if not ln.startswith(NOALIGN_ROWS))
-                lines[k] = r"\pause " + lines[k]
+                lines[k] = PAUSE + lines[k]
         return out
 
     def _cap_chars(self, cap: str) -> float | None:
