@@ -108,7 +108,10 @@ def gradient_summary(net, alg=None, notation="slides"):
 
 def algorithm_section(P, net, alg, verbosity) -> Section:
     sec = Section("The final algorithm")
-    sec.text(r"Algorithm 6.4 of the notes, derived for this network: forward propagation, then "
+    # what the algorithm is and whose, not "of the notes": a reader may not have them (the
+    # slides, seed 002, reproduce the book's Algorithm 6.4)
+    sec.text(r"Back-propagation (Algorithm 6.4 in Goodfellow, Bengio and Courville, Deep "
+             r"Learning, 2016), derived for this network: forward propagation, then "
              r"one backward pass that defines each $%s$ once and reads every gradient off "
              r"it, then a gradient-descent update with step size $\epsilon$." % g_name(P.notation))
     lines = [("head", "Forward propagation")]

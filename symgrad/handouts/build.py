@@ -492,6 +492,15 @@ def _exercise_param(net):
 
 
 # -- sections -------------------------------------------------------------------------------------
+def _count(n: int) -> str:
+    """A count in a sentence, its digits grouped by threes with a thin space from five digits on
+    (235\\,146: MNIST's 235146 read as one run of digits), as math so that KaTeX and MathJax set
+    the same space; up to 9999 as they are (SI groups from five digits)."""
+    if n < 10_000:
+        return str(n)
+    return r"$%s$" % f"{n:,}".replace(",", r"\,")
+
+
 def _network_section(P, net, scalar, level, left_out="") -> Section:
     sec = Section("The network and its forward propagation")
     x, out = net.inputs[0], net.output_node
@@ -502,8 +511,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         outs = " and ".join(r"$%s \in \mathbb{R}^{%d}$" % (P.tex(net.sym(o)), net.nodes[o].dim)
                             for o in net.outputs)
         sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to the outputs %s, each "
-                 r"with a loss of its own. Its parameters are %s: %d numbers in all."
-                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, total))
+                 r"with a loss of its own. Its parameters are %s: %s numbers in all."
+                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, _count(total)))
     else:
         where, each = "", ""
         if net.tokens(x) is not None and net.nodes[x].positions is not None:
@@ -512,9 +521,9 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         if net.positions is not None:
             each = " at each of its %d positions" % net.positions
         sec.text(r"The network maps an input $%s \in %s$%s to an output $%s \in "
-                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %d numbers in all."
+                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %s numbers in all."
                  % (P.tex(net.sym(x)), value_space(net, x), where, P.tex(net.sym(out)),
-                    net.nodes[out].dim, each, params, total))
+                    net.nodes[out].dim, each, params, _count(total)))
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
