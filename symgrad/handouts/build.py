@@ -174,7 +174,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
         sections += [s for s in [assembled_section(P, net, scalar, verbosity == "brief")]
                      if s is not None]
     sections.append(backward_section(P, net, alg, grouped))
-    sections.append(algorithm_section(P, net, alg, verbosity))
+    sections.append(algorithm_section(P, net, alg, verbosity, ex_param))
     sections += diagram.history_section(history)  # a "Training" section after training
     ex = []
     if ex_param:
