@@ -31,7 +31,7 @@ from symgrad.graph.embedding import vocabulary
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
 from symgrad.printing.names import TeXName, text_escape, with_symbols
-from symgrad.graph.symbols import symbol_table
+from symgrad.graph.symbols import output_heads, symbol_table
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -153,7 +153,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     if verbosity is None:
         verbosity = "brief" if layers > brief_past else "normal"
     alg = backprop.algorithm(net)
-    naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
+    naming = "position" if _notation(notation).units_by_position() else None  # ẇ_ij, not w7
     notation = _symbols(net, notation)
     scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")
     matrix = level != "element" or scalar is None
@@ -208,7 +208,9 @@ def _symbols(net, notation):
             table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
     names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
              *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes)]
-    return with_symbols(_notation(notation), table, names)
+    heads = [{**h, **({"batch pre": batch_name(h["pre"])} if "pre" in h else {})}
+             for h in output_heads(net)]  # (ESL's β⁽ᵏ⁾ of head k: its registration)
+    return with_symbols(_notation(notation), table, names).with_heads(heads)
 
 
 def _capital(letter: str) -> str:
@@ -513,6 +515,12 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to the outputs %s, each "
                  r"with a loss of its own. Its parameters are %s: %s numbers in all."
                  % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, _count(total)))
+        if getattr(P.notation, "head_of", ()):  # (ESL's β⁽ᵏ⁾: what the number above means)
+            sec.text("Each output is computed by a layer of its own, written with the output's "
+                     "number as a superscript: %s." % "; ".join(
+                "%s for $%s$" % (", ".join("$%s$" % P.tex(net.sym(n)) for r, n in h.items()
+                                           if r != "batch pre"), P.tex(net.sym(o)))
+                for o, h in zip(net.outputs, output_heads(net))))
     else:
         where, each = "", ""
         if net.tokens(x) is not None and net.nodes[x].positions is not None:
@@ -543,7 +551,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                  r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "
                                              "write out one by one"))
     if scalar is not None:
-        sec.text("Unit by unit, with the weights numbered as in the notes:")
+        sec.text("Unit by unit, with the weights %s as in the notes:"
+                 % ("named by their place" if scalar.naming == "position" else "numbered"))
         shown = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
                  for p, M in scalar.params.items()]
         per = len(shown) if len(shown) <= 4 else 3  # (attention's eight in one row: 262pt over)
