@@ -102,6 +102,8 @@ class OneLineErrors(click.Group):
             click.echo(f"symgrad: error: {where}{e.strerror or e}", err=True)
             sys.exit(2)
         except click.ClickException as e:
+            if isinstance(e, click.NoSuchOption) and e.possibilities:
+                e.possibilities = _closest(e.option_name, e.possibilities)
             click.echo(f"symgrad: error: {e.format_message()}", err=True)
             sys.exit(2)
         except INPUT_ERRORS as e:
@@ -109,6 +111,15 @@ class OneLineErrors(click.Group):
             click.echo(f"symgrad: error: {msg}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _closest(name: str, options) -> list:
+    """The options nearest to a misspelt one: click offers every option difflib finds within
+    0.6, so --levl got "Did you mean one of: '--help', '--level'?" (ratios 0.67 and 0.92)."""
+    from difflib import SequenceMatcher
+    ratio = {o: SequenceMatcher(None, o, name).ratio() for o in options}  # (as click ranks them)
+    best = max(ratio.values())
+    return [o for o in options if ratio[o] == best]
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})

@@ -188,7 +188,7 @@ def test_gate_of_a_value_with_itself_and_concat_of_a_value_twice():
         loss, grads = net.compile(scalar=scalar)(params, X, Y)
         assert loss == pytest.approx(t_loss, rel=1e-12)
         assert all(rel(grads[p], t_grads[p]) < 1e-10 for p in net.parameters)
-    assert "2diag(h₁)" in net.derive("W1").to_text()
+    assert "2 diag(h₁)" in net.derive("W1").to_text()  # (a number before a word: 2 sin(x))
 
 
 def test_bad_gates_and_stacks_are_one_line():

@@ -130,6 +130,8 @@ CASES = [  # argv, fragment of the one line
      "notation must be one of slides, feature, esl, not 'fancy'"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
     (["nonsense"], "No such command"),
+    # click's suggestion, the nearest option only (it offered '--help' too: difflib's 0.67)
+    (["derive", "2-2-1", "--levl", "element"], "No such option '--levl'. Did you mean '--level'?"),
 ]
 
 

@@ -52,4 +52,27 @@ def symbol_table(net) -> dict:
     return table
 
 
-__all__ = ["symbol_table"]
+def output_heads(net) -> list[dict]:
+    """A network with several outputs (a multi-task net's heads): for each output in order,
+    {role: name} of the layer that computes it: its "weight" and "bias" and its "pre"-activation
+    (the dense node an activation reads; none where the output is the dense node itself). Only
+    generated names: one the user chose is never replaced. [] for a network of one output."""
+    outs = list(getattr(net, "outputs", ()))
+    if len(outs) < 2:
+        return []
+    gen = getattr(net, "generated", set())
+    heads = []
+    for o in outs:
+        node = net.nodes[o]
+        dense = node if node.op == "dense" else net.nodes.get(node.inputs[0]) \
+            if node.inputs else None
+        head = {}
+        if dense is not None and dense.op == "dense":
+            head = dict(zip(("weight", "bias"), dense.params))
+            if dense.name != o:
+                head["pre"] = dense.name
+        heads.append({role: n for role, n in head.items() if n in gen})
+    return heads
+
+
+__all__ = ["symbol_table", "output_heads"]

@@ -31,7 +31,7 @@ from symgrad.graph.embedding import vocabulary
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
 from symgrad.printing.names import TeXName, text_escape, with_symbols
-from symgrad.graph.symbols import symbol_table
+from symgrad.graph.symbols import output_heads, symbol_table
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -157,7 +157,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     if verbosity is None:
         verbosity = "brief" if layers > brief_past else "normal"
     alg = backprop.algorithm(net)
-    naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
+    naming = "position" if _notation(notation).units_by_position() else None  # ẇ_ij, not w7
     notation = _symbols(net, notation)
     scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")
     matrix = level != "element" or scalar is None
@@ -178,7 +178,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
         sections += [s for s in [assembled_section(P, net, scalar, verbosity == "brief")]
                      if s is not None]
     sections.append(backward_section(P, net, alg, grouped))
-    sections.append(algorithm_section(P, net, alg, verbosity))
+    sections.append(algorithm_section(P, net, alg, verbosity, ex_param))
     sections += diagram.history_section(history)  # a "Training" section after training
     ex = []
     if ex_param:
@@ -212,7 +212,9 @@ def _symbols(net, notation):
             table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
     names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
              *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes)]
-    return with_symbols(_notation(notation), table, names)
+    heads = [{**h, **({"batch pre": batch_name(h["pre"])} if "pre" in h else {})}
+             for h in output_heads(net)]  # (ESL's β⁽ᵏ⁾ of head k: its registration)
+    return with_symbols(_notation(notation), table, names).with_heads(heads)
 
 
 def _capital(letter: str) -> str:
@@ -496,6 +498,15 @@ def _exercise_param(net):
 
 
 # -- sections -------------------------------------------------------------------------------------
+def _count(n: int) -> str:
+    """A count in a sentence, its digits grouped by threes with a thin space from five digits on
+    (235\\,146: MNIST's 235146 read as one run of digits), as math so that KaTeX and MathJax set
+    the same space; up to 9999 as they are (SI groups from five digits)."""
+    if n < 10_000:
+        return str(n)
+    return r"$%s$" % f"{n:,}".replace(",", r"\,")
+
+
 def _network_section(P, net, scalar, level, left_out="") -> Section:
     sec = Section("The network and its forward propagation")
     x, out = net.inputs[0], net.output_node
@@ -506,8 +517,14 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         outs = " and ".join(r"$%s \in \mathbb{R}^{%d}$" % (P.tex(net.sym(o)), net.nodes[o].dim)
                             for o in net.outputs)
         sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to the outputs %s, each "
-                 r"with a loss of its own. Its parameters are %s: %d numbers in all."
-                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, total))
+                 r"with a loss of its own. Its parameters are %s: %s numbers in all."
+                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, _count(total)))
+        if getattr(P.notation, "head_of", ()):  # (ESL's β⁽ᵏ⁾: what the number above means)
+            sec.text("Each output is computed by a layer of its own, written with the output's "
+                     "number as a superscript: %s." % "; ".join(
+                "%s for $%s$" % (", ".join("$%s$" % P.tex(net.sym(n)) for r, n in h.items()
+                                           if r != "batch pre"), P.tex(net.sym(o)))
+                for o, h in zip(net.outputs, output_heads(net))))
     else:
         where, each = "", ""
         if net.tokens(x) is not None and net.nodes[x].positions is not None:
@@ -516,9 +533,9 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         if net.positions is not None:
             each = " at each of its %d positions" % net.positions
         sec.text(r"The network maps an input $%s \in %s$%s to an output $%s \in "
-                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %d numbers in all."
+                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %s numbers in all."
                  % (P.tex(net.sym(x)), value_space(net, x), where, P.tex(net.sym(out)),
-                    net.nodes[out].dim, each, params, total))
+                    net.nodes[out].dim, each, params, _count(total)))
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
@@ -538,7 +555,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                  r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "
                                              "write out one by one"))
     if scalar is not None:
-        sec.text("Unit by unit, with the weights numbered as in the notes:")
+        sec.text("Unit by unit, with the weights %s as in the notes:"
+                 % ("named by their place" if scalar.naming == "position" else "numbered"))
         shown = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
                  for p, M in scalar.params.items()]
         per = len(shown) if len(shown) <= 4 else 3  # (attention's eight in one row: 262pt over)

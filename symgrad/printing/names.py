@@ -240,6 +240,12 @@ class Notation:
     # the ones vector 𝟏 bold even where vectors are not (ESL's notes write it so; an upright 1
     # is the number: its ℓ₂ = Σ y ⊙ (1 log Σ exp z − z) read as a stray factor); None: as ``bold``
     bold_ones: bool | None = None
+    # a unit-by-unit handout's weights by their place (ẇ_ij, ESL's α_ml) rather than numbered in
+    # order as the XOR slides' w1 … w6; None: by place in the accent notes, numbered otherwise
+    by_position: bool | None = None
+
+    def units_by_position(self) -> bool:
+        return self.layer == "accent" if self.by_position is None else self.by_position
 
     # helpers
     def _letter(self, letter: str) -> str:
@@ -278,6 +284,11 @@ class Notation:
 
     def _symbols(self) -> dict:
         return self._by_name
+
+    def with_heads(self, heads) -> "Notation":
+        """This notation for a network whose output heads are ``heads`` (symgrad.graph.symbols.
+        output_heads); a notation that registers no names for heads writes them by name."""
+        return self
 
     def _layered(self, base: str, k: int) -> TeXName:
         if self.layer == "accent" and k in _ACCENTS:

@@ -862,9 +862,9 @@ def _symbolic(e) -> bool:
 
 def _joiner(left, ls: str, right, rs: str) -> str:
     """What goes between two printed factors: nothing where no name can run into the next (w₅x₁,
-    2x, σ(h)(1 − σ(h)), (A + Aᵀ)x), else a space (x₁ exp(u), a b)."""
-    if left.is_Number:
-        return "·" if rs[:1].isdigit() else ""
+    2x, σ(h)(1 − σ(h)), (A + Aᵀ)x), else a space (x₁ exp(u), a b, 2 sin(x))."""
+    if left.is_Number:  # 2x, 2σ(x); a word needs its space: 2sin(x) read as a name "2sin"
+        return "·" if rs[:1].isdigit() else " " if re.match(r"[A-Za-z]{2}", rs) else ""
     if ls.endswith("]"):  # an entry or a block: g_z₁[1] xᵀ
         return " "
     if rs.startswith("𝟏") and not ls[-1:].isdigit():  # Y𝟏, (xᵀx)𝟏: the bold one runs into no name
