@@ -702,8 +702,8 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
             y = at_trace.y(Y, xs[0].shape[0], ps[0])
             if isinstance(y, _Labels):
                 return labelled(one_hot, *ps, *xs, y.Y)
-            return tuple((rowed if spec.labels else raw)(*ps, *xs, y))  # (a tuple: jit would
-            # sort a dict's keys)
+            # (a tuple: jit would sort a dict's keys)
+            return tuple((rowed if spec.labels else raw)(*ps, *xs, y))
 
         def forward(params, X):
             ps = at_trace.params(params)

@@ -12,9 +12,11 @@ has its numba form in :data:`NUMBA_HELPERS`, a table of this interpretation's). 
 
 Chosen when numba is installed, ``SYMGRAD_FUSED`` is not ``0`` (the test suite sets it: see
 tests/conftest.py) and the loops would run for batches of at least ``kernel.FUSED_MIN_ROWS`` rows
-(a deep, wide net's would not: it stays numpy's, and numba is not imported); ``net.compile(fused=False)`` opts out, ``fused=True`` requires it. A loop numba cannot compile fails while compiling, naming the
-primitives in it; under the default (``fused=None``) the kernel then falls back to numpy and its
-``kernel.source`` says so (a documented, tested choice), under ``fused=True`` it raises.
+(a deep, wide net's would not: it stays numpy's, and numba is not imported);
+``net.compile(fused=False)`` opts out, ``fused=True`` requires it. A loop numba cannot compile
+fails while compiling, naming the primitives in it; under the default (``fused=None``) the
+kernel then falls back to numpy and its ``kernel.source`` says so (a documented, tested choice),
+under ``fused=True`` it raises.
 """
 from __future__ import annotations
 
