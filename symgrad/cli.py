@@ -53,9 +53,9 @@ def _engine() -> None:
     from symgrad.network import mlp, parse_spec
     from symgrad.run.plot import check_plot_path, plot_history
     from symgrad.handouts.diagram import read_history, write_history
-    from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
-                                   load_data, output_problem, params_path, save_params,
-                                   train_defaults, train_starts)
+    from symgrad.run.train import (DATA_DEFAULTS, DATA_HEADS, TrainingWarning, accuracy,
+                                   check_data, check_size, load_data, output_problem, params_path,
+                                   save_params, train_defaults, train_starts)
     INPUT_ERRORS = INPUT_ERRORS + (ParseError, MissingRuleError)
     names = dict(locals())
     del names["symgrad"]
@@ -679,7 +679,9 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
 @network_options
 @click.option("--penalty", type=float, default=0.0, show_default=True,
               help="λ of ½λΣ‖W‖² (a spec's; a network file sets its own).")
-@click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
+@click.option("--data", required=True,
+              help="xor, digits, or an .npz file with arrays X and Y. digits trains a spec with "
+                   "--output softmax --loss cross_entropy unless either is given.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
               show_default=True)
 @click.option("--lr", type=float, default=None,
@@ -719,6 +721,7 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
     # Everything is checked before the first step: the output path, the network's size (before
     # anything is allocated), the data file and every array in it (X_test too), then sg.train's
     # own arguments.
+    head = None  # (the data set's output and loss, if they were used)
     if out is not None:
         _check_writable(out)
     if plot is not None:  # its file and matplotlib, before any work
@@ -741,8 +744,14 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
                 f"{len(net.inputs)} ({', '.join(map(repr, net.inputs))}): use sg.train with a "
                 "dict of inputs")
     else:
-        net = mlp(parse_spec(network), hidden=hidden, output=output_act, loss=loss,
-                  penalty=penalty)
+        # a classification data set's output and loss (DATA_HEADS) when the user chose neither
+        # and a softmax has the units it needs; said in the defaults line below
+        sizes, unset = parse_spec(network), click.core.ParameterSource.DEFAULT
+        if data in DATA_HEADS and sizes[-1] > 1 and all(
+                ctx.get_parameter_source(p) is unset for p in ("output_act", "loss")):
+            head = DATA_HEADS[data]
+            output_act, loss = head["output"], head["loss"]
+        net = mlp(sizes, hidden=hidden, output=output_act, loss=loss, penalty=penalty)
     check_size(net, "float64", optimizer)
     d = load_data(data, net.loss, seed=seed)
     check_data(net, d, data)
@@ -762,15 +771,16 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
             click.echo(f"symgrad: warning: {w.message}", err=True)
         else:  # anyone else's warning, as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    used = [f"{head['output']} output with {head['loss']} loss"] if head else []
     if data in DATA_DEFAULTS and any(v is None for v in given.values()):
         words = {"epochs": f"{opts['epochs']} epochs", "lr": f"lr {opts['lr']:g}",
                  "batch_size": f"batch size {opts['batch_size']}",
                  "starts": f"up to {opts['starts']} starts",
                  "relu_bias": f"ReLU biases from {opts['relu_bias']:g}"}
-        used = [words[k] for k, v in given.items() if v is None and
-                (k in DATA_DEFAULTS[data] and (k != "lr" or optimizer in DATA_DEFAULTS[data][k]))]
-        if used:
-            click.echo(f"{data}'s defaults: {', '.join(used)} (symgrad train --help)")
+        used += [words[k] for k, v in given.items() if v is None and
+                 (k in DATA_DEFAULTS[data] and (k != "lr" or optimizer in DATA_DEFAULTS[data][k]))]
+    if used:
+        click.echo(f"{data}'s defaults: {', '.join(used)} (symgrad train --help)")
     if info["tried"] > 1 or opts["starts"] > 1:
         why = ("the first to classify every training example right" if info["learned"] else
                f"the lowest loss of {info['tried']}; none classified every example right")
