@@ -24,6 +24,7 @@ from symgrad.core.matexpr import (N, Cotangent, ScatterAdd, SumAll, Target, batc
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import OPS, op_of
 from symgrad.graph.attention import ACROSS
+from symgrad.graph.symbols import batch_name
 
 class _RuleTable(Mapping):
     """One interpretation of every registered op, keyed by op: JACOBIANS["dense"] is the dense
@@ -270,7 +271,7 @@ def batch_rows(net):
                for o in net.outputs}
     rows, taken = {}, {t.name for t in targets.values()}
     for name, node in net.nodes.items():
-        label = _upper(name)
+        label = batch_name(name)
         while label in taken:  # nodes z1 and Z1, or y: each batch value keeps its own symbol
             label += "′"
         taken.add(label)
@@ -279,10 +280,6 @@ def batch_rows(net):
         rows[g_symbol(net, name)] = Cotangent("G_" + name, r, node.dim)  # a gradient by type
     rows.update(targets)
     return rows
-
-
-def _upper(name):
-    return "Yhat" if name == "yhat" else name[0].upper() + name[1:]
 
 
 def per_example_loss(net):
