@@ -130,13 +130,18 @@ def carried(net) -> str:
             "1/n of its term, T/n for a term after the flatten")
 
 
-def sequence_convention(net, d: Derivation) -> None:
+def sequence_convention(net, d: Derivation, stated: str | None = None) -> None:
     """For a sequence network, the first step: how a sequence value is laid out and why the
-    steps below are those of one position."""
+    steps below are those of one position. ``stated``: the parameter whose derivation, printed
+    above this one, set it out; this one then refers to it (an instructor's trial: the same
+    five lines before every one of attention's 25 parameters)."""
     T = net.seq_len
     if T is None:
         imgs = [n for n in net.nodes.values() if n.image is not None]
-        if imgs:
+        if imgs and stated is not None:  # (names in the why, where printers write them)
+            d.add(sp.Symbol(imgs[0].name), Note("an image, written as the column of its entries"),
+                  f"as set out for {stated} above", StepKind.DEFINITION)
+        elif imgs:
             C, H, W = imgs[0].image
             d.add(sp.Symbol(imgs[0].name), Note(
                 f"an image: C × H × W = {C} × {H} × {W}, written as the column of its {C * H * W} "
@@ -147,6 +152,10 @@ def sequence_convention(net, d: Derivation) -> None:
                 "torch's (O, C, kh, kw) weight read row-major) applied to every patch of its "
                 "input; mat(g) is a gradient as channels × positions, U(x) the patches (im2col), "
                 "one a row", StepKind.DEFINITION)
+        return
+    if stated is not None:
+        d.add(sp.Symbol("t"), Note(f"one of the T = {T} positions"),
+              f"a value at position t as set out for {stated} above", StepKind.DEFINITION)
         return
     d.add(sp.Symbol("t"), Note(
         f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "

@@ -14,6 +14,7 @@ core's one printing hook; ``symgrad.printing.latex`` builds the notes' printer o
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import sympy as sp
 from sympy.core.mul import _keep_coeff
@@ -222,7 +223,7 @@ class PlainPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         lines, width = [], 0
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
                     for s in d.steps]
-        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
+        width = max((_columns(lhs) for lhs, _, _ in rendered if lhs), default=0)
         if d.title:
             lines.append(d.title)
         for lhs, rhs, s in rendered:
@@ -704,7 +705,7 @@ class TextPrinter(PlainPrinter):
                     for s in d.steps]
         # (an entry the maths print with its underscore, e_t, the words print so too)
         words = self._words(d, " ".join(f"{lhs} {rhs}" for lhs, rhs, _ in rendered))
-        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
+        width = max((_columns(lhs) for lhs, _, _ in rendered if lhs), default=0)
         if d.title:  # the index level's ∂R/∂θ printed as its body prints θ (issue 13)
             t = d.meta.get("title_expr")
             lines.append(words(d.title) if t is None else
@@ -714,7 +715,8 @@ class TextPrinter(PlainPrinter):
                 line = f"{''.rjust(width)}   {words(rhs)}"
             else:
                 rel = "←" if s.rule is StepKind.UPDATE else "="  # (w ← w − ε ∂f/∂w)
-                line = f"{(lhs or '').rjust(width)} {rel} {rhs}"
+                lhs = lhs or ""
+                line = f"{' ' * (width - _columns(lhs))}{lhs} {rel} {rhs}"
             notes = [n for n in (s.shape_text(), words(s.why)) if n]
             if notes:
                 line += "    [" + "; ".join(notes) + "]"
@@ -760,6 +762,9 @@ class TextPrinter(PlainPrinter):
 
         def words(text: str) -> str:
             text, subscripts[0] = _entries(text, known, printed, self._nm)
+            if getattr(self, "_roles", None):  # v2_τ, entry τ of v2 (τ has no subscript): v⁽²⁾_τ
+                text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*)(?=_[^\x00-\x7f])",
+                              lambda m: self._roles.get(m.group(1), m.group(1)), text)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
                 self._nm(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
@@ -769,6 +774,13 @@ class TextPrinter(PlainPrinter):
         if d.meta.get("level") == "index":  # R_i, m', δ_ki as the body writes them: Rᵢ, m′, δₖᵢ
             return lambda text: index_words(words(text))
         return words
+
+
+def _columns(text: str) -> int:
+    """The columns ``text`` takes in a terminal: a combining accent takes none (x̂ is x and U+0302,
+    no precomposed letter; len() counted 2, and the = of g_x̂⁽²⁾ᵀ stood a column right of the
+    others)."""
+    return sum(not unicodedata.combining(c) for c in text)
 
 
 _SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
