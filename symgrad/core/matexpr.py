@@ -351,9 +351,9 @@ class NormalizeVJP(MatrixExpr):
         I, ones, outer = normalize_jacobian_terms(xh, xh.shape[0])
         return sp.MatMul(1 / Std(z), sp.MatAdd(I, ones, outer), g)
 
-    def _sympystr(self, p):  # JSON's exact string (the text printer writes shown())
+    def _sympystr(self, p):  # JSON's string (the text printer writes shown()); std as in Std
         xh, z, g = (p._print(a) for a in self.args[:3])
-        return f"(I - 1*1.T/d - {xh}*{xh}.T/d)*{g}/σ({z})"
+        return f"(I - 1*1.T/d - {xh}*{xh}.T/d)*{g}/std({z})"
 
     def _latex(self, p):
         e = self.shown()

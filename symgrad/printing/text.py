@@ -762,8 +762,9 @@ class TextPrinter(PlainPrinter):
 
         def words(text: str) -> str:
             text, subscripts[0] = _entries(text, known, printed, self._nm)
-            if getattr(self, "_roles", None):  # v2_τ, entry τ of v2 (τ has no subscript): v⁽²⁾_τ
-                text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*)(?=_[^\x00-\x7f])",
+            if getattr(self, "_roles", None):  # v2_τ, entry τ of v2 (τ has no subscript): v⁽²⁾_τ;
+                # h2_1, position 1 of h2: h⁽¹⁾_1 (the name pass leaves a name with a digit index)
+                text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*)(?=_(?:[^\x00-\x7f]|\d))",
                               lambda m: self._roles.get(m.group(1), m.group(1)), text)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
                 self._nm(m.group(1)) if m.group(1) in known else m.group(1)), text)
