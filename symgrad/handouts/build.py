@@ -9,7 +9,6 @@ shared backward pass, the final algorithm, and exercises with solutions on a sep
 """
 from __future__ import annotations
 
-import re
 
 import sympy as sp
 
@@ -22,7 +21,6 @@ from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_sum
                                     cost_word, g_name, loss_names, term_names, value_space)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
-from symgrad.derive.backprop import _upper as batch_name
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph, mlp
@@ -31,7 +29,7 @@ from symgrad.graph.embedding import vocabulary
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
 from symgrad.printing.names import TeXName, text_escape, with_symbols
-from symgrad.graph.symbols import output_heads, symbol_table
+from symgrad.graph.symbols import batch_name, output_heads, symbols_of
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -201,28 +199,12 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
 
 def _symbols(net, notation):
     """The notation writing the network's generated names by role (symgrad.graph.symbols): s⁽¹⁾
-    the scores of head 1 where the name s7 said node 7, never two values alike. The batch
-    program's names follow (the full handout's S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾, dW11 is d𝐖⁽²⁾)."""
-    table = symbol_table(net)
-    taken = set(table.values())
-    for name, (letter, sub, k) in list(table.items()):
-        batch = (_capital(letter), sub, k) if name in net.nodes else \
-            (r"\mathrm{d}" + letter if letter.startswith("\\") else "d" + letter, sub, k)
-        if batch not in taken:  # (the batch of e would be E, the embedding's table: kept a name)
-            table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
-    names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
-             *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes)]
+    the scores of head 1 where the name s7 said node 7, never two values alike; the batch
+    program's names follow (S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾), and a multi-task net's heads (ESL's β⁽ᵏ⁾
+    of head k: its registration)."""
     heads = [{**h, **({"batch pre": batch_name(h["pre"])} if "pre" in h else {})}
-             for h in output_heads(net)]  # (ESL's β⁽ᵏ⁾ of head k: its registration)
-    return with_symbols(_notation(notation), table, names).with_heads(heads)
-
-
-def _capital(letter: str) -> str:
-    """A registered letter's capital, for the batch matrix of a node (z → Z, x̂ → X̂); the
-    letters are code (ops' registrations), never a user's text."""
-    m = re.fullmatch(r"(\\[a-z]+)\{([a-z])\}", letter)
-    return "%s{%s}" % (m.group(1), m.group(2).upper()) if m else \
-        letter.upper() if re.fullmatch(r"[a-z]", letter) else letter
+             for h in output_heads(net)]
+    return with_symbols(_notation(notation), *symbols_of(net)).with_heads(heads)
 
 
 def _unit_block(verbosity) -> str:

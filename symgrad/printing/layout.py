@@ -20,6 +20,7 @@ from dataclasses import replace
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Note, Remark, Step, StepKind
+from symgrad.printing.names import with_symbols
 from symgrad.printing.terms import call_of_sum, factor_count, positive_first, term, names_in, notes_order
 from symgrad.printing.width import break_terms, tex_width
 
@@ -43,11 +44,17 @@ class DerivationLayout:
     """The layout half of the notes' printer (settings and _print come from the printer)."""
 
     def doprint_derivation(self, d: Derivation) -> str:
-        if self._settings["two_methods"]:
-            both = self.side_by_side(d)
-            if both:
-                return both
-        return self._aligned(d.steps, d.meta)
+        saved = self._nota
+        if d.meta.get("symbols") and not self._nota.symbols:  # (a handout's notation has them)
+            self._nota = with_symbols(self._nota, *d.meta["symbols"])
+        try:
+            if self._settings["two_methods"]:
+                both = self.side_by_side(d)
+                if both:
+                    return both
+            return self._aligned(d.steps, d.meta)
+        finally:
+            self._nota = saved
 
     def _aligned(self, steps, meta=None) -> str:
         # (meta: the names an engine wrote only in its words, meta["names"], are names still)
