@@ -16,7 +16,7 @@ from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, 
 from symgrad.derive.cost import cost_name
 from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
-from symgrad.graph.symbols import renames, symbols_of
+from symgrad.graph.symbols import heads_of, renames, symbols_of
 
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
 
@@ -167,6 +167,8 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None,
     d.result = gradients(net)[p]
     if renames(net):  # generated names (s18, xhat10): every printer writes them by role, r⁽¹⁾,
         d.meta["symbols"] = symbols_of(net)  # x̂⁽²⁾, in the maths and the words, as handouts do
+    if heads_of(net):  # a multi-task net's heads: a notation that names them (ESL's β⁽ᵏ⁾) does
+        d.meta["heads"] = heads_of(net)
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
                   derived=derived,
                   where=(batch_g, [_batch_gs(net)[g] for g in bw.g if g in derived and

@@ -131,4 +131,11 @@ def renames(net) -> bool:
     return any(not says_itself(n, e) for n, e in table.items())
 
 
-__all__ = ["symbol_table", "output_heads", "symbols_of", "batch_name", "says_itself", "renames"]
+def heads_of(net) -> list[dict]:
+    """:func:`output_heads` with each head's batch pre-activation (Z3 of z3) under "batch pre":
+    what a notation that names heads (ESL's β⁽ᵏ⁾) reads, for handouts and ``derive`` alike."""
+    return [{**h, **({"batch pre": batch_name(h["pre"])} if "pre" in h else {})}
+            for h in output_heads(net)]
+
+
+__all__ = ["symbol_table", "output_heads", "heads_of", "symbols_of", "batch_name", "says_itself", "renames"]

@@ -29,7 +29,7 @@ from symgrad.graph.embedding import vocabulary
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
 from symgrad.printing.names import TeXName, text_escape, with_symbols
-from symgrad.graph.symbols import batch_name, output_heads, symbols_of
+from symgrad.graph.symbols import heads_of, symbols_of
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -202,9 +202,7 @@ def _symbols(net, notation):
     the scores of head 1 where the name s7 said node 7, never two values alike; the batch
     program's names follow (S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾), and a multi-task net's heads (ESL's β⁽ᵏ⁾
     of head k: its registration)."""
-    heads = [{**h, **({"batch pre": batch_name(h["pre"])} if "pre" in h else {})}
-             for h in output_heads(net)]
-    return with_symbols(_notation(notation), *symbols_of(net)).with_heads(heads)
+    return with_symbols(_notation(notation), *symbols_of(net)).with_heads(heads_of(net))
 
 
 def _unit_block(verbosity) -> str:
@@ -506,7 +504,7 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                      "number as a superscript: %s." % "; ".join(
                 "%s for $%s$" % (", ".join("$%s$" % P.tex(net.sym(n)) for r, n in h.items()
                                            if r != "batch pre"), P.tex(net.sym(o)))
-                for o, h in zip(net.outputs, output_heads(net))))
+                for o, h in zip(net.outputs, heads_of(net))))
     else:
         where, each = "", ""
         if net.tokens(x) is not None and net.nodes[x].positions is not None:

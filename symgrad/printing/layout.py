@@ -47,6 +47,8 @@ class DerivationLayout:
         saved = self._nota
         if d.meta.get("symbols") and not self._nota.symbols:  # (a handout's notation has them)
             self._nota = with_symbols(self._nota, *d.meta["symbols"])
+        if d.meta.get("heads"):  # (a handout's notation has them already: with_heads is idempotent)
+            self._nota = self._nota.with_heads(d.meta["heads"])
         try:
             if self._settings["two_methods"]:
                 both = self.side_by_side(d)
