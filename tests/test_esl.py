@@ -517,6 +517,21 @@ def test_esl_handout_cost_is_r_and_a_sum():
     assert r"f_{\text{MSE}}" in slides and "the cost $f$ is their mean" in slides
 
 
+def test_esl_handout_sums_in_every_section_at_full_verbosity():
+    """At --verbosity full the sections' batch steps, the exercise and the minibatch program came
+    from the engine's mean: "which carries the 1/n" and G_f ← (1/n)(F − Y) under "the cost R is
+    their sum"; and the bias words said z = … + b, ESL's z being the hidden layer."""
+    tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl", verbosity="full")
+    assert "the mean" not in tex and "carries the 1" not in tex
+    assert r"\frac{1}{n}" not in tex and r"\tfrac{1}{n}" not in tex
+    assert "carries no 1" in tex and r"{G_{f}} &\sgfit{0.6\linewidth}{{}\leftarrow F - Y}" in tex
+    assert "the sum of the losses over a minibatch" in tex
+    assert r"a bias enters $v = \ldots + \alpha_{0}$" in tex
+    slides = sg.handout(sg.mlp([2, 2, 1]), verbosity="full")  # the slides keep their mean
+    assert "carries the 1" in slides and r"\frac{1}{n}" in slides
+    assert "the mean of the losses over a minibatch" in slides
+
+
 def test_esl_handout_pre_activation_is_not_z():
     """ESL's z_m = σ(α_0m + α_mᵀx) is the activation: the pre-activation needs another letter."""
     tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl")

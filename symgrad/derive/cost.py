@@ -56,6 +56,12 @@ def _n_of(*exprs):
     return None
 
 
+def without_mean(expr):
+    """``expr``, written for the mean cost, written for the sum: its 1/n dropped (a batch
+    program's G at the loss, G_ŷ = (1/n)(Ŷ − Y) → Ŷ − Y)."""
+    return _no_mean(expr, _n_of(expr))
+
+
 def with_cost(net, d: Derivation, cost) -> Derivation:
     """``d`` (a matrix- or element-level derivation of the mean cost) for ``cost``: "mean" as it
     is, "sum" with its batch step and result over the sum of the examples' losses."""

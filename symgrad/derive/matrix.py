@@ -260,7 +260,7 @@ def _backprop_steps(net, d, bw, paths, p, P, wrt, is_w, known):
     why = ("; ".join(dict.fromkeys(reasons)) if is_w and reasons
            else "unvectorize: block i becomes row i, an outer product" if is_w
            else "; ".join(dict.fromkeys(reasons)) if any(u.op != "dense" for u in users)
-           else "a bias enters z = … + b with the identity Jacobian")
+           else "a bias enters %s = … + %s with the identity Jacobian" % (users[0].name, p))
     if len(users) > 1:
         why += f"; {p} is shared by {len(users)} layers, so their gradients add"
     d.add(Grad(ell, P), grad, why, StepKind.UNVECTORIZE if is_w else StepKind.SIMPLIFY,

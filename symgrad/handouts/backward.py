@@ -12,6 +12,7 @@ from symgrad.core.derivation import Derivation, StepKind
 from symgrad.core.matexpr import Cotangent
 from symgrad.core.program import Kind
 from symgrad.derive import backprop
+from symgrad.derive.cost import without_mean
 from symgrad.handouts.model import (Section, batch_tex, cost_name, cost_sums, cost_tex, cost_word,
                                     g_name, loss_names)
 from symgrad.printing.latex import latex
@@ -146,8 +147,10 @@ def algorithm_section(P, net, alg, verbosity, exercise=None) -> Section:
     sec.blocks.append(("algorithm", ("Forward and backward propagation for this network", lines)))
     if verbosity == "full":
         sec.text(r"For a minibatch stacked one example per row ($\mathbf{X}$ is $n \times d$), "
-                 r"the same program, as symgrad compiles it:")
+                 r"the same program in matrices, every example at once:")
         rows = alg.meta["program"].display(Kind.FORWARD, Kind.BACKWARD, Kind.GRADIENT)
+        if cost_sums(P.notation):  # (the program compiles the mean; ESL's R sums: no 1/n)
+            rows = [(lhs, without_mean(rhs)) for lhs, rhs in rows]
         kept = [(lhs, rhs) for lhs, rhs in rows if exercise is None or
                 getattr(lhs, "name", None) != "d" + exercise]
         sec.math([r"%s &\leftarrow %s" % (P.tex(lhs), P.tex(rhs)) for lhs, rhs in kept])

@@ -20,6 +20,7 @@ from symgrad.handouts.backward import algorithm_section, backward_section, gradi
 from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_sums, cost_tex,
                                     cost_word, g_name, loss_names, term_names, value_space)
 from symgrad.derive import backprop, element, matrix
+from symgrad.derive.cost import with_cost
 from symgrad.derive.matrix import derive_parameter
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.activations import ACTIVATIONS
@@ -180,7 +181,8 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     sections += diagram.history_section(history)  # a "Training" section after training
     ex = []
     if ex_param:
-        full = derive_parameter(net, ex_param)  # the whole chain: it is the exercise
+        full = _of_cost(net, derive_parameter(net, ex_param), P.notation)  # (the whole
+        # chain: it is the exercise)
         P.add(full)
         ex.append(_gradient_exercise(P, net, ex_param, full, verbosity))
     if exercises and scalar is not None:
@@ -212,6 +214,15 @@ def _unit_block(verbosity) -> str:
     return "whole" if verbosity == "brief" else "derivation"
 
 
+def _of_cost(net, d: Derivation, notation) -> Derivation:
+    """A matrix-level derivation (of the mean) over the cost the notation's notes use: ESL's R =
+    Σᵢ Rᵢ sums, so its G's carry no 1/n (the handout said "sum" beside the engine's "mean" and
+    G_f ← (1/n)(F − Y)). A sequence network's cost stays the mean over its positions."""
+    if cost_sums(notation) and not getattr(net, "seq_len", None):
+        return with_cost(net, d, "sum")
+    return d
+
+
 class _Printer:
     """Prints expressions for the document with the names of every derivation in it known."""
 
@@ -227,7 +238,8 @@ class _Printer:
         """net.derive(p), once per parameter (sections and the backward pass both read it),
         each chain starting where an earlier section's g is known (linear in depth)."""
         if p not in self._derived:
-            d = self._derived[p] = matrix.derive_parameter(self._net, p, self._known)
+            d = self._derived[p] = _of_cost(
+                self._net, matrix.derive_parameter(self._net, p, self._known), self.notation)
             self._known.update({g: p for g in d.meta["derived"] if g not in self._known})
             self.add(d)
         return self._derived[p]
@@ -396,10 +408,10 @@ def _gradient_exercise(P, net, p, full: Derivation, verbosity: str):
     g = g_name(P.notation)
     return (r"The section on the %s $%s$ was left out. Write the chain of Jacobians for $%s$ "
             r"with their shapes and simplify it to the $%s$ of the backward pass; then find "
-            r"$%s$, the gradient of the mean loss over a minibatch of $%s$ examples, with the "
-            r"examples' $%s$'s stacked as the rows of one matrix."
+            r"$%s$, the gradient of the %s of the losses over a minibatch of $%s$ examples, "
+            r"with the examples' $%s$'s stacked as the rows of one matrix."
             % (what, sym, P.tex(Grad(sp.Symbol("ℓ"), net.sym(p))), g, P.tex(batch.lhs),
-               _notation(P.notation).batch, g),  # (the feature notes' N: their n is an index)
+               cost_word(P.notation), _notation(P.notation).batch, g),  # (the feature notes' N: their n is an index)
             [("derivation", d)])
 
 
