@@ -432,3 +432,9 @@ def test_an_index_unicode_cannot_subscript_leaves_its_sentence_as_written():
     first, second = to_text(d).splitlines()
     assert first.endswith("[entry τ is k_τ · q_t, as ŷ_k is]"), first
     assert second.endswith("[qₜ and ŷₖ, δᵢⱼ]"), second
+
+
+def test_entrywise_reciprocal_reads_as_its_words():
+    """The softmax step printed diag((ŷ)^⊙-1) beside its own words "−yᵀ diag(1/ŷ)"."""
+    text = sg.mlp([2, 3], output="softmax", loss="cross_entropy").derive("W1").to_text()
+    assert "= −yᵀ diag(1/ŷ)(diag(ŷ) − ŷ ŷᵀ)" in text and "^⊙-1" not in text

@@ -364,11 +364,19 @@ def _text_methods():
         inner = self._print(e.arg)
         return f"{inner}ᵀ" if isinstance(e.arg, sp.MatrixSymbol) else f"({inner})ᵀ"
 
+    def hadamard_power(self, e):
+        # 1/ŷ entry by entry, as the words beside it say (it printed diag((ŷ)^⊙-1) next to
+        # "(−y/ŷ)ᵀ = −yᵀ diag(1/ŷ)"); other powers ŷ^⊙2, a compound base in brackets
+        base, p = e.args
+        b = self._print(base)
+        b = b if isinstance(base, sp.MatrixSymbol) else f"({b})"
+        return f"1/{b}" if p == -1 else f"{b}^⊙{self._print(p)}"
+
     return {
         "_print_HadamardProduct": lambda self, e: " ⊙ ".join(
             grouped(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
             for a in e.args),
-        "_print_HadamardPower": lambda self, e: f"({self._print(e.args[0])})^⊙{e.args[1]}",
+        "_print_HadamardPower": hadamard_power,
         "_print_KroneckerProduct": lambda self, e: " ⊗ ".join(
             grouped(self, a) if isinstance(a, (sp.MatAdd, sp.MatMul)) else self._print(a)
             for a in e.args),
