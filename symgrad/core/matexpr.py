@@ -293,6 +293,12 @@ class Normalize(MatrixExpr):
         return r"\operatorname{normalize}\left(%s\right)" % p._print(self.args[0])
 
 
+# layer norm's standard deviation √(var h + ε), as LaTeX writes it: std(h), not σ(h), which a
+# course that writes the sigmoid σ reads as the sigmoid (an instructor's trial of the attention
+# handout); a handout defines it where normalize is first used (symgrad.handouts.glossary)
+STD_TEX = r"\operatorname{std}"
+
+
 class NormalizeVJP(MatrixExpr):
     """(g − mean g − x̂ mean(x̂ ⊙ g))/σ: layer norm's Jacobian (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d)/σ applied to g,
     never formed (it is symmetric, so this is also gᵀ times it)."""
@@ -322,8 +328,8 @@ class NormalizeVJP(MatrixExpr):
     def _latex(self, p):
         xh, z, g = (p._print(a) for a in self.args[:3])
         xt = p._print(sp.Transpose(self.args[0]))  # x̂ᵀ as the printer writes a transpose
-        return (r"\frac{1}{\sigma(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "
-                r"\frac{%s %s}{d}\right) %s" % (z, xh, xt, g))
+        return (r"\frac{1}{%s(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "
+                r"\frac{%s %s}{d}\right) %s" % (STD_TEX, z, xh, xt, g))
 
 
 class SumAll(MatrixExpr):

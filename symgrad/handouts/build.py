@@ -36,7 +36,7 @@ from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
 from symgrad.handouts.worksheet import read_problems
-from symgrad.handouts import diagram
+from symgrad.handouts import diagram, glossary
 
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
@@ -206,8 +206,11 @@ def _symbols(net, notation):
             (r"\mathrm{d}" + letter if letter.startswith("\\") else "d" + letter, sub, k)
         if batch not in taken:  # (the batch of e would be E, the embedding's table: kept a name)
             table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
+    # attention's values at a position t, as its notes write them (q1_t: 𝐪ₜ⁽¹⁾, not q_t⁽¹⁾)
+    table.update(glossary.position_symbols(net, table))
     names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
-             *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes)]
+             *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes),
+             *glossary.matrix_names(net)]
     return with_symbols(_notation(notation), table, names)
 
 
@@ -235,6 +238,9 @@ class _Printer:
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
         vectors.update(net.nodes, net.shapes, ["y"], [net.target_of(o).name for o in net.outputs])
         vectors.update("G_" + n for n in net.nodes)  # (attention's words: G_K = G_Sᵀ Q/√d_k)
+        # its Q, K, V, A bold as G, and its values at position t (glossary: defined where used)
+        vectors.update(glossary.matrix_names(net))
+        vectors.update(n for n, *_ in _notation(notation).symbols if n.endswith("_t"))
         self._names = (vectors, scalars)
 
     def derive(self, p) -> Derivation:
@@ -528,6 +534,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                                                   node.dim)
             for n, node in net.nodes.items() if node.op != "input"]
     sec.math(rows)
+    for words in glossary.definitions(P, net):  # normalize, std, Q, K, V, A, e_t: defined here
+        sec.text(words)
     sec.blocks += [("picture", b) for b in [diagram.network_block(P, net, scalar)] if b]
     if scalar is None and level != "matrix":
         sec.text(r"(The unit-by-unit view is left out: %s; the matrix form below holds for "
