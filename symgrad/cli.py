@@ -53,9 +53,9 @@ def _engine() -> None:
     from symgrad.network import mlp, parse_spec
     from symgrad.run.plot import check_plot_path, plot_history
     from symgrad.handouts.diagram import read_history, write_history
-    from symgrad.run.train import (DATA_DEFAULTS, TrainingWarning, accuracy, check_data, check_size,
-                                   load_data, output_problem, params_path, save_params,
-                                   train_defaults, train_starts)
+    from symgrad.run.train import (DATA_DEFAULTS, DATA_HEADS, TrainingWarning, accuracy,
+                                   check_data, check_size, load_data, output_problem, params_path,
+                                   save_params, train_defaults, train_starts)
     INPUT_ERRORS = INPUT_ERRORS + (ParseError, MissingRuleError)
     names = dict(locals())
     del names["symgrad"]
@@ -102,6 +102,8 @@ class OneLineErrors(click.Group):
             click.echo(f"symgrad: error: {where}{e.strerror or e}", err=True)
             sys.exit(2)
         except click.ClickException as e:
+            if isinstance(e, click.NoSuchOption) and e.possibilities:
+                e.possibilities = _closest(e.option_name, e.possibilities)
             click.echo(f"symgrad: error: {e.format_message()}", err=True)
             sys.exit(2)
         except INPUT_ERRORS as e:
@@ -109,6 +111,15 @@ class OneLineErrors(click.Group):
             click.echo(f"symgrad: error: {msg}", err=True)
             sys.exit(2)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _closest(name: str, options) -> list:
+    """The options nearest to a misspelt one: click offers every option difflib finds within
+    0.6, so --levl got "Did you mean one of: '--help', '--level'?" (ratios 0.67 and 0.92)."""
+    from difflib import SequenceMatcher
+    ratio = {o: SequenceMatcher(None, o, name).ratio() for o in options}  # (as click ranks them)
+    best = max(ratio.values())
+    return [o for o in options if ratio[o] == best]
 
 
 @click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
@@ -492,7 +503,7 @@ def file_timeout(f):
 @click.option("--verbosity", type=click.Choice(["brief", "normal", "full"]), default=None,
               help="brief: each section its chain rule and result; normal: every step once; "
                    "full: every step everywhere. Default: brief for beamer past one layer with "
-                   "parameters (slides for a lecture: XOR's are 22 pages, 52 at normal) and for "
+                   "parameters (slides for a lecture: XOR's are 19 pages, 32 at normal) and for "
                    "an article past four, else normal.")
 @click.option("--format", "fmt", type=click.Choice(["article", "beamer", "markdown"]),
               default=None, help="Default: markdown for .md, else article.")
@@ -500,14 +511,17 @@ def file_timeout(f):
               help="slides, feature, esl, or a preset added with symgrad.register_notation (a network "
                    "file may add one: the name is checked once the file has run).")
 @click.option("--exercises/--no-exercises", default=None)
+@click.option("--reveal/--no-reveal", default=None,
+              help="Beamer: uncover each derivation in a few clicks (the default), or show "
+                   "every frame whole, one page each, to print as a paper handout.")
 @click.option("--history", "history_file", type=click.Path(dir_okay=False), default=None,
               help="The loss of each epoch (a .json list, or an .npz with an array 'history'): "
                    "adds a Training section with the loss curve.")
 @network_options
 @file_timeout
 @click.pass_context
-def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, history_file,
-                hidden, output_act, loss, timeout):
+def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, reveal,
+                history_file, hidden, output_act, loss, timeout):
     """A handout deriving backprop for NETWORK: a spec like 2-2-1, or a Python file that defines
     a Network named net; or a matrix-calculus worksheet from a .txt file of problems, one a
     line, written as the commands are: grad "x'*A*x" --wrt x --vector x --matrix A.
@@ -518,13 +532,17 @@ def handout_cmd(ctx, network, out, level, verbosity, fmt, notation, exercises, h
       symgrad handout 2-2-1 --level both -o xor.pdf
       symgrad handout 784-256-128-10 --output softmax --loss cross_entropy -o mnist.tex
       symgrad handout examples/handouts/feature.py --format beamer -o feature.pdf
+      symgrad handout 2-2-1 --format beamer --no-reveal -o xor-print.pdf
     """
     _spec_only(ctx, network)
+    if reveal is not None and fmt != "beamer":  # (an article or Markdown has no clicks)
+        raise click.UsageError(f"--{'' if reveal else 'no-'}reveal is for --format beamer: an "
+                               "article or Markdown has no clicks")
     try:
         text = handout_file(network, out, fmt, hidden, output_act, loss, timeout=timeout,
                             on_overrun=_hard_stop(network, timeout),
                             level=level, verbosity=verbosity, notation=notation,
-                            exercises=exercises,
+                            exercises=exercises, reveal=reveal,
                             history=read_history(history_file) if history_file else None)
     except TeXError as e:
         raise click.ClickException(str(e)) from None
@@ -661,7 +679,9 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
 @network_options
 @click.option("--penalty", type=float, default=0.0, show_default=True,
               help="λ of ½λΣ‖W‖² (a spec's; a network file sets its own).")
-@click.option("--data", required=True, help="xor, digits, or an .npz file with arrays X and Y.")
+@click.option("--data", required=True,
+              help="xor, digits, or an .npz file with arrays X and Y. digits trains a spec with "
+                   "--output softmax --loss cross_entropy unless either is given.")
 @click.option("--optimizer", type=click.Choice(["sgd", "momentum", "adam"]), default="adam",
               show_default=True)
 @click.option("--lr", type=float, default=None,
@@ -701,6 +721,7 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
     # Everything is checked before the first step: the output path, the network's size (before
     # anything is allocated), the data file and every array in it (X_test too), then sg.train's
     # own arguments.
+    head = None  # (the data set's output and loss, if they were used)
     if out is not None:
         _check_writable(out)
     if plot is not None:  # its file and matplotlib, before any work
@@ -723,8 +744,14 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
                 f"{len(net.inputs)} ({', '.join(map(repr, net.inputs))}): use sg.train with a "
                 "dict of inputs")
     else:
-        net = mlp(parse_spec(network), hidden=hidden, output=output_act, loss=loss,
-                  penalty=penalty)
+        # a classification data set's output and loss (DATA_HEADS) when the user chose neither
+        # and a softmax has the units it needs; said in the defaults line below
+        sizes, unset = parse_spec(network), click.core.ParameterSource.DEFAULT
+        if data in DATA_HEADS and sizes[-1] > 1 and all(
+                ctx.get_parameter_source(p) is unset for p in ("output_act", "loss")):
+            head = DATA_HEADS[data]
+            output_act, loss = head["output"], head["loss"]
+        net = mlp(sizes, hidden=hidden, output=output_act, loss=loss, penalty=penalty)
     check_size(net, "float64", optimizer)
     d = load_data(data, net.loss, seed=seed)
     check_data(net, d, data)
@@ -744,15 +771,16 @@ def train(ctx, network, hidden, output_act, loss, penalty, data, optimizer, lr, 
             click.echo(f"symgrad: warning: {w.message}", err=True)
         else:  # anyone else's warning, as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    used = [f"{head['output']} output with {head['loss']} loss"] if head else []
     if data in DATA_DEFAULTS and any(v is None for v in given.values()):
         words = {"epochs": f"{opts['epochs']} epochs", "lr": f"lr {opts['lr']:g}",
                  "batch_size": f"batch size {opts['batch_size']}",
                  "starts": f"up to {opts['starts']} starts",
                  "relu_bias": f"ReLU biases from {opts['relu_bias']:g}"}
-        used = [words[k] for k, v in given.items() if v is None and
-                (k in DATA_DEFAULTS[data] and (k != "lr" or optimizer in DATA_DEFAULTS[data][k]))]
-        if used:
-            click.echo(f"{data}'s defaults: {', '.join(used)} (symgrad train --help)")
+        used += [words[k] for k, v in given.items() if v is None and
+                 (k in DATA_DEFAULTS[data] and (k != "lr" or optimizer in DATA_DEFAULTS[data][k]))]
+    if used:
+        click.echo(f"{data}'s defaults: {', '.join(used)} (symgrad train --help)")
     if info["tried"] > 1 or opts["starts"] > 1:
         why = ("the first to classify every training example right" if info["learned"] else
                f"the lowest loss of {info['tried']}; none classified every example right")

@@ -250,6 +250,50 @@ def test_labels_out_of_range_are_numpys_one_line_error_on_every_path(backend):
             fw.config.update("jax_enable_x64", True)
 
 
+def test_negative_target_entries_are_numpys_one_line_error_on_every_path(backend):
+    """A cross_entropy row [0, 1.5, −0.5] sums to 1 but is no distribution: numpy refuses it
+    naming row, entry and column, while torch and JAX returned its loss (2.50 on this net). Now
+    numpy's words on the checked path (numpy Y, converted), on a known signature's fast path, on
+    JAX's trace-time path and without x64; under the caller's own jit, nan."""
+    fw = _framework(backend)
+    arr = (lambda a: fw.numpy.asarray(a)) if backend == "jax" else (lambda a: fw.as_tensor(a))
+    net = sg.mlp([4, 3, 3], hidden="tanh", output="softmax", loss="cross_entropy")
+    k, ref = net.compile(backend=backend), net.compile()
+    rng = np.random.default_rng(0)
+    X, p = rng.normal(size=(5, 4)), net.init_params(seed=0)
+    ps = {q: arr(v) for q, v in p.items()}
+    good = np.eye(3)[[0, 1, 2, 0, 1]]
+    bad = good.copy()
+    bad[3] = [0.25, 1.0, -0.25]  # sums to 1
+    with pytest.raises(ValueError) as want:
+        ref(p, X, bad)
+    message = str(want.value)
+    assert message.startswith("Y: row 3 has the negative entry -0.25 (column 2)")
+    for Y in (bad, arr(bad), arr(bad)):  # numpy (converted), then a fresh and a known signature
+        with pytest.raises(ValueError) as got:
+            k(ps, arr(X), Y)
+        assert str(got.value) == message
+        assert _rel(k(ps, arr(X), arr(good))[0], ref(p, X, good)[0]) < 1e-12
+    # a soft target without a negative entry is still a target
+    soft = np.full((5, 3), 1 / 3)
+    assert _rel(k(ps, arr(X), arr(soft))[0], ref(p, X, soft)[0]) < 1e-12
+    if backend == "jax":
+        value, grads = fw.jit(k)(ps, arr(X), arr(bad))
+        assert np.isnan(float(value)) and all(np.isnan(_host(g)).all() for g in grads.values())
+        value, grads = fw.jit(k)(ps, arr(X), arr(good))
+        assert _rel(value, ref(p, X, good)[0]) < 1e-12
+        fw.config.update("jax_enable_x64", False)  # the path without x64 (no trace-time checks)
+        try:
+            p32 = {q: arr(v.astype("float32")) for q, v in p.items()}
+            for _ in range(2):
+                with pytest.raises(ValueError, match=r"^Y: row 3 has the negative entry -0\.25 "
+                                                     r"\(column 2\)"):
+                    k(p32, arr(X.astype("float32")), arr(bad.astype("float32")))
+                k(p32, arr(X.astype("float32")), arr(good.astype("float32")))
+        finally:
+            fw.config.update("jax_enable_x64", True)
+
+
 class cubic3(Primitive):
     """x³ with numpy and python code only: no jax or torch entry."""
 

@@ -26,6 +26,8 @@ FILES = {  # name → contents; written to a fresh directory for each case
     "levle.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\nhandout_options = {'levle': 'both'}\n",
     "exercises.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
                     "handout_options = {'exercises': 'no'}\n",
+    "reveal.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
+                 "handout_options = {'reveal': 'no'}\n",
     "optlist.py": "import symgrad as sg\nnet = sg.mlp([2, 2, 1])\n"
                   "handout_options = [('level', 'both')]\n",
     "multi.py": "import symgrad as sg\nnet = sg.Network()\nh = net.dense(net.input('x', 2), 3)\n"
@@ -107,10 +109,15 @@ CASES = [  # argv, fragment of the one line
     (["handout", "2-2-1", "-o", "h.doc"], "must end in .tex, .pdf or .md"),
     (["handout", "levle.py", "-o", "h.tex"], "levle.py: handout_options: unknown option 'levle' "
                                              "(known: level, verbosity, exercises, notation, "
-                                             "title, history)"),
+                                             "title, history, reveal)"),
     (["handout", "exercises.py", "-o", "h.tex"], "exercises.py: handout_options: exercises must "
                                                  "be True or False, not 'no'"),
     (["handout", "optlist.py", "-o", "h.tex"], "optlist.py: handout_options must be a dict"),
+    (["handout", "reveal.py", "--format", "beamer"], "reveal.py: handout_options: reveal must be "
+                                                     "True or False, not 'no'"),
+    (["handout", "2-2-1", "--no-reveal", "-o", "h.pdf"], "--no-reveal is for --format beamer"),
+    (["handout", "2-2-1", "--format", "markdown", "--reveal"], "--reveal is for --format beamer"),
+    (["handout", "2-2-1", "--format", "beamer", "--no-reval"], "No such option '--no-reval'"),
     (["handout", DEEP, "-o", "h.tex"], "up to 64 layers"),
     (["train", "2-2-1", "--data", "xor", "--output", "softmax"], "over 1 unit is always 1"),
     (["derive", "2-2-1", "--output", "softmax", "--loss", "mse"], "over 1 unit is always 1"),
@@ -123,6 +130,8 @@ CASES = [  # argv, fragment of the one line
      "notation must be one of slides, feature, esl, not 'fancy'"),
     (["chain", "--fn", "x1", "--wrt", "x1"], "at least two functions"),
     (["nonsense"], "No such command"),
+    # click's suggestion, the nearest option only (it offered '--help' too: difflib's 0.67)
+    (["derive", "2-2-1", "--levl", "element"], "No such option '--levl'. Did you mean '--level'?"),
 ]
 
 

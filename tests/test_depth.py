@@ -159,7 +159,7 @@ def test_residual_stacks_are_linear_in_depth(gated):
     d = _residual(12, gated).derive("W1")
     assert len(d.meta["paths"]) <= MAX_PATHS
     text = d.to_text()
-    assert "the paths are too many to list" in text and "g_z₁ᵀ = " in text
+    assert "the paths are too many to list" in text and "g_z⁽¹⁾ᵀ = " in text  # (its handout's z⁽¹⁾)
 
 
 def test_few_paths_are_still_written_out_one_by_one():
@@ -172,8 +172,9 @@ def test_a_chain_stopped_at_a_fork_defines_every_g_it_reads():
     (the --wrt W1 text alone must let a student follow the chain)."""
     import re
     text = _residual(6, gated=True).derive("W1").to_text()
-    used = set(re.findall(r"g_([A-Za-z]+[0-9₀-₉,]*)", text)) - {"i"}  # "g_i xᵀ" is words
-    defined = set(re.findall(r"^\s*g_([A-Za-z]+[0-9₀-₉,]*)ᵀ = ", text, flags=re.M))
+    # (a name as the handout writes it: z⁽¹⁾, r⁽²⁾)
+    used = set(re.findall(r"g_([A-Za-z]+[0-9₀-₉,⁽⁾⁰¹²³⁴⁵⁶⁷⁸⁹]*)", text)) - {"i"}  # "g_i xᵀ": words
+    defined = set(re.findall(r"^\s*g_([A-Za-z]+[0-9₀-₉,⁽⁾⁰¹²³⁴⁵⁶⁷⁸⁹]*)ᵀ = ", text, flags=re.M))
     assert used and used <= defined, used - defined
 
 

@@ -623,3 +623,54 @@ def test_esl_penalty_matches_the_index_level_gradient():
     r = d.result
     assert isinstance(r, sp.Add) and any(isinstance(a, sp.Sum) for a in r.args)
     assert sum(1 for a in r.args if not isinstance(a, sp.Sum)) == 1  # λ w, once, outside Σ_i
+
+
+# -- issue 13, the last trial: the multi-task net's second head in ESL's letters ---------------------
+@pytest.fixture(scope="module")
+def esl_multitask_md():
+    return sg.handout(_multitask(), fmt="markdown", notation="esl", level="both",
+                      verbosity="full")
+
+
+def test_esl_multitask_heads_are_betas_numbered_by_output(esl_multitask_md):
+    """The second head printed W⁽³⁾, b⁽³⁾ and z⁽³⁾ beside ESL's α and β, and z is ESL's hidden
+    layer: each head is ESL's β, β₀ and T (T_k = β_0k + β_kᵀz), the output's number above, in
+    the maths, the words, the diagram, the algorithm and the batch program."""
+    md = esl_multitask_md
+    for leak in ("W^{(", "b^{(", "z^{(", "z_{1}^{(", "W_{", "b_{5}", "w_{1", "w_{7}",
+                 "W⁽", "z⁽", "w₁"):
+        assert leak not in md, leak
+    assert r"\beta^{(1)} \in \mathbb{R}^{1 \times 3}" in md
+    assert r"\beta_{0}^{(2)} \in \mathbb{R}^{2}" in md
+    assert r"T^{(2)} &= \beta^{(2)} z + \beta_{0}^{(2)}" in md  # maths
+    assert (r"$\beta^{(1)}$, $\beta_{0}^{(1)}$ for $\mathrm{reg}$; $\beta^{(2)}$, "
+            r"$\beta_{0}^{(2)}$, $T^{(2)}$ for $\mathrm{cls}$") in md  # words
+    assert "z₁ ── β₁₁⁽²⁾ ──┐" in md and "+1 ── β₀₂⁽²⁾ ──┘" in md  # the diagram (as text)
+    assert r"\nabla_{\beta^{(2)}} \ell \leftarrow g_{T^{(2)}} z^{\top}" in md  # the algorithm
+    assert r"g_{z} \leftarrow \beta^{(2)\top} g_{T^{(2)}} + \beta^{(1)\top} g_{\mathrm{reg}}" in md
+    assert r"\mathrm{d}\beta^{(2)} &\leftarrow G_{T^{(2)}}^{\top} Z" in md  # the batch program
+    assert r"T_{2}^{(2)} &= \beta_{21}^{(2)} z_{1} + \beta_{22}^{(2)} z_{2}" in md  # unit by unit
+
+
+def test_esl_multitask_diagram_labels_weights_as_esl():
+    """The unit picture labelled the weights w1 … w15 where the 2-2-1 ESL picture has α₁₁: the
+    element level under esl names each weight by its place, as the notes' α_ml and β_km."""
+    tex = sg.handout(_multitask(), notation="esl", level="both")
+    labels = re.findall(r"\\node\[font=\\scriptsize, fill=white, inner sep=1pt\] at "
+                        r"\([^)]*\) \{\$(.*?)\$\};", tex)
+    assert len(labels) == 21  # every weight and bias, once
+    assert {"\\alpha_{11}", "\\alpha_{03}", "\\beta_{13}^{(1)}", "\\beta_{01}^{(1)}",
+            "\\beta_{23}^{(2)}", "\\beta_{02}^{(2)}"} <= set(labels)
+    assert not any(re.match(r"[wb]_\{\d+\}", t) for t in labels)
+    # the 2-2-1 picture at the element level, the same letters as at the matrix level
+    both = sg.handout(sg.mlp([2, 2, 1]), notation="esl", level="both")
+    assert r"{$\alpha_{11}$}" in both and r"{$\beta_{01}$}" in both and "{$w_{1}$}" not in both
+
+
+def test_one_head_keeps_esl_s_beta_and_the_slides_keep_w():
+    """A single output is ESL's β with no number; the slides' heads stay W⁽ᵏ⁾ and w1 … w15."""
+    tex = sg.handout(sg.mlp([2, 2, 1]), notation="esl")
+    assert r"\beta \in \mathbb{R}^{1 \times 2}" in tex and r"\beta^{(" not in tex
+    slides = sg.handout(_multitask(), level="both")
+    assert r"\mathbf{W}^{(3)} \in \mathbb{R}^{2 \times 3}" in slides and "{$w_{15}$}" in slides
+    assert r"\beta" not in slides

@@ -210,10 +210,11 @@ def test_beamer_frames_split_between_chains_and_restate_exercises():
     assert solutions and solutions[0].startswith("The section on the bias $")
 
 
-def test_beamer_steps_appear_one_at_a_time():
+def test_beamer_steps_appear_a_few_at_a_time():
     tex = handout("2-2-1", fmt="beamer", verbosity="normal")
     assert tex.startswith(r"\documentclass") and "beamer" in tex.splitlines()[0]
-    assert tex.count(r"\pause") > 20 and tex.count(r"\begin{frame}") > 10
+    # 7 clicks in 25 frames: a click uncovers a third of a frame (27, one per step, before)
+    assert tex.count(r"\pause") >= 5 and tex.count(r"\begin{frame}") > 10
 
 
 def test_levels_verbosity_and_exercises():
@@ -424,15 +425,16 @@ def test_no_beamer_frame_is_near_empty(tmp_path, name, opts, spec):
 @needs_tex
 @pytest.mark.parametrize("name,opts,spec,most", [(*XOR_MNIST[0], 40), (*XOR_MNIST[1], 35)])
 def test_beamer_is_brief_by_default_past_one_layer(tmp_path, name, opts, spec, most):
-    """Slides are brief past one layer with parameters: the lecture's MNIST has 30 pages (84 at
-    "normal"), XOR's at the CLI's default level (matrix) 20 (with --level both 53, was 93). "full" still
-    gives every step."""
+    """Slides are brief past one layer with parameters: the lecture's MNIST has 25 pages (47 at
+    "normal"), XOR's at the CLI's default level (matrix) 19 (with --level both 27, was 93). "full"
+    still gives every step (each a row: the clicks come a third of a frame at a time, so their
+    count no longer tells; test_slides_reveal)."""
     opts = dict(opts, level="matrix")
     tex = handout(spec, fmt="beamer", **opts)
     assert tex == handout(spec, fmt="beamer", verbosity="brief", **opts)
     full = handout(spec, fmt="beamer", verbosity="full", **opts)
-    assert full.count(r"\pause") > handout(spec, fmt="beamer", verbosity="normal",
-                                           **opts).count(r"\pause") > tex.count(r"\pause")
+    assert full.count("&= ") > handout(spec, fmt="beamer", verbosity="normal",
+                                       **opts).count("&= ") > tex.count("&= ")
     pdf = compile_pdf(tex, tmp_path / f"{name}.pdf", engine="pdflatex", keep_failed=False,
                       keep_log=True)
     log = pdf.with_suffix(".log").read_text(errors="replace")

@@ -35,10 +35,10 @@ def test_handout_curve_stops_at_the_floor_and_says_where():
     ticks = [int(t) for t in re.findall(r"\{\$10\^\{(-?\d+)\}\$\}", b["article"])]
     assert min(ticks) == -13 and "10^{-33}" not in b["article"]  # was an axis to 10^{-33}
     assert r"\clip (0,0) rectangle" in b["article"] and "dashed" in b["article"]
-    assert f"at epoch {BELOW}" in b["markdown"] and f"from epoch {FLAT} on" in b["markdown"]
+    assert f"At epoch {BELOW}" in b["markdown"] and f"from epoch {FLAT} on" in b["markdown"]
     [sec] = history_section(RUN)
     text = sec.blocks[0][1]
-    assert f"passed it at epoch {BELOW}" in text and f"from epoch {FLAT} on" in text
+    assert f"crossed that line at epoch {BELOW}" in text and f"from epoch {FLAT} on" in text
     assert r"$5 \times 10^{-13}$ (dashed)" in text and "3.08e-33" not in text
     # a run that never gets there keeps its axis to its smallest loss, without a note
     b = history_block([0.5 * 0.9 ** e for e in range(60)])
@@ -51,6 +51,24 @@ def test_plot_stops_at_the_floor_and_says_where():
     ax = history_figure(RUN, "xor").axes[0]
     assert ax.get_yscale() == "log" and ax.get_ylim()[0] == pytest.approx(1e-13)
     notes = " ".join(t.get_text() for t in ax.texts).replace("\n", " ")
-    assert f"at epoch {BELOW}" in notes and f"from epoch {FLAT} on" in notes and "3.1e-33" in notes
+    assert f"At epoch {BELOW}" in notes and f"from epoch {FLAT} on" in notes and "3.1e-33" in notes
     ax = history_figure([0.5 * 0.9 ** e for e in range(60)]).axes[0]
     assert not ax.texts and ax.get_ylim()[0] < 0.5 * 0.9 ** 59
+
+
+def test_the_notes_are_plain_sentences():
+    """An instructor's trial: "(1e-12 of the first epoch's)" read as a fragment."""
+    pytest.importorskip("matplotlib")
+    from symgrad.run.plot import history_figure
+    f = losscurve.floor(RUN)
+    assert losscurve.note(f) == (f"at epoch {BELOW} the loss fell below 5e-13, which is 1e-12 "
+                                 f"times the first epoch's loss, and it ended at 3.1e-33, the "
+                                 f"same floating-point number from epoch {FLAT} on")
+    png = " ".join(t.get_text() for t in history_figure(RUN).axes[0].texts).replace("\n", " ")
+    [sec] = history_section(RUN)
+    for text in (png, history_block(RUN)["markdown"], sec.blocks[0][1]):
+        assert "of the first epoch's" not in text and "times the first epoch's loss" in text
+    assert png.startswith(f"At epoch {BELOW} ") and png.endswith(f"from epoch {FLAT} on.")
+    assert f"in 400 epochs. At epoch {BELOW} the loss" in history_block(RUN)["markdown"]
+    assert r"which is $10^{-12}$ times the first epoch's loss. The loss crossed" in \
+        sec.blocks[0][1]

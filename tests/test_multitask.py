@@ -349,6 +349,17 @@ def test_cli_derives_a_file_declared_two_loss_network():
     assert r.exit_code == 2 and "needs a network with one output" in r.output
 
 
+def test_cli_derive_in_esl_writes_every_head_as_its_handout_does():
+    # (derive printed the second head's W⁽³⁾ and z⁽³⁾ beside ESL's β while the handout wrote
+    # β⁽²⁾, T⁽²⁾: only handouts applied the notation's heads)
+    path = str(ROOT / "examples" / "handouts" / "multitask.py")
+    r = CliRunner().invoke(cli, ["derive", path, "--notation", "esl", "--format", "latex"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0
+    assert "W^{(3)}" not in r.output and "z^{(3)}" not in r.output
+    assert r"\beta^{(1)}" in r.output and r"\beta^{(2)}" in r.output and "T^{(2)}" in r.output
+
+
 def test_handout_has_each_term_and_the_total():
     import runpy
     ns = runpy.run_path(str(ROOT / "examples" / "handouts" / "multitask.py"))
@@ -399,5 +410,7 @@ def test_each_target_is_written_one_way_at_every_level(multitask_tex, nota):
     reg = r"y_{\boldsymbol{\mathrm{reg}}}" if nota == "slides" else r"y_{\mathrm{reg}}"
     assert cls + "_{1}" in tex and cls + "_{k}" in tex  # an entry, at both levels
     assert r"\mathrm{reg} - " + reg in tex
-    assert "^{(2)}" not in tex.replace(r"\mathbf{W}^{(2)}", "").replace(r"\mathbf{b}^{(2)}", "")
+    # (the second head's layer under esl is β⁽²⁾, β₀⁽²⁾, T⁽²⁾: test_esl)
+    heads = re.sub(r"(\\beta|T)(_\{\d*\})?\^\{\(2\)", "", tex)
+    assert "^{(2)}" not in heads.replace(r"\mathbf{W}^{(2)}", "").replace(r"\mathbf{b}^{(2)}", "")
     assert not re.search(r"(?<![{\\a-z])y_\{\d\}", tex)

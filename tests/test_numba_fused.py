@@ -300,3 +300,35 @@ def test_first_calls_from_several_threads_compile_once(monkeypatch, tmp_path):
         t.join()
     assert not errors and len(got) == 4 and all(abs(g - ref) <= 1e-12 * abs(ref) for g in got)
     assert {len(f.signatures) for f in _loops(k).values()} == {1}
+
+
+def test_a_net_whose_loops_would_run_at_batch_1_to_3_stays_numpy_without_importing_numba(tmp_path):
+    """A deep, wide net's fused loops run only at batch 1–3 (784-256×7-10: FUSED_WORK over its
+    5406 fused entries a row, 3), where they measured no gain, yet compile() imported numba for
+    them (0.2–0.4 s) and a first small call compiled them. By default such a net (here 8-2000-3,
+    2 rows, quicker to build) now gets the numpy kernel, saying why, and numba is not imported; a
+    net whose loops run at larger batches keeps them, and fused=True builds them anyway. (A fresh
+    process: this one has numba imported.)"""
+    import os
+    import subprocess
+    import sys
+    from symgrad.compile.kernel import FUSED_MIN_ROWS
+    code = (
+        "import sys, symgrad as sg\n"
+        "deep = sg.mlp([8, 2000, 3], output='softmax', loss='cross_entropy')\n"
+        "k = deep.compile()\n"
+        "print(k.fused, 'numba' in sys.modules, k.source.splitlines()[0])\n"
+        "k = sg.mlp([64, 32, 10], output='softmax', loss='cross_entropy').compile()\n"
+        "print(k.fused, 'numba' in sys.modules, k.fused_rows)\n"
+        "k = deep.compile(fused=True)\n"
+        "print(k.fused, k.fused_rows)\n")
+    env = {**os.environ, "SYMGRAD_CACHE_DIR": str(tmp_path)}
+    env.pop("SYMGRAD_FUSED", None)  # (the suite's conftest sets 0: here, the user's default)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    deep, small, forced = done.stdout.splitlines()
+    assert deep == ("False False # fused path off, numpy throughout: its loops would run only for "
+                    f"batches of up to 2 rows, too few to pay (FUSED_MIN_ROWS = {FUSED_MIN_ROWS}; "
+                    "fused=True builds them)")
+    assert small == "True True 130" and forced == "True 2"

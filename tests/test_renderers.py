@@ -206,8 +206,10 @@ def test_sequence_nodes_print_names_escaped_and_in_notation(renderers, tmp_path)
     joined = "\n".join(texs["plain"])
     for shown in (r"\frac{1}{\sqrt{2}} \, \left(\left[\mathbf{k}\right]_{1:T} + e_t "
                   r"\mathbf{k}^{\top}\right)",  # (the scale 1/√d_k in front, one form: issue 13)
-                  r"\frac{1}{\sqrt{2}} \, e_{\tau} \mathbf{z}^{(3)\top}", r"\mathbf{a}^{(5)}_{t\tau} I",
-                  r"\mathbf{W}^{(5)}_{\tau - t + 1}"):
+                  # generated names by their roles, as the handout writes them: the query z3 is
+                  # q⁽¹⁾, the weights a5 a⁽¹⁾, the causal conv's W5 W⁽²⁾ (test_derive_names)
+                  r"\frac{1}{\sqrt{2}} \, e_{\tau} \mathbf{q}^{(1)\top}", r"\mathbf{a}^{(1)}_{t\tau} I",
+                  r"\mathbf{W}^{(2)}_{\tau - t + 1}"):
         assert shown in joined, shown
     hostile_tex = "\n".join(texs["hostile"])
     assert r"\input{" not in hostile_tex and "^^" not in hostile_tex, \

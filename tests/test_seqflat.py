@@ -171,8 +171,10 @@ def test_the_derivation_prints_the_flatten_step():
     net = text_cnn()
     text = net.derive("W2").to_text()
     assert "one vector per sequence after f)" in text.splitlines()[0]
-    assert "∂f/∂h₂ = e_t ⊗ I" in text and "∂f/∂vec(h₂[1:T]ᵀ) is the identity I₃₀" in text
-    assert "g at h₂,ₜ ← row t of mat(g), g laid back as T × d = 6 × 5" in text
+    # (the generated h2 is the handout's h⁽¹⁾, the conv's output: test_derive_names)
+    assert "∂f/∂h⁽¹⁾ = e_t ⊗ I" in text and "∂f/∂vec(h⁽¹⁾[1:T]ᵀ) is the identity I₃₀" in text
+    assert "f = [h⁽¹⁾_1; …; h⁽¹⁾_T]" in text
+    assert "g at h⁽¹⁾ₜ ← row t of mat(g), g laid back as T × d = 6 × 5" in text
     assert "the mean over the n/T sequences, one row each after the flatten" in text
     assert "which carries the T/n" in text
     program = "\n".join(f"{lhs} = {rhs}" for lhs, rhs in net.backprop().meta["program"].display())

@@ -47,7 +47,10 @@ def test_element_level_slides_without_clicks():
     assert all(r"\pause" not in u.split(r"\section{")[0] for u in units)
     solution = tex.split(r"{Solution to exercise 1}")[1]  # (the element level's only one)
     assert "relu" in solution and r"\pause" not in solution
-    assert handout("2-2-1", level="element", fmt="beamer", verbosity="normal").count(r"\pause") > 20
+    # "normal" keeps its clicks: 14, each uncovering a third of a frame or more (44 when every
+    # step was a click: test_slides_reveal)
+    normal = handout("2-2-1", level="element", fmt="beamer", verbosity="normal")
+    assert normal.count(r"\pause") >= 10
 
 
 def _fills(pdf) -> dict:

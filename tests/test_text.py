@@ -143,9 +143,16 @@ def test_function_names():
     ("(x + 1)**(1/2)", "√(x + 1)"), ("x**n", "x^n"), ("2*x1*x2", "2x₁x₂"),
     ("-2*w1", "−2w₁"), ("a*(b + c)", "a (b + c)"), ("x1*(b + c)", "x₁(b + c)"),
     ("-1/x2", "−1/x₂"), ("pi*x", "π x"), ("(1 - y)/(1 - yhat)", "(1 − y)/(1 − ŷ)"),
+    # a number before a function's word keeps a space (2sin(x) read as a name), not before σ
+    ("2*sin(x)", "2 sin(x)"), ("-3*cos(x)", "−3 cos(x)"), ("2*sigmoid(x)", "2σ(x)"),
 ])
 def test_expressions(expr, shown):
     assert TextPrinter().doprint(sg.parse(expr)) == shown
+
+
+def test_a_number_times_a_function_on_the_command_line():
+    out = run("jacobian", "sin(x)**2", "--wrt", "x", "--steps", "full")
+    assert "2 cos(x) sin(x)" in out and "2cos" not in out
 
 
 def test_relations_and_cases():

@@ -392,6 +392,10 @@ class Runtime:
     def poison(self, bad, a):             # a, or nan where the traced bool ``bad`` holds
         raise NotImplementedError         # (only a runtime whose wrap() traces needs it)
 
+    def to_host(self, a):                 # a as a numpy array (a bad argument, to name its entry)
+        import numpy as np
+        return np.asarray(a)
+
 
 FLOAT_NAMES = ("float32", "float64")
 
@@ -611,7 +615,6 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
         "kernel", printer, spec, typed, _live(prog, {loss} | {v.sym for v in grads.values()}),
         args, [loss.name], [(grads[p].sym, spec.shapes[p]) for p in spec.names])
     raw = exec_generated(src, "kernel", rt.namespace())
-    run = rt.wrap(raw)
     k = spec.d_out
 
     # Integer labels out of 0..k−1: one_hot made their rows zero on JAX (a silently wrong, finite
@@ -634,15 +637,40 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
         off = lo * (lo < 0) + hi * (hi >= k) * (lo >= 0)
         return (*[rt.poison(off != 0, o) for o in run_one_hot(*a)], off)
 
-    def checked(out):
-        """(loss, grads) of the wrapped function's result, its labels' range checked where it
-        came back (a jitted label call: one more output) and is concrete."""
+    # cross_entropy's target rows (one-hot or distributions) with a negative entry: a row
+    # [0, 1.5, −0.5] sums to 1, and torch and JAX gave its meaningless loss (2.50 for a 4-3-3
+    # net) where numpy refuses it. Y.min() is taken inside the wrapped function and read back, one
+    # number a call, as the labels' range is (bench/labels.py's device sync); only a Y with a
+    # negative entry is copied to the host, where Spec.rows, numpy's check, names its row, entry
+    # and column in numpy's words. Jitted, the loss and gradients are nan where it is negative
+    # (under the caller's own jax.jit nothing can be raised, as for labels).
+    def rowed(*a):
+        """(loss, *grads) of a call with target rows (Y last in ``a``), checked as above."""
+        if not jitted:  # (float(): 2 µs at 128 × 10 on torch's CPU, bool(Y.min() < 0) 6 µs)
+            if float(a[-1].min()) < 0:
+                refuse(a[-1])
+            return raw(*a)
+        neg = a[-1].min() < 0
+        return (*[rt.poison(neg, o) for o in raw(*a)], neg)
+
+    def refuse(Y):
+        """Raise numpy's one line for target rows Y, of this framework (Spec.rows names it)."""
+        import numpy as np
+        Y = rt.to_host(Y)
+        spec.rows(Y, Y.shape[0], Y.dtype if Y.dtype.kind == "f" else np.dtype(np.float64))
+
+    def checked(out, Y):
+        """(loss, grads) of the wrapped function's result for targets Y, their values checked
+        where the check came back (a jitted call: one more output) and is concrete: the labels'
+        range (Y integer labels, 1-D), or the rows' least entry."""
         if len(out) == len(spec.names) + 1:
             return out[0], out[1:]
         *out, off = out
         off = rt.concrete_int(off)  # (None: traced by the caller, which gets nan instead)
-        if off:
+        if off and Y.ndim == 1:
             check_label_range(what_y, k, off, off)
+        elif off:
+            refuse(Y)
         return out[0], out[1:]
 
     def one_hot(*a):  # integer labels made one-hot inside the wrapped function (one XLA call)
@@ -651,6 +679,7 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
     def with_labels(*a):
         return labelled(one_hot, *a)
     run_labels = rt.wrap(with_labels)
+    run = rt.wrap(rowed if spec.labels else raw)
 
     # the forward pass alone
     out_sym = typed.forward_of(spec.outputs[0]).sym
@@ -673,7 +702,8 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
             y = at_trace.y(Y, xs[0].shape[0], ps[0])
             if isinstance(y, _Labels):
                 return labelled(one_hot, *ps, *xs, y.Y)
-            return tuple(raw(*ps, *xs, y))  # (a tuple: jit would sort a dict's keys)
+            # (a tuple: jit would sort a dict's keys)
+            return tuple((rowed if spec.labels else raw)(*ps, *xs, y))
 
         def forward(params, X):
             ps = at_trace.params(params)
@@ -704,12 +734,12 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
                 # in one line
                 pass
             else:
-                value, gs = checked(out)
+                value, gs = checked(out, Y)
                 return value, dict(zip(names, gs))
         xg = given(X)
         fn = None if xg is None else seen.get(params, *xg, Y)
         if fn is not None:  # these shapes, dtypes and devices passed the checks before
-            value, gs = checked(fn(*[params[p] for p in names], *xg, Y))
+            value, gs = checked(fn(*[params[p] for p in names], *xg, Y), Y)
             return value, dict(zip(names, gs))
         ps = check.params(params)
         xs = check.xs(X, ps[0])
@@ -719,7 +749,8 @@ def network_kernel(net, at0, backend, printer_cls, rt: Runtime):
         if (xg is not None and all(a is b for a, b in zip(xs, xg)) and (y.Y if labels else y) is Y
                 and all(a is params[p] for a, p in zip(ps, names))):
             seen.add(fn, params, *xg, Y)  # used as given: the same signature may skip the checks
-        value, gs = checked(fn(*ps, *xs, y.Y if labels else y))
+        y = y.Y if labels else y
+        value, gs = checked(fn(*ps, *xs, y), y)
         return value, dict(zip(names, gs))
 
     seen_x = Signatures(rt, names)

@@ -159,6 +159,9 @@ class CuPyRuntime(Runtime):
     def all_finite(self, a):
         return bool(self.cp.isfinite(a).all())
 
+    def to_host(self, a):
+        return self.cp.asnumpy(a)
+
 
 def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), CuPyRuntime())

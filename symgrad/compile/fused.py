@@ -10,10 +10,13 @@ registered "python" code, the scalar interpretation; a helper that numba cannot 
 has its numba form in :data:`NUMBA_HELPERS`, a table of this interpretation's). GEMMs, reductions
 (softmax, log-sum-exp, sums) and anything with the targets Y stay numpy's.
 
-Chosen when numba is importable and ``SYMGRAD_FUSED`` is not ``0`` (the test suite sets it: see
-tests/conftest.py); ``net.compile(fused=False)`` opts out, ``fused=True`` requires it. A loop numba cannot compile fails while compiling, naming the
-primitives in it; under the default (``fused=None``) the kernel then falls back to numpy and its
-``kernel.source`` says so (a documented, tested choice), under ``fused=True`` it raises.
+Chosen when numba is installed, ``SYMGRAD_FUSED`` is not ``0`` (the test suite sets it: see
+tests/conftest.py) and the loops would run for batches of at least ``kernel.FUSED_MIN_ROWS`` rows
+(a deep, wide net's would not: it stays numpy's, and numba is not imported);
+``net.compile(fused=False)`` opts out, ``fused=True`` requires it. A loop numba cannot compile
+fails while compiling, naming the primitives in it; under the default (``fused=None``) the
+kernel then falls back to numpy and its ``kernel.source`` says so (a documented, tested choice),
+under ``fused=True`` it raises.
 """
 from __future__ import annotations
 
@@ -44,11 +47,19 @@ def available() -> bool:
     return True
 
 
+def installed() -> bool:
+    """Whether numba is installed, found without importing it: importing takes 0.2–0.4 s, paid
+    only by a kernel whose loops are built (kernel.FUSED_MIN_ROWS)."""
+    import importlib.util
+    return importlib.util.find_spec("numba") is not None
+
+
 def choose(fused) -> bool:
-    """fused=None: the fused path when numba is importable and SYMGRAD_FUSED is not 0; True:
+    """fused=None: the fused path when numba is installed and SYMGRAD_FUSED is not 0 (one that
+    then fails to import falls back to numpy at compile, as a loop it cannot compile does); True:
     required (an error without numba, whatever SYMGRAD_FUSED says); False: numpy only."""
     if fused is None:
-        return os.environ.get("SYMGRAD_FUSED", "") != "0" and available()
+        return os.environ.get("SYMGRAD_FUSED", "") != "0" and installed()
     if fused is not True and fused is not False:
         raise ValueError(f"fused: expected True, False or None, got {fused!r}")
     if fused and not available():

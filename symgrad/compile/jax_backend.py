@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import sympy as sp
 
 from symgrad.core.primitives import (_log_code, _fold, leaky_relu, log1mexp, logsumexp, relu,
@@ -154,7 +155,8 @@ class JaxRuntime(Runtime):
             return None
 
     def concrete_int(self, a):
-        return None if isinstance(a, self.jax.core.Tracer) else int(a)
+        # (through numpy: int() of a JAX scalar took 6.7 µs, np.asarray 1.7 µs, at load 4)
+        return None if isinstance(a, self.jax.core.Tracer) else int(np.asarray(a))
 
     def poison(self, bad, a):
         return self.jnp.where(bad, self.jnp.nan, a)

@@ -372,6 +372,18 @@ def compile_network(net, backend: str = "numpy", scalar=None, relu_grad_at_zero=
 # b512 1.13, b1024 1.24; 784-256-128-10 (1260 a row) b8 0.92, b32 0.98, b256 1.17. The loops are
 # scalar (the Σ entry² they carry keeps numba from vectorizing them), numpy's ufuncs are SIMD.
 FUSED_WORK = 16384
+# By default the fused path is built only where its loops would run for batches of at least this
+# many rows (``fused_rows``, FUSED_WORK over the fused values' width): a deep, wide net's run at
+# batch 1–3 only, gain nothing there, and would still import numba at compile() (0.2–0.4 s) and
+# compile the loops at a first small call (0.3–1.6 s). fused/numpy per call, 1 BLAS thread,
+# float64 labels, min of 15 rounds at load 3 on 2 cores: 784-256×7-10 (fused_rows 3) b1 1.05,
+# b2 0.97, b3 1.02; 784-256×4-10 (5) b1–b5 0.92–0.95; 784-256-128-10 (13) b1–b13 0.90–0.93.
+# fused=True builds it whatever the rows.
+FUSED_MIN_ROWS = 4
+
+
+class _Unpaid(Exception):
+    """The fused path would not pay (FUSED_MIN_ROWS): the numpy kernel, saying why."""
 
 
 def _compile_network(net, scalar, at0, fused=False, required=False):
@@ -379,8 +391,8 @@ def _compile_network(net, scalar, at0, fused=False, required=False):
     if not fused:
         return slow
     try:
-        fast = _compile_numpy(net, scalar, at0, slow)
-    except MissingCodeError as err:
+        fast = _compile_numpy(net, scalar, at0, slow, least_rows=1 if required else FUSED_MIN_ROWS)
+    except (MissingCodeError, ImportError, _Unpaid) as err:  # (ImportError: a broken numba)
         if required:
             raise
         # the documented fallback of fused=None: numpy throughout, and the source says why
@@ -389,9 +401,10 @@ def _compile_network(net, scalar, at0, fused=False, required=False):
     return fast if fast.fused else slow  # (nothing to fuse: the numpy kernel)
 
 
-def _compile_numpy(net, scalar, at0, unfused):
+def _compile_numpy(net, scalar, at0, unfused, least_rows=1):
     """The numpy kernel; with ``unfused`` (that kernel, made first) the fused one, which calls
-    ``unfused`` for batches above its measured limit (FUSED_WORK)."""
+    ``unfused`` for batches above its measured limit (FUSED_WORK), or :class:`_Unpaid` when that
+    limit is below ``least_rows`` (before any loop is built or numba imported)."""
     fused = unfused is not None
     typed = program(net)
     spec = Spec(net, typed, at0)
@@ -437,6 +450,10 @@ def _compile_numpy(net, scalar, at0, unfused):
                                     sums=set(carried.values()), loops=loops)
         width = sum(lhs.shape[1] for g in groups for lhs, _ in g[0] if lhs.shape[0] == N)
         fused_rows = max(1, FUSED_WORK // max(1, width))  # rows a call: examples, or positions
+        if fused_rows < least_rows:
+            raise _Unpaid(f"its loops would run only for batches of up to {fused_rows} "
+                          f"row{'s' if fused_rows > 1 else ''}, too few to pay (FUSED_MIN_ROWS = "
+                          f"{least_rows}; fused=True builds them)")
         head = [f"    if n > {fused_rows}:  # a large batch: the numpy kernel (see FUSED_WORK)",
                 f"        return _unfused(params, {given})"] + head
     src, consts = _function("kernel", spec, stmts, owned, f"{loss}, {{{outs}}}", True,

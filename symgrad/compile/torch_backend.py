@@ -207,6 +207,9 @@ class TorchRuntime(Runtime):
     def all_finite(self, a):
         return bool(self.torch.isfinite(a).all())
 
+    def to_host(self, a):
+        return a.detach().cpu().numpy()
+
 
 def _network(net, scalar, at0):
     return network_kernel(net, at0, NAME, _printer_class(), TorchRuntime())

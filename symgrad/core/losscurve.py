@@ -51,11 +51,18 @@ def floor(history) -> Floor | None:
 
 def note(f: Floor, fmt=lambda v: "%.2g" % v) -> str:
     """The sentence a picture cut at ``f`` carries (``fmt`` prints a number)."""
-    out = ("the loss fell below %s (%s of the first epoch's) at epoch %d and reached %s"
-           % (fmt(f.threshold), fmt(RELATIVE), f.below_at, fmt(f.last)))
+    # a sentence read as it stands (it said "(1e-12 of the first epoch's)")
+    out = ("at epoch %d the loss fell below %s, which is %s times the first epoch's loss, and "
+           "it ended at %s" % (f.below_at, fmt(f.threshold), fmt(RELATIVE), fmt(f.last)))
     if f.flat_from is not None:
-        out += ", unchanged in floating point from epoch %d on" % f.flat_from
+        out += ", the same floating-point number from epoch %d on" % f.flat_from
     return out
 
 
-__all__ = ["Floor", "floor", "note", "RELATIVE"]
+def sentence(f: Floor, fmt=lambda v: "%.2g" % v) -> str:
+    """:func:`note` as a sentence of its own: capitalized, with its full stop."""
+    text = note(f, fmt)
+    return text[:1].upper() + text[1:] + "."
+
+
+__all__ = ["Floor", "floor", "note", "sentence", "RELATIVE"]

@@ -293,15 +293,41 @@ class Normalize(MatrixExpr):
         return r"\operatorname{normalize}\left(%s\right)" % p._print(self.args[0])
 
 
-# layer norm's standard deviation √(var h + ε), as LaTeX writes it: std(h), not σ(h), which a
-# course that writes the sigmoid σ reads as the sigmoid (an instructor's trial of the attention
-# handout); a handout defines it where normalize is first used (symgrad.handouts.glossary)
+# layer norm's standard deviation √(var h + ε) as LaTeX writes it; a handout defines it where
+# normalize is first used (symgrad.handouts.glossary)
 STD_TEX = r"\operatorname{std}"
 
 
+class Std(sp.Function):
+    """std(h) = √(var h + ε), the standard deviation a layer norm divides by (its ε within), as a
+    scalar of the derivation's node h. Written std, never σ: σ is the sigmoid in these notes (an
+    instructor's trial read (…)/σ(s₁₈) as the sigmoid of a residual sum). A name only: nothing
+    evaluates it (the kernels compute the moments themselves)."""
+
+    nargs = 1
+    is_positive = True
+    is_real = True
+
+    def _sympystr(self, p):
+        return f"std({p._print(self.args[0])})"
+
+    def _latex(self, p, exp=None):
+        tex = r"%s(%s)" % (STD_TEX, p._print(self.args[0]))
+        return tex if exp is None else r"%s^{%s}" % (tex, exp)
+
+
+def normalize_jacobian_terms(xh, d: int) -> tuple:
+    """(I, −𝟏𝟏ᵀ/d, −x̂x̂ᵀ/d), the terms of layer norm's Jacobian (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d)/std(h), each
+    built as it stands (arithmetic folds −(𝟏𝟏ᵀ/d) into one 𝟏/d): the chain's Jacobian and the
+    VJP's printed form are the same terms, so the two read alike."""
+    ones = sp.OneMatrix(d, 1)
+    return (sp.Identity(d), sp.MatMul(sp.Rational(-1, d), ones, sp.Transpose(ones)),
+            sp.MatMul(sp.Rational(-1, d), xh, sp.Transpose(xh)))
+
+
 class NormalizeVJP(MatrixExpr):
-    """(g − mean g − x̂ mean(x̂ ⊙ g))/σ: layer norm's Jacobian (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d)/σ applied to g,
-    never formed (it is symmetric, so this is also gᵀ times it)."""
+    """(g − mean g − x̂ mean(x̂ ⊙ g))/std(h): layer norm's Jacobian (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d)/std(h)
+    applied to g, never formed (it is symmetric, so this is also gᵀ times it)."""
 
     def __new__(cls, xhat, z, g, eps, axis: int = 0):
         return MatrixExpr.__new__(cls, *(sp.sympify(a, strict=True) for a in (xhat, z, g, eps)),
@@ -321,11 +347,23 @@ class NormalizeVJP(MatrixExpr):
         mean_xg = sp.Add(*[xh[a, b] * g[a, b] for a, b in idx]) / d
         return inv * (g[i, j] - mean_g - xh[i, j] * mean_xg)
 
-    def _sympystr(self, p):
+    def shown(self):
+        """The notes' form, (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d) g/std(h), as an expression the printers write
+        (one example's column, axis 0; d the number of features), None for the batch's rows."""
+        xh, z, g, _, axis = self.args
+        if axis != 0:
+            return None
+        I, ones, outer = normalize_jacobian_terms(xh, xh.shape[0])
+        return sp.MatMul(1 / Std(z), sp.MatAdd(I, ones, outer), g)
+
+    def _sympystr(self, p):  # JSON's string (the text printer writes shown()); std as in Std
         xh, z, g = (p._print(a) for a in self.args[:3])
-        return f"(I - 1*1.T/d - {xh}*{xh}.T/d)*{g}/σ({z})"
+        return f"(I - 1*1.T/d - {xh}*{xh}.T/d)*{g}/std({z})"
 
     def _latex(self, p):
+        e = self.shown()
+        if e is not None:
+            return p._print(e)
         xh, z, g = (p._print(a) for a in self.args[:3])
         xt = p._print(sp.Transpose(self.args[0]))  # x̂ᵀ as the printer writes a transpose
         return (r"\frac{1}{%s(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "

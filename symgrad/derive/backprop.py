@@ -24,6 +24,7 @@ from symgrad.core.matexpr import (N, Cotangent, ScatterAdd, SumAll, Target, batc
 from symgrad.graph.network import Graph
 from symgrad.graph.ops import OPS, op_of
 from symgrad.graph.attention import ACROSS
+from symgrad.graph.symbols import batch_name
 
 class _RuleTable(Mapping):
     """One interpretation of every registered op, keyed by op: JACOBIANS["dense"] is the dense
@@ -129,13 +130,18 @@ def carried(net) -> str:
             "1/n of its term, T/n for a term after the flatten")
 
 
-def sequence_convention(net, d: Derivation) -> None:
+def sequence_convention(net, d: Derivation, stated: str | None = None) -> None:
     """For a sequence network, the first step: how a sequence value is laid out and why the
-    steps below are those of one position."""
+    steps below are those of one position. ``stated``: the parameter whose derivation, printed
+    above this one, set it out; this one then refers to it (an instructor's trial: the same
+    five lines before every one of attention's 25 parameters)."""
     T = net.seq_len
     if T is None:
         imgs = [n for n in net.nodes.values() if n.image is not None]
-        if imgs:
+        if imgs and stated is not None:  # (names in the why, where printers write them)
+            d.add(sp.Symbol(imgs[0].name), Note("an image, written as the column of its entries"),
+                  f"as set out for {stated} above", StepKind.DEFINITION)
+        elif imgs:
             C, H, W = imgs[0].image
             d.add(sp.Symbol(imgs[0].name), Note(
                 f"an image: C × H × W = {C} × {H} × {W}, written as the column of its {C * H * W} "
@@ -146,6 +152,10 @@ def sequence_convention(net, d: Derivation) -> None:
                 "torch's (O, C, kh, kw) weight read row-major) applied to every patch of its "
                 "input; mat(g) is a gradient as channels × positions, U(x) the patches (im2col), "
                 "one a row", StepKind.DEFINITION)
+        return
+    if stated is not None:
+        d.add(sp.Symbol("t"), Note(f"one of the T = {T} positions"),
+              f"a value at position t as set out for {stated} above", StepKind.DEFINITION)
         return
     d.add(sp.Symbol("t"), Note(
         f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "
@@ -270,7 +280,7 @@ def batch_rows(net):
                for o in net.outputs}
     rows, taken = {}, {t.name for t in targets.values()}
     for name, node in net.nodes.items():
-        label = _upper(name)
+        label = batch_name(name)
         while label in taken:  # nodes z1 and Z1, or y: each batch value keeps its own symbol
             label += "′"
         taken.add(label)
@@ -279,10 +289,6 @@ def batch_rows(net):
         rows[g_symbol(net, name)] = Cotangent("G_" + name, r, node.dim)  # a gradient by type
     rows.update(targets)
     return rows
-
-
-def _upper(name):
-    return "Yhat" if name == "yhat" else name[0].upper() + name[1:]
 
 
 def per_example_loss(net):

@@ -16,6 +16,7 @@ from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, 
 from symgrad.derive.cost import cost_name
 from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
+from symgrad.graph.symbols import heads_of, renames, symbols_of
 
 SHOWN_BLOCKS = 3  # blocks of ∂ℓ/∂vec[W] written out before the ⋯ (then the last one)
 
@@ -91,13 +92,16 @@ def _size(net, p):
     return r * c
 
 
-def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivation:
+def derive_parameter(net: Graph, p: str, known: dict | None = None,
+                     stated: str | None = None) -> Derivation:
     """∇_p of the loss: the chain of Jacobians with shapes → the backprop form → the batch form.
 
     ``known`` ({node: the parameter whose derivation derived its g}, as :func:`derive_all` keeps
     it) starts each chain at the nearest node whose g is already derived, so deriving every
     parameter of a deep net is linear in its depth: each chain written from ℓ repeated the whole
-    net (a 32-layer net's derivations were 490 KB of text, 200 layers 18.5 MB)."""
+    net (a 32-layer net's derivations were 490 KB of text, 200 layers 18.5 MB). ``stated``: the
+    parameter printed above whose derivation set out the positions' (or image's) convention,
+    which this one refers to."""
     if p not in net.shapes:
         raise ValueError(f"unknown parameter {p!r}; the parameters are {', '.join(net.parameters)}")
     goals = set(net.outputs) if net.several_losses else net.output_node
@@ -108,7 +112,7 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
     is_w = net.is_weight(p)
     wrt = Vec(P) if is_w or net.is_table(p) else P  # an embedding table is a matrix too
     d = Derivation(f"The gradient of the loss with respect to {p}" + per_position(net))
-    sequence_convention(net, d)
+    sequence_convention(net, d, stated)
     loss_steps(net, d)
     users = [n.name for n in net.nodes.values() if p in n.params]
     forks = set()
@@ -161,6 +165,10 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None) -> Derivatio
           + f": every g row-stacked into G, which carries the {carried(net)}", StepKind.BATCH,
           shapes=[net.shapes[p]])
     d.result = gradients(net)[p]
+    if renames(net):  # generated names (s18, xhat10): every printer writes them by role, r⁽¹⁾,
+        d.meta["symbols"] = symbols_of(net)  # x̂⁽²⁾, in the maths and the words, as handouts do
+    if heads_of(net):  # a multi-task net's heads: a notation that names them (ESL's β⁽ᵏ⁾) does
+        d.meta["heads"] = heads_of(net)
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
                   derived=derived,
                   where=(batch_g, [_batch_gs(net)[g] for g in bw.g if g in derived and
@@ -185,8 +193,9 @@ def derive_all(net: Graph, params=None) -> list[Derivation]:
     """The derivations of ``params`` (default: every parameter), in order, each chain starting
     at the nearest node whose g an earlier one derived: linear in depth, not quadratic."""
     known, out = {}, []
-    for p in (net.parameters if params is None else params):
-        d = derive_parameter(net, p, known)
+    params = list(net.parameters if params is None else params)
+    for p in params:  # the convention (positions, image) set out once, for the first
+        d = derive_parameter(net, p, known, params[0] if out else None)
         known.update({g: p for g in d.meta["derived"] if g not in known})
         out.append(d)
     return out

@@ -19,7 +19,8 @@ from typing import Callable
 
 import sympy as sp
 
-from symgrad.core.matexpr import Normalize, NormalizeVJP, Softmax, SoftmaxVJP, hadamard
+from symgrad.core.matexpr import (Normalize, NormalizeVJP, Softmax, SoftmaxVJP, Std, hadamard,
+                                  normalize_jacobian_terms)
 
 
 @dataclass(frozen=True)
@@ -389,27 +390,27 @@ register_op(Op("concat", _concat_define, _concat_jacobian, _concat_vjp, _concat_
                label="concatenation", short="concat", symbol=Symbol("c")))
 
 
-# -- normalize: x̂ = (h − mean h)/σ, σ = √(var h + ε) (layer norm before its gain and shift) ---------
+# -- normalize: x̂ = (h − mean h)/std(h), std(h) = √(var h + ε) (layer norm before its gain and
+# shift). std, not σ: σ is the sigmoid in these notes (core.matexpr.Std)
 def _normalize_define(net, node):
     return Normalize(net.sym(node.inputs[0]), node.attr("eps"))
 
 
 def _normalize_jacobian(net, node, wrt):
-    d, xh = node.dim, net.sym(node.name)
-    sigma = sp.Symbol(f"σ_{node.inputs[0]}", positive=True)
-    ones = sp.OneMatrix(d, 1)  # built term by term: arithmetic would fold 𝟏𝟏ᵀ into one "1"
-    J = sp.MatMul(1 / sigma, sp.MatAdd(sp.Identity(d),
-                                        sp.MatMul(sp.Rational(-1, d), ones, sp.Transpose(ones)),
-                                        sp.MatMul(sp.Rational(-1, d), xh, sp.Transpose(xh))))
-    return J, (f"{node.name} = ({wrt} − mean)/σ_{wrt}: the mean and σ move with every entry, so "
-               f"∂{node.name}/∂{wrt} = (I − 𝟏𝟏ᵀ/d − {node.name} {node.name}ᵀ/d)/σ, d = {d}")
+    d, xh, h = node.dim, net.sym(node.name), net.sym(node.inputs[0])
+    I, ones, outer = normalize_jacobian_terms(xh, d)
+    J = sp.MatMul(1 / Std(h), sp.MatAdd(I, ones, outer))
+    # the words name values by their symbols ({x̂}: the printers write node names by role)
+    return J, (f"{node.name} = ({wrt} − mean {wrt})/std({wrt}): the mean and std({wrt}) move with "
+               f"every entry, so ∂{node.name}/∂{wrt} = (I − 𝟏𝟏ᵀ/d − {node.name} {node.name}ᵀ/d)"
+               f"/std({wrt}), d = {d}")
 
 
 def _normalize_vjp(net, node, g):
     xh, h = net.sym(node.name), net.sym(node.inputs[0])
     return [(node.inputs[0], NormalizeVJP(xh, h, g, node.attr("eps")),
-             f"g ← (g − mean g − {node.name} mean({node.name} ⊙ g))/σ: the Jacobian is "
-             "symmetric, applied without forming it")]
+             f"g ← (g − mean g − {node.name} mean({node.name} ⊙ g))/std({node.inputs[0]}): the "
+             "Jacobian is symmetric, applied without forming it")]
 
 
 def _normalize_scalar(net, node, ins, params):
@@ -427,7 +428,7 @@ def _no_dim(op):
 
 register_op(Op("normalize", _normalize_define, _normalize_jacobian, _normalize_vjp,
                _normalize_scalar, _no_dim("normalize"),
-               "a normalization over the features, x̂ = (h − mean h)/√(var h + ε)",
+               "a normalization over the features, x̂ = (h − mean h)/std(h), std(h) = √(var h + ε)",
                label="layer norm", symbol=Symbol(r"\hat{x}")))
 
 

@@ -106,9 +106,14 @@ def gradient_summary(net, alg=None, notation="slides"):
                            for g, rhs in keep]
 
 
-def algorithm_section(P, net, alg, verbosity) -> Section:
+def algorithm_section(P, net, alg, verbosity, exercise=None) -> Section:
+    """The final algorithm; at verbosity "full" also the minibatch program, less the line of
+    the ``exercise`` parameter's gradient: the exercise asks for it (it printed the answer)."""
     sec = Section("The final algorithm")
-    sec.text(r"Algorithm 6.4 of the notes, derived for this network: forward propagation, then "
+    # what the algorithm is and whose, not "of the notes": a reader may not have them (the
+    # slides, seed 002, reproduce the book's Algorithm 6.4)
+    sec.text(r"Back-propagation (Algorithm 6.4 in Goodfellow, Bengio and Courville, Deep "
+             r"Learning, 2016), derived for this network: forward propagation, then "
              r"one backward pass that defines each $%s$ once and reads every gradient off "
              r"it, then a gradient-descent update with step size $\epsilon$." % g_name(P.notation))
     lines = [("head", "Forward propagation")]
@@ -142,7 +147,12 @@ def algorithm_section(P, net, alg, verbosity) -> Section:
     if verbosity == "full":
         sec.text(r"For a minibatch stacked one example per row ($\mathbf{X}$ is $n \times d$), "
                  r"the same program, as symgrad compiles it:")
-        sec.math([r"%s &\leftarrow %s" % (P.tex(lhs), P.tex(rhs))
-                  for lhs, rhs in alg.meta["program"].display(Kind.FORWARD, Kind.BACKWARD,
-                                                              Kind.GRADIENT)])
+        rows = alg.meta["program"].display(Kind.FORWARD, Kind.BACKWARD, Kind.GRADIENT)
+        kept = [(lhs, rhs) for lhs, rhs in rows if exercise is None or
+                getattr(lhs, "name", None) != "d" + exercise]
+        sec.math([r"%s &\leftarrow %s" % (P.tex(lhs), P.tex(rhs)) for lhs, rhs in kept])
+        if len(kept) < len(rows):
+            sec.text(r"The line for $%s$ is left out: it is the exercise on $%s$."
+                     % (P.tex(next(lhs for lhs, _ in rows if lhs not in dict(kept))),
+                        P.tex(net.sym(exercise))))
     return sec

@@ -9,7 +9,6 @@ shared backward pass, the final algorithm, and exercises with solutions on a sep
 """
 from __future__ import annotations
 
-import re
 
 import sympy as sp
 
@@ -22,7 +21,6 @@ from symgrad.handouts.model import (Doc, Section, batch_tex, cost_name, cost_sum
                                     cost_word, g_name, loss_names, term_names, value_space)
 from symgrad.derive import backprop, element, matrix
 from symgrad.derive.matrix import derive_parameter
-from symgrad.derive.backprop import _upper as batch_name
 from symgrad.graph.files import load_network, parse_spec
 from symgrad.graph.activations import ACTIVATIONS
 from symgrad.graph.network import Graph, mlp
@@ -31,7 +29,7 @@ from symgrad.graph.embedding import vocabulary
 from symgrad.handouts.render import render
 from symgrad.printing.words import words
 from symgrad.printing.names import TeXName, text_escape, with_symbols
-from symgrad.graph.symbols import symbol_table
+from symgrad.graph.symbols import heads_of, symbols_of
 from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
@@ -57,16 +55,20 @@ BEAMER_BRIEF_PAST = 1
 def handout(net_or_spec, level: str = "matrix", verbosity: str | None = None, fmt: str = "article",
             exercises: bool = True, notation: str = "slides", title: str | None = None,
             hidden: str = "relu", output: str = "identity", loss: str = "mse",
-            history=None) -> str:
+            history=None, reveal: bool = True) -> str:
     """A complete handout for a network (or a spec like "2-2-1", built with ``mlp(sizes, hidden,
-    output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown")."""
+    output, loss)``) as LaTeX (``fmt`` "article" or "beamer") or Markdown ("markdown").
+    ``reveal``: slides uncover a derivation in a few clicks (False: none, one page per frame,
+    to print); an article or Markdown has none either way."""
+    check_options({"reveal": reveal})
     if isinstance(net_or_spec, Derivation) or (isinstance(net_or_spec, (list, tuple)) and
                                                net_or_spec and all(isinstance(d, Derivation)
                                                                    for d in net_or_spec)):
-        return render(derivations_doc(net_or_spec, notation, title), fmt)
+        return render(derivations_doc(net_or_spec, notation, title), fmt, reveal)
     net = as_network(net_or_spec, hidden, output, loss)
     return render(build(net, level, verbosity, exercises, notation, title, history,
-                        brief_past=BEAMER_BRIEF_PAST if fmt == "beamer" else BRIEF_PAST), fmt)
+                        brief_past=BEAMER_BRIEF_PAST if fmt == "beamer" else BRIEF_PAST), fmt,
+                  reveal)
 
 
 def derivations_doc(ds, notation="slides", title=None) -> Doc:
@@ -108,14 +110,14 @@ def as_network(net_or_spec, hidden="relu", output="identity", loss="mse") -> Gra
 
 # -- the content ----------------------------------------------------------------------------------
 # a handout's options
-OPTIONS = ("level", "verbosity", "exercises", "notation", "title", "history")
+OPTIONS = ("level", "verbosity", "exercises", "notation", "title", "history", "reveal")
 
 
 def check_options(options: dict) -> None:
     """Each of a handout's ``options`` (a subset of OPTIONS, by name) checked: one ValueError
-    naming the first that is unknown or of the wrong kind. ``exercises`` is True or False (a
-    truthy "no" printed the exercises); ``title`` text or None; ``notation`` a registered
-    preset."""
+    naming the first that is unknown or of the wrong kind. ``exercises`` and ``reveal`` are True
+    or False (a truthy "no" printed the exercises); ``title`` text or None; ``notation`` a
+    registered preset."""
     for key, value in options.items():
         if key not in OPTIONS:
             raise ValueError(f"unknown option {key!r} (known: {', '.join(OPTIONS)})")
@@ -124,8 +126,8 @@ def check_options(options: dict) -> None:
         if key == "verbosity" and not (value is None or isinstance(value, str)
                                        and value in VERBOSITY):
             raise ValueError(f"verbosity must be one of {', '.join(VERBOSITY)}, not {value!r}")
-        if key == "exercises" and not isinstance(value, bool):
-            raise ValueError(f"exercises must be True or False, not {value!r}")
+        if key in ("exercises", "reveal") and not isinstance(value, bool):
+            raise ValueError(f"{key} must be True or False, not {value!r}")
         if key == "history":  # the loss of each epoch (symgrad.handouts.diagram)
             diagram.check_history(value)
         if key == "title" and not (value is None or isinstance(value, str)):
@@ -153,7 +155,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
     if verbosity is None:
         verbosity = "brief" if layers > brief_past else "normal"
     alg = backprop.algorithm(net)
-    naming = "position" if _notation(notation).layer == "accent" else None  # ẇ_ij, not w7
+    naming = "position" if _notation(notation).units_by_position() else None  # ẇ_ij, not w7
     notation = _symbols(net, notation)
     scalar, left_out = _scalarize(net, naming) if level != "matrix" else (None, "")
     matrix = level != "element" or scalar is None
@@ -174,7 +176,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
         sections += [s for s in [assembled_section(P, net, scalar, verbosity == "brief")]
                      if s is not None]
     sections.append(backward_section(P, net, alg, grouped))
-    sections.append(algorithm_section(P, net, alg, verbosity))
+    sections.append(algorithm_section(P, net, alg, verbosity, ex_param))
     sections += diagram.history_section(history)  # a "Training" section after training
     ex = []
     if ex_param:
@@ -197,29 +199,15 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
 
 def _symbols(net, notation):
     """The notation writing the network's generated names by role (symgrad.graph.symbols): s⁽¹⁾
-    the scores of head 1 where the name s7 said node 7, never two values alike. The batch
-    program's names follow (the full handout's S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾, dW11 is d𝐖⁽²⁾)."""
-    table = symbol_table(net)
-    taken = set(table.values())
-    for name, (letter, sub, k) in list(table.items()):
-        batch = (_capital(letter), sub, k) if name in net.nodes else \
-            (r"\mathrm{d}" + letter if letter.startswith("\\") else "d" + letter, sub, k)
-        if batch not in taken:  # (the batch of e would be E, the embedding's table: kept a name)
-            table.setdefault(batch_name(name) if name in net.nodes else "d" + name, batch)
-    # attention's values at a position t, as its notes write them (q1_t: 𝐪ₜ⁽¹⁾, not q_t⁽¹⁾)
-    table.update(glossary.position_symbols(net, table))
-    names = [*net.nodes, *net.shapes, "y", *(net.target_of(o).name for o in net.outputs),
-             *(batch_name(n) for n in net.nodes), *("d" + p for p in net.shapes),
-             *glossary.matrix_names(net)]
-    return with_symbols(_notation(notation), table, names)
-
-
-def _capital(letter: str) -> str:
-    """A registered letter's capital, for the batch matrix of a node (z → Z, x̂ → X̂); the
-    letters are code (ops' registrations), never a user's text."""
-    m = re.fullmatch(r"(\\[a-z]+)\{([a-z])\}", letter)
-    return "%s{%s}" % (m.group(1), m.group(2).upper()) if m else \
-        letter.upper() if re.fullmatch(r"[a-z]", letter) else letter
+    the scores of head 1 where the name s7 said node 7, never two values alike; the batch
+    program's names follow (S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾), and a multi-task net's heads (ESL's β⁽ᵏ⁾
+    of head k: its registration)."""
+    table, names = symbols_of(net)
+    # attention's values at a position t, as its notes write them (q1_t: 𝐪ₜ⁽¹⁾, not q_t⁽¹⁾), and
+    # its stacked matrices (glossary: defined where first used); a copy (symbols_of is cached)
+    table = {**table, **glossary.position_symbols(net, table)}
+    names = (*names, *glossary.matrix_names(net))
+    return with_symbols(_notation(notation), table, names).with_heads(heads_of(net))
 
 
 def _unit_block(verbosity) -> str:
@@ -498,6 +486,15 @@ def _exercise_param(net):
 
 
 # -- sections -------------------------------------------------------------------------------------
+def _count(n: int) -> str:
+    """A count in a sentence, its digits grouped by threes with a thin space from five digits on
+    (235\\,146: MNIST's 235146 read as one run of digits), as math so that KaTeX and MathJax set
+    the same space; up to 9999 as they are (SI groups from five digits)."""
+    if n < 10_000:
+        return str(n)
+    return r"$%s$" % f"{n:,}".replace(",", r"\,")
+
+
 def _network_section(P, net, scalar, level, left_out="") -> Section:
     sec = Section("The network and its forward propagation")
     x, out = net.inputs[0], net.output_node
@@ -508,8 +505,14 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         outs = " and ".join(r"$%s \in \mathbb{R}^{%d}$" % (P.tex(net.sym(o)), net.nodes[o].dim)
                             for o in net.outputs)
         sec.text(r"The network maps an input $%s \in \mathbb{R}^{%d}$ to the outputs %s, each "
-                 r"with a loss of its own. Its parameters are %s: %d numbers in all."
-                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, total))
+                 r"with a loss of its own. Its parameters are %s: %s numbers in all."
+                 % (P.tex(net.sym(x)), net.nodes[x].dim, outs, params, _count(total)))
+        if getattr(P.notation, "head_of", ()):  # (ESL's β⁽ᵏ⁾: what the number above means)
+            sec.text("Each output is computed by a layer of its own, written with the output's "
+                     "number as a superscript: %s." % "; ".join(
+                "%s for $%s$" % (", ".join("$%s$" % P.tex(net.sym(n)) for r, n in h.items()
+                                           if r != "batch pre"), P.tex(net.sym(o)))
+                for o, h in zip(net.outputs, heads_of(net))))
     else:
         where, each = "", ""
         if net.tokens(x) is not None and net.nodes[x].positions is not None:
@@ -518,9 +521,9 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         if net.positions is not None:
             each = " at each of its %d positions" % net.positions
         sec.text(r"The network maps an input $%s \in %s$%s to an output $%s \in "
-                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %d numbers in all."
+                 r"\mathbb{R}^{%d}$%s. Its parameters are %s: %s numbers in all."
                  % (P.tex(net.sym(x)), value_space(net, x), where, P.tex(net.sym(out)),
-                    net.nodes[out].dim, each, params, total))
+                    net.nodes[out].dim, each, params, _count(total)))
     sec.text("Forward propagation computes each value from the ones before it, for one example "
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
@@ -542,7 +545,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                  r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "
                                              "write out one by one"))
     if scalar is not None:
-        sec.text("Unit by unit, with the weights numbered as in the notes:")
+        sec.text("Unit by unit, with the weights %s as in the notes:"
+                 % ("named by their place" if scalar.naming == "position" else "numbered"))
         shown = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
                  for p, M in scalar.params.items()]
         per = len(shown) if len(shown) <= 4 else 3  # (attention's eight in one row: 262pt over)

@@ -1089,9 +1089,9 @@ def history_block(history) -> dict:
     out += curve
     block = _scaled("\n".join(out), (W + 2.0, H + 1.2), None)
     block["markdown"] = ("*(The training loss per epoch is plotted in the PDF version; it went "
-                         "from %s to %s in %d epochs%s.)*"
+                         "from %s to %s in %d epochs.%s)*"
                          % (_num(h[0]), _num(h[-1]), n, "" if cut is None else
-                            "; " + losscurve.note(cut, _num)))
+                            " " + losscurve.sentence(cut, _num)))
     block["points"], block["log"], block["floor"] = len(pts), log, cut
     return block
 
@@ -1128,8 +1128,9 @@ def history_section(history):
              r"(before its steps) fell from %s to %s%s:"
              % (len(h), "s" if len(h) != 1 else "", _tex_num(h[0]), _tex_num(h[-1]),
                 "" if not block["log"] else ", drawn on a logarithmic scale" if cut is None else
-                ", drawn on a logarithmic scale down to %s (dashed), %s of the first epoch's "
-                "loss: the loss passed it at epoch %d, where the curve leaves the picture%s"
+                ", drawn on a logarithmic scale down to %s (dashed), which is %s times the "
+                "first epoch's loss. The loss crossed that line at epoch %d, where the curve leaves the "
+                "picture%s"
                 % (_tex_num(cut.threshold), _tex_num(losscurve.RELATIVE), cut.below_at,
                    "" if cut.flat_from is None else ", and from epoch %d on it stayed the same "
                    "floating-point number" % cut.flat_from)))

@@ -12,7 +12,7 @@ import re
 
 from symgrad.core.derivation import StepKind
 from symgrad.printing.latex import FIT_MACRO, NotesLatexPrinter, tex_width
-from symgrad.printing.layout import NOALIGN_ROWS
+from symgrad.printing.layout import NOALIGN_ROWS, PAUSE
 from symgrad.printing.width import break_terms
 from symgrad.printing.names import portable_math, text_escape
 
@@ -48,11 +48,13 @@ def _printer(doc, **settings) -> NotesLatexPrinter:
                               **settings})
 
 
-def render(doc, fmt: str = "article") -> str:
+def render(doc, fmt: str = "article", reveal: bool = True) -> str:
+    """``reveal``: beamer slides uncover their derivations click by click (:func:`_clicks`);
+    False, none: one page per frame, slides to print."""
     if fmt == "article":
         return _article(doc)
     if fmt == "beamer":
-        return _beamer(doc)
+        return _beamer(doc, reveal)
     if fmt in ("markdown", "md"):
         return _markdown(doc)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
@@ -266,20 +268,21 @@ FRAME_HEIGHT = 17.0  # in lines of \small text on a 16:9 frame
 DISPLAY_SKIP = 1.0   # the space above and below a display
 
 
-def _beamer(doc) -> str:
+def _beamer(doc, reveal: bool = True) -> str:
     out = [BEAMER_PREAMBLE, r"\title{%s}" % _title_tex(doc.title),
            r"\subtitle{%s}" % _subtitle_lines(doc)[0],
            r"\author{%s, typeset by symgrad}" % _subtitle_lines(doc)[1],
            r"\date{}", r"\begin{document}", r"\begin{frame}\titlepage\end{frame}", ""]
     for sec in doc.sections:
         out.append(r"\section{%s}" % sec.title)
-        out.extend(_frames(doc, sec.title, sec.blocks))
+        out.extend(_frames(doc, sec.title, sec.blocks, reveal))
     if doc.exercises:
         items = "\n".join(r"\item %s" % stmt for stmt, _ in doc.exercises)
         out.append(_frame("Exercises", r"\begin{enumerate}" + "\n" + items + "\n"
                           r"\end{enumerate}" + "\n" + r"\vfill{\small Solutions at the end.}"))
         for k, (stmt, blocks) in enumerate(doc.exercises, 1):
-            out.extend(_frames(doc, "Solution to exercise %d" % k, [("text", stmt), *blocks]))
+            out.extend(_frames(doc, "Solution to exercise %d" % k, [("text", stmt), *blocks],
+                               reveal))
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
 
@@ -290,12 +293,12 @@ def _frame(title, body) -> str:
     return "\\begin{frame}[shrink=1]{%s}\n\\small\n%s\n\\end{frame}\n" % (title, body)
 
 
-def _frames(doc, title, blocks) -> list[str]:
-    """Pack blocks into frames; a derivation gets frames of its own, its steps one per click.
-    The blocks are units (a paragraph, a display, a chain of steps: a page breaks only where a
-    step has its own left-hand side) of estimated heights, laid into the fewest frames, of
-    nearly equal height (:func:`_balanced`)."""
-    pr = dict(why_position="below", max_width=62, overlays=True, note_width=r"0.6\linewidth",
+def _frames(doc, title, blocks, reveal: bool = True) -> list[str]:
+    """Pack blocks into frames; a derivation gets frames of its own, its steps uncovered a few
+    at a time (:func:`_clicks`; none without ``reveal``). The blocks are units (a paragraph, a
+    display, a chain of steps: a page breaks only where a step has its own left-hand side) of
+    estimated heights, laid into the fewest frames, of nearly equal height (:func:`_balanced`)."""
+    pr = dict(why_position="below", max_width=62, overlays=reveal, note_width=r"0.6\linewidth",
               why_width=r"0.6\linewidth", fit=(r"0.28\linewidth", r"0.66\linewidth"),
               line_chars=BEAMER_LINE)
     # (piece or rows of a chain, height, the steps block it is of or None, may a frame start
@@ -326,7 +329,7 @@ def _frames(doc, title, blocks) -> list[str]:
     frames = []
     for k, (a, b) in enumerate(_balanced(units)):
         out, chain, block = [], [], None
-        for piece, _, n, _ in units[a:b]:
+        for piece, _, n, _ in _clicks(units[a:b]):
             if n is None or n != block:
                 if chain:
                     out.append(_display(chain))
@@ -334,13 +337,51 @@ def _frames(doc, title, blocks) -> list[str]:
             if n is None:
                 out.append(piece)
             else:
-                if not chain and not out:  # a frame's first click is its opening
-                    piece = [re.sub(r"^\\pause ", "", piece[0]), *piece[1:]]
                 chain += piece
         if chain:
             out.append(_display(chain))
         frames.append(_frame(title + (r" (cont.)" if k else ""), "\n".join(out)))
     return frames
+
+
+# The least a click may uncover, and the least a frame shows before its first, in estimated
+# lines (_row_height): a third of a frame, what TAIL calls near-empty. A \pause before every step
+# made pages that differ by one row of about 2.6 lines (XOR's shared backward pass: frames of 3
+# and 4 pages, each a g more); now a click shows a chain's result, or several steps at once.
+# Measured (pages of brief slides, before -> after): XOR --level both 30 -> 27, 2-2-1 22 -> 19,
+# 784-256-128-10 softmax/CE 32 -> 25 (a quarter of a frame kept 28, 20 and 28).
+REVEAL = FRAME_HEIGHT / 3
+
+
+def _clicks(units, least: float = REVEAL) -> list:
+    """A frame's units with the \\pause (the printer's, before each step of a derivation) kept
+    only where the rows since the last click and the rows after it each fill ``least`` lines:
+    the frame's first page shows that much, and no click adds less. A frame whose derivation
+    is short gets none; the last page of a frame is the same whichever are kept."""
+    heights, block = [], None  # per unit, each row's height (a piece: one row), as _balanced
+    for piece, h, n, _ in units:
+        skip = DISPLAY_SKIP if n is not None and n != block else 0.0
+        heights.append([skip + h] if n is None else
+                       [skip * (j == 0) + _row_height(r) for j, r in enumerate(piece)])
+        block = n
+    left = sum(map(sum, heights))  # the height from the last click on
+    out, shown = [], 0.0           # the height since the last click
+    for (piece, h, n, brk), hs in zip(units, heights):
+        if n is None:
+            out.append((piece, h, n, brk))
+            shown += hs[0]
+            continue
+        rows = []
+        for r, rh in zip(piece, hs):
+            if r.startswith(PAUSE):
+                if shown >= least and left - shown >= least:
+                    left, shown = left - shown, 0.0
+                else:
+                    r = r[len(PAUSE):]
+            rows.append(r)
+            shown += rh
+        out.append((rows, h, n, brk))
+    return out
 
 
 BEAMER_ALGORITHM_ROWS = 18  # the rows of \scriptsize an algorithm's frame holds at full size

@@ -16,7 +16,7 @@ z_mi, T_ki, δ_ki, s_mi; the feature notes' ẇ_ij (input i to unit j: symgrad's
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
@@ -37,12 +37,42 @@ class NamedNotation(Notation):
 
     names: tuple = ()
     scalars: tuple = ()  # whole scalar names: the cost f → R, ŷ → f
+    # a network of several outputs: how each head's layer is written, (role, (TeX base,
+    # subscript prefix)) for the roles of symgrad.graph.symbols.output_heads, the head's number
+    # above (ESL's β, β_0, T for every head: β⁽²⁾); ``head_of`` is one network's, (name, role,
+    # head number), set by :meth:`with_heads`
+    heads: tuple = ()
+    head_of: tuple = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        roles = dict(self.heads)
+        object.__setattr__(self, "_heads", {name: (*roles[role], k) for name, role, k
+                                            in self.head_of if role in roles})
+
+    def with_heads(self, heads) -> "NamedNotation":
+        """This notation writing the heads of one network (output_heads: [{role: name}], the
+        batch matrix of a head's pre-activation as role "batch pre"); unchanged for one head."""
+        if len(heads) < 2 or not self.heads:
+            return self
+        return replace(self, head_of=tuple((name, role, k) for k, head in enumerate(heads, 1)
+                                           for role, name in head.items()))
+
+    def _named(self, name: str):
+        """(base, subscript prefix, head number or None) of a name the notation names."""
+        if name in self._heads:
+            return self._heads[name]
+        hit = dict(self.names).get(name)
+        return (*hit, None) if hit else None
 
     def _vector(self, name: str, bold: bool):
-        hit = dict(self.names).get(name)
+        hit = self._named(name)
+        if hit is None and name[:1] == "d" and name in self._symbols():
+            hit = self._named(name[1:])  # a generated gradient's batch form: dα, dβ⁽²⁾ (was dW⁽¹⁾)
+            hit = hit and (r"\mathrm{d}" + hit[0], *hit[1:])
         if hit:
-            base, pre = hit
-            return TeXName(self._bold(base, bold), sub=pre)
+            base, pre, k = hit
+            return TeXName(self._bold(base, bold), sub=pre, sup="(%d)" % k if k else "")
         return super()._vector(name, bold)
 
     def scalar(self, name: str):
@@ -52,15 +82,15 @@ class NamedNotation(Notation):
         return super().scalar(name)
 
     def entry(self, name: str, index: str):
-        hit = dict(self.names).get(name)
+        hit = self._named(name)
         if hit:
-            base, pre = hit
-            return TeXName(base, sub=pre + text_escape(index))
+            base, pre, k = hit
+            return TeXName(base, sub=pre + text_escape(index), sup="(%d)" % k if k else "")
         return super().entry(name, index)
 
 
 ESL = register_notation(NamedNotation(
-    "esl", bold=False, bold_ones=True,
+    "esl", bold=False, bold_ones=True, by_position=True,  # α_ml unit by unit, as ESL, not w7
     names=(("W1", (r"\alpha", "")), ("b1", (r"\alpha", "0")), ("W2", (r"\beta", "")),
            ("b2", (r"\beta", "0")), ("h1", ("z", "")), ("z2", ("T", "")), ("yhat", ("f", "")),
            ("Yhat", ("F", "")), ("H1", ("Z", "")), ("Z2", ("T", "")),
@@ -68,6 +98,11 @@ ESL = register_notation(NamedNotation(
            # pre-activation: v (not z⁽¹⁾, which read as a second z beside z = relu(z⁽¹⁾))
            ("z1", ("v", "")), ("Z1", ("V", ""))),
     scalars=(("f", "R"), ("yhat", "f")),
+    # ESL's K outputs are f_k = g_k(T_k), T_k = β_0k + β_kᵀz: every head of a multi-task net is
+    # a β, β_0 and T of its own, numbered (issue 13: the second head printed W⁽³⁾, b⁽³⁾, z⁽³⁾,
+    # and z is ESL's hidden layer)
+    heads=(("weight", (r"\beta", "")), ("bias", (r"\beta", "0")), ("pre", ("T", "")),
+           ("batch pre", ("T", ""))),
     activations=(("sigmoid", r"\sigma"), ("sigmoid'", r"\sigma'"))), replace=True)
 
 

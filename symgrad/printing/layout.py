@@ -20,6 +20,7 @@ from dataclasses import replace
 import sympy as sp
 
 from symgrad.core.derivation import Derivation, Factors, Note, Remark, Step, StepKind
+from symgrad.printing.names import with_symbols
 from symgrad.printing.terms import call_of_sum, factor_count, positive_first, term, names_in, notes_order
 from symgrad.printing.width import break_terms, tex_width
 
@@ -28,6 +29,8 @@ from symgrad.printing.width import break_terms, tex_width
 # rows that are a \noalign (in an align*, after a \\): a justification below its step, a left-hand
 # side above it; they end no row and take no \pause
 NOALIGN_ROWS = (r"\sgnotebelow", r"\sglhs")
+# what starts a step's first row on slides (``overlays``): beamer uncovers the rest on a click
+PAUSE = "\\pause "
 
 # A justification longer than this (estimated characters) takes more than two lines of the article's
 # 0.3-line column (about 33 characters of \footnotesize a line): it goes on a row of its own below.
@@ -41,11 +44,19 @@ class DerivationLayout:
     """The layout half of the notes' printer (settings and _print come from the printer)."""
 
     def doprint_derivation(self, d: Derivation) -> str:
-        if self._settings["two_methods"]:
-            both = self.side_by_side(d)
-            if both:
-                return both
-        return self._aligned(d.steps, d.meta)
+        saved = self._nota
+        if d.meta.get("symbols") and not self._nota.symbols:  # (a handout's notation has them)
+            self._nota = with_symbols(self._nota, *d.meta["symbols"])
+        if d.meta.get("heads"):  # (a handout's notation has them already: with_heads is idempotent)
+            self._nota = self._nota.with_heads(d.meta["heads"])
+        try:
+            if self._settings["two_methods"]:
+                both = self.side_by_side(d)
+                if both:
+                    return both
+            return self._aligned(d.steps, d.meta)
+        finally:
+            self._nota = saved
 
     def _aligned(self, steps, meta=None) -> str:
         # (meta: the names an engine wrote only in its words, meta["names"], are names still)
@@ -119,7 +130,7 @@ class DerivationLayout:
         for i, lines in enumerate(out):
             if self._settings["overlays"] and i:  # (a row of its own, a \noalign, takes none)
                 k = next(j for j, ln in enumerate(lines) if not ln.startswith(NOALIGN_ROWS))
-                lines[k] = r"\pause " + lines[k]
+                lines[k] = PAUSE + lines[k]
         return out
 
     def _cap_chars(self, cap: str) -> float | None:

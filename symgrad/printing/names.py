@@ -240,6 +240,12 @@ class Notation:
     # the ones vector 𝟏 bold even where vectors are not (ESL's notes write it so; an upright 1
     # is the number: its ℓ₂ = Σ y ⊙ (1 log Σ exp z − z) read as a stray factor); None: as ``bold``
     bold_ones: bool | None = None
+    # a unit-by-unit handout's weights by their place (ẇ_ij, ESL's α_ml) rather than numbered in
+    # order as the XOR slides' w1 … w6; None: by place in the accent notes, numbered otherwise
+    by_position: bool | None = None
+
+    def units_by_position(self) -> bool:
+        return self.layer == "accent" if self.by_position is None else self.by_position
 
     # helpers
     def _letter(self, letter: str) -> str:
@@ -278,6 +284,11 @@ class Notation:
 
     def _symbols(self) -> dict:
         return self._by_name
+
+    def with_heads(self, heads) -> "Notation":
+        """This notation for a network whose output heads are ``heads`` (symgrad.graph.symbols.
+        output_heads); a notation that registers no names for heads writes them by name."""
+        return self
 
     def _layered(self, base: str, k: int) -> TeXName:
         if self.layer == "accent" and k in _ACCENTS:
@@ -524,6 +535,40 @@ def text_name(name: str, unicode: bool = True) -> str:
     if m:
         return _HATS.get(m.group(1), m.group(1)) + m.group(2).translate(SUBSCRIPT)
     return GREEK_TEXT.get(name, name)
+
+
+# A registered letter's TeX in text (symgrad.graph.ops' Symbol letters, code, never a user's text):
+# an accent as its combining mark (\hat{x} → x̂), a Greek letter by its glyph; ASCII by name.
+_TEXT_ACCENTS = {"hat": "\u0302", "tilde": "\u0303", "bar": "\u0304", "dot": "\u0307"}
+
+
+def _letter_text(tex: str, unicode: bool) -> str:
+    m = re.fullmatch(r"\\([a-z]+)\{(.+)\}", tex)
+    if m and m.group(1) in _TEXT_ACCENTS:  # x̂; ŷ precomposed, as text_name writes yhat
+        inner = _letter_text(m.group(2), unicode)
+        if not unicode:
+            return inner + m.group(1)
+        return unicodedata.normalize("NFC", inner + _TEXT_ACCENTS[m.group(1)])
+    if tex.startswith("\\mathrm{d}"):  # the batch program's d of a parameter: dγ
+        return "d" + _letter_text(tex[len("\\mathrm{d}"):], unicode)
+    if tex.startswith("\\"):
+        word = tex[1:]
+        return GREEK_TEXT.get(word, word) if unicode else word
+    return tex
+
+
+def text_symbols(table: dict, names=(), unicode: bool = True) -> dict:
+    """{name: its text} for the values of ``table`` (symgrad.graph.symbols) that keep their symbol
+    (:func:`with_symbols` decides, as it does for LaTeX): the handout's r⁽¹⁾, x̂⁽²⁾, W_q⁽¹⁾ in the
+    text format (ASCII: r^(1), xhat^(2), W_q^(1)), the number up as the LaTeX writes it."""
+    kept = with_symbols(Notation("text"), table, names).symbols
+    out = {}
+    for name, letter, sub, k in kept:
+        t = _letter_text(letter, unicode) + ("_" + sub if sub else "")
+        if k:
+            t += "⁽%s⁾" % str(k).translate(SUPERSCRIPT) if unicode else "^(%d)" % k
+        out[name] = t
+    return out
 
 
 # the engines' words in ASCII (TextPrinter's unicode=False): what the words' glyphs read as

@@ -139,6 +139,10 @@ def names_in(d: Derivation) -> tuple[tuple, tuple]:
     # a unit known only by its δ (δ_s6_2,1, whose unit feeds nothing else shown) is still a name
     scalars.update([x[2:] for x in scalars if x.startswith("δ_")])
     scalars.update(d.meta.get("names", ()))  # names an engine wrote only in its words
+    # a generated name the words name but no expression holds ("a sum passes g to z12", "the
+    # part of the stack head2 fills", G_a14 = G_head2 Vᵀ): still a value, written by its role
+    for name in d.meta.get("symbols", ({},))[0]:
+        vectors.update((name, "g_" + name, "G_" + name))
     return tuple(sorted(vectors)), tuple(sorted(scalars))
 
 

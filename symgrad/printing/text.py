@@ -14,6 +14,7 @@ core's one printing hook; ``symgrad.printing.latex`` builds the notes' printer o
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import sympy as sp
 from sympy.core.mul import _keep_coeff
@@ -24,7 +25,8 @@ from sympy.printing.str import StrPrinter
 from symgrad.core.derivation import Derivation, Note, StepKind, grouped
 from symgrad.core.parse import PRINT_DIGITS, digits_of
 from symgrad.core.primitives import SYMPIFY_LOCALS, sigmoid
-from symgrad.printing.names import SUPERSCRIPT, ascii_words, function_text, index_words, text_name
+from symgrad.printing.names import (SUPERSCRIPT, ascii_words, function_text, index_words,
+                                    text_name, text_symbols)
 from symgrad.printing.terms import BIAS, _is, _minus, names_in, negated, notes_order
 
 
@@ -221,7 +223,7 @@ class PlainPrinter(LinearPrecedence, BoundedNumbers, StrPrinter):
         lines, width = [], 0
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
                     for s in d.steps]
-        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
+        width = max((_columns(lhs) for lhs, _, _ in rendered if lhs), default=0)
         if d.title:
             lines.append(d.title)
         for lhs, rhs, s in rendered:
@@ -405,7 +407,7 @@ class TextPrinter(PlainPrinter):
     # notation: the index level's names (esl: ESL's α, β; else W⁽¹⁾, W⁽²⁾)
     _default_settings = {**StrPrinter._default_settings, "unicode": True, "notation": None}
     # nodes that print themselves (_sympystr, shared with JSON) but read differently in text
-    _TEXT_FIRST = ("Elementwise", "SoftmaxJacobian", "SoftmaxVJP")
+    _TEXT_FIRST = ("Elementwise", "SoftmaxJacobian", "SoftmaxVJP", "NormalizeVJP")
 
     def _print(self, expr, **kwargs):
         for cls in type(expr).__mro__:
@@ -439,15 +441,27 @@ class TextPrinter(PlainPrinter):
     def _print_Symbol(self, expr):
         if isinstance(expr, sp.Dummy):
             return super()._print_Symbol(expr)
-        return _name(expr.name, self._u)
+        return self._nm(expr.name)
 
     def _print_MatrixSymbol(self, m):
         entry = re.fullmatch(r"(.+)\[(\d+)\]", m.name)  # a vector's entry as a 1×1 block, 0-based
         if entry:
-            return f"{_name(entry.group(1), self._u)}[{int(entry.group(2)) + 1}]"
+            return f"{self._nm(entry.group(1))}[{int(entry.group(2)) + 1}]"
         if getattr(self, "_layered", False):
             return _layered(m.name, self._u)
-        return _name(m.name, self._u)
+        return self._nm(m.name)
+
+    def _nm(self, name: str) -> str:
+        """A name in text: by its role where the derivation's network generated it (s18 → r⁽¹⁾,
+        g_s18 → g_r⁽¹⁾, as the handout writes it: ``meta["symbols"]``), else :func:`_name`."""
+        roles = getattr(self, "_roles", None)
+        if roles:
+            if name in roles:
+                return roles[name]
+            m = re.fullmatch(r"([gG])_(.+)", name)
+            if m and m.group(2) in roles:
+                return f"{m.group(1)}_{roles[m.group(2)]}"
+        return _name(name, self._u)
 
     def _print_Pi(self, expr):
         return "π" if self._u else "pi"
@@ -619,6 +633,10 @@ class TextPrinter(PlainPrinter):
             return f"({y} ⊙ ({g} {m} ({y} ⊙ {g}){one}{one}ᵀ))"
         return f"(diag({y}) {m} {y} {y}ᵀ){g}"
 
+    def _print_NormalizeVJP(self, e):  # (I − 𝟏𝟏ᵀ/d − x̂x̂ᵀ/d)g/std(h); JSON keeps its string
+        shown = e.shown()
+        return PlainPrinter._print(self, e) if shown is None else self._print(shown)
+
     def _print_Transpose(self, e):
         inner = self._print(e.arg)
         atom = isinstance(e.arg, (sp.MatrixSymbol, sp.OneMatrix, sp.Identity))
@@ -680,12 +698,14 @@ class TextPrinter(PlainPrinter):
     def doprint_derivation(self, d: Derivation) -> str:
         # the element level's parameter matrices by layer, W⁽¹⁾ b⁽¹⁾, apart from its scalars w₁ b₁
         self._layered = bool(d.meta.get("layered"))
+        self._roles = text_symbols(*d.meta["symbols"], unicode=self._u) \
+            if d.meta.get("symbols") else None
         lines = []
         rendered = [(None if s.lhs is None else self.doprint(s.lhs), self.doprint(s.rhs), s)
                     for s in d.steps]
         # (an entry the maths print with its underscore, e_t, the words print so too)
         words = self._words(d, " ".join(f"{lhs} {rhs}" for lhs, rhs, _ in rendered))
-        width = max((len(lhs) for lhs, _, _ in rendered if lhs), default=0)
+        width = max((_columns(lhs) for lhs, _, _ in rendered if lhs), default=0)
         if d.title:  # the index level's ∂R/∂θ printed as its body prints θ (issue 13)
             t = d.meta.get("title_expr")
             lines.append(words(d.title) if t is None else
@@ -695,7 +715,8 @@ class TextPrinter(PlainPrinter):
                 line = f"{''.rjust(width)}   {words(rhs)}"
             else:
                 rel = "←" if s.rule is StepKind.UPDATE else "="  # (w ← w − ε ∂f/∂w)
-                line = f"{(lhs or '').rjust(width)} {rel} {rhs}"
+                lhs = lhs or ""
+                line = f"{' ' * (width - _columns(lhs))}{lhs} {rel} {rhs}"
             notes = [n for n in (s.shape_text(), words(s.why)) if n]
             if notes:
                 line += "    [" + "; ".join(notes) + "]"
@@ -708,6 +729,10 @@ class TextPrinter(PlainPrinter):
         expressions show them: "ŷ separates ℓ from w₁", "g ← W₂ᵀ g", "σ′(z₂)"."""
         vectors, scalars = names_in(d)
         if not self._u:  # ASCII throughout: the words' ŷ, −, ‖·‖² as the names print (yhat, -)
+            if getattr(self, "_roles", None):  # (and a generated name by its role: r^(1))
+                role = re.compile(r"(?<![A-Za-z0-9_'])((?:[gG]_)?(?:%s))(?![A-Za-z0-9'])" % "|".join(
+                    re.escape(v) for v in sorted(self._roles, key=len, reverse=True)))
+                return lambda text: ascii_words(role.sub(lambda m: self._nm(m.group(1)), text))
             if not getattr(self, "_layered", False):
                 return ascii_words
             layer = re.compile(r"(?<![A-Za-z0-9_'])(%s)(?![A-Za-z0-9_'])" % "|".join(
@@ -725,10 +750,10 @@ class TextPrinter(PlainPrinter):
             if word in vectors and getattr(self, "_layered", False):
                 return _layered(word)
             if word in known:
-                return _name(word)
+                return self._nm(word)
             base, under, rest = word.rpartition("_")  # yhat_i, z2_i, t_1_i: an entry by its index
             if under and base in known and not rest[:1].isdigit():
-                shown = _name(base)
+                shown = self._nm(base)
                 if shown[-1:] in _SUBSCRIPT_DIGITS and not rest.translate(_SUB_LETTERS).isascii():
                     return f"{shown},{rest.translate(_SUB_LETTERS)}"  # h₁,ᵢ as z₁,₂ (not h₁_i)
                 entry = _entry_word(shown, rest) if subscripts[0] else None  # ŷᵢ beside h₁,ᵢ
@@ -736,9 +761,13 @@ class TextPrinter(PlainPrinter):
             return "σ" if word == "sigmoid" and m.string[m.end():m.end() + 1] == "(" else word
 
         def words(text: str) -> str:
-            text, subscripts[0] = _entries(text, known, printed)
+            text, subscripts[0] = _entries(text, known, printed, self._nm)
+            if getattr(self, "_roles", None):  # v2_τ, entry τ of v2 (τ has no subscript): v⁽²⁾_τ;
+                # h2_1, position 1 of h2: h⁽¹⁾_1 (the name pass leaves a name with a digit index)
+                text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*)(?=_(?:[^\x00-\x7f]|\d))",
+                              lambda m: self._roles.get(m.group(1), m.group(1)), text)
             text = re.sub(r"∇_([A-Za-z][A-Za-z0-9]*)", lambda m: "∇_" + (
-                _name(m.group(1)) if m.group(1) in known else m.group(1)), text)
+                self._nm(m.group(1)) if m.group(1) in known else m.group(1)), text)
             text = re.sub(r"(?<![A-Za-z0-9_'])([A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)"
                           r"(?:('+)(?=\()|(?![A-Za-z0-9_']))", name, text)
             text = re.sub(r"(?<=[^\s\d'])'(?=\()", "′", text)  # σ'(z) → σ′(z)
@@ -748,13 +777,20 @@ class TextPrinter(PlainPrinter):
         return words
 
 
+def _columns(text: str) -> int:
+    """The columns ``text`` takes in a terminal: a combining accent takes none (x̂ is x and U+0302,
+    no precomposed letter; len() counted 2, and the = of g_x̂⁽²⁾ᵀ stood a column right of the
+    others)."""
+    return sum(not unicodedata.combining(c) for c in text)
+
+
 _SUBSCRIPT_DIGITS = set("₀₁₂₃₄₅₆₇₈₉")
 # a letter's entry in the engines' words: ŷ_k, y_k, ℓ_i, Σ_k, δ_ij; and, to leave the sentence as
 # written, one with an index Unicode has no subscript for (s_tτ, k_τ) or two of them (h_t,i)
 _WORD_ENTRY = re.compile(r"(?<![\w′'])([^\W\d_])_(\w+(?:,\w+)*)")
 
 
-def _entries(text: str, known, printed=frozenset()) -> tuple[str, bool]:
+def _entries(text: str, known, printed=frozenset(), name=_name) -> tuple[str, bool]:
     """The words' entries of single letters as the maths write entries, in Unicode subscripts
     (issue 13: "ŷ_i depends only on z₂,ᵢ", "−Σ_k y_k log ŷ_k" beside maths in ŷ₁, z₂,ᵢ). All of a
     sentence's or none (attention's "s_tτ = q_t · k_τ/√d_k" keeps its underscores: τ has no
@@ -763,11 +799,11 @@ def _entries(text: str, known, printed=frozenset()) -> tuple[str, bool]:
     entries of longer names (yhat_i, q_t) the words' name pass writes."""
     found = [m for m in _WORD_ENTRY.finditer(text) if m.group(1) not in "gG"
              and m.group(0) not in printed]  # (as the maths print it: e_t ⊗ I)
-    new = [_name(m.group(0)) if m.group(0) in known else _entry_word(m.group(1), m.group(2))
+    new = [name(m.group(0)) if m.group(0) in known else _entry_word(m.group(1), m.group(2))
            for m in found]
     ok = None not in new
     if not ok:
-        new = [_name(m.group(0)) if m.group(0) in known else None for m in found]
+        new = [name(m.group(0)) if m.group(0) in known else None for m in found]
     for m, entry in reversed(list(zip(found, new))):
         if entry is not None:
             text = text[:m.start()] + entry + text[m.end():]
@@ -862,9 +898,9 @@ def _symbolic(e) -> bool:
 
 def _joiner(left, ls: str, right, rs: str) -> str:
     """What goes between two printed factors: nothing where no name can run into the next (w₅x₁,
-    2x, σ(h)(1 − σ(h)), (A + Aᵀ)x), else a space (x₁ exp(u), a b)."""
-    if left.is_Number:
-        return "·" if rs[:1].isdigit() else ""
+    2x, σ(h)(1 − σ(h)), (A + Aᵀ)x), else a space (x₁ exp(u), a b, 2 sin(x))."""
+    if left.is_Number:  # 2x, 2σ(x); a word needs its space: 2sin(x) read as a name "2sin"
+        return "·" if rs[:1].isdigit() else " " if re.match(r"[A-Za-z]{2}", rs) else ""
     if ls.endswith("]"):  # an entry or a block: g_z₁[1] xᵀ
         return " "
     if rs.startswith("𝟏") and not ls[-1:].isdigit():  # Y𝟏, (xᵀx)𝟏: the bold one runs into no name

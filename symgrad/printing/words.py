@@ -22,7 +22,8 @@ _STOP = {"a", "A", "I", "is", "of", "in", "on", "to", "so", "by", "at", "be", "a
 # function names written as math: these, every registered primitive's (relu, sigmoid → σ, erf …)
 # and every registered activation's (swish), read when a sentence is printed
 _FUNCS = {"softmax": r"\operatorname{softmax}", "diag": r"\operatorname{diag}",
-          "vec": r"\operatorname{vec}", "id": r"\operatorname{id}"}
+          "vec": r"\operatorname{vec}", "id": r"\operatorname{id}",
+          "std": r"\operatorname{std}"}  # layer norm's std(h) (core.matexpr.Std)
 
 
 def _functions() -> dict:

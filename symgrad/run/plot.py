@@ -43,7 +43,7 @@ def check_plot_path(path: str, problem=None) -> None:
 
 def plot_history(path: str, history, title: str = "") -> str:
     """Draw history (the mean loss of each epoch) against the epoch and save it to ``path``; a
-    logarithmic loss axis when every loss is positive, stopping at 1e-12 of the first epoch's
+    logarithmic loss axis when every loss is positive, stopping at 1e-12 times the first epoch's
     loss (:mod:`symgrad.core.losscurve`: xor's falls from 0.52 to 3.1e-33, and 20 of the 33
     decades were a fit exact to a millionth, the last 250 epochs one float); the curve leaves
     the picture there, a dashed line marks the floor, and a note says where and to what."""
@@ -64,8 +64,8 @@ def history_figure(history, title: str = ""):
         if cut is not None:
             ax.set_ylim(bottom=cut.value, top=max(history) * 2)
             ax.axhline(cut.threshold, color="gray", linestyle="--", linewidth=0.8)
-            text = losscurve.note(cut)  # (right of the curve, above the floor: it falls fast)
-            ax.text(0.97, 0.5, "\n".join(_wrap(text[:1].upper() + text[1:] + ".")),
+            text = losscurve.sentence(cut)  # (right of the curve, above the floor: it falls fast)
+            ax.text(0.97, 0.5, "\n".join(_wrap(text)),
                     transform=ax.transAxes, ha="right", va="center", fontsize=8, parse_math=False,
                     bbox=dict(facecolor="white", edgecolor="none", alpha=0.8))
     ax.set_xlabel("epoch")

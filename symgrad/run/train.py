@@ -628,6 +628,13 @@ def load_params(path) -> dict:
 # (seeds s, s + 1, …), keeping the first that classifies all four points right.
 TRAIN_DEFAULTS = {"epochs": 10, "batch_size": 32, "starts": 1, "relu_bias": 0.0}
 DATA_DEFAULTS = {"xor": {"epochs": 1000, "lr": {"adam": 0.05}, "starts": 10, "relu_bias": 1.0}}
+# The output activation and loss a classification data set's network spec gets when the user
+# gives neither --output nor --loss (and the output has the units a softmax needs, ≥ 2). The
+# general identity + mse fits a regression: `symgrad train 64-32-10 --data digits` ended 71.3 %
+# right on the test set after 5 epochs, 88.2 % after 10, with no hint why; softmax + cross_entropy
+# 86.7 % and 91.6 %. xor keeps identity + mse: its 2-2-1 net has one output unit, and its recipe
+# above was measured with them (100 of 100 seeds).
+DATA_HEADS = {"digits": {"output": "softmax", "loss": "cross_entropy"}}
 
 
 def train_defaults(data: str, optimizer: str) -> dict:
