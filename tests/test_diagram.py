@@ -183,7 +183,10 @@ def test_markdown_draws_large_nets_as_boxes_with_shapes():
     # a DAG: a box names the boxes it reads other than the one above it
     net, opts = example("attention")
     [text] = fenced(handout(net, fmt="markdown", **opts))
-    assert "[11] scores  ← [5], [6]" in text and "[19] sum  ← [2]" in text
+    # (a head's W_q, W_k, W_v one box: [5] and [6], the heads' projections, each read by its
+    # head's scores and by its weighted sum beside the softmax's weights)
+    assert "[5] W_q⁽¹⁾, Wₖ⁽¹⁾, Wᵥ⁽¹⁾ 2×4" in text and "[8] scores  ← [6]" in text
+    assert "[11] weighted sum  ← [9], [5]" in text and "[15] sum  ← [2]" in text
     assert "[1] tok ∈ {0, … , 5}⁴ " in text and text.rstrip().endswith("ŷ ∈ ℝ⁴ˣ⁶")
     # a 64-layer net: its like layers one box, as its slide draws them
     [text] = fenced(handout(sg.mlp([20] + [16] * 63 + [3], hidden="relu"), fmt="markdown"))

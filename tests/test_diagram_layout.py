@@ -282,3 +282,25 @@ def test_main_label_places_clash_on_2_2_1(level):
     clashes += [(a[1], "crossing") for a in old for pt in crossing_points(main_edges)
                 if contains(a[0], pt)]
     assert [c for c in clashes if c[0].startswith("b_{2}")], clashes  # b₂ on a crossing
+
+
+def test_attention_heads_projections_one_box_each_side_by_side():
+    """Instructor's trial: a head's W_q, W_k, W_v (three projections of one input) were three
+    boxes in a column, read as a pipeline W_q → W_k → W_v. Now one box a head, both heads' boxes
+    on one line of the slide, fed from the same layer norm (an arrow from it into each)."""
+    import re
+    b = block(*example("attention")[:1], **example("attention")[1])
+    for fmt in ("article", "beamer"):
+        nodes = dict(re.findall(r"\(g(\d+)\) at \([^)]*\) \{(.*)\};", b[fmt]))
+        proj = {k: t for k, t in nodes.items() if r"\mathbf{W}_{q}" in t or
+                r"\mathbf{W}_{k}" in t or r"\mathbf{W}_{v}" in t}
+        assert len(proj) == 2, (fmt, proj)  # one a head
+        for head in ("1", "2"):
+            [box] = [t for t in proj.values() if r"\mathbf{W}_{q}^{(%s)}" % head in t]
+            assert all(r"\mathbf{W}_{%s}^{(%s)}" % (r, head) in box for r in "qkv"), box
+        lay = b["layout"][fmt]
+        a, c = (lay["boxes"][int(k)] for k in proj)
+        if fmt == "beamer":  # side by side: one line, apart
+            assert abs(a[1] - c[1]) < 0.01 and abs(a[3] - c[3]) < 0.01, (a, c)
+        sources = {s for s, k, _ in lay["edges"] if str(k) in proj}
+        assert len(sources) == 1, sources  # both fed from one node

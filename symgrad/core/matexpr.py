@@ -293,6 +293,11 @@ class Normalize(MatrixExpr):
         return r"\operatorname{normalize}\left(%s\right)" % p._print(self.args[0])
 
 
+# layer norm's standard deviation √(var h + ε) as LaTeX writes it; a handout defines it where
+# normalize is first used (symgrad.handouts.glossary)
+STD_TEX = r"\operatorname{std}"
+
+
 class Std(sp.Function):
     """std(h) = √(var h + ε), the standard deviation a layer norm divides by (its ε within), as a
     scalar of the derivation's node h. Written std, never σ: σ is the sigmoid in these notes (an
@@ -307,7 +312,7 @@ class Std(sp.Function):
         return f"std({p._print(self.args[0])})"
 
     def _latex(self, p, exp=None):
-        tex = r"\operatorname{std}(%s)" % p._print(self.args[0])
+        tex = r"%s(%s)" % (STD_TEX, p._print(self.args[0]))
         return tex if exp is None else r"%s^{%s}" % (tex, exp)
 
 
@@ -361,8 +366,8 @@ class NormalizeVJP(MatrixExpr):
             return p._print(e)
         xh, z, g = (p._print(a) for a in self.args[:3])
         xt = p._print(sp.Transpose(self.args[0]))  # x̂ᵀ as the printer writes a transpose
-        return (r"\frac{1}{\operatorname{std}(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "
-                r"\frac{%s %s}{d}\right) %s" % (z, xh, xt, g))
+        return (r"\frac{1}{%s(%s)}\left(I - \frac{\mathbf{1}\mathbf{1}^{\top}}{d} - "
+                r"\frac{%s %s}{d}\right) %s" % (STD_TEX, z, xh, xt, g))
 
 
 class SumAll(MatrixExpr):

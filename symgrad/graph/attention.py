@@ -112,9 +112,12 @@ def _attn_softmax_jacobian(net, node, wrt):
 
 
 def _attn_softmax_vjp(net, node, g):
-    return [(node.inputs[0], SoftmaxVJP(net.sym(node.name), g),
-             f"G_{node.inputs[0]} = A ⊙ (G_{node.name} − rowsum(G_{node.name} ⊙ A)): "
-             "each row's (diag(a) − a aᵀ) g, symmetric, applied without writing the matrix out")]
+    a = node.name  # row t by its name: "(diag(a) − a aᵀ)" set the article a as text beside the
+    # math a, in two fonts, in a handout
+    return [(node.inputs[0], SoftmaxVJP(net.sym(a), g),
+             f"G_{node.inputs[0]} = A ⊙ (G_{a} − rowsum(G_{a} ⊙ A)): row t is "
+             f"(diag({a}_t) − {a}_t {a}_tᵀ) g_t, symmetric, applied without writing the matrix "
+             "out")]
 
 
 def _attn_softmax_scalar(net, node, ins, params):

@@ -35,7 +35,7 @@ from symgrad.printing.latex import tex_width
 from symgrad.handouts.pdf import compile_pdf
 from symgrad.graph.files import run_network_file
 from symgrad.handouts.worksheet import read_problems
-from symgrad.handouts import diagram
+from symgrad.handouts import diagram, glossary
 
 LEVELS = ("matrix", "element", "both")
 VERBOSITY = ("brief", "normal", "full")
@@ -204,7 +204,12 @@ def _symbols(net, notation):
     the scores of head 1 where the name s7 said node 7, never two values alike; the batch
     program's names follow (S18 is 𝐑⁽¹⁾ as s18 is 𝐫⁽¹⁾), and a multi-task net's heads (ESL's β⁽ᵏ⁾
     of head k: its registration)."""
-    return with_symbols(_notation(notation), *symbols_of(net)).with_heads(heads_of(net))
+    table, names = symbols_of(net)
+    # attention's values at a position t, as its notes write them (q1_t: 𝐪ₜ⁽¹⁾, not q_t⁽¹⁾), and
+    # its stacked matrices (glossary: defined where first used); a copy (symbols_of is cached)
+    table = {**table, **glossary.position_symbols(net, table)}
+    names = (*names, *glossary.matrix_names(net))
+    return with_symbols(_notation(notation), table, names).with_heads(heads_of(net))
 
 
 def _unit_block(verbosity) -> str:
@@ -232,6 +237,9 @@ class _Printer:
         vectors, scalars = set(names_in(alg)[0]), set(names_in(alg)[1])
         vectors.update(net.nodes, net.shapes, ["y"], [net.target_of(o).name for o in net.outputs])
         vectors.update("G_" + n for n in net.nodes)  # (attention's words: G_K = G_Sᵀ Q/√d_k)
+        # its Q, K, V, A bold as G, and its values at position t (glossary: defined where used)
+        vectors.update(glossary.matrix_names(net))
+        vectors.update(n for n, *_ in _notation(notation).symbols if n.endswith("_t"))
         self._names = (vectors, scalars)
 
     def derive(self, p) -> Derivation:
@@ -541,6 +549,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                                                   node.dim)
             for n, node in net.nodes.items() if node.op != "input"]
     sec.math(rows)
+    for words in glossary.definitions(P, net):  # normalize, std, Q, K, V, A, e_t: defined here
+        sec.text(words)
     sec.blocks += [("picture", b) for b in [diagram.network_block(P, net, scalar)] if b]
     if scalar is None and level != "matrix":
         sec.text(r"(The unit-by-unit view is left out: %s; the matrix form below holds for "

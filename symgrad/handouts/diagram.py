@@ -63,6 +63,64 @@ def _groups(net) -> list[list[str]]:
     return groups
 
 
+def _descendants(net) -> dict:
+    """Each node's set of the nodes computed from it."""
+    cons, out = _consumers(net), {}
+    for name in reversed(list(net.nodes)):  # (topological order: consumers first, reversed)
+        out[name] = set(cons[name]).union(*(out[c] for c in cons[name]))
+    return out
+
+
+def _projections(net, groups) -> tuple[list, set]:
+    """Groups with the parallel projections of one input into one computation made one box:
+    dense layers alone in their group (no activation), of one input and one weight shape, whose
+    consumers read each other's results (a consumer reads two of them, or one beside a value
+    computed from another). Attention's W_q, W_k, W_v of a head (its scores read q and k, its
+    weighted sum v beside the weights from q and k) were three boxes in a column that read as
+    a pipeline W_q → W_k → W_v; another head's, read by other consumers, are a box of their
+    own. Returns the groups and the indices of the merged ones."""
+    cons, below = _consumers(net), None
+    by_key = {}
+    for k, g in enumerate(groups):
+        node = net.nodes[g[0]]
+        if len(g) == 1 and node.op == "dense" and len(node.inputs) == 1 and node.params and \
+                g[0] not in net.outputs:
+            by_key.setdefault((node.inputs[0], net.shapes[node.params[0]]), []).append(k)
+    parent = {}
+
+    def find(k):
+        while parent.get(k, k) != k:
+            k = parent[k]
+        return k
+    for ks in by_key.values():
+        if len(ks) < 2:
+            continue
+        below = below or _descendants(net)
+        name = {k: groups[k][0] for k in ks}
+        for a in ks:
+            for c in cons[name[a]]:
+                others = [i for i in net.nodes[c].inputs if i != name[a]]
+                for b in ks:
+                    if b != a and any(i == name[b] or i in below[name[b]] for i in others):
+                        parent[find(a)] = find(b)
+    if not parent:
+        return groups, set()
+    clusters = {}
+    for k in range(len(groups)):
+        clusters.setdefault(find(k), []).append(k)
+    out, merged, placed = [], set(), set()
+    for k in range(len(groups)):  # each cluster where its first member was (inputs before it)
+        root = find(k)
+        if root in placed:
+            continue
+        placed.add(root)
+        members = clusters[root]
+        if len(members) > 1:
+            merged.add(len(out))
+        out.append([m for j in members for m in groups[j]])
+    return out, merged
+
+
 def _depths(net, groups) -> dict:
     """Each group's column: one past the deepest group it reads (inputs are 0)."""
     owner = {m: k for k, g in enumerate(groups) for m in g}
@@ -307,8 +365,13 @@ def _op_words(node) -> str:
     return text_escape(OPS[node.op].box)
 
 
-def _box_label(P, net, g, run=1) -> str:
+def _box_label(P, net, g, run=1, parallel=False) -> str:
     first = net.nodes[g[0]]
+    if parallel:  # parallel projections of one shape: W_q⁽¹⁾, W_k⁽¹⁾, W_v⁽¹⁾ 2×4 (a box of two
+        # lines: with "each" it took three, and the heads side by side no longer fitted a frame)
+        r, c = net.shapes[first.params[0]]
+        return r"%s $%d{\times}%d$" % (", ".join(
+            "$%s$" % P.tex(net.sym(net.nodes[m].params[0])) for m in g), r, c)
     if first.op == "input":
         return r"$%s \in %s$" % (P.tex(net.sym(first.name)), value_space(net, first.name))
     parts = [] if first.op == "dense" else [r"\textsf{%s}" % _op_words(first)]
@@ -359,14 +422,17 @@ def _runs(net, groups) -> tuple[list, dict]:
 def _box_graph(P, net, collapse=False) -> dict:
     """The boxes' graph: groups (a run of like layers one when ``collapse``), the groups of each
     depth, labels, outputs and edges: what the TikZ picture and the Markdown's text both draw."""
-    groups, runs = _groups(net), {}
+    groups, parallel = _projections(net, _groups(net))
+    runs = {}
     if collapse:
+        together = [groups[k] for k in parallel]
         groups, runs = _runs(net, groups)
+        parallel = {k for k, g in enumerate(groups) if g in together}
     depth = _depths(net, groups)
     owner = {m: k for k, g in enumerate(groups) for m in g}
     rows = max(depth.values()) + 1
     per = [[k for k in depth if depth[k] == r] for r in range(rows)]
-    labels = {k: _box_label(P, net, groups[k], runs.get(k, 1)) for k in depth}
+    labels = {k: _box_label(P, net, groups[k], runs.get(k, 1), k in parallel) for k in depth}
     outs = {k: "$%s \\in \\mathbb{R}^{%s}$" % (P.tex(net.sym(m)), _shape(net.nodes[m]))
             for k, g in enumerate(groups) for m in g if m in net.outputs}
     edges = []
@@ -379,8 +445,10 @@ def _box_graph(P, net, collapse=False) -> dict:
 
 FIT = 0.95  # the least scale a picture is drawn at before it is laid out otherwise
 # a picture on a frame of its own: the frame's full height below its title (17 lines of
-# \small) and its text's full width (14 cm)
-BEAMER_FRAME = (13.8, 6.4)
+# \small, 6.5 cm with the picture's 1.5 lines of space round it) and its text's full width
+# (14 cm); at 6.4 cm the attention block's two heads side by side (6.84 cm, drawn at 95 %) lost
+# to one column that interleaved them (scores, scores, softmax, softmax, …)
+BEAMER_FRAME = (13.8, 6.5)
 
 
 def _boxes(P, net) -> dict:

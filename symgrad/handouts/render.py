@@ -385,29 +385,57 @@ def _clicks(units, least: float = REVEAL) -> list:
 
 
 BEAMER_ALGORITHM_ROWS = 18  # the rows of \scriptsize an algorithm's frame holds at full size
+# What a box of several really holds, in plain rows, a taller row counting more. Measured on the
+# attention slides (shrink=1's warnings): 18 plain rows with the box's rules and title were 105 %
+# of a frame (shrunk to 95 %); 17 rows, 15 of them updates (\tfrac{1}{n} \textstyle\sum_{i=1}^{n}),
+# 117 %; 18 rows, 5 of them a bracket with scripts ([v]_{1:T}^T) or a fraction (1/√2), 122 %;
+# the first box with the section's two-line opening sentence above it 128 %. So a frame holds 17,
+# the first box of several 14, an update row counts 1.25 and a tall row 1.6.
+FRAME_ROWS, OPENING_ROWS = 17, 3
+ROW_WEIGHTS = ((re.compile(r"\\right[\])][_^]|\\frac\{"), 1.6),
+               (re.compile(r"\\textstyle\\sum_"), 1.25))
+
+
+def _row_weight(tex: str) -> float:
+    return next((w for pattern, w in ROW_WEIGHTS if pattern.search(tex)), 1.0)
 
 
 def _algorithm_units(body) -> list:
     """A slide's algorithm as boxes of at most BEAMER_ALGORITHM_ROWS rows, each a frame's unit,
     numbered on from the box before: in one box the attention handout's 80 rows went on one
     frame that shrink=1 scaled until unreadable. The boxes are of nearly equal rows (no short
-    tail to merge back into a full frame), and a box ends on no heading."""
+    tail to merge back into a full frame), each of several within what a frame holds (FRAME_ROWS,
+    tall rows weighed: the attention slides' were shrunk to 78-82 %), and a box ends on no
+    heading."""
     title, lines = body[:2]
     # \scriptsize is 8 pt of the frame's 10, yet a line held only ~1.1 times the characters
     # (at 10/8 a transformer's line was shrunk to 90 %)
     chars = 0.98 * BEAMER_LINE * 1.1
     sizes = [1 if kind == "head" else len(break_terms(tex, 0.84 * chars)) for kind, tex in lines]
+    heights = [size * (1.0 if kind == "head" else _row_weight(tex))
+               for size, (kind, tex) in zip(sizes, lines)]
+
+    def fill(cap, several):
+        chunks, rows, height = [[]], 0, 0.0
+        for line, size, h in zip(lines, sizes, heights):
+            # (one box alone is as it was: 2-2-1's 17 rows share a frame with the sentence)
+            room = FRAME_ROWS - (OPENING_ROWS if len(chunks) == 1 else 0)
+            if chunks[-1] and (rows + size > cap or several and height + h > room):
+                # a heading moves on with the lines under it
+                moved = [chunks[-1].pop()] if chunks[-1][-1][0] == "head" else []
+                chunks.append(moved)
+                rows, height = len(moved), float(len(moved))
+            chunks[-1].append(line)
+            rows += size
+            height += h
+        return chunks
+
     n = -(-sum(sizes) // BEAMER_ALGORITHM_ROWS)
-    cap = -(-sum(sizes) // n) if n else 0
-    chunks, rows = [[]], 0
-    for line, size in zip(lines, sizes):
-        if chunks[-1] and rows + size > cap:
-            # a heading moves on with the lines under it
-            moved = [chunks[-1].pop()] if chunks[-1][-1][0] == "head" else []
-            chunks.append(moved)
-            rows = len(moved)
-        chunks[-1].append(line)
-        rows += size
+    while True:  # more boxes, evenly filled, until none is more than a frame holds
+        chunks = fill(-(-sum(sizes) // n) if n else 0, n > 1)
+        if len(chunks) <= n or n <= 1:
+            break
+        n += 1
     units, start = [], 0
     for j, chunk in enumerate(chunks):
         piece = _algorithm_box(title + (" (continued)" if j else ""), chunk, r"0.98\linewidth",
