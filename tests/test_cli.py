@@ -382,3 +382,12 @@ def test_ascii_power_rule_reads_as_a_power():
     assert "(z^p)' = p z^(p-1)" in r.output and "zp" not in r.output
     from symgrad.printing.names import ascii_words
     assert ascii_words("X⁻¹, Aᵏ, x², uᵖ⁻¹") == "X^-1, A^k, x^2, u^(p-1)"
+
+
+def test_digits_without_scikit_learn_names_the_extra(monkeypatch):
+    """Without scikit-learn the digits set's one line names the README's extra to install."""
+    for mod in ("sklearn", "sklearn.datasets", "sklearn.model_selection"):
+        monkeypatch.setitem(sys.modules, mod, None)  # (import of a None entry raises ImportError)
+    r = run("train", "2-2-10", "--data", "digits", "--epochs", "1")
+    assert r.exit_code == 2 and "pip install 'symgrad[examples]'" in r.output
+    assert len(r.output.strip().splitlines()) == 1

@@ -662,8 +662,8 @@ def load_data(name: str, loss: str = "mse", test_size: float = 0.25, seed: int =
             from sklearn.datasets import load_digits
             from sklearn.model_selection import train_test_split
         except ImportError:
-            raise ValueError("the digits data set needs scikit-learn: pip install scikit-learn") \
-                from None
+            raise ValueError("the digits data set needs scikit-learn: pip install "
+                             "'symgrad[examples]' (or pip install scikit-learn)") from None
         d = load_digits()
         X, Xt, y, yt = train_test_split(d.data / 16.0, d.target, test_size=test_size,
                                         random_state=seed, stratify=d.target)
