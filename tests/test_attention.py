@@ -223,7 +223,8 @@ def test_derivations_print_the_attention_steps():
     for piece in ("k[1:T]/√2", "diag(a", "v[1:T]ᵀ", "G_q = G_s", "causal mask m_t"):
         assert piece in text, piece
     bp = net.backprop().to_text()
-    for piece in ("G_k = G_s", "ᵀ Q/√2", "G_v = Aᵀ G_o", "G_a", "A ⊙ (G_a"):
+    for piece in ("G_k = G_s", "ᵀ Q/√2", "G_a", "A5 ⊙ (G_a5",
+                  "G_v = A5ᵀ G_o6: the value at position t collects a5_τt g_τ"):
         assert piece in bp, piece
     assert "e_τ qᵀ/√2" in net.derive("W2").to_text()  # the keys: across positions
     assert net.backprop().to_latex()

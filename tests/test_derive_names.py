@@ -105,7 +105,7 @@ def test_role_names_as_the_handout_and_in_the_words(attention):
     text = attention["text"]
     assert "[a sum passes g to z⁽³⁾ unchanged]" in text
     assert "the part of the stack o⁽²⁾ fills" in text and "entry τ is v⁽²⁾_τ · g_t" in text
-    assert "G_a⁽²⁾ = G_o⁽²⁾ Vᵀ" in text
+    assert "G_a⁽²⁾ = G_o⁽²⁾ V⁽²⁾ᵀ" in text
     assert "The gradient of the loss with respect to W_q⁽¹⁾, at one position" in text
     # the equals signs stand in one column: x̂ is two code points, one column
     rows = [ln for ln in text.split("\n\n")[0].splitlines()[2:] if " = " in ln]
@@ -153,3 +153,52 @@ def test_derive_latex_compiles(attention, tmp_path):
 def test_json_keeps_sympy_strings():
     out = derive("attention", "--format", "json")  # as the README says: exact names, SymPy's str
     assert '"lhs": "∂ℓ/∂vec[E1]"' in out and "xhat10" in out and "r⁽¹⁾" not in out
+
+
+# -- issue 13 (handouts handed out unedited): student-facing words, not code words ----------------
+CODE_WORDS = ("nodes)", "feeds 2 nodes", "torch", "reshape", "index-add", "one-hot product",
+              "sympy.diff")
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex"])
+def test_attention_words_are_the_notes_not_code(fmt, attention):
+    out = attention[fmt]
+    assert [w for w in CODE_WORDS if w in out] == []
+    assert "attention's scores, weights and outputs of each head" in out
+
+
+def test_a_fork_says_what_it_feeds(attention):
+    """e feeds the first layer norm and the residual sum: named as the handout writes them."""
+    assert "g_e ≐ ∇ ℓ at e, which feeds x̂⁽¹⁾ and r⁽¹⁾: the sum" in attention["text"]
+
+
+def test_esl_check_line_in_the_notes_words():
+    r = CliRunner().invoke(cli, ["derive", "2-2-1", "--level", "index", "--notation", "esl"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "sympy" not in r.output
+    assert "checked at every index of 2-2-1 and 3-2-2 against the derivative taken entry by " \
+        "entry" in r.output
+
+
+def test_attention_notes_use_the_formulas_letters(attention):
+    """The formula is the gradient at the value (key) of the current position t:
+    G_Oᵀ A e_t = Σ_τ a_τt g_τ (row t of G_V = Aᵀ G_O), so the note sums over τ for position t;
+    and a head's matrices carry its number (A⁽²⁾, not A)."""
+    lines = attention["text"].splitlines()
+
+    def note(lhs):
+        [line] = [ln for ln in lines if ln.strip().startswith(lhs)]
+        return line
+    for h in "⁽¹⁾", "⁽²⁾":
+        v = note(f"g_v{h}ᵀ = (g_o{h}[1:T]ᵀ a{h}[1:T] e_t)ᵀ")
+        assert f"G_v{h} = A{h}ᵀ G_o{h}: the value at position t collects a{h}_τt g_τ from " \
+            "every position τ]" in v
+        k = note(f"g_k{h}ᵀ = ((1/√2)·q{h}[1:T]ᵀ g_s{h}[1:T] e_t)ᵀ")
+        assert f"G_k{h} = G_s{h}ᵀ Q{h}/√2: the key at position t collects g_τt q{h}_τ/√2 from " \
+            "every position τ" in k
+        s = note(f"g_s{h}ᵀ")
+        assert f"G_s{h} = A{h} ⊙ (G_a{h} − rowsum(G_a{h} ⊙ A{h}))" in s
+        assert f"G_q{h} = G_s{h} K{h}/√2" in note(f"g_q{h}ᵀ")
+        assert f"G_a{h} = G_o{h} V{h}ᵀ" in note(f"g_a{h}ᵀ")
+

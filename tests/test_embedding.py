@@ -136,7 +136,7 @@ def test_the_derivation_shows_the_lookup_and_the_scatter_add():
     assert "e = Eᵀ onehot(tok)" in text
     assert "row tok of E is the only one that moves e" in text
     assert "∂e/∂vec[E] = onehot(tok)ᵀ ⊗ I" in text
-    assert "scatter-add of g into row tok of E" in text and "never a one-hot product" in text
+    assert "scatter-add of g into row tok of E" in text and "added into its token's row" in text
     assert "∇_E f = onehot(Tok)ᵀ G_e" in text
     assert "E₁ᵀ onehot(tok)" in net.backprop().to_text()
     assert r"\operatorname{onehot}" in net.derive("E1").to_latex()

@@ -214,7 +214,7 @@ def test_the_derivations_say_the_values_are_per_position_and_print_the_conventio
                  small.derive("w1", level="element").to_text()):
         assert "at one position t of a sequence of T = 6 (position-wise)" in text
         assert "a sequence value is T × d, row t the d features of position t" in text
-        assert "the same at every position t" in text and "(n, T, d)" in text
+        assert "the same at every position t" in text and "a batch is sequences × T × d" in text
     assert "the mean over the n rows, every position of every sequence (n = sequences × T" in \
         net.derive("W1").to_text()
     assert r"\text{one of the $T = 6$ positions" in sg.to_latex(net.derive("W1"))

@@ -98,7 +98,8 @@ def _across_words(net) -> str:
     att = sum(net.nodes[n].op in ACROSS for n in _across(net))
     conv = len(_across(net)) - att
     return " and ".join(
-        ([f"attention's scores, weights and outputs ({att} nodes)"] if att else []) +
+        # said by what they are, not counted as graph nodes ("(6 nodes)" read as code words)
+        (["attention's scores, weights and outputs of each head"] if att else []) +
         ([f"conv1d ({conv} node{'s' if conv > 1 else ''}: z_t reads h at t − p … t − p + k − 1)"]
          if conv else []))
 
@@ -110,8 +111,8 @@ def rows_are(net) -> str:
         return "the n examples"
     tokens = all(net.nodes[i].op == "input" and "tokens" in dict(net.nodes[i].attrs)
                  for i in net.inputs if i not in net.masks)  # (n, T) tokens: tok.reshape(-1)
-    read = ("the (n, T) tokens are read as tok.reshape(-1))" if tokens
-            else "X is the (n, T, d) batch read as x.reshape(-1, d))")
+    read = ("the sequences' tokens are read one after another, one row per position)" if tokens
+            else "X stacks the sequences' positions one after another, one row per position)")
     after = [o for o in net.outputs if net.per_example(o)] if net.outputs else []
     if after and len(after) == len(net.outputs):  # the loss reads values after a flatten
         return (f"the n/T sequences, one row each after the flatten (n counts every position "
@@ -160,8 +161,7 @@ def sequence_convention(net, d: Derivation, stated: str | None = None) -> None:
     d.add(sp.Symbol("t"), Note(
         f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "
         "position t, written here as a column like every vector of the notes (W is d_out × d_in, "
-        "z_t = W h_t + b, as torch.nn.Linear on the last axis); a batch is (n, T, d), as torch "
-        "lays it"),
+        "z_t = W h_t + b, the same W at every position); a batch is sequences × T × d"),
         "position-wise: every op acts on each position alone, so each value below is that of one "
         "position t, and the same at every position t" if not _across(net) else
         # the nodes counted, not listed: a list of six names (two heads) set as one formula ran

@@ -422,7 +422,8 @@ class _Record:
         else:
             self.total = self.per_example
         nets = " and ".join("-".join(map(str, c)) for c in check_sizes(self.layers))
-        self.d.add(None, Remark(f"checked at every index of {nets} against sympy.diff"),
+        self.d.add(None, Remark(f"checked at every index of {nets} against the derivative "
+                                "taken entry by entry"),
                    "each index instantiated, the sums written out", StepKind.AGREE)
 
     def define(self, lhs, rhs, why, kind):

@@ -139,8 +139,11 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None,
             row, row_why = g.T, f"g_{top[0]} ≐ ∇ ℓ at {top[0]}, derived for {known[top[0]]} above"
         elif top[0] in forks and top[0] != net.output_node:
             g = bw.g[top[0]][0]
+            # the values it feeds by name (printed as their symbols), not "feeds 2 nodes",
+            # a count of graph nodes a student cannot place
+            *rest, last = net.consumers(top[0])
             row, row_why = g.T, (f"g_{top[0]} ≐ ∇ ℓ at {top[0]}, which feeds "
-                                 f"{len(net.consumers(top[0]))} nodes: the sum of what each "
+                                 f"{', '.join(rest)} and {last}: the sum of what each "
                                  "passes back, derived below (the paths are too many to list)")
         else:
             row, row_why = loss_row(net, top[0])

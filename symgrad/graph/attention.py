@@ -30,6 +30,7 @@ import sympy as sp
 from symgrad.core.matexpr import SoftmaxVJP
 from symgrad.core.sequence import AcrossJacobian, SeqProduct
 from symgrad.graph.ops import OPS, Op, Symbol, register_op
+from symgrad.graph.symbols import batch_name
 
 WHOLE = "attention reads every position of its sequence"
 
@@ -81,11 +82,15 @@ def _scores_vjp(net, node, g):
     c, T = _scale(net, node), node.positions
     d = net.nodes[qn].dim
     return [(qn, SeqProduct(g, k, T, scale=c),
-             f"G_{qn} = G_{node.name} K/√{d}: g at {qn}_t is Kᵀ g_t/√{d}, the keys weighted by "
+             f"G_{qn} = G_{node.name} {batch_name(kn)}/√{d}: g at {qn}_t is "
+             f"{batch_name(kn)}ᵀ g_t/√{d}, the keys weighted by "
              f"position t's score gradients"),
             (kn, SeqProduct(g, q, T, tx=True, scale=c),
-             f"G_{kn} = G_{node.name}ᵀ Q/√{d}: key τ collects column τ of G_{node.name} "
-             "(every position's score gradient for it) times the queries")]
+             # the formula printed is g_k at the current position t, Qᵀ G_S e_t, so the note
+             # names that key t and sums over τ (it had key τ and t, the letters swapped)
+             f"G_{kn} = G_{node.name}ᵀ {batch_name(qn)}/√{d}: the key at position t collects "
+             f"g_τt {qn}_τ/√{d} from every position τ (column t of G_{node.name}: every position's "
+             "score gradient for key t, times the queries)")]
 
 
 def _scores_scalar(net, node, ins, params):
@@ -115,7 +120,8 @@ def _attn_softmax_vjp(net, node, g):
     a = node.name  # row t by its name: "(diag(a) − a aᵀ)" set the article a as text beside the
     # math a, in two fonts, in a handout
     return [(node.inputs[0], SoftmaxVJP(net.sym(a), g),
-             f"G_{node.inputs[0]} = A ⊙ (G_{a} − rowsum(G_{a} ⊙ A)): row t is "
+             f"G_{node.inputs[0]} = {batch_name(a)} ⊙ (G_{a} − rowsum(G_{a} ⊙ {batch_name(a)})): "
+             f"row t is "
              f"(diag({a}_t) − {a}_t {a}_tᵀ) g_t, symmetric, applied without writing the matrix "
              "out")]
 
@@ -162,9 +168,13 @@ def _attend_vjp(net, node, g):
     an, vn = node.inputs
     a, v, T = net.sym(an), net.sym(vn), node.positions
     return [(an, SeqProduct(g, v, T, ty=True),
-             f"G_{an} = G_{node.name} Vᵀ: g at {an}_t is V g_t, entry τ is {vn}_τ · g_t"),
+             f"G_{an} = G_{node.name} {batch_name(vn)}ᵀ: g at {an}_t is {batch_name(vn)} g_t, "
+             f"entry τ is {vn}_τ · g_t"),
+            # the formula printed is g_v at the current position t, G_Oᵀ A e_t = Σ_τ a_τt g_τ
+            # (row t of Aᵀ G_O), so the note uses those letters (it had value τ and a_tτ g_t)
             (vn, SeqProduct(a, g, T, tx=True),
-             f"G_{vn} = Aᵀ G_{node.name}: value τ collects a_tτ g_t from every position t")]
+             f"G_{vn} = {batch_name(an)}ᵀ G_{node.name}: the value at position t collects "
+             f"{an}_τt g_τ from every position τ")]
 
 
 def _attend_scalar(net, node, ins, params):

@@ -41,8 +41,9 @@ def _vjp(net, node, g):
     E, tok = node.params[0], node.inputs[0]
     return [(E, ScatterAdd(g, net.sym(tok), vocabulary(net, node)),
              f"∇_{E} ℓ = onehot({tok}) gᵀ: the scatter-add of g into row {tok} of {E}, the other "
-             f"rows 0 (block {tok} of gᵀ(onehot({tok})ᵀ ⊗ I) is gᵀ, unvectorized); computed as "
-             "an index-add, never a one-hot product; the tokens are data and get no gradient")]
+             f"rows 0 (block {tok} of gᵀ(onehot({tok})ᵀ ⊗ I) is gᵀ, unvectorized): each g is "
+             "added into its token's row, with no product to form; the tokens are data and get "
+             "no gradient")]
 
 
 def _scalar(net, node, ins, params):
