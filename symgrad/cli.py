@@ -36,7 +36,8 @@ def _engine() -> None:
     from symgrad.derive import calculus, mcalc
     from symgrad.derive.hessian import derive_hessian
     from symgrad.derive.assemble import names_parameter
-    from symgrad.derive.indexed import DEFAULT_COST, general, shape_of as index_shape
+    from symgrad.derive.indexed import (DEFAULT_COST, NotIndexable, general,
+                                        shape_of as index_shape)
     from symgrad.compile.mfunction import MatrixDerivation
     from symgrad.compile.source import python_function
     from symgrad.core.mlang import parse_sizes
@@ -663,7 +664,10 @@ def _derive_index(network, hidden, output_act, loss, wrt, of, cost, fmt, notatio
                            on_overrun=_hard_stop(network, timeout))
         net.check()
     preset = notation_preset(notation or "esl")
-    shape = index_shape(net)
+    try:
+        shape = index_shape(net)
+    except NotIndexable as e:  # the levels as this command line spells them, not level='matrix'
+        raise click.UsageError(f"{e.what} (use --level element or --level matrix)") from None
     if notation and preset.name == "esl" and shape.layers > 2:  # said, not silently switched
         click.echo(f"symgrad: warning: esl's α, β name one hidden layer's weights; this net has "
                    f"{shape.layers - 1}, written W⁽ˡ⁾, b⁽ˡ⁾, h⁽ˡ⁾ with ESL's R, δ, s and indices",

@@ -285,3 +285,19 @@ def test_a_loss_naming_an_unknown_variable_says_which():
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     line = r.output.strip()
     assert "\n" not in line and "w, z are not variables of a loss" in line, line
+
+
+def test_index_level_refuses_a_multi_task_net_in_the_command_lines_words():
+    # it said "(use level='element' or 'matrix')", Python on a command line, and described the
+    # two-headed net as the chain "input → dense → act → dense → dense → softmax" (issue 13)
+    path = str(ROOT / "examples" / "handouts" / "multitask.py")
+    for extra in ([], ["--notation", "esl"]):
+        r = CliRunner().invoke(cli, ["derive", path, "--level", "index", *extra])
+        assert r.exit_code == 2
+        assert "(use --level element or --level matrix)" in r.output
+        assert "level='" not in r.output and "dense → softmax" not in r.output
+        assert "2 terms, on its outputs reg and cls" in r.output
+        assert len(r.output.strip().splitlines()) == 1
+    r = CliRunner().invoke(cli, ["derive", "2-3-3", "--output", "softmax", "--loss", "mse",
+                                 "--level", "index"])
+    assert r.exit_code == 2 and "(use --level element or --level matrix)" in r.output

@@ -385,3 +385,18 @@ def test_handout_row_with_a_long_left_side_sets_it_above():
     assert r"0.75\linewidth" in rows[1]  # no note: the right side has both columns' width
     assert _fitted([r"x &= y"], r"0.25\linewidth", r"0.6\linewidth", ARTICLE_LINE) == [
         [r"\sgfit{0.25\linewidth}{x} &\sgfit{0.6\linewidth}{{}= y}"]]
+
+
+def test_multi_letter_upright_names_in_a_product_are_kept_apart():
+    # TeX drops the space between control sequences: \mathrm{cls} \mathrm{cls}^{\top} read
+    # "clscls⊤" and 2 \mathrm{cls}_{1} "2cls₁" in the multi-task handout (issue 13)
+    cls, W, h = (sp.MatrixSymbol(n, *s) for n, s in (("cls", (2, 1)), ("W", (2, 2)), ("h", (2, 1))))
+    c1, c2, y = sp.symbols("cls_1 cls_2 y")
+    assert latex(cls * cls.T) == r"\boldsymbol{\mathrm{cls}} \, \boldsymbol{\mathrm{cls}}^{\top}"
+    assert latex(2 * c1) == r"2 \, \mathrm{cls}_{1}"
+    assert latex(c1 * c2) == r"\mathrm{cls}_{1} \, \mathrm{cls}_{2}"
+    assert latex(y / (2 * c1)) == r"\frac{y}{2 \, \mathrm{cls}_{1}}"
+    # single letters are italic and read apart already: unchanged
+    assert latex(h * h.T) == r"\mathbf{h} \mathbf{h}^{\top}"
+    assert latex(2 * sp.Symbol("x")) == "2 x"
+

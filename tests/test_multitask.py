@@ -414,3 +414,22 @@ def test_each_target_is_written_one_way_at_every_level(multitask_tex, nota):
     heads = re.sub(r"(\\beta|T)(_\{\d*\})?\^\{\(2\)", "", tex)
     assert "^{(2)}" not in heads.replace(r"\mathbf{W}^{(2)}", "").replace(r"\mathbf{b}^{(2)}", "")
     assert not re.search(r"(?<![{\\a-z])y_\{\d\}", tex)
+
+
+def test_each_path_is_labelled_by_the_term_it_differentiates_then_summed():
+    # both paths' chains were written "∂ℓ/∂vec[W₁] = …" with different right-hand sides, so they
+    # read as equal (issue 13's trial): each is the gradient of the one term reading its head
+    path = str(ROOT / "examples" / "handouts" / "multitask.py")
+    out = CliRunner().invoke(cli, ["derive", path, "--wrt", "W1"], catch_exceptions=False).output
+    lines = [line.strip() for line in out.splitlines()]
+    assert any(line.startswith("∂ℓ₁/∂vec[W₁] = ∂ℓ₁/∂reg · ∂reg/∂h₁") for line in lines)
+    assert any(line.startswith("∂ℓ₂/∂vec[W₁] = ∂ℓ₂/∂cls · ∂cls/∂z₃") for line in lines)
+    assert "∂ℓ/∂vec[W₁] = ∂ℓ₁/∂vec[W₁] + 1/2 · ∂ℓ₂/∂vec[W₁]" in out
+    assert not any(line.startswith("∂ℓ/∂vec[W₁] = ∂ℓ/∂") for line in lines)
+    # the chains' left sides differ wherever their right sides do
+    d = mse_ce().derive("W1")
+    chains = [s for s in d.steps if s.rule == "chain_rule" and s.why.startswith("path")]
+    assert len(chains) == 2 and len({s.lhs for s in chains}) == 2
+    tex = CliRunner().invoke(cli, ["derive", path, "--wrt", "W1", "--notation", "esl",
+                                   "--format", "latex"], catch_exceptions=False).output
+    assert r"\frac{1}{2} \frac{\partial \ell_{2}}{\partial" in tex

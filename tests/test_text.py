@@ -438,3 +438,22 @@ def test_entrywise_reciprocal_reads_as_its_words():
     """The softmax step printed diag((ŷ)^⊙-1) beside its own words "−yᵀ diag(1/ŷ)"."""
     text = sg.mlp([2, 3], output="softmax", loss="cross_entropy").derive("W1").to_text()
     assert "= −yᵀ diag(1/ŷ)(diag(ŷ) − ŷ ŷᵀ)" in text and "^⊙-1" not in text
+
+
+def test_an_engine_formula_on_a_named_head_is_written_in_its_names():
+    # the multi-task classifier cls (target y_cls) printed ∂ℓ₂/∂cls = [−y/ŷ]ᵀ: ŷ and y undefined
+    # there (issue 13); a net's own ŷ and y keep the engine's text
+    from symgrad.graph.losses import Loss
+    cls, y_cls = sp.MatrixSymbol("cls", 2, 1), sp.MatrixSymbol("y_cls", 2, 1)
+    yhat, y = sp.MatrixSymbol("yhat", 2, 1), sp.MatrixSymbol("y", 2, 1)
+    P = TextPrinter({})
+    assert P.doprint(Loss("cross_entropy").row(cls, y_cls)[0]) == "[−y_cls/cls]ᵀ"
+    assert P.doprint(Loss("bce").row(cls, y_cls)[0]) == "[(cls − y_cls)/(cls (1 − cls))]ᵀ"
+    assert P.doprint(Loss("cross_entropy").row(yhat, y)[0]) == "[−y/ŷ]ᵀ"
+    assert P.doprint(Loss("bce").row(yhat, y)[0]) == "[(ŷ − y)/(ŷ(1 − ŷ))]ᵀ"
+    net = sg.Network()
+    h = net.act(net.dense(net.input("x", 2), 3), "relu")
+    net.add_loss(net.dense(h, 1, name="reg"), "mse")
+    net.add_loss(net.act(net.dense(h, 2), "softmax", name="cls"), "cross_entropy", weight=0.5)
+    out = net.derive("W1").to_text()
+    assert "[−y_cls/cls]ᵀ" in out and "ŷ]ᵀ" not in out

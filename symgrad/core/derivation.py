@@ -5,7 +5,7 @@ in symgrad.latex: ``to_latex``/``_repr_latex_`` delegate there), the simplifier 
 steps and the compiled kernel read the same records, so they cannot disagree.
 
 Steps hold SymPy objects. The display-only nodes below (``Partial``, ``Partial2``, ``Grad``,
-``Hess``, ``Descent``, ``Vec``, ``Compose``, ``Chain``, ``Note``) are SymPy ``Basic`` subclasses that print
+``Hess``, ``Descent``, ``Vec``, ``Compose``, ``Chain``, ``Terms``, ``Note``) are SymPy ``Basic`` subclasses that print
 themselves through SymPy's printers (``_sympystr``/``_latex``), so any printer subclass can restyle
 them with ``_print_Partial`` etc.
 """
@@ -156,6 +156,20 @@ class Chain(sp.Basic):
 
     def _latex(self, p):
         return " ".join(p._print(a) for a in self.args)
+
+
+class Terms(sp.Basic):
+    """A sum written term by term, never added: ∂ℓ/∂vec[W] = ∂ℓ₁/∂vec[W] + 1/2 · ∂ℓ₂/∂vec[W]
+    (``sp.Add`` refuses derivatives as terms)."""
+
+    def __new__(cls, *terms):
+        return sp.Basic.__new__(cls, *map(_basic, terms))
+
+    def _sympystr(self, p):
+        return " + ".join(p._print(a) for a in self.args)
+
+    def _latex(self, p):
+        return " + ".join(p._print(a) for a in self.args)
 
 
 class Factors(sp.Basic):

@@ -42,6 +42,16 @@ class IndexCheckError(AssertionError):
     """A general-index result that disagrees with sympy.diff of the written-out cost."""
 
 
+class NotIndexable(ValueError):
+    """A network the index level does not take: ``what`` says what it takes and what this one
+    is; the message adds the levels that do take it, as the Python API spells them (the CLI
+    spells them --level element or --level matrix)."""
+
+    def __init__(self, what: str):
+        super().__init__(f"{what} (use level='element' or 'matrix')")
+        self.what = what
+
+
 COSTS = ("sum", "mean")
 # index letters per notation: example, output, hidden, input (ESL: x_il, y_ik, α_ml, β_km)
 LETTERS = {"esl": ("i", "k", "m", "l"), "feature": ("n", "k", "j", "i"),
@@ -149,12 +159,18 @@ def shape_of(net: Graph) -> Shape:
     ops = [n.op for n in nodes]
     what = ("the index level derives networks x → dense → activation (→ dense → activation …) → "
             "dense (→ activation) with one loss, such as 2-2-1 or 2-3-3-1")
+    # several heads first: their nodes in order read as one chain (the multi-task net was
+    # "input → dense → act → dense → dense → softmax", its two heads run together, issue 13)
+    if len(net.losses) != 1 or net.losses[0].weight != 1:
+        heads = sorted(set(net.outputs), key=net.outputs.index)
+        raise NotIndexable(f"{what}; this one's loss is " + (
+            f"{len(net.losses)} terms, on its outputs {' and '.join(heads)}" if len(heads) > 1
+            else f"{len(net.losses)} terms on {heads[0]}" if len(net.losses) > 1
+            else f"weighted {net.losses[0].weight}"))
     body = ops[1:-1] if ops[-1:] == ["act"] else ops[1:]
     if ops[:1] != ["input"] or len(body) < 3 or body[-1] != "dense" or \
             body[:-1] != ["dense", "act"] * ((len(body) - 1) // 2) or len(body) % 2 != 1:
-        raise ValueError(f"{what}; this one is {' → '.join(ops)} (use level='element' or 'matrix')")
-    if len(net.losses) != 1 or net.losses[0].weight != 1:
-        raise ValueError(f"{what}; this one has {len(net.losses)} loss terms")
+        raise NotIndexable(f"{what}; this one is {' → '.join(ops)}")
     loss = net.losses[0].loss
     if loss.labels:
         raise ValueError("the index level needs a loss summed over the outputs one by one "

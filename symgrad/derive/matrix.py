@@ -12,7 +12,7 @@ import sympy as sp
 from symgrad.derive.backprop import (VJPS, algorithm, carried, gradients, local_jacobian,
                                      loss_steps, per_position, rows_are, sequence_convention,
                                      term_name)
-from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Vec
+from symgrad.core.derivation import Chain, Derivation, Grad, Partial, StepKind, Terms, Vec
 from symgrad.derive.cost import cost_name
 from symgrad.core.program import Kind
 from symgrad.graph.network import Graph
@@ -64,6 +64,19 @@ def _count_paths(net: Graph, start: str, goal, stop=()) -> int:
         if name == start:
             return count[name]
     return 0
+
+
+def _path_terms(net: Graph, paths) -> list[int] | None:
+    """For several losses whose paths each end at a different term's output: the term (1-based)
+    each path differentiates, the only one reading that output. None otherwise (one path, one
+    loss, or a chain stopped short of the outputs at a g derived before)."""
+    if len(paths) < 2 or not net.weighted:
+        return None
+    term = {t.output: k for k, t in enumerate(net.losses, 1)}
+    ends = [path[-1] for path in paths]
+    if len(set(ends)) < len(ends) or any(e not in term for e in ends):
+        return None
+    return [term[e] for e in ends]
 
 
 def _forks(net: Graph) -> set:
@@ -120,21 +133,31 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None,
         forks = _forks(net) - set(known) - set(net.outputs)
     paths = [path for u in users for path in _paths(net, u, goals, {*known, *forks})]
 
+    # several losses, each path ending at its own term's output: the chains differ, and "∂ℓ/∂vec[W]"
+    # on each read as if they were equal (issue 13, the multi-task trial): each is labelled by the
+    # term it differentiates, ∂ℓ_k/∂vec[W], and their weighted sum follows
+    terms = _path_terms(net, paths)
     for k, path in enumerate(paths):
         top = path[::-1]  # ŷ … z (or the nearest node whose g is known … z), outermost first
-        factors = [Partial(ell, net.sym(top[0]))]
+        of = sp.Symbol(term_name(net, terms[k])) if terms else ell
+        factors = [Partial(of, net.sym(top[0]))]
         factors += [Partial(net.sym(a), net.sym(b)) for a, b in zip(top, top[1:])]
         factors.append(Partial(net.sym(path[0]), wrt))
         dims = [net.nodes[n].dim for n in top]
         shapes = [(1, dims[0])] + list(zip(dims, dims[1:])) + [(dims[-1], _size(net, p))]
         between = ", ".join(top)
-        why = (f"{between} {'each separate' if len(top) > 1 else 'separates'} ℓ from {p}, "
+        why = (f"{between} {'each separate' if len(top) > 1 else 'separates'} {of} from {p}, "
                "so the chain rule applies")
         if len(paths) > 1:
             why = f"path {k + 1} of {len(paths)}: " + why
-        d.add(Partial(ell, wrt), Chain(*factors), why, StepKind.CHAIN_RULE, shapes=shapes)
+        if terms:
+            why += f" (of the terms of ℓ only {of} reads {top[0]})"
+        d.add(Partial(of, wrt), Chain(*factors), why, StepKind.CHAIN_RULE, shapes=shapes)
 
-        if top[0] in known:
+        if terms:
+            t = net.losses[terms[k] - 1]
+            row, row_why = t.loss.row(net.sym(top[0]), net.target_of(top[0]))
+        elif top[0] in known:
             g = bw.g[top[0]][0]
             row, row_why = g.T, f"g_{top[0]} ≐ ∇ ℓ at {top[0]}, derived for {known[top[0]]} above"
         elif top[0] in forks and top[0] != net.output_node:
@@ -155,8 +178,15 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None,
             d.add(Partial(net.sym(a), net.sym(b) if b is not None else wrt), J, jwhy,
                   StepKind.JACOBIAN, shapes=[shp])
             evaluated.append(J)
-        d.add(Partial(ell, wrt), Chain(*evaluated), "substitute each factor", StepKind.SUBSTITUTION,
+        d.add(Partial(of, wrt), Chain(*evaluated), "substitute each factor", StepKind.SUBSTITUTION,
               shapes=shapes)
+    if terms:
+        parts = [Partial(sp.Symbol(term_name(net, k)), wrt) for k in terms]
+        parts = [part if net.losses[k - 1].weight == 1 else Chain(net.losses[k - 1].weight, part)
+                 for k, part in zip(terms, parts)]
+        d.add(Partial(ell, wrt), Terms(*parts),
+              f"ℓ is the weighted sum of its terms, each reaching {p} by its own path",
+              StepKind.SUM)
 
     # a chain stopped at a fork reads its g, built from every g above it: those are derived too
     reached = {path[-1] for path in paths} & forks

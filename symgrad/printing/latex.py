@@ -172,9 +172,9 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         sign = ""
         if coeff.could_extract_minus_sign():
             sign, coeff = "-", -coeff
-        head = "" if coeff == 1 else self._paren(coeff, (sp.Add,)) + " "
+        head = [] if coeff == 1 else [self._paren(coeff, (sp.Add,))]
         kinds = (sp.MatAdd, sp.KroneckerProduct, sp.HadamardProduct)
-        return sign + head + " ".join(self._paren(m, kinds) for m in mats)
+        return juxtaposed(sign + " ".join(head + [self._paren(m, kinds) for m in mats]))
 
     def _print_HadamardProduct(self, expr):
         kinds = (sp.MatAdd, sp.MatMul, sp.HadamardProduct, sp.KroneckerProduct)
@@ -299,10 +299,10 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
             return ("- " if coeff < 0 else "") + r"\frac{%s}{%d}" % (num, coeff.q)
         factors = weights_first(expr)
         if factors is None:
-            return super()._print_Mul(expr)
+            return juxtaposed(super()._print_Mul(expr))
         sign, coeff, rest = factors
-        head = "" if coeff == 1 else self._print(coeff) + " "
-        return sign + head + " ".join(self._paren(f, (sp.Add,)) for f in rest)
+        head = [] if coeff == 1 else [self._print(coeff)]
+        return juxtaposed(sign + " ".join(head + [self._paren(f, (sp.Add,)) for f in rest]))
 
     def _print_Indexed(self, expr):  # one example's value: ℓ^{(i)}, as the notes write ŷ^{(i)}
         if len(expr.indices) != 1:
@@ -387,6 +387,19 @@ class NotesLatexPrinter(DerivationLayout, DerivationLatexPrinter):
         """Words with the names of the derivation being printed (else the settings') as math."""
         names = self._names or (self._settings["vectors"], self._settings["scalars"])
         return words(text, self._nota, *names)
+
+
+# an upright name of several letters (a user's cls, reg) after another or after a number, one
+# space apart: TeX drops the space between control sequences, so \mathrm{cls} \mathrm{cls}^{\top}
+# read "clscls⊤" and 2 \mathrm{cls}_{1} "2cls₁" (issue 13). Single letters are italic, never matched.
+_RUN_TOGETHER = re.compile(r"(\\mathrm\{[^{}]{2,}\}\}?(?:\^\{[^{}]*\}|_\{[^{}]*\})*|(?<![\w}.])[0-9.]+)"
+                           r" (?=(?:\\boldsymbol\{)?\\mathrm\{[^{}]{2,}\})")
+
+
+def juxtaposed(tex: str) -> str:
+    """A printed product with a thin space where its factors would run together: before an upright
+    name of several letters that follows another such name or a number."""
+    return _RUN_TOGETHER.sub(r"\1 \\, ", tex)
 
 
 def _inverse_root(expr) -> str | None:

@@ -516,7 +516,9 @@ class TextPrinter(PlainPrinter):
         text (bce's (ŷ − y)/(ŷ(1 − ŷ))) and reads better as written."""
         ops = [a.arg if isinstance(a, sp.Transpose) else a for a in e.operands]
         lam = e.lam
-        if not re.search(r"[*-]", e._label):  # the engines' own text, (ŷ − y)/(ŷ(1 − ŷ)): as written
+        # the engines' own text, (ŷ − y)/(ŷ(1 − ŷ)), as written where it is in the operands' own
+        # names; a head named cls with target y_cls printed the undefined [−y/ŷ]ᵀ (issue 13)
+        if not re.search(r"[*-]", e._label) and all(self._print(a) in e._label for a in ops):
             return PlainPrinter._print(self, e)
         if len(ops) != len(lam.variables) or not all(isinstance(a, sp.MatrixSymbol) for a in ops):
             return PlainPrinter._print(self, e)
