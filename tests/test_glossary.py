@@ -74,3 +74,14 @@ def test_an_mlp_handout_defines_none_of_it():
     tex = handout("2-2-1", fmt="beamer")
     assert r"\operatorname{normalize}" not in tex and r"\mathbf{Q}" not in tex
     assert "Attention reads every position" not in tex
+
+
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+def test_definitions_come_before_the_forward_pass_uses_them(texs, fmt):
+    """Instructor's trial: the forward pass (article p.1) used [k]_{1:T}, m_t and normalize,
+    defined only after its equations (p.2)."""
+    first = _first_section(texs[fmt])
+    for used, defined in ((r"\right]_{1:T}", r"$[\mathbf{k}]_{1:T}$ stacks"),
+                          (r"+ m_{t}", r"$m_{t}$ is the causal"),
+                          (r"\operatorname{normalize}\left(", r"$\operatorname{normalize}(")):
+        assert first.index(defined) < first.index(used), (used, defined)
