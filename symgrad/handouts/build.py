@@ -550,8 +550,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
             for n, node in net.nodes.items() if node.op != "input"]
     # normalize, std, [·]_{1:T}, Q, K, V, A, m_t, e_t: defined before the equations use them
     # (after them, the article's forward pass on p.1 used [k]_{1:T} and m_t defined on p.2)
-    for words in glossary.definitions(P, net):
-        sec.text(words)
+    if glossary.definitions(P, net):
+        sec.items(glossary.definitions(P, net))
     sec.math(rows)
     sec.blocks += [("picture", b) for b in [diagram.network_block(P, net, scalar)] if b]
     if scalar is None and level != "matrix":
