@@ -74,3 +74,31 @@ def test_an_mlp_handout_defines_none_of_it():
     tex = handout("2-2-1", fmt="beamer")
     assert r"\operatorname{normalize}" not in tex and r"\mathbf{Q}" not in tex
     assert "Attention reads every position" not in tex
+
+
+@pytest.mark.parametrize("fmt", ["article", "beamer"])
+def test_definitions_come_before_the_forward_pass_uses_them(texs, fmt):
+    """Instructor's trial: the forward pass (article p.1) used [k]_{1:T}, m_t and normalize,
+    defined only after its equations (p.2)."""
+    first = _first_section(texs[fmt])
+    for used, defined in ((r"\right]_{1:T}", r"$[\mathbf{k}]_{1:T}$ stacks"),
+                          (r"+ m_{t}", r"$m_{t}$ is the causal"),
+                          (r"\operatorname{normalize}\left(", r"$\operatorname{normalize}(")):
+        assert first.index(defined) < first.index(used), (used, defined)
+
+
+def test_on_slides_the_definitions_are_a_list(texs):
+    """Slide 5 was the glossary as one paragraph (9 dense lines): on slides each definition is
+    an item of a list, in the article a paragraph, in Markdown a bullet."""
+    first = _first_section(texs["beamer"])
+    lists = re.findall(r"\\begin\{itemize\}(.*?)\\end\{itemize\}", first, re.S)
+    assert len(lists) == 1, len(lists)
+    items = lists[0].split(r"\item ")[1:]
+    for defined in (r"$\operatorname{normalize}(", r"$[\mathbf{k}]_{1:T}$ stacks",
+                    r"$\mathbf{Q} = [\mathbf{q}]_{1:T}$", r"$m_{t}$ is the causal",
+                    r"$e_{t}$ is column $t$ of"):
+        assert sum(defined in it for it in items) == 1, defined
+    assert len(items) >= 6
+    assert r"\begin{itemize}" not in _first_section(texs["article"])
+    md = handout_file(ATTENTION, fmt="markdown")
+    assert re.search(r"^- \$m_\{t\}\$ is the causal", md, re.M), md[:300]

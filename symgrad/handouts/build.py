@@ -548,9 +548,11 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
     rows = [r"%s &= %s && \in \mathbb{R}^{%d}" % (P.tex(net.sym(n)), P.tex(net.definition(n)),
                                                   node.dim)
             for n, node in net.nodes.items() if node.op != "input"]
+    # normalize, std, [·]_{1:T}, Q, K, V, A, m_t, e_t: defined before the equations use them
+    # (after them, the article's forward pass on p.1 used [k]_{1:T} and m_t defined on p.2)
+    if glossary.definitions(P, net):
+        sec.items(glossary.definitions(P, net))
     sec.math(rows)
-    for words in glossary.definitions(P, net):  # normalize, std, Q, K, V, A, e_t: defined here
-        sec.text(words)
     sec.blocks += [("picture", b) for b in [diagram.network_block(P, net, scalar)] if b]
     if scalar is None and level != "matrix":
         sec.text(r"(The unit-by-unit view is left out: %s; the matrix form below holds for "

@@ -482,6 +482,7 @@ def _boxes(P, net) -> dict:
                     break
             if lay["scale"] >= FIT:
                 break
+        lay = _band_layout(*lay["args"], tidy=True)  # its arrows' tracks untangled
         body = _band_tikz(net, G["groups"], lay, G["labels"], G["outs"])
         pic = _scaled(body, lay["size"], tall=True, box=box)
         out[fmt] = pic[fmt]
@@ -491,7 +492,8 @@ def _boxes(P, net) -> dict:
             out["lines"] = pic["lines"]
         out["bands"][fmt] = lay["bands"]
         out["layout"][fmt] = {"boxes": lay["rects"], "edges": lay["paths"],
-                              "scale": _scale_of(pic[fmt]), "runs": G["runs"]}
+                              "scale": _scale_of(pic[fmt]), "runs": G["runs"],
+                              "args": lay["args"]}
     return out
 
 
@@ -535,7 +537,8 @@ def _label_lines(label: str, room: float) -> int:
     return lines
 
 
-def _band_layout(per, labels, outs, box, cap, bands, edges=(), wrap=WRAPS[0]) -> dict:
+def _band_layout(per, labels, outs, box, cap, bands, edges=(), wrap=WRAPS[0],
+                 tidy=False) -> dict:
     """Where each box goes with at most ``cap`` boxes on a line and the lines in ``bands``
     bands of even height (a partition of the lines in order that makes the tallest least), and
     each edge's path as a list of points."""
@@ -652,7 +655,9 @@ def _band_layout(per, labels, outs, box, cap, bands, edges=(), wrap=WRAPS[0]) ->
             xk = pos[k][0]
             start, end = (xs, rects[s][1]), (xk, rects[k][3])
             if legs is None:
-                paths.append((s, k, [start, end]))
+                lane = _lane(rects, s, k) if line_of[k] > line_of[s] + 1 else None
+                paths.append((s, k, [(lane, start[1]), (lane, end[1])] if lane is not None
+                              else [start, end]))
                 continue
             c = [at(kind, key, r) for kind, key in legs]
             # down into the gap below, along it, along the gutter, [over the top, down the
@@ -719,8 +724,29 @@ def _band_layout(per, labels, outs, box, cap, bands, edges=(), wrap=WRAPS[0]) ->
             track = colour(placed[3])
             placed = place(track)
             if valid(track, placed[3]):
-                return placed
-        return place(distinct)
+                return untangle(track, placed)
+        return untangle(distinct, place(distinct))
+
+    def untangle(track, placed):
+        """The tracks of each gap and gutter swapped pairwise while that crosses fewer arrows:
+        the colouring orders them by where they start, and the attention block's two heads'
+        arrows up one gutter to the next band crossed each other 20 times on its slide."""
+        if not tidy:  # (the layout drawn only: untangling every candidate took the LSTM's
+            return placed  # build from 2.5 s to 87 s)
+        best = crossings(placed[2])
+        for _ in range(3):
+            better = False
+            for chan in dict.fromkeys((kind, key) for kind, key, _ in track):
+                used = sorted({j for (kind, key, _), j in track.items() if (kind, key) == chan})
+                for a, b in itertools.combinations(used, 2):
+                    swap = {t: (b if j == a and t[:2] == chan else a if j == b and t[:2] == chan
+                                else j) for t, j in track.items()}
+                    trial = place(swap)
+                    if (n := crossings(trial[2])) < best:
+                        best, track, placed, better = n, swap, trial, True
+            if not better or not best:
+                break
+        return placed
 
     # an arrow past a line of its band straight where it passes between that line's boxes (the
     # LSTM's inputs into its second line of gates, set half a box over for it), else routed
@@ -737,8 +763,43 @@ def _band_layout(per, labels, outs, box, cap, bands, edges=(), wrap=WRAPS[0]) ->
         straight -= bad
     pos, rects, paths, _, (w, h) = placed
     return {"scale": min(1.0, bw / w, bh / h), "bands": len(parts), "cap": cap, "text": text,
+            "args": (per, labels, outs, box, cap, bands, edges, wrap),
             "routed": sum(legs is not None for _, _, legs in routes), "lines": len(lines),
             "pos": pos, "size": (w, h), "rects": rects, "paths": paths}
+
+
+LANE_SEP = 0.15  # cm: a lane's least distance from a box it runs past
+
+
+def _lane(rects, s, k):
+    """The x of a vertical arrow from box ``s`` down to box ``k`` past the boxes between them,
+    or None: the one nearest the middle of the boxes' common width clear of every box in
+    between by LANE_SEP. None when the straight arrow between their middles passes no box.
+    The attention block's W_v → weighted sum went round the band instead (the gap below, the
+    gutter, the gap above: across the other head's arrows, article p.2), where a vertical
+    beside its head's scores and softmax was free."""
+    (sx0, sy0, sx1, _), (kx0, _, kx1, ky1) = rects[s], rects[k]
+    own = (s, k, "o%d" % s)
+    between = [r for n, r in rects.items() if n not in own and r[1] < sy0 and r[3] > ky1]
+    start, end = ((sx0 + sx1) / 2, sy0), ((kx0 + kx1) / 2, ky1)
+    if not any(_crosses(start, end, r) for r in between):
+        return None
+    free = [(max(sx0, kx0) + LANE_SEP, min(sx1, kx1) - LANE_SEP)]
+    for r in between:  # the common width less each box's, LANE_SEP wider
+        free = [part for lo, hi in free
+                for part in ((lo, min(hi, r[0] - LANE_SEP)), (max(lo, r[2] + LANE_SEP), hi))
+                if part[0] <= part[1]]
+    if not free:
+        return None
+    mid = (max(sx0, kx0) + min(sx1, kx1)) / 2
+    return min((min(max(mid, lo), hi) for lo, hi in free), key=lambda x: abs(x - mid))
+
+
+def crossings(paths) -> int:
+    """How many times two arrows' paths cross (not at an end)."""
+    segs = [(r, p, q) for r, (_, _, pts) in enumerate(paths) for p, q in zip(pts, pts[1:])]
+    return sum(i != j and _meet(a, b, c, d) is not None
+               for (i, a, b), (j, c, d) in itertools.combinations(segs, 2))
 
 
 def _crosses(p, q, rect, eps=0.02) -> bool:

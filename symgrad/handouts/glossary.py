@@ -4,7 +4,8 @@ Where it sits: derive → print → **handout** (glossary). An instructor's tria
 handout found ``normalize`` an undefined word, layer norm's standard deviation written σ(r) (read
 as the sigmoid), and A, V, Q, K, e_t used without definition in mixed fonts (Q italic in one
 note, 𝐆 bold beside it, q_t italic where the equations have 𝐪⁽¹⁾). :func:`definitions` is the
-paragraph the forward pass's section gives them (after the equations that first use them);
+list the forward pass's section gives them (before the equations that first use them: after,
+the article's p.1 used [k]_{1:T} and m_t defined on p.2; on slides a bulleted list);
 :func:`matrix_names` and :func:`position_symbols` make the justifications write each the one way
 the paragraph does: the stacked matrices bold as every matrix is (𝐐, 𝐊, 𝐕, 𝐀 as 𝐆 and 𝐖), a
 value at position t bold with t below it (𝐪ₜ⁽¹⁾, 𝐠ₜ), an entry italic (a_tτ).
@@ -48,8 +49,9 @@ def position_symbols(net, table: dict) -> dict:
 
 
 def definitions(P, net) -> list[str]:
-    """The paragraphs (TeX) defining normalize and std where a layer norm is, and attention's
-    [·]_{1:T}, 𝐐, 𝐊, 𝐕, 𝐀, 𝐆, m_t and e_t where attention is; [] for a net with neither."""
+    """The definitions (TeX, one a paragraph or item) of normalize and std where a layer norm
+    is, and attention's [·]_{1:T}, 𝐐, 𝐊, 𝐕, 𝐀, 𝐆, m_t and e_t where attention is; [] for a net
+    with neither."""
     out = []
     norms = [n for n in net.nodes.values() if n.op == "normalize"]
     if norms:
@@ -66,21 +68,24 @@ def definitions(P, net) -> list[str]:
             r"sigmoid $\sigma$)."
             % (h, h, h, std, h, h, h, h, std, h, ", ".join(_tex_num(float(e)) for e in eps)))
     if _attention(net):
-        out.append(
-            r"Attention reads every position of a sequence. $[\mathbf{k}]_{1:T}$ stacks $\mathbf{k}$ "
-            r"at each of the $T$ positions as the rows of a $T \times d$ matrix (row $\tau$ is "
-            r"$\mathbf{k}_{\tau}^{\top}$). For one head: $\mathbf{Q} = [\mathbf{q}]_{1:T}$, "
+        # one definition a paragraph: as one paragraph it was slide 5's dense block of 9 lines
+        out += [
+            r"Attention reads every position of a sequence. $[\mathbf{k}]_{1:T}$ stacks "
+            r"$\mathbf{k}$ at each of the $T$ positions as the rows of a $T \times d$ matrix "
+            r"(row $\tau$ is $\mathbf{k}_{\tau}^{\top}$).",
+            r"For one head: $\mathbf{Q} = [\mathbf{q}]_{1:T}$, "
             r"$\mathbf{K} = [\mathbf{k}]_{1:T}$ and $\mathbf{V} = [\mathbf{v}]_{1:T}$ are its "
             r"queries, keys and values ($T \times d_k$; row $t$ of $\mathbf{Q}$ is "
-            r"$\mathbf{q}_{t}^{\top}$, the query of position $t$), and $\mathbf{A}$ is its "
-            r"$T \times T$ matrix of attention weights (row $t$ is $\mathbf{a}_{t}^{\top}$, "
-            r"the softmax of position $t$'s scores; entry $a_{t\tau}$ is the weight position "
-            r"$t$ gives key $\tau$). $\mathbf{G}_{\mathbf{x}}$ stacks the gradients "
-            r"$\mathbf{g}_{t}$ of a value $\mathbf{x}$ the same way. %s$e_{t}$ is column $t$ of "
-            r"the $T \times T$ identity $I$, a unit vector." % (
-                r"$m_{t}$ is the causal mask (0 for keys up to $t$, $-\infty$ after); "
-                if any(n.attr("causal") for n in net.nodes.values() if n.op == "scores")
-                else ""))
+            r"$\mathbf{q}_{t}^{\top}$, the query of position $t$).",
+            r"$\mathbf{A}$ is its $T \times T$ matrix of attention weights (row $t$ is "
+            r"$\mathbf{a}_{t}^{\top}$, the softmax of position $t$'s scores; entry $a_{t\tau}$ "
+            r"is the weight position $t$ gives key $\tau$).",
+            r"$\mathbf{G}_{\mathbf{x}}$ stacks the gradients $\mathbf{g}_{t}$ of a value "
+            r"$\mathbf{x}$ the same way.",
+            *([r"$m_{t}$ is the causal mask (0 for keys up to $t$, $-\infty$ after)."]
+              if any(n.attr("causal") for n in net.nodes.values() if n.op == "scores")
+              else []),
+            r"$e_{t}$ is column $t$ of the $T \times T$ identity $I$, a unit vector."]
     return out
 
 

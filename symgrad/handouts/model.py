@@ -15,7 +15,8 @@ from symgrad.printing.names import notation as _notation
 class Section:
     """A titled list of blocks: ("text", tex) ("math", [rows]) ("derivation", Derivation)
     ("whole", Derivation: on slides all at once, no click per step)
-    ("algorithm", [(kind, tex)]) ("boxed", tex)."""
+    ("algorithm", [(kind, tex)]) ("boxed", tex) ("list", [tex]: paragraphs in an article,
+    a bulleted list on slides and in Markdown)."""
 
     title: str
     blocks: list = field(default_factory=list)
@@ -25,6 +26,9 @@ class Section:
 
     def math(self, rows):
         self.blocks.append(("math", list(rows)))
+
+    def items(self, texs):
+        self.blocks.append(("list", list(texs)))
 
 
 @dataclass

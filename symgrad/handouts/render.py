@@ -129,6 +129,8 @@ def _article_blocks(doc, blocks, pr) -> list[str]:
     for kind, body, *breaks in _items(doc, blocks, pr, (r"0.25\linewidth", r"0.6\linewidth")):
         if kind == "text":
             out.append("\n" + body)
+        elif kind == "list":
+            out += ["\n" + t for t in body]
         elif kind == "steps":
             out.append(_align(body, breaks[0]))
         elif kind == "display":
@@ -317,6 +319,10 @@ def _frames(doc, title, blocks, reveal: bool = True) -> list[str]:
             continue
         if kind == "text":
             piece, h = body, max(1.0, tex_width(body) / 80) + 0.4
+        elif kind == "list":  # (a definition an item: as one paragraph, slide 5's 9 lines)
+            piece = "\\begin{itemize}\n%s\n\\end{itemize}" % "\n".join(
+                r"\item " + t for t in body)
+            h = sum(max(1.0, tex_width(t) / 74) + 0.3 for t in body) + 0.4
         elif kind == "display":
             piece = r"\[ \sgfit{\linewidth}{%s} \]" % body
             h = sum(_row_height(r) for r in body.split(r"\\")) + DISPLAY_SKIP
@@ -540,6 +546,8 @@ def _md_blocks(doc, blocks, pr) -> list[str]:
     for kind, body, *_ in _items(doc, blocks, pr):
         if kind == "text":
             out += [_md_text(body), ""]
+        elif kind == "list":
+            out += ["- " + _md_text(t) for t in body] + [""]
         elif kind == "steps":
             rows = [r for step in body for r in step]
             out += ["$$", "\\begin{aligned}", _md_math(" \\\\\n".join(rows)), "\\end{aligned}",
