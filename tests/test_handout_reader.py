@@ -45,7 +45,9 @@ def test_no_text_presumes_the_notes(level):
 
 def test_the_weights_are_numbered_in_the_text():
     tex = handout(sg.mlp([2, 2, 1]), level="both")
-    assert r"numbered $w_{1}$ \ldots{} $w_{6}$ in order" in tex
+    assert r"numbered $w_{1}, \ldots, w_{6}$ in order" in tex
+    md = handout(sg.mlp([2, 2, 1]), level="both", fmt="markdown")  # (math, not TeX in the text)
+    assert r"numbered $w_{1}, \ldots, w_{6}$ in order" in md
 
 
 def test_the_shared_g_is_said_once(attention):

@@ -578,7 +578,7 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
         ws = [w for p in net.parameters if net.is_weight(p) for w in scalar.params[p]]
         sec.text("Unit by unit, with the weights %s%s:" % (
             "named by their place in their matrix" if scalar.naming == "position" else
-            r"numbered $%s$ \ldots{} $%s$ in order" % (P.tex(ws[0]), P.tex(ws[-1])),
+            r"numbered $%s, \ldots, %s$ in order" % (P.tex(ws[0]), P.tex(ws[-1])),
             ", as in the picture" if any(k == "picture" for k, _ in sec.blocks) else ""))
         shown = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
                  for p, M in scalar.params.items()]
