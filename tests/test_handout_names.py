@@ -132,8 +132,9 @@ def test_the_transformer_slides_derive_the_shared_pass_once():
     assert frames + clicks <= 40, (frames, clicks)
     sections = re.findall(r"\\section\{The gradients? with respect to ([^\n]*)\}", tex)
     assert len(sections) == 13  # E; γ, β twice; W_q, W_k, W_v of 2 heads; 4 dense layers
-    for p in [r"\mathbf{W}_{q}^{(1)}", r"\mathbf{b}_{q}^{(1)}", r"\mathbf{W}^{(4)}",
-              r"\boldsymbol{\beta}^{(2)}"]:
+    # (b_q⁽¹⁾, the first dense bias, is the exercise: its box is left out of the body)
+    for p in [r"\mathbf{W}_{q}^{(1)}", r"\mathbf{b}_{k}^{(1)}", r"\mathbf{W}^{(4)}",
+              r"\boldsymbol{\beta}^{(2)}", r"\mathbf{E}"]:
         assert tex.count(r"\boxed{\nabla_{%s} \ell = " % p) == 1, p
     # each g once: the backward pass's g of the last dense layer's input, not repeated
     assert tex.count(r"\mathbf{g}_{\mathbf{r}^{(2)}}} &= ") <= 1

@@ -89,8 +89,8 @@ def assembled_section(P, net, scalar, brief: bool = False) -> Section | None:
         return None
     every = [w for p in net.parameters for w in scalar.params[p]]
     sec = Section("Every partial derivative, assembled into the gradients")
-    sec.text(r"The notes derive all %d partial derivatives the same way, unit by unit, then lay "
-             r"them out as the gradients: entry $(i, j)$ of $\nabla_{%s} \ell$ is the partial "
+    sec.text(r"All %d partial derivatives are derived below the same way, unit by unit, then "
+             r"laid out as the gradients: entry $(i, j)$ of $\nabla_{%s} \ell$ is the partial "
              r"derivative by entry $(i, j)$ of $%s$. Each entry below is derived unit by unit as "
              r"the one above was, and written in the values of the forward pass; the last line "
              r"of each block is the matrix level's result, equal entry by entry.%s" % (

@@ -64,7 +64,7 @@ def backward_section(P, net, alg, grouped: bool = False) -> Section:
     grads = Derivation("", [s for s in alg.steps if s.rule in _GRADIENTS])
     sec.blocks.append(("derivation", grads))
     rows, where = gradient_summary(net, alg, P.notation)
-    sec.text(r"Putting it together (the notes' ``where do these come from?''), with the "
+    sec.text(r"Putting it together (where each gradient comes from), with the "
              r"$%s$'s that no parameter reads substituted away:" % g_name(P.notation))
     sec.math(rows + ([r"\text{where } " + w for w in where]))
     return sec

@@ -191,7 +191,7 @@ def build(net: Graph, level="matrix", verbosity=None, exercises=True, notation="
         if target:
             d = _element(net, target, scalar)
             P.add(d)
-            ex.append((r"Find $%s$ as the notes do for $%s$: which units separate the output "
+            ex.append((r"Find $%s$ unit by unit, as done above for $%s$: which units separate the output "
                        r"from it, and %s"
                        % (P.tex(Partial(d.meta["of"], d.meta["weight"])),
                           P.tex(_first_weight(scalar)), _question(net, d)), [(unit, d)]))
@@ -241,6 +241,7 @@ class _Printer:
         vectors.update(glossary.matrix_names(net))
         vectors.update(n for n, *_ in _notation(notation).symbols if n.endswith("_t"))
         self._names = (vectors, scalars)
+        self.shared_said = False  # a group section has said where its g comes from
 
     def derive(self, p) -> Derivation:
         """net.derive(p), once per parameter (sections and the backward pass both read it),
@@ -402,7 +403,7 @@ def _gradient_exercise(P, net, p, full: Derivation, verbosity: str):
     asks for the minibatch form instead (the batch step, which the body leaves out below
     verbosity "full"; the full algorithm prints every batch form), by way of the chain the
     left-out section would have shown."""
-    what = "bias" if not net.is_weight(p) else "weights"
+    what = _role(net, p)
     sym = P.tex(net.sym(p))
     batch = next((s for s in full.steps if s.rule is StepKind.BATCH), None)
     if batch is None:  # no batch form to ask for: the one-example gradient, as before
@@ -490,11 +491,28 @@ def _element_exercise(net, scalar):
 
 
 def _exercise_param(net):
-    """∇ of the first bias (the last weight without biases): its section becomes an exercise."""
+    """∇ of the first bias of a layer with weights (else of the first parameter that is not a
+    weight, else the last weight): its section becomes an exercise. A layer's bias, not merely
+    the first non-weight: the attention handout asked for its embedding table E, calling it a
+    bias, and its solution used onehot(tok) and a reshape the handout never defined (issue 13)."""
     if len(net.parameters) < 2:
         return None
-    biases = [p for p in net.parameters if not net.is_weight(p)]
-    return biases[0] if biases else net.parameters[-1]
+    others = [p for p in net.parameters if not net.is_weight(p)]
+    biases = [p for p in others if _role(net, p) == "bias"]
+    return (biases or others or net.parameters[-1:])[0]
+
+
+def _role(net, p) -> str:
+    """What the parameter p is, in a reader's words: "weights" (a layer's W), "bias" (a
+    parameter after the weights of a layer with weights), else "parameter of the <op's
+    registered label>" (the embedding's table, a layer norm's γ and β)."""
+    if net.is_weight(p):
+        return "weights"
+    node = next(n for n in net.nodes.values() if p in n.params)
+    op = OPS.get(node.op)
+    if op is not None and op.weight and node.params.index(p) > 0:
+        return "bias"
+    return "%s parameter" % (op.label if op is not None and op.label else node.op)
 
 
 # -- sections -------------------------------------------------------------------------------------
@@ -540,8 +558,8 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
              "(vectors are columns):")
     if _notation(P.notation).row_weights:
         W = next(p for p in net.parameters if net.is_weight(p))
-        sec.text(r"As in the notes, $%s$ has one column per unit of the next layer ($%s$ joins "
-                 r"input $i$ to unit $j$) and the notes multiply row vectors from the right; in "
+        sec.text(r"In this notation $%s$ has one column per unit of the next layer ($%s$ joins "
+                 r"input $i$ to unit $j$) and row vectors are multiplied from the right; in "
                  r"column form that is the transpose $%s$ below." % (
                      P.tex(net.sym(W).T), _notation(P.notation).entry(W, "ij").tex(),
                      P.tex(net.sym(W))))
@@ -559,8 +577,11 @@ def _network_section(P, net, scalar, level, left_out="") -> Section:
                  r"any size.)" % text_escape(left_out or f"{total} numbers are too many to "
                                              "write out one by one"))
     if scalar is not None:
-        sec.text("Unit by unit, with the weights %s as in the notes:"
-                 % ("named by their place" if scalar.naming == "position" else "numbered"))
+        ws = [w for p in net.parameters if net.is_weight(p) for w in scalar.params[p]]
+        sec.text("Unit by unit, with the weights %s%s:" % (
+            "named by their place in their matrix" if scalar.naming == "position" else
+            r"numbered $%s, \ldots, %s$ in order" % (P.tex(ws[0]), P.tex(ws[-1])),
+            ", as in the picture" if any(k == "picture" for k, _ in sec.blocks) else ""))
         shown = [r"%s = %s" % (P.tex(net.sym(p)), P.tex(sp.ImmutableMatrix(M)))
                  for p, M in scalar.params.items()]
         per = len(shown) if len(shown) <= 4 else 3  # (attention's eight in one row: 262pt over)
@@ -711,6 +732,13 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         sec.blocks.append(("derivation", _filtered(d, verbosity)))
         result = next(s for s in reversed(d.steps)
                       if s.rule in (StepKind.UNVECTORIZE, StepKind.SIMPLIFY))
+        undefined = _g_undefined(net, d, _filtered(d, verbosity), result.rhs)
+        if undefined:
+            sec.text(r"where %s, the gradient of the loss reaching that value (the chain's first "
+                     r"factors multiplied out, computed once in the shared backward pass):"
+                     % ", ".join(r"$%s \doteq %s$" % (P.tex(g), P.tex(Grad(sp.Symbol("ℓ"),
+                                                                             net.sym(n))))
+                                 for n, g in undefined))
         sec.blocks.append(("boxed", r"%s = %s" % (P.tex(result.lhs), P.tex(result.rhs))))
     if scalar is not None and p in scalar.params:
         w = scalar.params[p][0]
@@ -719,6 +747,18 @@ def _parameter_section(P, net, p, scalar, matrix, verbosity, exercise) -> Sectio
         sec.text(r"Unit by unit, for the entry $%s$ of $%s$:" % (P.tex(w), P.tex(sym)))
         sec.blocks.append((_unit_block(verbosity), _filtered(d, verbosity)))
     return sec
+
+
+def _g_undefined(net, full: Derivation, shown: Derivation, result) -> list:
+    """[(node, g)] for each g the boxed result reads that the shown steps never define: the
+    brief slides keep the chain rule and the result, so the 2-2-1 slide 6 boxed ∇W = g xᵀ
+    with g first defined three slides later (issue 13)."""
+    bw = full.meta.get("backward") if full.meta else None
+    if bw is None or not hasattr(result, "has"):
+        return []
+    defined = {s.lhs for s in shown.steps if s.rule is StepKind.BACKWARD}
+    return [(n, g) for n, (g, *_) in bw.g.items()
+            if result.has(g) and g not in defined and g.T not in defined]
 
 
 def _param_groups(net) -> list:
@@ -749,9 +789,17 @@ def _group_section(P, net, params, verbosity, ex_param) -> Section:
     what = r"$\operatorname{vec}[%s]$" % P.tex(net.sym(first)) if net.is_weight(first) else \
         "$%s$" % P.tex(net.sym(first))
     others = [r"$%s$" % P.tex(net.sym(p)) for p in shown[1:]]
-    sec.text(r"The chain rule for %s, one Jacobian per value between the loss and it; the chain "
-             r"for %s is the same but for its last factor, and the $%s$ they share is the shared "
-             r"backward pass's, computed once:" % (what, " and ".join(others), g_name(P.notation)))
+    # the shared g said once, then referred to (issue 13: attention's sections 5-15 each
+    # repeated "the g they share is the shared backward pass's, computed once")
+    g = g_name(P.notation)
+    shared = (r"the $%s$ %s is the shared backward pass's, computed once"
+              % (g, "they share" if others else "it starts from")) if not P.shared_said \
+        else r"%s $%s$ as above" % ("their" if others else "its", g)
+    P.shared_said = True
+    same = (r"the chain for %s is the same but for its last factor, and " % " and ".join(others)
+            if others else "")
+    sec.text(r"The chain rule for %s, one Jacobian per value between the loss and it; %s%s:"
+             % (what, same, shared))
     chain = [st for st in d.steps if st.rule is StepKind.CHAIN_RULE]  # (the results boxed below)
     sec.blocks.append(("derivation", Derivation(d.title, chain, d.result, d.meta)))
     for p in shown:
