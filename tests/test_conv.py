@@ -204,7 +204,7 @@ def test_the_chain_prints_the_convolution_and_pool_jacobians():
     text = tiny_cnn().derive("W1").to_text()
     # (the generated z1, p3, f4 as the handout writes them: z⁽¹⁾, p, f; test_derive_names)
     assert "∂z⁽¹⁾/∂vec[W⁽¹⁾] = I ⊗ U(x)" in text and "∂p/∂h⁽¹⁾ = S(h⁽¹⁾)" in text
-    assert "∇_W⁽¹⁾ ℓ = mat(g_z⁽¹⁾) U(x)" in text and "torch's row-major order" in text
+    assert "∇_W⁽¹⁾ ℓ = mat(g_z⁽¹⁾) U(x)" in text and "channel by channel and row by row" in text
     assert "∂f/∂p = I" in text
     latex = sg.to_latex(tiny_cnn().derive("W1"))
     assert r"U\left(" in latex and r"\otimes" in latex

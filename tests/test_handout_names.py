@@ -129,7 +129,9 @@ def test_the_transformer_slides_derive_the_shared_pass_once():
     clicks. Pages are frames plus clicks (each \\pause adds a page)."""
     tex = handout(example("attention"), fmt="beamer")
     frames, clicks = tex.count(r"\begin{frame}"), tex.count(r"\pause")
-    assert frames + clicks <= 40, (frames, clicks)
+    # 42 measured: 31 at first, then the algorithm's frames split so none shrinks below 97 %, the
+    # definitions one item a line and E's section of its own (it is no longer the exercise)
+    assert frames + clicks <= 44, (frames, clicks)
     sections = re.findall(r"\\section\{The gradients? with respect to ([^\n]*)\}", tex)
     assert len(sections) == 13  # E; γ, β twice; W_q, W_k, W_v of 2 heads; 4 dense layers
     # (b_q⁽¹⁾, the first dense bias, is the exercise: its box is left out of the body)

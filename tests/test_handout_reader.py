@@ -60,3 +60,21 @@ def test_g_is_defined_before_the_first_box_on_the_slides():
     tex = handout(sg.mlp([2, 2, 1]), fmt="beamer")
     box = tex.index(r"\boxed{\nabla_{\mathbf{W}^{(1)}} \ell = \mathbf{g}_{\mathbf{z}^{(1)}}")
     assert r"\mathbf{g}_{\mathbf{z}^{(1)}} \doteq \nabla_{\mathbf{z}^{(1)}} \ell" in tex[:box]
+
+
+
+@pytest.mark.parametrize("example", ["attention.py", "cnn.py"])
+def test_derivation_words_presume_no_other_notes(example):
+    """The engines' words for the sequence and image conventions said 'like every vector of the
+    notes' and 'as in the notes' (and torch's layouts) in derive's text and the handouts."""
+    from symgrad.graph.files import run_network_file
+    net = run_network_file(str(Path(__file__).resolve().parents[1] / "examples" / "handouts"
+                                / example))[0]
+    text = "\n".join(d.to_text() for d in net.derive_all()[:1])
+    assert "the notes" not in text and "torch" not in text
+
+
+def test_kronecker_block_words_define_their_entry():
+    """'block i of the row is g_i xᵀ': g_i was nowhere defined (the 2-2-1 article's p.3)."""
+    text = sg.mlp([2, 2, 1]).derive("W1").to_text()
+    assert "block i of the row is entry i of g times xᵀ" in text and " g_i " not in text

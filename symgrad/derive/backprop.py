@@ -146,11 +146,10 @@ def sequence_convention(net, d: Derivation, stated: str | None = None) -> None:
             C, H, W = imgs[0].image
             d.add(sp.Symbol(imgs[0].name), Note(
                 f"an image: C × H × W = {C} × {H} × {W}, written as the column of its {C * H * W} "
-                "entries in torch's row-major order (entry c·H·W + i·W + j), so every value is "
-                "a column as in the notes; a batch is (n, C, H, W), as torch lays it, read as "
-                "(n, C·H·W)"),
+                "entries, channel by channel and row by row (entry c·H·W + i·W + j), so every "
+                "value is a column, as every vector here; a batch is n such images, one per row"),
                 "images are vectors here: a convolution is the dense layer W (O × C·kh·kw, "
-                "torch's (O, C, kh, kw) weight read row-major) applied to every patch of its "
+                "its weights read channel by channel, row by row) applied to every patch of its "
                 "input; mat(g) is a gradient as channels × positions, U(x) the patches (im2col), "
                 "one a row", StepKind.DEFINITION)
         return
@@ -160,7 +159,7 @@ def sequence_convention(net, d: Derivation, stated: str | None = None) -> None:
         return
     d.add(sp.Symbol("t"), Note(
         f"one of the T = {T} positions: a sequence value is T × d, row t the d features of "
-        "position t, written here as a column like every vector of the notes (W is d_out × d_in, "
+        "position t, written here as a column, as every vector is (W is d_out × d_in, "
         "z_t = W h_t + b, the same W at every position); a batch is sequences × T × d"),
         "position-wise: every op acts on each position alone, so each value below is that of one "
         "position t, and the same at every position t" if not _across(net) else

@@ -316,7 +316,7 @@ def _blocks(g, h, dim):
 
 
 def _blocks_why(g, h, dim):
-    return f"I ⊗ {h}ᵀ is block diagonal, so block i of the row is g_i {h}ᵀ" + _elided(dim)
+    return f"I ⊗ {h}ᵀ is block diagonal, so block i of the row is entry i of g times {h}ᵀ" + _elided(dim)
 
 
 def _elided(dim):

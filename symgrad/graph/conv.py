@@ -110,8 +110,8 @@ def _pool_jacobian(net, node, wrt):
 def _pool_vjp(net, node, g):
     x = node.inputs[0]
     return [(x, MaxPoolVJP(g, net.sym(x), geometry(node)),
-             f"g ← S({x})ᵀ g: each window's g goes to its maximum (the first, among ties, as "
-             "torch), the other entries get 0")]
+             f"g ← S({x})ᵀ g: each window's g goes to its maximum (the first, among ties), "
+             "the other entries get 0")]
 
 
 def _pool_scalar(net, node, ins, params):
@@ -145,7 +145,7 @@ def _flatten_define(net, node):
 
 def _flatten_jacobian(net, node, wrt):
     return (sp.Identity(node.dim),
-            f"{node.name} holds the {node.dim} entries of {wrt} in torch's row-major order, "
+            f"{node.name} holds the {node.dim} entries of {wrt} channel by channel and row by row, "
             "as the image already does: the identity")
 
 
