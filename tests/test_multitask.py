@@ -433,3 +433,15 @@ def test_each_path_is_labelled_by_the_term_it_differentiates_then_summed():
     tex = CliRunner().invoke(cli, ["derive", path, "--wrt", "W1", "--notation", "esl",
                                    "--format", "latex"], catch_exceptions=False).output
     assert r"\frac{1}{2} \frac{\partial \ell_{2}}{\partial" in tex
+
+
+def test_shared_backward_pass_claims_no_single_path_g_for_the_trunk():
+    """The shared backward pass braced the trunk's first path (∂ℓ/∂reg ∂reg/∂h …) as g_z⁽¹⁾ᵀ,
+    but g_z⁽¹⁾ sums what both heads pass back: a false equation in the handout."""
+    import runpy
+    net = runpy.run_path(str(ROOT / "examples" / "handouts" / "multitask.py"))["net"]
+    tex = sg.handout(net, verbosity="full")
+    sec = tex[tex.index("Every chain above begins"):tex.index("from the output down")]
+    assert r"\partial \operatorname{vec}[\mathbf{W}^{(1)}]}} &" not in sec
+    assert r"The loss reaches $\mathbf{W}^{(1)}$ along several paths" in sec
+    assert r"\partial \operatorname{vec}[\mathbf{W}^{(2)}]}} &" in sec  # (one path: braced)

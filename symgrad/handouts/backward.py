@@ -44,16 +44,24 @@ def backward_section(P, net, alg, grouped: bool = False) -> Section:
     sec.text(r"Every chain above begins with the same factors. Multiplied from the left, each "
              r"partial product is a row vector $%s^{\top}$ that is computed once and reused by "
              r"every parameter below it:" % g)
-    rows = []
+    rows, several = [], []
     for p in net.parameters:
         d = P.derive(p)
+        if len(d.meta["paths"]) > 1:  # (a multi-task trunk: g_z⁽¹⁾ sums what both heads pass
+            several.append(p)         # back, so one path's factors are not it)
+            continue
         chain = next(s for s in d.steps if s.rule is StepKind.CHAIN_RULE)
         factors = list(chain.rhs.args)
         user = d.meta["paths"][0][0]
         rows.append(r"%s &= \underbrace{%s}_{%s} %s" % (
             P.tex(chain.lhs), " ".join(P.tex(f) for f in factors[:-1]), P.tex(bw.g[user][0].T),
             P.tex(factors[-1])))
-    sec.math(rows)
+    if rows:
+        sec.math(rows)
+    if several:
+        sec.text(r"The loss reaches %s along several paths: each path's chain begins with its "
+                 r"own factors, and the $%s$ it reads is the sum of what every path passes back."
+                 % (", ".join("$%s$" % P.tex(net.sym(p)) for p in several), g))
     sec.text(r"The $%s$'s, from the output down: each is the one above it times one local "
              r"Jacobian, simplified (a diagonal Jacobian becomes $\odot$, a linear layer a "
              r"transpose):" % g)
