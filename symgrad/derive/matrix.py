@@ -200,8 +200,9 @@ def derive_parameter(net: Graph, p: str, known: dict | None = None,
     d.result = gradients(net)[p]
     if renames(net):  # generated names (s18, xhat10): every printer writes them by role, r⁽¹⁾,
         d.meta["symbols"] = symbols_of(net)  # x̂⁽²⁾, in the maths and the words, as handouts do
-    if heads_of(net):  # a multi-task net's heads: a notation that names them (ESL's β⁽ᵏ⁾) does
-        d.meta["heads"] = heads_of(net)
+    heads = heads_of(net)  # a multi-task net's heads: a notation that names them (ESL's β⁽ᵏ⁾) does
+    if heads:
+        d.meta["heads"] = heads
     d.meta.update(batch=batch_g, backward=bw, program=alg.meta["program"], paths=paths,
                   derived=derived,
                   where=(batch_g, [_batch_gs(net)[g] for g in bw.g if g in derived and
